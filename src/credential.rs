@@ -1,0 +1,400 @@
+//! The credential model: ids, kinds, zeroizing secrets and masked previews.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// Non-secret data that travels with a credential (expiry, scopes, labels...).
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// `namespace/name`: the namespace is the provider or account
+/// (`openai`, `account:acc_alpha`, `train:team-alpha`), the name the field
+/// (`api_key`, `oauth_access_token`, `client_key/0`). The namespace never
+/// contains `/`; the name may.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CredentialId {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl CredentialId {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for CredentialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl fmt::Debug for CredentialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CredentialId({self})")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid credential id {0:?}: expected NAMESPACE/NAME with both parts non-empty")]
+pub struct BadId(pub String);
+
+impl FromStr for CredentialId {
+    type Err = BadId;
+    fn from_str(s: &str) -> Result<Self, BadId> {
+        match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => Ok(Self::new(ns, name)),
+            _ => Err(BadId(s.to_string())),
+        }
+    }
+}
+
+impl Serialize for CredentialId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CredentialId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    ApiKey,
+    OauthAccess,
+    OauthRefresh,
+    ClientKey,
+    ClientKeyHash,
+    Password,
+    PasswordHash,
+    Other,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ApiKey => "api_key",
+            Kind::OauthAccess => "oauth_access",
+            Kind::OauthRefresh => "oauth_refresh",
+            Kind::ClientKey => "client_key",
+            Kind::ClientKeyHash => "client_key_hash",
+            Kind::Password => "password",
+            Kind::PasswordHash => "password_hash",
+            Kind::Other => "other",
+        }
+    }
+
+    /// A best guess from a field name, for formats that carry no type.
+    pub fn guess(field: &str) -> Kind {
+        let f = field.to_ascii_lowercase();
+        if f.contains("refresh") {
+            Kind::OauthRefresh
+        } else if f.contains("access_token") || f.contains("accesstoken") {
+            Kind::OauthAccess
+        } else if f.contains("hash") {
+            Kind::PasswordHash
+        } else if f.contains("client_key") {
+            Kind::ClientKey
+        } else if f.contains("password") || f.contains("passwd") {
+            Kind::Password
+        } else if f.contains("key") || f.contains("token") || f.contains("secret") {
+            Kind::ApiKey
+        } else {
+            Kind::Other
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown credential kind {s:?}"))
+    }
+}
+
+/// A secret value. Zeroized on drop; `Debug` and `Display` print `[redacted]`.
+/// The only way to the text is [`Secret::expose`], which makes every use
+/// greppable.
+#[derive(Clone, Default)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(Zeroizing::new(s.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.chars().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Constant-time equality (length may leak, content does not).
+    pub fn ct_eq(&self, other: &Secret) -> bool {
+        ct_eq_bytes(self.0.as_bytes(), other.0.as_bytes())
+    }
+
+    /// Masked preview per DESIGN.md.
+    pub fn preview(&self) -> String {
+        mask(self.expose())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret::new(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret::new(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Constant-time byte comparison.
+pub fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Public prefixes a preview may show (a vendor's marker, not key material).
+pub const KNOWN_PREFIXES: &[&str] = &["sk-ant-", "sk-", "gho_", "ghp_", "cnp_", "xoxb-"];
+
+/// Masked preview: 16+ chars show a known public prefix (7 chars at most)
+/// and the last 4 chars; anything shorter shows only its length.
+pub fn mask(secret: &str) -> String {
+    let n = secret.chars().count();
+    if n < 16 {
+        return format!("•••• ({n} chars)");
+    }
+    let prefix = KNOWN_PREFIXES
+        .iter()
+        .find(|p| secret.starts_with(**p))
+        .map(|p| &p[..p.len().min(7)])
+        .unwrap_or("");
+    let tail: String = secret.chars().skip(n - 4).collect();
+    format!("{prefix}…{tail} ({n} chars)")
+}
+
+/// One stored credential.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub id: CredentialId,
+    pub kind: Kind,
+    pub secret: Secret,
+    pub metadata: Metadata,
+}
+
+impl Credential {
+    pub fn new(id: CredentialId, kind: Kind, secret: impl Into<Secret>) -> Self {
+        Self {
+            id,
+            kind,
+            secret: secret.into(),
+            metadata: Metadata::new(),
+        }
+    }
+
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Why this credential cannot be migrated, if it cannot.
+    pub fn invalid_reason(&self) -> Option<&'static str> {
+        if self.secret.is_empty() {
+            Some("empty secret")
+        } else if self.secret.expose().trim().is_empty() {
+            Some("secret is only whitespace")
+        } else {
+            None
+        }
+    }
+
+    /// Expiry in epoch milliseconds from `expires_at` metadata, when known.
+    /// Accepts epoch ms/s numbers and RFC 3339 strings.
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        expires_at_ms(&self.metadata)
+    }
+
+    /// Same value and same metadata, compared in constant time for the value.
+    pub fn same_as(&self, other: &Credential) -> bool {
+        // Evaluate both so the timing does not depend on which differs.
+        let value = self.secret.ct_eq(&other.secret);
+        let meta = self.metadata == other.metadata;
+        value & meta & (self.kind == other.kind)
+    }
+}
+
+pub fn expires_at_ms(metadata: &Metadata) -> Option<i64> {
+    match metadata.get("expires_at")? {
+        serde_json::Value::Number(n) => {
+            let v = n.as_i64()?;
+            // Epoch seconds are below 1e11 until the year 5138.
+            Some(if v < 100_000_000_000 { v * 1000 } else { v })
+        }
+        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|d| d.timestamp_millis()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_parses_at_first_slash() {
+        let id: CredentialId = "train:team-alpha/client_key/0".parse().unwrap();
+        assert_eq!(id.namespace, "train:team-alpha");
+        assert_eq!(id.name, "client_key/0");
+        assert_eq!(id.to_string(), "train:team-alpha/client_key/0");
+        assert!("noslash".parse::<CredentialId>().is_err());
+        assert!("/name".parse::<CredentialId>().is_err());
+        assert!("ns/".parse::<CredentialId>().is_err());
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("sk-ant-supersecretvalue-1234");
+        assert_eq!(format!("{s}"), "[redacted]");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        let c = Credential::new(CredentialId::new("a", "b"), Kind::ApiKey, s);
+        assert!(!format!("{c:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn mask_short_secrets_show_length_only() {
+        assert_eq!(mask(""), "•••• (0 chars)");
+        assert_eq!(mask("abcd"), "•••• (4 chars)");
+        assert_eq!(mask("sk-12345678"), "•••• (11 chars)");
+        assert_eq!(mask("fifteen-chars-x"), "•••• (15 chars)");
+    }
+
+    #[test]
+    fn mask_long_secrets_show_prefix_and_tail() {
+        assert_eq!(mask("0123456789abcdef"), "…cdef (16 chars)");
+        assert_eq!(mask("sk-ant-api03-abcdefgh3f9a"), "sk-ant-…3f9a (25 chars)");
+        assert_eq!(mask("sk-proj-abcdefghijkl"), "sk-…ijkl (20 chars)");
+        assert_eq!(mask("gho_abcdefghijklmnop"), "gho_…mnop (20 chars)");
+        assert_eq!(mask("ghp_abcdefghijklmnop"), "ghp_…mnop (20 chars)");
+        assert_eq!(
+            mask("cnp_live_29GFfm7sFog16pAgTtpU4r16"),
+            "cnp_…4r16 (33 chars)"
+        );
+        assert_eq!(mask("xoxb-aKG2lvKyFwJdxte7Xa"), "xoxb-…e7Xa (23 chars)");
+        // Unicode counts characters, not bytes, and never splits one.
+        assert_eq!(mask("ключ-ключ-ключ-ключ"), "…ключ (19 chars)");
+    }
+
+    #[test]
+    fn mask_shows_no_run_of_the_secret_longer_than_the_prefix() {
+        let s = "sk-ant-api03-575yx8xm5MslfY5ubiheyEd7P4zDL_ak6J0kGODKdinZnLXicaBAg8WY";
+        let m = mask(s);
+        assert_eq!(m, "sk-ant-…g8WY (69 chars)");
+        for start in 0..s.len() - 8 {
+            assert!(
+                !m.contains(&s[start..start + 8]),
+                "{m} leaks {}",
+                &s[start..start + 8]
+            );
+        }
+    }
+
+    #[test]
+    fn kind_round_trips_as_snake_case() {
+        for k in [
+            Kind::ApiKey,
+            Kind::OauthAccess,
+            Kind::OauthRefresh,
+            Kind::ClientKey,
+            Kind::ClientKeyHash,
+            Kind::Password,
+            Kind::PasswordHash,
+            Kind::Other,
+        ] {
+            assert_eq!(k.as_str().parse::<Kind>().unwrap(), k);
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
+
+    #[test]
+    fn empty_and_blank_secrets_are_invalid() {
+        let id = CredentialId::new("a", "b");
+        assert!(
+            Credential::new(id.clone(), Kind::ApiKey, "")
+                .invalid_reason()
+                .is_some()
+        );
+        assert!(
+            Credential::new(id.clone(), Kind::ApiKey, "  \n")
+                .invalid_reason()
+                .is_some()
+        );
+        assert!(
+            Credential::new(id, Kind::ApiKey, "x")
+                .invalid_reason()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn expiry_accepts_ms_seconds_and_rfc3339() {
+        let mut m = Metadata::new();
+        m.insert("expires_at".into(), 1790003600000i64.into());
+        assert_eq!(expires_at_ms(&m), Some(1790003600000));
+        m.insert("expires_at".into(), 1790003600i64.into());
+        assert_eq!(expires_at_ms(&m), Some(1790003600000));
+        m.insert("expires_at".into(), "2026-09-21T12:00:00+00:00".into());
+        assert_eq!(expires_at_ms(&m), Some(1789992000000));
+    }
+
+    #[test]
+    fn same_as_compares_value_metadata_and_kind() {
+        let id = CredentialId::new("a", "b");
+        let a = Credential::new(id.clone(), Kind::ApiKey, "value-1");
+        let mut b = a.clone();
+        assert!(a.same_as(&b));
+        b.metadata.insert("x".into(), 1.into());
+        assert!(!a.same_as(&b));
+        let c = Credential::new(id, Kind::ApiKey, "value-2");
+        assert!(!a.same_as(&c));
+    }
+}

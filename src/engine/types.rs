@@ -1,0 +1,229 @@
+//! Data the engine hands to its callers (CLI, wizard). Serializable, no
+//! secrets: previews are masked, errors name ids and stores only.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::credential::{CredentialId, Kind};
+use crate::store::{Capability, LocationError, StoreSpec};
+
+/// `20261123T004512Z-3fa9c1`: sorts by start time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MigrationId(pub String);
+
+impl std::fmt::Display for MigrationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    #[default]
+    Skip,
+    Overwrite,
+}
+
+/// Result of probing one store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreReport {
+    pub spec: StoreSpec,
+    pub capability: Capability,
+}
+
+/// Inventory status of one source item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    Eligible,
+    Invalid,
+    Expired,
+}
+
+/// One source item as the inventory shows it (masked).
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryItem {
+    pub id: CredentialId,
+    pub kind: Kind,
+    pub preview: String,
+    pub metadata: crate::credential::Metadata,
+    pub status: ItemStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    pub store: StoreSpec,
+    pub items: Vec<InventoryItem>,
+    pub errors: Vec<LocationError>,
+}
+
+/// What the plan will do with one item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Action {
+    /// Not at the target yet.
+    Copy,
+    /// Target holds a different value; the policy says overwrite (backed up first).
+    Overwrite,
+    /// Identical value already at the target.
+    SkipIdentical,
+    /// Target holds a different value; the policy says skip.
+    Conflict,
+    /// Empty value, duplicate id, ...
+    Invalid { reason: String },
+    /// Longer than the target accepts.
+    TooLong { limit: usize, len: usize },
+}
+
+impl Action {
+    /// Whether executing this item writes to the target.
+    pub fn writes(&self) -> bool {
+        matches!(self, Action::Copy | Action::Overwrite)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanItem {
+    pub id: CredentialId,
+    pub kind: Kind,
+    pub preview: String,
+    #[serde(flatten)]
+    pub action: Action,
+    /// Non-blocking notes, e.g. "OAuth token expired at ...".
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCounts {
+    pub total: usize,
+    pub copy: usize,
+    pub overwrite: usize,
+    pub skip_identical: usize,
+    pub conflict: usize,
+    pub invalid: usize,
+    pub too_long: usize,
+    pub expired_warnings: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub from: StoreSpec,
+    pub to: StoreSpec,
+    pub on_conflict: ConflictPolicy,
+    pub items: Vec<PlanItem>,
+    pub counts: PlanCounts,
+    #[serde(with = "duration_ms", rename = "estimated_ms")]
+    pub estimated: Duration,
+    pub source_errors: Vec<LocationError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub id: CredentialId,
+    pub error: String,
+}
+
+/// The migrate / resume / rollback report (CLI JSON contract: extend, never rename).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub migration_id: MigrationId,
+    pub from: String,
+    pub to: String,
+    pub total: usize,
+    pub copied: usize,
+    pub skipped: usize,
+    pub conflicts: usize,
+    pub invalid: usize,
+    pub failed: usize,
+    pub rolled_back: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_reason: Option<String>,
+    pub failures: Vec<Failure>,
+    #[serde(default)]
+    pub backup: Option<PathBuf>,
+    #[serde(default)]
+    pub verified: usize,
+    /// Cleanup: deleted from the source after verifying.
+    #[serde(default)]
+    pub source_deleted: usize,
+    /// Cleanup: "migrated, source still present".
+    #[serde(default)]
+    pub source_delete_failed: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationStatus {
+    Completed,
+    RolledBack,
+    Interrupted,
+    Failed,
+}
+
+/// One row of `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub id: MigrationId,
+    pub started_at: String,
+    pub from: String,
+    pub to: String,
+    pub status: MigrationStatus,
+    pub copied: usize,
+    pub failed: usize,
+}
+
+/// Live progress from the worker thread. Small and cheap to send; a UI may
+/// coalesce several into one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    BackupWritten { path: PathBuf, items: usize },
+    ItemStarted { index: usize, id: CredentialId },
+    ItemWritten { id: CredentialId },
+    ItemVerified { id: CredentialId },
+    ItemSkipped { id: CredentialId, reason: String },
+    ItemFailed { id: CredentialId, error: String },
+    Counts(Counts),
+    RollingBack { reason: String },
+    Finished(Box<Report>),
+}
+
+/// Running totals, with rate and ETA.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Counts {
+    pub total: usize,
+    pub done: usize,
+    pub written: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// Items per second so far.
+    pub rate: f64,
+    pub eta: Option<Duration>,
+}
+
+impl Counts {
+    /// Failed share of the items attempted so far (0.0 ..= 1.0).
+    pub fn failure_rate(&self) -> f64 {
+        let attempted = self.written + self.failed;
+        if attempted == 0 {
+            0.0
+        } else {
+            self.failed as f64 / attempted as f64
+        }
+    }
+}
+
+mod duration_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}

@@ -1,0 +1,11 @@
+//! credshift: move stored credentials between storage backends without
+//! losing or leaking one.
+
+pub mod cli;
+pub mod credential;
+pub mod crypto;
+pub mod engine;
+pub mod error;
+pub mod fsutil;
+pub mod keys;
+pub mod store;

@@ -1,0 +1,181 @@
+//! Fault injection (a documented test aid, inert unless set):
+//! `CREDSHIFT_FAULTS="write:GLOB,read:GLOB,delete:GLOB"` makes those store
+//! operations fail for ids matching GLOB (`*` any run, `?` one char).
+
+use crate::credential::{Credential, CredentialId};
+use crate::error::{Result, StoreError};
+use crate::store::{Capability, Listing, Scan, Store, StoreSpec};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    pub write: Vec<String>,
+    pub read: Vec<String>,
+    pub delete: Vec<String>,
+}
+
+impl Faults {
+    /// Parse `op:GLOB,op:GLOB`. Unknown ops are ignored (it is a test aid).
+    pub fn parse(s: &str) -> Faults {
+        let mut f = Faults::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Some((op, glob)) = part.split_once(':') {
+                let list = match op {
+                    "write" => &mut f.write,
+                    "read" => &mut f.read,
+                    "delete" => &mut f.delete,
+                    _ => continue,
+                };
+                list.push(glob.to_string());
+            }
+        }
+        f
+    }
+
+    pub fn from_env() -> Option<Faults> {
+        let v = std::env::var("CREDSHIFT_FAULTS").ok()?;
+        let f = Faults::parse(&v);
+        (f != Faults::default()).then_some(f)
+    }
+
+    fn hits(globs: &[String], id: &CredentialId) -> bool {
+        let s = id.to_string();
+        globs.iter().any(|g| glob_match(g, &s))
+    }
+}
+
+/// Minimal glob: `*` matches any run (including `/`), `?` one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// A store whose operations fail for matching ids.
+pub struct FaultyStore {
+    inner: Box<dyn Store>,
+    faults: Faults,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Box<dyn Store>, faults: Faults) -> Self {
+        FaultyStore { inner, faults }
+    }
+}
+
+pub fn wrap_from_env(store: Box<dyn Store>) -> Box<dyn Store> {
+    match Faults::from_env() {
+        Some(f) => Box::new(FaultyStore::new(store, f)),
+        None => store,
+    }
+}
+
+impl Store for FaultyStore {
+    fn spec(&self) -> &StoreSpec {
+        self.inner.spec()
+    }
+    fn probe(&self) -> Capability {
+        self.inner.probe()
+    }
+    fn list(&self) -> Result<Listing> {
+        self.inner.list()
+    }
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        if Faults::hits(&self.faults.read, id) {
+            return Err(StoreError::Injected {
+                id: id.clone(),
+                op: "read",
+            });
+        }
+        self.inner.read(id)
+    }
+    fn write(&self, c: &Credential) -> Result<()> {
+        if Faults::hits(&self.faults.write, &c.id) {
+            return Err(StoreError::Injected {
+                id: c.id.clone(),
+                op: "write",
+            });
+        }
+        self.inner.write(c)
+    }
+    fn delete(&self, id: &CredentialId) -> Result<bool> {
+        if Faults::hits(&self.faults.delete, id) {
+            return Err(StoreError::Injected {
+                id: id.clone(),
+                op: "delete",
+            });
+        }
+        self.inner.delete(id)
+    }
+    fn read_all(&self) -> Result<Scan> {
+        if self.faults.read.is_empty() {
+            return self.inner.read_all();
+        }
+        let mut scan = self.inner.read_all()?;
+        let (bad, good): (Vec<_>, Vec<_>) = scan
+            .credentials
+            .into_iter()
+            .partition(|c| Faults::hits(&self.faults.read, &c.id));
+        scan.credentials = good;
+        for c in bad {
+            let e = StoreError::Injected {
+                id: c.id.clone(),
+                op: "read",
+            };
+            scan.errors.push(crate::store::LocationError::from_error(
+                c.id.to_string(),
+                &e,
+            ));
+        }
+        Ok(scan)
+    }
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        // Per item, so injected failures land on exactly the matching ids.
+        creds.iter().map(|c| self.write(c)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "account:a/api_key"));
+        assert!(glob_match("account:*", "account:a/api_key"));
+        assert!(glob_match("*/api_key", "account:a/api_key"));
+        assert!(glob_match("env/?", "env/A"));
+        assert!(!glob_match("env/?", "env/AB"));
+        assert!(!glob_match("openai/*", "account:a/api_key"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+    }
+
+    #[test]
+    fn parses_ops() {
+        let f = Faults::parse("write:account:*, read:env/*,delete:x,bogus:y");
+        assert_eq!(f.write, vec!["account:*"]);
+        assert_eq!(f.read, vec!["env/*"]);
+        assert_eq!(f.delete, vec!["x"]);
+    }
+}

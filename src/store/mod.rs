@@ -1,0 +1,526 @@
+//! The store abstraction shared by every backend, and the one place that
+//! turns a spec string (`prompttrain:DIR`, `dotenv:PATH`, ...) into a store.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use crate::error::{Result, StoreError};
+
+pub mod bundle;
+pub mod dotenv;
+pub mod encrypted;
+pub mod env;
+pub mod faults;
+pub mod keyring;
+pub mod laravel;
+pub mod modelforge;
+pub mod postgres;
+pub mod prompttrain;
+pub mod prompttrain_db;
+pub mod sqlite;
+
+/// A credential as listed: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    pub id: CredentialId,
+    pub kind: Kind,
+    pub metadata: Metadata,
+}
+
+impl From<&Credential> for Entry {
+    fn from(c: &Credential) -> Self {
+        Entry {
+            id: c.id.clone(),
+            kind: c.kind,
+            metadata: c.metadata.clone(),
+        }
+    }
+}
+
+/// A file, row or item that could not be read. Never holds content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocationError {
+    /// File path, `file:line`, table row, ...
+    pub location: String,
+    pub error: String,
+}
+
+impl LocationError {
+    pub fn from_error(location: impl Into<String>, e: &StoreError) -> Self {
+        LocationError {
+            location: location.into(),
+            error: e.to_string(),
+        }
+    }
+}
+
+/// What `list` found: the good entries, and the places that were bad.
+/// One broken file never hides the good ones.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    pub errors: Vec<LocationError>,
+}
+
+/// What `read_all` found: every readable credential, and the bad places.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub credentials: Vec<Credential>,
+    pub errors: Vec<LocationError>,
+}
+
+/// The capability probe's answer. No secrets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Capability {
+    pub available: bool,
+    /// Why not available (or why degraded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub readable: bool,
+    pub writable: bool,
+    /// False for session-only stores (Linux keyutils) and `env:`.
+    pub persistent: bool,
+    /// True when values are encrypted at rest (keyring, encrypted file, db stores).
+    pub encrypted_at_rest: bool,
+    /// Largest secret the store accepts, in bytes, when it has a limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_secret_len: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
+    /// Whether the location exists yet (a target may be created on first write).
+    pub exists: bool,
+    pub warnings: Vec<String>,
+}
+
+impl Capability {
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Capability {
+            available: false,
+            reason: Some(reason.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Every backend implements this. Implementations must be safe to call from
+/// a worker thread and must never put a secret into an error.
+pub trait Store: Send + Sync {
+    /// The spec this store was opened from (its `Display` hides passwords).
+    fn spec(&self) -> &StoreSpec;
+
+    /// Capabilities and warnings; never fails, reports problems instead.
+    fn probe(&self) -> Capability;
+
+    /// Ids, kinds and metadata. A missing file/dir/db is `Err(NotFound)`;
+    /// a bad file among good ones goes into `Listing::errors`.
+    fn list(&self) -> Result<Listing>;
+
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>>;
+
+    /// Insert or replace. Creates the file/table/collection when missing.
+    fn write(&self, c: &Credential) -> Result<()>;
+
+    /// Remove; `Ok(false)` when there was nothing to remove.
+    fn delete(&self, id: &CredentialId) -> Result<bool>;
+
+    /// Every credential with its secret. Stores that can do better than
+    /// list + read per item (one file parse, one query) override this.
+    fn read_all(&self) -> Result<Scan> {
+        let listing = self.list()?;
+        let mut scan = Scan {
+            credentials: Vec::with_capacity(listing.entries.len()),
+            errors: listing.errors,
+        };
+        for e in listing.entries {
+            match self.read(&e.id) {
+                Ok(Some(c)) => scan.credentials.push(c),
+                Ok(None) => scan.errors.push(LocationError {
+                    location: e.id.to_string(),
+                    error: "listed but could not be read back".into(),
+                }),
+                Err(err) if err.is_unavailable() => return Err(err),
+                Err(err) => scan
+                    .errors
+                    .push(LocationError::from_error(e.id.to_string(), &err)),
+            }
+        }
+        Ok(scan)
+    }
+
+    /// Write several; one result per credential, in order. Stores that can
+    /// batch (a transaction, one file rewrite) override this.
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        creds.iter().map(|c| self.write(c)).collect()
+    }
+}
+
+/// Key material and options a store may need when opened. Filled by the CLI
+/// from files and environment variables, never from argv.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// credshift's own passphrase (`--passphrase-file`, `--passphrase-env`,
+    /// `CREDSHIFT_PASSPHRASE`, or a prompt).
+    pub passphrase: Option<Secret>,
+    /// A 32-byte key file, used when no passphrase is given.
+    pub key_file: Option<PathBuf>,
+    /// agent-prompttrain's `CREDENTIAL_ENCRYPTION_KEY`.
+    pub prompttrain_key: Option<Secret>,
+    /// Laravel's `APP_KEY` (`base64:...`).
+    pub app_key: Option<Secret>,
+    /// Timeout for every keyring call.
+    pub keyring_timeout: Duration,
+    /// Accept envelopes with fewer than 100,000 PBKDF2 iterations.
+    pub allow_weak_kdf: bool,
+    /// PBKDF2 iterations for new envelopes and new database stores.
+    pub kdf_iterations: u32,
+}
+
+pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            passphrase: None,
+            key_file: None,
+            prompttrain_key: None,
+            app_key: None,
+            keyring_timeout: Duration::from_secs(30),
+            allow_weak_kdf: false,
+            kdf_iterations: DEFAULT_KDF_ITERATIONS,
+        }
+    }
+}
+
+/// A parsed store spec. `Display` gives the spec back with any password in
+/// a URL replaced by `***`; [`StoreSpec::raw`] keeps it for connecting.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum StoreSpec {
+    PromptTrain(PathBuf),
+    ModelForge(PathBuf),
+    Dotenv(PathBuf),
+    Env(String),
+    Keyring(String),
+    Encrypted(PathBuf),
+    Sqlite(PathBuf),
+    Postgres(String),
+    PromptTrainDb(String),
+    LaravelSqlite(PathBuf),
+    LaravelPostgres(String),
+    Bundle(PathBuf),
+}
+
+/// The valid schemes, for error messages and help.
+pub const SCHEMES: &[(&str, &str)] = &[
+    ("prompttrain:DIR", "agent-prompttrain credentials directory"),
+    ("modelforge:PATH", "model-forge config.json"),
+    ("dotenv:PATH", "a .env file"),
+    ("env:PREFIX", "process environment (read-only)"),
+    ("keyring:SERVICE", "the OS keyring"),
+    ("encrypted:PATH", "credshift encrypted file"),
+    ("sqlite:PATH", "credshift table in SQLite"),
+    ("postgres://...", "credshift table in PostgreSQL"),
+    (
+        "prompttrain-db:postgres://...",
+        "agent-prompttrain accounts/trains tables",
+    ),
+    (
+        "laravel:sqlite:PATH",
+        "Fragments Engine a_i_credentials (SQLite)",
+    ),
+    (
+        "laravel:postgres://...",
+        "Fragments Engine a_i_credentials (PostgreSQL)",
+    ),
+    ("bundle:PATH", "passphrase-protected transfer bundle"),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown store spec {given:?}: valid forms are {}", valid_list())]
+pub struct BadSpec {
+    pub given: String,
+}
+
+fn valid_list() -> String {
+    SCHEMES
+        .iter()
+        .map(|(s, _)| *s)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl FromStr for StoreSpec {
+    type Err = BadSpec;
+    fn from_str(s: &str) -> Result<Self, BadSpec> {
+        let bad = || BadSpec {
+            given: redact_url(s),
+        };
+        let nonempty = |rest: &str| {
+            if rest.is_empty() {
+                Err(bad())
+            } else {
+                Ok(rest.to_string())
+            }
+        };
+        let path = |rest: &str| nonempty(rest).map(PathBuf::from);
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(StoreSpec::Postgres(s.to_string()));
+        }
+        let (scheme, rest) = s.split_once(':').ok_or_else(bad)?;
+        Ok(match scheme {
+            "prompttrain" => StoreSpec::PromptTrain(path(rest)?),
+            "modelforge" => StoreSpec::ModelForge(path(rest)?),
+            "dotenv" => StoreSpec::Dotenv(path(rest)?),
+            // An empty prefix means the whole environment.
+            "env" => StoreSpec::Env(rest.to_string()),
+            "keyring" => StoreSpec::Keyring(nonempty(rest)?),
+            "encrypted" => StoreSpec::Encrypted(path(rest)?),
+            "sqlite" => StoreSpec::Sqlite(path(rest)?),
+            "bundle" => StoreSpec::Bundle(path(rest)?),
+            "prompttrain-db"
+                if rest.starts_with("postgres://") || rest.starts_with("postgresql://") =>
+            {
+                StoreSpec::PromptTrainDb(rest.to_string())
+            }
+            "laravel" => {
+                if let Some(p) = rest.strip_prefix("sqlite:") {
+                    StoreSpec::LaravelSqlite(path(p)?)
+                } else if rest.starts_with("postgres://") || rest.starts_with("postgresql://") {
+                    StoreSpec::LaravelPostgres(rest.to_string())
+                } else {
+                    return Err(bad());
+                }
+            }
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl StoreSpec {
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            StoreSpec::PromptTrain(_) => "prompttrain",
+            StoreSpec::ModelForge(_) => "modelforge",
+            StoreSpec::Dotenv(_) => "dotenv",
+            StoreSpec::Env(_) => "env",
+            StoreSpec::Keyring(_) => "keyring",
+            StoreSpec::Encrypted(_) => "encrypted",
+            StoreSpec::Sqlite(_) => "sqlite",
+            StoreSpec::Postgres(_) => "postgres",
+            StoreSpec::PromptTrainDb(_) => "prompttrain-db",
+            StoreSpec::LaravelSqlite(_) => "laravel:sqlite",
+            StoreSpec::LaravelPostgres(_) => "laravel:postgres",
+            StoreSpec::Bundle(_) => "bundle",
+        }
+    }
+
+    /// The spec with the password of a URL intact: for connecting only,
+    /// never for printing.
+    pub fn raw(&self) -> String {
+        match self {
+            StoreSpec::PromptTrain(p) => format!("prompttrain:{}", p.display()),
+            StoreSpec::ModelForge(p) => format!("modelforge:{}", p.display()),
+            StoreSpec::Dotenv(p) => format!("dotenv:{}", p.display()),
+            StoreSpec::Env(p) => format!("env:{p}"),
+            StoreSpec::Keyring(s) => format!("keyring:{s}"),
+            StoreSpec::Encrypted(p) => format!("encrypted:{}", p.display()),
+            StoreSpec::Sqlite(p) => format!("sqlite:{}", p.display()),
+            StoreSpec::Postgres(u) => u.clone(),
+            StoreSpec::PromptTrainDb(u) => format!("prompttrain-db:{u}"),
+            StoreSpec::LaravelSqlite(p) => format!("laravel:sqlite:{}", p.display()),
+            StoreSpec::LaravelPostgres(u) => format!("laravel:{u}"),
+            StoreSpec::Bundle(p) => format!("bundle:{}", p.display()),
+        }
+    }
+
+    /// The local path, for file-based stores (used for locks and warnings).
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            StoreSpec::PromptTrain(p)
+            | StoreSpec::ModelForge(p)
+            | StoreSpec::Dotenv(p)
+            | StoreSpec::Encrypted(p)
+            | StoreSpec::Sqlite(p)
+            | StoreSpec::LaravelSqlite(p)
+            | StoreSpec::Bundle(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL URL, for database stores.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            StoreSpec::Postgres(u)
+            | StoreSpec::PromptTrainDb(u)
+            | StoreSpec::LaravelPostgres(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.raw()))
+    }
+}
+
+impl fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreSpec({self})")
+    }
+}
+
+impl Serialize for StoreSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Replace the password in `scheme://user:password@host` (and a
+/// `password=` query parameter) with `***`.
+pub fn redact_url(s: &str) -> String {
+    let mut out = s.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        let rest = &out[auth_start..];
+        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            out.replace_range(auth_start + colon + 1..auth_start + at, "***");
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
+}
+
+/// Open the store a spec names. Wraps it in the fault injector when
+/// `CREDSHIFT_FAULTS` is set.
+pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+    let store: Box<dyn Store> = match spec {
+        StoreSpec::PromptTrain(_) => prompttrain::open(spec, opts)?,
+        StoreSpec::ModelForge(_) => modelforge::open(spec, opts)?,
+        StoreSpec::Dotenv(_) => dotenv::open(spec, opts)?,
+        StoreSpec::Env(_) => env::open(spec, opts)?,
+        StoreSpec::Keyring(_) => keyring::open(spec, opts)?,
+        StoreSpec::Encrypted(_) => encrypted::open(spec, opts)?,
+        StoreSpec::Sqlite(_) => sqlite::open(spec, opts)?,
+        StoreSpec::Postgres(_) => postgres::open(spec, opts)?,
+        StoreSpec::PromptTrainDb(_) => prompttrain_db::open(spec, opts)?,
+        StoreSpec::LaravelSqlite(_) | StoreSpec::LaravelPostgres(_) => laravel::open(spec, opts)?,
+        StoreSpec::Bundle(_) => bundle::open(spec, opts)?,
+    };
+    Ok(faults::wrap_from_env(store))
+}
+
+/// Shared helper for stores that cannot be written to.
+pub fn read_only(spec: &StoreSpec, reason: &str) -> StoreError {
+    StoreError::ReadOnly {
+        store: spec.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Probe warnings common to plaintext files: readable by group or others.
+pub fn plaintext_file_warnings(path: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut w = Vec::new();
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            w.push(format!(
+                "{} holds plaintext secrets and is readable by {} (mode {:o})",
+                path.display(),
+                if mode & 0o007 != 0 {
+                    "others"
+                } else {
+                    "its group"
+                },
+                mode & 0o777
+            ));
+        }
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_scheme() {
+        let cases = [
+            ("prompttrain:/x/credentials", "prompttrain"),
+            ("modelforge:cfg.json", "modelforge"),
+            ("dotenv:.env", "dotenv"),
+            ("env:OPENAI_", "env"),
+            ("env:", "env"),
+            ("keyring:credshift", "keyring"),
+            ("encrypted:a.enc", "encrypted"),
+            ("sqlite:a.db", "sqlite"),
+            ("postgres://u@h/db", "postgres"),
+            ("postgresql://u@h/db", "postgres"),
+            ("prompttrain-db:postgres://u@h/db", "prompttrain-db"),
+            ("laravel:sqlite:db.sqlite", "laravel:sqlite"),
+            ("laravel:postgres://u@h/db", "laravel:postgres"),
+            ("bundle:b.json", "bundle"),
+        ];
+        for (s, scheme) in cases {
+            let spec: StoreSpec = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(spec.scheme(), scheme, "{s}");
+            assert_eq!(spec.raw(), s, "round trip of {s}");
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_list_the_valid_ones() {
+        for s in [
+            "ftp:x",
+            "nocolon",
+            "dotenv:",
+            "laravel:mysql://x",
+            "prompttrain-db:mysql://x",
+        ] {
+            let e = s.parse::<StoreSpec>().unwrap_err().to_string();
+            assert!(e.contains("prompttrain:DIR"), "{e}");
+            assert!(e.contains("laravel:sqlite:PATH"), "{e}");
+        }
+    }
+
+    #[test]
+    fn urls_never_print_their_password() {
+        let spec: StoreSpec = "prompttrain-db:postgres://app:hunter2@db:5432/x?sslmode=require"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            spec.to_string(),
+            "prompttrain-db:postgres://app:***@db:5432/x?sslmode=require"
+        );
+        assert!(spec.raw().contains("hunter2"));
+        assert!(!format!("{spec:?}").contains("hunter2"));
+        assert_eq!(
+            redact_url("postgres://h/db?user=a&password=hunter2"),
+            "postgres://h/db?user=a&password=***"
+        );
+        let e = "laravel:mysql://u:hunter2@h/x"
+            .parse::<StoreSpec>()
+            .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"));
+    }
+}
