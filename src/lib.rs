@@ -9,3 +9,5 @@ pub mod error;
 pub mod fsutil;
 pub mod keys;
 pub mod store;
+pub mod tui;
+pub mod wizard;

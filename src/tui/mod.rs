@@ -1,0 +1,1 @@
+//! Placeholder: the terminal UI is being written.

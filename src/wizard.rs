@@ -1,0 +1,1 @@
+//! Placeholder: the wizard's pure state machine is being written.

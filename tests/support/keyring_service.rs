@@ -1,0 +1,1 @@
+//! Placeholder: a gnome-keyring-daemon in dbus-run-session for tests.

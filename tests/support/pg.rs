@@ -1,0 +1,1 @@
+//! Placeholder: a throwaway PostgreSQL server (initdb + pg_ctl) for tests.
