@@ -100,6 +100,9 @@ impl Store for FaultyStore {
     fn list(&self) -> Result<Listing> {
         self.inner.list()
     }
+    fn check(&self, c: &Credential) -> Option<String> {
+        self.inner.check(c)
+    }
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         if Faults::hits(&self.faults.read, id) {
             return Err(StoreError::Injected {

@@ -96,6 +96,9 @@ pub struct Capability {
     pub locked: Option<bool>,
     /// Whether the location exists yet (a target may be created on first write).
     pub exists: bool,
+    /// Whether arbitrary metadata survives a write + read. When false, the
+    /// engine compares values only and the plan warns that metadata is dropped.
+    pub keeps_metadata: bool,
     pub warnings: Vec<String>,
 }
 
@@ -129,6 +132,13 @@ pub trait Store: Send + Sync {
 
     /// Remove; `Ok(false)` when there was nothing to remove.
     fn delete(&self, id: &CredentialId) -> Result<bool>;
+
+    /// Pre-flight for the dry run: why this store could not hold `c` (an id
+    /// it has no place for, a value too long), without writing anything.
+    fn check(&self, c: &Credential) -> Option<String> {
+        let _ = c;
+        None
+    }
 
     /// Every credential with its secret. Stores that can do better than
     /// list + read per item (one file parse, one query) override this.
