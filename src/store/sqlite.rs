@@ -712,6 +712,13 @@ impl Store for SqliteStore {
     /// fails every item.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let mut inner = self.lock();
+        // Without a key, create nothing: not even an empty database.
+        if inner.key.is_none()
+            && !self.path.exists()
+            && let Err(e) = KeySource::from_options(&self.opts, &self.location())
+        {
+            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+        }
         let prepared = self
             .ensure_schema(&mut inner)
             .and_then(|()| self.key(&mut inner, true).map(|_| ()));
