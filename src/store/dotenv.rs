@@ -394,9 +394,7 @@ fn parse_assignment(lines: &[Zeroizing<String>], i: usize) -> Result<Parsed, &'s
     {
         rest = after.trim_start();
     }
-    let key_len = rest
-        .find(['=', ' ', '\t'])
-        .unwrap_or(rest.len());
+    let key_len = rest.find(['=', ' ', '\t']).unwrap_or(rest.len());
     let key = &rest[..key_len];
     if key.is_empty() {
         return Err("not a KEY=VALUE line");
