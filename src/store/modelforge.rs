@@ -95,12 +95,7 @@ impl Config {
                 "expected a JSON object at the top level",
             ));
         }
-        let indent = text
-            .lines()
-            .nth(1)
-            .map(|l| l.len() - l.trim_start_matches(' ').len())
-            .filter(|n| *n > 0)
-            .unwrap_or(4);
+        let indent = detect_indent(&text, 4);
         Ok(Config {
             root,
             indent,
@@ -243,19 +238,36 @@ impl Config {
     }
 
     fn render(&self) -> Result<Zeroizing<Vec<u8>>> {
-        use serde::Serialize;
-        let indent = vec![b' '; self.indent];
-        let mut out = Zeroizing::new(Vec::new());
-        let fmt = serde_json::ser::PrettyFormatter::with_indent(&indent);
-        let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
-        self.root
-            .serialize(&mut ser)
-            .map_err(|_| StoreError::Other("config could not be serialized".into()))?;
-        if self.trailing_newline {
-            out.push(b'\n');
-        }
-        Ok(out)
+        render_json(&self.root, self.indent, self.trailing_newline)
     }
+}
+
+/// The indentation a JSON file uses (spaces on its second line), else `default`.
+pub(crate) fn detect_indent(text: &str, default: usize) -> usize {
+    text.lines()
+        .nth(1)
+        .map(|l| l.len() - l.trim_start_matches(' ').len())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// Pretty JSON with `indent` spaces, into a zeroizing buffer (it holds secrets).
+pub(crate) fn render_json(
+    v: &Value,
+    indent: usize,
+    trailing_newline: bool,
+) -> Result<Zeroizing<Vec<u8>>> {
+    use serde::Serialize;
+    let indent = vec![b' '; indent];
+    let mut out = Zeroizing::new(Vec::new());
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(&indent);
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
+    v.serialize(&mut ser)
+        .map_err(|_| StoreError::Other("JSON could not be serialized".into()))?;
+    if trailing_newline {
+        out.push(b'\n');
+    }
+    Ok(out)
 }
 
 impl ModelForgeStore {
