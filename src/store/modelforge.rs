@@ -242,6 +242,24 @@ impl Config {
     }
 }
 
+impl Drop for Config {
+    fn drop(&mut self) {
+        wipe_json(&mut self.root);
+    }
+}
+
+/// Overwrite every string in a parsed JSON tree (values may be secrets)
+/// before its memory is freed.
+pub(crate) fn wipe_json(v: &mut Value) {
+    use zeroize::Zeroize;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe_json),
+        Value::Object(o) => o.values_mut().for_each(wipe_json),
+        _ => {}
+    }
+}
+
 /// The indentation a JSON file uses (spaces on its second line), else `default`.
 pub(crate) fn detect_indent(text: &str, default: usize) -> usize {
     text.lines()

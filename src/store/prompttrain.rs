@@ -37,7 +37,7 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::dotenv::{dir_writable, nearest_existing_dir};
-use crate::store::modelforge::{detect_indent, render_json};
+use crate::store::modelforge::{detect_indent, render_json, wipe_json};
 use crate::store::{
     Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
     plaintext_file_warnings,
@@ -193,6 +193,18 @@ struct KeysFile {
     root: Value,
     indent: usize,
     trailing_newline: bool,
+}
+
+impl Drop for KeysFile {
+    fn drop(&mut self) {
+        wipe_json(&mut self.root);
+    }
+}
+
+impl Drop for AccountFile {
+    fn drop(&mut self) {
+        wipe_json(&mut self.root);
+    }
 }
 
 impl KeysFile {
@@ -569,7 +581,7 @@ impl PromptTrainStore {
         for (name, path) in files_with_suffix(&self.accounts_dir(), ACCOUNT_SUFFIX, errors)? {
             match AccountFile::load(path.clone(), name) {
                 Ok(a) => out.push(a),
-                Err(e) => errors.push(LocationError::from_error(path.display().to_string(), &e)),
+                Err(e) => errors.push(file_error(&path, &e)),
             }
         }
         Ok(out)
@@ -596,7 +608,7 @@ impl PromptTrainStore {
         for (train, path) in files_with_suffix(&self.keys_dir(), KEYS_SUFFIX, &mut errors)? {
             match Self::load_keys(path.clone(), train) {
                 Ok(t) => trains.push(t),
-                Err(e) => errors.push(LocationError::from_error(path.display().to_string(), &e)),
+                Err(e) => errors.push(file_error(&path, &e)),
             }
         }
         Ok(Tree {
@@ -874,6 +886,31 @@ impl Store for PromptTrainStore {
                 Ok(true)
             }
         }
+    }
+}
+
+/// A file that could not be read, as `path[:line:col]` and a reason that
+/// never repeats the location.
+fn file_error(path: &Path, e: &StoreError) -> LocationError {
+    match e {
+        StoreError::Parse {
+            location,
+            line,
+            column,
+            message,
+        } => LocationError {
+            location: match (line, column) {
+                (Some(l), Some(c)) => format!("{location}:{l}:{c}"),
+                (Some(l), None) => format!("{location}:{l}"),
+                _ => location.clone(),
+            },
+            error: message.clone(),
+        },
+        StoreError::Io { source, .. } => LocationError {
+            location: path.display().to_string(),
+            error: source.to_string(),
+        },
+        other => LocationError::from_error(path.display().to_string(), other),
     }
 }
 
