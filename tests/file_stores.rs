@@ -716,6 +716,41 @@ fn prompttrain_refuses_ids_it_has_no_place_for() {
 }
 
 #[test]
+fn prompttrain_batch_write_reports_per_item_and_never_reuses_a_file_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_fixture("prompttrain/credentials", tmp.path());
+    let s = open(StoreSpec::PromptTrain(dir.clone()));
+    let named = |i: &str| {
+        cred(i, Kind::ApiKey, &format!("value-of-{i}"))
+            .with_metadata(meta(json!({"account_name": "alpha"})))
+    };
+    let batch = [
+        named("account:acc_one/api_key"),
+        cred("openai/api_key", Kind::ApiKey, "refused"),
+        named("account:acc_two/api_key"),
+        cred(
+            "train:team-alpha/client_key/2",
+            Kind::ClientKey,
+            "cnp_live_third",
+        ),
+    ];
+    let results = s.write_many(&batch);
+    assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok());
+    let e = results[1].as_ref().unwrap_err().to_string();
+    assert!(e.starts_with("openai/api_key: "), "{e}");
+    for c in [&batch[0], &batch[2], &batch[3]] {
+        assert_eq!(value_of(&*s, &c.id.to_string()).unwrap(), c.secret.expose());
+    }
+    // The fixture's alpha keeps its file; the new ones get their own.
+    assert_eq!(
+        value_of(&*s, "account:acc_alpha/api_key").unwrap(),
+        expected()["account:acc_alpha/api_key"]
+    );
+    assert!(dir.join("accounts/alpha-2.credentials.json").exists());
+    assert!(dir.join("accounts/alpha-3.credentials.json").exists());
+}
+
+#[test]
 fn prompttrain_missing_dir_is_not_found() {
     let tmp = tempfile::tempdir().unwrap();
     let s = open(StoreSpec::PromptTrain(tmp.path().join("no-such-dir")));
@@ -928,9 +963,8 @@ proptest! {
                 .filter(|c| !existing.iter().any(|f| f.id == c.id))
                 .collect(),
         );
-        for c in &creds {
-            s.write(c).unwrap();
-        }
+        let results = s.write_many(&creds);
+        prop_assert!(results.iter().all(Result::is_ok), "{:?}", results);
         check_all_back(&*s, &creds, false)?;
         check_all_back(&*s, &existing, true)?;
     }

@@ -634,6 +634,7 @@ impl PromptTrainStore {
         account_id: &str,
         field: AccountField,
         meta: &Metadata,
+        taken: &[&str],
     ) -> AccountFile {
         let from_meta = meta
             .get("account_name")
@@ -661,7 +662,8 @@ impl PromptTrainStore {
         let dir = self.accounts_dir();
         let mut name = base.clone();
         let mut n = 2;
-        while dir.join(format!("{name}{ACCOUNT_SUFFIX}")).exists() {
+        while taken.contains(&name.as_str()) || dir.join(format!("{name}{ACCOUNT_SUFFIX}")).exists()
+        {
             name = format!("{base}-{n}");
             n += 1;
         }
@@ -683,30 +685,108 @@ impl PromptTrainStore {
         }
     }
 
-    fn write_one(&self, c: &Credential) -> Result<()> {
+    /// Apply every write in memory, then save each touched file once.
+    fn write_batch(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        let fail_all = |e: StoreError| {
+            let msg = e.to_string();
+            creds
+                .iter()
+                .map(|c| Err(StoreError::item(&c.id, msg.clone())))
+                .collect()
+        };
+        let mut ignored = Vec::new();
+        let mut accounts = match self.load_accounts(&mut ignored) {
+            Ok(a) => a,
+            Err(e) => return fail_all(e),
+        };
+        let mut trains: Vec<KeysFile> = Vec::new();
+        // Which file each credential went to.
+        let mut placed: Vec<Result<FileRef>> = Vec::with_capacity(creds.len());
+        for c in creds {
+            placed.push(self.place(c, &mut accounts, &mut trains));
+        }
+        let mut saved_accounts: Vec<Option<String>> = vec![None; accounts.len()];
+        let mut saved_trains: Vec<Option<String>> = vec![None; trains.len()];
+        let save_err = |r: Result<()>| r.err().map(|e| e.to_string());
+        for (n, a) in accounts.iter().enumerate() {
+            if placed
+                .iter()
+                .any(|p| matches!(p, Ok(FileRef::Account(i)) if *i == n))
+            {
+                saved_accounts[n] = Some(save_err(a.save()).unwrap_or_default());
+            }
+        }
+        for (n, t) in trains.iter().enumerate() {
+            if placed
+                .iter()
+                .any(|p| matches!(p, Ok(FileRef::Train(i)) if *i == n))
+            {
+                let r = render_json(&t.root, t.indent, t.trailing_newline)
+                    .and_then(|bytes| fsutil::atomic_write(&t.path, &bytes));
+                saved_trains[n] = Some(save_err(r).unwrap_or_default());
+            }
+        }
+        placed
+            .into_iter()
+            .zip(creds)
+            .map(|(p, c)| {
+                let outcome = match p? {
+                    FileRef::Account(i) => saved_accounts[i].as_deref(),
+                    FileRef::Train(i) => saved_trains[i].as_deref(),
+                };
+                match outcome {
+                    Some("") => Ok(()),
+                    Some(msg) => Err(StoreError::item(&c.id, msg)),
+                    None => Err(StoreError::item(&c.id, "was not saved")),
+                }
+            })
+            .collect()
+    }
+
+    /// Put one credential into the in-memory files, loading or creating the
+    /// file it belongs to.
+    fn place(
+        &self,
+        c: &Credential,
+        accounts: &mut Vec<AccountFile>,
+        trains: &mut Vec<KeysFile>,
+    ) -> Result<FileRef> {
         let target = parse_target(&c.id).map_err(|r| StoreError::item(&c.id, r))?;
         match target {
             Target::Account { id, field } => {
-                let mut file = match self.find_account(&id)? {
-                    Some(f) => f,
-                    None => self.new_account_file(&id, field, &c.metadata),
-                };
-                file.set(field, c)?;
-                file.save()
-            }
-            Target::ClientKey { train, index } => {
-                let path = self.keys_path(&train);
-                let mut file = if path.exists() {
-                    Self::load_keys(path, train)?
-                } else {
-                    KeysFile {
-                        path,
-                        train,
-                        root: serde_json::json!({ "keys": [] }),
-                        indent: 2,
-                        trailing_newline: true,
+                let n = match accounts.iter().position(|a| a.account_id == id) {
+                    Some(n) => n,
+                    None => {
+                        let taken: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
+                        let file = self.new_account_file(&id, field, &c.metadata, &taken);
+                        accounts.push(file);
+                        accounts.len() - 1
                     }
                 };
+                accounts[n].set(field, c)?;
+                Ok(FileRef::Account(n))
+            }
+            Target::ClientKey { train, index } => {
+                let n = match trains.iter().position(|t| t.train == train) {
+                    Some(n) => n,
+                    None => {
+                        let path = self.keys_path(&train);
+                        let file = if path.exists() {
+                            Self::load_keys(path, train)?
+                        } else {
+                            KeysFile {
+                                path,
+                                train,
+                                root: serde_json::json!({ "keys": [] }),
+                                indent: 2,
+                                trailing_newline: true,
+                            }
+                        };
+                        trains.push(file);
+                        trains.len() - 1
+                    }
+                };
+                let file = &mut trains[n];
                 let location = file.path.display().to_string();
                 let keys = file.keys_mut().ok_or_else(|| {
                     StoreError::parse(location, "expected {\"keys\": [...]} or a JSON array")
@@ -715,11 +795,17 @@ impl PromptTrainStore {
                     keys.resize(index + 1, Value::Null);
                 }
                 keys[index] = Value::String(c.secret.expose().to_string());
-                let bytes = render_json(&file.root, file.indent, file.trailing_newline)?;
-                fsutil::atomic_write(&file.path, &bytes)
+                Ok(FileRef::Train(n))
             }
         }
     }
+}
+
+/// Index of an in-memory file during a batch write.
+#[derive(Clone, Copy)]
+enum FileRef {
+    Account(usize),
+    Train(usize),
 }
 
 impl Store for PromptTrainStore {
@@ -834,8 +920,15 @@ impl Store for PromptTrainStore {
     }
 
     fn write(&self, c: &Credential) -> Result<()> {
+        self.write_many(std::slice::from_ref(c))
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// One directory scan and one save per touched file for the batch.
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.write_one(c)
+        self.write_batch(creds)
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
