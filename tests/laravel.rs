@@ -339,6 +339,9 @@ fn a_new_database_is_created_private_with_the_table() {
         .unwrap();
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert!(store.check(&api_key("openai/key", "v")).is_none());
+    let long = format!("{}/key", "p".repeat(256));
+    assert!(store.check(&api_key(&long, "v")).unwrap().contains("255"));
     assert_eq!(mode, 0o600);
     assert_eq!(ids(store.as_ref()), ["openai/key"]);
     let rows = raw_rows(&db);

@@ -528,6 +528,14 @@ impl Store for LaravelStore {
         Ok(removed)
     }
 
+    fn check(&self, c: &Credential) -> Option<String> {
+        (c.id.namespace.len() > 255).then(|| {
+            "the namespace is longer than 255 bytes, too long for the provider column \
+             (VARCHAR(255))"
+                .to_string()
+        })
+    }
+
     fn read_all(&self) -> Result<Scan> {
         let rows = self.db()?.rows()?;
         Ok(self.scan_rows(&rows))
