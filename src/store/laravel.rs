@@ -41,7 +41,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
             });
         }
         Some(text) => AppKey::parse(text).map_err(|e| StoreError::Crypto {
-            location: "APP_KEY".into(),
+            location: spec.to_string(),
             message: e.to_string(),
         })?,
     };
