@@ -120,6 +120,10 @@ trait Backend: Send {
     fn rows(&mut self) -> Result<Vec<RawRow>>;
     /// Create the database/table when missing, lock, read, decide, apply.
     fn modify(&mut self, decide: &mut dyn FnMut(&[RawRow]) -> Result<Change>) -> Result<()>;
+    /// Why a write would be refused before it reaches the database, if known.
+    fn not_writable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The JSON object inside one row. String values are wiped on drop.
@@ -447,6 +451,10 @@ impl Store for LaravelStore {
                 Ok(db) => db,
                 Err(e) => return Capability::unavailable(e.to_string()),
             };
+            if let Some(why) = db.not_writable() {
+                cap.writable = false;
+                cap.warnings.push(why);
+            }
             match db.table_exists() {
                 Ok(false) => {
                     cap.item_count = Some(0);
@@ -671,7 +679,40 @@ fn create_private_file(path: &Path) -> Result<()> {
         .map_err(|e| StoreError::io(path, e))
 }
 
+/// `access(W_OK)` on `path`, or on its nearest existing ancestor when it
+/// does not exist yet (where it would be created).
+fn writable_path(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = path;
+    while !p.exists() {
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+            _ => {
+                p = Path::new(".");
+                break;
+            }
+        }
+    }
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        // SAFETY: a valid NUL-terminated path; access() only reads it.
+        .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+        .unwrap_or(false)
+}
+
 impl Backend for SqliteDb {
+    fn not_writable(&self) -> Option<String> {
+        (!writable_path(&self.path)).then(|| {
+            format!(
+                "{} is not writable by this user",
+                if self.path.exists() {
+                    self.path.display().to_string()
+                } else {
+                    "the directory for the database".to_string()
+                }
+            )
+        })
+    }
+
     fn table_exists(&mut self) -> Result<bool> {
         if self.conn.is_none() && !self.path.exists() {
             return Ok(false);
@@ -1004,6 +1045,13 @@ mod tests {
             laravel_time_from_ms(1_789_992_000_000).as_deref(),
             Some("2026-09-21 12:00:00")
         );
+    }
+
+    #[test]
+    fn writability_is_judged_at_the_nearest_existing_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(writable_path(&dir.path().join("a/b/c.sqlite")));
+        assert!(writable_path(Path::new("relative/new.sqlite")));
     }
 
     #[test]
