@@ -64,6 +64,9 @@ pub mod recovery;
 pub mod state;
 pub mod types;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::{EngineError, Result};
 pub use execute::{Control, MigrationHandle, delete_order, run, start, start_with_stores};
 pub use plan::plan;
