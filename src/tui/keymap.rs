@@ -142,7 +142,9 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
             ("Enter", "accept"),
             ("Esc", "back"),
         ],
-        Step::Execute if w.running() => vec![("c", "cancel and roll back")],
+        Step::Execute if w.running() && !w.run.cancel_requested && w.run.rolling_back.is_none() => {
+            vec![("c", "cancel and roll back")]
+        }
         Step::Execute => vec![],
         Step::Verify => vec![("↑↓", "move"), ("Enter", "cleanup")],
         Step::Cleanup => vec![
@@ -175,20 +177,23 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
 
 /// Everything the help overlay lists for the current screen.
 pub fn help(w: &Wizard) -> Vec<(&'static str, &'static str)> {
-    let mut v = vec![
-        ("↑ ↓ / j k", "move"),
-        ("PgUp PgDn", "move a page"),
-        ("Home End / g G", "first / last"),
-        ("Enter", "advance, or accept the default"),
-        ("Esc", "go back"),
-        ("y", "consent / yes"),
-        ("q, Ctrl-C", "quit (asks first while migrating)"),
-        ("?", "this help"),
-    ];
+    let mut v = Vec::new();
+    let mut list = false;
     for (key, what) in screen_keys(w, false) {
-        if !v.iter().any(|(k, _)| *k == key) && key != "?" && key != "q" {
-            v.push((key, what));
+        match key {
+            "?" | "q" => {}
+            "↑↓" => {
+                list = true;
+                v.push(("↑↓ j k", what));
+            }
+            _ => v.push((key, what)),
         }
     }
+    if list {
+        v.push(("PgUp PgDn", "a page"));
+        v.push(("Home End g G", "first / last"));
+    }
+    v.push(("q Ctrl-C", "quit (asks first while migrating)"));
+    v.push(("?", "this help"));
     v
 }

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table, Widget};
 
-use super::{para, spec_or};
+use super::{kv, para, spec_or};
 use crate::tui::app::App;
 use crate::tui::widgets;
 use crate::wizard::Pick;
@@ -14,8 +14,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
     let n = w.stores.len() as u16;
+    let banner = w.interrupted().next();
     let [intro, table, detail] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(3 + u16::from(banner.is_some())),
         Constraint::Length((n + 1).min(area.height.saturating_sub(6)).max(2)),
         Constraint::Min(2),
     ])
@@ -25,26 +26,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Pick::Source => "Choose the SOURCE: where your credentials are now.",
         Pick::Target => "Choose the TARGET: where they should go.",
     };
-    let mut lines = vec![
-        Line::styled(picking, t.header()),
-        Line::from(vec![
-            Span::styled("source ", t.dim()),
-            Span::raw(spec_or(w.source_spec())),
-        ]),
-        Line::from(vec![
-            Span::styled("target ", t.dim()),
-            Span::raw(spec_or(w.target_spec())),
-        ]),
-    ];
-    if let Some(h) = w.interrupted().next() {
-        lines[0] = Line::from(vec![
-            Span::styled("! ", t.warn()),
-            Span::styled(
-                format!("migration {} was interrupted: h opens recovery", h.id),
-                t.warn(),
+    let mut lines = Vec::new();
+    if let Some(h) = banner {
+        lines.push(Line::styled(
+            widgets::truncate(
+                &format!("! migration {} was interrupted: h opens recovery", h.id),
+                area.width as usize,
             ),
-        ]);
+            t.warn(),
+        ));
     }
+    lines.push(Line::styled(picking, t.header()));
+    lines.push(kv("source ", spec_or(w.source_spec()), area.width, t));
+    lines.push(kv("target ", spec_or(w.target_spec()), area.width, t));
     para(lines).render(intro, buf);
 
     let wide = area.width >= 70;
@@ -63,11 +57,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     .map(|i| {
         let r = &w.stores[i];
         let c = &r.capability;
-        let mark = match (w.source == Some(i), w.target == Some(i)) {
+        let role = match (w.source == Some(i), w.target == Some(i)) {
             (true, _) => "S",
             (_, true) => "T",
             _ => " ",
         };
+        let mark = format!("{}{role}", if i == w.store_cursor { ">" } else { " " });
         let spec_w = if wide { 36 } else { 24 };
         let mut cells = vec![
             Cell::from(mark),
@@ -104,7 +99,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     Table::new(
         rows,
         [
-            Constraint::Length(1),
+            Constraint::Length(2),
             Constraint::Fill(1),
             Constraint::Length(5),
             Constraint::Length(4),

@@ -5,7 +5,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::{para, spec_or};
+use super::{kv, para, spec_or};
 use crate::tui::app::App;
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -38,24 +38,22 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Line::from(""),
     ];
     if let Some(b) = &w.run.backup {
-        lines.push(Line::from(vec![
-            Span::styled("backup    ", t.dim()),
-            Span::raw(b.display().to_string()),
-        ]));
+        lines.push(kv("backup    ", b.display().to_string(), area.width, t));
     }
-    lines.push(Line::from(vec![
-        Span::styled("journal   ", t.dim()),
-        Span::raw(format!(
-            "{} (journal and audit log)",
-            w.config.state_dir.display()
-        )),
-    ]));
+    lines.push(kv(
+        "journal   ",
+        format!("{} (and the audit log)", w.config.state_dir.display()),
+        area.width,
+        t,
+    ));
     lines.push(Line::from(""));
     lines.push(Line::styled("Next steps", t.header()));
-    lines.push(Line::from(format!(
-        "· point your tools at {}",
-        spec_or(w.target_spec())
-    )));
+    lines.push(kv(
+        "· point your tools at ",
+        spec_or(w.target_spec()),
+        area.width,
+        t,
+    ));
     lines.push(Line::from(format!(
         "· check again any time: credshift verify --migration-id {id}"
     )));

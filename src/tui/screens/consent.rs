@@ -5,7 +5,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::{para, spec_or};
+use super::{kv, para, spec_or};
 use crate::tui::app::App;
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -20,14 +20,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Span::raw("credshift will copy "),
             Span::styled(format!("{count} credentials"), t.header()),
         ]),
-        Line::from(vec![
-            Span::styled("  from ", t.dim()),
-            Span::raw(spec_or(w.source_spec())),
-        ]),
-        Line::from(vec![
-            Span::styled("  to   ", t.dim()),
-            Span::raw(spec_or(w.target_spec())),
-        ]),
+        kv("  from ", spec_or(w.source_spec()), area.width, t),
+        kv("  to   ", spec_or(w.target_spec()), area.width, t),
         Line::from(""),
         Line::from(format!(
             "Before writing anything it saves an encrypted backup under {}.",

@@ -5,7 +5,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::{para, spec_or};
+use super::{kv, para, spec_or};
 use crate::tui::app::App;
 use crate::wizard::Outcome;
 
@@ -26,14 +26,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         _ => t.ok(),
     };
     let mut lines = vec![Line::styled(title(w.outcome), style), Line::from("")];
-    lines.push(Line::from(vec![
-        Span::styled("from ", t.dim()),
-        Span::raw(spec_or(w.source_spec())),
-    ]));
-    lines.push(Line::from(vec![
-        Span::styled("to   ", t.dim()),
-        Span::raw(spec_or(w.target_spec())),
-    ]));
+    lines.push(kv("from ", spec_or(w.source_spec()), area.width, t));
+    lines.push(kv("to   ", spec_or(w.target_spec()), area.width, t));
     if let Some(r) = &w.run.report {
         lines.push(Line::from(format!(
             "{} copied · {} skipped · {} conflicts · {} invalid · {} failed",
@@ -56,15 +50,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 w.verify_report.as_ref().map_or(r.verified, |v| v.verified)
             )));
         }
-        for f in r.failures.iter().take(3) {
+        let shown = if area.height >= 20 { 3 } else { 2 };
+        for f in r.failures.iter().take(shown) {
             lines.push(Line::from(vec![
                 Span::styled("✗ ", t.bad()),
                 Span::raw(format!("{}: {}", f.id, f.error)),
             ]));
         }
-        if r.failures.len() > 3 {
+        if r.failures.len() > shown {
             lines.push(Line::styled(
-                format!("  and {} more failures", r.failures.len() - 3),
+                format!("  and {} more failures", r.failures.len() - shown),
                 t.bad(),
             ));
         }
@@ -73,10 +68,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Span::raw(r.migration_id.to_string()),
         ]));
         if let Some(b) = r.backup.as_ref().or(w.run.backup.as_ref()) {
-            lines.push(Line::from(vec![
-                Span::styled("backup    ", t.dim()),
-                Span::raw(b.display().to_string()),
-            ]));
+            lines.push(kv("backup    ", b.display().to_string(), area.width, t));
         }
     } else if let Some(e) = &w.error {
         lines.push(Line::styled(format!("Nothing was written: {e}"), t.bad()));

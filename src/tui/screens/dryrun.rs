@@ -29,9 +29,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         para(vec![Line::styled("Planning…", t.dim())]).render(area, buf);
         return;
     };
-    let [summary, table, note] = Layout::vertical([
+    let [summary, table, detail, note] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Min(3),
+        Constraint::Length(1),
         Constraint::Length(1),
     ])
     .areas(area);
@@ -104,9 +105,21 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     .column_spacing(1)
     .render(table, buf);
 
+    if let Some(it) = plan.items.get(w.plan_cursor) {
+        let mut facts = vec![it.preview.clone()];
+        facts.extend(it.warnings.iter().cloned());
+        if let Action::Invalid { reason } = &it.action {
+            facts.push(reason.clone());
+        }
+        Line::from(vec![
+            Span::styled(format!("{}: ", it.id), t.header()),
+            Span::styled(facts.join(" · "), t.dim()),
+        ])
+        .render(detail, buf);
+    }
     let writes = c.copy + c.overwrite;
     Line::styled(
-        format!("Enter writes {writes} items (after a backup); nothing has been written yet."),
+        format!("Enter writes {writes} items after a backup. Nothing written yet."),
         t.dim(),
     )
     .render(note, buf);

@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Gauge, Widget};
+use ratatui::widgets::{Gauge, Paragraph, Widget};
 
-use super::{duration, para, spec_or};
+use super::{duration, spec_or};
 use crate::tui::app::App;
 use crate::tui::widgets::{self, FailureMeter};
 use crate::wizard::{LogLine, ROLLBACK_THRESHOLD};
@@ -79,7 +79,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     } else if run.cancel_requested {
         Line::styled("Cancelling: rolling back what was written…", t.warn())
     } else if let Some(p) = &run.backup {
-        Line::styled(format!("backup: {}", p.display()), t.dim())
+        super::kv("backup ", p.display().to_string(), area.width, t)
     } else if run.report.is_none() {
         Line::styled("Writing the encrypted backup…", t.dim())
     } else {
@@ -88,20 +88,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     b.render(banner, buf);
 
     let h = log.height as usize;
+    let width = log.width as usize;
+    let cut = |s: &str| widgets::truncate(s, width.saturating_sub(2));
     let lines: Vec<Line> = run
         .log
         .iter()
         .skip(run.log.len().saturating_sub(h))
         .map(|l| match l {
-            LogLine::Info(s) => Line::styled(s.as_str(), t.dim()),
-            LogLine::Ok(s) => Line::from(vec![Span::styled("✓ ", t.ok()), Span::raw(s.as_str())]),
-            LogLine::Skip(s) => {
-                Line::from(vec![Span::styled("- ", t.dim()), Span::raw(s.as_str())])
-            }
-            LogLine::Fail(s) => {
-                Line::from(vec![Span::styled("✗ ", t.bad()), Span::raw(s.as_str())])
-            }
+            LogLine::Info(s) => Line::styled(widgets::truncate_left(s, width), t.dim()),
+            LogLine::Ok(s) => Line::from(vec![Span::styled("✓ ", t.ok()), Span::raw(cut(s))]),
+            LogLine::Skip(s) => Line::from(vec![Span::styled("- ", t.dim()), Span::raw(cut(s))]),
+            LogLine::Fail(s) => Line::from(vec![Span::styled("✗ ", t.bad()), Span::raw(cut(s))]),
         })
         .collect();
-    para(lines).render(log, buf);
+    Paragraph::new(lines).render(log, buf);
 }

@@ -36,7 +36,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if w.filter_editing || !w.filter.is_empty() {
         head.push(Span::styled("   filter: ", t.dim()));
         head.push(Span::styled(
-            format!("{}{}", w.filter, if w.filter_editing { "_" } else { "" }),
+            format!("{}{}", w.filter, if w.filter_editing { "▏" } else { "" }),
             t.key(),
         ));
         head.push(Span::styled(
@@ -72,7 +72,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         if show_kind {
             cells.push(Cell::from(it.kind.as_str()));
         }
-        cells.push(Cell::from(it.preview.clone()));
+        // Narrow screens show the preview without its length; the line
+        // under the table has it in full.
+        cells.push(Cell::from(if show_kind {
+            it.preview.clone()
+        } else {
+            short_preview(&it.preview)
+        }));
         if show_expiry {
             cells.push(Cell::from(it.expires_at_ms.map_or(String::new(), date)));
         }
@@ -91,7 +97,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         widths.push(Constraint::Length(15));
     }
     header.push("Preview");
-    widths.push(Constraint::Length(if area.width >= 70 { 24 } else { 20 }));
+    widths.push(Constraint::Length(if show_kind { 24 } else { 14 }));
     if show_expiry {
         header.push("Expires");
         widths.push(Constraint::Length(10));
@@ -107,7 +113,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let mut d = Vec::new();
     if let Some(i) = w.current_item() {
         let it = &inv.items[i];
-        let mut facts = vec![it.kind.as_str().to_string()];
+        let mut facts = vec![it.kind.as_str().to_string(), it.preview.clone()];
         if let Some(ms) = it.expires_at_ms {
             facts.push(format!("expires {}", date(ms)));
         }
@@ -115,7 +121,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             facts.push(r.clone());
         }
         d.push(Line::from(vec![
-            Span::styled(widgets::truncate(&it.id.to_string(), 40), t.header()),
+            Span::styled(
+                widgets::truncate(&it.id.to_string(), area.width as usize / 2),
+                t.header(),
+            ),
             Span::styled(format!("  {}", facts.join(" · ")), t.dim()),
         ]));
         d.push(reveal_line(app, &it.id));
@@ -129,9 +138,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .iter()
         .take(3)
         .map(|le| {
+            let room = (area.width as usize).saturating_sub(le.error.chars().count() + 4);
             Line::from(vec![
                 Span::styled("! ", t.bad()),
-                Span::raw(format!("{}: {}", le.location, le.error)),
+                Span::raw(format!(
+                    "{}: {}",
+                    widgets::truncate_left(&le.location, room.max(12)),
+                    le.error
+                )),
             ])
         })
         .collect();
@@ -142,6 +156,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         ));
     }
     para(e).render(errs, buf);
+}
+
+/// `sk-ant-…9f3a (108 chars)` -> `sk-ant-…9f3a`.
+fn short_preview(p: &str) -> String {
+    match p.rfind(" (") {
+        Some(i) if p.ends_with(" chars)") && !p.starts_with('•') => p[..i].to_string(),
+        _ => p.to_string(),
+    }
 }
 
 fn reveal_line<'a>(app: &'a App, id: &CredentialId) -> Line<'a> {

@@ -34,7 +34,12 @@ pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let keys = keymap::footer(w);
     let fh = widgets::footer_height(&keys, area.width);
-    let status_h = u16::from(w.error.is_some() || w.busy.is_some());
+    let status_h = match (&w.error, &w.busy) {
+        (Some(_), _) if w.step == Step::Done => 0,
+        (Some(e), _) => (((e.chars().count() + 7) / area.width.max(1) as usize) + 1).min(3) as u16,
+        (None, Some(_)) => 1,
+        (None, None) => 0,
+    };
     let [head, body, status, foot] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Min(3),
@@ -62,6 +67,7 @@ pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
             Span::styled("error: ", t.bad()),
             Span::raw(e.as_str()),
         ]))
+        .wrap(Wrap { trim: true })
         .render(status, buf);
     } else if let Some(b) = &w.busy {
         Paragraph::new(Line::styled(b.as_str(), t.dim())).render(status, buf);
@@ -208,6 +214,16 @@ pub(crate) fn duration(d: std::time::Duration) -> String {
     } else {
         format!("{} h {} min", s / 3600, (s % 3600) / 60)
     }
+}
+
+/// `label value` on one line, the value cut from the left to fit (paths
+/// keep their file name).
+pub(crate) fn kv<'a>(label: &'a str, value: String, width: u16, t: &Theme) -> Line<'a> {
+    let room = (width as usize).saturating_sub(label.chars().count());
+    Line::from(vec![
+        Span::styled(label, t.dim()),
+        Span::raw(widgets::truncate_left(&value, room)),
+    ])
 }
 
 /// A paragraph of wrapped lines.

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::{para, spec_or};
+use super::{kv, para, spec_or};
 use crate::tui::app::App;
 use crate::wizard::{PassphraseMode, Strength, strength};
 
@@ -14,26 +14,33 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let create = w.passphrase_mode == PassphraseMode::Create;
     let [intro, f1, hint, f2, err] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(if create { 3 } else { 2 }),
         Constraint::Length(3),
         Constraint::Length(1),
         Constraint::Length(if create { 3 } else { 0 }),
         Constraint::Min(1),
     ])
     .areas(area);
-    let text = if create {
-        format!(
-            "Choose a passphrase for {} and the backup. You will need it to read them; \
-             it is not stored anywhere.",
-            spec_or(w.target_spec())
-        )
+    let target = kv("target ", spec_or(w.target_spec()), area.width, t);
+    let lines = if create {
+        vec![
+            Line::styled(
+                "Choose a passphrase for the target and the backup.",
+                t.header(),
+            ),
+            target,
+            Line::styled(
+                "You need it to read them; credshift does not store it.",
+                t.dim(),
+            ),
+        ]
     } else {
-        format!(
-            "{} is encrypted: enter its passphrase.",
-            spec_or(w.target_spec())
-        )
+        vec![
+            Line::styled("The target is encrypted: enter its passphrase.", t.header()),
+            target,
+        ]
     };
-    para(vec![Line::from(text)]).render(intro, buf);
+    para(lines).render(intro, buf);
 
     (&app.pass.fields[0]).render(f1, buf);
     if create {

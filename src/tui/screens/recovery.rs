@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Cell, Row, Table, Widget};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 
-use super::para;
+use super::{kv, para};
 use crate::engine::types::MigrationStatus;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
@@ -85,37 +85,31 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     let e = &d.entry;
     let result_h = u16::from(w.recovery_result.is_some());
     let [info, result, timeline] = Layout::vertical([
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Length(result_h),
         Constraint::Min(2),
     ])
     .areas(area);
-    para(vec![
+    let backup = d
+        .backup
+        .as_ref()
+        .map_or("none".to_string(), |b| b.display().to_string());
+    Paragraph::new(vec![
         Line::from(vec![
             Span::styled(e.id.to_string(), t.header()),
             Span::raw("  "),
             status_span(e.status, t),
         ]),
-        Line::from(vec![
-            Span::styled("started ", t.dim()),
-            Span::raw(e.started_at.clone()),
-        ]),
-        Line::from(vec![
-            Span::styled("from    ", t.dim()),
-            Span::raw(e.from.clone()),
-        ]),
-        Line::from(vec![
-            Span::styled("to      ", t.dim()),
-            Span::raw(e.to.clone()),
-        ]),
-        Line::from(vec![
-            Span::styled("backup  ", t.dim()),
-            Span::raw(
-                d.backup
-                    .as_ref()
-                    .map_or("none".to_string(), |b| b.display().to_string()),
-            ),
-        ]),
+        kv("started ", e.started_at.clone(), area.width, t),
+        kv("from    ", e.from.clone(), area.width, t),
+        kv("to      ", e.to.clone(), area.width, t),
+        kv("backup  ", backup, area.width, t),
+        kv(
+            "items   ",
+            format!("{} copied, {} failed", e.copied, e.failed),
+            area.width,
+            t,
+        ),
     ])
     .render(info, buf);
     if let Some(r) = &w.recovery_result {
@@ -145,11 +139,12 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         .iter()
         .skip(d.timeline.len().saturating_sub(h))
         .map(|te| {
+            let room = (tl.width as usize).saturating_sub(te.at.chars().count() + 2);
             Line::from(vec![
                 Span::styled(format!("{}  ", te.at), t.dim()),
-                Span::raw(te.what.clone()),
+                Span::raw(widgets::truncate(&te.what, room)),
             ])
         })
         .collect();
-    para(lines).render(tl, buf);
+    Paragraph::new(lines).render(tl, buf);
 }
