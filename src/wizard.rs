@@ -494,17 +494,11 @@ impl Wizard {
             .filter(|h| h.status == MigrationStatus::Interrupted)
     }
 
-    /// Whether the target needs a passphrase that was not given.
+    /// Whether the target is kept under credshift's passphrase and none was
+    /// given. (The backup needs none: without a passphrase the engine
+    /// protects it with a generated key file beside it.)
     fn needs_passphrase(&self) -> bool {
-        !self.passphrase_set
-            && self
-                .target_report()
-                .is_some_and(|r| spec_is_encrypted(&r.spec) || r.capability.encrypted_at_rest)
-    }
-
-    /// The backup is always encrypted, so it needs a passphrase too.
-    fn needs_backup_passphrase(&self) -> bool {
-        !self.passphrase_set
+        !self.passphrase_set && self.target_spec().is_some_and(spec_is_encrypted)
     }
 
     fn target_exists(&self) -> bool {
@@ -1064,7 +1058,7 @@ impl Wizard {
                 vec![]
             }
             Event::Enter if self.busy.is_none() && self.plan.is_some() => {
-                if self.needs_passphrase() || self.needs_backup_passphrase() {
+                if self.needs_passphrase() {
                     self.passphrase_mode = if self.target_exists() && self.needs_passphrase() {
                         PassphraseMode::Unlock
                     } else {
