@@ -571,8 +571,15 @@ impl std::io::Write for ZeroizingBuf {
 
 /// The plaintext of an envelope: the JSON list of credentials.
 pub fn encode_credentials(creds: &[Credential]) -> Result<Zeroizing<Vec<u8>>> {
+    encode_credential_refs(creds.iter())
+}
+
+/// [`encode_credentials`] for credentials held elsewhere (a map): no clones.
+pub fn encode_credential_refs<'a>(
+    creds: impl Iterator<Item = &'a Credential> + Clone,
+) -> Result<Zeroizing<Vec<u8>>> {
     let items: Vec<PlainRef<'_>> = creds
-        .iter()
+        .clone()
         .map(|c| PlainRef {
             id: &c.id,
             kind: c.kind,
@@ -580,10 +587,7 @@ pub fn encode_credentials(creds: &[Credential]) -> Result<Zeroizing<Vec<u8>>> {
             metadata: &c.metadata,
         })
         .collect();
-    let approx: usize = creds
-        .iter()
-        .map(|c| c.secret.expose().len() * 2 + 128)
-        .sum();
+    let approx: usize = creds.map(|c| c.secret.expose().len() * 2 + 128).sum();
     let mut buf = ZeroizingBuf(Zeroizing::new(Vec::with_capacity(approx + 2)));
     serde_json::to_writer(&mut buf, &items)
         .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
