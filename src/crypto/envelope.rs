@@ -626,6 +626,17 @@ pub fn seal_credentials(
     key.seal(&encode_credentials(creds)?)
 }
 
+/// Seal with what `opts` holds (passphrase, else key file) and its
+/// `kdf_iterations`: what the engine uses for backups.
+pub fn seal_credentials_with_options(
+    creds: &[Credential],
+    opts: &OpenOptions,
+    location: &str,
+) -> Result<Vec<u8>> {
+    let source = KeySource::from_options(opts, location)?;
+    seal_credentials(creds, &source, opts.kdf_iterations)
+}
+
 /// Open envelope bytes with `source`. `location` (a path) names the file in
 /// every error; `allow_weak` accepts fewer than 100,000 iterations.
 pub fn open_credentials(
@@ -955,6 +966,41 @@ mod tests {
         assert!(matches!(e, StoreError::Parse { .. }), "{e:?}");
         assert!(e.to_string().contains("decrypted content"), "{e}");
         assert!(!e.to_string().contains("sk-leak"));
+    }
+
+    #[test]
+    fn options_pick_the_key_that_fits_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("k");
+        kdf::generate_key_file(&key_path).unwrap();
+        let key_only = OpenOptions {
+            key_file: Some(key_path.clone()),
+            allow_weak_kdf: true,
+            ..OpenOptions::default()
+        };
+        let both = OpenOptions {
+            passphrase: Some(Secret::new("pw")),
+            kdf_iterations: 1000,
+            allow_weak_kdf: true,
+            ..key_only.clone()
+        };
+        let creds = sample();
+        let by_key = seal_credentials_with_options(&creds, &key_only, LOC).unwrap();
+        assert_eq!(as_json(&by_key)["kdf"]["alg"], ALG_NONE);
+        let by_pass = seal_credentials_with_options(&creds, &both, LOC).unwrap();
+        assert_eq!(as_json(&by_pass)["kdf"]["iterations"], 1000);
+        same(
+            &creds,
+            &open_credentials_with_options(&by_key, &both, LOC).unwrap(),
+        );
+        same(
+            &creds,
+            &open_credentials_with_options(&by_pass, &both, LOC).unwrap(),
+        );
+        let e = open_credentials_with_options(&by_pass, &key_only, LOC).unwrap_err();
+        assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
+        let e = seal_credentials_with_options(&creds, &OpenOptions::default(), LOC).unwrap_err();
+        assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
     }
 
     #[test]
