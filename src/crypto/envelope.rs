@@ -87,7 +87,7 @@ impl KeySource {
             return Self::passphrase(p, location);
         }
         if let Some(path) = &opts.key_file {
-            return Ok(KeySource::Key(kdf::load_key_file(path)?));
+            return Self::from_key_file(path);
         }
         Err(StoreError::MissingKey {
             location: location.to_string(),
@@ -123,7 +123,7 @@ impl KeySource {
                 }),
             },
             Some(KdfParams::None) => match &opts.key_file {
-                Some(path) => Ok(KeySource::Key(kdf::load_key_file(path)?)),
+                Some(path) => Self::from_key_file(path),
                 None => Err(StoreError::MissingKey {
                     location: location.to_string(),
                     message: format!(
@@ -137,6 +137,11 @@ impl KeySource {
                 }),
             },
         }
+    }
+
+    /// The key in a key file (raw 32 bytes, 64 hex chars or base64).
+    pub fn from_key_file(path: &std::path::Path) -> Result<KeySource> {
+        Ok(KeySource::Key(kdf::load_key_file(path)?))
     }
 
     fn passphrase(p: &Secret, location: &str) -> Result<KeySource> {
