@@ -894,6 +894,7 @@ proptest! {
     #[test]
     fn dotenv_parse_of_write_is_identity(
         items in prop::collection::vec((any_dotenv_id(), any_kind(), any::<String>(), any_metadata()), 1..8),
+        updates in prop::collection::vec((any_kind(), any::<String>(), any_metadata()), 8),
     ) {
         let tmp = tempfile::tempdir().unwrap();
         let file = copy_fixture("dotenv/.env", tmp.path());
@@ -906,13 +907,25 @@ proptest! {
                 .filter(|c| !existing.iter().any(|f| f.id == c.id))
                 .collect(),
         );
-        for c in &creds {
+        // Half one by one (a fresh parse each), half as one batch.
+        let (one_by_one, batch) = creds.split_at(creds.len() / 2);
+        for c in one_by_one {
             s.write(c).unwrap();
         }
+        prop_assert!(s.write_many(batch).iter().all(Result::is_ok));
         check_all_back(&*s, &creds, true)?;
         check_all_back(&*s, &existing, true)?;
+        // A batch of updates: new values (other styles), kinds and metadata.
+        let updated: Vec<Credential> = creds
+            .iter()
+            .zip(updates)
+            .map(|(c, (k, v, m))| Credential::new(c.id.clone(), k, v).with_metadata(m))
+            .collect();
+        prop_assert!(s.write_many(&updated).iter().all(Result::is_ok));
+        check_all_back(&*s, &updated, true)?;
+        check_all_back(&*s, &existing, true)?;
         // A second store instance (a fresh parse) sees the same.
-        check_all_back(&*open(StoreSpec::Dotenv(file.clone())), &creds, true)?;
+        check_all_back(&*open(StoreSpec::Dotenv(file.clone())), &updated, true)?;
         for c in &creds {
             prop_assert!(s.delete(&c.id).unwrap());
         }
