@@ -58,10 +58,13 @@ fn secret_tool(ks: &KeyringService, args: &[&str], stdin: Option<&str>) -> (bool
     }
     drop(input);
     let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    // secret-tool prints attributes on stderr and the rest on stdout.
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 fn have_secret_tool() -> bool {
@@ -464,6 +467,16 @@ fn a_locked_collection_is_reported_not_prompted_for() {
             Duration::from_secs(60),
         )
     };
+    if have_secret_tool() {
+        assert!(
+            secret_tool(
+                &ks,
+                &["store", "--label=x", "service", &svc, "username", "ns/held"],
+                Some("sk-held-while-locked"),
+            )
+            .0
+        );
+    }
     // Before: unlocked, writable.
     let (code, out, err) = cli(&["status", "--store", &spec, "--json"]);
     assert_eq!(code, Some(0), "{err}");

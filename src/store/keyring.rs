@@ -468,17 +468,26 @@ mod platform {
     }
 
     fn unavailable(e: SsError) -> Fail {
-        let bus = if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
-            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
+        let unset = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|v| v.is_empty());
+        let text = e.to_string();
+        let what = if unset {
+            format!(
+                "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set; run inside a \
+                 desktop session or dbus-run-session): {text}"
+            )
+        } else if matches!(e, SsError::Unavailable) {
+            "no Secret Service reachable: the D-Bus session bus is not there or has no Secret \
+             Service provider (start gnome-keyring-daemon, KeePassXC's Secret Service \
+             integration or KWallet)"
+                .to_string()
+        } else if text.contains("ServiceUnknown") || text.contains("NameHasNoOwner") {
+            "the D-Bus session bus has no Secret Service provider (start gnome-keyring-daemon, \
+             KeePassXC's Secret Service integration or KWallet)"
+                .to_string()
         } else {
-            "the D-Bus session bus has no Secret Service (start gnome-keyring-daemon, KeePassXC's \
-             Secret Service integration or KWallet)"
+            format!("cannot open a Secret Service session: {text}")
         };
-        let detail = match &e {
-            SsError::Unavailable => String::new(),
-            other => format!(": {other}"),
-        };
-        Fail::Unavailable(format!("{bus}{detail}; {NO_FALLBACK}"))
+        Fail::Unavailable(format!("{what}; {NO_FALLBACK}"))
     }
 
     fn ss_fail(e: SsError) -> Fail {
@@ -604,7 +613,17 @@ mod platform {
                 .ss
                 .search_items(HashMap::from([("service", self.service.as_str())]))
                 .map_err(ss_fail)?;
-            let mut out = Vec::with_capacity(found.unlocked.len() + found.locked.len());
+            if !found.locked.is_empty() {
+                // A partial list would let a migration "complete" without
+                // them: the store as a whole is not readable until unlocked.
+                return Err(Fail::Locked(format!(
+                    "{} items of service {:?} are in a locked collection; unlock it and run \
+                     again (credshift does not prompt)",
+                    found.locked.len(),
+                    self.service
+                )));
+            }
+            let mut out = Vec::with_capacity(found.unlocked.len());
             for item in &found.unlocked {
                 match item.get_attributes() {
                     Ok(mut attrs) => match attrs.remove("username") {
@@ -626,21 +645,6 @@ mod platform {
                         },
                     }),
                 }
-            }
-            for item in &found.locked {
-                let user = item
-                    .get_attributes()
-                    .ok()
-                    .and_then(|mut a| a.remove("username"));
-                out.push(Listed::Bad {
-                    location: match user {
-                        Some(u) => u,
-                        None => format!("item {}", item.item_path.as_str()),
-                    },
-                    error: "in a locked collection: unlock it and run again (credshift does not \
-                            prompt)"
-                        .into(),
-                });
             }
             Ok(out)
         }
@@ -1118,10 +1122,12 @@ mod tests {
 
     /// An in-memory keyring-core store with service search, standing in
     /// for Keychain / Credential Manager.
+    type Shared = Arc<Mutex<BTreeMap<(String, String), Vec<u8>>>>;
+
     #[derive(Default)]
-    struct MemStore(Arc<Mutex<BTreeMap<(String, String), Vec<u8>>>>);
+    struct MemStore(Shared);
     struct MemCred {
-        map: Arc<Mutex<BTreeMap<(String, String), Vec<u8>>>>,
+        map: Shared,
         key: (String, String),
     }
     impl CredentialApi for MemCred {
@@ -1206,12 +1212,7 @@ mod tests {
         }
     }
 
-    fn mem_keyring(
-        service: &str,
-    ) -> (
-        KeyringStore,
-        Arc<Mutex<BTreeMap<(String, String), Vec<u8>>>>,
-    ) {
+    fn mem_keyring(service: &str) -> (KeyringStore, Shared) {
         let mem = MemStore::default();
         let map = mem.0.clone();
         let store: Arc<keyring_core::CredentialStore> = Arc::new(mem);
