@@ -383,9 +383,21 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Status { stores, json }) => cmd_status(g, &stores, json),
         Some(Command::Inventory { from, json }) => cmd_inventory(g, &from, json),
         Some(Command::Get { from, id, reveal }) => cmd_get(g, &from, &id, reveal),
-        None => Err(CliError::usage(
-            "the wizard is not available yet; see `credshift --help` for the commands",
-        )),
+        None => {
+            if crate::tui::on_terminal() {
+                crate::tui::run_wizard(g, None, None)
+            } else {
+                Err(CliError::usage(
+                    "no command given and not on a terminal: the wizard needs one; \
+                     see `credshift --help` for the commands",
+                ))
+            }
+        }
+        Some(Command::Wizard { from, to }) => {
+            crate::tui::run_wizard(g, from.as_deref(), to.as_deref())
+        }
+        Some(Command::Recover) => crate::tui::run_recover(g),
+        Some(Command::Demo) => crate::tui::run_demo(g),
         Some(other) => Err(CliError::usage(format!(
             "`{}` is not available in this build yet",
             command_name(&other)

@@ -123,6 +123,16 @@ pub struct Plan {
     #[serde(with = "duration_ms", rename = "estimated_ms")]
     pub estimated: Duration,
     pub source_errors: Vec<LocationError>,
+    /// Plan-wide notes: target drops metadata, target is session-only, ...
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The items that executing this plan writes to the target.
+    pub fn writes(&self) -> impl Iterator<Item = &PlanItem> {
+        self.items.iter().filter(|i| i.action.writes())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,14 +194,48 @@ pub struct HistoryEntry {
 /// coalesce several into one frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
-    BackupWritten { path: PathBuf, items: usize },
-    ItemStarted { index: usize, id: CredentialId },
-    ItemWritten { id: CredentialId },
-    ItemVerified { id: CredentialId },
-    ItemSkipped { id: CredentialId, reason: String },
-    ItemFailed { id: CredentialId, error: String },
+    BackupWritten {
+        path: PathBuf,
+        items: usize,
+    },
+    ItemStarted {
+        index: usize,
+        id: CredentialId,
+    },
+    ItemWritten {
+        id: CredentialId,
+    },
+    ItemVerified {
+        id: CredentialId,
+    },
+    ItemSkipped {
+        id: CredentialId,
+        reason: String,
+    },
+    ItemFailed {
+        id: CredentialId,
+        error: String,
+    },
     Counts(Counts),
-    RollingBack { reason: String },
+    RollingBack {
+        reason: String,
+    },
+    /// One item undone during a rollback (`how`: removed, restored, ...).
+    ItemUndone {
+        id: CredentialId,
+        how: String,
+    },
+    /// The plan the worker is executing (counts only; the items are in the journal).
+    Planned(PlanCounts),
+    /// Cleanup removed this item from the source.
+    SourceDeleted {
+        id: CredentialId,
+    },
+    /// Cleanup could not remove it: "migrated, source still present".
+    SourceDeleteFailed {
+        id: CredentialId,
+        error: String,
+    },
     Finished(Box<Report>),
 }
 
@@ -226,4 +270,54 @@ mod duration_ms {
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
+}
+
+/// What to migrate: the same request from the wizard and the CLI.
+#[derive(Debug, Clone)]
+pub struct MigrationRequest {
+    pub from: StoreSpec,
+    pub to: StoreSpec,
+    pub policy: ConflictPolicy,
+    /// Only these ids (the wizard's selection); `None` means every item.
+    pub selection: Option<std::collections::BTreeSet<CredentialId>>,
+    /// After verifying, delete the verified items from the source. The
+    /// caller must have asked for consent (CLI: `--delete-source --yes`).
+    pub delete_source: bool,
+}
+
+/// One journal record as a support screen shows it. No secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    pub seq: u64,
+    pub at: String,
+    /// The record's event name (`started`, `write_begin`, `verified`, ...).
+    pub event: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<CredentialId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A migration as the recovery screen shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationDetail {
+    pub entry: HistoryEntry,
+    /// The migration's folder (journal, plan, backup).
+    pub dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<PathBuf>,
+    pub on_conflict: ConflictPolicy,
+    pub delete_source: bool,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// Result of `backup`: where it is and what protects it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupSummary {
+    pub path: PathBuf,
+    /// The generated key file, when no passphrase was in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    pub items: usize,
+    pub errors: Vec<LocationError>,
 }

@@ -1,0 +1,118 @@
+//! Keyed fingerprints for the journal: HMAC-SHA256 under a random key kept
+//! in the migration folder (0600), truncated to 128 bits. Without the key a
+//! fingerprint says nothing about the value (never a plain hash of a secret).
+
+use std::path::Path;
+
+use hmac::{KeyInit, Mac};
+use zeroize::Zeroizing;
+
+use crate::credential::{Credential, ct_eq_bytes};
+use crate::error::StoreError;
+use crate::fsutil;
+
+pub const KEY_FILE: &str = "fingerprint.key";
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+pub struct FpKey(Zeroizing<[u8; 32]>);
+
+impl FpKey {
+    pub fn generate() -> Result<FpKey, StoreError> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut k[..])
+            .map_err(|e| StoreError::Other(format!("no randomness available: {e}")))?;
+        Ok(FpKey(k))
+    }
+
+    /// Create the key file of a new migration folder.
+    pub fn create(dir: &Path) -> Result<FpKey, StoreError> {
+        let k = FpKey::generate()?;
+        fsutil::atomic_write(&dir.join(KEY_FILE), &k.0[..])?;
+        Ok(k)
+    }
+
+    pub fn load(dir: &Path) -> Result<FpKey, StoreError> {
+        let path = dir.join(KEY_FILE);
+        let bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?);
+        let mut k = Zeroizing::new([0u8; 32]);
+        if bytes.len() != 32 {
+            return Err(StoreError::parse(
+                path.display().to_string(),
+                "fingerprint key must be 32 bytes",
+            ));
+        }
+        k.copy_from_slice(&bytes);
+        Ok(FpKey(k))
+    }
+
+    fn mac(&self, domain: &[u8], parts: &[&[u8]]) -> String {
+        let mut m = <HmacSha256 as KeyInit>::new_from_slice(&self.0[..])
+            .expect("HMAC accepts any key length");
+        m.update(domain);
+        for p in parts {
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p);
+        }
+        let out = m.finalize().into_bytes();
+        hex::encode(&out[..16])
+    }
+
+    /// Fingerprint of the id and secret value.
+    pub fn value(&self, c: &Credential) -> String {
+        self.mac(
+            b"credshift-fp-value-v1",
+            &[c.id.to_string().as_bytes(), c.secret.expose().as_bytes()],
+        )
+    }
+
+    /// Fingerprint of the id, kind and metadata.
+    pub fn meta(&self, c: &Credential) -> String {
+        let meta = serde_json::to_string(&c.metadata).unwrap_or_default();
+        self.mac(
+            b"credshift-fp-meta-v1",
+            &[
+                c.id.to_string().as_bytes(),
+                c.kind.as_str().as_bytes(),
+                meta.as_bytes(),
+            ],
+        )
+    }
+}
+
+/// Constant-time comparison of two fingerprints.
+pub fn same(a: &str, b: &str) -> bool {
+    ct_eq_bytes(a.as_bytes(), b.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::{CredentialId, Kind};
+
+    #[test]
+    fn fingerprints_depend_on_key_value_and_id() {
+        let k1 = FpKey::generate().unwrap();
+        let k2 = FpKey::generate().unwrap();
+        let a = Credential::new(CredentialId::new("a", "b"), Kind::ApiKey, "sk-value-one");
+        let b = Credential::new(CredentialId::new("a", "b"), Kind::ApiKey, "sk-value-two");
+        let c = Credential::new(CredentialId::new("a", "c"), Kind::ApiKey, "sk-value-one");
+        assert_eq!(k1.value(&a), k1.value(&a.clone()));
+        assert_ne!(k1.value(&a), k1.value(&b));
+        assert_ne!(k1.value(&a), k1.value(&c));
+        assert_ne!(k1.value(&a), k2.value(&a));
+        assert_eq!(k1.value(&a).len(), 32);
+        assert!(!k1.value(&a).contains("value"));
+    }
+
+    #[test]
+    fn key_file_is_private_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = FpKey::create(dir.path()).unwrap();
+        assert_eq!(fsutil::mode_of(&dir.path().join(KEY_FILE)), Some(0o600));
+        let again = FpKey::load(dir.path()).unwrap();
+        let c = Credential::new(CredentialId::new("a", "b"), Kind::ApiKey, "x");
+        assert_eq!(k.value(&c), again.value(&c));
+        assert_eq!(k.meta(&c), again.meta(&c));
+    }
+}

@@ -1,0 +1,363 @@
+//! Plan (the dry run): one action per source item, in stable sorted order,
+//! with counts and an estimated duration. Reads both stores, writes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::credential::{Credential, CredentialId};
+use crate::engine::inventory::now_ms;
+use crate::engine::types::{Action, ConflictPolicy, Plan, PlanCounts, PlanItem};
+use crate::error::{Result, StoreError};
+use crate::fsutil;
+use crate::store::{Capability, Scan, Store, StoreSpec};
+
+/// A plan plus what executing it needs: the source values and the target
+/// values it may overwrite.
+pub struct Prepared {
+    pub plan: Plan,
+    pub source: BTreeMap<CredentialId, Credential>,
+    pub target_old: BTreeMap<CredentialId, Credential>,
+    pub target_capability: Capability,
+}
+
+impl Prepared {
+    /// Credentials the plan writes, in plan order.
+    pub fn to_write(&self) -> Vec<&Credential> {
+        self.plan
+            .writes()
+            .filter_map(|i| self.source.get(&i.id))
+            .collect()
+    }
+}
+
+/// The dry run: what a migration from `source` to `target` would do.
+pub fn plan(
+    source: &dyn Store,
+    target: &dyn Store,
+    policy: ConflictPolicy,
+    selection: Option<&BTreeSet<CredentialId>>,
+) -> Result<Plan> {
+    prepare(source, target, policy, selection, now_ms()).map(|p| p.plan)
+}
+
+/// Everything a target holds. A target that does not exist yet is empty
+/// (it is created on first write).
+pub fn read_target(target: &dyn Store) -> Result<Scan> {
+    match target.read_all() {
+        Err(StoreError::NotFound { .. }) => Ok(Scan::default()),
+        other => other,
+    }
+}
+
+/// Whether `a` at the target already equals `b`: the value in constant
+/// time, and kind and metadata when the target keeps them.
+pub fn same_for_target(a: &Credential, b: &Credential, keeps_metadata: bool) -> bool {
+    if keeps_metadata {
+        a.same_as(b)
+    } else {
+        a.secret.ct_eq(&b.secret)
+    }
+}
+
+pub fn prepare(
+    source: &dyn Store,
+    target: &dyn Store,
+    policy: ConflictPolicy,
+    selection: Option<&BTreeSet<CredentialId>>,
+    now: i64,
+) -> Result<Prepared> {
+    let scan = source.read_all()?;
+    let target_capability = target.probe();
+    let target_scan = read_target(target)?;
+    let mut target_all: BTreeMap<CredentialId, Credential> = BTreeMap::new();
+    for c in target_scan.credentials {
+        target_all.insert(c.id.clone(), c);
+    }
+    Ok(build(
+        source.spec(),
+        target.spec(),
+        scan,
+        target_all,
+        target_capability,
+        target,
+        policy,
+        selection,
+        now,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    from: &StoreSpec,
+    to: &StoreSpec,
+    scan: Scan,
+    mut target_all: BTreeMap<CredentialId, Credential>,
+    cap: Capability,
+    target: &dyn Store,
+    policy: ConflictPolicy,
+    selection: Option<&BTreeSet<CredentialId>>,
+    now: i64,
+) -> Prepared {
+    let mut creds = scan.credentials;
+    creds.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut seen: BTreeMap<CredentialId, usize> = BTreeMap::new();
+    for c in &creds {
+        *seen.entry(c.id.clone()).or_default() += 1;
+    }
+    let keeps_metadata = cap.keeps_metadata;
+    let mut items = Vec::new();
+    let mut counts = PlanCounts::default();
+    let mut source = BTreeMap::new();
+    let mut target_old = BTreeMap::new();
+    let mut drops_metadata = false;
+    let mut last: Option<CredentialId> = None;
+    for c in creds {
+        if selection.is_some_and(|s| !s.contains(&c.id)) {
+            continue;
+        }
+        let duplicate = seen.get(&c.id).copied().unwrap_or(0) > 1;
+        if duplicate && last.as_ref() == Some(&c.id) {
+            // One plan line per id; the first already says "duplicate".
+            continue;
+        }
+        last = Some(c.id.clone());
+        let mut warnings = Vec::new();
+        if let Some(exp) = c.expires_at_ms()
+            && exp <= now
+        {
+            let when = chrono::DateTime::from_timestamp_millis(exp)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| exp.to_string());
+            warnings.push(format!("OAuth token expired at {when}; copied anyway"));
+            counts.expired_warnings += 1;
+        }
+        let len = c.secret.expose().len();
+        let action = if duplicate {
+            Action::Invalid {
+                reason: format!(
+                    "duplicate id in the source ({} entries)",
+                    seen.get(&c.id).copied().unwrap_or(0)
+                ),
+            }
+        } else if let Some(r) = c.invalid_reason() {
+            Action::Invalid {
+                reason: r.to_string(),
+            }
+        } else if let Some(limit) = cap.max_secret_len
+            && len > limit
+        {
+            Action::TooLong { limit, len }
+        } else if let Some(reason) = target.check(&c) {
+            Action::Invalid { reason }
+        } else {
+            match target_all.remove(&c.id) {
+                Some(old) if same_for_target(&old, &c, keeps_metadata) => Action::SkipIdentical,
+                Some(old) => {
+                    target_old.insert(old.id.clone(), old);
+                    match policy {
+                        ConflictPolicy::Skip => Action::Conflict,
+                        ConflictPolicy::Overwrite => Action::Overwrite,
+                    }
+                }
+                None => Action::Copy,
+            }
+        };
+        match &action {
+            Action::Copy => counts.copy += 1,
+            Action::Overwrite => counts.overwrite += 1,
+            Action::SkipIdentical => counts.skip_identical += 1,
+            Action::Conflict => counts.conflict += 1,
+            Action::Invalid { .. } => counts.invalid += 1,
+            Action::TooLong { .. } => counts.too_long += 1,
+        }
+        counts.total += 1;
+        if action.writes() && !keeps_metadata && !c.metadata.is_empty() {
+            drops_metadata = true;
+        }
+        items.push(PlanItem {
+            id: c.id.clone(),
+            kind: c.kind,
+            preview: c.secret.preview(),
+            action,
+            warnings,
+        });
+        if !duplicate {
+            source.insert(c.id.clone(), c);
+        }
+    }
+    let mut warnings = Vec::new();
+    if drops_metadata {
+        warnings.push(format!(
+            "{to} does not keep metadata (expiry, scopes, labels): only values are copied and verified"
+        ));
+    }
+    if cap.available && !cap.persistent {
+        warnings.push(format!(
+            "{to} is not persistent: its values are lost at logout or reboot"
+        ));
+    }
+    warnings.extend(cap.warnings.iter().cloned());
+    let writes = counts.copy + counts.overwrite;
+    Prepared {
+        plan: Plan {
+            from: from.clone(),
+            to: to.clone(),
+            on_conflict: policy,
+            items,
+            counts,
+            estimated: estimate(to, writes),
+            source_errors: scan.errors,
+            warnings,
+        },
+        source,
+        target_old,
+        target_capability: cap,
+    }
+}
+
+/// A rough duration: per-write cost by target kind (write + read-back),
+/// plus one key derivation for the backup.
+fn estimate(to: &StoreSpec, writes: usize) -> Duration {
+    let per_item_ms: u64 = match to {
+        StoreSpec::Keyring(_) => 40,
+        StoreSpec::PromptTrainDb(_) => 60,
+        StoreSpec::Postgres(_) | StoreSpec::LaravelPostgres(_) => 8,
+        StoreSpec::Sqlite(_) | StoreSpec::LaravelSqlite(_) => 6,
+        _ => 3,
+    };
+    if writes == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(per_item_ms * writes as u64 + 500)
+}
+
+/// Save a plan as JSON under `STATE/plans/` (the one thing a dry run may write).
+pub fn save_plan(state_dir: &Path, plan: &Plan) -> Result<PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ");
+    let path = state_dir.join("plans").join(format!("plan-{stamp}.json"));
+    let text = serde_json::to_vec_pretty(plan)
+        .map_err(|e| StoreError::json(path.display().to_string(), &e))?;
+    fsutil::atomic_write(&path, &text)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::{Kind, Metadata};
+    use crate::engine::memstore::MemStore;
+
+    fn cred(id: &str, v: &str) -> Credential {
+        Credential::new(id.parse().unwrap(), Kind::ApiKey, v)
+    }
+
+    fn mem(path: &str, creds: Vec<Credential>) -> MemStore {
+        MemStore::new(StoreSpec::Dotenv(path.into()), creds, true)
+    }
+
+    #[test]
+    fn every_action_is_planned_in_sorted_order() {
+        let mut expired = Metadata::new();
+        expired.insert("expires_at".into(), 1_000i64.into());
+        let src = mem(
+            "src",
+            vec![
+                cred("z/new", "value-new"),
+                cred("a/same", "value-same"),
+                cred("b/diff", "value-source"),
+                cred("c/empty", ""),
+                cred("d/old", "value-old").with_metadata(expired),
+            ],
+        );
+        let dst = mem(
+            "dst",
+            vec![cred("a/same", "value-same"), cred("b/diff", "value-target")],
+        );
+        let p = plan(&src, &dst, ConflictPolicy::Skip, None).unwrap();
+        let ids: Vec<String> = p.items.iter().map(|i| i.id.to_string()).collect();
+        assert_eq!(ids, ["a/same", "b/diff", "c/empty", "d/old", "z/new"]);
+        assert_eq!(p.items[0].action, Action::SkipIdentical);
+        assert_eq!(p.items[1].action, Action::Conflict);
+        assert!(matches!(p.items[2].action, Action::Invalid { .. }));
+        assert_eq!(p.items[3].action, Action::Copy);
+        assert_eq!(p.items[3].warnings.len(), 1);
+        assert_eq!(p.items[4].action, Action::Copy);
+        assert_eq!(p.counts.copy, 2);
+        assert_eq!(p.counts.expired_warnings, 1);
+        assert!(p.estimated > Duration::ZERO);
+        let p = plan(&src, &dst, ConflictPolicy::Overwrite, None).unwrap();
+        assert_eq!(p.items[1].action, Action::Overwrite);
+        // The dry run changed nothing.
+        assert_eq!(dst.snapshot().len(), 2);
+        assert_eq!(src.snapshot().len(), 5);
+    }
+
+    #[test]
+    fn duplicates_are_invalid_and_selection_filters() {
+        let scan = Scan {
+            credentials: vec![cred("a/x", "one"), cred("a/x", "two"), cred("b/y", "v")],
+            errors: vec![],
+        };
+        let dst = mem("dst", vec![]);
+        let cap = dst.probe();
+        let p = build(
+            &StoreSpec::Dotenv("s".into()),
+            dst.spec(),
+            scan.clone(),
+            BTreeMap::new(),
+            cap.clone(),
+            &dst,
+            ConflictPolicy::Skip,
+            None,
+            0,
+        );
+        assert_eq!(p.plan.items.len(), 2);
+        assert!(
+            matches!(&p.plan.items[0].action, Action::Invalid { reason } if reason.contains("duplicate"))
+        );
+        assert!(!p.source.contains_key(&"a/x".parse().unwrap()));
+        let only: BTreeSet<CredentialId> = ["b/y".parse().unwrap()].into();
+        let p = build(
+            &StoreSpec::Dotenv("s".into()),
+            dst.spec(),
+            scan,
+            BTreeMap::new(),
+            cap,
+            &dst,
+            ConflictPolicy::Skip,
+            Some(&only),
+            0,
+        );
+        assert_eq!(p.plan.items.len(), 1);
+        assert_eq!(p.plan.items[0].action, Action::Copy);
+    }
+
+    #[test]
+    fn too_long_for_the_target() {
+        let dst = mem("dst", vec![]);
+        let mut cap = dst.probe();
+        cap.max_secret_len = Some(8);
+        let scan = Scan {
+            credentials: vec![cred("a/long", "0123456789"), cred("a/short", "0123")],
+            errors: vec![],
+        };
+        let p = build(
+            &StoreSpec::Dotenv("s".into()),
+            dst.spec(),
+            scan,
+            BTreeMap::new(),
+            cap,
+            &dst,
+            ConflictPolicy::Skip,
+            None,
+            0,
+        );
+        assert_eq!(
+            p.plan.items[0].action,
+            Action::TooLong { limit: 8, len: 10 }
+        );
+        assert_eq!(p.plan.items[1].action, Action::Copy);
+        assert_eq!(p.plan.counts.too_long, 1);
+    }
+}

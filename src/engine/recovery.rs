@@ -1,0 +1,492 @@
+//! Support steps that work from the journal: history, detail, verify,
+//! cleanup, resume, rollback; and the stand-alone backup and restore.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Instant;
+
+use crate::credential::{Credential, CredentialId};
+use crate::engine::audit;
+use crate::engine::backup::{self, BackupKey};
+use crate::engine::error::{EngineError, Result};
+use crate::engine::execute::{
+    self, Control, Run, Tally, cleanup_items, migration_backup_key, planned_items, undo_all,
+};
+use crate::engine::fingerprint::{self, FpKey};
+use crate::engine::inventory::now_ms;
+use crate::engine::journal::{Journal, Record, Totals};
+use crate::engine::lock;
+use crate::engine::memstore::MemStore;
+use crate::engine::plan;
+use crate::engine::state::{self, State};
+use crate::engine::types::{
+    Action, BackupSummary, ConflictPolicy, Failure, HistoryEntry, MigrationDetail, MigrationId,
+    MigrationRequest, MigrationStatus, Report,
+};
+use crate::error::StoreError;
+use crate::store::{self, OpenOptions, Store, StoreSpec};
+
+/// Every migration in the state dir, oldest first. A folder whose journal
+/// cannot be read is left out (it never hides the others).
+pub fn history(state_dir: &Path) -> Result<Vec<HistoryEntry>> {
+    let root = state::migrations_dir(state_dir);
+    let rd = match std::fs::read_dir(&root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io(&root, e).into()),
+    };
+    let mut ids: Vec<MigrationId> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(|s| MigrationId(s.to_string())))
+        .collect();
+    ids.sort();
+    Ok(ids
+        .iter()
+        .filter_map(|id| State::load(state_dir, id).ok())
+        .map(|s| s.history_entry())
+        .collect())
+}
+
+/// One migration with its timeline, for a support screen.
+pub fn detail(state_dir: &Path, id: &MigrationId) -> Result<MigrationDetail> {
+    let s = State::load(state_dir, id)?;
+    Ok(MigrationDetail {
+        entry: s.history_entry(),
+        dir: s.dir.clone(),
+        backup: s.backup.clone(),
+        on_conflict: s.on_conflict,
+        delete_source: s.delete_source,
+        timeline: s.timeline(),
+    })
+}
+
+/// Turn a journal's store text back into a spec. Passwords are never
+/// journaled, so a redacted URL cannot be reopened from it.
+fn spec_of(text: &str) -> Result<StoreSpec> {
+    if text.contains(":***@") || text.contains("password=***") {
+        return Err(EngineError::Refused(format!(
+            "{text}: the journal keeps no database password; supply it through the \
+             database's own environment (PGPASSWORD or ~/.pgpass)"
+        )));
+    }
+    text.parse::<StoreSpec>()
+        .map_err(|e| EngineError::Refused(e.to_string()))
+}
+
+fn open_spec(text: &str, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+    Ok(store::open(&spec_of(text)?, opts)?)
+}
+
+fn load_backup(
+    state: &State,
+    file: Option<&Path>,
+    opts: &OpenOptions,
+) -> Result<BTreeMap<CredentialId, Credential>> {
+    let Some(path) = file else {
+        return Ok(BTreeMap::new());
+    };
+    let main = state.backup.clone().unwrap_or_else(|| path.to_path_buf());
+    let key = migration_backup_key(state, &main, opts)?;
+    Ok(backup::read(path, &key, opts)?
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect())
+}
+
+/// Read back what a migration wrote and compare it with the journal's
+/// fingerprints (value, and metadata when the target keeps it).
+pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+    let st = State::load(state_dir, id)?;
+    let target = open_spec(&st.to, opts)?;
+    let _lock = lock::acquire(state_dir, target.spec(), &id.0)?;
+    let fp = FpKey::load(&st.dir)?;
+    let keeps = target.probe().keeps_metadata;
+    let mut failures = Vec::new();
+    let mut ok = 0;
+    for cid in st.verified.difference(&st.undone) {
+        let Some(p) = st.planned_item(cid) else {
+            continue;
+        };
+        let problem = match target.read(cid) {
+            Ok(Some(c)) => {
+                let value_ok =
+                    p.fp.as_deref()
+                        .is_some_and(|f| fingerprint::same(f, &fp.value(&c)));
+                let meta_ok = !keeps
+                    || p.mfp
+                        .as_deref()
+                        .is_some_and(|f| fingerprint::same(f, &fp.meta(&c)));
+                match (value_ok, meta_ok) {
+                    (true, true) => None,
+                    (false, _) => Some("the value at the target differs from the one migrated"),
+                    (true, false) => Some("the metadata at the target differs"),
+                }
+            }
+            Ok(None) => Some("missing at the target"),
+            Err(e) => {
+                failures.push(Failure {
+                    id: cid.clone(),
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        match problem {
+            None => ok += 1,
+            Some(msg) => failures.push(Failure {
+                id: cid.clone(),
+                error: msg.into(),
+            }),
+        }
+    }
+    let mut journal = Journal::open(&st.dir)?;
+    journal.append(Record::VerifyRun {
+        verified: ok,
+        mismatched: failures.len(),
+    })?;
+    let mut report = st.report();
+    report.verified = ok;
+    report.failed = failures.len();
+    report.failures = failures;
+    let _ = audit::append(
+        state_dir,
+        audit::Entry {
+            action: "verify",
+            from: Some(st.from.clone()),
+            to: Some(st.to.clone()),
+            migration_id: Some(id.0.clone()),
+            outcome: if report.failed == 0 {
+                "verified"
+            } else {
+                "mismatched"
+            },
+            counts: Totals {
+                copied: ok,
+                failed: report.failed,
+                ..st.totals()
+            },
+        },
+    );
+    Ok(report)
+}
+
+/// Delete from the source the items a finished migration verified. The
+/// caller must have the user's consent.
+pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+    let st = State::load(state_dir, id)?;
+    match st.status() {
+        MigrationStatus::Completed | MigrationStatus::Failed => {}
+        other => {
+            return Err(EngineError::Refused(format!(
+                "migration {id} is {}; only a finished migration can be cleaned up",
+                status_word(other)
+            )));
+        }
+    }
+    let source = open_spec(&st.from, opts)?;
+    let target = open_spec(&st.to, opts)?;
+    let _locks = lock::acquire_pair(state_dir, source.spec(), target.spec(), &id.0)?;
+    let fp = FpKey::load(&st.dir)?;
+    let mut journal = Journal::open(&st.dir)?;
+    cleanup_items(
+        &mut journal,
+        &fp,
+        source.as_ref(),
+        target.as_ref(),
+        &st,
+        &Control::default(),
+    )?;
+    let st = State::load(state_dir, id)?;
+    let _ = audit::append(
+        state_dir,
+        audit::Entry {
+            action: "cleanup",
+            from: Some(st.from.clone()),
+            to: Some(st.to.clone()),
+            migration_id: Some(id.0.clone()),
+            outcome: if st.source_delete_failed.is_empty() {
+                "completed"
+            } else {
+                "failed"
+            },
+            counts: st.totals(),
+        },
+    );
+    Ok(st.report())
+}
+
+pub fn status_word(s: MigrationStatus) -> &'static str {
+    match s {
+        MigrationStatus::Completed => "completed",
+        MigrationStatus::RolledBack => "rolled_back",
+        MigrationStatus::Interrupted => "interrupted",
+        MigrationStatus::Failed => "failed",
+    }
+}
+
+/// Finish an interrupted (or failed) migration: items not yet verified are
+/// written and read back. Idempotent: a completed migration is reported as is.
+pub fn resume(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+    resume_with(state_dir, id, opts, &Control::default())
+}
+
+pub fn resume_with(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &OpenOptions,
+    ctl: &Control,
+) -> Result<Report> {
+    let st = State::load(state_dir, id)?;
+    match (st.status(), st.rolled_back) {
+        (MigrationStatus::Completed, _) => return Ok(st.report()),
+        (MigrationStatus::RolledBack, _) => {
+            return Err(EngineError::Refused(format!(
+                "migration {id} was rolled back; start a new migration instead"
+            )));
+        }
+        (_, Some(false)) => {
+            return Err(EngineError::Refused(format!(
+                "a rollback of migration {id} did not finish; complete it with \
+                 `credshift rollback --migration-id {id}`"
+            )));
+        }
+        _ => {}
+    }
+    let source = open_spec(&st.from, opts)?;
+    let target = open_spec(&st.to, opts)?;
+    let _locks = lock::acquire_pair(state_dir, source.spec(), target.spec(), &id.0)?;
+    let fp = FpKey::load(&st.dir)?;
+    let mut journal = Journal::open(&st.dir)?;
+    journal.append(Record::Resumed)?;
+    let selection: Option<BTreeSet<CredentialId>> =
+        st.selection.clone().map(|v| v.into_iter().collect());
+    let prepared = plan::prepare(
+        source.as_ref(),
+        target.as_ref(),
+        st.on_conflict,
+        selection.as_ref(),
+        now_ms(),
+    )?;
+    let mut run = Run {
+        id: id.clone(),
+        dir: st.dir.clone(),
+        journal,
+        fp,
+        source: source.as_ref(),
+        target: target.as_ref(),
+        ctl: ctl.clone(),
+        state_dir: state_dir.to_path_buf(),
+        opts: opts.clone(),
+    };
+    if st.planned.is_none() {
+        run.journal.append(Record::Planned {
+            items: planned_items(&prepared, &run.fp),
+        })?;
+    }
+    let st = State::load(state_dir, id)?;
+    if st.backup.is_none() {
+        // No write happens before the backup record, so the target is as
+        // the plan saw it.
+        let overwritten: Vec<Credential> = prepared
+            .plan
+            .items
+            .iter()
+            .filter(|i| i.action == Action::Overwrite)
+            .filter_map(|i| prepared.target_old.get(&i.id).cloned())
+            .collect();
+        let all: Vec<Credential> = prepared.source.values().cloned().collect();
+        run.write_backups(&all, &overwritten)?;
+    }
+    let st = State::load(state_dir, id)?;
+    let target_backup = st.target_backup.clone();
+    let old = load_backup(&st, target_backup.as_deref(), opts)?;
+    let keeps = prepared.target_capability.keeps_metadata;
+    let planned = st.planned.clone().unwrap_or_default();
+    let mut work: Vec<&Credential> = Vec::new();
+    for p in planned
+        .iter()
+        .filter(|p| p.action == "copy" || p.action == "overwrite")
+        .filter(|p| !st.verified.contains(&p.id))
+    {
+        let want = p.fp.as_deref().unwrap_or("");
+        let Some(c) = prepared.source.get(&p.id) else {
+            run.journal.append(Record::Failed {
+                id: p.id.clone(),
+                error: "no longer in the source".into(),
+            })?;
+            continue;
+        };
+        if !fingerprint::same(want, &run.fp.value(c)) {
+            run.journal.append(Record::Failed {
+                id: p.id.clone(),
+                error: "the source value changed since the migration started".into(),
+            })?;
+            continue;
+        }
+        // Written before the crash: the target already holds our value.
+        let landed = target
+            .read(&p.id)
+            .ok()
+            .flatten()
+            .is_some_and(|t| same_value_meta(&t, c, keeps));
+        if landed && st.begun.contains(&p.id) {
+            run.journal.append(Record::Verified { id: p.id.clone() })?;
+            continue;
+        }
+        work.push(c);
+    }
+    let mut tally = Tally {
+        total_writes: work.len(),
+        ..Tally::default()
+    };
+    let stop = run.write_items(&work, &old, keeps, &mut tally, Instant::now());
+    run.finish("resume", stop, &old, st.delete_source)
+}
+
+fn same_value_meta(a: &Credential, b: &Credential, keeps: bool) -> bool {
+    plan::same_for_target(a, b, keeps)
+}
+
+/// Undo a migration: put back source items cleanup deleted, remove what it
+/// wrote, restore what it overwrote from the backup. Idempotent.
+pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+    rollback_with(state_dir, id, opts, &Control::default())
+}
+
+pub fn rollback_with(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &OpenOptions,
+    ctl: &Control,
+) -> Result<Report> {
+    let st = State::load(state_dir, id)?;
+    if st.rolled_back == Some(true) {
+        return Ok(st.report());
+    }
+    let target = open_spec(&st.to, opts)?;
+    let source_needed = !st.source_deleted.is_empty();
+    let source = if source_needed {
+        Some(open_spec(&st.from, opts)?)
+    } else {
+        None
+    };
+    let _locks = match &source {
+        Some(s) => lock::acquire_pair(state_dir, s.spec(), target.spec(), &id.0)?,
+        None => vec![lock::acquire(state_dir, target.spec(), &id.0)?],
+    };
+    let fp = FpKey::load(&st.dir)?;
+    let mut journal = Journal::open(&st.dir)?;
+    let needs_old = st
+        .begun
+        .iter()
+        .any(|i| st.planned_item(i).is_some_and(|p| p.action == "overwrite"));
+    let old = if needs_old {
+        load_backup(&st, st.target_backup.as_deref(), opts)?
+    } else {
+        BTreeMap::new()
+    };
+    journal.append(Record::RollbackStarted {
+        reason: "requested by the user".into(),
+    })?;
+    let mut complete = true;
+    if let Some(source) = &source {
+        let originals = load_backup(&st, st.backup.as_deref(), opts)?;
+        for cid in &st.source_deleted {
+            let res = match originals.get(cid) {
+                Some(c) => source.write(c),
+                None => Err(StoreError::item(cid, "not in the backup")),
+            };
+            match res {
+                Ok(()) => journal.append(Record::Undone {
+                    id: cid.clone(),
+                    how: "source_restored".into(),
+                })?,
+                Err(e) => {
+                    complete = false;
+                    journal.append(Record::UndoFailed {
+                        id: cid.clone(),
+                        error: format!("source: {e}"),
+                    })?
+                }
+            }
+        }
+    }
+    complete &= undo_all(&mut journal, &fp, target.as_ref(), &st, &old, ctl)?;
+    journal.append(Record::RolledBack { complete })?;
+    let st = State::load(state_dir, id)?;
+    journal.append(Record::Finished {
+        status: if complete {
+            MigrationStatus::RolledBack
+        } else {
+            MigrationStatus::Interrupted
+        },
+        totals: st.totals(),
+        reason: Some("rolled back on request".into()),
+    })?;
+    let st = State::load(state_dir, id)?;
+    let _ = audit::append(
+        state_dir,
+        audit::Entry {
+            action: "rollback",
+            from: Some(st.from.clone()),
+            to: Some(st.to.clone()),
+            migration_id: Some(id.0.clone()),
+            outcome: if complete {
+                "rolled_back"
+            } else {
+                "interrupted"
+            },
+            counts: st.totals(),
+        },
+    );
+    Ok(st.report())
+}
+
+/// Write an encrypted backup of every credential in `source` to `out`.
+/// Without a passphrase (or `--key-file`), a key file is generated beside it.
+pub fn backup(source: &dyn Store, out: &Path, opts: &OpenOptions) -> Result<BackupSummary> {
+    let scan = source.read_all()?;
+    let (key, key_file) = match (&opts.passphrase, &opts.key_file) {
+        (Some(p), _) => (BackupKey::Passphrase(p.clone()), None),
+        (None, Some(k)) => (BackupKey::KeyFile(k.clone()), None),
+        (None, None) => {
+            let k = backup::new_key(out, opts)?;
+            let path = backup::key_file_for(out);
+            (k, Some(path))
+        }
+    };
+    backup::write(out, &scan.credentials, &key, opts)?;
+    Ok(BackupSummary {
+        path: out.to_path_buf(),
+        key_file,
+        items: scan.credentials.len(),
+        errors: scan.errors,
+    })
+}
+
+/// Restore a backup into `target`: a migration from the backup's contents
+/// with `overwrite`, so it has its own journal, backup of what it replaces,
+/// verify and rollback.
+pub fn restore(
+    backup_file: &Path,
+    target: &StoreSpec,
+    state_dir: &Path,
+    opts: &OpenOptions,
+) -> Result<Report> {
+    let key = backup::existing_key(backup_file, opts)?;
+    let creds = backup::read(backup_file, &key, opts)?;
+    let spec = StoreSpec::Encrypted(backup_file.to_path_buf());
+    let source = Box::new(MemStore::new(spec.clone(), creds, false));
+    let target_store = store::open(target, opts)?;
+    let req = MigrationRequest {
+        from: spec,
+        to: target.clone(),
+        policy: ConflictPolicy::Overwrite,
+        selection: None,
+        delete_source: false,
+    };
+    let h = execute::start_with_stores(req, source, target_store, state_dir, opts)?;
+    while h.events.recv().is_ok() {}
+    h.join()
+}
