@@ -8,7 +8,6 @@
 //! with two tokens each). `CREDSHIFT_BENCH_NODE=0` skips the Node run.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::Write;

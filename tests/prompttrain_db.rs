@@ -413,8 +413,19 @@ fn a_wrong_key_fails_each_item_clearly_and_writes_nothing() {
     assert!(!s.probe().writable);
 }
 
+fn account_row(url: &str, account: &str) -> Option<(String, bool, Option<String>)> {
+    let mut c = pg::connect(url);
+    c.query_opt(
+        "SELECT credential_type, is_active, oauth_refresh_token_encrypted FROM accounts \
+         WHERE account_id = $1",
+        &[&account],
+    )
+    .unwrap()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+}
+
 #[test]
-fn oauth_tokens_of_a_new_account_go_in_together() {
+fn an_oauth_token_alone_waits_inactive_for_its_pair() {
     let Some(db) = pg::fresh_db() else { return };
     let s = open_with(&db.url(), Some(fixture_key()));
     let access = Credential::new(
@@ -427,45 +438,100 @@ fn oauth_tokens_of_a_new_account_go_in_together() {
         Kind::OauthRefresh,
         "sk-ant-ort01-refresh-token-value",
     );
-    let e = s.write(&access).unwrap_err().to_string();
-    assert!(e.contains("account:acc_o/oauth_access_token"), "{e}");
-    assert!(e.contains("in one batch"), "{e}");
-    assert!(s.read(&access.id).unwrap().is_none());
-
-    let r = s.write_many(&[access.clone(), refresh.clone()]);
-    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
-    let row: (String, String) = {
-        let mut c = pg::connect(&db.url());
-        let r = c
-            .query_one(
-                "SELECT account_name, credential_type FROM accounts WHERE account_id = 'acc_o'",
-                &[],
-            )
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
-    assert_eq!(row, ("o".to_string(), "oauth".to_string()));
-
-    // An existing OAuth account takes one token alone (a refresh).
-    let newer = Credential::new(
-        access.id.clone(),
-        Kind::OauthAccess,
-        "sk-ant-oat01-newer-token",
-    );
-    s.write(&newer).unwrap();
+    // One at a time, as a per-item migration writes them.
+    s.write(&access).unwrap();
     assert_eq!(
         s.read(&access.id).unwrap().unwrap().secret.expose(),
-        "sk-ant-oat01-newer-token"
+        "sk-ant-oat01-access-token-value"
     );
+    assert!(
+        s.read(&refresh.id).unwrap().is_none(),
+        "placeholder is not a value"
+    );
+    let (ctype, active, pending) = account_row(&db.url(), "acc_o").unwrap();
+    assert_eq!(ctype, "oauth");
+    assert!(!active, "an account missing a token stays inactive");
+    assert_eq!(
+        pending.as_deref(),
+        Some(credshift::store::prompttrain_db::PENDING_TOKEN)
+    );
+    let ids: Vec<String> = s
+        .list()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(ids, ["account:acc_o/oauth_access_token"]);
 
-    // Deleting one token alone is refused; both together remove the row.
-    let e = s.delete(&refresh.id).unwrap_err().to_string();
-    assert!(e.contains("both"), "{e}");
-    assert!(s.read(&refresh.id).unwrap().is_some());
+    s.write(&refresh).unwrap();
+    let (_, active, stored) = account_row(&db.url(), "acc_o").unwrap();
+    assert!(active, "complete again, so active");
+    assert!(stored.unwrap().split(':').count() == 4);
+    assert_eq!(s.read_all().unwrap().credentials.len(), 2);
+
+    // Deleting one token alone leaves the placeholder; both remove the row.
+    assert!(s.delete(&refresh.id).unwrap());
+    let (_, active, pending) = account_row(&db.url(), "acc_o").unwrap();
+    assert!(!active);
+    assert_eq!(
+        pending.as_deref(),
+        Some(credshift::store::prompttrain_db::PENDING_TOKEN)
+    );
+    assert!(s.read(&access.id).unwrap().is_some());
+    assert!(s.delete(&access.id).unwrap());
+    assert!(account_row(&db.url(), "acc_o").is_none());
+
+    // In one batch the pair lands complete and active at once.
+    let r = s.write_many(&[access.clone(), refresh.clone()]);
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    let (ctype, active, _) = account_row(&db.url(), "acc_o").unwrap();
+    assert_eq!((ctype.as_str(), active), ("oauth", true));
+    assert_eq!(
+        account_name(&db.url(), "acc_o"),
+        "o",
+        "default name follows the acc_ prefix"
+    );
     let d = s.delete_many(&[access.id.clone(), refresh.id.clone()]);
     assert!(d.iter().all(|r| matches!(r, Ok(true))), "{d:?}");
     assert!(s.list().unwrap().entries.is_empty());
     assert!(!s.delete(&access.id).unwrap());
+}
+
+fn account_name(url: &str, account: &str) -> String {
+    pg::connect(url)
+        .query_one(
+            "SELECT account_name FROM accounts WHERE account_id = $1",
+            &[&account],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn an_api_key_account_takes_an_oauth_token_without_a_placeholder() {
+    let Some(db) = fixture_db() else { return };
+    let s = open_with(&db.url(), Some(fixture_key()));
+    let access = Credential::new(
+        "account:acc_alpha/oauth_access_token".parse().unwrap(),
+        Kind::OauthAccess,
+        "sk-ant-oat01-added-to-an-api-key-account",
+    );
+    s.write(&access).unwrap();
+    let (ctype, active, refresh) = account_row(&db.url(), "acc_alpha").unwrap();
+    assert_eq!((ctype.as_str(), active, refresh), ("api_key", true, None));
+    // Removing the API key now leaves a lone OAuth token: placeholder.
+    assert!(
+        s.delete(&"account:acc_alpha/api_key".parse().unwrap())
+            .unwrap()
+    );
+    let (ctype, active, refresh) = account_row(&db.url(), "acc_alpha").unwrap();
+    assert_eq!(ctype, "oauth");
+    assert!(!active);
+    assert_eq!(
+        refresh.as_deref(),
+        Some(credshift::store::prompttrain_db::PENDING_TOKEN)
+    );
 }
 
 #[test]

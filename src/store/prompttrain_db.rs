@@ -20,11 +20,14 @@
 //!   stored hash matches a given key (constant-time comparison). Deleting it
 //!   clears element `i`.
 //!
-//! The original schema requires an OAuth account to hold both tokens, so a
-//! new OAuth account must get its access and refresh tokens in one
-//! `write_many` batch, and deleting one token of an OAuth account without
-//! the other (and without an API key) is refused; `delete_many` with both
-//! removes the account row.
+//! The original schema requires an OAuth account to hold both tokens. A
+//! write that leaves an account with one OAuth token and no API key (the
+//! first of a pair written one at a time, or a delete of one token) stores
+//! [`PENDING_TOKEN`] in the other column and sets `is_active = false`;
+//! credshift reads that column as empty, and the account becomes active
+//! again when the real token arrives. `write_many` with both tokens never
+//! needs the placeholder. Deleting every value of an account removes its
+//! row (and, by the schema's cascade, its train mappings).
 //!
 //! Every value costs one PBKDF2 derivation (100,000 iterations), so
 //! `read_all` and `write_many` derive in parallel across cores (rayon);
@@ -97,6 +100,12 @@ CREATE INDEX IF NOT EXISTS idx_train_mappings_train ON train_account_mappings(tr
 CREATE INDEX IF NOT EXISTS idx_train_mappings_account ON train_account_mappings(account_id);
 CREATE INDEX IF NOT EXISTS idx_train_mappings_priority ON train_account_mappings(train_id, priority);
 ";
+
+/// Stands in for the missing token of an OAuth account that has only one
+/// so far (the schema requires both). Not in the value format, so
+/// agent-prompttrain fails clearly on it; the row is kept inactive, and
+/// credshift treats the column as empty.
+pub const PENDING_TOKEN: &str = "credshift:pending-oauth-token";
 
 /// Largest client key index accepted (keeps the array small).
 const MAX_CLIENT_KEY_INDEX: usize = 1000;
@@ -215,7 +224,7 @@ impl AccountRow {
         AccountRow {
             account_id: r.get(0),
             account_name: r.get(1),
-            values: [r.get(3), r.get(4), r.get(5)],
+            values: [3, 4, 5].map(|i| r.get::<_, Option<String>>(i).filter(|v| v != PENDING_TOKEN)),
             expires_at: r.get(6),
             scopes: r.get(7),
             is_max: r.get(8),
@@ -378,8 +387,8 @@ impl PromptTrainDb {
                    SELECT api_key_encrypted AS v FROM accounts
                    UNION ALL SELECT oauth_access_token_encrypted FROM accounts
                    UNION ALL SELECT oauth_refresh_token_encrypted FROM accounts) s
-                 WHERE v IS NOT NULL LIMIT 3",
-                &[],
+                 WHERE v IS NOT NULL AND v <> $1 LIMIT 3",
+                &[&PENDING_TOKEN],
             )?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })?;
@@ -519,6 +528,23 @@ fn oauth_columns(m: &Metadata) -> OauthColumns {
     }
 }
 
+/// The row's type, which values it really has (a placeholder counts as
+/// absent) and whether it holds a placeholder; locked for the transaction.
+fn account_state(
+    tx: &mut Transaction<'_>,
+    account: &str,
+) -> std::result::Result<Option<(String, [bool; 3], bool)>, postgres::Error> {
+    let row = tx.query_opt(
+        "SELECT credential_type, api_key_encrypted IS NOT NULL, \
+         coalesce(oauth_access_token_encrypted <> $2, false), \
+         coalesce(oauth_refresh_token_encrypted <> $2, false), \
+         coalesce(oauth_access_token_encrypted = $2 OR oauth_refresh_token_encrypted = $2, false) \
+         FROM accounts WHERE account_id = $1 FOR UPDATE",
+        &[&account, &PENDING_TOKEN],
+    )?;
+    Ok(row.map(|r| (r.get(0), [r.get(1), r.get(2), r.get(3)], r.get(4))))
+}
+
 /// One account's writes: (item index, field, encrypted value).
 type AccountWrites = Vec<(usize, Field, String)>;
 
@@ -528,17 +554,9 @@ fn apply_account(
     writes: &AccountWrites,
     creds: &[Credential],
 ) -> std::result::Result<std::result::Result<(), String>, postgres::Error> {
-    let existing = tx.query_opt(
-        "SELECT credential_type, api_key_encrypted IS NOT NULL, \
-         oauth_access_token_encrypted IS NOT NULL, oauth_refresh_token_encrypted IS NOT NULL \
-         FROM accounts WHERE account_id = $1 FOR UPDATE",
-        &[&account],
-    )?;
+    let existing = account_state(tx, account)?;
     let mut values: [Option<&str>; 3] = [None, None, None];
-    let mut has = [false; 3];
-    if let Some(r) = &existing {
-        has = [r.get(1), r.get(2), r.get(3)];
-    }
+    let mut has = existing.as_ref().map_or([false; 3], |e| e.1);
     let mut name: Option<String> = None;
     let mut oauth: Option<OauthColumns> = None;
     for (i, field, enc) in writes {
@@ -559,10 +577,28 @@ fn apply_account(
     {
         return Ok(Err(format!("account_name must be 1 to {MAX_ID_LEN} bytes")));
     }
-    let current: Option<String> = existing.as_ref().map(|r| r.get(0));
-    let ctype = match credential_type(current.as_deref(), has) {
-        Ok(t) => t,
-        Err(m) => return Ok(Err(m)),
+    let current = existing.as_ref().map(|e| e.0.as_str());
+    let was_pending = existing.as_ref().is_some_and(|e| e.2);
+    // One OAuth token and nothing else: keep a placeholder for the other
+    // and the account inactive until it arrives.
+    let (ctype, pending) = match credential_type(current, has) {
+        Ok(t) => (t, false),
+        Err(_) => ("oauth", true),
+    };
+    if pending {
+        for f in [Field::OauthAccess, Field::OauthRefresh] {
+            if !has[f.index()] {
+                values[f.index()] = Some(PENDING_TOKEN);
+            }
+        }
+    }
+    // Active again once complete, if only the placeholder held it back.
+    let active: Option<bool> = if pending {
+        Some(false)
+    } else if was_pending {
+        Some(true)
+    } else {
+        None
     };
     let set_oauth = oauth.is_some();
     let oauth = oauth.unwrap_or(OauthColumns {
@@ -581,6 +617,7 @@ fn apply_account(
                oauth_expires_at = CASE WHEN $7 THEN $8 ELSE oauth_expires_at END,
                oauth_scopes = CASE WHEN $7 THEN $9 ELSE oauth_scopes END,
                oauth_is_max = CASE WHEN $7 THEN $10 ELSE oauth_is_max END,
+               is_active = COALESCE($11, is_active),
                updated_at = now()
              WHERE account_id = $1",
             &[
@@ -594,6 +631,7 @@ fn apply_account(
                 &oauth.expires_at,
                 &oauth.scopes,
                 &oauth.is_max,
+                &active,
             ],
         )?;
     } else {
@@ -601,8 +639,8 @@ fn apply_account(
         tx.execute(
             "INSERT INTO accounts (account_id, account_name, credential_type, api_key_encrypted,
                oauth_access_token_encrypted, oauth_refresh_token_encrypted, oauth_expires_at,
-               oauth_scopes, oauth_is_max)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+               oauth_scopes, oauth_is_max, is_active)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, true))",
             &[
                 &account,
                 &name,
@@ -613,6 +651,7 @@ fn apply_account(
                 &oauth.expires_at,
                 &oauth.scopes,
                 &oauth.is_max,
+                &active,
             ],
         )?;
     }
@@ -1059,63 +1098,52 @@ impl Store for PromptTrainDb {
             let mut tx = client.transaction().map_err(db)?;
             let mut staged: Vec<(usize, bool)> = Vec::new();
             for (account, fields) in &by_account {
-                let row = tx
-                    .query_opt(
-                        "SELECT credential_type, api_key_encrypted IS NOT NULL, \
-                         oauth_access_token_encrypted IS NOT NULL, \
-                         oauth_refresh_token_encrypted IS NOT NULL \
-                         FROM accounts WHERE account_id = $1 FOR UPDATE",
-                        &[account],
-                    )
-                    .map_err(db)?;
-                let Some(row) = row else {
+                let Some((ctype, before, _)) = account_state(&mut tx, account).map_err(db)? else {
                     staged.extend(fields.iter().map(|(i, _)| (*i, false)));
                     continue;
                 };
-                let before: [bool; 3] = [row.get(1), row.get(2), row.get(3)];
                 let mut after = before;
                 for (_, f) in fields {
                     after[f.index()] = false;
                 }
-                let outcome = if after == [false; 3] {
+                if after == [false; 3] {
                     tx.execute("DELETE FROM accounts WHERE account_id = $1", &[account])
-                        .map_err(db)
-                        .map(|_| Ok(()))
+                        .map_err(db)?;
                 } else {
-                    match credential_type(Some(row.get::<_, &str>(0)), after) {
-                        Ok(t) => {
-                            let clear = |f: Field| !after[f.index()] && before[f.index()];
-                            tx.execute(
-                                "UPDATE accounts SET
-                                   api_key_encrypted = CASE WHEN $2 THEN NULL ELSE api_key_encrypted END,
-                                   oauth_access_token_encrypted = CASE WHEN $3 THEN NULL ELSE oauth_access_token_encrypted END,
-                                   oauth_refresh_token_encrypted = CASE WHEN $4 THEN NULL ELSE oauth_refresh_token_encrypted END,
-                                   credential_type = $5, updated_at = now()
-                                 WHERE account_id = $1",
-                                &[
-                                    account,
-                                    &clear(Field::ApiKey),
-                                    &clear(Field::OauthAccess),
-                                    &clear(Field::OauthRefresh),
-                                    &t,
-                                ],
-                            )
-                            .map_err(db)
-                            .map(|_| Ok(()))
-                        }
-                        Err(m) => Ok(Err(m)),
-                    }
-                };
-                match outcome? {
-                    Ok(()) => {
-                        staged.extend(fields.iter().map(|(i, f)| (*i, before[f.index()])));
-                    }
-                    Err(m) => {
-                        for (i, _) in fields {
-                            results[*i] = Some(Err(StoreError::item(&ids[*i], m.clone())));
-                        }
-                    }
+                    // One OAuth token left alone: placeholder, inactive.
+                    let (t, pending) = match credential_type(Some(&ctype), after) {
+                        Ok(t) => (t, false),
+                        Err(_) => ("oauth", true),
+                    };
+                    let clear = |f: Field| {
+                        (pending && f != Field::ApiKey && !after[f.index()]).then_some(PENDING_TOKEN)
+                    };
+                    let null = |f: Field| !after[f.index()] && before[f.index()] && clear(f).is_none();
+                    tx.execute(
+                        "UPDATE accounts SET
+                           api_key_encrypted = CASE WHEN $2 THEN NULL ELSE api_key_encrypted END,
+                           oauth_access_token_encrypted =
+                             CASE WHEN $3 THEN NULL ELSE COALESCE($6, oauth_access_token_encrypted) END,
+                           oauth_refresh_token_encrypted =
+                             CASE WHEN $4 THEN NULL ELSE COALESCE($7, oauth_refresh_token_encrypted) END,
+                           credential_type = $5,
+                           is_active = CASE WHEN $8 THEN false ELSE is_active END,
+                           updated_at = now()
+                         WHERE account_id = $1",
+                        &[
+                            account,
+                            &null(Field::ApiKey),
+                            &null(Field::OauthAccess),
+                            &null(Field::OauthRefresh),
+                            &t,
+                            &clear(Field::OauthAccess),
+                            &clear(Field::OauthRefresh),
+                            &pending,
+                        ],
+                    )
+                    .map_err(db)?;
                 }
+                staged.extend(fields.iter().map(|(i, f)| (*i, before[f.index()])));
             }
             for (train, slots) in &by_train {
                 let clear: Vec<(usize, Option<String>)> =
