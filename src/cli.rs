@@ -425,24 +425,6 @@ pub fn run(cli: Cli) -> CliResult {
     }
 }
 
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Wizard { .. } => "wizard",
-        Command::Recover => "recover",
-        Command::Demo => "demo",
-        Command::Status { .. } => "status",
-        Command::Inventory { .. } => "inventory",
-        Command::Get { .. } => "get",
-        Command::Migrate(_) => "migrate",
-        Command::Verify { .. } => "verify",
-        Command::Resume { .. } => "resume",
-        Command::Rollback { .. } => "rollback",
-        Command::History { .. } => "history",
-        Command::Backup { .. } => "backup",
-        Command::Restore { .. } => "restore",
-    }
-}
-
 // ---- migration commands -------------------------------------------------
 
 fn parse_policy(s: &str) -> Result<engine::ConflictPolicy, CliError> {
