@@ -307,3 +307,25 @@ fn postgres_table_is_created_on_first_write() {
         .get(0);
     assert_eq!(kind, "boolean");
 }
+
+#[test]
+fn postgres_store_lock_excludes_a_second_holder() {
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    let a = open(&url);
+    let b = open(&url);
+    let held = a
+        .lock(std::time::Duration::from_secs(1))
+        .unwrap()
+        .expect("laravel:postgres has its own lock");
+    let e = b
+        .lock(std::time::Duration::from_millis(300))
+        .err()
+        .expect("second holder must wait and time out");
+    assert!(
+        matches!(e, credshift::error::StoreError::Timeout { .. }),
+        "{e}"
+    );
+    drop(held);
+    assert!(b.lock(std::time::Duration::from_secs(2)).unwrap().is_some());
+}

@@ -47,7 +47,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     };
     let db: Box<dyn Backend> = match spec {
         StoreSpec::LaravelSqlite(path) => Box::new(SqliteDb::new(path.clone())),
-        StoreSpec::LaravelPostgres(url) => Box::new(PgDb::connect(spec, url)?),
+        StoreSpec::LaravelPostgres(_) => Box::new(PgDb::connect(spec)?),
         other => {
             return Err(StoreError::Other(format!(
                 "{other} is not a Laravel store spec"
@@ -544,6 +544,21 @@ impl Store for LaravelStore {
         })
     }
 
+    /// PostgreSQL: a session advisory lock on the table; SQLite: none (the
+    /// engine locks the file path).
+    fn lock(&self, wait: Duration) -> Result<Option<Box<dyn crate::store::StoreLock>>> {
+        match self.spec {
+            StoreSpec::LaravelPostgres(_) => Ok(Some(Box::new(
+                crate::store::postgres::AdvisoryLock::acquire(
+                    &self.spec,
+                    "laravel:a_i_credentials",
+                    wait,
+                )?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
     fn read_all(&self) -> Result<Scan> {
         let rows = self.db()?.rows()?;
         Ok(self.scan_rows(&rows))
@@ -822,51 +837,14 @@ struct PgDb {
     client: postgres::Client,
 }
 
-/// `sslmode` from the URL's query, when given.
-fn sslmode_of(url: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| k.eq_ignore_ascii_case("sslmode"))
-        .map(|(_, v)| v.to_ascii_lowercase())
-}
-
 impl PgDb {
-    fn connect(spec: &StoreSpec, url: &str) -> Result<PgDb> {
-        let location = spec.to_string();
-        let unavailable = |reason: String| StoreError::Unavailable {
-            store: location.clone(),
-            reason,
-        };
-        match sslmode_of(url).as_deref() {
-            None | Some("disable" | "prefer") => {}
-            Some(mode @ ("require" | "verify-ca" | "verify-full")) => {
-                return Err(unavailable(format!(
-                    "sslmode={mode} needs TLS, which laravel:postgres does not support yet; \
-                     use a local or tunnelled connection with sslmode=disable"
-                )));
-            }
-            Some(_) => {
-                return Err(unavailable(
-                    "unknown sslmode (expected disable, prefer, require, verify-ca or verify-full)"
-                        .into(),
-                ));
-            }
-        }
-        // The parser's message may quote the URL, password included.
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|_| unavailable("the PostgreSQL URL is malformed".into()))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        // Without TLS, `prefer` connects in plain text.
-        config.ssl_mode(postgres::config::SslMode::Disable);
-        let client = config
-            .connect(postgres::NoTls)
-            .map_err(|e| unavailable(pg_message(&e)))?;
-        Ok(PgDb { location, client })
+    /// Connect with the shared PostgreSQL helper (`sslmode` honoured: TLS
+    /// via native-tls for require, verify-ca and verify-full).
+    fn connect(spec: &StoreSpec) -> Result<PgDb> {
+        Ok(PgDb {
+            location: spec.to_string(),
+            client: crate::store::postgres::connect(spec)?,
+        })
     }
 
     fn error(&self, e: postgres::Error) -> StoreError {
@@ -1055,22 +1033,26 @@ mod tests {
     }
 
     #[test]
-    fn sslmode_is_read_from_the_query() {
-        assert_eq!(sslmode_of("postgres://h/db"), None);
-        assert_eq!(
-            sslmode_of("postgres://h/db?user=a&SSLMode=Require").as_deref(),
-            Some("require")
-        );
-    }
-
-    #[test]
-    fn tls_modes_are_refused_clearly_and_without_the_password() {
-        for mode in ["require", "verify-full"] {
-            let url = format!("postgres://u:hunter2@127.0.0.1:1/db?sslmode={mode}");
+    fn connection_failures_are_clear_and_never_show_the_password() {
+        for q in [
+            "",
+            "?sslmode=require",
+            "?sslmode=verify-full",
+            "?sslmode=bogus",
+        ] {
+            let url = format!("postgres://u:hunter2@127.0.0.1:1/db{q}");
             let spec: StoreSpec = format!("laravel:{url}").parse().unwrap();
-            let e = PgDb::connect(&spec, &url).err().unwrap().to_string();
-            assert!(e.contains("TLS") && e.contains("not support"), "{e}");
-            assert!(!e.contains("hunter2"), "{e}");
+            let opts = OpenOptions {
+                app_key: Some(Secret::new(format!("base64:{}", "A".repeat(43) + "="))),
+                ..OpenOptions::default()
+            };
+            let e = open(&spec, &opts).err().unwrap();
+            let msg = e.to_string();
+            assert!(e.is_unavailable(), "{q}: {msg}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+            if q.contains("bogus") {
+                assert!(msg.contains("sslmode"), "{msg}");
+            }
         }
     }
 
