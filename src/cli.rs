@@ -407,31 +407,21 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::History { json }) => cmd_history(g, json),
         Some(Command::Backup { from, out }) => cmd_backup(g, &from, &out),
         Some(Command::Restore { backup, to, yes }) => cmd_restore(g, &backup, &to, yes),
-        None => Err(CliError::usage(
-            "the wizard is not available yet; see `credshift --help` for the commands",
-        )),
-        Some(other) => Err(CliError::usage(format!(
-            "`{}` is not available in this build yet",
-            command_name(&other)
-        ))),
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Wizard { .. } => "wizard",
-        Command::Recover => "recover",
-        Command::Demo => "demo",
-        Command::Status { .. } => "status",
-        Command::Inventory { .. } => "inventory",
-        Command::Get { .. } => "get",
-        Command::Migrate(_) => "migrate",
-        Command::Verify { .. } => "verify",
-        Command::Resume { .. } => "resume",
-        Command::Rollback { .. } => "rollback",
-        Command::History { .. } => "history",
-        Command::Backup { .. } => "backup",
-        Command::Restore { .. } => "restore",
+        None => {
+            if crate::tui::on_terminal() {
+                crate::tui::run_wizard(g, None, None)
+            } else {
+                Err(CliError::usage(
+                    "no command given and not on a terminal: the wizard needs one; \
+                     see `credshift --help` for the commands",
+                ))
+            }
+        }
+        Some(Command::Wizard { from, to }) => {
+            crate::tui::run_wizard(g, from.as_deref(), to.as_deref())
+        }
+        Some(Command::Recover) => crate::tui::run_recover(g),
+        Some(Command::Demo) => crate::tui::run_demo(g),
     }
 }
 

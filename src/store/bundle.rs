@@ -1,11 +1,47 @@
-//! Placeholder: this backend is being written (see the open issues).
+//! `bundle:PATH`: a passphrase-protected transfer file for another device.
+//! It is exactly the `encrypted:` envelope (see `crypto::envelope`): one
+//! file, every credential with its metadata, AES-256-GCM under a key from
+//! PBKDF2 (or a 32-byte key file). Every algorithm is in Web Crypto, so a
+//! browser can open a bundle too. The store code is the encrypted store's.
 
 use crate::error::{Result, StoreError};
+use crate::store::encrypted::EnvelopeFileStore;
 use crate::store::{OpenOptions, Store, StoreSpec};
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
-    Err(StoreError::Unavailable {
-        store: spec.to_string(),
-        reason: "this backend is not built yet".into(),
-    })
+pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+    match spec {
+        StoreSpec::Bundle(path) => Ok(Box::new(EnvelopeFileStore::new(
+            spec.clone(),
+            path.clone(),
+            opts,
+        ))),
+        _ => Err(StoreError::Other(format!(
+            "{spec}: not a bundle: spec (internal error)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::{Credential, CredentialId, Kind, Secret};
+
+    #[test]
+    fn a_bundle_opens_as_an_encrypted_file_and_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("transfer.bundle");
+        let opts = OpenOptions {
+            passphrase: Some(Secret::new("pw")),
+            allow_weak_kdf: true,
+            kdf_iterations: 1000,
+            ..OpenOptions::default()
+        };
+        let bundle = open(&StoreSpec::Bundle(p.clone()), &opts).unwrap();
+        assert_eq!(bundle.spec().scheme(), "bundle");
+        let c = Credential::new(CredentialId::new("openai", "api_key"), Kind::ApiKey, "sk-x");
+        bundle.write(&c).unwrap();
+        let enc = crate::store::encrypted::open(&StoreSpec::Encrypted(p), &opts).unwrap();
+        assert!(enc.read(&c.id).unwrap().unwrap().same_as(&c));
+        assert!(bundle.probe().encrypted_at_rest);
+    }
 }

@@ -1,11 +1,895 @@
-//! Placeholder: this backend is being written (see the open issues).
+//! `dotenv:PATH`: a `.env` file, edited in place.
+//!
+//! Reading understands what real `.env` files hold: comments, blank lines,
+//! `export` prefixes, single and double quotes (a `#` inside quotes is part of
+//! the value), inline ` # comments` after unquoted values, escapes in double
+//! quotes (`\n \r \t \" \\`), quoted values spanning lines, CRLF line endings
+//! and a UTF-8 BOM.
+//!
+//! Ids are `env/<KEY>`. A write changes only the lines it must: an existing
+//! key gets its value replaced in place (keeping `export`, the spacing around
+//! `=`, the quoting style where it can hold the value, and an inline comment);
+//! a new key is appended at the end. The file keeps its line ending and BOM.
+//!
+//! Ids outside `env/` (and `env/` ids whose kind or metadata a bare line cannot
+//! carry) are stored under a sanitized UPPER_SNAKE key with a marker comment
+//! right above it: `# credshift: {"id":...,"kind":...,"metadata":{...}}`. The
+//! marker never holds the secret; it makes id, kind and metadata survive a
+//! round trip, so this store keeps metadata.
+//!
+//! Newlines in values are written as `\n` escapes inside double quotes.
 
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
-use crate::store::{OpenOptions, Store, StoreSpec};
+use crate::fsutil;
+use crate::store::{
+    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    plaintext_file_warnings,
+};
+
+const MARKER_PREFIX: &str = "credshift:";
 
 pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
-    Err(StoreError::Unavailable {
-        store: spec.to_string(),
-        reason: "this backend is not built yet".into(),
+    let StoreSpec::Dotenv(path) = spec else {
+        return Err(StoreError::Other(format!("{spec} is not a dotenv spec")));
+    };
+    Ok(Box::new(DotenvStore {
+        spec: spec.clone(),
+        path: path.clone(),
+        lock: Mutex::new(()),
+    }))
+}
+
+pub struct DotenvStore {
+    spec: StoreSpec,
+    path: PathBuf,
+    /// Serializes read-modify-write cycles within this process.
+    lock: Mutex<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quote {
+    None,
+    Single,
+    Double,
+}
+
+/// What a marker comment carries. Never the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Marker {
+    id: CredentialId,
+    kind: Kind,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+/// One `KEY=value` assignment, possibly spanning several physical lines.
+struct Assignment {
+    /// First and one-past-last physical line.
+    start: usize,
+    end: usize,
+    /// Line index of the marker comment right above, when there is one.
+    marker_line: Option<usize>,
+    key: String,
+    /// Everything before the value: indentation, `export `, key, ` = `.
+    prefix: String,
+    /// Everything after the value: spacing and an inline comment.
+    suffix: String,
+    quote: Quote,
+    value: Secret,
+    id: CredentialId,
+    kind: Kind,
+    metadata: Metadata,
+}
+
+/// A parsed file: its physical lines and what they mean.
+struct Doc {
+    bom: bool,
+    crlf: bool,
+    trailing_newline: bool,
+    lines: Vec<Zeroizing<String>>,
+    assignments: Vec<Assignment>,
+    errors: Vec<LocationError>,
+}
+
+impl Doc {
+    fn empty() -> Doc {
+        Doc {
+            bom: false,
+            crlf: false,
+            trailing_newline: true,
+            lines: Vec::new(),
+            assignments: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn parse(path: &Path, bytes: Vec<u8>) -> Result<Doc> {
+        let bom = bytes.starts_with(&[0xEF, 0xBB, 0xBF]);
+        let text = Zeroizing::new(fsutil::decode_text(path, bytes)?);
+        let crlf = text.contains("\r\n");
+        let trailing_newline = text.is_empty() || text.ends_with('\n');
+        let mut lines: Vec<Zeroizing<String>> = text
+            .split('\n')
+            .map(|l| Zeroizing::new(l.strip_suffix('\r').unwrap_or(l).to_string()))
+            .collect();
+        if trailing_newline {
+            // `split` yields an empty piece after the final newline.
+            lines.pop();
+        }
+        let mut doc = Doc {
+            bom,
+            crlf,
+            trailing_newline,
+            lines,
+            assignments: Vec::new(),
+            errors: Vec::new(),
+        };
+        doc.analyse(path);
+        Ok(doc)
+    }
+
+    fn analyse(&mut self, path: &Path) {
+        let loc = |i: usize| format!("{}:{}", path.display(), i + 1);
+        let mut pending: Option<(usize, Marker)> = None;
+        let mut i = 0;
+        while i < self.lines.len() {
+            let line = self.lines[i].as_str();
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() {
+                pending = None;
+                i += 1;
+                continue;
+            }
+            if let Some(comment) = trimmed.strip_prefix('#') {
+                pending = None;
+                if let Some(json) = comment.trim_start().strip_prefix(MARKER_PREFIX) {
+                    match serde_json::from_str::<Marker>(json.trim()) {
+                        Ok(m) => pending = Some((i, m)),
+                        Err(e) => self.errors.push(LocationError {
+                            location: loc(i),
+                            error: format!("credshift marker comment ignored: {}", json_reason(&e)),
+                        }),
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            match parse_assignment(&self.lines, i) {
+                Ok(parsed) => {
+                    let (id, kind, metadata, marker_line) = match pending.take() {
+                        Some((m_line, m)) => (m.id, m.kind, m.metadata, Some(m_line)),
+                        None => (
+                            CredentialId::new("env", parsed.key.clone()),
+                            Kind::guess(&parsed.key),
+                            Metadata::new(),
+                            None,
+                        ),
+                    };
+                    let end = parsed.end;
+                    self.assignments.push(Assignment {
+                        start: i,
+                        end,
+                        marker_line,
+                        key: parsed.key,
+                        prefix: parsed.prefix,
+                        suffix: parsed.suffix,
+                        quote: parsed.quote,
+                        value: parsed.value,
+                        id,
+                        kind,
+                        metadata,
+                    });
+                    i = end;
+                }
+                Err(reason) => {
+                    pending = None;
+                    self.errors.push(LocationError {
+                        location: loc(i),
+                        error: reason.to_string(),
+                    });
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Index of the assignment that holds `id` (the last one wins, as in a shell).
+    fn find(&self, id: &CredentialId) -> Option<usize> {
+        self.assignments.iter().rposition(|a| &a.id == id)
+    }
+
+    /// The effective credentials: one per id, the last assignment winning.
+    fn credentials(&self) -> Vec<Credential> {
+        let mut out: Vec<Credential> = Vec::new();
+        for (n, a) in self.assignments.iter().enumerate() {
+            if self.find(&a.id) != Some(n) {
+                continue;
+            }
+            out.push(Credential {
+                id: a.id.clone(),
+                kind: a.kind,
+                secret: a.value.clone(),
+                metadata: a.metadata.clone(),
+            });
+        }
+        out
+    }
+
+    fn key_in_use_by_other(&self, key: &str, id: &CredentialId) -> bool {
+        self.assignments.iter().any(|a| a.key == key && &a.id != id)
+    }
+
+    /// Apply one write to the lines. The assignment list is stale afterwards;
+    /// callers re-analyse before the next edit.
+    fn set(&mut self, c: &Credential) -> Result<()> {
+        if let Some(n) = self.find(&c.id) {
+            let a = &self.assignments[n];
+            let marker = if needs_marker(c, &a.key) {
+                Some(Zeroizing::new(marker_line_for(c)?))
+            } else {
+                None
+            };
+            let encoded = encode_value(c.secret.expose(), a.quote);
+            let new_line = Zeroizing::new(format!("{}{}{}", a.prefix, encoded.as_str(), a.suffix));
+            let (start, end, marker_line) = (a.start, a.end, a.marker_line);
+            self.lines.splice(start..end, std::iter::once(new_line));
+            match (marker_line, marker) {
+                (Some(m), Some(line)) => self.lines[m] = line,
+                (Some(m), None) => {
+                    self.lines.remove(m);
+                }
+                (None, Some(line)) => self.lines.insert(start, line),
+                (None, None) => {}
+            }
+        } else {
+            let key = self.choose_key(&c.id);
+            let encoded = encode_value(c.secret.expose(), Quote::None);
+            if needs_marker(c, &key) {
+                self.lines.push(Zeroizing::new(marker_line_for(c)?));
+            }
+            self.lines
+                .push(Zeroizing::new(format!("{key}={}", encoded.as_str())));
+            self.trailing_newline = true;
+        }
+        Ok(())
+    }
+
+    /// Remove every assignment of `id` and its marker. True when one was there.
+    fn remove(&mut self, id: &CredentialId) -> bool {
+        let mut doomed: Vec<usize> = Vec::new();
+        for a in self.assignments.iter().filter(|a| &a.id == id) {
+            doomed.extend(a.start..a.end);
+            doomed.extend(a.marker_line);
+        }
+        if doomed.is_empty() {
+            return false;
+        }
+        doomed.sort_unstable();
+        doomed.dedup();
+        for i in doomed.into_iter().rev() {
+            self.lines.remove(i);
+        }
+        true
+    }
+
+    /// The key a new id is stored under: the name itself for `env/NAME` when
+    /// it is a valid key, else a sanitized UPPER_SNAKE form; never a key that
+    /// already belongs to another id.
+    fn choose_key(&self, id: &CredentialId) -> String {
+        let base = if id.namespace == "env" && valid_key(&id.name) {
+            id.name.clone()
+        } else {
+            sanitize_key(&id.to_string())
+        };
+        if !self.key_in_use_by_other(&base, id) {
+            return base;
+        }
+        (2..)
+            .map(|n| format!("{base}_{n}"))
+            .find(|k| !self.key_in_use_by_other(k, id))
+            .unwrap_or(base)
+    }
+
+    fn render(&self) -> Zeroizing<Vec<u8>> {
+        let eol = if self.crlf { "\r\n" } else { "\n" };
+        let mut out = Zeroizing::new(Vec::new());
+        if self.bom {
+            out.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
+        }
+        for (i, l) in self.lines.iter().enumerate() {
+            out.extend_from_slice(l.as_bytes());
+            if i + 1 < self.lines.len() || self.trailing_newline {
+                out.extend_from_slice(eol.as_bytes());
+            }
+        }
+        out
+    }
+}
+
+/// A marker is needed unless the bare line says everything: an `env/KEY` id
+/// stored under KEY, the kind the key name suggests, no metadata.
+fn needs_marker(c: &Credential, key: &str) -> bool {
+    !(c.id.namespace == "env"
+        && c.id.name == key
+        && c.kind == Kind::guess(key)
+        && c.metadata.is_empty())
+}
+
+fn marker_line_for(c: &Credential) -> Result<String> {
+    let m = Marker {
+        id: c.id.clone(),
+        kind: c.kind,
+        metadata: c.metadata.clone(),
+    };
+    let json = serde_json::to_string(&m)
+        .map_err(|_| StoreError::item(&c.id, "metadata cannot be written as JSON"))?;
+    Ok(format!("# {MARKER_PREFIX} {json}"))
+}
+
+/// serde_json's message can quote input; keep only the category and position.
+fn json_reason(e: &serde_json::Error) -> String {
+    format!(
+        "malformed JSON at column {} ({})",
+        e.column(),
+        match e.classify() {
+            serde_json::error::Category::Data => "unexpected shape",
+            serde_json::error::Category::Eof => "ends too early",
+            _ => "syntax",
+        }
+    )
+}
+
+/// Keys as real `.env` readers accept them.
+pub(crate) fn valid_key(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// `account:acc_alpha/api_key` -> `ACCOUNT_ACC_ALPHA_API_KEY`.
+fn sanitize_key(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_uppercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let trimmed = out.trim_matches('_');
+    if trimmed.is_empty() {
+        return "CREDSHIFT_SECRET".into();
+    }
+    if trimmed.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{trimmed}")
+    } else {
+        trimmed.to_string()
+    }
+}
+
+struct Parsed {
+    end: usize,
+    key: String,
+    prefix: String,
+    suffix: String,
+    quote: Quote,
+    value: Secret,
+}
+
+/// Parse the assignment starting at physical line `i`. Errors never quote
+/// the line (it may hold a secret).
+fn parse_assignment(lines: &[Zeroizing<String>], i: usize) -> Result<Parsed, &'static str> {
+    let line = lines[i].as_str();
+    let indent = line.len() - line.trim_start().len();
+    let mut rest = &line[indent..];
+    if let Some(after) = rest.strip_prefix("export")
+        && after.starts_with([' ', '\t'])
+    {
+        rest = after.trim_start();
+    }
+    let key_len = rest.find(['=', ' ', '\t']).unwrap_or(rest.len());
+    let key = &rest[..key_len];
+    if key.is_empty() {
+        return Err("not a KEY=VALUE line");
+    }
+    if !valid_key(key) {
+        return Err("not a KEY=VALUE line (invalid key name)");
+    }
+    let after_key = rest[key_len..].trim_start_matches([' ', '\t']);
+    let Some(after_eq) = after_key.strip_prefix('=') else {
+        return Err("not a KEY=VALUE line (no '=')");
+    };
+    let value_text = after_eq.trim_start_matches([' ', '\t']);
+    let prefix_len = line.len() - value_text.len();
+    let prefix = line[..prefix_len].to_string();
+
+    let (quote, opening) = match value_text.chars().next() {
+        Some('"') => (Quote::Double, '"'),
+        Some('\'') => (Quote::Single, '\''),
+        _ => {
+            let cut = inline_comment_start(value_text).unwrap_or(value_text.len());
+            let value = value_text[..cut].trim_end();
+            return Ok(Parsed {
+                end: i + 1,
+                key: key.to_string(),
+                prefix,
+                suffix: value_text[value.len()..].to_string(),
+                quote: Quote::None,
+                value: Secret::new(value),
+            });
+        }
+    };
+
+    // A quoted value may continue over following lines until its closing quote.
+    let mut value = Zeroizing::new(String::new());
+    let mut text: &str = &value_text[1..];
+    let mut line_no = i;
+    loop {
+        let mut chars = text.char_indices();
+        let mut closed_at = None;
+        while let Some((pos, c)) = chars.next() {
+            if c == opening {
+                closed_at = Some(pos);
+                break;
+            }
+            if c == '\\' && quote == Quote::Double {
+                match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, 'r')) => value.push('\r'),
+                    Some((_, 't')) => value.push('\t'),
+                    Some((_, e @ ('"' | '\\' | '\''))) => value.push(e),
+                    Some((_, other)) => {
+                        value.push('\\');
+                        value.push(other);
+                    }
+                    None => value.push('\\'),
+                }
+                continue;
+            }
+            value.push(c);
+        }
+        if let Some(pos) = closed_at {
+            let suffix = &text[pos + 1..];
+            let after = suffix.trim_start_matches([' ', '\t']);
+            if !after.is_empty() && !after.starts_with('#') {
+                return Err("unexpected text after the closing quote");
+            }
+            return Ok(Parsed {
+                end: line_no + 1,
+                key: key.to_string(),
+                prefix,
+                suffix: suffix.to_string(),
+                quote,
+                value: Secret::new(value.as_str()),
+            });
+        }
+        line_no += 1;
+        if line_no >= lines.len() {
+            return Err(if quote == Quote::Double {
+                "unclosed double quote"
+            } else {
+                "unclosed single quote"
+            });
+        }
+        value.push('\n');
+        text = lines[line_no].as_str();
+    }
+}
+
+/// Byte offset of an inline comment in an unquoted value: a `#` preceded by
+/// a space or tab.
+fn inline_comment_start(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    (1..b.len()).find(|&i| b[i] == b'#' && (b[i - 1] == b' ' || b[i - 1] == b'\t'))
+}
+
+fn plain_ok(v: &str) -> bool {
+    !v.chars().any(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '#' | '\\' | '$' | '`')
     })
+}
+
+fn single_ok(v: &str) -> bool {
+    !v.contains(['\'', '\n', '\r'])
+}
+
+/// The value as it goes into the file, in `preferred` style when that style
+/// can hold it. Single quotes come before double quotes for new values: no
+/// reader expands `${...}` inside them.
+fn encode_value(v: &str, preferred: Quote) -> Zeroizing<String> {
+    let style = match preferred {
+        Quote::None if plain_ok(v) => Quote::None,
+        Quote::None | Quote::Single if single_ok(v) => Quote::Single,
+        _ => Quote::Double,
+    };
+    let mut out = Zeroizing::new(String::with_capacity(v.len() + 2));
+    match style {
+        Quote::None => out.push_str(v),
+        Quote::Single => {
+            out.push('\'');
+            out.push_str(v);
+            out.push('\'');
+        }
+        Quote::Double => {
+            out.push('"');
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+    }
+    out
+}
+
+/// True when the directory lets this process create and rename files.
+pub(crate) fn dir_writable(dir: &Path) -> bool {
+    access(dir, libc::W_OK | libc::X_OK)
+}
+
+pub(crate) fn access(path: &Path, mode: libc::c_int) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    unsafe { libc::access(c.as_ptr(), mode) == 0 }
+}
+
+/// The nearest existing ancestor of `path` (where a new file would go).
+pub(crate) fn nearest_existing_dir(path: &Path) -> PathBuf {
+    let mut dir = fsutil::parent_dir(path);
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+            _ => return PathBuf::from("."),
+        }
+    }
+    dir
+}
+
+impl DotenvStore {
+    /// The parsed file, or `None` when it does not exist.
+    fn load(&self) -> Result<Option<Doc>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => Doc::parse(&self.path, bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&self.path, e)),
+        }
+    }
+
+    fn load_existing(&self) -> Result<Doc> {
+        self.load()?.ok_or_else(|| StoreError::NotFound {
+            location: self.path.display().to_string(),
+            hint: "no such .env file".into(),
+        })
+    }
+
+    fn save(&self, doc: &Doc) -> Result<()> {
+        fsutil::atomic_write(&self.path, &doc.render())
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for DotenvStore {
+    fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    fn probe(&self) -> Capability {
+        let mut cap = Capability {
+            available: true,
+            readable: true,
+            persistent: true,
+            encrypted_at_rest: false,
+            keeps_metadata: true,
+            ..Default::default()
+        };
+        match self.load() {
+            Ok(Some(doc)) => {
+                cap.exists = true;
+                cap.item_count = Some(doc.credentials().len());
+                cap.writable =
+                    access(&self.path, libc::W_OK) && dir_writable(&fsutil::parent_dir(&self.path));
+                cap.warnings = plaintext_file_warnings(&self.path);
+                if !doc.errors.is_empty() {
+                    cap.warnings.push(format!(
+                        "{}: {} line(s) could not be read",
+                        self.path.display(),
+                        doc.errors.len()
+                    ));
+                }
+            }
+            Ok(None) => {
+                cap.exists = false;
+                cap.item_count = Some(0);
+                cap.writable = dir_writable(&nearest_existing_dir(&self.path));
+            }
+            Err(e) => {
+                cap.exists = self.path.exists();
+                cap.readable = false;
+                cap.reason = Some(e.to_string());
+                cap.available = false;
+            }
+        }
+        if !cap.writable && cap.available {
+            cap.warnings
+                .push(format!("{} cannot be written here", self.path.display()));
+        }
+        cap
+    }
+
+    fn list(&self) -> Result<Listing> {
+        let doc = self.load_existing()?;
+        Ok(Listing {
+            entries: doc.credentials().iter().map(Entry::from).collect(),
+            errors: doc.errors,
+        })
+    }
+
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        // A file that is not there yet holds nothing (a fresh target).
+        let Some(doc) = self.load()? else {
+            return Ok(None);
+        };
+        Ok(doc.find(id).map(|n| {
+            let a = &doc.assignments[n];
+            Credential {
+                id: a.id.clone(),
+                kind: a.kind,
+                secret: a.value.clone(),
+                metadata: a.metadata.clone(),
+            }
+        }))
+    }
+
+    fn read_all(&self) -> Result<Scan> {
+        let doc = self.load_existing()?;
+        Ok(Scan {
+            credentials: doc.credentials(),
+            errors: doc.errors,
+        })
+    }
+
+    fn write(&self, c: &Credential) -> Result<()> {
+        self.write_many(std::slice::from_ref(c))
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// One parse and one atomic rewrite for the whole batch.
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        let _g = self.guard();
+        let mut doc = match self.load() {
+            Ok(Some(d)) => d,
+            Ok(None) => Doc::empty(),
+            Err(e) => {
+                let msg = e.to_string();
+                return creds
+                    .iter()
+                    .map(|c| Err(StoreError::item(&c.id, msg.clone())))
+                    .collect();
+            }
+        };
+        let mut results: Vec<Result<()>> = Vec::with_capacity(creds.len());
+        for c in creds {
+            let r = doc.set(c);
+            if r.is_ok() {
+                doc.assignments.clear();
+                doc.errors.clear();
+                doc.analyse(&self.path);
+            }
+            results.push(r);
+        }
+        if results.iter().any(|r| r.is_ok())
+            && let Err(e) = self.save(&doc)
+        {
+            let msg = e.to_string();
+            for (r, c) in results.iter_mut().zip(creds) {
+                if r.is_ok() {
+                    *r = Err(StoreError::item(&c.id, msg.clone()));
+                }
+            }
+        }
+        results
+    }
+
+    fn delete(&self, id: &CredentialId) -> Result<bool> {
+        let _g = self.guard();
+        let Some(mut doc) = self.load()? else {
+            return Ok(false);
+        };
+        if !doc.remove(id) {
+            return Ok(false);
+        }
+        self.save(&doc)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_at(path: &Path) -> Box<dyn Store> {
+        open(
+            &StoreSpec::Dotenv(path.to_path_buf()),
+            &OpenOptions::default(),
+        )
+        .unwrap()
+    }
+
+    fn value_of(store: &dyn Store, id: &str) -> Option<String> {
+        store
+            .read(&id.parse().unwrap())
+            .unwrap()
+            .map(|c| c.secret.expose().to_string())
+    }
+
+    const SAMPLE: &str = "# app\n\
+        PLAIN=abc#notacomment\n\
+        export EXPORTED=\"with # hash\"   # trailing comment\n\
+        SINGLE='it''s'\n\
+        SPACED = spaced value   # comment\n\
+        ESCAPED=\"line1\\nline2\\t\\\"q\\\" \\\\ end\"\n\
+        MULTI=\"first\n\
+        second\"\n\
+        EMPTY=\n\
+        garbage line\n\
+        LAST='x'";
+
+    #[test]
+    fn parses_the_usual_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        std::fs::write(&p, SAMPLE).unwrap();
+        let s = store_at(&p);
+        assert_eq!(value_of(&*s, "env/PLAIN").unwrap(), "abc#notacomment");
+        assert_eq!(value_of(&*s, "env/EXPORTED").unwrap(), "with # hash");
+        assert_eq!(value_of(&*s, "env/SPACED").unwrap(), "spaced value");
+        assert_eq!(
+            value_of(&*s, "env/ESCAPED").unwrap(),
+            "line1\nline2\t\"q\" \\ end"
+        );
+        assert_eq!(value_of(&*s, "env/MULTI").unwrap(), "first\nsecond");
+        assert_eq!(value_of(&*s, "env/EMPTY").unwrap(), "");
+        assert_eq!(value_of(&*s, "env/LAST").unwrap(), "x");
+        // `'it''s'` has text after the closing quote: an error, not a guess.
+        let listing = s.list().unwrap();
+        let bad: Vec<_> = listing.errors.iter().map(|e| e.location.clone()).collect();
+        let file = p.display().to_string();
+        assert_eq!(bad, vec![format!("{file}:4"), format!("{file}:10")]);
+        assert!(value_of(&*s, "env/SINGLE").is_none());
+    }
+
+    #[test]
+    fn write_replaces_in_place_and_keeps_style() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        std::fs::write(
+            &p,
+            "# top\nexport A=\"old\"  # keep me\nB='old'\nC=old\n# bottom\n",
+        )
+        .unwrap();
+        let s = store_at(&p);
+        for (k, v) in [("A", "new"), ("B", "new"), ("C", "new")] {
+            s.write(&Credential::new(
+                CredentialId::new("env", k),
+                Kind::guess(k),
+                v,
+            ))
+            .unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "# top\nexport A=\"new\"  # keep me\nB='new'\nC=new\n# bottom\n"
+        );
+        // A value the style cannot hold switches to one that can.
+        s.write(&Credential::new(
+            CredentialId::new("env", "B"),
+            Kind::Other,
+            "it's",
+        ))
+        .unwrap();
+        assert!(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .contains("B=\"it's\"\n")
+        );
+    }
+
+    #[test]
+    fn crlf_and_bom_survive_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        std::fs::write(&p, b"\xEF\xBB\xBFA=1\r\n# c\r\nB=2\r\n").unwrap();
+        let s = store_at(&p);
+        assert_eq!(value_of(&*s, "env/A").unwrap(), "1");
+        assert_eq!(value_of(&*s, "env/B").unwrap(), "2");
+        s.write(&Credential::new(
+            CredentialId::new("env", "C"),
+            Kind::Other,
+            "3",
+        ))
+        .unwrap();
+        s.delete(&CredentialId::new("env", "A")).unwrap();
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"\xEF\xBB\xBF# c\r\nB=2\r\nC=3\r\n"
+        );
+    }
+
+    #[test]
+    fn foreign_ids_get_a_marker_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        let s = store_at(&p);
+        let mut meta = Metadata::new();
+        meta.insert("expires_at".into(), 1790003600000i64.into());
+        let c = Credential::new(
+            "account:acc_alpha/oauth_access_token".parse().unwrap(),
+            Kind::OauthAccess,
+            "sk-ant-oat01-secret-value",
+        )
+        .with_metadata(meta.clone());
+        s.write(&c).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("ACCOUNT_ACC_ALPHA_OAUTH_ACCESS_TOKEN="),
+            "{text}"
+        );
+        let marker = text
+            .lines()
+            .find(|l| l.starts_with("# credshift:"))
+            .unwrap();
+        assert!(!marker.contains("secret-value"));
+        let back = s.read(&c.id).unwrap().unwrap();
+        assert!(back.same_as(&c));
+        assert!(s.delete(&c.id).unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+    }
+
+    #[test]
+    fn sanitized_keys_never_collide() {
+        assert_eq!(
+            sanitize_key("train:team-a/client_key/0"),
+            "TRAIN_TEAM_A_CLIENT_KEY_0"
+        );
+        assert_eq!(sanitize_key("1x/y"), "_1X_Y");
+        assert_eq!(sanitize_key("ключ/ключ"), "CREDSHIFT_SECRET");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        let s = store_at(&p);
+        let a = Credential::new("a:b/c".parse().unwrap(), Kind::Other, "1");
+        let b = Credential::new("a/b:c".parse().unwrap(), Kind::Other, "2");
+        s.write(&a).unwrap();
+        s.write(&b).unwrap();
+        assert_eq!(value_of(&*s, "a:b/c").unwrap(), "1");
+        assert_eq!(value_of(&*s, "a/b:c").unwrap(), "2");
+    }
+
+    #[test]
+    fn encoding_picks_a_style_that_holds_the_value() {
+        assert_eq!(encode_value("abc", Quote::None).as_str(), "abc");
+        assert_eq!(encode_value("a b", Quote::None).as_str(), "'a b'");
+        assert_eq!(encode_value("$HOME", Quote::None).as_str(), "'$HOME'");
+        assert_eq!(encode_value("it's", Quote::None).as_str(), "\"it's\"");
+        assert_eq!(encode_value("a\nb", Quote::Single).as_str(), "\"a\\nb\"");
+        assert_eq!(encode_value("x", Quote::Double).as_str(), "\"x\"");
+    }
 }

@@ -1,11 +1,443 @@
-//! Placeholder: this backend is being written (see the open issues).
+//! `encrypted:PATH`: one credshift envelope (see `crypto::envelope`) holding
+//! every credential. `bundle:PATH` is the same file used as a transfer
+//! bundle (see `store::bundle`).
+//!
+//! Every operation reads the file afresh (another process may have replaced
+//! it) and every change rewrites it atomically (temp file, fsync, rename;
+//! mode 0600). The key is derived once per opened store and cached with the
+//! KDF parameters it belongs to: rewrites keep the file's salt and draw a
+//! fresh nonce, so only the first operation pays for PBKDF2. A file sealed
+//! with other parameters (replaced by another process) is derived again.
+//! A wrong passphrase shows at the first operation that reads the file, as
+//! a `Crypto` error naming the file; nothing is written then.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::credential::{Credential, CredentialId};
+use crate::crypto::envelope::{self, Envelope, KeySource, SealingKey};
+use crate::crypto::kdf;
 use crate::error::{Result, StoreError};
-use crate::store::{OpenOptions, Store, StoreSpec};
+use crate::fsutil;
+use crate::store::{Capability, Entry, Listing, OpenOptions, Scan, Store, StoreSpec};
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
-    Err(StoreError::Unavailable {
-        store: spec.to_string(),
-        reason: "this backend is not built yet".into(),
-    })
+pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+    match spec {
+        StoreSpec::Encrypted(path) => Ok(Box::new(EnvelopeFileStore::new(
+            spec.clone(),
+            path.clone(),
+            opts,
+        ))),
+        _ => Err(StoreError::Other(format!(
+            "{spec}: not an encrypted: spec (internal error)"
+        ))),
+    }
+}
+
+/// A store kept in one envelope file. Shared by `encrypted:` and `bundle:`.
+pub struct EnvelopeFileStore {
+    spec: StoreSpec,
+    path: PathBuf,
+    opts: OpenOptions,
+    /// The derived key; the lock also serializes read-modify-write cycles.
+    key: Mutex<Option<SealingKey>>,
+}
+
+type Items = BTreeMap<CredentialId, Credential>;
+
+impl EnvelopeFileStore {
+    pub fn new(spec: StoreSpec, path: PathBuf, opts: &OpenOptions) -> Self {
+        EnvelopeFileStore {
+            spec,
+            path,
+            opts: opts.clone(),
+            key: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<SealingKey>> {
+        // A panic elsewhere while holding the lock leaves the cache valid:
+        // it only ever holds a complete key or nothing.
+        self.key.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read and decrypt the file. A missing file is `NotFound`.
+    fn load(&self, cache: &mut Option<SealingKey>) -> Result<Items> {
+        let loc = self.location();
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    location: loc,
+                    hint: "it is created by the first write".into(),
+                });
+            }
+            Err(e) => return Err(StoreError::io(&self.path, e)),
+        };
+        if self.path.is_dir() {
+            return Err(StoreError::parse(loc, "is a directory, not a file"));
+        }
+        let env = Envelope::parse(&bytes, &loc, self.opts.allow_weak_kdf)?;
+        let key = match cache {
+            Some(k) if k.params() == env.params() => k,
+            _ => {
+                let source = KeySource::for_params(&self.opts, Some(env.params()), &loc)?;
+                cache.insert(SealingKey::derive(env.params(), &source, &loc)?)
+            }
+        };
+        let plain = key.open(&env)?;
+        let list = envelope::decode_credentials(&plain, &loc)?;
+        Ok(list.into_iter().map(|c| (c.id.clone(), c)).collect())
+    }
+
+    fn load_or_empty(&self, cache: &mut Option<SealingKey>) -> Result<Items> {
+        match self.load(cache) {
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => Ok(Items::new()),
+            other => other,
+        }
+    }
+
+    /// Seal and write atomically, deriving a new key (fresh salt) when the
+    /// store has none yet.
+    fn save(&self, cache: &mut Option<SealingKey>, items: &Items) -> Result<()> {
+        let key = match cache {
+            Some(k) => k,
+            None => {
+                let source = KeySource::from_options(&self.opts, &self.location())?;
+                cache.insert(SealingKey::new(&source, self.opts.kdf_iterations)?)
+            }
+        };
+        let creds: Vec<Credential> = items.values().cloned().collect();
+        let plain = envelope::encode_credentials(&creds)?;
+        let bytes = key.seal(&plain)?;
+        fsutil::atomic_write(&self.path, &bytes)
+    }
+
+    fn writable(&self) -> bool {
+        let target = if self.path.exists() {
+            self.path.clone()
+        } else {
+            // The nearest existing ancestor is where the file or its
+            // directories would be created.
+            let mut dir = fsutil::parent_dir(&self.path);
+            while !dir.exists() {
+                match dir.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+                    _ => {
+                        dir = PathBuf::from(".");
+                        break;
+                    }
+                }
+            }
+            dir
+        };
+        access_ok(&target, libc::W_OK)
+    }
+}
+
+fn access_ok(path: &Path, mode: libc::c_int) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+    unsafe { libc::access(c.as_ptr(), mode) == 0 }
+}
+
+/// A copy of an error for reporting one failure against several items.
+pub(crate) fn dup_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::NotFound { location, hint } => StoreError::NotFound {
+            location: location.clone(),
+            hint: hint.clone(),
+        },
+        StoreError::Parse {
+            location,
+            line,
+            column,
+            message,
+        } => StoreError::Parse {
+            location: location.clone(),
+            line: *line,
+            column: *column,
+            message: message.clone(),
+        },
+        StoreError::Crypto { location, message } => StoreError::Crypto {
+            location: location.clone(),
+            message: message.clone(),
+        },
+        StoreError::MissingKey { location, message } => StoreError::MissingKey {
+            location: location.clone(),
+            message: message.clone(),
+        },
+        StoreError::ReadOnly { store, reason } => StoreError::ReadOnly {
+            store: store.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Unavailable { store, reason } => StoreError::Unavailable {
+            store: store.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Item { id, reason } => StoreError::Item {
+            id: id.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Io { location, source } => StoreError::Io {
+            location: location.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        StoreError::Injected { id, op } => StoreError::Injected { id: id.clone(), op },
+        StoreError::Timeout {
+            location,
+            seconds,
+            what,
+        } => StoreError::Timeout {
+            location: location.clone(),
+            seconds: *seconds,
+            what: what.clone(),
+        },
+        StoreError::Other(s) => StoreError::Other(s.clone()),
+    }
+}
+
+impl Store for EnvelopeFileStore {
+    fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    fn probe(&self) -> Capability {
+        let loc = self.location();
+        if self.path.is_dir() {
+            return Capability::unavailable(format!("{loc} is a directory, not a file"));
+        }
+        let exists = self.path.exists();
+        let mut cap = Capability {
+            available: true,
+            readable: true,
+            writable: self.writable(),
+            persistent: true,
+            encrypted_at_rest: true,
+            keeps_metadata: true,
+            exists,
+            ..Default::default()
+        };
+        if !cap.writable {
+            cap.warnings
+                .push(format!("{loc} cannot be written by this user"));
+        }
+        if let Some(mode) = fsutil::mode_of(&self.path)
+            && mode & 0o077 != 0
+        {
+            cap.warnings.push(format!(
+                "{loc} is readable by others than its owner (mode {mode:o}); it is encrypted, \
+                 but chmod 600 it"
+            ));
+        }
+        if self.opts.passphrase.is_none()
+            && let Some(kf) = &self.opts.key_file
+        {
+            cap.warnings.extend(kdf::key_file_warnings(kf));
+        }
+        if exists {
+            let mut cache = self.lock();
+            match self.load(&mut cache) {
+                Ok(items) => cap.item_count = Some(items.len()),
+                Err(e @ StoreError::MissingKey { .. }) => {
+                    cap.reason = Some(format!("contents unknown until a key is given: {e}"));
+                    cap.warnings.push(e.to_string());
+                }
+                Err(e) => {
+                    cap.readable = false;
+                    cap.reason = Some(e.to_string());
+                    cap.warnings.push(e.to_string());
+                }
+            }
+        } else if let Err(e) = KeySource::from_options(&self.opts, &loc) {
+            cap.reason = Some(format!("a key is needed to create it: {e}"));
+            cap.warnings.push(e.to_string());
+        }
+        cap
+    }
+
+    fn list(&self) -> Result<Listing> {
+        let items = self.load(&mut self.lock())?;
+        Ok(Listing {
+            entries: items.values().map(Entry::from).collect(),
+            errors: Vec::new(),
+        })
+    }
+
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        let mut items = self.load(&mut self.lock())?;
+        Ok(items.remove(id))
+    }
+
+    fn write(&self, c: &Credential) -> Result<()> {
+        let mut cache = self.lock();
+        let mut items = self.load_or_empty(&mut cache)?;
+        items.insert(c.id.clone(), c.clone());
+        self.save(&mut cache, &items)
+    }
+
+    fn delete(&self, id: &CredentialId) -> Result<bool> {
+        let mut cache = self.lock();
+        let mut items = match self.load(&mut cache) {
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => return Ok(false),
+            other => other?,
+        };
+        if items.remove(id).is_none() {
+            return Ok(false);
+        }
+        self.save(&mut cache, &items)?;
+        Ok(true)
+    }
+
+    fn read_all(&self) -> Result<Scan> {
+        let items = self.load(&mut self.lock())?;
+        Ok(Scan {
+            credentials: items.into_values().collect(),
+            errors: Vec::new(),
+        })
+    }
+
+    /// One load and one atomic rewrite for the whole batch: all succeed or
+    /// all fail with the same error.
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        let mut cache = self.lock();
+        let result = self.load_or_empty(&mut cache).and_then(|mut items| {
+            for c in creds {
+                items.insert(c.id.clone(), c.clone());
+            }
+            self.save(&mut cache, &items)
+        });
+        match result {
+            Ok(()) => creds.iter().map(|_| Ok(())).collect(),
+            Err(e) => creds.iter().map(|_| Err(dup_error(&e))).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::{Kind, Metadata, Secret};
+
+    fn opts(pass: &str) -> OpenOptions {
+        OpenOptions {
+            passphrase: Some(Secret::new(pass)),
+            allow_weak_kdf: true,
+            kdf_iterations: 1000,
+            ..OpenOptions::default()
+        }
+    }
+
+    fn store(path: &Path, o: &OpenOptions) -> Box<dyn Store> {
+        open(&StoreSpec::Encrypted(path.to_path_buf()), o).unwrap()
+    }
+
+    fn cred(ns: &str, name: &str, secret: &str) -> Credential {
+        let mut m = Metadata::new();
+        m.insert("label".into(), format!("{ns}-{name}").into());
+        Credential::new(CredentialId::new(ns, name), Kind::ApiKey, secret).with_metadata(m)
+    }
+
+    #[test]
+    fn missing_file_lists_not_found_and_first_write_creates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/creds.enc");
+        let s = store(&p, &opts("pw"));
+        let e = s.list().unwrap_err();
+        assert!(matches!(e, StoreError::NotFound { .. }), "{e:?}");
+        assert!(!s.delete(&CredentialId::new("a", "b")).unwrap());
+        let cap = s.probe();
+        assert!(cap.available && cap.writable && !cap.exists, "{cap:?}");
+        assert!(cap.encrypted_at_rest && cap.keeps_metadata && cap.persistent);
+        s.write(&cred("a", "b", "secret-1")).unwrap();
+        assert_eq!(fsutil::mode_of(&p), Some(0o600));
+        assert_eq!(s.list().unwrap().entries.len(), 1);
+        let cap = s.probe();
+        assert_eq!(cap.item_count, Some(1));
+        assert!(cap.exists);
+    }
+
+    #[test]
+    fn write_many_is_one_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        let s = store(&p, &opts("pw"));
+        let creds: Vec<_> = (0..5).map(|i| cred("ns", &format!("k{i}"), "v")).collect();
+        assert!(s.write_many(&creds).iter().all(|r| r.is_ok()));
+        assert_eq!(s.read_all().unwrap().credentials.len(), 5);
+        // A batch against a file it cannot open fails as a whole, naming it.
+        let other = store(&p, &opts("other"));
+        let results = other.write_many(&creds);
+        assert_eq!(results.len(), 5);
+        for r in results {
+            let e = r.unwrap_err();
+            assert!(matches!(e, StoreError::Crypto { .. }), "{e:?}");
+            assert!(e.to_string().contains("c.enc"));
+        }
+        assert_eq!(s.read_all().unwrap().credentials.len(), 5);
+    }
+
+    #[test]
+    fn probe_without_a_key_reports_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        store(&p, &opts("pw")).write(&cred("a", "b", "v")).unwrap();
+        let no_key = OpenOptions {
+            allow_weak_kdf: true,
+            ..OpenOptions::default()
+        };
+        let cap = store(&p, &no_key).probe();
+        assert!(cap.available && cap.exists, "{cap:?}");
+        assert_eq!(cap.item_count, None);
+        assert!(cap.reason.unwrap().contains("--passphrase-file"));
+        let cap = store(&p, &opts("wrong")).probe();
+        assert!(!cap.readable);
+        assert!(cap.reason.unwrap().contains("wrong passphrase"));
+    }
+
+    #[test]
+    fn key_is_derived_once_and_salt_kept_across_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        let s = EnvelopeFileStore::new(StoreSpec::Encrypted(p.clone()), p.clone(), &opts("pw"));
+        s.write(&cred("a", "b", "v1")).unwrap();
+        let first: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        s.write(&cred("a", "c", "v2")).unwrap();
+        let second: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(first["kdf"], second["kdf"]);
+        assert_ne!(first["nonce"], second["nonce"]);
+        // The cache holds the key for exactly these parameters.
+        let cached = s.lock();
+        let params = cached.as_ref().unwrap().params().clone();
+        drop(cached);
+        let env = Envelope::parse(&std::fs::read(&p).unwrap(), "x", true).unwrap();
+        assert_eq!(&params, env.params());
+    }
+
+    #[test]
+    fn a_damaged_file_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        std::fs::write(&p, b"{\"format\":\"credshift-envelope\"").unwrap();
+        let s = store(&p, &opts("pw"));
+        let e = s.write(&cred("a", "b", "v")).unwrap_err();
+        assert!(matches!(e, StoreError::Parse { .. }), "{e:?}");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"{\"format\":\"credshift-envelope\""
+        );
+    }
 }

@@ -1,11 +1,199 @@
-//! Placeholder: this backend is being written (see the open issues).
+//! `env:PREFIX`: the process environment, variables whose name starts with
+//! PREFIX (an empty prefix means all). Ids are `env/<NAME>`. Read-only: a
+//! migration can take secrets out of the environment but cannot put them
+//! back into a parent shell, so write and delete refuse with a reason.
 
+use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
-use crate::store::{OpenOptions, Store, StoreSpec};
+use crate::store::{
+    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec, read_only,
+};
 
 pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
-    Err(StoreError::Unavailable {
-        store: spec.to_string(),
-        reason: "this backend is not built yet".into(),
-    })
+    let StoreSpec::Env(prefix) = spec else {
+        return Err(StoreError::Other(format!("{spec} is not an env spec")));
+    };
+    Ok(Box::new(EnvStore {
+        spec: spec.clone(),
+        prefix: prefix.clone(),
+    }))
+}
+
+pub struct EnvStore {
+    spec: StoreSpec,
+    prefix: String,
+}
+
+const READ_ONLY_REASON: &str = "the process environment cannot be changed for other programs; write to a file or keyring store instead";
+
+impl EnvStore {
+    fn credential(name: &str, value: String) -> Credential {
+        Credential {
+            id: CredentialId::new("env", name),
+            kind: Kind::guess(name),
+            secret: Secret::new(value),
+            metadata: Metadata::new(),
+        }
+    }
+
+    /// Every matching variable; names that are not UTF-8, or whose value is
+    /// not, become errors naming the variable (never its value).
+    fn scan(&self) -> Scan {
+        let mut scan = Scan::default();
+        for (name, value) in std::env::vars_os() {
+            let name_text = name.to_string_lossy();
+            if !name_text.starts_with(&self.prefix) {
+                continue;
+            }
+            match (name.to_str(), value.into_string()) {
+                (Some(n), Ok(v)) => scan.credentials.push(Self::credential(n, v)),
+                (_, Err(raw)) => {
+                    // Zeroize what we can of the undecodable value.
+                    drop(zeroize::Zeroizing::new(raw.into_encoded_bytes()));
+                    scan.errors.push(LocationError {
+                        location: format!("env:{name_text}"),
+                        error: "value is not valid UTF-8".into(),
+                    });
+                }
+                (None, Ok(v)) => {
+                    drop(zeroize::Zeroizing::new(v));
+                    scan.errors.push(LocationError {
+                        location: format!("env:{name_text}"),
+                        error: "variable name is not valid UTF-8".into(),
+                    });
+                }
+            }
+        }
+        scan.credentials.sort_by(|a, b| a.id.cmp(&b.id));
+        scan
+    }
+}
+
+impl Store for EnvStore {
+    fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    fn probe(&self) -> Capability {
+        let scan = self.scan();
+        let mut warnings =
+            vec!["the environment is read-only and lasts only as long as this process".to_string()];
+        if !scan.errors.is_empty() {
+            warnings.push(format!(
+                "{} variable(s) could not be read as UTF-8",
+                scan.errors.len()
+            ));
+        }
+        Capability {
+            available: true,
+            readable: true,
+            writable: false,
+            persistent: false,
+            encrypted_at_rest: false,
+            exists: true,
+            keeps_metadata: false,
+            item_count: Some(scan.credentials.len()),
+            warnings,
+            ..Default::default()
+        }
+    }
+
+    fn list(&self) -> Result<Listing> {
+        let scan = self.scan();
+        Ok(Listing {
+            entries: scan.credentials.iter().map(Entry::from).collect(),
+            errors: scan.errors,
+        })
+    }
+
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        if id.namespace != "env" || !id.name.starts_with(&self.prefix) {
+            return Ok(None);
+        }
+        // `var_os` panics on names with '=' or NUL; such a name cannot exist.
+        if id.name.contains(['=', '\0']) {
+            return Ok(None);
+        }
+        match std::env::var_os(&id.name) {
+            None => Ok(None),
+            Some(v) => match v.into_string() {
+                Ok(v) => Ok(Some(Self::credential(&id.name, v))),
+                Err(raw) => {
+                    drop(zeroize::Zeroizing::new(raw.into_encoded_bytes()));
+                    Err(StoreError::item(id, "value is not valid UTF-8"))
+                }
+            },
+        }
+    }
+
+    fn read_all(&self) -> Result<Scan> {
+        Ok(self.scan())
+    }
+
+    fn write(&self, _c: &Credential) -> Result<()> {
+        Err(read_only(&self.spec, READ_ONLY_REASON))
+    }
+
+    fn delete(&self, _id: &CredentialId) -> Result<bool> {
+        Err(read_only(&self.spec, READ_ONLY_REASON))
+    }
+
+    fn check(&self, _c: &Credential) -> Option<String> {
+        Some(format!("{} is read-only: {READ_ONLY_REASON}", self.spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The test harness runs tests on threads of one process; each test uses
+    // its own variable prefix and only reads what it set up front.
+    fn store(prefix: &str) -> Box<dyn Store> {
+        open(&StoreSpec::Env(prefix.into()), &OpenOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn lists_and_reads_variables_with_the_prefix() {
+        // SAFETY: tests in this module set distinct variables before reading.
+        unsafe {
+            std::env::set_var("CREDSHIFT_T1_API_KEY", "sk-test-value-0001");
+            std::env::set_var("CREDSHIFT_T1_NAME", "demo");
+        }
+        let s = store("CREDSHIFT_T1_");
+        let ids: Vec<String> = s
+            .list()
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        assert_eq!(ids, ["env/CREDSHIFT_T1_API_KEY", "env/CREDSHIFT_T1_NAME"]);
+        let c = s
+            .read(&"env/CREDSHIFT_T1_API_KEY".parse().unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.secret.expose(), "sk-test-value-0001");
+        assert_eq!(c.kind, Kind::ApiKey);
+        // Outside the prefix or the namespace: nothing.
+        assert!(s.read(&"env/PATH".parse().unwrap()).unwrap().is_none());
+        assert!(
+            s.read(&"other/CREDSHIFT_T1_NAME".parse().unwrap())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn writes_and_deletes_are_refused_with_a_reason() {
+        let s = store("CREDSHIFT_T2_");
+        let c = Credential::new("env/CREDSHIFT_T2_X".parse().unwrap(), Kind::Other, "v");
+        let e = s.write(&c).unwrap_err();
+        assert!(matches!(e, StoreError::ReadOnly { .. }), "{e}");
+        assert!(e.to_string().contains("read-only"), "{e}");
+        assert!(s.delete(&c.id).is_err());
+        assert!(s.check(&c).is_some());
+        let p = s.probe();
+        assert!(p.available && p.readable && !p.writable && !p.persistent);
+    }
 }

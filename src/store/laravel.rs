@@ -1,11 +1,1094 @@
-//! Placeholder: this backend is being written (see the open issues).
+//! Fragments Engine's `a_i_credentials` table (Laravel), in SQLite
+//! (`laravel:sqlite:PATH`) or PostgreSQL (`laravel:postgres://...`).
+//!
+//! Each row holds one provider's credentials as a Laravel-Crypt-encrypted
+//! JSON object (`{"key":"sk-..."}`, `{"base":"http://..."}`); every string
+//! field becomes a credential `<provider>/<field>`. Rows whose
+//! `credential_type` is not `api_key` get the namespace
+//! `<provider>:<credential_type>`. Only active rows are listed; deleting the
+//! last field of a row soft-deletes it (`is_active = false`) as the app does.
+//!
+//! The row logic lives here once; the two databases sit behind [`Backend`].
 
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use crate::crypto::laravel::{self as crypt, AppKey, Framing, LaravelError};
 use crate::error::{Result, StoreError};
-use crate::store::{OpenOptions, Store, StoreSpec};
+use crate::store::{
+    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+};
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
-    Err(StoreError::Unavailable {
-        store: spec.to_string(),
-        reason: "this backend is not built yet".into(),
+const TABLE: &str = "a_i_credentials";
+/// The `credential_type` of rows addressed by the bare provider namespace.
+const DEFAULT_TYPE: &str = "api_key";
+/// Metadata keys this store derives from columns (never stored in `metadata`).
+const DERIVED_KEYS: &[&str] = &["provider", "credential_type", "expires_at"];
+
+pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+    let key = match &opts.app_key {
+        None => {
+            return Err(StoreError::MissingKey {
+                location: spec.to_string(),
+                message: "APP_KEY is not set: export APP_KEY with the app's key (from its .env) \
+                          or pass --app-key-file"
+                    .into(),
+            });
+        }
+        Some(text) => AppKey::parse(text).map_err(|e| StoreError::Crypto {
+            location: spec.to_string(),
+            message: e.to_string(),
+        })?,
+    };
+    let db: Box<dyn Backend> = match spec {
+        StoreSpec::LaravelSqlite(path) => Box::new(SqliteDb::new(path.clone())),
+        StoreSpec::LaravelPostgres(url) => Box::new(PgDb::connect(spec, url)?),
+        other => {
+            return Err(StoreError::Other(format!(
+                "{other} is not a Laravel store spec"
+            )));
+        }
+    };
+    Ok(Box::new(LaravelStore {
+        spec: spec.clone(),
+        key,
+        db: Mutex::new(db),
+    }))
+}
+
+/// One row as stored; the payload is still encrypted.
+#[derive(Debug, Clone)]
+struct RawRow {
+    id: i64,
+    provider: String,
+    credential_type: String,
+    payload: String,
+    metadata: Option<String>,
+    expires_at: Option<String>,
+    active: bool,
+}
+
+impl RawRow {
+    fn location(&self) -> String {
+        format!("{TABLE} id={} provider={}", self.id, self.provider)
+    }
+
+    fn namespace(&self) -> String {
+        if self.credential_type == DEFAULT_TYPE {
+            self.provider.clone()
+        } else {
+            format!("{}:{}", self.provider, self.credential_type)
+        }
+    }
+
+    /// Does this row hold the credentials of `namespace`?
+    fn serves(&self, namespace: &str) -> bool {
+        self.namespace() == namespace
+    }
+}
+
+/// What a write or delete does to the table, decided by the shared logic
+/// and carried out by the backend inside its transaction.
+enum Change {
+    None,
+    Update {
+        id: i64,
+        payload: String,
+        active: bool,
+    },
+    Insert {
+        provider: String,
+        credential_type: String,
+        payload: String,
+        metadata: String,
+        expires_at: Option<String>,
+    },
+}
+
+/// The database under the table. `modify` runs the decision on the rows it
+/// read inside one write transaction, so a concurrent change by the app
+/// between read and write cannot be lost.
+trait Backend: Send {
+    /// Whether the database and the table exist (no side effects).
+    fn table_exists(&mut self) -> Result<bool>;
+    /// Every row, active or not. `NotFound` when the database or table is missing.
+    fn rows(&mut self) -> Result<Vec<RawRow>>;
+    /// Create the database/table when missing, lock, read, decide, apply.
+    fn modify(&mut self, decide: &mut dyn FnMut(&[RawRow]) -> Result<Change>) -> Result<()>;
+    /// Why a write would be refused before it reaches the database, if known.
+    fn not_writable(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The JSON object inside one row. String values are wiped on drop.
+struct Fields {
+    map: serde_json::Map<String, Value>,
+    framing: Framing,
+}
+
+impl Drop for Fields {
+    fn drop(&mut self) {
+        self.map.values_mut().for_each(wipe);
+    }
+}
+
+fn wipe(v: &mut Value) {
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe),
+        Value::Object(o) => o.values_mut().for_each(wipe),
+        _ => {}
+    }
+}
+
+impl Fields {
+    fn empty(framing: Framing) -> Fields {
+        Fields {
+            map: serde_json::Map::new(),
+            framing,
+        }
+    }
+
+    /// Encrypt the object back in the row's framing.
+    fn seal(&self, key: &AppKey, location: &str) -> Result<String> {
+        let room: usize = self
+            .map
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(32, str::len) * 2 + 8)
+            .sum();
+        let mut json = Zeroizing::new(Vec::with_capacity(room + 16));
+        serde_json::to_writer(&mut *json, &self.map)
+            .map_err(|_| StoreError::Other(format!("{location}: could not encode the JSON")))?;
+        let text = std::str::from_utf8(&json)
+            .map_err(|_| StoreError::Other(format!("{location}: could not encode the JSON")))?;
+        let framed = crypt::frame(text, self.framing);
+        crypt::encrypt(key, framed.as_bytes()).map_err(|e| StoreError::Crypto {
+            location: location.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+struct LaravelStore {
+    spec: StoreSpec,
+    key: AppKey,
+    db: Mutex<Box<dyn Backend>>,
+}
+
+fn crypto_error(location: String, e: LaravelError) -> StoreError {
+    match e {
+        LaravelError::Mac | LaravelError::Decrypt | LaravelError::BadKey(_) => StoreError::Crypto {
+            location,
+            message: e.to_string(),
+        },
+        LaravelError::Payload(_) | LaravelError::Plaintext(_) => {
+            StoreError::parse(location, e.to_string())
+        }
+    }
+}
+
+/// The message of an error without its location prefix (the listing keeps
+/// the location in its own field).
+fn message_of(e: &StoreError) -> String {
+    match e {
+        StoreError::Crypto { message, .. } | StoreError::Parse { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn decode(key: &AppKey, row: &RawRow) -> Result<Fields> {
+    let location = row.location();
+    let plain = crypt::decrypt(key, &row.payload).map_err(|e| crypto_error(location.clone(), e))?;
+    let (json, framing) = crypt::unframe(&plain).map_err(|e| crypto_error(location.clone(), e))?;
+    drop(plain);
+    // serde_json's message could quote the secret: report the category only.
+    let value: Value = serde_json::from_str(&json).map_err(|_| {
+        StoreError::parse(location.clone(), "the decrypted value is not valid JSON")
+    })?;
+    match value {
+        Value::Object(map) => Ok(Fields { map, framing }),
+        mut other => {
+            wipe(&mut other);
+            Err(StoreError::parse(
+                location,
+                "the decrypted value is not a JSON object",
+            ))
+        }
+    }
+}
+
+/// Laravel's `Y-m-d H:i:s` (UTC) for timestamps we set.
+fn laravel_now() -> String {
+    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn laravel_time_from_ms(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+/// A column timestamp (`2026-09-01 10:00:00`, with or without fraction or
+/// offset) as RFC 3339; a text that is no timestamp is kept as it is.
+fn rfc3339_of(column: &str) -> String {
+    let t = column.trim();
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(d) = chrono::DateTime::parse_from_str(t, fmt) {
+            return d.to_rfc3339();
+        }
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(d) = chrono::NaiveDateTime::parse_from_str(t, fmt) {
+            return d.and_utc().to_rfc3339();
+        }
+    }
+    t.to_string()
+}
+
+impl LaravelStore {
+    fn db(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn Backend>>> {
+        self.db
+            .lock()
+            .map_err(|_| StoreError::Other(format!("{}: store lock poisoned", self.spec)))
+    }
+
+    /// The metadata every credential of `row` carries.
+    fn row_metadata(row: &RawRow, errors: &mut Vec<LocationError>) -> Metadata {
+        let mut meta = Metadata::new();
+        if let Some(text) = row.metadata.as_deref().filter(|t| !t.trim().is_empty()) {
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => meta = m,
+                Ok(Value::Null) => {}
+                _ => errors.push(LocationError {
+                    location: row.location(),
+                    error: "the metadata column is not a JSON object; left out".into(),
+                }),
+            }
+        }
+        meta.insert("provider".into(), row.provider.clone().into());
+        meta.insert("credential_type".into(), row.credential_type.clone().into());
+        if let Some(e) = row.expires_at.as_deref().filter(|t| !t.trim().is_empty()) {
+            meta.insert("expires_at".into(), rfc3339_of(e).into());
+        }
+        meta
+    }
+
+    /// Every credential of the active rows; bad rows become errors.
+    fn scan_rows(&self, rows: &[RawRow]) -> Scan {
+        let mut scan = Scan::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for row in rows.iter().filter(|r| r.active) {
+            let namespace = row.namespace();
+            if namespace.contains('/') {
+                scan.errors.push(LocationError {
+                    location: row.location(),
+                    error: "the provider contains '/', which a credential id cannot hold".into(),
+                });
+                continue;
+            }
+            if !seen.insert(namespace.clone()) {
+                scan.errors.push(LocationError {
+                    location: row.location(),
+                    error: format!("another active row already provides {namespace}/*; skipped"),
+                });
+                continue;
+            }
+            let fields = match decode(&self.key, row) {
+                Ok(f) => f,
+                Err(e) => {
+                    scan.errors.push(LocationError {
+                        location: row.location(),
+                        error: message_of(&e),
+                    });
+                    continue;
+                }
+            };
+            let metadata = Self::row_metadata(row, &mut scan.errors);
+            for (field, value) in &fields.map {
+                match value {
+                    Value::String(s) => scan.credentials.push(
+                        Credential::new(
+                            CredentialId::new(namespace.clone(), field.clone()),
+                            Kind::guess(field),
+                            Secret::new(s.clone()),
+                        )
+                        .with_metadata(metadata.clone()),
+                    ),
+                    _ => scan.errors.push(LocationError {
+                        location: format!("{} field={field}", row.location()),
+                        error: "the value is not a string; left as it is".into(),
+                    }),
+                }
+            }
+        }
+        scan
+    }
+
+    /// Refuse to write rows the app could not read: when the table has rows,
+    /// at least one must verify under our key.
+    fn check_key(&self, rows: &[RawRow]) -> Result<()> {
+        if rows.is_empty()
+            || rows
+                .iter()
+                .any(|r| crypt::mac_matches(&self.key, &r.payload))
+        {
+            return Ok(());
+        }
+        Err(StoreError::Crypto {
+            location: self.spec.to_string(),
+            message: format!(
+                "APP_KEY does not match: none of the {} rows of {TABLE} verifies under it; \
+                 nothing was written",
+                rows.len()
+            ),
+        })
+    }
+
+    fn new_row_metadata(c: &Credential) -> String {
+        let mut meta: Metadata = c
+            .metadata
+            .iter()
+            .filter(|(k, _)| !DERIVED_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        meta.entry("storage_backend")
+            .or_insert_with(|| "database".into());
+        meta.entry("created_via")
+            .or_insert_with(|| "credshift".into());
+        meta.entry("created_at")
+            .or_insert_with(|| chrono::Utc::now().to_rfc3339().into());
+        Value::Object(meta).to_string()
+    }
+
+    fn decide_write(&self, c: &Credential, rows: &[RawRow]) -> Result<Change> {
+        let ns = &c.id.namespace;
+        let secret = || Value::String(c.secret.expose().to_string());
+        match rows.iter().find(|r| r.serves(ns)) {
+            Some(row) if row.active => {
+                let mut fields = decode(&self.key, row)?;
+                if let Some(mut old) = fields.map.insert(c.id.name.clone(), secret()) {
+                    wipe(&mut old);
+                }
+                Ok(Change::Update {
+                    id: row.id,
+                    payload: fields.seal(&self.key, &row.location())?,
+                    active: true,
+                })
+            }
+            Some(row) => {
+                // A soft-deleted row: its old fields stay deleted.
+                self.check_key(rows)?;
+                let framing = decode(&self.key, row)
+                    .map(|f| f.framing)
+                    .unwrap_or(Framing::PhpSerialized);
+                let mut fields = Fields::empty(framing);
+                fields.map.insert(c.id.name.clone(), secret());
+                Ok(Change::Update {
+                    id: row.id,
+                    payload: fields.seal(&self.key, &row.location())?,
+                    active: true,
+                })
+            }
+            None => {
+                self.check_key(rows)?;
+                let mut fields = Fields::empty(Framing::PhpSerialized);
+                fields.map.insert(c.id.name.clone(), secret());
+                Ok(Change::Insert {
+                    provider: ns.clone(),
+                    credential_type: DEFAULT_TYPE.into(),
+                    payload: fields.seal(&self.key, &format!("{TABLE} provider={ns}"))?,
+                    metadata: Self::new_row_metadata(c),
+                    expires_at: c.expires_at_ms().and_then(laravel_time_from_ms),
+                })
+            }
+        }
+    }
+
+    fn decide_delete(&self, id: &CredentialId, rows: &[RawRow]) -> Result<(Change, bool)> {
+        let Some(row) = rows.iter().find(|r| r.active && r.serves(&id.namespace)) else {
+            return Ok((Change::None, false));
+        };
+        let mut fields = decode(&self.key, row)?;
+        let Some(mut old) = fields.map.remove(&id.name) else {
+            return Ok((Change::None, false));
+        };
+        wipe(&mut old);
+        // The last field gone: soft-delete the row as the app does, keeping
+        // no secret in it.
+        let active = !fields.map.is_empty();
+        Ok((
+            Change::Update {
+                id: row.id,
+                payload: fields.seal(&self.key, &row.location())?,
+                active,
+            },
+            true,
+        ))
+    }
+}
+
+impl Store for LaravelStore {
+    fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    fn probe(&self) -> Capability {
+        let mut cap = Capability {
+            available: true,
+            readable: true,
+            writable: true,
+            persistent: true,
+            encrypted_at_rest: true,
+            keeps_metadata: false,
+            ..Default::default()
+        };
+        let rows = {
+            let mut db = match self.db() {
+                Ok(db) => db,
+                Err(e) => return Capability::unavailable(e.to_string()),
+            };
+            if let Some(why) = db.not_writable() {
+                cap.writable = false;
+                cap.warnings.push(why);
+            }
+            match db.table_exists() {
+                Ok(false) => {
+                    cap.item_count = Some(0);
+                    cap.warnings.push(format!(
+                        "{TABLE} does not exist yet; the first write creates it"
+                    ));
+                    return cap;
+                }
+                Err(e) => return Capability::unavailable(e.to_string()),
+                Ok(true) => {}
+            }
+            match db.rows() {
+                Ok(rows) => rows,
+                Err(e) => return Capability::unavailable(e.to_string()),
+            }
+        };
+        cap.exists = true;
+        if !rows.is_empty()
+            && !rows
+                .iter()
+                .any(|r| crypt::mac_matches(&self.key, &r.payload))
+        {
+            cap.warnings.push(format!(
+                "no row of {TABLE} verifies under this APP_KEY: is it the app's key?"
+            ));
+        }
+        let scan = self.scan_rows(&rows);
+        cap.item_count = Some(scan.credentials.len());
+        if !scan.errors.is_empty() {
+            cap.warnings.push(format!(
+                "{} row(s) or field(s) could not be read",
+                scan.errors.len()
+            ));
+        }
+        cap
+    }
+
+    fn list(&self) -> Result<Listing> {
+        let scan = self.read_all()?;
+        Ok(Listing {
+            entries: scan.credentials.iter().map(Entry::from).collect(),
+            errors: scan.errors,
+        })
+    }
+
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        let rows = self.db()?.rows()?;
+        let Some(row) = rows.iter().find(|r| r.active && r.serves(&id.namespace)) else {
+            return Ok(None);
+        };
+        let fields = decode(&self.key, row)?;
+        match fields.map.get(&id.name) {
+            None => Ok(None),
+            Some(Value::String(s)) => {
+                let mut ignored = Vec::new();
+                Ok(Some(
+                    Credential::new(id.clone(), Kind::guess(&id.name), Secret::new(s.clone()))
+                        .with_metadata(Self::row_metadata(row, &mut ignored)),
+                ))
+            }
+            Some(_) => Err(StoreError::item(
+                id,
+                format!("{}: the value is not a string", row.location()),
+            )),
+        }
+    }
+
+    fn write(&self, c: &Credential) -> Result<()> {
+        self.db()?.modify(&mut |rows| self.decide_write(c, rows))
+    }
+
+    fn delete(&self, id: &CredentialId) -> Result<bool> {
+        let mut removed = false;
+        self.db()?.modify(&mut |rows| {
+            let (change, r) = self.decide_delete(id, rows)?;
+            removed = r;
+            Ok(change)
+        })?;
+        Ok(removed)
+    }
+
+    fn check(&self, c: &Credential) -> Option<String> {
+        (c.id.namespace.len() > 255).then(|| {
+            "the namespace is longer than 255 bytes, too long for the provider column \
+             (VARCHAR(255))"
+                .to_string()
+        })
+    }
+
+    fn read_all(&self) -> Result<Scan> {
+        let rows = self.db()?.rows()?;
+        Ok(self.scan_rows(&rows))
+    }
+}
+
+// ---------------------------------------------------------------- SQLite
+
+const SQLITE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS a_i_credentials (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  provider VARCHAR NOT NULL,
+  credential_type VARCHAR NOT NULL DEFAULT 'api_key',
+  encrypted_credentials TEXT NOT NULL,
+  metadata TEXT,
+  expires_at DATETIME,
+  is_active TINYINT(1) NOT NULL DEFAULT 1,
+  created_at DATETIME,
+  updated_at DATETIME,
+  ui_metadata TEXT,
+  provider_config_id INTEGER,
+  last_used_at DATETIME,
+  usage_count INTEGER NOT NULL DEFAULT 0,
+  total_cost NUMERIC(10,6),
+  UNIQUE (provider, credential_type)
+);
+CREATE INDEX IF NOT EXISTS a_i_credentials_provider_index ON a_i_credentials(provider);
+";
+
+const SELECT_ROWS_SQLITE: &str = "SELECT id, provider, credential_type, encrypted_credentials, \
+     CAST(metadata AS TEXT), CAST(expires_at AS TEXT), CAST(is_active AS INTEGER) \
+     FROM a_i_credentials ORDER BY id";
+
+struct SqliteDb {
+    path: PathBuf,
+    conn: Option<rusqlite::Connection>,
+}
+
+fn sqlite_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable {
+            store: path.display().to_string(),
+            reason: "the database is locked by another process".into(),
+        },
+        Some(ErrorCode::CannotOpen) => StoreError::Unavailable {
+            store: path.display().to_string(),
+            reason: "cannot open the database file".into(),
+        },
+        // rusqlite's texts name SQL and columns, never bound values.
+        _ => StoreError::Other(format!("{}: {e}", path.display())),
+    }
+}
+
+impl SqliteDb {
+    fn new(path: PathBuf) -> SqliteDb {
+        SqliteDb { path, conn: None }
+    }
+
+    /// An open connection; `create` makes the file (0600, WAL) when missing.
+    fn conn(&mut self, create: bool) -> Result<&mut rusqlite::Connection> {
+        if self.conn.is_none() {
+            let fresh = !self.path.exists();
+            if fresh && !create {
+                return Err(StoreError::NotFound {
+                    location: self.path.display().to_string(),
+                    hint: "no SQLite database there".into(),
+                });
+            }
+            if fresh {
+                create_private_file(&self.path)?;
+            }
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = rusqlite::Connection::open_with_flags(&self.path, flags)
+                .map_err(|e| sqlite_error(&self.path, e))?;
+            conn.busy_timeout(Duration::from_secs(5))
+                .map_err(|e| sqlite_error(&self.path, e))?;
+            // WAL for a database we create. An existing one is the app's:
+            // its journal mode is a persistent setting we leave alone.
+            if fresh {
+                conn.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(|e| sqlite_error(&self.path, e))?;
+            }
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Other(format!("{}: no connection", self.path.display())))
+    }
+
+    fn has_table(conn: &rusqlite::Connection, path: &Path) -> Result<bool> {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [TABLE],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+        .map_err(|e| sqlite_error(path, e))
+    }
+
+    fn read_rows(conn: &rusqlite::Connection, path: &Path) -> Result<Vec<RawRow>> {
+        let mut stmt = conn
+            .prepare(SELECT_ROWS_SQLITE)
+            .map_err(|e| sqlite_error(path, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RawRow {
+                    id: r.get(0)?,
+                    provider: r.get(1)?,
+                    credential_type: r.get(2)?,
+                    payload: r.get(3)?,
+                    metadata: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    active: r.get::<_, Option<i64>>(6)?.unwrap_or(0) != 0,
+                })
+            })
+            .map_err(|e| sqlite_error(path, e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| sqlite_error(path, e))
+    }
+}
+
+fn create_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    crate::fsutil::ensure_private_dir(&crate::fsutil::parent_dir(path))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(crate::fsutil::FILE_MODE)
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::io(path, e))
+}
+
+/// `access(W_OK)` on `path`, or on its nearest existing ancestor when it
+/// does not exist yet (where it would be created).
+fn writable_path(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = path;
+    while !p.exists() {
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+            _ => {
+                p = Path::new(".");
+                break;
+            }
+        }
+    }
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        // SAFETY: a valid NUL-terminated path; access() only reads it.
+        .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+        .unwrap_or(false)
+}
+
+impl Backend for SqliteDb {
+    fn not_writable(&self) -> Option<String> {
+        (!writable_path(&self.path)).then(|| {
+            format!(
+                "{} is not writable by this user",
+                if self.path.exists() {
+                    self.path.display().to_string()
+                } else {
+                    "the directory for the database".to_string()
+                }
+            )
+        })
+    }
+
+    fn table_exists(&mut self) -> Result<bool> {
+        if self.conn.is_none() && !self.path.exists() {
+            return Ok(false);
+        }
+        let path = self.path.clone();
+        let conn = self.conn(false)?;
+        SqliteDb::has_table(conn, &path)
+    }
+
+    fn rows(&mut self) -> Result<Vec<RawRow>> {
+        let path = self.path.clone();
+        let conn = self.conn(false)?;
+        if !SqliteDb::has_table(conn, &path)? {
+            return Err(StoreError::NotFound {
+                location: format!("{}: {TABLE}", path.display()),
+                hint: "the table does not exist".into(),
+            });
+        }
+        SqliteDb::read_rows(conn, &path)
+    }
+
+    fn modify(&mut self, decide: &mut dyn FnMut(&[RawRow]) -> Result<Change>) -> Result<()> {
+        let path = self.path.clone();
+        let err = |e| sqlite_error(&path, e);
+        let conn = self.conn(true)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        if !SqliteDb::has_table(&tx, &path)? {
+            tx.execute_batch(SQLITE_SCHEMA).map_err(err)?;
+        }
+        let rows = SqliteDb::read_rows(&tx, &path)?;
+        let now = laravel_now();
+        match decide(&rows)? {
+            Change::None => return Ok(()),
+            Change::Update {
+                id,
+                payload,
+                active,
+            } => {
+                tx.execute(
+                    "UPDATE a_i_credentials SET encrypted_credentials = ?1, is_active = ?2, \
+                     updated_at = ?3 WHERE id = ?4",
+                    rusqlite::params![payload, i64::from(active), now, id],
+                )
+                .map_err(err)?;
+            }
+            Change::Insert {
+                provider,
+                credential_type,
+                payload,
+                metadata,
+                expires_at,
+            } => {
+                tx.execute(
+                    "INSERT INTO a_i_credentials (provider, credential_type, \
+                     encrypted_credentials, metadata, expires_at, is_active, created_at, \
+                     updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
+                    rusqlite::params![
+                        provider,
+                        credential_type,
+                        payload,
+                        metadata,
+                        expires_at,
+                        now
+                    ],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+// ------------------------------------------------------------ PostgreSQL
+
+const PG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS a_i_credentials (
+  id BIGSERIAL PRIMARY KEY,
+  provider VARCHAR(255) NOT NULL,
+  credential_type VARCHAR(255) NOT NULL DEFAULT 'api_key',
+  encrypted_credentials TEXT NOT NULL,
+  metadata JSON,
+  expires_at TIMESTAMP(0) WITHOUT TIME ZONE,
+  is_active BOOLEAN NOT NULL DEFAULT TRUE,
+  created_at TIMESTAMP(0) WITHOUT TIME ZONE,
+  updated_at TIMESTAMP(0) WITHOUT TIME ZONE,
+  ui_metadata JSON,
+  provider_config_id BIGINT,
+  last_used_at TIMESTAMP(0) WITHOUT TIME ZONE,
+  usage_count INTEGER NOT NULL DEFAULT 0,
+  total_cost NUMERIC(10,6),
+  UNIQUE (provider, credential_type)
+);
+CREATE INDEX IF NOT EXISTS a_i_credentials_provider_index ON a_i_credentials(provider);
+";
+
+/// Casts make one query serve the app's column types (BOOLEAN or an
+/// integer `is_active`, JSON or TEXT `metadata`, INT or BIGINT `id`).
+const SELECT_ROWS_PG: &str = "SELECT CAST(id AS BIGINT), CAST(provider AS TEXT), \
+     CAST(credential_type AS TEXT), CAST(encrypted_credentials AS TEXT), \
+     CAST(metadata AS TEXT), CAST(expires_at AS TEXT), CAST(is_active AS INTEGER) \
+     FROM a_i_credentials ORDER BY id";
+
+struct PgDb {
+    location: String,
+    client: postgres::Client,
+}
+
+/// `sslmode` from the URL's query, when given.
+fn sslmode_of(url: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case("sslmode"))
+        .map(|(_, v)| v.to_ascii_lowercase())
+}
+
+impl PgDb {
+    fn connect(spec: &StoreSpec, url: &str) -> Result<PgDb> {
+        let location = spec.to_string();
+        let unavailable = |reason: String| StoreError::Unavailable {
+            store: location.clone(),
+            reason,
+        };
+        match sslmode_of(url).as_deref() {
+            None | Some("disable" | "prefer") => {}
+            Some(mode @ ("require" | "verify-ca" | "verify-full")) => {
+                return Err(unavailable(format!(
+                    "sslmode={mode} needs TLS, which laravel:postgres does not support yet; \
+                     use a local or tunnelled connection with sslmode=disable"
+                )));
+            }
+            Some(_) => {
+                return Err(unavailable(
+                    "unknown sslmode (expected disable, prefer, require, verify-ca or verify-full)"
+                        .into(),
+                ));
+            }
+        }
+        // The parser's message may quote the URL, password included.
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|_| unavailable("the PostgreSQL URL is malformed".into()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        // Without TLS, `prefer` connects in plain text.
+        config.ssl_mode(postgres::config::SslMode::Disable);
+        let client = config
+            .connect(postgres::NoTls)
+            .map_err(|e| unavailable(pg_message(&e)))?;
+        Ok(PgDb { location, client })
+    }
+
+    fn error(&self, e: postgres::Error) -> StoreError {
+        if e.is_closed() {
+            StoreError::Unavailable {
+                store: self.location.clone(),
+                reason: "the connection was closed".into(),
+            }
+        } else {
+            StoreError::Other(format!("{}: {}", self.location, pg_message(&e)))
+        }
+    }
+}
+
+/// The server's message without its DETAIL (which can quote row values).
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+fn pg_row(r: &postgres::Row) -> std::result::Result<RawRow, postgres::Error> {
+    Ok(RawRow {
+        id: r.try_get(0)?,
+        provider: r.try_get(1)?,
+        credential_type: r.try_get(2)?,
+        payload: r.try_get(3)?,
+        metadata: r.try_get(4)?,
+        expires_at: r.try_get(5)?,
+        active: r.try_get::<_, Option<i32>>(6)?.unwrap_or(0) != 0,
     })
+}
+
+const PG_TABLE_EXISTS: &str = "SELECT to_regclass('a_i_credentials') IS NOT NULL";
+
+impl Backend for PgDb {
+    fn table_exists(&mut self) -> Result<bool> {
+        match self.client.query_one(PG_TABLE_EXISTS, &[]) {
+            Ok(r) => r.try_get::<_, bool>(0).map_err(|e| self.error(e)),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn rows(&mut self) -> Result<Vec<RawRow>> {
+        if !self.table_exists()? {
+            return Err(StoreError::NotFound {
+                location: format!("{}: {TABLE}", self.location),
+                hint: "the table does not exist".into(),
+            });
+        }
+        let rows = self
+            .client
+            .query(SELECT_ROWS_PG, &[])
+            .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(pg_row)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e))
+    }
+
+    fn modify(&mut self, decide: &mut dyn FnMut(&[RawRow]) -> Result<Change>) -> Result<()> {
+        let location = self.location.clone();
+        let err = |e: postgres::Error| {
+            if e.is_closed() {
+                StoreError::Unavailable {
+                    store: location.clone(),
+                    reason: "the connection was closed".into(),
+                }
+            } else {
+                StoreError::Other(format!("{location}: {}", pg_message(&e)))
+            }
+        };
+        let mut tx = self.client.transaction().map_err(err)?;
+        // Only when missing: the app's role may lack CREATE on the schema.
+        let exists: bool = tx
+            .query_one(PG_TABLE_EXISTS, &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(err)?;
+        if !exists {
+            tx.batch_execute(PG_SCHEMA).map_err(err)?;
+        }
+        let is_bool: bool = tx
+            .query_one(
+                "SELECT COALESCE((SELECT data_type = 'boolean' FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = 'a_i_credentials' \
+                 AND column_name = 'is_active'), TRUE)",
+                &[],
+            )
+            .and_then(|r| r.try_get(0))
+            .map_err(err)?;
+        let flag = |on: bool| match (is_bool, on) {
+            (true, true) => "TRUE",
+            (true, false) => "FALSE",
+            (false, true) => "1",
+            (false, false) => "0",
+        };
+        let rows = tx
+            .query(&format!("{SELECT_ROWS_PG} FOR UPDATE"), &[])
+            .map_err(err)?
+            .iter()
+            .map(pg_row)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(err)?;
+        let now = laravel_now();
+        match decide(&rows)? {
+            Change::None => return Ok(()),
+            Change::Update {
+                id,
+                payload,
+                active,
+            } => {
+                tx.execute(
+                    &format!(
+                        "UPDATE a_i_credentials SET encrypted_credentials = $1::TEXT, \
+                         is_active = {}, updated_at = CAST($2::TEXT AS TIMESTAMP) \
+                         WHERE id = $3::BIGINT",
+                        flag(active)
+                    ),
+                    &[&payload, &now, &id],
+                )
+                .map_err(err)?;
+            }
+            Change::Insert {
+                provider,
+                credential_type,
+                payload,
+                metadata,
+                expires_at,
+            } => {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO a_i_credentials (provider, credential_type, \
+                         encrypted_credentials, metadata, expires_at, is_active, created_at, \
+                         updated_at) VALUES ($1::TEXT, $2::TEXT, $3::TEXT, CAST($4::TEXT AS JSON), \
+                         CAST($5::TEXT AS TIMESTAMP), {}, CAST($6::TEXT AS TIMESTAMP), \
+                         CAST($6::TEXT AS TIMESTAMP))",
+                        flag(true)
+                    ),
+                    &[
+                        &provider,
+                        &credential_type,
+                        &payload,
+                        &metadata,
+                        &expires_at,
+                        &now,
+                    ],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_become_rfc3339() {
+        assert_eq!(
+            rfc3339_of("2026-09-01 10:00:00"),
+            "2026-09-01T10:00:00+00:00"
+        );
+        assert_eq!(
+            rfc3339_of("2026-09-01 10:00:00+02"),
+            "2026-09-01T10:00:00+02:00"
+        );
+        assert_eq!(
+            rfc3339_of("2026-09-01T10:00:00.5"),
+            "2026-09-01T10:00:00.500+00:00"
+        );
+        assert_eq!(rfc3339_of("soon"), "soon");
+        assert_eq!(
+            laravel_time_from_ms(1_789_992_000_000).as_deref(),
+            Some("2026-09-21 12:00:00")
+        );
+    }
+
+    #[test]
+    fn writability_is_judged_at_the_nearest_existing_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(writable_path(&dir.path().join("a/b/c.sqlite")));
+        assert!(writable_path(Path::new("relative/new.sqlite")));
+    }
+
+    #[test]
+    fn sslmode_is_read_from_the_query() {
+        assert_eq!(sslmode_of("postgres://h/db"), None);
+        assert_eq!(
+            sslmode_of("postgres://h/db?user=a&SSLMode=Require").as_deref(),
+            Some("require")
+        );
+    }
+
+    #[test]
+    fn tls_modes_are_refused_clearly_and_without_the_password() {
+        for mode in ["require", "verify-full"] {
+            let url = format!("postgres://u:hunter2@127.0.0.1:1/db?sslmode={mode}");
+            let spec: StoreSpec = format!("laravel:{url}").parse().unwrap();
+            let e = PgDb::connect(&spec, &url).err().unwrap().to_string();
+            assert!(e.contains("TLS") && e.contains("not support"), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn namespaces_follow_the_credential_type() {
+        let mut row = RawRow {
+            id: 1,
+            provider: "openai".into(),
+            credential_type: "api_key".into(),
+            payload: String::new(),
+            metadata: None,
+            expires_at: None,
+            active: true,
+        };
+        assert_eq!(row.namespace(), "openai");
+        row.credential_type = "oauth".into();
+        assert_eq!(row.namespace(), "openai:oauth");
+        assert!(row.serves("openai:oauth") && !row.serves("openai"));
+        assert_eq!(row.location(), "a_i_credentials id=1 provider=openai");
+    }
 }

@@ -1,11 +1,529 @@
-//! Placeholder: this backend is being written (see the open issues).
+//! `modelforge:PATH`: model-forge's `config.json`.
+//!
+//! Secrets live under `providers.<name>.auth_data`; the id is
+//! `<provider>/<field>`. `api_key`, `access_token` and `refresh_token` are
+//! the fields model-forge writes. Any other string field of `auth_data` is
+//! treated as a secret too unless its name is one of the known non-secret
+//! fields (`token_type`, `scope`, `expires_at`, ...): a field we do not know
+//! is safer listed as a masked secret than shown in clear as metadata.
+//! Everything else in `auth_data` (non-secret fields, numbers, objects) is
+//! the metadata of each of the provider's secrets.
+//!
+//! A write edits the parsed JSON and rewrites the whole file atomically:
+//! every other part keeps its meaning and key order (serde_json's
+//! `preserve_order`), with the file's indentation. Only the known
+//! non-secret metadata fields are written back into `auth_data`; other
+//! metadata has no place in model-forge's format, so this store does not
+//! keep arbitrary metadata.
 
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
-use crate::store::{OpenOptions, Store, StoreSpec};
+use crate::fsutil;
+use crate::store::dotenv::{access, dir_writable, nearest_existing_dir};
+use crate::store::{
+    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    plaintext_file_warnings,
+};
+
+/// `auth_data` fields model-forge uses that never hold a secret.
+const NON_SECRET_FIELDS: &[&str] = &[
+    "token_type",
+    "scope",
+    "scopes",
+    "expires_in",
+    "expires_at",
+    "refresh_expires_in",
+    "issued_at",
+    "obtained_at",
+    "created_at",
+    "updated_at",
+];
 
 pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
-    Err(StoreError::Unavailable {
-        store: spec.to_string(),
-        reason: "this backend is not built yet".into(),
-    })
+    let StoreSpec::ModelForge(path) = spec else {
+        return Err(StoreError::Other(format!(
+            "{spec} is not a modelforge spec"
+        )));
+    };
+    Ok(Box::new(ModelForgeStore {
+        spec: spec.clone(),
+        path: path.clone(),
+        lock: Mutex::new(()),
+    }))
+}
+
+pub struct ModelForgeStore {
+    spec: StoreSpec,
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+fn kind_of(field: &str) -> Kind {
+    match field {
+        "api_key" => Kind::ApiKey,
+        "access_token" => Kind::OauthAccess,
+        "refresh_token" => Kind::OauthRefresh,
+        other => Kind::guess(other),
+    }
+}
+
+fn is_secret_field(name: &str, v: &Value) -> bool {
+    v.is_string() && !NON_SECRET_FIELDS.contains(&name)
+}
+
+/// The parsed file. `Value` holds secrets; the raw text is zeroized.
+struct Config {
+    root: Value,
+    indent: usize,
+    trailing_newline: bool,
+}
+
+impl Config {
+    fn parse(path: &Path, bytes: Vec<u8>) -> Result<Config> {
+        let text = Zeroizing::new(fsutil::decode_text(path, bytes)?);
+        let root: Value = serde_json::from_str(&text)
+            .map_err(|e| StoreError::json(path.display().to_string(), &e))?;
+        if !root.is_object() {
+            return Err(StoreError::parse(
+                path.display().to_string(),
+                "expected a JSON object at the top level",
+            ));
+        }
+        let indent = detect_indent(&text, 4);
+        Ok(Config {
+            root,
+            indent,
+            trailing_newline: text.ends_with('\n'),
+        })
+    }
+
+    fn new_file() -> Config {
+        Config {
+            root: Value::Object(Map::new()),
+            indent: 4,
+            trailing_newline: true,
+        }
+    }
+
+    /// Every secret, and the places that are not shaped as expected.
+    fn scan(&self, path: &Path) -> Scan {
+        let mut scan = Scan::default();
+        let loc = |what: &str| format!("{}: {what}", path.display());
+        let Some(providers) = self.root.get("providers") else {
+            return scan;
+        };
+        let Some(providers) = providers.as_object() else {
+            scan.errors.push(LocationError {
+                location: loc("providers"),
+                error: "expected an object".into(),
+            });
+            return scan;
+        };
+        for (name, provider) in providers {
+            let Some(auth) = provider.get("auth_data") else {
+                continue;
+            };
+            let Some(auth) = auth.as_object() else {
+                if !auth.is_null() {
+                    scan.errors.push(LocationError {
+                        location: loc(&format!("providers.{name}.auth_data")),
+                        error: "expected an object".into(),
+                    });
+                }
+                continue;
+            };
+            let metadata: Metadata = auth
+                .iter()
+                .filter(|(k, v)| !is_secret_field(k, v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (field, v) in auth {
+                if let Some(s) = v.as_str().filter(|_| is_secret_field(field, v)) {
+                    scan.credentials.push(Credential {
+                        id: CredentialId::new(name.clone(), field.clone()),
+                        kind: kind_of(field),
+                        secret: Secret::new(s),
+                        metadata: metadata.clone(),
+                    });
+                }
+            }
+        }
+        scan
+    }
+
+    fn providers_mut(&mut self) -> Result<&mut Map<String, Value>> {
+        let root = self
+            .root
+            .as_object_mut()
+            .ok_or_else(|| StoreError::Other("config root is not an object".into()))?;
+        let providers = root
+            .entry("providers")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if providers.is_null() {
+            *providers = Value::Object(Map::new());
+        }
+        providers
+            .as_object_mut()
+            .ok_or_else(|| StoreError::Other("`providers` is not an object".into()))
+    }
+
+    fn set(&mut self, c: &Credential) -> Result<()> {
+        let providers = self.providers_mut()?;
+        let provider = providers
+            .entry(c.id.namespace.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        let provider = provider
+            .as_object_mut()
+            .ok_or_else(|| StoreError::item(&c.id, "the provider entry is not an object"))?;
+        let auth = provider
+            .entry("auth_data")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if auth.is_null() {
+            *auth = Value::Object(Map::new());
+        }
+        let auth = auth
+            .as_object_mut()
+            .ok_or_else(|| StoreError::item(&c.id, "auth_data is not an object"))?;
+        auth.insert(
+            c.id.name.clone(),
+            Value::String(c.secret.expose().to_string()),
+        );
+        for (k, v) in &c.metadata {
+            if NON_SECRET_FIELDS.contains(&k.as_str()) {
+                auth.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &CredentialId) -> bool {
+        let Some(providers) = self
+            .root
+            .get_mut("providers")
+            .and_then(Value::as_object_mut)
+        else {
+            return false;
+        };
+        let Some(provider) = providers
+            .get_mut(&id.namespace)
+            .and_then(Value::as_object_mut)
+        else {
+            return false;
+        };
+        let Some(auth) = provider.get_mut("auth_data").and_then(Value::as_object_mut) else {
+            return false;
+        };
+        if !auth
+            .get(&id.name)
+            .is_some_and(|v| is_secret_field(&id.name, v))
+        {
+            return false;
+        }
+        auth.shift_remove(&id.name);
+        // auth_data left with no secret is stale expiry data: drop it, and a
+        // provider entry that then holds nothing at all.
+        if !auth.iter().any(|(k, v)| is_secret_field(k, v)) {
+            provider.shift_remove("auth_data");
+            if provider.is_empty() {
+                providers.shift_remove(&id.namespace);
+            }
+        }
+        true
+    }
+
+    fn render(&self) -> Result<Zeroizing<Vec<u8>>> {
+        render_json(&self.root, self.indent, self.trailing_newline)
+    }
+}
+
+impl Drop for Config {
+    fn drop(&mut self) {
+        wipe_json(&mut self.root);
+    }
+}
+
+/// Overwrite every string in a parsed JSON tree (values may be secrets)
+/// before its memory is freed.
+pub(crate) fn wipe_json(v: &mut Value) {
+    use zeroize::Zeroize;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe_json),
+        Value::Object(o) => o.values_mut().for_each(wipe_json),
+        _ => {}
+    }
+}
+
+/// The indentation a JSON file uses (spaces on its second line), else `default`.
+pub(crate) fn detect_indent(text: &str, default: usize) -> usize {
+    text.lines()
+        .nth(1)
+        .map(|l| l.len() - l.trim_start_matches(' ').len())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// Pretty JSON with `indent` spaces, into a zeroizing buffer (it holds secrets).
+pub(crate) fn render_json(
+    v: &Value,
+    indent: usize,
+    trailing_newline: bool,
+) -> Result<Zeroizing<Vec<u8>>> {
+    use serde::Serialize;
+    let indent = vec![b' '; indent];
+    let mut out = Zeroizing::new(Vec::new());
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(&indent);
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
+    v.serialize(&mut ser)
+        .map_err(|_| StoreError::Other("JSON could not be serialized".into()))?;
+    if trailing_newline {
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+impl ModelForgeStore {
+    fn load(&self) -> Result<Option<Config>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => Config::parse(&self.path, bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&self.path, e)),
+        }
+    }
+
+    fn load_existing(&self) -> Result<Config> {
+        self.load()?.ok_or_else(|| StoreError::NotFound {
+            location: self.path.display().to_string(),
+            hint: "no model-forge config.json there".into(),
+        })
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for ModelForgeStore {
+    fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    fn probe(&self) -> Capability {
+        let mut cap = Capability {
+            available: true,
+            readable: true,
+            persistent: true,
+            encrypted_at_rest: false,
+            keeps_metadata: false,
+            ..Default::default()
+        };
+        match self.load() {
+            Ok(Some(cfg)) => {
+                let scan = cfg.scan(&self.path);
+                cap.exists = true;
+                cap.item_count = Some(scan.credentials.len());
+                cap.writable =
+                    access(&self.path, libc::W_OK) && dir_writable(&fsutil::parent_dir(&self.path));
+                cap.warnings = plaintext_file_warnings(&self.path);
+                cap.warnings.extend(
+                    scan.errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.location, e.error)),
+                );
+            }
+            Ok(None) => {
+                cap.item_count = Some(0);
+                cap.writable = dir_writable(&nearest_existing_dir(&self.path));
+            }
+            Err(e) => {
+                cap.available = false;
+                cap.readable = false;
+                cap.exists = self.path.exists();
+                cap.reason = Some(e.to_string());
+            }
+        }
+        cap
+    }
+
+    fn list(&self) -> Result<Listing> {
+        let scan = self.read_all()?;
+        Ok(Listing {
+            entries: scan.credentials.iter().map(Entry::from).collect(),
+            errors: scan.errors,
+        })
+    }
+
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        let Some(cfg) = self.load()? else {
+            return Ok(None);
+        };
+        Ok(cfg
+            .scan(&self.path)
+            .credentials
+            .into_iter()
+            .find(|c| &c.id == id))
+    }
+
+    fn read_all(&self) -> Result<Scan> {
+        Ok(self.load_existing()?.scan(&self.path))
+    }
+
+    fn check(&self, c: &Credential) -> Option<String> {
+        if NON_SECRET_FIELDS.contains(&c.id.name.as_str()) {
+            return Some(format!(
+                "{}: `{}` is a non-secret field of model-forge's auth_data",
+                c.id, c.id.name
+            ));
+        }
+        None
+    }
+
+    fn write(&self, c: &Credential) -> Result<()> {
+        self.write_many(std::slice::from_ref(c))
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// One parse and one atomic rewrite for the whole batch.
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        let _g = self.guard();
+        let mut cfg = match self.load() {
+            Ok(Some(c)) => c,
+            Ok(None) => Config::new_file(),
+            Err(e) => {
+                let msg = e.to_string();
+                return creds
+                    .iter()
+                    .map(|c| Err(StoreError::item(&c.id, msg.clone())))
+                    .collect();
+            }
+        };
+        let mut results: Vec<Result<()>> = creds
+            .iter()
+            .map(|c| match self.check(c) {
+                Some(reason) => Err(StoreError::item(&c.id, reason)),
+                None => cfg.set(c),
+            })
+            .collect();
+        if results.iter().any(|r| r.is_ok()) {
+            let saved = cfg
+                .render()
+                .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes));
+            if let Err(e) = saved {
+                let msg = e.to_string();
+                for (r, c) in results.iter_mut().zip(creds) {
+                    if r.is_ok() {
+                        *r = Err(StoreError::item(&c.id, msg.clone()));
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    fn delete(&self, id: &CredentialId) -> Result<bool> {
+        let _g = self.guard();
+        let Some(mut cfg) = self.load()? else {
+            return Ok(false);
+        };
+        if !cfg.remove(id) {
+            return Ok(false);
+        }
+        let bytes = cfg.render()?;
+        fsutil::atomic_write(&self.path, &bytes)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = r#"{
+    "providers": {
+        "gh": {
+            "llm_type": "github_copilot",
+            "auth_data": {
+                "access_token": "gho_abcdefghijklmnopqrstuvwxyz",
+                "token_type": "bearer",
+                "expires_in": 28800,
+                "expires_at": "2026-09-21T12:00:00+00:00"
+            }
+        },
+        "ollama": { "base_url": "http://localhost:11434" }
+    },
+    "zeta": 1,
+    "alpha": 2
+}
+"#;
+
+    fn store_at(path: &Path) -> Box<dyn Store> {
+        open(
+            &StoreSpec::ModelForge(path.to_path_buf()),
+            &OpenOptions::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn secrets_and_metadata_come_from_auth_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, FIXTURE).unwrap();
+        let scan = store_at(&p).read_all().unwrap();
+        assert_eq!(scan.credentials.len(), 1);
+        let c = &scan.credentials[0];
+        assert_eq!(c.id.to_string(), "gh/access_token");
+        assert_eq!(c.kind, Kind::OauthAccess);
+        assert_eq!(c.metadata["token_type"], "bearer");
+        assert_eq!(c.metadata["expires_at"], "2026-09-21T12:00:00+00:00");
+        assert!(!c.metadata.contains_key("access_token"));
+    }
+
+    #[test]
+    fn write_keeps_everything_else_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, FIXTURE).unwrap();
+        let s = store_at(&p);
+        s.write(&Credential::new(
+            "ollama/api_key".parse().unwrap(),
+            Kind::ApiKey,
+            "sk-new",
+        ))
+        .unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["providers", "zeta", "alpha"]);
+        assert_eq!(
+            v["providers"]["ollama"]["base_url"],
+            "http://localhost:11434"
+        );
+        assert_eq!(v["providers"]["ollama"]["auth_data"]["api_key"], "sk-new");
+        assert!(text.starts_with("{\n    \"providers\""), "{text}");
+        // Delete takes the auth_data it created with it.
+        assert!(s.delete(&"ollama/api_key".parse().unwrap()).unwrap());
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        assert!(v["providers"]["ollama"].get("auth_data").is_none());
+        assert_eq!(
+            v["providers"]["ollama"]["base_url"],
+            "http://localhost:11434"
+        );
+    }
+
+    #[test]
+    fn non_secret_fields_cannot_be_written_as_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_at(&dir.path().join("config.json"));
+        let c = Credential::new("gh/token_type".parse().unwrap(), Kind::Other, "x");
+        assert!(s.check(&c).is_some());
+        assert!(s.write(&c).is_err());
+    }
 }

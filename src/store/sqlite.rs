@@ -1,11 +1,883 @@
-//! Placeholder: this backend is being written (see the open issues).
+//! `sqlite:PATH`: credshift's own table in an embedded SQLite database.
+//!
+//! Schema (created on first write, idempotent):
+//! - `credshift_meta`: one row with the KDF (`kdf_alg`, `kdf_iterations`,
+//!   `kdf_salt`) and a key-check value: AES-256-GCM of a constant under the
+//!   derived key. A wrong passphrase is caught once, at the key check, with
+//!   a clear error, rather than as a failure on every row.
+//! - `credshift_credentials`: `namespace`, `name`, `kind`, `metadata` (JSON,
+//!   not secret, in the clear so listing needs no key), `nonce`,
+//!   `ciphertext`, `updated_at`. Each value is sealed with AES-256-GCM under
+//!   a fresh 12-byte nonce with the credential id (`namespace/name`) as
+//!   associated data, so a row copied to another id fails to decrypt.
+//!
+//! The database file is created 0600 before SQLite opens it (SQLite gives
+//! its `-wal` and `-shm` files the database's mode). Journal mode WAL with
+//! `synchronous=FULL`; `secure_delete` so replaced ciphertexts are wiped
+//! from free pages. The key (from a passphrase via PBKDF2, or a 32-byte key
+//! file: `kdf_alg = 'none'`) is derived once per opened store.
 
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use zeroize::Zeroize;
+
+use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret, ct_eq_bytes};
+use crate::crypto::aead;
+use crate::crypto::envelope::{KdfParams, KeySource, SealingKey};
+use crate::crypto::kdf;
 use crate::error::{Result, StoreError};
-use crate::store::{OpenOptions, Store, StoreSpec};
+use crate::fsutil;
+use crate::store::encrypted::dup_error;
+use crate::store::{
+    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+};
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
-    Err(StoreError::Unavailable {
-        store: spec.to_string(),
-        reason: "this backend is not built yet".into(),
-    })
+const SCHEMA_VERSION: i64 = 1;
+const CHECK_PLAINTEXT: &[u8] = b"credshift-key-check-v1";
+const CHECK_AAD: &[u8] = b"credshift_meta";
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS credshift_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    schema_version INTEGER NOT NULL,
+    kdf_alg TEXT NOT NULL,
+    kdf_iterations INTEGER,
+    kdf_salt BLOB,
+    check_nonce BLOB NOT NULL,
+    check_ciphertext BLOB NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS credshift_credentials (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+";
+
+pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+    match spec {
+        StoreSpec::Sqlite(path) => Ok(Box::new(SqliteStore {
+            spec: spec.clone(),
+            path: path.clone(),
+            opts: opts.clone(),
+            inner: Mutex::new(Inner::default()),
+        })),
+        _ => Err(StoreError::Other(format!(
+            "{spec}: not a sqlite: spec (internal error)"
+        ))),
+    }
+}
+
+pub struct SqliteStore {
+    spec: StoreSpec,
+    path: PathBuf,
+    opts: OpenOptions,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    conn: Option<Connection>,
+    schema_ready: bool,
+    key: Option<SealingKey>,
+}
+
+/// The meta row: KDF parameters and the key check.
+struct Meta {
+    params: KdfParams,
+    check_nonce: Vec<u8>,
+    check_ciphertext: Vec<u8>,
+}
+
+/// One row as stored, before decryption.
+struct Row {
+    id: CredentialId,
+    kind: String,
+    metadata: String,
+    nonce: Vec<u8>,
+    ciphertext: Vec<u8>,
+}
+
+impl SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn row_location(&self, id: &CredentialId) -> String {
+        format!("{} row {id}", self.path.display())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A SQLite error as ours. SQLite's messages name tables and columns,
+    /// never values; and only ciphertext reaches the database anyway.
+    fn db_err(&self, e: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode as C;
+        let location = self.location();
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                C::NotADatabase => StoreError::parse(location, "not a SQLite database"),
+                C::DatabaseBusy | C::DatabaseLocked => StoreError::Unavailable {
+                    store: self.spec.to_string(),
+                    reason: format!(
+                        "the database stayed locked by another connection for {} s",
+                        BUSY_TIMEOUT.as_secs()
+                    ),
+                },
+                C::CannotOpen
+                | C::ReadOnly
+                | C::PermissionDenied
+                | C::DiskFull
+                | C::SystemIoFailure => StoreError::Unavailable {
+                    store: self.spec.to_string(),
+                    reason: e.to_string(),
+                },
+                C::DatabaseCorrupt => StoreError::parse(location, "the database is corrupt"),
+                _ => StoreError::Other(format!("{location}: {e}")),
+            },
+            _ => StoreError::Other(format!("{location}: database error ({})", error_kind(&e))),
+        }
+    }
+
+    /// The connection, opening it on first use. `create` makes the file
+    /// (0600) when missing; otherwise a missing file is `NotFound`.
+    fn conn<'a>(&self, inner: &'a mut Inner, create: bool) -> Result<&'a Connection> {
+        if inner.conn.is_none() {
+            if !self.path.exists() {
+                if !create {
+                    return Err(StoreError::NotFound {
+                        location: self.location(),
+                        hint: "it is created by the first write".into(),
+                    });
+                }
+                fsutil::ensure_private_dir(&fsutil::parent_dir(&self.path))?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(fsutil::FILE_MODE)
+                    .open(&self.path)
+                    .map_err(|e| StoreError::io(&self.path, e))?;
+            }
+            if self.path.is_dir() {
+                return Err(StoreError::parse(
+                    self.location(),
+                    "is a directory, not a database",
+                ));
+            }
+            let conn = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| self.db_err(e))?;
+            conn.busy_timeout(BUSY_TIMEOUT)
+                .map_err(|e| self.db_err(e))?;
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(|e| self.db_err(e))?;
+            conn.pragma_update(None, "secure_delete", "ON")
+                .map_err(|e| self.db_err(e))?;
+            // Reading sqlite_master proves this is a database at all.
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| self.db_err(e))?;
+            inner.conn = Some(conn);
+        }
+        match &inner.conn {
+            Some(c) => Ok(c),
+            None => Err(StoreError::Other("connection vanished".into())),
+        }
+    }
+
+    /// Create the tables and switch to WAL (first write only).
+    fn ensure_schema(&self, inner: &mut Inner) -> Result<()> {
+        if inner.schema_ready {
+            return Ok(());
+        }
+        let conn = self.conn(inner, true)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| self.db_err(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable {
+                store: self.spec.to_string(),
+                reason: format!("SQLite refused WAL journal mode (got {mode})"),
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(|e| self.db_err(e))?;
+        inner.schema_ready = true;
+        Ok(())
+    }
+
+    fn has_tables(&self, conn: &Connection) -> Result<bool> {
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name IN ('credshift_meta', 'credshift_credentials')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(n == 2)
+    }
+
+    /// The stored KDF parameters and key check, when the meta row exists.
+    fn read_meta(&self, conn: &Connection) -> Result<Option<Meta>> {
+        type MetaRow = (i64, String, Option<i64>, Option<Vec<u8>>, Vec<u8>, Vec<u8>);
+        let row: Option<MetaRow> = conn
+            .query_row(
+                "SELECT schema_version, kdf_alg, kdf_iterations, kdf_salt, check_nonce, \
+                 check_ciphertext FROM credshift_meta WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        let Some((version, alg, iterations, salt, nonce, check)) = row else {
+            return Ok(None);
+        };
+        let loc = format!("{} credshift_meta", self.location());
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::parse(
+                loc,
+                format!(
+                    "unsupported schema version {version} (this credshift reads {SCHEMA_VERSION})"
+                ),
+            ));
+        }
+        let iterations = match iterations {
+            Some(n) => Some(u64::try_from(n).map_err(|_| StoreError::Crypto {
+                location: loc.clone(),
+                message: "negative PBKDF2 iteration count".into(),
+            })?),
+            None => None,
+        };
+        let params =
+            KdfParams::from_stored(&alg, iterations, salt, &loc, self.opts.allow_weak_kdf)?;
+        Ok(Some(Meta {
+            params,
+            check_nonce: nonce,
+            check_ciphertext: check,
+        }))
+    }
+
+    /// The key for this database: cached, else derived from the meta row and
+    /// verified against its key check. With `create` and no meta row yet, a
+    /// new salt and key check are written.
+    fn key<'a>(&self, inner: &'a mut Inner, create: bool) -> Result<&'a SealingKey> {
+        if inner.key.is_none() {
+            let key = self.derive_key(inner, create)?;
+            inner.key = Some(key);
+        }
+        match &inner.key {
+            Some(k) => Ok(k),
+            None => Err(StoreError::Other("key vanished".into())),
+        }
+    }
+
+    fn derive_key(&self, inner: &mut Inner, create: bool) -> Result<SealingKey> {
+        let loc = self.location();
+        let conn = self.conn(inner, create)?;
+        let meta = if self.has_tables(conn)? {
+            self.read_meta(conn)?
+        } else {
+            None
+        };
+        if let Some(m) = meta {
+            return self.verified_key(&m);
+        }
+        if !create {
+            return Err(StoreError::Crypto {
+                location: format!("{loc} credshift_meta"),
+                message: "the key check row is missing (the database was altered)".into(),
+            });
+        }
+        let source = KeySource::from_options(&self.opts, &loc)?;
+        let key = SealingKey::new(&source, self.opts.kdf_iterations)?;
+        let (check_nonce, check_ct) = aead::seal(key.key(), CHECK_AAD, CHECK_PLAINTEXT)?;
+        let (alg, iterations, salt) = match key.params() {
+            KdfParams::None => (key.params().alg(), None, None),
+            KdfParams::Pbkdf2 { iterations, salt } => (
+                key.params().alg(),
+                Some(i64::from(*iterations)),
+                Some(salt.clone()),
+            ),
+        };
+        self.ensure_schema(inner)?;
+        let conn = self.conn(inner, true)?;
+        // Another process may have created the row first: keep theirs.
+        conn.execute(
+            "INSERT INTO credshift_meta (id, schema_version, kdf_alg, kdf_iterations, kdf_salt, \
+             check_nonce, check_ciphertext, created_at) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT(id) DO NOTHING",
+            params![
+                SCHEMA_VERSION,
+                alg,
+                iterations,
+                salt,
+                check_nonce.to_vec(),
+                check_ct,
+                now()
+            ],
+        )
+        .map_err(|e| self.db_err(e))?;
+        match self.read_meta(conn)? {
+            Some(m) if &m.params == key.params() => Ok(key),
+            Some(m) => self.verified_key(&m),
+            None => Err(StoreError::Other(format!(
+                "{loc}: the key check row was not written"
+            ))),
+        }
+    }
+
+    fn verified_key(&self, meta: &Meta) -> Result<SealingKey> {
+        let (params, nonce, check) = (&meta.params, &meta.check_nonce, &meta.check_ciphertext);
+        let loc = self.location();
+        let source = KeySource::for_params(&self.opts, Some(params), &loc)?;
+        let key = SealingKey::derive(params, &source, &loc)?;
+        let nonce: [u8; aead::NONCE_LEN] =
+            nonce
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Crypto {
+                    location: format!("{loc} credshift_meta"),
+                    message: "the key check nonce is not 12 bytes (the database was altered)"
+                        .into(),
+                })?;
+        let ok = match aead::open(key.key(), &nonce, CHECK_AAD, check) {
+            Ok(plain) => ct_eq_bytes(&plain, CHECK_PLAINTEXT),
+            Err(_) => false,
+        };
+        if !ok {
+            return Err(StoreError::Crypto {
+                location: loc,
+                message: format!(
+                    "{}: the key check in credshift_meta does not match (or it was altered)",
+                    match params {
+                        KdfParams::None => "wrong key file",
+                        KdfParams::Pbkdf2 { .. } => "wrong passphrase",
+                    }
+                ),
+            });
+        }
+        Ok(key)
+    }
+
+    fn decrypt_row(&self, key: &SealingKey, row: Row) -> Result<Credential> {
+        let loc = self.row_location(&row.id);
+        let kind: Kind = row
+            .kind
+            .parse()
+            .map_err(|_| StoreError::parse(loc.clone(), "unknown credential kind"))?;
+        let metadata: Metadata =
+            serde_json::from_str(&row.metadata).map_err(|e| StoreError::json(loc.clone(), &e))?;
+        let nonce: [u8; aead::NONCE_LEN] =
+            row.nonce
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Crypto {
+                    location: loc.clone(),
+                    message: "the nonce is not 12 bytes (the row was altered)".into(),
+                })?;
+        let aad = row.id.to_string();
+        let mut plain =
+            aead::open(key.key(), &nonce, aad.as_bytes(), &row.ciphertext).map_err(|_| {
+                StoreError::Crypto {
+                    location: loc.clone(),
+                    message: "cannot decrypt this value: it was altered, or copied from another id"
+                        .into(),
+                }
+            })?;
+        let bytes = std::mem::take(&mut *plain);
+        let secret = match String::from_utf8(bytes) {
+            Ok(s) => Secret::new(s),
+            Err(e) => {
+                e.into_bytes().zeroize();
+                return Err(StoreError::parse(loc, "the decrypted value is not UTF-8"));
+            }
+        };
+        Ok(Credential {
+            id: row.id,
+            kind,
+            secret,
+            metadata,
+        })
+    }
+
+    fn select_rows(
+        &self,
+        conn: &Connection,
+        one: Option<&CredentialId>,
+    ) -> Result<Vec<Result<Row>>> {
+        let sql =
+            "SELECT namespace, name, kind, metadata, nonce, ciphertext FROM credshift_credentials";
+        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
+            Ok(Row {
+                id: CredentialId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                kind: r.get(2)?,
+                metadata: r.get(3)?,
+                nonce: r.get(4)?,
+                ciphertext: r.get(5)?,
+            })
+        };
+        let raw: Vec<rusqlite::Result<Row>> = match one {
+            Some(id) => {
+                let mut st = conn
+                    .prepare(&format!("{sql} WHERE namespace = ?1 AND name = ?2"))
+                    .map_err(|e| self.db_err(e))?;
+                st.query_map(params![id.namespace, id.name], map)
+                    .map_err(|e| self.db_err(e))?
+                    .collect()
+            }
+            None => {
+                let mut st = conn
+                    .prepare(&format!("{sql} ORDER BY namespace, name"))
+                    .map_err(|e| self.db_err(e))?;
+                st.query_map([], map).map_err(|e| self.db_err(e))?.collect()
+            }
+        };
+        Ok(raw
+            .into_iter()
+            .map(|r| r.map_err(|e| self.db_err(e)))
+            .collect())
+    }
+
+    /// Open an existing database with our tables; `None` when the file is
+    /// a database without them (nothing stored yet).
+    fn existing<'a>(&self, inner: &'a mut Inner) -> Result<Option<&'a Connection>> {
+        let conn = self.conn(inner, false)?;
+        Ok(if self.has_tables(conn)? {
+            Some(conn)
+        } else {
+            None
+        })
+    }
+
+    fn writable(&self) -> bool {
+        // WAL needs the directory too (-wal and -shm files).
+        let mut dir = fsutil::parent_dir(&self.path);
+        while !dir.exists() {
+            match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+                _ => {
+                    dir = PathBuf::from(".");
+                    break;
+                }
+            }
+        }
+        access_ok(&dir, libc::W_OK) && (!self.path.exists() || access_ok(&self.path, libc::W_OK))
+    }
+}
+
+fn access_ok(path: &Path, mode: libc::c_int) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+    unsafe { libc::access(c.as_ptr(), mode) == 0 }
+}
+
+fn error_kind(e: &rusqlite::Error) -> &'static str {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            "a column has an unexpected type"
+        }
+        rusqlite::Error::QueryReturnedNoRows => "no row",
+        rusqlite::Error::InvalidPath(_) => "invalid path",
+        _ => "unexpected error",
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store for SqliteStore {
+    fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    fn probe(&self) -> Capability {
+        let loc = self.location();
+        if self.path.is_dir() {
+            return Capability::unavailable(format!("{loc} is a directory, not a database"));
+        }
+        let exists = self.path.exists();
+        let mut cap = Capability {
+            available: true,
+            readable: true,
+            writable: self.writable(),
+            persistent: true,
+            encrypted_at_rest: true,
+            keeps_metadata: true,
+            exists,
+            ..Default::default()
+        };
+        if !cap.writable {
+            cap.warnings.push(format!(
+                "{loc} (or its directory) cannot be written by this user"
+            ));
+        }
+        if let Some(mode) = fsutil::mode_of(&self.path)
+            && mode & 0o077 != 0
+        {
+            cap.warnings.push(format!(
+                "{loc} is readable by others than its owner (mode {mode:o}); its values are \
+                 encrypted, but chmod 600 it"
+            ));
+        }
+        if self.opts.passphrase.is_none()
+            && let Some(kf) = &self.opts.key_file
+        {
+            cap.warnings.extend(kdf::key_file_warnings(kf));
+        }
+        if !exists {
+            if let Err(e) = KeySource::from_options(&self.opts, &loc) {
+                cap.reason = Some(format!("a key is needed to create it: {e}"));
+                cap.warnings.push(e.to_string());
+            }
+            return cap;
+        }
+        let mut inner = self.lock();
+        let count = self.existing(&mut inner).and_then(|conn| match conn {
+            None => Ok(0usize),
+            Some(conn) => conn
+                .query_row("SELECT count(*) FROM credshift_credentials", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| usize::try_from(n).unwrap_or(0))
+                .map_err(|e| self.db_err(e)),
+        });
+        match count {
+            Ok(n) => cap.item_count = Some(n),
+            Err(e) => {
+                return Capability {
+                    warnings: vec![e.to_string()],
+                    ..Capability::unavailable(e.to_string())
+                };
+            }
+        }
+        // Verify the key now, so a wrong passphrase shows before a migration.
+        let has_meta = matches!(self.existing(&mut inner), Ok(Some(_)));
+        if has_meta {
+            match self.key(&mut inner, false) {
+                Ok(_) => {}
+                Err(e @ StoreError::MissingKey { .. }) => {
+                    cap.reason = Some(format!("values cannot be read until a key is given: {e}"));
+                    cap.warnings.push(e.to_string());
+                }
+                Err(e) => {
+                    cap.readable = false;
+                    cap.reason = Some(e.to_string());
+                    cap.warnings.push(e.to_string());
+                }
+            }
+        }
+        cap
+    }
+
+    fn list(&self) -> Result<Listing> {
+        let mut inner = self.lock();
+        let Some(conn) = self.existing(&mut inner)? else {
+            return Ok(Listing::default());
+        };
+        let mut st = conn
+            .prepare(
+                "SELECT namespace, name, kind, metadata FROM credshift_credentials \
+                 ORDER BY namespace, name",
+            )
+            .map_err(|e| self.db_err(e))?;
+        let rows: Vec<rusqlite::Result<(String, String, String, String)>> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| self.db_err(e))?
+            .collect();
+        let mut listing = Listing::default();
+        for r in rows {
+            let (ns, name, kind, metadata) = r.map_err(|e| self.db_err(e))?;
+            let id = CredentialId::new(ns, name);
+            let loc = self.row_location(&id);
+            let entry = kind
+                .parse::<Kind>()
+                .map_err(|_| StoreError::parse(loc.clone(), "unknown credential kind"))
+                .and_then(|kind| {
+                    serde_json::from_str::<Metadata>(&metadata)
+                        .map_err(|e| StoreError::json(loc.clone(), &e))
+                        .map(|metadata| Entry {
+                            id: id.clone(),
+                            kind,
+                            metadata,
+                        })
+                });
+            match entry {
+                Ok(e) => listing.entries.push(e),
+                Err(e) => listing.errors.push(LocationError::from_error(loc, &e)),
+            }
+        }
+        Ok(listing)
+    }
+
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        let mut inner = self.lock();
+        let row = {
+            let Some(conn) = self.existing(&mut inner)? else {
+                return Ok(None);
+            };
+            match self.select_rows(conn, Some(id))?.into_iter().next() {
+                None => return Ok(None),
+                Some(r) => r?,
+            }
+        };
+        let key = self.key(&mut inner, false)?;
+        self.decrypt_row(key, row).map(Some)
+    }
+
+    fn write(&self, c: &Credential) -> Result<()> {
+        match self.write_many(std::slice::from_ref(c)).pop() {
+            Some(r) => r,
+            None => Err(StoreError::Other("write produced no result".into())),
+        }
+    }
+
+    fn delete(&self, id: &CredentialId) -> Result<bool> {
+        let mut inner = self.lock();
+        let conn = match self.existing(&mut inner) {
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => return Ok(false),
+            Err(e) => return Err(e),
+            Ok(None) => return Ok(false),
+            Ok(Some(c)) => c,
+        };
+        let n = conn
+            .execute(
+                "DELETE FROM credshift_credentials WHERE namespace = ?1 AND name = ?2",
+                params![id.namespace, id.name],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(n > 0)
+    }
+
+    fn read_all(&self) -> Result<Scan> {
+        let mut inner = self.lock();
+        let rows = {
+            let Some(conn) = self.existing(&mut inner)? else {
+                return Ok(Scan::default());
+            };
+            self.select_rows(conn, None)?
+        };
+        let mut scan = Scan::default();
+        if rows.is_empty() {
+            return Ok(scan);
+        }
+        let key = self.key(&mut inner, false)?;
+        for r in rows {
+            let row = match r {
+                Ok(row) => row,
+                Err(e) => {
+                    scan.errors
+                        .push(LocationError::from_error(self.location(), &e));
+                    continue;
+                }
+            };
+            let loc = self.row_location(&row.id);
+            match self.decrypt_row(key, row) {
+                Ok(c) => scan.credentials.push(c),
+                Err(e) => scan.errors.push(LocationError::from_error(loc, &e)),
+            }
+        }
+        Ok(scan)
+    }
+
+    /// All rows in one transaction; per-item results, and a failed commit
+    /// fails every item.
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        let mut inner = self.lock();
+        // Without a key, create nothing: not even an empty database.
+        if inner.key.is_none()
+            && !self.path.exists()
+            && let Err(e) = KeySource::from_options(&self.opts, &self.location())
+        {
+            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+        }
+        let prepared = self
+            .ensure_schema(&mut inner)
+            .and_then(|()| self.key(&mut inner, true).map(|_| ()));
+        if let Err(e) = prepared {
+            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+        }
+        let Inner { conn, key, .. } = &mut *inner;
+        let (Some(conn), Some(key)) = (conn.as_mut(), key.as_ref()) else {
+            let e = StoreError::Other(format!("{}: store not ready", self.location()));
+            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+        };
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = self.db_err(e);
+                return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            }
+        };
+        let stamp = now();
+        let mut results: Vec<Result<()>> = Vec::with_capacity(creds.len());
+        for c in creds {
+            let aad = c.id.to_string();
+            let r = aead::seal(key.key(), aad.as_bytes(), c.secret.expose().as_bytes()).and_then(
+                |(nonce, ct)| {
+                    let metadata = serde_json::Value::Object(c.metadata.clone()).to_string();
+                    tx.execute(
+                        "INSERT INTO credshift_credentials \
+                         (namespace, name, kind, metadata, nonce, ciphertext, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                         ON CONFLICT(namespace, name) DO UPDATE SET kind = excluded.kind, \
+                         metadata = excluded.metadata, nonce = excluded.nonce, \
+                         ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+                        params![
+                            c.id.namespace,
+                            c.id.name,
+                            c.kind.as_str(),
+                            metadata,
+                            nonce.to_vec(),
+                            ct,
+                            stamp
+                        ],
+                    )
+                    .map(|_| ())
+                    .map_err(|e| match self.db_err(e) {
+                        StoreError::Other(m) => StoreError::item(&c.id, m),
+                        other => other,
+                    })
+                },
+            );
+            results.push(r);
+        }
+        if let Err(e) = tx.commit() {
+            let e = self.db_err(e);
+            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pass: &str) -> OpenOptions {
+        OpenOptions {
+            passphrase: Some(Secret::new(pass)),
+            allow_weak_kdf: true,
+            kdf_iterations: 1000,
+            ..OpenOptions::default()
+        }
+    }
+
+    fn store(path: &Path, o: &OpenOptions) -> Box<dyn Store> {
+        open(&StoreSpec::Sqlite(path.to_path_buf()), o).unwrap()
+    }
+
+    fn cred(ns: &str, name: &str, secret: &str) -> Credential {
+        Credential::new(CredentialId::new(ns, name), Kind::ApiKey, secret)
+    }
+
+    #[test]
+    fn missing_db_is_not_found_until_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.db");
+        let s = store(&p, &opts("pw"));
+        assert!(matches!(s.list().unwrap_err(), StoreError::NotFound { .. }));
+        assert!(!p.exists(), "a read must not create the database");
+        assert!(!s.delete(&CredentialId::new("a", "b")).unwrap());
+        s.write(&cred("a", "b", "v")).unwrap();
+        assert_eq!(fsutil::mode_of(&p), Some(0o600));
+        assert_eq!(s.list().unwrap().entries.len(), 1);
+        let mode: String = Connection::open(&p)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn schema_creation_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.db");
+        store(&p, &opts("pw")).write(&cred("a", "b", "v1")).unwrap();
+        let s = store(&p, &opts("pw"));
+        s.write(&cred("a", "c", "v2")).unwrap();
+        let conn = Connection::open(&p).unwrap();
+        let metas: i64 = conn
+            .query_row("SELECT count(*) FROM credshift_meta", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(metas, 1);
+        assert_eq!(s.read_all().unwrap().credentials.len(), 2);
+    }
+
+    #[test]
+    fn a_database_without_our_tables_is_empty_and_untouched_by_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("other.db");
+        Connection::open(&p)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let s = store(&p, &opts("pw"));
+        assert!(s.list().unwrap().entries.is_empty());
+        assert!(s.read(&CredentialId::new("a", "b")).unwrap().is_none());
+        assert_eq!(s.probe().item_count, Some(0));
+    }
+
+    #[test]
+    fn not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("junk.db");
+        std::fs::write(&p, vec![b'x'; 4096]).unwrap();
+        let e = store(&p, &opts("pw")).list().unwrap_err();
+        assert!(e.to_string().contains("junk.db"), "{e}");
+        assert!(e.to_string().contains("not a SQLite database"), "{e}");
+        let cap = store(&p, &opts("pw")).probe();
+        assert!(!cap.available);
+    }
+
+    #[test]
+    fn bad_rows_are_listed_as_errors_beside_good_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.db");
+        let s = store(&p, &opts("pw"));
+        s.write(&cred("a", "good", "v1")).unwrap();
+        s.write(&cred("a", "bad", "v2")).unwrap();
+        Connection::open(&p)
+            .unwrap()
+            .execute(
+                "UPDATE credshift_credentials SET kind = 'nonsense' WHERE name = 'bad'",
+                [],
+            )
+            .unwrap();
+        let listing = s.list().unwrap();
+        assert_eq!(listing.entries.len(), 1);
+        assert_eq!(listing.errors.len(), 1);
+        assert!(listing.errors[0].location.contains("a/bad"));
+        let scan = s.read_all().unwrap();
+        assert_eq!(scan.credentials.len(), 1);
+        assert_eq!(scan.errors.len(), 1);
+    }
 }

@@ -1,0 +1,154 @@
+//! Assess: the stores found, what each can do, and picking source and target.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Row, Table, Widget};
+
+use super::{kv, para, spec_or};
+use crate::tui::app::App;
+use crate::tui::widgets;
+use crate::wizard::Pick;
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let w = &app.wizard;
+    let t = &app.theme;
+    let n = w.stores.len() as u16;
+    let banner = w.interrupted().next();
+    let [intro, table, detail] = Layout::vertical([
+        Constraint::Length(3 + u16::from(banner.is_some())),
+        Constraint::Length((n + 1).min(area.height.saturating_sub(6)).max(2)),
+        Constraint::Min(2),
+    ])
+    .areas(area);
+
+    let picking = match w.pick {
+        Pick::Source => "Choose the SOURCE: where your credentials are now.",
+        Pick::Target => "Choose the TARGET: where they should go.",
+    };
+    let mut lines = Vec::new();
+    if let Some(h) = banner {
+        lines.push(Line::styled(
+            widgets::truncate(
+                &format!("! migration {} was interrupted: h opens recovery", h.id),
+                area.width as usize,
+            ),
+            t.warn(),
+        ));
+    }
+    lines.push(Line::styled(picking, t.header()));
+    lines.push(kv("source ", spec_or(w.source_spec()), area.width, t));
+    lines.push(kv("target ", spec_or(w.target_spec()), area.width, t));
+    para(lines).render(intro, buf);
+
+    let wide = area.width >= 70;
+    let flag = |b: bool| {
+        if b {
+            Cell::from("yes")
+        } else {
+            Cell::from(Span::styled("no", t.warn()))
+        }
+    };
+    let rows = widgets::window(
+        w.store_cursor,
+        w.stores.len(),
+        table.height.saturating_sub(1) as usize,
+    )
+    .map(|i| {
+        let r = &w.stores[i];
+        let c = &r.capability;
+        let role = match (w.source == Some(i), w.target == Some(i)) {
+            (true, _) => "S",
+            (_, true) => "T",
+            _ => " ",
+        };
+        let mark = format!("{}{role}", if i == w.store_cursor { ">" } else { " " });
+        let spec_w = if wide { 36 } else { 24 };
+        let mut cells = vec![
+            Cell::from(mark),
+            Cell::from(widgets::truncate_left(&r.spec.to_string(), spec_w)),
+        ];
+        if c.available {
+            cells.push(Cell::from(Span::styled("yes", t.ok())));
+            cells.push(flag(c.readable));
+            cells.push(flag(c.writable));
+            cells.push(flag(c.persistent));
+        } else {
+            cells.push(Cell::from(Span::styled("no", t.bad())));
+            cells.extend([Cell::from("-"), Cell::from("-"), Cell::from("-")]);
+        }
+        cells.push(Cell::from(
+            c.item_count.map_or("-".to_string(), |n| n.to_string()),
+        ));
+        cells.push(if c.warnings.is_empty() {
+            Cell::from("")
+        } else {
+            Cell::from(Span::styled("!", t.warn()))
+        });
+        let row = Row::new(cells);
+        if i == w.store_cursor {
+            row.style(t.cursor())
+        } else {
+            row
+        }
+    });
+    let header = Row::new([
+        "", "Store", "Avail", "Read", "Write", "Persist", "Items", "",
+    ])
+    .style(t.header());
+    Table::new(
+        rows,
+        [
+            Constraint::Length(2),
+            Constraint::Fill(1),
+            Constraint::Length(5),
+            Constraint::Length(4),
+            Constraint::Length(5),
+            Constraint::Length(7),
+            Constraint::Length(5),
+            Constraint::Length(1),
+        ],
+    )
+    .header(header)
+    .column_spacing(1)
+    .render(table, buf);
+
+    // The highlighted store: why it is unavailable, and its warnings.
+    let mut d = Vec::new();
+    if w.busy.is_none() && w.stores.is_empty() {
+        d.push(Line::styled("No stores to show.", t.warn()));
+    }
+    if let Some(r) = w.stores.get(w.store_cursor) {
+        let c = &r.capability;
+        d.push(Line::styled(r.spec.to_string(), t.header()));
+        if !c.available {
+            d.push(Line::from(vec![
+                Span::styled("unavailable: ", t.bad()),
+                Span::raw(c.reason.clone().unwrap_or_default()),
+            ]));
+        } else {
+            let mut facts = vec![if c.encrypted_at_rest {
+                "encrypted at rest"
+            } else {
+                "plaintext at rest"
+            }];
+            if !c.exists {
+                facts.push("does not exist yet (created on first write)");
+            }
+            if !c.persistent {
+                facts.push("session-only: lost at logout or reboot");
+            }
+            if c.locked == Some(true) {
+                facts.push("locked");
+            }
+            d.push(Line::styled(facts.join(" · "), t.dim()));
+        }
+        for warn in &c.warnings {
+            d.push(Line::from(vec![
+                Span::styled("! ", t.warn()),
+                Span::styled(warn.clone(), t.warn()),
+            ]));
+        }
+    }
+    para(d).render(detail, buf);
+}

@@ -1,0 +1,93 @@
+//! Done: the title says how it ended; the summary says what happened.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+use super::{kv, para, spec_or};
+use crate::tui::app::App;
+use crate::wizard::Outcome;
+
+pub fn title(outcome: Option<Outcome>) -> &'static str {
+    match outcome {
+        Some(Outcome::RolledBack) => "Migration rolled back",
+        Some(Outcome::Failed) => "Migration failed",
+        _ => "Migration complete",
+    }
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let w = &app.wizard;
+    let t = &app.theme;
+    let style = match w.outcome {
+        Some(Outcome::RolledBack) => t.warn(),
+        Some(Outcome::Failed) => t.bad(),
+        _ => t.ok(),
+    };
+    let mut lines = vec![Line::styled(title(w.outcome), style), Line::from("")];
+    lines.push(kv("from ", spec_or(w.source_spec()), area.width, t));
+    lines.push(kv("to   ", spec_or(w.target_spec()), area.width, t));
+    if let Some(r) = &w.run.report {
+        lines.push(Line::from(format!(
+            "{} copied · {} skipped · {} conflicts · {} invalid · {} failed",
+            r.copied, r.skipped, r.conflicts, r.invalid, r.failed
+        )));
+        if r.rolled_back {
+            lines.push(Line::styled(
+                format!(
+                    "Rolled back: {}. The target is as it was before.",
+                    r.rollback_reason
+                        .as_deref()
+                        .or(w.run.rolling_back.as_deref())
+                        .unwrap_or("reason not recorded")
+                ),
+                t.warn(),
+            ));
+        } else {
+            lines.push(Line::from(format!(
+                "{} verified at the target",
+                w.verify_report.as_ref().map_or(r.verified, |v| v.verified)
+            )));
+        }
+        let shown = if area.height >= 20 { 3 } else { 2 };
+        for f in r.failures.iter().take(shown) {
+            lines.push(Line::from(vec![
+                Span::styled("✗ ", t.bad()),
+                Span::raw(format!("{}: {}", f.id, f.error)),
+            ]));
+        }
+        if r.failures.len() > shown {
+            lines.push(Line::styled(
+                format!("  and {} more failures", r.failures.len() - shown),
+                t.bad(),
+            ));
+        }
+        lines.push(Line::from(vec![
+            Span::styled("migration ", t.dim()),
+            Span::raw(r.migration_id.to_string()),
+        ]));
+        if let Some(b) = r.backup.as_ref().or(w.run.backup.as_ref()) {
+            lines.push(kv("backup    ", b.display().to_string(), area.width, t));
+        }
+    } else if let Some(e) = &w.error {
+        lines.push(Line::styled(format!("Nothing was written: {e}"), t.bad()));
+    }
+    if let Some(c) = &w.cleanup_report {
+        lines.push(Line::from(format!(
+            "{} deleted from the source",
+            c.source_deleted
+        )));
+        for f in &c.source_delete_failed {
+            lines.push(Line::styled(
+                format!("! {}: migrated, source still present ({})", f.id, f.error),
+                t.warn(),
+            ));
+        }
+    } else if w.run.report.as_ref().is_some_and(|r| !r.rolled_back) {
+        lines.push(Line::styled("The source was kept as it was.", t.dim()));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::styled("Press Enter to exit.", t.dim()));
+    para(lines).render(area, buf);
+}

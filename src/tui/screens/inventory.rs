@@ -1,0 +1,186 @@
+//! Inventory: every source item, masked, with its status; pick what to move.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Row, Table, Widget};
+
+use super::{date, para};
+use crate::credential::CredentialId;
+use crate::engine::types::ItemStatus;
+use crate::tui::app::App;
+use crate::tui::widgets;
+use crate::wizard::REVEAL_MS;
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let w = &app.wizard;
+    let t = &app.theme;
+    let Some(inv) = &w.inventory else {
+        para(vec![Line::styled("Reading the source…", t.dim())]).render(area, buf);
+        return;
+    };
+    let err_lines = inv.errors.len().min(3) as u16 + u16::from(inv.errors.len() > 3);
+    let [top, table, detail, errs] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(2),
+        Constraint::Length(err_lines),
+    ])
+    .areas(area);
+
+    let mut head = vec![Span::raw(format!(
+        "{} items, {} selected",
+        inv.items.len(),
+        w.selected_count()
+    ))];
+    if w.filter_editing || !w.filter.is_empty() {
+        head.push(Span::styled("   filter: ", t.dim()));
+        head.push(Span::styled(
+            format!("{}{}", w.filter, if w.filter_editing { "▏" } else { "" }),
+            t.key(),
+        ));
+        head.push(Span::styled(
+            format!(" ({} shown)", w.visible.len()),
+            t.dim(),
+        ));
+    }
+    Line::from(head).render(top, buf);
+
+    let show_kind = area.width >= 100;
+    let show_expiry = area.width >= 70;
+    let rows = widgets::window(
+        w.item_cursor,
+        w.visible.len(),
+        table.height.saturating_sub(1) as usize,
+    )
+    .map(|vi| {
+        let i = w.visible[vi];
+        let it = &inv.items[i];
+        let mark = if it.status == ItemStatus::Invalid {
+            "[-]"
+        } else if w.selected[i] {
+            "[x]"
+        } else {
+            "[ ]"
+        };
+        let status = match it.status {
+            ItemStatus::Eligible => Span::styled("eligible", t.ok()),
+            ItemStatus::Expired => Span::styled("expired", t.warn()),
+            ItemStatus::Invalid => Span::styled("invalid", t.bad()),
+        };
+        let mut cells = vec![Cell::from(mark), Cell::from(it.id.to_string())];
+        if show_kind {
+            cells.push(Cell::from(it.kind.as_str()));
+        }
+        // Narrow screens show the preview without its length; the line
+        // under the table has it in full.
+        cells.push(Cell::from(if show_kind {
+            it.preview.clone()
+        } else {
+            short_preview(&it.preview)
+        }));
+        if show_expiry {
+            cells.push(Cell::from(it.expires_at_ms.map_or(String::new(), date)));
+        }
+        cells.push(Cell::from(status));
+        let row = Row::new(cells);
+        if vi == w.item_cursor {
+            row.style(t.cursor())
+        } else {
+            row
+        }
+    });
+    let mut header = vec!["", "Id"];
+    let mut widths = vec![Constraint::Length(3), Constraint::Fill(1)];
+    if show_kind {
+        header.push("Kind");
+        widths.push(Constraint::Length(15));
+    }
+    header.push("Preview");
+    widths.push(Constraint::Length(if show_kind { 24 } else { 14 }));
+    if show_expiry {
+        header.push("Expires");
+        widths.push(Constraint::Length(10));
+    }
+    header.push("Status");
+    widths.push(Constraint::Length(8));
+    Table::new(rows, widths)
+        .header(Row::new(header).style(t.header()))
+        .column_spacing(1)
+        .render(table, buf);
+
+    // The item under the cursor: kind, reason, and the revealed value.
+    let mut d = Vec::new();
+    if let Some(i) = w.current_item() {
+        let it = &inv.items[i];
+        let mut facts = vec![it.kind.as_str().to_string(), it.preview.clone()];
+        if let Some(ms) = it.expires_at_ms {
+            facts.push(format!("expires {}", date(ms)));
+        }
+        if let Some(r) = &it.reason {
+            facts.push(r.clone());
+        }
+        d.push(Line::from(vec![
+            Span::styled(
+                widgets::truncate(&it.id.to_string(), area.width as usize / 2),
+                t.header(),
+            ),
+            Span::styled(format!("  {}", facts.join(" · ")), t.dim()),
+        ]));
+        d.push(reveal_line(app, &it.id));
+    } else if !w.filter.is_empty() {
+        d.push(Line::styled("No item matches the filter.", t.dim()));
+    }
+    para(d).render(detail, buf);
+
+    let mut e: Vec<Line> = inv
+        .errors
+        .iter()
+        .take(3)
+        .map(|le| {
+            let room = (area.width as usize).saturating_sub(le.error.chars().count() + 4);
+            Line::from(vec![
+                Span::styled("! ", t.bad()),
+                Span::raw(format!(
+                    "{}: {}",
+                    widgets::truncate_left(&le.location, room.max(12)),
+                    le.error
+                )),
+            ])
+        })
+        .collect();
+    if inv.errors.len() > 3 {
+        e.push(Line::styled(
+            format!("  and {} more unreadable places", inv.errors.len() - 3),
+            t.bad(),
+        ));
+    }
+    para(e).render(errs, buf);
+}
+
+/// `sk-ant-…9f3a (108 chars)` -> `sk-ant-…9f3a`.
+fn short_preview(p: &str) -> String {
+    match p.rfind(" (") {
+        Some(i) if p.ends_with(" chars)") && !p.starts_with('•') => p[..i].to_string(),
+        _ => p.to_string(),
+    }
+}
+
+fn reveal_line<'a>(app: &'a App, id: &CredentialId) -> Line<'a> {
+    let w = &app.wizard;
+    let t = &app.theme;
+    match &w.revealed {
+        Some(r) if &r.id == id => {
+            let left = ((r.until_ms - w.now_ms).max(0) + 999) / 1000;
+            Line::from(vec![
+                Span::styled("secret ", t.dim()),
+                Span::styled(r.secret.expose(), t.revealed()),
+                Span::styled(format!("  (hides in {left} s)"), t.dim()),
+            ])
+        }
+        _ => Line::styled(
+            format!("r reveals this secret for {} s", REVEAL_MS / 1000),
+            t.dim(),
+        ),
+    }
+}

@@ -1,0 +1,237 @@
+//! Rendering: a pure function of the app state. No I/O, no clock (the time
+//! comes from the state), so a `TestBackend` frame is reproducible.
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget, Wrap};
+
+use crate::tui::app::App;
+use crate::tui::keymap;
+use crate::tui::theme::Theme;
+use crate::tui::widgets;
+use crate::wizard::{Confirm, RecoveryAction, Step, Wizard};
+
+mod assess;
+mod cleanup;
+mod consent;
+pub(crate) mod done;
+mod dryrun;
+mod execute;
+mod inventory;
+mod passphrase;
+mod recovery;
+mod verify;
+
+pub fn render(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    render_to(app, area, frame.buffer_mut());
+}
+
+pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
+    let w = &app.wizard;
+    let t = &app.theme;
+    let keys = keymap::footer(w);
+    let fh = widgets::footer_height(&keys, area.width);
+    let status_h = match (&w.error, &w.busy) {
+        (Some(_), _) if w.step == Step::Done => 0,
+        (Some(e), _) => (((e.chars().count() + 7) / area.width.max(1) as usize) + 1).min(3) as u16,
+        (None, Some(_)) => 1,
+        (None, None) => 0,
+    };
+    let [head, body, status, foot] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(3),
+        Constraint::Length(status_h),
+        Constraint::Length(fh),
+    ])
+    .areas(area);
+
+    header(w, t, head, buf);
+    match w.step {
+        Step::Assess => assess::render(app, body, buf),
+        Step::Consent => consent::render(app, body, buf),
+        Step::Inventory => inventory::render(app, body, buf),
+        Step::DryRun => dryrun::render(app, body, buf),
+        Step::Passphrase => passphrase::render(app, body, buf),
+        Step::Execute => execute::render(app, body, buf),
+        Step::Verify => verify::render(app, body, buf),
+        Step::Cleanup => cleanup::render(app, body, buf),
+        Step::Done => done::render(app, body, buf),
+        Step::History => recovery::render_history(app, body, buf),
+        Step::Detail => recovery::render_detail(app, body, buf),
+    }
+    if let Some(e) = &w.error {
+        Paragraph::new(Line::from(vec![
+            Span::styled("error: ", t.bad()),
+            Span::raw(e.as_str()),
+        ]))
+        .wrap(Wrap { trim: true })
+        .render(status, buf);
+    } else if let Some(b) = &w.busy {
+        Paragraph::new(Line::styled(b.as_str(), t.dim())).render(status, buf);
+    }
+    widgets::footer(&keys, t).render(foot, buf);
+
+    if let Some(c) = &w.confirm {
+        confirm_dialog(w, c, t, area, buf);
+    }
+    if w.help {
+        help(w, t, area, buf);
+    }
+}
+
+fn header(w: &Wizard, t: &Theme, area: Rect, buf: &mut Buffer) {
+    let step = match w.step.number() {
+        Some(n) => format!("step {n}/8 · {}", w.step.title()),
+        None => w.step.title().to_string(),
+    };
+    let line = Line::from(vec![
+        Span::styled("credshift", t.title()),
+        Span::styled(" · ", t.dim()),
+        Span::styled(step, t.header()),
+    ]);
+    let rule = Line::styled("─".repeat(area.width as usize), t.dim());
+    Paragraph::new(vec![line, rule]).render(area, buf);
+}
+
+fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buffer) {
+    let (title, text): (&str, Vec<String>) = match c {
+        Confirm::QuitWhileRunning => (
+            "Quit?",
+            vec![
+                "A migration is running.".into(),
+                "Quitting cancels it and rolls back what it wrote; the source is not touched."
+                    .into(),
+            ],
+        ),
+        Confirm::DeleteSource { count } => (
+            "Delete from the source?",
+            vec![
+                format!("Delete the {count} verified credentials from {}?", spec_or(w.source_spec())),
+                "They are in the target and in the encrypted backup. Items that were not verified stay.".into(),
+            ],
+        ),
+        Confirm::Recovery { action, id } => (
+            match action {
+                RecoveryAction::Resume => "Resume?",
+                RecoveryAction::Rollback => "Roll back?",
+                RecoveryAction::Verify => "Verify?",
+                RecoveryAction::Restore => "Restore the backup?",
+            },
+            vec![
+                format!("{} migration {id}?", capitalize(action.label())),
+                match action {
+                    RecoveryAction::Resume => "Copies the items it had not finished, in order.",
+                    RecoveryAction::Rollback => {
+                        "Removes what it wrote to the target and restores what it overwrote."
+                    }
+                    RecoveryAction::Verify => "Reads every migrated item back and compares it.",
+                    RecoveryAction::Restore => {
+                        "Writes every item of its encrypted backup back to where it came from."
+                    }
+                }
+                .into(),
+            ],
+        ),
+    };
+    let mut body: Vec<Line> = text.into_iter().map(Line::from).collect();
+    body.push(Line::from(""));
+    body.push(Line::from(vec![
+        Span::styled("y", t.key()),
+        Span::raw(" yes    "),
+        Span::styled("n", t.key()),
+        Span::raw(" / "),
+        Span::styled("Esc", t.key()),
+        Span::raw(" no"),
+    ]));
+    let width = area.width.saturating_sub(4).min(64);
+    let rect = widgets::centered(area, width, 9);
+    widgets::dialog(buf, rect, title, body, t);
+}
+
+fn help(w: &Wizard, t: &Theme, area: Rect, buf: &mut Buffer) {
+    let keys = keymap::help(w);
+    let kw = keys
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(4);
+    let mut body: Vec<Line> = keys
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<kw$}"), t.key()),
+                Span::raw("  "),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    body.push(Line::from(""));
+    body.push(Line::styled(
+        "Nothing is written before you consent; the source is kept until cleanup.",
+        t.dim(),
+    ));
+    let rect = widgets::centered(
+        area,
+        area.width.saturating_sub(4).min(64),
+        (body.len() as u16 + 2).min(area.height),
+    );
+    widgets::dialog(buf, rect, &format!("Help: {}", w.step.title()), body, t);
+}
+
+pub(crate) fn spec_or(s: Option<&crate::store::StoreSpec>) -> String {
+    s.map_or_else(|| "(not chosen)".to_string(), |s| s.to_string())
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// `2026-09-21` from epoch milliseconds.
+pub(crate) fn date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| "?".into(), |d| d.format("%Y-%m-%d").to_string())
+}
+
+pub(crate) fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 {
+        if d.as_millis() == 0 {
+            "0 s".into()
+        } else {
+            "< 1 s".into()
+        }
+    } else if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{} h {} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// `label value` on one line, the value cut from the left to fit (paths
+/// keep their file name).
+pub(crate) fn kv<'a>(label: &'a str, value: String, width: u16, t: &Theme) -> Line<'a> {
+    let room = (width as usize).saturating_sub(label.chars().count());
+    Line::from(vec![
+        Span::styled(label, t.dim()),
+        Span::raw(widgets::truncate_left(&value, room)),
+    ])
+}
+
+/// A paragraph of wrapped lines.
+pub(crate) fn para<'a>(lines: Vec<Line<'a>>) -> Paragraph<'a> {
+    Paragraph::new(lines).wrap(Wrap { trim: false })
+}
+
+/// The end screen's title for an outcome.
+pub fn done_title(outcome: Option<crate::wizard::Outcome>) -> &'static str {
+    done::title(outcome)
+}

@@ -1,0 +1,69 @@
+//! Passphrase: for the encrypted target and the backup, when none was given.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+use super::{kv, para, spec_or};
+use crate::tui::app::App;
+use crate::wizard::{PassphraseMode, Strength, strength};
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let w = &app.wizard;
+    let t = &app.theme;
+    let create = w.passphrase_mode == PassphraseMode::Create;
+    let [intro, f1, hint, f2, err] = Layout::vertical([
+        Constraint::Length(if create { 3 } else { 2 }),
+        Constraint::Length(3),
+        Constraint::Length(1),
+        Constraint::Length(if create { 3 } else { 0 }),
+        Constraint::Min(1),
+    ])
+    .areas(area);
+    let target = kv("target ", spec_or(w.target_spec()), area.width, t);
+    let lines = if create {
+        vec![
+            Line::styled(
+                "Choose a passphrase for the target and the backup.",
+                t.header(),
+            ),
+            target,
+            Line::styled(
+                "You need it to read them; credshift does not store it.",
+                t.dim(),
+            ),
+        ]
+    } else {
+        vec![
+            Line::styled("The target is encrypted: enter its passphrase.", t.header()),
+            target,
+        ]
+    };
+    para(lines).render(intro, buf);
+
+    (&app.pass.fields[0]).render(f1, buf);
+    if create {
+        let s = strength(app.pass.text(0));
+        let (label, style, bar) = match s {
+            Strength::Empty => ("", t.dim(), ""),
+            Strength::Weak => ("weak", t.bad(), "▮▯▯"),
+            Strength::Fair => ("fair", t.warn(), "▮▮▯"),
+            Strength::Strong => ("strong", t.ok(), "▮▮▮"),
+        };
+        Line::from(vec![
+            Span::styled(" strength ", t.dim()),
+            Span::styled(format!("{bar} {label}"), style),
+            Span::styled("  (longer is stronger: a few words work well)", t.dim()),
+        ])
+        .render(hint, buf);
+        (&app.pass.fields[1]).render(f2, buf);
+    }
+    if let Some(e) = &w.passphrase_error {
+        Line::from(vec![
+            Span::styled("! ", t.bad()),
+            Span::styled(e.as_str(), t.bad()),
+        ])
+        .render(err, buf);
+    }
+}

@@ -1,0 +1,274 @@
+//! End to end: the real binary in a real pseudo-terminal (tmux), driven by
+//! key presses the way a person drives it, through a whole `credshift demo`
+//! migration. Afterwards the target is read back with `credshift inventory`
+//! and `credshift get`, and must hold every demo credential.
+//!
+//! Each test runs its own tmux server (`-L`, a private socket) and kills only
+//! that server at the end.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PASSPHRASE: &str = "e2e demo passphrase, not a secret";
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str, env: &[(&str, &str)], command: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            support::skip_without("tmux", "not installed");
+            return None;
+        }
+        let socket = format!("credshift-e2e-{name}-{}", std::process::id());
+        let mut c = Command::new("tmux");
+        c.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", "100", "-y", "30"]);
+        for (k, v) in env {
+            c.arg("-e").arg(format!("{k}={v}"));
+        }
+        c.arg(command);
+        let out = c.output().expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Tmux { socket })
+    }
+
+    fn capture(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "0"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Send keys by tmux name (`Enter`, `Down`, `y`).
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let ok = Command::new("tmux")
+                .args(["-L", &self.socket, "send-keys", "-t", "0", k])
+                .status()
+                .expect("tmux send-keys")
+                .success();
+            assert!(ok, "send-keys {k}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Type text literally.
+    fn type_text(&self, text: &str) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "0", "-l", text])
+            .status()
+            .expect("tmux send-keys")
+            .success();
+        assert!(ok);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    /// Wait until the screen shows `text`; every screen seen is checked for
+    /// secrets on the way.
+    fn wait_for(&self, text: &str, forbidden: &[String]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.capture();
+            for s in forbidden {
+                assert!(
+                    !screen.contains(s.as_str()),
+                    "a secret is on screen:\n{screen}"
+                );
+            }
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {text:?}; the screen shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn demo_expected() -> BTreeMap<String, String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/expected-prompttrain.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn demo_dir(tmp: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("credshift-demo-"))
+        })
+        .collect();
+    assert_eq!(dirs.len(), 1, "one demo folder in {}", tmp.display());
+    dirs.into_iter().next().unwrap()
+}
+
+/// Every demo credential is in the target, read back through the CLI.
+fn assert_target_holds_everything(state: &Path, target: &Path) {
+    let spec = format!("encrypted:{}", target.display());
+    let (out, stdout, stderr) = support::run(
+        support::credshift(state)
+            .env("CREDSHIFT_PASSPHRASE", PASSPHRASE)
+            .args(["inventory", "--from", &spec, "--json"]),
+    );
+    assert!(out.status.success(), "inventory: {stderr}");
+    let inv: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let ids: Vec<&str> = inv["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    let expected = demo_expected();
+    for (id, value) in &expected {
+        assert!(
+            ids.contains(&id.as_str()),
+            "{id} missing from the target: {ids:?}"
+        );
+        let (out, got, stderr) = support::run(
+            support::credshift(state)
+                .env("CREDSHIFT_PASSPHRASE", PASSPHRASE)
+                .args(["get", "--from", &spec, id]),
+        );
+        assert!(out.status.success(), "get {id}: {stderr}");
+        assert!(
+            got.trim_end_matches('\n') == value,
+            "{id}: wrong value at the target"
+        );
+    }
+    assert_eq!(ids.len(), expected.len(), "nothing extra in the target");
+}
+
+fn demo_session(name: &str, with_env_passphrase: bool) -> (tempfile::TempDir, Option<Tmux>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().join("tmp");
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    let bin = env!("CARGO_BIN_EXE_credshift");
+    let cmd = format!("'{bin}' demo; echo CREDSHIFT-EXIT:$?; sleep 60");
+    let tmpdir_s = tmpdir.display().to_string();
+    let state_s = state.display().to_string();
+    let mut env = vec![
+        ("TMPDIR", tmpdir_s.as_str()),
+        ("CREDSHIFT_STATE_DIR", state_s.as_str()),
+        ("TERM", "xterm-256color"),
+        ("NO_COLOR", "1"),
+    ];
+    if with_env_passphrase {
+        env.push(("CREDSHIFT_PASSPHRASE", PASSPHRASE));
+    }
+    let t = Tmux::start(name, &env, &cmd);
+    (tmp, t)
+}
+
+#[test]
+fn a_person_migrates_the_demo_with_the_passphrase_from_the_environment() {
+    let (tmp, Some(t)) = demo_session("env", true) else {
+        return;
+    };
+    let secrets: Vec<String> = demo_expected().into_values().collect();
+    // Source and target come preselected: Enter accepts the target.
+    t.wait_for("Choose the TARGET", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("credshift will copy", &secrets);
+    t.keys(&["y"]);
+    let inv = t.wait_for("selected", &secrets);
+    assert!(inv.contains("account:acc_demo_api/api_key"), "{inv}");
+    t.keys(&["Enter"]);
+    t.wait_for("Enter writes", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("all match the source", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("verified items in the source", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("Migration complete", &secrets);
+    t.keys(&["Enter"]);
+    let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
+    assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
+    assert!(end.contains("Migration complete"), "{end}");
+
+    let dir = demo_dir(&tmp.path().join("tmp"));
+    assert_target_holds_everything(&tmp.path().join("state"), &dir.join("target.credshift"));
+    // The source was kept (cleanup defaults to keep).
+    assert!(
+        dir.join("prompttrain/credentials/accounts/demo-api.credentials.json")
+            .exists()
+    );
+}
+
+#[test]
+fn a_person_types_the_passphrase_into_the_wizard() {
+    let (tmp, Some(t)) = demo_session("typed", false) else {
+        return;
+    };
+    let secrets: Vec<String> = demo_expected().into_values().collect();
+    t.wait_for("Choose the TARGET", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("credshift will copy", &secrets);
+    t.keys(&["y"]);
+    t.wait_for("selected", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("Enter writes", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("Choose a passphrase", &secrets);
+    // A mismatch is an inline error and starts nothing.
+    t.type_text(PASSPHRASE);
+    t.keys(&["Enter"]);
+    t.type_text("something else entirely");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("the two entries differ", &secrets);
+    assert!(!screen.contains(PASSPHRASE), "the passphrase is masked");
+    t.type_text(PASSPHRASE);
+    t.keys(&["Enter"]);
+    t.type_text(PASSPHRASE);
+    t.keys(&["Enter"]);
+    t.wait_for("all match the source", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("verified items in the source", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("Migration complete", &secrets);
+    t.keys(&["q"]);
+    let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
+    assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
+
+    let dir = demo_dir(&tmp.path().join("tmp"));
+    assert_target_holds_everything(&tmp.path().join("state"), &dir.join("target.credshift"));
+}
+
+#[test]
+fn deferring_consent_changes_nothing() {
+    let (tmp, Some(t)) = demo_session("defer", true) else {
+        return;
+    };
+    let secrets: Vec<String> = demo_expected().into_values().collect();
+    t.wait_for("Choose the TARGET", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("credshift will copy", &secrets);
+    t.keys(&["d"]);
+    let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
+    assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
+    assert!(end.contains("nothing was changed"), "{end}");
+    let dir = demo_dir(&tmp.path().join("tmp"));
+    assert!(!dir.join("target.credshift").exists());
+}
