@@ -392,21 +392,6 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Status { stores, json }) => cmd_status(g, &stores, json),
         Some(Command::Inventory { from, json }) => cmd_inventory(g, &from, json),
         Some(Command::Get { from, id, reveal }) => cmd_get(g, &from, &id, reveal),
-        Some(Command::Migrate(args)) => cmd_migrate(g, &args),
-        Some(Command::Verify { migration_id, json }) => cmd_verify(g, &migration_id, json),
-        Some(Command::Resume {
-            migration_id,
-            yes,
-            json,
-        }) => cmd_resume(g, &migration_id, yes, json),
-        Some(Command::Rollback {
-            migration_id,
-            yes,
-            json,
-        }) => cmd_rollback(g, &migration_id, yes, json),
-        Some(Command::History { json }) => cmd_history(g, json),
-        Some(Command::Backup { from, out }) => cmd_backup(g, &from, &out),
-        Some(Command::Restore { backup, to, yes }) => cmd_restore(g, &backup, &to, yes),
         None => {
             if crate::tui::on_terminal() {
                 crate::tui::run_wizard(g, None, None)
@@ -422,6 +407,21 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Some(Command::Recover) => crate::tui::run_recover(g),
         Some(Command::Demo) => crate::tui::run_demo(g),
+        Some(Command::Migrate(args)) => cmd_migrate(g, &args),
+        Some(Command::Verify { migration_id, json }) => cmd_verify(g, &migration_id, json),
+        Some(Command::Resume {
+            migration_id,
+            yes,
+            json,
+        }) => cmd_resume(g, &migration_id, yes, json),
+        Some(Command::Rollback {
+            migration_id,
+            yes,
+            json,
+        }) => cmd_rollback(g, &migration_id, yes, json),
+        Some(Command::History { json }) => cmd_history(g, json),
+        Some(Command::Backup { from, out }) => cmd_backup(g, &from, &out),
+        Some(Command::Restore { backup, to, yes }) => cmd_restore(g, &backup, &to, yes),
     }
 }
 

@@ -1216,19 +1216,22 @@ impl Wizard {
                     self.run.rolling_back = Some(reason);
                 }
                 Progress::Finished(report) => finished = Some(*report),
-                Progress::Planned(_) => {}
-                Progress::ItemUndone { id, how } => self
-                    .run
-                    .log
-                    .push_back(LogLine::Info(format!("{id} undone: {how}"))),
-                Progress::SourceDeleted { id } => self
-                    .run
-                    .log
-                    .push_back(LogLine::Ok(format!("{id} removed from the source"))),
-                Progress::SourceDeleteFailed { id, error } => self
-                    .run
-                    .log
-                    .push_back(LogLine::Fail(format!("{id}: {error}"))),
+                Progress::ItemUndone { id, how } => {
+                    self.run.log.push_back(LogLine::Info(format!("{id} {how}")));
+                }
+                Progress::Planned(counts) => {
+                    self.run.counts.total = counts.total;
+                }
+                Progress::SourceDeleted { id } => {
+                    self.run
+                        .log
+                        .push_back(LogLine::Ok(format!("{id} deleted from the source")));
+                }
+                Progress::SourceDeleteFailed { id, error } => {
+                    self.run.log.push_back(LogLine::Fail(format!(
+                        "{id}: migrated, source still present ({error})"
+                    )));
+                }
             }
         }
         drop(index);
