@@ -495,3 +495,41 @@ fn sigterm_during_a_migration_rolls_back() {
     assert_eq!(left.keys().collect::<Vec<_>>(), ["env/KEEP"]);
     assert_eq!(contents(&src).len(), 2000);
 }
+
+#[test]
+fn a_passphrase_in_use_protects_the_backup_and_is_needed_to_roll_back() {
+    let s = setup(&[("GITHUB_TOKEN", "ghp_old-target-value-kept-0000000")]);
+    let before = contents(&s.dst);
+    let pass = "correct horse battery staple";
+    let (out, stdout, stderr) = run(credshift(&s.state).env("CREDSHIFT_PASSPHRASE", pass).args([
+        "migrate",
+        "--from",
+        &s.src,
+        "--to",
+        &s.dst,
+        "--yes",
+        "--json",
+        "--on-conflict",
+        "overwrite",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r = json(&stdout);
+    let backup = Path::new(r["backup"].as_str().unwrap()).to_path_buf();
+    let header = json(&std::fs::read_to_string(&backup).unwrap());
+    assert_eq!(header["kdf"]["alg"], "pbkdf2-hmac-sha256");
+    assert!(!backup.with_extension("key").exists(), "no key file");
+    let id = r["migration_id"].as_str().unwrap().to_string();
+    // The overwritten value is only in the passphrase-sealed backup.
+    let (out, _, stderr) =
+        run(credshift(&s.state).args(["rollback", "--migration-id", &id, "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("passphrase"), "{stderr}");
+    let (out, _, stderr) = run(credshift(&s.state).env("CREDSHIFT_PASSPHRASE", pass).args([
+        "rollback",
+        "--migration-id",
+        &id,
+        "--yes",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(contents(&s.dst), before);
+}

@@ -60,27 +60,41 @@ pub fn write_sealed(path: &Path, creds: &[Credential], key: &SealingKey) -> Resu
     fsutil::atomic_write(path, &bytes)
 }
 
-/// The key to open an existing backup: the passphrase, else `--key-file`,
-/// else the key file beside it.
+/// The key to open an existing backup, chosen by its header: a
+/// passphrase-sealed backup needs the passphrase; a key-file backup uses the
+/// key file beside it, else `--key-file`.
 pub fn existing_key(path: &Path, opts: &OpenOptions) -> Result<BackupKey, StoreError> {
-    if let Some(p) = &opts.passphrase {
-        return Ok(BackupKey::Passphrase(p.clone()));
+    let location = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    let env = envelope::Envelope::parse(&bytes, &location, opts.allow_weak_kdf)?;
+    match env.params() {
+        envelope::KdfParams::Pbkdf2 { .. } => match &opts.passphrase {
+            Some(p) => Ok(BackupKey::Passphrase(p.clone())),
+            None => Err(StoreError::MissingKey {
+                location,
+                message: "this backup is sealed with a passphrase: give it with \
+                          --passphrase-file, --passphrase-env or CREDSHIFT_PASSPHRASE"
+                    .into(),
+            }),
+        },
+        envelope::KdfParams::None => {
+            let beside = key_file_for(path);
+            if beside.exists() {
+                Ok(BackupKey::KeyFile(beside))
+            } else if let Some(k) = &opts.key_file {
+                Ok(BackupKey::KeyFile(k.clone()))
+            } else {
+                Err(StoreError::MissingKey {
+                    location,
+                    message: format!(
+                        "this backup is sealed with a key file and there is none at {}; \
+                         give it with --key-file",
+                        beside.display()
+                    ),
+                })
+            }
+        }
     }
-    if let Some(k) = &opts.key_file {
-        return Ok(BackupKey::KeyFile(k.clone()));
-    }
-    let beside = key_file_for(path);
-    if beside.exists() {
-        return Ok(BackupKey::KeyFile(beside));
-    }
-    Err(StoreError::MissingKey {
-        location: path.display().to_string(),
-        message: format!(
-            "no passphrase given and no key file at {}; use --passphrase-file, --passphrase-env, \
-             CREDSHIFT_PASSPHRASE or --key-file",
-            beside.display()
-        ),
-    })
 }
 
 /// Seal `creds` and write them atomically (temp file, fsync, rename, dir fsync).
@@ -165,5 +179,27 @@ mod tests {
             read(&path, &key, &strict).is_err(),
             "1000 iterations refused"
         );
+    }
+
+    #[test]
+    fn existing_key_follows_the_header_not_the_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BACKUP_FILE);
+        let plain = OpenOptions::default();
+        let key = new_key(&path, &plain, false).unwrap();
+        write(&path, &creds(), &key, &plain).unwrap();
+        // A --key-file meant for an encrypted store does not shadow the
+        // backup's own key file.
+        let other = dir.path().join("other.key");
+        crate::crypto::kdf::generate_key_file(&other).unwrap();
+        let opts = OpenOptions {
+            key_file: Some(other),
+            ..OpenOptions::default()
+        };
+        let k = existing_key(&path, &opts).unwrap();
+        assert_eq!(read(&path, &k, &opts).unwrap().len(), 2);
+        std::fs::remove_file(key_file_for(&path)).unwrap();
+        let e = existing_key(&path, &plain).unwrap_err().to_string();
+        assert!(e.contains("backup.key"), "{e}");
     }
 }
