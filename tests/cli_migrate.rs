@@ -409,3 +409,127 @@ fn prompttrain_fixture_migrates_with_metadata_into_dotenv() {
         }
     }
 }
+
+#[test]
+fn delete_source_empties_a_prompttrain_source_including_train_client_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let src_dir = copy_fixture("prompttrain/credentials", dir.path());
+    let src = format!("prompttrain:{}", src_dir.display());
+    let dst = format!("dotenv:{}", dir.path().join("out.env").display());
+    let state = dir.path().join("state");
+    let before = contents(&src);
+    let keys = before
+        .keys()
+        .filter(|k| k.starts_with("train:") && k.contains("/client_key/"))
+        .count();
+    assert!(
+        keys >= 2,
+        "the fixture has a train with several client keys"
+    );
+    let (out, stdout, stderr) = run(credshift(&state).args([
+        "migrate",
+        "--from",
+        &src,
+        "--to",
+        &dst,
+        "--yes",
+        "--json",
+        "--delete-source",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r = json(&stdout);
+    assert_eq!(
+        r["source_deleted"].as_u64().unwrap() as usize,
+        before.len(),
+        "{r}"
+    );
+    assert!(contents(&src).is_empty(), "{:?}", contents(&src));
+    assert_eq!(contents(&dst), before);
+}
+
+#[test]
+fn sigterm_during_a_migration_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let src_path = dir.path().join("big.env");
+    let mut text = String::new();
+    for i in 0..2000 {
+        text.push_str(&format!(
+            "KEY_{i:04}=value-number-{i:04}-abcdefghijklmnop\n"
+        ));
+    }
+    std::fs::write(&src_path, text).unwrap();
+    let src = format!("dotenv:{}", src_path.display());
+    let dst_path = dir.path().join("dst.env");
+    std::fs::write(&dst_path, "KEEP=me-as-i-am\n").unwrap();
+    let dst = format!("dotenv:{}", dst_path.display());
+    let state = dir.path().join("state");
+    let child = credshift(&state)
+        .args(["migrate", "--from", &src, "--to", &dst, "--yes", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few items are written, then ask it to stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let verified = std::fs::read_dir(state.join("migrations"))
+            .ok()
+            .and_then(|mut rd| rd.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("journal.jsonl")).ok())
+            .map_or(0, |j| j.matches("\"event\":\"verified\"").count());
+        if verified >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let r = json(&stdout);
+    assert_eq!(r["rolled_back"], true);
+    assert_eq!(r["rollback_reason"], "cancelled by the user");
+    let left = contents(&dst);
+    assert_eq!(left.keys().collect::<Vec<_>>(), ["env/KEEP"]);
+    assert_eq!(contents(&src).len(), 2000);
+}
+
+#[test]
+fn a_passphrase_in_use_protects_the_backup_and_is_needed_to_roll_back() {
+    let s = setup(&[("GITHUB_TOKEN", "ghp_old-target-value-kept-0000000")]);
+    let before = contents(&s.dst);
+    let pass = "correct horse battery staple";
+    let (out, stdout, stderr) = run(credshift(&s.state).env("CREDSHIFT_PASSPHRASE", pass).args([
+        "migrate",
+        "--from",
+        &s.src,
+        "--to",
+        &s.dst,
+        "--yes",
+        "--json",
+        "--on-conflict",
+        "overwrite",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r = json(&stdout);
+    let backup = Path::new(r["backup"].as_str().unwrap()).to_path_buf();
+    let header = json(&std::fs::read_to_string(&backup).unwrap());
+    assert_eq!(header["kdf"]["alg"], "pbkdf2-hmac-sha256");
+    assert!(!backup.with_extension("key").exists(), "no key file");
+    let id = r["migration_id"].as_str().unwrap().to_string();
+    // The overwritten value is only in the passphrase-sealed backup.
+    let (out, _, stderr) =
+        run(credshift(&s.state).args(["rollback", "--migration-id", &id, "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("passphrase"), "{stderr}");
+    let (out, _, stderr) = run(credshift(&s.state).env("CREDSHIFT_PASSPHRASE", pass).args([
+        "rollback",
+        "--migration-id",
+        &id,
+        "--yes",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(contents(&s.dst), before);
+}

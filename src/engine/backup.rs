@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::credential::{Credential, Secret};
+use crate::crypto::envelope::{self, KeySource, SealingKey};
+use crate::crypto::kdf;
 use crate::error::StoreError;
 use crate::fsutil;
 use crate::store::OpenOptions;
@@ -25,37 +27,74 @@ pub fn key_file_for(backup: &Path) -> PathBuf {
 }
 
 /// The key for a new backup at `path`: the passphrase in use, else a newly
-/// generated key file beside it.
-pub fn new_key(path: &Path, opts: &OpenOptions) -> Result<BackupKey, StoreError> {
+/// generated key file beside it. With `reuse`, a key file already there (a
+/// migration folder after a crash) is used again instead of refused.
+pub fn new_key(path: &Path, opts: &OpenOptions, reuse: bool) -> Result<BackupKey, StoreError> {
     if let Some(p) = &opts.passphrase {
         return Ok(BackupKey::Passphrase(p.clone()));
     }
     let key_path = key_file_for(path);
-    envelope::generate_key_file(&key_path)?;
+    if !(reuse && key_path.exists()) {
+        kdf::generate_key_file(&key_path)?;
+    }
     Ok(BackupKey::KeyFile(key_path))
 }
 
-/// The key to open an existing backup: the passphrase, else `--key-file`,
-/// else the key file beside it.
-pub fn existing_key(path: &Path, opts: &OpenOptions) -> Result<BackupKey, StoreError> {
-    if let Some(p) = &opts.passphrase {
-        return Ok(BackupKey::Passphrase(p.clone()));
-    }
-    if let Some(k) = &opts.key_file {
-        return Ok(BackupKey::KeyFile(k.clone()));
-    }
-    let beside = key_file_for(path);
-    if beside.exists() {
-        return Ok(BackupKey::KeyFile(beside));
-    }
-    Err(StoreError::MissingKey {
-        location: path.display().to_string(),
-        message: format!(
-            "no passphrase given and no key file at {}; use --passphrase-file, --passphrase-env, \
-             CREDSHIFT_PASSPHRASE or --key-file",
-            beside.display()
-        ),
+fn key_source(key: &BackupKey) -> Result<KeySource, StoreError> {
+    Ok(match key {
+        BackupKey::Passphrase(p) => KeySource::Passphrase(p.clone()),
+        BackupKey::KeyFile(path) => KeySource::Key(kdf::load_key_file(path)?),
     })
+}
+
+/// Derive the sealing key once (one PBKDF2 run for a passphrase) for
+/// several files.
+pub fn sealing_key(key: &BackupKey, opts: &OpenOptions) -> Result<SealingKey, StoreError> {
+    SealingKey::new(&key_source(key)?, opts.kdf_iterations)
+}
+
+/// Seal `creds` under an already derived key and write them atomically
+/// (temp file, fsync, rename, dir fsync).
+pub fn write_sealed(path: &Path, creds: &[Credential], key: &SealingKey) -> Result<(), StoreError> {
+    let bytes = key.seal(&envelope::encode_credentials(creds)?)?;
+    fsutil::atomic_write(path, &bytes)
+}
+
+/// The key to open an existing backup, chosen by its header: a
+/// passphrase-sealed backup needs the passphrase; a key-file backup uses the
+/// key file beside it, else `--key-file`.
+pub fn existing_key(path: &Path, opts: &OpenOptions) -> Result<BackupKey, StoreError> {
+    let location = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    let env = envelope::Envelope::parse(&bytes, &location, opts.allow_weak_kdf)?;
+    match env.params() {
+        envelope::KdfParams::Pbkdf2 { .. } => match &opts.passphrase {
+            Some(p) => Ok(BackupKey::Passphrase(p.clone())),
+            None => Err(StoreError::MissingKey {
+                location,
+                message: "this backup is sealed with a passphrase: give it with \
+                          --passphrase-file, --passphrase-env or CREDSHIFT_PASSPHRASE"
+                    .into(),
+            }),
+        },
+        envelope::KdfParams::None => {
+            let beside = key_file_for(path);
+            if beside.exists() {
+                Ok(BackupKey::KeyFile(beside))
+            } else if let Some(k) = &opts.key_file {
+                Ok(BackupKey::KeyFile(k.clone()))
+            } else {
+                Err(StoreError::MissingKey {
+                    location,
+                    message: format!(
+                        "this backup is sealed with a key file and there is none at {}; \
+                         give it with --key-file",
+                        beside.display()
+                    ),
+                })
+            }
+        }
+    }
 }
 
 /// Seal `creds` and write them atomically (temp file, fsync, rename, dir fsync).
@@ -65,8 +104,7 @@ pub fn write(
     key: &BackupKey,
     opts: &OpenOptions,
 ) -> Result<(), StoreError> {
-    let bytes = envelope::seal(creds, key, opts.kdf_iterations)?;
-    fsutil::atomic_write(path, &bytes)
+    write_sealed(path, creds, &sealing_key(key, opts)?)
 }
 
 pub fn read(
@@ -75,238 +113,12 @@ pub fn read(
     opts: &OpenOptions,
 ) -> Result<Vec<Credential>, StoreError> {
     let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
-    envelope::open(
+    envelope::open_credentials(
         &bytes,
-        key,
+        &key_source(key)?,
         &path.display().to_string(),
         opts.allow_weak_kdf,
     )
-}
-
-/// Interim envelope (DESIGN.md "Formats") until `crypto::envelope` lands.
-mod envelope {
-    use std::path::Path;
-
-    use aes_gcm::aead::{Aead, KeyInit, Payload};
-    use aes_gcm::{Aes256Gcm, Nonce};
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD as B64;
-    use serde::{Deserialize, Serialize};
-    use zeroize::Zeroizing;
-
-    use super::BackupKey;
-    use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
-    use crate::error::StoreError;
-    use crate::fsutil;
-
-    const MAX_ITER: u32 = 10_000_000;
-    const MIN_ITER: u32 = 100_000;
-
-    #[derive(Serialize, Deserialize)]
-    struct Kdf {
-        alg: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        iterations: Option<u32>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        salt: Option<String>,
-    }
-
-    #[derive(Serialize, Deserialize)]
-    struct Header {
-        format: String,
-        version: u32,
-        kdf: Kdf,
-        cipher: String,
-        nonce: String,
-    }
-
-    #[derive(Serialize, Deserialize)]
-    struct Envelope {
-        #[serde(flatten)]
-        header: Header,
-        ciphertext: String,
-    }
-
-    #[derive(Serialize)]
-    struct ItemOut<'a> {
-        id: &'a CredentialId,
-        kind: Kind,
-        secret: &'a str,
-        metadata: &'a Metadata,
-    }
-
-    #[derive(Deserialize)]
-    struct ItemIn {
-        id: CredentialId,
-        kind: Kind,
-        secret: String,
-        #[serde(default)]
-        metadata: Metadata,
-    }
-
-    fn random<const N: usize>() -> Result<[u8; N], StoreError> {
-        let mut b = [0u8; N];
-        getrandom::fill(&mut b)
-            .map_err(|e| StoreError::Other(format!("no randomness available: {e}")))?;
-        Ok(b)
-    }
-
-    pub fn generate_key_file(path: &Path) -> Result<(), StoreError> {
-        let k = Zeroizing::new(random::<32>()?);
-        fsutil::atomic_write(path, &k[..])
-    }
-
-    fn key_bytes(
-        key: &BackupKey,
-        kdf: &Kdf,
-        location: &str,
-    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
-        let mut out = Zeroizing::new([0u8; 32]);
-        match key {
-            BackupKey::Passphrase(p) => {
-                let salt = kdf
-                    .salt
-                    .as_deref()
-                    .and_then(|s| B64.decode(s).ok())
-                    .ok_or_else(|| StoreError::parse(location, "envelope has no valid salt"))?;
-                let iter = kdf.iterations.unwrap_or(0);
-                pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
-                    p.expose().as_bytes(),
-                    &salt,
-                    iter,
-                    &mut out[..],
-                );
-            }
-            BackupKey::KeyFile(path) => {
-                let bytes =
-                    Zeroizing::new(std::fs::read(path).map_err(|e| StoreError::io(path, e))?);
-                if bytes.len() != 32 {
-                    return Err(StoreError::MissingKey {
-                        location: path.display().to_string(),
-                        message: "a key file must hold exactly 32 bytes".into(),
-                    });
-                }
-                out.copy_from_slice(&bytes);
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn seal(
-        creds: &[Credential],
-        key: &BackupKey,
-        iterations: u32,
-    ) -> Result<Vec<u8>, StoreError> {
-        let items: Vec<ItemOut<'_>> = creds
-            .iter()
-            .map(|c| ItemOut {
-                id: &c.id,
-                kind: c.kind,
-                secret: c.secret.expose(),
-                metadata: &c.metadata,
-            })
-            .collect();
-        let mut plain = Zeroizing::new(Vec::new());
-        serde_json::to_writer(&mut *plain, &items)
-            .map_err(|_| StoreError::Other("could not serialize the backup".into()))?;
-        let kdf = match key {
-            BackupKey::Passphrase(_) => Kdf {
-                alg: "pbkdf2-hmac-sha256".into(),
-                iterations: Some(iterations),
-                salt: Some(B64.encode(random::<16>()?)),
-            },
-            BackupKey::KeyFile(_) => Kdf {
-                alg: "key-file".into(),
-                iterations: None,
-                salt: None,
-            },
-        };
-        let k = key_bytes(key, &kdf, "backup")?;
-        let header = Header {
-            format: "credshift-envelope".into(),
-            version: 1,
-            kdf,
-            cipher: "aes-256-gcm".into(),
-            nonce: B64.encode(random::<12>()?),
-        };
-        let aad = serde_json::to_vec(&header)
-            .map_err(|_| StoreError::Other("could not serialize the header".into()))?;
-        let nonce_bytes = B64.decode(&header.nonce).unwrap_or_default();
-        let nonce = Nonce::try_from(&nonce_bytes[..])
-            .map_err(|_| StoreError::Other("bad nonce length".into()))?;
-        let cipher = Aes256Gcm::new_from_slice(&k[..])
-            .map_err(|_| StoreError::Other("bad key length".into()))?;
-        let ct = cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: &plain,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| StoreError::Other("encryption failed".into()))?;
-        let env = Envelope {
-            header,
-            ciphertext: B64.encode(ct),
-        };
-        serde_json::to_vec_pretty(&env)
-            .map_err(|_| StoreError::Other("could not serialize the envelope".into()))
-    }
-
-    pub fn open(
-        bytes: &[u8],
-        key: &BackupKey,
-        location: &str,
-        allow_weak: bool,
-    ) -> Result<Vec<Credential>, StoreError> {
-        let env: Envelope =
-            serde_json::from_slice(bytes).map_err(|e| StoreError::json(location, &e))?;
-        if env.header.format != "credshift-envelope" || env.header.version != 1 {
-            return Err(StoreError::parse(location, "not a credshift envelope v1"));
-        }
-        if let BackupKey::Passphrase(_) = key {
-            let it = env.header.kdf.iterations.unwrap_or(0);
-            if it > MAX_ITER || (it < MIN_ITER && !allow_weak) {
-                return Err(StoreError::Crypto {
-                    location: location.into(),
-                    message: format!("refusing an envelope with {it} PBKDF2 iterations"),
-                });
-            }
-        }
-        let k = key_bytes(key, &env.header.kdf, location)?;
-        let aad = serde_json::to_vec(&env.header)
-            .map_err(|_| StoreError::Other("could not serialize the header".into()))?;
-        let nonce_bytes = B64
-            .decode(&env.header.nonce)
-            .map_err(|_| StoreError::parse(location, "nonce is not base64"))?;
-        let nonce = Nonce::try_from(&nonce_bytes[..])
-            .map_err(|_| StoreError::parse(location, "nonce must be 12 bytes"))?;
-        let ct = B64
-            .decode(&env.ciphertext)
-            .map_err(|_| StoreError::parse(location, "ciphertext is not base64"))?;
-        let cipher = Aes256Gcm::new_from_slice(&k[..])
-            .map_err(|_| StoreError::Other("bad key length".into()))?;
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    &nonce,
-                    Payload {
-                        msg: &ct,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| StoreError::Crypto {
-                    location: location.into(),
-                    message: "wrong passphrase or key, or the file was changed".into(),
-                })?,
-        );
-        let items: Vec<ItemIn> =
-            serde_json::from_slice(&plain).map_err(|e| StoreError::json(location, &e))?;
-        Ok(items
-            .into_iter()
-            .map(|i| Credential::new(i.id, i.kind, Secret::new(i.secret)).with_metadata(i.metadata))
-            .collect())
-    }
 }
 
 #[cfg(test)]
@@ -333,7 +145,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(BACKUP_FILE);
         let opts = OpenOptions::default();
-        let key = new_key(&path, &opts).unwrap();
+        let key = new_key(&path, &opts, false).unwrap();
         write(&path, &creds(), &key, &opts).unwrap();
         assert_eq!(fsutil::mode_of(&path), Some(0o600));
         assert_eq!(fsutil::mode_of(&key_file_for(&path)), Some(0o600));
@@ -355,17 +167,39 @@ mod tests {
             allow_weak_kdf: true,
             ..OpenOptions::default()
         };
-        let key = new_key(&path, &opts).unwrap();
+        let key = new_key(&path, &opts, false).unwrap();
         write(&path, &creds(), &key, &opts).unwrap();
         assert!(!key_file_for(&path).exists());
         assert_eq!(read(&path, &key, &opts).unwrap().len(), 2);
         let wrong = BackupKey::Passphrase(Secret::new("wrong"));
         let e = read(&path, &wrong, &opts).unwrap_err().to_string();
-        assert!(e.contains("wrong passphrase"), "{e}");
+        assert!(e.contains("cannot decrypt"), "{e}");
         let strict = OpenOptions::default();
         assert!(
             read(&path, &key, &strict).is_err(),
             "1000 iterations refused"
         );
+    }
+
+    #[test]
+    fn existing_key_follows_the_header_not_the_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BACKUP_FILE);
+        let plain = OpenOptions::default();
+        let key = new_key(&path, &plain, false).unwrap();
+        write(&path, &creds(), &key, &plain).unwrap();
+        // A --key-file meant for an encrypted store does not shadow the
+        // backup's own key file.
+        let other = dir.path().join("other.key");
+        crate::crypto::kdf::generate_key_file(&other).unwrap();
+        let opts = OpenOptions {
+            key_file: Some(other),
+            ..OpenOptions::default()
+        };
+        let k = existing_key(&path, &opts).unwrap();
+        assert_eq!(read(&path, &k, &opts).unwrap().len(), 2);
+        std::fs::remove_file(key_file_for(&path)).unwrap();
+        let e = existing_key(&path, &plain).unwrap_err().to_string();
+        assert!(e.contains("backup.key"), "{e}");
     }
 }

@@ -311,11 +311,12 @@ impl Run<'_> {
         overwritten: &[Credential],
     ) -> Result<(), StoreError> {
         let path = self.dir.join(backup::BACKUP_FILE);
-        let key = backup::new_key(&path, &self.opts)?;
-        backup::write(&path, source, &key, &self.opts)?;
+        let key = backup::new_key(&path, &self.opts, true)?;
+        let sealing = backup::sealing_key(&key, &self.opts)?;
+        backup::write_sealed(&path, source, &sealing)?;
         let target_path = self.dir.join(state::TARGET_BACKUP_FILE);
         if !overwritten.is_empty() {
-            backup::write(&target_path, overwritten, &key, &self.opts)?;
+            backup::write_sealed(&target_path, overwritten, &sealing)?;
         }
         self.journal.append(Record::BackupWritten {
             path: path.clone(),

@@ -451,7 +451,7 @@ pub fn backup(source: &dyn Store, out: &Path, opts: &OpenOptions) -> Result<Back
         (Some(p), _) => (BackupKey::Passphrase(p.clone()), None),
         (None, Some(k)) => (BackupKey::KeyFile(k.clone()), None),
         (None, None) => {
-            let k = backup::new_key(out, opts)?;
+            let k = backup::new_key(out, opts, false)?;
             let path = backup::key_file_for(out);
             (k, Some(path))
         }
