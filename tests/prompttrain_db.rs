@@ -78,8 +78,14 @@ fn fixture_credentials() -> Vec<Credential> {
         let mut m = Metadata::new();
         if let Some(acc) = cid.namespace.strip_prefix("account:acc_") {
             m.insert("account_name".into(), acc.replace('_', "-").into());
+            let t = if kind == Kind::ApiKey {
+                "api_key"
+            } else {
+                "oauth"
+            };
+            m.insert("type".into(), t.into());
         }
-        if kind == Kind::OauthAccess {
+        if kind == Kind::OauthAccess || kind == Kind::OauthRefresh {
             m.insert("expires_at".into(), 1790003600000i64.into());
             m.insert(
                 "scopes".into(),
@@ -122,6 +128,10 @@ fn reads_every_account_secret_the_original_system_wrote() {
         got["account:acc_delta_oauth/oauth_access_token"].metadata["is_max"],
         true
     );
+    let refresh = &got["account:acc_delta_oauth/oauth_refresh_token"].metadata;
+    assert_eq!(refresh["expires_at"], 1789913600000i64);
+    assert_eq!(refresh["type"], "oauth");
+    assert_eq!(got["account:acc_alpha/api_key"].metadata["type"], "api_key");
     assert_eq!(
         got["account:acc_gamma/api_key"].metadata["account_name"],
         "gamma"
@@ -666,4 +676,67 @@ fn errors_hide_the_url_password() {
     let e = s.list().unwrap_err().to_string();
     assert!(e.contains("***"), "{e}");
     assert!(!e.contains("hunter2secret"), "{e}");
+}
+
+fn open_spec(spec: &str, key: Option<Secret>) -> Box<dyn Store> {
+    let spec: StoreSpec = spec.parse().unwrap();
+    let opts = OpenOptions {
+        prompttrain_key: key,
+        ..OpenOptions::default()
+    };
+    store::open(&spec, &opts).unwrap()
+}
+
+#[test]
+fn credentials_dir_to_db_and_back_keeps_values_and_account_metadata() {
+    let Some(db) = pg::fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src_dir = support::copy_fixture("prompttrain/credentials", tmp.path());
+    let dir = open_spec(&format!("prompttrain:{}", src_dir.display()), None);
+    let source = dir.read_all().unwrap();
+    assert!(source.errors.is_empty(), "{:?}", source.errors);
+    assert_eq!(source.credentials.len(), 9);
+
+    let dbs = open_with(&db.url(), Some(fixture_key()));
+    let r = dbs.write_many(&source.credentials);
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    for c in source
+        .credentials
+        .iter()
+        .filter(|c| c.kind == Kind::ClientKey)
+    {
+        assert_eq!(dbs.verify_hashed(c).unwrap(), Some(true), "{}", c.id);
+    }
+
+    let back_dir = tmp.path().join("back");
+    let back = open_spec(&format!("prompttrain:{}", back_dir.display()), None);
+    let from_db = dbs.read_all().unwrap();
+    let accounts: Vec<Credential> = from_db
+        .credentials
+        .into_iter()
+        .filter(|c| c.kind != Kind::ClientKeyHash)
+        .collect();
+    assert_eq!(accounts.len(), 6);
+    let r = back.write_many(&accounts);
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    let again = back.read_all().unwrap();
+    let by_id: BTreeMap<String, &Credential> = again
+        .credentials
+        .iter()
+        .map(|c| (c.id.to_string(), c))
+        .collect();
+    for orig in source
+        .credentials
+        .iter()
+        .filter(|c| c.kind != Kind::ClientKey)
+    {
+        let got = by_id
+            .get(&orig.id.to_string())
+            .unwrap_or_else(|| panic!("{} lost", orig.id));
+        assert!(got.secret.ct_eq(&orig.secret), "{} value", orig.id);
+        assert_eq!(got.kind, orig.kind);
+        for k in ["account_name", "type", "expires_at", "scopes", "is_max"] {
+            assert_eq!(got.metadata.get(k), orig.metadata.get(k), "{} {k}", orig.id);
+        }
+    }
 }
