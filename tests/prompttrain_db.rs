@@ -740,3 +740,53 @@ fn credentials_dir_to_db_and_back_keeps_values_and_account_metadata() {
         }
     }
 }
+
+#[test]
+fn cli_migrates_a_credentials_dir_into_an_empty_prompttrain_db() {
+    let Some(db) = pg::fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src_dir = support::copy_fixture("prompttrain/credentials", tmp.path());
+    let from = format!("prompttrain:{}", src_dir.display());
+    let to = format!("prompttrain-db:{}", db.url());
+    let state = tmp.path().join("state");
+    let (out, stdout, stderr) = support::run(
+        support::credshift(&state)
+            .args(["migrate", "--from", &from, "--to", &to, "--yes", "--json"])
+            .env("CREDENTIAL_ENCRYPTION_KEY", fixture_key().expose()),
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    assert_eq!(r["rolled_back"], false, "{r}");
+    assert_eq!(r["total"], 9, "{r}");
+    // Client keys land as hashes: the engine checks them with
+    // Store::verify_hashed, as read() cannot return them.
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["copied"], 9, "{r}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for secret in support::expected().values() {
+        assert!(!stdout.contains(secret.as_str()) && !stderr.contains(secret.as_str()));
+    }
+
+    // The database holds every account value (checked by decrypting) and
+    // every client key hash; the accounts are complete and active.
+    let s = open_with(&db.url(), Some(fixture_key()));
+    let scan = s.read_all().unwrap();
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    for (id, value) in expected_accounts() {
+        let c = scan
+            .credentials
+            .iter()
+            .find(|c| c.id.to_string() == id)
+            .unwrap_or_else(|| panic!("{id} not migrated"));
+        assert_eq!(c.secret.expose(), value, "{id}");
+    }
+    for (id, key) in expected_client_keys() {
+        let c = Credential::new(id.parse().unwrap(), Kind::ClientKey, key.as_str());
+        assert_eq!(s.verify_hashed(&c).unwrap(), Some(true), "{id}");
+    }
+    let inactive: i64 = pg::connect(&db.url())
+        .query_one("SELECT count(*) FROM accounts WHERE NOT is_active", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(inactive, 0, "no account left waiting for a token");
+}
