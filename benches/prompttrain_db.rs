@@ -194,6 +194,10 @@ fn main() {
     assert!(scan.errors.is_empty());
 
     println!("prompttrain-db benchmark: {accounts} accounts, {n} values from {source}");
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        // Other work on the machine takes cores from the parallel phase.
+        println!("load average at the end: {}", load.trim());
+    }
     println!(
         "cores: {cores}; one PBKDF2 derivation (100,000 iterations) on one core: {:.1} ms",
         per_derivation * 1e3

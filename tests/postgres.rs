@@ -310,3 +310,90 @@ fn a_stopped_server_makes_the_store_unavailable() {
     let r = s.write_many(&[cred("a/c", Kind::ApiKey, "value-after-stop")]);
     assert!(r[0].as_ref().unwrap_err().is_unavailable());
 }
+
+#[test]
+fn eight_concurrent_cli_migrations_into_one_table_lose_and_duplicate_nothing() {
+    let Some(db) = pg::fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let target = db.url();
+    let procs = 8;
+    // Every source: one id shared with the same value, one shared with a
+    // different value per source, and two of its own.
+    let mut children = Vec::new();
+    for p in 0..procs {
+        let env = tmp.path().join(format!("src{p}.env"));
+        std::fs::write(
+            &env,
+            format!(
+                "SHARED_SAME=sk-same-value-for-everyone-000\n\
+                 SHARED_DIFF=sk-different-value-from-{p}-000\n\
+                 OWN_A_{p}=sk-own-a-value-of-source-{p}\n\
+                 OWN_B_{p}=sk-own-b-value-of-source-{p}\n"
+            ),
+        )
+        .unwrap();
+        // A state dir each, as on separate machines: only the database
+        // can keep them apart.
+        let state = tmp.path().join(format!("state{p}"));
+        let child = support::credshift(&state)
+            .args([
+                "migrate",
+                "--from",
+                &format!("dotenv:{}", env.display()),
+                "--to",
+                &target,
+                "--yes",
+                "--json",
+            ])
+            .env("CREDSHIFT_PASSPHRASE", "shared target passphrase")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    let (mut copied, mut skipped, mut conflicts) = (0, 0, 0);
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("shared target passphrase"));
+        let r: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+        assert_eq!(r["failed"], 0, "{r}");
+        assert_eq!(r["rolled_back"], false, "{r}");
+        assert_eq!(r["total"], 4, "{r}");
+        let c = r["copied"].as_u64().unwrap();
+        let k = r["conflicts"].as_u64().unwrap();
+        let s = r["skipped"].as_u64().unwrap();
+        assert_eq!(c + k + s, 4, "{r}");
+        copied += c;
+        skipped += s;
+        conflicts += k;
+    }
+    let store = open(&target, &opts_with_passphrase("shared target passphrase"));
+    let scan = store.read_all().unwrap();
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    let ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
+    assert_eq!(ids.len(), 2 + 2 * procs, "{ids:?}");
+    for p in 0..procs {
+        for own in ["A", "B"] {
+            let c = scan
+                .credentials
+                .iter()
+                .find(|c| c.id.to_string() == format!("env/OWN_{own}_{p}"))
+                .unwrap_or_else(|| panic!("OWN_{own}_{p} lost"));
+            assert_eq!(
+                c.secret.expose(),
+                format!("sk-own-{}-value-of-source-{p}", own.to_lowercase())
+            );
+        }
+    }
+    // Each shared id was copied by exactly one process; for every other
+    // one the same value was skipped and the different one reported as a
+    // conflict (nothing silently overwritten).
+    let n = procs as u64;
+    assert_eq!(copied, 2 * n + 2, "copies");
+    assert_eq!(skipped, n - 1, "identical values skipped");
+    assert_eq!(conflicts, n - 1, "conflicts reported");
+}

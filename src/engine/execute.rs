@@ -77,6 +77,10 @@ impl MigrationHandle {
     }
 }
 
+/// How long a migration waits for another one holding the target's own
+/// lock (`Store::lock`) before giving up.
+pub const TARGET_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Open both stores and start the migration on a worker thread. Lock
 /// conflicts, a bad store and a store migrated to itself fail here, before
 /// anything is written.
@@ -106,6 +110,15 @@ pub fn start_with_stores(
             // Nothing started: leave no empty folder behind.
             let _ = std::fs::remove_dir(&dir);
             return Err(e);
+        }
+    };
+    // The target's own lock (a PostgreSQL advisory lock) keeps migrations
+    // from other machines or state dirs apart; plan and writes run under it.
+    let store_lock = match target.lock(TARGET_LOCK_WAIT) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e.into());
         }
     };
     let fp = FpKey::create(&dir)?;
@@ -138,6 +151,7 @@ pub fn start_with_stores(
         .name(format!("credshift-migrate-{id}"))
         .spawn(move || {
             let _locks: Vec<StoreLock> = locks;
+            let _store_lock = store_lock;
             let mut run = Run {
                 id: worker_id,
                 dir: worker_dir,
@@ -413,6 +427,15 @@ impl Run<'_> {
                     None => self.target.delete(&c.id).map(|_| ()),
                 };
                 ItemError::Failed("the value read back differs from the one written".into())
+            }
+            // A store that keeps only a hash (agent-prompttrain's client
+            // keys) confirms the value without returning it.
+            Ok(None) if matches!(self.target.verify_hashed(c), Ok(Some(true))) => {
+                self.journal
+                    .append(Record::Verified { id: c.id.clone() })
+                    .map_err(ItemError::Journal)?;
+                self.ctl.send(Progress::ItemVerified { id: c.id.clone() });
+                return Ok(());
             }
             Ok(None) => ItemError::Failed("not found when read back".into()),
             Err(e) if e.is_unavailable() => ItemError::Unavailable(e.to_string()),

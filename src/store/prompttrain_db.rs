@@ -5,11 +5,13 @@
 //! Ids and what they map to:
 //! - `account:<account_id>/api_key`, `/oauth_access_token`,
 //!   `/oauth_refresh_token`: the `*_encrypted` columns, decrypted with
-//!   `CREDENTIAL_ENCRYPTION_KEY`. Metadata (the only metadata kept, so
-//!   [`Capability::keeps_metadata`] is false): every account credential has
-//!   `account_name`; the access token also carries `expires_at` (epoch ms),
-//!   `scopes` (list of strings) and `is_max` when the row has them. The same
-//!   keys the `prompttrain:DIR` store uses, so dir -> db -> dir keeps them.
+//!   `CREDENTIAL_ENCRYPTION_KEY`. Metadata: every account credential has
+//!   `account_name` and `type` (`api_key`/`oauth`); both OAuth tokens also
+//!   carry `expires_at` (epoch ms), `scopes` (list of strings) and `is_max`
+//!   when the row has them: the keys the `prompttrain:DIR` store uses, so
+//!   dir -> db -> dir keeps them. Other metadata (the file store's `slack`,
+//!   `extra`) has no column and is dropped, so
+//!   [`Capability::keeps_metadata`] is false.
 //! - `train:<train_id>/client_key_hash/<i>`: element `i` (0-based) of
 //!   `trains.client_api_keys_hashed`, kind `client_key_hash`, an opaque
 //!   lowercase hex SHA-256 that is copied as is, never "decrypted".
@@ -213,6 +215,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
 struct AccountRow {
     account_id: String,
     account_name: String,
+    credential_type: String,
     values: [Option<String>; 3],
     expires_at: Option<i64>,
     scopes: Option<Vec<Option<String>>>,
@@ -224,6 +227,7 @@ impl AccountRow {
         AccountRow {
             account_id: r.get(0),
             account_name: r.get(1),
+            credential_type: r.get(2),
             values: [3, 4, 5].map(|i| r.get::<_, Option<String>>(i).filter(|v| v != PENDING_TOKEN)),
             expires_at: r.get(6),
             scopes: r.get(7),
@@ -234,7 +238,8 @@ impl AccountRow {
     fn metadata(&self, field: Field) -> Metadata {
         let mut m = Metadata::new();
         m.insert("account_name".into(), self.account_name.clone().into());
-        if field == Field::OauthAccess {
+        m.insert("type".into(), self.credential_type.clone().into());
+        if field != Field::ApiKey {
             if let Some(e) = self.expires_at {
                 m.insert("expires_at".into(), e.into());
             }
@@ -505,7 +510,10 @@ fn default_account_name(account_id: &str) -> String {
         .to_string()
 }
 
-/// OAuth columns from an access token's metadata.
+/// Metadata keys held in the `oauth_*` columns.
+const OAUTH_KEYS: [&str; 3] = ["expires_at", "scopes", "is_max"];
+
+/// OAuth columns from an OAuth token's metadata.
 struct OauthColumns {
     expires_at: Option<i64>,
     scopes: Option<Vec<String>>,
@@ -568,7 +576,11 @@ fn apply_account(
         {
             name = Some(n.to_string());
         }
-        if *field == Field::OauthAccess {
+        // Account-level OAuth fields: the access token's metadata wins;
+        // a refresh token alone sets them only when it carries them.
+        if *field == Field::OauthAccess
+            || (oauth.is_none() && OAUTH_KEYS.iter().any(|k| meta.contains_key(*k)))
+        {
             oauth = Some(oauth_columns(meta));
         }
     }

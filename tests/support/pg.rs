@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -366,7 +367,10 @@ fn spawn_watchdog(server: &PgServer) {
         data = data.display(),
         dir = server.dir.display(),
     );
+    // Its own process group: killing the test's group must not take the
+    // watchdog with it.
     let _ = Command::new("sh")
+        .process_group(0)
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
