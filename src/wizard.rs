@@ -1264,10 +1264,13 @@ impl Wizard {
             .done
             .max(report.total.min(self.run.counts.total));
         let id = report.migration_id.clone();
+        let rollback_began = self.run.rolling_back.is_some();
         self.run.report = Some(report);
         if self.run.quit_after {
             let outcome = if rolled_back {
                 Outcome::RolledBack
+            } else if rollback_began {
+                Outcome::Failed
             } else {
                 Outcome::Completed
             };
@@ -1275,6 +1278,12 @@ impl Wizard {
         }
         if rolled_back {
             self.finish(Outcome::RolledBack);
+            return vec![];
+        }
+        if self.run.rolling_back.is_some() {
+            // A rollback began but did not complete: nothing to verify or
+            // clean up; the end screen says what to run next.
+            self.finish(Outcome::Failed);
             return vec![];
         }
         self.step = Step::Verify;
@@ -1880,6 +1889,22 @@ mod tests {
         assert_eq!(w.step, Step::Done);
         assert_eq!(w.outcome, Some(Outcome::RolledBack));
         assert_eq!(w.run.rolling_back.as_deref(), Some("2 of 3 failed"));
+    }
+
+    #[test]
+    fn an_incomplete_rollback_ends_as_failed_without_verify() {
+        let mut w = running();
+        let mut r = report(true);
+        r.rolled_back = false;
+        let fx = w.handle(Event::Progress(vec![
+            Progress::RollingBack {
+                reason: "2 of 3 failed".into(),
+            },
+            Progress::Finished(Box::new(r)),
+        ]));
+        assert!(fx.is_empty(), "nothing to verify: {fx:?}");
+        assert_eq!(w.step, Step::Done);
+        assert_eq!(w.outcome, Some(Outcome::Failed));
     }
 
     #[test]
