@@ -304,6 +304,8 @@ pub struct Run {
     pub quit_after: bool,
     /// Per plan item, in plan order.
     pub outcomes: Vec<ItemOutcome>,
+    /// Plan position by id, built once per run (progress lookups are O(1)).
+    pub index: HashMap<CredentialId, usize>,
     pub report: Option<Report>,
 }
 
@@ -1085,6 +1087,12 @@ impl Wizard {
         };
         self.run = Run {
             outcomes: vec![ItemOutcome::Pending; plan.items.len()],
+            index: plan
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| (it.id.clone(), i))
+                .collect(),
             counts: Counts {
                 total: plan.items.len(),
                 ..Counts::default()
@@ -1159,15 +1167,7 @@ impl Wizard {
     // ---- Execute ----
 
     fn on_progress(&mut self, batch: Vec<Progress>) -> Vec<Effect> {
-        let index: HashMap<&CredentialId, usize> = match &self.plan {
-            Some(p) if batch.len() > 1 || !matches!(batch.first(), Some(Progress::Counts(_))) => p
-                .items
-                .iter()
-                .enumerate()
-                .map(|(i, it)| (&it.id, i))
-                .collect(),
-            _ => HashMap::new(),
-        };
+        let index = std::mem::take(&mut self.run.index);
         let mut updates: Vec<(usize, ItemOutcome)> = Vec::new();
         let mut finished = None;
         for p in batch {
@@ -1234,7 +1234,7 @@ impl Wizard {
                 }
             }
         }
-        drop(index);
+        self.run.index = index;
         for (i, o) in updates {
             if let Some(slot) = self.run.outcomes.get_mut(i) {
                 *slot = o;
