@@ -304,6 +304,8 @@ pub struct Run {
     pub quit_after: bool,
     /// Per plan item, in plan order.
     pub outcomes: Vec<ItemOutcome>,
+    /// Plan position by id, built once per run (progress lookups are O(1)).
+    pub index: HashMap<CredentialId, usize>,
     pub report: Option<Report>,
 }
 
@@ -1085,6 +1087,12 @@ impl Wizard {
         };
         self.run = Run {
             outcomes: vec![ItemOutcome::Pending; plan.items.len()],
+            index: plan
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| (it.id.clone(), i))
+                .collect(),
             counts: Counts {
                 total: plan.items.len(),
                 ..Counts::default()
@@ -1159,15 +1167,7 @@ impl Wizard {
     // ---- Execute ----
 
     fn on_progress(&mut self, batch: Vec<Progress>) -> Vec<Effect> {
-        let index: HashMap<&CredentialId, usize> = match &self.plan {
-            Some(p) if batch.len() > 1 || !matches!(batch.first(), Some(Progress::Counts(_))) => p
-                .items
-                .iter()
-                .enumerate()
-                .map(|(i, it)| (&it.id, i))
-                .collect(),
-            _ => HashMap::new(),
-        };
+        let index = std::mem::take(&mut self.run.index);
         let mut updates: Vec<(usize, ItemOutcome)> = Vec::new();
         let mut finished = None;
         for p in batch {
@@ -1234,7 +1234,7 @@ impl Wizard {
                 }
             }
         }
-        drop(index);
+        self.run.index = index;
         for (i, o) in updates {
             if let Some(slot) = self.run.outcomes.get_mut(i) {
                 *slot = o;
@@ -1264,10 +1264,13 @@ impl Wizard {
             .done
             .max(report.total.min(self.run.counts.total));
         let id = report.migration_id.clone();
+        let rollback_began = self.run.rolling_back.is_some();
         self.run.report = Some(report);
         if self.run.quit_after {
             let outcome = if rolled_back {
                 Outcome::RolledBack
+            } else if rollback_began {
+                Outcome::Failed
             } else {
                 Outcome::Completed
             };
@@ -1275,6 +1278,12 @@ impl Wizard {
         }
         if rolled_back {
             self.finish(Outcome::RolledBack);
+            return vec![];
+        }
+        if self.run.rolling_back.is_some() {
+            // A rollback began but did not complete: nothing to verify or
+            // clean up; the end screen says what to run next.
+            self.finish(Outcome::Failed);
             return vec![];
         }
         self.step = Step::Verify;
@@ -1880,6 +1889,22 @@ mod tests {
         assert_eq!(w.step, Step::Done);
         assert_eq!(w.outcome, Some(Outcome::RolledBack));
         assert_eq!(w.run.rolling_back.as_deref(), Some("2 of 3 failed"));
+    }
+
+    #[test]
+    fn an_incomplete_rollback_ends_as_failed_without_verify() {
+        let mut w = running();
+        let mut r = report(true);
+        r.rolled_back = false;
+        let fx = w.handle(Event::Progress(vec![
+            Progress::RollingBack {
+                reason: "2 of 3 failed".into(),
+            },
+            Progress::Finished(Box::new(r)),
+        ]));
+        assert!(fx.is_empty(), "nothing to verify: {fx:?}");
+        assert_eq!(w.step, Step::Done);
+        assert_eq!(w.outcome, Some(Outcome::Failed));
     }
 
     #[test]

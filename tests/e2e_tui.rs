@@ -161,12 +161,26 @@ fn assert_target_holds_everything(state: &Path, target: &Path) {
 }
 
 fn demo_session(name: &str, with_env_passphrase: bool) -> (tempfile::TempDir, Option<Tmux>) {
+    demo_session_with(name, with_env_passphrase, &[])
+}
+
+/// The demo, then (same state dir) the recovery path, then the terminal
+/// mode (`stty -a`) so a test can see it was restored.
+fn demo_session_with(
+    name: &str,
+    with_env_passphrase: bool,
+    extra_env: &[(&str, &str)],
+) -> (tempfile::TempDir, Option<Tmux>) {
     let tmp = tempfile::tempdir().unwrap();
     let tmpdir = tmp.path().join("tmp");
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&tmpdir).unwrap();
     let bin = env!("CARGO_BIN_EXE_credshift");
-    let cmd = format!("'{bin}' demo; echo CREDSHIFT-EXIT:$?; sleep 60");
+    let cmd = format!(
+        "'{bin}' demo; echo CREDSHIFT-EXIT:$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; \
+         echo PRESS-ENTER; read _; '{bin}' recover; echo RECOVER-EXIT:$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; \
+         sleep 60"
+    );
     let tmpdir_s = tmpdir.display().to_string();
     let state_s = state.display().to_string();
     let mut env = vec![
@@ -178,6 +192,7 @@ fn demo_session(name: &str, with_env_passphrase: bool) -> (tempfile::TempDir, Op
     if with_env_passphrase {
         env.push(("CREDSHIFT_PASSPHRASE", PASSPHRASE));
     }
+    env.extend_from_slice(extra_env);
     let t = Tmux::start(name, &env, &cmd);
     (tmp, t)
 }
@@ -207,6 +222,31 @@ fn a_person_migrates_the_demo_with_the_passphrase_from_the_environment() {
     let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
     assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
     assert!(end.contains("Migration complete"), "{end}");
+
+    // The recovery path over the same state: history -> journal -> verify.
+    t.wait_for("PRESS-ENTER", &secrets);
+    t.keys(&["Enter"]);
+    let h = t.wait_for("Recovery: history", &secrets);
+    assert!(h.contains("completed"), "{h}");
+    t.keys(&["Enter"]);
+    t.wait_for("Journal", &secrets);
+    t.keys(&["v"]);
+    t.wait_for("Verify?", &secrets);
+    t.keys(&["y"]);
+    t.wait_for("Done:", &secrets);
+    t.keys(&["q"]);
+    let end = t.wait_for("RECOVER-EXIT:", &secrets);
+    assert!(end.contains("RECOVER-EXIT:0"), "{end}");
+    // Both wizards gave the terminal back: canonical mode after each
+    // (`-icanon` would mean raw mode was left on).
+    std::thread::sleep(Duration::from_millis(500));
+    let end = t.capture();
+    let modes: Vec<&str> = end
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with("icanon"))
+        .collect();
+    assert_eq!(modes, ["icanon", "icanon"], "{end}");
 
     let dir = demo_dir(&tmp.path().join("tmp"));
     assert_target_holds_everything(&tmp.path().join("state"), &dir.join("target.credshift"));
@@ -251,6 +291,11 @@ fn a_person_types_the_passphrase_into_the_wizard() {
     t.keys(&["q"]);
     let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
     assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
+    t.wait_for("PRESS-ENTER", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("Recovery: history", &secrets);
+    t.keys(&["q"]);
+    t.wait_for("RECOVER-EXIT:0", &secrets);
 
     let dir = demo_dir(&tmp.path().join("tmp"));
     assert_target_holds_everything(&tmp.path().join("state"), &dir.join("target.credshift"));
@@ -269,6 +314,69 @@ fn deferring_consent_changes_nothing() {
     let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
     assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
     assert!(end.contains("nothing was changed"), "{end}");
+    t.wait_for("PRESS-ENTER", &secrets);
+    t.keys(&["Enter"]);
+    let h = t.wait_for("Recovery: history", &secrets);
+    assert!(h.contains("No migrations recorded yet"), "{h}");
+    t.keys(&["q"]);
+    t.wait_for("RECOVER-EXIT:0", &secrets);
     let dir = demo_dir(&tmp.path().join("tmp"));
     assert!(!dir.join("target.credshift").exists());
+}
+
+#[test]
+fn more_than_half_failing_rolls_back_on_its_own() {
+    // The first item is written; the next four OAuth tokens fail: 4 of 5
+    // attempted failed, the engine rolls back and removes the first.
+    let (tmp, Some(t)) = demo_session_with(
+        "rollback",
+        true,
+        &[(
+            "CREDSHIFT_FAULTS",
+            "write:account:acc_demo_e*,write:account:acc_demo_o*",
+        )],
+    ) else {
+        return;
+    };
+    let secrets: Vec<String> = demo_expected().into_values().collect();
+    t.wait_for("Choose the TARGET", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("credshift will copy", &secrets);
+    t.keys(&["y"]);
+    t.wait_for("selected", &secrets);
+    t.keys(&["Enter"]);
+    t.wait_for("Enter writes", &secrets);
+    t.keys(&["Enter"]);
+    let done = t.wait_for("Migration rolled back", &secrets);
+    assert!(
+        done.contains("Rolled back (the target is as it was before)"),
+        "{done}"
+    );
+    t.keys(&["Enter"]);
+    let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
+    assert!(
+        end.contains("CREDSHIFT-EXIT:1"),
+        "rolled back exits 1: {end}"
+    );
+    t.wait_for("PRESS-ENTER", &secrets);
+    t.keys(&["Enter"]);
+    let h = t.wait_for("Recovery: history", &secrets);
+    assert!(h.contains("rolled back"), "{h}");
+    t.keys(&["q"]);
+    t.wait_for("RECOVER-EXIT:0", &secrets);
+
+    // Nothing of the migration is left at the target.
+    let dir = demo_dir(&tmp.path().join("tmp"));
+    let target = dir.join("target.credshift");
+    if target.exists() {
+        let spec = format!("encrypted:{}", target.display());
+        let (out, stdout, stderr) = support::run(
+            support::credshift(&tmp.path().join("state"))
+                .env("CREDSHIFT_PASSPHRASE", PASSPHRASE)
+                .args(["inventory", "--from", &spec, "--json"]),
+        );
+        assert!(out.status.success(), "{stderr}");
+        let inv: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(inv["items"].as_array().unwrap().len(), 0, "{stdout}");
+    }
 }

@@ -931,3 +931,74 @@ fn no_snapshot_contains_a_secret() {
         dir.display()
     );
 }
+
+/// The whole app on a `TestBackend`: the real event loop, keys and engine
+/// results through its channel, a scripted executor in place of the engine.
+#[test]
+fn the_event_loop_runs_a_whole_migration_on_a_test_backend() {
+    use credshift::tui::app::{Executor, Msg, Sink, run_loop};
+    use credshift::wizard::Outcome;
+
+    struct Scripted {
+        progress_msgs: usize,
+    }
+    fn k(sink: &Sink, c: KeyCode) {
+        sink.0.send(Msg::Key(key(c))).unwrap();
+    }
+    impl Executor for Scripted {
+        fn execute(&mut self, effect: Effect, sink: &Sink) {
+            match effect {
+                Effect::Assess { .. } => {
+                    sink.send(Event::Assessed(reports()));
+                    k(sink, KeyCode::Enter); // accept the preselected target
+                    k(sink, KeyCode::Char('y'));
+                }
+                Effect::LoadHistory => sink.send(Event::HistoryLoaded(vec![])),
+                Effect::LoadInventory { .. } => {
+                    sink.send(Event::InventoryLoaded(Box::new(inventory())));
+                    k(sink, KeyCode::Enter);
+                }
+                Effect::Plan { .. } => {
+                    sink.send(Event::PlanReady(Box::new(plan(ConflictPolicy::Skip))));
+                    k(sink, KeyCode::Enter);
+                }
+                Effect::UsePassphrase(_) => {}
+                Effect::StartMigration { .. } => {
+                    sink.send(Event::MigrationStarted {
+                        id: MigrationId(MIGRATION.into()),
+                    });
+                    // One message per event, as the engine sends them; the
+                    // loop merges whatever is queued into one batch.
+                    for p in finished_progress() {
+                        sink.send(Event::Progress(vec![p.clone()]));
+                        self.progress_msgs += 1;
+                    }
+                }
+                Effect::Verify { .. } => {
+                    sink.send(Event::Verified(Box::new(report(false, 0))));
+                    k(sink, KeyCode::Enter); // to cleanup
+                    k(sink, KeyCode::Enter); // keep the source: done
+                    k(sink, KeyCode::Enter); // exit
+                }
+                other => panic!("unexpected effect {other:?}"),
+            }
+        }
+    }
+
+    let mut c = config();
+    c.from = Some(source());
+    c.to = Some(target());
+    c.passphrase_given = true;
+    let (w, initial) = Wizard::new(c, NOW);
+    let mut app = App::new(w, Theme::colored());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Sink(tx);
+    let mut exec = Scripted { progress_msgs: 0 };
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let outcome = run_loop(&mut term, &mut app, &mut exec, &rx, &sink, initial, &|| NOW).unwrap();
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(app.wizard.step, Step::Done);
+    assert!(exec.progress_msgs > 10);
+    assert_eq!(app.wizard.run.counts.done, 7);
+    assert!(screen_text(&term).contains("Migration complete"));
+}

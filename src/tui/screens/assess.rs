@@ -41,7 +41,6 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     lines.push(kv("target ", spec_or(w.target_spec()), area.width, t));
     para(lines).render(intro, buf);
 
-    let wide = area.width >= 70;
     let flag = |b: bool| {
         if b {
             Cell::from("yes")
@@ -63,7 +62,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             _ => " ",
         };
         let mark = format!("{}{role}", if i == w.store_cursor { ">" } else { " " });
-        let spec_w = if wide { 36 } else { 24 };
+        // Everything but the fixed columns (and their spacing).
+        let spec_w = (area.width as usize).saturating_sub(36).max(12);
         let mut cells = vec![
             Cell::from(mark),
             Cell::from(widgets::truncate_left(&r.spec.to_string(), spec_w)),

@@ -33,10 +33,15 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             "{} copied · {} skipped · {} conflicts · {} invalid · {} failed",
             r.copied, r.skipped, r.conflicts, r.invalid, r.failed
         )));
-        if r.rolled_back {
+        if r.rolled_back || w.run.rolling_back.is_some() {
             lines.push(Line::styled(
                 format!(
-                    "Rolled back: {}. The target is as it was before.",
+                    "{}: {}.",
+                    if r.rolled_back {
+                        "Rolled back (the target is as it was before)"
+                    } else {
+                        "Rollback incomplete"
+                    },
                     r.rollback_reason
                         .as_deref()
                         .or(w.run.rolling_back.as_deref())

@@ -115,7 +115,7 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     if let Some(r) = &w.recovery_result {
         let (text, style) = if r.rolled_back {
             (
-                format!("Rolled back: {} items removed or restored.", r.copied),
+                "Rolled back: what it wrote was removed, what it overwrote restored.".to_string(),
                 t.warn(),
             )
         } else if r.failed > 0 {

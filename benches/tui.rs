@@ -1,0 +1,158 @@
+//! How the wizard copes with 100,000 items: one frame of the inventory, one
+//! filter keystroke, one frame of the dry run, and a coalesced batch of
+//! progress events. Run with `cargo bench --bench tui`; prints per-operation
+//! times (no assertions: speed is measured here, not in tests).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use credshift::credential::{CredentialId, Kind, Metadata};
+use credshift::engine::types::*;
+use credshift::store::{Capability, StoreSpec};
+use credshift::tui::app::App;
+use credshift::tui::screens;
+use credshift::tui::theme::Theme;
+use credshift::wizard::{Config, Event, Wizard};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+const N: usize = 100_000;
+
+fn spec(s: &str) -> StoreSpec {
+    s.parse().unwrap()
+}
+
+fn time<T>(what: &str, runs: u32, mut f: impl FnMut() -> T) -> Duration {
+    let start = Instant::now();
+    for _ in 0..runs {
+        black_box(f());
+    }
+    let per = start.elapsed() / runs;
+    println!("{what:<52} {per:>12.2?}");
+    per
+}
+
+fn main() {
+    let from = spec("dotenv:/bench/.env");
+    let to = spec("encrypted:/bench/t.enc");
+    let cap = Capability {
+        available: true,
+        readable: true,
+        writable: true,
+        persistent: true,
+        exists: true,
+        ..Capability::default()
+    };
+    let (mut w, _) = Wizard::new(
+        Config {
+            candidates: vec![from.clone(), to.clone()],
+            passphrase_given: true,
+            state_dir: PathBuf::from("/bench/state"),
+            ..Config::default()
+        },
+        0,
+    );
+    w.handle(Event::Assessed(vec![
+        StoreReport {
+            spec: from.clone(),
+            capability: cap.clone(),
+        },
+        StoreReport {
+            spec: to.clone(),
+            capability: cap,
+        },
+    ]));
+    w.handle(Event::Enter);
+    w.handle(Event::Enter);
+    w.handle(Event::Yes);
+    let ids: Vec<CredentialId> = (0..N)
+        .map(|i| CredentialId::new("bulk", format!("key-{i:06}")))
+        .collect();
+    let items: Vec<InventoryItem> = ids
+        .iter()
+        .map(|id| InventoryItem {
+            id: id.clone(),
+            kind: Kind::ApiKey,
+            preview: "sk-…abcd (51 chars)".into(),
+            metadata: Metadata::new(),
+            status: ItemStatus::Eligible,
+            reason: None,
+            expires_at_ms: None,
+        })
+        .collect();
+    let inv = Inventory {
+        store: from.clone(),
+        items,
+        errors: vec![],
+    };
+    time("load a 100k inventory into the wizard", 5, || {
+        let mut w2 = w.clone();
+        w2.handle(Event::InventoryLoaded(Box::new(inv.clone())));
+    });
+    w.handle(Event::InventoryLoaded(Box::new(inv)));
+    w.handle(Event::End);
+    let mut app = App::new(w, Theme::colored());
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    time("draw the inventory (100k items, 80x24)", 200, || {
+        term.draw(|f| screens::render(&app, f)).unwrap();
+    });
+    app.handle(Event::FilterStart);
+    time("filter keystroke over 100k items", 20, || {
+        app.handle(Event::FilterChar('9'));
+        app.handle(Event::FilterBackspace);
+    });
+    app.handle(Event::Back);
+
+    let plan = Plan {
+        from,
+        to,
+        on_conflict: ConflictPolicy::Skip,
+        items: ids
+            .iter()
+            .map(|id| PlanItem {
+                id: id.clone(),
+                kind: Kind::ApiKey,
+                preview: "sk-…abcd (51 chars)".into(),
+                action: Action::Copy,
+                warnings: vec![],
+            })
+            .collect(),
+        counts: PlanCounts {
+            total: N,
+            copy: N,
+            ..PlanCounts::default()
+        },
+        estimated: Duration::from_secs(10),
+        source_errors: vec![],
+        warnings: vec![],
+    };
+    app.handle(Event::Enter);
+    app.handle(Event::PlanReady(Box::new(plan)));
+    time("draw the dry run (100k items, 80x24)", 200, || {
+        term.draw(|f| screens::render(&app, f)).unwrap();
+    });
+    app.handle(Event::Enter); // start
+    let batch: Vec<Progress> = ids
+        .iter()
+        .flat_map(|id| {
+            [
+                Progress::ItemWritten { id: id.clone() },
+                Progress::ItemVerified { id: id.clone() },
+            ]
+        })
+        .collect();
+    let per = time("handle 200k progress events as one batch", 3, || {
+        let mut a = app.wizard.clone();
+        a.handle(Event::Progress(batch.clone()));
+    });
+    println!(
+        "{:<52} {:>12.2?}",
+        "  per event",
+        per / (batch.len() as u32)
+    );
+    app.handle(Event::Progress(batch));
+    time("draw the execute screen after 100k items", 200, || {
+        term.draw(|f| screens::render(&app, f)).unwrap();
+    });
+}
