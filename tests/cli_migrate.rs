@@ -533,3 +533,30 @@ fn a_passphrase_in_use_protects_the_backup_and_is_needed_to_roll_back() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(contents(&s.dst), before);
 }
+
+#[test]
+fn every_write_failing_into_a_target_that_does_not_exist_yet_rolls_back_completely() {
+    let s = setup(&[]);
+    let target = s.dir.path().join("new.enc");
+    let dst = format!("encrypted:{}", target.display());
+    let (out, stdout, stderr) = run(credshift(&s.state)
+        .env("CREDSHIFT_FAULTS", "write:*")
+        .env("CREDSHIFT_PASSPHRASE", "a test passphrase, not a secret")
+        .args(["migrate", "--from", &s.src, "--to", &dst, "--yes", "--json"]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = json(&stdout);
+    assert_eq!(r["rolled_back"], true, "{r}");
+    let failed = r["failed"].as_u64().unwrap() as usize;
+    assert!(failed * 2 > SRC.len().min(4), "{r}");
+    assert!(
+        r["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| { !f["error"].as_str().unwrap().starts_with("rollback:") }),
+        "{r}"
+    );
+    assert!(!target.exists(), "nothing may be left at the target");
+    let (_, stdout, _) = run(credshift(&s.state).args(["history", "--json"]));
+    assert_eq!(json(&stdout)[0]["status"], "rolled_back");
+}

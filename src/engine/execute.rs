@@ -625,7 +625,13 @@ fn undo_one(
     overwrite: bool,
     old: Option<&Credential>,
 ) -> Result<&'static str, StoreError> {
-    let current = target.read(id)?;
+    // A target that does not exist (a file never created because every
+    // write failed) holds nothing: the item is absent, not an error.
+    let current = match target.read(id) {
+        Ok(c) => c,
+        Err(StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
     let restore = |o: Option<&Credential>| -> Result<&'static str, StoreError> {
         match o {
             Some(o) => target.write(o).map(|_| "restored"),
