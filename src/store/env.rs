@@ -6,7 +6,7 @@
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec, read_only,
+    Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec, read_only,
 };
 
 pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
@@ -99,11 +99,7 @@ impl Store for EnvStore {
     }
 
     fn list(&self) -> Result<Listing> {
-        let scan = self.scan();
-        Ok(Listing {
-            entries: scan.credentials.iter().map(Entry::from).collect(),
-            errors: scan.errors,
-        })
+        Ok(Listing::from(self.scan()))
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {

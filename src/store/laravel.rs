@@ -20,9 +20,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::crypto::laravel::{self as crypt, AppKey, Framing, LaravelError};
 use crate::error::{Result, StoreError};
-use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-};
+use crate::store::{Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec};
 
 const TABLE: &str = "a_i_credentials";
 /// The `credential_type` of rows addressed by the bare provider namespace.
@@ -493,11 +491,7 @@ impl Store for LaravelStore {
     }
 
     fn list(&self) -> Result<Listing> {
-        let scan = self.read_all()?;
-        Ok(Listing {
-            entries: scan.credentials.iter().map(Entry::from).collect(),
-            errors: scan.errors,
-        })
+        self.read_all().map(Listing::from)
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {

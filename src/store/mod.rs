@@ -74,6 +74,15 @@ pub struct Scan {
     pub errors: Vec<LocationError>,
 }
 
+impl From<Scan> for Listing {
+    fn from(scan: Scan) -> Self {
+        Listing {
+            entries: scan.credentials.iter().map(Entry::from).collect(),
+            errors: scan.errors,
+        }
+    }
+}
+
 /// The capability probe's answer. No secrets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Capability {

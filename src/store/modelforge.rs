@@ -27,7 +27,7 @@ use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::dotenv::{access, dir_writable, nearest_existing_dir};
 use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
     plaintext_file_warnings,
 };
 
@@ -383,11 +383,7 @@ impl Store for ModelForgeStore {
     }
 
     fn list(&self) -> Result<Listing> {
-        let scan = self.read_all()?;
-        Ok(Listing {
-            entries: scan.credentials.iter().map(Entry::from).collect(),
-            errors: scan.errors,
-        })
+        self.read_all().map(Listing::from)
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {

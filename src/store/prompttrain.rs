@@ -39,7 +39,7 @@ use crate::fsutil;
 use crate::store::dotenv::{dir_writable, nearest_existing_dir};
 use crate::store::modelforge::{detect_indent, render_json, scrub_secrets, wipe_json};
 use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
     plaintext_file_warnings,
 };
 
@@ -869,11 +869,7 @@ impl Store for PromptTrainStore {
     }
 
     fn list(&self) -> Result<Listing> {
-        let scan = self.read_all()?;
-        Ok(Listing {
-            entries: scan.credentials.iter().map(Entry::from).collect(),
-            errors: scan.errors,
-        })
+        self.read_all().map(Listing::from)
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
