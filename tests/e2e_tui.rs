@@ -380,3 +380,47 @@ fn more_than_half_failing_rolls_back_on_its_own() {
         assert_eq!(inv["items"].as_array().unwrap().len(), 0, "{stdout}");
     }
 }
+
+#[test]
+fn a_panic_in_the_wizard_restores_the_terminal_and_prints_no_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().join("tmp");
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    let bin = env!("CARGO_BIN_EXE_credshift");
+    // Before: the shell's own mode. After the panic: the same again, and the
+    // normal screen (not the alternate one) shows the panic report.
+    let cmd = format!(
+        "stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon' | sed 's/^/BEFORE:/'; \
+         '{bin}' demo; echo CREDSHIFT-EXIT:$?; \
+         stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon' | sed 's/^/AFTER:/'; sleep 60"
+    );
+    let tmpdir_s = tmpdir.display().to_string();
+    let state_s = tmp.path().join("state").display().to_string();
+    let env = [
+        ("TMPDIR", tmpdir_s.as_str()),
+        ("CREDSHIFT_STATE_DIR", state_s.as_str()),
+        ("TERM", "xterm-256color"),
+        ("NO_COLOR", "1"),
+        ("RUST_BACKTRACE", "0"),
+        ("CREDSHIFT_PASSPHRASE", PASSPHRASE),
+        ("CREDSHIFT_PANIC_AFTER_DRAW", "1"),
+    ];
+    let Some(t) = Tmux::start("panic", &env, &cmd) else {
+        return;
+    };
+    let secrets: Vec<String> = demo_expected().into_values().collect();
+    let end = t.wait_for("AFTER:", &secrets);
+    assert!(end.contains("BEFORE:icanon"), "{end}");
+    assert!(
+        end.contains("AFTER:icanon"),
+        "raw mode left on after a panic:\n{end}"
+    );
+    assert!(
+        !end.contains("CREDSHIFT-EXIT:0"),
+        "a panic must not exit 0:\n{end}"
+    );
+    assert!(
+        end.contains("panicking on purpose"),
+        "the report is on the normal screen:\n{end}"
+    );
+}

@@ -213,8 +213,14 @@ pub fn run_loop<B: Backend>(
     if let Some(o) = run_effects(exec, sink, initial) {
         return Ok(o);
     }
+    // Test aid (documented, inert unless set): panic once the first screen
+    // is up, so a test can check the terminal is restored on that path too.
+    let panic_after_draw = std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW").is_some();
     loop {
         terminal.draw(|f| screens::render(app, f))?;
+        if panic_after_draw {
+            panic!("CREDSHIFT_PANIC_AFTER_DRAW is set: panicking on purpose (a test aid)");
+        }
         let mut msgs = Vec::new();
         match rx.recv_timeout(TICK) {
             Ok(m) => msgs.push(m),
