@@ -203,6 +203,14 @@ impl PgServer {
         }
     }
 
+    /// Start a stopped server again on the same port and data.
+    pub fn restart(&self) -> Result<(), String> {
+        if self.stopped.swap(false, Ordering::SeqCst) {
+            self.pg_ctl_start(self.port)?;
+        }
+        Ok(())
+    }
+
     /// `pg_ctl stop -m immediate` (idempotent). The directory stays until drop.
     pub fn stop(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {
