@@ -147,10 +147,7 @@ impl EnvelopeFileStore {
         let cache = &mut st.key;
         let key = match cache {
             Some(k) => k,
-            None => {
-                let source = KeySource::from_options(&self.opts, &self.location())?;
-                cache.insert(SealingKey::new(&source, self.opts.kdf_iterations)?)
-            }
+            None => cache.insert(SealingKey::for_options(&self.opts, &self.location())?),
         };
         let plain = envelope::encode_credential_refs(items.values())?;
         let bytes = key.seal(&plain)?;
@@ -305,7 +302,7 @@ impl Store for EnvelopeFileStore {
                     cap.warnings.push(e.to_string());
                 }
             }
-        } else if let Err(e) = KeySource::from_options(&self.opts, &loc) {
+        } else if let Err(e) = KeySource::for_new_data(&self.opts, &loc) {
             cap.reason = Some(format!("a key is needed to create it: {e}"));
             cap.warnings.push(e.to_string());
         }
