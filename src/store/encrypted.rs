@@ -3,8 +3,10 @@
 //! bundle (see `store::bundle`).
 //!
 //! Every operation reads the file afresh (another process may have replaced
-//! it) and every change rewrites it atomically (temp file, fsync, rename;
-//! mode 0600). The key is derived once per opened store and cached with the
+//! it), but decrypts it only when its bytes differ from what this store last
+//! read or wrote; every change rewrites it atomically (temp file, fsync,
+//! rename; mode 0600). Writing is a read-modify-write of the whole file, so
+//! prefer `write_many` for batches. The key is derived once per opened store and cached with the
 //! KDF parameters it belongs to: rewrites keep the file's salt and draw a
 //! fresh nonce, so only the first operation pays for PBKDF2. A file sealed
 //! with other parameters (replaced by another process) is derived again.
