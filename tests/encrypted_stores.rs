@@ -566,6 +566,29 @@ fn weak_iteration_counts_need_allow_weak_kdf() {
 }
 
 #[test]
+fn creating_a_store_with_weak_iterations_needs_allow_weak_kdf() {
+    for f in ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(f));
+        let weak = OpenOptions {
+            allow_weak_kdf: false,
+            ..opts("pw")
+        };
+        let s = open(f, &path, &weak);
+        assert!(
+            s.probe()
+                .reason
+                .unwrap_or_default()
+                .contains("--allow-weak-kdf")
+        );
+        let e = s.write(&sample()[0]).unwrap_err();
+        assert!(matches!(e, StoreError::Crypto { .. }), "{f:?}: {e:?}");
+        assert!(e.to_string().contains("--allow-weak-kdf"), "{e}");
+        assert!(!path.exists(), "{f:?}: nothing may be created");
+    }
+}
+
+#[test]
 fn default_iterations_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("creds.enc");

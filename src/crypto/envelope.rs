@@ -98,6 +98,20 @@ impl KeySource {
         })
     }
 
+    /// [`KeySource::from_options`] for sealing new data: also refuses a weak
+    /// `kdf_iterations` unless `allow_weak_kdf` (derives nothing).
+    pub fn for_new_data(opts: &OpenOptions, location: &str) -> Result<KeySource> {
+        let source = Self::from_options(opts, location)?;
+        if let KeySource::Passphrase(_) = source {
+            check_iterations(
+                u64::from(opts.kdf_iterations),
+                location,
+                opts.allow_weak_kdf,
+            )?;
+        }
+        Ok(source)
+    }
+
     /// The source that fits data already sealed with `params`: the key file
     /// for `alg: none`, the passphrase for PBKDF2. `None` (nothing sealed
     /// yet) is the same as [`KeySource::from_options`].
@@ -259,7 +273,7 @@ pub fn check_iterations(n: u64, location: &str, allow_weak: bool) -> Result<()> 
             location: location.to_string(),
             message: format!(
                 "only {n} PBKDF2 iterations (fewer than {MIN_ITERATIONS}) is a weak key \
-                 derivation; pass --allow-weak-kdf to open it anyway"
+                 derivation; pass --allow-weak-kdf to accept it"
             ),
         });
     }
@@ -293,6 +307,14 @@ impl SealingKey {
                 })
             }
         }
+    }
+
+    /// A new key from what `opts` holds (passphrase, else key file) with its
+    /// `kdf_iterations`, refusing a weak count unless `allow_weak_kdf`: a
+    /// file written weak could not be reopened without it.
+    pub fn for_options(opts: &OpenOptions, location: &str) -> Result<SealingKey> {
+        let source = KeySource::for_new_data(opts, location)?;
+        SealingKey::new(&source, opts.kdf_iterations)
     }
 
     /// The key for data sealed with `params` (already checked by
@@ -638,8 +660,8 @@ pub fn seal_credentials_with_options(
     opts: &OpenOptions,
     location: &str,
 ) -> Result<Vec<u8>> {
-    let source = KeySource::from_options(opts, location)?;
-    seal_credentials(creds, &source, opts.kdf_iterations)
+    let key = SealingKey::for_options(opts, location)?;
+    key.seal(&encode_credentials(creds)?)
 }
 
 /// Open envelope bytes with `source`. `location` (a path) names the file in
@@ -1006,6 +1028,14 @@ mod tests {
         assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
         let e = seal_credentials_with_options(&creds, &OpenOptions::default(), LOC).unwrap_err();
         assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
+        // Writing weak is refused unless allowed (it could not be reopened).
+        let weak = OpenOptions {
+            allow_weak_kdf: false,
+            ..both.clone()
+        };
+        let e = seal_credentials_with_options(&creds, &weak, LOC).unwrap_err();
+        assert!(e.to_string().contains("--allow-weak-kdf"), "{e}");
+        assert!(seal_credentials_with_options(&creds, &key_only, LOC).is_ok());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! bundle (see `store::bundle`).
 //!
 //! Every operation reads the file afresh (another process may have replaced
-//! it) and every change rewrites it atomically (temp file, fsync, rename;
-//! mode 0600). The key is derived once per opened store and cached with the
+//! it), but decrypts it only when its bytes differ from what this store last
+//! read or wrote; every change rewrites it atomically (temp file, fsync,
+//! rename; mode 0600). Writing is a read-modify-write of the whole file, so
+//! prefer `write_many` for batches. The key is derived once per opened store and cached with the
 //! KDF parameters it belongs to: rewrites keep the file's salt and draw a
 //! fresh nonce, so only the first operation pays for PBKDF2. A file sealed
 //! with other parameters (replaced by another process) is derived again.
@@ -147,10 +149,7 @@ impl EnvelopeFileStore {
         let cache = &mut st.key;
         let key = match cache {
             Some(k) => k,
-            None => {
-                let source = KeySource::from_options(&self.opts, &self.location())?;
-                cache.insert(SealingKey::new(&source, self.opts.kdf_iterations)?)
-            }
+            None => cache.insert(SealingKey::for_options(&self.opts, &self.location())?),
         };
         let plain = envelope::encode_credential_refs(items.values())?;
         let bytes = key.seal(&plain)?;
@@ -305,7 +304,7 @@ impl Store for EnvelopeFileStore {
                     cap.warnings.push(e.to_string());
                 }
             }
-        } else if let Err(e) = KeySource::from_options(&self.opts, &loc) {
+        } else if let Err(e) = KeySource::for_new_data(&self.opts, &loc) {
             cap.reason = Some(format!("a key is needed to create it: {e}"));
             cap.warnings.push(e.to_string());
         }

@@ -313,8 +313,7 @@ impl SqliteStore {
                 message: "the key check row is missing (the database was altered)".into(),
             });
         }
-        let source = KeySource::from_options(&self.opts, &loc)?;
-        let key = SealingKey::new(&source, self.opts.kdf_iterations)?;
+        let key = SealingKey::for_options(&self.opts, &loc)?;
         let (check_nonce, check_ct) = aead::seal(key.key(), CHECK_AAD, CHECK_PLAINTEXT)?;
         let (alg, iterations, salt) = match key.params() {
             KdfParams::None => (key.params().alg(), None, None),
@@ -554,7 +553,7 @@ impl Store for SqliteStore {
             cap.warnings.extend(kdf::key_file_warnings(kf));
         }
         if !exists {
-            if let Err(e) = KeySource::from_options(&self.opts, &loc) {
+            if let Err(e) = KeySource::for_new_data(&self.opts, &loc) {
                 cap.reason = Some(format!("a key is needed to create it: {e}"));
                 cap.warnings.push(e.to_string());
             }
@@ -715,13 +714,15 @@ impl Store for SqliteStore {
         // Without a key, create nothing: not even an empty database.
         if inner.key.is_none()
             && !self.path.exists()
-            && let Err(e) = KeySource::from_options(&self.opts, &self.location())
+            && let Err(e) = KeySource::for_new_data(&self.opts, &self.location())
         {
             return creds.iter().map(|_| Err(dup_error(&e))).collect();
         }
+        // The key first: without one, no tables appear in someone's database.
         let prepared = self
-            .ensure_schema(&mut inner)
-            .and_then(|()| self.key(&mut inner, true).map(|_| ()));
+            .key(&mut inner, true)
+            .map(|_| ())
+            .and_then(|()| self.ensure_schema(&mut inner));
         if let Err(e) = prepared {
             return creds.iter().map(|_| Err(dup_error(&e))).collect();
         }
@@ -842,6 +843,17 @@ mod tests {
             .unwrap()
             .execute_batch("CREATE TABLE t (x)")
             .unwrap();
+        let no_key = OpenOptions {
+            allow_weak_kdf: true,
+            ..OpenOptions::default()
+        };
+        let e = store(&p, &no_key).write(&cred("a", "b", "v")).unwrap_err();
+        assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
+        let tables: i64 = Connection::open(&p)
+            .unwrap()
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 1, "a failed write must not add tables");
         let s = store(&p, &opts("pw"));
         assert!(s.list().unwrap().entries.is_empty());
         assert!(s.read(&CredentialId::new("a", "b")).unwrap().is_none());
