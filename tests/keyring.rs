@@ -578,3 +578,66 @@ fn no_session_bus_is_unavailable_with_the_reason() {
     assert!(reason.contains("Secret Service"), "{reason}");
     assert!(reason.contains("encrypted:PATH"), "{reason}");
 }
+
+/// The engine moves the dotenv fixture into the real keyring: every value
+/// reads back as expected.json has it, a second run writes nothing, and a
+/// rollback takes every written item out of the keyring again. (The CLI's
+/// `migrate` is not wired on main yet, so this drives the engine's `run`.)
+#[test]
+fn the_dotenv_fixture_migrates_into_the_keyring_and_rolls_back() {
+    use credshift::engine::{self, ConflictPolicy, MigrationRequest};
+    let Some(_ks) = keyring_service::shared() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let env_file = copy_fixture("dotenv/.env", work.path());
+    let state = tempfile::tempdir().unwrap();
+    let svc = unique("migrate");
+    let from = StoreSpec::Dotenv(env_file.clone());
+    let to = StoreSpec::Keyring(svc.clone());
+    let opts = OpenOptions::default();
+    let req = MigrationRequest {
+        from: from.clone(),
+        to: to.clone(),
+        policy: ConflictPolicy::Skip,
+        selection: None,
+        delete_source: false,
+    };
+    let report = engine::run(req.clone(), state.path(), &opts, None, |_| {}).unwrap();
+    assert!(!report.rolled_back, "{report:?}");
+    assert_eq!(report.failed, 0, "{:?}", report.failures);
+    assert!(report.copied >= 3, "{report:?}");
+
+    let expected = expected();
+    let source = store::open(&from, &opts).unwrap().read_all().unwrap();
+    let target = open(&svc);
+    let mut checked = 0;
+    for c in &source.credentials {
+        let back = target
+            .read(&c.id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} is missing from the keyring", c.id));
+        assert!(back.same_as(c), "{} differs in the keyring", c.id);
+        if let Some(want) = expected.get(&c.id.to_string()) {
+            assert_eq!(back.secret.expose(), want, "{}", c.id);
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        expected.keys().filter(|k| k.starts_with("env/")).count(),
+        "every dotenv secret of expected.json was checked"
+    );
+    assert_eq!(
+        target.list().unwrap().entries.len(),
+        source.credentials.len()
+    );
+
+    let again = engine::run(req, state.path(), &opts, None, |_| {}).unwrap();
+    assert_eq!(again.copied, 0, "{again:?}");
+    assert_eq!(again.skipped, source.credentials.len(), "{again:?}");
+
+    let undone = engine::rollback(state.path(), &report.migration_id, &opts).unwrap();
+    assert!(undone.rolled_back, "{undone:?}");
+    assert!(target.list().unwrap().entries.is_empty());
+}
