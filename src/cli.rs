@@ -256,6 +256,15 @@ impl GlobalOpts {
     }
 }
 
+impl From<engine::EngineError> for CliError {
+    fn from(e: engine::EngineError) -> Self {
+        CliError {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 pub fn parse_spec(s: &str) -> Result<StoreSpec, CliError> {
     Ok(s.parse::<StoreSpec>()?)
 }
@@ -398,27 +407,416 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Some(Command::Recover) => crate::tui::run_recover(g),
         Some(Command::Demo) => crate::tui::run_demo(g),
-        Some(other) => Err(CliError::usage(format!(
-            "`{}` is not available in this build yet",
-            command_name(&other)
+        Some(Command::Migrate(args)) => cmd_migrate(g, &args),
+        Some(Command::Verify { migration_id, json }) => cmd_verify(g, &migration_id, json),
+        Some(Command::Resume {
+            migration_id,
+            yes,
+            json,
+        }) => cmd_resume(g, &migration_id, yes, json),
+        Some(Command::Rollback {
+            migration_id,
+            yes,
+            json,
+        }) => cmd_rollback(g, &migration_id, yes, json),
+        Some(Command::History { json }) => cmd_history(g, json),
+        Some(Command::Backup { from, out }) => cmd_backup(g, &from, &out),
+        Some(Command::Restore { backup, to, yes }) => cmd_restore(g, &backup, &to, yes),
+    }
+}
+
+// ---- migration commands -------------------------------------------------
+
+fn parse_policy(s: &str) -> Result<engine::ConflictPolicy, CliError> {
+    match s {
+        "skip" => Ok(engine::ConflictPolicy::Skip),
+        "overwrite" => Ok(engine::ConflictPolicy::Overwrite),
+        _ => Err(CliError::usage(format!(
+            "--on-conflict takes skip or overwrite, not {s:?}"
         ))),
     }
 }
 
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Wizard { .. } => "wizard",
-        Command::Recover => "recover",
-        Command::Demo => "demo",
-        Command::Status { .. } => "status",
-        Command::Inventory { .. } => "inventory",
-        Command::Get { .. } => "get",
-        Command::Migrate(_) => "migrate",
-        Command::Verify { .. } => "verify",
-        Command::Resume { .. } => "resume",
-        Command::Rollback { .. } => "rollback",
-        Command::History { .. } => "history",
-        Command::Backup { .. } => "backup",
-        Command::Restore { .. } => "restore",
+fn parse_migration_id(s: &str) -> Result<engine::MigrationId, CliError> {
+    if s.is_empty() || s.contains(['/', '\\']) || s.starts_with('.') {
+        return Err(CliError::usage(format!("{s:?} is not a migration id")));
     }
+    Ok(engine::MigrationId(s.to_string()))
+}
+
+fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Consent for a changing command: `--yes`, or a "y" typed at a terminal.
+/// Without either, refuse (exit 2) before anything is touched.
+fn consent(yes: bool, question: &str) -> Result<(), CliError> {
+    if yes {
+        return Ok(());
+    }
+    if !interactive() {
+        return Err(CliError::usage(format!(
+            "refusing to {question} without --yes: no terminal to ask"
+        )));
+    }
+    eprint!("{question}? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::usage(format!("reading the answer: {e}")))?;
+    if matches!(line.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::usage("cancelled; nothing was changed"))
+    }
+}
+
+/// SIGINT / SIGTERM set the cancel flag (the engine rolls back); a second
+/// signal ends the process.
+fn cancel_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    flag
+}
+
+/// A one-line progress bar on stderr, only when stderr is a terminal.
+struct ProgressBar {
+    on: bool,
+    drawn: bool,
+}
+
+impl ProgressBar {
+    fn new() -> Self {
+        ProgressBar {
+            on: std::io::stderr().is_terminal(),
+            drawn: false,
+        }
+    }
+
+    fn event(&mut self, p: &engine::Progress) {
+        if !self.on {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        match p {
+            engine::Progress::BackupWritten { path, items } => {
+                let _ = writeln!(err, "backup of {items} items: {}", path.display());
+            }
+            engine::Progress::Counts(c) => {
+                let width = 30usize;
+                let filled = (c.done * width).checked_div(c.total).unwrap_or(width);
+                let eta = c
+                    .eta
+                    .map(|d| format!(" ETA {}s", d.as_secs()))
+                    .unwrap_or_default();
+                let _ = write!(
+                    err,
+                    "\r[{}{}] {}/{} written {} failed {} {:.1}/s{eta}   ",
+                    "#".repeat(filled),
+                    ".".repeat(width - filled),
+                    c.done,
+                    c.total,
+                    c.written,
+                    c.failed,
+                    c.rate
+                );
+                self.drawn = true;
+            }
+            engine::Progress::RollingBack { reason } => {
+                self.finish_line(&mut err);
+                let _ = writeln!(err, "rolling back: {reason}");
+            }
+            engine::Progress::Finished(_) => self.finish_line(&mut err),
+            _ => {}
+        }
+        let _ = err.flush();
+    }
+
+    fn finish_line(&mut self, err: &mut impl Write) {
+        if self.drawn {
+            let _ = writeln!(err);
+            self.drawn = false;
+        }
+    }
+}
+
+fn print_plan(plan: &engine::Plan) {
+    println!("Plan: {} -> {}", plan.from, plan.to);
+    for it in &plan.items {
+        let action = match &it.action {
+            engine::Action::Copy => "copy".to_string(),
+            engine::Action::Overwrite => "overwrite (old value backed up)".to_string(),
+            engine::Action::SkipIdentical => "skip (identical)".to_string(),
+            engine::Action::Conflict => "conflict (different value at target; skipped)".to_string(),
+            engine::Action::Invalid { reason } => format!("invalid: {reason}"),
+            engine::Action::TooLong { limit, len } => {
+                format!("too long for the target ({len} > {limit} bytes)")
+            }
+        };
+        println!("  {:<48} {:<28} {action}", it.id.to_string(), it.preview);
+        for w in &it.warnings {
+            println!("  {:<48} warning: {w}", "");
+        }
+    }
+    let c = &plan.counts;
+    println!(
+        "{} items: {} to copy, {} to overwrite, {} identical, {} conflicts, {} invalid, {} too long, {} expired; about {} s",
+        c.total,
+        c.copy,
+        c.overwrite,
+        c.skip_identical,
+        c.conflict,
+        c.invalid,
+        c.too_long,
+        c.expired_warnings,
+        plan.estimated
+            .as_secs()
+            .max(u64::from(c.copy + c.overwrite > 0))
+    );
+    for w in &plan.warnings {
+        println!("warning: {w}");
+    }
+    for e in &plan.source_errors {
+        eprintln!("error: {}: {}", e.location, e.error);
+    }
+}
+
+fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(r);
+    }
+    println!("Migration {}: {} -> {}", r.migration_id, r.from, r.to);
+    println!(
+        "  total {}  copied {}  skipped {}  conflicts {}  invalid {}  failed {}  verified {}",
+        r.total, r.copied, r.skipped, r.conflicts, r.invalid, r.failed, r.verified
+    );
+    if r.rolled_back {
+        println!(
+            "  rolled back: {}",
+            r.rollback_reason.as_deref().unwrap_or("yes")
+        );
+    } else if let Some(reason) = &r.rollback_reason {
+        println!("  rollback: {reason}");
+    }
+    if let Some(b) = &r.backup {
+        let key = engine::backup::key_file_for(b);
+        if key.exists() {
+            println!(
+                "  backup: {} (key file {}; the backup is only as safe as this folder)",
+                b.display(),
+                key.display()
+            );
+        } else {
+            println!("  backup: {} (protected by your passphrase)", b.display());
+        }
+    }
+    if r.source_deleted > 0 {
+        println!("  deleted from the source: {}", r.source_deleted);
+    }
+    for f in &r.failures {
+        println!("  failed: {}: {}", f.id, f.error);
+    }
+    for f in &r.source_delete_failed {
+        println!("  {}: {}", f.id, f.error);
+    }
+    Ok(())
+}
+
+/// 0 when everything asked for happened; 1 when anything failed or was rolled back.
+fn report_code(r: &engine::Report) -> ExitCode {
+    if r.rolled_back
+        || r.failed > 0
+        || r.rollback_reason.is_some()
+        || !r.source_delete_failed.is_empty()
+    {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
+    let from = parse_spec(&a.from)?;
+    let to = parse_spec(&a.to)?;
+    let policy = parse_policy(&a.on_conflict)?;
+    if a.dry_run {
+        let opts = g.open_options()?;
+        let source = store::open(&from, &opts)?;
+        let target = store::open(&to, &opts)?;
+        let plan = engine::plan(source.as_ref(), target.as_ref(), policy, None)?;
+        if a.json {
+            print_json(&plan)?;
+        } else {
+            print_plan(&plan);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !a.yes && !interactive() {
+        return Err(CliError::usage(
+            "refusing to migrate without --yes: no terminal to ask (try --dry-run first)",
+        ));
+    }
+    let opts = g.open_options()?;
+    if !a.yes {
+        let source = store::open(&from, &opts)?;
+        let target = store::open(&to, &opts)?;
+        let plan = engine::plan(source.as_ref(), target.as_ref(), policy, None)?;
+        print_plan(&plan);
+        consent(false, &format!("Migrate from {from} to {to}"))?;
+        if a.delete_source {
+            consent(
+                false,
+                &format!("After verifying, delete the migrated items from {from}"),
+            )?;
+        }
+    }
+    let req = engine::MigrationRequest {
+        from,
+        to,
+        policy,
+        selection: None,
+        delete_source: a.delete_source,
+    };
+    let cancel = cancel_on_signals();
+    let mut bar = ProgressBar::new();
+    let report = engine::run(req, &g.state_dir(), &opts, Some(cancel), |p| bar.event(p))?;
+    print_report(&report, a.json)?;
+    Ok(report_code(&report))
+}
+
+pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
+    let id = parse_migration_id(id)?;
+    let opts = g.open_options()?;
+    let report = engine::verify(&g.state_dir(), &id, &opts)?;
+    print_report(&report, json)?;
+    Ok(if report.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
+    let id = parse_migration_id(id)?;
+    consent(yes, &format!("resume migration {id}"))?;
+    let opts = g.open_options()?;
+    let mut bar = ProgressBar::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ctl = engine::Control {
+        cancel: cancel_on_signals(),
+        events: Some(tx),
+    };
+    let state_dir = g.state_dir();
+    let report = std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            let ctl = ctl;
+            engine::resume_with(&state_dir, &id, &opts, &ctl)
+        });
+        for p in rx.iter() {
+            bar.event(&p);
+        }
+        worker
+            .join()
+            .unwrap_or(Err(engine::EngineError::WorkerPanicked))
+    })?;
+    print_report(&report, json)?;
+    Ok(report_code(&report))
+}
+
+pub fn cmd_rollback(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
+    let id = parse_migration_id(id)?;
+    consent(yes, &format!("roll back migration {id}"))?;
+    let opts = g.open_options()?;
+    let report = engine::rollback(&g.state_dir(), &id, &opts)?;
+    print_report(&report, json)?;
+    Ok(if report.rolled_back {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn cmd_history(g: &GlobalOpts, json: bool) -> CliResult {
+    let entries = engine::history(&g.state_dir())?;
+    if json {
+        print_json(&entries)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        println!("no migrations yet");
+    }
+    for e in &entries {
+        println!(
+            "{}  {:<12} {} -> {}  copied {}  failed {}",
+            e.id,
+            engine::status_word(e.status),
+            e.from,
+            e.to,
+            e.copied,
+            e.failed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cmd_backup(g: &GlobalOpts, from: &str, out: &std::path::Path) -> CliResult {
+    let spec = parse_spec(from)?;
+    let opts = g.open_options()?;
+    let source = store::open(&spec, &opts)?;
+    let summary = engine::backup(source.as_ref(), out, &opts)?;
+    let _ = engine::audit::append(
+        &g.state_dir(),
+        engine::audit::Entry {
+            action: "backup",
+            from: Some(spec.to_string()),
+            to: Some(out.display().to_string()),
+            migration_id: None,
+            outcome: "completed",
+            counts: engine::journal::Totals {
+                total: summary.items,
+                copied: summary.items,
+                ..Default::default()
+            },
+        },
+    );
+    println!(
+        "backup of {} items written to {}",
+        summary.items,
+        summary.path.display()
+    );
+    match &summary.key_file {
+        Some(k) => println!(
+            "key file: {} (keep it apart from the backup; both are needed to restore)",
+            k.display()
+        ),
+        None => println!("protected by your passphrase"),
+    }
+    for e in &summary.errors {
+        eprintln!("error: {}: {}", e.location, e.error);
+    }
+    Ok(if summary.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn cmd_restore(g: &GlobalOpts, backup: &std::path::Path, to: &str, yes: bool) -> CliResult {
+    let spec = parse_spec(to)?;
+    consent(
+        yes,
+        &format!(
+            "restore {} into {spec}, overwriting what differs",
+            backup.display()
+        ),
+    )?;
+    let opts = g.open_options()?;
+    let report = engine::restore(backup, &spec, &g.state_dir(), &opts)?;
+    print_report(&report, false)?;
+    Ok(report_code(&report))
 }

@@ -1216,6 +1216,22 @@ impl Wizard {
                     self.run.rolling_back = Some(reason);
                 }
                 Progress::Finished(report) => finished = Some(*report),
+                Progress::ItemUndone { id, how } => {
+                    self.run.log.push_back(LogLine::Info(format!("{id} {how}")));
+                }
+                Progress::Planned(counts) => {
+                    self.run.counts.total = counts.total;
+                }
+                Progress::SourceDeleted { id } => {
+                    self.run
+                        .log
+                        .push_back(LogLine::Ok(format!("{id} deleted from the source")));
+                }
+                Progress::SourceDeleteFailed { id, error } => {
+                    self.run.log.push_back(LogLine::Fail(format!(
+                        "{id}: migrated, source still present ({error})"
+                    )));
+                }
             }
         }
         drop(index);
@@ -1532,6 +1548,7 @@ mod tests {
             },
             estimated: Duration::from_secs(1),
             source_errors: vec![],
+            warnings: vec![],
         }
     }
 

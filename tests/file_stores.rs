@@ -258,6 +258,23 @@ fn dotenv_bom_and_crlf_are_accepted_and_kept() {
 }
 
 #[test]
+fn dotenv_duplicate_key_last_wins_and_delete_removes_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join(".env");
+    std::fs::write(&file, "K=first\nOTHER=x\nK=second\n").unwrap();
+    let s = open(StoreSpec::Dotenv(file.clone()));
+    assert_eq!(ids_of(&*s), ["env/K", "env/OTHER"]);
+    assert_eq!(value_of(&*s, "env/K").unwrap(), "second");
+    s.write(&cred("env/K", Kind::Other, "third")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "K=first\nOTHER=x\nK=third\n"
+    );
+    assert!(s.delete(&id("env/K")).unwrap());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "OTHER=x\n");
+}
+
+#[test]
 fn dotenv_empty_value_is_returned() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join(".env");
@@ -367,7 +384,7 @@ fn modelforge_bad_provider_among_good_ones() {
     let file = tmp.path().join("config.json");
     std::fs::write(
         &file,
-        "\u{feff}{\r\n \"providers\": {\r\n  \"bad\": {\"auth_data\": [\"sk-LEAKME\"]},\r\n  \"good\": {\"auth_data\": {\"api_key\": \"\", \"access_token\": \"ok-token\", \"unknown_field\": \"treated-as-secret\", \"n\": 1}}\r\n }\r\n}",
+        "\u{feff}{\r\n \"providers\": {\r\n  \"bad\": {\"auth_data\": [\"sk-LEAKME\"]},\r\n  \"good\": {\"auth_data\": {\"api_key\": \"\", \"access_token\": \"ok-token\", \"unknown_field\": \"treated-as-secret\", \"n\": 1, \"nested\": {\"pat\": \"ghp_LEAKME\"}}}\r\n }\r\n}",
     )
     .unwrap();
     let s = open(StoreSpec::ModelForge(file.clone()));
@@ -387,6 +404,7 @@ fn modelforge_bad_provider_among_good_ones() {
     // Unknown strings are never shown as metadata; numbers are.
     assert_eq!(empty.metadata.get("n"), Some(&json!(1)));
     assert!(!empty.metadata.contains_key("unknown_field"));
+    assert!(!empty.metadata.contains_key("nested"));
     assert_eq!(scan.errors.len(), 1);
     assert!(scan.errors[0].location.contains("providers.bad.auth_data"));
     assert!(!scan.errors[0].error.contains("LEAKME"));
@@ -527,6 +545,7 @@ fn prompttrain_unknown_fields_are_metadata_and_kept_on_write() {
     std::fs::write(
         &path,
         r#"{"type":"oauth","accountId":"acc_team","team":"research","client_api_key":"cnp_live_legacy_secret",
+           "claudeAiOauth":{"accessToken":"sk-ant-oat01-nested_secret","note":"sk-ant-api03-prefixed_secret","plan":"max"},
            "oauth":{"accessToken":"a","refreshToken":"r","expiresAt":1,"subscriptionType":"max"}}"#,
     )
     .unwrap();
@@ -535,17 +554,19 @@ fn prompttrain_unknown_fields_are_metadata_and_kept_on_write() {
         .read(&id("account:acc_team/oauth_refresh_token"))
         .unwrap()
         .unwrap();
-    assert_eq!(c.metadata["extra"], json!({"team": "research"}));
+    assert_eq!(
+        c.metadata["extra"],
+        json!({"team": "research", "claudeAiOauth": {"plan": "max"}})
+    );
     assert_eq!(
         c.metadata["oauth_extra"],
         json!({"subscriptionType": "max"})
     );
     assert_eq!(c.metadata["expires_at"], 1);
     let shown = serde_json::to_string(&c.metadata).unwrap();
-    assert!(
-        !shown.contains("legacy_secret"),
-        "secret-looking field in metadata"
-    );
+    for leak in ["legacy_secret", "nested_secret", "prefixed_secret"] {
+        assert!(!shown.contains(leak), "secret-looking field in metadata");
+    }
     s.write(&cred(
         "account:acc_team/oauth_refresh_token",
         Kind::OauthRefresh,
@@ -751,6 +772,28 @@ fn prompttrain_batch_write_reports_per_item_and_never_reuses_a_file_name() {
 }
 
 #[test]
+fn prompttrain_two_files_with_one_account_id_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_fixture("prompttrain/credentials", tmp.path());
+    std::fs::write(
+        dir.join("accounts/zz-copy.credentials.json"),
+        r#"{"type":"api_key","accountId":"acc_alpha","api_key":"sk-ant-copy"}"#,
+    )
+    .unwrap();
+    let s = open(StoreSpec::PromptTrain(dir));
+    let scan = s.read_all().unwrap();
+    let alpha: Vec<_> = scan
+        .credentials
+        .iter()
+        .filter(|c| c.id.to_string() == "account:acc_alpha/api_key")
+        .collect();
+    assert_eq!(alpha.len(), 1);
+    assert_eq!(alpha[0].metadata["account_name"], "alpha");
+    assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
+    assert_eq!(scan.errors[0].location, "account:acc_alpha/api_key");
+}
+
+#[test]
 fn prompttrain_missing_dir_is_not_found() {
     let tmp = tempfile::tempdir().unwrap();
     let s = open(StoreSpec::PromptTrain(tmp.path().join("no-such-dir")));
@@ -894,6 +937,7 @@ proptest! {
     #[test]
     fn dotenv_parse_of_write_is_identity(
         items in prop::collection::vec((any_dotenv_id(), any_kind(), any::<String>(), any_metadata()), 1..8),
+        updates in prop::collection::vec((any_kind(), any::<String>(), any_metadata()), 8),
     ) {
         let tmp = tempfile::tempdir().unwrap();
         let file = copy_fixture("dotenv/.env", tmp.path());
@@ -906,13 +950,25 @@ proptest! {
                 .filter(|c| !existing.iter().any(|f| f.id == c.id))
                 .collect(),
         );
-        for c in &creds {
+        // Half one by one (a fresh parse each), half as one batch.
+        let (one_by_one, batch) = creds.split_at(creds.len() / 2);
+        for c in one_by_one {
             s.write(c).unwrap();
         }
+        prop_assert!(s.write_many(batch).iter().all(Result::is_ok));
         check_all_back(&*s, &creds, true)?;
         check_all_back(&*s, &existing, true)?;
+        // A batch of updates: new values (other styles), kinds and metadata.
+        let updated: Vec<Credential> = creds
+            .iter()
+            .zip(updates)
+            .map(|(c, (k, v, m))| Credential::new(c.id.clone(), k, v).with_metadata(m))
+            .collect();
+        prop_assert!(s.write_many(&updated).iter().all(Result::is_ok));
+        check_all_back(&*s, &updated, true)?;
+        check_all_back(&*s, &existing, true)?;
         // A second store instance (a fresh parse) sees the same.
-        check_all_back(&*open(StoreSpec::Dotenv(file.clone())), &creds, true)?;
+        check_all_back(&*open(StoreSpec::Dotenv(file.clone())), &updated, true)?;
         for c in &creds {
             prop_assert!(s.delete(&c.id).unwrap());
         }

@@ -41,3 +41,272 @@ fn own_server_stops_and_refuses_connections() {
     server.stop();
     assert!(postgres::Client::connect(&url, postgres::NoTls).is_err());
 }
+
+use std::time::Duration;
+
+use credshift::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use credshift::store::{self, OpenOptions, Store, StoreSpec};
+
+fn opts_with_passphrase(p: &str) -> OpenOptions {
+    OpenOptions {
+        passphrase: Some(Secret::new(p)),
+        // The default 600,000 is exercised once below; keep the rest quick.
+        kdf_iterations: 100_000,
+        ..OpenOptions::default()
+    }
+}
+
+fn open(url: &str, opts: &OpenOptions) -> Box<dyn Store> {
+    let spec: StoreSpec = url.parse().unwrap();
+    store::open(&spec, opts).unwrap()
+}
+
+fn cred(id: &str, kind: Kind, value: &str) -> Credential {
+    let mut m = Metadata::new();
+    m.insert("label".into(), format!("label of {id}").into());
+    Credential::new(id.parse().unwrap(), kind, value).with_metadata(m)
+}
+
+fn fixture_creds() -> Vec<Credential> {
+    support::expected()
+        .into_iter()
+        .map(|(id, v)| {
+            let cid: CredentialId = id.parse().unwrap();
+            cred(&id, Kind::guess(&cid.name), &v)
+        })
+        .collect()
+}
+
+#[test]
+fn credshift_table_round_trips_every_fixture_secret_with_metadata() {
+    let Some(db) = pg::fresh_db() else { return };
+    let s = open(
+        &db.url(),
+        &OpenOptions {
+            passphrase: Some(Secret::new("correct horse battery staple")),
+            ..OpenOptions::default()
+        },
+    );
+    assert!(matches!(
+        s.list(),
+        Err(credshift::error::StoreError::NotFound { .. })
+    ));
+    let creds = fixture_creds();
+    let results = s.write_many(&creds);
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+
+    let again = open(
+        &db.url(),
+        &OpenOptions {
+            passphrase: Some(Secret::new("correct horse battery staple")),
+            ..OpenOptions::default()
+        },
+    );
+    let scan = again.read_all().unwrap();
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    assert_eq!(scan.credentials.len(), creds.len());
+    for c in &creds {
+        let got = scan.credentials.iter().find(|g| g.id == c.id).unwrap();
+        assert!(got.same_as(c), "{} differs", c.id);
+    }
+    // The stored rows hold no plaintext, and the meta row the default KDF.
+    let mut client = pg::connect(&db.url());
+    let iterations: i32 = client
+        .query_one("SELECT iterations FROM credshift_meta", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(iterations, 600_000);
+    for row in client
+        .query("SELECT ciphertext FROM credshift_credentials", &[])
+        .unwrap()
+    {
+        let ct: Vec<u8> = row.get(0);
+        for c in &creds {
+            let v = c.secret.expose().as_bytes();
+            assert!(!ct.windows(v.len()).any(|w| w == v), "plaintext in a row");
+        }
+    }
+    assert_eq!(again.probe().item_count, Some(creds.len()));
+}
+
+#[test]
+fn upserts_replace_and_delete_removes() {
+    let Some(db) = pg::fresh_db() else { return };
+    let s = open(&db.url(), &opts_with_passphrase("pw-one"));
+    let a = cred("openai/api_key", Kind::ApiKey, "sk-proj-first-value-000000");
+    s.write(&a).unwrap();
+    let b = cred("openai/api_key", Kind::ApiKey, "sk-proj-second-value-11111");
+    s.write(&b).unwrap();
+    let got = s.read(&a.id).unwrap().unwrap();
+    assert_eq!(got.secret.expose(), "sk-proj-second-value-11111");
+    assert_eq!(s.list().unwrap().entries.len(), 1);
+    assert!(s.delete(&a.id).unwrap());
+    assert!(!s.delete(&a.id).unwrap());
+    assert!(s.read(&a.id).unwrap().is_none());
+}
+
+#[test]
+fn a_wrong_passphrase_is_caught_by_the_key_check() {
+    let Some(db) = pg::fresh_db() else { return };
+    let s = open(&db.url(), &opts_with_passphrase("right passphrase"));
+    s.write(&cred("a/b", Kind::ApiKey, "value-value-value"))
+        .unwrap();
+    let wrong = open(&db.url(), &opts_with_passphrase("wrong passphrase"));
+    let e = wrong.read_all().unwrap_err().to_string();
+    assert!(e.contains("wrong passphrase or key"), "{e}");
+    let r = wrong.write_many(&[cred("a/c", Kind::ApiKey, "other-value-xxxx")]);
+    assert!(r[0].is_err());
+    let n: i64 = pg::connect(&db.url())
+        .query_one("SELECT count(*) FROM credshift_credentials", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the wrong key wrote nothing");
+    let none = open(&db.url(), &OpenOptions::default());
+    assert!(
+        none.read_all()
+            .unwrap_err()
+            .to_string()
+            .contains("passphrase")
+    );
+}
+
+#[test]
+fn a_value_moved_to_another_id_fails_to_decrypt() {
+    let Some(db) = pg::fresh_db() else { return };
+    let s = open(&db.url(), &opts_with_passphrase("pw"));
+    s.write_many(&[
+        cred("x/one", Kind::ApiKey, "value-one-111111"),
+        cred("x/two", Kind::ApiKey, "value-two-222222"),
+    ]);
+    pg::execute(
+        &db.url(),
+        "UPDATE credshift_credentials SET nonce = o.nonce, ciphertext = o.ciphertext \
+         FROM credshift_credentials o WHERE credshift_credentials.id = 'x/two' AND o.id = 'x/one'",
+    );
+    let scan = s.read_all().unwrap();
+    assert_eq!(scan.credentials.len(), 1);
+    assert_eq!(scan.credentials[0].id.to_string(), "x/one");
+    assert_eq!(scan.errors.len(), 1);
+    assert!(
+        scan.errors[0].location.contains("x/two"),
+        "{:?}",
+        scan.errors
+    );
+}
+
+#[test]
+fn a_key_file_opens_the_store_and_a_passphrase_does_not() {
+    let Some(db) = pg::fresh_db() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let kf = dir.path().join("store.key");
+    std::fs::write(&kf, [0x5au8; 32]).unwrap();
+    let opts = OpenOptions {
+        key_file: Some(kf),
+        ..OpenOptions::default()
+    };
+    let s = open(&db.url(), &opts);
+    s.write(&cred("k/f", Kind::ApiKey, "key-file-value-0000"))
+        .unwrap();
+    assert_eq!(
+        open(&db.url(), &opts)
+            .read(&"k/f".parse().unwrap())
+            .unwrap()
+            .unwrap()
+            .secret
+            .expose(),
+        "key-file-value-0000"
+    );
+    let e = open(&db.url(), &opts_with_passphrase("pw"))
+        .read_all()
+        .unwrap_err();
+    assert!(e.to_string().contains("key file"), "{e}");
+}
+
+#[test]
+fn the_advisory_lock_excludes_a_second_holder_until_dropped() {
+    let Some(db) = pg::fresh_db() else { return };
+    let a = open(&db.url(), &opts_with_passphrase("pw"));
+    let b = open(&db.url(), &opts_with_passphrase("pw"));
+    let held = a
+        .lock(Duration::from_secs(1))
+        .unwrap()
+        .expect("postgres has a lock");
+    assert!(held.describe().contains("advisory"));
+    let e = b
+        .lock(Duration::from_millis(300))
+        .err()
+        .expect("second holder must wait");
+    assert!(e.to_string().contains("another credshift process"), "{e}");
+    drop(held);
+    assert!(b.lock(Duration::from_secs(2)).unwrap().is_some());
+}
+
+#[test]
+fn concurrent_batches_with_overlapping_ids_never_duplicate() {
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    std::thread::scope(|scope| {
+        for t in 0..6 {
+            let url = url.clone();
+            scope.spawn(move || {
+                let s = open(&url, &opts_with_passphrase("shared"));
+                let creds: Vec<Credential> = (0..20)
+                    .map(|i| {
+                        cred(
+                            &format!("ns/item{:02}", (i + t * 5) % 40),
+                            Kind::ApiKey,
+                            &format!("value-{t}-{i}-xxxxxxxx"),
+                        )
+                    })
+                    .collect();
+                let r = s.write_many(&creds);
+                assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+            });
+        }
+    });
+    let s = open(&url, &opts_with_passphrase("shared"));
+    let scan = s.read_all().unwrap();
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    let mut ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+    assert_eq!(n, 40);
+}
+
+#[test]
+fn sslmode_require_against_a_plain_server_is_a_clear_error() {
+    let Some(db) = pg::fresh_db() else { return };
+    let url = format!(
+        "{}?sslmode=require",
+        db.url().replace("postgres@", "postgres:pw-in-url@")
+    );
+    let s = open(&url, &opts_with_passphrase("pw"));
+    let e = s.list().unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("***"), "{msg}");
+    assert!(!msg.contains("pw-in-url"), "{msg}");
+    // sslmode=disable (and prefer) connect in plain text.
+    let plain = open(
+        &format!("{}?sslmode=prefer", db.url()),
+        &opts_with_passphrase("pw"),
+    );
+    assert!(plain.probe().available);
+}
+
+#[test]
+fn a_stopped_server_makes_the_store_unavailable() {
+    let Some(server) = pg::own_server() else {
+        return;
+    };
+    let db = server.create_database();
+    let s = open(&db.url(), &opts_with_passphrase("pw"));
+    s.write(&cred("a/b", Kind::ApiKey, "value-before-stop"))
+        .unwrap();
+    server.stop();
+    let e = s.read(&"a/b".parse().unwrap()).unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    let r = s.write_many(&[cred("a/c", Kind::ApiKey, "value-after-stop")]);
+    assert!(r[0].as_ref().unwrap_err().is_unavailable());
+}

@@ -236,6 +236,7 @@ fn plan(policy: ConflictPolicy) -> Plan {
         counts,
         estimated: Duration::from_secs(3),
         source_errors: vec![],
+        warnings: vec!["the target keeps no metadata: expiry and scopes are dropped".into()],
     }
 }
 

@@ -87,7 +87,7 @@ impl KeySource {
             return Self::passphrase(p, location);
         }
         if let Some(path) = &opts.key_file {
-            return Ok(KeySource::Key(kdf::load_key_file(path)?));
+            return Self::from_key_file(path);
         }
         Err(StoreError::MissingKey {
             location: location.to_string(),
@@ -123,7 +123,7 @@ impl KeySource {
                 }),
             },
             Some(KdfParams::None) => match &opts.key_file {
-                Some(path) => Ok(KeySource::Key(kdf::load_key_file(path)?)),
+                Some(path) => Self::from_key_file(path),
                 None => Err(StoreError::MissingKey {
                     location: location.to_string(),
                     message: format!(
@@ -137,6 +137,11 @@ impl KeySource {
                 }),
             },
         }
+    }
+
+    /// The key in a key file (raw 32 bytes, 64 hex chars or base64).
+    pub fn from_key_file(path: &std::path::Path) -> Result<KeySource> {
+        Ok(KeySource::Key(kdf::load_key_file(path)?))
     }
 
     fn passphrase(p: &Secret, location: &str) -> Result<KeySource> {
@@ -571,8 +576,15 @@ impl std::io::Write for ZeroizingBuf {
 
 /// The plaintext of an envelope: the JSON list of credentials.
 pub fn encode_credentials(creds: &[Credential]) -> Result<Zeroizing<Vec<u8>>> {
+    encode_credential_refs(creds.iter())
+}
+
+/// [`encode_credentials`] for credentials held elsewhere (a map): no clones.
+pub fn encode_credential_refs<'a>(
+    creds: impl Iterator<Item = &'a Credential> + Clone,
+) -> Result<Zeroizing<Vec<u8>>> {
     let items: Vec<PlainRef<'_>> = creds
-        .iter()
+        .clone()
         .map(|c| PlainRef {
             id: &c.id,
             kind: c.kind,
@@ -580,10 +592,7 @@ pub fn encode_credentials(creds: &[Credential]) -> Result<Zeroizing<Vec<u8>>> {
             metadata: &c.metadata,
         })
         .collect();
-    let approx: usize = creds
-        .iter()
-        .map(|c| c.secret.expose().len() * 2 + 128)
-        .sum();
+    let approx: usize = creds.map(|c| c.secret.expose().len() * 2 + 128).sum();
     let mut buf = ZeroizingBuf(Zeroizing::new(Vec::with_capacity(approx + 2)));
     serde_json::to_writer(&mut buf, &items)
         .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
@@ -620,6 +629,17 @@ pub fn seal_credentials(
 ) -> Result<Vec<u8>> {
     let key = SealingKey::new(source, iterations)?;
     key.seal(&encode_credentials(creds)?)
+}
+
+/// Seal with what `opts` holds (passphrase, else key file) and its
+/// `kdf_iterations`: what the engine uses for backups.
+pub fn seal_credentials_with_options(
+    creds: &[Credential],
+    opts: &OpenOptions,
+    location: &str,
+) -> Result<Vec<u8>> {
+    let source = KeySource::from_options(opts, location)?;
+    seal_credentials(creds, &source, opts.kdf_iterations)
 }
 
 /// Open envelope bytes with `source`. `location` (a path) names the file in
@@ -951,6 +971,41 @@ mod tests {
         assert!(matches!(e, StoreError::Parse { .. }), "{e:?}");
         assert!(e.to_string().contains("decrypted content"), "{e}");
         assert!(!e.to_string().contains("sk-leak"));
+    }
+
+    #[test]
+    fn options_pick_the_key_that_fits_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("k");
+        kdf::generate_key_file(&key_path).unwrap();
+        let key_only = OpenOptions {
+            key_file: Some(key_path.clone()),
+            allow_weak_kdf: true,
+            ..OpenOptions::default()
+        };
+        let both = OpenOptions {
+            passphrase: Some(Secret::new("pw")),
+            kdf_iterations: 1000,
+            allow_weak_kdf: true,
+            ..key_only.clone()
+        };
+        let creds = sample();
+        let by_key = seal_credentials_with_options(&creds, &key_only, LOC).unwrap();
+        assert_eq!(as_json(&by_key)["kdf"]["alg"], ALG_NONE);
+        let by_pass = seal_credentials_with_options(&creds, &both, LOC).unwrap();
+        assert_eq!(as_json(&by_pass)["kdf"]["iterations"], 1000);
+        same(
+            &creds,
+            &open_credentials_with_options(&by_key, &both, LOC).unwrap(),
+        );
+        same(
+            &creds,
+            &open_credentials_with_options(&by_pass, &both, LOC).unwrap(),
+        );
+        let e = open_credentials_with_options(&by_pass, &key_only, LOC).unwrap_err();
+        assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
+        let e = seal_credentials_with_options(&creds, &OpenOptions::default(), LOC).unwrap_err();
+        assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
     }
 
     #[test]

@@ -78,11 +78,11 @@ fn copies_verifies_and_reports_with_progress() {
     assert!(matches!(events.last(), Some(Progress::Finished(_))));
     let last_counts = events
         .iter()
-        .filter_map(|e| match e {
+        .rev()
+        .find_map(|e| match e {
             Progress::Counts(c) => Some(*c),
             _ => None,
         })
-        .last()
         .unwrap();
     assert_eq!((last_counts.done, last_counts.total), (5, 5));
     let h = history(state.path()).unwrap();

@@ -44,4 +44,26 @@ mod tests {
         assert!(enc.read(&c.id).unwrap().unwrap().same_as(&c));
         assert!(bundle.probe().encrypted_at_rest);
     }
+
+    #[test]
+    fn a_key_file_bundle_warns_that_the_key_must_travel_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.key");
+        crate::crypto::kdf::generate_key_file(&key).unwrap();
+        let opts = OpenOptions {
+            key_file: Some(key),
+            ..OpenOptions::default()
+        };
+        let bundle = open(&StoreSpec::Bundle(dir.path().join("b.bundle")), &opts).unwrap();
+        let cap = bundle.probe();
+        assert!(
+            cap.warnings
+                .iter()
+                .any(|w| w.contains("needs that key file")),
+            "{cap:?}"
+        );
+        let enc = crate::store::encrypted::open(&StoreSpec::Encrypted(dir.path().join("e")), &opts)
+            .unwrap();
+        assert!(enc.probe().warnings.is_empty());
+    }
 }

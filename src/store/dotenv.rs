@@ -226,9 +226,10 @@ impl Doc {
         self.assignments.iter().any(|a| a.key == key && &a.id != id)
     }
 
-    /// Apply one write to the lines. The assignment list is stale afterwards;
-    /// callers re-analyse before the next edit.
-    fn set(&mut self, c: &Credential) -> Result<()> {
+    /// Apply one write to the lines. Returns whether the assignment list
+    /// is still accurate; when it is not (lines shifted), the caller
+    /// re-analyses before the next edit.
+    fn set(&mut self, c: &Credential) -> Result<bool> {
         if let Some(n) = self.find(&c.id) {
             let a = &self.assignments[n];
             let marker = if needs_marker(c, &a.key) {
@@ -239,6 +240,7 @@ impl Doc {
             let encoded = encode_value(c.secret.expose(), a.quote);
             let new_line = Zeroizing::new(format!("{}{}{}", a.prefix, encoded.as_str(), a.suffix));
             let (start, end, marker_line) = (a.start, a.end, a.marker_line);
+            let same_shape = end - start == 1 && marker_line.is_some() == marker.is_some();
             self.lines.splice(start..end, std::iter::once(new_line));
             match (marker_line, marker) {
                 (Some(m), Some(line)) => self.lines[m] = line,
@@ -248,17 +250,42 @@ impl Doc {
                 (None, Some(line)) => self.lines.insert(start, line),
                 (None, None) => {}
             }
+            if same_shape {
+                let a = &mut self.assignments[n];
+                a.value = c.secret.clone();
+                a.kind = c.kind;
+                a.metadata = c.metadata.clone();
+                a.quote = quote_of(&encoded);
+            }
+            Ok(same_shape)
         } else {
             let key = self.choose_key(&c.id);
             let encoded = encode_value(c.secret.expose(), Quote::None);
-            if needs_marker(c, &key) {
+            let marker_line = if needs_marker(c, &key) {
                 self.lines.push(Zeroizing::new(marker_line_for(c)?));
-            }
+                Some(self.lines.len() - 1)
+            } else {
+                None
+            };
+            let prefix = format!("{key}=");
             self.lines
-                .push(Zeroizing::new(format!("{key}={}", encoded.as_str())));
+                .push(Zeroizing::new(format!("{prefix}{}", encoded.as_str())));
             self.trailing_newline = true;
+            self.assignments.push(Assignment {
+                start: self.lines.len() - 1,
+                end: self.lines.len(),
+                marker_line,
+                key,
+                prefix,
+                suffix: String::new(),
+                quote: quote_of(&encoded),
+                value: c.secret.clone(),
+                id: c.id.clone(),
+                kind: c.kind,
+                metadata: c.metadata.clone(),
+            });
+            Ok(true)
         }
-        Ok(())
     }
 
     /// Remove every assignment of `id` and its marker. True when one was there.
@@ -490,6 +517,15 @@ fn inline_comment_start(s: &str) -> Option<usize> {
     (1..b.len()).find(|&i| b[i] == b'#' && (b[i - 1] == b' ' || b[i - 1] == b'\t'))
 }
 
+/// The style an encoded value was written in.
+fn quote_of(encoded: &str) -> Quote {
+    match encoded.chars().next() {
+        Some('\'') => Quote::Single,
+        Some('"') => Quote::Double,
+        _ => Quote::None,
+    }
+}
+
 fn plain_ok(v: &str) -> bool {
     !v.chars().any(|c| {
         c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '#' | '\\' | '$' | '`')
@@ -689,12 +725,12 @@ impl Store for DotenvStore {
         let mut results: Vec<Result<()>> = Vec::with_capacity(creds.len());
         for c in creds {
             let r = doc.set(c);
-            if r.is_ok() {
+            if matches!(r, Ok(false)) {
                 doc.assignments.clear();
                 doc.errors.clear();
                 doc.analyse(&self.path);
             }
-            results.push(r);
+            results.push(r.map(|_| ()));
         }
         if results.iter().any(|r| r.is_ok())
             && let Err(e) = self.save(&doc)

@@ -40,11 +40,20 @@ pub struct EnvelopeFileStore {
     spec: StoreSpec,
     path: PathBuf,
     opts: OpenOptions,
-    /// The derived key; the lock also serializes read-modify-write cycles.
-    key: Mutex<Option<SealingKey>>,
+    /// The lock also serializes read-modify-write cycles.
+    state: Mutex<State>,
 }
 
 type Items = BTreeMap<CredentialId, Credential>;
+
+#[derive(Default)]
+struct State {
+    /// The derived key, with the KDF parameters it belongs to.
+    key: Option<SealingKey>,
+    /// The file's bytes as last read or written (ciphertext, not secret) and
+    /// what they hold: an unchanged file is not decrypted again.
+    seen: Option<(Vec<u8>, Items)>,
+}
 
 impl EnvelopeFileStore {
     pub fn new(spec: StoreSpec, path: PathBuf, opts: &OpenOptions) -> Self {
@@ -52,7 +61,7 @@ impl EnvelopeFileStore {
             spec,
             path,
             opts: opts.clone(),
-            key: Mutex::new(None),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -64,18 +73,23 @@ impl EnvelopeFileStore {
         self.path.display().to_string()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<SealingKey>> {
-        // A panic elsewhere while holding the lock leaves the cache valid:
-        // it only ever holds a complete key or nothing.
-        self.key.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves the state valid:
+        // each field only ever holds a complete value or nothing.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Read and decrypt the file. A missing file is `NotFound`.
-    fn load(&self, cache: &mut Option<SealingKey>) -> Result<Items> {
+    /// Make `st.seen` match the file: read it, and decrypt it unless it is
+    /// byte for byte what was last seen. A missing file is `NotFound`.
+    fn refresh(&self, st: &mut State) -> Result<()> {
         let loc = self.location();
+        if self.path.is_dir() {
+            return Err(StoreError::parse(loc, "is a directory, not a file"));
+        }
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                st.seen = None;
                 return Err(StoreError::NotFound {
                     location: loc,
                     hint: "it is created by the first write".into(),
@@ -83,10 +97,14 @@ impl EnvelopeFileStore {
             }
             Err(e) => return Err(StoreError::io(&self.path, e)),
         };
-        if self.path.is_dir() {
-            return Err(StoreError::parse(loc, "is a directory, not a file"));
+        if let Some((seen, _)) = &st.seen
+            && *seen == bytes
+        {
+            return Ok(());
         }
+        st.seen = None;
         let env = Envelope::parse(&bytes, &loc, self.opts.allow_weak_kdf)?;
+        let cache = &mut st.key;
         let key = match cache {
             Some(k) if k.params() == env.params() => k,
             _ => {
@@ -96,19 +114,37 @@ impl EnvelopeFileStore {
         };
         let plain = key.open(&env)?;
         let list = envelope::decode_credentials(&plain, &loc)?;
-        Ok(list.into_iter().map(|c| (c.id.clone(), c)).collect())
+        let items = list.into_iter().map(|c| (c.id.clone(), c)).collect();
+        st.seen = Some((bytes, items));
+        Ok(())
     }
 
-    fn load_or_empty(&self, cache: &mut Option<SealingKey>) -> Result<Items> {
-        match self.load(cache) {
+    /// The file's credentials.
+    fn load<'a>(&self, st: &'a mut State) -> Result<&'a Items> {
+        self.refresh(st)?;
+        match &st.seen {
+            Some((_, items)) => Ok(items),
+            None => Err(StoreError::Other(format!(
+                "{}: contents vanished after reading",
+                self.location()
+            ))),
+        }
+    }
+
+    /// The file's credentials, owned, for changing and saving; empty when
+    /// there is no file yet.
+    fn take_or_empty(&self, st: &mut State) -> Result<Items> {
+        match self.refresh(st) {
+            Ok(()) => Ok(st.seen.take().map(|(_, items)| items).unwrap_or_default()),
             Err(StoreError::NotFound { .. }) if !self.path.exists() => Ok(Items::new()),
-            other => other,
+            Err(e) => Err(e),
         }
     }
 
     /// Seal and write atomically, deriving a new key (fresh salt) when the
     /// store has none yet.
-    fn save(&self, cache: &mut Option<SealingKey>, items: &Items) -> Result<()> {
+    fn save(&self, st: &mut State, items: Items) -> Result<()> {
+        let cache = &mut st.key;
         let key = match cache {
             Some(k) => k,
             None => {
@@ -116,10 +152,11 @@ impl EnvelopeFileStore {
                 cache.insert(SealingKey::new(&source, self.opts.kdf_iterations)?)
             }
         };
-        let creds: Vec<Credential> = items.values().cloned().collect();
-        let plain = envelope::encode_credentials(&creds)?;
+        let plain = envelope::encode_credential_refs(items.values())?;
         let bytes = key.seal(&plain)?;
-        fsutil::atomic_write(&self.path, &bytes)
+        fsutil::atomic_write(&self.path, &bytes)?;
+        st.seen = Some((bytes, items));
+        Ok(())
     }
 
     fn writable(&self) -> bool {
@@ -246,10 +283,17 @@ impl Store for EnvelopeFileStore {
             && let Some(kf) = &self.opts.key_file
         {
             cap.warnings.extend(kdf::key_file_warnings(kf));
+            if matches!(self.spec, StoreSpec::Bundle(_)) && !exists {
+                cap.warnings.push(format!(
+                    "{loc} will be sealed with the key file {}, not a passphrase: the other \
+                     device needs that key file too",
+                    kf.display()
+                ));
+            }
         }
         if exists {
-            let mut cache = self.lock();
-            match self.load(&mut cache) {
+            let mut st = self.lock();
+            match self.load(&mut st) {
                 Ok(items) => cap.item_count = Some(items.len()),
                 Err(e @ StoreError::MissingKey { .. }) => {
                     cap.reason = Some(format!("contents unknown until a key is given: {e}"));
@@ -269,7 +313,8 @@ impl Store for EnvelopeFileStore {
     }
 
     fn list(&self) -> Result<Listing> {
-        let items = self.load(&mut self.lock())?;
+        let mut st = self.lock();
+        let items = self.load(&mut st)?;
         Ok(Listing {
             entries: items.values().map(Entry::from).collect(),
             errors: Vec::new(),
@@ -277,34 +322,36 @@ impl Store for EnvelopeFileStore {
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
-        let mut items = self.load(&mut self.lock())?;
-        Ok(items.remove(id))
+        let mut st = self.lock();
+        Ok(self.load(&mut st)?.get(id).cloned())
     }
 
     fn write(&self, c: &Credential) -> Result<()> {
-        let mut cache = self.lock();
-        let mut items = self.load_or_empty(&mut cache)?;
+        let mut st = self.lock();
+        let mut items = self.take_or_empty(&mut st)?;
         items.insert(c.id.clone(), c.clone());
-        self.save(&mut cache, &items)
+        self.save(&mut st, items)
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
-        let mut cache = self.lock();
-        let mut items = match self.load(&mut cache) {
+        let mut st = self.lock();
+        match self.load(&mut st) {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => return Ok(false),
-            other => other?,
-        };
-        if items.remove(id).is_none() {
-            return Ok(false);
+            Err(e) => return Err(e),
+            Ok(items) if !items.contains_key(id) => return Ok(false),
+            Ok(_) => {}
         }
-        self.save(&mut cache, &items)?;
+        let mut items = self.take_or_empty(&mut st)?;
+        items.remove(id);
+        self.save(&mut st, items)?;
         Ok(true)
     }
 
     fn read_all(&self) -> Result<Scan> {
-        let items = self.load(&mut self.lock())?;
+        let mut st = self.lock();
+        let items = self.load(&mut st)?;
         Ok(Scan {
-            credentials: items.into_values().collect(),
+            credentials: items.values().cloned().collect(),
             errors: Vec::new(),
         })
     }
@@ -312,12 +359,12 @@ impl Store for EnvelopeFileStore {
     /// One load and one atomic rewrite for the whole batch: all succeed or
     /// all fail with the same error.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
-        let mut cache = self.lock();
-        let result = self.load_or_empty(&mut cache).and_then(|mut items| {
+        let mut st = self.lock();
+        let result = self.take_or_empty(&mut st).and_then(|mut items| {
             for c in creds {
                 items.insert(c.id.clone(), c.clone());
             }
-            self.save(&mut cache, &items)
+            self.save(&mut st, items)
         });
         match result {
             Ok(()) => creds.iter().map(|_| Ok(())).collect(),
@@ -420,11 +467,35 @@ mod tests {
         assert_eq!(first["kdf"], second["kdf"]);
         assert_ne!(first["nonce"], second["nonce"]);
         // The cache holds the key for exactly these parameters.
-        let cached = s.lock();
-        let params = cached.as_ref().unwrap().params().clone();
-        drop(cached);
+        let st = s.lock();
+        let params = st.key.as_ref().unwrap().params().clone();
+        drop(st);
         let env = Envelope::parse(&std::fs::read(&p).unwrap(), "x", true).unwrap();
         assert_eq!(&params, env.params());
+    }
+
+    #[test]
+    fn changes_by_another_writer_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        let a = store(&p, &opts("pw"));
+        let b = store(&p, &opts("pw"));
+        a.write(&cred("a", "one", "v1")).unwrap();
+        assert_eq!(a.list().unwrap().entries.len(), 1);
+        b.write(&cred("a", "two", "v2")).unwrap();
+        // `a` has the old file cached; it must notice the new one.
+        assert_eq!(a.list().unwrap().entries.len(), 2);
+        a.write(&cred("a", "three", "v3")).unwrap();
+        assert_eq!(b.read_all().unwrap().credentials.len(), 3);
+        // Replaced by a file under another passphrase: fails, no stale answer.
+        std::fs::remove_file(&p).unwrap();
+        store(&p, &opts("other"))
+            .write(&cred("x", "y", "z"))
+            .unwrap();
+        let e = a.list().unwrap_err();
+        assert!(matches!(e, StoreError::Crypto { .. }), "{e:?}");
+        std::fs::remove_file(&p).unwrap();
+        assert!(matches!(a.list().unwrap_err(), StoreError::NotFound { .. }));
     }
 
     #[test]

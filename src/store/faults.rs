@@ -153,8 +153,69 @@ impl Store for FaultyStore {
         Ok(scan)
     }
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
-        // Per item, so injected failures land on exactly the matching ids.
-        creds.iter().map(|c| self.write(c)).collect()
+        // Injected failures land on exactly the matching ids; the rest go
+        // to the inner store as one batch (some stores need the batch).
+        let hit: Vec<bool> = creds
+            .iter()
+            .map(|c| Faults::hits(&self.faults.write, &c.id))
+            .collect();
+        let pass: Vec<Credential> = creds
+            .iter()
+            .zip(&hit)
+            .filter(|(_, h)| !**h)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut inner = self.inner.write_many(&pass).into_iter();
+        creds
+            .iter()
+            .zip(hit)
+            .map(|(c, h)| {
+                if h {
+                    Err(StoreError::Injected {
+                        id: c.id.clone(),
+                        op: "write",
+                    })
+                } else {
+                    inner
+                        .next()
+                        .unwrap_or_else(|| Err(StoreError::item(&c.id, "store returned no result")))
+                }
+            })
+            .collect()
+    }
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        let hit: Vec<bool> = ids
+            .iter()
+            .map(|id| Faults::hits(&self.faults.delete, id))
+            .collect();
+        let pass: Vec<CredentialId> = ids
+            .iter()
+            .zip(&hit)
+            .filter(|(_, h)| !**h)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut inner = self.inner.delete_many(&pass).into_iter();
+        ids.iter()
+            .zip(hit)
+            .map(|(id, h)| {
+                if h {
+                    Err(StoreError::Injected {
+                        id: id.clone(),
+                        op: "delete",
+                    })
+                } else {
+                    inner
+                        .next()
+                        .unwrap_or_else(|| Err(StoreError::item(id, "store returned no result")))
+                }
+            })
+            .collect()
+    }
+    fn verify_hashed(&self, c: &Credential) -> Result<Option<bool>> {
+        self.inner.verify_hashed(c)
+    }
+    fn lock(&self, wait: std::time::Duration) -> Result<Option<Box<dyn crate::store::StoreLock>>> {
+        self.inner.lock(wait)
     }
 }
 

@@ -169,6 +169,38 @@ pub trait Store: Send + Sync {
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         creds.iter().map(|c| self.write(c)).collect()
     }
+
+    /// Delete several; one result per id, in order. Stores whose items
+    /// depend on each other override this (agent-prompttrain's database
+    /// cannot hold one OAuth token of an account without the other).
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        ids.iter().map(|id| self.delete(id)).collect()
+    }
+
+    /// For values a store keeps only as a one-way hash (agent-prompttrain's
+    /// client keys), so `read` cannot return them: `Some(true)` when the
+    /// store holds `c`'s value at `c.id`, `Some(false)` when it does not.
+    /// `None` (the default): the store returns what it holds via `read`.
+    fn verify_hashed(&self, c: &Credential) -> Result<Option<bool>> {
+        let _ = c;
+        Ok(None)
+    }
+
+    /// A lock the store itself provides for the duration of a migration
+    /// (PostgreSQL: a session advisory lock keyed by the store's tables),
+    /// held until the returned guard is dropped. Waits up to `wait`, then
+    /// fails with [`StoreError::Timeout`]. `Ok(None)`: the store has no lock
+    /// of its own (the engine uses a file lock keyed by the store's path).
+    fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
+        let _ = wait;
+        Ok(None)
+    }
+}
+
+/// A store-provided lock; dropping it releases the lock.
+pub trait StoreLock: Send {
+    /// What is locked (no secrets), for messages.
+    fn describe(&self) -> String;
 }
 
 /// Key material and options a store may need when opened. Filled by the CLI

@@ -77,6 +77,14 @@ fn is_secret_field(name: &str, v: &Value) -> bool {
     v.is_string() && !NON_SECRET_FIELDS.contains(&name)
 }
 
+/// Known non-secret fields, and plain numbers/booleans. Objects and arrays
+/// under other names stay in the file but are not shown: they could hold a
+/// token under a name we cannot recognise.
+fn shown_as_metadata(name: &str, v: &Value) -> bool {
+    NON_SECRET_FIELDS.contains(&name)
+        || matches!(v, Value::Number(_) | Value::Bool(_) | Value::Null)
+}
+
 /// The parsed file. `Value` holds secrets; the raw text is zeroized.
 struct Config {
     root: Value,
@@ -140,7 +148,7 @@ impl Config {
             };
             let metadata: Metadata = auth
                 .iter()
-                .filter(|(k, v)| !is_secret_field(k, v))
+                .filter(|(k, v)| shown_as_metadata(k, v))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             for (field, v) in auth {
@@ -257,6 +265,29 @@ pub(crate) fn wipe_json(v: &mut Value) {
         Value::Array(a) => a.iter_mut().for_each(wipe_json),
         Value::Object(o) => o.values_mut().for_each(wipe_json),
         _ => {}
+    }
+}
+
+/// A copy of `v` without anything that looks like a secret: object entries
+/// whose name suggests one (`token`, `key`, `secret`, `password`, ...) and
+/// strings that start with a known token prefix, at any depth.
+pub(crate) fn scrub_secrets(v: &Value) -> Option<Value> {
+    match v {
+        Value::String(s)
+            if crate::credential::KNOWN_PREFIXES
+                .iter()
+                .any(|p| s.starts_with(p)) =>
+        {
+            None
+        }
+        Value::Object(o) => Some(Value::Object(
+            o.iter()
+                .filter(|(k, _)| Kind::guess(k) == Kind::Other)
+                .filter_map(|(k, v)| scrub_secrets(v).map(|v| (k.clone(), v)))
+                .collect(),
+        )),
+        Value::Array(a) => Some(Value::Array(a.iter().filter_map(scrub_secrets).collect())),
+        other => Some(other.clone()),
     }
 }
 

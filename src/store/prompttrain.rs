@@ -37,7 +37,7 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::dotenv::{dir_writable, nearest_existing_dir};
-use crate::store::modelforge::{detect_indent, render_json, wipe_json};
+use crate::store::modelforge::{detect_indent, render_json, scrub_secrets, wipe_json};
 use crate::store::{
     Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
     plaintext_file_warnings,
@@ -248,11 +248,12 @@ fn is_secretish(name: &str) -> bool {
     Kind::guess(name) != Kind::Other
 }
 
-/// Unknown fields of `obj`, minus any whose name looks like a secret.
+/// Unknown fields of `obj`, minus anything that looks like a secret (by
+/// name or known token prefix, at any depth).
 fn extra_fields(obj: &Map<String, Value>, known: &[&str]) -> Map<String, Value> {
     obj.iter()
         .filter(|(k, _)| !known.contains(&k.as_str()) && !is_secretish(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter_map(|(k, v)| scrub_secrets(v).map(|v| (k.clone(), v)))
         .collect()
 }
 

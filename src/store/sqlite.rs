@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use zeroize::Zeroize;
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret, ct_eq_bytes};
@@ -730,7 +730,9 @@ impl Store for SqliteStore {
             let e = StoreError::Other(format!("{}: store not ready", self.location()));
             return creds.iter().map(|_| Err(dup_error(&e))).collect();
         };
-        let tx = match conn.transaction() {
+        // IMMEDIATE takes the write lock up front (waiting out other
+        // writers via the busy timeout) instead of failing at the upgrade.
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);

@@ -2,22 +2,33 @@
 //! its own worker thread, and reports back as events. Nothing here runs on
 //! the UI thread except bookkeeping.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use crate::engine;
-use crate::store::{self, OpenOptions};
+use crate::credential::CredentialId;
+use crate::engine::{
+    self, ConflictPolicy, MigrationDetail, MigrationId, MigrationRequest, Progress, Report,
+};
+use crate::store::{self, OpenOptions, StoreSpec};
 use crate::tui::app::{Executor, Sink};
-use crate::wizard::{Effect, Event, Task};
+use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TimelineEntry};
 
-type Canceller = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
+/// The running migration's cancel flag, and whether a cancel came before
+/// the engine had handed it over.
+#[derive(Default)]
+struct Slot {
+    flag: Option<Arc<AtomicBool>>,
+    requested: bool,
+}
 
 pub struct EngineExecutor {
     pub opts: OpenOptions,
     pub state_dir: PathBuf,
     /// Cancels the running migration, when there is one.
-    cancel: Canceller,
+    cancel: Arc<Mutex<Slot>>,
 }
 
 impl EngineExecutor {
@@ -25,7 +36,7 @@ impl EngineExecutor {
         EngineExecutor {
             opts,
             state_dir,
-            cancel: Arc::new(Mutex::new(None)),
+            cancel: Arc::new(Mutex::new(Slot::default())),
         }
     }
 }
@@ -47,13 +58,6 @@ fn spawn(sink: &Sink, task: Task, f: impl FnOnce() -> Result<Event, String> + Se
             message: format!("could not start a worker thread: {e}"),
         });
     }
-}
-
-fn not_wired(sink: &Sink, task: Task, what: &str) {
-    sink.send(Event::Failed {
-        task,
-        message: format!("{what} is not available in this build yet"),
-    });
 }
 
 impl Executor for EngineExecutor {
@@ -104,23 +108,173 @@ impl Executor for EngineExecutor {
             }
             Effect::UsePassphrase(p) => self.opts.passphrase = Some(p),
             Effect::CancelMigration => {
-                if let Ok(guard) = self.cancel.lock()
-                    && let Some(cancel) = guard.as_ref()
-                {
-                    cancel();
+                if let Ok(mut slot) = self.cancel.lock() {
+                    slot.requested = true;
+                    if let Some(flag) = &slot.flag {
+                        flag.store(true, Ordering::SeqCst);
+                    }
                 }
             }
-            Effect::Plan { .. } => not_wired(sink, Task::Plan, "the dry run (engine plan)"),
-            Effect::StartMigration { .. } => {
-                not_wired(sink, Task::Migrate, "migrating (engine start)")
+            Effect::Plan {
+                from,
+                to,
+                policy,
+                selection,
+            } => {
+                let opts = self.opts.clone();
+                spawn(sink, Task::Plan, move || {
+                    let source = store::open(&from, &opts).map_err(|e| e.to_string())?;
+                    let target = store::open(&to, &opts).map_err(|e| e.to_string())?;
+                    let selection: BTreeSet<_> = selection.into_iter().collect();
+                    let plan =
+                        engine::plan(source.as_ref(), target.as_ref(), policy, Some(&selection))
+                            .map_err(|e| e.to_string())?;
+                    Ok(Event::PlanReady(Box::new(plan)))
+                });
             }
-            Effect::Verify { .. } => not_wired(sink, Task::Verify, "verify"),
-            Effect::Cleanup { .. } => not_wired(sink, Task::Cleanup, "cleanup"),
-            Effect::LoadHistory => not_wired(sink, Task::History, "the history"),
-            Effect::LoadDetail { .. } => not_wired(sink, Task::Detail, "the journal"),
-            Effect::Recover { .. } => not_wired(sink, Task::Recovery, "recovery"),
+            Effect::StartMigration {
+                from,
+                to,
+                policy,
+                selection,
+            } => self.start(from, to, policy, selection, sink),
+            Effect::Verify { id } => {
+                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+                spawn(sink, Task::Verify, move || {
+                    let r = engine::verify(&dir, &id, &opts).map_err(|e| e.to_string())?;
+                    Ok(Event::Verified(Box::new(r)))
+                });
+            }
+            Effect::Cleanup { id } => {
+                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+                spawn(sink, Task::Cleanup, move || {
+                    let r = engine::cleanup(&dir, &id, &opts).map_err(|e| e.to_string())?;
+                    Ok(Event::CleanedUp(Box::new(r)))
+                });
+            }
+            Effect::LoadHistory => {
+                let dir = self.state_dir.clone();
+                spawn(sink, Task::History, move || {
+                    let mut h = engine::history(&dir).map_err(|e| e.to_string())?;
+                    // Newest first: ids sort by start time.
+                    h.sort_by(|a, b| b.id.cmp(&a.id));
+                    Ok(Event::HistoryLoaded(h))
+                });
+            }
+            Effect::LoadDetail { id } => {
+                let dir = self.state_dir.clone();
+                spawn(sink, Task::Detail, move || {
+                    let d = engine::detail(&dir, &id).map_err(|e| e.to_string())?;
+                    Ok(Event::DetailLoaded(Box::new(detail_view(d))))
+                });
+            }
+            Effect::Recover { action, id } => {
+                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+                spawn(sink, Task::Recovery, move || {
+                    let r = match action {
+                        RecoveryAction::Resume => engine::resume(&dir, &id, &opts),
+                        RecoveryAction::Rollback => engine::rollback(&dir, &id, &opts),
+                        RecoveryAction::Verify => engine::verify(&dir, &id, &opts),
+                        RecoveryAction::Restore => restore(&dir, &id, &opts),
+                    }
+                    .map_err(|e| e.to_string())?;
+                    Ok(Event::RecoveryFinished(Box::new(r)))
+                });
+            }
             Effect::Exit(_) => {}
         }
-        let _ = &self.state_dir;
+    }
+}
+
+impl EngineExecutor {
+    /// Start the migration; a forwarding thread turns its progress into
+    /// events until the worker is done.
+    fn start(
+        &mut self,
+        from: StoreSpec,
+        to: StoreSpec,
+        policy: ConflictPolicy,
+        selection: Vec<CredentialId>,
+        sink: &Sink,
+    ) {
+        let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+        let cancel = self.cancel.clone();
+        if let Ok(mut slot) = cancel.lock() {
+            *slot = Slot::default();
+        }
+        let req = MigrationRequest {
+            from,
+            to,
+            policy,
+            selection: Some(selection.into_iter().collect()),
+            // Deleting from the source is the cleanup step's, after consent.
+            delete_source: false,
+        };
+        let sink2 = sink.clone();
+        spawn(sink, Task::Migrate, move || {
+            let handle = engine::start(req, &dir, &opts).map_err(|e| e.to_string())?;
+            let early_cancel = match cancel.lock() {
+                Ok(mut slot) => {
+                    slot.flag = Some(handle.cancel_flag());
+                    slot.requested
+                }
+                Err(_) => false,
+            };
+            if early_cancel {
+                handle.cancel();
+            }
+            sink2.send(Event::MigrationStarted {
+                id: handle.id.clone(),
+            });
+            for p in handle.events.iter() {
+                // The end is reported after `join`, once the worker has
+                // released its store locks: the wizard verifies next.
+                if !matches!(p, Progress::Finished(_)) {
+                    sink2.send(Event::Progress(vec![p]));
+                }
+            }
+            let report = handle.join().map_err(|e| e.to_string());
+            if let Ok(mut slot) = cancel.lock() {
+                slot.flag = None;
+            }
+            Ok(Event::Progress(vec![Progress::Finished(Box::new(report?))]))
+        });
+    }
+}
+
+/// Put a migration's backup back where it came from (its source).
+fn restore(dir: &Path, id: &MigrationId, opts: &OpenOptions) -> engine::Result<Report> {
+    let d = engine::detail(dir, id)?;
+    let backup = d
+        .backup
+        .ok_or_else(|| engine::EngineError::Refused(format!("migration {id} has no backup")))?;
+    let to: StoreSpec = d
+        .entry
+        .from
+        .parse()
+        .map_err(|e: store::BadSpec| engine::EngineError::Refused(e.to_string()))?;
+    engine::restore(&backup, &to, dir, opts)
+}
+
+/// The engine's migration detail as the recovery screen shows it.
+fn detail_view(d: MigrationDetail) -> Detail {
+    let timeline = d
+        .timeline
+        .into_iter()
+        .map(|t| {
+            let mut what = t.event.replace('_', " ");
+            if let Some(id) = &t.id {
+                what.push_str(&format!(" {id}"));
+            }
+            if let Some(x) = &t.detail {
+                what.push_str(&format!(": {x}"));
+            }
+            TimelineEntry { at: t.at, what }
+        })
+        .collect();
+    Detail {
+        entry: d.entry,
+        timeline,
+        backup: d.backup,
     }
 }

@@ -29,8 +29,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         para(vec![Line::styled("Planning…", t.dim())]).render(area, buf);
         return;
     };
+    let notes = plan.warnings.len().min(2) as u16;
     let [summary, table, detail, note] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(3 + notes),
         Constraint::Min(3),
         Constraint::Length(1),
         Constraint::Length(1),
@@ -56,7 +57,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     push(c.invalid, "invalid", t.bad());
     push(c.too_long, "too long", t.bad());
     push(c.expired_warnings, "expired", t.warn());
-    para(vec![
+    let mut lines = vec![
         Line::from(counts),
         Line::from(vec![
             Span::styled("on conflict: ", t.dim()),
@@ -67,8 +68,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Span::raw(duration(plan.estimated)),
             Span::styled(format!("   {} items in the plan", c.total), t.dim()),
         ]),
-    ])
-    .render(summary, buf);
+    ];
+    for warn in plan.warnings.iter().take(2) {
+        lines.push(Line::styled(format!("! {warn}"), t.warn()));
+    }
+    para(lines).render(summary, buf);
 
     let rows = widgets::window(
         w.plan_cursor,

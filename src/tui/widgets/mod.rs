@@ -172,7 +172,8 @@ mod tests {
     fn truncation_marks_the_cut() {
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
-        assert_eq!(truncate_left("/a/b/c.json", 6), "…c.json");
+        assert_eq!(truncate_left("/a/b/c.json", 7), "…c.json");
+        assert_eq!(truncate_left("/a/b/c.json", 20), "/a/b/c.json");
     }
 
     #[test]
