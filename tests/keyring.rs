@@ -578,3 +578,133 @@ fn no_session_bus_is_unavailable_with_the_reason() {
     assert!(reason.contains("Secret Service"), "{reason}");
     assert!(reason.contains("encrypted:PATH"), "{reason}");
 }
+
+/// The engine moves the dotenv fixture into the real keyring: every value
+/// reads back as expected.json has it, a second run writes nothing, and a
+/// rollback takes every written item out of the keyring again (the engine's
+/// library API; the CLI test below goes through the binary).
+#[test]
+fn the_dotenv_fixture_migrates_into_the_keyring_and_rolls_back() {
+    use credshift::engine::{self, ConflictPolicy, MigrationRequest};
+    let Some(_ks) = keyring_service::shared() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let env_file = copy_fixture("dotenv/.env", work.path());
+    let state = tempfile::tempdir().unwrap();
+    let svc = unique("migrate");
+    let from = StoreSpec::Dotenv(env_file.clone());
+    let to = StoreSpec::Keyring(svc.clone());
+    let opts = OpenOptions::default();
+    let req = MigrationRequest {
+        from: from.clone(),
+        to: to.clone(),
+        policy: ConflictPolicy::Skip,
+        selection: None,
+        delete_source: false,
+    };
+    let report = engine::run(req.clone(), state.path(), &opts, None, |_| {}).unwrap();
+    assert!(!report.rolled_back, "{report:?}");
+    assert_eq!(report.failed, 0, "{:?}", report.failures);
+    assert!(report.copied >= 3, "{report:?}");
+
+    let expected = expected();
+    let source = store::open(&from, &opts).unwrap().read_all().unwrap();
+    let target = open(&svc);
+    let mut checked = 0;
+    for c in &source.credentials {
+        let back = target
+            .read(&c.id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} is missing from the keyring", c.id));
+        assert!(back.same_as(c), "{} differs in the keyring", c.id);
+        if let Some(want) = expected.get(&c.id.to_string()) {
+            assert_eq!(back.secret.expose(), want, "{}", c.id);
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        expected.keys().filter(|k| k.starts_with("env/")).count(),
+        "every dotenv secret of expected.json was checked"
+    );
+    assert_eq!(
+        target.list().unwrap().entries.len(),
+        source.credentials.len()
+    );
+
+    let again = engine::run(req, state.path(), &opts, None, |_| {}).unwrap();
+    assert_eq!(again.copied, 0, "{again:?}");
+    assert_eq!(again.skipped, source.credentials.len(), "{again:?}");
+
+    let undone = engine::rollback(state.path(), &report.migration_id, &opts).unwrap();
+    assert!(undone.rolled_back, "{undone:?}");
+    assert!(target.list().unwrap().entries.is_empty());
+}
+
+/// `credshift migrate` through the binary: the dotenv fixture into the real
+/// keyring with --yes, every value read back equal to expected.json, and a
+/// dry run into a keyring that already holds them plans no writes.
+#[test]
+fn cli_migrate_moves_the_dotenv_fixture_into_the_keyring() {
+    let Some(ks) = keyring_service::shared() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let env_file = copy_fixture("dotenv/.env", work.path());
+    let state = tempfile::tempdir().unwrap();
+    let svc = unique("cli-migrate");
+    let to = format!("keyring:{svc}");
+    let from = format!("dotenv:{}", env_file.display());
+    let (code, out, err) = run_bounded(
+        credshift(state.path())
+            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
+            .args(["migrate", "--from", &from, "--to", &to, "--yes", "--json"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["failed"], 0, "{out}");
+    assert_eq!(report["rolled_back"], false, "{out}");
+
+    let expected = expected();
+    let dotenv_ids: Vec<&String> = expected.keys().filter(|k| k.starts_with("env/")).collect();
+    assert!(!dotenv_ids.is_empty());
+    for key in &dotenv_ids {
+        let (code, value, err) = run_bounded(
+            credshift(state.path())
+                .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
+                .args(["get", "--from", &to, key]),
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, Some(0), "{key}: {err}");
+        assert_eq!(value, format!("{}\n", expected[*key]), "{key}");
+    }
+    let all = open(&svc).list().unwrap();
+    assert_eq!(all.entries.len() as u64, report["copied"].as_u64().unwrap());
+    for secret in expected.values() {
+        assert!(!out.contains(secret.as_str()) && !err.contains(secret.as_str()));
+    }
+
+    let (code, plan, err) = run_bounded(
+        credshift(state.path())
+            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
+            .args([
+                "migrate",
+                "--from",
+                &from,
+                "--to",
+                &to,
+                "--dry-run",
+                "--json",
+            ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(plan["counts"]["copy"], 0, "nothing left to copy: {plan}");
+    assert_eq!(
+        plan["counts"]["skip_identical"], report["copied"],
+        "every migrated item is found identical: {plan}"
+    );
+}

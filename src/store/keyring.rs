@@ -1,5 +1,7 @@
 //! `keyring:SERVICE`: the OS keyring, through keyring 4's stores
-//! (keyring-core and its per-platform crates).
+//! (keyring-core and its per-platform crates, linked directly as keyring
+//! 4's README asks of applications: the `keyring` crate itself is only a
+//! sample CLI plus a v1 shim over the same crates).
 //!
 //! Each credential is one entry of service `SERVICE` and user
 //! `namespace/name`. Kind and metadata travel with it:
@@ -886,11 +888,11 @@ pub(crate) mod companion {
         }
     }
 
-    #[cfg(target_os = "windows")]
-    fn regex_escape(s: &str) -> String {
+    #[cfg_attr(not(target_os = "windows"), allow(dead_code))]
+    pub(crate) fn regex_escape(s: &str) -> String {
         let mut out = String::with_capacity(s.len());
         for ch in s.chars() {
-            if "\\.+*?()|[]{}^$#&-~ ".contains(ch) {
+            if "\\.+*?()|[]{}^$#&-~".contains(ch) {
                 out.push('\\');
             }
             out.push(ch);
@@ -1227,6 +1229,14 @@ mod tests {
         )
         .unwrap();
         (store, map)
+    }
+
+    #[test]
+    fn windows_search_pattern_escapes_the_service() {
+        assert_eq!(
+            super::companion::regex_escape("my.svc (x)+#"),
+            "my\\.svc \\(x\\)\\+\\#"
+        );
     }
 
     #[test]

@@ -16,7 +16,6 @@
 //! ([`KeyringService::start`]) and talk to it only through child processes.
 
 use std::io::Read;
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -224,15 +223,6 @@ impl KeyringService {
         } else {
             Err("the collection did not lock".into())
         }
-    }
-
-    /// Where this keyring keeps its files (its XDG_DATA_HOME).
-    pub fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-
-    pub fn home(&self) -> &Path {
-        self.dir.path()
     }
 }
 
