@@ -628,14 +628,7 @@ impl Store for DotenvStore {
     }
 
     fn probe(&self) -> Capability {
-        let mut cap = Capability {
-            available: true,
-            readable: true,
-            persistent: true,
-            encrypted_at_rest: false,
-            keeps_metadata: true,
-            ..Default::default()
-        };
+        let mut cap = Capability::persistent_store(false, true);
         match self.load() {
             Ok(Some(doc)) => {
                 cap.exists = true;

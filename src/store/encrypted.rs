@@ -257,14 +257,9 @@ impl Store for EnvelopeFileStore {
         }
         let exists = self.path.exists();
         let mut cap = Capability {
-            available: true,
-            readable: true,
             writable: self.writable(),
-            persistent: true,
-            encrypted_at_rest: true,
-            keeps_metadata: true,
             exists,
-            ..Default::default()
+            ..Capability::persistent_store(true, true)
         };
         if !cap.writable {
             cap.warnings

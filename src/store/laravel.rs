@@ -436,13 +436,8 @@ impl Store for LaravelStore {
 
     fn probe(&self) -> Capability {
         let mut cap = Capability {
-            available: true,
-            readable: true,
             writable: true,
-            persistent: true,
-            encrypted_at_rest: true,
-            keeps_metadata: false,
-            ..Default::default()
+            ..Capability::persistent_store(true, false)
         };
         let rows = {
             let mut db = match self.db() {

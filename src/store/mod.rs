@@ -112,6 +112,19 @@ pub struct Capability {
 }
 
 impl Capability {
+    /// A reachable, readable, persistent store: the starting point of every
+    /// probe that found its store, before writability, existence and counts.
+    pub fn persistent_store(encrypted_at_rest: bool, keeps_metadata: bool) -> Self {
+        Capability {
+            available: true,
+            readable: true,
+            persistent: true,
+            encrypted_at_rest,
+            keeps_metadata,
+            ..Default::default()
+        }
+    }
+
     pub fn unavailable(reason: impl Into<String>) -> Self {
         Capability {
             available: false,

@@ -346,14 +346,7 @@ impl Store for ModelForgeStore {
     }
 
     fn probe(&self) -> Capability {
-        let mut cap = Capability {
-            available: true,
-            readable: true,
-            persistent: true,
-            encrypted_at_rest: false,
-            keeps_metadata: false,
-            ..Default::default()
-        };
+        let mut cap = Capability::persistent_store(false, false);
         match self.load() {
             Ok(Some(cfg)) => {
                 let scan = cfg.scan(&self.path);

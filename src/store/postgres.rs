@@ -680,14 +680,9 @@ impl Store for PostgresStore {
             Err(e) => return Capability::unavailable(e.to_string()),
         };
         let mut cap = Capability {
-            available: true,
-            readable: true,
             writable: true,
-            persistent: true,
-            encrypted_at_rest: true,
-            keeps_metadata: true,
             exists,
-            ..Default::default()
+            ..Capability::persistent_store(true, true)
         };
         if exists
             && let Ok(n) = self.conn.with("count", |c| {

@@ -815,14 +815,7 @@ impl Store for PromptTrainStore {
     }
 
     fn probe(&self) -> Capability {
-        let mut cap = Capability {
-            available: true,
-            readable: true,
-            persistent: true,
-            encrypted_at_rest: false,
-            keeps_metadata: false,
-            ..Default::default()
-        };
+        let mut cap = Capability::persistent_store(false, false);
         match self.load_tree() {
             Ok(tree) => {
                 let (creds, errors) = tree.credentials();

@@ -724,14 +724,9 @@ impl Store for PromptTrainDb {
             Err(e) => return Capability::unavailable(e.to_string()),
         };
         let mut cap = Capability {
-            available: true,
-            readable: true,
             writable: self.key.is_some(),
-            persistent: true,
-            encrypted_at_rest: true,
-            keeps_metadata: false,
             exists,
-            ..Default::default()
+            ..Capability::persistent_store(true, false)
         };
         cap.warnings.push(
             "client keys are stored as SHA-256 hashes: they cannot be read back, only checked"

@@ -525,14 +525,9 @@ impl Store for SqliteStore {
         }
         let exists = self.path.exists();
         let mut cap = Capability {
-            available: true,
-            readable: true,
             writable: self.writable(),
-            persistent: true,
-            encrypted_at_rest: true,
-            keeps_metadata: true,
             exists,
-            ..Default::default()
+            ..Capability::persistent_store(true, true)
         };
         if !cap.writable {
             cap.warnings.push(format!(
