@@ -73,8 +73,10 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Guided migration in the terminal
     Wizard {
+        /// The store to read from (see "Store specs" in --help)
         #[arg(long, value_name = "SPEC")]
         from: Option<String>,
+        /// The store to write to (see "Store specs" in --help)
         #[arg(long, value_name = "SPEC")]
         to: Option<String>,
     },
@@ -87,18 +89,22 @@ pub enum Command {
         /// Also probe this store (repeatable)
         #[arg(long = "store", value_name = "SPEC")]
         stores: Vec<String>,
+        /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
     },
     /// List a store's credentials, masked
     Inventory {
+        /// The store to read from (see "Store specs" in --help)
         #[arg(long, value_name = "SPEC")]
         from: String,
+        /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
     },
     /// Print one raw secret and a newline (refuses a terminal without --reveal)
     Get {
+        /// The store to read from (see "Store specs" in --help)
         #[arg(long, value_name = "SPEC")]
         from: String,
         /// NAMESPACE/NAME
@@ -113,6 +119,7 @@ pub enum Command {
     Verify {
         #[arg(long, value_name = "ID")]
         migration_id: String,
+        /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
     },
@@ -122,6 +129,7 @@ pub enum Command {
         migration_id: String,
         #[arg(long)]
         yes: bool,
+        /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
     },
@@ -131,16 +139,19 @@ pub enum Command {
         migration_id: String,
         #[arg(long)]
         yes: bool,
+        /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
     },
     /// Past migrations
     History {
+        /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
     },
     /// Write an encrypted backup of a store
     Backup {
+        /// The store to read from (see "Store specs" in --help)
         #[arg(long, value_name = "SPEC")]
         from: String,
         #[arg(long, value_name = "FILE")]
@@ -150,6 +161,7 @@ pub enum Command {
     Restore {
         #[arg(long, value_name = "FILE")]
         backup: PathBuf,
+        /// The store to write to (see "Store specs" in --help)
         #[arg(long, value_name = "SPEC")]
         to: String,
         #[arg(long)]
@@ -159,8 +171,10 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct MigrateArgs {
+    /// The store to read from (see "Store specs" in --help)
     #[arg(long, value_name = "SPEC")]
     pub from: String,
+    /// The store to write to (see "Store specs" in --help)
     #[arg(long, value_name = "SPEC")]
     pub to: String,
     /// Show the plan; write nothing
@@ -169,9 +183,11 @@ pub struct MigrateArgs {
     /// Consent to the changes (required without a terminal)
     #[arg(long)]
     pub yes: bool,
+    /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
-    /// What to do when the target holds a different value
+    /// What to do when the target holds a different value: skip (report it) or
+    /// overwrite (the old value is backed up first)
     #[arg(long, value_name = "POLICY", default_value = "skip")]
     pub on_conflict: String,
     /// After verifying, delete the migrated items from the source
