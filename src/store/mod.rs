@@ -192,6 +192,13 @@ pub trait Store: Send + Sync {
         creds.iter().map(|c| self.write(c)).collect()
     }
 
+    /// Read several; one result per id, in order (`Ok(None)`: absent).
+    /// Stores that can read a batch at once (one file parse, one query, one
+    /// round of D-Bus calls) override this; the engine's read-back uses it.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        ids.iter().map(|id| self.read(id)).collect()
+    }
+
     /// Delete several; one result per id, in order. Stores whose items
     /// depend on each other override this (agent-prompttrain's database
     /// cannot hold one OAuth token of an account without the other).
