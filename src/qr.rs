@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn a_foreign_part_is_refused_by_number() {
         let ours = split(&sample(3 * CHUNK));
-        let theirs = split(&sample(3 * CHUNK + 1));
+        let theirs = split(&sample(3 * CHUNK - 1));
         let mixed = vec![ours[0].clone(), theirs[1].clone(), ours[2].clone()];
         let err = join(texts(&mixed)).unwrap_err();
         assert!(
