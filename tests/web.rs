@@ -326,17 +326,32 @@ fn inventory(state: &Path, spec: &str, pass_env: &str, pass: &str) -> Vec<Value>
     v["items"].as_array().unwrap().clone()
 }
 
-/// Every secret of a store by id, through `credshift get`.
-fn secrets(state: &Path, spec: &str, items: &[Value], pass_env: &str, pass: &str) -> Value {
+/// Every secret of a bundle by id: all of them through the library (one key
+/// derivation), and those in `through_cli` also through `credshift get`,
+/// which must agree.
+fn secrets(state: &Path, bundle: &Path, pass: &str, through_cli: &[&str]) -> Value {
+    let bytes = std::fs::read(bundle).unwrap();
+    let creds = credshift::crypto::envelope::open_credentials(
+        &bytes,
+        &credshift::crypto::envelope::KeySource::Passphrase(credshift::credential::Secret::new(
+            pass,
+        )),
+        &bundle.display().to_string(),
+        false,
+    )
+    .unwrap();
     let mut map = serde_json::Map::new();
-    for it in items {
-        let id = it["id"].as_str().unwrap();
+    for c in &creds {
+        map.insert(c.id.to_string(), json!(c.secret.expose()));
+    }
+    for id in through_cli {
         let (o, stdout, stderr) = run(credshift(state)
-            .args(["get", "--from", spec, id, "--passphrase-env", pass_env])
-            .env(pass_env, pass));
+            .args(["get", "--from"])
+            .arg(format!("bundle:{}", bundle.display()))
+            .args([id, "--passphrase-env", "P"])
+            .env("P", pass));
         assert!(o.status.success(), "get {id}: {stderr}");
-        let secret = stdout.strip_suffix('\n').unwrap();
-        map.insert(id.to_string(), Value::String(secret.to_string()));
+        assert_eq!(stdout.strip_suffix('\n'), map[*id].as_str(), "{id}");
     }
     Value::Object(map)
 }
@@ -397,7 +412,13 @@ fn browser_round_trip_file_store_to_bundle_to_page_and_back_loses_nothing() {
     let spec = format!("bundle:{}", bundle.display());
     let before = inventory(&state, &spec, "WEB_TEST_PASS", PASSPHRASE);
     assert!(before.len() >= 10, "{before:?}");
-    let before_secrets = secrets(&state, &spec, &before, "WEB_TEST_PASS", PASSPHRASE);
+    let cli_ids = [
+        "web:tricky/password",
+        "web:tricky/api_key",
+        "env/SLACK_BOT_TOKEN",
+    ];
+    let before_secrets = secrets(&state, &bundle, PASSPHRASE, &cli_ids);
+    assert_eq!(before_secrets.as_object().unwrap().len(), before.len());
     // The page shows credshift's previews. Passwords never show a tail
     // (DESIGN.md); without a known prefix that is only their length.
     let expected: Vec<Value> = before
@@ -449,13 +470,7 @@ fn browser_round_trip_file_store_to_bundle_to_page_and_back_loses_nothing() {
         after, before,
         "inventory differs after the browser round trip"
     );
-    let after_secrets = secrets(
-        &state,
-        &spec_back,
-        &after,
-        "WEB_TEST_BACK",
-        EXPORT_PASSPHRASE,
-    );
+    let after_secrets = secrets(&state, &exported, EXPORT_PASSPHRASE, &cli_ids);
     assert_eq!(after_secrets, before_secrets);
     // The export is a proper envelope at credshift's default strength.
     let env: Value = serde_json::from_slice(&std::fs::read(&exported).unwrap()).unwrap();
@@ -494,7 +509,7 @@ fn browser_refuses_wrong_passphrase_tampered_and_hostile_bundles_storing_nothing
     let bundle = fixture_bundle(d, &state);
     let spec = format!("bundle:{}", bundle.display());
     let items = inventory(&state, &spec, "WEB_TEST_PASS", PASSPHRASE);
-    let all: Vec<Value> = secrets(&state, &spec, &items, "WEB_TEST_PASS", PASSPHRASE)
+    let all: Vec<Value> = secrets(&state, &bundle, PASSPHRASE, &[])
         .as_object()
         .unwrap()
         .values()

@@ -65,8 +65,8 @@ async function render() {
     secret.dataset.testid = 'preview';
     const idCell = cell(it.id);
     idCell.dataset.testid = 'item-id';
-    const expCell = cell(exp === null ? '—' : `${new Date(exp).toISOString().slice(0, 16).replace('T', ' ')}${expired ? ' (expired)' : ''}`);
-    if (expired) expCell.className = 'expired';
+    const expCell = cell(exp === null ? '—' : `${new Date(exp).toISOString().slice(0, 16).replace('T', ' ')}${expired ? '\nexpired' : ''}`, 'when');
+    if (expired) expCell.classList.add('expired');
     const actions = document.createElement('td');
     actions.className = 'actions';
     const reveal = button('Reveal', 'reveal', () => toggleReveal(it, secret, reveal));
