@@ -489,6 +489,42 @@ fn browser_round_trip_file_store_to_bundle_to_page_and_back_loses_nothing() {
     assert!(stderr.contains("wrong passphrase"), "{stderr}");
 }
 
+#[test]
+fn browser_passkey_prf_protects_the_keychain() {
+    // WebAuthn through Chromium's virtual authenticator (CDP) with the PRF
+    // extension. A relying party id must be a domain, so the page is opened
+    // as http://localhost:N/ (an IP address is refused as an RP id).
+    let Some(chromium) = browser_tools() else {
+        return;
+    };
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let bundle = fixture_bundle(dir.path(), &state);
+    let spec = format!("bundle:{}", bundle.display());
+    let items = inventory(&state, &spec, "WEB_TEST_PASS", PASSPHRASE);
+    let all = secrets(&state, &bundle, PASSPHRASE, &[]);
+    let expected: Vec<Value> = items.iter().map(|it| json!({"id": it["id"]})).collect();
+    let server = Server::start();
+    let out = run_browser(
+        &chromium,
+        dir.path(),
+        json!({
+            "scenario": "passkey",
+            "url": server.url.replace("127.0.0.1", "localhost"),
+            "bundle": bundle,
+            "passphrase": PASSPHRASE,
+            "expected": expected,
+            "secrets": all,
+        }),
+    );
+    assert!(
+        out.contains("every secret opens unchanged under the passkey"),
+        "{out}"
+    );
+    assert!(out.contains("nothing listed without the passkey"), "{out}");
+}
+
 /// The bundle with `edit` applied to its parsed JSON.
 fn tampered(bundle: &Path, dest: &Path, edit: impl FnOnce(&mut Value)) -> PathBuf {
     let mut env: Value = serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();

@@ -49,12 +49,33 @@ function button(label, testid, onClick) {
   return b;
 }
 
+async function refreshPasskey() {
+  const webauthn = !!window.PublicKeyCredential;
+  const prot = await keychain.isPasskeyProtected();
+  const locked = await keychain.isLocked();
+  $('protect').hidden = prot || !webauthn;
+  $('unlock').hidden = !locked;
+  $('passkey-state').textContent = prot
+    ? (locked ? 'Locked: this keychain opens only with its passkey.' : 'Protected by a passkey, unlocked on this page until it is closed.')
+    : (webauthn ? 'Optional: protect this keychain with a passkey (WebAuthn PRF); it then opens only with that passkey.' : 'This browser has no WebAuthn.');
+}
+
 async function render() {
   for (const t of revealTimers.values()) clearTimeout(t);
   revealTimers.clear();
-  const items = await keychain.list();
+  await refreshPasskey();
   const rows = $('item-rows');
   rows.replaceChildren();
+  if (await keychain.isLocked()) {
+    $('items').hidden = true;
+    $('empty').hidden = false;
+    $('empty').textContent = 'Locked: unlock with the passkey to see the credentials.';
+    $('count').textContent = '';
+    $('export').disabled = true;
+    return;
+  }
+  $('empty').textContent = 'Nothing stored yet.';
+  const items = await keychain.list();
   for (const it of items) {
     const tr = document.createElement('tr');
     tr.dataset.testid = 'item';
@@ -159,6 +180,18 @@ async function onExport(ev) {
   }
 }
 
+async function passkeyAction(action, done) {
+  try {
+    await action();
+    say(done, 'ok');
+  } catch (e) {
+    say(failure(e), 'error');
+  }
+  await render();
+}
+
+$('protect').addEventListener('click', () => passkeyAction(keychain.protectWithPasskey, 'The keychain is now protected by your passkey.'));
+$('unlock').addEventListener('click', () => passkeyAction(keychain.unlock, 'Unlocked.'));
 $('import-form').addEventListener('submit', onImport);
 $('export-form').addEventListener('submit', onExport);
 render().then(

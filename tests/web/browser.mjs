@@ -303,7 +303,80 @@ async function maskRule() {
   await b.close();
 }
 
-const scenarios = { 'round-trip': roundTrip, refusals, mask: maskRule };
+async function addAuthenticator(context, page) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2', ctap2Version: 'ctap2_1', transport: 'internal', hasResidentKey: true,
+      hasUserVerification: true, isUserVerified: true, hasPrf: true, automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, authenticatorId };
+}
+
+async function statusAfterClick(page, selector) {
+  await page.evaluate(() => { document.querySelector('[data-testid=status]').textContent = ''; });
+  await page.click(selector);
+  await page.waitForFunction(() => document.querySelector('[data-testid=status]').textContent !== '', null, { timeout: 120_000 });
+  return page.textContent('[data-testid=status]');
+}
+
+async function passkey() {
+  const secretValues = Object.values(config.secrets);
+  const b = await launch();
+  const { page, context } = b;
+  const auth = await addAuthenticator(context, page);
+  await open(page);
+  const status = await importBundle(page, config.bundle, config.passphrase);
+  check(status.startsWith(`Imported ${config.expected.length}`), `import: ${status}`);
+
+  const protectedStatus = await statusAfterClick(page, 'button[data-testid=protect]');
+  check(protectedStatus.includes('protected by your passkey'), `protect: ${protectedStatus}`);
+  check((await itemIds(page)).length === config.expected.length, 'still listed while unlocked');
+  const dump = await dumpIndexedDb(page);
+  check(!dump.text.includes('CryptoKey('), 'the device key is gone from IndexedDB');
+  assertNoSecret(dump.text, secretValues, 'IndexedDB under the passkey');
+
+  await page.reload();
+  await page.waitForSelector('body[data-ready=true]');
+  check((await itemIds(page)).length === 0, 'after a reload the keychain is locked: nothing listed');
+  check((await page.textContent('[data-testid=passkey-state]')).startsWith('Locked'), 'the page says it is locked');
+  const locked = await page.evaluate(async (id) => {
+    const kc = await import('/keychain.js');
+    try { await kc.retrieve(id); return 'opened'; } catch (e) { return e.message; }
+  }, config.expected[0].id);
+  check(locked.includes('locked'), `retrieve while locked: ${locked}`);
+  assertNoSecret(await pageText(page), secretValues, 'the locked page');
+
+  const unlocked = await statusAfterClick(page, 'button[data-testid=unlock]');
+  check(unlocked === 'Unlocked.', `unlock: ${unlocked}`);
+  const ids = await itemIds(page);
+  check(JSON.stringify(ids) === JSON.stringify(config.expected.map((e) => e.id)), 'every item back after unlocking with the passkey');
+  for (const e of config.expected) {
+    const got = await page.evaluate(async (id) => (await (await import('/keychain.js')).retrieve(id)).secret, e.id);
+    if (got !== config.secrets[e.id]) throw new Error(`FAILED: ${e.id} differs after the passkey round`);
+  }
+  console.log('ok - every secret opens unchanged under the passkey');
+
+  // Another authenticator (the passkey is gone): the keychain stays shut.
+  await auth.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: auth.authenticatorId });
+  await auth.cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2', ctap2Version: 'ctap2_1', transport: 'internal', hasResidentKey: true,
+      hasUserVerification: true, isUserVerified: true, hasPrf: true, automaticPresenceSimulation: true,
+    },
+  });
+  await page.reload();
+  await page.waitForSelector('body[data-ready=true]');
+  const refused = await statusAfterClick(page, 'button[data-testid=unlock]');
+  check(refused.includes('passkey did not answer'), `without the passkey: ${refused}`);
+  check((await itemIds(page)).length === 0, 'nothing listed without the passkey');
+  check(b.consoleErrors.length === 0, `no console errors (${b.consoleErrors.join(' | ')})`);
+  await b.close();
+}
+
+const scenarios = { 'round-trip': roundTrip, refusals, mask: maskRule, passkey };
 try {
   await scenarios[config.scenario]();
   console.log('all passed');
