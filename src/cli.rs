@@ -598,7 +598,10 @@ fn print_plan(plan: &engine::Plan) {
         println!("warning: {w}");
     }
     for e in &plan.source_errors {
-        eprintln!("error: {}: {}", e.location, e.error);
+        match e.error.strip_prefix("warning: ") {
+            Some(w) => eprintln!("warning: {}: {w}", e.location),
+            None => eprintln!("error: {}: {}", e.location, e.error),
+        }
     }
 }
 

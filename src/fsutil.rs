@@ -164,6 +164,40 @@ pub fn remove_stale_temps(path: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// [`remove_stale_temps`] for a directory store (agent-prompttrain's
+/// credentials dir): the temp files of dead credshift processes inside it,
+/// whatever file they were for.
+pub fn remove_stale_temps_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let file_name = e.file_name().to_string_lossy().into_owned();
+        let Some((_, rest)) = file_name.split_once(TEMP_MARKER) else {
+            continue;
+        };
+        if !file_name.starts_with('.') {
+            continue;
+        }
+        let mut parts = rest.split('.');
+        let pid = match (parts.next(), parts.next(), parts.next()) {
+            (Some(p), Some(n), None) if n.parse::<u32>().is_ok() => p.parse::<u32>().ok(),
+            _ => None,
+        };
+        let Some(pid) = pid else { continue };
+        if pid == std::process::id() || pid_alive(pid) {
+            continue;
+        }
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(&p).is_ok() {
+            removed.push(p);
+        }
+    }
+    removed.sort();
+    removed
+}
+
 /// Whether a process with this pid exists (on this machine).
 pub fn pid_alive(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
@@ -349,5 +383,15 @@ mod tests {
             assert!(dir.path().join(n).exists(), "{n}");
         }
         assert!(remove_stale_temps(&p).is_empty());
+        // A directory store: any file's temps inside it.
+        let inner = dir.path().join("credentials");
+        fs::create_dir(&inner).unwrap();
+        let stale = inner.join(format!(".acc.json{TEMP_MARKER}{dead}.0"));
+        let live = inner.join(format!(".acc.json{TEMP_MARKER}1.0"));
+        fs::write(&stale, "s").unwrap();
+        fs::write(&live, "s").unwrap();
+        fs::write(inner.join("acc.json"), "{}").unwrap();
+        assert_eq!(remove_stale_temps_in(&inner), vec![stale]);
+        assert!(live.exists() && inner.join("acc.json").exists());
     }
 }

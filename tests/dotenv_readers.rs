@@ -63,6 +63,7 @@ fn shell_only_values() -> Vec<String> {
         "x'$(touch MARK)'y",
         "two\\\\backslashes",
         "ends with a backslash\\",
+        "crlf\r\nin the middle $HOME `touch MARK`\r",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -388,13 +388,13 @@ fn guard_now(spec: &StoreSpec, migration_id: &str) -> Result<Option<Guard>, Guar
                 "credshift: {spec}: took over the lock left by {h}, which is no longer running"
             );
         }
-        let removed_temps = match spec {
-            StoreSpec::Keyring(_) => Vec::new(),
-            _ => spec
-                .path()
-                .map(fsutil::remove_stale_temps)
-                .unwrap_or_default(),
-        };
+        let mut removed_temps = Vec::new();
+        if let Some(p) = spec.path() {
+            removed_temps = fsutil::remove_stale_temps(p);
+            if p.is_dir() {
+                removed_temps.extend(fsutil::remove_stale_temps_in(p));
+            }
+        }
         for t in &removed_temps {
             eprintln!(
                 "credshift: {spec}: removed {}, a temp file left by a credshift run that was killed mid-write",

@@ -501,6 +501,9 @@ fn parse_assignment(lines: &[Zeroizing<String>], i: usize) -> Result<Parsed, &'s
     let prefix_len = line.len() - value_text.len();
     let prefix = line[..prefix_len].to_string();
 
+    if let Some(body) = value_text.strip_prefix("$'") {
+        return parse_ansi_c(body, i, key, prefix);
+    }
     let (quote, opening) = match value_text.chars().next() {
         Some('"') => (Quote::Double, '"'),
         Some('\'') => (Quote::Single, '\''),
@@ -606,13 +609,62 @@ fn plain_ok(v: &str) -> bool {
 
 /// Why no quoting can carry `v` exactly, when none can.
 fn unwritable(v: &str) -> Option<&'static str> {
-    if v.contains('\0') {
-        Some("the value holds a NUL byte, which no .env quoting can carry")
-    } else if v.contains("\r\n") || v.ends_with('\r') {
-        Some("the value holds a carriage return before a line end, which a .env file cannot keep")
-    } else {
-        None
+    v.contains('\0')
+        .then_some("the value holds a NUL byte, which no .env quoting can carry")
+}
+
+/// A shell's `$'...'` (ANSI-C quoting) on one line: `\\ \' \" \n \r \t
+/// \xHH`; any other escape is kept as written, as a shell does.
+fn parse_ansi_c(body: &str, i: usize, key: &str, prefix: String) -> Result<Parsed, &'static str> {
+    let mut value = Zeroizing::new(String::new());
+    let mut chars = body.char_indices().peekable();
+    while let Some((pos, c)) = chars.next() {
+        match c {
+            '\'' => {
+                let suffix = &body[pos + 1..];
+                let after = suffix.trim_start_matches([' ', '\t']);
+                if !after.is_empty() && !after.starts_with('#') {
+                    return Err("unexpected text after the closing quote");
+                }
+                return Ok(Parsed {
+                    end: i + 1,
+                    key: key.to_string(),
+                    prefix,
+                    suffix: suffix.to_string(),
+                    quote: Quote::Single,
+                    value: Secret::new(value.as_str()),
+                });
+            }
+            '\\' => match chars.next() {
+                Some((_, 'n')) => value.push('\n'),
+                Some((_, 'r')) => value.push('\r'),
+                Some((_, 't')) => value.push('\t'),
+                Some((_, e @ ('\\' | '\'' | '"'))) => value.push(e),
+                Some((_, 'x')) => {
+                    let mut n = 0u32;
+                    let mut digits = 0;
+                    while digits < 2
+                        && let Some(d) = chars.peek().and_then(|(_, d)| d.to_digit(16))
+                    {
+                        n = n * 16 + d;
+                        digits += 1;
+                        chars.next();
+                    }
+                    match char::from_u32(n) {
+                        Some(ch) if digits > 0 && n < 0x80 => value.push(ch),
+                        _ => return Err("unsupported \\x escape in $'...'"),
+                    }
+                }
+                Some((_, other)) => {
+                    value.push('\\');
+                    value.push(other);
+                }
+                None => return Err("unclosed $'...' quote"),
+            },
+            c => value.push(c),
+        }
     }
+    Err("unclosed $'...' quote")
 }
 
 /// The value as it goes into the file. Every form here reads back as the
@@ -626,14 +678,32 @@ fn unwritable(v: &str) -> Option<&'static str> {
 ///    unescapes inside them; newlines stay literal);
 /// 3. double quotes, for a value with a `'` but no `"`, `$`, backquote or
 ///    backslash (nothing in it is special to any reader);
-/// 4. otherwise single quotes with `'\''` for each quote, the shell's own
+/// 4. a value with a carriage return: a shell's `$'...'` with escapes (a
+///    file's line ends would swallow a literal one);
+/// 5. otherwise single quotes with `'\''` for each quote, the shell's own
 ///    way. python-dotenv and Node's dotenv have no form in common with a
-///    shell for such a value (Node's reads no escapes at all).
+///    shell for such values (Node's reads no escapes at all).
 ///
 /// Callers check [`unwritable`] first.
 fn encode_value(v: &str, preferred: Quote) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::with_capacity(v.len() + 8));
-    if plain_ok(v) {
+    if v.contains('\r') {
+        out.push_str("$'");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || c == '\x7f' => {
+                    out.push_str(&format!("\\x{:02x}", c as u32));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+    } else if plain_ok(v) {
         match preferred {
             Quote::None => out.push_str(v),
             Quote::Single => {
@@ -1055,6 +1125,7 @@ mod tests {
             ("a\nb", Quote::Double, "'a\nb'"),
             ("it's $HOME", Quote::Double, "'it'\\''s $HOME'"),
             ("'\\''", Quote::None, "''\\''\\'\\'''\\'''"),
+            ("a\r\nb's\\", Quote::None, "$'a\\r\\nb\\'s\\\\'"),
         ];
         for (value, style, want) in table {
             assert_eq!(encode_value(value, style).as_str(), want, "{value:?}");
@@ -1083,6 +1154,8 @@ mod tests {
             "'\\''",
             "''",
             "ü ✓",
+            "a\r\nb\r",
+            "\r\n\t\\ 'q' \"d\" $HOME `id` \x01\x7f",
         ];
         let olds = [
             "K=old",
@@ -1114,7 +1187,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(".env");
         let s = store_at(&p);
-        for v in ["a\0b", "a\r\nb", "a\r"] {
+        for v in ["a\0b", "\0", "x\r\n\0"] {
             let c = Credential::new(CredentialId::new("env", "BAD"), Kind::Other, v);
             assert!(s.check(&c).is_some(), "{v:?}");
             let e = s.write(&c).unwrap_err().to_string();
