@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod keys;
+pub mod scrub;
 pub mod store;
 pub mod tui;
 pub mod wizard;
