@@ -438,6 +438,14 @@ pub fn get<'a>(root: &'a Value, path: &[Seg]) -> Option<&'a Value> {
     })
 }
 
+/// The value at `path` under `root`, mutably.
+pub fn get_mut<'a>(root: &'a mut Value, path: &[Seg]) -> Option<&'a mut Value> {
+    path.iter().try_fold(root, |v, s| match s {
+        Seg::Key(k) => v.get_mut(k.as_str()),
+        Seg::Index(i) => v.get_mut(*i),
+    })
+}
+
 /// Put `value` at `path` under `root`, creating objects (for keys) and
 /// arrays padded with `null` (for indices) on the way. Fails when a step
 /// meets a value of the other shape.

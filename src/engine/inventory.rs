@@ -1,6 +1,6 @@
 //! Inventory: every source item, masked, with its status.
 
-use crate::credential::Credential;
+use crate::credential::{Credential, Kind};
 use crate::engine::types::{Inventory, InventoryItem, ItemStatus};
 use crate::error::Result;
 use crate::store::{Scan, Store};
@@ -23,8 +23,17 @@ pub fn inventory(store: &dyn Store, now_ms: i64) -> Result<(Inventory, Vec<Crede
     ))
 }
 
+/// When `c` itself expires: only an OAuth access token is marked expired
+/// by its `expires_at` (a refresh token, or a key next to it, outlives the
+/// access token's expiry).
+pub fn expiry(c: &Credential) -> Option<i64> {
+    (c.kind == Kind::OauthAccess)
+        .then(|| c.expires_at_ms())
+        .flatten()
+}
+
 pub fn classify(c: &Credential, now_ms: i64) -> InventoryItem {
-    let expires = c.expires_at_ms();
+    let expires = expiry(c);
     let (status, reason) = if let Some(r) = c.invalid_reason() {
         (ItemStatus::Invalid, Some(r.to_string()))
     } else if expires.is_some_and(|e| e <= now_ms) {
@@ -36,7 +45,7 @@ pub fn classify(c: &Credential, now_ms: i64) -> InventoryItem {
         id: c.id.clone(),
         kind: c.kind,
         preview: c.secret.preview(),
-        metadata: c.metadata.clone(),
+        metadata: crate::scrub::public(&c.metadata),
         status,
         reason,
         expires_at_ms: expires,
