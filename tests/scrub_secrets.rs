@@ -287,24 +287,39 @@ fn prompttrain_delete_source_loses_no_secret_field() {
     let src = format!("prompttrain:{}", dir.display());
     let dst = format!("dotenv:{}", tmp.path().join("dst.env").display());
     let state = tmp.path().join("state");
-    // Only the api key first: the file keeps every other secret.
-    let (code, r, stderr) = migrate(
-        &state,
-        &src,
-        &dst,
-        &["--delete-source", "--only", "account:acc_x/api_key"],
-    );
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(r["source_deleted"], 1, "{r}");
+    // The admin key fails to reach the target: everything else moves, and
+    // the file stays with the admin key (and nothing else secret) in it.
+    let (out, stdout, stderr) = run(credshift(&state)
+        .env("CREDSHIFT_FAULTS", "write:account:acc_x/admin_api_key")
+        .args([
+            "migrate",
+            "--from",
+            &src,
+            "--to",
+            &dst,
+            "--yes",
+            "--json",
+            "--delete-source",
+        ]));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let r = json_of(&stdout);
+    assert_eq!(r["source_deleted"], 4, "{r}");
     let file = dir.join("accounts/x.credentials.json");
     let left: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    let mut want = account_json();
-    want.as_object_mut().unwrap().shift_remove("api_key");
-    assert_eq!(left, want);
-    // Then the rest: everything is in the target, the file is gone.
+    assert_eq!(
+        left,
+        json!({
+            "type": "api_key",
+            "accountId": "acc_x",
+            "admin_api_key": PT_ADMIN,
+            "proxy": {"timeout": 30},
+            "slack": {"channel": "#alerts", "enabled": true}
+        })
+    );
+    // Then the admin key: it is in the target, and the file is gone.
     let (code, r, stderr) = migrate(&state, &src, &dst, &["--delete-source"]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(r["source_deleted"], 4, "{r}");
+    assert_eq!(r["source_deleted"], 1, "{r}");
     assert!(!file.exists());
     let target = values(&dst, &OpenOptions::default());
     assert_eq!(target["account:acc_x/api_key"], PT_KEY);

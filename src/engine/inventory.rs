@@ -55,3 +55,38 @@ pub fn classify(c: &Credential, now_ms: i64) -> InventoryItem {
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::Metadata;
+
+    #[test]
+    fn only_an_oauth_access_token_expires_by_expires_at() {
+        let mut m = Metadata::new();
+        m.insert("expires_at".into(), 1_000i64.into());
+        for (kind, expired) in [
+            (Kind::OauthAccess, true),
+            (Kind::OauthRefresh, false),
+            (Kind::ApiKey, false),
+            (Kind::Other, false),
+        ] {
+            let c = Credential::new("a/b".parse().unwrap(), kind, "value").with_metadata(m.clone());
+            let item = classify(&c, 10_000_000);
+            assert_eq!(item.status == ItemStatus::Expired, expired, "{kind}");
+            assert_eq!(expiry(&c).is_some(), expired, "{kind}");
+        }
+    }
+
+    #[test]
+    fn inventory_metadata_is_scrubbed() {
+        let mut m = Metadata::new();
+        m.insert("api_key".into(), "sk-proj-abcdefghijklmnop".into());
+        m.insert("note".into(), "kept".into());
+        let c = Credential::new("a/b".parse().unwrap(), Kind::ApiKey, "value").with_metadata(m);
+        let item = classify(&c, 0);
+        let text = serde_json::to_string(&item).unwrap();
+        assert!(!text.contains("sk-proj-abcdefghijklmnop"), "{text}");
+        assert_eq!(item.metadata["note"], "kept");
+    }
+}

@@ -275,7 +275,8 @@ mod tests {
                 cred("a/same", "value-same"),
                 cred("b/diff", "value-source"),
                 cred("c/empty", ""),
-                cred("d/old", "value-old").with_metadata(expired),
+                Credential::new("d/old".parse().unwrap(), Kind::OauthAccess, "value-old")
+                    .with_metadata(expired),
             ],
         );
         let dst = mem(
