@@ -248,7 +248,10 @@ fn url_has_secret(t: &str) -> bool {
         return false;
     };
     let scheme = &t[..start];
-    if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     {
         return false;
     }
@@ -342,7 +345,14 @@ impl Found {
 pub fn find(v: &Value) -> (Vec<Found>, Vec<String>) {
     let mut found = Vec::new();
     let mut unaddressable = Vec::new();
-    walk(v, "", false, &mut Vec::new(), &mut found, &mut unaddressable);
+    walk(
+        v,
+        "",
+        false,
+        &mut Vec::new(),
+        &mut found,
+        &mut unaddressable,
+    );
     (found, unaddressable)
 }
 
@@ -357,7 +367,9 @@ fn walk(
     match v {
         Value::String(s) if !path.is_empty() && is_secret(key, s, parent_secret) => {
             let addressable = path.iter().all(|s| match s {
-                Seg::Key(k) => !k.is_empty() && !k.contains('.') && !k.bytes().all(|b| b.is_ascii_digit()),
+                Seg::Key(k) => {
+                    !k.is_empty() && !k.contains('.') && !k.bytes().all(|b| b.is_ascii_digit())
+                }
                 Seg::Index(_) => true,
             });
             if addressable {
@@ -574,7 +586,9 @@ pub fn holds_secret(v: &Value, path: &[Seg]) -> bool {
             Seg::Index(_) => None,
         })
         .unwrap_or("");
-    let parent_secret = path.iter().any(|s| matches!(s, Seg::Key(k) if secret_key(k)));
+    let parent_secret = path
+        .iter()
+        .any(|s| matches!(s, Seg::Key(k) if secret_key(k)));
     let mut found = Vec::new();
     let mut bad = Vec::new();
     let mut p = path.to_vec();
@@ -783,7 +797,9 @@ mod tests {
         assert_eq!(bad, ["bad.key.token"]);
         let s = scrubbed(&v);
         let text = s.to_string();
-        for leak in ["a-token", "r-token", "i-token", "s0", "s1", "pw@", "ghs_", "\"t\""] {
+        for leak in [
+            "a-token", "r-token", "i-token", "s0", "s1", "pw@", "ghs_", "\"t\"",
+        ] {
             assert!(!text.contains(leak), "{leak} in {text}");
         }
         assert_eq!(s["token_type"], "bearer");
@@ -806,7 +822,12 @@ mod tests {
         let mut v = json!({"keep": 1});
         set(&mut v, &parse_path("client_secrets.1").unwrap(), json!("b")).unwrap();
         set(&mut v, &parse_path("client_secrets.0").unwrap(), json!("a")).unwrap();
-        set(&mut v, &parse_path("oauth.refresh_token").unwrap(), json!("r")).unwrap();
+        set(
+            &mut v,
+            &parse_path("oauth.refresh_token").unwrap(),
+            json!("r"),
+        )
+        .unwrap();
         assert_eq!(
             v,
             json!({"keep": 1, "client_secrets": ["a", "b"], "oauth": {"refresh_token": "r"}})
@@ -848,7 +869,10 @@ mod tests {
     #[test]
     fn merge_keeps_secret_leaves_the_public_copy_lacks() {
         let mut dst = json!({"proxy": {"url": "http://u:p@h", "port": 1}, "list": ["s", 2]});
-        merge(&mut dst, &json!({"proxy": {"port": 2}, "list": [null, 3], "new": true}));
+        merge(
+            &mut dst,
+            &json!({"proxy": {"port": 2}, "list": [null, 3], "new": true}),
+        );
         assert_eq!(
             dst,
             json!({"proxy": {"url": "http://u:p@h", "port": 2}, "list": ["s", 3], "new": true})
@@ -860,7 +884,10 @@ mod tests {
         let mut m = Metadata::new();
         m.insert("api_key".into(), "sk-proj-abcdefghijklmnop".into());
         m.insert("migrated_from".into(), "a_i_credentials".into());
-        m.insert("nested".into(), json!({"authorization": "Bearer abcdefghijk"}));
+        m.insert(
+            "nested".into(),
+            json!({"authorization": "Bearer abcdefghijk"}),
+        );
         assert!(has_secret(&m));
         let p = public(&m);
         assert!(!has_secret(&p));

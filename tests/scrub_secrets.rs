@@ -121,7 +121,10 @@ fn modelforge_nested_auth_data_migrates_leaf_by_leaf_and_nothing_is_lost() {
     }
     // The source lost exactly its secrets: auth_data went with the last one.
     let left: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    assert_eq!(left, json!({"providers": {"gh": {"llm_type": "github_copilot"}}}));
+    assert_eq!(
+        left,
+        json!({"providers": {"gh": {"llm_type": "github_copilot"}}})
+    );
 }
 
 #[test]
@@ -129,10 +132,16 @@ fn modelforge_items_go_back_into_the_same_place() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = modelforge_config(tmp.path());
     let before: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    let src = open_spec(&format!("modelforge:{}", cfg.display()), &OpenOptions::default());
+    let src = open_spec(
+        &format!("modelforge:{}", cfg.display()),
+        &OpenOptions::default(),
+    );
     let creds = src.read_all().unwrap().credentials;
     let copy = tmp.path().join("copy.json");
-    let dst = open_spec(&format!("modelforge:{}", copy.display()), &OpenOptions::default());
+    let dst = open_spec(
+        &format!("modelforge:{}", copy.display()),
+        &OpenOptions::default(),
+    );
     for r in dst.write_many(&creds) {
         r.unwrap();
     }
@@ -150,10 +159,16 @@ fn modelforge_items_go_back_into_the_same_place() {
         before["providers"]["gh"]["auth_data"]["access_token"]
     );
     // Deleting one nested item removes that field only.
-    assert!(dst.delete(&"gh/oauth.refresh_token".parse().unwrap()).unwrap());
+    assert!(
+        dst.delete(&"gh/oauth.refresh_token".parse().unwrap())
+            .unwrap()
+    );
     assert!(dst.delete(&"gh/client_secrets.0".parse().unwrap()).unwrap());
     let after: Value = serde_json::from_slice(&std::fs::read(&copy).unwrap()).unwrap();
-    assert_eq!(after["providers"]["gh"]["auth_data"]["oauth"], json!({"id_token": MF_ID}));
+    assert_eq!(
+        after["providers"]["gh"]["auth_data"]["oauth"],
+        json!({"id_token": MF_ID})
+    );
     assert_eq!(
         after["providers"]["gh"]["auth_data"]["client_secrets"],
         json!([null, MF_CS1])
@@ -329,7 +344,10 @@ fn prompttrain_delete_source_loses_no_secret_field() {
         target["account:acc_x/proxy.url"],
         format!("http://proxyuser:{PT_PROXY_PASS}@proxy.internal:3128")
     );
-    assert_eq!(target["account:acc_x/authorization"], format!("Bearer {PT_BEARER}"));
+    assert_eq!(
+        target["account:acc_x/authorization"],
+        format!("Bearer {PT_BEARER}")
+    );
     // The marker comments hold ids and public metadata, never a value.
     let text = std::fs::read_to_string(tmp.path().join("dst.env")).unwrap();
     for line in text.lines().filter(|l| l.starts_with('#')) {
@@ -477,9 +495,12 @@ fn laravel_metadata_secret_is_an_item_and_never_printed() {
         .to_string();
     let spec = format!("laravel:sqlite:{}", db.display());
     let state = tmp.path().join("state");
-    let (out, stdout, stderr) = run(credshift(&state)
-        .env("APP_KEY", &app_key)
-        .args(["inventory", "--from", &spec, "--json"]));
+    let (out, stdout, stderr) = run(credshift(&state).env("APP_KEY", &app_key).args([
+        "inventory",
+        "--from",
+        &spec,
+        "--json",
+    ]));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stdout.contains(LARAVEL_META_KEY), "{stdout}");
     let inv = json_of(&stdout);
@@ -512,7 +533,10 @@ fn laravel_metadata_secret_is_an_item_and_never_printed() {
         .unwrap()
         .expect("still listed");
     assert_eq!(c.secret.expose(), LARAVEL_META_KEY);
-    assert!(s.delete(&"openai/metadata.api_key".parse().unwrap()).unwrap());
+    assert!(
+        s.delete(&"openai/metadata.api_key".parse().unwrap())
+            .unwrap()
+    );
     assert!(
         !values(&spec, &opts)
             .keys()
@@ -570,7 +594,13 @@ fn only_the_access_token_is_expired() {
     assert_eq!(status["account:acc_o/oauth_refresh_token"], "eligible");
     let dst = format!("dotenv:{}", tmp.path().join("dst.env").display());
     let (out, stdout, stderr) = run(credshift(&state).args([
-        "migrate", "--from", &src, "--to", &dst, "--dry-run", "--json",
+        "migrate",
+        "--from",
+        &src,
+        "--to",
+        &dst,
+        "--dry-run",
+        "--json",
     ]));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let plan = json_of(&stdout);

@@ -294,12 +294,8 @@ impl LaravelStore {
             .into_iter()
             .map(|f| {
                 let name = format!("{META_PREFIX}{}", f.path_text());
-                Credential::new(
-                    CredentialId::new(namespace, name),
-                    f.kind,
-                    f.secret,
-                )
-                .with_metadata(meta.clone())
+                Credential::new(CredentialId::new(namespace, name), f.kind, f.secret)
+                    .with_metadata(meta.clone())
             })
             .collect()
     }
@@ -429,7 +425,10 @@ impl LaravelStore {
                 let column = Self::column_metadata(row).ok_or_else(|| {
                     StoreError::item(
                         &c.id,
-                        format!("{}: the metadata column is not a JSON object", row.location()),
+                        format!(
+                            "{}: the metadata column is not a JSON object",
+                            row.location()
+                        ),
                     )
                 })?;
                 let mut tree = Value::Object(column);
@@ -474,7 +473,11 @@ impl LaravelStore {
     }
 
     fn decide_write(&self, c: &Credential, rows: &[RawRow]) -> Result<Change> {
-        if let Some(path) = c.id.name.strip_prefix(META_PREFIX).and_then(scrub::parse_path) {
+        if let Some(path) =
+            c.id.name
+                .strip_prefix(META_PREFIX)
+                .and_then(scrub::parse_path)
+        {
             return self.decide_write_metadata(c, &path, rows);
         }
         let ns = &c.id.namespace;
@@ -524,7 +527,11 @@ impl LaravelStore {
         let Some(row) = rows.iter().find(|r| r.active && r.serves(&id.namespace)) else {
             return Ok((Change::None, false));
         };
-        if let Some(path) = id.name.strip_prefix(META_PREFIX).and_then(scrub::parse_path) {
+        if let Some(path) = id
+            .name
+            .strip_prefix(META_PREFIX)
+            .and_then(scrub::parse_path)
+        {
             let Some(column) = Self::column_metadata(row) else {
                 return Ok((Change::None, false));
             };

@@ -1,11 +1,16 @@
 //! `modelforge:PATH`: model-forge's `config.json`.
 //!
 //! Secrets live under `providers.<name>.auth_data`; the id is
-//! `<provider>/<field>`. `api_key`, `access_token` and `refresh_token` are
-//! the fields model-forge writes. Any other string field of `auth_data` is
-//! treated as a secret too unless its name is one of the known non-secret
-//! fields (`token_type`, `scope`, `expires_at`, ...): a field we do not know
-//! is safer listed as a masked secret than shown in clear as metadata.
+//! `<provider>/<path>`. `api_key`, `access_token` and `refresh_token` are
+//! the fields model-forge writes. Any other string of `auth_data`, at any
+//! depth, is treated as a secret too unless its key is one of the known
+//! non-secret fields (`token_type`, `scope`, `expires_at`, ...): a field we
+//! do not know is safer listed as a masked secret than shown in clear as
+//! metadata. Nested ones are named by their path (`P/oauth.refresh_token`,
+//! `P/client_secrets.0`) and written back to the same place. Deleting one
+//! removes that field (an array slot becomes `null`, so indices keep their
+//! meaning); a nested object or array, and `auth_data` itself, goes only
+//! when no secret is left in it.
 //! Everything else in `auth_data` (non-secret fields, numbers, objects) is
 //! the metadata of each of the provider's secrets.
 //!
@@ -94,7 +99,8 @@ fn secret_leaves(auth: &Value) -> (Vec<Vec<Seg>>, Vec<String>) {
         match v {
             Value::String(_) if !path.is_empty() && is_secret_field(key, v) => {
                 let addressable = path.iter().all(|s| match s {
-                    Seg::Key(k) => scrub::parse_path(k).is_some_and(|p| p.len() == 1 && matches!(p[0], Seg::Key(_))),
+                    Seg::Key(k) => scrub::parse_path(k)
+                        .is_some_and(|p| p.len() == 1 && matches!(p[0], Seg::Key(_))),
                     Seg::Index(_) => true,
                 });
                 if addressable {

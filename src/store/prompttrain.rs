@@ -12,9 +12,17 @@
 //!   array and `{"client_api_keys": [...]}` are read too, as the proxy does).
 //!   Ids: `train:<train>/client_key/<index>`.
 //!
+//! Any other secret in an account file, as [`crate::scrub`] decides (by key
+//! name, URL password, authorization header or known prefix), is an item of
+//! its own named by its path: `slack.webhook_url` is
+//! `account:<id>/slack_webhook_url`, the rest `account:<id>/admin_api_key`,
+//! `account:<id>/proxy.url`, `account:<id>/headers.authorization`... A
+//! write puts it back at that path.
+//!
 //! Metadata: `account_name` (the file name), `type`, `slack`, `expires_at`,
-//! `scopes`, `is_max`, and unknown fields under `extra` / `oauth_extra`
-//! (fields whose name looks like a secret are never copied into metadata).
+//! `scopes`, `is_max`, and unknown fields under `extra` / `oauth_extra`,
+//! all without their secret values (those are the items above). Metadata
+//! written back merges into what the file holds, so a secret it lacks stays.
 //! A write edits the one field in the right file and keeps every other
 //! field; a new account file is named after `account_name` when that is a
 //! name the proxy accepts, else after the account id.
@@ -25,7 +33,10 @@
 //! `client_key/1` was deleted. Trailing `null`s are trimmed, and writing an
 //! index past the end pads with `null`s until the missing ones arrive (ids
 //! sort as text, so `client_key/10` can come before `client_key/2`).
-//! Deleting the last secret of a file removes the file.
+//! Deleting an item removes that field only; the file is removed only when
+//! no secret material is left in it. Secret material no item can name (a
+//! key holding `.`, a key spelled like a fixed id) is reported by
+//! [`Store::unmigrated`] and keeps its file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -36,8 +47,8 @@ use zeroize::Zeroizing;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::dotenv::{dir_writable, nearest_existing_dir};
 use crate::scrub::{self, Seg};
+use crate::store::dotenv::{dir_writable, nearest_existing_dir};
 use crate::store::modelforge::{detect_indent, render_json, wipe_json};
 use crate::store::{
     Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
@@ -115,9 +126,16 @@ fn fixed_path(path: &[Seg]) -> bool {
         .collect();
     matches!(
         keys.as_slice(),
-        ["api_key"] | ["oauth", "accessToken"] | ["oauth", "refreshToken"] | ["type"] | ["accountId"]
+        ["api_key"]
+            | ["oauth", "accessToken"]
+            | ["oauth", "refreshToken"]
+            | ["type"]
+            | ["accountId"]
     ) || matches!(keys.first(), Some(&"api_key" | &"type" | &"accountId"))
-        || matches!(keys.as_slice(), ["oauth", "accessToken" | "refreshToken", ..])
+        || matches!(
+            keys.as_slice(),
+            ["oauth", "accessToken" | "refreshToken", ..]
+        )
 }
 
 impl AccountField {
