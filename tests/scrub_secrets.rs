@@ -614,3 +614,81 @@ fn only_the_access_token_is_expired() {
         );
     }
 }
+
+// ---------------------------------------------------------------- targets
+
+/// agent-prompttrain's database would keep the webhook in clear
+/// (`trains.slack_config`): the dry run says so, naming the item, and
+/// shows no value.
+#[test]
+fn prompttrain_db_target_warns_about_the_webhook_in_the_dry_run() {
+    let Some(db) = pg::fresh_db() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = prompttrain_dir(tmp.path());
+    let from = format!("prompttrain:{}", dir.display());
+    let to = format!("prompttrain-db:{}", db.url());
+    let key = std::fs::read_to_string(fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY")).unwrap();
+    let (out, stdout, stderr) = run(credshift(&tmp.path().join("state"))
+        .env("CREDENTIAL_ENCRYPTION_KEY", key.trim())
+        .args([
+            "migrate",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--dry-run",
+            "--json",
+        ]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for s in SECRETS {
+        assert!(!stdout.contains(s) && !stderr.contains(s), "{s} leaked");
+    }
+    let plan = json_of(&stdout);
+    let item = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "account:acc_x/slack_webhook_url")
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(item["action"], "invalid", "{item}");
+    assert!(
+        item["reason"].as_str().unwrap().contains("slack_config"),
+        "{item}"
+    );
+}
+
+/// Stores that keep metadata in clear (SQLite's metadata column, dotenv's
+/// marker comments) never persist a secret value handed to them in
+/// metadata, whatever the source.
+#[test]
+fn metadata_columns_and_markers_never_hold_a_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut meta = credshift::credential::Metadata::new();
+    meta.insert("api_key".into(), LARAVEL_META_KEY.into());
+    meta.insert(
+        "proxy".into(),
+        json!({"url": format!("http://u:{PT_PROXY_PASS}@h:1"), "port": 1}),
+    );
+    meta.insert("authorization".into(), format!("Bearer {PT_BEARER}").into());
+    meta.insert("note".into(), "kept".into());
+    let c = credshift::credential::Credential::new(
+        "openai/api_key".parse().unwrap(),
+        credshift::credential::Kind::ApiKey,
+        "value-of-the-item-itself-0001",
+    )
+    .with_metadata(meta);
+    let opts = passphrase_opts();
+    for spec in ["sqlite:t.db", "dotenv:t.env"] {
+        let (scheme, file) = spec.split_once(':').unwrap();
+        let path = tmp.path().join(file);
+        let s = open_spec(&format!("{scheme}:{}", path.display()), &opts);
+        s.write(&c).unwrap();
+        let raw = all_text(&path);
+        for secret in [LARAVEL_META_KEY, PT_PROXY_PASS, PT_BEARER] {
+            assert!(!raw.contains(secret), "{secret} in {spec}");
+        }
+        let back = s.read(&c.id).unwrap().unwrap();
+        assert_eq!(back.metadata["note"], "kept", "{spec}");
+        assert_eq!(back.metadata["proxy"], json!({"port": 1}), "{spec}");
+    }
+}
