@@ -489,16 +489,53 @@ fn laravel_metadata_secret_is_an_item_and_never_printed() {
         .unwrap();
     assert_eq!(n, 1);
     drop(conn);
+    check_laravel_metadata(tmp.path(), &format!("laravel:sqlite:{}", db.display()));
+}
+
+#[test]
+fn laravel_postgres_metadata_secret_is_an_item_and_never_printed() {
+    let Some(db) = pg::fresh_db() else { return };
+    let mut conn = pg::connect(&db.url());
+    conn.batch_execute(
+        "CREATE TABLE a_i_credentials (
+           id BIGSERIAL PRIMARY KEY,
+           provider VARCHAR(255) NOT NULL,
+           credential_type VARCHAR(255) NOT NULL DEFAULT 'api_key',
+           encrypted_credentials TEXT NOT NULL,
+           metadata JSON,
+           expires_at TIMESTAMP(0) WITHOUT TIME ZONE,
+           is_active BOOLEAN NOT NULL DEFAULT TRUE,
+           created_at TIMESTAMP(0) WITHOUT TIME ZONE,
+           updated_at TIMESTAMP(0) WITHOUT TIME ZONE,
+           UNIQUE (provider, credential_type)
+         );",
+    )
+    .unwrap();
+    let data = std::fs::read_to_string(fixture("fragments/data.sql"))
+        .unwrap()
+        .replace("}', 1, '", "}', TRUE, '");
+    conn.batch_execute(&data).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE a_i_credentials SET metadata = CAST($1::TEXT AS JSON) WHERE provider = 'openai'",
+            &[&json!({"api_key": LARAVEL_META_KEY, "note": "imported"}).to_string()],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    check_laravel_metadata(tmp.path(), &format!("laravel:{}", db.url()));
+}
+
+fn check_laravel_metadata(tmp: &Path, spec: &str) {
     let app_key = std::fs::read_to_string(fixture("fragments/APP_KEY"))
         .unwrap()
         .trim()
         .to_string();
-    let spec = format!("laravel:sqlite:{}", db.display());
-    let state = tmp.path().join("state");
+    let state = tmp.join("state");
     let (out, stdout, stderr) = run(credshift(&state).env("APP_KEY", &app_key).args([
         "inventory",
         "--from",
-        &spec,
+        spec,
         "--json",
     ]));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -526,7 +563,7 @@ fn laravel_metadata_secret_is_an_item_and_never_printed() {
         app_key: Some(Secret::new(app_key.as_str())),
         ..OpenOptions::default()
     };
-    let s = open_spec(&spec, &opts);
+    let s = open_spec(spec, &opts);
     assert!(s.delete(&"openai/key".parse().unwrap()).unwrap());
     let c = s
         .read(&"openai/metadata.api_key".parse().unwrap())
@@ -537,11 +574,7 @@ fn laravel_metadata_secret_is_an_item_and_never_printed() {
         s.delete(&"openai/metadata.api_key".parse().unwrap())
             .unwrap()
     );
-    assert!(
-        !values(&spec, &opts)
-            .keys()
-            .any(|k| k.starts_with("openai/")),
-    );
+    assert!(!values(spec, &opts).keys().any(|k| k.starts_with("openai/")),);
     // Written back into a new row's metadata column at the same place.
     s.write(&c).unwrap();
     assert_eq!(
