@@ -619,9 +619,9 @@ pub fn merge(dst: &mut Value, src: &Value) {
             }
         }
         (Value::Array(d), Value::Array(s)) => {
-            if d.len() < s.len() {
-                d.resize(s.len(), Value::Null);
-            }
+            // A scrubbed array keeps its length (secrets become `null`), so
+            // the public copy's length is the array's.
+            d.resize(s.len(), Value::Null);
             for (slot, v) in d.iter_mut().zip(s) {
                 match v {
                     // A scrubbed slot: keep whatever secret the target holds.
@@ -877,6 +877,10 @@ mod tests {
             dst,
             json!({"proxy": {"url": "http://u:p@h", "port": 2}, "list": ["s", 3], "new": true})
         );
+        // A public array that shrank is not padded with stale elements.
+        let mut dst = json!({"tags": ["a", "b", "c"]});
+        merge(&mut dst, &json!({"tags": ["a"]}));
+        assert_eq!(dst, json!({"tags": ["a"]}));
     }
 
     #[test]
