@@ -128,11 +128,7 @@ fn both_tables_need_a_table_suffix_and_it_picks_one() {
 
     let bare = format!("laravel:sqlite:{}", db.display());
     let store = open_spec(&bare).unwrap();
-    let e = store
-        .list()
-        .err()
-        .expect("both tables: no guess")
-        .to_string();
+    let e = store.list().expect_err("both tables: no guess").to_string();
     assert!(
         e.contains("ai_credentials") && e.contains("a_i_credentials"),
         "{e}"
