@@ -487,3 +487,38 @@ fn postgres_current_table_both_tables_and_columns() {
         ["anthropic:oauth/access_token", "openai:oauth/access_token"]
     );
 }
+
+#[test]
+fn the_old_table_moves_into_the_new_one_in_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path(), "app.sqlite", &["a_i_credentials"]);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            &std::fs::read_to_string(fixture("fragments/schema.sql"))
+                .unwrap()
+                .replace("a_i_credentials", "ai_credentials"),
+        )
+        .unwrap();
+    let spec = |t: &str| format!("laravel:sqlite:{}?table={t}", db.display());
+    let state = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(credshift(state.path())
+        .env("APP_KEY", app_key_text())
+        .args(["migrate", "--yes", "--from"])
+        .arg(spec("a_i_credentials"))
+        .arg("--to")
+        .arg(spec("ai_credentials")));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let new = open_spec(&spec("ai_credentials")).unwrap();
+    assert_eq!(ids(new.as_ref()), FIXTURE_IDS);
+    let old = open_spec(&spec("a_i_credentials")).unwrap();
+    for id in FIXTURE_IDS {
+        let id = id.parse().unwrap();
+        let (a, b) = (
+            old.read(&id).unwrap().unwrap(),
+            new.read(&id).unwrap().unwrap(),
+        );
+        assert_eq!(a.secret.expose(), b.secret.expose(), "{id}");
+        assert_eq!(b.metadata["migrated_from"], "credshift");
+    }
+}
