@@ -189,8 +189,8 @@ const EXEC_HELP: &str = "Layouts (--layout):
               config file. Other fields (a refresh token, ...) are left out and named on stderr.
 
 Two credentials that map to one variable are an error before CMD starts (narrow with --only).
-CMD's exit code is credshift's (128+N when a signal N ended it); SIGINT, SIGTERM and SIGHUP
-are passed on. credshift's own unlock secrets (CREDSHIFT_PASSPHRASE, the --passphrase-env
+CMD's exit code is credshift's (128+N when a signal N ended it; 127 when CMD is not found,
+126 when it cannot be run); SIGINT, SIGTERM and SIGHUP are passed on. credshift's own unlock secrets (CREDSHIFT_PASSPHRASE, the --passphrase-env
 variable, CREDENTIAL_ENCRYPTION_KEY, APP_KEY, PGPASSWORD) are removed from CMD's environment
 unless --keep-env names them.
 
