@@ -130,6 +130,10 @@ fn exit_codes_are_the_commands() {
     let (c, stderr) = code(&["credshift-test-no-such-command"]);
     assert_eq!(c, Some(127), "{stderr}");
     assert!(stderr.contains("command not found"), "{stderr}");
+    let not_runnable = dir.path().join("not-runnable.sh");
+    std::fs::write(&not_runnable, "#!/bin/sh\nexit 0\n").unwrap();
+    let (c, stderr) = code(&[not_runnable.to_str().unwrap()]);
+    assert_eq!(c, Some(126), "{stderr}");
     // No command at all is a usage error.
     let (out, _, _) = run(credshift(state.path()).args(["exec", "--from", &spec]));
     assert_eq!(out.status.code(), Some(2));
