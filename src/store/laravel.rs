@@ -446,7 +446,6 @@ impl LaravelStore {
         db.modify(table, decide)
     }
 
-
     /// The `metadata` column as stored (secrets included), `None` when it
     /// is not a JSON object.
     fn column_metadata(row: &RawRow) -> Option<Metadata> {
