@@ -728,17 +728,18 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
         selection: None,
         delete_source: a.delete_source,
     };
-    // Plan once: the plan consented to is the one executed (the engine
-    // refuses to write if either store changed in between).
-    let source = store::open(&from, &opts)?;
-    let target = store::open(&to, &opts)?;
-    let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
-    if a.yes {
-        // No plan on screen: its warnings still go to stderr.
-        for w in &prepared.plan.warnings {
-            eprintln!("warning: {w}");
-        }
+    let mut bar = ProgressBar::new();
+    let report = if a.yes {
+        // No plan to consent to on screen: the engine plans once, under the
+        // stores' locks (concurrent migrations see each other's writes).
+        let cancel = cancel_on_signals();
+        engine::run(req, &g.state_dir(), &opts, Some(cancel), |p| bar.event(p))?
     } else {
+        // Plan once: the plan consented to is the one executed (the engine
+        // refuses to write if either store changed in between).
+        let source = store::open(&from, &opts)?;
+        let target = store::open(&to, &opts)?;
+        let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
         print_plan(&prepared.plan);
         consent(false, &format!("Migrate from {from} to {to}"))?;
         if a.delete_source {
@@ -747,11 +748,16 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
                 &format!("After verifying, delete the migrated items from {from}"),
             )?;
         }
+        let cancel = cancel_on_signals();
+        let h = engine::start_prepared(req, prepared, source, target, &g.state_dir(), &opts)?;
+        engine::follow(h, Some(cancel), |p| bar.event(p))?
+    };
+    if a.yes {
+        // The plan was never shown: its warnings still reach stderr.
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
     }
-    let cancel = cancel_on_signals();
-    let mut bar = ProgressBar::new();
-    let h = engine::start_prepared(req, prepared, source, target, &g.state_dir(), &opts)?;
-    let report = engine::follow(h, Some(cancel), |p| bar.event(p))?;
     print_report(&report, a.json)?;
     Ok(report_code(&report))
 }
