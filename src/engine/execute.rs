@@ -274,16 +274,25 @@ fn spawn(
             return Err(e);
         }
     };
+    // The backup key (a PBKDF2 run for a passphrase) before the target's
+    // lock: other migrations waiting for it do not wait for this too.
+    let (keys, backup_key, kdf) = match new_keys(&dir, &id, opts) {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+    };
     // The target's own lock (a PostgreSQL advisory lock) keeps migrations
     // from other machines or state dirs apart; plan and writes run under it.
     let store_lock = match target.lock(TARGET_LOCK_WAIT) {
         Ok(l) => l,
         Err(e) => {
-            let _ = std::fs::remove_dir(&dir);
+            // Nothing started: leave no folder behind (only its new key).
+            let _ = std::fs::remove_dir_all(&dir);
             return Err(e.into());
         }
     };
-    let (keys, backup_key, kdf) = new_keys(&dir, &id, opts)?;
     let mut journal = Journal::open(&dir)?;
     journal.append(Record::Started {
         migration_id: id.clone(),
