@@ -258,7 +258,7 @@ fn dotenv_bom_and_crlf_are_accepted_and_kept() {
 }
 
 #[test]
-fn dotenv_duplicate_key_last_wins_and_delete_removes_all() {
+fn dotenv_duplicate_key_last_wins_and_delete_removes_only_that_line() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join(".env");
     std::fs::write(&file, "K=first\nOTHER=x\nK=second\n").unwrap();
@@ -269,6 +269,14 @@ fn dotenv_duplicate_key_last_wins_and_delete_removes_all() {
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),
         "K=first\nOTHER=x\nK=third\n"
+    );
+    // Only the assignment read (and migrated) goes; the earlier one was
+    // never migrated, so it stays and the delete says so (issue 13).
+    let e = s.delete(&id("env/K")).unwrap_err().to_string();
+    assert!(e.contains("line(s) 1"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "K=first\nOTHER=x\n"
     );
     assert!(s.delete(&id("env/K")).unwrap());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "OTHER=x\n");
@@ -391,9 +399,15 @@ fn modelforge_bad_provider_among_good_ones() {
     let scan = s.read_all().unwrap();
     let mut ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
     ids.sort();
+    // A nested secret is an item of its own (issue 13), never metadata.
     assert_eq!(
         ids,
-        ["good/access_token", "good/api_key", "good/unknown_field"]
+        [
+            "good/access_token",
+            "good/api_key",
+            "good/nested.pat",
+            "good/unknown_field"
+        ]
     );
     let empty = scan
         .credentials
@@ -725,7 +739,9 @@ fn prompttrain_refuses_ids_it_has_no_place_for() {
     for bad in [
         "openai/api_key",
         "env/OPENAI_API_KEY",
-        "account:acc_alpha/password",
+        "account:acc_alpha/type",
+        "account:acc_alpha/oauth.accessToken",
+        "account:acc_alpha/slack.webhook_url",
         "train:team-alpha/client_key/x",
         "train:../../etc/client_key/0",
     ] {

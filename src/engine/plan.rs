@@ -146,6 +146,7 @@ pub fn prepare(
     for c in target_scan.credentials {
         target_all.insert(c.id.clone(), c);
     }
+    let left = source.unmigrated();
     let mut p = build(
         source.spec(),
         target.spec(),
@@ -157,6 +158,12 @@ pub fn prepare(
         selection,
         now,
     );
+    if !left.is_empty() {
+        p.plan.warnings.push(format!(
+            "left in the source (secret-looking, carried by no item; its file stays): {}",
+            left.join(", ")
+        ));
+    }
     p.snapshot = Snapshot {
         key,
         source: src_snap,
@@ -202,7 +209,7 @@ fn build(
         }
         last = Some(c.id.clone());
         let mut warnings = Vec::new();
-        if let Some(exp) = c.expires_at_ms()
+        if let Some(exp) = crate::engine::inventory::expiry(&c)
             && exp <= now
         {
             let when = chrono::DateTime::from_timestamp_millis(exp)
@@ -352,7 +359,8 @@ mod tests {
                 cred("a/same", "value-same"),
                 cred("b/diff", "value-source"),
                 cred("c/empty", ""),
-                cred("d/old", "value-old").with_metadata(expired),
+                Credential::new("d/old".parse().unwrap(), Kind::OauthAccess, "value-old")
+                    .with_metadata(expired),
             ],
         );
         let dst = mem(
