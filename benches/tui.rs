@@ -126,6 +126,7 @@ fn main() {
         estimated: Duration::from_secs(10),
         source_errors: vec![],
         warnings: vec![],
+        token: 0,
     };
     app.handle(Event::Enter);
     app.handle(Event::PlanReady(Box::new(plan)));

@@ -504,8 +504,51 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
     }
 }
 
+/// `CREDSHIFT_PANIC_AFTER_DRAW`: active only when exactly `1`.
+pub fn panic_after_draw() -> bool {
+    std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW").is_some_and(|v| v == "1")
+}
+
+/// The documented test aids act only on their exact values and say so on
+/// stderr while active: `CREDSHIFT_FAULTS` (malformed: refused, exit 2),
+/// `CREDSHIFT_CRASH_AT` and `CREDSHIFT_PANIC_AFTER_DRAW` (malformed:
+/// ignored, with a message).
+pub fn check_test_aids() -> Result<(), CliError> {
+    if let Some(v) = std::env::var_os("CREDSHIFT_FAULTS") {
+        let v = v.to_string_lossy();
+        match crate::store::faults::Faults::parse_strict(&v) {
+            Ok(_) => eprintln!(
+                "credshift: warning: CREDSHIFT_FAULTS={v} is set (a test aid): matching store \
+                 operations fail on purpose"
+            ),
+            Err(e) => {
+                return Err(CliError::usage(format!(
+                    "CREDSHIFT_FAULTS (a test aid) is malformed: {e}; unset it or use \
+                     OP:GLOB[,OP:GLOB...] with OP write, read or delete"
+                )));
+            }
+        }
+    }
+    let _ = engine::journal::crash_at();
+    if let Some(v) = std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW") {
+        if panic_after_draw() {
+            eprintln!(
+                "credshift: warning: CREDSHIFT_PANIC_AFTER_DRAW=1 is set (a test aid): the \
+                 wizard panics after drawing its first screen"
+            );
+        } else {
+            eprintln!(
+                "credshift: warning: CREDSHIFT_PANIC_AFTER_DRAW is set to {:?}, not 1; ignored",
+                v.to_string_lossy()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
+    check_test_aids()?;
     let g = &cli.global;
     match cli.command {
         Some(Command::Status { stores, json }) => cmd_status(g, &stores, json),
@@ -790,11 +833,26 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
         ));
     }
     let opts = g.open_options()?;
-    if !a.yes {
+    let req = engine::MigrationRequest {
+        from: from.clone(),
+        to: to.clone(),
+        policy,
+        selection: None,
+        delete_source: a.delete_source,
+    };
+    let mut bar = ProgressBar::new();
+    let report = if a.yes {
+        // No plan to consent to on screen: the engine plans once, under the
+        // stores' locks (concurrent migrations see each other's writes).
+        let cancel = cancel_on_signals();
+        engine::run(req, &g.state_dir(), &opts, Some(cancel), |p| bar.event(p))?
+    } else {
+        // Plan once: the plan consented to is the one executed (the engine
+        // refuses to write if either store changed in between).
         let source = store::open(&from, &opts)?;
         let target = store::open(&to, &opts)?;
-        let plan = engine::plan(source.as_ref(), target.as_ref(), policy, None)?;
-        print_plan(&plan);
+        let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
+        print_plan(&prepared.plan);
         consent(false, &format!("Migrate from {from} to {to}"))?;
         if a.delete_source {
             consent(
@@ -802,17 +860,16 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
                 &format!("After verifying, delete the migrated items from {from}"),
             )?;
         }
-    }
-    let req = engine::MigrationRequest {
-        from,
-        to,
-        policy,
-        selection: None,
-        delete_source: a.delete_source,
+        let cancel = cancel_on_signals();
+        let h = engine::start_prepared(req, prepared, source, target, &g.state_dir(), &opts)?;
+        engine::follow(h, Some(cancel), |p| bar.event(p))?
     };
-    let cancel = cancel_on_signals();
-    let mut bar = ProgressBar::new();
-    let report = engine::run(req, &g.state_dir(), &opts, Some(cancel), |p| bar.event(p))?;
+    if a.yes {
+        // The plan was never shown: its warnings still reach stderr.
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     print_report(&report, a.json)?;
     Ok(report_code(&report))
 }

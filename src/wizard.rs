@@ -20,8 +20,9 @@ use crate::store::StoreSpec;
 pub const REVEAL_MS: i64 = 30_000;
 /// Lines of the per-item log kept for the Execute screen.
 pub const LOG_TAIL: usize = 200;
-/// The product rule: more than this share of failed items rolls back.
-pub const ROLLBACK_THRESHOLD: f64 = 0.5;
+/// The product rule (more than this share of failed items rolls back) is
+/// the engine's; the wizard only shows it.
+pub use crate::engine::ROLLBACK_THRESHOLD;
 /// Rows a page key moves.
 pub const PAGE: usize = 10;
 
@@ -239,11 +240,13 @@ pub enum Effect {
     },
     /// Use this passphrase for the target and the backup from now on.
     UsePassphrase(Secret),
+    /// Execute the plan shown on the dry-run screen (named by its token).
     StartMigration {
         from: StoreSpec,
         to: StoreSpec,
         policy: ConflictPolicy,
         selection: Vec<CredentialId>,
+        plan_token: u64,
     },
     CancelMigration,
     Verify {
@@ -307,6 +310,9 @@ pub struct Run {
     /// Plan position by id, built once per run (progress lookups are O(1)).
     pub index: HashMap<CredentialId, usize>,
     pub report: Option<Report>,
+    /// The engine began writing to the target (an item started): from
+    /// here on, a failure can no longer mean "nothing was written".
+    pub writes_began: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -683,11 +689,33 @@ impl Wizard {
         }
     }
 
+    /// What the end screen says about a migration that ended in an error
+    /// without a report. "Nothing was written" only when the engine never
+    /// began writing; otherwise where to go next.
+    pub fn failure_summary(&self) -> Option<String> {
+        let e = self.error.as_ref()?;
+        if !self.run.writes_began {
+            return Some(format!("Nothing was written: {e}"));
+        }
+        Some(match &self.run.id {
+            Some(id) => format!(
+                "The migration stopped after it began writing: {e}. Some items may be at the \
+                 target: undo with `credshift rollback --migration-id {id}` or finish with \
+                 `credshift resume --migration-id {id}`."
+            ),
+            None => format!(
+                "The migration stopped after it began writing: {e}. Some items may be at the \
+                 target: see `credshift history`."
+            ),
+        })
+    }
+
     fn on_failed(&mut self, task: Task, message: String) -> Vec<Effect> {
         self.busy = None;
         match task {
-            // The engine could not even start (lock held, backup failed):
-            // nothing was written.
+            // The engine stopped without a report: before writing (lock
+            // held, backup failed, the stores changed since the plan) or
+            // after (see `failure_summary`).
             Task::Migrate if self.step == Step::Execute && self.run.report.is_none() => {
                 self.run.log.push_back(LogLine::Fail(message.clone()));
                 self.error = Some(message);
@@ -1101,6 +1129,7 @@ impl Wizard {
         ) else {
             return vec![];
         };
+        let plan_token = plan.token;
         self.run = Run {
             outcomes: vec![ItemOutcome::Pending; plan.items.len()],
             index: plan
@@ -1122,6 +1151,7 @@ impl Wizard {
             to,
             policy: self.policy,
             selection: self.selected_ids(),
+            plan_token,
         }]
     }
 
@@ -1194,13 +1224,15 @@ impl Wizard {
                     )));
                     self.run.backup = Some(path);
                 }
-                Progress::ItemStarted { .. } => {}
+                Progress::ItemStarted { .. } => self.run.writes_began = true,
                 Progress::ItemWritten { id } => {
+                    self.run.writes_began = true;
                     if let Some(i) = index.get(&id) {
                         updates.push((*i, ItemOutcome::Written));
                     }
                 }
                 Progress::ItemVerified { id } => {
+                    self.run.writes_began = true;
                     if let Some(i) = index.get(&id) {
                         updates.push((*i, ItemOutcome::Verified));
                     }
@@ -1217,6 +1249,7 @@ impl Wizard {
                         .push_back(LogLine::Skip(format!("{id} skipped: {reason}")));
                 }
                 Progress::ItemFailed { id, error } => {
+                    self.run.writes_began = true;
                     if let Some(i) = index.get(&id) {
                         updates.push((*i, ItemOutcome::Failed(error.clone())));
                     }
@@ -1574,6 +1607,7 @@ mod tests {
             estimated: Duration::from_secs(1),
             source_errors: vec![],
             warnings: vec![],
+            token: 0,
         }
     }
 
@@ -1814,6 +1848,7 @@ mod tests {
             verified: 2,
             source_deleted: 0,
             source_delete_failed: vec![],
+            warnings: vec![],
         }
     }
 
@@ -1850,6 +1885,43 @@ mod tests {
             .collect();
         w.handle(Event::Progress(flood));
         assert_eq!(w.run.log.len(), LOG_TAIL);
+    }
+
+    #[test]
+    fn a_migrate_error_after_writes_never_says_nothing_was_written() {
+        // Before any write: the engine refused to start.
+        let mut w = running();
+        w.handle(Event::Failed {
+            task: Task::Migrate,
+            message: "the target is locked".into(),
+        });
+        assert_eq!(w.step, Step::Done);
+        let text = w.failure_summary().unwrap();
+        assert!(text.starts_with("Nothing was written"), "{text}");
+        // After items were written: the worker failed mid-run.
+        for progress in [
+            Progress::ItemStarted {
+                index: 0,
+                id: CredentialId::new("env", "A"),
+            },
+            Progress::ItemWritten {
+                id: CredentialId::new("env", "A"),
+            },
+            Progress::ItemVerified {
+                id: CredentialId::new("env", "A"),
+            },
+        ] {
+            let mut w = running();
+            w.handle(Event::Progress(vec![progress]));
+            w.handle(Event::Failed {
+                task: Task::Migrate,
+                message: "the journal failed: disk full".into(),
+            });
+            assert_eq!(w.step, Step::Done);
+            let text = w.failure_summary().unwrap();
+            assert!(!text.contains("Nothing was written"), "{text}");
+            assert!(text.contains("rollback --migration-id m1"), "{text}");
+        }
     }
 
     #[test]

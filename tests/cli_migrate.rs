@@ -469,15 +469,16 @@ fn sigterm_during_a_migration_rolls_back() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until a few items are written, then ask it to stop.
+    // Wait until a few items are written (two batches: 1 + 2 items), then
+    // ask it to stop.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let verified = std::fs::read_dir(state.join("migrations"))
             .ok()
             .and_then(|mut rd| rd.next())
             .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("journal.jsonl")).ok())
-            .map_or(0, |j| j.matches("\"event\":\"verified\"").count());
-        if verified >= 3 {
+            .map_or(0, |j| j.matches("\"event\":\"batch_done\"").count());
+        if verified >= 2 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no progress");
@@ -559,4 +560,73 @@ fn every_write_failing_into_a_target_that_does_not_exist_yet_rolls_back_complete
     assert!(!target.exists(), "nothing may be left at the target");
     let (_, stdout, _) = run(credshift(&s.state).args(["history", "--json"]));
     assert_eq!(json(&stdout)[0]["status"], "rolled_back");
+}
+
+#[test]
+fn plan_warnings_reach_stderr_and_the_json_report_with_yes() {
+    let s = setup(&[("UNRELATED", "keep-me-0000000000")]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&s.dst[7..], std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (out, stdout, stderr) = run(credshift(&s.state).args([
+        "migrate", "--from", &s.src, "--to", &s.dst, "--yes", "--json",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("readable by others"),
+        "{stderr}"
+    );
+    let r = json(&stdout);
+    let warnings = r["warnings"].as_array().expect("a warnings field");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("readable by others")),
+        "{r}"
+    );
+}
+
+#[test]
+fn test_aids_act_only_on_exact_values_and_say_so() {
+    let s = setup(&[]);
+    let migrate = |env: (&str, &str)| {
+        run(credshift(&s.state).env(env.0, env.1).args([
+            "migrate", "--from", &s.src, "--to", &s.dst, "--yes", "--json",
+        ]))
+    };
+    // A malformed fault list is refused before anything runs.
+    for bad in ["bogus", "write", "write:", "Write:env/*", "write:env/*,"] {
+        let (out, _, stderr) = migrate(("CREDSHIFT_FAULTS", bad));
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("CREDSHIFT_FAULTS"), "{stderr}");
+        assert!(!Path::new(&s.dst[7..]).exists(), "{bad:?}: nothing written");
+    }
+    // A malformed crash point is ignored, with a message.
+    let (out, _, stderr) = migrate(("CREDSHIFT_CRASH_AT", "3x"));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("CREDSHIFT_CRASH_AT") && stderr.contains("ignored"),
+        "{stderr}"
+    );
+    // Active aids warn on stderr.
+    let s = setup(&[]);
+    let (out, _, stderr) = run(credshift(&s.state)
+        .env("CREDSHIFT_FAULTS", "write:env/NOTHING_MATCHES")
+        .env("CREDSHIFT_CRASH_AT", "999")
+        .args(["migrate", "--from", &s.src, "--to", &s.dst, "--yes"]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: CREDSHIFT_FAULTS=write:env/NOTHING_MATCHES"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: CREDSHIFT_CRASH_AT=999"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = run(credshift(&s.state)
+        .env("CREDSHIFT_PANIC_AFTER_DRAW", "yes")
+        .args(["history"]));
+    assert!(
+        stderr.contains("CREDSHIFT_PANIC_AFTER_DRAW") && stderr.contains("ignored"),
+        "{stderr}"
+    );
 }

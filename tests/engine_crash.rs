@@ -158,3 +158,86 @@ fn every_crash_point_can_be_rolled_back_or_resumed() {
         }
     }
 }
+
+#[test]
+fn a_crash_anywhere_in_a_migration_with_cleanup_is_resumed_or_rolled_back() {
+    let migrate_delete = |c: &Case, crash_at: Option<usize>| {
+        let mut cmd = credshift(&c.state);
+        cmd.args([
+            "migrate",
+            "--from",
+            &c.src,
+            "--to",
+            &c.dst,
+            "--yes",
+            "--json",
+            "--on-conflict",
+            "overwrite",
+            "--delete-source",
+        ]);
+        if let Some(k) = crash_at {
+            cmd.env("CREDSHIFT_CRASH_AT", k.to_string());
+        }
+        run(&mut cmd).0
+    };
+    let clean = case();
+    let out = migrate_delete(&clean, None);
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["source_deleted"], 5, "{report}");
+    let id = report["migration_id"].as_str().unwrap().to_string();
+    let records = journal_len(&clean.state, &id);
+    let journal = std::fs::read_to_string(
+        clean
+            .state
+            .join("migrations")
+            .join(&id)
+            .join("journal.jsonl"),
+    )
+    .unwrap();
+    // `finished` comes after the cleanup's own records.
+    let last = journal.lines().last().unwrap();
+    assert!(last.contains("\"event\":\"finished\""), "{last}");
+    assert!(journal.contains("\"event\":\"cleanup_finished\""));
+    let full_dst = contents(&clean.dst);
+    let empty_src = contents(&clean.src);
+    assert!(empty_src.is_empty(), "{empty_src:?}");
+
+    for k in 1..=records {
+        for mode in ["resume", "rollback"] {
+            let c = case();
+            let src_before = contents(&c.src);
+            let dst_before = contents(&c.dst);
+            let out = migrate_delete(&c, Some(k));
+            assert_eq!(out.status.code(), None, "K={k}: the process aborted");
+            let h = history(&c.state);
+            let id = h[0]["id"].as_str().unwrap().to_string();
+            let want = if k == records {
+                "completed"
+            } else {
+                "interrupted"
+            };
+            assert_eq!(h[0]["status"], want, "K={k}");
+            match mode {
+                "resume" => {
+                    for _ in 0..2 {
+                        let (code, out) = recover(&c, &id, "resume", None);
+                        assert_eq!(code, Some(0), "K={k}: {out}");
+                        assert_eq!(contents(&c.dst), full_dst, "K={k} resume: target");
+                        assert_eq!(contents(&c.src), empty_src, "K={k} resume: source");
+                    }
+                    assert_eq!(history(&c.state)[0]["status"], "completed", "K={k}");
+                }
+                _ => {
+                    for _ in 0..2 {
+                        let (code, out) = recover(&c, &id, "rollback", None);
+                        assert_eq!(code, Some(0), "K={k}: {out}");
+                        assert_eq!(contents(&c.dst), dst_before, "K={k} rollback: target");
+                        assert_eq!(contents(&c.src), src_before, "K={k} rollback: source");
+                    }
+                    assert_eq!(history(&c.state)[0]["status"], "rolled_back", "K={k}");
+                }
+            }
+        }
+    }
+}

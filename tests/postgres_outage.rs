@@ -13,13 +13,14 @@ use support::*;
 
 const PASSPHRASE: &str = "outage test passphrase, not a secret";
 
-fn journal_lines(state: &std::path::Path) -> usize {
+/// The most batches any migration in `state` has finished (`batch_done`).
+fn batches_done(state: &std::path::Path) -> usize {
     let Ok(dirs) = std::fs::read_dir(state.join("migrations")) else {
         return 0;
     };
     dirs.filter_map(|d| d.ok())
         .filter_map(|d| std::fs::read_to_string(d.path().join("journal.jsonl")).ok())
-        .map(|t| t.lines().count())
+        .map(|t| t.matches("\"event\":\"batch_done\"").count())
         .max()
         .unwrap_or(0)
 }
@@ -60,10 +61,10 @@ fn the_server_stopping_mid_migration_stops_it_and_rollback_restores_the_target()
     assert_eq!(before, ["env/KEEP_ME"]);
 
     // A source big enough that the migration is still running when the
-    // server goes (each item is two fsynced journal records).
+    // server goes (batches of 1, 2, 4, ... up to 256 items).
     let src = tmp.path().join("many.env");
     let mut f = std::fs::File::create(&src).unwrap();
-    for i in 0..400 {
+    for i in 0..2000 {
         writeln!(f, "TOKEN_{i:04}=outage-test-value-{i:04}-abcdefghijklmnop").unwrap();
     }
     drop(f);
@@ -76,9 +77,9 @@ fn the_server_stopping_mid_migration_stops_it_and_rollback_restores_the_target()
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    // The first journal had a handful of records; wait for this one to be
-    // well into its writes.
-    while journal_lines(&state) < 40 {
+    // The first migration had one batch; wait for this one to be well into
+    // its writes (1 + 2 + 4 + 8 items).
+    while batches_done(&state) < 4 {
         assert!(Instant::now() < deadline, "the migration never got going");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -96,7 +97,7 @@ fn the_server_stopping_mid_migration_stops_it_and_rollback_restores_the_target()
     );
     assert!(!reason.contains(PASSPHRASE) && !stdout.contains("outage-test-value"));
     assert!(
-        report["copied"].as_u64().unwrap() < 400,
+        report["copied"].as_u64().unwrap() < 2000,
         "the outage happened mid-run: {report}"
     );
     let id = report["migration_id"].as_str().unwrap().to_string();

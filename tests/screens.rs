@@ -237,6 +237,7 @@ fn plan(policy: ConflictPolicy) -> Plan {
         estimated: Duration::from_secs(3),
         source_errors: vec![],
         warnings: vec!["the target keeps no metadata: expiry and scopes are dropped".into()],
+        token: 0,
     }
 }
 
@@ -265,6 +266,7 @@ fn report(rolled_back: bool, failed: usize) -> Report {
         verified: 5 - failed,
         source_deleted: 0,
         source_delete_failed: vec![],
+        warnings: vec![],
     }
 }
 

@@ -1,7 +1,7 @@
-//! Execute on a worker thread: backup, write + read back each item, roll
-//! back on its own when too many fail, the target goes away or the user
-//! cancels, then clean up the source when asked. Also the pieces resume,
-//! rollback and cleanup share.
+//! Execute on a worker thread: backup, then items in batches (write, read
+//! back, compare), roll back on its own when too many fail, the target goes
+//! away or the user cancels, then clean up the source when asked. Also the
+//! pieces resume, rollback and cleanup share.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,17 +12,18 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::credential::{Credential, CredentialId};
+use crate::crypto::envelope::{self, KdfParams, KeySource, SealingKey};
 use crate::engine::audit;
 use crate::engine::backup::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::fingerprint::{self, FpKey};
 use crate::engine::inventory::now_ms;
-use crate::engine::journal::{BackupKeyKind, Journal, PlannedItem, Record, Totals};
+use crate::engine::journal::{BackupKeyKind, Journal, KdfRecord, PlannedItem, Record, Totals};
 use crate::engine::lock::{self, StoreLock};
 use crate::engine::plan::{self, Prepared, same_for_target};
 use crate::engine::state::{self, State};
 use crate::engine::types::{
-    Action, Counts, MigrationId, MigrationRequest, MigrationStatus, Progress, Report,
+    Action, Counts, Failure, MigrationId, MigrationRequest, MigrationStatus, Progress, Report,
 };
 use crate::error::StoreError;
 use crate::store::{self, OpenOptions, Store};
@@ -81,9 +82,52 @@ impl MigrationHandle {
 /// lock (`Store::lock`) before giving up.
 pub const TARGET_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Open both stores and start the migration on a worker thread. Lock
-/// conflicts, a bad store and a store migrated to itself fail here, before
-/// anything is written.
+/// The product rule: a migration rolls back on its own when more than this
+/// share of the writes attempted so far failed...
+pub const ROLLBACK_THRESHOLD: f64 = 0.5;
+/// ...checked once at least this many (or all, when fewer) were attempted.
+pub const MIN_ATTEMPTS: usize = 4;
+/// The largest batch; batches grow 1, 2, 4, ... up to it.
+pub const MAX_BATCH: usize = 256;
+
+/// The more-than-half rule, stated once: whether `failed` of `attempted`
+/// writes (of `total` planned) is reason to roll back. The engine applies it
+/// item by item, in plan order, so a batch stops a run exactly where a
+/// one-item-at-a-time run would have stopped.
+pub fn exceeds_failure_limit(attempted: usize, failed: usize, total: usize) -> bool {
+    attempted > 0
+        && attempted >= total.min(MIN_ATTEMPTS)
+        && failed as f64 > attempted as f64 * ROLLBACK_THRESHOLD
+}
+
+/// Batch sizes for `n` items: 1, 2, 4, ... up to [`MAX_BATCH`], summing to `n`.
+pub fn batch_sizes(n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let (mut left, mut size) = (n, 1usize);
+    while left > 0 {
+        let b = size.min(left);
+        out.push(b);
+        left -= b;
+        size = (size * 2).min(MAX_BATCH);
+    }
+    out
+}
+
+/// Plan a migration for the caller to show and ask consent for. The
+/// result is what [`start_prepared`] executes. Writes nothing.
+pub fn prepare(req: &MigrationRequest, source: &dyn Store, target: &dyn Store) -> Result<Prepared> {
+    Ok(plan::prepare(
+        source,
+        target,
+        req.policy,
+        req.selection.as_ref(),
+        now_ms(),
+    )?)
+}
+
+/// Open both stores and start the migration on a worker thread (it plans
+/// under the stores' locks). Lock conflicts, a bad store and a store
+/// migrated to itself fail here, before anything is written.
 pub fn start(
     req: MigrationRequest,
     state_dir: &Path,
@@ -94,10 +138,128 @@ pub fn start(
     start_with_stores(req, source, target, state_dir, opts)
 }
 
-/// [`start`] with stores the caller already opened (the wizard, tests, the
-/// benchmark). `req.from`/`req.to` must be the stores' specs.
+/// [`start`] with stores the caller already opened (tests, the
+/// benchmark, restore). `req.from`/`req.to` must be the stores' specs.
 pub fn start_with_stores(
     req: MigrationRequest,
+    source: Box<dyn Store>,
+    target: Box<dyn Store>,
+    state_dir: &Path,
+    opts: &OpenOptions,
+) -> Result<MigrationHandle> {
+    spawn(req, None, source, target, state_dir, opts)
+}
+
+/// Execute exactly the migration the user consented to. Under the stores'
+/// locks, both stores are read again first: when anything planned changed
+/// at either end, the migration stops before writing and names the items.
+pub fn start_prepared(
+    req: MigrationRequest,
+    prepared: Prepared,
+    source: Box<dyn Store>,
+    target: Box<dyn Store>,
+    state_dir: &Path,
+    opts: &OpenOptions,
+) -> Result<MigrationHandle> {
+    if prepared.plan.from != req.from
+        || prepared.plan.to != req.to
+        || prepared.plan.on_conflict != req.policy
+    {
+        return Err(EngineError::Refused(
+            "the plan was made for other stores or another conflict policy; plan again".into(),
+        ));
+    }
+    spawn(req, Some(prepared), source, target, state_dir, opts)
+}
+
+/// The keys of one migration: the backup's sealing key and the journal's
+/// fingerprint key derived from it (never stored).
+pub(crate) struct MigrationKeys {
+    pub sealing: SealingKey,
+    pub fp: FpKey,
+}
+
+/// Keys for a new migration folder: the passphrase in use (a fresh salt),
+/// else a new `backup.key` in the folder.
+fn new_keys(
+    dir: &Path,
+    id: &MigrationId,
+    opts: &OpenOptions,
+) -> Result<(MigrationKeys, BackupKeyKind, Option<KdfRecord>), StoreError> {
+    let key = backup::new_key(&dir.join(backup::BACKUP_FILE), opts, true)?;
+    let sealing = backup::sealing_key(&key, opts)?;
+    let (kind, kdf) = match sealing.params() {
+        KdfParams::Pbkdf2 { iterations, salt } => (
+            BackupKeyKind::Passphrase,
+            Some(KdfRecord {
+                iterations: *iterations,
+                salt: hex::encode(salt),
+            }),
+        ),
+        KdfParams::None => (BackupKeyKind::KeyFile, None),
+    };
+    let fp = FpKey::derive(sealing.key(), &id.0);
+    Ok((MigrationKeys { sealing, fp }, kind, kdf))
+}
+
+/// The keys of a recorded migration, derived again from its backup key
+/// (the passphrase given now, or the key file in its folder).
+pub(crate) fn recover_keys(state: &State, opts: &OpenOptions) -> Result<MigrationKeys> {
+    let main = state
+        .backup
+        .clone()
+        .unwrap_or_else(|| state.dir.join(backup::BACKUP_FILE));
+    let location = main.display().to_string();
+    let key = migration_backup_key(state, &main, opts)?;
+    let source = match &key {
+        BackupKey::Passphrase(p) => KeySource::Passphrase(p.clone()),
+        BackupKey::KeyFile(path) => KeySource::from_key_file(path)?,
+    };
+    let params = match (&state.kdf, &source) {
+        (Some(k), _) => KdfParams::Pbkdf2 {
+            iterations: k.iterations,
+            salt: hex::decode(&k.salt).map_err(|_| {
+                StoreError::parse(
+                    state
+                        .dir
+                        .join(crate::engine::journal::JOURNAL_FILE)
+                        .display()
+                        .to_string(),
+                    "the `started` record's salt is not hex",
+                )
+            })?,
+        },
+        (None, KeySource::Key(_)) => KdfParams::None,
+        (None, KeySource::Passphrase(_)) => {
+            // A legacy passphrase migration: its fingerprint key is in the
+            // folder; the backup is opened by its own header.
+            let sealing = match std::fs::read(&main) {
+                Ok(bytes) => {
+                    let env = envelope::Envelope::parse(&bytes, &location, opts.allow_weak_kdf)?;
+                    SealingKey::derive(env.params(), &source, &location)?
+                }
+                Err(_) => SealingKey::new(&source, 1)?,
+            };
+            let fp = FpKey::load_legacy(&state.dir)?.ok_or_else(|| {
+                EngineError::Refused(format!(
+                    "migration {} has no fingerprint key; it cannot be recovered",
+                    state.id
+                ))
+            })?;
+            return Ok(MigrationKeys { sealing, fp });
+        }
+    };
+    let sealing = SealingKey::derive(&params, &source, &location)?;
+    let fp = match FpKey::load_legacy(&state.dir)? {
+        Some(legacy) => legacy,
+        None => FpKey::derive(sealing.key(), &state.id.0),
+    };
+    Ok(MigrationKeys { sealing, fp })
+}
+
+fn spawn(
+    req: MigrationRequest,
+    prepared: Option<Prepared>,
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
@@ -112,16 +274,25 @@ pub fn start_with_stores(
             return Err(e);
         }
     };
+    // The backup key (a PBKDF2 run for a passphrase) before the target's
+    // lock: other migrations waiting for it do not wait for this too.
+    let (keys, backup_key, kdf) = match new_keys(&dir, &id, opts) {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+    };
     // The target's own lock (a PostgreSQL advisory lock) keeps migrations
     // from other machines or state dirs apart; plan and writes run under it.
     let store_lock = match target.lock(TARGET_LOCK_WAIT) {
         Ok(l) => l,
         Err(e) => {
-            let _ = std::fs::remove_dir(&dir);
+            // Nothing started: leave no folder behind (only its new key).
+            let _ = std::fs::remove_dir_all(&dir);
             return Err(e.into());
         }
     };
-    let fp = FpKey::create(&dir)?;
     let mut journal = Journal::open(&dir)?;
     journal.append(Record::Started {
         migration_id: id.clone(),
@@ -130,11 +301,8 @@ pub fn start_with_stores(
         on_conflict: req.policy,
         delete_source: req.delete_source,
         selection: req.selection.as_ref().map(|s| s.iter().cloned().collect()),
-        backup_key: if opts.passphrase.is_some() {
-            BackupKeyKind::Passphrase
-        } else {
-            BackupKeyKind::KeyFile
-        },
+        backup_key,
+        kdf,
         user: audit::who(),
     })?;
     let (tx, rx) = mpsc::channel();
@@ -144,7 +312,6 @@ pub fn start_with_stores(
         events: Some(tx),
     };
     let state_dir = state_dir.to_path_buf();
-    let opts = opts.clone();
     let worker_dir = dir.clone();
     let worker_id = id.clone();
     let thread = std::thread::Builder::new()
@@ -156,14 +323,13 @@ pub fn start_with_stores(
                 id: worker_id,
                 dir: worker_dir,
                 journal,
-                fp,
+                keys,
                 source: source.as_ref(),
                 target: target.as_ref(),
                 ctl,
                 state_dir,
-                opts,
             };
-            let result = run.migrate(&req);
+            let result = run.migrate(&req, prepared);
             if let Ok(report) = &result {
                 run.ctl.send(Progress::Finished(Box::new(report.clone())));
             }
@@ -179,16 +345,25 @@ pub fn start_with_stores(
     })
 }
 
-/// Blocking convenience for the CLI: start, forward every event to
-/// `on_progress`, join. `cancel` (e.g. set by SIGINT) rolls back.
+/// Blocking convenience: start (planning on the worker), forward every
+/// event to `on_progress`, join. `cancel` (e.g. set by SIGINT) rolls back.
 pub fn run(
     req: MigrationRequest,
     state_dir: &Path,
     opts: &OpenOptions,
     cancel: Option<Arc<AtomicBool>>,
-    mut on_progress: impl FnMut(&Progress),
+    on_progress: impl FnMut(&Progress),
 ) -> Result<Report> {
     let h = start(req, state_dir, opts)?;
+    follow(h, cancel, on_progress)
+}
+
+/// Wait for a started migration, forwarding its events and a cancel flag.
+pub fn follow(
+    h: MigrationHandle,
+    cancel: Option<Arc<AtomicBool>>,
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<Report> {
     let flag = h.cancel_flag();
     loop {
         match h.events.recv_timeout(std::time::Duration::from_millis(100)) {
@@ -214,12 +389,11 @@ pub(crate) struct Run<'a> {
     pub id: MigrationId,
     pub dir: PathBuf,
     pub journal: Journal,
-    pub fp: FpKey,
+    pub keys: MigrationKeys,
     pub source: &'a dyn Store,
     pub target: &'a dyn Store,
     pub ctl: Control,
     pub state_dir: PathBuf,
-    pub opts: OpenOptions,
 }
 
 /// Per-run tallies for the threshold and the progress events.
@@ -262,25 +436,61 @@ pub fn action_name(a: &Action) -> &'static str {
     }
 }
 
+/// What happened to one item of a batch.
+enum Outcome {
+    Verified,
+    Failed(String),
+    Unavailable(String),
+}
+
 impl Run<'_> {
-    fn migrate(&mut self, req: &MigrationRequest) -> Result<Report> {
+    fn migrate(&mut self, req: &MigrationRequest, prepared: Option<Prepared>) -> Result<Report> {
         let started = Instant::now();
-        let prepared = match plan::prepare(
-            self.source,
-            self.target,
-            req.policy,
-            req.selection.as_ref(),
-            now_ms(),
-        ) {
-            Ok(p) => p,
-            Err(e) => return Err(self.fail_before_writing(e)),
+        let prepared = match prepared {
+            // Consent was given to this plan: refuse to write when either
+            // store changed since (the locks are held from here on).
+            Some(p) => match p.changed_since(self.source, self.target) {
+                Ok(changed) if changed.is_empty() => p,
+                Ok(changed) => {
+                    let n = changed.len();
+                    let names: Vec<String> = changed
+                        .iter()
+                        .take(10)
+                        .map(|(id, side)| format!("{id} ({side})"))
+                        .collect();
+                    let more = if n > 10 {
+                        format!(" and {} more", n - 10)
+                    } else {
+                        String::new()
+                    };
+                    let e = EngineError::Refused(format!(
+                        "{n} planned item{} changed since the plan: {}{more}; nothing was \
+                         written, plan again",
+                        if n == 1 { "" } else { "s" },
+                        names.join(", ")
+                    ));
+                    return Err(self.fail_before_writing(e));
+                }
+                Err(e) => return Err(self.fail_before_writing(e.into())),
+            },
+            None => match plan::prepare(
+                self.source,
+                self.target,
+                req.policy,
+                req.selection.as_ref(),
+                now_ms(),
+            ) {
+                Ok(p) => p,
+                Err(e) => return Err(self.fail_before_writing(e.into())),
+            },
         };
         if let Ok(text) = serde_json::to_vec_pretty(&prepared.plan) {
             // The plan file is a convenience for support; the journal is the record.
             let _ = crate::fsutil::atomic_write(&self.dir.join(state::PLAN_FILE), &text);
         }
         self.journal.append(Record::Planned {
-            items: planned_items(&prepared, &self.fp),
+            items: planned_items(&prepared, &self.keys.fp),
+            warnings: prepared.plan.warnings.clone(),
         })?;
         self.ctl
             .send(Progress::Planned(prepared.plan.counts.clone()));
@@ -293,8 +503,9 @@ impl Run<'_> {
             .collect();
         let all_source: Vec<Credential> = prepared.source.values().cloned().collect();
         if let Err(e) = self.write_backups(&all_source, &overwritten) {
-            return Err(self.fail_before_writing(e));
+            return Err(self.fail_before_writing(e.into()));
         }
+        drop(all_source);
         let work: Vec<&Credential> = prepared.to_write();
         let old: BTreeMap<CredentialId, Credential> =
             overwritten.into_iter().map(|c| (c.id.clone(), c)).collect();
@@ -309,14 +520,14 @@ impl Run<'_> {
     }
 
     /// Record a failure that happened before any target write.
-    fn fail_before_writing(&mut self, e: StoreError) -> EngineError {
+    fn fail_before_writing(&mut self, e: EngineError) -> EngineError {
         let _ = self.journal.append(Record::Finished {
             status: MigrationStatus::Failed,
             totals: Totals::default(),
             reason: Some(e.to_string()),
         });
         self.audit("migrate", "failed", Totals::default());
-        e.into()
+        e
     }
 
     pub(crate) fn write_backups(
@@ -325,12 +536,10 @@ impl Run<'_> {
         overwritten: &[Credential],
     ) -> Result<(), StoreError> {
         let path = self.dir.join(backup::BACKUP_FILE);
-        let key = backup::new_key(&path, &self.opts, true)?;
-        let sealing = backup::sealing_key(&key, &self.opts)?;
-        backup::write_sealed(&path, source, &sealing)?;
+        backup::write_sealed(&path, source, &self.keys.sealing)?;
         let target_path = self.dir.join(state::TARGET_BACKUP_FILE);
         if !overwritten.is_empty() {
-            backup::write_sealed(&target_path, overwritten, &sealing)?;
+            backup::write_sealed(&target_path, overwritten, &self.keys.sealing)?;
         }
         self.journal.append(Record::BackupWritten {
             path: path.clone(),
@@ -343,9 +552,9 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Write, read back and compare each item; stop for a rollback when
-    /// more than half of the attempted writes failed (checked once at least
-    /// min(4, total) were attempted), the target is unavailable, or on cancel.
+    /// Move the items in batches of 1, 2, 4, ... up to [`MAX_BATCH`]; stop
+    /// for a rollback when [`exceeds_failure_limit`] says so (applied item
+    /// by item), the target is unavailable, the journal fails, or on cancel.
     pub(crate) fn write_items(
         &mut self,
         work: &[&Credential],
@@ -354,107 +563,158 @@ impl Run<'_> {
         tally: &mut Tally,
         started: Instant,
     ) -> Option<Stop> {
-        let min_attempts = tally.total_writes.min(4);
-        for (index, c) in work.iter().enumerate() {
+        let mut pos = 0;
+        for size in batch_sizes(work.len()) {
             if self.ctl.cancelled() {
                 return Some(Stop::Rollback("cancelled by the user".into()));
             }
+            let batch = &work[pos..pos + size];
+            if let Some(stop) = self.write_batch(batch, pos, old, keeps_metadata, tally, started) {
+                return Some(stop);
+            }
+            pos += size;
+        }
+        None
+    }
+
+    /// One batch: journal its ids (fsynced), `write_many`, `read_many`,
+    /// compare in constant time, journal the outcomes (fsynced).
+    fn write_batch(
+        &mut self,
+        batch: &[&Credential],
+        first_index: usize,
+        old: &BTreeMap<CredentialId, Credential>,
+        keeps_metadata: bool,
+        tally: &mut Tally,
+        started: Instant,
+    ) -> Option<Stop> {
+        let ids: Vec<CredentialId> = batch.iter().map(|c| c.id.clone()).collect();
+        for (i, id) in ids.iter().enumerate() {
             self.ctl.send(Progress::ItemStarted {
-                index,
-                id: c.id.clone(),
+                index: first_index + i,
+                id: id.clone(),
             });
-            match self.write_one(c, old.get(&c.id), keeps_metadata) {
-                Ok(()) => tally.verified += 1,
-                Err(ItemError::Failed(msg)) => {
+        }
+        if let Err(e) = self.journal.append(Record::BatchBegin { ids: ids.clone() }) {
+            return Some(Stop::Rollback(format!("the journal failed: {e}")));
+        }
+        let creds: Vec<Credential> = batch.iter().map(|c| (*c).clone()).collect();
+        let written = self.target.write_many(&creds);
+        drop(creds);
+        let mut landed: Vec<CredentialId> = Vec::with_capacity(ids.len());
+        for (id, w) in ids.iter().zip(&written) {
+            if w.is_ok() {
+                self.ctl.send(Progress::ItemWritten { id: id.clone() });
+                landed.push(id.clone());
+            }
+        }
+        let mut back = if landed.is_empty() {
+            Vec::new()
+        } else {
+            self.target.read_many(&landed)
+        }
+        .into_iter();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (i, c) in batch.iter().enumerate() {
+            let outcome = match written.get(i) {
+                None => Outcome::Failed("the store returned no result".into()),
+                Some(Err(e)) if e.is_unavailable() => Outcome::Unavailable(e.to_string()),
+                Some(Err(e)) => Outcome::Failed(e.to_string()),
+                Some(Ok(())) => {
+                    let read = back
+                        .next()
+                        .unwrap_or_else(|| Err(StoreError::item(&c.id, "no read-back result")));
+                    self.check_read_back(c, read, old.get(&c.id), keeps_metadata)
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let mut verified = Vec::new();
+        let mut failed = Vec::new();
+        for (c, o) in batch.iter().zip(&outcomes) {
+            match o {
+                Outcome::Verified => verified.push(c.id.clone()),
+                Outcome::Failed(m) | Outcome::Unavailable(m) => failed.push(Failure {
+                    id: c.id.clone(),
+                    error: m.clone(),
+                }),
+            }
+        }
+        if let Err(e) = self.journal.append(Record::BatchDone { verified, failed }) {
+            return Some(Stop::Rollback(format!("the journal failed: {e}")));
+        }
+        let mut stop = None;
+        for (c, o) in batch.iter().zip(outcomes) {
+            match o {
+                Outcome::Verified => {
+                    tally.verified += 1;
+                    self.ctl.send(Progress::ItemVerified { id: c.id.clone() });
+                }
+                Outcome::Failed(error) => {
                     tally.failed += 1;
                     self.ctl.send(Progress::ItemFailed {
                         id: c.id.clone(),
-                        error: msg,
+                        error,
                     });
                 }
-                Err(ItemError::Unavailable(msg)) => {
+                Outcome::Unavailable(msg) => {
                     tally.failed += 1;
-                    return Some(Stop::Rollback(format!(
-                        "{} became unavailable: {msg}",
-                        self.target.spec()
-                    )));
-                }
-                Err(ItemError::Journal(e)) => {
-                    return Some(Stop::Rollback(format!("the journal failed: {e}")));
+                    self.ctl.send(Progress::ItemFailed {
+                        id: c.id.clone(),
+                        error: msg.clone(),
+                    });
+                    stop.get_or_insert_with(|| {
+                        Stop::Rollback(format!("{} became unavailable: {msg}", self.target.spec()))
+                    });
                 }
             }
             tally.done += 1;
-            self.ctl.send(Progress::Counts(counts(tally, started)));
             let attempted = tally.verified + tally.failed;
-            if attempted >= min_attempts && tally.failed * 2 > attempted {
-                return Some(Stop::Rollback(format!(
+            if stop.is_none() && exceeds_failure_limit(attempted, tally.failed, tally.total_writes)
+            {
+                stop = Some(Stop::Rollback(format!(
                     "{} of {attempted} writes failed (more than half)",
                     tally.failed
                 )));
             }
         }
-        None
+        self.ctl.send(Progress::Counts(counts(tally, started)));
+        stop
     }
 
-    fn write_one(
-        &mut self,
+    /// Compare what the target returned with what was written.
+    fn check_read_back(
+        &self,
         c: &Credential,
+        read: Result<Option<Credential>, StoreError>,
         old: Option<&Credential>,
         keeps_metadata: bool,
-    ) -> Result<(), ItemError> {
-        self.journal
-            .append(Record::WriteBegin { id: c.id.clone() })
-            .map_err(ItemError::Journal)?;
-        let outcome = match self.target.write(c) {
-            Err(e) => Err(e),
-            Ok(()) => {
-                self.ctl.send(Progress::ItemWritten { id: c.id.clone() });
-                self.target.read(&c.id)
-            }
-        };
-        let failure = match outcome {
-            Ok(Some(back)) if same_for_target(&back, c, keeps_metadata) => {
-                self.journal
-                    .append(Record::Verified { id: c.id.clone() })
-                    .map_err(ItemError::Journal)?;
-                self.ctl.send(Progress::ItemVerified { id: c.id.clone() });
-                return Ok(());
-            }
+    ) -> Outcome {
+        match read {
+            Ok(Some(back)) if same_for_target(&back, c, keeps_metadata) => Outcome::Verified,
             Ok(Some(_)) => {
                 // A wrong value landed: put back what was there.
                 let _ = match old {
                     Some(o) => self.target.write(o),
                     None => self.target.delete(&c.id).map(|_| ()),
                 };
-                ItemError::Failed("the value read back differs from the one written".into())
+                Outcome::Failed("the value read back differs from the one written".into())
             }
             // A store that keeps only a hash (agent-prompttrain's client
             // keys) confirms the value without returning it.
-            Ok(None) if matches!(self.target.verify_hashed(c), Ok(Some(true))) => {
-                self.journal
-                    .append(Record::Verified { id: c.id.clone() })
-                    .map_err(ItemError::Journal)?;
-                self.ctl.send(Progress::ItemVerified { id: c.id.clone() });
-                return Ok(());
-            }
-            Ok(None) => ItemError::Failed("not found when read back".into()),
-            Err(e) if e.is_unavailable() => ItemError::Unavailable(e.to_string()),
-            Err(e) => ItemError::Failed(e.to_string()),
-        };
-        let msg = match &failure {
-            ItemError::Failed(m) | ItemError::Unavailable(m) => m.clone(),
-            ItemError::Journal(e) => e.to_string(),
-        };
-        self.journal
-            .append(Record::Failed {
-                id: c.id.clone(),
-                error: msg,
-            })
-            .map_err(ItemError::Journal)?;
-        Err(failure)
+            Ok(None) => match self.target.verify_hashed(c) {
+                Ok(Some(true)) => Outcome::Verified,
+                Err(e) if e.is_unavailable() => Outcome::Unavailable(e.to_string()),
+                _ => Outcome::Failed("not found when read back".into()),
+            },
+            Err(e) if e.is_unavailable() => Outcome::Unavailable(e.to_string()),
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
     }
 
-    /// After the item loop: roll back or finish, then clean up if asked.
+    /// After the item loop: roll back, or clean up (when asked) and finish.
+    /// `finished` is journaled last: a migration is `completed` only once
+    /// its cleanup is done.
     pub(crate) fn finish(
         &mut self,
         action: &str,
@@ -462,41 +722,54 @@ impl Run<'_> {
         old: &BTreeMap<CredentialId, Credential>,
         delete_source: bool,
     ) -> Result<Report> {
-        let state = State::load(&self.state_dir, &self.id)?;
         match stop {
             Some(Stop::Rollback(reason)) => {
                 self.ctl.send(Progress::RollingBack {
                     reason: reason.clone(),
                 });
                 self.journal.append(Record::RollbackStarted { reason })?;
+                let st = self.journal.state()?.clone();
                 let complete = undo_all(
                     &mut self.journal,
-                    &self.fp,
+                    &self.keys.fp,
                     self.target,
-                    &state,
+                    &st,
                     old,
                     &self.ctl,
                 )?;
                 self.journal.append(Record::RolledBack { complete })?;
-                let state = State::load(&self.state_dir, &self.id)?;
+                let st = self.journal.state()?;
+                let (totals, reason) = (st.totals(), st.rollback_reason.clone());
                 self.journal.append(Record::Finished {
                     status: if complete {
                         MigrationStatus::RolledBack
                     } else {
                         MigrationStatus::Interrupted
                     },
-                    totals: state.totals(),
-                    reason: state.rollback_reason.clone(),
+                    totals: totals.clone(),
+                    reason,
                 })?;
                 let outcome = if complete {
                     "rolled_back"
                 } else {
                     "interrupted"
                 };
-                self.audit(action, outcome, state.totals());
+                self.audit(action, outcome, totals);
             }
             None => {
-                let ok = state.failed.is_empty();
+                if delete_source {
+                    cleanup_items(
+                        &mut self.journal,
+                        &self.keys.fp,
+                        self.source,
+                        self.target,
+                        &self.ctl,
+                    )?;
+                    self.audit("cleanup", "completed", self.journal.state()?.totals());
+                }
+                let st = self.journal.state()?;
+                let ok = st.failed.is_empty();
+                let totals = st.totals();
                 let status = if ok {
                     MigrationStatus::Completed
                 } else {
@@ -504,30 +777,13 @@ impl Run<'_> {
                 };
                 self.journal.append(Record::Finished {
                     status,
-                    totals: state.totals(),
+                    totals: totals.clone(),
                     reason: None,
                 })?;
-                self.audit(
-                    action,
-                    if ok { "completed" } else { "failed" },
-                    state.totals(),
-                );
-                if delete_source {
-                    let state = State::load(&self.state_dir, &self.id)?;
-                    cleanup_items(
-                        &mut self.journal,
-                        &self.fp,
-                        self.source,
-                        self.target,
-                        &state,
-                        &self.ctl,
-                    )?;
-                    let state = State::load(&self.state_dir, &self.id)?;
-                    self.audit("cleanup", "completed", state.totals());
-                }
+                self.audit(action, if ok { "completed" } else { "failed" }, totals);
             }
         }
-        Ok(State::load(&self.state_dir, &self.id)?.report())
+        Ok(self.journal.state()?.report())
     }
 
     pub(crate) fn audit(&self, action: &str, outcome: &str, counts: Totals) {
@@ -544,12 +800,6 @@ impl Run<'_> {
             },
         );
     }
-}
-
-pub(crate) enum ItemError {
-    Failed(String),
-    Unavailable(String),
-    Journal(StoreError),
 }
 
 fn counts(t: &Tally, started: Instant) -> Counts {
@@ -688,62 +938,119 @@ pub fn delete_order(ids: &mut [CredentialId]) {
     });
 }
 
+/// How many source deletes one `delete_begin` record covers.
+const DELETE_BATCH: usize = 256;
+
 /// Delete from the source the items that verified (and the ones identical
 /// at the target), each re-checked against the journal's fingerprint at
-/// both ends right before the delete. A failed delete is reported as
-/// "migrated, source still present".
+/// both ends right before the delete, in batches journaled before
+/// (`delete_begin`) and after (`delete_done`). After deleting, the source
+/// is read again: only what is really gone counts as deleted; anything
+/// else is "migrated, source still present". Resumable: an item whose
+/// delete began and that is gone from the source was deleted by us.
 pub(crate) fn cleanup_items(
     journal: &mut Journal,
     fp: &FpKey,
     source: &dyn Store,
     target: &dyn Store,
-    state: &State,
     ctl: &Control,
 ) -> Result<()> {
-    let Some(planned) = &state.planned else {
-        return Ok(());
-    };
-    let mut ids: Vec<CredentialId> = planned
+    let state = journal.state()?.clone();
+    journal.append(Record::CleanupStarted)?;
+    let mut ids: Vec<CredentialId> = state
+        .planned
+        .as_deref()
+        .unwrap_or_default()
         .iter()
         .filter(|p| {
-            (state.verified.contains(&p.id) || p.action == "skip_identical")
+            ((state.verified.contains(&p.id) && !state.undone.contains(&p.id))
+                || p.action == "skip_identical")
                 && !state.source_deleted.contains(&p.id)
+                && p.fp.is_some()
         })
         .map(|p| p.id.clone())
         .collect();
     delete_order(&mut ids);
-    for id in ids {
-        let Some(want) = state.planned_item(&id).and_then(|p| p.fp.clone()) else {
-            continue;
-        };
-        let matches = |s: &dyn Store| -> Result<bool, StoreError> {
-            Ok(s.read(&id)?
-                .is_some_and(|c| fingerprint::same(&fp.value(&c), &want)))
-        };
-        let outcome = match (matches(target), matches(source)) {
-            (Ok(true), Ok(true)) => source.delete(&id).map(|_| ()),
-            (Ok(false), _) => Err(StoreError::item(
-                &id,
-                "the target no longer holds the migrated value",
-            )),
-            (_, Ok(false)) => Err(StoreError::item(&id, "the source value changed")),
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-        match outcome {
-            Ok(()) => {
-                journal.append(Record::SourceDeleted { id: id.clone() })?;
-                ctl.send(Progress::SourceDeleted { id });
-            }
-            Err(e) => {
-                let error = format!("migrated, source still present: {e}");
-                journal.append(Record::SourceDeleteFailed {
+    let (mut n_deleted, mut n_failed) = (0usize, 0usize);
+    for chunk in ids.chunks(DELETE_BATCH) {
+        let at_target = target.read_many(chunk);
+        let at_source = source.read_many(chunk);
+        let mut to_delete: Vec<CredentialId> = Vec::new();
+        let mut deleted: Vec<CredentialId> = Vec::new();
+        let mut failed: Vec<Failure> = Vec::new();
+        for ((id, t), s) in chunk.iter().zip(at_target).zip(at_source) {
+            let want = state
+                .planned_item(id)
+                .and_then(|p| p.fp.as_deref())
+                .unwrap_or("");
+            let ours = |c: &Credential| fingerprint::same(&fp.value(c), want);
+            let problem = match (t, s) {
+                (Ok(Some(t)), Ok(Some(s))) if ours(&t) && ours(&s) => None,
+                // Deleted before a crash: the delete began and it is gone.
+                (Ok(Some(t)), Ok(None)) if ours(&t) && state.delete_began(id) => {
+                    deleted.push(id.clone());
+                    continue;
+                }
+                (Ok(t), _) if !t.as_ref().is_some_and(ours) => {
+                    Some("the target no longer holds the migrated value".to_string())
+                }
+                (_, Ok(None)) => Some("no longer in the source".to_string()),
+                (_, Ok(Some(_))) => Some("the source value changed".to_string()),
+                (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+            };
+            match problem {
+                None => to_delete.push(id.clone()),
+                Some(p) => failed.push(Failure {
                     id: id.clone(),
-                    error: error.clone(),
-                })?;
-                ctl.send(Progress::SourceDeleteFailed { id, error });
+                    error: format!("migrated, source still present: {p}"),
+                }),
             }
         }
+        if !to_delete.is_empty() {
+            journal.append(Record::DeleteBegin {
+                ids: to_delete.clone(),
+            })?;
+            let results = source.delete_many(&to_delete);
+            // Read the source again: "deleted" only for what is really gone.
+            let after = source.read_many(&to_delete);
+            for (i, id) in to_delete.iter().enumerate() {
+                let problem = match (results.get(i), after.get(i)) {
+                    (Some(Err(e)), _) => Some(e.to_string()),
+                    (_, Some(Ok(None))) => None,
+                    (_, Some(Ok(Some(_)))) => {
+                        Some("the delete had no effect: the source still holds it".to_string())
+                    }
+                    (_, Some(Err(e))) => Some(format!("could not read the source again: {e}")),
+                    (_, None) => Some("the store returned no result".to_string()),
+                };
+                match problem {
+                    None => deleted.push(id.clone()),
+                    Some(p) => failed.push(Failure {
+                        id: id.clone(),
+                        error: format!("migrated, source still present: {p}"),
+                    }),
+                }
+            }
+        }
+        n_deleted += deleted.len();
+        n_failed += failed.len();
+        let events: Vec<Progress> = deleted
+            .iter()
+            .map(|id| Progress::SourceDeleted { id: id.clone() })
+            .chain(failed.iter().map(|f| Progress::SourceDeleteFailed {
+                id: f.id.clone(),
+                error: f.error.clone(),
+            }))
+            .collect();
+        journal.append(Record::DeleteDone { deleted, failed })?;
+        for e in events {
+            ctl.send(e);
+        }
     }
+    journal.append(Record::CleanupFinished {
+        deleted: n_deleted,
+        failed: n_failed,
+    })?;
     Ok(())
 }
 

@@ -1,6 +1,10 @@
-//! Keyed fingerprints for the journal: HMAC-SHA256 under a random key kept
-//! in the migration folder (0600), truncated to 128 bits. Without the key a
-//! fingerprint says nothing about the value (never a plain hash of a secret).
+//! Keyed fingerprints for the journal: HMAC-SHA256, truncated to 128 bits.
+//! The key is derived from the migration's backup key (the passphrase,
+//! stretched with the backup's own salt and iterations, or the backup's key
+//! file) and the migration id; it is never written anywhere. Without that
+//! key a fingerprint cannot confirm a guessed value (never a plain hash of a
+//! secret). Migrations journaled before this kept a random key in
+//! `fingerprint.key`; [`FpKey::load`] still reads it for their recovery.
 
 use std::path::Path;
 
@@ -9,7 +13,6 @@ use zeroize::Zeroizing;
 
 use crate::credential::{Credential, ct_eq_bytes};
 use crate::error::StoreError;
-use crate::fsutil;
 
 pub const KEY_FILE: &str = "fingerprint.key";
 
@@ -25,11 +28,31 @@ impl FpKey {
         Ok(FpKey(k))
     }
 
-    /// Create the key file of a new migration folder.
-    pub fn create(dir: &Path) -> Result<FpKey, StoreError> {
-        let k = FpKey::generate()?;
-        fsutil::atomic_write(&dir.join(KEY_FILE), &k.0[..])?;
-        Ok(k)
+    /// A placeholder key of zeros, for a value that is replaced before use.
+    pub(crate) fn unkeyed() -> FpKey {
+        FpKey(Zeroizing::new([0u8; 32]))
+    }
+
+    /// The fingerprint key of a migration: HMAC-SHA256 of the migration id
+    /// under the backup's derived key, with its own label.
+    pub fn derive(backup_key: &[u8], migration_id: &str) -> FpKey {
+        let mut m = <HmacSha256 as KeyInit>::new_from_slice(backup_key)
+            .expect("HMAC accepts any key length");
+        m.update(b"credshift-fingerprint-key-v2");
+        m.update(&(migration_id.len() as u64).to_be_bytes());
+        m.update(migration_id.as_bytes());
+        let mut k = Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(&m.finalize().into_bytes());
+        FpKey(k)
+    }
+
+    /// A legacy migration folder's key file, if it has one.
+    pub fn load_legacy(dir: &Path) -> Result<Option<FpKey>, StoreError> {
+        if dir.join(KEY_FILE).exists() {
+            FpKey::load(dir).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     pub fn load(dir: &Path) -> Result<FpKey, StoreError> {
@@ -89,6 +112,7 @@ pub fn same(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
     use crate::credential::{CredentialId, Kind};
+    use crate::fsutil;
 
     #[test]
     fn fingerprints_depend_on_key_value_and_id() {
@@ -106,11 +130,21 @@ mod tests {
     }
 
     #[test]
-    fn key_file_is_private_and_reloads() {
+    fn derived_keys_depend_on_the_backup_key_and_the_migration() {
+        let c = Credential::new(CredentialId::new("a", "b"), Kind::ApiKey, "x");
+        let k = FpKey::derive(&[7u8; 32], "m1");
+        assert_eq!(k.value(&c), FpKey::derive(&[7u8; 32], "m1").value(&c));
+        assert_ne!(k.value(&c), FpKey::derive(&[8u8; 32], "m1").value(&c));
+        assert_ne!(k.value(&c), FpKey::derive(&[7u8; 32], "m2").value(&c));
+    }
+
+    #[test]
+    fn a_legacy_key_file_still_loads() {
         let dir = tempfile::tempdir().unwrap();
-        let k = FpKey::create(dir.path()).unwrap();
-        assert_eq!(fsutil::mode_of(&dir.path().join(KEY_FILE)), Some(0o600));
-        let again = FpKey::load(dir.path()).unwrap();
+        assert!(FpKey::load_legacy(dir.path()).unwrap().is_none());
+        let k = FpKey::generate().unwrap();
+        fsutil::atomic_write(&dir.path().join(KEY_FILE), &k.0[..]).unwrap();
+        let again = FpKey::load_legacy(dir.path()).unwrap().unwrap();
         let c = Credential::new(CredentialId::new("a", "b"), Kind::ApiKey, "x");
         assert_eq!(k.value(&c), again.value(&c));
         assert_eq!(k.meta(&c), again.meta(&c));

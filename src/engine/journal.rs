@@ -3,8 +3,18 @@
 //! ids, actions and keyed fingerprints only, never a secret. History,
 //! resume, rollback and verify read it back.
 //!
-//! `CREDSHIFT_CRASH_AT=K` (a documented test aid) aborts the process right
-//! after the K-th record this process wrote, like a power cut.
+//! The open [`Journal`] keeps the migration's [`State`] in memory,
+//! updated as records are appended: the engine never re-reads the file
+//! during a run (reports come from it).
+//!
+//! Items move in batches: `batch_begin` names a batch's ids (fsynced)
+//! before the store writes, `batch_done` records their outcomes after the
+//! read-back. Cleanup has its own records: `cleanup_started`, then per
+//! batch `delete_begin` / `delete_done`, then `cleanup_finished`.
+//!
+//! `CREDSHIFT_CRASH_AT=K` (a documented test aid; `K` a decimal number
+//! from 1) aborts the process right after the K-th record this process
+//! wrote, like a power cut. Any other value is ignored with a message.
 
 use std::fs::File;
 use std::io::Write;
@@ -15,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::credential::CredentialId;
-use crate::engine::types::{ConflictPolicy, MigrationId, MigrationStatus};
+use crate::engine::state::State;
+use crate::engine::types::{ConflictPolicy, Failure, MigrationId, MigrationStatus};
 use crate::error::StoreError;
 use crate::fsutil;
 
@@ -48,6 +59,16 @@ pub struct PlannedItem {
     pub target_fp: Option<String>,
 }
 
+/// How the migration's backup key was stretched (a passphrase only): the
+/// salt and iteration count, as the backup's own header holds them. The
+/// fingerprint key is derived from that key, so recovery derives it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfRecord {
+    pub iterations: u32,
+    /// Hex.
+    pub salt: String,
+}
+
 /// Totals a `finished` record carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
@@ -71,10 +92,16 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         selection: Option<Vec<CredentialId>>,
         backup_key: BackupKeyKind,
+        /// Absent for a key-file backup (the key is used as it is).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kdf: Option<KdfRecord>,
         user: String,
     },
     Planned {
         items: Vec<PlannedItem>,
+        /// The plan's warnings (target drops metadata, ...): for the report.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     },
     BackupWritten {
         path: PathBuf,
@@ -91,6 +118,35 @@ pub enum Record {
     Failed {
         id: CredentialId,
         error: String,
+    },
+    /// Written before a batch's store writes: a crash after it may have
+    /// left any of these values at the target.
+    BatchBegin {
+        ids: Vec<CredentialId>,
+    },
+    /// The batch's outcomes after the read-back.
+    BatchDone {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        verified: Vec<CredentialId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<Failure>,
+    },
+    /// Cleanup (deleting verified items from the source) began.
+    CleanupStarted,
+    /// Written before deleting these ids from the source.
+    DeleteBegin {
+        ids: Vec<CredentialId>,
+    },
+    /// Outcomes of a delete batch, after reading the source again.
+    DeleteDone {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deleted: Vec<CredentialId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<Failure>,
+    },
+    CleanupFinished {
+        deleted: usize,
+        failed: usize,
     },
     RollbackStarted {
         reason: String,
@@ -138,6 +194,12 @@ impl Record {
             Record::WriteBegin { .. } => "write_begin",
             Record::Verified { .. } => "verified",
             Record::Failed { .. } => "failed",
+            Record::BatchBegin { .. } => "batch_begin",
+            Record::BatchDone { .. } => "batch_done",
+            Record::CleanupStarted => "cleanup_started",
+            Record::DeleteBegin { .. } => "delete_begin",
+            Record::DeleteDone { .. } => "delete_done",
+            Record::CleanupFinished { .. } => "cleanup_finished",
             Record::RollbackStarted { .. } => "rollback_started",
             Record::Undone { .. } => "undone",
             Record::UndoFailed { .. } => "undo_failed",
@@ -160,22 +222,48 @@ pub struct Line {
     pub record: Record,
 }
 
-/// An open journal, appending.
+/// An open journal, appending, with the state its records describe.
 pub struct Journal {
     file: File,
     path: PathBuf,
     next_seq: u64,
+    state: Option<State>,
 }
 
 /// Records written by this process, for `CREDSHIFT_CRASH_AT`.
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
-fn crash_at() -> Option<u64> {
+/// `CREDSHIFT_CRASH_AT`: exactly a decimal number from 1 (no sign, no
+/// spaces). Anything else is ignored with a message.
+pub fn parse_crash_at(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok().filter(|n| *n > 0)
+}
+
+/// The crash point, read once; warns on stderr while active.
+pub fn crash_at() -> Option<u64> {
     static AT: OnceLock<Option<u64>> = OnceLock::new();
     *AT.get_or_init(|| {
-        std::env::var("CREDSHIFT_CRASH_AT")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
+        let v = std::env::var_os("CREDSHIFT_CRASH_AT")?;
+        let v = v.to_string_lossy();
+        match parse_crash_at(&v) {
+            Some(k) => {
+                eprintln!(
+                    "credshift: warning: CREDSHIFT_CRASH_AT={k} is set (a test aid): the process \
+                     aborts right after its journal record {k}"
+                );
+                Some(k)
+            }
+            None => {
+                eprintln!(
+                    "credshift: warning: CREDSHIFT_CRASH_AT is set to {v:?}, which is not a \
+                     record number (1, 2, ...); ignored"
+                );
+                None
+            }
+        }
     })
 }
 
@@ -184,16 +272,40 @@ impl Journal {
     /// sequence numbers.
     pub fn open(dir: &Path) -> Result<Journal, StoreError> {
         let path = dir.join(JOURNAL_FILE);
-        let next_seq = match read_lines(&path) {
-            Ok(lines) => lines.last().map_or(1, |l| l.seq + 1),
-            Err(StoreError::NotFound { .. }) => 1,
+        let lines = match read_lines(&path) {
+            Ok(lines) => lines,
+            Err(StoreError::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(e),
+        };
+        let next_seq = lines.last().map_or(1, |l| l.seq + 1);
+        let state = if lines.is_empty() {
+            None
+        } else {
+            let id = MigrationId(
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            // A journal that does not start with `started` still takes
+            // records; `state()` says what is wrong with it.
+            State::from_records(id, dir.to_path_buf(), &lines).ok()
         };
         let file = fsutil::open_append_private(&path)?;
         Ok(Journal {
             file,
             path,
             next_seq,
+            state,
+        })
+    }
+
+    /// The migration as its records so far describe it (kept in memory).
+    pub fn state(&self) -> Result<&State, StoreError> {
+        self.state.as_ref().ok_or_else(|| {
+            StoreError::parse(
+                self.path.display().to_string(),
+                "the journal has no `started` record",
+            )
         })
     }
 
@@ -216,6 +328,24 @@ impl Journal {
             .and_then(|_| self.file.sync_data())
             .map_err(|e| StoreError::io(&self.path, e))?;
         self.next_seq += 1;
+        match &mut self.state {
+            Some(st) => st.apply(&line),
+            None => {
+                if matches!(line.record, Record::Started { .. }) {
+                    let dir = self
+                        .path
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default();
+                    let id = MigrationId(
+                        dir.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                    );
+                    self.state = State::from_records(id, dir, std::slice::from_ref(&line)).ok();
+                }
+            }
+        }
         let n = WRITTEN.fetch_add(1, Ordering::SeqCst) + 1;
         if crash_at() == Some(n) {
             std::process::abort();
@@ -273,6 +403,26 @@ mod tests {
         assert_eq!(seqs, vec![1, 2, 3]);
         assert_eq!(lines[1].record, Record::Verified { id });
         assert_eq!(fsutil::mode_of(&dir.path().join(JOURNAL_FILE)), Some(0o600));
+    }
+
+    #[test]
+    fn the_crash_point_is_an_exact_record_number() {
+        assert_eq!(parse_crash_at("1"), Some(1));
+        assert_eq!(parse_crash_at("42"), Some(42));
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+3",
+            " 3",
+            "3 ",
+            "3x",
+            "x",
+            "1.5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_crash_at(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! | assess | [`assess::probe_spec`] |
 //! | inventory | [`inventory::inventory`] |
 //! | plan / dry run | [`plan()`]: one [`Action`] per source item, counts, estimate; writes nothing ([`plan::save_plan`] optionally) |
-//! | execute | [`start`] -> [`MigrationHandle`] (`events`, `cancel()`, `join()`); [`run`] blocks (CLI) |
+//! | consent | [`prepare`] -> [`Prepared`]: the plan shown to the user, with the values and fingerprints it was made from |
+//! | execute | [`start_prepared`] executes that very [`Prepared`] -> [`MigrationHandle`] (`events`, `cancel()`, `join()`); [`follow`] blocks (CLI); [`start`] plans on the worker |
 //! | verify | [`verify`] |
 //! | cleanup | [`cleanup`] (only verified items; the caller asks for consent) |
 //! | support | [`history`], [`detail`], [`resume`], [`rollback`], [`backup()`], [`restore`] |
@@ -17,33 +18,40 @@
 //!
 //! [`start`] opens both stores, takes a lock per store location
 //! ([`lock`]; a held lock fails with [`EngineError::Locked`] naming the
-//! holder), creates `STATE/migrations/<id>/` (0700; ids sort by start time)
-//! and journals `started`. The worker thread then:
+//! holder), creates `STATE/migrations/<id>/` (0700; ids sort by start time),
+//! sets up the backup key (the passphrase in use, else a generated
+//! `backup.key`, 0600) and journals `started`. The worker thread then:
 //!
-//! 1. plans (sorted ids; `plan.json` in the folder) and journals `planned`
-//!    with keyed fingerprints ([`fingerprint`]: HMAC-SHA256 under a random
-//!    per-migration key in `fingerprint.key`, 0600);
+//! 1. with a [`Prepared`] migration, reads both stores again and stops
+//!    before writing when a planned item changed at either end (naming
+//!    them); without one, plans under the locks. It journals `planned` with
+//!    keyed fingerprints ([`fingerprint`]: HMAC-SHA256 under a key derived
+//!    from the backup key and the migration id, never stored);
 //! 2. writes the backup and fsyncs it: `backup.enc` holds every source item,
-//!    `target-before.enc` every target item an overwrite may replace. The key
-//!    is the passphrase in use, else a generated `backup.key` (0600);
-//! 3. per item: journal `write_begin`, write, read back, compare in constant
-//!    time (value; kind and metadata when the target keeps them), journal
-//!    `verified` or `failed`;
-//! 4. rolls back on its own when failed writes exceed 50 % of those
-//!    attempted (checked once min(4, total) were attempted, and at the end),
-//!    when the target becomes unavailable, or on cancel: everything written
-//!    is removed, overwritten values restored, `rolled_back` journaled and
-//!    [`Report::rolled_back`] set;
-//! 5. with `delete_source`, deletes from the source the verified items
-//!    (re-checked by fingerprint at both ends; numbered entries such as
-//!    client keys in descending index order). A failed delete is reported
-//!    as "migrated, source still present".
+//!    `target-before.enc` every target item an overwrite may replace;
+//! 3. moves the items in batches of 1, 2, 4, ... up to [`MAX_BATCH`]:
+//!    journal `batch_begin` (the ids), `write_many`, `read_many`, compare in
+//!    constant time (value; kind and metadata when the target keeps them;
+//!    `verify_hashed` for hash-only stores), journal `batch_done`;
+//! 4. rolls back on its own when [`exceeds_failure_limit`] (more than half
+//!    of the writes attempted failed, once min(4, total) were attempted,
+//!    applied item by item), when the target becomes unavailable, or on
+//!    cancel: everything written is removed, overwritten values restored,
+//!    `rolled_back` journaled and [`Report::rolled_back`] set;
+//! 5. with `delete_source`, cleanup (`cleanup_started` ... `cleanup_finished`)
+//!    deletes from the source the verified items, re-checked by fingerprint
+//!    at both ends (numbered entries such as client keys in descending
+//!    index order), journaling each batch before and after, then reads the
+//!    source again: an item still there is "migrated, source still present";
+//! 6. journals `finished`: a migration is `completed` only after its cleanup.
 //!
 //! The source is never written before step 5. Journal records are fsynced
-//! one by one; `CREDSHIFT_CRASH_AT=K` aborts right after the K-th. After a
-//! crash, [`history`] shows the migration as `interrupted`; [`resume`]
-//! finishes it and [`rollback`] undoes it, both idempotent. Every changing
-//! action appends a line to `STATE/audit.jsonl` ([`audit`]).
+//! one by one and the open journal keeps the state in memory (the report
+//! comes from it); `CREDSHIFT_CRASH_AT=K` aborts right after the K-th.
+//! After a crash, [`history`] shows the migration as `interrupted`;
+//! [`resume`] finishes it (including an interrupted cleanup) and
+//! [`rollback`] undoes it, both idempotent. Every changing action appends
+//! a line to `STATE/audit.jsonl` ([`audit`]).
 //!
 //! Nothing here ever holds a secret in an error, a journal record, the plan
 //! file or the audit log: ids, actions, counts, masked previews and keyed
@@ -68,8 +76,12 @@ pub mod types;
 mod tests;
 
 pub use error::{EngineError, Result};
-pub use execute::{Control, MigrationHandle, delete_order, run, start, start_with_stores};
-pub use plan::plan;
+pub use execute::{
+    Control, MAX_BATCH, MIN_ATTEMPTS, MigrationHandle, ROLLBACK_THRESHOLD, batch_sizes,
+    delete_order, exceeds_failure_limit, follow, prepare, run, start, start_prepared,
+    start_with_stores,
+};
+pub use plan::{Prepared, plan};
 pub use recovery::{
     backup, cleanup, detail, history, restore, resume, resume_with, rollback, rollback_with,
     status_word, verify,

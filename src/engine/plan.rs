@@ -6,22 +6,84 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::credential::{Credential, CredentialId};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::engine::fingerprint::{self, FpKey};
 use crate::engine::inventory::now_ms;
 use crate::engine::types::{Action, ConflictPolicy, Plan, PlanCounts, PlanItem};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::{Capability, Scan, Store, StoreSpec};
 
-/// A plan plus what executing it needs: the source values and the target
-/// values it may overwrite.
+/// A prepared migration: the plan the user consents to plus what executing
+/// it needs (the source values, the target values it may overwrite) and
+/// fingerprints of both stores as the plan saw them. `execute` consumes
+/// this very object and refuses to write when either store changed since.
 pub struct Prepared {
     pub plan: Plan,
     pub source: BTreeMap<CredentialId, Credential>,
     pub target_old: BTreeMap<CredentialId, Credential>,
     pub target_capability: Capability,
+    snapshot: Snapshot,
 }
 
+/// Fingerprints of every planned id at both ends, under a key that exists
+/// only in this process's memory.
+struct Snapshot {
+    key: FpKey,
+    source: BTreeMap<CredentialId, String>,
+    target: BTreeMap<CredentialId, String>,
+}
+
+fn fingerprints<'a>(
+    key: &FpKey,
+    creds: impl Iterator<Item = &'a Credential>,
+) -> BTreeMap<CredentialId, String> {
+    let mut out: BTreeMap<CredentialId, String> = BTreeMap::new();
+    for c in creds {
+        // A repeated id fingerprints every copy, in store order.
+        let e = out.entry(c.id.clone()).or_default();
+        e.push_str(&key.value(c));
+        e.push_str(&key.meta(c));
+    }
+    out
+}
+
+fn same_fp(a: Option<&String>, b: Option<&String>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => fingerprint::same(a, b),
+        _ => false,
+    }
+}
+
+static TOKENS: AtomicU64 = AtomicU64::new(1);
+
 impl Prepared {
+    /// The items whose source or target changed since the plan, with the
+    /// side that changed (`source`, `target`), in id order. Reads both stores.
+    pub fn changed_since(
+        &self,
+        source: &dyn Store,
+        target: &dyn Store,
+    ) -> Result<Vec<(CredentialId, &'static str)>> {
+        let snap = &self.snapshot;
+        let planned = |c: &&Credential| snap.source.contains_key(&c.id);
+        let scan = source.read_all()?;
+        let src_now = fingerprints(&snap.key, scan.credentials.iter().filter(planned));
+        let tscan = read_target(target)?;
+        let tgt_now = fingerprints(&snap.key, tscan.credentials.iter().filter(planned));
+        let mut changed = Vec::new();
+        for (id, fp) in &snap.source {
+            if !same_fp(Some(fp), src_now.get(id)) {
+                changed.push((id.clone(), "source"));
+            } else if !same_fp(snap.target.get(id), tgt_now.get(id)) {
+                changed.push((id.clone(), "target"));
+            }
+        }
+        Ok(changed)
+    }
+
     /// Credentials the plan writes, in plan order.
     pub fn to_write(&self) -> Vec<&Credential> {
         self.plan
@@ -70,12 +132,22 @@ pub fn prepare(
     let scan = source.read_all()?;
     let target_capability = target.probe();
     let target_scan = read_target(target)?;
+    let key = FpKey::generate()?;
+    let selected = |c: &&Credential| selection.is_none_or(|s| s.contains(&c.id));
+    let src_snap = fingerprints(&key, scan.credentials.iter().filter(selected));
+    let tgt_snap = fingerprints(
+        &key,
+        target_scan
+            .credentials
+            .iter()
+            .filter(|c| src_snap.contains_key(&c.id)),
+    );
     let mut target_all: BTreeMap<CredentialId, Credential> = BTreeMap::new();
     for c in target_scan.credentials {
         target_all.insert(c.id.clone(), c);
     }
     let left = source.unmigrated();
-    let mut prepared = build(
+    let mut p = build(
         source.spec(),
         target.spec(),
         scan,
@@ -87,12 +159,18 @@ pub fn prepare(
         now,
     );
     if !left.is_empty() {
-        prepared.plan.warnings.push(format!(
+        p.plan.warnings.push(format!(
             "left in the source (secret-looking, carried by no item; its file stays): {}",
             left.join(", ")
         ));
     }
-    Ok(prepared)
+    p.snapshot = Snapshot {
+        key,
+        source: src_snap,
+        target: tgt_snap,
+    };
+    p.plan.token = TOKENS.fetch_add(1, Ordering::Relaxed);
+    Ok(p)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -217,10 +295,16 @@ fn build(
             estimated: estimate(to, writes),
             source_errors: scan.errors,
             warnings,
+            token: 0,
         },
         source,
         target_old,
         target_capability: cap,
+        snapshot: Snapshot {
+            key: FpKey::unkeyed(),
+            source: BTreeMap::new(),
+            target: BTreeMap::new(),
+        },
     }
 }
 

@@ -6,13 +6,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::credential::{Credential, CredentialId};
+use crate::crypto::envelope;
 use crate::engine::audit;
 use crate::engine::backup::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::execute::{
-    self, Control, Run, Tally, cleanup_items, migration_backup_key, planned_items, undo_all,
+    self, Control, MigrationKeys, Run, Tally, cleanup_items, migration_backup_key, planned_items,
+    recover_keys, undo_all,
 };
-use crate::engine::fingerprint::{self, FpKey};
+use crate::engine::fingerprint;
 use crate::engine::inventory::now_ms;
 use crate::engine::journal::{Journal, Record, Totals};
 use crate::engine::lock;
@@ -80,18 +82,26 @@ fn open_spec(text: &str, opts: &OpenOptions) -> Result<Box<dyn Store>> {
 
 fn load_backup(
     state: &State,
+    keys: &MigrationKeys,
     file: Option<&Path>,
     opts: &OpenOptions,
 ) -> Result<BTreeMap<CredentialId, Credential>> {
     let Some(path) = file else {
         return Ok(BTreeMap::new());
     };
-    let main = state.backup.clone().unwrap_or_else(|| path.to_path_buf());
-    let key = migration_backup_key(state, &main, opts)?;
-    Ok(backup::read(path, &key, opts)?
-        .into_iter()
-        .map(|c| (c.id.clone(), c))
-        .collect())
+    let location = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    let env = envelope::Envelope::parse(&bytes, &location, true)?;
+    let creds = if env.params() == keys.sealing.params() {
+        // Sealed with the migration's key: no second derivation.
+        let plain = keys.sealing.open(&env)?;
+        envelope::decode_credentials(&plain, &location)?
+    } else {
+        let main = state.backup.clone().unwrap_or_else(|| path.to_path_buf());
+        let key = migration_backup_key(state, &main, opts)?;
+        backup::read(path, &key, opts)?
+    };
+    Ok(creds.into_iter().map(|c| (c.id.clone(), c)).collect())
 }
 
 /// Read back what a migration wrote and compare it with the journal's
@@ -100,7 +110,7 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
     let st = State::load(state_dir, id)?;
     let target = open_spec(&st.to, opts)?;
     let _lock = lock::acquire(state_dir, target.spec(), &id.0)?;
-    let fp = FpKey::load(&st.dir)?;
+    let fp = recover_keys(&st, opts)?.fp;
     let keeps = target.probe().keeps_metadata;
     let mut failures = Vec::new();
     let mut ok = 0;
@@ -171,12 +181,15 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
     Ok(report)
 }
 
-/// Delete from the source the items a finished migration verified. The
-/// caller must have the user's consent.
+/// Delete from the source the items a finished migration verified (or
+/// finish a cleanup that was interrupted). The caller must have the
+/// user's consent.
 pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
     let st = State::load(state_dir, id)?;
+    let interrupted_cleanup = st.cleanup == Some(false) && st.finished.is_some();
     match st.status() {
         MigrationStatus::Completed | MigrationStatus::Failed => {}
+        _ if interrupted_cleanup => {}
         other => {
             return Err(EngineError::Refused(format!(
                 "migration {id} is {}; only a finished migration can be cleaned up",
@@ -187,17 +200,16 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result
     let source = open_spec(&st.from, opts)?;
     let target = open_spec(&st.to, opts)?;
     let _locks = lock::acquire_pair(state_dir, source.spec(), target.spec(), &id.0)?;
-    let fp = FpKey::load(&st.dir)?;
+    let keys = recover_keys(&st, opts)?;
     let mut journal = Journal::open(&st.dir)?;
     cleanup_items(
         &mut journal,
-        &fp,
+        &keys.fp,
         source.as_ref(),
         target.as_ref(),
-        &st,
         &Control::default(),
     )?;
-    let st = State::load(state_dir, id)?;
+    let st = journal.state()?;
     let _ = audit::append(
         state_dir,
         audit::Entry {
@@ -256,8 +268,33 @@ pub fn resume_with(
     let source = open_spec(&st.from, opts)?;
     let target = open_spec(&st.to, opts)?;
     let _locks = lock::acquire_pair(state_dir, source.spec(), target.spec(), &id.0)?;
-    let fp = FpKey::load(&st.dir)?;
+    let keys = recover_keys(&st, opts)?;
     let mut journal = Journal::open(&st.dir)?;
+    if st.finished.is_some() && st.cleanup == Some(false) {
+        // Only the cleanup after a finished migration was interrupted:
+        // finish it; the migration's own outcome stands.
+        cleanup_items(
+            &mut journal,
+            &keys.fp,
+            source.as_ref(),
+            target.as_ref(),
+            ctl,
+        )?;
+        let st = journal.state()?;
+        let _ = audit::append(
+            state_dir,
+            audit::Entry {
+                action: "cleanup",
+                from: Some(st.from.clone()),
+                to: Some(st.to.clone()),
+                migration_id: Some(id.0.clone()),
+                outcome: "completed",
+                counts: st.totals(),
+            },
+        );
+        return Ok(st.report());
+    }
+    let clean_up = st.delete_source || st.cleanup.is_some();
     journal.append(Record::Resumed)?;
     let selection: Option<BTreeSet<CredentialId>> =
         st.selection.clone().map(|v| v.into_iter().collect());
@@ -272,20 +309,19 @@ pub fn resume_with(
         id: id.clone(),
         dir: st.dir.clone(),
         journal,
-        fp,
+        keys,
         source: source.as_ref(),
         target: target.as_ref(),
         ctl: ctl.clone(),
         state_dir: state_dir.to_path_buf(),
-        opts: opts.clone(),
     };
     if st.planned.is_none() {
         run.journal.append(Record::Planned {
-            items: planned_items(&prepared, &run.fp),
+            items: planned_items(&prepared, &run.keys.fp),
+            warnings: prepared.plan.warnings.clone(),
         })?;
     }
-    let st = State::load(state_dir, id)?;
-    if st.backup.is_none() {
+    if run.journal.state()?.backup.is_none() {
         // No write happens before the backup record, so the target is as
         // the plan saw it.
         let overwritten: Vec<Credential> = prepared
@@ -298,12 +334,12 @@ pub fn resume_with(
         let all: Vec<Credential> = prepared.source.values().cloned().collect();
         run.write_backups(&all, &overwritten)?;
     }
-    let st = State::load(state_dir, id)?;
-    let target_backup = st.target_backup.clone();
-    let old = load_backup(&st, target_backup.as_deref(), opts)?;
+    let st = run.journal.state()?.clone();
+    let old = load_backup(&st, &run.keys, st.target_backup.as_deref(), opts)?;
     let keeps = prepared.target_capability.keeps_metadata;
     let planned = st.planned.clone().unwrap_or_default();
-    let mut work: Vec<&Credential> = Vec::new();
+    let mut gone: Vec<Failure> = Vec::new();
+    let mut candidates: Vec<&Credential> = Vec::new();
     for p in planned
         .iter()
         .filter(|p| p.action == "copy" || p.action == "overwrite")
@@ -311,37 +347,54 @@ pub fn resume_with(
     {
         let want = p.fp.as_deref().unwrap_or("");
         let Some(c) = prepared.source.get(&p.id) else {
-            run.journal.append(Record::Failed {
+            gone.push(Failure {
                 id: p.id.clone(),
                 error: "no longer in the source".into(),
-            })?;
+            });
             continue;
         };
-        if !fingerprint::same(want, &run.fp.value(c)) {
-            run.journal.append(Record::Failed {
+        if !fingerprint::same(want, &run.keys.fp.value(c)) {
+            gone.push(Failure {
                 id: p.id.clone(),
                 error: "the source value changed since the migration started".into(),
-            })?;
+            });
             continue;
         }
-        // Written before the crash: the target already holds our value.
-        let landed = target
-            .read(&p.id)
-            .ok()
-            .flatten()
-            .is_some_and(|t| same_value_meta(&t, c, keeps));
-        if landed && st.begun.contains(&p.id) {
-            run.journal.append(Record::Verified { id: p.id.clone() })?;
-            continue;
-        }
-        work.push(c);
+        candidates.push(c);
     }
+    // Written before the crash: the target already holds our value.
+    let begun: Vec<CredentialId> = candidates
+        .iter()
+        .filter(|c| st.began(&c.id))
+        .map(|c| c.id.clone())
+        .collect();
+    let mut landed: BTreeSet<CredentialId> = BTreeSet::new();
+    if !begun.is_empty() {
+        for (id, r) in begun.iter().zip(target.read_many(&begun)) {
+            let c = prepared.source.get(id);
+            if let (Ok(Some(t)), Some(c)) = (r, c)
+                && same_value_meta(&t, c, keeps)
+            {
+                landed.insert(id.clone());
+            }
+        }
+    }
+    if !gone.is_empty() || !landed.is_empty() {
+        run.journal.append(Record::BatchDone {
+            verified: landed.iter().cloned().collect(),
+            failed: gone,
+        })?;
+    }
+    let work: Vec<&Credential> = candidates
+        .into_iter()
+        .filter(|c| !landed.contains(&c.id))
+        .collect();
     let mut tally = Tally {
         total_writes: work.len(),
         ..Tally::default()
     };
     let stop = run.write_items(&work, &old, keeps, &mut tally, Instant::now());
-    run.finish("resume", stop, &old, st.delete_source)
+    run.finish("resume", stop, &old, clean_up)
 }
 
 fn same_value_meta(a: &Credential, b: &Credential, keeps: bool) -> bool {
@@ -365,7 +418,9 @@ pub fn rollback_with(
         return Ok(st.report());
     }
     let target = open_spec(&st.to, opts)?;
-    let source_needed = !st.source_deleted.is_empty();
+    // Every item whose delete from the source began (a crash may have
+    // come before its outcome was journaled).
+    let source_needed = !st.delete_begun.is_empty();
     let source = if source_needed {
         Some(open_spec(&st.from, opts)?)
     } else {
@@ -375,14 +430,14 @@ pub fn rollback_with(
         Some(s) => lock::acquire_pair(state_dir, s.spec(), target.spec(), &id.0)?,
         None => vec![lock::acquire(state_dir, target.spec(), &id.0)?],
     };
-    let fp = FpKey::load(&st.dir)?;
+    let keys = recover_keys(&st, opts)?;
     let mut journal = Journal::open(&st.dir)?;
     let needs_old = st
         .begun
         .iter()
         .any(|i| st.planned_item(i).is_some_and(|p| p.action == "overwrite"));
     let old = if needs_old {
-        load_backup(&st, st.target_backup.as_deref(), opts)?
+        load_backup(&st, &keys, st.target_backup.as_deref(), opts)?
     } else {
         BTreeMap::new()
     };
@@ -391,16 +446,23 @@ pub fn rollback_with(
     })?;
     let mut complete = true;
     if let Some(source) = &source {
-        let originals = load_backup(&st, st.backup.as_deref(), opts)?;
-        for cid in &st.source_deleted {
-            let res = match originals.get(cid) {
-                Some(c) => source.write(c),
-                None => Err(StoreError::item(cid, "not in the backup")),
+        let originals = load_backup(&st, &keys, st.backup.as_deref(), opts)?;
+        let now = source.read_many(&st.delete_begun);
+        for (cid, present) in st.delete_begun.iter().zip(now) {
+            let res = match (present, originals.get(cid)) {
+                // Still there (the delete failed or never ran): nothing to do.
+                (Ok(Some(_)), _) => Ok("source_present"),
+                (Ok(None), Some(c)) => source.write(c).map(|_| "source_restored"),
+                (Ok(None), None) => Err(StoreError::item(cid, "not in the backup")),
+                (Err(StoreError::NotFound { .. }), Some(c)) => {
+                    source.write(c).map(|_| "source_restored")
+                }
+                (Err(e), _) => Err(e),
             };
             match res {
-                Ok(()) => journal.append(Record::Undone {
+                Ok(how) => journal.append(Record::Undone {
                     id: cid.clone(),
-                    how: "source_restored".into(),
+                    how: how.into(),
                 })?,
                 Err(e) => {
                     complete = false;
@@ -412,19 +474,19 @@ pub fn rollback_with(
             }
         }
     }
-    complete &= undo_all(&mut journal, &fp, target.as_ref(), &st, &old, ctl)?;
+    complete &= undo_all(&mut journal, &keys.fp, target.as_ref(), &st, &old, ctl)?;
     journal.append(Record::RolledBack { complete })?;
-    let st = State::load(state_dir, id)?;
+    let totals = journal.state()?.totals();
     journal.append(Record::Finished {
         status: if complete {
             MigrationStatus::RolledBack
         } else {
             MigrationStatus::Interrupted
         },
-        totals: st.totals(),
+        totals,
         reason: Some("rolled back on request".into()),
     })?;
-    let st = State::load(state_dir, id)?;
+    let st = journal.state()?;
     let _ = audit::append(
         state_dir,
         audit::Entry {

@@ -1,12 +1,12 @@
 //! A migration's folder (`STATE/migrations/<id>/`) and its state as the
 //! journal tells it: what was planned, begun, verified, failed, undone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::credential::CredentialId;
 use crate::engine::error::{EngineError, Result};
-use crate::engine::journal::{self, BackupKeyKind, Line, PlannedItem, Record, Totals};
+use crate::engine::journal::{self, BackupKeyKind, KdfRecord, Line, PlannedItem, Record, Totals};
 use crate::engine::types::{
     ConflictPolicy, Failure, HistoryEntry, MigrationId, MigrationStatus, Report, TimelineEntry,
 };
@@ -51,7 +51,9 @@ pub fn create(state_dir: &Path) -> Result<(MigrationId, PathBuf)> {
     ))
 }
 
-/// Everything the journal says about one migration.
+/// Everything the journal says about one migration. Built once from the
+/// file ([`State::load`]) or kept up to date record by record by an open
+/// [`journal::Journal`].
 #[derive(Debug, Clone)]
 pub struct State {
     pub id: MigrationId,
@@ -63,11 +65,16 @@ pub struct State {
     pub delete_source: bool,
     pub selection: Option<Vec<CredentialId>>,
     pub backup_key: BackupKeyKind,
+    pub kdf: Option<KdfRecord>,
     pub planned: Option<Vec<PlannedItem>>,
+    /// Position in `planned` by id.
+    planned_index: HashMap<CredentialId, usize>,
+    pub warnings: Vec<String>,
     pub backup: Option<PathBuf>,
     pub target_backup: Option<PathBuf>,
     /// Ids whose write began, in order, once each.
     pub begun: Vec<CredentialId>,
+    begun_set: HashSet<CredentialId>,
     pub verified: BTreeSet<CredentialId>,
     pub failed: BTreeMap<CredentialId, String>,
     pub undone: BTreeSet<CredentialId>,
@@ -75,8 +82,14 @@ pub struct State {
     pub rollback_reason: Option<String>,
     pub rolled_back: Option<bool>,
     pub finished: Option<(MigrationStatus, Totals, Option<String>)>,
+    /// `Some(false)`: cleanup began and has not finished; `Some(true)`: done.
+    pub cleanup: Option<bool>,
+    /// Ids whose delete from the source began, in order, once each.
+    pub delete_begun: Vec<CredentialId>,
+    delete_begun_set: HashSet<CredentialId>,
     pub source_deleted: BTreeSet<CredentialId>,
     pub source_delete_failed: BTreeMap<CredentialId, String>,
+    /// The records, when loaded from the file (the timeline shows them).
     pub lines: Vec<Line>,
 }
 
@@ -94,6 +107,13 @@ impl State {
     }
 
     pub fn from_lines(id: MigrationId, dir: PathBuf, lines: Vec<Line>) -> Result<State> {
+        let mut s = State::from_records(id, dir, &lines)?;
+        s.lines = lines;
+        Ok(s)
+    }
+
+    /// The state the records describe, without keeping the records.
+    pub fn from_records(id: MigrationId, dir: PathBuf, lines: &[Line]) -> Result<State> {
         let Some(first) = lines.first() else {
             return Err(StoreError::parse(
                 dir.join(journal::JOURNAL_FILE).display().to_string(),
@@ -108,6 +128,7 @@ impl State {
             delete_source,
             selection,
             backup_key,
+            kdf,
             ..
         } = &first.record
         else {
@@ -126,11 +147,15 @@ impl State {
             delete_source: *delete_source,
             selection: selection.clone(),
             backup_key: *backup_key,
+            kdf: kdf.clone(),
             dir,
             planned: None,
+            planned_index: HashMap::new(),
+            warnings: Vec::new(),
             backup: None,
             target_backup: None,
             begun: Vec::new(),
+            begun_set: HashSet::new(),
             verified: BTreeSet::new(),
             failed: BTreeMap::new(),
             undone: BTreeSet::new(),
@@ -138,71 +163,144 @@ impl State {
             rollback_reason: None,
             rolled_back: None,
             finished: None,
+            cleanup: None,
+            delete_begun: Vec::new(),
+            delete_begun_set: HashSet::new(),
             source_deleted: BTreeSet::new(),
             source_delete_failed: BTreeMap::new(),
             lines: Vec::new(),
         };
-        let mut begun_set = BTreeSet::new();
-        for l in &lines {
-            match &l.record {
-                Record::Started { .. } | Record::VerifyRun { .. } => {}
-                Record::Planned { items } => s.planned = Some(items.clone()),
-                Record::BackupWritten { path, .. } => {
-                    s.backup = Some(path.clone());
-                    let t = s.dir.join(TARGET_BACKUP_FILE);
-                    if t.exists() {
-                        s.target_backup = Some(t);
-                    }
-                }
-                Record::WriteBegin { id } => {
-                    if begun_set.insert(id.clone()) {
-                        s.begun.push(id.clone());
-                    }
-                }
-                Record::Verified { id } => {
-                    s.failed.remove(id);
-                    s.verified.insert(id.clone());
-                }
-                Record::Failed { id, error } => {
-                    s.verified.remove(id);
-                    s.failed.insert(id.clone(), error.clone());
-                }
-                Record::RollbackStarted { reason } => {
-                    s.rollback_reason = Some(reason.clone());
-                    s.rolled_back = Some(false);
-                }
-                Record::Undone { id, .. } => {
-                    s.undo_failed.remove(id);
-                    s.undone.insert(id.clone());
-                }
-                Record::UndoFailed { id, error } => {
-                    s.undo_failed.insert(id.clone(), error.clone());
-                }
-                Record::RolledBack { complete } => s.rolled_back = Some(*complete),
-                Record::Finished {
-                    status,
-                    totals,
-                    reason,
-                } => s.finished = Some((*status, totals.clone(), reason.clone())),
-                Record::Resumed => s.finished = None,
-                Record::SourceDeleted { id } => {
-                    s.source_delete_failed.remove(id);
-                    s.source_deleted.insert(id.clone());
-                }
-                Record::SourceDeleteFailed { id, error } => {
-                    s.source_delete_failed.insert(id.clone(), error.clone());
-                }
-            }
+        for l in &lines[1..] {
+            s.apply(l);
         }
-        s.lines = lines;
         Ok(s)
     }
 
+    fn begin(&mut self, id: &CredentialId) {
+        if self.begun_set.insert(id.clone()) {
+            self.begun.push(id.clone());
+        }
+    }
+
+    fn verify(&mut self, id: &CredentialId) {
+        self.failed.remove(id);
+        self.verified.insert(id.clone());
+    }
+
+    fn fail(&mut self, id: &CredentialId, error: &str) {
+        self.verified.remove(id);
+        self.failed.insert(id.clone(), error.to_string());
+    }
+
+    fn deleted(&mut self, id: &CredentialId) {
+        self.source_delete_failed.remove(id);
+        self.source_deleted.insert(id.clone());
+    }
+
+    /// Take one more record into account.
+    pub fn apply(&mut self, l: &Line) {
+        match &l.record {
+            Record::Started { .. } | Record::VerifyRun { .. } => {}
+            Record::Planned { items, warnings } => {
+                self.planned_index = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.id.clone(), i))
+                    .collect();
+                self.planned = Some(items.clone());
+                self.warnings = warnings.clone();
+            }
+            Record::BackupWritten { path, .. } => {
+                self.backup = Some(path.clone());
+                let t = self.dir.join(TARGET_BACKUP_FILE);
+                if t.exists() {
+                    self.target_backup = Some(t);
+                }
+            }
+            Record::WriteBegin { id } => self.begin(id),
+            Record::BatchBegin { ids } => {
+                for id in ids {
+                    self.begin(id);
+                }
+            }
+            Record::Verified { id } => self.verify(id),
+            Record::Failed { id, error } => self.fail(id, error),
+            Record::BatchDone { verified, failed } => {
+                for id in verified {
+                    self.verify(id);
+                }
+                for f in failed {
+                    self.fail(&f.id, &f.error);
+                }
+            }
+            Record::RollbackStarted { reason } => {
+                self.rollback_reason = Some(reason.clone());
+                self.rolled_back = Some(false);
+            }
+            Record::Undone { id, .. } => {
+                self.undo_failed.remove(id);
+                self.undone.insert(id.clone());
+            }
+            Record::UndoFailed { id, error } => {
+                self.undo_failed.insert(id.clone(), error.clone());
+            }
+            Record::RolledBack { complete } => self.rolled_back = Some(*complete),
+            Record::Finished {
+                status,
+                totals,
+                reason,
+            } => self.finished = Some((*status, totals.clone(), reason.clone())),
+            Record::Resumed => self.finished = None,
+            Record::CleanupStarted => self.cleanup = Some(false),
+            Record::CleanupFinished { .. } => self.cleanup = Some(true),
+            Record::DeleteBegin { ids } => {
+                for id in ids {
+                    if self.delete_begun_set.insert(id.clone()) {
+                        self.delete_begun.push(id.clone());
+                    }
+                }
+            }
+            Record::SourceDeleted { id } => {
+                if self.delete_begun_set.insert(id.clone()) {
+                    self.delete_begun.push(id.clone());
+                }
+                self.deleted(id);
+            }
+            Record::DeleteDone { deleted, failed } => {
+                for id in deleted {
+                    self.deleted(id);
+                }
+                for f in failed {
+                    self.source_delete_failed
+                        .insert(f.id.clone(), f.error.clone());
+                }
+            }
+            Record::SourceDeleteFailed { id, error } => {
+                self.source_delete_failed.insert(id.clone(), error.clone());
+            }
+        }
+    }
+
+    /// Whether a write of `id` began.
+    pub fn began(&self, id: &CredentialId) -> bool {
+        self.begun_set.contains(id)
+    }
+
+    /// Whether a delete of `id` from the source began.
+    pub fn delete_began(&self, id: &CredentialId) -> bool {
+        self.delete_begun_set.contains(id)
+    }
+
+    /// `completed` only once everything asked for is done: a cleanup that
+    /// began and did not finish leaves the migration `interrupted`.
     pub fn status(&self) -> MigrationStatus {
         match self.rolled_back {
             Some(true) => return MigrationStatus::RolledBack,
             Some(false) => return MigrationStatus::Interrupted,
             None => {}
+        }
+        if self.cleanup == Some(false) {
+            return MigrationStatus::Interrupted;
         }
         match &self.finished {
             Some((status, _, _)) => *status,
@@ -211,7 +309,7 @@ impl State {
     }
 
     pub fn planned_item(&self, id: &CredentialId) -> Option<&PlannedItem> {
-        self.planned.as_ref()?.iter().find(|p| &p.id == id)
+        self.planned.as_ref()?.get(*self.planned_index.get(id)?)
     }
 
     fn count(&self, action: &str) -> usize {
@@ -296,57 +394,110 @@ impl State {
                     error: e.clone(),
                 })
                 .collect(),
+            warnings: self.warnings.clone(),
         }
     }
 
     pub fn timeline(&self) -> Vec<TimelineEntry> {
-        self.lines
-            .iter()
-            .map(|l| {
-                let (id, detail) = match &l.record {
-                    Record::Started { from, to, .. } => (None, Some(format!("{from} -> {to}"))),
-                    Record::Planned { items } => (None, Some(format!("{} items", items.len()))),
-                    Record::BackupWritten { path, items } => {
-                        (None, Some(format!("{} ({items} items)", path.display())))
-                    }
-                    Record::WriteBegin { id }
-                    | Record::Verified { id }
-                    | Record::SourceDeleted { id } => (Some(id.clone()), None),
-                    Record::Failed { id, error }
-                    | Record::UndoFailed { id, error }
-                    | Record::SourceDeleteFailed { id, error } => {
-                        (Some(id.clone()), Some(error.clone()))
-                    }
-                    Record::Undone { id, how } => (Some(id.clone()), Some(how.clone())),
-                    Record::RollbackStarted { reason } => (None, Some(reason.clone())),
-                    Record::RolledBack { complete } => (
-                        None,
-                        Some(if *complete { "complete" } else { "incomplete" }.into()),
-                    ),
-                    Record::Finished { status, reason, .. } => (
-                        None,
-                        Some(match reason {
-                            Some(r) => format!("{status:?}: {r}"),
-                            None => format!("{status:?}"),
-                        }),
-                    ),
-                    Record::VerifyRun {
-                        verified,
-                        mismatched,
-                    } => (
-                        None,
-                        Some(format!("{verified} verified, {mismatched} mismatched")),
-                    ),
-                    Record::Resumed => (None, None),
-                };
-                TimelineEntry {
+        let mut out = Vec::with_capacity(self.lines.len());
+        for l in &self.lines {
+            let mut push = |event: &str, id: Option<CredentialId>, detail: Option<String>| {
+                out.push(TimelineEntry {
                     seq: l.seq,
                     at: l.at.clone(),
-                    event: l.record.event().to_string(),
+                    event: event.to_string(),
                     id,
                     detail,
+                })
+            };
+            let event = l.record.event();
+            let one = |ids: &[CredentialId]| (ids.len() == 1).then(|| ids[0].clone());
+            match &l.record {
+                Record::Started { from, to, .. } => {
+                    push(event, None, Some(format!("{from} -> {to}")))
                 }
-            })
-            .collect()
+                Record::Planned { items, .. } => {
+                    push(event, None, Some(format!("{} items", items.len())))
+                }
+                Record::BackupWritten { path, items } => push(
+                    event,
+                    None,
+                    Some(format!("{} ({items} items)", path.display())),
+                ),
+                Record::WriteBegin { id }
+                | Record::Verified { id }
+                | Record::SourceDeleted { id } => push(event, Some(id.clone()), None),
+                Record::Failed { id, error }
+                | Record::UndoFailed { id, error }
+                | Record::SourceDeleteFailed { id, error } => {
+                    push(event, Some(id.clone()), Some(error.clone()))
+                }
+                Record::Undone { id, how } => push(event, Some(id.clone()), Some(how.clone())),
+                Record::BatchBegin { ids } | Record::DeleteBegin { ids } => {
+                    push(event, one(ids), Some(format!("{} items", ids.len())))
+                }
+                Record::BatchDone { verified, failed } => {
+                    push(
+                        event,
+                        one(verified).filter(|_| failed.is_empty()),
+                        Some(format!(
+                            "{} verified, {} failed",
+                            verified.len(),
+                            failed.len()
+                        )),
+                    );
+                    for f in failed {
+                        push("failed", Some(f.id.clone()), Some(f.error.clone()));
+                    }
+                }
+                Record::DeleteDone { deleted, failed } => {
+                    push(
+                        event,
+                        one(deleted).filter(|_| failed.is_empty()),
+                        Some(format!(
+                            "{} deleted, {} still in the source",
+                            deleted.len(),
+                            failed.len()
+                        )),
+                    );
+                    for f in failed {
+                        push(
+                            "source_delete_failed",
+                            Some(f.id.clone()),
+                            Some(f.error.clone()),
+                        );
+                    }
+                }
+                Record::CleanupFinished { deleted, failed } => push(
+                    event,
+                    None,
+                    Some(format!("{deleted} deleted, {failed} still in the source")),
+                ),
+                Record::RollbackStarted { reason } => push(event, None, Some(reason.clone())),
+                Record::RolledBack { complete } => push(
+                    event,
+                    None,
+                    Some(if *complete { "complete" } else { "incomplete" }.into()),
+                ),
+                Record::Finished { status, reason, .. } => push(
+                    event,
+                    None,
+                    Some(match reason {
+                        Some(r) => format!("{status:?}: {r}"),
+                        None => format!("{status:?}"),
+                    }),
+                ),
+                Record::VerifyRun {
+                    verified,
+                    mismatched,
+                } => push(
+                    event,
+                    None,
+                    Some(format!("{verified} verified, {mismatched} mismatched")),
+                ),
+                Record::Resumed | Record::CleanupStarted => push(event, None, None),
+            }
+        }
+        out
     }
 }

@@ -126,6 +126,10 @@ pub struct Plan {
     /// Plan-wide notes: target drops metadata, target is session-only, ...
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Names the prepared migration this plan belongs to (0: none), so a
+    /// caller can check that what it executes is what was shown.
+    #[serde(skip)]
+    pub token: u64,
 }
 
 impl Plan {
@@ -167,6 +171,9 @@ pub struct Report {
     /// Cleanup: "migrated, source still present".
     #[serde(default)]
     pub source_delete_failed: Vec<Failure>,
+    /// The plan's warnings (the target drops metadata, is not persistent, ...).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,9 @@
 //! Fault injection (a documented test aid, inert unless set):
 //! `CREDSHIFT_FAULTS="write:GLOB,read:GLOB,delete:GLOB"` makes those store
-//! operations fail for ids matching GLOB (`*` any run, `?` one char).
+//! operations fail for ids matching GLOB (`*` any run, `?` one char). The
+//! value must be exactly that: one or more `OP:GLOB` separated by commas,
+//! `OP` one of `write`, `read`, `delete`, GLOB not empty; anything else is
+//! refused ([`Faults::parse_strict`]), never guessed at.
 
 use crate::credential::{Credential, CredentialId};
 use crate::error::{Result, StoreError};
@@ -31,10 +34,39 @@ impl Faults {
         f
     }
 
+    /// The exact `CREDSHIFT_FAULTS` syntax; an error says what is wrong.
+    pub fn parse_strict(s: &str) -> std::result::Result<Faults, String> {
+        let mut f = Faults::default();
+        if s.is_empty() {
+            return Err("empty; expected OP:GLOB[,OP:GLOB...]".into());
+        }
+        for part in s.split(',') {
+            let Some((op, glob)) = part.split_once(':') else {
+                return Err(format!("{part:?} is not OP:GLOB"));
+            };
+            if glob.is_empty() {
+                return Err(format!("{part:?} has an empty GLOB"));
+            }
+            let list = match op {
+                "write" => &mut f.write,
+                "read" => &mut f.read,
+                "delete" => &mut f.delete,
+                _ => {
+                    return Err(format!(
+                        "{op:?} is not an operation (write, read or delete)"
+                    ));
+                }
+            };
+            list.push(glob.to_string());
+        }
+        Ok(f)
+    }
+
+    /// `CREDSHIFT_FAULTS` when set and well-formed (the CLI refuses a
+    /// malformed value before anything runs).
     pub fn from_env() -> Option<Faults> {
         let v = std::env::var("CREDSHIFT_FAULTS").ok()?;
-        let f = Faults::parse(&v);
-        (f != Faults::default()).then_some(f)
+        Faults::parse_strict(&v).ok()
     }
 
     fn hits(globs: &[String], id: &CredentialId) -> bool {
@@ -168,7 +200,14 @@ impl Store for FaultyStore {
             .filter(|(_, h)| !**h)
             .map(|(c, _)| c.clone())
             .collect();
-        let mut inner = self.inner.write_many(&pass).into_iter();
+        // Nothing left to write: the inner store is not touched at all (a
+        // file store would create its file for an empty batch).
+        let mut inner = if pass.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.write_many(&pass)
+        }
+        .into_iter();
         creds
             .iter()
             .zip(hit)
@@ -197,7 +236,12 @@ impl Store for FaultyStore {
             .filter(|(_, h)| !**h)
             .map(|(id, _)| id.clone())
             .collect();
-        let mut inner = self.inner.delete_many(&pass).into_iter();
+        let mut inner = if pass.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.delete_many(&pass)
+        }
+        .into_iter();
         ids.iter()
             .zip(hit)
             .map(|(id, h)| {
@@ -236,6 +280,26 @@ mod tests {
         assert!(!glob_match("openai/*", "account:a/api_key"));
         assert!(glob_match("a*b*c", "aXXbYYc"));
         assert!(!glob_match("a*b*c", "aXXbYY"));
+    }
+
+    #[test]
+    fn the_environment_syntax_is_exact() {
+        let f = Faults::parse_strict("write:account:*,read:env/*,delete:x").unwrap();
+        assert_eq!(f.write, vec!["account:*"]);
+        assert_eq!(f.read, vec!["env/*"]);
+        assert_eq!(f.delete, vec!["x"]);
+        for bad in [
+            "",
+            "write",
+            "write:",
+            "bogus:y",
+            "Write:x",
+            " write:x",
+            "write:x,",
+            "write:x,,read:y",
+        ] {
+            assert!(Faults::parse_strict(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

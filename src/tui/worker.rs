@@ -10,7 +10,8 @@ use std::thread;
 
 use crate::credential::CredentialId;
 use crate::engine::{
-    self, ConflictPolicy, MigrationDetail, MigrationId, MigrationRequest, Progress, Report,
+    self, ConflictPolicy, MigrationDetail, MigrationId, MigrationRequest, Prepared, Progress,
+    Report,
 };
 use crate::store::{self, OpenOptions, StoreSpec};
 use crate::tui::app::{Executor, Sink};
@@ -29,6 +30,9 @@ pub struct EngineExecutor {
     pub state_dir: PathBuf,
     /// Cancels the running migration, when there is one.
     cancel: Arc<Mutex<Slot>>,
+    /// The latest prepared migration: what the dry-run screen shows and
+    /// what a start executes (matched by the plan's token).
+    prepared: Arc<Mutex<Option<Prepared>>>,
 }
 
 impl EngineExecutor {
@@ -37,6 +41,7 @@ impl EngineExecutor {
             opts,
             state_dir,
             cancel: Arc::new(Mutex::new(Slot::default())),
+            prepared: Arc::new(Mutex::new(None)),
         }
     }
 }
@@ -122,13 +127,23 @@ impl Executor for EngineExecutor {
                 selection,
             } => {
                 let opts = self.opts.clone();
+                let slot = self.prepared.clone();
                 spawn(sink, Task::Plan, move || {
                     let source = store::open(&from, &opts).map_err(|e| e.to_string())?;
                     let target = store::open(&to, &opts).map_err(|e| e.to_string())?;
-                    let selection: BTreeSet<_> = selection.into_iter().collect();
-                    let plan =
-                        engine::plan(source.as_ref(), target.as_ref(), policy, Some(&selection))
-                            .map_err(|e| e.to_string())?;
+                    let req = MigrationRequest {
+                        from,
+                        to,
+                        policy,
+                        selection: Some(selection.into_iter().collect::<BTreeSet<_>>()),
+                        delete_source: false,
+                    };
+                    let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())
+                        .map_err(|e| e.to_string())?;
+                    let plan = prepared.plan.clone();
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(prepared);
+                    }
                     Ok(Event::PlanReady(Box::new(plan)))
                 });
             }
@@ -137,7 +152,8 @@ impl Executor for EngineExecutor {
                 to,
                 policy,
                 selection,
-            } => self.start(from, to, policy, selection, sink),
+                plan_token,
+            } => self.start(from, to, policy, selection, plan_token, sink),
             Effect::Verify { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Verify, move || {
@@ -195,10 +211,17 @@ impl EngineExecutor {
         to: StoreSpec,
         policy: ConflictPolicy,
         selection: Vec<CredentialId>,
+        plan_token: u64,
         sink: &Sink,
     ) {
         let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
         let cancel = self.cancel.clone();
+        // The plan on screen, exactly: the one consented to.
+        let prepared = self
+            .prepared
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take_if(|p| p.plan.token == plan_token));
         if let Ok(mut slot) = cancel.lock() {
             *slot = Slot::default();
         }
@@ -212,7 +235,13 @@ impl EngineExecutor {
         };
         let sink2 = sink.clone();
         spawn(sink, Task::Migrate, move || {
-            let handle = engine::start(req, &dir, &opts).map_err(|e| e.to_string())?;
+            let prepared = prepared.ok_or_else(|| {
+                "the plan on screen is no longer the latest one; go back and plan again".to_string()
+            })?;
+            let source = store::open(&req.from, &opts).map_err(|e| e.to_string())?;
+            let target = store::open(&req.to, &opts).map_err(|e| e.to_string())?;
+            let handle = engine::start_prepared(req, prepared, source, target, &dir, &opts)
+                .map_err(|e| e.to_string())?;
             let early_cancel = match cancel.lock() {
                 Ok(mut slot) => {
                     slot.flag = Some(handle.cancel_flag());

@@ -75,8 +75,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         if let Some(b) = r.backup.as_ref().or(w.run.backup.as_ref()) {
             lines.push(kv("backup    ", b.display().to_string(), area.width, t));
         }
-    } else if let Some(e) = &w.error {
-        lines.push(Line::styled(format!("Nothing was written: {e}"), t.bad()));
+    } else if let Some(text) = w.failure_summary() {
+        lines.push(Line::styled(text, t.bad()));
     }
     if let Some(c) = &w.cleanup_report {
         lines.push(Line::from(format!(
