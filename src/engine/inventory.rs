@@ -35,7 +35,7 @@ pub fn classify(c: &Credential, now_ms: i64) -> InventoryItem {
     InventoryItem {
         id: c.id.clone(),
         kind: c.kind,
-        preview: c.secret.preview(),
+        preview: c.preview(),
         metadata: c.metadata.clone(),
         status,
         reason,
