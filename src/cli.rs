@@ -253,6 +253,7 @@ impl GlobalOpts {
             app_key,
             keyring_timeout: Duration::from_secs(self.keyring_timeout.max(1)),
             allow_weak_kdf: self.allow_weak_kdf,
+            passphrase_env: self.passphrase_env.clone(),
             ..OpenOptions::default()
         })
     }

@@ -251,6 +251,9 @@ pub struct OpenOptions {
     pub allow_weak_kdf: bool,
     /// PBKDF2 iterations for new envelopes and new database stores.
     pub kdf_iterations: u32,
+    /// The variable `--passphrase-env` named: an unlock secret `env:`
+    /// leaves out like `CREDSHIFT_PASSPHRASE`.
+    pub passphrase_env: Option<String>,
 }
 
 pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
@@ -265,6 +268,7 @@ impl Default for OpenOptions {
             keyring_timeout: Duration::from_secs(30),
             allow_weak_kdf: false,
             kdf_iterations: DEFAULT_KDF_ITERATIONS,
+            passphrase_env: None,
         }
     }
 }
