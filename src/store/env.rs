@@ -240,20 +240,36 @@ mod tests {
         let pass = CredentialId::new("env", "CREDSHIFT_T3_MY_PASS");
         for prefix in ["", "CREDSHIFT_", "CREDSHIFT_T3_", "CREDSHIFT_T3_MY"] {
             let s = open(&StoreSpec::Env(prefix.into()), &opts).unwrap();
-            let ids: Vec<CredentialId> =
-                s.read_all().unwrap().credentials.into_iter().map(|c| c.id).collect();
+            let ids: Vec<CredentialId> = s
+                .read_all()
+                .unwrap()
+                .credentials
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
             assert!(!ids.contains(&pass), "env:{prefix} took the passphrase");
             assert!(s.read(&pass).unwrap().is_none(), "env:{prefix} read it");
             let w = s.probe().warnings.join("\n");
-            assert!(w.contains("left out") && w.contains("CREDSHIFT_T3_MY_PASS"), "{w}");
+            assert!(
+                w.contains("left out") && w.contains("CREDSHIFT_T3_MY_PASS"),
+                "{w}"
+            );
         }
         let s = store("CREDSHIFT_T3_");
-        assert!(s.read(&pass).unwrap().is_some(), "no --passphrase-env: an ordinary variable");
+        assert!(
+            s.read(&pass).unwrap().is_some(),
+            "no --passphrase-env: an ordinary variable"
+        );
         let s = open(&StoreSpec::Env("CREDSHIFT_T3_MY_PASS".into()), &opts).unwrap();
         let scan = s.read_all().unwrap();
         assert_eq!(scan.credentials.len(), 1);
         assert_eq!(scan.credentials[0].secret.expose(), "unlock-value-t3");
-        for v in ["CREDSHIFT_PASSPHRASE", "CREDENTIAL_ENCRYPTION_KEY", "APP_KEY", "PGPASSWORD"] {
+        for v in [
+            "CREDSHIFT_PASSPHRASE",
+            "CREDENTIAL_ENCRYPTION_KEY",
+            "APP_KEY",
+            "PGPASSWORD",
+        ] {
             assert!(UNLOCK_VARS.contains(&v), "{v}");
         }
     }

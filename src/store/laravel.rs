@@ -29,6 +29,7 @@ const DEFAULT_TYPE: &str = "api_key";
 const DERIVED_KEYS: &[&str] = &["provider", "credential_type", "expires_at"];
 
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+    let db_auth = crate::store::postgres::DbAuth::from_options(opts);
     let key = match &opts.app_key {
         None => {
             return Err(StoreError::MissingKey {
@@ -45,7 +46,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     };
     let db: Box<dyn Backend> = match spec {
         StoreSpec::LaravelSqlite(path) => Box::new(SqliteDb::new(path.clone())),
-        StoreSpec::LaravelPostgres(_) => Box::new(PgDb::connect(spec)?),
+        StoreSpec::LaravelPostgres(_) => Box::new(PgDb::connect(spec, &db_auth)?),
         other => {
             return Err(StoreError::Other(format!(
                 "{other} is not a Laravel store spec"
@@ -56,6 +57,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
         spec: spec.clone(),
         key,
         db: Mutex::new(db),
+        db_auth,
     }))
 }
 
@@ -177,6 +179,7 @@ struct LaravelStore {
     spec: StoreSpec,
     key: AppKey,
     db: Mutex<Box<dyn Backend>>,
+    db_auth: crate::store::postgres::DbAuth,
 }
 
 fn crypto_error(location: String, e: LaravelError) -> StoreError {
@@ -540,6 +543,7 @@ impl Store for LaravelStore {
             StoreSpec::LaravelPostgres(_) => Ok(Some(Box::new(
                 crate::store::postgres::AdvisoryLock::acquire(
                     &self.spec,
+                    &self.db_auth,
                     "laravel:a_i_credentials",
                     wait,
                 )?,
@@ -829,10 +833,10 @@ struct PgDb {
 impl PgDb {
     /// Connect with the shared PostgreSQL helper (`sslmode` honoured: TLS
     /// via native-tls for require, verify-ca and verify-full).
-    fn connect(spec: &StoreSpec) -> Result<PgDb> {
+    fn connect(spec: &StoreSpec, auth: &crate::store::postgres::DbAuth) -> Result<PgDb> {
         Ok(PgDb {
             location: spec.to_string(),
-            client: crate::store::postgres::connect(spec)?,
+            client: crate::store::postgres::connect(spec, auth)?,
         })
     }
 
