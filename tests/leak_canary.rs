@@ -207,3 +207,326 @@ fn backup_keeps_its_key_apart_and_never_over_the_backup() {
     assert!(o.status.success(), "{stderr}");
     assert!(dotenv_values(&dst3).contains(BACKUP_SRC[0].1));
 }
+
+/// Fragments of the shared server's password, each of which alone must
+/// never be printed or stored.
+const PW_FRAGMENTS: &[&str] = &["Sl4sh", "Pass?word", "word#x", "x:y@z"];
+
+fn assert_no_password(name: &str, hay: &str) {
+    for f in PW_FRAGMENTS {
+        assert!(
+            !hay.contains(f),
+            "{name} shows {f:?} of the password:\n{hay}"
+        );
+    }
+}
+
+fn state_files_text(state: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    files_under(state, &mut files);
+    files
+        .into_iter()
+        .map(|p| {
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            (p.display().to_string(), text)
+        })
+        .collect()
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// A private file (0600) holding `text`.
+fn private_file(path: &Path, text: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.to_path_buf()
+}
+
+/// Reproduction 1: a password holding `/` and `?` connected, then showed
+/// in the JSON report, history, `status --store`, audit.jsonl,
+/// journal.jsonl and plan.json (the redaction stopped at the first `/`).
+#[test]
+fn a_url_password_with_slash_and_question_mark_is_never_shown() {
+    let Some(server) = pg::shared_with_password() else {
+        return;
+    };
+    let db = server.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let src = dir.path().join("src.env");
+    write_env(&src, BACKUP_SRC);
+    let from = format!("dotenv:{}", src.display());
+    // Unencoded, as a user pastes it.
+    let to = format!(
+        "postgres://postgres:{}@127.0.0.1:{}/{}",
+        pg::SHARED_PASSWORD,
+        server.port(),
+        db.name
+    );
+    let with_pass = |c: &mut Command| {
+        c.env("CREDSHIFT_PASSPHRASE", "canary passphrase for the pg store");
+    };
+    let mut outputs = Vec::new();
+    let mut step = |name: &str, args: &[&str]| {
+        let mut c = bare(&state);
+        with_pass(&mut c);
+        c.args(args);
+        let (o, stdout, stderr) = run(&mut c);
+        outputs.push((format!("{name} stdout"), stdout.clone()));
+        outputs.push((format!("{name} stderr"), stderr.clone()));
+        assert!(o.status.success(), "{name}: {stdout}\n{stderr}");
+        stdout
+    };
+    step(
+        "dry run",
+        &[
+            "migrate",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--dry-run",
+            "--json",
+        ],
+    );
+    let report = step(
+        "migrate",
+        &["migrate", "--from", &from, "--to", &to, "--yes", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["copied"], 2, "{report}");
+    assert!(
+        report["to"]
+            .as_str()
+            .unwrap()
+            .contains("postgres:***@127.0.0.1"),
+        "{report}"
+    );
+    let id = report["migration_id"].as_str().unwrap().to_string();
+    step("history", &["history", "--json"]);
+    step("history text", &["history"]);
+    step("status", &["status", "--store", &to, "--json"]);
+    step("status text", &["status", "--store", &to]);
+    step("inventory", &["inventory", "--from", &to, "--json"]);
+    // Recovery reads the redacted URL from the journal: the password from
+    // PGPASSWORD (a planted secret too).
+    let mut c = bare(&state);
+    with_pass(&mut c);
+    c.env("PGPASSWORD", pg::SHARED_PASSWORD);
+    let (o, stdout, stderr) = run(c.args(["verify", "--migration-id", &id, "--json"]));
+    assert!(o.status.success(), "verify: {stdout}{stderr}");
+    outputs.push(("verify".into(), format!("{stdout}{stderr}")));
+    // A wrong password: the error names the store, not the password.
+    let wrong = to.replace("x:y@z", "x:y@zWRONG");
+    let mut c = bare(&state);
+    with_pass(&mut c);
+    let (o, stdout, stderr) = run(c.args(["inventory", "--from", &wrong]));
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    outputs.push(("wrong password".into(), format!("{stdout}{stderr}")));
+    for (name, text) in &outputs {
+        assert_no_password(name, text);
+    }
+    let files = state_files_text(&state);
+    for want in ["journal.jsonl", "plan.json", "audit.jsonl"] {
+        assert!(
+            files.iter().any(|(p, _)| p.ends_with(want)),
+            "no {want} in {files:?}"
+        );
+    }
+    for (name, text) in &files {
+        assert_no_password(name, text);
+    }
+}
+
+/// Reproduction 2: `PGPASSWORD` and `~/.pgpass` were ignored (a URL without
+/// a password failed with "invalid configuration"), and recovery refused
+/// every journaled `:***@` URL even with PGPASSWORD set.
+#[test]
+fn the_password_comes_from_pgpassword_pgpass_or_a_file_and_recovery_uses_them() {
+    let Some(server) = pg::shared_with_password() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let src = dir.path().join("src.env");
+    write_env(&src, BACKUP_SRC);
+    let from = format!("dotenv:{}", src.display());
+    let inventory = |url: &str, setup: &dyn Fn(&mut Command)| {
+        let mut c = bare(&state);
+        c.env("CREDSHIFT_PASSPHRASE", "pw for the pg store");
+        setup(&mut c);
+        let (o, stdout, stderr) = run(c.args(["status", "--json", "--store", url]));
+        assert!(o.status.code().is_some(), "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+        let pg = v["stores"]
+            .as_array()
+            .and_then(|a| a.last().cloned())
+            .unwrap_or_default();
+        (o.status.code(), pg, stderr)
+    };
+    let db = server.create_database();
+    let url = server.url_without_password_for(&db.name);
+
+    // Nothing given: unavailable, and the reason says where a password goes.
+    let (_, pg, _) = inventory(&url, &|_| {});
+    assert_eq!(pg["capability"]["available"], false, "{pg}");
+    let reason = pg["capability"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("PGPASSWORD") && reason.contains("--db-password-file"),
+        "{reason}"
+    );
+
+    // PGPASSWORD.
+    let (_, pg, _) = inventory(&url, &|c| {
+        c.env("PGPASSWORD", pg::SHARED_PASSWORD);
+    });
+    assert_eq!(pg["capability"]["available"], true, "{pg}");
+
+    // ~/.pgpass in libpq's format, 0600; ignored (and said so) when lax.
+    let home = state.join("home");
+    let line = format!(
+        "127.0.0.1:{}:*:postgres:{}\n",
+        server.port(),
+        pg::SHARED_PASSWORD
+            .replace('\\', "\\\\")
+            .replace(':', "\\:")
+    );
+    let pgpass = private_file(&home.join(".pgpass"), &line, 0o600);
+    let (_, pg, _) = inventory(&url, &|_| {});
+    assert_eq!(pg["capability"]["available"], true, "{pg}");
+    private_file(&pgpass, &line, 0o644);
+    let (_, pg, _) = inventory(&url, &|_| {});
+    assert_eq!(pg["capability"]["available"], false, "{pg}");
+    let reason = pg["capability"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains(".pgpass") && reason.contains("0600"),
+        "{reason}"
+    );
+    std::fs::remove_file(&pgpass).unwrap();
+    // PGPASSFILE names another one.
+    let other = private_file(&dir.path().join("pgpass-other"), &line, 0o600);
+    let (_, pg, _) = inventory(&url, &|c| {
+        c.env("PGPASSFILE", &other);
+    });
+    assert_eq!(pg["capability"]["available"], true, "{pg}");
+
+    // --db-password-file: 0600 works, readable by others is refused (exit 2).
+    let pwfile = private_file(
+        &dir.path().join("db.pw"),
+        &format!("{}\n", pg::SHARED_PASSWORD),
+        0o600,
+    );
+    let (_, pg, _) = inventory(&url, &|c| {
+        c.arg("--db-password-file").arg(&pwfile);
+    });
+    assert_eq!(pg["capability"]["available"], true, "{pg}");
+    private_file(&pwfile, &format!("{}\n", pg::SHARED_PASSWORD), 0o640);
+    let (code, _, stderr) = inventory(&url, &|c| {
+        c.arg("--db-password-file").arg(&pwfile);
+    });
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    assert_no_password("refused file", &stderr);
+    private_file(&pwfile, &format!("{}\n", pg::SHARED_PASSWORD), 0o600);
+
+    // Recovery of a migration whose journal keeps `:***@`: the URL had the
+    // password, recovery gets it from PGPASSWORD or the file.
+    let to = format!(
+        "postgres://postgres:{}@127.0.0.1:{}/{}",
+        pg::percent_encode(pg::SHARED_PASSWORD),
+        server.port(),
+        db.name
+    );
+    let mut c = bare(&state);
+    c.env("CREDSHIFT_PASSPHRASE", "pw for the pg store");
+    let (o, stdout, stderr) =
+        run(c.args(["migrate", "--from", &from, "--to", &to, "--yes", "--json"]));
+    assert!(o.status.success(), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let id = report["migration_id"].as_str().unwrap().to_string();
+    let journal = state_files_text(&state)
+        .into_iter()
+        .find(|(p, _)| p.ends_with("journal.jsonl"))
+        .unwrap()
+        .1;
+    assert!(journal.contains("postgres:***@"), "{journal}");
+    let recover = |args: &[&str], setup: &dyn Fn(&mut Command)| {
+        let mut c = bare(&state);
+        c.env("CREDSHIFT_PASSPHRASE", "pw for the pg store");
+        setup(&mut c);
+        let (o, stdout, stderr) = run(c.args(args));
+        (o.status.code(), format!("{stdout}{stderr}"))
+    };
+    let (code, out) = recover(&["verify", "--migration-id", &id], &|_| {});
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("PGPASSWORD"), "{out}");
+    let (code, out) = recover(&["verify", "--migration-id", &id], &|c| {
+        c.env("PGPASSWORD", pg::SHARED_PASSWORD);
+    });
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = recover(&["rollback", "--migration-id", &id, "--yes"], &|c| {
+        c.arg("--db-password-file").arg(&pwfile);
+    });
+    assert_eq!(code, Some(0), "{out}");
+    let n: i64 = pg::connect(&server.url_for(&db.name))
+        .query_one("SELECT count(*) FROM credshift_credentials", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "rolled back");
+
+    // Resume after a crash, the password from PGPASSWORD only.
+    let mut c = bare(&state);
+    c.env("CREDSHIFT_PASSPHRASE", "pw for the pg store")
+        .env("PGPASSWORD", pg::SHARED_PASSWORD)
+        .env("CREDSHIFT_CRASH_AT", "2");
+    let (o, _, _) = run(c.args(["migrate", "--from", &from, "--to", &url, "--yes"]));
+    assert!(!o.status.success());
+    let mut c = bare(&state);
+    let (_, stdout, _) = run(c.args(["history", "--json"]));
+    let history: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let crashed = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["status"] == "interrupted")
+        .unwrap_or_else(|| panic!("{history}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out) = recover(&["resume", "--migration-id", &crashed, "--yes"], &|c| {
+        c.env("PGPASSWORD", pg::SHARED_PASSWORD);
+    });
+    assert_eq!(code, Some(0), "{out}");
+    let n: i64 = pg::connect(&server.url_for(&db.name))
+        .query_one("SELECT count(*) FROM credshift_credentials", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "resumed");
+    for (name, text) in state_files_text(&state) {
+        assert_no_password(&name, &text);
+    }
+}

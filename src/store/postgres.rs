@@ -284,8 +284,9 @@ fn connect_error(
 ) -> StoreError {
     const SOURCES: &str = "give it through PGPASSWORD, a ~/.pgpass (or PGPASSFILE) line in \
                            libpq's format with mode 0600, or --db-password-file PATH; never in argv";
-    let asked_for_password =
-        e.as_db_error().is_none() && e.to_string().contains("password missing");
+    // The driver says so in the error's source: "password missing".
+    let asked_for_password = e.as_db_error().is_none()
+        && std::error::Error::source(e).is_some_and(|c| c.to_string().contains("password missing"));
     let mut err = if asked_for_password {
         StoreError::Unavailable {
             store: spec.to_string(),

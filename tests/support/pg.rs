@@ -340,7 +340,7 @@ extern "C" fn stop_shared_at_exit() {
 }
 
 /// The password the shared password-mode server is started with.
-pub const SHARED_PASSWORD: &str = "pg-Sl4sh/Pass?word#x:y@z%41-canary";
+pub const SHARED_PASSWORD: &str = "pg-Sl4sh/Pass?word#x:y@z-canary";
 
 static SHARED_PASSWORD_SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
 
