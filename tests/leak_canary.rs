@@ -530,3 +530,233 @@ fn the_password_comes_from_pgpassword_pgpass_or_a_file_and_recovery_uses_them() 
         assert_no_password(&name, &text);
     }
 }
+
+/// Every encoding a leak could take: raw, base64 (standard and URL-safe,
+/// padded or not), hex (both cases) and JSON-escaped.
+fn forms(secret: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let b = secret.as_bytes();
+    let json = serde_json::to_string(secret).unwrap();
+    vec![
+        ("raw", b.to_vec()),
+        ("base64", STANDARD.encode(b).into_bytes()),
+        ("base64-nopad", STANDARD_NO_PAD.encode(b).into_bytes()),
+        ("base64url", URL_SAFE.encode(b).into_bytes()),
+        ("base64url-nopad", URL_SAFE_NO_PAD.encode(b).into_bytes()),
+        ("hex", hex::encode(b).into_bytes()),
+        ("HEX", hex::encode_upper(b).into_bytes()),
+        ("json", json.trim_matches('"').as_bytes().to_vec()),
+    ]
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Point 8: secrets planted in every place this issue names — a URL
+/// password with `/` and `?`, PGPASSWORD, credshift's unlock variables seen
+/// by an `env:` source, a database password file, a backup — and every
+/// output (stdout, stderr, JSON) and every file credshift writes (state
+/// dir: journal, plan, audit, history, backups, keys; the backup; the
+/// targets) searched for each in every encoding.
+#[test]
+fn canary_no_planted_secret_reaches_any_output_or_file() {
+    let Some(server) = pg::shared_with_password() else {
+        return;
+    };
+    let db = server.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let url_password = pg::SHARED_PASSWORD;
+    let unlock: &[(&str, &str)] = &[
+        (
+            "CREDSHIFT_PASSPHRASE",
+            "canary-CREDSHIFT_PASSPHRASE-r8Tq/Vw?2",
+        ),
+        ("MY_UNLOCK", "canary-passphrase-env-Kd3m?Zp/71"),
+        (
+            "APP_KEY",
+            "base64:Y2FuYXJ5LWFwcC1rZXktdGhpcnR5LXR3by1ieXRlcyE=",
+        ),
+        (
+            "CREDENTIAL_ENCRYPTION_KEY",
+            "canary-prompttrain-master-key-0123456789ab",
+        ),
+        // Wrong for the server on purpose: the URL's password wins.
+        ("PGPASSWORD", "canary-PGPASSWORD-Hq8/Wz?3"),
+    ];
+    let migrated = ("OPENAI_API_KEY", "sk-proj-canaryOrdinaryValue-9Gf2Lk7Qx");
+    let pwfile = private_file(
+        &dir.path().join("secrets/db.pw"),
+        &format!("{url_password}\n"),
+        0o600,
+    );
+    let to = format!(
+        "postgres://postgres:{url_password}@127.0.0.1:{}/{}",
+        server.port(),
+        db.name
+    );
+    let backup = dir.path().join("media/pg-backup.enc");
+    let restored = dir.path().join("restored.env");
+    let restored_spec = format!("dotenv:{}", restored.display());
+
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut step = |name: &str, args: &[&str], extra: &[&str]| -> serde_json::Value {
+        let mut c = bare(&state);
+        c.args(["--passphrase-env", "MY_UNLOCK"])
+            .args(args)
+            .args(extra)
+            .env(migrated.0, migrated.1);
+        for (k, v) in unlock {
+            c.env(k, v);
+        }
+        let (o, stdout, stderr) = run(&mut c);
+        outputs.push((format!("{name} stdout"), o.stdout.clone()));
+        outputs.push((format!("{name} stderr"), o.stderr.clone()));
+        // 0 done, 1 failed (the wrong password), 2 refused (the bad spec).
+        assert!(
+            o.status.code().is_some_and(|c| c <= 2),
+            "{name}: {stdout}\n{stderr}"
+        );
+        serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let pwf = pwfile.display().to_string();
+    let with_file = ["--db-password-file", pwf.as_str()];
+    step(
+        "plan",
+        &[
+            "migrate",
+            "--from",
+            "env:",
+            "--to",
+            &to,
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    );
+    let report = step(
+        "migrate",
+        &["migrate", "--from", "env:", "--to", &to, "--yes", "--json"],
+        &[],
+    );
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(report["copied"].as_u64().unwrap() >= 1, "{report}");
+    let id = report["migration_id"].as_str().unwrap().to_string();
+    step("history", &["history", "--json"], &[]);
+    step("history text", &["history"], &[]);
+    step("status", &["status", "--json", "--store", &to], &[]);
+    let inv = step("inventory", &["inventory", "--json", "--from", &to], &[]);
+    let ids: Vec<&str> = inv["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"env/OPENAI_API_KEY"), "{ids:?}");
+    for (k, _) in unlock {
+        assert!(!ids.contains(&format!("env/{k}").as_str()), "{k} migrated");
+    }
+    step("inventory text", &["inventory", "--from", &to], &[]);
+    step(
+        "verify",
+        &["verify", "--json", "--migration-id", &id],
+        &with_file,
+    );
+    let backup_s = backup.display().to_string();
+    step(
+        "backup",
+        &["backup", "--from", &to, "--out", &backup_s],
+        &[],
+    );
+    step(
+        "restore",
+        &[
+            "restore",
+            "--yes",
+            "--backup",
+            &backup_s,
+            "--to",
+            &restored_spec,
+        ],
+        &[],
+    );
+    step(
+        "rerun",
+        &["migrate", "--from", "env:", "--to", &to, "--yes", "--json"],
+        &[],
+    );
+    step(
+        "rollback",
+        &["rollback", "--yes", "--json", "--migration-id", &id],
+        &with_file,
+    );
+    let wrong = to.replace("x:y@z", "x:y@zWRONG");
+    step("wrong password", &["inventory", "--from", &wrong], &[]);
+    let bad_spec = to.replacen("postgres://", "laravel:mysql://", 1);
+    step("bad spec", &["inventory", "--from", &bad_spec], &[]);
+
+    // The files: everything under the state dir, the backup, the restored
+    // target, and what the PostgreSQL target keeps in clear.
+    let mut files = Vec::new();
+    files_under(&state, &mut files);
+    assert!(files.iter().any(|p| p.ends_with("journal.jsonl")));
+    assert!(files.iter().any(|p| p.ends_with("plan.json")));
+    assert!(files.iter().any(|p| p.ends_with("audit.jsonl")));
+    let mut haystacks: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|p| (p.display().to_string(), std::fs::read(p).unwrap()))
+        .collect();
+    haystacks.push(("backup".into(), std::fs::read(&backup).unwrap()));
+    let mut client = pg::connect(&server.url_for(&db.name));
+    let mut clear = String::new();
+    for r in client
+        .query(
+            "SELECT id, kind, metadata::text FROM credshift_credentials",
+            &[],
+        )
+        .unwrap()
+    {
+        let (a, b, c): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        clear.push_str(&format!("{a} {b} {c}\n"));
+    }
+    for r in client
+        .query("SELECT format, kdf FROM credshift_meta", &[])
+        .unwrap()
+    {
+        let (a, b): (String, String) = (r.get(0), r.get(1));
+        clear.push_str(&format!("{a} {b}\n"));
+    }
+    haystacks.push(("postgres target, clear columns".into(), clear.into_bytes()));
+    let restored_text = std::fs::read(&restored).unwrap();
+    assert!(
+        contains(&restored_text, migrated.1.as_bytes()),
+        "restore worked"
+    );
+
+    let mut secrets: Vec<(&str, &str)> = unlock.to_vec();
+    secrets.push(("URL password", url_password));
+    for (what, secret) in &secrets {
+        for (form, needle) in forms(secret) {
+            for (name, hay) in outputs.iter().chain(&haystacks) {
+                assert!(!contains(hay, &needle), "{what} ({form}) in {name}");
+            }
+            assert!(
+                !contains(&restored_text, &needle),
+                "{what} ({form}) restored"
+            );
+        }
+        for f in PW_FRAGMENTS {
+            if secret.contains(f) {
+                for (name, hay) in outputs.iter().chain(&haystacks) {
+                    assert!(!contains(hay, f.as_bytes()), "{what}: {f:?} in {name}");
+                }
+            }
+        }
+    }
+    // The migrated value travels encrypted only.
+    for (form, needle) in forms(migrated.1) {
+        for (name, hay) in outputs.iter().chain(&haystacks) {
+            assert!(!contains(hay, &needle), "migrated value ({form}) in {name}");
+        }
+    }
+}
