@@ -354,6 +354,19 @@ fn a_url_password_with_slash_and_question_mark_is_never_shown() {
     for (name, text) in &files {
         assert_no_password(name, text);
     }
+    // A journal written by a version whose redaction stopped at the `/`
+    // holds the password: history and reports redact it again on reading.
+    let (journal, text) = files
+        .iter()
+        .find(|(p, _)| p.ends_with("journal.jsonl"))
+        .unwrap();
+    let raw = format!("postgres:{}@", pg::SHARED_PASSWORD);
+    std::fs::write(journal, text.replace("postgres:***@", &raw)).unwrap();
+    let mut c = bare(&state);
+    let (o, stdout, stderr) = run(c.args(["history", "--json"]));
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("postgres:***@"), "{stdout}");
+    assert_no_password("history of an old journal", &stdout);
 }
 
 /// Reproduction 2: `PGPASSWORD` and `~/.pgpass` were ignored (a URL without
