@@ -8,6 +8,8 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod keys;
+pub mod qr;
 pub mod store;
 pub mod tui;
+pub mod web;
 pub mod wizard;
