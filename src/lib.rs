@@ -9,6 +9,7 @@ pub mod error;
 pub mod fsutil;
 pub mod keys;
 pub mod qr;
+pub mod scrub;
 pub mod store;
 pub mod tui;
 pub mod web;
