@@ -773,3 +773,136 @@ fn canary_no_planted_secret_reaches_any_output_or_file() {
         }
     }
 }
+
+const PT_PROXY_PASS: &str = "canaryPr0xyPass/w?rd14";
+const PT_BEARER: &str = "ghs_canaryBearerToken000000000000003";
+const LARAVEL_META_KEY: &str = "sk-proj-canaryLaravelMetadataKey00001";
+
+/// Point 8, with the scrubber's plants (issue 14 point 2): a proxy URL with
+/// a password and an Authorization header in an agent-prompttrain account,
+/// an API key in a Fragments Engine row's metadata. Both sources migrate
+/// into PostgreSQL (password in the URL); no plant reaches any output, any
+/// file in the state dir or the target's clear columns, in any encoding.
+#[test]
+fn canary_secret_metadata_never_reaches_any_output_or_file() {
+    let Some(server) = pg::shared_with_password() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir_all(creds.join("accounts")).unwrap();
+    let account = serde_json::json!({
+        "type": "api_key",
+        "accountId": "acc_canary",
+        "api_key": "sk-ant-api03-canaryAccountKey00000000001",
+        "proxy": {"url": format!("http://proxyuser:{PT_PROXY_PASS}@proxy.internal:3128"), "timeout": 30},
+        "authorization": format!("Bearer {PT_BEARER}"),
+    });
+    std::fs::write(
+        creds.join("accounts/canary.credentials.json"),
+        serde_json::to_vec_pretty(&account).unwrap(),
+    )
+    .unwrap();
+    let laravel_db = dir.path().join("fragments.sqlite");
+    let conn = rusqlite::Connection::open(&laravel_db).unwrap();
+    for f in ["fragments/schema.sql", "fragments/data.sql"] {
+        conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
+            .unwrap();
+    }
+    let n = conn
+        .execute(
+            "UPDATE a_i_credentials SET metadata = ?1 WHERE provider = 'openai'",
+            [serde_json::json!({"api_key": LARAVEL_META_KEY, "note": "imported"}).to_string()],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(conn);
+    let app_key = std::fs::read_to_string(fixture("fragments/APP_KEY"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let sources = [
+        format!("prompttrain:{}", creds.display()),
+        format!("laravel:sqlite:{}", laravel_db.display()),
+    ];
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut targets = Vec::new();
+    for (i, from) in sources.iter().enumerate() {
+        let db = server.create_database();
+        let to = format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{}",
+            pg::SHARED_PASSWORD,
+            server.port(),
+            db.name
+        );
+        for args in [
+            vec!["inventory", "--json", "--from", from.as_str()],
+            vec!["inventory", "--from", from.as_str()],
+            vec![
+                "migrate",
+                "--from",
+                from.as_str(),
+                "--to",
+                &to,
+                "--dry-run",
+                "--json",
+            ],
+            vec![
+                "migrate",
+                "--from",
+                from.as_str(),
+                "--to",
+                &to,
+                "--yes",
+                "--json",
+            ],
+            vec!["inventory", "--json", "--from", &to],
+            vec!["history", "--json"],
+        ] {
+            let mut c = bare(&state);
+            c.env("APP_KEY", &app_key)
+                .env("CREDSHIFT_PASSPHRASE", "canary metadata passphrase")
+                .args(&args);
+            let (o, stdout, stderr) = run(&mut c);
+            assert!(o.status.success(), "{i} {args:?}: {stdout}\n{stderr}");
+            outputs.push((format!("{i} {args:?} stdout"), o.stdout.clone()));
+            outputs.push((format!("{i} {args:?} stderr"), o.stderr.clone()));
+        }
+        targets.push(db);
+    }
+    let mut haystacks = outputs;
+    let mut files = Vec::new();
+    files_under(&state, &mut files);
+    for p in files {
+        haystacks.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+    }
+    for db in &targets {
+        let mut client = pg::connect(&server.url_for(&db.name));
+        let mut clear = String::new();
+        for r in client
+            .query(
+                "SELECT id, kind, metadata::text FROM credshift_credentials",
+                &[],
+            )
+            .unwrap()
+        {
+            let (a, b, c): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            clear.push_str(&format!("{a} {b} {c}\n"));
+        }
+        assert!(clear.lines().count() >= 2, "{clear}");
+        haystacks.push((format!("{} clear columns", db.name), clear.into_bytes()));
+    }
+    for (what, secret) in [
+        ("proxy password", PT_PROXY_PASS),
+        ("bearer token", PT_BEARER),
+        ("Laravel metadata key", LARAVEL_META_KEY),
+        ("URL password", pg::SHARED_PASSWORD),
+    ] {
+        for (form, needle) in forms(secret) {
+            for (name, hay) in &haystacks {
+                assert!(!contains(hay, &needle), "{what} ({form}) in {name}");
+            }
+        }
+    }
+}
