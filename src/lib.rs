@@ -6,6 +6,7 @@ pub mod credential;
 pub mod crypto;
 pub mod engine;
 pub mod error;
+pub mod exec;
 pub mod fsutil;
 pub mod keys;
 pub mod qr;

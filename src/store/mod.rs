@@ -338,11 +338,11 @@ pub const SCHEMES: &[(&str, &str)] = &[
     ),
     (
         "laravel:sqlite:PATH",
-        "Fragments Engine a_i_credentials (SQLite)",
+        "Fragments Engine ai_credentials or a_i_credentials (SQLite; ?table=NAME picks one)",
     ),
     (
         "laravel:postgres://...",
-        "Fragments Engine a_i_credentials (PostgreSQL)",
+        "Fragments Engine ai_credentials or a_i_credentials (PostgreSQL; ?table=NAME)",
     ),
     ("bundle:PATH", "passphrase-protected transfer bundle"),
 ];

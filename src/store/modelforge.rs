@@ -51,6 +51,66 @@ const NON_SECRET_FIELDS: &[&str] = &[
     "updated_at",
 ];
 
+/// model-forge's per-project config, relative to the directory it runs in
+/// (its `config.py`: `Path.cwd() / ".model-forge" / "config.json"`).
+pub const LOCAL_CONFIG: &str = ".model-forge/config.json";
+/// model-forge's per-user config, relative to the home directory.
+pub const GLOBAL_CONFIG: &str = ".config/model-forge/config.json";
+
+/// Which of its two config files model-forge reads when started in `cwd`
+/// with `home`: the local one when it exists, else the global one (its
+/// `get_config_path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigLocations {
+    pub local: PathBuf,
+    pub global: PathBuf,
+    pub in_use: PathBuf,
+}
+
+impl ConfigLocations {
+    pub fn new(cwd: &Path, home: Option<&Path>) -> ConfigLocations {
+        let local = cwd.join(LOCAL_CONFIG);
+        let global = home.map_or_else(
+            || PathBuf::from("~").join(GLOBAL_CONFIG),
+            |h| h.join(GLOBAL_CONFIG),
+        );
+        let in_use = if local.is_file() {
+            local.clone()
+        } else {
+            global.clone()
+        };
+        ConfigLocations {
+            local,
+            global,
+            in_use,
+        }
+    }
+
+    /// For this process: its working directory and home.
+    pub fn here() -> ConfigLocations {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        ConfigLocations::new(&cwd, dirs::home_dir().as_deref())
+    }
+
+    /// Whether `path` is the file model-forge reads (compared by canonical
+    /// path when both exist, else as absolute paths).
+    pub fn is_in_use(&self, path: &Path) -> bool {
+        same_file(path, &self.in_use)
+    }
+
+    /// What model-forge would read instead of `path`, when that is another file.
+    pub fn shadowed_by(&self, path: &Path) -> Option<&Path> {
+        (!self.is_in_use(path) && same_file(path, &self.global)).then_some(self.in_use.as_path())
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
 pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::ModelForge(path) = spec else {
         return Err(StoreError::Other(format!(
@@ -447,6 +507,13 @@ impl Store for ModelForgeStore {
                 cap.writable =
                     access(&self.path, libc::W_OK) && dir_writable(&fsutil::parent_dir(&self.path));
                 cap.warnings = plaintext_file_warnings(&self.path);
+                if let Some(other) = ConfigLocations::here().shadowed_by(&self.path) {
+                    cap.warnings.push(format!(
+                        "model-forge run in this directory reads {} instead of this file \
+                         (a local .model-forge/config.json takes precedence)",
+                        other.display()
+                    ));
+                }
                 cap.warnings.extend(
                     scan.errors
                         .iter()
