@@ -35,7 +35,8 @@ fn store_help() -> String {
     }
     s.push_str(
         "\nSecrets never come through argv: use --passphrase-file, --passphrase-env,\n\
-         CREDSHIFT_PASSPHRASE, CREDENTIAL_ENCRYPTION_KEY (agent-prompttrain) and APP_KEY (Laravel).",
+         CREDSHIFT_PASSPHRASE, CREDENTIAL_ENCRYPTION_KEY (agent-prompttrain) and APP_KEY (Laravel);\n\
+         a PostgreSQL password through PGPASSWORD, ~/.pgpass or --db-password-file.",
     );
     s
 }
@@ -67,6 +68,10 @@ pub struct GlobalOpts {
     /// Accept encrypted files with fewer than 100,000 PBKDF2 iterations
     #[arg(long, global = true)]
     pub allow_weak_kdf: bool,
+    /// Read the PostgreSQL password from the first line of this file (mode
+    /// 0600); PGPASSWORD and ~/.pgpass (PGPASSFILE) work too
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db_password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +161,10 @@ pub enum Command {
         from: String,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Without a passphrase: write the generated key file here [default:
+        /// the state dir's backup-keys/, where `restore` finds it]
+        #[arg(long, value_name = "PATH")]
+        key_out: Option<PathBuf>,
     },
     /// Restore an encrypted backup into a store
     Restore {
@@ -320,13 +329,20 @@ impl GlobalOpts {
             Some(p) => Some(keys::secret_from_file(p)?),
             None => keys::secret_from_env(keys::ENV_APP_KEY),
         };
+        let db_password = match &self.db_password_file {
+            Some(p) => Some(store::pgurl::password_from_file(p).map_err(CliError::usage)?),
+            None => None,
+        };
         Ok(OpenOptions {
             passphrase,
+            db_password,
+            db_password_file: self.db_password_file.clone(),
             key_file: self.key_file.clone(),
             prompttrain_key,
             app_key,
             keyring_timeout: Duration::from_secs(self.keyring_timeout.max(1)),
             allow_weak_kdf: self.allow_weak_kdf,
+            passphrase_env: self.passphrase_env.clone(),
             ..OpenOptions::default()
         })
     }
@@ -582,7 +598,9 @@ pub fn run(cli: Cli) -> CliResult {
             json,
         }) => cmd_rollback(g, &migration_id, yes, json),
         Some(Command::History { json }) => cmd_history(g, json),
-        Some(Command::Backup { from, out }) => cmd_backup(g, &from, &out),
+        Some(Command::Backup { from, out, key_out }) => {
+            cmd_backup(g, &from, &out, key_out.as_deref())
+        }
         Some(Command::Restore { backup, to, yes }) => cmd_restore(g, &backup, &to, yes),
         Some(Command::Web { port }) => cmd_web(port),
         Some(Command::Qr {
@@ -949,11 +967,21 @@ pub fn cmd_history(g: &GlobalOpts, json: bool) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cmd_backup(g: &GlobalOpts, from: &str, out: &std::path::Path) -> CliResult {
+pub fn cmd_backup(
+    g: &GlobalOpts,
+    from: &str,
+    out: &std::path::Path,
+    key_out: Option<&std::path::Path>,
+) -> CliResult {
     let spec = parse_spec(from)?;
     let opts = g.open_options()?;
     let source = store::open(&spec, &opts)?;
-    let summary = engine::backup(source.as_ref(), out, &opts)?;
+    let state_dir = g.state_dir();
+    let key_out = match key_out {
+        Some(p) => engine::recovery::KeyOut::At(p),
+        None => engine::recovery::KeyOut::Kept(&state_dir),
+    };
+    let summary = engine::backup(source.as_ref(), out, key_out, &opts)?;
     let _ = engine::audit::append(
         &g.state_dir(),
         engine::audit::Entry {
@@ -975,8 +1003,14 @@ pub fn cmd_backup(g: &GlobalOpts, from: &str, out: &std::path::Path) -> CliResul
         summary.path.display()
     );
     match &summary.key_file {
+        Some(k) if k.starts_with(&state_dir) => println!(
+            "key file: {} (kept apart from the backup, in credshift's state dir; \
+             `credshift restore --backup FILE` finds it there, or give it with --key-file)",
+            k.display()
+        ),
         Some(k) => println!(
-            "key file: {} (keep it apart from the backup; both are needed to restore)",
+            "key file: {} (keep it apart from the backup; restore with --key-file {})",
+            k.display(),
             k.display()
         ),
         None => println!("protected by your passphrase"),

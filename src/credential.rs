@@ -158,7 +158,8 @@ impl Secret {
         ct_eq_bytes(self.0.as_bytes(), other.0.as_bytes())
     }
 
-    /// Masked preview per DESIGN.md.
+    /// Masked preview per DESIGN.md, for a value of unknown kind (the
+    /// tail rule of an API key). [`Credential::preview`] knows the kind.
     pub fn preview(&self) -> String {
         mask(self.expose())
     }
@@ -196,20 +197,44 @@ pub fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
 /// Public prefixes a preview may show (a vendor's marker, not key material).
 pub const KNOWN_PREFIXES: &[&str] = &["sk-ant-", "sk-", "gho_", "ghp_", "cnp_", "xoxb-"];
 
-/// Masked preview: 16+ chars show a known public prefix (7 chars at most)
-/// and the last 4 chars; anything shorter shows only its length.
+/// How many characters a preview must keep hidden, whatever it shows.
+pub const MIN_HIDDEN: usize = 12;
+
+/// Masked preview (DESIGN.md, "Masked preview"): a known public prefix (7
+/// chars at most) and the last 4 chars, but only while at least
+/// [`MIN_HIDDEN`] characters stay hidden; otherwise the prefix alone, or
+/// nothing. Secrets shorter than 16 chars show only their length.
 pub fn mask(secret: &str) -> String {
+    mask_with(secret, true)
+}
+
+/// [`mask`] for a credential of `kind`: passwords and password hashes
+/// never show a tail.
+pub fn mask_as(secret: &str, kind: Kind) -> String {
+    mask_with(secret, !matches!(kind, Kind::Password | Kind::PasswordHash))
+}
+
+fn mask_with(secret: &str, tail_allowed: bool) -> String {
     let n = secret.chars().count();
+    let nothing = format!("•••• ({n} chars)");
     if n < 16 {
-        return format!("•••• ({n} chars)");
+        return nothing;
     }
     let prefix = KNOWN_PREFIXES
         .iter()
         .find(|p| secret.starts_with(**p))
         .map(|p| &p[..p.len().min(7)])
         .unwrap_or("");
-    let tail: String = secret.chars().skip(n - 4).collect();
-    format!("{prefix}…{tail} ({n} chars)")
+    // Known prefixes are ASCII, so bytes are characters here.
+    let hidden_without_tail = n - prefix.len();
+    if tail_allowed && hidden_without_tail >= MIN_HIDDEN + 4 {
+        let tail: String = secret.chars().skip(n - 4).collect();
+        format!("{prefix}…{tail} ({n} chars)")
+    } else if !prefix.is_empty() && hidden_without_tail >= MIN_HIDDEN {
+        format!("{prefix}… ({n} chars)")
+    } else {
+        nothing
+    }
 }
 
 /// One stored credential.
@@ -234,6 +259,11 @@ impl Credential {
     pub fn with_metadata(mut self, metadata: Metadata) -> Self {
         self.metadata = metadata;
         self
+    }
+
+    /// Masked preview for this credential's kind (see [`mask_as`]).
+    pub fn preview(&self) -> String {
+        mask_as(self.secret.expose(), self.kind)
     }
 
     /// Why this credential cannot be migrated, if it cannot.
@@ -335,6 +365,84 @@ mod tests {
                 "{m} leaks {}",
                 &s[start..start + 8]
             );
+        }
+    }
+
+    /// Issue 14, reproduction 6: a 16-char key showed 11 of its characters.
+    #[test]
+    fn short_prefixed_keys_show_no_tail() {
+        assert_eq!(mask("sk-ant-x7Qp2Lm9K"), "•••• (16 chars)");
+        let c = Credential::new(
+            CredentialId::new("db", "password"),
+            Kind::Password,
+            "hunter2-horse-battery",
+        );
+        assert_eq!(c.preview(), "•••• (21 chars)");
+    }
+
+    /// Every (kind, prefix, length) in a table: what a preview shows, and
+    /// that at least 12 characters always stay hidden.
+    #[test]
+    fn preview_table_over_lengths_and_kinds() {
+        fn secret(prefix: &str, n: usize) -> String {
+            let body: String = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+                .chars()
+                .cycle()
+                .take(n - prefix.len())
+                .collect();
+            format!("{prefix}{body}")
+        }
+        // (prefix, length, api-key preview, password preview); TAIL
+        // stands for the secret's last 4 characters.
+        let table: &[(&str, usize, &str, &str)] = &[
+            ("", 8, "•••• (8 chars)", "•••• (8 chars)"),
+            ("", 15, "•••• (15 chars)", "•••• (15 chars)"),
+            ("", 16, "…TAIL (16 chars)", "•••• (16 chars)"),
+            ("", 40, "…TAIL (40 chars)", "•••• (40 chars)"),
+            ("sk-", 15, "•••• (15 chars)", "•••• (15 chars)"),
+            ("sk-", 16, "sk-… (16 chars)", "sk-… (16 chars)"),
+            ("sk-", 18, "sk-… (18 chars)", "sk-… (18 chars)"),
+            ("sk-", 19, "sk-…TAIL (19 chars)", "sk-… (19 chars)"),
+            ("sk-ant-", 16, "•••• (16 chars)", "•••• (16 chars)"),
+            ("sk-ant-", 18, "•••• (18 chars)", "•••• (18 chars)"),
+            ("sk-ant-", 19, "sk-ant-… (19 chars)", "sk-ant-… (19 chars)"),
+            ("sk-ant-", 22, "sk-ant-… (22 chars)", "sk-ant-… (22 chars)"),
+            (
+                "sk-ant-",
+                23,
+                "sk-ant-…TAIL (23 chars)",
+                "sk-ant-… (23 chars)",
+            ),
+            ("gho_", 19, "gho_… (19 chars)", "gho_… (19 chars)"),
+            ("gho_", 20, "gho_…TAIL (20 chars)", "gho_… (20 chars)"),
+            ("xoxb-", 21, "xoxb-…TAIL (21 chars)", "xoxb-… (21 chars)"),
+        ];
+        for &(prefix, n, api, password) in table {
+            let s = secret(prefix, n);
+            assert_eq!(s.chars().count(), n);
+            let tail: String = s.chars().skip(n - 4).collect();
+            let (api, password) = (api.replace("TAIL", &tail), password.replace("TAIL", &tail));
+            for (kind, want) in [
+                (Kind::ApiKey, api.as_str()),
+                (Kind::OauthAccess, api.as_str()),
+                (Kind::Other, api.as_str()),
+                (Kind::Password, password.as_str()),
+                (Kind::PasswordHash, password.as_str()),
+            ] {
+                let got = mask_as(&s, kind);
+                assert_eq!(got, want, "{kind} {s}");
+                let shown = got
+                    .split(" (")
+                    .next()
+                    .unwrap()
+                    .replace(['…', '•'], "")
+                    .chars()
+                    .count();
+                assert!(
+                    n - shown >= MIN_HIDDEN || n < 16,
+                    "{got} hides too little of {s}"
+                );
+            }
         }
     }
 

@@ -26,6 +26,39 @@ pub fn key_file_for(backup: &Path) -> PathBuf {
     backup.with_extension("key")
 }
 
+/// Where the key files of stand-alone backups (`credshift backup`) are
+/// kept: apart from the backups, in credshift's private state dir.
+pub fn kept_keys_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("backup-keys")
+}
+
+/// A backup file's id: a digest of its envelope's nonce, which is fresh per
+/// backup and public (it is in the header), so the id names the backup
+/// without revealing anything and survives a rename or a copy.
+pub fn backup_id(path: &Path) -> Result<String, StoreError> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| StoreError::json(path.display().to_string(), &e))?;
+    let nonce = header
+        .get("nonce")
+        .and_then(|n| n.as_str())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            StoreError::parse(
+                path.display().to_string(),
+                "not a credshift backup (no nonce)",
+            )
+        })?;
+    let digest = sha2::Sha256::digest(format!("credshift-backup-id:{nonce}").as_bytes());
+    Ok(hex::encode(&digest[..12]))
+}
+
+/// The key file credshift keeps in `state_dir` for the backup at `backup`.
+pub fn kept_key_for(state_dir: &Path, backup: &Path) -> Result<PathBuf, StoreError> {
+    Ok(kept_keys_dir(state_dir).join(format!("{}.key", backup_id(backup)?)))
+}
+
 /// The key for a new backup at `path`: the passphrase in use, else a newly
 /// generated key file beside it. With `reuse`, a key file already there (a
 /// migration folder after a crash) is used again instead of refused.
@@ -64,6 +97,16 @@ pub fn write_sealed(path: &Path, creds: &[Credential], key: &SealingKey) -> Resu
 /// passphrase-sealed backup needs the passphrase; a key-file backup uses the
 /// key file beside it, else `--key-file`.
 pub fn existing_key(path: &Path, opts: &OpenOptions) -> Result<BackupKey, StoreError> {
+    existing_key_in(path, None, opts)
+}
+
+/// [`existing_key`], also looking for a key file credshift kept for this
+/// backup in `state_dir` (by [`backup_id`]) when there is none beside it.
+pub fn existing_key_in(
+    path: &Path,
+    state_dir: Option<&Path>,
+    opts: &OpenOptions,
+) -> Result<BackupKey, StoreError> {
     let location = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
     let env = envelope::Envelope::parse(&bytes, &location, opts.allow_weak_kdf)?;
@@ -79,17 +122,27 @@ pub fn existing_key(path: &Path, opts: &OpenOptions) -> Result<BackupKey, StoreE
         },
         envelope::KdfParams::None => {
             let beside = key_file_for(path);
-            if beside.exists() {
+            let kept = match state_dir {
+                Some(dir) => Some(kept_key_for(dir, path)?),
+                None => None,
+            };
+            // A backup named `X.key` is its own "beside" path, never its key.
+            if beside.exists() && beside != path {
                 Ok(BackupKey::KeyFile(beside))
+            } else if let Some(k) = kept.filter(|k| k.exists()) {
+                Ok(BackupKey::KeyFile(k))
             } else if let Some(k) = &opts.key_file {
                 Ok(BackupKey::KeyFile(k.clone()))
             } else {
                 Err(StoreError::MissingKey {
                     location,
                     message: format!(
-                        "this backup is sealed with a key file and there is none at {}; \
+                        "this backup is sealed with a key file and there is none at {}{}; \
                          give it with --key-file",
-                        beside.display()
+                        beside.display(),
+                        state_dir
+                            .map(|d| format!(" or in {}", kept_keys_dir(d).display()))
+                            .unwrap_or_default()
                     ),
                 })
             }

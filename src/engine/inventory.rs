@@ -44,7 +44,7 @@ pub fn classify(c: &Credential, now_ms: i64) -> InventoryItem {
     InventoryItem {
         id: c.id.clone(),
         kind: c.kind,
-        preview: c.secret.preview(),
+        preview: c.preview(),
         metadata: crate::scrub::public(&c.metadata),
         status,
         reason,

@@ -264,7 +264,7 @@ fn build(
         items.push(PlanItem {
             id: c.id.clone(),
             kind: c.kind,
-            preview: c.secret.preview(),
+            preview: c.preview(),
             action,
             warnings,
         });

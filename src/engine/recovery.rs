@@ -64,14 +64,9 @@ pub fn detail(state_dir: &Path, id: &MigrationId) -> Result<MigrationDetail> {
 }
 
 /// Turn a journal's store text back into a spec. Passwords are never
-/// journaled, so a redacted URL cannot be reopened from it.
+/// journaled: a redacted `:***@` URL reopens with the password from
+/// `--db-password-file`, `PGPASSWORD` or `~/.pgpass` (see `store::pgurl`).
 fn spec_of(text: &str) -> Result<StoreSpec> {
-    if text.contains(":***@") || text.contains("password=***") {
-        return Err(EngineError::Refused(format!(
-            "{text}: the journal keeps no database password; supply it through the \
-             database's own environment (PGPASSWORD or ~/.pgpass)"
-        )));
-    }
     text.parse::<StoreSpec>()
         .map_err(|e| EngineError::Refused(e.to_string()))
 }
@@ -505,20 +500,110 @@ pub fn rollback_with(
     Ok(st.report())
 }
 
+/// Where [`backup()`] puts the key file it generates when no passphrase
+/// (and no `--key-file`) is in use.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyOut<'a> {
+    /// In this state dir, named by the backup's id, where `restore` looks.
+    Kept(&'a Path),
+    /// At this path (`--key-out`); refused when something is already there.
+    At(&'a Path),
+}
+
+/// The same file, whether or not it exists yet: the parent dir resolved,
+/// then the file name.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let norm = |p: &Path| {
+        let parent = crate::fsutil::parent_dir(p);
+        let parent = parent.canonicalize().unwrap_or(parent);
+        p.file_name().map(|n| parent.join(n))
+    };
+    a == b || norm(a).is_some_and(|x| Some(x) == norm(b))
+}
+
 /// Write an encrypted backup of every credential in `source` to `out`.
-/// Without a passphrase (or `--key-file`), a key file is generated beside it.
-pub fn backup(source: &dyn Store, out: &Path, opts: &OpenOptions) -> Result<BackupSummary> {
+/// Without a passphrase (or `--key-file`), a new key file is generated
+/// where `key_out` says: never beside the backup by default, and never at
+/// the backup's own path.
+pub fn backup(
+    source: &dyn Store,
+    out: &Path,
+    key_out: KeyOut<'_>,
+    opts: &OpenOptions,
+) -> Result<BackupSummary> {
+    if opts.passphrase.is_none()
+        && let Some(k) = &opts.key_file
+        && same_file(k, out)
+    {
+        return Err(EngineError::Refused(format!(
+            "--out {} is the key file the backup would be sealed with (--key-file); \
+             writing the backup there would destroy its key: choose another --out",
+            out.display()
+        )));
+    }
+    if opts.passphrase.is_none()
+        && opts.key_file.is_none()
+        && let KeyOut::At(k) = key_out
+        && same_file(k, out)
+    {
+        return Err(EngineError::Refused(format!(
+            "--out and --key-out are the same file ({}): the backup would overwrite its own \
+             key; choose different paths, on different media if you can",
+            out.display()
+        )));
+    }
     let scan = source.read_all()?;
-    let (key, key_file) = match (&opts.passphrase, &opts.key_file) {
-        (Some(p), _) => (BackupKey::Passphrase(p.clone()), None),
-        (None, Some(k)) => (BackupKey::KeyFile(k.clone()), None),
-        (None, None) => {
-            let k = backup::new_key(out, opts, false)?;
-            let path = backup::key_file_for(out);
-            (k, Some(path))
+    let key_file = match (&opts.passphrase, &opts.key_file, key_out) {
+        (Some(p), _, _) => {
+            backup::write(
+                out,
+                &scan.credentials,
+                &BackupKey::Passphrase(p.clone()),
+                opts,
+            )?;
+            None
+        }
+        (None, Some(k), _) => {
+            backup::write(out, &scan.credentials, &BackupKey::KeyFile(k.clone()), opts)?;
+            None
+        }
+        (None, None, KeyOut::At(k)) => {
+            crate::crypto::kdf::generate_key_file(k)?;
+            if let Err(e) =
+                backup::write(out, &scan.credentials, &BackupKey::KeyFile(k.into()), opts)
+            {
+                let _ = std::fs::remove_file(k);
+                return Err(e.into());
+            }
+            Some(k.to_path_buf())
+        }
+        (None, None, KeyOut::Kept(state_dir)) => {
+            // The key's name is the backup's id, known once it is sealed.
+            let dir = backup::kept_keys_dir(state_dir);
+            let pending = dir.join(format!(".new-{}-{}.key", std::process::id(), now_ms()));
+            crate::crypto::kdf::generate_key_file(&pending)?;
+            let kept = backup::write(
+                out,
+                &scan.credentials,
+                &BackupKey::KeyFile(pending.clone()),
+                opts,
+            )
+            .and_then(|()| backup::kept_key_for(state_dir, out))
+            .and_then(|kept| {
+                std::fs::rename(&pending, &kept)
+                    .and_then(|()| crate::fsutil::fsync_dir(&dir))
+                    .map_err(|e| StoreError::io(&kept, e))?;
+                Ok(kept)
+            });
+            match kept {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&pending);
+                    return Err(e.into());
+                }
+            }
         }
     };
-    backup::write(out, &scan.credentials, &key, opts)?;
     Ok(BackupSummary {
         path: out.to_path_buf(),
         key_file,
@@ -536,7 +621,7 @@ pub fn restore(
     state_dir: &Path,
     opts: &OpenOptions,
 ) -> Result<Report> {
-    let key = backup::existing_key(backup_file, opts)?;
+    let key = backup::existing_key_in(backup_file, Some(state_dir), opts)?;
     let creds = backup::read(backup_file, &key, opts)?;
     let spec = StoreSpec::Encrypted(backup_file.to_path_buf());
     let source = Box::new(MemStore::new(spec.clone(), creds, false));

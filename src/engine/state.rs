@@ -341,8 +341,10 @@ impl State {
         HistoryEntry {
             id: self.id.clone(),
             started_at: self.started_at.clone(),
-            from: self.from.clone(),
-            to: self.to.clone(),
+            // Redacted again: a journal from a version whose redaction
+            // stopped at a `/` in the password must not show it now.
+            from: crate::store::redact_url(&self.from),
+            to: crate::store::redact_url(&self.to),
             status: self.status(),
             copied: self.copied(),
             failed: self.failed.len(),
@@ -372,8 +374,8 @@ impl State {
         };
         Report {
             migration_id: self.id.clone(),
-            from: self.from.clone(),
-            to: self.to.clone(),
+            from: crate::store::redact_url(&self.from),
+            to: crate::store::redact_url(&self.to),
             total: t.total,
             copied: t.copied,
             skipped: t.skipped,

@@ -2,31 +2,66 @@
 //! PREFIX (an empty prefix means all). Ids are `env/<NAME>`. Read-only: a
 //! migration can take secrets out of the environment but cannot put them
 //! back into a parent shell, so write and delete refuse with a reason.
+//!
+//! credshift's own unlock variables ([`UNLOCK_VARS`] and the variable
+//! `--passphrase-env` names) are left out: they open the stores a migration
+//! reads and writes, and copying them would put the key beside what it
+//! locks. A spec whose prefix is exactly one of those names
+//! (`env:APP_KEY`) takes that one variable in.
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
+use crate::keys;
 use crate::store::{
     Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec, read_only,
 };
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
+/// Variables that unlock credshift's stores and the apps' formats.
+pub const UNLOCK_VARS: &[&str] = &[
+    keys::ENV_PASSPHRASE,
+    keys::ENV_PROMPTTRAIN_KEY,
+    keys::ENV_APP_KEY,
+    "PGPASSWORD",
+];
+
+pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::Env(prefix) = spec else {
         return Err(StoreError::Other(format!("{spec} is not an env spec")));
     };
+    let mut excluded: Vec<String> = UNLOCK_VARS.iter().map(|v| v.to_string()).collect();
+    excluded.extend(opts.passphrase_env.iter().cloned());
+    // Naming the variable exactly is the explicit way in.
+    excluded.retain(|v| v != prefix);
     Ok(Box::new(EnvStore {
         spec: spec.clone(),
         prefix: prefix.clone(),
+        excluded,
     }))
 }
 
 pub struct EnvStore {
     spec: StoreSpec,
     prefix: String,
+    /// Unlock variables left out (names only).
+    excluded: Vec<String>,
 }
 
 const READ_ONLY_REASON: &str = "the process environment cannot be changed for other programs; write to a file or keyring store instead";
 
 impl EnvStore {
+    fn takes(&self, name: &str) -> bool {
+        name.starts_with(&self.prefix) && !self.excluded.iter().any(|v| v == name)
+    }
+
+    /// The unlock variables that are set and would match but are left out.
+    fn left_out(&self) -> Vec<&str> {
+        self.excluded
+            .iter()
+            .filter(|v| v.starts_with(&self.prefix) && std::env::var_os(v).is_some())
+            .map(String::as_str)
+            .collect()
+    }
+
     fn credential(name: &str, value: String) -> Credential {
         Credential {
             id: CredentialId::new("env", name),
@@ -42,7 +77,7 @@ impl EnvStore {
         let mut scan = Scan::default();
         for (name, value) in std::env::vars_os() {
             let name_text = name.to_string_lossy();
-            if !name_text.starts_with(&self.prefix) {
+            if !self.takes(&name_text) {
                 continue;
             }
             match (name.to_str(), value.into_string()) {
@@ -78,6 +113,14 @@ impl Store for EnvStore {
         let scan = self.scan();
         let mut warnings =
             vec!["the environment is read-only and lasts only as long as this process".to_string()];
+        let left_out = self.left_out();
+        if !left_out.is_empty() {
+            warnings.push(format!(
+                "left out credshift's own unlock variable(s) {}: name one exactly (env:{}) to take it",
+                left_out.join(", "),
+                left_out[0]
+            ));
+        }
         if !scan.errors.is_empty() {
             warnings.push(format!(
                 "{} variable(s) could not be read as UTF-8",
@@ -103,7 +146,7 @@ impl Store for EnvStore {
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
-        if id.namespace != "env" || !id.name.starts_with(&self.prefix) {
+        if id.namespace != "env" || !self.takes(&id.name) {
             return Ok(None);
         }
         // `var_os` panics on names with '=' or NUL; such a name cannot exist.
@@ -178,6 +221,57 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// The variable `--passphrase-env` names is an unlock variable too. (The
+    /// fixed names are checked through the binary, in tests/leak_canary.rs,
+    /// so this process's environment keeps no real unlock variable.)
+    #[test]
+    fn the_passphrase_env_variable_is_left_out_unless_named_exactly() {
+        // SAFETY: tests in this module set distinct variables before reading.
+        unsafe {
+            std::env::set_var("CREDSHIFT_T3_MY_PASS", "unlock-value-t3");
+            std::env::set_var("CREDSHIFT_T3_API_KEY", "sk-t3-value");
+        }
+        let opts = OpenOptions {
+            passphrase_env: Some("CREDSHIFT_T3_MY_PASS".into()),
+            ..OpenOptions::default()
+        };
+        let pass = CredentialId::new("env", "CREDSHIFT_T3_MY_PASS");
+        for prefix in ["", "CREDSHIFT_", "CREDSHIFT_T3_", "CREDSHIFT_T3_MY"] {
+            let s = open(&StoreSpec::Env(prefix.into()), &opts).unwrap();
+            let ids: Vec<CredentialId> = s
+                .read_all()
+                .unwrap()
+                .credentials
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            assert!(!ids.contains(&pass), "env:{prefix} took the passphrase");
+            assert!(s.read(&pass).unwrap().is_none(), "env:{prefix} read it");
+            let w = s.probe().warnings.join("\n");
+            assert!(
+                w.contains("left out") && w.contains("CREDSHIFT_T3_MY_PASS"),
+                "{w}"
+            );
+        }
+        let s = store("CREDSHIFT_T3_");
+        assert!(
+            s.read(&pass).unwrap().is_some(),
+            "no --passphrase-env: an ordinary variable"
+        );
+        let s = open(&StoreSpec::Env("CREDSHIFT_T3_MY_PASS".into()), &opts).unwrap();
+        let scan = s.read_all().unwrap();
+        assert_eq!(scan.credentials.len(), 1);
+        assert_eq!(scan.credentials[0].secret.expose(), "unlock-value-t3");
+        for v in [
+            "CREDSHIFT_PASSPHRASE",
+            "CREDENTIAL_ENCRYPTION_KEY",
+            "APP_KEY",
+            "PGPASSWORD",
+        ] {
+            assert!(UNLOCK_VARS.contains(&v), "{v}");
+        }
     }
 
     #[test]

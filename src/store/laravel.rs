@@ -86,7 +86,12 @@ fn split_table(spec: &StoreSpec) -> Result<(StoreSpec, Option<&'static str>)> {
             }
         }
         StoreSpec::LaravelPostgres(url) => {
-            let Some((base, query)) = url.split_once('?') else {
+            // The query starts after the user info: a password may hold `?`.
+            let after_at = url.rfind('@').map_or(0, |i| i + 1);
+            let Some((base, query)) = url[after_at..]
+                .find('?')
+                .map(|i| (&url[..after_at + i], &url[after_at + i + 1..]))
+            else {
                 return Ok((spec.clone(), None));
             };
             let mut table = None;
@@ -109,6 +114,7 @@ fn split_table(spec: &StoreSpec) -> Result<(StoreSpec, Option<&'static str>)> {
 }
 
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+    let db_auth = crate::store::postgres::DbAuth::from_options(opts);
     let key = match &opts.app_key {
         None => {
             return Err(StoreError::MissingKey {
@@ -126,7 +132,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     let (db_spec, table) = split_table(spec)?;
     let db: Box<dyn Backend> = match &db_spec {
         StoreSpec::LaravelSqlite(path) => Box::new(SqliteDb::new(path.clone())),
-        StoreSpec::LaravelPostgres(_) => Box::new(PgDb::connect(&db_spec)?),
+        StoreSpec::LaravelPostgres(_) => Box::new(PgDb::connect(&db_spec, &db_auth)?),
         other => {
             return Err(StoreError::Other(format!(
                 "{other} is not a Laravel store spec"
@@ -138,6 +144,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
         key,
         table,
         db: Mutex::new(db),
+        db_auth,
     }))
 }
 
@@ -330,6 +337,7 @@ struct LaravelStore {
     /// The table a `?table=NAME` suffix named.
     table: Option<&'static str>,
     db: Mutex<Box<dyn Backend>>,
+    db_auth: crate::store::postgres::DbAuth,
 }
 
 /// Laravel's `now()->toISOString()`, as the app's migrate command records it.
@@ -922,6 +930,7 @@ impl Store for LaravelStore {
             StoreSpec::LaravelPostgres(_) => Ok(Some(Box::new(
                 crate::store::postgres::AdvisoryLock::acquire(
                     &self.spec,
+                    &self.db_auth,
                     "laravel:a_i_credentials",
                     wait,
                 )?,
@@ -1296,10 +1305,10 @@ struct PgDb {
 impl PgDb {
     /// Connect with the shared PostgreSQL helper (`sslmode` honoured: TLS
     /// via native-tls for require, verify-ca and verify-full).
-    fn connect(spec: &StoreSpec) -> Result<PgDb> {
+    fn connect(spec: &StoreSpec, auth: &crate::store::postgres::DbAuth) -> Result<PgDb> {
         Ok(PgDb {
             location: spec.to_string(),
-            client: crate::store::postgres::connect(spec)?,
+            client: crate::store::postgres::connect(spec, auth)?,
         })
     }
 

@@ -19,6 +19,7 @@ pub mod faults;
 pub mod keyring;
 pub mod laravel;
 pub mod modelforge;
+pub mod pgurl;
 pub mod postgres;
 pub mod prompttrain;
 pub mod prompttrain_db;
@@ -274,6 +275,14 @@ pub struct OpenOptions {
     pub allow_weak_kdf: bool,
     /// PBKDF2 iterations for new envelopes and new database stores.
     pub kdf_iterations: u32,
+    /// The database password from `--db-password-file` (PostgreSQL stores;
+    /// see [`pgurl`] for the other sources).
+    pub db_password: Option<Secret>,
+    /// The file it came from, for messages.
+    pub db_password_file: Option<PathBuf>,
+    /// The variable `--passphrase-env` named: an unlock secret `env:`
+    /// leaves out like `CREDSHIFT_PASSPHRASE`.
+    pub passphrase_env: Option<String>,
 }
 
 pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
@@ -288,6 +297,9 @@ impl Default for OpenOptions {
             keyring_timeout: Duration::from_secs(30),
             allow_weak_kdf: false,
             kdf_iterations: DEFAULT_KDF_ITERATIONS,
+            db_password: None,
+            db_password_file: None,
+            passphrase_env: None,
         }
     }
 }
@@ -476,32 +488,11 @@ impl Serialize for StoreSpec {
     }
 }
 
-/// Replace the password in `scheme://user:password@host` (and a
-/// `password=` query parameter) with `***`.
+/// Replace the password in `scheme://user:password@host` (up to the URL's
+/// last `@`, so a password holding `/`, `?` or `#` is hidden whole) and a
+/// `password=` query parameter with `***`. See [`pgurl`] for the rules.
 pub fn redact_url(s: &str) -> String {
-    let mut out = s.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let auth_start = scheme_end + 3;
-        let rest = &out[auth_start..];
-        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..auth_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
-        {
-            out.replace_range(auth_start + colon + 1..auth_start + at, "***");
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", query.join("&"));
-    }
-    out
+    pgurl::redact(s)
 }
 
 /// Open the store a spec names. Wraps it in the fault injector when

@@ -36,6 +36,7 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::store::{
     Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreLock, StoreSpec,
+    pgurl,
 };
 
 pub const CREDENTIALS_TABLE: &str = "credshift_credentials";
@@ -130,8 +131,59 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Connect to the database a spec names, honouring `sslmode`.
-pub fn connect(spec: &StoreSpec) -> Result<Client> {
+/// The database password given to credshift itself (`--db-password-file`),
+/// which every PostgreSQL store carries; the URL, `PGPASSWORD` and the
+/// password file are looked at when connecting (see [`pgurl`]).
+#[derive(Clone, Default)]
+pub struct DbAuth {
+    password: Option<Secret>,
+    file: Option<std::path::PathBuf>,
+}
+
+impl DbAuth {
+    pub fn from_options(opts: &OpenOptions) -> Self {
+        DbAuth {
+            password: opts.db_password.clone(),
+            file: opts.db_password_file.clone(),
+        }
+    }
+}
+
+/// Drop `password=***` (a journal's redacted parameter) from a URL's
+/// query: it stands for "no password here".
+fn drop_redacted_password_param(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.split_once('=') {
+            Some((k, v)) => {
+                !(String::from_utf8_lossy(&pgurl::percent_decode(k))
+                    .eq_ignore_ascii_case("password")
+                    && pgurl::percent_decode(v) == pgurl::REDACTED.as_bytes())
+            }
+            None => true,
+        })
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// The user name libpq would use: the URL's, else `PGUSER`, else the
+/// login name.
+fn default_user() -> Option<String> {
+    ["PGUSER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+}
+
+/// Connect to the database a spec names, honouring `sslmode`, with the
+/// password from the first source that has one (see [`pgurl`]).
+pub fn connect(spec: &StoreSpec, auth: &DbAuth) -> Result<Client> {
     let url = spec
         .url()
         .ok_or_else(|| StoreError::Other(format!("{spec}: not a URL")))?;
@@ -139,19 +191,62 @@ pub fn connect(spec: &StoreSpec) -> Result<Client> {
         store: spec.to_string(),
         reason,
     };
-    let (url, tls) = split_tls(url).map_err(&unavailable)?;
+    let parsed =
+        pgurl::PgUrl::parse(url).map_err(|e| unavailable(format!("bad connection URL: {e}")))?;
+    let (url, tls) = split_tls(&drop_redacted_password_param(&parsed.without_password()))
+        .map_err(&unavailable)?;
     let mut config = postgres::Config::from_str(&url)
         // The parser's messages name options, never their values.
         .map_err(|e| unavailable(format!("bad connection URL: {e}")))?;
+    if config.get_user().is_none()
+        && let Some(u) = default_user()
+    {
+        config.user(&u);
+    }
+    let param_password = config
+        .get_password()
+        .map(|p| Secret::new(String::from_utf8_lossy(p).into_owned()));
+    let target = pgurl::Target {
+        host: match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "localhost".into(),
+        },
+        port: config
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(pgurl::DEFAULT_PORT),
+        user: config.get_user().unwrap_or_default().to_string(),
+        database: config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let from_file = match (&auth.password, &auth.file) {
+        (Some(p), Some(f)) => Some((p, f.as_path())),
+        (Some(p), None) => Some((p, std::path::Path::new("--db-password-file"))),
+        _ => None,
+    };
+    let resolved = pgurl::resolve_password(
+        parsed.password().or(param_password.as_ref()),
+        from_file,
+        &target,
+        &pgurl::ProcessEnv,
+    );
+    let have_password = resolved.password.is_some();
+    if let Some((pw, _)) = &resolved.password {
+        config.password(pw.expose().as_bytes());
+    }
+    let failed =
+        |e: postgres::Error| connect_error(spec, &e, have_password, resolved.note.as_deref());
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     config.keepalives(true);
     if tls.mode == TlsMode::Off {
         config.ssl_mode(postgres::config::SslMode::Disable);
-        return config
-            .connect(postgres::NoTls)
-            .map_err(|e| classify(spec, "connect", &e));
+        return config.connect(postgres::NoTls).map_err(failed);
     }
     config.ssl_mode(postgres::config::SslMode::Require);
     let mut builder = native_tls::TlsConnector::builder();
@@ -176,7 +271,40 @@ pub fn connect(spec: &StoreSpec) -> Result<Client> {
         .map_err(|e| unavailable(format!("TLS setup failed: {e}")))?;
     config
         .connect(postgres_native_tls::MakeTlsConnector::new(connector))
-        .map_err(|e| classify(spec, "connect", &e))
+        .map_err(failed)
+}
+
+/// [`classify`] for a failed connection, saying where a password could come
+/// from when the server wanted one.
+fn connect_error(
+    spec: &StoreSpec,
+    e: &postgres::Error,
+    had_password: bool,
+    note: Option<&str>,
+) -> StoreError {
+    const SOURCES: &str = "give it through PGPASSWORD, a ~/.pgpass (or PGPASSFILE) line in \
+                           libpq's format with mode 0600, or --db-password-file PATH; never in argv";
+    // The driver says so in the error's source: "password missing".
+    let asked_for_password = e.as_db_error().is_none()
+        && std::error::Error::source(e).is_some_and(|c| c.to_string().contains("password missing"));
+    let mut err = if asked_for_password {
+        StoreError::Unavailable {
+            store: spec.to_string(),
+            reason: format!("the server asks for a password and none was found: {SOURCES}"),
+        }
+    } else {
+        classify(spec, "connect", e)
+    };
+    let auth_failed = e.as_db_error().is_some_and(|d| d.code().code() == "28P01");
+    if let StoreError::Unavailable { reason, .. } = &mut err {
+        if auth_failed && !had_password {
+            reason.push_str(&format!(" ({SOURCES})"));
+        }
+        if let Some(n) = note {
+            reason.push_str(&format!("; {n}"));
+        }
+    }
+    err
 }
 
 /// Turn a driver error into a [`StoreError`]: a lost or refused connection
@@ -208,15 +336,23 @@ pub fn classify(spec: &StoreSpec, what: &str, e: &postgres::Error) -> StoreError
 /// One lazily opened connection, reopened after it breaks.
 pub struct Conn {
     spec: StoreSpec,
+    auth: DbAuth,
     client: Mutex<Option<Client>>,
 }
 
 impl Conn {
-    pub fn new(spec: &StoreSpec) -> Self {
+    pub fn new(spec: &StoreSpec, opts: &OpenOptions) -> Self {
         Conn {
             spec: spec.clone(),
+            auth: DbAuth::from_options(opts),
             client: Mutex::new(None),
         }
+    }
+
+    /// A session advisory lock on a connection of its own (see
+    /// [`AdvisoryLock::acquire`]).
+    pub fn advisory_lock(&self, name: &str, wait: Duration) -> Result<AdvisoryLock> {
+        AdvisoryLock::acquire(&self.spec, &self.auth, name, wait)
     }
 
     /// Run `f` on the connection. Driver errors go through [`classify`];
@@ -236,7 +372,7 @@ impl Conn {
             .lock()
             .map_err(|_| StoreError::Other(format!("{}: connection lock poisoned", self.spec)))?;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(connect(&self.spec)?);
+            *guard = Some(connect(&self.spec, &self.auth)?);
         }
         let Some(client) = guard.as_mut() else {
             return Err(StoreError::Other(format!("{}: no connection", self.spec)));
@@ -270,8 +406,13 @@ impl AdvisoryLock {
 
     /// Take the lock named `name` in the spec's database, polling until
     /// `wait` has passed.
-    pub fn acquire(spec: &StoreSpec, name: &str, wait: Duration) -> Result<AdvisoryLock> {
-        let mut client = connect(spec)?;
+    pub fn acquire(
+        spec: &StoreSpec,
+        auth: &DbAuth,
+        name: &str,
+        wait: Duration,
+    ) -> Result<AdvisoryLock> {
+        let mut client = connect(spec, auth)?;
         let key = Self::key_for(name);
         let start = Instant::now();
         loop {
@@ -359,7 +500,7 @@ impl PostgresStore {
         };
         Ok(PostgresStore {
             spec: spec.clone(),
-            conn: Conn::new(spec),
+            conn: Conn::new(spec, opts),
             source,
             new_iterations: opts.kdf_iterations,
             allow_weak_kdf: opts.allow_weak_kdf,
@@ -866,7 +1007,7 @@ impl Store for PostgresStore {
     }
 
     fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        let lock = AdvisoryLock::acquire(&self.spec, CREDENTIALS_TABLE, wait)?;
+        let lock = self.conn.advisory_lock(CREDENTIALS_TABLE, wait)?;
         Ok(Some(Box::new(lock)))
     }
 }

@@ -296,7 +296,7 @@ impl PromptTrainDb {
         };
         Ok(PromptTrainDb {
             spec: spec.clone(),
-            conn: Conn::new(spec),
+            conn: Conn::new(spec, opts),
             key,
             key_confirmed: Mutex::new(false),
         })
@@ -1210,7 +1210,7 @@ impl Store for PromptTrainDb {
     }
 
     fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        let lock = AdvisoryLock::acquire(&self.spec, "prompttrain-db:accounts", wait)?;
+        let lock = self.conn.advisory_lock("prompttrain-db:accounts", wait)?;
         Ok(Some(Box::new(lock)))
     }
 }

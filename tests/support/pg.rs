@@ -8,6 +8,13 @@
 //! support::pg::run_sql_file(&db.url(), &support::fixture("prompttrain-db/schema.sql"));
 //! ```
 //!
+//! A server that requires a password ([`PgServer::start_with_password`],
+//! [`shared_with_password`]): the `postgres` role gets a SCRAM-SHA-256
+//! password and `pg_hba.conf` asks for it on every TCP connection, so a
+//! client without the password is refused. Its [`PgServer::url_for`] holds
+//! the password (percent-encoded) for the tests' own set-up;
+//! [`PgServer::url_without_password_for`] is what a user would type.
+//!
 //! One server per test binary ([`shared`]), stopped at process exit (and by a
 //! watchdog should the process be killed). Tests that need to stop a server
 //! mid-operation start their own with [`PgServer::start`]; it is torn down
@@ -59,6 +66,8 @@ pub struct PgServer {
     as_postgres_user: bool,
     stopped: AtomicBool,
     next_db: AtomicUsize,
+    /// Set in password mode: the `postgres` role's password.
+    password: Option<String>,
 }
 
 impl PgServer {
@@ -78,6 +87,7 @@ impl PgServer {
             as_postgres_user,
             stopped: AtomicBool::new(false),
             next_db: AtomicUsize::new(0),
+            password: None,
         };
         let data = server.data_dir();
         let data_s = data.to_string_lossy().into_owned();
@@ -111,6 +121,60 @@ impl PgServer {
             }
         }
         Err(last_err)
+    }
+
+    /// [`PgServer::start`], then a SCRAM-SHA-256 password for the
+    /// `postgres` role and `pg_hba.conf` requiring it for TCP connections
+    /// (the Unix socket stays `trust` for nothing but this set-up). Checks
+    /// that a connection without the password is refused.
+    pub fn start_with_password(password: &str) -> Result<PgServer, String> {
+        let mut server = PgServer::start()?;
+        let mut admin = postgres::Client::connect(&server.url(), postgres::NoTls)
+            .map_err(|e| format!("connect: {e}"))?;
+        let quoted = password.replace('\'', "''");
+        admin
+            .batch_execute(&format!(
+                "SET password_encryption = 'scram-sha-256'; ALTER ROLE postgres PASSWORD '{quoted}'"
+            ))
+            .map_err(|e| format!("set password: {e}"))?;
+        drop(admin);
+        let hba = server.data_dir().join("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            "local all all trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n\
+             host all all ::1/128 scram-sha-256\n",
+        )
+        .map_err(|e| format!("write {}: {e}", hba.display()))?;
+        let data = server.data_dir().to_string_lossy().into_owned();
+        server.run_tool("pg_ctl", &["-D", &data, "reload"])?;
+        // The reload is asynchronous: wait until TCP asks for the password.
+        let mut refused = false;
+        for _ in 0..100 {
+            if postgres::Client::connect(&server.url(), postgres::NoTls).is_err() {
+                refused = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if !refused {
+            return Err("pg_hba.conf reload: connections without a password still accepted".into());
+        }
+        server.password = Some(password.to_string());
+        postgres::Client::connect(&server.url(), postgres::NoTls)
+            .map_err(|e| format!("connect with the password: {e}"))?;
+        Ok(server)
+    }
+
+    /// The password mode's password.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// URL of database `db` without any password (what a user types when the
+    /// password comes from PGPASSWORD, ~/.pgpass or --db-password-file).
+    pub fn url_without_password_for(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -179,9 +243,17 @@ impl PgServer {
         self.port
     }
 
-    /// URL of database `db` on this server.
+    /// URL of database `db` on this server (with the password, encoded,
+    /// in password mode).
     pub fn url_for(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        match &self.password {
+            Some(pw) => format!(
+                "postgres://postgres:{}@127.0.0.1:{}/{db}",
+                percent_encode(pw),
+                self.port
+            ),
+            None => self.url_without_password_for(db),
+        }
     }
 
     /// URL of the maintenance database.
@@ -265,6 +337,53 @@ extern "C" fn stop_shared_at_exit() {
         server.stop();
         let _ = std::fs::remove_dir_all(&server.dir);
     }
+}
+
+/// The password the shared password-mode server is started with.
+pub const SHARED_PASSWORD: &str = "pg-Sl4sh/Pass?word#x:y@z-canary";
+
+static SHARED_PASSWORD_SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
+
+/// The per-binary password-mode server ([`SHARED_PASSWORD`]), started on
+/// first use; `None` (test skipped) when there is none.
+pub fn shared_with_password() -> Option<&'static PgServer> {
+    let server = SHARED_PASSWORD_SERVER.get_or_init(|| {
+        let started = PgServer::start_with_password(SHARED_PASSWORD);
+        if started.is_ok() {
+            // SAFETY: registering a plain extern "C" fn without captures.
+            unsafe {
+                libc::atexit(stop_password_server_at_exit);
+            }
+        }
+        started
+    });
+    match server {
+        Ok(s) => Some(s),
+        Err(reason) => {
+            super::skip_without("postgresql", reason);
+            None
+        }
+    }
+}
+
+extern "C" fn stop_password_server_at_exit() {
+    if let Some(Ok(server)) = SHARED_PASSWORD_SERVER.get() {
+        server.stop();
+        let _ = std::fs::remove_dir_all(&server.dir);
+    }
+}
+
+/// Percent-encode everything but RFC 3986's unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// A fresh database on the shared server, or `None` (test skipped) when no
