@@ -19,6 +19,7 @@
 //!
 //! Newlines in values are written as `\n` escapes inside double quotes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -88,6 +89,17 @@ struct Assignment {
     metadata: Metadata,
 }
 
+impl Assignment {
+    fn credential(&self) -> Credential {
+        Credential {
+            id: self.id.clone(),
+            kind: self.kind,
+            secret: self.value.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
 /// A parsed file: its physical lines and what they mean.
 struct Doc {
     bom: bool,
@@ -95,6 +107,11 @@ struct Doc {
     trailing_newline: bool,
     lines: Vec<Zeroizing<String>>,
     assignments: Vec<Assignment>,
+    /// Indexes into `assignments`, ascending: every assignment of an id,
+    /// and every assignment under a key. They make lookups O(1), so listing
+    /// and batches stay linear in the file's size.
+    by_id: HashMap<CredentialId, Vec<usize>>,
+    by_key: HashMap<String, Vec<usize>>,
     errors: Vec<LocationError>,
 }
 
@@ -106,6 +123,8 @@ impl Doc {
             trailing_newline: true,
             lines: Vec::new(),
             assignments: Vec::new(),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
             errors: Vec::new(),
         }
     }
@@ -129,13 +148,20 @@ impl Doc {
             trailing_newline,
             lines,
             assignments: Vec::new(),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
             errors: Vec::new(),
         };
         doc.analyse(path);
         Ok(doc)
     }
 
+    /// (Re)build `assignments`, their indexes and `errors` from `lines`.
     fn analyse(&mut self, path: &Path) {
+        self.assignments.clear();
+        self.by_id.clear();
+        self.by_key.clear();
+        self.errors.clear();
         let loc = |i: usize| format!("{}:{}", path.display(), i + 1);
         let mut pending: Option<(usize, Marker)> = None;
         let mut i = 0;
@@ -173,7 +199,7 @@ impl Doc {
                         ),
                     };
                     let end = parsed.end;
-                    self.assignments.push(Assignment {
+                    self.push(Assignment {
                         start: i,
                         end,
                         marker_line,
@@ -200,30 +226,38 @@ impl Doc {
         }
     }
 
+    /// Append an assignment and index it.
+    fn push(&mut self, a: Assignment) {
+        let n = self.assignments.len();
+        self.by_id.entry(a.id.clone()).or_default().push(n);
+        self.by_key.entry(a.key.clone()).or_default().push(n);
+        self.assignments.push(a);
+    }
+
     /// Index of the assignment that holds `id` (the last one wins, as in a shell).
     fn find(&self, id: &CredentialId) -> Option<usize> {
-        self.assignments.iter().rposition(|a| &a.id == id)
+        self.by_id.get(id).and_then(|v| v.last().copied())
+    }
+
+    /// The credential `id` holds, when it is there.
+    fn credential(&self, id: &CredentialId) -> Option<Credential> {
+        self.find(id).map(|n| self.assignments[n].credential())
     }
 
     /// The effective credentials: one per id, the last assignment winning.
     fn credentials(&self) -> Vec<Credential> {
-        let mut out: Vec<Credential> = Vec::new();
-        for (n, a) in self.assignments.iter().enumerate() {
-            if self.find(&a.id) != Some(n) {
-                continue;
-            }
-            out.push(Credential {
-                id: a.id.clone(),
-                kind: a.kind,
-                secret: a.value.clone(),
-                metadata: a.metadata.clone(),
-            });
-        }
-        out
+        self.assignments
+            .iter()
+            .enumerate()
+            .filter(|(n, a)| self.find(&a.id) == Some(*n))
+            .map(|(_, a)| a.credential())
+            .collect()
     }
 
     fn key_in_use_by_other(&self, key: &str, id: &CredentialId) -> bool {
-        self.assignments.iter().any(|a| a.key == key && &a.id != id)
+        self.by_key
+            .get(key)
+            .is_some_and(|v| v.iter().any(|&n| &self.assignments[n].id != id))
     }
 
     /// Apply one write to the lines. Returns whether the assignment list
@@ -271,7 +305,7 @@ impl Doc {
             self.lines
                 .push(Zeroizing::new(format!("{prefix}{}", encoded.as_str())));
             self.trailing_newline = true;
-            self.assignments.push(Assignment {
+            self.push(Assignment {
                 start: self.lines.len() - 1,
                 end: self.lines.len(),
                 marker_line,
@@ -288,22 +322,33 @@ impl Doc {
         }
     }
 
-    /// Remove every assignment of `id` and its marker. True when one was there.
-    fn remove(&mut self, id: &CredentialId) -> bool {
-        let mut doomed: Vec<usize> = Vec::new();
-        for a in self.assignments.iter().filter(|a| &a.id == id) {
-            doomed.extend(a.start..a.end);
-            doomed.extend(a.marker_line);
-        }
-        if doomed.is_empty() {
-            return false;
-        }
-        doomed.sort_unstable();
-        doomed.dedup();
-        for i in doomed.into_iter().rev() {
-            self.lines.remove(i);
-        }
-        true
+    /// Remove every assignment of each id and its marker, in one pass over
+    /// the lines; per id, whether one was there. The assignments are stale
+    /// afterwards (the caller saves and drops the document).
+    fn remove_all(&mut self, ids: &[CredentialId]) -> Vec<bool> {
+        let mut doomed = vec![false; self.lines.len()];
+        let found = ids
+            .iter()
+            .map(|id| {
+                let Some(ns) = self.by_id.remove(id) else {
+                    return false;
+                };
+                for n in ns {
+                    let a = &self.assignments[n];
+                    doomed[a.start..a.end].iter_mut().for_each(|d| *d = true);
+                    if let Some(m) = a.marker_line {
+                        doomed[m] = true;
+                    }
+                }
+                true
+            })
+            .collect();
+        let mut i = 0;
+        self.lines.retain(|_| {
+            i += 1;
+            !doomed[i - 1]
+        });
+        found
     }
 
     /// The key a new id is stored under: the name itself for `env/NAME` when
@@ -676,15 +721,19 @@ impl Store for DotenvStore {
         let Some(doc) = self.load()? else {
             return Ok(None);
         };
-        Ok(doc.find(id).map(|n| {
-            let a = &doc.assignments[n];
-            Credential {
-                id: a.id.clone(),
-                kind: a.kind,
-                secret: a.value.clone(),
-                metadata: a.metadata.clone(),
-            }
-        }))
+        Ok(doc.credential(id))
+    }
+
+    /// One parse for the whole batch.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        match self.load() {
+            Ok(Some(doc)) => ids.iter().map(|id| Ok(doc.credential(id))).collect(),
+            Ok(None) => ids.iter().map(|_| Ok(None)).collect(),
+            Err(e) => ids
+                .iter()
+                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                .collect(),
+        }
     }
 
     fn read_all(&self) -> Result<Scan> {
@@ -719,8 +768,6 @@ impl Store for DotenvStore {
         for c in creds {
             let r = doc.set(c);
             if matches!(r, Ok(false)) {
-                doc.assignments.clear();
-                doc.errors.clear();
                 doc.analyse(&self.path);
             }
             results.push(r.map(|_| ()));
@@ -739,15 +786,35 @@ impl Store for DotenvStore {
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
+        self.delete_many(std::slice::from_ref(id))
+            .pop()
+            .unwrap_or(Ok(false))
+    }
+
+    /// One parse and at most one atomic rewrite for the whole batch.
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
         let _g = self.guard();
-        let Some(mut doc) = self.load()? else {
-            return Ok(false);
+        let mut doc = match self.load() {
+            Ok(Some(d)) => d,
+            Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
+            Err(e) => {
+                return ids
+                    .iter()
+                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                    .collect();
+            }
         };
-        if !doc.remove(id) {
-            return Ok(false);
+        let found = doc.remove_all(ids);
+        if !found.contains(&true) {
+            return found.into_iter().map(Ok).collect();
         }
-        self.save(&doc)?;
-        Ok(true)
+        match self.save(&doc) {
+            Ok(()) => found.into_iter().map(Ok).collect(),
+            Err(e) => ids
+                .iter()
+                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                .collect(),
+        }
     }
 }
 

@@ -350,6 +350,46 @@ impl Store for EnvelopeFileStore {
         })
     }
 
+    /// One look at the file (and at most one decryption) for the batch.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let mut st = self.lock();
+        match self.load(&mut st) {
+            Ok(items) => ids.iter().map(|id| Ok(items.get(id).cloned())).collect(),
+            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+        }
+    }
+
+    /// One load and at most one atomic rewrite for the whole batch.
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        let mut st = self.lock();
+        let present: Vec<bool> = match self.load(&mut st) {
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => {
+                return ids.iter().map(|_| Ok(false)).collect();
+            }
+            Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Ok(items) => {
+                let mut seen = std::collections::BTreeSet::new();
+                // A repeated id is deleted by its first mention only.
+                ids.iter()
+                    .map(|id| items.contains_key(id) && seen.insert(id))
+                    .collect()
+            }
+        };
+        if !present.contains(&true) {
+            return present.into_iter().map(Ok).collect();
+        }
+        let result = self.take_or_empty(&mut st).and_then(|mut items| {
+            for id in ids {
+                items.remove(id);
+            }
+            self.save(&mut st, items)
+        });
+        match result {
+            Ok(()) => present.into_iter().map(Ok).collect(),
+            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+        }
+    }
+
     /// One load and one atomic rewrite for the whole batch: all succeed or
     /// all fail with the same error.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {

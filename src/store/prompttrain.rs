@@ -897,6 +897,45 @@ impl Store for PromptTrainStore {
         }
     }
 
+    /// One scan of `accounts/` for the whole batch (a single `read` scans
+    /// it per call); train key files are read per train.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let any_account = ids
+            .iter()
+            .any(|id| matches!(parse_target(id), Ok(Target::Account { .. })));
+        if !any_account || !self.dir.is_dir() {
+            return ids.iter().map(|id| self.read(id)).collect();
+        }
+        let mut ignored = Vec::new();
+        let accounts = match self.load_accounts(&mut ignored) {
+            Ok(a) => a,
+            Err(e) => {
+                return ids
+                    .iter()
+                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                    .collect();
+            }
+        };
+        // As `find_account`: the first file holding an account id wins.
+        let mut by_account: std::collections::HashMap<&str, &AccountFile> =
+            std::collections::HashMap::new();
+        for a in &accounts {
+            by_account.entry(a.account_id.as_str()).or_insert(a);
+        }
+        ids.iter()
+            .map(|id| match parse_target(id) {
+                Ok(Target::Account { id: account, .. }) => {
+                    let mut errors = Vec::new();
+                    Ok(by_account
+                        .get(account.as_str())
+                        .map(|a| a.credentials(&mut errors))
+                        .and_then(|cs| cs.into_iter().find(|c| &c.id == id)))
+                }
+                _ => self.read(id),
+            })
+            .collect()
+    }
+
     fn read_all(&self) -> Result<Scan> {
         let (credentials, errors) = self.load_tree()?.credentials();
         Ok(Scan {
