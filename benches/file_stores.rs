@@ -72,7 +72,15 @@ fn scale(max: usize) {
     }
     println!(
         "{:>7} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>9} {:>9}",
-        "items", "migrate s", "peer s", "ratio", "invent. s", "peer s", "ratio", "µs/item", "inv µs/it"
+        "items",
+        "migrate s",
+        "peer s",
+        "ratio",
+        "invent. s",
+        "peer s",
+        "ratio",
+        "µs/item",
+        "inv µs/it"
     );
     let mut first: Option<(f64, f64)> = None;
     for n in [1_000usize, 10_000, 20_000, 100_000] {

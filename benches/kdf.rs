@@ -25,13 +25,20 @@ const ITERATIONS: u32 = 100_000;
 /// Compressions per second from `openssl speed -evp sha256` on 16 KiB blocks.
 fn openssl_rate() -> Option<f64> {
     let out = Command::new("openssl")
-        .args(["speed", "-seconds", "2", "-bytes", "16384", "-evp", "sha256"])
+        .args([
+            "speed", "-seconds", "2", "-bytes", "16384", "-evp", "sha256",
+        ])
         .stderr(Stdio::null())
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().rev().find(|l| l.starts_with("sha256"))?;
-    let kb: f64 = line.split_whitespace().last()?.trim_end_matches('k').parse().ok()?;
+    let kb: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
     Some(kb * 1000.0 / 64.0)
 }
 

@@ -157,19 +157,30 @@ fn node_bench(count: usize) -> Option<(f64, f64, Vec<String>)> {
         .iter()
         .filter_map(|s| s.as_str().map(str::to_string))
         .collect();
-    Some((v["encrypt_ms"].as_f64()? / 1e3, v["decrypt_ms"].as_f64()? / 1e3, stored))
+    Some((
+        v["encrypt_ms"].as_f64()? / 1e3,
+        v["decrypt_ms"].as_f64()? / 1e3,
+        stored,
+    ))
 }
 
 /// Compressions per second from `openssl speed -evp sha256` on 16 KiB blocks.
 fn openssl_rate() -> Option<f64> {
     let out = Command::new("openssl")
-        .args(["speed", "-seconds", "2", "-bytes", "16384", "-evp", "sha256"])
+        .args([
+            "speed", "-seconds", "2", "-bytes", "16384", "-evp", "sha256",
+        ])
         .stderr(Stdio::null())
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().rev().find(|l| l.starts_with("sha256"))?;
-    let kb: f64 = line.split_whitespace().last()?.trim_end_matches('k').parse().ok()?;
+    let kb: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
     Some(kb * 1000.0 / 64.0)
 }
 
@@ -228,7 +239,11 @@ fn main() {
     for b in batches(n) {
         let batch = &creds[at..at + b];
         let results = s.write_many(batch);
-        assert!(results.iter().all(|r| r.is_ok()), "{:?}", results.iter().find(|r| r.is_err()));
+        assert!(
+            results.iter().all(|r| r.is_ok()),
+            "{:?}",
+            results.iter().find(|r| r.is_err())
+        );
         let ids: Vec<CredentialId> = batch.iter().map(|c| c.id.clone()).collect();
         for (c, back) in batch.iter().zip(s.read_many(&ids)) {
             let back = back.expect("read back").expect("present");

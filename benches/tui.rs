@@ -101,7 +101,13 @@ fn main() {
     // frame of an interactive inventory screen.
     let creds: Vec<Credential> = ids
         .iter()
-        .map(|id| Credential::new(id.clone(), Kind::ApiKey, format!("sk-{id}-abcdefghijklmnop")))
+        .map(|id| {
+            Credential::new(
+                id.clone(),
+                Kind::ApiKey,
+                format!("sk-{id}-abcdefghijklmnop"),
+            )
+        })
         .collect();
     let interactive = time("store read -> inventory drawn (100k items)", 3, || {
         let items = creds
@@ -208,9 +214,11 @@ fn main() {
     let rss_kb = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
         });
     println!();
     println!(

@@ -903,7 +903,11 @@ impl Wizard {
                 || inv.items[i].kind.as_str().contains(&needle)
         };
         self.visible = if narrowing {
-            self.visible.iter().copied().filter(|&i| matches(i)).collect()
+            self.visible
+                .iter()
+                .copied()
+                .filter(|&i| matches(i))
+                .collect()
         } else {
             (0..inv.items.len()).filter(|&i| matches(i)).collect()
         };

@@ -153,10 +153,7 @@ fn dotenv_batches_equal_single_calls() {
         open(&format!("dotenv:{}", b.display())),
     );
     assert_reads_agree(&*sa, &[id("env/A"), id("env/B"), id("env/C")]);
-    assert_eq!(
-        sa.read(&id("env/A")).unwrap().unwrap().secret.expose(),
-        "3"
-    );
+    assert_eq!(sa.read(&id("env/A")).unwrap().unwrap().secret.expose(), "3");
     // Both assignments of A go with one delete.
     assert_deletes_agree(&*sa, &*sb, &[id("env/A"), id("env/C"), id("env/A")]);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
@@ -340,8 +337,12 @@ fn prompttrain_dir_batches_equal_single_calls() {
     ];
     assert_reads_agree(&*s, &ids);
     let creds = vec![
-        Credential::new(id("account:acc_one/api_key"), Kind::ApiKey, "sk-ant-api03-1")
-            .with_metadata(meta(&[("account_name", "one".into())])),
+        Credential::new(
+            id("account:acc_one/api_key"),
+            Kind::ApiKey,
+            "sk-ant-api03-1",
+        )
+        .with_metadata(meta(&[("account_name", "one".into())])),
         Credential::new(
             id("account:acc_two/oauth_access_token"),
             Kind::OauthAccess,
@@ -385,8 +386,12 @@ fn prompttrain_db_batches_equal_single_calls() {
     // No tables yet.
     assert_reads_agree(&*s, &ids);
     let creds = vec![
-        Credential::new(id("account:acc_one/api_key"), Kind::ApiKey, "sk-ant-api03-1")
-            .with_metadata(meta(&[("account_name", "one".into())])),
+        Credential::new(
+            id("account:acc_one/api_key"),
+            Kind::ApiKey,
+            "sk-ant-api03-1",
+        )
+        .with_metadata(meta(&[("account_name", "one".into())])),
         Credential::new(
             id("account:acc_two/oauth_access_token"),
             Kind::OauthAccess,
@@ -470,13 +475,10 @@ fn prompttrain_db_values_keep_a_fresh_salt_and_iv_each() {
     }
     assert_eq!((salts.len(), ivs.len()), (6, 6));
     let ids: Vec<CredentialId> = creds.iter().map(|c| c.id.clone()).collect();
-    assert!(
-        s.read_many(&ids)
-            .iter()
-            .all(|r| r.as_ref().is_ok_and(|c| c
-                .as_ref()
-                .is_some_and(|c| c.secret.expose() == "the same value")))
-    );
+    assert!(s.read_many(&ids).iter().all(|r| r.as_ref().is_ok_and(|c| {
+        c.as_ref()
+            .is_some_and(|c| c.secret.expose() == "the same value")
+    })));
 }
 
 #[test]

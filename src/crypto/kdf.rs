@@ -289,7 +289,11 @@ mod tests {
             ),
         ];
         for (pw, salt, n, want) in cases {
-            assert_eq!(hex::encode(pbkdf2_sha256(pw, salt, n).as_slice()), want, "{n}");
+            assert_eq!(
+                hex::encode(pbkdf2_sha256(pw, salt, n).as_slice()),
+                want,
+                "{n}"
+            );
             assert_eq!(
                 hex::encode(pbkdf2_sha256_reference(pw, salt, n).as_slice()),
                 want
@@ -326,7 +330,11 @@ mod tests {
             process.stdout.write(JSON.stringify(cases.map(([p,s,n])=>\
             c.pbkdf2Sync(Buffer.from(p,'hex'),Buffer.from(s,'hex'),n,32,'sha256').toString('hex'))));";
         let cases: Vec<(Vec<u8>, Vec<u8>, u32)> = vec![
-            (b"bench-master-key-0123456789abcdef-ok".to_vec(), vec![7u8; 32], 100_000),
+            (
+                b"bench-master-key-0123456789abcdef-ok".to_vec(),
+                vec![7u8; 32],
+                100_000,
+            ),
             (vec![0xffu8; 65], vec![], 3),
             (vec![], vec![1, 2, 3], 1000),
             ("pässwörd ключ".as_bytes().to_vec(), vec![9u8; 16], 600),

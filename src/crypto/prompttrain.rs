@@ -127,9 +127,7 @@ impl KeyCache {
         self.len() == 0
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<[u8; SALT_LEN], Box<Zeroizing<[u8; 32]>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; SALT_LEN], Box<Zeroizing<[u8; 32]>>>> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -307,7 +305,10 @@ mod tests {
         assert_ne!(a.split(':').next(), b.split(':').next());
         assert_ne!(a.split(':').nth(1), b.split(':').nth(1), "fresh IVs");
         // Read back through the cache (no new key) and without it.
-        assert_eq!(decrypt_cached(&master, &a, &cache).unwrap().expose(), "value a");
+        assert_eq!(
+            decrypt_cached(&master, &a, &cache).unwrap().expose(),
+            "value a"
+        );
         assert_eq!(cache.len(), 2);
         assert_eq!(decrypt(&master, &b).unwrap().expose(), "value a");
         // An altered ciphertext under a cached salt still fails.
@@ -319,7 +320,10 @@ mod tests {
         );
         // A value from elsewhere: derived once, then remembered.
         let other = encrypt(&master, "value c").unwrap();
-        assert_eq!(decrypt_cached(&master, &other, &cache).unwrap().expose(), "value c");
+        assert_eq!(
+            decrypt_cached(&master, &other, &cache).unwrap().expose(),
+            "value c"
+        );
         assert_eq!(cache.len(), 3);
         assert!(!format!("{cache:?}").contains("value"));
     }

@@ -709,19 +709,23 @@ impl PromptTrainStore {
         let mut saved_accounts: Vec<Option<String>> = vec![None; accounts.len()];
         let mut saved_trains: Vec<Option<String>> = vec![None; trains.len()];
         let save_err = |r: Result<()>| r.err().map(|e| e.to_string());
+        // Which files the batch touched (one pass, not one per file).
+        let mut touched_accounts = vec![false; accounts.len()];
+        let mut touched_trains = vec![false; trains.len()];
+        for p in &placed {
+            match p {
+                Ok(FileRef::Account(i)) => touched_accounts[*i] = true,
+                Ok(FileRef::Train(i)) => touched_trains[*i] = true,
+                Err(_) => {}
+            }
+        }
         for (n, a) in accounts.iter().enumerate() {
-            if placed
-                .iter()
-                .any(|p| matches!(p, Ok(FileRef::Account(i)) if *i == n))
-            {
+            if touched_accounts[n] {
                 saved_accounts[n] = Some(save_err(a.save()).unwrap_or_default());
             }
         }
         for (n, t) in trains.iter().enumerate() {
-            if placed
-                .iter()
-                .any(|p| matches!(p, Ok(FileRef::Train(i)) if *i == n))
-            {
+            if touched_trains[n] {
                 let r = render_json(&t.root, t.indent, t.trailing_newline)
                     .and_then(|bytes| fsutil::atomic_write(&t.path, &bytes));
                 saved_trains[n] = Some(save_err(r).unwrap_or_default());

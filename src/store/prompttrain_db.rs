@@ -479,10 +479,7 @@ impl PromptTrainDb {
 
 /// Rows for a deduplicated set of ids in one query; none when there are no
 /// ids or no tables yet (then nothing is there).
-fn fetch_in<T>(
-    ids: &mut Vec<&str>,
-    query: impl Fn(&[&str]) -> Result<Vec<T>>,
-) -> Result<Vec<T>> {
+fn fetch_in<T>(ids: &mut Vec<&str>, query: impl Fn(&[&str]) -> Result<Vec<T>>) -> Result<Vec<T>> {
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
@@ -883,10 +880,14 @@ impl Store for PromptTrainDb {
             }
         }
         let accounts: Result<BTreeMap<String, AccountRow>> =
-            fetch_in(&mut account_ids, |ids| self.accounts_in(ids))
-                .map(|rows| rows.into_iter().map(|r| (r.account_id.clone(), r)).collect());
+            fetch_in(&mut account_ids, |ids| self.accounts_in(ids)).map(|rows| {
+                rows.into_iter()
+                    .map(|r| (r.account_id.clone(), r))
+                    .collect()
+            });
         let trains: Result<BTreeMap<String, Vec<Option<String>>>> =
-            fetch_in(&mut train_ids, |ids| self.trains_in(ids)).map(|rows| rows.into_iter().collect());
+            fetch_in(&mut train_ids, |ids| self.trains_in(ids))
+                .map(|rows| rows.into_iter().collect());
 
         // What each id needs: an answer now, or a value to decrypt.
         let mut out: Vec<Option<Result<Option<Credential>>>> = Vec::with_capacity(ids.len());

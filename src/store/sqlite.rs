@@ -666,10 +666,12 @@ impl Store for SqliteStore {
             };
             let rows = ids
                 .iter()
-                .map(|id| match self.select_rows(&tx, Some(id))?.into_iter().next() {
-                    None => Ok(None),
-                    Some(r) => r.map(Some),
-                })
+                .map(
+                    |id| match self.select_rows(&tx, Some(id))?.into_iter().next() {
+                        None => Ok(None),
+                        Some(r) => r.map(Some),
+                    },
+                )
                 .collect();
             // Read only: ending it either way changes nothing.
             let _ = tx.rollback();
