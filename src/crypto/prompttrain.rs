@@ -96,8 +96,11 @@ pub fn derive_key(master: &MasterKey, salt: &[u8]) -> Zeroizing<[u8; 32]> {
 /// One cache belongs to one master key (the store that owns it has one).
 #[derive(Default)]
 pub struct KeyCache {
-    keys: std::sync::Mutex<HashMap<[u8; SALT_LEN], Box<Zeroizing<[u8; 32]>>>>,
+    keys: std::sync::Mutex<KeysBySalt>,
 }
+
+/// Each key in its own allocation (see [`KeyCache`]).
+type KeysBySalt = HashMap<[u8; SALT_LEN], Box<Zeroizing<[u8; 32]>>>;
 
 /// Enough for every value of any real deployment; beyond it keys are
 /// derived again instead of cached.
@@ -127,7 +130,7 @@ impl KeyCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; SALT_LEN], Box<Zeroizing<[u8; 32]>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeysBySalt> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
