@@ -65,7 +65,9 @@ fn write_credentials_dir(dir: &std::path::Path, accounts: usize) {
 
 fn filler(seed: usize, len: usize) -> String {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-    let mut x = seed as u64 * 6364136223846793005 + 1442695040888963407;
+    let mut x = (seed as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             x = x

@@ -735,7 +735,7 @@ mod tests {
     fn joined_fragments_are_the_encoded_list() {
         let mut m = Metadata::new();
         m.insert("scopes".into(), serde_json::json!(["a", "b\"c"]));
-        let creds = vec![
+        let creds = [
             Credential::new(CredentialId::new("env", "A"), Kind::ApiKey, "x\ny \"q\" ü"),
             Credential::new(
                 CredentialId::new("account:acc/x", "t"),
