@@ -76,9 +76,14 @@ fn assert_deletes_agree(a: &dyn Store, b: &dyn Store, ids: &[CredentialId]) {
         .into_iter()
         .map(|r| r.map_err(|e| e.to_string()))
         .collect();
+    // Messages name the file: b's name stands in for a's.
+    let same_file = |m: String| match (a.spec().path(), b.spec().path()) {
+        (Some(pa), Some(pb)) => m.replace(&pb.display().to_string(), &pa.display().to_string()),
+        _ => m,
+    };
     let single: Vec<_> = ids
         .iter()
-        .map(|i| b.delete(i).map_err(|e| e.to_string()))
+        .map(|i| b.delete(i).map_err(|e| same_file(e.to_string())))
         .collect();
     assert_eq!(batched, single, "{}", a.spec());
     assert_eq!(shown_all(a), shown_all(b), "{}", a.spec());
