@@ -8,6 +8,12 @@
 //! `<provider>:<credential_type>`. Only active rows are listed; deleting the
 //! last field of a row soft-deletes it (`is_active = false`) as the app does.
 //!
+//! The `metadata` column is the app's; a secret found in it by
+//! [`crate::scrub`] (`{"api_key": "sk-proj-..."}`) is never shown as
+//! metadata but becomes an item of its own, `<namespace>/metadata.<path>`,
+//! written back into the column at the same path. A row is soft-deleted
+//! only when neither its payload nor its metadata holds a secret.
+//!
 //! The row logic lives here once; the two databases sit behind [`Backend`].
 
 use std::path::{Path, PathBuf};
@@ -20,11 +26,14 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::crypto::laravel::{self as crypt, AppKey, Framing, LaravelError};
 use crate::error::{Result, StoreError};
+use crate::scrub::{self, Seg};
 use crate::store::{Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec};
 
 const TABLE: &str = "a_i_credentials";
 /// The `credential_type` of rows addressed by the bare provider namespace.
 const DEFAULT_TYPE: &str = "api_key";
+/// The id name prefix of secrets found in the `metadata` column.
+const META_PREFIX: &str = "metadata.";
 /// Metadata keys this store derives from columns (never stored in `metadata`).
 const DERIVED_KEYS: &[&str] = &["provider", "credential_type", "expires_at"];
 
@@ -97,6 +106,12 @@ enum Change {
     Update {
         id: i64,
         payload: String,
+        active: bool,
+    },
+    /// A new `metadata` column (a secret put back or removed).
+    SetMetadata {
+        id: i64,
+        metadata: String,
         active: bool,
     },
     Insert {
@@ -254,18 +269,51 @@ impl LaravelStore {
             .map_err(|_| StoreError::Other(format!("{}: store lock poisoned", self.spec)))
     }
 
-    /// The metadata every credential of `row` carries.
+    /// The `metadata` column as stored (secrets included), `None` when it
+    /// is not a JSON object.
+    fn column_metadata(row: &RawRow) -> Option<Metadata> {
+        match row.metadata.as_deref().filter(|t| !t.trim().is_empty()) {
+            None => Some(Metadata::new()),
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => Some(m),
+                Ok(Value::Null) => Some(Metadata::new()),
+                _ => None,
+            },
+        }
+    }
+
+    /// The secrets of the `metadata` column, as items of `namespace`.
+    fn metadata_items(row: &RawRow, namespace: &str, meta: &Metadata) -> Vec<Credential> {
+        let Some(column) = Self::column_metadata(row) else {
+            return Vec::new();
+        };
+        let mut tree = Value::Object(column);
+        let (found, _) = scrub::find(&tree);
+        wipe(&mut tree);
+        found
+            .into_iter()
+            .map(|f| {
+                let name = format!("{META_PREFIX}{}", f.path_text());
+                Credential::new(CredentialId::new(namespace, name), f.kind, f.secret)
+                    .with_metadata(meta.clone())
+            })
+            .collect()
+    }
+
+    /// The metadata every credential of `row` carries: the column without
+    /// its secrets, plus what the other columns say.
     fn row_metadata(row: &RawRow, errors: &mut Vec<LocationError>) -> Metadata {
         let mut meta = Metadata::new();
-        if let Some(text) = row.metadata.as_deref().filter(|t| !t.trim().is_empty()) {
-            match serde_json::from_str::<Value>(text) {
-                Ok(Value::Object(m)) => meta = m,
-                Ok(Value::Null) => {}
-                _ => errors.push(LocationError {
-                    location: row.location(),
-                    error: "the metadata column is not a JSON object; left out".into(),
-                }),
+        match Self::column_metadata(row) {
+            Some(m) => {
+                meta = scrub::public(&m);
+                let mut m = Value::Object(m);
+                wipe(&mut m);
             }
+            None => errors.push(LocationError {
+                location: row.location(),
+                error: "the metadata column is not a JSON object; left out".into(),
+            }),
         }
         meta.insert("provider".into(), row.provider.clone().into());
         meta.insert("credential_type".into(), row.credential_type.clone().into());
@@ -322,6 +370,8 @@ impl LaravelStore {
                     }),
                 }
             }
+            scan.credentials
+                .extend(Self::metadata_items(row, &namespace, &metadata));
         }
         scan
     }
@@ -347,8 +397,7 @@ impl LaravelStore {
     }
 
     fn new_row_metadata(c: &Credential) -> String {
-        let mut meta: Metadata = c
-            .metadata
+        let mut meta: Metadata = scrub::public(&c.metadata)
             .iter()
             .filter(|(k, _)| !DERIVED_KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -362,7 +411,75 @@ impl LaravelStore {
         Value::Object(meta).to_string()
     }
 
+    /// Put a secret back into the `metadata` column at `path`.
+    fn decide_write_metadata(
+        &self,
+        c: &Credential,
+        path: &[Seg],
+        rows: &[RawRow],
+    ) -> Result<Change> {
+        let ns = &c.id.namespace;
+        let secret = Value::String(c.secret.expose().to_string());
+        match rows.iter().find(|r| r.serves(ns)) {
+            Some(row) => {
+                let column = Self::column_metadata(row).ok_or_else(|| {
+                    StoreError::item(
+                        &c.id,
+                        format!(
+                            "{}: the metadata column is not a JSON object",
+                            row.location()
+                        ),
+                    )
+                })?;
+                let mut tree = Value::Object(column);
+                let put = scrub::set(&mut tree, path, secret);
+                let text = tree.to_string();
+                wipe(&mut tree);
+                put.map_err(|e| StoreError::item(&c.id, format!("cannot be put back: {e}")))?;
+                Ok(Change::SetMetadata {
+                    id: row.id,
+                    metadata: text,
+                    active: true,
+                })
+            }
+            None => {
+                self.check_key(rows)?;
+                let fields = Fields::empty(Framing::PhpSerialized);
+                let mut tree: Value = serde_json::from_str(&Self::new_row_metadata(c))
+                    .unwrap_or_else(|_| Value::Object(Metadata::new()));
+                let put = scrub::set(&mut tree, path, secret);
+                let text = tree.to_string();
+                wipe(&mut tree);
+                put.map_err(|e| StoreError::item(&c.id, format!("cannot be put back: {e}")))?;
+                Ok(Change::Insert {
+                    provider: ns.clone(),
+                    credential_type: DEFAULT_TYPE.into(),
+                    payload: fields.seal(&self.key, &format!("{TABLE} provider={ns}"))?,
+                    metadata: text,
+                    expires_at: c.expires_at_ms().and_then(laravel_time_from_ms),
+                })
+            }
+        }
+    }
+
+    /// Whether `row`'s metadata column still holds a secret.
+    fn metadata_holds_secret(row: &RawRow) -> bool {
+        Self::column_metadata(row).is_some_and(|m| {
+            let mut tree = Value::Object(m);
+            let (found, bad) = scrub::find(&tree);
+            wipe(&mut tree);
+            !found.is_empty() || !bad.is_empty()
+        })
+    }
+
     fn decide_write(&self, c: &Credential, rows: &[RawRow]) -> Result<Change> {
+        if let Some(path) =
+            c.id.name
+                .strip_prefix(META_PREFIX)
+                .and_then(scrub::parse_path)
+        {
+            return self.decide_write_metadata(c, &path, rows);
+        }
         let ns = &c.id.namespace;
         let secret = || Value::String(c.secret.expose().to_string());
         match rows.iter().find(|r| r.serves(ns)) {
@@ -410,14 +527,41 @@ impl LaravelStore {
         let Some(row) = rows.iter().find(|r| r.active && r.serves(&id.namespace)) else {
             return Ok((Change::None, false));
         };
+        if let Some(path) = id
+            .name
+            .strip_prefix(META_PREFIX)
+            .and_then(scrub::parse_path)
+        {
+            let Some(column) = Self::column_metadata(row) else {
+                return Ok((Change::None, false));
+            };
+            let mut tree = Value::Object(column);
+            if !scrub::remove(&mut tree, &path) {
+                wipe(&mut tree);
+                return Ok((Change::None, false));
+            }
+            let (found, bad) = scrub::find(&tree);
+            let text = tree.to_string();
+            wipe(&mut tree);
+            let fields = decode(&self.key, row)?;
+            let active = !fields.map.is_empty() || !found.is_empty() || !bad.is_empty();
+            return Ok((
+                Change::SetMetadata {
+                    id: row.id,
+                    metadata: text,
+                    active,
+                },
+                true,
+            ));
+        }
         let mut fields = decode(&self.key, row)?;
         let Some(mut old) = fields.map.remove(&id.name) else {
             return Ok((Change::None, false));
         };
         wipe(&mut old);
         // The last field gone: soft-delete the row as the app does, keeping
-        // no secret in it.
-        let active = !fields.map.is_empty();
+        // no secret in it, unless its metadata still holds one.
+        let active = !fields.map.is_empty() || Self::metadata_holds_secret(row);
         Ok((
             Change::Update {
                 id: row.id,
@@ -494,6 +638,13 @@ impl Store for LaravelStore {
         let Some(row) = rows.iter().find(|r| r.active && r.serves(&id.namespace)) else {
             return Ok(None);
         };
+        if id.name.starts_with(META_PREFIX) {
+            let mut ignored = Vec::new();
+            let meta = Self::row_metadata(row, &mut ignored);
+            return Ok(Self::metadata_items(row, &id.namespace, &meta)
+                .into_iter()
+                .find(|c| &c.id == id));
+        }
         let fields = decode(&self.key, row)?;
         match fields.map.get(&id.name) {
             None => Ok(None),
@@ -764,6 +915,18 @@ impl Backend for SqliteDb {
                 )
                 .map_err(err)?;
             }
+            Change::SetMetadata {
+                id,
+                metadata,
+                active,
+            } => {
+                tx.execute(
+                    "UPDATE a_i_credentials SET metadata = ?1, is_active = ?2, \
+                     updated_at = ?3 WHERE id = ?4",
+                    rusqlite::params![metadata, i64::from(active), now, id],
+                )
+                .map_err(err)?;
+            }
             Change::Insert {
                 provider,
                 credential_type,
@@ -954,6 +1117,22 @@ impl Backend for PgDb {
                         flag(active)
                     ),
                     &[&payload, &now, &id],
+                )
+                .map_err(err)?;
+            }
+            Change::SetMetadata {
+                id,
+                metadata,
+                active,
+            } => {
+                tx.execute(
+                    &format!(
+                        "UPDATE a_i_credentials SET metadata = CAST($1::TEXT AS JSON), \
+                         is_active = {}, updated_at = CAST($2::TEXT AS TIMESTAMP) \
+                         WHERE id = $3::BIGINT",
+                        flag(active)
+                    ),
+                    &[&metadata, &now, &id],
                 )
                 .map_err(err)?;
             }

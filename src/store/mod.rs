@@ -37,7 +37,7 @@ impl From<&Credential> for Entry {
         Entry {
             id: c.id.clone(),
             kind: c.kind,
-            metadata: c.metadata.clone(),
+            metadata: crate::scrub::public(&c.metadata),
         }
     }
 }
@@ -213,6 +213,15 @@ pub trait Store: Send + Sync {
     fn verify_hashed(&self, c: &Credential) -> Result<Option<bool>> {
         let _ = c;
         Ok(None)
+    }
+
+    /// Secret material this store found but offers as no item (a
+    /// secret-looking field it cannot name, a value of the wrong type), as
+    /// `location: field` lines without the values. A migration leaves it in
+    /// the source, and cleanup never deletes the file or object holding it;
+    /// the dry run names it. Default: none.
+    fn unmigrated(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// A lock the store itself provides for the duration of a migration
