@@ -1,11 +1,21 @@
-//! Benchmark: 1,000 agent-prompttrain accounts into `prompttrain-db:` on a
-//! real PostgreSQL server (started like the tests do), against the ideal
-//! (single-core derivation time x derivations / cores) and against a Node.js
-//! loop of the original algorithm (scripts/prompttrain-crypto.js).
+//! Benchmark: 1,000 agent-prompttrain accounts (1,500 values) into
+//! `prompttrain-db:` on a real PostgreSQL server (started like the tests
+//! do), the way the engine moves them: batches of 1, 2, 4, ... 256, each a
+//! `write_many` (parallel key derivation, one transaction) and a
+//! `read_many` read-back (one query; the keys derived for the write are
+//! reused, the values are decrypted from what the database returned) with
+//! a comparison. And the reverse: values written by Node into the database,
+//! read by a fresh store (every key derived) and sealed into an
+//! `encrypted:` file.
+//!
+//! Peers in the same run: a Node.js loop of the original algorithm
+//! (scripts/prompttrain-crypto.js: pbkdf2Sync + AES-GCM per value, encrypt
+//! then decrypt), and the limit of this CPU: 2 SHA-256 compressions per
+//! PBKDF2 iteration at `openssl speed -evp sha256`'s rate, over all cores.
 //!
 //! `cargo bench --bench prompttrain_db`; `CREDSHIFT_BENCH_ACCOUNTS=N` to
 //! change the size (default 1000: 2/3 API-key accounts, 1/3 OAuth accounts
-//! with two tokens each). `CREDSHIFT_BENCH_NODE=0` skips the Node run.
+//! with two tokens each).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -55,7 +65,9 @@ fn write_credentials_dir(dir: &std::path::Path, accounts: usize) {
 
 fn filler(seed: usize, len: usize) -> String {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-    let mut x = seed as u64 * 6364136223846793005 + 1442695040888963407;
+    let mut x = (seed as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             x = x
@@ -124,7 +136,7 @@ fn load(dir: &std::path::Path) -> (Vec<Credential>, &'static str) {
     (out, "generated files (prompttrain:DIR store not built yet)")
 }
 
-fn node_bench(count: usize) -> Option<(f64, f64)> {
+fn node_bench(count: usize) -> Option<(f64, f64, Vec<String>)> {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prompttrain-crypto.js");
     let mut child = Command::new("node")
@@ -138,11 +150,52 @@ fn node_bench(count: usize) -> Option<(f64, f64)> {
     child
         .stdin
         .take()?
-        .write_all(format!("{{\"count\":{count}}}").as_bytes())
+        .write_all(format!("{{\"count\":{count},\"emit\":true}}").as_bytes())
         .ok()?;
     let out = child.wait_with_output().ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some((v["encrypt_ms"].as_f64()?, v["decrypt_ms"].as_f64()?))
+    let stored = v["stored"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    Some((
+        v["encrypt_ms"].as_f64()? / 1e3,
+        v["decrypt_ms"].as_f64()? / 1e3,
+        stored,
+    ))
+}
+
+/// Compressions per second from `openssl speed -evp sha256` on 16 KiB blocks.
+fn openssl_rate() -> Option<f64> {
+    let out = Command::new("openssl")
+        .args([
+            "speed", "-seconds", "2", "-bytes", "16384", "-evp", "sha256",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with("sha256"))?;
+    let kb: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
+    Some(kb * 1000.0 / 64.0)
+}
+
+/// Batch sizes as the engine ramps them: 1, 2, 4, ... 256, summing to n.
+fn batches(n: usize) -> Vec<usize> {
+    let (mut out, mut left, mut size) = (Vec::new(), n, 1usize);
+    while left > 0 {
+        let b = size.min(left);
+        out.push(b);
+        left -= b;
+        size = (size * 2).min(256);
+    }
+    out
 }
 
 fn main() {
@@ -164,6 +217,9 @@ fn main() {
     write_credentials_dir(&dir, accounts);
     let (creds, source) = load(&dir);
     let n = creds.len();
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at the start: {}", load.trim());
+    }
 
     // Single-core cost of one derivation (the dominant cost per value).
     let master = MasterKey::new(&Secret::new(KEY)).unwrap();
@@ -173,7 +229,6 @@ fn main() {
         std::hint::black_box(fmt::derive_key(&master, &[i as u8; 32]));
     }
     let per_derivation = t.elapsed().as_secs_f64() / samples as f64;
-    let ideal = per_derivation * n as f64 / cores as f64;
 
     let spec: StoreSpec = format!("prompttrain-db:{}", db.url()).parse().unwrap();
     let opts = OpenOptions {
@@ -182,17 +237,64 @@ fn main() {
     };
     let s = store::open(&spec, &opts).unwrap();
     let t = Instant::now();
-    let results = s.write_many(&creds);
-    let write = t.elapsed().as_secs_f64();
-    let failed = results.iter().filter(|r| r.is_err()).count();
-    assert_eq!(failed, 0, "{:?}", results.iter().find(|r| r.is_err()));
+    let mut at = 0;
+    for b in batches(n) {
+        let batch = &creds[at..at + b];
+        let results = s.write_many(batch);
+        assert!(
+            results.iter().all(|r| r.is_ok()),
+            "{:?}",
+            results.iter().find(|r| r.is_err())
+        );
+        let ids: Vec<CredentialId> = batch.iter().map(|c| c.id.clone()).collect();
+        for (c, back) in batch.iter().zip(s.read_many(&ids)) {
+            let back = back.expect("read back").expect("present");
+            assert!(back.secret.ct_eq(&c.secret));
+        }
+        at += b;
+    }
+    let forward = t.elapsed().as_secs_f64();
 
-    let t = Instant::now();
-    let scan = s.read_all().unwrap();
-    let read = t.elapsed().as_secs_f64();
-    assert_eq!(scan.credentials.len(), n);
-    assert!(scan.errors.is_empty());
+    // Node: encrypt n values, then decrypt them (its own loop, one core).
+    let node = node_bench(n);
 
+    // The reverse: Node's values in a database, read by a fresh store
+    // (no cached keys) and sealed into an encrypted file.
+    let reverse = node.as_ref().map(|(_, _, stored)| {
+        let db2 = server.create_database();
+        let mut c = postgres::Client::connect(&db2.url(), postgres::NoTls).unwrap();
+        c.batch_execute(credshift::store::prompttrain_db::SCHEMA_SQL)
+            .unwrap();
+        let mut tx = c.transaction().unwrap();
+        for (i, v) in stored.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO accounts (account_id, account_name, credential_type, api_key_encrypted) \
+                 VALUES ($1, $2, 'api_key', $3)",
+                &[&format!("acc_node{i:05}"), &format!("node{i:05}"), v],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let spec2: StoreSpec = format!("prompttrain-db:{}", db2.url()).parse().unwrap();
+        let from = store::open(&spec2, &opts).unwrap();
+        let to_opts = OpenOptions {
+            passphrase: Some(Secret::new("bench passphrase")),
+            ..OpenOptions::default()
+        };
+        let to = store::open(&StoreSpec::Encrypted(tmp.path().join("from-node.enc")), &to_opts)
+            .unwrap();
+        let t = Instant::now();
+        let scan = from.read_all().unwrap();
+        assert_eq!(scan.credentials.len(), stored.len());
+        assert!(scan.errors.is_empty());
+        assert!(to.write_many(&scan.credentials).iter().all(|r| r.is_ok()));
+        t.elapsed().as_secs_f64()
+    });
+
+    let rate = openssl_rate();
+    let limit = |values: usize| {
+        rate.map(|r| 2.0 * fmt::ITERATIONS as f64 * values as f64 / r / cores as f64)
+    };
     println!("prompttrain-db benchmark: {accounts} accounts, {n} values from {source}");
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         // Other work on the machine takes cores from the parallel phase.
@@ -202,34 +304,28 @@ fn main() {
         "cores: {cores}; one PBKDF2 derivation (100,000 iterations) on one core: {:.1} ms",
         per_derivation * 1e3
     );
-    println!("ideal (derivation x values / cores):   {ideal:>8.2} s");
+    let vs_limit = |secs: f64, values: usize| match limit(values) {
+        Some(l) => format!("limit {l:.2} s, {:.0}% of it", l / secs * 100.0),
+        None => "limit unknown (no openssl)".into(),
+    };
     println!(
-        "write_many (encrypt + 1 transaction):  {write:>8.2} s  ({:.0}% of ideal)",
-        ideal / write * 100.0
+        "credshift: {n} values into prompttrain-db, engine batches + read-back: {forward:>7.2} s  ({})",
+        vs_limit(forward, n)
     );
-    println!(
-        "read_all (1 query + decrypt):          {read:>8.2} s  ({:.0}% of ideal)",
-        ideal / read * 100.0
-    );
-    if std::env::var("CREDSHIFT_BENCH_NODE").is_ok_and(|v| v == "0") {
-        return;
-    }
-    match node_bench(n) {
-        Some((enc, dec)) => {
+    match (&node, reverse) {
+        (Some((enc, dec, _)), Some(rev)) => {
+            println!("node loop: encrypt {n} values:                      {enc:>7.2} s");
+            println!("node loop: decrypt {n} values:                      {dec:>7.2} s");
             println!(
-                "node loop, encrypt {n} (pbkdf2Sync + GCM each): {:>8.2} s",
-                enc / 1e3
+                "credshift: {n} Node-written values -> encrypted file:  {rev:>7.2} s  ({})",
+                vs_limit(rev, n)
             );
             println!(
-                "node loop, decrypt {n}:                         {:>8.2} s",
-                dec / 1e3
-            );
-            println!(
-                "speed-up vs node: write {:.2}x, read {:.2}x",
-                enc / 1e3 / write,
-                dec / 1e3 / read
+                "speed-up vs node: into the database {:.2}x, out of it {:.2}x",
+                enc / forward,
+                dec / rev
             );
         }
-        None => println!("node loop: node not available"),
+        _ => println!("node loop: node not available"),
     }
 }

@@ -12,7 +12,7 @@
 //   decrypt: stdin ["salt:iv:tag:ct", ...]   -> stdout [plaintext | {"error": msg}, ...]
 //   encrypt: stdin ["plaintext", ...]        -> stdout ["salt:iv:tag:ct", ...]
 //   hash:    stdin ["client key", ...]       -> stdout ["sha256 hex", ...]
-//   bench:   stdin {"count": N}              -> stdout {"count", "encrypt_ms", "decrypt_ms"}
+//   bench:   stdin {"count": N, "emit": bool} -> stdout {"count", "encrypt_ms", "decrypt_ms"[, "stored"]}
 'use strict';
 const crypto = require('crypto');
 
@@ -70,7 +70,7 @@ if (mode === 'decrypt') {
   out(readStdin().map((k) => crypto.createHash('sha256').update(k, 'utf8').digest('hex')));
 } else if (mode === 'bench') {
   const master = masterKey();
-  const { count } = readStdin();
+  const { count, emit } = readStdin();
   const value = 'sk-ant-api03-' + 'x'.repeat(95);
   let t = process.hrtime.bigint();
   const stored = [];
@@ -81,7 +81,10 @@ if (mode === 'decrypt') {
     if (decrypt(s, master) !== value) throw new Error('round trip failed');
   }
   const decryptMs = Number(process.hrtime.bigint() - t) / 1e6;
-  out({ count, encrypt_ms: encryptMs, decrypt_ms: decryptMs });
+  // emit: also return the values Node wrote (ciphertext only), so the
+  // benchmark can read them back with credshift.
+  out(emit ? { count, encrypt_ms: encryptMs, decrypt_ms: decryptMs, stored }
+           : { count, encrypt_ms: encryptMs, decrypt_ms: decryptMs });
 } else {
   process.stderr.write('usage: prompttrain-crypto.js decrypt|encrypt|hash|bench (data on stdin)\n');
   process.exit(2);

@@ -364,6 +364,9 @@ pub struct Wizard {
     pub filter_editing: bool,
     /// Indices into the inventory that match the filter.
     pub visible: Vec<usize>,
+    /// Each inventory item's id, lowercased once when the inventory arrives,
+    /// so a filter keystroke is a substring search and nothing else.
+    search_text: Vec<String>,
     pub item_cursor: usize,
     pub revealed: Option<Revealed>,
 
@@ -419,6 +422,7 @@ impl Wizard {
             filter: String::new(),
             filter_editing: false,
             visible: Vec::new(),
+            search_text: Vec::new(),
             item_cursor: 0,
             revealed: None,
             policy: ConflictPolicy::Skip,
@@ -912,27 +916,38 @@ impl Wizard {
             .iter()
             .map(|i| i.status != ItemStatus::Invalid)
             .collect();
+        self.search_text = inv
+            .items
+            .iter()
+            .map(|i| i.id.to_string().to_lowercase())
+            .collect();
         self.inventory = Some(inv);
         self.item_cursor = 0;
-        self.refilter();
+        self.refilter(false);
         vec![]
     }
 
-    fn refilter(&mut self) {
+    /// Recompute `visible` from the filter. `narrowing`: the filter only
+    /// grew at its end, so every match is among the rows shown now.
+    fn refilter(&mut self, narrowing: bool) {
         let needle = self.filter.to_lowercase();
-        self.visible = match &self.inventory {
-            Some(inv) => inv
-                .items
+        let Some(inv) = &self.inventory else {
+            self.visible = Vec::new();
+            return;
+        };
+        let matches = |i: usize| {
+            needle.is_empty()
+                || self.search_text[i].contains(&needle)
+                || inv.items[i].kind.as_str().contains(&needle)
+        };
+        self.visible = if narrowing {
+            self.visible
                 .iter()
-                .enumerate()
-                .filter(|(_, it)| {
-                    needle.is_empty()
-                        || it.id.to_string().to_lowercase().contains(&needle)
-                        || it.kind.as_str().contains(&needle)
-                })
-                .map(|(i, _)| i)
-                .collect(),
-            None => Vec::new(),
+                .copied()
+                .filter(|&i| matches(i))
+                .collect()
+        } else {
+            (0..inv.items.len()).filter(|&i| matches(i)).collect()
         };
         self.item_cursor = self.item_cursor.min(self.visible.len().saturating_sub(1));
     }
@@ -965,19 +980,24 @@ impl Wizard {
         if self.filter_editing {
             match event {
                 Event::FilterChar(c) => {
+                    let before = self.filter.to_lowercase();
                     self.filter.push(c);
                     self.item_cursor = 0;
-                    self.refilter();
+                    // A longer needle matches a subset of what the shorter
+                    // one did (checked on the lowercased forms: lowercasing
+                    // is not always letter by letter).
+                    let narrowing = self.filter.to_lowercase().starts_with(&before);
+                    self.refilter(narrowing);
                 }
                 Event::FilterBackspace => {
                     self.filter.pop();
-                    self.refilter();
+                    self.refilter(false);
                 }
                 Event::Enter => self.filter_editing = false,
                 Event::Back => {
                     self.filter_editing = false;
                     self.filter.clear();
-                    self.refilter();
+                    self.refilter(false);
                 }
                 _ => {}
             }
@@ -1703,6 +1723,57 @@ mod tests {
         assert_eq!((w.source, w.target), (Some(0), Some(2)));
         w.handle(Event::Enter);
         assert_eq!(w.step, Step::Consent, "Enter accepts the preselection");
+    }
+
+    #[test]
+    fn the_filter_after_every_keystroke_equals_a_full_scan() {
+        let mut w = at_dry_run(true, false);
+        w.handle(Event::Back);
+        assert_eq!(w.step, Step::Inventory);
+        let names = [
+            "OPENAI_API_KEY",
+            "openai_org",
+            "ANTHROPIC_KEY",
+            "ΑΣ",
+            "ας",
+            "ασb",
+            "AΣB",
+            "key_9",
+            "K9",
+        ];
+        let mut inv = inventory();
+        inv.items = names
+            .iter()
+            .map(|n| item(n, ItemStatus::Eligible))
+            .collect();
+        w.handle(Event::InventoryLoaded(Box::new(inv)));
+        let full_scan = |w: &Wizard| -> Vec<usize> {
+            let needle = w.filter.to_lowercase();
+            let inv = w.inventory.as_ref().unwrap();
+            (0..inv.items.len())
+                .filter(|&i| {
+                    inv.items[i].id.to_string().to_lowercase().contains(&needle)
+                        || inv.items[i].kind.as_str().contains(&needle)
+                })
+                .collect()
+        };
+        w.handle(Event::FilterStart);
+        // Typing narrows, backspace widens again; "AΣ" then "B": lowercasing
+        // Σ depends on what follows it, so the longer needle is not an
+        // extension of the shorter one.
+        let keys = "OpenAI\x08\x08\x08\x08\x08\x08AΣB\x08\x08\x08api_\x08\x08\x08\x08\x08K9";
+        for k in keys.chars() {
+            if k == '\x08' {
+                w.handle(Event::FilterBackspace);
+            } else {
+                w.handle(Event::FilterChar(k));
+            }
+            assert_eq!(w.visible, full_scan(&w), "filter {:?}", w.filter);
+        }
+        assert_eq!(w.filter, "K9");
+        assert_eq!(w.visible, vec![8]);
+        w.handle(Event::Back);
+        assert_eq!(w.visible.len(), names.len());
     }
 
     #[test]

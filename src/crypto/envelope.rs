@@ -621,6 +621,42 @@ pub fn encode_credential_refs<'a>(
     Ok(buf.0)
 }
 
+/// One credential as [`encode_credentials`] writes it inside its list:
+/// stores that rewrite a whole file keep these per item and re-join them
+/// ([`join_fragments`]) instead of serializing every item on each rewrite.
+pub fn encode_credential_fragment(c: &Credential) -> Result<Zeroizing<Vec<u8>>> {
+    let item = PlainRef {
+        id: &c.id,
+        kind: c.kind,
+        secret: c.secret.expose(),
+        metadata: &c.metadata,
+    };
+    let mut buf = ZeroizingBuf(Zeroizing::new(Vec::with_capacity(
+        c.secret.expose().len() * 2 + 128,
+    )));
+    serde_json::to_writer(&mut buf, &item)
+        .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
+    Ok(buf.0)
+}
+
+/// The list [`encode_credentials`] would write for the credentials whose
+/// fragments these are, in this order: byte for byte the same.
+pub fn join_fragments<'a>(
+    fragments: impl Iterator<Item = &'a Zeroizing<Vec<u8>>> + Clone,
+) -> Zeroizing<Vec<u8>> {
+    let len: usize = fragments.clone().map(|f| f.len() + 1).sum();
+    let mut out = Zeroizing::new(Vec::with_capacity(len + 2));
+    out.push(b'[');
+    for (i, f) in fragments.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(f);
+    }
+    out.push(b']');
+    out
+}
+
 /// Parse an envelope's plaintext. Errors name `location` and a position,
 /// never content.
 pub fn decode_credentials(plaintext: &[u8], location: &str) -> Result<Vec<Credential>> {
@@ -694,6 +730,31 @@ pub fn open_credentials_with_options(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn joined_fragments_are_the_encoded_list() {
+        let mut m = Metadata::new();
+        m.insert("scopes".into(), serde_json::json!(["a", "b\"c"]));
+        let creds = [
+            Credential::new(CredentialId::new("env", "A"), Kind::ApiKey, "x\ny \"q\" ü"),
+            Credential::new(
+                CredentialId::new("account:acc/x", "t"),
+                Kind::OauthAccess,
+                "",
+            )
+            .with_metadata(m),
+        ];
+        for n in 0..=creds.len() {
+            let frags: Vec<_> = creds[..n]
+                .iter()
+                .map(|c| encode_credential_fragment(c).unwrap())
+                .collect();
+            assert_eq!(
+                *join_fragments(frags.iter()),
+                *encode_credentials(&creds[..n]).unwrap()
+            );
+        }
+    }
     use super::*;
 
     const LOC: &str = "test.enc";

@@ -22,9 +22,106 @@ pub const KEY_LEN: usize = 32;
 
 /// PBKDF2-HMAC-SHA256 with a 32-byte output. `iterations` of 0 behaves as 1
 /// (callers check bounds before deriving; see `envelope`).
+///
+/// The iteration loop runs on SHA-256's block function directly (sha2's
+/// `compress256`, which uses the CPU's SHA extensions when it has them):
+/// the HMAC inner and outer states are computed once from the key pads, and
+/// each iteration is then exactly two compressions of one pre-padded block,
+/// with no hashing state to clone, no buffering and no padding logic. That is
+/// the least work PBKDF2-HMAC-SHA256 allows (benches/crypto_stores.rs holds
+/// it against the `pbkdf2` crate and the CPU's SHA-256 compression rate).
 pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; KEY_LEN]> {
+    use sha2::Digest;
+    use sha2::block_api::compress256;
+
+    // HMAC key: the password, hashed first when longer than one block.
+    let mut key = Zeroizing::new([0u8; 64]);
+    if password.len() > 64 {
+        key[..32].copy_from_slice(&sha2::Sha256::digest(password));
+    } else {
+        key[..password.len()].copy_from_slice(password);
+    }
+    let mut pad = Zeroizing::new([[0u8; 64]; 1]);
+    let mut inner = Zeroizing::new(SHA256_IV);
+    let mut outer = Zeroizing::new(SHA256_IV);
+    for (p, k) in pad[0].iter_mut().zip(key.iter()) {
+        *p = k ^ 0x36;
+    }
+    compress256(&mut inner, &pad[..]);
+    for (p, k) in pad[0].iter_mut().zip(key.iter()) {
+        *p = k ^ 0x5c;
+    }
+    compress256(&mut outer, &pad[..]);
+
+    // U1 = HMAC(password, salt || INT(1)), through the digest API (one time).
+    let mut u1 = {
+        let mut ipad = Zeroizing::new([0u8; 64]);
+        let mut opad = Zeroizing::new([0u8; 64]);
+        for i in 0..64 {
+            ipad[i] = key[i] ^ 0x36;
+            opad[i] = key[i] ^ 0x5c;
+        }
+        let mut h = sha2::Sha256::new();
+        h.update(ipad.as_slice());
+        h.update(salt);
+        h.update(1u32.to_be_bytes());
+        let mut ih = Zeroizing::new([0u8; 32]);
+        ih.copy_from_slice(&h.finalize());
+        let mut h = sha2::Sha256::new();
+        h.update(opad.as_slice());
+        h.update(ih.as_slice());
+        let mut u = Zeroizing::new([0u8; 32]);
+        u.copy_from_slice(&h.finalize());
+        u
+    };
+
+    // Every later U: the previous U (32 bytes) padded to one block, the
+    // length counting the 64-byte pad block before it: (64 + 32) * 8 bits.
+    let mut block = Zeroizing::new([[0u8; 64]; 1]);
+    block[0][32] = 0x80;
+    block[0][56..].copy_from_slice(&(768u64).to_be_bytes());
+    block[0][..32].copy_from_slice(u1.as_slice());
+    let mut acc = Zeroizing::new([0u32; 8]);
+    for (a, w) in acc.iter_mut().zip(u1.chunks_exact(4)) {
+        *a = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+    }
+    u1.zeroize();
+    let mut state = Zeroizing::new([0u32; 8]);
+    for _ in 1..iterations.max(1) {
+        *state = *inner;
+        compress256(&mut state, &block[..]);
+        for (i, w) in state.iter().enumerate() {
+            block[0][4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+        }
+        *state = *outer;
+        compress256(&mut state, &block[..]);
+        for (i, w) in state.iter().enumerate() {
+            acc[i] ^= w;
+            block[0][4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+        }
+    }
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, out.as_mut_slice());
+    for (i, w) in acc.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    out
+}
+
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// The same derivation through the `pbkdf2` crate: the reference the fast
+/// loop is tested and benchmarked against.
+#[doc(hidden)]
+pub fn pbkdf2_sha256_reference(
+    password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+) -> Zeroizing<[u8; KEY_LEN]> {
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations.max(1), out.as_mut_slice());
     out
 }
 
@@ -152,6 +249,123 @@ mod tests {
             hex::encode(k.as_slice()),
             "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a"
         );
+    }
+
+    #[test]
+    fn fast_pbkdf2_matches_published_vectors() {
+        // RFC 7914 section 11 (first 32 of its 64 bytes; PBKDF2 output
+        // blocks are independent, so the prefix is the 32-byte result).
+        let cases: [(&[u8], &[u8], u32, &str); 5] = [
+            (
+                b"passwd",
+                b"salt",
+                1,
+                "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc",
+            ),
+            (
+                b"Password",
+                b"NaCl",
+                80000,
+                "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56",
+            ),
+            // The RFC 6070 inputs, with SHA-256 (widely published).
+            (
+                b"password",
+                b"salt",
+                2,
+                "ae4d0c95af6b46d32d0adff928f06dd02a303f8ef3c251dfd6e2d85a95474c43",
+            ),
+            (
+                b"password",
+                b"salt",
+                4096,
+                "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a",
+            ),
+            (
+                b"passwordPASSWORDpassword",
+                b"saltSALTsaltSALTsaltSALTsaltSALTsalt",
+                4096,
+                "348c89dbcbd32b2f32d814b8116e84cf2b17347ebc1800181c4e2a1fb8dd53e1",
+            ),
+        ];
+        for (pw, salt, n, want) in cases {
+            assert_eq!(
+                hex::encode(pbkdf2_sha256(pw, salt, n).as_slice()),
+                want,
+                "{n}"
+            );
+            assert_eq!(
+                hex::encode(pbkdf2_sha256_reference(pw, salt, n).as_slice()),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn fast_pbkdf2_equals_the_pbkdf2_crate_at_every_edge() {
+        // Password lengths around the block size (64: used as is; 65:
+        // hashed first), empty password and salt, salts that push the first
+        // HMAC over one and two blocks, 0 and 1 iteration.
+        let long: Vec<u8> = (0..200u8).collect();
+        for pw_len in [0usize, 1, 31, 32, 55, 56, 63, 64, 65, 100, 128, 200] {
+            for salt_len in [0usize, 1, 16, 32, 51, 52, 55, 56, 64, 119, 120, 200] {
+                for n in [0u32, 1, 2, 3, 17] {
+                    let (pw, salt) = (&long[..pw_len], &long[200 - salt_len..]);
+                    assert_eq!(
+                        *pbkdf2_sha256(pw, salt, n),
+                        *pbkdf2_sha256_reference(pw, salt, n),
+                        "password {pw_len} bytes, salt {salt_len} bytes, {n} iterations"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_pbkdf2_equals_node() {
+        // Node's crypto.pbkdf2Sync (OpenSSL): an implementation that shares
+        // no code with this one. Inputs go in through stdin, never argv.
+        let script = "const c=require('crypto');\
+            const cases=JSON.parse(require('fs').readFileSync(0,'utf8'));\
+            process.stdout.write(JSON.stringify(cases.map(([p,s,n])=>\
+            c.pbkdf2Sync(Buffer.from(p,'hex'),Buffer.from(s,'hex'),n,32,'sha256').toString('hex'))));";
+        let cases: Vec<(Vec<u8>, Vec<u8>, u32)> = vec![
+            (
+                b"bench-master-key-0123456789abcdef-ok".to_vec(),
+                vec![7u8; 32],
+                100_000,
+            ),
+            (vec![0xffu8; 65], vec![], 3),
+            (vec![], vec![1, 2, 3], 1000),
+            ("pässwörd ключ".as_bytes().to_vec(), vec![9u8; 16], 600),
+        ];
+        let input = serde_json::to_vec(
+            &cases
+                .iter()
+                .map(|(p, s, n)| serde_json::json!([hex::encode(p), hex::encode(s), n]))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let child = std::process::Command::new("node")
+            .args(["-e", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            assert!(
+                std::env::var_os("CREDSHIFT_REQUIRE_SERVICES").is_none(),
+                "node is required for this test"
+            );
+            eprintln!("SKIPPED: node not available");
+            return;
+        };
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "node failed");
+        let want: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+        for ((p, s, n), want) in cases.iter().zip(want) {
+            assert_eq!(hex::encode(pbkdf2_sha256(p, s, *n).as_slice()), want, "{n}");
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@ use aes_gcm::{AesGcm, KeyInit, Nonce, Tag};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
 use zeroize::Zeroizing;
 
 use crate::credential::{Secret, ct_eq_bytes};
@@ -83,18 +85,85 @@ impl std::fmt::Debug for MasterKey {
 
 /// The per-value key: PBKDF2-HMAC-SHA256(master, salt, 100,000, 32 bytes).
 pub fn derive_key(master: &MasterKey, salt: &[u8]) -> Zeroizing<[u8; 32]> {
-    let mut key = Zeroizing::new([0u8; 32]);
-    pbkdf2::pbkdf2_hmac::<Sha256>(master.bytes(), salt, ITERATIONS, key.as_mut());
-    key
+    crate::crypto::kdf::pbkdf2_sha256(master.bytes(), salt, ITERATIONS)
+}
+
+/// Per-value keys derived in this process, by salt, so a value encrypted
+/// here and read back (or read twice) is not derived again: the read-back
+/// still decrypts and authenticates what the database returned, with the
+/// key its salt names. Keys are zeroized when the cache drops; each sits in
+/// its own allocation, so growing the map moves pointers, never key bytes.
+/// One cache belongs to one master key (the store that owns it has one).
+#[derive(Default)]
+pub struct KeyCache {
+    keys: std::sync::Mutex<KeysBySalt>,
+}
+
+/// Each key in its own allocation (see [`KeyCache`]).
+type KeysBySalt = HashMap<[u8; SALT_LEN], Box<Zeroizing<[u8; 32]>>>;
+
+/// Enough for every value of any real deployment; beyond it keys are
+/// derived again instead of cached.
+const KEY_CACHE_MAX: usize = 1 << 20;
+
+impl KeyCache {
+    /// The key for `salt`: from the cache, or derived (and remembered).
+    pub fn key(&self, master: &MasterKey, salt: &[u8; SALT_LEN]) -> Zeroizing<[u8; 32]> {
+        if let Some(k) = self.lock().get(salt) {
+            return Zeroizing::new(***k);
+        }
+        // Derive outside the lock: other threads derive their own meanwhile.
+        let key = derive_key(master, salt);
+        let mut keys = self.lock();
+        if keys.len() < KEY_CACHE_MAX {
+            keys.insert(*salt, Box::new(key.clone()));
+        }
+        key
+    }
+
+    /// How many keys are held (for tests).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeysBySalt> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyCache({} keys, redacted)", self.len())
+    }
 }
 
 /// Encrypt `plaintext` with a fresh salt and IV.
 pub fn encrypt(master: &MasterKey, plaintext: &str) -> Result<String, FormatError> {
+    let (salt, iv) = fresh_salt_iv()?;
+    encrypt_with(master, plaintext, &salt, &iv)
+}
+
+/// [`encrypt`], remembering the derived key in `cache`.
+pub fn encrypt_cached(
+    master: &MasterKey,
+    plaintext: &str,
+    cache: &KeyCache,
+) -> Result<String, FormatError> {
+    let (salt, iv) = fresh_salt_iv()?;
+    let key = cache.key(master, &salt);
+    seal(&key, plaintext, &salt, &iv)
+}
+
+fn fresh_salt_iv() -> Result<([u8; SALT_LEN], [u8; IV_LEN]), FormatError> {
     let mut salt = [0u8; SALT_LEN];
     let mut iv = [0u8; IV_LEN];
     getrandom::fill(&mut salt).map_err(|_| FormatError::Encrypt("no system randomness"))?;
     getrandom::fill(&mut iv).map_err(|_| FormatError::Encrypt("no system randomness"))?;
-    encrypt_with(master, plaintext, &salt, &iv)
+    Ok((salt, iv))
 }
 
 /// Encrypt with a given salt and IV (for known-answer tests; use [`encrypt`]).
@@ -104,7 +173,16 @@ pub fn encrypt_with(
     salt: &[u8; SALT_LEN],
     iv: &[u8; IV_LEN],
 ) -> Result<String, FormatError> {
-    let key = derive_key(master, salt);
+    seal(&derive_key(master, salt), plaintext, salt, iv)
+}
+
+/// Encrypt under a derived per-value key.
+fn seal(
+    key: &[u8; 32],
+    plaintext: &str,
+    salt: &[u8; SALT_LEN],
+    iv: &[u8; IV_LEN],
+) -> Result<String, FormatError> {
     let cipher =
         Cipher::new_from_slice(key.as_ref()).map_err(|_| FormatError::Encrypt("bad key length"))?;
     let nonce = Nonce::<U16>::from(*iv);
@@ -123,7 +201,7 @@ pub fn encrypt_with(
 
 /// The parts of a stored value, decoded and length-checked.
 struct Parts {
-    salt: Vec<u8>,
+    salt: [u8; SALT_LEN],
     iv: [u8; IV_LEN],
     tag: [u8; TAG_LEN],
     ciphertext: Vec<u8>,
@@ -138,10 +216,9 @@ fn split(stored: &str) -> Result<Parts, FormatError> {
     };
     let decode =
         |s: &str, what: &'static str| STANDARD.decode(s).map_err(|_| FormatError::Malformed(what));
-    let salt = decode(salt, "salt is not base64")?;
-    if salt.len() != SALT_LEN {
-        return Err(FormatError::Malformed("salt is not 32 bytes"));
-    }
+    let salt: [u8; SALT_LEN] = decode(salt, "salt is not base64")?
+        .try_into()
+        .map_err(|_| FormatError::Malformed("salt is not 32 bytes"))?;
     let iv: [u8; IV_LEN] = decode(iv, "IV is not base64")?
         .try_into()
         .map_err(|_| FormatError::Malformed("IV is not 16 bytes"))?;
@@ -166,6 +243,21 @@ pub fn looks_encrypted(stored: &str) -> bool {
 pub fn decrypt(master: &MasterKey, stored: &str) -> Result<Secret, FormatError> {
     let parts = split(stored)?;
     let key = derive_key(master, &parts.salt);
+    open(&key, parts)
+}
+
+/// [`decrypt`], taking the key from `cache` when this process derived it.
+pub fn decrypt_cached(
+    master: &MasterKey,
+    stored: &str,
+    cache: &KeyCache,
+) -> Result<Secret, FormatError> {
+    let parts = split(stored)?;
+    let key = cache.key(master, &parts.salt);
+    open(&key, parts)
+}
+
+fn open(key: &[u8; 32], parts: Parts) -> Result<Secret, FormatError> {
     let cipher =
         Cipher::new_from_slice(key.as_ref()).map_err(|_| FormatError::Malformed("bad key"))?;
     let nonce = Nonce::<U16>::from(parts.iv);
@@ -206,6 +298,39 @@ pub fn client_key_matches(key: &str, stored_hash: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cached_keys_decrypt_only_what_they_belong_to() {
+        let master = MasterKey::new(&Secret::new("cache-master-key-0123456789abcdef-ok")).unwrap();
+        let cache = KeyCache::default();
+        let a = encrypt_cached(&master, "value a", &cache).unwrap();
+        let b = encrypt_cached(&master, "value a", &cache).unwrap();
+        assert_eq!(cache.len(), 2, "one key per value: fresh salts");
+        assert_ne!(a.split(':').next(), b.split(':').next());
+        assert_ne!(a.split(':').nth(1), b.split(':').nth(1), "fresh IVs");
+        // Read back through the cache (no new key) and without it.
+        assert_eq!(
+            decrypt_cached(&master, &a, &cache).unwrap().expose(),
+            "value a"
+        );
+        assert_eq!(cache.len(), 2);
+        assert_eq!(decrypt(&master, &b).unwrap().expose(), "value a");
+        // An altered ciphertext under a cached salt still fails.
+        let mut parts: Vec<String> = a.split(':').map(str::to_string).collect();
+        parts[3] = STANDARD.encode(b"altered");
+        assert_eq!(
+            decrypt_cached(&master, &parts.join(":"), &cache).unwrap_err(),
+            FormatError::Authentication
+        );
+        // A value from elsewhere: derived once, then remembered.
+        let other = encrypt(&master, "value c").unwrap();
+        assert_eq!(
+            decrypt_cached(&master, &other, &cache).unwrap().expose(),
+            "value c"
+        );
+        assert_eq!(cache.len(), 3);
+        assert!(!format!("{cache:?}").contains("value"));
+    }
+
     use super::*;
 
     fn master() -> MasterKey {

@@ -27,6 +27,7 @@
 //! its lines); the last assignment is the one read, migrated and, on
 //! delete, removed; the others stay and the delete says so.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -96,6 +97,17 @@ struct Assignment {
     metadata: Metadata,
 }
 
+impl Assignment {
+    fn credential(&self) -> Credential {
+        Credential {
+            id: self.id.clone(),
+            kind: self.kind,
+            secret: self.value.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
 /// A parsed file: its physical lines and what they mean.
 struct Doc {
     bom: bool,
@@ -103,6 +115,11 @@ struct Doc {
     trailing_newline: bool,
     lines: Vec<Zeroizing<String>>,
     assignments: Vec<Assignment>,
+    /// Indexes into `assignments`, ascending: every assignment of an id,
+    /// and every assignment under a key. They make lookups O(1), so listing
+    /// and batches stay linear in the file's size.
+    by_id: HashMap<CredentialId, Vec<usize>>,
+    by_key: HashMap<String, Vec<usize>>,
     errors: Vec<LocationError>,
 }
 
@@ -114,6 +131,8 @@ impl Doc {
             trailing_newline: true,
             lines: Vec::new(),
             assignments: Vec::new(),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
             errors: Vec::new(),
         }
     }
@@ -137,13 +156,20 @@ impl Doc {
             trailing_newline,
             lines,
             assignments: Vec::new(),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
             errors: Vec::new(),
         };
         doc.analyse(path);
         Ok(doc)
     }
 
+    /// (Re)build `assignments`, their indexes and `errors` from `lines`.
     fn analyse(&mut self, path: &Path) {
+        self.assignments.clear();
+        self.by_id.clear();
+        self.by_key.clear();
+        self.errors.clear();
         let loc = |i: usize| format!("{}:{}", path.display(), i + 1);
         let mut pending: Option<(usize, Marker)> = None;
         let mut i = 0;
@@ -181,7 +207,7 @@ impl Doc {
                         ),
                     };
                     let end = parsed.end;
-                    self.assignments.push(Assignment {
+                    self.push(Assignment {
                         start: i,
                         end,
                         marker_line,
@@ -208,30 +234,38 @@ impl Doc {
         }
     }
 
+    /// Append an assignment and index it.
+    fn push(&mut self, a: Assignment) {
+        let n = self.assignments.len();
+        self.by_id.entry(a.id.clone()).or_default().push(n);
+        self.by_key.entry(a.key.clone()).or_default().push(n);
+        self.assignments.push(a);
+    }
+
     /// Index of the assignment that holds `id` (the last one wins, as in a shell).
     fn find(&self, id: &CredentialId) -> Option<usize> {
-        self.assignments.iter().rposition(|a| &a.id == id)
+        self.by_id.get(id).and_then(|v| v.last().copied())
+    }
+
+    /// The credential `id` holds, when it is there.
+    fn credential(&self, id: &CredentialId) -> Option<Credential> {
+        self.find(id).map(|n| self.assignments[n].credential())
     }
 
     /// The effective credentials: one per id, the last assignment winning.
     fn credentials(&self) -> Vec<Credential> {
-        let mut out: Vec<Credential> = Vec::new();
-        for (n, a) in self.assignments.iter().enumerate() {
-            if self.find(&a.id) != Some(n) {
-                continue;
-            }
-            out.push(Credential {
-                id: a.id.clone(),
-                kind: a.kind,
-                secret: a.value.clone(),
-                metadata: a.metadata.clone(),
-            });
-        }
-        out
+        self.assignments
+            .iter()
+            .enumerate()
+            .filter(|(n, a)| self.find(&a.id) == Some(*n))
+            .map(|(_, a)| a.credential())
+            .collect()
     }
 
     fn key_in_use_by_other(&self, key: &str, id: &CredentialId) -> bool {
-        self.assignments.iter().any(|a| a.key == key && &a.id != id)
+        self.by_key
+            .get(key)
+            .is_some_and(|v| v.iter().any(|&n| &self.assignments[n].id != id))
     }
 
     /// Apply one write to the lines. Returns whether the assignment list
@@ -282,7 +316,7 @@ impl Doc {
             self.lines
                 .push(Zeroizing::new(format!("{prefix}{}", encoded.as_str())));
             self.trailing_newline = true;
-            self.assignments.push(Assignment {
+            self.push(Assignment {
                 start: self.lines.len() - 1,
                 end: self.lines.len(),
                 marker_line,
@@ -297,31 +331,6 @@ impl Doc {
             });
             Ok(true)
         }
-    }
-
-    /// Remove the assignment of `id` that [`Doc::find`] reads (the one a
-    /// shell uses, the one credshift migrated and verified) and its marker.
-    /// Earlier assignments of the same id stay: their values were never
-    /// migrated. Returns `None` when there was nothing to remove, else the
-    /// removed line and the lines of the assignments that stay.
-    fn remove(&mut self, id: &CredentialId) -> Option<(usize, Vec<usize>)> {
-        let n = self.find(id)?;
-        let a = &self.assignments[n];
-        let removed_line = a.start + 1;
-        let mut doomed: Vec<usize> = (a.start..a.end).collect();
-        doomed.extend(a.marker_line);
-        let others: Vec<usize> = self
-            .assignments
-            .iter()
-            .enumerate()
-            .filter(|(i, o)| *i != n && &o.id == id)
-            .map(|(_, o)| o.start + 1)
-            .collect();
-        doomed.sort_unstable();
-        for i in doomed.into_iter().rev() {
-            self.lines.remove(i);
-        }
-        Some((removed_line, others))
     }
 
     /// Ids assigned more than once: a finding for the dry run naming the
@@ -852,15 +861,19 @@ impl Store for DotenvStore {
         let Some(doc) = self.load()? else {
             return Ok(None);
         };
-        Ok(doc.find(id).map(|n| {
-            let a = &doc.assignments[n];
-            Credential {
-                id: a.id.clone(),
-                kind: a.kind,
-                secret: a.value.clone(),
-                metadata: a.metadata.clone(),
-            }
-        }))
+        Ok(doc.credential(id))
+    }
+
+    /// One parse for the whole batch.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        match self.load() {
+            Ok(Some(doc)) => ids.iter().map(|id| Ok(doc.credential(id))).collect(),
+            Ok(None) => ids.iter().map(|_| Ok(None)).collect(),
+            Err(e) => ids
+                .iter()
+                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                .collect(),
+        }
     }
 
     fn read_all(&self) -> Result<Scan> {
@@ -901,8 +914,6 @@ impl Store for DotenvStore {
         for c in creds {
             let r = doc.set(c);
             if matches!(r, Ok(false)) {
-                doc.assignments.clear();
-                doc.errors.clear();
                 doc.analyse(&self.path);
             }
             results.push(r.map(|_| ()));
@@ -921,28 +932,84 @@ impl Store for DotenvStore {
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
+        self.delete_many(std::slice::from_ref(id))
+            .pop()
+            .unwrap_or(Ok(false))
+    }
+
+    /// One parse and at most one atomic rewrite for the whole batch.
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
         let _g = self.guard();
-        let Some(mut doc) = self.load()? else {
-            return Ok(false);
+        let mut doc = match self.load() {
+            Ok(Some(d)) => d,
+            Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
+            Err(e) => {
+                return ids
+                    .iter()
+                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                    .collect();
+            }
         };
-        let Some((removed, others)) = doc.remove(id) else {
-            return Ok(false);
+        // Each id loses the assignment `find` reads (the one a shell uses,
+        // the one migrated and verified) and its marker; earlier assignments
+        // of the id stay, and the id's result says so. As one `delete` per
+        // id would, in order (a repeated id removes the next earlier one),
+        // with the line numbers each such call would report, but with one
+        // parse and one rewrite.
+        let mut doomed: Vec<usize> = Vec::new();
+        let line_now = |line: usize, doomed: &[usize]| -> usize {
+            line - doomed.iter().filter(|&&d| d < line).count() + 1
         };
-        self.save(&doc)?;
-        if others.is_empty() {
-            return Ok(true);
+        let mut results: Vec<Result<bool>> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(n) = doc.by_id.get_mut(id).and_then(|v| v.pop()) else {
+                results.push(Ok(false));
+                continue;
+            };
+            let a = &doc.assignments[n];
+            let removed = line_now(a.start, &doomed);
+            let others: Vec<usize> = doc.by_id[id]
+                .iter()
+                .map(|&o| line_now(doc.assignments[o].start, &doomed))
+                .collect();
+            doomed.extend(a.start..a.end);
+            doomed.extend(a.marker_line);
+            results.push(if others.is_empty() {
+                Ok(true)
+            } else {
+                // The id is still in the file, with a value that was never
+                // migrated: not "deleted", and the message says what stayed.
+                Err(StoreError::item(
+                    id,
+                    format!(
+                        "removed line {removed} of {} (the value that was migrated); the same \
+                         key is also assigned on line(s) {}, which stay (that value was not \
+                         migrated)",
+                        self.path.display(),
+                        join_lines(&others)
+                    ),
+                ))
+            });
         }
-        // The id is still in the file, with a value that was never migrated:
-        // not "deleted", and the message says what stayed.
-        Err(StoreError::item(
-            id,
-            format!(
-                "removed line {removed} of {} (the value that was migrated); the same key is \
-                 also assigned on line(s) {}, which stay (that value was not migrated)",
-                self.path.display(),
-                join_lines(&others)
-            ),
-        ))
+        if doomed.is_empty() {
+            return results;
+        }
+        let mut gone = vec![false; doc.lines.len()];
+        for d in doomed {
+            gone[d] = true;
+        }
+        let mut i = 0;
+        doc.lines.retain(|_| {
+            i += 1;
+            !gone[i - 1]
+        });
+        match self.save(&doc) {
+            Ok(()) => results,
+            Err(e) => ids
+                .iter()
+                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                .collect(),
+        }
     }
 }
 

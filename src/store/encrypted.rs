@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use zeroize::Zeroizing;
+
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::{self, Envelope, KeySource, SealingKey};
 use crate::crypto::kdf;
@@ -55,6 +57,9 @@ struct State {
     /// The file's bytes as last read or written (ciphertext, not secret) and
     /// what they hold: an unchanged file is not decrypted again.
     seen: Option<(Vec<u8>, Items)>,
+    /// Each item of `seen` as it was last serialized into the plaintext, so
+    /// a rewrite serializes only what changed (see `save`).
+    fragments: BTreeMap<CredentialId, Zeroizing<Vec<u8>>>,
 }
 
 impl EnvelopeFileStore {
@@ -105,6 +110,7 @@ impl EnvelopeFileStore {
             return Ok(());
         }
         st.seen = None;
+        st.fragments.clear();
         let env = Envelope::parse(&bytes, &loc, self.opts.allow_weak_kdf)?;
         let cache = &mut st.key;
         let key = match cache {
@@ -144,14 +150,25 @@ impl EnvelopeFileStore {
     }
 
     /// Seal and write atomically, deriving a new key (fresh salt) when the
-    /// store has none yet.
-    fn save(&self, st: &mut State, items: Items) -> Result<()> {
+    /// store has none yet. `changed`: the ids whose credentials differ from
+    /// what was last serialized (the others reuse their fragments).
+    fn save(&self, st: &mut State, items: Items, changed: &[CredentialId]) -> Result<()> {
         let cache = &mut st.key;
         let key = match cache {
             Some(k) => k,
             None => cache.insert(SealingKey::for_options(&self.opts, &self.location())?),
         };
-        let plain = envelope::encode_credential_refs(items.values())?;
+        let fragments = &mut st.fragments;
+        for id in changed {
+            fragments.remove(id);
+        }
+        fragments.retain(|id, _| items.contains_key(id));
+        for (id, c) in &items {
+            if !fragments.contains_key(id) {
+                fragments.insert(id.clone(), envelope::encode_credential_fragment(c)?);
+            }
+        }
+        let plain = envelope::join_fragments(fragments.values());
         let bytes = key.seal(&plain)?;
         fsutil::atomic_write(&self.path, &bytes)?;
         st.seen = Some((bytes, items));
@@ -324,7 +341,7 @@ impl Store for EnvelopeFileStore {
         let mut st = self.lock();
         let mut items = self.take_or_empty(&mut st)?;
         items.insert(c.id.clone(), c.clone());
-        self.save(&mut st, items)
+        self.save(&mut st, items, std::slice::from_ref(&c.id))
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
@@ -337,7 +354,7 @@ impl Store for EnvelopeFileStore {
         }
         let mut items = self.take_or_empty(&mut st)?;
         items.remove(id);
-        self.save(&mut st, items)?;
+        self.save(&mut st, items, &[])?;
         Ok(true)
     }
 
@@ -350,6 +367,46 @@ impl Store for EnvelopeFileStore {
         })
     }
 
+    /// One look at the file (and at most one decryption) for the batch.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let mut st = self.lock();
+        match self.load(&mut st) {
+            Ok(items) => ids.iter().map(|id| Ok(items.get(id).cloned())).collect(),
+            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+        }
+    }
+
+    /// One load and at most one atomic rewrite for the whole batch.
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        let mut st = self.lock();
+        let present: Vec<bool> = match self.load(&mut st) {
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => {
+                return ids.iter().map(|_| Ok(false)).collect();
+            }
+            Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Ok(items) => {
+                let mut seen = std::collections::BTreeSet::new();
+                // A repeated id is deleted by its first mention only.
+                ids.iter()
+                    .map(|id| items.contains_key(id) && seen.insert(id))
+                    .collect()
+            }
+        };
+        if !present.contains(&true) {
+            return present.into_iter().map(Ok).collect();
+        }
+        let result = self.take_or_empty(&mut st).and_then(|mut items| {
+            for id in ids {
+                items.remove(id);
+            }
+            self.save(&mut st, items, &[])
+        });
+        match result {
+            Ok(()) => present.into_iter().map(Ok).collect(),
+            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+        }
+    }
+
     /// One load and one atomic rewrite for the whole batch: all succeed or
     /// all fail with the same error.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
@@ -358,7 +415,8 @@ impl Store for EnvelopeFileStore {
             for c in creds {
                 items.insert(c.id.clone(), c.clone());
             }
-            self.save(&mut st, items)
+            let changed: Vec<CredentialId> = creds.iter().map(|c| c.id.clone()).collect();
+            self.save(&mut st, items, &changed)
         });
         match result {
             Ok(()) => creds.iter().map(|_| Ok(())).collect(),

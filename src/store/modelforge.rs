@@ -549,6 +549,27 @@ impl Store for ModelForgeStore {
             .find(|c| &c.id == id))
     }
 
+    /// One parse for the whole batch.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let cfg = match self.load() {
+            Ok(Some(cfg)) => cfg,
+            Ok(None) => return ids.iter().map(|_| Ok(None)).collect(),
+            Err(e) => {
+                return ids
+                    .iter()
+                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                    .collect();
+            }
+        };
+        let found: std::collections::HashMap<CredentialId, Credential> = cfg
+            .scan(&self.path)
+            .credentials
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        ids.iter().map(|id| Ok(found.get(id).cloned())).collect()
+    }
+
     fn read_all(&self) -> Result<Scan> {
         Ok(self.load_existing()?.scan(&self.path))
     }
@@ -628,16 +649,31 @@ impl Store for ModelForgeStore {
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
+        self.delete_many(std::slice::from_ref(id))
+            .pop()
+            .unwrap_or(Ok(false))
+    }
+
+    /// One parse and at most one atomic rewrite for the whole batch.
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        let dup = crate::store::encrypted::dup_error;
         let _g = self.guard();
-        let Some(mut cfg) = self.load()? else {
-            return Ok(false);
+        let mut cfg = match self.load() {
+            Ok(Some(cfg)) => cfg,
+            Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
+            Err(e) => return ids.iter().map(|_| Err(dup(&e))).collect(),
         };
-        if !cfg.remove(id) {
-            return Ok(false);
+        let found: Vec<bool> = ids.iter().map(|id| cfg.remove(id)).collect();
+        if !found.contains(&true) {
+            return found.into_iter().map(Ok).collect();
         }
-        let bytes = cfg.render()?;
-        fsutil::atomic_write(&self.path, &bytes)?;
-        Ok(true)
+        match cfg
+            .render()
+            .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes))
+        {
+            Ok(()) => found.into_iter().map(Ok).collect(),
+            Err(e) => ids.iter().map(|_| Err(dup(&e))).collect(),
+        }
     }
 }
 

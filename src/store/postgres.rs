@@ -34,6 +34,7 @@ use zeroize::Zeroizing;
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
+use crate::store::encrypted::dup_error;
 use crate::store::{
     Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreLock, StoreSpec,
     pgurl,
@@ -637,14 +638,11 @@ impl PostgresStore {
                          (use --allow-weak-kdf to open it anyway)"
                     )));
                 }
-                let mut key = Zeroizing::new([0u8; 32]);
-                pbkdf2::pbkdf2_hmac::<Sha256>(
+                Ok(crate::crypto::kdf::pbkdf2_sha256(
                     p.expose().as_bytes(),
                     &meta.salt,
                     iterations,
-                    key.as_mut(),
-                );
-                Ok(key)
+                ))
             }
             (KeySource::Passphrase(_), "key-file") => Err(StoreError::MissingKey {
                 location: self.spec.to_string(),
@@ -888,6 +886,59 @@ impl Store for PostgresStore {
         };
         self.decode_row(&key, &sid, r.get(0), r.get(1), r.get(2), r.get(3))
             .map(Some)
+    }
+
+    /// One query for the whole batch.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let fail = |e: &StoreError| ids.iter().map(|_| Err(dup_error(e))).collect();
+        let key = match self.key(false) {
+            Ok(k) => k,
+            Err(e) => return fail(&e),
+        };
+        let sids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        let rows = match self.conn.with("read", |c| {
+            c.query(
+                &format!(
+                    "SELECT id, kind, metadata::text, nonce, ciphertext FROM {CREDENTIALS_TABLE} \
+                     WHERE id = ANY($1)"
+                ),
+                &[&sids],
+            )
+        }) {
+            Ok(rows) => rows,
+            Err(e) => return fail(&e),
+        };
+        let by_id: std::collections::HashMap<String, &postgres::Row> =
+            rows.iter().map(|r| (r.get::<_, String>(0), r)).collect();
+        sids.iter()
+            .map(|sid| match by_id.get(sid) {
+                None => Ok(None),
+                Some(r) => self
+                    .decode_row(&key, sid, r.get(1), r.get(2), r.get(3), r.get(4))
+                    .map(Some),
+            })
+            .collect()
+    }
+
+    /// One statement for the whole batch.
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        let sids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        let deleted = self.conn.with("delete", |c| {
+            c.query(
+                &format!("DELETE FROM {CREDENTIALS_TABLE} WHERE id = ANY($1) RETURNING id"),
+                &[&sids],
+            )
+        });
+        match deleted {
+            Ok(rows) => {
+                let mut gone: std::collections::HashSet<String> =
+                    rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                // A repeated id was deleted by its first mention.
+                sids.iter().map(|sid| Ok(gone.remove(sid))).collect()
+            }
+            Err(StoreError::NotFound { .. }) => ids.iter().map(|_| Ok(false)).collect(),
+            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+        }
     }
 
     fn read_all(&self) -> Result<Scan> {

@@ -809,19 +809,23 @@ impl PromptTrainStore {
         let mut saved_accounts: Vec<Option<String>> = vec![None; accounts.len()];
         let mut saved_trains: Vec<Option<String>> = vec![None; trains.len()];
         let save_err = |r: Result<()>| r.err().map(|e| e.to_string());
+        // Which files the batch touched (one pass, not one per file).
+        let mut touched_accounts = vec![false; accounts.len()];
+        let mut touched_trains = vec![false; trains.len()];
+        for p in &placed {
+            match p {
+                Ok(FileRef::Account(i)) => touched_accounts[*i] = true,
+                Ok(FileRef::Train(i)) => touched_trains[*i] = true,
+                Err(_) => {}
+            }
+        }
         for (n, a) in accounts.iter().enumerate() {
-            if placed
-                .iter()
-                .any(|p| matches!(p, Ok(FileRef::Account(i)) if *i == n))
-            {
+            if touched_accounts[n] {
                 saved_accounts[n] = Some(save_err(a.save()).unwrap_or_default());
             }
         }
         for (n, t) in trains.iter().enumerate() {
-            if placed
-                .iter()
-                .any(|p| matches!(p, Ok(FileRef::Train(i)) if *i == n))
-            {
+            if touched_trains[n] {
                 let r = render_json(&t.root, t.indent, t.trailing_newline)
                     .and_then(|bytes| fsutil::atomic_write(&t.path, &bytes));
                 saved_trains[n] = Some(save_err(r).unwrap_or_default());
@@ -995,6 +999,45 @@ impl Store for PromptTrainStore {
                 })
             }
         }
+    }
+
+    /// One scan of `accounts/` for the whole batch (a single `read` scans
+    /// it per call); train key files are read per train.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let any_account = ids
+            .iter()
+            .any(|id| matches!(parse_target(id), Ok(Target::Account { .. })));
+        if !any_account || !self.dir.is_dir() {
+            return ids.iter().map(|id| self.read(id)).collect();
+        }
+        let mut ignored = Vec::new();
+        let accounts = match self.load_accounts(&mut ignored) {
+            Ok(a) => a,
+            Err(e) => {
+                return ids
+                    .iter()
+                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                    .collect();
+            }
+        };
+        // As `find_account`: the first file holding an account id wins.
+        let mut by_account: std::collections::HashMap<&str, &AccountFile> =
+            std::collections::HashMap::new();
+        for a in &accounts {
+            by_account.entry(a.account_id.as_str()).or_insert(a);
+        }
+        ids.iter()
+            .map(|id| match parse_target(id) {
+                Ok(Target::Account { id: account, .. }) => {
+                    let mut errors = Vec::new();
+                    Ok(by_account
+                        .get(account.as_str())
+                        .map(|a| a.credentials(&mut errors))
+                        .and_then(|cs| cs.into_iter().find(|c| &c.id == id)))
+                }
+                _ => self.read(id),
+            })
+            .collect()
     }
 
     fn read_all(&self) -> Result<Scan> {

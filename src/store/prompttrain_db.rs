@@ -283,6 +283,9 @@ pub struct PromptTrainDb {
     key: Option<MasterKey>,
     /// Set once the key has been seen to decrypt a value in this database.
     key_confirmed: Mutex<bool>,
+    /// Per-value keys derived by this store, by salt: the read-back of what
+    /// it just wrote decrypts without deriving again.
+    keys: fmt::KeyCache,
 }
 
 impl PromptTrainDb {
@@ -299,6 +302,7 @@ impl PromptTrainDb {
             conn: Conn::new(spec, opts),
             key,
             key_confirmed: Mutex::new(false),
+            keys: fmt::KeyCache::default(),
         })
     }
 
@@ -339,6 +343,34 @@ impl PromptTrainDb {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])?;
             tx.batch_execute(SCHEMA_SQL)?;
             tx.commit()
+        })
+    }
+
+    /// The rows of the given accounts, in one query.
+    fn accounts_in(&self, ids: &[&str]) -> Result<Vec<AccountRow>> {
+        self.conn.with("read accounts", |c| {
+            let rows = c.query(
+                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE account_id = ANY($1)"),
+                &[&ids],
+            )?;
+            Ok(rows.iter().map(AccountRow::from_row).collect())
+        })
+    }
+
+    /// The hash arrays of the given trains, in one query.
+    fn trains_in(&self, ids: &[&str]) -> Result<Vec<(String, Vec<Option<String>>)>> {
+        self.conn.with("read trains", |c| {
+            let rows = c.query(
+                "SELECT train_id, client_api_keys_hashed FROM trains WHERE train_id = ANY($1)",
+                &[&ids],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let hashes: Option<Vec<Option<String>>> = r.get(1);
+                    (r.get(0), hashes.unwrap_or_default())
+                })
+                .collect())
         })
     }
 
@@ -428,7 +460,7 @@ impl PromptTrainDb {
         let key = self.master()?;
         let results: Vec<std::result::Result<Secret, FormatError>> = jobs
             .par_iter()
-            .map(|j| fmt::decrypt(key, &j.stored))
+            .map(|j| fmt::decrypt_cached(key, &j.stored, &self.keys))
             .collect();
         for (job, res) in jobs.into_iter().zip(results) {
             match res {
@@ -442,6 +474,20 @@ impl PromptTrainDb {
             }
         }
         Ok(())
+    }
+}
+
+/// Rows for a deduplicated set of ids in one query; none when there are no
+/// ids or no tables yet (then nothing is there).
+fn fetch_in<T>(ids: &mut Vec<&str>, query: impl Fn(&[&str]) -> Result<Vec<T>>) -> Result<Vec<T>> {
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    match query(ids) {
+        Err(StoreError::NotFound { .. }) => Ok(Vec::new()),
+        other => other,
     }
 }
 
@@ -804,7 +850,7 @@ impl Store for PromptTrainDb {
                 let Some(stored) = &row.values[field.index()] else {
                     return Ok(None);
                 };
-                let secret = fmt::decrypt(self.master()?, stored)
+                let secret = fmt::decrypt_cached(self.master()?, stored, &self.keys)
                     .map_err(|e| self.crypto_error(row.location(field), e))?;
                 Ok(Some(
                     Credential::new(id.clone(), field.kind(), secret)
@@ -817,6 +863,83 @@ impl Store for PromptTrainDb {
             // Only the hash is stored: see `verify_hashed`.
             Ok(Target::ClientKey { .. }) | Err(_) => Ok(None),
         }
+    }
+
+    /// One query for the batch's accounts and one for its trains; values
+    /// decrypted in parallel, with the keys this store derived when it wrote
+    /// them (the engine's read-back derives nothing again).
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let targets: Vec<Option<Target>> = ids.iter().map(|id| parse_id(id).ok()).collect();
+        let mut account_ids: Vec<&str> = Vec::new();
+        let mut train_ids: Vec<&str> = Vec::new();
+        for t in targets.iter().flatten() {
+            match t {
+                Target::Account { account, .. } => account_ids.push(account),
+                Target::ClientKeyHash { train, .. } => train_ids.push(train),
+                Target::ClientKey { .. } => {}
+            }
+        }
+        let accounts: Result<BTreeMap<String, AccountRow>> =
+            fetch_in(&mut account_ids, |ids| self.accounts_in(ids)).map(|rows| {
+                rows.into_iter()
+                    .map(|r| (r.account_id.clone(), r))
+                    .collect()
+            });
+        let trains: Result<BTreeMap<String, Vec<Option<String>>>> =
+            fetch_in(&mut train_ids, |ids| self.trains_in(ids))
+                .map(|rows| rows.into_iter().collect());
+
+        // What each id needs: an answer now, or a value to decrypt.
+        let mut out: Vec<Option<Result<Option<Credential>>>> = Vec::with_capacity(ids.len());
+        let mut jobs: Vec<(usize, &AccountRow, Field, &str)> = Vec::new();
+        for (i, (id, t)) in ids.iter().zip(&targets).enumerate() {
+            out.push(match t {
+                Some(Target::Account { account, field }) => match &accounts {
+                    Err(e) => Some(Err(crate::store::encrypted::dup_error(e))),
+                    Ok(rows) => match rows.get(account) {
+                        Some(row) => match &row.values[field.index()] {
+                            Some(stored) => match self.master() {
+                                Ok(_) => {
+                                    jobs.push((i, row, *field, stored));
+                                    None
+                                }
+                                Err(e) => Some(Err(e)),
+                            },
+                            None => Some(Ok(None)),
+                        },
+                        None => Some(Ok(None)),
+                    },
+                },
+                Some(Target::ClientKeyHash { train, index }) => match &trains {
+                    Err(e) => Some(Err(crate::store::encrypted::dup_error(e))),
+                    Ok(rows) => Some(Ok(rows
+                        .get(train)
+                        .and_then(|h| h.get(*index).cloned().flatten())
+                        .map(|h| Credential::new(id.clone(), Kind::ClientKeyHash, h)))),
+                },
+                // Only the hash is stored: see `verify_hashed`.
+                Some(Target::ClientKey { .. }) | None => Some(Ok(None)),
+            });
+        }
+        if let Ok(key) = self.master() {
+            let decrypted: Vec<std::result::Result<Secret, FormatError>> = jobs
+                .par_iter()
+                .map(|(_, _, _, stored)| fmt::decrypt_cached(key, stored, &self.keys))
+                .collect();
+            for ((i, row, field, _), res) in jobs.iter().zip(decrypted) {
+                out[*i] = Some(match res {
+                    Ok(secret) => Ok(Some(
+                        Credential::new(ids[*i].clone(), field.kind(), secret)
+                            .with_metadata(row.metadata(*field)),
+                    )),
+                    Err(e) => Err(self.crypto_error(row.location(*field), e)),
+                });
+            }
+        }
+        out.into_iter()
+            .zip(ids)
+            .map(|(r, id)| r.unwrap_or_else(|| Err(StoreError::item(id, "not read"))))
+            .collect()
     }
 
     fn read_all(&self) -> Result<Scan> {
@@ -991,7 +1114,7 @@ impl Store for PromptTrainDb {
             }
             encrypted = account_items
                 .par_iter()
-                .map(|(i, ..)| fmt::encrypt(key, creds[*i].secret.expose()))
+                .map(|(i, ..)| fmt::encrypt_cached(key, creds[*i].secret.expose(), &self.keys))
                 .collect();
         }
 

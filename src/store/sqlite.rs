@@ -443,7 +443,7 @@ impl SqliteStore {
         let raw: Vec<rusqlite::Result<Row>> = match one {
             Some(id) => {
                 let mut st = conn
-                    .prepare(&format!("{sql} WHERE namespace = ?1 AND name = ?2"))
+                    .prepare_cached(&format!("{sql} WHERE namespace = ?1 AND name = ?2"))
                     .map_err(|e| self.db_err(e))?;
                 st.query_map(params![id.namespace, id.name], map)
                     .map_err(|e| self.db_err(e))?
@@ -645,6 +645,97 @@ impl Store for SqliteStore {
         };
         let key = self.key(&mut inner, false)?;
         self.decrypt_row(key, row).map(Some)
+    }
+
+    /// One lock, one read transaction (a consistent snapshot) and one
+    /// cached statement for the whole batch.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let mut inner = self.lock();
+        let rows: Vec<Result<Option<Row>>> = {
+            let conn = match self.existing(&mut inner) {
+                Ok(Some(c)) => c,
+                Ok(None) => return ids.iter().map(|_| Ok(None)).collect(),
+                Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            };
+            let tx = match conn.unchecked_transaction() {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let e = self.db_err(e);
+                    return ids.iter().map(|_| Err(dup_error(&e))).collect();
+                }
+            };
+            let rows = ids
+                .iter()
+                .map(
+                    |id| match self.select_rows(&tx, Some(id))?.into_iter().next() {
+                        None => Ok(None),
+                        Some(r) => r.map(Some),
+                    },
+                )
+                .collect();
+            // Read only: ending it either way changes nothing.
+            let _ = tx.rollback();
+            rows
+        };
+        if rows.iter().all(|r| matches!(r, Ok(None) | Err(_))) {
+            return rows.into_iter().map(|r| r.map(|_| None)).collect();
+        }
+        let key = match self.key(&mut inner, false) {
+            Ok(k) => k,
+            Err(e) => {
+                return rows
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(Some(_)) => Err(dup_error(&e)),
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e),
+                    })
+                    .collect();
+            }
+        };
+        rows.into_iter()
+            .map(|r| match r {
+                Ok(Some(row)) => self.decrypt_row(key, row).map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// One transaction for the whole batch.
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        let mut inner = self.lock();
+        let conn = match self.existing(&mut inner) {
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => {
+                return ids.iter().map(|_| Ok(false)).collect();
+            }
+            Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
+            Ok(Some(c)) => c,
+        };
+        let tx = match conn.unchecked_transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = self.db_err(e);
+                return ids.iter().map(|_| Err(dup_error(&e))).collect();
+            }
+        };
+        let results: Vec<Result<bool>> = ids
+            .iter()
+            .map(|id| {
+                tx.prepare_cached(
+                    "DELETE FROM credshift_credentials WHERE namespace = ?1 AND name = ?2",
+                )
+                .and_then(|mut st| st.execute(params![id.namespace, id.name]))
+                .map(|n| n > 0)
+                .map_err(|e| self.db_err(e))
+            })
+            .collect();
+        if let Err(e) = tx.commit() {
+            let e = self.db_err(e);
+            return ids.iter().map(|_| Err(dup_error(&e))).collect();
+        }
+        results
     }
 
     fn write(&self, c: &Credential) -> Result<()> {

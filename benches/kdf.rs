@@ -1,0 +1,159 @@
+//! PBKDF2-HMAC-SHA256 against the limit of this CPU, all in one run.
+//!
+//! The limit: PBKDF2-HMAC-SHA256 costs two SHA-256 compressions per
+//! iteration once the HMAC pads are precomputed, so one core cannot do more
+//! than (compressions per second) / 2 iterations per second. The compression
+//! rate is measured twice: by `openssl speed -evp sha256` on 16 KiB buffers
+//! (256 compressions per call, so call overhead vanishes), and by sha2's own
+//! `compress256` over a 16 KiB buffer in this process.
+//!
+//! Held against it: credshift's loop (`kdf::pbkdf2_sha256`), the `pbkdf2`
+//! crate (`kdf::pbkdf2_sha256_reference`), and Node's `crypto.pbkdf2Sync`
+//! (what agent-prompttrain uses), each deriving 100,000-iteration keys.
+//!
+//! Every time here is CPU time of the one thread doing the work (openssl
+//! speed divides by user CPU time too), so the ratios hold on a machine
+//! busy with other work, where wall-clock time would mostly measure the
+//! wait for a core.
+//!
+//! `cargo bench --bench kdf` (`CREDSHIFT_BENCH_KDF_RUNS=N` keys per
+//! implementation, default 20).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use credshift::crypto::kdf;
+
+const ITERATIONS: u32 = 100_000;
+
+/// Compressions per second from `openssl speed -evp sha256` on 16 KiB blocks.
+fn openssl_rate() -> Option<f64> {
+    let out = Command::new("openssl")
+        .args([
+            "speed", "-seconds", "2", "-bytes", "16384", "-evp", "sha256",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with("sha256"))?;
+    let kb: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
+    Some(kb * 1000.0 / 64.0)
+}
+
+/// CPU time of this thread, in seconds.
+fn cpu_now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; the clock id is a constant.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Compressions per CPU second of sha2's block function in this process.
+fn compress_rate() -> f64 {
+    let blocks = vec![[0x5au8; 64]; 256];
+    let mut state = [0u32; 8];
+    let rounds = 4000;
+    let t = cpu_now();
+    for _ in 0..rounds {
+        sha2::block_api::compress256(&mut state, std::hint::black_box(&blocks));
+    }
+    std::hint::black_box(state);
+    (rounds * blocks.len()) as f64 / (cpu_now() - t)
+}
+
+/// CPU seconds per 100,000-iteration key, median of `runs`.
+fn per_key(runs: usize, f: impl Fn(&[u8]) -> [u8; 32]) -> f64 {
+    let mut v: Vec<f64> = (0..runs)
+        .map(|i| {
+            let salt = [i as u8; 32];
+            let t = cpu_now();
+            std::hint::black_box(f(&salt));
+            cpu_now() - t
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// CPU seconds per key of Node's `crypto.pbkdf2Sync` (a loop of `runs`).
+fn node_per_key(runs: usize) -> Option<f64> {
+    let script = "const c=require('crypto');const n=+require('fs').readFileSync(0,'utf8');\
+        const t=process.cpuUsage();\
+        for(let i=0;i<n;i++)c.pbkdf2Sync('bench-master-key-0123456789abcdef-ok',Buffer.alloc(32,i),100000,32,'sha256');\
+        const u=process.cpuUsage(t);process.stdout.write(String((u.user+u.system)/1e6/n));";
+    let mut child = Command::new("node")
+        .args(["-e", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()?
+        .write_all(runs.to_string().as_bytes())
+        .ok()?;
+    let out = child.wait_with_output().ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+fn main() {
+    let runs: usize = std::env::var("CREDSHIFT_BENCH_KDF_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let pw = b"bench-master-key-0123456789abcdef-ok";
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at the start: {}", load.trim());
+    }
+    let fast = per_key(runs, |s| *kdf::pbkdf2_sha256(pw, s, ITERATIONS));
+    let crate_ = per_key(runs, |s| *kdf::pbkdf2_sha256_reference(pw, s, ITERATIONS));
+    let node = node_per_key(runs);
+    let ours_rate = compress_rate();
+    let ssl_rate = openssl_rate();
+
+    let limit_key = |rate: f64| 2.0 * ITERATIONS as f64 / rate;
+    println!(
+        "PBKDF2-HMAC-SHA256, {ITERATIONS} iterations, one core, CPU time, median of {runs} keys"
+    );
+    println!(
+        "sha2 compress256 rate in-process: {:.2} M compressions/s -> limit {:.2} ms/key",
+        ours_rate / 1e6,
+        limit_key(ours_rate) * 1e3
+    );
+    if let Some(r) = ssl_rate {
+        println!(
+            "openssl speed -evp sha256 (16 KiB): {:.2} M compressions/s -> limit {:.2} ms/key",
+            r / 1e6,
+            limit_key(r) * 1e3
+        );
+    }
+    let limit = limit_key(ssl_rate.unwrap_or(ours_rate));
+    let line = |name: &str, s: f64| {
+        println!(
+            "{name:<38} {:>7.2} ms/key  {:>5.1}% of the limit",
+            s * 1e3,
+            limit / s * 100.0
+        )
+    };
+    line("credshift kdf::pbkdf2_sha256", fast);
+    line("pbkdf2 crate 0.13 (pbkdf2_hmac)", crate_);
+    match node {
+        Some(n) => line("node crypto.pbkdf2Sync", n),
+        None => println!("node crypto.pbkdf2Sync: node not available"),
+    }
+    println!(
+        "credshift vs pbkdf2 crate: {:.2}x faster{}",
+        crate_ / fast,
+        node.map(|n| format!("; vs node: {:.2}x faster", n / fast))
+            .unwrap_or_default()
+    );
+}
