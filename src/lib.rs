@@ -7,6 +7,8 @@ pub mod crypto;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod store;
 pub mod tui;
