@@ -13,3 +13,4 @@ pub mod keys;
 pub mod store;
 pub mod tui;
 pub mod wizard;
+pub mod zeroing_alloc;

@@ -2,6 +2,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use credshift::cli::{self, Cli};
+use credshift::zeroing_alloc::ZeroOnFree;
+
+/// Every heap block is wiped before it is freed: parser scratch buffers and
+/// other copies of secrets that no `Zeroizing` owns (see `zeroing_alloc`).
+#[global_allocator]
+static ALLOC: ZeroOnFree = ZeroOnFree(std::alloc::System);
 
 fn main() -> ExitCode {
     no_core_dumps();
