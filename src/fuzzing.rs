@@ -41,13 +41,13 @@ static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
 /// A fresh, empty private directory for one run of a file-based target.
 fn scratch(name: &str) -> PathBuf {
     let base = SCRATCH.get_or_init(|| {
-            let root = std::env::var_os("CREDSHIFT_FUZZ_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir);
-            let dir = root.join(format!("credshift-fuzz-{}", std::process::id()));
-            crate::fsutil::ensure_private_dir(&dir).expect("fuzz scratch dir");
-            dir
-        });
+        let root = std::env::var_os("CREDSHIFT_FUZZ_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = root.join(format!("credshift-fuzz-{}", std::process::id()));
+        crate::fsutil::ensure_private_dir(&dir).expect("fuzz scratch dir");
+        dir
+    });
     let dir = base.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     crate::fsutil::ensure_private_dir(&dir).expect("fuzz scratch subdir");
@@ -307,7 +307,11 @@ pub fn key_file(data: &[u8]) {
     let a = crate::crypto::kdf::load_key_file(&path).ok();
     let b = crate::store::postgres::read_key_file(&path).ok();
     if let (Some(a), Some(b)) = (&a, &b) {
-        assert_eq!(a.as_slice(), b.as_slice(), "the two key-file readers disagree");
+        assert_eq!(
+            a.as_slice(),
+            b.as_slice(),
+            "the two key-file readers disagree"
+        );
     }
 }
 
@@ -343,6 +347,118 @@ pub fn credential_id(data: &[u8]) {
     }
 }
 
+/// The credential sealed into the SQLite row seeds.
+const SQLITE_SEED_ID: &str = "openai/api_key";
+
+/// A credshift SQLite database under the fuzz key, holding one sealed
+/// row; returns its path and that row's fields joined by 0x1F.
+fn sqlite_fixture(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let path = dir.join("fuzz.db");
+    let key = dir.join("fuzz.key");
+    std::fs::write(&key, ENVELOPE_KEY).expect("key");
+    let opts = OpenOptions {
+        key_file: Some(key),
+        ..OpenOptions::default()
+    };
+    let s = store::open(&StoreSpec::Sqlite(path.clone()), &opts).expect("open sqlite");
+    let c = Credential::new(
+        SQLITE_SEED_ID.parse().expect("id"),
+        Kind::ApiKey,
+        Secret::new(PROMPTTRAIN_PLAINTEXT),
+    );
+    s.write(&c).expect("seal the seed row");
+    drop(s);
+    let conn = rusqlite::Connection::open(&path).expect("sqlite");
+    let row: (String, String, String, String, Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT namespace, name, kind, metadata, nonce, ciphertext FROM credshift_credentials",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .expect("the seed row");
+    let mut joined = Vec::new();
+    for (i, f) in [
+        row.0.as_bytes(),
+        row.1.as_bytes(),
+        row.2.as_bytes(),
+        row.3.as_bytes(),
+        &row.4,
+        &row.5,
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i > 0 {
+            joined.push(0x1F);
+        }
+        joined.extend_from_slice(f);
+    }
+    (path, joined)
+}
+
+/// A row of credshift's SQLite table as the store decodes it: the input is
+/// namespace, name, kind, metadata, nonce and ciphertext joined by 0x1F,
+/// written into a database sealed with the fuzz key. A row that decrypts
+/// holds the value sealed for exactly that id.
+pub fn sqlite_row(data: &[u8]) {
+    // One database per process; each input replaces its only row.
+    static DB: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DB
+        .get_or_init(|| {
+            let dir = scratch("sqlite");
+            sqlite_fixture(&dir);
+            dir
+        })
+        .clone();
+    let path = dir.join("fuzz.db");
+    let fields: Vec<&[u8]> = data.splitn(6, |b| *b == 0x1F).collect();
+    if fields.len() != 6 {
+        return;
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    {
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        conn.execute(
+            "UPDATE credshift_credentials SET namespace = ?1, name = ?2, kind = ?3, \
+             metadata = ?4, nonce = ?5, ciphertext = ?6",
+            rusqlite::params![
+                text(fields[0]),
+                text(fields[1]),
+                text(fields[2]),
+                text(fields[3]),
+                fields[4],
+                fields[5]
+            ],
+        )
+        .expect("update the row");
+    }
+    let opts = OpenOptions {
+        key_file: Some(dir.join("fuzz.key")),
+        ..OpenOptions::default()
+    };
+    let s = store::open(&StoreSpec::Sqlite(path), &opts).expect("open sqlite");
+    if let Ok(scan) = s.read_all() {
+        for c in scan.credentials {
+            assert_eq!(
+                c.id.to_string(),
+                SQLITE_SEED_ID,
+                "a row decrypted under another id than it was sealed for"
+            );
+            assert_eq!(c.secret.expose(), PROMPTTRAIN_PLAINTEXT);
+        }
+    }
+    let _ = s.list();
+}
+
 /// Seeds for the targets that need a valid secret-bearing input to get
 /// past the cryptography: `(target, file name, bytes)`.
 pub fn crypto_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
@@ -376,6 +492,8 @@ pub fn crypto_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "framed.txt",
         LARAVEL_PLAINTEXT.as_bytes().to_vec(),
     ));
+    let dir = scratch("sqlite-seed");
+    out.push(("sqlite_row", "row.bin", sqlite_fixture(&dir).1));
     out
 }
 
@@ -403,6 +521,7 @@ mod tests {
                     laravel_payload(&bytes);
                 }
                 "php_serialized" => php_serialized(&bytes),
+                "sqlite_row" => sqlite_row(&bytes),
                 other => panic!("unknown seed target {other}"),
             }
         }

@@ -132,10 +132,14 @@ impl World {
     /// Fill a store kind credshift writes itself, from the seed .env.
     fn fill(&self, spec: &str) {
         let seed = format!("dotenv:{}", self.dir.path().join("seed.env").display());
-        let (out, stdout, stderr) = run(self.cmd().args([
-            "migrate", "--from", &seed, "--to", spec, "--yes", "--json",
-        ]));
-        assert_eq!(out.status.code(), Some(0), "fill {spec}: {stderr}\n{stdout}");
+        let (out, stdout, stderr) = run(self
+            .cmd()
+            .args(["migrate", "--from", &seed, "--to", spec, "--yes", "--json"]));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "fill {spec}: {stderr}\n{stdout}"
+        );
     }
 }
 
@@ -211,21 +215,28 @@ fn a_dry_run_writes_nothing_for_any_store_kind_on_either_side() {
         ("dotenv", format!("dotenv:{}", env.display())),
         ("modelforge", format!("modelforge:{}", mf.display())),
         ("prompttrain", format!("prompttrain:{}", pt.display())),
-        ("encrypted", format!("encrypted:{}", d.join("s.enc").display())),
+        (
+            "encrypted",
+            format!("encrypted:{}", d.join("s.enc").display()),
+        ),
         ("bundle", format!("bundle:{}", d.join("s.bundle").display())),
         ("sqlite", format!("sqlite:{}", d.join("s.db").display())),
         ("keyring", format!("keyring:{}", world.service)),
         ("postgres", world.dbs[0].clone()),
         ("prompttrain-db", format!("prompttrain-db:{}", world.dbs[1])),
-        ("laravel:sqlite", format!("laravel:sqlite:{}", lv_sqlite.display())),
+        (
+            "laravel:sqlite",
+            format!("laravel:sqlite:{}", lv_sqlite.display()),
+        ),
         ("laravel:postgres", format!("laravel:{}", world.dbs[2])),
     ];
     if world.bus.is_none() {
         stores.retain(|(k, _)| *k != "keyring");
     }
-    for (_, spec) in stores.iter().filter(|(k, _)| {
-        ["encrypted", "bundle", "sqlite", "keyring", "postgres"].contains(k)
-    }) {
+    for (_, spec) in stores
+        .iter()
+        .filter(|(k, _)| ["encrypted", "bundle", "sqlite", "keyring", "postgres"].contains(k))
+    {
         world.fill(spec);
     }
     // Targets that do not exist yet: a dry run must not create them.
@@ -247,7 +258,11 @@ fn a_dry_run_writes_nothing_for_any_store_kind_on_either_side() {
         "{:?}",
         before.keyring
     );
-    assert!(before.rows.iter().all(|r| !r.is_empty()), "{:?}", before.rows);
+    assert!(
+        before.rows.iter().all(|r| !r.is_empty()),
+        "{:?}",
+        before.rows
+    );
     let dotenv = stores[0].1.clone();
     let dry = |from: &str, to: &str, must_plan: bool| {
         let (out, stdout, stderr) = run(world.cmd().args([

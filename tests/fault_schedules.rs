@@ -66,7 +66,11 @@ struct Schedule {
 fn schedule() -> impl Strategy<Value = Schedule> {
     (1usize..=6).prop_flat_map(|n| {
         let before = prop::collection::vec(
-            prop_oneof![Just(Before::Absent), Just(Before::Same), Just(Before::Different)],
+            prop_oneof![
+                Just(Before::Absent),
+                Just(Before::Same),
+                Just(Before::Different)
+            ],
             n,
         );
         let flags = || prop::collection::vec(prop::bool::weighted(0.25), n);
@@ -78,14 +82,16 @@ fn schedule() -> impl Strategy<Value = Schedule> {
             any::<bool>(),
             prop::option::weighted(0.5, 1usize..=24),
         )
-            .prop_map(|(before, write, read, delete, overwrite, crash_at)| Schedule {
-                before,
-                write,
-                read,
-                delete,
-                overwrite,
-                crash_at,
-            })
+            .prop_map(
+                |(before, write, read, delete, overwrite, crash_at)| Schedule {
+                    before,
+                    write,
+                    read,
+                    delete,
+                    overwrite,
+                    crash_at,
+                },
+            )
     })
 }
 
@@ -132,7 +138,11 @@ fn setup(s: &Schedule) -> Case {
 fn faults(s: &Schedule) -> String {
     let mut parts = Vec::new();
     for i in 0..s.before.len() {
-        for (op, on) in [("write", s.write[i]), ("read", s.read[i]), ("delete", s.delete[i])] {
+        for (op, on) in [
+            ("write", s.write[i]),
+            ("read", s.read[i]),
+            ("delete", s.delete[i]),
+        ] {
             if on {
                 parts.push(format!("{op}:{}", id(i)));
             }
@@ -178,13 +188,8 @@ fn only_migration(state: &Path) -> Option<String> {
 }
 
 fn recover(c: &Case, what: &str, mid: &str) -> (Option<i32>, String, String) {
-    let (out, stdout, stderr) = run(credshift(&c.state).args([
-        what,
-        "--migration-id",
-        mid,
-        "--yes",
-        "--json",
-    ]));
+    let (out, stdout, stderr) =
+        run(credshift(&c.state).args([what, "--migration-id", mid, "--yes", "--json"]));
     (out.status.code(), stdout, stderr)
 }
 
@@ -215,8 +220,16 @@ fn check(s: &Schedule) -> Result<(), TestCaseError> {
         cmd.env("CREDSHIFT_CRASH_AT", k.to_string());
     }
     let (out, stdout, stderr) = run(&mut cmd);
-    let ctx = format!("{s:?}\nfaults={f}\nexit={:?}\n{stdout}\n{stderr}", out.status.code());
-    prop_assert_eq!(std::fs::read(&c.src).unwrap(), src_bytes.clone(), "source changed: {}", ctx);
+    let ctx = format!(
+        "{s:?}\nfaults={f}\nexit={:?}\n{stdout}\n{stderr}",
+        out.status.code()
+    );
+    prop_assert_eq!(
+        std::fs::read(&c.src).unwrap(),
+        src_bytes.clone(),
+        "source changed: {}",
+        ctx
+    );
 
     if out.status.code().is_none() {
         // Crashed. Resume without faults must complete it, unless the
@@ -225,7 +238,14 @@ fn check(s: &Schedule) -> Result<(), TestCaseError> {
         let rolling_back = journal_has(&c.state, "rollback_started");
         if !rolling_back {
             let (code, so, se) = recover(&c, "resume", &mid);
-            prop_assert_eq!(code, Some(0), "resume after a crash: {}\n{}\n{}", ctx, so, se);
+            prop_assert_eq!(
+                code,
+                Some(0),
+                "resume after a crash: {}\n{}\n{}",
+                ctx,
+                so,
+                se
+            );
             let r: Value = serde_json::from_str(&so).unwrap();
             prop_assert_eq!(&r["rolled_back"], &Value::Bool(false), "{}\n{}", ctx, so);
             // Resume completes the journaled plan: items unreadable when it
@@ -241,8 +261,21 @@ fn check(s: &Schedule) -> Result<(), TestCaseError> {
             );
         } else {
             let (code, so, se) = recover(&c, "rollback", &mid);
-            prop_assert_eq!(code, Some(0), "rollback after a crash: {}\n{}\n{}", ctx, so, se);
-            prop_assert_eq!(contents(&c.dst), before, "rollback not exact: {}\n{}", ctx, so);
+            prop_assert_eq!(
+                code,
+                Some(0),
+                "rollback after a crash: {}\n{}\n{}",
+                ctx,
+                so,
+                se
+            );
+            prop_assert_eq!(
+                contents(&c.dst),
+                before,
+                "rollback not exact: {}\n{}",
+                ctx,
+                so
+            );
         }
     } else if let Ok(r) = serde_json::from_str::<Value>(&stdout) {
         let failed = r["failed"].as_u64().unwrap_or(0);
@@ -295,13 +328,22 @@ fn check(s: &Schedule) -> Result<(), TestCaseError> {
                     prop_assert_eq!(got, full.get(k), "item {}: {}", k, ctx);
                 }
             }
-            prop_assert!(now.keys().all(|k| full.contains_key(k)), "an extra item: {}", ctx);
+            prop_assert!(
+                now.keys().all(|k| full.contains_key(k)),
+                "an extra item: {}",
+                ctx
+            );
         }
     } else {
         // Refused or failed before any report: nothing was written.
         prop_assert_eq!(contents(&c.dst), before, "failed without a report: {}", ctx);
     }
-    prop_assert_eq!(std::fs::read(&c.src).unwrap(), src_bytes, "source changed: {}", ctx);
+    prop_assert_eq!(
+        std::fs::read(&c.src).unwrap(),
+        src_bytes,
+        "source changed: {}",
+        ctx
+    );
     Ok(())
 }
 

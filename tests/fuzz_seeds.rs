@@ -24,6 +24,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("key_file", fuzzing::key_file),
     ("store_spec", fuzzing::store_spec),
     ("credential_id", fuzzing::credential_id),
+    ("sqlite_row", fuzzing::sqlite_row),
 ];
 
 fn root() -> &'static Path {

@@ -54,7 +54,10 @@ fn refused_when_others_can_read(flag: &str) {
             stderr.contains(&format!("chmod 600 {}", file.display())),
             "{stderr}"
         );
-        assert!(!stderr.contains(&"ab".repeat(32)), "the key is never printed");
+        assert!(
+            !stderr.contains(&"ab".repeat(32)),
+            "the key is never printed"
+        );
     }
     for mode in [0o600, 0o400] {
         let file = key_file(dir.path(), mode);
