@@ -23,6 +23,7 @@ fi
 build_flags=(-s none -a)
 cargo fuzz build "${build_flags[@]}" --fuzz-dir fuzz
 [ "$secs" = 0 ] && exit 0
+bin_dir="fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -58,7 +59,8 @@ for t in "${targets[@]}"; do
     [ -n "$f" ] && cp -n "$f" "$corpus/fixture-$(basename "$f")" 2>/dev/null || true
   done < <(fixtures_for "$t")
   log="$scratch/$t.log"
-  if cargo fuzz run "${build_flags[@]}" --fuzz-dir fuzz "$t" "$corpus" -- \
+  # The binaries built above, run directly (no rebuild between targets).
+  if "$bin_dir/$t" "$corpus" \
       -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
     result="no crash"
