@@ -608,7 +608,10 @@ fn print_plan(plan: &engine::Plan) {
         println!("warning: {w}");
     }
     for e in &plan.source_errors {
-        eprintln!("error: {}: {}", e.location, e.error);
+        match e.error.strip_prefix("warning: ") {
+            Some(w) => eprintln!("warning: {}: {w}", e.location),
+            None => eprintln!("error: {}: {}", e.location, e.error),
+        }
     }
 }
 
@@ -669,6 +672,12 @@ fn report_code(r: &engine::Report) -> ExitCode {
 pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
     let from = parse_spec(&a.from)?;
     let to = parse_spec(&a.to)?;
+    if store::same_location(&from, &to) {
+        return Err(CliError::usage(format!(
+            "refusing to migrate {from} to {to}: they are the same store (the same file or \
+             location, whatever the scheme or link used to name it); nothing was read or written"
+        )));
+    }
     let policy = parse_policy(&a.on_conflict)?;
     if a.dry_run {
         let opts = g.open_options()?;

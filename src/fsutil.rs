@@ -27,12 +27,44 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| StoreError::io(dir, e))
 }
 
+/// The file a path stands for: `path` itself, or, when it is a symbolic
+/// link (or a chain of them), the file at the end of the links, which may
+/// not exist yet. Edits go to that file so a link stays a link.
+pub fn resolve_links(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => match fs::read_link(&p) {
+                Ok(to) if to.is_absolute() => p = to,
+                Ok(to) => p = parent_dir(&p).join(to),
+                Err(_) => return p,
+            },
+            _ => return p,
+        }
+    }
+    p
+}
+
+/// The marker in credshift's temp file names: `.NAME.credshift-tmp.PID.N`.
+pub const TEMP_MARKER: &str = ".credshift-tmp.";
+
 /// Write `bytes` to `path` atomically: a temp file in the same directory
-/// (0600, exclusive create), fsync, rename over the target, fsync of the
-/// directory. A crash leaves either the old file or the new one, never half.
+/// (`.NAME.credshift-tmp.PID.N`, 0600, exclusive create), fsync, rename over
+/// the target, fsync of the directory. A crash leaves either the old file or
+/// the new one, never half, and at worst a temp file that
+/// [`remove_stale_temps`] recognises by name and removes.
+///
+/// A symbolic link is followed: the file behind it is replaced and the link
+/// stays. A file that was private keeps its mode (0400, 0600, ...); one that
+/// group or others could read is written back as 0600 (the probe warns).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let path = &resolve_links(path);
     let dir = parent_dir(path);
     ensure_private_dir(&dir)?;
+    let mode = match fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 == 0 => m.permissions().mode() & 0o777,
+        _ => FILE_MODE,
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -40,7 +72,10 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp_path;
     let mut attempt = 0u32;
     let mut file = loop {
-        tmp_path = dir.join(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
+        tmp_path = dir.join(format!(
+            ".{name}{TEMP_MARKER}{}.{attempt}",
+            std::process::id()
+        ));
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -54,6 +89,10 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     let result = (|| -> io::Result<()> {
         file.write_all(bytes)?;
+        crash_in_write(&name);
+        if mode != FILE_MODE {
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp_path, path)?;
@@ -64,6 +103,109 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(StoreError::io(path, e));
     }
     Ok(())
+}
+
+/// `CREDSHIFT_CRASH_IN_WRITE=NAME` (a documented test aid, inert unless
+/// set): abort the process after the temp file for the file named exactly
+/// NAME is written, before it is renamed into place, as a `kill -9`
+/// mid-write would.
+fn crash_in_write(name: &str) {
+    if std::env::var_os("CREDSHIFT_CRASH_IN_WRITE").is_some_and(|v| v == name) {
+        eprintln!(
+            "credshift: warning: CREDSHIFT_CRASH_IN_WRITE={name} is set (a test aid): aborting mid-write"
+        );
+        std::process::abort();
+    }
+}
+
+/// Remove the temp files a credshift process that is no longer running
+/// left next to `path` (killed mid-write): `.NAME.credshift-tmp.PID.N`, and
+/// the `.NAME.PID.N.tmp` of older versions. Returns what was removed.
+/// Callers hold the store's lock, so no live writer of this store is
+/// interrupted; a temp file of a live process is never touched.
+pub fn remove_stale_temps(path: &Path) -> Vec<PathBuf> {
+    let path = resolve_links(path);
+    let dir = parent_dir(&path);
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let ours = format!(".{name}{TEMP_MARKER}");
+    let legacy = format!(".{name}.");
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let file_name = e.file_name().to_string_lossy().into_owned();
+        let pid = if let Some(rest) = file_name.strip_prefix(&ours) {
+            rest.split('.').next().and_then(|p| p.parse::<u32>().ok())
+        } else if let Some(rest) = file_name
+            .strip_prefix(&legacy)
+            .and_then(|r| r.strip_suffix(".tmp"))
+        {
+            let mut parts = rest.split('.');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(p), Some(n), None) if n.parse::<u32>().is_ok() => p.parse::<u32>().ok(),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let Some(pid) = pid else { continue };
+        if pid == std::process::id() || pid_alive(pid) {
+            continue;
+        }
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(&p).is_ok() {
+            removed.push(p);
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// [`remove_stale_temps`] for a directory store (agent-prompttrain's
+/// credentials dir): the temp files of dead credshift processes inside it,
+/// whatever file they were for.
+pub fn remove_stale_temps_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let file_name = e.file_name().to_string_lossy().into_owned();
+        let Some((_, rest)) = file_name.split_once(TEMP_MARKER) else {
+            continue;
+        };
+        if !file_name.starts_with('.') {
+            continue;
+        }
+        let mut parts = rest.split('.');
+        let pid = match (parts.next(), parts.next(), parts.next()) {
+            (Some(p), Some(n), None) if n.parse::<u32>().is_ok() => p.parse::<u32>().ok(),
+            _ => None,
+        };
+        let Some(pid) = pid else { continue };
+        if pid == std::process::id() || pid_alive(pid) {
+            continue;
+        }
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(&p).is_ok() {
+            removed.push(p);
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// Whether a process with this pid exists (on this machine).
+pub fn pid_alive(pid: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The directory a path lives in (`.` for a bare file name).
@@ -156,5 +298,100 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing: not found"), "{e}");
+    }
+
+    #[test]
+    fn a_link_stays_a_link_and_modes_are_kept_or_tightened() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("dotfiles");
+        fs::create_dir(&real_dir).unwrap();
+        let real = real_dir.join("app.env");
+        fs::write(&real, "old").unwrap();
+        let link = dir.path().join(".env");
+        symlink("dotfiles/app.env", &link).unwrap();
+        let chain = dir.path().join("chain.env");
+        symlink(".env", &chain).unwrap();
+        assert_eq!(resolve_links(&chain), real);
+        for (mode, want) in [
+            (0o644, 0o600),
+            (0o640, 0o600),
+            (0o400, 0o400),
+            (0o700, 0o700),
+        ] {
+            fs::set_permissions(&real, fs::Permissions::from_mode(mode)).unwrap();
+            atomic_write(&chain, b"new").unwrap();
+            assert!(
+                fs::symlink_metadata(&link)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink()
+            );
+            assert!(
+                fs::symlink_metadata(&chain)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink()
+            );
+            assert_eq!(fs::read(&real).unwrap(), b"new");
+            assert_eq!(mode_of(&real), Some(want), "{mode:o}");
+        }
+        // A dangling link: the file behind it is created.
+        let dangling = dir.path().join("dangling.env");
+        symlink("dotfiles/later.env", &dangling).unwrap();
+        atomic_write(&dangling, b"x").unwrap();
+        assert!(
+            fs::symlink_metadata(&dangling)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(real_dir.join("later.env")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn only_temp_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("target.env");
+        fs::write(&p, "A=1\n").unwrap();
+        // A pid that has exited (reaped), and one far above pid_max.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let names = [
+            format!(".target.env.credshift-tmp.{dead}.0"),
+            ".target.env.credshift-tmp.1073741823.3".to_string(),
+            format!(".target.env.{dead}.1.tmp"),
+        ];
+        let keep = [
+            format!(".target.env.credshift-tmp.{}.0", std::process::id()),
+            ".target.env.credshift-tmp.1.0".to_string(), // pid 1 is alive
+            format!(".other.env.credshift-tmp.{dead}.0"),
+            format!(".target.env.{dead}.x.tmp"),
+            "target.env".to_string(),
+        ];
+        for n in names.iter().chain(&keep) {
+            if n != "target.env" {
+                fs::write(dir.path().join(n), "secret").unwrap();
+            }
+        }
+        let removed = remove_stale_temps(&p);
+        let mut want: Vec<PathBuf> = names.iter().map(|n| dir.path().join(n)).collect();
+        want.sort();
+        assert_eq!(removed, want);
+        for n in &keep {
+            assert!(dir.path().join(n).exists(), "{n}");
+        }
+        assert!(remove_stale_temps(&p).is_empty());
+        // A directory store: any file's temps inside it.
+        let inner = dir.path().join("credentials");
+        fs::create_dir(&inner).unwrap();
+        let stale = inner.join(format!(".acc.json{TEMP_MARKER}{dead}.0"));
+        let live = inner.join(format!(".acc.json{TEMP_MARKER}1.0"));
+        fs::write(&stale, "s").unwrap();
+        fs::write(&live, "s").unwrap();
+        fs::write(inner.join("acc.json"), "{}").unwrap();
+        assert_eq!(remove_stale_temps_in(&inner), vec![stale]);
+        assert!(live.exists() && inner.join("acc.json").exists());
     }
 }

@@ -810,6 +810,16 @@ impl Wizard {
                     self.error = Some("the target must be a different store".into());
                     return vec![];
                 }
+                if let Some(from) = self.source_spec()
+                    && crate::store::same_location(from, &r.spec)
+                {
+                    self.error = Some(format!(
+                        "{} is the same store as the source {from} (the same file under another \
+                         name or scheme): the target must be a different store",
+                        r.spec
+                    ));
+                    return vec![];
+                }
                 if !self.can_be_target(i) {
                     // Never fall back silently: say why, and point at the
                     // encrypted file the list always offers.
@@ -1028,6 +1038,12 @@ impl Wizard {
         else {
             return vec![];
         };
+        if crate::store::same_location(&from, &to) {
+            self.error = Some(format!(
+                "{from} and {to} are the same store: the target must be a different store"
+            ));
+            return vec![];
+        }
         self.step = Step::DryRun;
         self.plan = None;
         self.busy = Some("Planning (reading the target)…".into());

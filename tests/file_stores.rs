@@ -258,7 +258,7 @@ fn dotenv_bom_and_crlf_are_accepted_and_kept() {
 }
 
 #[test]
-fn dotenv_duplicate_key_last_wins_and_delete_removes_all() {
+fn dotenv_duplicate_key_last_wins_and_delete_removes_only_that_line() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join(".env");
     std::fs::write(&file, "K=first\nOTHER=x\nK=second\n").unwrap();
@@ -269,6 +269,14 @@ fn dotenv_duplicate_key_last_wins_and_delete_removes_all() {
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),
         "K=first\nOTHER=x\nK=third\n"
+    );
+    // Only the assignment read (and migrated) goes; the earlier one was
+    // never migrated, so it stays and the delete says so (issue 13).
+    let e = s.delete(&id("env/K")).unwrap_err().to_string();
+    assert!(e.contains("line(s) 1"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "K=first\nOTHER=x\n"
     );
     assert!(s.delete(&id("env/K")).unwrap());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "OTHER=x\n");

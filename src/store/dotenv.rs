@@ -8,8 +8,8 @@
 //!
 //! Ids are `env/<KEY>`. A write changes only the lines it must: an existing
 //! key gets its value replaced in place (keeping `export`, the spacing around
-//! `=`, the quoting style where it can hold the value, and an inline comment);
-//! a new key is appended at the end. The file keeps its line ending and BOM.
+//! `=`, the quoting style where it is safe for the value, and an inline
+//! comment); a new key is appended at the end. The file keeps its line ending and BOM.
 //!
 //! Ids outside `env/` (and `env/` ids whose kind or metadata a bare line cannot
 //! carry) are stored under a sanitized UPPER_SNAKE key with a marker comment
@@ -17,7 +17,15 @@
 //! marker never holds the secret; it makes id, kind and metadata survive a
 //! round trip, so this store keeps metadata.
 //!
-//! Newlines in values are written as `\n` escapes inside double quotes.
+//! Values are written so that `source`ing the file in a shell yields the
+//! exact value and runs nothing, whatever the line's old quoting: bare,
+//! single quotes (newlines literal), double quotes only for values nothing
+//! in which is special, and `'\''` for a quote inside single quotes (see
+//! `encode_value`). A value no quoting can carry (a NUL byte) is refused.
+//!
+//! A key assigned more than once is reported (a finding naming the key and
+//! its lines); the last assignment is the one read, migrated and, on
+//! delete, removed; the others stay and the delete says so.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -230,6 +238,9 @@ impl Doc {
     /// is still accurate; when it is not (lines shifted), the caller
     /// re-analyses before the next edit.
     fn set(&mut self, c: &Credential) -> Result<bool> {
+        if let Some(why) = unwritable(c.secret.expose()) {
+            return Err(StoreError::item(&c.id, why));
+        }
         if let Some(n) = self.find(&c.id) {
             let a = &self.assignments[n];
             let marker = if needs_marker(c, &a.key) {
@@ -288,22 +299,67 @@ impl Doc {
         }
     }
 
-    /// Remove every assignment of `id` and its marker. True when one was there.
-    fn remove(&mut self, id: &CredentialId) -> bool {
-        let mut doomed: Vec<usize> = Vec::new();
-        for a in self.assignments.iter().filter(|a| &a.id == id) {
-            doomed.extend(a.start..a.end);
-            doomed.extend(a.marker_line);
-        }
-        if doomed.is_empty() {
-            return false;
-        }
+    /// Remove the assignment of `id` that [`Doc::find`] reads (the one a
+    /// shell uses, the one credshift migrated and verified) and its marker.
+    /// Earlier assignments of the same id stay: their values were never
+    /// migrated. Returns `None` when there was nothing to remove, else the
+    /// removed line and the lines of the assignments that stay.
+    fn remove(&mut self, id: &CredentialId) -> Option<(usize, Vec<usize>)> {
+        let n = self.find(id)?;
+        let a = &self.assignments[n];
+        let removed_line = a.start + 1;
+        let mut doomed: Vec<usize> = (a.start..a.end).collect();
+        doomed.extend(a.marker_line);
+        let others: Vec<usize> = self
+            .assignments
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| *i != n && &o.id == id)
+            .map(|(_, o)| o.start + 1)
+            .collect();
         doomed.sort_unstable();
-        doomed.dedup();
         for i in doomed.into_iter().rev() {
             self.lines.remove(i);
         }
-        true
+        Some((removed_line, others))
+    }
+
+    /// Ids assigned more than once: a finding for the dry run naming the
+    /// key and its lines (never a value). The last assignment is the one a
+    /// shell uses, so it is the one migrated and the only one cleanup removes.
+    fn duplicates(&self, path: &Path) -> Vec<LocationError> {
+        let mut lines: std::collections::HashMap<&CredentialId, Vec<usize>> =
+            std::collections::HashMap::new();
+        let mut order: Vec<&CredentialId> = Vec::new();
+        for a in &self.assignments {
+            let e = lines.entry(&a.id).or_default();
+            if e.is_empty() {
+                order.push(&a.id);
+            }
+            e.push(a.start + 1);
+        }
+        order
+            .into_iter()
+            .filter_map(|id| {
+                let at = &lines[id];
+                let (last, earlier) = at.split_last()?;
+                if earlier.is_empty() {
+                    return None;
+                }
+                let key = &self.assignments[self.find(id)?].key;
+                Some(LocationError {
+                    location: format!("{}:{}", path.display(), at[0]),
+                    error: format!(
+                        "warning: {key} is assigned {} times (lines {}): line {last}, the value a \
+                         shell uses, is the one migrated and the only one --delete-source \
+                         removes; line(s) {} stay",
+                        at.len(),
+                        join_lines(at),
+                        join_lines(earlier)
+                    ),
+                })
+            })
+            .collect()
     }
 
     /// The key a new id is stored under: the name itself for `env/NAME` when
@@ -338,6 +394,14 @@ impl Doc {
         }
         out
     }
+}
+
+fn join_lines(lines: &[usize]) -> String {
+    lines
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A marker is needed unless the bare line says everything: an `env/KEY` id
@@ -437,6 +501,9 @@ fn parse_assignment(lines: &[Zeroizing<String>], i: usize) -> Result<Parsed, &'s
     let prefix_len = line.len() - value_text.len();
     let prefix = line[..prefix_len].to_string();
 
+    if let Some(body) = value_text.strip_prefix("$'") {
+        return parse_ansi_c(body, i, key, prefix);
+    }
     let (quote, opening) = match value_text.chars().next() {
         Some('"') => (Quote::Double, '"'),
         Some('\'') => (Quote::Single, '\''),
@@ -483,6 +550,13 @@ fn parse_assignment(lines: &[Zeroizing<String>], i: usize) -> Result<Parsed, &'s
             value.push(c);
         }
         if let Some(pos) = closed_at {
+            // `'\''` inside single quotes: close, an escaped quote, reopen
+            // (how a shell, and credshift, write a quote in a quoted value).
+            if quote == Quote::Single && text[pos + 1..].starts_with("\\''") {
+                value.push('\'');
+                text = &text[pos + 4..];
+                continue;
+            }
             let suffix = &text[pos + 1..];
             let after = suffix.trim_start_matches([' ', '\t']);
             if !after.is_empty() && !after.starts_with('#') {
@@ -527,45 +601,140 @@ fn quote_of(encoded: &str) -> Quote {
 }
 
 fn plain_ok(v: &str) -> bool {
-    !v.chars().any(|c| {
-        c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '#' | '\\' | '$' | '`')
-    })
+    !v.is_empty()
+        && !v.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '#' | '\\' | '$' | '`')
+        })
 }
 
-fn single_ok(v: &str) -> bool {
-    !v.contains(['\'', '\n', '\r'])
+/// Why no quoting can carry `v` exactly, when none can.
+fn unwritable(v: &str) -> Option<&'static str> {
+    v.contains('\0')
+        .then_some("the value holds a NUL byte, which no .env quoting can carry")
 }
 
-/// The value as it goes into the file, in `preferred` style when that style
-/// can hold it. Single quotes come before double quotes for new values: no
-/// reader expands `${...}` inside them.
-fn encode_value(v: &str, preferred: Quote) -> Zeroizing<String> {
-    let style = match preferred {
-        Quote::None if plain_ok(v) => Quote::None,
-        Quote::None | Quote::Single if single_ok(v) => Quote::Single,
-        _ => Quote::Double,
-    };
-    let mut out = Zeroizing::new(String::with_capacity(v.len() + 2));
-    match style {
-        Quote::None => out.push_str(v),
-        Quote::Single => {
-            out.push('\'');
-            out.push_str(v);
-            out.push('\'');
-        }
-        Quote::Double => {
-            out.push('"');
-            for c in v.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    c => out.push(c),
+/// A shell's `$'...'` (ANSI-C quoting) on one line: `\\ \' \" \n \r \t
+/// \xHH`; any other escape is kept as written, as a shell does.
+fn parse_ansi_c(body: &str, i: usize, key: &str, prefix: String) -> Result<Parsed, &'static str> {
+    let mut value = Zeroizing::new(String::new());
+    let mut chars = body.char_indices().peekable();
+    while let Some((pos, c)) = chars.next() {
+        match c {
+            '\'' => {
+                let suffix = &body[pos + 1..];
+                let after = suffix.trim_start_matches([' ', '\t']);
+                if !after.is_empty() && !after.starts_with('#') {
+                    return Err("unexpected text after the closing quote");
                 }
+                return Ok(Parsed {
+                    end: i + 1,
+                    key: key.to_string(),
+                    prefix,
+                    suffix: suffix.to_string(),
+                    quote: Quote::Single,
+                    value: Secret::new(value.as_str()),
+                });
             }
-            out.push('"');
+            '\\' => match chars.next() {
+                Some((_, 'n')) => value.push('\n'),
+                Some((_, 'r')) => value.push('\r'),
+                Some((_, 't')) => value.push('\t'),
+                Some((_, e @ ('\\' | '\'' | '"'))) => value.push(e),
+                Some((_, 'x')) => {
+                    let mut n = 0u32;
+                    let mut digits = 0;
+                    while digits < 2
+                        && let Some(d) = chars.peek().and_then(|(_, d)| d.to_digit(16))
+                    {
+                        n = n * 16 + d;
+                        digits += 1;
+                        chars.next();
+                    }
+                    match char::from_u32(n) {
+                        Some(ch) if digits > 0 && n < 0x80 => value.push(ch),
+                        _ => return Err("unsupported \\x escape in $'...'"),
+                    }
+                }
+                Some((_, other)) => {
+                    value.push('\\');
+                    value.push(other);
+                }
+                None => return Err("unclosed $'...' quote"),
+            },
+            c => value.push(c),
         }
+    }
+    Err("unclosed $'...' quote")
+}
+
+/// The value as it goes into the file. Every form here reads back as the
+/// exact value when the file is `source`d by a shell (nothing expands,
+/// nothing runs) and when credshift reads it; the first three also read
+/// back exactly in python-dotenv and Node's dotenv:
+///
+/// 1. bare, for values of plain characters (kept in double quotes when the
+///    existing line had them);
+/// 2. single quotes, for any value without a `'` (no reader expands or
+///    unescapes inside them; newlines stay literal);
+/// 3. double quotes, for a value with a `'` but no `"`, `$`, backquote or
+///    backslash (nothing in it is special to any reader);
+/// 4. a value with a carriage return: a shell's `$'...'` with escapes (a
+///    file's line ends would swallow a literal one);
+/// 5. otherwise single quotes with `'\''` for each quote, the shell's own
+///    way. python-dotenv and Node's dotenv have no form in common with a
+///    shell for such values (Node's reads no escapes at all).
+///
+/// Callers check [`unwritable`] first.
+fn encode_value(v: &str, preferred: Quote) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(v.len() + 8));
+    if v.contains('\r') {
+        out.push_str("$'");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || c == '\x7f' => {
+                    out.push_str(&format!("\\x{:02x}", c as u32));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+    } else if plain_ok(v) {
+        match preferred {
+            Quote::None => out.push_str(v),
+            Quote::Single => {
+                out.push('\'');
+                out.push_str(v);
+                out.push('\'');
+            }
+            Quote::Double => {
+                out.push('"');
+                out.push_str(v);
+                out.push('"');
+            }
+        }
+    } else if !v.contains('\'') {
+        out.push('\'');
+        out.push_str(v);
+        out.push('\'');
+    } else if !v.contains(['"', '$', '`', '\\']) {
+        out.push('"');
+        out.push_str(v);
+        out.push('"');
+    } else {
+        out.push('\'');
+        for c in v.chars() {
+            if c == '\'' {
+                out.push_str("'\\''");
+            } else {
+                out.push(c);
+            }
+        }
+        out.push('\'');
     }
     out
 }
@@ -636,6 +805,11 @@ impl Store for DotenvStore {
                 cap.writable =
                     access(&self.path, libc::W_OK) && dir_writable(&fsutil::parent_dir(&self.path));
                 cap.warnings = plaintext_file_warnings(&self.path);
+                cap.warnings.extend(
+                    doc.duplicates(&self.path)
+                        .into_iter()
+                        .map(|d| format!("{}: {}", d.location, d.error)),
+                );
                 if !doc.errors.is_empty() {
                     cap.warnings.push(format!(
                         "{}: {} line(s) could not be read",
@@ -665,9 +839,11 @@ impl Store for DotenvStore {
 
     fn list(&self) -> Result<Listing> {
         let doc = self.load_existing()?;
+        let mut errors = doc.duplicates(&self.path);
+        errors.extend(doc.errors.iter().cloned());
         Ok(Listing {
             entries: doc.credentials().iter().map(Entry::from).collect(),
-            errors: doc.errors,
+            errors,
         })
     }
 
@@ -689,10 +865,16 @@ impl Store for DotenvStore {
 
     fn read_all(&self) -> Result<Scan> {
         let doc = self.load_existing()?;
+        let mut errors = doc.duplicates(&self.path);
+        errors.extend(doc.errors.iter().cloned());
         Ok(Scan {
             credentials: doc.credentials(),
-            errors: doc.errors,
+            errors,
         })
+    }
+
+    fn check(&self, c: &Credential) -> Option<String> {
+        unwritable(c.secret.expose()).map(str::to_string)
     }
 
     fn write(&self, c: &Credential) -> Result<()> {
@@ -743,11 +925,24 @@ impl Store for DotenvStore {
         let Some(mut doc) = self.load()? else {
             return Ok(false);
         };
-        if !doc.remove(id) {
+        let Some((removed, others)) = doc.remove(id) else {
             return Ok(false);
-        }
+        };
         self.save(&doc)?;
-        Ok(true)
+        if others.is_empty() {
+            return Ok(true);
+        }
+        // The id is still in the file, with a value that was never migrated:
+        // not "deleted", and the message says what stayed.
+        Err(StoreError::item(
+            id,
+            format!(
+                "removed line {removed} of {} (the value that was migrated); the same key is \
+                 also assigned on line(s) {}, which stay (that value was not migrated)",
+                self.path.display(),
+                join_lines(&others)
+            ),
+        ))
     }
 }
 
@@ -914,11 +1109,125 @@ mod tests {
 
     #[test]
     fn encoding_picks_a_style_that_holds_the_value() {
-        assert_eq!(encode_value("abc", Quote::None).as_str(), "abc");
-        assert_eq!(encode_value("a b", Quote::None).as_str(), "'a b'");
-        assert_eq!(encode_value("$HOME", Quote::None).as_str(), "'$HOME'");
-        assert_eq!(encode_value("it's", Quote::None).as_str(), "\"it's\"");
-        assert_eq!(encode_value("a\nb", Quote::Single).as_str(), "\"a\\nb\"");
-        assert_eq!(encode_value("x", Quote::Double).as_str(), "\"x\"");
+        let table = [
+            ("abc", Quote::None, "abc"),
+            ("abc", Quote::Single, "'abc'"),
+            ("x", Quote::Double, "\"x\""),
+            ("", Quote::None, "''"),
+            ("a b", Quote::None, "'a b'"),
+            ("$HOME", Quote::None, "'$HOME'"),
+            // Never double quotes for what a shell would expand or run.
+            ("Xy9$HOME`id`Qz", Quote::Double, "'Xy9$HOME`id`Qz'"),
+            ("a\\b", Quote::Double, "'a\\b'"),
+            ("say \"hi\"", Quote::Double, "'say \"hi\"'"),
+            ("it's", Quote::None, "\"it's\""),
+            ("it's", Quote::Single, "\"it's\""),
+            ("a\nb", Quote::Double, "'a\nb'"),
+            ("it's $HOME", Quote::Double, "'it'\\''s $HOME'"),
+            ("'\\''", Quote::None, "''\\''\\'\\'''\\'''"),
+            ("a\r\nb's\\", Quote::None, "$'a\\r\\nb\\'s\\\\'"),
+        ];
+        for (value, style, want) in table {
+            assert_eq!(encode_value(value, style).as_str(), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn every_encoding_reads_back_exactly_in_every_old_style() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        let values = [
+            "plain",
+            "",
+            "a b",
+            "$HOME",
+            "`id`",
+            "$(id)",
+            "it's",
+            "say \"hi\"",
+            "a\\b",
+            "a\\",
+            "#x",
+            "a #b",
+            "l1\nl2\n",
+            "it's $HOME `id`",
+            "'\\''",
+            "''",
+            "ü ✓",
+            "a\r\nb\r",
+            "\r\n\t\\ 'q' \"d\" $HOME `id` \x01\x7f",
+        ];
+        let olds = [
+            "K=old",
+            "K='old'",
+            "K=\"old\"",
+            "export K=\"old\" # c",
+            "K=\"a\nb\"",
+        ];
+        for old in olds {
+            for v in values {
+                std::fs::write(&p, format!("A=1\n{old}\nZ=2\n")).unwrap();
+                let s = store_at(&p);
+                s.write(&Credential::new(
+                    CredentialId::new("env", "K"),
+                    Kind::Other,
+                    v,
+                ))
+                .unwrap();
+                assert_eq!(value_of(&*s, "env/K").as_deref(), Some(v), "{old} <- {v:?}");
+                assert_eq!(value_of(&*s, "env/A").as_deref(), Some("1"));
+                assert_eq!(value_of(&*s, "env/Z").as_deref(), Some("2"));
+                assert!(s.list().unwrap().errors.is_empty(), "{old} <- {v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_no_quoting_can_carry_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        let s = store_at(&p);
+        for v in ["a\0b", "\0", "x\r\n\0"] {
+            let c = Credential::new(CredentialId::new("env", "BAD"), Kind::Other, v);
+            assert!(s.check(&c).is_some(), "{v:?}");
+            let e = s.write(&c).unwrap_err().to_string();
+            assert!(e.contains("env/BAD"), "{e}");
+        }
+        assert!(!p.exists(), "nothing was written");
+    }
+
+    #[test]
+    fn a_repeated_key_is_reported_and_delete_removes_only_the_line_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        std::fs::write(&p, "K=first\nB=2\n# note\nexport K='second'\nC=3\n").unwrap();
+        let s = store_at(&p);
+        assert_eq!(value_of(&*s, "env/K").as_deref(), Some("second"));
+        let listing = s.list().unwrap();
+        assert_eq!(listing.entries.len(), 3);
+        assert_eq!(listing.errors.len(), 1, "{:?}", listing.errors);
+        let e = &listing.errors[0];
+        assert!(e.location.ends_with(".env:1"), "{e:?}");
+        assert!(
+            e.error.contains("K is assigned 2 times (lines 1, 4)"),
+            "{e:?}"
+        );
+        assert!(!e.error.contains("first") && !e.error.contains("second"));
+        assert_eq!(s.read_all().unwrap().errors.len(), 1);
+        assert!(s.probe().warnings.iter().any(|w| w.contains("lines 1, 4")));
+        let err = s.delete(&"env/K".parse().unwrap()).unwrap_err().to_string();
+        assert!(
+            err.contains("removed line 4") && err.contains("line(s) 1"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "K=first\nB=2\n# note\nC=3\n"
+        );
+        // The one left is now the value read, and deleting it is a plain delete.
+        assert_eq!(value_of(&*s, "env/K").as_deref(), Some("first"));
+        assert!(s.delete(&"env/K".parse().unwrap()).unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "B=2\n# note\nC=3\n");
+        assert!(!s.delete(&"env/K".parse().unwrap()).unwrap());
     }
 }

@@ -220,9 +220,23 @@ pub trait Store: Send + Sync {
     /// held until the returned guard is dropped. Waits up to `wait`, then
     /// fails with [`StoreError::Timeout`]. `Ok(None)`: the store has no lock
     /// of its own (the engine uses a file lock keyed by the store's path).
+    ///
+    /// By default, file stores lock `.NAME.credshift-lock` next to their
+    /// file and the keyring a per-service file in the user's runtime dir
+    /// ([`crate::engine::lock::guard`]), so credshift processes exclude each
+    /// other whatever their state dirs.
     fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        let _ = wait;
-        Ok(None)
+        match crate::engine::lock::guard(self.spec(), wait) {
+            Ok(g) => Ok(g.map(|g| Box::new(g) as Box<dyn StoreLock>)),
+            Err(StoreError::Other(what)) if what.contains("is locked by") => {
+                Err(StoreError::Timeout {
+                    location: self.spec().to_string(),
+                    seconds: wait.as_secs(),
+                    what,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -500,6 +514,61 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     Ok(faults::wrap_from_env(store))
 }
 
+/// True when two specs name the same store, whatever their schemes: the
+/// same file (compared by device and inode when it exists, by canonical
+/// path otherwise, symbolic links followed) or the same URL/service. A
+/// migration from a store to itself is refused before anything runs: it
+/// would find every item "identical" and `--delete-source` would empty it.
+pub fn same_location(a: &StoreSpec, b: &StoreSpec) -> bool {
+    match (a.path(), b.path()) {
+        (Some(pa), Some(pb)) => same_file(pa, pb),
+        (None, None) => match (a, b) {
+            (StoreSpec::Keyring(x), StoreSpec::Keyring(y)) => x == y,
+            (StoreSpec::Env(_), StoreSpec::Env(_)) => true,
+            _ => a.scheme() == b.scheme() && a.raw() == b.raw(),
+        },
+        _ => false,
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return ma.dev() == mb.dev() && ma.ino() == mb.ino();
+    }
+    canonical(a) == canonical(b)
+}
+
+/// The absolute path a (possibly not yet existing) file will have: links
+/// followed, the nearest existing ancestor canonicalized.
+fn canonical(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let real = crate::fsutil::resolve_links(&abs);
+    if let Ok(c) = std::fs::canonicalize(&real) {
+        return c;
+    }
+    let mut tail = Vec::new();
+    let mut cur = real.as_path();
+    while let Some(parent) = cur.parent() {
+        if let Some(name) = cur.file_name() {
+            tail.push(name.to_os_string());
+        }
+        if let Ok(c) = std::fs::canonicalize(parent) {
+            let mut out = c;
+            for n in tail.iter().rev() {
+                out.push(n);
+            }
+            return out;
+        }
+        cur = parent;
+    }
+    real
+}
+
 /// Shared helper for stores that cannot be written to.
 pub fn read_only(spec: &StoreSpec, reason: &str) -> StoreError {
     StoreError::ReadOnly {
@@ -516,7 +585,8 @@ pub fn plaintext_file_warnings(path: &Path) -> Vec<String> {
         let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
             w.push(format!(
-                "{} holds plaintext secrets and is readable by {} (mode {:o})",
+                "{} holds plaintext secrets and is readable by {} (mode {:o}); credshift \
+                 writes it back as 0600",
                 path.display(),
                 if mode & 0o007 != 0 {
                     "others"
@@ -593,5 +663,52 @@ mod tests {
             .parse::<StoreSpec>()
             .unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn same_location_sees_one_file_through_schemes_links_and_dots() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("f"), "x").unwrap();
+        symlink(d.join("f"), d.join("link")).unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let s = |scheme: &str, p: &Path| -> StoreSpec {
+            format!("{scheme}:{}", p.display()).parse().unwrap()
+        };
+        let f = d.join("f");
+        let same = [
+            (s("encrypted", &f), s("bundle", &f)),
+            (s("dotenv", &f), s("dotenv", &d.join("link"))),
+            (s("sqlite", &f), s("dotenv", &d.join("sub/../f"))),
+            // Not there yet: compared by canonical path.
+            (
+                s("dotenv", &d.join("new.env")),
+                s("encrypted", &d.join("sub/../new.env")),
+            ),
+            (
+                s("keyring", Path::new("svc")),
+                s("keyring", Path::new("svc")),
+            ),
+        ];
+        for (a, b) in same {
+            assert!(same_location(&a, &b), "{a} vs {b}");
+        }
+        let different = [
+            (s("dotenv", &f), s("dotenv", &d.join("g"))),
+            (
+                s("dotenv", &d.join("new.env")),
+                s("dotenv", &d.join("sub/new.env")),
+            ),
+            (s("keyring", Path::new("a")), s("keyring", Path::new("b"))),
+            (s("dotenv", &f), "keyring:f".parse().unwrap()),
+            (
+                "postgres://u@h/a".parse().unwrap(),
+                "laravel:postgres://u@h/a".parse().unwrap(),
+            ),
+        ];
+        for (a, b) in different {
+            assert!(!same_location(&a, &b), "{a} vs {b}");
+        }
     }
 }
