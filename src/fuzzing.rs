@@ -221,22 +221,16 @@ pub fn prompttrain_value(data: &[u8]) {
     };
     let looks = pt_crypto::looks_encrypted(text);
     let master = prompttrain_master();
-    match pt_crypto::decrypt(&master, text) {
-        Ok(s) => {
-            assert!(looks, "decrypted a value that does not look encrypted");
-            assert_eq!(
-                s.expose(),
-                PROMPTTRAIN_PLAINTEXT,
-                "a value decrypted with the fuzz key but was never encrypted with it"
-            );
-        }
-        Err(_) => {
-            // Any text encrypts and decrypts back to itself.
-            let sealed = pt_crypto::encrypt(&master, text).expect("encrypt");
-            assert!(pt_crypto::looks_encrypted(&sealed));
-            let back = pt_crypto::decrypt(&master, &sealed).expect("decrypt what we encrypted");
-            assert_eq!(back.expose(), text);
-        }
+    // (No encrypt round trip here: it derives a key per input, which made
+    // the target run at a few executions per second; the crypto unit tests
+    // cover it.)
+    if let Ok(s) = pt_crypto::decrypt(&master, text) {
+        assert!(looks, "decrypted a value that does not look encrypted");
+        assert_eq!(
+            s.expose(),
+            PROMPTTRAIN_PLAINTEXT,
+            "a value decrypted with the fuzz key but was never encrypted with it"
+        );
     }
 }
 
@@ -263,16 +257,25 @@ pub fn laravel_payload(data: &[u8]) {
 }
 
 /// PHP `unserialize()` of a string, and the framing around Laravel's
-/// plaintext: what unserializes serializes back to the same bytes (up to
-/// trailing whitespace).
+/// plaintext: what unserializes serializes back to a text that
+/// unserializes to the same string, and to the same bytes (up to trailing
+/// whitespace) unless the length had leading zeros, which PHP accepts too.
 pub fn php_serialized(data: &[u8]) {
     if let Ok(s) = laravel::php_unserialize_str(data) {
         let again = laravel::php_serialize_str(&s);
+        let back = laravel::php_unserialize_str(again.as_bytes()).expect("unserialize ours");
         assert_eq!(
-            again.as_bytes(),
-            data.trim_ascii_end(),
-            "a PHP-serialized string does not serialize back to itself"
+            back.as_str(),
+            s.as_str(),
+            "serialize/unserialize changed a string"
         );
+        if !data.starts_with(b"s:0") || data.starts_with(b"s:0:") {
+            assert_eq!(
+                again.as_bytes(),
+                data.trim_ascii_end(),
+                "a PHP-serialized string does not serialize back to itself"
+            );
+        }
     }
     if let Ok((json, framing)) = laravel::unframe(data) {
         let framed = laravel::frame(&json, framing);
