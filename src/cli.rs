@@ -167,6 +167,80 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Serve the browser keychain page on 127.0.0.1 (Ctrl-C stops it)
+    Web {
+        /// The port to listen on (0 picks a free one)
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        port: u16,
+    },
+    /// A bundle as numbered QR codes (terminal and PNG), or the codes back
+    #[command(group(clap::ArgGroup::new("qr_mode").required(true).args(["bundle", "join"])))]
+    Qr {
+        /// The bundle to draw
+        #[arg(long, value_name = "PATH")]
+        bundle: Option<PathBuf>,
+        /// Also write one PNG per part into this directory
+        #[arg(long, value_name = "DIR", requires = "bundle")]
+        png: Option<PathBuf>,
+        /// Rebuild a bundle from its parts: the scanned texts, or files holding them
+        #[arg(long, value_name = "PART", num_args = 1.., conflicts_with = "bundle")]
+        join: Vec<String>,
+        /// Write the rebuilt bundle here (default: stdout)
+        #[arg(long, value_name = "PATH", requires = "join")]
+        out: Option<PathBuf>,
+    },
+    /// Run CMD with the store's credentials in its environment (secrets never in argv or output)
+    #[command(after_help = EXEC_HELP)]
+    Exec(ExecArgs),
+    /// Shell completions (bash, zsh, fish) or the man page (man), on stdout
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// bash, zsh, fish, or man (a roff man page)
+        #[arg(value_name = "SHELL", value_parser = ["bash", "zsh", "fish", "man"])]
+        shell: String,
+    },
+}
+
+const EXEC_HELP: &str = "Layouts (--layout):
+  plain       env/NAME -> NAME; any other NAMESPACE/NAME -> NAMESPACE_NAME upper-cased,
+              with '-', '.', ':' and '/' turned into '_' (openai/api_key -> OPENAI_API_KEY,
+              account:acc_x/oauth_access_token -> ACCOUNT_ACC_X_OAUTH_ACCESS_TOKEN).
+              An id that gives no valid name ([A-Za-z_][A-Za-z0-9_]*) is an error.
+  modelforge  P/api_key -> MODELFORGE_<P>_API_KEY, P/access_token -> MODELFORGE_<P>_ACCESS_TOKEN
+              (<P> upper-cased, '-' -> '_'), the variables model-forge reads before its
+              config file. Other fields (a refresh token, ...) are left out and named on stderr.
+
+Two credentials that map to one variable are an error before CMD starts (narrow with --only).
+CMD's exit code is credshift's (128+N when a signal N ended it; 127 when CMD is not found,
+126 when it cannot be run); SIGINT, SIGTERM and SIGHUP are passed on. credshift's own unlock secrets (CREDSHIFT_PASSPHRASE, the --passphrase-env
+variable, CREDENTIAL_ENCRYPTION_KEY, APP_KEY, PGPASSWORD) are removed from CMD's environment
+unless --keep-env names them.
+
+Example: credshift exec --from keyring:credshift --layout modelforge -- modelforge config show";
+
+const COMPLETIONS_HELP: &str = "Examples:
+  credshift completions bash > ~/.local/share/bash-completion/completions/credshift
+  credshift completions zsh  > ~/.zfunc/_credshift
+  credshift completions fish > ~/.config/fish/completions/credshift.fish
+  credshift completions man  > ~/.local/share/man/man1/credshift.1";
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// The store to read from (see "Store specs" in --help)
+    #[arg(long, value_name = "SPEC")]
+    pub from: String,
+    /// How credential ids become variable names: plain or modelforge
+    #[arg(long, value_name = "LAYOUT", default_value = "plain", value_parser = ["plain", "modelforge"])]
+    pub layout: String,
+    /// Only credentials whose id matches this glob (`*`, `?`; repeatable)
+    #[arg(long = "only", value_name = "GLOB")]
+    pub only: Vec<String>,
+    /// Pass this unlock variable on to CMD after all (repeatable)
+    #[arg(long = "keep-env", value_name = "VAR")]
+    pub keep_env: Vec<String>,
+    /// The command and its arguments, after `--`
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -304,9 +378,13 @@ fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
 /// The stores `status` probes when none is named: where a user would have them.
 pub fn default_locations() -> Vec<StoreSpec> {
     let mut specs = Vec::new();
-    if let Some(cfg) = dirs::home_dir() {
+    // model-forge's two places: the local one wins when it exists.
+    specs.push(StoreSpec::ModelForge(PathBuf::from(
+        store::modelforge::LOCAL_CONFIG,
+    )));
+    if let Some(home) = dirs::home_dir() {
         specs.push(StoreSpec::ModelForge(
-            cfg.join(".config/model-forge/config.json"),
+            home.join(store::modelforge::GLOBAL_CONFIG),
         ));
     }
     specs.push(StoreSpec::Dotenv(PathBuf::from(".env")));
@@ -321,17 +399,32 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
         specs.push(parse_spec(s)?);
     }
     let reports: Vec<engine::StoreReport> = specs
-        .into_iter()
-        .map(|spec| engine::assess::probe_spec(&spec, &opts))
+        .iter()
+        .map(|spec| engine::assess::probe_spec(spec, &opts))
         .collect();
+    let mf = store::modelforge::ConfigLocations::here();
     if json {
-        print_json(&serde_json::json!({ "stores": reports }))?;
+        print_json(&serde_json::json!({
+            "stores": reports,
+            "modelforge": {
+                "local": mf.local,
+                "global": mf.global,
+                "in_use": mf.in_use,
+            },
+        }))?;
     } else {
-        for r in &reports {
+        for (spec, r) in specs.iter().zip(&reports) {
             let c = &r.capability;
             let flag = |b: bool| if b { "yes" } else { "no" };
             println!("{}", r.spec);
-            if c.available {
+            if c.available && !c.exists {
+                println!(
+                    "  not found (created on first write)  writable: {}  persistent: {}  encrypted: {}",
+                    flag(c.writable),
+                    flag(c.persistent),
+                    flag(c.encrypted_at_rest),
+                );
+            } else if c.available {
                 println!(
                     "  available: yes  readable: {}  writable: {}  persistent: {}  encrypted: {}  items: {}",
                     flag(c.readable),
@@ -345,6 +438,16 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
                     "  available: no ({})",
                     c.reason.as_deref().unwrap_or("unknown reason")
                 );
+            }
+            if let StoreSpec::ModelForge(path) = spec {
+                if mf.is_in_use(path) {
+                    println!("  model-forge run here reads this file");
+                } else if mf.shadowed_by(path).is_none() {
+                    println!(
+                        "  model-forge run here reads {}, not this file",
+                        mf.in_use.display()
+                    );
+                }
             }
             for w in &c.warnings {
                 println!("  warning: {w}");
@@ -448,6 +551,18 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::History { json }) => cmd_history(g, json),
         Some(Command::Backup { from, out }) => cmd_backup(g, &from, &out),
         Some(Command::Restore { backup, to, yes }) => cmd_restore(g, &backup, &to, yes),
+        Some(Command::Web { port }) => cmd_web(port),
+        Some(Command::Qr {
+            bundle,
+            png,
+            join,
+            out,
+        }) => match bundle {
+            Some(b) => cmd_qr_draw(&b, png.as_deref()),
+            None => cmd_qr_join(&join, out.as_deref()),
+        },
+        Some(Command::Exec(args)) => cmd_exec(g, &args),
+        Some(Command::Completions { shell }) => cmd_completions(&shell),
     }
 }
 
@@ -510,63 +625,51 @@ fn cancel_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     flag
 }
 
-/// A one-line progress bar on stderr, only when stderr is a terminal.
+/// The progress bar on stderr (indicatif), drawn only when stderr is a
+/// terminal: a pipe or a log file gets the report and nothing else.
 struct ProgressBar {
-    on: bool,
-    drawn: bool,
+    bar: indicatif::ProgressBar,
 }
 
 impl ProgressBar {
     fn new() -> Self {
-        ProgressBar {
-            on: std::io::stderr().is_terminal(),
-            drawn: false,
-        }
+        let target = if std::io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(None, target);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("#>."),
+        );
+        ProgressBar { bar }
     }
 
     fn event(&mut self, p: &engine::Progress) {
-        if !self.on {
-            return;
-        }
-        let mut err = std::io::stderr().lock();
         match p {
             engine::Progress::BackupWritten { path, items } => {
-                let _ = writeln!(err, "backup of {items} items: {}", path.display());
+                self.bar
+                    .println(format!("backup of {items} items: {}", path.display()));
             }
             engine::Progress::Counts(c) => {
-                let width = 30usize;
-                let filled = (c.done * width).checked_div(c.total).unwrap_or(width);
                 let eta = c
                     .eta
                     .map(|d| format!(" ETA {}s", d.as_secs()))
                     .unwrap_or_default();
-                let _ = write!(
-                    err,
-                    "\r[{}{}] {}/{} written {} failed {} {:.1}/s{eta}   ",
-                    "#".repeat(filled),
-                    ".".repeat(width - filled),
-                    c.done,
-                    c.total,
-                    c.written,
-                    c.failed,
-                    c.rate
-                );
-                self.drawn = true;
+                self.bar.set_length(c.total as u64);
+                self.bar.set_position(c.done as u64);
+                self.bar.set_message(format!(
+                    "written {} failed {} {:.1}/s{eta}",
+                    c.written, c.failed, c.rate
+                ));
             }
             engine::Progress::RollingBack { reason } => {
-                self.finish_line(&mut err);
-                let _ = writeln!(err, "rolling back: {reason}");
+                self.bar.println(format!("rolling back: {reason}"));
             }
-            engine::Progress::Finished(_) => self.finish_line(&mut err),
+            engine::Progress::Finished(_) => self.bar.finish(),
             _ => {}
-        }
-        let _ = err.flush();
-    }
-
-    fn finish_line(&mut self, err: &mut impl Write) {
-        if self.drawn {
-            let _ = writeln!(err);
-            self.drawn = false;
         }
     }
 }
@@ -854,4 +957,190 @@ pub fn cmd_restore(g: &GlobalOpts, backup: &std::path::Path, to: &str, yes: bool
     let report = engine::restore(backup, &spec, &g.state_dir(), &opts)?;
     print_report(&report, false)?;
     Ok(report_code(&report))
+}
+
+// ---- browser keychain and QR transfer ----------------------------------
+
+pub fn cmd_web(port: u16) -> CliResult {
+    let listener = crate::web::bind(port)
+        .map_err(|e| CliError::failed(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+    let url = crate::web::url(&listener).map_err(|e| CliError::failed(e.to_string()))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| CliError::failed(format!("cannot watch for Ctrl-C: {e}")))?;
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{url}")
+            .and_then(|_| out.flush())
+            .map_err(|e| CliError::failed(format!("writing to stdout: {e}")))?;
+    }
+    if std::io::stderr().is_terminal() {
+        eprintln!("serving the browser keychain page on 127.0.0.1 only; Ctrl-C stops it");
+    }
+    crate::web::serve(listener, stop).map_err(|e| CliError::failed(format!("serving: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cmd_qr_draw(bundle: &std::path::Path, png_dir: Option<&std::path::Path>) -> CliResult {
+    let location = bundle.display().to_string();
+    let bytes = std::fs::read(bundle)
+        .map_err(|e| CliError::failed(crate::error::StoreError::io(bundle, e).to_string()))?;
+    // Only a sealed credshift bundle goes into a QR code, never a file of
+    // clear text given by mistake.
+    let env = crate::crypto::envelope::Envelope::parse(&bytes, &location, true)?;
+    let parts = crate::qr::split(&bytes);
+    let total = parts.len();
+    let id = crate::qr::bundle_id(&bytes);
+    if let Some(dir) = png_dir {
+        crate::fsutil::ensure_private_dir(dir)?;
+    }
+    let pause = interactive() && std::io::stdout().is_terminal() && total > 1;
+    let mut out = std::io::stdout().lock();
+    let io_err = |e: std::io::Error| CliError::failed(format!("writing to stdout: {e}"));
+    for (i, text) in parts.iter().enumerate() {
+        let code = crate::qr::encode(text, i + 1).map_err(|e| CliError::failed(e.to_string()))?;
+        if let Some(dir) = png_dir {
+            let path = dir.join(crate::qr::png_name(i + 1, total));
+            crate::fsutil::atomic_write(&path, &crate::qr::to_png(&code))?;
+        }
+        writeln!(out, "credshift bundle {id}, part {} of {total}", i + 1).map_err(io_err)?;
+        writeln!(out, "{}", crate::qr::to_terminal(&code)).map_err(io_err)?;
+        if pause && i + 1 < total {
+            write!(out, "Enter for part {} of {total}... ", i + 2).map_err(io_err)?;
+            out.flush().map_err(io_err)?;
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| CliError::failed(format!("reading stdin: {e}")))?;
+        }
+    }
+    if let Some(dir) = png_dir {
+        writeln!(out, "{total} PNG files in {}", dir.display()).map_err(io_err)?;
+    }
+    if matches!(env.params(), crate::crypto::envelope::KdfParams::None) {
+        eprintln!(
+            "warning: this bundle is sealed with a key file; the other device needs that key file too"
+        );
+    }
+    out.flush().map_err(io_err)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Part texts from `--join` arguments: a text that starts with the part
+/// marker is a part; anything else is a file holding one part per line.
+fn qr_part_texts(args: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    let mut texts = Vec::new();
+    for (n, arg) in args.iter().enumerate() {
+        if arg.trim_start().starts_with(crate::qr::PREFIX) {
+            texts.push((format!("argument {}", n + 1), arg.clone()));
+            continue;
+        }
+        let path = std::path::Path::new(arg);
+        let content = crate::fsutil::read_text(path)?;
+        let mut found = false;
+        for (l, line) in content.lines().enumerate() {
+            if !line.trim().is_empty() {
+                texts.push((
+                    format!("{} line {}", path.display(), l + 1),
+                    line.to_string(),
+                ));
+                found = true;
+            }
+        }
+        if !found {
+            return Err(CliError::usage(format!(
+                "{}: holds no QR part",
+                path.display()
+            )));
+        }
+    }
+    Ok(texts)
+}
+
+pub fn cmd_qr_join(args: &[String], out: Option<&std::path::Path>) -> CliResult {
+    let texts = qr_part_texts(args)?;
+    let bundle = crate::qr::join(texts.iter().map(|(o, t)| (o.clone(), t.as_str())))
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    match out {
+        Some(path) => {
+            crate::fsutil::atomic_write(path, &bundle)?;
+            eprintln!(
+                "rebuilt bundle {} ({} bytes) in {}",
+                crate::qr::bundle_id(&bundle),
+                bundle.len(),
+                path.display()
+            );
+        }
+        None => {
+            let mut so = std::io::stdout().lock();
+            so.write_all(&bundle)
+                .and_then(|_| so.flush())
+                .map_err(|e| CliError::failed(format!("writing to stdout: {e}")))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- exec and completions ------------------------------------------------
+
+pub fn cmd_exec(g: &GlobalOpts, a: &ExecArgs) -> CliResult {
+    use crate::exec;
+    let layout: exec::Layout = a.layout.parse().map_err(CliError::usage)?;
+    let spec = parse_spec(&a.from)?;
+    let opts = g.open_options()?;
+    let store = store::open(&spec, &opts)?;
+    let scan = store.read_all()?;
+    drop(store);
+    for e in &scan.errors {
+        eprintln!("credshift: warning: {}: {}", e.location, e.error);
+    }
+    let creds = scan.credentials;
+    let plan =
+        exec::plan_env(layout, &creds, &a.only).map_err(|e| CliError::usage(e.to_string()))?;
+    for (id, why) in &plan.skipped {
+        eprintln!("credshift: not passed to the command: {id} ({why})");
+    }
+    let strip = exec::unlock_vars(g.passphrase_env.as_deref());
+    let env = exec::child_env(std::env::vars_os(), &strip, &a.keep_env, &plan, &creds)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    drop(plan);
+    drop(creds);
+    drop(opts);
+    let (program, args) = a
+        .command
+        .split_first()
+        .ok_or_else(|| CliError::usage("exec needs a command after --"))?;
+    match exec::spawn_and_wait(program, args, env) {
+        Ok(code) => Ok(ExitCode::from(code)),
+        Err(e) => Err(CliError {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+pub fn cmd_completions(shell: &str) -> CliResult {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let shell = match shell {
+        "bash" => clap_complete::Shell::Bash,
+        "zsh" => clap_complete::Shell::Zsh,
+        "fish" => clap_complete::Shell::Fish,
+        "man" => {
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| CliError::failed(format!("writing the man page: {e}")))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => {
+            return Err(CliError::usage(format!(
+                "completions takes bash, zsh, fish or man, not {other:?}"
+            )));
+        }
+    };
+    clap_complete::generate(shell, &mut cmd, "credshift", &mut out);
+    Ok(ExitCode::SUCCESS)
 }

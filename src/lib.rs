@@ -6,11 +6,15 @@ pub mod credential;
 pub mod crypto;
 pub mod engine;
 pub mod error;
+pub mod exec;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
+pub mod qr;
+pub mod scrub;
 pub mod store;
 pub mod tui;
+pub mod web;
 pub mod wizard;
 pub mod zeroing_alloc;

@@ -399,9 +399,15 @@ fn modelforge_bad_provider_among_good_ones() {
     let scan = s.read_all().unwrap();
     let mut ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
     ids.sort();
+    // A nested secret is an item of its own (issue 13), never metadata.
     assert_eq!(
         ids,
-        ["good/access_token", "good/api_key", "good/unknown_field"]
+        [
+            "good/access_token",
+            "good/api_key",
+            "good/nested.pat",
+            "good/unknown_field"
+        ]
     );
     let empty = scan
         .credentials
@@ -733,7 +739,9 @@ fn prompttrain_refuses_ids_it_has_no_place_for() {
     for bad in [
         "openai/api_key",
         "env/OPENAI_API_KEY",
-        "account:acc_alpha/password",
+        "account:acc_alpha/type",
+        "account:acc_alpha/oauth.accessToken",
+        "account:acc_alpha/slack.webhook_url",
         "train:team-alpha/client_key/x",
         "train:../../etc/client_key/0",
     ] {

@@ -74,14 +74,34 @@ fn ids(store: &dyn Store) -> Vec<String> {
     v
 }
 
+/// The app's table in this database: `ai_credentials` when it exists
+/// (current installs, and what credshift creates), else `a_i_credentials`.
+fn table_of(conn: &rusqlite::Connection) -> &'static str {
+    let has = |t: &str| {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [t],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            > 0
+    };
+    if has("ai_credentials") {
+        "ai_credentials"
+    } else {
+        "a_i_credentials"
+    }
+}
+
 /// Every row as (id, provider, payload, is_active, updated_at).
 fn raw_rows(path: &Path) -> Vec<(i64, String, String, i64, Option<String>)> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut stmt = conn
-        .prepare(
+        .prepare(&format!(
             "SELECT id, provider, encrypted_credentials, is_active, updated_at \
-             FROM a_i_credentials ORDER BY id",
-        )
+             FROM {} ORDER BY id",
+            table_of(&conn)
+        ))
         .unwrap();
     stmt.query_map([], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -349,6 +369,9 @@ fn a_new_database_is_created_private_with_the_table() {
     assert!(store.check(&api_key(&long, "v")).unwrap().contains("255"));
     assert_eq!(mode, 0o600);
     assert_eq!(ids(store.as_ref()), ["openai/key"]);
+    // A new database gets the table under the app's current name.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    assert_eq!(table_of(&conn), "ai_credentials");
     let rows = raw_rows(&db);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].3, 1);

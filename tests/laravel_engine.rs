@@ -55,8 +55,16 @@ fn migrate(from: &StoreSpec, to: &StoreSpec, state: &Path, delete_source: bool) 
 
 fn active_flags(path: &Path) -> Vec<(String, i64)> {
     let conn = rusqlite::Connection::open(path).unwrap();
+    // A fresh database gets the app's current table name; the fixture has the old one.
+    let table = if conn.prepare("SELECT 1 FROM ai_credentials LIMIT 0").is_ok() {
+        "ai_credentials"
+    } else {
+        "a_i_credentials"
+    };
     let mut stmt = conn
-        .prepare("SELECT provider, is_active FROM a_i_credentials ORDER BY id")
+        .prepare(&format!(
+            "SELECT provider, is_active FROM {table} ORDER BY id"
+        ))
         .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()

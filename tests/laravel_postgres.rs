@@ -100,15 +100,24 @@ fn ids(store: &dyn Store) -> Vec<String> {
 
 /// (provider, is_active as 0/1) of every row.
 fn activity(url: &str) -> Vec<(String, i32)> {
-    pg::connect(url)
-        .query(
-            "SELECT provider::TEXT, is_active::INTEGER FROM a_i_credentials ORDER BY id",
+    let mut c = pg::connect(url);
+    // ai_credentials when it exists (what credshift creates), else the old name.
+    let table: String = c
+        .query_one(
+            "SELECT CASE WHEN to_regclass('ai_credentials') IS NULL \
+             THEN 'a_i_credentials' ELSE 'ai_credentials' END",
             &[],
         )
         .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
+        .get(0);
+    c.query(
+        &format!("SELECT provider::TEXT, is_active::INTEGER FROM {table} ORDER BY id"),
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
 }
 
 fn round_trip(active_type: &str) {
@@ -300,7 +309,7 @@ fn postgres_table_is_created_on_first_write() {
     let kind: String = pg::connect(&url)
         .query_one(
             "SELECT data_type::TEXT FROM information_schema.columns \
-             WHERE table_name = 'a_i_credentials' AND column_name = 'is_active'",
+             WHERE table_name = 'ai_credentials' AND column_name = 'is_active'",
             &[],
         )
         .unwrap()

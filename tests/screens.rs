@@ -1002,3 +1002,72 @@ fn the_event_loop_runs_a_whole_migration_on_a_test_backend() {
     assert_eq!(app.wizard.run.counts.done, 7);
     assert!(screen_text(&term).contains("Migration complete"));
 }
+
+/// An existing encrypted file probed without a passphrase, as `status`
+/// and the wizard probe it: the real warning text, not a made-up one.
+fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
+    use credshift::credential::Credential;
+    use credshift::store::{self, OpenOptions};
+    let spec = spec(&format!("encrypted:{}", dir.join("vault.enc").display()));
+    let with = OpenOptions {
+        passphrase: Some(Secret::new("correct horse battery")),
+        kdf_iterations: 2000,
+        allow_weak_kdf: true,
+        ..OpenOptions::default()
+    };
+    store::open(&spec, &with)
+        .unwrap()
+        .write(&Credential::new(
+            "a/b".parse().unwrap(),
+            Kind::ApiKey,
+            "value-0123456789abcdef",
+        ))
+        .unwrap();
+    let without = OpenOptions {
+        allow_weak_kdf: true,
+        ..OpenOptions::default()
+    };
+    let capability = store::open(&spec, &without).unwrap().probe();
+    assert!(
+        capability
+            .warnings
+            .iter()
+            .any(|w| w.contains("sealed with a passphrase")),
+        "{capability:?}"
+    );
+    StoreReport { spec, capability }
+}
+
+#[test]
+fn assess_does_not_warn_of_a_passphrase_the_wizard_will_ask_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reps = reports();
+    reps[4] = encrypted_report_without_passphrase(dir.path());
+    let mut config = config();
+    config.candidates = reps.iter().map(|r| r.spec.clone()).collect();
+    let mut app = new_app(config);
+    ev(&mut app, Event::Assessed(reps));
+    ev(&mut app, Event::HistoryLoaded(history()));
+    // Pick the source, then put the cursor on the encrypted file.
+    keys(
+        &mut app,
+        &[KeyCode::Enter, KeyCode::Down, KeyCode::Down, KeyCode::Down],
+    );
+    let text = screen_text(&draw(&app, 120, 30));
+    assert!(text.contains("vault.enc"), "{text}");
+    assert!(!text.contains("sealed with a passphrase"), "{text}");
+    assert!(text.contains("asks for its passphrase"), "{text}");
+    // The table's warning mark is gone too: the highlighted row has no "!".
+    let row = text
+        .lines()
+        .find(|l| l.contains("vault.enc") && l.contains('>'))
+        .unwrap();
+    assert!(!row.trim_end().ends_with('!'), "{row}");
+    // Picked as the target, the wizard does ask (the Passphrase step).
+    keys(&mut app, &[KeyCode::Enter, KeyCode::Char('y')]);
+    assert!(
+        matches!(app.wizard.step, Step::Passphrase | Step::Inventory),
+        "{:?}",
+        app.wizard.step
+    );
+}

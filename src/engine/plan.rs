@@ -74,7 +74,8 @@ pub fn prepare(
     for c in target_scan.credentials {
         target_all.insert(c.id.clone(), c);
     }
-    Ok(build(
+    let left = source.unmigrated();
+    let mut prepared = build(
         source.spec(),
         target.spec(),
         scan,
@@ -84,7 +85,14 @@ pub fn prepare(
         policy,
         selection,
         now,
-    ))
+    );
+    if !left.is_empty() {
+        prepared.plan.warnings.push(format!(
+            "left in the source (secret-looking, carried by no item; its file stays): {}",
+            left.join(", ")
+        ));
+    }
+    Ok(prepared)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -123,7 +131,7 @@ fn build(
         }
         last = Some(c.id.clone());
         let mut warnings = Vec::new();
-        if let Some(exp) = c.expires_at_ms()
+        if let Some(exp) = crate::engine::inventory::expiry(&c)
             && exp <= now
         {
             let when = chrono::DateTime::from_timestamp_millis(exp)
@@ -267,7 +275,8 @@ mod tests {
                 cred("a/same", "value-same"),
                 cred("b/diff", "value-source"),
                 cred("c/empty", ""),
-                cred("d/old", "value-old").with_metadata(expired),
+                Credential::new("d/old".parse().unwrap(), Kind::OauthAccess, "value-old")
+                    .with_metadata(expired),
             ],
         );
         let dst = mem(

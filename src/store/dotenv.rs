@@ -417,7 +417,7 @@ fn marker_line_for(c: &Credential) -> Result<String> {
     let m = Marker {
         id: c.id.clone(),
         kind: c.kind,
-        metadata: c.metadata.clone(),
+        metadata: crate::scrub::public(&c.metadata),
     };
     let json = serde_json::to_string(&m)
         .map_err(|_| StoreError::item(&c.id, "metadata cannot be written as JSON"))?;

@@ -103,6 +103,9 @@ impl Store for FaultyStore {
     fn check(&self, c: &Credential) -> Option<String> {
         self.inner.check(c)
     }
+    fn unmigrated(&self) -> Vec<String> {
+        self.inner.unmigrated()
+    }
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         if Faults::hits(&self.faults.read, id) {
             return Err(StoreError::Injected {

@@ -398,7 +398,7 @@ impl Store for KeyringStore {
         let user = c.id.to_string();
         let secret = c.secret.clone();
         let kind = c.kind.as_str();
-        let metadata = serde_json::to_string(&c.metadata).map_err(|_| {
+        let metadata = serde_json::to_string(&crate::scrub::public(&c.metadata)).map_err(|_| {
             StoreError::item(&c.id, format!("{}: metadata cannot be encoded", self.spec))
         })?;
         self.call("write", move |b| b.set(&user, &secret, kind, &metadata))

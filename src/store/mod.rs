@@ -37,7 +37,7 @@ impl From<&Credential> for Entry {
         Entry {
             id: c.id.clone(),
             kind: c.kind,
-            metadata: c.metadata.clone(),
+            metadata: crate::scrub::public(&c.metadata),
         }
     }
 }
@@ -215,6 +215,15 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
 
+    /// Secret material this store found but offers as no item (a
+    /// secret-looking field it cannot name, a value of the wrong type), as
+    /// `location: field` lines without the values. A migration leaves it in
+    /// the source, and cleanup never deletes the file or object holding it;
+    /// the dry run names it. Default: none.
+    fn unmigrated(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A lock the store itself provides for the duration of a migration
     /// (PostgreSQL: a session advisory lock keyed by the store's tables),
     /// held until the returned guard is dropped. Waits up to `wait`, then
@@ -317,11 +326,11 @@ pub const SCHEMES: &[(&str, &str)] = &[
     ),
     (
         "laravel:sqlite:PATH",
-        "Fragments Engine a_i_credentials (SQLite)",
+        "Fragments Engine ai_credentials or a_i_credentials (SQLite; ?table=NAME picks one)",
     ),
     (
         "laravel:postgres://...",
-        "Fragments Engine a_i_credentials (PostgreSQL)",
+        "Fragments Engine ai_credentials or a_i_credentials (PostgreSQL; ?table=NAME)",
     ),
     ("bundle:PATH", "passphrase-protected transfer bundle"),
 ];

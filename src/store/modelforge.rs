@@ -1,11 +1,16 @@
 //! `modelforge:PATH`: model-forge's `config.json`.
 //!
 //! Secrets live under `providers.<name>.auth_data`; the id is
-//! `<provider>/<field>`. `api_key`, `access_token` and `refresh_token` are
-//! the fields model-forge writes. Any other string field of `auth_data` is
-//! treated as a secret too unless its name is one of the known non-secret
-//! fields (`token_type`, `scope`, `expires_at`, ...): a field we do not know
-//! is safer listed as a masked secret than shown in clear as metadata.
+//! `<provider>/<path>`. `api_key`, `access_token` and `refresh_token` are
+//! the fields model-forge writes. Any other string of `auth_data`, at any
+//! depth, is treated as a secret too unless its key is one of the known
+//! non-secret fields (`token_type`, `scope`, `expires_at`, ...): a field we
+//! do not know is safer listed as a masked secret than shown in clear as
+//! metadata. Nested ones are named by their path (`P/oauth.refresh_token`,
+//! `P/client_secrets.0`) and written back to the same place. Deleting one
+//! removes that field (an array slot becomes `null`, so indices keep their
+//! meaning); a nested object or array, and `auth_data` itself, goes only
+//! when no secret is left in it.
 //! Everything else in `auth_data` (non-secret fields, numbers, objects) is
 //! the metadata of each of the provider's secrets.
 //!
@@ -25,6 +30,7 @@ use zeroize::Zeroizing;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
+use crate::scrub::{self, Seg};
 use crate::store::dotenv::{access, dir_writable, nearest_existing_dir};
 use crate::store::{
     Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
@@ -44,6 +50,66 @@ const NON_SECRET_FIELDS: &[&str] = &[
     "created_at",
     "updated_at",
 ];
+
+/// model-forge's per-project config, relative to the directory it runs in
+/// (its `config.py`: `Path.cwd() / ".model-forge" / "config.json"`).
+pub const LOCAL_CONFIG: &str = ".model-forge/config.json";
+/// model-forge's per-user config, relative to the home directory.
+pub const GLOBAL_CONFIG: &str = ".config/model-forge/config.json";
+
+/// Which of its two config files model-forge reads when started in `cwd`
+/// with `home`: the local one when it exists, else the global one (its
+/// `get_config_path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigLocations {
+    pub local: PathBuf,
+    pub global: PathBuf,
+    pub in_use: PathBuf,
+}
+
+impl ConfigLocations {
+    pub fn new(cwd: &Path, home: Option<&Path>) -> ConfigLocations {
+        let local = cwd.join(LOCAL_CONFIG);
+        let global = home.map_or_else(
+            || PathBuf::from("~").join(GLOBAL_CONFIG),
+            |h| h.join(GLOBAL_CONFIG),
+        );
+        let in_use = if local.is_file() {
+            local.clone()
+        } else {
+            global.clone()
+        };
+        ConfigLocations {
+            local,
+            global,
+            in_use,
+        }
+    }
+
+    /// For this process: its working directory and home.
+    pub fn here() -> ConfigLocations {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        ConfigLocations::new(&cwd, dirs::home_dir().as_deref())
+    }
+
+    /// Whether `path` is the file model-forge reads (compared by canonical
+    /// path when both exist, else as absolute paths).
+    pub fn is_in_use(&self, path: &Path) -> bool {
+        same_file(path, &self.in_use)
+    }
+
+    /// What model-forge would read instead of `path`, when that is another file.
+    pub fn shadowed_by(&self, path: &Path) -> Option<&Path> {
+        (!self.is_in_use(path) && same_file(path, &self.global)).then_some(self.in_use.as_path())
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
 
 pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::ModelForge(path) = spec else {
@@ -75,6 +141,68 @@ fn kind_of(field: &str) -> Kind {
 
 fn is_secret_field(name: &str, v: &Value) -> bool {
     v.is_string() && !NON_SECRET_FIELDS.contains(&name)
+}
+
+/// Every string leaf of `auth_data` that is a secret item, by its path
+/// (`api_key`, `oauth.refresh_token`, `client_secrets.0`): any string whose
+/// own key (for an array element, its array's key) is not a known
+/// non-secret field, at any depth. Leaves a path cannot name (a key with
+/// `.` or made of digits) go to `unaddressable`.
+fn secret_leaves(auth: &Value) -> (Vec<Vec<Seg>>, Vec<String>) {
+    fn walk(
+        v: &Value,
+        key: &str,
+        path: &mut Vec<Seg>,
+        out: &mut Vec<Vec<Seg>>,
+        bad: &mut Vec<String>,
+    ) {
+        match v {
+            Value::String(_) if !path.is_empty() && is_secret_field(key, v) => {
+                let addressable = path.iter().all(|s| match s {
+                    Seg::Key(k) => scrub::parse_path(k)
+                        .is_some_and(|p| p.len() == 1 && matches!(p[0], Seg::Key(_))),
+                    Seg::Index(_) => true,
+                });
+                if addressable {
+                    out.push(path.clone());
+                } else {
+                    bad.push(scrub::path_text(path));
+                }
+            }
+            Value::Object(o) => {
+                for (k, child) in o {
+                    path.push(Seg::Key(k.clone()));
+                    walk(child, k, path, out, bad);
+                    path.pop();
+                }
+            }
+            Value::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    walk(child, key, path, out, bad);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    walk(auth, "", &mut Vec::new(), &mut out, &mut bad);
+    (out, bad)
+}
+
+/// The `auth_data` path an id name stands for, when it can hold a secret.
+fn item_path(name: &str) -> Option<Vec<Seg>> {
+    let path = scrub::parse_path(name)?;
+    if !matches!(path.first(), Some(Seg::Key(_))) {
+        return None;
+    }
+    let leaf_key = path.iter().rev().find_map(|s| match s {
+        Seg::Key(k) => Some(k.as_str()),
+        Seg::Index(_) => None,
+    })?;
+    (!NON_SECRET_FIELDS.contains(&leaf_key)).then_some(path)
 }
 
 /// Known non-secret fields, and plain numbers/booleans. Objects and arrays
@@ -151,16 +279,21 @@ impl Config {
                 .filter(|(k, v)| shown_as_metadata(k, v))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            for (field, v) in auth {
-                if let Some(s) = v.as_str().filter(|_| is_secret_field(field, v)) {
+            let whole = Value::Object(auth.clone());
+            let (leaves, _) = secret_leaves(&whole);
+            for path in leaves {
+                if let Some(s) = scrub::get(&whole, &path).and_then(Value::as_str) {
+                    let field = scrub::path_text(&path);
                     scan.credentials.push(Credential {
-                        id: CredentialId::new(name.clone(), field.clone()),
-                        kind: kind_of(field),
+                        kind: kind_of(&field),
+                        id: CredentialId::new(name.clone(), field),
                         secret: Secret::new(s),
                         metadata: metadata.clone(),
                     });
                 }
             }
+            let mut whole = whole;
+            wipe_json(&mut whole);
         }
         scan
     }
@@ -198,10 +331,19 @@ impl Config {
         let auth = auth
             .as_object_mut()
             .ok_or_else(|| StoreError::item(&c.id, "auth_data is not an object"))?;
-        auth.insert(
-            c.id.name.clone(),
+        let path = item_path(&c.id.name).ok_or_else(|| {
+            StoreError::item(&c.id, "not a place in auth_data that can hold a secret")
+        })?;
+        let mut tree = Value::Object(std::mem::take(auth));
+        let put = scrub::set(
+            &mut tree,
+            &path,
             Value::String(c.secret.expose().to_string()),
         );
+        if let Value::Object(o) = tree {
+            *auth = o;
+        }
+        put.map_err(|e| StoreError::item(&c.id, format!("cannot be put back: {e}")))?;
         for (k, v) in &c.metadata {
             if NON_SECRET_FIELDS.contains(&k.as_str()) {
                 auth.insert(k.clone(), v.clone());
@@ -227,16 +369,49 @@ impl Config {
         let Some(auth) = provider.get_mut("auth_data").and_then(Value::as_object_mut) else {
             return false;
         };
-        if !auth
-            .get(&id.name)
-            .is_some_and(|v| is_secret_field(&id.name, v))
-        {
+        let Some(path) = item_path(&id.name) else {
+            return false;
+        };
+        let mut tree = Value::Object(std::mem::take(auth));
+        let removed = scrub::get(&tree, &path).is_some_and(Value::is_string)
+            && scrub::remove(&mut tree, &path);
+        if removed {
+            // Containers on the path left with no secret item go too; one
+            // that still holds one (migrated or not) stays.
+            for depth in (1..path.len()).rev() {
+                let inner = &path[..depth];
+                let empty = scrub::get(&tree, inner).is_some_and(|c| {
+                    let (leaves, bad) = secret_leaves(c);
+                    leaves.is_empty() && bad.is_empty()
+                });
+                if !empty {
+                    break;
+                }
+                let (last, outer) = inner.split_last().expect("depth >= 1");
+                match (scrub::get_mut(&mut tree, outer), last) {
+                    (Some(Value::Object(o)), Seg::Key(k)) => {
+                        o.shift_remove(k);
+                    }
+                    (Some(Value::Array(a)), Seg::Index(i)) if *i < a.len() => {
+                        a[*i] = Value::Null;
+                        while a.last().is_some_and(Value::is_null) {
+                            a.pop();
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if let Value::Object(o) = tree {
+            *auth = o;
+        }
+        if !removed {
             return false;
         }
-        auth.shift_remove(&id.name);
         // auth_data left with no secret is stale expiry data: drop it, and a
         // provider entry that then holds nothing at all.
-        if !auth.iter().any(|(k, v)| is_secret_field(k, v)) {
+        let (leaves, bad) = secret_leaves(&Value::Object(auth.clone()));
+        if leaves.is_empty() && bad.is_empty() {
             provider.shift_remove("auth_data");
             if provider.is_empty() {
                 providers.shift_remove(&id.namespace);
@@ -265,29 +440,6 @@ pub(crate) fn wipe_json(v: &mut Value) {
         Value::Array(a) => a.iter_mut().for_each(wipe_json),
         Value::Object(o) => o.values_mut().for_each(wipe_json),
         _ => {}
-    }
-}
-
-/// A copy of `v` without anything that looks like a secret: object entries
-/// whose name suggests one (`token`, `key`, `secret`, `password`, ...) and
-/// strings that start with a known token prefix, at any depth.
-pub(crate) fn scrub_secrets(v: &Value) -> Option<Value> {
-    match v {
-        Value::String(s)
-            if crate::credential::KNOWN_PREFIXES
-                .iter()
-                .any(|p| s.starts_with(p)) =>
-        {
-            None
-        }
-        Value::Object(o) => Some(Value::Object(
-            o.iter()
-                .filter(|(k, _)| Kind::guess(k) == Kind::Other)
-                .filter_map(|(k, v)| scrub_secrets(v).map(|v| (k.clone(), v)))
-                .collect(),
-        )),
-        Value::Array(a) => Some(Value::Array(a.iter().filter_map(scrub_secrets).collect())),
-        other => Some(other.clone()),
     }
 }
 
@@ -355,6 +507,13 @@ impl Store for ModelForgeStore {
                 cap.writable =
                     access(&self.path, libc::W_OK) && dir_writable(&fsutil::parent_dir(&self.path));
                 cap.warnings = plaintext_file_warnings(&self.path);
+                if let Some(other) = ConfigLocations::here().shadowed_by(&self.path) {
+                    cap.warnings.push(format!(
+                        "model-forge run in this directory reads {} instead of this file \
+                         (a local .model-forge/config.json takes precedence)",
+                        other.display()
+                    ));
+                }
                 cap.warnings.extend(
                     scan.errors
                         .iter()
@@ -395,13 +554,34 @@ impl Store for ModelForgeStore {
     }
 
     fn check(&self, c: &Credential) -> Option<String> {
-        if NON_SECRET_FIELDS.contains(&c.id.name.as_str()) {
+        if item_path(&c.id.name).is_none() {
             return Some(format!(
-                "{}: `{}` is a non-secret field of model-forge's auth_data",
+                "{}: `{}` is not a secret field of model-forge's auth_data \
+                 (a known non-secret field, or not a path such as `oauth.refresh_token`)",
                 c.id, c.id.name
             ));
         }
         None
+    }
+
+    fn unmigrated(&self) -> Vec<String> {
+        let Ok(Some(cfg)) = self.load() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(providers) = cfg.root.get("providers").and_then(Value::as_object) {
+            for (name, provider) in providers {
+                if let Some(auth) = provider.get("auth_data").filter(|a| a.is_object()) {
+                    for f in secret_leaves(auth).1 {
+                        out.push(format!(
+                            "{}: providers.{name}.auth_data.{f}",
+                            self.path.display()
+                        ));
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn write(&self, c: &Credential) -> Result<()> {

@@ -577,7 +577,7 @@ impl PostgresStore {
         let id = c.id.to_string();
         let (nonce, ct) = encrypt_raw(key, id.as_bytes(), c.secret.expose().as_bytes())
             .map_err(|m| StoreError::item(&c.id, m))?;
-        let meta = serde_json::to_string(&c.metadata)
+        let meta = serde_json::to_string(&crate::scrub::public(&c.metadata))
             .map_err(|_| StoreError::item(&c.id, "metadata cannot be encoded"))?;
         Ok((nonce.to_vec(), ct, meta))
     }

@@ -12,9 +12,17 @@
 //!   array and `{"client_api_keys": [...]}` are read too, as the proxy does).
 //!   Ids: `train:<train>/client_key/<index>`.
 //!
+//! Any other secret in an account file, as [`crate::scrub`] decides (by key
+//! name, URL password, authorization header or known prefix), is an item of
+//! its own named by its path: `slack.webhook_url` is
+//! `account:<id>/slack_webhook_url`, the rest `account:<id>/admin_api_key`,
+//! `account:<id>/proxy.url`, `account:<id>/headers.authorization`... A
+//! write puts it back at that path.
+//!
 //! Metadata: `account_name` (the file name), `type`, `slack`, `expires_at`,
-//! `scopes`, `is_max`, and unknown fields under `extra` / `oauth_extra`
-//! (fields whose name looks like a secret are never copied into metadata).
+//! `scopes`, `is_max`, and unknown fields under `extra` / `oauth_extra`,
+//! all without their secret values (those are the items above). Metadata
+//! written back merges into what the file holds, so a secret it lacks stays.
 //! A write edits the one field in the right file and keeps every other
 //! field; a new account file is named after `account_name` when that is a
 //! name the proxy accepts, else after the account id.
@@ -25,7 +33,10 @@
 //! `client_key/1` was deleted. Trailing `null`s are trimmed, and writing an
 //! index past the end pads with `null`s until the missing ones arrive (ids
 //! sort as text, so `client_key/10` can come before `client_key/2`).
-//! Deleting the last secret of a file removes the file.
+//! Deleting an item removes that field only; the file is removed only when
+//! no secret material is left in it. Secret material no item can name (a
+//! key holding `.`, a key spelled like a fixed id) is reported by
+//! [`Store::unmigrated`] and keeps its file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -36,8 +47,9 @@ use zeroize::Zeroizing;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
+use crate::scrub::{self, Seg};
 use crate::store::dotenv::{dir_writable, nearest_existing_dir};
-use crate::store::modelforge::{detect_indent, render_json, scrub_secrets, wipe_json};
+use crate::store::modelforge::{detect_indent, render_json, wipe_json};
 use crate::store::{
     Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
     plaintext_file_warnings,
@@ -78,11 +90,52 @@ pub struct PromptTrainStore {
 }
 
 /// The secret fields of an account file, as id names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum AccountField {
     ApiKey,
     OauthAccess,
     OauthRefresh,
+    /// Any other secret the scrubber finds in the file, by its path:
+    /// `slack.webhook_url` (named `slack_webhook_url`), `admin_api_key`,
+    /// `proxy.url`, `headers.authorization`, `oauth.idToken`...
+    Path(Vec<Seg>),
+}
+
+/// The id name of the Slack webhook URL.
+const WEBHOOK_NAME: &str = "slack_webhook_url";
+/// Names the fixed fields use; a path spelled like one cannot be an item.
+const RESERVED_NAMES: &[&str] = &[
+    "api_key",
+    "oauth_access_token",
+    "oauth_refresh_token",
+    WEBHOOK_NAME,
+];
+
+fn webhook_path() -> Vec<Seg> {
+    vec![Seg::Key("slack".into()), Seg::Key("webhook_url".into())]
+}
+
+/// Paths of the fixed fields, which are never generic items.
+fn fixed_path(path: &[Seg]) -> bool {
+    let keys: Vec<&str> = path
+        .iter()
+        .map(|s| match s {
+            Seg::Key(k) => k.as_str(),
+            Seg::Index(_) => "",
+        })
+        .collect();
+    matches!(
+        keys.as_slice(),
+        ["api_key"]
+            | ["oauth", "accessToken"]
+            | ["oauth", "refreshToken"]
+            | ["type"]
+            | ["accountId"]
+    ) || matches!(keys.first(), Some(&"api_key" | &"type" | &"accountId"))
+        || matches!(
+            keys.as_slice(),
+            ["oauth", "accessToken" | "refreshToken", ..]
+        )
 }
 
 impl AccountField {
@@ -91,29 +144,48 @@ impl AccountField {
             "api_key" => Some(Self::ApiKey),
             "oauth_access_token" => Some(Self::OauthAccess),
             "oauth_refresh_token" => Some(Self::OauthRefresh),
-            _ => None,
+            WEBHOOK_NAME => Some(Self::Path(webhook_path())),
+            other => {
+                let path = scrub::parse_path(other)?;
+                (matches!(path.first(), Some(Seg::Key(_)))
+                    && !fixed_path(&path)
+                    && path != webhook_path())
+                .then_some(Self::Path(path))
+            }
         }
     }
-    fn name(self) -> &'static str {
+    fn name(&self) -> String {
         match self {
-            Self::ApiKey => "api_key",
-            Self::OauthAccess => "oauth_access_token",
-            Self::OauthRefresh => "oauth_refresh_token",
+            Self::ApiKey => "api_key".into(),
+            Self::OauthAccess => "oauth_access_token".into(),
+            Self::OauthRefresh => "oauth_refresh_token".into(),
+            Self::Path(p) if *p == webhook_path() => WEBHOOK_NAME.into(),
+            Self::Path(p) => scrub::path_text(p),
         }
     }
-    fn kind(self) -> Kind {
+    fn kind(&self) -> Kind {
         match self {
             Self::ApiKey => Kind::ApiKey,
             Self::OauthAccess => Kind::OauthAccess,
             Self::OauthRefresh => Kind::OauthRefresh,
+            Self::Path(_) => Kind::guess(&self.name()),
         }
     }
-    fn get(self, root: &Value) -> Option<&Value> {
-        match self {
-            Self::ApiKey => root.get("api_key"),
-            Self::OauthAccess => root.get("oauth")?.get("accessToken"),
-            Self::OauthRefresh => root.get("oauth")?.get("refreshToken"),
-        }
+    fn path(&self) -> Vec<Seg> {
+        let keys: &[&str] = match self {
+            Self::ApiKey => &["api_key"],
+            Self::OauthAccess => &["oauth", "accessToken"],
+            Self::OauthRefresh => &["oauth", "refreshToken"],
+            Self::Path(p) => return p.clone(),
+        };
+        keys.iter().map(|k| Seg::Key(k.to_string())).collect()
+    }
+    fn get<'a>(&self, root: &'a Value) -> Option<&'a Value> {
+        scrub::get(root, &self.path())
+    }
+    /// Whether the field's item carries the OAuth metadata (expiry, scopes).
+    fn is_oauth(&self) -> bool {
+        matches!(self.path().first(), Some(Seg::Key(k)) if k == "oauth")
     }
 }
 
@@ -140,8 +212,9 @@ fn parse_target(id: &CredentialId) -> std::result::Result<Target, String> {
         }
         let field = AccountField::from_name(&id.name).ok_or_else(|| {
             format!(
-                "agent-prompttrain account files hold only api_key, oauth_access_token and \
-                 oauth_refresh_token, not `{}`",
+                "agent-prompttrain account files hold api_key, oauth_access_token, \
+                 oauth_refresh_token, slack_webhook_url and other fields by their path \
+                 (`proxy.url`), not `{}`",
                 id.name
             )
         })?;
@@ -244,17 +317,29 @@ fn read_json(path: &Path) -> Result<(Value, usize, bool)> {
     Ok((v, detect_indent(&text, 2), text.ends_with('\n')))
 }
 
-fn is_secretish(name: &str) -> bool {
-    Kind::guess(name) != Kind::Other
+/// Put public metadata `v` at `obj[key]`, merging objects so a secret
+/// leaf already there (and absent from the scrubbed metadata) stays.
+fn merge_into(obj: &mut Map<String, Value>, key: &str, v: &Value) {
+    match obj.get_mut(key) {
+        Some(slot) => scrub::merge(slot, v),
+        None => {
+            obj.insert(key.to_string(), v.clone());
+        }
+    }
 }
 
-/// Unknown fields of `obj`, minus anything that looks like a secret (by
-/// name or known token prefix, at any depth).
+/// Unknown fields of `obj`, without their secret values (at any depth;
+/// those are items of their own).
 fn extra_fields(obj: &Map<String, Value>, known: &[&str]) -> Map<String, Value> {
-    obj.iter()
-        .filter(|(k, _)| !known.contains(&k.as_str()) && !is_secretish(k))
-        .filter_map(|(k, v)| scrub_secrets(v).map(|v| (k.clone(), v)))
-        .collect()
+    let rest: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| !known.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    match scrub::scrubbed(&Value::Object(rest)) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
 }
 
 impl AccountFile {
@@ -282,7 +367,7 @@ impl AccountFile {
         })
     }
 
-    fn metadata(&self, field: AccountField) -> Metadata {
+    fn metadata(&self, field: &AccountField) -> Metadata {
         let mut m = Metadata::new();
         m.insert("account_name".into(), self.name.clone().into());
         let Some(obj) = self.root.as_object() else {
@@ -292,13 +377,13 @@ impl AccountFile {
             m.insert("type".into(), t.clone());
         }
         if let Some(s) = obj.get("slack") {
-            m.insert("slack".into(), s.clone());
+            m.insert("slack".into(), scrub::scrubbed(s));
         }
         let extra = extra_fields(obj, KNOWN_ACCOUNT_FIELDS);
         if !extra.is_empty() {
             m.insert("extra".into(), Value::Object(extra));
         }
-        if field != AccountField::ApiKey
+        if (field.is_oauth() || *field == AccountField::OauthAccess)
             && let Some(oauth) = obj.get("oauth").and_then(Value::as_object)
         {
             for (from, to) in [
@@ -318,20 +403,51 @@ impl AccountFile {
         m
     }
 
-    /// Credentials in this file; a secret field of the wrong type is an error.
-    fn credentials(&self, errors: &mut Vec<LocationError>) -> Vec<Credential> {
+    /// The secrets the scrubber finds outside the fixed fields, as fields,
+    /// and the secret material no field can name (`left` gets its paths).
+    fn other_fields(&self, left: &mut Vec<String>) -> Vec<AccountField> {
+        let (found, unaddressable) = scrub::find(&self.root);
+        left.extend(unaddressable);
         let mut out = Vec::new();
-        for field in [
+        for f in found {
+            if fixed_path(&f.path) {
+                continue;
+            }
+            let field = if f.path == webhook_path() {
+                AccountField::Path(f.path)
+            } else if RESERVED_NAMES.contains(&f.path_text().as_str()) {
+                left.push(f.path_text());
+                continue;
+            } else {
+                AccountField::Path(f.path)
+            };
+            out.push(field);
+        }
+        out
+    }
+
+    /// Every field holding a secret item, fixed ones first.
+    fn fields(&self, left: &mut Vec<String>) -> Vec<AccountField> {
+        let mut fields = vec![
             AccountField::ApiKey,
             AccountField::OauthAccess,
             AccountField::OauthRefresh,
-        ] {
+        ];
+        fields.extend(self.other_fields(left));
+        fields
+    }
+
+    /// Credentials in this file; a secret field of the wrong type is an error.
+    fn credentials(&self, errors: &mut Vec<LocationError>) -> Vec<Credential> {
+        let mut out = Vec::new();
+        let mut ignored = Vec::new();
+        for field in self.fields(&mut ignored) {
             match field.get(&self.root) {
                 Some(Value::String(s)) => out.push(Credential {
                     id: CredentialId::new(format!("account:{}", self.account_id), field.name()),
                     kind: field.kind(),
                     secret: Secret::new(s.as_str()),
-                    metadata: self.metadata(field),
+                    metadata: self.metadata(&field),
                 }),
                 None | Some(Value::Null) => {}
                 Some(_) => errors.push(LocationError {
@@ -349,18 +465,33 @@ impl AccountFile {
         out
     }
 
+    /// Secret material that no item carries, as `path: field` lines.
+    fn left_over(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        self.other_fields(&mut left);
+        left.into_iter()
+            .map(|f| format!("{}: {f}", self.path.display()))
+            .collect()
+    }
+
+    /// Whether any secret material (an item or not) is still in the file.
     fn has_secret(&self) -> bool {
-        [
-            AccountField::ApiKey,
-            AccountField::OauthAccess,
-            AccountField::OauthRefresh,
-        ]
-        .iter()
-        .any(|f| f.get(&self.root).is_some_and(Value::is_string))
+        let (found, unaddressable) = scrub::find(&self.root);
+        !found.is_empty()
+            || !unaddressable.is_empty()
+            || [
+                AccountField::ApiKey,
+                AccountField::OauthAccess,
+                AccountField::OauthRefresh,
+            ]
+            .iter()
+            .any(|f| f.get(&self.root).is_some_and(Value::is_string))
     }
 
     /// Set one secret and the metadata that has a place in the format.
-    fn set(&mut self, field: AccountField, c: &Credential) -> Result<()> {
+    /// Metadata merges into what is there, so a secret the (scrubbed)
+    /// metadata lacks stays in place.
+    fn set(&mut self, field: &AccountField, c: &Credential) -> Result<()> {
         let root = self
             .root
             .as_object_mut()
@@ -372,11 +503,7 @@ impl AccountFile {
                 root.insert("type".into(), t.into());
             }
             _ if !root.contains_key("type") => {
-                let t = if field == AccountField::ApiKey {
-                    "api_key"
-                } else {
-                    "oauth"
-                };
+                let t = if field.is_oauth() { "oauth" } else { "api_key" };
                 root.insert("type".into(), t.into());
             }
             _ => {}
@@ -385,72 +512,49 @@ impl AccountFile {
             root.insert("accountId".into(), self.account_id.clone().into());
         }
         if let Some(slack) = meta.get("slack") {
-            root.insert("slack".into(), slack.clone());
+            merge_into(root, "slack", slack);
         }
         if let Some(Value::Object(extra)) = meta.get("extra") {
             for (k, v) in extra {
                 if !KNOWN_ACCOUNT_FIELDS.contains(&k.as_str()) {
-                    root.insert(k.clone(), v.clone());
+                    merge_into(root, k, v);
                 }
             }
         }
-        if field == AccountField::ApiKey {
-            root.insert("api_key".into(), secret);
-            return Ok(());
-        }
-        let oauth = root
-            .entry("oauth")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if oauth.is_null() {
-            *oauth = Value::Object(Map::new());
-        }
-        let oauth = oauth
-            .as_object_mut()
-            .ok_or_else(|| StoreError::item(&c.id, "`oauth` is not a JSON object"))?;
-        let key = if field == AccountField::OauthAccess {
-            "accessToken"
-        } else {
-            "refreshToken"
-        };
-        oauth.insert(key.into(), secret);
-        for (from, to) in [
-            ("expires_at", "expiresAt"),
-            ("scopes", "scopes"),
-            ("is_max", "isMax"),
-        ] {
-            if let Some(v) = meta.get(from) {
-                oauth.insert(to.into(), v.clone());
+        if field.is_oauth() || meta.contains_key("oauth_extra") {
+            let oauth = root
+                .entry("oauth")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if oauth.is_null() {
+                *oauth = Value::Object(Map::new());
             }
-        }
-        if let Some(Value::Object(extra)) = meta.get("oauth_extra") {
-            for (k, v) in extra {
-                if !KNOWN_OAUTH_FIELDS.contains(&k.as_str()) {
-                    oauth.insert(k.clone(), v.clone());
+            let oauth = oauth
+                .as_object_mut()
+                .ok_or_else(|| StoreError::item(&c.id, "`oauth` is not a JSON object"))?;
+            for (from, to) in [
+                ("expires_at", "expiresAt"),
+                ("scopes", "scopes"),
+                ("is_max", "isMax"),
+            ] {
+                if let Some(v) = meta.get(from) {
+                    oauth.insert(to.into(), v.clone());
+                }
+            }
+            if let Some(Value::Object(extra)) = meta.get("oauth_extra") {
+                for (k, v) in extra {
+                    if !KNOWN_OAUTH_FIELDS.contains(&k.as_str()) {
+                        merge_into(oauth, k, v);
+                    }
                 }
             }
         }
-        Ok(())
+        scrub::set(&mut self.root, &field.path(), secret)
+            .map_err(|e| StoreError::item(&c.id, format!("cannot be put back: {e}")))
     }
 
-    /// Remove one secret; true when it was there.
-    fn remove(&mut self, field: AccountField) -> bool {
-        let Some(root) = self.root.as_object_mut() else {
-            return false;
-        };
-        match field {
-            AccountField::ApiKey => root.shift_remove("api_key").is_some(),
-            _ => {
-                let key = if field == AccountField::OauthAccess {
-                    "accessToken"
-                } else {
-                    "refreshToken"
-                };
-                root.get_mut("oauth")
-                    .and_then(Value::as_object_mut)
-                    .and_then(|o| o.shift_remove(key))
-                    .is_some()
-            }
-        }
+    /// Remove one secret field, nothing around it; true when it was there.
+    fn remove(&mut self, field: &AccountField) -> bool {
+        scrub::remove(&mut self.root, &field.path())
     }
 
     fn save(&self) -> Result<()> {
@@ -633,7 +737,7 @@ impl PromptTrainStore {
     fn new_account_file(
         &self,
         account_id: &str,
-        field: AccountField,
+        field: &AccountField,
         meta: &Metadata,
         taken: &[&str],
     ) -> AccountFile {
@@ -669,11 +773,7 @@ impl PromptTrainStore {
             n += 1;
         }
         let mut root = Map::new();
-        let kind = if field == AccountField::ApiKey {
-            "api_key"
-        } else {
-            "oauth"
-        };
+        let kind = if field.is_oauth() { "oauth" } else { "api_key" };
         root.insert("type".into(), kind.into());
         root.insert("accountId".into(), account_id.into());
         AccountFile {
@@ -759,12 +859,12 @@ impl PromptTrainStore {
                     Some(n) => n,
                     None => {
                         let taken: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
-                        let file = self.new_account_file(&id, field, &c.metadata, &taken);
+                        let file = self.new_account_file(&id, &field, &c.metadata, &taken);
                         accounts.push(file);
                         accounts.len() - 1
                     }
                 };
-                accounts[n].set(field, c)?;
+                accounts[n].set(&field, c)?;
                 Ok(FileRef::Account(n))
             }
             Target::ClientKey { train, index } => {
@@ -909,6 +1009,13 @@ impl Store for PromptTrainStore {
         parse_target(&c.id).err()
     }
 
+    fn unmigrated(&self) -> Vec<String> {
+        let mut ignored = Vec::new();
+        self.load_accounts(&mut ignored)
+            .map(|accounts| accounts.iter().flat_map(AccountFile::left_over).collect())
+            .unwrap_or_default()
+    }
+
     fn write(&self, c: &Credential) -> Result<()> {
         self.write_many(std::slice::from_ref(c))
             .pop()
@@ -934,7 +1041,7 @@ impl Store for PromptTrainStore {
                 let Some(mut file) = self.find_account(&account)? else {
                     return Ok(false);
                 };
-                if !file.remove(field) {
+                if !file.remove(&field) {
                     return Ok(false);
                 }
                 if file.has_secret() {
@@ -1014,7 +1121,18 @@ mod tests {
             ("account:acc_a/oauth_refresh_token", true),
             ("train:team-a/client_key/0", true),
             ("train:team-a/client_key/12", true),
-            ("account:acc_a/password", false),
+            ("account:acc_a/slack_webhook_url", true),
+            ("account:acc_a/admin_api_key", true),
+            ("account:acc_a/proxy.url", true),
+            ("account:acc_a/headers.authorization", true),
+            ("account:acc_a/client_secrets.0", true),
+            ("account:acc_a/type", false),
+            ("account:acc_a/accountId", false),
+            ("account:acc_a/oauth.accessToken", false),
+            ("account:acc_a/oauth.refreshToken", false),
+            ("account:acc_a/slack.webhook_url", false),
+            ("account:acc_a/0.x", false),
+            ("account:acc_a/a..b", false),
             ("account:/api_key", false),
             ("train:team-a/client_key/01", false),
             ("train:team-a/client_key/x", false),

@@ -866,6 +866,13 @@ impl Store for PromptTrainDb {
         if let Some(r) = c.invalid_reason() {
             return Some(r.into());
         }
+        if c.id.namespace.starts_with("account:") && c.id.name == "slack_webhook_url" {
+            return Some(
+                "agent-prompttrain's database keeps a Slack webhook URL in clear \
+                 (trains.slack_config); credshift does not write it there"
+                    .into(),
+            );
+        }
         match parse_id(&c.id) {
             Err(m) => Some(m),
             Ok(Target::Account { field, .. }) => {

@@ -741,7 +741,8 @@ impl Store for SqliteStore {
             let aad = c.id.to_string();
             let r = aead::seal(key.key(), aad.as_bytes(), c.secret.expose().as_bytes()).and_then(
                 |(nonce, ct)| {
-                    let metadata = serde_json::Value::Object(c.metadata.clone()).to_string();
+                    let metadata =
+                        serde_json::Value::Object(crate::scrub::public(&c.metadata)).to_string();
                     tx.execute(
                         "INSERT INTO credshift_credentials \
                          (namespace, name, kind, metadata, nonce, ciphertext, updated_at) \

@@ -6,9 +6,38 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table, Widget};
 
 use super::{kv, para, spec_or};
+use crate::engine::StoreReport;
 use crate::tui::app::App;
 use crate::tui::widgets;
-use crate::wizard::Pick;
+use crate::wizard::{Pick, Wizard};
+
+/// The probe's "no passphrase or key file given" is no news for an
+/// encrypted store that is not the chosen source: picked as the target,
+/// the wizard asks for its passphrase before reading or writing it.
+fn asks_for_passphrase(w: &Wizard, i: usize) -> bool {
+    !w.passphrase_set
+        && w.source != Some(i)
+        && w.stores
+            .get(i)
+            .is_some_and(|r| crate::wizard::spec_is_encrypted(&r.spec))
+}
+
+/// A probe warning that says only "no passphrase was given" (the texts of
+/// the encrypted stores' missing-key errors).
+fn is_missing_passphrase(warning: &str) -> bool {
+    warning.contains("no passphrase or key file given")
+        || warning.contains("give it with --passphrase-file PATH")
+}
+
+/// The warnings worth showing for store `i`.
+fn shown_warnings<'a>(w: &Wizard, i: usize, r: &'a StoreReport) -> Vec<&'a String> {
+    let asks = asks_for_passphrase(w, i);
+    r.capability
+        .warnings
+        .iter()
+        .filter(|x| !(asks && is_missing_passphrase(x)))
+        .collect()
+}
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
@@ -80,7 +109,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         cells.push(Cell::from(
             c.item_count.map_or("-".to_string(), |n| n.to_string()),
         ));
-        cells.push(if c.warnings.is_empty() {
+        cells.push(if shown_warnings(w, i, r).is_empty() {
             Cell::from("")
         } else {
             Cell::from(Span::styled("!", t.warn()))
@@ -120,6 +149,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     if let Some(r) = w.stores.get(w.store_cursor) {
         let c = &r.capability;
+        let i = w.store_cursor;
         d.push(Line::styled(r.spec.to_string(), t.header()));
         if !c.available {
             d.push(Line::from(vec![
@@ -141,9 +171,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             if c.locked == Some(true) {
                 facts.push("locked");
             }
+            if asks_for_passphrase(w, i) {
+                facts.push("as the target, the wizard asks for its passphrase");
+            }
             d.push(Line::styled(facts.join(" · "), t.dim()));
         }
-        for warn in &c.warnings {
+        for warn in shown_warnings(w, i, r) {
             d.push(Line::from(vec![
                 Span::styled("! ", t.warn()),
                 Span::styled(warn.clone(), t.warn()),
