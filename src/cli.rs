@@ -317,6 +317,16 @@ pub type CliResult = Result<ExitCode, CliError>;
 impl GlobalOpts {
     /// Key material and store options from files and the environment.
     pub fn open_options(&self) -> Result<OpenOptions, CliError> {
+        for (flag, path) in [
+            ("--passphrase-file", &self.passphrase_file),
+            ("--key-file", &self.key_file),
+            ("--prompttrain-key-file", &self.prompttrain_key_file),
+            ("--app-key-file", &self.app_key_file),
+        ] {
+            if let Some(p) = path {
+                keys::require_private_file(p, flag).map_err(CliError::usage)?;
+            }
+        }
         let passphrase = keys::resolve_passphrase(
             self.passphrase_file.as_deref(),
             self.passphrase_env.as_deref(),

@@ -28,6 +28,27 @@ pub fn secret_from_file(path: &Path) -> Result<Secret> {
     Ok(Secret::new(first))
 }
 
+/// Refuse a key or passphrase file that group or others may read or write
+/// (any of the mode bits 0o077), as ssh does for private keys: such a key
+/// is no longer only the owner's. The error names the file, the flag it
+/// came from and the fix. A file that does not exist is left to the reader
+/// (its error names the file too).
+pub fn require_private_file(path: &Path, flag: &str) -> std::result::Result<(), String> {
+    let Some(mode) = crate::fsutil::mode_of(path) else {
+        return Ok(());
+    };
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "{flag} {}: the file is accessible to group or others (mode {:03o}); \
+         refusing a key that is not only yours. Fix: chmod 600 {}",
+        path.display(),
+        mode & 0o777,
+        path.display()
+    ))
+}
+
 /// A secret from an environment variable, if set and non-empty.
 pub fn secret_from_env(var: &str) -> Option<Secret> {
     std::env::var(var)
@@ -96,6 +117,31 @@ mod tests {
         assert_eq!(secret_from_file(&p).unwrap().expose(), "correct horse");
         std::fs::write(&p, "").unwrap();
         assert!(secret_from_file(&p).is_err());
+    }
+
+    #[test]
+    fn only_owner_only_files_are_accepted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key");
+        std::fs::write(&p, "k").unwrap();
+        for mode in [0o600, 0o400, 0o700] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(require_private_file(&p, "--key-file"), Ok(()), "{mode:o}");
+        }
+        for mode in [0o640, 0o604, 0o644, 0o620, 0o602, 0o610] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = require_private_file(&p, "--key-file").unwrap_err();
+            assert!(e.contains("--key-file"), "{e}");
+            assert!(e.contains(&p.display().to_string()), "{e}");
+            assert!(e.contains(&format!("chmod 600 {}", p.display())), "{e}");
+            assert!(e.contains(&format!("{mode:03o}")), "{e}");
+        }
+        // Missing: the reader reports it.
+        assert_eq!(
+            require_private_file(&dir.path().join("nope"), "--key-file"),
+            Ok(())
+        );
     }
 
     #[test]

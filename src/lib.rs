@@ -8,6 +8,8 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod qr;
 pub mod scrub;
@@ -15,3 +17,4 @@ pub mod store;
 pub mod tui;
 pub mod web;
 pub mod wizard;
+pub mod zeroing_alloc;

@@ -79,6 +79,7 @@ fn no_secret_reaches_outputs_journal_audit_or_backups() {
     let dst = format!("dotenv:{}", out_env.display());
     let key = dir.path().join("db.key");
     std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let db = format!("sqlite:{}", dir.path().join("out.db").display());
     let key_arg = key.to_str().unwrap().to_string();
     let mut h = Haystacks(Vec::new());

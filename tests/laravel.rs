@@ -217,6 +217,11 @@ fn every_fixture_value_decrypts_through_the_cli() {
     // The key may come from a file instead of the environment.
     let key_file = dir.path().join("app_key");
     std::fs::write(&key_file, format!("{}\n", app_key_text())).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let (out, stdout, stderr) = run(credshift(dir.path()).args([
         "get",
         "--app-key-file",
