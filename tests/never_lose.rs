@@ -154,6 +154,44 @@ fn a_symlinked_source_is_cleaned_in_the_file_behind_the_link() {
 }
 
 #[test]
+fn a_symlinked_account_file_is_cleaned_behind_the_link() {
+    // Reproduction 4 for agent-prompttrain: an account file that is a link
+    // into a dotfiles folder. Cleanup used to remove only the link, so the
+    // report said "deleted" while the key stayed in the real file.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let dotfiles = dir.path().join("dotfiles");
+    let accounts = dir.path().join("credentials").join("accounts");
+    std::fs::create_dir_all(&dotfiles).unwrap();
+    std::fs::create_dir_all(&accounts).unwrap();
+    let real = dotfiles.join("alpha.json");
+    std::fs::write(
+        &real,
+        r#"{"type":"api_key","accountId":"acc_alpha","api_key":"sk-ant-api03-linkedlinkedlinkedlinked"}"#,
+    )
+    .unwrap();
+    let link = accounts.join("alpha.credentials.json");
+    symlink("../../dotfiles/alpha.json", &link).unwrap();
+    let dst = dir.path().join("out.env");
+
+    let (code, stdout, stderr) = migrate(
+        &state,
+        &spec("prompttrain", &dir.path().join("credentials")),
+        &spec("dotenv", &dst),
+        &["--delete-source"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let r = json(&stdout);
+    assert_eq!(r["source_deleted"], 1, "{r}");
+    let out = std::fs::read_to_string(&dst).unwrap();
+    assert!(out.contains("sk-ant-api03-linkedlinkedlinkedlinked"), "{out}");
+    // Reported deleted, so gone: from the real file as well as the link.
+    let left = std::fs::read_to_string(&real).unwrap_or_default();
+    assert!(!left.contains("linkedlinked"), "the key stayed behind the link: {left}");
+    assert!(std::fs::symlink_metadata(&link).is_err(), "a dangling link was left");
+}
+
+#[test]
 fn a_symlinked_target_stays_a_link_and_a_private_mode_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");

@@ -1147,7 +1147,15 @@ fn file_error(path: &Path, e: &StoreError) -> LocationError {
     }
 }
 
+/// Remove a file, and when `path` is a symlink the file behind it too:
+/// removing only the link would report the secrets gone while they stay in
+/// the real file.
 fn remove_file(path: &Path) -> Result<()> {
+    let real = fsutil::resolve_links(path);
+    if real != path {
+        std::fs::remove_file(&real).map_err(|e| StoreError::io(&real, e))?;
+        fsutil::fsync_dir(&fsutil::parent_dir(&real)).map_err(|e| StoreError::io(&real, e))?;
+    }
     std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
     fsutil::fsync_dir(&fsutil::parent_dir(path)).map_err(|e| StoreError::io(path, e))
 }
