@@ -184,11 +184,20 @@ fn a_symlinked_account_file_is_cleaned_behind_the_link() {
     let r = json(&stdout);
     assert_eq!(r["source_deleted"], 1, "{r}");
     let out = std::fs::read_to_string(&dst).unwrap();
-    assert!(out.contains("sk-ant-api03-linkedlinkedlinkedlinked"), "{out}");
+    assert!(
+        out.contains("sk-ant-api03-linkedlinkedlinkedlinked"),
+        "{out}"
+    );
     // Reported deleted, so gone: from the real file as well as the link.
     let left = std::fs::read_to_string(&real).unwrap_or_default();
-    assert!(!left.contains("linkedlinked"), "the key stayed behind the link: {left}");
-    assert!(std::fs::symlink_metadata(&link).is_err(), "a dangling link was left");
+    assert!(
+        !left.contains("linkedlinked"),
+        "the key stayed behind the link: {left}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "a dangling link was left"
+    );
 }
 
 #[test]
