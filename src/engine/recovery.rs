@@ -197,13 +197,29 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result
     let _locks = lock::acquire_pair(state_dir, source.spec(), target.spec(), &id.0)?;
     let keys = recover_keys(&st, opts)?;
     let mut journal = Journal::open(&st.dir)?;
-    cleanup_items(
+    run_cleanup(
+        state_dir,
+        id,
         &mut journal,
         &keys.fp,
         source.as_ref(),
         target.as_ref(),
         &Control::default(),
-    )?;
+    )
+}
+
+/// Cleanup of a finished migration (asked for, or left interrupted), with
+/// its audit line: "failed" when a verified item is still in the source.
+fn run_cleanup(
+    state_dir: &Path,
+    id: &MigrationId,
+    journal: &mut Journal,
+    fp: &fingerprint::FpKey,
+    source: &dyn Store,
+    target: &dyn Store,
+    ctl: &Control,
+) -> Result<Report> {
+    cleanup_items(journal, fp, source, target, ctl)?;
     let st = journal.state()?;
     let _ = audit::append(
         state_dir,
@@ -268,26 +284,15 @@ pub fn resume_with(
     if st.finished.is_some() && st.cleanup == Some(false) {
         // Only the cleanup after a finished migration was interrupted:
         // finish it; the migration's own outcome stands.
-        cleanup_items(
+        return run_cleanup(
+            state_dir,
+            id,
             &mut journal,
             &keys.fp,
             source.as_ref(),
             target.as_ref(),
             ctl,
-        )?;
-        let st = journal.state()?;
-        let _ = audit::append(
-            state_dir,
-            audit::Entry {
-                action: "cleanup",
-                from: Some(st.from.clone()),
-                to: Some(st.to.clone()),
-                migration_id: Some(id.0.clone()),
-                outcome: "completed",
-                counts: st.totals(),
-            },
         );
-        return Ok(st.report());
     }
     let clean_up = st.delete_source || st.cleanup.is_some();
     journal.append(Record::Resumed)?;
