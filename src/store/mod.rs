@@ -468,6 +468,19 @@ impl StoreSpec {
             _ => None,
         }
     }
+
+    /// Whether the store keeps its values under credshift's passphrase
+    /// (or key file): a new one needs a passphrase chosen, an existing one
+    /// needs it to be opened.
+    pub fn under_passphrase(&self) -> bool {
+        matches!(
+            self,
+            StoreSpec::Encrypted(_)
+                | StoreSpec::Bundle(_)
+                | StoreSpec::Sqlite(_)
+                | StoreSpec::Postgres(_)
+        )
+    }
 }
 
 impl fmt::Display for StoreSpec {

@@ -4,27 +4,42 @@ use super::{Effect, Event, Step, Wizard};
 use crate::engine::types::StoreReport;
 use crate::store::StoreSpec;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pick {
+    #[default]
     Source,
     Target,
+}
+
+/// Step 1: the probed stores, the cursor, and the two picked (indices into
+/// `stores`).
+#[derive(Debug, Clone, Default)]
+pub struct AssessState {
+    pub stores: Vec<StoreReport>,
+    pub cursor: usize,
+    pub pick: Pick,
+    pub source: Option<usize>,
+    pub target: Option<usize>,
 }
 
 impl Wizard {
     pub(super) fn on_assessed(&mut self, reports: Vec<StoreReport>) -> Vec<Effect> {
         self.busy = None;
-        self.stores = reports;
+        self.assess.stores = reports;
         let find = |spec: &Option<StoreSpec>, stores: &[StoreReport]| {
             spec.as_ref()
                 .and_then(|s| stores.iter().position(|r| &r.spec == s))
         };
-        self.source = find(&self.config.from, &self.stores).filter(|i| self.can_be_source(*i));
-        self.target = find(&self.config.to, &self.stores).filter(|i| self.can_be_target(*i));
-        if self.source.is_some() {
-            self.pick = Pick::Target;
-            self.store_cursor = self.target.or(self.source).unwrap_or(0);
+        self.assess.source =
+            find(&self.config.from, &self.assess.stores).filter(|i| self.can_be_source(*i));
+        self.assess.target =
+            find(&self.config.to, &self.assess.stores).filter(|i| self.can_be_target(*i));
+        if self.assess.source.is_some() {
+            self.assess.pick = Pick::Target;
+            self.assess.cursor = self.assess.target.or(self.assess.source).unwrap_or(0);
         } else {
-            self.store_cursor = self
+            self.assess.cursor = self
+                .assess
                 .stores
                 .iter()
                 .position(|r| r.capability.available && r.capability.readable)
@@ -34,36 +49,38 @@ impl Wizard {
     }
 
     pub(super) fn can_be_source(&self, i: usize) -> bool {
-        self.stores
+        self.assess
+            .stores
             .get(i)
             .is_some_and(|r| r.capability.available && r.capability.readable)
     }
 
     pub(super) fn can_be_target(&self, i: usize) -> bool {
-        self.stores
+        self.assess
+            .stores
             .get(i)
             .is_some_and(|r| r.capability.available && r.capability.writable)
-            && Some(i) != self.source
+            && Some(i) != self.assess.source
     }
 
     pub(super) fn on_assess(&mut self, event: Event) -> Vec<Effect> {
-        let n = self.stores.len();
+        let n = self.assess.stores.len();
         match event {
-            Event::Up => self.store_cursor = self.store_cursor.saturating_sub(1),
-            Event::Down => self.store_cursor = (self.store_cursor + 1).min(n.saturating_sub(1)),
-            Event::Home => self.store_cursor = 0,
-            Event::End => self.store_cursor = n.saturating_sub(1),
+            Event::Up => self.assess.cursor = self.assess.cursor.saturating_sub(1),
+            Event::Down => self.assess.cursor = (self.assess.cursor + 1).min(n.saturating_sub(1)),
+            Event::Home => self.assess.cursor = 0,
+            Event::End => self.assess.cursor = n.saturating_sub(1),
             Event::SwitchPick => {
-                self.pick = match self.pick {
+                self.assess.pick = match self.assess.pick {
                     Pick::Source => Pick::Target,
                     Pick::Target => Pick::Source,
                 };
             }
-            Event::Back if self.pick == Pick::Target => {
-                self.pick = Pick::Source;
-                self.target = None;
-                if let Some(s) = self.source {
-                    self.store_cursor = s;
+            Event::Back if self.assess.pick == Pick::Target => {
+                self.assess.pick = Pick::Source;
+                self.assess.target = None;
+                if let Some(s) = self.assess.source {
+                    self.assess.cursor = s;
                 }
             }
             Event::Enter if self.busy.is_none() => return self.assess_enter(),
@@ -74,11 +91,11 @@ impl Wizard {
 
     pub(super) fn assess_enter(&mut self) -> Vec<Effect> {
         self.error = None;
-        let i = self.store_cursor;
-        let Some(r) = self.stores.get(i) else {
+        let i = self.assess.cursor;
+        let Some(r) = self.assess.stores.get(i) else {
             return vec![];
         };
-        match self.pick {
+        match self.assess.pick {
             Pick::Source => {
                 if !self.can_be_source(i) {
                     self.error = Some(format!(
@@ -88,23 +105,25 @@ impl Wizard {
                     ));
                     return vec![];
                 }
-                self.source = Some(i);
-                if self.target == Some(i) {
-                    self.target = None;
+                self.assess.source = Some(i);
+                if self.assess.target == Some(i) {
+                    self.assess.target = None;
                 }
-                self.pick = Pick::Target;
-                if let Some(t) = self.target {
-                    self.store_cursor = t;
-                } else if let Some(t) = (0..self.stores.len()).find(|t| self.can_be_target(*t)) {
-                    self.store_cursor = t;
+                self.assess.pick = Pick::Target;
+                if let Some(t) = self.assess.target {
+                    self.assess.cursor = t;
+                } else if let Some(t) =
+                    (0..self.assess.stores.len()).find(|t| self.can_be_target(*t))
+                {
+                    self.assess.cursor = t;
                 }
             }
             Pick::Target => {
-                if self.source.is_none() {
-                    self.pick = Pick::Source;
+                if self.assess.source.is_none() {
+                    self.assess.pick = Pick::Source;
                     return vec![];
                 }
-                if Some(i) == self.source {
+                if Some(i) == self.assess.source {
                     self.error = Some("the target must be a different store".into());
                     return vec![];
                 }
@@ -135,7 +154,7 @@ impl Wizard {
                     ));
                     return vec![];
                 }
-                self.target = Some(i);
+                self.assess.target = Some(i);
                 self.step = Step::Consent;
             }
         }

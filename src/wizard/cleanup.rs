@@ -1,12 +1,20 @@
 //! Step 7: keep the source, or delete the verified items (asked twice).
 
 use super::{Confirm, Effect, Event, Outcome, Step, Wizard};
+use crate::engine::types::Report;
+
+/// Step 7: whether to delete the verified items, and the cleanup's report.
+#[derive(Debug, Clone, Default)]
+pub struct CleanupState {
+    pub delete_source: bool,
+    pub report: Option<Report>,
+}
 
 impl Wizard {
     pub(super) fn on_cleanup(&mut self, event: Event) -> Vec<Effect> {
         match event {
             Event::Toggle | Event::Up | Event::Down => {
-                self.delete_source = !self.delete_source;
+                self.cleanup.delete_source = !self.cleanup.delete_source;
                 vec![]
             }
             Event::Back => {
@@ -14,7 +22,7 @@ impl Wizard {
                 vec![]
             }
             Event::Enter if self.busy.is_none() => {
-                if self.delete_source {
+                if self.cleanup.delete_source {
                     self.confirm = Some(Confirm::DeleteSource {
                         count: self.verified_count(),
                     });

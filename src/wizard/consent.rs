@@ -20,7 +20,7 @@ impl Wizard {
             }
             Event::Back => {
                 self.step = Step::Assess;
-                self.pick = Pick::Target;
+                self.assess.pick = Pick::Target;
                 vec![]
             }
             _ => vec![],

@@ -1,7 +1,16 @@
 //! Step 4: the plan, before anything is written.
 
 use super::{Effect, Event, PassphraseMode, Step, Wizard};
-use crate::engine::types::ConflictPolicy;
+use crate::engine::types::{ConflictPolicy, Plan};
+
+/// Step 4: the conflict policy, the plan (once the engine made it), the
+/// cursor in its items.
+#[derive(Debug, Clone, Default)]
+pub struct DryRunState {
+    pub policy: ConflictPolicy,
+    pub plan: Option<Plan>,
+    pub cursor: usize,
+}
 
 impl Wizard {
     pub(super) fn start_plan(&mut self) -> Vec<Effect> {
@@ -16,24 +25,24 @@ impl Wizard {
             return vec![];
         }
         self.step = Step::DryRun;
-        self.plan = None;
+        self.dry_run.plan = None;
         self.busy = Some("Planning (reading the target)…".into());
         vec![Effect::Plan {
             from,
             to,
-            policy: self.policy,
+            policy: self.dry_run.policy,
             selection: self.selected_ids(),
         }]
     }
 
     pub(super) fn on_dry_run(&mut self, event: Event) -> Vec<Effect> {
-        let n = self.plan.as_ref().map_or(0, |p| p.items.len());
-        if Self::move_cursor(&mut self.plan_cursor, n, &event) {
+        let n = self.dry_run.plan.as_ref().map_or(0, |p| p.items.len());
+        if Self::move_cursor(&mut self.dry_run.cursor, n, &event) {
             return vec![];
         }
         match event {
             Event::TogglePolicy if self.busy.is_none() => {
-                self.policy = match self.policy {
+                self.dry_run.policy = match self.dry_run.policy {
                     ConflictPolicy::Skip => ConflictPolicy::Overwrite,
                     ConflictPolicy::Overwrite => ConflictPolicy::Skip,
                 };
@@ -44,15 +53,15 @@ impl Wizard {
                 self.busy = None;
                 vec![]
             }
-            Event::Enter if self.busy.is_none() && self.plan.is_some() => {
+            Event::Enter if self.busy.is_none() && self.dry_run.plan.is_some() => {
                 if self.needs_passphrase() {
-                    self.passphrase_mode = if self.target_exists() && self.needs_passphrase() {
+                    self.passphrase.mode = if self.target_exists() && self.needs_passphrase() {
                         PassphraseMode::Unlock
                     } else {
                         PassphraseMode::Create
                     };
-                    self.passphrase_next = Step::Execute;
-                    self.passphrase_error = None;
+                    self.passphrase.next = Step::Execute;
+                    self.passphrase.error = None;
                     self.step = Step::Passphrase;
                     return vec![];
                 }

@@ -53,7 +53,7 @@ impl Wizard {
         let (Some(from), Some(to), Some(plan)) = (
             self.source_spec().cloned(),
             self.target_spec().cloned(),
-            self.plan.as_ref(),
+            self.dry_run.plan.as_ref(),
         ) else {
             return vec![];
         };
@@ -77,7 +77,7 @@ impl Wizard {
         vec![Effect::StartMigration {
             from,
             to,
-            policy: self.policy,
+            policy: self.dry_run.policy,
             selection: self.selected_ids(),
             plan_token,
         }]
@@ -207,7 +207,7 @@ impl Wizard {
             return vec![];
         }
         self.step = Step::Verify;
-        self.result_cursor = 0;
+        self.verify.cursor = 0;
         self.busy = Some("Reading back every item from the target…".into());
         vec![Effect::Verify { id }]
     }

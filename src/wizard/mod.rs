@@ -28,11 +28,14 @@ mod recovery;
 mod tests;
 mod verify;
 
-pub use assess::Pick;
+pub use assess::{AssessState, Pick};
+pub use cleanup::CleanupState;
+pub use dryrun::DryRunState;
 pub use execute::{ItemOutcome, LOG_TAIL, LogLine, Run};
-pub use inventory::{REVEAL_MS, Revealed};
-pub use passphrase::{MIN_PASSPHRASE, PassphraseMode, Strength, strength};
-pub use recovery::{Detail, RecoveryAction, TimelineEntry};
+pub use inventory::{InventoryState, REVEAL_MS, Revealed};
+pub use passphrase::{MIN_PASSPHRASE, PassphraseMode, PassphraseState, Strength, strength};
+pub use recovery::{Detail, RecoveryAction, RecoveryState, TimelineEntry};
+pub use verify::VerifyState;
 
 /// The product rule (more than this share of failed items rolls back) is
 /// the engine's; the wizard only shows it.
@@ -272,46 +275,18 @@ pub struct Wizard {
     pub help: bool,
     pub confirm: Option<Confirm>,
 
-    pub stores: Vec<StoreReport>,
-    pub store_cursor: usize,
-    pub pick: Pick,
-    pub source: Option<usize>,
-    pub target: Option<usize>,
-
-    pub inventory: Option<Inventory>,
-    pub selected: Vec<bool>,
-    pub filter: String,
-    pub filter_editing: bool,
-    /// Indices into the inventory that match the filter.
-    pub visible: Vec<usize>,
-    /// Each inventory item's id, lowercased once when the inventory arrives,
-    /// so a filter keystroke is a substring search and nothing else.
-    search_text: Vec<String>,
-    pub item_cursor: usize,
-    pub revealed: Option<Revealed>,
-
-    pub policy: ConflictPolicy,
-    pub plan: Option<Plan>,
-    pub plan_cursor: usize,
-
-    pub passphrase_mode: PassphraseMode,
-    pub passphrase_error: Option<String>,
-    pub passphrase_set: bool,
-    /// The step the passphrase screen leads to.
-    pub passphrase_next: Step,
-
-    pub run: Run,
-    pub verify_report: Option<Report>,
-    pub result_cursor: usize,
-
-    pub delete_source: bool,
-    pub cleanup_report: Option<Report>,
     pub outcome: Option<Outcome>,
 
-    pub history: Vec<HistoryEntry>,
-    pub history_cursor: usize,
-    pub detail: Option<Detail>,
-    pub recovery_result: Option<Report>,
+    /// One sub-state per step, each defined (with its handler) in the
+    /// step's module.
+    pub assess: AssessState,
+    pub inventory: InventoryState,
+    pub dry_run: DryRunState,
+    pub passphrase: PassphraseState,
+    pub run: Run,
+    pub verify: VerifyState,
+    pub cleanup: CleanupState,
+    pub recovery: RecoveryState,
 }
 
 impl Wizard {
@@ -320,7 +295,10 @@ impl Wizard {
         let recover = config.recover;
         let specs = config.candidates.clone();
         let w = Wizard {
-            passphrase_set: config.passphrase_given,
+            passphrase: PassphraseState {
+                set: config.passphrase_given,
+                ..PassphraseState::default()
+            },
             config,
             step: if recover { Step::History } else { Step::Assess },
             now_ms,
@@ -332,35 +310,14 @@ impl Wizard {
             error: None,
             help: false,
             confirm: None,
-            stores: Vec::new(),
-            store_cursor: 0,
-            pick: Pick::Source,
-            source: None,
-            target: None,
-            inventory: None,
-            selected: Vec::new(),
-            filter: String::new(),
-            filter_editing: false,
-            visible: Vec::new(),
-            search_text: Vec::new(),
-            item_cursor: 0,
-            revealed: None,
-            policy: ConflictPolicy::Skip,
-            plan: None,
-            plan_cursor: 0,
-            passphrase_mode: PassphraseMode::Create,
-            passphrase_error: None,
-            passphrase_next: Step::Execute,
-            run: Run::default(),
-            verify_report: None,
-            result_cursor: 0,
-            delete_source: false,
-            cleanup_report: None,
             outcome: None,
-            history: Vec::new(),
-            history_cursor: 0,
-            detail: None,
-            recovery_result: None,
+            assess: AssessState::default(),
+            inventory: InventoryState::default(),
+            dry_run: DryRunState::default(),
+            run: Run::default(),
+            verify: VerifyState::default(),
+            cleanup: CleanupState::default(),
+            recovery: RecoveryState::default(),
         };
         let effects = if recover {
             vec![Effect::LoadHistory]
@@ -371,23 +328,25 @@ impl Wizard {
     }
 
     pub fn source_spec(&self) -> Option<&StoreSpec> {
-        self.source
-            .and_then(|i| self.stores.get(i))
+        self.assess
+            .source
+            .and_then(|i| self.assess.stores.get(i))
             .map(|r| &r.spec)
     }
 
     pub fn target_spec(&self) -> Option<&StoreSpec> {
-        self.target
-            .and_then(|i| self.stores.get(i))
+        self.assess
+            .target
+            .and_then(|i| self.assess.stores.get(i))
             .map(|r| &r.spec)
     }
 
     pub fn source_report(&self) -> Option<&StoreReport> {
-        self.source.and_then(|i| self.stores.get(i))
+        self.assess.source.and_then(|i| self.assess.stores.get(i))
     }
 
     pub fn target_report(&self) -> Option<&StoreReport> {
-        self.target.and_then(|i| self.stores.get(i))
+        self.assess.target.and_then(|i| self.assess.stores.get(i))
     }
 
     /// Whether a migration is running (quitting must ask first).
@@ -397,31 +356,15 @@ impl Wizard {
 
     /// Whether keys go to a text field instead of the keymap's commands.
     pub fn text_input(&self) -> bool {
-        (self.step == Step::Passphrase || (self.step == Step::Inventory && self.filter_editing))
+        (self.step == Step::Passphrase || (self.step == Step::Inventory && self.inventory.editing))
             && self.confirm.is_none()
             && !self.help
     }
 
-    pub fn selected_ids(&self) -> Vec<CredentialId> {
-        match &self.inventory {
-            Some(inv) => inv
-                .items
-                .iter()
-                .zip(&self.selected)
-                .filter(|(_, s)| **s)
-                .map(|(i, _)| i.id.clone())
-                .collect(),
-            None => Vec::new(),
-        }
-    }
-
-    pub fn selected_count(&self) -> usize {
-        self.selected.iter().filter(|s| **s).count()
-    }
-
     /// Interrupted migrations the history knows of (offered on the first screen).
     pub fn interrupted(&self) -> impl Iterator<Item = &HistoryEntry> {
-        self.history
+        self.recovery
+            .history
             .iter()
             .filter(|h| h.status == MigrationStatus::Interrupted)
     }
@@ -429,11 +372,11 @@ impl Wizard {
     /// Whether the target is kept under credshift's passphrase and none was
     /// given. (The backup needs none: without a passphrase the engine
     /// protects it with a generated key file beside it.)
-    pub(super) fn needs_passphrase(&self) -> bool {
-        !self.passphrase_set && self.target_spec().is_some_and(spec_is_encrypted)
+    fn needs_passphrase(&self) -> bool {
+        !self.passphrase.set && self.target_spec().is_some_and(StoreSpec::under_passphrase)
     }
 
-    pub(super) fn target_exists(&self) -> bool {
+    fn target_exists(&self) -> bool {
         self.target_report().is_some_and(|r| r.capability.exists)
     }
 
@@ -442,8 +385,13 @@ impl Wizard {
         match event {
             Event::Tick { now_ms } => {
                 self.now_ms = now_ms;
-                if self.revealed.as_ref().is_some_and(|r| now_ms >= r.until_ms) {
-                    self.revealed = None;
+                if self
+                    .inventory
+                    .revealed
+                    .as_ref()
+                    .is_some_and(|r| now_ms >= r.until_ms)
+                {
+                    self.inventory.revealed = None;
                 }
                 return vec![];
             }
@@ -452,8 +400,8 @@ impl Wizard {
             Event::PlanReady(plan) => {
                 if self.step == Step::DryRun {
                     self.busy = None;
-                    self.plan_cursor = 0;
-                    self.plan = Some(*plan);
+                    self.dry_run.cursor = 0;
+                    self.dry_run.plan = Some(*plan);
                 }
                 return vec![];
             }
@@ -464,12 +412,12 @@ impl Wizard {
             Event::Progress(batch) => return self.on_progress(batch),
             Event::Verified(report) => {
                 self.busy = None;
-                self.verify_report = Some(*report);
+                self.verify.report = Some(*report);
                 return vec![];
             }
             Event::CleanedUp(report) => {
                 self.busy = None;
-                self.cleanup_report = Some(*report);
+                self.cleanup.report = Some(*report);
                 self.finish(Outcome::Completed);
                 return vec![];
             }
@@ -477,15 +425,16 @@ impl Wizard {
                 if self.step == Step::History {
                     self.busy = None;
                 }
-                self.history = entries;
-                self.history_cursor = self
-                    .history_cursor
-                    .min(self.history.len().saturating_sub(1));
+                self.recovery.history = entries;
+                self.recovery.cursor = self
+                    .recovery
+                    .cursor
+                    .min(self.recovery.history.len().saturating_sub(1));
                 return vec![];
             }
             Event::DetailLoaded(detail) => {
                 self.busy = None;
-                self.detail = Some(*detail);
+                self.recovery.detail = Some(*detail);
                 if self.step == Step::History {
                     self.step = Step::Detail;
                 }
@@ -493,8 +442,8 @@ impl Wizard {
             }
             Event::RecoveryFinished(report) => {
                 self.busy = None;
-                self.recovery_result = Some(*report);
-                return match &self.detail {
+                self.recovery.result = Some(*report);
+                return match &self.recovery.detail {
                     Some(d) => vec![Effect::LoadDetail {
                         id: d.entry.id.clone(),
                     }],
@@ -503,7 +452,7 @@ impl Wizard {
             }
             Event::Revealed { id, secret } => {
                 if self.step == Step::Inventory && self.current_item_id().as_ref() == Some(&id) {
-                    self.revealed = Some(Revealed {
+                    self.inventory.revealed = Some(Revealed {
                         id,
                         secret,
                         until_ms: self.now_ms + REVEAL_MS,
@@ -567,7 +516,7 @@ impl Wizard {
         }
     }
 
-    pub(super) fn quit(&mut self) -> Vec<Effect> {
+    fn quit(&mut self) -> Vec<Effect> {
         if self.running() {
             self.confirm = Some(Confirm::QuitWhileRunning);
             return vec![];
@@ -576,12 +525,12 @@ impl Wizard {
         vec![Effect::Exit(outcome)]
     }
 
-    pub(super) fn finish(&mut self, outcome: Outcome) {
+    fn finish(&mut self, outcome: Outcome) {
         self.outcome = Some(outcome);
         self.step = Step::Done;
     }
 
-    pub(super) fn on_confirm(&mut self, c: Confirm, event: Event) -> Vec<Effect> {
+    fn on_confirm(&mut self, c: Confirm, event: Event) -> Vec<Effect> {
         match event {
             Event::Yes => {
                 self.confirm = None;
@@ -600,7 +549,7 @@ impl Wizard {
                     },
                     Confirm::Recovery { action, id } => {
                         self.busy = Some(format!("Working: {} {id}…", action.label()));
-                        self.recovery_result = None;
+                        self.recovery.result = None;
                         vec![Effect::Recover { action, id }]
                     }
                 }
@@ -613,7 +562,7 @@ impl Wizard {
         }
     }
 
-    pub(super) fn on_failed(&mut self, task: Task, message: String) -> Vec<Effect> {
+    fn on_failed(&mut self, task: Task, message: String) -> Vec<Effect> {
         self.busy = None;
         match task {
             // The engine stopped without a report: before writing (lock
@@ -630,7 +579,7 @@ impl Wizard {
                 };
             }
             Task::Reveal => {
-                self.revealed = None;
+                self.inventory.revealed = None;
             }
             Task::History if self.step != Step::History => {
                 // The first screen only uses the history for a hint.
@@ -642,7 +591,7 @@ impl Wizard {
         vec![]
     }
 
-    pub(super) fn move_cursor(cursor: &mut usize, n: usize, event: &Event) -> bool {
+    fn move_cursor(cursor: &mut usize, n: usize, event: &Event) -> bool {
         let last = n.saturating_sub(1);
         let new = match event {
             Event::Up => cursor.saturating_sub(1),
@@ -656,15 +605,4 @@ impl Wizard {
         *cursor = new;
         true
     }
-}
-
-/// Whether a store keeps its values under credshift's passphrase.
-pub fn spec_is_encrypted(spec: &StoreSpec) -> bool {
-    matches!(
-        spec,
-        StoreSpec::Encrypted(_)
-            | StoreSpec::Bundle(_)
-            | StoreSpec::Sqlite(_)
-            | StoreSpec::Postgres(_)
-    )
 }

@@ -10,16 +10,38 @@ pub enum PassphraseMode {
     Unlock,
 }
 
+/// The passphrase screen: what it asks for, its inline error, whether a
+/// passphrase is known, and the step it leads to.
+#[derive(Debug, Clone)]
+pub struct PassphraseState {
+    pub mode: PassphraseMode,
+    pub error: Option<String>,
+    pub set: bool,
+    /// The step the passphrase screen leads to.
+    pub next: Step,
+}
+
+impl Default for PassphraseState {
+    fn default() -> Self {
+        PassphraseState {
+            mode: PassphraseMode::Create,
+            error: None,
+            set: false,
+            next: Step::Execute,
+        }
+    }
+}
+
 impl Wizard {
     pub(super) fn on_passphrase(&mut self, event: Event) -> Vec<Effect> {
         match event {
             Event::PassphraseEdited => {
-                self.passphrase_error = None;
+                self.passphrase.error = None;
                 vec![]
             }
             Event::Back => {
-                self.passphrase_error = None;
-                self.step = if self.passphrase_next == Step::DryRun {
+                self.passphrase.error = None;
+                self.step = if self.passphrase.next == Step::DryRun {
                     Step::Inventory
                 } else {
                     Step::DryRun
@@ -31,29 +53,29 @@ impl Wizard {
                 confirm,
             } => {
                 if passphrase.is_empty() {
-                    self.passphrase_error = Some("enter a passphrase".into());
+                    self.passphrase.error = Some("enter a passphrase".into());
                     return vec![];
                 }
-                if self.passphrase_mode == PassphraseMode::Create {
+                if self.passphrase.mode == PassphraseMode::Create {
                     match confirm {
                         Some(c) if c.ct_eq(&passphrase) => {}
                         _ => {
-                            self.passphrase_error =
+                            self.passphrase.error =
                                 Some("the two entries differ; type them again".into());
                             return vec![];
                         }
                     }
                     if passphrase.len() < MIN_PASSPHRASE {
-                        self.passphrase_error = Some(format!(
+                        self.passphrase.error = Some(format!(
                             "use at least {MIN_PASSPHRASE} characters (a few words work well)"
                         ));
                         return vec![];
                     }
                 }
-                self.passphrase_error = None;
-                self.passphrase_set = true;
+                self.passphrase.error = None;
+                self.passphrase.set = true;
                 let mut effects = vec![Effect::UsePassphrase(passphrase)];
-                effects.extend(if self.passphrase_next == Step::DryRun {
+                effects.extend(if self.passphrase.next == Step::DryRun {
                     self.start_plan()
                 } else {
                     self.start_migration()

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Confirm, Effect, Event, Step, Wizard};
-use crate::engine::types::HistoryEntry;
+use crate::engine::types::{HistoryEntry, Report};
 
 /// What the recovery screen can do to a past migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,21 +40,37 @@ pub struct TimelineEntry {
     pub what: String,
 }
 
+/// The recovery path: the history, the cursor in it, the migration opened,
+/// and the result of the last action on it.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryState {
+    pub history: Vec<HistoryEntry>,
+    pub cursor: usize,
+    pub detail: Option<Detail>,
+    pub result: Option<Report>,
+}
+
 impl Wizard {
     pub(super) fn on_history(&mut self, event: Event) -> Vec<Effect> {
-        if Self::move_cursor(&mut self.history_cursor, self.history.len(), &event) {
+        if Self::move_cursor(
+            &mut self.recovery.cursor,
+            self.recovery.history.len(),
+            &event,
+        ) {
             return vec![];
         }
         match event {
-            Event::Enter if self.busy.is_none() => match self.history.get(self.history_cursor) {
-                Some(h) => {
-                    self.busy = Some("Reading the journal…".into());
-                    self.recovery_result = None;
-                    self.error = None;
-                    vec![Effect::LoadDetail { id: h.id.clone() }]
+            Event::Enter if self.busy.is_none() => {
+                match self.recovery.history.get(self.recovery.cursor) {
+                    Some(h) => {
+                        self.busy = Some("Reading the journal…".into());
+                        self.recovery.result = None;
+                        self.error = None;
+                        vec![Effect::LoadDetail { id: h.id.clone() }]
+                    }
+                    None => vec![],
                 }
-                None => vec![],
-            },
+            }
             Event::Back if !self.config.recover => {
                 self.step = Step::Assess;
                 vec![]
@@ -66,7 +82,7 @@ impl Wizard {
     pub(super) fn on_detail(&mut self, event: Event) -> Vec<Effect> {
         match event {
             Event::Recovery(action) if self.busy.is_none() => {
-                if let Some(d) = &self.detail {
+                if let Some(d) = &self.recovery.detail {
                     if action == RecoveryAction::Restore && d.backup.is_none() {
                         self.error = Some("this migration has no backup to restore".into());
                         return vec![];
@@ -80,8 +96,8 @@ impl Wizard {
             }
             Event::Back => {
                 self.step = Step::History;
-                self.detail = None;
-                self.recovery_result = None;
+                self.recovery.detail = None;
+                self.recovery.result = None;
                 self.error = None;
                 self.busy = Some("Reading the history…".into());
                 vec![Effect::LoadHistory]

@@ -110,7 +110,7 @@ fn at_dry_run(passphrase_given: bool, target_exists: bool) -> Wizard {
     w.handle(Event::Enter); // source: the .env
     w.handle(Event::Down); // skip the keyring
     assert_eq!(
-        w.store_cursor, 2,
+        w.assess.cursor, 2,
         "cursor starts on the first possible target"
     );
     w.handle(Event::Enter);
@@ -121,7 +121,7 @@ fn at_dry_run(passphrase_given: bool, target_exists: bool) -> Wizard {
     if target_exists && !passphrase_given {
         assert!(w.handle(Event::Enter).is_empty());
         assert_eq!(w.step, Step::Passphrase);
-        assert_eq!(w.passphrase_mode, PassphraseMode::Unlock);
+        assert_eq!(w.passphrase.mode, PassphraseMode::Unlock);
         let fx = w.handle(Event::PassphraseSubmitted {
             passphrase: Secret::new("unlock me please"),
             confirm: None,
@@ -161,13 +161,13 @@ fn an_unavailable_target_is_refused_with_its_reason() {
     let (mut w, _) = Wizard::new(config(true), NOW);
     w.handle(Event::Assessed(stores(false)));
     w.handle(Event::Enter);
-    w.store_cursor = 1;
+    w.assess.cursor = 1;
     assert!(w.handle(Event::Enter).is_empty());
     assert_eq!(w.step, Step::Assess);
-    assert!(w.target.is_none());
+    assert!(w.assess.target.is_none());
     assert!(w.error.as_deref().unwrap().contains("no Secret Service"));
     // The same store cannot be source and target.
-    w.store_cursor = 0;
+    w.assess.cursor = 0;
     w.handle(Event::Enter);
     assert_eq!(w.step, Step::Assess);
     assert!(w.error.as_deref().unwrap().contains("different store"));
@@ -180,7 +180,7 @@ fn preselected_stores_are_picked_from_the_command_line() {
     c.to = Some("encrypted:/a/t.enc".parse().unwrap());
     let (mut w, _) = Wizard::new(c, NOW);
     w.handle(Event::Assessed(stores(false)));
-    assert_eq!((w.source, w.target), (Some(0), Some(2)));
+    assert_eq!((w.assess.source, w.assess.target), (Some(0), Some(2)));
     w.handle(Event::Enter);
     assert_eq!(w.step, Step::Consent, "Enter accepts the preselection");
 }
@@ -208,8 +208,8 @@ fn the_filter_after_every_keystroke_equals_a_full_scan() {
         .collect();
     w.handle(Event::InventoryLoaded(Box::new(inv)));
     let full_scan = |w: &Wizard| -> Vec<usize> {
-        let needle = w.filter.to_lowercase();
-        let inv = w.inventory.as_ref().unwrap();
+        let needle = w.inventory.filter.to_lowercase();
+        let inv = w.inventory.loaded.as_ref().unwrap();
         (0..inv.items.len())
             .filter(|&i| {
                 inv.items[i].id.to_string().to_lowercase().contains(&needle)
@@ -228,12 +228,17 @@ fn the_filter_after_every_keystroke_equals_a_full_scan() {
         } else {
             w.handle(Event::FilterChar(k));
         }
-        assert_eq!(w.visible, full_scan(&w), "filter {:?}", w.filter);
+        assert_eq!(
+            w.inventory.visible,
+            full_scan(&w),
+            "filter {:?}",
+            w.inventory.filter
+        );
     }
-    assert_eq!(w.filter, "K9");
-    assert_eq!(w.visible, vec![8]);
+    assert_eq!(w.inventory.filter, "K9");
+    assert_eq!(w.inventory.visible, vec![8]);
     w.handle(Event::Back);
-    assert_eq!(w.visible.len(), names.len());
+    assert_eq!(w.inventory.visible.len(), names.len());
 }
 
 #[test]
@@ -245,19 +250,25 @@ fn selection_filter_and_toggle_all() {
     for c in "env/d".chars() {
         w.handle(Event::FilterChar(c));
     }
-    assert_eq!(w.visible, vec![3]);
+    assert_eq!(w.inventory.visible, vec![3]);
     w.handle(Event::Enter);
     w.handle(Event::ToggleAll);
-    assert!(!w.selected[3]);
-    assert!(w.selected[0], "toggle all acts on the filtered rows only");
+    assert!(!w.inventory.selected[3]);
+    assert!(
+        w.inventory.selected[0],
+        "toggle all acts on the filtered rows only"
+    );
     w.handle(Event::FilterStart);
     w.handle(Event::Back); // clears the filter
-    assert_eq!(w.visible.len(), 4);
+    assert_eq!(w.inventory.visible.len(), 4);
     w.handle(Event::Home);
     w.handle(Event::Down);
     w.handle(Event::Down);
     w.handle(Event::Toggle);
-    assert!(!w.selected[2], "an invalid item cannot be selected");
+    assert!(
+        !w.inventory.selected[2],
+        "an invalid item cannot be selected"
+    );
     assert!(w.error.as_deref().unwrap().contains("empty secret"));
     let fx = w.handle(Event::Enter);
     let [Effect::Plan { selection, .. }] = fx.as_slice() else {
@@ -279,27 +290,27 @@ fn reveal_hides_after_30_seconds_and_on_moving() {
         id: id.clone(),
         secret: Secret::new("x"),
     });
-    assert!(w.revealed.is_some());
+    assert!(w.inventory.revealed.is_some());
     w.handle(Event::Tick {
         now_ms: NOW + REVEAL_MS - 1,
     });
-    assert!(w.revealed.is_some());
+    assert!(w.inventory.revealed.is_some());
     w.handle(Event::Tick {
         now_ms: NOW + REVEAL_MS,
     });
-    assert!(w.revealed.is_none());
+    assert!(w.inventory.revealed.is_none());
     w.handle(Event::Revealed {
         id: id.clone(),
         secret: Secret::new("x"),
     });
     w.handle(Event::Down);
-    assert!(w.revealed.is_none());
+    assert!(w.inventory.revealed.is_none());
     // A late answer for an item no longer under the cursor is dropped.
     w.handle(Event::Revealed {
         id: id.clone(),
         secret: Secret::new("x"),
     });
-    assert!(w.revealed.is_none());
+    assert!(w.inventory.revealed.is_none());
 }
 
 #[test]
@@ -307,15 +318,15 @@ fn passphrase_is_asked_when_none_was_given_and_must_match() {
     let mut w = at_dry_run(false, false);
     assert!(w.handle(Event::Enter).is_empty());
     assert_eq!(w.step, Step::Passphrase);
-    assert_eq!(w.passphrase_mode, PassphraseMode::Create);
+    assert_eq!(w.passphrase.mode, PassphraseMode::Create);
     let fx = w.handle(Event::PassphraseSubmitted {
         passphrase: Secret::new("correct horse"),
         confirm: Some(Secret::new("correct horsE")),
     });
     assert!(fx.is_empty());
-    assert!(w.passphrase_error.is_some());
+    assert!(w.passphrase.error.is_some());
     w.handle(Event::PassphraseEdited);
-    assert!(w.passphrase_error.is_none());
+    assert!(w.passphrase.error.is_none());
     let fx = w.handle(Event::PassphraseSubmitted {
         passphrase: Secret::new("short"),
         confirm: Some(Secret::new("short")),
@@ -467,7 +478,7 @@ fn finishing_goes_to_verify_then_cleanup_keeps_the_source_by_default() {
     w.handle(Event::Verified(Box::new(report(false))));
     w.handle(Event::Enter);
     assert_eq!(w.step, Step::Cleanup);
-    assert!(!w.delete_source);
+    assert!(!w.cleanup.delete_source);
     assert!(w.handle(Event::Enter).is_empty());
     assert_eq!(w.step, Step::Done);
     assert_eq!(w.outcome, Some(Outcome::Failed), "one item failed");
@@ -484,7 +495,7 @@ fn deleting_from_the_source_needs_a_second_yes() {
     w.handle(Event::Verified(Box::new(report(false))));
     w.handle(Event::Enter);
     w.handle(Event::Toggle);
-    assert!(w.delete_source);
+    assert!(w.cleanup.delete_source);
     assert!(w.handle(Event::Enter).is_empty());
     assert!(matches!(w.confirm, Some(Confirm::DeleteSource { .. })));
     assert!(w.handle(Event::No).is_empty());

@@ -25,7 +25,7 @@ pub(crate) fn action_span<'a>(a: &Action, t: &Theme) -> Span<'a> {
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
-    let Some(plan) = &w.plan else {
+    let Some(plan) = &w.dry_run.plan else {
         para(vec![Line::styled("Planning…", t.dim())]).render(area, buf);
         return;
     };
@@ -75,7 +75,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     para(lines).render(summary, buf);
 
     let rows = widgets::window(
-        w.plan_cursor,
+        w.dry_run.cursor,
         plan.items.len(),
         table.height.saturating_sub(1) as usize,
     )
@@ -91,7 +91,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(action_span(&it.action, t)),
             Cell::from(Span::styled(why, t.dim())),
         ]);
-        if i == w.plan_cursor {
+        if i == w.dry_run.cursor {
             row.style(t.cursor())
         } else {
             row
@@ -109,7 +109,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     .column_spacing(1)
     .render(table, buf);
 
-    if let Some(it) = plan.items.get(w.plan_cursor) {
+    if let Some(it) = plan.items.get(w.dry_run.cursor) {
         let mut facts = vec![it.preview.clone()];
         facts.extend(it.warnings.iter().cloned());
         if let Action::Invalid { reason } = &it.action {

@@ -15,7 +15,7 @@ use crate::wizard::REVEAL_MS;
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
-    let Some(inv) = &w.inventory else {
+    let Some(inv) = &w.inventory.loaded else {
         para(vec![Line::styled("Reading the source…", t.dim())]).render(area, buf);
         return;
     };
@@ -33,14 +33,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         inv.items.len(),
         w.selected_count()
     ))];
-    if w.filter_editing || !w.filter.is_empty() {
+    if w.inventory.editing || !w.inventory.filter.is_empty() {
         head.push(Span::styled("   filter: ", t.dim()));
         head.push(Span::styled(
-            format!("{}{}", w.filter, if w.filter_editing { "▏" } else { "" }),
+            format!(
+                "{}{}",
+                w.inventory.filter,
+                if w.inventory.editing { "▏" } else { "" }
+            ),
             t.key(),
         ));
         head.push(Span::styled(
-            format!(" ({} shown)", w.visible.len()),
+            format!(" ({} shown)", w.inventory.visible.len()),
             t.dim(),
         ));
     }
@@ -49,16 +53,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let show_kind = area.width >= 100;
     let show_expiry = area.width >= 70;
     let rows = widgets::window(
-        w.item_cursor,
-        w.visible.len(),
+        w.inventory.cursor,
+        w.inventory.visible.len(),
         table.height.saturating_sub(1) as usize,
     )
     .map(|vi| {
-        let i = w.visible[vi];
+        let i = w.inventory.visible[vi];
         let it = &inv.items[i];
         let mark = if it.status == ItemStatus::Invalid {
             "[-]"
-        } else if w.selected[i] {
+        } else if w.inventory.selected[i] {
             "[x]"
         } else {
             "[ ]"
@@ -84,7 +88,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         cells.push(Cell::from(status));
         let row = Row::new(cells);
-        if vi == w.item_cursor {
+        if vi == w.inventory.cursor {
             row.style(t.cursor())
         } else {
             row
@@ -128,7 +132,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Span::styled(format!("  {}", facts.join(" · ")), t.dim()),
         ]));
         d.push(reveal_line(app, &it.id));
-    } else if !w.filter.is_empty() {
+    } else if !w.inventory.filter.is_empty() {
         d.push(Line::styled("No item matches the filter.", t.dim()));
     }
     para(d).render(detail, buf);
@@ -169,7 +173,7 @@ fn short_preview(p: &str) -> String {
 fn reveal_line<'a>(app: &'a App, id: &CredentialId) -> Line<'a> {
     let w = &app.wizard;
     let t = &app.theme;
-    match &w.revealed {
+    match &w.inventory.revealed {
         Some(r) if &r.id == id => {
             let left = ((r.until_ms - w.now_ms).max(0) + 999) / 1000;
             Line::from(vec![

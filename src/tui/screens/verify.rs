@@ -28,7 +28,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             if failed > 0 { t.bad() } else { t.text() },
         ),
     ];
-    let second = match &w.verify_report {
+    let second = match &w.verify.report {
         Some(r) if r.failures.is_empty() => Line::styled(
             format!(
                 "Read back {} items from the target: all match the source.",
@@ -50,14 +50,20 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     para(vec![Line::from(first), second]).render(summary, buf);
 
-    let items = w.plan.as_ref().map(|p| p.items.as_slice()).unwrap_or(&[]);
+    let items = w
+        .dry_run
+        .plan
+        .as_ref()
+        .map(|p| p.items.as_slice())
+        .unwrap_or(&[]);
     let mismatch = |id: &crate::credential::CredentialId| {
-        w.verify_report
+        w.verify
+            .report
             .as_ref()
             .and_then(|r| r.failures.iter().find(|f| &f.id == id))
     };
     let rows = widgets::window(
-        w.result_cursor,
+        w.verify.cursor,
         w.run.outcomes.len().min(items.len()),
         table.height.saturating_sub(1) as usize,
     )
@@ -78,7 +84,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(res),
             Cell::from(Span::styled(why, t.dim())),
         ]);
-        if i == w.result_cursor {
+        if i == w.verify.cursor {
             row.style(t.cursor())
         } else {
             row
