@@ -1,11 +1,13 @@
 //! Step 5: the migration runs; progress, cancel, rollback.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 
 use super::{Effect, Event, Outcome, Step, Wizard};
 use crate::credential::CredentialId;
-use crate::engine::types::{Counts, MigrationId, Progress, Report};
+use crate::engine::types::{Counts, MigrationId, PlanItem, Progress, Report};
 
 /// Lines of the per-item log kept for the Execute screen.
 pub const LOG_TAIL: usize = 200;
@@ -23,7 +25,7 @@ pub struct Run {
     /// Per plan item, in plan order.
     pub outcomes: Vec<ItemOutcome>,
     /// Plan position by id, built once per run (progress lookups are O(1)).
-    pub index: HashMap<CredentialId, usize>,
+    pub index: PlanIndex,
     pub report: Option<Report>,
     /// The engine began writing to the target (an item started): from
     /// here on, a failure can no longer mean "nothing was written".
@@ -48,6 +50,43 @@ pub enum ItemOutcome {
     Failed(String),
 }
 
+/// A plan item's position from its id, without a second copy of every id:
+/// a map from the id's hash to the position, checked against the plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanIndex {
+    /// `usize::MAX`: more than one id has this hash (then the plan is
+    /// searched; with 64-bit hashes, practically never).
+    by_hash: HashMap<u64, usize>,
+}
+
+impl PlanIndex {
+    pub fn new(items: &[PlanItem]) -> Self {
+        let mut by_hash = HashMap::with_capacity(items.len());
+        for (i, it) in items.iter().enumerate() {
+            by_hash
+                .entry(hash(&it.id))
+                .and_modify(|p| *p = usize::MAX)
+                .or_insert(i);
+        }
+        PlanIndex { by_hash }
+    }
+
+    /// Where `id` is in `items` (the plan this index was built from).
+    pub fn find(&self, items: &[PlanItem], id: &CredentialId) -> Option<usize> {
+        match self.by_hash.get(&hash(id)) {
+            Some(&usize::MAX) => items.iter().position(|it| &it.id == id),
+            Some(&p) => items.get(p).is_some_and(|it| &it.id == id).then_some(p),
+            None => None,
+        }
+    }
+}
+
+fn hash(id: &CredentialId) -> u64 {
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
 impl Wizard {
     pub(super) fn start_migration(&mut self) -> Vec<Effect> {
         let (Some(from), Some(to), Some(plan)) = (
@@ -60,12 +99,7 @@ impl Wizard {
         let plan_token = plan.token;
         self.run = Run {
             outcomes: vec![ItemOutcome::Pending; plan.items.len()],
-            index: plan
-                .items
-                .iter()
-                .enumerate()
-                .map(|(i, it)| (it.id.clone(), i))
-                .collect(),
+            index: PlanIndex::new(&plan.items),
             counts: Counts {
                 total: plan.items.len(),
                 ..Counts::default()
@@ -85,6 +119,7 @@ impl Wizard {
 
     pub(super) fn on_progress(&mut self, batch: Vec<Progress>) -> Vec<Effect> {
         let index = std::mem::take(&mut self.run.index);
+        let items: &[PlanItem] = self.dry_run.plan.as_ref().map_or(&[], |p| &p.items);
         let mut updates: Vec<(usize, ItemOutcome)> = Vec::new();
         let mut finished = None;
         for p in batch {
@@ -98,22 +133,22 @@ impl Wizard {
                 Progress::ItemStarted { .. } => self.run.writes_began = true,
                 Progress::ItemWritten { id } => {
                     self.run.writes_began = true;
-                    if let Some(i) = index.get(&id) {
-                        updates.push((*i, ItemOutcome::Written));
+                    if let Some(i) = index.find(items, &id) {
+                        updates.push((i, ItemOutcome::Written));
                     }
                 }
                 Progress::ItemVerified { id } => {
                     self.run.writes_began = true;
-                    if let Some(i) = index.get(&id) {
-                        updates.push((*i, ItemOutcome::Verified));
+                    if let Some(i) = index.find(items, &id) {
+                        updates.push((i, ItemOutcome::Verified));
                     }
                     self.run
                         .log
                         .push_back(LogLine::Ok(format!("{id} copied and read back")));
                 }
                 Progress::ItemSkipped { id, reason } => {
-                    if let Some(i) = index.get(&id) {
-                        updates.push((*i, ItemOutcome::Skipped(reason.clone())));
+                    if let Some(i) = index.find(items, &id) {
+                        updates.push((i, ItemOutcome::Skipped(reason.clone())));
                     }
                     self.run
                         .log
@@ -121,8 +156,8 @@ impl Wizard {
                 }
                 Progress::ItemFailed { id, error } => {
                     self.run.writes_began = true;
-                    if let Some(i) = index.get(&id) {
-                        updates.push((*i, ItemOutcome::Failed(error.clone())));
+                    if let Some(i) = index.find(items, &id) {
+                        updates.push((i, ItemOutcome::Failed(error.clone())));
                     }
                     self.run
                         .log

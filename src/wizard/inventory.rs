@@ -48,19 +48,12 @@ struct FilterKeys {
     /// follows each key); `n + 1` entries.
     starts: Vec<usize>,
     kinds: Vec<Kind>,
+    /// The kinds among the items (a handful).
+    present: Vec<Kind>,
 }
 
-/// Every `Kind`, indexed by `kind as usize`.
-const KINDS: [Kind; 8] = [
-    Kind::ApiKey,
-    Kind::OauthAccess,
-    Kind::OauthRefresh,
-    Kind::ClientKey,
-    Kind::ClientKeyHash,
-    Kind::Password,
-    Kind::PasswordHash,
-    Kind::Other,
-];
+/// Room for every `Kind` indexed by `kind as usize`.
+const KIND_SLOTS: usize = Kind::Other as usize + 1;
 
 impl FilterKeys {
     fn new(items: &[InventoryItem]) -> Self {
@@ -79,10 +72,18 @@ impl FilterKeys {
         }
         starts.push(text.len());
         text.shrink_to_fit();
+        let kinds: Vec<Kind> = items.iter().map(|it| it.kind).collect();
+        let mut present = Vec::new();
+        for k in &kinds {
+            if !present.contains(k) {
+                present.push(*k);
+            }
+        }
         FilterKeys {
             text,
             starts,
-            kinds: items.iter().map(|it| it.kind).collect(),
+            kinds,
+            present,
         }
     }
 
@@ -95,9 +96,9 @@ impl FilterKeys {
     fn matching(&self, needle: &str, within: Option<&[usize]>) -> Vec<usize> {
         let n = self.kinds.len();
         let finder = memmem::Finder::new(needle.as_bytes());
-        let mut kind_hit = [false; KINDS.len()];
-        for k in KINDS {
-            kind_hit[k as usize] = k.as_str().contains(needle);
+        let mut kind_hit = [false; KIND_SLOTS];
+        for k in &self.present {
+            kind_hit[*k as usize] = k.as_str().contains(needle);
         }
         let any_kind = kind_hit.contains(&true);
         let hit = |i: usize| kind_hit[self.kinds[i] as usize] || finder.find(self.key(i)).is_some();

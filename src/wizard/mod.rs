@@ -31,7 +31,7 @@ mod verify;
 pub use assess::{AssessState, Pick};
 pub use cleanup::CleanupState;
 pub use dryrun::DryRunState;
-pub use execute::{ItemOutcome, LOG_TAIL, LogLine, Run};
+pub use execute::{ItemOutcome, LOG_TAIL, LogLine, PlanIndex, Run};
 pub use inventory::{InventoryState, REVEAL_MS, Revealed};
 pub use passphrase::{MIN_PASSPHRASE, PassphraseMode, PassphraseState, Strength, strength};
 pub use recovery::{Detail, RecoveryAction, RecoveryState, TimelineEntry};

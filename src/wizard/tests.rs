@@ -185,6 +185,18 @@ fn preselected_stores_are_picked_from_the_command_line() {
     assert_eq!(w.step, Step::Consent, "Enter accepts the preselection");
 }
 
+/// The rows the filter shows, found the slow and obvious way.
+fn full_scan(w: &Wizard) -> Vec<usize> {
+    let needle = w.inventory.filter.to_lowercase();
+    let inv = w.inventory.loaded.as_ref().unwrap();
+    (0..inv.items.len())
+        .filter(|&i| {
+            inv.items[i].id.to_string().to_lowercase().contains(&needle)
+                || inv.items[i].kind.as_str().contains(&needle)
+        })
+        .collect()
+}
+
 #[test]
 fn the_filter_after_every_keystroke_equals_a_full_scan() {
     let mut w = at_dry_run(true, false);
@@ -207,16 +219,6 @@ fn the_filter_after_every_keystroke_equals_a_full_scan() {
         .map(|n| item(n, ItemStatus::Eligible))
         .collect();
     w.handle(Event::InventoryLoaded(Box::new(inv)));
-    let full_scan = |w: &Wizard| -> Vec<usize> {
-        let needle = w.inventory.filter.to_lowercase();
-        let inv = w.inventory.loaded.as_ref().unwrap();
-        (0..inv.items.len())
-            .filter(|&i| {
-                inv.items[i].id.to_string().to_lowercase().contains(&needle)
-                    || inv.items[i].kind.as_str().contains(&needle)
-            })
-            .collect()
-    };
     w.handle(Event::FilterStart);
     // Typing narrows, backspace widens again; "AΣ" then "B": lowercasing
     // Σ depends on what follows it, so the longer needle is not an
@@ -643,4 +645,121 @@ fn strength_grows_with_length_and_variety() {
     assert_eq!(strength("abcdefgh"), Strength::Weak);
     assert_eq!(strength("abcdefgh12"), Strength::Fair);
     assert_eq!(strength("correct horse battery"), Strength::Strong);
+}
+
+/// The filter at scale, where it takes its other paths: one search over
+/// all ids, rows tested one by one once few are left, kinds that match,
+/// and ids with a line break (the buffer's separator) in them.
+#[test]
+fn the_filter_equals_a_full_scan_on_a_large_inventory() {
+    let mut w = at_dry_run(true, false);
+    w.handle(Event::Back);
+    let kinds = [
+        Kind::ApiKey,
+        Kind::Password,
+        Kind::OauthRefresh,
+        Kind::Other,
+    ];
+    let alphabet = ['a', 'B', 'Σ', '\n', '_', 'p', 'k'];
+    // Deterministic pseudo-random names (xorshift), 1 to 6 letters.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % m) as usize
+    };
+    let mut inv = inventory();
+    inv.items = (0..600)
+        .map(|i| {
+            let len = 1 + next(6);
+            let name: String = (0..len).map(|_| alphabet[next(7)]).collect();
+            let mut it = item(&name, ItemStatus::Eligible);
+            it.kind = kinds[i % kinds.len()];
+            it
+        })
+        .collect();
+    w.handle(Event::InventoryLoaded(Box::new(inv)));
+    w.handle(Event::FilterStart);
+    let mut shrank_below_an_eighth = false;
+    for round in 0..40 {
+        let typed = 1 + next(5);
+        for _ in 0..typed {
+            let c = if round % 5 == 0 {
+                ['p', 'a', 's', 'e', 'n'][next(5)]
+            } else {
+                alphabet[next(7)]
+            };
+            w.handle(Event::FilterChar(c));
+            assert_eq!(
+                w.inventory.visible,
+                full_scan(&w),
+                "filter {:?}",
+                w.inventory.filter
+            );
+            shrank_below_an_eighth |=
+                !w.inventory.visible.is_empty() && w.inventory.visible.len() < 600 / 8;
+        }
+        for _ in 0..next(typed as u64 + 1) {
+            w.handle(Event::FilterBackspace);
+            assert_eq!(
+                w.inventory.visible,
+                full_scan(&w),
+                "filter {:?}",
+                w.inventory.filter
+            );
+        }
+    }
+    assert!(shrank_below_an_eighth, "the row-by-row path was taken");
+}
+
+#[test]
+fn the_selected_count_follows_toggles_and_toggle_all() {
+    let mut w = at_dry_run(true, false);
+    w.handle(Event::Back);
+    let count = |w: &Wizard| w.inventory.selected.iter().filter(|s| **s).count();
+    // A, B (expired) selected; C invalid; D selected.
+    assert_eq!(w.selected_count(), 3);
+    for e in [
+        Event::Toggle,
+        Event::ToggleAll,
+        Event::ToggleAll,
+        Event::Down,
+        Event::Down,
+        Event::Toggle,
+        Event::Down,
+        Event::Toggle,
+        Event::Toggle,
+        Event::ToggleAll,
+    ] {
+        w.handle(e);
+        assert_eq!(w.selected_count(), count(&w));
+    }
+    w.handle(Event::InventoryLoaded(Box::new(inventory())));
+    assert_eq!(w.selected_count(), 3, "a new inventory starts over");
+}
+
+#[test]
+fn the_plan_index_finds_every_item_and_nothing_else() {
+    let names: Vec<String> = (0..500).map(|i| format!("K{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let p = plan(&refs);
+    let index = PlanIndex::new(&p.items);
+    for (i, it) in p.items.iter().enumerate() {
+        assert_eq!(index.find(&p.items, &it.id), Some(i));
+    }
+    assert_eq!(
+        index.find(&p.items, &CredentialId::new("env", "K500")),
+        None
+    );
+    assert_eq!(
+        index.find(&p.items, &CredentialId::new("other", "K1")),
+        None
+    );
+    // Against another plan's items, a position whose id differs is no hit.
+    let other = plan(&["X", "Y"]);
+    assert_eq!(
+        index.find(&other.items, &CredentialId::new("env", "K1")),
+        None
+    );
 }
