@@ -15,6 +15,7 @@ pub mod qr;
 pub mod scrub;
 pub mod store;
 pub mod tui;
+pub mod unlock;
 pub mod web;
 pub mod wizard;
 pub mod zeroing_alloc;

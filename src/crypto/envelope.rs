@@ -43,7 +43,7 @@ use crate::credential::{Credential, Secret};
 use crate::crypto::aead::{self, NONCE_LEN, TAG_LEN};
 use crate::crypto::kdf::{self, KEY_LEN};
 use crate::error::{Result, StoreError};
-use crate::store::OpenOptions;
+use crate::unlock::OpenOptions;
 
 pub const FORMAT: &str = "credshift-envelope";
 pub const VERSION: u64 = 1;

@@ -371,7 +371,7 @@ fn options_pick_the_key_that_fits_the_header() {
 fn default_iterations_round_trip() {
     let creds = sample();
     let bytes =
-        seal_credentials(&creds, &pass("pw"), crate::store::DEFAULT_KDF_ITERATIONS).unwrap();
+        seal_credentials(&creds, &pass("pw"), crate::unlock::DEFAULT_KDF_ITERATIONS).unwrap();
     assert_eq!(as_json(&bytes)["kdf"]["iterations"], 600_000);
     same(
         &creds,
