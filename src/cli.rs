@@ -9,10 +9,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::credential::CredentialId;
-use crate::engine;
-use crate::keys;
-use crate::store::{self, OpenOptions, StoreSpec};
+use credshift::credential::CredentialId;
+use credshift::engine;
+use credshift::keys;
+use credshift::locations::default_locations;
+use credshift::store::{self, OpenOptions, StoreSpec};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -278,42 +279,6 @@ pub struct MigrateArgs {
     pub delete_source: bool,
 }
 
-/// An error at the CLI's top: the message, and the exit code it means.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            code: 2,
-            message: message.into(),
-        }
-    }
-    pub fn failed(message: impl Into<String>) -> Self {
-        CliError {
-            code: 1,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<crate::error::StoreError> for CliError {
-    fn from(e: crate::error::StoreError) -> Self {
-        CliError::failed(e.to_string())
-    }
-}
-
-impl From<store::BadSpec> for CliError {
-    fn from(e: store::BadSpec) -> Self {
-        CliError::usage(e.to_string())
-    }
-}
-
-pub type CliResult = Result<ExitCode, CliError>;
-
 impl GlobalOpts {
     /// Key material and store options from files and the environment.
     pub fn open_options(&self) -> Result<OpenOptions, CliError> {
@@ -372,15 +337,6 @@ impl GlobalOpts {
     }
 }
 
-impl From<engine::EngineError> for CliError {
-    fn from(e: engine::EngineError) -> Self {
-        CliError {
-            code: e.exit_code(),
-            message: e.to_string(),
-        }
-    }
-}
-
 pub fn parse_spec(s: &str) -> Result<StoreSpec, CliError> {
     Ok(s.parse::<StoreSpec>()?)
 }
@@ -389,23 +345,6 @@ pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v).map_err(|e| CliError::failed(e.to_string()))?;
     writeln!(out).map_err(|e| CliError::failed(e.to_string()))
-}
-
-/// The stores `status` probes when none is named: where a user would have them.
-pub fn default_locations() -> Vec<StoreSpec> {
-    let mut specs = Vec::new();
-    // model-forge's two places: the local one wins when it exists.
-    specs.push(StoreSpec::ModelForge(PathBuf::from(
-        store::modelforge::LOCAL_CONFIG,
-    )));
-    if let Some(home) = dirs::home_dir() {
-        specs.push(StoreSpec::ModelForge(
-            home.join(store::modelforge::GLOBAL_CONFIG),
-        ));
-    }
-    specs.push(StoreSpec::Dotenv(PathBuf::from(".env")));
-    specs.push(StoreSpec::Keyring("credshift".into()));
-    specs
 }
 
 pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
@@ -514,7 +453,7 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
     let spec = parse_spec(from)?;
     let id: CredentialId = id
         .parse()
-        .map_err(|e: crate::credential::BadId| CliError::usage(e.to_string()))?;
+        .map_err(|e: credshift::credential::BadId| CliError::usage(e.to_string()))?;
     let opts = g.open_options()?;
     let store = store::open(&spec, &opts)?;
     match store.read(&id)? {
@@ -530,11 +469,6 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
     }
 }
 
-/// `CREDSHIFT_PANIC_AFTER_DRAW`: active only when exactly `1`.
-pub fn panic_after_draw() -> bool {
-    std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW").is_some_and(|v| v == "1")
-}
-
 /// The documented test aids act only on their exact values and say so on
 /// stderr while active: `CREDSHIFT_FAULTS` (malformed: refused, exit 2),
 /// `CREDSHIFT_CRASH_AT` and `CREDSHIFT_PANIC_AFTER_DRAW` (malformed:
@@ -542,7 +476,7 @@ pub fn panic_after_draw() -> bool {
 pub fn check_test_aids() -> Result<(), CliError> {
     if let Some(v) = std::env::var_os("CREDSHIFT_FAULTS") {
         let v = v.to_string_lossy();
-        match crate::store::faults::Faults::parse_strict(&v) {
+        match credshift::store::faults::Faults::parse_strict(&v) {
             Ok(_) => eprintln!(
                 "credshift: warning: CREDSHIFT_FAULTS={v} is set (a test aid): matching store \
                  operations fail on purpose"
@@ -557,7 +491,7 @@ pub fn check_test_aids() -> Result<(), CliError> {
     }
     let _ = engine::journal::crash_at();
     if let Some(v) = std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW") {
-        if panic_after_draw() {
+        if credshift::tui::panic_after_draw() {
             eprintln!(
                 "credshift: warning: CREDSHIFT_PANIC_AFTER_DRAW=1 is set (a test aid): the \
                  wizard panics after drawing its first screen"
@@ -581,8 +515,8 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Inventory { from, json }) => cmd_inventory(g, &from, json),
         Some(Command::Get { from, id, reveal }) => cmd_get(g, &from, &id, reveal),
         None => {
-            if crate::tui::on_terminal() {
-                crate::tui::run_wizard(g, None, None)
+            if credshift::tui::on_terminal() {
+                launch::run_wizard(g, None, None)
             } else {
                 Err(CliError::usage(
                     "no command given and not on a terminal: the wizard needs one; \
@@ -590,11 +524,9 @@ pub fn run(cli: Cli) -> CliResult {
                 ))
             }
         }
-        Some(Command::Wizard { from, to }) => {
-            crate::tui::run_wizard(g, from.as_deref(), to.as_deref())
-        }
-        Some(Command::Recover) => crate::tui::run_recover(g),
-        Some(Command::Demo) => crate::tui::run_demo(g),
+        Some(Command::Wizard { from, to }) => launch::run_wizard(g, from.as_deref(), to.as_deref()),
+        Some(Command::Recover) => launch::run_recover(g),
+        Some(Command::Demo) => launch::run_demo(g),
         Some(Command::Migrate(args)) => cmd_migrate(g, &args),
         Some(Command::Verify { migration_id, json }) => cmd_verify(g, &migration_id, json),
         Some(Command::Resume {
@@ -627,10 +559,13 @@ pub fn run(cli: Cli) -> CliResult {
     }
 }
 
+mod error;
 mod exec;
+mod launch;
 mod migrate;
 mod transfer;
 
+pub use error::{CliError, CliResult};
 pub use exec::{cmd_completions, cmd_exec};
 use migrate::interactive;
 pub use migrate::{

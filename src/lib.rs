@@ -1,7 +1,6 @@
 //! credshift: move stored credentials between storage backends without
 //! losing or leaking one.
 
-pub mod cli;
 pub mod credential;
 pub mod crypto;
 pub mod engine;
@@ -11,6 +10,7 @@ pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
+pub mod locations;
 pub mod qr;
 pub mod scrub;
 pub mod store;

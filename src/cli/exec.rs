@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use super::{Cli, CliError, CliResult, ExecArgs, GlobalOpts, parse_spec};
-use crate::store;
+use credshift::store;
 
 pub fn cmd_exec(g: &GlobalOpts, a: &ExecArgs) -> CliResult {
-    use crate::exec;
+    use credshift::exec;
     let layout: exec::Layout = a.layout.parse().map_err(CliError::usage)?;
     let spec = parse_spec(&a.from)?;
     let opts = g.open_options()?;
@@ -34,10 +34,7 @@ pub fn cmd_exec(g: &GlobalOpts, a: &ExecArgs) -> CliResult {
         .ok_or_else(|| CliError::usage("exec needs a command after --"))?;
     match exec::spawn_and_wait(program, args, env) {
         Ok(code) => Ok(ExitCode::from(code)),
-        Err(e) => Err(CliError {
-            code: e.exit_code(),
-            message: e.to_string(),
-        }),
+        Err(e) => Err(CliError::with_code(e.exit_code(), e.to_string())),
     }
 }
 

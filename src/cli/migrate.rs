@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use super::{CliError, CliResult, GlobalOpts, MigrateArgs, parse_spec, print_json};
-use crate::engine;
-use crate::store;
+use credshift::engine;
+use credshift::store;
 
 fn parse_policy(s: &str) -> Result<engine::ConflictPolicy, CliError> {
     match s {
