@@ -364,6 +364,9 @@ fn real_process() {
             &format!("CREDSHIFT_STATE_DIR={state}"),
         ])
         .args(["-e", "TERM=xterm-256color", "-e", "NO_COLOR=1"])
+        // As users run it: with RUST_BACKTRACE set, this debug-info build
+        // spends its first second and ~300 MB loading symbols at startup.
+        .args(["-e", "RUST_BACKTRACE=0", "-e", "RUST_LIB_BACKTRACE=0"])
         .arg(&cmd)
         .status()
         .is_ok_and(|s| s.success());
