@@ -18,6 +18,7 @@ pub mod env;
 pub mod faults;
 pub mod keyring;
 pub mod laravel;
+pub mod legacy_meta;
 pub mod modelforge;
 pub mod pgurl;
 pub mod postgres;
@@ -495,8 +496,9 @@ pub fn redact_url(s: &str) -> String {
     pgurl::redact(s)
 }
 
-/// Open the store a spec names. Wraps it in the fault injector when
-/// `CREDSHIFT_FAULTS` is set.
+/// Open the store a spec names. credshift's own stores get the layer that
+/// turns legacy secret metadata into items ([`legacy_meta`]); the fault
+/// injector wraps everything when `CREDSHIFT_FAULTS` is set.
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     let store: Box<dyn Store> = match spec {
         StoreSpec::PromptTrain(_) => prompttrain::open(spec, opts)?,
@@ -511,7 +513,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
         StoreSpec::LaravelSqlite(_) | StoreSpec::LaravelPostgres(_) => laravel::open(spec, opts)?,
         StoreSpec::Bundle(_) => bundle::open(spec, opts)?,
     };
-    Ok(faults::wrap_from_env(store))
+    Ok(faults::wrap_from_env(legacy_meta::wrap(store)))
 }
 
 /// True when two specs name the same store, whatever their schemes: the
