@@ -245,8 +245,26 @@ impl Store for LegacyMeta {
     }
 
     fn list(&self) -> Result<Listing> {
-        // Stores list scrubbed metadata; the secrets are in the full scan.
-        self.read_all().map(Listing::from)
+        if matches!(
+            self.inner.spec(),
+            StoreSpec::Dotenv(_) | StoreSpec::Encrypted(_) | StoreSpec::Bundle(_)
+        ) {
+            // Their listing is a full parse anyway, and shows scrubbed
+            // metadata: the secrets are in the scan.
+            return self.read_all().map(Listing::from);
+        }
+        // The keyring and the databases list raw metadata without the key
+        // (a wrong passphrase still lists): split it as it is.
+        let listing = self.inner.list()?;
+        let scan = Scan {
+            credentials: listing
+                .entries
+                .into_iter()
+                .map(|e| Credential::new(e.id, e.kind, "").with_metadata(e.metadata))
+                .collect(),
+            errors: listing.errors,
+        };
+        Ok(Listing::from(self.split_scan(scan)))
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {

@@ -429,8 +429,8 @@ impl StoreSpec {
 
     /// The spec with the password of a URL intact: for connecting only,
     /// never for printing.
-    pub fn raw(&self) -> String {
-        match self {
+    pub fn raw(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(match self {
             StoreSpec::PromptTrain(p) => format!("prompttrain:{}", p.display()),
             StoreSpec::ModelForge(p) => format!("modelforge:{}", p.display()),
             StoreSpec::Dotenv(p) => format!("dotenv:{}", p.display()),
@@ -443,7 +443,7 @@ impl StoreSpec {
             StoreSpec::LaravelSqlite(p) => format!("laravel:sqlite:{}", p.display()),
             StoreSpec::LaravelPostgres(u) => format!("laravel:{u}"),
             StoreSpec::Bundle(p) => format!("bundle:{}", p.display()),
-        }
+        })
     }
 
     /// The local path, for file-based stores (used for locks and warnings).
@@ -467,6 +467,18 @@ impl StoreSpec {
             | StoreSpec::PromptTrainDb(u)
             | StoreSpec::LaravelPostgres(u) => Some(u),
             _ => None,
+        }
+    }
+}
+
+/// A URL may hold the database password: wiped when the spec goes.
+impl Drop for StoreSpec {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let StoreSpec::Postgres(u) | StoreSpec::PromptTrainDb(u) | StoreSpec::LaravelPostgres(u) =
+            self
+        {
+            u.zeroize();
         }
     }
 }
@@ -627,7 +639,7 @@ mod tests {
         for (s, scheme) in cases {
             let spec: StoreSpec = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(spec.scheme(), scheme, "{s}");
-            assert_eq!(spec.raw(), s, "round trip of {s}");
+            assert_eq!(spec.raw().as_str(), s, "round trip of {s}");
         }
     }
 
