@@ -781,7 +781,10 @@ fn print_plan(plan: &engine::Plan) {
 
 fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
     if nothing_readable(r) {
-        eprintln!("error: nothing was migrated: no item of {} could be read", r.from);
+        eprintln!(
+            "error: nothing was migrated: no item of {} could be read",
+            r.from
+        );
     }
     if json {
         return print_json(r);

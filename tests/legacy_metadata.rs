@@ -158,6 +158,19 @@ fn check_legacy_migration(
         "{from}"
     );
     let mut outs = Outputs::default();
+    // The store's own listing (no secrets needed) names the derived item.
+    let listing = s.open(from).list().unwrap();
+    let ids: Vec<String> = listing.entries.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids.len(), 3, "{from}: {ids:?}");
+    assert!(ids.iter().any(|i| i == DERIVED_ID), "{from}: {ids:?}");
+    outs.0.push((
+        format!("{from} listing"),
+        serde_json::to_vec(&listing.entries).unwrap(),
+    ));
+    outs.run(
+        "source status",
+        s.cmd().args(["status", "--json", "--store", from]),
+    );
 
     let (code, inv) = outs.run(
         "inventory",
@@ -171,7 +184,10 @@ fn check_legacy_migration(
         item(&inv["items"], PARENT_ID)["metadata"],
         json!({"channel": "#alerts"})
     );
-    outs.run("inventory text", s.cmd().args(["inventory", "--from", from]));
+    outs.run(
+        "inventory text",
+        s.cmd().args(["inventory", "--from", from]),
+    );
 
     let (code, plan) = outs.run(
         "dry run",
@@ -204,9 +220,15 @@ fn check_legacy_migration(
     // The target: the derived item with its value, the parent with its
     // value and public metadata.
     let t = s.open(to);
-    let d = t.read(&DERIVED_ID.parse().unwrap()).unwrap().expect("derived");
+    let d = t
+        .read(&DERIVED_ID.parse().unwrap())
+        .unwrap()
+        .expect("derived");
     assert_eq!(d.secret.expose(), HOOK);
-    let p = t.read(&PARENT_ID.parse().unwrap()).unwrap().expect("parent");
+    let p = t
+        .read(&PARENT_ID.parse().unwrap())
+        .unwrap()
+        .expect("parent");
     assert_eq!(p.secret.expose(), PARENT_VALUE);
     assert_eq!(Value::Object(p.metadata), json!({"channel": "#alerts"}));
     // The source: nothing left, not even in the raw metadata.
@@ -222,7 +244,10 @@ fn check_legacy_migration(
         ("history", vec!["history", "--json"]),
         ("history text", vec!["history"]),
         ("status", vec!["status", "--json", "--store", to]),
-        ("target inventory", vec!["inventory", "--json", "--from", to]),
+        (
+            "target inventory",
+            vec!["inventory", "--json", "--from", to],
+        ),
     ] {
         let (code, v) = outs.run(name, s.cmd().args(&args));
         assert_eq!(code, Some(0), "{name}: {v}");
@@ -259,7 +284,10 @@ fn keyring_attributes(bus: &str, svc: &str) -> Vec<(String, Vec<u8>)> {
         attrs.iter().any(|l| l.contains("credshift.metadata")),
         "{attrs:?}"
     );
-    vec![(format!("attributes of {svc}"), attrs.join("\n").into_bytes())]
+    vec![(
+        format!("attributes of {svc}"),
+        attrs.join("\n").into_bytes(),
+    )]
 }
 
 /// Plant the items in a keyring service as an older credshift did: the
@@ -355,7 +383,10 @@ fn postgres_columns(url: &str) -> Vec<(String, Vec<u8>)> {
         .unwrap();
     let text: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
     assert!(text.iter().any(|t| t.contains("#alerts")), "{text:?}");
-    vec![("postgres metadata column".into(), text.join("\n").into_bytes())]
+    vec![(
+        "postgres metadata column".into(),
+        text.join("\n").into_bytes(),
+    )]
 }
 
 #[test]

@@ -27,13 +27,16 @@ fn a_migration_of_only_unreadable_items_fails_naming_them() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("bad.env");
     // An unterminated quote and a line that is no assignment.
-    std::fs::write(&src, format!("OPENAI_API_KEY=\"{HIDDEN}\nnot an assignment\n")).unwrap();
+    std::fs::write(
+        &src,
+        format!("OPENAI_API_KEY=\"{HIDDEN}\nnot an assignment\n"),
+    )
+    .unwrap();
     let from = format!("dotenv:{}", src.display());
     let to = format!("dotenv:{}", tmp.path().join("out.env").display());
     let state = tmp.path().join("state");
-    let (out, stdout, stderr) = run(credshift(&state).args([
-        "migrate", "--from", &from, "--to", &to, "--yes", "--json",
-    ]));
+    let (out, stdout, stderr) =
+        run(credshift(&state).args(["migrate", "--from", &from, "--to", &to, "--yes", "--json"]));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     let r: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(r["total"], 0, "{r}");
@@ -46,9 +49,8 @@ fn a_migration_of_only_unreadable_items_fails_naming_them() {
     assert!(stderr.contains("could not be read"), "{stderr}");
     assert!(!stdout.contains(HIDDEN) && !stderr.contains(HIDDEN));
     // The text report says the same.
-    let (out, stdout, stderr) = run(credshift(&state).args([
-        "migrate", "--from", &from, "--to", &to, "--yes",
-    ]));
+    let (out, stdout, stderr) =
+        run(credshift(&state).args(["migrate", "--from", &from, "--to", &to, "--yes"]));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("bad.env:2"), "{stderr}");
 }
@@ -64,9 +66,8 @@ fn good_items_beside_unreadable_ones_migrate_and_the_bad_are_named() {
     .unwrap();
     let from = format!("dotenv:{}", src.display());
     let to = format!("dotenv:{}", tmp.path().join("out.env").display());
-    let (out, stdout, stderr) = run(credshift(&tmp.path().join("state")).args([
-        "migrate", "--from", &from, "--to", &to, "--yes", "--json",
-    ]));
+    let (out, stdout, stderr) = run(credshift(&tmp.path().join("state"))
+        .args(["migrate", "--from", &from, "--to", &to, "--yes", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let r: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["copied"], 1, "{r}");

@@ -116,9 +116,8 @@ impl Split {
             }
             let mut m = Metadata::new();
             m.insert(PARENT_KEY.into(), c.id.to_string().into());
-            derived.push(
-                Credential::new(derived_id(&c.id, &path), f.kind, f.secret).with_metadata(m),
-            );
+            derived
+                .push(Credential::new(derived_id(&c.id, &path), f.kind, f.secret).with_metadata(m));
         }
         Split {
             parent: c,
@@ -505,12 +504,16 @@ mod tests {
             "channel": "#alerts",
             "nested": {"api_key": KEY, "region": "eu"},
         });
-        let Value::Object(m) = meta else { unreachable!() };
+        let Value::Object(m) = meta else {
+            unreachable!()
+        };
         Credential::new(id(name), Kind::ApiKey, "the-parent-value-0001").with_metadata(m)
     }
 
     fn layer(creds: Vec<Credential>) -> (MemStore, LegacyMeta) {
-        let mem = MemStore::new("keyring:legacy-test".parse().unwrap(), creds, true);
+        // An envelope store's spec: its listing is the full scan (the
+        // in-memory store lists scrubbed metadata, as the file stores do).
+        let mem = MemStore::new("encrypted:legacy-test.enc".parse().unwrap(), creds, true);
         let s = LegacyMeta {
             inner: Box::new(mem.clone()),
             left: Mutex::new(None),
@@ -524,12 +527,20 @@ mod tests {
 
     #[test]
     fn secret_metadata_becomes_items_and_the_parent_keeps_the_public_part() {
-        let (_, s) = layer(vec![legacy("slack/bot"), Credential::new(id("a/b"), Kind::ApiKey, "v")]);
+        let (_, s) = layer(vec![
+            legacy("slack/bot"),
+            Credential::new(id("a/b"), Kind::ApiKey, "v"),
+        ]);
         let scan = s.read_all().unwrap();
         let ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
         assert_eq!(
             ids,
-            ["a/b", "slack/bot", "slack/bot#webhook_url", "slack/bot#nested.api_key"]
+            [
+                "a/b",
+                "slack/bot",
+                "slack/bot#webhook_url",
+                "slack/bot#nested.api_key"
+            ]
         );
         let parent = &scan.credentials[1];
         assert_eq!(
@@ -544,7 +555,10 @@ mod tests {
         // The listing (what inventory and the plan show) has no secret.
         let listing = s.list().unwrap();
         let text = serde_json::to_string(&listing.entries).unwrap();
-        assert!(!text.contains("legacyHookSecret01") && !text.contains(KEY), "{text}");
+        assert!(
+            !text.contains("legacyHookSecret01") && !text.contains(KEY),
+            "{text}"
+        );
         assert_eq!(listing.entries.len(), 4);
         // One by one and in batches, the same items.
         let d = s.read(&id("slack/bot#nested.api_key")).unwrap().unwrap();
@@ -583,7 +597,10 @@ mod tests {
         // One derived item while the other is left: refused too.
         let r = s.delete_many(&[id("slack/bot"), id("slack/bot#webhook_url")]);
         assert!(r.iter().all(Result::is_err), "{r:?}");
-        assert_eq!(raw(&mem, "slack/bot").unwrap().metadata["webhook_url"], HOOK);
+        assert_eq!(
+            raw(&mem, "slack/bot").unwrap().metadata["webhook_url"],
+            HOOK
+        );
         // Both derived items, not the parent: the parent loses its secret
         // metadata and keeps its value and public metadata.
         let r = s.delete_many(&[id("slack/bot#nested.api_key"), id("slack/bot#webhook_url")]);
@@ -615,7 +632,10 @@ mod tests {
         assert!(r[3].is_err(), "its sibling stays: {r:?}");
         let left: Vec<String> = mem.snapshot().iter().map(|c| c.id.to_string()).collect();
         assert_eq!(left, ["slack/other"]);
-        assert_eq!(raw(&mem, "slack/other").unwrap().metadata["webhook_url"], HOOK);
+        assert_eq!(
+            raw(&mem, "slack/other").unwrap().metadata["webhook_url"],
+            HOOK
+        );
     }
 
     #[test]
@@ -628,13 +648,24 @@ mod tests {
         let ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
         assert_eq!(
             ids,
-            ["ns/we#ird", "slack/bot", "slack/bot#webhook_url", "slack/bot#nested.api_key"]
+            [
+                "ns/we#ird",
+                "slack/bot",
+                "slack/bot#webhook_url",
+                "slack/bot#nested.api_key"
+            ]
         );
         assert_eq!(scan.credentials[2].secret.expose(), "native");
         let left = s.unmigrated();
         assert_eq!(left.len(), 2, "{left:?}");
-        assert!(left[0].contains("ns/we#ird: metadata webhook_url"), "{left:?}");
-        assert!(left[1].contains("an item named slack/bot#webhook_url exists"), "{left:?}");
+        assert!(
+            left[0].contains("ns/we#ird: metadata webhook_url"),
+            "{left:?}"
+        );
+        assert!(
+            left[1].contains("an item named slack/bot#webhook_url exists"),
+            "{left:?}"
+        );
         assert!(!format!("{left:?}").contains("legacyHookSecret01"));
         // The item wins on read as in the listing.
         let c = s.read(&id("slack/bot#webhook_url")).unwrap().unwrap();

@@ -475,8 +475,9 @@ impl StoreSpec {
 impl Drop for StoreSpec {
     fn drop(&mut self) {
         use zeroize::Zeroize;
-        if let StoreSpec::Postgres(u) | StoreSpec::PromptTrainDb(u) | StoreSpec::LaravelPostgres(u) =
-            self
+        if let StoreSpec::Postgres(u)
+        | StoreSpec::PromptTrainDb(u)
+        | StoreSpec::LaravelPostgres(u) = self
         {
             u.zeroize();
         }

@@ -509,10 +509,7 @@ mod tests {
         // The user info's password wins, as before; neither stays in the URL.
         let u = PgUrl::parse("postgres://app:p0@h/db?password=p1&sslmode=disable").unwrap();
         assert_eq!(u.password().unwrap().expose(), "p0");
-        assert_eq!(
-            u.without_password(),
-            "postgres://app@h/db?sslmode=disable"
-        );
+        assert_eq!(u.without_password(), "postgres://app@h/db?sslmode=disable");
         // A journal's redacted parameter is no password.
         let u = PgUrl::parse("postgres://app@h/db?password=***").unwrap();
         assert!(u.password().is_none());
