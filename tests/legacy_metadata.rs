@@ -132,6 +132,12 @@ impl Outputs {
     }
 }
 
+/// `migrate --from FROM --to TO --yes --json` and `extra`.
+fn migrate<'a>(c: &'a mut Command, from: &str, to: &str, extra: &[&str]) -> &'a mut Command {
+    c.args(["migrate", "--from", from, "--to", to, "--yes", "--json"])
+        .args(extra)
+}
+
 fn item<'a>(list: &'a Value, id: &str) -> &'a Value {
     list.as_array()
         .unwrap()
@@ -200,16 +206,7 @@ fn check_legacy_migration(
     }
     let (code, r) = outs.run(
         "migrate",
-        s.cmd().args([
-            "migrate",
-            "--from",
-            from,
-            "--to",
-            to,
-            "--yes",
-            "--json",
-            "--delete-source",
-        ]),
+        migrate(&mut s.cmd(), from, to, &["--delete-source"]),
     );
     assert_eq!(code, Some(0), "{r}");
     assert_eq!(r["copied"], 3, "{r}");
@@ -488,11 +485,7 @@ fn a_parent_stays_in_the_source_until_its_metadata_secret_verified() {
     let mut outs = Outputs::default();
 
     // Rolled back: the target is empty again, the source untouched.
-    let (code, r) = outs.run(
-        "migrate",
-        s.cmd()
-            .args(["migrate", "--from", &from, "--to", &to, "--yes", "--json"]),
-    );
+    let (code, r) = outs.run("migrate", migrate(&mut s.cmd(), &from, &to, &[]));
     assert_eq!(code, Some(0), "{r}");
     assert_eq!(r["copied"], 3, "{r}");
     let id = r["migration_id"].as_str().unwrap().to_string();
@@ -514,18 +507,13 @@ fn a_parent_stays_in_the_source_until_its_metadata_secret_verified() {
     // The derived item fails: the parent verifies but is kept.
     let (code, r) = outs.run(
         "faulty migrate",
-        s.cmd()
-            .env("CREDSHIFT_FAULTS", format!("write:{DERIVED_ID}"))
-            .args([
-                "migrate",
-                "--from",
-                &from,
-                "--to",
-                &to,
-                "--yes",
-                "--json",
-                "--delete-source",
-            ]),
+        migrate(
+            s.cmd()
+                .env("CREDSHIFT_FAULTS", format!("write:{DERIVED_ID}")),
+            &from,
+            &to,
+            &["--delete-source"],
+        ),
     );
     assert_eq!(code, Some(1), "{r}");
     assert_eq!(r["copied"], 2, "{r}");
@@ -546,16 +534,7 @@ fn a_parent_stays_in_the_source_until_its_metadata_secret_verified() {
     // Again without the fault: the derived item moves, then both go.
     let (code, r) = outs.run(
         "re-run",
-        s.cmd().args([
-            "migrate",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--yes",
-            "--json",
-            "--delete-source",
-        ]),
+        migrate(&mut s.cmd(), &from, &to, &["--delete-source"]),
     );
     assert_eq!(code, Some(0), "{r}");
     assert_eq!(r["copied"], 1, "{r}");

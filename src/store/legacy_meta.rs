@@ -145,6 +145,19 @@ impl LegacyMeta {
         Split::of(parent).derived.into_iter().find(|d| d.id == *id)
     }
 
+    /// An error about a parent, for one of its derived ids: the store
+    /// unreachable stays so (the engine stops), anything else is the item's.
+    fn for_child(&self, e: &StoreError, id: &CredentialId, parent: &CredentialId) -> StoreError {
+        if e.is_unavailable() {
+            StoreError::Unavailable {
+                store: self.inner.spec().to_string(),
+                reason: e.to_string(),
+            }
+        } else {
+            StoreError::item(id, format!("its parent {parent}: {e}"))
+        }
+    }
+
     fn read_derived(&self, id: &CredentialId) -> Result<Option<Credential>> {
         let Some((pid, _)) = parent_of(id) else {
             return Ok(None);
@@ -184,26 +197,6 @@ impl LegacyMeta {
         }
         *self.left.lock().unwrap_or_else(|p| p.into_inner()) = Some(left);
         out
-    }
-}
-
-/// An error about a parent, for one of its derived ids.
-fn for_child(e: &StoreError, id: &CredentialId, parent: &CredentialId) -> StoreError {
-    match e {
-        StoreError::Unavailable { store, reason } => StoreError::Unavailable {
-            store: store.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Timeout {
-            location,
-            seconds,
-            what,
-        } => StoreError::Timeout {
-            location: location.clone(),
-            seconds: *seconds,
-            what: what.clone(),
-        },
-        other => StoreError::item(id, format!("its parent {parent}: {other}")),
     }
 }
 
@@ -330,7 +323,7 @@ impl Store for LegacyMeta {
         for (i, pid) in wanted {
             out[i] = match parents.get(&pid) {
                 Some(Ok(derived)) => Ok(derived.iter().find(|d| d.id == ids[i]).cloned()),
-                Some(Err(e)) => Err(for_child(e, &ids[i], &pid)),
+                Some(Err(e)) => Err(self.for_child(e, &ids[i], &pid)),
                 None => Ok(None),
             };
         }
@@ -384,7 +377,7 @@ impl Store for LegacyMeta {
         for (i, pid) in derived {
             match (parents.get_mut(&pid), unreadable.get(&pid)) {
                 (Some(p), _) if p.derived.contains(&ids[i]) => p.drop.push(i),
-                (_, Some(e)) => results[i] = Some(Err(for_child(e, &ids[i], &pid))),
+                (_, Some(e)) => results[i] = Some(Err(self.for_child(e, &ids[i], &pid))),
                 // The parent is gone or holds no such secret: nothing to remove.
                 _ => results[i] = Some(Ok(false)),
             }
@@ -449,7 +442,7 @@ impl Store for LegacyMeta {
                 for i in drop {
                     results[i] = Some(match &r {
                         Ok(()) => Ok(true),
-                        Err(e) => Err(for_child(e, &ids[i], &c.id)),
+                        Err(e) => Err(self.for_child(e, &ids[i], &c.id)),
                     });
                 }
             }
