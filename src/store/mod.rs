@@ -18,6 +18,7 @@ pub mod env;
 pub mod faults;
 pub mod keyring;
 pub mod laravel;
+pub mod memory;
 pub mod modelforge;
 pub mod pgurl;
 pub mod postgres;
