@@ -1,0 +1,62 @@
+//! Engine tests with an in-memory store, for fault injection only (the
+//! integration tests in tests/engine_*.rs use real stores).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::credential::{Credential, CredentialId, Kind};
+use crate::engine::memstore::MemStore;
+use crate::engine::*;
+use crate::error::{Result as StoreResult, StoreError};
+use crate::store::faults::{Faults, FaultyStore};
+use crate::store::{Capability, Listing, OpenOptions, Store, StoreSpec};
+
+fn cred(id: &str, v: &str) -> Credential {
+    Credential::new(id.parse().unwrap(), Kind::ApiKey, v)
+}
+
+fn source_items(n: usize) -> Vec<Credential> {
+    (0..n)
+        .map(|i| {
+            cred(
+                &format!("svc{i:02}/api_key"),
+                &format!("sk-secret-value-{i:02}-xyzzy"),
+            )
+        })
+        .collect()
+}
+
+fn req(from: &MemStore, to: &dyn Store, policy: ConflictPolicy) -> MigrationRequest {
+    MigrationRequest {
+        from: from.spec().clone(),
+        to: to.spec().clone(),
+        policy,
+        selection: None,
+        delete_source: false,
+    }
+}
+
+fn run_with(
+    req: MigrationRequest,
+    source: Box<dyn Store>,
+    target: Box<dyn Store>,
+    state: &std::path::Path,
+) -> (Report, Vec<Progress>) {
+    let h = start_with_stores(req, source, target, state, &OpenOptions::default()).unwrap();
+    let events: Vec<Progress> = h.events.iter().collect();
+    (h.join().unwrap(), events)
+}
+
+fn values(s: &MemStore) -> Vec<(String, String)> {
+    s.snapshot()
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+        .collect()
+}
+
+mod batches;
+mod control;
+mod failures;
+mod keys;
+mod recovery;
+mod rule;
