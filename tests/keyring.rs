@@ -657,9 +657,8 @@ fn cli_migrate_moves_the_dotenv_fixture_into_the_keyring() {
     let to = format!("keyring:{svc}");
     let from = format!("dotenv:{}", env_file.display());
     let (code, out, err) = run_bounded(
-        credshift(state.path())
-            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
-            .args(["migrate", "--from", &from, "--to", &to, "--yes", "--json"]),
+        migrate_cmd(state.path(), &from, &to, &["--yes", "--json"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address),
         Duration::from_secs(120),
     );
     assert_eq!(code, Some(0), "{out}{err}");
@@ -687,17 +686,8 @@ fn cli_migrate_moves_the_dotenv_fixture_into_the_keyring() {
     }
 
     let (code, plan, err) = run_bounded(
-        credshift(state.path())
-            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
-            .args([
-                "migrate",
-                "--from",
-                &from,
-                "--to",
-                &to,
-                "--dry-run",
-                "--json",
-            ]),
+        migrate_cmd(state.path(), &from, &to, &["--dry-run", "--json"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address),
         Duration::from_secs(60),
     );
     assert_eq!(code, Some(0), "{err}");
