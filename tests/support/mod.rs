@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 pub mod keyring_service;
 pub mod pg;
+pub mod tmux;
 
 /// `tests/fixtures/...`
 pub fn fixture(rel: &str) -> PathBuf {
