@@ -121,3 +121,21 @@ pub fn write_env(path: &Path, pairs: &[(&str, &str)]) {
     }
     std::fs::write(path, text).unwrap();
 }
+
+/// A store over one file holding `text`, in a fresh temporary folder: the
+/// folder (keep it alive), the file's path and the store.
+pub fn store_on_file(
+    name: &str,
+    text: impl AsRef<[u8]>,
+    spec: fn(PathBuf) -> credshift::store::StoreSpec,
+) -> (tempfile::TempDir, PathBuf, Box<dyn credshift::store::Store>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    let store = credshift::store::open(
+        &spec(file.clone()),
+        &credshift::store::OpenOptions::default(),
+    )
+    .expect("open store");
+    (tmp, file, store)
+}
