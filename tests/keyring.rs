@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use credshift::credential::{Credential, CredentialId, Kind, Metadata};
+use credshift::credential::{Credential, Kind, Metadata};
 use credshift::store::{self, OpenOptions, Store, StoreSpec};
 use support::keyring_service::{self, KeyringService};
 use support::*;
@@ -35,10 +35,6 @@ fn meta(v: serde_json::Value) -> Metadata {
         serde_json::Value::Object(m) => m,
         _ => panic!("metadata must be an object"),
     }
-}
-
-fn id(s: &str) -> CredentialId {
-    s.parse().unwrap()
 }
 
 /// `secret-tool` on the keyring's bus (another client of the same store).

@@ -139,3 +139,50 @@ pub fn store_on_file(
     .expect("open store");
     (tmp, file, store)
 }
+
+// ---- stores through the library --------------------------------------
+
+/// An id from its text.
+pub fn id(s: &str) -> credshift::credential::CredentialId {
+    s.parse().unwrap()
+}
+
+/// The secret a store holds at `id`, as text.
+pub fn secret_of(store: &dyn credshift::store::Store, s: &str) -> Option<String> {
+    store
+        .read(&id(s))
+        .unwrap()
+        .map(|c| c.secret.expose().to_string())
+}
+
+/// The ids a store lists, sorted.
+pub fn ids(store: &dyn credshift::store::Store) -> Vec<String> {
+    let mut v: Vec<String> = store
+        .list()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The Fragments Engine fixture's `APP_KEY`.
+pub fn fragments_app_key() -> String {
+    std::fs::read_to_string(fixture("fragments/APP_KEY"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A SQLite database at `path` built from the Fragments fixture's
+/// schema.sql + data.sql.
+pub fn fragments_db(path: &Path) -> PathBuf {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for f in ["fragments/schema.sql", "fragments/data.sql"] {
+        conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
+            .unwrap();
+    }
+    path.to_path_buf()
+}
