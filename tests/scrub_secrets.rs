@@ -467,12 +467,8 @@ const LARAVEL_META_KEY: &str = "sk-proj-laravelMetadataKey0000000001";
 #[test]
 fn laravel_metadata_secret_is_an_item_and_never_printed() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("fragments.sqlite");
+    let db = fragments_db(&tmp.path().join("fragments.sqlite"));
     let conn = rusqlite::Connection::open(&db).unwrap();
-    for f in ["fragments/schema.sql", "fragments/data.sql"] {
-        conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
-            .unwrap();
-    }
     let n = conn
         .execute(
             "UPDATE a_i_credentials SET metadata = ?1 WHERE provider = 'openai'",
