@@ -142,6 +142,12 @@ impl Faults {
         self.rules().push(rule);
     }
 
+    /// Arm every rule of `other` too (after this set's own).
+    pub fn extend(&self, other: &Faults) {
+        let more = other.rules().clone();
+        self.rules().extend(more);
+    }
+
     /// The globs of the rules for `op`, in order.
     pub fn globs(&self, op: Op) -> Vec<String> {
         self.rules()

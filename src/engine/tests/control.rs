@@ -107,11 +107,16 @@ fn delete_source_removes_only_verified_items_and_reports_failed_deletes() {
     let state = tempfile::tempdir().unwrap();
     let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(5), true);
     let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
-    let source = FaultyStore::new(Box::new(src.clone()), Faults::parse("delete:svc04/*"));
-    let target = FaultyStore::new(Box::new(dst.clone()), Faults::parse("write:svc00/*"));
+    src.fail_matching(Some(Op::Delete), "svc04/*");
+    dst.fail_matching(Some(Op::Write), "svc00/*");
     let mut rq = req(&src, &dst, ConflictPolicy::Skip);
     rq.delete_source = true;
-    let (r, _) = run_with(rq, Box::new(source), Box::new(target), state.path());
+    let (r, _) = run_with(
+        rq,
+        Box::new(src.clone()),
+        Box::new(dst.clone()),
+        state.path(),
+    );
     assert_eq!((r.copied, r.failed, r.source_deleted), (4, 1, 3));
     assert_eq!(r.source_delete_failed.len(), 1);
     assert!(

@@ -60,16 +60,11 @@ fn most_writes_failing_rolls_back_to_exactly_the_previous_target() {
     let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), before, true);
     let original = values(&dst);
     // svc02..svc09 fail: 8 of 11 writes (73%).
-    let faulty = FaultyStore::new(
-        Box::new(dst.clone()),
-        Faults::parse(
-            "write:svc02*,write:svc03*,write:svc04*,write:svc05*,write:svc06*,write:svc07*,write:svc08*,write:svc09*",
-        ),
-    );
-    let (r, events) = run_with(
-        req(&src, &dst, ConflictPolicy::Overwrite),
-        Box::new(src.clone()),
-        Box::new(faulty),
+    let (r, events) = run_faulty(
+        &src,
+        &dst,
+        ConflictPolicy::Overwrite,
+        "write:svc02*,write:svc03*,write:svc04*,write:svc05*,write:svc06*,write:svc07*,write:svc08*,write:svc09*",
         state.path(),
     );
     assert!(r.rolled_back, "{r:?}");
@@ -98,14 +93,11 @@ fn a_few_failing_writes_keep_the_rest_and_list_the_failures() {
     let state = tempfile::tempdir().unwrap();
     let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(10), true);
     let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
-    let faulty = FaultyStore::new(
-        Box::new(dst.clone()),
-        Faults::parse("write:svc03/*,write:svc07/*"),
-    );
-    let (r, _) = run_with(
-        req(&src, &dst, ConflictPolicy::Skip),
-        Box::new(src.clone()),
-        Box::new(faulty),
+    let (r, _) = run_faulty(
+        &src,
+        &dst,
+        ConflictPolicy::Skip,
+        "write:svc03/*,write:svc07/*",
         state.path(),
     );
     assert!(!r.rolled_back);
@@ -127,14 +119,11 @@ fn early_failures_below_the_minimum_attempts_do_not_roll_back() {
     let state = tempfile::tempdir().unwrap();
     let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(10), true);
     let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
-    let faulty = FaultyStore::new(
-        Box::new(dst.clone()),
-        Faults::parse("write:svc00/*,write:svc01/*"),
-    );
-    let (r, _) = run_with(
-        req(&src, &dst, ConflictPolicy::Skip),
-        Box::new(src.clone()),
-        Box::new(faulty),
+    let (r, _) = run_faulty(
+        &src,
+        &dst,
+        ConflictPolicy::Skip,
+        "write:svc00/*,write:svc01/*",
         state.path(),
     );
     assert!(!r.rolled_back, "{r:?}");
@@ -142,14 +131,11 @@ fn early_failures_below_the_minimum_attempts_do_not_roll_back() {
     // Three failures among the first four attempts is more than half.
     let state = tempfile::tempdir().unwrap();
     let dst = MemStore::new(StoreSpec::Dotenv("c.env".into()), vec![], true);
-    let faulty = FaultyStore::new(
-        Box::new(dst.clone()),
-        Faults::parse("write:svc00/*,write:svc01/*,write:svc03/*"),
-    );
-    let (r, _) = run_with(
-        req(&src, &dst, ConflictPolicy::Skip),
-        Box::new(src.clone()),
-        Box::new(faulty),
+    let (r, _) = run_faulty(
+        &src,
+        &dst,
+        ConflictPolicy::Skip,
+        "write:svc00/*,write:svc01/*,write:svc03/*",
         state.path(),
     );
     assert!(r.rolled_back);

@@ -8,7 +8,7 @@ use crate::credential::{Credential, CredentialId, Kind};
 use crate::engine::memstore::MemStore;
 use crate::engine::*;
 use crate::error::{Result as StoreResult, StoreError};
-use crate::store::faults::{Faults, FaultyStore};
+use crate::store::faults::{Faults, Op};
 use crate::store::{Capability, Listing, OpenOptions, Store, StoreSpec};
 
 fn cred(id: &str, v: &str) -> Credential {
@@ -45,6 +45,25 @@ fn run_with(
     let h = start_with_stores(req, source, target, state, &OpenOptions::default()).unwrap();
     let events: Vec<Progress> = h.events.iter().collect();
     (h.join().unwrap(), events)
+}
+
+/// Migrate `src` into `dst` with `policy`, `dst` failing the calls
+/// `faults` names (the `CREDSHIFT_FAULTS` syntax, armed on the memory store
+/// itself; empty: none).
+fn run_faulty(
+    src: &MemStore,
+    dst: &MemStore,
+    policy: ConflictPolicy,
+    faults: &str,
+    state: &std::path::Path,
+) -> (Report, Vec<Progress>) {
+    dst.faults().extend(&Faults::parse(faults));
+    run_with(
+        req(src, dst, policy),
+        Box::new(src.clone()),
+        Box::new(dst.clone()),
+        state,
+    )
 }
 
 fn values(s: &MemStore) -> Vec<(String, String)> {

@@ -44,18 +44,11 @@ fn run_pattern(n: usize, failing: &[bool]) -> PatternRun {
         .filter(|i| failing[*i])
         .map(|i| format!("write:svc{i:02}/api_key"))
         .collect();
-    let target: Box<dyn Store> = if globs.is_empty() {
-        Box::new(dst.clone())
-    } else {
-        Box::new(FaultyStore::new(
-            Box::new(dst.clone()),
-            Faults::parse_strict(&globs.join(",")).unwrap(),
-        ))
-    };
-    let (r, _) = run_with(
-        req(&src, &dst, ConflictPolicy::Skip),
-        Box::new(src.clone()),
-        target,
+    let (r, _) = run_faulty(
+        &src,
+        &dst,
+        ConflictPolicy::Skip,
+        &globs.join(","),
         state.path(),
     );
     let mut expected_if_kept = vec![("zz/unrelated".to_string(), "untouched-value".to_string())];
