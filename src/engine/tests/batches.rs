@@ -10,24 +10,7 @@ struct Counting {
 }
 
 impl Store for Counting {
-    fn spec(&self) -> &StoreSpec {
-        self.inner.spec()
-    }
-    fn probe(&self) -> Capability {
-        self.inner.probe()
-    }
-    fn list(&self) -> StoreResult<Listing> {
-        self.inner.list()
-    }
-    fn read(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {
-        self.inner.read(id)
-    }
-    fn write(&self, c: &Credential) -> StoreResult<()> {
-        self.inner.write(c)
-    }
-    fn delete(&self, id: &CredentialId) -> StoreResult<bool> {
-        self.inner.delete(id)
-    }
+    forward!(inner; spec, probe, list, read, write, delete);
     fn write_many(&self, creds: &[Credential]) -> Vec<StoreResult<()>> {
         self.writes.lock().unwrap().push(creds.len());
         creds.iter().map(|c| self.inner.write(c)).collect()

@@ -12,18 +12,7 @@ struct Gated {
 }
 
 impl Store for Gated {
-    fn spec(&self) -> &StoreSpec {
-        self.inner.spec()
-    }
-    fn probe(&self) -> Capability {
-        self.inner.probe()
-    }
-    fn list(&self) -> StoreResult<Listing> {
-        self.inner.list()
-    }
-    fn read(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {
-        self.inner.read(id)
-    }
+    forward!(inner; spec, probe, list, read, delete);
     fn write(&self, c: &Credential) -> StoreResult<()> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst);
         if self.fail_after.is_some_and(|k| n >= k) {
@@ -38,9 +27,6 @@ impl Store for Gated {
             open = cv.wait(open).unwrap();
         }
         self.inner.write(c)
-    }
-    fn delete(&self, id: &CredentialId) -> StoreResult<bool> {
-        self.inner.delete(id)
     }
 }
 

@@ -73,6 +73,49 @@ fn values(s: &MemStore) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The calls a test double leaves alone go to its inner store:
+/// `forward!(inner; spec, probe, list, read)` inside `impl Store`.
+macro_rules! forward {
+    ($f:tt; spec) => {
+        fn spec(&self) -> &StoreSpec {
+            self.$f.spec()
+        }
+    };
+    ($f:tt; probe) => {
+        fn probe(&self) -> Capability {
+            self.$f.probe()
+        }
+    };
+    ($f:tt; list) => {
+        fn list(&self) -> StoreResult<Listing> {
+            self.$f.list()
+        }
+    };
+    ($f:tt; read) => {
+        fn read(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {
+            self.$f.read(id)
+        }
+    };
+    ($f:tt; write) => {
+        fn write(&self, c: &Credential) -> StoreResult<()> {
+            self.$f.write(c)
+        }
+    };
+    ($f:tt; delete) => {
+        fn delete(&self, id: &CredentialId) -> StoreResult<bool> {
+            self.$f.delete(id)
+        }
+    };
+    ($f:tt; read_all) => {
+        fn read_all(&self) -> StoreResult<crate::store::Scan> {
+            self.$f.read_all()
+        }
+    };
+    ($f:tt; $($m:ident),+) => {
+        $(forward!($f; $m);)+
+    };
+}
+
 mod batches;
 mod control;
 mod failures;

@@ -11,26 +11,9 @@ struct DiesAfterWrite {
 }
 
 impl Store for DiesAfterWrite {
-    fn spec(&self) -> &StoreSpec {
-        self.inner.spec()
-    }
-    fn probe(&self) -> Capability {
-        self.inner.probe()
-    }
-    fn list(&self) -> StoreResult<Listing> {
-        self.inner.list()
-    }
-    fn read(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {
-        self.inner.read(id)
-    }
+    forward!(inner; spec, probe, list, read, delete, read_all);
     fn write(&self, c: &Credential) -> StoreResult<()> {
         self.write_many(std::slice::from_ref(c)).pop().unwrap()
-    }
-    fn delete(&self, id: &CredentialId) -> StoreResult<bool> {
-        self.inner.delete(id)
-    }
-    fn read_all(&self) -> StoreResult<crate::store::Scan> {
-        self.inner.read_all()
     }
     fn write_many(&self, creds: &[Credential]) -> Vec<StoreResult<()>> {
         let r = self.inner.write_many(creds);
@@ -213,21 +196,7 @@ fn cleanup_deletes_only_what_is_still_verified_at_both_ends() {
 struct DeleteDoesNothing(MemStore);
 
 impl Store for DeleteDoesNothing {
-    fn spec(&self) -> &StoreSpec {
-        self.0.spec()
-    }
-    fn probe(&self) -> Capability {
-        self.0.probe()
-    }
-    fn list(&self) -> StoreResult<Listing> {
-        self.0.list()
-    }
-    fn read(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {
-        self.0.read(id)
-    }
-    fn write(&self, c: &Credential) -> StoreResult<()> {
-        self.0.write(c)
-    }
+    forward!(0; spec, probe, list, read, write);
     fn delete(&self, _id: &CredentialId) -> StoreResult<bool> {
         Ok(true)
     }
