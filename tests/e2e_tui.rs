@@ -17,6 +17,15 @@ use support::tmux::Tmux;
 
 const PASSPHRASE: &str = "e2e demo passphrase, not a secret";
 
+/// The demo's screens up to writing, answered with the defaults: the
+/// preselected target, consent, every item, and "Enter writes".
+const TO_WRITING: &[(&str, &str)] = &[
+    ("Choose the TARGET", "Enter"),
+    ("credshift will copy", "y"),
+    ("selected", "Enter"),
+    ("Enter writes", "Enter"),
+];
+
 fn demo_expected() -> BTreeMap<String, String> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/expected-prompttrain.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
@@ -179,15 +188,7 @@ fn a_person_types_the_passphrase_into_the_wizard() {
         return;
     };
     let secrets: Vec<String> = demo_expected().into_values().collect();
-    t.walk(
-        &[
-            ("Choose the TARGET", "Enter"),
-            ("credshift will copy", "y"),
-            ("selected", "Enter"),
-            ("Enter writes", "Enter"),
-        ],
-        &secrets,
-    );
+    t.walk(TO_WRITING, &secrets);
     t.wait_for("Choose a passphrase", &secrets);
     // A mismatch is an inline error and starts nothing.
     t.type_text(PASSPHRASE);
@@ -258,15 +259,7 @@ fn more_than_half_failing_rolls_back_on_its_own() {
         return;
     };
     let secrets: Vec<String> = demo_expected().into_values().collect();
-    t.walk(
-        &[
-            ("Choose the TARGET", "Enter"),
-            ("credshift will copy", "y"),
-            ("selected", "Enter"),
-            ("Enter writes", "Enter"),
-        ],
-        &secrets,
-    );
+    t.walk(TO_WRITING, &secrets);
     let done = t.wait_for("Migration rolled back", &secrets);
     assert!(
         done.contains("Rolled back (the target is as it was before)"),

@@ -31,8 +31,7 @@ fn items_move_in_ramping_batches_with_one_record_each_side() {
     assert!(big.iter().all(|b| *b <= MAX_BATCH));
 
     let state = tempfile::tempdir().unwrap();
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(10), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(10);
     let writes = Arc::new(Mutex::new(Vec::new()));
     let reads = Arc::new(Mutex::new(Vec::new()));
     let target = Counting {
@@ -90,15 +89,13 @@ fn prepared_run(
 #[test]
 fn the_prepared_plan_is_executed_as_consented_or_not_at_all() {
     // Unchanged: executed.
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(3), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(3);
     let (r, _s) = prepared_run(&src, &dst, || {});
     assert_eq!(r.unwrap().copied, 3);
     assert_eq!(values(&dst), values(&src));
 
     // A source value changed after the plan: nothing written, item named.
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(3), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(3);
     let s2 = src.clone();
     let (r, state) = prepared_run(&src, &dst, move || {
         s2.write(&cred("svc01/api_key", "changed-after-consent"))
@@ -112,8 +109,7 @@ fn the_prepared_plan_is_executed_as_consented_or_not_at_all() {
     assert_eq!(h[0].status, MigrationStatus::Failed);
 
     // A target value appeared after the plan: nothing written, item named.
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(3), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(3);
     let d2 = dst.clone();
     let (r, _s) = prepared_run(&src, &dst, move || {
         d2.write(&cred("svc02/api_key", "someone-else")).unwrap();
@@ -123,8 +119,7 @@ fn the_prepared_plan_is_executed_as_consented_or_not_at_all() {
     assert_eq!(values(&dst).len(), 1, "only the other writer's value");
 
     // A planned source item removed: named too.
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(3), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(3);
     let s2 = src.clone();
     let (r, _s) = prepared_run(&src, &dst, move || {
         s2.delete(&"svc00/api_key".parse().unwrap()).unwrap();

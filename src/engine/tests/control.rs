@@ -33,8 +33,7 @@ impl Store for Gated {
 #[test]
 fn cancel_rolls_back_what_was_written() {
     let state = tempfile::tempdir().unwrap();
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(6), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(6);
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
     let target = Gated {
         inner: dst.clone(),
@@ -69,8 +68,7 @@ fn cancel_rolls_back_what_was_written() {
 #[test]
 fn an_unavailable_target_rolls_back() {
     let state = tempfile::tempdir().unwrap();
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(6), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(6);
     let target = Gated {
         inner: dst.clone(),
         gate: Arc::new((Mutex::new(true), Condvar::new())),
@@ -91,8 +89,7 @@ fn an_unavailable_target_rolls_back() {
 #[test]
 fn delete_source_removes_only_verified_items_and_reports_failed_deletes() {
     let state = tempfile::tempdir().unwrap();
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(5), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(5);
     src.fail_matching(Some(Op::Delete), "svc04/*");
     dst.fail_matching(Some(Op::Write), "svc00/*");
     let mut rq = req(&src, &dst, ConflictPolicy::Skip);
@@ -176,8 +173,7 @@ fn the_journal_and_audit_log_hold_no_secret() {
 #[test]
 fn a_second_migration_on_a_locked_store_is_refused() {
     let state = tempfile::tempdir().unwrap();
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(2), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(2);
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
     let h = start_with_stores(
         req(&src, &dst, ConflictPolicy::Skip),

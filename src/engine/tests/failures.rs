@@ -5,8 +5,7 @@ use super::*;
 #[test]
 fn copies_verifies_and_reports_with_progress() {
     let state = tempfile::tempdir().unwrap();
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(5), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(5);
     let (r, events) = run_with(
         req(&src, &dst, ConflictPolicy::Skip),
         Box::new(src.clone()),
@@ -91,8 +90,7 @@ fn most_writes_failing_rolls_back_to_exactly_the_previous_target() {
 #[test]
 fn a_few_failing_writes_keep_the_rest_and_list_the_failures() {
     let state = tempfile::tempdir().unwrap();
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(10), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(10);
     let (r, _) = run_faulty(
         &src,
         &dst,
@@ -117,8 +115,7 @@ fn early_failures_below_the_minimum_attempts_do_not_roll_back() {
     // Items 0 and 1 fail: 2 of 2 attempted, but fewer than min(4, 10) were
     // attempted; items 2 and 3 succeed, 2 of 4 is not more than half.
     let state = tempfile::tempdir().unwrap();
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(10), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(10);
     let (r, _) = run_faulty(
         &src,
         &dst,

@@ -26,6 +26,14 @@ fn source_items(n: usize) -> Vec<Credential> {
         .collect()
 }
 
+/// A source `a.env` with `n` items and an empty target `b.env`, in memory.
+fn stores(n: usize) -> (MemStore, MemStore) {
+    (
+        MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(n), true),
+        MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true),
+    )
+}
+
 fn req(from: &MemStore, to: &dyn Store, policy: ConflictPolicy) -> MigrationRequest {
     MigrationRequest {
         from: from.spec().clone(),

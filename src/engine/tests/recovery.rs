@@ -205,8 +205,7 @@ impl Store for DeleteDoesNothing {
 #[test]
 fn an_ineffective_delete_is_reported_as_still_present() {
     let state = tempfile::tempdir().unwrap();
-    let src = MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(3), true);
-    let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
+    let (src, dst) = stores(3);
     let mut rq = req(&src, &dst, ConflictPolicy::Skip);
     rq.delete_source = true;
     let (r, events) = run_with(
