@@ -218,7 +218,7 @@ fn run_cleanup(
     } else {
         "failed"
     };
-    audit_action(state_dir, id, &st, "cleanup", outcome, st.totals());
+    audit_action(state_dir, id, st, "cleanup", outcome, st.totals());
     Ok(st.report())
 }
 
@@ -498,7 +498,7 @@ pub fn rollback_with(
     } else {
         "interrupted"
     };
-    audit_action(state_dir, id, &st, "rollback", outcome, st.totals());
+    audit_action(state_dir, id, st, "rollback", outcome, st.totals());
     Ok(st.report())
 }
 
