@@ -19,6 +19,7 @@ pub mod faults;
 pub mod keyring;
 pub mod laravel;
 pub mod legacy_meta;
+pub mod memory;
 pub mod modelforge;
 pub mod pgurl;
 pub mod postgres;
