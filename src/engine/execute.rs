@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::{self, KdfParams, KeySource, SealingKey};
@@ -26,7 +26,7 @@ use crate::engine::types::{
     Action, Counts, Failure, MigrationId, MigrationRequest, MigrationStatus, Progress, Report,
 };
 use crate::error::StoreError;
-use crate::store::{self, OpenOptions, Store};
+use crate::store::{self, BatchHint, OpenOptions, Store};
 
 /// Cancel flag and progress channel of a running operation.
 #[derive(Clone, Default)]
@@ -100,15 +100,57 @@ pub fn exceeds_failure_limit(attempted: usize, failed: usize, total: usize) -> b
         && failed as f64 > attempted as f64 * ROLLBACK_THRESHOLD
 }
 
-/// Batch sizes for `n` items: 1, 2, 4, ... up to [`MAX_BATCH`], summing to `n`.
+/// How long one batch of a whole-file store may take before its batches
+/// stop growing past [`MAX_BATCH`] (a cancel waits for the batch at hand).
+pub const WHOLE_FILE_BATCH_BUDGET: Duration = Duration::from_secs(2);
+
+/// The engine's batch sizes, one batch at a time: 1, 2, 4, ... For a store
+/// that costs per item, they stop at [`MAX_BATCH`]. A whole-file store
+/// rewrites the file once per batch, so fixed-size batches would make a
+/// migration quadratic; its batches keep doubling (each rewrite then covers
+/// at least as many new items as the file held before it, and the rewrites
+/// add up to at most about twice the final file) while a batch stays within
+/// [`WHOLE_FILE_BATCH_BUDGET`]. The small first batches stay either way,
+/// so the more-than-half-failed rule still stops a bad migration early.
+#[derive(Clone, Debug)]
+pub struct BatchRamp {
+    hint: BatchHint,
+    size: usize,
+}
+
+impl BatchRamp {
+    pub fn new(hint: BatchHint) -> Self {
+        BatchRamp { hint, size: 1 }
+    }
+
+    /// The size of the next batch when `left` items remain.
+    pub fn next_size(&self, left: usize) -> usize {
+        self.size.min(left)
+    }
+
+    /// Grow after a batch that took `took`.
+    pub fn grow(&mut self, took: Duration) {
+        let doubled = self.size.saturating_mul(2);
+        self.size = match self.hint {
+            BatchHint::PerItem => doubled.min(MAX_BATCH),
+            BatchHint::WholeFile if doubled <= MAX_BATCH => doubled,
+            BatchHint::WholeFile if took <= WHOLE_FILE_BATCH_BUDGET => doubled,
+            BatchHint::WholeFile => self.size,
+        };
+    }
+}
+
+/// Batch sizes for `n` items of a per-item store: 1, 2, 4, ... up to
+/// [`MAX_BATCH`], summing to `n`.
 pub fn batch_sizes(n: usize) -> Vec<usize> {
+    let mut ramp = BatchRamp::new(BatchHint::PerItem);
     let mut out = Vec::new();
-    let (mut left, mut size) = (n, 1usize);
+    let mut left = n;
     while left > 0 {
-        let b = size.min(left);
+        let b = ramp.next_size(left);
         out.push(b);
         left -= b;
-        size = (size * 2).min(MAX_BATCH);
+        ramp.grow(Duration::ZERO);
     }
     out
 }
@@ -552,7 +594,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Move the items in batches of 1, 2, 4, ... up to [`MAX_BATCH`]; stop
+    /// Move the items in batches of 1, 2, 4, ... (see [`BatchRamp`]); stop
     /// for a rollback when [`exceeds_failure_limit`] says so (applied item
     /// by item), the target is unavailable, the journal fails, or on cancel.
     pub(crate) fn write_items(
@@ -563,15 +605,19 @@ impl Run<'_> {
         tally: &mut Tally,
         started: Instant,
     ) -> Option<Stop> {
+        let mut ramp = BatchRamp::new(self.target.batch_hint());
         let mut pos = 0;
-        for size in batch_sizes(work.len()) {
+        while pos < work.len() {
             if self.ctl.cancelled() {
                 return Some(Stop::Rollback("cancelled by the user".into()));
             }
+            let size = ramp.next_size(work.len() - pos);
             let batch = &work[pos..pos + size];
+            let began = Instant::now();
             if let Some(stop) = self.write_batch(batch, pos, old, keeps_metadata, tally, started) {
                 return Some(stop);
             }
+            ramp.grow(began.elapsed());
             pos += size;
         }
         None

@@ -805,6 +805,11 @@ impl Store for DotenvStore {
         &self.spec
     }
 
+    /// Every batch rewrites the whole file.
+    fn batch_hint(&self) -> crate::store::BatchHint {
+        crate::store::BatchHint::WholeFile
+    }
+
     fn probe(&self) -> Capability {
         let mut cap = Capability::persistent_store(false, true);
         match self.load() {

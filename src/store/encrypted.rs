@@ -267,6 +267,11 @@ impl Store for EnvelopeFileStore {
         &self.spec
     }
 
+    /// Every batch rewrites the whole file.
+    fn batch_hint(&self) -> crate::store::BatchHint {
+        crate::store::BatchHint::WholeFile
+    }
+
     fn probe(&self) -> Capability {
         let loc = self.location();
         if self.path.is_dir() {
