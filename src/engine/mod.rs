@@ -62,6 +62,7 @@
 pub mod assess;
 pub mod audit;
 pub mod backup;
+pub mod cleanup;
 pub mod error;
 pub mod execute;
 pub mod fingerprint;
@@ -79,9 +80,9 @@ mod tests;
 
 pub use error::{EngineError, Result};
 pub use execute::{
-    BatchRamp, Control, MAX_BATCH, WHOLE_FILE_BATCH_BUDGET, MIN_ATTEMPTS, MigrationHandle, ROLLBACK_THRESHOLD, batch_sizes,
-    delete_order, exceeds_failure_limit, follow, prepare, run, start, start_prepared,
-    start_with_stores,
+    BatchRamp, Control, MAX_BATCH, MIN_ATTEMPTS, MigrationHandle, ROLLBACK_THRESHOLD,
+    WHOLE_FILE_BATCH_BUDGET, batch_sizes, delete_order, exceeds_failure_limit, follow, prepare,
+    run, start, start_prepared, start_with_stores,
 };
 pub use plan::{Prepared, plan};
 pub use recovery::{
