@@ -633,36 +633,19 @@ impl Store for DotenvStore {
     /// One parse and one atomic rewrite for the whole batch.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let _g = self.guard();
-        let mut doc = match self.load() {
-            Ok(Some(d)) => d,
-            Ok(None) => Doc::empty(),
-            Err(e) => {
-                let msg = e.to_string();
-                return creds
-                    .iter()
-                    .map(|c| Err(StoreError::item(&c.id, msg.clone())))
-                    .collect();
-            }
-        };
-        let mut results: Vec<Result<()>> = Vec::with_capacity(creds.len());
-        for c in creds {
-            let r = doc.set(c);
-            if matches!(r, Ok(false)) {
-                doc.analyse(&self.path);
-            }
-            results.push(r.map(|_| ()));
-        }
-        if results.iter().any(|r| r.is_ok())
-            && let Err(e) = self.save(&doc)
-        {
-            let msg = e.to_string();
-            for (r, c) in results.iter_mut().zip(creds) {
-                if r.is_ok() {
-                    *r = Err(StoreError::item(&c.id, msg.clone()));
+        fsutil::rewrite_batch(
+            creds,
+            self.load().map(|d| d.unwrap_or_else(Doc::empty)),
+            |doc, c| {
+                let r = doc.set(c);
+                if matches!(r, Ok(false)) {
+                    doc.analyse(&self.path);
                 }
-            }
-        }
-        results
+                r.map(|_| ())
+            },
+            |doc| self.save(&doc),
+            |e, c| StoreError::item(&c.id, e.to_string()),
+        )
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
