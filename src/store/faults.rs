@@ -126,6 +126,10 @@ impl Store for FaultyStore {
     fn spec(&self) -> &StoreSpec {
         self.inner.spec()
     }
+
+    fn batch_hint(&self) -> crate::store::BatchHint {
+        self.inner.batch_hint()
+    }
     fn probe(&self) -> Capability {
         self.inner.probe()
     }
