@@ -2,8 +2,9 @@
 //! Run: `cargo bench --bench file_stores` (prints timings; no assertions).
 //!
 //! The scale part moves N `.env` items into `encrypted:FILE` at the store
-//! level, the way the engine does it (batches of 1, 2, 4, ... up to 256:
-//! `write_many`, then `read_many` and a comparison per batch), and lists
+//! level, the way the engine does it (its `BatchRamp`: batches of 1, 2, 4,
+//! ..., growing past 256 for a whole-file store like this one; per batch
+//! `write_many`, then `read_many` and a comparison), and lists
 //! (`inventory`) a `.env` of N items, for N = 1,000 / 10,000 / 20,000 /
 //! 100,000 (`CREDSHIFT_BENCH_MAX=N` stops earlier). Peers, measured in the
 //! same run: the same N credentials sealed into the file by one single
@@ -13,6 +14,7 @@
 use std::time::Instant;
 
 use credshift::credential::{Credential, CredentialId, Kind, Secret};
+use credshift::engine::BatchRamp;
 use credshift::engine::inventory::inventory;
 use credshift::store::{self, OpenOptions, Store, StoreSpec};
 
@@ -43,18 +45,6 @@ fn creds(n: usize, ns: impl Fn(usize) -> (String, String)) -> Vec<Credential> {
             )
         })
         .collect()
-}
-
-/// Batch sizes as the engine ramps them: 1, 2, 4, ... 256, summing to n.
-fn batches(n: usize) -> Vec<usize> {
-    let (mut out, mut left, mut size) = (Vec::new(), n, 1usize);
-    while left > 0 {
-        let b = size.min(left);
-        out.push(b);
-        left -= b;
-        size = (size * 2).min(256);
-    }
-    out
 }
 
 fn encrypted(path: &std::path::Path) -> Box<dyn Store> {
@@ -112,8 +102,11 @@ fn scale(max: usize) {
         // migrate at the store level, in the engine's batches.
         let target = encrypted(&tmp.path().join(format!("{n}.enc")));
         let t = Instant::now();
+        let mut ramp = BatchRamp::new(target.batch_hint());
         let mut at = 0;
-        for b in batches(n) {
+        while at < n {
+            let b = ramp.next_size(n - at);
+            let began = Instant::now();
             let batch = &creds[at..at + b];
             assert!(target.write_many(batch).iter().all(|r| r.is_ok()));
             let ids: Vec<CredentialId> = batch.iter().map(|c| c.id.clone()).collect();
@@ -121,6 +114,7 @@ fn scale(max: usize) {
                 let back = back.expect("read back").expect("present");
                 assert!(back.secret.ct_eq(&c.secret));
             }
+            ramp.grow(began.elapsed());
             at += b;
         }
         let migrate = t.elapsed().as_secs_f64();

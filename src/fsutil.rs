@@ -105,6 +105,36 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// One batch against a store kept in a single file, the read-modify-write
+/// the file stores share: take the `loaded` document, `apply` each item to
+/// it in order, and when at least one applied, `save` it once (an atomic
+/// rewrite: [`atomic_write`]). A failed load, or a failed save, fails every
+/// item that had not already failed on its own, with the error `fail`
+/// makes of it for that item.
+pub fn rewrite_batch<I, D, T>(
+    items: &[I],
+    loaded: Result<D>,
+    mut apply: impl FnMut(&mut D, &I) -> Result<T>,
+    save: impl FnOnce(D) -> Result<()>,
+    fail: impl Fn(&StoreError, &I) -> StoreError,
+) -> Vec<Result<T>> {
+    let mut doc = match loaded {
+        Ok(d) => d,
+        Err(e) => return items.iter().map(|i| Err(fail(&e, i))).collect(),
+    };
+    let mut results: Vec<Result<T>> = items.iter().map(|i| apply(&mut doc, i)).collect();
+    if results.iter().any(|r| r.is_ok())
+        && let Err(e) = save(doc)
+    {
+        for (r, i) in results.iter_mut().zip(items) {
+            if r.is_ok() {
+                *r = Err(fail(&e, i));
+            }
+        }
+    }
+    results
+}
+
 /// `CREDSHIFT_CRASH_IN_WRITE=NAME` (a documented test aid, inert unless
 /// set): abort the process after the temp file for the file named exactly
 /// NAME is written, before it is renamed into place, as a `kill -9`
@@ -129,63 +159,54 @@ pub fn remove_stale_temps(path: &Path) -> Vec<PathBuf> {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Vec::new();
     };
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Vec::new();
-    };
     let ours = format!(".{name}{TEMP_MARKER}");
     let legacy = format!(".{name}.");
-    let mut removed = Vec::new();
-    for e in entries.flatten() {
-        let file_name = e.file_name().to_string_lossy().into_owned();
-        let pid = if let Some(rest) = file_name.strip_prefix(&ours) {
+    remove_dead_temps(&dir, |file_name| {
+        if let Some(rest) = file_name.strip_prefix(&ours) {
             rest.split('.').next().and_then(|p| p.parse::<u32>().ok())
-        } else if let Some(rest) = file_name
-            .strip_prefix(&legacy)
-            .and_then(|r| r.strip_suffix(".tmp"))
-        {
-            let mut parts = rest.split('.');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(p), Some(n), None) if n.parse::<u32>().is_ok() => p.parse::<u32>().ok(),
-                _ => None,
-            }
         } else {
-            None
-        };
-        let Some(pid) = pid else { continue };
-        if pid == std::process::id() || pid_alive(pid) {
-            continue;
+            file_name
+                .strip_prefix(&legacy)
+                .and_then(|r| r.strip_suffix(".tmp"))
+                .and_then(pid_dot_counter)
         }
-        let p = e.path();
-        if e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(&p).is_ok() {
-            removed.push(p);
-        }
-    }
-    removed.sort();
-    removed
+    })
 }
 
 /// [`remove_stale_temps`] for a directory store (agent-prompttrain's
 /// credentials dir): the temp files of dead credshift processes inside it,
 /// whatever file they were for.
 pub fn remove_stale_temps_in(dir: &Path) -> Vec<PathBuf> {
+    remove_dead_temps(dir, |file_name| {
+        let (_, rest) = file_name.split_once(TEMP_MARKER)?;
+        if !file_name.starts_with('.') {
+            return None;
+        }
+        pid_dot_counter(rest)
+    })
+}
+
+/// `PID.N` (N a number) -> PID.
+fn pid_dot_counter(rest: &str) -> Option<u32> {
+    let mut parts = rest.split('.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(p), Some(n), None) if n.parse::<u32>().is_ok() => p.parse::<u32>().ok(),
+        _ => None,
+    }
+}
+
+/// Remove the files in `dir` that `pid_of` names as a temp file of a
+/// process (by its file name) that is neither this one nor alive.
+fn remove_dead_temps(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut removed = Vec::new();
     for e in entries.flatten() {
         let file_name = e.file_name().to_string_lossy().into_owned();
-        let Some((_, rest)) = file_name.split_once(TEMP_MARKER) else {
+        let Some(pid) = pid_of(&file_name) else {
             continue;
         };
-        if !file_name.starts_with('.') {
-            continue;
-        }
-        let mut parts = rest.split('.');
-        let pid = match (parts.next(), parts.next(), parts.next()) {
-            (Some(p), Some(n), None) if n.parse::<u32>().is_ok() => p.parse::<u32>().ok(),
-            _ => None,
-        };
-        let Some(pid) = pid else { continue };
         if pid == std::process::id() || pid_alive(pid) {
             continue;
         }

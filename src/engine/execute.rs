@@ -9,14 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::{self, KdfParams, KeySource, SealingKey};
 use crate::engine::audit;
 use crate::engine::backup::{self, BackupKey};
+pub use crate::engine::cleanup::delete_order;
+pub(crate) use crate::engine::cleanup::{cleanup_items, undo_all};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::fingerprint::{self, FpKey};
+use crate::engine::fingerprint::FpKey;
 use crate::engine::inventory::now_ms;
 use crate::engine::journal::{BackupKeyKind, Journal, KdfRecord, PlannedItem, Record, Totals};
 use crate::engine::lock::{self, StoreLock};
@@ -26,7 +28,7 @@ use crate::engine::types::{
     Action, Counts, Failure, MigrationId, MigrationRequest, MigrationStatus, Progress, Report,
 };
 use crate::error::StoreError;
-use crate::store::{self, OpenOptions, Store};
+use crate::store::{self, BatchHint, OpenOptions, Store};
 
 /// Cancel flag and progress channel of a running operation.
 #[derive(Clone, Default)]
@@ -100,15 +102,57 @@ pub fn exceeds_failure_limit(attempted: usize, failed: usize, total: usize) -> b
         && failed as f64 > attempted as f64 * ROLLBACK_THRESHOLD
 }
 
-/// Batch sizes for `n` items: 1, 2, 4, ... up to [`MAX_BATCH`], summing to `n`.
+/// How long one batch of a whole-file store may take before its batches
+/// stop growing past [`MAX_BATCH`] (a cancel waits for the batch at hand).
+pub const WHOLE_FILE_BATCH_BUDGET: Duration = Duration::from_secs(2);
+
+/// The engine's batch sizes, one batch at a time: 1, 2, 4, ... For a store
+/// that costs per item, they stop at [`MAX_BATCH`]. A whole-file store
+/// rewrites the file once per batch, so fixed-size batches would make a
+/// migration quadratic; its batches keep doubling (each rewrite then covers
+/// at least as many new items as the file held before it, and the rewrites
+/// add up to at most about twice the final file) while a batch stays within
+/// [`WHOLE_FILE_BATCH_BUDGET`]. The small first batches stay either way,
+/// so the more-than-half-failed rule still stops a bad migration early.
+#[derive(Clone, Debug)]
+pub struct BatchRamp {
+    hint: BatchHint,
+    size: usize,
+}
+
+impl BatchRamp {
+    pub fn new(hint: BatchHint) -> Self {
+        BatchRamp { hint, size: 1 }
+    }
+
+    /// The size of the next batch when `left` items remain.
+    pub fn next_size(&self, left: usize) -> usize {
+        self.size.min(left)
+    }
+
+    /// Grow after a batch that took `took`.
+    pub fn grow(&mut self, took: Duration) {
+        let doubled = self.size.saturating_mul(2);
+        self.size = match self.hint {
+            BatchHint::PerItem => doubled.min(MAX_BATCH),
+            BatchHint::WholeFile if doubled <= MAX_BATCH => doubled,
+            BatchHint::WholeFile if took <= WHOLE_FILE_BATCH_BUDGET => doubled,
+            BatchHint::WholeFile => self.size,
+        };
+    }
+}
+
+/// Batch sizes for `n` items of a per-item store: 1, 2, 4, ... up to
+/// [`MAX_BATCH`], summing to `n`.
 pub fn batch_sizes(n: usize) -> Vec<usize> {
+    let mut ramp = BatchRamp::new(BatchHint::PerItem);
     let mut out = Vec::new();
-    let (mut left, mut size) = (n, 1usize);
+    let mut left = n;
     while left > 0 {
-        let b = size.min(left);
+        let b = ramp.next_size(left);
         out.push(b);
         left -= b;
-        size = (size * 2).min(MAX_BATCH);
+        ramp.grow(Duration::ZERO);
     }
     out
 }
@@ -552,7 +596,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Move the items in batches of 1, 2, 4, ... up to [`MAX_BATCH`]; stop
+    /// Move the items in batches of 1, 2, 4, ... (see [`BatchRamp`]); stop
     /// for a rollback when [`exceeds_failure_limit`] says so (applied item
     /// by item), the target is unavailable, the journal fails, or on cancel.
     pub(crate) fn write_items(
@@ -563,15 +607,19 @@ impl Run<'_> {
         tally: &mut Tally,
         started: Instant,
     ) -> Option<Stop> {
+        let mut ramp = BatchRamp::new(self.target.batch_hint());
         let mut pos = 0;
-        for size in batch_sizes(work.len()) {
+        while pos < work.len() {
             if self.ctl.cancelled() {
                 return Some(Stop::Rollback("cancelled by the user".into()));
             }
+            let size = ramp.next_size(work.len() - pos);
             let batch = &work[pos..pos + size];
+            let began = Instant::now();
             if let Some(stop) = self.write_batch(batch, pos, old, keeps_metadata, tally, started) {
                 return Some(stop);
             }
+            ramp.grow(began.elapsed());
             pos += size;
         }
         None
@@ -821,239 +869,6 @@ fn counts(t: &Tally, started: Instant) -> Counts {
     }
 }
 
-/// Undo every write this migration began, newest first. Returns whether
-/// every item is back as it was. Idempotent: an item already undone is
-/// recognised by its fingerprint and left alone.
-pub(crate) fn undo_all(
-    journal: &mut Journal,
-    fp: &FpKey,
-    target: &dyn Store,
-    state: &State,
-    old: &BTreeMap<CredentialId, Credential>,
-    ctl: &Control,
-) -> Result<bool> {
-    let mut complete = true;
-    for id in state.begun.iter().rev() {
-        let planned = state.planned_item(id);
-        let ours = planned.and_then(|p| p.fp.as_deref());
-        let before = planned.and_then(|p| p.target_fp.as_deref());
-        let overwrite = planned.is_some_and(|p| p.action == "overwrite");
-        let result = undo_one(fp, target, id, ours, before, overwrite, old.get(id));
-        match result {
-            Ok(how) => {
-                journal.append(Record::Undone {
-                    id: id.clone(),
-                    how: how.to_string(),
-                })?;
-                ctl.send(Progress::ItemUndone {
-                    id: id.clone(),
-                    how: how.to_string(),
-                });
-            }
-            Err(e) => {
-                complete = false;
-                let unavailable = e.is_unavailable();
-                journal.append(Record::UndoFailed {
-                    id: id.clone(),
-                    error: e.to_string(),
-                })?;
-                if unavailable {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(complete)
-}
-
-fn undo_one(
-    fp: &FpKey,
-    target: &dyn Store,
-    id: &CredentialId,
-    ours: Option<&str>,
-    before: Option<&str>,
-    overwrite: bool,
-    old: Option<&Credential>,
-) -> Result<&'static str, StoreError> {
-    // A target that does not exist (a file never created because every
-    // write failed) holds nothing: the item is absent, not an error.
-    let current = match target.read(id) {
-        Ok(c) => c,
-        Err(StoreError::NotFound { .. }) => None,
-        Err(e) => return Err(e),
-    };
-    let restore = |o: Option<&Credential>| -> Result<&'static str, StoreError> {
-        match o {
-            Some(o) => target.write(o).map(|_| "restored"),
-            None => Err(StoreError::item(
-                id,
-                "the old target value is not in memory or the backup",
-            )),
-        }
-    };
-    match current {
-        None if overwrite => restore(old),
-        None => Ok("absent"),
-        Some(cur) => {
-            let now = fp.value(&cur);
-            if ours.is_some_and(|f| fingerprint::same(f, &now)) {
-                if overwrite {
-                    restore(old)
-                } else {
-                    target.delete(id).map(|_| "removed")
-                }
-            } else if before.is_some_and(|f| fingerprint::same(f, &now)) {
-                Ok("already_restored")
-            } else if !overwrite && ours.is_none() {
-                Err(StoreError::item(id, "no fingerprint in the journal"))
-            } else {
-                // Not what we wrote and not what was there: someone else's
-                // value. Leave it.
-                Ok("left_changed")
-            }
-        }
-    }
-}
-
-/// Delete order for cleanup: per namespace and field, numbered entries in
-/// descending index order (agent-prompttrain's client keys are array
-/// entries whose indices shift when a lower one is removed).
-pub fn delete_order(ids: &mut [CredentialId]) {
-    fn split(name: &str) -> (&str, Option<u64>) {
-        match name.rsplit_once('/') {
-            Some((head, tail)) => match tail.parse::<u64>() {
-                Ok(n) => (head, Some(n)),
-                Err(_) => (name, None),
-            },
-            None => (name, None),
-        }
-    }
-    ids.sort_by(|a, b| {
-        let (ha, na) = split(&a.name);
-        let (hb, nb) = split(&b.name);
-        a.namespace
-            .cmp(&b.namespace)
-            .then(ha.cmp(hb))
-            .then(nb.cmp(&na))
-    });
-}
-
-/// How many source deletes one `delete_begin` record covers.
-const DELETE_BATCH: usize = 256;
-
-/// Delete from the source the items that verified (and the ones identical
-/// at the target), each re-checked against the journal's fingerprint at
-/// both ends right before the delete, in batches journaled before
-/// (`delete_begin`) and after (`delete_done`). After deleting, the source
-/// is read again: only what is really gone counts as deleted; anything
-/// else is "migrated, source still present". Resumable: an item whose
-/// delete began and that is gone from the source was deleted by us.
-pub(crate) fn cleanup_items(
-    journal: &mut Journal,
-    fp: &FpKey,
-    source: &dyn Store,
-    target: &dyn Store,
-    ctl: &Control,
-) -> Result<()> {
-    let state = journal.state()?.clone();
-    journal.append(Record::CleanupStarted)?;
-    let mut ids: Vec<CredentialId> = state
-        .planned
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .filter(|p| {
-            ((state.verified.contains(&p.id) && !state.undone.contains(&p.id))
-                || p.action == "skip_identical")
-                && !state.source_deleted.contains(&p.id)
-                && p.fp.is_some()
-        })
-        .map(|p| p.id.clone())
-        .collect();
-    delete_order(&mut ids);
-    let (mut n_deleted, mut n_failed) = (0usize, 0usize);
-    for chunk in ids.chunks(DELETE_BATCH) {
-        let at_target = target.read_many(chunk);
-        let at_source = source.read_many(chunk);
-        let mut to_delete: Vec<CredentialId> = Vec::new();
-        let mut deleted: Vec<CredentialId> = Vec::new();
-        let mut failed: Vec<Failure> = Vec::new();
-        for ((id, t), s) in chunk.iter().zip(at_target).zip(at_source) {
-            let want = state
-                .planned_item(id)
-                .and_then(|p| p.fp.as_deref())
-                .unwrap_or("");
-            let ours = |c: &Credential| fingerprint::same(&fp.value(c), want);
-            let problem = match (t, s) {
-                (Ok(Some(t)), Ok(Some(s))) if ours(&t) && ours(&s) => None,
-                // Deleted before a crash: the delete began and it is gone.
-                (Ok(Some(t)), Ok(None)) if ours(&t) && state.delete_began(id) => {
-                    deleted.push(id.clone());
-                    continue;
-                }
-                (Ok(t), _) if !t.as_ref().is_some_and(ours) => {
-                    Some("the target no longer holds the migrated value".to_string())
-                }
-                (_, Ok(None)) => Some("no longer in the source".to_string()),
-                (_, Ok(Some(_))) => Some("the source value changed".to_string()),
-                (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
-            };
-            match problem {
-                None => to_delete.push(id.clone()),
-                Some(p) => failed.push(Failure {
-                    id: id.clone(),
-                    error: format!("migrated, source still present: {p}"),
-                }),
-            }
-        }
-        if !to_delete.is_empty() {
-            journal.append(Record::DeleteBegin {
-                ids: to_delete.clone(),
-            })?;
-            let results = source.delete_many(&to_delete);
-            // Read the source again: "deleted" only for what is really gone.
-            let after = source.read_many(&to_delete);
-            for (i, id) in to_delete.iter().enumerate() {
-                let problem = match (results.get(i), after.get(i)) {
-                    (Some(Err(e)), _) => Some(e.to_string()),
-                    (_, Some(Ok(None))) => None,
-                    (_, Some(Ok(Some(_)))) => {
-                        Some("the delete had no effect: the source still holds it".to_string())
-                    }
-                    (_, Some(Err(e))) => Some(format!("could not read the source again: {e}")),
-                    (_, None) => Some("the store returned no result".to_string()),
-                };
-                match problem {
-                    None => deleted.push(id.clone()),
-                    Some(p) => failed.push(Failure {
-                        id: id.clone(),
-                        error: format!("migrated, source still present: {p}"),
-                    }),
-                }
-            }
-        }
-        n_deleted += deleted.len();
-        n_failed += failed.len();
-        let events: Vec<Progress> = deleted
-            .iter()
-            .map(|id| Progress::SourceDeleted { id: id.clone() })
-            .chain(failed.iter().map(|f| Progress::SourceDeleteFailed {
-                id: f.id.clone(),
-                error: f.error.clone(),
-            }))
-            .collect();
-        journal.append(Record::DeleteDone { deleted, failed })?;
-        for e in events {
-            ctl.send(e);
-        }
-    }
-    journal.append(Record::CleanupFinished {
-        deleted: n_deleted,
-        failed: n_failed,
-    })?;
-    Ok(())
-}
-
 /// The backup key a recorded migration used.
 pub(crate) fn migration_backup_key(
     state: &State,
@@ -1072,3 +887,6 @@ pub(crate) fn migration_backup_key(
         BackupKeyKind::KeyFile => Ok(BackupKey::KeyFile(backup::key_file_for(path))),
     }
 }
+
+#[cfg(test)]
+mod ramp_tests;

@@ -29,7 +29,9 @@
 //!    from the backup key and the migration id, never stored);
 //! 2. writes the backup and fsyncs it: `backup.enc` holds every source item,
 //!    `target-before.enc` every target item an overwrite may replace;
-//! 3. moves the items in batches of 1, 2, 4, ... up to [`MAX_BATCH`]:
+//! 3. moves the items in batches of 1, 2, 4, ... up to [`MAX_BATCH`], or,
+//!    for a store that rewrites a whole file per batch, growing with the
+//!    file ([`BatchRamp`]):
 //!    journal `batch_begin` (the ids), `write_many`, `read_many`, compare in
 //!    constant time (value; kind and metadata when the target keeps them;
 //!    `verify_hashed` for hash-only stores), journal `batch_done`;
@@ -60,6 +62,7 @@
 pub mod assess;
 pub mod audit;
 pub mod backup;
+pub mod cleanup;
 pub mod error;
 pub mod execute;
 pub mod fingerprint;
@@ -77,9 +80,9 @@ mod tests;
 
 pub use error::{EngineError, Result};
 pub use execute::{
-    Control, MAX_BATCH, MIN_ATTEMPTS, MigrationHandle, ROLLBACK_THRESHOLD, batch_sizes,
-    delete_order, exceeds_failure_limit, follow, prepare, run, start, start_prepared,
-    start_with_stores,
+    BatchRamp, Control, MAX_BATCH, MIN_ATTEMPTS, MigrationHandle, ROLLBACK_THRESHOLD,
+    WHOLE_FILE_BATCH_BUDGET, batch_sizes, delete_order, exceeds_failure_limit, follow, prepare,
+    run, start, start_prepared, start_with_stores,
 };
 pub use plan::{Prepared, plan};
 pub use recovery::{

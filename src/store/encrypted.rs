@@ -267,6 +267,11 @@ impl Store for EnvelopeFileStore {
         &self.spec
     }
 
+    /// Every batch rewrites the whole file.
+    fn batch_hint(&self) -> crate::store::BatchHint {
+        crate::store::BatchHint::WholeFile
+    }
+
     fn probe(&self) -> Capability {
         let loc = self.location();
         if self.path.is_dir() {
@@ -411,17 +416,18 @@ impl Store for EnvelopeFileStore {
     /// all fail with the same error.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let mut st = self.lock();
-        let result = self.take_or_empty(&mut st).and_then(|mut items| {
-            for c in creds {
+        let loaded = self.take_or_empty(&mut st);
+        let changed: Vec<CredentialId> = creds.iter().map(|c| c.id.clone()).collect();
+        fsutil::rewrite_batch(
+            creds,
+            loaded,
+            |items, c| {
                 items.insert(c.id.clone(), c.clone());
-            }
-            let changed: Vec<CredentialId> = creds.iter().map(|c| c.id.clone()).collect();
-            self.save(&mut st, items, &changed)
-        });
-        match result {
-            Ok(()) => creds.iter().map(|_| Ok(())).collect(),
-            Err(e) => creds.iter().map(|_| Err(dup_error(&e))).collect(),
-        }
+                Ok(())
+            },
+            |items| self.save(&mut st, items, &changed),
+            |e, _| dup_error(e),
+        )
     }
 }
 

@@ -322,6 +322,9 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
     fn spec(&self) -> &StoreSpec {
         self.inner.as_ref().spec()
     }
+    fn batch_hint(&self) -> crate::store::BatchHint {
+        self.inner.as_ref().batch_hint()
+    }
     fn probe(&self) -> Capability {
         self.inner.as_ref().probe()
     }

@@ -232,6 +232,10 @@ impl Store for LegacyMeta {
         self.inner.spec()
     }
 
+    fn batch_hint(&self) -> crate::store::BatchHint {
+        self.inner.batch_hint()
+    }
+
     fn probe(&self) -> Capability {
         self.inner.probe()
     }

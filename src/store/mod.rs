@@ -137,6 +137,18 @@ impl Capability {
     }
 }
 
+/// How a store's batch costs grow, so the engine can size its batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchHint {
+    /// Each item costs about the same whatever the batch (a row, a keyring
+    /// entry, a file per account): batches stop growing at a fixed cap.
+    PerItem,
+    /// Every batch rewrites one whole file, so a batch costs as much as the
+    /// file is long: batches keep growing with the file (under a time
+    /// budget), which keeps a migration linear in the number of items.
+    WholeFile,
+}
+
 /// Every backend implements this. Implementations must be safe to call from
 /// a worker thread and must never put a secret into an error.
 pub trait Store: Send + Sync {
@@ -207,6 +219,11 @@ pub trait Store: Send + Sync {
     /// cannot hold one OAuth token of an account without the other).
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
         ids.iter().map(|id| self.delete(id)).collect()
+    }
+
+    /// How this store's batches cost (see [`BatchHint`]). Default: per item.
+    fn batch_hint(&self) -> BatchHint {
+        BatchHint::PerItem
     }
 
     /// For values a store keeps only as a one-way hash (agent-prompttrain's

@@ -497,6 +497,11 @@ impl Store for ModelForgeStore {
         &self.spec
     }
 
+    /// Every batch rewrites the whole file.
+    fn batch_hint(&self) -> crate::store::BatchHint {
+        crate::store::BatchHint::WholeFile
+    }
+
     fn probe(&self) -> Capability {
         let mut cap = Capability::persistent_store(false, false);
         match self.load() {
@@ -614,38 +619,19 @@ impl Store for ModelForgeStore {
     /// One parse and one atomic rewrite for the whole batch.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let _g = self.guard();
-        let mut cfg = match self.load() {
-            Ok(Some(c)) => c,
-            Ok(None) => Config::new_file(),
-            Err(e) => {
-                let msg = e.to_string();
-                return creds
-                    .iter()
-                    .map(|c| Err(StoreError::item(&c.id, msg.clone())))
-                    .collect();
-            }
-        };
-        let mut results: Vec<Result<()>> = creds
-            .iter()
-            .map(|c| match self.check(c) {
+        fsutil::rewrite_batch(
+            creds,
+            self.load().map(|c| c.unwrap_or_else(Config::new_file)),
+            |cfg, c| match self.check(c) {
                 Some(reason) => Err(StoreError::item(&c.id, reason)),
                 None => cfg.set(c),
-            })
-            .collect();
-        if results.iter().any(|r| r.is_ok()) {
-            let saved = cfg
-                .render()
-                .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes));
-            if let Err(e) = saved {
-                let msg = e.to_string();
-                for (r, c) in results.iter_mut().zip(creds) {
-                    if r.is_ok() {
-                        *r = Err(StoreError::item(&c.id, msg.clone()));
-                    }
-                }
-            }
-        }
-        results
+            },
+            |cfg| {
+                cfg.render()
+                    .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes))
+            },
+            |e, c| StoreError::item(&c.id, e.to_string()),
+        )
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {

@@ -1,0 +1,247 @@
+//! Undo (rollback) and source cleanup: the item loops that `migrate`,
+//! `resume`, `rollback` and `cleanup` share. Moved out of `execute.rs`.
+
+use std::collections::BTreeMap;
+
+use crate::credential::{Credential, CredentialId};
+use crate::engine::error::Result;
+use crate::engine::execute::Control;
+use crate::engine::fingerprint::{self, FpKey};
+use crate::engine::journal::{Journal, Record};
+use crate::engine::state::State;
+use crate::engine::types::{Failure, Progress};
+use crate::error::StoreError;
+use crate::store::Store;
+
+/// Undo every write this migration began, newest first. Returns whether
+/// every item is back as it was. Idempotent: an item already undone is
+/// recognised by its fingerprint and left alone.
+pub(crate) fn undo_all(
+    journal: &mut Journal,
+    fp: &FpKey,
+    target: &dyn Store,
+    state: &State,
+    old: &BTreeMap<CredentialId, Credential>,
+    ctl: &Control,
+) -> Result<bool> {
+    let mut complete = true;
+    for id in state.begun.iter().rev() {
+        let planned = state.planned_item(id);
+        let ours = planned.and_then(|p| p.fp.as_deref());
+        let before = planned.and_then(|p| p.target_fp.as_deref());
+        let overwrite = planned.is_some_and(|p| p.action == "overwrite");
+        let result = undo_one(fp, target, id, ours, before, overwrite, old.get(id));
+        match result {
+            Ok(how) => {
+                journal.append(Record::Undone {
+                    id: id.clone(),
+                    how: how.to_string(),
+                })?;
+                ctl.send(Progress::ItemUndone {
+                    id: id.clone(),
+                    how: how.to_string(),
+                });
+            }
+            Err(e) => {
+                complete = false;
+                let unavailable = e.is_unavailable();
+                journal.append(Record::UndoFailed {
+                    id: id.clone(),
+                    error: e.to_string(),
+                })?;
+                if unavailable {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(complete)
+}
+
+fn undo_one(
+    fp: &FpKey,
+    target: &dyn Store,
+    id: &CredentialId,
+    ours: Option<&str>,
+    before: Option<&str>,
+    overwrite: bool,
+    old: Option<&Credential>,
+) -> Result<&'static str, StoreError> {
+    // A target that does not exist (a file never created because every
+    // write failed) holds nothing: the item is absent, not an error.
+    let current = match target.read(id) {
+        Ok(c) => c,
+        Err(StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let restore = |o: Option<&Credential>| -> Result<&'static str, StoreError> {
+        match o {
+            Some(o) => target.write(o).map(|_| "restored"),
+            None => Err(StoreError::item(
+                id,
+                "the old target value is not in memory or the backup",
+            )),
+        }
+    };
+    match current {
+        None if overwrite => restore(old),
+        None => Ok("absent"),
+        Some(cur) => {
+            let now = fp.value(&cur);
+            if ours.is_some_and(|f| fingerprint::same(f, &now)) {
+                if overwrite {
+                    restore(old)
+                } else {
+                    target.delete(id).map(|_| "removed")
+                }
+            } else if before.is_some_and(|f| fingerprint::same(f, &now)) {
+                Ok("already_restored")
+            } else if !overwrite && ours.is_none() {
+                Err(StoreError::item(id, "no fingerprint in the journal"))
+            } else {
+                // Not what we wrote and not what was there: someone else's
+                // value. Leave it.
+                Ok("left_changed")
+            }
+        }
+    }
+}
+
+/// Delete order for cleanup: per namespace and field, numbered entries in
+/// descending index order (agent-prompttrain's client keys are array
+/// entries whose indices shift when a lower one is removed).
+pub fn delete_order(ids: &mut [CredentialId]) {
+    fn split(name: &str) -> (&str, Option<u64>) {
+        match name.rsplit_once('/') {
+            Some((head, tail)) => match tail.parse::<u64>() {
+                Ok(n) => (head, Some(n)),
+                Err(_) => (name, None),
+            },
+            None => (name, None),
+        }
+    }
+    ids.sort_by(|a, b| {
+        let (ha, na) = split(&a.name);
+        let (hb, nb) = split(&b.name);
+        a.namespace
+            .cmp(&b.namespace)
+            .then(ha.cmp(hb))
+            .then(nb.cmp(&na))
+    });
+}
+
+/// How many source deletes one `delete_begin` record covers.
+const DELETE_BATCH: usize = 256;
+
+/// Delete from the source the items that verified (and the ones identical
+/// at the target), each re-checked against the journal's fingerprint at
+/// both ends right before the delete, in batches journaled before
+/// (`delete_begin`) and after (`delete_done`). After deleting, the source
+/// is read again: only what is really gone counts as deleted; anything
+/// else is "migrated, source still present". Resumable: an item whose
+/// delete began and that is gone from the source was deleted by us.
+pub(crate) fn cleanup_items(
+    journal: &mut Journal,
+    fp: &FpKey,
+    source: &dyn Store,
+    target: &dyn Store,
+    ctl: &Control,
+) -> Result<()> {
+    let state = journal.state()?.clone();
+    journal.append(Record::CleanupStarted)?;
+    let mut ids: Vec<CredentialId> = state
+        .planned
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| {
+            ((state.verified.contains(&p.id) && !state.undone.contains(&p.id))
+                || p.action == "skip_identical")
+                && !state.source_deleted.contains(&p.id)
+                && p.fp.is_some()
+        })
+        .map(|p| p.id.clone())
+        .collect();
+    delete_order(&mut ids);
+    let (mut n_deleted, mut n_failed) = (0usize, 0usize);
+    for chunk in ids.chunks(DELETE_BATCH) {
+        let at_target = target.read_many(chunk);
+        let at_source = source.read_many(chunk);
+        let mut to_delete: Vec<CredentialId> = Vec::new();
+        let mut deleted: Vec<CredentialId> = Vec::new();
+        let mut failed: Vec<Failure> = Vec::new();
+        for ((id, t), s) in chunk.iter().zip(at_target).zip(at_source) {
+            let want = state
+                .planned_item(id)
+                .and_then(|p| p.fp.as_deref())
+                .unwrap_or("");
+            let ours = |c: &Credential| fingerprint::same(&fp.value(c), want);
+            let problem = match (t, s) {
+                (Ok(Some(t)), Ok(Some(s))) if ours(&t) && ours(&s) => None,
+                // Deleted before a crash: the delete began and it is gone.
+                (Ok(Some(t)), Ok(None)) if ours(&t) && state.delete_began(id) => {
+                    deleted.push(id.clone());
+                    continue;
+                }
+                (Ok(t), _) if !t.as_ref().is_some_and(ours) => {
+                    Some("the target no longer holds the migrated value".to_string())
+                }
+                (_, Ok(None)) => Some("no longer in the source".to_string()),
+                (_, Ok(Some(_))) => Some("the source value changed".to_string()),
+                (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+            };
+            match problem {
+                None => to_delete.push(id.clone()),
+                Some(p) => failed.push(Failure {
+                    id: id.clone(),
+                    error: format!("migrated, source still present: {p}"),
+                }),
+            }
+        }
+        if !to_delete.is_empty() {
+            journal.append(Record::DeleteBegin {
+                ids: to_delete.clone(),
+            })?;
+            let results = source.delete_many(&to_delete);
+            // Read the source again: "deleted" only for what is really gone.
+            let after = source.read_many(&to_delete);
+            for (i, id) in to_delete.iter().enumerate() {
+                let problem = match (results.get(i), after.get(i)) {
+                    (Some(Err(e)), _) => Some(e.to_string()),
+                    (_, Some(Ok(None))) => None,
+                    (_, Some(Ok(Some(_)))) => {
+                        Some("the delete had no effect: the source still holds it".to_string())
+                    }
+                    (_, Some(Err(e))) => Some(format!("could not read the source again: {e}")),
+                    (_, None) => Some("the store returned no result".to_string()),
+                };
+                match problem {
+                    None => deleted.push(id.clone()),
+                    Some(p) => failed.push(Failure {
+                        id: id.clone(),
+                        error: format!("migrated, source still present: {p}"),
+                    }),
+                }
+            }
+        }
+        n_deleted += deleted.len();
+        n_failed += failed.len();
+        let events: Vec<Progress> = deleted
+            .iter()
+            .map(|id| Progress::SourceDeleted { id: id.clone() })
+            .chain(failed.iter().map(|f| Progress::SourceDeleteFailed {
+                id: f.id.clone(),
+                error: f.error.clone(),
+            }))
+            .collect();
+        journal.append(Record::DeleteDone { deleted, failed })?;
+        for e in events {
+            ctl.send(e);
+        }
+    }
+    journal.append(Record::CleanupFinished {
+        deleted: n_deleted,
+        failed: n_failed,
+    })?;
+    Ok(())
+}

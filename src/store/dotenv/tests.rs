@@ -1,0 +1,284 @@
+//! Tests of the `.env` store (moved out of `dotenv.rs`).
+
+use super::*;
+
+fn store_at(path: &Path) -> Box<dyn Store> {
+    open(
+        &StoreSpec::Dotenv(path.to_path_buf()),
+        &OpenOptions::default(),
+    )
+    .unwrap()
+}
+
+fn value_of(store: &dyn Store, id: &str) -> Option<String> {
+    store
+        .read(&id.parse().unwrap())
+        .unwrap()
+        .map(|c| c.secret.expose().to_string())
+}
+
+const SAMPLE: &str = "# app\n\
+    PLAIN=abc#notacomment\n\
+    export EXPORTED=\"with # hash\"   # trailing comment\n\
+    SINGLE='it''s'\n\
+    SPACED = spaced value   # comment\n\
+    ESCAPED=\"line1\\nline2\\t\\\"q\\\" \\\\ end\"\n\
+    MULTI=\"first\n\
+    second\"\n\
+    EMPTY=\n\
+    garbage line\n\
+    LAST='x'";
+
+#[test]
+fn parses_the_usual_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    std::fs::write(&p, SAMPLE).unwrap();
+    let s = store_at(&p);
+    assert_eq!(value_of(&*s, "env/PLAIN").unwrap(), "abc#notacomment");
+    assert_eq!(value_of(&*s, "env/EXPORTED").unwrap(), "with # hash");
+    assert_eq!(value_of(&*s, "env/SPACED").unwrap(), "spaced value");
+    assert_eq!(
+        value_of(&*s, "env/ESCAPED").unwrap(),
+        "line1\nline2\t\"q\" \\ end"
+    );
+    assert_eq!(value_of(&*s, "env/MULTI").unwrap(), "first\nsecond");
+    assert_eq!(value_of(&*s, "env/EMPTY").unwrap(), "");
+    assert_eq!(value_of(&*s, "env/LAST").unwrap(), "x");
+    // `'it''s'` has text after the closing quote: an error, not a guess.
+    let listing = s.list().unwrap();
+    let bad: Vec<_> = listing.errors.iter().map(|e| e.location.clone()).collect();
+    let file = p.display().to_string();
+    assert_eq!(bad, vec![format!("{file}:4"), format!("{file}:10")]);
+    assert!(value_of(&*s, "env/SINGLE").is_none());
+}
+
+#[test]
+fn write_replaces_in_place_and_keeps_style() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    std::fs::write(
+        &p,
+        "# top\nexport A=\"old\"  # keep me\nB='old'\nC=old\n# bottom\n",
+    )
+    .unwrap();
+    let s = store_at(&p);
+    for (k, v) in [("A", "new"), ("B", "new"), ("C", "new")] {
+        s.write(&Credential::new(
+            CredentialId::new("env", k),
+            Kind::guess(k),
+            v,
+        ))
+        .unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&p).unwrap(),
+        "# top\nexport A=\"new\"  # keep me\nB='new'\nC=new\n# bottom\n"
+    );
+    // A value the style cannot hold switches to one that can.
+    s.write(&Credential::new(
+        CredentialId::new("env", "B"),
+        Kind::Other,
+        "it's",
+    ))
+    .unwrap();
+    assert!(
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .contains("B=\"it's\"\n")
+    );
+}
+
+#[test]
+fn crlf_and_bom_survive_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    std::fs::write(&p, b"\xEF\xBB\xBFA=1\r\n# c\r\nB=2\r\n").unwrap();
+    let s = store_at(&p);
+    assert_eq!(value_of(&*s, "env/A").unwrap(), "1");
+    assert_eq!(value_of(&*s, "env/B").unwrap(), "2");
+    s.write(&Credential::new(
+        CredentialId::new("env", "C"),
+        Kind::Other,
+        "3",
+    ))
+    .unwrap();
+    s.delete(&CredentialId::new("env", "A")).unwrap();
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        b"\xEF\xBB\xBF# c\r\nB=2\r\nC=3\r\n"
+    );
+}
+
+#[test]
+fn foreign_ids_get_a_marker_and_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    let s = store_at(&p);
+    let mut meta = Metadata::new();
+    meta.insert("expires_at".into(), 1790003600000i64.into());
+    let c = Credential::new(
+        "account:acc_alpha/oauth_access_token".parse().unwrap(),
+        Kind::OauthAccess,
+        "sk-ant-oat01-secret-value",
+    )
+    .with_metadata(meta.clone());
+    s.write(&c).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(
+        text.contains("ACCOUNT_ACC_ALPHA_OAUTH_ACCESS_TOKEN="),
+        "{text}"
+    );
+    let marker = text
+        .lines()
+        .find(|l| l.starts_with("# credshift:"))
+        .unwrap();
+    assert!(!marker.contains("secret-value"));
+    let back = s.read(&c.id).unwrap().unwrap();
+    assert!(back.same_as(&c));
+    assert!(s.delete(&c.id).unwrap());
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+}
+
+#[test]
+fn sanitized_keys_never_collide() {
+    assert_eq!(
+        sanitize_key("train:team-a/client_key/0"),
+        "TRAIN_TEAM_A_CLIENT_KEY_0"
+    );
+    assert_eq!(sanitize_key("1x/y"), "_1X_Y");
+    assert_eq!(sanitize_key("ключ/ключ"), "CREDSHIFT_SECRET");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    let s = store_at(&p);
+    let a = Credential::new("a:b/c".parse().unwrap(), Kind::Other, "1");
+    let b = Credential::new("a/b:c".parse().unwrap(), Kind::Other, "2");
+    s.write(&a).unwrap();
+    s.write(&b).unwrap();
+    assert_eq!(value_of(&*s, "a:b/c").unwrap(), "1");
+    assert_eq!(value_of(&*s, "a/b:c").unwrap(), "2");
+}
+
+#[test]
+fn encoding_picks_a_style_that_holds_the_value() {
+    let table = [
+        ("abc", Quote::None, "abc"),
+        ("abc", Quote::Single, "'abc'"),
+        ("x", Quote::Double, "\"x\""),
+        ("", Quote::None, "''"),
+        ("a b", Quote::None, "'a b'"),
+        ("$HOME", Quote::None, "'$HOME'"),
+        // Never double quotes for what a shell would expand or run.
+        ("Xy9$HOME`id`Qz", Quote::Double, "'Xy9$HOME`id`Qz'"),
+        ("a\\b", Quote::Double, "'a\\b'"),
+        ("say \"hi\"", Quote::Double, "'say \"hi\"'"),
+        ("it's", Quote::None, "\"it's\""),
+        ("it's", Quote::Single, "\"it's\""),
+        ("a\nb", Quote::Double, "'a\nb'"),
+        ("it's $HOME", Quote::Double, "'it'\\''s $HOME'"),
+        ("'\\''", Quote::None, "''\\''\\'\\'''\\'''"),
+        ("a\r\nb's\\", Quote::None, "$'a\\r\\nb\\'s\\\\'"),
+    ];
+    for (value, style, want) in table {
+        assert_eq!(encode_value(value, style).as_str(), want, "{value:?}");
+    }
+}
+
+#[test]
+fn every_encoding_reads_back_exactly_in_every_old_style() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    let values = [
+        "plain",
+        "",
+        "a b",
+        "$HOME",
+        "`id`",
+        "$(id)",
+        "it's",
+        "say \"hi\"",
+        "a\\b",
+        "a\\",
+        "#x",
+        "a #b",
+        "l1\nl2\n",
+        "it's $HOME `id`",
+        "'\\''",
+        "''",
+        "ü ✓",
+        "a\r\nb\r",
+        "\r\n\t\\ 'q' \"d\" $HOME `id` \x01\x7f",
+    ];
+    let olds = [
+        "K=old",
+        "K='old'",
+        "K=\"old\"",
+        "export K=\"old\" # c",
+        "K=\"a\nb\"",
+    ];
+    for old in olds {
+        for v in values {
+            std::fs::write(&p, format!("A=1\n{old}\nZ=2\n")).unwrap();
+            let s = store_at(&p);
+            s.write(&Credential::new(
+                CredentialId::new("env", "K"),
+                Kind::Other,
+                v,
+            ))
+            .unwrap();
+            assert_eq!(value_of(&*s, "env/K").as_deref(), Some(v), "{old} <- {v:?}");
+            assert_eq!(value_of(&*s, "env/A").as_deref(), Some("1"));
+            assert_eq!(value_of(&*s, "env/Z").as_deref(), Some("2"));
+            assert!(s.list().unwrap().errors.is_empty(), "{old} <- {v:?}");
+        }
+    }
+}
+
+#[test]
+fn values_no_quoting_can_carry_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    let s = store_at(&p);
+    for v in ["a\0b", "\0", "x\r\n\0"] {
+        let c = Credential::new(CredentialId::new("env", "BAD"), Kind::Other, v);
+        assert!(s.check(&c).is_some(), "{v:?}");
+        let e = s.write(&c).unwrap_err().to_string();
+        assert!(e.contains("env/BAD"), "{e}");
+    }
+    assert!(!p.exists(), "nothing was written");
+}
+
+#[test]
+fn a_repeated_key_is_reported_and_delete_removes_only_the_line_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    std::fs::write(&p, "K=first\nB=2\n# note\nexport K='second'\nC=3\n").unwrap();
+    let s = store_at(&p);
+    assert_eq!(value_of(&*s, "env/K").as_deref(), Some("second"));
+    let listing = s.list().unwrap();
+    assert_eq!(listing.entries.len(), 3);
+    assert_eq!(listing.errors.len(), 1, "{:?}", listing.errors);
+    let e = &listing.errors[0];
+    assert!(e.location.ends_with(".env:1"), "{e:?}");
+    assert!(
+        e.error.contains("K is assigned 2 times (lines 1, 4)"),
+        "{e:?}"
+    );
+    assert!(!e.error.contains("first") && !e.error.contains("second"));
+    assert_eq!(s.read_all().unwrap().errors.len(), 1);
+    assert!(s.probe().warnings.iter().any(|w| w.contains("lines 1, 4")));
+    let err = s.delete(&"env/K".parse().unwrap()).unwrap_err().to_string();
+    assert!(
+        err.contains("removed line 4") && err.contains("line(s) 1"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&p).unwrap(),
+        "K=first\nB=2\n# note\nC=3\n"
+    );
+    // The one left is now the value read, and deleting it is a plain delete.
+    assert_eq!(value_of(&*s, "env/K").as_deref(), Some("first"));
+    assert!(s.delete(&"env/K".parse().unwrap()).unwrap());
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "B=2\n# note\nC=3\n");
+    assert!(!s.delete(&"env/K".parse().unwrap()).unwrap());
+}

@@ -1,0 +1,213 @@
+//! The `Store` implementation of `prompttrain:DIR` (moved out of
+//! `prompttrain.rs`).
+
+use super::*;
+
+impl Store for PromptTrainStore {
+    fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    fn probe(&self) -> Capability {
+        let mut cap = Capability::persistent_store(false, false);
+        match self.load_tree() {
+            Ok(tree) => {
+                let (creds, errors) = tree.credentials();
+                cap.exists = true;
+                cap.item_count = Some(creds.len());
+                cap.writable = [self.dir.clone(), self.accounts_dir(), self.keys_dir()]
+                    .iter()
+                    .filter(|d| d.exists())
+                    .all(|d| dir_writable(d));
+                let mut warnings: Vec<String> = tree
+                    .accounts
+                    .iter()
+                    .map(|a| a.path.as_path())
+                    .chain(tree.trains.iter().map(|t| t.path.as_path()))
+                    .flat_map(plaintext_file_warnings)
+                    .collect();
+                if warnings.len() > 5 {
+                    let more = warnings.len() - 5;
+                    warnings.truncate(5);
+                    warnings.push(format!(
+                        "{more} more credential file(s) are readable by group or others"
+                    ));
+                }
+                if !errors.is_empty() {
+                    warnings.push(format!(
+                        "{} file(s) or field(s) could not be read",
+                        errors.len()
+                    ));
+                }
+                cap.warnings = warnings;
+            }
+            Err(StoreError::NotFound { .. }) => {
+                cap.item_count = Some(0);
+                cap.writable = dir_writable(&nearest_existing_dir(&self.dir.join("x")));
+            }
+            Err(e) => {
+                cap.available = false;
+                cap.readable = false;
+                cap.exists = self.dir.exists();
+                cap.reason = Some(e.to_string());
+            }
+        }
+        cap
+    }
+
+    fn list(&self) -> Result<Listing> {
+        self.read_all().map(Listing::from)
+    }
+
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        let Ok(target) = parse_target(id) else {
+            return Ok(None);
+        };
+        if !self.dir.is_dir() {
+            return Ok(None);
+        }
+        let mut errors = Vec::new();
+        match target {
+            Target::Account { id: account, .. } => Ok(self
+                .find_account(&account)?
+                .map(|a| a.credentials(&mut errors))
+                .and_then(|cs| cs.into_iter().find(|c| &c.id == id))),
+            Target::ClientKey { train, index } => {
+                let path = self.keys_path(&train);
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let file = Self::load_keys(path, train)?;
+                Ok(match file.keys().and_then(|k| k.get(index)) {
+                    Some(Value::String(s)) => Some(Credential {
+                        id: id.clone(),
+                        kind: Kind::ClientKey,
+                        secret: Secret::new(s.as_str()),
+                        metadata: Metadata::new(),
+                    }),
+                    _ => None,
+                })
+            }
+        }
+    }
+
+    /// One scan of `accounts/` for the whole batch (a single `read` scans
+    /// it per call); train key files are read per train.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let any_account = ids
+            .iter()
+            .any(|id| matches!(parse_target(id), Ok(Target::Account { .. })));
+        if !any_account || !self.dir.is_dir() {
+            return ids.iter().map(|id| self.read(id)).collect();
+        }
+        let mut ignored = Vec::new();
+        let accounts = match self.load_accounts(&mut ignored) {
+            Ok(a) => a,
+            Err(e) => {
+                return ids
+                    .iter()
+                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                    .collect();
+            }
+        };
+        // As `find_account`: the first file holding an account id wins.
+        let mut by_account: std::collections::HashMap<&str, &AccountFile> =
+            std::collections::HashMap::new();
+        for a in &accounts {
+            by_account.entry(a.account_id.as_str()).or_insert(a);
+        }
+        ids.iter()
+            .map(|id| match parse_target(id) {
+                Ok(Target::Account { id: account, .. }) => {
+                    let mut errors = Vec::new();
+                    Ok(by_account
+                        .get(account.as_str())
+                        .map(|a| a.credentials(&mut errors))
+                        .and_then(|cs| cs.into_iter().find(|c| &c.id == id)))
+                }
+                _ => self.read(id),
+            })
+            .collect()
+    }
+
+    fn read_all(&self) -> Result<Scan> {
+        let (credentials, errors) = self.load_tree()?.credentials();
+        Ok(Scan {
+            credentials,
+            errors,
+        })
+    }
+
+    fn check(&self, c: &Credential) -> Option<String> {
+        parse_target(&c.id).err()
+    }
+
+    fn unmigrated(&self) -> Vec<String> {
+        let mut ignored = Vec::new();
+        self.load_accounts(&mut ignored)
+            .map(|accounts| accounts.iter().flat_map(AccountFile::left_over).collect())
+            .unwrap_or_default()
+    }
+
+    fn write(&self, c: &Credential) -> Result<()> {
+        self.write_many(std::slice::from_ref(c))
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// One directory scan and one save per touched file for the batch.
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_batch(creds)
+    }
+
+    fn delete(&self, id: &CredentialId) -> Result<bool> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(target) = parse_target(id) else {
+            return Ok(false);
+        };
+        if !self.dir.is_dir() {
+            return Ok(false);
+        }
+        match target {
+            Target::Account { id: account, field } => {
+                let Some(mut file) = self.find_account(&account)? else {
+                    return Ok(false);
+                };
+                if !file.remove(&field) {
+                    return Ok(false);
+                }
+                if file.has_secret() {
+                    file.save()?;
+                } else {
+                    remove_file(&file.path)?;
+                }
+                Ok(true)
+            }
+            Target::ClientKey { train, index } => {
+                let path = self.keys_path(&train);
+                if !path.exists() {
+                    return Ok(false);
+                }
+                let mut file = Self::load_keys(path, train)?;
+                let Some(keys) = file.keys_mut() else {
+                    return Ok(false);
+                };
+                if !keys.get(index).is_some_and(Value::is_string) {
+                    return Ok(false);
+                }
+                keys[index] = Value::Null;
+                while keys.last().is_some_and(Value::is_null) {
+                    keys.pop();
+                }
+                if keys.iter().any(Value::is_string) {
+                    let bytes = render_json(&file.root, file.indent, file.trailing_newline)?;
+                    fsutil::atomic_write(&file.path, &bytes)?;
+                } else {
+                    remove_file(&file.path)?;
+                }
+                Ok(true)
+            }
+        }
+    }
+}
