@@ -17,9 +17,15 @@
 //!   bytes (UTF-16) per secret, which `check` reports before the dry run ends.
 //!
 //! Every call runs on one worker thread per store and the caller waits at
-//! most `OpenOptions::keyring_timeout`: a hung D-Bus call ends in
-//! `StoreError::Timeout` naming the keyring and the operation, and the store
-//! refuses further calls rather than queueing behind the hung one.
+//! most `OpenOptions::keyring_timeout` for it (for a batch: for its next
+//! group of items): a hung D-Bus call ends in `StoreError::Timeout` naming
+//! the keyring and the operation, and the store refuses further calls
+//! rather than queueing behind the hung one.
+//!
+//! Batches (`write_many`, `read_many`, `delete_many`, and `read_all`'s
+//! reads) go to the backend whole: the Secret Service backend keeps its
+//! D-Bus calls for a group of items in flight together on one connection
+//! instead of waiting for each reply in turn; the other backends loop.
 
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -27,7 +33,9 @@ use std::time::Duration;
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
-use crate::store::{Capability, Entry, Listing, LocationError, OpenOptions, Store, StoreSpec};
+use crate::store::{
+    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+};
 
 /// Secret Service attribute holding the credential kind (`api_key`, ...).
 pub const ATTR_KIND: &str = "credshift.kind";
@@ -96,6 +104,18 @@ pub(crate) struct Stored {
     pub metadata: Option<String>,
 }
 
+/// One item of a `set_many` batch: what `set` takes.
+pub(crate) struct ToWrite {
+    pub user: String,
+    pub secret: Secret,
+    pub kind: &'static str,
+    pub metadata: String,
+}
+
+/// Called by a backend as a batch makes progress, so that a long batch is
+/// not taken for a hung call.
+pub(crate) type Tick<'a> = &'a dyn Fn();
+
 /// A platform keyring. Lives on the worker thread only.
 pub(crate) trait Backend {
     fn state(&mut self) -> Result<State, Fail>;
@@ -103,6 +123,37 @@ pub(crate) trait Backend {
     fn get(&mut self, user: &str) -> Result<Option<Stored>, Fail>;
     fn set(&mut self, user: &str, secret: &Secret, kind: &str, metadata: &str) -> Result<(), Fail>;
     fn delete(&mut self, user: &str) -> Result<bool, Fail>;
+
+    /// `set` for each item; one result per item, in order. Backends that
+    /// can keep several calls in flight override the three `_many`s.
+    fn set_many(&mut self, items: &[ToWrite], tick: Tick) -> Vec<Result<(), Fail>> {
+        let mut out = Vec::with_capacity(items.len());
+        for w in items {
+            out.push(self.set(&w.user, &w.secret, w.kind, &w.metadata));
+            tick();
+        }
+        out
+    }
+
+    /// `get` for each user; one result per user, in order.
+    fn get_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<Option<Stored>, Fail>> {
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            out.push(self.get(u));
+            tick();
+        }
+        out
+    }
+
+    /// `delete` for each user; one result per user, in order.
+    fn delete_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<bool, Fail>> {
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            out.push(self.delete(u));
+            tick();
+        }
+        out
+    }
 }
 
 pub(crate) type Connect = Box<dyn Fn(&str) -> Result<Box<dyn Backend>, Fail> + Send>;
@@ -116,6 +167,13 @@ pub(crate) struct Limit {
 }
 
 type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// What the worker sends back while it runs a job.
+enum Msg<T> {
+    /// A batch moved on: wait the timeout again.
+    Tick,
+    Done(Result<T, Fail>),
+}
 
 /// The worker's side: connects lazily (connecting can hang too) and keeps
 /// the connection for the next call.
@@ -188,6 +246,25 @@ impl KeyringStore {
         op: &'static str,
         f: impl FnOnce(&mut dyn Backend) -> Result<T, Fail> + Send + 'static,
     ) -> Result<T, Fail> {
+        self.run(op, move |b, _| f(b))
+    }
+
+    /// Run a batch on the worker: the timeout runs from the start and again
+    /// from each tick of the backend, so only a batch that stops moving for
+    /// the whole timeout is taken for hung.
+    fn call_batch<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Backend, Tick) -> Vec<Result<T, Fail>> + Send + 'static,
+    ) -> Result<Vec<Result<T, Fail>>, Fail> {
+        self.run(op, move |b, tick| Ok(f(b, tick)))
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Backend, Tick) -> Result<T, Fail> + Send + 'static,
+    ) -> Result<T, Fail> {
         if let Some(prev) = *self.stuck.lock().unwrap_or_else(|p| p.into_inner()) {
             return Err(Fail::Unavailable(format!(
                 "an earlier keyring call ({prev}) timed out after {} s and has not returned; \
@@ -195,27 +272,82 @@ impl KeyringStore {
                 self.seconds()
             )));
         }
-        let (tx, rx) = mpsc::sync_channel(1);
+        let (tx, rx) = mpsc::channel::<Msg<T>>();
         let job: Job = Box::new(move |conn: &mut Conn| {
-            let r = conn.backend().and_then(f);
-            let _ = tx.send(r);
+            let ticks = tx.clone();
+            let tick = move || {
+                let _ = ticks.send(Msg::Tick);
+            };
+            let r = conn.backend().and_then(|b| f(b, &tick));
+            let _ = tx.send(Msg::Done(r));
         });
         if self.jobs.send(job).is_err() {
             return Err(Fail::Unavailable("the keyring worker has stopped".into()));
         }
-        match rx.recv_timeout(self.timeout) {
-            Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                *self.stuck.lock().unwrap_or_else(|p| p.into_inner()) = Some(op);
-                Err(Fail::Timeout {
-                    op,
-                    seconds: self.seconds(),
-                })
+        loop {
+            match rx.recv_timeout(self.timeout) {
+                Ok(Msg::Tick) => continue,
+                Ok(Msg::Done(r)) => return r,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    *self.stuck.lock().unwrap_or_else(|p| p.into_inner()) = Some(op);
+                    return Err(Fail::Timeout {
+                        op,
+                        seconds: self.seconds(),
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Fail::Unavailable(
+                        "the keyring worker stopped unexpectedly".into(),
+                    ));
+                }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Fail::Unavailable(
-                "the keyring worker stopped unexpectedly".into(),
-            )),
         }
+    }
+
+    /// Per-item results of a batch sent for the items at `at` (indexes
+    /// into `ids`), into `out`; a failure of the batch as a whole is every
+    /// item's failure.
+    fn settle<T>(
+        &self,
+        ids: &[&CredentialId],
+        at: &[usize],
+        results: Result<Vec<Result<T, Fail>>, Fail>,
+        out: &mut [Option<Result<T>>],
+    ) {
+        let mut results = match results {
+            Ok(r) => r.into_iter(),
+            Err(f) => {
+                for &i in at {
+                    out[i] = Some(Err(self.error(f.clone(), Some(ids[i]))));
+                }
+                return;
+            }
+        };
+        for &i in at {
+            out[i] = Some(match results.next() {
+                Some(r) => r.map_err(|f| self.error(f, Some(ids[i]))),
+                None => Err(StoreError::item(
+                    ids[i],
+                    format!("{}: the keyring returned no result", self.spec),
+                )),
+            });
+        }
+    }
+
+    /// What `write` sends to the backend, after the pre-flight check.
+    fn to_write(&self, c: &Credential) -> Result<ToWrite> {
+        if let Some(why) = self.check(c) {
+            return Err(StoreError::item(&c.id, format!("{}: {why}", self.spec)));
+        }
+        let metadata = serde_json::to_string(&crate::scrub::public(&c.metadata)).map_err(|_| {
+            StoreError::item(&c.id, format!("{}: metadata cannot be encoded", self.spec))
+        })?;
+        Ok(ToWrite {
+            user: c.id.to_string(),
+            secret: c.secret.clone(),
+            kind: c.kind.as_str(),
+            metadata,
+        })
     }
 
     fn error(&self, fail: Fail, id: Option<&CredentialId>) -> StoreError {
@@ -392,23 +524,95 @@ impl Store for KeyringStore {
     }
 
     fn write(&self, c: &Credential) -> Result<()> {
-        if let Some(why) = self.check(c) {
-            return Err(StoreError::item(&c.id, format!("{}: {why}", self.spec)));
-        }
-        let user = c.id.to_string();
-        let secret = c.secret.clone();
-        let kind = c.kind.as_str();
-        let metadata = serde_json::to_string(&crate::scrub::public(&c.metadata)).map_err(|_| {
-            StoreError::item(&c.id, format!("{}: metadata cannot be encoded", self.spec))
-        })?;
-        self.call("write", move |b| b.set(&user, &secret, kind, &metadata))
-            .map_err(|f| self.error(f, Some(&c.id)))
+        let w = self.to_write(c)?;
+        self.call("write", move |b| {
+            b.set(&w.user, &w.secret, w.kind, &w.metadata)
+        })
+        .map_err(|f| self.error(f, Some(&c.id)))
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
         let user = id.to_string();
         self.call("delete", move |b| b.delete(&user))
             .map_err(|f| self.error(f, Some(id)))
+    }
+
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        let ids: Vec<&CredentialId> = creds.iter().map(|c| &c.id).collect();
+        let mut out: Vec<Option<Result<()>>> = creds.iter().map(|_| None).collect();
+        let (mut todo, mut at) = (Vec::new(), Vec::new());
+        for (i, c) in creds.iter().enumerate() {
+            match self.to_write(c) {
+                Ok(w) => {
+                    todo.push(w);
+                    at.push(i);
+                }
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        if !todo.is_empty() {
+            let results = self.call_batch("write_many", move |b, tick| b.set_many(&todo, tick));
+            self.settle(&ids, &at, results, &mut out);
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let refs: Vec<&CredentialId> = ids.iter().collect();
+        let users: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        let at: Vec<usize> = (0..ids.len()).collect();
+        let mut out: Vec<Option<Result<Option<Stored>>>> = ids.iter().map(|_| None).collect();
+        let results = self.call_batch("read_many", move |b, tick| b.get_many(&users, tick));
+        self.settle(&refs, &at, results, &mut out);
+        out.into_iter()
+            .flatten()
+            .zip(ids)
+            .map(|(r, id)| match r? {
+                Some(stored) => self.to_credential(id, stored).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let refs: Vec<&CredentialId> = ids.iter().collect();
+        let users: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        let at: Vec<usize> = (0..ids.len()).collect();
+        let mut out: Vec<Option<Result<bool>>> = ids.iter().map(|_| None).collect();
+        let results = self.call_batch("delete_many", move |b, tick| b.delete_many(&users, tick));
+        self.settle(&refs, &at, results, &mut out);
+        out.into_iter().flatten().collect()
+    }
+
+    /// `list`, then one `read_many` of what it listed (the default reads
+    /// one item at a time).
+    fn read_all(&self) -> Result<Scan> {
+        let listing = self.list()?;
+        let ids: Vec<CredentialId> = listing.entries.into_iter().map(|e| e.id).collect();
+        let mut scan = Scan {
+            credentials: Vec::with_capacity(ids.len()),
+            errors: listing.errors,
+        };
+        for (id, r) in ids.iter().zip(self.read_many(&ids)) {
+            match r {
+                Ok(Some(c)) => scan.credentials.push(c),
+                Ok(None) => scan.errors.push(LocationError {
+                    location: id.to_string(),
+                    error: "listed but could not be read back".into(),
+                }),
+                Err(err) if err.is_unavailable() => return Err(err),
+                Err(err) => scan
+                    .errors
+                    .push(LocationError::from_error(id.to_string(), &err)),
+            }
+        }
+        Ok(scan)
     }
 
     fn check(&self, c: &Credential) -> Option<String> {
