@@ -337,3 +337,173 @@ fn bad_entries_are_reported_by_location_without_their_content() {
     assert!(err.contains("keyring:svc2 ns/bad"), "{err}");
     assert!(!err.contains("leaky") && !err.contains("sk-value"), "{err}");
 }
+
+/// A backend whose batches take `per_item` per item, ticking after each
+/// one or not at all.
+struct Slow {
+    per_item: Duration,
+    ticks: bool,
+}
+impl Backend for Slow {
+    fn state(&mut self) -> Result<State, Fail> {
+        Ok(State::default())
+    }
+    fn list(&mut self) -> Result<Vec<Listed>, Fail> {
+        Ok(Vec::new())
+    }
+    fn get(&mut self, _: &str) -> Result<Option<Stored>, Fail> {
+        Ok(None)
+    }
+    fn set(&mut self, _: &str, _: &Secret, _: &str, _: &str) -> Result<(), Fail> {
+        std::thread::sleep(self.per_item);
+        Ok(())
+    }
+    fn delete(&mut self, _: &str) -> Result<bool, Fail> {
+        Ok(false)
+    }
+    fn set_many(&mut self, items: &[ToWrite], tick: Tick) -> Vec<Result<(), Fail>> {
+        items
+            .iter()
+            .map(|w| {
+                let r = self.set(&w.user, &w.secret, w.kind, &w.metadata);
+                if self.ticks {
+                    tick();
+                }
+                r
+            })
+            .collect()
+    }
+}
+
+fn slow_store(ticks: bool) -> KeyringStore {
+    KeyringStore::with_backend(
+        spec("svc-slow"),
+        "svc-slow".into(),
+        Duration::from_millis(300),
+        NO_LIMIT,
+        Box::new(move |_| {
+            Ok(Box::new(Slow {
+                per_item: Duration::from_millis(120),
+                ticks,
+            }) as Box<dyn Backend>)
+        }),
+    )
+    .unwrap()
+}
+
+fn six() -> Vec<Credential> {
+    (0..6)
+        .map(|i| {
+            Credential::new(
+                CredentialId::new("ns", format!("k{i}")),
+                Kind::ApiKey,
+                "sk-slow",
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_that_keeps_moving_outlives_the_timeout() {
+    // 6 x 120 ms is more than the 300 ms timeout, but each item ticks.
+    let store = slow_store(true);
+    let results = store.write_many(&six());
+    assert_eq!(results.len(), 6);
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+}
+
+#[test]
+fn a_batch_that_stops_moving_times_out_per_item_by_name() {
+    let store = slow_store(false);
+    let results = store.write_many(&six());
+    assert_eq!(results.len(), 6);
+    for r in &results {
+        let msg = r.as_ref().unwrap_err().to_string();
+        assert!(
+            msg.contains("`write_many`") && msg.contains("timed out"),
+            "{msg}"
+        );
+        assert!(msg.starts_with("keyring:svc-slow"), "{msg}");
+        assert!(!msg.contains("sk-slow"), "{msg}");
+    }
+    // The store is stuck now: later calls fail fast instead of queueing.
+    let err = store.read(&CredentialId::new("ns", "k0")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("earlier keyring call (write_many)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn batches_over_a_looping_backend_equal_single_calls_and_fail_per_item() {
+    let (store, map) = mem_keyring("svc-loop");
+    let creds = vec![
+        Credential::new(CredentialId::new("a", "one"), Kind::ApiKey, "v1"),
+        Credential::new(CredentialId::new("a", "two"), Kind::Password, "v2"),
+    ];
+    let too_long = Limit {
+        max: Some(3),
+        utf16: false,
+        name: "a small keyring",
+    };
+    for r in store.write_many(&creds) {
+        r.unwrap();
+    }
+    map.lock().unwrap().insert(
+        ("svc-loop#credshift".into(), "a/bad".into()),
+        b"{not json".to_vec(),
+    );
+    map.lock()
+        .unwrap()
+        .insert(("svc-loop".into(), "a/bad".into()), b"v3".to_vec());
+    let ids = [
+        CredentialId::new("a", "one"),
+        CredentialId::new("a", "bad"),
+        CredentialId::new("a", "none"),
+        CredentialId::new("a", "two"),
+    ];
+    let many = store.read_many(&ids);
+    let one: Vec<_> = ids.iter().map(|i| store.read(i)).collect();
+    assert_eq!(format!("{many:?}"), format!("{one:?}"));
+    assert!(
+        many[0]
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .same_as(&creds[0])
+    );
+    assert!(many[1].is_err() && many[2].as_ref().unwrap().is_none());
+    let scan = store.read_all().unwrap();
+    assert_eq!(scan.credentials.len(), 2);
+    assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
+    assert_eq!(
+        format!("{:?}", store.delete_many(&ids)),
+        "[Ok(true), Ok(true), Ok(false), Ok(true)]"
+    );
+
+    // The pre-flight check fails its own item only, before the keyring.
+    let small = KeyringStore::with_backend(
+        spec("svc-small"),
+        "svc-small".into(),
+        Duration::from_secs(5),
+        too_long,
+        Box::new(|_| Err(Fail::Unavailable("no keyring here".into()))),
+    )
+    .unwrap();
+    let r = small.write_many(&[
+        Credential::new(CredentialId::new("a", "long"), Kind::ApiKey, "long-value"),
+        Credential::new(CredentialId::new("a", "ok"), Kind::ApiKey, "ok"),
+    ]);
+    let msgs: Vec<String> = r
+        .iter()
+        .map(|r| r.as_ref().unwrap_err().to_string())
+        .collect();
+    assert!(
+        msgs[0].contains("a/long") && msgs[0].contains("too long"),
+        "{msgs:?}"
+    );
+    assert!(!msgs[0].contains("long-value"), "{msgs:?}");
+    assert!(msgs[1].contains("no keyring here"), "{msgs:?}");
+}
