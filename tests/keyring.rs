@@ -1039,8 +1039,8 @@ fn locked_batch_child() {
         check(&r.unwrap_err());
     }
     let ids = [id("ns/held"), id("ns/fresh")];
-    check(&s.read_many(&ids)[0].as_ref().unwrap_err());
-    check(&s.delete_many(&ids)[0].as_ref().unwrap_err());
+    check(s.read_many(&ids)[0].as_ref().unwrap_err());
+    check(s.delete_many(&ids)[0].as_ref().unwrap_err());
     check(&s.read_all().unwrap_err());
     assert!(
         started.elapsed() < Duration::from_secs(20),

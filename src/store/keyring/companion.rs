@@ -19,6 +19,13 @@ struct Companion {
     metadata: serde_json::Value,
 }
 
+/// A companion entry's text as (kind, metadata as JSON text).
+pub(crate) fn parse(text: &str) -> Result<(String, String), Fail> {
+    serde_json::from_str::<Companion>(text)
+        .map(|c| (c.kind, c.metadata.to_string()))
+        .map_err(|_| Fail::Item("its credshift companion entry is not valid".into()))
+}
+
 pub(crate) struct CompanionBackend {
     store: Arc<CredentialStore>,
     service: String,
@@ -68,13 +75,13 @@ impl CompanionBackend {
         self.store.build(service, user, None).map_err(fail)
     }
 
-    fn companion(&self, user: &str) -> Result<Option<Companion>, Fail> {
+    /// Kind and metadata (JSON text) from the companion entry, if any.
+    fn companion(&self, user: &str) -> Result<Option<(String, String)>, Fail> {
         match self.entry(&self.meta_service, user)?.get_password() {
             Ok(mut text) => {
-                let parsed = serde_json::from_str::<Companion>(&text)
-                    .map_err(|_| Fail::Item("its credshift companion entry is not valid".into()));
+                let parsed = parse(&text);
                 text.zeroize();
-                parsed.map(Some)
+                parsed.map(|(kind, metadata)| Some((kind, metadata)))
             }
             Err(E::NoEntry) => Ok(None),
             Err(e) => Err(fail(e)),
@@ -137,8 +144,8 @@ impl Backend for CompanionBackend {
             match self.companion(&user) {
                 Ok(c) => out.push(Listed::Item {
                     user,
-                    kind: c.as_ref().map(|c| c.kind.clone()),
-                    metadata: c.map(|c| c.metadata.to_string()),
+                    kind: c.as_ref().map(|c| c.0.clone()),
+                    metadata: c.map(|c| c.1),
                 }),
                 Err(Fail::Item(error)) => out.push(Listed::Bad {
                     location: user,
@@ -159,8 +166,8 @@ impl Backend for CompanionBackend {
         let c = self.companion(user)?;
         Ok(Some(Stored {
             secret,
-            kind: c.as_ref().map(|c| c.kind.clone()),
-            metadata: c.map(|c| c.metadata.to_string()),
+            kind: c.as_ref().map(|c| c.0.clone()),
+            metadata: c.map(|c| c.1),
         }))
     }
 

@@ -397,6 +397,44 @@ impl KeyringStore {
     }
 }
 
+/// Why an entry's attributes make no credshift item.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrError {
+    /// The user is not `NAMESPACE/NAME`: some other program's entry.
+    NotOurs,
+    /// Ours, but its kind or metadata cannot be read (never quoted).
+    Bad { id: CredentialId, error: String },
+}
+
+/// The item an entry's `username`, `credshift.kind` and
+/// `credshift.metadata` attributes (or companion entry) describe, as
+/// `list` reads them; values other programs may have written. Public for
+/// the fuzz target (`credshift::fuzzing::keyring_attributes`).
+#[doc(hidden)]
+pub fn item_from_attributes(
+    user: &str,
+    kind: Option<&str>,
+    metadata: Option<&str>,
+) -> std::result::Result<Entry, AttrError> {
+    let id = user
+        .parse::<CredentialId>()
+        .map_err(|_| AttrError::NotOurs)?;
+    let parsed = parse_kind(&id, kind).and_then(|k| parse_metadata(metadata).map(|m| (k, m)));
+    match parsed {
+        Ok((kind, metadata)) => Ok(Entry { id, kind, metadata }),
+        Err(error) => Err(AttrError::Bad { id, error }),
+    }
+}
+
+/// The kind and metadata (as JSON text) a companion entry
+/// (`SERVICE#credshift`, macOS and Windows) holds; `None` when it is not
+/// one. Public for the fuzz target.
+#[doc(hidden)]
+pub fn companion_attributes(text: &str) -> Option<(String, String)> {
+    companion::parse(text).ok()
+}
+
 fn parse_kind(id: &CredentialId, attr: Option<&str>) -> Result<Kind, String> {
     match attr {
         None => Ok(Kind::guess(&id.name)),
@@ -490,24 +528,17 @@ impl Store for KeyringStore {
                     user,
                     kind,
                     metadata,
-                } => {
-                    let Ok(id) = user.parse::<CredentialId>() else {
-                        listing.errors.push(LocationError {
-                            location: format!("{} user {user:?}", self.spec),
-                            error: "not a credshift entry: the user is not NAMESPACE/NAME".into(),
-                        });
-                        continue;
-                    };
-                    let parsed = parse_kind(&id, kind.as_deref())
-                        .and_then(|k| parse_metadata(metadata.as_deref()).map(|m| (k, m)));
-                    match parsed {
-                        Ok((kind, metadata)) => listing.entries.push(Entry { id, kind, metadata }),
-                        Err(error) => listing.errors.push(LocationError {
-                            location: format!("{} {id}", self.spec),
-                            error,
-                        }),
-                    }
-                }
+                } => match item_from_attributes(&user, kind.as_deref(), metadata.as_deref()) {
+                    Ok(entry) => listing.entries.push(entry),
+                    Err(AttrError::NotOurs) => listing.errors.push(LocationError {
+                        location: format!("{} user {user:?}", self.spec),
+                        error: "not a credshift entry: the user is not NAMESPACE/NAME".into(),
+                    }),
+                    Err(AttrError::Bad { id, error }) => listing.errors.push(LocationError {
+                        location: format!("{} {id}", self.spec),
+                        error,
+                    }),
+                },
             }
         }
         listing.entries.sort_by(|a, b| a.id.cmp(&b.id));
