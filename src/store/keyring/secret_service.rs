@@ -247,6 +247,27 @@ async fn put(
         .map_err(ss_fail)
 }
 
+/// A batch over users: the searches of a group of [`WINDOW`] users, then
+/// `step` on what each found, the group's calls in flight together.
+async fn per_user<'s, T, Fut>(
+    ss: &'s Async,
+    service: &str,
+    users: &[String],
+    tick: Tick<'_>,
+    step: impl Fn(Result<Option<secret_service::Item<'s>>, Fail>) -> Fut,
+) -> Vec<Result<T, Fail>>
+where
+    Fut: std::future::Future<Output = Result<T, Fail>>,
+{
+    let mut out = Vec::with_capacity(users.len());
+    for group in users.chunks(WINDOW) {
+        let found = join_all(group.iter().map(|u| find(ss, service, u))).await;
+        out.extend(join_all(found.into_iter().map(&step)).await);
+        tick();
+    }
+    out
+}
+
 /// Batch step 2 of a read: the secret and the attributes, both in flight.
 async fn fetch(
     found: Result<Option<secret_service::Item<'_>>, Fail>,
@@ -493,19 +514,10 @@ impl Backend for SecretServiceBackend {
 
     fn get_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<Option<Stored>, Fail>> {
         let service = self.service.clone();
-        let ss = match self.pipe() {
-            Ok(ss) => ss,
-            Err(f) => return every(users.len(), f),
-        };
-        async_io::block_on(async {
-            let mut out = Vec::with_capacity(users.len());
-            for group in users.chunks(WINDOW) {
-                let found = join_all(group.iter().map(|u| find(ss, &service, u))).await;
-                out.extend(join_all(found.into_iter().map(fetch)).await);
-                tick();
-            }
-            out
-        })
+        match self.pipe() {
+            Ok(ss) => async_io::block_on(per_user(ss, &service, users, tick, fetch)),
+            Err(f) => every(users.len(), f),
+        }
     }
 
     fn delete_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<bool, Fail>> {
@@ -518,18 +530,9 @@ impl Backend for SecretServiceBackend {
             return out;
         }
         let service = self.service.clone();
-        let ss = match self.pipe() {
-            Ok(ss) => ss,
-            Err(f) => return every(users.len(), f),
-        };
-        async_io::block_on(async {
-            let mut out = Vec::with_capacity(users.len());
-            for group in users.chunks(WINDOW) {
-                let found = join_all(group.iter().map(|u| find(ss, &service, u))).await;
-                out.extend(join_all(found.into_iter().map(remove)).await);
-                tick();
-            }
-            out
-        })
+        match self.pipe() {
+            Ok(ss) => async_io::block_on(per_user(ss, &service, users, tick, remove)),
+            Err(f) => every(users.len(), f),
+        }
     }
 }
