@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use credshift::credential::{Credential, Kind, Metadata};
+use credshift::credential::{Credential, CredentialId, Kind, Metadata};
 use credshift::store::{self, OpenOptions, Store, StoreSpec};
 use support::keyring_service::{self, KeyringService};
 use support::*;
