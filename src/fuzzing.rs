@@ -462,6 +462,55 @@ pub fn sqlite_row(data: &[u8]) {
     let _ = s.list();
 }
 
+/// What `keyring:` makes of a Secret Service item's attributes, which any
+/// program on the session bus may have written: the input is the
+/// `username`, `credshift.kind` and `credshift.metadata` values joined by
+/// 0x1F (fewer fields: those attributes are absent), then after a fourth
+/// 0x1F the text of a companion entry (macOS / Windows). An item that
+/// parses, written back as the store writes it (kind name, metadata JSON),
+/// parses to the same item; an item that does not names one of the fixed
+/// reasons, never the values.
+pub fn keyring_attributes(data: &[u8]) {
+    use crate::store::keyring::companion_attributes;
+    let fields: Vec<String> = data
+        .splitn(4, |b| *b == 0x1F)
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let user = fields[0].as_str();
+    check_keyring_item(
+        user,
+        fields.get(1).map(String::as_str),
+        fields.get(2).map(String::as_str),
+    );
+    if let Some(text) = fields.get(3)
+        && let Some((kind, metadata)) = companion_attributes(text)
+    {
+        check_keyring_item(user, Some(&kind), Some(&metadata));
+    }
+}
+
+fn check_keyring_item(user: &str, kind: Option<&str>, metadata: Option<&str>) {
+    use crate::store::keyring::{ATTR_KIND, ATTR_METADATA, AttrError, item_from_attributes};
+    match item_from_attributes(user, kind, metadata) {
+        Ok(e) => {
+            let meta = serde_json::to_string(&e.metadata).expect("metadata encodes");
+            let again = item_from_attributes(&e.id.to_string(), Some(e.kind.as_str()), Some(&meta))
+                .expect("an item written back parses");
+            assert_eq!((&again.id, again.kind), (&e.id, e.kind));
+            assert_eq!(again.metadata, e.metadata);
+        }
+        Err(AttrError::NotOurs) => {}
+        Err(AttrError::Bad { error, .. }) => {
+            let fixed = [
+                format!("{ATTR_KIND} is not a known kind"),
+                format!("{ATTR_METADATA} is not a JSON object"),
+                format!("{ATTR_METADATA} is not valid JSON"),
+            ];
+            assert!(fixed.contains(&error), "unexpected reason: {error}");
+        }
+    }
+}
+
 /// Seeds for the targets that need a valid secret-bearing input to get
 /// past the cryptography: `(target, file name, bytes)`.
 pub fn crypto_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {

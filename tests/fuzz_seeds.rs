@@ -25,6 +25,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("store_spec", fuzzing::store_spec),
     ("credential_id", fuzzing::credential_id),
     ("sqlite_row", fuzzing::sqlite_row),
+    ("keyring_attributes", fuzzing::keyring_attributes),
 ];
 
 fn root() -> &'static Path {

@@ -1,0 +1,538 @@
+//! Secret Service (freedesktop) on Linux and the BSDs.
+//!
+//! Single calls go through keyring 4's Secret Service store (keyring-core),
+//! guarded by a lock-aware search. Batches go through the async API of the
+//! `secret-service` crate on a connection of their own: the calls for a
+//! group of up to [`WINDOW`] items are sent together and their replies
+//! awaited together (pipelined), so a batch costs a few round trips per
+//! group instead of about ten per item. Per item that is one search, then
+//! one `CreateItem` carrying the kind and metadata (one rewrite of the
+//! keyring file, where set-then-update costs two), or for an existing item
+//! `SetSecret` and `Attributes`; a read is one search, then `GetSecret` and
+//! `Attributes` together. A locked item is reported, never unlocked.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::{join, join_all};
+use keyring_core::api::CredentialStoreApi;
+use secret_service::blocking::SecretService;
+use secret_service::{EncryptionType, Error as SsError};
+use zeroize::Zeroize;
+
+use super::{
+    ATTR_KIND, ATTR_METADATA, Backend, Fail, Limit, Listed, NO_FALLBACK, State, Stored, Tick,
+    ToWrite,
+};
+use crate::credential::Secret;
+
+/// Items whose calls are in flight together in a batch; the worker ticks
+/// (see `KeyringStore::call_batch`) after each group. Measured
+/// (benches/keyring.rs): 64 in flight is slower than one at a time, as
+/// every reply on the connection wakes every waiting call; 4 to 16 is
+/// fastest.
+pub(crate) const WINDOW: usize = 16;
+
+/// The content type keyring-core gives the secrets it stores; batches use
+/// the same, so an item reads the same whichever path wrote it.
+const CONTENT_TYPE: &str = "application/octet-stream";
+
+type Async = secret_service::SecretService<'static>;
+
+pub(crate) const LIMIT: Limit = Limit {
+    max: None,
+    utf16: false,
+    name: "the Secret Service",
+};
+
+pub(crate) fn connect(service: &str) -> Result<Box<dyn Backend>, Fail> {
+    // Transport encryption on: secrets cross D-Bus inside a DH session.
+    let ss = SecretService::connect(EncryptionType::Dh).map_err(unavailable)?;
+    let store = zbus_secret_service_keyring_store::Store::new()
+        .map_err(|e| Fail::Unavailable(core_error(e)))?;
+    Ok(Box::new(SecretServiceBackend {
+        service: service.to_string(),
+        ss,
+        store,
+        pipe: None,
+    }))
+}
+
+struct SecretServiceBackend {
+    service: String,
+    /// Lock state and lock-aware search (keyring-core's search unlocks
+    /// locked items with a prompt; we report them instead).
+    ss: SecretService<'static>,
+    /// keyring 4's Secret Service store: every single read, write and delete.
+    store: Arc<zbus_secret_service_keyring_store::Store>,
+    /// The async API on its own connection and session, for batches;
+    /// opened by the first batch.
+    pipe: Option<Async>,
+}
+
+fn unavailable(e: SsError) -> Fail {
+    let unset = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|v| v.is_empty());
+    let text = e.to_string();
+    let what = if unset {
+        format!(
+            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set; run inside a \
+             desktop session or dbus-run-session): {text}"
+        )
+    } else if matches!(e, SsError::Unavailable) {
+        "no Secret Service reachable: the D-Bus session bus is not there or has no Secret \
+         Service provider (start gnome-keyring-daemon, KeePassXC's Secret Service \
+         integration or KWallet)"
+            .to_string()
+    } else if text.contains("ServiceUnknown") || text.contains("NameHasNoOwner") {
+        "the D-Bus session bus has no Secret Service provider (start gnome-keyring-daemon, \
+         KeePassXC's Secret Service integration or KWallet)"
+            .to_string()
+    } else {
+        format!("cannot open a Secret Service session: {text}")
+    };
+    Fail::Unavailable(format!("{what}; {NO_FALLBACK}"))
+}
+
+fn ss_fail(e: SsError) -> Fail {
+    match e {
+        SsError::Locked | SsError::Prompt | SsError::PromptDisconnected => Fail::Locked(
+            "the keyring collection is locked; unlock it and run again (credshift does not \
+             prompt)"
+                .into(),
+        ),
+        SsError::Unavailable => unavailable(e),
+        other => Fail::Item(format!("Secret Service error: {other}")),
+    }
+}
+
+/// keyring-core errors in our words. `BadEncoding` and `BadDataFormat`
+/// carry the raw value: wipe it, never print it.
+fn core_error(e: keyring_core::Error) -> String {
+    use keyring_core::Error as E;
+    match e {
+        E::PlatformFailure(p) => format!("Secret Service error: {p}"),
+        E::NoStorageAccess(p) => format!("no access to the keyring: {p}"),
+        E::NoEntry => "no such entry".into(),
+        E::BadEncoding(mut v) => {
+            v.zeroize();
+            "the stored value is not UTF-8 text".into()
+        }
+        E::BadDataFormat(mut v, _) => {
+            v.zeroize();
+            "the stored value has an unexpected format".into()
+        }
+        E::BadStoreFormat(s) => format!("the keyring store is malformed: {s}"),
+        E::TooLong(what, max) => format!("{what} is longer than the keyring's limit of {max}"),
+        E::Invalid(what, why) => format!("invalid {what}: {why}"),
+        E::Ambiguous(v) => format!(
+            "{} keyring items match this entry; credshift will not guess which",
+            v.len()
+        ),
+        E::NoDefaultStore => "no keyring store is set up".into(),
+        E::NotSupportedByStore(s) => format!("not supported by the keyring: {s}"),
+        _ => "unknown keyring error".into(),
+    }
+}
+
+/// The item a search for one entry found: none, or exactly one unlocked.
+/// A locked match is reported (never unlocked with a prompt), and several
+/// matches are not guessed between.
+fn the_one<T>(found: secret_service::SearchItemsResult<T>) -> Result<Option<T>, Fail> {
+    if !found.locked.is_empty() {
+        return Err(ss_fail(SsError::Locked));
+    }
+    if found.unlocked.len() > 1 {
+        return Err(Fail::Item(format!(
+            "{} keyring items match this entry; credshift will not guess which",
+            found.unlocked.len()
+        )));
+    }
+    Ok(found.unlocked.into_iter().next())
+}
+
+/// A stored value as text; bytes that are not UTF-8 are wiped, not quoted.
+fn text(bytes: Vec<u8>) -> Result<Secret, Fail> {
+    match String::from_utf8(bytes) {
+        Ok(s) => Ok(Secret::new(s)),
+        Err(e) => {
+            e.into_bytes().zeroize();
+            Err(Fail::Item("the stored value is not UTF-8 text".into()))
+        }
+    }
+}
+
+/// True when some user occurs twice: a batch searches for all its items
+/// before it writes any, so it would not see the first write of a repeat.
+fn repeats<'a>(users: impl Iterator<Item = &'a str>) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    users.into_iter().any(|u| !seen.insert(u))
+}
+
+fn every<T>(n: usize, f: Fail) -> Vec<Result<T, Fail>> {
+    (0..n).map(|_| Err(f.clone())).collect()
+}
+
+/// Batch step 1 for one entry: the search.
+async fn find<'a>(
+    ss: &'a Async,
+    service: &str,
+    user: &str,
+) -> Result<Option<secret_service::Item<'a>>, Fail> {
+    let found = ss
+        .search_items(HashMap::from([("service", service), ("username", user)]))
+        .await
+        .map_err(ss_fail)?;
+    the_one(found)
+}
+
+/// The collection new items go to, checked once per batch: `Ok(None)`
+/// when there is no default collection, an error when it is locked.
+async fn default_collection(ss: &Async) -> Result<Option<secret_service::Collection<'_>>, Fail> {
+    match ss.get_default_collection().await {
+        Ok(c) => {
+            if c.is_locked().await.map_err(ss_fail)? {
+                Err(ss_fail(SsError::Locked))
+            } else {
+                Ok(Some(c))
+            }
+        }
+        Err(SsError::NoResult) => Ok(None),
+        Err(e) => Err(ss_fail(e)),
+    }
+}
+
+/// Batch step 2 of a write: a new item is created with its kind and
+/// metadata in one call; an existing one gets the new secret, then its
+/// attributes with ours merged in (what `set` does through keyring-core).
+async fn put(
+    found: Result<Option<secret_service::Item<'_>>, Fail>,
+    collection: &Result<Option<secret_service::Collection<'_>>, Fail>,
+    service: &str,
+    w: &ToWrite,
+) -> Result<(), Fail> {
+    let secret = w.secret.expose().as_bytes();
+    if let Some(item) = found? {
+        item.set_secret(secret, CONTENT_TYPE)
+            .await
+            .map_err(ss_fail)?;
+        let mut attrs = item.get_attributes().await.map_err(ss_fail)?;
+        attrs.insert(ATTR_KIND.into(), w.kind.into());
+        attrs.insert(ATTR_METADATA.into(), w.metadata.clone());
+        let attrs = attrs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        return item.set_attributes(attrs).await.map_err(ss_fail);
+    }
+    let collection = match collection {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(Fail::Unavailable(
+                "the Secret Service has no default collection to write to".into(),
+            ));
+        }
+        Err(f) => return Err(f.clone()),
+    };
+    let label = format!("{service} {} (credshift)", w.user);
+    let attrs = HashMap::from([
+        ("service", service),
+        ("username", w.user.as_str()),
+        (ATTR_KIND, w.kind),
+        (ATTR_METADATA, w.metadata.as_str()),
+    ]);
+    collection
+        .create_item(&label, attrs, secret, true, CONTENT_TYPE)
+        .await
+        .map(|_| ())
+        .map_err(ss_fail)
+}
+
+/// A batch over users: the searches of a group of [`WINDOW`] users, then
+/// `step` on what each found, the group's calls in flight together.
+async fn per_user<'s, T, Fut>(
+    ss: &'s Async,
+    service: &str,
+    users: &[String],
+    tick: Tick<'_>,
+    step: impl Fn(Result<Option<secret_service::Item<'s>>, Fail>) -> Fut,
+) -> Vec<Result<T, Fail>>
+where
+    Fut: std::future::Future<Output = Result<T, Fail>>,
+{
+    let mut out = Vec::with_capacity(users.len());
+    for group in users.chunks(WINDOW) {
+        let found = join_all(group.iter().map(|u| find(ss, service, u))).await;
+        out.extend(join_all(found.into_iter().map(&step)).await);
+        tick();
+    }
+    out
+}
+
+/// Batch step 2 of a read: the secret and the attributes, both in flight.
+async fn fetch(
+    found: Result<Option<secret_service::Item<'_>>, Fail>,
+) -> Result<Option<Stored>, Fail> {
+    let Some(item) = found? else {
+        return Ok(None);
+    };
+    let (secret, attrs) = join(item.get_secret(), item.get_attributes()).await;
+    let secret = text(secret.map_err(ss_fail)?)?;
+    let mut attrs = attrs.map_err(ss_fail)?;
+    Ok(Some(Stored {
+        secret,
+        kind: attrs.remove(ATTR_KIND),
+        metadata: attrs.remove(ATTR_METADATA),
+    }))
+}
+
+/// Batch step 2 of a delete.
+async fn remove(found: Result<Option<secret_service::Item<'_>>, Fail>) -> Result<bool, Fail> {
+    match found? {
+        Some(item) => item.delete().await.map(|()| true).map_err(ss_fail),
+        None => Ok(false),
+    }
+}
+
+fn core_fail(e: keyring_core::Error) -> Fail {
+    match e {
+        keyring_core::Error::NoStorageAccess(_) => Fail::Locked(format!(
+            "{}; unlock the keyring and run again (credshift does not prompt)",
+            core_error(e)
+        )),
+        other => Fail::Item(core_error(other)),
+    }
+}
+
+impl SecretServiceBackend {
+    /// Items of this service (and user, when given): (unlocked, locked) counts
+    /// checked before any keyring-core call, so that nothing prompts.
+    fn guard(&self, user: &str) -> Result<usize, Fail> {
+        let found = self
+            .ss
+            .search_items(HashMap::from([
+                ("service", self.service.as_str()),
+                ("username", user),
+            ]))
+            .map_err(ss_fail)?;
+        Ok(the_one(found)?.map_or(0, |_| 1))
+    }
+
+    /// The batch connection, opened by the first batch.
+    fn pipe(&mut self) -> Result<&Async, Fail> {
+        if self.pipe.is_none() {
+            let ss = async_io::block_on(Async::connect(EncryptionType::Dh)).map_err(unavailable)?;
+            self.pipe = Some(ss);
+        }
+        self.pipe
+            .as_ref()
+            .ok_or_else(|| Fail::Unavailable("keyring connection lost".into()))
+    }
+
+    fn entry(&self, user: &str) -> Result<keyring_core::Entry, Fail> {
+        let label = format!("{} {user} (credshift)", self.service);
+        let mods = HashMap::from([("label", label.as_str())]);
+        self.store
+            .build(&self.service, user, Some(&mods))
+            .map_err(core_fail)
+    }
+}
+
+impl Backend for SecretServiceBackend {
+    fn state(&mut self) -> Result<State, Fail> {
+        let mut st = State::default();
+        match self.ss.get_default_collection() {
+            Ok(c) => {
+                st.locked = c.is_locked().map_err(ss_fail)?;
+                st.writable = true;
+                // gnome-keyring's `session` collection lives in memory only.
+                st.persistent = !c.collection_path.as_str().ends_with("/session");
+            }
+            Err(SsError::NoResult) => {
+                st.warnings.push(
+                    "the Secret Service has no default collection: writes fail until one \
+                     exists (create a `login` keyring)"
+                        .into(),
+                );
+                st.persistent = true;
+            }
+            Err(e) => return Err(ss_fail(e)),
+        }
+        let found = self
+            .ss
+            .search_items(HashMap::from([("service", self.service.as_str())]))
+            .map_err(ss_fail)?;
+        st.item_count = found.unlocked.len() + found.locked.len();
+        if !found.locked.is_empty() && !st.locked {
+            st.warnings.push(format!(
+                "{} items of service {:?} are in a locked collection",
+                found.locked.len(),
+                self.service
+            ));
+        }
+        Ok(st)
+    }
+
+    fn list(&mut self) -> Result<Vec<Listed>, Fail> {
+        let service = self.service.clone();
+        let ss = self.pipe()?;
+        async_io::block_on(async {
+            let found = ss
+                .search_items(HashMap::from([("service", service.as_str())]))
+                .await
+                .map_err(ss_fail)?;
+            if !found.locked.is_empty() {
+                // A partial list would let a migration "complete" without
+                // them: the store as a whole is not readable until unlocked.
+                return Err(Fail::Locked(format!(
+                    "{} items of service {:?} are in a locked collection; unlock it and run \
+                 again (credshift does not prompt)",
+                    found.locked.len(),
+                    service
+                )));
+            }
+            let mut out = Vec::with_capacity(found.unlocked.len());
+            for group in found.unlocked.chunks(WINDOW) {
+                let attrs = join_all(group.iter().map(|item| item.get_attributes())).await;
+                for (item, attrs) in group.iter().zip(attrs) {
+                    match attrs {
+                        Ok(mut attrs) => match attrs.remove("username") {
+                            Some(user) => out.push(Listed::Item {
+                                user,
+                                kind: attrs.remove(ATTR_KIND),
+                                metadata: attrs.remove(ATTR_METADATA),
+                            }),
+                            None => out.push(Listed::Bad {
+                                location: format!("item {}", item.item_path.as_str()),
+                                error: "has no username attribute".into(),
+                            }),
+                        },
+                        Err(e) => out.push(Listed::Bad {
+                            location: format!("item {}", item.item_path.as_str()),
+                            error: match ss_fail(e) {
+                                Fail::Locked(s) | Fail::Unavailable(s) | Fail::Item(s) => s,
+                                Fail::Timeout { .. } => "timed out".into(),
+                            },
+                        }),
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn get(&mut self, user: &str) -> Result<Option<Stored>, Fail> {
+        if self.guard(user)? == 0 {
+            return Ok(None);
+        }
+        let entry = self.entry(user)?;
+        let bytes = match entry.get_secret() {
+            Ok(b) => b,
+            Err(keyring_core::Error::NoEntry) => return Ok(None),
+            Err(e) => return Err(core_fail(e)),
+        };
+        let secret = text(bytes)?;
+        let mut attrs = entry.get_attributes().map_err(core_fail)?;
+        Ok(Some(Stored {
+            secret,
+            kind: attrs.remove(ATTR_KIND),
+            metadata: attrs.remove(ATTR_METADATA),
+        }))
+    }
+
+    fn set(&mut self, user: &str, secret: &Secret, kind: &str, metadata: &str) -> Result<(), Fail> {
+        let existed = self.guard(user)? == 1;
+        if !existed {
+            match self.ss.get_default_collection() {
+                Ok(c) if c.is_locked().map_err(ss_fail)? => {
+                    return Err(ss_fail(SsError::Locked));
+                }
+                Ok(_) => {}
+                Err(SsError::NoResult) => {
+                    return Err(Fail::Unavailable(
+                        "the Secret Service has no default collection to write to".into(),
+                    ));
+                }
+                Err(e) => return Err(ss_fail(e)),
+            }
+        }
+        let entry = self.entry(user)?;
+        entry
+            .set_secret(secret.expose().as_bytes())
+            .map_err(core_fail)?;
+        let attrs = HashMap::from([(ATTR_KIND, kind), (ATTR_METADATA, metadata)]);
+        if let Err(e) = entry.update_attributes(&attrs) {
+            // A new item without its kind and metadata would read back
+            // wrong: take it away again.
+            if !existed {
+                let _ = entry.delete_credential();
+            }
+            return Err(core_fail(e));
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, user: &str) -> Result<bool, Fail> {
+        if self.guard(user)? == 0 {
+            return Ok(false);
+        }
+        match self.entry(user)?.delete_credential() {
+            Ok(()) => Ok(true),
+            Err(keyring_core::Error::NoEntry) => Ok(false),
+            Err(e) => Err(core_fail(e)),
+        }
+    }
+
+    fn set_many(&mut self, items: &[ToWrite], tick: Tick) -> Vec<Result<(), Fail>> {
+        if repeats(items.iter().map(|w| w.user.as_str())) {
+            let mut out = Vec::with_capacity(items.len());
+            for w in items {
+                out.push(self.set(&w.user, &w.secret, w.kind, &w.metadata));
+                tick();
+            }
+            return out;
+        }
+        let service = self.service.clone();
+        let ss = match self.pipe() {
+            Ok(ss) => ss,
+            Err(f) => return every(items.len(), f),
+        };
+        async_io::block_on(async {
+            let collection = default_collection(ss).await;
+            let mut out = Vec::with_capacity(items.len());
+            for group in items.chunks(WINDOW) {
+                let found = join_all(group.iter().map(|w| find(ss, &service, &w.user))).await;
+                let put = group
+                    .iter()
+                    .zip(found)
+                    .map(|(w, found)| put(found, &collection, &service, w));
+                out.extend(join_all(put).await);
+                tick();
+            }
+            out
+        })
+    }
+
+    fn get_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<Option<Stored>, Fail>> {
+        let service = self.service.clone();
+        match self.pipe() {
+            Ok(ss) => async_io::block_on(per_user(ss, &service, users, tick, fetch)),
+            Err(f) => every(users.len(), f),
+        }
+    }
+
+    fn delete_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<bool, Fail>> {
+        if repeats(users.iter().map(String::as_str)) {
+            let mut out = Vec::with_capacity(users.len());
+            for u in users {
+                out.push(self.delete(u));
+                tick();
+            }
+            return out;
+        }
+        let service = self.service.clone();
+        match self.pipe() {
+            Ok(ss) => async_io::block_on(per_user(ss, &service, users, tick, remove)),
+            Err(f) => every(users.len(), f),
+        }
+    }
+}
