@@ -114,7 +114,7 @@ fn split_table(spec: &StoreSpec) -> Result<(StoreSpec, Option<&'static str>)> {
 }
 
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
-    let db_auth = crate::store::postgres::DbAuth::from_options(opts);
+    let db_auth = crate::store::pg::DbAuth::from_options(opts);
     let key = match &opts.app_key {
         None => {
             return Err(StoreError::MissingKey {
@@ -337,7 +337,7 @@ struct LaravelStore {
     /// The table a `?table=NAME` suffix named.
     table: Option<&'static str>,
     db: Mutex<Box<dyn Backend>>,
-    db_auth: crate::store::postgres::DbAuth,
+    db_auth: crate::store::pg::DbAuth,
 }
 
 /// Laravel's `now()->toISOString()`, as the app's migrate command records it.
@@ -927,14 +927,14 @@ impl Store for LaravelStore {
     /// engine locks the file path).
     fn lock(&self, wait: Duration) -> Result<Option<Box<dyn crate::store::StoreLock>>> {
         match self.spec {
-            StoreSpec::LaravelPostgres(_) => Ok(Some(Box::new(
-                crate::store::postgres::AdvisoryLock::acquire(
+            StoreSpec::LaravelPostgres(_) => {
+                Ok(Some(Box::new(crate::store::pg::AdvisoryLock::acquire(
                     &self.spec,
                     &self.db_auth,
                     "laravel:a_i_credentials",
                     wait,
-                )?,
-            ))),
+                )?)))
+            }
             _ => Ok(None),
         }
     }
@@ -1305,10 +1305,10 @@ struct PgDb {
 impl PgDb {
     /// Connect with the shared PostgreSQL helper (`sslmode` honoured: TLS
     /// via native-tls for require, verify-ca and verify-full).
-    fn connect(spec: &StoreSpec, auth: &crate::store::postgres::DbAuth) -> Result<PgDb> {
+    fn connect(spec: &StoreSpec, auth: &crate::store::pg::DbAuth) -> Result<PgDb> {
         Ok(PgDb {
             location: spec.to_string(),
-            client: crate::store::postgres::connect(spec, auth)?,
+            client: crate::store::pg::connect(spec, auth)?,
         })
     }
 

@@ -19,6 +19,7 @@ pub mod faults;
 pub mod keyring;
 pub mod laravel;
 pub mod modelforge;
+pub mod pg;
 pub mod pgurl;
 pub mod postgres;
 pub mod prompttrain;
