@@ -11,21 +11,19 @@
 //!   (AES-256-GCM with the id as associated data, so a value moved to another
 //!   row fails to decrypt).
 //!
-//! The key is derived once per opened store. Writes are upserts
+//! The key is derived once per opened store; the scheme (key check, sealing,
+//! row decoding) is [`crate::crypto::sql`], shared with `sqlite:`. Writes are upserts
 //! (`ON CONFLICT (id) DO UPDATE`); `write_many` runs in one transaction.
 //! [`Store::lock`] takes a session advisory lock keyed by a hash of the table
 //! name, which the engine holds for a whole migration.
 
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
-use base64::Engine as _;
-use zeroize::Zeroizing;
-
-use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use crate::credential::{Credential, CredentialId};
+use crate::crypto::envelope::{KeySource, SealingKey};
+use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::store::encrypted::dup_error;
 pub use crate::store::pg::{
@@ -37,11 +35,10 @@ use crate::store::{
 
 pub const CREDENTIALS_TABLE: &str = "credshift_credentials";
 pub const META_TABLE: &str = "credshift_meta";
-/// Refuse stored iteration counts above this (a hostile row could stall us).
-pub const MAX_KDF_ITERATIONS: u32 = 10_000_000;
-pub const MIN_KDF_ITERATIONS: u32 = 100_000;
-const KEY_CHECK_PLAINTEXT: &[u8] = b"credshift-key-check-v1";
-const KEY_CHECK_AAD: &[u8] = b"credshift:key-check";
+/// Stored iteration counts outside these are refused (see [`crate::crypto::sql`]).
+pub use crate::crypto::envelope::{
+    MAX_ITERATIONS as MAX_KDF_ITERATIONS, MIN_ITERATIONS as MIN_KDF_ITERATIONS,
+};
 
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     Ok(Box::new(PostgresStore::new(spec, opts)?))
@@ -50,47 +47,26 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
 /// A row's nonce, ciphertext and metadata JSON, ready to store.
 type Encoded = (Vec<u8>, Vec<u8>, String);
 
-/// Where the key comes from.
-#[derive(Clone)]
-enum KeySource {
-    Passphrase(Secret),
-    KeyFile(Zeroizing<[u8; 32]>),
-}
-
-/// What `credshift_meta` says.
-struct Meta {
-    kdf: String,
-    iterations: i32,
-    salt: Vec<u8>,
-    check_nonce: Vec<u8>,
-    check_value: Vec<u8>,
-}
-
 pub struct PostgresStore {
     spec: StoreSpec,
     conn: Conn,
-    source: Option<KeySource>,
-    new_iterations: u32,
-    allow_weak_kdf: bool,
+    opts: OpenOptions,
     /// Derived once per opened store.
-    key: Mutex<Option<Zeroizing<[u8; 32]>>>,
+    key: Mutex<Option<Arc<TableKey>>>,
 }
 
 impl PostgresStore {
     pub fn new(spec: &StoreSpec, opts: &OpenOptions) -> Result<Self> {
-        let source = if let Some(p) = &opts.passphrase {
-            Some(KeySource::Passphrase(p.clone()))
-        } else if let Some(path) = &opts.key_file {
-            Some(KeySource::KeyFile(read_key_file(path)?))
-        } else {
-            None
-        };
+        // A key file that cannot be read fails the open, before any work.
+        if opts.passphrase.is_none()
+            && let Some(path) = &opts.key_file
+        {
+            KeySource::from_key_file(path)?;
+        }
         Ok(PostgresStore {
             spec: spec.clone(),
             conn: Conn::new(spec, opts),
-            source,
-            new_iterations: opts.kdf_iterations,
-            allow_weak_kdf: opts.allow_weak_kdf,
+            opts: opts.clone(),
             key: Mutex::new(None),
         })
     }
@@ -137,7 +113,7 @@ impl PostgresStore {
         })
     }
 
-    fn load_meta(&self) -> Result<Option<Meta>> {
+    fn load_meta(&self) -> Result<Option<MetaRow>> {
         self.conn.with("read meta", |c| {
             let rows = c.query(
                 &format!(
@@ -145,33 +121,26 @@ impl PostgresStore {
                 ),
                 &[],
             )?;
-            Ok(rows.first().map(|r| Meta {
+            Ok(rows.first().map(|r| MetaRow {
                 kdf: r.get(0),
-                iterations: r.get(1),
-                salt: r.get(2),
+                iterations: Some(i64::from(r.get::<_, i32>(1))),
+                salt: Some(r.get(2)),
                 check_nonce: r.get(3),
                 check_value: r.get(4),
             }))
         })
     }
 
-    fn missing_key(&self) -> StoreError {
-        StoreError::MissingKey {
-            location: self.spec.to_string(),
-            message: "a passphrase (--passphrase-file, --passphrase-env, CREDSHIFT_PASSPHRASE) \
-                      or a key file is needed"
-                .into(),
-        }
-    }
-
     /// The store key, derived on first use. With `create`, writes the meta
     /// row when there is none (racing writers agree on the first row).
-    fn key(&self, create: bool) -> Result<Zeroizing<[u8; 32]>> {
+    fn key(&self, create: bool) -> Result<Arc<TableKey>> {
         let mut cached = self.key.lock().map_err(|_| self.err("key lock poisoned"))?;
         if let Some(k) = cached.as_ref() {
             return Ok(k.clone());
         }
-        let source = self.source.clone().ok_or_else(|| self.missing_key())?;
+        let location = self.spec.to_string();
+        // No key at all says so before anything is looked up.
+        KeySource::from_options(&self.opts, &location)?;
         if create {
             self.ensure_schema()?;
         }
@@ -180,87 +149,41 @@ impl PostgresStore {
             Err(StoreError::NotFound { .. }) if !create => None,
             Err(e) => return Err(e),
         };
-        let meta = match meta {
-            Some(m) => m,
+        let key = match meta {
+            Some(m) => self.unlock(&m)?,
             None if !create => {
                 return Err(StoreError::NotFound {
-                    location: self.spec.to_string(),
+                    location,
                     hint: "no credshift tables yet".into(),
                 });
             }
             None => {
-                self.insert_meta(&source)?;
-                self.load_meta()?
-                    .ok_or_else(|| self.err("meta row vanished after insert"))?
+                let (key, ours) =
+                    sql::POSTGRES.new_key(SealingKey::for_options(&self.opts, &location)?)?;
+                self.insert_meta(&ours)?;
+                match self.load_meta()? {
+                    Some(m) if m == ours => key,
+                    Some(m) => self.unlock(&m)?,
+                    None => return Err(self.err("meta row vanished after insert")),
+                }
             }
         };
-        let key = self.derive(&source, &meta)?;
-        let check_ok = decrypt_raw(&key, &meta.check_nonce, KEY_CHECK_AAD, &meta.check_value)
-            .is_ok_and(|p| p.as_slice() == KEY_CHECK_PLAINTEXT);
-        if !check_ok {
-            return Err(StoreError::Crypto {
-                location: self.spec.to_string(),
-                message: "wrong passphrase or key for this store (key check failed)".into(),
-            });
-        }
+        let key = Arc::new(key);
         *cached = Some(key.clone());
         Ok(key)
     }
 
-    fn derive(&self, source: &KeySource, meta: &Meta) -> Result<Zeroizing<[u8; 32]>> {
-        match (source, meta.kdf.as_str()) {
-            (KeySource::KeyFile(k), "key-file") => Ok(k.clone()),
-            (KeySource::Passphrase(p), "pbkdf2-hmac-sha256") => {
-                let iterations = u32::try_from(meta.iterations)
-                    .map_err(|_| self.err("stored KDF iteration count is negative"))?;
-                if iterations > MAX_KDF_ITERATIONS {
-                    return Err(self.err(format!(
-                        "stored KDF iteration count {iterations} is above {MAX_KDF_ITERATIONS}; refusing"
-                    )));
-                }
-                if iterations < MIN_KDF_ITERATIONS && !self.allow_weak_kdf {
-                    return Err(self.err(format!(
-                        "stored KDF iteration count {iterations} is below {MIN_KDF_ITERATIONS} \
-                         (use --allow-weak-kdf to open it anyway)"
-                    )));
-                }
-                Ok(crate::crypto::kdf::pbkdf2_sha256(
-                    p.expose().as_bytes(),
-                    &meta.salt,
-                    iterations,
-                ))
-            }
-            (KeySource::Passphrase(_), "key-file") => Err(StoreError::MissingKey {
-                location: self.spec.to_string(),
-                message: "this store was created with a key file; give it with --key-file".into(),
-            }),
-            (KeySource::KeyFile(_), "pbkdf2-hmac-sha256") => Err(StoreError::MissingKey {
-                location: self.spec.to_string(),
-                message: "this store was created with a passphrase; a key file cannot open it"
-                    .into(),
-            }),
-            (_, other) => Err(self.err(format!("unknown KDF {other:?} in {META_TABLE}"))),
-        }
+    fn unlock(&self, meta: &MetaRow) -> Result<TableKey> {
+        let location = self.spec.to_string();
+        sql::POSTGRES.unlock(meta, &location, self.opts.allow_weak_kdf, |params| {
+            KeySource::for_params(&self.opts, Some(params), &location)
+        })
     }
 
-    fn insert_meta(&self, source: &KeySource) -> Result<()> {
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(|_| self.err("no system randomness"))?;
-        let (kdf, iterations) = match source {
-            KeySource::Passphrase(_) => ("pbkdf2-hmac-sha256", self.new_iterations),
-            KeySource::KeyFile(_) => ("key-file", 0),
-        };
-        let meta = Meta {
-            kdf: kdf.into(),
-            iterations: i32::try_from(iterations)
-                .map_err(|_| self.err("KDF iteration count too large"))?,
-            salt: salt.to_vec(),
-            check_nonce: Vec::new(),
-            check_value: Vec::new(),
-        };
-        let key = self.derive(source, &meta)?;
-        let (nonce, check) =
-            encrypt_raw(&key, KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT).map_err(|m| self.err(m))?;
+    fn insert_meta(&self, meta: &MetaRow) -> Result<()> {
+        let iterations = i32::try_from(meta.iterations.unwrap_or(0))
+            .map_err(|_| self.err("KDF iteration count too large"))?;
+        let salt = meta.salt.clone().unwrap_or_default();
         self.conn.with("write meta", |c| {
             c.execute(
                 &format!(
@@ -268,7 +191,7 @@ impl PostgresStore {
                      VALUES (1, 'credshift-postgres-v1', $1, $2, $3, $4, $5)
                      ON CONFLICT (id) DO NOTHING"
                 ),
-                &[&meta.kdf, &meta.iterations, &meta.salt, &nonce.as_slice(), &check],
+                &[&meta.kdf, &iterations, &salt, &meta.check_nonce, &meta.check_value],
             )
         })?;
         Ok(())
@@ -276,35 +199,28 @@ impl PostgresStore {
 
     fn decode_row(
         &self,
-        key: &[u8; 32],
+        key: &TableKey,
         id: &str,
         kind: &str,
         metadata: &str,
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Result<Credential> {
-        let location = format!("{CREDENTIALS_TABLE}[{id}]");
-        let cid = CredentialId::from_str(id)
-            .map_err(|_| StoreError::parse(&location, "id is not NAMESPACE/NAME"))?;
-        let kind = Kind::from_str(kind).map_err(|m| StoreError::parse(&location, m))?;
-        let metadata = parse_metadata(&location, metadata)?;
-        let plain =
-            decrypt_raw(key, nonce, id.as_bytes(), ciphertext).map_err(|_| StoreError::Crypto {
-                location: location.clone(),
-                message: "cannot decrypt: the value was altered or moved from another id".into(),
-            })?;
-        let text = String::from_utf8(plain.to_vec())
-            .map_err(|_| StoreError::parse(&location, "decrypted value is not UTF-8"))?;
-        Ok(Credential::new(cid, kind, Secret::new(text)).with_metadata(metadata))
+        let value = SealedValue {
+            kind,
+            metadata,
+            nonce,
+            ciphertext,
+        };
+        decode_row(key, id, &value)
     }
 
-    fn encrypt_cred(&self, key: &[u8; 32], c: &Credential) -> Result<Encoded> {
+    fn encrypt_cred(&self, key: &TableKey, c: &Credential) -> Result<Encoded> {
         let id = c.id.to_string();
-        let (nonce, ct) = encrypt_raw(key, id.as_bytes(), c.secret.expose().as_bytes())
-            .map_err(|m| StoreError::item(&c.id, m))?;
-        let meta = serde_json::to_string(&crate::scrub::public(&c.metadata))
-            .map_err(|_| StoreError::item(&c.id, "metadata cannot be encoded"))?;
-        Ok((nonce.to_vec(), ct, meta))
+        let (nonce, ct) = key
+            .seal(&id, c.secret.expose().as_bytes())
+            .map_err(|e| StoreError::item(&c.id, e.to_string()))?;
+        Ok((nonce.to_vec(), ct, sql::metadata_json(c)))
     }
 
     fn upsert_sql() -> String {
@@ -317,81 +233,31 @@ impl PostgresStore {
     }
 }
 
-fn parse_metadata(location: &str, text: &str) -> Result<Metadata> {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(_) => Err(StoreError::parse(location, "metadata is not a JSON object")),
-        Err(e) => Err(StoreError::json(location, &e)),
-    }
+/// Where a row of credshift's table is, in errors and listings.
+pub fn row_location(id: &str) -> String {
+    format!("{CREDENTIALS_TABLE}[{id}]")
 }
 
-/// A key file: 32 raw bytes, or 64 hex / 44 base64 characters.
-pub fn read_key_file(path: &std::path::Path) -> Result<Zeroizing<[u8; 32]>> {
-    let raw = Zeroizing::new(std::fs::read(path).map_err(|e| StoreError::io(path, e))?);
-    let bad = || StoreError::MissingKey {
-        location: path.display().to_string(),
-        message: "a key file holds 32 bytes (raw, 64 hex or base64 characters)".into(),
-    };
-    let mut key = Zeroizing::new([0u8; 32]);
-    if raw.len() == 32 {
-        key.copy_from_slice(&raw);
-        return Ok(key);
-    }
-    let text = std::str::from_utf8(&raw).map_err(|_| bad())?.trim();
-    let decoded = Zeroizing::new(if text.len() == 64 {
-        hex::decode(text).map_err(|_| bad())?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| bad())?
-    });
-    if decoded.len() != 32 {
-        return Err(bad());
-    }
-    key.copy_from_slice(&decoded);
-    Ok(key)
+/// One fetched row of credshift's table as a credential: the id column
+/// (`NAMESPACE/NAME`, also the value's associated data as stored), the
+/// kind and metadata columns and the sealed value.
+pub fn decode_row(key: &TableKey, id: &str, value: &SealedValue<'_>) -> Result<Credential> {
+    let location = row_location(id);
+    let cid = CredentialId::from_str(id)
+        .map_err(|_| StoreError::parse(&location, "id is not NAMESPACE/NAME"))?;
+    key.open(cid, id, value, &location)
 }
 
-/// AES-256-GCM with a fresh 12-byte nonce; returns (nonce, ciphertext||tag).
-fn encrypt_raw(
-    key: &[u8; 32],
-    aad: &[u8],
-    plaintext: &[u8],
-) -> std::result::Result<([u8; 12], Vec<u8>), &'static str> {
-    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| "bad key length")?;
-    let mut nonce = [0u8; 12];
-    getrandom::fill(&mut nonce).map_err(|_| "no system randomness")?;
-    let mut buf = plaintext.to_vec();
-    let tag = cipher
-        .encrypt_inout_detached(&Nonce::from(nonce), aad, buf.as_mut_slice().into())
-        .map_err(|_| "value too long")?;
-    buf.extend_from_slice(tag.as_slice());
-    Ok((nonce, buf))
-}
-
-fn decrypt_raw(
-    key: &[u8; 32],
-    nonce: &[u8],
-    aad: &[u8],
-    ciphertext: &[u8],
-) -> std::result::Result<Zeroizing<Vec<u8>>, ()> {
-    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| ())?;
-    let nonce: [u8; 12] = nonce.try_into().map_err(|_| ())?;
-    if ciphertext.len() < 16 {
-        return Err(());
-    }
-    let (body, tag) = ciphertext.split_at(ciphertext.len() - 16);
-    let tag: [u8; 16] = tag.try_into().map_err(|_| ())?;
-    let mut buf = Zeroizing::new(body.to_vec());
-    cipher
-        .decrypt_inout_detached(
-            &Nonce::from(nonce),
-            aad,
-            buf.as_mut_slice().into(),
-            &Tag::from(tag),
-        )
-        .map_err(|_| ())?;
-    Ok(buf)
+/// One fetched row without its value, as a listing shows it.
+pub fn decode_entry(id: &str, kind: &str, metadata: &str) -> Result<Entry> {
+    let location = row_location(id);
+    let cid = CredentialId::from_str(id)
+        .map_err(|_| StoreError::parse(&location, "id is not NAMESPACE/NAME"))?;
+    Ok(Entry {
+        id: cid,
+        kind: sql::parse_kind(kind, &location)?,
+        metadata: sql::parse_metadata(metadata, &location)?,
+    })
 }
 
 impl Store for PostgresStore {
@@ -417,7 +283,7 @@ impl Store for PostgresStore {
         {
             cap.item_count = usize::try_from(n).ok();
         }
-        if self.source.is_none() {
+        if self.opts.passphrase.is_none() && self.opts.key_file.is_none() {
             cap.warnings
                 .push("no passphrase or key file given: values cannot be read or written".into());
         }
@@ -434,23 +300,11 @@ impl Store for PostgresStore {
         let mut listing = Listing::default();
         for r in rows {
             let id: String = r.get(0);
-            let location = format!("{CREDENTIALS_TABLE}[{id}]");
-            let entry = (|| {
-                let cid = CredentialId::from_str(&id)
-                    .map_err(|_| StoreError::parse(&location, "id is not NAMESPACE/NAME"))?;
-                let kind = Kind::from_str(r.get(1)).map_err(|m| StoreError::parse(&location, m))?;
-                let metadata = parse_metadata(&location, r.get(2))?;
-                Ok::<_, StoreError>(Entry {
-                    id: cid,
-                    kind,
-                    metadata,
-                })
-            })();
-            match entry {
+            match decode_entry(&id, r.get(1), r.get(2)) {
                 Ok(e) => listing.entries.push(e),
                 Err(e) => listing
                     .errors
-                    .push(LocationError::from_error(&location, &e)),
+                    .push(LocationError::from_error(row_location(&id), &e)),
             }
         }
         Ok(listing)
@@ -542,10 +396,9 @@ impl Store for PostgresStore {
             let id: String = r.get(0);
             match self.decode_row(&key, &id, r.get(1), r.get(2), r.get(3), r.get(4)) {
                 Ok(c) => scan.credentials.push(c),
-                Err(e) => scan.errors.push(LocationError::from_error(
-                    format!("{CREDENTIALS_TABLE}[{id}]"),
-                    &e,
-                )),
+                Err(e) => scan
+                    .errors
+                    .push(LocationError::from_error(row_location(&id), &e)),
             }
         }
         Ok(scan)
@@ -652,15 +505,43 @@ impl Store for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::kdf::load_key_file as read_key_file;
+    use base64::Engine as _;
+
+    /// Seal under `key` as this store does (its dialect, a key file).
+    fn table_key(key: [u8; 32]) -> TableKey {
+        let source = KeySource::Key(zeroize::Zeroizing::new(key));
+        sql::POSTGRES
+            .new_key(SealingKey::new(&source, 1).unwrap())
+            .unwrap()
+            .0
+    }
+
+    fn decrypt_raw(
+        key: &[u8; 32],
+        nonce: &[u8],
+        aad: &[u8],
+        ct: &[u8],
+    ) -> Result<zeroize::Zeroizing<String>> {
+        let value = SealedValue {
+            kind: "api_key",
+            metadata: "{}",
+            nonce,
+            ciphertext: ct,
+        };
+        let aad = std::str::from_utf8(aad).unwrap();
+        decode_row(&table_key(*key), aad, &value)
+            .map(|c| zeroize::Zeroizing::new(c.secret.expose().to_string()))
+    }
 
     #[test]
     fn values_are_bound_to_their_id() {
         let key = [3u8; 32];
-        let (nonce, ct) = encrypt_raw(&key, b"openai/api_key", b"secret").unwrap();
+        let (nonce, ct) = table_key(key).seal("openai/api_key", b"secret").unwrap();
         assert_eq!(
             decrypt_raw(&key, &nonce, b"openai/api_key", &ct)
                 .unwrap()
-                .as_slice(),
+                .as_bytes(),
             b"secret"
         );
         assert!(decrypt_raw(&key, &nonce, b"openai/other", &ct).is_err());
