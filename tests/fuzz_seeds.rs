@@ -25,6 +25,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("store_spec", fuzzing::store_spec),
     ("credential_id", fuzzing::credential_id),
     ("sqlite_row", fuzzing::sqlite_row),
+    ("postgres_row", fuzzing::postgres_row),
 ];
 
 fn root() -> &'static Path {
