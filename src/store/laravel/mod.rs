@@ -453,6 +453,87 @@ fn insert_sql(table: &str, extra: Extra, placeholder: &dyn Fn(usize, &str) -> St
     )
 }
 
+/// A value bound to a change's statement.
+enum Param {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+}
+
+/// The statement (and its parameters) that carries out `change` on
+/// `table`, in a backend's SQL: `placeholder(n, kind)` spells parameter `n`
+/// of a kind (`text`, `json`, `time`, `int`), `flag(on)` a value of
+/// `is_active`. `None` for [`Change::None`]. One place for what each change
+/// writes, whichever database holds the table.
+fn change_statement(
+    table: &str,
+    change: Change,
+    extra: Extra,
+    now: String,
+    placeholder: &dyn Fn(usize, &str) -> String,
+    flag: &dyn Fn(bool) -> &'static str,
+) -> Option<(String, Vec<Param>)> {
+    let p = placeholder;
+    let update = |column: &str, kind: &str, active: bool| {
+        format!(
+            "UPDATE {table} SET {column} = {}, is_active = {}, updated_at = {} WHERE id = {}",
+            p(1, kind),
+            flag(active),
+            p(2, "time"),
+            p(3, "int")
+        )
+    };
+    match change {
+        Change::None => None,
+        Change::Update {
+            id,
+            payload,
+            active,
+        } => Some((
+            update("encrypted_credentials", "text", active),
+            vec![Param::Text(payload), Param::Text(now), Param::Int(id)],
+        )),
+        Change::SetMetadata {
+            id,
+            metadata,
+            active,
+        } => Some((
+            update("metadata", "json", active),
+            vec![Param::Text(metadata), Param::Text(now), Param::Int(id)],
+        )),
+        Change::Insert {
+            provider,
+            credential_type,
+            payload,
+            metadata,
+            expires_at,
+            ui_metadata,
+            usage_count,
+            last_used_at,
+        } => {
+            let sql = insert_sql(table, extra, p).replace("{active}", flag(true));
+            let mut params = vec![
+                Param::Text(provider),
+                Param::Text(credential_type),
+                Param::Text(payload),
+                Param::Text(metadata),
+                Param::OptText(expires_at),
+                Param::Text(now),
+            ];
+            if extra.ui_metadata {
+                params.push(Param::OptText(ui_metadata));
+            }
+            if extra.usage_count {
+                params.push(Param::Int(usage_count.unwrap_or(0)));
+            }
+            if extra.last_used_at {
+                params.push(Param::OptText(last_used_at));
+            }
+            Some((sql, params))
+        }
+    }
+}
+
 mod postgres;
 mod sqlite;
 mod store;

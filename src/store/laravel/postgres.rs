@@ -171,79 +171,33 @@ impl Backend for PgDb {
             .map(|r| pg_row(table, r))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(err)?;
-        let now = laravel_now();
-        match decide(&rows)? {
-            Change::None => return Ok(()),
-            Change::Update {
-                id,
-                payload,
-                active,
-            } => {
-                tx.execute(
-                    &format!(
-                        "UPDATE {table} SET encrypted_credentials = $1::TEXT, \
-                         is_active = {}, updated_at = CAST($2::TEXT AS TIMESTAMP) \
-                         WHERE id = $3::BIGINT",
-                        flag(active)
-                    ),
-                    &[&payload, &now, &id],
-                )
-                .map_err(err)?;
-            }
-            Change::SetMetadata {
-                id,
-                metadata,
-                active,
-            } => {
-                tx.execute(
-                    &format!(
-                        "UPDATE a_i_credentials SET metadata = CAST($1::TEXT AS JSON), \
-                         is_active = {}, updated_at = CAST($2::TEXT AS TIMESTAMP) \
-                         WHERE id = $3::BIGINT",
-                        flag(active)
-                    ),
-                    &[&metadata, &now, &id],
-                )
-                .map_err(err)?;
-            }
-            Change::Insert {
-                provider,
-                credential_type,
-                payload,
-                metadata,
-                expires_at,
-                ui_metadata,
-                usage_count,
-                last_used_at,
-            } => {
-                let sql = insert_sql(table, extra, &|n, kind| match kind {
-                    "json" => format!("CAST(${n}::TEXT AS JSON)"),
-                    "time" => format!("CAST(${n}::TEXT AS TIMESTAMP)"),
-                    "int" => format!("${n}::BIGINT"),
-                    _ => format!("${n}::TEXT"),
-                })
-                .replace("{active}", flag(true));
-                let usage = usage_count.unwrap_or(0);
-                let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = vec![
-                    &provider,
-                    &credential_type,
-                    &payload,
-                    &metadata,
-                    &expires_at,
-                    &now,
-                ];
-                if extra.ui_metadata {
-                    params.push(&ui_metadata);
+        let statement = change_statement(
+            table,
+            decide(&rows)?,
+            extra,
+            laravel_now(),
+            &|n, kind| match kind {
+                "json" => format!("CAST(${n}::TEXT AS JSON)"),
+                "time" => format!("CAST(${n}::TEXT AS TIMESTAMP)"),
+                "int" => format!("${n}::BIGINT"),
+                _ => format!("${n}::TEXT"),
+            },
+            &flag,
+        );
+        let Some((sql, params)) = statement else {
+            return Ok(());
+        };
+        let params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| -> &(dyn ::postgres::types::ToSql + Sync) {
+                match p {
+                    Param::Text(s) => s,
+                    Param::OptText(s) => s,
+                    Param::Int(i) => i,
                 }
-                if extra.usage_count {
-                    params.push(&usage);
-                }
-                if extra.last_used_at {
-                    params.push(&last_used_at);
-                }
-                tx.execute(&sql, &params).map_err(err)?;
-            }
-        }
+            })
+            .collect();
+        tx.execute(&sql, &params).map_err(err)?;
         tx.commit().map_err(err)
     }
 }

@@ -110,8 +110,8 @@ impl SqliteDb {
         conn: &rusqlite::Connection,
         path: &Path,
         table: &'static str,
+        extra: Extra,
     ) -> Result<Vec<RawRow>> {
-        let extra = SqliteDb::extra(conn, path, table)?;
         let mut stmt = conn
             .prepare(&extra.select(table, "INTEGER"))
             .map_err(|e| sqlite_error(path, e))?;
@@ -170,6 +170,16 @@ fn writable_path(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Param::Text(s) => s.to_sql(),
+            Param::OptText(s) => s.to_sql(),
+            Param::Int(i) => i.to_sql(),
+        }
+    }
+}
+
 impl Backend for SqliteDb {
     fn not_writable(&self) -> Option<String> {
         (!writable_path(&self.path)).then(|| {
@@ -202,7 +212,8 @@ impl Backend for SqliteDb {
                 hint: "the table does not exist".into(),
             });
         }
-        SqliteDb::read_rows(conn, &path, table)
+        let extra = SqliteDb::extra(conn, &path, table)?;
+        SqliteDb::read_rows(conn, &path, table, extra)
     }
 
     fn modify(
@@ -219,70 +230,21 @@ impl Backend for SqliteDb {
         if !SqliteDb::has_table(&tx, &path, table)? {
             tx.execute_batch(&sqlite_schema(table)).map_err(err)?;
         }
-        let rows = SqliteDb::read_rows(&tx, &path, table)?;
-        let now = laravel_now();
-        match decide(&rows)? {
-            Change::None => return Ok(()),
-            Change::Update {
-                id,
-                payload,
-                active,
-            } => {
-                tx.execute(
-                    &format!(
-                        "UPDATE {table} SET encrypted_credentials = ?1, is_active = ?2, \
-                         updated_at = ?3 WHERE id = ?4"
-                    ),
-                    rusqlite::params![payload, i64::from(active), now, id],
-                )
-                .map_err(err)?;
-            }
-            Change::SetMetadata {
-                id,
-                metadata,
-                active,
-            } => {
-                tx.execute(
-                    "UPDATE a_i_credentials SET metadata = ?1, is_active = ?2, \
-                     updated_at = ?3 WHERE id = ?4",
-                    rusqlite::params![metadata, i64::from(active), now, id],
-                )
-                .map_err(err)?;
-            }
-            Change::Insert {
-                provider,
-                credential_type,
-                payload,
-                metadata,
-                expires_at,
-                ui_metadata,
-                usage_count,
-                last_used_at,
-            } => {
-                let extra = SqliteDb::extra(&tx, &path, table)?;
-                let sql =
-                    insert_sql(table, extra, &|n, _| format!("?{n}")).replace("{active}", "1");
-                let mut params: Vec<Box<dyn rusqlite::ToSql>> = vec![
-                    Box::new(provider),
-                    Box::new(credential_type),
-                    Box::new(payload),
-                    Box::new(metadata),
-                    Box::new(expires_at),
-                    Box::new(now),
-                ];
-                if extra.ui_metadata {
-                    params.push(Box::new(ui_metadata));
-                }
-                if extra.usage_count {
-                    params.push(Box::new(usage_count.unwrap_or(0)));
-                }
-                if extra.last_used_at {
-                    params.push(Box::new(last_used_at));
-                }
-                tx.execute(&sql, rusqlite::params_from_iter(params.iter()))
-                    .map_err(err)?;
-            }
-        }
+        let extra = SqliteDb::extra(&tx, &path, table)?;
+        let rows = SqliteDb::read_rows(&tx, &path, table, extra)?;
+        let statement = change_statement(
+            table,
+            decide(&rows)?,
+            extra,
+            laravel_now(),
+            &|n, _| format!("?{n}"),
+            &|on| if on { "1" } else { "0" },
+        );
+        let Some((sql, params)) = statement else {
+            return Ok(());
+        };
+        tx.execute(&sql, rusqlite::params_from_iter(params.iter()))
+            .map_err(err)?;
         tx.commit().map_err(err)
     }
 }
