@@ -390,25 +390,7 @@ fn a_table_from_the_first_migration_only_still_works() {
 // ---- PostgreSQL ---------------------------------------------------------------
 
 fn pg_schema(table: &str) -> String {
-    format!(
-        "CREATE TABLE {table} (
-           id BIGSERIAL PRIMARY KEY,
-           provider VARCHAR(255) NOT NULL,
-           credential_type VARCHAR(255) NOT NULL DEFAULT 'api_key',
-           encrypted_credentials TEXT NOT NULL,
-           metadata JSON,
-           expires_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           is_active BOOLEAN NOT NULL DEFAULT TRUE,
-           created_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           updated_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           ui_metadata JSON,
-           provider_config_id BIGINT,
-           last_used_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           usage_count INTEGER NOT NULL DEFAULT 0,
-           total_cost NUMERIC(10,6),
-           UNIQUE (provider, credential_type)
-         );"
-    )
+    support::laravel::pg_schema(table, "BOOLEAN")
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod keyring_service;
+pub mod laravel;
 pub mod pg;
 
 /// `tests/fixtures/...`
