@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
 
 pub mod bundle;
@@ -257,53 +257,8 @@ pub trait StoreLock: Send {
     fn describe(&self) -> String;
 }
 
-/// Key material and options a store may need when opened. Filled by the CLI
-/// from files and environment variables, never from argv.
-#[derive(Clone, Debug)]
-pub struct OpenOptions {
-    /// credshift's own passphrase (`--passphrase-file`, `--passphrase-env`,
-    /// `CREDSHIFT_PASSPHRASE`, or a prompt).
-    pub passphrase: Option<Secret>,
-    /// A 32-byte key file, used when no passphrase is given.
-    pub key_file: Option<PathBuf>,
-    /// agent-prompttrain's `CREDENTIAL_ENCRYPTION_KEY`.
-    pub prompttrain_key: Option<Secret>,
-    /// Laravel's `APP_KEY` (`base64:...`).
-    pub app_key: Option<Secret>,
-    /// Timeout for every keyring call.
-    pub keyring_timeout: Duration,
-    /// Accept envelopes with fewer than 100,000 PBKDF2 iterations.
-    pub allow_weak_kdf: bool,
-    /// PBKDF2 iterations for new envelopes and new database stores.
-    pub kdf_iterations: u32,
-    /// The database password from `--db-password-file` (PostgreSQL stores;
-    /// see [`pgurl`] for the other sources).
-    pub db_password: Option<Secret>,
-    /// The file it came from, for messages.
-    pub db_password_file: Option<PathBuf>,
-    /// The variable `--passphrase-env` named: an unlock secret `env:`
-    /// leaves out like `CREDSHIFT_PASSPHRASE`.
-    pub passphrase_env: Option<String>,
-}
-
-pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        OpenOptions {
-            passphrase: None,
-            key_file: None,
-            prompttrain_key: None,
-            app_key: None,
-            keyring_timeout: Duration::from_secs(30),
-            allow_weak_kdf: false,
-            kdf_iterations: DEFAULT_KDF_ITERATIONS,
-            db_password: None,
-            db_password_file: None,
-            passphrase_env: None,
-        }
-    }
-}
+/// Moved to [`crate::unlock`] (shared with `crypto`); kept here for old paths.
+pub use crate::unlock::{DEFAULT_KDF_ITERATIONS, OpenOptions};
 
 /// A parsed store spec. `Display` gives the spec back with any password in
 /// a URL replaced by `***`; [`StoreSpec::raw`] keeps it for connecting.
