@@ -472,7 +472,7 @@ fn postgres_key() -> crate::crypto::sql::TableKey {
     let source = KeySource::Key(zeroize::Zeroizing::new(ENVELOPE_KEY));
     let key = SealingKey::new(&source, 0).expect("key");
     crate::crypto::sql::POSTGRES
-        .new_key(key)
+        .new_key_from(key)
         .expect("table key")
         .0
 }

@@ -22,8 +22,8 @@
 //! | key-file KDF | `none`, iterations and salt NULL | `key-file`, iterations 0, 16 random bytes of salt (NOT NULL columns) |
 //! | key-check associated data | `credshift_meta` | `credshift:key-check` |
 //!
-//! This module names no store: the caller says where the key comes from
-//! (a [`KeySource`] for the stored KDF) and reads and writes the rows.
+//! This module names no store: the caller gives the unlock options and
+//! reads and writes the rows.
 
 use zeroize::Zeroize;
 
@@ -32,6 +32,7 @@ use crate::crypto::aead::{self, NONCE_LEN};
 use crate::crypto::envelope::{ALG_NONE, ALG_PBKDF2, KdfParams, KeySource, SALT_LEN, SealingKey};
 use crate::crypto::kdf;
 use crate::error::{Result, StoreError};
+use crate::unlock::OpenOptions;
 
 /// What the key check seals.
 pub const CHECK_PLAINTEXT: &[u8] = b"credshift-key-check-v1";
@@ -98,9 +99,15 @@ pub struct TableKey {
 }
 
 impl Dialect {
-    /// The key and meta row of a table that has none yet: `key` comes from
-    /// [`SealingKey::for_options`] (a fresh salt, or the key file).
-    pub fn new_key(&self, key: SealingKey) -> Result<(TableKey, MetaRow)> {
+    /// The key and meta row of a table that has none yet, from what `opts`
+    /// holds: a passphrase with a fresh salt and `kdf_iterations` (a weak
+    /// count refused unless allowed), else the key file.
+    pub fn new_key(&self, opts: &OpenOptions, location: &str) -> Result<(TableKey, MetaRow)> {
+        self.new_key_from(SealingKey::for_options(opts, location)?)
+    }
+
+    /// [`Dialect::new_key`] for a key already made.
+    pub fn new_key_from(&self, key: SealingKey) -> Result<(TableKey, MetaRow)> {
         let (check_nonce, check_value) = aead::seal(key.key(), self.check_aad, CHECK_PLAINTEXT)?;
         let (kdf, iterations, salt) = match key.params() {
             KdfParams::Pbkdf2 { iterations, salt } => (
@@ -161,17 +168,12 @@ impl Dialect {
     }
 
     /// The key of a table whose meta row is `row`: the KDF checked, the key
-    /// derived from what `source` gives for it, and verified against the
-    /// key check.
-    pub fn unlock(
-        &self,
-        row: &MetaRow,
-        location: &str,
-        allow_weak: bool,
-        source: impl FnOnce(&KdfParams) -> Result<KeySource>,
-    ) -> Result<TableKey> {
-        let params = self.params(row, location, allow_weak)?;
-        let key = SealingKey::derive(&params, &source(&params)?, location)?;
+    /// derived from what `opts` holds for it (the passphrase for PBKDF2, the
+    /// key file for a key file), and verified against the key check.
+    pub fn unlock(&self, row: &MetaRow, location: &str, opts: &OpenOptions) -> Result<TableKey> {
+        let params = self.params(row, location, opts.allow_weak_kdf)?;
+        let source = KeySource::for_params(opts, Some(&params), location)?;
+        let key = SealingKey::derive(&params, &source, location)?;
         let nonce: [u8; NONCE_LEN] =
             row.check_nonce
                 .as_slice()
@@ -288,11 +290,29 @@ mod tests {
     }
 
     fn new(d: Dialect, source: &KeySource) -> (TableKey, MetaRow) {
-        d.new_key(SealingKey::new(source, 1000).unwrap()).unwrap()
+        d.new_key_from(SealingKey::new(source, 1000).unwrap())
+            .unwrap()
     }
 
-    fn unlock(d: Dialect, row: &MetaRow, source: KeySource) -> Result<TableKey> {
-        d.unlock(row, "db", true, |_| Ok(source))
+    fn pass_opts(p: &str) -> OpenOptions {
+        OpenOptions {
+            passphrase: Some(Secret::new(p)),
+            allow_weak_kdf: true,
+            ..OpenOptions::default()
+        }
+    }
+
+    fn key_opts(dir: &std::path::Path, b: u8) -> OpenOptions {
+        let path = dir.join(format!("key-{b}"));
+        std::fs::write(&path, [b; 32]).unwrap();
+        OpenOptions {
+            key_file: Some(path),
+            ..OpenOptions::default()
+        }
+    }
+
+    fn unlock(d: Dialect, row: &MetaRow, opts: &OpenOptions) -> Result<TableKey> {
+        d.unlock(row, "db", opts)
     }
 
     fn value<'a>(nonce: &'a [u8], ct: &'a [u8]) -> SealedValue<'a> {
@@ -306,14 +326,15 @@ mod tests {
 
     #[test]
     fn each_dialect_writes_its_own_meta_row_and_reads_it_back() {
+        let dir = tempfile::tempdir().unwrap();
         for d in [SQLITE, POSTGRES] {
             let (_, row) = new(d, &passphrase("pw"));
             assert_eq!(row.kdf, "pbkdf2-hmac-sha256");
             assert_eq!(row.iterations, Some(1000));
             assert_eq!(row.salt.as_ref().map(Vec::len), Some(16));
-            let k = unlock(d, &row, passphrase("pw")).unwrap();
+            let k = unlock(d, &row, &pass_opts("pw")).unwrap();
             assert_eq!(k.params(), &d.params(&row, "db", true).unwrap());
-            let e = unlock(d, &row, passphrase("other")).err().unwrap();
+            let e = unlock(d, &row, &pass_opts("other")).err().unwrap();
             assert!(e.to_string().contains("wrong passphrase or key"), "{e}");
         }
         let (_, row) = new(SQLITE, &key_file(1));
@@ -324,19 +345,22 @@ mod tests {
         let (_, row) = new(POSTGRES, &key_file(1));
         assert_eq!((row.kdf.as_str(), row.iterations), ("key-file", Some(0)));
         assert_eq!(row.salt.as_ref().map(Vec::len), Some(16));
-        assert!(unlock(POSTGRES, &row, key_file(1)).is_ok());
-        let e = unlock(POSTGRES, &row, key_file(2)).err().unwrap();
+        assert!(unlock(POSTGRES, &row, &key_opts(dir.path(), 1)).is_ok());
+        let e = unlock(POSTGRES, &row, &key_opts(dir.path(), 2))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("wrong key file"), "{e}");
     }
 
     #[test]
     fn a_key_check_of_one_dialect_does_not_open_as_the_other() {
+        let dir = tempfile::tempdir().unwrap();
         let (_, row) = new(SQLITE, &key_file(1));
         let row = MetaRow {
             kdf: "key-file".into(),
             ..row
         };
-        assert!(unlock(POSTGRES, &row, key_file(1)).is_err());
+        assert!(unlock(POSTGRES, &row, &key_opts(dir.path(), 1)).is_err());
         // Each dialect knows only its own key-file spelling.
         let (_, row) = new(POSTGRES, &key_file(1));
         let e = SQLITE.params(&row, "db", true).unwrap_err();
@@ -350,6 +374,7 @@ mod tests {
     /// spellings: both open.
     #[test]
     fn meta_rows_in_the_landed_formats_open() {
+        let dir = tempfile::tempdir().unwrap();
         let key = [7u8; 32];
         let (n, c) = aead::seal(&key, b"credshift_meta", b"credshift-key-check-v1").unwrap();
         let sqlite_row = MetaRow {
@@ -359,7 +384,7 @@ mod tests {
             check_nonce: n.to_vec(),
             check_value: c,
         };
-        assert!(unlock(SQLITE, &sqlite_row, key_file(7)).is_ok());
+        assert!(unlock(SQLITE, &sqlite_row, &key_opts(dir.path(), 7)).is_ok());
         let (n, c) = aead::seal(&key, b"credshift:key-check", b"credshift-key-check-v1").unwrap();
         let pg_row = MetaRow {
             kdf: "key-file".into(),
@@ -368,7 +393,7 @@ mod tests {
             check_nonce: n.to_vec(),
             check_value: c,
         };
-        assert!(unlock(POSTGRES, &pg_row, key_file(7)).is_ok());
+        assert!(unlock(POSTGRES, &pg_row, &key_opts(dir.path(), 7)).is_ok());
     }
 
     #[test]
@@ -384,17 +409,21 @@ mod tests {
                 ..row.clone()
             };
             for d in [SQLITE, POSTGRES] {
-                let e = unlock(d, &bad, passphrase("pw")).err().unwrap();
+                let e = unlock(d, &bad, &pass_opts("pw")).err().unwrap();
                 assert!(e.to_string().contains(needle), "{n}: {e}");
             }
         }
-        let weak = SQLITE.unlock(&row, "db", false, |_| Ok(passphrase("pw")));
+        let strict = OpenOptions {
+            allow_weak_kdf: false,
+            ..pass_opts("pw")
+        };
+        let weak = SQLITE.unlock(&row, "db", &strict);
         assert!(weak.err().unwrap().to_string().contains("--allow-weak-kdf"));
         let bad_nonce = MetaRow {
             check_nonce: vec![1; 11],
             ..row
         };
-        let e = unlock(SQLITE, &bad_nonce, passphrase("pw")).err().unwrap();
+        let e = unlock(SQLITE, &bad_nonce, &pass_opts("pw")).err().unwrap();
         assert!(e.to_string().contains("not 12 bytes"), "{e}");
     }
 

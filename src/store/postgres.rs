@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::credential::{Credential, CredentialId};
-use crate::crypto::envelope::{KeySource, SealingKey};
+use crate::crypto::envelope::KeySource;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::store::encrypted::dup_error;
@@ -158,8 +158,7 @@ impl PostgresStore {
                 });
             }
             None => {
-                let (key, ours) =
-                    sql::POSTGRES.new_key(SealingKey::for_options(&self.opts, &location)?)?;
+                let (key, ours) = sql::POSTGRES.new_key(&self.opts, &location)?;
                 self.insert_meta(&ours)?;
                 match self.load_meta()? {
                     Some(m) if m == ours => key,
@@ -174,10 +173,7 @@ impl PostgresStore {
     }
 
     fn unlock(&self, meta: &MetaRow) -> Result<TableKey> {
-        let location = self.spec.to_string();
-        sql::POSTGRES.unlock(meta, &location, self.opts.allow_weak_kdf, |params| {
-            KeySource::for_params(&self.opts, Some(params), &location)
-        })
+        sql::POSTGRES.unlock(meta, &self.spec.to_string(), &self.opts)
     }
 
     fn insert_meta(&self, meta: &MetaRow) -> Result<()> {
@@ -505,6 +501,7 @@ impl Store for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::envelope::SealingKey;
     use crate::crypto::kdf::load_key_file as read_key_file;
     use base64::Engine as _;
 
@@ -512,7 +509,7 @@ mod tests {
     fn table_key(key: [u8; 32]) -> TableKey {
         let source = KeySource::Key(zeroize::Zeroizing::new(key));
         sql::POSTGRES
-            .new_key(SealingKey::new(&source, 1).unwrap())
+            .new_key_from(SealingKey::new(&source, 1).unwrap())
             .unwrap()
             .0
     }

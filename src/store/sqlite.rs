@@ -27,7 +27,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::credential::{Credential, CredentialId};
-use crate::crypto::envelope::{KeySource, SealingKey};
+use crate::crypto::envelope::KeySource;
 use crate::crypto::kdf;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
@@ -297,7 +297,7 @@ impl SqliteStore {
                 message: "the key check row is missing (the database was altered)".into(),
             });
         }
-        let (key, ours) = sql::SQLITE.new_key(SealingKey::for_options(&self.opts, &loc)?)?;
+        let (key, ours) = sql::SQLITE.new_key(&self.opts, &loc)?;
         self.ensure_schema(inner)?;
         let conn = self.conn(inner, true)?;
         // Another process may have created the row first: keep theirs.
@@ -326,10 +326,7 @@ impl SqliteStore {
     }
 
     fn verified_key(&self, meta: &MetaRow) -> Result<TableKey> {
-        let loc = self.location();
-        sql::SQLITE.unlock(meta, &loc, self.opts.allow_weak_kdf, |params| {
-            KeySource::for_params(&self.opts, Some(params), &loc)
-        })
+        sql::SQLITE.unlock(meta, &self.location(), &self.opts)
     }
 
     fn decrypt_row(&self, key: &TableKey, row: Row) -> Result<Credential> {
