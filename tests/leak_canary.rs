@@ -11,8 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use support::canary::{contains, files_under, forms};
 use support::*;
 
 /// The binary with a clean environment: only what a test sets is there.
@@ -78,6 +77,23 @@ fn env_source_leaves_out_credshifts_unlock_variables() {
     let (o, _, stderr) = run(&mut cmd);
     assert!(o.status.success(), "{stderr}");
     assert!(dotenv_values(&one).contains(unlock[1].1));
+}
+
+/// The clear columns of a credshift PostgreSQL table (id, kind, metadata),
+/// one line a row: where no secret may be.
+fn clear_columns(client: &mut postgres::Client) -> String {
+    let mut clear = String::new();
+    for r in client
+        .query(
+            "SELECT id, kind, metadata::text FROM credshift_credentials",
+            &[],
+        )
+        .unwrap()
+    {
+        let (a, b, c): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        clear.push_str(&format!("{a} {b} {c}\n"));
+    }
+    clear
 }
 
 fn write_env(path: &Path, pairs: &[(&str, &str)]) {
@@ -231,20 +247,6 @@ fn state_files_text(state: &Path) -> Vec<(String, String)> {
             (p.display().to_string(), text)
         })
         .collect()
-}
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 /// A private file (0600) holding `text`.
@@ -544,27 +546,6 @@ fn the_password_comes_from_pgpassword_pgpass_or_a_file_and_recovery_uses_them() 
     }
 }
 
-/// Every encoding a leak could take: raw, base64 (standard and URL-safe,
-/// padded or not), hex (both cases) and JSON-escaped.
-fn forms(secret: &str) -> Vec<(&'static str, Vec<u8>)> {
-    let b = secret.as_bytes();
-    let json = serde_json::to_string(secret).unwrap();
-    vec![
-        ("raw", b.to_vec()),
-        ("base64", STANDARD.encode(b).into_bytes()),
-        ("base64-nopad", STANDARD_NO_PAD.encode(b).into_bytes()),
-        ("base64url", URL_SAFE.encode(b).into_bytes()),
-        ("base64url-nopad", URL_SAFE_NO_PAD.encode(b).into_bytes()),
-        ("hex", hex::encode(b).into_bytes()),
-        ("HEX", hex::encode_upper(b).into_bytes()),
-        ("json", json.trim_matches('"').as_bytes().to_vec()),
-    ]
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// Point 8: secrets planted in every place this issue names — a URL
 /// password with `/` and `?`, PGPASSWORD, credshift's unlock variables seen
 /// by an `env:` source, a database password file, a backup — and every
@@ -721,17 +702,7 @@ fn canary_no_planted_secret_reaches_any_output_or_file() {
         .collect();
     haystacks.push(("backup".into(), std::fs::read(&backup).unwrap()));
     let mut client = pg::connect(&server.url_for(&db.name));
-    let mut clear = String::new();
-    for r in client
-        .query(
-            "SELECT id, kind, metadata::text FROM credshift_credentials",
-            &[],
-        )
-        .unwrap()
-    {
-        let (a, b, c): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-        clear.push_str(&format!("{a} {b} {c}\n"));
-    }
+    let mut clear = clear_columns(&mut client);
     for r in client
         .query("SELECT format, kdf FROM credshift_meta", &[])
         .unwrap()
@@ -804,12 +775,8 @@ fn canary_secret_metadata_never_reaches_any_output_or_file() {
         serde_json::to_vec_pretty(&account).unwrap(),
     )
     .unwrap();
-    let laravel_db = dir.path().join("fragments.sqlite");
+    let laravel_db = fragments_db(&dir.path().join("fragments.sqlite"));
     let conn = rusqlite::Connection::open(&laravel_db).unwrap();
-    for f in ["fragments/schema.sql", "fragments/data.sql"] {
-        conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
-            .unwrap();
-    }
     let n = conn
         .execute(
             "UPDATE a_i_credentials SET metadata = ?1 WHERE provider = 'openai'",
@@ -879,17 +846,7 @@ fn canary_secret_metadata_never_reaches_any_output_or_file() {
     }
     for db in &targets {
         let mut client = pg::connect(&server.url_for(&db.name));
-        let mut clear = String::new();
-        for r in client
-            .query(
-                "SELECT id, kind, metadata::text FROM credshift_credentials",
-                &[],
-            )
-            .unwrap()
-        {
-            let (a, b, c): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-            clear.push_str(&format!("{a} {b} {c}\n"));
-        }
+        let clear = clear_columns(&mut client);
         assert!(clear.lines().count() >= 2, "{clear}");
         haystacks.push((format!("{} clear columns", db.name), clear.into_bytes()));
     }

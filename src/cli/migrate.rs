@@ -159,6 +159,12 @@ fn print_plan(plan: &engine::Plan) {
 }
 
 fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
+    if nothing_readable(r) {
+        eprintln!(
+            "error: nothing was migrated: no item of {} could be read",
+            r.from
+        );
+    }
     if json {
         return print_json(r);
     }
@@ -199,10 +205,21 @@ fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// 0 when everything asked for happened; 1 when anything failed or was rolled back.
+/// Whether a run found nothing to migrate because its source could not
+/// be read (every item unreadable): a failure, not "done, total 0".
+fn nothing_readable(r: &engine::Report) -> bool {
+    r.total == 0
+        && r.warnings
+            .iter()
+            .any(|w| w.starts_with(engine::plan::UNREADABLE))
+}
+
+/// 0 when everything asked for happened; 1 when anything failed or was
+/// rolled back, or when nothing could be read.
 fn report_code(r: &engine::Report) -> ExitCode {
     if r.rolled_back
         || r.failed > 0
+        || nothing_readable(r)
         || r.rollback_reason.is_some()
         || !r.source_delete_failed.is_empty()
     {

@@ -18,6 +18,8 @@ pub mod env;
 pub mod faults;
 pub mod keyring;
 pub mod laravel;
+pub mod legacy_meta;
+pub mod memory;
 pub mod modelforge;
 pub mod pg;
 pub mod pgurl;
@@ -384,8 +386,8 @@ impl StoreSpec {
 
     /// The spec with the password of a URL intact: for connecting only,
     /// never for printing.
-    pub fn raw(&self) -> String {
-        match self {
+    pub fn raw(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(match self {
             StoreSpec::PromptTrain(p) => format!("prompttrain:{}", p.display()),
             StoreSpec::ModelForge(p) => format!("modelforge:{}", p.display()),
             StoreSpec::Dotenv(p) => format!("dotenv:{}", p.display()),
@@ -398,7 +400,7 @@ impl StoreSpec {
             StoreSpec::LaravelSqlite(p) => format!("laravel:sqlite:{}", p.display()),
             StoreSpec::LaravelPostgres(u) => format!("laravel:{u}"),
             StoreSpec::Bundle(p) => format!("bundle:{}", p.display()),
-        }
+        })
     }
 
     /// The local path, for file-based stores (used for locks and warnings).
@@ -422,6 +424,19 @@ impl StoreSpec {
             | StoreSpec::PromptTrainDb(u)
             | StoreSpec::LaravelPostgres(u) => Some(u),
             _ => None,
+        }
+    }
+}
+
+/// A URL may hold the database password: wiped when the spec goes.
+impl Drop for StoreSpec {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let StoreSpec::Postgres(u)
+        | StoreSpec::PromptTrainDb(u)
+        | StoreSpec::LaravelPostgres(u) = self
+        {
+            u.zeroize();
         }
     }
 }
@@ -451,8 +466,9 @@ pub fn redact_url(s: &str) -> String {
     pgurl::redact(s)
 }
 
-/// Open the store a spec names. Wraps it in the fault injector when
-/// `CREDSHIFT_FAULTS` is set.
+/// Open the store a spec names. credshift's own stores get the layer that
+/// turns legacy secret metadata into items ([`legacy_meta`]); the fault
+/// injector wraps everything when `CREDSHIFT_FAULTS` is set.
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     let store: Box<dyn Store> = match spec {
         StoreSpec::PromptTrain(_) => prompttrain::open(spec, opts)?,
@@ -467,7 +483,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
         StoreSpec::LaravelSqlite(_) | StoreSpec::LaravelPostgres(_) => laravel::open(spec, opts)?,
         StoreSpec::Bundle(_) => bundle::open(spec, opts)?,
     };
-    Ok(faults::wrap_from_env(store))
+    Ok(faults::wrap_from_env(legacy_meta::wrap(store)))
 }
 
 /// True when two specs name the same store, whatever their schemes: the
@@ -581,7 +597,7 @@ mod tests {
         for (s, scheme) in cases {
             let spec: StoreSpec = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(spec.scheme(), scheme, "{s}");
-            assert_eq!(spec.raw(), s, "round trip of {s}");
+            assert_eq!(spec.raw().as_str(), s, "round trip of {s}");
         }
     }
 

@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, Widget};
+use ratatui::widgets::{Cell, Row, Widget};
 
-use super::{kv, para, spec_or};
+use super::{at_cursor, kv, list_table, para, spec_or};
 use crate::engine::StoreReport;
 use crate::tui::app::App;
 use crate::tui::widgets;
@@ -115,17 +115,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(Span::styled("!", t.warn()))
         });
         let row = Row::new(cells);
-        if i == w.store_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, i == w.store_cursor, t)
     });
-    let header = Row::new([
+    let header = vec![
         "", "Store", "Avail", "Read", "Write", "Persist", "Items", "",
-    ])
-    .style(t.header());
-    Table::new(
+    ];
+    list_table(
         rows,
         [
             Constraint::Length(2),
@@ -137,9 +132,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Constraint::Length(5),
             Constraint::Length(1),
         ],
+        header,
+        t,
     )
-    .header(header)
-    .column_spacing(1)
     .render(table, buf);
 
     // The highlighted store: why it is unavailable, and its warnings.

@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, Widget};
+use ratatui::widgets::{Cell, Row, Widget};
 
-use super::{duration, para};
+use super::{at_cursor, duration, list_table, para};
 use crate::engine::types::{Action, ConflictPolicy};
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
@@ -91,22 +91,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(action_span(&it.action, t)),
             Cell::from(Span::styled(why, t.dim())),
         ]);
-        if i == w.plan_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, i == w.plan_cursor, t)
     });
-    Table::new(
+    list_table(
         rows,
         [
             Constraint::Fill(3),
             Constraint::Length(9),
             Constraint::Fill(2),
         ],
+        vec!["Id", "Action", "Notes"],
+        t,
     )
-    .header(Row::new(["Id", "Action", "Notes"]).style(t.header()))
-    .column_spacing(1)
     .render(table, buf);
 
     if let Some(it) = plan.items.get(w.plan_cursor) {

@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, Widget};
+use ratatui::widgets::{Cell, Row, Widget};
 
-use super::{date, para};
+use super::{at_cursor, date, list_table, para};
 use crate::credential::CredentialId;
 use crate::engine::types::ItemStatus;
 use crate::tui::app::App;
@@ -84,11 +84,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         cells.push(Cell::from(status));
         let row = Row::new(cells);
-        if vi == w.item_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, vi == w.item_cursor, t)
     });
     let mut header = vec!["", "Id"];
     let mut widths = vec![Constraint::Length(3), Constraint::Fill(1)];
@@ -104,10 +100,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     header.push("Status");
     widths.push(Constraint::Length(8));
-    Table::new(rows, widths)
-        .header(Row::new(header).style(t.header()))
-        .column_spacing(1)
-        .render(table, buf);
+    list_table(rows, widths, header, t).render(table, buf);
 
     // The item under the cursor: kind, reason, and the revealed value.
     let mut d = Vec::new();

@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
+use ratatui::widgets::{Cell, Paragraph, Row, Widget};
 
-use super::{kv, para};
+use super::{at_cursor, kv, list_table, para};
 use crate::engine::types::MigrationStatus;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
@@ -56,22 +56,18 @@ pub fn render_history(app: &App, area: Rect, buf: &mut Buffer) {
             ])),
         ])
         .height(2);
-        if i == w.history_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, i == w.history_cursor, t)
     });
-    Table::new(
+    list_table(
         rows,
         [
             Constraint::Length(24),
             Constraint::Fill(1),
             Constraint::Length(14),
         ],
+        vec!["Id / started", "From / to", "Status"],
+        t,
     )
-    .header(Row::new(["Id / started", "From / to", "Status"]).style(t.header()))
-    .column_spacing(1)
     .render(table, buf);
 }
 

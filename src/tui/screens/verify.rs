@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, Widget};
+use ratatui::widgets::{Cell, Row, Widget};
 
-use super::para;
+use super::{at_cursor, list_table, para};
 use crate::tui::app::App;
 use crate::tui::widgets;
 use crate::wizard::ItemOutcome;
@@ -78,21 +78,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(res),
             Cell::from(Span::styled(why, t.dim())),
         ]);
-        if i == w.result_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, i == w.result_cursor, t)
     });
-    Table::new(
+    list_table(
         rows,
         [
             Constraint::Fill(3),
             Constraint::Length(8),
             Constraint::Fill(2),
         ],
+        vec!["Id", "Result", "Why"],
+        t,
     )
-    .header(Row::new(["Id", "Result", "Why"]).style(t.header()))
-    .column_spacing(1)
     .render(table, buf);
 }
