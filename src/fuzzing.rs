@@ -301,20 +301,20 @@ pub fn journal(data: &[u8]) {
     let _ = crate::engine::journal::read_lines(&path);
 }
 
-/// Key files (`--key-file`, the encrypted and PostgreSQL stores' readers):
-/// raw 32 bytes, 64 hex characters or base64. Both readers agree.
+/// Key files (`--key-file`, read by every store through one reader): raw
+/// 32 bytes, 64 hex characters or base64. A key that loads, written back
+/// as hex and as raw bytes, loads as the same key.
 pub fn key_file(data: &[u8]) {
     let dir = scratch("keyfile");
     let path = dir.join("key");
     write_file(&path, data);
-    let a = crate::crypto::kdf::load_key_file(&path).ok();
-    let b = crate::store::postgres::read_key_file(&path).ok();
-    if let (Some(a), Some(b)) = (&a, &b) {
-        assert_eq!(
-            a.as_slice(),
-            b.as_slice(),
-            "the two key-file readers disagree"
-        );
+    let Ok(a) = crate::crypto::kdf::load_key_file(&path) else {
+        return;
+    };
+    for spelled in [hex::encode(a.as_slice()).into_bytes(), a.to_vec()] {
+        write_file(&path, &spelled);
+        let b = crate::crypto::kdf::load_key_file(&path).expect("a key written back loads");
+        assert_eq!(a.as_slice(), b.as_slice(), "a key written back differs");
     }
 }
 
@@ -511,6 +511,74 @@ fn check_keyring_item(user: &str, kind: Option<&str>, metadata: Option<&str>) {
     }
 }
 
+/// The credential sealed into the PostgreSQL row seed.
+const POSTGRES_SEED_ID: &str = "openai/api_key";
+/// The metadata column of the PostgreSQL row seed.
+const POSTGRES_SEED_METADATA: &str = r#"{"label":"fuzz seed","expires_at":1790003600000}"#;
+
+/// The fuzz key as credshift's PostgreSQL table holds it (a key file).
+fn postgres_key() -> crate::crypto::sql::TableKey {
+    let source = KeySource::Key(zeroize::Zeroizing::new(ENVELOPE_KEY));
+    let key = SealingKey::new(&source, 0).expect("key");
+    crate::crypto::sql::POSTGRES
+        .new_key_from(key)
+        .expect("table key")
+        .0
+}
+
+/// A row of credshift's PostgreSQL table sealed under the fuzz key: its
+/// id, kind, metadata, nonce and ciphertext columns joined by 0x1F.
+fn postgres_seed_row() -> Vec<u8> {
+    let (nonce, ct) = postgres_key()
+        .seal(POSTGRES_SEED_ID, PROMPTTRAIN_PLAINTEXT.as_bytes())
+        .expect("seal the seed row");
+    let fields: [&[u8]; 5] = [
+        POSTGRES_SEED_ID.as_bytes(),
+        b"api_key",
+        POSTGRES_SEED_METADATA.as_bytes(),
+        &nonce,
+        &ct,
+    ];
+    fields.join(&0x1F)
+}
+
+/// A fetched row of credshift's PostgreSQL table as the store decodes it
+/// (the same functions its reads and listings run on a row, no server
+/// needed): id, kind, metadata (JSONB as text), nonce and ciphertext
+/// joined by 0x1F, under the fuzz key. A row that decrypts holds the value
+/// sealed for exactly that id, and lists as the same id, kind and metadata.
+pub fn postgres_row(data: &[u8]) {
+    static KEY: OnceLock<crate::crypto::sql::TableKey> = OnceLock::new();
+    let key = KEY.get_or_init(postgres_key);
+    let fields: Vec<&[u8]> = data.splitn(5, |b| *b == 0x1F).collect();
+    let [id, kind, metadata, nonce, ciphertext] = fields[..] else {
+        return;
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (id, kind, metadata) = (text(id), text(kind), text(metadata));
+    let entry = store::postgres::decode_entry(&id, &kind, &metadata);
+    let value = crate::crypto::sql::SealedValue {
+        kind: &kind,
+        metadata: &metadata,
+        nonce,
+        ciphertext,
+    };
+    if let Ok(c) = store::postgres::decode_row(key, &id, &value) {
+        assert_eq!(
+            c.id.to_string(),
+            POSTGRES_SEED_ID,
+            "a row decrypted under another id than it was sealed for"
+        );
+        assert_eq!(c.secret.expose(), PROMPTTRAIN_PLAINTEXT);
+        let entry = entry.expect("a row that decrypts lists");
+        assert_eq!(
+            (&entry.id, entry.kind, &entry.metadata),
+            (&c.id, c.kind, &c.metadata),
+            "a row reads and lists differently"
+        );
+    }
+}
+
 /// Seeds for the targets that need a valid secret-bearing input to get
 /// past the cryptography: `(target, file name, bytes)`.
 pub fn crypto_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
@@ -546,6 +614,7 @@ pub fn crypto_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ));
     let dir = scratch("sqlite-seed");
     out.push(("sqlite_row", "row.bin", sqlite_fixture(&dir).1));
+    out.push(("postgres_row", "row.bin", postgres_seed_row()));
     out
 }
 
@@ -574,6 +643,19 @@ mod tests {
                 }
                 "php_serialized" => php_serialized(&bytes),
                 "sqlite_row" => sqlite_row(&bytes),
+                "postgres_row" => {
+                    let key = postgres_key();
+                    let f: Vec<&[u8]> = bytes.splitn(5, |b| *b == 0x1F).collect();
+                    let value = crate::crypto::sql::SealedValue {
+                        kind: "api_key",
+                        metadata: POSTGRES_SEED_METADATA,
+                        nonce: f[3],
+                        ciphertext: f[4],
+                    };
+                    let c = store::postgres::decode_row(&key, POSTGRES_SEED_ID, &value).unwrap();
+                    assert_eq!(c.secret.expose(), PROMPTTRAIN_PLAINTEXT);
+                    postgres_row(&bytes);
+                }
                 other => panic!("unknown seed target {other}"),
             }
         }
@@ -589,6 +671,29 @@ mod tests {
             let dir = root.join(target);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_postgres_row_moved_to_another_id_does_not_decrypt() {
+        let seed = postgres_seed_row();
+        let moved = [b"openai/other".as_slice(), &seed[POSTGRES_SEED_ID.len()..]].concat();
+        let f: Vec<&[u8]> = moved.splitn(5, |b| *b == 0x1F).collect();
+        let value = crate::crypto::sql::SealedValue {
+            kind: "api_key",
+            metadata: "{}",
+            nonce: f[3],
+            ciphertext: f[4],
+        };
+        assert!(store::postgres::decode_row(&postgres_key(), "openai/other", &value).is_err());
+        postgres_row(&moved);
+        // Columns that do not parse are errors, not panics.
+        for bad in [
+            &b"x\x1fapi_key\x1f{}\x1f\x1f"[..],
+            b"a/b\x1fnope\x1f[1]\x1f1\x1f2",
+            b"\x1f\x1f\x1f\x1f",
+        ] {
+            postgres_row(bad);
         }
     }
 

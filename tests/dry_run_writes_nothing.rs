@@ -150,24 +150,6 @@ fn read_trim(rel: &str) -> String {
         .to_string()
 }
 
-const LARAVEL_PG_SCHEMA: &str = "CREATE TABLE a_i_credentials (
-   id BIGSERIAL PRIMARY KEY,
-   provider VARCHAR(255) NOT NULL,
-   credential_type VARCHAR(255) NOT NULL DEFAULT 'api_key',
-   encrypted_credentials TEXT NOT NULL,
-   metadata JSON,
-   expires_at TIMESTAMP(0) WITHOUT TIME ZONE,
-   is_active SMALLINT NOT NULL DEFAULT 1,
-   created_at TIMESTAMP(0) WITHOUT TIME ZONE,
-   updated_at TIMESTAMP(0) WITHOUT TIME ZONE,
-   ui_metadata JSON,
-   provider_config_id BIGINT,
-   last_used_at TIMESTAMP(0) WITHOUT TIME ZONE,
-   usage_count INTEGER NOT NULL DEFAULT 0,
-   total_cost NUMERIC(10,6),
-   UNIQUE (provider, credential_type)
- );";
-
 #[test]
 fn a_dry_run_writes_nothing_for_any_store_kind_on_either_side() {
     let Some(pg_db) = pg::fresh_db() else { return };
@@ -192,7 +174,10 @@ fn a_dry_run_writes_nothing_for_any_store_kind_on_either_side() {
     let lv_sqlite = fragments_db(&d.join("fragments.sqlite"));
     pg::run_sql_file(&pt_db.url(), &fixture("prompttrain-db/schema.sql"));
     pg::run_sql_file(&pt_db.url(), &fixture("prompttrain-db/data.sql"));
-    pg::execute(&lv_db.url(), LARAVEL_PG_SCHEMA);
+    pg::execute(
+        &lv_db.url(),
+        &support::laravel::pg_schema("a_i_credentials", "SMALLINT"),
+    );
     pg::run_sql_file(&lv_db.url(), &fixture("fragments/data.sql"));
 
     let world = World {

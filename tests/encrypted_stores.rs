@@ -649,6 +649,92 @@ fn key_file_mode_works_for_every_store() {
     }
 }
 
+/// A `sqlite:` database exactly as the landed store wrote it (schema, meta
+/// row, key check under `credshift_meta`, values under their id), spelled
+/// out here with the AES-GCM and PBKDF2 primitives rather than written by
+/// the store: it opens, reads, and takes new writes in the same format.
+#[test]
+fn a_sqlite_database_in_the_landed_format_opens() {
+    use credshift::crypto::aead;
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k.key");
+    std::fs::write(&key_path, [0x42u8; 32]).unwrap();
+    let salt = [7u8; 16];
+    let pass_key = kdf::pbkdf2_sha256(b"pw", &salt, 2000);
+    let file_key = [0x42u8; 32];
+    for (name, key, o) in [
+        ("pass.db", *pass_key, opts("pw")),
+        ("file.db", file_key, key_opts(&key_path)),
+    ] {
+        let path = dir.path().join(name);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE credshift_meta (id INTEGER PRIMARY KEY CHECK (id = 1),
+               schema_version INTEGER NOT NULL, kdf_alg TEXT NOT NULL, kdf_iterations INTEGER,
+               kdf_salt BLOB, check_nonce BLOB NOT NULL, check_ciphertext BLOB NOT NULL,
+               created_at TEXT NOT NULL);
+             CREATE TABLE credshift_credentials (namespace TEXT NOT NULL, name TEXT NOT NULL,
+               kind TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}', nonce BLOB NOT NULL,
+               ciphertext BLOB NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (namespace, name));",
+        )
+        .unwrap();
+        let (cn, cc) = aead::seal(&key, b"credshift_meta", b"credshift-key-check-v1").unwrap();
+        let (alg, iterations, salt) = if name == "pass.db" {
+            ("pbkdf2-hmac-sha256", Some(2000i64), Some(salt.to_vec()))
+        } else {
+            ("none", None, None)
+        };
+        conn.execute(
+            "INSERT INTO credshift_meta VALUES (1, 1, ?1, ?2, ?3, ?4, ?5, '2026-01-01T00:00:00Z')",
+            rusqlite::params![alg, iterations, salt, cn.to_vec(), cc],
+        )
+        .unwrap();
+        let (vn, vc) = aead::seal(&key, b"openai/api_key", b"sk-landed-format-value").unwrap();
+        conn.execute(
+            "INSERT INTO credshift_credentials VALUES ('openai', 'api_key', 'api_key', \
+             '{\"label\":\"old\"}', ?1, ?2, '2026-01-01T00:00:00Z')",
+            rusqlite::params![vn.to_vec(), vc],
+        )
+        .unwrap();
+        let s = open(Flavor::Sqlite, &path, &o);
+        let c = s
+            .read(&CredentialId::new("openai", "api_key"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.secret.expose(), "sk-landed-format-value", "{name}");
+        assert_eq!(c.metadata["label"], "old");
+        s.write(&Credential::new(
+            CredentialId::new("db", "password"),
+            Kind::Password,
+            "new",
+        ))
+        .unwrap();
+        let fresh = open(Flavor::Sqlite, &path, &o);
+        assert_eq!(fresh.read_all().unwrap().credentials.len(), 2, "{name}");
+        let (alg_now, metas): (String, i64) = conn
+            .query_row(
+                "SELECT kdf_alg, (SELECT count(*) FROM credshift_meta) FROM credshift_meta",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((alg_now.as_str(), metas), (alg, 1), "{name}");
+        // The new value is sealed under its id as before.
+        let (n, ct): (Vec<u8>, Vec<u8>) = conn
+            .query_row(
+                "SELECT nonce, ciphertext FROM credshift_credentials WHERE namespace = 'db'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let n: [u8; 12] = n.try_into().unwrap();
+        assert_eq!(
+            &**aead::open(&key, &n, b"db/password", &ct).unwrap(),
+            b"new"
+        );
+    }
+}
+
 // --- An independent implementation: Node's Web Crypto -----------------------
 
 const NODE_OPEN: &str = r#"

@@ -26,6 +26,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("credential_id", fuzzing::credential_id),
     ("sqlite_row", fuzzing::sqlite_row),
     ("keyring_attributes", fuzzing::keyring_attributes),
+    ("postgres_row", fuzzing::postgres_row),
 ];
 
 fn root() -> &'static Path {

@@ -19,31 +19,7 @@ const FIXTURE_IDS: [&str; 4] = [
 /// The Fragments Engine migration as Laravel's schema builder emits it for
 /// PostgreSQL; `active_type` is BOOLEAN there, SMALLINT in the variant test.
 fn pg_schema(active_type: &str) -> String {
-    format!(
-        "CREATE TABLE a_i_credentials (
-           id BIGSERIAL PRIMARY KEY,
-           provider VARCHAR(255) NOT NULL,
-           credential_type VARCHAR(255) NOT NULL DEFAULT 'api_key',
-           encrypted_credentials TEXT NOT NULL,
-           metadata JSON,
-           expires_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           is_active {active_type} NOT NULL DEFAULT {default},
-           created_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           updated_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           ui_metadata JSON,
-           provider_config_id BIGINT,
-           last_used_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           usage_count INTEGER NOT NULL DEFAULT 0,
-           total_cost NUMERIC(10,6),
-           UNIQUE (provider, credential_type)
-         );
-         CREATE INDEX a_i_credentials_provider_index ON a_i_credentials(provider);",
-        default = if active_type == "BOOLEAN" {
-            "TRUE"
-        } else {
-            "1"
-        }
-    )
+    support::laravel::pg_schema("a_i_credentials", active_type)
 }
 
 /// data.sql with `is_active` as that column type wants it.

@@ -375,25 +375,7 @@ fn a_table_from_the_first_migration_only_still_works() {
 // ---- PostgreSQL ---------------------------------------------------------------
 
 fn pg_schema(table: &str) -> String {
-    format!(
-        "CREATE TABLE {table} (
-           id BIGSERIAL PRIMARY KEY,
-           provider VARCHAR(255) NOT NULL,
-           credential_type VARCHAR(255) NOT NULL DEFAULT 'api_key',
-           encrypted_credentials TEXT NOT NULL,
-           metadata JSON,
-           expires_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           is_active BOOLEAN NOT NULL DEFAULT TRUE,
-           created_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           updated_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           ui_metadata JSON,
-           provider_config_id BIGINT,
-           last_used_at TIMESTAMP(0) WITHOUT TIME ZONE,
-           usage_count INTEGER NOT NULL DEFAULT 0,
-           total_cost NUMERIC(10,6),
-           UNIQUE (provider, credential_type)
-         );"
-    )
+    support::laravel::pg_schema(table, "BOOLEAN")
 }
 
 #[test]
@@ -506,4 +488,38 @@ fn the_old_table_moves_into_the_new_one_in_the_same_database() {
         assert_eq!(a.secret.expose(), b.secret.expose(), "{id}");
         assert_eq!(b.metadata["migrated_from"], "credshift");
     }
+}
+
+/// A secret in the `metadata` column of a row of `ai_credentials` (today's
+/// table name) is deleted from and written back into that table: the
+/// statement once named `a_i_credentials` whatever the table was.
+#[test]
+fn a_metadata_secret_is_changed_in_the_current_table() {
+    const META_KEY: &str = "sk-proj-currentTableMetadataKey000001";
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path(), "app.sqlite", &["ai_credentials"]);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE ai_credentials SET metadata = ?1 WHERE provider = 'openai'",
+        [format!(r#"{{"api_key":"{META_KEY}","note":"kept"}}"#)],
+    )
+    .unwrap();
+    let store = open_spec(&format!("laravel:sqlite:{}", db.display())).unwrap();
+    let id = "openai/metadata.api_key".parse().unwrap();
+    let c = store.read(&id).unwrap().expect("listed");
+    assert!(store.delete(&id).unwrap());
+    let column = |conn: &rusqlite::Connection| -> String {
+        conn.query_row(
+            "SELECT metadata FROM ai_credentials WHERE provider = 'openai'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert!(!column(&conn).contains(META_KEY), "{}", column(&conn));
+    assert!(column(&conn).contains("kept"));
+    assert!(store.read(&id).unwrap().is_none());
+    store.write(&c).unwrap();
+    assert!(column(&conn).contains(META_KEY));
+    assert_eq!(store.read(&id).unwrap().unwrap().secret.expose(), META_KEY);
 }

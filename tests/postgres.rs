@@ -274,6 +274,92 @@ fn concurrent_batches_with_overlapping_ids_never_duplicate() {
     assert_eq!(n, 40);
 }
 
+/// A table exactly as the landed `postgres://` store wrote it (its schema,
+/// `format` 'credshift-postgres-v1', a key file as `key-file` with
+/// iterations 0 and a salt, the key check under `credshift:key-check`,
+/// values under their id), spelled out here with the AES-GCM and PBKDF2
+/// primitives: it opens, reads, and takes new writes in the same format.
+#[test]
+fn a_table_in_the_landed_format_opens() {
+    use credshift::crypto::{aead, kdf};
+    let Some(db) = pg::fresh_db() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k.key");
+    std::fs::write(&key_path, [0x24u8; 32]).unwrap();
+    let salt = vec![5u8; 16];
+    let pass_key = *kdf::pbkdf2_sha256(b"pw", &salt, 100_000);
+    let key_opts = OpenOptions {
+        key_file: Some(key_path),
+        ..OpenOptions::default()
+    };
+    for (schema, key, kdf_name, iterations, o) in [
+        (
+            "pass",
+            pass_key,
+            "pbkdf2-hmac-sha256",
+            100_000i32,
+            opts_with_passphrase("pw"),
+        ),
+        ("file", [0x24u8; 32], "key-file", 0, key_opts),
+    ] {
+        let url = db.url();
+        let mut c = pg::connect(&url);
+        c.batch_execute(
+            "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;
+             CREATE TABLE credshift_meta (id SMALLINT PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+               format TEXT NOT NULL, kdf TEXT NOT NULL, iterations INTEGER NOT NULL,
+               salt BYTEA NOT NULL, check_nonce BYTEA NOT NULL, check_value BYTEA NOT NULL,
+               created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             CREATE TABLE credshift_credentials (id TEXT PRIMARY KEY, kind TEXT NOT NULL,
+               metadata JSONB NOT NULL DEFAULT '{}'::jsonb, nonce BYTEA NOT NULL,
+               ciphertext BYTEA NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+        )
+        .unwrap();
+        let (cn, cc) = aead::seal(&key, b"credshift:key-check", b"credshift-key-check-v1").unwrap();
+        c.execute(
+            "INSERT INTO credshift_meta (id, format, kdf, iterations, salt, check_nonce, check_value)
+             VALUES (1, 'credshift-postgres-v1', $1, $2, $3, $4, $5)",
+            &[&kdf_name, &iterations, &salt, &cn.as_slice(), &cc],
+        )
+        .unwrap();
+        let (vn, vc) = aead::seal(&key, b"openai/api_key", b"sk-landed-pg-value").unwrap();
+        c.execute(
+            "INSERT INTO credshift_credentials (id, kind, metadata, nonce, ciphertext)
+             VALUES ('openai/api_key', 'api_key', '{\"label\":\"old\"}'::jsonb, $1, $2)",
+            &[&vn.as_slice(), &vc],
+        )
+        .unwrap();
+        let s = open(&url, &o);
+        let got = s.read(&"openai/api_key".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(got.secret.expose(), "sk-landed-pg-value", "{schema}");
+        assert_eq!(got.metadata["label"], "old");
+        s.write(&cred("db/password", Kind::Password, "new-value-000"))
+            .unwrap();
+        assert_eq!(open(&url, &o).read_all().unwrap().credentials.len(), 2);
+        let meta = c
+            .query_one(
+                "SELECT kdf, iterations, count(*) OVER () FROM credshift_meta",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(meta.get::<_, String>(0), kdf_name);
+        assert_eq!(meta.get::<_, i32>(1), iterations);
+        assert_eq!(meta.get::<_, i64>(2), 1);
+        let row = c
+            .query_one(
+                "SELECT nonce, ciphertext FROM credshift_credentials WHERE id = 'db/password'",
+                &[],
+            )
+            .unwrap();
+        let n: [u8; 12] = row.get::<_, Vec<u8>>(0).try_into().unwrap();
+        let ct: Vec<u8> = row.get(1);
+        assert_eq!(
+            &**aead::open(&key, &n, b"db/password", &ct).unwrap(),
+            b"new-value-000"
+        );
+    }
+}
+
 #[test]
 fn sslmode_require_against_a_plain_server_is_a_clear_error() {
     let Some(db) = pg::fresh_db() else { return };

@@ -6,3 +6,4 @@ pub mod envelope;
 pub mod kdf;
 pub mod laravel;
 pub mod prompttrain;
+pub mod sql;

@@ -21,6 +21,7 @@ pub mod laravel;
 pub mod legacy_meta;
 pub mod memory;
 pub mod modelforge;
+pub mod pg;
 pub mod pgurl;
 pub mod postgres;
 pub mod prompttrain;

@@ -1,6 +1,6 @@
-//! `postgres://URL`: credshift's own table in PostgreSQL, and the connection
-//! plumbing every PostgreSQL-backed store shares ([`Conn`], [`connect`],
-//! [`classify`], [`AdvisoryLock`]).
+//! `postgres://URL`: credshift's own table in PostgreSQL. The connection
+//! plumbing every PostgreSQL-backed store shares lives in [`crate::store::pg`]
+//! (re-exported here under its old paths).
 //!
 //! Tables (created idempotently on first write):
 //! - `credshift_meta`: one row with the KDF (`pbkdf2-hmac-sha256` and its
@@ -11,433 +11,34 @@
 //!   (AES-256-GCM with the id as associated data, so a value moved to another
 //!   row fails to decrypt).
 //!
-//! The key is derived once per opened store. Writes are upserts
+//! The key is derived once per opened store; the scheme (key check, sealing,
+//! row decoding) is [`crate::crypto::sql`], shared with `sqlite:`. Writes are upserts
 //! (`ON CONFLICT (id) DO UPDATE`); `write_many` runs in one transaction.
 //! [`Store::lock`] takes a session advisory lock keyed by a hash of the table
 //! name, which the engine holds for a whole migration.
-//!
-//! `sslmode` in the URL is honoured: `disable`, `allow` and `prefer` connect
-//! without TLS; `require` (no certificate check unless `sslrootcert` is given,
-//! as libpq does), `verify-ca` and `verify-full` use TLS via native-tls.
-//! Errors name the store with the password redacted.
 
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
-use base64::Engine as _;
-use postgres::Client;
-use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
-
-use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use crate::credential::{Credential, CredentialId};
+use crate::crypto::envelope::KeySource;
+use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::store::encrypted::dup_error;
+pub use crate::store::pg::{
+    AdvisoryLock, Conn, DbAuth, TlsMode, TlsSettings, classify, connect, split_tls,
+};
 use crate::store::{
     Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreLock, StoreSpec,
-    pgurl,
 };
 
 pub const CREDENTIALS_TABLE: &str = "credshift_credentials";
 pub const META_TABLE: &str = "credshift_meta";
-/// Refuse stored iteration counts above this (a hostile row could stall us).
-pub const MAX_KDF_ITERATIONS: u32 = 10_000_000;
-pub const MIN_KDF_ITERATIONS: u32 = 100_000;
-const KEY_CHECK_PLAINTEXT: &[u8] = b"credshift-key-check-v1";
-const KEY_CHECK_AAD: &[u8] = b"credshift:key-check";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------
-// Connection plumbing shared by the PostgreSQL stores.
-
-/// TLS settings taken out of the URL (tokio-postgres does not parse
-/// `verify-ca`, `verify-full` or `sslrootcert`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub mode: TlsMode,
-    pub root_cert: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// `disable`, `allow`, `prefer` (and no `sslmode`): plain TCP.
-    Off,
-    /// `require`: encrypted, certificate not checked (unless a root cert is given).
-    Require,
-    /// `verify-ca`: certificate chain checked, host name not.
-    VerifyCa,
-    /// `verify-full`: chain and host name checked.
-    VerifyFull,
-}
-
-/// Split `sslmode` and `sslrootcert` off a URL. `Err` names a bad sslmode.
-pub fn split_tls(url: &str) -> std::result::Result<(String, TlsSettings), String> {
-    let mut settings = TlsSettings {
-        mode: TlsMode::Off,
-        root_cert: None,
-    };
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_string(), settings));
-    };
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "sslmode" => {
-                settings.mode = match percent_decode(v).as_str() {
-                    "disable" | "allow" | "prefer" => TlsMode::Off,
-                    "require" => TlsMode::Require,
-                    "verify-ca" => TlsMode::VerifyCa,
-                    "verify-full" => TlsMode::VerifyFull,
-                    other => {
-                        return Err(format!(
-                            "unknown sslmode {other:?} (use disable, prefer, require, verify-ca or verify-full)"
-                        ));
-                    }
-                }
-            }
-            "sslrootcert" => settings.root_cert = Some(percent_decode(v)),
-            _ => kept.push(pair),
-        }
-    }
-    let rebuilt = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((rebuilt, settings))
-}
-
-fn percent_decode(s: &str) -> String {
-    String::from_utf8_lossy(&pgurl::percent_decode(s)).into_owned()
-}
-
-/// The database password given to credshift itself (`--db-password-file`),
-/// which every PostgreSQL store carries; the URL, `PGPASSWORD` and the
-/// password file are looked at when connecting (see [`pgurl`]).
-#[derive(Clone, Default)]
-pub struct DbAuth {
-    password: Option<Secret>,
-    file: Option<std::path::PathBuf>,
-}
-
-impl DbAuth {
-    pub fn from_options(opts: &OpenOptions) -> Self {
-        DbAuth {
-            password: opts.db_password.clone(),
-            file: opts.db_password_file.clone(),
-        }
-    }
-}
-
-/// Drop `password=***` (a journal's redacted parameter) from a URL's
-/// query: it stands for "no password here".
-fn drop_redacted_password_param(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|kv| match kv.split_once('=') {
-            Some((k, v)) => {
-                !(String::from_utf8_lossy(&pgurl::percent_decode(k))
-                    .eq_ignore_ascii_case("password")
-                    && pgurl::percent_decode(v) == pgurl::REDACTED.as_bytes())
-            }
-            None => true,
-        })
-        .collect();
-    if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    }
-}
-
-/// The user name libpq would use: the URL's, else `PGUSER`, else the
-/// login name.
-fn default_user() -> Option<String> {
-    ["PGUSER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-}
-
-/// Connect to the database a spec names, honouring `sslmode`, with the
-/// password from the first source that has one (see [`pgurl`]).
-pub fn connect(spec: &StoreSpec, auth: &DbAuth) -> Result<Client> {
-    let url = spec
-        .url()
-        .ok_or_else(|| StoreError::Other(format!("{spec}: not a URL")))?;
-    let unavailable = |reason: String| StoreError::Unavailable {
-        store: spec.to_string(),
-        reason,
-    };
-    let parsed =
-        pgurl::PgUrl::parse(url).map_err(|e| unavailable(format!("bad connection URL: {e}")))?;
-    let (url, tls) = split_tls(&drop_redacted_password_param(&parsed.without_password()))
-        .map_err(&unavailable)?;
-    let mut config = postgres::Config::from_str(&url)
-        // The parser's messages name options, never their values.
-        .map_err(|e| unavailable(format!("bad connection URL: {e}")))?;
-    if config.get_user().is_none()
-        && let Some(u) = default_user()
-    {
-        config.user(&u);
-    }
-    let param_password = config
-        .get_password()
-        .map(|p| Secret::new(String::from_utf8_lossy(p).into_owned()));
-    let target = pgurl::Target {
-        host: match config.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "localhost".into(),
-        },
-        port: config
-            .get_ports()
-            .first()
-            .copied()
-            .unwrap_or(pgurl::DEFAULT_PORT),
-        user: config.get_user().unwrap_or_default().to_string(),
-        database: config
-            .get_dbname()
-            .or(config.get_user())
-            .unwrap_or_default()
-            .to_string(),
-    };
-    let from_file = match (&auth.password, &auth.file) {
-        (Some(p), Some(f)) => Some((p, f.as_path())),
-        (Some(p), None) => Some((p, std::path::Path::new("--db-password-file"))),
-        _ => None,
-    };
-    let resolved = pgurl::resolve_password(
-        parsed.password().or(param_password.as_ref()),
-        from_file,
-        &target,
-        &pgurl::ProcessEnv,
-    );
-    let have_password = resolved.password.is_some();
-    if let Some((pw, _)) = &resolved.password {
-        config.password(pw.expose().as_bytes());
-    }
-    let failed =
-        |e: postgres::Error| connect_error(spec, &e, have_password, resolved.note.as_deref());
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    config.keepalives(true);
-    if tls.mode == TlsMode::Off {
-        config.ssl_mode(postgres::config::SslMode::Disable);
-        return config.connect(postgres::NoTls).map_err(failed);
-    }
-    config.ssl_mode(postgres::config::SslMode::Require);
-    let mut builder = native_tls::TlsConnector::builder();
-    if let Some(path) = &tls.root_cert {
-        let pem = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
-        let cert = native_tls::Certificate::from_pem(&pem)
-            .map_err(|_| unavailable(format!("{path}: not a PEM certificate")))?;
-        builder.add_root_certificate(cert);
-    }
-    match (tls.mode, tls.root_cert.is_some()) {
-        (TlsMode::Require, false) => {
-            builder.danger_accept_invalid_certs(true);
-            builder.danger_accept_invalid_hostnames(true);
-        }
-        (TlsMode::Require, true) | (TlsMode::VerifyCa, _) => {
-            builder.danger_accept_invalid_hostnames(true);
-        }
-        _ => {}
-    }
-    let connector = builder
-        .build()
-        .map_err(|e| unavailable(format!("TLS setup failed: {e}")))?;
-    config
-        .connect(postgres_native_tls::MakeTlsConnector::new(connector))
-        .map_err(failed)
-}
-
-/// [`classify`] for a failed connection, saying where a password could come
-/// from when the server wanted one.
-fn connect_error(
-    spec: &StoreSpec,
-    e: &postgres::Error,
-    had_password: bool,
-    note: Option<&str>,
-) -> StoreError {
-    const SOURCES: &str = "give it through PGPASSWORD, a ~/.pgpass (or PGPASSFILE) line in \
-                           libpq's format with mode 0600, or --db-password-file PATH; never in argv";
-    // The driver says so in the error's source: "password missing".
-    let asked_for_password = e.as_db_error().is_none()
-        && std::error::Error::source(e).is_some_and(|c| c.to_string().contains("password missing"));
-    let mut err = if asked_for_password {
-        StoreError::Unavailable {
-            store: spec.to_string(),
-            reason: format!("the server asks for a password and none was found: {SOURCES}"),
-        }
-    } else {
-        classify(spec, "connect", e)
-    };
-    let auth_failed = e.as_db_error().is_some_and(|d| d.code().code() == "28P01");
-    if let StoreError::Unavailable { reason, .. } = &mut err {
-        if auth_failed && !had_password {
-            reason.push_str(&format!(" ({SOURCES})"));
-        }
-        if let Some(n) = note {
-            reason.push_str(&format!("; {n}"));
-        }
-    }
-    err
-}
-
-/// Turn a driver error into a [`StoreError`]: a lost or refused connection
-/// is `Unavailable`; a missing database or table is `NotFound`; anything
-/// else carries the server's message and SQLSTATE, never its `DETAIL`
-/// (which can quote row data).
-pub fn classify(spec: &StoreSpec, what: &str, e: &postgres::Error) -> StoreError {
-    let store = spec.to_string();
-    if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        let msg = format!("{what}: {} (SQLSTATE {code})", db.message());
-        return match &code[..2] {
-            "08" | "57" | "53" | "28" => StoreError::Unavailable { store, reason: msg },
-            _ if code == "3D000" || code == "42P01" => StoreError::NotFound {
-                location: store,
-                hint: msg,
-            },
-            _ => StoreError::Other(format!("{store}: {msg}")),
-        };
-    }
-    // Closed connections, I/O errors, timeouts and TLS failures: the
-    // server cannot be reached. Their text names no secret.
-    StoreError::Unavailable {
-        store,
-        reason: format!("{what}: {e}"),
-    }
-}
-
-/// One lazily opened connection, reopened after it breaks.
-pub struct Conn {
-    spec: StoreSpec,
-    auth: DbAuth,
-    client: Mutex<Option<Client>>,
-}
-
-impl Conn {
-    pub fn new(spec: &StoreSpec, opts: &OpenOptions) -> Self {
-        Conn {
-            spec: spec.clone(),
-            auth: DbAuth::from_options(opts),
-            client: Mutex::new(None),
-        }
-    }
-
-    /// A session advisory lock on a connection of its own (see
-    /// [`AdvisoryLock::acquire`]).
-    pub fn advisory_lock(&self, name: &str, wait: Duration) -> Result<AdvisoryLock> {
-        AdvisoryLock::acquire(&self.spec, &self.auth, name, wait)
-    }
-
-    /// Run `f` on the connection. Driver errors go through [`classify`];
-    /// after a broken connection the next call reconnects.
-    pub fn with<T>(
-        &self,
-        what: &str,
-        f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error>,
-    ) -> Result<T> {
-        self.with_client(|c| f(c).map_err(|e| classify(&self.spec, what, &e)))
-    }
-
-    /// Like [`Conn::with`] for closures that return [`StoreError`]s.
-    pub fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        let mut guard = self
-            .client
-            .lock()
-            .map_err(|_| StoreError::Other(format!("{}: connection lock poisoned", self.spec)))?;
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(connect(&self.spec, &self.auth)?);
-        }
-        let Some(client) = guard.as_mut() else {
-            return Err(StoreError::Other(format!("{}: no connection", self.spec)));
-        };
-        let out = f(client);
-        if let Err(e) = &out
-            && e.is_unavailable()
-        {
-            *guard = None;
-        }
-        out
-    }
-}
-
-/// A session advisory lock on its own connection, released on drop (or
-/// when the connection dies, so a crashed process never leaves it held).
-pub struct AdvisoryLock {
-    client: Client,
-    key: i64,
-    name: String,
-}
-
-impl AdvisoryLock {
-    /// The lock key for `name`: the first 8 bytes of SHA-256.
-    pub fn key_for(name: &str) -> i64 {
-        let digest = Sha256::digest(format!("credshift-lock:{name}").as_bytes());
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&digest[..8]);
-        i64::from_be_bytes(b)
-    }
-
-    /// Take the lock named `name` in the spec's database, polling until
-    /// `wait` has passed.
-    pub fn acquire(
-        spec: &StoreSpec,
-        auth: &DbAuth,
-        name: &str,
-        wait: Duration,
-    ) -> Result<AdvisoryLock> {
-        let mut client = connect(spec, auth)?;
-        let key = Self::key_for(name);
-        let start = Instant::now();
-        loop {
-            let got: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-                .map_err(|e| classify(spec, "advisory lock", &e))?
-                .get(0);
-            if got {
-                return Ok(AdvisoryLock {
-                    client,
-                    key,
-                    name: name.to_string(),
-                });
-            }
-            if start.elapsed() >= wait {
-                return Err(StoreError::Timeout {
-                    location: spec.to_string(),
-                    seconds: wait.as_secs(),
-                    what: format!("another credshift process holds the lock on {name}"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl StoreLock for AdvisoryLock {
-    fn describe(&self) -> String {
-        format!("PostgreSQL advisory lock {} ({})", self.key, self.name)
-    }
-}
-
-impl Drop for AdvisoryLock {
-    fn drop(&mut self) {
-        let _ = self
-            .client
-            .execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// credshift's own table.
+/// Stored iteration counts outside these are refused (see [`crate::crypto::sql`]).
+pub use crate::crypto::envelope::{
+    MAX_ITERATIONS as MAX_KDF_ITERATIONS, MIN_ITERATIONS as MIN_KDF_ITERATIONS,
+};
 
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     Ok(Box::new(PostgresStore::new(spec, opts)?))
@@ -446,47 +47,26 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
 /// A row's nonce, ciphertext and metadata JSON, ready to store.
 type Encoded = (Vec<u8>, Vec<u8>, String);
 
-/// Where the key comes from.
-#[derive(Clone)]
-enum KeySource {
-    Passphrase(Secret),
-    KeyFile(Zeroizing<[u8; 32]>),
-}
-
-/// What `credshift_meta` says.
-struct Meta {
-    kdf: String,
-    iterations: i32,
-    salt: Vec<u8>,
-    check_nonce: Vec<u8>,
-    check_value: Vec<u8>,
-}
-
 pub struct PostgresStore {
     spec: StoreSpec,
     conn: Conn,
-    source: Option<KeySource>,
-    new_iterations: u32,
-    allow_weak_kdf: bool,
+    opts: OpenOptions,
     /// Derived once per opened store.
-    key: Mutex<Option<Zeroizing<[u8; 32]>>>,
+    key: Mutex<Option<Arc<TableKey>>>,
 }
 
 impl PostgresStore {
     pub fn new(spec: &StoreSpec, opts: &OpenOptions) -> Result<Self> {
-        let source = if let Some(p) = &opts.passphrase {
-            Some(KeySource::Passphrase(p.clone()))
-        } else if let Some(path) = &opts.key_file {
-            Some(KeySource::KeyFile(read_key_file(path)?))
-        } else {
-            None
-        };
+        // A key file that cannot be read fails the open, before any work.
+        if opts.passphrase.is_none()
+            && let Some(path) = &opts.key_file
+        {
+            KeySource::from_key_file(path)?;
+        }
         Ok(PostgresStore {
             spec: spec.clone(),
             conn: Conn::new(spec, opts),
-            source,
-            new_iterations: opts.kdf_iterations,
-            allow_weak_kdf: opts.allow_weak_kdf,
+            opts: opts.clone(),
             key: Mutex::new(None),
         })
     }
@@ -533,7 +113,7 @@ impl PostgresStore {
         })
     }
 
-    fn load_meta(&self) -> Result<Option<Meta>> {
+    fn load_meta(&self) -> Result<Option<MetaRow>> {
         self.conn.with("read meta", |c| {
             let rows = c.query(
                 &format!(
@@ -541,33 +121,26 @@ impl PostgresStore {
                 ),
                 &[],
             )?;
-            Ok(rows.first().map(|r| Meta {
+            Ok(rows.first().map(|r| MetaRow {
                 kdf: r.get(0),
-                iterations: r.get(1),
-                salt: r.get(2),
+                iterations: Some(i64::from(r.get::<_, i32>(1))),
+                salt: Some(r.get(2)),
                 check_nonce: r.get(3),
                 check_value: r.get(4),
             }))
         })
     }
 
-    fn missing_key(&self) -> StoreError {
-        StoreError::MissingKey {
-            location: self.spec.to_string(),
-            message: "a passphrase (--passphrase-file, --passphrase-env, CREDSHIFT_PASSPHRASE) \
-                      or a key file is needed"
-                .into(),
-        }
-    }
-
     /// The store key, derived on first use. With `create`, writes the meta
     /// row when there is none (racing writers agree on the first row).
-    fn key(&self, create: bool) -> Result<Zeroizing<[u8; 32]>> {
+    fn key(&self, create: bool) -> Result<Arc<TableKey>> {
         let mut cached = self.key.lock().map_err(|_| self.err("key lock poisoned"))?;
         if let Some(k) = cached.as_ref() {
             return Ok(k.clone());
         }
-        let source = self.source.clone().ok_or_else(|| self.missing_key())?;
+        let location = self.spec.to_string();
+        // No key at all says so before anything is looked up.
+        KeySource::from_options(&self.opts, &location)?;
         if create {
             self.ensure_schema()?;
         }
@@ -576,87 +149,37 @@ impl PostgresStore {
             Err(StoreError::NotFound { .. }) if !create => None,
             Err(e) => return Err(e),
         };
-        let meta = match meta {
-            Some(m) => m,
+        let key = match meta {
+            Some(m) => self.unlock(&m)?,
             None if !create => {
                 return Err(StoreError::NotFound {
-                    location: self.spec.to_string(),
+                    location,
                     hint: "no credshift tables yet".into(),
                 });
             }
             None => {
-                self.insert_meta(&source)?;
-                self.load_meta()?
-                    .ok_or_else(|| self.err("meta row vanished after insert"))?
+                let (key, ours) = sql::POSTGRES.new_key(&self.opts, &location)?;
+                self.insert_meta(&ours)?;
+                match self.load_meta()? {
+                    Some(m) if m == ours => key,
+                    Some(m) => self.unlock(&m)?,
+                    None => return Err(self.err("meta row vanished after insert")),
+                }
             }
         };
-        let key = self.derive(&source, &meta)?;
-        let check_ok = decrypt_raw(&key, &meta.check_nonce, KEY_CHECK_AAD, &meta.check_value)
-            .is_ok_and(|p| p.as_slice() == KEY_CHECK_PLAINTEXT);
-        if !check_ok {
-            return Err(StoreError::Crypto {
-                location: self.spec.to_string(),
-                message: "wrong passphrase or key for this store (key check failed)".into(),
-            });
-        }
+        let key = Arc::new(key);
         *cached = Some(key.clone());
         Ok(key)
     }
 
-    fn derive(&self, source: &KeySource, meta: &Meta) -> Result<Zeroizing<[u8; 32]>> {
-        match (source, meta.kdf.as_str()) {
-            (KeySource::KeyFile(k), "key-file") => Ok(k.clone()),
-            (KeySource::Passphrase(p), "pbkdf2-hmac-sha256") => {
-                let iterations = u32::try_from(meta.iterations)
-                    .map_err(|_| self.err("stored KDF iteration count is negative"))?;
-                if iterations > MAX_KDF_ITERATIONS {
-                    return Err(self.err(format!(
-                        "stored KDF iteration count {iterations} is above {MAX_KDF_ITERATIONS}; refusing"
-                    )));
-                }
-                if iterations < MIN_KDF_ITERATIONS && !self.allow_weak_kdf {
-                    return Err(self.err(format!(
-                        "stored KDF iteration count {iterations} is below {MIN_KDF_ITERATIONS} \
-                         (use --allow-weak-kdf to open it anyway)"
-                    )));
-                }
-                Ok(crate::crypto::kdf::pbkdf2_sha256(
-                    p.expose().as_bytes(),
-                    &meta.salt,
-                    iterations,
-                ))
-            }
-            (KeySource::Passphrase(_), "key-file") => Err(StoreError::MissingKey {
-                location: self.spec.to_string(),
-                message: "this store was created with a key file; give it with --key-file".into(),
-            }),
-            (KeySource::KeyFile(_), "pbkdf2-hmac-sha256") => Err(StoreError::MissingKey {
-                location: self.spec.to_string(),
-                message: "this store was created with a passphrase; a key file cannot open it"
-                    .into(),
-            }),
-            (_, other) => Err(self.err(format!("unknown KDF {other:?} in {META_TABLE}"))),
-        }
+    fn unlock(&self, meta: &MetaRow) -> Result<TableKey> {
+        sql::POSTGRES.unlock(meta, &self.spec.to_string(), &self.opts)
     }
 
-    fn insert_meta(&self, source: &KeySource) -> Result<()> {
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(|_| self.err("no system randomness"))?;
-        let (kdf, iterations) = match source {
-            KeySource::Passphrase(_) => ("pbkdf2-hmac-sha256", self.new_iterations),
-            KeySource::KeyFile(_) => ("key-file", 0),
-        };
-        let meta = Meta {
-            kdf: kdf.into(),
-            iterations: i32::try_from(iterations)
-                .map_err(|_| self.err("KDF iteration count too large"))?,
-            salt: salt.to_vec(),
-            check_nonce: Vec::new(),
-            check_value: Vec::new(),
-        };
-        let key = self.derive(source, &meta)?;
-        let (nonce, check) =
-            encrypt_raw(&key, KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT).map_err(|m| self.err(m))?;
+    fn insert_meta(&self, meta: &MetaRow) -> Result<()> {
+        let iterations = i32::try_from(meta.iterations.unwrap_or(0))
+            .map_err(|_| self.err("KDF iteration count too large"))?;
+        let salt = meta.salt.clone().unwrap_or_default();
         self.conn.with("write meta", |c| {
             c.execute(
                 &format!(
@@ -664,7 +187,7 @@ impl PostgresStore {
                      VALUES (1, 'credshift-postgres-v1', $1, $2, $3, $4, $5)
                      ON CONFLICT (id) DO NOTHING"
                 ),
-                &[&meta.kdf, &meta.iterations, &meta.salt, &nonce.as_slice(), &check],
+                &[&meta.kdf, &iterations, &salt, &meta.check_nonce, &meta.check_value],
             )
         })?;
         Ok(())
@@ -672,35 +195,28 @@ impl PostgresStore {
 
     fn decode_row(
         &self,
-        key: &[u8; 32],
+        key: &TableKey,
         id: &str,
         kind: &str,
         metadata: &str,
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Result<Credential> {
-        let location = format!("{CREDENTIALS_TABLE}[{id}]");
-        let cid = CredentialId::from_str(id)
-            .map_err(|_| StoreError::parse(&location, "id is not NAMESPACE/NAME"))?;
-        let kind = Kind::from_str(kind).map_err(|m| StoreError::parse(&location, m))?;
-        let metadata = parse_metadata(&location, metadata)?;
-        let plain =
-            decrypt_raw(key, nonce, id.as_bytes(), ciphertext).map_err(|_| StoreError::Crypto {
-                location: location.clone(),
-                message: "cannot decrypt: the value was altered or moved from another id".into(),
-            })?;
-        let text = String::from_utf8(plain.to_vec())
-            .map_err(|_| StoreError::parse(&location, "decrypted value is not UTF-8"))?;
-        Ok(Credential::new(cid, kind, Secret::new(text)).with_metadata(metadata))
+        let value = SealedValue {
+            kind,
+            metadata,
+            nonce,
+            ciphertext,
+        };
+        decode_row(key, id, &value)
     }
 
-    fn encrypt_cred(&self, key: &[u8; 32], c: &Credential) -> Result<Encoded> {
+    fn encrypt_cred(&self, key: &TableKey, c: &Credential) -> Result<Encoded> {
         let id = c.id.to_string();
-        let (nonce, ct) = encrypt_raw(key, id.as_bytes(), c.secret.expose().as_bytes())
-            .map_err(|m| StoreError::item(&c.id, m))?;
-        let meta = serde_json::to_string(&crate::scrub::public(&c.metadata))
-            .map_err(|_| StoreError::item(&c.id, "metadata cannot be encoded"))?;
-        Ok((nonce.to_vec(), ct, meta))
+        let (nonce, ct) = key
+            .seal(&id, c.secret.expose().as_bytes())
+            .map_err(|e| StoreError::item(&c.id, e.to_string()))?;
+        Ok((nonce.to_vec(), ct, sql::metadata_json(c)))
     }
 
     fn upsert_sql() -> String {
@@ -713,81 +229,31 @@ impl PostgresStore {
     }
 }
 
-fn parse_metadata(location: &str, text: &str) -> Result<Metadata> {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(_) => Err(StoreError::parse(location, "metadata is not a JSON object")),
-        Err(e) => Err(StoreError::json(location, &e)),
-    }
+/// Where a row of credshift's table is, in errors and listings.
+pub fn row_location(id: &str) -> String {
+    format!("{CREDENTIALS_TABLE}[{id}]")
 }
 
-/// A key file: 32 raw bytes, or 64 hex / 44 base64 characters.
-pub fn read_key_file(path: &std::path::Path) -> Result<Zeroizing<[u8; 32]>> {
-    let raw = Zeroizing::new(std::fs::read(path).map_err(|e| StoreError::io(path, e))?);
-    let bad = || StoreError::MissingKey {
-        location: path.display().to_string(),
-        message: "a key file holds 32 bytes (raw, 64 hex or base64 characters)".into(),
-    };
-    let mut key = Zeroizing::new([0u8; 32]);
-    if raw.len() == 32 {
-        key.copy_from_slice(&raw);
-        return Ok(key);
-    }
-    let text = std::str::from_utf8(&raw).map_err(|_| bad())?.trim();
-    let decoded = Zeroizing::new(if text.len() == 64 {
-        hex::decode(text).map_err(|_| bad())?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| bad())?
-    });
-    if decoded.len() != 32 {
-        return Err(bad());
-    }
-    key.copy_from_slice(&decoded);
-    Ok(key)
+/// One fetched row of credshift's table as a credential: the id column
+/// (`NAMESPACE/NAME`, also the value's associated data as stored), the
+/// kind and metadata columns and the sealed value.
+pub fn decode_row(key: &TableKey, id: &str, value: &SealedValue<'_>) -> Result<Credential> {
+    let location = row_location(id);
+    let cid = CredentialId::from_str(id)
+        .map_err(|_| StoreError::parse(&location, "id is not NAMESPACE/NAME"))?;
+    key.open(cid, id, value, &location)
 }
 
-/// AES-256-GCM with a fresh 12-byte nonce; returns (nonce, ciphertext||tag).
-fn encrypt_raw(
-    key: &[u8; 32],
-    aad: &[u8],
-    plaintext: &[u8],
-) -> std::result::Result<([u8; 12], Vec<u8>), &'static str> {
-    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| "bad key length")?;
-    let mut nonce = [0u8; 12];
-    getrandom::fill(&mut nonce).map_err(|_| "no system randomness")?;
-    let mut buf = plaintext.to_vec();
-    let tag = cipher
-        .encrypt_inout_detached(&Nonce::from(nonce), aad, buf.as_mut_slice().into())
-        .map_err(|_| "value too long")?;
-    buf.extend_from_slice(tag.as_slice());
-    Ok((nonce, buf))
-}
-
-fn decrypt_raw(
-    key: &[u8; 32],
-    nonce: &[u8],
-    aad: &[u8],
-    ciphertext: &[u8],
-) -> std::result::Result<Zeroizing<Vec<u8>>, ()> {
-    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| ())?;
-    let nonce: [u8; 12] = nonce.try_into().map_err(|_| ())?;
-    if ciphertext.len() < 16 {
-        return Err(());
-    }
-    let (body, tag) = ciphertext.split_at(ciphertext.len() - 16);
-    let tag: [u8; 16] = tag.try_into().map_err(|_| ())?;
-    let mut buf = Zeroizing::new(body.to_vec());
-    cipher
-        .decrypt_inout_detached(
-            &Nonce::from(nonce),
-            aad,
-            buf.as_mut_slice().into(),
-            &Tag::from(tag),
-        )
-        .map_err(|_| ())?;
-    Ok(buf)
+/// One fetched row without its value, as a listing shows it.
+pub fn decode_entry(id: &str, kind: &str, metadata: &str) -> Result<Entry> {
+    let location = row_location(id);
+    let cid = CredentialId::from_str(id)
+        .map_err(|_| StoreError::parse(&location, "id is not NAMESPACE/NAME"))?;
+    Ok(Entry {
+        id: cid,
+        kind: sql::parse_kind(kind, &location)?,
+        metadata: sql::parse_metadata(metadata, &location)?,
+    })
 }
 
 impl Store for PostgresStore {
@@ -813,7 +279,7 @@ impl Store for PostgresStore {
         {
             cap.item_count = usize::try_from(n).ok();
         }
-        if self.source.is_none() {
+        if self.opts.passphrase.is_none() && self.opts.key_file.is_none() {
             cap.warnings
                 .push("no passphrase or key file given: values cannot be read or written".into());
         }
@@ -830,23 +296,11 @@ impl Store for PostgresStore {
         let mut listing = Listing::default();
         for r in rows {
             let id: String = r.get(0);
-            let location = format!("{CREDENTIALS_TABLE}[{id}]");
-            let entry = (|| {
-                let cid = CredentialId::from_str(&id)
-                    .map_err(|_| StoreError::parse(&location, "id is not NAMESPACE/NAME"))?;
-                let kind = Kind::from_str(r.get(1)).map_err(|m| StoreError::parse(&location, m))?;
-                let metadata = parse_metadata(&location, r.get(2))?;
-                Ok::<_, StoreError>(Entry {
-                    id: cid,
-                    kind,
-                    metadata,
-                })
-            })();
-            match entry {
+            match decode_entry(&id, r.get(1), r.get(2)) {
                 Ok(e) => listing.entries.push(e),
                 Err(e) => listing
                     .errors
-                    .push(LocationError::from_error(&location, &e)),
+                    .push(LocationError::from_error(row_location(&id), &e)),
             }
         }
         Ok(listing)
@@ -938,10 +392,9 @@ impl Store for PostgresStore {
             let id: String = r.get(0);
             match self.decode_row(&key, &id, r.get(1), r.get(2), r.get(3), r.get(4)) {
                 Ok(c) => scan.credentials.push(c),
-                Err(e) => scan.errors.push(LocationError::from_error(
-                    format!("{CREDENTIALS_TABLE}[{id}]"),
-                    &e,
-                )),
+                Err(e) => scan
+                    .errors
+                    .push(LocationError::from_error(row_location(&id), &e)),
             }
         }
         Ok(scan)
@@ -1048,39 +501,44 @@ impl Store for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::envelope::SealingKey;
+    use crate::crypto::kdf::load_key_file as read_key_file;
+    use base64::Engine as _;
 
-    #[test]
-    fn sslmode_is_taken_out_of_the_url() {
-        let (u, t) =
-            split_tls("postgres://a:b@h/db?sslmode=verify-full&application_name=x").unwrap();
-        assert_eq!(u, "postgres://a:b@h/db?application_name=x");
-        assert_eq!(t.mode, TlsMode::VerifyFull);
-        let (u, t) = split_tls("postgres://h/db?sslmode=prefer").unwrap();
-        assert_eq!(u, "postgres://h/db");
-        assert_eq!(t.mode, TlsMode::Off);
-        let (_, t) =
-            split_tls("postgres://h/db?sslmode=require&sslrootcert=%2Ftmp%2Fca.pem").unwrap();
-        assert_eq!(t.mode, TlsMode::Require);
-        assert_eq!(t.root_cert.as_deref(), Some("/tmp/ca.pem"));
-        let (u, t) = split_tls("postgres://h/db").unwrap();
-        assert_eq!((u.as_str(), t.mode), ("postgres://h/db", TlsMode::Off));
-        assert!(split_tls("postgres://h/db?sslmode=bogus").is_err());
+    /// Seal under `key` as this store does (its dialect, a key file).
+    fn table_key(key: [u8; 32]) -> TableKey {
+        let source = KeySource::Key(zeroize::Zeroizing::new(key));
+        sql::POSTGRES
+            .new_key_from(SealingKey::new(&source, 1).unwrap())
+            .unwrap()
+            .0
     }
 
-    #[test]
-    fn lock_keys_are_stable_and_distinct() {
-        assert_eq!(AdvisoryLock::key_for("a"), AdvisoryLock::key_for("a"));
-        assert_ne!(AdvisoryLock::key_for("a"), AdvisoryLock::key_for("b"));
+    fn decrypt_raw(
+        key: &[u8; 32],
+        nonce: &[u8],
+        aad: &[u8],
+        ct: &[u8],
+    ) -> Result<zeroize::Zeroizing<String>> {
+        let value = SealedValue {
+            kind: "api_key",
+            metadata: "{}",
+            nonce,
+            ciphertext: ct,
+        };
+        let aad = std::str::from_utf8(aad).unwrap();
+        decode_row(&table_key(*key), aad, &value)
+            .map(|c| zeroize::Zeroizing::new(c.secret.expose().to_string()))
     }
 
     #[test]
     fn values_are_bound_to_their_id() {
         let key = [3u8; 32];
-        let (nonce, ct) = encrypt_raw(&key, b"openai/api_key", b"secret").unwrap();
+        let (nonce, ct) = table_key(key).seal("openai/api_key", b"secret").unwrap();
         assert_eq!(
             decrypt_raw(&key, &nonce, b"openai/api_key", &ct)
                 .unwrap()
-                .as_slice(),
+                .as_bytes(),
             b"secret"
         );
         assert!(decrypt_raw(&key, &nonce, b"openai/other", &ct).is_err());

@@ -49,7 +49,7 @@ use rayon::prelude::*;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret, expires_at_ms};
 use crate::crypto::prompttrain::{self as fmt, FormatError, MasterKey};
 use crate::error::{Result, StoreError};
-use crate::store::postgres::{AdvisoryLock, Conn, classify};
+use crate::store::pg::{AdvisoryLock, Conn, classify};
 use crate::store::{
     Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreLock, StoreSpec,
 };

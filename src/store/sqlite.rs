@@ -15,7 +15,9 @@
 //! its `-wal` and `-shm` files the database's mode). Journal mode WAL with
 //! `synchronous=FULL`; `secure_delete` so replaced ciphertexts are wiped
 //! from free pages. The key (from a passphrase via PBKDF2, or a 32-byte key
-//! file: `kdf_alg = 'none'`) is derived once per opened store.
+//! file: `kdf_alg = 'none'`) is derived once per opened store. The scheme
+//! (key check, sealing, row decoding) is [`crate::crypto::sql`], shared with
+//! `postgres://`.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -23,12 +25,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
-use zeroize::Zeroize;
 
-use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret, ct_eq_bytes};
-use crate::crypto::aead;
-use crate::crypto::envelope::{KdfParams, KeySource, SealingKey};
+use crate::credential::{Credential, CredentialId};
+use crate::crypto::envelope::KeySource;
 use crate::crypto::kdf;
+use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::encrypted::dup_error;
@@ -37,8 +38,6 @@ use crate::store::{
 };
 
 const SCHEMA_VERSION: i64 = 1;
-const CHECK_PLAINTEXT: &[u8] = b"credshift-key-check-v1";
-const CHECK_AAD: &[u8] = b"credshift_meta";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = "
@@ -89,14 +88,7 @@ pub struct SqliteStore {
 struct Inner {
     conn: Option<Connection>,
     schema_ready: bool,
-    key: Option<SealingKey>,
-}
-
-/// The meta row: KDF parameters and the key check.
-struct Meta {
-    params: KdfParams,
-    check_nonce: Vec<u8>,
-    check_ciphertext: Vec<u8>,
+    key: Option<TableKey>,
 }
 
 /// One row as stored, before decryption.
@@ -234,9 +226,9 @@ impl SqliteStore {
     }
 
     /// The stored KDF parameters and key check, when the meta row exists.
-    fn read_meta(&self, conn: &Connection) -> Result<Option<Meta>> {
-        type MetaRow = (i64, String, Option<i64>, Option<Vec<u8>>, Vec<u8>, Vec<u8>);
-        let row: Option<MetaRow> = conn
+    fn read_meta(&self, conn: &Connection) -> Result<Option<MetaRow>> {
+        type Columns = (i64, String, Option<i64>, Option<Vec<u8>>, Vec<u8>, Vec<u8>);
+        let row: Option<Columns> = conn
             .query_row(
                 "SELECT schema_version, kdf_alg, kdf_iterations, kdf_salt, check_nonce, \
                  check_ciphertext FROM credshift_meta WHERE id = 1",
@@ -254,38 +246,30 @@ impl SqliteStore {
             )
             .optional()
             .map_err(|e| self.db_err(e))?;
-        let Some((version, alg, iterations, salt, nonce, check)) = row else {
+        let Some((version, kdf, iterations, salt, check_nonce, check_value)) = row else {
             return Ok(None);
         };
-        let loc = format!("{} credshift_meta", self.location());
         if version != SCHEMA_VERSION {
             return Err(StoreError::parse(
-                loc,
+                format!("{} credshift_meta", self.location()),
                 format!(
                     "unsupported schema version {version} (this credshift reads {SCHEMA_VERSION})"
                 ),
             ));
         }
-        let iterations = match iterations {
-            Some(n) => Some(u64::try_from(n).map_err(|_| StoreError::Crypto {
-                location: loc.clone(),
-                message: "negative PBKDF2 iteration count".into(),
-            })?),
-            None => None,
-        };
-        let params =
-            KdfParams::from_stored(&alg, iterations, salt, &loc, self.opts.allow_weak_kdf)?;
-        Ok(Some(Meta {
-            params,
-            check_nonce: nonce,
-            check_ciphertext: check,
+        Ok(Some(MetaRow {
+            kdf,
+            iterations,
+            salt,
+            check_nonce,
+            check_value,
         }))
     }
 
     /// The key for this database: cached, else derived from the meta row and
     /// verified against its key check. With `create` and no meta row yet, a
     /// new salt and key check are written.
-    fn key<'a>(&self, inner: &'a mut Inner, create: bool) -> Result<&'a SealingKey> {
+    fn key<'a>(&self, inner: &'a mut Inner, create: bool) -> Result<&'a TableKey> {
         if inner.key.is_none() {
             let key = self.derive_key(inner, create)?;
             inner.key = Some(key);
@@ -296,7 +280,7 @@ impl SqliteStore {
         }
     }
 
-    fn derive_key(&self, inner: &mut Inner, create: bool) -> Result<SealingKey> {
+    fn derive_key(&self, inner: &mut Inner, create: bool) -> Result<TableKey> {
         let loc = self.location();
         let conn = self.conn(inner, create)?;
         let meta = if self.has_tables(conn)? {
@@ -313,16 +297,7 @@ impl SqliteStore {
                 message: "the key check row is missing (the database was altered)".into(),
             });
         }
-        let key = SealingKey::for_options(&self.opts, &loc)?;
-        let (check_nonce, check_ct) = aead::seal(key.key(), CHECK_AAD, CHECK_PLAINTEXT)?;
-        let (alg, iterations, salt) = match key.params() {
-            KdfParams::None => (key.params().alg(), None, None),
-            KdfParams::Pbkdf2 { iterations, salt } => (
-                key.params().alg(),
-                Some(i64::from(*iterations)),
-                Some(salt.clone()),
-            ),
-        };
+        let (key, ours) = sql::SQLITE.new_key(&self.opts, &loc)?;
         self.ensure_schema(inner)?;
         let conn = self.conn(inner, true)?;
         // Another process may have created the row first: keep theirs.
@@ -332,17 +307,17 @@ impl SqliteStore {
              ON CONFLICT(id) DO NOTHING",
             params![
                 SCHEMA_VERSION,
-                alg,
-                iterations,
-                salt,
-                check_nonce.to_vec(),
-                check_ct,
+                ours.kdf,
+                ours.iterations,
+                ours.salt,
+                ours.check_nonce,
+                ours.check_value,
                 now()
             ],
         )
         .map_err(|e| self.db_err(e))?;
         match self.read_meta(conn)? {
-            Some(m) if &m.params == key.params() => Ok(key),
+            Some(m) if m == ours => Ok(key),
             Some(m) => self.verified_key(&m),
             None => Err(StoreError::Other(format!(
                 "{loc}: the key check row was not written"
@@ -350,78 +325,20 @@ impl SqliteStore {
         }
     }
 
-    fn verified_key(&self, meta: &Meta) -> Result<SealingKey> {
-        let (params, nonce, check) = (&meta.params, &meta.check_nonce, &meta.check_ciphertext);
-        let loc = self.location();
-        let source = KeySource::for_params(&self.opts, Some(params), &loc)?;
-        let key = SealingKey::derive(params, &source, &loc)?;
-        let nonce: [u8; aead::NONCE_LEN] =
-            nonce
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Crypto {
-                    location: format!("{loc} credshift_meta"),
-                    message: "the key check nonce is not 12 bytes (the database was altered)"
-                        .into(),
-                })?;
-        let ok = match aead::open(key.key(), &nonce, CHECK_AAD, check) {
-            Ok(plain) => ct_eq_bytes(&plain, CHECK_PLAINTEXT),
-            Err(_) => false,
-        };
-        if !ok {
-            return Err(StoreError::Crypto {
-                location: loc,
-                message: format!(
-                    "{}: the key check in credshift_meta does not match (or it was altered)",
-                    match params {
-                        KdfParams::None => "wrong key file",
-                        KdfParams::Pbkdf2 { .. } => "wrong passphrase",
-                    }
-                ),
-            });
-        }
-        Ok(key)
+    fn verified_key(&self, meta: &MetaRow) -> Result<TableKey> {
+        sql::SQLITE.unlock(meta, &self.location(), &self.opts)
     }
 
-    fn decrypt_row(&self, key: &SealingKey, row: Row) -> Result<Credential> {
+    fn decrypt_row(&self, key: &TableKey, row: Row) -> Result<Credential> {
         let loc = self.row_location(&row.id);
-        let kind: Kind = row
-            .kind
-            .parse()
-            .map_err(|_| StoreError::parse(loc.clone(), "unknown credential kind"))?;
-        let metadata: Metadata =
-            serde_json::from_str(&row.metadata).map_err(|e| StoreError::json(loc.clone(), &e))?;
-        let nonce: [u8; aead::NONCE_LEN] =
-            row.nonce
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Crypto {
-                    location: loc.clone(),
-                    message: "the nonce is not 12 bytes (the row was altered)".into(),
-                })?;
         let aad = row.id.to_string();
-        let mut plain =
-            aead::open(key.key(), &nonce, aad.as_bytes(), &row.ciphertext).map_err(|_| {
-                StoreError::Crypto {
-                    location: loc.clone(),
-                    message: "cannot decrypt this value: it was altered, or copied from another id"
-                        .into(),
-                }
-            })?;
-        let bytes = std::mem::take(&mut *plain);
-        let secret = match String::from_utf8(bytes) {
-            Ok(s) => Secret::new(s),
-            Err(e) => {
-                e.into_bytes().zeroize();
-                return Err(StoreError::parse(loc, "the decrypted value is not UTF-8"));
-            }
+        let value = SealedValue {
+            kind: &row.kind,
+            metadata: &row.metadata,
+            nonce: &row.nonce,
+            ciphertext: &row.ciphertext,
         };
-        Ok(Credential {
-            id: row.id,
-            kind,
-            secret,
-            metadata,
-        })
+        key.open(row.id, &aad, &value, &loc)
     }
 
     fn select_rows(
@@ -612,18 +529,13 @@ impl Store for SqliteStore {
             let (ns, name, kind, metadata) = r.map_err(|e| self.db_err(e))?;
             let id = CredentialId::new(ns, name);
             let loc = self.row_location(&id);
-            let entry = kind
-                .parse::<Kind>()
-                .map_err(|_| StoreError::parse(loc.clone(), "unknown credential kind"))
-                .and_then(|kind| {
-                    serde_json::from_str::<Metadata>(&metadata)
-                        .map_err(|e| StoreError::json(loc.clone(), &e))
-                        .map(|metadata| Entry {
-                            id: id.clone(),
-                            kind,
-                            metadata,
-                        })
-                });
+            let entry = sql::parse_kind(&kind, &loc).and_then(|kind| {
+                sql::parse_metadata(&metadata, &loc).map(|metadata| Entry {
+                    id: id.clone(),
+                    kind,
+                    metadata,
+                })
+            });
             match entry {
                 Ok(e) => listing.entries.push(e),
                 Err(e) => listing.errors.push(LocationError::from_error(loc, &e)),
@@ -830,10 +742,10 @@ impl Store for SqliteStore {
         let mut results: Vec<Result<()>> = Vec::with_capacity(creds.len());
         for c in creds {
             let aad = c.id.to_string();
-            let r = aead::seal(key.key(), aad.as_bytes(), c.secret.expose().as_bytes()).and_then(
-                |(nonce, ct)| {
-                    let metadata =
-                        serde_json::Value::Object(crate::scrub::public(&c.metadata)).to_string();
+            let r = key
+                .seal(&aad, c.secret.expose().as_bytes())
+                .and_then(|(nonce, ct)| {
+                    let metadata = sql::metadata_json(c);
                     tx.execute(
                         "INSERT INTO credshift_credentials \
                          (namespace, name, kind, metadata, nonce, ciphertext, updated_at) \
@@ -856,8 +768,7 @@ impl Store for SqliteStore {
                         StoreError::Other(m) => StoreError::item(&c.id, m),
                         other => other,
                     })
-                },
-            );
+                });
             results.push(r);
         }
         if let Err(e) = tx.commit() {
@@ -871,6 +782,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credential::{Kind, Secret};
 
     fn opts(pass: &str) -> OpenOptions {
         OpenOptions {

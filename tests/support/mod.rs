@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 pub mod canary;
 pub mod keyring_service;
+pub mod laravel;
 pub mod pg;
 pub mod tmux;
 
