@@ -57,7 +57,7 @@ mod store_impl;
 pub use ids::{Field, Target, parse_id};
 pub use schema::SCHEMA_SQL;
 
-use rows::{AccountRow, Job};
+use rows::{AccountRow, Job, train_row};
 
 /// Stands in for the missing token of an OAuth account that has only one
 /// so far (the schema requires both). Not in the value format, so
@@ -165,13 +165,7 @@ impl PromptTrainDb {
                 "SELECT train_id, client_api_keys_hashed FROM trains WHERE train_id = ANY($1)",
                 &[&ids],
             )?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    let hashes: Option<Vec<Option<String>>> = r.get(1);
-                    (r.get(0), hashes.unwrap_or_default())
-                })
-                .collect())
+            Ok(rows.iter().map(train_row).collect())
         })
     }
 
@@ -203,13 +197,7 @@ impl PromptTrainDb {
                     &[],
                 )?,
             };
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    let hashes: Option<Vec<Option<String>>> = r.get(1);
-                    (r.get(0), hashes.unwrap_or_default())
-                })
-                .collect())
+            Ok(rows.iter().map(train_row).collect())
         })
     }
 

@@ -60,6 +60,12 @@ impl AccountRow {
     }
 }
 
+/// One row of `trains`: its id and hash array (empty when NULL).
+pub(super) fn train_row(r: &postgres::Row) -> (String, Vec<Option<String>>) {
+    let hashes: Option<Vec<Option<String>>> = r.get(1);
+    (r.get(0), hashes.unwrap_or_default())
+}
+
 pub(super) fn train_hash_id(train: &str, index: usize) -> CredentialId {
     CredentialId::new(format!("train:{train}"), format!("client_key_hash/{index}"))
 }
