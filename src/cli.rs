@@ -9,10 +9,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::credential::CredentialId;
-use crate::engine;
-use crate::keys;
-use crate::store::{self, OpenOptions, StoreSpec};
+use credshift::credential::CredentialId;
+use credshift::engine;
+use credshift::keys;
+use credshift::locations::default_locations;
+use credshift::store::{self, OpenOptions, StoreSpec};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -278,42 +279,6 @@ pub struct MigrateArgs {
     pub delete_source: bool,
 }
 
-/// An error at the CLI's top: the message, and the exit code it means.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            code: 2,
-            message: message.into(),
-        }
-    }
-    pub fn failed(message: impl Into<String>) -> Self {
-        CliError {
-            code: 1,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<crate::error::StoreError> for CliError {
-    fn from(e: crate::error::StoreError) -> Self {
-        CliError::failed(e.to_string())
-    }
-}
-
-impl From<store::BadSpec> for CliError {
-    fn from(e: store::BadSpec) -> Self {
-        CliError::usage(e.to_string())
-    }
-}
-
-pub type CliResult = Result<ExitCode, CliError>;
-
 impl GlobalOpts {
     /// Key material and store options from files and the environment.
     pub fn open_options(&self) -> Result<OpenOptions, CliError> {
@@ -372,40 +337,14 @@ impl GlobalOpts {
     }
 }
 
-impl From<engine::EngineError> for CliError {
-    fn from(e: engine::EngineError) -> Self {
-        CliError {
-            code: e.exit_code(),
-            message: e.to_string(),
-        }
-    }
-}
-
 pub fn parse_spec(s: &str) -> Result<StoreSpec, CliError> {
     Ok(s.parse::<StoreSpec>()?)
 }
 
-fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v).map_err(|e| CliError::failed(e.to_string()))?;
     writeln!(out).map_err(|e| CliError::failed(e.to_string()))
-}
-
-/// The stores `status` probes when none is named: where a user would have them.
-pub fn default_locations() -> Vec<StoreSpec> {
-    let mut specs = Vec::new();
-    // model-forge's two places: the local one wins when it exists.
-    specs.push(StoreSpec::ModelForge(PathBuf::from(
-        store::modelforge::LOCAL_CONFIG,
-    )));
-    if let Some(home) = dirs::home_dir() {
-        specs.push(StoreSpec::ModelForge(
-            home.join(store::modelforge::GLOBAL_CONFIG),
-        ));
-    }
-    specs.push(StoreSpec::Dotenv(PathBuf::from(".env")));
-    specs.push(StoreSpec::Keyring("credshift".into()));
-    specs
 }
 
 pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
@@ -514,7 +453,7 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
     let spec = parse_spec(from)?;
     let id: CredentialId = id
         .parse()
-        .map_err(|e: crate::credential::BadId| CliError::usage(e.to_string()))?;
+        .map_err(|e: credshift::credential::BadId| CliError::usage(e.to_string()))?;
     let opts = g.open_options()?;
     let store = store::open(&spec, &opts)?;
     match store.read(&id)? {
@@ -530,11 +469,6 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
     }
 }
 
-/// `CREDSHIFT_PANIC_AFTER_DRAW`: active only when exactly `1`.
-pub fn panic_after_draw() -> bool {
-    std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW").is_some_and(|v| v == "1")
-}
-
 /// The documented test aids act only on their exact values and say so on
 /// stderr while active: `CREDSHIFT_FAULTS` (malformed: refused, exit 2),
 /// `CREDSHIFT_CRASH_AT` and `CREDSHIFT_PANIC_AFTER_DRAW` (malformed:
@@ -542,7 +476,7 @@ pub fn panic_after_draw() -> bool {
 pub fn check_test_aids() -> Result<(), CliError> {
     if let Some(v) = std::env::var_os("CREDSHIFT_FAULTS") {
         let v = v.to_string_lossy();
-        match crate::store::faults::Faults::parse_strict(&v) {
+        match credshift::store::faults::Faults::parse_strict(&v) {
             Ok(_) => eprintln!(
                 "credshift: warning: CREDSHIFT_FAULTS={v} is set (a test aid): matching store \
                  operations fail on purpose"
@@ -557,7 +491,7 @@ pub fn check_test_aids() -> Result<(), CliError> {
     }
     let _ = engine::journal::crash_at();
     if let Some(v) = std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW") {
-        if panic_after_draw() {
+        if credshift::tui::panic_after_draw() {
             eprintln!(
                 "credshift: warning: CREDSHIFT_PANIC_AFTER_DRAW=1 is set (a test aid): the \
                  wizard panics after drawing its first screen"
@@ -581,8 +515,8 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Inventory { from, json }) => cmd_inventory(g, &from, json),
         Some(Command::Get { from, id, reveal }) => cmd_get(g, &from, &id, reveal),
         None => {
-            if crate::tui::on_terminal() {
-                crate::tui::run_wizard(g, None, None)
+            if credshift::tui::on_terminal() {
+                launch::run_wizard(g, None, None)
             } else {
                 Err(CliError::usage(
                     "no command given and not on a terminal: the wizard needs one; \
@@ -590,11 +524,9 @@ pub fn run(cli: Cli) -> CliResult {
                 ))
             }
         }
-        Some(Command::Wizard { from, to }) => {
-            crate::tui::run_wizard(g, from.as_deref(), to.as_deref())
-        }
-        Some(Command::Recover) => crate::tui::run_recover(g),
-        Some(Command::Demo) => crate::tui::run_demo(g),
+        Some(Command::Wizard { from, to }) => launch::run_wizard(g, from.as_deref(), to.as_deref()),
+        Some(Command::Recover) => launch::run_recover(g),
+        Some(Command::Demo) => launch::run_demo(g),
         Some(Command::Migrate(args)) => cmd_migrate(g, &args),
         Some(Command::Verify { migration_id, json }) => cmd_verify(g, &migration_id, json),
         Some(Command::Resume {
@@ -627,611 +559,16 @@ pub fn run(cli: Cli) -> CliResult {
     }
 }
 
-// ---- migration commands -------------------------------------------------
+mod error;
+mod exec;
+mod launch;
+mod migrate;
+mod transfer;
 
-fn parse_policy(s: &str) -> Result<engine::ConflictPolicy, CliError> {
-    match s {
-        "skip" => Ok(engine::ConflictPolicy::Skip),
-        "overwrite" => Ok(engine::ConflictPolicy::Overwrite),
-        _ => Err(CliError::usage(format!(
-            "--on-conflict takes skip or overwrite, not {s:?}"
-        ))),
-    }
-}
-
-fn parse_migration_id(s: &str) -> Result<engine::MigrationId, CliError> {
-    if s.is_empty() || s.contains(['/', '\\']) || s.starts_with('.') {
-        return Err(CliError::usage(format!("{s:?} is not a migration id")));
-    }
-    Ok(engine::MigrationId(s.to_string()))
-}
-
-fn interactive() -> bool {
-    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
-}
-
-/// Consent for a changing command: `--yes`, or a "y" typed at a terminal.
-/// Without either, refuse (exit 2) before anything is touched.
-fn consent(yes: bool, question: &str) -> Result<(), CliError> {
-    if yes {
-        return Ok(());
-    }
-    if !interactive() {
-        return Err(CliError::usage(format!(
-            "refusing to {question} without --yes: no terminal to ask"
-        )));
-    }
-    eprint!("{question}? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| CliError::usage(format!("reading the answer: {e}")))?;
-    if matches!(line.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(CliError::usage("cancelled; nothing was changed"))
-    }
-}
-
-/// SIGINT / SIGTERM set the cancel flag (the engine rolls back); a second
-/// signal ends the process.
-fn cancel_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [SIGINT, SIGTERM] {
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
-        let _ = signal_hook::flag::register(sig, flag.clone());
-    }
-    flag
-}
-
-/// The progress bar on stderr (indicatif), drawn only when stderr is a
-/// terminal: a pipe or a log file gets the report and nothing else.
-struct ProgressBar {
-    bar: indicatif::ProgressBar,
-}
-
-impl ProgressBar {
-    fn new() -> Self {
-        let target = if std::io::stderr().is_terminal() {
-            indicatif::ProgressDrawTarget::stderr()
-        } else {
-            indicatif::ProgressDrawTarget::hidden()
-        };
-        let bar = indicatif::ProgressBar::with_draw_target(None, target);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("#>."),
-        );
-        ProgressBar { bar }
-    }
-
-    fn event(&mut self, p: &engine::Progress) {
-        match p {
-            engine::Progress::BackupWritten { path, items } => {
-                self.bar
-                    .println(format!("backup of {items} items: {}", path.display()));
-            }
-            engine::Progress::Counts(c) => {
-                let eta = c
-                    .eta
-                    .map(|d| format!(" ETA {}s", d.as_secs()))
-                    .unwrap_or_default();
-                self.bar.set_length(c.total as u64);
-                self.bar.set_position(c.done as u64);
-                self.bar.set_message(format!(
-                    "written {} failed {} {:.1}/s{eta}",
-                    c.written, c.failed, c.rate
-                ));
-            }
-            engine::Progress::RollingBack { reason } => {
-                self.bar.println(format!("rolling back: {reason}"));
-            }
-            engine::Progress::Finished(_) => self.bar.finish(),
-            _ => {}
-        }
-    }
-}
-
-fn print_plan(plan: &engine::Plan) {
-    println!("Plan: {} -> {}", plan.from, plan.to);
-    for it in &plan.items {
-        let action = match &it.action {
-            engine::Action::Copy => "copy".to_string(),
-            engine::Action::Overwrite => "overwrite (old value backed up)".to_string(),
-            engine::Action::SkipIdentical => "skip (identical)".to_string(),
-            engine::Action::Conflict => "conflict (different value at target; skipped)".to_string(),
-            engine::Action::Invalid { reason } => format!("invalid: {reason}"),
-            engine::Action::TooLong { limit, len } => {
-                format!("too long for the target ({len} > {limit} bytes)")
-            }
-        };
-        println!("  {:<48} {:<28} {action}", it.id.to_string(), it.preview);
-        for w in &it.warnings {
-            println!("  {:<48} warning: {w}", "");
-        }
-    }
-    let c = &plan.counts;
-    println!(
-        "{} items: {} to copy, {} to overwrite, {} identical, {} conflicts, {} invalid, {} too long, {} expired; about {} s",
-        c.total,
-        c.copy,
-        c.overwrite,
-        c.skip_identical,
-        c.conflict,
-        c.invalid,
-        c.too_long,
-        c.expired_warnings,
-        plan.estimated
-            .as_secs()
-            .max(u64::from(c.copy + c.overwrite > 0))
-    );
-    for w in &plan.warnings {
-        println!("warning: {w}");
-    }
-    for e in &plan.source_errors {
-        match e.error.strip_prefix("warning: ") {
-            Some(w) => eprintln!("warning: {}: {w}", e.location),
-            None => eprintln!("error: {}: {}", e.location, e.error),
-        }
-    }
-}
-
-fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
-    if json {
-        return print_json(r);
-    }
-    println!("Migration {}: {} -> {}", r.migration_id, r.from, r.to);
-    println!(
-        "  total {}  copied {}  skipped {}  conflicts {}  invalid {}  failed {}  verified {}",
-        r.total, r.copied, r.skipped, r.conflicts, r.invalid, r.failed, r.verified
-    );
-    if r.rolled_back {
-        println!(
-            "  rolled back: {}",
-            r.rollback_reason.as_deref().unwrap_or("yes")
-        );
-    } else if let Some(reason) = &r.rollback_reason {
-        println!("  rollback: {reason}");
-    }
-    if let Some(b) = &r.backup {
-        let key = engine::backup::key_file_for(b);
-        if key.exists() {
-            println!(
-                "  backup: {} (key file {}; the backup is only as safe as this folder)",
-                b.display(),
-                key.display()
-            );
-        } else {
-            println!("  backup: {} (protected by your passphrase)", b.display());
-        }
-    }
-    if r.source_deleted > 0 {
-        println!("  deleted from the source: {}", r.source_deleted);
-    }
-    for f in &r.failures {
-        println!("  failed: {}: {}", f.id, f.error);
-    }
-    for f in &r.source_delete_failed {
-        println!("  {}: {}", f.id, f.error);
-    }
-    Ok(())
-}
-
-/// 0 when everything asked for happened; 1 when anything failed or was rolled back.
-fn report_code(r: &engine::Report) -> ExitCode {
-    if r.rolled_back
-        || r.failed > 0
-        || r.rollback_reason.is_some()
-        || !r.source_delete_failed.is_empty()
-    {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
-    let from = parse_spec(&a.from)?;
-    let to = parse_spec(&a.to)?;
-    if store::same_location(&from, &to) {
-        return Err(CliError::usage(format!(
-            "refusing to migrate {from} to {to}: they are the same store (the same file or \
-             location, whatever the scheme or link used to name it); nothing was read or written"
-        )));
-    }
-    let policy = parse_policy(&a.on_conflict)?;
-    if a.dry_run {
-        let opts = g.open_options()?;
-        let source = store::open(&from, &opts)?;
-        let target = store::open(&to, &opts)?;
-        let plan = engine::plan(source.as_ref(), target.as_ref(), policy, None)?;
-        if a.json {
-            print_json(&plan)?;
-        } else {
-            print_plan(&plan);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !a.yes && !interactive() {
-        return Err(CliError::usage(
-            "refusing to migrate without --yes: no terminal to ask (try --dry-run first)",
-        ));
-    }
-    let opts = g.open_options()?;
-    let req = engine::MigrationRequest {
-        from: from.clone(),
-        to: to.clone(),
-        policy,
-        selection: None,
-        delete_source: a.delete_source,
-    };
-    let mut bar = ProgressBar::new();
-    let report = if a.yes {
-        // No plan to consent to on screen: the engine plans once, under the
-        // stores' locks (concurrent migrations see each other's writes).
-        let cancel = cancel_on_signals();
-        engine::run(req, &g.state_dir(), &opts, Some(cancel), |p| bar.event(p))?
-    } else {
-        // Plan once: the plan consented to is the one executed (the engine
-        // refuses to write if either store changed in between).
-        let source = store::open(&from, &opts)?;
-        let target = store::open(&to, &opts)?;
-        let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
-        print_plan(&prepared.plan);
-        consent(false, &format!("Migrate from {from} to {to}"))?;
-        if a.delete_source {
-            consent(
-                false,
-                &format!("After verifying, delete the migrated items from {from}"),
-            )?;
-        }
-        let cancel = cancel_on_signals();
-        let h = engine::start_prepared(req, prepared, source, target, &g.state_dir(), &opts)?;
-        engine::follow(h, Some(cancel), |p| bar.event(p))?
-    };
-    if a.yes {
-        // The plan was never shown: its warnings still reach stderr.
-        for w in &report.warnings {
-            eprintln!("warning: {w}");
-        }
-    }
-    print_report(&report, a.json)?;
-    Ok(report_code(&report))
-}
-
-pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
-    let id = parse_migration_id(id)?;
-    let opts = g.open_options()?;
-    let report = engine::verify(&g.state_dir(), &id, &opts)?;
-    print_report(&report, json)?;
-    Ok(if report.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
-    let id = parse_migration_id(id)?;
-    consent(yes, &format!("resume migration {id}"))?;
-    let opts = g.open_options()?;
-    let mut bar = ProgressBar::new();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ctl = engine::Control {
-        cancel: cancel_on_signals(),
-        events: Some(tx),
-    };
-    let state_dir = g.state_dir();
-    let report = std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            let ctl = ctl;
-            engine::resume_with(&state_dir, &id, &opts, &ctl)
-        });
-        for p in rx.iter() {
-            bar.event(&p);
-        }
-        worker
-            .join()
-            .unwrap_or(Err(engine::EngineError::WorkerPanicked))
-    })?;
-    print_report(&report, json)?;
-    Ok(report_code(&report))
-}
-
-pub fn cmd_rollback(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
-    let id = parse_migration_id(id)?;
-    consent(yes, &format!("roll back migration {id}"))?;
-    let opts = g.open_options()?;
-    let report = engine::rollback(&g.state_dir(), &id, &opts)?;
-    print_report(&report, json)?;
-    Ok(if report.rolled_back {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-pub fn cmd_history(g: &GlobalOpts, json: bool) -> CliResult {
-    let entries = engine::history(&g.state_dir())?;
-    if json {
-        print_json(&entries)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if entries.is_empty() {
-        println!("no migrations yet");
-    }
-    for e in &entries {
-        println!(
-            "{}  {:<12} {} -> {}  copied {}  failed {}",
-            e.id,
-            engine::status_word(e.status),
-            e.from,
-            e.to,
-            e.copied,
-            e.failed
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn cmd_backup(
-    g: &GlobalOpts,
-    from: &str,
-    out: &std::path::Path,
-    key_out: Option<&std::path::Path>,
-) -> CliResult {
-    let spec = parse_spec(from)?;
-    let opts = g.open_options()?;
-    let source = store::open(&spec, &opts)?;
-    let state_dir = g.state_dir();
-    let key_out = match key_out {
-        Some(p) => engine::recovery::KeyOut::At(p),
-        None => engine::recovery::KeyOut::Kept(&state_dir),
-    };
-    let summary = engine::backup(source.as_ref(), out, key_out, &opts)?;
-    let _ = engine::audit::append(
-        &g.state_dir(),
-        engine::audit::Entry {
-            action: "backup",
-            from: Some(spec.to_string()),
-            to: Some(out.display().to_string()),
-            migration_id: None,
-            outcome: "completed",
-            counts: engine::journal::Totals {
-                total: summary.items,
-                copied: summary.items,
-                ..Default::default()
-            },
-        },
-    );
-    println!(
-        "backup of {} items written to {}",
-        summary.items,
-        summary.path.display()
-    );
-    match &summary.key_file {
-        Some(k) if k.starts_with(&state_dir) => println!(
-            "key file: {} (kept apart from the backup, in credshift's state dir; \
-             `credshift restore --backup FILE` finds it there, or give it with --key-file)",
-            k.display()
-        ),
-        Some(k) => println!(
-            "key file: {} (keep it apart from the backup; restore with --key-file {})",
-            k.display(),
-            k.display()
-        ),
-        None => println!("protected by your passphrase"),
-    }
-    for e in &summary.errors {
-        eprintln!("error: {}: {}", e.location, e.error);
-    }
-    Ok(if summary.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-pub fn cmd_restore(g: &GlobalOpts, backup: &std::path::Path, to: &str, yes: bool) -> CliResult {
-    let spec = parse_spec(to)?;
-    consent(
-        yes,
-        &format!(
-            "restore {} into {spec}, overwriting what differs",
-            backup.display()
-        ),
-    )?;
-    let opts = g.open_options()?;
-    let report = engine::restore(backup, &spec, &g.state_dir(), &opts)?;
-    print_report(&report, false)?;
-    Ok(report_code(&report))
-}
-
-// ---- browser keychain and QR transfer ----------------------------------
-
-pub fn cmd_web(port: u16) -> CliResult {
-    let listener = crate::web::bind(port)
-        .map_err(|e| CliError::failed(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
-    let url = crate::web::url(&listener).map_err(|e| CliError::failed(e.to_string()))?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| CliError::failed(format!("cannot watch for Ctrl-C: {e}")))?;
-    }
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{url}")
-            .and_then(|_| out.flush())
-            .map_err(|e| CliError::failed(format!("writing to stdout: {e}")))?;
-    }
-    if std::io::stderr().is_terminal() {
-        eprintln!("serving the browser keychain page on 127.0.0.1 only; Ctrl-C stops it");
-    }
-    crate::web::serve(listener, stop).map_err(|e| CliError::failed(format!("serving: {e}")))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn cmd_qr_draw(bundle: &std::path::Path, png_dir: Option<&std::path::Path>) -> CliResult {
-    let location = bundle.display().to_string();
-    let bytes = std::fs::read(bundle)
-        .map_err(|e| CliError::failed(crate::error::StoreError::io(bundle, e).to_string()))?;
-    // Only a sealed credshift bundle goes into a QR code, never a file of
-    // clear text given by mistake.
-    let env = crate::crypto::envelope::Envelope::parse(&bytes, &location, true)?;
-    let parts = crate::qr::split(&bytes);
-    let total = parts.len();
-    let id = crate::qr::bundle_id(&bytes);
-    if let Some(dir) = png_dir {
-        crate::fsutil::ensure_private_dir(dir)?;
-    }
-    let pause = interactive() && std::io::stdout().is_terminal() && total > 1;
-    let mut out = std::io::stdout().lock();
-    let io_err = |e: std::io::Error| CliError::failed(format!("writing to stdout: {e}"));
-    for (i, text) in parts.iter().enumerate() {
-        let code = crate::qr::encode(text, i + 1).map_err(|e| CliError::failed(e.to_string()))?;
-        if let Some(dir) = png_dir {
-            let path = dir.join(crate::qr::png_name(i + 1, total));
-            crate::fsutil::atomic_write(&path, &crate::qr::to_png(&code))?;
-        }
-        writeln!(out, "credshift bundle {id}, part {} of {total}", i + 1).map_err(io_err)?;
-        writeln!(out, "{}", crate::qr::to_terminal(&code)).map_err(io_err)?;
-        if pause && i + 1 < total {
-            write!(out, "Enter for part {} of {total}... ", i + 2).map_err(io_err)?;
-            out.flush().map_err(io_err)?;
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .map_err(|e| CliError::failed(format!("reading stdin: {e}")))?;
-        }
-    }
-    if let Some(dir) = png_dir {
-        writeln!(out, "{total} PNG files in {}", dir.display()).map_err(io_err)?;
-    }
-    if matches!(env.params(), crate::crypto::envelope::KdfParams::None) {
-        eprintln!(
-            "warning: this bundle is sealed with a key file; the other device needs that key file too"
-        );
-    }
-    out.flush().map_err(io_err)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Part texts from `--join` arguments: a text that starts with the part
-/// marker is a part; anything else is a file holding one part per line.
-fn qr_part_texts(args: &[String]) -> Result<Vec<(String, String)>, CliError> {
-    let mut texts = Vec::new();
-    for (n, arg) in args.iter().enumerate() {
-        if arg.trim_start().starts_with(crate::qr::PREFIX) {
-            texts.push((format!("argument {}", n + 1), arg.clone()));
-            continue;
-        }
-        let path = std::path::Path::new(arg);
-        let content = crate::fsutil::read_text(path)?;
-        let mut found = false;
-        for (l, line) in content.lines().enumerate() {
-            if !line.trim().is_empty() {
-                texts.push((
-                    format!("{} line {}", path.display(), l + 1),
-                    line.to_string(),
-                ));
-                found = true;
-            }
-        }
-        if !found {
-            return Err(CliError::usage(format!(
-                "{}: holds no QR part",
-                path.display()
-            )));
-        }
-    }
-    Ok(texts)
-}
-
-pub fn cmd_qr_join(args: &[String], out: Option<&std::path::Path>) -> CliResult {
-    let texts = qr_part_texts(args)?;
-    let bundle = crate::qr::join(texts.iter().map(|(o, t)| (o.clone(), t.as_str())))
-        .map_err(|e| CliError::failed(e.to_string()))?;
-    match out {
-        Some(path) => {
-            crate::fsutil::atomic_write(path, &bundle)?;
-            eprintln!(
-                "rebuilt bundle {} ({} bytes) in {}",
-                crate::qr::bundle_id(&bundle),
-                bundle.len(),
-                path.display()
-            );
-        }
-        None => {
-            let mut so = std::io::stdout().lock();
-            so.write_all(&bundle)
-                .and_then(|_| so.flush())
-                .map_err(|e| CliError::failed(format!("writing to stdout: {e}")))?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-// ---- exec and completions ------------------------------------------------
-
-pub fn cmd_exec(g: &GlobalOpts, a: &ExecArgs) -> CliResult {
-    use crate::exec;
-    let layout: exec::Layout = a.layout.parse().map_err(CliError::usage)?;
-    let spec = parse_spec(&a.from)?;
-    let opts = g.open_options()?;
-    let store = store::open(&spec, &opts)?;
-    let scan = store.read_all()?;
-    drop(store);
-    for e in &scan.errors {
-        eprintln!("credshift: warning: {}: {}", e.location, e.error);
-    }
-    let creds = scan.credentials;
-    let plan =
-        exec::plan_env(layout, &creds, &a.only).map_err(|e| CliError::usage(e.to_string()))?;
-    for (id, why) in &plan.skipped {
-        eprintln!("credshift: not passed to the command: {id} ({why})");
-    }
-    let strip = exec::unlock_vars(g.passphrase_env.as_deref());
-    let env = exec::child_env(std::env::vars_os(), &strip, &a.keep_env, &plan, &creds)
-        .map_err(|e| CliError::usage(e.to_string()))?;
-    drop(plan);
-    drop(creds);
-    drop(opts);
-    let (program, args) = a
-        .command
-        .split_first()
-        .ok_or_else(|| CliError::usage("exec needs a command after --"))?;
-    match exec::spawn_and_wait(program, args, env) {
-        Ok(code) => Ok(ExitCode::from(code)),
-        Err(e) => Err(CliError {
-            code: e.exit_code(),
-            message: e.to_string(),
-        }),
-    }
-}
-
-pub fn cmd_completions(shell: &str) -> CliResult {
-    use clap::CommandFactory;
-    let mut cmd = Cli::command();
-    let mut out = std::io::stdout().lock();
-    let shell = match shell {
-        "bash" => clap_complete::Shell::Bash,
-        "zsh" => clap_complete::Shell::Zsh,
-        "fish" => clap_complete::Shell::Fish,
-        "man" => {
-            clap_mangen::Man::new(cmd)
-                .render(&mut out)
-                .map_err(|e| CliError::failed(format!("writing the man page: {e}")))?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        other => {
-            return Err(CliError::usage(format!(
-                "completions takes bash, zsh, fish or man, not {other:?}"
-            )));
-        }
-    };
-    clap_complete::generate(shell, &mut cmd, "credshift", &mut out);
-    Ok(ExitCode::SUCCESS)
-}
+pub use error::{CliError, CliResult};
+pub use exec::{cmd_completions, cmd_exec};
+use migrate::interactive;
+pub use migrate::{
+    cmd_backup, cmd_history, cmd_migrate, cmd_restore, cmd_resume, cmd_rollback, cmd_verify,
+};
+pub use transfer::{cmd_qr_draw, cmd_qr_join, cmd_web};

@@ -1,8 +1,15 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use credshift::cli::{self, Cli};
+use color_eyre::Section;
+use color_eyre::config::{HookBuilder, Theme};
+use color_eyre::eyre::Report;
 use credshift::zeroing_alloc::ZeroOnFree;
+
+mod cli;
+
+use cli::{Cli, CliError};
 
 /// Every heap block is wiped before it is freed: parser scratch buffers and
 /// other copies of secrets that no `Zeroizing` owns (see `zeroing_alloc`).
@@ -11,14 +18,47 @@ static ALLOC: ZeroOnFree = ZeroOnFree(std::alloc::System);
 
 fn main() -> ExitCode {
     no_core_dumps();
-    let cli = Cli::parse();
-    match cli::run(cli) {
+    install_reports();
+    match run() {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("credshift: {}", e.message);
-            ExitCode::from(e.code)
+        Err(report) => {
+            // An error is an expected condition, not a bug: no backtrace
+            // unless asked for with RUST_LIB_BACKTRACE (panics keep theirs).
+            let report =
+                report.suppress_backtrace(std::env::var_os("RUST_LIB_BACKTRACE").is_none());
+            eprintln!("credshift: error:{report:?}");
+            ExitCode::from(exit_code(&report))
         }
     }
+}
+
+/// The command line, run; an error comes back as a color-eyre report.
+fn run() -> color_eyre::Result<ExitCode> {
+    let cli = Cli::parse();
+    Ok(cli::run(cli)?)
+}
+
+/// The exit code an error means (DESIGN.md: 1 failed, 2 usage or refused);
+/// an error the CLI did not classify is a failure.
+fn exit_code(report: &Report) -> u8 {
+    report.downcast_ref::<CliError>().map_or(1, |e| e.code)
+}
+
+/// color-eyre's error and panic reports, before anything can fail: the
+/// message and its causes, no environment or location section (the error
+/// types name the file or item; none of them carries a secret), colour only
+/// on a terminal without `NO_COLOR`. The wizard adds its terminal restore in
+/// front of this panic hook (`tui::terminal::install_hooks`).
+fn install_reports() {
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let theme = if colour { Theme::dark() } else { Theme::new() };
+    let _ = HookBuilder::default()
+        .theme(theme)
+        .display_env_section(false)
+        .display_location_section(false)
+        .capture_span_trace_by_default(false)
+        .install();
 }
 
 /// Before any secret is in memory: no core file on a crash (the limit is

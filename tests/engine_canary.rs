@@ -5,51 +5,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use support::canary::{contains, files_under, forms};
 use support::*;
-
-fn forms(secret: &str) -> Vec<(String, Vec<u8>)> {
-    let b = secret.as_bytes();
-    let json = serde_json::to_string(secret).unwrap();
-    let json = json.trim_matches('"').to_string();
-    vec![
-        ("raw".into(), b.to_vec()),
-        ("base64".into(), STANDARD.encode(b).into_bytes()),
-        (
-            "base64-nopad".into(),
-            STANDARD_NO_PAD.encode(b).into_bytes(),
-        ),
-        ("base64url".into(), URL_SAFE.encode(b).into_bytes()),
-        (
-            "base64url-nopad".into(),
-            URL_SAFE_NO_PAD.encode(b).into_bytes(),
-        ),
-        ("hex".into(), hex::encode(b).into_bytes()),
-        ("HEX".into(), hex::encode_upper(b).into_bytes()),
-        ("json".into(), json.into_bytes()),
-    ]
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
 
 /// Every haystack that must not hold a secret: (name, bytes).
 struct Haystacks(Vec<(String, Vec<u8>)>);

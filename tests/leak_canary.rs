@@ -11,8 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use support::canary::{contains, files_under, forms};
 use support::*;
 
 /// The binary with a clean environment: only what a test sets is there.
@@ -231,20 +230,6 @@ fn state_files_text(state: &Path) -> Vec<(String, String)> {
             (p.display().to_string(), text)
         })
         .collect()
-}
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 /// A private file (0600) holding `text`.
@@ -542,27 +527,6 @@ fn the_password_comes_from_pgpassword_pgpass_or_a_file_and_recovery_uses_them() 
     for (name, text) in state_files_text(&state) {
         assert_no_password(&name, &text);
     }
-}
-
-/// Every encoding a leak could take: raw, base64 (standard and URL-safe,
-/// padded or not), hex (both cases) and JSON-escaped.
-fn forms(secret: &str) -> Vec<(&'static str, Vec<u8>)> {
-    let b = secret.as_bytes();
-    let json = serde_json::to_string(secret).unwrap();
-    vec![
-        ("raw", b.to_vec()),
-        ("base64", STANDARD.encode(b).into_bytes()),
-        ("base64-nopad", STANDARD_NO_PAD.encode(b).into_bytes()),
-        ("base64url", URL_SAFE.encode(b).into_bytes()),
-        ("base64url-nopad", URL_SAFE_NO_PAD.encode(b).into_bytes()),
-        ("hex", hex::encode(b).into_bytes()),
-        ("HEX", hex::encode_upper(b).into_bytes()),
-        ("json", json.trim_matches('"').as_bytes().to_vec()),
-    ]
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Point 8: secrets planted in every place this issue names — a URL

@@ -490,7 +490,7 @@ impl Run<'_> {
         }
         self.journal.append(Record::Planned {
             items: planned_items(&prepared, &self.keys.fp),
-            warnings: prepared.plan.warnings.clone(),
+            warnings: plan::report_warnings(&prepared.plan),
         })?;
         self.ctl
             .send(Progress::Planned(prepared.plan.counts.clone()));

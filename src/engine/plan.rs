@@ -112,6 +112,23 @@ pub fn read_target(target: &dyn Store) -> Result<Scan> {
     }
 }
 
+/// How a report's warning names a source place that could not be read.
+pub const UNREADABLE: &str = "not migrated, could not be read: ";
+
+/// The warnings a run journals for its report: the plan's, then one per
+/// source place that could not be read (its location and error, never
+/// content), so a run says what it left behind as the dry run does.
+pub fn report_warnings(plan: &Plan) -> Vec<String> {
+    let mut w = plan.warnings.clone();
+    w.extend(
+        plan.source_errors
+            .iter()
+            .filter(|e| !e.error.starts_with("warning: "))
+            .map(|e| format!("{UNREADABLE}{}: {}", e.location, e.error)),
+    );
+    w
+}
+
 /// Whether `a` at the target already equals `b`: the value in constant
 /// time, and kind and metadata when the target keeps them.
 pub fn same_for_target(a: &Credential, b: &Credential, keeps_metadata: bool) -> bool {

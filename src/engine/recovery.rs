@@ -318,7 +318,7 @@ pub fn resume_with(
     if st.planned.is_none() {
         run.journal.append(Record::Planned {
             items: planned_items(&prepared, &run.keys.fp),
-            warnings: prepared.plan.warnings.clone(),
+            warnings: plan::report_warnings(&prepared.plan),
         })?;
     }
     if run.journal.state()?.backup.is_none() {

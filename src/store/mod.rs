@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
 
 pub mod bundle;
@@ -18,6 +18,7 @@ pub mod env;
 pub mod faults;
 pub mod keyring;
 pub mod laravel;
+pub mod legacy_meta;
 pub mod modelforge;
 pub mod pgurl;
 pub mod postgres;
@@ -256,53 +257,8 @@ pub trait StoreLock: Send {
     fn describe(&self) -> String;
 }
 
-/// Key material and options a store may need when opened. Filled by the CLI
-/// from files and environment variables, never from argv.
-#[derive(Clone, Debug)]
-pub struct OpenOptions {
-    /// credshift's own passphrase (`--passphrase-file`, `--passphrase-env`,
-    /// `CREDSHIFT_PASSPHRASE`, or a prompt).
-    pub passphrase: Option<Secret>,
-    /// A 32-byte key file, used when no passphrase is given.
-    pub key_file: Option<PathBuf>,
-    /// agent-prompttrain's `CREDENTIAL_ENCRYPTION_KEY`.
-    pub prompttrain_key: Option<Secret>,
-    /// Laravel's `APP_KEY` (`base64:...`).
-    pub app_key: Option<Secret>,
-    /// Timeout for every keyring call.
-    pub keyring_timeout: Duration,
-    /// Accept envelopes with fewer than 100,000 PBKDF2 iterations.
-    pub allow_weak_kdf: bool,
-    /// PBKDF2 iterations for new envelopes and new database stores.
-    pub kdf_iterations: u32,
-    /// The database password from `--db-password-file` (PostgreSQL stores;
-    /// see [`pgurl`] for the other sources).
-    pub db_password: Option<Secret>,
-    /// The file it came from, for messages.
-    pub db_password_file: Option<PathBuf>,
-    /// The variable `--passphrase-env` named: an unlock secret `env:`
-    /// leaves out like `CREDSHIFT_PASSPHRASE`.
-    pub passphrase_env: Option<String>,
-}
-
-pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        OpenOptions {
-            passphrase: None,
-            key_file: None,
-            prompttrain_key: None,
-            app_key: None,
-            keyring_timeout: Duration::from_secs(30),
-            allow_weak_kdf: false,
-            kdf_iterations: DEFAULT_KDF_ITERATIONS,
-            db_password: None,
-            db_password_file: None,
-            passphrase_env: None,
-        }
-    }
-}
+/// Moved to [`crate::unlock`] (shared with `crypto`); kept here for old paths.
+pub use crate::unlock::{DEFAULT_KDF_ITERATIONS, OpenOptions};
 
 /// A parsed store spec. `Display` gives the spec back with any password in
 /// a URL replaced by `***`; [`StoreSpec::raw`] keeps it for connecting.
@@ -428,8 +384,8 @@ impl StoreSpec {
 
     /// The spec with the password of a URL intact: for connecting only,
     /// never for printing.
-    pub fn raw(&self) -> String {
-        match self {
+    pub fn raw(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(match self {
             StoreSpec::PromptTrain(p) => format!("prompttrain:{}", p.display()),
             StoreSpec::ModelForge(p) => format!("modelforge:{}", p.display()),
             StoreSpec::Dotenv(p) => format!("dotenv:{}", p.display()),
@@ -442,7 +398,7 @@ impl StoreSpec {
             StoreSpec::LaravelSqlite(p) => format!("laravel:sqlite:{}", p.display()),
             StoreSpec::LaravelPostgres(u) => format!("laravel:{u}"),
             StoreSpec::Bundle(p) => format!("bundle:{}", p.display()),
-        }
+        })
     }
 
     /// The local path, for file-based stores (used for locks and warnings).
@@ -466,6 +422,19 @@ impl StoreSpec {
             | StoreSpec::PromptTrainDb(u)
             | StoreSpec::LaravelPostgres(u) => Some(u),
             _ => None,
+        }
+    }
+}
+
+/// A URL may hold the database password: wiped when the spec goes.
+impl Drop for StoreSpec {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let StoreSpec::Postgres(u)
+        | StoreSpec::PromptTrainDb(u)
+        | StoreSpec::LaravelPostgres(u) = self
+        {
+            u.zeroize();
         }
     }
 }
@@ -495,8 +464,9 @@ pub fn redact_url(s: &str) -> String {
     pgurl::redact(s)
 }
 
-/// Open the store a spec names. Wraps it in the fault injector when
-/// `CREDSHIFT_FAULTS` is set.
+/// Open the store a spec names. credshift's own stores get the layer that
+/// turns legacy secret metadata into items ([`legacy_meta`]); the fault
+/// injector wraps everything when `CREDSHIFT_FAULTS` is set.
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     let store: Box<dyn Store> = match spec {
         StoreSpec::PromptTrain(_) => prompttrain::open(spec, opts)?,
@@ -511,7 +481,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
         StoreSpec::LaravelSqlite(_) | StoreSpec::LaravelPostgres(_) => laravel::open(spec, opts)?,
         StoreSpec::Bundle(_) => bundle::open(spec, opts)?,
     };
-    Ok(faults::wrap_from_env(store))
+    Ok(faults::wrap_from_env(legacy_meta::wrap(store)))
 }
 
 /// True when two specs name the same store, whatever their schemes: the
@@ -625,7 +595,7 @@ mod tests {
         for (s, scheme) in cases {
             let spec: StoreSpec = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(spec.scheme(), scheme, "{s}");
-            assert_eq!(spec.raw(), s, "round trip of {s}");
+            assert_eq!(spec.raw().as_str(), s, "round trip of {s}");
         }
     }
 

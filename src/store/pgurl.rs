@@ -38,7 +38,10 @@ pub struct PgUrl {
     scheme: &'static str,
     user: Option<String>,
     password: Option<Secret>,
-    /// Everything after the user info: hosts, path and parameters.
+    /// The value of a `password=` parameter, taken out of `rest`.
+    param_password: Option<Secret>,
+    /// Everything after the user info: hosts, path and parameters, less
+    /// any `password=` parameter (so no copy of a password stays in it).
     rest: String,
 }
 
@@ -57,11 +60,13 @@ impl PgUrl {
             return Err(BadUrl("not a postgres:// or postgresql:// URL".into()));
         };
         let (Some(userinfo), rest) = split_userinfo(after) else {
+            let (rest, param_password) = take_password_param(after)?;
             return Ok(PgUrl {
                 scheme,
                 user: None,
                 password: None,
-                rest: after.to_string(),
+                param_password,
+                rest,
             });
         };
         let (user, password) = match userinfo.split_once(':') {
@@ -79,11 +84,13 @@ impl PgUrl {
             }
             None => None,
         };
+        let (rest, param_password) = take_password_param(rest)?;
         Ok(PgUrl {
             scheme,
             user: (!user.is_empty()).then_some(user),
             password,
-            rest: rest.to_string(),
+            param_password,
+            rest,
         })
     }
 
@@ -91,22 +98,58 @@ impl PgUrl {
         self.user.as_deref()
     }
 
-    /// The password written in the URL, unless it is the redaction marker.
+    /// The password written in the URL (its user info first, else its
+    /// `password=` parameter), unless it is the redaction marker.
     pub fn password(&self) -> Option<&Secret> {
+        let real = |p: &&Secret| !p.is_empty() && p.expose() != REDACTED;
         self.password
             .as_ref()
-            .filter(|p| !p.is_empty() && p.expose() != REDACTED)
+            .filter(real)
+            .or(self.param_password.as_ref().filter(real))
     }
 
-    /// The URL without its password (user name re-encoded), for the driver
-    /// to parse hosts, database and parameters from. A `password=`
-    /// parameter stays; [`redact`] covers it for printing.
+    /// The URL without its password (user name re-encoded) and without a
+    /// `password=` parameter, for the driver to parse hosts, database and
+    /// parameters from: the password reaches the driver only as the one
+    /// value credshift sets.
     pub fn without_password(&self) -> String {
         match &self.user {
             Some(u) => format!("{}://{}@{}", self.scheme, percent_encode(u), self.rest),
             None => format!("{}://{}", self.scheme, self.rest),
         }
     }
+}
+
+/// `rest` without its `password=` parameters (any case), and the first
+/// one's value, percent-decoded.
+fn take_password_param(rest: &str) -> Result<(String, Option<Secret>), BadUrl> {
+    let Some((base, query)) = rest.split_once('?') else {
+        return Ok((rest.to_string(), None));
+    };
+    let mut found = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some((k, v))
+                if String::from_utf8_lossy(&percent_decode(k)).eq_ignore_ascii_case("password") =>
+            {
+                if found.is_none() {
+                    let bytes = zeroize::Zeroizing::new(percent_decode(v));
+                    let text = std::str::from_utf8(&bytes).map_err(|_| {
+                        BadUrl("the password parameter is not UTF-8 once percent-decoded".into())
+                    })?;
+                    found = Some(Secret::new(text));
+                }
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((rest, found))
 }
 
 /// Replace the password of every `scheme://user:password@...` in `s` (the
@@ -451,6 +494,24 @@ mod tests {
         assert_eq!((u.user(), u.password().is_none()), (Some("app"), true));
         // The journal's redacted form counts as no password.
         let u = PgUrl::parse("postgres://app:***@h/db").unwrap();
+        assert!(u.password().is_none());
+        assert_eq!(u.without_password(), "postgres://app@h/db");
+    }
+
+    #[test]
+    fn a_password_parameter_is_taken_out_of_the_url() {
+        let u = PgUrl::parse("postgres://h/db?user=a&PassWord=hun%26ter2&x=1").unwrap();
+        assert_eq!(u.password().unwrap().expose(), "hun&ter2");
+        assert_eq!(u.without_password(), "postgres://h/db?user=a&x=1");
+        let u = PgUrl::parse("postgres://app@h/db?password=p1").unwrap();
+        assert_eq!(u.password().unwrap().expose(), "p1");
+        assert_eq!(u.without_password(), "postgres://app@h/db");
+        // The user info's password wins, as before; neither stays in the URL.
+        let u = PgUrl::parse("postgres://app:p0@h/db?password=p1&sslmode=disable").unwrap();
+        assert_eq!(u.password().unwrap().expose(), "p0");
+        assert_eq!(u.without_password(), "postgres://app@h/db?sslmode=disable");
+        // A journal's redacted parameter is no password.
+        let u = PgUrl::parse("postgres://app@h/db?password=***").unwrap();
         assert!(u.password().is_none());
         assert_eq!(u.without_password(), "postgres://app@h/db");
     }

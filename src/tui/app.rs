@@ -215,7 +215,7 @@ pub fn run_loop<B: Backend>(
     }
     // Test aid (documented, inert unless set): panic once the first screen
     // is up, so a test can check the terminal is restored on that path too.
-    let panic_after_draw = crate::cli::panic_after_draw();
+    let panic_after_draw = super::panic_after_draw();
     loop {
         terminal.draw(|f| screens::render(app, f))?;
         if panic_after_draw {

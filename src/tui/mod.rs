@@ -11,94 +11,131 @@ pub mod widgets;
 pub mod worker;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
 
-use crate::cli::{CliError, CliResult, GlobalOpts, default_locations, parse_spec};
 use crate::store::StoreSpec;
+use crate::unlock::OpenOptions;
 use crate::wizard::{Config, Outcome, Wizard};
 
 use app::{App, Msg, Sink};
+
+/// What the terminal UI is started with, resolved by the caller (the CLI):
+/// the UI parses no flags and reads no key files of its own.
+#[derive(Debug)]
+pub struct Launch {
+    pub mode: Mode,
+    /// Where journals, backups and the audit log live.
+    pub state_dir: PathBuf,
+    /// Whether `state_dir` was chosen (a flag or the environment) rather
+    /// than the platform default; the demo keeps its own otherwise.
+    pub state_dir_chosen: bool,
+    /// Key material and options for opening stores.
+    pub opts: OpenOptions,
+}
+
+/// Which path through the wizard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// A new migration; `from` and `to` preselect the stores.
+    Wizard {
+        from: Option<StoreSpec>,
+        to: Option<StoreSpec>,
+    },
+    /// History, resume, rollback, restore.
+    Recover,
+    /// The wizard on bundled demo data, into an encrypted file in a temp dir.
+    Demo,
+}
+
+/// Why the terminal UI could not run (it says nothing about the
+/// migration: that ends in the exit status [`launch`] returns).
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("preparing the demo: {0}")]
+    Demo(#[source] crate::error::StoreError),
+    #[error("cannot set up the terminal: {0}")]
+    Setup(#[source] std::io::Error),
+    #[error("terminal error: {0}")]
+    Terminal(#[source] std::io::Error),
+}
 
 /// Whether both ends are a terminal (the wizard needs one).
 pub fn on_terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
-fn need_terminal(what: &str) -> Result<(), CliError> {
-    if on_terminal() {
-        Ok(())
-    } else {
-        Err(CliError::usage(format!(
-            "`credshift {what}` needs a terminal; for scripts use `credshift migrate --from SPEC --to SPEC --yes` (see --help)"
-        )))
-    }
+/// `CREDSHIFT_PANIC_AFTER_DRAW`: active only when exactly `1`.
+pub fn panic_after_draw() -> bool {
+    std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW").is_some_and(|v| v == "1")
 }
 
-/// `credshift` on a terminal, and `credshift wizard [--from] [--to]`.
-pub fn run_wizard(g: &GlobalOpts, from: Option<&str>, to: Option<&str>) -> CliResult {
-    need_terminal("wizard")?;
-    let from = from.map(parse_spec).transpose()?;
-    let to = to.map(parse_spec).transpose()?;
-    let state_dir = g.state_dir();
-    let mut candidates = default_locations();
-    // Offered explicitly, so a missing keyring never means a silent
-    // fallback to plain text.
-    candidates.push(StoreSpec::Encrypted(state_dir.join("credentials.enc")));
-    for s in from.iter().chain(to.iter()) {
-        if !candidates.contains(s) {
-            candidates.insert(0, s.clone());
+/// Run the wizard on the terminal until it ends; the exit status says how
+/// (0 done or nothing changed, 1 failed or rolled back). The caller checks
+/// [`on_terminal`] first.
+pub fn launch(launch: Launch) -> Result<ExitCode, LaunchError> {
+    let Launch {
+        mode,
+        state_dir,
+        state_dir_chosen,
+        opts,
+    } = launch;
+    match mode {
+        Mode::Wizard { from, to } => {
+            let mut candidates = crate::locations::default_locations();
+            // Offered explicitly, so a missing keyring never means a silent
+            // fallback to plain text.
+            candidates.push(StoreSpec::Encrypted(state_dir.join("credentials.enc")));
+            for s in from.iter().chain(to.iter()) {
+                if !candidates.contains(s) {
+                    candidates.insert(0, s.clone());
+                }
+            }
+            let config = Config {
+                candidates,
+                from,
+                to,
+                passphrase_given: false,
+                state_dir,
+                recover: false,
+            };
+            run(opts, config)
+        }
+        Mode::Recover => {
+            let config = Config {
+                state_dir,
+                recover: true,
+                ..Config::default()
+            };
+            run(opts, config)
+        }
+        Mode::Demo => {
+            let demo = demo::prepare().map_err(LaunchError::Demo)?;
+            let config = Config {
+                candidates: demo.candidates(),
+                from: Some(demo.source()),
+                to: Some(demo.target()),
+                passphrase_given: false,
+                state_dir: if state_dir_chosen {
+                    state_dir
+                } else {
+                    demo.state_dir.clone()
+                },
+                recover: false,
+            };
+            let result = run(opts, config);
+            println!(
+                "Demo files are in {} (kept so you can look; delete the folder when done).",
+                demo.dir.display()
+            );
+            result
         }
     }
-    let config = Config {
-        candidates,
-        from,
-        to,
-        passphrase_given: false,
-        state_dir,
-        recover: false,
-    };
-    run(g, config)
 }
 
-/// `credshift recover`.
-pub fn run_recover(g: &GlobalOpts) -> CliResult {
-    need_terminal("recover")?;
-    let config = Config {
-        state_dir: g.state_dir(),
-        recover: true,
-        ..Config::default()
-    };
-    run(g, config)
-}
-
-/// `credshift demo`.
-pub fn run_demo(g: &GlobalOpts) -> CliResult {
-    need_terminal("demo")?;
-    let demo = demo::prepare().map_err(|e| CliError::failed(format!("preparing the demo: {e}")))?;
-    let mut g = g.clone();
-    if g.state_dir.is_none() && std::env::var_os("CREDSHIFT_STATE_DIR").is_none() {
-        g.state_dir = Some(demo.state_dir.clone());
-    }
-    let config = Config {
-        candidates: demo.candidates(),
-        from: Some(demo.source()),
-        to: Some(demo.target()),
-        passphrase_given: false,
-        state_dir: g.state_dir(),
-        recover: false,
-    };
-    let result = run(&g, config);
-    println!(
-        "Demo files are in {} (kept so you can look; delete the folder when done).",
-        demo.dir.display()
-    );
-    result
-}
-
-fn run(g: &GlobalOpts, mut config: Config) -> CliResult {
-    let opts = g.open_options()?;
+fn run(opts: OpenOptions, mut config: Config) -> Result<ExitCode, LaunchError> {
     config.passphrase_given = opts.passphrase.is_some() || opts.key_file.is_some();
     let state_dir = config.state_dir.clone();
 
@@ -109,14 +146,13 @@ fn run(g: &GlobalOpts, mut config: Config) -> CliResult {
     let (tx, rx) = mpsc::channel();
     let sink = Sink(tx.clone());
 
-    let (mut term, guard) = terminal::enter()
-        .map_err(|e| CliError::failed(format!("cannot set up the terminal: {e}")))?;
+    let (mut term, guard) = terminal::enter().map_err(LaunchError::Setup)?;
     spawn_input(tx.clone());
     spawn_signals(tx);
     let result = app::run_loop(&mut term, &mut app, &mut exec, &rx, &sink, initial, &now_ms);
     drop(term);
     drop(guard);
-    let outcome = result.map_err(|e| CliError::failed(format!("terminal error: {e}")))?;
+    let outcome = result.map_err(LaunchError::Terminal)?;
     Ok(summarize(&app, outcome))
 }
 

@@ -1,0 +1,137 @@
+//! The envelope's plaintext: the JSON list of credentials, written and
+//! read without leaving a copy of a secret behind.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use crate::error::{Result, StoreError};
+
+/// One credential in the plaintext, for writing (borrows, copies nothing).
+#[derive(Serialize)]
+struct PlainRef<'a> {
+    id: &'a CredentialId,
+    kind: Kind,
+    secret: &'a str,
+    metadata: &'a Metadata,
+}
+
+/// One credential in the plaintext, for reading: the secret goes straight
+/// into a zeroizing [`Secret`].
+#[derive(Deserialize)]
+struct PlainOwned {
+    id: CredentialId,
+    kind: Kind,
+    #[serde(deserialize_with = "secret_de")]
+    secret: Secret,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+fn secret_de<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
+}
+
+/// A `Write` sink that never leaves a copy behind: when it grows, the old
+/// buffer is zeroized before it is freed.
+struct ZeroizingBuf(Zeroizing<Vec<u8>>);
+
+impl std::io::Write for ZeroizingBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let need = self.0.len() + buf.len();
+        if need > self.0.capacity() {
+            let mut bigger = Vec::with_capacity(need.max(self.0.capacity() * 2));
+            bigger.extend_from_slice(&self.0);
+            // The old Zeroizing<Vec> wipes its whole capacity on drop.
+            self.0 = Zeroizing::new(bigger);
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The plaintext of an envelope: the JSON list of credentials.
+pub fn encode_credentials(creds: &[Credential]) -> Result<Zeroizing<Vec<u8>>> {
+    encode_credential_refs(creds.iter())
+}
+
+/// [`encode_credentials`] for credentials held elsewhere (a map): no clones.
+pub fn encode_credential_refs<'a>(
+    creds: impl Iterator<Item = &'a Credential> + Clone,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let items: Vec<PlainRef<'_>> = creds
+        .clone()
+        .map(|c| PlainRef {
+            id: &c.id,
+            kind: c.kind,
+            secret: c.secret.expose(),
+            metadata: &c.metadata,
+        })
+        .collect();
+    let approx: usize = creds.map(|c| c.secret.expose().len() * 2 + 128).sum();
+    let mut buf = ZeroizingBuf(Zeroizing::new(Vec::with_capacity(approx + 2)));
+    serde_json::to_writer(&mut buf, &items)
+        .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
+    Ok(buf.0)
+}
+
+/// One credential as [`encode_credentials`] writes it inside its list:
+/// stores that rewrite a whole file keep these per item and re-join them
+/// ([`join_fragments`]) instead of serializing every item on each rewrite.
+pub fn encode_credential_fragment(c: &Credential) -> Result<Zeroizing<Vec<u8>>> {
+    let item = PlainRef {
+        id: &c.id,
+        kind: c.kind,
+        secret: c.secret.expose(),
+        metadata: &c.metadata,
+    };
+    let mut buf = ZeroizingBuf(Zeroizing::new(Vec::with_capacity(
+        c.secret.expose().len() * 2 + 128,
+    )));
+    serde_json::to_writer(&mut buf, &item)
+        .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
+    Ok(buf.0)
+}
+
+/// The list [`encode_credentials`] would write for the credentials whose
+/// fragments these are, in this order: byte for byte the same.
+pub fn join_fragments<'a>(
+    fragments: impl Iterator<Item = &'a Zeroizing<Vec<u8>>> + Clone,
+) -> Zeroizing<Vec<u8>> {
+    let len: usize = fragments.clone().map(|f| f.len() + 1).sum();
+    let mut out = Zeroizing::new(Vec::with_capacity(len + 2));
+    out.push(b'[');
+    for (i, f) in fragments.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(f);
+    }
+    out.push(b']');
+    out
+}
+
+/// Parse an envelope's plaintext. Errors name `location` and a position,
+/// never content.
+pub fn decode_credentials(plaintext: &[u8], location: &str) -> Result<Vec<Credential>> {
+    let items: Vec<PlainOwned> = serde_json::from_slice(plaintext).map_err(|e| {
+        let mut err = StoreError::json(location, &e);
+        if let StoreError::Parse { message, .. } = &mut err {
+            *message = format!("decrypted content: {message}");
+        }
+        err
+    })?;
+    Ok(items
+        .into_iter()
+        .map(|p| Credential {
+            id: p.id,
+            kind: p.kind,
+            secret: p.secret,
+            metadata: p.metadata,
+        })
+        .collect())
+}
