@@ -13,7 +13,8 @@
 //   encrypt: stdin ["plaintext", ...]        -> stdout ["salt:iv:tag:ct", ...]
 //   hash:    stdin ["client key", ...]       -> stdout ["sha256 hex", ...]
 //   bench:   stdin {"values": [plaintext, ...], "emit": bool}
-//            -> stdout {"count", "encrypt_ms", "decrypt_ms"[, "stored"]}
+//            -> stdout {"count", "encrypt_ms", "decrypt_ms", "encrypt_cpu_ms",
+//                       "decrypt_cpu_ms"[, "stored"]}
 'use strict';
 const crypto = require('crypto');
 
@@ -74,20 +75,28 @@ if (mode === 'decrypt') {
   // IV each), then decrypt every stored value and compare.
   const master = masterKey();
   const { values, emit } = readStdin();
+  const cpuMs = (u) => (u.user + u.system) / 1e3;
   let t = process.hrtime.bigint();
+  let c = process.cpuUsage();
   const stored = [];
   for (const v of values) stored.push(encrypt(v, master));
   const encryptMs = Number(process.hrtime.bigint() - t) / 1e6;
+  const encryptCpuMs = cpuMs(process.cpuUsage(c));
   t = process.hrtime.bigint();
+  c = process.cpuUsage();
   for (let i = 0; i < stored.length; i++) {
     if (decrypt(stored[i], master) !== values[i]) throw new Error(`round trip failed at value ${i}`);
   }
   const decryptMs = Number(process.hrtime.bigint() - t) / 1e6;
+  const decryptCpuMs = cpuMs(process.cpuUsage(c));
   // emit: also return the values Node wrote (ciphertext only), so the
   // benchmark can read them back with credshift.
   const count = values.length;
-  out(emit ? { count, encrypt_ms: encryptMs, decrypt_ms: decryptMs, stored }
-           : { count, encrypt_ms: encryptMs, decrypt_ms: decryptMs });
+  const times = {
+    count, encrypt_ms: encryptMs, decrypt_ms: decryptMs,
+    encrypt_cpu_ms: encryptCpuMs, decrypt_cpu_ms: decryptCpuMs,
+  };
+  out(emit ? { ...times, stored } : times);
 } else {
   process.stderr.write('usage: prompttrain-crypto.js decrypt|encrypt|hash|bench (data on stdin)\n');
   process.exit(2);
