@@ -9,7 +9,7 @@ mod support;
 use credshift::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use credshift::error::Result;
 use credshift::store::{self, OpenOptions, Store, StoreSpec};
-use support::pg;
+use support::{id, pg};
 
 fn opts() -> OpenOptions {
     OpenOptions {
@@ -24,10 +24,6 @@ fn opts() -> OpenOptions {
 fn open(spec: &str) -> Box<dyn Store> {
     let spec: StoreSpec = spec.parse().unwrap();
     store::open(&spec, &opts()).unwrap()
-}
-
-fn id(s: &str) -> CredentialId {
-    s.parse().unwrap()
 }
 
 /// A comparable form of one `read` result (the secret included: this is a

@@ -3,43 +3,11 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use credshift::store::{self, OpenOptions, StoreSpec};
-use serde_json::Value;
+use credshift::store::StoreSpec;
+
 use support::*;
-
-/// Every credential of a store as id -> (value, metadata JSON).
-fn contents(spec: &str) -> BTreeMap<String, (String, String)> {
-    let spec: StoreSpec = spec.parse().unwrap();
-    let s = store::open(&spec, &OpenOptions::default()).unwrap();
-    let scan = match s.read_all() {
-        Ok(scan) => scan,
-        Err(credshift::error::StoreError::NotFound { .. }) => return BTreeMap::new(),
-        Err(e) => panic!("{e}"),
-    };
-    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
-    let mut out = BTreeMap::new();
-    for c in scan.credentials {
-        let meta = serde_json::to_string(&c.metadata).unwrap();
-        let dup = out.insert(c.id.to_string(), (c.secret.expose().to_string(), meta));
-        assert!(dup.is_none(), "duplicate id {}", c.id);
-    }
-    out
-}
-
-fn write_env(path: &Path, pairs: &[(&str, &str)]) {
-    let mut text = String::from("# test env file\n");
-    for (k, v) in pairs {
-        text.push_str(&format!("{k}={v}\n"));
-    }
-    std::fs::write(path, text).unwrap();
-}
-
-fn json(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
 
 const SRC: &[(&str, &str)] = &[
     ("OPENAI_API_KEY", "sk-proj-cliTestValueNumberOne0000000001"),
@@ -100,15 +68,12 @@ fn dry_run_plans_every_action_and_writes_nothing() {
         ("GITHUB_TOKEN", "ghp_a-different-value-at-the-target-xx"),
     ]);
     let dst_before = std::fs::read(&s.dst[7..]).unwrap();
-    let (out, stdout, stderr) = run(credshift(&s.state).args([
-        "migrate",
-        "--from",
+    let (out, stdout, stderr) = run(migrate_cmd(
+        &s.state,
         &s.src,
-        "--to",
         &s.dst,
-        "--dry-run",
-        "--json",
-    ]));
+        &["--dry-run", "--json"],
+    ));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let plan = json(&stdout);
     assert_eq!(plan["counts"]["total"], 5);
@@ -137,9 +102,7 @@ fn dry_run_plans_every_action_and_writes_nothing() {
 #[test]
 fn migrate_copies_verifies_and_records_history_and_audit() {
     let s = setup(&[]);
-    let (out, stdout, stderr) = run(credshift(&s.state).args([
-        "migrate", "--from", &s.src, "--to", &s.dst, "--yes", "--json",
-    ]));
+    let (out, stdout, stderr) = run(migrate_cmd(&s.state, &s.src, &s.dst, &["--yes", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.is_empty(),
@@ -195,19 +158,13 @@ fn migrate_copies_verifies_and_records_history_and_audit() {
 fn most_writes_failing_roll_back_to_exactly_the_previous_target() {
     let s = setup(&[("GITHUB_TOKEN", "ghp_old-target-value-kept-0000000")]);
     let before = std::fs::read(&s.dst[7..]).unwrap();
-    let (out, stdout, stderr) = run(credshift(&s.state)
-        .env("CREDSHIFT_FAULTS", "write:env/S*,write:env/O*,write:env/A*")
-        .args([
-            "migrate",
-            "--from",
-            &s.src,
-            "--to",
-            &s.dst,
-            "--yes",
-            "--json",
-            "--on-conflict",
-            "overwrite",
-        ]));
+    let (out, stdout, stderr) = run(migrate_cmd(
+        &s.state,
+        &s.src,
+        &s.dst,
+        &["--yes", "--json", "--on-conflict", "overwrite"],
+    )
+    .env("CREDSHIFT_FAULTS", "write:env/S*,write:env/O*,write:env/A*"));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let r = json(&stdout);
     assert_eq!(r["rolled_back"], true, "{r}");
@@ -219,11 +176,8 @@ fn most_writes_failing_roll_back_to_exactly_the_previous_target() {
 #[test]
 fn a_few_failing_writes_keep_the_rest_and_list_the_failures() {
     let s = setup(&[]);
-    let (out, stdout, stderr) = run(credshift(&s.state)
-        .env("CREDSHIFT_FAULTS", "write:env/GITHUB_TOKEN")
-        .args([
-            "migrate", "--from", &s.src, "--to", &s.dst, "--yes", "--json",
-        ]));
+    let (out, stdout, stderr) = run(migrate_cmd(&s.state, &s.src, &s.dst, &["--yes", "--json"])
+        .env("CREDSHIFT_FAULTS", "write:env/GITHUB_TOKEN"));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let r = json(&stdout);
     assert_eq!(r["rolled_back"], false);
@@ -250,17 +204,12 @@ fn rollback_restores_overwritten_values_and_is_idempotent() {
     ];
     let s = setup(&target);
     let before = contents(&s.dst);
-    let (out, stdout, stderr) = run(credshift(&s.state).args([
-        "migrate",
-        "--from",
+    let (out, stdout, stderr) = run(migrate_cmd(
+        &s.state,
         &s.src,
-        "--to",
         &s.dst,
-        "--yes",
-        "--json",
-        "--on-conflict",
-        "overwrite",
-    ]));
+        &["--yes", "--json", "--on-conflict", "overwrite"],
+    ));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let r = json(&stdout);
     assert_eq!(r["copied"], 5);
@@ -283,18 +232,13 @@ fn rollback_restores_overwritten_values_and_is_idempotent() {
 #[test]
 fn delete_source_removes_verified_items_and_reports_failed_deletes() {
     let s = setup(&[]);
-    let (out, stdout, stderr) = run(credshift(&s.state)
-        .env("CREDSHIFT_FAULTS", "delete:env/SLACK_BOT_TOKEN")
-        .args([
-            "migrate",
-            "--from",
-            &s.src,
-            "--to",
-            &s.dst,
-            "--yes",
-            "--json",
-            "--delete-source",
-        ]));
+    let (out, stdout, stderr) = run(migrate_cmd(
+        &s.state,
+        &s.src,
+        &s.dst,
+        &["--yes", "--json", "--delete-source"],
+    )
+    .env("CREDSHIFT_FAULTS", "delete:env/SLACK_BOT_TOKEN"));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let r = json(&stdout);
     assert_eq!(r["copied"], 5);
@@ -324,8 +268,7 @@ fn a_held_lock_is_refused_naming_the_holder() {
     let s = setup(&[]);
     let spec: StoreSpec = s.dst.parse().unwrap();
     let _held = credshift::engine::lock::acquire(&s.state, &spec, "holder-migration").unwrap();
-    let (out, _, stderr) =
-        run(credshift(&s.state).args(["migrate", "--from", &s.src, "--to", &s.dst, "--yes"]));
+    let (out, _, stderr) = run(migrate_cmd(&s.state, &s.src, &s.dst, &["--yes"]));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("holder-migration"), "{stderr}");
     assert!(
@@ -396,8 +339,7 @@ fn prompttrain_fixture_migrates_with_metadata_into_dotenv() {
     let src = format!("prompttrain:{}", src.display());
     let dst = format!("dotenv:{}", dir.path().join("out.env").display());
     let state = dir.path().join("state");
-    let (out, stdout, stderr) =
-        run(credshift(&state).args(["migrate", "--from", &src, "--to", &dst, "--yes", "--json"]));
+    let (out, stdout, stderr) = run(migrate_cmd(&state, &src, &dst, &["--yes", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let r = json(&stdout);
     let source = contents(&src);
@@ -428,16 +370,12 @@ fn delete_source_empties_a_prompttrain_source_including_train_client_keys() {
         keys >= 2,
         "the fixture has a train with several client keys"
     );
-    let (out, stdout, stderr) = run(credshift(&state).args([
-        "migrate",
-        "--from",
+    let (out, stdout, stderr) = run(migrate_cmd(
+        &state,
         &src,
-        "--to",
         &dst,
-        "--yes",
-        "--json",
-        "--delete-source",
-    ]));
+        &["--yes", "--json", "--delete-source"],
+    ));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let r = json(&stdout);
     assert_eq!(
@@ -465,8 +403,7 @@ fn sigterm_during_a_migration_rolls_back() {
     std::fs::write(&dst_path, "KEEP=me-as-i-am\n").unwrap();
     let dst = format!("dotenv:{}", dst_path.display());
     let state = dir.path().join("state");
-    let child = credshift(&state)
-        .args(["migrate", "--from", &src, "--to", &dst, "--yes", "--json"])
+    let child = migrate_cmd(&state, &src, &dst, &["--yes", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -504,17 +441,13 @@ fn a_passphrase_in_use_protects_the_backup_and_is_needed_to_roll_back() {
     let s = setup(&[("GITHUB_TOKEN", "ghp_old-target-value-kept-0000000")]);
     let before = contents(&s.dst);
     let pass = "correct horse battery staple";
-    let (out, stdout, stderr) = run(credshift(&s.state).env("CREDSHIFT_PASSPHRASE", pass).args([
-        "migrate",
-        "--from",
+    let (out, stdout, stderr) = run(migrate_cmd(
+        &s.state,
         &s.src,
-        "--to",
         &s.dst,
-        "--yes",
-        "--json",
-        "--on-conflict",
-        "overwrite",
-    ]));
+        &["--yes", "--json", "--on-conflict", "overwrite"],
+    )
+    .env("CREDSHIFT_PASSPHRASE", pass));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let r = json(&stdout);
     let backup = Path::new(r["backup"].as_str().unwrap()).to_path_buf();
@@ -542,10 +475,9 @@ fn every_write_failing_into_a_target_that_does_not_exist_yet_rolls_back_complete
     let s = setup(&[]);
     let target = s.dir.path().join("new.enc");
     let dst = format!("encrypted:{}", target.display());
-    let (out, stdout, stderr) = run(credshift(&s.state)
+    let (out, stdout, stderr) = run(migrate_cmd(&s.state, &s.src, &dst, &["--yes", "--json"])
         .env("CREDSHIFT_FAULTS", "write:*")
-        .env("CREDSHIFT_PASSPHRASE", "a test passphrase, not a secret")
-        .args(["migrate", "--from", &s.src, "--to", &dst, "--yes", "--json"]));
+        .env("CREDSHIFT_PASSPHRASE", "a test passphrase, not a secret"));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let r = json(&stdout);
     assert_eq!(r["rolled_back"], true, "{r}");
@@ -569,9 +501,7 @@ fn plan_warnings_reach_stderr_and_the_json_report_with_yes() {
     let s = setup(&[("UNRELATED", "keep-me-0000000000")]);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&s.dst[7..], std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (out, stdout, stderr) = run(credshift(&s.state).args([
-        "migrate", "--from", &s.src, "--to", &s.dst, "--yes", "--json",
-    ]));
+    let (out, stdout, stderr) = run(migrate_cmd(&s.state, &s.src, &s.dst, &["--yes", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("warning:") && stderr.contains("readable by others"),
@@ -591,9 +521,7 @@ fn plan_warnings_reach_stderr_and_the_json_report_with_yes() {
 fn test_aids_act_only_on_exact_values_and_say_so() {
     let s = setup(&[]);
     let migrate = |env: (&str, &str)| {
-        run(credshift(&s.state).env(env.0, env.1).args([
-            "migrate", "--from", &s.src, "--to", &s.dst, "--yes", "--json",
-        ]))
+        run(migrate_cmd(&s.state, &s.src, &s.dst, &["--yes", "--json"]).env(env.0, env.1))
     };
     // A malformed fault list is refused before anything runs.
     for bad in ["bogus", "write", "write:", "Write:env/*", "write:env/*,"] {
@@ -611,10 +539,9 @@ fn test_aids_act_only_on_exact_values_and_say_so() {
     );
     // Active aids warn on stderr.
     let s = setup(&[]);
-    let (out, _, stderr) = run(credshift(&s.state)
+    let (out, _, stderr) = run(migrate_cmd(&s.state, &s.src, &s.dst, &["--yes"])
         .env("CREDSHIFT_FAULTS", "write:env/NOTHING_MATCHES")
-        .env("CREDSHIFT_CRASH_AT", "999")
-        .args(["migrate", "--from", &s.src, "--to", &s.dst, "--yes"]));
+        .env("CREDSHIFT_CRASH_AT", "999"));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("warning: CREDSHIFT_FAULTS=write:env/NOTHING_MATCHES"),

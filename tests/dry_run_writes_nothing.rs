@@ -189,14 +189,7 @@ fn a_dry_run_writes_nothing_for_any_store_kind_on_either_side() {
     let env = copy_fixture("dotenv/.env", &d);
     let mf = copy_fixture("modelforge/config.json", &d);
     let pt = copy_fixture("prompttrain/credentials", &d);
-    let lv_sqlite = d.join("fragments.sqlite");
-    {
-        let conn = rusqlite::Connection::open(&lv_sqlite).unwrap();
-        for f in ["fragments/schema.sql", "fragments/data.sql"] {
-            conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
-                .unwrap();
-        }
-    }
+    let lv_sqlite = fragments_db(&d.join("fragments.sqlite"));
     pg::run_sql_file(&pt_db.url(), &fixture("prompttrain-db/schema.sql"));
     pg::run_sql_file(&pt_db.url(), &fixture("prompttrain-db/data.sql"));
     pg::execute(&lv_db.url(), LARAVEL_PG_SCHEMA);

@@ -10,101 +10,21 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
+
+use support::tmux::Tmux;
 
 const PASSPHRASE: &str = "e2e demo passphrase, not a secret";
 
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(name: &str, env: &[(&str, &str)], command: &str) -> Option<Tmux> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            support::skip_without("tmux", "not installed");
-            return None;
-        }
-        let socket = format!("credshift-e2e-{name}-{}", std::process::id());
-        let mut c = Command::new("tmux");
-        c.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
-            .args(["-x", "100", "-y", "30"]);
-        for (k, v) in env {
-            c.arg("-e").arg(format!("{k}={v}"));
-        }
-        c.arg(command);
-        let out = c.output().expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(Tmux { socket })
-    }
-
-    fn capture(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "0"])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Send keys by tmux name (`Enter`, `Down`, `y`).
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let ok = Command::new("tmux")
-                .args(["-L", &self.socket, "send-keys", "-t", "0", k])
-                .status()
-                .expect("tmux send-keys")
-                .success();
-            assert!(ok, "send-keys {k}");
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-
-    /// Type text literally.
-    fn type_text(&self, text: &str) {
-        let ok = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "0", "-l", text])
-            .status()
-            .expect("tmux send-keys")
-            .success();
-        assert!(ok);
-        std::thread::sleep(Duration::from_millis(150));
-    }
-
-    /// Wait until the screen shows `text`; every screen seen is checked for
-    /// secrets on the way.
-    fn wait_for(&self, text: &str, forbidden: &[String]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let screen = self.capture();
-            for s in forbidden {
-                assert!(
-                    !screen.contains(s.as_str()),
-                    "a secret is on screen:\n{screen}"
-                );
-            }
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {text:?}; the screen shows:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-    }
-}
+/// The demo's screens up to writing, answered with the defaults: the
+/// preselected target, consent, every item, and "Enter writes".
+const TO_WRITING: &[(&str, &str)] = &[
+    ("Choose the TARGET", "Enter"),
+    ("credshift will copy", "y"),
+    ("selected", "Enter"),
+    ("Enter writes", "Enter"),
+];
 
 fn demo_expected() -> BTreeMap<String, String> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/expected-prompttrain.json");
@@ -124,14 +44,20 @@ fn demo_dir(tmp: &Path) -> PathBuf {
     dirs.into_iter().next().unwrap()
 }
 
+/// `credshift inventory --json` of an encrypted store, unlocked with the
+/// demo passphrase.
+fn inventory(state: &Path, spec: &str) -> (Output, String, String) {
+    support::run(
+        support::credshift(state)
+            .env("CREDSHIFT_PASSPHRASE", PASSPHRASE)
+            .args(["inventory", "--from", spec, "--json"]),
+    )
+}
+
 /// Every demo credential is in the target, read back through the CLI.
 fn assert_target_holds_everything(state: &Path, target: &Path) {
     let spec = format!("encrypted:{}", target.display());
-    let (out, stdout, stderr) = support::run(
-        support::credshift(state)
-            .env("CREDSHIFT_PASSPHRASE", PASSPHRASE)
-            .args(["inventory", "--from", &spec, "--json"]),
-    );
+    let (out, stdout, stderr) = inventory(state, &spec);
     assert!(out.status.success(), "inventory: {stderr}");
     let inv: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let ids: Vec<&str> = inv["items"]
@@ -204,21 +130,22 @@ fn a_person_migrates_the_demo_with_the_passphrase_from_the_environment() {
     };
     let secrets: Vec<String> = demo_expected().into_values().collect();
     // Source and target come preselected: Enter accepts the target.
-    t.wait_for("Choose the TARGET", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("credshift will copy", &secrets);
-    t.keys(&["y"]);
+    t.walk(
+        &[("Choose the TARGET", "Enter"), ("credshift will copy", "y")],
+        &secrets,
+    );
     let inv = t.wait_for("selected", &secrets);
     assert!(inv.contains("account:acc_demo_api/api_key"), "{inv}");
     t.keys(&["Enter"]);
-    t.wait_for("Enter writes", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("all match the source", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("verified items in the source", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("Migration complete", &secrets);
-    t.keys(&["Enter"]);
+    t.walk(
+        &[
+            ("Enter writes", "Enter"),
+            ("all match the source", "Enter"),
+            ("verified items in the source", "Enter"),
+            ("Migration complete", "Enter"),
+        ],
+        &secrets,
+    );
     let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
     assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
     assert!(end.contains("Migration complete"), "{end}");
@@ -229,12 +156,10 @@ fn a_person_migrates_the_demo_with_the_passphrase_from_the_environment() {
     let h = t.wait_for("Recovery: history", &secrets);
     assert!(h.contains("completed"), "{h}");
     t.keys(&["Enter"]);
-    t.wait_for("Journal", &secrets);
-    t.keys(&["v"]);
-    t.wait_for("Verify?", &secrets);
-    t.keys(&["y"]);
-    t.wait_for("Done:", &secrets);
-    t.keys(&["q"]);
+    t.walk(
+        &[("Journal", "v"), ("Verify?", "y"), ("Done:", "q")],
+        &secrets,
+    );
     let end = t.wait_for("RECOVER-EXIT:", &secrets);
     assert!(end.contains("RECOVER-EXIT:0"), "{end}");
     // Both wizards gave the terminal back: canonical mode after each
@@ -263,14 +188,7 @@ fn a_person_types_the_passphrase_into_the_wizard() {
         return;
     };
     let secrets: Vec<String> = demo_expected().into_values().collect();
-    t.wait_for("Choose the TARGET", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("credshift will copy", &secrets);
-    t.keys(&["y"]);
-    t.wait_for("selected", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("Enter writes", &secrets);
-    t.keys(&["Enter"]);
+    t.walk(TO_WRITING, &secrets);
     t.wait_for("Choose a passphrase", &secrets);
     // A mismatch is an inline error and starts nothing.
     t.type_text(PASSPHRASE);
@@ -283,18 +201,20 @@ fn a_person_types_the_passphrase_into_the_wizard() {
     t.keys(&["Enter"]);
     t.type_text(PASSPHRASE);
     t.keys(&["Enter"]);
-    t.wait_for("all match the source", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("verified items in the source", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("Migration complete", &secrets);
-    t.keys(&["q"]);
+    t.walk(
+        &[
+            ("all match the source", "Enter"),
+            ("verified items in the source", "Enter"),
+            ("Migration complete", "q"),
+        ],
+        &secrets,
+    );
     let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
     assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
-    t.wait_for("PRESS-ENTER", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("Recovery: history", &secrets);
-    t.keys(&["q"]);
+    t.walk(
+        &[("PRESS-ENTER", "Enter"), ("Recovery: history", "q")],
+        &secrets,
+    );
     t.wait_for("RECOVER-EXIT:0", &secrets);
 
     let dir = demo_dir(&tmp.path().join("tmp"));
@@ -307,10 +227,10 @@ fn deferring_consent_changes_nothing() {
         return;
     };
     let secrets: Vec<String> = demo_expected().into_values().collect();
-    t.wait_for("Choose the TARGET", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("credshift will copy", &secrets);
-    t.keys(&["d"]);
+    t.walk(
+        &[("Choose the TARGET", "Enter"), ("credshift will copy", "d")],
+        &secrets,
+    );
     let end = t.wait_for("CREDSHIFT-EXIT:", &secrets);
     assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
     assert!(end.contains("nothing was changed"), "{end}");
@@ -339,14 +259,7 @@ fn more_than_half_failing_rolls_back_on_its_own() {
         return;
     };
     let secrets: Vec<String> = demo_expected().into_values().collect();
-    t.wait_for("Choose the TARGET", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("credshift will copy", &secrets);
-    t.keys(&["y"]);
-    t.wait_for("selected", &secrets);
-    t.keys(&["Enter"]);
-    t.wait_for("Enter writes", &secrets);
-    t.keys(&["Enter"]);
+    t.walk(TO_WRITING, &secrets);
     let done = t.wait_for("Migration rolled back", &secrets);
     assert!(
         done.contains("Rolled back (the target is as it was before)"),
@@ -370,11 +283,7 @@ fn more_than_half_failing_rolls_back_on_its_own() {
     let target = dir.join("target.credshift");
     if target.exists() {
         let spec = format!("encrypted:{}", target.display());
-        let (out, stdout, stderr) = support::run(
-            support::credshift(&tmp.path().join("state"))
-                .env("CREDSHIFT_PASSPHRASE", PASSPHRASE)
-                .args(["inventory", "--from", &spec, "--json"]),
-        );
+        let (out, stdout, stderr) = inventory(&tmp.path().join("state"), &spec);
         assert!(out.status.success(), "{stderr}");
         let inv: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(inv["items"].as_array().unwrap().len(), 0, "{stdout}");

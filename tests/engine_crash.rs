@@ -6,28 +6,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use credshift::store::{self, OpenOptions, StoreSpec};
 use serde_json::Value;
 use support::*;
-
-type Contents = BTreeMap<String, (String, String)>;
-
-fn contents(spec: &str) -> Contents {
-    let spec: StoreSpec = spec.parse().unwrap();
-    let s = store::open(&spec, &OpenOptions::default()).unwrap();
-    let scan = s.read_all().unwrap();
-    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
-    let mut out = BTreeMap::new();
-    for c in scan.credentials {
-        let meta = serde_json::to_string(&c.metadata).unwrap();
-        let dup = out.insert(c.id.to_string(), (c.secret.expose().to_string(), meta));
-        assert!(dup.is_none(), "duplicate id {}", c.id);
-    }
-    out
-}
 
 const SRC: &str = "# source\n\
 OPENAI_API_KEY=sk-proj-crashTestOne00000000000000001\n\
@@ -65,18 +47,18 @@ fn case() -> Case {
 }
 
 fn migrate(c: &Case, crash_at: Option<usize>) -> std::process::Output {
-    let mut cmd = credshift(&c.state);
-    cmd.args([
-        "migrate",
-        "--from",
+    migrate_with(c, crash_at, &[])
+}
+
+/// `migrate --on-conflict overwrite` and `extra`, crashing at record K.
+fn migrate_with(c: &Case, crash_at: Option<usize>, extra: &[&str]) -> std::process::Output {
+    let mut cmd = migrate_cmd(
+        &c.state,
         &c.src,
-        "--to",
         &c.dst,
-        "--yes",
-        "--json",
-        "--on-conflict",
-        "overwrite",
-    ]);
+        &["--yes", "--json", "--on-conflict", "overwrite"],
+    );
+    cmd.args(extra);
     if let Some(k) = crash_at {
         cmd.env("CREDSHIFT_CRASH_AT", k.to_string());
     }
@@ -161,25 +143,8 @@ fn every_crash_point_can_be_rolled_back_or_resumed() {
 
 #[test]
 fn a_crash_anywhere_in_a_migration_with_cleanup_is_resumed_or_rolled_back() {
-    let migrate_delete = |c: &Case, crash_at: Option<usize>| {
-        let mut cmd = credshift(&c.state);
-        cmd.args([
-            "migrate",
-            "--from",
-            &c.src,
-            "--to",
-            &c.dst,
-            "--yes",
-            "--json",
-            "--on-conflict",
-            "overwrite",
-            "--delete-source",
-        ]);
-        if let Some(k) = crash_at {
-            cmd.env("CREDSHIFT_CRASH_AT", k.to_string());
-        }
-        run(&mut cmd).0
-    };
+    let migrate_delete =
+        |c: &Case, crash_at: Option<usize>| migrate_with(c, crash_at, &["--delete-source"]);
     let clean = case();
     let out = migrate_delete(&clean, None);
     assert_eq!(out.status.code(), Some(0));

@@ -213,14 +213,11 @@ fn dotenv_update_changes_only_its_line() {
 
 #[test]
 fn dotenv_bad_line_among_good_ones_is_reported_by_line_without_content() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join(".env");
-    std::fs::write(
-        &file,
+    let (_tmp, file, s) = store_on_file(
+        ".env",
         "GOOD_ONE=first\nthis line has sk-live-LEAKME-1234 and no equals\nBROKEN=\"sk-live-LEAKME-5678\nGOOD_TWO=second\n",
-    )
-    .unwrap();
-    let s = open(StoreSpec::Dotenv(file.clone()));
+        StoreSpec::Dotenv,
+    );
     let scan = s.read_all().unwrap();
     let ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
     assert_eq!(ids, ["env/GOOD_ONE", "env/GOOD_TWO"]);
@@ -239,14 +236,11 @@ fn dotenv_bad_line_among_good_ones_is_reported_by_line_without_content() {
 
 #[test]
 fn dotenv_bom_and_crlf_are_accepted_and_kept() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join(".env");
-    std::fs::write(
-        &file,
+    let (_tmp, file, s) = store_on_file(
+        ".env",
         b"\xEF\xBB\xBF# c\r\nexport A='one'\r\nB=\"two\" # x\r\n",
-    )
-    .unwrap();
-    let s = open(StoreSpec::Dotenv(file.clone()));
+        StoreSpec::Dotenv,
+    );
     assert_eq!(value_of(&*s, "env/A").unwrap(), "one");
     assert_eq!(value_of(&*s, "env/B").unwrap(), "two");
     s.write(&cred("env/B", Kind::Other, "2")).unwrap();
@@ -259,10 +253,7 @@ fn dotenv_bom_and_crlf_are_accepted_and_kept() {
 
 #[test]
 fn dotenv_duplicate_key_last_wins_and_delete_removes_only_that_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join(".env");
-    std::fs::write(&file, "K=first\nOTHER=x\nK=second\n").unwrap();
-    let s = open(StoreSpec::Dotenv(file.clone()));
+    let (_tmp, file, s) = store_on_file(".env", "K=first\nOTHER=x\nK=second\n", StoreSpec::Dotenv);
     assert_eq!(ids_of(&*s), ["env/K", "env/OTHER"]);
     assert_eq!(value_of(&*s, "env/K").unwrap(), "second");
     s.write(&cred("env/K", Kind::Other, "third")).unwrap();
@@ -284,10 +275,8 @@ fn dotenv_duplicate_key_last_wins_and_delete_removes_only_that_line() {
 
 #[test]
 fn dotenv_empty_value_is_returned() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join(".env");
-    std::fs::write(&file, "EMPTY_KEY=\nQUOTED_EMPTY=\"\"\n").unwrap();
-    let s = open(StoreSpec::Dotenv(file));
+    let (_tmp, _file, s) =
+        store_on_file(".env", "EMPTY_KEY=\nQUOTED_EMPTY=\"\"\n", StoreSpec::Dotenv);
     let scan = s.read_all().unwrap();
     assert_eq!(scan.credentials.len(), 2);
     assert!(scan.credentials.iter().all(|c| c.secret.is_empty()));
@@ -371,14 +360,11 @@ fn modelforge_update_keeps_every_other_part() {
 
 #[test]
 fn modelforge_malformed_file_is_named_by_line_without_content() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("config.json");
-    std::fs::write(
-        &file,
+    let (_tmp, file, s) = store_on_file(
+        "config.json",
         "{\n  \"providers\": {\n    \"openai\": {\"auth_data\": {\"api_key\": \"sk-LEAKME-9999\" \"x\"}}\n  }\n}\n",
-    )
-    .unwrap();
-    let s = open(StoreSpec::ModelForge(file.clone()));
+        StoreSpec::ModelForge,
+    );
     let e = s.read_all().unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with(&format!("{}:3:", file.display())), "{msg}");
@@ -388,14 +374,11 @@ fn modelforge_malformed_file_is_named_by_line_without_content() {
 
 #[test]
 fn modelforge_bad_provider_among_good_ones() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("config.json");
-    std::fs::write(
-        &file,
+    let (_tmp, _file, s) = store_on_file(
+        "config.json",
         "\u{feff}{\r\n \"providers\": {\r\n  \"bad\": {\"auth_data\": [\"sk-LEAKME\"]},\r\n  \"good\": {\"auth_data\": {\"api_key\": \"\", \"access_token\": \"ok-token\", \"unknown_field\": \"treated-as-secret\", \"n\": 1, \"nested\": {\"pat\": \"ghp_LEAKME\"}}}\r\n }\r\n}",
-    )
-    .unwrap();
-    let s = open(StoreSpec::ModelForge(file.clone()));
+        StoreSpec::ModelForge,
+    );
     let scan = s.read_all().unwrap();
     let mut ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
     ids.sort();

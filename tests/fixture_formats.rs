@@ -32,6 +32,20 @@ fn dotenv_ids(id: &str) -> bool {
 }
 
 /// Run inventory and get against `spec`; check every expected secret.
+/// Copy the fixture `rel` and check it as a `scheme:` store through the
+/// binary ([`check_format`]), with the fixture secrets `pick` selects.
+fn check_fixture(scheme: &str, rel: &str, pick: fn(&str) -> bool, extra_ids: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = copy_fixture(rel, tmp.path());
+    let spec = format!("{scheme}:{}", path.display());
+    check_format(
+        &spec,
+        &tmp.path().join("state"),
+        &expected_where(pick),
+        extra_ids,
+    );
+}
+
 fn check_format(spec: &str, state: &Path, want: &BTreeMap<String, String>, extra_ids: &[&str]) {
     let (out, stdout, stderr) = run(credshift(state).args(["inventory", "--from", spec, "--json"]));
     assert!(out.status.success(), "inventory failed: {stderr}");
@@ -72,42 +86,23 @@ fn check_format(spec: &str, state: &Path, want: &BTreeMap<String, String>, extra
 
 #[test]
 fn prompttrain_fixture_round_trips_through_the_binary() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = copy_fixture("prompttrain/credentials", tmp.path());
-    let spec = format!("prompttrain:{}", dir.display());
-    check_format(
-        &spec,
-        &tmp.path().join("state"),
-        &expected_where(prompttrain_ids),
+    check_fixture(
+        "prompttrain",
+        "prompttrain/credentials",
+        prompttrain_ids,
         &[],
     );
 }
 
 #[test]
 fn modelforge_fixture_round_trips_through_the_binary() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = copy_fixture("modelforge/config.json", tmp.path());
-    let spec = format!("modelforge:{}", file.display());
-    check_format(
-        &spec,
-        &tmp.path().join("state"),
-        &expected_where(modelforge_ids),
-        &[],
-    );
+    check_fixture("modelforge", "modelforge/config.json", modelforge_ids, &[]);
 }
 
 #[test]
 fn dotenv_fixture_round_trips_through_the_binary() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = copy_fixture("dotenv/.env", tmp.path());
-    let spec = format!("dotenv:{}", file.display());
     // APP_NAME is a plain value, listed like any other.
-    check_format(
-        &spec,
-        &tmp.path().join("state"),
-        &expected_where(dotenv_ids),
-        &["env/APP_NAME"],
-    );
+    check_fixture("dotenv", "dotenv/.env", dotenv_ids, &["env/APP_NAME"]);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use credshift::credential::{Credential, CredentialId, Kind, Metadata};
+use credshift::credential::{Credential, Kind, Metadata};
 use credshift::store::{self, OpenOptions, Store, StoreSpec};
 use support::keyring_service::{self, KeyringService};
 use support::*;
@@ -35,10 +35,6 @@ fn meta(v: serde_json::Value) -> Metadata {
         serde_json::Value::Object(m) => m,
         _ => panic!("metadata must be an object"),
     }
-}
-
-fn id(s: &str) -> CredentialId {
-    s.parse().unwrap()
 }
 
 /// `secret-tool` on the keyring's bus (another client of the same store).
@@ -657,9 +653,8 @@ fn cli_migrate_moves_the_dotenv_fixture_into_the_keyring() {
     let to = format!("keyring:{svc}");
     let from = format!("dotenv:{}", env_file.display());
     let (code, out, err) = run_bounded(
-        credshift(state.path())
-            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
-            .args(["migrate", "--from", &from, "--to", &to, "--yes", "--json"]),
+        migrate_cmd(state.path(), &from, &to, &["--yes", "--json"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address),
         Duration::from_secs(120),
     );
     assert_eq!(code, Some(0), "{out}{err}");
@@ -687,17 +682,8 @@ fn cli_migrate_moves_the_dotenv_fixture_into_the_keyring() {
     }
 
     let (code, plan, err) = run_bounded(
-        credshift(state.path())
-            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
-            .args([
-                "migrate",
-                "--from",
-                &from,
-                "--to",
-                &to,
-                "--dry-run",
-                "--json",
-            ]),
+        migrate_cmd(state.path(), &from, &to, &["--dry-run", "--json"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address),
         Duration::from_secs(60),
     );
     assert_eq!(code, Some(0), "{err}");

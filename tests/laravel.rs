@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use credshift::credential::{Credential, CredentialId, Kind, Secret};
+use credshift::credential::{Credential, Kind, Secret};
 use credshift::crypto::laravel::{self as crypt, AppKey};
 use credshift::store::{self, OpenOptions, Store, StoreSpec};
 use support::*;
@@ -22,21 +22,12 @@ const FIXTURE_IDS: [&str; 4] = [
 ];
 
 fn app_key_text() -> String {
-    std::fs::read_to_string(fixture("fragments/APP_KEY"))
-        .unwrap()
-        .trim()
-        .to_string()
+    fragments_app_key()
 }
 
 /// A SQLite database built from the fixture's schema.sql + data.sql.
 fn fixture_db(dir: &Path) -> PathBuf {
-    let path = dir.join("fragments.sqlite");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    for f in ["fragments/schema.sql", "fragments/data.sql"] {
-        conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
-            .unwrap();
-    }
-    path
+    fragments_db(&dir.join("fragments.sqlite"))
 }
 
 fn open_with(path: &Path, key: Option<&str>) -> credshift::error::Result<Box<dyn Store>> {
@@ -49,29 +40,6 @@ fn open_with(path: &Path, key: Option<&str>) -> credshift::error::Result<Box<dyn
 
 fn open(path: &Path) -> Box<dyn Store> {
     open_with(path, Some(&app_key_text())).unwrap()
-}
-
-fn id(s: &str) -> CredentialId {
-    s.parse().unwrap()
-}
-
-fn secret_of(store: &dyn Store, s: &str) -> Option<String> {
-    store
-        .read(&id(s))
-        .unwrap()
-        .map(|c| c.secret.expose().to_string())
-}
-
-fn ids(store: &dyn Store) -> Vec<String> {
-    let mut v: Vec<String> = store
-        .list()
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| e.id.to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 /// The app's table in this database: `ai_credentials` when it exists

@@ -20,13 +20,7 @@ const FIXTURE_IDS: [&str; 4] = [
 ];
 
 fn fixture_db(dir: &Path) -> PathBuf {
-    let path = dir.join("source.sqlite");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    for f in ["fragments/schema.sql", "fragments/data.sql"] {
-        conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
-            .unwrap();
-    }
-    path
+    fragments_db(&dir.join("source.sqlite"))
 }
 
 fn opts() -> OpenOptions {

@@ -5,7 +5,7 @@
 
 mod support;
 
-use credshift::credential::{Credential, CredentialId, Kind, Secret};
+use credshift::credential::{Credential, Kind, Secret};
 use credshift::store::{self, OpenOptions, Store, StoreSpec};
 use support::*;
 
@@ -60,10 +60,7 @@ fn pg_data(active_type: &str) -> String {
 }
 
 fn app_key() -> String {
-    std::fs::read_to_string(fixture("fragments/APP_KEY"))
-        .unwrap()
-        .trim()
-        .to_string()
+    fragments_app_key()
 }
 
 fn open(url: &str) -> Box<dyn Store> {
@@ -73,29 +70,6 @@ fn open(url: &str) -> Box<dyn Store> {
         ..OpenOptions::default()
     };
     store::open(&spec, &opts).unwrap()
-}
-
-fn id(s: &str) -> CredentialId {
-    s.parse().unwrap()
-}
-
-fn secret_of(store: &dyn Store, s: &str) -> Option<String> {
-    store
-        .read(&id(s))
-        .unwrap()
-        .map(|c| c.secret.expose().to_string())
-}
-
-fn ids(store: &dyn Store) -> Vec<String> {
-    let mut v: Vec<String> = store
-        .list()
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| e.id.to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 /// (provider, is_active as 0/1) of every row.

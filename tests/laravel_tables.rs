@@ -21,10 +21,7 @@ const FIXTURE_IDS: [&str; 4] = [
 ];
 
 fn app_key_text() -> String {
-    std::fs::read_to_string(fixture("fragments/APP_KEY"))
-        .unwrap()
-        .trim()
-        .to_string()
+    fragments_app_key()
 }
 
 fn opts() -> OpenOptions {
@@ -55,18 +52,6 @@ fn sqlite_db(dir: &Path, name: &str, tables: &[&str]) -> PathBuf {
         conn.execute_batch(&fixture_sql(t)).unwrap();
     }
     path
-}
-
-fn ids(store: &dyn Store) -> Vec<String> {
-    let mut v: Vec<String> = store
-        .list()
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| e.id.to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 fn seal(json: &str) -> String {

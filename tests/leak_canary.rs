@@ -79,6 +79,23 @@ fn env_source_leaves_out_credshifts_unlock_variables() {
     assert!(dotenv_values(&one).contains(unlock[1].1));
 }
 
+/// The clear columns of a credshift PostgreSQL table (id, kind, metadata),
+/// one line a row: where no secret may be.
+fn clear_columns(client: &mut postgres::Client) -> String {
+    let mut clear = String::new();
+    for r in client
+        .query(
+            "SELECT id, kind, metadata::text FROM credshift_credentials",
+            &[],
+        )
+        .unwrap()
+    {
+        let (a, b, c): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        clear.push_str(&format!("{a} {b} {c}\n"));
+    }
+    clear
+}
+
 fn write_env(path: &Path, pairs: &[(&str, &str)]) {
     let mut text = String::new();
     for (k, v) in pairs {
@@ -685,17 +702,7 @@ fn canary_no_planted_secret_reaches_any_output_or_file() {
         .collect();
     haystacks.push(("backup".into(), std::fs::read(&backup).unwrap()));
     let mut client = pg::connect(&server.url_for(&db.name));
-    let mut clear = String::new();
-    for r in client
-        .query(
-            "SELECT id, kind, metadata::text FROM credshift_credentials",
-            &[],
-        )
-        .unwrap()
-    {
-        let (a, b, c): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-        clear.push_str(&format!("{a} {b} {c}\n"));
-    }
+    let mut clear = clear_columns(&mut client);
     for r in client
         .query("SELECT format, kdf FROM credshift_meta", &[])
         .unwrap()
@@ -768,12 +775,8 @@ fn canary_secret_metadata_never_reaches_any_output_or_file() {
         serde_json::to_vec_pretty(&account).unwrap(),
     )
     .unwrap();
-    let laravel_db = dir.path().join("fragments.sqlite");
+    let laravel_db = fragments_db(&dir.path().join("fragments.sqlite"));
     let conn = rusqlite::Connection::open(&laravel_db).unwrap();
-    for f in ["fragments/schema.sql", "fragments/data.sql"] {
-        conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
-            .unwrap();
-    }
     let n = conn
         .execute(
             "UPDATE a_i_credentials SET metadata = ?1 WHERE provider = 'openai'",
@@ -843,17 +846,7 @@ fn canary_secret_metadata_never_reaches_any_output_or_file() {
     }
     for db in &targets {
         let mut client = pg::connect(&server.url_for(&db.name));
-        let mut clear = String::new();
-        for r in client
-            .query(
-                "SELECT id, kind, metadata::text FROM credshift_credentials",
-                &[],
-            )
-            .unwrap()
-        {
-            let (a, b, c): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-            clear.push_str(&format!("{a} {b} {c}\n"));
-        }
+        let clear = clear_columns(&mut client);
         assert!(clear.lines().count() >= 2, "{clear}");
         haystacks.push((format!("{} clear columns", db.name), clear.into_bytes()));
     }

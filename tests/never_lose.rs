@@ -21,9 +21,8 @@ fn spec(scheme: &str, p: &Path) -> String {
 }
 
 fn migrate(state: &Path, from: &str, to: &str, extra: &[&str]) -> (i32, String, String) {
-    let mut c = credshift(state);
-    c.args(["migrate", "--from", from, "--to", to, "--yes", "--json"])
-        .args(extra);
+    let mut c = migrate_cmd(state, from, to, &["--yes", "--json"]);
+    c.args(extra);
     let (out, stdout, stderr) = run(&mut c);
     (out.status.code().unwrap_or(-1), stdout, stderr)
 }
@@ -302,20 +301,16 @@ fn concurrent_migrations_with_their_own_state_dirs_never_lose_or_leave_items() {
         }
         std::fs::write(&src, text).unwrap();
         let state = dir.path().join(format!("state{m}"));
-        let child = credshift(&state)
-            .args([
-                "migrate",
-                "--from",
-                &spec("dotenv", &src),
-                "--to",
-                &spec("dotenv", &dst),
-                "--yes",
-                "--json",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = migrate_cmd(
+            &state,
+            &spec("dotenv", &src),
+            &spec("dotenv", &dst),
+            &["--yes", "--json"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
         children.push(child);
     }
     let outcomes: Vec<_> = children

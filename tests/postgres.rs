@@ -335,21 +335,17 @@ fn eight_concurrent_cli_migrations_into_one_table_lose_and_duplicate_nothing() {
         // A state dir each, as on separate machines: only the database
         // can keep them apart.
         let state = tmp.path().join(format!("state{p}"));
-        let child = support::credshift(&state)
-            .args([
-                "migrate",
-                "--from",
-                &format!("dotenv:{}", env.display()),
-                "--to",
-                &target,
-                "--yes",
-                "--json",
-            ])
-            .env("CREDSHIFT_PASSPHRASE", "shared target passphrase")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = support::migrate_cmd(
+            &state,
+            &format!("dotenv:{}", env.display()),
+            &target,
+            &["--yes", "--json"],
+        )
+        .env("CREDSHIFT_PASSPHRASE", "shared target passphrase")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
         children.push(child);
     }
     let (mut copied, mut skipped, mut conflicts) = (0, 0, 0);

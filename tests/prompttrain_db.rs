@@ -750,8 +750,7 @@ fn cli_migrates_a_credentials_dir_into_an_empty_prompttrain_db() {
     let to = format!("prompttrain-db:{}", db.url());
     let state = tmp.path().join("state");
     let (out, stdout, stderr) = support::run(
-        support::credshift(&state)
-            .args(["migrate", "--from", &from, "--to", &to, "--yes", "--json"])
+        support::migrate_cmd(&state, &from, &to, &["--yes", "--json"])
             .env("CREDENTIAL_ENCRYPTION_KEY", fixture_key().expose()),
     );
     let r: serde_json::Value =

@@ -201,8 +201,7 @@ fn unmigrated_material_is_named_and_its_container_stays() {
     let src = format!("modelforge:{}", path.display());
     let dst = format!("dotenv:{}", tmp.path().join("dst.env").display());
     let state = tmp.path().join("state");
-    let (out, stdout, stderr) =
-        run(credshift(&state).args(["migrate", "--from", &src, "--to", &dst, "--dry-run"]));
+    let (out, stdout, stderr) = run(migrate_cmd(&state, &src, &dst, &["--dry-run"]));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let shown = format!("{stdout}{stderr}");
     assert!(shown.contains("left in the source"), "{shown}");
@@ -304,18 +303,11 @@ fn prompttrain_delete_source_loses_no_secret_field() {
     let state = tmp.path().join("state");
     // The admin key fails to reach the target: everything else moves, and
     // the file stays with the admin key (and nothing else secret) in it.
-    let (out, stdout, stderr) = run(credshift(&state)
-        .env("CREDSHIFT_FAULTS", "write:account:acc_x/admin_api_key")
-        .args([
-            "migrate",
-            "--from",
-            &src,
-            "--to",
-            &dst,
-            "--yes",
-            "--json",
-            "--delete-source",
-        ]));
+    let (out, stdout, stderr) =
+        run(
+            migrate_cmd(&state, &src, &dst, &["--yes", "--json", "--delete-source"])
+                .env("CREDSHIFT_FAULTS", "write:account:acc_x/admin_api_key"),
+        );
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     let r = json_of(&stdout);
     assert_eq!(r["source_deleted"], 4, "{r}");
@@ -475,12 +467,8 @@ const LARAVEL_META_KEY: &str = "sk-proj-laravelMetadataKey0000000001";
 #[test]
 fn laravel_metadata_secret_is_an_item_and_never_printed() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("fragments.sqlite");
+    let db = fragments_db(&tmp.path().join("fragments.sqlite"));
     let conn = rusqlite::Connection::open(&db).unwrap();
-    for f in ["fragments/schema.sql", "fragments/data.sql"] {
-        conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
-            .unwrap();
-    }
     let n = conn
         .execute(
             "UPDATE a_i_credentials SET metadata = ?1 WHERE provider = 'openai'",
@@ -626,15 +614,7 @@ fn only_the_access_token_is_expired() {
     assert_eq!(status["account:acc_o/oauth_access_token"], "expired");
     assert_eq!(status["account:acc_o/oauth_refresh_token"], "eligible");
     let dst = format!("dotenv:{}", tmp.path().join("dst.env").display());
-    let (out, stdout, stderr) = run(credshift(&state).args([
-        "migrate",
-        "--from",
-        &src,
-        "--to",
-        &dst,
-        "--dry-run",
-        "--json",
-    ]));
+    let (out, stdout, stderr) = run(migrate_cmd(&state, &src, &dst, &["--dry-run", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let plan = json_of(&stdout);
     assert_eq!(plan["counts"]["expired_warnings"], 1, "{plan}");
@@ -661,17 +641,13 @@ fn prompttrain_db_target_warns_about_the_webhook_in_the_dry_run() {
     let from = format!("prompttrain:{}", dir.display());
     let to = format!("prompttrain-db:{}", db.url());
     let key = std::fs::read_to_string(fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY")).unwrap();
-    let (out, stdout, stderr) = run(credshift(&tmp.path().join("state"))
-        .env("CREDENTIAL_ENCRYPTION_KEY", key.trim())
-        .args([
-            "migrate",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--dry-run",
-            "--json",
-        ]));
+    let (out, stdout, stderr) = run(migrate_cmd(
+        &tmp.path().join("state"),
+        &from,
+        &to,
+        &["--dry-run", "--json"],
+    )
+    .env("CREDENTIAL_ENCRYPTION_KEY", key.trim()));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     for s in SECRETS {
         assert!(!stdout.contains(s) && !stderr.contains(s), "{s} leaked");

@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -247,6 +247,14 @@ fn browser_tools() -> Option<PathBuf> {
     Some(chromium)
 }
 
+/// The browser tools, this test's turn at the browser (one at a time) and
+/// a fresh folder; None (skipped) when the tools are missing.
+fn browser() -> Option<(PathBuf, MutexGuard<'static, ()>, tempfile::TempDir)> {
+    let chromium = browser_tools()?;
+    let one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    Some((chromium, one, tempfile::tempdir().unwrap()))
+}
+
 fn write_private(path: &Path, bytes: &[u8]) {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -402,11 +410,9 @@ fn fixture_bundle(dir: &Path, state: &Path) -> PathBuf {
 
 #[test]
 fn browser_round_trip_file_store_to_bundle_to_page_and_back_loses_nothing() {
-    let Some(chromium) = browser_tools() else {
+    let Some((chromium, _one, dir)) = browser() else {
         return;
     };
-    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let bundle = fixture_bundle(dir.path(), &state);
     let spec = format!("bundle:{}", bundle.display());
@@ -494,11 +500,9 @@ fn browser_passkey_prf_protects_the_keychain() {
     // WebAuthn through Chromium's virtual authenticator (CDP) with the PRF
     // extension. A relying party id must be a domain, so the page is opened
     // as http://localhost:N/ (an IP address is refused as an RP id).
-    let Some(chromium) = browser_tools() else {
+    let Some((chromium, _one, dir)) = browser() else {
         return;
     };
-    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let bundle = fixture_bundle(dir.path(), &state);
     let spec = format!("bundle:{}", bundle.display());
@@ -535,11 +539,9 @@ fn tampered(bundle: &Path, dest: &Path, edit: impl FnOnce(&mut Value)) -> PathBu
 
 #[test]
 fn browser_refuses_wrong_passphrase_tampered_and_hostile_bundles_storing_nothing() {
-    let Some(chromium) = browser_tools() else {
+    let Some((chromium, _one, dir)) = browser() else {
         return;
     };
-    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let state = d.join("state");
     let bundle = fixture_bundle(d, &state);
@@ -629,11 +631,9 @@ fn browser_refuses_wrong_passphrase_tampered_and_hostile_bundles_storing_nothing
 
 #[test]
 fn browser_masks_by_credshifts_rule() {
-    let Some(chromium) = browser_tools() else {
+    let Some((chromium, _one, dir)) = browser() else {
         return;
     };
-    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
     let server = Server::start();
     // DESIGN.md, "Masked preview", case by case.
     let cases = json!([

@@ -98,24 +98,30 @@ pub struct StoreLock {
 pub fn location_key(spec: &StoreSpec) -> String {
     match spec.path() {
         Some(p) => {
-            let abs = if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                std::env::current_dir().unwrap_or_default().join(p)
-            };
-            // A link and the file behind it are one location.
-            let abs = fsutil::resolve_links(&abs);
-            // Canonicalize the parent (the file itself may not exist yet).
-            let dir = fsutil::parent_dir(&abs);
-            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-            let name = abs
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            format!("{}:{}", spec.scheme(), dir.join(name).display())
+            let (dir, name) = resolved(p);
+            format!(
+                "{}:{}",
+                spec.scheme(),
+                dir.join(name.unwrap_or_default()).display()
+            )
         }
         None => spec.to_string(),
     }
+}
+
+/// A file store's file as one location: absolute, a link and the file
+/// behind it as one, the parent canonicalized (the file itself may not
+/// exist yet). The directory and the file name.
+fn resolved(p: &Path) -> (PathBuf, Option<std::ffi::OsString>) {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let real = fsutil::resolve_links(&abs);
+    let dir = fsutil::parent_dir(&real);
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    (dir, real.file_name().map(|n| n.to_os_string()))
 }
 
 fn lock_path(state_dir: &Path, spec: &StoreSpec) -> PathBuf {
@@ -210,16 +216,8 @@ fn read_holder(file: &mut File) -> Option<Holder> {
 /// user's runtime dir for the keyring; `None` for other stores.
 pub fn guard_path(spec: &StoreSpec) -> Result<Option<PathBuf>, StoreError> {
     if let Some(p) = spec.path() {
-        let abs = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir().unwrap_or_default().join(p)
-        };
-        let real = fsutil::resolve_links(&abs);
-        let dir = fsutil::parent_dir(&real);
-        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-        let name = real
-            .file_name()
+        let (dir, name) = resolved(p);
+        let name = name
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "store".into());
         return Ok(Some(dir.join(format!(".{name}.credshift-lock"))));

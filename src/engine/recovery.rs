@@ -154,25 +154,17 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
     report.verified = ok;
     report.failed = failures.len();
     report.failures = failures;
-    let _ = audit::append(
-        state_dir,
-        audit::Entry {
-            action: "verify",
-            from: Some(st.from.clone()),
-            to: Some(st.to.clone()),
-            migration_id: Some(id.0.clone()),
-            outcome: if report.failed == 0 {
-                "verified"
-            } else {
-                "mismatched"
-            },
-            counts: Totals {
-                copied: ok,
-                failed: report.failed,
-                ..st.totals()
-            },
-        },
-    );
+    let outcome = if report.failed == 0 {
+        "verified"
+    } else {
+        "mismatched"
+    };
+    let counts = Totals {
+        copied: ok,
+        failed: report.failed,
+        ..st.totals()
+    };
+    audit_action(state_dir, id, &st, "verify", outcome, counts);
     Ok(report)
 }
 
@@ -221,22 +213,36 @@ fn run_cleanup(
 ) -> Result<Report> {
     cleanup_items(journal, fp, source, target, ctl)?;
     let st = journal.state()?;
+    let outcome = if st.source_delete_failed.is_empty() {
+        "completed"
+    } else {
+        "failed"
+    };
+    audit_action(state_dir, id, st, "cleanup", outcome, st.totals());
+    Ok(st.report())
+}
+
+/// The audit line of an action on a recorded migration (best effort: the
+/// journal already holds the action).
+fn audit_action(
+    state_dir: &Path,
+    id: &MigrationId,
+    st: &State,
+    action: &str,
+    outcome: &str,
+    counts: Totals,
+) {
     let _ = audit::append(
         state_dir,
         audit::Entry {
-            action: "cleanup",
+            action,
             from: Some(st.from.clone()),
             to: Some(st.to.clone()),
             migration_id: Some(id.0.clone()),
-            outcome: if st.source_delete_failed.is_empty() {
-                "completed"
-            } else {
-                "failed"
-            },
-            counts: st.totals(),
+            outcome,
+            counts,
         },
     );
-    Ok(st.report())
 }
 
 pub fn status_word(s: MigrationStatus) -> &'static str {
@@ -487,21 +493,12 @@ pub fn rollback_with(
         reason: Some("rolled back on request".into()),
     })?;
     let st = journal.state()?;
-    let _ = audit::append(
-        state_dir,
-        audit::Entry {
-            action: "rollback",
-            from: Some(st.from.clone()),
-            to: Some(st.to.clone()),
-            migration_id: Some(id.0.clone()),
-            outcome: if complete {
-                "rolled_back"
-            } else {
-                "interrupted"
-            },
-            counts: st.totals(),
-        },
-    );
+    let outcome = if complete {
+        "rolled_back"
+    } else {
+        "interrupted"
+    };
+    audit_action(state_dir, id, st, "rollback", outcome, st.totals());
     Ok(st.report())
 }
 

@@ -1,34 +1,118 @@
-//! Fault injection (a documented test aid, inert unless set):
-//! `CREDSHIFT_FAULTS="write:GLOB,read:GLOB,delete:GLOB"` makes those store
-//! operations fail for ids matching GLOB (`*` any run, `?` one char). The
-//! value must be exactly that: one or more `OP:GLOB` separated by commas,
-//! `OP` one of `write`, `read`, `delete`, GLOB not empty; anything else is
-//! refused ([`Faults::parse_strict`]), never guessed at.
+//! Fault injection, the one mechanism behind both test doubles: a
+//! [`Faults`] set of [`Fault`] rules decides whether a call fails
+//! ([`Faults::hit`]), and [`Faulty`] wraps a store with it. The in-memory
+//! store ([`crate::store::memory::MemStore`]) is a `Faulty` over a map, so a
+//! test can tell it to fail its next call, or every call of one kind, or
+//! the calls whose id matches a glob (the idea of keyring's mock store,
+//! which holds an error for the next call); `CREDSHIFT_FAULTS` wraps any
+//! real store the same way ([`wrap_from_env`]).
+//!
+//! `CREDSHIFT_FAULTS="write:GLOB,read:GLOB,delete:GLOB"` (a documented test
+//! aid, inert unless set) makes those store operations fail for ids
+//! matching GLOB (`*` any run, `?` one char). The value must be exactly
+//! that: one or more `OP:GLOB` separated by commas, `OP` one of `write`,
+//! `read`, `delete`, GLOB not empty; anything else is refused
+//! ([`Faults::parse_strict`]), never guessed at.
+
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::credential::{Credential, CredentialId};
 use crate::error::{Result, StoreError};
 use crate::store::{Capability, Listing, Scan, Store, StoreSpec};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The store operations a fault can hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Read,
+    Write,
+    Delete,
+}
+
+impl Op {
+    /// The name in `CREDSHIFT_FAULTS` and in the injected error.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Delete => "delete",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Op> {
+        match s {
+            "read" => Some(Op::Read),
+            "write" => Some(Op::Write),
+            "delete" => Some(Op::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One rule: calls of `op` (any operation when `None`) on ids matching
+/// `glob` fail, `times` more times (`None`: every time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub op: Option<Op>,
+    pub glob: String,
+    pub times: Option<usize>,
+}
+
+impl Fault {
+    /// The next call of `op` (any operation when `None`), whatever its id.
+    pub fn next(op: Option<Op>) -> Fault {
+        Fault {
+            op,
+            glob: "*".into(),
+            times: Some(1),
+        }
+    }
+
+    /// Every call of `op` (any operation when `None`) on ids matching `glob`.
+    pub fn matching(op: Option<Op>, glob: &str) -> Fault {
+        Fault {
+            op,
+            glob: glob.into(),
+            times: None,
+        }
+    }
+
+    /// One `OP:GLOB` of `CREDSHIFT_FAULTS`; an error says what is wrong.
+    fn parse(part: &str) -> std::result::Result<Fault, String> {
+        let Some((op, glob)) = part.split_once(':') else {
+            return Err(format!("{part:?} is not OP:GLOB"));
+        };
+        if glob.is_empty() {
+            return Err(format!("{part:?} has an empty GLOB"));
+        }
+        let Some(op) = Op::from_name(op) else {
+            return Err(format!(
+                "{op:?} is not an operation (write, read or delete)"
+            ));
+        };
+        Ok(Fault::matching(Some(op), glob))
+    }
+
+    fn applies(&self, op: Op, id: &str) -> bool {
+        self.op.is_none_or(|o| o == op) && glob_match(&self.glob, id)
+    }
+}
+
+/// A set of rules. Clones share it: a test keeps one to arm more faults
+/// after the store went into the engine.
+#[derive(Debug, Clone, Default)]
 pub struct Faults {
-    pub write: Vec<String>,
-    pub read: Vec<String>,
-    pub delete: Vec<String>,
+    rules: Arc<Mutex<Vec<Fault>>>,
 }
 
 impl Faults {
-    /// Parse `op:GLOB,op:GLOB`. Unknown ops are ignored (it is a test aid).
+    /// Parse `op:GLOB,op:GLOB` leniently (spaces and empty parts skipped,
+    /// unknown ops ignored: it is a test aid), through the same rule parser
+    /// as [`Faults::parse_strict`].
     pub fn parse(s: &str) -> Faults {
-        let mut f = Faults::default();
+        let f = Faults::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if let Some((op, glob)) = part.split_once(':') {
-                let list = match op {
-                    "write" => &mut f.write,
-                    "read" => &mut f.read,
-                    "delete" => &mut f.delete,
-                    _ => continue,
-                };
-                list.push(glob.to_string());
+            if let Ok(rule) = Fault::parse(part) {
+                f.add(rule);
             }
         }
         f
@@ -36,28 +120,12 @@ impl Faults {
 
     /// The exact `CREDSHIFT_FAULTS` syntax; an error says what is wrong.
     pub fn parse_strict(s: &str) -> std::result::Result<Faults, String> {
-        let mut f = Faults::default();
         if s.is_empty() {
             return Err("empty; expected OP:GLOB[,OP:GLOB...]".into());
         }
+        let f = Faults::default();
         for part in s.split(',') {
-            let Some((op, glob)) = part.split_once(':') else {
-                return Err(format!("{part:?} is not OP:GLOB"));
-            };
-            if glob.is_empty() {
-                return Err(format!("{part:?} has an empty GLOB"));
-            }
-            let list = match op {
-                "write" => &mut f.write,
-                "read" => &mut f.read,
-                "delete" => &mut f.delete,
-                _ => {
-                    return Err(format!(
-                        "{op:?} is not an operation (write, read or delete)"
-                    ));
-                }
-            };
-            list.push(glob.to_string());
+            f.add(Fault::parse(part)?);
         }
         Ok(f)
     }
@@ -69,9 +137,51 @@ impl Faults {
         Faults::parse_strict(&v).ok()
     }
 
-    fn hits(globs: &[String], id: &CredentialId) -> bool {
-        let s = id.to_string();
-        globs.iter().any(|g| glob_match(g, &s))
+    /// Arm one more rule (rules are tried in the order they were added).
+    pub fn add(&self, rule: Fault) {
+        self.rules().push(rule);
+    }
+
+    /// Arm every rule of `other` too (after this set's own).
+    pub fn extend(&self, other: &Faults) {
+        let more = other.rules().clone();
+        self.rules().extend(more);
+    }
+
+    /// The globs of the rules for `op`, in order.
+    pub fn globs(&self, op: Op) -> Vec<String> {
+        self.rules()
+            .iter()
+            .filter(|f| f.op == Some(op))
+            .map(|f| f.glob.clone())
+            .collect()
+    }
+
+    /// The one place that decides "this call fails": the error for a call
+    /// of `op` on `id` when a rule applies (a counted rule is used up by
+    /// it), `None` when the call goes through.
+    pub fn hit(&self, op: Op, id: &CredentialId) -> Option<StoreError> {
+        let mut rules = self.rules();
+        if rules.is_empty() {
+            return None;
+        }
+        let text = id.to_string();
+        let i = rules.iter().position(|f| f.applies(op, &text))?;
+        if let Some(n) = rules[i].times.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                rules.remove(i);
+            }
+        }
+        Some(StoreError::Injected {
+            id: id.clone(),
+            op: op.name(),
+        })
+    }
+
+    fn rules(&self) -> MutexGuard<'_, Vec<Fault>> {
+        // A panic while holding the lock leaves plain data behind: keep using it.
+        self.rules.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -103,15 +213,46 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     pi == p.len()
 }
 
-/// A store whose operations fail for matching ids.
-pub struct FaultyStore {
-    inner: Box<dyn Store>,
+/// A store whose reads, writes and deletes ask its [`Faults`] first.
+/// Clones share the faults (and whatever the inner store shares).
+#[derive(Clone)]
+pub struct Faulty<S> {
+    inner: S,
     faults: Faults,
 }
 
+/// A real store wrapped (what `CREDSHIFT_FAULTS` does to every store).
+pub type FaultyStore = Faulty<Box<dyn Store>>;
+
 impl FaultyStore {
     pub fn new(inner: Box<dyn Store>, faults: Faults) -> Self {
-        FaultyStore { inner, faults }
+        Faulty::wrap(inner, faults)
+    }
+}
+
+impl<S> Faulty<S> {
+    pub fn wrap(inner: S, faults: Faults) -> Self {
+        Faulty { inner, faults }
+    }
+
+    /// The rules this store asks (shared with its clones).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// The next call of `op` (any operation when `None`) fails.
+    pub fn fail_next(&self, op: Option<Op>) {
+        self.faults.add(Fault::next(op));
+    }
+
+    /// Every call of `op` (any operation when `None`) on ids matching
+    /// `glob` fails.
+    pub fn fail_matching(&self, op: Option<Op>, glob: &str) {
+        self.faults.add(Fault::matching(op, glob));
+    }
+
+    pub(crate) fn inner(&self) -> &S {
+        &self.inner
     }
 }
 
@@ -122,150 +263,127 @@ pub fn wrap_from_env(store: Box<dyn Store>) -> Box<dyn Store> {
     }
 }
 
-impl Store for FaultyStore {
-    fn spec(&self) -> &StoreSpec {
-        self.inner.spec()
-    }
-    fn probe(&self) -> Capability {
-        self.inner.probe()
-    }
-    fn list(&self) -> Result<Listing> {
-        self.inner.list()
-    }
-    fn check(&self, c: &Credential) -> Option<String> {
-        self.inner.check(c)
-    }
-    fn unmigrated(&self) -> Vec<String> {
-        self.inner.unmigrated()
-    }
-    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
-        if Faults::hits(&self.faults.read, id) {
-            return Err(StoreError::Injected {
-                id: id.clone(),
-                op: "read",
-            });
-        }
-        self.inner.read(id)
-    }
-    fn write(&self, c: &Credential) -> Result<()> {
-        if Faults::hits(&self.faults.write, &c.id) {
-            return Err(StoreError::Injected {
-                id: c.id.clone(),
-                op: "write",
-            });
-        }
-        self.inner.write(c)
-    }
-    fn delete(&self, id: &CredentialId) -> Result<bool> {
-        if Faults::hits(&self.faults.delete, id) {
-            return Err(StoreError::Injected {
-                id: id.clone(),
-                op: "delete",
-            });
-        }
-        self.inner.delete(id)
-    }
-    fn read_all(&self) -> Result<Scan> {
-        if self.faults.read.is_empty() {
-            return self.inner.read_all();
-        }
-        let mut scan = self.inner.read_all()?;
-        let (bad, good): (Vec<_>, Vec<_>) = scan
-            .credentials
-            .into_iter()
-            .partition(|c| Faults::hits(&self.faults.read, &c.id));
-        scan.credentials = good;
-        for c in bad {
-            let e = StoreError::Injected {
-                id: c.id.clone(),
-                op: "read",
-            };
-            scan.errors.push(crate::store::LocationError::from_error(
-                c.id.to_string(),
-                &e,
-            ));
-        }
-        Ok(scan)
-    }
-    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
-        // Injected failures land on exactly the matching ids; the rest go
-        // to the inner store as one batch (some stores need the batch).
-        let hit: Vec<bool> = creds
-            .iter()
-            .map(|c| Faults::hits(&self.faults.write, &c.id))
-            .collect();
-        let pass: Vec<Credential> = creds
-            .iter()
-            .zip(&hit)
-            .filter(|(_, h)| !**h)
-            .map(|(c, _)| c.clone())
-            .collect();
-        // Nothing left to write: the inner store is not touched at all (a
-        // file store would create its file for an empty batch).
-        let mut inner = if pass.is_empty() {
-            Vec::new()
-        } else {
-            self.inner.write_many(&pass)
-        }
-        .into_iter();
-        creds
-            .iter()
-            .zip(hit)
-            .map(|(c, h)| {
-                if h {
-                    Err(StoreError::Injected {
-                        id: c.id.clone(),
-                        op: "write",
-                    })
-                } else {
-                    inner
-                        .next()
-                        .unwrap_or_else(|| Err(StoreError::item(&c.id, "store returned no result")))
-                }
-            })
-            .collect()
-    }
-    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
-        let hit: Vec<bool> = ids
-            .iter()
-            .map(|id| Faults::hits(&self.faults.delete, id))
-            .collect();
-        let pass: Vec<CredentialId> = ids
-            .iter()
-            .zip(&hit)
-            .filter(|(_, h)| !**h)
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut inner = if pass.is_empty() {
-            Vec::new()
-        } else {
-            self.inner.delete_many(&pass)
-        }
-        .into_iter();
-        ids.iter()
-            .zip(hit)
-            .map(|(id, h)| {
-                if h {
-                    Err(StoreError::Injected {
-                        id: id.clone(),
-                        op: "delete",
-                    })
-                } else {
-                    inner
-                        .next()
-                        .unwrap_or_else(|| Err(StoreError::item(id, "store returned no result")))
-                }
-            })
-            .collect()
-    }
-    fn verify_hashed(&self, c: &Credential) -> Result<Option<bool>> {
-        self.inner.verify_hashed(c)
-    }
-    fn lock(&self, wait: std::time::Duration) -> Result<Option<Box<dyn crate::store::StoreLock>>> {
-        self.inner.lock(wait)
+/// What a batched call is about: a credential or an id.
+trait Item: Clone {
+    fn id(&self) -> &CredentialId;
+}
+
+impl Item for Credential {
+    fn id(&self) -> &CredentialId {
+        &self.id
     }
 }
 
+impl Item for CredentialId {
+    fn id(&self) -> &CredentialId {
+        self
+    }
+}
+
+impl<S> Faulty<S> {
+    /// Run the calls no fault hits as one batch on the inner store (some
+    /// stores need the batch); the others get their injected error, in
+    /// order. Nothing left: the inner store is not touched at all (a file
+    /// store would create its file for an empty batch).
+    fn batch<T: Item, R>(
+        &self,
+        op: Op,
+        items: &[T],
+        inner: impl FnOnce(&[T]) -> Vec<Result<R>>,
+    ) -> Vec<Result<R>> {
+        let hits: Vec<Option<StoreError>> =
+            items.iter().map(|t| self.faults.hit(op, t.id())).collect();
+        let pass: Vec<T> = items
+            .iter()
+            .zip(&hits)
+            .filter(|(_, h)| h.is_none())
+            .map(|(t, _)| t.clone())
+            .collect();
+        let mut done = if pass.is_empty() {
+            Vec::new()
+        } else {
+            inner(&pass)
+        }
+        .into_iter();
+        items
+            .iter()
+            .zip(hits)
+            .map(|(t, h)| match h {
+                Some(e) => Err(e),
+                None => done
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError::item(t.id(), "store returned no result"))),
+            })
+            .collect()
+    }
+}
+
+impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
+    fn spec(&self) -> &StoreSpec {
+        self.inner.as_ref().spec()
+    }
+    fn probe(&self) -> Capability {
+        self.inner.as_ref().probe()
+    }
+    fn list(&self) -> Result<Listing> {
+        self.inner.as_ref().list()
+    }
+    fn check(&self, c: &Credential) -> Option<String> {
+        self.inner.as_ref().check(c)
+    }
+    fn unmigrated(&self) -> Vec<String> {
+        self.inner.as_ref().unmigrated()
+    }
+    fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        match self.faults.hit(Op::Read, id) {
+            Some(e) => Err(e),
+            None => self.inner.as_ref().read(id),
+        }
+    }
+    fn write(&self, c: &Credential) -> Result<()> {
+        match self.faults.hit(Op::Write, &c.id) {
+            Some(e) => Err(e),
+            None => self.inner.as_ref().write(c),
+        }
+    }
+    fn delete(&self, id: &CredentialId) -> Result<bool> {
+        match self.faults.hit(Op::Delete, id) {
+            Some(e) => Err(e),
+            None => self.inner.as_ref().delete(id),
+        }
+    }
+    fn read_all(&self) -> Result<Scan> {
+        let mut scan = self.inner.as_ref().read_all()?;
+        let mut good = Vec::with_capacity(scan.credentials.len());
+        for c in std::mem::take(&mut scan.credentials) {
+            match self.faults.hit(Op::Read, &c.id) {
+                Some(e) => scan.errors.push(crate::store::LocationError::from_error(
+                    c.id.to_string(),
+                    &e,
+                )),
+                None => good.push(c),
+            }
+        }
+        scan.credentials = good;
+        Ok(scan)
+    }
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        self.batch(Op::Write, creds, |pass| {
+            self.inner.as_ref().write_many(pass)
+        })
+    }
+    fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        self.batch(Op::Delete, ids, |pass| {
+            self.inner.as_ref().delete_many(pass)
+        })
+    }
+    fn verify_hashed(&self, c: &Credential) -> Result<Option<bool>> {
+        self.inner.as_ref().verify_hashed(c)
+    }
+    fn lock(&self, wait: std::time::Duration) -> Result<Option<Box<dyn crate::store::StoreLock>>> {
+        self.inner.as_ref().lock(wait)
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,9 +403,9 @@ mod tests {
     #[test]
     fn the_environment_syntax_is_exact() {
         let f = Faults::parse_strict("write:account:*,read:env/*,delete:x").unwrap();
-        assert_eq!(f.write, vec!["account:*"]);
-        assert_eq!(f.read, vec!["env/*"]);
-        assert_eq!(f.delete, vec!["x"]);
+        assert_eq!(f.globs(Op::Write), vec!["account:*"]);
+        assert_eq!(f.globs(Op::Read), vec!["env/*"]);
+        assert_eq!(f.globs(Op::Delete), vec!["x"]);
         for bad in [
             "",
             "write",
@@ -305,8 +423,94 @@ mod tests {
     #[test]
     fn parses_ops() {
         let f = Faults::parse("write:account:*, read:env/*,delete:x,bogus:y");
-        assert_eq!(f.write, vec!["account:*"]);
-        assert_eq!(f.read, vec!["env/*"]);
-        assert_eq!(f.delete, vec!["x"]);
+        assert_eq!(f.globs(Op::Write), vec!["account:*"]);
+        assert_eq!(f.globs(Op::Read), vec!["env/*"]);
+        assert_eq!(f.globs(Op::Delete), vec!["x"]);
+    }
+
+    fn creds(ids: &[&str]) -> Vec<Credential> {
+        ids.iter()
+            .map(|id| Credential::new(id.parse().unwrap(), crate::credential::Kind::ApiKey, "v"))
+            .collect()
+    }
+
+    fn id(s: &str) -> CredentialId {
+        s.parse().unwrap()
+    }
+
+    fn injected(e: &StoreError) -> Option<&'static str> {
+        match e {
+            StoreError::Injected { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_next_call_fails_once_then_the_store_works() {
+        let m = crate::store::memory::MemStore::new(
+            StoreSpec::Dotenv("m.env".into()),
+            creds(&["a/x"]),
+            true,
+        );
+        m.fail_next(Some(Op::Write));
+        // A read is not the armed kind: it goes through and uses nothing up.
+        assert!(m.read(&id("a/x")).unwrap().is_some());
+        let first = m.write(&creds(&["b/y"])[0]).unwrap_err();
+        assert_eq!(injected(&first), Some("write"));
+        assert_eq!(m.snapshot().len(), 1, "the failed write wrote nothing");
+        m.write(&creds(&["b/y"])[0]).unwrap();
+        assert_eq!(m.snapshot().len(), 2);
+
+        m.fail_next(None);
+        assert_eq!(injected(&m.delete(&id("a/x")).unwrap_err()), Some("delete"));
+        assert!(m.delete(&id("a/x")).unwrap());
+    }
+
+    #[test]
+    fn a_glob_rule_fails_every_matching_call_of_its_kind() {
+        let m = crate::store::memory::MemStore::new(
+            StoreSpec::Dotenv("m.env".into()),
+            creds(&["a/x", "a/y", "b/x"]),
+            true,
+        );
+        let shared = m.clone();
+        shared.fail_matching(None, "a/*");
+        for _ in 0..2 {
+            assert_eq!(injected(&m.read(&id("a/x")).unwrap_err()), Some("read"));
+            assert_eq!(injected(&m.delete(&id("a/y")).unwrap_err()), Some("delete"));
+        }
+        assert!(m.read(&id("b/x")).unwrap().is_some());
+        let scan = m.read_all().unwrap();
+        let ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(ids, ["b/x"]);
+        assert_eq!(scan.errors.len(), 2);
+        let r = m.write_many(&creds(&["a/z", "c/z", "b/z"]));
+        assert_eq!(injected(r[0].as_ref().unwrap_err()), Some("write"));
+        assert!(r[1].is_ok() && r[2].is_ok());
+        assert_eq!(m.snapshot().len(), 5);
+    }
+
+    #[test]
+    fn the_environment_rules_wrap_a_real_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.env");
+        let spec = StoreSpec::Dotenv(path.clone());
+        let real =
+            crate::store::dotenv::open(&spec, &crate::store::OpenOptions::default()).unwrap();
+        let f = FaultyStore::new(
+            real,
+            Faults::parse_strict("write:env/B*,delete:env/A*").unwrap(),
+        );
+        let all_fail = f.write_many(&creds(&["env/B1"]));
+        assert!(all_fail[0].is_err());
+        assert!(!path.exists(), "an all-failing batch leaves the file alone");
+        let r = f.write_many(&creds(&["env/A", "env/B2", "env/C"]));
+        assert!(r[0].is_ok() && r[2].is_ok());
+        assert_eq!(injected(r[1].as_ref().unwrap_err()), Some("write"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("A=") && text.contains("C=") && !text.contains("B2"));
+        let d = f.delete_many(&[id("env/A"), id("env/C")]);
+        assert_eq!(injected(d[0].as_ref().unwrap_err()), Some("delete"));
+        assert!(d[1].as_ref().unwrap());
     }
 }

@@ -19,6 +19,7 @@ pub mod faults;
 pub mod keyring;
 pub mod laravel;
 pub mod legacy_meta;
+pub mod memory;
 pub mod modelforge;
 pub mod pgurl;
 pub mod postgres;
@@ -423,6 +424,19 @@ impl StoreSpec {
             | StoreSpec::LaravelPostgres(u) => Some(u),
             _ => None,
         }
+    }
+
+    /// Whether the store keeps its values under credshift's passphrase
+    /// (or key file): a new one needs a passphrase chosen, an existing one
+    /// needs it to be opened.
+    pub fn under_passphrase(&self) -> bool {
+        matches!(
+            self,
+            StoreSpec::Encrypted(_)
+                | StoreSpec::Bundle(_)
+                | StoreSpec::Sqlite(_)
+                | StoreSpec::Postgres(_)
+        )
     }
 }
 

@@ -175,13 +175,13 @@ impl App {
                 }
             }
             Input::FieldSwitch => {
-                if self.wizard.passphrase_mode == PassphraseMode::Create {
+                if self.wizard.passphrase.mode == PassphraseMode::Create {
                     self.pass.focus(1 - self.pass.focus);
                 }
                 vec![]
             }
             Input::FieldEnter => {
-                let create = self.wizard.passphrase_mode == PassphraseMode::Create;
+                let create = self.wizard.passphrase.mode == PassphraseMode::Create;
                 if create && self.pass.focus == 0 {
                     self.pass.focus(1);
                     return vec![];

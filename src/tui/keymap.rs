@@ -49,7 +49,7 @@ pub fn map(key: KeyEvent, w: &Wizard) -> Input {
             _ => Input::Field(key),
         };
     }
-    if w.step == Step::Inventory && w.filter_editing {
+    if w.step == Step::Inventory && w.inventory.editing {
         return Input::Event(match key.code {
             KeyCode::Enter => Event::Enter,
             KeyCode::Esc => Event::Back,
@@ -118,7 +118,7 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
             ("Esc", "back"),
             ("h", "recovery"),
         ],
-        Step::Inventory if w.filter_editing => {
+        Step::Inventory if w.inventory.editing => {
             vec![("type", "filter"), ("Enter", "keep"), ("Esc", "clear")]
         }
         Step::Inventory => vec![
@@ -168,7 +168,7 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
             ("Esc", "back"),
         ],
     };
-    if w.step != Step::Passphrase && !(w.step == Step::Inventory && w.filter_editing) {
+    if w.step != Step::Passphrase && !(w.step == Step::Inventory && w.inventory.editing) {
         k.push(("?", "help"));
         k.push(("q", "quit"));
     }

@@ -2,6 +2,7 @@
 //! with `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+use std::borrow::BorrowMut;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -9,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 pub mod canary;
 pub mod keyring_service;
 pub mod pg;
+pub mod tmux;
 
 /// `tests/fixtures/...`
 pub fn fixture(rel: &str) -> PathBuf {
@@ -70,10 +72,118 @@ pub fn credshift(state_dir: &Path) -> Command {
     c
 }
 
-/// Run and capture; stdout/stderr as strings.
-pub fn run(cmd: &mut Command) -> (Output, String, String) {
-    let out = cmd.output().expect("spawn credshift");
+/// `credshift migrate --from FROM --to TO` and then `args` (`--yes`,
+/// `--json`, `--dry-run`, ...): the migration most CLI tests run.
+pub fn migrate_cmd(state_dir: &Path, from: &str, to: &str, args: &[&str]) -> Command {
+    let mut c = credshift(state_dir);
+    c.args(["migrate", "--from", from, "--to", to]).args(args);
+    c
+}
+
+/// Run and capture; stdout/stderr as strings. Takes the command or a
+/// borrow of it (`run(migrate_cmd(..))`, `run(credshift(..).args(..))`).
+pub fn run(mut cmd: impl BorrowMut<Command>) -> (Output, String, String) {
+    let out = cmd.borrow_mut().output().expect("spawn credshift");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out, stdout, stderr)
+}
+
+/// A command's stdout as JSON (the test fails showing the text otherwise).
+pub fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// Every credential of a store as id -> (value, metadata JSON), read
+/// through the library; a store that does not exist yet holds nothing.
+pub fn contents(spec: &str) -> BTreeMap<String, (String, String)> {
+    let spec: credshift::store::StoreSpec = spec.parse().unwrap();
+    let s = credshift::store::open(&spec, &credshift::store::OpenOptions::default()).unwrap();
+    let scan = match s.read_all() {
+        Ok(scan) => scan,
+        Err(credshift::error::StoreError::NotFound { .. }) => return BTreeMap::new(),
+        Err(e) => panic!("{e}"),
+    };
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    let mut out = BTreeMap::new();
+    for c in scan.credentials {
+        let meta = serde_json::to_string(&c.metadata).unwrap();
+        let dup = out.insert(c.id.to_string(), (c.secret.expose().to_string(), meta));
+        assert!(dup.is_none(), "duplicate id {}", c.id);
+    }
+    out
+}
+
+/// A dotenv file of `KEY=value` lines under a comment line.
+pub fn write_env(path: &Path, pairs: &[(&str, &str)]) {
+    let mut text = String::from("# test env file\n");
+    for (k, v) in pairs {
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// A store over one file holding `text`, in a fresh temporary folder: the
+/// folder (keep it alive), the file's path and the store.
+pub fn store_on_file(
+    name: &str,
+    text: impl AsRef<[u8]>,
+    spec: fn(PathBuf) -> credshift::store::StoreSpec,
+) -> (tempfile::TempDir, PathBuf, Box<dyn credshift::store::Store>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    let store = credshift::store::open(
+        &spec(file.clone()),
+        &credshift::store::OpenOptions::default(),
+    )
+    .expect("open store");
+    (tmp, file, store)
+}
+
+// ---- stores through the library --------------------------------------
+
+/// An id from its text.
+pub fn id(s: &str) -> credshift::credential::CredentialId {
+    s.parse().unwrap()
+}
+
+/// The secret a store holds at `id`, as text.
+pub fn secret_of(store: &dyn credshift::store::Store, s: &str) -> Option<String> {
+    store
+        .read(&id(s))
+        .unwrap()
+        .map(|c| c.secret.expose().to_string())
+}
+
+/// The ids a store lists, sorted.
+pub fn ids(store: &dyn credshift::store::Store) -> Vec<String> {
+    let mut v: Vec<String> = store
+        .list()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The Fragments Engine fixture's `APP_KEY`.
+pub fn fragments_app_key() -> String {
+    std::fs::read_to_string(fixture("fragments/APP_KEY"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A SQLite database at `path` built from the Fragments fixture's
+/// schema.sql + data.sql.
+pub fn fragments_db(path: &Path) -> PathBuf {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for f in ["fragments/schema.sql", "fragments/data.sql"] {
+        conn.execute_batch(&std::fs::read_to_string(fixture(f)).unwrap())
+            .unwrap();
+    }
+    path.to_path_buf()
 }

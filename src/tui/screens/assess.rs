@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, Widget};
+use ratatui::widgets::{Cell, Row, Widget};
 
-use super::{kv, para, spec_or};
+use super::{at_cursor, kv, list_table, para, spec_or};
 use crate::engine::StoreReport;
 use crate::tui::app::App;
 use crate::tui::widgets;
@@ -15,11 +15,12 @@ use crate::wizard::{Pick, Wizard};
 /// encrypted store that is not the chosen source: picked as the target,
 /// the wizard asks for its passphrase before reading or writing it.
 fn asks_for_passphrase(w: &Wizard, i: usize) -> bool {
-    !w.passphrase_set
-        && w.source != Some(i)
-        && w.stores
+    !w.passphrase.set
+        && w.assess.source != Some(i)
+        && w.assess
+            .stores
             .get(i)
-            .is_some_and(|r| crate::wizard::spec_is_encrypted(&r.spec))
+            .is_some_and(|r| r.spec.under_passphrase())
 }
 
 /// A probe warning that says only "no passphrase was given" (the texts of
@@ -42,7 +43,7 @@ fn shown_warnings<'a>(w: &Wizard, i: usize, r: &'a StoreReport) -> Vec<&'a Strin
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
-    let n = w.stores.len() as u16;
+    let n = w.assess.stores.len() as u16;
     let banner = w.interrupted().next();
     let [intro, table, detail] = Layout::vertical([
         Constraint::Length(3 + u16::from(banner.is_some())),
@@ -51,7 +52,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     ])
     .areas(area);
 
-    let picking = match w.pick {
+    let picking = match w.assess.pick {
         Pick::Source => "Choose the SOURCE: where your credentials are now.",
         Pick::Target => "Choose the TARGET: where they should go.",
     };
@@ -78,19 +79,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
     };
     let rows = widgets::window(
-        w.store_cursor,
-        w.stores.len(),
+        w.assess.cursor,
+        w.assess.stores.len(),
         table.height.saturating_sub(1) as usize,
     )
     .map(|i| {
-        let r = &w.stores[i];
+        let r = &w.assess.stores[i];
         let c = &r.capability;
-        let role = match (w.source == Some(i), w.target == Some(i)) {
+        let role = match (w.assess.source == Some(i), w.assess.target == Some(i)) {
             (true, _) => "S",
             (_, true) => "T",
             _ => " ",
         };
-        let mark = format!("{}{role}", if i == w.store_cursor { ">" } else { " " });
+        let mark = format!("{}{role}", if i == w.assess.cursor { ">" } else { " " });
         // Everything but the fixed columns (and their spacing).
         let spec_w = (area.width as usize).saturating_sub(36).max(12);
         let mut cells = vec![
@@ -115,17 +116,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(Span::styled("!", t.warn()))
         });
         let row = Row::new(cells);
-        if i == w.store_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, i == w.assess.cursor, t)
     });
-    let header = Row::new([
+    let header = vec![
         "", "Store", "Avail", "Read", "Write", "Persist", "Items", "",
-    ])
-    .style(t.header());
-    Table::new(
+    ];
+    list_table(
         rows,
         [
             Constraint::Length(2),
@@ -137,19 +133,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Constraint::Length(5),
             Constraint::Length(1),
         ],
+        header,
+        t,
     )
-    .header(header)
-    .column_spacing(1)
     .render(table, buf);
 
     // The highlighted store: why it is unavailable, and its warnings.
     let mut d = Vec::new();
-    if w.busy.is_none() && w.stores.is_empty() {
+    if w.busy.is_none() && w.assess.stores.is_empty() {
         d.push(Line::styled("No stores to show.", t.warn()));
     }
-    if let Some(r) = w.stores.get(w.store_cursor) {
+    if let Some(r) = w.assess.stores.get(w.assess.cursor) {
         let c = &r.capability;
-        let i = w.store_cursor;
+        let i = w.assess.cursor;
         d.push(Line::styled(r.spec.to_string(), t.header()));
         if !c.available {
             d.push(Line::from(vec![

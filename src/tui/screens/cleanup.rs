@@ -28,11 +28,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             t.header(),
         ),
         opt(
-            !w.delete_source,
+            !w.cleanup.delete_source,
             format!("Keep them in {} (default)", spec_or(w.source_spec())),
         ),
         opt(
-            w.delete_source,
+            w.cleanup.delete_source,
             "Delete them from the source (asks again; unverified items stay)".to_string(),
         ),
         Line::from(""),

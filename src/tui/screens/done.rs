@@ -52,7 +52,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         } else {
             lines.push(Line::from(format!(
                 "{} verified at the target",
-                w.verify_report.as_ref().map_or(r.verified, |v| v.verified)
+                w.verify.report.as_ref().map_or(r.verified, |v| v.verified)
             )));
         }
         let shown = if area.height >= 20 { 3 } else { 2 };
@@ -78,7 +78,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     } else if let Some(text) = w.failure_summary() {
         lines.push(Line::styled(text, t.bad()));
     }
-    if let Some(c) = &w.cleanup_report {
+    if let Some(c) = &w.cleanup.report {
         lines.push(Line::from(format!(
             "{} deleted from the source",
             c.source_deleted

@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, Widget};
+use ratatui::widgets::{Cell, Row, Widget};
 
-use super::{duration, para};
+use super::{at_cursor, duration, list_table, para};
 use crate::engine::types::{Action, ConflictPolicy};
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
@@ -25,7 +25,7 @@ pub(crate) fn action_span<'a>(a: &Action, t: &Theme) -> Span<'a> {
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
-    let Some(plan) = &w.plan else {
+    let Some(plan) = &w.dry_run.plan else {
         para(vec![Line::styled("Planning…", t.dim())]).render(area, buf);
         return;
     };
@@ -75,7 +75,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     para(lines).render(summary, buf);
 
     let rows = widgets::window(
-        w.plan_cursor,
+        w.dry_run.cursor,
         plan.items.len(),
         table.height.saturating_sub(1) as usize,
     )
@@ -91,25 +91,21 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(action_span(&it.action, t)),
             Cell::from(Span::styled(why, t.dim())),
         ]);
-        if i == w.plan_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, i == w.dry_run.cursor, t)
     });
-    Table::new(
+    list_table(
         rows,
         [
             Constraint::Fill(3),
             Constraint::Length(9),
             Constraint::Fill(2),
         ],
+        vec!["Id", "Action", "Notes"],
+        t,
     )
-    .header(Row::new(["Id", "Action", "Notes"]).style(t.header()))
-    .column_spacing(1)
     .render(table, buf);
 
-    if let Some(it) = plan.items.get(w.plan_cursor) {
+    if let Some(it) = plan.items.get(w.dry_run.cursor) {
         let mut facts = vec![it.preview.clone()];
         facts.extend(it.warnings.iter().cloned());
         if let Action::Invalid { reason } = &it.action {

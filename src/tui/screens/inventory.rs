@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, Widget};
+use ratatui::widgets::{Cell, Row, Widget};
 
-use super::{date, para};
+use super::{at_cursor, date, list_table, para};
 use crate::credential::CredentialId;
 use crate::engine::types::ItemStatus;
 use crate::tui::app::App;
@@ -15,7 +15,7 @@ use crate::wizard::REVEAL_MS;
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
-    let Some(inv) = &w.inventory else {
+    let Some(inv) = &w.inventory.loaded else {
         para(vec![Line::styled("Reading the source…", t.dim())]).render(area, buf);
         return;
     };
@@ -33,14 +33,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         inv.items.len(),
         w.selected_count()
     ))];
-    if w.filter_editing || !w.filter.is_empty() {
+    if w.inventory.editing || !w.inventory.filter.is_empty() {
         head.push(Span::styled("   filter: ", t.dim()));
         head.push(Span::styled(
-            format!("{}{}", w.filter, if w.filter_editing { "▏" } else { "" }),
+            format!(
+                "{}{}",
+                w.inventory.filter,
+                if w.inventory.editing { "▏" } else { "" }
+            ),
             t.key(),
         ));
         head.push(Span::styled(
-            format!(" ({} shown)", w.visible.len()),
+            format!(" ({} shown)", w.inventory.visible.len()),
             t.dim(),
         ));
     }
@@ -49,16 +53,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let show_kind = area.width >= 100;
     let show_expiry = area.width >= 70;
     let rows = widgets::window(
-        w.item_cursor,
-        w.visible.len(),
+        w.inventory.cursor,
+        w.inventory.visible.len(),
         table.height.saturating_sub(1) as usize,
     )
     .map(|vi| {
-        let i = w.visible[vi];
+        let i = w.inventory.visible[vi];
         let it = &inv.items[i];
         let mark = if it.status == ItemStatus::Invalid {
             "[-]"
-        } else if w.selected[i] {
+        } else if w.inventory.selected[i] {
             "[x]"
         } else {
             "[ ]"
@@ -84,11 +88,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         cells.push(Cell::from(status));
         let row = Row::new(cells);
-        if vi == w.item_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, vi == w.inventory.cursor, t)
     });
     let mut header = vec!["", "Id"];
     let mut widths = vec![Constraint::Length(3), Constraint::Fill(1)];
@@ -104,10 +104,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     header.push("Status");
     widths.push(Constraint::Length(8));
-    Table::new(rows, widths)
-        .header(Row::new(header).style(t.header()))
-        .column_spacing(1)
-        .render(table, buf);
+    list_table(rows, widths, header, t).render(table, buf);
 
     // The item under the cursor: kind, reason, and the revealed value.
     let mut d = Vec::new();
@@ -128,7 +125,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Span::styled(format!("  {}", facts.join(" · ")), t.dim()),
         ]));
         d.push(reveal_line(app, &it.id));
-    } else if !w.filter.is_empty() {
+    } else if !w.inventory.filter.is_empty() {
         d.push(Line::styled("No item matches the filter.", t.dim()));
     }
     para(d).render(detail, buf);
@@ -169,7 +166,7 @@ fn short_preview(p: &str) -> String {
 fn reveal_line<'a>(app: &'a App, id: &CredentialId) -> Line<'a> {
     let w = &app.wizard;
     let t = &app.theme;
-    match &w.revealed {
+    match &w.inventory.revealed {
         Some(r) if &r.id == id => {
             let left = ((r.until_ms - w.now_ms).max(0) + 999) / 1000;
             Line::from(vec![

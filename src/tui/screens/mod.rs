@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Widget, Wrap};
+use ratatui::widgets::{Paragraph, Row, Table, Widget, Wrap};
 
 use crate::tui::app::App;
 use crate::tui::keymap;
@@ -227,6 +227,28 @@ pub(crate) fn kv<'a>(label: &'a str, value: String, width: u16, t: &Theme) -> Li
 }
 
 /// A paragraph of wrapped lines.
+/// A list's row, highlighted when the cursor is on it.
+pub(crate) fn at_cursor<'a>(row: Row<'a>, on_cursor: bool, t: &Theme) -> Row<'a> {
+    if on_cursor {
+        row.style(t.cursor())
+    } else {
+        row
+    }
+}
+
+/// A list as a table: the header styled, one space between columns (every
+/// list screen draws alike).
+pub(crate) fn list_table<'a>(
+    rows: impl IntoIterator<Item = Row<'a>>,
+    widths: impl IntoIterator<Item = Constraint>,
+    header: Vec<&'a str>,
+    t: &Theme,
+) -> Table<'a> {
+    Table::new(rows, widths)
+        .header(Row::new(header).style(t.header()))
+        .column_spacing(1)
+}
+
 pub(crate) fn para<'a>(lines: Vec<Line<'a>>) -> Paragraph<'a> {
     Paragraph::new(lines).wrap(Wrap { trim: false })
 }

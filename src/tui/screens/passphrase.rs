@@ -12,7 +12,7 @@ use crate::wizard::{PassphraseMode, Strength, strength};
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
-    let create = w.passphrase_mode == PassphraseMode::Create;
+    let create = w.passphrase.mode == PassphraseMode::Create;
     let [intro, f1, hint, f2, err] = Layout::vertical([
         Constraint::Length(if create { 3 } else { 2 }),
         Constraint::Length(3),
@@ -59,7 +59,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .render(hint, buf);
         (&app.pass.fields[1]).render(f2, buf);
     }
-    if let Some(e) = &w.passphrase_error {
+    if let Some(e) = &w.passphrase.error {
         Line::from(vec![
             Span::styled("! ", t.bad()),
             Span::styled(e.as_str(), t.bad()),

@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
+use ratatui::widgets::{Cell, Paragraph, Row, Widget};
 
-use super::{kv, para};
+use super::{at_cursor, kv, list_table, para};
 use crate::engine::types::MigrationStatus;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
@@ -24,19 +24,19 @@ pub fn render_history(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
     let [intro, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(2)]).areas(area);
-    let text = if w.history.is_empty() && w.busy.is_none() {
+    let text = if w.recovery.history.is_empty() && w.busy.is_none() {
         "No migrations recorded yet.".to_string()
     } else {
         format!(
             "{} migrations, newest first. Enter opens one.",
-            w.history.len()
+            w.recovery.history.len()
         )
     };
     Line::styled(text, t.dim()).render(intro, buf);
     // Two lines per row: id and time; from and to.
     let visible = (table.height.saturating_sub(1) / 2) as usize;
-    let rows = widgets::window(w.history_cursor, w.history.len(), visible).map(|i| {
-        let h = &w.history[i];
+    let rows = widgets::window(w.recovery.cursor, w.recovery.history.len(), visible).map(|i| {
+        let h = &w.recovery.history[i];
         let fw = (area.width as usize).saturating_sub(40).max(12);
         let row = Row::new(vec![
             Cell::from(Text::from(vec![
@@ -56,34 +56,30 @@ pub fn render_history(app: &App, area: Rect, buf: &mut Buffer) {
             ])),
         ])
         .height(2);
-        if i == w.history_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, i == w.recovery.cursor, t)
     });
-    Table::new(
+    list_table(
         rows,
         [
             Constraint::Length(24),
             Constraint::Fill(1),
             Constraint::Length(14),
         ],
+        vec!["Id / started", "From / to", "Status"],
+        t,
     )
-    .header(Row::new(["Id / started", "From / to", "Status"]).style(t.header()))
-    .column_spacing(1)
     .render(table, buf);
 }
 
 pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
-    let Some(d) = &w.detail else {
+    let Some(d) = &w.recovery.detail else {
         para(vec![Line::styled("Reading the journal…", t.dim())]).render(area, buf);
         return;
     };
     let e = &d.entry;
-    let result_h = u16::from(w.recovery_result.is_some());
+    let result_h = u16::from(w.recovery.result.is_some());
     let [info, result, timeline] = Layout::vertical([
         Constraint::Length(6),
         Constraint::Length(result_h),
@@ -112,7 +108,7 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         ),
     ])
     .render(info, buf);
-    if let Some(r) = &w.recovery_result {
+    if let Some(r) = &w.recovery.result {
         let (text, style) = if r.rolled_back {
             (
                 "Rolled back: what it wrote was removed, what it overwrote restored.".to_string(),

@@ -3,9 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, Widget};
+use ratatui::widgets::{Cell, Row, Widget};
 
-use super::para;
+use super::{at_cursor, list_table, para};
 use crate::tui::app::App;
 use crate::tui::widgets;
 use crate::wizard::ItemOutcome;
@@ -28,7 +28,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             if failed > 0 { t.bad() } else { t.text() },
         ),
     ];
-    let second = match &w.verify_report {
+    let second = match &w.verify.report {
         Some(r) if r.failures.is_empty() => Line::styled(
             format!(
                 "Read back {} items from the target: all match the source.",
@@ -50,14 +50,20 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     para(vec![Line::from(first), second]).render(summary, buf);
 
-    let items = w.plan.as_ref().map(|p| p.items.as_slice()).unwrap_or(&[]);
+    let items = w
+        .dry_run
+        .plan
+        .as_ref()
+        .map(|p| p.items.as_slice())
+        .unwrap_or(&[]);
     let mismatch = |id: &crate::credential::CredentialId| {
-        w.verify_report
+        w.verify
+            .report
             .as_ref()
             .and_then(|r| r.failures.iter().find(|f| &f.id == id))
     };
     let rows = widgets::window(
-        w.result_cursor,
+        w.verify.cursor,
         w.run.outcomes.len().min(items.len()),
         table.height.saturating_sub(1) as usize,
     )
@@ -78,21 +84,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(res),
             Cell::from(Span::styled(why, t.dim())),
         ]);
-        if i == w.result_cursor {
-            row.style(t.cursor())
-        } else {
-            row
-        }
+        at_cursor(row, i == w.verify.cursor, t)
     });
-    Table::new(
+    list_table(
         rows,
         [
             Constraint::Fill(3),
             Constraint::Length(8),
             Constraint::Fill(2),
         ],
+        vec!["Id", "Result", "Why"],
+        t,
     )
-    .header(Row::new(["Id", "Result", "Why"]).style(t.header()))
-    .column_spacing(1)
     .render(table, buf);
 }

@@ -1,0 +1,132 @@
+//! Engine tests with an in-memory store, for fault injection only (the
+//! integration tests in tests/engine_*.rs use real stores).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::credential::{Credential, CredentialId, Kind};
+use crate::engine::memstore::MemStore;
+use crate::engine::*;
+use crate::error::{Result as StoreResult, StoreError};
+use crate::store::faults::{Faults, Op};
+use crate::store::{Capability, Listing, OpenOptions, Store, StoreSpec};
+
+fn cred(id: &str, v: &str) -> Credential {
+    Credential::new(id.parse().unwrap(), Kind::ApiKey, v)
+}
+
+fn source_items(n: usize) -> Vec<Credential> {
+    (0..n)
+        .map(|i| {
+            cred(
+                &format!("svc{i:02}/api_key"),
+                &format!("sk-secret-value-{i:02}-xyzzy"),
+            )
+        })
+        .collect()
+}
+
+/// A source `a.env` with `n` items and an empty target `b.env`, in memory.
+fn stores(n: usize) -> (MemStore, MemStore) {
+    (
+        MemStore::new(StoreSpec::Dotenv("a.env".into()), source_items(n), true),
+        MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true),
+    )
+}
+
+fn req(from: &MemStore, to: &dyn Store, policy: ConflictPolicy) -> MigrationRequest {
+    MigrationRequest {
+        from: from.spec().clone(),
+        to: to.spec().clone(),
+        policy,
+        selection: None,
+        delete_source: false,
+    }
+}
+
+fn run_with(
+    req: MigrationRequest,
+    source: Box<dyn Store>,
+    target: Box<dyn Store>,
+    state: &std::path::Path,
+) -> (Report, Vec<Progress>) {
+    let h = start_with_stores(req, source, target, state, &OpenOptions::default()).unwrap();
+    let events: Vec<Progress> = h.events.iter().collect();
+    (h.join().unwrap(), events)
+}
+
+/// Migrate `src` into `dst` with `policy`, `dst` failing the calls
+/// `faults` names (the `CREDSHIFT_FAULTS` syntax, armed on the memory store
+/// itself; empty: none).
+fn run_faulty(
+    src: &MemStore,
+    dst: &MemStore,
+    policy: ConflictPolicy,
+    faults: &str,
+    state: &std::path::Path,
+) -> (Report, Vec<Progress>) {
+    dst.faults().extend(&Faults::parse(faults));
+    run_with(
+        req(src, dst, policy),
+        Box::new(src.clone()),
+        Box::new(dst.clone()),
+        state,
+    )
+}
+
+fn values(s: &MemStore) -> Vec<(String, String)> {
+    s.snapshot()
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+        .collect()
+}
+
+/// The calls a test double leaves alone go to its inner store:
+/// `forward!(inner; spec, probe, list, read)` inside `impl Store`.
+macro_rules! forward {
+    ($f:tt; spec) => {
+        fn spec(&self) -> &StoreSpec {
+            self.$f.spec()
+        }
+    };
+    ($f:tt; probe) => {
+        fn probe(&self) -> Capability {
+            self.$f.probe()
+        }
+    };
+    ($f:tt; list) => {
+        fn list(&self) -> StoreResult<Listing> {
+            self.$f.list()
+        }
+    };
+    ($f:tt; read) => {
+        fn read(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {
+            self.$f.read(id)
+        }
+    };
+    ($f:tt; write) => {
+        fn write(&self, c: &Credential) -> StoreResult<()> {
+            self.$f.write(c)
+        }
+    };
+    ($f:tt; delete) => {
+        fn delete(&self, id: &CredentialId) -> StoreResult<bool> {
+            self.$f.delete(id)
+        }
+    };
+    ($f:tt; read_all) => {
+        fn read_all(&self) -> StoreResult<crate::store::Scan> {
+            self.$f.read_all()
+        }
+    };
+    ($f:tt; $($m:ident),+) => {
+        $(forward!($f; $m);)+
+    };
+}
+
+mod batches;
+mod control;
+mod failures;
+mod keys;
+mod recovery;
+mod rule;

@@ -1,0 +1,262 @@
+//! Step 5: the migration runs; progress, cancel, rollback.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+
+use super::{Effect, Event, Outcome, Step, Wizard};
+use crate::credential::CredentialId;
+use crate::engine::types::{Counts, MigrationId, PlanItem, Progress, Report};
+
+/// Lines of the per-item log kept for the Execute screen.
+pub const LOG_TAIL: usize = 200;
+
+/// Live state of the Execute screen.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    pub id: Option<MigrationId>,
+    pub counts: Counts,
+    pub log: VecDeque<LogLine>,
+    pub backup: Option<PathBuf>,
+    pub rolling_back: Option<String>,
+    pub cancel_requested: bool,
+    pub quit_after: bool,
+    /// Per plan item, in plan order.
+    pub outcomes: Vec<ItemOutcome>,
+    /// Plan position by id, built once per run (progress lookups are O(1)).
+    pub index: PlanIndex,
+    pub report: Option<Report>,
+    /// The engine began writing to the target (an item started): from
+    /// here on, a failure can no longer mean "nothing was written".
+    pub writes_began: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogLine {
+    Info(String),
+    Ok(String),
+    Skip(String),
+    Fail(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ItemOutcome {
+    #[default]
+    Pending,
+    Written,
+    Verified,
+    Skipped(String),
+    Failed(String),
+}
+
+/// A plan item's position from its id, without a second copy of every id:
+/// a map from the id's hash to the position, checked against the plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanIndex {
+    /// `usize::MAX`: more than one id has this hash (then the plan is
+    /// searched; with 64-bit hashes, practically never).
+    by_hash: HashMap<u64, usize>,
+}
+
+impl PlanIndex {
+    pub fn new(items: &[PlanItem]) -> Self {
+        let mut by_hash = HashMap::with_capacity(items.len());
+        for (i, it) in items.iter().enumerate() {
+            by_hash
+                .entry(hash(&it.id))
+                .and_modify(|p| *p = usize::MAX)
+                .or_insert(i);
+        }
+        PlanIndex { by_hash }
+    }
+
+    /// Where `id` is in `items` (the plan this index was built from).
+    pub fn find(&self, items: &[PlanItem], id: &CredentialId) -> Option<usize> {
+        match self.by_hash.get(&hash(id)) {
+            Some(&usize::MAX) => items.iter().position(|it| &it.id == id),
+            Some(&p) => items.get(p).is_some_and(|it| &it.id == id).then_some(p),
+            None => None,
+        }
+    }
+}
+
+fn hash(id: &CredentialId) -> u64 {
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl Wizard {
+    pub(super) fn start_migration(&mut self) -> Vec<Effect> {
+        let (Some(from), Some(to), Some(plan)) = (
+            self.source_spec().cloned(),
+            self.target_spec().cloned(),
+            self.dry_run.plan.as_ref(),
+        ) else {
+            return vec![];
+        };
+        let plan_token = plan.token;
+        self.run = Run {
+            outcomes: vec![ItemOutcome::Pending; plan.items.len()],
+            index: PlanIndex::new(&plan.items),
+            counts: Counts {
+                total: plan.items.len(),
+                ..Counts::default()
+            },
+            ..Run::default()
+        };
+        self.step = Step::Execute;
+        self.error = None;
+        vec![Effect::StartMigration {
+            from,
+            to,
+            policy: self.dry_run.policy,
+            selection: self.selected_ids(),
+            plan_token,
+        }]
+    }
+
+    pub(super) fn on_progress(&mut self, batch: Vec<Progress>) -> Vec<Effect> {
+        let index = std::mem::take(&mut self.run.index);
+        let items: &[PlanItem] = self.dry_run.plan.as_ref().map_or(&[], |p| &p.items);
+        let mut updates: Vec<(usize, ItemOutcome)> = Vec::new();
+        let mut finished = None;
+        for p in batch {
+            match p {
+                Progress::BackupWritten { path, items } => {
+                    self.run.log.push_back(LogLine::Info(format!(
+                        "encrypted backup of {items} items written"
+                    )));
+                    self.run.backup = Some(path);
+                }
+                Progress::ItemStarted { .. } => self.run.writes_began = true,
+                Progress::ItemWritten { id } => {
+                    self.run.writes_began = true;
+                    if let Some(i) = index.find(items, &id) {
+                        updates.push((i, ItemOutcome::Written));
+                    }
+                }
+                Progress::ItemVerified { id } => {
+                    self.run.writes_began = true;
+                    if let Some(i) = index.find(items, &id) {
+                        updates.push((i, ItemOutcome::Verified));
+                    }
+                    self.run
+                        .log
+                        .push_back(LogLine::Ok(format!("{id} copied and read back")));
+                }
+                Progress::ItemSkipped { id, reason } => {
+                    if let Some(i) = index.find(items, &id) {
+                        updates.push((i, ItemOutcome::Skipped(reason.clone())));
+                    }
+                    self.run
+                        .log
+                        .push_back(LogLine::Skip(format!("{id} skipped: {reason}")));
+                }
+                Progress::ItemFailed { id, error } => {
+                    self.run.writes_began = true;
+                    if let Some(i) = index.find(items, &id) {
+                        updates.push((i, ItemOutcome::Failed(error.clone())));
+                    }
+                    self.run
+                        .log
+                        .push_back(LogLine::Fail(format!("{id} failed: {error}")));
+                }
+                Progress::Counts(c) => self.run.counts = c,
+                Progress::RollingBack { reason } => {
+                    self.run
+                        .log
+                        .push_back(LogLine::Info(format!("rolling back: {reason}")));
+                    self.run.rolling_back = Some(reason);
+                }
+                Progress::Finished(report) => finished = Some(*report),
+                Progress::ItemUndone { id, how } => {
+                    self.run.log.push_back(LogLine::Info(format!("{id} {how}")));
+                }
+                Progress::Planned(counts) => {
+                    self.run.counts.total = counts.total;
+                }
+                Progress::SourceDeleted { id } => {
+                    self.run
+                        .log
+                        .push_back(LogLine::Ok(format!("{id} deleted from the source")));
+                }
+                Progress::SourceDeleteFailed { id, error } => {
+                    self.run.log.push_back(LogLine::Fail(format!(
+                        "{id}: migrated, source still present ({error})"
+                    )));
+                }
+            }
+        }
+        self.run.index = index;
+        for (i, o) in updates {
+            if let Some(slot) = self.run.outcomes.get_mut(i) {
+                *slot = o;
+            }
+        }
+        while self.run.log.len() > LOG_TAIL {
+            self.run.log.pop_front();
+        }
+        match finished {
+            Some(report) => self.on_finished(report),
+            None => vec![],
+        }
+    }
+
+    pub(super) fn on_finished(&mut self, report: Report) -> Vec<Effect> {
+        self.run.id = Some(report.migration_id.clone());
+        if report.backup.is_some() {
+            self.run.backup.clone_from(&report.backup);
+        }
+        let rolled_back = report.rolled_back;
+        if rolled_back && self.run.rolling_back.is_none() {
+            self.run.rolling_back = report.rollback_reason.clone();
+        }
+        self.run.counts.done = self
+            .run
+            .counts
+            .done
+            .max(report.total.min(self.run.counts.total));
+        let id = report.migration_id.clone();
+        let rollback_began = self.run.rolling_back.is_some();
+        self.run.report = Some(report);
+        if self.run.quit_after {
+            let outcome = if rolled_back {
+                Outcome::RolledBack
+            } else if rollback_began {
+                Outcome::Failed
+            } else {
+                Outcome::Completed
+            };
+            return vec![Effect::Exit(outcome)];
+        }
+        if rolled_back {
+            self.finish(Outcome::RolledBack);
+            return vec![];
+        }
+        if self.run.rolling_back.is_some() {
+            // A rollback began but did not complete: nothing to verify or
+            // clean up; the end screen says what to run next.
+            self.finish(Outcome::Failed);
+            return vec![];
+        }
+        self.step = Step::Verify;
+        self.verify.cursor = 0;
+        self.busy = Some("Reading back every item from the target…".into());
+        vec![Effect::Verify { id }]
+    }
+
+    pub(super) fn on_execute(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::Cancel if self.running() && !self.run.cancel_requested => {
+                self.run.cancel_requested = true;
+                self.run
+                    .log
+                    .push_back(LogLine::Info("cancel requested: rolling back".into()));
+                vec![Effect::CancelMigration]
+            }
+            _ => vec![],
+        }
+    }
+}

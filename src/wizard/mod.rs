@@ -1,0 +1,608 @@
+//! The wizard's pure state machine. It holds what the screens show, takes
+//! [`Event`]s (keys already mapped to intents, and results from the engine)
+//! and returns [`Effect`]s as data for the TUI's worker to run. No I/O, no
+//! clock, no terminal: tests feed events and look at the state and effects.
+//!
+//! Destructive effects (start, cleanup, rollback, restore, resume) are only
+//! emitted after an explicit consent or confirmation event.
+
+use std::path::PathBuf;
+
+use crate::credential::{CredentialId, Secret};
+use crate::engine::types::{
+    ConflictPolicy, HistoryEntry, Inventory, MigrationId, MigrationStatus, Plan, Progress, Report,
+    StoreReport,
+};
+use crate::store::StoreSpec;
+
+mod assess;
+mod cleanup;
+mod consent;
+mod done;
+mod dryrun;
+mod execute;
+mod inventory;
+mod passphrase;
+mod recovery;
+#[cfg(test)]
+mod tests;
+mod verify;
+
+pub use assess::{AssessState, Pick};
+pub use cleanup::CleanupState;
+pub use dryrun::DryRunState;
+pub use execute::{ItemOutcome, LOG_TAIL, LogLine, PlanIndex, Run};
+pub use inventory::{InventoryState, REVEAL_MS, Revealed};
+pub use passphrase::{MIN_PASSPHRASE, PassphraseMode, PassphraseState, Strength, strength};
+pub use recovery::{Detail, RecoveryAction, RecoveryState, TimelineEntry};
+pub use verify::VerifyState;
+
+/// The product rule (more than this share of failed items rolls back) is
+/// the engine's; the wizard only shows it.
+pub use crate::engine::ROLLBACK_THRESHOLD;
+/// Rows a page key moves.
+pub const PAGE: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    Assess,
+    Consent,
+    Inventory,
+    DryRun,
+    Passphrase,
+    Execute,
+    Verify,
+    Cleanup,
+    Done,
+    History,
+    Detail,
+}
+
+impl Step {
+    pub fn title(self) -> &'static str {
+        match self {
+            Step::Assess => "Stores",
+            Step::Consent => "Consent",
+            Step::Inventory => "Inventory",
+            Step::DryRun => "Dry run",
+            Step::Passphrase => "Passphrase",
+            Step::Execute => "Migrating",
+            Step::Verify => "Verify",
+            Step::Cleanup => "Cleanup",
+            Step::Done => "Done",
+            Step::History => "Recovery: history",
+            Step::Detail => "Recovery: migration",
+        }
+    }
+
+    /// Position in the migration path (1-based) for the header, if on it.
+    pub fn number(self) -> Option<usize> {
+        const PATH: [Step; 8] = [
+            Step::Assess,
+            Step::Consent,
+            Step::Inventory,
+            Step::DryRun,
+            Step::Execute,
+            Step::Verify,
+            Step::Cleanup,
+            Step::Done,
+        ];
+        PATH.iter().position(|s| *s == self).map(|i| i + 1)
+    }
+}
+
+/// A question that must be answered before anything happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirm {
+    /// Quit while a migration runs: cancels and rolls back first.
+    QuitWhileRunning,
+    /// Delete verified items from the source.
+    DeleteSource { count: usize },
+    Recovery {
+        action: RecoveryAction,
+        id: MigrationId,
+    },
+}
+
+/// How the wizard ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    RolledBack,
+    Failed,
+    /// Consent deferred: nothing changed.
+    Deferred,
+    /// Quit before anything changed (or after the end screen).
+    Quit,
+}
+
+/// Where a task ran, so an error lands on the right screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Assess,
+    Inventory,
+    Plan,
+    Reveal,
+    Migrate,
+    Verify,
+    Cleanup,
+    History,
+    Detail,
+    Recovery,
+}
+
+/// Inputs: user intents (from the keymap) and engine results (from the worker).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
+    /// Advance, or accept the default.
+    Enter,
+    /// Go back one screen (also closes dialogs and the help).
+    Back,
+    /// `y`: consent, or yes in a dialog.
+    Yes,
+    /// `n`: no in a dialog.
+    No,
+    /// `d`: defer the consent.
+    Defer,
+    Quit,
+    Help,
+    /// Switch between choosing the source and the target.
+    SwitchPick,
+    Toggle,
+    ToggleAll,
+    FilterStart,
+    FilterChar(char),
+    FilterBackspace,
+    Reveal,
+    TogglePolicy,
+    Cancel,
+    OpenRecovery,
+    Recovery(RecoveryAction),
+    /// The passphrase fields were submitted (Enter in the last field).
+    PassphraseSubmitted {
+        passphrase: Secret,
+        confirm: Option<Secret>,
+    },
+    /// A passphrase field changed: clears the inline error.
+    PassphraseEdited,
+    /// SIGTERM / SIGHUP: cancel a running migration (it rolls back), then exit.
+    Terminate,
+    /// The clock, in epoch milliseconds (fixed in tests).
+    Tick {
+        now_ms: i64,
+    },
+
+    Assessed(Vec<StoreReport>),
+    InventoryLoaded(Box<Inventory>),
+    PlanReady(Box<Plan>),
+    MigrationStarted {
+        id: MigrationId,
+    },
+    /// Progress events, coalesced: all that arrived since the last frame.
+    Progress(Vec<Progress>),
+    Verified(Box<Report>),
+    CleanedUp(Box<Report>),
+    HistoryLoaded(Vec<HistoryEntry>),
+    DetailLoaded(Box<Detail>),
+    RecoveryFinished(Box<Report>),
+    Revealed {
+        id: CredentialId,
+        secret: Secret,
+    },
+    Failed {
+        task: Task,
+        message: String,
+    },
+}
+
+/// Outputs: work for the TUI's worker thread (or the end of the program).
+#[derive(Debug, Clone)]
+pub enum Effect {
+    Assess {
+        specs: Vec<StoreSpec>,
+    },
+    LoadInventory {
+        from: StoreSpec,
+    },
+    Plan {
+        from: StoreSpec,
+        to: StoreSpec,
+        policy: ConflictPolicy,
+        selection: Vec<CredentialId>,
+    },
+    Reveal {
+        from: StoreSpec,
+        id: CredentialId,
+    },
+    /// Use this passphrase for the target and the backup from now on.
+    UsePassphrase(Secret),
+    /// Execute the plan shown on the dry-run screen (named by its token).
+    StartMigration {
+        from: StoreSpec,
+        to: StoreSpec,
+        policy: ConflictPolicy,
+        selection: Vec<CredentialId>,
+        plan_token: u64,
+    },
+    CancelMigration,
+    Verify {
+        id: MigrationId,
+    },
+    /// Delete the verified items of this migration from its source.
+    Cleanup {
+        id: MigrationId,
+    },
+    LoadHistory,
+    LoadDetail {
+        id: MigrationId,
+    },
+    Recover {
+        action: RecoveryAction,
+        id: MigrationId,
+    },
+    Exit(Outcome),
+}
+
+/// How the wizard was started.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Stores to probe: the default locations plus any given.
+    pub candidates: Vec<StoreSpec>,
+    pub from: Option<StoreSpec>,
+    pub to: Option<StoreSpec>,
+    /// A passphrase (or key file) came from the command line or environment.
+    pub passphrase_given: bool,
+    pub state_dir: PathBuf,
+    /// Open the recovery path instead of a new migration.
+    pub recover: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Wizard {
+    pub config: Config,
+    pub step: Step,
+    pub now_ms: i64,
+    /// What the current screen is waiting for ("Reading the source…").
+    pub busy: Option<String>,
+    /// The last error, shown on the current screen.
+    pub error: Option<String>,
+    pub help: bool,
+    pub confirm: Option<Confirm>,
+
+    pub outcome: Option<Outcome>,
+
+    /// One sub-state per step, each defined (with its handler) in the
+    /// step's module.
+    pub assess: AssessState,
+    pub inventory: InventoryState,
+    pub dry_run: DryRunState,
+    pub passphrase: PassphraseState,
+    pub run: Run,
+    pub verify: VerifyState,
+    pub cleanup: CleanupState,
+    pub recovery: RecoveryState,
+}
+
+impl Wizard {
+    /// A new wizard and the effects that start it.
+    pub fn new(config: Config, now_ms: i64) -> (Self, Vec<Effect>) {
+        let recover = config.recover;
+        let specs = config.candidates.clone();
+        let w = Wizard {
+            passphrase: PassphraseState {
+                set: config.passphrase_given,
+                ..PassphraseState::default()
+            },
+            config,
+            step: if recover { Step::History } else { Step::Assess },
+            now_ms,
+            busy: Some(if recover {
+                "Reading the history…".into()
+            } else {
+                "Probing the stores…".into()
+            }),
+            error: None,
+            help: false,
+            confirm: None,
+            outcome: None,
+            assess: AssessState::default(),
+            inventory: InventoryState::default(),
+            dry_run: DryRunState::default(),
+            run: Run::default(),
+            verify: VerifyState::default(),
+            cleanup: CleanupState::default(),
+            recovery: RecoveryState::default(),
+        };
+        let effects = if recover {
+            vec![Effect::LoadHistory]
+        } else {
+            vec![Effect::Assess { specs }, Effect::LoadHistory]
+        };
+        (w, effects)
+    }
+
+    pub fn source_spec(&self) -> Option<&StoreSpec> {
+        self.assess
+            .source
+            .and_then(|i| self.assess.stores.get(i))
+            .map(|r| &r.spec)
+    }
+
+    pub fn target_spec(&self) -> Option<&StoreSpec> {
+        self.assess
+            .target
+            .and_then(|i| self.assess.stores.get(i))
+            .map(|r| &r.spec)
+    }
+
+    pub fn source_report(&self) -> Option<&StoreReport> {
+        self.assess.source.and_then(|i| self.assess.stores.get(i))
+    }
+
+    pub fn target_report(&self) -> Option<&StoreReport> {
+        self.assess.target.and_then(|i| self.assess.stores.get(i))
+    }
+
+    /// Whether a migration is running (quitting must ask first).
+    pub fn running(&self) -> bool {
+        self.step == Step::Execute && self.run.report.is_none()
+    }
+
+    /// Whether keys go to a text field instead of the keymap's commands.
+    pub fn text_input(&self) -> bool {
+        (self.step == Step::Passphrase || (self.step == Step::Inventory && self.inventory.editing))
+            && self.confirm.is_none()
+            && !self.help
+    }
+
+    /// Interrupted migrations the history knows of (offered on the first screen).
+    pub fn interrupted(&self) -> impl Iterator<Item = &HistoryEntry> {
+        self.recovery
+            .history
+            .iter()
+            .filter(|h| h.status == MigrationStatus::Interrupted)
+    }
+
+    /// Whether the target is kept under credshift's passphrase and none was
+    /// given. (The backup needs none: without a passphrase the engine
+    /// protects it with a generated key file beside it.)
+    fn needs_passphrase(&self) -> bool {
+        !self.passphrase.set && self.target_spec().is_some_and(StoreSpec::under_passphrase)
+    }
+
+    fn target_exists(&self) -> bool {
+        self.target_report().is_some_and(|r| r.capability.exists)
+    }
+
+    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        // Engine results and the clock are handled on any screen.
+        match event {
+            Event::Tick { now_ms } => {
+                self.now_ms = now_ms;
+                if self
+                    .inventory
+                    .revealed
+                    .as_ref()
+                    .is_some_and(|r| now_ms >= r.until_ms)
+                {
+                    self.inventory.revealed = None;
+                }
+                return vec![];
+            }
+            Event::Assessed(reports) => return self.on_assessed(reports),
+            Event::InventoryLoaded(inv) => return self.on_inventory(*inv),
+            Event::PlanReady(plan) => {
+                if self.step == Step::DryRun {
+                    self.busy = None;
+                    self.dry_run.cursor = 0;
+                    self.dry_run.plan = Some(*plan);
+                }
+                return vec![];
+            }
+            Event::MigrationStarted { id } => {
+                self.run.id = Some(id);
+                return vec![];
+            }
+            Event::Progress(batch) => return self.on_progress(batch),
+            Event::Verified(report) => {
+                self.busy = None;
+                self.verify.report = Some(*report);
+                return vec![];
+            }
+            Event::CleanedUp(report) => {
+                self.busy = None;
+                self.cleanup.report = Some(*report);
+                self.finish(Outcome::Completed);
+                return vec![];
+            }
+            Event::HistoryLoaded(entries) => {
+                if self.step == Step::History {
+                    self.busy = None;
+                }
+                self.recovery.history = entries;
+                self.recovery.cursor = self
+                    .recovery
+                    .cursor
+                    .min(self.recovery.history.len().saturating_sub(1));
+                return vec![];
+            }
+            Event::DetailLoaded(detail) => {
+                self.busy = None;
+                self.recovery.detail = Some(*detail);
+                if self.step == Step::History {
+                    self.step = Step::Detail;
+                }
+                return vec![];
+            }
+            Event::RecoveryFinished(report) => {
+                self.busy = None;
+                self.recovery.result = Some(*report);
+                return match &self.recovery.detail {
+                    Some(d) => vec![Effect::LoadDetail {
+                        id: d.entry.id.clone(),
+                    }],
+                    None => vec![],
+                };
+            }
+            Event::Revealed { id, secret } => {
+                if self.step == Step::Inventory && self.current_item_id().as_ref() == Some(&id) {
+                    self.inventory.revealed = Some(Revealed {
+                        id,
+                        secret,
+                        until_ms: self.now_ms + REVEAL_MS,
+                    });
+                }
+                return vec![];
+            }
+            Event::Failed { task, message } => return self.on_failed(task, message),
+            Event::Terminate => {
+                if self.running() {
+                    self.confirm = None;
+                    self.run.quit_after = true;
+                    if !self.run.cancel_requested {
+                        self.run.cancel_requested = true;
+                        return vec![Effect::CancelMigration];
+                    }
+                    return vec![];
+                }
+                return vec![Effect::Exit(self.outcome.unwrap_or(Outcome::Quit))];
+            }
+            _ => {}
+        }
+
+        if self.help {
+            // Any key closes the help; q still quits from there.
+            self.help = false;
+            return if matches!(event, Event::Quit) {
+                self.handle(Event::Quit)
+            } else {
+                vec![]
+            };
+        }
+        if let Some(c) = self.confirm.clone() {
+            return self.on_confirm(c, event);
+        }
+        match event {
+            Event::Help => {
+                self.help = true;
+                return vec![];
+            }
+            Event::Quit if !self.text_input() => return self.quit(),
+            Event::OpenRecovery if matches!(self.step, Step::Assess | Step::Consent) => {
+                self.step = Step::History;
+                self.busy = Some("Reading the history…".into());
+                return vec![Effect::LoadHistory];
+            }
+            _ => {}
+        }
+        match self.step {
+            Step::Assess => self.on_assess(event),
+            Step::Consent => self.on_consent(event),
+            Step::Inventory => self.on_inventory_key(event),
+            Step::DryRun => self.on_dry_run(event),
+            Step::Passphrase => self.on_passphrase(event),
+            Step::Execute => self.on_execute(event),
+            Step::Verify => self.on_verify(event),
+            Step::Cleanup => self.on_cleanup(event),
+            Step::Done => self.on_done(event),
+            Step::History => self.on_history(event),
+            Step::Detail => self.on_detail(event),
+        }
+    }
+
+    fn quit(&mut self) -> Vec<Effect> {
+        if self.running() {
+            self.confirm = Some(Confirm::QuitWhileRunning);
+            return vec![];
+        }
+        let outcome = self.outcome.unwrap_or(Outcome::Quit);
+        vec![Effect::Exit(outcome)]
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        self.outcome = Some(outcome);
+        self.step = Step::Done;
+    }
+
+    fn on_confirm(&mut self, c: Confirm, event: Event) -> Vec<Effect> {
+        match event {
+            Event::Yes => {
+                self.confirm = None;
+                match c {
+                    Confirm::QuitWhileRunning => {
+                        self.run.quit_after = true;
+                        self.run.cancel_requested = true;
+                        vec![Effect::CancelMigration]
+                    }
+                    Confirm::DeleteSource { .. } => match self.run.id.clone() {
+                        Some(id) => {
+                            self.busy = Some("Deleting verified items from the source…".into());
+                            vec![Effect::Cleanup { id }]
+                        }
+                        None => vec![],
+                    },
+                    Confirm::Recovery { action, id } => {
+                        self.busy = Some(format!("Working: {} {id}…", action.label()));
+                        self.recovery.result = None;
+                        vec![Effect::Recover { action, id }]
+                    }
+                }
+            }
+            Event::No | Event::Back | Event::Quit => {
+                self.confirm = None;
+                vec![]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn on_failed(&mut self, task: Task, message: String) -> Vec<Effect> {
+        self.busy = None;
+        match task {
+            // The engine stopped without a report: before writing (lock
+            // held, backup failed, the stores changed since the plan) or
+            // after (see `failure_summary`).
+            Task::Migrate if self.step == Step::Execute && self.run.report.is_none() => {
+                self.run.log.push_back(LogLine::Fail(message.clone()));
+                self.error = Some(message);
+                self.finish(Outcome::Failed);
+                return if self.run.quit_after {
+                    vec![Effect::Exit(Outcome::Failed)]
+                } else {
+                    vec![]
+                };
+            }
+            Task::Reveal => {
+                self.inventory.revealed = None;
+            }
+            Task::History if self.step != Step::History => {
+                // The first screen only uses the history for a hint.
+                return vec![];
+            }
+            _ => {}
+        }
+        self.error = Some(message);
+        vec![]
+    }
+
+    fn move_cursor(cursor: &mut usize, n: usize, event: &Event) -> bool {
+        let last = n.saturating_sub(1);
+        let new = match event {
+            Event::Up => cursor.saturating_sub(1),
+            Event::Down => (*cursor + 1).min(last),
+            Event::PageUp => cursor.saturating_sub(PAGE),
+            Event::PageDown => (*cursor + PAGE).min(last),
+            Event::Home => 0,
+            Event::End => last,
+            _ => return false,
+        };
+        *cursor = new;
+        true
+    }
+}

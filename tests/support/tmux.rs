@@ -1,0 +1,106 @@
+//! A terminal for end-to-end tests of the wizard: a private tmux server
+//! running one command in a 100x30 pane, driven by keys and read by screen
+//! captures (every capture checked for secrets).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    pub fn start(name: &str, env: &[(&str, &str)], command: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            super::skip_without("tmux", "not installed");
+            return None;
+        }
+        let socket = format!("credshift-e2e-{name}-{}", std::process::id());
+        let mut c = Command::new("tmux");
+        c.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", "100", "-y", "30"]);
+        for (k, v) in env {
+            c.arg("-e").arg(format!("{k}={v}"));
+        }
+        c.arg(command);
+        let out = c.output().expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Tmux { socket })
+    }
+
+    pub fn capture(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "0"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Send keys by tmux name (`Enter`, `Down`, `y`).
+    pub fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let ok = Command::new("tmux")
+                .args(["-L", &self.socket, "send-keys", "-t", "0", k])
+                .status()
+                .expect("tmux send-keys")
+                .success();
+            assert!(ok, "send-keys {k}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Type text literally.
+    pub fn type_text(&self, text: &str) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "0", "-l", text])
+            .status()
+            .expect("tmux send-keys")
+            .success();
+        assert!(ok);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    /// Answer each screen in turn: wait until it shows the text (checking
+    /// every screen for secrets on the way), then press the key.
+    pub fn walk(&self, script: &[(&str, &str)], forbidden: &[String]) {
+        for (text, key) in script {
+            self.wait_for(text, forbidden);
+            self.keys(&[key]);
+        }
+    }
+
+    /// Wait until the screen shows `text`; every screen seen is checked for
+    /// secrets on the way.
+    pub fn wait_for(&self, text: &str, forbidden: &[String]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.capture();
+            for s in forbidden {
+                assert!(
+                    !screen.contains(s.as_str()),
+                    "a secret is on screen:\n{screen}"
+                );
+            }
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {text:?}; the screen shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
