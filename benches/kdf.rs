@@ -24,27 +24,10 @@ use std::process::{Command, Stdio};
 
 use credshift::crypto::kdf;
 
-const ITERATIONS: u32 = 100_000;
+mod common;
+use common::openssl_rate;
 
-/// Compressions per second from `openssl speed -evp sha256` on 16 KiB blocks.
-fn openssl_rate() -> Option<f64> {
-    let out = Command::new("openssl")
-        .args([
-            "speed", "-seconds", "2", "-bytes", "16384", "-evp", "sha256",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with("sha256"))?;
-    let kb: f64 = line
-        .split_whitespace()
-        .last()?
-        .trim_end_matches('k')
-        .parse()
-        .ok()?;
-    Some(kb * 1000.0 / 64.0)
-}
+const ITERATIONS: u32 = 100_000;
 
 /// CPU time of this thread, in seconds.
 fn cpu_now() -> f64 {
@@ -111,9 +94,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let pw = b"bench-master-key-0123456789abcdef-ok";
-    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        println!("load average at the start: {}", load.trim());
-    }
+    println!("load average at the start: {}", common::load_average());
     let fast = per_key(runs, |s| *kdf::pbkdf2_sha256(pw, s, ITERATIONS));
     let crate_ = per_key(runs, |s| *kdf::pbkdf2_sha256_reference(pw, s, ITERATIONS));
     let node = node_per_key(runs);

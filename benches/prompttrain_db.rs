@@ -1,31 +1,49 @@
-//! Benchmark: 1,000 agent-prompttrain accounts (1,500 values) into
-//! `prompttrain-db:` on a real PostgreSQL server (started like the tests
-//! do), the way the engine moves them: batches of 1, 2, 4, ... 256, each a
-//! `write_many` (parallel key derivation, one transaction) and a
-//! `read_many` read-back (one query; the keys derived for the write are
-//! reused, the values are decrypted from what the database returned) with
-//! a comparison. And the reverse: values written by Node into the database,
-//! read by a fresh store (every key derived) and sealed into an
-//! `encrypted:` file.
+//! Benchmark: 1,000 agent-prompttrain accounts (1,500 values) from the
+//! credentials directory into `prompttrain-db:` on a real PostgreSQL server
+//! (started like the tests do), with read-back; and the reverse: values
+//! written by Node into the database, moved into an `encrypted:` file.
 //!
-//! Peers in the same run: a Node.js loop of the original algorithm
-//! (scripts/prompttrain-crypto.js: pbkdf2Sync + AES-GCM per value, encrypt
-//! then decrypt), and the limit of this CPU: 2 SHA-256 compressions per
-//! PBKDF2 iteration at `openssl speed -evp sha256`'s rate, over all cores.
+//! Each direction is measured twice in the same run:
+//! - end to end: the built binary, `credshift migrate --from prompttrain:DIR
+//!   --to prompttrain-db:URL --yes` (and `--from prompttrain-db:URL --to
+//!   encrypted:FILE --yes`), plan, locks, journal, backup and read-back
+//!   included;
+//! - at the store level: the engine's batches (1, 2, 4, ... 256), each a
+//!   `write_many` (parallel key derivation, one transaction) and a
+//!   `read_many` read-back (one query; the keys derived for the write are
+//!   reused, the values are decrypted from what the database returned) with
+//!   a constant-time comparison; the reverse as a fresh store's `read_all`
+//!   (every key derived, in parallel) sealed by one `write_many`.
+//!
+//! Peers in the same run: a Node.js loop of the original algorithm over the
+//! same values (scripts/prompttrain-crypto.js: pbkdf2Sync + AES-256-GCM per
+//! value with a fresh salt and IV, encrypt all, then decrypt all), and the
+//! limit of this CPU: 2 SHA-256 compressions per PBKDF2 iteration at
+//! `openssl speed -evp sha256`'s rate, over all cores.
 //!
 //! `cargo bench --bench prompttrain_db`; `CREDSHIFT_BENCH_ACCOUNTS=N` to
-//! change the size (default 1000: 2/3 API-key accounts, 1/3 OAuth accounts
-//! with two tokens each).
+//! change the size (default 1000: half API-key accounts, half OAuth accounts
+//! with two tokens each, so 1,500 values).
+//!
+//! Besides wall-clock time, each phase prints the CPU time it used (its
+//! threads, or the child process's), which holds on a machine busy with
+//! other work where wall-clock time mostly measures the wait for a core.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use credshift::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use credshift::credential::{Credential, CredentialId, Secret};
 use credshift::crypto::prompttrain::{self as fmt, MasterKey};
+use credshift::engine::batch_sizes;
+use credshift::store::prompttrain_db::{Target, parse_id};
 use credshift::store::{self, OpenOptions, StoreSpec};
 
 const KEY: &str = "bench-master-key-0123456789abcdef-ok";
@@ -36,7 +54,7 @@ fn write_credentials_dir(dir: &std::path::Path, accounts: usize) {
     std::fs::create_dir_all(&acc).unwrap();
     for i in 0..accounts {
         let name = format!("bench{i:04}");
-        let body = if i % 3 == 2 {
+        let body = if i % 2 == 1 {
             serde_json::json!({
                 "type": "oauth",
                 "accountId": format!("acc_{name}"),
@@ -78,67 +96,51 @@ fn filler(seed: usize, len: usize) -> String {
         .collect()
 }
 
-/// The credentials: read with the `prompttrain:DIR` store when it is built,
-/// else taken straight from the generated files with the same ids.
-fn load(dir: &std::path::Path) -> (Vec<Credential>, &'static str) {
-    let spec: StoreSpec = format!("prompttrain:{}", dir.display()).parse().unwrap();
-    if let Ok(s) = store::open(&spec, &OpenOptions::default())
-        && let Ok(scan) = s.read_all()
-        && !scan.credentials.is_empty()
-    {
-        return (scan.credentials, "prompttrain:DIR store");
-    }
-    let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("accounts"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for f in files {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-        let id = v["accountId"].as_str().unwrap();
-        let name = id.strip_prefix("acc_").unwrap();
-        let mut m = Metadata::new();
-        m.insert("account_name".into(), name.into());
-        let ns = format!("account:{id}");
-        if v["type"] == "oauth" {
-            let mut am = m.clone();
-            am.insert("expires_at".into(), v["oauth"]["expiresAt"].clone());
-            am.insert("scopes".into(), v["oauth"]["scopes"].clone());
-            am.insert("is_max".into(), v["oauth"]["isMax"].clone());
-            out.push(
-                Credential::new(
-                    CredentialId::new(&ns, "oauth_access_token"),
-                    Kind::OauthAccess,
-                    v["oauth"]["accessToken"].as_str().unwrap(),
-                )
-                .with_metadata(am),
-            );
-            out.push(
-                Credential::new(
-                    CredentialId::new(&ns, "oauth_refresh_token"),
-                    Kind::OauthRefresh,
-                    v["oauth"]["refreshToken"].as_str().unwrap(),
-                )
-                .with_metadata(m),
-            );
-        } else {
-            out.push(
-                Credential::new(
-                    CredentialId::new(&ns, "api_key"),
-                    Kind::ApiKey,
-                    v["api_key"].as_str().unwrap(),
-                )
-                .with_metadata(m),
-            );
-        }
-    }
-    (out, "generated files (prompttrain:DIR store not built yet)")
+/// CPU seconds used so far by this process (all threads) and by its
+/// waited-for children.
+fn cpu() -> (f64, f64) {
+    let get = |who| {
+        // SAFETY: a zeroed rusage is a valid out-parameter; `who` is a constant.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut u) };
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+        t(u.ru_utime) + t(u.ru_stime)
+    };
+    (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN))
 }
 
-fn node_bench(count: usize) -> Option<(f64, f64, Vec<String>)> {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prompttrain-crypto.js");
+/// Wall-clock and CPU seconds of `f` (CPU: this process's and children's).
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
+    let (s0, c0) = cpu();
+    let t = Instant::now();
+    let out = f();
+    let wall = t.elapsed().as_secs_f64();
+    let (s1, c1) = cpu();
+    (out, wall, (s1 - s0) + (c1 - c0))
+}
+
+/// The credentials, read with the `prompttrain:DIR` store.
+fn load(dir: &Path) -> Vec<Credential> {
+    let spec: StoreSpec = format!("prompttrain:{}", dir.display()).parse().unwrap();
+    let scan = store::open(&spec, &OpenOptions::default())
+        .and_then(|s| s.read_all())
+        .expect("read the credentials directory");
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    scan.credentials
+}
+
+struct NodeRun {
+    /// Wall-clock and CPU seconds of each loop.
+    encrypt: (f64, f64),
+    decrypt: (f64, f64),
+    /// What Node stored for each value, in order.
+    stored: Vec<String>,
+}
+
+/// Node's loop of the original algorithm over `values` (secrets on stdin,
+/// the key in the environment, never argv).
+fn node_bench(values: &[&str]) -> Option<NodeRun> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prompttrain-crypto.js");
     let mut child = Command::new("node")
         .arg(script)
         .arg("bench")
@@ -147,56 +149,87 @@ fn node_bench(count: usize) -> Option<(f64, f64, Vec<String>)> {
         .stdout(Stdio::piped())
         .spawn()
         .ok()?;
+    let input = serde_json::json!({ "values": values, "emit": true });
     child
         .stdin
         .take()?
-        .write_all(format!("{{\"count\":{count},\"emit\":true}}").as_bytes())
+        .write_all(input.to_string().as_bytes())
         .ok()?;
     let out = child.wait_with_output().ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let stored = v["stored"]
+    let stored: Vec<String> = v["stored"]
         .as_array()?
         .iter()
         .filter_map(|s| s.as_str().map(str::to_string))
         .collect();
-    Some((
-        v["encrypt_ms"].as_f64()? / 1e3,
-        v["decrypt_ms"].as_f64()? / 1e3,
+    (stored.len() == values.len()).then_some(())?;
+    Some(NodeRun {
+        encrypt: (
+            v["encrypt_ms"].as_f64()? / 1e3,
+            v["encrypt_cpu_ms"].as_f64()? / 1e3,
+        ),
+        decrypt: (
+            v["decrypt_ms"].as_f64()? / 1e3,
+            v["decrypt_cpu_ms"].as_f64()? / 1e3,
+        ),
         stored,
-    ))
+    })
 }
 
-/// Compressions per second from `openssl speed -evp sha256` on 16 KiB blocks.
-fn openssl_rate() -> Option<f64> {
-    let out = Command::new("openssl")
-        .args([
-            "speed", "-seconds", "2", "-bytes", "16384", "-evp", "sha256",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with("sha256"))?;
-    let kb: f64 = line
-        .split_whitespace()
-        .last()?
-        .trim_end_matches('k')
-        .parse()
-        .ok()?;
-    Some(kb * 1000.0 / 64.0)
-}
-
-/// Batch sizes as the engine ramps them: 1, 2, 4, ... 256, summing to n.
-fn batches(n: usize) -> Vec<usize> {
-    let (mut out, mut left, mut size) = (Vec::new(), n, 1usize);
-    while left > 0 {
-        let b = size.min(left);
-        out.push(b);
-        left -= b;
-        size = (size * 2).min(256);
+/// Node's values in agent-prompttrain's tables, one row per account (set-up,
+/// not timed).
+fn insert_node_values(url: &str, creds: &[Credential], stored: &[String]) {
+    let mut accounts: BTreeMap<String, [Option<&str>; 3]> = BTreeMap::new();
+    for (c, v) in creds.iter().zip(stored) {
+        let Ok(Target::Account { account, field }) = parse_id(&c.id) else {
+            panic!("not an account value: {}", c.id);
+        };
+        accounts.entry(account).or_default()[field as usize] = Some(v);
     }
-    out
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    c.batch_execute(credshift::store::prompttrain_db::SCHEMA_SQL)
+        .unwrap();
+    let mut tx = c.transaction().unwrap();
+    for (account, v) in &accounts {
+        let ctype = if v[0].is_some() { "api_key" } else { "oauth" };
+        tx.execute(
+            "INSERT INTO accounts (account_id, account_name, credential_type, api_key_encrypted, \
+             oauth_access_token_encrypted, oauth_refresh_token_encrypted) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                account,
+                &format!("node-{account}"),
+                &ctype,
+                &v[0],
+                &v[1],
+                &v[2],
+            ],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
 }
+
+/// `credshift migrate --from FROM --to TO --yes --json` with the release
+/// binary (the passphrase in the environment only for an `encrypted:`
+/// target); wall-clock and CPU seconds. Panics unless every value was copied.
+fn cli_migrate(state: &Path, from: &str, to: &str, n: usize) -> (f64, f64) {
+    let mut cmd = support::credshift(state);
+    cmd.args(["migrate", "--from", from, "--to", to, "--yes", "--json"])
+        .env("CREDENTIAL_ENCRYPTION_KEY", KEY);
+    if to.starts_with("encrypted:") {
+        cmd.env("CREDSHIFT_PASSPHRASE", PASSPHRASE);
+    }
+    let ((out, stdout, stderr), wall, cpu) = timed(|| support::run(&mut cmd));
+    let r: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(r["copied"], n, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    (wall, cpu)
+}
+
+const PASSPHRASE: &str = "bench passphrase, not a secret";
 
 fn main() {
     let accounts: usize = std::env::var("CREDSHIFT_BENCH_ACCOUNTS")
@@ -211,121 +244,152 @@ fn main() {
             return;
         }
     };
-    let db = server.create_database();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("credentials");
     write_credentials_dir(&dir, accounts);
-    let (creds, source) = load(&dir);
+    let creds = load(&dir);
     let n = creds.len();
-    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        println!("load average at the start: {}", load.trim());
-    }
+    let load_start = common::load_average();
 
     // Single-core cost of one derivation (the dominant cost per value).
     let master = MasterKey::new(&Secret::new(KEY)).unwrap();
-    let samples = 20;
+    let samples = 10;
     let t = Instant::now();
     for i in 0..samples {
         std::hint::black_box(fmt::derive_key(&master, &[i as u8; 32]));
     }
     let per_derivation = t.elapsed().as_secs_f64() / samples as f64;
 
-    let spec: StoreSpec = format!("prompttrain-db:{}", db.url()).parse().unwrap();
+    // 1. Into the database, end to end.
+    let db_cli = server.create_database();
+    let cli_forward = cli_migrate(
+        &tmp.path().join("state-forward"),
+        &format!("prompttrain:{}", dir.display()),
+        &format!("prompttrain-db:{}", db_cli.url()),
+        n,
+    );
+
+    // 2. Into the database at the store level, the engine's batches.
+    let db = server.create_database();
     let opts = OpenOptions {
         prompttrain_key: Some(Secret::new(KEY)),
         ..OpenOptions::default()
     };
+    let spec: StoreSpec = format!("prompttrain-db:{}", db.url()).parse().unwrap();
     let s = store::open(&spec, &opts).unwrap();
-    let t = Instant::now();
-    let mut at = 0;
-    for b in batches(n) {
-        let batch = &creds[at..at + b];
-        let results = s.write_many(batch);
-        assert!(
-            results.iter().all(|r| r.is_ok()),
-            "{:?}",
-            results.iter().find(|r| r.is_err())
-        );
-        let ids: Vec<CredentialId> = batch.iter().map(|c| c.id.clone()).collect();
-        for (c, back) in batch.iter().zip(s.read_many(&ids)) {
-            let back = back.expect("read back").expect("present");
-            assert!(back.secret.ct_eq(&c.secret));
+    let ((), fwd_wall, fwd_cpu) = timed(|| {
+        let mut at = 0;
+        for b in batch_sizes(n) {
+            let batch = &creds[at..at + b];
+            let results = s.write_many(batch);
+            assert!(
+                results.iter().all(|r| r.is_ok()),
+                "{:?}",
+                results.iter().find(|r| r.is_err())
+            );
+            let ids: Vec<CredentialId> = batch.iter().map(|c| c.id.clone()).collect();
+            for (c, back) in batch.iter().zip(s.read_many(&ids)) {
+                let back = back.expect("read back").expect("present");
+                assert!(back.secret.ct_eq(&c.secret));
+            }
+            at += b;
         }
-        at += b;
-    }
-    let forward = t.elapsed().as_secs_f64();
+    });
+    let store_forward = (fwd_wall, fwd_cpu);
 
-    // Node: encrypt n values, then decrypt them (its own loop, one core).
-    let node = node_bench(n);
+    // 3. Node: encrypt the same values, then decrypt them (one core).
+    let values: Vec<&str> = creds.iter().map(|c| c.secret.expose()).collect();
+    let Some(node) = node_bench(&values) else {
+        eprintln!("node loop: node not available or failed");
+        return;
+    };
 
-    // The reverse: Node's values in a database, read by a fresh store
-    // (no cached keys) and sealed into an encrypted file.
-    let reverse = node.as_ref().map(|(_, _, stored)| {
-        let db2 = server.create_database();
-        let mut c = postgres::Client::connect(&db2.url(), postgres::NoTls).unwrap();
-        c.batch_execute(credshift::store::prompttrain_db::SCHEMA_SQL)
-            .unwrap();
-        let mut tx = c.transaction().unwrap();
-        for (i, v) in stored.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO accounts (account_id, account_name, credential_type, api_key_encrypted) \
-                 VALUES ($1, $2, 'api_key', $3)",
-                &[&format!("acc_node{i:05}"), &format!("node{i:05}"), v],
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
-        let spec2: StoreSpec = format!("prompttrain-db:{}", db2.url()).parse().unwrap();
-        let from = store::open(&spec2, &opts).unwrap();
-        let to_opts = OpenOptions {
-            passphrase: Some(Secret::new("bench passphrase")),
-            ..OpenOptions::default()
-        };
-        let to = store::open(&StoreSpec::Encrypted(tmp.path().join("from-node.enc")), &to_opts)
-            .unwrap();
-        let t = Instant::now();
+    // 4. Out of the database, end to end: Node's values into an encrypted file.
+    let db_node = server.create_database();
+    insert_node_values(&db_node.url(), &creds, &node.stored);
+    let cli_reverse = cli_migrate(
+        &tmp.path().join("state-reverse"),
+        &format!("prompttrain-db:{}", db_node.url()),
+        &format!("encrypted:{}", tmp.path().join("cli.enc").display()),
+        n,
+    );
+
+    // 5. The same at the store level: a fresh store (no cached keys).
+    let spec2: StoreSpec = format!("prompttrain-db:{}", db_node.url()).parse().unwrap();
+    let from = store::open(&spec2, &opts).unwrap();
+    let to_opts = OpenOptions {
+        passphrase: Some(Secret::new(PASSPHRASE)),
+        ..OpenOptions::default()
+    };
+    let to = store::open(
+        &StoreSpec::Encrypted(tmp.path().join("store.enc")),
+        &to_opts,
+    )
+    .unwrap();
+    let ((), rev_wall, rev_cpu) = timed(|| {
         let scan = from.read_all().unwrap();
-        assert_eq!(scan.credentials.len(), stored.len());
+        assert_eq!(scan.credentials.len(), n);
         assert!(scan.errors.is_empty());
         assert!(to.write_many(&scan.credentials).iter().all(|r| r.is_ok()));
-        t.elapsed().as_secs_f64()
     });
+    let store_reverse = (rev_wall, rev_cpu);
 
-    let rate = openssl_rate();
-    let limit = |values: usize| {
-        rate.map(|r| 2.0 * fmt::ITERATIONS as f64 * values as f64 / r / cores as f64)
-    };
-    println!("prompttrain-db benchmark: {accounts} accounts, {n} values from {source}");
-    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        // Other work on the machine takes cores from the parallel phase.
-        println!("load average at the end: {}", load.trim());
-    }
+    let rate = common::openssl_rate();
+    let limit = rate.map(|r| 2.0 * fmt::ITERATIONS as f64 * n as f64 / r / cores as f64);
+    println!("prompttrain-db benchmark: {accounts} accounts, {n} values");
+    println!("load average at the start: {load_start}");
+    println!("load average at the end:   {}", common::load_average());
     println!(
         "cores: {cores}; one PBKDF2 derivation (100,000 iterations) on one core: {:.1} ms",
         per_derivation * 1e3
     );
-    let vs_limit = |secs: f64, values: usize| match limit(values) {
-        Some(l) => format!("limit {l:.2} s, {:.0}% of it", l / secs * 100.0),
-        None => "limit unknown (no openssl)".into(),
-    };
-    println!(
-        "credshift: {n} values into prompttrain-db, engine batches + read-back: {forward:>7.2} s  ({})",
-        vs_limit(forward, n)
-    );
-    match (&node, reverse) {
-        (Some((enc, dec, _)), Some(rev)) => {
-            println!("node loop: encrypt {n} values:                      {enc:>7.2} s");
-            println!("node loop: decrypt {n} values:                      {dec:>7.2} s");
-            println!(
-                "credshift: {n} Node-written values -> encrypted file:  {rev:>7.2} s  ({})",
-                vs_limit(rev, n)
-            );
-            println!(
-                "speed-up vs node: into the database {:.2}x, out of it {:.2}x",
-                enc / forward,
-                dec / rev
-            );
-        }
-        _ => println!("node loop: node not available"),
+    match (rate, limit) {
+        (Some(r), Some(l)) => println!(
+            "limit: openssl speed -evp sha256 {:.2} M compressions/s -> {n} derivations on {cores} cores in {l:.2} s",
+            r / 1e6
+        ),
+        _ => println!("limit: unknown (no openssl)"),
     }
+    // The limit in CPU time: n derivations at the compression rate.
+    let cpu_limit = rate.map(|r| 2.0 * fmt::ITERATIONS as f64 * n as f64 / r);
+    let pct =
+        |l: Option<f64>, secs: f64| l.map_or("-".into(), |l| format!("{:.0}%", l / secs * 100.0));
+    println!(
+        "{:<46} {:>9} {:>7} {:>6} {:>9} {:>7} {:>6}",
+        "", "wall", "vs node", "limit", "cpu", "vs node", "limit"
+    );
+    let node_row = |what: &str, (wall, cpu): (f64, f64)| {
+        println!("{what:<46} {wall:>8.2}s {:>7} {:>6} {cpu:>8.2}s", "", "");
+    };
+    let row = |what: &str, (wall, cpu): (f64, f64), (pw, pc): (f64, f64)| {
+        println!(
+            "{what:<46} {wall:>8.2}s {:>6.2}x {:>6} {cpu:>8.2}s {:>6.2}x {:>6}",
+            pw / wall,
+            pct(limit, wall),
+            pc / cpu,
+            pct(cpu_limit, cpu),
+        );
+    };
+    node_row(&format!("node loop, encrypt {n} values"), node.encrypt);
+    node_row(&format!("node loop, decrypt {n} values"), node.decrypt);
+    row(
+        "into prompttrain-db, credshift migrate",
+        cli_forward,
+        node.encrypt,
+    );
+    row(
+        "into prompttrain-db, store level",
+        store_forward,
+        node.encrypt,
+    );
+    row(
+        "Node's values -> encrypted, credshift migrate",
+        cli_reverse,
+        node.decrypt,
+    );
+    row(
+        "Node's values -> encrypted, store level",
+        store_reverse,
+        node.decrypt,
+    );
 }
