@@ -27,6 +27,8 @@ const TARGETS: &[(&str, Target)] = &[
     ("sqlite_row", fuzzing::sqlite_row),
     ("keyring_attributes", fuzzing::keyring_attributes),
     ("postgres_row", fuzzing::postgres_row),
+    ("qr_part", fuzzing::qr_part),
+    ("pg_connection", fuzzing::pg_connection),
 ];
 
 fn root() -> &'static Path {

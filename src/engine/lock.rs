@@ -170,7 +170,7 @@ pub fn acquire(
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
             return Err(EngineError::Locked {
                 store: spec.to_string(),
-                holder: previous
+                holder: current_holder(&mut file, previous)
                     .map(|h| h.to_string())
                     .unwrap_or_else(|| format!("lock file {}", path.display())),
             });
@@ -203,6 +203,22 @@ pub fn acquire(
         stale,
         guard,
     })
+}
+
+/// Who holds a lock file we could not take. The holder writes its name
+/// just after it takes the lock, so a reader that read the file in between
+/// (empty, or a finished holder's name) reads again for a moment before it
+/// falls back to what it read first.
+fn current_holder(file: &mut File, first: Option<Holder>) -> Option<Holder> {
+    for _ in 0..50 {
+        if file.seek(SeekFrom::Start(0)).is_ok()
+            && let Some(h) = read_holder(file)
+        {
+            return Some(h);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    first
 }
 
 fn read_holder(file: &mut File) -> Option<Holder> {
@@ -359,10 +375,12 @@ fn guard_now(spec: &StoreSpec, migration_id: &str) -> Result<Option<Guard>, Guar
         if rc != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(GuardError::Held(match previous {
-                    Some(h) => format!("{h}; lock file {}", path.display()),
-                    None => format!("lock file {}", path.display()),
-                }));
+                return Err(GuardError::Held(
+                    match current_holder(&mut file, previous) {
+                        Some(h) => format!("{h}; lock file {}", path.display()),
+                        None => format!("lock file {}", path.display()),
+                    },
+                ));
             }
             return Err(StoreError::io(&path, err).into());
         }

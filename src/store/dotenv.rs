@@ -529,6 +529,55 @@ impl DotenvStore {
     }
 }
 
+/// What a document reads as: each effective id and its value.
+fn meaning(doc: &Doc) -> HashMap<CredentialId, Secret> {
+    doc.credentials()
+        .into_iter()
+        .map(|c| (c.id, c.secret))
+        .collect()
+}
+
+impl DotenvStore {
+    /// Before a rewrite: read the edited lines afresh, as the next reader
+    /// will, and refuse the rewrite when they do not mean what the edit
+    /// meant: every id of `expected` with its value (an id `may_differ`
+    /// names may read otherwise, or be gone), and no other id. An edit can
+    /// change how lines it never touched read: a value requoted next to an
+    /// unterminated quote on a broken line closes that quote and swallows
+    /// the assignments between (found by fuzzing).
+    fn same_meaning(
+        &self,
+        doc: &Doc,
+        expected: &HashMap<CredentialId, Secret>,
+        may_differ: impl Fn(&CredentialId) -> bool,
+    ) -> Result<()> {
+        let mut fresh = Doc {
+            bom: doc.bom,
+            crlf: doc.crlf,
+            trailing_newline: doc.trailing_newline,
+            lines: doc.lines.clone(),
+            assignments: Vec::new(),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
+            errors: Vec::new(),
+        };
+        fresh.analyse(&self.path);
+        let now = meaning(&fresh);
+        let kept = expected
+            .iter()
+            .all(|(id, was)| may_differ(id) || now.get(id).is_some_and(|is| is.ct_eq(was)));
+        if kept && now.keys().all(|id| expected.contains_key(id)) {
+            return Ok(());
+        }
+        Err(StoreError::Other(format!(
+            "{}: not written: the change would alter how other lines of the file read \
+             (a line credshift cannot read, such as an unterminated quote, sits near the \
+             items); fix the lines `credshift inventory` reports and run again",
+            self.path.display()
+        )))
+    }
+}
+
 impl Store for DotenvStore {
     fn spec(&self) -> &StoreSpec {
         &self.spec
@@ -633,17 +682,30 @@ impl Store for DotenvStore {
     /// One parse and one atomic rewrite for the whole batch.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let _g = self.guard();
+        let loaded = self.load().map(|d| d.unwrap_or_else(Doc::empty));
+        // What the file must read as once written: what it read as before,
+        // with each item that applied in its place.
+        let expected = std::cell::RefCell::new(match &loaded {
+            Ok(doc) => meaning(doc),
+            Err(_) => HashMap::new(),
+        });
         fsutil::rewrite_batch(
             creds,
-            self.load().map(|d| d.unwrap_or_else(Doc::empty)),
+            loaded,
             |doc, c| {
                 let r = doc.set(c);
                 if matches!(r, Ok(false)) {
                     doc.analyse(&self.path);
                 }
+                if r.is_ok() {
+                    expected.borrow_mut().insert(c.id.clone(), c.secret.clone());
+                }
                 r.map(|_| ())
             },
-            |doc| self.save(&doc),
+            |doc| {
+                self.same_meaning(&doc, &expected.borrow(), |_| false)?;
+                self.save(&doc)
+            },
             |e, c| StoreError::item(&c.id, e.to_string()),
         )
     }
@@ -673,6 +735,7 @@ impl Store for DotenvStore {
         // id would, in order (a repeated id removes the next earlier one),
         // with the line numbers each such call would report, but with one
         // parse and one rewrite.
+        let before = meaning(&doc);
         let mut doomed: Vec<usize> = Vec::new();
         let line_now = |line: usize, doomed: &[usize]| -> usize {
             line - doomed.iter().filter(|&&d| d < line).count() + 1
@@ -720,7 +783,11 @@ impl Store for DotenvStore {
             i += 1;
             !gone[i - 1]
         });
-        match self.save(&doc) {
+        // Every id not deleted must read as before; a deleted id may read
+        // as an earlier assignment of it (its result said so), nothing new.
+        let deleted: std::collections::HashSet<&CredentialId> = ids.iter().collect();
+        let checked = self.same_meaning(&doc, &before, |id| deleted.contains(id));
+        match checked.and_then(|()| self.save(&doc)) {
             Ok(()) => results,
             Err(e) => ids
                 .iter()

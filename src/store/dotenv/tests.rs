@@ -282,3 +282,34 @@ fn a_repeated_key_is_reported_and_delete_removes_only_the_line_read() {
     assert_eq!(std::fs::read_to_string(&p).unwrap(), "B=2\n# note\nC=3\n");
     assert!(!s.delete(&"env/K".parse().unwrap()).unwrap());
 }
+
+/// Found by fuzzing (fuzz/regressions/dotenv/unterminated-quote-escape-writeback):
+/// writing a value back requoted it, which closed an unterminated quote on
+/// a broken line above and swallowed the assignments between. The rewrite
+/// is refused, naming the file, and the file stays as it was.
+#[test]
+fn a_write_that_would_change_how_other_lines_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    let text = "B=\"broken \\\" quote\n\
+        A=alpha\n\
+        export K=\"tick`tock\"\n\
+        TAIL\"\n";
+    std::fs::write(&p, text).unwrap();
+    let s = store_at(&p);
+    let scan = s.read_all().unwrap();
+    let ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
+    assert_eq!(ids, ["env/A", "env/K"], "{:?}", scan.errors);
+    let k = scan.credentials[1].clone();
+    let err = s.write(&k).unwrap_err().to_string();
+    assert!(err.contains(".env: not written"), "{err}");
+    assert!(!err.contains("tick"), "{err}");
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+    assert_eq!(value_of(&*s, "env/A").unwrap(), "alpha");
+    // A plain edit of the good line far from the broken one still works.
+    let mut a = scan.credentials[0].clone();
+    a.secret = Secret::new("beta".to_string());
+    s.write(&a).unwrap();
+    assert_eq!(value_of(&*s, "env/A").unwrap(), "beta");
+    assert_eq!(value_of(&*s, "env/K").unwrap(), "tick`tock");
+}
