@@ -256,6 +256,16 @@ pub fn open_append_private(path: &Path) -> Result<File> {
 
 /// Read a text file: strips a UTF-8 BOM, rejects invalid UTF-8 with an
 /// error naming the file (not quoting it).
+/// A file's bytes, or `None` when there is no such file (a store that
+/// does not exist yet).
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
 pub fn read_text(path: &Path) -> Result<String> {
     let bytes = fs::read(path).map_err(|e| StoreError::io(path, e))?;
     decode_text(path, bytes)

@@ -506,11 +506,9 @@ pub(crate) fn nearest_existing_dir(path: &Path) -> PathBuf {
 impl DotenvStore {
     /// The parsed file, or `None` when it does not exist.
     fn load(&self) -> Result<Option<Doc>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => Doc::parse(&self.path, bytes).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(&self.path, e)),
-        }
+        fsutil::read_if_exists(&self.path)?
+            .map(|bytes| Doc::parse(&self.path, bytes))
+            .transpose()
     }
 
     fn load_existing(&self) -> Result<Doc> {

@@ -473,11 +473,9 @@ pub(crate) fn render_json(
 
 impl ModelForgeStore {
     fn load(&self) -> Result<Option<Config>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => Config::parse(&self.path, bytes).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(&self.path, e)),
-        }
+        fsutil::read_if_exists(&self.path)?
+            .map(|bytes| Config::parse(&self.path, bytes))
+            .transpose()
     }
 
     fn load_existing(&self) -> Result<Config> {
