@@ -130,6 +130,21 @@ fn the_non_ui_layers_never_name_ratatui_or_crossterm() {
     );
 }
 
+/// Files of one job each (issue 12): no source file passes 1,000 lines.
+#[test]
+fn no_source_file_passes_a_thousand_lines() {
+    let files = rust_files(&src());
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|p| {
+            let n = std::fs::read_to_string(p).unwrap().lines().count();
+            (n > 1000).then(|| format!("{} ({n} lines)", p.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these: {long:?}");
+}
+
 fn credshift(args: &[&str]) -> (Option<i32>, String) {
     let state = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_credshift"))
