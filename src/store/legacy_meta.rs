@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -27,7 +26,8 @@ use crate::credential::{Credential, CredentialId, Metadata};
 use crate::error::{Result, StoreError};
 use crate::scrub::{self, Seg};
 use crate::store::modelforge::wipe_json;
-use crate::store::{Capability, Listing, Scan, Store, StoreLock, StoreSpec};
+use crate::store::wrapper::forward;
+use crate::store::{Listing, Scan, Store, StoreSpec};
 
 /// Between the parent's id and the metadata path in a derived id.
 pub const SEP: char = '#';
@@ -227,18 +227,11 @@ impl Parent {
     }
 }
 
+/// Reading, listing and deleting split parents from their secret metadata;
+/// everything else is the inner store's (see [`crate::store::wrapper`]).
+#[deny(clippy::missing_trait_methods)]
 impl Store for LegacyMeta {
-    fn spec(&self) -> &StoreSpec {
-        self.inner.spec()
-    }
-
-    fn batch_hint(&self) -> crate::store::BatchHint {
-        self.inner.batch_hint()
-    }
-
-    fn probe(&self) -> Capability {
-        self.inner.probe()
-    }
+    forward!(inner; spec, batch_hint, probe, check, write, write_many, verify_hashed, lock);
 
     fn list(&self) -> Result<Listing> {
         if matches!(
@@ -270,27 +263,15 @@ impl Store for LegacyMeta {
         }
     }
 
-    fn write(&self, c: &Credential) -> Result<()> {
-        self.inner.write(c)
-    }
-
     fn delete(&self, id: &CredentialId) -> Result<bool> {
         self.delete_many(std::slice::from_ref(id))
             .pop()
             .unwrap_or(Ok(false))
     }
 
-    fn check(&self, c: &Credential) -> Option<String> {
-        self.inner.check(c)
-    }
-
     fn read_all(&self) -> Result<Scan> {
         let scan = self.inner.read_all()?;
         Ok(self.split_scan(scan))
-    }
-
-    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
-        self.inner.write_many(creds)
     }
 
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
@@ -457,10 +438,6 @@ impl Store for LegacyMeta {
             .collect()
     }
 
-    fn verify_hashed(&self, c: &Credential) -> Result<Option<bool>> {
-        self.inner.verify_hashed(c)
-    }
-
     fn unmigrated(&self) -> Vec<String> {
         let mut out = self.inner.unmigrated();
         let cached = self.left.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -474,10 +451,6 @@ impl Store for LegacyMeta {
             }
         }
         out
-    }
-
-    fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        self.inner.lock(wait)
     }
 }
 
