@@ -52,10 +52,7 @@ pub fn applies(spec: &StoreSpec) -> bool {
 /// The store, behind the legacy-metadata layer when it is one of ours.
 pub fn wrap(store: Box<dyn Store>) -> Box<dyn Store> {
     if applies(store.spec()) {
-        Box::new(LegacyMeta {
-            inner: store,
-            left: Mutex::new(None),
-        })
+        Box::new(LegacyMeta::new(store))
     } else {
         store
     }
@@ -133,9 +130,55 @@ struct LegacyMeta {
     /// What the last full scan found that no item carries, as
     /// [`Store::unmigrated`] lines.
     left: Mutex<Option<Vec<String>>>,
+    /// The items as stored (`None`: absent) that the last `read_many`
+    /// read, by id. The engine's cleanup reads a batch, checks every
+    /// fingerprint, then deletes it: `delete_many` decides from these (the
+    /// state the engine verified) instead of reading its ids again. Only
+    /// the next `delete_many` uses them; a write through this layer drops
+    /// them.
+    seen: Mutex<BTreeMap<CredentialId, Option<Credential>>>,
 }
 
 impl LegacyMeta {
+    fn new(inner: Box<dyn Store>) -> LegacyMeta {
+        LegacyMeta {
+            inner,
+            left: Mutex::new(None),
+            seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, BTreeMap<CredentialId, Option<Credential>>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The raw items at `ids`, one result per id: what the last
+    /// `read_many` saw when `seen` has it, else read now in one batch.
+    fn raw_many(
+        &self,
+        seen: &BTreeMap<CredentialId, Option<Credential>>,
+        ids: &[CredentialId],
+    ) -> Vec<Result<Option<Credential>>> {
+        let unknown: Vec<CredentialId> = ids
+            .iter()
+            .filter(|id| !seen.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut fresh = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.read_many(&unknown)
+        }
+        .into_iter();
+        ids.iter()
+            .map(|id| match seen.get(id) {
+                Some(raw) => Ok(raw.clone()),
+                None => fresh
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError::item(id, "store returned no result"))),
+            })
+            .collect()
+    }
     fn left_line(&self, parent: &CredentialId, path: &str) -> String {
         format!("{} {parent}: metadata {path}", self.inner.spec())
     }
@@ -231,7 +274,7 @@ impl Parent {
 /// everything else is the inner store's (see [`crate::store::wrapper`]).
 #[deny(clippy::missing_trait_methods)]
 impl Store for LegacyMeta {
-    forward!(inner; spec, batch_hint, probe, check, write, write_many, verify_hashed, lock);
+    forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock);
 
     fn list(&self) -> Result<Listing> {
         if matches!(
@@ -256,6 +299,16 @@ impl Store for LegacyMeta {
         Ok(Listing::from(self.split_scan(scan)))
     }
 
+    fn write(&self, c: &Credential) -> Result<()> {
+        self.seen().clear();
+        self.inner.write(c)
+    }
+
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        self.seen().clear();
+        self.inner.write_many(creds)
+    }
+
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         match self.inner.read(id)? {
             Some(c) => Ok(Some(Split::of(c).parent)),
@@ -275,9 +328,13 @@ impl Store for LegacyMeta {
     }
 
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
-        let mut out: Vec<Result<Option<Credential>>> = self
-            .inner
-            .read_many(ids)
+        let raw = self.inner.read_many(ids);
+        let mut seen: BTreeMap<CredentialId, Option<Credential>> = ids
+            .iter()
+            .zip(&raw)
+            .filter_map(|(id, r)| r.as_ref().ok().map(|c| (id.clone(), c.clone())))
+            .collect();
+        let mut out: Vec<Result<Option<Credential>>> = raw
             .into_iter()
             .map(|r| r.map(|o| o.map(|c| Split::of(c).parent)))
             .collect();
@@ -288,6 +345,7 @@ impl Store for LegacyMeta {
             .filter_map(|(i, _)| parent_of(&ids[i]).map(|(pid, _)| (i, pid)))
             .collect();
         if wanted.is_empty() {
+            *self.seen() = seen;
             return out;
         }
         let pids: Vec<CredentialId> = wanted
@@ -301,6 +359,9 @@ impl Store for LegacyMeta {
             .cloned()
             .zip(self.inner.read_many(&pids))
             .map(|(pid, r)| {
+                if let Ok(raw) = &r {
+                    seen.insert(pid.clone(), raw.clone());
+                }
                 let derived = r.map(|o| o.map(|p| Split::of(p).derived).unwrap_or_default());
                 (pid, derived)
             })
@@ -312,16 +373,18 @@ impl Store for LegacyMeta {
                 None => Ok(None),
             };
         }
+        *self.seen() = seen;
         out
     }
 
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        let seen = std::mem::take(&mut *self.seen());
         let mut results: Vec<Option<Result<bool>>> = ids.iter().map(|_| None).collect();
         // Ids the inner store deletes as they are.
         let mut native: Vec<usize> = Vec::new();
         let mut parents: BTreeMap<CredentialId, Parent> = BTreeMap::new();
         let mut derived: Vec<(usize, CredentialId)> = Vec::new();
-        for (i, r) in self.inner.read_many(ids).into_iter().enumerate() {
+        for (i, r) in self.raw_many(&seen, ids).into_iter().enumerate() {
             match r {
                 Err(e) => results[i] = Some(Err(e)),
                 Ok(Some(c)) => {
@@ -348,7 +411,7 @@ impl Store for LegacyMeta {
             .into_iter()
             .collect();
         let mut unreadable: BTreeMap<CredentialId, StoreError> = BTreeMap::new();
-        for (pid, r) in missing.iter().zip(self.inner.read_many(&missing)) {
+        for (pid, r) in missing.iter().zip(self.raw_many(&seen, &missing)) {
             match r {
                 Ok(Some(c)) => {
                     parents.insert(pid.clone(), Parent::new(c, None));
@@ -460,6 +523,8 @@ mod tests {
     use crate::credential::Kind;
     use crate::engine::memstore::MemStore;
     use serde_json::json;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const HOOK: &str = "https://hooks.slack.com/services/T0LEGACY/B0LEGACY/legacyHookSecret01";
     const KEY: &str = "sk-proj-legacyNestedKey000000000001";
@@ -484,10 +549,7 @@ mod tests {
         // An envelope store's spec: its listing is the full scan (the
         // in-memory store lists scrubbed metadata, as the file stores do).
         let mem = MemStore::new("encrypted:legacy-test.enc".parse().unwrap(), creds, true);
-        let s = LegacyMeta {
-            inner: Box::new(mem.clone()),
-            left: Mutex::new(None),
-        };
+        let s = LegacyMeta::new(Box::new(mem.clone()));
         (mem, s)
     }
 
@@ -604,6 +666,84 @@ mod tests {
         assert_eq!(left, ["slack/other"]);
         assert_eq!(
             raw(&mem, "slack/other").unwrap().metadata["webhook_url"],
+            HOOK
+        );
+    }
+
+    /// Counts the ids the layer reads from the store in batches.
+    struct Counted {
+        inner: MemStore,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl Store for Counted {
+        forward!(inner; spec, probe, list, read, write, delete, read_all, write_many, delete_many);
+        fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+            self.reads.fetch_add(ids.len(), Ordering::SeqCst);
+            self.inner.read_many(ids)
+        }
+    }
+
+    fn counted(creds: Vec<Credential>) -> (MemStore, LegacyMeta, Arc<AtomicUsize>) {
+        let (mem, _) = layer(creds);
+        let reads = Arc::new(AtomicUsize::new(0));
+        let s = LegacyMeta::new(Box::new(Counted {
+            inner: mem.clone(),
+            reads: reads.clone(),
+        }));
+        (mem, s, reads)
+    }
+
+    #[test]
+    fn a_delete_right_after_reading_its_batch_reads_nothing_again() {
+        let (mem, s, reads) = counted(vec![
+            legacy("slack/bot"),
+            legacy("slack/kept"),
+            Credential::new(id("a/b"), Kind::ApiKey, "v"),
+        ]);
+        // What cleanup does: read the batch, check it, delete it.
+        let batch = [
+            id("a/b"),
+            id("slack/bot"),
+            id("slack/bot#webhook_url"),
+            id("slack/bot#nested.api_key"),
+            id("slack/kept"),
+            id("slack/kept#webhook_url"),
+        ];
+        assert!(s.read_many(&batch).iter().all(|r| matches!(r, Ok(Some(_)))));
+        reads.store(0, Ordering::SeqCst);
+        let r = s.delete_many(&batch);
+        assert_eq!(reads.load(Ordering::SeqCst), 0, "read again");
+        assert!(
+            matches!(r[..4], [Ok(true), Ok(true), Ok(true), Ok(true)]),
+            "{r:?}"
+        );
+        // What was read still decides: a secret not in the batch keeps its parent.
+        assert!(r[4].is_err() && r[5].is_err(), "{r:?}");
+        let left: Vec<String> = mem.snapshot().iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(left, ["slack/kept"]);
+        assert_eq!(
+            raw(&mem, "slack/kept").unwrap().metadata["webhook_url"],
+            HOOK
+        );
+        // Used once: the next delete reads for itself.
+        assert!(!s.delete(&id("a/b")).unwrap());
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_write_after_the_read_makes_the_delete_read_again() {
+        let plain = Credential::new(id("slack/bot"), Kind::ApiKey, "the-parent-value-0001");
+        let (mem, s, reads) = counted(vec![plain]);
+        assert!(s.read_many(&[id("slack/bot")])[0].is_ok());
+        // Since that read, the parent gained secret metadata.
+        s.write(&legacy("slack/bot")).unwrap();
+        reads.store(0, Ordering::SeqCst);
+        let e = s.delete(&id("slack/bot")).unwrap_err().to_string();
+        assert!(e.contains("kept") && e.contains("webhook_url"), "{e}");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            raw(&mem, "slack/bot").unwrap().metadata["webhook_url"],
             HOOK
         );
     }
