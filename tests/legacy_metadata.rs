@@ -173,10 +173,14 @@ fn check_legacy_migration(
         format!("{from} listing"),
         serde_json::to_vec(&listing.entries).unwrap(),
     ));
-    outs.run(
+    // `status` counts what inventory lists: the derived item too.
+    let (code, status) = outs.run(
         "source status",
         s.cmd().args(["status", "--json", "--store", from]),
     );
+    assert_eq!(code, Some(0), "{status}");
+    let report = status["stores"].as_array().unwrap().last().unwrap();
+    assert_eq!(report["capability"]["item_count"], 3, "{from}: {report}");
 
     let (code, inv) = outs.run(
         "inventory",
