@@ -132,6 +132,24 @@ impl Outputs {
     }
 }
 
+impl Outputs {
+    /// `migrate --delete-source` with every write of `id` failing.
+    fn migrate_failing(
+        &mut self,
+        s: &Setup,
+        from: &str,
+        to: &str,
+        id: &str,
+    ) -> (Option<i32>, Value) {
+        let mut c = s.cmd();
+        c.env("CREDSHIFT_FAULTS", format!("write:{id}"));
+        self.run(
+            "faulty migrate",
+            migrate(&mut c, from, to, &["--delete-source"]),
+        )
+    }
+}
+
 /// `migrate --from FROM --to TO --yes --json` and `extra`.
 fn migrate<'a>(c: &'a mut Command, from: &str, to: &str, extra: &[&str]) -> &'a mut Command {
     c.args(["migrate", "--from", from, "--to", to, "--yes", "--json"])
@@ -509,16 +527,7 @@ fn a_parent_stays_in_the_source_until_its_metadata_secret_verified() {
     assert_eq!(p.metadata["webhook_url"], HOOK);
 
     // The derived item fails: the parent verifies but is kept.
-    let (code, r) = outs.run(
-        "faulty migrate",
-        migrate(
-            s.cmd()
-                .env("CREDSHIFT_FAULTS", format!("write:{DERIVED_ID}")),
-            &from,
-            &to,
-            &["--delete-source"],
-        ),
-    );
+    let (code, r) = outs.migrate_failing(&s, &from, &to, DERIVED_ID);
     assert_eq!(code, Some(1), "{r}");
     assert_eq!(r["copied"], 2, "{r}");
     assert_eq!(r["failed"], 1, "{r}");
@@ -627,16 +636,7 @@ fn one_cleanup_removes_a_parent_and_its_derived_items_across_a_batch_boundary() 
     let env = env_with_a_parent_at_a_batch_boundary(&s);
     let from = format!("dotenv:{}", env.display());
     let to = format!("sqlite:{}", s.path("t.db").display());
-    let (code, r) = outs.run(
-        "faulty migrate",
-        migrate(
-            s.cmd()
-                .env("CREDSHIFT_FAULTS", format!("write:{NESTED_ID}")),
-            &from,
-            &to,
-            &["--delete-source"],
-        ),
-    );
+    let (code, r) = outs.migrate_failing(&s, &from, &to, NESTED_ID);
     assert_eq!(code, Some(1), "{r}");
     assert_eq!(
         (&r["copied"], &r["failed"]),
