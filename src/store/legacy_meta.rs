@@ -130,13 +130,32 @@ struct LegacyMeta {
     /// What the last full scan found that no item carries, as
     /// [`Store::unmigrated`] lines.
     left: Mutex<Option<Vec<String>>>,
-    /// The items as stored (`None`: absent) that the last `read_many`
-    /// read, by id. The engine's cleanup reads a batch, checks every
-    /// fingerprint, then deletes it: `delete_many` decides from these (the
-    /// state the engine verified) instead of reading its ids again. Only
-    /// the next `delete_many` uses them; a write through this layer drops
-    /// them.
-    seen: Mutex<BTreeMap<CredentialId, Option<Credential>>>,
+    /// What the last `read_many` read from the inner store, by id. The
+    /// engine's cleanup reads a batch, checks every fingerprint, then
+    /// deletes it: `delete_many` decides from this (the state the engine
+    /// verified) instead of reading its ids again. Only the next
+    /// `delete_many` uses it; a write through this layer drops it.
+    seen: Mutex<BTreeMap<CredentialId, Seen>>,
+}
+
+/// An item as the inner store held it, for `delete_many`.
+#[derive(Clone)]
+enum Seen {
+    Absent,
+    /// Without metadata: deleted as it is (its value is not kept).
+    Plain,
+    /// With metadata, as stored: it may hold secrets.
+    Raw(Credential),
+}
+
+impl From<Option<Credential>> for Seen {
+    fn from(c: Option<Credential>) -> Seen {
+        match c {
+            None => Seen::Absent,
+            Some(c) if c.metadata.is_empty() => Seen::Plain,
+            Some(c) => Seen::Raw(c),
+        }
+    }
 }
 
 impl LegacyMeta {
@@ -148,7 +167,7 @@ impl LegacyMeta {
         }
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, BTreeMap<CredentialId, Option<Credential>>> {
+    fn seen(&self) -> std::sync::MutexGuard<'_, BTreeMap<CredentialId, Seen>> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -156,9 +175,9 @@ impl LegacyMeta {
     /// `read_many` saw when `seen` has it, else read now in one batch.
     fn raw_many(
         &self,
-        seen: &BTreeMap<CredentialId, Option<Credential>>,
+        seen: &BTreeMap<CredentialId, Seen>,
         ids: &[CredentialId],
-    ) -> Vec<Result<Option<Credential>>> {
+    ) -> Vec<Result<Seen>> {
         let unknown: Vec<CredentialId> = ids
             .iter()
             .filter(|id| !seen.contains_key(*id))
@@ -173,9 +192,10 @@ impl LegacyMeta {
         ids.iter()
             .map(|id| match seen.get(id) {
                 Some(raw) => Ok(raw.clone()),
-                None => fresh
-                    .next()
-                    .unwrap_or_else(|| Err(StoreError::item(id, "store returned no result"))),
+                None => fresh.next().map_or_else(
+                    || Err(StoreError::item(id, "store returned no result")),
+                    |r| r.map(Seen::from),
+                ),
             })
             .collect()
     }
@@ -329,10 +349,10 @@ impl Store for LegacyMeta {
 
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
         let raw = self.inner.read_many(ids);
-        let mut seen: BTreeMap<CredentialId, Option<Credential>> = ids
+        let mut seen: BTreeMap<CredentialId, Seen> = ids
             .iter()
             .zip(&raw)
-            .filter_map(|(id, r)| r.as_ref().ok().map(|c| (id.clone(), c.clone())))
+            .filter_map(|(id, r)| r.as_ref().ok().map(|c| (id.clone(), c.clone().into())))
             .collect();
         let mut out: Vec<Result<Option<Credential>>> = raw
             .into_iter()
@@ -360,7 +380,7 @@ impl Store for LegacyMeta {
             .zip(self.inner.read_many(&pids))
             .map(|(pid, r)| {
                 if let Ok(raw) = &r {
-                    seen.insert(pid.clone(), raw.clone());
+                    seen.insert(pid.clone(), raw.clone().into());
                 }
                 let derived = r.map(|o| o.map(|p| Split::of(p).derived).unwrap_or_default());
                 (pid, derived)
@@ -387,7 +407,8 @@ impl Store for LegacyMeta {
         for (i, r) in self.raw_many(&seen, ids).into_iter().enumerate() {
             match r {
                 Err(e) => results[i] = Some(Err(e)),
-                Ok(Some(c)) => {
+                Ok(Seen::Plain) => native.push(i),
+                Ok(Seen::Raw(c)) => {
                     let p = Parent::new(c, Some(i));
                     if p.derived.is_empty() && p.stuck.is_empty() {
                         native.push(i);
@@ -395,7 +416,7 @@ impl Store for LegacyMeta {
                         parents.insert(ids[i].clone(), p);
                     }
                 }
-                Ok(None) => match parent_of(&ids[i]) {
+                Ok(Seen::Absent) => match parent_of(&ids[i]) {
                     Some((pid, _)) => derived.push((i, pid)),
                     // Not there: the store answers for itself.
                     None => native.push(i),
@@ -413,10 +434,11 @@ impl Store for LegacyMeta {
         let mut unreadable: BTreeMap<CredentialId, StoreError> = BTreeMap::new();
         for (pid, r) in missing.iter().zip(self.raw_many(&seen, &missing)) {
             match r {
-                Ok(Some(c)) => {
+                Ok(Seen::Raw(c)) => {
                     parents.insert(pid.clone(), Parent::new(c, None));
                 }
-                Ok(None) => {}
+                // Holds no metadata: none of its ids is derived.
+                Ok(Seen::Plain | Seen::Absent) => {}
                 Err(e) => {
                     unreadable.insert(pid.clone(), e);
                 }
