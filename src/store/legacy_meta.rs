@@ -148,12 +148,13 @@ enum Seen {
     Raw(Credential),
 }
 
-impl From<Option<Credential>> for Seen {
-    fn from(c: Option<Credential>) -> Seen {
+impl Seen {
+    /// A copy of the item only when it has metadata.
+    fn of(c: Option<&Credential>) -> Seen {
         match c {
             None => Seen::Absent,
             Some(c) if c.metadata.is_empty() => Seen::Plain,
-            Some(c) => Seen::Raw(c),
+            Some(c) => Seen::Raw(c.clone()),
         }
     }
 }
@@ -194,11 +195,12 @@ impl LegacyMeta {
                 Some(raw) => Ok(raw.clone()),
                 None => fresh.next().map_or_else(
                     || Err(StoreError::item(id, "store returned no result")),
-                    |r| r.map(Seen::from),
+                    |r| r.map(|c| Seen::of(c.as_ref())),
                 ),
             })
             .collect()
     }
+
     fn left_line(&self, parent: &CredentialId, path: &str) -> String {
         format!("{} {parent}: metadata {path}", self.inner.spec())
     }
@@ -352,7 +354,7 @@ impl Store for LegacyMeta {
         let mut seen: BTreeMap<CredentialId, Seen> = ids
             .iter()
             .zip(&raw)
-            .filter_map(|(id, r)| r.as_ref().ok().map(|c| (id.clone(), c.clone().into())))
+            .filter_map(|(id, r)| r.as_ref().ok().map(|c| (id.clone(), Seen::of(c.as_ref()))))
             .collect();
         let mut out: Vec<Result<Option<Credential>>> = raw
             .into_iter()
@@ -380,7 +382,7 @@ impl Store for LegacyMeta {
             .zip(self.inner.read_many(&pids))
             .map(|(pid, r)| {
                 if let Ok(raw) = &r {
-                    seen.insert(pid.clone(), raw.clone().into());
+                    seen.insert(pid.clone(), Seen::of(raw.as_ref()));
                 }
                 let derived = r.map(|o| o.map(|p| Split::of(p).derived).unwrap_or_default());
                 (pid, derived)

@@ -81,8 +81,8 @@ fn values(s: &MemStore) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The calls a test double leaves alone go to its inner store:
-/// `forward!(inner; spec, probe, list, read)` inside `impl Store`.
+// The calls a test double leaves alone go to its inner store:
+// `forward!(inner; spec, probe, list, read)` inside `impl Store`.
 use crate::store::wrapper::forward;
 
 mod batches;
