@@ -27,6 +27,7 @@ pub mod postgres;
 pub mod prompttrain;
 pub mod prompttrain_db;
 pub mod sqlite;
+pub mod wrapper;
 
 /// A credential as listed: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Serialize)]
