@@ -116,6 +116,9 @@ impl Assignment {
 /// inventory (these keys come from a local file the user reads anyway).
 type Index<K> = HashMap<K, smallvec::SmallVec<[usize; 1]>, foldhash::fast::RandomState>;
 
+/// What a document reads as: each effective id and its value.
+type Meaning = HashMap<CredentialId, Secret, foldhash::fast::RandomState>;
+
 /// A parsed file: its physical lines and what they mean.
 struct Doc {
     bom: bool,
@@ -555,7 +558,7 @@ impl DotenvStore {
 }
 
 /// What a document reads as: each effective id and its value.
-fn meaning(doc: &Doc) -> HashMap<CredentialId, Secret> {
+fn meaning(doc: &Doc) -> Meaning {
     doc.credentials()
         .into_iter()
         .map(|c| (c.id, c.secret))
@@ -573,7 +576,7 @@ impl DotenvStore {
     fn same_meaning(
         &self,
         doc: &Doc,
-        expected: &HashMap<CredentialId, Secret>,
+        expected: &Meaning,
         may_differ: impl Fn(&CredentialId) -> bool,
     ) -> Result<()> {
         let mut fresh = Doc {
@@ -709,7 +712,7 @@ impl Store for DotenvStore {
         // with each item that applied in its place.
         let expected = std::cell::RefCell::new(match &loaded {
             Ok(doc) => meaning(doc),
-            Err(_) => HashMap::new(),
+            Err(_) => Meaning::default(),
         });
         fsutil::rewrite_batch(
             creds,
@@ -769,14 +772,21 @@ impl Store for DotenvStore {
                 continue;
             };
             let a = &doc.assignments[n];
-            let removed = line_now(a.start, &doomed);
-            let others: Vec<usize> = doc.by_id[id]
-                .iter()
-                .map(|&o| line_now(doc.assignments[o].start, &doomed))
-                .collect();
+            // Line numbers only for the message of a repeated key: counting
+            // the doomed lines for every id made a batch quadratic.
+            let repeated = !doc.by_id[id].is_empty();
+            let (removed, others) = if repeated {
+                let others: Vec<usize> = doc.by_id[id]
+                    .iter()
+                    .map(|&o| line_now(doc.assignments[o].start, &doomed))
+                    .collect();
+                (line_now(a.start, &doomed), others)
+            } else {
+                (0, Vec::new())
+            };
             doomed.extend(a.start..a.end);
             doomed.extend(a.marker_line);
-            results.push(if others.is_empty() {
+            results.push(if !repeated {
                 Ok(true)
             } else {
                 // The id is still in the file, with a value that was never
