@@ -14,6 +14,7 @@
 //! against the service and user asked for; otherwise (or when that fails)
 //! a search per item first. A locked item is reported, never unlocked.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -220,24 +221,68 @@ fn names(attrs: &HashMap<String, String>, service: &str, user: &str) -> bool {
         && attrs.get("username").map(String::as_str) == Some(user)
 }
 
+/// A batch's connection and service, and whether it found what it knew
+/// out of date (an item another client changed or deleted): then the
+/// batch forgets what it knew.
+struct Ctx<'s> {
+    ss: &'s Async,
+    service: &'s str,
+    stale: Cell<bool>,
+}
+
+impl<'s> Ctx<'s> {
+    fn new(ss: &'s Async, service: &'s str) -> Self {
+        Ctx {
+            ss,
+            service,
+            stale: Cell::new(false),
+        }
+    }
+
+    /// The attributes of the item found for `user`, checked to name this
+    /// service and user. An item taken from what the batch knew that no
+    /// longer does (another client changed it) is looked for again by a
+    /// search.
+    async fn checked(
+        &self,
+        found: Result<Option<Item<'s>>, Fail>,
+        user: &str,
+    ) -> Result<Option<(Item<'s>, HashMap<String, String>)>, Fail> {
+        let Some(item) = found? else {
+            return Ok(None);
+        };
+        let attrs = item.get_attributes().await.map_err(ss_fail)?;
+        if names(&attrs, self.service, user) {
+            return Ok(Some((item, attrs)));
+        }
+        self.stale.set(true);
+        let Some(item) = find(self.ss, self.service, user).await? else {
+            return Ok(None);
+        };
+        let attrs = item.get_attributes().await.map_err(ss_fail)?;
+        if names(&attrs, self.service, user) {
+            Ok(Some((item, attrs)))
+        } else {
+            Err(Fail::Item(
+                "the keyring item changed while credshift was writing it; run again".into(),
+            ))
+        }
+    }
+}
+
 /// Batch step 2 of a write: a new item is created with its kind and
 /// metadata in one call (its path is returned, to be known); an existing
 /// one has its attributes read and checked, gets the new secret, then its
 /// attributes with ours merged in (what `set` does through keyring-core).
-async fn put(
-    found: Result<Option<Item<'_>>, Fail>,
+async fn put<'s>(
+    ctx: &Ctx<'s>,
+    found: Result<Option<Item<'s>>, Fail>,
     collection: &Result<Option<secret_service::Collection<'_>>, Fail>,
-    service: &str,
     w: &ToWrite,
 ) -> Result<Option<OwnedObjectPath>, Fail> {
+    let service = ctx.service;
     let secret = w.secret.expose().as_bytes();
-    if let Some(item) = found? {
-        let mut attrs = item.get_attributes().await.map_err(ss_fail)?;
-        if !names(&attrs, service, &w.user) {
-            return Err(Fail::Item(
-                "the keyring item changed while credshift was writing it; run again".into(),
-            ));
-        }
+    if let Some((item, mut attrs)) = ctx.checked(found, &w.user).await? {
         item.set_secret(secret, CONTENT_TYPE)
             .await
             .map_err(ss_fail)?;
@@ -247,7 +292,11 @@ async fn put(
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        return item.set_attributes(attrs).await.map(|()| None).map_err(ss_fail);
+        return item
+            .set_attributes(attrs)
+            .await
+            .map(|()| None)
+            .map_err(ss_fail);
     }
     let collection = match collection {
         Ok(Some(c)) => c,
@@ -346,28 +395,28 @@ async fn fetch(found: Result<Option<Item<'_>>, Fail>) -> Result<Option<Stored>, 
 /// there still names this service and user; else (or on any error there)
 /// a search for the user, then [`fetch`].
 async fn read(
-    ss: &Async,
-    service: &str,
+    ctx: &Ctx<'_>,
     user: &str,
     path: Option<OwnedObjectPath>,
 ) -> Result<Option<Stored>, Fail> {
-    if let Some(path) = path
-        && let Ok(item) = ss.get_item_by_path(path).await
-    {
-        let (secret, attrs) = join(item.get_secret(), item.get_attributes()).await;
-        match (secret, attrs) {
-            (Ok(secret), Ok(mut attrs)) if names(&attrs, service, user) => {
-                return Ok(Some(Stored {
-                    secret: text(secret)?,
-                    kind: attrs.remove(ATTR_KIND),
-                    metadata: attrs.remove(ATTR_METADATA),
-                }));
+    if let Some(path) = path {
+        if let Ok(item) = ctx.ss.get_item_by_path(path).await {
+            let (secret, attrs) = join(item.get_secret(), item.get_attributes()).await;
+            match (secret, attrs) {
+                (Ok(secret), Ok(mut attrs)) if names(&attrs, ctx.service, user) => {
+                    return Ok(Some(Stored {
+                        secret: text(secret)?,
+                        kind: attrs.remove(ATTR_KIND),
+                        metadata: attrs.remove(ATTR_METADATA),
+                    }));
+                }
+                (Ok(mut secret), _) => secret.zeroize(),
+                _ => {}
             }
-            (Ok(mut secret), _) => secret.zeroize(),
-            _ => {}
         }
+        ctx.stale.set(true);
     }
-    fetch(find(ss, service, user).await).await
+    fetch(find(ctx.ss, ctx.service, user).await).await
 }
 
 /// Batch step 2 of a delete.
@@ -590,6 +639,7 @@ impl Backend for SecretServiceBackend {
             Err(f) => return every(items.len(), f),
         };
         async_io::block_on(async {
+            let ctx = Ctx::new(ss, &service);
             let collection = default_collection(ss).await;
             let limit = items.len().max(WINDOW);
             let mut index = index(ss, &service, known, limit, tick).await;
@@ -602,7 +652,7 @@ impl Backend for SecretServiceBackend {
                 let put = group
                     .iter()
                     .zip(found)
-                    .map(|(w, found)| put(found, &collection, &service, w));
+                    .map(|(w, found)| put(&ctx, found, &collection, w));
                 for (w, r) in group.iter().zip(join_all(put).await) {
                     out.push(r.map(|created| {
                         if let Some(path) = created {
@@ -611,6 +661,9 @@ impl Backend for SecretServiceBackend {
                     }));
                 }
                 tick();
+            }
+            if ctx.stale.get() {
+                known.clear();
             }
             out
         })
@@ -634,18 +687,23 @@ impl Backend for SecretServiceBackend {
                     .or_insert(Some(path));
             }
         }
-        async_io::block_on(async {
+        let ctx = Ctx::new(ss, &service);
+        let out = async_io::block_on(async {
             let mut out = Vec::with_capacity(users.len());
             for group in users.chunks(WINDOW) {
                 let reads = group.iter().map(|u| {
                     let path = paths.get(u.as_str()).copied().flatten().cloned();
-                    read(ss, &service, u, path)
+                    read(&ctx, u, path)
                 });
                 out.extend(join_all(reads).await);
                 tick();
             }
             out
-        })
+        });
+        if ctx.stale.get() {
+            known.clear();
+        }
+        out
     }
 
     fn delete_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<bool, Fail>> {
