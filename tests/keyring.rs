@@ -63,6 +63,16 @@ fn secret_tool(ks: &KeyringService, args: &[&str], stdin: Option<&str>) -> (bool
     (out.status.success(), text)
 }
 
+/// The shared keyring, when `secret-tool` is there to play another client.
+fn shared_with_secret_tool() -> Option<&'static KeyringService> {
+    let ks = keyring_service::shared()?;
+    if !have_secret_tool() {
+        skip_without("secret-tool", "libsecret-tools is not installed");
+        return None;
+    }
+    Some(ks)
+}
+
 fn have_secret_tool() -> bool {
     Command::new("secret-tool")
         .arg("--version")
@@ -265,13 +275,9 @@ fn probe_reports_an_unlocked_persistent_encrypted_keyring_and_its_count() {
 
 #[test]
 fn items_are_real_secret_service_items_other_clients_can_read() {
-    let Some(ks) = keyring_service::shared() else {
+    let Some(ks) = shared_with_secret_tool() else {
         return;
     };
-    if !have_secret_tool() {
-        skip_without("secret-tool", "libsecret-tools is not installed");
-        return;
-    }
     let svc = unique("interop");
     let s = open(&svc);
     let c = Credential::new(id("openai/api_key"), Kind::ApiKey, "sk-proj-interop-42")
@@ -718,6 +724,20 @@ fn many(prefix: &str, n: usize) -> Vec<Credential> {
         .collect()
 }
 
+/// New values and metadata for the same ids.
+fn overwrites(items: &[Credential]) -> Vec<Credential> {
+    items
+        .iter()
+        .map(|c| {
+            cred(
+                &c.id.to_string(),
+                &format!("{}-new", c.secret.expose()),
+                serde_json::json!({"v": 2}),
+            )
+        })
+        .collect()
+}
+
 fn describe(r: &credshift::error::Result<Option<Credential>>) -> String {
     match r {
         Ok(Some(c)) => format!(
@@ -785,16 +805,7 @@ fn batch_results_equal_one_at_a_time_results() {
     }
 
     // Overwrites in a batch replace in place: one item per id, new values.
-    let newer: Vec<Credential> = items[..10]
-        .iter()
-        .map(|c| {
-            cred(
-                &c.id.to_string(),
-                &format!("{}-new", c.secret.expose()),
-                serde_json::json!({"v": 2}),
-            )
-        })
-        .collect();
+    let newer = overwrites(&items[..10]);
     for s in [&batched, &single] {
         for r in s.write_many(&newer) {
             r.unwrap();
@@ -835,13 +846,9 @@ fn batch_results_equal_one_at_a_time_results() {
 /// is written once, last value winning.
 #[test]
 fn batches_report_errors_per_item() {
-    let Some(ks) = keyring_service::shared() else {
+    let Some(ks) = shared_with_secret_tool() else {
         return;
     };
-    if !have_secret_tool() {
-        skip_without("secret-tool", "libsecret-tools is not installed");
-        return;
-    }
     let svc = unique("batch-errors");
     let s = open(&svc);
     for extra in ["1", "2"] {
@@ -1122,16 +1129,7 @@ fn counted_batch_child() {
             )
         })
         .collect();
-    let newer: Vec<Credential> = items
-        .iter()
-        .map(|c| {
-            cred(
-                &c.id.to_string(),
-                &format!("{}-new", c.secret.expose()),
-                serde_json::json!({"v": 2}),
-            )
-        })
-        .collect();
+    let newer = overwrites(&items);
     let ids: Vec<CredentialId> = items.iter().map(|c| c.id.clone()).collect();
     for batch in [&items, &newer] {
         for r in s.write_many(batch) {
@@ -1151,13 +1149,9 @@ fn counted_batch_child() {
 /// per entry.
 #[test]
 fn a_batch_rechecks_items_other_clients_changed() {
-    let Some(ks) = keyring_service::shared() else {
+    let Some(ks) = shared_with_secret_tool() else {
         return;
     };
-    if !have_secret_tool() {
-        skip_without("secret-tool", "libsecret-tools is not installed");
-        return;
-    }
     let svc = unique("batch-memory");
     let s = open(&svc);
     let items = vec![
@@ -1211,13 +1205,8 @@ fn a_batch_rechecks_items_other_clients_changed() {
     for (c, r) in again.iter().zip(s.read_many(&again_ids)) {
         assert!(r.unwrap().unwrap().same_as(c), "{}", c.id);
     }
-    let mut listed: Vec<String> = s
-        .list()
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| e.id.to_string())
-        .collect();
-    listed.sort();
-    assert_eq!(listed, ["ns/a", "ns/b", "ns/c", "ns/c-renamed"]);
+    assert_eq!(
+        support::ids(s.as_ref()),
+        ["ns/a", "ns/b", "ns/c", "ns/c-renamed"]
+    );
 }
