@@ -11,7 +11,7 @@ use crate::engine::journal::{Journal, Record};
 use crate::engine::state::State;
 use crate::engine::types::{Failure, Progress};
 use crate::error::StoreError;
-use crate::store::Store;
+use crate::store::{BatchHint, Store};
 
 /// Undo every write this migration began, newest first. Returns whether
 /// every item is back as it was. Idempotent: an item already undone is
@@ -130,8 +130,28 @@ pub fn delete_order(ids: &mut [CredentialId]) {
     });
 }
 
-/// How many source deletes one `delete_begin` record covers.
+/// How many source deletes one `delete_begin` record covers, at first.
 const DELETE_BATCH: usize = 256;
+
+/// Cleanup's batch sizes: [`DELETE_BATCH`] each for stores that cost per
+/// item. When either end reads or rewrites a whole file per call, a batch
+/// costs as much as the file is long, and cleanup starts with the file at
+/// its longest: batches double every time (256, 512, ... ), so the whole
+/// cleanup reads the file a logarithmic number of times. Fixed batches of
+/// 256 made a 20,000-item `.env` cleanup take 23 s against 1 s for the
+/// migration itself, and 100,000 items take minutes.
+pub(crate) fn delete_batches(hint: BatchHint, n: usize) -> Vec<usize> {
+    let (mut out, mut left, mut size) = (Vec::new(), n, DELETE_BATCH);
+    while left > 0 {
+        let b = size.min(left);
+        out.push(b);
+        left -= b;
+        if hint == BatchHint::WholeFile {
+            size = size.saturating_mul(2);
+        }
+    }
+    out
+}
 
 /// Delete from the source the items that verified (and the ones identical
 /// at the target), each re-checked against the journal's fingerprint at
@@ -164,7 +184,15 @@ pub(crate) fn cleanup_items(
         .collect();
     delete_order(&mut ids);
     let (mut n_deleted, mut n_failed) = (0usize, 0usize);
-    for chunk in ids.chunks(DELETE_BATCH) {
+    let hint = if [source.batch_hint(), target.batch_hint()].contains(&BatchHint::WholeFile) {
+        BatchHint::WholeFile
+    } else {
+        BatchHint::PerItem
+    };
+    let mut rest: &[CredentialId] = &ids;
+    for size in delete_batches(hint, ids.len()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
         let at_target = target.read_many(chunk);
         let at_source = source.read_many(chunk);
         let mut to_delete: Vec<CredentialId> = Vec::new();
