@@ -9,10 +9,11 @@
 //! once (not once per item) and tells new items from existing ones by the
 //! paths it already knows (see [`Known`]); then a new item is one
 //! `CreateItem` carrying the kind and metadata, an existing one
-//! `Attributes`, `SetSecret` and the merged attributes. A read of an item
-//! whose path is known is `GetSecret` and `Attributes` together, checked
-//! against the service and user asked for; otherwise (or when that fails)
-//! a search per item first. A locked item is reported, never unlocked.
+//! `Attributes`, `SetSecret` and the merged attributes. A read is a search
+//! per item, then `GetSecret` and `Attributes` together: it never uses the
+//! remembered paths, since a read-back is the independent check of what a
+//! batch wrote (a search also refuses when two items match). A locked item
+//! is reported, never unlocked.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -49,8 +50,8 @@ type Item<'s> = secret_service::Item<'s>;
 /// to the item's `username` (empty when it has none), from `list`, from
 /// the attributes a write batch read and from the items it created. It
 /// spares a search per item; it is never trusted alone: a write batch
-/// still searches the service once and uses only the paths found, and a
-/// read or overwrite checks the item's attributes again. gnome-keyring
+/// still searches the service once and uses only the paths found, and an
+/// overwrite checks the item's attributes again. Reads never use it. gnome-keyring
 /// never gives a path to a second item while it runs (its item ids only
 /// grow); deletes forget everything all the same.
 type Known = HashMap<OwnedObjectPath, String>;
@@ -391,34 +392,6 @@ async fn fetch(found: Result<Option<Item<'_>>, Fail>) -> Result<Option<Stored>, 
     }))
 }
 
-/// A read in a batch: at the known path, if there is one and the item
-/// there still names this service and user; else (or on any error there)
-/// a search for the user, then [`fetch`].
-async fn read(
-    ctx: &Ctx<'_>,
-    user: &str,
-    path: Option<OwnedObjectPath>,
-) -> Result<Option<Stored>, Fail> {
-    if let Some(path) = path {
-        if let Ok(item) = ctx.ss.get_item_by_path(path).await {
-            let (secret, attrs) = join(item.get_secret(), item.get_attributes()).await;
-            match (secret, attrs) {
-                (Ok(secret), Ok(mut attrs)) if names(&attrs, ctx.service, user) => {
-                    return Ok(Some(Stored {
-                        secret: text(secret)?,
-                        kind: attrs.remove(ATTR_KIND),
-                        metadata: attrs.remove(ATTR_METADATA),
-                    }));
-                }
-                (Ok(mut secret), _) => secret.zeroize(),
-                _ => {}
-            }
-        }
-        ctx.stale.set(true);
-    }
-    fetch(find(ctx.ss, ctx.service, user).await).await
-}
-
 /// Batch step 2 of a delete.
 async fn remove(found: Result<Option<Item<'_>>, Fail>) -> Result<bool, Fail> {
     match found? {
@@ -671,39 +644,26 @@ impl Backend for SecretServiceBackend {
 
     fn get_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<Option<Stored>, Fail>> {
         let service = self.service.clone();
-        let (ss, known) = match self.pipe() {
+        let (ss, _) = match self.pipe() {
             Ok(p) => p,
             Err(f) => return every(users.len(), f),
         };
-        // The one known path of each user asked for (none when two are
-        // known: the search sorts that out).
-        let wanted: std::collections::HashSet<&str> = users.iter().map(String::as_str).collect();
-        let mut paths: HashMap<&str, Option<&OwnedObjectPath>> = HashMap::new();
-        for (path, user) in known.iter() {
-            if wanted.contains(user.as_str()) {
-                paths
-                    .entry(user.as_str())
-                    .and_modify(|p| *p = None)
-                    .or_insert(Some(path));
-            }
-        }
-        let ctx = Ctx::new(ss, &service);
-        let out = async_io::block_on(async {
+        // A read-back is the independent check of what the batch wrote, so
+        // it never trusts the paths the writes remember: a search per user
+        // (cheap inside gnome-keyring) finds the item afresh and refuses
+        // when two match, as when another client made or renamed one in
+        // the meantime.
+        async_io::block_on(async {
             let mut out = Vec::with_capacity(users.len());
             for group in users.chunks(WINDOW) {
-                let reads = group.iter().map(|u| {
-                    let path = paths.get(u.as_str()).copied().flatten().cloned();
-                    read(&ctx, u, path)
-                });
+                let reads = group
+                    .iter()
+                    .map(|u| async { fetch(find(ss, &service, u).await).await });
                 out.extend(join_all(reads).await);
                 tick();
             }
             out
-        });
-        if ctx.stale.get() {
-            known.clear();
-        }
-        out
+        })
     }
 
     fn delete_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<bool, Fail>> {
