@@ -11,7 +11,11 @@
 //! - reading them back: one `read_many` of N ids against N single `read`s;
 //! - end to end: `credshift migrate --from dotenv:F --to keyring:S --yes`
 //!   of a `.env` with the same N items (the binary cargo built with this
-//!   bench: release under `cargo bench`).
+//!   bench: release under `cargo bench`);
+//! - the floor: N bare `CreateItem` calls with credshift's attributes, 16 in
+//!   flight at a time on one session, nothing else (no search, no
+//!   read-back, no journal): what gnome-keyring itself costs for N new
+//!   items, so the best ratio any client can reach against the peer.
 //!
 //! Beside the wall-clock times it prints the CPU time gnome-keyring-daemon
 //! and the D-Bus daemon spent in each phase (from /proc), which shows where
@@ -26,6 +30,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -161,6 +166,43 @@ fn secret_tool_loop(ks: &KeyringService, service: &str, items: &[Credential]) {
     }
 }
 
+/// The floor: N bare `CreateItem` calls carrying what credshift stores
+/// (label, the four attributes, the secret), 16 in flight at a time on one
+/// DH session: the cheapest client for N new items.
+fn bare_creates(service: &str, items: &[Credential]) {
+    use futures_util::future::join_all;
+    use secret_service::{EncryptionType, SecretService};
+    async_io::block_on(async {
+        let ss = SecretService::connect(EncryptionType::Dh)
+            .await
+            .expect("connect");
+        let coll = ss.get_default_collection().await.expect("collection");
+        for group in items.chunks(16) {
+            let calls = group.iter().map(|c| {
+                let user = c.id.to_string();
+                let meta = serde_json::to_string(&c.metadata).unwrap();
+                let label = format!("{service} {user} (credshift)");
+                let coll = &coll;
+                async move {
+                    let attrs = HashMap::from([
+                        ("service", service),
+                        ("username", user.as_str()),
+                        ("credshift.kind", c.kind.as_str()),
+                        ("credshift.metadata", meta.as_str()),
+                    ]);
+                    let secret = c.secret.expose().as_bytes();
+                    coll.create_item(&label, attrs, secret, true, "application/octet-stream")
+                        .await
+                        .map(|_| ())
+                }
+            });
+            for r in join_all(calls).await {
+                r.expect("CreateItem");
+            }
+        }
+    });
+}
+
 fn open(service: &str) -> Box<dyn Store> {
     store::open(
         &StoreSpec::Keyring(service.to_string()),
@@ -251,6 +293,9 @@ fn run(n: usize) {
     let first = measure(&d, || secret_tool_loop(&ks, "bench-peer", &items));
     report("peer: `secret-tool store` loop (first run)", &first, None);
     clear(peer_service.as_ref());
+
+    let floor = measure(&d, || bare_creates("bench-floor", &items));
+    clear(open("bench-floor").as_ref());
 
     let s = open("bench-single");
     let single_writes = measure(&d, || {
@@ -348,6 +393,16 @@ fn run(n: usize) {
         "end to end: `credshift migrate --yes` (binary of this build)",
         &cli,
         Some(&peer),
+    );
+    report(
+        "floor: bare CreateItem calls, 16 in flight, nothing else",
+        &floor,
+        Some(&peer),
+    );
+    println!(
+        "end to end takes {:.2}x the floor's time; >= 4x needs at most {:.3} s",
+        cli.wall.as_secs_f64() / floor.wall.as_secs_f64(),
+        peer.wall.as_secs_f64() / 4.0
     );
     println!("reads and deletes, against one-at-a-time reads:");
     report("store: `read` one at a time", &single_reads, None);

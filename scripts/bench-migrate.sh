@@ -11,6 +11,9 @@
 #   passphrase-encrypted copy of the file costs (it reads nothing back and
 #   keeps no journal or backup).
 # - inventory: `wc -l` of the same file (one read and a pass over the bytes).
+# - migrate --delete-source (cleanup: every verified item deleted from the
+#   .env, each re-checked at both ends first): held against the plain
+#   migrate of the same run, so the ratio is what cleanup adds.
 #
 # Prints a table: seconds, peer seconds, ratio, and microseconds per item;
 # the last line compares per-item cost at the largest size with the smallest.
@@ -37,9 +40,10 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 echo "load average at the start: $(cat /proc/loadavg)"
 echo "nproc: $(nproc); $(uname -sr)"
-printf '%8s %10s %10s %7s %9s | %10s %9s %7s %9s\n' \
-    items migrate_s peer_s ratio us/item inventory_s peer_s ratio us/item
-first_m='' first_i=''
+printf '%8s %10s %10s %7s %9s | %10s %9s %7s %9s | %10s %7s %9s\n' \
+    items migrate_s peer_s ratio us/item inventory_s peer_s ratio us/item \
+    delete_s ratio us/item
+first_m='' first_i='' first_d=''
 for n in $sizes; do
     env_file=$work/in-$n.env
     awk -v n="$n" 'BEGIN {
@@ -68,17 +72,31 @@ for n in $sizes; do
     t4=$(now)
     "$bin" inventory --from "dotenv:$env_file" --json > "$work/inventory-$n.json"
     t5=$(now)
+    cp -p "$env_file" "$work/del-$n.env"
+    sync
+    t6=$(now)
+    "$bin" migrate --from "dotenv:$work/del-$n.env" --to "encrypted:$work/del-$n.enc" \
+        --yes --delete-source --json > "$work/delete-$n.json"
+    t7=$(now)
+    grep -q "\"source_deleted\": *$n" "$work/delete-$n.json" || {
+        echo "migrate --delete-source of $n items did not delete all of them:" >&2
+        head -c 2000 "$work/delete-$n.json" >&2
+        exit 1
+    }
 
     m=$(secs "$t1" "$t2") mp=$(secs "$t0" "$t1") inv=$(secs "$t4" "$t5") ip=$(secs "$t3" "$t4")
     mu=$(awk -v s="$m" -v n="$n" 'BEGIN { printf "%.1f", s * 1e6 / n }')
     iu=$(awk -v s="$inv" -v n="$n" 'BEGIN { printf "%.1f", s * 1e6 / n }')
-    printf '%8d %10s %10s %7s %9s | %10s %9s %7s %9s\n' "$n" "$m" "$mp" \
+    d=$(secs "$t6" "$t7")
+    du=$(awk -v s="$d" -v n="$n" 'BEGIN { printf "%.1f", s * 1e6 / n }')
+    printf '%8d %10s %10s %7s %9s | %10s %9s %7s %9s | %10s %7s %9s\n' "$n" "$m" "$mp" \
         "$(awk -v a="$m" -v b="$mp" 'BEGIN { printf "%.1fx", a / b }')" "$mu" \
-        "$inv" "$ip" "$(awk -v a="$inv" -v b="$ip" 'BEGIN { printf "%.0fx", a / (b > 0 ? b : 1e-3) }')" "$iu"
-    [ -z "$first_m" ] && first_m=$mu first_i=$iu
-    last_m=$mu last_i=$iu
-    rm -f "$work/out-$n.enc" "$work/peer-$n.bin"
+        "$inv" "$ip" "$(awk -v a="$inv" -v b="$ip" 'BEGIN { printf "%.0fx", a / (b > 0 ? b : 1e-3) }')" "$iu" \
+        "$d" "$(awk -v a="$d" -v b="$m" 'BEGIN { printf "%.1fx", a / b }')" "$du"
+    [ -z "$first_m" ] && first_m=$mu first_i=$iu first_d=$du
+    last_m=$mu last_i=$iu last_d=$du
+    rm -f "$work/out-$n.enc" "$work/peer-$n.bin" "$work/del-$n.enc" "$work/del-$n.env"
     rm -rf "$work/state"
 done
-echo "per item, largest vs smallest size: migrate $(awk -v a="$last_m" -v b="$first_m" 'BEGIN { printf "%.2fx", a / b }'), inventory $(awk -v a="$last_i" -v b="$first_i" 'BEGIN { printf "%.2fx", a / b }')"
+echo "per item, largest vs smallest size: migrate $(awk -v a="$last_m" -v b="$first_m" 'BEGIN { printf "%.2fx", a / b }'), inventory $(awk -v a="$last_i" -v b="$first_i" 'BEGIN { printf "%.2fx", a / b }'), migrate --delete-source $(awk -v a="$last_d" -v b="$first_d" 'BEGIN { printf "%.2fx", a / b }')"
 echo "load average at the end: $(cat /proc/loadavg)"

@@ -97,18 +97,23 @@ impl Kind {
 
     /// A best guess from a field name, for formats that carry no type.
     pub fn guess(field: &str) -> Kind {
-        let f = field.to_ascii_lowercase();
-        if f.contains("refresh") {
+        // ASCII case-insensitive, without a lowercased copy per field.
+        let f = field.as_bytes();
+        let has = |word: &str| {
+            f.windows(word.len())
+                .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+        };
+        if has("refresh") {
             Kind::OauthRefresh
-        } else if f.contains("access_token") || f.contains("accesstoken") {
+        } else if has("access_token") || has("accesstoken") {
             Kind::OauthAccess
-        } else if f.contains("hash") {
+        } else if has("hash") {
             Kind::PasswordHash
-        } else if f.contains("client_key") {
+        } else if has("client_key") {
             Kind::ClientKey
-        } else if f.contains("password") || f.contains("passwd") {
+        } else if has("password") || has("passwd") {
             Kind::Password
-        } else if f.contains("key") || f.contains("token") || f.contains("secret") {
+        } else if has("key") || has("token") || has("secret") {
             Kind::ApiKey
         } else {
             Kind::Other
@@ -216,9 +221,9 @@ pub fn mask_as(secret: &str, kind: Kind) -> String {
 
 fn mask_with(secret: &str, tail_allowed: bool) -> String {
     let n = secret.chars().count();
-    let nothing = format!("•••• ({n} chars)");
+    let nothing = || format!("•••• ({n} chars)");
     if n < 16 {
-        return nothing;
+        return nothing();
     }
     let prefix = KNOWN_PREFIXES
         .iter()
@@ -228,12 +233,13 @@ fn mask_with(secret: &str, tail_allowed: bool) -> String {
     // Known prefixes are ASCII, so bytes are characters here.
     let hidden_without_tail = n - prefix.len();
     if tail_allowed && hidden_without_tail >= MIN_HIDDEN + 4 {
-        let tail: String = secret.chars().skip(n - 4).collect();
+        let tail_at = secret.char_indices().nth_back(3).map_or(0, |(i, _)| i);
+        let tail = &secret[tail_at..];
         format!("{prefix}…{tail} ({n} chars)")
     } else if !prefix.is_empty() && hidden_without_tail >= MIN_HIDDEN {
         format!("{prefix}… ({n} chars)")
     } else {
-        nothing
+        nothing()
     }
 }
 
@@ -309,6 +315,62 @@ pub fn expires_at_ms(metadata: &Metadata) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_guess_matches_a_lowercased_search_over_mixed_case_and_non_ascii_names() {
+        fn reference(field: &str) -> Kind {
+            let f = field.to_ascii_lowercase();
+            let has = |w: &str| f.contains(w);
+            if has("refresh") {
+                Kind::OauthRefresh
+            } else if has("access_token") || has("accesstoken") {
+                Kind::OauthAccess
+            } else if has("hash") {
+                Kind::PasswordHash
+            } else if has("client_key") {
+                Kind::ClientKey
+            } else if has("password") || has("passwd") {
+                Kind::Password
+            } else if has("key") || has("token") || has("secret") {
+                Kind::ApiKey
+            } else {
+                Kind::Other
+            }
+        }
+        let parts = [
+            "",
+            "K",
+            "ke",
+            "KEY",
+            "Token",
+            "tOkEn",
+            "REFRESH",
+            "Access_Token",
+            "accessTOKEN",
+            "hAsh",
+            "CLIENT_key",
+            "PassWord",
+            "passwd",
+            "secrET",
+            "Ω",
+            "ké",
+            "KÉY",
+            "_",
+            "x",
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for a in parts {
+            for b in parts {
+                for c in ["", "_", "é"] {
+                    let name = format!("{a}{c}{b}");
+                    assert_eq!(Kind::guess(&name), reference(&name), "{name:?}");
+                    seen.insert(Kind::guess(&name).as_str());
+                }
+            }
+        }
+        // The table reaches every kind the guess can give.
+        assert_eq!(seen.len(), 7, "{seen:?}");
+    }
 
     #[test]
     fn id_parses_at_first_slash() {

@@ -132,6 +132,24 @@ impl Outputs {
     }
 }
 
+impl Outputs {
+    /// `migrate --delete-source` with every write of `id` failing.
+    fn migrate_failing(
+        &mut self,
+        s: &Setup,
+        from: &str,
+        to: &str,
+        id: &str,
+    ) -> (Option<i32>, Value) {
+        let mut c = s.cmd();
+        c.env("CREDSHIFT_FAULTS", format!("write:{id}"));
+        self.run(
+            "faulty migrate",
+            migrate(&mut c, from, to, &["--delete-source"]),
+        )
+    }
+}
+
 /// `migrate --from FROM --to TO --yes --json` and `extra`.
 fn migrate<'a>(c: &'a mut Command, from: &str, to: &str, extra: &[&str]) -> &'a mut Command {
     c.args(["migrate", "--from", from, "--to", to, "--yes", "--json"])
@@ -173,10 +191,14 @@ fn check_legacy_migration(
         format!("{from} listing"),
         serde_json::to_vec(&listing.entries).unwrap(),
     ));
-    outs.run(
+    // `status` counts what inventory lists: the derived item too.
+    let (code, status) = outs.run(
         "source status",
         s.cmd().args(["status", "--json", "--store", from]),
     );
+    assert_eq!(code, Some(0), "{status}");
+    let report = status["stores"].as_array().unwrap().last().unwrap();
+    assert_eq!(report["capability"]["item_count"], 3, "{from}: {report}");
 
     let (code, inv) = outs.run(
         "inventory",
@@ -505,16 +527,7 @@ fn a_parent_stays_in_the_source_until_its_metadata_secret_verified() {
     assert_eq!(p.metadata["webhook_url"], HOOK);
 
     // The derived item fails: the parent verifies but is kept.
-    let (code, r) = outs.run(
-        "faulty migrate",
-        migrate(
-            s.cmd()
-                .env("CREDSHIFT_FAULTS", format!("write:{DERIVED_ID}")),
-            &from,
-            &to,
-            &["--delete-source"],
-        ),
-    );
+    let (code, r) = outs.migrate_failing(&s, &from, &to, DERIVED_ID);
     assert_eq!(code, Some(1), "{r}");
     assert_eq!(r["copied"], 2, "{r}");
     assert_eq!(r["failed"], 1, "{r}");
@@ -553,4 +566,102 @@ fn a_parent_stays_in_the_source_until_its_metadata_secret_verified() {
     hay.extend(file_haystacks(&s.state()));
     hay.extend(file_haystacks(&target_dir));
     assert_absent(HOOK, &hay);
+}
+
+/// A nested secret next to [`HOOK`] in the same parent's metadata.
+const NESTED_KEY: &str = "sk-proj-legacyNestedCanary00000000007";
+
+/// A `.env` with 255 plain items that delete before `slack/bot`, then
+/// `slack/bot` whose marker holds two secrets: cleanup's first batch of
+/// 256 ends right after the parent.
+fn env_with_a_parent_at_a_batch_boundary(s: &Setup) -> PathBuf {
+    let env = s.path("boundary.env");
+    let mut text: String = (0..255)
+        .map(|i| format!("A_KEY_{i:03}=sk-boundary-plain-value-{i:05}\n"))
+        .collect();
+    let marker = json!({"id": PARENT_ID, "kind": "api_key", "metadata": {
+        "webhook_url": HOOK, "channel": "#alerts", "nested": {"api_key": NESTED_KEY},
+    }});
+    text.push_str(&format!(
+        "# credshift: {marker}\nSLACK_BOT={PARENT_VALUE}\n"
+    ));
+    std::fs::write(&env, text).unwrap();
+    env
+}
+
+/// Cleanup deletes in batches of 256; a parent and the items derived from
+/// its metadata share one, so one cleanup removes them all (it used to
+/// keep the parent until cleanup ran again). With one derived item
+/// failing, the parent keeps all its metadata and nothing unverified goes.
+#[test]
+fn one_cleanup_removes_a_parent_and_its_derived_items_across_a_batch_boundary() {
+    const NESTED_ID: &str = "slack/bot#nested.api_key";
+    let s = Setup::new();
+    let env = env_with_a_parent_at_a_batch_boundary(&s);
+    let from = format!("dotenv:{}", env.display());
+    let to = format!("sqlite:{}", s.path("t.db").display());
+    let mut outs = Outputs::default();
+    let (code, r) = outs.run(
+        "migrate",
+        migrate(&mut s.cmd(), &from, &to, &["--delete-source"]),
+    );
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(
+        (&r["copied"], &r["verified"]),
+        (&json!(258), &json!(258)),
+        "{r}"
+    );
+    assert_eq!(r["source_deleted"], 258, "{}", r["source_delete_failed"]);
+    assert_eq!(r["source_delete_failed"], json!([]), "{r}");
+    let text = std::fs::read_to_string(&env).unwrap();
+    assert!(
+        !text.contains(PARENT_VALUE)
+            && !text.contains("hooks.slack.com")
+            && !text.contains(NESTED_KEY),
+        "{text}"
+    );
+    let t = s.open(&to);
+    for (id, value) in [
+        (PARENT_ID, PARENT_VALUE),
+        (DERIVED_ID, HOOK),
+        (NESTED_ID, NESTED_KEY),
+    ] {
+        let c = t.read(&id.parse().unwrap()).unwrap().expect(id);
+        assert_eq!(c.secret.expose(), value, "{id}");
+    }
+
+    // One derived item fails to copy: the parent and its other derived
+    // item verified but stay, the parent with every secret of its metadata.
+    let s = Setup::new();
+    let env = env_with_a_parent_at_a_batch_boundary(&s);
+    let from = format!("dotenv:{}", env.display());
+    let to = format!("sqlite:{}", s.path("t.db").display());
+    let (code, r) = outs.migrate_failing(&s, &from, &to, NESTED_ID);
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(
+        (&r["copied"], &r["failed"]),
+        (&json!(257), &json!(1)),
+        "{r}"
+    );
+    assert_eq!(r["source_deleted"], 255, "{r}");
+    let kept: Vec<&str> = r["source_delete_failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, [PARENT_ID, DERIVED_ID], "{r}");
+    let raw = s.raw(&from);
+    let p = raw
+        .read(&PARENT_ID.parse().unwrap())
+        .unwrap()
+        .expect("kept");
+    assert_eq!(p.secret.expose(), PARENT_VALUE);
+    assert_eq!(p.metadata["webhook_url"], HOOK);
+    assert_eq!(p.metadata["nested"]["api_key"], NESTED_KEY);
+    assert_eq!(raw.read_all().unwrap().credentials.len(), 1);
+    let mut hay = outs.0;
+    hay.extend(file_haystacks(&s.state()));
+    assert_absent(HOOK, &hay);
+    assert_absent(NESTED_KEY, &hay);
 }

@@ -1,7 +1,7 @@
 //! Undo (rollback) and source cleanup: the item loops that `migrate`,
 //! `resume`, `rollback` and `cleanup` share. Moved out of `execute.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::credential::{Credential, CredentialId};
 use crate::engine::error::Result;
@@ -11,7 +11,7 @@ use crate::engine::journal::{Journal, Record};
 use crate::engine::state::State;
 use crate::engine::types::{Failure, Progress};
 use crate::error::StoreError;
-use crate::store::Store;
+use crate::store::{BatchHint, Store, legacy_meta};
 
 /// Undo every write this migration began, newest first. Returns whether
 /// every item is back as it was. Idempotent: an item already undone is
@@ -130,8 +130,55 @@ pub fn delete_order(ids: &mut [CredentialId]) {
     });
 }
 
-/// How many source deletes one `delete_begin` record covers.
+/// How many source deletes one `delete_begin` record covers, at first
+/// (more when one item and the items derived from it are more).
 const DELETE_BATCH: usize = 256;
+
+/// `ids`, in their order, cut into delete batches, so that an item and the
+/// items derived from its metadata (`NS/NAME#PATH`, [`legacy_meta`]) always
+/// share a batch: the legacy-metadata layer deletes a parent only together
+/// with every secret of its metadata, so a boundary between them would keep
+/// the parent in the source until the next cleanup. Such a group goes where
+/// its first member is; a group larger than a batch is a batch of its own.
+///
+/// Batches hold at most [`DELETE_BATCH`] for stores that cost per item.
+/// When either end reads or rewrites a whole file per call
+/// ([`BatchHint::WholeFile`]), a batch costs as much as the file is long,
+/// and cleanup starts with the file at its longest: the cap grows fourfold
+/// after each batch (256, 1,024, 4,096, ...), so the whole cleanup reads
+/// the file a logarithmic number of times. Fixed batches of 256 made a
+/// 20,000-item `.env` cleanup take 23 s against 1 s for the migration
+/// itself, and 100,000 items 330 s.
+fn delete_batches(ids: Vec<CredentialId>, hint: BatchHint) -> Vec<Vec<CredentialId>> {
+    let mut groups: Vec<Vec<CredentialId>> = Vec::new();
+    let mut group_of: HashMap<CredentialId, usize> = HashMap::new();
+    for id in ids {
+        let key = legacy_meta::parent_of(&id).map_or_else(|| id.clone(), |(parent, _)| parent);
+        match group_of.get(&key) {
+            Some(&g) => groups[g].push(id),
+            None => {
+                group_of.insert(key, groups.len());
+                groups.push(vec![id]);
+            }
+        }
+    }
+    let mut batches: Vec<Vec<CredentialId>> = Vec::new();
+    let mut batch: Vec<CredentialId> = Vec::new();
+    let mut cap = DELETE_BATCH;
+    for group in groups {
+        if !batch.is_empty() && batch.len() + group.len() > cap {
+            batches.push(std::mem::take(&mut batch));
+            if hint == BatchHint::WholeFile {
+                cap = cap.saturating_mul(4);
+            }
+        }
+        batch.extend(group);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
 
 /// Delete from the source the items that verified (and the ones identical
 /// at the target), each re-checked against the journal's fingerprint at
@@ -164,7 +211,13 @@ pub(crate) fn cleanup_items(
         .collect();
     delete_order(&mut ids);
     let (mut n_deleted, mut n_failed) = (0usize, 0usize);
-    for chunk in ids.chunks(DELETE_BATCH) {
+    let hint = if [source.batch_hint(), target.batch_hint()].contains(&BatchHint::WholeFile) {
+        BatchHint::WholeFile
+    } else {
+        BatchHint::PerItem
+    };
+    for chunk in delete_batches(ids, hint) {
+        let chunk = chunk.as_slice();
         let at_target = target.read_many(chunk);
         let at_source = source.read_many(chunk);
         let mut to_delete: Vec<CredentialId> = Vec::new();
@@ -244,4 +297,93 @@ pub(crate) fn cleanup_items(
         failed: n_failed,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[String]) -> Vec<CredentialId> {
+        names.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    fn names(batches: &[Vec<CredentialId>]) -> Vec<Vec<String>> {
+        batches
+            .iter()
+            .map(|b| b.iter().map(ToString::to_string).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_parent_and_its_derived_items_share_a_delete_batch() {
+        let mut all: Vec<String> = (0..255).map(|i| format!("a/k{i:03}")).collect();
+        all.extend(["s/p", "s/p#x", "s/p#y.z", "t/q"].map(String::from));
+        let b = names(&delete_batches(ids(&all), BatchHint::PerItem));
+        assert_eq!(
+            b.len(),
+            2,
+            "{:?}",
+            b.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        assert_eq!(b[0], all[..255]);
+        assert_eq!(b[1], ["s/p", "s/p#x", "s/p#y.z", "t/q"]);
+        // Order otherwise kept: numbered entries stay in delete order, a
+        // derived item listed apart from its parent joins it.
+        let spread = ["p/keys/2", "p/keys/1#url", "p/keys/1", "p/keys/0"].map(String::from);
+        let b = names(&delete_batches(ids(&spread), BatchHint::PerItem));
+        assert_eq!(b, [["p/keys/2", "p/keys/1#url", "p/keys/1", "p/keys/0"]]);
+        let b = names(&delete_batches(
+            ids(&[
+                "p/keys/1#url".to_string(),
+                "p/keys/2".to_string(),
+                "p/keys/1".to_string(),
+            ]),
+            BatchHint::PerItem,
+        ));
+        assert_eq!(b, [["p/keys/1#url", "p/keys/1", "p/keys/2"]]);
+    }
+
+    #[test]
+    fn batches_are_full_and_a_group_larger_than_a_batch_stands_alone() {
+        let plain: Vec<String> = (0..600).map(|i| format!("a/k{i:03}")).collect();
+        let b = delete_batches(ids(&plain), BatchHint::PerItem);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88]);
+        let mut all = vec!["a/first".to_string(), "big/p".to_string()];
+        all.extend((0..300).map(|i| format!("big/p#f{i}")));
+        all.push("z/last".into());
+        let b = delete_batches(ids(&all), BatchHint::PerItem);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [1, 301, 1]);
+        assert!(delete_batches(Vec::new(), BatchHint::PerItem).is_empty());
+    }
+
+    #[test]
+    fn whole_file_batches_grow_fourfold_so_a_cleanup_reads_the_file_a_few_times() {
+        let plain: Vec<String> = (0..100_000).map(|i| format!("env/K{i:06}")).collect();
+        let sizes = |hint| {
+            delete_batches(ids(&plain), hint)
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sizes(BatchHint::WholeFile),
+            [256, 1024, 4096, 16384, 65536, 12704]
+        );
+        // Per-item stores keep the fixed cap: 391 batches.
+        let per_item = sizes(BatchHint::PerItem);
+        assert_eq!(per_item.len(), 391);
+        assert!(per_item.iter().all(|&n| n <= 256));
+        // Order is kept and nothing is lost or repeated.
+        let flat: Vec<String> = delete_batches(ids(&plain), BatchHint::WholeFile)
+            .into_iter()
+            .flatten()
+            .map(|id| id.to_string())
+            .collect();
+        assert_eq!(flat, plain);
+        // A parent's derived items still share its batch at a boundary.
+        let mut edge: Vec<String> = (0..255).map(|i| format!("a/k{i:03}")).collect();
+        edge.extend(["s/bot".into(), "s/bot#token".into(), "s/bot#url".into()]);
+        let b = delete_batches(ids(&edge), BatchHint::WholeFile);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [255, 3]);
+    }
 }

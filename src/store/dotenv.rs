@@ -111,6 +111,14 @@ impl Assignment {
     }
 }
 
+/// Assignment indexes by id or key. Most ids are assigned once, so one
+/// index sits inline; foldhash, since SipHash was a tenth of a 100,000-line
+/// inventory (these keys come from a local file the user reads anyway).
+type Index<K> = HashMap<K, smallvec::SmallVec<[usize; 1]>, foldhash::fast::RandomState>;
+
+/// What a document reads as: each effective id and its value.
+type Meaning = HashMap<CredentialId, Secret, foldhash::fast::RandomState>;
+
 /// A parsed file: its physical lines and what they mean.
 struct Doc {
     bom: bool,
@@ -121,8 +129,8 @@ struct Doc {
     /// Indexes into `assignments`, ascending: every assignment of an id,
     /// and every assignment under a key. They make lookups O(1), so listing
     /// and batches stay linear in the file's size.
-    by_id: HashMap<CredentialId, Vec<usize>>,
-    by_key: HashMap<String, Vec<usize>>,
+    by_id: Index<CredentialId>,
+    by_key: Index<String>,
     errors: Vec<LocationError>,
 }
 
@@ -134,8 +142,8 @@ impl Doc {
             trailing_newline: true,
             lines: Vec::new(),
             assignments: Vec::new(),
-            by_id: HashMap::new(),
-            by_key: HashMap::new(),
+            by_id: Index::default(),
+            by_key: Index::default(),
             errors: Vec::new(),
         }
     }
@@ -158,10 +166,7 @@ impl Doc {
             crlf,
             trailing_newline,
             lines,
-            assignments: Vec::new(),
-            by_id: HashMap::new(),
-            by_key: HashMap::new(),
-            errors: Vec::new(),
+            ..Doc::empty()
         };
         doc.analyse(path);
         Ok(doc)
@@ -173,6 +178,8 @@ impl Doc {
         self.by_id.clear();
         self.by_key.clear();
         self.errors.clear();
+        self.by_id.reserve(self.lines.len());
+        self.by_key.reserve(self.lines.len());
         let loc = |i: usize| format!("{}:{}", path.display(), i + 1);
         let mut pending: Option<(usize, Marker)> = None;
         let mut i = 0;
@@ -255,13 +262,41 @@ impl Doc {
         self.find(id).map(|n| self.assignments[n].credential())
     }
 
+    /// Which assignments are effective: the last of each id.
+    fn effective(&self) -> Vec<bool> {
+        let mut on = vec![false; self.assignments.len()];
+        for v in self.by_id.values() {
+            if let Some(&n) = v.last() {
+                on[n] = true;
+            }
+        }
+        on
+    }
+
     /// The effective credentials: one per id, the last assignment winning.
     fn credentials(&self) -> Vec<Credential> {
+        let on = self.effective();
         self.assignments
             .iter()
-            .enumerate()
-            .filter(|(n, a)| self.find(&a.id) == Some(*n))
-            .map(|(_, a)| a.credential())
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(a, _)| a.credential())
+            .collect()
+    }
+
+    /// [`Doc::credentials`], moving the values out instead of copying them.
+    fn into_credentials(mut self) -> Vec<Credential> {
+        let on = self.effective();
+        std::mem::take(&mut self.assignments)
+            .into_iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(a, _)| Credential {
+                id: a.id,
+                kind: a.kind,
+                secret: a.value,
+                metadata: a.metadata,
+            })
             .collect()
     }
 
@@ -340,25 +375,20 @@ impl Doc {
     /// key and its lines (never a value). The last assignment is the one a
     /// shell uses, so it is the one migrated and the only one cleanup removes.
     fn duplicates(&self, path: &Path) -> Vec<LocationError> {
-        let mut lines: std::collections::HashMap<&CredentialId, Vec<usize>> =
-            std::collections::HashMap::new();
-        let mut order: Vec<&CredentialId> = Vec::new();
-        for a in &self.assignments {
-            let e = lines.entry(&a.id).or_default();
-            if e.is_empty() {
-                order.push(&a.id);
-            }
-            e.push(a.start + 1);
-        }
-        order
+        // In the order of each id's first assignment.
+        let mut firsts: Vec<&[usize]> = self
+            .by_id
+            .values()
+            .filter(|v| v.len() > 1)
+            .map(|v| v.as_slice())
+            .collect();
+        firsts.sort_unstable_by_key(|v| v[0]);
+        firsts
             .into_iter()
-            .filter_map(|id| {
-                let at = &lines[id];
+            .filter_map(|v| {
+                let at: Vec<usize> = v.iter().map(|&n| self.assignments[n].start + 1).collect();
                 let (last, earlier) = at.split_last()?;
-                if earlier.is_empty() {
-                    return None;
-                }
-                let key = &self.assignments[self.find(id)?].key;
+                let key = &self.assignments[*v.last()?].key;
                 Some(LocationError {
                     location: format!("{}:{}", path.display(), at[0]),
                     error: format!(
@@ -366,7 +396,7 @@ impl Doc {
                          shell uses, is the one migrated and the only one --delete-source \
                          removes; line(s) {} stay",
                         at.len(),
-                        join_lines(at),
+                        join_lines(&at),
                         join_lines(earlier)
                     ),
                 })
@@ -528,7 +558,7 @@ impl DotenvStore {
 }
 
 /// What a document reads as: each effective id and its value.
-fn meaning(doc: &Doc) -> HashMap<CredentialId, Secret> {
+fn meaning(doc: &Doc) -> Meaning {
     doc.credentials()
         .into_iter()
         .map(|c| (c.id, c.secret))
@@ -546,7 +576,7 @@ impl DotenvStore {
     fn same_meaning(
         &self,
         doc: &Doc,
-        expected: &HashMap<CredentialId, Secret>,
+        expected: &Meaning,
         may_differ: impl Fn(&CredentialId) -> bool,
     ) -> Result<()> {
         let mut fresh = Doc {
@@ -554,10 +584,7 @@ impl DotenvStore {
             crlf: doc.crlf,
             trailing_newline: doc.trailing_newline,
             lines: doc.lines.clone(),
-            assignments: Vec::new(),
-            by_id: HashMap::new(),
-            by_key: HashMap::new(),
-            errors: Vec::new(),
+            ..Doc::empty()
         };
         fresh.analyse(&self.path);
         let now = meaning(&fresh);
@@ -658,11 +685,11 @@ impl Store for DotenvStore {
     }
 
     fn read_all(&self) -> Result<Scan> {
-        let doc = self.load_existing()?;
+        let mut doc = self.load_existing()?;
         let mut errors = doc.duplicates(&self.path);
-        errors.extend(doc.errors.iter().cloned());
+        errors.append(&mut doc.errors);
         Ok(Scan {
-            credentials: doc.credentials(),
+            credentials: doc.into_credentials(),
             errors,
         })
     }
@@ -685,7 +712,7 @@ impl Store for DotenvStore {
         // with each item that applied in its place.
         let expected = std::cell::RefCell::new(match &loaded {
             Ok(doc) => meaning(doc),
-            Err(_) => HashMap::new(),
+            Err(_) => Meaning::default(),
         });
         fsutil::rewrite_batch(
             creds,
@@ -745,14 +772,21 @@ impl Store for DotenvStore {
                 continue;
             };
             let a = &doc.assignments[n];
-            let removed = line_now(a.start, &doomed);
-            let others: Vec<usize> = doc.by_id[id]
-                .iter()
-                .map(|&o| line_now(doc.assignments[o].start, &doomed))
-                .collect();
+            // Line numbers only for the message of a repeated key: counting
+            // the doomed lines for every id made a batch quadratic.
+            let repeated = !doc.by_id[id].is_empty();
+            let (removed, others) = if repeated {
+                let others: Vec<usize> = doc.by_id[id]
+                    .iter()
+                    .map(|&o| line_now(doc.assignments[o].start, &doomed))
+                    .collect();
+                (line_now(a.start, &doomed), others)
+            } else {
+                (0, Vec::new())
+            };
             doomed.extend(a.start..a.end);
             doomed.extend(a.marker_line);
-            results.push(if others.is_empty() {
+            results.push(if !repeated {
                 Ok(true)
             } else {
                 // The id is still in the file, with a value that was never

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::credential::{Credential, CredentialId};
 use crate::error::{Result, StoreError};
-use crate::store::{Capability, Listing, Scan, Store, StoreSpec};
+use crate::store::wrapper::forward;
+use crate::store::{Scan, Store};
 
 /// The store operations a fault can hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,25 +319,12 @@ impl<S> Faulty<S> {
     }
 }
 
+/// Reads, writes and deletes ask the faults first; everything else is the
+/// inner store's (see [`crate::store::wrapper`]).
+#[deny(clippy::missing_trait_methods)]
 impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
-    fn spec(&self) -> &StoreSpec {
-        self.inner.as_ref().spec()
-    }
-    fn batch_hint(&self) -> crate::store::BatchHint {
-        self.inner.as_ref().batch_hint()
-    }
-    fn probe(&self) -> Capability {
-        self.inner.as_ref().probe()
-    }
-    fn list(&self) -> Result<Listing> {
-        self.inner.as_ref().list()
-    }
-    fn check(&self, c: &Credential) -> Option<String> {
-        self.inner.as_ref().check(c)
-    }
-    fn unmigrated(&self) -> Vec<String> {
-        self.inner.as_ref().unmigrated()
-    }
+    forward!([inner.as_ref()]; spec, batch_hint, probe, list, check, unmigrated,
+        verify_hashed, lock);
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         match self.faults.hit(Op::Read, id) {
             Some(e) => Err(e),
@@ -370,6 +358,9 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
         scan.credentials = good;
         Ok(scan)
     }
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        self.batch(Op::Read, ids, |pass| self.inner.as_ref().read_many(pass))
+    }
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         self.batch(Op::Write, creds, |pass| {
             self.inner.as_ref().write_many(pass)
@@ -380,16 +371,12 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
             self.inner.as_ref().delete_many(pass)
         })
     }
-    fn verify_hashed(&self, c: &Credential) -> Result<Option<bool>> {
-        self.inner.as_ref().verify_hashed(c)
-    }
-    fn lock(&self, wait: std::time::Duration) -> Result<Option<Box<dyn crate::store::StoreLock>>> {
-        self.inner.as_ref().lock(wait)
-    }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreSpec;
 
     #[test]
     fn globs() {

@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -27,7 +26,8 @@ use crate::credential::{Credential, CredentialId, Metadata};
 use crate::error::{Result, StoreError};
 use crate::scrub::{self, Seg};
 use crate::store::modelforge::wipe_json;
-use crate::store::{Capability, Listing, Scan, Store, StoreLock, StoreSpec};
+use crate::store::wrapper::forward;
+use crate::store::{Listing, Scan, Store, StoreSpec};
 
 /// Between the parent's id and the metadata path in a derived id.
 pub const SEP: char = '#';
@@ -52,10 +52,7 @@ pub fn applies(spec: &StoreSpec) -> bool {
 /// The store, behind the legacy-metadata layer when it is one of ours.
 pub fn wrap(store: Box<dyn Store>) -> Box<dyn Store> {
     if applies(store.spec()) {
-        Box::new(LegacyMeta {
-            inner: store,
-            left: Mutex::new(None),
-        })
+        Box::new(LegacyMeta::new(store))
     } else {
         store
     }
@@ -133,9 +130,77 @@ struct LegacyMeta {
     /// What the last full scan found that no item carries, as
     /// [`Store::unmigrated`] lines.
     left: Mutex<Option<Vec<String>>>,
+    /// What the last `read_many` read from the inner store, by id. The
+    /// engine's cleanup reads a batch, checks every fingerprint, then
+    /// deletes it: `delete_many` decides from this (the state the engine
+    /// verified) instead of reading its ids again. Only the next
+    /// `delete_many` uses it; a write through this layer drops it.
+    seen: Mutex<BTreeMap<CredentialId, Seen>>,
+}
+
+/// An item as the inner store held it, for `delete_many`.
+#[derive(Clone)]
+enum Seen {
+    Absent,
+    /// Without metadata: deleted as it is (its value is not kept).
+    Plain,
+    /// With metadata, as stored: it may hold secrets.
+    Raw(Credential),
+}
+
+impl Seen {
+    /// A copy of the item only when it has metadata.
+    fn of(c: Option<&Credential>) -> Seen {
+        match c {
+            None => Seen::Absent,
+            Some(c) if c.metadata.is_empty() => Seen::Plain,
+            Some(c) => Seen::Raw(c.clone()),
+        }
+    }
 }
 
 impl LegacyMeta {
+    fn new(inner: Box<dyn Store>) -> LegacyMeta {
+        LegacyMeta {
+            inner,
+            left: Mutex::new(None),
+            seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, BTreeMap<CredentialId, Seen>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The raw items at `ids`, one result per id: what the last
+    /// `read_many` saw when `seen` has it, else read now in one batch.
+    fn raw_many(
+        &self,
+        seen: &BTreeMap<CredentialId, Seen>,
+        ids: &[CredentialId],
+    ) -> Vec<Result<Seen>> {
+        let unknown: Vec<CredentialId> = ids
+            .iter()
+            .filter(|id| !seen.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut fresh = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.read_many(&unknown)
+        }
+        .into_iter();
+        ids.iter()
+            .map(|id| match seen.get(id) {
+                Some(raw) => Ok(raw.clone()),
+                None => fresh.next().map_or_else(
+                    || Err(StoreError::item(id, "store returned no result")),
+                    |r| r.map(|c| Seen::of(c.as_ref())),
+                ),
+            })
+            .collect()
+    }
+
     fn left_line(&self, parent: &CredentialId, path: &str) -> String {
         format!("{} {parent}: metadata {path}", self.inner.spec())
     }
@@ -227,18 +292,11 @@ impl Parent {
     }
 }
 
+/// Reading, listing and deleting split parents from their secret metadata;
+/// everything else is the inner store's (see [`crate::store::wrapper`]).
+#[deny(clippy::missing_trait_methods)]
 impl Store for LegacyMeta {
-    fn spec(&self) -> &StoreSpec {
-        self.inner.spec()
-    }
-
-    fn batch_hint(&self) -> crate::store::BatchHint {
-        self.inner.batch_hint()
-    }
-
-    fn probe(&self) -> Capability {
-        self.inner.probe()
-    }
+    forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock);
 
     fn list(&self) -> Result<Listing> {
         if matches!(
@@ -263,15 +321,21 @@ impl Store for LegacyMeta {
         Ok(Listing::from(self.split_scan(scan)))
     }
 
+    fn write(&self, c: &Credential) -> Result<()> {
+        self.seen().clear();
+        self.inner.write(c)
+    }
+
+    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        self.seen().clear();
+        self.inner.write_many(creds)
+    }
+
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         match self.inner.read(id)? {
             Some(c) => Ok(Some(Split::of(c).parent)),
             None => self.read_derived(id),
         }
-    }
-
-    fn write(&self, c: &Credential) -> Result<()> {
-        self.inner.write(c)
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
@@ -280,23 +344,19 @@ impl Store for LegacyMeta {
             .unwrap_or(Ok(false))
     }
 
-    fn check(&self, c: &Credential) -> Option<String> {
-        self.inner.check(c)
-    }
-
     fn read_all(&self) -> Result<Scan> {
         let scan = self.inner.read_all()?;
         Ok(self.split_scan(scan))
     }
 
-    fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
-        self.inner.write_many(creds)
-    }
-
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
-        let mut out: Vec<Result<Option<Credential>>> = self
-            .inner
-            .read_many(ids)
+        let raw = self.inner.read_many(ids);
+        let mut seen: BTreeMap<CredentialId, Seen> = ids
+            .iter()
+            .zip(&raw)
+            .filter_map(|(id, r)| r.as_ref().ok().map(|c| (id.clone(), Seen::of(c.as_ref()))))
+            .collect();
+        let mut out: Vec<Result<Option<Credential>>> = raw
             .into_iter()
             .map(|r| r.map(|o| o.map(|c| Split::of(c).parent)))
             .collect();
@@ -307,6 +367,7 @@ impl Store for LegacyMeta {
             .filter_map(|(i, _)| parent_of(&ids[i]).map(|(pid, _)| (i, pid)))
             .collect();
         if wanted.is_empty() {
+            *self.seen() = seen;
             return out;
         }
         let pids: Vec<CredentialId> = wanted
@@ -320,6 +381,9 @@ impl Store for LegacyMeta {
             .cloned()
             .zip(self.inner.read_many(&pids))
             .map(|(pid, r)| {
+                if let Ok(raw) = &r {
+                    seen.insert(pid.clone(), Seen::of(raw.as_ref()));
+                }
                 let derived = r.map(|o| o.map(|p| Split::of(p).derived).unwrap_or_default());
                 (pid, derived)
             })
@@ -331,19 +395,22 @@ impl Store for LegacyMeta {
                 None => Ok(None),
             };
         }
+        *self.seen() = seen;
         out
     }
 
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        let seen = std::mem::take(&mut *self.seen());
         let mut results: Vec<Option<Result<bool>>> = ids.iter().map(|_| None).collect();
         // Ids the inner store deletes as they are.
         let mut native: Vec<usize> = Vec::new();
         let mut parents: BTreeMap<CredentialId, Parent> = BTreeMap::new();
         let mut derived: Vec<(usize, CredentialId)> = Vec::new();
-        for (i, r) in self.inner.read_many(ids).into_iter().enumerate() {
+        for (i, r) in self.raw_many(&seen, ids).into_iter().enumerate() {
             match r {
                 Err(e) => results[i] = Some(Err(e)),
-                Ok(Some(c)) => {
+                Ok(Seen::Plain) => native.push(i),
+                Ok(Seen::Raw(c)) => {
                     let p = Parent::new(c, Some(i));
                     if p.derived.is_empty() && p.stuck.is_empty() {
                         native.push(i);
@@ -351,7 +418,7 @@ impl Store for LegacyMeta {
                         parents.insert(ids[i].clone(), p);
                     }
                 }
-                Ok(None) => match parent_of(&ids[i]) {
+                Ok(Seen::Absent) => match parent_of(&ids[i]) {
                     Some((pid, _)) => derived.push((i, pid)),
                     // Not there: the store answers for itself.
                     None => native.push(i),
@@ -367,12 +434,13 @@ impl Store for LegacyMeta {
             .into_iter()
             .collect();
         let mut unreadable: BTreeMap<CredentialId, StoreError> = BTreeMap::new();
-        for (pid, r) in missing.iter().zip(self.inner.read_many(&missing)) {
+        for (pid, r) in missing.iter().zip(self.raw_many(&seen, &missing)) {
             match r {
-                Ok(Some(c)) => {
+                Ok(Seen::Raw(c)) => {
                     parents.insert(pid.clone(), Parent::new(c, None));
                 }
-                Ok(None) => {}
+                // Holds no metadata: none of its ids is derived.
+                Ok(Seen::Plain | Seen::Absent) => {}
                 Err(e) => {
                     unreadable.insert(pid.clone(), e);
                 }
@@ -457,10 +525,6 @@ impl Store for LegacyMeta {
             .collect()
     }
 
-    fn verify_hashed(&self, c: &Credential) -> Result<Option<bool>> {
-        self.inner.verify_hashed(c)
-    }
-
     fn unmigrated(&self) -> Vec<String> {
         let mut out = self.inner.unmigrated();
         let cached = self.left.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -475,10 +539,6 @@ impl Store for LegacyMeta {
         }
         out
     }
-
-    fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        self.inner.lock(wait)
-    }
 }
 
 #[cfg(test)]
@@ -487,6 +547,8 @@ mod tests {
     use crate::credential::Kind;
     use crate::engine::memstore::MemStore;
     use serde_json::json;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const HOOK: &str = "https://hooks.slack.com/services/T0LEGACY/B0LEGACY/legacyHookSecret01";
     const KEY: &str = "sk-proj-legacyNestedKey000000000001";
@@ -511,10 +573,7 @@ mod tests {
         // An envelope store's spec: its listing is the full scan (the
         // in-memory store lists scrubbed metadata, as the file stores do).
         let mem = MemStore::new("encrypted:legacy-test.enc".parse().unwrap(), creds, true);
-        let s = LegacyMeta {
-            inner: Box::new(mem.clone()),
-            left: Mutex::new(None),
-        };
+        let s = LegacyMeta::new(Box::new(mem.clone()));
         (mem, s)
     }
 
@@ -631,6 +690,84 @@ mod tests {
         assert_eq!(left, ["slack/other"]);
         assert_eq!(
             raw(&mem, "slack/other").unwrap().metadata["webhook_url"],
+            HOOK
+        );
+    }
+
+    /// Counts the ids the layer reads from the store in batches.
+    struct Counted {
+        inner: MemStore,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl Store for Counted {
+        forward!(inner; spec, probe, list, read, write, delete, read_all, write_many, delete_many);
+        fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+            self.reads.fetch_add(ids.len(), Ordering::SeqCst);
+            self.inner.read_many(ids)
+        }
+    }
+
+    fn counted(creds: Vec<Credential>) -> (MemStore, LegacyMeta, Arc<AtomicUsize>) {
+        let (mem, _) = layer(creds);
+        let reads = Arc::new(AtomicUsize::new(0));
+        let s = LegacyMeta::new(Box::new(Counted {
+            inner: mem.clone(),
+            reads: reads.clone(),
+        }));
+        (mem, s, reads)
+    }
+
+    #[test]
+    fn a_delete_right_after_reading_its_batch_reads_nothing_again() {
+        let (mem, s, reads) = counted(vec![
+            legacy("slack/bot"),
+            legacy("slack/kept"),
+            Credential::new(id("a/b"), Kind::ApiKey, "v"),
+        ]);
+        // What cleanup does: read the batch, check it, delete it.
+        let batch = [
+            id("a/b"),
+            id("slack/bot"),
+            id("slack/bot#webhook_url"),
+            id("slack/bot#nested.api_key"),
+            id("slack/kept"),
+            id("slack/kept#webhook_url"),
+        ];
+        assert!(s.read_many(&batch).iter().all(|r| matches!(r, Ok(Some(_)))));
+        reads.store(0, Ordering::SeqCst);
+        let r = s.delete_many(&batch);
+        assert_eq!(reads.load(Ordering::SeqCst), 0, "read again");
+        assert!(
+            matches!(r[..4], [Ok(true), Ok(true), Ok(true), Ok(true)]),
+            "{r:?}"
+        );
+        // What was read still decides: a secret not in the batch keeps its parent.
+        assert!(r[4].is_err() && r[5].is_err(), "{r:?}");
+        let left: Vec<String> = mem.snapshot().iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(left, ["slack/kept"]);
+        assert_eq!(
+            raw(&mem, "slack/kept").unwrap().metadata["webhook_url"],
+            HOOK
+        );
+        // Used once: the next delete reads for itself.
+        assert!(!s.delete(&id("a/b")).unwrap());
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_write_after_the_read_makes_the_delete_read_again() {
+        let plain = Credential::new(id("slack/bot"), Kind::ApiKey, "the-parent-value-0001");
+        let (mem, s, reads) = counted(vec![plain]);
+        assert!(s.read_many(&[id("slack/bot")])[0].is_ok());
+        // Since that read, the parent gained secret metadata.
+        s.write(&legacy("slack/bot")).unwrap();
+        reads.store(0, Ordering::SeqCst);
+        let e = s.delete(&id("slack/bot")).unwrap_err().to_string();
+        assert!(e.contains("kept") && e.contains("webhook_url"), "{e}");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            raw(&mem, "slack/bot").unwrap().metadata["webhook_url"],
             HOOK
         );
     }

@@ -29,6 +29,7 @@ pub mod prompttrain_db;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod wrapper;
 
 /// A credential as listed: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Serialize)]

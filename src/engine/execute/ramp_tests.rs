@@ -7,7 +7,8 @@ use super::*;
 use crate::credential::Kind;
 use crate::engine::memstore::MemStore;
 use crate::engine::types::ConflictPolicy;
-use crate::store::{Capability, Listing, StoreSpec};
+use crate::store::StoreSpec;
+use crate::store::wrapper::forward;
 
 /// A memory store that says it rewrites a whole file per batch, records
 /// each `write_many` size and can fail every write.
@@ -18,26 +19,12 @@ struct WholeFile {
 }
 
 impl Store for WholeFile {
-    fn spec(&self) -> &StoreSpec {
-        self.inner.spec()
-    }
-    fn probe(&self) -> Capability {
-        self.inner.probe()
-    }
-    fn list(&self) -> Result<Listing, StoreError> {
-        self.inner.list()
-    }
-    fn read(&self, id: &CredentialId) -> Result<Option<Credential>, StoreError> {
-        self.inner.read(id)
-    }
+    forward!(inner; spec, probe, list, read, delete);
     fn write(&self, c: &Credential) -> Result<(), StoreError> {
         if self.fail {
             return Err(StoreError::item(&c.id, "refused"));
         }
         self.inner.write(c)
-    }
-    fn delete(&self, id: &CredentialId) -> Result<bool, StoreError> {
-        self.inner.delete(id)
     }
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<(), StoreError>> {
         self.writes.lock().unwrap().push(creds.len());

@@ -9,7 +9,7 @@ use crate::engine::memstore::MemStore;
 use crate::engine::*;
 use crate::error::{Result as StoreResult, StoreError};
 use crate::store::faults::{Faults, Op};
-use crate::store::{Capability, Listing, OpenOptions, Store, StoreSpec};
+use crate::store::{OpenOptions, Store, StoreSpec};
 
 fn cred(id: &str, v: &str) -> Credential {
     Credential::new(id.parse().unwrap(), Kind::ApiKey, v)
@@ -81,48 +81,9 @@ fn values(s: &MemStore) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The calls a test double leaves alone go to its inner store:
-/// `forward!(inner; spec, probe, list, read)` inside `impl Store`.
-macro_rules! forward {
-    ($f:tt; spec) => {
-        fn spec(&self) -> &StoreSpec {
-            self.$f.spec()
-        }
-    };
-    ($f:tt; probe) => {
-        fn probe(&self) -> Capability {
-            self.$f.probe()
-        }
-    };
-    ($f:tt; list) => {
-        fn list(&self) -> StoreResult<Listing> {
-            self.$f.list()
-        }
-    };
-    ($f:tt; read) => {
-        fn read(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {
-            self.$f.read(id)
-        }
-    };
-    ($f:tt; write) => {
-        fn write(&self, c: &Credential) -> StoreResult<()> {
-            self.$f.write(c)
-        }
-    };
-    ($f:tt; delete) => {
-        fn delete(&self, id: &CredentialId) -> StoreResult<bool> {
-            self.$f.delete(id)
-        }
-    };
-    ($f:tt; read_all) => {
-        fn read_all(&self) -> StoreResult<crate::store::Scan> {
-            self.$f.read_all()
-        }
-    };
-    ($f:tt; $($m:ident),+) => {
-        $(forward!($f; $m);)+
-    };
-}
+// The calls a test double leaves alone go to its inner store:
+// `forward!(inner; spec, probe, list, read)` inside `impl Store`.
+use crate::store::wrapper::forward;
 
 mod batches;
 mod control;

@@ -313,3 +313,40 @@ fn a_write_that_would_change_how_other_lines_read_is_refused() {
     assert_eq!(value_of(&*s, "env/A").unwrap(), "beta");
     assert_eq!(value_of(&*s, "env/K").unwrap(), "tick`tock");
 }
+
+#[test]
+fn repeated_keys_are_reported_in_file_order_and_read_all_keeps_the_last_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    // Z repeats before A does; each repeat is found once, in the order of
+    // its first line, and read_all yields each id once with its last value.
+    std::fs::write(&p, "Z=z1\nA=a1\nM=m\nZ=z2\nA=a2\nZ=z3\n").unwrap();
+    let s = store_at(&p);
+    let scan = s.read_all().unwrap();
+    let locations: Vec<&str> = scan.errors.iter().map(|e| e.location.as_str()).collect();
+    assert_eq!(locations.len(), 2, "{:?}", scan.errors);
+    assert!(locations[0].ends_with(".env:1") && locations[1].ends_with(".env:2"));
+    assert!(
+        scan.errors[0]
+            .error
+            .contains("Z is assigned 3 times (lines 1, 4, 6)")
+    );
+    assert!(
+        scan.errors[1]
+            .error
+            .contains("A is assigned 2 times (lines 2, 5)")
+    );
+    let got: Vec<(String, String)> = scan
+        .credentials
+        .iter()
+        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+        .collect();
+    let want = [("env/M", "m"), ("env/A", "a2"), ("env/Z", "z3")];
+    assert_eq!(got.len(), 3, "{got:?}");
+    for (id, v) in want {
+        assert!(
+            got.iter().any(|(i, x)| i == id && x == v),
+            "{id} in {got:?}"
+        );
+    }
+}

@@ -5,20 +5,25 @@
 //! `secret-service` crate on a connection of their own: the calls for a
 //! group of up to [`WINDOW`] items are sent together and their replies
 //! awaited together (pipelined), so a batch costs a few round trips per
-//! group instead of about ten per item. Per item that is one search, then
-//! one `CreateItem` carrying the kind and metadata (one rewrite of the
-//! keyring file, where set-then-update costs two), or for an existing item
-//! `SetSecret` and `Attributes`; a read is one search, then `GetSecret` and
-//! `Attributes` together. A locked item is reported, never unlocked.
+//! group instead of about ten per item. A write batch searches the service
+//! once (not once per item) and tells new items from existing ones by the
+//! paths it already knows (see [`Known`]); then a new item is one
+//! `CreateItem` carrying the kind and metadata, an existing one
+//! `Attributes`, `SetSecret` and the merged attributes. A read of an item
+//! whose path is known is `GetSecret` and `Attributes` together, checked
+//! against the service and user asked for; otherwise (or when that fails)
+//! a search per item first. A locked item is reported, never unlocked.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::{join, join_all};
 use keyring_core::api::CredentialStoreApi;
 use secret_service::blocking::SecretService;
-use secret_service::{EncryptionType, Error as SsError};
+use secret_service::{EncryptionType, Error as SsError, SearchItemsResult};
 use zeroize::Zeroize;
+use zvariant::OwnedObjectPath;
 
 use super::{
     ATTR_KIND, ATTR_METADATA, Backend, Fail, Limit, Listed, NO_FALLBACK, State, Stored, Tick,
@@ -38,6 +43,17 @@ pub(crate) const WINDOW: usize = 16;
 const CONTENT_TYPE: &str = "application/octet-stream";
 
 type Async = secret_service::SecretService<'static>;
+type Item<'s> = secret_service::Item<'s>;
+
+/// What the batch connection has seen of this service's items: object path
+/// to the item's `username` (empty when it has none), from `list`, from
+/// the attributes a write batch read and from the items it created. It
+/// spares a search per item; it is never trusted alone: a write batch
+/// still searches the service once and uses only the paths found, and a
+/// read or overwrite checks the item's attributes again. gnome-keyring
+/// never gives a path to a second item while it runs (its item ids only
+/// grow); deletes forget everything all the same.
+type Known = HashMap<OwnedObjectPath, String>;
 
 pub(crate) const LIMIT: Limit = Limit {
     max: None,
@@ -55,6 +71,7 @@ pub(crate) fn connect(service: &str) -> Result<Box<dyn Backend>, Fail> {
         ss,
         store,
         pipe: None,
+        known: Known::new(),
     }))
 }
 
@@ -68,6 +85,7 @@ struct SecretServiceBackend {
     /// The async API on its own connection and session, for batches;
     /// opened by the first batch.
     pipe: Option<Async>,
+    known: Known,
 }
 
 fn unavailable(e: SsError) -> Fail {
@@ -137,7 +155,7 @@ fn core_error(e: keyring_core::Error) -> String {
 /// The item a search for one entry found: none, or exactly one unlocked.
 /// A locked match is reported (never unlocked with a prompt), and several
 /// matches are not guessed between.
-fn the_one<T>(found: secret_service::SearchItemsResult<T>) -> Result<Option<T>, Fail> {
+fn the_one<T>(found: SearchItemsResult<T>) -> Result<Option<T>, Fail> {
     if !found.locked.is_empty() {
         return Err(ss_fail(SsError::Locked));
     }
@@ -173,11 +191,7 @@ fn every<T>(n: usize, f: Fail) -> Vec<Result<T, Fail>> {
 }
 
 /// Batch step 1 for one entry: the search.
-async fn find<'a>(
-    ss: &'a Async,
-    service: &str,
-    user: &str,
-) -> Result<Option<secret_service::Item<'a>>, Fail> {
+async fn find<'a>(ss: &'a Async, service: &str, user: &str) -> Result<Option<Item<'a>>, Fail> {
     let found = ss
         .search_items(HashMap::from([("service", service), ("username", user)]))
         .await
@@ -201,28 +215,88 @@ async fn default_collection(ss: &Async) -> Result<Option<secret_service::Collect
     }
 }
 
+/// Whether an item's attributes name this service and user.
+fn names(attrs: &HashMap<String, String>, service: &str, user: &str) -> bool {
+    attrs.get("service").map(String::as_str) == Some(service)
+        && attrs.get("username").map(String::as_str) == Some(user)
+}
+
+/// A batch's connection and service, and whether it found what it knew
+/// out of date (an item another client changed or deleted): then the
+/// batch forgets what it knew.
+struct Ctx<'s> {
+    ss: &'s Async,
+    service: &'s str,
+    stale: Cell<bool>,
+}
+
+impl<'s> Ctx<'s> {
+    fn new(ss: &'s Async, service: &'s str) -> Self {
+        Ctx {
+            ss,
+            service,
+            stale: Cell::new(false),
+        }
+    }
+
+    /// The attributes of the item found for `user`, checked to name this
+    /// service and user. An item taken from what the batch knew that no
+    /// longer does (another client changed it) is looked for again by a
+    /// search.
+    async fn checked(
+        &self,
+        found: Result<Option<Item<'s>>, Fail>,
+        user: &str,
+    ) -> Result<Option<(Item<'s>, HashMap<String, String>)>, Fail> {
+        let Some(item) = found? else {
+            return Ok(None);
+        };
+        let attrs = item.get_attributes().await.map_err(ss_fail)?;
+        if names(&attrs, self.service, user) {
+            return Ok(Some((item, attrs)));
+        }
+        self.stale.set(true);
+        let Some(item) = find(self.ss, self.service, user).await? else {
+            return Ok(None);
+        };
+        let attrs = item.get_attributes().await.map_err(ss_fail)?;
+        if names(&attrs, self.service, user) {
+            Ok(Some((item, attrs)))
+        } else {
+            Err(Fail::Item(
+                "the keyring item changed while credshift was writing it; run again".into(),
+            ))
+        }
+    }
+}
+
 /// Batch step 2 of a write: a new item is created with its kind and
-/// metadata in one call; an existing one gets the new secret, then its
+/// metadata in one call (its path is returned, to be known); an existing
+/// one has its attributes read and checked, gets the new secret, then its
 /// attributes with ours merged in (what `set` does through keyring-core).
-async fn put(
-    found: Result<Option<secret_service::Item<'_>>, Fail>,
+async fn put<'s>(
+    ctx: &Ctx<'s>,
+    found: Result<Option<Item<'s>>, Fail>,
     collection: &Result<Option<secret_service::Collection<'_>>, Fail>,
-    service: &str,
     w: &ToWrite,
-) -> Result<(), Fail> {
+) -> Result<Option<OwnedObjectPath>, Fail> {
+    let service = ctx.service;
     let secret = w.secret.expose().as_bytes();
-    if let Some(item) = found? {
+    if let Some((item, mut attrs)) = ctx.checked(found, &w.user).await? {
         item.set_secret(secret, CONTENT_TYPE)
             .await
             .map_err(ss_fail)?;
-        let mut attrs = item.get_attributes().await.map_err(ss_fail)?;
         attrs.insert(ATTR_KIND.into(), w.kind.into());
         attrs.insert(ATTR_METADATA.into(), w.metadata.clone());
         let attrs = attrs
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        return item.set_attributes(attrs).await.map_err(ss_fail);
+        return item
+            .set_attributes(attrs)
+            .await
+            .map(|()| None)
+            .map_err(ss_fail);
     }
     let collection = match collection {
         Ok(Some(c)) => c,
@@ -243,35 +317,67 @@ async fn put(
     collection
         .create_item(&label, attrs, secret, true, CONTENT_TYPE)
         .await
-        .map(|_| ())
+        .map(|item| Some(item.item_path))
         .map_err(ss_fail)
 }
 
-/// A batch over users: the searches of a group of [`WINDOW`] users, then
-/// `step` on what each found, the group's calls in flight together.
-async fn per_user<'s, T, Fut>(
+/// The service's items by user, from one search of the service instead of
+/// one per item. Items found whose path is not in `known` have their
+/// attributes read (and become known), at most `limit` of them. `None`, to
+/// search per item instead, when there are more, when some are locked (the
+/// search per item says which entry that concerns) or on any error.
+async fn index<'s>(
     ss: &'s Async,
     service: &str,
-    users: &[String],
+    known: &mut Known,
+    limit: usize,
     tick: Tick<'_>,
-    step: impl Fn(Result<Option<secret_service::Item<'s>>, Fail>) -> Fut,
-) -> Vec<Result<T, Fail>>
-where
-    Fut: std::future::Future<Output = Result<T, Fail>>,
-{
-    let mut out = Vec::with_capacity(users.len());
-    for group in users.chunks(WINDOW) {
-        let found = join_all(group.iter().map(|u| find(ss, service, u))).await;
-        out.extend(join_all(found.into_iter().map(&step)).await);
+) -> Option<HashMap<String, Vec<Item<'s>>>> {
+    let found = ss
+        .search_items(HashMap::from([("service", service)]))
+        .await
+        .ok()?;
+    if !found.locked.is_empty() {
+        return None;
+    }
+    let unknown: Vec<&Item> = found
+        .unlocked
+        .iter()
+        .filter(|i| !known.contains_key(&i.item_path))
+        .collect();
+    if unknown.len() > limit {
+        return None;
+    }
+    for group in unknown.chunks(WINDOW) {
+        let attrs = join_all(group.iter().map(|i| i.get_attributes())).await;
+        for (item, attrs) in group.iter().zip(attrs) {
+            let user = attrs.ok()?.remove("username").unwrap_or_default();
+            known.insert(item.item_path.clone(), user);
+        }
         tick();
     }
-    out
+    let mut by_user: HashMap<String, Vec<Item>> = HashMap::new();
+    for item in found.unlocked {
+        if let Some(user) = known.get(&item.item_path) {
+            by_user.entry(user.clone()).or_default().push(item);
+        }
+    }
+    Some(by_user)
+}
+
+/// The item of `user` in an index: what a search for it would have found.
+fn pick<'s>(
+    index: &mut HashMap<String, Vec<Item<'s>>>,
+    user: &str,
+) -> Result<Option<Item<'s>>, Fail> {
+    the_one(SearchItemsResult {
+        unlocked: index.remove(user).unwrap_or_default(),
+        locked: Vec::new(),
+    })
 }
 
 /// Batch step 2 of a read: the secret and the attributes, both in flight.
-async fn fetch(
-    found: Result<Option<secret_service::Item<'_>>, Fail>,
-) -> Result<Option<Stored>, Fail> {
+async fn fetch(found: Result<Option<Item<'_>>, Fail>) -> Result<Option<Stored>, Fail> {
     let Some(item) = found? else {
         return Ok(None);
     };
@@ -285,8 +391,36 @@ async fn fetch(
     }))
 }
 
+/// A read in a batch: at the known path, if there is one and the item
+/// there still names this service and user; else (or on any error there)
+/// a search for the user, then [`fetch`].
+async fn read(
+    ctx: &Ctx<'_>,
+    user: &str,
+    path: Option<OwnedObjectPath>,
+) -> Result<Option<Stored>, Fail> {
+    if let Some(path) = path {
+        if let Ok(item) = ctx.ss.get_item_by_path(path).await {
+            let (secret, attrs) = join(item.get_secret(), item.get_attributes()).await;
+            match (secret, attrs) {
+                (Ok(secret), Ok(mut attrs)) if names(&attrs, ctx.service, user) => {
+                    return Ok(Some(Stored {
+                        secret: text(secret)?,
+                        kind: attrs.remove(ATTR_KIND),
+                        metadata: attrs.remove(ATTR_METADATA),
+                    }));
+                }
+                (Ok(mut secret), _) => secret.zeroize(),
+                _ => {}
+            }
+        }
+        ctx.stale.set(true);
+    }
+    fetch(find(ctx.ss, ctx.service, user).await).await
+}
+
 /// Batch step 2 of a delete.
-async fn remove(found: Result<Option<secret_service::Item<'_>>, Fail>) -> Result<bool, Fail> {
+async fn remove(found: Result<Option<Item<'_>>, Fail>) -> Result<bool, Fail> {
     match found? {
         Some(item) => item.delete().await.map(|()| true).map_err(ss_fail),
         None => Ok(false),
@@ -317,15 +451,16 @@ impl SecretServiceBackend {
         Ok(the_one(found)?.map_or(0, |_| 1))
     }
 
-    /// The batch connection, opened by the first batch.
-    fn pipe(&mut self) -> Result<&Async, Fail> {
+    /// The batch connection, opened by the first batch, and what it knows.
+    fn pipe(&mut self) -> Result<(&Async, &mut Known), Fail> {
         if self.pipe.is_none() {
             let ss = async_io::block_on(Async::connect(EncryptionType::Dh)).map_err(unavailable)?;
             self.pipe = Some(ss);
         }
-        self.pipe
-            .as_ref()
-            .ok_or_else(|| Fail::Unavailable("keyring connection lost".into()))
+        match self.pipe.as_ref() {
+            Some(ss) => Ok((ss, &mut self.known)),
+            None => Err(Fail::Unavailable("keyring connection lost".into())),
+        }
     }
 
     fn entry(&self, user: &str) -> Result<keyring_core::Entry, Fail> {
@@ -374,7 +509,7 @@ impl Backend for SecretServiceBackend {
 
     fn list(&mut self) -> Result<Vec<Listed>, Fail> {
         let service = self.service.clone();
-        let ss = self.pipe()?;
+        let (ss, known) = self.pipe()?;
         async_io::block_on(async {
             let found = ss
                 .search_items(HashMap::from([("service", service.as_str())]))
@@ -391,9 +526,15 @@ impl Backend for SecretServiceBackend {
                 )));
             }
             let mut out = Vec::with_capacity(found.unlocked.len());
+            // The listing is the service's items as they are now.
+            known.clear();
             for group in found.unlocked.chunks(WINDOW) {
                 let attrs = join_all(group.iter().map(|item| item.get_attributes())).await;
                 for (item, attrs) in group.iter().zip(attrs) {
+                    if let Ok(attrs) = &attrs {
+                        let user = attrs.get("username").cloned().unwrap_or_default();
+                        known.insert(item.item_path.clone(), user);
+                    }
                     match attrs {
                         Ok(mut attrs) => match attrs.remove("username") {
                             Some(user) => out.push(Listed::Item {
@@ -472,6 +613,7 @@ impl Backend for SecretServiceBackend {
     }
 
     fn delete(&mut self, user: &str) -> Result<bool, Fail> {
+        self.known.clear();
         if self.guard(user)? == 0 {
             return Ok(false);
         }
@@ -492,21 +634,36 @@ impl Backend for SecretServiceBackend {
             return out;
         }
         let service = self.service.clone();
-        let ss = match self.pipe() {
-            Ok(ss) => ss,
+        let (ss, known) = match self.pipe() {
+            Ok(p) => p,
             Err(f) => return every(items.len(), f),
         };
         async_io::block_on(async {
+            let ctx = Ctx::new(ss, &service);
             let collection = default_collection(ss).await;
+            let limit = items.len().max(WINDOW);
+            let mut index = index(ss, &service, known, limit, tick).await;
             let mut out = Vec::with_capacity(items.len());
             for group in items.chunks(WINDOW) {
-                let found = join_all(group.iter().map(|w| find(ss, &service, &w.user))).await;
+                let found: Vec<_> = match index.as_mut() {
+                    Some(index) => group.iter().map(|w| pick(index, &w.user)).collect(),
+                    None => join_all(group.iter().map(|w| find(ss, &service, &w.user))).await,
+                };
                 let put = group
                     .iter()
                     .zip(found)
-                    .map(|(w, found)| put(found, &collection, &service, w));
-                out.extend(join_all(put).await);
+                    .map(|(w, found)| put(&ctx, found, &collection, w));
+                for (w, r) in group.iter().zip(join_all(put).await) {
+                    out.push(r.map(|created| {
+                        if let Some(path) = created {
+                            known.insert(path, w.user.clone());
+                        }
+                    }));
+                }
                 tick();
+            }
+            if ctx.stale.get() {
+                known.clear();
             }
             out
         })
@@ -514,10 +671,39 @@ impl Backend for SecretServiceBackend {
 
     fn get_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<Option<Stored>, Fail>> {
         let service = self.service.clone();
-        match self.pipe() {
-            Ok(ss) => async_io::block_on(per_user(ss, &service, users, tick, fetch)),
-            Err(f) => every(users.len(), f),
+        let (ss, known) = match self.pipe() {
+            Ok(p) => p,
+            Err(f) => return every(users.len(), f),
+        };
+        // The one known path of each user asked for (none when two are
+        // known: the search sorts that out).
+        let wanted: std::collections::HashSet<&str> = users.iter().map(String::as_str).collect();
+        let mut paths: HashMap<&str, Option<&OwnedObjectPath>> = HashMap::new();
+        for (path, user) in known.iter() {
+            if wanted.contains(user.as_str()) {
+                paths
+                    .entry(user.as_str())
+                    .and_modify(|p| *p = None)
+                    .or_insert(Some(path));
+            }
         }
+        let ctx = Ctx::new(ss, &service);
+        let out = async_io::block_on(async {
+            let mut out = Vec::with_capacity(users.len());
+            for group in users.chunks(WINDOW) {
+                let reads = group.iter().map(|u| {
+                    let path = paths.get(u.as_str()).copied().flatten().cloned();
+                    read(&ctx, u, path)
+                });
+                out.extend(join_all(reads).await);
+                tick();
+            }
+            out
+        });
+        if ctx.stale.get() {
+            known.clear();
+        }
+        out
     }
 
     fn delete_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<bool, Fail>> {
@@ -530,9 +716,19 @@ impl Backend for SecretServiceBackend {
             return out;
         }
         let service = self.service.clone();
-        match self.pipe() {
-            Ok(ss) => async_io::block_on(per_user(ss, &service, users, tick, remove)),
-            Err(f) => every(users.len(), f),
-        }
+        let (ss, known) = match self.pipe() {
+            Ok(p) => p,
+            Err(f) => return every(users.len(), f),
+        };
+        known.clear();
+        async_io::block_on(async {
+            let mut out = Vec::with_capacity(users.len());
+            for group in users.chunks(WINDOW) {
+                let found = join_all(group.iter().map(|u| find(ss, &service, u))).await;
+                out.extend(join_all(found.into_iter().map(remove)).await);
+                tick();
+            }
+            out
+        })
     }
 }
