@@ -24,21 +24,16 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credential::{Credential, CredentialId, Kind, Secret};
+    use crate::store::test_support::{api_key, weak_opts};
 
     #[test]
     fn a_bundle_opens_as_an_encrypted_file_and_back() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("transfer.bundle");
-        let opts = OpenOptions {
-            passphrase: Some(Secret::new("pw")),
-            allow_weak_kdf: true,
-            kdf_iterations: 1000,
-            ..OpenOptions::default()
-        };
+        let opts = weak_opts("pw");
         let bundle = open(&StoreSpec::Bundle(p.clone()), &opts).unwrap();
         assert_eq!(bundle.spec().scheme(), "bundle");
-        let c = Credential::new(CredentialId::new("openai", "api_key"), Kind::ApiKey, "sk-x");
+        let c = api_key("openai", "api_key", "sk-x");
         bundle.write(&c).unwrap();
         let enc = crate::store::encrypted::open(&StoreSpec::Encrypted(p), &opts).unwrap();
         assert!(enc.read(&c.id).unwrap().unwrap().same_as(&c));

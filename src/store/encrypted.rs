@@ -434,25 +434,10 @@ impl Store for EnvelopeFileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credential::{Kind, Metadata, Secret};
-
-    fn opts(pass: &str) -> OpenOptions {
-        OpenOptions {
-            passphrase: Some(Secret::new(pass)),
-            allow_weak_kdf: true,
-            kdf_iterations: 1000,
-            ..OpenOptions::default()
-        }
-    }
+    use crate::store::test_support::{labelled as cred, no_key, weak_opts as opts};
 
     fn store(path: &Path, o: &OpenOptions) -> Box<dyn Store> {
         open(&StoreSpec::Encrypted(path.to_path_buf()), o).unwrap()
-    }
-
-    fn cred(ns: &str, name: &str, secret: &str) -> Credential {
-        let mut m = Metadata::new();
-        m.insert("label".into(), format!("{ns}-{name}").into());
-        Credential::new(CredentialId::new(ns, name), Kind::ApiKey, secret).with_metadata(m)
     }
 
     #[test]
@@ -499,11 +484,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.enc");
         store(&p, &opts("pw")).write(&cred("a", "b", "v")).unwrap();
-        let no_key = OpenOptions {
-            allow_weak_kdf: true,
-            ..OpenOptions::default()
-        };
-        let cap = store(&p, &no_key).probe();
+        let cap = store(&p, &no_key()).probe();
         assert!(cap.available && cap.exists, "{cap:?}");
         assert_eq!(cap.item_count, None);
         assert!(cap.reason.unwrap().contains("--passphrase-file"));

@@ -27,6 +27,8 @@ pub mod postgres;
 pub mod prompttrain;
 pub mod prompttrain_db;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod wrapper;
 
 /// A credential as listed: everything but the secret.

@@ -782,23 +782,10 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credential::{Kind, Secret};
-
-    fn opts(pass: &str) -> OpenOptions {
-        OpenOptions {
-            passphrase: Some(Secret::new(pass)),
-            allow_weak_kdf: true,
-            kdf_iterations: 1000,
-            ..OpenOptions::default()
-        }
-    }
+    use crate::store::test_support::{api_key as cred, no_key, weak_opts as opts};
 
     fn store(path: &Path, o: &OpenOptions) -> Box<dyn Store> {
         open(&StoreSpec::Sqlite(path.to_path_buf()), o).unwrap()
-    }
-
-    fn cred(ns: &str, name: &str, secret: &str) -> Credential {
-        Credential::new(CredentialId::new(ns, name), Kind::ApiKey, secret)
     }
 
     #[test]
@@ -842,11 +829,9 @@ mod tests {
             .unwrap()
             .execute_batch("CREATE TABLE t (x)")
             .unwrap();
-        let no_key = OpenOptions {
-            allow_weak_kdf: true,
-            ..OpenOptions::default()
-        };
-        let e = store(&p, &no_key).write(&cred("a", "b", "v")).unwrap_err();
+        let e = store(&p, &no_key())
+            .write(&cred("a", "b", "v"))
+            .unwrap_err();
         assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
         let tables: i64 = Connection::open(&p)
             .unwrap()

@@ -65,7 +65,9 @@ impl Tmux {
     }
 
     /// Answer each screen in turn: wait until it shows the text (checking
-    /// every screen for secrets on the way), then press the key.
+    /// every screen for secrets on the way), then press the key. The text
+    /// must be one the screen only draws once it takes the key (a screen
+    /// whose content arrives in the background draws its title first).
     pub fn walk(&self, script: &[(&str, &str)], forbidden: &[String]) {
         for (text, key) in script {
             self.wait_for(text, forbidden);
@@ -76,6 +78,15 @@ impl Tmux {
     /// Wait until the screen shows `text`; every screen seen is checked for
     /// secrets on the way.
     pub fn wait_for(&self, text: &str, forbidden: &[String]) -> String {
+        self.wait_for_all(&[text], forbidden)
+    }
+
+    /// Wait until one capture shows every one of `texts`; every screen seen
+    /// is checked for secrets on the way. Content drawn in the background
+    /// (a list read by a worker, the rest of a frame still on its way
+    /// through the terminal) is waited for itself, never asserted right
+    /// after something drawn before it.
+    pub fn wait_for_all(&self, texts: &[&str], forbidden: &[String]) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let screen = self.capture();
@@ -85,12 +96,12 @@ impl Tmux {
                     "a secret is on screen:\n{screen}"
                 );
             }
-            if screen.contains(text) {
+            if texts.iter().all(|t| screen.contains(t)) {
                 return screen;
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {text:?}; the screen shows:\n{screen}"
+                "timed out waiting for {texts:?}; the screen shows:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
