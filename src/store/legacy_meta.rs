@@ -133,8 +133,10 @@ struct LegacyMeta {
     /// What the last `read_many` read from the inner store, by id. The
     /// engine's cleanup reads a batch, checks every fingerprint, then
     /// deletes it: `delete_many` decides from this (the state the engine
-    /// verified) instead of reading its ids again. Only the next
-    /// `delete_many` uses it; a write through this layer drops it.
+    /// verified) instead of reading its ids again. Only a `delete_many`
+    /// right after that `read_many` uses it: every other call through this
+    /// layer (a write, a read, a listing) drops it, so it never outlives
+    /// the check it stands for, nor keeps copies of metadata secrets.
     seen: Mutex<BTreeMap<CredentialId, Seen>>,
 }
 
@@ -299,6 +301,7 @@ impl Store for LegacyMeta {
     forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock);
 
     fn list(&self) -> Result<Listing> {
+        self.seen().clear();
         if matches!(
             self.inner.spec(),
             StoreSpec::Dotenv(_) | StoreSpec::Encrypted(_) | StoreSpec::Bundle(_)
@@ -332,6 +335,7 @@ impl Store for LegacyMeta {
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
+        self.seen().clear();
         match self.inner.read(id)? {
             Some(c) => Ok(Some(Split::of(c).parent)),
             None => self.read_derived(id),
@@ -345,6 +349,7 @@ impl Store for LegacyMeta {
     }
 
     fn read_all(&self) -> Result<Scan> {
+        self.seen().clear();
         let scan = self.inner.read_all()?;
         Ok(self.split_scan(scan))
     }
@@ -770,6 +775,31 @@ mod tests {
             raw(&mem, "slack/bot").unwrap().metadata["webhook_url"],
             HOOK
         );
+    }
+
+    #[test]
+    fn any_other_call_between_the_read_and_the_delete_makes_the_delete_read_again() {
+        type Call = fn(&dyn Store);
+        let calls: [(&str, Call); 3] = [
+            ("read", |s| drop(s.read(&id("other/x")))),
+            ("list", |s| drop(s.list())),
+            ("read_all", |s| drop(s.read_all())),
+        ];
+        for (name, call) in calls {
+            let plain = Credential::new(id("slack/bot"), Kind::ApiKey, "the-parent-value-0001");
+            let (mem, s, reads) = counted(vec![plain]);
+            assert!(s.read_many(&[id("slack/bot")])[0].is_ok());
+            call(&s);
+            // Meanwhile another program gave the parent secret metadata.
+            mem.write(&legacy("slack/bot")).unwrap();
+            reads.store(0, Ordering::SeqCst);
+            let e = s.delete(&id("slack/bot")).unwrap_err().to_string();
+            assert!(
+                e.contains("kept") && e.contains("webhook_url"),
+                "{name}: {e}"
+            );
+            assert_eq!(reads.load(Ordering::SeqCst), 1, "{name}");
+        }
     }
 
     #[test]
