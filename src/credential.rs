@@ -318,24 +318,21 @@ mod tests {
 
     #[test]
     fn kind_guess_matches_a_lowercased_search_over_mixed_case_and_non_ascii_names() {
+        // The rules as they read before: lowercase, then the first match.
         fn reference(field: &str) -> Kind {
+            let rules: [(&[&str], Kind); 6] = [
+                (&["refresh"], Kind::OauthRefresh),
+                (&["access_token", "accesstoken"], Kind::OauthAccess),
+                (&["hash"], Kind::PasswordHash),
+                (&["client_key"], Kind::ClientKey),
+                (&["password", "passwd"], Kind::Password),
+                (&["key", "token", "secret"], Kind::ApiKey),
+            ];
             let f = field.to_ascii_lowercase();
-            let has = |w: &str| f.contains(w);
-            if has("refresh") {
-                Kind::OauthRefresh
-            } else if has("access_token") || has("accesstoken") {
-                Kind::OauthAccess
-            } else if has("hash") {
-                Kind::PasswordHash
-            } else if has("client_key") {
-                Kind::ClientKey
-            } else if has("password") || has("passwd") {
-                Kind::Password
-            } else if has("key") || has("token") || has("secret") {
-                Kind::ApiKey
-            } else {
-                Kind::Other
-            }
+            rules
+                .iter()
+                .find(|(words, _)| words.iter().any(|w| f.contains(w)))
+                .map_or(Kind::Other, |(_, k)| *k)
         }
         let parts = [
             "",

@@ -1177,23 +1177,7 @@ fn a_batch_rechecks_items_other_clients_changed() {
         )
         .0
     );
-    {
-        use secret_service::blocking::SecretService;
-        let ss = SecretService::connect(secret_service::EncryptionType::Dh).unwrap();
-        let found = ss
-            .search_items(std::collections::HashMap::from([
-                ("service", svc.as_str()),
-                ("username", "ns/c"),
-            ]))
-            .unwrap();
-        assert_eq!(found.unlocked.len(), 1);
-        found.unlocked[0]
-            .set_attributes(std::collections::HashMap::from([
-                ("service", svc.as_str()),
-                ("username", "ns/c-renamed"),
-            ]))
-            .unwrap();
-    }
+    rename_as_another_client(&svc, "ns/c", "ns/c-renamed");
     let read: Vec<String> = s.read_many(&ids).iter().map(describe).collect();
     assert_eq!(read[0], "None");
     assert!(read[1].contains("sk-b-other-client"), "{read:?}");
@@ -1214,6 +1198,26 @@ fn a_batch_rechecks_items_other_clients_changed() {
         support::ids(s.as_ref()),
         ["ns/a", "ns/b", "ns/c", "ns/c-renamed"]
     );
+}
+
+/// Another client (its own connection) renames the one item of `svc` for
+/// `from` to `to`.
+fn rename_as_another_client(svc: &str, from: &str, to: &str) {
+    use secret_service::blocking::SecretService;
+    let ss = SecretService::connect(secret_service::EncryptionType::Dh).unwrap();
+    let found = ss
+        .search_items(std::collections::HashMap::from([
+            ("service", svc),
+            ("username", from),
+        ]))
+        .unwrap();
+    assert_eq!(found.unlocked.len(), 1);
+    found.unlocked[0]
+        .set_attributes(std::collections::HashMap::from([
+            ("service", svc),
+            ("username", to),
+        ]))
+        .unwrap();
 }
 
 /// Review finding: the write batch's memory of paths is trusted for "no
@@ -1237,23 +1241,7 @@ fn a_read_back_refuses_to_verify_when_another_client_made_a_second_item() {
     for r in s.write_many(&items) {
         r.unwrap();
     }
-    {
-        use secret_service::blocking::SecretService;
-        let ss = SecretService::connect(secret_service::EncryptionType::Dh).unwrap();
-        let found = ss
-            .search_items(std::collections::HashMap::from([
-                ("service", svc.as_str()),
-                ("username", "ns/c"),
-            ]))
-            .unwrap();
-        assert_eq!(found.unlocked.len(), 1);
-        found.unlocked[0]
-            .set_attributes(std::collections::HashMap::from([
-                ("service", svc.as_str()),
-                ("username", "ns/d"),
-            ]))
-            .unwrap();
-    }
+    rename_as_another_client(&svc, "ns/c", "ns/d");
     let d = vec![cred("ns/d", "sk-d-new", serde_json::json!({}))];
     let written = s.write_many(&d);
     let read = s.read_many(&[d[0].id.clone()]);
