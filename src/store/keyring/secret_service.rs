@@ -51,9 +51,9 @@ type Item<'s> = secret_service::Item<'s>;
 /// the attributes a write batch read and from the items it created. It
 /// spares a search per item; it is never trusted alone: a write batch
 /// still searches the service once and uses only the paths found, and an
-/// overwrite checks the item's attributes again. Reads never use it. gnome-keyring
-/// never gives a path to a second item while it runs (its item ids only
-/// grow); deletes forget everything all the same.
+/// overwrite checks the item's attributes again. Reads never use it.
+/// gnome-keyring never gives a path to a second item while it runs (its
+/// item ids only grow); deletes forget everything all the same.
 type Known = HashMap<OwnedObjectPath, String>;
 
 pub(crate) const LIMIT: Limit = Limit {
@@ -377,6 +377,27 @@ fn pick<'s>(
     })
 }
 
+/// A batch over users: the searches of a group of [`WINDOW`] users, then
+/// `step` on what each found, the group's calls in flight together.
+async fn per_user<'s, T, Fut>(
+    ss: &'s Async,
+    service: &str,
+    users: &[String],
+    tick: Tick<'_>,
+    step: impl Fn(Result<Option<Item<'s>>, Fail>) -> Fut,
+) -> Vec<Result<T, Fail>>
+where
+    Fut: std::future::Future<Output = Result<T, Fail>>,
+{
+    let mut out = Vec::with_capacity(users.len());
+    for group in users.chunks(WINDOW) {
+        let found = join_all(group.iter().map(|u| find(ss, service, u))).await;
+        out.extend(join_all(found.into_iter().map(&step)).await);
+        tick();
+    }
+    out
+}
+
 /// Batch step 2 of a read: the secret and the attributes, both in flight.
 async fn fetch(found: Result<Option<Item<'_>>, Fail>) -> Result<Option<Stored>, Fail> {
     let Some(item) = found? else {
@@ -653,17 +674,7 @@ impl Backend for SecretServiceBackend {
         // (cheap inside gnome-keyring) finds the item afresh and refuses
         // when two match, as when another client made or renamed one in
         // the meantime.
-        async_io::block_on(async {
-            let mut out = Vec::with_capacity(users.len());
-            for group in users.chunks(WINDOW) {
-                let reads = group
-                    .iter()
-                    .map(|u| async { fetch(find(ss, &service, u).await).await });
-                out.extend(join_all(reads).await);
-                tick();
-            }
-            out
-        })
+        async_io::block_on(per_user(ss, &service, users, tick, fetch))
     }
 
     fn delete_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<bool, Fail>> {
@@ -681,14 +692,6 @@ impl Backend for SecretServiceBackend {
             Err(f) => return every(users.len(), f),
         };
         known.clear();
-        async_io::block_on(async {
-            let mut out = Vec::with_capacity(users.len());
-            for group in users.chunks(WINDOW) {
-                let found = join_all(group.iter().map(|u| find(ss, &service, u))).await;
-                out.extend(join_all(found.into_iter().map(remove)).await);
-                tick();
-            }
-            out
-        })
+        async_io::block_on(per_user(ss, &service, users, tick, remove))
     }
 }
