@@ -57,6 +57,15 @@ pub enum StoreError {
         what: String,
     },
 
+    /// Another credshift process holds the store's lock (after `seconds`
+    /// of waiting): who, since when.
+    #[error("{location} is locked by another credshift run ({holder}); gave up after {seconds} s")]
+    Locked {
+        location: String,
+        holder: String,
+        seconds: u64,
+    },
+
     #[error("{0}")]
     Other(String),
 }

@@ -267,7 +267,13 @@ fn delete_source_removes_verified_items_and_reports_failed_deletes() {
 fn a_held_lock_is_refused_naming_the_holder() {
     let s = setup(&[]);
     let spec: StoreSpec = s.dst.parse().unwrap();
-    let _held = credshift::engine::lock::acquire(&s.state, &spec, "holder-migration").unwrap();
+    credshift::engine::lock::set_operation("holder-migration");
+    let _held = credshift::engine::lock::guard(
+        &spec,
+        credshift::store::LockMode::Exclusive,
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
     let (out, _, stderr) = run(migrate_cmd(&s.state, &s.src, &s.dst, &["--yes"]));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("holder-migration"), "{stderr}");

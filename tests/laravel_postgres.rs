@@ -273,18 +273,23 @@ fn postgres_store_lock_excludes_a_second_holder() {
     let url = db.url();
     let a = open(&url);
     let b = open(&url);
+    use credshift::store::LockMode::Exclusive;
     let held = a
-        .lock(std::time::Duration::from_secs(1))
+        .lock(Exclusive, std::time::Duration::from_secs(1))
         .unwrap()
         .expect("laravel:postgres has its own lock");
     let e = b
-        .lock(std::time::Duration::from_millis(300))
+        .lock(Exclusive, std::time::Duration::from_millis(300))
         .err()
         .expect("second holder must wait and time out");
     assert!(
-        matches!(e, credshift::error::StoreError::Timeout { .. }),
+        matches!(e, credshift::error::StoreError::Locked { .. }),
         "{e}"
     );
     drop(held);
-    assert!(b.lock(std::time::Duration::from_secs(2)).unwrap().is_some());
+    assert!(
+        b.lock(Exclusive, std::time::Duration::from_secs(2))
+            .unwrap()
+            .is_some()
+    );
 }

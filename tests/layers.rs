@@ -185,3 +185,39 @@ fn errors_are_color_eyre_reports_with_the_documented_exit_codes() {
     assert!(stderr.contains("   0: "), "{stderr}");
     assert!(stderr.contains("absent.env: not found"), "{stderr}");
 }
+
+/// Issue 21: the session preamble (`src/engine/session.rs`) is the only
+/// place an operation takes a lock. Stores implement their own locks
+/// (`src/store/`) and `src/engine/lock.rs` holds the lock files; nothing
+/// else names a lock mode, a lock file or an advisory lock.
+#[test]
+fn only_the_session_preamble_takes_locks() {
+    let allowed = [
+        src().join("engine/session.rs"),
+        src().join("engine/lock.rs"),
+    ];
+    let files: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|p| !p.starts_with(src().join("store")) && !allowed.contains(p))
+        .collect();
+    let found = offenders(
+        &files,
+        &[
+            "LockMode",
+            "lock::guard",
+            "state_lock",
+            "AdvisoryLock",
+            "advisory_lock",
+            ".lock(TARGET_LOCK_WAIT",
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "locks taken outside the session: {found:#?}"
+    );
+    // And the session does take them.
+    let session = std::fs::read_to_string(&allowed[0]).unwrap();
+    for needle in [".lock(end.usage.mode", "lock::state_lock("] {
+        assert!(session.contains(needle), "session.rs lost {needle}");
+    }
+}

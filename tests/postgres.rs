@@ -228,18 +228,37 @@ fn the_advisory_lock_excludes_a_second_holder_until_dropped() {
     let Some(db) = pg::fresh_db() else { return };
     let a = open(&db.url(), &opts_with_passphrase("pw"));
     let b = open(&db.url(), &opts_with_passphrase("pw"));
+    use credshift::store::LockMode::{Exclusive, Shared};
     let held = a
-        .lock(Duration::from_secs(1))
+        .lock(Exclusive, Duration::from_secs(1))
         .unwrap()
         .expect("postgres has a lock");
     assert!(held.describe().contains("advisory"));
-    let e = b
-        .lock(Duration::from_millis(300))
-        .err()
-        .expect("second holder must wait");
-    assert!(e.to_string().contains("another credshift process"), "{e}");
+    for mode in [Exclusive, Shared] {
+        let e = b
+            .lock(mode, Duration::from_millis(300))
+            .err()
+            .expect("second holder must wait");
+        assert!(
+            matches!(e, credshift::error::StoreError::Locked { .. }),
+            "{e}"
+        );
+        // Who holds it and since when, from the server.
+        let msg = e.to_string();
+        assert!(msg.contains("is locked by another credshift run"), "{msg}");
+        assert!(
+            msg.contains(&format!("credshift pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.contains("since 20"), "{msg}");
+    }
     drop(held);
-    assert!(b.lock(Duration::from_secs(2)).unwrap().is_some());
+    // Readers share; a writer waits for both.
+    let r1 = b.lock(Shared, Duration::from_secs(2)).unwrap().unwrap();
+    let r2 = a.lock(Shared, Duration::from_secs(2)).unwrap().unwrap();
+    assert!(b.lock(Exclusive, Duration::from_millis(300)).is_err());
+    drop((r1, r2));
+    assert!(b.lock(Exclusive, Duration::from_secs(2)).unwrap().is_some());
 }
 
 #[test]

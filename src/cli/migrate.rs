@@ -243,6 +243,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
         let opts = g.open_options()?;
         let source = store::open(&from, &opts)?;
         let target = store::open(&to, &opts)?;
+        engine::session::refuse_same_store(source.as_ref(), target.as_ref())?;
         let plan = engine::plan(source.as_ref(), target.as_ref(), policy, None)?;
         if a.json {
             print_json(&plan)?;
@@ -275,6 +276,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
         // refuses to write if either store changed in between).
         let source = store::open(&from, &opts)?;
         let target = store::open(&to, &opts)?;
+        engine::session::refuse_same_store(source.as_ref(), target.as_ref())?;
         let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
         print_plan(&prepared.plan);
         consent(false, &format!("Migrate from {from} to {to}"))?;

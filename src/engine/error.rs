@@ -12,6 +12,29 @@ pub enum EngineError {
     #[error("{store} is locked by another migration ({holder}); wait for it to finish")]
     Locked { store: String, holder: String },
 
+    /// Both ends are one store (whatever their specs' spelling): refused
+    /// before anything is read or written.
+    #[error(
+        "refusing to migrate {from} to {to}: they are the same store (the same file or \
+         location, whatever the scheme or link used to name it); nothing was read or written"
+    )]
+    SameStore { from: String, to: String },
+
+    /// What recovery found where the journal's store was is another store
+    /// (a relative path from another directory, a database restored
+    /// elsewhere, a file replaced by a link).
+    #[error(
+        "the {role} of migration {id}, {spec}, is not the store the migration used: the \
+         journal recorded {expected}, {spec} is now {found}; nothing was changed"
+    )]
+    StoreChanged {
+        id: String,
+        role: &'static str,
+        spec: String,
+        expected: String,
+        found: String,
+    },
+
     /// The request cannot be carried out as asked (same store twice, a
     /// rolled-back migration to resume, a missing passphrase, ...).
     #[error("{0}")]
@@ -30,6 +53,8 @@ impl EngineError {
     pub fn exit_code(&self) -> u8 {
         match self {
             EngineError::Locked { .. }
+            | EngineError::SameStore { .. }
+            | EngineError::StoreChanged { .. }
             | EngineError::Refused(_)
             | EngineError::UnknownMigration { .. } => 2,
             EngineError::Store(_) | EngineError::WorkerPanicked => 1,

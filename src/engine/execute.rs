@@ -21,8 +21,8 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::fingerprint::FpKey;
 use crate::engine::inventory::now_ms;
 use crate::engine::journal::{BackupKeyKind, Journal, KdfRecord, PlannedItem, Record, Totals};
-use crate::engine::lock::{self, StoreLock};
 use crate::engine::plan::{self, Prepared, same_for_target};
+use crate::engine::session;
 use crate::engine::state::{self, State};
 use crate::engine::types::{
     Action, Counts, Failure, MigrationId, MigrationRequest, MigrationStatus, Progress, Report,
@@ -62,6 +62,41 @@ pub struct MigrationHandle {
 }
 
 impl MigrationHandle {
+    /// Run `work` on a worker thread of its own, with a [`Control`] whose
+    /// cancel and progress are this handle's: the one handle type of every
+    /// long operation (a migration, and resume, rollback, verify, cleanup
+    /// of a recorded one via [`crate::engine::recovery::start_recovery`]).
+    pub(crate) fn spawn(
+        id: MigrationId,
+        dir: PathBuf,
+        name: &str,
+        work: impl FnOnce(Control) -> Result<Report> + Send + 'static,
+    ) -> Result<MigrationHandle> {
+        let (tx, rx) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let ctl = Control {
+            cancel: cancel.clone(),
+            events: Some(tx),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("credshift-{name}-{id}"))
+            .spawn(move || {
+                let result = work(ctl.clone());
+                if let Ok(report) = &result {
+                    ctl.send(Progress::Finished(Box::new(report.clone())));
+                }
+                result
+            })
+            .map_err(|e| EngineError::Refused(format!("could not start a worker thread: {e}")))?;
+        Ok(MigrationHandle {
+            id,
+            dir,
+            events: rx,
+            cancel,
+            thread,
+        })
+    }
+
     /// Ask the worker to stop: it rolls back what it wrote and finishes.
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
@@ -80,9 +115,8 @@ impl MigrationHandle {
     }
 }
 
-/// How long a migration waits for another one holding the target's own
-/// lock (`Store::lock`) before giving up.
-pub const TARGET_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long a migration waits for another one holding a database's lock.
+pub const TARGET_LOCK_WAIT: std::time::Duration = session::DB_LOCK_WAIT;
 
 /// The product rule: a migration rolls back on its own when more than this
 /// share of the writes attempted so far failed...
@@ -310,16 +344,17 @@ fn spawn(
     opts: &OpenOptions,
 ) -> Result<MigrationHandle> {
     let (id, dir) = state::create(state_dir)?;
-    let locks = match lock::acquire_pair(state_dir, source.spec(), target.spec(), &id.0) {
-        Ok(l) => l,
+    // The session preamble: identities (one store on both ends is refused),
+    // the stores' own locks (source shared, or exclusive when it will be
+    // cleaned up; target exclusive), the state-dir locks.
+    let session = match session::begin(source, target, req.delete_source, state_dir, &id) {
+        Ok(s) => s,
         Err(e) => {
             // Nothing started: leave no empty folder behind.
             let _ = std::fs::remove_dir(&dir);
             return Err(e);
         }
     };
-    // The backup key (a PBKDF2 run for a passphrase) before the target's
-    // lock: other migrations waiting for it do not wait for this too.
     let (keys, backup_key, kdf) = match new_keys(&dir, &id, opts) {
         Ok(k) => k,
         Err(e) => {
@@ -327,27 +362,24 @@ fn spawn(
             return Err(e.into());
         }
     };
-    // The target's own lock (a PostgreSQL advisory lock) keeps migrations
-    // from other machines or state dirs apart; plan and writes run under it.
-    let store_lock = match target.lock(TARGET_LOCK_WAIT) {
-        Ok(l) => l,
-        Err(e) => {
-            // Nothing started: leave no folder behind (only its new key).
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e.into());
-        }
+    let (Some(source), Some(target)) = (&session.source, &session.target) else {
+        return Err(EngineError::Refused("the session lost a store".into()));
     };
     let mut journal = Journal::open(&dir)?;
+    // Absolute locations and identities: recovery acts on exactly these
+    // stores, whatever its own directory.
     journal.append(Record::Started {
         migration_id: id.clone(),
-        from: source.spec().to_string(),
-        to: target.spec().to_string(),
+        from: source.spec().absolute().to_string(),
+        to: target.spec().absolute().to_string(),
         on_conflict: req.policy,
         delete_source: req.delete_source,
         selection: req.selection.as_ref().map(|s| s.iter().cloned().collect()),
         backup_key,
         kdf,
         user: audit::who(),
+        from_identity: session.source_identity.clone(),
+        to_identity: session.target_identity.clone(),
     })?;
     let (tx, rx) = mpsc::channel();
     let cancel = Arc::new(AtomicBool::new(false));
@@ -361,8 +393,10 @@ fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("credshift-migrate-{id}"))
         .spawn(move || {
-            let _locks: Vec<StoreLock> = locks;
-            let _store_lock = store_lock;
+            let session = session;
+            let (Some(source), Some(target)) = (&session.source, &session.target) else {
+                return Err(EngineError::WorkerPanicked);
+            };
             let mut run = Run {
                 id: worker_id,
                 dir: worker_dir,

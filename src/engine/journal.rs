@@ -29,6 +29,7 @@ use crate::engine::state::State;
 use crate::engine::types::{ConflictPolicy, Failure, MigrationId, MigrationStatus};
 use crate::error::StoreError;
 use crate::fsutil;
+use crate::store::StoreIdentity;
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 
@@ -96,6 +97,13 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kdf: Option<KdfRecord>,
         user: String,
+        /// What the source and target were when the migration started
+        /// (absent in journals written before identities were recorded):
+        /// recovery refuses a different store found at `from` or `to`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_identity: Option<StoreIdentity>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_identity: Option<StoreIdentity>,
     },
     Planned {
         items: Vec<PlannedItem>,

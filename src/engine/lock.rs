@@ -1,29 +1,35 @@
-//! One lock per store location, so two migrations never touch the same
-//! store at once. Two kinds, both held with `flock` (the kernel releases
+//! The locks behind the session preamble ([`crate::engine::session`], the
+//! only caller). Two kinds, both held with `flock` (the kernel releases
 //! them when the holder dies, so a lock left by a crashed run is stale by
 //! construction and is taken over, and reported):
 //!
-//! - a lock under `STATE/locks/`, keyed by the location, which keeps
-//!   migrations of one state dir apart (also within one process);
-//! - a lock that lives with the store ([`guard`], also what
+//! - a lock that lives with the store ([`guard`], what
 //!   [`crate::store::Store::lock`] returns by default), which keeps every
-//!   credshift process apart whatever its state dir or user: for a file
-//!   store `.NAME.credshift-lock` (0600) next to the file it guards (behind
-//!   any symbolic link), for the keyring a per-service lock file in the
-//!   user's runtime dir (`$XDG_RUNTIME_DIR/credshift`, else
-//!   `/tmp/credshift-UID`, 0700). SQL stores use their advisory lock
-//!   (`Store::lock`). A store-side lock file is removed when released.
+//!   credshift process apart whatever its state dir, environment or user:
+//!   for a file store `.NAME.credshift-lock` (0600) next to the file it
+//!   guards (behind any symbolic link), for the keyring a per-service lock
+//!   file in a fixed per-user directory, `/tmp/credshift-UID` (0700, ours:
+//!   never `XDG_RUNTIME_DIR`, which cron, ssh and sudo set differently).
+//!   SQL stores use their advisory lock (`Store::lock`). Shared for an
+//!   operation that only reads the store, exclusive for one that writes or
+//!   deletes. A store-side lock file is removed by its last holder;
+//! - a lock under `STATE/locks/`, keyed by the store's identity, which
+//!   keeps operations of one state dir apart, also within one process (the
+//!   store-side lock is shared by everything in one process).
 //!
-//! Lock files name their holder (pid, user, host, migration id, since) for
-//! the error message. Taking a file store's lock also removes the temp
-//! files a killed credshift left next to it ([`fsutil::remove_stale_temps`])
-//! and says so on stderr.
+//! Lock files are opened without following symbolic links and must be
+//! regular files of this user with one link, holding nothing but a holder
+//! record: a planted link or file is refused, never truncated. They name
+//! their holder (pid, user, host, operation, since) for the error message.
+//! Taking a file store's lock also removes the temp files a killed
+//! credshift left next to it ([`fsutil::remove_stale_temps`]) and says so
+//! on stderr.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -34,7 +40,7 @@ use sha2::{Digest, Sha256};
 use crate::engine::error::EngineError;
 use crate::error::StoreError;
 use crate::fsutil;
-use crate::store::StoreSpec;
+use crate::store::{LockMode, StoreSpec};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Holder {
@@ -82,52 +88,38 @@ fn user_name() -> String {
     }
 }
 
-/// A held lock; released on drop (and by the kernel if the process dies).
+/// What this process is doing, written into the store-side locks it takes
+/// (`Store::lock` has no room for it): set by the session preamble.
+fn operation() -> &'static Mutex<String> {
+    static OP: std::sync::OnceLock<Mutex<String>> = std::sync::OnceLock::new();
+    OP.get_or_init(|| Mutex::new(String::new()))
+}
+
+/// Name the operation (a migration id) the next store-side locks are for.
+pub fn set_operation(label: &str) {
+    *operation().lock().unwrap_or_else(|p| p.into_inner()) = label.to_string();
+}
+
+fn current_operation() -> String {
+    operation()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// A held state-dir lock; released on drop (and by the kernel if the
+/// process dies).
 #[derive(Debug)]
-pub struct StoreLock {
+pub struct StateLock {
     _file: File,
     pub path: PathBuf,
     /// The holder whose lock was stale and taken over, if any.
     pub stale: Option<Holder>,
-    /// The lock that lives with the store, when the store has one here.
-    pub guard: Option<Guard>,
 }
 
-/// The location a lock stands for: the absolute path for file stores, the
-/// redacted spec otherwise (never a password).
-pub fn location_key(spec: &StoreSpec) -> String {
-    match spec.path() {
-        Some(p) => {
-            let (dir, name) = resolved(p);
-            format!(
-                "{}:{}",
-                spec.scheme(),
-                dir.join(name.unwrap_or_default()).display()
-            )
-        }
-        None => spec.to_string(),
-    }
-}
-
-/// A file store's file as one location: absolute, a link and the file
-/// behind it as one, the parent canonicalized (the file itself may not
-/// exist yet). The directory and the file name.
-fn resolved(p: &Path) -> (PathBuf, Option<std::ffi::OsString>) {
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(p)
-    };
-    let real = fsutil::resolve_links(&abs);
-    let dir = fsutil::parent_dir(&real);
-    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    (dir, real.file_name().map(|n| n.to_os_string()))
-}
-
-fn lock_path(state_dir: &Path, spec: &StoreSpec) -> PathBuf {
-    let key = location_key(spec);
+fn lock_path(state_dir: &Path, scheme: &str, key: &str) -> PathBuf {
     let digest = Sha256::digest(key.as_bytes());
-    let scheme = spec.scheme().replace(':', "-");
+    let scheme = scheme.replace(':', "-");
     state_dir
         .join("locks")
         .join(format!("{scheme}-{}.lock", hex::encode(&digest[..8])))
@@ -144,27 +136,30 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Take the lock of `spec`'s location, or fail naming the holder.
-pub fn acquire(
+fn flock_mode(mode: LockMode) -> libc::c_int {
+    match mode {
+        LockMode::Shared => libc::LOCK_SH,
+        LockMode::Exclusive => libc::LOCK_EX,
+    }
+}
+
+/// Take the state-dir lock of the store whose identity key is `key`, or
+/// fail at once naming the holder.
+pub fn state_lock(
     state_dir: &Path,
     spec: &StoreSpec,
+    key: &str,
+    mode: LockMode,
     migration_id: &str,
-) -> Result<StoreLock, EngineError> {
-    let path = lock_path(state_dir, spec);
+) -> Result<StateLock, EngineError> {
+    let path = lock_path(state_dir, spec.scheme(), key);
     if let Some(dir) = path.parent() {
         fsutil::ensure_private_dir(dir)?;
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(fsutil::FILE_MODE)
-        .open(&path)
-        .map_err(|e| StoreError::io(&path, e))?;
+    let (mut file, _) = open_lock_file(&path)?;
     let previous = read_holder(&mut file);
     // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let rc = unsafe { libc::flock(file.as_raw_fd(), flock_mode(mode) | libc::LOCK_NB) };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
@@ -178,31 +173,82 @@ pub fn acquire(
         return Err(StoreError::io(&path, err).into());
     }
     let me = Holder::me(migration_id);
-    let text = serde_json::to_string(&me).unwrap_or_default();
-    file.set_len(0)
-        .and_then(|_| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(text.as_bytes()))
-        .and_then(|_| file.sync_data())
-        .map_err(|e| StoreError::io(&path, e))?;
+    write_holder(&mut file, &path, &me)?;
     // A holder recorded in the file whose flock is gone died without
     // releasing it (or was another of our own processes that finished).
     let stale = previous.filter(|h| h.pid != me.pid && !fsutil::pid_alive(h.pid));
-    let guard = match guard_now(spec, migration_id) {
-        Ok(g) => g,
-        Err(GuardError::Held(holder)) => {
-            return Err(EngineError::Locked {
-                store: spec.to_string(),
-                holder,
-            });
-        }
-        Err(GuardError::Store(e)) => return Err(e.into()),
-    };
-    Ok(StoreLock {
+    Ok(StateLock {
         _file: file,
         path,
         stale,
-        guard,
     })
+}
+
+/// Open (or create, 0600) a lock file without following a symbolic link.
+/// One that was there must be a regular file of this user with one link
+/// and hold nothing but a holder record (or nothing): anything else is
+/// refused, never truncated. `true` when this call created it.
+fn open_lock_file(path: &Path) -> Result<(File, bool), StoreError> {
+    let open = |create: bool| {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true);
+        if create {
+            o.create_new(true).mode(fsutil::FILE_MODE);
+        }
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    let refuse = |why: String| {
+        StoreError::Other(format!(
+            "{}: {why}; credshift will not use it as its lock file (someone may have \
+             planted it): remove it if it is yours, then run again",
+            path.display()
+        ))
+    };
+    let (mut file, created) = match open(true) {
+        Ok(f) => (f, true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match open(false) {
+            Ok(f) => (f, false),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(refuse("it is a symbolic link".into()));
+            }
+            Err(e) => return Err(StoreError::io(path, e)),
+        },
+        Err(e) => return Err(StoreError::io(path, e)),
+    };
+    if created {
+        return Ok((file, true));
+    }
+    let meta = file.metadata().map_err(|e| StoreError::io(path, e))?;
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if !meta.file_type().is_file() {
+        return Err(refuse("it is not a regular file".into()));
+    }
+    if meta.uid() != uid {
+        return Err(refuse(format!(
+            "it belongs to uid {}, not to this user (uid {uid})",
+            meta.uid()
+        )));
+    }
+    if meta.nlink() != 1 {
+        return Err(refuse(format!(
+            "it has {} hard links (another name for some other file)",
+            meta.nlink()
+        )));
+    }
+    if meta.len() > 0 && (meta.len() > 4096 || read_holder(&mut file).is_none()) {
+        return Err(refuse("it holds something other than a lock record".into()));
+    }
+    Ok((file, false))
+}
+
+fn write_holder(file: &mut File, path: &Path, me: &Holder) -> Result<(), StoreError> {
+    let text = serde_json::to_string(me).unwrap_or_default();
+    file.set_len(0)
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(text.as_bytes()))
+        .map_err(|e| StoreError::io(path, e))
 }
 
 /// Who holds a lock file we could not take. The holder writes its name
@@ -223,17 +269,21 @@ fn current_holder(file: &mut File, first: Option<Holder>) -> Option<Holder> {
 
 fn read_holder(file: &mut File) -> Option<Holder> {
     let mut s = String::new();
-    file.read_to_string(&mut s).ok()?;
+    file.seek(SeekFrom::Start(0)).ok()?;
+    Read::by_ref(file).take(4096).read_to_string(&mut s).ok()?;
     serde_json::from_str(&s).ok()
 }
 
 /// The lock file that lives with a store: `.NAME.credshift-lock` next to a
 /// file store's file (behind symbolic links), a per-service file in the
-/// user's runtime dir for the keyring; `None` for other stores.
+/// per-user lock directory for the keyring; `None` for other stores.
 pub fn guard_path(spec: &StoreSpec) -> Result<Option<PathBuf>, StoreError> {
     if let Some(p) = spec.path() {
-        let (dir, name) = resolved(p);
-        let name = name
+        let real = fsutil::resolve_links(&crate::store::identity::absolute(p));
+        let dir = fsutil::parent_dir(&real);
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        let name = real
+            .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "store".into());
         return Ok(Some(dir.join(format!(".{name}.credshift-lock"))));
@@ -245,7 +295,7 @@ pub fn guard_path(spec: &StoreSpec) -> Result<Option<PathBuf>, StoreError> {
             .take(40)
             .collect();
         let digest = Sha256::digest(service.as_bytes());
-        return Ok(Some(runtime_dir()?.join(format!(
+        return Ok(Some(user_lock_dir()?.join(format!(
             "keyring-{safe}-{}.lock",
             hex::encode(&digest[..6])
         ))));
@@ -253,29 +303,35 @@ pub fn guard_path(spec: &StoreSpec) -> Result<Option<PathBuf>, StoreError> {
     Ok(None)
 }
 
-/// `$XDG_RUNTIME_DIR/credshift`, else `/tmp/credshift-UID`; 0700 and ours,
-/// or an error (a directory another user controls is never trusted).
-fn runtime_dir() -> Result<PathBuf, StoreError> {
+/// `/tmp/credshift-UID`: one place per user whatever the environment
+/// (`XDG_RUNTIME_DIR` and `TMPDIR` differ between a desktop session, cron,
+/// ssh and sudo), 0700 and ours, or an error (a directory another user
+/// controls is never trusted).
+pub fn user_lock_dir() -> Result<PathBuf, StoreError> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(d) if d.is_absolute() && d.is_dir() => d.join("credshift"),
-        _ => PathBuf::from(format!("/tmp/credshift-{uid}")),
-    };
-    fsutil::ensure_private_dir(&dir)?;
+    let dir = PathBuf::from(format!("/tmp/credshift-{uid}"));
+    match std::fs::DirBuilder::new()
+        .mode(fsutil::DIR_MODE)
+        .create(&dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    }
     let meta = std::fs::symlink_metadata(&dir).map_err(|e| StoreError::io(&dir, e))?;
     if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
         return Err(StoreError::Other(format!(
-            "{} is not a private directory of this user (mode 0700, owner uid {uid}); \
-             remove it or set XDG_RUNTIME_DIR",
+            "{} is not a private directory of this user (a directory, mode 0700, owner uid \
+             {uid}): credshift keeps its keyring locks there; remove it and run again",
             dir.display()
         )));
     }
     Ok(dir)
 }
 
-/// A held store-side lock. Clones share it; the last one to go removes the
-/// lock file and releases the lock.
+/// A held store-side lock. Clones share it; the last one to go releases
+/// the lock (and removes the lock file when no other process holds it).
 #[derive(Debug, Clone)]
 pub struct Guard {
     held: Arc<Held>,
@@ -289,6 +345,9 @@ impl Guard {
     pub fn removed_temps(&self) -> &[PathBuf] {
         &self.held.removed_temps
     }
+    pub fn mode(&self) -> LockMode {
+        self.held.mode
+    }
 }
 
 impl crate::store::StoreLock for Guard {
@@ -301,21 +360,30 @@ impl crate::store::StoreLock for Guard {
 struct Held {
     file: File,
     path: PathBuf,
+    mode: LockMode,
     removed_temps: Vec<PathBuf>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        // Remove the file while still holding the lock; a process waiting
-        // on the old file notices (inode check) and starts over.
-        let _ = std::fs::remove_file(&self.path);
+        // Remove the file while holding it exclusively, so no other holder
+        // is left on a removed file; a process waiting on the old file
+        // notices (inode check) and starts over. A shared holder that
+        // cannot have it exclusively leaves it to the others.
+        let fd = self.file.as_raw_fd();
+        // SAFETY: flock on a descriptor we own.
+        let alone = self.mode == LockMode::Exclusive
+            || unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if alone {
+            let _ = std::fs::remove_file(&self.path);
+        }
         // SAFETY: unlocking a descriptor we own.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        unsafe { libc::flock(fd, libc::LOCK_UN) };
     }
 }
 
-/// Store-side locks this process holds, so the engine's lock and the
-/// store's own `Store::lock` (and a resume's second opening) share one.
+/// Store-side locks this process holds, so a second taking in one process
+/// (the wizard's worker, a resume's second opening) shares one.
 fn held_here() -> &'static Mutex<HashMap<PathBuf, Weak<Held>>> {
     static HELD: std::sync::OnceLock<Mutex<HashMap<PathBuf, Weak<Held>>>> =
         std::sync::OnceLock::new();
@@ -335,7 +403,7 @@ impl From<StoreError> for GuardError {
 }
 
 /// One attempt at the store-side lock of `spec`.
-fn guard_now(spec: &StoreSpec, migration_id: &str) -> Result<Option<Guard>, GuardError> {
+fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardError> {
     let Some(path) = guard_path(spec)? else {
         return Ok(None);
     };
@@ -343,35 +411,36 @@ fn guard_now(spec: &StoreSpec, migration_id: &str) -> Result<Option<Guard>, Guar
     if let Some(h) = held.get(&path).and_then(Weak::upgrade) {
         return Ok(Some(Guard { held: h }));
     }
-    if let Some(dir) = path.parent()
+    if mode == LockMode::Exclusive
+        && let Some(dir) = path.parent()
         && !dir.is_dir()
     {
+        // A target created on first write: its directory is made now, so
+        // there is a place to lock.
         fsutil::ensure_private_dir(dir)?;
     }
     for _ in 0..100 {
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(fsutil::FILE_MODE)
-            .open(&path)
-        {
+        let (mut file, _) = match open_lock_file(&path) {
             Ok(f) => f,
             // A store in a directory this user cannot write (a read-only
             // source): this user cannot change the store either, so there
             // is nothing of ours to exclude.
-            Err(e)
+            Err(StoreError::Io { source: e, .. })
                 if e.kind() == std::io::ErrorKind::PermissionDenied
                     || e.raw_os_error() == Some(libc::EROFS) =>
             {
                 return Ok(None);
             }
-            Err(e) => return Err(StoreError::io(&path, e).into()),
+            // The directory is not there yet (a target created on first
+            // write): nobody else can hold a lock in it either.
+            Err(StoreError::NotFound { .. }) if !fsutil::parent_dir(&path).exists() => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
         };
         let previous = read_holder(&mut file);
         // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let rc = unsafe { libc::flock(file.as_raw_fd(), flock_mode(mode) | libc::LOCK_NB) };
         if rc != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
@@ -386,20 +455,16 @@ fn guard_now(spec: &StoreSpec, migration_id: &str) -> Result<Option<Guard>, Guar
         }
         // The holder before us may have removed the file between our open
         // and our flock: then this lock guards nothing; start over.
-        let same = match (file.metadata(), std::fs::metadata(&path)) {
+        let same = match (file.metadata(), std::fs::symlink_metadata(&path)) {
             (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
             _ => false,
         };
         if !same {
             continue;
         }
-        let me = Holder::me(migration_id);
-        let text = serde_json::to_string(&me).unwrap_or_default();
-        file.set_len(0)
-            .and_then(|_| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| file.write_all(text.as_bytes()))
-            .map_err(|e| StoreError::io(&path, e))?;
-        if let Some(h) = previous.filter(|h| h.pid != me.pid) {
+        let me = Holder::me(&current_operation());
+        write_holder(&mut file, &path, &me)?;
+        if let Some(h) = previous.filter(|h| h.pid != me.pid && !fsutil::pid_alive(h.pid)) {
             eprintln!(
                 "credshift: {spec}: took over the lock left by {h}, which is no longer running"
             );
@@ -420,6 +485,7 @@ fn guard_now(spec: &StoreSpec, migration_id: &str) -> Result<Option<Guard>, Guar
         let h = Arc::new(Held {
             file,
             path: path.clone(),
+            mode,
             removed_temps,
         });
         held.insert(path, Arc::downgrade(&h));
@@ -428,21 +494,27 @@ fn guard_now(spec: &StoreSpec, migration_id: &str) -> Result<Option<Guard>, Guar
     Err(StoreError::Other(format!("{} keeps changing; try again", path.display())).into())
 }
 
-/// The lock that lives with `spec`'s store, waiting up to `wait` for
-/// another holder. `Ok(None)`: the store has no such lock here (SQL stores
-/// lock themselves, `env:` is read-only). What `Store::lock` does by default.
-pub fn guard(spec: &StoreSpec, wait: Duration) -> Result<Option<Guard>, StoreError> {
+/// The lock that lives with `spec`'s store, shared or exclusive, waiting
+/// up to `wait` for another holder, then [`StoreError::Locked`] naming it.
+/// `Ok(None)`: the store has no such lock here (SQL stores lock
+/// themselves, `env:` is read-only). What `Store::lock` does by default.
+pub fn guard(
+    spec: &StoreSpec,
+    mode: LockMode,
+    wait: Duration,
+) -> Result<Option<Guard>, StoreError> {
     let start = Instant::now();
     loop {
-        match guard_now(spec, "") {
+        match guard_now(spec, mode) {
             Ok(g) => return Ok(g),
             Err(GuardError::Store(e)) => return Err(e),
             Err(GuardError::Held(holder)) => {
                 if start.elapsed() >= wait {
-                    return Err(StoreError::Other(format!(
-                        "{spec} is locked by another credshift run ({holder}); gave up after {} s",
-                        wait.as_secs()
-                    )));
+                    return Err(StoreError::Locked {
+                        location: spec.to_string(),
+                        holder,
+                        seconds: wait.as_secs(),
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -450,39 +522,19 @@ pub fn guard(spec: &StoreSpec, wait: Duration) -> Result<Option<Guard>, StoreErr
     }
 }
 
-/// Lock both stores of a migration, in a fixed order. Refuses a migration
-/// from a store to itself.
-pub fn acquire_pair(
-    state_dir: &Path,
-    from: &StoreSpec,
-    to: &StoreSpec,
-    migration_id: &str,
-) -> Result<Vec<StoreLock>, EngineError> {
-    let (a, b) = (location_key(from), location_key(to));
-    if a == b || crate::store::same_location(from, to) {
-        return Err(EngineError::Refused(format!(
-            "{from} and {to} are the same store"
-        )));
-    }
-    let mut specs = [(a, from), (b, to)];
-    specs.sort_by(|x, y| x.0.cmp(&y.0));
-    let mut locks = Vec::with_capacity(2);
-    for (_, spec) in specs {
-        locks.push(acquire(state_dir, spec, migration_id)?);
-    }
-    Ok(locks)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const EX: LockMode = LockMode::Exclusive;
+    const SH: LockMode = LockMode::Shared;
+
     #[test]
-    fn a_second_holder_is_refused_with_the_first_named() {
+    fn a_second_state_lock_is_refused_with_the_first_named() {
         let state = tempfile::tempdir().unwrap();
         let spec: StoreSpec = "dotenv:/tmp/x/.env".parse().unwrap();
-        let held = acquire(state.path(), &spec, "m-1").unwrap();
-        let e = acquire(state.path(), &spec, "m-2").unwrap_err();
+        let held = state_lock(state.path(), &spec, "k", EX, "m-1").unwrap();
+        let e = state_lock(state.path(), &spec, "k", SH, "m-2").unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, EngineError::Locked { .. }), "{msg}");
         assert!(
@@ -492,31 +544,25 @@ mod tests {
         assert!(msg.contains("m-1"), "{msg}");
         assert_eq!(fsutil::mode_of(&held.path), Some(0o600));
         drop(held);
-        let again = acquire(state.path(), &spec, "m-3").unwrap();
-        assert!(again.stale.is_none(), "our own finished lock is not stale");
-    }
-
-    #[test]
-    fn same_store_twice_is_refused_and_different_paths_do_not_conflict() {
-        let state = tempfile::tempdir().unwrap();
-        let a: StoreSpec = "dotenv:/tmp/x/a.env".parse().unwrap();
-        let b: StoreSpec = "sqlite:/tmp/x/b.db".parse().unwrap();
-        let _l = acquire_pair(state.path(), &a, &b, "m").unwrap();
-        let e = acquire_pair(state.path(), &a, &a, "m2").unwrap_err();
-        assert!(matches!(e, EngineError::Refused(_)));
+        let a = state_lock(state.path(), &spec, "k", SH, "m-3").unwrap();
+        assert!(a.stale.is_none(), "our own finished lock is not stale");
+        let _b = state_lock(state.path(), &spec, "k", SH, "m-4").expect("shared with shared");
+        assert!(state_lock(state.path(), &spec, "other", EX, "m-5").is_ok());
     }
 
     #[test]
     fn url_locations_never_hold_the_password() {
+        let state = tempfile::tempdir().unwrap();
         let spec: StoreSpec = "postgres://u:hunter2@h/db".parse().unwrap();
-        assert!(!location_key(&spec).contains("hunter2"));
+        let l = state_lock(state.path(), &spec, "postgres:x", EX, "m").unwrap();
+        assert!(!l.path.display().to_string().contains("hunter2"));
     }
 
     #[test]
     fn a_dead_holder_is_reported_as_stale() {
         let state = tempfile::tempdir().unwrap();
         let spec: StoreSpec = "dotenv:/tmp/y/.env".parse().unwrap();
-        let path = lock_path(state.path(), &spec);
+        let path = lock_path(state.path(), spec.scheme(), "k");
         fsutil::ensure_private_dir(path.parent().unwrap()).unwrap();
         // A pid far above pid_max: no such process.
         let dead = Holder {
@@ -527,7 +573,7 @@ mod tests {
             since: "t".into(),
         };
         std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
-        let l = acquire(state.path(), &spec, "new").unwrap();
+        let l = state_lock(state.path(), &spec, "k", EX, "new").unwrap();
         assert_eq!(l.stale, Some(dead));
     }
 
@@ -551,16 +597,16 @@ mod tests {
         assert_eq!(guard_path(&direct).unwrap().unwrap(), path);
 
         // Held here: shared (the engine's lock and Store::lock are one).
-        let g = guard(&via_link, Duration::ZERO).unwrap().unwrap();
+        let g = guard(&via_link, EX, Duration::ZERO).unwrap().unwrap();
         assert_eq!(fsutil::mode_of(&path), Some(0o600));
-        let g2 = guard(&direct, Duration::ZERO).unwrap().unwrap();
+        let g2 = guard(&direct, EX, Duration::ZERO).unwrap().unwrap();
         drop(g);
         assert!(path.exists());
         drop(g2);
         assert!(!path.exists(), "released locks leave no file");
 
         // Held by another process (another open file description): refused
-        // after the wait, naming who holds it.
+        // after the wait, typed, naming who holds it.
         let other = Holder {
             pid: 4242,
             host: "elsewhere".into(),
@@ -571,10 +617,10 @@ mod tests {
         std::fs::write(&path, serde_json::to_string(&other).unwrap()).unwrap();
         let f = File::open(&path).unwrap();
         // SAFETY: flock on a descriptor we own.
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
-        let e = guard(&via_link, Duration::from_millis(120))
-            .unwrap_err()
-            .to_string();
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
+        let e = guard(&via_link, EX, Duration::from_millis(120)).unwrap_err();
+        assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+        let e = e.to_string();
         for part in [
             "pid 4242",
             "alice",
@@ -584,18 +630,45 @@ mod tests {
         ] {
             assert!(e.contains(part), "{part}: {e}");
         }
-        let state = tempfile::tempdir().unwrap();
-        let e = acquire(state.path(), &direct, "m-2").unwrap_err();
-        assert!(matches!(e, EngineError::Locked { .. }), "{e}");
-        assert!(e.to_string().contains("pid 4242"), "{e}");
+        // A reader shares a reader's lock, and leaves the file to it.
+        let r = guard(&direct, SH, Duration::ZERO).unwrap().unwrap();
+        drop(r);
+        assert!(path.exists(), "the other reader still holds it");
         drop(f);
         // The holder is gone: taken over.
-        let l = acquire(state.path(), &direct, "m-3").unwrap();
-        assert!(l.guard.is_some());
+        let l = guard(&direct, EX, Duration::ZERO).unwrap();
+        assert!(l.is_some());
     }
 
     #[test]
-    fn the_keyring_lock_is_per_service_in_a_private_runtime_dir() {
+    fn a_planted_link_or_foreign_file_is_refused_and_left_alone() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("vault.enc");
+        std::fs::write(&victim, "precious").unwrap();
+        let app = dir.path().join("app.env");
+        std::fs::write(&app, "A=1\n").unwrap();
+        let spec: StoreSpec = format!("dotenv:{}", app.display()).parse().unwrap();
+        let lock = dir.path().join(".app.env.credshift-lock");
+        symlink(&victim, &lock).unwrap();
+        let e = guard(&spec, EX, Duration::ZERO).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        std::fs::remove_file(&lock).unwrap();
+        // A hard link to the victim, or a file holding something else.
+        std::fs::hard_link(&victim, &lock).unwrap();
+        let e = guard(&spec, SH, Duration::ZERO).unwrap_err().to_string();
+        assert!(e.contains("hard links"), "{e}");
+        std::fs::remove_file(&lock).unwrap();
+        std::fs::write(&lock, "not a lock record").unwrap();
+        let e = guard(&spec, EX, Duration::ZERO).unwrap_err().to_string();
+        assert!(e.contains("something other than a lock record"), "{e}");
+        assert_eq!(std::fs::read_to_string(&lock).unwrap(), "not a lock record");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+
+    #[test]
+    fn the_keyring_lock_is_per_service_in_a_fixed_private_dir() {
         let a = guard_path(&"keyring:svc-a".parse().unwrap())
             .unwrap()
             .unwrap();
@@ -605,6 +678,9 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.parent(), b.parent());
         let dir = a.parent().unwrap();
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        assert_eq!(dir, Path::new(&format!("/tmp/credshift-{uid}")));
         assert_eq!(fsutil::mode_of(dir), Some(0o700));
         assert!(
             guard_path(&"postgres://u@h/db".parse().unwrap())

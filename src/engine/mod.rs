@@ -72,6 +72,7 @@ pub mod lock;
 pub mod memstore;
 pub mod plan;
 pub mod recovery;
+pub mod session;
 pub mod state;
 pub mod types;
 

@@ -12,14 +12,14 @@ use crate::engine::backup::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::execute::{
     self, Control, MigrationKeys, Run, Tally, cleanup_items, migration_backup_key, planned_items,
-    recover_keys, undo_all,
+    undo_all,
 };
 use crate::engine::fingerprint;
 use crate::engine::inventory::now_ms;
 use crate::engine::journal::{Journal, Record, Totals};
-use crate::engine::lock;
 use crate::engine::memstore::MemStore;
 use crate::engine::plan;
+use crate::engine::session::{self, Recovered, Use};
 use crate::engine::state::{self, State};
 use crate::engine::types::{
     Action, BackupSummary, ConflictPolicy, Failure, HistoryEntry, MigrationDetail, MigrationId,
@@ -63,18 +63,6 @@ pub fn detail(state_dir: &Path, id: &MigrationId) -> Result<MigrationDetail> {
     })
 }
 
-/// Turn a journal's store text back into a spec. Passwords are never
-/// journaled: a redacted `:***@` URL reopens with the password from
-/// `--db-password-file`, `PGPASSWORD` or `~/.pgpass` (see `store::pgurl`).
-fn spec_of(text: &str) -> Result<StoreSpec> {
-    text.parse::<StoreSpec>()
-        .map_err(|e| EngineError::Refused(e.to_string()))
-}
-
-fn open_spec(text: &str, opts: &OpenOptions) -> Result<Box<dyn Store>> {
-    Ok(store::open(&spec_of(text)?, opts)?)
-}
-
 fn load_backup(
     state: &State,
     keys: &MigrationKeys,
@@ -103,9 +91,24 @@ fn load_backup(
 /// fingerprints (value, and metadata when the target keeps it).
 pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
     let st = State::load(state_dir, id)?;
-    let target = open_spec(&st.to, opts)?;
-    let _lock = lock::acquire(state_dir, target.spec(), &id.0)?;
-    let fp = recover_keys(&st, opts)?.fp;
+    // Verify reads the target; the source is held shared when it is there
+    // so no cleanup or other writer runs beside it.
+    let Recovered {
+        st,
+        target,
+        keys,
+        mut journal,
+        locks: _locks,
+        ..
+    } = session::recover(
+        state_dir,
+        &st,
+        opts,
+        Some(Use::READ_IF_THERE),
+        Some(Use::READ),
+    )?;
+    let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
+    let fp = keys.fp;
     let keeps = target.probe().keeps_metadata;
     let mut failures = Vec::new();
     let mut ok = 0;
@@ -145,7 +148,6 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
             }),
         }
     }
-    let mut journal = Journal::open(&st.dir)?;
     journal.append(Record::VerifyRun {
         verified: ok,
         mismatched: failures.len(),
@@ -184,11 +186,18 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result
             )));
         }
     }
-    let source = open_spec(&st.from, opts)?;
-    let target = open_spec(&st.to, opts)?;
-    let _locks = lock::acquire_pair(state_dir, source.spec(), target.spec(), &id.0)?;
-    let keys = recover_keys(&st, opts)?;
-    let mut journal = Journal::open(&st.dir)?;
+    // Cleanup deletes from the source and compares with the target.
+    let Recovered {
+        source,
+        target,
+        keys,
+        mut journal,
+        locks: _locks,
+        ..
+    } = session::recover(state_dir, &st, opts, Some(Use::WRITE), Some(Use::READ))?;
+    let (Some(source), Some(target)) = (source, target) else {
+        return Err(EngineError::Refused("a store is missing".into()));
+    };
     run_cleanup(
         state_dir,
         id,
@@ -282,11 +291,29 @@ pub fn resume_with(
         }
         _ => {}
     }
-    let source = open_spec(&st.from, opts)?;
-    let target = open_spec(&st.to, opts)?;
-    let _locks = lock::acquire_pair(state_dir, source.spec(), target.spec(), &id.0)?;
-    let keys = recover_keys(&st, opts)?;
-    let mut journal = Journal::open(&st.dir)?;
+    // Resume writes the target, and the source too when it cleans up.
+    let deletes = st.delete_source || st.cleanup.is_some();
+    let Recovered {
+        st,
+        source,
+        target,
+        keys,
+        mut journal,
+        locks: _locks,
+    } = session::recover(
+        state_dir,
+        &st,
+        opts,
+        Some(Use::write_if(deletes)),
+        Some(Use::WRITE),
+    )?;
+    let (Some(source), Some(target)) = (source, target) else {
+        return Err(EngineError::Refused("a store is missing".into()));
+    };
+    if st.status() == MigrationStatus::Completed {
+        // Finished by another run while this one waited for its locks.
+        return Ok(st.report());
+    }
     if st.finished.is_some() && st.cleanup == Some(false) {
         // Only the cleanup after a finished migration was interrupted:
         // finish it; the migration's own outcome stands.
@@ -423,21 +450,34 @@ pub fn rollback_with(
     if st.rolled_back == Some(true) {
         return Ok(st.report());
     }
-    let target = open_spec(&st.to, opts)?;
     // Every item whose delete from the source began (a crash may have
-    // come before its outcome was journaled).
+    // come before its outcome was journaled) is put back: the source is
+    // then written; else it is only held shared when it is there.
     let source_needed = !st.delete_begun.is_empty();
-    let source = if source_needed {
-        Some(open_spec(&st.from, opts)?)
-    } else {
-        None
-    };
-    let _locks = match &source {
-        Some(s) => lock::acquire_pair(state_dir, s.spec(), target.spec(), &id.0)?,
-        None => vec![lock::acquire(state_dir, target.spec(), &id.0)?],
-    };
-    let keys = recover_keys(&st, opts)?;
-    let mut journal = Journal::open(&st.dir)?;
+    let Recovered {
+        st,
+        source,
+        target,
+        keys,
+        mut journal,
+        locks: _locks,
+    } = session::recover(
+        state_dir,
+        &st,
+        opts,
+        Some(if source_needed {
+            Use::WRITE
+        } else {
+            Use::READ_IF_THERE
+        }),
+        Some(Use::WRITE),
+    )?;
+    if st.rolled_back == Some(true) {
+        // Rolled back by another run while this one waited for its locks.
+        return Ok(st.report());
+    }
+    let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
+    let source = if source_needed { source } else { None };
     let needs_old = st
         .begun
         .iter()
@@ -502,6 +542,35 @@ pub fn rollback_with(
     Ok(st.report())
 }
 
+/// An operation on a recorded migration, for [`start_recovery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryOp {
+    Resume,
+    Rollback,
+    Verify,
+    Cleanup,
+}
+
+/// Start `op` on migration `id` on a worker thread: the same
+/// [`execute::MigrationHandle`] as a migration (progress events, cancel,
+/// join), the same session preamble inside.
+pub fn start_recovery(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &OpenOptions,
+    op: RecoveryOp,
+) -> Result<execute::MigrationHandle> {
+    let dir = state::migration_dir(state_dir, id);
+    let (state_dir, mid, opts) = (state_dir.to_path_buf(), id.clone(), opts.clone());
+    let name = format!("{op:?}").to_lowercase();
+    execute::MigrationHandle::spawn(id.clone(), dir, &name, move |ctl| match op {
+        RecoveryOp::Resume => resume_with(&state_dir, &mid, &opts, &ctl),
+        RecoveryOp::Rollback => rollback_with(&state_dir, &mid, &opts, &ctl),
+        RecoveryOp::Verify => verify(&state_dir, &mid, &opts),
+        RecoveryOp::Cleanup => cleanup(&state_dir, &mid, &opts),
+    })
+}
+
 /// Where [`backup()`] puts the key file it generates when no passphrase
 /// (and no `--key-file`) is in use.
 #[derive(Debug, Clone, Copy)]
@@ -554,6 +623,7 @@ pub fn backup(
             out.display()
         )));
     }
+    let _locks = session::read_only(source)?;
     let scan = source.read_all()?;
     let key_file = match (&opts.passphrase, &opts.key_file, key_out) {
         (Some(p), _, _) => {

@@ -61,6 +61,10 @@ pub struct State {
     pub started_at: String,
     pub from: String,
     pub to: String,
+    /// The stores' identities when the migration started (`None` in
+    /// journals written before they were recorded).
+    pub from_identity: Option<crate::store::StoreIdentity>,
+    pub to_identity: Option<crate::store::StoreIdentity>,
     pub on_conflict: ConflictPolicy,
     pub delete_source: bool,
     pub selection: Option<Vec<CredentialId>>,
@@ -129,6 +133,8 @@ impl State {
             selection,
             backup_key,
             kdf,
+            from_identity,
+            to_identity,
             ..
         } = &first.record
         else {
@@ -143,6 +149,8 @@ impl State {
             started_at: first.at.clone(),
             from: from.clone(),
             to: to.clone(),
+            from_identity: from_identity.clone(),
+            to_identity: to_identity.clone(),
             on_conflict: *on_conflict,
             delete_source: *delete_source,
             selection: selection.clone(),

@@ -604,6 +604,10 @@ impl DotenvStore {
 }
 
 impl Store for DotenvStore {
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        crate::store::path_identity(self.spec())
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }

@@ -258,11 +258,24 @@ pub(crate) fn dup_error(e: &StoreError) -> StoreError {
             seconds: *seconds,
             what: what.clone(),
         },
+        StoreError::Locked {
+            location,
+            holder,
+            seconds,
+        } => StoreError::Locked {
+            location: location.clone(),
+            holder: holder.clone(),
+            seconds: *seconds,
+        },
         StoreError::Other(s) => StoreError::Other(s.clone()),
     }
 }
 
 impl Store for EnvelopeFileStore {
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        crate::store::path_identity(self.spec())
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }

@@ -105,6 +105,14 @@ impl EnvStore {
 }
 
 impl Store for EnvStore {
+    /// Every `env:` prefix reads one process environment.
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        Ok(crate::store::StoreIdentity::named(
+            "env",
+            "process environment",
+        ))
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }

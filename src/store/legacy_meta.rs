@@ -298,7 +298,7 @@ impl Parent {
 /// everything else is the inner store's (see [`crate::store::wrapper`]).
 #[deny(clippy::missing_trait_methods)]
 impl Store for LegacyMeta {
-    forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock);
+    forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock, identity);
 
     fn list(&self) -> Result<Listing> {
         self.seen().clear();
@@ -706,7 +706,8 @@ mod tests {
     }
 
     impl Store for Counted {
-        forward!(inner; spec, probe, list, read, write, delete, read_all, write_many, delete_many);
+        forward!(inner; spec, probe, list, read, write, delete, read_all, write_many, delete_many,
+            identity);
         fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
             self.reads.fetch_add(ids.len(), Ordering::SeqCst);
             self.inner.read_many(ids)

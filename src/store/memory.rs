@@ -64,6 +64,16 @@ impl AsRef<dyn Store> for Memory {
 }
 
 impl Store for Memory {
+    /// What its spec names (a restored backup: the backup file), so a
+    /// recovery that opens the spec finds the same identity.
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        Ok(
+            crate::store::offline_identity(&self.spec).unwrap_or_else(|| {
+                crate::store::StoreIdentity::named("memory", &self.spec.to_string())
+            }),
+        )
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }

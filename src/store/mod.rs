@@ -10,12 +10,14 @@ use serde::Serialize;
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
+pub use identity::StoreIdentity;
 
 pub mod bundle;
 pub mod dotenv;
 pub mod encrypted;
 pub mod env;
 pub mod faults;
+pub mod identity;
 pub mod keyring;
 pub mod laravel;
 pub mod legacy_meta;
@@ -248,29 +250,39 @@ pub trait Store: Send + Sync {
         Vec::new()
     }
 
-    /// A lock the store itself provides for the duration of a migration
-    /// (PostgreSQL: a session advisory lock keyed by the store's tables),
-    /// held until the returned guard is dropped. Waits up to `wait`, then
-    /// fails with [`StoreError::Timeout`]. `Ok(None)`: the store has no lock
-    /// of its own (the engine uses a file lock keyed by the store's path).
+    /// What this store *is*, whatever its spec's spelling (see
+    /// [`StoreIdentity`]): files by canonical path (plus device and inode),
+    /// PostgreSQL by the server's `system_identifier`, database and table,
+    /// the keyring by service. The engine refuses a migration whose two
+    /// ends are one store, and recovery refuses a store whose identity is
+    /// not the one the journal recorded. May connect (a database).
+    fn identity(&self) -> Result<StoreIdentity>;
+
+    /// The lock that lives with the store, held until the returned guard is
+    /// dropped: shared for an operation that only reads the store,
+    /// exclusive for one that writes or deletes. Waits up to `wait`, then
+    /// fails with [`StoreError::Locked`] naming the holder. `Ok(None)`: the
+    /// store has no lock (`env:` is read-only). Only the engine's session
+    /// preamble ([`crate::engine::session`]) calls it.
     ///
     /// By default, file stores lock `.NAME.credshift-lock` next to their
-    /// file and the keyring a per-service file in the user's runtime dir
-    /// ([`crate::engine::lock::guard`]), so credshift processes exclude each
-    /// other whatever their state dirs.
-    fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        match crate::engine::lock::guard(self.spec(), wait) {
-            Ok(g) => Ok(g.map(|g| Box::new(g) as Box<dyn StoreLock>)),
-            Err(StoreError::Other(what)) if what.contains("is locked by") => {
-                Err(StoreError::Timeout {
-                    location: self.spec().to_string(),
-                    seconds: wait.as_secs(),
-                    what,
-                })
-            }
-            Err(e) => Err(e),
-        }
+    /// file and the keyring a per-service file in a fixed per-user
+    /// directory ([`crate::engine::lock::guard`]), so credshift processes
+    /// exclude each other whatever their state dirs or environments.
+    /// PostgreSQL stores take an advisory lock in the database.
+    fn lock(&self, mode: LockMode, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
+        Ok(crate::engine::lock::guard(self.spec(), mode, wait)?
+            .map(|g| Box::new(g) as Box<dyn StoreLock>))
     }
+}
+
+/// How an operation holds a store: shared to read, exclusive to write or
+/// delete. Shared holders exclude exclusive ones, not each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMode {
+    Shared,
+    Exclusive,
 }
 
 /// A store-provided lock; dropping it releases the lock.
@@ -437,6 +449,23 @@ impl StoreSpec {
         }
     }
 
+    /// The spec with a relative path made absolute against the current
+    /// directory (links left as they are): what a journal records, so
+    /// recovery acts on the same file whatever its own directory.
+    pub fn absolute(&self) -> StoreSpec {
+        let abs = |p: &PathBuf| identity::absolute(p);
+        match self {
+            StoreSpec::PromptTrain(p) => StoreSpec::PromptTrain(abs(p)),
+            StoreSpec::ModelForge(p) => StoreSpec::ModelForge(abs(p)),
+            StoreSpec::Dotenv(p) => StoreSpec::Dotenv(abs(p)),
+            StoreSpec::Encrypted(p) => StoreSpec::Encrypted(abs(p)),
+            StoreSpec::Sqlite(p) => StoreSpec::Sqlite(abs(p)),
+            StoreSpec::LaravelSqlite(p) => StoreSpec::LaravelSqlite(abs(p)),
+            StoreSpec::Bundle(p) => StoreSpec::Bundle(abs(p)),
+            other => other.clone(),
+        }
+    }
+
     /// The PostgreSQL URL, for database stores.
     pub fn url(&self) -> Option<&str> {
         match self {
@@ -519,59 +548,41 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     Ok(faults::wrap_from_env(legacy_meta::wrap(store)))
 }
 
-/// True when two specs name the same store, whatever their schemes: the
-/// same file (compared by device and inode when it exists, by canonical
-/// path otherwise, symbolic links followed) or the same URL/service. A
-/// migration from a store to itself is refused before anything runs: it
-/// would find every item "identical" and `--delete-source` would empty it.
+/// True when two specs name the same store, whatever their schemes, as
+/// far as can be told without connecting: the same file (device and
+/// inode, else canonical path, links followed), the same keyring service,
+/// the same PostgreSQL server spelling (host `localhost`/`127.0.0.1`/`::1`
+/// as one, default port, `postgresql://`, `sslmode` ignored) with the same
+/// database and tables. For the wizard, which must not block on a server;
+/// the engine decides with [`Store::identity`] ([`same_store`]).
 pub fn same_location(a: &StoreSpec, b: &StoreSpec) -> bool {
-    match (a.path(), b.path()) {
-        (Some(pa), Some(pb)) => same_file(pa, pb),
-        (None, None) => match (a, b) {
-            (StoreSpec::Keyring(x), StoreSpec::Keyring(y)) => x == y,
-            (StoreSpec::Env(_), StoreSpec::Env(_)) => true,
-            _ => a.scheme() == b.scheme() && a.raw() == b.raw(),
-        },
+    match (offline_identity(a), offline_identity(b)) {
+        (Some(x), Some(y)) => x.same_store(&y),
         _ => false,
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
-        return ma.dev() == mb.dev() && ma.ino() == mb.ino();
+/// The identity a spec names, when it can be told without connecting.
+pub fn offline_identity(spec: &StoreSpec) -> Option<StoreIdentity> {
+    if let Some(p) = spec.path() {
+        return Some(StoreIdentity::of_path(p));
     }
-    canonical(a) == canonical(b)
+    match spec {
+        StoreSpec::Keyring(s) => Some(StoreIdentity::named("keyring", s)),
+        StoreSpec::Env(_) => Some(StoreIdentity::named("env", "process environment")),
+        _ => pg::offline_identity(spec),
+    }
 }
 
-/// The absolute path a (possibly not yet existing) file will have: links
-/// followed, the nearest existing ancestor canonicalized.
-fn canonical(p: &Path) -> PathBuf {
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(p)
-    };
-    let real = crate::fsutil::resolve_links(&abs);
-    if let Ok(c) = std::fs::canonicalize(&real) {
-        return c;
-    }
-    let mut tail = Vec::new();
-    let mut cur = real.as_path();
-    while let Some(parent) = cur.parent() {
-        if let Some(name) = cur.file_name() {
-            tail.push(name.to_os_string());
-        }
-        if let Ok(c) = std::fs::canonicalize(parent) {
-            let mut out = c;
-            for n in tail.iter().rev() {
-                out.push(n);
-            }
-            return out;
-        }
-        cur = parent;
-    }
-    real
+/// The identity of a store that is a file or directory (every store whose
+/// spec has a path): what those stores answer to [`Store::identity`].
+pub fn path_identity(spec: &StoreSpec) -> Result<StoreIdentity> {
+    offline_identity(spec).ok_or_else(|| StoreError::Other(format!("{spec}: not a file store")))
+}
+
+/// Whether two opened stores are one store, by their identities.
+pub fn same_store(a: &dyn Store, b: &dyn Store) -> Result<bool> {
+    Ok(a.identity()?.same_store(&b.identity()?))
 }
 
 /// Shared helper for stores that cannot be written to.

@@ -491,6 +491,10 @@ impl ModelForgeStore {
 }
 
 impl Store for ModelForgeStore {
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        crate::store::path_identity(self.spec())
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::credential::Secret;
 use crate::error::{Result, StoreError};
-use crate::store::{OpenOptions, StoreLock, StoreSpec, pgurl};
+use crate::store::{LockMode, OpenOptions, StoreIdentity, StoreLock, StoreSpec, pgurl};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -303,8 +303,13 @@ impl Conn {
 
     /// A session advisory lock on a connection of its own (see
     /// [`AdvisoryLock::acquire`]).
-    pub fn advisory_lock(&self, name: &str, wait: Duration) -> Result<AdvisoryLock> {
-        AdvisoryLock::acquire(&self.spec, &self.auth, name, wait)
+    pub fn advisory_lock(&self, mode: LockMode, wait: Duration) -> Result<AdvisoryLock> {
+        AdvisoryLock::acquire(&self.spec, &self.auth, mode, wait)
+    }
+
+    /// The store's identity, asked of the server (see [`server_identity`]).
+    pub fn identity(&self) -> Result<StoreIdentity> {
+        self.with_client(|c| server_identity(&self.spec, c))
     }
 
     /// Run `f` on the connection. Driver errors go through [`classify`];
@@ -339,12 +344,111 @@ impl Conn {
     }
 }
 
+/// The tables a PostgreSQL spec's store owns, as one name: the key of its
+/// advisory lock and the table part of its identity. Laravel's two table
+/// names are one store (one app's credentials).
+pub fn tables_of(spec: &StoreSpec) -> &'static str {
+    match spec {
+        StoreSpec::PromptTrainDb(_) => "prompttrain-db:accounts",
+        StoreSpec::LaravelPostgres(_) => "laravel:a_i_credentials",
+        _ => crate::store::postgres::CREDENTIALS_TABLE,
+    }
+}
+
+/// What a PostgreSQL store is: the server's `system_identifier` (one per
+/// cluster, whatever host name or port reaches it), else, when the role
+/// may not call `pg_control_system()`, the address and port the server
+/// sees itself on (loopback addresses as one); plus the database, the
+/// schema and the store's tables.
+pub fn server_identity(spec: &StoreSpec, c: &mut Client) -> Result<StoreIdentity> {
+    let fail = |e: postgres::Error| classify(spec, "identity", &e);
+    let row = c
+        .query_one(
+            "SELECT current_database()::text, current_schema()::text",
+            &[],
+        )
+        .map_err(fail)?;
+    let (db, schema): (String, Option<String>) = (row.get(0), row.get(1));
+    let schema = schema.unwrap_or_else(|| "public".into());
+    let server = match c.query_one(
+        "SELECT system_identifier::text FROM pg_control_system()",
+        &[],
+    ) {
+        Ok(r) => format!("system {}", r.get::<_, String>(0)),
+        Err(e) if e.as_db_error().is_some() => {
+            let r = c
+                .query_one("SELECT host(inet_server_addr()), inet_server_port()", &[])
+                .map_err(fail)?;
+            let addr: Option<String> = r.get(0);
+            let port: Option<i32> = r.get(1);
+            let addr = match addr.as_deref() {
+                None => "local".to_string(),
+                Some(a) if is_loopback(a) => "loopback".to_string(),
+                Some(a) => a.to_string(),
+            };
+            format!(
+                "address {addr}:{}",
+                port.unwrap_or(pgurl::DEFAULT_PORT as i32)
+            )
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let tables = tables_of(spec);
+    Ok(StoreIdentity {
+        kind: "postgres".into(),
+        key: format!("postgres:{server}/{db}/{schema}/{tables}"),
+        aliases: Vec::new(),
+        display: format!("PostgreSQL {server}, database {db}, schema {schema}, {tables}"),
+    })
+}
+
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The identity a PostgreSQL spec names as far as its text tells (no
+/// connection): loopback host names as one, the default port filled in,
+/// the scheme and `sslmode` ignored; database (or user) and tables.
+pub fn offline_identity(spec: &StoreSpec) -> Option<StoreIdentity> {
+    let url = spec.url()?;
+    let parsed = pgurl::PgUrl::parse(url).ok()?;
+    let (url, _) = split_tls(&drop_redacted_password_param(&parsed.without_password())).ok()?;
+    let config = postgres::Config::from_str(&url).ok()?;
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) if !is_loopback(h) => h.to_ascii_lowercase(),
+        // A Unix socket reaches the local server, as loopback does.
+        _ => "loopback".into(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(pgurl::DEFAULT_PORT);
+    let user = config.get_user().map(str::to_string).or_else(default_user);
+    let db = config
+        .get_dbname()
+        .map(str::to_string)
+        .or(user)
+        .unwrap_or_default();
+    let tables = tables_of(spec);
+    Some(StoreIdentity {
+        kind: "postgres".into(),
+        key: format!("postgres-url:{host}:{port}/{db}/{tables}"),
+        aliases: Vec::new(),
+        display: format!("PostgreSQL {host}:{port}, database {db}, {tables}"),
+    })
+}
+
 /// A session advisory lock on its own connection, released on drop (or
 /// when the connection dies, so a crashed process never leaves it held).
 pub struct AdvisoryLock {
     client: Client,
     key: i64,
     name: String,
+    mode: LockMode,
 }
 
 impl AdvisoryLock {
@@ -356,20 +460,35 @@ impl AdvisoryLock {
         i64::from_be_bytes(b)
     }
 
-    /// Take the lock named `name` in the spec's database, polling until
-    /// `wait` has passed.
+    /// Take the lock of the spec's tables ([`tables_of`]) in its database,
+    /// shared or exclusive, polling until `wait` has passed; then
+    /// [`StoreError::Locked`] names the sessions holding it. The lock's
+    /// connection names this process (`application_name`), so a refused
+    /// run can say who holds it and since when.
     pub fn acquire(
         spec: &StoreSpec,
         auth: &DbAuth,
-        name: &str,
+        mode: LockMode,
         wait: Duration,
     ) -> Result<AdvisoryLock> {
+        let name = tables_of(spec);
         let mut client = connect(spec, auth)?;
+        let me = format!(
+            "credshift pid {} on {}",
+            std::process::id(),
+            crate::engine::lock::hostname()
+        );
+        // Best effort: a role that may not set it still locks.
+        let _ = client.execute("SELECT set_config('application_name', $1, false)", &[&me]);
         let key = Self::key_for(name);
+        let sql = match mode {
+            LockMode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
+            LockMode::Exclusive => "SELECT pg_try_advisory_lock($1)",
+        };
         let start = Instant::now();
         loop {
             let got: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .query_one(sql, &[&key])
                 .map_err(|e| classify(spec, "advisory lock", &e))?
                 .get(0);
             if got {
@@ -377,13 +496,15 @@ impl AdvisoryLock {
                     client,
                     key,
                     name: name.to_string(),
+                    mode,
                 });
             }
             if start.elapsed() >= wait {
-                return Err(StoreError::Timeout {
+                return Err(StoreError::Locked {
                     location: spec.to_string(),
+                    holder: holders(&mut client, key)
+                        .unwrap_or_else(|| format!("another session holds the lock on {name}")),
                     seconds: wait.as_secs(),
-                    what: format!("another credshift process holds the lock on {name}"),
                 });
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -391,17 +512,61 @@ impl AdvisoryLock {
     }
 }
 
+/// Who holds advisory lock `key`: each session's application name, role,
+/// client address and since when its connection exists (the lock's own
+/// connection, opened for it). `None` when the server will not say.
+fn holders(client: &mut Client, key: i64) -> Option<String> {
+    let (hi, lo) = ((key >> 32) as u32 as i64, key as u32 as i64);
+    let rows = client
+        .query(
+            "SELECT coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+                    coalesce(host(a.client_addr), 'local socket'), \
+                    coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', \
+                                     'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), l.mode \
+             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+               AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1 \
+               AND l.pid <> pg_backend_pid()",
+            &[&hi, &lo],
+        )
+        .ok()?;
+    let list: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let (app, user, addr, since, mode): (String, String, String, String, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            let who = if app.is_empty() {
+                "a session".to_string()
+            } else {
+                app
+            };
+            let mode = if mode == "ShareLock" {
+                "shared"
+            } else {
+                "exclusive"
+            };
+            format!("{who}, database role {user}, from {addr}, {mode}, since {since}")
+        })
+        .collect();
+    (!list.is_empty()).then(|| list.join("; "))
+}
+
 impl StoreLock for AdvisoryLock {
     fn describe(&self) -> String {
-        format!("PostgreSQL advisory lock {} ({})", self.key, self.name)
+        format!(
+            "PostgreSQL advisory lock {} ({}, {:?})",
+            self.key, self.name, self.mode
+        )
     }
 }
 
 impl Drop for AdvisoryLock {
     fn drop(&mut self) {
-        let _ = self
-            .client
-            .execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
+        let sql = match self.mode {
+            LockMode::Shared => "SELECT pg_advisory_unlock_shared($1)",
+            LockMode::Exclusive => "SELECT pg_advisory_unlock($1)",
+        };
+        let _ = self.client.execute(sql, &[&self.key]);
     }
 }
 

@@ -30,7 +30,8 @@ pub use crate::store::pg::{
     AdvisoryLock, Conn, DbAuth, TlsMode, TlsSettings, classify, connect, split_tls,
 };
 use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreLock, StoreSpec,
+    Capability, Entry, Listing, LocationError, LockMode, OpenOptions, Scan, Store, StoreIdentity,
+    StoreLock, StoreSpec,
 };
 
 pub const CREDENTIALS_TABLE: &str = "credshift_credentials";
@@ -492,8 +493,12 @@ impl Store for PostgresStore {
         }
     }
 
-    fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        let lock = self.conn.advisory_lock(CREDENTIALS_TABLE, wait)?;
+    fn identity(&self) -> Result<StoreIdentity> {
+        self.conn.identity()
+    }
+
+    fn lock(&self, mode: LockMode, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
+        let lock = self.conn.advisory_lock(mode, wait)?;
         Ok(Some(Box::new(lock)))
     }
 }

@@ -431,6 +431,10 @@ fn now() -> String {
 }
 
 impl Store for SqliteStore {
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        crate::store::path_identity(self.spec())
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }

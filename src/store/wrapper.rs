@@ -107,9 +107,15 @@ macro_rules! forward {
     (@one [$($p:tt)+]; lock) => {
         fn lock(
             &self,
+            mode: $crate::store::LockMode,
             wait: std::time::Duration,
         ) -> $crate::error::Result<Option<Box<dyn $crate::store::StoreLock>>> {
-            self.$($p)+.lock(wait)
+            self.$($p)+.lock(mode, wait)
+        }
+    };
+    (@one [$($p:tt)+]; identity) => {
+        fn identity(&self) -> $crate::error::Result<$crate::store::StoreIdentity> {
+            self.$($p)+.identity()
         }
     };
     (@list $p:tt; $($m:ident),+ $(,)?) => {
@@ -134,7 +140,8 @@ mod tests {
     use crate::error::Result;
     use crate::store::faults::{Faults, FaultyStore};
     use crate::store::{
-        BatchHint, Capability, Entry, Listing, LocationError, Scan, Store, StoreLock, StoreSpec,
+        BatchHint, Capability, Entry, Listing, LocationError, LockMode, Scan, Store, StoreIdentity,
+        StoreLock, StoreSpec,
     };
 
     /// A store whose every method answers something no trait default
@@ -232,9 +239,12 @@ mod tests {
             self.called("unmigrated");
             vec!["marked unmigrated".into()]
         }
-        fn lock(&self, _: Duration) -> Result<Option<Box<dyn StoreLock>>> {
+        fn lock(&self, _: LockMode, _: Duration) -> Result<Option<Box<dyn StoreLock>>> {
             self.called("lock");
             Ok(Some(Box::new(MarkedLock)))
+        }
+        fn identity(&self) -> Result<StoreIdentity> {
+            Ok(StoreIdentity::named("marked", "identity"))
         }
     }
 
@@ -262,7 +272,15 @@ mod tests {
             w.unmigrated().iter().any(|l| l == "marked unmigrated"),
             "{what}: unmigrated"
         );
-        let lock = w.lock(Duration::ZERO).unwrap().expect("a lock");
+        let lock = w
+            .lock(LockMode::Exclusive, Duration::ZERO)
+            .unwrap()
+            .expect("a lock");
+        assert_eq!(
+            w.identity().unwrap().key,
+            "marked:identity",
+            "{what}: identity"
+        );
         assert_eq!(lock.describe(), "marked lock", "{what}: lock");
         let scan = w.read_all().unwrap();
         assert!(

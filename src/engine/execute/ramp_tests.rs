@@ -19,7 +19,7 @@ struct WholeFile {
 }
 
 impl Store for WholeFile {
-    forward!(inner; spec, probe, list, read, delete);
+    forward!(inner; spec, probe, list, read, delete, identity);
     fn write(&self, c: &Credential) -> Result<(), StoreError> {
         if self.fail {
             return Err(StoreError::item(&c.id, "refused"));

@@ -10,7 +10,7 @@ struct Counting {
 }
 
 impl Store for Counting {
-    forward!(inner; spec, probe, list, read, write, delete);
+    forward!(inner; spec, probe, list, read, write, delete, identity);
     fn write_many(&self, creds: &[Credential]) -> Vec<StoreResult<()>> {
         self.writes.lock().unwrap().push(creds.len());
         creds.iter().map(|c| self.inner.write(c)).collect()

@@ -12,7 +12,7 @@ struct Gated {
 }
 
 impl Store for Gated {
-    forward!(inner; spec, probe, list, read, delete);
+    forward!(inner; spec, probe, list, read, delete, identity);
     fn write(&self, c: &Credential) -> StoreResult<()> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst);
         if self.fail_after.is_some_and(|k| n >= k) {

@@ -11,7 +11,7 @@ struct DiesAfterWrite {
 }
 
 impl Store for DiesAfterWrite {
-    forward!(inner; spec, probe, list, read, delete, read_all);
+    forward!(inner; spec, probe, list, read, delete, read_all, identity);
     fn write(&self, c: &Credential) -> StoreResult<()> {
         self.write_many(std::slice::from_ref(c)).pop().unwrap()
     }
@@ -196,7 +196,7 @@ fn cleanup_deletes_only_what_is_still_verified_at_both_ends() {
 struct DeleteDoesNothing(MemStore);
 
 impl Store for DeleteDoesNothing {
-    forward!(0; spec, probe, list, read, write);
+    forward!(0; spec, probe, list, read, write, identity);
     fn delete(&self, _id: &CredentialId) -> StoreResult<bool> {
         Ok(true)
     }

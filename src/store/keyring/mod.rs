@@ -457,6 +457,16 @@ fn parse_metadata(attr: Option<&str>) -> Result<Metadata, String> {
 }
 
 impl Store for KeyringStore {
+    /// The service: one per user's keyring (the lock is per user too).
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        match self.spec() {
+            StoreSpec::Keyring(service) => {
+                Ok(crate::store::StoreIdentity::named("keyring", service))
+            }
+            other => Err(StoreError::Other(format!("{other}: not a keyring spec"))),
+        }
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }

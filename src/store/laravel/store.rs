@@ -511,19 +511,33 @@ impl Store for LaravelStore {
         })
     }
 
-    /// PostgreSQL: a session advisory lock on the table; SQLite: none (the
-    /// engine locks the file path).
-    fn lock(&self, wait: Duration) -> Result<Option<Box<dyn crate::store::StoreLock>>> {
-        match self.spec {
+    /// PostgreSQL: the server's identity (its own connection); SQLite:
+    /// the database file.
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        match &self.spec {
             StoreSpec::LaravelPostgres(_) => {
-                Ok(Some(Box::new(crate::store::pg::AdvisoryLock::acquire(
-                    &self.spec,
-                    &self.db_auth,
-                    "laravel:a_i_credentials",
-                    wait,
-                )?)))
+                let mut c = crate::store::pg::connect(&self.spec, &self.db_auth)?;
+                crate::store::pg::server_identity(&self.spec, &mut c)
             }
-            _ => Ok(None),
+            spec => Ok(crate::store::StoreIdentity::of_path(
+                spec.path().unwrap_or(std::path::Path::new(".")),
+            )),
+        }
+    }
+
+    /// PostgreSQL: a session advisory lock on the table; SQLite: the lock
+    /// file beside the database.
+    fn lock(
+        &self,
+        mode: crate::store::LockMode,
+        wait: Duration,
+    ) -> Result<Option<Box<dyn crate::store::StoreLock>>> {
+        match self.spec {
+            StoreSpec::LaravelPostgres(_) => Ok(Some(Box::new(
+                crate::store::pg::AdvisoryLock::acquire(&self.spec, &self.db_auth, mode, wait)?,
+            ))),
+            _ => Ok(crate::engine::lock::guard(&self.spec, mode, wait)?
+                .map(|g| Box::new(g) as Box<dyn crate::store::StoreLock>)),
         }
     }
 

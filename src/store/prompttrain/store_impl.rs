@@ -4,6 +4,10 @@
 use super::*;
 
 impl Store for PromptTrainStore {
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        crate::store::path_identity(self.spec())
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }

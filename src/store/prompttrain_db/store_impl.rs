@@ -586,8 +586,16 @@ impl Store for PromptTrainDb {
         })))
     }
 
-    fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        let lock = self.conn.advisory_lock("prompttrain-db:accounts", wait)?;
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        self.conn.identity()
+    }
+
+    fn lock(
+        &self,
+        mode: crate::store::LockMode,
+        wait: Duration,
+    ) -> Result<Option<Box<dyn StoreLock>>> {
+        let lock = self.conn.advisory_lock(mode, wait)?;
         Ok(Some(Box::new(lock)))
     }
 }
