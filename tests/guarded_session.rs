@@ -370,7 +370,8 @@ fn recovery_refuses_a_different_store_where_the_journaled_one_was() {
     std::fs::remove_file(&link).unwrap();
     std::os::unix::fs::symlink(d.join("real2/dst.env"), &link).unwrap();
     let real2 = std::fs::read(d.join("real2/dst.env")).unwrap();
-    for cmd in ["rollback", "verify", "resume"] {
+    // (resume of a completed migration has nothing to do and touches no store)
+    for cmd in ["rollback", "verify"] {
         let mut c = credshift(&state);
         c.args([cmd, "--migration-id", &id]);
         if cmd != "verify" {

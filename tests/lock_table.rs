@@ -72,19 +72,24 @@ struct Kind {
 }
 
 struct Ctx {
+    /// The kind this context is for: file names start with it.
+    name: &'static str,
     tmp: PathBuf,
     key: String,
     /// The second process's state dir and runtime dir.
     state: PathBuf,
     xdg: PathBuf,
-    n: std::cell::Cell<usize>,
+    n: std::sync::atomic::AtomicUsize,
 }
 
 impl Ctx {
+    fn next(&self) -> usize {
+        self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn fresh_env(&self, items: &[(&str, &str)]) -> String {
-        let i = self.n.get();
-        self.n.set(i + 1);
-        let p = self.tmp.join(format!("f{i}.env"));
+        let i = self.next();
+        let p = self.tmp.join(format!("{}-f{i}.env", self.name));
         write_env(&p, items);
         format!("dotenv:{}", p.display())
     }
@@ -261,8 +266,7 @@ fn attempt(ctx: &Ctx, k: &Kind, rec: &Recorded, op: Op, end: End) -> (i32, Strin
             id(&rec.to_k, &rec.from_k),
         ],
         Op::Backup => {
-            let out = ctx.tmp.join(format!("b{}.enc", ctx.n.get()));
-            ctx.n.set(ctx.n.get() + 1);
+            let out = ctx.tmp.join(format!("{}-b{}.enc", ctx.name, ctx.next()));
             [
                 "backup",
                 "--from",
@@ -305,6 +309,42 @@ fn attempt(ctx: &Ctx, k: &Kind, rec: &Recorded, op: Op, end: End) -> (i32, Strin
     (code, format!("{out}{err}"))
 }
 
+/// Every cell of the table for kind `k`: how many were checked, and the
+/// wrong ones.
+fn table_for(ctx: &Ctx, k: &Kind, ops: &[Op]) -> (usize, Vec<String>) {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    let rec = record(ctx, k);
+    for exclusive in [true, false] {
+        let holder = hold(ctx, k, exclusive);
+        for &op in ops {
+            for end in [End::Source, End::Target] {
+                let Some(want) = expect(exclusive, op, end) else {
+                    continue;
+                };
+                let (code, text) = attempt(ctx, k, &rec, op, end);
+                checked += 1;
+                let refused = code == 2 && text.contains("is locked by");
+                let ok = match want {
+                    // Refused, naming who holds it and since when.
+                    Expect::Refused => refused && text.contains("since"),
+                    Expect::Runs => code == 0,
+                };
+                if !ok {
+                    failures.push(format!(
+                        "{} held {}: {op:?} at the {end:?} end: expected {want:?}, got exit \
+                         {code}: {text}",
+                        k.name,
+                        if exclusive { "exclusive" } else { "shared" },
+                    ));
+                }
+            }
+        }
+        drop(holder);
+    }
+    (checked, failures)
+}
+
 #[test]
 fn a_second_process_is_refused_or_runs_as_the_table_says() {
     let tmp = tempfile::tempdir().unwrap();
@@ -319,13 +359,6 @@ fn a_second_process_is_refused_or_runs_as_the_table_says() {
     // SAFETY: set before this test (the only one in its binary) starts any
     // thread or process.
     unsafe { std::env::set_var("CREDSHIFT_LOCK_WAIT", "0") };
-    let ctx = Ctx {
-        tmp: tmp.path().to_path_buf(),
-        key: key.display().to_string(),
-        state: tmp.path().join("state"),
-        xdg,
-        n: std::cell::Cell::new(0),
-    };
     let mut kinds = vec![
         Kind {
             name: "dotenv",
@@ -357,40 +390,28 @@ fn a_second_process_is_refused_or_runs_as_the_table_says() {
         Op::Rollback,
         Op::Restore,
     ];
-    let mut checked = 0;
-    let mut failures = Vec::new();
-    for k in &kinds {
-        let rec = record(&ctx, k);
-        for exclusive in [true, false] {
-            let holder = hold(&ctx, k, exclusive);
-            for op in ops {
-                for end in [End::Source, End::Target] {
-                    let Some(want) = expect(exclusive, op, end) else {
-                        continue;
-                    };
-                    let (code, text) = attempt(&ctx, k, &rec, op, end);
-                    checked += 1;
-                    let refused = code == 2 && text.contains("is locked by");
-                    let ok = match want {
-                        Expect::Refused => refused,
-                        Expect::Runs => code == 0,
-                    };
-                    if !ok {
-                        failures.push(format!(
-                            "{} held {}: {op:?} at the {end:?} end: expected {want:?}, got exit \
-                             {code}: {text}",
-                            k.name,
-                            if exclusive { "exclusive" } else { "shared" },
-                        ));
-                    } else if refused {
-                        // Who holds it, and since when.
-                        assert!(text.contains("since"), "{}: {text}", k.name);
-                    }
-                }
-            }
-            drop(holder);
-        }
-    }
+    // One thread per kind: the kinds share nothing but the key file.
+    let results: Vec<(usize, Vec<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = kinds
+            .iter()
+            .map(|k| {
+                // Each kind has its own second-process state dir.
+                let ctx = Ctx {
+                    name: k.name,
+                    tmp: tmp.path().to_path_buf(),
+                    key: key.display().to_string(),
+                    state: tmp.path().join(format!("state-{}", k.name)),
+                    xdg: xdg.clone(),
+                    n: std::sync::atomic::AtomicUsize::new(0),
+                };
+                let ops = &ops;
+                scope.spawn(move || table_for(&ctx, k, ops))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked: usize = results.iter().map(|r| r.0).sum();
+    let failures: Vec<String> = results.into_iter().flat_map(|r| r.1).collect();
     assert!(
         failures.is_empty(),
         "{} of {checked} cells wrong:\n{}",
