@@ -378,8 +378,8 @@ fn spawn(
         backup_key,
         kdf,
         user: audit::who(),
-        from_identity: session.source_identity.clone(),
-        to_identity: session.target_identity.clone(),
+        from_identity: session.source_identity.clone().map(Box::new),
+        to_identity: session.target_identity.clone().map(Box::new),
     })?;
     let (tx, rx) = mpsc::channel();
     let cancel = Arc::new(AtomicBool::new(false));

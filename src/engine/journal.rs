@@ -101,9 +101,9 @@ pub enum Record {
         /// (absent in journals written before identities were recorded):
         /// recovery refuses a different store found at `from` or `to`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        from_identity: Option<StoreIdentity>,
+        from_identity: Option<Box<StoreIdentity>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        to_identity: Option<StoreIdentity>,
+        to_identity: Option<Box<StoreIdentity>>,
     },
     Planned {
         items: Vec<PlannedItem>,
