@@ -437,3 +437,51 @@ fn a_journal_without_identities_still_recovers() {
     }
     assert!(contents(&spec("dotenv", &a.join("dst.env"))).is_empty());
 }
+
+/// Resume, rollback, verify and cleanup run on the same handle type as a
+/// migration: progress events that end with `Finished`, and `join`.
+#[test]
+fn recovery_operations_run_on_a_migration_handle() {
+    use credshift::engine::recovery::{RecoveryOp, start_recovery};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write_env(
+        &d.join("src.env"),
+        &[
+            ("OPENAI_API_KEY", "sk-aaaaaaaaaaaaaaaaaaaa"),
+            ("GITHUB_TOKEN", "ghp_bbbbbbbbbbbbbbbbbbb"),
+        ],
+    );
+    let state = d.join("state");
+    let (code, out, err) = code_of(&mut migrate_cmd(
+        &state,
+        &spec("dotenv", &d.join("src.env")),
+        &spec("dotenv", &d.join("dst.env")),
+        &["--yes", "--json"],
+    ));
+    assert_eq!(code, 0, "{err}");
+    let id = credshift::engine::MigrationId(json(&out)["migration_id"].as_str().unwrap().into());
+    let opts = OpenOptions::default();
+    for (op, check) in [
+        (RecoveryOp::Verify, "verified"),
+        (RecoveryOp::Rollback, "rolled_back"),
+    ] {
+        let h = start_recovery(&state, &id, &opts, op).unwrap();
+        assert_eq!(h.id, id);
+        let events: Vec<_> = h.events.iter().collect();
+        assert!(
+            matches!(
+                events.last(),
+                Some(credshift::engine::Progress::Finished(_))
+            ),
+            "{op:?}: {} events",
+            events.len()
+        );
+        let report = h.join().unwrap();
+        match check {
+            "verified" => assert_eq!(report.verified, 2, "{op:?}"),
+            _ => assert!(report.rolled_back, "{op:?}"),
+        }
+    }
+    assert!(contents(&spec("dotenv", &d.join("dst.env"))).is_empty());
+}
