@@ -485,3 +485,38 @@ fn recovery_operations_run_on_a_migration_handle() {
     }
     assert!(contents(&spec("dotenv", &d.join("dst.env"))).is_empty());
 }
+
+/// A role that may not call `pg_control_system()` still gets one identity
+/// for every spelling of a server: its address (loopback as one) and port.
+#[test]
+fn postgres_identity_falls_back_to_address_and_port() {
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    let role = format!("credshift_ident_{}", std::process::id());
+    // Superusers (every other test) are not affected by the REVOKE.
+    pg::execute(
+        &url,
+        &format!(
+            "CREATE ROLE {role} LOGIN; \
+             REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC"
+        ),
+    );
+    let as_role = url.replace("postgres@", &format!("{role}@"));
+    let opts = OpenOptions::default();
+    let ident = |s: &str| {
+        store::open(&s.parse::<StoreSpec>().unwrap(), &opts)
+            .unwrap()
+            .identity()
+            .unwrap()
+    };
+    let a = ident(&as_role);
+    let b = ident(&format!(
+        "{}?sslmode=disable",
+        as_role
+            .replace("127.0.0.1", "localhost")
+            .replace("postgres://", "postgresql://")
+    ));
+    assert_eq!(a.key, b.key);
+    assert!(a.key.contains("address loopback:"), "{a:?}");
+    assert!(!ident(&url).key.contains("address"), "superuser: system id");
+}

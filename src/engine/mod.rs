@@ -16,9 +16,11 @@
 //!
 //! # What a migration does
 //!
-//! [`start`] opens both stores, takes a lock per store location
-//! ([`lock`]; a held lock fails with [`EngineError::Locked`] naming the
-//! holder), creates `STATE/migrations/<id>/` (0700; ids sort by start time),
+//! [`start`] opens both stores and goes through the session preamble
+//! ([`session`], shared by every operation: one store on both ends is
+//! refused by identity, then each store's own lock, shared to read and
+//! exclusive to write, and the state-dir locks; a held lock fails with
+//! [`EngineError::Locked`] naming the holder), creates `STATE/migrations/<id>/` (0700; ids sort by start time),
 //! sets up the backup key (the passphrase in use, else a generated
 //! `backup.key`, 0600) and journals `started`. The worker thread then:
 //!
