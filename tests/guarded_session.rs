@@ -520,3 +520,51 @@ fn postgres_identity_falls_back_to_address_and_port() {
     assert!(a.key.contains("address loopback:"), "{a:?}");
     assert!(!ident(&url).key.contains("address"), "superuser: system id");
 }
+
+/// A journal written by main 232bd74 (before identities; relative specs
+/// as typed), kept as a fixture with its backup and key file: it still
+/// verifies and rolls back, from the directory it was made in.
+#[test]
+fn a_journal_written_before_this_change_still_recovers() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = fixture("journal-main-232bd74");
+    let id = "20261206T070017Z-04d8d4";
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let dir = tmp.path().join("state/migrations").join(id);
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["src.env", "dst.env"] {
+        std::fs::copy(fixture.join(f), work.join(f)).unwrap();
+    }
+    for f in ["backup.enc", "backup.key"] {
+        std::fs::copy(fixture.join(id).join(f), dir.join(f)).unwrap();
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let journal = std::fs::read_to_string(fixture.join(id).join("journal.jsonl")).unwrap();
+    assert!(
+        !journal.contains("identity"),
+        "a journal from before identities"
+    );
+    std::fs::write(
+        dir.join("journal.jsonl"),
+        journal.replace("@MIGRATION_DIR@", &dir.display().to_string()),
+    )
+    .unwrap();
+    let state = tmp.path().join("state");
+    let (code, out, err) = code_of(
+        credshift(&state)
+            .args(["verify", "--migration-id", id, "--json"])
+            .current_dir(&work),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["verified"], 2, "{out}");
+    let (code, out, err) = code_of(
+        credshift(&state)
+            .args(["rollback", "--migration-id", id, "--yes", "--json"])
+            .current_dir(&work),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(contents(&spec("dotenv", &work.join("dst.env"))).is_empty());
+    assert_eq!(contents(&spec("dotenv", &work.join("src.env"))).len(), 2);
+}
