@@ -665,6 +665,14 @@ mod tests {
         assert!(e.contains("something other than a lock record"), "{e}");
         assert_eq!(std::fs::read_to_string(&lock).unwrap(), "not a lock record");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // Another user's file, even an empty one (checkable as root only).
+        // SAFETY: getuid cannot fail.
+        if unsafe { libc::getuid() } == 0 {
+            std::fs::write(&lock, "").unwrap();
+            std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+            let e = guard(&spec, EX, Duration::ZERO).unwrap_err().to_string();
+            assert!(e.contains("belongs to uid 65534"), "{e}");
+        }
     }
 
     #[test]
