@@ -199,6 +199,7 @@ async function roundTrip() {
   const made = await createKeychain(page, config.keychain_passphrase);
   check(made.startsWith('Keychain created'), `create: ${made}`);
   check(await page.inputValue('input[data-testid=create-passphrase]') === '', 'the keychain passphrase field is cleared');
+  check(await page.isHidden('[data-testid=create-passphrase]') && await page.isHidden('[data-testid=keychain-passphrase]'), 'no keychain form is shown once it is made and open');
 
   const status = await importBundle(page, config.bundle, config.passphrase);
   check(status.startsWith(`Imported ${expected.length} credential`), `import says: ${status}`);
@@ -218,6 +219,7 @@ async function roundTrip() {
   await page.reload();
   await page.waitForSelector('body[data-ready=true]');
   check((await itemIds(page)).length === 0, 'after a reload nothing is listed until the keychain is unlocked');
+  check(await page.isVisible('[data-testid=keychain-passphrase]') && await page.isHidden('[data-testid=create-passphrase]'), 'a locked keychain shows the unlock form only');
   const wrong = await unlockKeychain(page, `${config.keychain_passphrase}!`);
   check(wrong.includes('wrong keychain passphrase'), `a wrong keychain passphrase: ${wrong}`);
   const unlocked = await unlockKeychain(page, config.keychain_passphrase);
