@@ -171,7 +171,8 @@ pub const COMMON_PASSWORDS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WeakPassphrase {
     #[error(
-        "the passphrase has {chars} characters; a new passphrase needs {}",
+        "the passphrase has only {chars} character{}; a new passphrase needs {}",
+        if *chars == 1 { "" } else { "s" },
         PASSPHRASE_RULE
     )]
     TooShort { chars: usize },

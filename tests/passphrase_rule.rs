@@ -34,8 +34,8 @@ fn new_bundles_and_encrypted_targets_need_a_passphrase_that_passes_the_rule() {
     let state = d.join("state");
     let from = dotenv(d);
     for (target, pass, why) in [
-        ("bundle:short.bundle", "x", "has 1 characters"),
-        ("bundle:seven.bundle", "pw12345", "has 7 characters"),
+        ("bundle:short.bundle", "x", "has only 1 character;"),
+        ("bundle:seven.bundle", "pw12345", "has only 7 characters"),
         ("bundle:common.bundle", "Password1", "most common passwords"),
         (
             "encrypted:common.enc",

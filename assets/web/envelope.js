@@ -53,7 +53,7 @@ export const COMMON_PASSWORDS = [
 export function newPassphraseProblem(passphrase) {
   const chars = [...passphrase];
   if (chars.length < MIN_NEW_PASSPHRASE) {
-    return `the passphrase has ${chars.length} characters; a new passphrase needs ${PASSPHRASE_RULE}`;
+    return `the passphrase has only ${chars.length} character${chars.length === 1 ? '' : 's'}; a new passphrase needs ${PASSPHRASE_RULE}`;
   }
   if (chars.every((c) => c === chars[0])) {
     return `the passphrase is one character repeated; a new passphrase needs ${PASSPHRASE_RULE}`;
