@@ -2,7 +2,9 @@
 //! page, strict CSP, stops on Ctrl-C) and the page itself in a real headless
 //! Chromium driven by Playwright (tests/web/browser.mjs): a file store ->
 //! bundle -> page -> reload -> export -> credshift round trip, refusals, no
-//! secret in IndexedDB or the page text, and the masking rule.
+//! secret in IndexedDB or the page text, the masking rule, imports that never
+//! replace silently, and a squatter on the port (tests/web/squatter.mjs, a
+//! second process standing for another local user) that decrypts nothing.
 //!
 //! Needs node, Debian's `chromium` and `playwright-core` in
 //! tests/web/node_modules (`npm ci` there; `.ci/run` does it). Without them

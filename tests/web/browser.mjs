@@ -4,7 +4,9 @@
 // runs this script with CREDSHIFT_WEB_CONFIG naming a JSON file (0600, in a
 // temp dir: it holds the test passphrases, never argv):
 //
-//   {"url", "scenario": "round-trip" | "refusals" | "mask", ...}
+//   {"url", "scenario": "round-trip" | "refusals" | "mask" | "passkey" |
+//    "conflicts" | "legacy" | "squat-setup" | "squat-attack" | "squat-owner" |
+//    "missing", "profile"?: a browser profile kept across scenarios, ...}
 //
 // It prints one line per check and exits non-zero on the first failure.
 
