@@ -177,11 +177,13 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Serve the browser keychain page on 127.0.0.1 (Ctrl-C stops it)
+    /// Serve the browser keychain page on the loopback addresses (Ctrl-C stops it)
     Web {
-        /// The port to listen on (0 picks a free one)
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        port: u16,
+        /// The port to listen on; default: one fixed per user (21000 + uid % 8000),
+        /// so the page and its keychain are found again. 0 picks a free one (a new
+        /// origin, and so an empty keychain, every run)
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
     },
     /// A bundle as numbered QR codes (terminal and PNG), or the codes back
     #[command(group(clap::ArgGroup::new("qr_mode").required(true).args(["bundle", "join"])))]
@@ -552,7 +554,7 @@ pub fn run(cli: Cli) -> CliResult {
             cmd_backup(g, &from, &out, key_out.as_deref())
         }
         Some(Command::Restore { backup, to, yes }) => cmd_restore(g, &backup, &to, yes),
-        Some(Command::Web { port }) => cmd_web(port),
+        Some(Command::Web { port }) => cmd_web(port, &g.state_dir()),
         Some(Command::Qr {
             bundle,
             png,

@@ -98,12 +98,14 @@ pub fn map_id(layout: Layout, id: &CredentialId) -> Result<Mapping, String> {
                 }
                 _ => return Ok(Mapping::Skip("model-forge has no variable for this field")),
             };
-            // model-forge looks the name up as it builds it; only what no
-            // environment can hold is refused.
+            // model-forge would look up any name it builds, but a shell, a
+            // Makefile or `env` cannot hold one outside the POSIX set, so
+            // the same rule as the plain layout applies (README: exit 2).
             let name = format!("MODELFORGE_{}_{suffix}", modelforge_provider(&id.namespace));
-            if id.namespace.is_empty() || name.contains(['=', '\0']) {
+            if id.namespace.is_empty() || !valid_var_name(&name) {
                 return Err(format!(
-                    "{id}: the provider name gives no usable variable name ({name:?})"
+                    "{id}: maps to {name:?}, which is not a valid variable name \
+                     ([A-Za-z_][A-Za-z0-9_]*)"
                 ));
             }
             Ok(Mapping::Var(name))
@@ -444,6 +446,15 @@ mod tests {
         ));
         assert!(matches!(m("gh/token_secret"), Mapping::Skip(_)));
         assert!(map_id(Layout::ModelForge, &CredentialId::new("a=b", "api_key")).is_err());
+        // Names a shell cannot hold stop the run, naming the id (issue 23).
+        for bad in ["my provider", "ünï", "a.b", "x/y"] {
+            let e = map_id(Layout::ModelForge, &CredentialId::new(bad, "api_key")).unwrap_err();
+            assert!(e.contains(&format!("{bad}/api_key")), "{e}");
+        }
+        assert_eq!(
+            m("9lives/api_key"),
+            Mapping::Var("MODELFORGE_9LIVES_API_KEY".into())
+        );
     }
 
     #[test]

@@ -75,6 +75,139 @@ pub fn resolve_passphrase(file: Option<&Path>, env_var: Option<&str>) -> Result<
     Ok(secret_from_env(ENV_PASSPHRASE))
 }
 
+/// The fewest characters (Unicode scalar values) a passphrase for new
+/// encrypted data may have. At 600,000 PBKDF2 rounds a guess costs about a
+/// quarter second on one core; eight characters from even a small alphabet
+/// put a search out of reach, one character takes a minute.
+pub const MIN_NEW_PASSPHRASE: usize = 8;
+
+/// The rule, in the words every refusal uses (the page says the same).
+pub const PASSPHRASE_RULE: &str =
+    "at least 8 characters, not one character repeated, and not one of the most common passwords";
+
+/// The commonest passwords of 8 characters or more (compared ignoring
+/// case), from the published top-100 lists (SecLists, NCSC): what an
+/// attacker tries first. `assets/web/envelope.js` holds the same list.
+pub const COMMON_PASSWORDS: &[&str] = &[
+    "password",
+    "password1",
+    "password12",
+    "password123",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "0123456789",
+    "987654321",
+    "87654321",
+    "11111111",
+    "00000000",
+    "88888888",
+    "12341234",
+    "11223344",
+    "123123123",
+    "123456123",
+    "1q2w3e4r",
+    "1q2w3e4r5t",
+    "q1w2e3r4",
+    "q1w2e3r4t5",
+    "1qaz2wsx",
+    "zaq12wsx",
+    "qazwsxedc",
+    "qwertyui",
+    "qwertyuiop",
+    "qwerty123",
+    "qwerty12",
+    "1234qwer",
+    "qwer1234",
+    "asdfghjk",
+    "asdfghjkl",
+    "abcd1234",
+    "abc12345",
+    "aa123456",
+    "iloveyou",
+    "iloveyou1",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "basketball",
+    "welcome1",
+    "welcome123",
+    "trustno1",
+    "superman",
+    "starwars",
+    "letmein1",
+    "changeme",
+    "administrator",
+    "admin123",
+    "computer",
+    "whatever",
+    "michael1",
+    "jennifer",
+    "corvette",
+    "mercedes",
+    "liverpool",
+    "chelsea1",
+    "blink182",
+    "charlie1",
+    "internet",
+    "samsung1",
+    "abcdefgh",
+    "qwertyuio",
+    "zxcvbnm1",
+    "zxcvbnma",
+    "passpass",
+    "testtest",
+    "test1234",
+    "secret123",
+    "credshift",
+];
+
+/// Why a passphrase for new encrypted data is refused. Names the rule,
+/// never the passphrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WeakPassphrase {
+    #[error(
+        "the passphrase has only {chars} character{}; a new passphrase needs {}",
+        if *chars == 1 { "" } else { "s" },
+        PASSPHRASE_RULE
+    )]
+    TooShort { chars: usize },
+    #[error(
+        "the passphrase is one character repeated; a new passphrase needs {}",
+        PASSPHRASE_RULE
+    )]
+    Repeated,
+    #[error(
+        "the passphrase is one of the most common passwords; a new passphrase needs {}",
+        PASSPHRASE_RULE
+    )]
+    Common,
+}
+
+/// The one rule every new envelope's passphrase passes (bundles, backups,
+/// encrypted targets, the wizard; the page applies the same in
+/// `envelope.js`). Opening existing data never asks it.
+pub fn check_new_passphrase(p: &str) -> std::result::Result<(), WeakPassphrase> {
+    let chars = p.chars().count();
+    if chars < MIN_NEW_PASSPHRASE {
+        return Err(WeakPassphrase::TooShort { chars });
+    }
+    let mut it = p.chars();
+    let first = it.next();
+    if it.all(|c| Some(c) == first) {
+        return Err(WeakPassphrase::Repeated);
+    }
+    let lower = zeroize::Zeroizing::new(p.to_lowercase());
+    if COMMON_PASSWORDS.iter().any(|c| *c == lower.as_str()) {
+        return Err(WeakPassphrase::Common);
+    }
+    Ok(())
+}
+
 /// Read a passphrase from the terminal without echo. `None` when stdin is
 /// not a terminal.
 pub fn prompt_passphrase(prompt: &str) -> Option<Secret> {
@@ -142,6 +275,47 @@ mod tests {
             require_private_file(&dir.path().join("nope"), "--key-file"),
             Ok(())
         );
+    }
+
+    #[test]
+    fn new_passphrases_follow_one_rule() {
+        for ok in ["correct horse", "8 chars!", "Tr0ub4dor&3x", "ünïcödé!"] {
+            assert_eq!(check_new_passphrase(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            check_new_passphrase("x"),
+            Err(WeakPassphrase::TooShort { chars: 1 })
+        );
+        // Characters, not bytes: 7 two-byte characters are still 7.
+        assert_eq!(
+            check_new_passphrase("ééééééa"),
+            Err(WeakPassphrase::TooShort { chars: 7 })
+        );
+        assert_eq!(
+            check_new_passphrase("aaaaaaaaaa"),
+            Err(WeakPassphrase::Repeated)
+        );
+        for common in [
+            "password",
+            "PassWord1",
+            "12345678",
+            "qwertyuiop",
+            "iloveyou",
+        ] {
+            assert_eq!(
+                check_new_passphrase(common),
+                Err(WeakPassphrase::Common),
+                "{common}"
+            );
+        }
+        let msg = WeakPassphrase::TooShort { chars: 3 }.to_string();
+        assert!(
+            msg.contains("at least 8 characters") && msg.contains("3"),
+            "{msg}"
+        );
+        // The deny list only holds what the length rule lets through.
+        assert!(COMMON_PASSWORDS.iter().all(|c| c.chars().count() >= 8));
+        assert!(COMMON_PASSWORDS.iter().all(|c| *c == c.to_lowercase()));
     }
 
     #[test]

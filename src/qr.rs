@@ -32,6 +32,12 @@ pub const EC_LEVEL: EcLevel = EcLevel::M;
 pub const PNG_SCALE: usize = 8;
 /// The quiet zone around a code, in modules (what the standard asks).
 pub const QUIET_ZONE: usize = 4;
+/// The most parts a bundle may have: 4,096 parts of 200 bytes is 800 KiB,
+/// far beyond any bundle of credentials and already far too many codes to
+/// scan. A part claiming more is refused before anything is sized by it.
+pub const MAX_PARTS: usize = 4096;
+/// How many ranges of missing parts an error names before it only counts.
+pub const MAX_SHOWN_RANGES: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QrError {
@@ -63,8 +69,19 @@ pub enum QrError {
         first: String,
         second: String,
     },
-    #[error("missing part{} {} of {total}", if .missing.len() == 1 { "" } else { "s" }, list(.missing))]
-    Missing { missing: Vec<usize>, total: usize },
+    #[error("missing part{} {} of {total}", plural(.count), list(.missing, .count))]
+    Missing {
+        /// The first [`MAX_SHOWN_RANGES`] runs of missing part numbers.
+        missing: Vec<(usize, usize)>,
+        /// How many parts are missing in all.
+        count: usize,
+        total: usize,
+    },
+    #[error(
+        "the bundle is {bytes} bytes: more than {} QR codes; send it as a file",
+        MAX_PARTS
+    )]
+    TooLarge { bytes: usize },
     #[error(
         "the parts do not rebuild bundle {expected} (the result hashes to {found}): a part was scanned wrong"
     )]
@@ -73,11 +90,60 @@ pub enum QrError {
     Encode { index: usize, why: String },
 }
 
-fn list(ns: &[usize]) -> String {
-    ns.iter()
-        .map(|n| n.to_string())
+fn plural(count: &usize) -> &'static str {
+    if *count == 1 { "" } else { "s" }
+}
+
+/// `2, 4-9, 12` for the shown ranges, and how many more parts are missing.
+fn list(ranges: &[(usize, usize)], count: &usize) -> String {
+    let count = *count;
+    let shown: usize = ranges.iter().map(|(a, b)| b - a + 1).sum();
+    let mut text = ranges
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if count > shown {
+        text.push_str(&format!(" and {} more", count - shown));
+    }
+    text
+}
+
+/// The runs of numbers in 1..=total not in `have` (sorted): the first
+/// `MAX_SHOWN_RANGES` of them, and how many numbers are missing in all.
+fn missing_ranges<'a>(
+    have: impl Iterator<Item = &'a usize>,
+    total: usize,
+) -> (Vec<(usize, usize)>, usize) {
+    let mut ranges = Vec::new();
+    let mut count = 0;
+    let mut next = 1;
+    for i in have.copied().chain(std::iter::once(total + 1)) {
+        if i > next {
+            count += i - next;
+            if ranges.len() < MAX_SHOWN_RANGES {
+                ranges.push((next, i - 1));
+            }
+        }
+        next = i + 1;
+    }
+    (ranges, count)
+}
+
+/// Refuse a bundle that needs more than [`MAX_PARTS`] codes.
+pub fn check_size(bundle: &[u8]) -> Result<(), QrError> {
+    if bundle.len().div_ceil(CHUNK) > MAX_PARTS {
+        return Err(QrError::TooLarge {
+            bytes: bundle.len(),
+        });
+    }
+    Ok(())
 }
 
 /// The id of a bundle: SHA-256, first 8 bytes, upper-case hex.
@@ -143,6 +209,11 @@ pub fn parse_part(text: &str, origin: &str) -> Result<Part, QrError> {
     let total: usize = n
         .parse()
         .map_err(|_| bad("the part count is not a number"))?;
+    if total > MAX_PARTS {
+        return Err(bad(&format!(
+            "it claims {total} parts; a bundle has at most {MAX_PARTS}"
+        )));
+    }
     if total == 0 || index == 0 || index > total {
         return Err(bad(&format!("part number {index}/{total} is out of range")));
     }
@@ -199,9 +270,13 @@ pub fn join<'a>(parts: impl IntoIterator<Item = (String, &'a str)>) -> Result<Ve
     let Some((expected, total)) = first else {
         return Err(QrError::Empty);
     };
-    let missing: Vec<usize> = (1..=total).filter(|i| !by_index.contains_key(i)).collect();
-    if !missing.is_empty() {
-        return Err(QrError::Missing { missing, total });
+    let (missing, count) = missing_ranges(by_index.keys(), total);
+    if count > 0 {
+        return Err(QrError::Missing {
+            missing,
+            count,
+            total,
+        });
     }
     let bundle: Vec<u8> = by_index.into_values().flat_map(|(_, d)| d).collect();
     let found = bundle_id(&bundle);
@@ -312,7 +387,8 @@ mod tests {
         assert_eq!(
             join(texts(&some)).unwrap_err(),
             QrError::Missing {
-                missing: vec![2, 4],
+                missing: vec![(2, 2), (4, 4)],
+                count: 2,
                 total: 4
             }
         );
@@ -320,6 +396,32 @@ mod tests {
             join(texts(&some)).unwrap_err().to_string(),
             "missing parts 2, 4 of 4"
         );
+    }
+
+    /// Issue 23: the part count is not trusted. A count past MAX_PARTS is
+    /// refused at once (on 232bd74, 1/18446744073709551615 exhausted memory)
+    /// and a missing-parts message names a few ranges (1/3000000 printed a
+    /// 25 MB message).
+    #[test]
+    fn part_counts_are_bounded_and_missing_parts_are_few_ranges() {
+        for n in [MAX_PARTS + 1, 3_000_000, usize::MAX] {
+            let text = format!("CSQR1:0123456789ABCDEF:1/{n}:AAAA");
+            let err = join(vec![("argument 1".to_string(), text.as_str())]).unwrap_err();
+            assert!(matches!(err, QrError::Malformed { .. }), "{n}: {err}");
+            assert!(err.to_string().contains("at most 4096"), "{err}");
+        }
+        let text = format!("CSQR1:0123456789ABCDEF:7/{MAX_PARTS}:AAAA");
+        let err = join(vec![("a".to_string(), text.as_str())]).unwrap_err();
+        assert_eq!(err.to_string(), "missing parts 1-6, 8-4096 of 4096");
+        let parts = split(&sample(20 * CHUNK));
+        let every_other: Vec<String> = parts.iter().step_by(2).cloned().collect();
+        let err = join(texts(&every_other)).unwrap_err();
+        assert_eq!(err.to_string(), "missing parts 2, 4, 6, 8 and 6 more of 20");
+        assert!(check_size(&sample(MAX_PARTS * CHUNK)).is_ok());
+        assert!(matches!(
+            check_size(&sample(MAX_PARTS * CHUNK + 1)),
+            Err(QrError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -244,6 +244,61 @@ fn only_selects_and_clashes_or_bad_names_stop_before_the_command() {
     assert!(!marker.exists(), "the command ran despite a bad name");
 }
 
+/// Issue 23, point 5: a provider whose variable name no shell can hold
+/// stops the run with exit 2 before CMD starts, in both layouts, naming the
+/// id; `--only` leaves it out. (On 232bd74 the modelforge layout passed
+/// `MODELFORGE_MY PROVIDER_API_KEY` and `MODELFORGE_ÜNÏ_API_KEY` on.)
+#[test]
+fn names_no_shell_can_hold_stop_either_layout_before_the_command() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = modelforge_config(
+        dir.path(),
+        serde_json::json!({
+            "openai": { "auth_data": { "api_key": OPENAI_KEY } },
+            "my provider": { "auth_data": { "api_key": "sk-space-0123456789abcdef" } },
+            "ünï": { "auth_data": { "api_key": "sk-umlaut-0123456789abcdef" } }
+        }),
+    );
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    for layout in ["plain", "modelforge"] {
+        let (out, _, stderr) = run(credshift(state.path())
+            .args(["exec", "--from", &spec, "--layout", layout, "--"])
+            .args(["sh", "-c", &touch]));
+        assert_eq!(out.status.code(), Some(2), "{layout}: {stderr}");
+        assert!(
+            stderr.contains("my provider/api_key") && stderr.contains("ünï/api_key"),
+            "{layout}: {stderr}"
+        );
+        assert!(
+            stderr.contains("[A-Za-z_][A-Za-z0-9_]*"),
+            "{layout}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("sk-space") && !stderr.contains("sk-umlaut"),
+            "{layout}: {stderr}"
+        );
+        assert!(
+            !marker.exists(),
+            "{layout}: the command ran despite a bad name"
+        );
+
+        let (out, stdout, stderr) = run(credshift(state.path())
+            .args(["exec", "--from", &spec, "--layout", layout])
+            .args(["--only", "openai/*", "--", "sh", "-c"])
+            .args([
+                "env | grep -c 'OPENAI_API_KEY=sk-proj-exec'; env | grep -ci provider || true",
+            ]));
+        assert_eq!(out.status.code(), Some(0), "{layout}: {stderr}");
+        assert_eq!(
+            stdout.split_whitespace().collect::<Vec<_>>(),
+            ["1", "0"],
+            "{layout}"
+        );
+    }
+}
+
 // ---- model-forge's own code -------------------------------------------------
 
 const MODEL_FORGE: &str = "model-forge-llm==2.3.0";

@@ -162,7 +162,7 @@ fn stores_are_private_files() {
     for f in ALL {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new-dir").join(file_name(f));
-        let s = open(f, &path, &opts("pw"));
+        let s = open(f, &path, &opts("pw for the tests"));
         s.write_many(&sample());
         assert_eq!(credshift::fsutil::mode_of(&path), Some(0o600), "{f:?}");
         assert_eq!(
@@ -256,7 +256,7 @@ fn no_plaintext_at_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name(f));
         let creds = sample();
-        let s = open(f, &path, &opts("pw"));
+        let s = open(f, &path, &opts("pw for the tests"));
         for c in &creds {
             s.write(c).unwrap();
         }
@@ -366,7 +366,7 @@ fn no_key_at_all_says_how_to_give_one() {
         ] {
             assert!(e.to_string().contains(needle), "{e}");
         }
-        open(f, &path, &opts("pw")).write_many(&sample());
+        open(f, &path, &opts("pw for the tests")).write_many(&sample());
         let s = open(f, &path, &no_key);
         let cap = s.probe();
         assert!(cap.available && cap.exists, "{f:?}: {cap:?}");
@@ -390,7 +390,7 @@ fn tampered_envelopes_fail() {
     for f in [Flavor::Encrypted, Flavor::Bundle] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name(f));
-        open(f, &path, &opts("pw")).write_many(&sample());
+        open(f, &path, &opts("pw for the tests")).write_many(&sample());
         let good = std::fs::read(&path).unwrap();
         type Edit = fn(&mut serde_json::Value);
         let edits: [(&str, Edit); 4] = [
@@ -416,7 +416,9 @@ fn tampered_envelopes_fail() {
         for (what, edit) in edits {
             std::fs::write(&path, &good).unwrap();
             edit_envelope(&path, edit);
-            let e = open(f, &path, &opts("pw")).list().unwrap_err();
+            let e = open(f, &path, &opts("pw for the tests"))
+                .list()
+                .unwrap_err();
             assert!(
                 matches!(e, StoreError::Crypto { .. }),
                 "{f:?} {what}: {e:?}"
@@ -430,7 +432,9 @@ fn tampered_envelopes_fail() {
             &b"{\"providers\":{}}"[..],
         ] {
             std::fs::write(&path, bytes).unwrap();
-            let e = open(f, &path, &opts("pw")).list().unwrap_err();
+            let e = open(f, &path, &opts("pw for the tests"))
+                .list()
+                .unwrap_err();
             assert!(matches!(e, StoreError::Parse { .. }), "{f:?}: {e:?}");
             assert!(e.to_string().contains(file_name(f)), "{e}");
         }
@@ -441,7 +445,7 @@ fn tampered_envelopes_fail() {
 fn tampered_database_values_and_meta_fail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("creds.db");
-    open(Flavor::Sqlite, &path, &opts("pw")).write_many(&sample());
+    open(Flavor::Sqlite, &path, &opts("pw for the tests")).write_many(&sample());
     let conn = Connection::open(&path).unwrap();
     let mut ct: Vec<u8> = conn
         .query_row(
@@ -456,7 +460,7 @@ fn tampered_database_values_and_meta_fail() {
         [&ct],
     )
     .unwrap();
-    let s = open(Flavor::Sqlite, &path, &opts("pw"));
+    let s = open(Flavor::Sqlite, &path, &opts("pw for the tests"));
     let e = s.read(&CredentialId::new("openai", "api_key")).unwrap_err();
     assert!(matches!(e, StoreError::Crypto { .. }), "{e:?}");
     assert!(e.to_string().contains("openai/api_key"), "{e}");
@@ -469,7 +473,7 @@ fn tampered_database_values_and_meta_fail() {
     // Changing the stored iteration count fails the key check.
     conn.execute("UPDATE credshift_meta SET kdf_iterations = 2001", [])
         .unwrap();
-    let e = open(Flavor::Sqlite, &path, &opts("pw"))
+    let e = open(Flavor::Sqlite, &path, &opts("pw for the tests"))
         .read(&sample()[1].id)
         .unwrap_err();
     assert!(matches!(e, StoreError::Crypto { .. }), "{e:?}");
@@ -481,7 +485,7 @@ fn the_credential_id_is_bound_to_its_value() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("creds.db");
     let creds = sample();
-    open(Flavor::Sqlite, &path, &opts("pw")).write_many(&creds);
+    open(Flavor::Sqlite, &path, &opts("pw for the tests")).write_many(&creds);
     let conn = Connection::open(&path).unwrap();
     let (a, b) = (&creds[0].id, &creds[1].id);
     let get = |id: &CredentialId| -> (Vec<u8>, Vec<u8>) {
@@ -504,7 +508,7 @@ fn the_credential_id_is_bound_to_its_value() {
     };
     put(a, &nb, &cb);
     put(b, &na, &ca);
-    let s = open(Flavor::Sqlite, &path, &opts("pw"));
+    let s = open(Flavor::Sqlite, &path, &opts("pw for the tests"));
     for id in [a, b] {
         let e = s.read(id).unwrap_err();
         assert!(matches!(e, StoreError::Crypto { .. }), "{e:?}");
@@ -523,7 +527,7 @@ fn absurd_iteration_counts_are_refused_by_kind() {
     for f in ALL {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name(f));
-        open(f, &path, &opts("pw")).write_many(&sample());
+        open(f, &path, &opts("pw for the tests")).write_many(&sample());
         match f {
             Flavor::Sqlite => {
                 Connection::open(&path)
@@ -533,7 +537,7 @@ fn absurd_iteration_counts_are_refused_by_kind() {
             }
             _ => edit_envelope(&path, |v| v["kdf"]["iterations"] = 4_000_000_000u64.into()),
         }
-        let s = open(f, &path, &opts("pw"));
+        let s = open(f, &path, &opts("pw for the tests"));
         let e = s.read_all().unwrap_err();
         assert!(matches!(e, StoreError::Crypto { .. }), "{f:?}: {e:?}");
         assert!(e.to_string().contains("4000000000"), "{e}");
@@ -546,16 +550,16 @@ fn weak_iteration_counts_need_allow_weak_kdf() {
     for f in ALL {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name(f));
-        open(f, &path, &opts("pw")).write_many(&sample());
+        open(f, &path, &opts("pw for the tests")).write_many(&sample());
         let strict = OpenOptions {
             allow_weak_kdf: false,
-            ..opts("pw")
+            ..opts("pw for the tests")
         };
         let e = open(f, &path, &strict).read_all().unwrap_err();
         assert!(matches!(e, StoreError::Crypto { .. }), "{f:?}: {e:?}");
         assert!(e.to_string().contains("--allow-weak-kdf"), "{e}");
         assert_eq!(
-            open(f, &path, &opts("pw"))
+            open(f, &path, &opts("pw for the tests"))
                 .read_all()
                 .unwrap()
                 .credentials
@@ -572,7 +576,7 @@ fn creating_a_store_with_weak_iterations_needs_allow_weak_kdf() {
         let path = dir.path().join(file_name(f));
         let weak = OpenOptions {
             allow_weak_kdf: false,
-            ..opts("pw")
+            ..opts("pw for the tests")
         };
         let s = open(f, &path, &weak);
         assert!(
@@ -593,7 +597,7 @@ fn default_iterations_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("creds.enc");
     let o = OpenOptions {
-        passphrase: Some(Secret::new("pw")),
+        passphrase: Some(Secret::new("pw for the tests")),
         ..OpenOptions::default()
     };
     assert_eq!(o.kdf_iterations, 600_000);
@@ -641,7 +645,7 @@ fn key_file_mode_works_for_every_store() {
         assert!(matches!(e, StoreError::Crypto { .. }), "{f:?}: {e:?}");
         assert!(e.to_string().contains("wrong key file"), "{e}");
         // A passphrase alone cannot open key-file data, and says so.
-        let e = open(f, &path, &opts("pw"))
+        let e = open(f, &path, &opts("pw for the tests"))
             .read(&sample()[0].id)
             .unwrap_err();
         assert!(matches!(e, StoreError::MissingKey { .. }), "{f:?}: {e:?}");
@@ -660,10 +664,10 @@ fn a_sqlite_database_in_the_landed_format_opens() {
     let key_path = dir.path().join("k.key");
     std::fs::write(&key_path, [0x42u8; 32]).unwrap();
     let salt = [7u8; 16];
-    let pass_key = kdf::pbkdf2_sha256(b"pw", &salt, 2000);
+    let pass_key = kdf::pbkdf2_sha256(b"pw for the tests", &salt, 2000);
     let file_key = [0x42u8; 32];
     for (name, key, o) in [
-        ("pass.db", *pass_key, opts("pw")),
+        ("pass.db", *pass_key, opts("pw for the tests")),
         ("file.db", file_key, key_opts(&key_path)),
     ] {
         let path = dir.path().join(name);

@@ -133,7 +133,7 @@ fn credshift_table_round_trips_every_fixture_secret_with_metadata() {
 #[test]
 fn upserts_replace_and_delete_removes() {
     let Some(db) = pg::fresh_db() else { return };
-    let s = open(&db.url(), &opts_with_passphrase("pw-one"));
+    let s = open(&db.url(), &opts_with_passphrase("pw-one for the tests"));
     let a = cred("openai/api_key", Kind::ApiKey, "sk-proj-first-value-000000");
     s.write(&a).unwrap();
     let b = cred("openai/api_key", Kind::ApiKey, "sk-proj-second-value-11111");
@@ -174,7 +174,7 @@ fn a_wrong_passphrase_is_caught_by_the_key_check() {
 #[test]
 fn a_value_moved_to_another_id_fails_to_decrypt() {
     let Some(db) = pg::fresh_db() else { return };
-    let s = open(&db.url(), &opts_with_passphrase("pw"));
+    let s = open(&db.url(), &opts_with_passphrase("pw for the tests"));
     s.write_many(&[
         cred("x/one", Kind::ApiKey, "value-one-111111"),
         cred("x/two", Kind::ApiKey, "value-two-222222"),
@@ -217,7 +217,7 @@ fn a_key_file_opens_the_store_and_a_passphrase_does_not() {
             .expose(),
         "key-file-value-0000"
     );
-    let e = open(&db.url(), &opts_with_passphrase("pw"))
+    let e = open(&db.url(), &opts_with_passphrase("pw for the tests"))
         .read_all()
         .unwrap_err();
     assert!(e.to_string().contains("key file"), "{e}");
@@ -226,8 +226,8 @@ fn a_key_file_opens_the_store_and_a_passphrase_does_not() {
 #[test]
 fn the_advisory_lock_excludes_a_second_holder_until_dropped() {
     let Some(db) = pg::fresh_db() else { return };
-    let a = open(&db.url(), &opts_with_passphrase("pw"));
-    let b = open(&db.url(), &opts_with_passphrase("pw"));
+    let a = open(&db.url(), &opts_with_passphrase("pw for the tests"));
+    let b = open(&db.url(), &opts_with_passphrase("pw for the tests"));
     use credshift::store::LockMode::{Exclusive, Shared};
     let held = a
         .lock(Exclusive, Duration::from_secs(1))
@@ -269,7 +269,7 @@ fn concurrent_batches_with_overlapping_ids_never_duplicate() {
         for t in 0..6 {
             let url = url.clone();
             scope.spawn(move || {
-                let s = open(&url, &opts_with_passphrase("shared"));
+                let s = open(&url, &opts_with_passphrase("shared passphrase"));
                 let creds: Vec<Credential> = (0..20)
                     .map(|i| {
                         cred(
@@ -284,7 +284,7 @@ fn concurrent_batches_with_overlapping_ids_never_duplicate() {
             });
         }
     });
-    let s = open(&url, &opts_with_passphrase("shared"));
+    let s = open(&url, &opts_with_passphrase("shared passphrase"));
     let scan = s.read_all().unwrap();
     assert!(scan.errors.is_empty(), "{:?}", scan.errors);
     let mut ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
@@ -307,7 +307,7 @@ fn a_table_in_the_landed_format_opens() {
     let key_path = dir.path().join("k.key");
     std::fs::write(&key_path, [0x24u8; 32]).unwrap();
     let salt = vec![5u8; 16];
-    let pass_key = *kdf::pbkdf2_sha256(b"pw", &salt, 100_000);
+    let pass_key = *kdf::pbkdf2_sha256(b"pw for the tests", &salt, 100_000);
     let key_opts = OpenOptions {
         key_file: Some(key_path),
         ..OpenOptions::default()
@@ -318,7 +318,7 @@ fn a_table_in_the_landed_format_opens() {
             pass_key,
             "pbkdf2-hmac-sha256",
             100_000i32,
-            opts_with_passphrase("pw"),
+            opts_with_passphrase("pw for the tests"),
         ),
         ("file", [0x24u8; 32], "key-file", 0, key_opts),
     ] {
@@ -387,7 +387,7 @@ fn sslmode_require_against_a_plain_server_is_a_clear_error() {
         "{}?sslmode=require",
         db.url().replace("postgres@", "postgres:pw-in-url@")
     );
-    let s = open(&url, &opts_with_passphrase("pw"));
+    let s = open(&url, &opts_with_passphrase("pw for the tests"));
     let e = s.list().unwrap_err();
     assert!(e.is_unavailable(), "{e}");
     let msg = e.to_string();
@@ -396,7 +396,7 @@ fn sslmode_require_against_a_plain_server_is_a_clear_error() {
     // sslmode=disable (and prefer) connect in plain text.
     let plain = open(
         &format!("{}?sslmode=prefer", db.url()),
-        &opts_with_passphrase("pw"),
+        &opts_with_passphrase("pw for the tests"),
     );
     assert!(plain.probe().available);
 }
@@ -407,7 +407,7 @@ fn a_stopped_server_makes_the_store_unavailable() {
         return;
     };
     let db = server.create_database();
-    let s = open(&db.url(), &opts_with_passphrase("pw"));
+    let s = open(&db.url(), &opts_with_passphrase("pw for the tests"));
     s.write(&cred("a/b", Kind::ApiKey, "value-before-stop"))
         .unwrap();
     server.stop();

@@ -207,3 +207,76 @@ fn qr_needs_a_bundle_or_parts() {
     let (o, _, _) = run(credshift(dir.path()).args(["qr", "--bundle", "x", "--join", "y"]));
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Issue 23, points 3 and 4: `qr --bundle` refuses a bundle sealed with
+/// fewer than 100,000 iterations and says it cannot check the passphrase;
+/// `qr --join` refuses an absurd part count at once with a short message
+/// (on 232bd74: `1/18446744073709551615` exhausted memory, `1/3000000`
+/// printed a 25 MB error, a weak bundle was drawn without a word).
+#[test]
+fn qr_refuses_weak_bundles_and_absurd_part_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let weak = d.join("weak.bundle");
+    let creds = vec![Credential::new(
+        CredentialId::new("openai", "api_key"),
+        Kind::ApiKey,
+        "sk-weak-0123456789abcdef",
+    )];
+    let sealed = seal_credentials(
+        &creds,
+        &KeySource::Passphrase(Secret::new("qr test passphrase")),
+        99_999,
+    )
+    .unwrap();
+    std::fs::write(&weak, sealed).unwrap();
+    let (o, stdout, stderr) = run(credshift(&d.join("state"))
+        .args(["qr", "--bundle"])
+        .arg(&weak)
+        .arg("--png")
+        .arg(d.join("png")));
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("weak.bundle") && stderr.contains("99999 PBKDF2 iterations"),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty() && !d.join("png").exists());
+
+    let good = bundle(d, "good.bundle", 1);
+    let (o, _, stderr) = run(credshift(&d.join("state"))
+        .args(["qr", "--bundle"])
+        .arg(&good));
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot check this bundle's passphrase")
+            && stderr.contains("at least 8 characters"),
+        "{stderr}"
+    );
+
+    let out = d.join("out.bundle");
+    for count in ["18446744073709551615", "3000000", "4097"] {
+        let part = format!("CSQR1:0123456789ABCDEF:1/{count}:AAAA");
+        let (o, _, stderr) = run(credshift(&d.join("state"))
+            .args(["qr", "--out"])
+            .arg(&out)
+            .args(["--join", &part]));
+        assert_eq!(o.status.code(), Some(1), "{count}: {stderr}");
+        assert!(stderr.contains("at most 4096"), "{count}: {stderr}");
+        assert!(
+            stderr.len() < 2000,
+            "{count}: a {}-byte message",
+            stderr.len()
+        );
+    }
+    let part = "CSQR1:0123456789ABCDEF:2/4096:AAAA";
+    let (o, _, stderr) = run(credshift(&d.join("state"))
+        .args(["qr", "--out"])
+        .arg(&out)
+        .args(["--join", part]));
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("missing parts 1, 3-4096 of 4096"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}

@@ -2,7 +2,9 @@
 //! page, strict CSP, stops on Ctrl-C) and the page itself in a real headless
 //! Chromium driven by Playwright (tests/web/browser.mjs): a file store ->
 //! bundle -> page -> reload -> export -> credshift round trip, refusals, no
-//! secret in IndexedDB or the page text, and the masking rule.
+//! secret in IndexedDB or the page text, the masking rule, imports that never
+//! replace silently, and a squatter on the port (tests/web/squatter.mjs, a
+//! second process standing for another local user) that decrypts nothing.
 //!
 //! Needs node, Debian's `chromium` and `playwright-core` in
 //! tests/web/node_modules (`npm ci` there; `.ci/run` does it). Without them
@@ -28,18 +30,32 @@ static BROWSER: Mutex<()> = Mutex::new(());
 
 const PASSPHRASE: &str = "correct horse battery staple ☃";
 const EXPORT_PASSPHRASE: &str = "a different \"passphrase\" for the way back";
+/// What the user gives the page each session to open the keychain.
+const KEYCHAIN_PASSPHRASE: &str = "the keychain's own passphrase, typed each session";
 
 struct Server {
     child: Child,
     url: String,
     port: u16,
+    /// Its state dir (where it remembers the keychains made), kept for the
+    /// server's life when the test gave none.
+    _state: Option<tempfile::TempDir>,
 }
 
 impl Server {
+    /// `credshift web --port 0` with a state dir of its own.
     fn start() -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_credshift"))
-            .args(["web", "--port", "0"])
-            .stdin(Stdio::null())
+        let state = tempfile::tempdir().unwrap();
+        let mut s = Server::start_on(0, state.path()).expect("credshift web starts");
+        s._state = Some(state);
+        s
+    }
+
+    /// `credshift web --port PORT`; Err((exit code, stderr)) when it does
+    /// not start.
+    fn start_on(port: u16, state: &Path) -> Result<Server, (Option<i32>, String)> {
+        let mut child = credshift(state)
+            .args(["web", "--port", &port.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -48,16 +64,32 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
+        if line.is_empty() {
+            let status = child.wait().unwrap();
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Err((status.code(), err));
+        }
         let url = line.trim().to_string();
         let port = url
-            .strip_prefix("http://127.0.0.1:")
+            .strip_prefix("http://localhost:")
             .and_then(|r| r.strip_suffix('/'))
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("credshift web printed {line:?}, not http://127.0.0.1:N/"));
-        Server { child, url, port }
+            .unwrap_or_else(|| panic!("credshift web printed {line:?}, not http://localhost:N/"));
+        Ok(Server {
+            child,
+            url,
+            port,
+            _state: None,
+        })
     }
 
-    /// One raw HTTP request; the whole answer as text.
+    /// One raw HTTP request to 127.0.0.1; the whole answer as text.
     fn request(&self, raw: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -69,7 +101,7 @@ impl Server {
 
     fn get(&self, path: &str) -> String {
         self.request(&format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
             self.port
         ))
     }
@@ -123,10 +155,23 @@ fn server_answers_404_to_anything_but_the_page_with_a_strict_csp() {
         assert!(a.contains("Content-Security-Policy: default-src 'self'"));
     }
     let post = server.request(&format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: localhost:{}\r\nContent-Length: 0\r\n\r\n",
         server.port
     ));
     assert_eq!(status_of(&post), 405);
+    // The IP-address hosts are sent to the one origin, localhost.
+    let a = server.request(&format!(
+        "GET /app.js HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        server.port
+    ));
+    assert_eq!(status_of(&a), 308, "{a}");
+    assert!(
+        a.contains(&format!(
+            "\r\nLocation: http://localhost:{}/app.js\r\n",
+            server.port
+        )),
+        "{a}"
+    );
 }
 
 #[test]
@@ -153,9 +198,9 @@ fn non_loopback_address() -> Option<std::net::IpAddr> {
 #[test]
 fn server_listens_on_loopback_only() {
     let server = Server::start();
-    assert!(server.url.starts_with("http://127.0.0.1:"));
+    assert!(server.url.starts_with("http://localhost:"));
     // The kernel's table of listening sockets: this port is bound to
-    // 127.0.0.1 (0100007F) and nothing else.
+    // 127.0.0.1 (0100007F) and [::1] and nothing else.
     let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let tcp6 = std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
     let port_hex = format!(":{:04X}", server.port);
@@ -168,11 +213,18 @@ fn server_listens_on_loopback_only() {
             f.len() > 3 && f[1].ends_with(&port_hex) && f[3] == "0A"
         })
         .collect();
-    assert_eq!(listening.len(), 1, "{listening:?}");
-    assert!(
-        listening[0].split_whitespace().nth(1).unwrap() == format!("0100007F{port_hex}"),
-        "{listening:?}"
-    );
+    let mut addrs: Vec<&str> = listening
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    addrs.sort();
+    let v6 = format!("00000000000000000000000001000000{port_hex}");
+    let v4 = format!("0100007F{port_hex}");
+    if std::path::Path::new("/proc/net/if_inet6").exists() {
+        assert_eq!(addrs, [v6.as_str(), v4.as_str()], "{listening:?}");
+    } else {
+        assert_eq!(addrs, [v4.as_str()], "{listening:?}");
+    }
     if let Some(ip) = non_loopback_address() {
         let r = TcpStream::connect_timeout(
             &std::net::SocketAddr::new(ip, server.port),
@@ -457,6 +509,7 @@ fn browser_round_trip_file_store_to_bundle_to_page_and_back_loses_nothing() {
             "url": server.url,
             "bundle": bundle,
             "passphrase": PASSPHRASE,
+            "keychain_passphrase": KEYCHAIN_PASSPHRASE,
             "export_passphrase": EXPORT_PASSPHRASE,
             "export_to": exported,
             "expected": expected,
@@ -498,8 +551,8 @@ fn browser_round_trip_file_store_to_bundle_to_page_and_back_loses_nothing() {
 #[test]
 fn browser_passkey_prf_protects_the_keychain() {
     // WebAuthn through Chromium's virtual authenticator (CDP) with the PRF
-    // extension. A relying party id must be a domain, so the page is opened
-    // as http://localhost:N/ (an IP address is refused as an RP id).
+    // extension, on the URL credshift prints: http://localhost:N/ (a relying
+    // party id must be a domain; an IP address is refused).
     let Some((chromium, _one, dir)) = browser() else {
         return;
     };
@@ -515,9 +568,10 @@ fn browser_passkey_prf_protects_the_keychain() {
         dir.path(),
         json!({
             "scenario": "passkey",
-            "url": server.url.replace("127.0.0.1", "localhost"),
+            "url": server.url,
             "bundle": bundle,
             "passphrase": PASSPHRASE,
+            "keychain_passphrase": KEYCHAIN_PASSPHRASE,
             "expected": expected,
             "secrets": all,
         }),
@@ -609,6 +663,7 @@ fn browser_refuses_wrong_passphrase_tampered_and_hostile_bundles_storing_nothing
         json!({
             "scenario": "refusals",
             "url": server.url,
+            "keychain_passphrase": KEYCHAIN_PASSPHRASE,
             "cases": [
                 case("wrong passphrase", &bundle, "not the passphrase", "wrong passphrase"),
                 case("ciphertext altered", &flipped, PASSPHRASE, "altered or damaged"),
@@ -666,4 +721,263 @@ fn browser_masks_by_credshifts_rule() {
         json!({"scenario": "mask", "url": server.url, "cases": cases}),
     );
     assert!(out.contains("all passed"));
+}
+
+/// A bundle sealed through the library at 100,000 iterations (the least the
+/// page accepts without asking), holding `items` as (id, secret).
+fn small_bundle(path: &Path, items: &[(&str, &str)]) -> PathBuf {
+    let creds: Vec<_> = items
+        .iter()
+        .map(|(id, secret)| {
+            credshift::credential::Credential::new(
+                id.parse().unwrap(),
+                credshift::credential::Kind::ApiKey,
+                *secret,
+            )
+        })
+        .collect();
+    let sealed = credshift::crypto::envelope::seal_credentials(
+        &creds,
+        &credshift::crypto::envelope::KeySource::Passphrase(credshift::credential::Secret::new(
+            PASSPHRASE,
+        )),
+        100_000,
+    )
+    .unwrap();
+    std::fs::write(path, sealed).unwrap();
+    path.to_path_buf()
+}
+
+/// Issue 23, point 2: a second bundle with another value for a stored id
+/// does not replace it: the id is listed and kept; replacing is a choice,
+/// and the stored value can be exported first (checked here with
+/// credshift). On 232bd74 the second import replaced it silently.
+#[test]
+fn browser_import_never_replaces_a_stored_value_silently() {
+    let Some((chromium, _one, dir)) = browser() else {
+        return;
+    };
+    let d = dir.path();
+    let old = "sk-proj-the-stored-value-0123456789abcdef";
+    let replacement = "sk-proj-the-bundles-value-0123456789abcd";
+    let same = "sk-same-in-both-bundles-0123456789abcdef";
+    let fresh = "sk-only-in-the-second-0123456789abcdefgh";
+    let first = small_bundle(
+        &d.join("first.bundle"),
+        &[
+            ("env/OPENAI_API_KEY", old),
+            ("env/SAME_KEY", same),
+            ("env/ONLY_FIRST", "sk-only-in-the-first-0123456789abcdefgh"),
+        ],
+    );
+    let second = small_bundle(
+        &d.join("second.bundle"),
+        &[
+            ("env/OPENAI_API_KEY", replacement),
+            ("env/SAME_KEY", same),
+            ("env/ONLY_SECOND", fresh),
+        ],
+    );
+    let copy = d.join("before-replace.bundle");
+    let server = Server::start();
+    run_browser(
+        &chromium,
+        d,
+        json!({
+            "scenario": "conflicts",
+            "url": server.url,
+            "keychain_passphrase": KEYCHAIN_PASSPHRASE,
+            "passphrase": PASSPHRASE,
+            "export_passphrase": EXPORT_PASSPHRASE,
+            "first": first, "first_count": 3,
+            "second": second,
+            "conflict_id": "env/OPENAI_API_KEY",
+            "old_secret": old,
+            "replacement_secret": replacement,
+            "new_id": "env/ONLY_SECOND",
+            "new_secret": fresh,
+            "conflict_export_to": copy,
+        }),
+    );
+    // The copy taken before replacing holds the stored value, and only it.
+    let state = d.join("state");
+    let kept = secrets(&state, &copy, EXPORT_PASSPHRASE, &["env/OPENAI_API_KEY"]);
+    assert_eq!(kept, json!({"env/OPENAI_API_KEY": old}));
+}
+
+/// A free port on both loopback addresses, as credshift itself finds one.
+fn free_port() -> u16 {
+    let l = credshift::web::bind(0).unwrap();
+    l.port().unwrap()
+}
+
+/// The hostile server of tests/web/squatter.mjs on HOST:PORT, standing for
+/// another local user's program (the tests run as root; a second process
+/// reaches exactly what another user's process on that address would: the
+/// origin http://localhost:PORT and its IndexedDB).
+struct Squatter(Child);
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the squatter; Err(what it printed) when it could not bind.
+fn squat(host: &str, port: u16, loot: &Path) -> Result<Squatter, String> {
+    let mut child = Command::new("node")
+        .arg(web_dir().join("squatter.mjs"))
+        .args([host, &port.to_string()])
+        .arg(loot)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.trim() == "listening" {
+        Ok(Squatter(child))
+    } else {
+        let _ = child.wait();
+        Err(line)
+    }
+}
+
+/// Issue 23, point 1: a process of another user on credshift's port, on
+/// 127.0.0.1 after credshift stopped or on [::1] (which Chromium tries
+/// first for localhost), serves a page at the keychain's own origin that
+/// tries every way to decrypt it: it decrypts nothing. credshift refuses to
+/// start beside it, holds both addresses while it runs, and the owner opens
+/// the keychain afterwards; a browser without the keychain is told so. On
+/// 232bd74 the squatter decrypted every item with the stored device key.
+#[test]
+fn browser_a_squatter_on_the_port_decrypts_nothing() {
+    let Some((chromium, _one, dir)) = browser() else {
+        return;
+    };
+    let d = dir.path();
+    let state = d.join("state");
+    let bundle = fixture_bundle(d, &state);
+    let spec = format!("bundle:{}", bundle.display());
+    let items = inventory(&state, &spec, "WEB_TEST_PASS", PASSPHRASE);
+    let all = secrets(&state, &bundle, PASSPHRASE, &[]);
+    let expected: Vec<Value> = items.iter().map(|it| json!({"id": it["id"]})).collect();
+    let port = free_port();
+    let url = format!("http://localhost:{port}/");
+    let web_state = d.join("web-state");
+    let loot = d.join("loot.jsonl");
+    let scenario = |name: &str| {
+        json!({
+            "scenario": name, "url": url, "profile": d.join("profile"),
+            "bundle": bundle, "passphrase": PASSPHRASE,
+            "keychain_passphrase": KEYCHAIN_PASSPHRASE,
+            "expected": expected, "secrets": all,
+        })
+    };
+
+    // The owner's keychain, made at the URL credshift prints.
+    let server = Server::start_on(port, &web_state).expect("credshift web starts");
+    assert_eq!(server.url, url);
+    run_browser(&chromium, d, scenario("squat-setup"));
+    // While credshift runs, neither loopback address can be taken.
+    for host in ["::1", "127.0.0.1"] {
+        let e = squat(host, port, &loot).err();
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("EADDRINUSE")),
+            "{host}: {e:?}"
+        );
+    }
+    drop(server);
+
+    // 1. IPv4, after credshift stopped.
+    let squatter = squat("127.0.0.1", port, &loot).expect("squatter on 127.0.0.1");
+    let out = run_browser(&chromium, d, scenario("squat-attack"));
+    println!("{out}");
+    assert!(out.contains("it decrypts nothing"), "{out}");
+    drop(squatter);
+
+    // 2. IPv6 [::1]: credshift refuses to start beside it, naming it.
+    let squatter = squat("::1", port, &loot).expect("squatter on [::1]");
+    let (code, stderr) = Server::start_on(port, &web_state)
+        .err()
+        .expect("credshift web refuses a port another process holds");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[::1]:{port}")) && stderr.contains("already in use"),
+        "{stderr}"
+    );
+    let out = run_browser(&chromium, d, scenario("squat-attack"));
+    println!("{out}");
+    assert!(out.contains("it decrypts nothing"), "{out}");
+    drop(squatter);
+
+    // What the squatter sent itself holds no secret in any form.
+    let loot_text = std::fs::read_to_string(&loot).unwrap();
+    assert_eq!(loot_text.lines().count(), 2, "{loot_text}");
+    for secret in all.as_object().unwrap().values() {
+        let secret = secret.as_str().unwrap();
+        let escaped = serde_json::to_string(secret).unwrap();
+        assert!(
+            !loot_text.contains(secret) && !loot_text.contains(&escaped[1..escaped.len() - 1]),
+            "the squatter got a secret"
+        );
+    }
+
+    // The owner, back at credshift's page, opens everything.
+    let server = Server::start_on(port, &web_state).expect("credshift web starts again");
+    let out = run_browser(&chromium, d, scenario("squat-owner"));
+    assert!(out.contains("every secret opens unchanged"), "{out}");
+    // Another browser profile (no keychain) where one was made: the page says so.
+    run_browser(
+        &chromium,
+        d,
+        json!({"scenario": "missing", "url": server.url}),
+    );
+}
+
+/// The page's deny list is credshift's (one rule, two languages).
+#[test]
+fn the_page_and_credshift_deny_the_same_passwords() {
+    let js = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/web/envelope.js"),
+    )
+    .unwrap();
+    let list = &js[js.find("COMMON_PASSWORDS = [").unwrap()..];
+    let list = &list[..list.find("];").unwrap()];
+    let words: Vec<&str> = list.split('\'').skip(1).step_by(2).collect();
+    assert_eq!(words, credshift::keys::COMMON_PASSWORDS);
+    assert!(js.contains(&format!(
+        "PASSPHRASE_RULE = '{}'",
+        credshift::keys::PASSPHRASE_RULE
+    )));
+    assert!(js.contains(&format!(
+        "MIN_NEW_PASSPHRASE = {}",
+        credshift::keys::MIN_NEW_PASSPHRASE
+    )));
+}
+
+/// A keychain of an earlier credshift (its key stored unwrapped, usable by
+/// any page at the address) opens only after a keychain passphrase is set,
+/// which seals its values anew and deletes that key.
+#[test]
+fn browser_an_unprotected_keychain_of_an_earlier_credshift_is_sealed_anew() {
+    let Some((chromium, _one, dir)) = browser() else {
+        return;
+    };
+    let server = Server::start();
+    let out = run_browser(
+        &chromium,
+        dir.path(),
+        json!({
+            "scenario": "legacy",
+            "url": server.url,
+            "keychain_passphrase": KEYCHAIN_PASSPHRASE,
+            "secrets": {"openai/api_key": "sk-legacy-0123456789abcdef", "env/TOKEN": "tok-legacy-0123456789"},
+        }),
+    );
+    assert!(out.contains("the unprotected key is gone"), "{out}");
 }

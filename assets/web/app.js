@@ -1,9 +1,10 @@
-// The page: import a bundle into the browser keychain, list, reveal for
-// 30 s, delete, export a new bundle. Everything happens in this browser;
-// the server only hands out these files.
+// The page: make or unlock the keychain, import a bundle into it (never
+// replacing a stored value unless asked), list, reveal for 30 s, delete,
+// export a new bundle. Everything happens in this browser; the server only
+// hands out these files and remembers that a keychain was made here.
 
 import * as keychain from './keychain.js';
-import { openBundle, sealBundle, BundleError } from './envelope.js';
+import { openBundle, sealBundle, BundleError, PASSPHRASE_RULE } from './envelope.js';
 
 const REVEAL_MS = 30_000;
 const $ = (id) => document.getElementById(id);
@@ -49,27 +50,55 @@ function button(label, testid, onClick) {
   return b;
 }
 
-async function refreshPasskey() {
+/** Whether credshift remembers making a keychain for this address. */
+async function keychainExpected() {
+  try {
+    const r = await fetch('/state.json', { cache: 'no-store' });
+    return r.ok && (await r.json()).keychain_expected === true;
+  } catch {
+    return false;
+  }
+}
+
+async function keychainMade() {
+  // Best effort: only the warning about a missing keychain depends on it.
+  try { await fetch('/keychain-made', { method: 'POST' }); } catch { /* offline */ }
+}
+
+async function refreshKeychain() {
   const webauthn = !!window.PublicKeyCredential;
-  const prot = await keychain.isPasskeyProtected();
-  const locked = await keychain.isLocked();
-  $('protect').hidden = prot || !webauthn;
-  $('unlock').hidden = !locked;
-  $('passkey-state').textContent = prot
-    ? (locked ? 'Locked: this keychain opens only with its passkey.' : 'Protected by a passkey, unlocked on this page until it is closed.')
-    : (webauthn ? 'Optional: protect this keychain with a passkey (WebAuthn PRF); it then opens only with that passkey.' : 'This browser has no WebAuthn.');
+  const { kind, unlocked } = await keychain.state();
+  const expected = kind === 'none' && await keychainExpected();
+  $('missing').hidden = !expected;
+  $('create-form').hidden = !(kind === 'none' || kind === 'legacy');
+  $('create').textContent = kind === 'legacy' ? 'Protect the keychain' : 'Create the keychain';
+  $('unlock-form').hidden = !(kind === 'passphrase' && !unlocked);
+  $('unlock').hidden = !(kind === 'passkey' && !unlocked);
+  $('protect').hidden = !webauthn || !((kind === 'passphrase' && unlocked) || kind === 'none');
+  $('protect').textContent = kind === 'none' ? 'Create it with a passkey' : 'Protect with a passkey instead';
+  $('lock').hidden = !unlocked;
+  const words = {
+    none: `There is no keychain in this browser for this address yet. Make one with a keychain passphrase (${PASSPHRASE_RULE})${webauthn ? ' or a passkey' : ''}; you give it each time you open this page.`,
+    legacy: 'This keychain was made by an earlier credshift, whose key any page at this address could use. Set a keychain passphrase to protect it; the values stay.',
+    orphaned: 'This keychain\'s key is gone: its values cannot be opened here.',
+    passphrase: unlocked ? 'Unlocked with the keychain passphrase until this page is closed or locked.' : 'Locked: this keychain opens only with its keychain passphrase.',
+    passkey: unlocked ? 'Unlocked with the passkey until this page is closed or locked.' : 'Locked: this keychain opens only with its passkey.',
+  };
+  $('keychain-state').textContent = words[kind];
+  return { kind, unlocked };
 }
 
 async function render() {
   for (const t of revealTimers.values()) clearTimeout(t);
   revealTimers.clear();
-  await refreshPasskey();
+  const { unlocked } = await refreshKeychain();
   const rows = $('item-rows');
   rows.replaceChildren();
-  if (await keychain.isLocked()) {
+  $('import').disabled = !unlocked;
+  if (!unlocked) {
     $('items').hidden = true;
     $('empty').hidden = false;
-    $('empty').textContent = 'Locked: unlock with the passkey to see the credentials.';
+    $('empty').textContent = 'Locked or not made yet: nothing to show.';
     $('count').textContent = '';
     $('export').disabled = true;
     return;
@@ -133,6 +162,18 @@ async function remove(id) {
   await render();
 }
 
+/** The bundle's credentials whose ids hold other values here, until the user decides. */
+let pending = [];
+
+function showConflicts() {
+  $('conflicts').hidden = pending.length === 0;
+  $('conflict-ids').textContent = pending.map((c) => c.id).join(', ');
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
 async function onImport(ev) {
   ev.preventDefault();
   const file = $('bundle-file').files[0];
@@ -142,37 +183,55 @@ async function onImport(ev) {
     return;
   }
   $('import').disabled = true;
+  pending = [];
+  showConflicts();
   say(`Opening ${file.name}…`);
   try {
     const items = await openBundle(await file.text(), pass.value, { allowWeak: $('allow-weak').checked });
-    await keychain.storeMany(items);
+    // Never a silent replacement: a stored id with another value is kept
+    // and listed; replacing it is the user's choice below.
+    const { fresh, same, differ } = await keychain.compare(items);
+    await keychain.storeMany(fresh);
     pass.value = '';
-    say(`Imported ${items.length} credential${items.length === 1 ? '' : 's'} from ${file.name}.`, 'ok');
+    let text = `Imported ${plural(fresh.length, 'credential')} from ${file.name}.`;
+    if (same.length) text += ` ${same.length} already stored unchanged.`;
+    if (differ.length) {
+      text += ` ${differ.length} already stored with another value ${differ.length === 1 ? 'was' : 'were'} kept, not replaced: ${differ.map((c) => c.id).join(', ')}.`;
+    }
+    pending = differ;
+    // The list first, then the status: whoever waits for the status finds the rows.
     await render();
+    showConflicts();
+    say(text, differ.length ? 'error' : 'ok');
   } catch (e) {
     say(`Nothing imported: ${failure(e)}`, 'error');
   } finally {
-    $('import').disabled = false;
+    $('import').disabled = !(await keychain.state()).unlocked;
   }
+}
+
+/** Seal `items` under the passphrase in `input` and hand the file to the browser. */
+async function download(items, input, name) {
+  const text = await sealBundle(items, input.value);
+  input.value = '';
+  const url = URL.createObjectURL(new Blob([text], { type: 'application/json' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `${name}-${new Date().toISOString().slice(0, 10)}.bundle`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  return a.download;
 }
 
 async function onExport(ev) {
   ev.preventDefault();
-  const pass = $('export-passphrase');
   $('export').disabled = true;
   try {
     const items = await keychain.all();
-    const text = await sealBundle(items, pass.value);
-    pass.value = '';
-    const url = URL.createObjectURL(new Blob([text], { type: 'application/json' }));
-    const a = document.createElement('a');
-    a.href = url;
-    a.download = `credshift-${new Date().toISOString().slice(0, 10)}.bundle`;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
-    say(`Exported ${items.length} credential${items.length === 1 ? '' : 's'} to ${a.download}.`, 'ok');
+    const file = await download(items, $('export-passphrase'), 'credshift');
+    say(`Exported ${plural(items.length, 'credential')} to ${file}.`, 'ok');
   } catch (e) {
     say(`Nothing exported: ${failure(e)}`, 'error');
   } finally {
@@ -180,20 +239,104 @@ async function onExport(ev) {
   }
 }
 
+async function onExportConflicts(ev) {
+  ev.preventDefault();
+  try {
+    const ids = new Set(pending.map((c) => c.id));
+    const stored = (await keychain.all()).filter((c) => ids.has(c.id));
+    const file = await download(stored, $('conflict-export-passphrase'), 'credshift-before-replace');
+    say(`Exported the ${plural(stored.length, 'stored value')} to ${file}.`, 'ok');
+  } catch (e) {
+    say(`Nothing exported: ${failure(e)}`, 'error');
+  }
+}
+
+async function onReplaceConflicts() {
+  const ids = pending.map((c) => c.id);
+  if (!window.confirm(`Replace the stored ${ids.join(', ')} with the bundle's values?`)) return;
+  try {
+    await keychain.storeMany(pending);
+    pending = [];
+    await render();
+    showConflicts();
+    say(`Replaced ${plural(ids.length, 'credential')}: ${ids.join(', ')}.`, 'ok');
+  } catch (e) {
+    say(`Nothing replaced: ${failure(e)}`, 'error');
+  }
+}
+
+function onKeepConflicts() {
+  say(`Kept the stored ${pending.map((c) => c.id).join(', ')}.`, 'ok');
+  pending = [];
+  showConflicts();
+}
+
+async function onCreate(ev) {
+  ev.preventDefault();
+  const pass = $('create-passphrase');
+  const again = $('create-confirm');
+  try {
+    if (pass.value !== again.value) throw new keychain.KeychainError('the two entries differ; type them again');
+    const wasLegacy = (await keychain.state()).kind === 'legacy';
+    await keychain.create(pass.value);
+    pass.value = '';
+    again.value = '';
+    await keychainMade();
+    await render();
+    say(wasLegacy ? 'The keychain is now protected by your keychain passphrase.' : 'Keychain created: it opens with your keychain passphrase.', 'ok');
+  } catch (e) {
+    pass.value = '';
+    again.value = '';
+    await render();
+    say(failure(e), 'error');
+  }
+}
+
+async function onUnlock(ev) {
+  ev.preventDefault();
+  const pass = $('keychain-passphrase');
+  try {
+    await keychain.unlock(pass.value);
+    pass.value = '';
+    await render();
+    say('Unlocked.', 'ok');
+  } catch (e) {
+    pass.value = '';
+    await render();
+    say(failure(e), 'error');
+  }
+}
+
 async function passkeyAction(action, done) {
   try {
     await action();
+    await render();
     say(done, 'ok');
   } catch (e) {
+    await render();
     say(failure(e), 'error');
   }
-  await render();
 }
 
-$('protect').addEventListener('click', () => passkeyAction(keychain.protectWithPasskey, 'The keychain is now protected by your passkey.'));
-$('unlock').addEventListener('click', () => passkeyAction(keychain.unlock, 'Unlocked.'));
+$('protect').addEventListener('click', () => passkeyAction(async () => {
+  await keychain.protectWithPasskey();
+  await keychainMade();
+}, 'The keychain is now protected by your passkey.'));
+$('unlock').addEventListener('click', () => passkeyAction(() => keychain.unlock(), 'Unlocked.'));
+$('lock').addEventListener('click', async () => {
+  keychain.lock();
+  pending = [];
+  showConflicts();
+  say('Locked.', 'ok');
+  await render();
+});
+$('create-form').addEventListener('submit', onCreate);
+$('unlock-form').addEventListener('submit', onUnlock);
 $('import-form').addEventListener('submit', onImport);
 $('export-form').addEventListener('submit', onExport);
+$('conflict-export-form').addEventListener('submit', onExportConflicts);
+$('replace-conflicts').addEventListener('click', onReplaceConflicts);
+$('keep-conflicts').addEventListener('click', onKeepConflicts);
 render().then(
   () => { document.body.dataset.ready = 'true'; },
   (e) => say(`The keychain cannot be read: ${failure(e)}`, 'error'),

@@ -29,6 +29,41 @@ export const KINDS = [
 /** An error whose message is safe to show: it never holds secret content. */
 export class BundleError extends Error {}
 
+/** credshift's rule for every new passphrase (src/keys.rs, `check_new_passphrase`). */
+export const MIN_NEW_PASSPHRASE = 8;
+export const PASSPHRASE_RULE = 'at least 8 characters, not one character repeated, and not one of the most common passwords';
+/** The same list as `COMMON_PASSWORDS` in src/keys.rs (tests/web.rs compares them). */
+export const COMMON_PASSWORDS = [
+  'password', 'password1', 'password12', 'password123', 'passw0rd', 'p@ssw0rd', 'p@ssword', '12345678',
+  '123456789', '1234567890', '0123456789', '987654321', '87654321', '11111111', '00000000', '88888888',
+  '12341234', '11223344', '123123123', '123456123', '1q2w3e4r', '1q2w3e4r5t', 'q1w2e3r4', 'q1w2e3r4t5',
+  '1qaz2wsx', 'zaq12wsx', 'qazwsxedc', 'qwertyui', 'qwertyuiop', 'qwerty123', 'qwerty12', '1234qwer',
+  'qwer1234', 'asdfghjk', 'asdfghjkl', 'abcd1234', 'abc12345', 'aa123456', 'iloveyou', 'iloveyou1',
+  'sunshine', 'princess', 'football', 'baseball', 'basketball', 'welcome1', 'welcome123', 'trustno1',
+  'superman', 'starwars', 'letmein1', 'changeme', 'administrator', 'admin123', 'computer', 'whatever',
+  'michael1', 'jennifer', 'corvette', 'mercedes', 'liverpool', 'chelsea1', 'blink182', 'charlie1',
+  'internet', 'samsung1', 'abcdefgh', 'qwertyuio', 'zxcvbnm1', 'zxcvbnma', 'passpass', 'testtest',
+  'test1234', 'secret123', 'credshift',
+];
+
+/**
+ * Why `passphrase` may not protect new data, in credshift's words, or null
+ * when it passes the rule. Counts characters (code points), as credshift.
+ */
+export function newPassphraseProblem(passphrase) {
+  const chars = [...passphrase];
+  if (chars.length < MIN_NEW_PASSPHRASE) {
+    return `the passphrase has only ${chars.length} character${chars.length === 1 ? '' : 's'}; a new passphrase needs ${PASSPHRASE_RULE}`;
+  }
+  if (chars.every((c) => c === chars[0])) {
+    return `the passphrase is one character repeated; a new passphrase needs ${PASSPHRASE_RULE}`;
+  }
+  if (COMMON_PASSWORDS.includes(passphrase.toLowerCase())) {
+    return `the passphrase is one of the most common passwords; a new passphrase needs ${PASSPHRASE_RULE}`;
+  }
+  return null;
+}
+
 const enc = new TextEncoder();
 
 export function toB64(bytes) {
@@ -209,6 +244,8 @@ export async function sealBundle(items, passphrase, iterations = DEFAULT_ITERATI
   if (!passphrase) {
     throw new BundleError('enter a passphrase for the export');
   }
+  const problem = newPassphraseProblem(passphrase);
+  if (problem) throw new BundleError(problem);
   const salt = crypto.getRandomValues(new Uint8Array(16));
   const nonce = crypto.getRandomValues(new Uint8Array(NONCE_LEN));
   const saltB64 = toB64(salt);

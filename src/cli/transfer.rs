@@ -5,10 +5,17 @@ use std::process::ExitCode;
 
 use super::{CliError, CliResult, interactive};
 
-pub fn cmd_web(port: u16) -> CliResult {
-    let listener = credshift::web::bind(port)
-        .map_err(|e| CliError::failed(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
-    let url = credshift::web::url(&listener).map_err(|e| CliError::failed(e.to_string()))?;
+pub fn cmd_web(port: Option<u16>, state_dir: &std::path::Path) -> CliResult {
+    let port = port.unwrap_or_else(credshift::web::default_port);
+    // Exit 2: another process on the port is a refusal, not a failure.
+    let listeners = credshift::web::bind(port).map_err(|e| match e {
+        credshift::web::BindError::Taken { .. } => CliError::usage(e.to_string()),
+        _ => CliError::failed(e.to_string()),
+    })?;
+    let url = credshift::web::url(&listeners).map_err(|e| CliError::failed(e.to_string()))?;
+    let state = credshift::web::WebState {
+        dir: credshift::web::state_dir(state_dir),
+    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
@@ -21,9 +28,13 @@ pub fn cmd_web(port: u16) -> CliResult {
             .map_err(|e| CliError::failed(format!("writing to stdout: {e}")))?;
     }
     if std::io::stderr().is_terminal() {
-        eprintln!("serving the browser keychain page on 127.0.0.1 only; Ctrl-C stops it");
+        eprintln!(
+            "serving the browser keychain page on the loopback addresses only (127.0.0.1 and \
+             [::1]); open the URL above, always the same for you; Ctrl-C stops it"
+        );
     }
-    credshift::web::serve(listener, stop).map_err(|e| CliError::failed(format!("serving: {e}")))?;
+    credshift::web::serve(listeners, state, stop)
+        .map_err(|e| CliError::failed(format!("serving: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -34,6 +45,19 @@ pub fn cmd_qr_draw(bundle: &std::path::Path, png_dir: Option<&std::path::Path>) 
     // Only a sealed credshift bundle goes into a QR code, never a file of
     // clear text given by mistake.
     let env = credshift::crypto::envelope::Envelope::parse(&bytes, &location, true)?;
+    credshift::qr::check_size(&bytes).map_err(|e| CliError::usage(format!("{location}: {e}")))?;
+    // A photo of the codes is a copy of the bundle: a weak key derivation
+    // is refused here even where reading it is allowed.
+    let min = credshift::crypto::envelope::MIN_ITERATIONS;
+    if let credshift::crypto::envelope::KdfParams::Pbkdf2 { iterations, .. } = env.params()
+        && *iterations < min
+    {
+        return Err(CliError::usage(format!(
+            "{location}: sealed with only {iterations} PBKDF2 iterations (fewer than {min}); \
+             whoever sees the codes could try passphrases fast. Seal it again with credshift's \
+             default first (credshift migrate --from bundle:OLD --to bundle:NEW)"
+        )));
+    }
     let parts = credshift::qr::split(&bytes);
     let total = parts.len();
     let id = credshift::qr::bundle_id(&bytes);
@@ -64,10 +88,15 @@ pub fn cmd_qr_draw(bundle: &std::path::Path, png_dir: Option<&std::path::Path>) 
     if let Some(dir) = png_dir {
         writeln!(out, "{total} PNG files in {}", dir.display()).map_err(io_err)?;
     }
-    if matches!(env.params(), credshift::crypto::envelope::KdfParams::None) {
-        eprintln!(
+    match env.params() {
+        credshift::crypto::envelope::KdfParams::None => eprintln!(
             "warning: this bundle is sealed with a key file; the other device needs that key file too"
-        );
+        ),
+        credshift::crypto::envelope::KdfParams::Pbkdf2 { .. } => eprintln!(
+            "warning: credshift cannot check this bundle's passphrase from the file; the codes \
+             are only as safe as it is ({})",
+            credshift::keys::PASSPHRASE_RULE
+        ),
     }
     out.flush().map_err(io_err)?;
     Ok(ExitCode::SUCCESS)

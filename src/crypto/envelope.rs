@@ -102,7 +102,8 @@ impl KeySource {
     /// `kdf_iterations` unless `allow_weak_kdf` (derives nothing).
     pub fn for_new_data(opts: &OpenOptions, location: &str) -> Result<KeySource> {
         let source = Self::from_options(opts, location)?;
-        if let KeySource::Passphrase(_) = source {
+        if let KeySource::Passphrase(p) = &source {
+            new_passphrase_rule(p, location)?;
             check_iterations(
                 u64::from(opts.kdf_iterations),
                 location,
@@ -167,6 +168,15 @@ impl KeySource {
         }
         Ok(KeySource::Passphrase(p.clone()))
     }
+}
+
+/// The passphrase rule for new data (`keys::check_new_passphrase`), as a
+/// store error naming `location`.
+pub fn new_passphrase_rule(p: &Secret, location: &str) -> Result<()> {
+    crate::keys::check_new_passphrase(p.expose()).map_err(|e| StoreError::MissingKey {
+        location: location.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Key derivation parameters as written in a header or a database's meta table.

@@ -59,11 +59,22 @@ pub fn kept_key_for(state_dir: &Path, backup: &Path) -> Result<PathBuf, StoreErr
     Ok(kept_keys_dir(state_dir).join(format!("{}.key", backup_id(backup)?)))
 }
 
-/// The key for a new backup at `path`: the passphrase in use, else a newly
-/// generated key file beside it. With `reuse`, a key file already there (a
-/// migration folder after a crash) is used again instead of refused.
+/// The passphrase new backups are sealed with: the one in use, when it
+/// passes the rule for new passphrases (`keys::check_new_passphrase`). One
+/// that does not may still open an old store, so moving off that store is
+/// not refused: its backup gets a generated key file instead.
+pub fn sealing_passphrase(opts: &OpenOptions) -> Option<&Secret> {
+    opts.passphrase
+        .as_ref()
+        .filter(|p| crate::keys::check_new_passphrase(p.expose()).is_ok())
+}
+
+/// The key for a new backup at `path`: the passphrase in use (see
+/// [`sealing_passphrase`]), else a newly generated key file beside it. With
+/// `reuse`, a key file already there (a migration folder after a crash) is
+/// used again instead of refused.
 pub fn new_key(path: &Path, opts: &OpenOptions, reuse: bool) -> Result<BackupKey, StoreError> {
-    if let Some(p) = &opts.passphrase {
+    if let Some(p) = sealing_passphrase(opts) {
         return Ok(BackupKey::Passphrase(p.clone()));
     }
     let key_path = key_file_for(path);
@@ -231,6 +242,33 @@ mod tests {
         assert!(
             read(&path, &key, &strict).is_err(),
             "1000 iterations refused"
+        );
+    }
+
+    /// Issue 23: no backup is sealed under a passphrase that fails the rule
+    /// for new passphrases; a generated key file seals it instead, so a
+    /// store under an old weak passphrase can still be moved off.
+    #[test]
+    fn a_weak_passphrase_never_seals_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BACKUP_FILE);
+        let opts = OpenOptions {
+            passphrase: Some(Secret::new("pw")),
+            kdf_iterations: 1000,
+            allow_weak_kdf: true,
+            ..OpenOptions::default()
+        };
+        let key = new_key(&path, &opts, false).unwrap();
+        assert!(matches!(key, BackupKey::KeyFile(_)), "{key:?}");
+        write(&path, &creds(), &key, &opts).unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(header["kdf"]["alg"], "none");
+        assert_eq!(
+            read(&path, &existing_key(&path, &opts).unwrap(), &opts)
+                .unwrap()
+                .len(),
+            2
         );
     }
 

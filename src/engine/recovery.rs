@@ -602,7 +602,7 @@ pub fn backup(
     key_out: KeyOut<'_>,
     opts: &OpenOptions,
 ) -> Result<BackupSummary> {
-    if opts.passphrase.is_none()
+    if backup::sealing_passphrase(opts).is_none()
         && let Some(k) = &opts.key_file
         && same_file(k, out)
     {
@@ -612,7 +612,7 @@ pub fn backup(
             out.display()
         )));
     }
-    if opts.passphrase.is_none()
+    if backup::sealing_passphrase(opts).is_none()
         && opts.key_file.is_none()
         && let KeyOut::At(k) = key_out
         && same_file(k, out)
@@ -625,7 +625,8 @@ pub fn backup(
     }
     let _locks = session::read_only(source)?;
     let scan = source.read_all()?;
-    let key_file = match (&opts.passphrase, &opts.key_file, key_out) {
+    // A passphrase that fails the rule for new ones seals nothing new.
+    let key_file = match (backup::sealing_passphrase(opts), &opts.key_file, key_out) {
         (Some(p), _, _) => {
             backup::write(
                 out,

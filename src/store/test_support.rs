@@ -5,12 +5,19 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::unlock::OpenOptions;
 
 /// A passphrase under a 1,000-iteration KDF (allowed as weak), so a test
-/// spends no time stretching keys.
+/// spends no time stretching keys. `pass` is a short tag ("pw", "other"):
+/// the passphrase is the tag with a fixed suffix, so it passes the rule for
+/// new passphrases while different tags stay different passphrases.
 pub fn weak_opts(pass: &str) -> OpenOptions {
     OpenOptions {
-        passphrase: Some(Secret::new(pass)),
+        passphrase: Some(Secret::new(test_passphrase(pass))),
         ..no_key()
     }
+}
+
+/// The passphrase [`weak_opts`] uses for the tag `pass`.
+pub fn test_passphrase(pass: &str) -> String {
+    format!("{pass} unit-test passphrase")
 }
 
 /// Weak KDFs allowed, and no passphrase or key file at all.

@@ -65,10 +65,9 @@ impl Wizard {
                             return vec![];
                         }
                     }
-                    if passphrase.len() < MIN_PASSPHRASE {
-                        self.passphrase.error = Some(format!(
-                            "use at least {MIN_PASSPHRASE} characters (a few words work well)"
-                        ));
+                    // The one rule every new envelope follows (CLI, page).
+                    if let Err(e) = crate::keys::check_new_passphrase(passphrase.expose()) {
+                        self.passphrase.error = Some(format!("{e} (a few words work well)"));
                         return vec![];
                     }
                 }
@@ -87,7 +86,7 @@ impl Wizard {
     }
 }
 
-pub const MIN_PASSPHRASE: usize = 8;
+pub const MIN_PASSPHRASE: usize = crate::keys::MIN_NEW_PASSPHRASE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Strength {

@@ -334,6 +334,14 @@ fn passphrase_is_asked_when_none_was_given_and_must_match() {
         confirm: Some(Secret::new("short")),
     });
     assert!(fx.is_empty(), "too short");
+    // The CLI's rule (issue 23): a common password of 8+ characters too.
+    let fx = w.handle(Event::PassphraseSubmitted {
+        passphrase: Secret::new("Password1"),
+        confirm: Some(Secret::new("Password1")),
+    });
+    assert!(fx.is_empty(), "a common password");
+    let error = w.passphrase.error.clone().unwrap();
+    assert!(error.contains("most common passwords"), "{error}");
     let fx = w.handle(Event::PassphraseSubmitted {
         passphrase: Secret::new("correct horse"),
         confirm: Some(Secret::new("correct horse")),

@@ -1,10 +1,12 @@
 // Drives credshift's browser keychain page in a real headless Chromium
 // (Debian's `chromium`, driven by playwright-core). tests/web.rs starts
-// `credshift web --port 0`, prepares bundles with the credshift binary and
+// `credshift web`, prepares bundles with the credshift binary and
 // runs this script with CREDSHIFT_WEB_CONFIG naming a JSON file (0600, in a
 // temp dir: it holds the test passphrases, never argv):
 //
-//   {"url", "scenario": "round-trip" | "refusals" | "mask", ...}
+//   {"url", "scenario": "round-trip" | "refusals" | "mask" | "passkey" |
+//    "conflicts" | "legacy" | "squat-setup" | "squat-attack" | "squat-owner" |
+//    "missing", "profile"?: a browser profile kept across scenarios, ...}
 //
 // It prints one line per check and exits non-zero on the first failure.
 
@@ -22,7 +24,10 @@ function check(cond, what) {
 }
 
 async function launch() {
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'credshift-chromium-'));
+  // A profile the test names survives this run (the squatter scenarios
+  // reopen the same browser data); else a fresh one, removed after.
+  const keep = !!config.profile;
+  const profile = config.profile ?? fs.mkdtempSync(path.join(os.tmpdir(), 'credshift-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -49,7 +54,7 @@ async function launch() {
     context, page, foreign, consoleErrors,
     async close() {
       await context.close();
-      fs.rmSync(profile, { recursive: true, force: true });
+      if (!keep) fs.rmSync(profile, { recursive: true, force: true });
     },
   };
 }
@@ -57,6 +62,33 @@ async function launch() {
 async function open(page) {
   await page.goto(config.url);
   await page.waitForSelector('body[data-ready=true]');
+}
+
+async function statusAfter(page, action) {
+  await page.evaluate(() => { document.querySelector('[data-testid=status]').textContent = ''; });
+  await action();
+  await page.waitForFunction(() => document.querySelector('[data-testid=status]').textContent !== '', null, { timeout: 120_000 });
+  return page.textContent('[data-testid=status]');
+}
+
+/** Make the keychain with a keychain passphrase through the page's form. */
+async function createKeychain(page, passphrase) {
+  await page.fill('input[data-testid=create-passphrase]', passphrase);
+  await page.fill('input[data-testid=create-confirm]', passphrase);
+  return statusAfter(page, () => page.click('button[data-testid=create]'));
+}
+
+/** Unlock with the keychain passphrase through the page's form. */
+async function unlockKeychain(page, passphrase) {
+  await page.fill('input[data-testid=keychain-passphrase]', passphrase);
+  return statusAfter(page, () => page.click('button[data-testid=unlock-passphrase]'));
+}
+
+async function reloadAndUnlock(page) {
+  await page.reload();
+  await page.waitForSelector('body[data-ready=true]');
+  const status = await unlockKeychain(page, config.keychain_passphrase);
+  check(status === 'Unlocked.', `unlock after a reload: ${status}`);
 }
 
 async function importBundle(page, file, passphrase, { allowWeak = false } = {}) {
@@ -161,6 +193,15 @@ async function roundTrip() {
   await page.clock.install();
   await open(page);
   check((await itemIds(page)).length === 0, 'a fresh browser profile starts empty');
+  check(await page.isHidden('[data-testid=missing]'), 'no "keychain missing" warning where none was made');
+  const lead = await page.textContent('[data-testid=lead]');
+  check(lead.includes('keychain passphrase') && !lead.includes('will not hand out'), 'the page says in plain words what protects the keychain');
+  const weak = await createKeychain(page, 'short');
+  check(weak.includes('at least 8 characters'), `a short keychain passphrase is refused: ${weak}`);
+  const made = await createKeychain(page, config.keychain_passphrase);
+  check(made.startsWith('Keychain created'), `create: ${made}`);
+  check(await page.inputValue('input[data-testid=create-passphrase]') === '', 'the keychain passphrase field is cleared');
+  check(await page.isHidden('[data-testid=create-passphrase]') && await page.isHidden('[data-testid=keychain-passphrase]'), 'no keychain form is shown once it is made and open');
 
   const status = await importBundle(page, config.bundle, config.passphrase);
   check(status.startsWith(`Imported ${expected.length} credential`), `import says: ${status}`);
@@ -179,6 +220,12 @@ async function roundTrip() {
 
   await page.reload();
   await page.waitForSelector('body[data-ready=true]');
+  check((await itemIds(page)).length === 0, 'after a reload nothing is listed until the keychain is unlocked');
+  check(await page.isVisible('[data-testid=keychain-passphrase]') && await page.isHidden('[data-testid=create-passphrase]'), 'a locked keychain shows the unlock form only');
+  const wrong = await unlockKeychain(page, `${config.keychain_passphrase}!`);
+  check(wrong.includes('wrong keychain passphrase'), `a wrong keychain passphrase: ${wrong}`);
+  const unlocked = await unlockKeychain(page, config.keychain_passphrase);
+  check(unlocked === 'Unlocked.', `unlock: ${unlocked}`);
   check(JSON.stringify(await itemIds(page)) === JSON.stringify(expected.map((e) => e.id)), 'every item is still there after a reload');
 
   const keyInfo = await page.evaluate(async () => {
@@ -239,7 +286,12 @@ async function roundTrip() {
   check(await row.locator('[data-testid=preview]').textContent() === masked, 'masked again after 30 s');
   assertNoSecret(await pageText(page), secretValues, 'the page text after the reveal ended');
 
-  // Export to a new bundle.
+  // Export to a new bundle: credshift's passphrase rule first.
+  for (const bad of ['x', 'Password1']) {
+    await page.fill('input[data-testid=export-passphrase]', bad);
+    const refused = await statusAfter(page, () => page.click('button[data-testid=export]'));
+    check(refused.startsWith('Nothing exported') && refused.includes('at least 8 characters'), `export under ${JSON.stringify(bad)}: ${refused}`);
+  }
   await page.fill('input[data-testid=export-passphrase]', config.export_passphrase);
   const [download] = await Promise.all([
     page.waitForEvent('download'),
@@ -253,8 +305,7 @@ async function roundTrip() {
   const victim = config.delete_id;
   await page.locator(`[data-testid=item][data-id="${victim}"] [data-testid=delete]`).click();
   await page.waitForFunction((n) => document.querySelectorAll('[data-testid=item]').length === n, expected.length - 1);
-  await page.reload();
-  await page.waitForSelector('body[data-ready=true]');
+  await reloadAndUnlock(page);
   const left = await itemIds(page);
   check(left.length === expected.length - 1 && !left.includes(victim), `${victim} deleted, the rest kept`);
 
@@ -267,6 +318,7 @@ async function refusals() {
   const b = await launch();
   const { page } = b;
   await open(page);
+  check((await createKeychain(page, config.keychain_passphrase)).startsWith('Keychain created'), 'keychain created');
   for (const c of config.cases) {
     const status = await importBundle(page, c.file, c.passphrase, { allowWeak: !!c.allow_weak });
     if (c.expect_imported !== undefined) {
@@ -275,8 +327,7 @@ async function refusals() {
         const kc = await import('/keychain.js');
         for (const it of await kc.list()) await kc.delete(it.id);
       });
-      await page.reload();
-      await page.waitForSelector('body[data-ready=true]');
+      await reloadAndUnlock(page);
       continue;
     }
     check(status.startsWith('Nothing imported') && status.includes(c.expect), `${c.name}: ${status}`);
@@ -316,10 +367,7 @@ async function addAuthenticator(context, page) {
 }
 
 async function statusAfterClick(page, selector) {
-  await page.evaluate(() => { document.querySelector('[data-testid=status]').textContent = ''; });
-  await page.click(selector);
-  await page.waitForFunction(() => document.querySelector('[data-testid=status]').textContent !== '', null, { timeout: 120_000 });
-  return page.textContent('[data-testid=status]');
+  return statusAfter(page, () => page.click(selector));
 }
 
 async function passkey() {
@@ -328,6 +376,7 @@ async function passkey() {
   const { page, context } = b;
   const auth = await addAuthenticator(context, page);
   await open(page);
+  check((await createKeychain(page, config.keychain_passphrase)).startsWith('Keychain created'), 'keychain created');
   const status = await importBundle(page, config.bundle, config.passphrase);
   check(status.startsWith(`Imported ${config.expected.length}`), `import: ${status}`);
 
@@ -335,13 +384,14 @@ async function passkey() {
   check(protectedStatus.includes('protected by your passkey'), `protect: ${protectedStatus}`);
   check((await itemIds(page)).length === config.expected.length, 'still listed while unlocked');
   const dump = await dumpIndexedDb(page);
-  check(!dump.text.includes('CryptoKey('), 'the device key is gone from IndexedDB');
+  check(!dump.text.includes('CryptoKey('), 'no usable key in IndexedDB');
+  check(!dump.text.split('\n').includes('wrapped'), 'the passphrase-wrapped key is gone');
   assertNoSecret(dump.text, secretValues, 'IndexedDB under the passkey');
 
   await page.reload();
   await page.waitForSelector('body[data-ready=true]');
   check((await itemIds(page)).length === 0, 'after a reload the keychain is locked: nothing listed');
-  check((await page.textContent('[data-testid=passkey-state]')).startsWith('Locked'), 'the page says it is locked');
+  check((await page.textContent('[data-testid=keychain-state]')).startsWith('Locked'), 'the page says it is locked');
   const locked = await page.evaluate(async (id) => {
     const kc = await import('/keychain.js');
     try { await kc.retrieve(id); return 'opened'; } catch (e) { return e.message; }
@@ -376,7 +426,149 @@ async function passkey() {
   await b.close();
 }
 
-const scenarios = { 'round-trip': roundTrip, refusals, mask: maskRule, passkey };
+async function secretOf(page, id) {
+  return page.evaluate(async (i) => (await (await import('/keychain.js')).retrieve(i))?.secret ?? null, id);
+}
+
+/** Issue 23: an import never replaces a stored value silently. */
+async function conflicts() {
+  const b = await launch();
+  const { page } = b;
+  await open(page);
+  check((await createKeychain(page, config.keychain_passphrase)).startsWith('Keychain created'), 'keychain created');
+  const first = await importBundle(page, config.first, config.passphrase);
+  check(first.startsWith(`Imported ${config.first_count} credentials`), `first import: ${first}`);
+  const id = config.conflict_id;
+  const second = await importBundle(page, config.second, config.passphrase);
+  check(second.includes('Imported 1 credential from') && second.includes('1 already stored unchanged')
+    && second.includes(`kept, not replaced: ${id}`), `second import lists what it kept: ${second}`);
+  check(await secretOf(page, id) === config.old_secret, `${id} still holds the stored value`);
+  check(await secretOf(page, config.new_id) === config.new_secret, `${config.new_id} (new) was imported`);
+  check(await page.isVisible('[data-testid=conflicts]'), 'the page offers the choice');
+  check(await page.textContent('[data-testid=conflict-ids]') === id, 'the choice names the id');
+  assertNoSecret(await pageText(page), [config.old_secret, config.new_secret], 'the page text while choosing');
+
+  await page.fill('input[data-testid=conflict-export-passphrase]', 'short');
+  const refused = await statusAfter(page, () => page.click('button[data-testid=export-conflicts]'));
+  check(refused.includes('at least 8 characters'), `a short passphrase for the copy: ${refused}`);
+  await page.fill('input[data-testid=conflict-export-passphrase]', config.export_passphrase);
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.click('button[data-testid=export-conflicts]'),
+  ]);
+  await download.saveAs(config.conflict_export_to);
+  check(download.suggestedFilename().startsWith('credshift-before-replace-'), `the stored value exported first: ${download.suggestedFilename()}`);
+
+  const replaced = await statusAfter(page, () => page.click('button[data-testid=replace-conflicts]'));
+  check(replaced === `Replaced 1 credential: ${id}.`, `replace: ${replaced}`);
+  check(await secretOf(page, id) === config.replacement_secret, `${id} holds the bundle's value once chosen`);
+  check(await page.isHidden('[data-testid=conflicts]'), 'the choice is gone once made');
+  const again = await importBundle(page, config.second, config.passphrase);
+  check(again.includes('Imported 0 credentials') && again.includes('3 already stored unchanged') && !again.includes('kept'), `importing it again changes nothing: ${again}`);
+  check(b.consoleErrors.length === 0, `no console errors (${b.consoleErrors.join(' | ')})`);
+  await b.close();
+}
+
+/** The owner makes a keychain at credshift's URL and fills it. */
+async function squatSetup() {
+  const b = await launch();
+  const { page } = b;
+  await open(page);
+  check(new URL(page.url()).origin === new URL(config.url).origin, `the page is at ${config.url}`);
+  check((await createKeychain(page, config.keychain_passphrase)).startsWith('Keychain created'), 'keychain created');
+  const status = await importBundle(page, config.bundle, config.passphrase);
+  check(status.startsWith(`Imported ${config.expected.length} credential`), `import: ${status}`);
+  check(b.consoleErrors.length === 0, `no console errors (${b.consoleErrors.join(' | ')})`);
+  await b.close();
+}
+
+/** The same browser opens the same URL; the squatter answers. */
+async function squatAttack() {
+  const b = await launch();
+  const { page } = b;
+  await page.goto(config.url);
+  await page.waitForSelector('body[data-done=true]', { timeout: 120_000 });
+  const result = JSON.parse(await page.textContent('#result'));
+  console.log(`squatter saw: origin ${result.origin}, ${result.items.length} sealed records, key records [${result.keyRecords}], ${result.cryptoKeys} CryptoKeys, ${result.guesses} passphrase guesses, API: ${Object.entries(result.api).map(([k, v]) => `${k} ${v.ok ? 'OPENED' : `refused (${v.error})`}`).join('; ')}`);
+  check(result.origin === new URL(config.url).origin, `the squatter's page shares the keychain's origin (${result.origin})`);
+  check(result.items.length === config.expected.length, `it reads the ${config.expected.length} sealed records`);
+  check(result.cryptoKeys === 0, 'it finds no usable key in IndexedDB');
+  check(result.decrypted.length === 0, 'it decrypts nothing');
+  check(Object.values(result.api).every((v) => !v.ok), "credshift's own keychain.js opens nothing for it");
+  assertNoSecret(await pageText(page), Object.values(config.secrets), "the squatter's page");
+  await b.close();
+}
+
+/** Back at credshift's page, the owner's keychain opens with its passphrase. */
+async function squatOwner() {
+  const b = await launch();
+  const { page } = b;
+  await open(page);
+  check(await page.isHidden('[data-testid=missing]'), 'no "keychain missing" warning: it is there');
+  const status = await unlockKeychain(page, config.keychain_passphrase);
+  check(status === 'Unlocked.', `unlock: ${status}`);
+  check((await itemIds(page)).length === config.expected.length, 'every item is listed');
+  for (const [id, secret] of Object.entries(config.secrets)) {
+    if (await secretOf(page, id) !== secret) throw new Error(`FAILED: ${id} differs`);
+  }
+  console.log('ok - every secret opens unchanged for the owner');
+  check(b.consoleErrors.length === 0, `no console errors (${b.consoleErrors.join(' | ')})`);
+  await b.close();
+}
+
+/** A browser with no keychain where credshift remembers making one. */
+async function missing() {
+  const b = await launch();
+  const { page } = b;
+  await open(page);
+  check(await page.isVisible('[data-testid=missing]'), 'the page says no keychain was found where one was made');
+  const text = await page.textContent('[data-testid=missing]');
+  check(text.includes('No keychain was found here'), text);
+  await b.close();
+}
+
+/** A keychain as an earlier credshift left it: its key unwrapped in IndexedDB. */
+async function legacy() {
+  const b = await launch();
+  const { page } = b;
+  await open(page);
+  await page.evaluate(async (secrets) => {
+    const db = await new Promise((res) => { const r = indexedDB.open('credshift-keychain', 1); r.onsuccess = () => res(r.result); });
+    const k = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
+    const tx = db.transaction(['keys', 'items'], 'readwrite');
+    tx.objectStore('keys').put(k, 'master');
+    for (const [id, secret] of Object.entries(secrets)) {
+      const iv = crypto.getRandomValues(new Uint8Array(12));
+      const plain = new TextEncoder().encode(JSON.stringify({ secret, metadata: {} }));
+      const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: new TextEncoder().encode(id) }, k, plain));
+      tx.objectStore('items').put({ id, kind: 'api_key', iv, sealed });
+    }
+    await new Promise((res) => { tx.oncomplete = res; });
+    db.close();
+  }, config.secrets);
+  await page.reload();
+  await page.waitForSelector('body[data-ready=true]');
+  const words = await page.textContent('[data-testid=keychain-state]');
+  check(words.includes('earlier credshift'), `the page says the keychain is not protected yet: ${words}`);
+  check((await itemIds(page)).length === 0, 'nothing listed before it is protected');
+  const made = await createKeychain(page, config.keychain_passphrase);
+  check(made === 'The keychain is now protected by your keychain passphrase.', `protect: ${made}`);
+  const ids = Object.keys(config.secrets).sort();
+  check(JSON.stringify(await itemIds(page)) === JSON.stringify(ids), 'its values are kept');
+  for (const id of ids) check(await secretOf(page, id) === config.secrets[id], `${id} opens unchanged`);
+  const dump = await dumpIndexedDb(page);
+  check(!dump.text.includes('CryptoKey('), 'the unprotected key is gone from IndexedDB');
+  await reloadAndUnlock(page);
+  check((await itemIds(page)).length === ids.length, 'it opens with the keychain passphrase after a reload');
+  check(b.consoleErrors.length === 0, `no console errors (${b.consoleErrors.join(' | ')})`);
+  await b.close();
+}
+
+const scenarios = {
+  legacy,
+  'round-trip': roundTrip, refusals, mask: maskRule, passkey, conflicts,
+  'squat-setup': squatSetup, 'squat-attack': squatAttack, 'squat-owner': squatOwner, missing,
+};
 try {
   await scenarios[config.scenario]();
   console.log('all passed');

@@ -335,7 +335,7 @@ fn options_pick_the_key_that_fits_the_header() {
         ..OpenOptions::default()
     };
     let both = OpenOptions {
-        passphrase: Some(Secret::new("pw")),
+        passphrase: Some(Secret::new("pw for the tests")),
         kdf_iterations: 1000,
         allow_weak_kdf: true,
         ..key_only.clone()
