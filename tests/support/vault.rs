@@ -276,3 +276,224 @@ fn health(port: u16) -> Option<u16> {
     let text = String::from_utf8_lossy(&buf);
     text.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Three `bao server` processes with raft storage, `retry_join` and a
+/// `seal "static"` key file: a real HA cluster on loopback. Node 0 is
+/// initialized (recovery keys, since the static seal unseals), the others
+/// join it and unseal themselves.
+pub struct BaoCluster {
+    pub nodes: Vec<Option<Child>>,
+    pub addrs: Vec<String>,
+    pub token: String,
+    pub bin: PathBuf,
+    pub home: tempfile::TempDir,
+}
+
+impl BaoCluster {
+    pub fn start() -> Option<BaoCluster> {
+        match BaoCluster::try_start() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                skip_without("openbao raft cluster (bao)", &e);
+                None
+            }
+        }
+    }
+
+    fn spawn(&self, i: usize) -> Result<Child, String> {
+        let dir = self.home.path();
+        let log = std::fs::File::create(dir.join(format!("node{i}.log"))).unwrap();
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["server", "-config"])
+            .arg(dir.join(format!("node{i}.hcl")))
+            .env("HOME", dir)
+            .env_remove("VAULT_TOKEN")
+            .env_remove("BAO_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        cmd.spawn()
+            .map_err(|e| format!("{}: {e}", self.bin.display()))
+    }
+
+    pub fn try_start() -> Result<BaoCluster, String> {
+        let bin = bao_binary()?;
+        let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = home.path().to_path_buf();
+        let mut key = [0u8; 32];
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = (std::process::id() as u8)
+                .wrapping_mul(31)
+                .wrapping_add(i as u8 * 7);
+        }
+        std::fs::write(dir.join("unseal.key"), key).unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let joins: String = ports
+            .iter()
+            .map(|p| format!("  retry_join {{ leader_api_addr = \"http://127.0.0.1:{p}\" }}\n"))
+            .collect();
+        for (i, p) in ports.iter().enumerate() {
+            let data = dir.join(format!("raft{i}"));
+            std::fs::create_dir_all(&data).unwrap();
+            let hcl = format!(
+                "disable_mlock = true\nui = false\n\
+                 api_addr = \"http://127.0.0.1:{p}\"\n\
+                 cluster_addr = \"https://127.0.0.1:{c}\"\n\
+                 storage \"raft\" {{\n  path = \"{data}\"\n  node_id = \"node{i}\"\n{joins}}}\n\
+                 listener \"tcp\" {{\n  address = \"127.0.0.1:{p}\"\n  cluster_address = \"127.0.0.1:{c}\"\n  tls_disable = true\n}}\n\
+                 seal \"static\" {{\n  current_key_id = \"test-1\"\n  current_key = \"file://{key}\"\n}}\n",
+                c = p + 1,
+                data = data.display(),
+                key = dir.join("unseal.key").display(),
+            );
+            std::fs::write(dir.join(format!("node{i}.hcl")), hcl).unwrap();
+        }
+        let mut cluster = BaoCluster {
+            nodes: Vec::new(),
+            addrs: ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}"))
+                .collect(),
+            token: String::new(),
+            bin,
+            home,
+        };
+        let first = cluster.spawn(0)?;
+        cluster.nodes.push(Some(first));
+        wait_listening(ports[0])?;
+        let out = Command::new(&cluster.bin)
+            .args([
+                "operator",
+                "init",
+                "-format=json",
+                "-recovery-shares=1",
+                "-recovery-threshold=1",
+            ])
+            .env("BAO_ADDR", &cluster.addrs[0])
+            .env("HOME", &dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "operator init: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let init: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        cluster.token = init["root_token"].as_str().unwrap_or_default().to_string();
+        for i in 1..3 {
+            let child = cluster.spawn(i)?;
+            cluster.nodes.push(Some(child));
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if cluster.voters(0) == 3 {
+                cluster
+                    .cli(0)
+                    .args(["secrets", "enable", "-path=secret", "kv-v2"])
+                    .output()
+                    .ok();
+                // A new KV v2 mount upgrades itself for a moment on every
+                // node: ready once each node takes a write.
+                for i in 0..3 {
+                    while Instant::now() < deadline {
+                        let ok = cluster
+                            .cli(i)
+                            .args(["kv", "put", &format!("secret/ready{i}"), "ok=1"])
+                            .output()
+                            .is_ok_and(|o| o.status.success());
+                        if ok {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                }
+                return Ok(cluster);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Err(format!(
+            "the cluster did not reach three voters in 90 s: {}",
+            std::fs::read_to_string(dir.join("node1.log")).unwrap_or_default()
+        ))
+    }
+
+    /// `bao` against node `i` with the root token.
+    pub fn cli(&self, i: usize) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.env("BAO_ADDR", &self.addrs[i])
+            .env("BAO_TOKEN", &self.token)
+            .env("HOME", self.home.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Voters that `operator raft list-peers` shows, asked of node `i`.
+    pub fn voters(&self, i: usize) -> usize {
+        let Ok(out) = self
+            .cli(i)
+            .args(["operator", "raft", "list-peers", "-format=json"])
+            .output()
+        else {
+            return 0;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["data"]["config"]["servers"]
+            .as_array()
+            .map(|s| s.iter().filter(|p| p["voter"] == true).count())
+            .unwrap_or(0)
+    }
+
+    /// The index of the active node, by `sys/leader` of a live node.
+    pub fn leader(&self) -> Option<usize> {
+        for i in 0..3 {
+            if self.nodes[i].is_none() {
+                continue;
+            }
+            let out = self
+                .cli(i)
+                .args(["read", "-format=json", "sys/leader"])
+                .output()
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if let Some(addr) = v["data"]["leader_address"].as_str() {
+                return self.addrs.iter().position(|a| a == addr);
+            }
+        }
+        None
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for BaoCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn wait_listening(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if health(port).is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("nothing listens on {port} after 30 s"))
+}

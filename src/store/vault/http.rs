@@ -20,6 +20,9 @@ use crate::error::{Result, StoreError};
 
 pub const TOKEN_VARS: &[&str] = &["VAULT_TOKEN", "BAO_TOKEN"];
 
+/// How long a request is retried through a leader election.
+pub const ELECTION_WAIT: Duration = Duration::from_secs(20);
+
 /// The HTTP methods the KV v2 API needs (`LIST` is sent as `GET ?list=true`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -183,29 +186,74 @@ impl Client {
             }};
         }
         let body = body.unwrap_or(b"{}".as_slice());
-        let url = url.as_str();
-        let result = match method {
-            Method::Get => with_headers!(self.agent.get(url)).call(),
-            Method::Delete => with_headers!(self.agent.delete(url)).call(),
-            Method::Post => with_headers!(self.agent.post(url))
-                .content_type("application/json")
-                .send(body),
-            Method::Patch => with_headers!(self.agent.patch(url))
-                .content_type("application/merge-patch+json")
-                .send(body),
+        let first = url;
+        let mut url = first.clone();
+        let mut hops = 0;
+        // A leader change: the standby's redirect points at the dead leader
+        // or the cluster answers 5xx until a new one is elected. The same
+        // request is tried again for a while (writes are check-and-set, so
+        // a retried write that had landed fails as a conflict, never twice).
+        let started = std::time::Instant::now();
+        let mut tries: u64 = 0;
+        let mut again = |hops: &mut u32, url: &mut String| -> bool {
+            if started.elapsed() >= ELECTION_WAIT {
+                return false;
+            }
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(100 * tries.min(10)));
+            *hops = 0;
+            *url = first.clone();
+            true
         };
-        let mut resp = result.map_err(|e| self.unavailable(&e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .read_to_vec()
-            .map_err(|e| self.unavailable(&e))?;
-        Ok(Reply {
-            status,
-            body: Zeroizing::new(body),
-        })
+        loop {
+            let target = url.as_str();
+            let result = match method {
+                Method::Get => with_headers!(self.agent.get(target)).call(),
+                Method::Delete => with_headers!(self.agent.delete(target)).call(),
+                Method::Post => with_headers!(self.agent.post(target))
+                    .content_type("application/json")
+                    .send(body),
+                Method::Patch => with_headers!(self.agent.patch(target))
+                    .content_type("application/merge-patch+json")
+                    .send(body),
+            };
+            let mut resp = match result {
+                Ok(r) => r,
+                Err(_) if hops > 0 && again(&mut hops, &mut url) => continue,
+                Err(e) => return Err(self.unavailable(&e)),
+            };
+            let status = resp.status().as_u16();
+            if matches!(status, 500 | 502 | 503) && again(&mut hops, &mut url) {
+                continue;
+            }
+            // A standby that cannot forward points at the active node (as
+            // Vault's own client does, the same request follows it, a few
+            // times at most; redirects are off in the agent so that no
+            // other status ever carries the token elsewhere).
+            if matches!(status, 307 | 308) && hops < 3 {
+                let next = resp
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .filter(|l| l.starts_with("http://") || l.starts_with("https://"))
+                    .map(str::to_string);
+                if let Some(next) = next {
+                    hops += 1;
+                    url = next;
+                    continue;
+                }
+            }
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024 * 1024)
+                .read_to_vec()
+                .map_err(|e| self.unavailable(&e))?;
+            return Ok(Reply {
+                status,
+                body: Zeroizing::new(body),
+            });
+        }
     }
 
     /// A transport error: ureq's text names the host and the failure, never

@@ -77,7 +77,8 @@ impl Kv<'_> {
                 self.mount,
                 area_of(what),
             )),
-            429 | 502 | 503 | 504 => StoreError::Unavailable {
+            // 5xx: sealed, standby without a leader, a leader change.
+            429 | 500..=599 => StoreError::Unavailable {
                 store: self.client.location.clone(),
                 reason: format!(
                     "HTTP {} ({}): sealed, standby or overloaded",

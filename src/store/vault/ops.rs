@@ -83,7 +83,7 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
     for (path, items) in groups {
         // What this store wrote is read back at exactly that version.
         let exact = s.state().written.get(&path).copied();
-        match kv.read(&path, exact) {
+        match read_version(&kv, &path, exact) {
             Ok(v) => {
                 if exact.is_none() {
                     s.see(&path, v.as_ref().map_or(0, |v| v.version));
@@ -107,6 +107,21 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
         }
     }
     out
+}
+
+/// A read; the version this store wrote is read exactly, and waited for
+/// a little: a standby serving reads (OpenBao's default with raft) may not
+/// have applied it yet.
+fn read_version(kv: &Kv, path: &str, exact: Option<u64>) -> Result<Option<Version>> {
+    let mut tries = 0;
+    loop {
+        let v = kv.read(path, exact)?;
+        if v.is_some() || exact.is_none() || tries >= 20 {
+            return Ok(v);
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50 * tries.min(4)));
+    }
 }
 
 pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
