@@ -819,3 +819,70 @@ fn the_identity_key_names_the_cluster_mount_and_prefix_without_secrets() {
     );
     assert!(!a.contains(&bao.token) && !a.contains("127.0.0.1"), "{a}");
 }
+
+#[test]
+fn backup_of_vault_restores_into_another_prefix_exactly() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    bao.run(&[
+        "kv",
+        "put",
+        "secret/bk/openai",
+        "api_key=sk-backup-0001",
+        "org=o-1",
+    ]);
+    bao.run(&["kv", "put", "secret/bk/github", "token=ghp_backup0002"]);
+    let from = bao.spec("secret/bk");
+    let file = dir.path().join("vault-backup.enc");
+    let (out, stdout, stderr) =
+        run(cs(&bao, &state).args(["backup", "--from", &from, "--out", file.to_str().unwrap()]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        !std::fs::read(&file)
+            .unwrap()
+            .windows(14)
+            .any(|w| w == b"sk-backup-0001")
+    );
+    let to = bao.spec("secret/restored");
+    let (out, stdout, stderr) = run(cs(&bao, &state).args([
+        "restore",
+        "--backup",
+        file.to_str().unwrap(),
+        "--to",
+        &to,
+        "--yes",
+    ]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(vault_values(&bao, &to), vault_values(&bao, &from));
+    assert_eq!(vault_values(&bao, &to).len(), 3);
+    assert_eq!(
+        bao.kv_field("secret/restored/openai", "api_key").as_deref(),
+        Some("sk-backup-0001")
+    );
+}
+
+#[test]
+fn vault_addr_adds_vault_to_the_default_stores_the_wizard_offers() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let specs = |addr_var: Option<&str>| -> Vec<String> {
+        let mut c = cs(&bao, dir.path());
+        c.env_remove("VAULT_ADDR").env_remove("BAO_ADDR");
+        if let Some(v) = addr_var {
+            c.env(v, &bao.addr);
+        }
+        let (out, stdout, stderr) = run(c.args(["status", "--json"]));
+        assert!(out.status.success(), "{stderr}");
+        json(&stdout)["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["spec"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let want = format!("vault:{}/secret/credshift", bao.addr);
+    assert!(!specs(None).contains(&want));
+    assert!(specs(Some("VAULT_ADDR")).contains(&want));
+    assert!(specs(Some("BAO_ADDR")).contains(&want));
+}
