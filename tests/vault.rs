@@ -886,3 +886,25 @@ fn vault_addr_adds_vault_to_the_default_stores_the_wizard_offers() {
     assert!(specs(Some("VAULT_ADDR")).contains(&want));
     assert!(specs(Some("BAO_ADDR")).contains(&want));
 }
+
+#[test]
+fn the_dry_run_proposes_the_item_layout_for_a_secret_past_one_kv_entry() {
+    let Some(bao) = Bao::start() else { return };
+    let s = open(&bao, &bao.spec("secret/huge"));
+    let _ = s.read_all();
+    let big = |i: usize| {
+        Credential::new(
+            id(&format!("env/BLOB_{i}")),
+            Kind::Other,
+            "b".repeat(400 * 1024),
+        )
+    };
+    assert_eq!(s.check(&big(0)), None);
+    assert_eq!(s.check(&big(1)), None);
+    // Checked again (the plan runs twice): still counted once.
+    assert_eq!(s.check(&big(1)), None);
+    let why = s.check(&big(2)).expect("past one entry");
+    assert!(why.contains("?layout=item"), "{why}");
+    let item = open(&bao, &format!("{}?layout=item", bao.spec("secret/huge")));
+    assert_eq!(item.check(&big(2)), None);
+}

@@ -47,6 +47,9 @@ pub const LOCK_NAME: &str = ".credshift-lock";
 /// A value larger than this cannot go into one KV entry (raft's 1 MiB
 /// entry limit, with room for the other fields and JSON).
 pub const MAX_VALUE_LEN: usize = 512 * 1024;
+/// What one secret (all its fields) may hold in the default layout: raft
+/// stores a version as one entry of at most 1 MiB, with JSON around it.
+pub const MAX_SECRET_LEN: usize = 900 * 1024;
 
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     Ok(Box::new(VaultStore::new(spec, opts)?))
@@ -71,6 +74,9 @@ struct State {
     unmigrated: Vec<String>,
     /// A full scan ran: a path it did not see was absent then.
     scanned: bool,
+    /// Namespace -> field -> bytes, of what the secret holds and what the
+    /// plan adds (default layout), to refuse a secret past one KV entry.
+    sizes: HashMap<String, HashMap<String, usize>>,
 }
 
 pub struct VaultStore {
@@ -475,7 +481,16 @@ impl Store for VaultStore {
             match kv.read(&path, None) {
                 Ok(Some(v)) => {
                     self.see(&path, v.version);
-                    scan.credentials.extend(self.creds_of(&prefix, &path, &v));
+                    let creds = self.creds_of(&prefix, &path, &v);
+                    let mut st = self.state();
+                    for c in &creds {
+                        st.sizes
+                            .entry(c.id.namespace.clone())
+                            .or_default()
+                            .insert(c.id.name.clone(), c.secret.len());
+                    }
+                    drop(st);
+                    scan.credentials.extend(creds);
                 }
                 Ok(None) => {}
                 Err(e) if e.is_unavailable() => return Err(e),
@@ -521,6 +536,24 @@ impl Store for VaultStore {
                 "{} bytes is more than one KV entry holds ({MAX_VALUE_LEN})",
                 c.secret.len()
             ));
+        }
+        if self.vs.layout == Layout::Secret {
+            let mut st = self.state();
+            let fields = st.sizes.entry(c.id.namespace.clone()).or_default();
+            let others: usize = fields
+                .iter()
+                .filter(|(f, _)| **f != c.id.name)
+                .map(|(f, n)| f.len() + n)
+                .sum();
+            let total = others + c.id.name.len() + c.secret.len();
+            if total > MAX_SECRET_LEN {
+                return Some(format!(
+                    "the secret {} would hold {total} bytes, more than one KV entry holds \
+                     (about 1 MiB): use ?layout=item (one secret per credential)",
+                    c.id.namespace
+                ));
+            }
+            fields.insert(c.id.name.clone(), c.secret.len());
         }
         None
     }
