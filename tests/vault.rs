@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use credshift::credential::{Credential, Kind};
 use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use support::pg;
 use support::vault::Bao;
 use support::*;
 
@@ -907,4 +908,79 @@ fn the_dry_run_proposes_the_item_layout_for_a_secret_past_one_kv_entry() {
     assert!(why.contains("?layout=item"), "{why}");
     let item = open(&bao, &format!("{}?layout=item", bao.spec("secret/huge")));
     assert_eq!(item.check(&big(2)), None);
+}
+
+#[test]
+fn agent_prompttrain_database_rows_round_trip_through_vault() {
+    let Some(bao) = Bao::start() else { return };
+    let Some(db) = pg::fresh_db() else { return };
+    pg::run_sql_file(&db.url(), &fixture("prompttrain-db/schema.sql"));
+    pg::run_sql_file(&db.url(), &fixture("prompttrain-db/data.sql"));
+    let key = std::fs::read_to_string(fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let src = format!("prompttrain-db:{}", db.url());
+    let source = store::open(
+        &src.parse().unwrap(),
+        &OpenOptions {
+            prompttrain_key: Some(key.as_str().into()),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let want: BTreeMap<String, String> = source
+        .read_all()
+        .unwrap()
+        .credentials
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+        .collect();
+    let expected = expected();
+    assert!(want.len() >= 4, "{want:?}");
+    // The accounts' values are the fixture's; client keys travel as their
+    // hashes (the database keeps no more).
+    for (id, v) in want.iter().filter(|(id, _)| id.starts_with("account:")) {
+        assert_eq!(expected.get(id), Some(v), "{id}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let to = bao.spec("secret/pt-db");
+    let mut c = cs(&bao, &state);
+    c.env("CREDENTIAL_ENCRYPTION_KEY", &key)
+        .args(["migrate", "--from", &src, "--to", &to, "--yes", "--json"]);
+    let (out, stdout, stderr) = run(&mut c);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(vault_values(&bao, &to), want);
+    for (id, value) in &want {
+        let (path, field) = kv_place("secret/pt-db", id);
+        assert_eq!(
+            bao.kv_field(&path, &field).as_deref(),
+            Some(value.as_str()),
+            "{id}"
+        );
+    }
+    // And back out, into credshift's encrypted file.
+    let back = format!("encrypted:{}", dir.path().join("pt-db.enc").display());
+    let mut c = cs(&bao, &state);
+    c.env("CREDSHIFT_PASSPHRASE", "vault test passphrase")
+        .args(["migrate", "--from", &to, "--to", &back, "--yes", "--json"]);
+    let (out, stdout, stderr) = run(&mut c);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let s = store::open(
+        &back.parse().unwrap(),
+        &OpenOptions {
+            passphrase: Some("vault test passphrase".into()),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let got: BTreeMap<String, String> = s
+        .read_all()
+        .unwrap()
+        .credentials
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+        .collect();
+    assert_eq!(got, want);
 }
