@@ -984,3 +984,79 @@ fn agent_prompttrain_database_rows_round_trip_through_vault() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_crash_anywhere_in_a_cleanup_of_vault_is_resumed_or_rolled_back() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let json_in = dir.path().join("in.json");
+    std::fs::write(
+        &json_in,
+        r#"{"OPENAI_API_KEY":"sk-proj-cleanup000000000001","GITHUB_TOKEN":"ghp_cleanup0000000000000002","limits":{"rpm":1}}"#,
+    )
+    .unwrap();
+    let case = |name: &str, k: Option<usize>| {
+        let path = format!("secret/{name}/env");
+        bao.run(&["kv", "put", &path, &format!("@{}", json_in.display())]);
+        let state = dir.path().join(format!("state-{name}"));
+        let dst = dir.path().join(format!("{name}.env"));
+        let mut c = cs(&bao, &state);
+        c.args(["migrate", "--from", &bao.spec(&format!("secret/{name}"))])
+            .args(["--to", &format!("dotenv:{}", dst.display())])
+            .args(["--delete-source", "--yes", "--json"]);
+        if let Some(k) = k {
+            c.env("CREDSHIFT_CRASH_AT", k.to_string());
+        }
+        let (out, stdout, _) = run(&mut c);
+        (out, stdout, state, dst)
+    };
+    let (out, stdout, state, _) = case("clean", None);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let mid = json(&stdout)["migration_id"].as_str().unwrap().to_string();
+    let records =
+        std::fs::read_to_string(state.join("migrations").join(&mid).join("journal.jsonl"))
+            .unwrap()
+            .lines()
+            .count();
+    let full: BTreeMap<String, String> = [
+        ("env/GITHUB_TOKEN", "ghp_cleanup0000000000000002"),
+        ("env/OPENAI_API_KEY", "sk-proj-cleanup000000000001"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert!(vault_values(&bao, &bao.spec("secret/clean")).is_empty());
+    for k in 1..records {
+        for mode in ["rollback", "resume"] {
+            let name = format!("c{k}{mode}");
+            let (out, _, state, dst) = case(&name, Some(k));
+            assert_eq!(out.status.code(), None, "K={k}: aborted");
+            let (o, stdout, _) = run(cs(&bao, &state).args(["history", "--json"]));
+            assert!(o.status.success());
+            let id = json(&stdout)[0]["id"].as_str().unwrap().to_string();
+            for _ in 0..2 {
+                let (o, stdout, stderr) =
+                    run(cs(&bao, &state).args([mode, "--migration-id", &id, "--yes", "--json"]));
+                assert_eq!(o.status.code(), Some(0), "K={k} {mode}: {stdout}{stderr}");
+            }
+            let src = vault_values(&bao, &bao.spec(&format!("secret/{name}")));
+            let dst_values = if dst.exists() {
+                values(&format!("dotenv:{}", dst.display()))
+            } else {
+                BTreeMap::new()
+            };
+            if mode == "rollback" {
+                assert_eq!(src, full, "K={k}: the source is whole again");
+            } else {
+                assert_eq!(dst_values, full, "K={k}: all at the target");
+                assert!(src.is_empty(), "K={k}: cleaned up: {src:?}");
+            }
+            // The field that is no credential never moves.
+            assert!(
+                bao.kv_field(&format!("secret/{name}/env"), "limits")
+                    .is_some(),
+                "K={k}"
+            );
+        }
+    }
+}
