@@ -73,6 +73,10 @@ pub struct GlobalOpts {
     /// 0600); PGPASSWORD and ~/.pgpass (PGPASSFILE) work too
     #[arg(long, global = true, value_name = "PATH")]
     pub db_password_file: Option<PathBuf>,
+    /// Read the Vault/OpenBao token from this file (mode 0600); else
+    /// VAULT_TOKEN, BAO_TOKEN or ~/.vault-token
+    #[arg(long, global = true, value_name = "PATH")]
+    pub vault_token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,7 +229,7 @@ const EXEC_HELP: &str = "Layouts (--layout):
 Two credentials that map to one variable are an error before CMD starts (narrow with --only).
 CMD's exit code is credshift's (128+N when a signal N ended it; 127 when CMD is not found,
 126 when it cannot be run); SIGINT, SIGTERM and SIGHUP are passed on. credshift's own unlock secrets (CREDSHIFT_PASSPHRASE, the --passphrase-env
-variable, CREDENTIAL_ENCRYPTION_KEY, APP_KEY, PGPASSWORD) are removed from CMD's environment
+variable, CREDENTIAL_ENCRYPTION_KEY, APP_KEY, PGPASSWORD, VAULT_TOKEN, BAO_TOKEN) are removed from CMD's environment
 unless --keep-env names them.
 
 Example: credshift exec --from keyring:credshift --layout modelforge -- modelforge config show";
@@ -320,6 +324,7 @@ impl GlobalOpts {
             keyring_timeout: Duration::from_secs(self.keyring_timeout.max(1)),
             allow_weak_kdf: self.allow_weak_kdf,
             passphrase_env: self.passphrase_env.clone(),
+            vault_token_file: self.vault_token_file.clone(),
             ..OpenOptions::default()
         })
     }

@@ -69,6 +69,9 @@ pub const UNLOCK_VARS: &[&str] = &[
     keys::ENV_PROMPTTRAIN_KEY,
     keys::ENV_APP_KEY,
     "PGPASSWORD",
+    // The Vault/OpenBao token `exec --from vault:` read with.
+    "VAULT_TOKEN",
+    "BAO_TOKEN",
 ];
 
 /// A POSIX-portable variable name: `[A-Za-z_][A-Za-z0-9_]*`.

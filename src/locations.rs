@@ -19,5 +19,16 @@ pub fn default_locations() -> Vec<StoreSpec> {
     }
     specs.push(StoreSpec::Dotenv(PathBuf::from(".env")));
     specs.push(StoreSpec::Keyring("credshift".into()));
+    // A Vault/OpenBao the shell points at: its default KV v2 mount.
+    let addr = ["VAULT_ADDR", "BAO_ADDR"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|a| !a.is_empty()));
+    if let Some(spec) = addr.and_then(|a| {
+        format!("vault:{}/secret/credshift", a.trim_end_matches('/'))
+            .parse()
+            .ok()
+    }) {
+        specs.push(spec);
+    }
     specs
 }

@@ -34,6 +34,9 @@ pub struct OpenOptions {
     /// The variable `--passphrase-env` named: an unlock secret `env:`
     /// leaves out like `CREDSHIFT_PASSPHRASE`.
     pub passphrase_env: Option<String>,
+    /// `--vault-token-file` (0600): the Vault/OpenBao token, before
+    /// `VAULT_TOKEN`/`BAO_TOKEN` and `~/.vault-token`.
+    pub vault_token_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
@@ -50,6 +53,7 @@ impl Default for OpenOptions {
             kdf_iterations: DEFAULT_KDF_ITERATIONS,
             db_password: None,
             db_password_file: None,
+            vault_token_file: None,
             passphrase_env: None,
         }
     }

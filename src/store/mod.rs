@@ -31,6 +31,7 @@ pub mod prompttrain_db;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod vault;
 pub mod wrapper;
 
 /// A credential as listed: everything but the secret.
@@ -310,6 +311,8 @@ pub enum StoreSpec {
     LaravelSqlite(PathBuf),
     LaravelPostgres(String),
     Bundle(PathBuf),
+    /// The whole spec, `vault:URL/MOUNT[/PREFIX]` or `openbao:...`.
+    Vault(String),
 }
 
 /// The valid schemes, for error messages and help.
@@ -335,6 +338,10 @@ pub const SCHEMES: &[(&str, &str)] = &[
         "Fragments Engine ai_credentials or a_i_credentials (PostgreSQL; ?table=NAME)",
     ),
     ("bundle:PATH", "passphrase-protected transfer bundle"),
+    (
+        "vault:URL/MOUNT[/PREFIX]",
+        "HashiCorp Vault or OpenBao KV v2 (alias openbao:; ?layout=item)",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -379,6 +386,9 @@ impl FromStr for StoreSpec {
             "encrypted" => StoreSpec::Encrypted(path(rest)?),
             "sqlite" => StoreSpec::Sqlite(path(rest)?),
             "bundle" => StoreSpec::Bundle(path(rest)?),
+            "vault" | "openbao" if vault::spec::parse(rest).is_some() => {
+                StoreSpec::Vault(s.to_string())
+            }
             "prompttrain-db"
                 if rest.starts_with("postgres://") || rest.starts_with("postgresql://") =>
             {
@@ -413,6 +423,7 @@ impl StoreSpec {
             StoreSpec::LaravelSqlite(_) => "laravel:sqlite",
             StoreSpec::LaravelPostgres(_) => "laravel:postgres",
             StoreSpec::Bundle(_) => "bundle",
+            StoreSpec::Vault(_) => "vault",
         }
     }
 
@@ -432,6 +443,7 @@ impl StoreSpec {
             StoreSpec::LaravelSqlite(p) => format!("laravel:sqlite:{}", p.display()),
             StoreSpec::LaravelPostgres(u) => format!("laravel:{u}"),
             StoreSpec::Bundle(p) => format!("bundle:{}", p.display()),
+            StoreSpec::Vault(s) => s.clone(),
         })
     }
 
@@ -544,6 +556,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
         StoreSpec::PromptTrainDb(_) => prompttrain_db::open(spec, opts)?,
         StoreSpec::LaravelSqlite(_) | StoreSpec::LaravelPostgres(_) => laravel::open(spec, opts)?,
         StoreSpec::Bundle(_) => bundle::open(spec, opts)?,
+        StoreSpec::Vault(_) => vault::open(spec, opts)?,
     };
     Ok(faults::wrap_from_env(legacy_meta::wrap(store)))
 }
@@ -637,6 +650,8 @@ mod tests {
             ("laravel:sqlite:db.sqlite", "laravel:sqlite"),
             ("laravel:postgres://u@h/db", "laravel:postgres"),
             ("bundle:b.json", "bundle"),
+            ("vault:http://127.0.0.1:8200/secret/apps/billing", "vault"),
+            ("openbao:https://bao:8200/kv?layout=item", "vault"),
         ];
         for (s, scheme) in cases {
             let spec: StoreSpec = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));

@@ -12,6 +12,7 @@ pub mod keyring_service;
 pub mod laravel;
 pub mod pg;
 pub mod tmux;
+pub mod vault;
 
 /// `tests/fixtures/...`
 pub fn fixture(rel: &str) -> PathBuf {

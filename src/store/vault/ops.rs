@@ -1,0 +1,559 @@
+//! Batched reads, check-and-set writes and destroying deletes, one group
+//! of requests per secret path.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use super::kv::{Kv, Version, WriteError};
+use super::{VaultStore, field_meta, meta_key};
+use crate::credential::{Credential, CredentialId, Kind, ct_eq_bytes};
+use crate::error::{Result, StoreError};
+
+/// Fields per request: KV refuses a request with more than 1,000 JSON
+/// strings (a field is two), and credshift keeps room for the envelope.
+pub const FIELDS_PER_REQUEST: usize = 400;
+/// Bytes of values per request, well under raft's 1 MiB entry.
+pub const BYTES_PER_REQUEST: usize = 256 * 1024;
+/// custom_metadata limits (KV v2).
+const MAX_CUSTOM_KEYS: usize = 64;
+const MAX_CUSTOM_VALUE: usize = 512;
+const MAX_CUSTOM_KEY: usize = 128;
+/// The provenance key in custom_metadata.
+pub const PROVENANCE: &str = "credshift";
+
+/// One error for many items: the same text (StoreError is not `Clone`).
+fn again(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable { store, reason } => StoreError::Unavailable {
+            store: store.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Timeout {
+            location,
+            seconds,
+            what,
+        } => StoreError::Timeout {
+            location: location.clone(),
+            seconds: *seconds,
+            what: what.clone(),
+        },
+        StoreError::Item { id, reason } => StoreError::item(id, reason.clone()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// Items grouped by secret path, in first-seen order: (index, field).
+type Groups = Vec<(String, Vec<(usize, String)>)>;
+
+fn group<'a>(
+    s: &VaultStore,
+    prefix: &str,
+    ids: impl Iterator<Item = &'a CredentialId>,
+    mut bad: impl FnMut(usize, String),
+) -> Groups {
+    let mut groups: Groups = Vec::new();
+    let mut at: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, id) in ids.enumerate() {
+        match s.place(prefix, id) {
+            Ok((path, field)) => {
+                let g = *at.entry(path.clone()).or_insert_with(|| {
+                    groups.push((path, Vec::new()));
+                    groups.len() - 1
+                });
+                groups[g].1.push((i, field));
+            }
+            Err(why) => bad(i, why),
+        }
+    }
+    groups
+}
+
+pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+    let (mount, prefix) = match s.mount() {
+        Ok(m) => m,
+        Err(e) => return ids.iter().map(|_| Err(again(&e))).collect(),
+    };
+    let kv = s.kv(&mount);
+    let mut out: Vec<Result<Option<Credential>>> = ids.iter().map(|_| Ok(None)).collect();
+    let groups = group(s, &prefix, ids.iter(), |i, why| {
+        out[i] = Err(StoreError::item(&ids[i], why));
+    });
+    for (path, items) in groups {
+        // What this store wrote is read back at exactly that version.
+        let exact = s.state().written.get(&path).copied();
+        match read_version(&kv, &path, exact) {
+            Ok(v) => {
+                if exact.is_none() {
+                    s.see(&path, v.as_ref().map_or(0, |v| v.version));
+                }
+                let Some(v) = v else { continue };
+                for (i, field) in items {
+                    if let Some(Value::String(secret)) = v.data.get(&field) {
+                        let (kind, meta) = field_meta(&v.custom_metadata, &field, &ids[i]);
+                        out[i] = Ok(Some(
+                            Credential::new(ids[i].clone(), kind, secret.as_str())
+                                .with_metadata(meta),
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                for (i, _) in items {
+                    out[i] = Err(again(&e));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A read; the version this store wrote is read exactly, and waited for
+/// a little: a standby serving reads (OpenBao's default with raft) may not
+/// have applied it yet.
+fn read_version(kv: &Kv, path: &str, exact: Option<u64>) -> Result<Option<Version>> {
+    let mut tries = 0;
+    loop {
+        let v = kv.read(path, exact)?;
+        if v.is_some() || exact.is_none() || tries >= 20 {
+            return Ok(v);
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50 * tries.min(4)));
+    }
+}
+
+pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
+    let (mount, prefix) = match s.mount() {
+        Ok(m) => m,
+        Err(e) => return creds.iter().map(|_| Err(again(&e))).collect(),
+    };
+    let kv = s.kv(&mount);
+    let mut out: Vec<Result<()>> = creds.iter().map(|_| Ok(())).collect();
+    let groups = group(s, &prefix, creds.iter().map(|c| &c.id), |i, why| {
+        out[i] = Err(StoreError::item(&creds[i].id, why));
+    });
+    for (path, items) in groups {
+        write_group(s, &kv, &path, &items, creds, &mut out);
+    }
+    out
+}
+
+/// The version to check-and-set against, and the latest version when it
+/// had to be read (for the custom_metadata count and the values replaced).
+fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Option<Version>)> {
+    let (known, scanned) = {
+        let st = s.state();
+        (st.seen.get(path).copied(), st.scanned)
+    };
+    match known {
+        // Absent when this store last looked (after a full scan, a path it
+        // did not see was absent): create, or fail if someone created it.
+        Some(0) => Ok((0, None)),
+        None if scanned => Ok((0, None)),
+        Some(v) => Ok((v, kv.read(path, None)?)),
+        None => {
+            let cur = kv.read(path, None)?;
+            let v = cur.as_ref().map_or(0, |c| c.version);
+            s.see(path, v);
+            Ok((v, cur))
+        }
+    }
+}
+
+fn write_group(
+    s: &VaultStore,
+    kv: &Kv,
+    path: &str,
+    items: &[(usize, String)],
+    creds: &[Credential],
+    out: &mut [Result<()>],
+) {
+    let (mut cas, current) = match base(s, kv, path) {
+        Ok(b) => b,
+        Err(e) => {
+            for (i, _) in items {
+                out[*i] = Err(again(&e));
+            }
+            return;
+        }
+    };
+    let mut written = Vec::new();
+    let mut pos = 0;
+    while pos < items.len() {
+        let mut chunk = Map::new();
+        let mut bytes = 0;
+        let start = pos;
+        while pos < items.len() && chunk.len() < FIELDS_PER_REQUEST && bytes < BYTES_PER_REQUEST {
+            let (i, field) = &items[pos];
+            bytes += creds[*i].secret.len() + field.len();
+            chunk.insert(
+                field.clone(),
+                Value::String(creds[*i].secret.expose().into()),
+            );
+            pos += 1;
+        }
+        let mut result = kv.write(path, cas, &chunk);
+        if matches!(result, Err(WriteError::Cas)) && cas == 0 {
+            // A secret whose versions are all deleted reads as absent but
+            // still counts versions: create on top of the current one.
+            if let Ok(Some(m)) = kv.metadata(path)
+                && !m
+                    .versions
+                    .iter()
+                    .any(|(v, live)| *v == m.current_version && *live)
+                && m.current_version > 0
+            {
+                result = kv.write(path, m.current_version, &chunk);
+            }
+        }
+        chunk.clear();
+        let fail = |out: &mut [Result<()>], why: &dyn Fn(&CredentialId) -> StoreError| {
+            for (i, _) in &items[start..] {
+                out[*i] = Err(why(&creds[*i].id));
+            }
+        };
+        match result {
+            Ok(v) => {
+                cas = v;
+                written.push(v);
+            }
+            Err(WriteError::Cas) => {
+                let seen = cas;
+                fail(out, &|id| {
+                    StoreError::item(
+                        id,
+                        format!(
+                            "{}/{path} changed since credshift read it (check-and-set against \
+                             version {seen} failed); left as it is",
+                            kv.mount
+                        ),
+                    )
+                });
+                break;
+            }
+            Err(WriteError::Denied) => {
+                fail(out, &|id| {
+                    StoreError::item(
+                        id,
+                        format!(
+                            "permission denied: the token may not write {}/data/{path} \
+                             (needs create and update{})",
+                            kv.mount,
+                            if cas == 0 { "" } else { ", patch" }
+                        ),
+                    )
+                });
+                break;
+            }
+            Err(WriteError::Other(e)) => {
+                fail(out, &|_| again(&e));
+                break;
+            }
+        }
+    }
+    let Some(&last) = written.last() else { return };
+    {
+        let mut st = s.state();
+        st.seen.insert(path.to_string(), last);
+        st.written.insert(path.to_string(), last);
+    }
+    let landed: Vec<&(usize, String)> = items.iter().filter(|(i, _)| out[*i].is_ok()).collect();
+    let prior = current
+        .as_ref()
+        .map(|c| c.custom_metadata.clone())
+        .unwrap_or_default();
+    let mut patch = Map::new();
+    let mut keys = prior.len() + usize::from(!prior.contains_key(PROVENANCE));
+    for (i, field) in &landed {
+        let c = &creds[*i];
+        let public = crate::scrub::public(&c.metadata);
+        let key = meta_key(field);
+        if public.is_empty() && c.kind == Kind::guess(&c.id.name) {
+            if prior.contains_key(&key) {
+                patch.insert(key, Value::Null);
+            }
+            continue;
+        }
+        let text = json!({"kind": c.kind.as_str(), "meta": public}).to_string();
+        let fits = text.len() <= MAX_CUSTOM_VALUE && key.len() <= MAX_CUSTOM_KEY;
+        if fits && (prior.contains_key(&key) || keys < MAX_CUSTOM_KEYS) {
+            keys += usize::from(!prior.contains_key(&key));
+            patch.insert(key, Value::String(text));
+        } else if prior.contains_key(&key) {
+            patch.insert(key, Value::Null);
+        }
+    }
+    let mut ours = provenance_versions(&prior);
+    ours.extend(&written);
+    patch.insert(PROVENANCE.into(), Value::String(provenance(&ours)));
+    // Best effort: a token without metadata rights still migrates values.
+    let _ = kv.patch_custom_metadata(path, &patch);
+    // Restoring a value (rollback of an overwrite): the versions credshift
+    // wrote that hold the value being replaced are destroyed.
+    if let Some(cur) = current {
+        let replaced: Vec<(String, Zeroizing<String>)> = landed
+            .iter()
+            .filter_map(|(i, f)| match cur.data.get(f) {
+                Some(Value::String(old))
+                    if !ct_eq_bytes(old.as_bytes(), creds[*i].secret.expose().as_bytes()) =>
+                {
+                    Some((f.clone(), Zeroizing::new(old.clone())))
+                }
+                _ => None,
+            })
+            .collect();
+        let first_new = written[0];
+        let candidates: Vec<u64> = provenance_versions(&cur.custom_metadata)
+            .into_iter()
+            .filter(|v| *v < first_new)
+            .collect();
+        if !replaced.is_empty() && !candidates.is_empty() {
+            let _ = destroy_holding(kv, path, &candidates, &replaced);
+        }
+    }
+}
+
+/// Destroy those of `versions` that hold any of `values` (field, value).
+/// Returns the versions destroyed.
+fn destroy_holding(
+    kv: &Kv,
+    path: &str,
+    versions: &[u64],
+    values: &[(String, Zeroizing<String>)],
+) -> Result<Vec<u64>> {
+    let mut doomed = Vec::new();
+    for &v in versions {
+        let Some(old) = kv.read(path, Some(v))? else {
+            continue;
+        };
+        let holds = values.iter().any(|(f, x)| {
+            old.data
+                .get(f)
+                .and_then(Value::as_str)
+                .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()))
+        });
+        if holds {
+            doomed.push(v);
+        }
+    }
+    kv.destroy(path, &doomed)?;
+    Ok(doomed)
+}
+
+pub fn delete_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<bool>> {
+    let (mount, prefix) = match s.mount() {
+        Ok(m) => m,
+        Err(e) => return ids.iter().map(|_| Err(again(&e))).collect(),
+    };
+    let kv = s.kv(&mount);
+    let mut out: Vec<Result<bool>> = ids.iter().map(|_| Ok(false)).collect();
+    let groups = group(s, &prefix, ids.iter(), |i, why| {
+        out[i] = Err(StoreError::item(&ids[i], why));
+    });
+    for (path, items) in groups {
+        if let Err(e) = delete_group(s, &kv, &path, &items, &mut out) {
+            for (i, _) in &items {
+                if matches!(out[*i], Ok(false)) {
+                    out[*i] = Err(again(&e));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Patch the fields out (check-and-set on the version just read), destroy
+/// every older version still holding one of their values, and remove the
+/// secret when nothing of it is left.
+fn delete_group(
+    s: &VaultStore,
+    kv: &Kv,
+    path: &str,
+    items: &[(usize, String)],
+    out: &mut [Result<bool>],
+) -> Result<()> {
+    let Some(cur) = kv.read(path, None)? else {
+        s.see(path, 0);
+        return Ok(());
+    };
+    s.see(path, cur.version);
+    let present: Vec<&(usize, String)> = items
+        .iter()
+        .filter(|(_, f)| cur.data.contains_key(f))
+        .collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    let removed: Vec<(String, Zeroizing<String>)> = present
+        .iter()
+        .filter_map(|(_, f)| {
+            cur.data
+                .get(f)
+                .and_then(Value::as_str)
+                .map(|v| (f.clone(), Zeroizing::new(v.to_string())))
+        })
+        .collect();
+    let mut cas = cur.version;
+    let mut first_new = None;
+    for chunk in present.chunks(FIELDS_PER_REQUEST) {
+        let patch: Map<String, Value> = chunk
+            .iter()
+            .map(|(_, f)| (f.clone(), Value::Null))
+            .collect();
+        match kv.write(path, cas, &patch) {
+            Ok(v) => {
+                first_new.get_or_insert(v);
+                cas = v;
+                for (i, _) in chunk {
+                    out[*i] = Ok(true);
+                }
+            }
+            Err(WriteError::Cas) => {
+                return Err(StoreError::Other(format!(
+                    "{}/{path} changed while credshift removed fields from it; left as it is",
+                    kv.mount
+                )));
+            }
+            Err(WriteError::Denied) => {
+                return Err(StoreError::Other(format!(
+                    "permission denied: the token may not patch {}/data/{path}",
+                    kv.mount
+                )));
+            }
+            Err(WriteError::Other(e)) => return Err(e),
+        }
+    }
+    let first_new = first_new.unwrap_or(cas);
+    {
+        let mut st = s.state();
+        st.seen.insert(path.to_string(), cas);
+        st.written.insert(path.to_string(), cas);
+    }
+    let drop_keys: Map<String, Value> = present
+        .iter()
+        .map(|(_, f)| meta_key(f))
+        .filter(|k| cur.custom_metadata.contains_key(k))
+        .map(|k| (k, Value::Null))
+        .collect();
+    if !drop_keys.is_empty() {
+        let _ = kv.patch_custom_metadata(path, &drop_keys);
+    }
+    // A soft delete keeps the data: the older versions holding a removed
+    // value are destroyed for good.
+    let Some(meta) = kv.metadata(path)? else {
+        return Ok(());
+    };
+    let older: Vec<u64> = meta
+        .versions
+        .iter()
+        .filter(|(v, live)| *live && *v < first_new)
+        .map(|(v, _)| *v)
+        .collect();
+    let destroyed = destroy_holding(kv, path, &older, &removed)?;
+    let nothing_left = cur.data.len() == present.len()
+        && meta
+            .versions
+            .iter()
+            .all(|(v, live)| *v >= first_new || !live || destroyed.contains(v));
+    if nothing_left {
+        kv.delete_all(path)?;
+        let mut st = s.state();
+        st.written.remove(path);
+        st.seen.insert(path.to_string(), 0);
+    }
+    Ok(())
+}
+
+/// The versions credshift wrote, from the provenance entry.
+pub fn provenance_versions(custom: &Map<String, Value>) -> Vec<u64> {
+    let Some(text) = custom.get(PROVENANCE).and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    parse_ranges(v["versions"].as_str().unwrap_or(""))
+}
+
+/// The provenance entry: who wrote, when, which versions (oldest ranges
+/// dropped to stay within 512 bytes).
+pub fn provenance(versions: &[u64]) -> String {
+    let mut vs = versions.to_vec();
+    vs.sort_unstable();
+    vs.dedup();
+    let mut ranges = ranges(&vs);
+    loop {
+        let text = json!({
+            "by": "credshift",
+            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "versions": ranges.join(","),
+        })
+        .to_string();
+        if text.len() <= MAX_CUSTOM_VALUE || ranges.is_empty() {
+            return text;
+        }
+        ranges.remove(0);
+    }
+}
+
+fn ranges(sorted: &[u64]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out
+}
+
+fn parse_ranges(text: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>())
+                    && b >= a
+                    && b - a < 1_000_000
+                {
+                    out.extend(a..=b);
+                }
+            }
+            None => out.extend(part.parse::<u64>().ok()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_ranges_round_trip_and_stay_within_512_bytes() {
+        let vs = [1, 2, 3, 5, 7, 8];
+        assert_eq!(ranges(&vs), ["1-3", "5", "7-8"]);
+        assert_eq!(parse_ranges("1-3,5,7-8"), vs);
+        let mut m = Map::new();
+        m.insert(PROVENANCE.into(), Value::String(provenance(&vs)));
+        assert_eq!(provenance_versions(&m), vs);
+        let many: Vec<u64> = (1..2000).step_by(2).collect();
+        let p = provenance(&many);
+        assert!(p.len() <= MAX_CUSTOM_VALUE, "{}", p.len());
+        m.insert(PROVENANCE.into(), Value::String(p));
+        let kept = provenance_versions(&m);
+        assert!(
+            !kept.is_empty() && kept.last() == many.last(),
+            "newest kept"
+        );
+    }
+}
