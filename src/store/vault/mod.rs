@@ -163,12 +163,10 @@ impl VaultStore {
         let ns = std::env::var("VAULT_NAMESPACE")
             .or_else(|_| std::env::var("BAO_NAMESPACE"))
             .unwrap_or_default();
-        let layout = match self.vs.layout {
-            Layout::Secret => "secret",
-            Layout::Item => "item",
-        };
+        // No layout in the key: both layouts write below one prefix, so
+        // they are one store to the same-store check and the journal.
         Ok(format!(
-            "vault:{cluster}/{}/{mount}/{prefix}?layout={layout}",
+            "vault:{cluster}/{}/{mount}/{prefix}",
             ns.trim_matches('/')
         ))
     }
@@ -562,7 +560,23 @@ impl Store for VaultStore {
         self.state().unmigrated.clone()
     }
 
-    fn lock(&self, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
+    fn identity(&self) -> Result<crate::store::StoreIdentity> {
+        Ok(crate::store::StoreIdentity {
+            kind: "vault".into(),
+            key: self.identity_key()?,
+            aliases: Vec::new(),
+            display: self.spec.to_string(),
+        })
+    }
+
+    /// One lock secret, created with `cas: 0`: Vault has no shared lock, so
+    /// a shared request holds it exclusively (two readers wait for each
+    /// other; nothing reads while a writer holds it).
+    fn lock(
+        &self,
+        _mode: crate::store::LockMode,
+        wait: Duration,
+    ) -> Result<Option<Box<dyn StoreLock>>> {
         let (mount, prefix) = self.mount()?;
         lock::acquire(
             self.client.clone(),
