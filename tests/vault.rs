@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use credshift::credential::{Credential, Kind};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, LockMode, OpenOptions, Store, StoreSpec};
 use support::pg;
 use support::vault::Bao;
 use support::*;
@@ -620,9 +620,12 @@ fn the_lock_secret_excludes_a_second_run_and_a_dead_holder_is_stale() {
     let spec = bao.spec("secret/locked");
     let a = open(&bao, &spec);
     let b = open(&bao, &spec);
-    let held = a.lock(Duration::from_secs(1)).unwrap().expect("a lock");
+    let held = a
+        .lock(LockMode::Exclusive, Duration::from_secs(1))
+        .unwrap()
+        .expect("a lock");
     let e = b
-        .lock(Duration::from_millis(600))
+        .lock(LockMode::Exclusive, Duration::from_millis(600))
         .err()
         .expect("held")
         .to_string();
@@ -632,7 +635,7 @@ fn the_lock_secret_excludes_a_second_run_and_a_dead_holder_is_stale() {
     );
     drop(held);
     assert_eq!(bao.kv_metadata("secret/locked/.credshift-lock"), None);
-    let again = b.lock(Duration::from_secs(1)).unwrap();
+    let again = b.lock(LockMode::Exclusive, Duration::from_secs(1)).unwrap();
     assert!(again.is_some());
     drop(again);
     // A holder on this host whose process is gone.
@@ -651,7 +654,7 @@ fn the_lock_secret_excludes_a_second_run_and_a_dead_holder_is_stale() {
         "since=2020-01-01T00:00:00Z",
         "nonce=dead",
     ]);
-    let taken = b.lock(Duration::from_secs(1)).unwrap();
+    let taken = b.lock(LockMode::Exclusive, Duration::from_secs(1)).unwrap();
     assert!(taken.is_some());
 }
 
