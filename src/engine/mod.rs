@@ -72,6 +72,7 @@ pub mod lock;
 pub mod memstore;
 pub mod plan;
 pub mod recovery;
+pub(crate) mod replan;
 pub mod state;
 pub mod types;
 
@@ -86,7 +87,7 @@ pub use execute::{
 };
 pub use plan::{Prepared, plan};
 pub use recovery::{
-    backup, cleanup, detail, history, restore, resume, resume_with, rollback, rollback_with,
-    status_word, verify,
+    backup, cleanup, detail, history, restore, restore_plan, restore_with, resume, resume_with,
+    rollback, rollback_with, status_word, verify,
 };
 pub use types::*;
