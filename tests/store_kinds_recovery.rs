@@ -169,11 +169,15 @@ fn overwrite_then_rollback_restores_the_old_value_on_every_writable_kind() {
     }
 }
 
-/// The binary, for a crash: passphrase and APP_KEY from the environment.
-fn binary(state: &Path) -> std::process::Command {
+/// The binary, for a crash: APP_KEY from the environment, and the
+/// passphrase only for the stores that seal their values with it (without
+/// one, a migration's backup gets a key file: no key stretching per run).
+fn binary(state: &Path, spec: &str) -> std::process::Command {
     let mut c = credshift(state);
-    c.env("CREDSHIFT_PASSPHRASE", PASSPHRASE)
-        .env("APP_KEY", app_key());
+    c.env("APP_KEY", app_key());
+    if spec.starts_with("sqlite:") || spec.starts_with("postgres") {
+        c.env("CREDSHIFT_PASSPHRASE", PASSPHRASE);
+    }
     c
 }
 
@@ -187,9 +191,10 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
     let wanted = ["sqlite", "postgres", "keyring", "laravel", "prompttrain"];
     let sources = kinds(dir.path(), "src");
     // Records: started 1, planned 2, backup_written 3, batch 1 (one item)
-    // 4-5, batch 2 (two items) 6-7: before any write, after one, between
-    // a batch's begin and its outcome.
-    for k in [3usize, 5, 6] {
+    // 4-5, batch 2 (two items) 6-7: after the first item, and between a
+    // batch's begin and its outcome (tests/engine_crash.rs covers every
+    // record of a dotenv migration).
+    for k in [5usize, 6] {
         for mode in ["rollback", "resume"] {
             let tag = format!("crash{k}{mode}");
             for t in kinds(dir.path(), &tag)
@@ -211,7 +216,7 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
                 fill(&t.spec, &[cred(t.ids[2], "the target's own value-000003")]);
                 let before = values(&t.spec);
                 let state = dir.path().join(format!("state-{tag}-{}", t.name));
-                let (out, _, stderr) = run(binary(&state)
+                let (out, _, stderr) = run(binary(&state, &t.spec)
                     .args(["migrate", "--from", &src.spec, "--to", &t.spec])
                     .args(["--yes", "--json", "--on-conflict", "overwrite"])
                     .env("CREDSHIFT_CRASH_AT", k.to_string()));
@@ -219,11 +224,16 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
                     crashed(&out, &stderr),
                     "{what}: the crash did not fire: {stderr}"
                 );
-                let (h, hist, _) = run(binary(&state).args(["history", "--json"]));
+                let (h, hist, _) = run(binary(&state, &t.spec).args(["history", "--json"]));
                 assert_eq!(h.status.code(), Some(0));
                 let id = json(&hist)[0]["id"].as_str().unwrap().to_string();
-                let (out, stdout, stderr) =
-                    run(binary(&state).args([mode, "--migration-id", &id, "--yes", "--json"]));
+                let (out, stdout, stderr) = run(binary(&state, &t.spec).args([
+                    mode,
+                    "--migration-id",
+                    &id,
+                    "--yes",
+                    "--json",
+                ]));
                 assert_eq!(out.status.code(), Some(0), "{what}: {stdout}{stderr}");
                 let now = values(&t.spec);
                 if mode == "rollback" {
