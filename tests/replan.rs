@@ -237,3 +237,75 @@ fn a_crash_during_a_rollback_fires_and_a_second_rollback_finishes() {
     assert_eq!(contents(&c.dst), before);
     assert_eq!(status(&c.state), "rolled_back");
 }
+
+#[test]
+fn restore_shows_its_plan_first_and_skips_a_value_changed_since_the_backup() {
+    let c = case(SRC, "");
+    let dir = c.state.parent().unwrap().to_path_buf();
+    let out_file = dir.join("app.backup");
+    let (out, _, stderr) = run(credshift(&c.state).args([
+        "backup",
+        "--from",
+        &c.src,
+        "--out",
+        out_file.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Since the backup, the source's OPENAI_API_KEY changed and
+    // GITHUB_TOKEN went away.
+    let src_path = dir.join("src.env");
+    std::fs::write(&src_path, format!("OPENAI_API_KEY={OTHER}\n")).unwrap();
+    let restore = |extra: &[&str]| {
+        let mut cmd = credshift(&c.state);
+        cmd.args([
+            "restore",
+            "--backup",
+            out_file.to_str().unwrap(),
+            "--to",
+            &c.src,
+        ])
+        .args(extra);
+        Output3::of(run(&mut cmd))
+    };
+    let plan = restore(&["--dry-run", "--json"]);
+    assert_eq!(plan.code, Some(0), "{}", plan.stderr);
+    let p = plan.json();
+    assert_eq!(
+        (
+            p["counts"]["copy"].as_u64(),
+            p["counts"]["conflict"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{p}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&src_path).unwrap(),
+        format!("OPENAI_API_KEY={OTHER}\n")
+    );
+    // Without --yes and no terminal: refused before anything is read.
+    assert_eq!(restore(&["--json"]).code, Some(2));
+    let r = restore(&["--yes", "--json"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let rep = r.json();
+    assert_eq!(
+        (rep["copied"].as_u64(), rep["conflicts"].as_u64()),
+        (Some(1), Some(1)),
+        "{rep}"
+    );
+    let now = contents(&c.src);
+    assert_eq!(
+        now["env/OPENAI_API_KEY"].0, OTHER,
+        "the changed value stays"
+    );
+    assert_eq!(
+        now["env/GITHUB_TOKEN"].0,
+        "ghp_sourceValue0000000000000000002"
+    );
+    // Asked for: overwrite replaces it.
+    let r = restore(&["--yes", "--json", "--on-conflict", "overwrite"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        contents(&c.src)["env/OPENAI_API_KEY"].0,
+        "sk-proj-sourceValue000000000000001"
+    );
+}
