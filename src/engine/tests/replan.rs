@@ -210,3 +210,40 @@ fn cleanup_keeps_a_source_item_it_cannot_read() {
     let left: Vec<String> = values(&src).into_iter().map(|(id, _)| id).collect();
     assert_eq!(left, ["svc01/api_key"]);
 }
+
+/// A target that keeps what is written, but whose read-back returns one
+/// wrong value and whose next read another: someone else wrote between
+/// the read-back and the undo.
+struct ChangesAgain(MemStore);
+
+impl Store for ChangesAgain {
+    forward!(0; spec, probe, list, write, write_many, delete, read_all);
+    fn read(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {
+        Ok(Some(cred(&id.to_string(), "written-by-someone-else-later")))
+    }
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<StoreResult<Option<Credential>>> {
+        ids.iter()
+            .map(|id| Ok(Some(cred(&id.to_string(), "a-wrong-value-read-back"))))
+            .collect()
+    }
+}
+
+#[test]
+fn a_wrong_read_back_is_undone_only_while_the_target_still_holds_what_was_read() {
+    let state = tempfile::tempdir().unwrap();
+    let (src, dst) = stores(1);
+    let (r, _) = run_with(
+        req(&src, &dst, ConflictPolicy::Skip),
+        Box::new(src.clone()),
+        Box::new(ChangesAgain(dst.clone())),
+        state.path(),
+    );
+    assert_eq!(r.failed, 1, "{r:?}");
+    assert!(
+        r.failures[0].error.contains("left_changed"),
+        "{:?}",
+        r.failures
+    );
+    // Not deleted: the value there is not the one credshift checked.
+    assert_eq!(values(&dst).len(), 1);
+}
