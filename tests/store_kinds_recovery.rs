@@ -254,3 +254,54 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
         }
     }
 }
+
+/// The multi-file target killed in the middle of writing one of its files
+/// (`CREDSHIFT_CRASH_IN_WRITE`: the temp file written, not yet renamed):
+/// rollback gives back the old target, resume the full one.
+#[test]
+fn a_kill_mid_file_write_into_a_prompttrain_dir_is_rolled_back_or_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = [
+        "account:acc_alpha/api_key",
+        "account:acc_bravo/api_key",
+        "account:acc_charlie/api_key",
+    ];
+    let items: Vec<Credential> = ids
+        .iter()
+        .map(|id| cred(id, &format!("moved-value-{id}")))
+        .collect();
+    let src = format!("prompttrain:{}", dir.path().join("src").display());
+    fill(&src, &items);
+    for mode in ["rollback", "resume"] {
+        let to = format!("prompttrain:{}", dir.path().join(mode).display());
+        fill(&to, &[cred(ids[2], "the target's own value-000003")]);
+        let before = values(&to);
+        let state = dir.path().join(format!("state-{mode}"));
+        let (out, _, stderr) = run(binary(&state, &to)
+            .args(["migrate", "--from", &src, "--to", &to])
+            .args(["--yes", "--json", "--on-conflict", "overwrite"])
+            .env("CREDSHIFT_CRASH_IN_WRITE", "bravo.credentials.json"));
+        assert!(
+            out.status.code().is_none(),
+            "{mode}: did not crash: {stderr}"
+        );
+        assert!(
+            stderr.contains("CREDSHIFT_CRASH_IN_WRITE"),
+            "{mode}: {stderr}"
+        );
+        let (_, hist, _) = run(binary(&state, &to).args(["history", "--json"]));
+        let id = json(&hist)[0]["id"].as_str().unwrap().to_string();
+        let (out, stdout, stderr) =
+            run(binary(&state, &to).args([mode, "--migration-id", &id, "--yes", "--json"]));
+        assert_eq!(out.status.code(), Some(0), "{mode}: {stdout}{stderr}");
+        let want: BTreeMap<String, String> = if mode == "rollback" {
+            before
+        } else {
+            items
+                .iter()
+                .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+                .collect()
+        };
+        assert_eq!(values(&to), want, "{mode}");
+    }
+}

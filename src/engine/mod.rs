@@ -51,7 +51,11 @@
 //! one by one and the open journal keeps the state in memory (the report
 //! comes from it); `CREDSHIFT_CRASH_AT=K` aborts right after the K-th.
 //! After a crash, [`history`] shows the migration as `interrupted`;
-//! [`resume`] finishes it (including an interrupted cleanup) and
+//! [`resume`] finishes it (including an interrupted cleanup), planning
+//! again first: a target value that appeared or changed since the plan is
+//! a conflict as in a fresh run (journaled as `replanned`; backed up first
+//! under `overwrite`), and the more-than-half rule counts the whole
+//! migration (`src/engine/replan.rs`); and
 //! [`rollback`] undoes it, both idempotent. Every changing action appends
 //! a line to `STATE/audit.jsonl` ([`audit`]).
 //!
