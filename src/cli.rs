@@ -502,7 +502,7 @@ pub fn check_test_aids() -> Result<(), CliError> {
             Err(e) => {
                 return Err(CliError::usage(format!(
                     "CREDSHIFT_FAULTS (a test aid) is malformed: {e}; unset it or use \
-                     OP:GLOB[,OP:GLOB...] with OP write, read or delete"
+                     OP:GLOB[,OP:GLOB...] with OP write, read, delete or lie"
                 )));
             }
         }
