@@ -180,6 +180,16 @@ pub enum Command {
         to: String,
         #[arg(long)]
         yes: bool,
+        /// Show what the restore would copy, replace or skip; write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// A target value that differs from the backup's (changed since the
+        /// backup): skip (report it) or overwrite (the value is backed up first)
+        #[arg(long, value_name = "POLICY", default_value = "skip")]
+        on_conflict: String,
+        /// Print the plan or result as JSON on stdout
+        #[arg(long)]
+        json: bool,
     },
     /// Serve the browser keychain page on the loopback addresses (Ctrl-C stops it)
     Web {
@@ -499,7 +509,7 @@ pub fn check_test_aids() -> Result<(), CliError> {
             Err(e) => {
                 return Err(CliError::usage(format!(
                     "CREDSHIFT_FAULTS (a test aid) is malformed: {e}; unset it or use \
-                     OP:GLOB[,OP:GLOB...] with OP write, read or delete"
+                     OP:GLOB[,OP:GLOB...] with OP write, read, delete or lie"
                 )));
             }
         }
@@ -558,7 +568,24 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Backup { from, out, key_out }) => {
             cmd_backup(g, &from, &out, key_out.as_deref())
         }
-        Some(Command::Restore { backup, to, yes }) => cmd_restore(g, &backup, &to, yes),
+        Some(Command::Restore {
+            backup,
+            to,
+            yes,
+            dry_run,
+            on_conflict,
+            json,
+        }) => cmd_restore(
+            g,
+            &backup,
+            &to,
+            &RestoreFlags {
+                yes,
+                dry_run,
+                on_conflict,
+                json,
+            },
+        ),
         Some(Command::Web { port }) => cmd_web(port, &g.state_dir()),
         Some(Command::Qr {
             bundle,
@@ -584,6 +611,7 @@ pub use error::{CliError, CliResult};
 pub use exec::{cmd_completions, cmd_exec};
 use migrate::interactive;
 pub use migrate::{
-    cmd_backup, cmd_history, cmd_migrate, cmd_restore, cmd_resume, cmd_rollback, cmd_verify,
+    RestoreFlags, cmd_backup, cmd_history, cmd_migrate, cmd_restore, cmd_resume, cmd_rollback,
+    cmd_verify,
 };
 pub use transfer::{cmd_qr_draw, cmd_qr_join, cmd_web};

@@ -118,8 +118,15 @@ fn every_crash_point_can_be_rolled_back_or_resumed() {
             match mode {
                 "rollback" => {
                     // A crash in the middle of the rollback, then two more.
-                    let (code, _) = recover(&c, &id, "rollback", Some(2));
-                    assert!(code.is_none() || code == Some(0), "K={k}");
+                    // Every rollback writes at least `rollback_started`,
+                    // `rolled_back` and `finished`: record 2 always comes,
+                    // so the process must have been aborted there.
+                    let (code, out) = recover(&c, &id, "rollback", Some(2));
+                    assert_eq!(
+                        code, None,
+                        "K={k}: the rollback's crash did not fire: {out}"
+                    );
+                    assert!(out.contains("CREDSHIFT_CRASH_AT=2"), "K={k}: {out}");
                     for _ in 0..2 {
                         let (code, out) = recover(&c, &id, "rollback", None);
                         assert_eq!(code, Some(0), "K={k}: {out}");

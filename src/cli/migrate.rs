@@ -433,17 +433,59 @@ pub fn cmd_backup(
     })
 }
 
-pub fn cmd_restore(g: &GlobalOpts, backup: &std::path::Path, to: &str, yes: bool) -> CliResult {
+/// `restore`'s flags.
+pub struct RestoreFlags {
+    pub yes: bool,
+    pub dry_run: bool,
+    pub on_conflict: String,
+    pub json: bool,
+}
+
+/// Restore plans like a migration: what it would replace is shown first
+/// (`--dry-run`, or at the consent prompt), and a value changed since the
+/// backup is a conflict, skipped unless `--on-conflict overwrite`.
+pub fn cmd_restore(
+    g: &GlobalOpts,
+    backup: &std::path::Path,
+    to: &str,
+    f: &RestoreFlags,
+) -> CliResult {
     let spec = parse_spec(to)?;
-    consent(
-        yes,
-        &format!(
-            "restore {} into {spec}, overwriting what differs",
+    let policy = parse_policy(&f.on_conflict)?;
+    if !f.dry_run && !f.yes && !interactive() {
+        return Err(CliError::usage(format!(
+            "refusing to restore {} into {spec} without --yes: no terminal to ask (try \
+             --dry-run first)",
             backup.display()
-        ),
-    )?;
+        )));
+    }
     let opts = g.open_options()?;
-    let report = engine::restore(backup, &spec, &g.state_dir(), &opts)?;
-    print_report(&report, false)?;
+    let state_dir = g.state_dir();
+    if f.dry_run || !f.yes {
+        let plan = engine::restore_plan(backup, &spec, &state_dir, &opts, policy)?;
+        if f.dry_run {
+            if f.json {
+                print_json(&plan)?;
+            } else {
+                print_plan(&plan);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        print_plan(&plan);
+        let c = &plan.counts;
+        consent(
+            false,
+            &format!(
+                "restore {} into {spec}: {} to copy, {} to overwrite (backed up first), {} \
+                 conflicts left as they are",
+                backup.display(),
+                c.copy,
+                c.overwrite,
+                c.conflict
+            ),
+        )?;
+    }
+    let report = engine::restore_with(backup, &spec, &state_dir, &opts, policy)?;
+    print_report(&report, f.json)?;
     Ok(report_code(&report))
 }

@@ -774,13 +774,8 @@ impl Run<'_> {
     ) -> Outcome {
         match read {
             Ok(Some(back)) if same_for_target(&back, c, keeps_metadata) => Outcome::Verified,
-            Ok(Some(_)) => {
-                // A wrong value landed: put back what was there.
-                let _ = match old {
-                    Some(o) => self.target.write(o),
-                    None => self.target.delete(&c.id).map(|_| ()),
-                };
-                Outcome::Failed("the value read back differs from the one written".into())
+            Ok(Some(back)) => {
+                Outcome::Failed(self.undo_wrong_read_back(c, &back, old, keeps_metadata))
             }
             // A store that keeps only a hash (agent-prompttrain's client
             // keys) confirms the value without returning it.

@@ -180,6 +180,13 @@ pub enum Record {
         reason: Option<String>,
     },
     Resumed,
+    /// A resume planned again: these items replace the planned ones of the
+    /// same id (a target value that appeared or changed since the plan is
+    /// now a conflict, or an overwrite backed up first). Older versions
+    /// never write it.
+    Replanned {
+        items: Vec<PlannedItem>,
+    },
     VerifyRun {
         verified: usize,
         mismatched: usize,
@@ -214,6 +221,7 @@ impl Record {
             Record::RolledBack { .. } => "rolled_back",
             Record::Finished { .. } => "finished",
             Record::Resumed => "resumed",
+            Record::Replanned { .. } => "replanned",
             Record::VerifyRun { .. } => "verify_run",
             Record::SourceDeleted { .. } => "source_deleted",
             Record::SourceDeleteFailed { .. } => "source_delete_failed",

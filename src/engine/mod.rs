@@ -53,7 +53,11 @@
 //! one by one and the open journal keeps the state in memory (the report
 //! comes from it); `CREDSHIFT_CRASH_AT=K` aborts right after the K-th.
 //! After a crash, [`history`] shows the migration as `interrupted`;
-//! [`resume`] finishes it (including an interrupted cleanup) and
+//! [`resume`] finishes it (including an interrupted cleanup), planning
+//! again first: a target value that appeared or changed since the plan is
+//! a conflict as in a fresh run (journaled as `replanned`; backed up first
+//! under `overwrite`), and the more-than-half rule counts the whole
+//! migration (`src/engine/replan.rs`); and
 //! [`rollback`] undoes it, both idempotent. Every changing action appends
 //! a line to `STATE/audit.jsonl` ([`audit`]).
 //!
@@ -74,6 +78,7 @@ pub mod lock;
 pub mod memstore;
 pub mod plan;
 pub mod recovery;
+pub(crate) mod replan;
 pub mod session;
 pub mod state;
 pub mod types;
@@ -89,7 +94,7 @@ pub use execute::{
 };
 pub use plan::{Prepared, plan};
 pub use recovery::{
-    backup, cleanup, detail, history, restore, resume, resume_with, rollback, rollback_with,
-    status_word, verify,
+    backup, cleanup, detail, history, restore, restore_plan, restore_with, resume, resume_with,
+    rollback, rollback_with, status_word, verify,
 };
 pub use types::*;

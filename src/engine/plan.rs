@@ -23,6 +23,9 @@ pub struct Prepared {
     pub plan: Plan,
     pub source: BTreeMap<CredentialId, Credential>,
     pub target_old: BTreeMap<CredentialId, Credential>,
+    /// Ids the target lists but cannot read, with the error: conflicts,
+    /// never replaced (there is nothing to back up).
+    pub target_unreadable: BTreeMap<CredentialId, String>,
     pub target_capability: Capability,
     snapshot: Snapshot,
 }
@@ -112,6 +115,45 @@ pub fn read_target(target: &dyn Store) -> Result<Scan> {
     }
 }
 
+/// Ids among `wanted` that `target` holds but cannot read, with the error.
+/// A scan's errors do not always name an id (`file:line`), so only when the
+/// scan had errors, the ids it did not return are read one by one (one
+/// batch): an error there is an item the target has and credshift cannot
+/// read, which is not the same as absent.
+pub fn unreadable_at_target<'a>(
+    target: &dyn Store,
+    scan: &Scan,
+    wanted: impl Iterator<Item = &'a CredentialId>,
+) -> Result<BTreeMap<CredentialId, String>> {
+    let mut out = BTreeMap::new();
+    if scan.errors.is_empty() {
+        return Ok(out);
+    }
+    let have: BTreeSet<&CredentialId> = scan.credentials.iter().map(|c| &c.id).collect();
+    let missing: Vec<CredentialId> = wanted
+        .filter(|id| !have.contains(id))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    for (id, r) in missing.iter().zip(target.read_many(&missing)) {
+        match r {
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) if e.is_unavailable() => return Err(e),
+            Err(e) => {
+                out.insert(id.clone(), e.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The plan item's note for an id the target holds but cannot read.
+pub const TARGET_UNREADABLE: &str = "target value unreadable";
+
 /// How a report's warning names a source place that could not be read.
 pub const UNREADABLE: &str = "not migrated, could not be read: ";
 
@@ -151,6 +193,11 @@ pub fn prepare(
     let target_scan = read_target(target)?;
     let key = FpKey::generate()?;
     let selected = |c: &&Credential| selection.is_none_or(|s| s.contains(&c.id));
+    let unreadable = unreadable_at_target(
+        target,
+        &target_scan,
+        scan.credentials.iter().filter(selected).map(|c| &c.id),
+    )?;
     let src_snap = fingerprints(&key, scan.credentials.iter().filter(selected));
     let tgt_snap = fingerprints(
         &key,
@@ -175,6 +222,7 @@ pub fn prepare(
         selection,
         now,
     );
+    mark_unreadable(&mut p, unreadable);
     if !left.is_empty() {
         p.plan.warnings.push(format!(
             "left in the source (secret-looking, carried by no item; its file stays): {}",
@@ -188,6 +236,36 @@ pub fn prepare(
     };
     p.plan.token = TOKENS.fetch_add(1, Ordering::Relaxed);
     Ok(p)
+}
+
+/// Turn the planned items the target cannot read into conflicts, whatever
+/// the policy: a value credshift cannot read cannot be backed up, so it is
+/// never replaced.
+fn mark_unreadable(p: &mut Prepared, unreadable: BTreeMap<CredentialId, String>) {
+    if unreadable.is_empty() {
+        return;
+    }
+    let counts = &mut p.plan.counts;
+    for item in &mut p.plan.items {
+        let Some(err) = unreadable.get(&item.id) else {
+            continue;
+        };
+        match item.action {
+            Action::Copy => counts.copy -= 1,
+            Action::Overwrite => counts.overwrite -= 1,
+            Action::SkipIdentical => counts.skip_identical -= 1,
+            // Invalid and too-long items are not written anyway.
+            Action::Conflict | Action::Invalid { .. } | Action::TooLong { .. } => continue,
+        }
+        counts.conflict += 1;
+        item.action = Action::Conflict;
+        item.warnings.push(format!(
+            "{TARGET_UNREADABLE} ({err}): left as it is, credshift cannot back it up"
+        ));
+    }
+    let writes = counts.copy + counts.overwrite;
+    p.plan.estimated = estimate(&p.plan.to, writes);
+    p.target_unreadable = unreadable;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -316,6 +394,7 @@ fn build(
         },
         source,
         target_old,
+        target_unreadable: BTreeMap::new(),
         target_capability: cap,
         snapshot: Snapshot {
             key: FpKey::unkeyed(),

@@ -11,14 +11,14 @@ use crate::engine::audit;
 use crate::engine::backup::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::execute::{
-    self, Control, MigrationKeys, Run, Tally, cleanup_items, migration_backup_key, planned_items,
-    undo_all,
+    self, Control, MigrationKeys, Run, cleanup_items, migration_backup_key, planned_items, undo_all,
 };
 use crate::engine::fingerprint;
 use crate::engine::inventory::now_ms;
 use crate::engine::journal::{Journal, Record, Totals};
 use crate::engine::memstore::MemStore;
 use crate::engine::plan;
+use crate::engine::replan;
 use crate::engine::session::{self, Recovered, Use};
 use crate::engine::state::{self, State};
 use crate::engine::types::{
@@ -370,68 +370,11 @@ pub fn resume_with(
     let st = run.journal.state()?.clone();
     let old = load_backup(&st, &run.keys, st.target_backup.as_deref(), opts)?;
     let keeps = prepared.target_capability.keeps_metadata;
-    let planned = st.planned.clone().unwrap_or_default();
-    let mut gone: Vec<Failure> = Vec::new();
-    let mut candidates: Vec<&Credential> = Vec::new();
-    for p in planned
-        .iter()
-        .filter(|p| p.action == "copy" || p.action == "overwrite")
-        .filter(|p| !st.verified.contains(&p.id))
-    {
-        let want = p.fp.as_deref().unwrap_or("");
-        let Some(c) = prepared.source.get(&p.id) else {
-            gone.push(Failure {
-                id: p.id.clone(),
-                error: "no longer in the source".into(),
-            });
-            continue;
-        };
-        if !fingerprint::same(want, &run.keys.fp.value(c)) {
-            gone.push(Failure {
-                id: p.id.clone(),
-                error: "the source value changed since the migration started".into(),
-            });
-            continue;
-        }
-        candidates.push(c);
-    }
-    // Written before the crash: the target already holds our value.
-    let begun: Vec<CredentialId> = candidates
-        .iter()
-        .filter(|c| st.began(&c.id))
-        .map(|c| c.id.clone())
-        .collect();
-    let mut landed: BTreeSet<CredentialId> = BTreeSet::new();
-    if !begun.is_empty() {
-        for (id, r) in begun.iter().zip(target.read_many(&begun)) {
-            let c = prepared.source.get(id);
-            if let (Ok(Some(t)), Some(c)) = (r, c)
-                && same_value_meta(&t, c, keeps)
-            {
-                landed.insert(id.clone());
-            }
-        }
-    }
-    if !gone.is_empty() || !landed.is_empty() {
-        run.journal.append(Record::BatchDone {
-            verified: landed.iter().cloned().collect(),
-            failed: gone,
-        })?;
-    }
-    let work: Vec<&Credential> = candidates
-        .into_iter()
-        .filter(|c| !landed.contains(&c.id))
-        .collect();
-    let mut tally = Tally {
-        total_writes: work.len(),
-        ..Tally::default()
-    };
-    let stop = run.write_items(&work, &old, keeps, &mut tally, Instant::now());
+    let decision = replan::decide(&st, &prepared, &run.keys.fp, st.on_conflict);
+    let old = run.record_replan(&decision, old)?;
+    let mut tally = decision.tally;
+    let stop = run.write_items(&decision.work, &old, keeps, &mut tally, Instant::now());
     run.finish("resume", stop, &old, clean_up)
-}
-
-fn same_value_meta(a: &Credential, b: &Credential, keeps: bool) -> bool {
-    plan::same_for_target(a, b, keeps)
 }
 
 /// Undo a migration: put back source items cleanup deleted, remove what it
@@ -685,24 +628,66 @@ pub fn backup(
     })
 }
 
-/// Restore a backup into `target`: a migration from the backup's contents
-/// with `overwrite`, so it has its own journal, backup of what it replaces,
-/// verify and rollback.
+/// Restore a backup into `target`: a migration from the backup's contents,
+/// so it has its own journal, backup of what it replaces, verify and
+/// rollback. Like a migration, a value at the target that differs from the
+/// backup's (changed since the backup) is a conflict, skipped: see
+/// [`restore_with`] for `overwrite`, [`restore_plan`] for what it would do.
 pub fn restore(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
     opts: &OpenOptions,
 ) -> Result<Report> {
+    restore_with(backup_file, target, state_dir, opts, ConflictPolicy::Skip)
+}
+
+/// The backup's contents as a read-only source, named by its file.
+fn backup_source(
+    backup_file: &Path,
+    state_dir: &Path,
+    opts: &OpenOptions,
+) -> Result<(StoreSpec, Box<dyn Store>)> {
     let key = backup::existing_key_in(backup_file, Some(state_dir), opts)?;
     let creds = backup::read(backup_file, &key, opts)?;
     let spec = StoreSpec::Encrypted(backup_file.to_path_buf());
-    let source = Box::new(MemStore::new(spec.clone(), creds, false));
+    Ok((spec.clone(), Box::new(MemStore::new(spec, creds, false))))
+}
+
+/// The dry run of a restore: what it would copy, replace (`overwrite`) or
+/// leave as a conflict. Writes nothing.
+pub fn restore_plan(
+    backup_file: &Path,
+    target: &StoreSpec,
+    state_dir: &Path,
+    opts: &OpenOptions,
+    policy: ConflictPolicy,
+) -> Result<crate::engine::types::Plan> {
+    let (_, source) = backup_source(backup_file, state_dir, opts)?;
+    let target_store = store::open(target, opts)?;
+    Ok(plan::plan(
+        source.as_ref(),
+        target_store.as_ref(),
+        policy,
+        None,
+    )?)
+}
+
+/// [`restore`] with a conflict policy: `overwrite` replaces values changed
+/// since the backup (each backed up first, as a migration does).
+pub fn restore_with(
+    backup_file: &Path,
+    target: &StoreSpec,
+    state_dir: &Path,
+    opts: &OpenOptions,
+    policy: ConflictPolicy,
+) -> Result<Report> {
+    let (spec, source) = backup_source(backup_file, state_dir, opts)?;
     let target_store = store::open(target, opts)?;
     let req = MigrationRequest {
         from: spec,
         to: target.clone(),
-        policy: ConflictPolicy::Overwrite,
+        policy,
         selection: None,
         delete_source: false,
     };

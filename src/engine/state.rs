@@ -184,6 +184,18 @@ impl State {
         Ok(s)
     }
 
+    /// A planned item replaced by a resume's new plan for it.
+    fn replan(&mut self, p: &PlannedItem) {
+        let planned = self.planned.get_or_insert_with(Vec::new);
+        match self.planned_index.get(&p.id) {
+            Some(&i) if i < planned.len() => planned[i] = p.clone(),
+            _ => {
+                self.planned_index.insert(p.id.clone(), planned.len());
+                planned.push(p.clone());
+            }
+        }
+    }
+
     fn begin(&mut self, id: &CredentialId) {
         if self.begun_set.insert(id.clone()) {
             self.begun.push(id.clone());
@@ -259,6 +271,15 @@ impl State {
                 reason,
             } => self.finished = Some((*status, totals.clone(), reason.clone())),
             Record::Resumed => self.finished = None,
+            Record::Replanned { items } => {
+                for p in items {
+                    self.replan(p);
+                }
+                let t = self.dir.join(TARGET_BACKUP_FILE);
+                if t.exists() {
+                    self.target_backup = Some(t);
+                }
+            }
             Record::CleanupStarted => self.cleanup = Some(false),
             Record::CleanupFinished { .. } => self.cleanup = Some(true),
             Record::DeleteBegin { ids } => {
@@ -506,6 +527,11 @@ impl State {
                     Some(format!("{verified} verified, {mismatched} mismatched")),
                 ),
                 Record::Resumed | Record::CleanupStarted => push(event, None, None),
+                Record::Replanned { items } => {
+                    for p in items {
+                        push(event, Some(p.id.clone()), Some(p.action.clone()));
+                    }
+                }
             }
         }
         out

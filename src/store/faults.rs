@@ -9,10 +9,12 @@
 //!
 //! `CREDSHIFT_FAULTS="write:GLOB,read:GLOB,delete:GLOB"` (a documented test
 //! aid, inert unless set) makes those store operations fail for ids
-//! matching GLOB (`*` any run, `?` one char). The value must be exactly
-//! that: one or more `OP:GLOB` separated by commas, `OP` one of `write`,
-//! `read`, `delete`, GLOB not empty; anything else is refused
-//! ([`Faults::parse_strict`]), never guessed at.
+//! matching GLOB (`*` any run, `?` one char); `lie:GLOB` makes every read of
+//! those ids succeed with a wrong value (a store that does not return what
+//! it holds). The value must be exactly that: one or more `OP:GLOB`
+//! separated by commas, `OP` one of `write`, `read`, `delete`, `lie`, GLOB
+//! not empty; anything else is refused ([`Faults::parse_strict`]), never
+//! guessed at.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,6 +29,8 @@ pub enum Op {
     Read,
     Write,
     Delete,
+    /// Not a failure: a read that succeeds with a wrong value.
+    Lie,
 }
 
 impl Op {
@@ -36,6 +40,7 @@ impl Op {
             Op::Read => "read",
             Op::Write => "write",
             Op::Delete => "delete",
+            Op::Lie => "lie",
         }
     }
 
@@ -44,6 +49,7 @@ impl Op {
             "read" => Some(Op::Read),
             "write" => Some(Op::Write),
             "delete" => Some(Op::Delete),
+            "lie" => Some(Op::Lie),
             _ => None,
         }
     }
@@ -87,7 +93,7 @@ impl Fault {
         }
         let Some(op) = Op::from_name(op) else {
             return Err(format!(
-                "{op:?} is not an operation (write, read or delete)"
+                "{op:?} is not an operation (write, read, delete or lie)"
             ));
         };
         Ok(Fault::matching(Some(op), glob))
@@ -264,6 +270,21 @@ pub fn wrap_from_env(store: Box<dyn Store>) -> Box<dyn Store> {
     }
 }
 
+/// The value a lying read returns instead of what the store holds.
+pub const LIE: &str = "credshift-fault-injected-wrong-value";
+
+impl Faults {
+    /// `found` as a lying store returns it: a `lie` rule for its id swaps
+    /// the value for [`LIE`] (kind and metadata stay).
+    fn tell(&self, found: Option<Credential>) -> Option<Credential> {
+        let c = found?;
+        Some(match self.hit(Op::Lie, &c.id) {
+            Some(_) => Credential::new(c.id.clone(), c.kind, LIE).with_metadata(c.metadata.clone()),
+            None => c,
+        })
+    }
+}
+
 /// What a batched call is about: a credential or an id.
 trait Item: Clone {
     fn id(&self) -> &CredentialId;
@@ -328,7 +349,7 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         match self.faults.hit(Op::Read, id) {
             Some(e) => Err(e),
-            None => self.inner.as_ref().read(id),
+            None => Ok(self.faults.tell(self.inner.as_ref().read(id)?)),
         }
     }
     fn write(&self, c: &Credential) -> Result<()> {
@@ -352,7 +373,7 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
                     c.id.to_string(),
                     &e,
                 )),
-                None => good.push(c),
+                None => good.extend(self.faults.tell(Some(c))),
             }
         }
         scan.credentials = good;
@@ -360,6 +381,9 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
     }
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
         self.batch(Op::Read, ids, |pass| self.inner.as_ref().read_many(pass))
+            .into_iter()
+            .map(|r| r.map(|found| self.faults.tell(found)))
+            .collect()
     }
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         self.batch(Op::Write, creds, |pass| {

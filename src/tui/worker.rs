@@ -288,7 +288,9 @@ impl EngineExecutor {
     }
 }
 
-/// Put a migration's backup back where it came from (its source).
+/// Put a migration's backup back where it came from (its source, which the
+/// confirmation named). A value changed there since the backup is a
+/// conflict and stays: the restore never overwrites it.
 fn restore(dir: &Path, id: &MigrationId, opts: &OpenOptions) -> engine::Result<Report> {
     let d = engine::detail(dir, id)?;
     let backup = d

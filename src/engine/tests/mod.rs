@@ -90,4 +90,5 @@ mod control;
 mod failures;
 mod keys;
 mod recovery;
+mod replan;
 mod rule;

@@ -24,13 +24,13 @@ impl Store for DiesAfterWrite {
     }
 }
 
-fn env_file(dir: &std::path::Path, name: &str, text: &str) -> StoreSpec {
+pub(super) fn env_file(dir: &std::path::Path, name: &str, text: &str) -> StoreSpec {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     StoreSpec::Dotenv(p)
 }
 
-fn env_values(spec: &StoreSpec) -> Vec<(String, String)> {
+pub(super) fn env_values(spec: &StoreSpec) -> Vec<(String, String)> {
     let s = crate::store::open(spec, &OpenOptions::default()).unwrap();
     let mut v: Vec<(String, String)> = s
         .read_all()

@@ -129,11 +129,14 @@ fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buff
                     }
                     RecoveryAction::Verify => "Reads every migrated item back and compares it.",
                     RecoveryAction::Restore => {
-                        "Writes every item of its encrypted backup back to where it came from."
+                        "Writes the items of its encrypted backup back into its source:"
                     }
                 }
                 .into(),
-            ],
+            ]
+            .into_iter()
+            .chain(restore_target(w, *action))
+            .collect(),
         ),
     };
     let mut body: Vec<Line> = text.into_iter().map(Line::from).collect();
@@ -147,8 +150,26 @@ fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buff
         Span::raw(" no"),
     ]));
     let width = area.width.saturating_sub(4).min(64);
-    let rect = widgets::centered(area, width, 9);
+    let height = (body.len() as u16 + 4).max(9);
+    let rect = widgets::centered(area, width, height);
     widgets::dialog(buf, rect, title, body, t);
+}
+
+/// Where a restore writes, said before it does: the migration's source,
+/// and that values changed there since the backup are left as they are.
+fn restore_target(w: &Wizard, action: RecoveryAction) -> Vec<String> {
+    if action != RecoveryAction::Restore {
+        return Vec::new();
+    }
+    let to = w
+        .recovery
+        .detail
+        .as_ref()
+        .map_or_else(|| "(unknown)".to_string(), |d| d.entry.from.clone());
+    vec![
+        format!("  into {to}"),
+        "Values changed there since the backup are skipped, not overwritten.".into(),
+    ]
 }
 
 fn help(w: &Wizard, t: &Theme, area: Rect, buf: &mut Buffer) {
