@@ -135,3 +135,21 @@ pub fn decode_credentials(plaintext: &[u8], location: &str) -> Result<Vec<Creden
         })
         .collect())
 }
+
+/// Parse one fragment [`encode_credential_fragment`] wrote (a store's
+/// cached copy of an item). Errors name `location`, never content.
+pub fn decode_credential_fragment(fragment: &[u8], location: &str) -> Result<Credential> {
+    let p: PlainOwned = serde_json::from_slice(fragment).map_err(|e| {
+        let mut err = StoreError::json(location, &e);
+        if let StoreError::Parse { message, .. } = &mut err {
+            *message = format!("cached item: {message}");
+        }
+        err
+    })?;
+    Ok(Credential {
+        id: p.id,
+        kind: p.kind,
+        secret: p.secret,
+        metadata: p.metadata,
+    })
+}
