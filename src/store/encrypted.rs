@@ -181,9 +181,13 @@ impl EnvelopeFileStore {
         Ok(())
     }
 
-    /// The credential a fragment of this store holds.
-    fn decode(&self, fragment: &[u8]) -> Result<Credential> {
-        envelope::decode_credential_fragment(fragment, &self.location())
+    /// The credential the fragment under `id` holds, with that id: the id
+    /// as written (a `/` inside a namespace reads back split at the first
+    /// `/`), as when the store kept credentials.
+    fn decode(&self, id: &CredentialId, fragment: &[u8]) -> Result<Credential> {
+        let mut c = envelope::decode_credential_fragment(fragment, &self.location())?;
+        c.id = id.clone();
+        Ok(c)
     }
 
     fn writable(&self) -> bool {
@@ -344,8 +348,8 @@ impl Store for EnvelopeFileStore {
         let items = self.load(&mut st)?;
         Ok(Listing {
             entries: items
-                .values()
-                .map(|f| self.decode(f).map(|c| Entry::from(&c)))
+                .iter()
+                .map(|(id, f)| self.decode(id, f).map(|c| Entry::from(&c)))
                 .collect::<Result<_>>()?,
             errors: Vec::new(),
         })
@@ -355,7 +359,7 @@ impl Store for EnvelopeFileStore {
         let mut st = self.lock();
         self.load(&mut st)?
             .get(id)
-            .map(|f| self.decode(f))
+            .map(|f| self.decode(id, f))
             .transpose()
     }
 
@@ -386,8 +390,8 @@ impl Store for EnvelopeFileStore {
         let items = self.load(&mut st)?;
         Ok(Scan {
             credentials: items
-                .values()
-                .map(|f| self.decode(f))
+                .iter()
+                .map(|(id, f)| self.decode(id, f))
                 .collect::<Result<_>>()?,
             errors: Vec::new(),
         })
@@ -399,7 +403,7 @@ impl Store for EnvelopeFileStore {
         match self.load(&mut st) {
             Ok(items) => ids
                 .iter()
-                .map(|id| items.get(id).map(|f| self.decode(f)).transpose())
+                .map(|id| items.get(id).map(|f| self.decode(id, f)).transpose())
                 .collect(),
             Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
         }
@@ -558,6 +562,25 @@ mod tests {
         assert!(matches!(e, StoreError::Crypto { .. }), "{e:?}");
         std::fs::remove_file(&p).unwrap();
         assert!(matches!(a.list().unwrap_err(), StoreError::NotFound { .. }));
+    }
+
+    #[test]
+    fn items_read_back_with_the_ids_they_were_written_under() {
+        // The store keeps serialized items; what it returns carries the id
+        // each was written under, even one whose namespace holds a `/`
+        // (the text form alone would split it at the first `/`).
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        let s = store(&p, &opts("pw"));
+        let c = cred("account:acc/x", "t", "v1");
+        assert!(s.write_many(std::slice::from_ref(&c))[0].is_ok());
+        let back = s.read_many(std::slice::from_ref(&c.id)).pop().unwrap();
+        let back = back.unwrap().unwrap();
+        assert_eq!(back.id, c.id);
+        assert_eq!(back.secret.expose(), "v1");
+        assert_eq!(s.read(&c.id).unwrap().unwrap().id, c.id);
+        assert_eq!(s.read_all().unwrap().credentials[0].id, c.id);
+        assert_eq!(s.list().unwrap().entries.len(), 1);
     }
 
     #[test]

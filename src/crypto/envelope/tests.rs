@@ -16,6 +16,16 @@ fn joined_fragments_are_the_encoded_list() {
             .iter()
             .map(|c| encode_credential_fragment(c).unwrap())
             .collect();
+        for (f, c) in frags.iter().zip(&creds) {
+            // Exactly sized (a store keeps one per item), and read back whole.
+            assert_eq!(f.capacity(), f.len());
+            let back = decode_credential_fragment(f, "t").unwrap();
+            // As text: `namespace/name` with a `/` in the namespace reads
+            // back split at the first `/` (the format's, not new).
+            assert_eq!((back.id.to_string(), back.kind), (c.id.to_string(), c.kind));
+            assert_eq!(back.secret.expose(), c.secret.expose());
+            assert_eq!(back.metadata, c.metadata);
+        }
         assert_eq!(
             *join_fragments(frags.iter()),
             *encode_credentials(&creds[..n]).unwrap()
