@@ -195,7 +195,7 @@ pub fn encrypt_many_cached(
     plaintexts: &[&str],
     cache: &KeyCache,
 ) -> Vec<Result<String, FormatError>> {
-    let fresh: Vec<Result<([u8; SALT_LEN], [u8; IV_LEN]), FormatError>> =
+    let fresh: Vec<Result<SaltIv, FormatError>> =
         plaintexts.iter().map(|_| fresh_salt_iv()).collect();
     let salts: Vec<[u8; SALT_LEN]> = fresh.iter().flatten().map(|(s, _)| *s).collect();
     let mut keys = cache.keys(master, &salts).into_iter();
@@ -212,7 +212,10 @@ pub fn encrypt_many_cached(
         .collect()
 }
 
-fn fresh_salt_iv() -> Result<([u8; SALT_LEN], [u8; IV_LEN]), FormatError> {
+/// A value's fresh salt and IV.
+type SaltIv = ([u8; SALT_LEN], [u8; IV_LEN]);
+
+fn fresh_salt_iv() -> Result<SaltIv, FormatError> {
     let mut salt = [0u8; SALT_LEN];
     let mut iv = [0u8; IV_LEN];
     getrandom::fill(&mut salt).map_err(|_| FormatError::Encrypt("no system randomness"))?;
