@@ -21,7 +21,9 @@
 # PostgreSQL's initdb/pg_ctl and Node (prompttrain_db), gnome-keyring and
 # dbus (keyring); a bench whose service is missing prints "-" in its rows.
 #
-# Usage: scripts/bench-all.sh   (BENCH_SKIP="keyring prompttrain" skips some)
+# Usage: scripts/bench-all.sh   (BENCH_SKIP="keyring prompttrain" skips some;
+# BENCH_REUSE=1 with BENCH_OUT=DIR prints the table of an earlier run's
+# outputs without running anything)
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,12 +44,15 @@ run() {
     "$@" > "$out/$name.txt" 2>&1 || echo "(exit $?)" >> "$out/$name.txt"
 }
 
-cargo build --release --quiet --bin credshift
-run kdf cargo bench --quiet --bench kdf
-run prompttrain cargo bench --quiet --bench prompttrain_db
-run keyring cargo bench --quiet --bench keyring
-run dotenv env BENCH_SIZES="${BENCH_SIZES:-1000 10000 100000}" \
-    scripts/bench-migrate.sh "$here/target/release/credshift"
+if [ -z "${BENCH_REUSE:-}" ]; then
+    cargo build --release --quiet --bin credshift
+    run kdf cargo bench --quiet --bench kdf
+    run prompttrain cargo bench --quiet --bench prompttrain_db
+    run keyring cargo bench --quiet --bench keyring
+    run dotenv env BENCH_SIZES="${BENCH_SIZES:-1000 10000 100000}" \
+        scripts/bench-migrate.sh "$here/target/release/credshift"
+fi
+for f in kdf prompttrain keyring dotenv; do [ -f "$out/$f.txt" ] || echo "(not run)" > "$out/$f.txt"; done
 
 # A field of the first line matching a pattern, or "-".
 pick() { awk -v p="$2" -v f="$3" '$0 ~ p { print $f; found = 1; exit } END { if (!found) print "-" }' "$out/$1.txt"; }
@@ -60,6 +65,8 @@ pt_in=$(pick prompttrain "^into prompttrain-db, credshift migrate" 7)
 pt_in_node=$(pick prompttrain "^into prompttrain-db, credshift migrate" 6)
 pt_out=$(pick prompttrain "^Node's values -> encrypted, credshift migrate" 9)
 pt_out_node=$(pick prompttrain "^Node's values -> encrypted, credshift migrate" 8)
+pt_in_cpu=$(pick prompttrain "^into prompttrain-db, credshift migrate" 10)
+pt_out_cpu=$(pick prompttrain "^Node's values -> encrypted, credshift migrate" 12)
 kr_disk=$(sed -n 's/^end to end takes \([0-9.]*x\) the floor.*/\1/p' "$out/keyring.txt" | sed -n 1p)
 kr_shm=$(sed -n 's/^end to end takes \([0-9.]*x\) the floor.*/\1/p' "$out/keyring.txt" | sed -n 2p)
 env_100k=$(awk '$1 == 100000 && NF > 10 { print $2 " s"; exit }' "$out/dotenv.txt")
@@ -76,6 +83,7 @@ row "PBKDF2 1,500 keys over every core (wall)" "${kdf_batch:--}" "all-core limit
 row "PBKDF2 1,500 keys over every core (CPU per key)" "${kdf_cpu:--}" "one-core limit" ">= 90%"
 row "1,500 prompttrain values into prompttrain-db, end to end" "${pt_in:--} (${pt_in_node:--})" "all-core limit (Node loop)" ">= 85% (about 4.3x)"
 row "1,500 prompttrain values out of prompttrain-db, end to end" "${pt_out:--} (${pt_out_node:--})" "all-core limit (Node loop)" ">= 85% (about 4.3x)"
+row "the same two, CPU time against the CPU-time limit" "${pt_in_cpu:--} / ${pt_out_cpu:--}" "compression limit" "(holds under load)"
 row "200 items into the Secret Service, end to end, disk" "${kr_disk:--}" "bare CreateItem floor" "<= 1.15x"
 row "200 items into the Secret Service, end to end, tmpfs" "${kr_shm:--}" "bare CreateItem floor" "<= 1.15x"
 row ".env 100,000 items into an encrypted file" "${env_100k:--}" "(idle machine)" "<= 1.5 s"
