@@ -17,6 +17,10 @@
 #
 # Prints a table: seconds, peer seconds, ratio, and microseconds per item;
 # the last line compares per-item cost at the largest size with the smallest.
+# A second table gives each credshift run's peak RSS (GNU time's maximum
+# resident set size) in MB and in bytes per item, against the targets
+# (100,000 items: migrate <= 100 MB, inventory <= 64 MB, --delete-source
+# <= 128 MB).
 # Usage: scripts/bench-migrate.sh [path/to/credshift]   (default: builds
 # target/release/credshift with `cargo build --release`).
 set -euo pipefail
@@ -36,6 +40,9 @@ export CREDSHIFT_PASSPHRASE='bench passphrase, not a secret'
 export CREDSHIFT_STATE_DIR=$work/state
 
 now() { date +%s.%N; }
+# Peak RSS in KB of the command, into the file named first.
+rss() { local out=$1; shift; /usr/bin/time -f %M -o "$out" "$@"; }
+mem_rows=()
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 echo "load average at the start: $(cat /proc/loadavg)"
@@ -59,8 +66,8 @@ for n in $sizes; do
         -in "$env_file" -out "$work/peer-$n.bin"
     sync "$work/peer-$n.bin"
     t1=$(now)
-    "$bin" migrate --from "dotenv:$env_file" --to "encrypted:$work/out-$n.enc" --yes --json \
-        > "$work/migrate-$n.json"
+    rss "$work/rss-m" "$bin" migrate --from "dotenv:$env_file" --to "encrypted:$work/out-$n.enc" \
+        --yes --json > "$work/migrate-$n.json"
     t2=$(now)
     grep -q "\"verified\": *$n" "$work/migrate-$n.json" || {
         echo "migrate of $n items did not verify all of them:" >&2
@@ -70,13 +77,13 @@ for n in $sizes; do
     t3=$(now)
     wc -l "$env_file" > /dev/null
     t4=$(now)
-    "$bin" inventory --from "dotenv:$env_file" --json > "$work/inventory-$n.json"
+    rss "$work/rss-i" "$bin" inventory --from "dotenv:$env_file" --json > "$work/inventory-$n.json"
     t5=$(now)
     cp -p "$env_file" "$work/del-$n.env"
     sync
     t6=$(now)
-    "$bin" migrate --from "dotenv:$work/del-$n.env" --to "encrypted:$work/del-$n.enc" \
-        --yes --delete-source --json > "$work/delete-$n.json"
+    rss "$work/rss-d" "$bin" migrate --from "dotenv:$work/del-$n.env" \
+        --to "encrypted:$work/del-$n.enc" --yes --delete-source --json > "$work/delete-$n.json"
     t7=$(now)
     grep -q "\"source_deleted\": *$n" "$work/delete-$n.json" || {
         echo "migrate --delete-source of $n items did not delete all of them:" >&2
@@ -93,10 +100,17 @@ for n in $sizes; do
         "$(awk -v a="$m" -v b="$mp" 'BEGIN { printf "%.1fx", a / b }')" "$mu" \
         "$inv" "$ip" "$(awk -v a="$inv" -v b="$ip" 'BEGIN { printf "%.0fx", a / (b > 0 ? b : 1e-3) }')" "$iu" \
         "$d" "$(awk -v a="$d" -v b="$m" 'BEGIN { printf "%.1fx", a / b }')" "$du"
+    mem_rows+=("$(awk -v n="$n" -v m="$(cat "$work/rss-m")" -v i="$(cat "$work/rss-i")" \
+        -v d="$(cat "$work/rss-d")" 'BEGIN { printf "%8d %10.1f %9.0f | %10.1f %9.0f | %10.1f %9.0f",
+        n, m / 1024, m * 1024 / n, i / 1024, i * 1024 / n, d / 1024, d * 1024 / n }')")
     [ -z "$first_m" ] && first_m=$mu first_i=$iu first_d=$du
     last_m=$mu last_i=$iu last_d=$du
     rm -f "$work/out-$n.enc" "$work/peer-$n.bin" "$work/del-$n.enc" "$work/del-$n.env"
     rm -rf "$work/state"
 done
 echo "per item, largest vs smallest size: migrate $(awk -v a="$last_m" -v b="$first_m" 'BEGIN { printf "%.2fx", a / b }'), inventory $(awk -v a="$last_i" -v b="$first_i" 'BEGIN { printf "%.2fx", a / b }'), migrate --delete-source $(awk -v a="$last_d" -v b="$first_d" 'BEGIN { printf "%.2fx", a / b }')"
+echo "peak RSS (targets at 100,000 items: migrate <= 100 MB, inventory <= 64 MB, --delete-source <= 128 MB)"
+printf '%8s %10s %9s | %10s %9s | %10s %9s\n' items migrate_MB B/item inventory_MB B/item \
+    delete_MB B/item
+printf '%s\n' "${mem_rows[@]}"
 echo "load average at the end: $(cat /proc/loadavg)"

@@ -65,6 +65,30 @@ pub(crate) fn seal_with_nonce(
         .map_err(|_| AeadError::TooLong)
 }
 
+/// [`seal_with_nonce`] in place: `buf` holds the plaintext and is turned
+/// into `ciphertext || tag`, with no second buffer of the message's size
+/// (a whole store's plaintext is large). When `buf` has no room for the tag
+/// it grows into a new buffer and the old one is wiped first.
+pub(crate) fn seal_in_place(
+    key: &[u8; KEY_LEN],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut Zeroizing<Vec<u8>>,
+) -> std::result::Result<(), AeadError> {
+    use aes_gcm::aead::AeadInOut;
+    let tag = cipher(key)
+        .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.as_mut_slice().into())
+        .map_err(|_| AeadError::TooLong)?;
+    if buf.capacity() - buf.len() < TAG_LEN {
+        let mut bigger = Vec::with_capacity(buf.len() + TAG_LEN);
+        bigger.extend_from_slice(buf);
+        // The old Zeroizing<Vec> wipes its whole capacity on drop.
+        *buf = Zeroizing::new(bigger);
+    }
+    buf.extend_from_slice(&tag);
+    Ok(())
+}
+
 /// Decrypt and authenticate `ciphertext || tag`. The plaintext is zeroized
 /// when dropped.
 pub fn open(
@@ -115,6 +139,24 @@ mod tests {
              76fc6ece0f4e1768cddf8853bb2d551b"
         );
         assert_eq!(*open(&key, &nonce, &aad, &ct).unwrap(), pt);
+    }
+
+    #[test]
+    fn sealing_in_place_gives_the_same_bytes() {
+        let key = [5u8; 32];
+        let nonce = [3u8; NONCE_LEN];
+        for (len, spare) in [(0usize, 0usize), (5, 0), (100, 16), (100, 3)] {
+            let pt: Vec<u8> = (0..len as u8).collect();
+            let mut buf = Vec::with_capacity(len + spare);
+            buf.extend_from_slice(&pt);
+            let mut buf = Zeroizing::new(buf);
+            seal_in_place(&key, &nonce, b"aad", &mut buf).unwrap();
+            assert_eq!(
+                *buf,
+                seal_with_nonce(&key, &nonce, b"aad", &pt).unwrap(),
+                "{len}"
+            );
+        }
     }
 
     #[test]

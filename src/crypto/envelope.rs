@@ -372,6 +372,25 @@ impl SealingKey {
     /// Seal `plaintext` into envelope bytes (one JSON line).
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
         let nonce = kdf::random_bytes::<NONCE_LEN>()?;
+        let aad = self.header(&nonce).header_aad()?;
+        let ct = aead::seal_with_nonce(&self.key, &nonce, &aad, plaintext)
+            .map_err(|e| StoreError::Other(format!("sealing an envelope: {e}")))?;
+        Ok(envelope_bytes(&aad, &ct))
+    }
+
+    /// [`seal`](Self::seal), encrypting `plaintext` in its own buffer: a
+    /// whole store's plaintext is not held twice (plain and encrypted)
+    /// while it is sealed.
+    pub fn seal_owned(&self, mut plaintext: Zeroizing<Vec<u8>>) -> Result<Vec<u8>> {
+        let nonce = kdf::random_bytes::<NONCE_LEN>()?;
+        let aad = self.header(&nonce).header_aad()?;
+        aead::seal_in_place(&self.key, &nonce, &aad, &mut plaintext)
+            .map_err(|e| StoreError::Other(format!("sealing an envelope: {e}")))?;
+        Ok(envelope_bytes(&aad, &plaintext))
+    }
+
+    /// The envelope's fields but the ciphertext, for `nonce`.
+    fn header(&self, nonce: &[u8; NONCE_LEN]) -> EnvelopeJson {
         let kdf_json = match &self.params {
             KdfParams::None => KdfJson {
                 alg: ALG_NONE.into(),
@@ -384,25 +403,14 @@ impl SealingKey {
                 salt: Some(B64.encode(salt)),
             },
         };
-        let env = EnvelopeJson {
+        EnvelopeJson {
             format: FORMAT.into(),
             version: VERSION,
             kdf: kdf_json,
             cipher: CIPHER.into(),
             nonce: B64.encode(nonce),
             ciphertext: String::new(),
-        };
-        let aad = env.header_aad()?;
-        let ct = aead::seal_with_nonce(&self.key, &nonce, &aad, plaintext)
-            .map_err(|e| StoreError::Other(format!("sealing an envelope: {e}")))?;
-        let env = EnvelopeJson {
-            ciphertext: B64.encode(&ct),
-            ..env
-        };
-        let mut out = serde_json::to_vec(&env)
-            .map_err(|e| StoreError::Other(format!("serializing an envelope: {e}")))?;
-        out.push(b'\n');
-        Ok(out)
+        }
     }
 
     /// Authenticate and decrypt a parsed envelope.
@@ -426,6 +434,27 @@ impl SealingKey {
             }
         })
     }
+}
+
+/// The envelope's bytes: the header (`aad`, compact JSON ending in `}`)
+/// with `"ciphertext":B64` as its last field, and a newline; the same bytes
+/// serde_json writes for the whole envelope (base64 needs no escaping), but
+/// written once into a buffer of the exact size, without a base64 string or
+/// a growing buffer beside it.
+fn envelope_bytes(aad: &[u8], ct: &[u8]) -> Vec<u8> {
+    const FIELD: &[u8] = b",\"ciphertext\":\"";
+    let head = &aad[..aad.len().saturating_sub(1)];
+    let b64_len = ct.len().div_ceil(3) * 4;
+    let mut out = vec![0u8; head.len() + FIELD.len() + b64_len + 3];
+    let (h, rest) = out.split_at_mut(head.len());
+    h.copy_from_slice(head);
+    let (f, rest) = rest.split_at_mut(FIELD.len());
+    f.copy_from_slice(FIELD);
+    let (b, tail) = rest.split_at_mut(b64_len);
+    let written = B64.encode_slice(ct, b).unwrap_or(0);
+    debug_assert_eq!(written, b64_len);
+    tail.copy_from_slice(b"\"}\n");
+    out
 }
 
 /// The envelope as stored, key order as in the format.
@@ -562,8 +591,8 @@ impl Envelope {
 mod plaintext;
 
 pub use plaintext::{
-    decode_credentials, encode_credential_fragment, encode_credential_refs, encode_credentials,
-    join_fragments,
+    decode_credential_fragment, decode_credentials, encode_credential_fragment,
+    encode_credential_refs, encode_credentials, join_fragments,
 };
 
 /// Seal credentials into envelope bytes under a fresh salt and nonce.

@@ -121,6 +121,36 @@ impl KeyCache {
         key
     }
 
+    /// The keys for `salts`, in order: from the cache, the others derived
+    /// together (interleaved pairs over every core, see
+    /// `kdf::pbkdf2_sha256_many`) and remembered. A batch derives this way
+    /// rather than one key per parallel task, so that no core waits for the
+    /// other's last key alone.
+    pub fn keys(&self, master: &MasterKey, salts: &[[u8; SALT_LEN]]) -> Vec<Zeroizing<[u8; 32]>> {
+        let mut out: Vec<Option<Zeroizing<[u8; 32]>>> = {
+            let keys = self.lock();
+            salts
+                .iter()
+                .map(|s| keys.get(s).map(|k| Zeroizing::new(***k)))
+                .collect()
+        };
+        let missing: Vec<usize> = (0..salts.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            // Derive outside the lock: other threads use the cache meanwhile.
+            let wanted: Vec<&[u8]> = missing.iter().map(|&i| salts[i].as_slice()).collect();
+            let derived =
+                crate::crypto::kdf::pbkdf2_sha256_many(master.bytes(), &wanted, ITERATIONS);
+            let mut keys = self.lock();
+            for (&i, key) in missing.iter().zip(derived) {
+                if keys.len() < KEY_CACHE_MAX {
+                    keys.insert(salts[i], Box::new(key.clone()));
+                }
+                out[i] = Some(key);
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+
     /// How many keys are held (for tests).
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -158,7 +188,34 @@ pub fn encrypt_cached(
     seal(&key, plaintext, &salt, &iv)
 }
 
-fn fresh_salt_iv() -> Result<([u8; SALT_LEN], [u8; IV_LEN]), FormatError> {
+/// [`encrypt_cached`] for a batch: every key derived at once (see
+/// [`KeyCache::keys`]), results in the order of `plaintexts`.
+pub fn encrypt_many_cached(
+    master: &MasterKey,
+    plaintexts: &[&str],
+    cache: &KeyCache,
+) -> Vec<Result<String, FormatError>> {
+    let fresh: Vec<Result<SaltIv, FormatError>> =
+        plaintexts.iter().map(|_| fresh_salt_iv()).collect();
+    let salts: Vec<[u8; SALT_LEN]> = fresh.iter().flatten().map(|(s, _)| *s).collect();
+    let mut keys = cache.keys(master, &salts).into_iter();
+    plaintexts
+        .iter()
+        .zip(fresh)
+        .map(|(p, f)| {
+            let (salt, iv) = f?;
+            let key = keys
+                .next()
+                .ok_or(FormatError::Encrypt("key derivation lost a key"))?;
+            seal(&key, p, &salt, &iv)
+        })
+        .collect()
+}
+
+/// A value's fresh salt and IV.
+type SaltIv = ([u8; SALT_LEN], [u8; IV_LEN]);
+
+fn fresh_salt_iv() -> Result<SaltIv, FormatError> {
     let mut salt = [0u8; SALT_LEN];
     let mut iv = [0u8; IV_LEN];
     getrandom::fill(&mut salt).map_err(|_| FormatError::Encrypt("no system randomness"))?;
@@ -257,6 +314,28 @@ pub fn decrypt_cached(
     open(&key, parts)
 }
 
+/// [`decrypt_cached`] for a batch: every key not cached derived at once
+/// (see [`KeyCache::keys`]), results in the order of `stored`.
+pub fn decrypt_many_cached(
+    master: &MasterKey,
+    stored: &[&str],
+    cache: &KeyCache,
+) -> Vec<Result<Secret, FormatError>> {
+    let parts: Vec<Result<Parts, FormatError>> = stored.iter().map(|s| split(s)).collect();
+    let salts: Vec<[u8; SALT_LEN]> = parts.iter().flatten().map(|p| p.salt).collect();
+    let mut keys = cache.keys(master, &salts).into_iter();
+    parts
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            let key = keys
+                .next()
+                .ok_or(FormatError::Malformed("key derivation lost a key"))?;
+            open(&key, p)
+        })
+        .collect()
+}
+
 fn open(key: &[u8; 32], parts: Parts) -> Result<Secret, FormatError> {
     let cipher =
         Cipher::new_from_slice(key.as_ref()).map_err(|_| FormatError::Malformed("bad key"))?;
@@ -335,6 +414,43 @@ mod tests {
 
     fn master() -> MasterKey {
         MasterKey::new(&Secret::new("a-test-master-key-of-at-least-32-chars!")).unwrap()
+    }
+
+    #[test]
+    fn batches_derive_once_and_match_single_values() {
+        let m = master();
+        let cache = KeyCache::default();
+        // Odd count: the last key of the batch is derived alone.
+        let plain = ["a", "bb", "", "dddd", "e"];
+        let sealed: Vec<String> = encrypt_many_cached(&m, &plain, &cache)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(cache.len(), 5);
+        for (s, p) in sealed.iter().zip(plain) {
+            // Without the cache: the key is derived again, single.
+            assert_eq!(decrypt(&m, s).unwrap().expose(), p);
+        }
+        // A batch read: cached keys, a value from elsewhere, a malformed
+        // one and an altered one, each result in its place.
+        let other = encrypt(&m, "other").unwrap();
+        let mut altered: Vec<String> = sealed[0].split(':').map(str::to_string).collect();
+        altered[3] = STANDARD.encode(b"x");
+        let altered = altered.join(":");
+        let stored = [
+            sealed[1].as_str(),
+            "not:a:value",
+            other.as_str(),
+            altered.as_str(),
+            sealed[4].as_str(),
+        ];
+        let got = decrypt_many_cached(&m, &stored, &cache);
+        assert_eq!(got[0].as_ref().unwrap().expose(), "bb");
+        assert!(matches!(got[1], Err(FormatError::Malformed(_))));
+        assert_eq!(got[2].as_ref().unwrap().expose(), "other");
+        assert_eq!(got[3].as_ref().unwrap_err(), &FormatError::Authentication);
+        assert_eq!(got[4].as_ref().unwrap().expose(), "e");
+        assert_eq!(cache.len(), 6, "only the value from elsewhere was derived");
     }
 
     #[test]

@@ -178,8 +178,19 @@ impl Doc {
         self.by_id.clear();
         self.by_key.clear();
         self.errors.clear();
-        self.by_id.reserve(self.lines.len());
-        self.by_key.reserve(self.lines.len());
+        // At most one assignment per line: reserved once instead of grown by
+        // doubling, which left up to half of a large file's buffer unused.
+        let assignments_at_most = self
+            .lines
+            .iter()
+            .filter(|l| {
+                let t = l.trim_start();
+                !t.is_empty() && !t.starts_with('#')
+            })
+            .count();
+        self.assignments.reserve(assignments_at_most);
+        self.by_id.reserve(assignments_at_most);
+        self.by_key.reserve(assignments_at_most);
         let loc = |i: usize| format!("{}:{}", path.display(), i + 1);
         let mut pending: Option<(usize, Marker)> = None;
         let mut i = 0;
@@ -285,19 +296,33 @@ impl Doc {
     }
 
     /// [`Doc::credentials`], moving the values out instead of copying them.
-    fn into_credentials(mut self) -> Vec<Credential> {
+    /// The lines and indexes are freed first and the credentials go into a
+    /// buffer of their exact count, so a large file's document and its
+    /// credentials are not both held in full (inventory's peak).
+    fn into_credentials(self) -> Vec<Credential> {
         let on = self.effective();
-        std::mem::take(&mut self.assignments)
-            .into_iter()
-            .zip(on)
-            .filter(|(_, on)| *on)
-            .map(|(a, _)| Credential {
-                id: a.id,
-                kind: a.kind,
-                secret: a.value,
-                metadata: a.metadata,
-            })
-            .collect()
+        let Doc {
+            lines,
+            by_id,
+            by_key,
+            assignments,
+            ..
+        } = self;
+        drop((lines, by_id, by_key));
+        let mut out = Vec::with_capacity(on.iter().filter(|on| **on).count());
+        out.extend(
+            assignments
+                .into_iter()
+                .zip(on)
+                .filter(|(_, on)| *on)
+                .map(|(a, _)| Credential {
+                    id: a.id,
+                    kind: a.kind,
+                    secret: a.value,
+                    metadata: a.metadata,
+                }),
+        );
+        out
     }
 
     fn key_in_use_by_other(&self, key: &str, id: &CredentialId) -> bool {

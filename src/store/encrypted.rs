@@ -4,7 +4,8 @@
 //!
 //! Every operation reads the file afresh (another process may have replaced
 //! it), but decrypts it only when its bytes differ from what this store last
-//! read or wrote; every change rewrites it atomically (temp file, fsync,
+//! read or wrote (compared by SHA-256, so the file's bytes are not kept);
+//! every change rewrites it atomically (temp file, fsync,
 //! rename; mode 0600). Writing is a read-modify-write of the whole file, so
 //! prefer `write_many` for batches. The key is derived once per opened store and cached with the
 //! KDF parameters it belongs to: rewrites keep the file's salt and draw a
@@ -48,18 +49,28 @@ pub struct EnvelopeFileStore {
     state: Mutex<State>,
 }
 
-type Items = BTreeMap<CredentialId, Credential>;
+/// What the file holds: each item as it is serialized into the plaintext,
+/// by id. The one copy of every item this store keeps: reads decode the
+/// items they return, and a rewrite joins these, serializing only what
+/// changed (a 100,000-item file kept as credentials, as fragments and as
+/// its bytes was three copies).
+type Items = BTreeMap<CredentialId, Zeroizing<Vec<u8>>>;
 
 #[derive(Default)]
 struct State {
     /// The derived key, with the KDF parameters it belongs to.
     key: Option<SealingKey>,
-    /// The file's bytes as last read or written (ciphertext, not secret) and
-    /// what they hold: an unchanged file is not decrypted again.
-    seen: Option<(Vec<u8>, Items)>,
-    /// Each item of `seen` as it was last serialized into the plaintext, so
-    /// a rewrite serializes only what changed (see `save`).
-    fragments: BTreeMap<CredentialId, Zeroizing<Vec<u8>>>,
+    /// SHA-256 of the file's bytes as last read or written (of ciphertext,
+    /// not secret) and what they hold: an unchanged file is not decrypted
+    /// again.
+    seen: Option<([u8; 32], Items)>,
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut d = [0u8; 32];
+    d.copy_from_slice(&sha2::Sha256::digest(bytes));
+    d
 }
 
 impl EnvelopeFileStore {
@@ -104,14 +115,15 @@ impl EnvelopeFileStore {
             }
             Err(e) => return Err(StoreError::io(&self.path, e)),
         };
+        let d = digest(&bytes);
         if let Some((seen, _)) = &st.seen
-            && *seen == bytes
+            && *seen == d
         {
             return Ok(());
         }
         st.seen = None;
-        st.fragments.clear();
         let env = Envelope::parse(&bytes, &loc, self.opts.allow_weak_kdf)?;
+        drop(bytes);
         let cache = &mut st.key;
         let key = match cache {
             Some(k) if k.params() == env.params() => k,
@@ -121,9 +133,15 @@ impl EnvelopeFileStore {
             }
         };
         let plain = key.open(&env)?;
+        drop(env);
         let list = envelope::decode_credentials(&plain, &loc)?;
-        let items = list.into_iter().map(|c| (c.id.clone(), c)).collect();
-        st.seen = Some((bytes, items));
+        drop(plain);
+        let mut items = Items::new();
+        for c in list {
+            let fragment = envelope::encode_credential_fragment(&c)?;
+            items.insert(c.id, fragment);
+        }
+        st.seen = Some((d, items));
         Ok(())
     }
 
@@ -150,29 +168,26 @@ impl EnvelopeFileStore {
     }
 
     /// Seal and write atomically, deriving a new key (fresh salt) when the
-    /// store has none yet. `changed`: the ids whose credentials differ from
-    /// what was last serialized (the others reuse their fragments).
-    fn save(&self, st: &mut State, items: Items, changed: &[CredentialId]) -> Result<()> {
+    /// store has none yet.
+    fn save(&self, st: &mut State, items: Items) -> Result<()> {
         let cache = &mut st.key;
         let key = match cache {
             Some(k) => k,
             None => cache.insert(SealingKey::for_options(&self.opts, &self.location())?),
         };
-        let fragments = &mut st.fragments;
-        for id in changed {
-            fragments.remove(id);
-        }
-        fragments.retain(|id, _| items.contains_key(id));
-        for (id, c) in &items {
-            if !fragments.contains_key(id) {
-                fragments.insert(id.clone(), envelope::encode_credential_fragment(c)?);
-            }
-        }
-        let plain = envelope::join_fragments(fragments.values());
-        let bytes = key.seal(&plain)?;
+        let bytes = key.seal_owned(envelope::join_fragments(items.values()))?;
         fsutil::atomic_write(&self.path, &bytes)?;
-        st.seen = Some((bytes, items));
+        st.seen = Some((digest(&bytes), items));
         Ok(())
+    }
+
+    /// The credential the fragment under `id` holds, with that id: the id
+    /// as written (a `/` inside a namespace reads back split at the first
+    /// `/`), as when the store kept credentials.
+    fn decode(&self, id: &CredentialId, fragment: &[u8]) -> Result<Credential> {
+        let mut c = envelope::decode_credential_fragment(fragment, &self.location())?;
+        c.id = id.clone();
+        Ok(c)
     }
 
     fn writable(&self) -> bool {
@@ -345,21 +360,28 @@ impl Store for EnvelopeFileStore {
         let mut st = self.lock();
         let items = self.load(&mut st)?;
         Ok(Listing {
-            entries: items.values().map(Entry::from).collect(),
+            entries: items
+                .iter()
+                .map(|(id, f)| self.decode(id, f).map(|c| Entry::from(&c)))
+                .collect::<Result<_>>()?,
             errors: Vec::new(),
         })
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         let mut st = self.lock();
-        Ok(self.load(&mut st)?.get(id).cloned())
+        self.load(&mut st)?
+            .get(id)
+            .map(|f| self.decode(id, f))
+            .transpose()
     }
 
     fn write(&self, c: &Credential) -> Result<()> {
+        let fragment = envelope::encode_credential_fragment(c)?;
         let mut st = self.lock();
         let mut items = self.take_or_empty(&mut st)?;
-        items.insert(c.id.clone(), c.clone());
-        self.save(&mut st, items, std::slice::from_ref(&c.id))
+        items.insert(c.id.clone(), fragment);
+        self.save(&mut st, items)
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
@@ -372,7 +394,7 @@ impl Store for EnvelopeFileStore {
         }
         let mut items = self.take_or_empty(&mut st)?;
         items.remove(id);
-        self.save(&mut st, items, &[])?;
+        self.save(&mut st, items)?;
         Ok(true)
     }
 
@@ -380,7 +402,10 @@ impl Store for EnvelopeFileStore {
         let mut st = self.lock();
         let items = self.load(&mut st)?;
         Ok(Scan {
-            credentials: items.values().cloned().collect(),
+            credentials: items
+                .iter()
+                .map(|(id, f)| self.decode(id, f))
+                .collect::<Result<_>>()?,
             errors: Vec::new(),
         })
     }
@@ -389,7 +414,10 @@ impl Store for EnvelopeFileStore {
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
         let mut st = self.lock();
         match self.load(&mut st) {
-            Ok(items) => ids.iter().map(|id| Ok(items.get(id).cloned())).collect(),
+            Ok(items) => ids
+                .iter()
+                .map(|id| items.get(id).map(|f| self.decode(id, f)).transpose())
+                .collect(),
             Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
         }
     }
@@ -417,7 +445,7 @@ impl Store for EnvelopeFileStore {
             for id in ids {
                 items.remove(id);
             }
-            self.save(&mut st, items, &[])
+            self.save(&mut st, items)
         });
         match result {
             Ok(()) => present.into_iter().map(Ok).collect(),
@@ -430,15 +458,14 @@ impl Store for EnvelopeFileStore {
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let mut st = self.lock();
         let loaded = self.take_or_empty(&mut st);
-        let changed: Vec<CredentialId> = creds.iter().map(|c| c.id.clone()).collect();
         fsutil::rewrite_batch(
             creds,
             loaded,
             |items, c| {
-                items.insert(c.id.clone(), c.clone());
+                items.insert(c.id.clone(), envelope::encode_credential_fragment(c)?);
                 Ok(())
             },
-            |items| self.save(&mut st, items, &changed),
+            |items| self.save(&mut st, items),
             |e, _| dup_error(e),
         )
     }
@@ -548,6 +575,25 @@ mod tests {
         assert!(matches!(e, StoreError::Crypto { .. }), "{e:?}");
         std::fs::remove_file(&p).unwrap();
         assert!(matches!(a.list().unwrap_err(), StoreError::NotFound { .. }));
+    }
+
+    #[test]
+    fn items_read_back_with_the_ids_they_were_written_under() {
+        // The store keeps serialized items; what it returns carries the id
+        // each was written under, even one whose namespace holds a `/`
+        // (the text form alone would split it at the first `/`).
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        let s = store(&p, &opts("pw"));
+        let c = cred("account:acc/x", "t", "v1");
+        assert!(s.write_many(std::slice::from_ref(&c))[0].is_ok());
+        let back = s.read_many(std::slice::from_ref(&c.id)).pop().unwrap();
+        let back = back.unwrap().unwrap();
+        assert_eq!(back.id, c.id);
+        assert_eq!(back.secret.expose(), "v1");
+        assert_eq!(s.read(&c.id).unwrap().unwrap().id, c.id);
+        assert_eq!(s.read_all().unwrap().credentials[0].id, c.id);
+        assert_eq!(s.list().unwrap().entries.len(), 1);
     }
 
     #[test]

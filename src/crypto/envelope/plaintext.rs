@@ -89,12 +89,30 @@ pub fn encode_credential_fragment(c: &Credential) -> Result<Zeroizing<Vec<u8>>> 
         secret: c.secret.expose(),
         metadata: &c.metadata,
     };
-    let mut buf = ZeroizingBuf(Zeroizing::new(Vec::with_capacity(
-        c.secret.expose().len() * 2 + 128,
-    )));
+    // Measured first, then written into a buffer of exactly that size: a
+    // store keeps one fragment per item, and a guessed capacity (twice the
+    // secret and more) made those fragments half slack.
+    let mut len = Counter(0);
+    serde_json::to_writer(&mut len, &item)
+        .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
+    let mut buf = ZeroizingBuf(Zeroizing::new(Vec::with_capacity(len.0)));
     serde_json::to_writer(&mut buf, &item)
         .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
     Ok(buf.0)
+}
+
+/// A `Write` sink that only counts.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The list [`encode_credentials`] would write for the credentials whose
@@ -103,7 +121,8 @@ pub fn join_fragments<'a>(
     fragments: impl Iterator<Item = &'a Zeroizing<Vec<u8>>> + Clone,
 ) -> Zeroizing<Vec<u8>> {
     let len: usize = fragments.clone().map(|f| f.len() + 1).sum();
-    let mut out = Zeroizing::new(Vec::with_capacity(len + 2));
+    // Room for the GCM tag too: sealing in place then never regrows it.
+    let mut out = Zeroizing::new(Vec::with_capacity(len + 2 + crate::crypto::aead::TAG_LEN));
     out.push(b'[');
     for (i, f) in fragments.enumerate() {
         if i > 0 {
@@ -134,4 +153,22 @@ pub fn decode_credentials(plaintext: &[u8], location: &str) -> Result<Vec<Creden
             metadata: p.metadata,
         })
         .collect())
+}
+
+/// Parse one fragment [`encode_credential_fragment`] wrote (a store's
+/// cached copy of an item). Errors name `location`, never content.
+pub fn decode_credential_fragment(fragment: &[u8], location: &str) -> Result<Credential> {
+    let p: PlainOwned = serde_json::from_slice(fragment).map_err(|e| {
+        let mut err = StoreError::json(location, &e);
+        if let StoreError::Parse { message, .. } = &mut err {
+            *message = format!("cached item: {message}");
+        }
+        err
+    })?;
+    Ok(Credential {
+        id: p.id,
+        kind: p.kind,
+        secret: p.secret,
+        metadata: p.metadata,
+    })
 }

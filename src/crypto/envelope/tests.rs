@@ -16,6 +16,16 @@ fn joined_fragments_are_the_encoded_list() {
             .iter()
             .map(|c| encode_credential_fragment(c).unwrap())
             .collect();
+        for (f, c) in frags.iter().zip(&creds) {
+            // Exactly sized (a store keeps one per item), and read back whole.
+            assert_eq!(f.capacity(), f.len());
+            let back = decode_credential_fragment(f, "t").unwrap();
+            // As text: `namespace/name` with a `/` in the namespace reads
+            // back split at the first `/` (the format's, not new).
+            assert_eq!((back.id.to_string(), back.kind), (c.id.to_string(), c.kind));
+            assert_eq!(back.secret.expose(), c.secret.expose());
+            assert_eq!(back.metadata, c.metadata);
+        }
         assert_eq!(
             *join_fragments(frags.iter()),
             *encode_credentials(&creds[..n]).unwrap()
@@ -377,4 +387,26 @@ fn default_iterations_round_trip() {
         &creds,
         &open_credentials(&bytes, &pass("pw"), LOC, false).unwrap(),
     );
+}
+
+#[test]
+fn envelope_bytes_are_what_serde_json_writes_for_the_envelope() {
+    // Written by hand into an exact-size buffer: byte for byte the compact
+    // JSON of the envelope's fields in the documented order, then a newline,
+    // for empty, short and long plaintexts, from both seal paths; and each
+    // opens.
+    let key = SealingKey::new(&pass("pw"), 1000).unwrap();
+    for len in [0usize, 1, 2, 3, 4, 100, 4096] {
+        let pt: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        for bytes in [
+            key.seal(&pt).unwrap(),
+            key.seal_owned(Zeroizing::new(pt.clone())).unwrap(),
+        ] {
+            let mut canonical = serde_json::to_vec(&as_json(&bytes)).unwrap();
+            canonical.push(b'\n');
+            assert_eq!(bytes, canonical, "{len}");
+            let env = Envelope::parse(&bytes, "t", true).unwrap();
+            assert_eq!(*key.open(&env).unwrap(), pt);
+        }
+    }
 }

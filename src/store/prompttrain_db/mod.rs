@@ -247,10 +247,9 @@ impl PromptTrainDb {
             return Ok(());
         }
         let key = self.master()?;
-        let results: Vec<std::result::Result<Secret, FormatError>> = jobs
-            .par_iter()
-            .map(|j| fmt::decrypt_cached(key, &j.stored, &self.keys))
-            .collect();
+        let stored: Vec<&str> = jobs.iter().map(|j| j.stored.as_str()).collect();
+        let results: Vec<std::result::Result<Secret, FormatError>> =
+            fmt::decrypt_many_cached(key, &stored, &self.keys);
         for (job, res) in jobs.into_iter().zip(results) {
             match res {
                 Ok(secret) => scan

@@ -3,8 +3,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rayon::prelude::*;
-
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::crypto::prompttrain::{self as fmt, FormatError};
 use crate::error::{Result, StoreError};
@@ -176,10 +174,9 @@ impl Store for PromptTrainDb {
             });
         }
         if let Ok(key) = self.master() {
-            let decrypted: Vec<std::result::Result<Secret, FormatError>> = jobs
-                .par_iter()
-                .map(|(_, _, _, stored)| fmt::decrypt_cached(key, stored, &self.keys))
-                .collect();
+            let stored: Vec<&str> = jobs.iter().map(|(.., s)| s.as_ref()).collect();
+            let decrypted: Vec<std::result::Result<Secret, FormatError>> =
+                fmt::decrypt_many_cached(key, &stored, &self.keys);
             for ((i, row, field, _), res) in jobs.iter().zip(decrypted) {
                 out[*i] = Some(match res {
                     Ok(secret) => Ok(Some(
@@ -366,10 +363,11 @@ impl Store for PromptTrainDb {
                     return finish(results);
                 }
             }
-            encrypted = account_items
-                .par_iter()
-                .map(|(i, ..)| fmt::encrypt_cached(key, creds[*i].secret.expose(), &self.keys))
+            let plain: Vec<&str> = account_items
+                .iter()
+                .map(|(i, ..)| creds[*i].secret.expose())
                 .collect();
+            encrypted = fmt::encrypt_many_cached(key, &plain, &self.keys);
         }
 
         let mut by_account: BTreeMap<&str, AccountWrites> = BTreeMap::new();
