@@ -669,28 +669,15 @@ pub fn qr_part(data: &[u8]) {
 }
 
 /// PostgreSQL connection input: a URL (the first line) and a pgpass file
-/// (the rest). A password that stands once in the URL is in neither the
-/// URL's printable form nor its redaction; the pgpass reader reads any
-/// file without a panic.
+/// (the rest). Neither the URL's printable form nor its redaction depends
+/// on the password; the pgpass reader reads any file without a panic.
 pub fn pg_connection(data: &[u8]) {
-    use crate::store::pgurl::{self, PgUrl, Target};
+    use crate::store::pgurl::{self, Target};
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let (url, passfile) = text.split_once('\n').unwrap_or((text, ""));
-    let redacted = pgurl::redact(url);
-    if let Ok(u) = PgUrl::parse(url)
-        && let Some(pw) = u.password()
-    {
-        let pw = pw.expose();
-        if !pw.is_empty() && url.matches(pw).count() == 1 {
-            assert!(
-                !u.without_password().contains(pw),
-                "the password is in the URL's printable form"
-            );
-            assert!(!redacted.contains(pw), "the password survived redaction");
-        }
-    }
+    check_pg_url(url, pgurl::redact);
     let dir = scratch("pg_connection");
     let path = dir.join("pgpass");
     write_file(&path, passfile.as_bytes());
@@ -706,6 +693,47 @@ pub fn pg_connection(data: &[u8]) {
         user: "app".into(),
     };
     let _ = pgurl::read_passfile(&path, &target);
+}
+
+/// The password oracle: the same URL with another password of the same
+/// length must print and redact identically. A substring test cried wolf
+/// when the password happened to be a piece of the redacted text itself
+/// (issue 22, point 11); a comparison only fails if the password shows.
+fn check_pg_url(url: &str, redact: fn(&str) -> String) {
+    use crate::store::pgurl::PgUrl;
+    let Ok(u) = PgUrl::parse(url) else {
+        return;
+    };
+    let Some(pw) = u.password() else {
+        return;
+    };
+    let pw = pw.expose();
+    // Only a password written once, literally, can be swapped in place.
+    if url.matches(pw).count() != 1 {
+        return;
+    }
+    let fill = if pw.bytes().all(|b| b == b'x') {
+        "y"
+    } else {
+        "x"
+    };
+    let other = fill.repeat(pw.len());
+    let swapped = url.replacen(pw, &other, 1);
+    let Ok(v) = PgUrl::parse(&swapped) else {
+        return;
+    };
+    // The literal occurrence was not the password (e.g. it was encoded).
+    if v.password().map(|p| p.expose()) != Some(other.as_str()) {
+        return;
+    }
+    assert!(
+        u.without_password() == v.without_password(),
+        "the password is in the URL's printable form"
+    );
+    assert!(
+        redact(url) == redact(&swapped),
+        "the password survived redaction"
+    );
 }
 
 #[cfg(test)]
@@ -801,5 +829,43 @@ mod tests {
         let source = KeySource::Key(zeroize::Zeroizing::new(ENVELOPE_KEY));
         let key = SealingKey::new(&source, 0).unwrap();
         envelope(&key.seal(b"[]").unwrap());
+    }
+
+    /// The regression input of issue 22 point 11: the password is a piece of
+    /// the redacted text, which is no leak.
+    const PASSWORD_INSIDE_REDACTION: &str = "postgres://\0\\\r\r\0\0:gres://\0\\\r\r\0\0:***@@";
+
+    #[test]
+    fn the_pg_oracle_accepts_a_password_that_is_part_of_the_redaction() {
+        let pw = crate::store::pgurl::PgUrl::parse(PASSWORD_INSIDE_REDACTION).unwrap();
+        let pw = pw.password().unwrap().expose().to_string();
+        // The old substring oracle's false alarm still holds for this input.
+        assert!(crate::store::pgurl::redact(PASSWORD_INSIDE_REDACTION).contains(&pw));
+        check_pg_url(PASSWORD_INSIDE_REDACTION, crate::store::pgurl::redact);
+        pg_connection(PASSWORD_INSIDE_REDACTION.as_bytes());
+    }
+
+    #[test]
+    fn the_pg_oracle_catches_a_redaction_that_leaks() {
+        fn leaky(s: &str) -> String {
+            s.to_string()
+        }
+        fn leaky_on_params(s: &str) -> String {
+            let r = crate::store::pgurl::redact(s);
+            match s.split_once("password=") {
+                Some((_, v)) => format!("{r} {v}"),
+                None => r,
+            }
+        }
+        for (url, redact) in [
+            ("postgres://app:hunter2@db/app", leaky as fn(&str) -> String),
+            ("postgres://app:hunter2@db/app", crate::store::pgurl::redact),
+            ("postgres://app@db/app?password=hunter2", leaky_on_params),
+            (PASSWORD_INSIDE_REDACTION, leaky),
+        ] {
+            let caught = std::panic::catch_unwind(|| check_pg_url(url, redact)).is_err();
+            let leaks = redact(url) != crate::store::pgurl::redact(url);
+            assert_eq!(caught, leaks, "oracle on {url:?}");
+        }
     }
 }
