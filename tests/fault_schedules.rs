@@ -365,10 +365,30 @@ fn check(s: &Schedule) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The seed of this run: `CREDSHIFT_PROPTEST_SEED` (or proptest's own
+/// `PROPTEST_RNG_SEED`) replays one, else a fresh one. It is printed, and
+/// cargo test shows it with a failure, so a CI failure replays locally.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    let given = ["CREDSHIFT_PROPTEST_SEED", "PROPTEST_RNG_SEED"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok());
+    let seed = match given {
+        Some(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("CREDSHIFT_PROPTEST_SEED={v:?} is not a u64")),
+        None => RandomState::new().hash_one(std::process::id()),
+    };
+    eprintln!("fault_schedules: replay with CREDSHIFT_PROPTEST_SEED={seed}");
+    seed
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 48,
         failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed()),
         ..ProptestConfig::default()
     })]
 
@@ -392,4 +412,51 @@ fn resume_of_a_plan_whose_every_item_was_unreadable_says_nothing_was_migrated() 
         crash_at: Some(2),
     };
     check(&s).unwrap();
+}
+
+/// `support::run`'s deadline: a hung command is killed and the test fails
+/// with a message instead of stalling.
+#[test]
+fn a_command_past_its_deadline_is_killed_and_fails_the_test() {
+    let start = std::time::Instant::now();
+    let r = std::panic::catch_unwind(|| {
+        support::output_within(
+            std::process::Command::new("sleep").arg("30"),
+            std::time::Duration::from_millis(300),
+        )
+    });
+    let msg = r.expect_err("a hung command must fail the test");
+    let msg = msg
+        .downcast_ref::<String>()
+        .expect("a formatted message")
+        .clone();
+    assert!(msg.contains("did not finish within"), "{msg}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    let fine = support::output_within(
+        std::process::Command::new("echo").arg("done"),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(fine.status.success());
+    assert_eq!(fine.stdout, b"done\n");
+}
+
+/// The tmux leak check finds a long secret from any 12-character piece of
+/// it, as a 100-column pane shows it, and ignores unrelated text.
+#[test]
+fn the_leak_check_finds_a_piece_of_a_long_secret() {
+    use support::tmux::shows_secret;
+    let secret = "sk-demo-".to_string() + &"0123456789abcdef".repeat(7);
+    let pane: String = secret.chars().take(100).collect();
+    assert!(
+        !pane.contains(secret.as_str()),
+        "the pane cannot hold it whole"
+    );
+    assert!(shows_secret(&pane, &secret));
+    let piece: String = secret.chars().skip(50).take(12).collect();
+    assert!(shows_secret(&format!("| {piece} |"), &secret));
+    let short: String = piece.chars().take(11).collect();
+    assert!(!shows_secret(&format!("| {short} |"), &secret));
+    assert!(!shows_secret("Migration complete", &secret));
+    assert!(shows_secret("pw: hunter2!", "hunter2"));
+    assert!(!shows_secret("pw: hunter", "hunter2"));
 }

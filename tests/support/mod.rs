@@ -85,10 +85,67 @@ pub fn migrate_cmd(state_dir: &Path, from: &str, to: &str, args: &[&str]) -> Com
 /// Run and capture; stdout/stderr as strings. Takes the command or a
 /// borrow of it (`run(migrate_cmd(..))`, `run(credshift(..).args(..))`).
 pub fn run(mut cmd: impl BorrowMut<Command>) -> (Output, String, String) {
-    let out = cmd.borrow_mut().output().expect("spawn credshift");
+    let out = output_within(cmd.borrow_mut(), deadline());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out, stdout, stderr)
+}
+
+/// How long one command may run: `CREDSHIFT_TEST_DEADLINE_SECS`, else
+/// 300 s, so a hung command fails the test instead of stalling CI.
+pub fn deadline() -> std::time::Duration {
+    let secs = std::env::var("CREDSHIFT_TEST_DEADLINE_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(300);
+    std::time::Duration::from_secs(secs)
+}
+
+/// `Command::output` with a deadline: past it the child is killed and the
+/// test fails naming the command. Stdin is closed, as `output` does.
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn credshift");
+    // Both pipes drain on threads so a chatty child never blocks on a
+    // full pipe while we wait for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for credshift") {
+            break status;
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{:?} {:?} did not finish within {} s; killed it",
+                cmd.get_program(),
+                cmd.get_args().collect::<Vec<_>>(),
+                limit.as_secs_f64()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
 }
 
 /// A command's stdout as JSON (the test fails showing the text otherwise).
