@@ -147,6 +147,39 @@ fn upserts_replace_and_delete_removes() {
 }
 
 #[test]
+fn compare_and_delete_keeps_a_row_another_client_changed() {
+    use credshift::store::DeleteIf;
+    let Some(db) = pg::fresh_db() else { return };
+    let s = open(&db.url(), &opts_with_passphrase("pw-one for the tests"));
+    let other = open(&db.url(), &opts_with_passphrase("pw-one for the tests"));
+    let a = cred("openai/api_key", Kind::ApiKey, "sk-proj-first-value-000000");
+    let keep = cred("other/api_key", Kind::ApiKey, "sk-proj-kept-value-2222222");
+    assert!(
+        s.write_many(&[a.clone(), keep.clone()])
+            .iter()
+            .all(Result::is_ok)
+    );
+    let read = s.read(&a.id).unwrap().unwrap();
+    // Another client writes after our read: the compare-and-delete of what
+    // we read keeps its value.
+    let b = cred("openai/api_key", Kind::ApiKey, "sk-proj-theirs-value-11111");
+    other.write(&b).unwrap();
+    let gone = cred("gone/api_key", Kind::ApiKey, "sk-proj-never-written-3333");
+    let r: Vec<DeleteIf> = s
+        .delete_if_unchanged(&[read, keep.clone(), gone])
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(r, [DeleteIf::Changed, DeleteIf::Deleted, DeleteIf::Absent]);
+    let now = s.read(&a.id).unwrap().unwrap();
+    assert_eq!(now.secret.expose(), "sk-proj-theirs-value-11111");
+    assert!(s.read(&keep.id).unwrap().is_none());
+    let r = s.delete_if_unchanged(std::slice::from_ref(&now));
+    assert_eq!(*r[0].as_ref().unwrap(), DeleteIf::Deleted);
+    assert!(s.read(&a.id).unwrap().is_none());
+}
+
+#[test]
 fn a_wrong_passphrase_is_caught_by_the_key_check() {
     let Some(db) = pg::fresh_db() else { return };
     let s = open(&db.url(), &opts_with_passphrase("right passphrase"));

@@ -11,7 +11,7 @@ use crate::engine::journal::{Journal, Record};
 use crate::engine::state::State;
 use crate::engine::types::{Failure, Progress};
 use crate::error::StoreError;
-use crate::store::{BatchHint, Store, legacy_meta};
+use crate::store::{BatchHint, DeleteIf, Store, legacy_meta};
 
 /// Undo every write this migration began, newest first. Returns whether
 /// every item is back as it was. Idempotent: an item already undone is
@@ -92,7 +92,15 @@ fn undo_one(
                 if overwrite {
                     restore(old)
                 } else {
-                    target.delete(id).map(|_| "removed")
+                    // Deleted only if it still holds what was compared: a
+                    // value written by someone else meanwhile stays.
+                    match target.delete_if_unchanged(std::slice::from_ref(&cur)).pop() {
+                        Some(Ok(DeleteIf::Deleted)) => Ok("removed"),
+                        Some(Ok(DeleteIf::Absent)) => Ok("absent"),
+                        Some(Ok(DeleteIf::Changed)) => Ok("left_changed"),
+                        Some(Err(e)) => Err(e),
+                        None => Err(StoreError::item(id, "the store returned no result")),
+                    }
                 }
             } else if before.is_some_and(|f| fingerprint::same(f, &now)) {
                 Ok("already_restored")
@@ -220,7 +228,8 @@ pub(crate) fn cleanup_items(
         let chunk = chunk.as_slice();
         let at_target = target.read_many(chunk);
         let at_source = source.read_many(chunk);
-        let mut to_delete: Vec<CredentialId> = Vec::new();
+        // What the source held when compared: deleted only while it still does.
+        let mut to_delete: Vec<Credential> = Vec::new();
         let mut deleted: Vec<CredentialId> = Vec::new();
         let mut failed: Vec<Failure> = Vec::new();
         for ((id, t), s) in chunk.iter().zip(at_target).zip(at_source) {
@@ -230,37 +239,41 @@ pub(crate) fn cleanup_items(
                 .unwrap_or("");
             let ours = |c: &Credential| fingerprint::same(&fp.value(c), want);
             let problem = match (t, s) {
-                (Ok(Some(t)), Ok(Some(s))) if ours(&t) && ours(&s) => None,
+                (Ok(Some(t)), Ok(Some(s))) if ours(&t) && ours(&s) => {
+                    to_delete.push(s);
+                    continue;
+                }
                 // Deleted before a crash: the delete began and it is gone.
                 (Ok(Some(t)), Ok(None)) if ours(&t) && state.delete_began(id) => {
                     deleted.push(id.clone());
                     continue;
                 }
                 (Ok(t), _) if !t.as_ref().is_some_and(ours) => {
-                    Some("the target no longer holds the migrated value".to_string())
+                    "the target no longer holds the migrated value".to_string()
                 }
-                (_, Ok(None)) => Some("no longer in the source".to_string()),
-                (_, Ok(Some(_))) => Some("the source value changed".to_string()),
-                (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+                (_, Ok(None)) => "no longer in the source".to_string(),
+                (_, Ok(Some(_))) => "the source value changed".to_string(),
+                (Err(e), _) | (_, Err(e)) => e.to_string(),
             };
-            match problem {
-                None => to_delete.push(id.clone()),
-                Some(p) => failed.push(Failure {
-                    id: id.clone(),
-                    error: format!("migrated, source still present: {p}"),
-                }),
-            }
+            failed.push(Failure {
+                id: id.clone(),
+                error: format!("migrated, source still present: {problem}"),
+            });
         }
         if !to_delete.is_empty() {
-            journal.append(Record::DeleteBegin {
-                ids: to_delete.clone(),
-            })?;
-            let results = source.delete_many(&to_delete);
+            let ids: Vec<CredentialId> = to_delete.iter().map(|c| c.id.clone()).collect();
+            journal.append(Record::DeleteBegin { ids: ids.clone() })?;
+            let results = source.delete_if_unchanged(&to_delete);
+            drop(to_delete);
             // Read the source again: "deleted" only for what is really gone.
-            let after = source.read_many(&to_delete);
-            for (i, id) in to_delete.iter().enumerate() {
+            let after = source.read_many(&ids);
+            for (i, id) in ids.iter().enumerate() {
                 let problem = match (results.get(i), after.get(i)) {
                     (Some(Err(e)), _) => Some(e.to_string()),
+                    // Changed between the comparison and the delete: kept.
+                    (Some(Ok(DeleteIf::Changed)), _) => {
+                        Some("the source value changed; it was kept".to_string())
+                    }
                     (_, Some(Ok(None))) => None,
                     (_, Some(Ok(Some(_)))) => {
                         Some("the delete had no effect: the source still holds it".to_string())

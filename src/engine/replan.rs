@@ -235,9 +235,19 @@ impl Run<'_> {
         {
             return format!("{WHY}; left_changed: the target changed again since, left as it is");
         }
-        let undone = match old {
-            Some(o) => self.target.write(o),
-            None => self.target.delete(&c.id).map(|_| ()),
+        let undone = match (old, now) {
+            (Some(o), _) => self.target.write(o),
+            // Removed only while it still holds what was just compared.
+            (None, now) => match self.target.delete_if_unchanged(&Vec::from_iter(now)).pop() {
+                Some(Ok(crate::store::DeleteIf::Changed)) => {
+                    return format!(
+                        "{WHY}; left_changed: the target changed again since, left as it is"
+                    );
+                }
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e),
+                None => Err(StoreError::item(&c.id, "the store returned no result")),
+            },
         };
         match undone {
             Ok(()) => format!(

@@ -38,7 +38,7 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    Capability, DeleteIf, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
     plaintext_file_warnings,
 };
 
@@ -580,6 +580,111 @@ impl DotenvStore {
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// `delete_many`, and with `expected` (one per id) compare-and-delete:
+    /// an id whose effective value is not the expected one is kept.
+    fn remove(
+        &self,
+        ids: &[CredentialId],
+        expected: Option<&[Credential]>,
+    ) -> Vec<Result<DeleteIf>> {
+        let _g = self.guard();
+        let mut doc = match self.load() {
+            Ok(Some(d)) => d,
+            Ok(None) => return ids.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
+            Err(e) => {
+                return ids
+                    .iter()
+                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                    .collect();
+            }
+        };
+        // Each id loses the assignment `find` reads (the one a shell uses,
+        // the one migrated and verified) and its marker; earlier assignments
+        // of the id stay, and the id's result says so. As one `delete` per
+        // id would, in order (a repeated id removes the next earlier one),
+        // with the line numbers each such call would report, but with one
+        // parse and one rewrite.
+        let before = meaning(&doc);
+        let mut doomed: Vec<usize> = Vec::new();
+        let line_now = |line: usize, doomed: &[usize]| -> usize {
+            line - doomed.iter().filter(|&&d| d < line).count() + 1
+        };
+        let mut results: Vec<Result<DeleteIf>> = Vec::with_capacity(ids.len());
+        for (k, id) in ids.iter().enumerate() {
+            if let Some(want) = expected.and_then(|e| e.get(k)) {
+                match doc.credential(id) {
+                    None => {
+                        results.push(Ok(DeleteIf::Absent));
+                        continue;
+                    }
+                    Some(now) if !now.same_as(want) => {
+                        results.push(Ok(DeleteIf::Changed));
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            let Some(n) = doc.by_id.get_mut(id).and_then(|v| v.pop()) else {
+                results.push(Ok(DeleteIf::Absent));
+                continue;
+            };
+            let a = &doc.assignments[n];
+            // Line numbers only for the message of a repeated key: counting
+            // the doomed lines for every id made a batch quadratic.
+            let repeated = !doc.by_id[id].is_empty();
+            let (removed, others) = if repeated {
+                let others: Vec<usize> = doc.by_id[id]
+                    .iter()
+                    .map(|&o| line_now(doc.assignments[o].start, &doomed))
+                    .collect();
+                (line_now(a.start, &doomed), others)
+            } else {
+                (0, Vec::new())
+            };
+            doomed.extend(a.start..a.end);
+            doomed.extend(a.marker_line);
+            results.push(if !repeated {
+                Ok(DeleteIf::Deleted)
+            } else {
+                // The id is still in the file, with a value that was never
+                // migrated: not "deleted", and the message says what stayed.
+                Err(StoreError::item(
+                    id,
+                    format!(
+                        "removed line {removed} of {} (the value that was migrated); the same \
+                         key is also assigned on line(s) {}, which stay (that value was not \
+                         migrated)",
+                        self.path.display(),
+                        join_lines(&others)
+                    ),
+                ))
+            });
+        }
+        if doomed.is_empty() {
+            return results;
+        }
+        let mut gone = vec![false; doc.lines.len()];
+        for d in doomed {
+            gone[d] = true;
+        }
+        let mut i = 0;
+        doc.lines.retain(|_| {
+            i += 1;
+            !gone[i - 1]
+        });
+        // Every id not deleted must read as before; a deleted id may read
+        // as an earlier assignment of it (its result said so), nothing new.
+        let deleted: std::collections::HashSet<&CredentialId> = ids.iter().collect();
+        let checked = self.same_meaning(&doc, &before, |id| deleted.contains(id));
+        match checked.and_then(|()| self.save(&doc)) {
+            Ok(()) => results,
+            Err(e) => ids
+                .iter()
+                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
+                .collect(),
+        }
+    }
 }
 
 /// What a document reads as: each effective id and its value.
@@ -703,7 +808,10 @@ impl Store for DotenvStore {
 
     /// One parse for the whole batch.
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
-        match self.load() {
+        let loaded = self.load();
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
+        match loaded {
             Ok(Some(doc)) => ids.iter().map(|id| Ok(doc.credential(id))).collect(),
             Ok(None) => ids.iter().map(|_| Ok(None)).collect(),
             Err(e) => ids
@@ -772,89 +880,20 @@ impl Store for DotenvStore {
 
     /// One parse and at most one atomic rewrite for the whole batch.
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
-        let _g = self.guard();
-        let mut doc = match self.load() {
-            Ok(Some(d)) => d,
-            Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
-            Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
-            }
-        };
-        // Each id loses the assignment `find` reads (the one a shell uses,
-        // the one migrated and verified) and its marker; earlier assignments
-        // of the id stay, and the id's result says so. As one `delete` per
-        // id would, in order (a repeated id removes the next earlier one),
-        // with the line numbers each such call would report, but with one
-        // parse and one rewrite.
-        let before = meaning(&doc);
-        let mut doomed: Vec<usize> = Vec::new();
-        let line_now = |line: usize, doomed: &[usize]| -> usize {
-            line - doomed.iter().filter(|&&d| d < line).count() + 1
-        };
-        let mut results: Vec<Result<bool>> = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(n) = doc.by_id.get_mut(id).and_then(|v| v.pop()) else {
-                results.push(Ok(false));
-                continue;
-            };
-            let a = &doc.assignments[n];
-            // Line numbers only for the message of a repeated key: counting
-            // the doomed lines for every id made a batch quadratic.
-            let repeated = !doc.by_id[id].is_empty();
-            let (removed, others) = if repeated {
-                let others: Vec<usize> = doc.by_id[id]
-                    .iter()
-                    .map(|&o| line_now(doc.assignments[o].start, &doomed))
-                    .collect();
-                (line_now(a.start, &doomed), others)
-            } else {
-                (0, Vec::new())
-            };
-            doomed.extend(a.start..a.end);
-            doomed.extend(a.marker_line);
-            results.push(if !repeated {
-                Ok(true)
-            } else {
-                // The id is still in the file, with a value that was never
-                // migrated: not "deleted", and the message says what stayed.
-                Err(StoreError::item(
-                    id,
-                    format!(
-                        "removed line {removed} of {} (the value that was migrated); the same \
-                         key is also assigned on line(s) {}, which stay (that value was not \
-                         migrated)",
-                        self.path.display(),
-                        join_lines(&others)
-                    ),
-                ))
-            });
-        }
-        if doomed.is_empty() {
-            return results;
-        }
-        let mut gone = vec![false; doc.lines.len()];
-        for d in doomed {
-            gone[d] = true;
-        }
-        let mut i = 0;
-        doc.lines.retain(|_| {
-            i += 1;
-            !gone[i - 1]
-        });
-        // Every id not deleted must read as before; a deleted id may read
-        // as an earlier assignment of it (its result said so), nothing new.
-        let deleted: std::collections::HashSet<&CredentialId> = ids.iter().collect();
-        let checked = self.same_meaning(&doc, &before, |id| deleted.contains(id));
-        match checked.and_then(|()| self.save(&doc)) {
-            Ok(()) => results,
-            Err(e) => ids
-                .iter()
-                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                .collect(),
-        }
+        self.remove(ids, None)
+            .into_iter()
+            .map(|r| r.map(|d| d == DeleteIf::Deleted))
+            .collect()
+    }
+
+    /// The comparison happens inside the read-modify-rewrite that deletes,
+    /// on the file as just read: nothing comes between the comparison and
+    /// the rewrite but building the new text (the rewrite replaces the file
+    /// atomically; an application that ignores credshift's lock and writes
+    /// in that moment is overwritten, as by any rewrite of the file).
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let ids: Vec<CredentialId> = expected.iter().map(|c| c.id.clone()).collect();
+        self.remove(&ids, Some(expected))
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::credential::{Credential, CredentialId};
 use crate::error::{Result, StoreError};
 use crate::store::wrapper::forward;
-use crate::store::{Scan, Store};
+use crate::store::{DeleteIf, Scan, Store};
 
 /// The store operations a fault can hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +184,12 @@ impl Faults {
             id: id.clone(),
             op: op.name(),
         })
+    }
+
+    /// Whether a `lie` rule covers `id`, without using one of its times.
+    fn lies_about(&self, id: &CredentialId) -> bool {
+        let text = id.to_string();
+        self.rules().iter().any(|f| f.applies(Op::Lie, &text))
     }
 
     fn rules(&self) -> MutexGuard<'_, Vec<Fault>> {
@@ -393,6 +399,17 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
         self.batch(Op::Delete, ids, |pass| {
             self.inner.as_ref().delete_many(pass)
+        })
+    }
+    /// A lying store holds, as far as anyone can tell, what it returns:
+    /// items it lies about are compared with what it reads (read, compare,
+    /// delete), the rest reach the inner store's compare-and-delete.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        if expected.iter().any(|c| self.faults.lies_about(&c.id)) {
+            return crate::store::delete_if_unchanged_by_reading(self, expected);
+        }
+        self.batch(Op::Delete, expected, |pass| {
+            self.inner.as_ref().delete_if_unchanged(pass)
         })
     }
 }

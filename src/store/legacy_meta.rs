@@ -27,7 +27,7 @@ use crate::error::{Result, StoreError};
 use crate::scrub::{self, Seg};
 use crate::store::modelforge::wipe_json;
 use crate::store::wrapper::forward;
-use crate::store::{Listing, Scan, Store, StoreSpec};
+use crate::store::{DeleteIf, Listing, Scan, Store, StoreSpec, delete_if_unchanged_by_reading};
 
 /// Between the parent's id and the metadata path in a derived id.
 pub const SEP: char = '#';
@@ -402,6 +402,49 @@ impl Store for LegacyMeta {
         }
         *self.seen() = seen;
         out
+    }
+
+    /// Items the layer shows as the inner store holds them go to the inner
+    /// store's compare-and-delete (atomic where it is). A derived item and
+    /// its parent, and an item the inner store holds otherwise (its raw
+    /// metadata carries secrets the layer split off), go through read,
+    /// compare, delete here: the layer must decide for the parent and its
+    /// derived items together, which the inner store cannot.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let parents: HashSet<CredentialId> = expected
+            .iter()
+            .filter_map(|c| parent_of(&c.id).map(|(p, _)| p))
+            .collect();
+        let grouped = |c: &Credential| parent_of(&c.id).is_some() || parents.contains(&c.id);
+        let (direct, layered): (Vec<usize>, Vec<usize>) =
+            (0..expected.len()).partition(|&i| !grouped(&expected[i]));
+        let mut out: Vec<Option<Result<DeleteIf>>> = expected.iter().map(|_| None).collect();
+        let pick =
+            |ix: &[usize]| -> Vec<Credential> { ix.iter().map(|&i| expected[i].clone()).collect() };
+        let mut again: Vec<usize> = layered;
+        if !direct.is_empty() {
+            for (&i, r) in direct
+                .iter()
+                .zip(self.inner.delete_if_unchanged(&pick(&direct)))
+            {
+                match r {
+                    Ok(DeleteIf::Changed) => again.push(i),
+                    r => out[i] = Some(r),
+                }
+            }
+        }
+        again.sort_unstable();
+        if !again.is_empty() {
+            for (&i, r) in again
+                .iter()
+                .zip(delete_if_unchanged_by_reading(self, &pick(&again)))
+            {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("no result".into()))))
+            .collect()
     }
 
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {

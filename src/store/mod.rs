@@ -228,6 +228,21 @@ pub trait Store: Send + Sync {
         ids.iter().map(|id| self.delete(id)).collect()
     }
 
+    /// Compare before you delete: remove each of `expected` only if the
+    /// store holds exactly it (value, kind and metadata, the value compared
+    /// in constant time) at the moment of deletion. One result per item,
+    /// in order: [`DeleteIf::Changed`] keeps the value that is there.
+    ///
+    /// The default reads, compares and then deletes the matching ids
+    /// ([`delete_if_unchanged_by_reading`]): credshift's exclusive store
+    /// lock keeps other credshift processes out, but it is NOT atomic
+    /// against another application writing between the read and the
+    /// delete. Stores that can (one SQL transaction, one read-modify-rewrite
+    /// of a file) override it with a comparison inside the delete.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        delete_if_unchanged_by_reading(self, expected)
+    }
+
     /// How this store's batches cost (see [`BatchHint`]). Default: per item.
     fn batch_hint(&self) -> BatchHint {
         BatchHint::PerItem
@@ -275,6 +290,54 @@ pub trait Store: Send + Sync {
         Ok(crate::engine::lock::guard(self.spec(), mode, wait)?
             .map(|g| Box::new(g) as Box<dyn StoreLock>))
     }
+}
+
+/// What [`Store::delete_if_unchanged`] did with one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteIf {
+    /// It held the expected value and is gone.
+    Deleted,
+    /// Nothing was there to delete.
+    Absent,
+    /// It holds something else, which was kept.
+    Changed,
+}
+
+/// [`Store::delete_if_unchanged`] as read, compare, delete: not atomic
+/// against other applications (see there). For stores without a better
+/// way, and for wrappers whose `delete_many` depends on the `read_many`
+/// just before it (the legacy-metadata layer).
+pub fn delete_if_unchanged_by_reading<S: Store + ?Sized>(
+    store: &S,
+    expected: &[Credential],
+) -> Vec<Result<DeleteIf>> {
+    let ids: Vec<CredentialId> = expected.iter().map(|c| c.id.clone()).collect();
+    let mut out: Vec<Option<Result<DeleteIf>>> = Vec::with_capacity(expected.len());
+    let mut doomed: Vec<(usize, CredentialId)> = Vec::new();
+    for (i, (want, now)) in expected.iter().zip(store.read_many(&ids)).enumerate() {
+        out.push(match now {
+            Ok(None) => Some(Ok(DeleteIf::Absent)),
+            Ok(Some(c)) if c.same_as(want) => {
+                doomed.push((i, want.id.clone()));
+                None
+            }
+            Ok(Some(_)) => Some(Ok(DeleteIf::Changed)),
+            Err(e) => Some(Err(e)),
+        });
+    }
+    let doomed_ids: Vec<CredentialId> = doomed.iter().map(|(_, id)| id.clone()).collect();
+    let mut results = store.delete_many(&doomed_ids).into_iter();
+    for (i, _) in &doomed {
+        out[*i] = Some(match results.next() {
+            Some(Ok(true)) => Ok(DeleteIf::Deleted),
+            Some(Ok(false)) => Ok(DeleteIf::Absent),
+            Some(Err(e)) => Err(e),
+            None => Err(StoreError::Other("the delete returned no result".into())),
+        });
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("no result".into()))))
+        .collect()
 }
 
 /// How an operation holds a store: shared to read, exclusive to write or

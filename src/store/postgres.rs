@@ -30,8 +30,8 @@ pub use crate::store::pg::{
     AdvisoryLock, Conn, DbAuth, TlsMode, TlsSettings, classify, connect, split_tls,
 };
 use crate::store::{
-    Capability, Entry, Listing, LocationError, LockMode, OpenOptions, Scan, Store, StoreIdentity,
-    StoreLock, StoreSpec,
+    Capability, DeleteIf, Entry, Listing, LocationError, LockMode, OpenOptions, Scan, Store,
+    StoreIdentity, StoreLock, StoreSpec,
 };
 
 pub const CREDENTIALS_TABLE: &str = "credshift_credentials";
@@ -375,6 +375,66 @@ impl Store for PostgresStore {
             }
             Err(StoreError::NotFound { .. }) => ids.iter().map(|_| Ok(false)).collect(),
             Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+        }
+    }
+
+    /// Atomic: one transaction locks the rows (`SELECT ... FOR UPDATE`),
+    /// compares their decrypted values and deletes only the matching ones;
+    /// no other writer can change a row between the comparison and the
+    /// delete.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let fail = |e: &StoreError| expected.iter().map(|_| Err(dup_error(e))).collect();
+        let key = match self.key(false) {
+            Ok(k) => k,
+            Err(StoreError::NotFound { .. }) => {
+                return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect();
+            }
+            Err(e) => return fail(&e),
+        };
+        let sids: Vec<String> = expected.iter().map(|c| c.id.to_string()).collect();
+        let done = self.conn.with("delete", |c| {
+            let mut tx = c.transaction()?;
+            let rows = tx.query(
+                &format!(
+                    "SELECT id, kind, metadata::text, nonce, ciphertext FROM {CREDENTIALS_TABLE} \
+                     WHERE id = ANY($1) FOR UPDATE"
+                ),
+                &[&sids],
+            )?;
+            let by_id: std::collections::HashMap<String, &postgres::Row> =
+                rows.iter().map(|r| (r.get::<_, String>(0), r)).collect();
+            let mut doomed: Vec<String> = Vec::new();
+            let out: Vec<Result<DeleteIf>> = sids
+                .iter()
+                .zip(expected)
+                .map(|(sid, want)| {
+                    let Some(r) = by_id.get(sid) else {
+                        return Ok(DeleteIf::Absent);
+                    };
+                    let now = self.decode_row(&key, sid, r.get(1), r.get(2), r.get(3), r.get(4))?;
+                    Ok(if now.same_as(want) {
+                        doomed.push(sid.clone());
+                        DeleteIf::Deleted
+                    } else {
+                        DeleteIf::Changed
+                    })
+                })
+                .collect();
+            if !doomed.is_empty() {
+                tx.execute(
+                    &format!("DELETE FROM {CREDENTIALS_TABLE} WHERE id = ANY($1)"),
+                    &[&doomed],
+                )?;
+            }
+            tx.commit()?;
+            Ok(out)
+        });
+        match done {
+            Ok(out) => out,
+            Err(StoreError::NotFound { .. }) => {
+                expected.iter().map(|_| Ok(DeleteIf::Absent)).collect()
+            }
+            Err(e) => fail(&e),
         }
     }
 

@@ -34,7 +34,7 @@ use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::encrypted::dup_error;
 use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    Capability, DeleteIf, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
 };
 
 const SCHEMA_VERSION: i64 = 1;
@@ -591,6 +591,8 @@ impl Store for SqliteStore {
                 .collect();
             // Read only: ending it either way changes nothing.
             let _ = tx.rollback();
+            #[cfg(test)]
+            crate::store::test_support::run_after_read();
             rows
         };
         if rows.iter().all(|r| matches!(r, Ok(None) | Err(_))) {
@@ -650,6 +652,74 @@ impl Store for SqliteStore {
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
             return ids.iter().map(|_| Err(dup_error(&e))).collect();
+        }
+        results
+    }
+
+    /// Atomic: one IMMEDIATE transaction selects each row, decrypts and
+    /// compares it, and deletes only the rows that match; no other writer
+    /// can come between the comparison and the delete.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let mut inner = self.lock();
+        match self.existing(&mut inner) {
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => {
+                return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect();
+            }
+            Err(e) => return expected.iter().map(|_| Err(dup_error(&e))).collect(),
+            Ok(None) => return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
+            Ok(Some(_)) => {}
+        }
+        // The key before the transaction (it needs `inner` mutably); a store
+        // without one holds no row it could compare, which the rows say.
+        let key_err = self.key(&mut inner, false).err();
+        let Inner { conn, key, .. } = &mut *inner;
+        let Some(conn) = conn.as_mut() else {
+            let e = StoreError::Other(format!("{}: store not ready", self.location()));
+            return expected.iter().map(|_| Err(dup_error(&e))).collect();
+        };
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = self.db_err(e);
+                return expected.iter().map(|_| Err(dup_error(&e))).collect();
+            }
+        };
+        let results: Vec<Result<DeleteIf>> = expected
+            .iter()
+            .map(|want| {
+                let Some(row) = self.select_rows(&tx, Some(&want.id))?.into_iter().next() else {
+                    return Ok(DeleteIf::Absent);
+                };
+                let now = match (key.as_ref(), &key_err) {
+                    (Some(k), _) => self.decrypt_row(k, row?)?,
+                    (None, Some(e)) => return Err(dup_error(e)),
+                    (None, None) => {
+                        return Err(StoreError::Other(format!(
+                            "{}: store not ready",
+                            self.location()
+                        )));
+                    }
+                };
+                if !now.same_as(want) {
+                    return Ok(DeleteIf::Changed);
+                }
+                tx.prepare_cached(
+                    "DELETE FROM credshift_credentials WHERE namespace = ?1 AND name = ?2",
+                )
+                .and_then(|mut st| st.execute(params![want.id.namespace, want.id.name]))
+                .map(|n| {
+                    if n > 0 {
+                        DeleteIf::Deleted
+                    } else {
+                        DeleteIf::Absent
+                    }
+                })
+                .map_err(|e| self.db_err(e))
+            })
+            .collect();
+        if let Err(e) = tx.commit() {
+            let e = self.db_err(e);
+            return expected.iter().map(|_| Err(dup_error(&e))).collect();
         }
         results
     }
@@ -808,6 +878,19 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.db");
+        let s = store(&p, &opts("pw"));
+        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+            s.as_ref(),
+            store(&p, &opts("pw")),
+            &cred("a", "b", "v1"),
+            &cred("a", "b", "theirs"),
+        );
     }
 
     #[test]

@@ -41,3 +41,74 @@ pub fn labelled(ns: &str, name: &str, secret: &str) -> Credential {
     m.insert("label".into(), format!("{ns}-{name}").into());
     api_key(ns, name, secret).with_metadata(m)
 }
+
+thread_local! {
+    /// What "another application" does right after a store's next
+    /// `read_many` has read (see [`after_next_read`]).
+    static AFTER_READ: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` right after this thread's next `read_many` of a store that
+/// calls [`run_after_read`] (SQLite, `.env`): the moment a read, compare,
+/// then delete is exposed to another writer.
+pub fn after_next_read(f: impl FnOnce() + 'static) {
+    AFTER_READ.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+}
+
+/// Called by the stores' `read_many` in unit tests.
+pub fn run_after_read() {
+    if let Some(f) = AFTER_READ.with(|h| h.borrow_mut().take()) {
+        f();
+    }
+}
+
+/// `s` holds `orig` (written through it); another application (`other`,
+/// the same store opened again) writes `changed` at the worst moment a
+/// read-compare-delete has: right after the read. Whenever it writes, a
+/// compare-and-delete of `orig` must not remove its value, and must say
+/// what it did. Fails for a store whose `delete_if_unchanged` is the
+/// read-then-delete default.
+pub fn assert_compare_and_delete_keeps_a_racing_write(
+    s: &dyn crate::store::Store,
+    other: Box<dyn crate::store::Store>,
+    orig: &Credential,
+    changed: &Credential,
+) {
+    use crate::store::DeleteIf;
+    s.write(orig).unwrap();
+    let orig = s.read(&orig.id).unwrap().expect("written");
+    let c2 = changed.clone();
+    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
+    let f2 = fired.clone();
+    after_next_read(move || {
+        other.write(&c2).unwrap();
+        f2.set(true);
+    });
+    let r = s.delete_if_unchanged(std::slice::from_ref(&orig));
+    let during = fired.get();
+    // Not raced during the delete: the other application writes after it.
+    run_after_read();
+    assert!(fired.get());
+    let now = s.read(&orig.id).unwrap();
+    assert!(
+        now.as_ref()
+            .is_some_and(|n| n.secret.ct_eq(&changed.secret)),
+        "another application's value was deleted (raced during the delete: {during})"
+    );
+    let want = if during {
+        DeleteIf::Changed
+    } else {
+        DeleteIf::Deleted
+    };
+    assert_eq!(r.len(), 1);
+    assert_eq!(*r[0].as_ref().unwrap(), want);
+    // Plain outcomes: changed kept, absent, deleted.
+    let now = now.unwrap();
+    let r = s.delete_if_unchanged(&[orig.clone(), now.clone()]);
+    let r: Vec<DeleteIf> = r.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(r, [DeleteIf::Changed, DeleteIf::Deleted]);
+    assert!(s.read(&orig.id).unwrap().is_none());
+    let r = s.delete_if_unchanged(std::slice::from_ref(&now));
+    assert_eq!(*r[0].as_ref().unwrap(), DeleteIf::Absent);
+}

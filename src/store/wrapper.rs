@@ -86,6 +86,14 @@ macro_rules! forward {
             self.$($p)+.delete_many(ids)
         }
     };
+    (@one [$($p:tt)+]; delete_if_unchanged) => {
+        fn delete_if_unchanged(
+            &self,
+            expected: &[$crate::credential::Credential],
+        ) -> Vec<$crate::error::Result<$crate::store::DeleteIf>> {
+            self.$($p)+.delete_if_unchanged(expected)
+        }
+    };
     (@one [$($p:tt)+]; batch_hint) => {
         fn batch_hint(&self) -> $crate::store::BatchHint {
             self.$($p)+.batch_hint()
@@ -140,8 +148,8 @@ mod tests {
     use crate::error::Result;
     use crate::store::faults::{Faults, FaultyStore};
     use crate::store::{
-        BatchHint, Capability, Entry, Listing, LocationError, LockMode, Scan, Store, StoreIdentity,
-        StoreLock, StoreSpec,
+        BatchHint, Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Scan, Store,
+        StoreIdentity, StoreLock, StoreSpec,
     };
 
     /// A store whose every method answers something no trait default
@@ -228,6 +236,10 @@ mod tests {
             self.called("delete_many");
             ids.iter().map(|_| Ok(true)).collect()
         }
+        fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+            self.called("delete_if_unchanged");
+            expected.iter().map(|_| Ok(DeleteIf::Deleted)).collect()
+        }
         fn batch_hint(&self) -> BatchHint {
             BatchHint::WholeFile
         }
@@ -303,6 +315,14 @@ mod tests {
         batched("read_many", w.read_many(&ids).iter().all(Result::is_ok));
         batched("write_many", w.write_many(&creds).iter().all(Result::is_ok));
         batched("delete_many", w.delete_many(&ids).iter().all(Result::is_ok));
+        // Compare-and-delete reaches the inner store as itself, so its
+        // atomic override is the one that runs.
+        batched(
+            "delete_if_unchanged",
+            w.delete_if_unchanged(&creds)
+                .iter()
+                .all(|r| matches!(r, Ok(DeleteIf::Deleted))),
+        );
     }
 
     fn marked() -> (Box<dyn Store>, Arc<Mutex<Vec<&'static str>>>) {

@@ -229,3 +229,59 @@ fn an_ineffective_delete_is_reported_as_still_present() {
     );
     assert_eq!(src.snapshot().len(), 3);
 }
+
+/// A source that another application changes right after cleanup has read
+/// (and compared) `svc01/api_key`, before the delete: the moment a
+/// read-compare-delete is exposed.
+struct ChangedBeforeDelete {
+    src: MemStore,
+    dst: MemStore,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Store for ChangedBeforeDelete {
+    forward!(src; spec, probe, list, read, write, delete, delete_many, delete_if_unchanged,
+        identity);
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<StoreResult<Option<Credential>>> {
+        let out = self.src.read_many(ids);
+        let id: CredentialId = "svc01/api_key".parse().unwrap();
+        // Cleanup reads the source after the target verified the item.
+        if ids.contains(&id)
+            && self.dst.read(&id).unwrap().is_some()
+            && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.src.write(&cred("svc01/api_key", "theirs")).unwrap();
+        }
+        out
+    }
+}
+
+#[test]
+fn cleanup_keeps_a_source_value_changed_between_its_comparison_and_the_delete() {
+    let state = tempfile::tempdir().unwrap();
+    let (src, dst) = stores(3);
+    let mut rq = req(&src, &dst, ConflictPolicy::Skip);
+    rq.delete_source = true;
+    let racing = ChangedBeforeDelete {
+        src: src.clone(),
+        dst: dst.clone(),
+        done: false.into(),
+    };
+    let (r, _) = run_with(rq, Box::new(racing), Box::new(dst.clone()), state.path());
+    assert_eq!(r.copied, 3);
+    assert_eq!(r.source_deleted, 2, "{r:?}");
+    assert_eq!(r.source_delete_failed.len(), 1, "{r:?}");
+    let f = &r.source_delete_failed[0];
+    assert_eq!(f.id.to_string(), "svc01/api_key");
+    assert!(
+        f.error
+            .contains("migrated, source still present: the source value changed; it was kept"),
+        "{}",
+        f.error
+    );
+    assert!(!f.error.contains("theirs"));
+    assert_eq!(
+        values(&src),
+        [("svc01/api_key".to_string(), "theirs".to_string())]
+    );
+}
