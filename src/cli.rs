@@ -25,6 +25,12 @@ use credshift::store::{self, OpenOptions, StoreSpec};
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
+    /// With no command: the wizard's store to read from, as `wizard --from`
+    #[arg(long, value_name = "SPEC")]
+    pub from: Option<String>,
+    /// With no command: the wizard's store to write to, as `wizard --to`
+    #[arg(long, value_name = "SPEC")]
+    pub to: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -535,13 +541,21 @@ pub fn check_test_aids() -> Result<(), CliError> {
 pub fn run(cli: Cli) -> CliResult {
     check_test_aids()?;
     let g = &cli.global;
+    if cli.command.is_some() && (cli.from.is_some() || cli.to.is_some()) {
+        // `credshift --from A migrate --from B` would silently drop one:
+        // the top-level pair belongs to the wizard alone.
+        return Err(CliError::usage(
+            "--from/--to before the command are the wizard's (`credshift --from SPEC --to SPEC`); \
+             give them after the command instead",
+        ));
+    }
     match cli.command {
         Some(Command::Status { stores, json }) => cmd_status(g, &stores, json),
         Some(Command::Inventory { from, json }) => cmd_inventory(g, &from, json),
         Some(Command::Get { from, id, reveal }) => cmd_get(g, &from, &id, reveal),
         None => {
             if credshift::tui::on_terminal() {
-                launch::run_wizard(g, None, None)
+                launch::run_wizard(g, cli.from.as_deref(), cli.to.as_deref())
             } else {
                 Err(CliError::usage(
                     "no command given and not on a terminal: the wizard needs one; \

@@ -18,3 +18,19 @@ fn get_refuses_a_bad_id() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("noslash"), "{stderr}");
 }
+
+/// Issue 27, point 8: `--from`/`--to` with no command are the wizard's
+/// (not a clap error); off a terminal that is the wizard's usage error.
+#[test]
+fn from_and_to_without_a_command_are_the_wizards() {
+    let state = tempfile::tempdir().unwrap();
+    let (out, _, stderr) =
+        run(credshift(state.path()).args(["--from", "env:", "--to", "keyring:credshift-x"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("unexpected argument"), "{stderr}");
+    assert!(stderr.contains("the wizard needs one"), "{stderr}");
+    // Before a command they would be silently dropped: refused instead.
+    let (out, _, stderr) = run(credshift(state.path()).args(["--from", "env:", "history"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("after the command"), "{stderr}");
+}

@@ -565,3 +565,51 @@ fn test_aids_act_only_on_exact_values_and_say_so() {
         "{stderr}"
     );
 }
+
+/// Issue 27, point 7: a target under credshift's passphrase with no
+/// passphrase or key file given stops in the pre-flight, exit 2, naming how
+/// to give one: no journal, no backup, no target (before: a backup, every
+/// item failed, a rollback, exit 1).
+#[test]
+fn a_target_needing_a_key_nobody_gave_stops_before_anything_runs() {
+    let s = setup(&[]);
+    let target = s.dir.path().join("new.credshift");
+    let to = format!("encrypted:{}", target.display());
+    let (out, _, stderr) = run(migrate_cmd(&s.state, &s.src, &to, &["--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for how in [
+        "--passphrase-file",
+        "--passphrase-env",
+        "CREDSHIFT_PASSPHRASE",
+        "--key-file",
+    ] {
+        assert!(stderr.contains(how), "{how}: {stderr}");
+    }
+    assert!(!s.state.join("migrations").exists(), "no journal");
+    let files: Vec<_> = walk(&s.state);
+    assert!(files.is_empty(), "nothing in the state dir: {files:?}");
+    assert!(!target.exists());
+    // With a passphrase the same migration runs.
+    let (out, _, stderr) =
+        run(migrate_cmd(&s.state, &s.src, &to, &["--yes"])
+            .env("CREDSHIFT_PASSPHRASE", "pre-flight ok"));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(s.state.join("migrations").exists());
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -389,3 +389,39 @@ fn a_panic_in_the_wizard_restores_the_terminal_and_prints_no_secret() {
         "the report is on the normal screen:\n{end}"
     );
 }
+
+/// Issue 27, point 8: `credshift --from SPEC --to SPEC`, no command, is the
+/// wizard with both stores preselected (as `credshift wizard --from --to`).
+#[test]
+fn credshift_with_from_and_to_opens_the_wizard_with_both_preselected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("top-src.env");
+    std::fs::write(&src, "ALPHA_TOKEN=alpha-value-top-level-123\n").unwrap();
+    std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let dst = tmp.path().join("top-dst.env");
+    let state = tmp.path().join("state");
+    let bin = env!("CARGO_BIN_EXE_credshift");
+    let cmd = format!(
+        "'{bin}' --from 'dotenv:{}' --to 'dotenv:{}'; echo CREDSHIFT-EXIT:$?; sleep 60",
+        src.display(),
+        dst.display()
+    );
+    let state_s = state.display().to_string();
+    let env = [
+        ("CREDSHIFT_STATE_DIR", state_s.as_str()),
+        ("TERM", "xterm-256color"),
+        ("NO_COLOR", "1"),
+    ];
+    let Some(t) = Tmux::start("toplevel", &env, &cmd) else {
+        return;
+    };
+    let secrets = vec!["alpha-value-top-level-123".to_string()];
+    t.walk(&[("Choose the TARGET", "Enter")], &secrets);
+    let consent = t.wait_for("credshift will copy", &secrets);
+    assert!(consent.contains("top-src.env"), "{consent}");
+    assert!(consent.contains("top-dst.env"), "{consent}");
+    t.keys(&["d"]);
+    let end = t.wait_for("CREDSHIFT-EXIT", &secrets);
+    assert!(end.contains("CREDSHIFT-EXIT:0"), "{end}");
+    assert!(!dst.exists(), "deferring wrote nothing");
+}

@@ -1073,3 +1073,50 @@ fn assess_does_not_warn_of_a_passphrase_the_wizard_will_ask_for() {
         app.wizard.step
     );
 }
+
+/// Issue 27, point 6: a 108-character key revealed at 100 and 60 columns
+/// shows every character (wrapped over lines, not pushed below the detail
+/// area), and still hides after 30 s.
+#[test]
+fn inventory_reveal_wraps_a_long_secret() {
+    // 108 characters, each position readable: made up for this test.
+    let long: String = format!("REVEAL-LONG-FAKE-{}", "0123456789abcdef".repeat(6))
+        .chars()
+        .take(108)
+        .collect();
+    assert_eq!(long.len(), 108);
+    let mut app = at_inventory();
+    let fx = keys(&mut app, &[KeyCode::Char('r')]);
+    let [Effect::Reveal { id, .. }] = fx.as_slice() else {
+        panic!("{fx:?}")
+    };
+    ev(
+        &mut app,
+        Event::Revealed {
+            id: id.clone(),
+            secret: Secret::new(long.clone()),
+        },
+    );
+    for (w, h) in [(100, 30), (60, 20)] {
+        let text = screen_text(&draw(&app, w, h));
+        // The screen's rows joined: the value appears whole, in order.
+        let joined: String = text
+            .lines()
+            .map(|l| l.trim_matches('"').trim_end())
+            .collect();
+        assert!(joined.contains(&long), "{w}x{h}:\n{text}");
+        insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+            insta::assert_snapshot!(format!("03-inventory-reveal-long@{w}x{h}"), text);
+        });
+    }
+    ev(
+        &mut app,
+        Event::Tick {
+            now_ms: NOW + 30_000,
+        },
+    );
+    for (w, h) in [(100, 30), (60, 20)] {
+        let text = screen_text(&draw(&app, w, h));
+        assert!(!text.contains("REVEAL-LONG"), "{w}x{h}:\n{text}");
+    }
+}

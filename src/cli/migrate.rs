@@ -258,6 +258,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
         ));
     }
     let opts = g.open_options()?;
+    preflight_keys(&from, &to, &opts)?;
     let req = engine::MigrationRequest {
         from: from.clone(),
         to: to.clone(),
@@ -298,6 +299,28 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
     }
     print_report(&report, a.json)?;
     Ok(report_code(&report))
+}
+
+/// Pre-flight: a store kept under credshift's passphrase cannot be opened
+/// or created without a passphrase or key file. Without either, stop here,
+/// before the backup and the journal, rather than fail every item and roll
+/// back. Asked of the specs ([`store::StoreSpec::under_passphrase`]).
+fn preflight_keys(
+    from: &store::StoreSpec,
+    to: &store::StoreSpec,
+    opts: &store::OpenOptions,
+) -> Result<(), CliError> {
+    if opts.passphrase.is_some() || opts.key_file.is_some() {
+        return Ok(());
+    }
+    match [to, from].into_iter().find(|s| s.under_passphrase()) {
+        None => Ok(()),
+        Some(spec) => Err(CliError::usage(format!(
+            "{spec} needs credshift's passphrase or a key file and none was given: give it with \
+             --passphrase-file PATH, --passphrase-env VAR or CREDSHIFT_PASSPHRASE, or a 32-byte \
+             key file with --key-file PATH; nothing was read or written"
+        ))),
+    }
 }
 
 pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {

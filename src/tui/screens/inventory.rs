@@ -20,10 +20,36 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     let err_lines = inv.errors.len().min(3) as u16 + u16::from(inv.errors.len() > 3);
+    // The item under the cursor: kind, reason, and the revealed value.
+    let mut d = Vec::new();
+    if let Some(i) = w.current_item() {
+        let it = &inv.items[i];
+        let mut facts = vec![it.kind.as_str().to_string(), it.preview.clone()];
+        if let Some(ms) = it.expires_at_ms {
+            facts.push(format!("expires {}", date(ms)));
+        }
+        if let Some(r) = &it.reason {
+            facts.push(r.clone());
+        }
+        d.push(Line::from(vec![
+            Span::styled(
+                widgets::truncate(&it.id.to_string(), area.width as usize / 2),
+                t.header(),
+            ),
+            Span::styled(format!("  {}", facts.join(" · ")), t.dim()),
+        ]));
+        d.extend(reveal_lines(app, &it.id, area.width as usize));
+    } else if !w.inventory.filter.is_empty() {
+        d.push(Line::styled("No item matches the filter.", t.dim()));
+    }
+    // Rows the detail takes once wrapped (its facts line wraps on a narrow
+    // screen), so the revealed value below it is never cut off.
+    let width = (area.width as usize).max(1);
+    let detail_rows: usize = d.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
     let [top, table, detail, errs] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
-        Constraint::Length(2),
+        Constraint::Length(detail_rows.max(2) as u16),
         Constraint::Length(err_lines),
     ])
     .areas(area);
@@ -106,28 +132,6 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     widths.push(Constraint::Length(8));
     list_table(rows, widths, header, t).render(table, buf);
 
-    // The item under the cursor: kind, reason, and the revealed value.
-    let mut d = Vec::new();
-    if let Some(i) = w.current_item() {
-        let it = &inv.items[i];
-        let mut facts = vec![it.kind.as_str().to_string(), it.preview.clone()];
-        if let Some(ms) = it.expires_at_ms {
-            facts.push(format!("expires {}", date(ms)));
-        }
-        if let Some(r) = &it.reason {
-            facts.push(r.clone());
-        }
-        d.push(Line::from(vec![
-            Span::styled(
-                widgets::truncate(&it.id.to_string(), area.width as usize / 2),
-                t.header(),
-            ),
-            Span::styled(format!("  {}", facts.join(" · ")), t.dim()),
-        ]));
-        d.push(reveal_line(app, &it.id));
-    } else if !w.inventory.filter.is_empty() {
-        d.push(Line::styled("No item matches the filter.", t.dim()));
-    }
     para(d).render(detail, buf);
 
     let mut e: Vec<Line> = inv
@@ -163,21 +167,39 @@ fn short_preview(p: &str) -> String {
     }
 }
 
-fn reveal_line<'a>(app: &'a App, id: &CredentialId) -> Line<'a> {
+/// The revealed value cut into lines of the screen's width (a long key
+/// wrapped as one word fell below the detail area and showed nothing), each
+/// piece borrowed from the secret so no copy of it is made; else the hint.
+fn reveal_lines<'a>(app: &'a App, id: &CredentialId, width: usize) -> Vec<Line<'a>> {
     let w = &app.wizard;
     let t = &app.theme;
     match &w.inventory.revealed {
         Some(r) if &r.id == id => {
             let left = ((r.until_ms - w.now_ms).max(0) + 999) / 1000;
-            Line::from(vec![
-                Span::styled("secret ", t.dim()),
-                Span::styled(r.secret.expose(), t.revealed()),
-                Span::styled(format!("  (hides in {left} s)"), t.dim()),
-            ])
+            let mut lines = vec![Line::styled(
+                format!("secret (hides in {left} s):"),
+                t.dim(),
+            )];
+            let value = r.secret.expose();
+            let width = width.max(1);
+            let mut start = 0;
+            let mut n = 0;
+            for (i, _) in value.char_indices() {
+                if n == width {
+                    lines.push(Line::from(Span::styled(&value[start..i], t.revealed())));
+                    start = i;
+                    n = 0;
+                }
+                n += 1;
+            }
+            if start < value.len() {
+                lines.push(Line::from(Span::styled(&value[start..], t.revealed())));
+            }
+            lines
         }
-        _ => Line::styled(
+        _ => vec![Line::styled(
             format!("r reveals this secret for {} s", REVEAL_MS / 1000),
             t.dim(),
-        ),
+        )],
     }
 }
