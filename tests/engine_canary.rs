@@ -111,8 +111,9 @@ fn no_secret_reaches_outputs_journal_audit_or_backups() {
             backup_out.to_str().unwrap(),
         ]),
     );
-    // A different value at the target, so the restore overwrites (and
-    // backs up) one item.
+    // A different value at the target, so the restore (told to overwrite:
+    // by default it skips a value changed since the backup) replaces and
+    // backs up one item.
     {
         use credshift::credential::{Credential, Kind};
         use credshift::store::{self, OpenOptions, StoreSpec};
@@ -133,6 +134,8 @@ fn no_secret_reaches_outputs_journal_audit_or_backups() {
             backup_out.to_str().unwrap(),
             "--to",
             &dst,
+            "--on-conflict",
+            "overwrite",
             "--yes",
         ]),
     );
