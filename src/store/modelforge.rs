@@ -256,6 +256,7 @@ impl Config {
         };
         let Some(providers) = providers.as_object() else {
             scan.errors.push(LocationError {
+                severity: crate::store::Severity::Error,
                 location: loc("providers"),
                 error: "expected an object".into(),
             });
@@ -268,6 +269,7 @@ impl Config {
             let Some(auth) = auth.as_object() else {
                 if !auth.is_null() {
                     scan.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: loc(&format!("providers.{name}.auth_data")),
                         error: "expected an object".into(),
                     });

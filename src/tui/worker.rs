@@ -310,7 +310,7 @@ fn detail_view(d: MigrationDetail) -> Detail {
         .timeline
         .into_iter()
         .map(|t| {
-            let mut what = t.event.replace('_', " ");
+            let mut what = t.event.as_str().replace('_', " ");
             if let Some(id) = &t.id {
                 what.push_str(&format!(" {id}"));
             }
