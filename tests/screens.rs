@@ -814,7 +814,10 @@ fn done_screens() {
         &mut app,
         Event::Failed {
             task: credshift::wizard::Task::Migrate,
-            message: "encrypted:/home/user/.local/state/credshift/credentials.enc is locked by another migration".into(),
+            error: credshift::engine::EngineError::Refused(
+                "encrypted:/home/user/.local/state/credshift/credentials.enc is locked by another migration".into(),
+            )
+            .into(),
         },
     );
     snap("09-done-failed", &app);
