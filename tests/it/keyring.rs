@@ -988,7 +988,7 @@ fn batches_in_a_locked_collection_are_refused_not_prompted() {
             .args([
                 "--ignored",
                 "--exact",
-                "locked_batch_child",
+                "keyring::locked_batch_child",
                 "--nocapture",
                 "--test-threads=1",
             ]),
@@ -1089,7 +1089,7 @@ fn a_batch_searches_the_service_once_not_once_per_item() {
             .args([
                 "--ignored",
                 "--exact",
-                "counted_batch_child",
+                "keyring::counted_batch_child",
                 "--nocapture",
                 "--test-threads=1",
             ]),

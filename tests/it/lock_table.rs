@@ -356,8 +356,11 @@ fn a_second_process_is_refused_or_runs_as_the_table_says() {
     std::fs::create_dir(&xdg).unwrap();
     std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
     // The library cleanup runs here: the same no-wait rule as the binary.
-    // SAFETY: set before this test (the only one in its binary) starts any
-    // thread or process.
+    // SAFETY: std's environment lock orders this against every `var` read
+    // and every spawn in this process; no C code here reads the environment
+    // concurrently. It is process-wide in the one test crate: a test whose
+    // child must wait for a lock removes it from that child's environment
+    // (`guarded_session`).
     unsafe { std::env::set_var("CREDSHIFT_LOCK_WAIT", "0") };
     let mut kinds = vec![
         Kind {

@@ -628,7 +628,7 @@ fn snap(name: &str, app: &App) {
         let t = draw(app, w, h);
         let text = screen_text(&t);
         assert_no_secret(name, &text);
-        insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+        insta::with_settings!({snapshot_path => "../../snapshots", prepend_module_to_snapshot => false}, {
             insta::assert_snapshot!(format!("{name}@{w}x{h}"), text);
         });
     }
@@ -638,7 +638,7 @@ fn snap_styles(name: &str, app: &App) {
     let t = draw(app, 80, 24);
     let dbg = format!("{:?}", t.backend().buffer());
     assert_no_secret(name, &dbg);
-    insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+    insta::with_settings!({snapshot_path => "../../snapshots", prepend_module_to_snapshot => false}, {
         insta::assert_snapshot!(format!("{name}@styles"), dbg);
     });
 }
@@ -1105,7 +1105,7 @@ fn inventory_reveal_wraps_a_long_secret() {
             .map(|l| l.trim_matches('"').trim_end())
             .collect();
         assert!(joined.contains(&long), "{w}x{h}:\n{text}");
-        insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+        insta::with_settings!({snapshot_path => "../../snapshots", prepend_module_to_snapshot => false}, {
             insta::assert_snapshot!(format!("03-inventory-reveal-long@{w}x{h}"), text);
         });
     }
