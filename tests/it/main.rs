@@ -23,6 +23,7 @@ mod file_stores;
 mod fixture_formats;
 mod fuzz_seeds;
 mod guarded_session;
+mod json_contract;
 mod key_file_modes;
 mod keyring;
 mod laravel;
