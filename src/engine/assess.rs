@@ -27,5 +27,6 @@ pub fn probe_spec(spec: &StoreSpec, opts: &OpenOptions) -> StoreReport {
     StoreReport {
         spec: spec.clone(),
         capability,
+        location: store::offline_identity(spec),
     }
 }

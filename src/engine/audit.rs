@@ -42,7 +42,7 @@ pub fn who() -> String {
             // SAFETY: getuid never fails.
             format!("uid{}", unsafe { libc::getuid() })
         });
-    format!("{user}@{}", crate::engine::lock::hostname())
+    format!("{user}@{}", crate::store::lockfile::hostname())
 }
 
 pub struct Entry<'a> {

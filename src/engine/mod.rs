@@ -74,7 +74,6 @@ pub mod execute;
 pub mod fingerprint;
 pub mod inventory;
 pub mod journal;
-pub mod lock;
 pub mod memstore;
 pub mod plan;
 pub mod recovery;

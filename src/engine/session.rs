@@ -23,10 +23,10 @@ use std::time::Duration;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::execute::{MigrationKeys, recover_keys};
 use crate::engine::journal::Journal;
-use crate::engine::lock::{self, StateLock};
 use crate::engine::state::State;
 use crate::engine::types::MigrationId;
 use crate::error::StoreError;
+use crate::store::lockfile::{self, StateLock};
 use crate::store::{self, LockMode, OpenOptions, Store, StoreIdentity, StoreLock, StoreSpec};
 
 /// How long an operation waits for a database's lock held by another
@@ -173,7 +173,7 @@ fn guard(
     state_dir: Option<&Path>,
     migration_id: &str,
 ) -> Result<(Vec<Option<StoreIdentity>>, Locks)> {
-    lock::set_operation(migration_id);
+    lockfile::set_operation(migration_id);
     let mut ids: Vec<Option<StoreIdentity>> = Vec::with_capacity(ends.len());
     for end in ends {
         match end.store.identity() {
@@ -232,13 +232,16 @@ fn guard(
         for &i in &order {
             if let Some(id) = &kept[i] {
                 let end = &ends[i];
-                state_locks.push(lock::state_lock(
-                    dir,
-                    end.store.spec(),
-                    &id.key,
-                    end.usage.mode,
-                    migration_id,
-                )?);
+                state_locks.push(
+                    lockfile::state_lock(
+                        dir,
+                        end.store.spec(),
+                        &id.key,
+                        end.usage.mode,
+                        migration_id,
+                    )
+                    .map_err(|e| locked(end.store.spec(), e))?,
+                );
             }
         }
     }

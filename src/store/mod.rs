@@ -21,6 +21,7 @@ pub mod identity;
 pub mod keyring;
 pub mod laravel;
 pub mod legacy_meta;
+pub mod lockfile;
 pub mod memory;
 pub mod modelforge;
 pub mod pg;
@@ -318,11 +319,11 @@ pub trait Store: Send + Sync {
     ///
     /// By default, file stores lock `.NAME.credshift-lock` next to their
     /// file and the keyring a per-service file in a fixed per-user
-    /// directory ([`crate::engine::lock::guard`]), so credshift processes
+    /// directory ([`crate::store::lockfile::guard`]), so credshift processes
     /// exclude each other whatever their state dirs or environments.
     /// PostgreSQL stores take an advisory lock in the database.
     fn lock(&self, mode: LockMode, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        Ok(crate::engine::lock::guard(self.spec(), mode, wait)?
+        Ok(crate::store::lockfile::guard(self.spec(), mode, wait)?
             .map(|g| Box::new(g) as Box<dyn StoreLock>))
     }
 }

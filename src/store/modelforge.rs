@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::scrub::{self, Seg};
+use crate::scrub::{self, Seg, wipe_json};
 use crate::store::dotenv::{access, dir_writable, nearest_existing_dir};
 use crate::store::{
     Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
@@ -430,18 +430,6 @@ impl Config {
 impl Drop for Config {
     fn drop(&mut self) {
         wipe_json(&mut self.root);
-    }
-}
-
-/// Overwrite every string in a parsed JSON tree (values may be secrets)
-/// before its memory is freed.
-pub(crate) fn wipe_json(v: &mut Value) {
-    use zeroize::Zeroize;
-    match v {
-        Value::String(s) => s.zeroize(),
-        Value::Array(a) => a.iter_mut().for_each(wipe_json),
-        Value::Object(o) => o.values_mut().for_each(wipe_json),
-        _ => {}
     }
 }
 

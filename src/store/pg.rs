@@ -476,7 +476,7 @@ impl AdvisoryLock {
         let me = format!(
             "credshift pid {} on {}",
             std::process::id(),
-            crate::engine::lock::hostname()
+            crate::store::lockfile::hostname()
         );
         // Best effort: a role that may not set it still locks.
         let _ = client.execute("SELECT set_config('application_name', $1, false)", &[&me]);

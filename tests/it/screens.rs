@@ -118,6 +118,7 @@ fn reports() -> Vec<StoreReport> {
         StoreReport {
             spec: source(),
             capability: cap(Some(8)),
+            location: None,
         },
         StoreReport {
             spec: spec("modelforge:/home/user/.config/model-forge/config.json"),
@@ -127,16 +128,19 @@ fn reports() -> Vec<StoreReport> {
                 ],
                 ..cap(Some(2))
             },
+            location: None,
         },
         StoreReport {
             spec: spec("dotenv:.env"),
             capability: Capability::unavailable(".env: not found"),
+            location: None,
         },
         StoreReport {
             spec: spec("keyring:credshift"),
             capability: Capability::unavailable(
                 "no Secret Service on the session bus: the keyring is missing or locked",
             ),
+            location: None,
         },
         StoreReport {
             spec: target(),
@@ -145,6 +149,7 @@ fn reports() -> Vec<StoreReport> {
                 exists: false,
                 ..cap(None)
             },
+            location: None,
         },
     ]
 }
@@ -1042,7 +1047,11 @@ fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
             .is_some_and(|w| w.contains("sealed with a passphrase")),
         "{capability:?}"
     );
-    StoreReport { spec, capability }
+    StoreReport {
+        spec,
+        capability,
+        location: None,
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The locks behind the session preamble ([`crate::engine::session`], the
-//! only caller). Two kinds, both held with `flock` (the kernel releases
+//! Lock files: the primitive behind [`crate::store::Store::lock`] and the
+//! state-dir locks of the engine's session preamble
+//! ([`crate::engine::session`], the only caller that takes locks). Two kinds, both held with `flock` (the kernel releases
 //! them when the holder dies, so a lock left by a crashed run is stale by
 //! construction and is taken over, and reported):
 //!
@@ -37,7 +38,6 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::error::EngineError;
 use crate::error::StoreError;
 use crate::fsutil;
 use crate::store::{LockMode, StoreSpec};
@@ -60,7 +60,7 @@ impl Holder {
             host: hostname(),
             user: user_name(),
             migration_id: migration_id.to_string(),
-            since: crate::engine::journal::now_rfc3339(),
+            since: now_rfc3339(),
         }
     }
 }
@@ -125,6 +125,11 @@ fn lock_path(state_dir: &Path, scheme: &str, key: &str) -> PathBuf {
         .join(format!("{scheme}-{}.lock", hex::encode(&digest[..8])))
 }
 
+/// Now, as lock records (and journals) write it.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
@@ -151,7 +156,7 @@ pub fn state_lock(
     key: &str,
     mode: LockMode,
     migration_id: &str,
-) -> Result<StateLock, EngineError> {
+) -> Result<StateLock, StoreError> {
     let path = lock_path(state_dir, spec.scheme(), key);
     if let Some(dir) = path.parent() {
         fsutil::ensure_private_dir(dir)?;
@@ -163,14 +168,15 @@ pub fn state_lock(
     if rc != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(EngineError::Locked {
-                store: spec.to_string(),
+            return Err(StoreError::Locked {
+                location: spec.to_string(),
                 holder: current_holder(&mut file, previous)
                     .map(|h| h.to_string())
                     .unwrap_or_else(|| format!("lock file {}", path.display())),
+                seconds: 0,
             });
         }
-        return Err(StoreError::io(&path, err).into());
+        return Err(StoreError::io(&path, err));
     }
     let me = Holder::me(migration_id);
     write_holder(&mut file, &path, &me)?;
@@ -536,7 +542,7 @@ mod tests {
         let held = state_lock(state.path(), &spec, "k", EX, "m-1").unwrap();
         let e = state_lock(state.path(), &spec, "k", SH, "m-2").unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, EngineError::Locked { .. }), "{msg}");
+        assert!(matches!(e, StoreError::Locked { .. }), "{msg}");
         assert!(
             msg.contains(&format!("pid {}", std::process::id())),
             "{msg}"
