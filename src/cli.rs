@@ -500,46 +500,21 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
     }
 }
 
-/// The documented test aids act only on their exact values and say so on
-/// stderr while active: `CREDSHIFT_FAULTS` (malformed: refused, exit 2),
-/// `CREDSHIFT_CRASH_AT` and `CREDSHIFT_PANIC_AFTER_DRAW` (malformed:
-/// ignored, with a message).
-pub fn check_test_aids() -> Result<(), CliError> {
-    if let Some(v) = std::env::var_os("CREDSHIFT_FAULTS") {
-        let v = v.to_string_lossy();
-        match credshift::store::faults::Faults::parse_strict(&v) {
-            Ok(_) => eprintln!(
-                "credshift: warning: CREDSHIFT_FAULTS={v} is set (a test aid): matching store \
-                 operations fail on purpose"
-            ),
-            Err(e) => {
-                return Err(CliError::usage(format!(
-                    "CREDSHIFT_FAULTS (a test aid) is malformed: {e}; unset it or use \
-                     OP:GLOB[,OP:GLOB...] with OP write, read, delete or lie"
-                )));
-            }
-        }
+/// Read every documented test aid once ([`credshift::test_aids`]), say on
+/// stderr which are active (or ignored), and install them for the library.
+/// A malformed `CREDSHIFT_FAULTS` is refused (exit 2) before anything runs.
+pub fn install_test_aids() -> Result<(), CliError> {
+    let (aids, warnings) = credshift::test_aids::TestAids::from_env(|name| std::env::var_os(name))
+        .map_err(CliError::usage)?;
+    for w in warnings {
+        eprintln!("{w}");
     }
-    let _ = engine::journal::crash_at();
-    if let Some(v) = std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW") {
-        if credshift::tui::panic_after_draw() {
-            eprintln!(
-                "credshift: warning: CREDSHIFT_PANIC_AFTER_DRAW=1 is set (a test aid): the \
-                 wizard panics after drawing its first screen"
-            );
-        } else {
-            eprintln!(
-                "credshift: warning: CREDSHIFT_PANIC_AFTER_DRAW is set to {:?}, not 1; ignored",
-                v.to_string_lossy()
-            );
-        }
-    }
+    credshift::test_aids::install(aids);
     Ok(())
 }
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
-    check_test_aids()?;
     let g = &cli.global;
     if cli.command.is_some() && (cli.from.is_some() || cli.to.is_some()) {
         // `credshift --from A migrate --from B` would silently drop one:

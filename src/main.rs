@@ -35,6 +35,7 @@ fn main() -> ExitCode {
 /// The command line, run; an error comes back as a color-eyre report.
 fn run() -> color_eyre::Result<ExitCode> {
     let cli = Cli::parse();
+    cli::install_test_aids()?;
     Ok(cli::run(cli)?)
 }
 

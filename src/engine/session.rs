@@ -17,7 +17,7 @@
 //! at the absolute location recorded when the migration started, and must
 //! still be the stores it recorded ([`EngineError::StoreChanged`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::engine::error::{EngineError, Result};
@@ -255,18 +255,15 @@ fn guard(
     ))
 }
 
-/// `CREDSHIFT_HOLD_LOCKS=PATH` (a test aid, inert unless set): once every
-/// lock is held, create PATH and wait until it is removed (at most 120 s),
-/// so a test can run a second process against locks a first one holds.
+/// `CREDSHIFT_HOLD_LOCKS=PATH` (a test aid, [`crate::test_aids`]): once
+/// every lock is held, create PATH and wait until it is removed (at most
+/// 120 s), so a test can run a second process against locks a first one
+/// holds.
 fn hold_if_asked() {
-    let Some(path) = std::env::var_os("CREDSHIFT_HOLD_LOCKS").map(PathBuf::from) else {
+    let Some(path) = &crate::test_aids::get().hold_locks else {
         return;
     };
-    eprintln!(
-        "credshift: CREDSHIFT_HOLD_LOCKS is set (a test aid): holding the locks until {} is removed",
-        path.display()
-    );
-    if std::fs::write(&path, std::process::id().to_string()).is_err() {
+    if std::fs::write(path, std::process::id().to_string()).is_err() {
         return;
     }
     let start = std::time::Instant::now();

@@ -657,7 +657,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
         StoreSpec::Bundle(_) => bundle::open(spec, opts)?,
         StoreSpec::Vault(_) => vault::open(spec, opts)?,
     };
-    Ok(faults::wrap_from_env(legacy_meta::wrap(store)))
+    Ok(faults::wrap_from_test_aids(legacy_meta::wrap(store)))
 }
 
 /// True when two specs name the same store, whatever their schemes, as

@@ -67,9 +67,9 @@ pub fn on_terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
-/// `CREDSHIFT_PANIC_AFTER_DRAW`: active only when exactly `1`.
+/// The `CREDSHIFT_PANIC_AFTER_DRAW=1` test aid, as `main` installed it.
 pub fn panic_after_draw() -> bool {
-    std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW").is_some_and(|v| v == "1")
+    crate::test_aids::get().panic_after_draw
 }
 
 /// Run the wizard on the terminal until it ends; the exit status says how

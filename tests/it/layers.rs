@@ -449,3 +449,37 @@ fn stores_never_name_the_engine_and_scrub_never_names_a_store() {
         found.join("\n")
     );
 }
+
+/// Issue 22, point 3: the test aids are read in one place
+/// (`src/test_aids.rs`, from `main`), and that place knows every aid the
+/// documentation lists.
+#[test]
+fn test_aids_are_read_once_and_all_known() {
+    let names = credshift::test_aids::NAMES;
+    let files: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|p| !p.ends_with("test_aids.rs"))
+        .collect();
+    let needles: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let found = offenders_outside_tests(&files, &needles);
+    assert!(
+        found.is_empty(),
+        "a test aid read outside src/test_aids.rs:\n{}",
+        found.join("\n")
+    );
+    let doc = std::fs::read_to_string(src().join("../docs/test-aids.md")).unwrap();
+    let documented: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("- `"))
+        .filter_map(|l| l.split(['=', '`']).next())
+        .collect();
+    let mut known = names.to_vec();
+    known.sort_unstable();
+    let mut documented = documented;
+    documented.sort_unstable();
+    assert_eq!(
+        documented, known,
+        "docs/test-aids.md and test_aids::NAMES differ"
+    );
+}
