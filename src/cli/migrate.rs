@@ -179,7 +179,7 @@ fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
         println!("  rollback: {reason}");
     }
     if let Some(b) = &r.backup {
-        let key = engine::backup::key_file_for(b);
+        let key = engine::backup_file::key_file_for(b);
         if key.exists() {
             println!(
                 "  backup: {} (key file {}; the backup is only as safe as this folder)",
@@ -409,7 +409,7 @@ pub fn cmd_backup(
     let summary = engine::backup(source.as_ref(), out, key_out, &opts)?;
     let _ = engine::audit::append(
         &g.state_dir(),
-        engine::audit::Entry {
+        engine::audit::AuditEntry {
             action: "backup",
             from: Some(spec.to_string()),
             to: Some(out.display().to_string()),

@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::{self, KdfParams, KeySource, SealingKey};
 use crate::engine::audit;
-use crate::engine::backup::{self, BackupKey};
-pub use crate::engine::cleanup::delete_order;
-pub(crate) use crate::engine::cleanup::{cleanup_items, undo_all};
+use crate::engine::backup_file::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::fingerprint::FpKey;
 use crate::engine::inventory::now_ms;
+pub(crate) use crate::engine::item_loops::{cleanup_items, undo_all};
 use crate::engine::journal::{
     BackupKeyKind, Journal, KdfRecord, PlannedAction, PlannedItem, Record, Totals,
 };
@@ -266,8 +265,8 @@ fn new_keys(
     id: &MigrationId,
     opts: &OpenOptions,
 ) -> Result<(MigrationKeys, BackupKeyKind, Option<KdfRecord>), StoreError> {
-    let key = backup::new_key(&dir.join(backup::BACKUP_FILE), opts, true)?;
-    let sealing = backup::sealing_key(&key, opts)?;
+    let key = backup_file::new_key(&dir.join(backup_file::BACKUP_FILE), opts, true)?;
+    let sealing = backup_file::sealing_key(&key, opts)?;
     let (kind, kdf) = match sealing.params() {
         KdfParams::Pbkdf2 { iterations, salt } => (
             BackupKeyKind::Passphrase,
@@ -288,7 +287,7 @@ pub(crate) fn recover_keys(state: &State, opts: &OpenOptions) -> Result<Migratio
     let main = state
         .backup
         .clone()
-        .unwrap_or_else(|| state.dir.join(backup::BACKUP_FILE));
+        .unwrap_or_else(|| state.dir.join(backup_file::BACKUP_FILE));
     let location = main.display().to_string();
     let key = migration_backup_key(state, &main, opts)?;
     let source = match &key {
@@ -589,11 +588,11 @@ impl Run<'_> {
         source: &[Credential],
         overwritten: &[Credential],
     ) -> Result<(), StoreError> {
-        let path = self.dir.join(backup::BACKUP_FILE);
-        backup::write_sealed(&path, source, &self.keys.sealing)?;
+        let path = self.dir.join(backup_file::BACKUP_FILE);
+        backup_file::write_sealed(&path, source, &self.keys.sealing)?;
         let target_path = self.dir.join(state::TARGET_BACKUP_FILE);
         if !overwritten.is_empty() {
-            backup::write_sealed(&target_path, overwritten, &self.keys.sealing)?;
+            backup_file::write_sealed(&target_path, overwritten, &self.keys.sealing)?;
         }
         self.journal.append(Record::BackupWritten {
             path: path.clone(),
@@ -843,7 +842,7 @@ impl Run<'_> {
         // The audit trail must not turn a finished migration into a failed one.
         let _ = audit::append(
             &self.state_dir,
-            audit::Entry {
+            audit::AuditEntry {
                 action,
                 from: Some(self.source.spec().to_string()),
                 to: Some(self.target.spec().to_string()),
@@ -887,7 +886,7 @@ pub(crate) fn migration_backup_key(
                 id: state.id.to_string(),
             }),
         },
-        BackupKeyKind::KeyFile => Ok(BackupKey::KeyFile(backup::key_file_for(path))),
+        BackupKeyKind::KeyFile => Ok(BackupKey::KeyFile(backup_file::key_file_for(path))),
     }
 }
 

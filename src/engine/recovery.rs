@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope;
 use crate::engine::audit;
-use crate::engine::backup::{self, BackupKey};
+use crate::engine::backup_file::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::execute::{
     self, Control, MigrationKeys, Run, cleanup_items, migration_backup_key, planned_items, undo_all,
@@ -16,7 +16,6 @@ use crate::engine::execute::{
 use crate::engine::fingerprint;
 use crate::engine::inventory::now_ms;
 use crate::engine::journal::{Journal, PlannedAction, Record, Totals, UndoOutcome};
-use crate::engine::memstore::MemStore;
 use crate::engine::plan;
 use crate::engine::replan;
 use crate::engine::session::{self, Recovered, Use};
@@ -26,6 +25,7 @@ use crate::engine::types::{
     MigrationRequest, MigrationStatus, Report,
 };
 use crate::error::StoreError;
+use crate::store::memory::MemStore;
 use crate::store::{self, OpenOptions, Store, StoreSpec};
 
 /// Every migration in the state dir, oldest first. A folder whose journal
@@ -82,7 +82,7 @@ fn load_backup(
     } else {
         let main = state.backup.clone().unwrap_or_else(|| path.to_path_buf());
         let key = migration_backup_key(state, &main, opts)?;
-        backup::read(path, &key, opts)?
+        backup_file::read(path, &key, opts)?
     };
     Ok(creds.into_iter().map(|c| (c.id.clone(), c)).collect())
 }
@@ -243,7 +243,7 @@ fn audit_action(
 ) {
     let _ = audit::append(
         state_dir,
-        audit::Entry {
+        audit::AuditEntry {
             action,
             from: Some(st.from.clone()),
             to: Some(st.to.clone()),
@@ -546,7 +546,7 @@ pub fn backup(
     key_out: KeyOut<'_>,
     opts: &OpenOptions,
 ) -> Result<BackupSummary> {
-    if backup::sealing_passphrase(opts).is_none()
+    if backup_file::sealing_passphrase(opts).is_none()
         && let Some(k) = &opts.key_file
         && same_file(k, out)
     {
@@ -556,7 +556,7 @@ pub fn backup(
             out.display()
         )));
     }
-    if backup::sealing_passphrase(opts).is_none()
+    if backup_file::sealing_passphrase(opts).is_none()
         && opts.key_file.is_none()
         && let KeyOut::At(k) = key_out
         && same_file(k, out)
@@ -570,9 +570,13 @@ pub fn backup(
     let _locks = session::read_only(source)?;
     let scan = source.read_all()?;
     // A passphrase that fails the rule for new ones seals nothing new.
-    let key_file = match (backup::sealing_passphrase(opts), &opts.key_file, key_out) {
+    let key_file = match (
+        backup_file::sealing_passphrase(opts),
+        &opts.key_file,
+        key_out,
+    ) {
         (Some(p), _, _) => {
-            backup::write(
+            backup_file::write(
                 out,
                 &scan.credentials,
                 &BackupKey::Passphrase(p.clone()),
@@ -581,13 +585,13 @@ pub fn backup(
             None
         }
         (None, Some(k), _) => {
-            backup::write(out, &scan.credentials, &BackupKey::KeyFile(k.clone()), opts)?;
+            backup_file::write(out, &scan.credentials, &BackupKey::KeyFile(k.clone()), opts)?;
             None
         }
         (None, None, KeyOut::At(k)) => {
             crate::crypto::kdf::generate_key_file(k)?;
             if let Err(e) =
-                backup::write(out, &scan.credentials, &BackupKey::KeyFile(k.into()), opts)
+                backup_file::write(out, &scan.credentials, &BackupKey::KeyFile(k.into()), opts)
             {
                 let _ = std::fs::remove_file(k);
                 return Err(e.into());
@@ -596,16 +600,16 @@ pub fn backup(
         }
         (None, None, KeyOut::Kept(state_dir)) => {
             // The key's name is the backup's id, known once it is sealed.
-            let dir = backup::kept_keys_dir(state_dir);
+            let dir = backup_file::kept_keys_dir(state_dir);
             let pending = dir.join(format!(".new-{}-{}.key", std::process::id(), now_ms()));
             crate::crypto::kdf::generate_key_file(&pending)?;
-            let kept = backup::write(
+            let kept = backup_file::write(
                 out,
                 &scan.credentials,
                 &BackupKey::KeyFile(pending.clone()),
                 opts,
             )
-            .and_then(|()| backup::kept_key_for(state_dir, out))
+            .and_then(|()| backup_file::kept_key_for(state_dir, out))
             .and_then(|kept| {
                 std::fs::rename(&pending, &kept)
                     .and_then(|()| crate::fsutil::fsync_dir(&dir))
@@ -649,8 +653,8 @@ fn backup_source(
     state_dir: &Path,
     opts: &OpenOptions,
 ) -> Result<(StoreSpec, Box<dyn Store>)> {
-    let key = backup::existing_key_in(backup_file, Some(state_dir), opts)?;
-    let creds = backup::read(backup_file, &key, opts)?;
+    let key = backup_file::existing_key_in(backup_file, Some(state_dir), opts)?;
+    let creds = backup_file::read(backup_file, &key, opts)?;
     let spec = StoreSpec::Encrypted(backup_file.to_path_buf());
     Ok((spec.clone(), Box::new(MemStore::new(spec, creds, false))))
 }

@@ -593,7 +593,7 @@ impl Store for LegacyMeta {
 mod tests {
     use super::*;
     use crate::credential::Kind;
-    use crate::engine::memstore::MemStore;
+    use crate::store::memory::MemStore;
     use serde_json::json;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -26,9 +26,7 @@ use crate::crypto::envelope::KeySource;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::store::encrypted::dup_error;
-pub use crate::store::pg::{
-    AdvisoryLock, Conn, DbAuth, TlsMode, TlsSettings, classify, connect, split_tls,
-};
+use crate::store::pg::{AdvisoryLock, Conn};
 use crate::store::{
     Capability, DeleteIf, Entry, Listing, LocationError, LockMode, OpenOptions, Scan, Store,
     StoreIdentity, StoreLock, StoreSpec,
@@ -36,10 +34,6 @@ use crate::store::{
 
 pub const CREDENTIALS_TABLE: &str = "credshift_credentials";
 pub const META_TABLE: &str = "credshift_meta";
-/// Stored iteration counts outside these are refused (see [`crate::crypto::sql`]).
-pub use crate::crypto::envelope::{
-    MAX_ITERATIONS as MAX_KDF_ITERATIONS, MIN_ITERATIONS as MIN_KDF_ITERATIONS,
-};
 
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     Ok(Box::new(PostgresStore::new(spec, opts)?))

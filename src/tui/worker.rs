@@ -15,7 +15,7 @@ use crate::engine::{
 };
 use crate::store::{self, OpenOptions, StoreSpec};
 use crate::tui::app::{Executor, Sink};
-use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TaskError, TimelineEntry};
+use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TaskError, TimelineRow};
 
 /// The running migration's cancel flag, and whether a cancel came before
 /// the engine had handed it over.
@@ -311,7 +311,7 @@ fn detail_view(d: MigrationDetail) -> Detail {
             if let Some(x) = &t.detail {
                 what.push_str(&format!(": {x}"));
             }
-            TimelineEntry { at: t.at, what }
+            TimelineRow { at: t.at, what }
         })
         .collect();
     Detail {

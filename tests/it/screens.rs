@@ -17,9 +17,7 @@ use credshift::store::{Capability, LocationError, StoreSpec};
 use credshift::tui::app::App;
 use credshift::tui::screens;
 use credshift::tui::theme::Theme;
-use credshift::wizard::{
-    Config, Detail, Effect, Event, RecoveryAction, Step, TimelineEntry, Wizard,
-};
+use credshift::wizard::{Config, Detail, Effect, Event, RecoveryAction, Step, TimelineRow, Wizard};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -310,7 +308,7 @@ fn history() -> Vec<HistoryEntry> {
 }
 
 fn detail() -> Detail {
-    let t = |at: &str, what: &str| TimelineEntry {
+    let t = |at: &str, what: &str| TimelineRow {
         at: at.into(),
         what: what.into(),
     };

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use credshift::credential::{Credential, Kind, Secret};
-use credshift::engine::{self, ConflictPolicy, MigrationRequest, memstore::MemStore};
+use credshift::engine::{self, ConflictPolicy, MigrationRequest};
+use credshift::store::memory::MemStore;
 use credshift::store::{self, OpenOptions, Store, StoreSpec};
 use support::*;
 

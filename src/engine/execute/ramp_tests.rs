@@ -5,9 +5,9 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::credential::Kind;
-use crate::engine::memstore::MemStore;
 use crate::engine::types::ConflictPolicy;
 use crate::store::StoreSpec;
+use crate::store::memory::MemStore;
 use crate::store::wrapper::forward;
 
 /// A memory store that says it rewrites a whole file per batch, records

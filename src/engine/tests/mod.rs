@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::credential::{Credential, CredentialId, Kind};
-use crate::engine::memstore::MemStore;
 use crate::engine::*;
 use crate::error::{Result as StoreResult, StoreError};
 use crate::store::faults::{Faults, Op};
+use crate::store::memory::MemStore;
 use crate::store::{OpenOptions, Store, StoreSpec};
 
 fn cred(id: &str, v: &str) -> Credential {

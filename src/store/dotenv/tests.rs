@@ -1,4 +1,4 @@
-//! Tests of the `.env` store (moved out of `dotenv.rs`).
+//! Tests of the `.env` store.
 
 use super::*;
 

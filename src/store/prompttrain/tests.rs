@@ -1,4 +1,4 @@
-//! Tests of the `prompttrain:` store (moved out of `prompttrain.rs`).
+//! Tests of the `prompttrain:` store.
 
 use super::*;
 
