@@ -4,6 +4,8 @@
 //! the dev dependencies (optimized at opt-level 2):
 //! `cargo test --bench crypto_stores`. Prints one line per measurement.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::time::{Duration, Instant};
 
 use credshift::credential::{Credential, CredentialId, Kind, Secret};

@@ -12,11 +12,13 @@
 //!
 //! `cargo bench --bench engine` (ENGINE_BENCH_ITEMS to change the size).
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::time::Instant;
 
 use credshift::credential::{Credential, CredentialId, Kind, Metadata};
-use credshift::engine::memstore::MemStore;
 use credshift::engine::{ConflictPolicy, MigrationRequest, start_with_stores};
+use credshift::store::memory::MemStore;
 use credshift::store::{OpenOptions, Store, StoreSpec};
 
 fn items(n: usize) -> Vec<Credential> {

@@ -11,6 +11,8 @@
 //! `write_many` (one rewrite: the least a whole-file store can do), and for
 //! the inventory, reading the file and splitting it into lines.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::time::Instant;
 
 use credshift::credential::{Credential, CredentialId, Kind, Secret};

@@ -27,6 +27,8 @@
 //!
 //! `cargo bench --bench keyring`; `CREDSHIFT_BENCH_ITEMS=N` changes N.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -29,6 +29,8 @@
 //! threads, or the child process's), which holds on a machine busy with
 //! other work where wall-clock time mostly measures the wait for a core.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

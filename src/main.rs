@@ -1,3 +1,6 @@
+// The binary is where printing happens: the CLI's output is its job.
+#![allow(clippy::print_stdout)]
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

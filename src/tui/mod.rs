@@ -75,6 +75,10 @@ pub fn panic_after_draw() -> bool {
 /// Run the wizard on the terminal until it ends; the exit status says how
 /// (0 done or nothing changed, 1 failed or rolled back). The caller checks
 /// [`on_terminal`] first.
+#[expect(
+    clippy::print_stdout,
+    reason = "the demo's folder is told on the terminal the wizard ran on"
+)]
 pub fn launch(launch: Launch) -> Result<ExitCode, LaunchError> {
     let Launch {
         mode,
@@ -157,6 +161,10 @@ fn run(opts: OpenOptions, mut config: Config) -> Result<ExitCode, LaunchError> {
 }
 
 /// After the screen is gone: one line that says how it ended.
+#[expect(
+    clippy::print_stdout,
+    reason = "the line is for the terminal the wizard ran on"
+)]
 fn summarize(app: &App, outcome: Outcome) -> ExitCode {
     let w = &app.wizard;
     match outcome {

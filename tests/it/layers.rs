@@ -483,3 +483,24 @@ fn test_aids_are_read_once_and_all_known() {
         "docs/test-aids.md and test_aids::NAMES differ"
     );
 }
+
+/// Issue 22, point 9: the lint table stays (clippy with `-D warnings`
+/// enforces it): no `unwrap` outside tests, no `dbg!`, no printing to
+/// stdout from the library.
+#[test]
+fn the_lint_table_forbids_unwrap_dbg_and_library_printing() {
+    let manifest = std::fs::read_to_string(src().join("../Cargo.toml")).unwrap();
+    let table = manifest
+        .split("[lints.clippy]")
+        .nth(1)
+        .expect("Cargo.toml has a [lints.clippy] table");
+    for lint in ["unwrap_used", "dbg_macro", "print_stdout"] {
+        assert!(
+            table
+                .lines()
+                .take_while(|l| !l.starts_with('['))
+                .any(|l| l.replace(' ', "") == format!("{lint}=\"warn\"")),
+            "{lint} is not in [lints.clippy]"
+        );
+    }
+}
