@@ -15,6 +15,22 @@ use credshift::keys;
 use credshift::locations::default_locations;
 use credshift::store::{self, OpenOptions, StoreSpec};
 
+/// `println!` for the CLI's output, except that a closed stdout (the
+/// reader of a pipe went away: `credshift history | head -1`) is not an
+/// error: the line is dropped and the command carries on to its exit code.
+/// Any other write error panics, as `println!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            assert!(
+                e.kind() == std::io::ErrorKind::BrokenPipe,
+                "failed printing to stdout: {e}"
+            );
+        }
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "credshift",
@@ -368,9 +384,9 @@ pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
     // Stdout is line-buffered: unbuffered, a 100,000-item inventory made a
     // write(2) per JSON line (about a third of its time).
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    serde_json::to_writer_pretty(&mut out, v).map_err(|e| CliError::failed(e.to_string()))?;
-    writeln!(out).map_err(|e| CliError::failed(e.to_string()))?;
-    out.flush().map_err(|e| CliError::failed(e.to_string()))
+    serde_json::to_writer_pretty(&mut out, v).map_err(|e| CliError::stdout(e.into()))?;
+    writeln!(out).map_err(CliError::stdout)?;
+    out.flush().map_err(CliError::stdout)
 }
 
 pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
@@ -397,16 +413,16 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
         for (spec, r) in specs.iter().zip(&reports) {
             let c = &r.capability;
             let flag = |b: bool| if b { "yes" } else { "no" };
-            println!("{}", r.spec);
+            outln!("{}", r.spec);
             if c.available && !c.exists {
-                println!(
+                outln!(
                     "  not found (created on first write)  writable: {}  persistent: {}  encrypted: {}",
                     flag(c.writable),
                     flag(c.persistent),
                     flag(c.encrypted_at_rest),
                 );
             } else if c.available {
-                println!(
+                outln!(
                     "  available: yes  readable: {}  writable: {}  persistent: {}  encrypted: {}  items: {}",
                     flag(c.readable),
                     flag(c.writable),
@@ -415,23 +431,23 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
                     c.item_count.map_or("-".to_string(), |n| n.to_string())
                 );
             } else {
-                println!(
+                outln!(
                     "  available: no ({})",
                     c.reason.as_deref().unwrap_or("unknown reason")
                 );
             }
             if let StoreSpec::ModelForge(path) = spec {
                 if mf.is_in_use(path) {
-                    println!("  model-forge run here reads this file");
+                    outln!("  model-forge run here reads this file");
                 } else if mf.shadowed_by(path).is_none() {
-                    println!(
+                    outln!(
                         "  model-forge run here reads {}, not this file",
                         mf.in_use.display()
                     );
                 }
             }
             for w in c.notes() {
-                println!("  warning: {w}");
+                outln!("  warning: {w}");
             }
         }
     }
@@ -447,7 +463,7 @@ pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
         print_json(&inv)?;
     } else {
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        let io = |e: std::io::Error| CliError::failed(format!("writing to stdout: {e}"));
+        let io = CliError::stdout;
         writeln!(out, "{} ({} items)", inv.store, inv.items.len()).map_err(io)?;
         for it in &inv.items {
             let status = match it.status {
@@ -493,7 +509,7 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
             out.write_all(c.secret.expose().as_bytes())
                 .and_then(|_| out.write_all(b"\n"))
                 .and_then(|_| out.flush())
-                .map_err(|e| CliError::failed(format!("writing to stdout: {e}")))?;
+                .map_err(CliError::stdout)?;
             Ok(ExitCode::SUCCESS)
         }
         None => Err(CliError::failed(format!("{id}: not found in {spec}"))),

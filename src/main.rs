@@ -24,6 +24,14 @@ fn main() -> ExitCode {
     install_reports();
     match run() {
         Ok(code) => code,
+        // A closed stdout is no failure (`credshift inventory | head -1`).
+        Err(report)
+            if report
+                .downcast_ref::<CliError>()
+                .is_some_and(|e| e.closed_pipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(report) => {
             // An error is an expected condition, not a bug: no backtrace
             // unless asked for with RUST_LIB_BACKTRACE (panics keep theirs).

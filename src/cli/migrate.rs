@@ -115,7 +115,7 @@ impl ProgressBar {
 }
 
 fn print_plan(plan: &engine::Plan) {
-    println!("Plan: {} -> {}", plan.from, plan.to);
+    outln!("Plan: {} -> {}", plan.from, plan.to);
     for it in &plan.items {
         let action = match &it.action {
             engine::Action::Copy => "copy".to_string(),
@@ -127,13 +127,13 @@ fn print_plan(plan: &engine::Plan) {
                 format!("too long for the target ({len} > {limit} bytes)")
             }
         };
-        println!("  {:<48} {:<28} {action}", it.id.to_string(), it.preview);
+        outln!("  {:<48} {:<28} {action}", it.id.to_string(), it.preview);
         for w in &it.warnings {
-            println!("  {:<48} warning: {w}", "");
+            outln!("  {:<48} warning: {w}", "");
         }
     }
     let c = &plan.counts;
-    println!(
+    outln!(
         "{} items: {} to copy, {} to overwrite, {} identical, {} conflicts, {} invalid, {} too long, {} expired; about {} s",
         c.total,
         c.copy,
@@ -148,7 +148,7 @@ fn print_plan(plan: &engine::Plan) {
             .max(u64::from(c.copy + c.overwrite > 0))
     );
     for w in &plan.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     for e in &plan.source_errors {
         eprintln!("{}: {}: {}", e.severity, e.location, e.error);
@@ -165,39 +165,45 @@ fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
     if json {
         return print_json(r);
     }
-    println!("Migration {}: {} -> {}", r.migration_id, r.from, r.to);
-    println!(
+    outln!("Migration {}: {} -> {}", r.migration_id, r.from, r.to);
+    outln!(
         "  total {}  copied {}  skipped {}  conflicts {}  invalid {}  failed {}  verified {}",
-        r.total, r.copied, r.skipped, r.conflicts, r.invalid, r.failed, r.verified
+        r.total,
+        r.copied,
+        r.skipped,
+        r.conflicts,
+        r.invalid,
+        r.failed,
+        r.verified
     );
     if r.rolled_back {
-        println!(
+        outln!(
             "  rolled back: {}",
             r.rollback_reason.as_deref().unwrap_or("yes")
         );
     } else if let Some(reason) = &r.rollback_reason {
-        println!("  rollback: {reason}");
+        outln!("  rollback: {reason}");
     }
     if let Some(b) = &r.backup {
         let key = engine::backup_file::key_file_for(b);
         if key.exists() {
-            println!(
+            outln!(
                 "  backup: {} (key file {}; the backup is only as safe as this folder)",
                 b.display(),
                 key.display()
             );
         } else {
-            println!("  backup: {} (protected by your passphrase)", b.display());
+            outln!("  backup: {} (protected by your passphrase)", b.display());
         }
     }
     if r.source_deleted > 0 {
-        println!("  deleted from the source: {}", r.source_deleted);
+        outln!("  deleted from the source: {}", r.source_deleted);
     }
     for f in &r.failures {
-        println!("  failed: {}: {}", f.id, f.error);
+        outln!("  failed: {}: {}", f.id, f.error);
     }
     for f in &r.source_delete_failed {
-        println!("  {}: {}", f.id, f.error);
+        outln!("  {}: {}", f.id, f.error);
     }
     Ok(())
 }
@@ -376,10 +382,10 @@ pub fn cmd_history(g: &GlobalOpts, json: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
-        println!("no migrations yet");
+        outln!("no migrations yet");
     }
     for e in &entries {
-        println!(
+        outln!(
             "{}  {:<12} {} -> {}  copied {}  failed {}",
             e.id,
             engine::status_word(e.status),
@@ -422,23 +428,23 @@ pub fn cmd_backup(
             },
         },
     );
-    println!(
+    outln!(
         "backup of {} items written to {}",
         summary.items,
         summary.path.display()
     );
     match &summary.key_file {
-        Some(k) if k.starts_with(&state_dir) => println!(
+        Some(k) if k.starts_with(&state_dir) => outln!(
             "key file: {} (kept apart from the backup, in credshift's state dir; \
              `credshift restore --backup FILE` finds it there, or give it with --key-file)",
             k.display()
         ),
-        Some(k) => println!(
+        Some(k) => outln!(
             "key file: {} (keep it apart from the backup; restore with --key-file {})",
             k.display(),
             k.display()
         ),
-        None => println!("protected by your passphrase"),
+        None => outln!("protected by your passphrase"),
     }
     for e in &summary.errors {
         eprintln!("{}: {}: {}", e.severity, e.location, e.error);
