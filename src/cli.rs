@@ -207,8 +207,8 @@ pub enum Command {
         dry_run: bool,
         /// A target value that differs from the backup's (changed since the
         /// backup): skip (report it) or overwrite (the value is backed up first)
-        #[arg(long, value_name = "POLICY", default_value = "skip")]
-        on_conflict: String,
+        #[arg(long, value_name = "POLICY", value_enum, default_value_t = Policy::Skip)]
+        on_conflict: Policy,
         /// Print the plan or result as JSON on stdout
         #[arg(long)]
         json: bool,
@@ -244,8 +244,8 @@ pub enum Command {
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
         /// bash, zsh, fish, or man (a roff man page)
-        #[arg(value_name = "SHELL", value_parser = ["bash", "zsh", "fish", "man"])]
-        shell: String,
+        #[arg(value_name = "SHELL", value_enum)]
+        shell: Shell,
     },
 }
 
@@ -272,14 +272,59 @@ const COMPLETIONS_HELP: &str = "Examples:
   credshift completions fish > ~/.config/fish/completions/credshift.fish
   credshift completions man  > ~/.local/share/man/man1/credshift.1";
 
+/// `--on-conflict`: what to do with a target value that differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Report it and leave it
+    Skip,
+    /// Back it up, then replace it
+    Overwrite,
+}
+
+impl From<Policy> for engine::ConflictPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Skip => engine::ConflictPolicy::Skip,
+            Policy::Overwrite => engine::ConflictPolicy::Overwrite,
+        }
+    }
+}
+
+/// `exec --layout`: how credential ids become variable names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    Plain,
+    #[value(name = "modelforge")]
+    ModelForge,
+}
+
+impl From<LayoutArg> for credshift::exec::Layout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::Plain => credshift::exec::Layout::Plain,
+            LayoutArg::ModelForge => credshift::exec::Layout::ModelForge,
+        }
+    }
+}
+
+/// `completions SHELL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    /// A roff man page
+    Man,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ExecArgs {
     /// The store to read from (see "Store specs" in --help)
     #[arg(long, value_name = "SPEC")]
     pub from: String,
     /// How credential ids become variable names: plain or modelforge
-    #[arg(long, value_name = "LAYOUT", default_value = "plain", value_parser = ["plain", "modelforge"])]
-    pub layout: String,
+    #[arg(long, value_name = "LAYOUT", value_enum, default_value_t = LayoutArg::Plain)]
+    pub layout: LayoutArg,
     /// Only credentials whose id matches this glob (`*`, `?`; repeatable)
     #[arg(long = "only", value_name = "GLOB")]
     pub only: Vec<String>,
@@ -310,8 +355,8 @@ pub struct MigrateArgs {
     pub json: bool,
     /// What to do when the target holds a different value: skip (report it) or
     /// overwrite (the old value is backed up first)
-    #[arg(long, value_name = "POLICY", default_value = "skip")]
-    pub on_conflict: String,
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = Policy::Skip)]
+    pub on_conflict: Policy,
     /// After verifying, delete the migrated items from the source
     #[arg(long)]
     pub delete_source: bool,
@@ -602,7 +647,7 @@ pub fn run(cli: Cli) -> CliResult {
             None => cmd_qr_join(&join, out.as_deref()),
         },
         Some(Command::Exec(args)) => cmd_exec(g, &args),
-        Some(Command::Completions { shell }) => cmd_completions(&shell),
+        Some(Command::Completions { shell }) => cmd_completions(shell),
     }
 }
 

@@ -8,16 +8,6 @@ use super::{CliError, CliResult, GlobalOpts, MigrateArgs, parse_spec, print_json
 use credshift::engine;
 use credshift::store;
 
-fn parse_policy(s: &str) -> Result<engine::ConflictPolicy, CliError> {
-    match s {
-        "skip" => Ok(engine::ConflictPolicy::Skip),
-        "overwrite" => Ok(engine::ConflictPolicy::Overwrite),
-        _ => Err(CliError::usage(format!(
-            "--on-conflict takes skip or overwrite, not {s:?}"
-        ))),
-    }
-}
-
 fn parse_migration_id(s: &str) -> Result<engine::MigrationId, CliError> {
     if s.is_empty() || s.contains(['/', '\\']) || s.starts_with('.') {
         return Err(CliError::usage(format!("{s:?} is not a migration id")));
@@ -238,7 +228,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
              location, whatever the scheme or link used to name it); nothing was read or written"
         )));
     }
-    let policy = parse_policy(&a.on_conflict)?;
+    let policy = engine::ConflictPolicy::from(a.on_conflict);
     if a.dry_run {
         let opts = g.open_options()?;
         let source = store::open(&from, &opts)?;
@@ -466,7 +456,7 @@ pub fn cmd_backup(
 pub struct RestoreFlags {
     pub yes: bool,
     pub dry_run: bool,
-    pub on_conflict: String,
+    pub on_conflict: super::Policy,
     pub json: bool,
 }
 
@@ -480,7 +470,7 @@ pub fn cmd_restore(
     f: &RestoreFlags,
 ) -> CliResult {
     let spec = parse_spec(to)?;
-    let policy = parse_policy(&f.on_conflict)?;
+    let policy = engine::ConflictPolicy::from(f.on_conflict);
     if !f.dry_run && !f.yes && !interactive() {
         return Err(CliError::usage(format!(
             "refusing to restore {} into {spec} without --yes: no terminal to ask (try \
