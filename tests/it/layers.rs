@@ -220,6 +220,38 @@ fn only_the_session_preamble_takes_locks() {
     }
 }
 
+/// A store describes itself (`StoreSpec::profile`, `Store` methods): no code
+/// outside `src/store/` decides anything by matching on a store kind, so a
+/// new kind cannot silently get another kind's answer. Building a spec
+/// (`StoreSpec::Dotenv(path)`) is fine; matching one is not.
+#[test]
+fn no_code_outside_the_store_matches_on_a_store_kind() {
+    let files: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|p| !p.starts_with(src().join("store")))
+        .collect();
+    let mut found = Vec::new();
+    for p in &files {
+        let text = std::fs::read_to_string(p).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let matches_kind = code.contains("StoreSpec::")
+                && (code.contains("=>")
+                    || code.contains("if let ")
+                    || code.contains("let StoreSpec::")
+                    || code.contains("matches!")
+                    || code.contains("(_)"));
+            if matches_kind {
+                found.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "store kinds matched outside src/store/ (ask StoreSpec::profile or a Store method): {found:#?}"
+    );
+}
+
 /// Lines of `text` outside its unit tests: a file's `#[cfg(test)]` module
 /// is its last item here, so everything from it on is left out.
 fn non_test_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
