@@ -19,7 +19,8 @@ use std::time::Instant;
 use credshift::credential::{Credential, CredentialId, Kind, Metadata};
 use credshift::engine::{ConflictPolicy, MigrationRequest, start_with_stores};
 use credshift::store::memory::MemStore;
-use credshift::store::{OpenOptions, Store, StoreSpec};
+use credshift::store::{Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 
 fn items(n: usize) -> Vec<Credential> {
     (0..n)
@@ -63,7 +64,7 @@ fn one_run(n: usize, on_disk: bool) -> (f64, usize) {
         Box::new(src),
         Box::new(dst),
         state.path(),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .expect("start");
     // Drain progress like a UI would.

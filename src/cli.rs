@@ -13,7 +13,8 @@ use credshift::credential::CredentialId;
 use credshift::engine;
 use credshift::keys;
 use credshift::locations::default_locations;
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
 
 /// `println!` for the CLI's output, except that a closed stdout (the
 /// reader of a pipe went away: `credshift history | head -1`) is not an
@@ -364,7 +365,7 @@ pub struct MigrateArgs {
 
 impl GlobalOpts {
     /// Key material and store options from files and the environment.
-    pub fn open_options(&self) -> Result<OpenOptions, CliError> {
+    pub fn key_options(&self) -> Result<KeyOptions, CliError> {
         for (flag, path) in [
             ("--passphrase-file", &self.passphrase_file),
             ("--key-file", &self.key_file),
@@ -391,7 +392,7 @@ impl GlobalOpts {
             Some(p) => Some(store::pgurl::password_from_file(p).map_err(CliError::usage)?),
             None => None,
         };
-        Ok(OpenOptions {
+        Ok(KeyOptions {
             passphrase,
             db_password,
             db_password_file: self.db_password_file.clone(),
@@ -402,7 +403,7 @@ impl GlobalOpts {
             allow_weak_kdf: self.allow_weak_kdf,
             passphrase_env: self.passphrase_env.clone(),
             vault_token_file: self.vault_token_file.clone(),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         })
     }
 
@@ -435,7 +436,7 @@ pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
 }
 
 pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let mut specs = default_locations();
     for s in extra {
         specs.push(parse_spec(s)?);
@@ -494,7 +495,7 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
 
 pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
     let spec = parse_spec(from)?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let store = store::open(&spec, &opts)?;
     let (inv, _creds) = engine::inventory::inventory(store.as_ref(), engine::inventory::now_ms())?;
     if json {
@@ -539,7 +540,7 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
     let id: CredentialId = id
         .parse()
         .map_err(|e: credshift::credential::BadId| CliError::usage(e.to_string()))?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let store = store::open(&spec, &opts)?;
     match store.read(&id)? {
         Some(c) => {

@@ -9,7 +9,7 @@ pub fn cmd_exec(g: &GlobalOpts, a: &ExecArgs) -> CliResult {
     use credshift::exec;
     let layout = exec::Layout::from(a.layout);
     let spec = parse_spec(&a.from)?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let store = store::open(&spec, &opts)?;
     let scan = store.read_all()?;
     drop(store);

@@ -230,7 +230,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
     }
     let policy = engine::ConflictPolicy::from(a.on_conflict);
     if a.dry_run {
-        let opts = g.open_options()?;
+        let opts = g.key_options()?;
         let source = store::open(&from, &opts)?;
         let target = store::open(&to, &opts)?;
         engine::session::refuse_same_store(source.as_ref(), target.as_ref())?;
@@ -247,7 +247,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
             "refusing to migrate without --yes: no terminal to ask (try --dry-run first)",
         ));
     }
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     preflight_keys(&from, &to, &opts)?;
     let req = engine::MigrationRequest {
         from: from.clone(),
@@ -298,7 +298,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
 fn preflight_keys(
     from: &store::StoreSpec,
     to: &store::StoreSpec,
-    opts: &store::OpenOptions,
+    opts: &credshift::unlock::KeyOptions,
 ) -> Result<(), CliError> {
     if opts.passphrase.is_some() || opts.key_file.is_some() {
         return Ok(());
@@ -315,7 +315,7 @@ fn preflight_keys(
 
 pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let report = engine::verify(&g.state_dir(), &id, &opts)?;
     print_report(&report, json)?;
     Ok(if report.failed == 0 {
@@ -328,7 +328,7 @@ pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
 pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
     consent(yes, &format!("resume migration {id}"))?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let mut bar = ProgressBar::new();
     let (tx, rx) = std::sync::mpsc::channel();
     let ctl = engine::Control {
@@ -355,7 +355,7 @@ pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult 
 pub fn cmd_rollback(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
     consent(yes, &format!("roll back migration {id}"))?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let report = engine::rollback(&g.state_dir(), &id, &opts)?;
     print_report(&report, json)?;
     Ok(if report.rolled_back {
@@ -395,7 +395,7 @@ pub fn cmd_backup(
     key_out: Option<&std::path::Path>,
 ) -> CliResult {
     let spec = parse_spec(from)?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let source = store::open(&spec, &opts)?;
     let state_dir = g.state_dir();
     let key_out = match key_out {
@@ -478,7 +478,7 @@ pub fn cmd_restore(
             backup.display()
         )));
     }
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let state_dir = g.state_dir();
     if f.dry_run || !f.yes {
         let plan = engine::restore_plan(backup, &spec, &state_dir, &opts, policy)?;

@@ -29,7 +29,8 @@ use crate::engine::types::{
     Action, Counts, Failure, MigrationId, MigrationRequest, MigrationStatus, Progress, Report,
 };
 use crate::error::StoreError;
-use crate::store::{self, BatchHint, OpenOptions, Store};
+use crate::store::{self, BatchHint, Store};
+use crate::unlock::KeyOptions;
 
 /// Cancel flag and progress channel of a running operation.
 #[derive(Clone, Default)]
@@ -210,7 +211,7 @@ pub fn prepare(req: &MigrationRequest, source: &dyn Store, target: &dyn Store) -
 pub fn start(
     req: MigrationRequest,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     let source = store::open(&req.from, opts)?;
     let target = store::open(&req.to, opts)?;
@@ -224,7 +225,7 @@ pub fn start_with_stores(
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     spawn(req, None, source, target, state_dir, opts)
 }
@@ -238,7 +239,7 @@ pub fn start_prepared(
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     if prepared.plan.from != req.from
         || prepared.plan.to != req.to
@@ -263,7 +264,7 @@ pub(crate) struct MigrationKeys {
 fn new_keys(
     dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<(MigrationKeys, BackupKeyKind, Option<KdfRecord>), StoreError> {
     let key = backup_file::new_key(&dir.join(backup_file::BACKUP_FILE), opts, true)?;
     let sealing = backup_file::sealing_key(&key, opts)?;
@@ -283,7 +284,7 @@ fn new_keys(
 
 /// The keys of a recorded migration, derived again from its backup key
 /// (the passphrase given now, or the key file in its folder).
-pub(crate) fn recover_keys(state: &State, opts: &OpenOptions) -> Result<MigrationKeys> {
+pub(crate) fn recover_keys(state: &State, opts: &KeyOptions) -> Result<MigrationKeys> {
     let main = state
         .backup
         .clone()
@@ -342,7 +343,7 @@ fn spawn(
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     let (id, dir) = state::create(state_dir)?;
     // The session preamble: identities (one store on both ends is refused),
@@ -429,7 +430,7 @@ fn spawn(
 pub fn run(
     req: MigrationRequest,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     cancel: Option<Arc<AtomicBool>>,
     on_progress: impl FnMut(&Progress),
 ) -> Result<Report> {
@@ -877,7 +878,7 @@ fn counts(t: &Tally, started: Instant) -> Counts {
 pub(crate) fn migration_backup_key(
     state: &State,
     path: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BackupKey> {
     match state.backup_key {
         BackupKeyKind::Passphrase => match &opts.passphrase {

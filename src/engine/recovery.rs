@@ -26,7 +26,8 @@ use crate::engine::types::{
 };
 use crate::error::StoreError;
 use crate::store::memory::MemStore;
-use crate::store::{self, OpenOptions, Store, StoreSpec};
+use crate::store::{self, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 /// Every migration in the state dir, oldest first. A folder whose journal
 /// cannot be read is left out (it never hides the others).
@@ -67,7 +68,7 @@ fn load_backup(
     state: &State,
     keys: &MigrationKeys,
     file: Option<&Path>,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BTreeMap<CredentialId, Credential>> {
     let Some(path) = file else {
         return Ok(BTreeMap::new());
@@ -89,7 +90,7 @@ fn load_backup(
 
 /// Read back what a migration wrote and compare it with the journal's
 /// fingerprints (value, and metadata when the target keeps it).
-pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn verify(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     let st = State::load(state_dir, id)?;
     // Verify reads the target; the source is held shared when it is there
     // so no cleanup or other writer runs beside it.
@@ -173,7 +174,7 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
 /// Delete from the source the items a finished migration verified (or
 /// finish a cleanup that was interrupted). The caller must have the
 /// user's consent.
-pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     let st = State::load(state_dir, id)?;
     let interrupted_cleanup = st.cleanup == Some(false) && st.finished.is_some();
     match st.status() {
@@ -265,14 +266,14 @@ pub fn status_word(s: MigrationStatus) -> &'static str {
 
 /// Finish an interrupted (or failed) migration: items not yet verified are
 /// written and read back. Idempotent: a completed migration is reported as is.
-pub fn resume(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn resume(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     resume_with(state_dir, id, opts, &Control::default())
 }
 
 pub fn resume_with(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     ctl: &Control,
 ) -> Result<Report> {
     let st = State::load(state_dir, id)?;
@@ -380,14 +381,14 @@ pub fn resume_with(
 
 /// Undo a migration: put back source items cleanup deleted, remove what it
 /// wrote, restore what it overwrote from the backup. Idempotent.
-pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     rollback_with(state_dir, id, opts, &Control::default())
 }
 
 pub fn rollback_with(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     ctl: &Control,
 ) -> Result<Report> {
     let st = State::load(state_dir, id)?;
@@ -501,7 +502,7 @@ pub enum RecoveryOp {
 pub fn start_recovery(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     op: RecoveryOp,
 ) -> Result<execute::MigrationHandle> {
     let dir = state::migration_dir(state_dir, id);
@@ -544,7 +545,7 @@ pub fn backup(
     source: &dyn Store,
     out: &Path,
     key_out: KeyOut<'_>,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BackupSummary> {
     if backup_file::sealing_passphrase(opts).is_none()
         && let Some(k) = &opts.key_file
@@ -642,7 +643,7 @@ pub fn restore(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<Report> {
     restore_with(backup_file, target, state_dir, opts, ConflictPolicy::Skip)
 }
@@ -651,7 +652,7 @@ pub fn restore(
 fn backup_source(
     backup_file: &Path,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<(StoreSpec, Box<dyn Store>)> {
     let key = backup_file::existing_key_in(backup_file, Some(state_dir), opts)?;
     let creds = backup_file::read(backup_file, &key, opts)?;
@@ -665,7 +666,7 @@ pub fn restore_plan(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     policy: ConflictPolicy,
 ) -> Result<crate::engine::types::Plan> {
     let (_, source) = backup_source(backup_file, state_dir, opts)?;
@@ -684,7 +685,7 @@ pub fn restore_with(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     policy: ConflictPolicy,
 ) -> Result<Report> {
     let (spec, source) = backup_source(backup_file, state_dir, opts)?;

@@ -27,7 +27,8 @@ use crate::engine::state::State;
 use crate::engine::types::MigrationId;
 use crate::error::StoreError;
 use crate::store::lockfile::{self, StateLock};
-use crate::store::{self, LockMode, OpenOptions, Store, StoreIdentity, StoreLock, StoreSpec};
+use crate::store::{self, LockMode, Store, StoreIdentity, StoreLock, StoreSpec};
+use crate::unlock::KeyOptions;
 
 /// How long an operation waits for a database's lock held by another
 /// credshift process (migrations from several machines queue up).
@@ -112,7 +113,7 @@ pub struct Session {
 }
 
 /// Open a spec as the engine opens every store.
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     Ok(store::open(spec, opts)?)
 }
 
@@ -328,7 +329,7 @@ pub(crate) struct Recovered {
 pub(crate) fn recover(
     state_dir: &Path,
     st: &State,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     source: Option<Use>,
     target: Option<Use>,
 ) -> Result<Recovered> {

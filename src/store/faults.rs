@@ -527,7 +527,7 @@ mod tests {
         let path = dir.path().join("t.env");
         let spec = StoreSpec::Dotenv(path.clone());
         let real =
-            crate::store::dotenv::open(&spec, &crate::store::OpenOptions::default()).unwrap();
+            crate::store::dotenv::open(&spec, &crate::unlock::KeyOptions::default()).unwrap();
         let f = FaultyStore::new(
             real,
             Faults::parse_strict("write:env/B*,delete:env/A*").unwrap(),

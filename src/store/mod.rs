@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
+use crate::unlock::KeyOptions;
 pub use identity::{IdentityKind, StoreIdentity};
 
 pub mod bundle;
@@ -392,9 +393,6 @@ pub trait StoreLock: Send {
     fn describe(&self) -> String;
 }
 
-/// Moved to [`crate::unlock`] (shared with `crypto`); kept here for old paths.
-pub use crate::unlock::{DEFAULT_KDF_ITERATIONS, OpenOptions};
-
 /// A parsed store spec. `Display` gives the spec back with any password in
 /// a URL replaced by `***`; [`StoreSpec::raw`] keeps it for connecting.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -637,7 +635,7 @@ pub fn redact_url(s: &str) -> String {
 /// Open the store a spec names. credshift's own stores get the layer that
 /// turns legacy secret metadata into items ([`legacy_meta`]); the fault
 /// injector wraps everything when `CREDSHIFT_FAULTS` is set.
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let store: Box<dyn Store> = match spec {
         StoreSpec::PromptTrain(_) => prompttrain::open(spec, opts)?,
         StoreSpec::ModelForge(_) => modelforge::open(spec, opts)?,

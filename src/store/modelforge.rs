@@ -33,9 +33,9 @@ use crate::fsutil;
 use crate::scrub::{self, Seg, wipe_json};
 use crate::store::dotenv::{access, dir_writable, nearest_existing_dir};
 use crate::store::{
-    Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-    plaintext_file_warnings,
+    Capability, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,
 };
+use crate::unlock::KeyOptions;
 
 /// `auth_data` fields model-forge uses that never hold a secret.
 const NON_SECRET_FIELDS: &[&str] = &[
@@ -129,7 +129,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, _opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::ModelForge(path) = spec else {
         return Err(StoreError::Other(format!(
             "{spec} is not a modelforge spec"
@@ -698,7 +698,7 @@ mod tests {
     fn store_at(path: &Path) -> Box<dyn Store> {
         open(
             &StoreSpec::ModelForge(path.to_path_buf()),
-            &OpenOptions::default(),
+            &KeyOptions::default(),
         )
         .unwrap()
     }

@@ -28,14 +28,15 @@ use crate::error::{Result, StoreError};
 use crate::store::encrypted::dup_error;
 use crate::store::pg::{AdvisoryLock, Conn};
 use crate::store::{
-    Capability, DeleteIf, Entry, Listing, LocationError, LockMode, OpenOptions, Scan, Store,
-    StoreIdentity, StoreLock, StoreSpec,
+    Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Scan, Store, StoreIdentity,
+    StoreLock, StoreSpec,
 };
+use crate::unlock::KeyOptions;
 
 pub const CREDENTIALS_TABLE: &str = "credshift_credentials";
 pub const META_TABLE: &str = "credshift_meta";
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     Ok(Box::new(PostgresStore::new(spec, opts)?))
 }
 
@@ -45,13 +46,13 @@ type Encoded = (Vec<u8>, Vec<u8>, String);
 pub struct PostgresStore {
     spec: StoreSpec,
     conn: Conn,
-    opts: OpenOptions,
+    opts: KeyOptions,
     /// Derived once per opened store.
     key: Mutex<Option<Arc<TableKey>>>,
 }
 
 impl PostgresStore {
-    pub fn new(spec: &StoreSpec, opts: &OpenOptions) -> Result<Self> {
+    pub fn new(spec: &StoreSpec, opts: &KeyOptions) -> Result<Self> {
         // A key file that cannot be read fails the open, before any work.
         if opts.passphrase.is_none()
             && let Some(path) = &opts.key_file

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use crate::store::StoreSpec;
-use crate::unlock::OpenOptions;
+use crate::unlock::KeyOptions;
 use crate::wizard::{Config, Outcome, Wizard};
 
 use app::{App, Msg, Sink};
@@ -33,7 +33,7 @@ pub struct Launch {
     /// than the platform default; the demo keeps its own otherwise.
     pub state_dir_chosen: bool,
     /// Key material and options for opening stores.
-    pub opts: OpenOptions,
+    pub opts: KeyOptions,
 }
 
 /// Which path through the wizard.
@@ -139,7 +139,7 @@ pub fn launch(launch: Launch) -> Result<ExitCode, LaunchError> {
     }
 }
 
-fn run(opts: OpenOptions, mut config: Config) -> Result<ExitCode, LaunchError> {
+fn run(opts: KeyOptions, mut config: Config) -> Result<ExitCode, LaunchError> {
     config.passphrase_given = opts.passphrase.is_some() || opts.key_file.is_some();
     let state_dir = config.state_dir.clone();
 

@@ -1017,13 +1017,14 @@ fn the_event_loop_runs_a_whole_migration_on_a_test_backend() {
 /// and the wizard probe it: the real warning text, not a made-up one.
 fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
     use credshift::credential::Credential;
-    use credshift::store::{self, OpenOptions};
+    use credshift::store::{self};
+    use credshift::unlock::KeyOptions;
     let spec = spec(&format!("encrypted:{}", dir.join("vault.enc").display()));
-    let with = OpenOptions {
+    let with = KeyOptions {
         passphrase: Some(Secret::new("correct horse battery")),
         kdf_iterations: 2000,
         allow_weak_kdf: true,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     store::open(&spec, &with)
         .unwrap()
@@ -1033,9 +1034,9 @@ fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
             "value-0123456789abcdef",
         ))
         .unwrap();
-    let without = OpenOptions {
+    let without = KeyOptions {
         allow_weak_kdf: true,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let capability = store::open(&spec, &without).unwrap().probe();
     assert!(

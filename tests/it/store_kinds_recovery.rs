@@ -16,7 +16,8 @@ use std::path::Path;
 use credshift::credential::{Credential, Kind, Secret};
 use credshift::engine::{self, ConflictPolicy, MigrationRequest};
 use credshift::store::memory::MemStore;
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::*;
 
 const PASSPHRASE: &str = "store kinds test passphrase";
@@ -28,11 +29,11 @@ fn app_key() -> String {
         .to_string()
 }
 
-fn opts() -> OpenOptions {
-    OpenOptions {
+fn opts() -> KeyOptions {
+    KeyOptions {
         app_key: Some(Secret::new(app_key())),
         passphrase: Some(Secret::new(PASSPHRASE)),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 

@@ -5,7 +5,7 @@ use super::*;
 fn store_at(path: &Path) -> Box<dyn Store> {
     open(
         &StoreSpec::Dotenv(path.to_path_buf()),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .unwrap()
 }
