@@ -29,7 +29,6 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -141,10 +140,17 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-fn flock_mode(mode: LockMode) -> libc::c_int {
-    match mode {
-        LockMode::Shared => libc::LOCK_SH,
-        LockMode::Exclusive => libc::LOCK_EX,
+/// Take `mode` on `file` without waiting (std's `flock` on Linux):
+/// `Ok(false)` when another open file description holds it.
+fn try_flock(file: &File, mode: LockMode) -> std::io::Result<bool> {
+    let taken = match mode {
+        LockMode::Shared => file.try_lock_shared(),
+        LockMode::Exclusive => file.try_lock(),
+    };
+    match taken {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -163,11 +169,9 @@ pub fn state_lock(
     }
     let (mut file, _) = open_lock_file(&path)?;
     let previous = read_holder(&mut file);
-    // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), flock_mode(mode) | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+    match try_flock(&file, mode) {
+        Ok(true) => {}
+        Ok(false) => {
             return Err(StoreError::Locked {
                 location: spec.to_string(),
                 holder: current_holder(&mut file, previous)
@@ -176,7 +180,7 @@ pub fn state_lock(
                 seconds: 0,
             });
         }
-        return Err(StoreError::io(&path, err));
+        Err(err) => return Err(StoreError::io(&path, err)),
     }
     let me = Holder::me(migration_id);
     write_holder(&mut file, &path, &me)?;
@@ -376,15 +380,12 @@ impl Drop for Held {
         // is left on a removed file; a process waiting on the old file
         // notices (inode check) and starts over. A shared holder that
         // cannot have it exclusively leaves it to the others.
-        let fd = self.file.as_raw_fd();
-        // SAFETY: flock on a descriptor we own.
         let alone = self.mode == LockMode::Exclusive
-            || unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            || try_flock(&self.file, LockMode::Exclusive).unwrap_or(false);
         if alone {
             let _ = std::fs::remove_file(&self.path);
         }
-        // SAFETY: unlocking a descriptor we own.
-        unsafe { libc::flock(fd, libc::LOCK_UN) };
+        let _ = self.file.unlock();
     }
 }
 
@@ -445,11 +446,9 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
             Err(e) => return Err(e.into()),
         };
         let previous = read_holder(&mut file);
-        // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), flock_mode(mode) | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        match try_flock(&file, mode) {
+            Ok(true) => {}
+            Ok(false) => {
                 return Err(GuardError::Held(
                     match current_holder(&mut file, previous) {
                         Some(h) => format!("{h}; lock file {}", path.display()),
@@ -457,7 +456,7 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
                     },
                 ));
             }
-            return Err(StoreError::io(&path, err).into());
+            Err(err) => return Err(StoreError::io(&path, err).into()),
         }
         // The holder before us may have removed the file between our open
         // and our flock: then this lock guards nothing; start over.
@@ -622,8 +621,7 @@ mod tests {
         };
         std::fs::write(&path, serde_json::to_string(&other).unwrap()).unwrap();
         let f = File::open(&path).unwrap();
-        // SAFETY: flock on a descriptor we own.
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
+        f.lock_shared().unwrap();
         let e = guard(&via_link, EX, Duration::from_millis(120)).unwrap_err();
         assert!(matches!(e, StoreError::Locked { .. }), "{e}");
         let e = e.to_string();
