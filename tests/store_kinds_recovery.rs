@@ -28,9 +28,11 @@ fn app_key() -> String {
 }
 
 fn opts() -> OpenOptions {
+    let pt_key = std::fs::read_to_string(fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY"));
     OpenOptions {
         app_key: Some(Secret::new(app_key())),
         passphrase: Some(Secret::new(PASSPHRASE)),
+        prompttrain_key: Some(Secret::new(pt_key.unwrap().trim())),
         ..OpenOptions::default()
     }
 }
@@ -304,4 +306,81 @@ fn a_kill_mid_file_write_into_a_prompttrain_dir_is_rolled_back_or_resumed() {
         };
         assert_eq!(values(&to), want, "{mode}");
     }
+}
+
+/// Issue 21 point 6 on every store kind that can delete: a value another
+/// client wrote between credshift's check and its delete stays and is
+/// reported `Changed`; the value credshift checked is deleted; nothing is
+/// `Absent`. Each store compares inside its own delete (a transaction, one
+/// rewrite under its lock, the keyring item it read): without that
+/// comparison the first assertion fails.
+#[test]
+fn a_value_changed_before_a_compared_delete_stays_on_every_store_kind() {
+    use credshift::store::DeleteIf;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = kinds(dir.path(), "cad");
+    cases.push(KindCase {
+        name: "bundle",
+        spec: format!("bundle:{}", dir.path().join("cad.bundle").display()),
+        ids: ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"],
+    });
+    if let Some(db) = pg::fresh_db() {
+        cases.push(KindCase {
+            name: "laravel-postgres",
+            spec: format!("laravel:{}", db.url()),
+            ids: ["anthropic/key", "openai/key", "openrouter/key"],
+        });
+    }
+    if let Some(db) = pg::fresh_db() {
+        cases.push(KindCase {
+            name: "prompttrain-db",
+            spec: format!("prompttrain-db:{}", db.url()),
+            ids: [
+                "account:acc_alpha/api_key",
+                "account:acc_bravo/api_key",
+                "account:acc_charlie/api_key",
+            ],
+        });
+    }
+    let mut bad = Vec::new();
+    for k in cases {
+        let what = k.name;
+        fill(
+            &k.spec,
+            &[
+                cred(k.ids[0], "checked-by-credshift-0000000001"),
+                cred(k.ids[1], "checked-by-credshift-0000000002"),
+            ],
+        );
+        let s = open(&k.spec);
+        let ids: Vec<_> = k.ids.iter().map(|i| i.parse().unwrap()).collect();
+        // What credshift checked: the values as the store returns them.
+        let checked: Vec<Credential> = s
+            .read_many(&ids[..2])
+            .into_iter()
+            .map(|r| r.unwrap().unwrap())
+            .collect();
+        // Another client (its own connection or file handle) changes one.
+        open(&k.spec)
+            .write(&cred(k.ids[0], "another-clients-value-000000001"))
+            .unwrap();
+        let gone = cred(k.ids[2], "never-there-000000000000000003");
+        let r: Vec<DeleteIf> = s
+            .delete_if_unchanged(&[checked[0].clone(), checked[1].clone(), gone])
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("{what}: {e}")))
+            .collect();
+        let now = values(&k.spec);
+        // Every kind is checked before the test fails, so one run names
+        // every store whose comparison is missing.
+        if r != [DeleteIf::Changed, DeleteIf::Deleted, DeleteIf::Absent]
+            || now.get(k.ids[0]).map(String::as_str) != Some("another-clients-value-000000001")
+            || now.contains_key(k.ids[1])
+        {
+            bad.push(format!("{what}: {r:?}, left {:?}", now.keys()));
+        }
+        // Leave the shared services as they were.
+        let _ = s.delete(&ids[0]);
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
 }
