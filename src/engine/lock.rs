@@ -212,6 +212,22 @@ fn open_lock_file(path: &Path) -> Result<(File, bool), StoreError> {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(refuse("it is a symbolic link".into()));
             }
+            // Another user's lock file (0600, theirs): their credshift holds
+            // the store, or held it and was killed. Never taken for "no
+            // lock here": this user may still be able to change the store.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let owner = std::fs::symlink_metadata(path)
+                    .map(|m| format!("uid {}", m.uid()))
+                    .unwrap_or_else(|_| "another user".into());
+                return Err(StoreError::Locked {
+                    location: path.display().to_string(),
+                    holder: format!(
+                        "a credshift run of {owner}, whose lock file {} this user cannot open",
+                        path.display()
+                    ),
+                    seconds: 0,
+                });
+            }
             Err(e) => return Err(StoreError::io(path, e)),
         },
         Err(e) => return Err(StoreError::io(path, e)),
@@ -436,6 +452,7 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
             Err(StoreError::NotFound { .. }) if !fsutil::parent_dir(&path).exists() => {
                 return Ok(None);
             }
+            Err(StoreError::Locked { holder, .. }) => return Err(GuardError::Held(holder)),
             Err(e) => return Err(e.into()),
         };
         let previous = read_holder(&mut file);
