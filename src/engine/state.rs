@@ -426,6 +426,7 @@ impl State {
                 })
                 .collect(),
             warnings: self.warnings.clone(),
+            notices: Vec::new(),
         }
     }
 

@@ -174,6 +174,10 @@ pub struct Report {
     /// The plan's warnings (the target drops metadata, is not persistent, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What taking this operation's locks did (a stale lock taken over, a
+    /// killed run's temp file removed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::store::LockNotice>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,4 +331,7 @@ pub struct BackupSummary {
     pub key_file: Option<PathBuf>,
     pub items: usize,
     pub errors: Vec<LocationError>,
+    /// What taking the source's lock did (see [`Report::notices`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::store::LockNotice>,
 }
