@@ -593,10 +593,7 @@ impl DotenvStore {
             Ok(Some(d)) => d,
             Ok(None) => return ids.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
             Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         // Each id loses the assignment `find` reads (the one a shell uses,
@@ -679,10 +676,7 @@ impl DotenvStore {
         let checked = self.same_meaning(&doc, &before, |id| deleted.contains(id));
         match checked.and_then(|()| self.save(&doc)) {
             Ok(()) => results,
-            Err(e) => ids
-                .iter()
-                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                .collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 }
@@ -814,10 +808,7 @@ impl Store for DotenvStore {
         match loaded {
             Ok(Some(doc)) => ids.iter().map(|id| Ok(doc.credential(id))).collect(),
             Ok(None) => ids.iter().map(|_| Ok(None)).collect(),
-            Err(e) => ids
-                .iter()
-                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                .collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 

@@ -221,71 +221,6 @@ fn access_ok(path: &Path, mode: libc::c_int) -> bool {
     unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
-/// A copy of an error for reporting one failure against several items.
-pub(crate) fn dup_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::NotFound { location, hint } => StoreError::NotFound {
-            location: location.clone(),
-            hint: hint.clone(),
-        },
-        StoreError::Parse {
-            location,
-            line,
-            column,
-            message,
-        } => StoreError::Parse {
-            location: location.clone(),
-            line: *line,
-            column: *column,
-            message: message.clone(),
-        },
-        StoreError::Crypto { location, message } => StoreError::Crypto {
-            location: location.clone(),
-            message: message.clone(),
-        },
-        StoreError::MissingKey { location, message } => StoreError::MissingKey {
-            location: location.clone(),
-            message: message.clone(),
-        },
-        StoreError::ReadOnly { store, reason } => StoreError::ReadOnly {
-            store: store.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Unavailable { store, reason } => StoreError::Unavailable {
-            store: store.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Item { id, reason } => StoreError::Item {
-            id: id.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Io { location, source } => StoreError::Io {
-            location: location.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        StoreError::Injected { id, op } => StoreError::Injected { id: id.clone(), op },
-        StoreError::Timeout {
-            location,
-            seconds,
-            what,
-        } => StoreError::Timeout {
-            location: location.clone(),
-            seconds: *seconds,
-            what: what.clone(),
-        },
-        StoreError::Locked {
-            location,
-            holder,
-            seconds,
-        } => StoreError::Locked {
-            location: location.clone(),
-            holder: holder.clone(),
-            seconds: *seconds,
-        },
-        StoreError::Other(s) => StoreError::Other(s.clone()),
-    }
-}
-
 impl Store for EnvelopeFileStore {
     fn identity(&self) -> Result<crate::store::StoreIdentity> {
         crate::store::path_identity(self.spec())
@@ -418,7 +353,7 @@ impl Store for EnvelopeFileStore {
                 .iter()
                 .map(|id| items.get(id).map(|f| self.decode(id, f)).transpose())
                 .collect(),
-            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         };
         drop(st);
         #[cfg(test)]
@@ -439,11 +374,11 @@ impl Store for EnvelopeFileStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect();
             }
-            Err(e) => return expected.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
         }
         let Some((digest_seen, mut items)) = st.seen.take() else {
             let e = StoreError::Other(format!("{}: contents vanished", self.location()));
-            return expected.iter().map(|_| Err(dup_error(&e))).collect();
+            return expected.iter().map(|_| Err(e.duplicate())).collect();
         };
         let out: Vec<Result<DeleteIf>> = expected
             .iter()
@@ -464,7 +399,7 @@ impl Store for EnvelopeFileStore {
         }
         match self.save(&mut st, items) {
             Ok(()) => out,
-            Err(e) => expected.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => expected.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -475,7 +410,7 @@ impl Store for EnvelopeFileStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return ids.iter().map(|_| Ok(false)).collect();
             }
-            Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
             Ok(items) => {
                 let mut seen = std::collections::BTreeSet::new();
                 // A repeated id is deleted by its first mention only.
@@ -495,7 +430,7 @@ impl Store for EnvelopeFileStore {
         });
         match result {
             Ok(()) => present.into_iter().map(Ok).collect(),
-            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -512,7 +447,7 @@ impl Store for EnvelopeFileStore {
                 Ok(())
             },
             |items| self.save(&mut st, items),
-            |e, _| dup_error(e),
+            |e, _| e.duplicate(),
         )
     }
 }

@@ -562,10 +562,7 @@ impl Store for ModelForgeStore {
             Ok(Some(cfg)) => cfg,
             Ok(None) => return ids.iter().map(|_| Ok(None)).collect(),
             Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let found: std::collections::HashMap<CredentialId, Credential> = cfg
@@ -646,12 +643,11 @@ impl Store for ModelForgeStore {
 
     /// One parse and at most one atomic rewrite for the whole batch.
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
-        let dup = crate::store::encrypted::dup_error;
         let _g = self.guard();
         let mut cfg = match self.load() {
             Ok(Some(cfg)) => cfg,
             Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
-            Err(e) => return ids.iter().map(|_| Err(dup(&e))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
         };
         let found: Vec<bool> = ids.iter().map(|id| cfg.remove(id)).collect();
         if !found.contains(&true) {
@@ -662,7 +658,7 @@ impl Store for ModelForgeStore {
             .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes))
         {
             Ok(()) => found.into_iter().map(Ok).collect(),
-            Err(e) => ids.iter().map(|_| Err(dup(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -670,12 +666,11 @@ impl Store for ModelForgeStore {
     /// most one atomic rewrite, under this store's lock: nothing comes
     /// between the comparison and the rename but rendering the new text.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
-        let dup = crate::store::encrypted::dup_error;
         let _g = self.guard();
         let mut cfg = match self.load() {
             Ok(Some(cfg)) => cfg,
             Ok(None) => return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
-            Err(e) => return expected.iter().map(|_| Err(dup(&e))).collect(),
+            Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
         };
         let mut now: std::collections::HashMap<CredentialId, Credential> = cfg
             .scan(&self.path)
@@ -707,7 +702,7 @@ impl Store for ModelForgeStore {
             .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes))
         {
             Ok(()) => out.into_iter().map(Ok).collect(),
-            Err(e) => expected.iter().map(|_| Err(dup(&e))).collect(),
+            Err(e) => expected.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 }

@@ -111,10 +111,7 @@ impl Store for PromptTrainStore {
         let accounts = match self.load_accounts(&mut ignored) {
             Ok(a) => a,
             Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         // As `find_account`: the first file holding an account id wins.

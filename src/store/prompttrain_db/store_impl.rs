@@ -147,7 +147,7 @@ impl Store for PromptTrainDb {
         for (i, (id, t)) in ids.iter().zip(&targets).enumerate() {
             out.push(match t {
                 Some(Target::Account { account, field }) => match &accounts {
-                    Err(e) => Some(Err(crate::store::encrypted::dup_error(e))),
+                    Err(e) => Some(Err(e.duplicate())),
                     Ok(rows) => match rows.get(account) {
                         Some(row) => match &row.values[field.index()] {
                             Some(stored) => match self.master() {
@@ -163,7 +163,7 @@ impl Store for PromptTrainDb {
                     },
                 },
                 Some(Target::ClientKeyHash { train, index }) => match &trains {
-                    Err(e) => Some(Err(crate::store::encrypted::dup_error(e))),
+                    Err(e) => Some(Err(e.duplicate())),
                     Ok(rows) => Some(Ok(rows
                         .get(train)
                         .and_then(|h| h.get(*index).cloned().flatten())

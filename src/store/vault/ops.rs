@@ -23,27 +23,6 @@ const MAX_CUSTOM_KEY: usize = 128;
 /// The provenance key in custom_metadata.
 pub const PROVENANCE: &str = "credshift";
 
-/// One error for many items: the same text (StoreError is not `Clone`).
-fn again(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable { store, reason } => StoreError::Unavailable {
-            store: store.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Timeout {
-            location,
-            seconds,
-            what,
-        } => StoreError::Timeout {
-            location: location.clone(),
-            seconds: *seconds,
-            what: what.clone(),
-        },
-        StoreError::Item { id, reason } => StoreError::item(id, reason.clone()),
-        other => StoreError::Other(other.to_string()),
-    }
-}
-
 /// Items grouped by secret path, in first-seen order: (index, field).
 type Groups = Vec<(String, Vec<(usize, String)>)>;
 
@@ -73,7 +52,7 @@ fn group<'a>(
 pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
-        Err(e) => return ids.iter().map(|_| Err(again(&e))).collect(),
+        Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
     };
     let kv = s.kv(&mount);
     let mut out: Vec<Result<Option<Credential>>> = ids.iter().map(|_| Ok(None)).collect();
@@ -101,7 +80,7 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
             }
             Err(e) => {
                 for (i, _) in items {
-                    out[i] = Err(again(&e));
+                    out[i] = Err(e.duplicate());
                 }
             }
         }
@@ -127,7 +106,7 @@ fn read_version(kv: &Kv, path: &str, exact: Option<u64>) -> Result<Option<Versio
 pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
-        Err(e) => return creds.iter().map(|_| Err(again(&e))).collect(),
+        Err(e) => return creds.iter().map(|_| Err(e.duplicate())).collect(),
     };
     let kv = s.kv(&mount);
     let mut out: Vec<Result<()>> = creds.iter().map(|_| Ok(())).collect();
@@ -174,7 +153,7 @@ fn write_group(
         Ok(b) => b,
         Err(e) => {
             for (i, _) in items {
-                out[*i] = Err(again(&e));
+                out[*i] = Err(e.duplicate());
             }
             return;
         }
@@ -248,7 +227,7 @@ fn write_group(
                 break;
             }
             Err(WriteError::Other(e)) => {
-                fail(out, &|_| again(&e));
+                fail(out, &|_| e.duplicate());
                 break;
             }
         }
@@ -345,7 +324,7 @@ fn destroy_holding(
 pub fn delete_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<bool>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
-        Err(e) => return ids.iter().map(|_| Err(again(&e))).collect(),
+        Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
     };
     let kv = s.kv(&mount);
     let mut out: Vec<Result<bool>> = ids.iter().map(|_| Ok(false)).collect();
@@ -356,7 +335,7 @@ pub fn delete_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<bool>> {
         if let Err(e) = delete_group(s, &kv, &path, &items, &mut out) {
             for (i, _) in &items {
                 if matches!(out[*i], Ok(false)) {
-                    out[*i] = Err(again(&e));
+                    out[*i] = Err(e.duplicate());
                 }
             }
         }
