@@ -237,8 +237,12 @@ pub trait Store: Send + Sync {
     /// ([`delete_if_unchanged_by_reading`]): credshift's exclusive store
     /// lock keeps other credshift processes out, but it is NOT atomic
     /// against another application writing between the read and the
-    /// delete. Stores that can (one SQL transaction, one read-modify-rewrite
-    /// of a file) override it with a comparison inside the delete.
+    /// delete. Stores that can override it with a comparison inside the
+    /// delete: one SQL transaction (SQLite, PostgreSQL, prompttrain-db,
+    /// Laravel), one read-modify-rewrite of a file under the store's lock
+    /// (dotenv, encrypted, bundle, model-forge, a prompttrain dir's file),
+    /// the keyring item compared (see its window there). Vault and the
+    /// in-memory store use this default.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         delete_if_unchanged_by_reading(self, expected)
     }
