@@ -241,8 +241,9 @@ pub trait Store: Send + Sync {
     /// delete: one SQL transaction (SQLite, PostgreSQL, prompttrain-db,
     /// Laravel), one read-modify-rewrite of a file under the store's lock
     /// (dotenv, encrypted, bundle, model-forge, a prompttrain dir's file),
-    /// the keyring item compared (see its window there). Vault and the
-    /// in-memory store use this default.
+    /// Vault's check-and-set patch on the version compared, the keyring
+    /// item compared (see its window there). The in-memory store uses this
+    /// default.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         delete_if_unchanged_by_reading(self, expected)
     }
