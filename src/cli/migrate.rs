@@ -156,6 +156,10 @@ fn print_plan(plan: &engine::Plan) {
 }
 
 fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
+    // What taking the locks did: on stderr, so JSON on stdout stays clean.
+    for n in &r.notices {
+        eprintln!("credshift: {n}");
+    }
     if nothing_readable(r) {
         eprintln!(
             "error: nothing was migrated: no item of {} could be read",
@@ -407,6 +411,9 @@ pub fn cmd_backup(
         None => engine::recovery::KeyOut::Kept(&state_dir),
     };
     let summary = engine::backup(source.as_ref(), out, key_out, &opts)?;
+    for n in &summary.notices {
+        eprintln!("credshift: {n}");
+    }
     let _ = engine::audit::append(
         &g.state_dir(),
         engine::audit::Entry {

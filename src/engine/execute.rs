@@ -409,7 +409,10 @@ fn spawn(
                 ctl,
                 state_dir,
             };
-            let result = run.migrate(&req, prepared);
+            let result = run.migrate(&req, prepared).map(|mut r| {
+                r.notices = session.locks.notices();
+                r
+            });
             if let Ok(report) = &result {
                 run.ctl.send(Progress::Finished(Box::new(report.clone())));
             }

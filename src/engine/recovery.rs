@@ -98,7 +98,7 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
         ..
     } = session::recover(
         state_dir,
@@ -167,6 +167,7 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
         ..st.totals()
     };
     audit_action(state_dir, id, &st, "verify", outcome, counts);
+    report.notices = locks.notices();
     Ok(report)
 }
 
@@ -192,7 +193,7 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
         ..
     } = session::recover(state_dir, &st, opts, Some(Use::WRITE), Some(Use::READ))?;
     let (Some(source), Some(target)) = (source, target) else {
@@ -207,6 +208,13 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result
         target.as_ref(),
         &Control::default(),
     )
+    .map(|r| noted(r, &locks))
+}
+
+/// `r` with what taking `locks` did.
+fn noted(mut r: Report, locks: &session::Locks) -> Report {
+    r.notices = locks.notices();
+    r
 }
 
 /// Cleanup of a finished migration (asked for, or left interrupted), with
@@ -299,7 +307,7 @@ pub fn resume_with(
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
     } = session::recover(
         state_dir,
         &st,
@@ -312,7 +320,7 @@ pub fn resume_with(
     };
     if st.status() == MigrationStatus::Completed {
         // Finished by another run while this one waited for its locks.
-        return Ok(st.report());
+        return Ok(noted(st.report(), &locks));
     }
     if st.finished.is_some() && st.cleanup == Some(false) {
         // Only the cleanup after a finished migration was interrupted:
@@ -325,7 +333,8 @@ pub fn resume_with(
             source.as_ref(),
             target.as_ref(),
             ctl,
-        );
+        )
+        .map(|r| noted(r, &locks));
     }
     let clean_up = st.delete_source || st.cleanup.is_some();
     journal.append(Record::Resumed)?;
@@ -376,6 +385,7 @@ pub fn resume_with(
     let mut tally = decision.tally;
     let stop = run.write_items(&decision.work, &old, keeps, &mut tally, Instant::now());
     run.finish("resume", stop, &old, clean_up)
+        .map(|r| noted(r, &locks))
 }
 
 /// Undo a migration: put back source items cleanup deleted, remove what it
@@ -404,7 +414,7 @@ pub fn rollback_with(
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
     } = session::recover(
         state_dir,
         &st,
@@ -418,7 +428,7 @@ pub fn rollback_with(
     )?;
     if st.rolled_back == Some(true) {
         // Rolled back by another run while this one waited for its locks.
-        return Ok(st.report());
+        return Ok(noted(st.report(), &locks));
     }
     let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
     let source = if source_needed { source } else { None };
@@ -483,7 +493,7 @@ pub fn rollback_with(
         "interrupted"
     };
     audit_action(state_dir, id, st, "rollback", outcome, st.totals());
-    Ok(st.report())
+    Ok(noted(st.report(), &locks))
 }
 
 /// An operation on a recorded migration, for [`start_recovery`].
@@ -567,7 +577,7 @@ pub fn backup(
             out.display()
         )));
     }
-    let _locks = session::read_only(source)?;
+    let locks = session::read_only(source)?;
     let scan = source.read_all()?;
     // A passphrase that fails the rule for new ones seals nothing new.
     let key_file = match (backup::sealing_passphrase(opts), &opts.key_file, key_out) {
@@ -626,6 +636,7 @@ pub fn backup(
         key_file,
         items: scan.credentials.len(),
         errors: scan.errors,
+        notices: locks.notices(),
     })
 }
 

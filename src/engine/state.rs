@@ -436,6 +436,7 @@ impl State {
                 })
                 .collect(),
             warnings: self.warnings.clone(),
+            notices: Vec::new(),
             unreadable: self.unreadable,
         }
     }

@@ -175,6 +175,10 @@ pub struct Report {
     /// The plan's warnings (the target drops metadata, is not persistent, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What taking this operation's locks did (a stale lock taken over, a
+    /// killed run's temp file removed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::store::LockNotice>,
     /// Source places that could not be read (each named in `warnings`).
     #[serde(default)]
     pub unreadable: usize,
@@ -331,4 +335,7 @@ pub struct BackupSummary {
     pub key_file: Option<PathBuf>,
     pub items: usize,
     pub errors: Vec<LocationError>,
+    /// What taking the source's lock did (see [`Report::notices`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::store::LockNotice>,
 }

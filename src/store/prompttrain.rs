@@ -51,7 +51,7 @@ use crate::scrub::{self, Seg};
 use crate::store::dotenv::{dir_writable, nearest_existing_dir};
 use crate::store::modelforge::{detect_indent, render_json, wipe_json};
 use crate::store::{
-    Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    Capability, DeleteIf, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
     plaintext_file_warnings,
 };
 

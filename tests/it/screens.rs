@@ -268,6 +268,7 @@ fn report(rolled_back: bool, failed: usize) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        notices: vec![],
         unreadable: 0,
     }
 }
