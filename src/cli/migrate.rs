@@ -8,16 +8,6 @@ use super::{CliError, CliResult, GlobalOpts, MigrateArgs, parse_spec, print_json
 use credshift::engine;
 use credshift::store;
 
-fn parse_policy(s: &str) -> Result<engine::ConflictPolicy, CliError> {
-    match s {
-        "skip" => Ok(engine::ConflictPolicy::Skip),
-        "overwrite" => Ok(engine::ConflictPolicy::Overwrite),
-        _ => Err(CliError::usage(format!(
-            "--on-conflict takes skip or overwrite, not {s:?}"
-        ))),
-    }
-}
-
 fn parse_migration_id(s: &str) -> Result<engine::MigrationId, CliError> {
     if s.is_empty() || s.contains(['/', '\\']) || s.starts_with('.') {
         return Err(CliError::usage(format!("{s:?} is not a migration id")));
@@ -115,7 +105,7 @@ impl ProgressBar {
 }
 
 fn print_plan(plan: &engine::Plan) {
-    println!("Plan: {} -> {}", plan.from, plan.to);
+    outln!("Plan: {} -> {}", plan.from, plan.to);
     for it in &plan.items {
         let action = match &it.action {
             engine::Action::Copy => "copy".to_string(),
@@ -127,13 +117,13 @@ fn print_plan(plan: &engine::Plan) {
                 format!("too long for the target ({len} > {limit} bytes)")
             }
         };
-        println!("  {:<48} {:<28} {action}", it.id.to_string(), it.preview);
+        outln!("  {:<48} {:<28} {action}", it.id.to_string(), it.preview);
         for w in &it.warnings {
-            println!("  {:<48} warning: {w}", "");
+            outln!("  {:<48} warning: {w}", "");
         }
     }
     let c = &plan.counts;
-    println!(
+    outln!(
         "{} items: {} to copy, {} to overwrite, {} identical, {} conflicts, {} invalid, {} too long, {} expired; about {} s",
         c.total,
         c.copy,
@@ -148,7 +138,7 @@ fn print_plan(plan: &engine::Plan) {
             .max(u64::from(c.copy + c.overwrite > 0))
     );
     for w in &plan.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     for e in &plan.source_errors {
         eprintln!("{}: {}: {}", e.severity, e.location, e.error);
@@ -169,39 +159,45 @@ fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
     if json {
         return print_json(r);
     }
-    println!("Migration {}: {} -> {}", r.migration_id, r.from, r.to);
-    println!(
+    outln!("Migration {}: {} -> {}", r.migration_id, r.from, r.to);
+    outln!(
         "  total {}  copied {}  skipped {}  conflicts {}  invalid {}  failed {}  verified {}",
-        r.total, r.copied, r.skipped, r.conflicts, r.invalid, r.failed, r.verified
+        r.total,
+        r.copied,
+        r.skipped,
+        r.conflicts,
+        r.invalid,
+        r.failed,
+        r.verified
     );
     if r.rolled_back {
-        println!(
+        outln!(
             "  rolled back: {}",
             r.rollback_reason.as_deref().unwrap_or("yes")
         );
     } else if let Some(reason) = &r.rollback_reason {
-        println!("  rollback: {reason}");
+        outln!("  rollback: {reason}");
     }
     if let Some(b) = &r.backup {
-        let key = engine::backup::key_file_for(b);
+        let key = engine::backup_file::key_file_for(b);
         if key.exists() {
-            println!(
+            outln!(
                 "  backup: {} (key file {}; the backup is only as safe as this folder)",
                 b.display(),
                 key.display()
             );
         } else {
-            println!("  backup: {} (protected by your passphrase)", b.display());
+            outln!("  backup: {} (protected by your passphrase)", b.display());
         }
     }
     if r.source_deleted > 0 {
-        println!("  deleted from the source: {}", r.source_deleted);
+        outln!("  deleted from the source: {}", r.source_deleted);
     }
     for f in &r.failures {
-        println!("  failed: {}: {}", f.id, f.error);
+        outln!("  failed: {}: {}", f.id, f.error);
     }
     for f in &r.source_delete_failed {
-        println!("  {}: {}", f.id, f.error);
+        outln!("  {}: {}", f.id, f.error);
     }
     Ok(())
 }
@@ -236,9 +232,9 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
              location, whatever the scheme or link used to name it); nothing was read or written"
         )));
     }
-    let policy = parse_policy(&a.on_conflict)?;
+    let policy = engine::ConflictPolicy::from(a.on_conflict);
     if a.dry_run {
-        let opts = g.open_options()?;
+        let opts = g.key_options()?;
         let source = store::open(&from, &opts)?;
         let target = store::open(&to, &opts)?;
         engine::session::refuse_same_store(source.as_ref(), target.as_ref())?;
@@ -255,7 +251,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
             "refusing to migrate without --yes: no terminal to ask (try --dry-run first)",
         ));
     }
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     preflight_keys(&from, &to, &opts)?;
     let req = engine::MigrationRequest {
         from: from.clone(),
@@ -306,7 +302,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
 fn preflight_keys(
     from: &store::StoreSpec,
     to: &store::StoreSpec,
-    opts: &store::OpenOptions,
+    opts: &credshift::unlock::KeyOptions,
 ) -> Result<(), CliError> {
     if opts.passphrase.is_some() || opts.key_file.is_some() {
         return Ok(());
@@ -323,7 +319,7 @@ fn preflight_keys(
 
 pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let report = engine::verify(&g.state_dir(), &id, &opts)?;
     print_report(&report, json)?;
     Ok(if report.failed == 0 {
@@ -336,7 +332,7 @@ pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
 pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
     consent(yes, &format!("resume migration {id}"))?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let mut bar = ProgressBar::new();
     let (tx, rx) = std::sync::mpsc::channel();
     let ctl = engine::Control {
@@ -363,7 +359,7 @@ pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult 
 pub fn cmd_rollback(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
     consent(yes, &format!("roll back migration {id}"))?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let report = engine::rollback(&g.state_dir(), &id, &opts)?;
     print_report(&report, json)?;
     Ok(if report.rolled_back {
@@ -380,10 +376,10 @@ pub fn cmd_history(g: &GlobalOpts, json: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
-        println!("no migrations yet");
+        outln!("no migrations yet");
     }
     for e in &entries {
-        println!(
+        outln!(
             "{}  {:<12} {} -> {}  copied {}  failed {}",
             e.id,
             engine::status_word(e.status),
@@ -403,7 +399,7 @@ pub fn cmd_backup(
     key_out: Option<&std::path::Path>,
 ) -> CliResult {
     let spec = parse_spec(from)?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let source = store::open(&spec, &opts)?;
     let state_dir = g.state_dir();
     let key_out = match key_out {
@@ -416,7 +412,7 @@ pub fn cmd_backup(
     }
     let _ = engine::audit::append(
         &g.state_dir(),
-        engine::audit::Entry {
+        engine::audit::AuditEntry {
             action: "backup",
             from: Some(spec.to_string()),
             to: Some(out.display().to_string()),
@@ -429,23 +425,23 @@ pub fn cmd_backup(
             },
         },
     );
-    println!(
+    outln!(
         "backup of {} items written to {}",
         summary.items,
         summary.path.display()
     );
     match &summary.key_file {
-        Some(k) if k.starts_with(&state_dir) => println!(
+        Some(k) if k.starts_with(&state_dir) => outln!(
             "key file: {} (kept apart from the backup, in credshift's state dir; \
              `credshift restore --backup FILE` finds it there, or give it with --key-file)",
             k.display()
         ),
-        Some(k) => println!(
+        Some(k) => outln!(
             "key file: {} (keep it apart from the backup; restore with --key-file {})",
             k.display(),
             k.display()
         ),
-        None => println!("protected by your passphrase"),
+        None => outln!("protected by your passphrase"),
     }
     for e in &summary.errors {
         eprintln!("{}: {}: {}", e.severity, e.location, e.error);
@@ -467,7 +463,7 @@ pub fn cmd_backup(
 pub struct RestoreFlags {
     pub yes: bool,
     pub dry_run: bool,
-    pub on_conflict: String,
+    pub on_conflict: super::Policy,
     pub json: bool,
 }
 
@@ -481,7 +477,7 @@ pub fn cmd_restore(
     f: &RestoreFlags,
 ) -> CliResult {
     let spec = parse_spec(to)?;
-    let policy = parse_policy(&f.on_conflict)?;
+    let policy = engine::ConflictPolicy::from(f.on_conflict);
     if !f.dry_run && !f.yes && !interactive() {
         return Err(CliError::usage(format!(
             "refusing to restore {} into {spec} without --yes: no terminal to ask (try \
@@ -489,7 +485,7 @@ pub fn cmd_restore(
             backup.display()
         )));
     }
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let state_dir = g.state_dir();
     if f.dry_run || !f.yes {
         let plan = engine::restore_plan(backup, &spec, &state_dir, &opts, policy)?;

@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::{self, KdfParams, KeySource, SealingKey};
 use crate::engine::audit;
-use crate::engine::backup::{self, BackupKey};
-pub use crate::engine::cleanup::delete_order;
-pub(crate) use crate::engine::cleanup::{cleanup_items, undo_all};
+use crate::engine::backup_file::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::fingerprint::FpKey;
 use crate::engine::inventory::now_ms;
+pub(crate) use crate::engine::item_loops::{cleanup_items, undo_all};
 use crate::engine::journal::{
     BackupKeyKind, Journal, KdfRecord, PlannedAction, PlannedItem, Record, Totals,
 };
@@ -30,7 +29,8 @@ use crate::engine::types::{
     Action, Counts, Failure, MigrationId, MigrationRequest, MigrationStatus, Progress, Report,
 };
 use crate::error::StoreError;
-use crate::store::{self, BatchHint, OpenOptions, Store};
+use crate::store::{self, BatchHint, Store};
+use crate::unlock::KeyOptions;
 
 /// Cancel flag and progress channel of a running operation.
 #[derive(Clone, Default)]
@@ -211,7 +211,7 @@ pub fn prepare(req: &MigrationRequest, source: &dyn Store, target: &dyn Store) -
 pub fn start(
     req: MigrationRequest,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     let source = store::open(&req.from, opts)?;
     let target = store::open(&req.to, opts)?;
@@ -225,7 +225,7 @@ pub fn start_with_stores(
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     spawn(req, None, source, target, state_dir, opts)
 }
@@ -239,7 +239,7 @@ pub fn start_prepared(
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     if prepared.plan.from != req.from
         || prepared.plan.to != req.to
@@ -264,10 +264,10 @@ pub(crate) struct MigrationKeys {
 fn new_keys(
     dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<(MigrationKeys, BackupKeyKind, Option<KdfRecord>), StoreError> {
-    let key = backup::new_key(&dir.join(backup::BACKUP_FILE), opts, true)?;
-    let sealing = backup::sealing_key(&key, opts)?;
+    let key = backup_file::new_key(&dir.join(backup_file::BACKUP_FILE), opts, true)?;
+    let sealing = backup_file::sealing_key(&key, opts)?;
     let (kind, kdf) = match sealing.params() {
         KdfParams::Pbkdf2 { iterations, salt } => (
             BackupKeyKind::Passphrase,
@@ -284,11 +284,11 @@ fn new_keys(
 
 /// The keys of a recorded migration, derived again from its backup key
 /// (the passphrase given now, or the key file in its folder).
-pub(crate) fn recover_keys(state: &State, opts: &OpenOptions) -> Result<MigrationKeys> {
+pub(crate) fn recover_keys(state: &State, opts: &KeyOptions) -> Result<MigrationKeys> {
     let main = state
         .backup
         .clone()
-        .unwrap_or_else(|| state.dir.join(backup::BACKUP_FILE));
+        .unwrap_or_else(|| state.dir.join(backup_file::BACKUP_FILE));
     let location = main.display().to_string();
     let key = migration_backup_key(state, &main, opts)?;
     let source = match &key {
@@ -343,7 +343,7 @@ fn spawn(
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     let (id, dir) = state::create(state_dir)?;
     // The session preamble: identities (one store on both ends is refused),
@@ -433,7 +433,7 @@ fn spawn(
 pub fn run(
     req: MigrationRequest,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     cancel: Option<Arc<AtomicBool>>,
     on_progress: impl FnMut(&Progress),
 ) -> Result<Report> {
@@ -592,11 +592,11 @@ impl Run<'_> {
         source: &[Credential],
         overwritten: &[Credential],
     ) -> Result<(), StoreError> {
-        let path = self.dir.join(backup::BACKUP_FILE);
-        backup::write_sealed(&path, source, &self.keys.sealing)?;
+        let path = self.dir.join(backup_file::BACKUP_FILE);
+        backup_file::write_sealed(&path, source, &self.keys.sealing)?;
         let target_path = self.dir.join(state::TARGET_BACKUP_FILE);
         if !overwritten.is_empty() {
-            backup::write_sealed(&target_path, overwritten, &self.keys.sealing)?;
+            backup_file::write_sealed(&target_path, overwritten, &self.keys.sealing)?;
         }
         self.journal.append(Record::BackupWritten {
             path: path.clone(),
@@ -846,7 +846,7 @@ impl Run<'_> {
         // The audit trail must not turn a finished migration into a failed one.
         let _ = audit::append(
             &self.state_dir,
-            audit::Entry {
+            audit::AuditEntry {
                 action,
                 from: Some(self.source.spec().to_string()),
                 to: Some(self.target.spec().to_string()),
@@ -881,7 +881,7 @@ fn counts(t: &Tally, started: Instant) -> Counts {
 pub(crate) fn migration_backup_key(
     state: &State,
     path: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BackupKey> {
     match state.backup_key {
         BackupKeyKind::Passphrase => match &opts.passphrase {
@@ -890,7 +890,7 @@ pub(crate) fn migration_backup_key(
                 id: state.id.to_string(),
             }),
         },
-        BackupKeyKind::KeyFile => Ok(BackupKey::KeyFile(backup::key_file_for(path))),
+        BackupKeyKind::KeyFile => Ok(BackupKey::KeyFile(backup_file::key_file_for(path))),
     }
 }
 

@@ -67,15 +67,13 @@
 
 pub mod assess;
 pub mod audit;
-pub mod backup;
-pub mod cleanup;
+pub mod backup_file;
 pub mod error;
 pub mod execute;
 pub mod fingerprint;
 pub mod inventory;
+pub mod item_loops;
 pub mod journal;
-pub mod lock;
-pub mod memstore;
 pub mod plan;
 pub mod recovery;
 pub(crate) mod replan;
@@ -89,9 +87,10 @@ mod tests;
 pub use error::{EngineError, Result};
 pub use execute::{
     BatchRamp, Control, MAX_BATCH, MIN_ATTEMPTS, MigrationHandle, ROLLBACK_THRESHOLD,
-    WHOLE_FILE_BATCH_BUDGET, batch_sizes, delete_order, exceeds_failure_limit, follow, prepare,
-    run, start, start_prepared, start_with_stores,
+    WHOLE_FILE_BATCH_BUDGET, batch_sizes, exceeds_failure_limit, follow, prepare, run, start,
+    start_prepared, start_with_stores,
 };
+pub use item_loops::delete_order;
 pub use plan::{Prepared, plan};
 pub use recovery::{
     backup, cleanup, detail, history, restore, restore_plan, restore_with, resume, resume_with,

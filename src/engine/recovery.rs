@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope;
 use crate::engine::audit;
-use crate::engine::backup::{self, BackupKey};
+use crate::engine::backup_file::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::execute::{
     self, Control, MigrationKeys, Run, cleanup_items, migration_backup_key, planned_items, undo_all,
@@ -16,7 +16,6 @@ use crate::engine::execute::{
 use crate::engine::fingerprint;
 use crate::engine::inventory::now_ms;
 use crate::engine::journal::{Journal, PlannedAction, Record, Totals, UndoOutcome};
-use crate::engine::memstore::MemStore;
 use crate::engine::plan;
 use crate::engine::replan;
 use crate::engine::session::{self, Recovered, Use};
@@ -26,7 +25,9 @@ use crate::engine::types::{
     MigrationRequest, MigrationStatus, Report,
 };
 use crate::error::StoreError;
-use crate::store::{self, OpenOptions, Store, StoreSpec};
+use crate::store::memory::MemStore;
+use crate::store::{self, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 /// Every migration in the state dir, oldest first. A folder whose journal
 /// cannot be read is left out (it never hides the others).
@@ -67,7 +68,7 @@ fn load_backup(
     state: &State,
     keys: &MigrationKeys,
     file: Option<&Path>,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BTreeMap<CredentialId, Credential>> {
     let Some(path) = file else {
         return Ok(BTreeMap::new());
@@ -82,14 +83,14 @@ fn load_backup(
     } else {
         let main = state.backup.clone().unwrap_or_else(|| path.to_path_buf());
         let key = migration_backup_key(state, &main, opts)?;
-        backup::read(path, &key, opts)?
+        backup_file::read(path, &key, opts)?
     };
     Ok(creds.into_iter().map(|c| (c.id.clone(), c)).collect())
 }
 
 /// Read back what a migration wrote and compare it with the journal's
 /// fingerprints (value, and metadata when the target keeps it).
-pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn verify(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     let st = State::load(state_dir, id)?;
     // Verify reads the target; the source is held shared when it is there
     // so no cleanup or other writer runs beside it.
@@ -174,7 +175,7 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
 /// Delete from the source the items a finished migration verified (or
 /// finish a cleanup that was interrupted). The caller must have the
 /// user's consent.
-pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     let st = State::load(state_dir, id)?;
     let interrupted_cleanup = st.cleanup == Some(false) && st.finished.is_some();
     match st.status() {
@@ -251,7 +252,7 @@ fn audit_action(
 ) {
     let _ = audit::append(
         state_dir,
-        audit::Entry {
+        audit::AuditEntry {
             action,
             from: Some(st.from.clone()),
             to: Some(st.to.clone()),
@@ -273,14 +274,14 @@ pub fn status_word(s: MigrationStatus) -> &'static str {
 
 /// Finish an interrupted (or failed) migration: items not yet verified are
 /// written and read back. Idempotent: a completed migration is reported as is.
-pub fn resume(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn resume(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     resume_with(state_dir, id, opts, &Control::default())
 }
 
 pub fn resume_with(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     ctl: &Control,
 ) -> Result<Report> {
     let st = State::load(state_dir, id)?;
@@ -390,14 +391,14 @@ pub fn resume_with(
 
 /// Undo a migration: put back source items cleanup deleted, remove what it
 /// wrote, restore what it overwrote from the backup. Idempotent.
-pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     rollback_with(state_dir, id, opts, &Control::default())
 }
 
 pub fn rollback_with(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     ctl: &Control,
 ) -> Result<Report> {
     let st = State::load(state_dir, id)?;
@@ -511,7 +512,7 @@ pub enum RecoveryOp {
 pub fn start_recovery(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     op: RecoveryOp,
 ) -> Result<execute::MigrationHandle> {
     let dir = state::migration_dir(state_dir, id);
@@ -554,9 +555,9 @@ pub fn backup(
     source: &dyn Store,
     out: &Path,
     key_out: KeyOut<'_>,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BackupSummary> {
-    if backup::sealing_passphrase(opts).is_none()
+    if backup_file::sealing_passphrase(opts).is_none()
         && let Some(k) = &opts.key_file
         && same_file(k, out)
     {
@@ -566,7 +567,7 @@ pub fn backup(
             out.display()
         )));
     }
-    if backup::sealing_passphrase(opts).is_none()
+    if backup_file::sealing_passphrase(opts).is_none()
         && opts.key_file.is_none()
         && let KeyOut::At(k) = key_out
         && same_file(k, out)
@@ -580,9 +581,13 @@ pub fn backup(
     let locks = session::read_only(source)?;
     let scan = source.read_all()?;
     // A passphrase that fails the rule for new ones seals nothing new.
-    let key_file = match (backup::sealing_passphrase(opts), &opts.key_file, key_out) {
+    let key_file = match (
+        backup_file::sealing_passphrase(opts),
+        &opts.key_file,
+        key_out,
+    ) {
         (Some(p), _, _) => {
-            backup::write(
+            backup_file::write(
                 out,
                 &scan.credentials,
                 &BackupKey::Passphrase(p.clone()),
@@ -591,13 +596,13 @@ pub fn backup(
             None
         }
         (None, Some(k), _) => {
-            backup::write(out, &scan.credentials, &BackupKey::KeyFile(k.clone()), opts)?;
+            backup_file::write(out, &scan.credentials, &BackupKey::KeyFile(k.clone()), opts)?;
             None
         }
         (None, None, KeyOut::At(k)) => {
             crate::crypto::kdf::generate_key_file(k)?;
             if let Err(e) =
-                backup::write(out, &scan.credentials, &BackupKey::KeyFile(k.into()), opts)
+                backup_file::write(out, &scan.credentials, &BackupKey::KeyFile(k.into()), opts)
             {
                 let _ = std::fs::remove_file(k);
                 return Err(e.into());
@@ -606,16 +611,16 @@ pub fn backup(
         }
         (None, None, KeyOut::Kept(state_dir)) => {
             // The key's name is the backup's id, known once it is sealed.
-            let dir = backup::kept_keys_dir(state_dir);
+            let dir = backup_file::kept_keys_dir(state_dir);
             let pending = dir.join(format!(".new-{}-{}.key", std::process::id(), now_ms()));
             crate::crypto::kdf::generate_key_file(&pending)?;
-            let kept = backup::write(
+            let kept = backup_file::write(
                 out,
                 &scan.credentials,
                 &BackupKey::KeyFile(pending.clone()),
                 opts,
             )
-            .and_then(|()| backup::kept_key_for(state_dir, out))
+            .and_then(|()| backup_file::kept_key_for(state_dir, out))
             .and_then(|kept| {
                 std::fs::rename(&pending, &kept)
                     .and_then(|()| crate::fsutil::fsync_dir(&dir))
@@ -649,7 +654,7 @@ pub fn restore(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<Report> {
     restore_with(backup_file, target, state_dir, opts, ConflictPolicy::Skip)
 }
@@ -658,10 +663,10 @@ pub fn restore(
 fn backup_source(
     backup_file: &Path,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<(StoreSpec, Box<dyn Store>)> {
-    let key = backup::existing_key_in(backup_file, Some(state_dir), opts)?;
-    let creds = backup::read(backup_file, &key, opts)?;
+    let key = backup_file::existing_key_in(backup_file, Some(state_dir), opts)?;
+    let creds = backup_file::read(backup_file, &key, opts)?;
     let spec = StoreSpec::Encrypted(backup_file.to_path_buf());
     Ok((spec.clone(), Box::new(MemStore::new(spec, creds, false))))
 }
@@ -672,7 +677,7 @@ pub fn restore_plan(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     policy: ConflictPolicy,
 ) -> Result<crate::engine::types::Plan> {
     let (_, source) = backup_source(backup_file, state_dir, opts)?;
@@ -691,7 +696,7 @@ pub fn restore_with(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     policy: ConflictPolicy,
 ) -> Result<Report> {
     let (spec, source) = backup_source(backup_file, state_dir, opts)?;

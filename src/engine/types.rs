@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::credential::{CredentialId, Kind};
 use crate::engine::journal::{JournalEvent, UndoOutcome};
-use crate::store::{Capability, LocationError, StoreSpec};
+use crate::store::{Capability, LocationError, StoreIdentity, StoreSpec};
 
 /// `20261123T004512Z-3fa9c1`: sorts by start time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -34,6 +34,22 @@ pub enum ConflictPolicy {
 pub struct StoreReport {
     pub spec: StoreSpec,
     pub capability: Capability,
+    /// What the spec names, as far as the probe could tell without
+    /// connecting ([`crate::store::offline_identity`]): the wizard tells two
+    /// specs of one store apart with it, without touching the file system.
+    #[serde(skip)]
+    pub location: Option<StoreIdentity>,
+}
+
+impl StoreReport {
+    /// Whether both reports name one store (the same file under another
+    /// name or scheme, ...), as their probes saw it.
+    pub fn same_location(&self, other: &StoreReport) -> bool {
+        match (&self.location, &other.location) {
+            (Some(a), Some(b)) => a.same_store(b),
+            _ => false,
+        }
+    }
 }
 
 /// Inventory status of one source item.

@@ -13,9 +13,10 @@ use crate::engine::{
     self, ConflictPolicy, MigrationDetail, MigrationId, MigrationRequest, Prepared, Progress,
     Report,
 };
-use crate::store::{self, OpenOptions, StoreSpec};
+use crate::store::{self, StoreSpec};
 use crate::tui::app::{Executor, Sink};
-use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TaskError, TimelineEntry};
+use crate::unlock::KeyOptions;
+use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TaskError, TimelineRow};
 
 /// The running migration's cancel flag, and whether a cancel came before
 /// the engine had handed it over.
@@ -26,7 +27,7 @@ struct Slot {
 }
 
 pub struct EngineExecutor {
-    pub opts: OpenOptions,
+    pub opts: KeyOptions,
     pub state_dir: PathBuf,
     /// Cancels the running migration, when there is one.
     cancel: Arc<Mutex<Slot>>,
@@ -36,7 +37,7 @@ pub struct EngineExecutor {
 }
 
 impl EngineExecutor {
-    pub fn new(opts: OpenOptions, state_dir: PathBuf) -> Self {
+    pub fn new(opts: KeyOptions, state_dir: PathBuf) -> Self {
         EngineExecutor {
             opts,
             state_dir,
@@ -285,7 +286,7 @@ impl EngineExecutor {
 /// Put a migration's backup back where it came from (its source, which the
 /// confirmation named). A value changed there since the backup is a
 /// conflict and stays: the restore never overwrites it.
-fn restore(dir: &Path, id: &MigrationId, opts: &OpenOptions) -> engine::Result<Report> {
+fn restore(dir: &Path, id: &MigrationId, opts: &KeyOptions) -> engine::Result<Report> {
     let d = engine::detail(dir, id)?;
     let backup = d
         .backup
@@ -311,7 +312,7 @@ fn detail_view(d: MigrationDetail) -> Detail {
             if let Some(x) = &t.detail {
                 what.push_str(&format!(": {x}"));
             }
-            TimelineEntry { at: t.at, what }
+            TimelineRow { at: t.at, what }
         })
         .collect();
     Detail {

@@ -34,10 +34,10 @@ mod verify;
 pub use assess::{AssessState, Pick};
 pub use cleanup::CleanupState;
 pub use dryrun::DryRunState;
-pub use execute::{ItemOutcome, LOG_TAIL, LogLine, PlanIndex, Run};
+pub use execute::{ItemOutcome, LOG_TAIL, LogLine, PlanIndex, RunState};
 pub use inventory::{InventoryState, REVEAL_MS, Revealed};
 pub use passphrase::{MIN_PASSPHRASE, PassphraseMode, PassphraseState, Strength, strength};
-pub use recovery::{Detail, RecoveryAction, RecoveryState, TimelineEntry};
+pub use recovery::{Detail, RecoveryAction, RecoveryState, TimelineRow};
 pub use verify::VerifyState;
 
 /// The product rule (more than this share of failed items rolls back) is
@@ -316,7 +316,7 @@ pub struct Wizard {
     pub inventory: InventoryState,
     pub dry_run: DryRunState,
     pub passphrase: PassphraseState,
-    pub run: Run,
+    pub run: RunState,
     pub verify: VerifyState,
     pub cleanup: CleanupState,
     pub recovery: RecoveryState,
@@ -347,7 +347,7 @@ impl Wizard {
             assess: AssessState::default(),
             inventory: InventoryState::default(),
             dry_run: DryRunState::default(),
-            run: Run::default(),
+            run: RunState::default(),
             verify: VerifyState::default(),
             cleanup: CleanupState::default(),
             recovery: RecoveryState::default(),

@@ -29,12 +29,12 @@ impl RecoveryAction {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detail {
     pub entry: HistoryEntry,
-    pub timeline: Vec<TimelineEntry>,
+    pub timeline: Vec<TimelineRow>,
     pub backup: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimelineEntry {
+pub struct TimelineRow {
     /// Already formatted (`2026-11-23 00:45:12`).
     pub at: String,
     pub what: String,

@@ -2,6 +2,8 @@
 //! area, sharing `support` (and so one PostgreSQL server and one keyring
 //! daemon per run). `cargo test --test it AREA::` runs one area.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -17,9 +17,7 @@ use credshift::store::{Capability, LocationError, StoreSpec};
 use credshift::tui::app::App;
 use credshift::tui::screens;
 use credshift::tui::theme::Theme;
-use credshift::wizard::{
-    Config, Detail, Effect, Event, RecoveryAction, Step, TimelineEntry, Wizard,
-};
+use credshift::wizard::{Config, Detail, Effect, Event, RecoveryAction, Step, TimelineRow, Wizard};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -118,6 +116,7 @@ fn reports() -> Vec<StoreReport> {
         StoreReport {
             spec: source(),
             capability: cap(Some(8)),
+            location: None,
         },
         StoreReport {
             spec: spec("modelforge:/home/user/.config/model-forge/config.json"),
@@ -127,16 +126,19 @@ fn reports() -> Vec<StoreReport> {
                 ],
                 ..cap(Some(2))
             },
+            location: None,
         },
         StoreReport {
             spec: spec("dotenv:.env"),
             capability: Capability::unavailable(".env: not found"),
+            location: None,
         },
         StoreReport {
             spec: spec("keyring:credshift"),
             capability: Capability::unavailable(
                 "no Secret Service on the session bus: the keyring is missing or locked",
             ),
+            location: None,
         },
         StoreReport {
             spec: target(),
@@ -145,6 +147,7 @@ fn reports() -> Vec<StoreReport> {
                 exists: false,
                 ..cap(None)
             },
+            location: None,
         },
     ]
 }
@@ -306,7 +309,7 @@ fn history() -> Vec<HistoryEntry> {
 }
 
 fn detail() -> Detail {
-    let t = |at: &str, what: &str| TimelineEntry {
+    let t = |at: &str, what: &str| TimelineRow {
         at: at.into(),
         what: what.into(),
     };
@@ -1015,13 +1018,14 @@ fn the_event_loop_runs_a_whole_migration_on_a_test_backend() {
 /// and the wizard probe it: the real warning text, not a made-up one.
 fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
     use credshift::credential::Credential;
-    use credshift::store::{self, OpenOptions};
+    use credshift::store::{self};
+    use credshift::unlock::KeyOptions;
     let spec = spec(&format!("encrypted:{}", dir.join("vault.enc").display()));
-    let with = OpenOptions {
+    let with = KeyOptions {
         passphrase: Some(Secret::new("correct horse battery")),
         kdf_iterations: 2000,
         allow_weak_kdf: true,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     store::open(&spec, &with)
         .unwrap()
@@ -1031,9 +1035,9 @@ fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
             "value-0123456789abcdef",
         ))
         .unwrap();
-    let without = OpenOptions {
+    let without = KeyOptions {
         allow_weak_kdf: true,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let capability = store::open(&spec, &without).unwrap().probe();
     assert!(
@@ -1043,7 +1047,11 @@ fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
             .is_some_and(|w| w.contains("sealed with a passphrase")),
         "{capability:?}"
     );
-    StoreReport { spec, capability }
+    StoreReport {
+        spec,
+        capability,
+        location: None,
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Undo (rollback) and source cleanup: the item loops that `migrate`,
-//! `resume`, `rollback` and `cleanup` share. Moved out of `execute.rs`.
+//! `resume`, `rollback` and `cleanup` share.
 
 use std::collections::{BTreeMap, HashMap};
 
