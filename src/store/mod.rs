@@ -280,8 +280,8 @@ pub trait Store: Send + Sync {
     /// Laravel), one read-modify-rewrite of a file under the store's lock
     /// (dotenv, encrypted, bundle, model-forge, a prompttrain dir's file),
     /// Vault's check-and-set patch on the version compared, the keyring
-    /// item compared (see its window there). The in-memory store uses this
-    /// default.
+    /// item compared (see its window there), the in-memory map under its
+    /// lock.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         delete_if_unchanged_by_reading(self, expected)
     }
