@@ -267,6 +267,8 @@ fn report(rolled_back: bool, failed: usize) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        status: None,
+        cancelled: false,
     }
 }
 

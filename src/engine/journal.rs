@@ -172,6 +172,13 @@ pub enum Record {
     RolledBack {
         complete: bool,
     },
+    /// A partial rollback the user asked for (`rollback --only GLOB`):
+    /// these ids are undone next (one `undone` each); the others stay
+    /// migrated and the migration keeps its status.
+    RollbackPart {
+        pattern: String,
+        ids: Vec<CredentialId>,
+    },
     Finished {
         status: MigrationStatus,
         #[serde(flatten)]
@@ -219,6 +226,7 @@ impl Record {
             Record::Undone { .. } => "undone",
             Record::UndoFailed { .. } => "undo_failed",
             Record::RolledBack { .. } => "rolled_back",
+            Record::RollbackPart { .. } => "rollback_part",
             Record::Finished { .. } => "finished",
             Record::Resumed => "resumed",
             Record::Replanned { .. } => "replanned",

@@ -73,6 +73,7 @@ pub mod error;
 pub mod execute;
 pub mod fingerprint;
 pub mod inventory;
+pub mod items;
 pub mod journal;
 pub mod lock;
 pub mod memstore;
@@ -94,7 +95,8 @@ pub use execute::{
 };
 pub use plan::{Prepared, plan};
 pub use recovery::{
-    backup, cleanup, detail, history, restore, restore_plan, restore_with, resume, resume_with,
-    rollback, rollback_with, status_word, verify,
+    RecoveryOp, backup, cleanup, detail, history, restore, restore_plan, restore_with, resume,
+    resume_with, rollback, rollback_only, rollback_with, start_recovery, start_restore,
+    status_word, verify, verify_with,
 };
 pub use types::*;

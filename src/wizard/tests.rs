@@ -401,6 +401,8 @@ fn report(rolled_back: bool) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        status: None,
+        cancelled: false,
     }
 }
 
