@@ -3,7 +3,7 @@
 //! the UI thread except bookkeeping.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -11,7 +11,7 @@ use std::thread;
 use crate::credential::CredentialId;
 use crate::engine::{
     self, ConflictPolicy, MigrationDetail, MigrationId, MigrationRequest, Prepared, Progress,
-    Report,
+    RecoveryOp,
 };
 use crate::store::{self, OpenOptions, StoreSpec};
 use crate::tui::app::{Executor, Sink};
@@ -201,25 +201,62 @@ impl Executor for EngineExecutor {
                     Ok(Event::DetailLoaded(Box::new(detail_view(d))))
                 });
             }
-            Effect::Recover { action, id } => {
-                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                spawn(sink, Task::Recovery, move || {
-                    let r = match action {
-                        RecoveryAction::Resume => engine::resume(&dir, &id, &opts),
-                        RecoveryAction::Rollback => engine::rollback(&dir, &id, &opts),
-                        RecoveryAction::Verify => engine::verify(&dir, &id, &opts),
-                        RecoveryAction::Restore => restore(&dir, &id, &opts),
-                    }
-                    .map_err(|e| e.to_string())?;
-                    Ok(Event::RecoveryFinished(Box::new(r)))
-                });
-            }
+            Effect::Recover { action, id } => self.recover(action, id, sink),
             Effect::Exit(_) => {}
         }
     }
 }
 
 impl EngineExecutor {
+    /// Hand the running operation's cancel flag to the slot (honouring a
+    /// cancel that came before it).
+    fn arm_cancel(cancel: &Mutex<Slot>, handle: &engine::MigrationHandle) {
+        let early_cancel = match cancel.lock() {
+            Ok(mut slot) => {
+                slot.flag = Some(handle.cancel_flag());
+                slot.requested
+            }
+            Err(_) => false,
+        };
+        if early_cancel {
+            handle.cancel();
+        }
+    }
+
+    /// A recovery action on the engine's handle, like a migration: its
+    /// progress forwarded as events, cancel through the same slot, the
+    /// report once the worker joined (its locks released).
+    fn recover(&mut self, action: RecoveryAction, id: MigrationId, sink: &Sink) {
+        let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+        let cancel = self.cancel.clone();
+        if let Ok(mut slot) = cancel.lock() {
+            *slot = Slot::default();
+        }
+        let op = match action {
+            RecoveryAction::Resume => RecoveryOp::Resume,
+            RecoveryAction::Rollback => RecoveryOp::Rollback,
+            RecoveryAction::Verify => RecoveryOp::Verify,
+            RecoveryAction::Restore => RecoveryOp::Restore,
+        };
+        let sink2 = sink.clone();
+        spawn(sink, Task::Recovery, move || {
+            // A restore opens its backup here (a key derivation): on this
+            // worker thread, never the UI's.
+            let handle = engine::start_recovery(&dir, &id, &opts, op).map_err(|e| e.to_string())?;
+            Self::arm_cancel(&cancel, &handle);
+            for p in handle.events.iter() {
+                if !matches!(p, Progress::Finished(_)) {
+                    sink2.send(Event::Progress(vec![p]));
+                }
+            }
+            let report = handle.join().map_err(|e| e.to_string());
+            if let Ok(mut slot) = cancel.lock() {
+                slot.flag = None;
+            }
+            Ok(Event::RecoveryFinished(Box::new(report?)))
+        });
+    }
+
     /// Start the migration; a forwarding thread turns its progress into
     /// events until the worker is done.
     fn start(
@@ -259,16 +296,7 @@ impl EngineExecutor {
             let target = store::open(&req.to, &opts).map_err(|e| e.to_string())?;
             let handle = engine::start_prepared(req, prepared, source, target, &dir, &opts)
                 .map_err(|e| e.to_string())?;
-            let early_cancel = match cancel.lock() {
-                Ok(mut slot) => {
-                    slot.flag = Some(handle.cancel_flag());
-                    slot.requested
-                }
-                Err(_) => false,
-            };
-            if early_cancel {
-                handle.cancel();
-            }
+            Self::arm_cancel(&cancel, &handle);
             sink2.send(Event::MigrationStarted {
                 id: handle.id.clone(),
             });
@@ -288,34 +316,22 @@ impl EngineExecutor {
     }
 }
 
-/// Put a migration's backup back where it came from (its source, which the
-/// confirmation named). A value changed there since the backup is a
-/// conflict and stays: the restore never overwrites it.
-fn restore(dir: &Path, id: &MigrationId, opts: &OpenOptions) -> engine::Result<Report> {
-    let d = engine::detail(dir, id)?;
-    let backup = d
-        .backup
-        .ok_or_else(|| engine::EngineError::Refused(format!("migration {id} has no backup")))?;
-    let to: StoreSpec = d
-        .entry
-        .from
-        .parse()
-        .map_err(|e: store::BadSpec| engine::EngineError::Refused(e.to_string()))?;
-    engine::restore(&backup, &to, dir, opts)
-}
-
 /// The engine's migration detail as the recovery screen shows it.
 fn detail_view(d: MigrationDetail) -> Detail {
     let timeline = d
         .timeline
         .into_iter()
         .map(|t| {
-            let mut what = t.event.replace('_', " ");
+            let mut what = format!("#{} {}", t.seq, t.event.replace('_', " "));
             if let Some(id) = &t.id {
                 what.push_str(&format!(" {id}"));
             }
             if let Some(x) = &t.detail {
                 what.push_str(&format!(": {x}"));
+            }
+            if t.ids.len() > 1 {
+                let ids: Vec<String> = t.ids.iter().map(ToString::to_string).collect();
+                what.push_str(&format!(" [{}]", ids.join(", ")));
             }
             TimelineEntry { at: t.at, what }
         })
@@ -324,5 +340,9 @@ fn detail_view(d: MigrationDetail) -> Detail {
         entry: d.entry,
         timeline,
         backup: d.backup,
+        items: d.items,
+        needs_passphrase: d.needs_passphrase,
+        rollback_began: d.rollback_began,
+        on_conflict: d.on_conflict,
     }
 }

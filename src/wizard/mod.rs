@@ -34,7 +34,10 @@ pub use dryrun::DryRunState;
 pub use execute::{ItemOutcome, LOG_TAIL, LogLine, PlanIndex, Run};
 pub use inventory::{InventoryState, REVEAL_MS, Revealed};
 pub use passphrase::{MIN_PASSPHRASE, PassphraseMode, PassphraseState, Strength, strength};
-pub use recovery::{Detail, RecoveryAction, RecoveryState, TimelineEntry};
+pub use recovery::{
+    Detail, ItemCounts, Pane, RecoveryAction, RecoveryProgress, RecoveryState, TimelineEntry,
+    result_line, status_text, store_name,
+};
 pub use verify::VerifyState;
 
 /// The product rule (more than this share of failed items rolls back) is
@@ -96,6 +99,8 @@ impl Step {
 pub enum Confirm {
     /// Quit while a migration runs: cancels and rolls back first.
     QuitWhileRunning,
+    /// Quit while a recovery action runs: it stops after the batch at hand.
+    QuitWhileRecovering { action: RecoveryAction },
     /// Delete verified items from the source.
     DeleteSource { count: usize },
     Recovery {
@@ -354,9 +359,16 @@ impl Wizard {
         self.step == Step::Execute && self.run.report.is_none()
     }
 
+    /// Whether a recovery action (resume, rollback, verify, restore) runs.
+    pub fn recovering(&self) -> bool {
+        self.recovery.running.is_some()
+    }
+
     /// Whether keys go to a text field instead of the keymap's commands.
     pub fn text_input(&self) -> bool {
-        (self.step == Step::Passphrase || (self.step == Step::Inventory && self.inventory.editing))
+        (self.step == Step::Passphrase
+            || (self.step == Step::Inventory && self.inventory.editing)
+            || (self.step == Step::Detail && self.recovery.filtering))
             && self.confirm.is_none()
             && !self.help
     }
@@ -409,6 +421,9 @@ impl Wizard {
                 self.run.id = Some(id);
                 return vec![];
             }
+            Event::Progress(batch) if self.recovering() => {
+                return self.on_recovery_progress(batch);
+            }
             Event::Progress(batch) => return self.on_progress(batch),
             Event::Verified(report) => {
                 self.busy = None;
@@ -440,16 +455,7 @@ impl Wizard {
                 }
                 return vec![];
             }
-            Event::RecoveryFinished(report) => {
-                self.busy = None;
-                self.recovery.result = Some(*report);
-                return match &self.recovery.detail {
-                    Some(d) => vec![Effect::LoadDetail {
-                        id: d.entry.id.clone(),
-                    }],
-                    None => vec![],
-                };
-            }
+            Event::RecoveryFinished(report) => return self.on_recovery_finished(*report),
             Event::Revealed { id, secret } => {
                 if self.step == Step::Inventory && self.current_item_id().as_ref() == Some(&id) {
                     self.inventory.revealed = Some(Revealed {
@@ -462,6 +468,10 @@ impl Wizard {
             }
             Event::Failed { task, message } => return self.on_failed(task, message),
             Event::Terminate => {
+                if self.recovering() {
+                    self.confirm = None;
+                    return self.cancel_recovery_and_quit();
+                }
                 if self.running() {
                     self.confirm = None;
                     self.run.quit_after = true;
@@ -517,6 +527,10 @@ impl Wizard {
     }
 
     fn quit(&mut self) -> Vec<Effect> {
+        if let Some(action) = self.recovery.running {
+            self.confirm = Some(Confirm::QuitWhileRecovering { action });
+            return vec![];
+        }
         if self.running() {
             self.confirm = Some(Confirm::QuitWhileRunning);
             return vec![];
@@ -547,11 +561,8 @@ impl Wizard {
                         }
                         None => vec![],
                     },
-                    Confirm::Recovery { action, id } => {
-                        self.busy = Some(format!("Working: {} {id}…", action.label()));
-                        self.recovery.result = None;
-                        vec![Effect::Recover { action, id }]
-                    }
+                    Confirm::QuitWhileRecovering { .. } => self.cancel_recovery_and_quit(),
+                    Confirm::Recovery { action, .. } => self.start_recovery(action),
                 }
             }
             Event::No | Event::Back | Event::Quit => {
@@ -581,6 +592,7 @@ impl Wizard {
             Task::Reveal => {
                 self.inventory.revealed = None;
             }
+            Task::Recovery => return self.on_recovery_failed(message),
             Task::History if self.step != Step::History => {
                 // The first screen only uses the history for a hint.
                 return vec![];

@@ -619,6 +619,10 @@ fn recovery_actions_need_confirmation() {
         entry,
         timeline: vec![],
         backup: None,
+        items: vec![],
+        needs_passphrase: false,
+        rollback_began: false,
+        on_conflict: crate::engine::types::ConflictPolicy::Skip,
     })));
     assert_eq!(w.step, Step::Detail);
     // No backup: restore is refused outright.
