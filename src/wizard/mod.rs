@@ -25,6 +25,8 @@ mod inventory;
 mod passphrase;
 mod recovery;
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
 mod verify;
 
