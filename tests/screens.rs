@@ -331,6 +331,25 @@ fn detail() -> Detail {
         backup: Some(PathBuf::from(format!(
             "{STATE}/{MIGRATION}/backup.credshift"
         ))),
+        items: ids()
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| credshift::engine::items::ItemView {
+                id,
+                action: "copy".into(),
+                state: if i < 3 {
+                    credshift::engine::items::ItemState::Verified
+                } else {
+                    credshift::engine::items::ItemState::Planned
+                },
+                reason: None,
+                source: credshift::engine::items::SourceState::Kept,
+                batch: None,
+            })
+            .collect(),
+        needs_passphrase: false,
+        rollback_began: false,
+        on_conflict: ConflictPolicy::Skip,
     }
 }
 
@@ -846,11 +865,12 @@ fn recovery_screens() {
     r.copied = 3;
     ev(&mut app2, Event::RecoveryFinished(Box::new(r)));
     snap("12-recovery-result", &app2);
-    for (k, action) in [
-        ('r', RecoveryAction::Resume),
-        ('v', RecoveryAction::Verify),
-        ('t', RecoveryAction::Restore),
-    ] {
+    // An interrupted migration whose cleanup never ran: no restore.
+    let mut a = at_detail();
+    assert!(keys(&mut a, &[KeyCode::Char('t')]).is_empty());
+    assert!(a.wizard.confirm.is_none());
+    assert!(a.wizard.error.as_deref().unwrap().contains("deleted none"));
+    for (k, action) in [('r', RecoveryAction::Resume), ('v', RecoveryAction::Verify)] {
         let mut a = at_detail();
         assert!(keys(&mut a, &[KeyCode::Char(k)]).is_empty());
         let fx = keys(&mut a, &[KeyCode::Char('y')]);

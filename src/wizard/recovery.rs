@@ -348,7 +348,7 @@ impl RecoveryState {
 /// One line saying what a finished action did, from its report (the
 /// journal's counts).
 pub fn result_line(action: RecoveryAction, r: &Report) -> String {
-    let status = r.status.map_or("", status_text);
+    let status = r.status.map_or("as the journal says", status_text);
     let stopped = if r.cancelled {
         "cancelled after the batch at hand: "
     } else {

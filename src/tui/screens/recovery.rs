@@ -100,21 +100,26 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     if !small {
         info.push(kv("backup ", backup, area.width, t));
     }
-    let counts = format!(
-        "{} items: {} verified · {} failed · {} not yet written · {} in flight · {} skipped · \
-         {} conflicts · {} rolled back · {} deleted from the source",
-        d.items.len(),
-        c.verified,
-        c.failed,
-        c.planned,
-        c.written,
-        c.skipped,
-        c.conflict,
-        c.rolled_back,
-        c.source_deleted
-    );
+    // Only the states some item is in: short enough for one line at 60
+    // columns in the usual cases, wrapped (never cut) otherwise.
+    let parts: Vec<String> = [
+        (c.verified, "verified"),
+        (c.failed, "failed"),
+        (c.planned, "not yet written"),
+        (c.written, "written, not checked"),
+        (c.skipped, "skipped"),
+        (c.conflict, "conflicts"),
+        (c.rolled_back, "rolled back"),
+        (c.rollback_failed, "rollback failed"),
+        (c.source_deleted, "deleted from the source"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    let counts = format!("{} items: {}", d.items.len(), parts.join(" · "));
     let width = area.width as usize;
-    for l in widgets::wrap(&counts, width).into_iter().take(2) {
+    for l in widgets::wrap(&counts, width) {
         info.push(Line::styled(l, t.dim()));
     }
     // The action running, or the last one's result (it replaces the one

@@ -124,11 +124,12 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
-/// A dialog box: clears what is below and draws a bordered block.
+/// A dialog box: clears what is below and draws a bordered block. The
+/// body comes wrapped to the inner width (see [`wrap`]), so the caller
+/// sized the box to hold every line.
 pub fn dialog(buf: &mut Buffer, area: Rect, title: &str, body: Vec<Line<'_>>, theme: &Theme) {
     Clear.render(area, buf);
     Paragraph::new(body)
-        .wrap(Wrap { trim: true })
         .block(
             Block::bordered()
                 .title(Span::styled(format!(" {title} "), theme.title()))
