@@ -114,12 +114,14 @@ pub fn items(st: &State) -> Vec<ItemView> {
             let id = &p.id;
             let (state, reason) = if let Some(e) = st.undo_failed.get(id) {
                 (ItemState::RollbackFailed, Some(e.clone()))
+            } else if let Some(e) = st.failed.get(id) {
+                // Failed stays failed after a rollback: its reason is
+                // what support needs.
+                (ItemState::Failed, Some(e.clone()))
             } else if st.undone.contains(id) && st.began(id) {
                 (ItemState::RolledBack, None)
             } else if st.verified.contains(id) {
                 (ItemState::Verified, None)
-            } else if let Some(e) = st.failed.get(id) {
-                (ItemState::Failed, Some(e.clone()))
             } else if st.began(id) {
                 (ItemState::Written, None)
             } else {

@@ -132,7 +132,12 @@ fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buff
                 .collect(),
         ),
     };
-    let width = area.width.saturating_sub(2).min(72);
+    // Narrow screens give the dialog every column.
+    let width = if area.width <= 64 {
+        area.width
+    } else {
+        area.width.saturating_sub(2).min(72)
+    };
     let inner = width.saturating_sub(2) as usize;
     let mut body: Vec<Line> = text
         .iter()

@@ -135,6 +135,10 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
             )
         } else {
             match action {
+                _ if p.total == 0 && p.undone == 0 => format!(
+                    "Starting the {}: opening the stores and the journal…",
+                    action.noun()
+                ),
                 RecoveryAction::Rollback => {
                     format!("Rolling back: {} items undone so far…", p.undone)
                 }
@@ -277,12 +281,7 @@ fn render_items(app: &App, d: &Detail, area: Rect, buf: &mut Buffer) {
     let reason = visible
         .get(cursor)
         .and_then(|&i| d.items[i].reason.clone())
-        .map(|r| {
-            widgets::wrap(
-                &format!("{}: {r}", d.items[visible[cursor]].id),
-                area.width as usize,
-            )
-        })
+        .map(|r| widgets::wrap(&r, area.width as usize))
         .unwrap_or_default();
     let reason_h = (reason.len() as u16).min(area.height.saturating_sub(3) / 2);
     let [list, why] =
