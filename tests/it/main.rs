@@ -9,6 +9,7 @@ mod batch_stores;
 mod cli_basics;
 mod cli_exec;
 mod cli_migrate;
+mod cli_recovery;
 mod cli_status_help;
 mod db_keyring;
 mod dotenv_readers;
