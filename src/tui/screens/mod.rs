@@ -36,7 +36,9 @@ pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
     let fh = widgets::footer_height(&keys, area.width);
     let status_h = match (&w.error, &w.busy) {
         (Some(_), _) if w.step == Step::Done => 0,
-        (Some(e), _) => (((e.chars().count() + 7) / area.width.max(1) as usize) + 1).min(3) as u16,
+        // The whole message, wrapped (never cut), up to a third of the screen.
+        (Some(e), _) => (widgets::wrap(&format!("error: {e}"), area.width as usize).len() as u16)
+            .min((area.height / 3).max(1)),
         (None, Some(_)) => 1,
         (None, None) => 0,
     };
@@ -63,12 +65,18 @@ pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
         Step::Detail => recovery::render_detail(app, body, buf),
     }
     if let Some(e) = &w.error {
-        Paragraph::new(Line::from(vec![
-            Span::styled("error: ", t.bad()),
-            Span::raw(e.as_str()),
-        ]))
-        .wrap(Wrap { trim: true })
-        .render(status, buf);
+        let lines: Vec<Line> = widgets::wrap(&format!("error: {e}"), area.width as usize)
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| match (i, l.strip_prefix("error: ")) {
+                (0, Some(rest)) => Line::from(vec![
+                    Span::styled("error: ", t.bad()),
+                    Span::raw(rest.to_string()),
+                ]),
+                _ => Line::from(l),
+            })
+            .collect();
+        Paragraph::new(lines).render(status, buf);
     } else if let Some(b) = &w.busy {
         Paragraph::new(Line::styled(b.as_str(), t.dim())).render(status, buf);
     }
@@ -207,7 +215,12 @@ fn help(w: &Wizard, t: &Theme, area: Rect, buf: &mut Buffer) {
         .map(|(k, _)| k.chars().count())
         .max()
         .unwrap_or(4);
-    let width = area.width.saturating_sub(2).min(64);
+    // Narrow screens give the help every column.
+    let width = if area.width <= 64 {
+        area.width
+    } else {
+        area.width.saturating_sub(2).min(64)
+    };
     let inner = width.saturating_sub(2) as usize;
     let room = inner.saturating_sub(kw + 2).max(8);
     let mut body: Vec<Line> = Vec::new();
@@ -221,8 +234,23 @@ fn help(w: &Wizard, t: &Theme, area: Rect, buf: &mut Buffer) {
             ]));
         }
     }
-    body.push(Line::from(""));
-    for l in widgets::wrap(help_note(w), inner) {
+    let note = widgets::wrap(help_note(w), inner);
+    if body.len() + note.len() + 3 > area.height as usize {
+        // Too short for a table: the keys as one wrapped paragraph, so
+        // every key and the closing sentence still show whole.
+        let flow: Vec<String> = keys
+            .iter()
+            .map(|(k, what)| format!("{k}: {what}"))
+            .collect();
+        body = widgets::wrap(&flow.join(" · "), inner)
+            .into_iter()
+            .map(Line::from)
+            .collect();
+    }
+    if body.len() + note.len() + 3 <= area.height as usize {
+        body.push(Line::from(""));
+    }
+    for l in note {
         body.push(Line::styled(l, t.dim()));
     }
     let rect = widgets::centered(area, width, (body.len() as u16 + 2).min(area.height));
