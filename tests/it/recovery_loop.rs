@@ -242,13 +242,13 @@ impl Loop {
     }
 }
 
-/// Migration ids and times replaced by placeholders (they change per run).
-/// Pattern letters: `d` a digit, `h` a lowercase hex digit; others literal.
+/// Migration ids and times replaced by placeholders (they change per run),
+/// also where a dialog cuts them short. Pattern letters: `d` a digit, `h` a
+/// lowercase hex digit; others literal.
 fn mask(text: &str) -> String {
-    const PATTERNS: [(&str, &str); 3] = [
+    const PATTERNS: [(&str, &str); 2] = [
         ("ddddddddTddddddZ-hhhhhh", "[MIGRATION-ID]"),
-        ("dddd-dd-ddTdd:dd:dd", "[TIME]"),
-        ("dddd-dd-dd dd:dd:dd", "[TIME]"),
+        ("dddd-dd-dd", "[TIME]"),
     ];
     let chars: Vec<char> = text.chars().collect();
     let fits = |at: usize, pat: &str| {
@@ -267,17 +267,17 @@ fn mask(text: &str) -> String {
             out.push_str(with);
             i += pat.chars().count();
             if *with == "[TIME]" {
-                // Fraction and zone, when there.
-                if chars.get(i) == Some(&'.') {
+                // The rest of the time, as much of it as shows.
+                if matches!(chars.get(i), Some('T' | ' '))
+                    && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+                {
                     i += 1;
-                    while chars.get(i).is_some_and(char::is_ascii_digit) {
-                        i += 1;
-                    }
                 }
-                if chars.get(i) == Some(&'Z') {
+                while chars
+                    .get(i)
+                    .is_some_and(|c| c.is_ascii_digit() || matches!(c, ':' | '.' | 'Z'))
+                {
                     i += 1;
-                } else if matches!(chars.get(i), Some('+' | '-')) && fits(i + 1, "dd:dd") {
-                    i += 6;
                 }
             }
             continue;
