@@ -96,7 +96,7 @@ pub use execute::{
 pub use plan::{Prepared, plan};
 pub use recovery::{
     RecoveryOp, backup, cleanup, detail, history, restore, restore_plan, restore_with, resume,
-    resume_with, rollback, rollback_only, rollback_with, start_recovery, start_restore,
-    status_word, verify, verify_with,
+    resume_with, rollback, rollback_only, rollback_with, start_partial_rollback, start_recovery,
+    start_restore, status_word, verify, verify_with,
 };
 pub use types::*;

@@ -438,26 +438,55 @@ pub fn rollback_only(
     pattern: &str,
     ctl: &Control,
 ) -> Result<Report> {
-    rollback_items(state_dir, id, opts, Some(pattern), ctl)
+    rollback_items(state_dir, id, opts, Some(Part::Glob(pattern)), ctl)
+}
+
+/// [`rollback_only`] for the items chosen one by one (the wizard's item
+/// view), on a worker thread: the same handle as every long operation.
+pub fn start_partial_rollback(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &OpenOptions,
+    ids: BTreeSet<CredentialId>,
+) -> Result<execute::MigrationHandle> {
+    let dir = state::migration_dir(state_dir, id);
+    let (state_dir, mid, opts) = (state_dir.to_path_buf(), id.clone(), opts.clone());
+    execute::spawn_job(id.clone(), dir, "rollback", move |ctl| {
+        rollback_items(&state_dir, &mid, &opts, Some(Part::Ids(&ids)), &ctl)
+    })
+}
+
+/// Which items a partial rollback undoes.
+enum Part<'a> {
+    Glob(&'a str),
+    Ids(&'a BTreeSet<CredentialId>),
 }
 
 fn rollback_items(
     state_dir: &Path,
     id: &MigrationId,
     opts: &OpenOptions,
-    pattern: Option<&str>,
+    part: Option<Part<'_>>,
     ctl: &Control,
 ) -> Result<Report> {
     let st = State::load(state_dir, id)?;
     if st.rolled_back == Some(true) {
         return Ok(st.report());
     }
-    let only: Option<BTreeSet<CredentialId>> = pattern.map(|g| {
+    let pattern: Option<String> = part.as_ref().map(|p| match p {
+        Part::Glob(g) => g.to_string(),
+        Part::Ids(ids) => format!("{} items chosen one by one", ids.len()),
+    });
+    let pattern = pattern.as_deref();
+    let only: Option<BTreeSet<CredentialId>> = part.as_ref().map(|p| {
         let at_target = st.begun.iter().filter(|i| !st.undone.contains(*i));
         let deleted = st.delete_begun.iter();
         at_target
             .chain(deleted)
-            .filter(|i| crate::store::faults::glob_match(g, &i.to_string()))
+            .filter(|i| match p {
+                Part::Glob(g) => crate::store::faults::glob_match(g, &i.to_string()),
+                Part::Ids(ids) => ids.contains(*i),
+            })
             .cloned()
             .collect()
     });

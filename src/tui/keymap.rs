@@ -173,10 +173,21 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
                 ("Tab", "items/journal"),
                 ("/", "filter items"),
             ];
+            let offers_rollback = w
+                .recovery
+                .detail
+                .as_ref()
+                .is_some_and(|d| d.refusal(RecoveryAction::Rollback).is_none());
+            if w.recovery.pane == crate::wizard::Pane::Items && offers_rollback {
+                v.push(("Space", "choose for rollback"));
+            }
             // Only the actions that fit the migration's state.
             for a in w.recovery.detail.iter().flat_map(|d| d.actions()) {
                 v.push(match a {
                     RecoveryAction::Resume => ("r", "resume"),
+                    RecoveryAction::Rollback if !w.recovery.chosen.is_empty() => {
+                        ("b", "roll back the chosen")
+                    }
                     RecoveryAction::Rollback => ("b", "roll back"),
                     RecoveryAction::Verify => ("v", "verify"),
                     RecoveryAction::Restore => ("t", "restore backup"),

@@ -10,8 +10,7 @@ use std::thread;
 
 use crate::credential::CredentialId;
 use crate::engine::{
-    self, ConflictPolicy, MigrationDetail, MigrationId, MigrationRequest, Prepared, Progress,
-    RecoveryOp,
+    self, ConflictPolicy, MigrationDetail, MigrationRequest, Prepared, Progress, RecoveryOp,
 };
 use crate::store::{self, OpenOptions, StoreSpec};
 use crate::tui::app::{Executor, Sink};
@@ -174,14 +173,20 @@ impl Executor for EngineExecutor {
             Effect::Verify { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Verify, move || {
-                    let r = engine::verify(&dir, &id, &opts).map_err(|e| e.to_string())?;
+                    let r =
+                        join_quietly(engine::start_recovery(&dir, &id, &opts, RecoveryOp::Verify))?;
                     Ok(Event::Verified(Box::new(r)))
                 });
             }
             Effect::Cleanup { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Cleanup, move || {
-                    let r = engine::cleanup(&dir, &id, &opts).map_err(|e| e.to_string())?;
+                    let r = join_quietly(engine::start_recovery(
+                        &dir,
+                        &id,
+                        &opts,
+                        RecoveryOp::Cleanup,
+                    ))?;
                     Ok(Event::CleanedUp(Box::new(r)))
                 });
             }
@@ -201,7 +206,22 @@ impl Executor for EngineExecutor {
                     Ok(Event::DetailLoaded(Box::new(detail_view(d))))
                 });
             }
-            Effect::Recover { action, id } => self.recover(action, id, sink),
+            Effect::Recover { action, id } => {
+                let op = match action {
+                    RecoveryAction::Resume => RecoveryOp::Resume,
+                    RecoveryAction::Rollback => RecoveryOp::Rollback,
+                    RecoveryAction::Verify => RecoveryOp::Verify,
+                    RecoveryAction::Restore => RecoveryOp::Restore,
+                };
+                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+                self.recover(sink, move || engine::start_recovery(&dir, &id, &opts, op));
+            }
+            Effect::RollbackItems { id, items } => {
+                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+                self.recover(sink, move || {
+                    engine::start_partial_rollback(&dir, &id, &opts, items.into_iter().collect())
+                });
+            }
             Effect::Exit(_) => {}
         }
     }
@@ -226,23 +246,20 @@ impl EngineExecutor {
     /// A recovery action on the engine's handle, like a migration: its
     /// progress forwarded as events, cancel through the same slot, the
     /// report once the worker joined (its locks released).
-    fn recover(&mut self, action: RecoveryAction, id: MigrationId, sink: &Sink) {
-        let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+    fn recover(
+        &mut self,
+        sink: &Sink,
+        start: impl FnOnce() -> engine::Result<engine::MigrationHandle> + Send + 'static,
+    ) {
         let cancel = self.cancel.clone();
         if let Ok(mut slot) = cancel.lock() {
             *slot = Slot::default();
         }
-        let op = match action {
-            RecoveryAction::Resume => RecoveryOp::Resume,
-            RecoveryAction::Rollback => RecoveryOp::Rollback,
-            RecoveryAction::Verify => RecoveryOp::Verify,
-            RecoveryAction::Restore => RecoveryOp::Restore,
-        };
         let sink2 = sink.clone();
         spawn(sink, Task::Recovery, move || {
             // A restore opens its backup here (a key derivation): on this
             // worker thread, never the UI's.
-            let handle = engine::start_recovery(&dir, &id, &opts, op).map_err(|e| e.to_string())?;
+            let handle = start().map_err(|e| e.to_string())?;
             Self::arm_cancel(&cancel, &handle);
             for p in handle.events.iter() {
                 if !matches!(p, Progress::Finished(_)) {
@@ -314,6 +331,14 @@ impl EngineExecutor {
             Ok(Event::Progress(vec![Progress::Finished(Box::new(report?))]))
         });
     }
+}
+
+/// Wait for an operation started on the engine's handle whose progress
+/// the screen does not show (the migration path's verify and cleanup).
+fn join_quietly(h: engine::Result<engine::MigrationHandle>) -> Result<engine::Report, String> {
+    let h = h.map_err(|e| e.to_string())?;
+    for _ in h.events.iter() {}
+    h.join().map_err(|e| e.to_string())
 }
 
 /// The engine's migration detail as the recovery screen shows it.

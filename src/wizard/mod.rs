@@ -109,6 +109,8 @@ pub enum Confirm {
         action: RecoveryAction,
         id: MigrationId,
     },
+    /// Roll back only the items chosen in the item view.
+    RollbackChosen { id: MigrationId, count: usize },
 }
 
 /// How the wizard ended, for the exit code.
@@ -252,6 +254,12 @@ pub enum Effect {
     Recover {
         action: RecoveryAction,
         id: MigrationId,
+    },
+    /// Roll back only these items of the migration (journaled as a
+    /// partial rollback; the rest stays migrated).
+    RollbackItems {
+        id: MigrationId,
+        items: Vec<CredentialId>,
     },
     Exit(Outcome),
 }
@@ -565,6 +573,7 @@ impl Wizard {
                     },
                     Confirm::QuitWhileRecovering { .. } => self.cancel_recovery_and_quit(),
                     Confirm::Recovery { action, .. } => self.start_recovery(action),
+                    Confirm::RollbackChosen { .. } => self.start_partial_rollback(),
                 }
             }
             Event::No | Event::Back | Event::Quit => {

@@ -320,6 +320,10 @@ pub struct RecoveryState {
     pub item_cursor: usize,
     pub filter: String,
     pub filtering: bool,
+    /// Items chosen (Space in the item view) for a partial rollback.
+    pub chosen: std::collections::BTreeSet<CredentialId>,
+    /// The running (or last) rollback was of this many chosen items.
+    pub partial: Option<usize>,
 }
 
 impl RecoveryState {
@@ -347,13 +351,30 @@ impl RecoveryState {
 
 /// One line saying what a finished action did, from its report (the
 /// journal's counts).
-pub fn result_line(action: RecoveryAction, r: &Report) -> String {
+pub fn result_line(action: RecoveryAction, r: &Report, partial: Option<usize>) -> String {
     let status = r.status.map_or("as the journal says", status_text);
     let stopped = if r.cancelled {
         "cancelled after the batch at hand: "
     } else {
         ""
     };
+    if let (RecoveryAction::Rollback, Some(n)) = (action, partial) {
+        return format!(
+            "Rollback of the {n} chosen items {}: {} items remain migrated{}; the migration \
+             is {status}.",
+            if r.cancelled {
+                "cancelled after the item at hand"
+            } else {
+                "done"
+            },
+            r.copied,
+            if r.failures.is_empty() {
+                String::new()
+            } else {
+                format!(", {} could not be undone", r.failures.len())
+            }
+        );
+    }
     match action {
         RecoveryAction::Resume if r.cancelled => format!(
             "Resume {stopped}{} items now verified at the target, {} failed; the migration is \
@@ -450,8 +471,19 @@ impl Wizard {
             return vec![];
         }
         match event {
+            Event::Recovery(RecoveryAction::Rollback)
+                if !self.recovery.chosen.is_empty()
+                    && self.busy.is_none()
+                    && self.recovery.running.is_none() =>
+            {
+                self.ask_partial_rollback()
+            }
             Event::Recovery(action) if self.busy.is_none() && self.recovery.running.is_none() => {
                 self.ask_recovery(action)
+            }
+            Event::Toggle if self.recovery.pane == Pane::Items => {
+                self.toggle_chosen();
+                vec![]
             }
             Event::SwitchPick => {
                 self.recovery.pane = match self.recovery.pane {
@@ -536,11 +568,102 @@ impl Wizard {
         vec![]
     }
 
+    /// Space in the item view: choose (or drop) the item under the cursor
+    /// for a partial rollback; only an item this migration put at the
+    /// target (or deleted from the source) can be chosen.
+    fn toggle_chosen(&mut self) {
+        let Some(d) = &self.recovery.detail else {
+            return;
+        };
+        let visible = self.recovery.visible_items();
+        let Some(&i) = visible.get(self.recovery.item_cursor) else {
+            return;
+        };
+        let it = &d.items[i];
+        let undoable = matches!(
+            it.state,
+            ItemState::Verified | ItemState::Written | ItemState::RollbackFailed
+        ) || matches!(it.source, SourceState::Deleted | SourceState::DeleteBegun);
+        if !undoable {
+            self.error = Some(format!(
+                "{} is {}: nothing of it to roll back",
+                it.id,
+                it.state.word()
+            ));
+            return;
+        }
+        self.error = None;
+        if !self.recovery.chosen.remove(&it.id) {
+            self.recovery.chosen.insert(it.id.clone());
+        }
+    }
+
+    fn ask_partial_rollback(&mut self) -> Vec<Effect> {
+        let Some(d) = &self.recovery.detail else {
+            return vec![];
+        };
+        if let Some(why) = d.refusal(RecoveryAction::Rollback) {
+            self.error = Some(why);
+            return vec![];
+        }
+        if d.needs_passphrase && !self.passphrase.set {
+            // The same passphrase screen; the choice stays.
+            return self.ask_recovery(RecoveryAction::Rollback);
+        }
+        self.confirm = Some(Confirm::RollbackChosen {
+            id: d.entry.id.clone(),
+            count: self.recovery.chosen.len(),
+        });
+        vec![]
+    }
+
+    /// What a partial rollback of the chosen items will do.
+    pub fn partial_rollback_text(&self) -> Vec<String> {
+        let Some(d) = &self.recovery.detail else {
+            return vec![];
+        };
+        let ids: Vec<String> = self.recovery.chosen.iter().map(|i| i.to_string()).collect();
+        let n = ids.len();
+        vec![
+            format!(
+                "Remove only these {n} item{} from {}: {}.",
+                if n == 1 { "" } else { "s" },
+                store_name(&d.entry.to),
+                ids.join(", ")
+            ),
+            "A value they overwrote is put back from the backup.".into(),
+            "The other items stay migrated; the migration keeps its status.".into(),
+            "Journaled as a partial rollback; history --migration-id shows which items \
+             remain migrated."
+                .into(),
+        ]
+    }
+
+    pub(super) fn start_partial_rollback(&mut self) -> Vec<Effect> {
+        let Some(d) = &self.recovery.detail else {
+            return vec![];
+        };
+        let id = d.entry.id.clone();
+        let items: Vec<CredentialId> = std::mem::take(&mut self.recovery.chosen)
+            .into_iter()
+            .collect();
+        self.recovery.partial = Some(items.len());
+        self.recovery.result = None;
+        self.recovery.running = Some(RecoveryAction::Rollback);
+        self.recovery.progress = RecoveryProgress::default();
+        self.recovery.cancel_requested = false;
+        self.error = None;
+        vec![Effect::RollbackItems { id, items }]
+    }
+
     /// The passphrase arrived for a recovery action: back to the detail,
     /// and the action's confirmation.
     pub(super) fn recovery_passphrase_given(&mut self) -> Vec<Effect> {
         self.step = Step::Detail;
         match self.recovery.pending.take() {
+            Some(RecoveryAction::Rollback) if !self.recovery.chosen.is_empty() => {
+                self.ask_partial_rollback()
+            }
             Some(a) => self.ask_recovery(a),
             None => vec![],
         }
@@ -552,6 +675,7 @@ impl Wizard {
         };
         let id = d.entry.id.clone();
         self.recovery.result = None;
+        self.recovery.partial = None;
         self.recovery.running = Some(action);
         self.recovery.progress = RecoveryProgress::default();
         self.recovery.cancel_requested = false;
@@ -589,7 +713,7 @@ impl Wizard {
         self.recovery.done_log.push(format!(
             "{}: {}",
             report.migration_id,
-            result_line(action, &report)
+            result_line(action, &report, self.recovery.partial)
         ));
         let code = if report.cancelled || report.failed > 0 {
             Outcome::Failed

@@ -335,3 +335,28 @@ fn the_items_pane_filters_by_id_state_or_reason() {
     // q is a key again once the filter is kept.
     assert!(!w.text_input());
 }
+
+#[test]
+fn only_items_at_the_target_can_be_chosen_for_a_partial_rollback() {
+    let mut w = at_detail(interrupted(), true);
+    w.handle(Event::SwitchPick);
+    // A (verified) can be chosen; C (planned) cannot, with the reason.
+    w.handle(Event::Toggle);
+    assert_eq!(w.recovery.chosen.len(), 1);
+    w.handle(Event::Down);
+    w.handle(Event::Down);
+    w.handle(Event::Toggle);
+    assert_eq!(w.recovery.chosen.len(), 1);
+    assert!(w.error.as_deref().unwrap().contains("env/C is planned"));
+    w.handle(Event::Recovery(RecoveryAction::Rollback));
+    assert!(matches!(
+        w.confirm,
+        Some(Confirm::RollbackChosen { count: 1, .. })
+    ));
+    let fx = w.handle(Event::Yes);
+    assert!(
+        matches!(fx.as_slice(), [Effect::RollbackItems { items, .. }] if items.len() == 1),
+        "{fx:?}"
+    );
+    assert!(w.recovery.chosen.is_empty());
+}

@@ -524,3 +524,62 @@ fn the_passphrase_is_asked_in_place_for_a_protected_migration() {
     assert_eq!(contents(&c.dst).len(), 5);
     let _ = Path::new(&c.state);
 }
+
+/// Point 7b in the wizard: items chosen in the item view (Space) are
+/// rolled back alone, journaled; the rest stays migrated and the item view
+/// says which.
+#[test]
+fn items_chosen_in_the_item_view_are_rolled_back_alone() {
+    let c = case();
+    let (out, _, stderr) = run(migrate_cmd(&c.state, &c.src, &c.dst, &["--yes"]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let mut l = Loop::new(&c, false);
+    l.open();
+    l.key(KeyCode::Tab);
+    l.key(KeyCode::Down);
+    l.ch(' ');
+    l.key(KeyCode::Down);
+    l.key(KeyCode::Down);
+    l.ch(' ');
+    l.ch('b');
+    assert!(matches!(
+        l.app.wizard.confirm,
+        Some(Confirm::RollbackChosen { count: 2, .. })
+    ));
+    l.snap("26-loop-confirm-rollback-chosen");
+    let text = l.app.wizard.partial_rollback_text().join(" ");
+    assert!(
+        text.contains("Remove only these 2 items") && text.contains("env/BRAVO_KEY, env/DELTA_KEY"),
+        "{text}"
+    );
+    l.confirm_and_wait();
+    l.snap("26-loop-rollback-chosen-result");
+    let s = l.screen();
+    assert!(
+        s.contains("Rollback of the 2 chosen items done: 2 items remain migrated"),
+        "{s}"
+    );
+    let left: Vec<String> = contents(&c.dst).into_keys().collect();
+    assert_eq!(left, ["env/ALPHA_KEY", "env/CHARLIE_KEY", "env/KEEP_KEY"]);
+    assert_eq!(status(&c), "completed");
+    let states: Vec<String> = l
+        .app
+        .wizard
+        .recovery
+        .detail
+        .as_ref()
+        .unwrap()
+        .items
+        .iter()
+        .map(|i| format!("{} {}", i.id, i.state.word()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "env/ALPHA_KEY verified",
+            "env/BRAVO_KEY rolled back",
+            "env/CHARLIE_KEY verified",
+            "env/DELTA_KEY rolled back"
+        ]
+    );
+}

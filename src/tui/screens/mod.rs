@@ -122,6 +122,12 @@ fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buff
                 "They are in the target and in the encrypted backup. Items that were not verified stay.".into(),
             ],
         ),
+        Confirm::RollbackChosen { id, count } => (
+            "Roll back the chosen items?",
+            std::iter::once(format!("Roll back {count} items of migration {id}?"))
+                .chain(w.partial_rollback_text())
+                .collect(),
+        ),
         Confirm::Recovery { action, id } => (
             match action {
                 RecoveryAction::Resume => "Resume?",

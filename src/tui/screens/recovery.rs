@@ -164,7 +164,7 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
             t.ok()
         };
         status.extend(
-            widgets::wrap(&result_line(*action, r), width)
+            widgets::wrap(&result_line(*action, r, w.recovery.partial), width)
                 .into_iter()
                 .take(3)
                 .map(|l| Line::styled(l, style)),
@@ -302,8 +302,13 @@ fn render_items(app: &App, d: &Detail, area: Rect, buf: &mut Buffer) {
             SourceState::DeleteBegun => "check",
             SourceState::Restored => "restored",
         };
+        let mark = if w.recovery.chosen.contains(&it.id) {
+            "[x] "
+        } else {
+            ""
+        };
         let row = Row::new(vec![
-            Cell::from(Span::styled(it.state.word(), style)),
+            Cell::from(Span::styled(format!("{mark}{}", it.state.word()), style)),
             Cell::from(it.id.to_string()),
             Cell::from(source),
             Cell::from(it.reason.clone().unwrap_or_default()),
@@ -313,7 +318,7 @@ fn render_items(app: &App, d: &Detail, area: Rect, buf: &mut Buffer) {
     list_table(
         rows,
         [
-            Constraint::Length(15),
+            Constraint::Length(19),
             Constraint::Fill(2),
             Constraint::Length(11),
             Constraint::Fill(1),
