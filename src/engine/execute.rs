@@ -334,6 +334,18 @@ pub(crate) fn recover_keys(state: &State, opts: &OpenOptions) -> Result<Migratio
         }
     };
     let sealing = SealingKey::derive(&params, &source, &location)?;
+    if matches!(key, BackupKey::Passphrase(_))
+        && let Ok(bytes) = std::fs::read(&main)
+    {
+        // Prove the passphrase on the backup it sealed: a wrong one would
+        // derive wrong fingerprints, and every value would "differ".
+        let env = envelope::Envelope::parse(&bytes, &location, true)?;
+        if env.params() == sealing.params() && sealing.open(&env).is_err() {
+            return Err(EngineError::WrongPassphrase {
+                id: state.id.to_string(),
+            });
+        }
+    }
     let fp = match FpKey::load_legacy(&state.dir)? {
         Some(legacy) => legacy,
         None => FpKey::derive(sealing.key(), &state.id.0),

@@ -266,11 +266,20 @@ impl EngineExecutor {
                     sink2.send(Event::Progress(vec![p]));
                 }
             }
-            let report = handle.join().map_err(|e| e.to_string());
+            let report = handle.join();
             if let Ok(mut slot) = cancel.lock() {
                 slot.flag = None;
             }
-            Ok(Event::RecoveryFinished(Box::new(report?)))
+            match report {
+                Ok(r) => Ok(Event::RecoveryFinished(Box::new(r))),
+                // Asked again in place, not left as an error to restart for.
+                Err(e @ engine::EngineError::WrongPassphrase { .. }) => {
+                    Ok(Event::PassphraseRejected {
+                        message: e.to_string(),
+                    })
+                }
+                Err(e) => Err(e.to_string()),
+            }
         });
     }
 

@@ -200,6 +200,10 @@ pub enum Event {
     HistoryLoaded(Vec<HistoryEntry>),
     DetailLoaded(Box<Detail>),
     RecoveryFinished(Box<Report>),
+    /// The passphrase does not open the migration's backup: nothing ran.
+    PassphraseRejected {
+        message: String,
+    },
     Revealed {
         id: CredentialId,
         secret: Secret,
@@ -466,6 +470,7 @@ impl Wizard {
                 return vec![];
             }
             Event::RecoveryFinished(report) => return self.on_recovery_finished(*report),
+            Event::PassphraseRejected { message } => return self.on_passphrase_rejected(message),
             Event::Revealed { id, secret } => {
                 if self.step == Step::Inventory && self.current_item_id().as_ref() == Some(&id) {
                     self.inventory.revealed = Some(Revealed {

@@ -644,9 +644,9 @@ impl Wizard {
             return vec![];
         };
         let id = d.entry.id.clone();
-        let items: Vec<CredentialId> = std::mem::take(&mut self.recovery.chosen)
-            .into_iter()
-            .collect();
+        // Kept chosen until the rollback reports (a rejected passphrase
+        // asks again for the same items).
+        let items: Vec<CredentialId> = self.recovery.chosen.iter().cloned().collect();
         self.recovery.partial = Some(items.len());
         self.recovery.result = None;
         self.recovery.running = Some(RecoveryAction::Rollback);
@@ -705,6 +705,7 @@ impl Wizard {
 
     pub(super) fn on_recovery_finished(&mut self, report: Report) -> Vec<Effect> {
         self.busy = None;
+        self.recovery.chosen.clear();
         let action = self
             .recovery
             .running
@@ -753,6 +754,25 @@ impl Wizard {
             }],
             _ => vec![],
         }
+    }
+
+    /// The passphrase did not open the migration's backup (nothing ran):
+    /// the passphrase screen again, with the reason, for the same action.
+    pub(super) fn on_passphrase_rejected(&mut self, message: String) -> Vec<Effect> {
+        let action = self.recovery.running.take();
+        if self.recovery.quit_after {
+            return vec![Effect::Exit(Outcome::Quit)];
+        }
+        self.recovery.pending = action;
+        // A partial rollback keeps its chosen items for the next try.
+        self.recovery.partial = None;
+        self.passphrase.set = false;
+        self.passphrase.mode = PassphraseMode::Unlock;
+        self.passphrase.next = Step::Detail;
+        self.passphrase.error = Some(message);
+        self.error = None;
+        self.step = Step::Passphrase;
+        vec![]
     }
 
     /// Quit or Ctrl-C while an action runs: stop it after the batch at hand,

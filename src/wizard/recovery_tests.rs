@@ -358,5 +358,45 @@ fn only_items_at_the_target_can_be_chosen_for_a_partial_rollback() {
         matches!(fx.as_slice(), [Effect::RollbackItems { items, .. }] if items.len() == 1),
         "{fx:?}"
     );
-    assert!(w.recovery.chosen.is_empty());
+}
+
+/// A wrong passphrase (the engine proves it on the backup) brings the
+/// passphrase screen back with the reason, for the same action; nothing
+/// claims the values differ.
+#[test]
+fn a_wrong_passphrase_is_asked_again_in_place() {
+    let mut d = interrupted();
+    d.needs_passphrase = true;
+    let mut w = at_detail(d, false);
+    w.handle(Event::Recovery(RecoveryAction::Verify));
+    w.handle(Event::PassphraseSubmitted {
+        passphrase: Secret::new("a typo"),
+        confirm: None,
+    });
+    w.handle(Event::Yes);
+    assert!(w.recovering());
+    w.handle(Event::PassphraseRejected {
+        message: "the passphrase given does not open migration m1's backup".into(),
+    });
+    assert_eq!(w.step, Step::Passphrase);
+    assert!(!w.recovering());
+    assert!(
+        w.passphrase
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("does not open")
+    );
+    assert!(w.recovery.result.is_none());
+    w.handle(Event::PassphraseSubmitted {
+        passphrase: Secret::new("the right one"),
+        confirm: None,
+    });
+    assert!(matches!(
+        w.confirm,
+        Some(Confirm::Recovery {
+            action: RecoveryAction::Verify,
+            ..
+        })
+    ));
 }

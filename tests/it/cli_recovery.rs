@@ -241,3 +241,30 @@ fn every_recovery_operation_runs_on_the_one_handle() {
     assert_eq!(contents(&c.src).len(), 4);
     let _ = &c.dst;
 }
+
+/// A wrong passphrase is refused before anything is compared: old main
+/// reported every value as "differs from the one migrated".
+#[test]
+fn a_wrong_passphrase_is_refused_not_reported_as_mismatches() {
+    let c = case(
+        &[(
+            "CREDSHIFT_PASSPHRASE",
+            "the passphrase it ran with, a test one",
+        )],
+        &["--yes"],
+    );
+    let mid = id(&c.state);
+    let (out, stdout, stderr) = run(credshift(&c.state)
+        .env("CREDSHIFT_PASSPHRASE", "a different passphrase, a typo")
+        .args(["verify", "--migration-id", &mid]));
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("does not open migration"), "{stderr}");
+    assert!(!stdout.contains("differs"), "{stdout}");
+    let (out, stdout, stderr) = run(credshift(&c.state)
+        .env(
+            "CREDSHIFT_PASSPHRASE",
+            "the passphrase it ran with, a test one",
+        )
+        .args(["verify", "--migration-id", &mid]));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+}

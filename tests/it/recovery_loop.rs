@@ -505,6 +505,18 @@ fn the_passphrase_is_asked_in_place_for_a_protected_migration() {
     l.ch('v');
     assert_eq!(l.app.wizard.step, Step::Passphrase);
     l.snap("25-loop-passphrase-in-place");
+    // A typo first: proven wrong on the backup, asked again with the
+    // reason (old main: every value "differs from the one migrated").
+    for ch in "not the passphrase it ran with".chars() {
+        l.ch(ch);
+    }
+    l.key(KeyCode::Enter);
+    l.ch('y');
+    l.until("the passphrase screen again", |a| {
+        a.wizard.step == Step::Passphrase && a.wizard.passphrase.error.is_some()
+    });
+    l.snap("25-loop-passphrase-wrong");
+    assert!(l.app.wizard.recovery.result.is_none());
     for ch in PASSPHRASE.chars() {
         l.ch(ch);
     }

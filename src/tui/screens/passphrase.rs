@@ -79,10 +79,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         (&app.pass.fields[1]).render(f2, buf);
     }
     if let Some(e) = &w.passphrase.error {
-        Line::from(vec![
-            Span::styled("! ", t.bad()),
-            Span::styled(e.as_str(), t.bad()),
-        ])
-        .render(err, buf);
+        // Wrapped whole: the reason is the point of the line.
+        let lines: Vec<Line> = crate::tui::widgets::wrap(&format!("! {e}"), err.width as usize)
+            .into_iter()
+            .map(|l| Line::styled(l, t.bad()))
+            .collect();
+        ratatui::widgets::Paragraph::new(lines).render(err, buf);
     }
 }
