@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::credential::CredentialId;
-use crate::engine::journal::Record;
+use crate::engine::journal::{PlannedAction, Record, UndoOutcome};
 use crate::engine::state::State;
 
 /// Where one planned item stands at the target.
@@ -72,7 +72,7 @@ pub struct ItemView {
     pub id: CredentialId,
     /// What the plan decided: copy, overwrite, skip_identical, conflict,
     /// invalid, too_long.
-    pub action: String,
+    pub action: PlannedAction,
     pub state: ItemState,
     /// Why it failed, was skipped or could not be undone, in full.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,7 +99,10 @@ pub fn items(st: &State) -> Vec<ItemView> {
                 batch.insert(id, l.seq);
             }
             // Journaled only by putting a deleted source item back.
-            Record::Undone { id, how } if how == "source_restored" => {
+            Record::Undone {
+                id,
+                how: UndoOutcome::SourceRestored,
+            } => {
                 source_restored.insert(id, true);
             }
             _ => {}
@@ -125,18 +128,23 @@ pub fn items(st: &State) -> Vec<ItemView> {
             } else if st.began(id) {
                 (ItemState::Written, None)
             } else {
-                match p.action.as_str() {
-                    "copy" | "overwrite" => (ItemState::Planned, None),
-                    "conflict" => (
+                match p.action {
+                    PlannedAction::Copy | PlannedAction::Overwrite => (ItemState::Planned, None),
+                    PlannedAction::Conflict => (
                         ItemState::Conflict,
                         Some("a different value is at the target; skipped".into()),
                     ),
-                    "skip_identical" => (
+                    PlannedAction::SkipIdentical => (
                         ItemState::Skipped,
                         Some("the same value is already at the target".into()),
                     ),
-                    "too_long" => (ItemState::Skipped, Some("too long for the target".into())),
-                    other => (ItemState::Skipped, Some(format!("not migrated: {other}"))),
+                    PlannedAction::TooLong => {
+                        (ItemState::Skipped, Some("too long for the target".into()))
+                    }
+                    PlannedAction::Invalid => (
+                        ItemState::Skipped,
+                        Some("invalid (the dry run named why); not migrated".into()),
+                    ),
                 }
             };
             let source = if source_restored.contains_key(id) {
@@ -152,7 +160,7 @@ pub fn items(st: &State) -> Vec<ItemView> {
             };
             ItemView {
                 id: id.clone(),
-                action: p.action.clone(),
+                action: p.action,
                 state,
                 reason,
                 source,

@@ -16,7 +16,7 @@ use crate::engine::execute::{
 };
 use crate::engine::fingerprint;
 use crate::engine::inventory::now_ms;
-use crate::engine::journal::{Journal, Record, Totals};
+use crate::engine::journal::{Journal, PlannedAction, Record, Totals, UndoOutcome};
 use crate::engine::memstore::MemStore;
 use crate::engine::plan;
 use crate::engine::replan;
@@ -387,6 +387,7 @@ pub fn resume_with(
         run.journal.append(Record::Planned {
             items: planned_items(&prepared, &run.keys.fp),
             warnings: plan::report_warnings(&prepared.plan),
+            unreadable: plan::unreadable_places(&prepared.plan),
         })?;
     }
     if run.journal.state()?.backup.is_none() {
@@ -534,7 +535,9 @@ fn rollback_items(
     let source = if source_needed { source } else { None };
     let needs_old = st.begun.iter().any(|i| {
         only.as_ref().is_none_or(|o| o.contains(i))
-            && st.planned_item(i).is_some_and(|p| p.action == "overwrite")
+            && st
+                .planned_item(i)
+                .is_some_and(|p| p.action == PlannedAction::Overwrite)
     });
     let old = if needs_old {
         load_backup(&st, &keys, st.target_backup.as_deref(), opts)?
@@ -567,11 +570,11 @@ fn rollback_items(
             }
             let res = match (present, originals.get(cid)) {
                 // Still there (the delete failed or never ran): nothing to do.
-                (Ok(Some(_)), _) => Ok("source_present"),
-                (Ok(None), Some(c)) => source.write(c).map(|_| "source_restored"),
+                (Ok(Some(_)), _) => Ok(UndoOutcome::SourcePresent),
+                (Ok(None), Some(c)) => source.write(c).map(|_| UndoOutcome::SourceRestored),
                 (Ok(None), None) => Err(StoreError::item(cid, "not in the backup")),
                 (Err(StoreError::NotFound { .. }), Some(c)) => {
-                    source.write(c).map(|_| "source_restored")
+                    source.write(c).map(|_| UndoOutcome::SourceRestored)
                 }
                 (Err(e), _) => Err(e),
             };
@@ -579,11 +582,11 @@ fn rollback_items(
                 Ok(how) => {
                     journal.append(Record::Undone {
                         id: cid.clone(),
-                        how: how.into(),
+                        how,
                     })?;
                     ctl.send(Progress::ItemUndone {
                         id: cid.clone(),
-                        how: how.into(),
+                        how,
                     });
                 }
                 Err(e) => {

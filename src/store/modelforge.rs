@@ -104,6 +104,24 @@ impl ConfigLocations {
     }
 }
 
+/// For `status`: which file model-forge run here reads, when `spec` is one
+/// of its configs (`None` for any other store).
+pub fn in_use_note(spec: &StoreSpec, mf: &ConfigLocations) -> Option<String> {
+    let StoreSpec::ModelForge(path) = spec else {
+        return None;
+    };
+    if mf.is_in_use(path) {
+        Some("model-forge run here reads this file".into())
+    } else if mf.shadowed_by(path).is_none() {
+        Some(format!(
+            "model-forge run here reads {}, not this file",
+            mf.in_use.display()
+        ))
+    } else {
+        None
+    }
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
@@ -256,6 +274,7 @@ impl Config {
         };
         let Some(providers) = providers.as_object() else {
             scan.errors.push(LocationError {
+                severity: crate::store::Severity::Error,
                 location: loc("providers"),
                 error: "expected an object".into(),
             });
@@ -268,6 +287,7 @@ impl Config {
             let Some(auth) = auth.as_object() else {
                 if !auth.is_null() {
                     scan.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: loc(&format!("providers.{name}.auth_data")),
                         error: "expected an object".into(),
                     });

@@ -86,7 +86,7 @@ impl Detail {
     pub fn counts(&self) -> ItemCounts {
         let mut c = ItemCounts::default();
         for i in &self.items {
-            let overwrite = i.action == "overwrite";
+            let overwrite = i.action == crate::engine::journal::PlannedAction::Overwrite;
             match i.state {
                 ItemState::Planned => {
                     c.planned += 1;

@@ -11,7 +11,7 @@ const NOW: i64 = 1_795_394_712_000;
 fn item(name: &str, action: &str, state: ItemState, source: SourceState) -> ItemView {
     ItemView {
         id: CredentialId::new("env", name),
-        action: action.into(),
+        action: serde_json::from_value(serde_json::Value::String(action.into())).unwrap(),
         state,
         reason: (state == ItemState::Failed).then(|| format!("{name}: the store said no")),
         source,
@@ -116,6 +116,7 @@ fn report(verified: usize, cancelled: bool, status: MigrationStatus) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        unreadable: 0,
         status: Some(status),
         cancelled,
     }
@@ -289,7 +290,7 @@ fn ctrl_c_and_sigterm_during_a_rollback_cancel_it_too() {
     assert!(w.handle(Event::Terminate).is_empty(), "one cancel");
     let fx = w.handle(Event::Failed {
         task: Task::Recovery,
-        message: "the target went away".into(),
+        error: TaskError::NoThread("the target went away".into()),
     });
     assert!(matches!(fx.as_slice(), [Effect::Exit(Outcome::Failed)]));
 }
@@ -301,7 +302,7 @@ fn a_result_replaces_the_previous_result_and_error() {
     w.handle(Event::Yes);
     w.handle(Event::Failed {
         task: Task::Recovery,
-        message: "migration m1 was rolled back".into(),
+        error: TaskError::NoThread("migration m1 was rolled back".into()),
     });
     assert!(w.error.is_some());
     w.handle(Event::DetailLoaded(Box::new(interrupted())));
