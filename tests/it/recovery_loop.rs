@@ -595,3 +595,64 @@ fn items_chosen_in_the_item_view_are_rolled_back_alone() {
         ]
     );
 }
+
+/// Why 1, for every running action: q asks first (the dialog says what
+/// stopping means for that action), yes stops it after the batch at hand,
+/// and the exit line says what was done, from the journal.
+#[test]
+fn quitting_during_a_running_rollback_restore_or_verify_asks_and_reports() {
+    for (key, name, said_want) in [
+        (
+            'b',
+            "rollback",
+            "Rollback cancelled after the batch at hand: not finished: 4 items",
+        ),
+        (
+            't',
+            "restore",
+            "Restore rolled back (cancelled by the user)",
+        ),
+        (
+            'v',
+            "verify",
+            "Verify cancelled after the batch at hand: 0 read back equal",
+        ),
+    ] {
+        let c = completed_and_cleaned();
+        let mut l = Loop::new(&c, false);
+        l.open();
+        l.ch(key);
+        l.held = Some(Vec::new());
+        l.ch('y');
+        l.ch('q');
+        assert!(
+            matches!(
+                l.app.wizard.confirm,
+                Some(Confirm::QuitWhileRecovering { .. })
+            ),
+            "{name}"
+        );
+        l.snap(&format!("27-loop-quit-during-{name}"));
+        l.ch('y');
+        let held = l.held.take().unwrap();
+        l.run(held);
+        let end = Instant::now() + Duration::from_secs(60);
+        while l.exit.is_none() {
+            assert!(Instant::now() < end, "{name}: no exit after the cancel");
+            if let Ok(Msg::Engine(e)) = l.rx.recv_timeout(Duration::from_millis(50)) {
+                let fx = l.app.handle(e);
+                l.run(fx);
+            }
+        }
+        let said = l.app.wizard.recovery.done_log.join("\n");
+        assert!(said.contains(said_want), "{name}: {said}");
+        assert!(
+            !said.to_lowercase().contains("nothing was changed"),
+            "{said}"
+        );
+        // The journal agrees: the target still holds all four, the source
+        // none (the restore removed what it had put back).
+        assert_eq!(contents(&c.dst).len(), 5, "{name}: KEEP and the four");
+        assert!(contents(&c.src).is_empty(), "{name}");
+    }
+}
