@@ -406,6 +406,8 @@ fn report(rolled_back: bool) -> Report {
         warnings: vec![],
         notices: vec![],
         unreadable: 0,
+        status: None,
+        cancelled: false,
     }
 }
 
@@ -622,6 +624,10 @@ fn recovery_actions_need_confirmation() {
         entry,
         timeline: vec![],
         backup: None,
+        items: vec![],
+        needs_passphrase: false,
+        rollback_began: false,
+        on_conflict: crate::engine::types::ConflictPolicy::Skip,
     })));
     assert_eq!(w.step, Step::Detail);
     // No backup: restore is refused outright.
