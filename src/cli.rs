@@ -172,12 +172,21 @@ pub enum Command {
         migration_id: String,
         #[arg(long)]
         yes: bool,
+        /// Undo only the items whose id matches this glob (`*`, `?`); the
+        /// others stay migrated
+        #[arg(long, value_name = "GLOB")]
+        only: Option<String>,
         /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
     },
-    /// Past migrations
+    /// Past migrations, or one migration item by item
     History {
+        /// One migration: every planned item with its state, and the
+        /// journal's timeline with each batch's ids (secret-free: fit to
+        /// send to support)
+        #[arg(long, value_name = "ID")]
+        migration_id: Option<String>,
         /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
@@ -606,9 +615,12 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Rollback {
             migration_id,
             yes,
+            only,
             json,
-        }) => cmd_rollback(g, &migration_id, yes, json),
-        Some(Command::History { json }) => cmd_history(g, json),
+        }) => cmd_rollback(g, &migration_id, yes, only.as_deref(), json),
+        Some(Command::History { migration_id, json }) => {
+            cmd_history(g, migration_id.as_deref(), json)
+        }
         Some(Command::Backup { from, out, key_out }) => {
             cmd_backup(g, &from, &out, key_out.as_deref())
         }

@@ -713,12 +713,21 @@ fn check_pg_url(url: &str, redact: fn(&str) -> String) {
     if url.matches(pw).count() != 1 {
         return;
     }
-    let fill = if pw.bytes().all(|b| b == b'x') {
-        "y"
+    // Only its letters and digits change: `@`, `:`, `/`, `?` and `%` stay
+    // where they are, so both URLs split into the same parts (a password
+    // holding an `@` moved the authority's end when it was filled whole).
+    let fill = if pw.bytes().any(|b| b.is_ascii_alphanumeric() && b != b'x') {
+        'x'
     } else {
-        "x"
+        'y'
     };
-    let other = fill.repeat(pw.len());
+    let other: String = pw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { fill } else { c })
+        .collect();
+    if other == pw {
+        return;
+    }
     let swapped = url.replacen(pw, &other, 1);
     let Ok(v) = PgUrl::parse(&swapped) else {
         return;

@@ -146,6 +146,10 @@ fn print_plan(plan: &engine::Plan) {
 }
 
 fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
+    // What taking the locks did: on stderr, so JSON on stdout stays clean.
+    for n in &r.notices {
+        eprintln!("credshift: {n}");
+    }
     if nothing_readable(r) {
         eprintln!(
             "error: nothing was migrated: no item of {} could be read",
@@ -313,12 +317,75 @@ fn preflight_keys(
     }
 }
 
+/// The options for an action on a recorded migration. When it needs
+/// credshift's passphrase and none was given (file, variable or
+/// `CREDSHIFT_PASSPHRASE`), it is asked for on a terminal; without one,
+/// refused (exit 2) before anything is opened.
+fn recovery_options(
+    g: &GlobalOpts,
+    id: &engine::MigrationId,
+) -> Result<credshift::unlock::KeyOptions, CliError> {
+    let mut opts = g.key_options()?;
+    if opts.passphrase.is_some() || opts.key_file.is_some() {
+        return Ok(opts);
+    }
+    let detail = engine::detail(&g.state_dir(), id)?;
+    if !detail.needs_passphrase {
+        return Ok(opts);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(format!(
+            "migration {id} needs the passphrase it ran with and none was given: give it with \
+             --passphrase-file PATH, --passphrase-env VAR or CREDSHIFT_PASSPHRASE, or run on a \
+             terminal to be asked; nothing was read or changed"
+        )));
+    }
+    match credshift::keys::prompt_passphrase(&format!("Passphrase for migration {id}: ")) {
+        Some(p) => {
+            opts.passphrase = Some(p);
+            Ok(opts)
+        }
+        None => Err(CliError::usage(
+            "no passphrase entered; nothing was read or changed",
+        )),
+    }
+}
+
+/// Run a recovery operation on its handle: the progress bar, and SIGINT /
+/// SIGTERM cancel it after the batch at hand.
+fn follow_recovery(
+    g: &GlobalOpts,
+    id: &engine::MigrationId,
+    opts: &credshift::unlock::KeyOptions,
+    op: engine::RecoveryOp,
+) -> Result<engine::Report, CliError> {
+    let h = engine::start_recovery(&g.state_dir(), id, opts, op)?;
+    let mut bar = ProgressBar::new();
+    Ok(engine::follow(h, Some(cancel_on_signals()), |p| {
+        bar.event(p)
+    })?)
+}
+
+/// One line for an operation the user cancelled: what it did and what is left.
+fn say_cancelled(r: &engine::Report, what: &str) {
+    if r.cancelled {
+        eprintln!(
+            "{what} cancelled after the batch at hand; migration {} is {} (see `credshift \
+             history --migration-id {}`)",
+            r.migration_id,
+            r.status.map_or("interrupted", engine::status_word),
+            r.migration_id
+        );
+    }
+}
+
 pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
-    let opts = g.key_options()?;
-    let report = engine::verify(&g.state_dir(), &id, &opts)?;
+    let opts = recovery_options(g, &id)?;
+    let report = follow_recovery(g, &id, &opts, engine::RecoveryOp::Verify)?;
+    say_cancelled(&report, "verify");
     print_report(&report, json)?;
-    Ok(if report.failed == 0 {
+    Ok(if report.failed == 0 && !report.cancelled {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -328,44 +395,83 @@ pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
 pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
     consent(yes, &format!("resume migration {id}"))?;
-    let opts = g.key_options()?;
-    let mut bar = ProgressBar::new();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ctl = engine::Control {
-        cancel: cancel_on_signals(),
-        events: Some(tx),
-    };
-    let state_dir = g.state_dir();
-    let report = std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            let ctl = ctl;
-            engine::resume_with(&state_dir, &id, &opts, &ctl)
-        });
-        for p in rx.iter() {
-            bar.event(&p);
-        }
-        worker
-            .join()
-            .unwrap_or(Err(engine::EngineError::WorkerPanicked))
-    })?;
+    let opts = recovery_options(g, &id)?;
+    let report = follow_recovery(g, &id, &opts, engine::RecoveryOp::Resume)?;
+    say_cancelled(&report, "resume");
     print_report(&report, json)?;
-    Ok(report_code(&report))
+    Ok(if report.cancelled {
+        ExitCode::from(1)
+    } else {
+        report_code(&report)
+    })
 }
 
-pub fn cmd_rollback(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
+pub fn cmd_rollback(
+    g: &GlobalOpts,
+    id: &str,
+    yes: bool,
+    only: Option<&str>,
+    json: bool,
+) -> CliResult {
     let id = parse_migration_id(id)?;
-    consent(yes, &format!("roll back migration {id}"))?;
-    let opts = g.key_options()?;
-    let report = engine::rollback(&g.state_dir(), &id, &opts)?;
+    let question = match only {
+        Some(glob) => format!("roll back the items of migration {id} matching {glob}"),
+        None => format!("roll back migration {id}"),
+    };
+    consent(yes, &question)?;
+    let opts = recovery_options(g, &id)?;
+    let Some(glob) = only else {
+        let report = follow_recovery(g, &id, &opts, engine::RecoveryOp::Rollback)?;
+        say_cancelled(&report, "rollback");
+        print_report(&report, json)?;
+        return Ok(if report.rolled_back {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    };
+    let state_dir = g.state_dir();
+    let ctl = engine::Control {
+        cancel: cancel_on_signals(),
+        events: None,
+    };
+    let report = engine::rollback_only(&state_dir, &id, &opts, glob, &ctl)?;
+    say_cancelled(&report, "rollback");
     print_report(&report, json)?;
-    Ok(if report.rolled_back {
+    if !json {
+        let detail = engine::detail(&state_dir, &id)?;
+        let left: Vec<String> = detail
+            .items
+            .iter()
+            .filter(|i| i.state == engine::items::ItemState::Verified)
+            .map(|i| i.id.to_string())
+            .collect();
+        println!(
+            "  {} items remain migrated{}{}",
+            left.len(),
+            if left.is_empty() { "" } else { ": " },
+            left.join(", ")
+        );
+    }
+    let undone_all = report.failures.is_empty() && !report.cancelled;
+    Ok(if undone_all {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-pub fn cmd_history(g: &GlobalOpts, json: bool) -> CliResult {
+pub fn cmd_history(g: &GlobalOpts, migration_id: Option<&str>, json: bool) -> CliResult {
+    if let Some(id) = migration_id {
+        let id = parse_migration_id(id)?;
+        let detail = engine::detail(&g.state_dir(), &id)?;
+        if json {
+            print_json(&detail)?;
+        } else {
+            print_detail(&detail);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let entries = engine::history(&g.state_dir())?;
     if json {
         print_json(&entries)?;
@@ -388,6 +494,47 @@ pub fn cmd_history(g: &GlobalOpts, json: bool) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One migration item by item, then its journal.
+fn print_detail(d: &engine::MigrationDetail) {
+    let e = &d.entry;
+    println!(
+        "Migration {}: {} -> {}  {}",
+        e.id,
+        e.from,
+        e.to,
+        engine::status_word(e.status)
+    );
+    println!("Items:");
+    for i in &d.items {
+        let source = match i.source {
+            engine::items::SourceState::Kept => "",
+            engine::items::SourceState::Deleted => "  (deleted from the source)",
+            engine::items::SourceState::DeleteFailed => "  (migrated, source still present)",
+            engine::items::SourceState::DeleteBegun => "  (source delete began: check the source)",
+            engine::items::SourceState::Restored => "  (put back into the source)",
+        };
+        match &i.reason {
+            Some(r) => println!("  {:<16} {}: {r}{source}", i.state.word(), i.id),
+            None => println!("  {:<16} {}{source}", i.state.word(), i.id),
+        }
+    }
+    println!("Journal:");
+    for t in &d.timeline {
+        let mut line = format!("  {:>4} {}  {}", t.seq, t.at, t.event);
+        if let Some(id) = &t.id {
+            line.push_str(&format!(" {id}"));
+        }
+        if let Some(x) = &t.detail {
+            line.push_str(&format!(": {x}"));
+        }
+        if t.ids.len() > 1 {
+            let ids: Vec<String> = t.ids.iter().map(ToString::to_string).collect();
+            line.push_str(&format!(" [{}]", ids.join(", ")));
+        }
+        println!("{line}");
+    }
+}
+
 pub fn cmd_backup(
     g: &GlobalOpts,
     from: &str,
@@ -403,6 +550,9 @@ pub fn cmd_backup(
         None => engine::recovery::KeyOut::Kept(&state_dir),
     };
     let summary = engine::backup(source.as_ref(), out, key_out, &opts)?;
+    for n in &summary.notices {
+        eprintln!("credshift: {n}");
+    }
     let _ = engine::audit::append(
         &g.state_dir(),
         engine::audit::AuditEntry {

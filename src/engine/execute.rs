@@ -18,7 +18,7 @@ use crate::engine::backup_file::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::fingerprint::FpKey;
 use crate::engine::inventory::now_ms;
-pub(crate) use crate::engine::item_loops::{cleanup_items, undo_all};
+pub(crate) use crate::engine::item_loops::{UndoScope, cleanup_items, undo_all};
 use crate::engine::journal::{
     BackupKeyKind, Journal, KdfRecord, PlannedAction, PlannedItem, Record, Totals,
 };
@@ -64,42 +64,11 @@ pub struct MigrationHandle {
 }
 
 impl MigrationHandle {
-    /// Run `work` on a worker thread of its own, with a [`Control`] whose
-    /// cancel and progress are this handle's: the one handle type of every
-    /// long operation (a migration, and resume, rollback, verify, cleanup
-    /// of a recorded one via [`crate::engine::recovery::start_recovery`]).
-    pub(crate) fn spawn(
-        id: MigrationId,
-        dir: PathBuf,
-        name: &str,
-        work: impl FnOnce(Control) -> Result<Report> + Send + 'static,
-    ) -> Result<MigrationHandle> {
-        let (tx, rx) = mpsc::channel();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let ctl = Control {
-            cancel: cancel.clone(),
-            events: Some(tx),
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("credshift-{name}-{id}"))
-            .spawn(move || {
-                let result = work(ctl.clone());
-                if let Ok(report) = &result {
-                    ctl.send(Progress::Finished(Box::new(report.clone())));
-                }
-                result
-            })
-            .map_err(|e| EngineError::Refused(format!("could not start a worker thread: {e}")))?;
-        Ok(MigrationHandle {
-            id,
-            dir,
-            events: rx,
-            cancel,
-            thread,
-        })
-    }
-
-    /// Ask the worker to stop: it rolls back what it wrote and finishes.
+    /// Ask the worker to stop after the batch at hand. A migration or a
+    /// restore then rolls back what it wrote; a resume stops and leaves the
+    /// migration interrupted (what it wrote stays, journaled); a rollback
+    /// stops with the rest still to undo; a verify stops reading. The
+    /// report says which ([`Report::cancelled`]).
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
     }
@@ -115,6 +84,43 @@ impl MigrationHandle {
             .join()
             .unwrap_or(Err(EngineError::WorkerPanicked))
     }
+}
+
+/// Run `work` on a worker thread of its own, with a [`Control`] whose
+/// cancel and progress are the returned handle's: the one way every long
+/// operation starts (a migration, and resume, rollback, verify, cleanup and
+/// restore of a recorded one via [`crate::engine::recovery::start_recovery`]).
+/// The handle's events end with [`Progress::Finished`] when `work` returns
+/// a report.
+pub(crate) fn spawn_job(
+    id: MigrationId,
+    dir: PathBuf,
+    name: &str,
+    work: impl FnOnce(Control) -> Result<Report> + Send + 'static,
+) -> Result<MigrationHandle> {
+    let (tx, rx) = mpsc::channel();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let ctl = Control {
+        cancel: cancel.clone(),
+        events: Some(tx),
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("credshift-{name}-{id}"))
+        .spawn(move || {
+            let result = work(ctl.clone());
+            if let Ok(report) = &result {
+                ctl.send(Progress::Finished(Box::new(report.clone())));
+            }
+            result
+        })
+        .map_err(|e| EngineError::Refused(format!("could not start a worker thread: {e}")))?;
+    Ok(MigrationHandle {
+        id,
+        dir,
+        events: rx,
+        cancel,
+        thread,
+    })
 }
 
 /// How long a migration waits for another one holding a database's lock.
@@ -330,6 +336,18 @@ pub(crate) fn recover_keys(state: &State, opts: &KeyOptions) -> Result<Migration
         }
     };
     let sealing = SealingKey::derive(&params, &source, &location)?;
+    if matches!(key, BackupKey::Passphrase(_))
+        && let Ok(bytes) = std::fs::read(&main)
+    {
+        // Prove the passphrase on the backup it sealed: a wrong one would
+        // derive wrong fingerprints, and every value would "differ".
+        let env = envelope::Envelope::parse(&bytes, &location, true)?;
+        if env.params() == sealing.params() && sealing.open(&env).is_err() {
+            return Err(EngineError::WrongPassphrase {
+                id: state.id.to_string(),
+            });
+        }
+    }
     let fp = match FpKey::load_legacy(&state.dir)? {
         Some(legacy) => legacy,
         None => FpKey::derive(sealing.key(), &state.id.0),
@@ -383,45 +401,28 @@ fn spawn(
         from_identity: session.source_identity.clone().map(Box::new),
         to_identity: session.target_identity.clone().map(Box::new),
     })?;
-    let (tx, rx) = mpsc::channel();
-    let cancel = Arc::new(AtomicBool::new(false));
-    let ctl = Control {
-        cancel: cancel.clone(),
-        events: Some(tx),
-    };
     let state_dir = state_dir.to_path_buf();
     let worker_dir = dir.clone();
     let worker_id = id.clone();
-    let thread = std::thread::Builder::new()
-        .name(format!("credshift-migrate-{id}"))
-        .spawn(move || {
-            let session = session;
-            let (Some(source), Some(target)) = (&session.source, &session.target) else {
-                return Err(EngineError::WorkerPanicked);
-            };
-            let mut run = Run {
-                id: worker_id,
-                dir: worker_dir,
-                journal,
-                keys,
-                source: source.as_ref(),
-                target: target.as_ref(),
-                ctl,
-                state_dir,
-            };
-            let result = run.migrate(&req, prepared);
-            if let Ok(report) = &result {
-                run.ctl.send(Progress::Finished(Box::new(report.clone())));
-            }
-            result
+    spawn_job(id, dir, "migrate", move |ctl| {
+        let session = session;
+        let (Some(source), Some(target)) = (&session.source, &session.target) else {
+            return Err(EngineError::WorkerPanicked);
+        };
+        let mut run = Run {
+            id: worker_id,
+            dir: worker_dir,
+            journal,
+            keys,
+            source: source.as_ref(),
+            target: target.as_ref(),
+            ctl,
+            state_dir,
+        };
+        run.migrate(&req, prepared).map(|mut r| {
+            r.notices = session.locks.notices();
+            r
         })
-        .map_err(|e| EngineError::Refused(format!("could not start a worker thread: {e}")))?;
-    Ok(MigrationHandle {
-        id,
-        dir,
-        events: rx,
-        cancel,
-        thread,
     })
 }
 
@@ -463,6 +464,9 @@ pub fn follow(
 /// Why the item loop stopped early.
 pub(crate) enum Stop {
     Rollback(String),
+    /// The user cancelled: a resume stops here (its first run's writes
+    /// stay); a migration turns it into a rollback before [`Run::finish`].
+    Cancelled,
 }
 
 pub(crate) struct Run<'a> {
@@ -570,7 +574,15 @@ impl Run<'_> {
         };
         let keeps = prepared.target_capability.keeps_metadata;
         let stop = self.write_items(&work, &old, keeps, &mut tally, started);
-        self.finish("migrate", stop, &old, req.delete_source)
+        let cancelled = matches!(stop, Some(Stop::Cancelled));
+        // A cancelled migration (or restore) rolls back what it wrote.
+        let stop = match stop {
+            Some(Stop::Cancelled) => Some(Stop::Rollback("cancelled by the user".into())),
+            s => s,
+        };
+        let mut report = self.finish("migrate", stop, &old, req.delete_source)?;
+        report.cancelled = cancelled;
+        Ok(report)
     }
 
     /// Record a failure that happened before any target write.
@@ -621,7 +633,7 @@ impl Run<'_> {
         let mut pos = 0;
         while pos < work.len() {
             if self.ctl.cancelled() {
-                return Some(Stop::Rollback("cancelled by the user".into()));
+                return Some(Stop::Cancelled);
             }
             let size = ramp.next_size(work.len() - pos);
             let batch = &work[pos..pos + size];
@@ -775,7 +787,24 @@ impl Run<'_> {
         old: &BTreeMap<CredentialId, Credential>,
         delete_source: bool,
     ) -> Result<Report> {
+        let cancelled = matches!(stop, Some(Stop::Cancelled));
         match stop {
+            Some(Stop::Cancelled) => {
+                // A cancelled resume keeps what it wrote (verified and
+                // journaled) and leaves the migration interrupted: resume
+                // or roll back later, nothing is lost either way.
+                let totals = self.journal.state()?.totals();
+                self.journal.append(Record::Finished {
+                    status: MigrationStatus::Interrupted,
+                    totals: totals.clone(),
+                    reason: Some(
+                        "resume cancelled by the user after the batch at hand; resume or roll \
+                         back to finish"
+                            .into(),
+                    ),
+                })?;
+                self.audit(action, "interrupted", totals);
+            }
             Some(Stop::Rollback(reason)) => {
                 self.ctl.send(Progress::RollingBack {
                     reason: reason.clone(),
@@ -789,6 +818,7 @@ impl Run<'_> {
                     &st,
                     old,
                     &self.ctl,
+                    UndoScope::default(),
                 )?;
                 self.journal.append(Record::RolledBack { complete })?;
                 let st = self.journal.state()?;
@@ -836,7 +866,9 @@ impl Run<'_> {
                 self.audit(action, if ok { "completed" } else { "failed" }, totals);
             }
         }
-        Ok(self.journal.state()?.report())
+        let mut report = self.journal.state()?.report();
+        report.cancelled = cancelled;
+        Ok(report)
     }
 
     pub(crate) fn audit(&self, action: &str, outcome: &str, counts: Totals) {

@@ -259,6 +259,14 @@ pub enum Record {
     RolledBack {
         complete: bool,
     },
+    /// A partial rollback the user asked for (`rollback --only GLOB`, or
+    /// items chosen in the wizard): these ids are undone next (one
+    /// `undone` each); the others stay migrated and the migration keeps
+    /// its status.
+    RollbackPart {
+        pattern: String,
+        ids: Vec<CredentialId>,
+    },
     Finished {
         status: MigrationStatus,
         #[serde(flatten)]
@@ -308,6 +316,7 @@ pub enum JournalEvent {
     Undone,
     UndoFailed,
     RolledBack,
+    RollbackPart,
     Finished,
     Resumed,
     Replanned,
@@ -336,6 +345,7 @@ impl JournalEvent {
             JournalEvent::Undone => "undone",
             JournalEvent::UndoFailed => "undo_failed",
             JournalEvent::RolledBack => "rolled_back",
+            JournalEvent::RollbackPart => "rollback_part",
             JournalEvent::Finished => "finished",
             JournalEvent::Resumed => "resumed",
             JournalEvent::Replanned => "replanned",
@@ -375,6 +385,7 @@ impl Record {
             Record::Undone { .. } => JournalEvent::Undone,
             Record::UndoFailed { .. } => JournalEvent::UndoFailed,
             Record::RolledBack { .. } => JournalEvent::RolledBack,
+            Record::RollbackPart { .. } => JournalEvent::RollbackPart,
             Record::Finished { .. } => JournalEvent::Finished,
             Record::Resumed => JournalEvent::Resumed,
             Record::Replanned { .. } => JournalEvent::Replanned,

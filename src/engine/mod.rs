@@ -73,6 +73,7 @@ pub mod execute;
 pub mod fingerprint;
 pub mod inventory;
 pub mod item_loops;
+pub mod items;
 pub mod journal;
 pub mod plan;
 pub mod recovery;
@@ -93,7 +94,8 @@ pub use execute::{
 pub use item_loops::delete_order;
 pub use plan::{Prepared, plan};
 pub use recovery::{
-    backup, cleanup, detail, history, restore, restore_plan, restore_with, resume, resume_with,
-    rollback, rollback_with, status_word, verify,
+    RecoveryOp, backup, cleanup, detail, history, restore, restore_plan, restore_with, resume,
+    resume_with, rollback, rollback_only, rollback_with, start_partial_rollback, start_recovery,
+    start_restore, status_word, verify, verify_with,
 };
 pub use types::*;

@@ -584,10 +584,7 @@ impl DotenvStore {
             Ok(Some(d)) => d,
             Ok(None) => return ids.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
             Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         // Each id loses the assignment `find` reads (the one a shell uses,
@@ -670,10 +667,7 @@ impl DotenvStore {
         let checked = self.same_meaning(&doc, &before, |id| deleted.contains(id));
         match checked.and_then(|()| self.save(&doc)) {
             Ok(()) => results,
-            Err(e) => ids
-                .iter()
-                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                .collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 }
@@ -805,10 +799,7 @@ impl Store for DotenvStore {
         match loaded {
             Ok(Some(doc)) => ids.iter().map(|id| Ok(doc.credential(id))).collect(),
             Ok(None) => ids.iter().map(|_| Ok(None)).collect(),
-            Err(e) => ids
-                .iter()
-                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                .collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 

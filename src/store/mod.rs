@@ -275,8 +275,13 @@ pub trait Store: Send + Sync {
     /// ([`delete_if_unchanged_by_reading`]): credshift's exclusive store
     /// lock keeps other credshift processes out, but it is NOT atomic
     /// against another application writing between the read and the
-    /// delete. Stores that can (one SQL transaction, one read-modify-rewrite
-    /// of a file) override it with a comparison inside the delete.
+    /// delete. Stores that can override it with a comparison inside the
+    /// delete: one SQL transaction (SQLite, PostgreSQL, prompttrain-db,
+    /// Laravel), one read-modify-rewrite of a file under the store's lock
+    /// (dotenv, encrypted, bundle, model-forge, a prompttrain dir's file),
+    /// Vault's check-and-set patch on the version compared, the keyring
+    /// item compared (see its window there), the in-memory map under its
+    /// lock.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         delete_if_unchanged_by_reading(self, expected)
     }
@@ -391,6 +396,41 @@ pub enum LockMode {
 pub trait StoreLock: Send {
     /// What is locked (no secrets), for messages.
     fn describe(&self) -> String;
+
+    /// What taking it did that the user should hear about. The library
+    /// never prints (the wizard owns the screen): the session preamble
+    /// gathers these and each operation's report carries them.
+    fn notices(&self) -> Vec<LockNotice> {
+        Vec::new()
+    }
+}
+
+/// Something taking a lock did on its way (see [`StoreLock::notices`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+pub enum LockNotice {
+    /// A lock left by a run that is no longer running was taken over.
+    TookOverStale { lock: String, holder: String },
+    /// A temp file a credshift run killed mid-write left next to the
+    /// store was removed.
+    RemovedTemp { store: String, path: PathBuf },
+}
+
+impl fmt::Display for LockNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockNotice::TookOverStale { lock, holder } => write!(
+                f,
+                "{lock}: took over the lock left by {holder}, which is no longer running"
+            ),
+            LockNotice::RemovedTemp { store, path } => write!(
+                f,
+                "{store}: removed {}, a temp file left by a credshift run that was killed \
+                 mid-write",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// A parsed store spec. `Display` gives the spec back with any password in

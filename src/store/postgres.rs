@@ -25,7 +25,6 @@ use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::KeySource;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
-use crate::store::encrypted::dup_error;
 use crate::store::pg::{AdvisoryLock, Conn};
 use crate::store::{
     Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Scan, Store, StoreIdentity,
@@ -322,7 +321,7 @@ impl Store for PostgresStore {
 
     /// One query for the whole batch.
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
-        let fail = |e: &StoreError| ids.iter().map(|_| Err(dup_error(e))).collect();
+        let fail = |e: &StoreError| ids.iter().map(|_| Err(e.duplicate())).collect();
         let key = match self.key(false) {
             Ok(k) => k,
             Err(e) => return fail(&e),
@@ -369,7 +368,7 @@ impl Store for PostgresStore {
                 sids.iter().map(|sid| Ok(gone.remove(sid))).collect()
             }
             Err(StoreError::NotFound { .. }) => ids.iter().map(|_| Ok(false)).collect(),
-            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -378,7 +377,7 @@ impl Store for PostgresStore {
     /// no other writer can change a row between the comparison and the
     /// delete.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
-        let fail = |e: &StoreError| expected.iter().map(|_| Err(dup_error(e))).collect();
+        let fail = |e: &StoreError| expected.iter().map(|_| Err(e.duplicate())).collect();
         let key = match self.key(false) {
             Ok(k) => k,
             Err(StoreError::NotFound { .. }) => {

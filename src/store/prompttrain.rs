@@ -53,7 +53,7 @@ use crate::scrub::{self, Seg};
 use crate::store::dotenv::nearest_existing_dir;
 use crate::store::modelforge::{detect_indent, render_json};
 use crate::store::{
-    Capability, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,
+    Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,
 };
 use crate::unlock::KeyOptions;
 

@@ -32,7 +32,6 @@ use crate::crypto::kdf;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::encrypted::dup_error;
 use crate::store::{Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec};
 use crate::unlock::KeyOptions;
 
@@ -562,13 +561,13 @@ impl Store for SqliteStore {
             let conn = match self.existing(&mut inner) {
                 Ok(Some(c)) => c,
                 Ok(None) => return ids.iter().map(|_| Ok(None)).collect(),
-                Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+                Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
             };
             let tx = match conn.unchecked_transaction() {
                 Ok(tx) => tx,
                 Err(e) => {
                     let e = self.db_err(e);
-                    return ids.iter().map(|_| Err(dup_error(&e))).collect();
+                    return ids.iter().map(|_| Err(e.duplicate())).collect();
                 }
             };
             let rows = ids
@@ -595,7 +594,7 @@ impl Store for SqliteStore {
                 return rows
                     .into_iter()
                     .map(|r| match r {
-                        Ok(Some(_)) => Err(dup_error(&e)),
+                        Ok(Some(_)) => Err(e.duplicate()),
                         Ok(None) => Ok(None),
                         Err(e) => Err(e),
                     })
@@ -618,7 +617,7 @@ impl Store for SqliteStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return ids.iter().map(|_| Ok(false)).collect();
             }
-            Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
             Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
             Ok(Some(c)) => c,
         };
@@ -626,7 +625,7 @@ impl Store for SqliteStore {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);
-                return ids.iter().map(|_| Err(dup_error(&e))).collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let results: Vec<Result<bool>> = ids
@@ -642,7 +641,7 @@ impl Store for SqliteStore {
             .collect();
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
-            return ids.iter().map(|_| Err(dup_error(&e))).collect();
+            return ids.iter().map(|_| Err(e.duplicate())).collect();
         }
         results
     }
@@ -656,7 +655,7 @@ impl Store for SqliteStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect();
             }
-            Err(e) => return expected.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
             Ok(None) => return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
             Ok(Some(_)) => {}
         }
@@ -666,13 +665,13 @@ impl Store for SqliteStore {
         let Inner { conn, key, .. } = &mut *inner;
         let Some(conn) = conn.as_mut() else {
             let e = StoreError::Other(format!("{}: store not ready", self.location()));
-            return expected.iter().map(|_| Err(dup_error(&e))).collect();
+            return expected.iter().map(|_| Err(e.duplicate())).collect();
         };
         let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);
-                return expected.iter().map(|_| Err(dup_error(&e))).collect();
+                return expected.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let results: Vec<Result<DeleteIf>> = expected
@@ -683,7 +682,7 @@ impl Store for SqliteStore {
                 };
                 let now = match (key.as_ref(), &key_err) {
                     (Some(k), _) => self.decrypt_row(k, row?)?,
-                    (None, Some(e)) => return Err(dup_error(e)),
+                    (None, Some(e)) => return Err(e.duplicate()),
                     (None, None) => {
                         return Err(StoreError::Other(format!(
                             "{}: store not ready",
@@ -710,7 +709,7 @@ impl Store for SqliteStore {
             .collect();
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
-            return expected.iter().map(|_| Err(dup_error(&e))).collect();
+            return expected.iter().map(|_| Err(e.duplicate())).collect();
         }
         results
     }
@@ -779,7 +778,7 @@ impl Store for SqliteStore {
             && !self.path.exists()
             && let Err(e) = KeySource::for_new_data(&self.opts, &self.location())
         {
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         }
         // The key first: without one, no tables appear in someone's database.
         let prepared = self
@@ -787,12 +786,12 @@ impl Store for SqliteStore {
             .map(|_| ())
             .and_then(|()| self.ensure_schema(&mut inner));
         if let Err(e) = prepared {
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         }
         let Inner { conn, key, .. } = &mut *inner;
         let (Some(conn), Some(key)) = (conn.as_mut(), key.as_ref()) else {
             let e = StoreError::Other(format!("{}: store not ready", self.location()));
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         };
         // IMMEDIATE takes the write lock up front (waiting out other
         // writers via the busy timeout) instead of failing at the upgrade.
@@ -800,7 +799,7 @@ impl Store for SqliteStore {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);
-                return creds.iter().map(|_| Err(dup_error(&e))).collect();
+                return creds.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let stamp = now();
@@ -838,7 +837,7 @@ impl Store for SqliteStore {
         }
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         }
         results
     }

@@ -172,7 +172,18 @@ fn summarize(app: &App, outcome: Outcome) -> ExitCode {
             println!("Deferred: nothing was changed.");
             ExitCode::SUCCESS
         }
-        Outcome::Quit if w.run.report.is_none() => {
+        // Recovery actions ran in this session: say what each did (from
+        // its report, which comes from the journal), never "nothing".
+        _ if w.run.report.is_none() && !w.recovery.done_log.is_empty() => {
+            for line in &w.recovery.done_log {
+                println!("{line}");
+            }
+            match outcome {
+                Outcome::Failed => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Outcome::Quit if w.run.report.is_none() && w.run.id.is_none() => {
             println!("Quit: nothing was changed.");
             ExitCode::SUCCESS
         }

@@ -404,7 +404,10 @@ fn report(rolled_back: bool) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        notices: vec![],
         unreadable: 0,
+        status: None,
+        cancelled: false,
     }
 }
 
@@ -621,6 +624,10 @@ fn recovery_actions_need_confirmation() {
         entry,
         timeline: vec![],
         backup: None,
+        items: vec![],
+        needs_passphrase: false,
+        rollback_began: false,
+        on_conflict: crate::engine::types::ConflictPolicy::Skip,
     })));
     assert_eq!(w.step, Step::Detail);
     // No backup: restore is refused outright.
@@ -786,6 +793,24 @@ fn the_plan_index_finds_every_item_and_nothing_else() {
     assert_eq!(
         index.find(&other.items, &CredentialId::new("env", "K1")),
         None
+    );
+}
+
+#[test]
+fn lock_notices_of_the_report_reach_the_run_log() {
+    let mut w = running();
+    let mut r = report(false);
+    r.notices = vec![crate::store::LockNotice::TookOverStale {
+        lock: "dotenv:/a/.env".into(),
+        holder: "pid 7 on h, since t".into(),
+    }];
+    w.handle(Event::Progress(vec![Progress::Finished(Box::new(r))]));
+    assert!(
+        w.run.log.iter().any(
+            |l| matches!(l, LogLine::Info(t) if t.contains("took over the lock left by pid 7"))
+        ),
+        "{:?}",
+        w.run.log
     );
 }
 

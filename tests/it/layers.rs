@@ -220,6 +220,61 @@ fn only_the_session_preamble_takes_locks() {
     }
 }
 
+/// The library never prints (issue 22 point 4): a notice travels as a
+/// report field or a progress event, and the CLI or the wizard shows it.
+/// Printing is the job of the binary (`main.rs`, `cli.rs`, `cli/`) and of
+/// these few places, each allowed at most its count of printing lines:
+const PRINTERS: &[(&str, usize, &str)] = &[
+    // The wizard's closing summary, after its screen is gone (deferred,
+    // quit, done, rolled back, and what a quit during an action did).
+    ("tui/mod.rs", 6, "the closing summary"),
+    // The passphrase prompt is a terminal conversation.
+    ("keys.rs", 2, "the passphrase prompt"),
+];
+
+#[test]
+fn the_library_never_prints() {
+    let root = src();
+    let needles = ["println!", "print!(", "eprint!("];
+    let mut bad = Vec::new();
+    for p in rust_files(&root) {
+        let rel = p
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let binary = rel == "main.rs" || rel == "cli.rs" || rel.starts_with("cli/");
+        // Unit tests may print (a skipped service says so).
+        let is_test = rel.ends_with("tests.rs") || rel.contains("/tests/");
+        if binary || is_test {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+        let lines: Vec<String> = code
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                let c = l.split("//").next().unwrap_or("");
+                needles.iter().any(|n| c.contains(n))
+            })
+            .map(|(n, l)| format!("src/{rel}:{}: {}", n + 1, l.trim()))
+            .collect();
+        let allowed = PRINTERS
+            .iter()
+            .find(|(f, ..)| *f == rel)
+            .map_or(0, |(_, n, _)| *n);
+        if lines.len() > allowed {
+            bad.extend(lines);
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the library prints (deliver a notice as a report field or progress event):\n{}",
+        bad.join("\n")
+    );
+}
+
 /// A store describes itself (`StoreSpec::profile`, `Store` methods): no code
 /// outside `src/store/` decides anything by matching on a store kind, so a
 /// new kind cannot silently get another kind's answer. Building a spec

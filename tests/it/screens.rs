@@ -271,7 +271,10 @@ fn report(rolled_back: bool, failed: usize) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        notices: vec![],
         unreadable: 0,
+        status: None,
+        cancelled: false,
     }
 }
 
@@ -334,6 +337,25 @@ fn detail() -> Detail {
         backup: Some(PathBuf::from(format!(
             "{STATE}/migrations/{MIGRATION}/backup.enc"
         ))),
+        items: ids()
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| credshift::engine::items::ItemView {
+                id,
+                action: credshift::engine::journal::PlannedAction::Copy,
+                state: if i < 3 {
+                    credshift::engine::items::ItemState::Verified
+                } else {
+                    credshift::engine::items::ItemState::Planned
+                },
+                reason: None,
+                source: credshift::engine::items::SourceState::Kept,
+                batch: None,
+            })
+            .collect(),
+        needs_passphrase: false,
+        rollback_began: false,
+        on_conflict: ConflictPolicy::Skip,
     }
 }
 
@@ -852,11 +874,12 @@ fn recovery_screens() {
     r.copied = 3;
     ev(&mut app2, Event::RecoveryFinished(Box::new(r)));
     snap("12-recovery-result", &app2);
-    for (k, action) in [
-        ('r', RecoveryAction::Resume),
-        ('v', RecoveryAction::Verify),
-        ('t', RecoveryAction::Restore),
-    ] {
+    // An interrupted migration whose cleanup never ran: no restore.
+    let mut a = at_detail();
+    assert!(keys(&mut a, &[KeyCode::Char('t')]).is_empty());
+    assert!(a.wizard.confirm.is_none());
+    assert!(a.wizard.error.as_deref().unwrap().contains("deleted none"));
+    for (k, action) in [('r', RecoveryAction::Resume), ('v', RecoveryAction::Verify)] {
         let mut a = at_detail();
         assert!(keys(&mut a, &[KeyCode::Char(k)]).is_empty());
         let fx = keys(&mut a, &[KeyCode::Char('y')]);
@@ -1131,5 +1154,77 @@ fn inventory_reveal_wraps_a_long_secret() {
     for (w, h) in [(100, 30), (60, 20)] {
         let text = screen_text(&draw(&app, w, h));
         assert!(!text.contains("REVEAL-LONG"), "{w}x{h}:\n{text}");
+    }
+}
+
+/// Issue 27, point 5: the help's closing sentence appears whole at every
+/// size (old main cut it on every screen), and on Done after a cleanup
+/// that deleted from the source it says so instead of "the source is kept".
+#[test]
+fn the_help_wraps_at_every_size_and_tells_what_happened() {
+    let flat = |s: &str| -> String {
+        s.lines()
+            .map(|l| {
+                l.trim_matches('"')
+                    .replace(['│', '┌', '┐', '└', '┘', '─'], " ")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut app = at_inventory();
+    keys(&mut app, &[KeyCode::Char('?')]);
+    for (w, h) in [(60, 15), (60, 20), (80, 24), (100, 30), (200, 50)] {
+        let text = flat(&screen_text(&draw(&app, w, h)));
+        assert!(
+            text.contains(
+                "Nothing is written before you consent; the source is kept until cleanup."
+            ),
+            "{w}x{h}: {text}"
+        );
+        assert!(
+            text.contains("quit (asks first while a migration, resume, rollback or restore runs)"),
+            "{w}x{h}: {text}"
+        );
+    }
+    // Done after a cleanup that deleted from the source.
+    let mut app = at_cleanup();
+    keys(
+        &mut app,
+        &[KeyCode::Char(' '), KeyCode::Enter, KeyCode::Char('y')],
+    );
+    let mut r = report(false, 0);
+    r.source_deleted = 5;
+    ev(&mut app, Event::CleanedUp(Box::new(r)));
+    assert_eq!(app.wizard.step, Step::Done);
+    keys(&mut app, &[KeyCode::Char('?')]);
+    for (w, h) in [(60, 15), (100, 30), (200, 50)] {
+        let text = flat(&screen_text(&draw(&app, w, h)));
+        assert!(!text.contains("the source is kept"), "{w}x{h}: {text}");
+        assert!(!text.contains("source was kept"), "{w}x{h}: {text}");
+        assert!(
+            text.contains("Cleanup deleted the verified items from the source"),
+            "{w}x{h}: {text}"
+        );
+    }
+    snap("10-help-done-after-cleanup", &app);
+}
+
+/// Issue 27, point 5: a plan warning is wrapped, never cut mid-sentence.
+#[test]
+fn dry_run_warnings_are_never_cut() {
+    let app = at_dry_run();
+    for (w, h) in [(60, 15), (60, 20), (100, 30)] {
+        let text: String = screen_text(&draw(&app, w, h))
+            .lines()
+            .map(|l| l.trim_matches('"').trim_end().to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            text.contains("expiry and scopes are dropped"),
+            "{w}x{h}: {text}"
+        );
     }
 }
