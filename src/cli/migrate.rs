@@ -31,7 +31,7 @@ pub(super) fn interactive() -> bool {
 
 /// Consent for a changing command: `--yes`, or a "y" typed at a terminal.
 /// Without either, refuse (exit 2) before anything is touched.
-fn consent(yes: bool, question: &str) -> Result<(), CliError> {
+pub(super) fn consent(yes: bool, question: &str) -> Result<(), CliError> {
     if yes {
         return Ok(());
     }
@@ -325,6 +325,9 @@ fn preflight_keys(
 
 pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
+    if engine::rekey::rekey_dir(&g.state_dir(), &id).is_some() {
+        return super::rekey::cmd_verify(g, &id, json);
+    }
     let opts = g.open_options()?;
     let report = engine::verify(&g.state_dir(), &id, &opts)?;
     print_report(&report, json)?;
@@ -338,6 +341,9 @@ pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
 pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
     consent(yes, &format!("resume migration {id}"))?;
+    if engine::rekey::rekey_dir(&g.state_dir(), &id).is_some() {
+        return super::rekey::cmd_resume(g, &id, json);
+    }
     let opts = g.open_options()?;
     let mut bar = ProgressBar::new();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -365,6 +371,9 @@ pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult 
 pub fn cmd_rollback(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
     consent(yes, &format!("roll back migration {id}"))?;
+    if engine::rekey::rekey_dir(&g.state_dir(), &id).is_some() {
+        return super::rekey::cmd_rollback(g, &id, json);
+    }
     let opts = g.open_options()?;
     let report = engine::rollback(&g.state_dir(), &id, &opts)?;
     print_report(&report, json)?;

@@ -78,6 +78,7 @@ pub mod lock;
 pub mod memstore;
 pub mod plan;
 pub mod recovery;
+pub mod rekey;
 pub(crate) mod replan;
 pub mod session;
 pub mod state;

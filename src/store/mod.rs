@@ -28,6 +28,7 @@ pub mod pgurl;
 pub mod postgres;
 pub mod prompttrain;
 pub mod prompttrain_db;
+pub mod rekey;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod test_support;
