@@ -180,7 +180,15 @@ struct Held {
 fn hold(state_dir: &Path, id: &MigrationId, opts: &OpenOptions, mode: LockMode) -> Result<Held> {
     let st = load(state_dir, id)?;
     let spec = spec_of(&st)?;
-    let store = store::open(&spec, opts)?;
+    // The store is opened for its identity and lock only: rollback and
+    // verify need no key, but Laravel's store refuses to open without one.
+    let mut lock_opts = opts.clone();
+    if lock_opts.app_key.is_none()
+        && let Some(k) = super::keygen::fresh_key_text(RekeyFormat::Laravel)?
+    {
+        lock_opts.app_key = Some(crate::credential::Secret::new(k.as_str()));
+    }
+    let store = store::open(&spec, &lock_opts)?;
     let (_, locks) = session::rekey(
         store.as_ref(),
         mode,
