@@ -244,11 +244,33 @@ pub fn resume(
     let codec = codec::build(format, &st.store, &all, opts, new)?;
     let now: BTreeMap<CellRef, Cell> = all.into_iter().map(|c| (c.at.clone(), c)).collect();
     held.journal.append(RekeyRecord::RekeyResumed)?;
-    let Some(planned) = st.planned.clone() else {
-        return Err(EngineError::Refused(format!(
-            "rekey {id} stopped before its plan was journaled: nothing was written; start a \
-             new rekey"
-        )));
+    let planned = match st.planned.clone() {
+        Some(p) => p,
+        None => {
+            // Stopped before its plan: nothing was written; plan now.
+            let cells: Vec<Cell> = now.values().cloned().collect();
+            let (mut todo, mut already_new, mut untouched) = (Vec::new(), 0, Vec::new());
+            for (c, (under, _)) in cells.iter().zip(codec.open(&cells)) {
+                match under {
+                    Under::Old(k) => todo.push(PlannedCell {
+                        at: c.at.clone(),
+                        key: k,
+                        old_fp: fp(&c.value),
+                    }),
+                    Under::New => already_new += 1,
+                    Under::Neither(reason) => untouched.push(CellNote {
+                        at: c.at.clone(),
+                        reason,
+                    }),
+                }
+            }
+            held.journal.append(RekeyRecord::RekeyPlanned {
+                cells: todo.clone(),
+                already_new,
+                untouched,
+            })?;
+            todo
+        }
     };
     if st.backup.is_none() {
         // No batch starts before the backup: every cell is as planned.
