@@ -163,7 +163,7 @@ impl Secret {
         ct_eq_bytes(self.0.as_bytes(), other.0.as_bytes())
     }
 
-    /// Masked preview per DESIGN.md, for a value of unknown kind (the
+    /// Masked preview per ARCHITECTURE.md ("Masked preview"), for a value of unknown kind (the
     /// tail rule of an API key). [`Credential::preview`] knows the kind.
     pub fn preview(&self) -> String {
         mask(self.expose())
@@ -205,7 +205,7 @@ pub const KNOWN_PREFIXES: &[&str] = &["sk-ant-", "sk-", "gho_", "ghp_", "cnp_", 
 /// How many characters a preview must keep hidden, whatever it shows.
 pub const MIN_HIDDEN: usize = 12;
 
-/// Masked preview (DESIGN.md, "Masked preview"): a known public prefix (7
+/// Masked preview (ARCHITECTURE.md, "Masked preview"): a known public prefix (7
 /// chars at most) and the last 4 chars, but only while at least
 /// [`MIN_HIDDEN`] characters stay hidden; otherwise the prefix alone, or
 /// nothing. Secrets shorter than 16 chars show only their length.
