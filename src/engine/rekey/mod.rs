@@ -536,3 +536,6 @@ fn spec_of(st: &RekeyState) -> Result<StoreSpec> {
 fn changed_store(st: &RekeyState, e: StoreError) -> EngineError {
     EngineError::Refused(format!("{}: {e}", st.store))
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 //! SQLite table, and the whole-file stores (`encrypted:`, `bundle:`).
 //! Rollback puts the old ciphertexts back byte for byte.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

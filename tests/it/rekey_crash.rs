@@ -5,7 +5,7 @@
 //! ciphertexts byte for byte. Laravel's table in SQLite (rows rewritten in
 //! batches of 1, 2, 4, ...) and an `encrypted:` file (one atomic rewrite).
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
