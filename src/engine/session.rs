@@ -392,7 +392,7 @@ pub(crate) fn recover(
 /// lock. Returns the store's identity and the locks.
 pub fn rekey(
     store: &dyn Store,
-    mode: LockMode,
+    usage: Use,
     state_dir: Option<&Path>,
     migration_id: &str,
     expected: Option<&StoreIdentity>,
@@ -401,7 +401,7 @@ pub fn rekey(
         &[End {
             role: Role::Target,
             store,
-            usage: Use { mode, needed: true },
+            usage,
             expected,
         }],
         state_dir,

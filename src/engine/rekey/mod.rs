@@ -35,7 +35,7 @@ use crate::engine::state;
 use crate::engine::types::{MigrationId, MigrationStatus};
 use crate::error::StoreError;
 use crate::store::rekey::{self as raw, Cell, CellRef, RawCells, RekeyFormat, Swap, SwapOutcome};
-use crate::store::{self, LockMode, OpenOptions, StoreSpec};
+use crate::store::{self, OpenOptions, StoreSpec};
 
 pub mod backup;
 pub mod codec;
@@ -228,7 +228,7 @@ fn under_keys(names: &[String], todo: impl Iterator<Item = usize>) -> Vec<KeyCou
 pub fn dry_run(spec: &StoreSpec, opts: &OpenOptions, new: &NewKey) -> Result<RekeyPlan> {
     let format = format_of(spec)?;
     let store = store::open(spec, opts)?;
-    let (_, _locks) = session::rekey(store.as_ref(), LockMode::Shared, None, "", None)?;
+    let (_, _locks) = session::rekey(store.as_ref(), session::Use::READ, None, "", None)?;
     let mut cells = raw::open(spec, opts)?;
     let s = survey(format, &spec.to_string(), cells.as_mut(), opts, new)?;
     let names = s.codec.old_key_names();
@@ -432,7 +432,7 @@ pub fn run(
     let (id, dir) = state::create(state_dir)?;
     let locked = session::rekey(
         store.as_ref(),
-        LockMode::Exclusive,
+        session::Use::WRITE,
         Some(state_dir),
         &id.0,
         None,

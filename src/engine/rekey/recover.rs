@@ -9,11 +9,11 @@ use crate::engine::audit;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::journal::Totals;
 use crate::engine::recovery::status_word;
-use crate::engine::session::{self, Locks};
+use crate::engine::session::{self, Locks, Use};
 use crate::engine::state;
 use crate::engine::types::{HistoryEntry, MigrationId, MigrationStatus};
 use crate::store::rekey::{self as raw, Cell, CellRef, RawCells, RekeyFormat, Swap};
-use crate::store::{self, LockMode, OpenOptions};
+use crate::store::{self, OpenOptions};
 
 use super::backup;
 use super::codec::{self, NewKey, Plain, Under};
@@ -177,7 +177,7 @@ struct Held {
     _locks: Locks,
 }
 
-fn hold(state_dir: &Path, id: &MigrationId, opts: &OpenOptions, mode: LockMode) -> Result<Held> {
+fn hold(state_dir: &Path, id: &MigrationId, opts: &OpenOptions, usage: Use) -> Result<Held> {
     let st = load(state_dir, id)?;
     let spec = spec_of(&st)?;
     // The store is opened for its identity and lock only: rollback and
@@ -191,7 +191,7 @@ fn hold(state_dir: &Path, id: &MigrationId, opts: &OpenOptions, mode: LockMode) 
     let store = store::open(&spec, &lock_opts)?;
     let (_, locks) = session::rekey(
         store.as_ref(),
-        mode,
+        usage,
         Some(state_dir),
         &id.0,
         st.identity.as_ref(),
@@ -232,7 +232,7 @@ pub fn resume(
         }
         _ => {}
     }
-    let mut held = hold(state_dir, id, opts, LockMode::Exclusive)?;
+    let mut held = hold(state_dir, id, opts, Use::WRITE)?;
     let st = held.journal.state.clone();
     if st.status() == MigrationStatus::Completed {
         return Ok(report_of(&st));
@@ -366,7 +366,7 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Resul
     if st.rolled_back == Some(true) {
         return Ok(report_of(&st));
     }
-    let mut held = hold(state_dir, id, opts, LockMode::Exclusive)?;
+    let mut held = hold(state_dir, id, opts, Use::WRITE)?;
     let st = held.journal.state.clone();
     if st.rolled_back == Some(true) {
         return Ok(report_of(&st));
@@ -435,7 +435,7 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Resul
 /// Read the cells again: each rekeyed one must hold the new ciphertext
 /// the journal recorded, each restored one its old ciphertext.
 pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<RekeyReport> {
-    let mut held = hold(state_dir, id, opts, LockMode::Shared)?;
+    let mut held = hold(state_dir, id, opts, Use::READ)?;
     let st = held.journal.state.clone();
     let planned: BTreeMap<&CellRef, &PlannedCell> = st
         .planned
