@@ -3,7 +3,8 @@
 //! then readable under exactly one of the two keys, `resume` finishes
 //! (every value under the new key only) and `rollback` puts back the old
 //! ciphertexts byte for byte. Laravel's table in SQLite (rows rewritten in
-//! batches of 1, 2, 4, ...) and an `encrypted:` file (one atomic rewrite).
+//! batches of 1, 2, 4, ...), an `encrypted:` file (one atomic rewrite) and
+//! credshift's tables in SQLite and PostgreSQL (one transaction with the meta row).
 
 use crate::support;
 
@@ -169,12 +170,62 @@ fn a_laravel_rekey_crashed_after_every_record_resumes_or_rolls_back() {
     assert_eq!(records, Some(12), "records a 10-row rekey journals");
 }
 
-#[test]
-fn an_encrypted_file_rekey_crashed_after_every_record_resumes_or_rolls_back() {
+/// What a credshift store holds, as stored: the file, or every cell a
+/// rekey rewrites in its tables.
+fn dump(spec: &str) -> Vec<String> {
+    if let Some(p) = spec.strip_prefix("encrypted:") {
+        return vec![hex::encode(std::fs::read(p).unwrap())];
+    }
+    if let Some(p) = spec.strip_prefix("sqlite:") {
+        let c = rusqlite::Connection::open(p).unwrap();
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT kdf_alg || ':' || hex(check_nonce) || hex(check_ciphertext) FROM credshift_meta",
+            "SELECT namespace || name || hex(nonce) || hex(ciphertext) FROM credshift_credentials \
+             ORDER BY 1",
+        ] {
+            let mut st = c.prepare(sql).unwrap();
+            out.extend(
+                st.query_map([], |r| r.get::<_, String>(0))
+                    .unwrap()
+                    .map(|r| r.unwrap()),
+            );
+        }
+        return out;
+    }
+    let mut c = support::pg::connect(spec);
+    let mut out: Vec<String> = c
+        .query(
+            "SELECT kdf || encode(salt, 'hex') || encode(check_value, 'hex') FROM credshift_meta",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    out.extend(
+        c.query(
+            "SELECT id || encode(nonce, 'hex') || encode(ciphertext, 'hex') \
+             FROM credshift_credentials ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0)),
+    );
+    out
+}
+
+/// A credshift store (one batch: the file, or the table with its meta row)
+/// rekeyed from one key file to another, killed after each record.
+fn own_store_crashes(make_spec: &dyn Fn(&Path) -> Option<String>) {
     let mut records = None;
     for k in 1..=10u32 {
         for recovery in ["resume", "rollback"] {
             let dir = tempfile::tempdir().unwrap();
+            let Some(spec) = make_spec(dir.path()) else {
+                return;
+            };
             let state = dir.path().join("state");
             let old_key = dir.path().join("old.key");
             let new_key = dir.path().join("new.key");
@@ -186,8 +237,6 @@ fn an_encrypted_file_rekey_crashed_after_every_record_resumes_or_rolls_back() {
                 "A_TOKEN=crash-file-value-0001\nB_TOKEN=crash-file-value-0002\n",
             )
             .unwrap();
-            let file = dir.path().join("e.enc");
-            let spec = format!("encrypted:{}", file.display());
             let with = |key: &Path| {
                 let mut c = credshift(&state);
                 c.args(["--key-file", key.to_str().unwrap()]);
@@ -202,7 +251,7 @@ fn an_encrypted_file_rekey_crashed_after_every_record_resumes_or_rolls_back() {
                 "--yes",
             ]));
             assert!(out.status.success(), "{stderr}");
-            let original = std::fs::read(&file).unwrap();
+            let original = dump(&spec);
             std::fs::remove_dir_all(&state).unwrap();
             let (out, _, stderr) = run(with(&old_key)
                 .env("CREDSHIFT_CRASH_AT", k.to_string())
@@ -231,7 +280,7 @@ fn an_encrypted_file_rekey_crashed_after_every_record_resumes_or_rolls_back() {
             if recovery == "resume" {
                 assert!(reads(&new_key) && !reads(&old_key), "K={k}");
             } else {
-                assert_eq!(std::fs::read(&file).unwrap(), original, "K={k}");
+                assert_eq!(dump(&spec), original, "K={k}: the old bytes");
             }
         }
         if records.is_some() {
@@ -239,4 +288,109 @@ fn an_encrypted_file_rekey_crashed_after_every_record_resumes_or_rolls_back() {
         }
     }
     assert_eq!(records, Some(6));
+}
+
+#[test]
+fn an_encrypted_file_rekey_crashed_after_every_record_resumes_or_rolls_back() {
+    own_store_crashes(&|d| Some(format!("encrypted:{}", d.join("e.enc").display())));
+}
+
+#[test]
+fn a_credshift_sqlite_rekey_crashed_after_every_record_resumes_or_rolls_back() {
+    own_store_crashes(&|d| Some(format!("sqlite:{}", d.join("c.db").display())));
+}
+
+#[test]
+fn a_credshift_postgres_rekey_crashed_after_every_record_resumes_or_rolls_back() {
+    own_store_crashes(&|_| support::pg::fresh_db().map(|db| db.url()));
+}
+
+/// Every encrypted value of agent-prompttrain's accounts, as stored.
+fn account_values(url: &str) -> Vec<Option<String>> {
+    let mut c = support::pg::connect(url);
+    c.query(
+        "SELECT api_key_encrypted, oauth_access_token_encrypted, \
+         oauth_refresh_token_encrypted FROM accounts ORDER BY account_id",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .flat_map(|r| {
+        (0..3)
+            .map(|i| r.get::<_, Option<String>>(i))
+            .collect::<Vec<_>>()
+    })
+    .collect()
+}
+
+#[test]
+fn a_prompttrain_rekey_crashed_after_every_record_resumes_or_rolls_back() {
+    use credshift::crypto::prompttrain::{self as pt, MasterKey};
+    let old_text =
+        std::fs::read_to_string(support::fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY"))
+            .unwrap()
+            .trim()
+            .to_string();
+    let new_text = "crash-test-new-master-key-0123456789abcdef".to_string();
+    let old = MasterKey::new(&Secret::new(old_text.as_str())).unwrap();
+    let new = MasterKey::new(&Secret::new(new_text.as_str())).unwrap();
+    let mut records = None;
+    for k in 1..=20u32 {
+        for recovery in ["resume", "rollback"] {
+            let Some(db) = support::pg::fresh_db() else {
+                return;
+            };
+            let url = db.url();
+            support::pg::run_sql_file(&url, &support::fixture("prompttrain-db/schema.sql"));
+            support::pg::run_sql_file(&url, &support::fixture("prompttrain-db/data.sql"));
+            let original = account_values(&url);
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state");
+            let new_file = private_file(&dir.path().join("new.key"), new_text.as_bytes());
+            let spec = format!("prompttrain-db:{url}");
+            let cmd = || {
+                let mut c = credshift(&state);
+                c.env("CREDENTIAL_ENCRYPTION_KEY", &old_text)
+                    .args(["--new-key-file", new_file.to_str().unwrap()]);
+                c
+            };
+            let (out, _, stderr) = run(cmd()
+                .env("CREDSHIFT_CRASH_AT", k.to_string())
+                .args(["rekey", "--store", &spec, "--yes"]));
+            if out.status.success() {
+                records.get_or_insert(k - 1);
+                break;
+            }
+            assert_eq!(out.status.code(), None, "K={k}: not an abort: {stderr}");
+            for v in account_values(&url).iter().flatten() {
+                let under_old = pt::decrypt(&old, v).is_ok();
+                let under_new = pt::decrypt(&new, v).is_ok();
+                assert!(
+                    under_old != under_new,
+                    "K={k}: a value under both keys or none"
+                );
+            }
+            let id = only_id(&state);
+            let (out, _, stderr) = run(cmd().args([recovery, "--migration-id", &id, "--yes"]));
+            assert!(out.status.success(), "K={k} {recovery}: {stderr}");
+            let after = account_values(&url);
+            if recovery == "resume" {
+                for (a, o) in after.iter().zip(&original) {
+                    if let (Some(a), Some(o)) = (a, o) {
+                        assert_eq!(
+                            pt::decrypt(&new, a).unwrap().expose(),
+                            pt::decrypt(&old, o).unwrap().expose(),
+                            "K={k}"
+                        );
+                    }
+                }
+            } else {
+                assert_eq!(after, original, "K={k}: old ciphertexts byte for byte");
+            }
+        }
+        if records.is_some() {
+            break;
+        }
+    }
+    assert_eq!(records, Some(10), "6 values: batches 1, 2, 3");
 }
