@@ -75,7 +75,7 @@ fn next_steps(st: &RekeyState, status: MigrationStatus) -> Vec<String> {
         )],
         Some(RekeyFormat::Laravel) => vec![format!(
             "Laravel: in the app's .env set APP_KEY=<the new key, {origin}> and \
-             APP_PREVIOUS_KEYS=<the APP_KEY it has now>{} , then run `php artisan \
+             APP_PREVIOUS_KEYS=<the APP_KEY it has now>{}, then run `php artisan \
              config:clear`: sessions and cookies made under the old key keep working.",
             if st.old_keys.len() > 1 {
                 ",<the keys already in APP_PREVIOUS_KEYS>"
