@@ -372,6 +372,12 @@ pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
             .ok_or_else(|| CliError::usage(format!("{id} is not a rekey")))?,
         id,
     )?;
+    if st.status() == engine::MigrationStatus::Completed {
+        // Nothing left to do, and so no key needed.
+        let report = rekey::report_of(&st);
+        print_report(&report, json, false)?;
+        return Ok(code_of(&report));
+    }
     let format = st
         .format
         .ok_or_else(|| CliError::failed(format!("rekey {id}: no format recorded")))?;

@@ -550,3 +550,69 @@ fn a_generated_key_file_takes_over_an_encrypted_file() {
     let text = std::fs::read_to_string(&target).unwrap();
     assert!(text.contains(r#""alg":"none""#), "{text}");
 }
+
+#[test]
+fn the_rekey_report_has_a_migration_reports_fields_and_history_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let db = support::fragments_db(&dir.path().join("app.sqlite"));
+    let new_path = private_file(&dir.path().join("new.key"), &laravel_key(42));
+    let (out, stdout, stderr) = run(rekey_laravel(
+        &state,
+        &db,
+        &[],
+        &new_path,
+        &["--yes", "--json"],
+    ));
+    assert!(out.status.success(), "{stderr}");
+    let r = support::json(&stdout);
+    for field in [
+        "migration_id",
+        "from",
+        "to",
+        "total",
+        "copied",
+        "skipped",
+        "conflicts",
+        "invalid",
+        "failed",
+        "rolled_back",
+        "failures",
+        "backup",
+        "verified",
+        "warnings",
+        "next_steps",
+    ] {
+        assert!(r.get(field).is_some(), "no {field} in {r}");
+    }
+    assert_eq!(r["operation"], "rekey");
+    assert_eq!(r["total"], 4);
+    assert_eq!(r["copied"], 4);
+    // A second run finds everything under the new key: nothing to do.
+    let (out, stdout, stderr) = run(credshift(&state)
+        .env("APP_KEY", laravel_key(42))
+        .args([
+            "rekey",
+            "--store",
+            &format!("laravel:sqlite:{}", db.display()),
+        ])
+        .args([
+            "--new-key-file",
+            new_path.to_str().unwrap(),
+            "--dry-run",
+            "--json",
+        ]));
+    // The old key is now APP_KEY's new value; "new" is the same: refused.
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    // Resume of a finished rekey reports it, with no key needed.
+    let id = r["migration_id"].as_str().unwrap();
+    let (out, stdout, stderr) =
+        run(credshift(&state).args(["resume", "--migration-id", id, "--yes", "--json"]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(support::json(&stdout)["copied"], 4);
+    let (_, text, _) = run(credshift(&state).args(["history"]));
+    assert!(
+        text.contains("(new key)") && text.contains("completed"),
+        "{text}"
+    );
+}
