@@ -413,12 +413,6 @@ fn run_batches(
     Ok(())
 }
 
-fn user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_default()
-}
-
 /// Rekey a store: plan, back up, rewrite in journaled batches, read back.
 pub fn run(
     req: &RekeyRequest,
@@ -465,7 +459,7 @@ pub fn run(
         identity: identity.map(Box::new),
         old_keys: names.clone(),
         new_key: req.new_key_origin.clone(),
-        user: user(),
+        user: crate::engine::audit::who(),
     })?;
     j.append(RekeyRecord::RekeyPlanned {
         cells: s
