@@ -424,17 +424,10 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
                     c.reason.as_deref().unwrap_or("unknown reason")
                 );
             }
-            if let StoreSpec::ModelForge(path) = spec {
-                if mf.is_in_use(path) {
-                    println!("  model-forge run here reads this file");
-                } else if mf.shadowed_by(path).is_none() {
-                    println!(
-                        "  model-forge run here reads {}, not this file",
-                        mf.in_use.display()
-                    );
-                }
+            if let Some(note) = store::modelforge::in_use_note(spec, &mf) {
+                println!("  {note}");
             }
-            for w in &c.warnings {
+            for w in c.notes() {
                 println!("  warning: {w}");
             }
         }
@@ -473,7 +466,7 @@ pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
         }
         out.flush().map_err(io)?;
         for e in &inv.errors {
-            eprintln!("error: {}: {}", e.location, e.error);
+            eprintln!("{}: {}: {}", e.severity, e.location, e.error);
         }
     }
     Ok(ExitCode::SUCCESS)

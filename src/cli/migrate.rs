@@ -151,14 +151,15 @@ fn print_plan(plan: &engine::Plan) {
         println!("warning: {w}");
     }
     for e in &plan.source_errors {
-        match e.error.strip_prefix("warning: ") {
-            Some(w) => eprintln!("warning: {}: {w}", e.location),
-            None => eprintln!("error: {}: {}", e.location, e.error),
-        }
+        eprintln!("{}: {}: {}", e.severity, e.location, e.error);
     }
 }
 
 fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
+    // What taking the locks did: on stderr, so JSON on stdout stays clean.
+    for n in &r.notices {
+        eprintln!("credshift: {n}");
+    }
     if nothing_readable(r) {
         eprintln!(
             "error: nothing was migrated: no item of {} could be read",
@@ -208,10 +209,7 @@ fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
 /// Whether a run found nothing to migrate because its source could not
 /// be read (every item unreadable): a failure, not "done, total 0".
 fn nothing_readable(r: &engine::Report) -> bool {
-    r.total == 0
-        && r.warnings
-            .iter()
-            .any(|w| w.starts_with(engine::plan::UNREADABLE))
+    r.total == 0 && r.unreadable > 0
 }
 
 /// 0 when everything asked for happened; 1 when anything failed or was
@@ -422,6 +420,9 @@ pub fn cmd_backup(
         None => engine::recovery::KeyOut::Kept(&state_dir),
     };
     let summary = engine::backup(source.as_ref(), out, key_out, &opts)?;
+    for n in &summary.notices {
+        eprintln!("credshift: {n}");
+    }
     let _ = engine::audit::append(
         &g.state_dir(),
         engine::audit::Entry {
@@ -456,13 +457,19 @@ pub fn cmd_backup(
         None => println!("protected by your passphrase"),
     }
     for e in &summary.errors {
-        eprintln!("error: {}: {}", e.location, e.error);
+        eprintln!("{}: {}: {}", e.severity, e.location, e.error);
     }
-    Ok(if summary.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(
+        if summary
+            .errors
+            .iter()
+            .all(|e| e.severity == store::Severity::Warning)
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// `restore`'s flags.

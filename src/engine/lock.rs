@@ -22,8 +22,9 @@
 //! record: a planted link or file is refused, never truncated. They name
 //! their holder (pid, user, host, operation, since) for the error message.
 //! Taking a file store's lock also removes the temp files a killed
-//! credshift left next to it ([`fsutil::remove_stale_temps`]) and says so
-//! on stderr.
+//! credshift left next to it ([`fsutil::remove_stale_temps`]); that and a
+//! stale lock taken over are [`LockNotice`]s the operation reports (the
+//! library never prints).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -40,7 +41,7 @@ use sha2::{Digest, Sha256};
 use crate::engine::error::EngineError;
 use crate::error::StoreError;
 use crate::fsutil;
-use crate::store::{LockMode, StoreSpec};
+use crate::store::{LockMode, LockNotice, StoreSpec};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Holder {
@@ -212,6 +213,22 @@ fn open_lock_file(path: &Path) -> Result<(File, bool), StoreError> {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(refuse("it is a symbolic link".into()));
             }
+            // Another user's lock file (0600, theirs): their credshift holds
+            // the store, or held it and was killed. Never taken for "no
+            // lock here": this user may still be able to change the store.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let owner = std::fs::symlink_metadata(path)
+                    .map(|m| format!("uid {}", m.uid()))
+                    .unwrap_or_else(|_| "another user".into());
+                return Err(StoreError::Locked {
+                    location: path.display().to_string(),
+                    holder: format!(
+                        "a credshift run of {owner}, whose lock file {} this user cannot open",
+                        path.display()
+                    ),
+                    seconds: 0,
+                });
+            }
             Err(e) => return Err(StoreError::io(path, e)),
         },
         Err(e) => return Err(StoreError::io(path, e)),
@@ -288,7 +305,7 @@ pub fn guard_path(spec: &StoreSpec) -> Result<Option<PathBuf>, StoreError> {
             .unwrap_or_else(|| "store".into());
         return Ok(Some(dir.join(format!(".{name}.credshift-lock"))));
     }
-    if let StoreSpec::Keyring(service) = spec {
+    if let Some(service) = spec.per_user_lock_key() {
         let safe: String = service
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -354,6 +371,32 @@ impl crate::store::StoreLock for Guard {
     fn describe(&self) -> String {
         format!("lock file {}", self.held.path.display())
     }
+
+    fn notices(&self) -> Vec<LockNotice> {
+        let h = &self.held;
+        let took_over = h.took_over.iter().map(|holder| LockNotice::TookOverStale {
+            lock: format!("{} (lock file {})", h.store, h.path.display()),
+            holder: holder.to_string(),
+        });
+        let temps = h.removed_temps.iter().map(|t| LockNotice::RemovedTemp {
+            store: h.store.clone(),
+            path: t.clone(),
+        });
+        took_over.chain(temps).collect()
+    }
+}
+
+impl StateLock {
+    /// A stale holder taken over, as a notice.
+    pub fn notices(&self) -> Vec<LockNotice> {
+        self.stale
+            .iter()
+            .map(|h| LockNotice::TookOverStale {
+                lock: self.path.display().to_string(),
+                holder: h.to_string(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -361,6 +404,10 @@ struct Held {
     file: File,
     path: PathBuf,
     mode: LockMode,
+    /// The store, as its spec (no password), for notices.
+    store: String,
+    /// The holder whose stale lock this one took over.
+    took_over: Option<Holder>,
     removed_temps: Vec<PathBuf>,
 }
 
@@ -436,6 +483,7 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
             Err(StoreError::NotFound { .. }) if !fsutil::parent_dir(&path).exists() => {
                 return Ok(None);
             }
+            Err(StoreError::Locked { holder, .. }) => return Err(GuardError::Held(holder)),
             Err(e) => return Err(e.into()),
         };
         let previous = read_holder(&mut file);
@@ -464,11 +512,7 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
         }
         let me = Holder::me(&current_operation());
         write_holder(&mut file, &path, &me)?;
-        if let Some(h) = previous.filter(|h| h.pid != me.pid && !fsutil::pid_alive(h.pid)) {
-            eprintln!(
-                "credshift: {spec}: took over the lock left by {h}, which is no longer running"
-            );
-        }
+        let took_over = previous.filter(|h| h.pid != me.pid && !fsutil::pid_alive(h.pid));
         let mut removed_temps = Vec::new();
         if let Some(p) = spec.path() {
             removed_temps = fsutil::remove_stale_temps(p);
@@ -476,16 +520,12 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
                 removed_temps.extend(fsutil::remove_stale_temps_in(p));
             }
         }
-        for t in &removed_temps {
-            eprintln!(
-                "credshift: {spec}: removed {}, a temp file left by a credshift run that was killed mid-write",
-                t.display()
-            );
-        }
         let h = Arc::new(Held {
             file,
             path: path.clone(),
             mode,
+            store: spec.to_string(),
+            took_over,
             removed_temps,
         });
         held.insert(path, Arc::downgrade(&h));
@@ -574,7 +614,50 @@ mod tests {
         };
         std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
         let l = state_lock(state.path(), &spec, "k", EX, "new").unwrap();
-        assert_eq!(l.stale, Some(dead));
+        assert_eq!(l.stale, Some(dead.clone()));
+        assert!(matches!(
+            &l.notices()[..],
+            [LockNotice::TookOverStale { holder, .. }] if holder == &dead.to_string()
+        ));
+    }
+
+    /// A stale store-side lock and a killed run's temp file are notices
+    /// the operation reports, not lines printed over the wizard's screen.
+    #[test]
+    fn a_store_lock_reports_what_it_took_over_and_removed_as_notices() {
+        use crate::store::StoreLock;
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("t.env");
+        std::fs::write(&env, "A=1\n").unwrap();
+        let spec = StoreSpec::Dotenv(env.clone());
+        let dead = Holder {
+            pid: 1_073_741_823,
+            host: "h".into(),
+            user: "u".into(),
+            migration_id: "old".into(),
+            since: "t".into(),
+        };
+        let lock = guard_path(&spec).unwrap().unwrap();
+        std::fs::write(&lock, serde_json::to_string(&dead).unwrap()).unwrap();
+        let temp = dir
+            .path()
+            .join(format!(".t.env{}{}.0", fsutil::TEMP_MARKER, dead.pid));
+        std::fs::write(&temp, "half").unwrap();
+        let g = guard(&spec, EX, Duration::ZERO).unwrap().unwrap();
+        assert!(!temp.exists());
+        let n = g.notices();
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(
+            matches!(&n[0], LockNotice::TookOverStale { holder, .. } if holder == &dead.to_string())
+        );
+        assert_eq!(
+            n[1],
+            LockNotice::RemovedTemp {
+                store: spec.to_string(),
+                path: temp.clone(),
+            }
+        );
+        assert!(n[1].to_string().contains("killed mid-write"), "{}", n[1]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::engine::execute::{
 };
 use crate::engine::fingerprint;
 use crate::engine::inventory::now_ms;
-use crate::engine::journal::{Journal, Record, Totals};
+use crate::engine::journal::{Journal, PlannedAction, Record, Totals, UndoOutcome};
 use crate::engine::memstore::MemStore;
 use crate::engine::plan;
 use crate::engine::replan;
@@ -102,7 +102,7 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
         ..
     } = session::recover(
         state_dir,
@@ -171,6 +171,7 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
         ..st.totals()
     };
     audit_action(state_dir, id, &st, "verify", outcome, counts);
+    report.notices = locks.notices();
     Ok(report)
 }
 
@@ -196,7 +197,7 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
         ..
     } = session::recover(state_dir, &st, opts, Some(Use::WRITE), Some(Use::READ))?;
     let (Some(source), Some(target)) = (source, target) else {
@@ -211,6 +212,13 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result
         target.as_ref(),
         &Control::default(),
     )
+    .map(|r| noted(r, &locks))
+}
+
+/// `r` with what taking `locks` did.
+fn noted(mut r: Report, locks: &session::Locks) -> Report {
+    r.notices = locks.notices();
+    r
 }
 
 /// Cleanup of a finished migration (asked for, or left interrupted), with
@@ -303,7 +311,7 @@ pub fn resume_with(
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
     } = session::recover(
         state_dir,
         &st,
@@ -316,7 +324,7 @@ pub fn resume_with(
     };
     if st.status() == MigrationStatus::Completed {
         // Finished by another run while this one waited for its locks.
-        return Ok(st.report());
+        return Ok(noted(st.report(), &locks));
     }
     if st.finished.is_some() && st.cleanup == Some(false) {
         // Only the cleanup after a finished migration was interrupted:
@@ -329,7 +337,8 @@ pub fn resume_with(
             source.as_ref(),
             target.as_ref(),
             ctl,
-        );
+        )
+        .map(|r| noted(r, &locks));
     }
     let clean_up = st.delete_source || st.cleanup.is_some();
     journal.append(Record::Resumed)?;
@@ -356,6 +365,7 @@ pub fn resume_with(
         run.journal.append(Record::Planned {
             items: planned_items(&prepared, &run.keys.fp),
             warnings: plan::report_warnings(&prepared.plan),
+            unreadable: plan::unreadable_places(&prepared.plan),
         })?;
     }
     if run.journal.state()?.backup.is_none() {
@@ -379,6 +389,7 @@ pub fn resume_with(
     let mut tally = decision.tally;
     let stop = run.write_items(&decision.work, &old, keeps, &mut tally, Instant::now());
     run.finish("resume", stop, &old, clean_up)
+        .map(|r| noted(r, &locks))
 }
 
 /// Undo a migration: put back source items cleanup deleted, remove what it
@@ -407,7 +418,7 @@ pub fn rollback_with(
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
     } = session::recover(
         state_dir,
         &st,
@@ -421,14 +432,14 @@ pub fn rollback_with(
     )?;
     if st.rolled_back == Some(true) {
         // Rolled back by another run while this one waited for its locks.
-        return Ok(st.report());
+        return Ok(noted(st.report(), &locks));
     }
     let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
     let source = if source_needed { source } else { None };
-    let needs_old = st
-        .begun
-        .iter()
-        .any(|i| st.planned_item(i).is_some_and(|p| p.action == "overwrite"));
+    let needs_old = st.begun.iter().any(|i| {
+        st.planned_item(i)
+            .is_some_and(|p| p.action == PlannedAction::Overwrite)
+    });
     let old = if needs_old {
         load_backup(&st, &keys, st.target_backup.as_deref(), opts)?
     } else {
@@ -444,18 +455,18 @@ pub fn rollback_with(
         for (cid, present) in st.delete_begun.iter().zip(now) {
             let res = match (present, originals.get(cid)) {
                 // Still there (the delete failed or never ran): nothing to do.
-                (Ok(Some(_)), _) => Ok("source_present"),
-                (Ok(None), Some(c)) => source.write(c).map(|_| "source_restored"),
+                (Ok(Some(_)), _) => Ok(UndoOutcome::SourcePresent),
+                (Ok(None), Some(c)) => source.write(c).map(|_| UndoOutcome::SourceRestored),
                 (Ok(None), None) => Err(StoreError::item(cid, "not in the backup")),
                 (Err(StoreError::NotFound { .. }), Some(c)) => {
-                    source.write(c).map(|_| "source_restored")
+                    source.write(c).map(|_| UndoOutcome::SourceRestored)
                 }
                 (Err(e), _) => Err(e),
             };
             match res {
                 Ok(how) => journal.append(Record::Undone {
                     id: cid.clone(),
-                    how: how.into(),
+                    how,
                 })?,
                 Err(e) => {
                     complete = false;
@@ -486,7 +497,7 @@ pub fn rollback_with(
         "interrupted"
     };
     audit_action(state_dir, id, st, "rollback", outcome, st.totals());
-    Ok(st.report())
+    Ok(noted(st.report(), &locks))
 }
 
 /// An operation on a recorded migration, for [`start_recovery`].
@@ -570,7 +581,7 @@ pub fn backup(
             out.display()
         )));
     }
-    let _locks = session::read_only(source)?;
+    let locks = session::read_only(source)?;
     let scan = source.read_all()?;
     // A passphrase that fails the rule for new ones seals nothing new.
     let key_file = match (backup::sealing_passphrase(opts), &opts.key_file, key_out) {
@@ -629,6 +640,7 @@ pub fn backup(
         key_file,
         items: scan.credentials.len(),
         errors: scan.errors,
+        notices: locks.notices(),
     })
 }
 

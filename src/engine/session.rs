@@ -85,6 +85,19 @@ pub struct Locks {
     _store: Vec<Box<dyn StoreLock>>,
 }
 
+impl Locks {
+    /// What taking these locks did that the user should hear about (a
+    /// stale lock taken over, a killed run's temp file removed): the
+    /// operation's report carries them, the CLI prints them, the wizard
+    /// shows them.
+    pub fn notices(&self) -> Vec<store::LockNotice> {
+        let stores = self._store.iter().flat_map(|l| l.notices());
+        stores
+            .chain(self._state.iter().flat_map(|l| l.notices()))
+            .collect()
+    }
+}
+
 impl Drop for Locks {
     fn drop(&mut self) {
         // State-dir locks first, then the stores', the reverse of taking.
@@ -132,7 +145,7 @@ fn lock_wait(identity: &StoreIdentity) -> Duration {
     {
         return Duration::from_secs(s);
     }
-    if identity.kind == "postgres" {
+    if identity.kind == crate::store::IdentityKind::Postgres {
         DB_LOCK_WAIT
     } else {
         Duration::ZERO

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::credential::{CredentialId, Kind};
+use crate::engine::journal::{JournalEvent, UndoOutcome};
 use crate::store::{Capability, LocationError, StoreSpec};
 
 /// `20261123T004512Z-3fa9c1`: sorts by start time.
@@ -174,6 +175,13 @@ pub struct Report {
     /// The plan's warnings (the target drops metadata, is not persistent, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What taking this operation's locks did (a stale lock taken over, a
+    /// killed run's temp file removed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::store::LockNotice>,
+    /// Source places that could not be read (each named in `warnings`).
+    #[serde(default)]
+    pub unreadable: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,10 +235,10 @@ pub enum Progress {
     RollingBack {
         reason: String,
     },
-    /// One item undone during a rollback (`how`: removed, restored, ...).
+    /// One item undone during a rollback.
     ItemUndone {
         id: CredentialId,
-        how: String,
+        how: UndoOutcome,
     },
     /// The plan the worker is executing (counts only; the items are in the journal).
     Planned(PlanCounts),
@@ -297,8 +305,8 @@ pub struct MigrationRequest {
 pub struct TimelineEntry {
     pub seq: u64,
     pub at: String,
-    /// The record's event name (`started`, `write_begin`, `verified`, ...).
-    pub event: String,
+    /// The record's kind (`started`, `write_begin`, `verified`, ...).
+    pub event: JournalEvent,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<CredentialId>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -327,4 +335,7 @@ pub struct BackupSummary {
     pub key_file: Option<PathBuf>,
     pub items: usize,
     pub errors: Vec<LocationError>,
+    /// What taking the source's lock did (see [`Report::notices`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::store::LockNotice>,
 }

@@ -41,6 +41,19 @@ mod tests {
     }
 
     #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("transfer.bundle");
+        let opts = weak_opts("pw");
+        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+            open(&StoreSpec::Bundle(p.clone()), &opts).unwrap().as_ref(),
+            open(&StoreSpec::Bundle(p), &opts).unwrap(),
+            &api_key("openai", "api_key", "sk-1"),
+            &api_key("openai", "api_key", "sk-theirs"),
+        );
+    }
+
+    #[test]
     fn a_key_file_bundle_warns_that_the_key_must_travel_too() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("k.key");

@@ -208,6 +208,7 @@ impl Doc {
                     match serde_json::from_str::<Marker>(json.trim()) {
                         Ok(m) => pending = Some((i, m)),
                         Err(e) => self.errors.push(LocationError {
+                            severity: crate::store::Severity::Error,
                             location: loc(i),
                             error: format!("credshift marker comment ignored: {}", json_reason(&e)),
                         }),
@@ -246,6 +247,7 @@ impl Doc {
                 Err(reason) => {
                     pending = None;
                     self.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: loc(i),
                         error: reason.to_string(),
                     });
@@ -415,9 +417,10 @@ impl Doc {
                 let (last, earlier) = at.split_last()?;
                 let key = &self.assignments[*v.last()?].key;
                 Some(LocationError {
+                    severity: crate::store::Severity::Warning,
                     location: format!("{}:{}", path.display(), at[0]),
                     error: format!(
-                        "warning: {key} is assigned {} times (lines {}): line {last}, the value a \
+                        "{key} is assigned {} times (lines {}): line {last}, the value a \
                          shell uses, is the one migrated and the only one --delete-source \
                          removes; line(s) {} stay",
                         at.len(),
@@ -593,10 +596,7 @@ impl DotenvStore {
             Ok(Some(d)) => d,
             Ok(None) => return ids.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
             Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         // Each id loses the assignment `find` reads (the one a shell uses,
@@ -679,10 +679,7 @@ impl DotenvStore {
         let checked = self.same_meaning(&doc, &before, |id| deleted.contains(id));
         match checked.and_then(|()| self.save(&doc)) {
             Ok(()) => results,
-            Err(e) => ids
-                .iter()
-                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                .collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 }
@@ -814,10 +811,7 @@ impl Store for DotenvStore {
         match loaded {
             Ok(Some(doc)) => ids.iter().map(|id| Ok(doc.credential(id))).collect(),
             Ok(None) => ids.iter().map(|_| Ok(None)).collect(),
-            Err(e) => ids
-                .iter()
-                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                .collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 

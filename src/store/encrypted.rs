@@ -25,7 +25,7 @@ use crate::crypto::envelope::{self, Envelope, KeySource, SealingKey};
 use crate::crypto::kdf;
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::{Capability, Entry, Listing, OpenOptions, Scan, Store, StoreSpec};
+use crate::store::{Capability, DeleteIf, Entry, Listing, OpenOptions, Scan, Store, StoreSpec};
 
 pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
     match spec {
@@ -221,71 +221,6 @@ fn access_ok(path: &Path, mode: libc::c_int) -> bool {
     unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
-/// A copy of an error for reporting one failure against several items.
-pub(crate) fn dup_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::NotFound { location, hint } => StoreError::NotFound {
-            location: location.clone(),
-            hint: hint.clone(),
-        },
-        StoreError::Parse {
-            location,
-            line,
-            column,
-            message,
-        } => StoreError::Parse {
-            location: location.clone(),
-            line: *line,
-            column: *column,
-            message: message.clone(),
-        },
-        StoreError::Crypto { location, message } => StoreError::Crypto {
-            location: location.clone(),
-            message: message.clone(),
-        },
-        StoreError::MissingKey { location, message } => StoreError::MissingKey {
-            location: location.clone(),
-            message: message.clone(),
-        },
-        StoreError::ReadOnly { store, reason } => StoreError::ReadOnly {
-            store: store.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Unavailable { store, reason } => StoreError::Unavailable {
-            store: store.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Item { id, reason } => StoreError::Item {
-            id: id.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Io { location, source } => StoreError::Io {
-            location: location.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        StoreError::Injected { id, op } => StoreError::Injected { id: id.clone(), op },
-        StoreError::Timeout {
-            location,
-            seconds,
-            what,
-        } => StoreError::Timeout {
-            location: location.clone(),
-            seconds: *seconds,
-            what: what.clone(),
-        },
-        StoreError::Locked {
-            location,
-            holder,
-            seconds,
-        } => StoreError::Locked {
-            location: location.clone(),
-            holder: holder.clone(),
-            seconds: *seconds,
-        },
-        StoreError::Other(s) => StoreError::Other(s.clone()),
-    }
-}
-
 impl Store for EnvelopeFileStore {
     fn identity(&self) -> Result<crate::store::StoreIdentity> {
         crate::store::path_identity(self.spec())
@@ -341,7 +276,7 @@ impl Store for EnvelopeFileStore {
                 Ok(items) => cap.item_count = Some(items.len()),
                 Err(e @ StoreError::MissingKey { .. }) => {
                     cap.reason = Some(format!("contents unknown until a key is given: {e}"));
-                    cap.warnings.push(e.to_string());
+                    cap.needs_key = Some(e.to_string());
                 }
                 Err(e) => {
                     cap.readable = false;
@@ -351,7 +286,10 @@ impl Store for EnvelopeFileStore {
             }
         } else if let Err(e) = KeySource::for_new_data(&self.opts, &loc) {
             cap.reason = Some(format!("a key is needed to create it: {e}"));
-            cap.warnings.push(e.to_string());
+            match e {
+                StoreError::MissingKey { .. } => cap.needs_key = Some(e.to_string()),
+                _ => cap.warnings.push(e.to_string()),
+            }
         }
         cap
     }
@@ -413,12 +351,58 @@ impl Store for EnvelopeFileStore {
     /// One look at the file (and at most one decryption) for the batch.
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
         let mut st = self.lock();
-        match self.load(&mut st) {
+        let out = match self.load(&mut st) {
             Ok(items) => ids
                 .iter()
                 .map(|id| items.get(id).map(|f| self.decode(id, f)).transpose())
                 .collect(),
-            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
+        };
+        drop(st);
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
+        out
+    }
+
+    /// One read-modify-rewrite under this store's lock: each item is
+    /// compared with the file as just read, and only the matching ones
+    /// leave it. Nothing runs between the comparison and the atomic
+    /// rename but sealing the new file (an application that ignores
+    /// credshift's lock and replaces the file in that moment is
+    /// overwritten, as by any rewrite of it).
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let mut st = self.lock();
+        match self.refresh(&mut st) {
+            Ok(()) => {}
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => {
+                return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect();
+            }
+            Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
+        }
+        let Some((digest_seen, mut items)) = st.seen.take() else {
+            let e = StoreError::Other(format!("{}: contents vanished", self.location()));
+            return expected.iter().map(|_| Err(e.duplicate())).collect();
+        };
+        let out: Vec<Result<DeleteIf>> = expected
+            .iter()
+            .map(|want| {
+                let Some(f) = items.get(&want.id) else {
+                    return Ok(DeleteIf::Absent);
+                };
+                if !self.decode(&want.id, f)?.same_as(want) {
+                    return Ok(DeleteIf::Changed);
+                }
+                items.remove(&want.id);
+                Ok(DeleteIf::Deleted)
+            })
+            .collect();
+        if !out.iter().any(|r| matches!(r, Ok(DeleteIf::Deleted))) {
+            st.seen = Some((digest_seen, items));
+            return out;
+        }
+        match self.save(&mut st, items) {
+            Ok(()) => out,
+            Err(e) => expected.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -429,7 +413,7 @@ impl Store for EnvelopeFileStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return ids.iter().map(|_| Ok(false)).collect();
             }
-            Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
             Ok(items) => {
                 let mut seen = std::collections::BTreeSet::new();
                 // A repeated id is deleted by its first mention only.
@@ -449,7 +433,7 @@ impl Store for EnvelopeFileStore {
         });
         match result {
             Ok(()) => present.into_iter().map(Ok).collect(),
-            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -466,7 +450,7 @@ impl Store for EnvelopeFileStore {
                 Ok(())
             },
             |items| self.save(&mut st, items),
-            |e, _| dup_error(e),
+            |e, _| e.duplicate(),
         )
     }
 }
@@ -594,6 +578,28 @@ mod tests {
         assert_eq!(s.read(&c.id).unwrap().unwrap().id, c.id);
         assert_eq!(s.read_all().unwrap().credentials[0].id, c.id);
         assert_eq!(s.list().unwrap().entries.len(), 1);
+    }
+
+    #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        let s = store(&p, &opts("pw"));
+        s.write(&cred("a", "keep", "x")).unwrap();
+        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+            s.as_ref(),
+            store(&p, &opts("pw")),
+            &cred("a", "b", "v1"),
+            &cred("a", "b", "theirs"),
+        );
+        assert_eq!(
+            s.read(&CredentialId::new("a", "keep"))
+                .unwrap()
+                .unwrap()
+                .secret
+                .expose(),
+            "x"
+        );
     }
 
     #[test]

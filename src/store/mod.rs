@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
-pub use identity::StoreIdentity;
+pub use identity::{IdentityKind, StoreIdentity};
 
 pub mod bundle;
 pub mod dotenv;
@@ -26,6 +26,7 @@ pub mod modelforge;
 pub mod pg;
 pub mod pgurl;
 pub mod postgres;
+pub mod profile;
 pub mod prompttrain;
 pub mod prompttrain_db;
 pub mod rekey;
@@ -53,17 +54,40 @@ impl From<&Credential> for Entry {
     }
 }
 
-/// A file, row or item that could not be read. Never holds content.
+/// Whether a [`LocationError`] lost something (an item was not read) or
+/// only warns (everything was read; something about it deserves a look).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Error,
+    Warning,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// A file, row or item that could not be read, or a warning about one.
+/// Never holds content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LocationError {
     /// File path, `file:line`, table row, ...
     pub location: String,
     pub error: String,
+    /// `error`: something was not read; `warning`: only a note.
+    pub severity: Severity,
 }
 
 impl LocationError {
     pub fn from_error(location: impl Into<String>, e: &StoreError) -> Self {
         LocationError {
+            severity: Severity::Error,
             location: location.into(),
             error: e.to_string(),
         }
@@ -119,10 +143,21 @@ pub struct Capability {
     /// Whether arbitrary metadata survives a write + read. When false, the
     /// engine compares values only and the plan warns that metadata is dropped.
     pub keeps_metadata: bool,
+    /// Set when values cannot be read or written until credshift's
+    /// passphrase or key file is given: what the store says about it. Not repeated in
+    /// `warnings`, so a caller about to ask for the key can leave it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_key: Option<String>,
     pub warnings: Vec<String>,
 }
 
 impl Capability {
+    /// Everything worth telling about the store: the needs-a-key note,
+    /// then the warnings.
+    pub fn notes(&self) -> impl Iterator<Item = &String> {
+        self.needs_key.iter().chain(&self.warnings)
+    }
+
     /// A reachable, readable, persistent store: the starting point of every
     /// probe that found its store, before writability, existence and counts.
     pub fn persistent_store(encrypted_at_rest: bool, keeps_metadata: bool) -> Self {
@@ -197,6 +232,7 @@ pub trait Store: Send + Sync {
             match self.read(&e.id) {
                 Ok(Some(c)) => scan.credentials.push(c),
                 Ok(None) => scan.errors.push(LocationError {
+                    severity: Severity::Error,
                     location: e.id.to_string(),
                     error: "listed but could not be read back".into(),
                 }),
@@ -238,8 +274,13 @@ pub trait Store: Send + Sync {
     /// ([`delete_if_unchanged_by_reading`]): credshift's exclusive store
     /// lock keeps other credshift processes out, but it is NOT atomic
     /// against another application writing between the read and the
-    /// delete. Stores that can (one SQL transaction, one read-modify-rewrite
-    /// of a file) override it with a comparison inside the delete.
+    /// delete. Stores that can override it with a comparison inside the
+    /// delete: one SQL transaction (SQLite, PostgreSQL, prompttrain-db,
+    /// Laravel), one read-modify-rewrite of a file under the store's lock
+    /// (dotenv, encrypted, bundle, model-forge, a prompttrain dir's file),
+    /// Vault's check-and-set patch on the version compared, the keyring
+    /// item compared (see its window there). The in-memory store uses this
+    /// default.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         delete_if_unchanged_by_reading(self, expected)
     }
@@ -354,6 +395,41 @@ pub enum LockMode {
 pub trait StoreLock: Send {
     /// What is locked (no secrets), for messages.
     fn describe(&self) -> String;
+
+    /// What taking it did that the user should hear about. The library
+    /// never prints (the wizard owns the screen): the session preamble
+    /// gathers these and each operation's report carries them.
+    fn notices(&self) -> Vec<LockNotice> {
+        Vec::new()
+    }
+}
+
+/// Something taking a lock did on its way (see [`StoreLock::notices`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+pub enum LockNotice {
+    /// A lock left by a run that is no longer running was taken over.
+    TookOverStale { lock: String, holder: String },
+    /// A temp file a credshift run killed mid-write left next to the
+    /// store was removed.
+    RemovedTemp { store: String, path: PathBuf },
+}
+
+impl fmt::Display for LockNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockNotice::TookOverStale { lock, holder } => write!(
+                f,
+                "{lock}: took over the lock left by {holder}, which is no longer running"
+            ),
+            LockNotice::RemovedTemp { store, path } => write!(
+                f,
+                "{store}: removed {}, a temp file left by a credshift run that was killed \
+                 mid-write",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// Moved to [`crate::unlock`] (shared with `crypto`); kept here for old paths.
@@ -556,13 +632,7 @@ impl StoreSpec {
     /// (or key file): a new one needs a passphrase chosen, an existing one
     /// needs it to be opened.
     pub fn under_passphrase(&self) -> bool {
-        matches!(
-            self,
-            StoreSpec::Encrypted(_)
-                | StoreSpec::Bundle(_)
-                | StoreSpec::Sqlite(_)
-                | StoreSpec::Postgres(_)
-        )
+        self.profile().under_passphrase
     }
 }
 
@@ -645,8 +715,11 @@ pub fn offline_identity(spec: &StoreSpec) -> Option<StoreIdentity> {
         return Some(StoreIdentity::of_path(p));
     }
     match spec {
-        StoreSpec::Keyring(s) => Some(StoreIdentity::named("keyring", s)),
-        StoreSpec::Env(_) => Some(StoreIdentity::named("env", "process environment")),
+        StoreSpec::Keyring(s) => Some(StoreIdentity::named(IdentityKind::Keyring, s)),
+        StoreSpec::Env(_) => Some(StoreIdentity::named(
+            IdentityKind::Env,
+            "process environment",
+        )),
         _ => pg::offline_identity(spec),
     }
 }

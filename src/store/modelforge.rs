@@ -33,7 +33,7 @@ use crate::fsutil;
 use crate::scrub::{self, Seg};
 use crate::store::dotenv::{access, dir_writable, nearest_existing_dir};
 use crate::store::{
-    Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    Capability, DeleteIf, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
     plaintext_file_warnings,
 };
 
@@ -101,6 +101,24 @@ impl ConfigLocations {
     /// What model-forge would read instead of `path`, when that is another file.
     pub fn shadowed_by(&self, path: &Path) -> Option<&Path> {
         (!self.is_in_use(path) && same_file(path, &self.global)).then_some(self.in_use.as_path())
+    }
+}
+
+/// For `status`: which file model-forge run here reads, when `spec` is one
+/// of its configs (`None` for any other store).
+pub fn in_use_note(spec: &StoreSpec, mf: &ConfigLocations) -> Option<String> {
+    let StoreSpec::ModelForge(path) = spec else {
+        return None;
+    };
+    if mf.is_in_use(path) {
+        Some("model-forge run here reads this file".into())
+    } else if mf.shadowed_by(path).is_none() {
+        Some(format!(
+            "model-forge run here reads {}, not this file",
+            mf.in_use.display()
+        ))
+    } else {
+        None
     }
 }
 
@@ -256,6 +274,7 @@ impl Config {
         };
         let Some(providers) = providers.as_object() else {
             scan.errors.push(LocationError {
+                severity: crate::store::Severity::Error,
                 location: loc("providers"),
                 error: "expected an object".into(),
             });
@@ -268,6 +287,7 @@ impl Config {
             let Some(auth) = auth.as_object() else {
                 if !auth.is_null() {
                     scan.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: loc(&format!("providers.{name}.auth_data")),
                         error: "expected an object".into(),
                     });
@@ -562,10 +582,7 @@ impl Store for ModelForgeStore {
             Ok(Some(cfg)) => cfg,
             Ok(None) => return ids.iter().map(|_| Ok(None)).collect(),
             Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let found: std::collections::HashMap<CredentialId, Credential> = cfg
@@ -574,6 +591,8 @@ impl Store for ModelForgeStore {
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
         ids.iter().map(|id| Ok(found.get(id).cloned())).collect()
     }
 
@@ -644,12 +663,11 @@ impl Store for ModelForgeStore {
 
     /// One parse and at most one atomic rewrite for the whole batch.
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
-        let dup = crate::store::encrypted::dup_error;
         let _g = self.guard();
         let mut cfg = match self.load() {
             Ok(Some(cfg)) => cfg,
             Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
-            Err(e) => return ids.iter().map(|_| Err(dup(&e))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
         };
         let found: Vec<bool> = ids.iter().map(|id| cfg.remove(id)).collect();
         if !found.contains(&true) {
@@ -660,7 +678,51 @@ impl Store for ModelForgeStore {
             .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes))
         {
             Ok(()) => found.into_iter().map(Ok).collect(),
-            Err(e) => ids.iter().map(|_| Err(dup(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
+        }
+    }
+
+    /// One parse, the comparison against the file as just parsed, and at
+    /// most one atomic rewrite, under this store's lock: nothing comes
+    /// between the comparison and the rename but rendering the new text.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let _g = self.guard();
+        let mut cfg = match self.load() {
+            Ok(Some(cfg)) => cfg,
+            Ok(None) => return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
+            Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
+        };
+        let mut now: std::collections::HashMap<CredentialId, Credential> = cfg
+            .scan(&self.path)
+            .credentials
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let out: Vec<DeleteIf> = expected
+            .iter()
+            .map(|want| match now.get(&want.id) {
+                None => DeleteIf::Absent,
+                Some(c) if !c.same_as(want) => DeleteIf::Changed,
+                Some(_) => {
+                    // A repeated id is deleted by its first mention only.
+                    now.remove(&want.id);
+                    if cfg.remove(&want.id) {
+                        DeleteIf::Deleted
+                    } else {
+                        DeleteIf::Absent
+                    }
+                }
+            })
+            .collect();
+        if !out.contains(&DeleteIf::Deleted) {
+            return out.into_iter().map(Ok).collect();
+        }
+        match cfg
+            .render()
+            .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes))
+        {
+            Ok(()) => out.into_iter().map(Ok).collect(),
+            Err(e) => expected.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 }
@@ -740,6 +802,21 @@ mod tests {
             v["providers"]["ollama"]["base_url"],
             "http://localhost:11434"
         );
+    }
+
+    #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, FIXTURE).unwrap();
+        let s = store_at(&p);
+        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+            s.as_ref(),
+            store_at(&p),
+            &Credential::new("ollama/api_key".parse().unwrap(), Kind::ApiKey, "sk-1"),
+            &Credential::new("ollama/api_key".parse().unwrap(), Kind::ApiKey, "sk-2"),
+        );
+        assert_eq!(s.read_all().unwrap().credentials.len(), 1);
     }
 
     #[test]

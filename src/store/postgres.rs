@@ -25,7 +25,6 @@ use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::KeySource;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
-use crate::store::encrypted::dup_error;
 pub use crate::store::pg::{
     AdvisoryLock, Conn, DbAuth, TlsMode, TlsSettings, classify, connect, split_tls,
 };
@@ -281,8 +280,8 @@ impl Store for PostgresStore {
             cap.item_count = usize::try_from(n).ok();
         }
         if self.opts.passphrase.is_none() && self.opts.key_file.is_none() {
-            cap.warnings
-                .push("no passphrase or key file given: values cannot be read or written".into());
+            cap.needs_key =
+                Some("no passphrase or key file given: values cannot be read or written".into());
         }
         cap
     }
@@ -327,7 +326,7 @@ impl Store for PostgresStore {
 
     /// One query for the whole batch.
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
-        let fail = |e: &StoreError| ids.iter().map(|_| Err(dup_error(e))).collect();
+        let fail = |e: &StoreError| ids.iter().map(|_| Err(e.duplicate())).collect();
         let key = match self.key(false) {
             Ok(k) => k,
             Err(e) => return fail(&e),
@@ -374,7 +373,7 @@ impl Store for PostgresStore {
                 sids.iter().map(|sid| Ok(gone.remove(sid))).collect()
             }
             Err(StoreError::NotFound { .. }) => ids.iter().map(|_| Ok(false)).collect(),
-            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -383,7 +382,7 @@ impl Store for PostgresStore {
     /// no other writer can change a row between the comparison and the
     /// delete.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
-        let fail = |e: &StoreError| expected.iter().map(|_| Err(dup_error(e))).collect();
+        let fail = |e: &StoreError| expected.iter().map(|_| Err(e.duplicate())).collect();
         let key = match self.key(false) {
             Ok(k) => k,
             Err(StoreError::NotFound { .. }) => {

@@ -32,7 +32,6 @@ use crate::crypto::kdf;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::encrypted::dup_error;
 use crate::store::{
     Capability, DeleteIf, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
 };
@@ -501,7 +500,7 @@ impl Store for SqliteStore {
                 Ok(_) => {}
                 Err(e @ StoreError::MissingKey { .. }) => {
                     cap.reason = Some(format!("values cannot be read until a key is given: {e}"));
-                    cap.warnings.push(e.to_string());
+                    cap.needs_key = Some(e.to_string());
                 }
                 Err(e) => {
                     cap.readable = false;
@@ -571,13 +570,13 @@ impl Store for SqliteStore {
             let conn = match self.existing(&mut inner) {
                 Ok(Some(c)) => c,
                 Ok(None) => return ids.iter().map(|_| Ok(None)).collect(),
-                Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+                Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
             };
             let tx = match conn.unchecked_transaction() {
                 Ok(tx) => tx,
                 Err(e) => {
                     let e = self.db_err(e);
-                    return ids.iter().map(|_| Err(dup_error(&e))).collect();
+                    return ids.iter().map(|_| Err(e.duplicate())).collect();
                 }
             };
             let rows = ids
@@ -604,7 +603,7 @@ impl Store for SqliteStore {
                 return rows
                     .into_iter()
                     .map(|r| match r {
-                        Ok(Some(_)) => Err(dup_error(&e)),
+                        Ok(Some(_)) => Err(e.duplicate()),
                         Ok(None) => Ok(None),
                         Err(e) => Err(e),
                     })
@@ -627,7 +626,7 @@ impl Store for SqliteStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return ids.iter().map(|_| Ok(false)).collect();
             }
-            Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
             Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
             Ok(Some(c)) => c,
         };
@@ -635,7 +634,7 @@ impl Store for SqliteStore {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);
-                return ids.iter().map(|_| Err(dup_error(&e))).collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let results: Vec<Result<bool>> = ids
@@ -651,7 +650,7 @@ impl Store for SqliteStore {
             .collect();
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
-            return ids.iter().map(|_| Err(dup_error(&e))).collect();
+            return ids.iter().map(|_| Err(e.duplicate())).collect();
         }
         results
     }
@@ -665,7 +664,7 @@ impl Store for SqliteStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect();
             }
-            Err(e) => return expected.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
             Ok(None) => return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
             Ok(Some(_)) => {}
         }
@@ -675,13 +674,13 @@ impl Store for SqliteStore {
         let Inner { conn, key, .. } = &mut *inner;
         let Some(conn) = conn.as_mut() else {
             let e = StoreError::Other(format!("{}: store not ready", self.location()));
-            return expected.iter().map(|_| Err(dup_error(&e))).collect();
+            return expected.iter().map(|_| Err(e.duplicate())).collect();
         };
         let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);
-                return expected.iter().map(|_| Err(dup_error(&e))).collect();
+                return expected.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let results: Vec<Result<DeleteIf>> = expected
@@ -692,7 +691,7 @@ impl Store for SqliteStore {
                 };
                 let now = match (key.as_ref(), &key_err) {
                     (Some(k), _) => self.decrypt_row(k, row?)?,
-                    (None, Some(e)) => return Err(dup_error(e)),
+                    (None, Some(e)) => return Err(e.duplicate()),
                     (None, None) => {
                         return Err(StoreError::Other(format!(
                             "{}: store not ready",
@@ -719,7 +718,7 @@ impl Store for SqliteStore {
             .collect();
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
-            return expected.iter().map(|_| Err(dup_error(&e))).collect();
+            return expected.iter().map(|_| Err(e.duplicate())).collect();
         }
         results
     }
@@ -788,7 +787,7 @@ impl Store for SqliteStore {
             && !self.path.exists()
             && let Err(e) = KeySource::for_new_data(&self.opts, &self.location())
         {
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         }
         // The key first: without one, no tables appear in someone's database.
         let prepared = self
@@ -796,12 +795,12 @@ impl Store for SqliteStore {
             .map(|_| ())
             .and_then(|()| self.ensure_schema(&mut inner));
         if let Err(e) = prepared {
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         }
         let Inner { conn, key, .. } = &mut *inner;
         let (Some(conn), Some(key)) = (conn.as_mut(), key.as_ref()) else {
             let e = StoreError::Other(format!("{}: store not ready", self.location()));
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         };
         // IMMEDIATE takes the write lock up front (waiting out other
         // writers via the busy timeout) instead of failing at the upgrade.
@@ -809,7 +808,7 @@ impl Store for SqliteStore {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);
-                return creds.iter().map(|_| Err(dup_error(&e))).collect();
+                return creds.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let stamp = now();
@@ -847,7 +846,7 @@ impl Store for SqliteStore {
         }
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         }
         results
     }

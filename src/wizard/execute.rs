@@ -170,7 +170,14 @@ impl Wizard {
                         .push_back(LogLine::Info(format!("rolling back: {reason}")));
                     self.run.rolling_back = Some(reason);
                 }
-                Progress::Finished(report) => finished = Some(*report),
+                Progress::Finished(report) => {
+                    // What taking the locks did (a stale lock taken over,
+                    // a killed run's temp file removed).
+                    for n in &report.notices {
+                        self.run.log.push_back(LogLine::Info(n.to_string()));
+                    }
+                    finished = Some(*report);
+                }
                 Progress::ItemUndone { id, how } => {
                     self.run.log.push_back(LogLine::Info(format!("{id} {how}")));
                 }

@@ -221,3 +221,249 @@ fn only_the_session_preamble_takes_locks() {
         assert!(session.contains(needle), "session.rs lost {needle}");
     }
 }
+
+/// The library never prints (issue 22 point 4): a notice travels as a
+/// report field or a progress event, and the CLI or the wizard shows it.
+/// Printing is the job of the binary (`main.rs`, `cli.rs`, `cli/`) and of
+/// these few places, each allowed at most its count of printing lines:
+const PRINTERS: &[(&str, usize, &str)] = &[
+    // The wizard's one-line summary, after its screen is gone.
+    ("tui/mod.rs", 5, "the closing summary"),
+    // The passphrase prompt is a terminal conversation.
+    ("keys.rs", 2, "the passphrase prompt"),
+    // Test aids warn while active; they move to `main` (issue 22 point 3).
+    ("engine/journal.rs", 2, "CREDSHIFT_CRASH_AT"),
+    ("engine/session.rs", 1, "CREDSHIFT_HOLD_LOCKS"),
+    ("fsutil.rs", 1, "CREDSHIFT_CRASH_IN_WRITE"),
+];
+
+#[test]
+fn the_library_never_prints() {
+    let root = src();
+    let needles = ["println!", "print!(", "eprint!("];
+    let mut bad = Vec::new();
+    for p in rust_files(&root) {
+        let rel = p
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let binary = rel == "main.rs" || rel == "cli.rs" || rel.starts_with("cli/");
+        // Unit tests may print (a skipped service says so).
+        let is_test = rel.ends_with("tests.rs") || rel.contains("/tests/");
+        if binary || is_test {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+        let lines: Vec<String> = code
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                let c = l.split("//").next().unwrap_or("");
+                needles.iter().any(|n| c.contains(n))
+            })
+            .map(|(n, l)| format!("src/{rel}:{}: {}", n + 1, l.trim()))
+            .collect();
+        let allowed = PRINTERS
+            .iter()
+            .find(|(f, ..)| *f == rel)
+            .map_or(0, |(_, n, _)| *n);
+        if lines.len() > allowed {
+            bad.extend(lines);
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the library prints (deliver a notice as a report field or progress event):\n{}",
+        bad.join("\n")
+    );
+}
+
+/// A store describes itself (`StoreSpec::profile`, `Store` methods): no code
+/// outside `src/store/` decides anything by matching on a store kind, so a
+/// new kind cannot silently get another kind's answer. Building a spec
+/// (`StoreSpec::Dotenv(path)`) is fine; matching one is not.
+#[test]
+fn no_code_outside_the_store_matches_on_a_store_kind() {
+    let files: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|p| !p.starts_with(src().join("store")))
+        .collect();
+    let mut found = Vec::new();
+    for p in &files {
+        let text = std::fs::read_to_string(p).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let matches_kind = code.contains("StoreSpec::")
+                && (code.contains("=>")
+                    || code.contains("if let ")
+                    || code.contains("let StoreSpec::")
+                    || code.contains("matches!")
+                    || code.contains("(_)"));
+            if matches_kind {
+                found.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "store kinds matched outside src/store/ (ask StoreSpec::profile or a Store method): {found:#?}"
+    );
+}
+
+/// Lines of `text` outside its unit tests: a file's `#[cfg(test)]` module
+/// is its last item here, so everything from it on is left out.
+fn non_test_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .take_while(|(_, l)| l.trim() != "#[cfg(test)]")
+        .map(|(n, l)| (n + 1, l.split("//").next().unwrap_or("")))
+}
+
+/// Names that hold a message, a journal string or an error's text.
+const MESSAGE_NAMES: &[&str] = &[
+    "e",
+    "err",
+    "error",
+    "errors()",
+    "msg",
+    "message",
+    "reason",
+    "warning",
+    "warnings",
+    "w",
+    "detail",
+    "action",
+    "how",
+    "event",
+    "kind",
+    "to_string()",
+    "text",
+    "status",
+];
+
+/// Where text is the only thing another program gives (its protocol
+/// reports the condition in words), with the reason.
+const TEXT_FROM_OTHERS: &[(&str, &str, &str)] = &[
+    (
+        "store/vault/kv.rs",
+        r#"errors().contains("check-and-set")"#,
+        "Vault reports a check-and-set mismatch only in its error text",
+    ),
+    (
+        "store/pg.rs",
+        r#"to_string().contains("password missing")"#,
+        "tokio-postgres says a password is missing only in its message",
+    ),
+    (
+        "store/keyring/secret_service.rs",
+        r#"text.contains("ServiceUnknown")"#,
+        "D-Bus error names arrive as text",
+    ),
+    (
+        "scrub.rs",
+        "",
+        "it classifies the field names and words of the data it scrubs",
+    ),
+    (
+        "store/dotenv.rs",
+        r#"text.contains("\r\n")"#,
+        "the file's own line endings, kept on rewrite",
+    ),
+];
+
+/// Each comparison of a message-like value with a literal or a constant:
+/// `file:line: code`. A comparison of text a user or another program
+/// wrote (parsing) is not one of these: such names are not message names.
+fn text_decisions(path: &Path, text: &str) -> Vec<String> {
+    const OPS: &[&str] = &[
+        ".contains(",
+        ".starts_with(",
+        ".strip_prefix(",
+        ".ends_with(",
+        ".find(",
+        " == ",
+        " != ",
+    ];
+    let mut found = Vec::new();
+    for (n, code) in non_test_lines(text) {
+        for op in OPS {
+            for (at, _) in code.match_indices(op) {
+                let arg = code[at + op.len()..].trim_start_matches(['&', ' ']);
+                let literal = arg.starts_with('"')
+                    || arg.starts_with("r#\"")
+                    || arg.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                        && arg
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                            .all(|c| !c.is_ascii_lowercase());
+                let receiver = code[..at]
+                    .trim_end()
+                    .rsplit(['.', ' ', '(', '!', '&', '|', '*'])
+                    .find(|s| !s.is_empty())
+                    .unwrap_or("");
+                let receiver = if code[..at].ends_with("()") {
+                    code[..at].rsplit(['.', ' ']).next().unwrap_or("")
+                } else {
+                    receiver
+                };
+                if literal && MESSAGE_NAMES.contains(&receiver) {
+                    found.push(format!("{}:{n}: {}", path.display(), code.trim()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn text_decisions_finds_a_message_match_and_skips_parsing_and_tests() {
+    let code = "fn f() {\n    if e.error.starts_with(\"warning: \") {}\n    \
+                if w.starts_with(UNREADABLE) {}\n    if p.action == \"overwrite\" {}\n    \
+                if e.to_string().contains(\"locked\") {}\n    \
+                if line.strip_prefix(\"export\").is_some() {}\n    \
+                if n == 3 {}\n}\n#[cfg(test)]\nmod tests {\n    \
+                fn t() { assert!(e.contains(\"x\")); }\n}\n";
+    let found = text_decisions(Path::new("a.rs"), code);
+    let lines: Vec<&str> = found.iter().map(|f| f.split(':').nth(1).unwrap()).collect();
+    assert_eq!(lines, ["2", "3", "4", "5"], "{found:#?}");
+}
+
+/// Issue 22, point 1: no behaviour depends on the wording of a message or
+/// a journal string (those are enums and typed errors); only the texts
+/// other programs give are matched, each listed with its reason.
+#[test]
+fn no_behaviour_depends_on_a_message_text() {
+    let mut found = Vec::new();
+    for p in rust_files(&src()) {
+        let rel = p
+            .strip_prefix(src())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.ends_with("tests.rs") || rel.contains("/tests/") || rel == "fuzzing.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        found.extend(text_decisions(Path::new(&rel), &text));
+    }
+    // Every exception still names a real match (none left over).
+    for (file, snippet, why) in TEXT_FROM_OTHERS {
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with(file) && f.contains(snippet)),
+            "stale exception {file} {snippet} ({why})"
+        );
+    }
+    found.retain(|f| {
+        !TEXT_FROM_OTHERS
+            .iter()
+            .any(|(file, snippet, _)| f.starts_with(file) && f.contains(snippet))
+    });
+    assert!(
+        found.is_empty(),
+        "behaviour decided by message text (use an enum or a typed error): {found:#?}"
+    );
+}

@@ -28,6 +28,7 @@ mod key_file_modes;
 mod keyring;
 mod laravel;
 mod laravel_engine;
+mod laravel_independent;
 mod laravel_postgres;
 mod laravel_tables;
 mod layers;

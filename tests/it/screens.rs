@@ -179,6 +179,7 @@ fn inventory() -> Inventory {
                 "/home/user/.agent-prompttrain/credentials/accounts/broken.credentials.json:3:14"
                     .into(),
             error: "expected a JSON object".into(),
+            severity: credshift::store::Severity::Error,
         }],
     }
 }
@@ -253,20 +254,22 @@ fn report(rolled_back: bool, failed: usize) -> Report {
         invalid: 1,
         failed,
         rolled_back,
-        rollback_reason: rolled_back.then(|| "4 of 6 items failed (more than half)".to_string()),
+        rollback_reason: rolled_back.then(|| "3 of 4 writes failed (more than half)".to_string()),
         failures: (0..failed)
             .map(|i| Failure {
-                id: test_secrets()[i].0.clone(),
+                id: test_secrets()[i + 1].0.clone(),
                 error: "injected fault (write)".into(),
             })
             .collect(),
         backup: Some(PathBuf::from(format!(
-            "{STATE}/{MIGRATION}/backup.credshift"
+            "{STATE}/migrations/{MIGRATION}/backup.enc"
         ))),
         verified: 5 - failed,
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        notices: vec![],
+        unreadable: 0,
     }
 }
 
@@ -327,7 +330,7 @@ fn detail() -> Detail {
             t("2026-11-23 00:45:14", "interrupted (no end record)"),
         ],
         backup: Some(PathBuf::from(format!(
-            "{STATE}/{MIGRATION}/backup.credshift"
+            "{STATE}/migrations/{MIGRATION}/backup.enc"
         ))),
     }
 }
@@ -447,7 +450,7 @@ fn ids() -> Vec<CredentialId> {
 fn running_progress() -> Vec<Progress> {
     let ids = ids();
     let mut p = vec![Progress::BackupWritten {
-        path: PathBuf::from(format!("{STATE}/{MIGRATION}/backup.credshift")),
+        path: PathBuf::from(format!("{STATE}/migrations/{MIGRATION}/backup.enc")),
         items: 8,
     }];
     p.push(Progress::ItemWritten { id: ids[0].clone() });
@@ -477,7 +480,7 @@ fn running_progress() -> Vec<Progress> {
 fn rolling_back_progress() -> Vec<Progress> {
     let ids = ids();
     let mut p = vec![Progress::BackupWritten {
-        path: PathBuf::from(format!("{STATE}/{MIGRATION}/backup.credshift")),
+        path: PathBuf::from(format!("{STATE}/migrations/{MIGRATION}/backup.enc")),
         items: 8,
     }];
     p.push(Progress::ItemVerified { id: ids[0].clone() });
@@ -497,7 +500,7 @@ fn rolling_back_progress() -> Vec<Progress> {
         eta: Some(Duration::from_secs(1)),
     }));
     p.push(Progress::RollingBack {
-        reason: "4 of 5 items failed (more than half)".into(),
+        reason: "3 of 4 writes failed (more than half)".into(),
     });
     p
 }
@@ -505,7 +508,7 @@ fn rolling_back_progress() -> Vec<Progress> {
 fn finished_progress() -> Vec<Progress> {
     let ids = ids();
     let mut p = vec![Progress::BackupWritten {
-        path: PathBuf::from(format!("{STATE}/{MIGRATION}/backup.credshift")),
+        path: PathBuf::from(format!("{STATE}/migrations/{MIGRATION}/backup.enc")),
         items: 8,
     }];
     for (i, id) in ids.iter().enumerate() {
@@ -812,7 +815,10 @@ fn done_screens() {
         &mut app,
         Event::Failed {
             task: credshift::wizard::Task::Migrate,
-            message: "encrypted:/home/user/.local/state/credshift/credentials.enc is locked by another migration".into(),
+            error: credshift::engine::EngineError::Refused(
+                "encrypted:/home/user/.local/state/credshift/credentials.enc is locked by another migration".into(),
+            )
+            .into(),
         },
     );
     snap("09-done-failed", &app);
@@ -881,7 +887,7 @@ fn no_color_uses_no_colour() {
     // The meaning survives without colour: the 50% marker and the banner.
     let text = screen_text(&t);
     assert!(text.contains("50%: automatic rollback"));
-    assert!(text.contains("Rolling back: 4 of 5 items failed"));
+    assert!(text.contains("Rolling back: 3 of 4 writes failed"));
 }
 
 #[test]
@@ -1032,9 +1038,9 @@ fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
     let capability = store::open(&spec, &without).unwrap().probe();
     assert!(
         capability
-            .warnings
-            .iter()
-            .any(|w| w.contains("sealed with a passphrase")),
+            .needs_key
+            .as_deref()
+            .is_some_and(|w| w.contains("sealed with a passphrase")),
         "{capability:?}"
     );
     StoreReport { spec, capability }

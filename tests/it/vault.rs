@@ -1065,3 +1065,52 @@ fn a_crash_anywhere_in_a_cleanup_of_vault_is_resumed_or_rolled_back() {
         }
     }
 }
+
+/// Issue 21 point 6: a field another client changed before a compared
+/// delete stays and is reported `Changed`, the field credshift checked is
+/// destroyed, one never there is `Absent`; both in one secret, so the
+/// comparison must be per field on the version the check-and-set patch
+/// replaces.
+#[test]
+fn a_field_changed_before_a_compared_delete_stays() {
+    use credshift::store::DeleteIf;
+    let Some(bao) = Bao::start() else { return };
+    let spec = bao.spec("secret/cad");
+    let s = open(&bao, &spec);
+    let a = Credential::new(
+        "app/a_key".parse().unwrap(),
+        Kind::ApiKey,
+        "checked-value-a-01",
+    );
+    let b = Credential::new(
+        "app/b_key".parse().unwrap(),
+        Kind::ApiKey,
+        "checked-value-b-02",
+    );
+    for r in s.write_many(&[a.clone(), b.clone()]) {
+        r.unwrap();
+    }
+    let checked: Vec<Credential> = s
+        .read_many(&[a.id.clone(), b.id.clone()])
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    open(&bao, &spec)
+        .write(&Credential::new(
+            a.id.clone(),
+            Kind::ApiKey,
+            "another-clients-value",
+        ))
+        .unwrap();
+    let gone = Credential::new("app/c_key".parse().unwrap(), Kind::ApiKey, "never-there");
+    let r: Vec<DeleteIf> = s
+        .delete_if_unchanged(&[checked[0].clone(), checked[1].clone(), gone])
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(r, [DeleteIf::Changed, DeleteIf::Deleted, DeleteIf::Absent]);
+    let now = open(&bao, &spec);
+    let a_now = now.read(&a.id).unwrap().unwrap();
+    assert_eq!(a_now.secret.expose(), "another-clients-value");
+    assert!(now.read(&b.id).unwrap().is_none());
+}

@@ -34,7 +34,7 @@ use std::time::Duration;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    Capability, DeleteIf, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
 };
 
 /// Secret Service attribute holding the credential kind (`api_key`, ...).
@@ -154,6 +154,51 @@ pub(crate) trait Backend {
         }
         out
     }
+
+    /// Delete each of `expected` only while it [`holds`] exactly that; one
+    /// result per item, in order. This default gets, compares, then
+    /// deletes by user on the store's one worker thread (no other call of
+    /// this store comes between); the Secret Service deletes the very item
+    /// it compared.
+    fn delete_if_many(
+        &mut self,
+        expected: &[Credential],
+        tick: Tick,
+    ) -> Vec<Result<DeleteIf, Fail>> {
+        let mut out = Vec::with_capacity(expected.len());
+        for want in expected {
+            let user = want.id.to_string();
+            out.push(match self.get(&user) {
+                Ok(None) => Ok(DeleteIf::Absent),
+                Ok(Some(now)) if !holds(want, &now) => Ok(DeleteIf::Changed),
+                Ok(Some(_)) => self.delete(&user).map(|gone| {
+                    if gone {
+                        DeleteIf::Deleted
+                    } else {
+                        DeleteIf::Absent
+                    }
+                }),
+                Err(f) => Err(f),
+            });
+            tick();
+        }
+        out
+    }
+}
+
+/// Whether what the keyring holds (`now`) is exactly `want`: value (in
+/// constant time), kind and metadata. An entry whose kind or metadata
+/// cannot be read is not the value credshift checked.
+pub(crate) fn holds(want: &Credential, now: &Stored) -> bool {
+    let (Ok(kind), Ok(metadata)) = (
+        parse_kind(&want.id, now.kind.as_deref()),
+        parse_metadata(now.metadata.as_deref()),
+    ) else {
+        return false;
+    };
+    // As `Credential::same_as`: every part evaluated, the value in constant time.
+    let value = want.secret.ct_eq(&now.secret);
+    value & (kind == want.kind) & (metadata == want.metadata)
 }
 
 pub(crate) type Connect = Box<dyn Fn(&str) -> Result<Box<dyn Backend>, Fail> + Send>;
@@ -460,9 +505,10 @@ impl Store for KeyringStore {
     /// The service: one per user's keyring (the lock is per user too).
     fn identity(&self) -> Result<crate::store::StoreIdentity> {
         match self.spec() {
-            StoreSpec::Keyring(service) => {
-                Ok(crate::store::StoreIdentity::named("keyring", service))
-            }
+            StoreSpec::Keyring(service) => Ok(crate::store::StoreIdentity::named(
+                crate::store::IdentityKind::Keyring,
+                service,
+            )),
             other => Err(StoreError::Other(format!("{other}: not a keyring spec"))),
         }
     }
@@ -504,6 +550,7 @@ impl Store for KeyringStore {
                     exists: true,
                     keeps_metadata: true,
                     warnings,
+                    ..Capability::default()
                 }
             }
             Err(fail) => {
@@ -531,6 +578,7 @@ impl Store for KeyringStore {
         for l in found {
             match l {
                 Listed::Bad { location, error } => listing.errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: format!("{} {location}", self.spec),
                     error,
                 }),
@@ -541,10 +589,12 @@ impl Store for KeyringStore {
                 } => match item_from_attributes(&user, kind.as_deref(), metadata.as_deref()) {
                     Ok(entry) => listing.entries.push(entry),
                     Err(AttrError::NotOurs) => listing.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: format!("{} user {user:?}", self.spec),
                         error: "not a credshift entry: the user is not NAMESPACE/NAME".into(),
                     }),
                     Err(AttrError::Bad { id, error }) => listing.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: format!("{} {id}", self.spec),
                         error,
                     }),
@@ -608,6 +658,8 @@ impl Store for KeyringStore {
         let mut out: Vec<Option<Result<Option<Stored>>>> = ids.iter().map(|_| None).collect();
         let results = self.call_batch("read_many", move |b, tick| b.get_many(&users, tick));
         self.settle(&refs, &at, results, &mut out);
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
         out.into_iter()
             .flatten()
             .zip(ids)
@@ -616,6 +668,26 @@ impl Store for KeyringStore {
                 None => Ok(None),
             })
             .collect()
+    }
+
+    /// The comparison and the delete run as one job on the store's worker
+    /// (see [`Backend::delete_if_many`]). Not atomic against other
+    /// clients: the Secret Service has no compare-and-delete, so a value
+    /// another client sets on the same item between credshift's
+    /// `GetSecret` and its `Delete` (one D-Bus round trip) is deleted.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        if expected.is_empty() {
+            return Vec::new();
+        }
+        let refs: Vec<&CredentialId> = expected.iter().map(|c| &c.id).collect();
+        let at: Vec<usize> = (0..expected.len()).collect();
+        let mut out: Vec<Option<Result<DeleteIf>>> = expected.iter().map(|_| None).collect();
+        let want = expected.to_vec();
+        let results = self.call_batch("delete_if_unchanged", move |b, tick| {
+            b.delete_if_many(&want, tick)
+        });
+        self.settle(&refs, &at, results, &mut out);
+        out.into_iter().flatten().collect()
     }
 
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
@@ -644,6 +716,7 @@ impl Store for KeyringStore {
             match r {
                 Ok(Some(c)) => scan.credentials.push(c),
                 Ok(None) => scan.errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: id.to_string(),
                     error: "listed but could not be read back".into(),
                 }),

@@ -43,7 +43,9 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::crypto::laravel::{self as crypt, AppKey, Framing, LaravelError};
 use crate::error::{Result, StoreError};
 use crate::scrub::{self, Seg};
-use crate::store::{Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec};
+use crate::store::{
+    Capability, DeleteIf, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+};
 
 /// The app's table today.
 const TABLE_CURRENT: &str = "ai_credentials";
@@ -591,6 +593,29 @@ mod tests {
                 assert!(msg.contains("sslmode"), "{msg}");
             }
         }
+    }
+
+    #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: StoreSpec = format!("laravel:sqlite:{}", dir.path().join("f.sqlite").display())
+            .parse()
+            .unwrap();
+        let opts = OpenOptions {
+            app_key: Some(Secret::new(format!("base64:{}", "A".repeat(43) + "="))),
+            ..OpenOptions::default()
+        };
+        let s = open(&spec, &opts).unwrap();
+        let keep = Credential::new(CredentialId::new("openai", "org"), Kind::Other, "o-1");
+        s.write(&keep).unwrap();
+        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+            s.as_ref(),
+            open(&spec, &opts).unwrap(),
+            &Credential::new(CredentialId::new("openai", "key"), Kind::ApiKey, "sk-1"),
+            &Credential::new(CredentialId::new("openai", "key"), Kind::ApiKey, "sk-2"),
+        );
+        let kept = s.read(&keep.id).unwrap().unwrap();
+        assert_eq!(kept.secret.expose(), "o-1", "the row's other field stays");
     }
 
     #[test]

@@ -24,11 +24,23 @@ pub struct VaultLock {
     path: String,
     nonce: String,
     what: String,
+    /// The holder of a stale lock secret taken over.
+    took_over: Option<String>,
 }
 
 impl StoreLock for VaultLock {
     fn describe(&self) -> String {
         self.what.clone()
+    }
+
+    fn notices(&self) -> Vec<crate::store::LockNotice> {
+        self.took_over
+            .iter()
+            .map(|h| crate::store::LockNotice::TookOverStale {
+                lock: self.what.clone(),
+                holder: h.clone(),
+            })
+            .collect()
     }
 }
 
@@ -107,6 +119,7 @@ pub fn acquire(
         mount: &mount,
     };
     let mut vanished = 0;
+    let mut took_over = None;
     loop {
         match kv.write(&path, 0, &data) {
             Ok(_) => break,
@@ -130,10 +143,7 @@ pub fn acquire(
                         continue;
                     }
                     Some(h) if stale(&h.data) => {
-                        eprintln!(
-                            "credshift: taking over the stale lock {mount}/{path} held by {}",
-                            holder_text(&h.data)
-                        );
+                        took_over = Some(holder_text(&h.data));
                         kv.delete_all(&path)?;
                         continue;
                     }
@@ -163,6 +173,7 @@ pub fn acquire(
     }
     Ok(VaultLock {
         client: client.clone(),
+        took_over,
         what: format!("{location} (lock secret {mount}/{path})"),
         mount,
         path,

@@ -525,6 +525,12 @@ impl Store for VaultStore {
         ops::delete_many(self, ids)
     }
 
+    /// The comparison is on the version the check-and-set patch replaces
+    /// (see [`ops::delete_if_unchanged`]).
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<crate::store::DeleteIf>> {
+        ops::delete_if_unchanged(self, expected)
+    }
+
     fn check(&self, c: &Credential) -> Option<String> {
         if let Err(why) = self.place("", &c.id) {
             return Some(why);
@@ -562,7 +568,7 @@ impl Store for VaultStore {
 
     fn identity(&self) -> Result<crate::store::StoreIdentity> {
         Ok(crate::store::StoreIdentity {
-            kind: "vault".into(),
+            kind: crate::store::IdentityKind::Vault,
             key: self.identity_key()?,
             aliases: Vec::new(),
             display: self.spec.to_string(),
