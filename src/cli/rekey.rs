@@ -176,6 +176,10 @@ fn print_plan(p: &RekeyPlan) {
 }
 
 fn print_report(r: &RekeyReport, json: bool, to_stderr: bool) -> Result<(), CliError> {
+    // What taking the locks did: on stderr, so JSON on stdout stays clean.
+    for n in &r.notices {
+        eprintln!("credshift: {n}");
+    }
     if json {
         return print_json(r);
     }

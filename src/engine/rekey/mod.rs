@@ -129,6 +129,9 @@ pub struct RekeyReport {
     pub changed: Vec<LocationNote>,
     /// Exactly what to change so the application goes on working.
     pub next_steps: Vec<String>,
+    /// What taking the locks did (a stale lock taken over, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::store::LockNotice>,
 }
 
 /// Progress of a rekey: cells done of the total.
@@ -442,7 +445,7 @@ pub fn run(
         )?;
         Ok((identity, locks, cells, s))
     });
-    let (identity, _locks, mut cells, s) = match planned {
+    let (identity, locks, mut cells, s) = match planned {
         Ok(p) => p,
         Err(e) => {
             // Nothing was written: leave no empty migration behind.
@@ -489,7 +492,9 @@ pub fn run(
         todo,
         progress,
     )?;
-    finish(&mut j, state_dir, "rekey")
+    let mut report = finish(&mut j, state_dir, "rekey")?;
+    report.notices = locks.notices();
+    Ok(report)
 }
 
 /// Journal the outcome and write the audit line.

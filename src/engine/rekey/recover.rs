@@ -144,6 +144,7 @@ pub fn report_of(st: &RekeyState) -> RekeyReport {
             })
             .collect(),
         next_steps: next_steps(st, status),
+        notices: Vec::new(),
     }
 }
 
@@ -174,7 +175,7 @@ pub(super) fn audit(state_dir: &Path, st: &RekeyState, action: &str) {
 struct Held {
     journal: RekeyJournal,
     cells: Box<dyn RawCells>,
-    _locks: Locks,
+    locks: Locks,
 }
 
 fn hold(state_dir: &Path, id: &MigrationId, opts: &OpenOptions, usage: Use) -> Result<Held> {
@@ -202,7 +203,7 @@ fn hold(state_dir: &Path, id: &MigrationId, opts: &OpenOptions, usage: Use) -> R
     Ok(Held {
         journal,
         cells,
-        _locks: locks,
+        locks,
     })
 }
 
@@ -323,7 +324,9 @@ pub fn resume(
         todo,
         progress,
     )?;
-    finish(&mut held.journal, state_dir, "resume")
+    let mut report = finish(&mut held.journal, state_dir, "resume")?;
+    report.notices = held.locks.notices();
+    Ok(report)
 }
 
 type Sorted = (Vec<Cell>, Vec<CellNote>, Vec<Cell>);
@@ -429,7 +432,9 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Resul
         },
     })?;
     audit(state_dir, &held.journal.state, "rollback");
-    Ok(report_of(&held.journal.state))
+    let mut report = report_of(&held.journal.state);
+    report.notices = held.locks.notices();
+    Ok(report)
 }
 
 /// Read the cells again: each rekeyed one must hold the new ciphertext
@@ -480,5 +485,6 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
     r.verified = ok;
     r.failed = bad.len();
     r.failures = bad;
+    r.notices = held.locks.notices();
     Ok(r)
 }
