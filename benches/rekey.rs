@@ -18,6 +18,8 @@
 //! `cargo bench --bench rekey` (or scripts/bench-rekey.sh);
 //! `CREDSHIFT_BENCH_ACCOUNTS=N`, `CREDSHIFT_BENCH_ITEMS=N` change the sizes.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -29,7 +31,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use credshift::credential::Secret;
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
 
 const OLD_KEY: &str = "bench-master-key-0123456789abcdef-ok";
 const NEW_KEY: &str = "bench-new-master-key-9876543210-fedcba";
@@ -212,9 +215,9 @@ fn main() {
     );
     // Untimed: every value reads back under the new key.
     let spec: StoreSpec = format!("prompttrain-db:{}", db.url()).parse().unwrap();
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         prompttrain_key: Some(Secret::new(NEW_KEY)),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let scan = store::open(&spec, &opts).unwrap().read_all().unwrap();
     assert_eq!(scan.credentials.len(), n);

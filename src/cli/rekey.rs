@@ -12,8 +12,9 @@ use credshift::credential::{Secret, ct_eq_bytes};
 use credshift::engine::rekey::{self, NewKey, RekeyPlan, RekeyProgress, RekeyReport};
 use credshift::engine::{self, MigrationId};
 use credshift::keys;
+use credshift::store::StoreSpec;
 use credshift::store::rekey::RekeyFormat;
-use credshift::store::{OpenOptions, StoreSpec};
+use credshift::unlock::KeyOptions;
 
 #[derive(Args, Debug, Clone)]
 pub struct RekeyArgs {
@@ -63,7 +64,7 @@ fn new_key(
     n: &NewKeyOpts,
     format: RekeyFormat,
     generated: Option<&PathBuf>,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     kdf_raised: bool,
 ) -> Result<(NewKey, String), CliError> {
     let given = [
@@ -137,7 +138,7 @@ fn new_key(
 fn refuse_same_key(
     new: &NewKey,
     format: RekeyFormat,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     kdf_raised: bool,
 ) -> Result<(), CliError> {
     let old = match format {
@@ -244,7 +245,7 @@ fn progress() -> impl FnMut(RekeyProgress) {
 }
 
 /// The application's new settings, for `--print-env` (never to a terminal).
-fn print_env(format: RekeyFormat, new: &NewKey, opts: &OpenOptions) -> Result<(), CliError> {
+fn print_env(format: RekeyFormat, new: &NewKey, opts: &KeyOptions) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     let w = |out: &mut std::io::StdoutLock<'_>, s: &str| {
         out.write_all(s.as_bytes())
@@ -297,7 +298,7 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
             "refusing to rekey {spec} without --yes: no terminal to ask (try --dry-run first)"
         )));
     }
-    let mut opts = g.open_options()?;
+    let mut opts = g.key_options()?;
     if let Some(n) = a.kdf_iterations {
         if text_format(format) {
             return Err(CliError::usage(
@@ -370,7 +371,7 @@ fn ephemeral(format: RekeyFormat) -> Result<NewKey, CliError> {
 
 /// `resume` of a rekey: the new key again from the `--new-...` flags.
 pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let st = rekey::RekeyState::load(
         &rekey::rekey_dir(&g.state_dir(), id)
             .ok_or_else(|| CliError::usage(format!("{id} is not a rekey")))?,
@@ -398,7 +399,7 @@ pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
 }
 
 pub fn cmd_rollback(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let report = rekey::rollback(&g.state_dir(), id, &opts)?;
     print_report(&report, json, false)?;
     Ok(if report.rolled_back {
@@ -409,7 +410,7 @@ pub fn cmd_rollback(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
 }
 
 pub fn cmd_verify(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let report = rekey::verify(&g.state_dir(), id, &opts)?;
     print_report(&report, json, false)?;
     Ok(if report.failed == 0 {

@@ -6,9 +6,10 @@
 
 use crate::error::{Result, StoreError};
 use crate::store::encrypted::EnvelopeFileStore;
-use crate::store::{OpenOptions, Store, StoreSpec};
+use crate::store::{Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     match spec {
         StoreSpec::Bundle(path) => Ok(Box::new(EnvelopeFileStore::new(
             spec.clone(),
@@ -58,9 +59,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("k.key");
         crate::crypto::kdf::generate_key_file(&key).unwrap();
-        let opts = OpenOptions {
+        let opts = KeyOptions {
             key_file: Some(key),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         };
         let bundle = open(&StoreSpec::Bundle(dir.path().join("b.bundle")), &opts).unwrap();
         let cap = bundle.probe();

@@ -38,16 +38,17 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::{
-    Capability, DeleteIf, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec,
     plaintext_file_warnings,
 };
+use crate::unlock::KeyOptions;
 
 mod syntax;
 use syntax::{encode_value, parse_assignment, quote_of, unwritable};
 
 const MARKER_PREFIX: &str = "credshift:";
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, _opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::Dotenv(path) = spec else {
         return Err(StoreError::Other(format!("{spec} is not a dotenv spec")));
     };

@@ -25,9 +25,10 @@ use crate::crypto::envelope::{self, Envelope, KeySource, SealingKey};
 use crate::crypto::kdf;
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::{Capability, DeleteIf, Entry, Listing, OpenOptions, Scan, Store, StoreSpec};
+use crate::store::{Capability, DeleteIf, Entry, Listing, Scan, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     match spec {
         StoreSpec::Encrypted(path) => Ok(Box::new(EnvelopeFileStore::new(
             spec.clone(),
@@ -44,7 +45,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
 pub struct EnvelopeFileStore {
     spec: StoreSpec,
     path: PathBuf,
-    opts: OpenOptions,
+    opts: KeyOptions,
     /// The lock also serializes read-modify-write cycles.
     state: Mutex<State>,
 }
@@ -74,7 +75,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 }
 
 impl EnvelopeFileStore {
-    pub fn new(spec: StoreSpec, path: PathBuf, opts: &OpenOptions) -> Self {
+    pub fn new(spec: StoreSpec, path: PathBuf, opts: &KeyOptions) -> Self {
         EnvelopeFileStore {
             spec,
             path,
@@ -460,7 +461,7 @@ mod tests {
     use super::*;
     use crate::store::test_support::{labelled as cred, no_key, weak_opts as opts};
 
-    fn store(path: &Path, o: &OpenOptions) -> Box<dyn Store> {
+    fn store(path: &Path, o: &KeyOptions) -> Box<dyn Store> {
         open(&StoreSpec::Encrypted(path.to_path_buf()), o).unwrap()
     }
 

@@ -24,8 +24,8 @@ use serde_json::Value;
 
 use crate::credential::{Credential, CredentialId, Metadata};
 use crate::error::{Result, StoreError};
+use crate::scrub::wipe_json;
 use crate::scrub::{self, Seg};
-use crate::store::modelforge::wipe_json;
 use crate::store::wrapper::forward;
 use crate::store::{DeleteIf, Listing, Scan, Store, StoreSpec};
 

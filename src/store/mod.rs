@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
+use crate::unlock::KeyOptions;
 pub use identity::{IdentityKind, StoreIdentity};
 
 pub mod bundle;
@@ -21,6 +22,7 @@ pub mod identity;
 pub mod keyring;
 pub mod laravel;
 pub mod legacy_meta;
+pub mod lockfile;
 pub mod memory;
 pub mod modelforge;
 pub mod pg;
@@ -279,8 +281,8 @@ pub trait Store: Send + Sync {
     /// Laravel), one read-modify-rewrite of a file under the store's lock
     /// (dotenv, encrypted, bundle, model-forge, a prompttrain dir's file),
     /// Vault's check-and-set patch on the version compared, the keyring
-    /// item compared (see its window there). The in-memory store uses this
-    /// default.
+    /// item compared (see its window there), the in-memory map under its
+    /// lock.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         delete_if_unchanged_by_reading(self, expected)
     }
@@ -325,11 +327,11 @@ pub trait Store: Send + Sync {
     ///
     /// By default, file stores lock `.NAME.credshift-lock` next to their
     /// file and the keyring a per-service file in a fixed per-user
-    /// directory ([`crate::engine::lock::guard`]), so credshift processes
+    /// directory ([`crate::store::lockfile::guard`]), so credshift processes
     /// exclude each other whatever their state dirs or environments.
     /// PostgreSQL stores take an advisory lock in the database.
     fn lock(&self, mode: LockMode, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        Ok(crate::engine::lock::guard(self.spec(), mode, wait)?
+        Ok(crate::store::lockfile::guard(self.spec(), mode, wait)?
             .map(|g| Box::new(g) as Box<dyn StoreLock>))
     }
 }
@@ -431,9 +433,6 @@ impl fmt::Display for LockNotice {
         }
     }
 }
-
-/// Moved to [`crate::unlock`] (shared with `crypto`); kept here for old paths.
-pub use crate::unlock::{DEFAULT_KDF_ITERATIONS, OpenOptions};
 
 /// A parsed store spec. `Display` gives the spec back with any password in
 /// a URL replaced by `***`; [`StoreSpec::raw`] keeps it for connecting.
@@ -677,7 +676,7 @@ pub fn redact_url(s: &str) -> String {
 /// Open the store a spec names. credshift's own stores get the layer that
 /// turns legacy secret metadata into items ([`legacy_meta`]); the fault
 /// injector wraps everything when `CREDSHIFT_FAULTS` is set.
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let store: Box<dyn Store> = match spec {
         StoreSpec::PromptTrain(_) => prompttrain::open(spec, opts)?,
         StoreSpec::ModelForge(_) => modelforge::open(spec, opts)?,
@@ -692,7 +691,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
         StoreSpec::Bundle(_) => bundle::open(spec, opts)?,
         StoreSpec::Vault(_) => vault::open(spec, opts)?,
     };
-    Ok(faults::wrap_from_env(legacy_meta::wrap(store)))
+    Ok(faults::wrap_from_test_aids(legacy_meta::wrap(store)))
 }
 
 /// True when two specs name the same store, whatever their schemes, as

@@ -30,12 +30,12 @@ use zeroize::Zeroizing;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::scrub::{self, Seg};
+use crate::scrub::{self, Seg, wipe_json};
 use crate::store::dotenv::{access, dir_writable, nearest_existing_dir};
 use crate::store::{
-    Capability, DeleteIf, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-    plaintext_file_warnings,
+    Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,
 };
+use crate::unlock::KeyOptions;
 
 /// `auth_data` fields model-forge uses that never hold a secret.
 const NON_SECRET_FIELDS: &[&str] = &[
@@ -129,7 +129,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, _opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::ModelForge(path) = spec else {
         return Err(StoreError::Other(format!(
             "{spec} is not a modelforge spec"
@@ -451,18 +451,6 @@ impl Drop for Config {
     }
 }
 
-/// Overwrite every string in a parsed JSON tree (values may be secrets)
-/// before its memory is freed.
-pub(crate) fn wipe_json(v: &mut Value) {
-    use zeroize::Zeroize;
-    match v {
-        Value::String(s) => s.zeroize(),
-        Value::Array(a) => a.iter_mut().for_each(wipe_json),
-        Value::Object(o) => o.values_mut().for_each(wipe_json),
-        _ => {}
-    }
-}
-
 /// The indentation a JSON file uses (spaces on its second line), else `default`.
 pub(crate) fn detect_indent(text: &str, default: usize) -> usize {
     text.lines()
@@ -752,7 +740,7 @@ mod tests {
     fn store_at(path: &Path) -> Box<dyn Store> {
         open(
             &StoreSpec::ModelForge(path.to_path_buf()),
-            &OpenOptions::default(),
+            &KeyOptions::default(),
         )
         .unwrap()
     }

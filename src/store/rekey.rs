@@ -15,7 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
-use crate::store::{OpenOptions, StoreSpec};
+use crate::store::{KeyOptions, StoreSpec};
 
 pub mod file;
 pub mod sql;
@@ -112,7 +112,7 @@ pub fn format_of(spec: &StoreSpec) -> Option<RekeyFormat> {
 }
 
 /// Open the raw cells of `spec` (see [`format_of`] for which specs).
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn RawCells>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn RawCells>> {
     match spec {
         StoreSpec::PromptTrainDb(_) => Ok(Box::new(sql::SqlCells::prompttrain(spec, opts)?)),
         StoreSpec::LaravelSqlite(_) | StoreSpec::LaravelPostgres(_) => {

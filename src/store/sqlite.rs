@@ -32,9 +32,8 @@ use crate::crypto::kdf;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::{
-    Capability, DeleteIf, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-};
+use crate::store::{Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 const SCHEMA_VERSION: i64 = 1;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,7 +61,7 @@ CREATE TABLE IF NOT EXISTS credshift_credentials (
 );
 ";
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     match spec {
         StoreSpec::Sqlite(path) => Ok(Box::new(SqliteStore {
             spec: spec.clone(),
@@ -79,7 +78,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
 pub struct SqliteStore {
     spec: StoreSpec,
     path: PathBuf,
-    opts: OpenOptions,
+    opts: KeyOptions,
     inner: Mutex<Inner>,
 }
 
@@ -857,7 +856,7 @@ mod tests {
     use super::*;
     use crate::store::test_support::{api_key as cred, no_key, weak_opts as opts};
 
-    fn store(path: &Path, o: &OpenOptions) -> Box<dyn Store> {
+    fn store(path: &Path, o: &KeyOptions) -> Box<dyn Store> {
         open(&StoreSpec::Sqlite(path.to_path_buf()), o).unwrap()
     }
 

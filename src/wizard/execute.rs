@@ -14,7 +14,7 @@ pub const LOG_TAIL: usize = 200;
 
 /// Live state of the Execute screen.
 #[derive(Debug, Clone, Default)]
-pub struct Run {
+pub struct RunState {
     pub id: Option<MigrationId>,
     pub counts: Counts,
     pub log: VecDeque<LogLine>,
@@ -97,14 +97,14 @@ impl Wizard {
             return vec![];
         };
         let plan_token = plan.token;
-        self.run = Run {
+        self.run = RunState {
             outcomes: vec![ItemOutcome::Pending; plan.items.len()],
             index: PlanIndex::new(&plan.items),
             counts: Counts {
                 total: plan.items.len(),
                 ..Counts::default()
             },
-            ..Run::default()
+            ..RunState::default()
         };
         self.step = Step::Execute;
         self.error = None;

@@ -293,7 +293,7 @@ fn attempt(ctx: &Ctx, k: &Kind, rec: &Recorded, op: Op, end: End) -> (i32, Strin
             .map(String::from)
             .to_vec(),
         Op::Cleanup => {
-            let opts = credshift::store::OpenOptions {
+            let opts = credshift::unlock::KeyOptions {
                 key_file: Some(ctx.key.clone().into()),
                 ..Default::default()
             };

@@ -16,8 +16,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use credshift::credential::{Credential, Kind, Secret};
-use credshift::engine::{self, ConflictPolicy, MigrationRequest, memstore::MemStore};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::engine::{self, ConflictPolicy, MigrationRequest};
+use credshift::store::memory::MemStore;
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::*;
 
 const PASSPHRASE: &str = "store kinds test passphrase";
@@ -29,13 +31,13 @@ fn app_key() -> String {
         .to_string()
 }
 
-fn opts() -> OpenOptions {
+fn opts() -> KeyOptions {
     let pt_key = std::fs::read_to_string(fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY"));
-    OpenOptions {
+    KeyOptions {
         app_key: Some(Secret::new(app_key())),
         passphrase: Some(Secret::new(PASSPHRASE)),
         prompttrain_key: Some(Secret::new(pt_key.unwrap().trim())),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 

@@ -14,8 +14,8 @@ use crate::crypto::laravel::{self as crypt, AppKey};
 use crate::crypto::prompttrain::{self as pt, KeyCache, MasterKey};
 use crate::crypto::sql::{self as sqlcrypt, Dialect, MetaRow, TableKey};
 use crate::error::{Result, StoreError};
-use crate::store::OpenOptions;
 use crate::store::rekey::{Cell, META_CELL, RekeyFormat};
+use crate::unlock::KeyOptions;
 
 /// The new key, as the user gave it (never from argv).
 #[derive(Clone)]
@@ -79,7 +79,7 @@ pub fn build(
     format: RekeyFormat,
     location: &str,
     cells: &[Cell],
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     new: &NewKey,
 ) -> Result<Box<dyn Codec>> {
     match format {
@@ -164,7 +164,7 @@ fn wrong_kind(location: &str, wanted: &str) -> StoreError {
 }
 
 /// The key source and options for credshift's new key.
-fn new_options(opts: &OpenOptions, new: &NewKey, location: &str) -> Result<OpenOptions> {
+fn new_options(opts: &KeyOptions, new: &NewKey, location: &str) -> Result<KeyOptions> {
     let mut o = opts.clone();
     match new {
         NewKey::Passphrase(p) => {
@@ -332,7 +332,7 @@ struct EnvelopeCodec {
 }
 
 impl EnvelopeCodec {
-    fn new(location: &str, opts: &OpenOptions, new: &NewKey) -> Result<Self> {
+    fn new(location: &str, opts: &KeyOptions, new: &NewKey) -> Result<Self> {
         let old = KeySource::from_options(opts, location)?;
         let n = new_options(opts, new, location)?;
         let new_source = KeySource::from_options(&n, location)?;
@@ -415,7 +415,7 @@ impl TableCodec {
         dialect: Dialect,
         location: &str,
         cells: &[Cell],
-        opts: &OpenOptions,
+        opts: &KeyOptions,
         new: &NewKey,
     ) -> Result<Self> {
         let meta_cell = cells

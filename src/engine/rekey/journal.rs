@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::journal::{crash_at, now_rfc3339};
+use crate::engine::journal::now_rfc3339;
 use crate::engine::types::{MigrationId, MigrationStatus};
 use crate::error::StoreError;
 use crate::fsutil;
@@ -182,7 +182,7 @@ impl RekeyJournal {
         self.state.apply(&line);
         self.state.lines.push(line);
         let n = WRITTEN.fetch_add(1, Ordering::SeqCst) + 1;
-        if crash_at() == Some(n) {
+        if crate::test_aids::get().crash_at == Some(n) {
             std::process::abort();
         }
         Ok(())

@@ -35,7 +35,8 @@ use crate::engine::state;
 use crate::engine::types::{MigrationId, MigrationStatus};
 use crate::error::StoreError;
 use crate::store::rekey::{self as raw, Cell, CellRef, RawCells, RekeyFormat, Swap, SwapOutcome};
-use crate::store::{self, OpenOptions, StoreSpec};
+use crate::store::{self, StoreSpec};
+use crate::unlock::KeyOptions;
 
 pub mod backup;
 pub mod codec;
@@ -167,7 +168,7 @@ fn survey(
     format: RekeyFormat,
     location: &str,
     cells: &mut dyn RawCells,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     new: &NewKey,
 ) -> Result<Survey> {
     let start = Instant::now();
@@ -228,7 +229,7 @@ fn under_keys(names: &[String], todo: impl Iterator<Item = usize>) -> Vec<KeyCou
 
 /// The dry run: which key each value is under, what would be left alone,
 /// how long it would take. Holds the store shared; writes nothing.
-pub fn dry_run(spec: &StoreSpec, opts: &OpenOptions, new: &NewKey) -> Result<RekeyPlan> {
+pub fn dry_run(spec: &StoreSpec, opts: &KeyOptions, new: &NewKey) -> Result<RekeyPlan> {
     let format = format_of(spec)?;
     let store = store::open(spec, opts)?;
     let (_, _locks) = session::rekey(store.as_ref(), session::Use::READ, None, "", None)?;
@@ -420,7 +421,7 @@ fn run_batches(
 pub fn run(
     req: &RekeyRequest,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     progress: &mut dyn FnMut(RekeyProgress),
 ) -> Result<RekeyReport> {
     let format = format_of(&req.spec)?;

@@ -12,8 +12,9 @@ use crate::engine::recovery::status_word;
 use crate::engine::session::{self, Locks, Use};
 use crate::engine::state;
 use crate::engine::types::{HistoryEntry, MigrationId, MigrationStatus};
+use crate::store;
 use crate::store::rekey::{self as raw, Cell, CellRef, RawCells, RekeyFormat, Swap};
-use crate::store::{self, OpenOptions};
+use crate::unlock::KeyOptions;
 
 use super::backup;
 use super::codec::{self, NewKey, Plain, Under};
@@ -153,7 +154,7 @@ pub(super) fn audit(state_dir: &Path, st: &RekeyState, action: &str) {
     let r = report_of(st);
     let _ = audit::append(
         state_dir,
-        audit::Entry {
+        audit::AuditEntry {
             action,
             from: Some(r.from.clone()),
             to: Some(r.to.clone()),
@@ -178,7 +179,7 @@ struct Held {
     locks: Locks,
 }
 
-fn hold(state_dir: &Path, id: &MigrationId, opts: &OpenOptions, usage: Use) -> Result<Held> {
+fn hold(state_dir: &Path, id: &MigrationId, opts: &KeyOptions, usage: Use) -> Result<Held> {
     let st = load(state_dir, id)?;
     let spec = spec_of(&st)?;
     // The store is opened for its identity and lock only: rollback and
@@ -213,7 +214,7 @@ fn hold(state_dir: &Path, id: &MigrationId, opts: &OpenOptions, usage: Use) -> R
 pub fn resume(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     new: &NewKey,
     progress: &mut dyn FnMut(RekeyProgress),
 ) -> Result<RekeyReport> {
@@ -364,7 +365,7 @@ fn sort_out(st: &RekeyState, planned: &[PlannedCell], now: &BTreeMap<CellRef, Ce
 /// Put back every old ciphertext this rekey replaced, byte for byte, from
 /// its backup. Needs no key. A cell changed since by the application is
 /// kept and reported (the rollback is then incomplete). Idempotent.
-pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<RekeyReport> {
+pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<RekeyReport> {
     let st = load(state_dir, id)?;
     if st.rolled_back == Some(true) {
         return Ok(report_of(&st));
@@ -439,7 +440,7 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Resul
 
 /// Read the cells again: each rekeyed one must hold the new ciphertext
 /// the journal recorded, each restored one its old ciphertext.
-pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<RekeyReport> {
+pub fn verify(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<RekeyReport> {
     let mut held = hold(state_dir, id, opts, Use::READ)?;
     let st = held.journal.state.clone();
     let planned: BTreeMap<&CellRef, &PlannedCell> = st

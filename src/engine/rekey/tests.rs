@@ -49,9 +49,9 @@ fn a_row_the_app_changed_after_the_read_is_left_alone_and_reported() {
         .unwrap();
     }
     let spec = StoreSpec::LaravelSqlite(path.clone());
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         app_key: Some(old_text),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let mut cells = raw::open(&spec, &opts).unwrap();
     let all = cells.cells().unwrap();

@@ -17,7 +17,7 @@
 //!   bytes (UTF-16) per secret, which `check` reports before the dry run ends.
 //!
 //! Every call runs on one worker thread per store and the caller waits at
-//! most `OpenOptions::keyring_timeout` for it (for a batch: for its next
+//! most `KeyOptions::keyring_timeout` for it (for a batch: for its next
 //! group of items): a hung D-Bus call ends in `StoreError::Timeout` naming
 //! the keyring and the operation, and the store refuses further calls
 //! rather than queueing behind the hung one.
@@ -33,9 +33,8 @@ use std::time::Duration;
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
-use crate::store::{
-    Capability, DeleteIf, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-};
+use crate::store::{Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 /// Secret Service attribute holding the credential kind (`api_key`, ...).
 pub const ATTR_KIND: &str = "credshift.kind";
@@ -49,7 +48,7 @@ pub const WINDOWS_MAX_SECRET_BYTES: usize = 2560;
 const NO_FALLBACK: &str = "credshift does not fall back to the session-only kernel keyring \
      (keyutils) or to a plaintext file; use encrypted:PATH instead";
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::Keyring(service) = spec else {
         return Err(StoreError::Other(format!("{spec} is not a keyring spec")));
     };

@@ -43,9 +43,8 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::crypto::laravel::{self as crypt, AppKey, Framing, LaravelError};
 use crate::error::{Result, StoreError};
 use crate::scrub::{self, Seg};
-use crate::store::{
-    Capability, DeleteIf, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-};
+use crate::store::{Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 /// The app's table today.
 const TABLE_CURRENT: &str = "ai_credentials";
@@ -115,7 +114,7 @@ fn split_table(spec: &StoreSpec) -> Result<(StoreSpec, Option<&'static str>)> {
     }
 }
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let db_auth = crate::store::pg::DbAuth::from_options(opts);
     let key = match &opts.app_key {
         None => {
@@ -581,9 +580,9 @@ mod tests {
         ] {
             let url = format!("postgres://u:hunter2@127.0.0.1:1/db{q}");
             let spec: StoreSpec = format!("laravel:{url}").parse().unwrap();
-            let opts = OpenOptions {
+            let opts = KeyOptions {
                 app_key: Some(Secret::new(format!("base64:{}", "A".repeat(43) + "="))),
-                ..OpenOptions::default()
+                ..KeyOptions::default()
             };
             let e = open(&spec, &opts).err().unwrap();
             let msg = e.to_string();
@@ -601,9 +600,9 @@ mod tests {
         let spec: StoreSpec = format!("laravel:sqlite:{}", dir.path().join("f.sqlite").display())
             .parse()
             .unwrap();
-        let opts = OpenOptions {
+        let opts = KeyOptions {
             app_key: Some(Secret::new(format!("base64:{}", "A".repeat(43) + "="))),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         };
         let s = open(&spec, &opts).unwrap();
         let keep = Credential::new(CredentialId::new("openai", "org"), Kind::Other, "o-1");

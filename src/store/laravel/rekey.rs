@@ -4,13 +4,13 @@
 use crate::error::{Result, StoreError};
 use crate::store::rekey::RawCells;
 use crate::store::rekey::sql::{Column, Db, Piece, SqlCells, Table};
-use crate::store::{OpenOptions, StoreSpec};
+use crate::store::{KeyOptions, StoreSpec};
 
 use super::{TABLE_CURRENT, TABLE_OLD, split_table};
 
 /// Every row's payload, active or not: a soft-deleted row is still the
 /// app's data and must not stay under a key that is being retired.
-pub fn rekey_cells(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn RawCells>> {
+pub fn rekey_cells(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn RawCells>> {
     let (db_spec, named) = split_table(spec)?;
     let mut db = match &db_spec {
         StoreSpec::LaravelSqlite(p) => Db::sqlite(p)?,

@@ -581,7 +581,7 @@ impl Store for LaravelStore {
             StoreSpec::LaravelPostgres(_) => Ok(Some(Box::new(
                 crate::store::pg::AdvisoryLock::acquire(&self.spec, &self.db_auth, mode, wait)?,
             ))),
-            _ => Ok(crate::engine::lock::guard(&self.spec, mode, wait)?
+            _ => Ok(crate::store::lockfile::guard(&self.spec, mode, wait)?
                 .map(|g| Box::new(g) as Box<dyn crate::store::StoreLock>)),
         }
     }

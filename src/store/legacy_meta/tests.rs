@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::credential::Kind;
-use crate::engine::memstore::MemStore;
+use crate::store::memory::MemStore;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

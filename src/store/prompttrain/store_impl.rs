@@ -1,5 +1,4 @@
-//! The `Store` implementation of `prompttrain:DIR` (moved out of
-//! `prompttrain.rs`).
+//! The `Store` implementation of `prompttrain:DIR`.
 
 use super::*;
 

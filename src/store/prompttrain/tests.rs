@@ -1,4 +1,4 @@
-//! Tests of the `prompttrain:` store (moved out of `prompttrain.rs`).
+//! Tests of the `prompttrain:` store.
 
 use super::*;
 
@@ -38,7 +38,7 @@ fn ids_without_a_place_are_refused_with_a_reason() {
 fn store_at(dir: &Path) -> Box<dyn Store> {
     open(
         &StoreSpec::PromptTrain(dir.to_path_buf()),
-        &OpenOptions::default(),
+        &crate::unlock::KeyOptions::default(),
     )
     .unwrap()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::{Result, StoreError};
 use crate::store::pg::{DbAuth, connect};
 use crate::store::rekey::{Cell, CellRef, META_CELL, RawCells, Swap, SwapOutcome};
-use crate::store::{OpenOptions, StoreSpec};
+use crate::store::{KeyOptions, StoreSpec};
 
 /// One SQL column inside an encrypted cell.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,7 @@ const BUSY: Duration = Duration::from_secs(10);
 
 impl Db {
     /// A PostgreSQL connection for a spec with a URL.
-    pub fn pg(spec: &StoreSpec, opts: &OpenOptions) -> Result<Db> {
+    pub fn pg(spec: &StoreSpec, opts: &KeyOptions) -> Result<Db> {
         Ok(Db::Pg(connect(spec, &DbAuth::from_options(opts))?))
     }
 
@@ -183,7 +183,7 @@ impl SqlCells {
     }
 
     /// `prompttrain-db:`: the `accounts` table's three encrypted columns.
-    pub fn prompttrain(spec: &StoreSpec, opts: &OpenOptions) -> Result<SqlCells> {
+    pub fn prompttrain(spec: &StoreSpec, opts: &KeyOptions) -> Result<SqlCells> {
         let columns = PROMPTTRAIN_COLUMNS
             .iter()
             .map(|c| Column {
@@ -211,7 +211,7 @@ impl SqlCells {
 
     /// credshift's own tables (`sqlite:`, `postgres://`): each value's
     /// nonce and ciphertext, and the meta row's KDF and key check.
-    pub fn credshift(spec: &StoreSpec, opts: &OpenOptions) -> Result<SqlCells> {
+    pub fn credshift(spec: &StoreSpec, opts: &KeyOptions) -> Result<SqlCells> {
         let (db, key, meta): (Db, &'static str, &'static [Piece]) = match spec {
             StoreSpec::Sqlite(p) => (
                 Db::sqlite(p)?,

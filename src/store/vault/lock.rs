@@ -79,7 +79,7 @@ fn holder_text(data: &Map<String, Value>) -> String {
 fn stale(data: &Map<String, Value>) -> bool {
     let host = data.get("host").and_then(Value::as_str).unwrap_or("");
     let pid = data.get("pid").and_then(Value::as_u64).unwrap_or(0) as u32;
-    if host == crate::engine::lock::hostname() {
+    if host == crate::store::lockfile::hostname() {
         return pid != std::process::id() && !crate::fsutil::pid_alive(pid);
     }
     data.get("since")
@@ -103,14 +103,17 @@ pub fn acquire(
     let nonce = hex::encode(nonce);
     let mut data = Map::new();
     data.insert("pid".into(), Value::from(std::process::id()));
-    data.insert("host".into(), Value::from(crate::engine::lock::hostname()));
+    data.insert(
+        "host".into(),
+        Value::from(crate::store::lockfile::hostname()),
+    );
     data.insert(
         "user".into(),
         Value::from(std::env::var("USER").unwrap_or_default()),
     );
     data.insert(
         "since".into(),
-        Value::from(crate::engine::journal::now_rfc3339()),
+        Value::from(crate::store::lockfile::now_rfc3339()),
     );
     data.insert("nonce".into(), Value::from(nonce.clone()));
     let deadline = Instant::now() + wait;

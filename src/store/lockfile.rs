@@ -1,5 +1,6 @@
-//! The locks behind the session preamble ([`crate::engine::session`], the
-//! only caller). Two kinds, both held with `flock` (the kernel releases
+//! Lock files: the primitive behind [`crate::store::Store::lock`] and the
+//! state-dir locks of the engine's session preamble
+//! ([`crate::engine::session`], the only caller that takes locks). Two kinds, both held with `flock` (the kernel releases
 //! them when the holder dies, so a lock left by a crashed run is stale by
 //! construction and is taken over, and reported):
 //!
@@ -29,7 +30,6 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -38,7 +38,6 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::error::EngineError;
 use crate::error::StoreError;
 use crate::fsutil;
 use crate::store::{LockMode, LockNotice, StoreSpec};
@@ -61,7 +60,7 @@ impl Holder {
             host: hostname(),
             user: user_name(),
             migration_id: migration_id.to_string(),
-            since: crate::engine::journal::now_rfc3339(),
+            since: now_rfc3339(),
         }
     }
 }
@@ -126,6 +125,11 @@ fn lock_path(state_dir: &Path, scheme: &str, key: &str) -> PathBuf {
         .join(format!("{scheme}-{}.lock", hex::encode(&digest[..8])))
 }
 
+/// Now, as lock records (and journals) write it.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
@@ -137,10 +141,17 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-fn flock_mode(mode: LockMode) -> libc::c_int {
-    match mode {
-        LockMode::Shared => libc::LOCK_SH,
-        LockMode::Exclusive => libc::LOCK_EX,
+/// Take `mode` on `file` without waiting (std's `flock` on Linux):
+/// `Ok(false)` when another open file description holds it.
+fn try_flock(file: &File, mode: LockMode) -> std::io::Result<bool> {
+    let taken = match mode {
+        LockMode::Shared => file.try_lock_shared(),
+        LockMode::Exclusive => file.try_lock(),
+    };
+    match taken {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -152,26 +163,25 @@ pub fn state_lock(
     key: &str,
     mode: LockMode,
     migration_id: &str,
-) -> Result<StateLock, EngineError> {
+) -> Result<StateLock, StoreError> {
     let path = lock_path(state_dir, spec.scheme(), key);
     if let Some(dir) = path.parent() {
         fsutil::ensure_private_dir(dir)?;
     }
     let (mut file, _) = open_lock_file(&path)?;
     let previous = read_holder(&mut file);
-    // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), flock_mode(mode) | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(EngineError::Locked {
-                store: spec.to_string(),
+    match try_flock(&file, mode) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(StoreError::Locked {
+                location: spec.to_string(),
                 holder: current_holder(&mut file, previous)
                     .map(|h| h.to_string())
                     .unwrap_or_else(|| format!("lock file {}", path.display())),
+                seconds: 0,
             });
         }
-        return Err(StoreError::io(&path, err).into());
+        Err(err) => return Err(StoreError::io(&path, err)),
     }
     let me = Holder::me(migration_id);
     write_holder(&mut file, &path, &me)?;
@@ -417,15 +427,12 @@ impl Drop for Held {
         // is left on a removed file; a process waiting on the old file
         // notices (inode check) and starts over. A shared holder that
         // cannot have it exclusively leaves it to the others.
-        let fd = self.file.as_raw_fd();
-        // SAFETY: flock on a descriptor we own.
         let alone = self.mode == LockMode::Exclusive
-            || unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            || try_flock(&self.file, LockMode::Exclusive).unwrap_or(false);
         if alone {
             let _ = std::fs::remove_file(&self.path);
         }
-        // SAFETY: unlocking a descriptor we own.
-        unsafe { libc::flock(fd, libc::LOCK_UN) };
+        let _ = self.file.unlock();
     }
 }
 
@@ -487,11 +494,9 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
             Err(e) => return Err(e.into()),
         };
         let previous = read_holder(&mut file);
-        // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), flock_mode(mode) | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        match try_flock(&file, mode) {
+            Ok(true) => {}
+            Ok(false) => {
                 return Err(GuardError::Held(
                     match current_holder(&mut file, previous) {
                         Some(h) => format!("{h}; lock file {}", path.display()),
@@ -499,7 +504,7 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
                     },
                 ));
             }
-            return Err(StoreError::io(&path, err).into());
+            Err(err) => return Err(StoreError::io(&path, err).into()),
         }
         // The holder before us may have removed the file between our open
         // and our flock: then this lock guards nothing; start over.
@@ -576,7 +581,7 @@ mod tests {
         let held = state_lock(state.path(), &spec, "k", EX, "m-1").unwrap();
         let e = state_lock(state.path(), &spec, "k", SH, "m-2").unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, EngineError::Locked { .. }), "{msg}");
+        assert!(matches!(e, StoreError::Locked { .. }), "{msg}");
         assert!(
             msg.contains(&format!("pid {}", std::process::id())),
             "{msg}"
@@ -699,8 +704,7 @@ mod tests {
         };
         std::fs::write(&path, serde_json::to_string(&other).unwrap()).unwrap();
         let f = File::open(&path).unwrap();
-        // SAFETY: flock on a descriptor we own.
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
+        f.lock_shared().unwrap();
         let e = guard(&via_link, EX, Duration::from_millis(120)).unwrap_err();
         assert!(matches!(e, StoreError::Locked { .. }), "{e}");
         let e = e.to_string();
