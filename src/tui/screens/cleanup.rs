@@ -48,12 +48,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     ));
     lines.push(Line::from(""));
     lines.push(Line::styled("Next steps", t.header()));
-    lines.push(kv(
-        "· point your tools at ",
-        spec_or(w.target_spec()),
-        area.width,
-        t,
-    ));
+    // No app reads credshift's own stores directly: `exec` hands it the
+    // credentials as environment variables.
+    lines.push(Line::from("· run your app with them:"));
+    lines.push(Line::from(format!(
+        "  credshift exec --from {} -- APP",
+        spec_or(w.target_spec())
+    )));
     lines.push(Line::from(format!(
         "· check again any time: credshift verify --migration-id {id}"
     )));
