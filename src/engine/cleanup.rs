@@ -202,21 +202,25 @@ pub(crate) fn cleanup_items(
     target: &dyn Store,
     ctl: &Control,
 ) -> Result<()> {
-    let state = journal.state()?.clone();
-    journal.append(Record::CleanupStarted)?;
-    let mut ids: Vec<CredentialId> = state
-        .planned
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .filter(|p| {
-            ((state.verified.contains(&p.id) && !state.undone.contains(&p.id))
+    // What the loop needs of the journal's state, taken out once (a
+    // clone of the whole state was a copy of every planned item): each
+    // candidate's fingerprint and whether its delete began before a crash.
+    let mut want: HashMap<CredentialId, (String, bool)> = HashMap::new();
+    let mut ids: Vec<CredentialId> = Vec::new();
+    {
+        let state = journal.state()?;
+        for p in state.planned.as_deref().unwrap_or_default() {
+            let Some(f) = p.fp.as_ref() else { continue };
+            if ((state.verified.contains(&p.id) && !state.undone.contains(&p.id))
                 || p.action == "skip_identical")
                 && !state.source_deleted.contains(&p.id)
-                && p.fp.is_some()
-        })
-        .map(|p| p.id.clone())
-        .collect();
+            {
+                ids.push(p.id.clone());
+                want.insert(p.id.clone(), (f.clone(), state.delete_began(&p.id)));
+            }
+        }
+    }
+    journal.append(Record::CleanupStarted)?;
     delete_order(&mut ids);
     let (mut n_deleted, mut n_failed) = (0usize, 0usize);
     let hint = if [source.batch_hint(), target.batch_hint()].contains(&BatchHint::WholeFile) {
@@ -233,10 +237,7 @@ pub(crate) fn cleanup_items(
         let mut deleted: Vec<CredentialId> = Vec::new();
         let mut failed: Vec<Failure> = Vec::new();
         for ((id, t), s) in chunk.iter().zip(at_target).zip(at_source) {
-            let want = state
-                .planned_item(id)
-                .and_then(|p| p.fp.as_deref())
-                .unwrap_or("");
+            let (want, began) = want.get(id).map_or(("", false), |(f, b)| (f.as_str(), *b));
             let ours = |c: &Credential| fingerprint::same(&fp.value(c), want);
             let problem = match (t, s) {
                 (Ok(Some(t)), Ok(Some(s))) if ours(&t) && ours(&s) => {
@@ -244,7 +245,7 @@ pub(crate) fn cleanup_items(
                     continue;
                 }
                 // Deleted before a crash: the delete began and it is gone.
-                (Ok(Some(t)), Ok(None)) if ours(&t) && state.delete_began(id) => {
+                (Ok(Some(t)), Ok(None)) if ours(&t) && began => {
                     deleted.push(id.clone());
                     continue;
                 }

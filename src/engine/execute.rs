@@ -579,11 +579,9 @@ impl Run<'_> {
             .filter(|i| i.action == Action::Overwrite)
             .filter_map(|i| prepared.target_old.get(&i.id).cloned())
             .collect();
-        let all_source: Vec<Credential> = prepared.source.values().cloned().collect();
-        if let Err(e) = self.write_backups(&all_source, &overwritten) {
+        if let Err(e) = self.write_backups(prepared.source.values(), &overwritten) {
             return Err(self.fail_before_writing(e.into()));
         }
-        drop(all_source);
         let work: Vec<&Credential> = prepared.to_write();
         let old: BTreeMap<CredentialId, Credential> =
             overwritten.into_iter().map(|c| (c.id.clone(), c)).collect();
@@ -608,24 +606,25 @@ impl Run<'_> {
         e
     }
 
-    pub(crate) fn write_backups(
+    pub(crate) fn write_backups<'c>(
         &mut self,
-        source: &[Credential],
+        source: impl ExactSizeIterator<Item = &'c Credential> + Clone,
         overwritten: &[Credential],
     ) -> Result<(), StoreError> {
         let path = self.dir.join(backup::BACKUP_FILE);
-        backup::write_sealed(&path, source, &self.keys.sealing)?;
+        let n_source = source.len();
+        backup::write_sealed_refs(&path, source, &self.keys.sealing)?;
         let target_path = self.dir.join(state::TARGET_BACKUP_FILE);
         if !overwritten.is_empty() {
             backup::write_sealed(&target_path, overwritten, &self.keys.sealing)?;
         }
         self.journal.append(Record::BackupWritten {
             path: path.clone(),
-            items: source.len() + overwritten.len(),
+            items: n_source + overwritten.len(),
         })?;
         self.ctl.send(Progress::BackupWritten {
             path,
-            items: source.len() + overwritten.len(),
+            items: n_source + overwritten.len(),
         });
         Ok(())
     }

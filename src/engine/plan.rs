@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::credential::{Credential, CredentialId};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::engine::fingerprint::{self, FpKey};
+use crate::engine::fingerprint::FpKey;
 use crate::engine::inventory::now_ms;
 use crate::engine::types::{Action, ConflictPolicy, Plan, PlanCounts, PlanItem};
 use crate::error::{Result, StoreError};
@@ -34,28 +34,37 @@ pub struct Prepared {
 /// only in this process's memory.
 struct Snapshot {
     key: FpKey,
-    source: BTreeMap<CredentialId, String>,
-    target: BTreeMap<CredentialId, String>,
+    source: BTreeMap<CredentialId, Fp>,
+    target: BTreeMap<CredentialId, Fp>,
 }
+
+/// An id's value and metadata fingerprints, chained over every copy of the
+/// id in store order, in a fixed 32 bytes (a hex string per item was
+/// 100 B of a plan's memory).
+type Fp = [u8; 32];
 
 fn fingerprints<'a>(
     key: &FpKey,
     creds: impl Iterator<Item = &'a Credential>,
-) -> BTreeMap<CredentialId, String> {
-    let mut out: BTreeMap<CredentialId, String> = BTreeMap::new();
+) -> BTreeMap<CredentialId, Fp> {
+    use sha2::Digest;
+    let mut out: BTreeMap<CredentialId, Fp> = BTreeMap::new();
     for c in creds {
         // A repeated id fingerprints every copy, in store order.
-        let e = out.entry(c.id.clone()).or_default();
-        e.push_str(&key.value(c));
-        e.push_str(&key.meta(c));
+        let e = out.entry(c.id.clone()).or_insert([0u8; 32]);
+        let mut h = sha2::Sha256::new();
+        h.update(*e);
+        h.update(key.value(c).as_bytes());
+        h.update(key.meta(c).as_bytes());
+        e.copy_from_slice(&h.finalize());
     }
     out
 }
 
-fn same_fp(a: Option<&String>, b: Option<&String>) -> bool {
+fn same_fp(a: Option<&Fp>, b: Option<&Fp>) -> bool {
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) => fingerprint::same(a, b),
+        (Some(a), Some(b)) => crate::credential::ct_eq_bytes(a, b),
         _ => false,
     }
 }

@@ -34,7 +34,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use crate::credential::{Credential, CredentialId, IdStr, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::{
@@ -88,7 +88,8 @@ struct Assignment {
     end: usize,
     /// Line index of the marker comment right above, when there is one.
     marker_line: Option<usize>,
-    key: String,
+    /// Shared with the id's name and the key index (one allocation).
+    key: IdStr,
     /// Everything before the value: indentation, `export `, key, ` = `.
     prefix: String,
     /// Everything after the value: spacing and an inline comment.
@@ -130,7 +131,7 @@ struct Doc {
     /// and every assignment under a key. They make lookups O(1), so listing
     /// and batches stay linear in the file's size.
     by_id: Index<CredentialId>,
-    by_key: Index<String>,
+    by_key: Index<IdStr>,
     errors: Vec<LocationError>,
 }
 
@@ -161,6 +162,8 @@ impl Doc {
             // `split` yields an empty piece after the final newline.
             lines.pop();
         }
+        // The lines hold the text now; it is not kept through the analysis.
+        drop(text);
         let mut doc = Doc {
             bom,
             crlf,
@@ -218,11 +221,12 @@ impl Doc {
             }
             match parse_assignment(&self.lines, i) {
                 Ok(parsed) => {
+                    let key = IdStr::from(parsed.key);
                     let (id, kind, metadata, marker_line) = match pending.take() {
                         Some((m_line, m)) => (m.id, m.kind, m.metadata, Some(m_line)),
                         None => (
-                            CredentialId::new("env", parsed.key.clone()),
-                            Kind::guess(&parsed.key),
+                            CredentialId::new("env", key.clone()),
+                            Kind::guess(&key),
                             Metadata::new(),
                             None,
                         ),
@@ -232,7 +236,7 @@ impl Doc {
                         start: i,
                         end,
                         marker_line,
-                        key: parsed.key,
+                        key,
                         prefix: parsed.prefix,
                         suffix: parsed.suffix,
                         quote: parsed.quote,
@@ -376,6 +380,7 @@ impl Doc {
                 None
             };
             let prefix = format!("{key}=");
+            let key = IdStr::from(key);
             self.lines
                 .push(Zeroizing::new(format!("{prefix}{}", encoded.as_str())));
             self.trailing_newline = true;
@@ -434,7 +439,7 @@ impl Doc {
     /// already belongs to another id.
     fn choose_key(&self, id: &CredentialId) -> String {
         let base = if id.namespace == "env" && valid_key(&id.name) {
-            id.name.clone()
+            id.name.to_string()
         } else {
             sanitize_key(&id.to_string())
         };

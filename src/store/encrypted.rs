@@ -175,9 +175,14 @@ impl EnvelopeFileStore {
             Some(k) => k,
             None => cache.insert(SealingKey::for_options(&self.opts, &self.location())?),
         };
-        let bytes = key.seal_owned(envelope::join_fragments(items.values()))?;
-        fsutil::atomic_write(&self.path, &bytes)?;
-        st.seen = Some((digest(&bytes), items));
+        let sealed = key.seal_for_writing(envelope::join_fragments(items.values()))?;
+        let mut d = [0u8; 32];
+        fsutil::atomic_write_with(&self.path, |f| {
+            d = sealed.write_to(f)?;
+            Ok(())
+        })?;
+        drop(sealed);
+        st.seen = Some((d, items));
         Ok(())
     }
 

@@ -282,7 +282,7 @@ impl LaravelStore {
         {
             return (provider.to_string(), t.to_string());
         }
-        (ns.clone(), DEFAULT_TYPE.to_string())
+        (ns.to_string(), DEFAULT_TYPE.to_string())
     }
 
     fn decide_write(&self, c: &Credential, rows: &[RawRow]) -> Result<Change> {
@@ -298,7 +298,7 @@ impl LaravelStore {
         match rows.iter().find(|r| r.serves(ns)) {
             Some(row) if row.active => {
                 let mut fields = decode(&self.key, row)?;
-                if let Some(mut old) = fields.map.insert(c.id.name.clone(), secret()) {
+                if let Some(mut old) = fields.map.insert(c.id.name.to_string(), secret()) {
                     wipe(&mut old);
                 }
                 Ok(Change::Update {
@@ -314,7 +314,7 @@ impl LaravelStore {
                     .map(|f| f.framing)
                     .unwrap_or(Framing::PhpSerialized);
                 let mut fields = Fields::empty(framing);
-                fields.map.insert(c.id.name.clone(), secret());
+                fields.map.insert(c.id.name.to_string(), secret());
                 Ok(Change::Update {
                     id: row.id,
                     payload: fields.seal(&self.key, &row.location())?,
@@ -325,7 +325,7 @@ impl LaravelStore {
                 self.check_key(rows)?;
                 let (provider, credential_type) = Self::row_key(c);
                 let mut fields = Fields::empty(Framing::PhpSerialized);
-                fields.map.insert(c.id.name.clone(), secret());
+                fields.map.insert(c.id.name.to_string(), secret());
                 let meta = &c.metadata;
                 Ok(Change::Insert {
                     payload: fields.seal(&self.key, &format!("provider={provider}"))?,
@@ -381,7 +381,7 @@ impl LaravelStore {
             ));
         }
         let mut fields = decode(&self.key, row)?;
-        let Some(mut old) = fields.map.remove(&id.name) else {
+        let Some(mut old) = fields.map.remove(id.name.as_str()) else {
             return Ok((Change::None, false));
         };
         wipe(&mut old);
@@ -473,7 +473,7 @@ impl Store for LaravelStore {
                 .find(|c| &c.id == id));
         }
         let fields = decode(&self.key, row)?;
-        match fields.map.get(&id.name) {
+        match fields.map.get(id.name.as_str()) {
             None => Ok(None),
             Some(Value::String(s)) => {
                 let mut ignored = Vec::new();

@@ -182,7 +182,7 @@ impl VaultStore {
             ));
         }
         let (rel, field) = match self.vs.layout {
-            Layout::Secret => (id.namespace.clone(), id.name.clone()),
+            Layout::Secret => (id.namespace.to_string(), id.name.to_string()),
             Layout::Item => {
                 if id.name.split('/').any(bad) {
                     return Err(format!("name {:?} cannot be a Vault path", id.name));
@@ -483,9 +483,9 @@ impl Store for VaultStore {
                     let mut st = self.state();
                     for c in &creds {
                         st.sizes
-                            .entry(c.id.namespace.clone())
+                            .entry(c.id.namespace.to_string())
                             .or_default()
-                            .insert(c.id.name.clone(), c.secret.len());
+                            .insert(c.id.name.to_string(), c.secret.len());
                     }
                     drop(st);
                     scan.credentials.extend(creds);
@@ -537,10 +537,10 @@ impl Store for VaultStore {
         }
         if self.vs.layout == Layout::Secret {
             let mut st = self.state();
-            let fields = st.sizes.entry(c.id.namespace.clone()).or_default();
+            let fields = st.sizes.entry(c.id.namespace.to_string()).or_default();
             let others: usize = fields
                 .iter()
-                .filter(|(f, _)| **f != c.id.name)
+                .filter(|(f, _)| **f != *c.id.name)
                 .map(|(f, n)| f.len() + n)
                 .sum();
             let total = others + c.id.name.len() + c.secret.len();
@@ -551,7 +551,7 @@ impl Store for VaultStore {
                     c.id.namespace
                 ));
             }
-            fields.insert(c.id.name.clone(), c.secret.len());
+            fields.insert(c.id.name.to_string(), c.secret.len());
         }
         None
     }
