@@ -142,6 +142,11 @@ pub fn delete_order(ids: &mut [CredentialId]) {
 /// (more when one item and the items derived from it are more).
 const DELETE_BATCH: usize = 256;
 
+/// The most a whole-file store's delete batch grows to: a batch holds both
+/// ends' values of its items at once, and 65,536 of them were most of a
+/// 100,000-item cleanup's memory; one more pass over the file costs less.
+const WHOLE_FILE_DELETE_BATCH: usize = 32_768;
+
 /// `ids`, in their order, cut into delete batches, so that an item and the
 /// items derived from its metadata (`NS/NAME#PATH`, [`legacy_meta`]) always
 /// share a batch: the legacy-metadata layer deletes a parent only together
@@ -153,8 +158,9 @@ const DELETE_BATCH: usize = 256;
 /// When either end reads or rewrites a whole file per call
 /// ([`BatchHint::WholeFile`]), a batch costs as much as the file is long,
 /// and cleanup starts with the file at its longest: the cap grows fourfold
-/// after each batch (256, 1,024, 4,096, ...), so the whole cleanup reads
-/// the file a logarithmic number of times. Fixed batches of 256 made a
+/// after each batch (256, 1,024, 4,096, ... up to
+/// [`WHOLE_FILE_DELETE_BATCH`]), so the whole cleanup reads the file a few
+/// times. Fixed batches of 256 made a
 /// 20,000-item `.env` cleanup take 23 s against 1 s for the migration
 /// itself, and 100,000 items 330 s.
 fn delete_batches(ids: Vec<CredentialId>, hint: BatchHint) -> Vec<Vec<CredentialId>> {
@@ -177,7 +183,7 @@ fn delete_batches(ids: Vec<CredentialId>, hint: BatchHint) -> Vec<Vec<Credential
         if !batch.is_empty() && batch.len() + group.len() > cap {
             batches.push(std::mem::take(&mut batch));
             if hint == BatchHint::WholeFile {
-                cap = cap.saturating_mul(4);
+                cap = cap.saturating_mul(4).min(WHOLE_FILE_DELETE_BATCH);
             }
         }
         batch.extend(group);
@@ -381,7 +387,7 @@ mod tests {
         };
         assert_eq!(
             sizes(BatchHint::WholeFile),
-            [256, 1024, 4096, 16384, 65536, 12704]
+            [256, 1024, 4096, 16384, 32768, 32768, 12704]
         );
         // Per-item stores keep the fixed cap: 391 batches.
         let per_item = sizes(BatchHint::PerItem);

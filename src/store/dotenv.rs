@@ -98,7 +98,14 @@ struct Assignment {
     value: Secret,
     id: CredentialId,
     kind: Kind,
-    metadata: Metadata,
+    /// Boxed: only a marker comment carries metadata, and an empty map
+    /// inline was a third of a plain line's assignment.
+    metadata: Option<Box<Metadata>>,
+}
+
+/// `metadata`, boxed when there is any.
+fn boxed(metadata: Metadata) -> Option<Box<Metadata>> {
+    (!metadata.is_empty()).then(|| Box::new(metadata))
 }
 
 impl Assignment {
@@ -107,7 +114,7 @@ impl Assignment {
             id: self.id.clone(),
             kind: self.kind,
             secret: self.value.clone(),
-            metadata: self.metadata.clone(),
+            metadata: self.metadata.as_deref().cloned().unwrap_or_default(),
         }
     }
 }
@@ -243,7 +250,7 @@ impl Doc {
                         value: parsed.value,
                         id,
                         kind,
-                        metadata,
+                        metadata: boxed(metadata),
                     });
                     i = end;
                 }
@@ -323,7 +330,7 @@ impl Doc {
                     id: a.id,
                     kind: a.kind,
                     secret: a.value,
-                    metadata: a.metadata,
+                    metadata: a.metadata.map(|m| *m).unwrap_or_default(),
                 }),
         );
         out
@@ -366,7 +373,7 @@ impl Doc {
                 let a = &mut self.assignments[n];
                 a.value = c.secret.clone();
                 a.kind = c.kind;
-                a.metadata = c.metadata.clone();
+                a.metadata = boxed(c.metadata.clone());
                 a.quote = quote_of(&encoded);
             }
             Ok(same_shape)
@@ -395,7 +402,7 @@ impl Doc {
                 value: c.secret.clone(),
                 id: c.id.clone(),
                 kind: c.kind,
-                metadata: c.metadata.clone(),
+                metadata: boxed(c.metadata.clone()),
             });
             Ok(true)
         }
@@ -452,19 +459,31 @@ impl Doc {
             .unwrap_or(base)
     }
 
-    fn render(&self) -> Zeroizing<Vec<u8>> {
+    /// The file's bytes into `out`, through one zeroizing block buffer: a
+    /// large file is never rendered whole (and no grown-and-freed copy of
+    /// it is left unzeroized).
+    fn render_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        const BLOCK: usize = 1 << 16;
         let eol = if self.crlf { "\r\n" } else { "\n" };
-        let mut out = Zeroizing::new(Vec::new());
+        let mut buf = Zeroizing::new(Vec::with_capacity(BLOCK));
         if self.bom {
-            out.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
+            buf.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
         }
         for (i, l) in self.lines.iter().enumerate() {
-            out.extend_from_slice(l.as_bytes());
+            if buf.len() + l.len() + 2 > BLOCK {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+            if l.len() + 2 > BLOCK {
+                out.write_all(l.as_bytes())?;
+            } else {
+                buf.extend_from_slice(l.as_bytes());
+            }
             if i + 1 < self.lines.len() || self.trailing_newline {
-                out.extend_from_slice(eol.as_bytes());
+                buf.extend_from_slice(eol.as_bytes());
             }
         }
-        out
+        out.write_all(&buf)
     }
 }
 
@@ -579,7 +598,7 @@ impl DotenvStore {
     }
 
     fn save(&self, doc: &Doc) -> Result<()> {
-        fsutil::atomic_write(&self.path, &doc.render())
+        fsutil::atomic_write_with(&self.path, |f| doc.render_to(f))
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -681,7 +700,8 @@ impl DotenvStore {
         // Every id not deleted must read as before; a deleted id may read
         // as an earlier assignment of it (its result said so), nothing new.
         let deleted: std::collections::HashSet<&CredentialId> = ids.iter().collect();
-        let checked = self.same_meaning(&doc, &before, |id| deleted.contains(id));
+        let checked = self.same_meaning(&mut doc, &before, |id| deleted.contains(id));
+        drop(before);
         match checked.and_then(|()| self.save(&doc)) {
             Ok(()) => results,
             Err(e) => ids
@@ -694,9 +714,12 @@ impl DotenvStore {
 
 /// What a document reads as: each effective id and its value.
 fn meaning(doc: &Doc) -> Meaning {
-    doc.credentials()
-        .into_iter()
-        .map(|c| (c.id, c.secret))
+    let on = doc.effective();
+    doc.assignments
+        .iter()
+        .zip(on)
+        .filter(|(_, on)| *on)
+        .map(|(a, _)| (a.id.clone(), a.value.clone()))
         .collect()
 }
 
@@ -708,21 +731,30 @@ impl DotenvStore {
     /// change how lines it never touched read: a value requoted next to an
     /// unterminated quote on a broken line closes that quote and swallows
     /// the assignments between (found by fuzzing).
+    ///
+    /// `doc` is about to be saved: only its lines are kept (they are lent
+    /// to the fresh reading, not copied, and its old analysis is dropped
+    /// first, so a large file is not analysed twice over in memory).
     fn same_meaning(
         &self,
-        doc: &Doc,
+        doc: &mut Doc,
         expected: &Meaning,
         may_differ: impl Fn(&CredentialId) -> bool,
     ) -> Result<()> {
+        doc.assignments = Vec::new();
+        doc.by_id = Index::default();
+        doc.by_key = Index::default();
         let mut fresh = Doc {
             bom: doc.bom,
             crlf: doc.crlf,
             trailing_newline: doc.trailing_newline,
-            lines: doc.lines.clone(),
+            lines: std::mem::take(&mut doc.lines),
             ..Doc::empty()
         };
         fresh.analyse(&self.path);
         let now = meaning(&fresh);
+        doc.lines = std::mem::take(&mut fresh.lines);
+        drop(fresh);
         let kept = expected
             .iter()
             .all(|(id, was)| may_differ(id) || now.get(id).is_some_and(|is| is.ct_eq(was)));
@@ -870,7 +902,8 @@ impl Store for DotenvStore {
                 r.map(|_| ())
             },
             |doc| {
-                self.same_meaning(&doc, &expected.borrow(), |_| false)?;
+                let mut doc = doc;
+                self.same_meaning(&mut doc, &expected.borrow(), |_| false)?;
                 self.save(&doc)
             },
             |e, c| StoreError::item(&c.id, e.to_string()),
