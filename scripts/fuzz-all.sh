@@ -10,7 +10,7 @@
 # toolchain is the default. Corpora grow in fuzz/corpus/<target>/ (seeded
 # from fuzz/seeds/ and tests/fixtures/); a crash leaves its input in
 # fuzz/artifacts/<target>/ and makes the script exit 1. Copy such an input
-# into fuzz/regressions/<target>/ (tests/fuzz_seeds.rs runs it) and fix it.
+# into fuzz/regressions/<target>/ (tests/it/fuzz_seeds.rs runs it) and fix it.
 # Run it niced on a shared machine: `nice -n 19 scripts/fuzz-all.sh 600`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

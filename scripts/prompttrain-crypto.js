@@ -6,7 +6,7 @@
 // b64(salt):b64(iv):b64(tag):b64(ciphertext). Client keys: sha256 hex.
 //
 // The key comes from the environment (CREDENTIAL_ENCRYPTION_KEY), data from
-// stdin as JSON, never argv. Used by tests/prompttrain_db.rs and the
+// stdin as JSON, never argv. Used by tests/it/prompttrain_db.rs and the
 // benchmark in benches/prompttrain_db.rs.
 //
 //   decrypt: stdin ["salt:iv:tag:ct", ...]   -> stdout [plaintext | {"error": msg}, ...]

@@ -420,15 +420,8 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
                     c.reason.as_deref().unwrap_or("unknown reason")
                 );
             }
-            if let StoreSpec::ModelForge(path) = spec {
-                if mf.is_in_use(path) {
-                    println!("  model-forge run here reads this file");
-                } else if mf.shadowed_by(path).is_none() {
-                    println!(
-                        "  model-forge run here reads {}, not this file",
-                        mf.in_use.display()
-                    );
-                }
+            if let Some(note) = store::modelforge::in_use_note(spec, &mf) {
+                println!("  {note}");
             }
             for w in &c.warnings {
                 println!("  warning: {w}");

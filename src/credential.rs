@@ -298,7 +298,7 @@ impl Secret {
         ct_eq_bytes(self.0.as_bytes(), other.0.as_bytes())
     }
 
-    /// Masked preview per DESIGN.md, for a value of unknown kind (the
+    /// Masked preview per ARCHITECTURE.md ("Masked preview"), for a value of unknown kind (the
     /// tail rule of an API key). [`Credential::preview`] knows the kind.
     pub fn preview(&self) -> String {
         mask(self.expose())
@@ -340,7 +340,7 @@ pub const KNOWN_PREFIXES: &[&str] = &["sk-ant-", "sk-", "gho_", "ghp_", "cnp_", 
 /// How many characters a preview must keep hidden, whatever it shows.
 pub const MIN_HIDDEN: usize = 12;
 
-/// Masked preview (DESIGN.md, "Masked preview"): a known public prefix (7
+/// Masked preview (ARCHITECTURE.md, "Masked preview"): a known public prefix (7
 /// chars at most) and the last 4 chars, but only while at least
 /// [`MIN_HIDDEN`] characters stay hidden; otherwise the prefix alone, or
 /// nothing. Secrets shorter than 16 chars show only their length.
@@ -452,56 +452,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kind_guess_matches_a_lowercased_search_over_mixed_case_and_non_ascii_names() {
-        // The rules as they read before: lowercase, then the first match.
-        fn reference(field: &str) -> Kind {
-            let rules: [(&[&str], Kind); 6] = [
-                (&["refresh"], Kind::OauthRefresh),
-                (&["access_token", "accesstoken"], Kind::OauthAccess),
-                (&["hash"], Kind::PasswordHash),
-                (&["client_key"], Kind::ClientKey),
-                (&["password", "passwd"], Kind::Password),
-                (&["key", "token", "secret"], Kind::ApiKey),
-            ];
-            let f = field.to_ascii_lowercase();
-            rules
-                .iter()
-                .find(|(words, _)| words.iter().any(|w| f.contains(w)))
-                .map_or(Kind::Other, |(_, k)| *k)
-        }
-        let parts = [
-            "",
-            "K",
-            "ke",
-            "KEY",
-            "Token",
-            "tOkEn",
-            "REFRESH",
-            "Access_Token",
-            "accessTOKEN",
-            "hAsh",
-            "CLIENT_key",
-            "PassWord",
-            "passwd",
-            "secrET",
-            "Ω",
-            "ké",
-            "KÉY",
-            "_",
-            "x",
+    fn kind_guess_names_the_fields_the_apps_really_use() {
+        // Written out by hand from the apps' formats (agent-prompttrain,
+        // model-forge, Laravel, `.env` conventions), not derived from the
+        // rules: the first matching rule wins, case is ignored, and
+        // non-ASCII letters never match an ASCII word.
+        let table = [
+            ("api_key", Kind::ApiKey),
+            ("OPENAI_API_KEY", Kind::ApiKey),
+            ("GITHUB_TOKEN", Kind::ApiKey),
+            ("STRIPE_SECRET", Kind::ApiKey),
+            ("ΩTOKEN", Kind::ApiKey),
+            ("oauth_access_token", Kind::OauthAccess),
+            ("accessToken", Kind::OauthAccess),
+            ("access_token", Kind::OauthAccess),
+            ("oauth_refresh_token", Kind::OauthRefresh),
+            ("REFRESH_TOKEN", Kind::OauthRefresh),
+            // "refresh" wins over "access_token".
+            ("refresh_access_token", Kind::OauthRefresh),
+            ("client_key", Kind::ClientKey),
+            // "hash" wins over "client_key" and "password".
+            ("client_key_hash", Kind::PasswordHash),
+            ("PASSWORD_HASH", Kind::PasswordHash),
+            ("DB_PASSWORD", Kind::Password),
+            ("passwd", Kind::Password),
+            ("SLACK_WEBHOOK_URL", Kind::Other),
+            ("DATABASE_URL", Kind::Other),
+            ("", Kind::Other),
+            ("KÉY", Kind::Other),
+            ("kéy_tökén", Kind::Other),
         ];
-        let mut seen = std::collections::BTreeSet::new();
-        for a in parts {
-            for b in parts {
-                for c in ["", "_", "é"] {
-                    let name = format!("{a}{c}{b}");
-                    assert_eq!(Kind::guess(&name), reference(&name), "{name:?}");
-                    seen.insert(Kind::guess(&name).as_str());
-                }
-            }
+        for (field, want) in table {
+            assert_eq!(Kind::guess(field), want, "{field:?}");
         }
-        // The table reaches every kind the guess can give.
-        assert_eq!(seen.len(), 7, "{seen:?}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ fn run() -> color_eyre::Result<ExitCode> {
     Ok(cli::run(cli)?)
 }
 
-/// The exit code an error means (DESIGN.md: 1 failed, 2 usage or refused);
+/// The exit code an error means (ARCHITECTURE.md, "Exit codes": 1 failed, 2 usage or refused);
 /// an error the CLI did not classify is a failure.
 fn exit_code(report: &Report) -> u8 {
     report.downcast_ref::<CliError>().map_or(1, |e| e.code)

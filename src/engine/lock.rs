@@ -288,7 +288,7 @@ pub fn guard_path(spec: &StoreSpec) -> Result<Option<PathBuf>, StoreError> {
             .unwrap_or_else(|| "store".into());
         return Ok(Some(dir.join(format!(".{name}.credshift-lock"))));
     }
-    if let StoreSpec::Keyring(service) = spec {
+    if let Some(service) = spec.per_user_lock_key() {
         let safe: String = service
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })

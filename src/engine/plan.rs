@@ -460,16 +460,10 @@ fn build(
     }
 }
 
-/// A rough duration: per-write cost by target kind (write + read-back),
+/// A rough duration: the target kind's per-write cost (write + read-back),
 /// plus one key derivation for the backup.
 fn estimate(to: &StoreSpec, writes: usize) -> Duration {
-    let per_item_ms: u64 = match to {
-        StoreSpec::Keyring(_) => 40,
-        StoreSpec::PromptTrainDb(_) => 60,
-        StoreSpec::Postgres(_) | StoreSpec::LaravelPostgres(_) => 8,
-        StoreSpec::Sqlite(_) | StoreSpec::LaravelSqlite(_) => 6,
-        _ => 3,
-    };
+    let per_item_ms = to.profile().write_ms;
     if writes == 0 {
         return Duration::ZERO;
     }

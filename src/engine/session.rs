@@ -7,7 +7,7 @@
 //! in a fixed order so two operations never wait on each other), then the
 //! state-dir locks, the keys and the journal.
 //!
-//! This is the only place an operation takes a lock (`tests/layers.rs`
+//! This is the only place an operation takes a lock (`tests/it/layers.rs`
 //! checks it). A lock held elsewhere is refused with
 //! [`EngineError::Locked`] naming its holder: at once for a lock file,
 //! after up to [`DB_LOCK_WAIT`] for a database, whose holders may be on

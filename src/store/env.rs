@@ -232,7 +232,7 @@ mod tests {
     }
 
     /// The variable `--passphrase-env` names is an unlock variable too. (The
-    /// fixed names are checked through the binary, in tests/leak_canary.rs,
+    /// fixed names are checked through the binary, in tests/it/leak_canary.rs,
     /// so this process's environment keeps no real unlock variable.)
     #[test]
     fn the_passphrase_env_variable_is_left_out_unless_named_exactly() {

@@ -38,15 +38,7 @@ pub const PARENT_KEY: &str = "metadata_of";
 /// Whether a store kind is one of credshift's own (the stores an older
 /// credshift wrote metadata into as it came).
 pub fn applies(spec: &StoreSpec) -> bool {
-    matches!(
-        spec,
-        StoreSpec::Keyring(_)
-            | StoreSpec::Encrypted(_)
-            | StoreSpec::Sqlite(_)
-            | StoreSpec::Postgres(_)
-            | StoreSpec::Dotenv(_)
-            | StoreSpec::Bundle(_)
-    )
+    spec.profile().own_format
 }
 
 /// The store, behind the legacy-metadata layer when it is one of ours.
@@ -302,10 +294,7 @@ impl Store for LegacyMeta {
 
     fn list(&self) -> Result<Listing> {
         self.seen().clear();
-        if matches!(
-            self.inner.spec(),
-            StoreSpec::Dotenv(_) | StoreSpec::Encrypted(_) | StoreSpec::Bundle(_)
-        ) {
+        if self.inner.spec().profile().lists_by_parsing {
             // Their listing is a full parse anyway, and shows scrubbed
             // metadata: the secrets are in the scan.
             return self.read_all().map(Listing::from);

@@ -26,6 +26,7 @@ pub mod modelforge;
 pub mod pg;
 pub mod pgurl;
 pub mod postgres;
+pub mod profile;
 pub mod prompttrain;
 pub mod prompttrain_db;
 pub mod sqlite;
@@ -555,13 +556,7 @@ impl StoreSpec {
     /// (or key file): a new one needs a passphrase chosen, an existing one
     /// needs it to be opened.
     pub fn under_passphrase(&self) -> bool {
-        matches!(
-            self,
-            StoreSpec::Encrypted(_)
-                | StoreSpec::Bundle(_)
-                | StoreSpec::Sqlite(_)
-                | StoreSpec::Postgres(_)
-        )
+        self.profile().under_passphrase
     }
 }
 

@@ -104,6 +104,24 @@ impl ConfigLocations {
     }
 }
 
+/// For `status`: which file model-forge run here reads, when `spec` is one
+/// of its configs (`None` for any other store).
+pub fn in_use_note(spec: &StoreSpec, mf: &ConfigLocations) -> Option<String> {
+    let StoreSpec::ModelForge(path) = spec else {
+        return None;
+    };
+    if mf.is_in_use(path) {
+        Some("model-forge run here reads this file".into())
+    } else if mf.shadowed_by(path).is_none() {
+        Some(format!(
+            "model-forge run here reads {}, not this file",
+            mf.in_use.display()
+        ))
+    } else {
+        None
+    }
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,

@@ -1,0 +1,255 @@
+//! The layers hold by construction (ARCHITECTURE.md, "Boundaries"): `crypto`
+//! never names `store`, the library never names the CLI (it lives on the
+//! binary side), and the non-UI layers never name ratatui or crossterm.
+//! And `main` reports errors through color-eyre with the documented exit
+//! codes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `dir` (or `dir` itself when it is a file).
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if dir.is_file() {
+        out.push(dir.to_path_buf());
+        return out;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `file:line` of every line in `paths` that names one of `needles`
+/// outside a comment.
+fn offenders(paths: &[PathBuf], needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if needles.iter().any(|needle| code.contains(needle)) {
+                found.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    found
+}
+
+fn files_under(parts: &[&str]) -> Vec<PathBuf> {
+    let files: Vec<PathBuf> = parts
+        .iter()
+        .flat_map(|p| rust_files(&src().join(p)))
+        .collect();
+    assert!(!files.is_empty(), "no sources found under {parts:?}");
+    files
+}
+
+#[test]
+fn offenders_finds_a_use_and_skips_a_comment() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("a.rs");
+    std::fs::write(&f, "// crate::store in a comment\nuse crate::store::X;\n").unwrap();
+    let found = offenders(&[f], &["crate::store"]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].ends_with(":2: use crate::store::X;"), "{found:?}");
+}
+
+#[test]
+fn crypto_never_names_store() {
+    let found = offenders(
+        &files_under(&["crypto"]),
+        &["crate::store", "super::super::store"],
+    );
+    assert!(
+        found.is_empty(),
+        "crypto names store:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_library_never_names_the_cli() {
+    // Everything lib.rs declares; the CLI is main.rs's own module.
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    assert!(
+        !lib.lines()
+            .any(|l| l.trim_start().starts_with("pub mod cli")
+                || l.trim_start().starts_with("mod cli")),
+        "lib.rs declares the cli module"
+    );
+    let files: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|p| {
+            let rel = p.strip_prefix(src()).unwrap();
+            rel != Path::new("main.rs") && !rel.starts_with("cli") && rel != Path::new("cli.rs")
+        })
+        .collect();
+    let found = offenders(&files, &["crate::cli", "credshift::cli"]);
+    assert!(
+        found.is_empty(),
+        "the library names the CLI:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_non_ui_layers_never_name_ratatui_or_crossterm() {
+    let layers = [
+        "engine",
+        "store",
+        "crypto",
+        "credential.rs",
+        "wizard",
+        "wizard.rs",
+        "unlock.rs",
+        "locations.rs",
+    ];
+    let files: Vec<PathBuf> = layers
+        .iter()
+        .flat_map(|p| rust_files(&src().join(p)))
+        .collect();
+    assert!(files.len() > 10, "{files:?}");
+    let found = offenders(&files, &["ratatui", "crossterm"]);
+    assert!(
+        found.is_empty(),
+        "a non-UI layer names the UI:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Files of one job each (issue 12): no source file passes 1,000 lines.
+#[test]
+fn no_source_file_passes_a_thousand_lines() {
+    let files = rust_files(&src());
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|p| {
+            let n = std::fs::read_to_string(p).unwrap().lines().count();
+            (n > 1000).then(|| format!("{} ({n} lines)", p.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these: {long:?}");
+}
+
+fn credshift(args: &[&str]) -> (Option<i32>, String) {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_credshift"))
+        .args(args)
+        .env("CREDSHIFT_STATE_DIR", state.path())
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn errors_are_color_eyre_reports_with_the_documented_exit_codes() {
+    // Usage: exit 2, the message as the report's first entry.
+    let (code, stderr) = credshift(&["inventory", "--from", "nope:x"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.starts_with("credshift: error:\n"), "{stderr}");
+    assert!(
+        stderr.contains("   0: unknown store spec \"nope:x\""),
+        "{stderr}"
+    );
+    // An error is not a crash: no backtrace even with RUST_BACKTRACE=1,
+    // and a cause the message already says is not repeated.
+    assert!(!stderr.contains("BACKTRACE"), "{stderr}");
+    assert!(!stderr.contains("   1: "), "{stderr}");
+
+    // Failure: exit 1, naming the file.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.env");
+    let spec = format!("dotenv:{}", missing.display());
+    let (code, stderr) = credshift(&["inventory", "--from", &spec]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("   0: "), "{stderr}");
+    assert!(stderr.contains("absent.env: not found"), "{stderr}");
+}
+
+/// Issue 21: the session preamble (`src/engine/session.rs`) is the only
+/// place an operation takes a lock. Stores implement their own locks
+/// (`src/store/`) and `src/engine/lock.rs` holds the lock files; nothing
+/// else names a lock mode, a lock file or an advisory lock.
+#[test]
+fn only_the_session_preamble_takes_locks() {
+    let allowed = [
+        src().join("engine/session.rs"),
+        src().join("engine/lock.rs"),
+    ];
+    let files: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|p| !p.starts_with(src().join("store")) && !allowed.contains(p))
+        .collect();
+    let found = offenders(
+        &files,
+        &[
+            "LockMode",
+            "lock::guard",
+            "state_lock",
+            "AdvisoryLock",
+            "advisory_lock",
+            ".lock(TARGET_LOCK_WAIT",
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "locks taken outside the session: {found:#?}"
+    );
+    // And the session does take them.
+    let session = std::fs::read_to_string(&allowed[0]).unwrap();
+    for needle in [".lock(end.usage.mode", "lock::state_lock("] {
+        assert!(session.contains(needle), "session.rs lost {needle}");
+    }
+}
+
+/// A store describes itself (`StoreSpec::profile`, `Store` methods): no code
+/// outside `src/store/` decides anything by matching on a store kind, so a
+/// new kind cannot silently get another kind's answer. Building a spec
+/// (`StoreSpec::Dotenv(path)`) is fine; matching one is not.
+#[test]
+fn no_code_outside_the_store_matches_on_a_store_kind() {
+    let files: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|p| !p.starts_with(src().join("store")))
+        .collect();
+    let mut found = Vec::new();
+    for p in &files {
+        let text = std::fs::read_to_string(p).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let matches_kind = code.contains("StoreSpec::")
+                && (code.contains("=>")
+                    || code.contains("if let ")
+                    || code.contains("let StoreSpec::")
+                    || code.contains("matches!")
+                    || code.contains("(_)"));
+            if matches_kind {
+                found.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "store kinds matched outside src/store/ (ask StoreSpec::profile or a Store method): {found:#?}"
+    );
+}

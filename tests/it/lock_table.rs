@@ -1,0 +1,425 @@
+//! Issue 21, point 10: every operation x (source end, target end) x every
+//! store kind that can be locked (a dotenv file, SQLite, PostgreSQL, the
+//! keyring), against a first credshift process that holds the store:
+//!
+//! - held exclusive (a migration writing it): every operation at either
+//!   end is refused, naming the holder;
+//! - held shared (a migration reading it): what writes or deletes there is
+//!   refused, what only reads runs.
+//!
+//! The first process is the real binary stopped right after its session
+//! preamble (`CREDSHIFT_HOLD_LOCKS`); the second runs from another state
+//! dir and another `XDG_RUNTIME_DIR` (the first has none at all, as under
+//! cron), with `CREDSHIFT_LOCK_WAIT=0` so a database lock is refused at
+//! once rather than after 120 s. Cleanup has no CLI command: it runs
+//! through the library, in this test's own process.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Op {
+    Migrate,
+    Verify,
+    Backup,
+    Resume,
+    Cleanup,
+    Rollback,
+    Restore,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum End {
+    Source,
+    Target,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Refused,
+    Runs,
+}
+
+/// The table: what a second process may do to a store the first holds.
+/// `None`: the operation has no such end (a backup's output is a new
+/// file, a restore reads a backup file).
+fn expect(held_exclusive: bool, op: Op, end: End) -> Option<Expect> {
+    use End::*;
+    use Op::*;
+    let writes = match (op, end) {
+        (Backup, Target) | (Restore, Source) => return None,
+        (Migrate | Resume | Rollback | Restore, Target) => true,
+        (Cleanup, Source) => true,
+        // Migrations here never delete from their source; verify and
+        // backup only read; cleanup reads its target.
+        _ => false,
+    };
+    Some(if held_exclusive || writes {
+        Expect::Refused
+    } else {
+        Expect::Runs
+    })
+}
+
+struct Kind {
+    name: &'static str,
+    spec: String,
+}
+
+struct Ctx {
+    /// The kind this context is for: file names start with it.
+    name: &'static str,
+    tmp: PathBuf,
+    key: String,
+    /// The second process's state dir and runtime dir.
+    state: PathBuf,
+    xdg: PathBuf,
+    n: std::sync::atomic::AtomicUsize,
+}
+
+impl Ctx {
+    fn next(&self) -> usize {
+        self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn fresh_env(&self, items: &[(&str, &str)]) -> String {
+        let i = self.next();
+        let p = self.tmp.join(format!("{}-f{i}.env", self.name));
+        write_env(&p, items);
+        format!("dotenv:{}", p.display())
+    }
+
+    fn cmd(&self, state: &Path) -> Command {
+        let mut c = credshift(state);
+        c.args(["--key-file", &self.key])
+            .env("XDG_RUNTIME_DIR", &self.xdg)
+            .env("CREDSHIFT_LOCK_WAIT", "0");
+        c
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        let mut c = self.cmd(&self.state);
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let (out, stdout, stderr) = run(&mut c);
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    }
+
+    /// A finished migration in the second process's state dir: its id.
+    fn migrated(&self, from: &str, to: &str) -> String {
+        let (code, out, err) = self.run(
+            &["migrate", "--from", from, "--to", to, "--yes", "--json"],
+            &[],
+        );
+        assert_eq!(code, 0, "{from} -> {to}: {out}{err}");
+        json(&out)["migration_id"].as_str().unwrap().to_string()
+    }
+
+    /// A migration killed after its backup: its id.
+    fn interrupted(&self, from: &str, to: &str) -> String {
+        let before = self.ids();
+        let (code, out, err) = self.run(
+            &["migrate", "--from", from, "--to", to, "--yes", "--json"],
+            &[("CREDSHIFT_CRASH_AT", "3")],
+        );
+        assert_ne!(code, 0, "{from} -> {to} should have crashed: {out}{err}");
+        self.ids()
+            .into_iter()
+            .find(|i| !before.contains(i))
+            .expect("the crashed migration's folder")
+    }
+
+    fn ids(&self) -> Vec<String> {
+        std::fs::read_dir(self.state.join("migrations"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Migrations recorded for one kind, made before any holder runs.
+struct Recorded {
+    to_k: String,
+    from_k: String,
+    interrupted_to_k: String,
+    interrupted_from_k: String,
+    backup: String,
+}
+
+fn record(ctx: &Ctx, k: &Kind) -> Recorded {
+    let p1 = ctx.fresh_env(&[
+        ("T1_TOKEN", "value-t1-aaaaaaaaaaaa"),
+        ("T2_TOKEN", "value-t2-bbbbbbbbbbbb"),
+    ]);
+    let to_k = ctx.migrated(&p1, &k.spec);
+    let from_k = ctx.migrated(&k.spec, &ctx.fresh_env(&[]));
+    let p2 = ctx.fresh_env(&[("T3_TOKEN", "value-t3-cccccccccccc")]);
+    let interrupted_to_k = ctx.interrupted(&p2, &k.spec);
+    let interrupted_from_k = ctx.interrupted(&k.spec, &ctx.fresh_env(&[]));
+    let backup = ctx.tmp.join(format!("{}.backup", k.name));
+    let (code, out, err) = ctx.run(
+        &[
+            "backup",
+            "--from",
+            &p1,
+            "--out",
+            &backup.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    Recorded {
+        to_k,
+        from_k,
+        interrupted_to_k,
+        interrupted_from_k,
+        backup: backup.display().to_string(),
+    }
+}
+
+/// The first process: a migration writing (exclusive) or reading (shared)
+/// the store, stopped with its locks held; no `XDG_RUNTIME_DIR` at all.
+struct Holder {
+    child: Child,
+    flag: PathBuf,
+}
+
+fn hold(ctx: &Ctx, k: &Kind, exclusive: bool) -> Holder {
+    let flag = ctx.tmp.join(format!("held-{}-{exclusive}", k.name));
+    let state = ctx.tmp.join(format!("holder-state-{}-{exclusive}", k.name));
+    let other = ctx.fresh_env(&[("HOLDER_TOKEN", "value-holder-dddddddd")]);
+    let (from, to) = if exclusive {
+        (other, k.spec.clone())
+    } else {
+        (k.spec.clone(), other)
+    };
+    let mut c = credshift(&state);
+    c.args(["--key-file", &ctx.key])
+        .args(["migrate", "--from", &from, "--to", &to, "--yes"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("CREDSHIFT_HOLD_LOCKS", &flag)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let start = Instant::now();
+    while !flag.exists() {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{}: holder exited: {}",
+                k.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}: never held",
+            k.name
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Holder { child, flag }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.flag);
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `op` at `end` of kind `k`: exit code and stderr (0 and empty for
+/// a library cleanup that worked).
+fn attempt(ctx: &Ctx, k: &Kind, rec: &Recorded, op: Op, end: End) -> (i32, String) {
+    let id = |t: &str, s: &str| {
+        if end == End::Target {
+            t.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let args: Vec<String> = match op {
+        Op::Migrate => {
+            let other = ctx.fresh_env(&[("NEW_TOKEN", "value-new-eeeeeeeeeeee")]);
+            let (f, t) = if end == End::Target {
+                (other, k.spec.clone())
+            } else {
+                (k.spec.clone(), other)
+            };
+            ["migrate", "--from", &f, "--to", &t, "--yes"]
+                .map(String::from)
+                .to_vec()
+        }
+        Op::Verify => vec![
+            "verify".into(),
+            "--migration-id".into(),
+            id(&rec.to_k, &rec.from_k),
+        ],
+        Op::Backup => {
+            let out = ctx.tmp.join(format!("{}-b{}.enc", ctx.name, ctx.next()));
+            [
+                "backup",
+                "--from",
+                &k.spec,
+                "--out",
+                &out.display().to_string(),
+            ]
+            .map(String::from)
+            .to_vec()
+        }
+        Op::Resume => vec![
+            "resume".into(),
+            "--migration-id".into(),
+            id(&rec.interrupted_to_k, &rec.interrupted_from_k),
+            "--yes".into(),
+        ],
+        Op::Rollback => vec![
+            "rollback".into(),
+            "--migration-id".into(),
+            id(&rec.to_k, &rec.from_k),
+            "--yes".into(),
+        ],
+        Op::Restore => ["restore", "--backup", &rec.backup, "--to", &k.spec, "--yes"]
+            .map(String::from)
+            .to_vec(),
+        Op::Cleanup => {
+            let opts = credshift::store::OpenOptions {
+                key_file: Some(ctx.key.clone().into()),
+                ..Default::default()
+            };
+            let mid = credshift::engine::MigrationId(id(&rec.to_k, &rec.from_k));
+            return match credshift::engine::cleanup(&ctx.state, &mid, &opts) {
+                Ok(_) => (0, String::new()),
+                Err(e) => (i32::from(e.exit_code()), e.to_string()),
+            };
+        }
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = ctx.run(&args, &[]);
+    (code, format!("{out}{err}"))
+}
+
+/// Every cell of the table for kind `k`: how many were checked, and the
+/// wrong ones.
+fn table_for(ctx: &Ctx, k: &Kind, ops: &[Op]) -> (usize, Vec<String>) {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    let rec = record(ctx, k);
+    for exclusive in [true, false] {
+        let holder = hold(ctx, k, exclusive);
+        for &op in ops {
+            for end in [End::Source, End::Target] {
+                let Some(want) = expect(exclusive, op, end) else {
+                    continue;
+                };
+                let (code, text) = attempt(ctx, k, &rec, op, end);
+                checked += 1;
+                let refused = code == 2 && text.contains("is locked by");
+                let ok = match want {
+                    // Refused, naming who holds it and since when.
+                    Expect::Refused => refused && text.contains("since"),
+                    Expect::Runs => code == 0,
+                };
+                if !ok {
+                    failures.push(format!(
+                        "{} held {}: {op:?} at the {end:?} end: expected {want:?}, got exit \
+                         {code}: {text}",
+                        k.name,
+                        if exclusive { "exclusive" } else { "shared" },
+                    ));
+                }
+            }
+        }
+        drop(holder);
+    }
+    (checked, failures)
+}
+
+#[test]
+fn a_second_process_is_refused_or_runs_as_the_table_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("k.key");
+    std::fs::write(&key, [0x42u8; 32]).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // The library cleanup runs here: the same no-wait rule as the binary.
+    // SAFETY: std's environment lock orders this against every `var` read
+    // and every spawn in this process; no C code here reads the environment
+    // concurrently. It is process-wide in the one test crate: a test whose
+    // child must wait for a lock removes it from that child's environment
+    // (`guarded_session`).
+    unsafe { std::env::set_var("CREDSHIFT_LOCK_WAIT", "0") };
+    let mut kinds = vec![
+        Kind {
+            name: "dotenv",
+            spec: format!("dotenv:{}", tmp.path().join("k.env").display()),
+        },
+        Kind {
+            name: "sqlite",
+            spec: format!("sqlite:{}", tmp.path().join("k.db").display()),
+        },
+    ];
+    if let Some(db) = pg::fresh_db() {
+        kinds.push(Kind {
+            name: "postgres",
+            spec: db.url(),
+        });
+    }
+    if keyring_service::shared().is_some() {
+        kinds.push(Kind {
+            name: "keyring",
+            spec: format!("keyring:credshift-lock-table-{}", std::process::id()),
+        });
+    }
+    let ops = [
+        Op::Migrate,
+        Op::Verify,
+        Op::Backup,
+        Op::Resume,
+        Op::Cleanup,
+        Op::Rollback,
+        Op::Restore,
+    ];
+    // One thread per kind: the kinds share nothing but the key file.
+    let results: Vec<(usize, Vec<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = kinds
+            .iter()
+            .map(|k| {
+                // Each kind has its own second-process state dir.
+                let ctx = Ctx {
+                    name: k.name,
+                    tmp: tmp.path().to_path_buf(),
+                    key: key.display().to_string(),
+                    state: tmp.path().join(format!("state-{}", k.name)),
+                    xdg: xdg.clone(),
+                    n: std::sync::atomic::AtomicUsize::new(0),
+                };
+                let ops = &ops;
+                scope.spawn(move || table_for(&ctx, k, ops))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked: usize = results.iter().map(|r| r.0).sum();
+    let failures: Vec<String> = results.into_iter().flat_map(|r| r.1).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cells wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked >= 2 * 12 * 2, "{checked}");
+}

@@ -1,0 +1,307 @@
+//! Issue 21 (Why 9), one table over every writable store kind: dotenv,
+//! encrypted, SQLite, PostgreSQL, the keyring, an agent-prompttrain
+//! directory (one file per account), model-forge and Laravel.
+//!
+//! - `--on-conflict overwrite`, then rollback, gives the old value back;
+//! - the real binary aborted by `CREDSHIFT_CRASH_AT` at several records of
+//!   a migration into a SQL, a keyring, a Laravel and a multi-file target,
+//!   then rollback gives back exactly the old target and resume the full
+//!   expected one (the crash is asserted to have fired).
+
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use credshift::credential::{Credential, Kind, Secret};
+use credshift::engine::{self, ConflictPolicy, MigrationRequest, memstore::MemStore};
+use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use support::*;
+
+const PASSPHRASE: &str = "store kinds test passphrase";
+
+fn app_key() -> String {
+    std::fs::read_to_string(fixture("fragments/APP_KEY"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn opts() -> OpenOptions {
+    OpenOptions {
+        app_key: Some(Secret::new(app_key())),
+        passphrase: Some(Secret::new(PASSPHRASE)),
+        ..OpenOptions::default()
+    }
+}
+
+/// One writable store kind: its spec in `dir` and ids it can hold.
+struct KindCase {
+    name: &'static str,
+    spec: String,
+    ids: [&'static str; 3],
+}
+
+/// Every writable kind; `None` for one whose service is unavailable (the
+/// test then skips it, or fails under CREDSHIFT_REQUIRE_SERVICES=1).
+fn kinds(dir: &Path, tag: &str) -> Vec<KindCase> {
+    let p = |f: &str| dir.join(format!("{tag}-{f}")).display().to_string();
+    let env_ids = ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"];
+    let mut v = vec![
+        KindCase {
+            name: "dotenv",
+            spec: format!("dotenv:{}", p("t.env")),
+            ids: env_ids,
+        },
+        KindCase {
+            name: "encrypted",
+            spec: format!("encrypted:{}", p("t.enc")),
+            ids: env_ids,
+        },
+        KindCase {
+            name: "sqlite",
+            spec: format!("sqlite:{}", p("t.db")),
+            ids: env_ids,
+        },
+        KindCase {
+            name: "prompttrain",
+            spec: format!("prompttrain:{}", p("pt")),
+            ids: [
+                "account:acc_alpha/api_key",
+                "account:acc_bravo/api_key",
+                "account:acc_charlie/api_key",
+            ],
+        },
+        KindCase {
+            name: "modelforge",
+            spec: format!("modelforge:{}", p("config.json")),
+            ids: ["anthropic/api_key", "ollama/api_key", "openai/api_key"],
+        },
+        KindCase {
+            name: "laravel",
+            spec: format!("laravel:sqlite:{}", p("fragments.sqlite")),
+            ids: ["anthropic/key", "openai/key", "openrouter/key"],
+        },
+    ];
+    if let Some(db) = pg::fresh_db() {
+        v.push(KindCase {
+            name: "postgres",
+            spec: db.url(),
+            ids: env_ids,
+        });
+    }
+    if keyring_service::shared().is_some() {
+        v.push(KindCase {
+            name: "keyring",
+            spec: format!("keyring:credshift-kinds-{tag}-{}", std::process::id()),
+            ids: env_ids,
+        });
+    }
+    v
+}
+
+fn open(spec: &str) -> Box<dyn Store> {
+    let spec: StoreSpec = spec.parse().unwrap();
+    store::open(&spec, &opts()).unwrap()
+}
+
+fn cred(id: &str, v: &str) -> Credential {
+    Credential::new(id.parse().unwrap(), Kind::ApiKey, v)
+}
+
+/// Every value of a store, by id (an absent store is empty).
+fn values(spec: &str) -> BTreeMap<String, String> {
+    match open(spec).read_all() {
+        Ok(scan) => scan
+            .credentials
+            .into_iter()
+            .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+            .collect(),
+        Err(credshift::error::StoreError::NotFound { .. }) => BTreeMap::new(),
+        Err(e) => panic!("{spec}: {e}"),
+    }
+}
+
+fn fill(spec: &str, items: &[Credential]) {
+    let s = open(spec);
+    for (c, r) in items.iter().zip(s.write_many(items)) {
+        r.unwrap_or_else(|e| panic!("{spec}: write {}: {e}", c.id));
+    }
+}
+
+#[test]
+fn overwrite_then_rollback_restores_the_old_value_on_every_writable_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    for k in kinds(dir.path(), "ow") {
+        let state = dir.path().join(format!("state-{}", k.name));
+        let old = cred(k.ids[0], &format!("old-{}-value-0000000001", k.name));
+        fill(&k.spec, std::slice::from_ref(&old));
+        let before = values(&k.spec);
+        let new: Vec<Credential> = k
+            .ids
+            .iter()
+            .map(|id| cred(id, &format!("new-{}-value-{id}", k.name)))
+            .collect();
+        let src_spec = StoreSpec::Dotenv(dir.path().join(format!("{}-src.env", k.name)));
+        let source = MemStore::new(src_spec.clone(), new.clone(), false);
+        let to: StoreSpec = k.spec.parse().unwrap();
+        let req = MigrationRequest {
+            from: src_spec,
+            to: to.clone(),
+            policy: ConflictPolicy::Overwrite,
+            selection: None,
+            delete_source: false,
+        };
+        let h = engine::start_with_stores(req, Box::new(source), open(&k.spec), &state, &opts())
+            .unwrap();
+        for _ in h.events.iter() {}
+        let r = h.join().unwrap();
+        assert_eq!((r.copied, r.failed), (3, 0), "{}: {r:?}", k.name);
+        assert_eq!(
+            values(&k.spec)[k.ids[0]],
+            new[0].secret.expose(),
+            "{}: overwritten",
+            k.name
+        );
+        let back = engine::rollback(&state, &r.migration_id, &opts()).unwrap();
+        assert!(back.rolled_back, "{}: {back:?}", k.name);
+        assert_eq!(values(&k.spec), before, "{}: the old value is back", k.name);
+    }
+}
+
+/// The binary, for a crash: APP_KEY from the environment, and the
+/// passphrase only for the stores that seal their values with it (without
+/// one, a migration's backup gets a key file: no key stretching per run).
+fn binary(state: &Path, spec: &str) -> std::process::Command {
+    let mut c = credshift(state);
+    c.env("APP_KEY", app_key());
+    if spec.starts_with("sqlite:") || spec.starts_with("postgres") {
+        c.env("CREDSHIFT_PASSPHRASE", PASSPHRASE);
+    }
+    c
+}
+
+fn crashed(out: &std::process::Output, stderr: &str) -> bool {
+    out.status.code().is_none() && stderr.contains("CREDSHIFT_CRASH_AT")
+}
+
+#[test]
+fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let wanted = ["sqlite", "postgres", "keyring", "laravel", "prompttrain"];
+    let sources = kinds(dir.path(), "src");
+    // Records: started 1, planned 2, backup_written 3, batch 1 (one item)
+    // 4-5, batch 2 (two items) 6-7: after the first item, and between a
+    // batch's begin and its outcome (tests/it/engine_crash.rs covers every
+    // record of a dotenv migration).
+    for k in [5usize, 6] {
+        for mode in ["rollback", "resume"] {
+            let tag = format!("crash{k}{mode}");
+            for t in kinds(dir.path(), &tag)
+                .into_iter()
+                .filter(|t| wanted.contains(&t.name))
+            {
+                let what = format!("{} K={k} {mode}", t.name);
+                // A source of the same kind (the ids fit), filled once.
+                let src = sources.iter().find(|s| s.name == t.name).unwrap();
+                let items: Vec<Credential> = src
+                    .ids
+                    .iter()
+                    .map(|id| cred(id, &format!("moved-{}-{id}", t.name)))
+                    .collect();
+                if values(&src.spec).is_empty() {
+                    fill(&src.spec, &items);
+                }
+                // The target holds a different value for the last id.
+                fill(&t.spec, &[cred(t.ids[2], "the target's own value-000003")]);
+                let before = values(&t.spec);
+                let state = dir.path().join(format!("state-{tag}-{}", t.name));
+                let (out, _, stderr) = run(binary(&state, &t.spec)
+                    .args(["migrate", "--from", &src.spec, "--to", &t.spec])
+                    .args(["--yes", "--json", "--on-conflict", "overwrite"])
+                    .env("CREDSHIFT_CRASH_AT", k.to_string()));
+                assert!(
+                    crashed(&out, &stderr),
+                    "{what}: the crash did not fire: {stderr}"
+                );
+                let (h, hist, _) = run(binary(&state, &t.spec).args(["history", "--json"]));
+                assert_eq!(h.status.code(), Some(0));
+                let id = json(&hist)[0]["id"].as_str().unwrap().to_string();
+                let (out, stdout, stderr) = run(binary(&state, &t.spec).args([
+                    mode,
+                    "--migration-id",
+                    &id,
+                    "--yes",
+                    "--json",
+                ]));
+                assert_eq!(out.status.code(), Some(0), "{what}: {stdout}{stderr}");
+                let now = values(&t.spec);
+                if mode == "rollback" {
+                    assert_eq!(now, before, "{what}");
+                } else {
+                    let want: BTreeMap<String, String> = items
+                        .iter()
+                        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+                        .collect();
+                    assert_eq!(now, want, "{what}");
+                }
+                // Leave the shared services as they were for the next case.
+                let s = open(&t.spec);
+                for id in t.ids {
+                    let _ = s.delete(&id.parse().unwrap());
+                }
+            }
+        }
+    }
+}
+
+/// The multi-file target killed in the middle of writing one of its files
+/// (`CREDSHIFT_CRASH_IN_WRITE`: the temp file written, not yet renamed):
+/// rollback gives back the old target, resume the full one.
+#[test]
+fn a_kill_mid_file_write_into_a_prompttrain_dir_is_rolled_back_or_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = [
+        "account:acc_alpha/api_key",
+        "account:acc_bravo/api_key",
+        "account:acc_charlie/api_key",
+    ];
+    let items: Vec<Credential> = ids
+        .iter()
+        .map(|id| cred(id, &format!("moved-value-{id}")))
+        .collect();
+    let src = format!("prompttrain:{}", dir.path().join("src").display());
+    fill(&src, &items);
+    for mode in ["rollback", "resume"] {
+        let to = format!("prompttrain:{}", dir.path().join(mode).display());
+        fill(&to, &[cred(ids[2], "the target's own value-000003")]);
+        let before = values(&to);
+        let state = dir.path().join(format!("state-{mode}"));
+        let (out, _, stderr) = run(binary(&state, &to)
+            .args(["migrate", "--from", &src, "--to", &to])
+            .args(["--yes", "--json", "--on-conflict", "overwrite"])
+            .env("CREDSHIFT_CRASH_IN_WRITE", "bravo.credentials.json"));
+        assert!(
+            out.status.code().is_none(),
+            "{mode}: did not crash: {stderr}"
+        );
+        assert!(
+            stderr.contains("CREDSHIFT_CRASH_IN_WRITE"),
+            "{mode}: {stderr}"
+        );
+        let (_, hist, _) = run(binary(&state, &to).args(["history", "--json"]));
+        let id = json(&hist)[0]["id"].as_str().unwrap().to_string();
+        let (out, stdout, stderr) =
+            run(binary(&state, &to).args([mode, "--migration-id", &id, "--yes", "--json"]));
+        assert_eq!(out.status.code(), Some(0), "{mode}: {stdout}{stderr}");
+        let want: BTreeMap<String, String> = if mode == "rollback" {
+            before
+        } else {
+            items
+                .iter()
+                .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+                .collect()
+        };
+        assert_eq!(values(&to), want, "{mode}");
+    }
+}
