@@ -640,6 +640,12 @@ impl Run<'_> {
         tally: &mut Tally,
         started: Instant,
     ) -> Option<Stop> {
+        // A store that records provenance (Vault) names this migration and
+        // its source, redacted, next to what it writes.
+        self.target.set_provenance(&store::Provenance {
+            migration_id: self.id.0.clone(),
+            source: store::redact_url(&self.source.spec().absolute().to_string()),
+        });
         let mut ramp = BatchRamp::new(self.target.batch_hint());
         let mut pos = 0;
         while pos < work.len() {

@@ -77,6 +77,8 @@ struct State {
     /// Namespace -> field -> bytes, of what the secret holds and what the
     /// plan adds (default layout), to refuse a secret past one KV entry.
     sizes: HashMap<String, HashMap<String, usize>>,
+    /// The migration writing here, for the provenance entry.
+    provenance: Option<crate::store::Provenance>,
 }
 
 pub struct VaultStore {
@@ -358,6 +360,10 @@ fn field_meta(custom: &Map<String, Value>, field: &str, id: &CredentialId) -> (K
 }
 
 impl Store for VaultStore {
+    fn set_provenance(&self, p: &crate::store::Provenance) {
+        self.state().provenance = Some(p.clone());
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }

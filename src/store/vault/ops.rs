@@ -287,7 +287,11 @@ fn write_group(
     }
     let mut ours = provenance_versions(&prior);
     ours.extend(&written);
-    patch.insert(PROVENANCE.into(), Value::String(provenance(&ours)));
+    let by = s.state().provenance.clone();
+    patch.insert(
+        PROVENANCE.into(),
+        Value::String(provenance(&ours, by.as_ref())),
+    );
     // Best effort: a token without metadata rights still migrates values.
     let _ = kv.patch_custom_metadata(path, &patch);
     // Restoring a value (rollback of an overwrite): the versions credshift
@@ -475,20 +479,34 @@ pub fn provenance_versions(custom: &Map<String, Value>) -> Vec<u64> {
     parse_ranges(v["versions"].as_str().unwrap_or(""))
 }
 
-/// The provenance entry: who wrote, when, which versions (oldest ranges
+/// The longest source spec the provenance entry carries (characters): the
+/// entry must fit in 512 bytes with its versions.
+const MAX_SOURCE_CHARS: usize = 160;
+
+/// The provenance entry: who wrote (credshift, the migration's id and its
+/// redacted source spec, when known), when, which versions (oldest ranges
 /// dropped to stay within 512 bytes).
-pub fn provenance(versions: &[u64]) -> String {
+pub fn provenance(versions: &[u64], by: Option<&crate::store::Provenance>) -> String {
     let mut vs = versions.to_vec();
     vs.sort_unstable();
     vs.dedup();
     let mut ranges = ranges(&vs);
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     loop {
-        let text = json!({
+        let mut entry = json!({
             "by": "credshift",
-            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "at": at,
             "versions": ranges.join(","),
-        })
-        .to_string();
+        });
+        if let Some(p) = by {
+            let mut source: String = p.source.chars().take(MAX_SOURCE_CHARS).collect();
+            if source.len() < p.source.len() {
+                source.push('…');
+            }
+            entry["migration_id"] = Value::String(p.migration_id.chars().take(64).collect());
+            entry["from"] = Value::String(source);
+        }
+        let text = entry.to_string();
         if text.len() <= MAX_CUSTOM_VALUE || ranges.is_empty() {
             return text;
         }
@@ -544,11 +562,20 @@ mod tests {
         assert_eq!(ranges(&vs), ["1-3", "5", "7-8"]);
         assert_eq!(parse_ranges("1-3,5,7-8"), vs);
         let mut m = Map::new();
-        m.insert(PROVENANCE.into(), Value::String(provenance(&vs)));
+        m.insert(PROVENANCE.into(), Value::String(provenance(&vs, None)));
         assert_eq!(provenance_versions(&m), vs);
         let many: Vec<u64> = (1..2000).step_by(2).collect();
-        let p = provenance(&many);
+        // A long source spec is cut, the migration id kept whole.
+        let by = crate::store::Provenance {
+            migration_id: "20261206T101500Z-a1b2c3".into(),
+            source: format!("dotenv:/{}", "very-long-directory/".repeat(30)),
+        };
+        let p = provenance(&many, Some(&by));
         assert!(p.len() <= MAX_CUSTOM_VALUE, "{}", p.len());
+        let entry: Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(entry["migration_id"], "20261206T101500Z-a1b2c3");
+        let from = entry["from"].as_str().unwrap();
+        assert!(from.starts_with("dotenv:/very-long-directory/") && from.ends_with('…'));
         m.insert(PROVENANCE.into(), Value::String(p));
         let kept = provenance_versions(&m);
         assert!(
