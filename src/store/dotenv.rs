@@ -140,6 +140,10 @@ struct Doc {
     by_id: Index<CredentialId>,
     by_key: Index<IdStr>,
     errors: Vec<LocationError>,
+    /// A document only read (listed, scanned, read back): each line is
+    /// zeroized and freed once analysed, so the text and its parsed values
+    /// are not both held whole. Such a document cannot be edited or saved.
+    read_only: bool,
 }
 
 impl Doc {
@@ -153,10 +157,11 @@ impl Doc {
             by_id: Index::default(),
             by_key: Index::default(),
             errors: Vec::new(),
+            read_only: false,
         }
     }
 
-    fn parse(path: &Path, bytes: Vec<u8>) -> Result<Doc> {
+    fn parse(path: &Path, bytes: Vec<u8>, read_only: bool) -> Result<Doc> {
         let bom = bytes.starts_with(&[0xEF, 0xBB, 0xBF]);
         let text = Zeroizing::new(fsutil::decode_text(path, bytes)?);
         let crlf = text.contains("\r\n");
@@ -176,6 +181,7 @@ impl Doc {
             crlf,
             trailing_newline,
             lines,
+            read_only,
             ..Doc::empty()
         };
         doc.analyse(path);
@@ -204,7 +210,15 @@ impl Doc {
         let loc = |i: usize| format!("{}:{}", path.display(), i + 1);
         let mut pending: Option<(usize, Marker)> = None;
         let mut i = 0;
+        let mut released = 0;
         while i < self.lines.len() {
+            if self.read_only {
+                // Lines before `i` are never looked at again.
+                for l in &mut self.lines[released..i] {
+                    *l = Zeroizing::default();
+                }
+                released = i;
+            }
             let line = self.lines[i].as_str();
             let trimmed = line.trim_start();
             if trimmed.is_empty() {
@@ -262,6 +276,11 @@ impl Doc {
                     });
                     i += 1;
                 }
+            }
+        }
+        if self.read_only {
+            for l in &mut self.lines[released..] {
+                *l = Zeroizing::default();
             }
         }
     }
@@ -586,12 +605,19 @@ impl DotenvStore {
     /// The parsed file, or `None` when it does not exist.
     fn load(&self) -> Result<Option<Doc>> {
         fsutil::read_if_exists(&self.path)?
-            .map(|bytes| Doc::parse(&self.path, bytes))
+            .map(|bytes| Doc::parse(&self.path, bytes, false))
+            .transpose()
+    }
+
+    /// [`load`](Self::load) of a document only read, never saved.
+    fn load_to_read(&self) -> Result<Option<Doc>> {
+        fsutil::read_if_exists(&self.path)?
+            .map(|bytes| Doc::parse(&self.path, bytes, true))
             .transpose()
     }
 
     fn load_existing(&self) -> Result<Doc> {
-        self.load()?.ok_or_else(|| StoreError::NotFound {
+        self.load_to_read()?.ok_or_else(|| StoreError::NotFound {
             location: self.path.display().to_string(),
             hint: "no such .env file".into(),
         })
@@ -786,10 +812,10 @@ impl Store for DotenvStore {
 
     fn probe(&self) -> Capability {
         let mut cap = Capability::persistent_store(false, true);
-        match self.load() {
+        match self.load_to_read() {
             Ok(Some(doc)) => {
                 cap.exists = true;
-                cap.item_count = Some(doc.credentials().len());
+                cap.item_count = Some(doc.effective().iter().filter(|on| **on).count());
                 cap.writable =
                     access(&self.path, libc::W_OK) && dir_writable(&fsutil::parent_dir(&self.path));
                 cap.warnings = plaintext_file_warnings(&self.path);
@@ -837,7 +863,7 @@ impl Store for DotenvStore {
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         // A file that is not there yet holds nothing (a fresh target).
-        let Some(doc) = self.load()? else {
+        let Some(doc) = self.load_to_read()? else {
             return Ok(None);
         };
         Ok(doc.credential(id))
@@ -845,7 +871,7 @@ impl Store for DotenvStore {
 
     /// One parse for the whole batch.
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
-        let loaded = self.load();
+        let loaded = self.load_to_read();
         #[cfg(test)]
         crate::store::test_support::run_after_read();
         match loaded {
