@@ -592,6 +592,11 @@ impl Run<'_> {
         };
         let keeps = prepared.target_capability.keeps_metadata;
         let stop = self.write_items(&work, &old, keeps, &mut tally, started);
+        // The plan's copies of the values are done with: rollback and
+        // cleanup go by the journal, the stores and `old` (the target values
+        // an overwrite replaced), so the source is not held during cleanup.
+        drop(work);
+        drop(prepared);
         self.finish("migrate", stop, &old, req.delete_source)
     }
 
