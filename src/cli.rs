@@ -423,7 +423,7 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
             if let Some(note) = store::modelforge::in_use_note(spec, &mf) {
                 println!("  {note}");
             }
-            for w in &c.warnings {
+            for w in c.notes() {
                 println!("  warning: {w}");
             }
         }
@@ -470,7 +470,7 @@ pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
         }
         out.flush().map_err(io)?;
         for e in &scan.errors {
-            eprintln!("error: {}: {}", e.location, e.error);
+            eprintln!("{}: {}: {}", e.severity, e.location, e.error);
         }
     }
     Ok(ExitCode::SUCCESS)

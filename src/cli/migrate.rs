@@ -151,10 +151,7 @@ fn print_plan(plan: &engine::Plan) {
         println!("warning: {w}");
     }
     for e in &plan.source_errors {
-        match e.error.strip_prefix("warning: ") {
-            Some(w) => eprintln!("warning: {}: {w}", e.location),
-            None => eprintln!("error: {}: {}", e.location, e.error),
-        }
+        eprintln!("{}: {}: {}", e.severity, e.location, e.error);
     }
 }
 
@@ -208,10 +205,7 @@ fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
 /// Whether a run found nothing to migrate because its source could not
 /// be read (every item unreadable): a failure, not "done, total 0".
 fn nothing_readable(r: &engine::Report) -> bool {
-    r.total == 0
-        && r.warnings
-            .iter()
-            .any(|w| w.starts_with(engine::plan::UNREADABLE))
+    r.total == 0 && r.unreadable > 0
 }
 
 /// 0 when everything asked for happened; 1 when anything failed or was
@@ -447,13 +441,19 @@ pub fn cmd_backup(
         None => println!("protected by your passphrase"),
     }
     for e in &summary.errors {
-        eprintln!("error: {}: {}", e.location, e.error);
+        eprintln!("{}: {}: {}", e.severity, e.location, e.error);
     }
-    Ok(if summary.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(
+        if summary
+            .errors
+            .iter()
+            .all(|e| e.severity == store::Severity::Warning)
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// `restore`'s flags.

@@ -7,7 +7,7 @@ use crate::credential::{Credential, CredentialId};
 use crate::engine::error::Result;
 use crate::engine::execute::Control;
 use crate::engine::fingerprint::{self, FpKey};
-use crate::engine::journal::{Journal, Record};
+use crate::engine::journal::{Journal, PlannedAction, Record, UndoOutcome};
 use crate::engine::state::State;
 use crate::engine::types::{Failure, Progress};
 use crate::error::StoreError;
@@ -29,17 +29,17 @@ pub(crate) fn undo_all(
         let planned = state.planned_item(id);
         let ours = planned.and_then(|p| p.fp.as_deref());
         let before = planned.and_then(|p| p.target_fp.as_deref());
-        let overwrite = planned.is_some_and(|p| p.action == "overwrite");
+        let overwrite = planned.is_some_and(|p| p.action == PlannedAction::Overwrite);
         let result = undo_one(fp, target, id, ours, before, overwrite, old.get(id));
         match result {
             Ok(how) => {
                 journal.append(Record::Undone {
                     id: id.clone(),
-                    how: how.to_string(),
+                    how,
                 })?;
                 ctl.send(Progress::ItemUndone {
                     id: id.clone(),
-                    how: how.to_string(),
+                    how,
                 });
             }
             Err(e) => {
@@ -66,7 +66,7 @@ fn undo_one(
     before: Option<&str>,
     overwrite: bool,
     old: Option<&Credential>,
-) -> Result<&'static str, StoreError> {
+) -> Result<UndoOutcome, StoreError> {
     // A target that does not exist (a file never created because every
     // write failed) holds nothing: the item is absent, not an error.
     let current = match target.read(id) {
@@ -74,9 +74,9 @@ fn undo_one(
         Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
-    let restore = |o: Option<&Credential>| -> Result<&'static str, StoreError> {
+    let restore = |o: Option<&Credential>| -> Result<UndoOutcome, StoreError> {
         match o {
-            Some(o) => target.write(o).map(|_| "restored"),
+            Some(o) => target.write(o).map(|_| UndoOutcome::Restored),
             None => Err(StoreError::item(
                 id,
                 "the old target value is not in memory or the backup",
@@ -85,7 +85,7 @@ fn undo_one(
     };
     match current {
         None if overwrite => restore(old),
-        None => Ok("absent"),
+        None => Ok(UndoOutcome::Absent),
         Some(cur) => {
             let now = fp.value(&cur);
             if ours.is_some_and(|f| fingerprint::same(f, &now)) {
@@ -95,21 +95,21 @@ fn undo_one(
                     // Deleted only if it still holds what was compared: a
                     // value written by someone else meanwhile stays.
                     match target.delete_if_unchanged(std::slice::from_ref(&cur)).pop() {
-                        Some(Ok(DeleteIf::Deleted)) => Ok("removed"),
-                        Some(Ok(DeleteIf::Absent)) => Ok("absent"),
-                        Some(Ok(DeleteIf::Changed)) => Ok("left_changed"),
+                        Some(Ok(DeleteIf::Deleted)) => Ok(UndoOutcome::Removed),
+                        Some(Ok(DeleteIf::Absent)) => Ok(UndoOutcome::Absent),
+                        Some(Ok(DeleteIf::Changed)) => Ok(UndoOutcome::LeftChanged),
                         Some(Err(e)) => Err(e),
                         None => Err(StoreError::item(id, "the store returned no result")),
                     }
                 }
             } else if before.is_some_and(|f| fingerprint::same(f, &now)) {
-                Ok("already_restored")
+                Ok(UndoOutcome::AlreadyRestored)
             } else if !overwrite && ours.is_none() {
                 Err(StoreError::item(id, "no fingerprint in the journal"))
             } else {
                 // Not what we wrote and not what was there: someone else's
                 // value. Leave it.
-                Ok("left_changed")
+                Ok(UndoOutcome::LeftChanged)
             }
         }
     }
@@ -245,7 +245,7 @@ pub(crate) fn cleanup_items(
         for p in state.planned.as_deref().unwrap_or_default() {
             let Some(f) = p.fp.as_ref() else { continue };
             if ((state.verified.contains(&p.id) && !state.undone.contains(&p.id))
-                || p.action == "skip_identical")
+                || p.action == PlannedAction::SkipIdentical)
                 && !state.source_deleted.contains(&p.id)
             {
                 ids.push(p.id.clone());

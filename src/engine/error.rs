@@ -1,7 +1,22 @@
 //! Engine errors: a store error, or a reason the engine refused to act.
 //! Like every error here, they name stores, files and ids, never a secret.
 
+use crate::credential::CredentialId;
+use crate::engine::plan::ChangedSide;
 use crate::error::StoreError;
+
+/// The first ten changed items, `id (side)`, then how many more.
+fn changed_names(changed: &[(CredentialId, ChangedSide)]) -> String {
+    let names: Vec<String> = changed
+        .iter()
+        .take(10)
+        .map(|(id, side)| format!("{id} ({side})"))
+        .collect();
+    match changed.len() {
+        n if n > 10 => format!("{} and {} more", names.join(", "), n - 10),
+        _ => names.join(", "),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -35,6 +50,26 @@ pub enum EngineError {
         found: String,
     },
 
+    /// A store changed between the plan the user consented to and the
+    /// locks: nothing was written; planning again shows what changed.
+    #[error(
+        "{} planned item{} changed since the plan: {}; nothing was written, plan again",
+        changed.len(),
+        if changed.len() == 1 { "" } else { "s" },
+        changed_names(changed)
+    )]
+    ChangedSincePlan {
+        changed: Vec<(CredentialId, ChangedSide)>,
+    },
+
+    /// The migration's backup is sealed with the passphrase used for it,
+    /// and none was given: asking for it and trying again works.
+    #[error(
+        "migration {id}'s backup is protected by the passphrase used for it; give it with \
+         --passphrase-file, --passphrase-env or CREDSHIFT_PASSPHRASE"
+    )]
+    BackupNeedsPassphrase { id: String },
+
     /// The request cannot be carried out as asked (same store twice, a
     /// rolled-back migration to resume, a missing passphrase, ...).
     #[error("{0}")]
@@ -55,6 +90,8 @@ impl EngineError {
             EngineError::Locked { .. }
             | EngineError::SameStore { .. }
             | EngineError::StoreChanged { .. }
+            | EngineError::ChangedSincePlan { .. }
+            | EngineError::BackupNeedsPassphrase { .. }
             | EngineError::Refused(_)
             | EngineError::UnknownMigration { .. } => 2,
             EngineError::Store(_) | EngineError::WorkerPanicked => 1,

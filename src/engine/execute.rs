@@ -20,7 +20,9 @@ pub(crate) use crate::engine::cleanup::{cleanup_items, undo_all};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::fingerprint::FpKey;
 use crate::engine::inventory::now_ms;
-use crate::engine::journal::{BackupKeyKind, Journal, KdfRecord, PlannedItem, Record, Totals};
+use crate::engine::journal::{
+    BackupKeyKind, Journal, KdfRecord, PlannedAction, PlannedItem, Record, Totals,
+};
 use crate::engine::plan::{self, Prepared, same_for_target};
 use crate::engine::session;
 use crate::engine::state::{self, State};
@@ -492,7 +494,7 @@ pub(crate) fn planned_items(p: &Prepared, fp: &FpKey) -> Vec<PlannedItem> {
             let src = p.source.get(&i.id);
             PlannedItem {
                 id: i.id.clone(),
-                action: action_name(&i.action).into(),
+                action: PlannedAction::from(&i.action),
                 fp: src
                     .filter(|_| i.action.writes() || i.action == Action::SkipIdentical)
                     .map(|c| fp.value(c)),
@@ -501,17 +503,6 @@ pub(crate) fn planned_items(p: &Prepared, fp: &FpKey) -> Vec<PlannedItem> {
             }
         })
         .collect()
-}
-
-pub fn action_name(a: &Action) -> &'static str {
-    match a {
-        Action::Copy => "copy",
-        Action::Overwrite => "overwrite",
-        Action::SkipIdentical => "skip_identical",
-        Action::Conflict => "conflict",
-        Action::Invalid { .. } => "invalid",
-        Action::TooLong { .. } => "too_long",
-    }
 }
 
 /// What happened to one item of a batch.
@@ -530,23 +521,7 @@ impl Run<'_> {
             Some(p) => match p.changed_since(self.source, self.target) {
                 Ok(changed) if changed.is_empty() => p,
                 Ok(changed) => {
-                    let n = changed.len();
-                    let names: Vec<String> = changed
-                        .iter()
-                        .take(10)
-                        .map(|(id, side)| format!("{id} ({side})"))
-                        .collect();
-                    let more = if n > 10 {
-                        format!(" and {} more", n - 10)
-                    } else {
-                        String::new()
-                    };
-                    let e = EngineError::Refused(format!(
-                        "{n} planned item{} changed since the plan: {}{more}; nothing was \
-                         written, plan again",
-                        if n == 1 { "" } else { "s" },
-                        names.join(", ")
-                    ));
+                    let e = EngineError::ChangedSincePlan { changed };
                     return Err(self.fail_before_writing(e));
                 }
                 Err(e) => return Err(self.fail_before_writing(e.into())),
@@ -569,6 +544,7 @@ impl Run<'_> {
         self.journal.append(Record::Planned {
             items: planned_items(&prepared, &self.keys.fp),
             warnings: plan::report_warnings(&prepared.plan),
+            unreadable: plan::unreadable_places(&prepared.plan),
         })?;
         self.ctl
             .send(Progress::Planned(prepared.plan.counts.clone()));
@@ -917,11 +893,9 @@ pub(crate) fn migration_backup_key(
     match state.backup_key {
         BackupKeyKind::Passphrase => match &opts.passphrase {
             Some(p) => Ok(BackupKey::Passphrase(p.clone())),
-            None => Err(EngineError::Refused(format!(
-                "migration {}'s backup is protected by the passphrase used for it; give it with \
-                 --passphrase-file, --passphrase-env or CREDSHIFT_PASSPHRASE",
-                state.id
-            ))),
+            None => Err(EngineError::BackupNeedsPassphrase {
+                id: state.id.to_string(),
+            }),
         },
         BackupKeyKind::KeyFile => Ok(BackupKey::KeyFile(backup::key_file_for(path))),
     }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::credential::CredentialId;
 use crate::engine::state::State;
-use crate::engine::types::{ConflictPolicy, Failure, MigrationId, MigrationStatus};
+use crate::engine::types::{Action, ConflictPolicy, Failure, MigrationId, MigrationStatus};
 use crate::error::StoreError;
 use crate::fsutil;
 use crate::store::StoreIdentity;
@@ -43,12 +43,97 @@ pub enum BackupKeyKind {
     KeyFile,
 }
 
+/// What the plan decided for one item, under the names journals have
+/// always used (a journal written by an older version reads back as it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlannedAction {
+    Copy,
+    Overwrite,
+    SkipIdentical,
+    Conflict,
+    Invalid,
+    TooLong,
+}
+
+impl PlannedAction {
+    /// Whether executing the item writes to the target.
+    pub fn writes(self) -> bool {
+        matches!(self, PlannedAction::Copy | PlannedAction::Overwrite)
+    }
+
+    /// The journal's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlannedAction::Copy => "copy",
+            PlannedAction::Overwrite => "overwrite",
+            PlannedAction::SkipIdentical => "skip_identical",
+            PlannedAction::Conflict => "conflict",
+            PlannedAction::Invalid => "invalid",
+            PlannedAction::TooLong => "too_long",
+        }
+    }
+}
+
+impl From<&Action> for PlannedAction {
+    fn from(a: &Action) -> Self {
+        match a {
+            Action::Copy => PlannedAction::Copy,
+            Action::Overwrite => PlannedAction::Overwrite,
+            Action::SkipIdentical => PlannedAction::SkipIdentical,
+            Action::Conflict => PlannedAction::Conflict,
+            Action::Invalid { .. } => PlannedAction::Invalid,
+            Action::TooLong { .. } => PlannedAction::TooLong,
+        }
+    }
+}
+
+/// How one item was put back by a rollback (the `how` of an `undone` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndoOutcome {
+    /// Our value was deleted from the target.
+    Removed,
+    /// The value an overwrite replaced is back.
+    Restored,
+    /// Nothing was there to undo.
+    Absent,
+    /// The target already holds the value it had before the migration.
+    AlreadyRestored,
+    /// The target holds someone else's value now: left alone.
+    LeftChanged,
+    /// Cleanup's delete never happened: the source still holds the item.
+    SourcePresent,
+    /// An item cleanup deleted is back in the source.
+    SourceRestored,
+}
+
+impl UndoOutcome {
+    /// The journal's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UndoOutcome::Removed => "removed",
+            UndoOutcome::Restored => "restored",
+            UndoOutcome::Absent => "absent",
+            UndoOutcome::AlreadyRestored => "already_restored",
+            UndoOutcome::LeftChanged => "left_changed",
+            UndoOutcome::SourcePresent => "source_present",
+            UndoOutcome::SourceRestored => "source_restored",
+        }
+    }
+}
+
+impl std::fmt::Display for UndoOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the plan decided for one item, as the journal keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedItem {
     pub id: CredentialId,
-    /// `copy`, `overwrite`, `skip_identical`, `conflict`, `invalid`, `too_long`.
-    pub action: String,
+    pub action: PlannedAction,
     /// Keyed fingerprint of the source value (what gets written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fp: Option<String>,
@@ -110,6 +195,10 @@ pub enum Record {
         /// The plan's warnings (target drops metadata, ...): for the report.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         warnings: Vec<String>,
+        /// How many source places could not be read (each named in
+        /// `warnings`). Older versions never write it.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        unreadable: usize,
     },
     BackupWritten {
         path: PathBuf,
@@ -159,11 +248,10 @@ pub enum Record {
     RollbackStarted {
         reason: String,
     },
-    /// One item put back: `removed`, `restored`, `absent`, `already_restored`,
-    /// `source_restored`.
+    /// One item put back.
     Undone {
         id: CredentialId,
-        how: String,
+        how: UndoOutcome,
     },
     UndoFailed {
         id: CredentialId,
@@ -200,31 +288,100 @@ pub enum Record {
     },
 }
 
-impl Record {
-    pub fn event(&self) -> &'static str {
+/// The kind of a journal record: its `event` name. A timeline entry
+/// carries it; its serialized names are the journal's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalEvent {
+    Started,
+    Planned,
+    BackupWritten,
+    WriteBegin,
+    Verified,
+    Failed,
+    BatchBegin,
+    BatchDone,
+    CleanupStarted,
+    DeleteBegin,
+    DeleteDone,
+    CleanupFinished,
+    RollbackStarted,
+    Undone,
+    UndoFailed,
+    RolledBack,
+    Finished,
+    Resumed,
+    Replanned,
+    VerifyRun,
+    SourceDeleted,
+    SourceDeleteFailed,
+}
+
+impl JournalEvent {
+    /// The journal's name for it.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Record::Started { .. } => "started",
-            Record::Planned { .. } => "planned",
-            Record::BackupWritten { .. } => "backup_written",
-            Record::WriteBegin { .. } => "write_begin",
-            Record::Verified { .. } => "verified",
-            Record::Failed { .. } => "failed",
-            Record::BatchBegin { .. } => "batch_begin",
-            Record::BatchDone { .. } => "batch_done",
-            Record::CleanupStarted => "cleanup_started",
-            Record::DeleteBegin { .. } => "delete_begin",
-            Record::DeleteDone { .. } => "delete_done",
-            Record::CleanupFinished { .. } => "cleanup_finished",
-            Record::RollbackStarted { .. } => "rollback_started",
-            Record::Undone { .. } => "undone",
-            Record::UndoFailed { .. } => "undo_failed",
-            Record::RolledBack { .. } => "rolled_back",
-            Record::Finished { .. } => "finished",
-            Record::Resumed => "resumed",
-            Record::Replanned { .. } => "replanned",
-            Record::VerifyRun { .. } => "verify_run",
-            Record::SourceDeleted { .. } => "source_deleted",
-            Record::SourceDeleteFailed { .. } => "source_delete_failed",
+            JournalEvent::Started => "started",
+            JournalEvent::Planned => "planned",
+            JournalEvent::BackupWritten => "backup_written",
+            JournalEvent::WriteBegin => "write_begin",
+            JournalEvent::Verified => "verified",
+            JournalEvent::Failed => "failed",
+            JournalEvent::BatchBegin => "batch_begin",
+            JournalEvent::BatchDone => "batch_done",
+            JournalEvent::CleanupStarted => "cleanup_started",
+            JournalEvent::DeleteBegin => "delete_begin",
+            JournalEvent::DeleteDone => "delete_done",
+            JournalEvent::CleanupFinished => "cleanup_finished",
+            JournalEvent::RollbackStarted => "rollback_started",
+            JournalEvent::Undone => "undone",
+            JournalEvent::UndoFailed => "undo_failed",
+            JournalEvent::RolledBack => "rolled_back",
+            JournalEvent::Finished => "finished",
+            JournalEvent::Resumed => "resumed",
+            JournalEvent::Replanned => "replanned",
+            JournalEvent::VerifyRun => "verify_run",
+            JournalEvent::SourceDeleted => "source_deleted",
+            JournalEvent::SourceDeleteFailed => "source_delete_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for JournalEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Record {
+    pub fn event(&self) -> JournalEvent {
+        match self {
+            Record::Started { .. } => JournalEvent::Started,
+            Record::Planned { .. } => JournalEvent::Planned,
+            Record::BackupWritten { .. } => JournalEvent::BackupWritten,
+            Record::WriteBegin { .. } => JournalEvent::WriteBegin,
+            Record::Verified { .. } => JournalEvent::Verified,
+            Record::Failed { .. } => JournalEvent::Failed,
+            Record::BatchBegin { .. } => JournalEvent::BatchBegin,
+            Record::BatchDone { .. } => JournalEvent::BatchDone,
+            Record::CleanupStarted => JournalEvent::CleanupStarted,
+            Record::DeleteBegin { .. } => JournalEvent::DeleteBegin,
+            Record::DeleteDone { .. } => JournalEvent::DeleteDone,
+            Record::CleanupFinished { .. } => JournalEvent::CleanupFinished,
+            Record::RollbackStarted { .. } => JournalEvent::RollbackStarted,
+            Record::Undone { .. } => JournalEvent::Undone,
+            Record::UndoFailed { .. } => JournalEvent::UndoFailed,
+            Record::RolledBack { .. } => JournalEvent::RolledBack,
+            Record::Finished { .. } => JournalEvent::Finished,
+            Record::Resumed => JournalEvent::Resumed,
+            Record::Replanned { .. } => JournalEvent::Replanned,
+            Record::VerifyRun { .. } => JournalEvent::VerifyRun,
+            Record::SourceDeleted { .. } => JournalEvent::SourceDeleted,
+            Record::SourceDeleteFailed { .. } => JournalEvent::SourceDeleteFailed,
         }
     }
 }
@@ -403,6 +560,83 @@ pub fn read_lines(path: &Path) -> Result<Vec<Line>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Journals written by the code before the journal's strings became
+    /// enums (main at d0ffef4: two real runs, paths renamed, plus the
+    /// record kinds those runs do not produce, in the same format).
+    const OLD_JOURNALS: [&str; 3] = [
+        include_str!("../../tests/fixtures/journal-main-d0ffef4/rollback-after-cleanup.jsonl"),
+        include_str!("../../tests/fixtures/journal-main-d0ffef4/crash-resume-rollback.jsonl"),
+        include_str!("../../tests/fixtures/journal-main-d0ffef4/other-records.jsonl"),
+    ];
+
+    #[test]
+    fn journals_written_before_the_enums_read_back_and_serialise_byte_for_byte() {
+        let mut actions = std::collections::BTreeSet::new();
+        let mut hows = std::collections::BTreeSet::new();
+        let mut events = std::collections::BTreeSet::new();
+        for text in OLD_JOURNALS {
+            for raw in text.lines() {
+                let line: Line = serde_json::from_str(raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
+                assert_eq!(serde_json::to_string(&line).unwrap(), raw);
+                let tag: serde_json::Value = serde_json::from_str(raw).unwrap();
+                assert_eq!(
+                    serde_json::to_value(line.record.event()).unwrap(),
+                    tag["event"]
+                );
+                assert_eq!(line.record.event().as_str(), tag["event"]);
+                events.insert(line.record.event().as_str());
+                match &line.record {
+                    Record::Planned { items, .. } | Record::Replanned { items } => {
+                        for i in items {
+                            assert_eq!(serde_json::to_value(i.action).unwrap(), i.action.as_str());
+                            actions.insert(i.action.as_str());
+                        }
+                    }
+                    Record::Undone { how, .. } => {
+                        assert_eq!(serde_json::to_value(how).unwrap(), how.as_str());
+                        hows.insert(how.as_str());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let want_actions = [
+            "conflict",
+            "copy",
+            "invalid",
+            "overwrite",
+            "skip_identical",
+            "too_long",
+        ];
+        assert_eq!(actions.into_iter().collect::<Vec<_>>(), want_actions);
+        let want_hows = [
+            "absent",
+            "already_restored",
+            "left_changed",
+            "removed",
+            "restored",
+            "source_present",
+            "source_restored",
+        ];
+        assert_eq!(hows.into_iter().collect::<Vec<_>>(), want_hows);
+        assert!(events.len() >= 20, "{events:?}");
+    }
+
+    #[test]
+    fn a_planned_action_writes_only_for_copy_and_overwrite() {
+        for (a, writes) in [
+            (Action::Copy, true),
+            (Action::Overwrite, true),
+            (Action::SkipIdentical, false),
+            (Action::Conflict, false),
+            (Action::Invalid { reason: "x".into() }, false),
+            (Action::TooLong { limit: 1, len: 2 }, false),
+        ] {
+            assert_eq!(PlannedAction::from(&a).writes(), writes, "{a:?}");
+            assert_eq!(a.writes(), writes, "{a:?}");
+        }
+    }
 
     #[test]
     fn records_round_trip_and_continue_numbering() {

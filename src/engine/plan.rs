@@ -13,7 +13,7 @@ use crate::engine::inventory::now_ms;
 use crate::engine::types::{Action, ConflictPolicy, Plan, PlanCounts, PlanItem};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::{Capability, Scan, Store, StoreSpec};
+use crate::store::{Capability, Scan, Severity, Store, StoreSpec};
 
 /// A prepared migration: the plan the user consents to plus what executing
 /// it needs (the source values, the target values it may overwrite) and
@@ -104,14 +104,30 @@ fn same_fp(a: Option<&Fp>, b: Option<&Fp>) -> bool {
 
 static TOKENS: AtomicU64 = AtomicU64::new(1);
 
+/// Which end of a prepared migration changed since its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangedSide {
+    Source,
+    Target,
+}
+
+impl std::fmt::Display for ChangedSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChangedSide::Source => "source",
+            ChangedSide::Target => "target",
+        })
+    }
+}
+
 impl Prepared {
     /// The items whose source or target changed since the plan, with the
-    /// side that changed (`source`, `target`), in id order. Reads both stores.
+    /// side that changed, in id order. Reads both stores.
     pub fn changed_since(
         &self,
         source: &dyn Store,
         target: &dyn Store,
-    ) -> Result<Vec<(CredentialId, &'static str)>> {
+    ) -> Result<Vec<(CredentialId, ChangedSide)>> {
         let snap = &self.snapshot;
         let items = &self.plan.items;
         let planned = |c: &&Credential| items.binary_search_by(|i| i.id.cmp(&c.id)).is_ok();
@@ -125,9 +141,9 @@ impl Prepared {
         for (item, fp) in items.iter().zip(&snap.source) {
             let id = &item.id;
             if !same_fp(Some(fp), src_now.get(id)) {
-                changed.push((id.clone(), "source"));
+                changed.push((id.clone(), ChangedSide::Source));
             } else if !same_fp(snap.target.get(id), tgt_now.get(id)) {
-                changed.push((id.clone(), "target"));
+                changed.push((id.clone(), ChangedSide::Target));
             }
         }
         Ok(changed)
@@ -201,7 +217,7 @@ pub fn unreadable_at_target<'a>(
 pub const TARGET_UNREADABLE: &str = "target value unreadable";
 
 /// How a report's warning names a source place that could not be read.
-pub const UNREADABLE: &str = "not migrated, could not be read: ";
+const UNREADABLE: &str = "not migrated, could not be read: ";
 
 /// The warnings a run journals for its report: the plan's, then one per
 /// source place that could not be read (its location and error, never
@@ -211,10 +227,18 @@ pub fn report_warnings(plan: &Plan) -> Vec<String> {
     w.extend(
         plan.source_errors
             .iter()
-            .filter(|e| !e.error.starts_with("warning: "))
+            .filter(|e| e.severity == Severity::Error)
             .map(|e| format!("{UNREADABLE}{}: {}", e.location, e.error)),
     );
     w
+}
+
+/// How many source places the plan could not read (not warnings).
+pub fn unreadable_places(plan: &Plan) -> usize {
+    plan.source_errors
+        .iter()
+        .filter(|e| e.severity == Severity::Error)
+        .count()
 }
 
 /// Whether `a` at the target already equals `b`: the value in constant
@@ -434,7 +458,7 @@ fn build(
             "{to} is not persistent: its values are lost at logout or reboot"
         ));
     }
-    warnings.extend(cap.warnings.iter().cloned());
+    warnings.extend(cap.notes().cloned());
     let writes = counts.copy + counts.overwrite;
     Prepared {
         plan: Plan {

@@ -15,7 +15,7 @@ use crate::engine::execute::{
 };
 use crate::engine::fingerprint;
 use crate::engine::inventory::now_ms;
-use crate::engine::journal::{Journal, Record, Totals};
+use crate::engine::journal::{Journal, PlannedAction, Record, Totals, UndoOutcome};
 use crate::engine::memstore::MemStore;
 use crate::engine::plan;
 use crate::engine::replan;
@@ -352,6 +352,7 @@ pub fn resume_with(
         run.journal.append(Record::Planned {
             items: planned_items(&prepared, &run.keys.fp),
             warnings: plan::report_warnings(&prepared.plan),
+            unreadable: plan::unreadable_places(&prepared.plan),
         })?;
     }
     if run.journal.state()?.backup.is_none() {
@@ -421,10 +422,10 @@ pub fn rollback_with(
     }
     let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
     let source = if source_needed { source } else { None };
-    let needs_old = st
-        .begun
-        .iter()
-        .any(|i| st.planned_item(i).is_some_and(|p| p.action == "overwrite"));
+    let needs_old = st.begun.iter().any(|i| {
+        st.planned_item(i)
+            .is_some_and(|p| p.action == PlannedAction::Overwrite)
+    });
     let old = if needs_old {
         load_backup(&st, &keys, st.target_backup.as_deref(), opts)?
     } else {
@@ -440,18 +441,18 @@ pub fn rollback_with(
         for (cid, present) in st.delete_begun.iter().zip(now) {
             let res = match (present, originals.get(cid)) {
                 // Still there (the delete failed or never ran): nothing to do.
-                (Ok(Some(_)), _) => Ok("source_present"),
-                (Ok(None), Some(c)) => source.write(c).map(|_| "source_restored"),
+                (Ok(Some(_)), _) => Ok(UndoOutcome::SourcePresent),
+                (Ok(None), Some(c)) => source.write(c).map(|_| UndoOutcome::SourceRestored),
                 (Ok(None), None) => Err(StoreError::item(cid, "not in the backup")),
                 (Err(StoreError::NotFound { .. }), Some(c)) => {
-                    source.write(c).map(|_| "source_restored")
+                    source.write(c).map(|_| UndoOutcome::SourceRestored)
                 }
                 (Err(e), _) => Err(e),
             };
             match res {
                 Ok(how) => journal.append(Record::Undone {
                     id: cid.clone(),
-                    how: how.into(),
+                    how,
                 })?,
                 Err(e) => {
                     complete = false;

@@ -12,7 +12,7 @@ use crate::credential::{Credential, CredentialId};
 use crate::engine::backup;
 use crate::engine::execute::{Run, Tally};
 use crate::engine::fingerprint::{self, FpKey};
-use crate::engine::journal::{PlannedItem, Record};
+use crate::engine::journal::{PlannedAction, PlannedItem, Record};
 use crate::engine::plan::Prepared;
 use crate::engine::state::{self, State};
 use crate::engine::types::{Action, ConflictPolicy, Failure};
@@ -32,10 +32,6 @@ pub(crate) struct Decision<'a> {
     pub to_back_up: Vec<Credential>,
     /// The whole migration's write outcomes so far.
     pub tally: Tally,
-}
-
-fn is_write(action: &str) -> bool {
-    action == "copy" || action == "overwrite"
 }
 
 /// Compare the journal's plan with a fresh one (`prepared`, made under the
@@ -63,7 +59,7 @@ pub(crate) fn decide<'a>(
     let planned = st.planned.as_deref().unwrap_or_default();
     for p in planned
         .iter()
-        .filter(|p| is_write(&p.action) && !st.verified.contains(&p.id))
+        .filter(|p| p.action.writes() && !st.verified.contains(&p.id))
     {
         let want = p.fp.as_deref().unwrap_or("");
         let Some(c) = prepared.source.get(&p.id) else {
@@ -80,8 +76,8 @@ pub(crate) fn decide<'a>(
             });
             continue;
         }
-        let as_now = |action: &str, target_fp: Option<String>| PlannedItem {
-            action: action.into(),
+        let as_now = |action: PlannedAction, target_fp: Option<String>| PlannedItem {
+            action,
             target_fp,
             ..p.clone()
         };
@@ -96,28 +92,29 @@ pub(crate) fn decide<'a>(
             Some(Action::SkipIdentical) if st.began(&p.id) => d.landed.push(p.id.clone()),
             Some(Action::SkipIdentical) => d
                 .replanned
-                .push(as_now("skip_identical", Some(fp.value(c)))),
+                .push(as_now(PlannedAction::SkipIdentical, Some(fp.value(c)))),
             // Gone from the target since the plan: now a plain copy.
             Some(Action::Copy) => {
-                if p.action != "copy" || p.target_fp.is_some() {
-                    d.replanned.push(as_now("copy", None));
+                if p.action != PlannedAction::Copy || p.target_fp.is_some() {
+                    d.replanned.push(as_now(PlannedAction::Copy, None));
                 }
                 d.work.push(c);
             }
             Some(Action::Overwrite | Action::Conflict) => {
                 match prepared.target_old.get(&p.id) {
                     // Listed but unreadable: never replaced (no backup possible).
-                    None => d.replanned.push(as_now("conflict", None)),
+                    None => d.replanned.push(as_now(PlannedAction::Conflict, None)),
                     Some(cur) => {
                         let now = fp.value(cur);
-                        if p.action == "overwrite" && unchanged(Some(&now)) {
+                        if p.action == PlannedAction::Overwrite && unchanged(Some(&now)) {
                             d.work.push(c);
                         } else if policy == ConflictPolicy::Overwrite {
                             d.to_back_up.push(cur.clone());
-                            d.replanned.push(as_now("overwrite", Some(now)));
+                            d.replanned
+                                .push(as_now(PlannedAction::Overwrite, Some(now)));
                             d.work.push(c);
                         } else {
-                            d.replanned.push(as_now("conflict", Some(now)));
+                            d.replanned.push(as_now(PlannedAction::Conflict, Some(now)));
                         }
                     }
                 }
@@ -136,17 +133,14 @@ pub(crate) fn decide<'a>(
 /// the final plan holds, the outcomes journaled before this resume (an item
 /// retried now counts once, by its new outcome) and the items found landed.
 fn whole_migration_tally(st: &State, d: &Decision<'_>) -> Tally {
-    let replanned: BTreeMap<&CredentialId, &str> = d
-        .replanned
-        .iter()
-        .map(|p| (&p.id, p.action.as_str()))
-        .collect();
+    let replanned: BTreeMap<&CredentialId, PlannedAction> =
+        d.replanned.iter().map(|p| (&p.id, p.action)).collect();
     let writes: BTreeSet<&CredentialId> = st
         .planned
         .as_deref()
         .unwrap_or_default()
         .iter()
-        .filter(|p| is_write(replanned.get(&p.id).copied().unwrap_or(p.action.as_str())))
+        .filter(|p| replanned.get(&p.id).copied().unwrap_or(p.action).writes())
         .map(|p| &p.id)
         .collect();
     let retried: BTreeSet<&CredentialId> = d.work.iter().map(|c| &c.id).collect();

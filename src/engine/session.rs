@@ -132,7 +132,7 @@ fn lock_wait(identity: &StoreIdentity) -> Duration {
     {
         return Duration::from_secs(s);
     }
-    if identity.kind == "postgres" {
+    if identity.kind == crate::store::IdentityKind::Postgres {
         DB_LOCK_WAIT
     } else {
         Duration::ZERO

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::credential::CredentialId;
 use crate::engine::error::{EngineError, Result};
-use crate::engine::journal::{self, BackupKeyKind, KdfRecord, Line, PlannedItem, Record, Totals};
+use crate::engine::journal::{
+    self, BackupKeyKind, JournalEvent, KdfRecord, Line, PlannedAction, PlannedItem, Record, Totals,
+};
 use crate::engine::types::{
     ConflictPolicy, Failure, HistoryEntry, MigrationId, MigrationStatus, Report, TimelineEntry,
 };
@@ -79,6 +81,8 @@ pub struct State {
     /// resume's replan added), by id.
     planned_index: HashMap<CredentialId, usize>,
     pub warnings: Vec<String>,
+    /// Source places the plan could not read.
+    pub unreadable: usize,
     pub backup: Option<PathBuf>,
     pub target_backup: Option<PathBuf>,
     /// Ids whose write began, in order, once each.
@@ -166,6 +170,7 @@ impl State {
             planned_sorted: 0,
             planned_index: HashMap::new(),
             warnings: Vec::new(),
+            unreadable: 0,
             backup: None,
             target_backup: None,
             begun: Vec::new(),
@@ -242,7 +247,11 @@ impl State {
     pub fn apply(&mut self, l: &Line) {
         match &l.record {
             Record::Started { .. } | Record::VerifyRun { .. } => {}
-            Record::Planned { items, warnings } => {
+            Record::Planned {
+                items,
+                warnings,
+                unreadable,
+            } => {
                 let sorted = 1 + items.windows(2).take_while(|w| w[0].id < w[1].id).count();
                 self.planned_sorted = sorted.min(items.len());
                 self.planned_index = items
@@ -253,6 +262,7 @@ impl State {
                     .collect();
                 self.planned = Some(items.clone());
                 self.warnings = warnings.clone();
+                self.unreadable = *unreadable;
             }
             Record::BackupWritten { path, .. } => {
                 self.backup = Some(path.clone());
@@ -365,7 +375,7 @@ impl State {
         self.planned.as_ref()?.get(self.planned_position(id)?)
     }
 
-    fn count(&self, action: &str) -> usize {
+    fn count(&self, action: PlannedAction) -> usize {
         self.planned
             .as_ref()
             .map_or(0, |p| p.iter().filter(|i| i.action == action).count())
@@ -383,9 +393,9 @@ impl State {
         Totals {
             total: self.planned.as_ref().map_or(0, Vec::len),
             copied: self.copied(),
-            skipped: self.count("skip_identical"),
-            conflicts: self.count("conflict"),
-            invalid: self.count("invalid") + self.count("too_long"),
+            skipped: self.count(PlannedAction::SkipIdentical),
+            conflicts: self.count(PlannedAction::Conflict),
+            invalid: self.count(PlannedAction::Invalid) + self.count(PlannedAction::TooLong),
             failed: self.failed.len(),
         }
     }
@@ -450,21 +460,23 @@ impl State {
                 })
                 .collect(),
             warnings: self.warnings.clone(),
+            unreadable: self.unreadable,
         }
     }
 
     pub fn timeline(&self) -> Vec<TimelineEntry> {
         let mut out = Vec::with_capacity(self.lines.len());
         for l in &self.lines {
-            let mut push = |event: &str, id: Option<CredentialId>, detail: Option<String>| {
-                out.push(TimelineEntry {
-                    seq: l.seq,
-                    at: l.at.clone(),
-                    event: event.to_string(),
-                    id,
-                    detail,
-                })
-            };
+            let mut push =
+                |event: JournalEvent, id: Option<CredentialId>, detail: Option<String>| {
+                    out.push(TimelineEntry {
+                        seq: l.seq,
+                        at: l.at.clone(),
+                        event,
+                        id,
+                        detail,
+                    })
+                };
             let event = l.record.event();
             let one = |ids: &[CredentialId]| (ids.len() == 1).then(|| ids[0].clone());
             match &l.record {
@@ -487,7 +499,7 @@ impl State {
                 | Record::SourceDeleteFailed { id, error } => {
                     push(event, Some(id.clone()), Some(error.clone()))
                 }
-                Record::Undone { id, how } => push(event, Some(id.clone()), Some(how.clone())),
+                Record::Undone { id, how } => push(event, Some(id.clone()), Some(how.to_string())),
                 Record::BatchBegin { ids } | Record::DeleteBegin { ids } => {
                     push(event, one(ids), Some(format!("{} items", ids.len())))
                 }
@@ -502,7 +514,11 @@ impl State {
                         )),
                     );
                     for f in failed {
-                        push("failed", Some(f.id.clone()), Some(f.error.clone()));
+                        push(
+                            JournalEvent::Failed,
+                            Some(f.id.clone()),
+                            Some(f.error.clone()),
+                        );
                     }
                 }
                 Record::DeleteDone { deleted, failed } => {
@@ -517,7 +533,7 @@ impl State {
                     );
                     for f in failed {
                         push(
-                            "source_delete_failed",
+                            JournalEvent::SourceDeleteFailed,
                             Some(f.id.clone()),
                             Some(f.error.clone()),
                         );
@@ -553,7 +569,7 @@ impl State {
                 Record::Resumed | Record::CleanupStarted => push(event, None, None),
                 Record::Replanned { items } => {
                     for p in items {
-                        push(event, Some(p.id.clone()), Some(p.action.clone()));
+                        push(event, Some(p.id.clone()), Some(p.action.as_str().into()));
                     }
                 }
             }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::credential::{CredentialId, Kind};
+use crate::engine::journal::{JournalEvent, UndoOutcome};
 use crate::store::{Capability, LocationError, StoreSpec};
 
 /// `20261123T004512Z-3fa9c1`: sorts by start time.
@@ -174,6 +175,9 @@ pub struct Report {
     /// The plan's warnings (the target drops metadata, is not persistent, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Source places that could not be read (each named in `warnings`).
+    #[serde(default)]
+    pub unreadable: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,10 +231,10 @@ pub enum Progress {
     RollingBack {
         reason: String,
     },
-    /// One item undone during a rollback (`how`: removed, restored, ...).
+    /// One item undone during a rollback.
     ItemUndone {
         id: CredentialId,
-        how: String,
+        how: UndoOutcome,
     },
     /// The plan the worker is executing (counts only; the items are in the journal).
     Planned(PlanCounts),
@@ -297,8 +301,8 @@ pub struct MigrationRequest {
 pub struct TimelineEntry {
     pub seq: u64,
     pub at: String,
-    /// The record's event name (`started`, `write_begin`, `verified`, ...).
-    pub event: String,
+    /// The record's kind (`started`, `write_begin`, `verified`, ...).
+    pub event: JournalEvent,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<CredentialId>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -232,6 +232,7 @@ impl Doc {
                     match serde_json::from_str::<Marker>(json.trim()) {
                         Ok(m) => pending = Some((i, m)),
                         Err(e) => self.errors.push(LocationError {
+                            severity: crate::store::Severity::Error,
                             location: loc(i),
                             error: format!("credshift marker comment ignored: {}", json_reason(&e)),
                         }),
@@ -271,6 +272,7 @@ impl Doc {
                 Err(reason) => {
                     pending = None;
                     self.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: loc(i),
                         error: reason.to_string(),
                     });
@@ -446,9 +448,10 @@ impl Doc {
                 let (last, earlier) = at.split_last()?;
                 let key = &self.assignments[*v.last()?].key;
                 Some(LocationError {
+                    severity: crate::store::Severity::Warning,
                     location: format!("{}:{}", path.display(), at[0]),
                     error: format!(
-                        "warning: {key} is assigned {} times (lines {}): line {last}, the value a \
+                        "{key} is assigned {} times (lines {}): line {last}, the value a \
                          shell uses, is the one migrated and the only one --delete-source \
                          removes; line(s) {} stay",
                         at.len(),

@@ -372,7 +372,7 @@ impl Store for EnvelopeFileStore {
                 Ok(items) => cap.item_count = Some(items.len()),
                 Err(e @ StoreError::MissingKey { .. }) => {
                     cap.reason = Some(format!("contents unknown until a key is given: {e}"));
-                    cap.warnings.push(e.to_string());
+                    cap.needs_key = Some(e.to_string());
                 }
                 Err(e) => {
                     cap.readable = false;
@@ -382,7 +382,10 @@ impl Store for EnvelopeFileStore {
             }
         } else if let Err(e) = KeySource::for_new_data(&self.opts, &loc) {
             cap.reason = Some(format!("a key is needed to create it: {e}"));
-            cap.warnings.push(e.to_string());
+            match e {
+                StoreError::MissingKey { .. } => cap.needs_key = Some(e.to_string()),
+                _ => cap.warnings.push(e.to_string()),
+            }
         }
         cap
     }

@@ -86,6 +86,7 @@ impl EnvStore {
                     // Zeroize what we can of the undecodable value.
                     drop(zeroize::Zeroizing::new(raw.into_encoded_bytes()));
                     scan.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: format!("env:{name_text}"),
                         error: "value is not valid UTF-8".into(),
                     });
@@ -93,6 +94,7 @@ impl EnvStore {
                 (None, Ok(v)) => {
                     drop(zeroize::Zeroizing::new(v));
                     scan.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: format!("env:{name_text}"),
                         error: "variable name is not valid UTF-8".into(),
                     });
@@ -108,7 +110,7 @@ impl Store for EnvStore {
     /// Every `env:` prefix reads one process environment.
     fn identity(&self) -> Result<crate::store::StoreIdentity> {
         Ok(crate::store::StoreIdentity::named(
-            "env",
+            crate::store::IdentityKind::Env,
             "process environment",
         ))
     }

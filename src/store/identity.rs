@@ -10,11 +10,39 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// What an identity's key is made of; journals keep these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityKind {
+    File,
+    Postgres,
+    Keyring,
+    Env,
+    Vault,
+    /// The engine's in-memory store (restore, tests).
+    Memory,
+    /// The test wrapper that marks a store's answers.
+    Marked,
+}
+
+impl IdentityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::File => "file",
+            IdentityKind::Postgres => "postgres",
+            IdentityKind::Keyring => "keyring",
+            IdentityKind::Env => "env",
+            IdentityKind::Vault => "vault",
+            IdentityKind::Memory => "memory",
+            IdentityKind::Marked => "marked",
+        }
+    }
+}
+
 /// A store's identity. Never holds a secret (no password, no value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreIdentity {
-    /// `file`, `postgres`, `keyring`, `env`, ... (what the key is made of).
-    pub kind: String,
+    pub kind: IdentityKind,
     /// Stable and canonical: the same for every spelling of one store, and
     /// unchanged by the writes credshift makes (a file rewritten by rename
     /// keeps its key). What the journal compares on recovery.
@@ -56,7 +84,7 @@ impl StoreIdentity {
             ));
         }
         StoreIdentity {
-            kind: "file".into(),
+            kind: IdentityKind::File,
             key: format!("file:{}", canon.display()),
             aliases,
             display: canon.display().to_string(),
@@ -64,12 +92,13 @@ impl StoreIdentity {
     }
 
     /// A store with nothing below a name (the keyring's service, `env:`).
-    pub fn named(kind: &str, name: &str) -> StoreIdentity {
+    pub fn named(kind: IdentityKind, name: &str) -> StoreIdentity {
+        let k = kind.as_str();
         StoreIdentity {
-            kind: kind.into(),
-            key: format!("{kind}:{name}"),
+            kind,
+            key: format!("{k}:{name}"),
             aliases: Vec::new(),
-            display: format!("{kind} {name}"),
+            display: format!("{k} {name}"),
         }
     }
 }

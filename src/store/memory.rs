@@ -69,7 +69,10 @@ impl Store for Memory {
     fn identity(&self) -> Result<crate::store::StoreIdentity> {
         Ok(
             crate::store::offline_identity(&self.spec).unwrap_or_else(|| {
-                crate::store::StoreIdentity::named("memory", &self.spec.to_string())
+                crate::store::StoreIdentity::named(
+                    crate::store::IdentityKind::Memory,
+                    &self.spec.to_string(),
+                )
             }),
         )
     }

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
-pub use identity::StoreIdentity;
+pub use identity::{IdentityKind, StoreIdentity};
 
 pub mod bundle;
 pub mod dotenv;
@@ -53,17 +53,40 @@ impl From<&Credential> for Entry {
     }
 }
 
-/// A file, row or item that could not be read. Never holds content.
+/// Whether a [`LocationError`] lost something (an item was not read) or
+/// only warns (everything was read; something about it deserves a look).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Error,
+    Warning,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// A file, row or item that could not be read, or a warning about one.
+/// Never holds content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LocationError {
     /// File path, `file:line`, table row, ...
     pub location: String,
     pub error: String,
+    /// `error`: something was not read; `warning`: only a note.
+    pub severity: Severity,
 }
 
 impl LocationError {
     pub fn from_error(location: impl Into<String>, e: &StoreError) -> Self {
         LocationError {
+            severity: Severity::Error,
             location: location.into(),
             error: e.to_string(),
         }
@@ -119,10 +142,21 @@ pub struct Capability {
     /// Whether arbitrary metadata survives a write + read. When false, the
     /// engine compares values only and the plan warns that metadata is dropped.
     pub keeps_metadata: bool,
+    /// Set when values cannot be read or written until credshift's
+    /// passphrase or key file is given: what the store says about it. Not repeated in
+    /// `warnings`, so a caller about to ask for the key can leave it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_key: Option<String>,
     pub warnings: Vec<String>,
 }
 
 impl Capability {
+    /// Everything worth telling about the store: the needs-a-key note,
+    /// then the warnings.
+    pub fn notes(&self) -> impl Iterator<Item = &String> {
+        self.needs_key.iter().chain(&self.warnings)
+    }
+
     /// A reachable, readable, persistent store: the starting point of every
     /// probe that found its store, before writability, existence and counts.
     pub fn persistent_store(encrypted_at_rest: bool, keeps_metadata: bool) -> Self {
@@ -206,6 +240,7 @@ pub trait Store: Send + Sync {
             match self.read(&e.id) {
                 Ok(Some(c)) => scan.credentials.push(c),
                 Ok(None) => scan.errors.push(LocationError {
+                    severity: Severity::Error,
                     location: e.id.to_string(),
                     error: "listed but could not be read back".into(),
                 }),
@@ -653,8 +688,11 @@ pub fn offline_identity(spec: &StoreSpec) -> Option<StoreIdentity> {
         return Some(StoreIdentity::of_path(p));
     }
     match spec {
-        StoreSpec::Keyring(s) => Some(StoreIdentity::named("keyring", s)),
-        StoreSpec::Env(_) => Some(StoreIdentity::named("env", "process environment")),
+        StoreSpec::Keyring(s) => Some(StoreIdentity::named(IdentityKind::Keyring, s)),
+        StoreSpec::Env(_) => Some(StoreIdentity::named(
+            IdentityKind::Env,
+            "process environment",
+        )),
         _ => pg::offline_identity(spec),
     }
 }

@@ -274,6 +274,7 @@ impl Config {
         };
         let Some(providers) = providers.as_object() else {
             scan.errors.push(LocationError {
+                severity: crate::store::Severity::Error,
                 location: loc("providers"),
                 error: "expected an object".into(),
             });
@@ -286,6 +287,7 @@ impl Config {
             let Some(auth) = auth.as_object() else {
                 if !auth.is_null() {
                     scan.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: loc(&format!("providers.{name}.auth_data")),
                         error: "expected an object".into(),
                     });

@@ -395,7 +395,7 @@ pub fn server_identity(spec: &StoreSpec, c: &mut Client) -> Result<StoreIdentity
     };
     let tables = tables_of(spec);
     Ok(StoreIdentity {
-        kind: "postgres".into(),
+        kind: crate::store::IdentityKind::Postgres,
         key: format!("postgres:{server}/{db}/{schema}/{tables}"),
         aliases: Vec::new(),
         display: format!("PostgreSQL {server}, database {db}, schema {schema}, {tables}"),
@@ -435,7 +435,7 @@ pub fn offline_identity(spec: &StoreSpec) -> Option<StoreIdentity> {
         .unwrap_or_default();
     let tables = tables_of(spec);
     Some(StoreIdentity {
-        kind: "postgres".into(),
+        kind: crate::store::IdentityKind::Postgres,
         key: format!("postgres-url:{host}:{port}/{db}/{tables}"),
         aliases: Vec::new(),
         display: format!("PostgreSQL {host}:{port}, database {db}, {tables}"),

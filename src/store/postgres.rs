@@ -281,8 +281,8 @@ impl Store for PostgresStore {
             cap.item_count = usize::try_from(n).ok();
         }
         if self.opts.passphrase.is_none() && self.opts.key_file.is_none() {
-            cap.warnings
-                .push("no passphrase or key file given: values cannot be read or written".into());
+            cap.needs_key =
+                Some("no passphrase or key file given: values cannot be read or written".into());
         }
         cap
     }

@@ -451,6 +451,7 @@ impl AccountFile {
                 }),
                 None | Some(Value::Null) => {}
                 Some(_) => errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: self.path.display().to_string(),
                     error: format!("{} is not a string", field.name()),
                 }),
@@ -458,6 +459,7 @@ impl AccountFile {
         }
         if out.is_empty() && errors.is_empty() {
             errors.push(LocationError {
+                severity: crate::store::Severity::Error,
                 location: self.path.display().to_string(),
                 error: "no api_key or oauth tokens in this account file".into(),
             });
@@ -580,6 +582,7 @@ impl Tree {
         for t in &self.trains {
             let Some(keys) = t.keys() else {
                 errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: t.path.display().to_string(),
                     error: "expected {\"keys\": [...]} or a JSON array".into(),
                 });
@@ -599,6 +602,7 @@ impl Tree {
                     // A deleted slot (see the module docs).
                     Value::Null => {}
                     _ => errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: format!("{}: keys[{i}]", t.path.display()),
                         error: "not a string".into(),
                     }),
@@ -612,6 +616,7 @@ impl Tree {
                 true
             } else {
                 errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: c.id.to_string(),
                     error: "more than one account file has this accountId; the first is used"
                         .into(),
@@ -641,6 +646,7 @@ fn files_with_suffix(
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             if entry.file_name().to_string_lossy().ends_with(suffix) {
                 errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: path.display().to_string(),
                     error: "file name is not valid UTF-8".into(),
                 });
@@ -923,6 +929,7 @@ fn file_error(path: &Path, e: &StoreError) -> LocationError {
             column,
             message,
         } => LocationError {
+            severity: crate::store::Severity::Error,
             location: match (line, column) {
                 (Some(l), Some(c)) => format!("{location}:{l}:{c}"),
                 (Some(l), None) => format!("{location}:{l}"),
@@ -931,6 +938,7 @@ fn file_error(path: &Path, e: &StoreError) -> LocationError {
             error: message.clone(),
         },
         StoreError::Io { source, .. } => LocationError {
+            severity: crate::store::Severity::Error,
             location: path.display().to_string(),
             error: source.to_string(),
         },

@@ -501,7 +501,7 @@ impl Store for SqliteStore {
                 Ok(_) => {}
                 Err(e @ StoreError::MissingKey { .. }) => {
                     cap.reason = Some(format!("values cannot be read until a key is given: {e}"));
-                    cap.warnings.push(e.to_string());
+                    cap.needs_key = Some(e.to_string());
                 }
                 Err(e) => {
                     cap.readable = false;

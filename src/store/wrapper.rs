@@ -224,6 +224,7 @@ mod tests {
             Ok(Scan {
                 credentials: vec![Self::item(&"m/scanned".parse().unwrap())],
                 errors: vec![LocationError {
+                    severity: crate::store::Severity::Error,
                     location: "marked".into(),
                     error: "marked scan".into(),
                 }],
@@ -261,7 +262,10 @@ mod tests {
             Ok(Some(Box::new(MarkedLock)))
         }
         fn identity(&self) -> Result<StoreIdentity> {
-            Ok(StoreIdentity::named("marked", "identity"))
+            Ok(StoreIdentity::named(
+                crate::store::IdentityKind::Marked,
+                "identity",
+            ))
         }
         fn set_provenance(&self, _: &Provenance) {
             self.called("set_provenance");

@@ -15,7 +15,7 @@ use crate::engine::{
 };
 use crate::store::{self, OpenOptions, StoreSpec};
 use crate::tui::app::{Executor, Sink};
-use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TimelineEntry};
+use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TaskError, TimelineEntry};
 
 /// The running migration's cancel flag, and whether a cancel came before
 /// the engine had handed it over.
@@ -60,21 +60,21 @@ fn release_free_memory() {
     }
 }
 
-fn spawn(sink: &Sink, task: Task, f: impl FnOnce() -> Result<Event, String> + Send + 'static) {
+fn spawn(sink: &Sink, task: Task, f: impl FnOnce() -> Result<Event, TaskError> + Send + 'static) {
     let sink = sink.clone();
     let spawned = thread::Builder::new()
         .name(format!("credshift-{task:?}").to_lowercase())
         .spawn({
             let sink = sink.clone();
             move || {
-                let ev = f().unwrap_or_else(|message| Event::Failed { task, message });
+                let ev = f().unwrap_or_else(|error| Event::Failed { task, error });
                 sink.send(ev);
             }
         });
     if let Err(e) = spawned {
         sink.send(Event::Failed {
             task,
-            message: format!("could not start a worker thread: {e}"),
+            error: TaskError::NoThread(e.to_string()),
         });
     }
 }
@@ -96,7 +96,7 @@ impl Executor for EngineExecutor {
                         .collect();
                     let reports = handles
                         .into_iter()
-                        .map(|h| h.join().map_err(|_| "a store probe panicked".to_string()))
+                        .map(|h| h.join().map_err(|_| TaskError::ProbePanicked))
                         .collect::<Result<Vec<_>, _>>()?;
                     // The probes read whole stores on their own threads.
                     release_free_memory();
@@ -106,10 +106,9 @@ impl Executor for EngineExecutor {
             Effect::LoadInventory { from } => {
                 let opts = self.opts.clone();
                 spawn(sink, Task::Inventory, move || {
-                    let s = store::open(&from, &opts).map_err(|e| e.to_string())?;
+                    let s = store::open(&from, &opts)?;
                     let (inv, creds) =
-                        engine::inventory::inventory(s.as_ref(), engine::inventory::now_ms())
-                            .map_err(|e| e.to_string())?;
+                        engine::inventory::inventory(s.as_ref(), engine::inventory::now_ms())?;
                     drop((creds, s));
                     release_free_memory();
                     Ok(Event::InventoryLoaded(Box::new(inv)))
@@ -118,13 +117,13 @@ impl Executor for EngineExecutor {
             Effect::Reveal { from, id } => {
                 let opts = self.opts.clone();
                 spawn(sink, Task::Reveal, move || {
-                    let s = store::open(&from, &opts).map_err(|e| e.to_string())?;
-                    match s.read(&id).map_err(|e| e.to_string())? {
+                    let s = store::open(&from, &opts)?;
+                    match s.read(&id)? {
                         Some(c) => Ok(Event::Revealed {
                             id,
                             secret: c.secret,
                         }),
-                        None => Err(format!("{id}: no longer in {from}")),
+                        None => Err(TaskError::Gone { id, from }),
                     }
                 });
             }
@@ -146,8 +145,8 @@ impl Executor for EngineExecutor {
                 let opts = self.opts.clone();
                 let slot = self.prepared.clone();
                 spawn(sink, Task::Plan, move || {
-                    let source = store::open(&from, &opts).map_err(|e| e.to_string())?;
-                    let target = store::open(&to, &opts).map_err(|e| e.to_string())?;
+                    let source = store::open(&from, &opts)?;
+                    let target = store::open(&to, &opts)?;
                     let req = MigrationRequest {
                         from,
                         to,
@@ -155,8 +154,7 @@ impl Executor for EngineExecutor {
                         selection: Some(selection.into_iter().collect::<BTreeSet<_>>()),
                         delete_source: false,
                     };
-                    let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())
-                        .map_err(|e| e.to_string())?;
+                    let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
                     let plan = prepared.plan.clone();
                     if let Ok(mut s) = slot.lock() {
                         *s = Some(prepared);
@@ -174,21 +172,21 @@ impl Executor for EngineExecutor {
             Effect::Verify { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Verify, move || {
-                    let r = engine::verify(&dir, &id, &opts).map_err(|e| e.to_string())?;
+                    let r = engine::verify(&dir, &id, &opts)?;
                     Ok(Event::Verified(Box::new(r)))
                 });
             }
             Effect::Cleanup { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Cleanup, move || {
-                    let r = engine::cleanup(&dir, &id, &opts).map_err(|e| e.to_string())?;
+                    let r = engine::cleanup(&dir, &id, &opts)?;
                     Ok(Event::CleanedUp(Box::new(r)))
                 });
             }
             Effect::LoadHistory => {
                 let dir = self.state_dir.clone();
                 spawn(sink, Task::History, move || {
-                    let mut h = engine::history(&dir).map_err(|e| e.to_string())?;
+                    let mut h = engine::history(&dir)?;
                     // Newest first: ids sort by start time.
                     h.sort_by(|a, b| b.id.cmp(&a.id));
                     Ok(Event::HistoryLoaded(h))
@@ -197,7 +195,7 @@ impl Executor for EngineExecutor {
             Effect::LoadDetail { id } => {
                 let dir = self.state_dir.clone();
                 spawn(sink, Task::Detail, move || {
-                    let d = engine::detail(&dir, &id).map_err(|e| e.to_string())?;
+                    let d = engine::detail(&dir, &id)?;
                     Ok(Event::DetailLoaded(Box::new(detail_view(d))))
                 });
             }
@@ -209,8 +207,7 @@ impl Executor for EngineExecutor {
                         RecoveryAction::Rollback => engine::rollback(&dir, &id, &opts),
                         RecoveryAction::Verify => engine::verify(&dir, &id, &opts),
                         RecoveryAction::Restore => restore(&dir, &id, &opts),
-                    }
-                    .map_err(|e| e.to_string())?;
+                    }?;
                     Ok(Event::RecoveryFinished(Box::new(r)))
                 });
             }
@@ -252,13 +249,10 @@ impl EngineExecutor {
         };
         let sink2 = sink.clone();
         spawn(sink, Task::Migrate, move || {
-            let prepared = prepared.ok_or_else(|| {
-                "the plan on screen is no longer the latest one; go back and plan again".to_string()
-            })?;
-            let source = store::open(&req.from, &opts).map_err(|e| e.to_string())?;
-            let target = store::open(&req.to, &opts).map_err(|e| e.to_string())?;
-            let handle = engine::start_prepared(req, prepared, source, target, &dir, &opts)
-                .map_err(|e| e.to_string())?;
+            let prepared = prepared.ok_or(TaskError::StalePlan)?;
+            let source = store::open(&req.from, &opts)?;
+            let target = store::open(&req.to, &opts)?;
+            let handle = engine::start_prepared(req, prepared, source, target, &dir, &opts)?;
             let early_cancel = match cancel.lock() {
                 Ok(mut slot) => {
                     slot.flag = Some(handle.cancel_flag());
@@ -279,7 +273,7 @@ impl EngineExecutor {
                     sink2.send(Event::Progress(vec![p]));
                 }
             }
-            let report = handle.join().map_err(|e| e.to_string());
+            let report = handle.join();
             if let Ok(mut slot) = cancel.lock() {
                 slot.flag = None;
             }
@@ -310,7 +304,7 @@ fn detail_view(d: MigrationDetail) -> Detail {
         .timeline
         .into_iter()
         .map(|t| {
-            let mut what = t.event.replace('_', " ");
+            let mut what = t.event.as_str().replace('_', " ");
             if let Some(id) = &t.id {
                 what.push_str(&format!(" {id}"));
             }

@@ -7,12 +7,15 @@
 //! emitted after an explicit consent or confirmation event.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::credential::{CredentialId, Secret};
+use crate::engine::EngineError;
 use crate::engine::types::{
     ConflictPolicy, HistoryEntry, Inventory, MigrationId, MigrationStatus, Plan, Progress, Report,
     StoreReport,
 };
+use crate::error::StoreError;
 use crate::store::StoreSpec;
 
 mod assess;
@@ -131,6 +134,36 @@ pub enum Task {
     Recovery,
 }
 
+/// Why a background task ended without its result: the engine's typed
+/// error as it was raised (a screen shows its message), or what went
+/// wrong around it on the worker.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Engine(Arc<EngineError>),
+    #[error("could not start a worker thread: {0}")]
+    NoThread(String),
+    #[error("a store probe panicked")]
+    ProbePanicked,
+    /// The dry run on screen is not the one the worker holds.
+    #[error("the plan on screen is no longer the latest one; go back and plan again")]
+    StalePlan,
+    #[error("{id}: no longer in {from}")]
+    Gone { id: CredentialId, from: StoreSpec },
+}
+
+impl From<EngineError> for TaskError {
+    fn from(e: EngineError) -> Self {
+        TaskError::Engine(Arc::new(e))
+    }
+}
+
+impl From<StoreError> for TaskError {
+    fn from(e: StoreError) -> Self {
+        EngineError::from(e).into()
+    }
+}
+
 /// Inputs: user intents (from the keymap) and engine results (from the worker).
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -197,7 +230,7 @@ pub enum Event {
     },
     Failed {
         task: Task,
-        message: String,
+        error: TaskError,
     },
 }
 
@@ -460,7 +493,7 @@ impl Wizard {
                 }
                 return vec![];
             }
-            Event::Failed { task, message } => return self.on_failed(task, message),
+            Event::Failed { task, error } => return self.on_failed(task, error),
             Event::Terminate => {
                 if self.running() {
                     self.confirm = None;
@@ -562,8 +595,9 @@ impl Wizard {
         }
     }
 
-    fn on_failed(&mut self, task: Task, message: String) -> Vec<Effect> {
+    fn on_failed(&mut self, task: Task, error: TaskError) -> Vec<Effect> {
         self.busy = None;
+        let message = error.to_string();
         match task {
             // The engine stopped without a report: before writing (lock
             // held, backup failed, the stores changed since the plan) or

@@ -401,6 +401,7 @@ fn report(rolled_back: bool) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        unreadable: 0,
     }
 }
 
@@ -445,7 +446,7 @@ fn a_migrate_error_after_writes_never_says_nothing_was_written() {
     let mut w = running();
     w.handle(Event::Failed {
         task: Task::Migrate,
-        message: "the target is locked".into(),
+        error: EngineError::Refused("the target is locked".into()).into(),
     });
     assert_eq!(w.step, Step::Done);
     let text = w.failure_summary().unwrap();
@@ -467,7 +468,7 @@ fn a_migrate_error_after_writes_never_says_nothing_was_written() {
         w.handle(Event::Progress(vec![progress]));
         w.handle(Event::Failed {
             task: Task::Migrate,
-            message: "the journal failed: disk full".into(),
+            error: StoreError::Other("the journal failed: disk full".into()).into(),
         });
         assert_eq!(w.step, Step::Done);
         let text = w.failure_summary().unwrap();
@@ -783,4 +784,22 @@ fn the_plan_index_finds_every_item_and_nothing_else() {
         index.find(&other.items, &CredentialId::new("env", "K1")),
         None
     );
+}
+
+#[test]
+fn a_failed_task_shows_the_engine_error_message_it_carries() {
+    let mut w = running();
+    let e = EngineError::ChangedSincePlan {
+        changed: vec![(
+            CredentialId::new("env", "A"),
+            crate::engine::plan::ChangedSide::Target,
+        )],
+    };
+    let shown = e.to_string();
+    w.handle(Event::Failed {
+        task: Task::Migrate,
+        error: e.into(),
+    });
+    assert_eq!(w.error.as_deref(), Some(shown.as_str()));
+    assert!(shown.contains("env/A (target)"), "{shown}");
 }

@@ -253,3 +253,159 @@ fn no_code_outside_the_store_matches_on_a_store_kind() {
         "store kinds matched outside src/store/ (ask StoreSpec::profile or a Store method): {found:#?}"
     );
 }
+
+/// Lines of `text` outside its unit tests: a file's `#[cfg(test)]` module
+/// is its last item here, so everything from it on is left out.
+fn non_test_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .take_while(|(_, l)| l.trim() != "#[cfg(test)]")
+        .map(|(n, l)| (n + 1, l.split("//").next().unwrap_or("")))
+}
+
+/// Names that hold a message, a journal string or an error's text.
+const MESSAGE_NAMES: &[&str] = &[
+    "e",
+    "err",
+    "error",
+    "errors()",
+    "msg",
+    "message",
+    "reason",
+    "warning",
+    "warnings",
+    "w",
+    "detail",
+    "action",
+    "how",
+    "event",
+    "kind",
+    "to_string()",
+    "text",
+    "status",
+];
+
+/// Where text is the only thing another program gives (its protocol
+/// reports the condition in words), with the reason.
+const TEXT_FROM_OTHERS: &[(&str, &str, &str)] = &[
+    (
+        "store/vault/kv.rs",
+        r#"errors().contains("check-and-set")"#,
+        "Vault reports a check-and-set mismatch only in its error text",
+    ),
+    (
+        "store/pg.rs",
+        r#"to_string().contains("password missing")"#,
+        "tokio-postgres says a password is missing only in its message",
+    ),
+    (
+        "store/keyring/secret_service.rs",
+        r#"text.contains("ServiceUnknown")"#,
+        "D-Bus error names arrive as text",
+    ),
+    (
+        "scrub.rs",
+        "",
+        "it classifies the field names and words of the data it scrubs",
+    ),
+    (
+        "store/dotenv.rs",
+        r#"text.contains("\r\n")"#,
+        "the file's own line endings, kept on rewrite",
+    ),
+];
+
+/// Each comparison of a message-like value with a literal or a constant:
+/// `file:line: code`. A comparison of text a user or another program
+/// wrote (parsing) is not one of these: such names are not message names.
+fn text_decisions(path: &Path, text: &str) -> Vec<String> {
+    const OPS: &[&str] = &[
+        ".contains(",
+        ".starts_with(",
+        ".strip_prefix(",
+        ".ends_with(",
+        ".find(",
+        " == ",
+        " != ",
+    ];
+    let mut found = Vec::new();
+    for (n, code) in non_test_lines(text) {
+        for op in OPS {
+            for (at, _) in code.match_indices(op) {
+                let arg = code[at + op.len()..].trim_start_matches(['&', ' ']);
+                let literal = arg.starts_with('"')
+                    || arg.starts_with("r#\"")
+                    || arg.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                        && arg
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                            .all(|c| !c.is_ascii_lowercase());
+                let receiver = code[..at]
+                    .trim_end()
+                    .rsplit(['.', ' ', '(', '!', '&', '|', '*'])
+                    .find(|s| !s.is_empty())
+                    .unwrap_or("");
+                let receiver = if code[..at].ends_with("()") {
+                    code[..at].rsplit(['.', ' ']).next().unwrap_or("")
+                } else {
+                    receiver
+                };
+                if literal && MESSAGE_NAMES.contains(&receiver) {
+                    found.push(format!("{}:{n}: {}", path.display(), code.trim()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn text_decisions_finds_a_message_match_and_skips_parsing_and_tests() {
+    let code = "fn f() {\n    if e.error.starts_with(\"warning: \") {}\n    \
+                if w.starts_with(UNREADABLE) {}\n    if p.action == \"overwrite\" {}\n    \
+                if e.to_string().contains(\"locked\") {}\n    \
+                if line.strip_prefix(\"export\").is_some() {}\n    \
+                if n == 3 {}\n}\n#[cfg(test)]\nmod tests {\n    \
+                fn t() { assert!(e.contains(\"x\")); }\n}\n";
+    let found = text_decisions(Path::new("a.rs"), code);
+    let lines: Vec<&str> = found.iter().map(|f| f.split(':').nth(1).unwrap()).collect();
+    assert_eq!(lines, ["2", "3", "4", "5"], "{found:#?}");
+}
+
+/// Issue 22, point 1: no behaviour depends on the wording of a message or
+/// a journal string (those are enums and typed errors); only the texts
+/// other programs give are matched, each listed with its reason.
+#[test]
+fn no_behaviour_depends_on_a_message_text() {
+    let mut found = Vec::new();
+    for p in rust_files(&src()) {
+        let rel = p
+            .strip_prefix(src())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.ends_with("tests.rs") || rel.contains("/tests/") || rel == "fuzzing.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        found.extend(text_decisions(Path::new(&rel), &text));
+    }
+    // Every exception still names a real match (none left over).
+    for (file, snippet, why) in TEXT_FROM_OTHERS {
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with(file) && f.contains(snippet)),
+            "stale exception {file} {snippet} ({why})"
+        );
+    }
+    found.retain(|f| {
+        !TEXT_FROM_OTHERS
+            .iter()
+            .any(|(file, snippet, _)| f.starts_with(file) && f.contains(snippet))
+    });
+    assert!(
+        found.is_empty(),
+        "behaviour decided by message text (use an enum or a typed error): {found:#?}"
+    );
+}

@@ -179,6 +179,7 @@ fn inventory() -> Inventory {
                 "/home/user/.agent-prompttrain/credentials/accounts/broken.credentials.json:3:14"
                     .into(),
             error: "expected a JSON object".into(),
+            severity: credshift::store::Severity::Error,
         }],
     }
 }
@@ -267,6 +268,7 @@ fn report(rolled_back: bool, failed: usize) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        unreadable: 0,
     }
 }
 
@@ -812,7 +814,10 @@ fn done_screens() {
         &mut app,
         Event::Failed {
             task: credshift::wizard::Task::Migrate,
-            message: "encrypted:/home/user/.local/state/credshift/credentials.enc is locked by another migration".into(),
+            error: credshift::engine::EngineError::Refused(
+                "encrypted:/home/user/.local/state/credshift/credentials.enc is locked by another migration".into(),
+            )
+            .into(),
         },
     );
     snap("09-done-failed", &app);
@@ -1032,9 +1037,9 @@ fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
     let capability = store::open(&spec, &without).unwrap().probe();
     assert!(
         capability
-            .warnings
-            .iter()
-            .any(|w| w.contains("sealed with a passphrase")),
+            .needs_key
+            .as_deref()
+            .is_some_and(|w| w.contains("sealed with a passphrase")),
         "{capability:?}"
     );
     StoreReport { spec, capability }

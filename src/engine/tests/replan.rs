@@ -4,6 +4,7 @@
 
 use super::recovery::{env_file, env_values};
 use super::*;
+use crate::engine::journal::{JournalEvent, UndoOutcome};
 use crate::engine::plan::TARGET_UNREADABLE;
 
 fn one(items: &[(&str, &str)]) -> Vec<Credential> {
@@ -122,7 +123,10 @@ fn a_value_someone_else_wrote_after_the_migration_survives_its_rollback() {
     let left: Vec<String> = d
         .timeline
         .iter()
-        .filter(|t| t.event == "undone" && t.detail.as_deref() == Some("left_changed"))
+        .filter(|t| {
+            t.event == JournalEvent::Undone
+                && t.detail.as_deref() == Some(UndoOutcome::LeftChanged.as_str())
+        })
         .filter_map(|t| t.id.as_ref().map(ToString::to_string))
         .collect();
     assert_eq!(left, ["env/B_KEY", "env/A_KEY"], "{:?}", d.timeline);

@@ -460,9 +460,10 @@ impl Store for KeyringStore {
     /// The service: one per user's keyring (the lock is per user too).
     fn identity(&self) -> Result<crate::store::StoreIdentity> {
         match self.spec() {
-            StoreSpec::Keyring(service) => {
-                Ok(crate::store::StoreIdentity::named("keyring", service))
-            }
+            StoreSpec::Keyring(service) => Ok(crate::store::StoreIdentity::named(
+                crate::store::IdentityKind::Keyring,
+                service,
+            )),
             other => Err(StoreError::Other(format!("{other}: not a keyring spec"))),
         }
     }
@@ -504,6 +505,7 @@ impl Store for KeyringStore {
                     exists: true,
                     keeps_metadata: true,
                     warnings,
+                    ..Capability::default()
                 }
             }
             Err(fail) => {
@@ -531,6 +533,7 @@ impl Store for KeyringStore {
         for l in found {
             match l {
                 Listed::Bad { location, error } => listing.errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: format!("{} {location}", self.spec),
                     error,
                 }),
@@ -541,10 +544,12 @@ impl Store for KeyringStore {
                 } => match item_from_attributes(&user, kind.as_deref(), metadata.as_deref()) {
                     Ok(entry) => listing.entries.push(entry),
                     Err(AttrError::NotOurs) => listing.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: format!("{} user {user:?}", self.spec),
                         error: "not a credshift entry: the user is not NAMESPACE/NAME".into(),
                     }),
                     Err(AttrError::Bad { id, error }) => listing.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: format!("{} {id}", self.spec),
                         error,
                     }),
@@ -644,6 +649,7 @@ impl Store for KeyringStore {
             match r {
                 Ok(Some(c)) => scan.credentials.push(c),
                 Ok(None) => scan.errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: id.to_string(),
                     error: "listed but could not be read back".into(),
                 }),

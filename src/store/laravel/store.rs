@@ -84,6 +84,7 @@ impl LaravelStore {
                 wipe(&mut m);
             }
             None => errors.push(LocationError {
+                severity: crate::store::Severity::Error,
                 location: row.location(),
                 error: "the metadata column is not a JSON object; left out".into(),
             }),
@@ -119,6 +120,7 @@ impl LaravelStore {
             let namespace = row.namespace();
             if namespace.contains('/') {
                 scan.errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: row.location(),
                     error: "the provider contains '/', which a credential id cannot hold".into(),
                 });
@@ -126,6 +128,7 @@ impl LaravelStore {
             }
             if !seen.insert(namespace.clone()) {
                 scan.errors.push(LocationError {
+                    severity: crate::store::Severity::Error,
                     location: row.location(),
                     error: format!("another active row already provides {namespace}/*; skipped"),
                 });
@@ -135,6 +138,7 @@ impl LaravelStore {
                 Ok(f) => f,
                 Err(e) => {
                     scan.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: row.location(),
                         error: message_of(&e),
                     });
@@ -153,6 +157,7 @@ impl LaravelStore {
                         .with_metadata(metadata.clone()),
                     ),
                     _ => scan.errors.push(LocationError {
+                        severity: crate::store::Severity::Error,
                         location: format!("{} field={field}", row.location()),
                         error: "the value is not a string; left as it is".into(),
                     }),

@@ -274,12 +274,14 @@ impl PromptTrainDb {
         let mut errors = Vec::new();
         for a in accounts.iter().filter(|a| a.account_id.contains('/')) {
             errors.push(LocationError {
+                severity: crate::store::Severity::Error,
                 location: format!("accounts[{}]", a.account_id),
                 error: "account id contains '/', which credshift ids cannot hold".into(),
             });
         }
         for (t, _) in trains.iter().filter(|(t, _)| t.contains('/')) {
             errors.push(LocationError {
+                severity: crate::store::Severity::Error,
                 location: format!("trains[{t}]"),
                 error: "train id contains '/', which credshift ids cannot hold".into(),
             });

@@ -568,7 +568,7 @@ impl Store for VaultStore {
 
     fn identity(&self) -> Result<crate::store::StoreIdentity> {
         Ok(crate::store::StoreIdentity {
-            kind: "vault".into(),
+            kind: crate::store::IdentityKind::Vault,
             key: self.identity_key()?,
             aliases: Vec::new(),
             display: self.spec.to_string(),

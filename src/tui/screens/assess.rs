@@ -11,9 +11,9 @@ use crate::tui::app::App;
 use crate::tui::widgets;
 use crate::wizard::{Pick, Wizard};
 
-/// The probe's "no passphrase or key file given" is no news for an
-/// encrypted store that is not the chosen source: picked as the target,
-/// the wizard asks for its passphrase before reading or writing it.
+/// The probe's needs-a-key note is no news for an encrypted store that is
+/// not the chosen source: picked as the target, the wizard asks for its
+/// passphrase before reading or writing it.
 fn asks_for_passphrase(w: &Wizard, i: usize) -> bool {
     !w.passphrase.set
         && w.assess.source != Some(i)
@@ -23,21 +23,14 @@ fn asks_for_passphrase(w: &Wizard, i: usize) -> bool {
             .is_some_and(|r| r.spec.under_passphrase())
 }
 
-/// A probe warning that says only "no passphrase was given" (the texts of
-/// the encrypted stores' missing-key errors).
-fn is_missing_passphrase(warning: &str) -> bool {
-    warning.contains("no passphrase or key file given")
-        || warning.contains("give it with --passphrase-file PATH")
-}
-
 /// The warnings worth showing for store `i`.
 fn shown_warnings<'a>(w: &Wizard, i: usize, r: &'a StoreReport) -> Vec<&'a String> {
-    let asks = asks_for_passphrase(w, i);
-    r.capability
-        .warnings
-        .iter()
-        .filter(|x| !(asks && is_missing_passphrase(x)))
-        .collect()
+    let c = &r.capability;
+    if asks_for_passphrase(w, i) {
+        c.warnings.iter().collect()
+    } else {
+        c.notes().collect()
+    }
 }
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {

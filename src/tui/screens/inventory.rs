@@ -8,6 +8,7 @@ use ratatui::widgets::{Cell, Row, Widget};
 use super::{at_cursor, date, list_table, para};
 use crate::credential::CredentialId;
 use crate::engine::types::ItemStatus;
+use crate::store::Severity;
 use crate::tui::app::App;
 use crate::tui::widgets;
 use crate::wizard::REVEAL_MS;
@@ -139,13 +140,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .iter()
         .take(3)
         .map(|le| {
-            let room = (area.width as usize).saturating_sub(le.error.chars().count() + 4);
+            let text = match le.severity {
+                Severity::Error => le.error.clone(),
+                Severity::Warning => format!("warning: {}", le.error),
+            };
+            let room = (area.width as usize).saturating_sub(text.chars().count() + 4);
             Line::from(vec![
                 Span::styled("! ", t.bad()),
                 Span::raw(format!(
-                    "{}: {}",
+                    "{}: {text}",
                     widgets::truncate_left(&le.location, room.max(12)),
-                    le.error
                 )),
             ])
         })
