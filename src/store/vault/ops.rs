@@ -70,6 +70,63 @@ fn group<'a>(
     groups
 }
 
+/// How many secrets of a batch are read or written at once: one secret per
+/// request is a round trip each (`?layout=item` puts every credential in a
+/// secret of its own), and a server answers several at a time.
+const WORKERS: usize = 4;
+
+/// `work` for each group, on up to [`WORKERS`] threads when there are
+/// several groups; each writes the results of its group's items (by their
+/// index) into the slice it is given, and those land in `out`. Groups are
+/// distinct secret paths, so their requests are independent (each its own
+/// check-and-set).
+fn for_groups<R: Send>(
+    groups: &Groups,
+    out: &mut [R],
+    fresh: impl Fn() -> R + Sync,
+    work: impl Fn(&str, &[(usize, String)], &mut [R]) + Sync,
+) {
+    if groups.len() < 2 {
+        for (path, items) in groups {
+            work(path, items, out);
+        }
+        return;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let n = out.len();
+    let done: Vec<(Vec<R>, Vec<usize>)> = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..WORKERS.min(groups.len()))
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut local: Vec<R> = (0..n).map(|_| fresh()).collect();
+                    let mut mine = Vec::new();
+                    loop {
+                        let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((path, items)) = groups.get(g) else {
+                            break;
+                        };
+                        work(path, items, &mut local);
+                        mine.push(g);
+                    }
+                    (local, mine)
+                })
+            })
+            .collect();
+        // A worker that panicked must not leave its items looking written.
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    for (mut local, mine) in done {
+        for g in mine {
+            for (i, _) in &groups[g].1 {
+                std::mem::swap(&mut out[*i], &mut local[*i]);
+            }
+        }
+    }
+}
+
 pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
@@ -80,32 +137,37 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
     let groups = group(s, &prefix, ids.iter(), |i, why| {
         out[i] = Err(StoreError::item(&ids[i], why));
     });
-    for (path, items) in groups {
-        // What this store wrote is read back at exactly that version.
-        let exact = s.state().written.get(&path).copied();
-        match read_version(&kv, &path, exact) {
-            Ok(v) => {
-                if exact.is_none() {
-                    s.see(&path, v.as_ref().map_or(0, |v| v.version));
+    for_groups(
+        &groups,
+        &mut out,
+        || Ok(None),
+        |path, items, out| {
+            // What this store wrote is read back at exactly that version.
+            let exact = s.state().written.get(path).copied();
+            match read_version(&kv, path, exact) {
+                Ok(v) => {
+                    if exact.is_none() {
+                        s.see(path, v.as_ref().map_or(0, |v| v.version));
+                    }
+                    let Some(v) = v else { return };
+                    for (i, field) in items {
+                        if let Some(Value::String(secret)) = v.data.get(field) {
+                            let (kind, meta) = field_meta(&v.custom_metadata, field, &ids[*i]);
+                            out[*i] = Ok(Some(
+                                Credential::new(ids[*i].clone(), kind, secret.as_str())
+                                    .with_metadata(meta),
+                            ));
+                        }
+                    }
                 }
-                let Some(v) = v else { continue };
-                for (i, field) in items {
-                    if let Some(Value::String(secret)) = v.data.get(&field) {
-                        let (kind, meta) = field_meta(&v.custom_metadata, &field, &ids[i]);
-                        out[i] = Ok(Some(
-                            Credential::new(ids[i].clone(), kind, secret.as_str())
-                                .with_metadata(meta),
-                        ));
+                Err(e) => {
+                    for (i, _) in items {
+                        out[*i] = Err(again(&e));
                     }
                 }
             }
-            Err(e) => {
-                for (i, _) in items {
-                    out[i] = Err(again(&e));
-                }
-            }
-        }
-    }
+        },
+    );
     out
 }
 
@@ -134,9 +196,14 @@ pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
     let groups = group(s, &prefix, creds.iter().map(|c| &c.id), |i, why| {
         out[i] = Err(StoreError::item(&creds[i].id, why));
     });
-    for (path, items) in groups {
-        write_group(s, &kv, &path, &items, creds, &mut out);
-    }
+    for_groups(
+        &groups,
+        &mut out,
+        || Ok(()),
+        |path, items, out| {
+            write_group(s, &kv, path, items, creds, out);
+        },
+    );
     out
 }
 
