@@ -4,12 +4,15 @@
 //! the dev dependencies (optimized at opt-level 2):
 //! `cargo test --bench crypto_stores`. Prints one line per measurement.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::time::{Duration, Instant};
 
 use credshift::credential::{Credential, CredentialId, Kind, Secret};
 use credshift::crypto::envelope::{self, KeySource, SealingKey};
 use credshift::crypto::kdf;
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -68,11 +71,11 @@ fn main() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         passphrase: Some(Secret::new("passphrase")),
         allow_weak_kdf: true,
         kdf_iterations: 1000,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let db = store::open(&StoreSpec::Sqlite(dir.path().join("bench.db")), &opts).unwrap();
     let t = Instant::now();

@@ -12,12 +12,15 @@
 //!
 //! `cargo bench --bench engine` (ENGINE_BENCH_ITEMS to change the size).
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::time::Instant;
 
 use credshift::credential::{Credential, CredentialId, Kind, Metadata};
-use credshift::engine::memstore::MemStore;
 use credshift::engine::{ConflictPolicy, MigrationRequest, start_with_stores};
-use credshift::store::{OpenOptions, Store, StoreSpec};
+use credshift::store::memory::MemStore;
+use credshift::store::{Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 
 fn items(n: usize) -> Vec<Credential> {
     (0..n)
@@ -61,7 +64,7 @@ fn one_run(n: usize, on_disk: bool) -> (f64, usize) {
         Box::new(src),
         Box::new(dst),
         state.path(),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .expect("start");
     // Drain progress like a UI would.

@@ -11,15 +11,18 @@
 //! `write_many` (one rewrite: the least a whole-file store can do), and for
 //! the inventory, reading the file and splitting it into lines.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::time::Instant;
 
 use credshift::credential::{Credential, CredentialId, Kind, Secret};
 use credshift::engine::BatchRamp;
 use credshift::engine::inventory::inventory;
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 
 fn open(spec: StoreSpec) -> Box<dyn Store> {
-    store::open(&spec, &OpenOptions::default()).expect("open")
+    store::open(&spec, &KeyOptions::default()).expect("open")
 }
 
 fn time<T>(label: &str, n: usize, f: impl FnOnce() -> T) -> T {
@@ -48,9 +51,9 @@ fn creds(n: usize, ns: impl Fn(usize) -> (String, String)) -> Vec<Credential> {
 }
 
 fn encrypted(path: &std::path::Path) -> Box<dyn Store> {
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         passphrase: Some(Secret::new("bench passphrase")),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     store::open(&StoreSpec::Encrypted(path.to_path_buf()), &opts).expect("open")
 }

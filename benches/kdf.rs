@@ -25,6 +25,8 @@
 //! `cargo bench --bench kdf` (`CREDSHIFT_BENCH_KDF_RUNS=N` keys per
 //! implementation, default 20).
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -27,6 +27,8 @@
 //!
 //! `cargo bench --bench keyring`; `CREDSHIFT_BENCH_ITEMS=N` changes N.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -37,7 +39,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use credshift::credential::{Credential, CredentialId, Kind, Metadata};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::keyring_service::KeyringService;
 
 fn value(i: usize) -> String {
@@ -206,7 +209,7 @@ fn bare_creates(service: &str, items: &[Credential]) {
 fn open(service: &str) -> Box<dyn Store> {
     store::open(
         &StoreSpec::Keyring(service.to_string()),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .expect("open keyring store")
 }

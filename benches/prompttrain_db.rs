@@ -29,6 +29,8 @@
 //! threads, or the child process's), which holds on a machine busy with
 //! other work where wall-clock time mostly measures the wait for a core.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -44,7 +46,8 @@ use credshift::credential::{Credential, CredentialId, Secret};
 use credshift::crypto::prompttrain::{self as fmt, MasterKey};
 use credshift::engine::batch_sizes;
 use credshift::store::prompttrain_db::{Target, parse_id};
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
 
 const KEY: &str = "bench-master-key-0123456789abcdef-ok";
 
@@ -122,7 +125,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
 /// The credentials, read with the `prompttrain:DIR` store.
 fn load(dir: &Path) -> Vec<Credential> {
     let spec: StoreSpec = format!("prompttrain:{}", dir.display()).parse().unwrap();
-    let scan = store::open(&spec, &OpenOptions::default())
+    let scan = store::open(&spec, &KeyOptions::default())
         .and_then(|s| s.read_all())
         .expect("read the credentials directory");
     assert!(scan.errors.is_empty(), "{:?}", scan.errors);
@@ -271,9 +274,9 @@ fn main() {
 
     // 2. Into the database at the store level, the engine's batches.
     let db = server.create_database();
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         prompttrain_key: Some(Secret::new(KEY)),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let spec: StoreSpec = format!("prompttrain-db:{}", db.url()).parse().unwrap();
     let s = store::open(&spec, &opts).unwrap();
@@ -317,9 +320,9 @@ fn main() {
     // 5. The same at the store level: a fresh store (no cached keys).
     let spec2: StoreSpec = format!("prompttrain-db:{}", db_node.url()).parse().unwrap();
     let from = store::open(&spec2, &opts).unwrap();
-    let to_opts = OpenOptions {
+    let to_opts = KeyOptions {
         passphrase: Some(Secret::new(PASSPHRASE)),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let to = store::open(
         &StoreSpec::Encrypted(tmp.path().join("store.enc")),

@@ -15,6 +15,8 @@
 //! `/proc/PID/status`, and the time from the consent key to the drawn
 //! inventory is taken from the screen (polled every 10 ms).
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,10 +94,12 @@ fn main() {
         StoreReport {
             spec: from.clone(),
             capability: cap.clone(),
+            location: None,
         },
         StoreReport {
             spec: to.clone(),
             capability: cap,
+            location: None,
         },
     ]));
     w.handle(Event::Enter);

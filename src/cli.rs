@@ -13,7 +13,24 @@ use credshift::credential::CredentialId;
 use credshift::engine;
 use credshift::keys;
 use credshift::locations::default_locations;
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
+
+/// `println!` for the CLI's output, except that a closed stdout (the
+/// reader of a pipe went away: `credshift history | head -1`) is not an
+/// error: the line is dropped and the command carries on to its exit code.
+/// Any other write error panics, as `println!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            assert!(
+                e.kind() == std::io::ErrorKind::BrokenPipe,
+                "failed printing to stdout: {e}"
+            );
+        }
+    }};
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -155,12 +172,21 @@ pub enum Command {
         migration_id: String,
         #[arg(long)]
         yes: bool,
+        /// Undo only the items whose id matches this glob (`*`, `?`); the
+        /// others stay migrated
+        #[arg(long, value_name = "GLOB")]
+        only: Option<String>,
         /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
     },
-    /// Past migrations
+    /// Past migrations, or one migration item by item
     History {
+        /// One migration: every planned item with its state, and the
+        /// journal's timeline with each batch's ids (secret-free: fit to
+        /// send to support)
+        #[arg(long, value_name = "ID")]
+        migration_id: Option<String>,
         /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
@@ -191,8 +217,8 @@ pub enum Command {
         dry_run: bool,
         /// A target value that differs from the backup's (changed since the
         /// backup): skip (report it) or overwrite (the value is backed up first)
-        #[arg(long, value_name = "POLICY", default_value = "skip")]
-        on_conflict: String,
+        #[arg(long, value_name = "POLICY", value_enum, default_value_t = Policy::Skip)]
+        on_conflict: Policy,
         /// Print the plan or result as JSON on stdout
         #[arg(long)]
         json: bool,
@@ -228,8 +254,8 @@ pub enum Command {
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
         /// bash, zsh, fish, or man (a roff man page)
-        #[arg(value_name = "SHELL", value_parser = ["bash", "zsh", "fish", "man"])]
-        shell: String,
+        #[arg(value_name = "SHELL", value_enum)]
+        shell: Shell,
     },
 }
 
@@ -256,14 +282,59 @@ const COMPLETIONS_HELP: &str = "Examples:
   credshift completions fish > ~/.config/fish/completions/credshift.fish
   credshift completions man  > ~/.local/share/man/man1/credshift.1";
 
+/// `--on-conflict`: what to do with a target value that differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Report it and leave it
+    Skip,
+    /// Back it up, then replace it
+    Overwrite,
+}
+
+impl From<Policy> for engine::ConflictPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Skip => engine::ConflictPolicy::Skip,
+            Policy::Overwrite => engine::ConflictPolicy::Overwrite,
+        }
+    }
+}
+
+/// `exec --layout`: how credential ids become variable names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    Plain,
+    #[value(name = "modelforge")]
+    ModelForge,
+}
+
+impl From<LayoutArg> for credshift::exec::Layout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::Plain => credshift::exec::Layout::Plain,
+            LayoutArg::ModelForge => credshift::exec::Layout::ModelForge,
+        }
+    }
+}
+
+/// `completions SHELL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    /// A roff man page
+    Man,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ExecArgs {
     /// The store to read from (see "Store specs" in --help)
     #[arg(long, value_name = "SPEC")]
     pub from: String,
     /// How credential ids become variable names: plain or modelforge
-    #[arg(long, value_name = "LAYOUT", default_value = "plain", value_parser = ["plain", "modelforge"])]
-    pub layout: String,
+    #[arg(long, value_name = "LAYOUT", value_enum, default_value_t = LayoutArg::Plain)]
+    pub layout: LayoutArg,
     /// Only credentials whose id matches this glob (`*`, `?`; repeatable)
     #[arg(long = "only", value_name = "GLOB")]
     pub only: Vec<String>,
@@ -294,8 +365,8 @@ pub struct MigrateArgs {
     pub json: bool,
     /// What to do when the target holds a different value: skip (report it) or
     /// overwrite (the old value is backed up first)
-    #[arg(long, value_name = "POLICY", default_value = "skip")]
-    pub on_conflict: String,
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = Policy::Skip)]
+    pub on_conflict: Policy,
     /// After verifying, delete the migrated items from the source
     #[arg(long)]
     pub delete_source: bool,
@@ -303,7 +374,7 @@ pub struct MigrateArgs {
 
 impl GlobalOpts {
     /// Key material and store options from files and the environment.
-    pub fn open_options(&self) -> Result<OpenOptions, CliError> {
+    pub fn key_options(&self) -> Result<KeyOptions, CliError> {
         for (flag, path) in [
             ("--passphrase-file", &self.passphrase_file),
             ("--key-file", &self.key_file),
@@ -330,7 +401,7 @@ impl GlobalOpts {
             Some(p) => Some(store::pgurl::password_from_file(p).map_err(CliError::usage)?),
             None => None,
         };
-        Ok(OpenOptions {
+        Ok(KeyOptions {
             passphrase,
             db_password,
             db_password_file: self.db_password_file.clone(),
@@ -341,7 +412,7 @@ impl GlobalOpts {
             allow_weak_kdf: self.allow_weak_kdf,
             passphrase_env: self.passphrase_env.clone(),
             vault_token_file: self.vault_token_file.clone(),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         })
     }
 
@@ -368,13 +439,13 @@ pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
     // Stdout is line-buffered: unbuffered, a 100,000-item inventory made a
     // write(2) per JSON line (about a third of its time).
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    serde_json::to_writer_pretty(&mut out, v).map_err(|e| CliError::failed(e.to_string()))?;
-    writeln!(out).map_err(|e| CliError::failed(e.to_string()))?;
-    out.flush().map_err(|e| CliError::failed(e.to_string()))
+    serde_json::to_writer_pretty(&mut out, v).map_err(|e| CliError::stdout(e.into()))?;
+    writeln!(out).map_err(CliError::stdout)?;
+    out.flush().map_err(CliError::stdout)
 }
 
 pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let mut specs = default_locations();
     for s in extra {
         specs.push(parse_spec(s)?);
@@ -397,16 +468,16 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
         for (spec, r) in specs.iter().zip(&reports) {
             let c = &r.capability;
             let flag = |b: bool| if b { "yes" } else { "no" };
-            println!("{}", r.spec);
+            outln!("{}", r.spec);
             if c.available && !c.exists {
-                println!(
+                outln!(
                     "  not found (created on first write)  writable: {}  persistent: {}  encrypted: {}",
                     flag(c.writable),
                     flag(c.persistent),
                     flag(c.encrypted_at_rest),
                 );
             } else if c.available {
-                println!(
+                outln!(
                     "  available: yes  readable: {}  writable: {}  persistent: {}  encrypted: {}  items: {}",
                     flag(c.readable),
                     flag(c.writable),
@@ -415,16 +486,16 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
                     c.item_count.map_or("-".to_string(), |n| n.to_string())
                 );
             } else {
-                println!(
+                outln!(
                     "  available: no ({})",
                     c.reason.as_deref().unwrap_or("unknown reason")
                 );
             }
             if let Some(note) = store::modelforge::in_use_note(spec, &mf) {
-                println!("  {note}");
+                outln!("  {note}");
             }
             for w in c.notes() {
-                println!("  warning: {w}");
+                outln!("  warning: {w}");
             }
         }
     }
@@ -433,7 +504,7 @@ pub fn cmd_status(g: &GlobalOpts, extra: &[String], json: bool) -> CliResult {
 
 pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
     let spec = parse_spec(from)?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let store = store::open(&spec, &opts)?;
     // Classified item by item as printed: the credentials are held once,
     // never next to every item's preview and metadata.
@@ -447,7 +518,7 @@ pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
         })?;
     } else {
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        let io = |e: std::io::Error| CliError::failed(format!("writing to stdout: {e}"));
+        let io = CliError::stdout;
         writeln!(out, "{} ({} items)", store.spec(), scan.credentials.len()).map_err(io)?;
         for c in &scan.credentials {
             let it = engine::inventory::classify(c, now);
@@ -486,7 +557,7 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
     let id: CredentialId = id
         .parse()
         .map_err(|e: credshift::credential::BadId| CliError::usage(e.to_string()))?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let store = store::open(&spec, &opts)?;
     match store.read(&id)? {
         Some(c) => {
@@ -494,53 +565,28 @@ pub fn cmd_get(g: &GlobalOpts, from: &str, id: &str, reveal: bool) -> CliResult 
             out.write_all(c.secret.expose().as_bytes())
                 .and_then(|_| out.write_all(b"\n"))
                 .and_then(|_| out.flush())
-                .map_err(|e| CliError::failed(format!("writing to stdout: {e}")))?;
+                .map_err(CliError::stdout)?;
             Ok(ExitCode::SUCCESS)
         }
         None => Err(CliError::failed(format!("{id}: not found in {spec}"))),
     }
 }
 
-/// The documented test aids act only on their exact values and say so on
-/// stderr while active: `CREDSHIFT_FAULTS` (malformed: refused, exit 2),
-/// `CREDSHIFT_CRASH_AT` and `CREDSHIFT_PANIC_AFTER_DRAW` (malformed:
-/// ignored, with a message).
-pub fn check_test_aids() -> Result<(), CliError> {
-    if let Some(v) = std::env::var_os("CREDSHIFT_FAULTS") {
-        let v = v.to_string_lossy();
-        match credshift::store::faults::Faults::parse_strict(&v) {
-            Ok(_) => eprintln!(
-                "credshift: warning: CREDSHIFT_FAULTS={v} is set (a test aid): matching store \
-                 operations fail on purpose"
-            ),
-            Err(e) => {
-                return Err(CliError::usage(format!(
-                    "CREDSHIFT_FAULTS (a test aid) is malformed: {e}; unset it or use \
-                     OP:GLOB[,OP:GLOB...] with OP write, read, delete or lie"
-                )));
-            }
-        }
+/// Read every documented test aid once ([`credshift::test_aids`]), say on
+/// stderr which are active (or ignored), and install them for the library.
+/// A malformed `CREDSHIFT_FAULTS` is refused (exit 2) before anything runs.
+pub fn install_test_aids() -> Result<(), CliError> {
+    let (aids, warnings) = credshift::test_aids::TestAids::from_env(|name| std::env::var_os(name))
+        .map_err(CliError::usage)?;
+    for w in warnings {
+        eprintln!("{w}");
     }
-    let _ = engine::journal::crash_at();
-    if let Some(v) = std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW") {
-        if credshift::tui::panic_after_draw() {
-            eprintln!(
-                "credshift: warning: CREDSHIFT_PANIC_AFTER_DRAW=1 is set (a test aid): the \
-                 wizard panics after drawing its first screen"
-            );
-        } else {
-            eprintln!(
-                "credshift: warning: CREDSHIFT_PANIC_AFTER_DRAW is set to {:?}, not 1; ignored",
-                v.to_string_lossy()
-            );
-        }
-    }
+    credshift::test_aids::install(aids);
     Ok(())
 }
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
-    check_test_aids()?;
     let g = &cli.global;
     if cli.command.is_some() && (cli.from.is_some() || cli.to.is_some()) {
         // `credshift --from A migrate --from B` would silently drop one:
@@ -577,9 +623,12 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Rollback {
             migration_id,
             yes,
+            only,
             json,
-        }) => cmd_rollback(g, &migration_id, yes, json),
-        Some(Command::History { json }) => cmd_history(g, json),
+        }) => cmd_rollback(g, &migration_id, yes, only.as_deref(), json),
+        Some(Command::History { migration_id, json }) => {
+            cmd_history(g, migration_id.as_deref(), json)
+        }
         Some(Command::Backup { from, out, key_out }) => {
             cmd_backup(g, &from, &out, key_out.as_deref())
         }
@@ -612,7 +661,7 @@ pub fn run(cli: Cli) -> CliResult {
             None => cmd_qr_join(&join, out.as_deref()),
         },
         Some(Command::Exec(args)) => cmd_exec(g, &args),
-        Some(Command::Completions { shell }) => cmd_completions(&shell),
+        Some(Command::Completions { shell }) => cmd_completions(shell),
     }
 }
 

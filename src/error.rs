@@ -134,6 +134,72 @@ impl StoreError {
         }
     }
 
+    /// The same error again, for reporting one failure against several
+    /// items (`StoreError` is not `Clone`: an I/O error's source is not).
+    pub fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::NotFound { location, hint } => StoreError::NotFound {
+                location: location.clone(),
+                hint: hint.clone(),
+            },
+            StoreError::Parse {
+                location,
+                line,
+                column,
+                message,
+            } => StoreError::Parse {
+                location: location.clone(),
+                line: *line,
+                column: *column,
+                message: message.clone(),
+            },
+            StoreError::Crypto { location, message } => StoreError::Crypto {
+                location: location.clone(),
+                message: message.clone(),
+            },
+            StoreError::MissingKey { location, message } => StoreError::MissingKey {
+                location: location.clone(),
+                message: message.clone(),
+            },
+            StoreError::ReadOnly { store, reason } => StoreError::ReadOnly {
+                store: store.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::Unavailable { store, reason } => StoreError::Unavailable {
+                store: store.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::Item { id, reason } => StoreError::Item {
+                id: id.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::Io { location, source } => StoreError::Io {
+                location: location.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StoreError::Injected { id, op } => StoreError::Injected { id: id.clone(), op },
+            StoreError::Timeout {
+                location,
+                seconds,
+                what,
+            } => StoreError::Timeout {
+                location: location.clone(),
+                seconds: *seconds,
+                what: what.clone(),
+            },
+            StoreError::Locked {
+                location,
+                holder,
+                seconds,
+            } => StoreError::Locked {
+                location: location.clone(),
+                holder: holder.clone(),
+                seconds: *seconds,
+            },
+            StoreError::Other(s) => StoreError::Other(s.clone()),
+        }
+    }
+
     /// True when the store as a whole cannot be reached (the engine rolls
     /// back instead of counting item failures).
     pub fn is_unavailable(&self) -> bool {

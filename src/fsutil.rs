@@ -146,15 +146,16 @@ pub fn rewrite_batch<I, D, T>(
     results
 }
 
-/// `CREDSHIFT_CRASH_IN_WRITE=NAME` (a documented test aid, inert unless
-/// set): abort the process after the temp file for the file named exactly
-/// NAME is written, before it is renamed into place, as a `kill -9`
-/// mid-write would.
+/// `CREDSHIFT_CRASH_IN_WRITE=NAME` (a documented test aid,
+/// [`crate::test_aids`]): abort the process after the temp file for the
+/// file named exactly NAME is written, before it is renamed into place, as
+/// a `kill -9` mid-write would.
 fn crash_in_write(name: &str) {
-    if std::env::var_os("CREDSHIFT_CRASH_IN_WRITE").is_some_and(|v| v == name) {
-        eprintln!(
-            "credshift: warning: CREDSHIFT_CRASH_IN_WRITE={name} is set (a test aid): aborting mid-write"
-        );
+    if crate::test_aids::get()
+        .crash_in_write
+        .as_ref()
+        .is_some_and(|v| v == name)
+    {
         std::process::abort();
     }
 }

@@ -14,6 +14,7 @@ pub mod locations;
 pub mod qr;
 pub mod scrub;
 pub mod store;
+pub mod test_aids;
 pub mod tui;
 pub mod unlock;
 pub mod web;

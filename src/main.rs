@@ -1,3 +1,6 @@
+// The binary is where printing happens: the CLI's output is its job.
+#![allow(clippy::print_stdout)]
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -21,6 +24,14 @@ fn main() -> ExitCode {
     install_reports();
     match run() {
         Ok(code) => code,
+        // A closed stdout is no failure (`credshift inventory | head -1`).
+        Err(report)
+            if report
+                .downcast_ref::<CliError>()
+                .is_some_and(|e| e.closed_pipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(report) => {
             // An error is an expected condition, not a bug: no backtrace
             // unless asked for with RUST_LIB_BACKTRACE (panics keep theirs).
@@ -35,6 +46,7 @@ fn main() -> ExitCode {
 /// The command line, run; an error comes back as a color-eyre report.
 fn run() -> color_eyre::Result<ExitCode> {
     let cli = Cli::parse();
+    cli::install_test_aids()?;
     Ok(cli::run(cli)?)
 }
 

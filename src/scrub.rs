@@ -560,11 +560,11 @@ fn remove_at(root: &mut Value, path: &[Seg]) {
     match (last, cur) {
         (Seg::Key(k), Value::Object(o)) => {
             if let Some(mut old) = o.shift_remove(k) {
-                crate::store::modelforge::wipe_json(&mut old);
+                wipe_json(&mut old);
             }
         }
         (Seg::Index(i), Value::Array(a)) if *i < a.len() => {
-            crate::store::modelforge::wipe_json(&mut a[*i]);
+            wipe_json(&mut a[*i]);
             a[*i] = Value::Null;
             while a.last().is_some_and(Value::is_null) {
                 a.pop();
@@ -632,6 +632,18 @@ pub fn merge(dst: &mut Value, src: &Value) {
             }
         }
         (d, s) => *d = s.clone(),
+    }
+}
+
+/// Overwrite every string in a parsed JSON tree (values may be secrets)
+/// before its memory is freed.
+pub(crate) fn wipe_json(v: &mut Value) {
+    use zeroize::Zeroize;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe_json),
+        Value::Object(o) => o.values_mut().for_each(wipe_json),
+        _ => {}
     }
 }
 

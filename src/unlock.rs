@@ -10,7 +10,7 @@ use crate::credential::Secret;
 /// Key material and options a store may need when opened. Filled by the CLI
 /// from files and environment variables, never from argv.
 #[derive(Clone, Debug)]
-pub struct OpenOptions {
+pub struct KeyOptions {
     /// credshift's own passphrase (`--passphrase-file`, `--passphrase-env`,
     /// `CREDSHIFT_PASSPHRASE`, or a prompt).
     pub passphrase: Option<Secret>,
@@ -41,9 +41,9 @@ pub struct OpenOptions {
 
 pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
 
-impl Default for OpenOptions {
+impl Default for KeyOptions {
     fn default() -> Self {
-        OpenOptions {
+        KeyOptions {
             passphrase: None,
             key_file: None,
             prompttrain_key: None,

@@ -17,6 +17,9 @@ pub struct CliError {
     pub code: u8,
     pub message: String,
     cause: Option<Cause>,
+    /// Stdout's reader went away (`credshift inventory | head -1`): not an
+    /// error; `main` exits 0 without a word, as ripgrep does.
+    pub closed_pipe: bool,
 }
 
 impl CliError {
@@ -31,6 +34,15 @@ impl CliError {
             code,
             message: message.into(),
             cause: None,
+            closed_pipe: false,
+        }
+    }
+
+    /// Writing to stdout failed; a closed pipe is no failure.
+    pub fn stdout(e: std::io::Error) -> Self {
+        CliError {
+            closed_pipe: e.kind() == std::io::ErrorKind::BrokenPipe,
+            ..CliError::from_error(1, WritingStdout(e))
         }
     }
 
@@ -40,6 +52,7 @@ impl CliError {
             code,
             message: e.to_string(),
             cause: Some(Box::new(e)),
+            closed_pipe: false,
         }
     }
 }
@@ -94,6 +107,10 @@ impl From<credshift::tui::LaunchError> for CliError {
 }
 
 pub type CliResult = Result<ExitCode, CliError>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("writing to stdout: {0}")]
+struct WritingStdout(#[source] std::io::Error);
 
 #[cfg(test)]
 mod tests {

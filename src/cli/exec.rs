@@ -7,9 +7,9 @@ use credshift::store;
 
 pub fn cmd_exec(g: &GlobalOpts, a: &ExecArgs) -> CliResult {
     use credshift::exec;
-    let layout: exec::Layout = a.layout.parse().map_err(CliError::usage)?;
+    let layout = exec::Layout::from(a.layout);
     let spec = parse_spec(&a.from)?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let store = store::open(&spec, &opts)?;
     let scan = store.read_all()?;
     drop(store);
@@ -38,24 +38,19 @@ pub fn cmd_exec(g: &GlobalOpts, a: &ExecArgs) -> CliResult {
     }
 }
 
-pub fn cmd_completions(shell: &str) -> CliResult {
+pub fn cmd_completions(shell: super::Shell) -> CliResult {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
     let mut out = std::io::stdout().lock();
     let shell = match shell {
-        "bash" => clap_complete::Shell::Bash,
-        "zsh" => clap_complete::Shell::Zsh,
-        "fish" => clap_complete::Shell::Fish,
-        "man" => {
+        super::Shell::Bash => clap_complete::Shell::Bash,
+        super::Shell::Zsh => clap_complete::Shell::Zsh,
+        super::Shell::Fish => clap_complete::Shell::Fish,
+        super::Shell::Man => {
             clap_mangen::Man::new(cmd)
                 .render(&mut out)
-                .map_err(|e| CliError::failed(format!("writing the man page: {e}")))?;
+                .map_err(CliError::stdout)?;
             return Ok(ExitCode::SUCCESS);
-        }
-        other => {
-            return Err(CliError::usage(format!(
-                "completions takes bash, zsh, fish or man, not {other:?}"
-            )));
         }
     };
     clap_complete::generate(shell, &mut cmd, "credshift", &mut out);

@@ -38,7 +38,7 @@ pub fn run_demo(g: &GlobalOpts) -> CliResult {
 
 fn launch(g: &GlobalOpts, mode: tui::Mode) -> CliResult {
     let state_dir = g.state_dir();
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let state_dir_chosen =
         g.state_dir.is_some() || std::env::var_os("CREDSHIFT_STATE_DIR").is_some();
     Ok(tui::launch(tui::Launch {

@@ -8,16 +8,6 @@ use super::{CliError, CliResult, GlobalOpts, MigrateArgs, parse_spec, print_json
 use credshift::engine;
 use credshift::store;
 
-fn parse_policy(s: &str) -> Result<engine::ConflictPolicy, CliError> {
-    match s {
-        "skip" => Ok(engine::ConflictPolicy::Skip),
-        "overwrite" => Ok(engine::ConflictPolicy::Overwrite),
-        _ => Err(CliError::usage(format!(
-            "--on-conflict takes skip or overwrite, not {s:?}"
-        ))),
-    }
-}
-
 fn parse_migration_id(s: &str) -> Result<engine::MigrationId, CliError> {
     if s.is_empty() || s.contains(['/', '\\']) || s.starts_with('.') {
         return Err(CliError::usage(format!("{s:?} is not a migration id")));
@@ -115,7 +105,7 @@ impl ProgressBar {
 }
 
 fn print_plan(plan: &engine::Plan) {
-    println!("Plan: {} -> {}", plan.from, plan.to);
+    outln!("Plan: {} -> {}", plan.from, plan.to);
     for it in &plan.items {
         let action = match &it.action {
             engine::Action::Copy => "copy".to_string(),
@@ -127,13 +117,13 @@ fn print_plan(plan: &engine::Plan) {
                 format!("too long for the target ({len} > {limit} bytes)")
             }
         };
-        println!("  {:<48} {:<28} {action}", it.id.to_string(), it.preview);
+        outln!("  {:<48} {:<28} {action}", it.id.to_string(), it.preview);
         for w in &it.warnings {
-            println!("  {:<48} warning: {w}", "");
+            outln!("  {:<48} warning: {w}", "");
         }
     }
     let c = &plan.counts;
-    println!(
+    outln!(
         "{} items: {} to copy, {} to overwrite, {} identical, {} conflicts, {} invalid, {} too long, {} expired; about {} s",
         c.total,
         c.copy,
@@ -148,7 +138,7 @@ fn print_plan(plan: &engine::Plan) {
             .max(u64::from(c.copy + c.overwrite > 0))
     );
     for w in &plan.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     for e in &plan.source_errors {
         eprintln!("{}: {}: {}", e.severity, e.location, e.error);
@@ -156,6 +146,10 @@ fn print_plan(plan: &engine::Plan) {
 }
 
 fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
+    // What taking the locks did: on stderr, so JSON on stdout stays clean.
+    for n in &r.notices {
+        eprintln!("credshift: {n}");
+    }
     if nothing_readable(r) {
         eprintln!(
             "error: nothing was migrated: no item of {} could be read",
@@ -165,39 +159,45 @@ fn print_report(r: &engine::Report, json: bool) -> Result<(), CliError> {
     if json {
         return print_json(r);
     }
-    println!("Migration {}: {} -> {}", r.migration_id, r.from, r.to);
-    println!(
+    outln!("Migration {}: {} -> {}", r.migration_id, r.from, r.to);
+    outln!(
         "  total {}  copied {}  skipped {}  conflicts {}  invalid {}  failed {}  verified {}",
-        r.total, r.copied, r.skipped, r.conflicts, r.invalid, r.failed, r.verified
+        r.total,
+        r.copied,
+        r.skipped,
+        r.conflicts,
+        r.invalid,
+        r.failed,
+        r.verified
     );
     if r.rolled_back {
-        println!(
+        outln!(
             "  rolled back: {}",
             r.rollback_reason.as_deref().unwrap_or("yes")
         );
     } else if let Some(reason) = &r.rollback_reason {
-        println!("  rollback: {reason}");
+        outln!("  rollback: {reason}");
     }
     if let Some(b) = &r.backup {
-        let key = engine::backup::key_file_for(b);
+        let key = engine::backup_file::key_file_for(b);
         if key.exists() {
-            println!(
+            outln!(
                 "  backup: {} (key file {}; the backup is only as safe as this folder)",
                 b.display(),
                 key.display()
             );
         } else {
-            println!("  backup: {} (protected by your passphrase)", b.display());
+            outln!("  backup: {} (protected by your passphrase)", b.display());
         }
     }
     if r.source_deleted > 0 {
-        println!("  deleted from the source: {}", r.source_deleted);
+        outln!("  deleted from the source: {}", r.source_deleted);
     }
     for f in &r.failures {
-        println!("  failed: {}: {}", f.id, f.error);
+        outln!("  failed: {}: {}", f.id, f.error);
     }
     for f in &r.source_delete_failed {
-        println!("  {}: {}", f.id, f.error);
+        outln!("  {}: {}", f.id, f.error);
     }
     Ok(())
 }
@@ -232,9 +232,9 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
              location, whatever the scheme or link used to name it); nothing was read or written"
         )));
     }
-    let policy = parse_policy(&a.on_conflict)?;
+    let policy = engine::ConflictPolicy::from(a.on_conflict);
     if a.dry_run {
-        let opts = g.open_options()?;
+        let opts = g.key_options()?;
         let source = store::open(&from, &opts)?;
         let target = store::open(&to, &opts)?;
         engine::session::refuse_same_store(source.as_ref(), target.as_ref())?;
@@ -251,7 +251,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
             "refusing to migrate without --yes: no terminal to ask (try --dry-run first)",
         ));
     }
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     preflight_keys(&from, &to, &opts)?;
     let req = engine::MigrationRequest {
         from: from.clone(),
@@ -302,7 +302,7 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
 fn preflight_keys(
     from: &store::StoreSpec,
     to: &store::StoreSpec,
-    opts: &store::OpenOptions,
+    opts: &credshift::unlock::KeyOptions,
 ) -> Result<(), CliError> {
     if opts.passphrase.is_some() || opts.key_file.is_some() {
         return Ok(());
@@ -317,12 +317,75 @@ fn preflight_keys(
     }
 }
 
+/// The options for an action on a recorded migration. When it needs
+/// credshift's passphrase and none was given (file, variable or
+/// `CREDSHIFT_PASSPHRASE`), it is asked for on a terminal; without one,
+/// refused (exit 2) before anything is opened.
+fn recovery_options(
+    g: &GlobalOpts,
+    id: &engine::MigrationId,
+) -> Result<credshift::unlock::KeyOptions, CliError> {
+    let mut opts = g.key_options()?;
+    if opts.passphrase.is_some() || opts.key_file.is_some() {
+        return Ok(opts);
+    }
+    let detail = engine::detail(&g.state_dir(), id)?;
+    if !detail.needs_passphrase {
+        return Ok(opts);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(format!(
+            "migration {id} needs the passphrase it ran with and none was given: give it with \
+             --passphrase-file PATH, --passphrase-env VAR or CREDSHIFT_PASSPHRASE, or run on a \
+             terminal to be asked; nothing was read or changed"
+        )));
+    }
+    match credshift::keys::prompt_passphrase(&format!("Passphrase for migration {id}: ")) {
+        Some(p) => {
+            opts.passphrase = Some(p);
+            Ok(opts)
+        }
+        None => Err(CliError::usage(
+            "no passphrase entered; nothing was read or changed",
+        )),
+    }
+}
+
+/// Run a recovery operation on its handle: the progress bar, and SIGINT /
+/// SIGTERM cancel it after the batch at hand.
+fn follow_recovery(
+    g: &GlobalOpts,
+    id: &engine::MigrationId,
+    opts: &credshift::unlock::KeyOptions,
+    op: engine::RecoveryOp,
+) -> Result<engine::Report, CliError> {
+    let h = engine::start_recovery(&g.state_dir(), id, opts, op)?;
+    let mut bar = ProgressBar::new();
+    Ok(engine::follow(h, Some(cancel_on_signals()), |p| {
+        bar.event(p)
+    })?)
+}
+
+/// One line for an operation the user cancelled: what it did and what is left.
+fn say_cancelled(r: &engine::Report, what: &str) {
+    if r.cancelled {
+        eprintln!(
+            "{what} cancelled after the batch at hand; migration {} is {} (see `credshift \
+             history --migration-id {}`)",
+            r.migration_id,
+            r.status.map_or("interrupted", engine::status_word),
+            r.migration_id
+        );
+    }
+}
+
 pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
-    let opts = g.open_options()?;
-    let report = engine::verify(&g.state_dir(), &id, &opts)?;
+    let opts = recovery_options(g, &id)?;
+    let report = follow_recovery(g, &id, &opts, engine::RecoveryOp::Verify)?;
+    say_cancelled(&report, "verify");
     print_report(&report, json)?;
-    Ok(if report.failed == 0 {
+    Ok(if report.failed == 0 && !report.cancelled {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -332,54 +395,93 @@ pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
 pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
     consent(yes, &format!("resume migration {id}"))?;
-    let opts = g.open_options()?;
-    let mut bar = ProgressBar::new();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ctl = engine::Control {
-        cancel: cancel_on_signals(),
-        events: Some(tx),
-    };
-    let state_dir = g.state_dir();
-    let report = std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            let ctl = ctl;
-            engine::resume_with(&state_dir, &id, &opts, &ctl)
-        });
-        for p in rx.iter() {
-            bar.event(&p);
-        }
-        worker
-            .join()
-            .unwrap_or(Err(engine::EngineError::WorkerPanicked))
-    })?;
+    let opts = recovery_options(g, &id)?;
+    let report = follow_recovery(g, &id, &opts, engine::RecoveryOp::Resume)?;
+    say_cancelled(&report, "resume");
     print_report(&report, json)?;
-    Ok(report_code(&report))
+    Ok(if report.cancelled {
+        ExitCode::from(1)
+    } else {
+        report_code(&report)
+    })
 }
 
-pub fn cmd_rollback(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
+pub fn cmd_rollback(
+    g: &GlobalOpts,
+    id: &str,
+    yes: bool,
+    only: Option<&str>,
+    json: bool,
+) -> CliResult {
     let id = parse_migration_id(id)?;
-    consent(yes, &format!("roll back migration {id}"))?;
-    let opts = g.open_options()?;
-    let report = engine::rollback(&g.state_dir(), &id, &opts)?;
+    let question = match only {
+        Some(glob) => format!("roll back the items of migration {id} matching {glob}"),
+        None => format!("roll back migration {id}"),
+    };
+    consent(yes, &question)?;
+    let opts = recovery_options(g, &id)?;
+    let Some(glob) = only else {
+        let report = follow_recovery(g, &id, &opts, engine::RecoveryOp::Rollback)?;
+        say_cancelled(&report, "rollback");
+        print_report(&report, json)?;
+        return Ok(if report.rolled_back {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    };
+    let state_dir = g.state_dir();
+    let ctl = engine::Control {
+        cancel: cancel_on_signals(),
+        events: None,
+    };
+    let report = engine::rollback_only(&state_dir, &id, &opts, glob, &ctl)?;
+    say_cancelled(&report, "rollback");
     print_report(&report, json)?;
-    Ok(if report.rolled_back {
+    if !json {
+        let detail = engine::detail(&state_dir, &id)?;
+        let left: Vec<String> = detail
+            .items
+            .iter()
+            .filter(|i| i.state == engine::items::ItemState::Verified)
+            .map(|i| i.id.to_string())
+            .collect();
+        println!(
+            "  {} items remain migrated{}{}",
+            left.len(),
+            if left.is_empty() { "" } else { ": " },
+            left.join(", ")
+        );
+    }
+    let undone_all = report.failures.is_empty() && !report.cancelled;
+    Ok(if undone_all {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-pub fn cmd_history(g: &GlobalOpts, json: bool) -> CliResult {
+pub fn cmd_history(g: &GlobalOpts, migration_id: Option<&str>, json: bool) -> CliResult {
+    if let Some(id) = migration_id {
+        let id = parse_migration_id(id)?;
+        let detail = engine::detail(&g.state_dir(), &id)?;
+        if json {
+            print_json(&detail)?;
+        } else {
+            print_detail(&detail);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let entries = engine::history(&g.state_dir())?;
     if json {
         print_json(&entries)?;
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
-        println!("no migrations yet");
+        outln!("no migrations yet");
     }
     for e in &entries {
-        println!(
+        outln!(
             "{}  {:<12} {} -> {}  copied {}  failed {}",
             e.id,
             engine::status_word(e.status),
@@ -392,6 +494,47 @@ pub fn cmd_history(g: &GlobalOpts, json: bool) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One migration item by item, then its journal.
+fn print_detail(d: &engine::MigrationDetail) {
+    let e = &d.entry;
+    println!(
+        "Migration {}: {} -> {}  {}",
+        e.id,
+        e.from,
+        e.to,
+        engine::status_word(e.status)
+    );
+    println!("Items:");
+    for i in &d.items {
+        let source = match i.source {
+            engine::items::SourceState::Kept => "",
+            engine::items::SourceState::Deleted => "  (deleted from the source)",
+            engine::items::SourceState::DeleteFailed => "  (migrated, source still present)",
+            engine::items::SourceState::DeleteBegun => "  (source delete began: check the source)",
+            engine::items::SourceState::Restored => "  (put back into the source)",
+        };
+        match &i.reason {
+            Some(r) => println!("  {:<16} {}: {r}{source}", i.state.word(), i.id),
+            None => println!("  {:<16} {}{source}", i.state.word(), i.id),
+        }
+    }
+    println!("Journal:");
+    for t in &d.timeline {
+        let mut line = format!("  {:>4} {}  {}", t.seq, t.at, t.event);
+        if let Some(id) = &t.id {
+            line.push_str(&format!(" {id}"));
+        }
+        if let Some(x) = &t.detail {
+            line.push_str(&format!(": {x}"));
+        }
+        if t.ids.len() > 1 {
+            let ids: Vec<String> = t.ids.iter().map(ToString::to_string).collect();
+            line.push_str(&format!(" [{}]", ids.join(", ")));
+        }
+        println!("{line}");
+    }
+}
+
 pub fn cmd_backup(
     g: &GlobalOpts,
     from: &str,
@@ -399,7 +542,7 @@ pub fn cmd_backup(
     key_out: Option<&std::path::Path>,
 ) -> CliResult {
     let spec = parse_spec(from)?;
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let source = store::open(&spec, &opts)?;
     let state_dir = g.state_dir();
     let key_out = match key_out {
@@ -407,9 +550,12 @@ pub fn cmd_backup(
         None => engine::recovery::KeyOut::Kept(&state_dir),
     };
     let summary = engine::backup(source.as_ref(), out, key_out, &opts)?;
+    for n in &summary.notices {
+        eprintln!("credshift: {n}");
+    }
     let _ = engine::audit::append(
         &g.state_dir(),
-        engine::audit::Entry {
+        engine::audit::AuditEntry {
             action: "backup",
             from: Some(spec.to_string()),
             to: Some(out.display().to_string()),
@@ -422,23 +568,23 @@ pub fn cmd_backup(
             },
         },
     );
-    println!(
+    outln!(
         "backup of {} items written to {}",
         summary.items,
         summary.path.display()
     );
     match &summary.key_file {
-        Some(k) if k.starts_with(&state_dir) => println!(
+        Some(k) if k.starts_with(&state_dir) => outln!(
             "key file: {} (kept apart from the backup, in credshift's state dir; \
              `credshift restore --backup FILE` finds it there, or give it with --key-file)",
             k.display()
         ),
-        Some(k) => println!(
+        Some(k) => outln!(
             "key file: {} (keep it apart from the backup; restore with --key-file {})",
             k.display(),
             k.display()
         ),
-        None => println!("protected by your passphrase"),
+        None => outln!("protected by your passphrase"),
     }
     for e in &summary.errors {
         eprintln!("{}: {}: {}", e.severity, e.location, e.error);
@@ -460,7 +606,7 @@ pub fn cmd_backup(
 pub struct RestoreFlags {
     pub yes: bool,
     pub dry_run: bool,
-    pub on_conflict: String,
+    pub on_conflict: super::Policy,
     pub json: bool,
 }
 
@@ -474,7 +620,7 @@ pub fn cmd_restore(
     f: &RestoreFlags,
 ) -> CliResult {
     let spec = parse_spec(to)?;
-    let policy = parse_policy(&f.on_conflict)?;
+    let policy = engine::ConflictPolicy::from(f.on_conflict);
     if !f.dry_run && !f.yes && !interactive() {
         return Err(CliError::usage(format!(
             "refusing to restore {} into {spec} without --yes: no terminal to ask (try \
@@ -482,7 +628,7 @@ pub fn cmd_restore(
             backup.display()
         )));
     }
-    let opts = g.open_options()?;
+    let opts = g.key_options()?;
     let state_dir = g.state_dir();
     if f.dry_run || !f.yes {
         let plan = engine::restore_plan(backup, &spec, &state_dir, &opts, policy)?;

@@ -25,7 +25,7 @@ pub fn cmd_web(port: Option<u16>, state_dir: &std::path::Path) -> CliResult {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{url}")
             .and_then(|_| out.flush())
-            .map_err(|e| CliError::failed(format!("writing to stdout: {e}")))?;
+            .map_err(CliError::stdout)?;
     }
     if std::io::stderr().is_terminal() {
         eprintln!(
@@ -66,7 +66,7 @@ pub fn cmd_qr_draw(bundle: &std::path::Path, png_dir: Option<&std::path::Path>) 
     }
     let pause = interactive() && std::io::stdout().is_terminal() && total > 1;
     let mut out = std::io::stdout().lock();
-    let io_err = |e: std::io::Error| CliError::failed(format!("writing to stdout: {e}"));
+    let io_err = CliError::stdout;
     for (i, text) in parts.iter().enumerate() {
         let code =
             credshift::qr::encode(text, i + 1).map_err(|e| CliError::failed(e.to_string()))?;
@@ -151,7 +151,7 @@ pub fn cmd_qr_join(args: &[String], out: Option<&std::path::Path>) -> CliResult 
             let mut so = std::io::stdout().lock();
             so.write_all(&bundle)
                 .and_then(|_| so.flush())
-                .map_err(|e| CliError::failed(format!("writing to stdout: {e}")))?;
+                .map_err(CliError::stdout)?;
         }
     }
     Ok(ExitCode::SUCCESS)

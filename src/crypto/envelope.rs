@@ -29,7 +29,7 @@
 //! - **Limits.** A header asking for more than 10,000,000 iterations is
 //!   refused before anything is derived (a hostile file could otherwise
 //!   pin the CPU); fewer than 100,000 is refused unless
-//!   `OpenOptions::allow_weak_kdf` (`--allow-weak-kdf`).
+//!   `KeyOptions::allow_weak_kdf` (`--allow-weak-kdf`).
 //!
 //! A store derives its key once ([`SealingKey`]) and reuses it, with the same
 //! salt, for every rewrite of its file; only the nonce changes per seal.
@@ -43,7 +43,7 @@ use crate::credential::{Credential, Secret};
 use crate::crypto::aead::{self, NONCE_LEN, TAG_LEN};
 use crate::crypto::kdf::{self, KEY_LEN};
 use crate::error::{Result, StoreError};
-use crate::unlock::OpenOptions;
+use crate::unlock::KeyOptions;
 
 pub const FORMAT: &str = "credshift-envelope";
 pub const VERSION: u64 = 1;
@@ -82,7 +82,7 @@ impl std::fmt::Debug for KeySource {
 impl KeySource {
     /// The passphrase when one was given, else the key file, else a
     /// `MissingKey` error for `location` that says how to give one.
-    pub fn from_options(opts: &OpenOptions, location: &str) -> Result<KeySource> {
+    pub fn from_options(opts: &KeyOptions, location: &str) -> Result<KeySource> {
         if let Some(p) = &opts.passphrase {
             return Self::passphrase(p, location);
         }
@@ -100,7 +100,7 @@ impl KeySource {
 
     /// [`KeySource::from_options`] for sealing new data: also refuses a weak
     /// `kdf_iterations` unless `allow_weak_kdf` (derives nothing).
-    pub fn for_new_data(opts: &OpenOptions, location: &str) -> Result<KeySource> {
+    pub fn for_new_data(opts: &KeyOptions, location: &str) -> Result<KeySource> {
         let source = Self::from_options(opts, location)?;
         if let KeySource::Passphrase(p) = &source {
             new_passphrase_rule(p, location)?;
@@ -117,7 +117,7 @@ impl KeySource {
     /// for `alg: none`, the passphrase for PBKDF2. `None` (nothing sealed
     /// yet) is the same as [`KeySource::from_options`].
     pub fn for_params(
-        opts: &OpenOptions,
+        opts: &KeyOptions,
         params: Option<&KdfParams>,
         location: &str,
     ) -> Result<KeySource> {
@@ -322,7 +322,7 @@ impl SealingKey {
     /// A new key from what `opts` holds (passphrase, else key file) with its
     /// `kdf_iterations`, refusing a weak count unless `allow_weak_kdf`: a
     /// file written weak could not be reopened without it.
-    pub fn for_options(opts: &OpenOptions, location: &str) -> Result<SealingKey> {
+    pub fn for_options(opts: &KeyOptions, location: &str) -> Result<SealingKey> {
         let source = KeySource::for_new_data(opts, location)?;
         SealingKey::new(&source, opts.kdf_iterations)
     }
@@ -650,7 +650,7 @@ pub use plaintext::{
 };
 
 /// Seal credentials into envelope bytes under a fresh salt and nonce.
-/// `iterations` applies to a passphrase (use `OpenOptions::kdf_iterations`).
+/// `iterations` applies to a passphrase (use `KeyOptions::kdf_iterations`).
 pub fn seal_credentials(
     creds: &[Credential],
     source: &KeySource,
@@ -664,7 +664,7 @@ pub fn seal_credentials(
 /// `kdf_iterations`: what the engine uses for backups.
 pub fn seal_credentials_with_options(
     creds: &[Credential],
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     location: &str,
 ) -> Result<Vec<u8>> {
     let key = SealingKey::for_options(opts, location)?;
@@ -689,7 +689,7 @@ pub fn open_credentials(
 /// passphrase for a PBKDF2 header, the key file for `alg: none`.
 pub fn open_credentials_with_options(
     bytes: &[u8],
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     location: &str,
 ) -> Result<Vec<Credential>> {
     let env = Envelope::parse(bytes, location, opts.allow_weak_kdf)?;

@@ -32,7 +32,7 @@ use crate::crypto::aead::{self, NONCE_LEN};
 use crate::crypto::envelope::{ALG_NONE, ALG_PBKDF2, KdfParams, KeySource, SALT_LEN, SealingKey};
 use crate::crypto::kdf;
 use crate::error::{Result, StoreError};
-use crate::unlock::OpenOptions;
+use crate::unlock::KeyOptions;
 
 /// What the key check seals.
 pub const CHECK_PLAINTEXT: &[u8] = b"credshift-key-check-v1";
@@ -102,7 +102,7 @@ impl Dialect {
     /// The key and meta row of a table that has none yet, from what `opts`
     /// holds: a passphrase with a fresh salt and `kdf_iterations` (a weak
     /// count refused unless allowed), else the key file.
-    pub fn new_key(&self, opts: &OpenOptions, location: &str) -> Result<(TableKey, MetaRow)> {
+    pub fn new_key(&self, opts: &KeyOptions, location: &str) -> Result<(TableKey, MetaRow)> {
         self.new_key_from(SealingKey::for_options(opts, location)?)
     }
 
@@ -170,7 +170,7 @@ impl Dialect {
     /// The key of a table whose meta row is `row`: the KDF checked, the key
     /// derived from what `opts` holds for it (the passphrase for PBKDF2, the
     /// key file for a key file), and verified against the key check.
-    pub fn unlock(&self, row: &MetaRow, location: &str, opts: &OpenOptions) -> Result<TableKey> {
+    pub fn unlock(&self, row: &MetaRow, location: &str, opts: &KeyOptions) -> Result<TableKey> {
         let params = self.params(row, location, opts.allow_weak_kdf)?;
         let source = KeySource::for_params(opts, Some(&params), location)?;
         let key = SealingKey::derive(&params, &source, location)?;
@@ -294,24 +294,24 @@ mod tests {
             .unwrap()
     }
 
-    fn pass_opts(p: &str) -> OpenOptions {
-        OpenOptions {
+    fn pass_opts(p: &str) -> KeyOptions {
+        KeyOptions {
             passphrase: Some(Secret::new(p)),
             allow_weak_kdf: true,
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         }
     }
 
-    fn key_opts(dir: &std::path::Path, b: u8) -> OpenOptions {
+    fn key_opts(dir: &std::path::Path, b: u8) -> KeyOptions {
         let path = dir.join(format!("key-{b}"));
         std::fs::write(&path, [b; 32]).unwrap();
-        OpenOptions {
+        KeyOptions {
             key_file: Some(path),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         }
     }
 
-    fn unlock(d: Dialect, row: &MetaRow, opts: &OpenOptions) -> Result<TableKey> {
+    fn unlock(d: Dialect, row: &MetaRow, opts: &KeyOptions) -> Result<TableKey> {
         d.unlock(row, "db", opts)
     }
 
@@ -413,7 +413,7 @@ mod tests {
                 assert!(e.to_string().contains(needle), "{n}: {e}");
             }
         }
-        let strict = OpenOptions {
+        let strict = KeyOptions {
             allow_weak_kdf: false,
             ..pass_opts("pw")
         };

@@ -1,7 +1,8 @@
 //! Assess: probe stores and report what each can do.
 
 use crate::engine::types::StoreReport;
-use crate::store::{self, Capability, OpenOptions, StoreSpec, legacy_meta};
+use crate::store::{self, Capability, StoreSpec, legacy_meta};
+use crate::unlock::KeyOptions;
 
 /// Probe one spec. A store that cannot even be opened is reported as
 /// unavailable with the reason, never as an error.
@@ -10,7 +11,7 @@ use crate::store::{self, Capability, OpenOptions, StoreSpec, legacy_meta};
 /// secret an older version left in an item's metadata is an item of its
 /// own ([`legacy_meta`]), so their count comes from the listing when it
 /// can be read (else the store's own count stays).
-pub fn probe_spec(spec: &StoreSpec, opts: &OpenOptions) -> StoreReport {
+pub fn probe_spec(spec: &StoreSpec, opts: &KeyOptions) -> StoreReport {
     let capability = match store::open(spec, opts) {
         Ok(s) => {
             let mut cap = s.probe();
@@ -27,5 +28,6 @@ pub fn probe_spec(spec: &StoreSpec, opts: &OpenOptions) -> StoreReport {
     StoreReport {
         spec: spec.clone(),
         capability,
+        location: store::offline_identity(spec),
     }
 }

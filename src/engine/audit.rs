@@ -42,10 +42,10 @@ pub fn who() -> String {
             // SAFETY: getuid never fails.
             format!("uid{}", unsafe { libc::getuid() })
         });
-    format!("{user}@{}", crate::engine::lock::hostname())
+    format!("{user}@{}", crate::store::lockfile::hostname())
 }
 
-pub struct Entry<'a> {
+pub struct AuditEntry<'a> {
     pub action: &'a str,
     pub from: Option<String>,
     pub to: Option<String>,
@@ -55,7 +55,7 @@ pub struct Entry<'a> {
 }
 
 /// Append one record, fsynced.
-pub fn append(state_dir: &Path, e: Entry<'_>) -> Result<(), StoreError> {
+pub fn append(state_dir: &Path, e: AuditEntry<'_>) -> Result<(), StoreError> {
     let rec = AuditRecord {
         at: now_rfc3339(),
         who: who(),
@@ -110,7 +110,7 @@ mod tests {
         for action in ["migrate", "rollback"] {
             append(
                 dir.path(),
-                Entry {
+                AuditEntry {
                     action,
                     from: Some("dotenv:a".into()),
                     to: Some("sqlite:b".into()),

@@ -78,6 +78,15 @@ pub enum EngineError {
     #[error("no migration {id} in {dir}")]
     UnknownMigration { id: String, dir: String },
 
+    /// The passphrase given does not open the migration's backup: it is
+    /// not the one the migration ran with. Checked before anything is read
+    /// or compared, so a typo never reads as "every value differs".
+    #[error(
+        "the passphrase given does not open migration {id}'s backup: it is not the one the \
+         migration ran with; nothing was read or changed"
+    )]
+    WrongPassphrase { id: String },
+
     /// The worker thread died (a bug); the journal shows how far it got.
     #[error("the migration worker stopped unexpectedly; see `credshift history`")]
     WorkerPanicked,
@@ -93,7 +102,8 @@ impl EngineError {
             | EngineError::ChangedSincePlan { .. }
             | EngineError::BackupNeedsPassphrase { .. }
             | EngineError::Refused(_)
-            | EngineError::UnknownMigration { .. } => 2,
+            | EngineError::UnknownMigration { .. }
+            | EngineError::WrongPassphrase { .. } => 2,
             EngineError::Store(_) | EngineError::WorkerPanicked => 1,
         }
     }

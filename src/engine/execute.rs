@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::{self, KdfParams, KeySource, SealingKey};
 use crate::engine::audit;
-use crate::engine::backup::{self, BackupKey};
-pub use crate::engine::cleanup::delete_order;
-pub(crate) use crate::engine::cleanup::{cleanup_items, undo_all};
+use crate::engine::backup_file::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::fingerprint::FpKey;
 use crate::engine::inventory::now_ms;
+pub(crate) use crate::engine::item_loops::{UndoScope, cleanup_items, undo_all};
 use crate::engine::journal::{
     BackupKeyKind, Journal, KdfRecord, PlannedAction, PlannedItem, Record, Totals,
 };
@@ -30,7 +29,8 @@ use crate::engine::types::{
     Action, Counts, Failure, MigrationId, MigrationRequest, MigrationStatus, Progress, Report,
 };
 use crate::error::StoreError;
-use crate::store::{self, BatchHint, OpenOptions, Store};
+use crate::store::{self, BatchHint, Store};
+use crate::unlock::KeyOptions;
 
 /// Cancel flag and progress channel of a running operation.
 #[derive(Clone, Default)]
@@ -64,42 +64,11 @@ pub struct MigrationHandle {
 }
 
 impl MigrationHandle {
-    /// Run `work` on a worker thread of its own, with a [`Control`] whose
-    /// cancel and progress are this handle's: the one handle type of every
-    /// long operation (a migration, and resume, rollback, verify, cleanup
-    /// of a recorded one via [`crate::engine::recovery::start_recovery`]).
-    pub(crate) fn spawn(
-        id: MigrationId,
-        dir: PathBuf,
-        name: &str,
-        work: impl FnOnce(Control) -> Result<Report> + Send + 'static,
-    ) -> Result<MigrationHandle> {
-        let (tx, rx) = mpsc::channel();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let ctl = Control {
-            cancel: cancel.clone(),
-            events: Some(tx),
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("credshift-{name}-{id}"))
-            .spawn(move || {
-                let result = work(ctl.clone());
-                if let Ok(report) = &result {
-                    ctl.send(Progress::Finished(Box::new(report.clone())));
-                }
-                result
-            })
-            .map_err(|e| EngineError::Refused(format!("could not start a worker thread: {e}")))?;
-        Ok(MigrationHandle {
-            id,
-            dir,
-            events: rx,
-            cancel,
-            thread,
-        })
-    }
-
-    /// Ask the worker to stop: it rolls back what it wrote and finishes.
+    /// Ask the worker to stop after the batch at hand. A migration or a
+    /// restore then rolls back what it wrote; a resume stops and leaves the
+    /// migration interrupted (what it wrote stays, journaled); a rollback
+    /// stops with the rest still to undo; a verify stops reading. The
+    /// report says which ([`Report::cancelled`]).
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
     }
@@ -115,6 +84,43 @@ impl MigrationHandle {
             .join()
             .unwrap_or(Err(EngineError::WorkerPanicked))
     }
+}
+
+/// Run `work` on a worker thread of its own, with a [`Control`] whose
+/// cancel and progress are the returned handle's: the one way every long
+/// operation starts (a migration, and resume, rollback, verify, cleanup and
+/// restore of a recorded one via [`crate::engine::recovery::start_recovery`]).
+/// The handle's events end with [`Progress::Finished`] when `work` returns
+/// a report.
+pub(crate) fn spawn_job(
+    id: MigrationId,
+    dir: PathBuf,
+    name: &str,
+    work: impl FnOnce(Control) -> Result<Report> + Send + 'static,
+) -> Result<MigrationHandle> {
+    let (tx, rx) = mpsc::channel();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let ctl = Control {
+        cancel: cancel.clone(),
+        events: Some(tx),
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("credshift-{name}-{id}"))
+        .spawn(move || {
+            let result = work(ctl.clone());
+            if let Ok(report) = &result {
+                ctl.send(Progress::Finished(Box::new(report.clone())));
+            }
+            result
+        })
+        .map_err(|e| EngineError::Refused(format!("could not start a worker thread: {e}")))?;
+    Ok(MigrationHandle {
+        id,
+        dir,
+        events: rx,
+        cancel,
+        thread,
+    })
 }
 
 /// How long a migration waits for another one holding a database's lock.
@@ -211,7 +217,7 @@ pub fn prepare(req: &MigrationRequest, source: &dyn Store, target: &dyn Store) -
 pub fn start(
     req: MigrationRequest,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     let source = store::open(&req.from, opts)?;
     let target = store::open(&req.to, opts)?;
@@ -225,7 +231,7 @@ pub fn start_with_stores(
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     spawn(req, None, source, target, state_dir, opts)
 }
@@ -239,7 +245,7 @@ pub fn start_prepared(
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     if prepared.plan.from != req.from
         || prepared.plan.to != req.to
@@ -264,10 +270,10 @@ pub(crate) struct MigrationKeys {
 fn new_keys(
     dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<(MigrationKeys, BackupKeyKind, Option<KdfRecord>), StoreError> {
-    let key = backup::new_key(&dir.join(backup::BACKUP_FILE), opts, true)?;
-    let sealing = backup::sealing_key(&key, opts)?;
+    let key = backup_file::new_key(&dir.join(backup_file::BACKUP_FILE), opts, true)?;
+    let sealing = backup_file::sealing_key(&key, opts)?;
     let (kind, kdf) = match sealing.params() {
         KdfParams::Pbkdf2 { iterations, salt } => (
             BackupKeyKind::Passphrase,
@@ -284,11 +290,11 @@ fn new_keys(
 
 /// The keys of a recorded migration, derived again from its backup key
 /// (the passphrase given now, or the key file in its folder).
-pub(crate) fn recover_keys(state: &State, opts: &OpenOptions) -> Result<MigrationKeys> {
+pub(crate) fn recover_keys(state: &State, opts: &KeyOptions) -> Result<MigrationKeys> {
     let main = state
         .backup
         .clone()
-        .unwrap_or_else(|| state.dir.join(backup::BACKUP_FILE));
+        .unwrap_or_else(|| state.dir.join(backup_file::BACKUP_FILE));
     let location = main.display().to_string();
     let key = migration_backup_key(state, &main, opts)?;
     let source = match &key {
@@ -330,6 +336,18 @@ pub(crate) fn recover_keys(state: &State, opts: &OpenOptions) -> Result<Migratio
         }
     };
     let sealing = SealingKey::derive(&params, &source, &location)?;
+    if matches!(key, BackupKey::Passphrase(_))
+        && let Ok(bytes) = std::fs::read(&main)
+    {
+        // Prove the passphrase on the backup it sealed: a wrong one would
+        // derive wrong fingerprints, and every value would "differ".
+        let env = envelope::Envelope::parse(&bytes, &location, true)?;
+        if env.params() == sealing.params() && sealing.open(&env).is_err() {
+            return Err(EngineError::WrongPassphrase {
+                id: state.id.to_string(),
+            });
+        }
+    }
     let fp = match FpKey::load_legacy(&state.dir)? {
         Some(legacy) => legacy,
         None => FpKey::derive(sealing.key(), &state.id.0),
@@ -343,7 +361,7 @@ fn spawn(
     source: Box<dyn Store>,
     target: Box<dyn Store>,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<MigrationHandle> {
     let (id, dir) = state::create(state_dir)?;
     // The session preamble: identities (one store on both ends is refused),
@@ -383,45 +401,28 @@ fn spawn(
         from_identity: session.source_identity.clone().map(Box::new),
         to_identity: session.target_identity.clone().map(Box::new),
     })?;
-    let (tx, rx) = mpsc::channel();
-    let cancel = Arc::new(AtomicBool::new(false));
-    let ctl = Control {
-        cancel: cancel.clone(),
-        events: Some(tx),
-    };
     let state_dir = state_dir.to_path_buf();
     let worker_dir = dir.clone();
     let worker_id = id.clone();
-    let thread = std::thread::Builder::new()
-        .name(format!("credshift-migrate-{id}"))
-        .spawn(move || {
-            let session = session;
-            let (Some(source), Some(target)) = (&session.source, &session.target) else {
-                return Err(EngineError::WorkerPanicked);
-            };
-            let mut run = Run {
-                id: worker_id,
-                dir: worker_dir,
-                journal,
-                keys,
-                source: source.as_ref(),
-                target: target.as_ref(),
-                ctl,
-                state_dir,
-            };
-            let result = run.migrate(&req, prepared);
-            if let Ok(report) = &result {
-                run.ctl.send(Progress::Finished(Box::new(report.clone())));
-            }
-            result
+    spawn_job(id, dir, "migrate", move |ctl| {
+        let session = session;
+        let (Some(source), Some(target)) = (&session.source, &session.target) else {
+            return Err(EngineError::WorkerPanicked);
+        };
+        let mut run = Run {
+            id: worker_id,
+            dir: worker_dir,
+            journal,
+            keys,
+            source: source.as_ref(),
+            target: target.as_ref(),
+            ctl,
+            state_dir,
+        };
+        run.migrate(&req, prepared).map(|mut r| {
+            r.notices = session.locks.notices();
+            r
         })
-        .map_err(|e| EngineError::Refused(format!("could not start a worker thread: {e}")))?;
-    Ok(MigrationHandle {
-        id,
-        dir,
-        events: rx,
-        cancel,
-        thread,
     })
 }
 
@@ -430,7 +431,7 @@ fn spawn(
 pub fn run(
     req: MigrationRequest,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     cancel: Option<Arc<AtomicBool>>,
     on_progress: impl FnMut(&Progress),
 ) -> Result<Report> {
@@ -463,6 +464,9 @@ pub fn follow(
 /// Why the item loop stopped early.
 pub(crate) enum Stop {
     Rollback(String),
+    /// The user cancelled: a resume stops here (its first run's writes
+    /// stay); a migration turns it into a rollback before [`Run::finish`].
+    Cancelled,
 }
 
 pub(crate) struct Run<'a> {
@@ -573,7 +577,15 @@ impl Run<'_> {
         // an overwrite replaced), so the source is not held during cleanup.
         drop(work);
         drop(prepared);
-        self.finish("migrate", stop, &old, req.delete_source)
+        let cancelled = matches!(stop, Some(Stop::Cancelled));
+        // A cancelled migration (or restore) rolls back what it wrote.
+        let stop = match stop {
+            Some(Stop::Cancelled) => Some(Stop::Rollback("cancelled by the user".into())),
+            s => s,
+        };
+        let mut report = self.finish("migrate", stop, &old, req.delete_source)?;
+        report.cancelled = cancelled;
+        Ok(report)
     }
 
     /// Record a failure that happened before any target write.
@@ -592,12 +604,12 @@ impl Run<'_> {
         source: impl ExactSizeIterator<Item = &'c Credential> + Clone,
         overwritten: &[Credential],
     ) -> Result<(), StoreError> {
-        let path = self.dir.join(backup::BACKUP_FILE);
+        let path = self.dir.join(backup_file::BACKUP_FILE);
         let n_source = source.len();
-        backup::write_sealed_refs(&path, source, &self.keys.sealing)?;
+        backup_file::write_sealed_refs(&path, source, &self.keys.sealing)?;
         let target_path = self.dir.join(state::TARGET_BACKUP_FILE);
         if !overwritten.is_empty() {
-            backup::write_sealed(&target_path, overwritten, &self.keys.sealing)?;
+            backup_file::write_sealed(&target_path, overwritten, &self.keys.sealing)?;
         }
         self.journal.append(Record::BackupWritten {
             path: path.clone(),
@@ -631,7 +643,7 @@ impl Run<'_> {
         let mut pos = 0;
         while pos < work.len() {
             if self.ctl.cancelled() {
-                return Some(Stop::Rollback("cancelled by the user".into()));
+                return Some(Stop::Cancelled);
             }
             let size = ramp.next_size(work.len() - pos);
             let batch = &work[pos..pos + size];
@@ -785,7 +797,24 @@ impl Run<'_> {
         old: &BTreeMap<CredentialId, Credential>,
         delete_source: bool,
     ) -> Result<Report> {
+        let cancelled = matches!(stop, Some(Stop::Cancelled));
         match stop {
+            Some(Stop::Cancelled) => {
+                // A cancelled resume keeps what it wrote (verified and
+                // journaled) and leaves the migration interrupted: resume
+                // or roll back later, nothing is lost either way.
+                let totals = self.journal.state()?.totals();
+                self.journal.append(Record::Finished {
+                    status: MigrationStatus::Interrupted,
+                    totals: totals.clone(),
+                    reason: Some(
+                        "resume cancelled by the user after the batch at hand; resume or roll \
+                         back to finish"
+                            .into(),
+                    ),
+                })?;
+                self.audit(action, "interrupted", totals);
+            }
             Some(Stop::Rollback(reason)) => {
                 self.ctl.send(Progress::RollingBack {
                     reason: reason.clone(),
@@ -799,6 +828,7 @@ impl Run<'_> {
                     &st,
                     old,
                     &self.ctl,
+                    UndoScope::default(),
                 )?;
                 self.journal.append(Record::RolledBack { complete })?;
                 let st = self.journal.state()?;
@@ -846,14 +876,16 @@ impl Run<'_> {
                 self.audit(action, if ok { "completed" } else { "failed" }, totals);
             }
         }
-        Ok(self.journal.state()?.report())
+        let mut report = self.journal.state()?.report();
+        report.cancelled = cancelled;
+        Ok(report)
     }
 
     pub(crate) fn audit(&self, action: &str, outcome: &str, counts: Totals) {
         // The audit trail must not turn a finished migration into a failed one.
         let _ = audit::append(
             &self.state_dir,
-            audit::Entry {
+            audit::AuditEntry {
                 action,
                 from: Some(self.source.spec().to_string()),
                 to: Some(self.target.spec().to_string()),
@@ -888,7 +920,7 @@ fn counts(t: &Tally, started: Instant) -> Counts {
 pub(crate) fn migration_backup_key(
     state: &State,
     path: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BackupKey> {
     match state.backup_key {
         BackupKeyKind::Passphrase => match &opts.passphrase {
@@ -897,7 +929,7 @@ pub(crate) fn migration_backup_key(
                 id: state.id.to_string(),
             }),
         },
-        BackupKeyKind::KeyFile => Ok(BackupKey::KeyFile(backup::key_file_for(path))),
+        BackupKeyKind::KeyFile => Ok(BackupKey::KeyFile(backup_file::key_file_for(path))),
     }
 }
 

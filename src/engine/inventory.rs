@@ -112,7 +112,7 @@ mod tests {
             Credential::new("a/tok".parse().unwrap(), Kind::OauthAccess, "short").with_metadata(m),
             Credential::new("a/empty".parse().unwrap(), Kind::Other, ""),
         ];
-        let store = crate::engine::memstore::MemStore::new(
+        let store = crate::store::memory::MemStore::new(
             crate::store::StoreSpec::Dotenv("s".into()),
             creds,
             true,

@@ -12,14 +12,13 @@
 //! read-back. Cleanup has its own records: `cleanup_started`, then per
 //! batch `delete_begin` / `delete_done`, then `cleanup_finished`.
 //!
-//! `CREDSHIFT_CRASH_AT=K` (a documented test aid; `K` a decimal number
-//! from 1) aborts the process right after the K-th record this process
-//! wrote, like a power cut. Any other value is ignored with a message.
+//! `CREDSHIFT_CRASH_AT=K` (a documented test aid, [`crate::test_aids`])
+//! aborts the process right after the K-th record this process wrote, like
+//! a power cut.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -260,6 +259,14 @@ pub enum Record {
     RolledBack {
         complete: bool,
     },
+    /// A partial rollback the user asked for (`rollback --only GLOB`, or
+    /// items chosen in the wizard): these ids are undone next (one
+    /// `undone` each); the others stay migrated and the migration keeps
+    /// its status.
+    RollbackPart {
+        pattern: String,
+        ids: Vec<CredentialId>,
+    },
     Finished {
         status: MigrationStatus,
         #[serde(flatten)]
@@ -309,6 +316,7 @@ pub enum JournalEvent {
     Undone,
     UndoFailed,
     RolledBack,
+    RollbackPart,
     Finished,
     Resumed,
     Replanned,
@@ -337,6 +345,7 @@ impl JournalEvent {
             JournalEvent::Undone => "undone",
             JournalEvent::UndoFailed => "undo_failed",
             JournalEvent::RolledBack => "rolled_back",
+            JournalEvent::RollbackPart => "rollback_part",
             JournalEvent::Finished => "finished",
             JournalEvent::Resumed => "resumed",
             JournalEvent::Replanned => "replanned",
@@ -376,6 +385,7 @@ impl Record {
             Record::Undone { .. } => JournalEvent::Undone,
             Record::UndoFailed { .. } => JournalEvent::UndoFailed,
             Record::RolledBack { .. } => JournalEvent::RolledBack,
+            Record::RollbackPart { .. } => JournalEvent::RollbackPart,
             Record::Finished { .. } => JournalEvent::Finished,
             Record::Resumed => JournalEvent::Resumed,
             Record::Replanned { .. } => JournalEvent::Replanned,
@@ -406,38 +416,9 @@ pub struct Journal {
 /// Records written by this process, for `CREDSHIFT_CRASH_AT`.
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
-/// `CREDSHIFT_CRASH_AT`: exactly a decimal number from 1 (no sign, no
-/// spaces). Anything else is ignored with a message.
-pub fn parse_crash_at(v: &str) -> Option<u64> {
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    v.parse().ok().filter(|n| *n > 0)
-}
-
-/// The crash point, read once; warns on stderr while active.
-pub fn crash_at() -> Option<u64> {
-    static AT: OnceLock<Option<u64>> = OnceLock::new();
-    *AT.get_or_init(|| {
-        let v = std::env::var_os("CREDSHIFT_CRASH_AT")?;
-        let v = v.to_string_lossy();
-        match parse_crash_at(&v) {
-            Some(k) => {
-                eprintln!(
-                    "credshift: warning: CREDSHIFT_CRASH_AT={k} is set (a test aid): the process \
-                     aborts right after its journal record {k}"
-                );
-                Some(k)
-            }
-            None => {
-                eprintln!(
-                    "credshift: warning: CREDSHIFT_CRASH_AT is set to {v:?}, which is not a \
-                     record number (1, 2, ...); ignored"
-                );
-                None
-            }
-        }
-    })
+/// The `CREDSHIFT_CRASH_AT` test aid, as `main` installed it.
+fn crash_at() -> Option<u64> {
+    crate::test_aids::get().crash_at
 }
 
 impl Journal {
@@ -653,26 +634,6 @@ mod tests {
         assert_eq!(seqs, vec![1, 2, 3]);
         assert_eq!(lines[1].record, Record::Verified { id });
         assert_eq!(fsutil::mode_of(&dir.path().join(JOURNAL_FILE)), Some(0o600));
-    }
-
-    #[test]
-    fn the_crash_point_is_an_exact_record_number() {
-        assert_eq!(parse_crash_at("1"), Some(1));
-        assert_eq!(parse_crash_at("42"), Some(42));
-        for bad in [
-            "",
-            "0",
-            "-1",
-            "+3",
-            " 3",
-            "3 ",
-            "3x",
-            "x",
-            "1.5",
-            "99999999999999999999",
-        ] {
-            assert_eq!(parse_crash_at(bad), None, "{bad:?}");
-        }
     }
 
     #[test]

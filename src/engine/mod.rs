@@ -67,15 +67,14 @@
 
 pub mod assess;
 pub mod audit;
-pub mod backup;
-pub mod cleanup;
+pub mod backup_file;
 pub mod error;
 pub mod execute;
 pub mod fingerprint;
 pub mod inventory;
+pub mod item_loops;
+pub mod items;
 pub mod journal;
-pub mod lock;
-pub mod memstore;
 pub mod plan;
 pub mod recovery;
 pub(crate) mod replan;
@@ -89,12 +88,14 @@ mod tests;
 pub use error::{EngineError, Result};
 pub use execute::{
     BatchRamp, Control, MAX_BATCH, MIN_ATTEMPTS, MigrationHandle, ROLLBACK_THRESHOLD,
-    WHOLE_FILE_BATCH_BUDGET, batch_sizes, delete_order, exceeds_failure_limit, follow, prepare,
-    run, start, start_prepared, start_with_stores,
+    WHOLE_FILE_BATCH_BUDGET, batch_sizes, exceeds_failure_limit, follow, prepare, run, start,
+    start_prepared, start_with_stores,
 };
+pub use item_loops::delete_order;
 pub use plan::{Prepared, plan};
 pub use recovery::{
-    backup, cleanup, detail, history, restore, restore_plan, restore_with, resume, resume_with,
-    rollback, rollback_with, status_word, verify,
+    RecoveryOp, backup, cleanup, detail, history, restore, restore_plan, restore_with, resume,
+    resume_with, rollback, rollback_only, rollback_with, start_partial_rollback, start_recovery,
+    start_restore, status_word, verify, verify_with,
 };
 pub use types::*;

@@ -508,7 +508,7 @@ pub fn save_plan(state_dir: &Path, plan: &Plan) -> Result<PathBuf> {
 mod tests {
     use super::*;
     use crate::credential::{Kind, Metadata};
-    use crate::engine::memstore::MemStore;
+    use crate::store::memory::MemStore;
 
     fn cred(id: &str, v: &str) -> Credential {
         Credential::new(id.parse().unwrap(), Kind::ApiKey, v)

@@ -8,25 +8,27 @@ use std::time::Instant;
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope;
 use crate::engine::audit;
-use crate::engine::backup::{self, BackupKey};
+use crate::engine::backup_file::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::execute::{
-    self, Control, MigrationKeys, Run, cleanup_items, migration_backup_key, planned_items, undo_all,
+    self, Control, MigrationKeys, Run, UndoScope, cleanup_items, migration_backup_key,
+    planned_items, undo_all,
 };
 use crate::engine::fingerprint;
 use crate::engine::inventory::now_ms;
 use crate::engine::journal::{Journal, PlannedAction, Record, Totals, UndoOutcome};
-use crate::engine::memstore::MemStore;
 use crate::engine::plan;
 use crate::engine::replan;
 use crate::engine::session::{self, Recovered, Use};
 use crate::engine::state::{self, State};
 use crate::engine::types::{
     Action, BackupSummary, ConflictPolicy, Failure, HistoryEntry, MigrationDetail, MigrationId,
-    MigrationRequest, MigrationStatus, Report,
+    MigrationRequest, MigrationStatus, Progress, Report,
 };
 use crate::error::StoreError;
-use crate::store::{self, OpenOptions, Store, StoreSpec};
+use crate::store::memory::MemStore;
+use crate::store::{self, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 /// Every migration in the state dir, oldest first. A folder whose journal
 /// cannot be read is left out (it never hides the others).
@@ -53,12 +55,21 @@ pub fn history(state_dir: &Path) -> Result<Vec<HistoryEntry>> {
 /// One migration with its timeline, for a support screen.
 pub fn detail(state_dir: &Path, id: &MigrationId) -> Result<MigrationDetail> {
     let s = State::load(state_dir, id)?;
+    let under = |spec: &str| {
+        spec.parse::<StoreSpec>()
+            .is_ok_and(|s| s.under_passphrase())
+    };
     Ok(MigrationDetail {
         entry: s.history_entry(),
         dir: s.dir.clone(),
         backup: s.backup.clone(),
         on_conflict: s.on_conflict,
         delete_source: s.delete_source,
+        items: crate::engine::items::items(&s),
+        needs_passphrase: s.backup_key == crate::engine::journal::BackupKeyKind::Passphrase
+            || under(&s.from)
+            || under(&s.to),
+        rollback_began: s.rolled_back.is_some(),
         timeline: s.timeline(),
     })
 }
@@ -67,7 +78,7 @@ fn load_backup(
     state: &State,
     keys: &MigrationKeys,
     file: Option<&Path>,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BTreeMap<CredentialId, Credential>> {
     let Some(path) = file else {
         return Ok(BTreeMap::new());
@@ -82,14 +93,25 @@ fn load_backup(
     } else {
         let main = state.backup.clone().unwrap_or_else(|| path.to_path_buf());
         let key = migration_backup_key(state, &main, opts)?;
-        backup::read(path, &key, opts)?
+        backup_file::read(path, &key, opts)?
     };
     Ok(creds.into_iter().map(|c| (c.id.clone(), c)).collect())
 }
 
 /// Read back what a migration wrote and compare it with the journal's
 /// fingerprints (value, and metadata when the target keeps it).
-pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn verify(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
+    verify_with(state_dir, id, opts, &Control::default())
+}
+
+/// [`verify`] with progress (a `counts` event per item) and cancel (it
+/// stops reading; the report counts what was read).
+pub fn verify_with(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &KeyOptions,
+    ctl: &Control,
+) -> Result<Report> {
     let st = State::load(state_dir, id)?;
     // Verify reads the target; the source is held shared when it is there
     // so no cleanup or other writer runs beside it.
@@ -98,7 +120,7 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
         ..
     } = session::recover(
         state_dir,
@@ -112,7 +134,20 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
     let keeps = target.probe().keeps_metadata;
     let mut failures = Vec::new();
     let mut ok = 0;
-    for cid in st.verified.difference(&st.undone) {
+    let todo: Vec<&CredentialId> = st.verified.difference(&st.undone).collect();
+    let mut cancelled = false;
+    for (n, cid) in todo.iter().copied().enumerate() {
+        if ctl.cancelled() {
+            cancelled = true;
+            break;
+        }
+        ctl.send(Progress::Counts(crate::engine::types::Counts {
+            total: todo.len(),
+            done: n,
+            written: ok,
+            failed: failures.len(),
+            ..Default::default()
+        }));
         let Some(p) = st.planned_item(cid) else {
             continue;
         };
@@ -156,6 +191,7 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
     report.verified = ok;
     report.failed = failures.len();
     report.failures = failures;
+    report.cancelled = cancelled;
     let outcome = if report.failed == 0 {
         "verified"
     } else {
@@ -167,13 +203,14 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<
         ..st.totals()
     };
     audit_action(state_dir, id, &st, "verify", outcome, counts);
+    report.notices = locks.notices();
     Ok(report)
 }
 
 /// Delete from the source the items a finished migration verified (or
 /// finish a cleanup that was interrupted). The caller must have the
 /// user's consent.
-pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     let st = State::load(state_dir, id)?;
     let interrupted_cleanup = st.cleanup == Some(false) && st.finished.is_some();
     match st.status() {
@@ -192,7 +229,7 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
         ..
     } = session::recover(state_dir, &st, opts, Some(Use::WRITE), Some(Use::READ))?;
     let (Some(source), Some(target)) = (source, target) else {
@@ -207,6 +244,13 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result
         target.as_ref(),
         &Control::default(),
     )
+    .map(|r| noted(r, &locks))
+}
+
+/// `r` with what taking `locks` did.
+fn noted(mut r: Report, locks: &session::Locks) -> Report {
+    r.notices = locks.notices();
+    r
 }
 
 /// Cleanup of a finished migration (asked for, or left interrupted), with
@@ -243,7 +287,7 @@ fn audit_action(
 ) {
     let _ = audit::append(
         state_dir,
-        audit::Entry {
+        audit::AuditEntry {
             action,
             from: Some(st.from.clone()),
             to: Some(st.to.clone()),
@@ -265,14 +309,14 @@ pub fn status_word(s: MigrationStatus) -> &'static str {
 
 /// Finish an interrupted (or failed) migration: items not yet verified are
 /// written and read back. Idempotent: a completed migration is reported as is.
-pub fn resume(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn resume(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     resume_with(state_dir, id, opts, &Control::default())
 }
 
 pub fn resume_with(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     ctl: &Control,
 ) -> Result<Report> {
     let st = State::load(state_dir, id)?;
@@ -299,7 +343,7 @@ pub fn resume_with(
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
     } = session::recover(
         state_dir,
         &st,
@@ -312,7 +356,7 @@ pub fn resume_with(
     };
     if st.status() == MigrationStatus::Completed {
         // Finished by another run while this one waited for its locks.
-        return Ok(st.report());
+        return Ok(noted(st.report(), &locks));
     }
     if st.finished.is_some() && st.cleanup == Some(false) {
         // Only the cleanup after a finished migration was interrupted:
@@ -325,7 +369,8 @@ pub fn resume_with(
             source.as_ref(),
             target.as_ref(),
             ctl,
-        );
+        )
+        .map(|r| noted(r, &locks));
     }
     let clean_up = st.delete_source || st.cleanup.is_some();
     journal.append(Record::Resumed)?;
@@ -376,35 +421,112 @@ pub fn resume_with(
     let mut tally = decision.tally;
     let stop = run.write_items(&decision.work, &old, keeps, &mut tally, Instant::now());
     run.finish("resume", stop, &old, clean_up)
+        .map(|r| noted(r, &locks))
 }
 
 /// Undo a migration: put back source items cleanup deleted, remove what it
 /// wrote, restore what it overwrote from the backup. Idempotent.
-pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &OpenOptions) -> Result<Report> {
+pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     rollback_with(state_dir, id, opts, &Control::default())
 }
 
 pub fn rollback_with(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
+    ctl: &Control,
+) -> Result<Report> {
+    rollback_items(state_dir, id, opts, None, ctl)
+}
+
+/// Roll back only the items whose id matches `pattern` (a glob, as
+/// `exec --only`): journaled like a whole rollback (`rollback_part`, then
+/// one `undone` per item), the rest stays migrated and the migration keeps
+/// its status. Refused when nothing matches.
+pub fn rollback_only(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &KeyOptions,
+    pattern: &str,
+    ctl: &Control,
+) -> Result<Report> {
+    rollback_items(state_dir, id, opts, Some(Part::Glob(pattern)), ctl)
+}
+
+/// [`rollback_only`] for the items chosen one by one (the wizard's item
+/// view), on a worker thread: the same handle as every long operation.
+pub fn start_partial_rollback(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &KeyOptions,
+    ids: BTreeSet<CredentialId>,
+) -> Result<execute::MigrationHandle> {
+    let dir = state::migration_dir(state_dir, id);
+    let (state_dir, mid, opts) = (state_dir.to_path_buf(), id.clone(), opts.clone());
+    execute::spawn_job(id.clone(), dir, "rollback", move |ctl| {
+        rollback_items(&state_dir, &mid, &opts, Some(Part::Ids(&ids)), &ctl)
+    })
+}
+
+/// Which items a partial rollback undoes.
+enum Part<'a> {
+    Glob(&'a str),
+    Ids(&'a BTreeSet<CredentialId>),
+}
+
+fn rollback_items(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &KeyOptions,
+    part: Option<Part<'_>>,
     ctl: &Control,
 ) -> Result<Report> {
     let st = State::load(state_dir, id)?;
     if st.rolled_back == Some(true) {
         return Ok(st.report());
     }
+    let pattern: Option<String> = part.as_ref().map(|p| match p {
+        Part::Glob(g) => g.to_string(),
+        Part::Ids(ids) => format!("{} items chosen one by one", ids.len()),
+    });
+    let pattern = pattern.as_deref();
+    let only: Option<BTreeSet<CredentialId>> = part.as_ref().map(|p| {
+        let at_target = st.begun.iter().filter(|i| !st.undone.contains(*i));
+        let deleted = st.delete_begun.iter();
+        at_target
+            .chain(deleted)
+            .filter(|i| match p {
+                Part::Glob(g) => crate::store::faults::glob_match(g, &i.to_string()),
+                Part::Ids(ids) => ids.contains(*i),
+            })
+            .cloned()
+            .collect()
+    });
+    if let (Some(g), Some(only)) = (pattern, &only)
+        && only.is_empty()
+    {
+        return Err(EngineError::Refused(format!(
+            "no item of migration {id} that is still at the target matches {g:?}; nothing was \
+             changed (see `credshift history --migration-id {id}`)"
+        )));
+    }
+    let delete_begun: Vec<CredentialId> = st
+        .delete_begun
+        .iter()
+        .filter(|i| only.as_ref().is_none_or(|o| o.contains(*i)))
+        .cloned()
+        .collect();
     // Every item whose delete from the source began (a crash may have
     // come before its outcome was journaled) is put back: the source is
     // then written; else it is only held shared when it is there.
-    let source_needed = !st.delete_begun.is_empty();
+    let source_needed = !delete_begun.is_empty();
     let Recovered {
         st,
         source,
         target,
         keys,
         mut journal,
-        locks: _locks,
+        locks,
     } = session::recover(
         state_dir,
         &st,
@@ -418,27 +540,45 @@ pub fn rollback_with(
     )?;
     if st.rolled_back == Some(true) {
         // Rolled back by another run while this one waited for its locks.
-        return Ok(st.report());
+        return Ok(noted(st.report(), &locks));
     }
     let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
     let source = if source_needed { source } else { None };
     let needs_old = st.begun.iter().any(|i| {
-        st.planned_item(i)
-            .is_some_and(|p| p.action == PlannedAction::Overwrite)
+        only.as_ref().is_none_or(|o| o.contains(i))
+            && st
+                .planned_item(i)
+                .is_some_and(|p| p.action == PlannedAction::Overwrite)
     });
     let old = if needs_old {
         load_backup(&st, &keys, st.target_backup.as_deref(), opts)?
     } else {
         BTreeMap::new()
     };
-    journal.append(Record::RollbackStarted {
-        reason: "requested by the user".into(),
-    })?;
+    match (&only, pattern) {
+        (Some(ids), Some(g)) => journal.append(Record::RollbackPart {
+            pattern: g.to_string(),
+            ids: ids.iter().cloned().collect(),
+        })?,
+        _ => journal.append(Record::RollbackStarted {
+            reason: "requested by the user".into(),
+        })?,
+    }
+    ctl.send(Progress::RollingBack {
+        reason: match pattern {
+            Some(g) => format!("requested by the user for the items matching {g}"),
+            None => "requested by the user".into(),
+        },
+    });
     let mut complete = true;
     if let Some(source) = &source {
         let originals = load_backup(&st, &keys, st.backup.as_deref(), opts)?;
-        let now = source.read_many(&st.delete_begun);
-        for (cid, present) in st.delete_begun.iter().zip(now) {
+        let now = source.read_many(&delete_begun);
+        for (cid, present) in delete_begun.iter().zip(now) {
+            if ctl.cancelled() {
+                complete = false;
+                break;
+            }
             let res = match (present, originals.get(cid)) {
                 // Still there (the delete failed or never ran): nothing to do.
                 (Ok(Some(_)), _) => Ok(UndoOutcome::SourcePresent),
@@ -450,10 +590,16 @@ pub fn rollback_with(
                 (Err(e), _) => Err(e),
             };
             match res {
-                Ok(how) => journal.append(Record::Undone {
-                    id: cid.clone(),
-                    how,
-                })?,
+                Ok(how) => {
+                    journal.append(Record::Undone {
+                        id: cid.clone(),
+                        how,
+                    })?;
+                    ctl.send(Progress::ItemUndone {
+                        id: cid.clone(),
+                        how,
+                    });
+                }
                 Err(e) => {
                     complete = false;
                     journal.append(Record::UndoFailed {
@@ -464,7 +610,34 @@ pub fn rollback_with(
             }
         }
     }
-    complete &= undo_all(&mut journal, &keys.fp, target.as_ref(), &st, &old, ctl)?;
+    if complete || !ctl.cancelled() {
+        let scope = UndoScope {
+            only: only.as_ref(),
+            stop_on_cancel: true,
+        };
+        complete &= undo_all(
+            &mut journal,
+            &keys.fp,
+            target.as_ref(),
+            &st,
+            &old,
+            ctl,
+            scope,
+        )?;
+    }
+    let cancelled = ctl.cancelled() && !complete;
+    if pattern.is_some() {
+        let st = journal.state()?;
+        let outcome = if complete {
+            "rolled_back_part"
+        } else {
+            "failed"
+        };
+        audit_action(state_dir, id, st, "rollback", outcome, st.totals());
+        let mut report = st.report();
+        report.cancelled = cancelled;
+        return Ok(report);
+    }
     journal.append(Record::RolledBack { complete })?;
     let totals = journal.state()?.totals();
     journal.append(Record::Finished {
@@ -474,7 +647,11 @@ pub fn rollback_with(
             MigrationStatus::Interrupted
         },
         totals,
-        reason: Some("rolled back on request".into()),
+        reason: Some(if cancelled {
+            "rollback cancelled by the user; run rollback again to finish it".into()
+        } else {
+            "rolled back on request".into()
+        }),
     })?;
     let st = journal.state()?;
     let outcome = if complete {
@@ -483,7 +660,9 @@ pub fn rollback_with(
         "interrupted"
     };
     audit_action(state_dir, id, st, "rollback", outcome, st.totals());
-    Ok(st.report())
+    let mut report = noted(st.report(), &locks);
+    report.cancelled = cancelled;
+    Ok(report)
 }
 
 /// An operation on a recorded migration, for [`start_recovery`].
@@ -493,25 +672,43 @@ pub enum RecoveryOp {
     Rollback,
     Verify,
     Cleanup,
+    /// Write the migration's backup back into its source: a new migration
+    /// (its own journal and backup), values changed since the backup skipped.
+    Restore,
 }
 
 /// Start `op` on migration `id` on a worker thread: the same
-/// [`execute::MigrationHandle`] as a migration (progress events, cancel,
-/// join), the same session preamble inside.
+/// [`execute::MigrationHandle`] as a migration (progress events, cancel
+/// after the batch at hand, join), the same session preamble inside. A
+/// restore's handle is the new migration's (its id is the restore's). A
+/// restore opens its backup here (a key derivation): call this off a UI
+/// thread.
 pub fn start_recovery(
     state_dir: &Path,
     id: &MigrationId,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     op: RecoveryOp,
 ) -> Result<execute::MigrationHandle> {
+    if op == RecoveryOp::Restore {
+        let st = State::load(state_dir, id)?;
+        let backup_file = st.backup.clone().ok_or_else(|| {
+            EngineError::Refused(format!("migration {id} has no backup to restore"))
+        })?;
+        let to: StoreSpec = st
+            .from
+            .parse()
+            .map_err(|e: store::BadSpec| EngineError::Refused(e.to_string()))?;
+        return start_restore(&backup_file, &to, state_dir, opts, ConflictPolicy::Skip);
+    }
     let dir = state::migration_dir(state_dir, id);
     let (state_dir, mid, opts) = (state_dir.to_path_buf(), id.clone(), opts.clone());
     let name = format!("{op:?}").to_lowercase();
-    execute::MigrationHandle::spawn(id.clone(), dir, &name, move |ctl| match op {
+    execute::spawn_job(id.clone(), dir, &name, move |ctl| match op {
         RecoveryOp::Resume => resume_with(&state_dir, &mid, &opts, &ctl),
         RecoveryOp::Rollback => rollback_with(&state_dir, &mid, &opts, &ctl),
-        RecoveryOp::Verify => verify(&state_dir, &mid, &opts),
+        RecoveryOp::Verify => verify_with(&state_dir, &mid, &opts, &ctl),
         RecoveryOp::Cleanup => cleanup(&state_dir, &mid, &opts),
+        RecoveryOp::Restore => Err(EngineError::Refused("restore runs as a migration".into())),
     })
 }
 
@@ -544,9 +741,9 @@ pub fn backup(
     source: &dyn Store,
     out: &Path,
     key_out: KeyOut<'_>,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BackupSummary> {
-    if backup::sealing_passphrase(opts).is_none()
+    if backup_file::sealing_passphrase(opts).is_none()
         && let Some(k) = &opts.key_file
         && same_file(k, out)
     {
@@ -556,7 +753,7 @@ pub fn backup(
             out.display()
         )));
     }
-    if backup::sealing_passphrase(opts).is_none()
+    if backup_file::sealing_passphrase(opts).is_none()
         && opts.key_file.is_none()
         && let KeyOut::At(k) = key_out
         && same_file(k, out)
@@ -567,12 +764,16 @@ pub fn backup(
             out.display()
         )));
     }
-    let _locks = session::read_only(source)?;
+    let locks = session::read_only(source)?;
     let scan = source.read_all()?;
     // A passphrase that fails the rule for new ones seals nothing new.
-    let key_file = match (backup::sealing_passphrase(opts), &opts.key_file, key_out) {
+    let key_file = match (
+        backup_file::sealing_passphrase(opts),
+        &opts.key_file,
+        key_out,
+    ) {
         (Some(p), _, _) => {
-            backup::write(
+            backup_file::write(
                 out,
                 &scan.credentials,
                 &BackupKey::Passphrase(p.clone()),
@@ -581,13 +782,13 @@ pub fn backup(
             None
         }
         (None, Some(k), _) => {
-            backup::write(out, &scan.credentials, &BackupKey::KeyFile(k.clone()), opts)?;
+            backup_file::write(out, &scan.credentials, &BackupKey::KeyFile(k.clone()), opts)?;
             None
         }
         (None, None, KeyOut::At(k)) => {
             crate::crypto::kdf::generate_key_file(k)?;
             if let Err(e) =
-                backup::write(out, &scan.credentials, &BackupKey::KeyFile(k.into()), opts)
+                backup_file::write(out, &scan.credentials, &BackupKey::KeyFile(k.into()), opts)
             {
                 let _ = std::fs::remove_file(k);
                 return Err(e.into());
@@ -596,16 +797,16 @@ pub fn backup(
         }
         (None, None, KeyOut::Kept(state_dir)) => {
             // The key's name is the backup's id, known once it is sealed.
-            let dir = backup::kept_keys_dir(state_dir);
+            let dir = backup_file::kept_keys_dir(state_dir);
             let pending = dir.join(format!(".new-{}-{}.key", std::process::id(), now_ms()));
             crate::crypto::kdf::generate_key_file(&pending)?;
-            let kept = backup::write(
+            let kept = backup_file::write(
                 out,
                 &scan.credentials,
                 &BackupKey::KeyFile(pending.clone()),
                 opts,
             )
-            .and_then(|()| backup::kept_key_for(state_dir, out))
+            .and_then(|()| backup_file::kept_key_for(state_dir, out))
             .and_then(|kept| {
                 std::fs::rename(&pending, &kept)
                     .and_then(|()| crate::fsutil::fsync_dir(&dir))
@@ -626,6 +827,7 @@ pub fn backup(
         key_file,
         items: scan.credentials.len(),
         errors: scan.errors,
+        notices: locks.notices(),
     })
 }
 
@@ -638,7 +840,7 @@ pub fn restore(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<Report> {
     restore_with(backup_file, target, state_dir, opts, ConflictPolicy::Skip)
 }
@@ -647,10 +849,10 @@ pub fn restore(
 fn backup_source(
     backup_file: &Path,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<(StoreSpec, Box<dyn Store>)> {
-    let key = backup::existing_key_in(backup_file, Some(state_dir), opts)?;
-    let creds = backup::read(backup_file, &key, opts)?;
+    let key = backup_file::existing_key_in(backup_file, Some(state_dir), opts)?;
+    let creds = backup_file::read(backup_file, &key, opts)?;
     let spec = StoreSpec::Encrypted(backup_file.to_path_buf());
     Ok((spec.clone(), Box::new(MemStore::new(spec, creds, false))))
 }
@@ -661,7 +863,7 @@ pub fn restore_plan(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     policy: ConflictPolicy,
 ) -> Result<crate::engine::types::Plan> {
     let (_, source) = backup_source(backup_file, state_dir, opts)?;
@@ -680,9 +882,24 @@ pub fn restore_with(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     policy: ConflictPolicy,
 ) -> Result<Report> {
+    let h = start_restore(backup_file, target, state_dir, opts, policy)?;
+    while h.events.recv().is_ok() {}
+    h.join()
+}
+
+/// [`restore_with`] on a worker thread: the migration's handle (progress,
+/// cancel: a cancelled restore rolls back what it wrote, as a migration).
+/// Opens the backup on the calling thread.
+pub fn start_restore(
+    backup_file: &Path,
+    target: &StoreSpec,
+    state_dir: &Path,
+    opts: &KeyOptions,
+    policy: ConflictPolicy,
+) -> Result<execute::MigrationHandle> {
     let (spec, source) = backup_source(backup_file, state_dir, opts)?;
     let target_store = store::open(target, opts)?;
     let req = MigrationRequest {
@@ -692,7 +909,5 @@ pub fn restore_with(
         selection: None,
         delete_source: false,
     };
-    let h = execute::start_with_stores(req, source, target_store, state_dir, opts)?;
-    while h.events.recv().is_ok() {}
-    h.join()
+    execute::start_with_stores(req, source, target_store, state_dir, opts)
 }

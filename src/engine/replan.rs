@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::credential::{Credential, CredentialId};
-use crate::engine::backup;
+use crate::engine::backup_file;
 use crate::engine::execute::{Run, Tally};
 use crate::engine::fingerprint::{self, FpKey};
 use crate::engine::journal::{PlannedAction, PlannedItem, Record};
@@ -181,7 +181,7 @@ impl Run<'_> {
             // replaces).
             let mut all: Vec<Credential> = old.values().cloned().collect();
             all.extend(d.to_back_up.iter().cloned());
-            backup::write_sealed(&path, &all, &self.keys.sealing)?;
+            backup_file::write_sealed(&path, &all, &self.keys.sealing)?;
             for c in &d.to_back_up {
                 old.insert(c.id.clone(), c.clone());
             }
@@ -262,7 +262,7 @@ impl Run<'_> {
             crate::engine::inventory::now_ms(),
             std::process::id()
         ));
-        backup::write_sealed(&path, std::slice::from_ref(found), &self.keys.sealing)
+        backup_file::write_sealed(&path, std::slice::from_ref(found), &self.keys.sealing)
     }
 }
 

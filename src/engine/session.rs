@@ -17,17 +17,18 @@
 //! at the absolute location recorded when the migration started, and must
 //! still be the stores it recorded ([`EngineError::StoreChanged`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::engine::error::{EngineError, Result};
 use crate::engine::execute::{MigrationKeys, recover_keys};
 use crate::engine::journal::Journal;
-use crate::engine::lock::{self, StateLock};
 use crate::engine::state::State;
 use crate::engine::types::MigrationId;
 use crate::error::StoreError;
-use crate::store::{self, LockMode, OpenOptions, Store, StoreIdentity, StoreLock, StoreSpec};
+use crate::store::lockfile::{self, StateLock};
+use crate::store::{self, LockMode, Store, StoreIdentity, StoreLock, StoreSpec};
+use crate::unlock::KeyOptions;
 
 /// How long an operation waits for a database's lock held by another
 /// credshift process (migrations from several machines queue up).
@@ -85,6 +86,19 @@ pub struct Locks {
     _store: Vec<Box<dyn StoreLock>>,
 }
 
+impl Locks {
+    /// What taking these locks did that the user should hear about (a
+    /// stale lock taken over, a killed run's temp file removed): the
+    /// operation's report carries them, the CLI prints them, the wizard
+    /// shows them.
+    pub fn notices(&self) -> Vec<store::LockNotice> {
+        let stores = self._store.iter().flat_map(|l| l.notices());
+        stores
+            .chain(self._state.iter().flat_map(|l| l.notices()))
+            .collect()
+    }
+}
+
 impl Drop for Locks {
     fn drop(&mut self) {
         // State-dir locks first, then the stores', the reverse of taking.
@@ -112,7 +126,7 @@ pub struct Session {
 }
 
 /// Open a spec as the engine opens every store.
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     Ok(store::open(spec, opts)?)
 }
 
@@ -173,7 +187,7 @@ fn guard(
     state_dir: Option<&Path>,
     migration_id: &str,
 ) -> Result<(Vec<Option<StoreIdentity>>, Locks)> {
-    lock::set_operation(migration_id);
+    lockfile::set_operation(migration_id);
     let mut ids: Vec<Option<StoreIdentity>> = Vec::with_capacity(ends.len());
     for end in ends {
         match end.store.identity() {
@@ -232,13 +246,16 @@ fn guard(
         for &i in &order {
             if let Some(id) = &kept[i] {
                 let end = &ends[i];
-                state_locks.push(lock::state_lock(
-                    dir,
-                    end.store.spec(),
-                    &id.key,
-                    end.usage.mode,
-                    migration_id,
-                )?);
+                state_locks.push(
+                    lockfile::state_lock(
+                        dir,
+                        end.store.spec(),
+                        &id.key,
+                        end.usage.mode,
+                        migration_id,
+                    )
+                    .map_err(|e| locked(end.store.spec(), e))?,
+                );
             }
         }
     }
@@ -252,18 +269,15 @@ fn guard(
     ))
 }
 
-/// `CREDSHIFT_HOLD_LOCKS=PATH` (a test aid, inert unless set): once every
-/// lock is held, create PATH and wait until it is removed (at most 120 s),
-/// so a test can run a second process against locks a first one holds.
+/// `CREDSHIFT_HOLD_LOCKS=PATH` (a test aid, [`crate::test_aids`]): once
+/// every lock is held, create PATH and wait until it is removed (at most
+/// 120 s), so a test can run a second process against locks a first one
+/// holds.
 fn hold_if_asked() {
-    let Some(path) = std::env::var_os("CREDSHIFT_HOLD_LOCKS").map(PathBuf::from) else {
+    let Some(path) = &crate::test_aids::get().hold_locks else {
         return;
     };
-    eprintln!(
-        "credshift: CREDSHIFT_HOLD_LOCKS is set (a test aid): holding the locks until {} is removed",
-        path.display()
-    );
-    if std::fs::write(&path, std::process::id().to_string()).is_err() {
+    if std::fs::write(path, std::process::id().to_string()).is_err() {
         return;
     }
     let start = std::time::Instant::now();
@@ -328,7 +342,7 @@ pub(crate) struct Recovered {
 pub(crate) fn recover(
     state_dir: &Path,
     st: &State,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
     source: Option<Use>,
     target: Option<Use>,
 ) -> Result<Recovered> {

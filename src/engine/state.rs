@@ -246,7 +246,7 @@ impl State {
     /// Take one more record into account.
     pub fn apply(&mut self, l: &Line) {
         match &l.record {
-            Record::Started { .. } | Record::VerifyRun { .. } => {}
+            Record::Started { .. } | Record::VerifyRun { .. } | Record::RollbackPart { .. } => {}
             Record::Planned {
                 items,
                 warnings,
@@ -383,10 +383,8 @@ impl State {
 
     /// Items this migration put at the target that are still there.
     pub fn copied(&self) -> usize {
-        if self.rolled_back.is_some() {
-            return self.verified.difference(&self.undone).count();
-        }
-        self.verified.len()
+        // Undone items (a rollback, or a partial one) are no longer there.
+        self.verified.difference(&self.undone).count()
     }
 
     pub fn totals(&self) -> Totals {
@@ -460,13 +458,28 @@ impl State {
                 })
                 .collect(),
             warnings: self.warnings.clone(),
+            notices: Vec::new(),
             unreadable: self.unreadable,
+            status: Some(self.status()),
+            cancelled: false,
         }
     }
 
     pub fn timeline(&self) -> Vec<TimelineEntry> {
         let mut out = Vec::with_capacity(self.lines.len());
         for l in &self.lines {
+            let ids = match &l.record {
+                Record::BatchBegin { ids }
+                | Record::DeleteBegin { ids }
+                | Record::RollbackPart { ids, .. } => ids.clone(),
+                Record::BatchDone { verified, failed } => verified
+                    .iter()
+                    .cloned()
+                    .chain(failed.iter().map(|f| f.id.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let mut first = true;
             let mut push =
                 |event: JournalEvent, id: Option<CredentialId>, detail: Option<String>| {
                     out.push(TimelineEntry {
@@ -475,6 +488,11 @@ impl State {
                         event,
                         id,
                         detail,
+                        ids: if std::mem::take(&mut first) {
+                            ids.clone()
+                        } else {
+                            Vec::new()
+                        },
                     })
                 };
             let event = l.record.event();
@@ -545,6 +563,11 @@ impl State {
                     Some(format!("{deleted} deleted, {failed} still in the source")),
                 ),
                 Record::RollbackStarted { reason } => push(event, None, Some(reason.clone())),
+                Record::RollbackPart { pattern, ids } => push(
+                    event,
+                    one(ids),
+                    Some(format!("{} items matching {pattern}", ids.len())),
+                ),
                 Record::RolledBack { complete } => push(
                     event,
                     None,

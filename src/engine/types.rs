@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::credential::{CredentialId, Kind};
 use crate::engine::journal::{JournalEvent, UndoOutcome};
-use crate::store::{Capability, LocationError, StoreSpec};
+use crate::store::{Capability, LocationError, StoreIdentity, StoreSpec};
 
 /// `20261123T004512Z-3fa9c1`: sorts by start time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -34,6 +34,22 @@ pub enum ConflictPolicy {
 pub struct StoreReport {
     pub spec: StoreSpec,
     pub capability: Capability,
+    /// What the spec names, as far as the probe could tell without
+    /// connecting ([`crate::store::offline_identity`]): the wizard tells two
+    /// specs of one store apart with it, without touching the file system.
+    #[serde(skip)]
+    pub location: Option<StoreIdentity>,
+}
+
+impl StoreReport {
+    /// Whether both reports name one store (the same file under another
+    /// name or scheme, ...), as their probes saw it.
+    pub fn same_location(&self, other: &StoreReport) -> bool {
+        match (&self.location, &other.location) {
+            (Some(a), Some(b)) => a.same_store(b),
+            _ => false,
+        }
+    }
 }
 
 /// Inventory status of one source item.
@@ -175,9 +191,19 @@ pub struct Report {
     /// The plan's warnings (the target drops metadata, is not persistent, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What taking this operation's locks did (a stale lock taken over, a
+    /// killed run's temp file removed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::store::LockNotice>,
     /// Source places that could not be read (each named in `warnings`).
     #[serde(default)]
     pub unreadable: usize,
+    /// The migration's status once this operation ended, from its journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MigrationStatus>,
+    /// The user cancelled this operation; it stopped after the batch at hand.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,6 +333,11 @@ pub struct TimelineEntry {
     pub id: Option<CredentialId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Every id a batch record names (`batch_begin`, `batch_done`,
+    /// `delete_begin`, `rollback_part`), so support can tell which item was
+    /// in which batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<CredentialId>,
 }
 
 /// A migration as the recovery screen shows it.
@@ -319,6 +350,13 @@ pub struct MigrationDetail {
     pub backup: Option<PathBuf>,
     pub on_conflict: ConflictPolicy,
     pub delete_source: bool,
+    /// Every planned item with its state (secret-free).
+    pub items: Vec<crate::engine::items::ItemView>,
+    /// Recovery needs credshift's passphrase: the backup is sealed with the
+    /// one the migration ran with, or a store is kept under it.
+    pub needs_passphrase: bool,
+    /// A rollback began (finished or not): resume is refused.
+    pub rollback_began: bool,
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -331,4 +369,7 @@ pub struct BackupSummary {
     pub key_file: Option<PathBuf>,
     pub items: usize,
     pub errors: Vec<LocationError>,
+    /// What taking the source's lock did (see [`Report::notices`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::store::LockNotice>,
 }

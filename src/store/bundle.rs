@@ -6,9 +6,10 @@
 
 use crate::error::{Result, StoreError};
 use crate::store::encrypted::EnvelopeFileStore;
-use crate::store::{OpenOptions, Store, StoreSpec};
+use crate::store::{Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     match spec {
         StoreSpec::Bundle(path) => Ok(Box::new(EnvelopeFileStore::new(
             spec.clone(),
@@ -41,13 +42,26 @@ mod tests {
     }
 
     #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("transfer.bundle");
+        let opts = weak_opts("pw");
+        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+            open(&StoreSpec::Bundle(p.clone()), &opts).unwrap().as_ref(),
+            open(&StoreSpec::Bundle(p), &opts).unwrap(),
+            &api_key("openai", "api_key", "sk-1"),
+            &api_key("openai", "api_key", "sk-theirs"),
+        );
+    }
+
+    #[test]
     fn a_key_file_bundle_warns_that_the_key_must_travel_too() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("k.key");
         crate::crypto::kdf::generate_key_file(&key).unwrap();
-        let opts = OpenOptions {
+        let opts = KeyOptions {
             key_file: Some(key),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         };
         let bundle = open(&StoreSpec::Bundle(dir.path().join("b.bundle")), &opts).unwrap();
         let cap = bundle.probe();

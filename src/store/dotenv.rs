@@ -38,16 +38,17 @@ use crate::credential::{Credential, CredentialId, IdStr, Kind, Metadata, Secret}
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::{
-    Capability, DeleteIf, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
+    Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec,
     plaintext_file_warnings,
 };
+use crate::unlock::KeyOptions;
 
 mod syntax;
 use syntax::{encode_value, parse_assignment, quote_of, unwritable};
 
 const MARKER_PREFIX: &str = "credshift:";
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, _opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::Dotenv(path) = spec else {
         return Err(StoreError::Other(format!("{spec} is not a dotenv spec")));
     };
@@ -646,10 +647,7 @@ impl DotenvStore {
             Ok(Some(d)) => d,
             Ok(None) => return ids.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
             Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         // Each id loses the assignment `find` reads (the one a shell uses,
@@ -733,10 +731,7 @@ impl DotenvStore {
         drop(before);
         match checked.and_then(|()| self.save(&doc)) {
             Ok(()) => results,
-            Err(e) => ids
-                .iter()
-                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                .collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 }
@@ -880,10 +875,7 @@ impl Store for DotenvStore {
         match loaded {
             Ok(Some(doc)) => ids.iter().map(|id| Ok(doc.credential(id))).collect(),
             Ok(None) => ids.iter().map(|_| Ok(None)).collect(),
-            Err(e) => ids
-                .iter()
-                .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                .collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 

@@ -25,9 +25,10 @@ use crate::crypto::envelope::{self, Envelope, KeySource, SealingKey};
 use crate::crypto::kdf;
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::{Capability, Entry, Listing, OpenOptions, Scan, Store, StoreSpec};
+use crate::store::{Capability, DeleteIf, Entry, Listing, Scan, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     match spec {
         StoreSpec::Encrypted(path) => Ok(Box::new(EnvelopeFileStore::new(
             spec.clone(),
@@ -44,7 +45,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
 pub struct EnvelopeFileStore {
     spec: StoreSpec,
     path: PathBuf,
-    opts: OpenOptions,
+    opts: KeyOptions,
     /// The lock also serializes read-modify-write cycles.
     state: Mutex<State>,
 }
@@ -92,7 +93,7 @@ fn file_digest(path: &Path) -> std::io::Result<[u8; 32]> {
 }
 
 impl EnvelopeFileStore {
-    pub fn new(spec: StoreSpec, path: PathBuf, opts: &OpenOptions) -> Self {
+    pub fn new(spec: StoreSpec, path: PathBuf, opts: &KeyOptions) -> Self {
         EnvelopeFileStore {
             spec,
             path,
@@ -252,71 +253,6 @@ fn access_ok(path: &Path, mode: libc::c_int) -> bool {
     unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
-/// A copy of an error for reporting one failure against several items.
-pub(crate) fn dup_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::NotFound { location, hint } => StoreError::NotFound {
-            location: location.clone(),
-            hint: hint.clone(),
-        },
-        StoreError::Parse {
-            location,
-            line,
-            column,
-            message,
-        } => StoreError::Parse {
-            location: location.clone(),
-            line: *line,
-            column: *column,
-            message: message.clone(),
-        },
-        StoreError::Crypto { location, message } => StoreError::Crypto {
-            location: location.clone(),
-            message: message.clone(),
-        },
-        StoreError::MissingKey { location, message } => StoreError::MissingKey {
-            location: location.clone(),
-            message: message.clone(),
-        },
-        StoreError::ReadOnly { store, reason } => StoreError::ReadOnly {
-            store: store.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Unavailable { store, reason } => StoreError::Unavailable {
-            store: store.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Item { id, reason } => StoreError::Item {
-            id: id.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Io { location, source } => StoreError::Io {
-            location: location.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        StoreError::Injected { id, op } => StoreError::Injected { id: id.clone(), op },
-        StoreError::Timeout {
-            location,
-            seconds,
-            what,
-        } => StoreError::Timeout {
-            location: location.clone(),
-            seconds: *seconds,
-            what: what.clone(),
-        },
-        StoreError::Locked {
-            location,
-            holder,
-            seconds,
-        } => StoreError::Locked {
-            location: location.clone(),
-            holder: holder.clone(),
-            seconds: *seconds,
-        },
-        StoreError::Other(s) => StoreError::Other(s.clone()),
-    }
-}
-
 impl Store for EnvelopeFileStore {
     fn identity(&self) -> Result<crate::store::StoreIdentity> {
         crate::store::path_identity(self.spec())
@@ -447,12 +383,58 @@ impl Store for EnvelopeFileStore {
     /// One look at the file (and at most one decryption) for the batch.
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
         let mut st = self.lock();
-        match self.load(&mut st) {
+        let out = match self.load(&mut st) {
             Ok(items) => ids
                 .iter()
                 .map(|id| items.get(id).map(|f| self.decode(id, f)).transpose())
                 .collect(),
-            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
+        };
+        drop(st);
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
+        out
+    }
+
+    /// One read-modify-rewrite under this store's lock: each item is
+    /// compared with the file as just read, and only the matching ones
+    /// leave it. Nothing runs between the comparison and the atomic
+    /// rename but sealing the new file (an application that ignores
+    /// credshift's lock and replaces the file in that moment is
+    /// overwritten, as by any rewrite of it).
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let mut st = self.lock();
+        match self.refresh(&mut st) {
+            Ok(()) => {}
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => {
+                return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect();
+            }
+            Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
+        }
+        let Some((digest_seen, mut items)) = st.seen.take() else {
+            let e = StoreError::Other(format!("{}: contents vanished", self.location()));
+            return expected.iter().map(|_| Err(e.duplicate())).collect();
+        };
+        let out: Vec<Result<DeleteIf>> = expected
+            .iter()
+            .map(|want| {
+                let Some(f) = items.get(&want.id) else {
+                    return Ok(DeleteIf::Absent);
+                };
+                if !self.decode(&want.id, f)?.same_as(want) {
+                    return Ok(DeleteIf::Changed);
+                }
+                items.remove(&want.id);
+                Ok(DeleteIf::Deleted)
+            })
+            .collect();
+        if !out.iter().any(|r| matches!(r, Ok(DeleteIf::Deleted))) {
+            st.seen = Some((digest_seen, items));
+            return out;
+        }
+        match self.save(&mut st, items) {
+            Ok(()) => out,
+            Err(e) => expected.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -463,7 +445,7 @@ impl Store for EnvelopeFileStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return ids.iter().map(|_| Ok(false)).collect();
             }
-            Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
             Ok(items) => {
                 let mut seen = std::collections::BTreeSet::new();
                 // A repeated id is deleted by its first mention only.
@@ -483,7 +465,7 @@ impl Store for EnvelopeFileStore {
         });
         match result {
             Ok(()) => present.into_iter().map(Ok).collect(),
-            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -500,7 +482,7 @@ impl Store for EnvelopeFileStore {
                 Ok(())
             },
             |items| self.save(&mut st, items),
-            |e, _| dup_error(e),
+            |e, _| e.duplicate(),
         )
     }
 }
@@ -510,7 +492,7 @@ mod tests {
     use super::*;
     use crate::store::test_support::{labelled as cred, no_key, weak_opts as opts};
 
-    fn store(path: &Path, o: &OpenOptions) -> Box<dyn Store> {
+    fn store(path: &Path, o: &KeyOptions) -> Box<dyn Store> {
         open(&StoreSpec::Encrypted(path.to_path_buf()), o).unwrap()
     }
 
@@ -628,6 +610,28 @@ mod tests {
         assert_eq!(s.read(&c.id).unwrap().unwrap().id, c.id);
         assert_eq!(s.read_all().unwrap().credentials[0].id, c.id);
         assert_eq!(s.list().unwrap().entries.len(), 1);
+    }
+
+    #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        let s = store(&p, &opts("pw"));
+        s.write(&cred("a", "keep", "x")).unwrap();
+        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+            s.as_ref(),
+            store(&p, &opts("pw")),
+            &cred("a", "b", "v1"),
+            &cred("a", "b", "theirs"),
+        );
+        assert_eq!(
+            s.read(&CredentialId::new("a", "keep"))
+                .unwrap()
+                .unwrap()
+                .secret
+                .expose(),
+            "x"
+        );
     }
 
     #[test]

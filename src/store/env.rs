@@ -12,9 +12,8 @@
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::keys;
-use crate::store::{
-    Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec, read_only,
-};
+use crate::store::{Capability, Listing, LocationError, Scan, Store, StoreSpec, read_only};
+use crate::unlock::KeyOptions;
 
 /// Variables that unlock credshift's stores and the apps' formats.
 pub const UNLOCK_VARS: &[&str] = &[
@@ -24,7 +23,7 @@ pub const UNLOCK_VARS: &[&str] = &[
     "PGPASSWORD",
 ];
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::Env(prefix) = spec else {
         return Err(StoreError::Other(format!("{spec} is not an env spec")));
     };
@@ -199,7 +198,7 @@ mod tests {
     // The test harness runs tests on threads of one process; each test uses
     // its own variable prefix and only reads what it set up front.
     fn store(prefix: &str) -> Box<dyn Store> {
-        open(&StoreSpec::Env(prefix.into()), &OpenOptions::default()).unwrap()
+        open(&StoreSpec::Env(prefix.into()), &KeyOptions::default()).unwrap()
     }
 
     #[test]
@@ -243,9 +242,9 @@ mod tests {
             std::env::set_var("CREDSHIFT_T3_MY_PASS", "unlock-value-t3");
             std::env::set_var("CREDSHIFT_T3_API_KEY", "sk-t3-value");
         }
-        let opts = OpenOptions {
+        let opts = KeyOptions {
             passphrase_env: Some("CREDSHIFT_T3_MY_PASS".into()),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         };
         let pass = CredentialId::new("env", "CREDSHIFT_T3_MY_PASS");
         for prefix in ["", "CREDSHIFT_", "CREDSHIFT_T3_", "CREDSHIFT_T3_MY"] {

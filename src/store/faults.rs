@@ -5,7 +5,7 @@
 //! test can tell it to fail its next call, or every call of one kind, or
 //! the calls whose id matches a glob (the idea of keyring's mock store,
 //! which holds an error for the next call); `CREDSHIFT_FAULTS` wraps any
-//! real store the same way ([`wrap_from_env`]).
+//! real store the same way ([`wrap_from_test_aids`]).
 //!
 //! `CREDSHIFT_FAULTS="write:GLOB,read:GLOB,delete:GLOB"` (a documented test
 //! aid, inert unless set) makes those store operations fail for ids
@@ -137,11 +137,11 @@ impl Faults {
         Ok(f)
     }
 
-    /// `CREDSHIFT_FAULTS` when set and well-formed (the CLI refuses a
-    /// malformed value before anything runs).
-    pub fn from_env() -> Option<Faults> {
-        let v = std::env::var("CREDSHIFT_FAULTS").ok()?;
-        Faults::parse_strict(&v).ok()
+    /// The `CREDSHIFT_FAULTS` test aid as `main` installed it (checked
+    /// there: a malformed value is refused before anything runs).
+    pub fn from_test_aids() -> Option<Faults> {
+        let v = crate::test_aids::get().faults.as_deref()?;
+        Faults::parse_strict(v).ok()
     }
 
     /// Arm one more rule (rules are tried in the order they were added).
@@ -269,8 +269,8 @@ impl<S> Faulty<S> {
     }
 }
 
-pub fn wrap_from_env(store: Box<dyn Store>) -> Box<dyn Store> {
-    match Faults::from_env() {
+pub fn wrap_from_test_aids(store: Box<dyn Store>) -> Box<dyn Store> {
+    match Faults::from_test_aids() {
         Some(f) => Box::new(FaultyStore::new(store, f)),
         None => store,
     }
@@ -527,7 +527,7 @@ mod tests {
         let path = dir.path().join("t.env");
         let spec = StoreSpec::Dotenv(path.clone());
         let real =
-            crate::store::dotenv::open(&spec, &crate::store::OpenOptions::default()).unwrap();
+            crate::store::dotenv::open(&spec, &crate::unlock::KeyOptions::default()).unwrap();
         let f = FaultyStore::new(
             real,
             Faults::parse_strict("write:env/B*,delete:env/A*").unwrap(),

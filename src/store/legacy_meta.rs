@@ -24,10 +24,10 @@ use serde_json::Value;
 
 use crate::credential::{Credential, CredentialId, Metadata};
 use crate::error::{Result, StoreError};
+use crate::scrub::wipe_json;
 use crate::scrub::{self, Seg};
-use crate::store::modelforge::wipe_json;
 use crate::store::wrapper::forward;
-use crate::store::{DeleteIf, Listing, Scan, Store, StoreSpec, delete_if_unchanged_by_reading};
+use crate::store::{DeleteIf, Listing, Scan, Store, StoreSpec};
 
 /// Between the parent's id and the metadata path in a derived id.
 pub const SEP: char = '#';
@@ -375,8 +375,11 @@ impl Store for LegacyMeta {
             .cloned()
             .zip(self.inner.read_many(&pids))
             .map(|(pid, r)| {
+                // A parent also asked for keeps what the first read saw:
+                // its shown value came from that one.
                 if let Ok(raw) = &r {
-                    seen.insert(pid.clone(), Seen::of(raw.as_ref()));
+                    seen.entry(pid.clone())
+                        .or_insert_with(|| Seen::of(raw.as_ref()));
                 }
                 let derived = r.map(|o| o.map(|p| Split::of(p).derived).unwrap_or_default());
                 (pid, derived)
@@ -396,9 +399,10 @@ impl Store for LegacyMeta {
     /// Items the layer shows as the inner store holds them go to the inner
     /// store's compare-and-delete (atomic where it is). A derived item and
     /// its parent, and an item the inner store holds otherwise (its raw
-    /// metadata carries secrets the layer split off), go through read,
-    /// compare, delete here: the layer must decide for the parent and its
-    /// derived items together, which the inner store cannot.
+    /// metadata carries secrets the layer split off), are compared here as
+    /// the layer shows them, and then deleted through the inner store's
+    /// compare-and-delete of the raw item as read (see
+    /// [`LegacyMeta::remove_if_unchanged`]).
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         let parents: HashSet<CredentialId> = expected
             .iter()
@@ -424,10 +428,7 @@ impl Store for LegacyMeta {
         }
         again.sort_unstable();
         if !again.is_empty() {
-            for (&i, r) in again
-                .iter()
-                .zip(delete_if_unchanged_by_reading(self, &pick(&again)))
-            {
+            for (&i, r) in again.iter().zip(self.remove_if_unchanged(&pick(&again))) {
                 out[i] = Some(r);
             }
         }
@@ -437,20 +438,84 @@ impl Store for LegacyMeta {
     }
 
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
+        self.remove(ids, None)
+            .into_iter()
+            .map(|r| r.map(|d| d == DeleteIf::Deleted))
+            .collect()
+    }
+
+    fn unmigrated(&self) -> Vec<String> {
+        let mut out = self.inner.unmigrated();
+        let cached = self.left.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match cached {
+            Some(left) => out.extend(left),
+            None => {
+                if self.read_all().is_ok() {
+                    let left = self.left.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    out.extend(left.unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl LegacyMeta {
+    /// `delete_if_unchanged` for items the layer splits: read them (and
+    /// their parents) as the layer shows them, compare, then [`Self::remove`]
+    /// the matching ones conditionally.
+    fn remove_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let ids: Vec<CredentialId> = expected.iter().map(|c| c.id.clone()).collect();
+        let mut out: Vec<Option<Result<DeleteIf>>> = expected.iter().map(|_| None).collect();
+        let mut doomed: Vec<usize> = Vec::new();
+        for (i, (want, now)) in expected.iter().zip(self.read_many(&ids)).enumerate() {
+            match now {
+                Ok(None) => out[i] = Some(Ok(DeleteIf::Absent)),
+                Ok(Some(c)) if c.same_as(want) => doomed.push(i),
+                Ok(Some(_)) => out[i] = Some(Ok(DeleteIf::Changed)),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        let doomed_ids: Vec<CredentialId> = doomed.iter().map(|&i| ids[i].clone()).collect();
+        let doomed_want: Vec<Credential> = doomed.iter().map(|&i| expected[i].clone()).collect();
+        for (&i, r) in doomed
+            .iter()
+            .zip(self.remove(&doomed_ids, Some(&doomed_want)))
+        {
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("no result".into()))))
+            .collect()
+    }
+
+    /// `delete_many`; with `expected` (one per id), every change to the inner store
+    /// is its compare-and-delete of the raw item this layer decided from
+    /// (the `read_many` just before), so an item another application
+    /// changed since is kept and reported [`DeleteIf::Changed`]. A parent
+    /// rewritten without its secret metadata (only derived ids deleted) is
+    /// a write: no store offers compare-and-write, so that rewrite is
+    /// checked against a fresh read just before it, not atomically.
+    fn remove(
+        &self,
+        ids: &[CredentialId],
+        expected: Option<&[Credential]>,
+    ) -> Vec<Result<DeleteIf>> {
         let seen = std::mem::take(&mut *self.seen());
-        let mut results: Vec<Option<Result<bool>>> = ids.iter().map(|_| None).collect();
-        // Ids the inner store deletes as they are.
-        let mut native: Vec<usize> = Vec::new();
+        let mut results: Vec<Option<Result<DeleteIf>>> = ids.iter().map(|_| None).collect();
+        // Ids the inner store deletes as they are, with the raw item as the
+        // inner store held it when known (compare-and-delete compares it).
+        let mut native: Vec<(usize, Option<Credential>)> = Vec::new();
         let mut parents: BTreeMap<CredentialId, Parent> = BTreeMap::new();
         let mut derived: Vec<(usize, CredentialId)> = Vec::new();
         for (i, r) in self.raw_many(&seen, ids).into_iter().enumerate() {
             match r {
                 Err(e) => results[i] = Some(Err(e)),
-                Ok(Seen::Plain) => native.push(i),
+                Ok(Seen::Plain) => native.push((i, None)),
                 Ok(Seen::Raw(c)) => {
                     let p = Parent::new(c, Some(i));
                     if p.derived.is_empty() && p.stuck.is_empty() {
-                        native.push(i);
+                        native.push((i, Some(p.raw)));
                     } else {
                         parents.insert(ids[i].clone(), p);
                     }
@@ -458,7 +523,7 @@ impl Store for LegacyMeta {
                 Ok(Seen::Absent) => match parent_of(&ids[i]) {
                     Some((pid, _)) => derived.push((i, pid)),
                     // Not there: the store answers for itself.
-                    None => native.push(i),
+                    None => native.push((i, None)),
                 },
             }
         }
@@ -488,12 +553,12 @@ impl Store for LegacyMeta {
                 (Some(p), _) if p.derived.contains(&ids[i]) => p.drop.push(i),
                 (_, Some(e)) => results[i] = Some(Err(self.for_child(e, &ids[i], &pid))),
                 // The parent is gone or holds no such secret: nothing to remove.
-                _ => results[i] = Some(Ok(false)),
+                _ => results[i] = Some(Ok(DeleteIf::Absent)),
             }
         }
         // Parents deleted whole carry their derived ids' results along.
         let mut with_parent: Vec<(usize, Vec<usize>)> = Vec::new();
-        let mut rewrites: Vec<(Credential, Vec<usize>)> = Vec::new();
+        let mut rewrites: Vec<(Credential, Credential, Vec<usize>)> = Vec::new();
         for (pid, p) in parents {
             if p.whole.is_none() && p.drop.is_empty() {
                 continue;
@@ -519,38 +584,85 @@ impl Store for LegacyMeta {
             }
             match p.whole {
                 Some(i) => {
-                    native.push(i);
+                    native.push((i, Some(p.raw)));
                     with_parent.push((i, p.drop));
                 }
                 None => {
-                    rewrites.push((Split::of(p.raw).parent, p.drop));
+                    rewrites.push((Split::of(p.raw.clone()).parent, p.raw, p.drop));
                 }
             }
         }
-        native.sort_unstable();
-        let native_ids: Vec<CredentialId> = native.iter().map(|&i| ids[i].clone()).collect();
-        for (&i, r) in native.iter().zip(self.inner.delete_many(&native_ids)) {
-            results[i] = Some(r);
+        native.sort_unstable_by_key(|(i, _)| *i);
+        match expected {
+            None => {
+                let native_ids: Vec<CredentialId> =
+                    native.iter().map(|(i, _)| ids[*i].clone()).collect();
+                for ((i, _), r) in native.iter().zip(self.inner.delete_many(&native_ids)) {
+                    results[*i] = Some(r.map(|gone| {
+                        if gone {
+                            DeleteIf::Deleted
+                        } else {
+                            DeleteIf::Absent
+                        }
+                    }));
+                }
+            }
+            Some(expected) => {
+                // An item without metadata is held as the layer showed it.
+                let raws: Vec<Credential> = native
+                    .iter()
+                    .map(|(i, raw)| raw.clone().unwrap_or_else(|| expected[*i].clone()))
+                    .collect();
+                for ((i, _), r) in native.iter().zip(self.inner.delete_if_unchanged(&raws)) {
+                    results[*i] = Some(r);
+                }
+            }
         }
         for (whole, drop) in with_parent {
-            let ok = matches!(results[whole], Some(Ok(_)));
+            let parent = match &results[whole] {
+                Some(Ok(d)) => Ok(*d),
+                _ => Err(()),
+            };
             for i in drop {
-                results[i] = Some(if ok {
-                    Ok(true)
-                } else {
-                    Err(StoreError::item(
+                results[i] = Some(match parent {
+                    Ok(DeleteIf::Changed) => Ok(DeleteIf::Changed),
+                    Ok(_) => Ok(DeleteIf::Deleted),
+                    Err(()) => Err(StoreError::item(
                         &ids[i],
                         format!("its parent {} was not deleted", ids[whole]),
-                    ))
+                    )),
                 });
             }
         }
+        if expected.is_some() {
+            // Not atomic (see above): the parent as it is now must still be
+            // the one decided from, else it is kept.
+            let pids: Vec<CredentialId> = rewrites.iter().map(|(c, ..)| c.id.clone()).collect();
+            let now = self.inner.read_many(&pids);
+            let mut kept = Vec::new();
+            for ((public, raw, drop), now) in rewrites.into_iter().zip(now) {
+                match now {
+                    Ok(Some(n)) if n.same_as(&raw) => kept.push((public, raw, drop)),
+                    Ok(_) => {
+                        for i in drop {
+                            results[i] = Some(Ok(DeleteIf::Changed));
+                        }
+                    }
+                    Err(e) => {
+                        for i in drop {
+                            results[i] = Some(Err(self.for_child(&e, &ids[i], &raw.id)));
+                        }
+                    }
+                }
+            }
+            rewrites = kept;
+        }
         if !rewrites.is_empty() {
-            let creds: Vec<Credential> = rewrites.iter().map(|(c, _)| c.clone()).collect();
-            for ((c, drop), r) in rewrites.into_iter().zip(self.inner.write_many(&creds)) {
+            let creds: Vec<Credential> = rewrites.iter().map(|(c, ..)| c.clone()).collect();
+            for ((c, _, drop), r) in rewrites.into_iter().zip(self.inner.write_many(&creds)) {
                 for i in drop {
                     results[i] = Some(match &r {
-                        Ok(()) => Ok(true),
+                        Ok(()) => Ok(DeleteIf::Deleted),
                         Err(e) => Err(self.for_child(e, &ids[i], &c.id)),
                     });
                 }
@@ -558,332 +670,10 @@ impl Store for LegacyMeta {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or(Ok(false)))
+            .map(|r| r.unwrap_or(Ok(DeleteIf::Absent)))
             .collect()
-    }
-
-    fn unmigrated(&self) -> Vec<String> {
-        let mut out = self.inner.unmigrated();
-        let cached = self.left.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match cached {
-            Some(left) => out.extend(left),
-            None => {
-                if self.read_all().is_ok() {
-                    let left = self.left.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                    out.extend(left.unwrap_or_default());
-                }
-            }
-        }
-        out
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::credential::Kind;
-    use crate::engine::memstore::MemStore;
-    use serde_json::json;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    const HOOK: &str = "https://hooks.slack.com/services/T0LEGACY/B0LEGACY/legacyHookSecret01";
-    const KEY: &str = "sk-proj-legacyNestedKey000000000001";
-
-    fn id(s: &str) -> CredentialId {
-        s.parse().unwrap()
-    }
-
-    fn legacy(name: &str) -> Credential {
-        let meta = json!({
-            "webhook_url": HOOK,
-            "channel": "#alerts",
-            "nested": {"api_key": KEY, "region": "eu"},
-        });
-        let Value::Object(m) = meta else {
-            unreachable!()
-        };
-        Credential::new(id(name), Kind::ApiKey, "the-parent-value-0001").with_metadata(m)
-    }
-
-    fn layer(creds: Vec<Credential>) -> (MemStore, LegacyMeta) {
-        // An envelope store's spec: its listing is the full scan (the
-        // in-memory store lists scrubbed metadata, as the file stores do).
-        let mem = MemStore::new("encrypted:legacy-test.enc".parse().unwrap(), creds, true);
-        let s = LegacyMeta::new(Box::new(mem.clone()));
-        (mem, s)
-    }
-
-    fn raw(mem: &MemStore, name: &str) -> Option<Credential> {
-        mem.snapshot().into_iter().find(|c| c.id == id(name))
-    }
-
-    #[test]
-    fn secret_metadata_becomes_items_and_the_parent_keeps_the_public_part() {
-        let (_, s) = layer(vec![
-            legacy("slack/bot"),
-            Credential::new(id("a/b"), Kind::ApiKey, "v"),
-        ]);
-        let scan = s.read_all().unwrap();
-        let ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
-        assert_eq!(
-            ids,
-            [
-                "a/b",
-                "slack/bot",
-                "slack/bot#webhook_url",
-                "slack/bot#nested.api_key"
-            ]
-        );
-        let parent = &scan.credentials[1];
-        assert_eq!(
-            Value::Object(parent.metadata.clone()),
-            json!({"channel": "#alerts", "nested": {"region": "eu"}})
-        );
-        assert_eq!(parent.secret.expose(), "the-parent-value-0001");
-        let hook = &scan.credentials[2];
-        assert_eq!(hook.secret.expose(), HOOK);
-        assert_eq!(hook.metadata[PARENT_KEY], "slack/bot");
-        assert_eq!(scan.credentials[3].kind, Kind::ApiKey);
-        // The listing (what inventory and the plan show) has no secret.
-        let listing = s.list().unwrap();
-        let text = serde_json::to_string(&listing.entries).unwrap();
-        assert!(
-            !text.contains("legacyHookSecret01") && !text.contains(KEY),
-            "{text}"
-        );
-        assert_eq!(listing.entries.len(), 4);
-        // One by one and in batches, the same items.
-        let d = s.read(&id("slack/bot#nested.api_key")).unwrap().unwrap();
-        assert_eq!(d.secret.expose(), KEY);
-        assert!(s.read(&id("slack/bot#channel")).unwrap().is_none());
-        assert!(s.read(&id("slack/gone#webhook_url")).unwrap().is_none());
-        let many = s.read_many(&[
-            id("slack/bot#webhook_url"),
-            id("slack/bot"),
-            id("slack/bot#nope"),
-            id("a/b"),
-        ]);
-        let got: Vec<Option<String>> = many
-            .into_iter()
-            .map(|r| r.unwrap().map(|c| c.secret.expose().to_string()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                Some(HOOK.to_string()),
-                Some("the-parent-value-0001".to_string()),
-                None,
-                Some("v".to_string())
-            ]
-        );
-        assert!(s.unmigrated().is_empty());
-    }
-
-    #[test]
-    fn a_parent_goes_only_together_with_every_secret_of_its_metadata() {
-        let (mem, s) = layer(vec![legacy("slack/bot")]);
-        // The parent alone: refused, nothing changes.
-        let e = s.delete(&id("slack/bot")).unwrap_err().to_string();
-        assert!(e.contains("kept") && e.contains("webhook_url"), "{e}");
-        assert!(!e.contains("legacyHookSecret01"), "{e}");
-        // One derived item while the other is left: refused too.
-        let r = s.delete_many(&[id("slack/bot"), id("slack/bot#webhook_url")]);
-        assert!(r.iter().all(Result::is_err), "{r:?}");
-        assert_eq!(
-            raw(&mem, "slack/bot").unwrap().metadata["webhook_url"],
-            HOOK
-        );
-        // Both derived items, not the parent: the parent loses its secret
-        // metadata and keeps its value and public metadata.
-        let r = s.delete_many(&[id("slack/bot#nested.api_key"), id("slack/bot#webhook_url")]);
-        assert!(r.iter().all(|r| matches!(r, Ok(true))), "{r:?}");
-        let p = raw(&mem, "slack/bot").unwrap();
-        assert_eq!(p.secret.expose(), "the-parent-value-0001");
-        assert_eq!(
-            Value::Object(p.metadata),
-            json!({"channel": "#alerts", "nested": {"region": "eu"}})
-        );
-        assert!(s.read(&id("slack/bot#webhook_url")).unwrap().is_none());
-        // Now the parent alone is an ordinary delete.
-        assert!(s.delete(&id("slack/bot")).unwrap());
-        assert!(mem.snapshot().is_empty());
-        // A derived id whose parent is gone: nothing to remove.
-        assert!(!s.delete(&id("slack/bot#webhook_url")).unwrap());
-    }
-
-    #[test]
-    fn a_parent_and_all_its_secrets_in_one_batch_are_deleted() {
-        let (mem, s) = layer(vec![legacy("slack/bot"), legacy("slack/other")]);
-        let r = s.delete_many(&[
-            id("slack/bot"),
-            id("slack/bot#nested.api_key"),
-            id("slack/bot#webhook_url"),
-            id("slack/other#webhook_url"),
-        ]);
-        assert!(matches!(r[0..3], [Ok(true), Ok(true), Ok(true)]), "{r:?}");
-        assert!(r[3].is_err(), "its sibling stays: {r:?}");
-        let left: Vec<String> = mem.snapshot().iter().map(|c| c.id.to_string()).collect();
-        assert_eq!(left, ["slack/other"]);
-        assert_eq!(
-            raw(&mem, "slack/other").unwrap().metadata["webhook_url"],
-            HOOK
-        );
-    }
-
-    /// Counts the ids the layer reads from the store in batches.
-    struct Counted {
-        inner: MemStore,
-        reads: Arc<AtomicUsize>,
-    }
-
-    impl Store for Counted {
-        forward!(inner; spec, probe, list, read, write, delete, read_all, write_many, delete_many,
-            identity);
-        fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
-            self.reads.fetch_add(ids.len(), Ordering::SeqCst);
-            self.inner.read_many(ids)
-        }
-    }
-
-    fn counted(creds: Vec<Credential>) -> (MemStore, LegacyMeta, Arc<AtomicUsize>) {
-        let (mem, _) = layer(creds);
-        let reads = Arc::new(AtomicUsize::new(0));
-        let s = LegacyMeta::new(Box::new(Counted {
-            inner: mem.clone(),
-            reads: reads.clone(),
-        }));
-        (mem, s, reads)
-    }
-
-    #[test]
-    fn a_delete_right_after_reading_its_batch_reads_nothing_again() {
-        let (mem, s, reads) = counted(vec![
-            legacy("slack/bot"),
-            legacy("slack/kept"),
-            Credential::new(id("a/b"), Kind::ApiKey, "v"),
-        ]);
-        // What cleanup does: read the batch, check it, delete it.
-        let batch = [
-            id("a/b"),
-            id("slack/bot"),
-            id("slack/bot#webhook_url"),
-            id("slack/bot#nested.api_key"),
-            id("slack/kept"),
-            id("slack/kept#webhook_url"),
-        ];
-        assert!(s.read_many(&batch).iter().all(|r| matches!(r, Ok(Some(_)))));
-        reads.store(0, Ordering::SeqCst);
-        let r = s.delete_many(&batch);
-        assert_eq!(reads.load(Ordering::SeqCst), 0, "read again");
-        assert!(
-            matches!(r[..4], [Ok(true), Ok(true), Ok(true), Ok(true)]),
-            "{r:?}"
-        );
-        // What was read still decides: a secret not in the batch keeps its parent.
-        assert!(r[4].is_err() && r[5].is_err(), "{r:?}");
-        let left: Vec<String> = mem.snapshot().iter().map(|c| c.id.to_string()).collect();
-        assert_eq!(left, ["slack/kept"]);
-        assert_eq!(
-            raw(&mem, "slack/kept").unwrap().metadata["webhook_url"],
-            HOOK
-        );
-        // Used once: the next delete reads for itself.
-        assert!(!s.delete(&id("a/b")).unwrap());
-        assert_eq!(reads.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn a_write_after_the_read_makes_the_delete_read_again() {
-        let plain = Credential::new(id("slack/bot"), Kind::ApiKey, "the-parent-value-0001");
-        let (mem, s, reads) = counted(vec![plain]);
-        assert!(s.read_many(&[id("slack/bot")])[0].is_ok());
-        // Since that read, the parent gained secret metadata.
-        s.write(&legacy("slack/bot")).unwrap();
-        reads.store(0, Ordering::SeqCst);
-        let e = s.delete(&id("slack/bot")).unwrap_err().to_string();
-        assert!(e.contains("kept") && e.contains("webhook_url"), "{e}");
-        assert_eq!(reads.load(Ordering::SeqCst), 1);
-        assert_eq!(
-            raw(&mem, "slack/bot").unwrap().metadata["webhook_url"],
-            HOOK
-        );
-    }
-
-    #[test]
-    fn any_other_call_between_the_read_and_the_delete_makes_the_delete_read_again() {
-        type Call = fn(&dyn Store);
-        let calls: [(&str, Call); 3] = [
-            ("read", |s| drop(s.read(&id("other/x")))),
-            ("list", |s| drop(s.list())),
-            ("read_all", |s| drop(s.read_all())),
-        ];
-        for (name, call) in calls {
-            let plain = Credential::new(id("slack/bot"), Kind::ApiKey, "the-parent-value-0001");
-            let (mem, s, reads) = counted(vec![plain]);
-            assert!(s.read_many(&[id("slack/bot")])[0].is_ok());
-            call(&s);
-            // Meanwhile another program gave the parent secret metadata.
-            mem.write(&legacy("slack/bot")).unwrap();
-            reads.store(0, Ordering::SeqCst);
-            let e = s.delete(&id("slack/bot")).unwrap_err().to_string();
-            assert!(
-                e.contains("kept") && e.contains("webhook_url"),
-                "{name}: {e}"
-            );
-            assert_eq!(reads.load(Ordering::SeqCst), 1, "{name}");
-        }
-    }
-
-    #[test]
-    fn what_no_id_can_name_is_left_and_named() {
-        let mut hashed = legacy("ns/we#ird");
-        hashed.metadata.remove("nested");
-        let clash = Credential::new(id("slack/bot#webhook_url"), Kind::Other, "native");
-        let (_, s) = layer(vec![hashed, legacy("slack/bot"), clash]);
-        let scan = s.read_all().unwrap();
-        let ids: Vec<String> = scan.credentials.iter().map(|c| c.id.to_string()).collect();
-        assert_eq!(
-            ids,
-            [
-                "ns/we#ird",
-                "slack/bot",
-                "slack/bot#webhook_url",
-                "slack/bot#nested.api_key"
-            ]
-        );
-        assert_eq!(scan.credentials[2].secret.expose(), "native");
-        let left = s.unmigrated();
-        assert_eq!(left.len(), 2, "{left:?}");
-        assert!(
-            left[0].contains("ns/we#ird: metadata webhook_url"),
-            "{left:?}"
-        );
-        assert!(
-            left[1].contains("an item named slack/bot#webhook_url exists"),
-            "{left:?}"
-        );
-        assert!(!format!("{left:?}").contains("legacyHookSecret01"));
-        // The item wins on read as in the listing.
-        let c = s.read(&id("slack/bot#webhook_url")).unwrap().unwrap();
-        assert_eq!(c.secret.expose(), "native");
-    }
-
-    #[test]
-    fn only_our_own_store_kinds_get_the_layer() {
-        for (spec, ours) in [
-            ("keyring:x", true),
-            ("sqlite:a.db", true),
-            ("postgres://u@h/db", true),
-            ("encrypted:a.enc", true),
-            ("bundle:a.json", true),
-            ("dotenv:.env", true),
-            ("env:", false),
-            ("prompttrain:/x", false),
-            ("modelforge:c.json", false),
-            ("laravel:sqlite:a.db", false),
-        ] {
-            assert_eq!(applies(&spec.parse().unwrap()), ours, "{spec}");
-        }
-    }
-}
+mod tests;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::credential::{Credential, CredentialId};
 use crate::error::{Result, StoreError};
 use crate::store::faults::{Faults, Faulty};
-use crate::store::{Capability, Entry, Listing, Scan, Store, StoreSpec};
+use crate::store::{Capability, DeleteIf, Entry, Listing, Scan, Store, StoreSpec};
 
 /// The memory store as tests use it: contents and faults, shared by clones
 /// (a test keeps one to look inside or to arm a fault).
@@ -123,10 +123,62 @@ impl Store for Memory {
         Ok(self.lock().remove(id).is_some())
     }
 
+    /// One look at the map for the batch.
+    fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
+        let out = {
+            let items = self.lock();
+            ids.iter().map(|id| Ok(items.get(id).cloned())).collect()
+        };
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
+        out
+    }
+
+    /// Compared and removed under the map's one lock: atomic.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        if !self.writable {
+            return expected
+                .iter()
+                .map(|_| Err(crate::store::read_only(&self.spec, "in-memory copy")))
+                .collect();
+        }
+        let mut items = self.lock();
+        expected
+            .iter()
+            .map(|want| {
+                Ok(match items.get(&want.id) {
+                    None => DeleteIf::Absent,
+                    Some(now) if !now.same_as(want) => DeleteIf::Changed,
+                    Some(_) => {
+                        items.remove(&want.id);
+                        DeleteIf::Deleted
+                    }
+                })
+            })
+            .collect()
+    }
+
     fn read_all(&self) -> Result<Scan> {
         Ok(Scan {
             credentials: self.lock().values().cloned().collect(),
             errors: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::{api_key, assert_compare_and_delete_keeps_a_racing_write};
+
+    #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let m = Memory::new("dotenv:/mem/.env".parse().unwrap(), Vec::new(), true);
+        assert_compare_and_delete_keeps_a_racing_write(
+            &m,
+            Box::new(m.clone()),
+            &api_key("env", "K", "v1"),
+            &api_key("env", "K", "theirs"),
+        );
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
+use crate::unlock::KeyOptions;
 pub use identity::{IdentityKind, StoreIdentity};
 
 pub mod bundle;
@@ -21,6 +22,7 @@ pub mod identity;
 pub mod keyring;
 pub mod laravel;
 pub mod legacy_meta;
+pub mod lockfile;
 pub mod memory;
 pub mod modelforge;
 pub mod pg;
@@ -282,8 +284,13 @@ pub trait Store: Send + Sync {
     /// ([`delete_if_unchanged_by_reading`]): credshift's exclusive store
     /// lock keeps other credshift processes out, but it is NOT atomic
     /// against another application writing between the read and the
-    /// delete. Stores that can (one SQL transaction, one read-modify-rewrite
-    /// of a file) override it with a comparison inside the delete.
+    /// delete. Stores that can override it with a comparison inside the
+    /// delete: one SQL transaction (SQLite, PostgreSQL, prompttrain-db,
+    /// Laravel), one read-modify-rewrite of a file under the store's lock
+    /// (dotenv, encrypted, bundle, model-forge, a prompttrain dir's file),
+    /// Vault's check-and-set patch on the version compared, the keyring
+    /// item compared (see its window there), the in-memory map under its
+    /// lock.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         delete_if_unchanged_by_reading(self, expected)
     }
@@ -333,11 +340,11 @@ pub trait Store: Send + Sync {
     ///
     /// By default, file stores lock `.NAME.credshift-lock` next to their
     /// file and the keyring a per-service file in a fixed per-user
-    /// directory ([`crate::engine::lock::guard`]), so credshift processes
+    /// directory ([`crate::store::lockfile::guard`]), so credshift processes
     /// exclude each other whatever their state dirs or environments.
     /// PostgreSQL stores take an advisory lock in the database.
     fn lock(&self, mode: LockMode, wait: Duration) -> Result<Option<Box<dyn StoreLock>>> {
-        Ok(crate::engine::lock::guard(self.spec(), mode, wait)?
+        Ok(crate::store::lockfile::guard(self.spec(), mode, wait)?
             .map(|g| Box::new(g) as Box<dyn StoreLock>))
     }
 }
@@ -403,10 +410,42 @@ pub enum LockMode {
 pub trait StoreLock: Send {
     /// What is locked (no secrets), for messages.
     fn describe(&self) -> String;
+
+    /// What taking it did that the user should hear about. The library
+    /// never prints (the wizard owns the screen): the session preamble
+    /// gathers these and each operation's report carries them.
+    fn notices(&self) -> Vec<LockNotice> {
+        Vec::new()
+    }
 }
 
-/// Moved to [`crate::unlock`] (shared with `crypto`); kept here for old paths.
-pub use crate::unlock::{DEFAULT_KDF_ITERATIONS, OpenOptions};
+/// Something taking a lock did on its way (see [`StoreLock::notices`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+pub enum LockNotice {
+    /// A lock left by a run that is no longer running was taken over.
+    TookOverStale { lock: String, holder: String },
+    /// A temp file a credshift run killed mid-write left next to the
+    /// store was removed.
+    RemovedTemp { store: String, path: PathBuf },
+}
+
+impl fmt::Display for LockNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockNotice::TookOverStale { lock, holder } => write!(
+                f,
+                "{lock}: took over the lock left by {holder}, which is no longer running"
+            ),
+            LockNotice::RemovedTemp { store, path } => write!(
+                f,
+                "{store}: removed {}, a temp file left by a credshift run that was killed \
+                 mid-write",
+                path.display()
+            ),
+        }
+    }
+}
 
 /// A parsed store spec. `Display` gives the spec back with any password in
 /// a URL replaced by `***`; [`StoreSpec::raw`] keeps it for connecting.
@@ -650,7 +689,7 @@ pub fn redact_url(s: &str) -> String {
 /// Open the store a spec names. credshift's own stores get the layer that
 /// turns legacy secret metadata into items ([`legacy_meta`]); the fault
 /// injector wraps everything when `CREDSHIFT_FAULTS` is set.
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let store: Box<dyn Store> = match spec {
         StoreSpec::PromptTrain(_) => prompttrain::open(spec, opts)?,
         StoreSpec::ModelForge(_) => modelforge::open(spec, opts)?,
@@ -665,7 +704,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
         StoreSpec::Bundle(_) => bundle::open(spec, opts)?,
         StoreSpec::Vault(_) => vault::open(spec, opts)?,
     };
-    Ok(faults::wrap_from_env(legacy_meta::wrap(store)))
+    Ok(faults::wrap_from_test_aids(legacy_meta::wrap(store)))
 }
 
 /// True when two specs name the same store, whatever their schemes, as

@@ -30,12 +30,12 @@ use zeroize::Zeroizing;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::scrub::{self, Seg};
+use crate::scrub::{self, Seg, wipe_json};
 use crate::store::dotenv::{access, dir_writable, nearest_existing_dir};
 use crate::store::{
-    Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-    plaintext_file_warnings,
+    Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,
 };
+use crate::unlock::KeyOptions;
 
 /// `auth_data` fields model-forge uses that never hold a secret.
 const NON_SECRET_FIELDS: &[&str] = &[
@@ -129,7 +129,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, _opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::ModelForge(path) = spec else {
         return Err(StoreError::Other(format!(
             "{spec} is not a modelforge spec"
@@ -451,18 +451,6 @@ impl Drop for Config {
     }
 }
 
-/// Overwrite every string in a parsed JSON tree (values may be secrets)
-/// before its memory is freed.
-pub(crate) fn wipe_json(v: &mut Value) {
-    use zeroize::Zeroize;
-    match v {
-        Value::String(s) => s.zeroize(),
-        Value::Array(a) => a.iter_mut().for_each(wipe_json),
-        Value::Object(o) => o.values_mut().for_each(wipe_json),
-        _ => {}
-    }
-}
-
 /// The indentation a JSON file uses (spaces on its second line), else `default`.
 pub(crate) fn detect_indent(text: &str, default: usize) -> usize {
     text.lines()
@@ -582,10 +570,7 @@ impl Store for ModelForgeStore {
             Ok(Some(cfg)) => cfg,
             Ok(None) => return ids.iter().map(|_| Ok(None)).collect(),
             Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let found: std::collections::HashMap<CredentialId, Credential> = cfg
@@ -594,6 +579,8 @@ impl Store for ModelForgeStore {
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
         ids.iter().map(|id| Ok(found.get(id).cloned())).collect()
     }
 
@@ -664,12 +651,11 @@ impl Store for ModelForgeStore {
 
     /// One parse and at most one atomic rewrite for the whole batch.
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
-        let dup = crate::store::encrypted::dup_error;
         let _g = self.guard();
         let mut cfg = match self.load() {
             Ok(Some(cfg)) => cfg,
             Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
-            Err(e) => return ids.iter().map(|_| Err(dup(&e))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
         };
         let found: Vec<bool> = ids.iter().map(|id| cfg.remove(id)).collect();
         if !found.contains(&true) {
@@ -680,7 +666,51 @@ impl Store for ModelForgeStore {
             .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes))
         {
             Ok(()) => found.into_iter().map(Ok).collect(),
-            Err(e) => ids.iter().map(|_| Err(dup(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
+        }
+    }
+
+    /// One parse, the comparison against the file as just parsed, and at
+    /// most one atomic rewrite, under this store's lock: nothing comes
+    /// between the comparison and the rename but rendering the new text.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let _g = self.guard();
+        let mut cfg = match self.load() {
+            Ok(Some(cfg)) => cfg,
+            Ok(None) => return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
+            Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
+        };
+        let mut now: std::collections::HashMap<CredentialId, Credential> = cfg
+            .scan(&self.path)
+            .credentials
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let out: Vec<DeleteIf> = expected
+            .iter()
+            .map(|want| match now.get(&want.id) {
+                None => DeleteIf::Absent,
+                Some(c) if !c.same_as(want) => DeleteIf::Changed,
+                Some(_) => {
+                    // A repeated id is deleted by its first mention only.
+                    now.remove(&want.id);
+                    if cfg.remove(&want.id) {
+                        DeleteIf::Deleted
+                    } else {
+                        DeleteIf::Absent
+                    }
+                }
+            })
+            .collect();
+        if !out.contains(&DeleteIf::Deleted) {
+            return out.into_iter().map(Ok).collect();
+        }
+        match cfg
+            .render()
+            .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes))
+        {
+            Ok(()) => out.into_iter().map(Ok).collect(),
+            Err(e) => expected.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 }
@@ -710,7 +740,7 @@ mod tests {
     fn store_at(path: &Path) -> Box<dyn Store> {
         open(
             &StoreSpec::ModelForge(path.to_path_buf()),
-            &OpenOptions::default(),
+            &KeyOptions::default(),
         )
         .unwrap()
     }
@@ -760,6 +790,21 @@ mod tests {
             v["providers"]["ollama"]["base_url"],
             "http://localhost:11434"
         );
+    }
+
+    #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, FIXTURE).unwrap();
+        let s = store_at(&p);
+        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+            s.as_ref(),
+            store_at(&p),
+            &Credential::new("ollama/api_key".parse().unwrap(), Kind::ApiKey, "sk-1"),
+            &Credential::new("ollama/api_key".parse().unwrap(), Kind::ApiKey, "sk-2"),
+        );
+        assert_eq!(s.read_all().unwrap().credentials.len(), 1);
     }
 
     #[test]

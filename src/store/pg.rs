@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 
 use crate::credential::Secret;
 use crate::error::{Result, StoreError};
-use crate::store::{LockMode, OpenOptions, StoreIdentity, StoreLock, StoreSpec, pgurl};
+use crate::store::{LockMode, StoreIdentity, StoreLock, StoreSpec, pgurl};
+use crate::unlock::KeyOptions;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -93,7 +94,7 @@ pub struct DbAuth {
 }
 
 impl DbAuth {
-    pub fn from_options(opts: &OpenOptions) -> Self {
+    pub fn from_options(opts: &KeyOptions) -> Self {
         DbAuth {
             password: opts.db_password.clone(),
             file: opts.db_password_file.clone(),
@@ -293,7 +294,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(spec: &StoreSpec, opts: &OpenOptions) -> Self {
+    pub fn new(spec: &StoreSpec, opts: &KeyOptions) -> Self {
         Conn {
             spec: spec.clone(),
             auth: DbAuth::from_options(opts),
@@ -476,7 +477,7 @@ impl AdvisoryLock {
         let me = format!(
             "credshift pid {} on {}",
             std::process::id(),
-            crate::engine::lock::hostname()
+            crate::store::lockfile::hostname()
         );
         // Best effort: a role that may not set it still locks.
         let _ = client.execute("SELECT set_config('application_name', $1, false)", &[&me]);

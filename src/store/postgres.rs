@@ -25,23 +25,17 @@ use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::KeySource;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
-use crate::store::encrypted::dup_error;
-pub use crate::store::pg::{
-    AdvisoryLock, Conn, DbAuth, TlsMode, TlsSettings, classify, connect, split_tls,
-};
+use crate::store::pg::{AdvisoryLock, Conn};
 use crate::store::{
-    Capability, DeleteIf, Entry, Listing, LocationError, LockMode, OpenOptions, Scan, Store,
-    StoreIdentity, StoreLock, StoreSpec,
+    Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Scan, Store, StoreIdentity,
+    StoreLock, StoreSpec,
 };
+use crate::unlock::KeyOptions;
 
 pub const CREDENTIALS_TABLE: &str = "credshift_credentials";
 pub const META_TABLE: &str = "credshift_meta";
-/// Stored iteration counts outside these are refused (see [`crate::crypto::sql`]).
-pub use crate::crypto::envelope::{
-    MAX_ITERATIONS as MAX_KDF_ITERATIONS, MIN_ITERATIONS as MIN_KDF_ITERATIONS,
-};
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     Ok(Box::new(PostgresStore::new(spec, opts)?))
 }
 
@@ -51,13 +45,13 @@ type Encoded = (Vec<u8>, Vec<u8>, String);
 pub struct PostgresStore {
     spec: StoreSpec,
     conn: Conn,
-    opts: OpenOptions,
+    opts: KeyOptions,
     /// Derived once per opened store.
     key: Mutex<Option<Arc<TableKey>>>,
 }
 
 impl PostgresStore {
-    pub fn new(spec: &StoreSpec, opts: &OpenOptions) -> Result<Self> {
+    pub fn new(spec: &StoreSpec, opts: &KeyOptions) -> Result<Self> {
         // A key file that cannot be read fails the open, before any work.
         if opts.passphrase.is_none()
             && let Some(path) = &opts.key_file
@@ -327,7 +321,7 @@ impl Store for PostgresStore {
 
     /// One query for the whole batch.
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
-        let fail = |e: &StoreError| ids.iter().map(|_| Err(dup_error(e))).collect();
+        let fail = |e: &StoreError| ids.iter().map(|_| Err(e.duplicate())).collect();
         let key = match self.key(false) {
             Ok(k) => k,
             Err(e) => return fail(&e),
@@ -374,7 +368,7 @@ impl Store for PostgresStore {
                 sids.iter().map(|sid| Ok(gone.remove(sid))).collect()
             }
             Err(StoreError::NotFound { .. }) => ids.iter().map(|_| Ok(false)).collect(),
-            Err(e) => ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
         }
     }
 
@@ -383,7 +377,7 @@ impl Store for PostgresStore {
     /// no other writer can change a row between the comparison and the
     /// delete.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
-        let fail = |e: &StoreError| expected.iter().map(|_| Err(dup_error(e))).collect();
+        let fail = |e: &StoreError| expected.iter().map(|_| Err(e.duplicate())).collect();
         let key = match self.key(false) {
             Ok(k) => k,
             Err(StoreError::NotFound { .. }) => {

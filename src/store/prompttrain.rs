@@ -47,13 +47,14 @@ use zeroize::Zeroizing;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
+use crate::scrub::wipe_json;
 use crate::scrub::{self, Seg};
 use crate::store::dotenv::{dir_writable, nearest_existing_dir};
-use crate::store::modelforge::{detect_indent, render_json, wipe_json};
+use crate::store::modelforge::{detect_indent, render_json};
 use crate::store::{
-    Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-    plaintext_file_warnings,
+    Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,
 };
+use crate::unlock::KeyOptions;
 
 const ACCOUNT_SUFFIX: &str = ".credentials.json";
 const KEYS_SUFFIX: &str = ".client-keys.json";
@@ -70,7 +71,7 @@ const KNOWN_OAUTH_FIELDS: &[&str] = &[
     "isMax",
 ];
 
-pub fn open(spec: &StoreSpec, _opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, _opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::PromptTrain(dir) = spec else {
         return Err(StoreError::Other(format!(
             "{spec} is not a prompttrain spec"

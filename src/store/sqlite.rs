@@ -32,10 +32,8 @@ use crate::crypto::kdf;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::encrypted::dup_error;
-use crate::store::{
-    Capability, DeleteIf, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-};
+use crate::store::{Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 const SCHEMA_VERSION: i64 = 1;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,7 +61,7 @@ CREATE TABLE IF NOT EXISTS credshift_credentials (
 );
 ";
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     match spec {
         StoreSpec::Sqlite(path) => Ok(Box::new(SqliteStore {
             spec: spec.clone(),
@@ -80,7 +78,7 @@ pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
 pub struct SqliteStore {
     spec: StoreSpec,
     path: PathBuf,
-    opts: OpenOptions,
+    opts: KeyOptions,
     inner: Mutex<Inner>,
 }
 
@@ -571,13 +569,13 @@ impl Store for SqliteStore {
             let conn = match self.existing(&mut inner) {
                 Ok(Some(c)) => c,
                 Ok(None) => return ids.iter().map(|_| Ok(None)).collect(),
-                Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+                Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
             };
             let tx = match conn.unchecked_transaction() {
                 Ok(tx) => tx,
                 Err(e) => {
                     let e = self.db_err(e);
-                    return ids.iter().map(|_| Err(dup_error(&e))).collect();
+                    return ids.iter().map(|_| Err(e.duplicate())).collect();
                 }
             };
             let rows = ids
@@ -604,7 +602,7 @@ impl Store for SqliteStore {
                 return rows
                     .into_iter()
                     .map(|r| match r {
-                        Ok(Some(_)) => Err(dup_error(&e)),
+                        Ok(Some(_)) => Err(e.duplicate()),
                         Ok(None) => Ok(None),
                         Err(e) => Err(e),
                     })
@@ -627,7 +625,7 @@ impl Store for SqliteStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return ids.iter().map(|_| Ok(false)).collect();
             }
-            Err(e) => return ids.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
             Ok(None) => return ids.iter().map(|_| Ok(false)).collect(),
             Ok(Some(c)) => c,
         };
@@ -635,7 +633,7 @@ impl Store for SqliteStore {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);
-                return ids.iter().map(|_| Err(dup_error(&e))).collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let results: Vec<Result<bool>> = ids
@@ -651,7 +649,7 @@ impl Store for SqliteStore {
             .collect();
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
-            return ids.iter().map(|_| Err(dup_error(&e))).collect();
+            return ids.iter().map(|_| Err(e.duplicate())).collect();
         }
         results
     }
@@ -665,7 +663,7 @@ impl Store for SqliteStore {
             Err(StoreError::NotFound { .. }) if !self.path.exists() => {
                 return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect();
             }
-            Err(e) => return expected.iter().map(|_| Err(dup_error(&e))).collect(),
+            Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
             Ok(None) => return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
             Ok(Some(_)) => {}
         }
@@ -675,13 +673,13 @@ impl Store for SqliteStore {
         let Inner { conn, key, .. } = &mut *inner;
         let Some(conn) = conn.as_mut() else {
             let e = StoreError::Other(format!("{}: store not ready", self.location()));
-            return expected.iter().map(|_| Err(dup_error(&e))).collect();
+            return expected.iter().map(|_| Err(e.duplicate())).collect();
         };
         let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);
-                return expected.iter().map(|_| Err(dup_error(&e))).collect();
+                return expected.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let results: Vec<Result<DeleteIf>> = expected
@@ -692,7 +690,7 @@ impl Store for SqliteStore {
                 };
                 let now = match (key.as_ref(), &key_err) {
                     (Some(k), _) => self.decrypt_row(k, row?)?,
-                    (None, Some(e)) => return Err(dup_error(e)),
+                    (None, Some(e)) => return Err(e.duplicate()),
                     (None, None) => {
                         return Err(StoreError::Other(format!(
                             "{}: store not ready",
@@ -721,7 +719,7 @@ impl Store for SqliteStore {
             .collect();
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
-            return expected.iter().map(|_| Err(dup_error(&e))).collect();
+            return expected.iter().map(|_| Err(e.duplicate())).collect();
         }
         results
     }
@@ -790,7 +788,7 @@ impl Store for SqliteStore {
             && !self.path.exists()
             && let Err(e) = KeySource::for_new_data(&self.opts, &self.location())
         {
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         }
         // The key first: without one, no tables appear in someone's database.
         let prepared = self
@@ -798,12 +796,12 @@ impl Store for SqliteStore {
             .map(|_| ())
             .and_then(|()| self.ensure_schema(&mut inner));
         if let Err(e) = prepared {
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         }
         let Inner { conn, key, .. } = &mut *inner;
         let (Some(conn), Some(key)) = (conn.as_mut(), key.as_ref()) else {
             let e = StoreError::Other(format!("{}: store not ready", self.location()));
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         };
         // IMMEDIATE takes the write lock up front (waiting out other
         // writers via the busy timeout) instead of failing at the upgrade.
@@ -811,7 +809,7 @@ impl Store for SqliteStore {
             Ok(tx) => tx,
             Err(e) => {
                 let e = self.db_err(e);
-                return creds.iter().map(|_| Err(dup_error(&e))).collect();
+                return creds.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         let stamp = now();
@@ -849,7 +847,7 @@ impl Store for SqliteStore {
         }
         if let Err(e) = tx.commit() {
             let e = self.db_err(e);
-            return creds.iter().map(|_| Err(dup_error(&e))).collect();
+            return creds.iter().map(|_| Err(e.duplicate())).collect();
         }
         results
     }
@@ -860,7 +858,7 @@ mod tests {
     use super::*;
     use crate::store::test_support::{api_key as cred, no_key, weak_opts as opts};
 
-    fn store(path: &Path, o: &OpenOptions) -> Box<dyn Store> {
+    fn store(path: &Path, o: &KeyOptions) -> Box<dyn Store> {
         open(&StoreSpec::Sqlite(path.to_path_buf()), o).unwrap()
     }
 

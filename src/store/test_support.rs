@@ -2,14 +2,14 @@
 //! no key for long, and the credentials the tests write.
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
-use crate::unlock::OpenOptions;
+use crate::unlock::KeyOptions;
 
 /// A passphrase under a 1,000-iteration KDF (allowed as weak), so a test
 /// spends no time stretching keys. `pass` is a short tag ("pw", "other"):
 /// the passphrase is the tag with a fixed suffix, so it passes the rule for
 /// new passphrases while different tags stay different passphrases.
-pub fn weak_opts(pass: &str) -> OpenOptions {
-    OpenOptions {
+pub fn weak_opts(pass: &str) -> KeyOptions {
+    KeyOptions {
         passphrase: Some(Secret::new(test_passphrase(pass))),
         ..no_key()
     }
@@ -21,11 +21,11 @@ pub fn test_passphrase(pass: &str) -> String {
 }
 
 /// Weak KDFs allowed, and no passphrase or key file at all.
-pub fn no_key() -> OpenOptions {
-    OpenOptions {
+pub fn no_key() -> KeyOptions {
+    KeyOptions {
         allow_weak_kdf: true,
         kdf_iterations: 1000,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 

@@ -49,7 +49,9 @@ pub fn map(key: KeyEvent, w: &Wizard) -> Input {
             _ => Input::Field(key),
         };
     }
-    if w.step == Step::Inventory && w.inventory.editing {
+    if (w.step == Step::Inventory && w.inventory.editing)
+        || (w.step == Step::Detail && w.recovery.filtering)
+    {
         return Input::Event(match key.code {
             KeyCode::Enter => Event::Enter,
             KeyCode::Esc => Event::Back,
@@ -85,6 +87,7 @@ pub fn map(key: KeyEvent, w: &Wizard) -> Input {
             (Step::Detail, 'b') => Event::Recovery(RecoveryAction::Rollback),
             (Step::Detail, 'v') => Event::Recovery(RecoveryAction::Verify),
             (Step::Detail, 't') => Event::Recovery(RecoveryAction::Restore),
+            (Step::Detail, '/') => Event::FilterStart,
             _ => return Input::Ignore,
         },
         _ => return Input::Ignore,
@@ -160,15 +163,48 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
             }
             v
         }
-        Step::Detail => vec![
-            ("r", "resume"),
-            ("b", "roll back"),
-            ("v", "verify"),
-            ("t", "restore backup"),
-            ("Esc", "back"),
-        ],
+        Step::Detail if w.recovery.filtering => {
+            vec![("type", "filter"), ("Enter", "keep"), ("Esc", "clear")]
+        }
+        Step::Detail if w.recovering() => vec![],
+        Step::Detail => {
+            let mut v = vec![
+                ("↑↓", "scroll"),
+                ("Tab", "items/journal"),
+                ("/", "filter items"),
+            ];
+            let offers_rollback = w
+                .recovery
+                .detail
+                .as_ref()
+                .is_some_and(|d| d.refusal(RecoveryAction::Rollback).is_none());
+            if w.recovery.pane == crate::wizard::Pane::Items && offers_rollback {
+                v.push(("Space", "choose for rollback"));
+            }
+            // Only the actions that fit the migration's state.
+            for a in w.recovery.detail.iter().flat_map(|d| d.actions()) {
+                v.push(match a {
+                    RecoveryAction::Resume => ("r", "resume"),
+                    RecoveryAction::Rollback if !w.recovery.chosen.is_empty() => {
+                        ("b", "roll back the chosen")
+                    }
+                    RecoveryAction::Rollback => ("b", "roll back"),
+                    RecoveryAction::Verify => ("v", "verify"),
+                    RecoveryAction::Restore => ("t", "restore backup"),
+                });
+            }
+            v.push(("Esc", "back"));
+            v
+        }
     };
-    if w.step != Step::Passphrase && !(w.step == Step::Inventory && w.inventory.editing) {
+    if w.step == Step::Detail && w.recovering() {
+        k.push(("q", "stop after this batch and quit"));
+        return k;
+    }
+    if w.step != Step::Passphrase
+        && !(w.step == Step::Inventory && w.inventory.editing)
+        && !(w.step == Step::Detail && w.recovery.filtering)
+    {
         k.push(("?", "help"));
         k.push(("q", "quit"));
     }
@@ -193,7 +229,10 @@ pub fn help(w: &Wizard) -> Vec<(&'static str, &'static str)> {
         v.push(("PgUp PgDn", "a page"));
         v.push(("Home End g G", "first / last"));
     }
-    v.push(("q Ctrl-C", "quit (asks first while migrating)"));
+    v.push((
+        "q Ctrl-C",
+        "quit (asks first while a migration, resume, rollback or restore runs)",
+    ));
     v.push(("?", "this help"));
     v
 }

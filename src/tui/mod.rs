@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use crate::store::StoreSpec;
-use crate::unlock::OpenOptions;
+use crate::unlock::KeyOptions;
 use crate::wizard::{Config, Outcome, Wizard};
 
 use app::{App, Msg, Sink};
@@ -33,7 +33,7 @@ pub struct Launch {
     /// than the platform default; the demo keeps its own otherwise.
     pub state_dir_chosen: bool,
     /// Key material and options for opening stores.
-    pub opts: OpenOptions,
+    pub opts: KeyOptions,
 }
 
 /// Which path through the wizard.
@@ -67,14 +67,18 @@ pub fn on_terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
-/// `CREDSHIFT_PANIC_AFTER_DRAW`: active only when exactly `1`.
+/// The `CREDSHIFT_PANIC_AFTER_DRAW=1` test aid, as `main` installed it.
 pub fn panic_after_draw() -> bool {
-    std::env::var_os("CREDSHIFT_PANIC_AFTER_DRAW").is_some_and(|v| v == "1")
+    crate::test_aids::get().panic_after_draw
 }
 
 /// Run the wizard on the terminal until it ends; the exit status says how
 /// (0 done or nothing changed, 1 failed or rolled back). The caller checks
 /// [`on_terminal`] first.
+#[expect(
+    clippy::print_stdout,
+    reason = "the demo's folder is told on the terminal the wizard ran on"
+)]
 pub fn launch(launch: Launch) -> Result<ExitCode, LaunchError> {
     let Launch {
         mode,
@@ -135,7 +139,7 @@ pub fn launch(launch: Launch) -> Result<ExitCode, LaunchError> {
     }
 }
 
-fn run(opts: OpenOptions, mut config: Config) -> Result<ExitCode, LaunchError> {
+fn run(opts: KeyOptions, mut config: Config) -> Result<ExitCode, LaunchError> {
     config.passphrase_given = opts.passphrase.is_some() || opts.key_file.is_some();
     let state_dir = config.state_dir.clone();
 
@@ -157,6 +161,10 @@ fn run(opts: OpenOptions, mut config: Config) -> Result<ExitCode, LaunchError> {
 }
 
 /// After the screen is gone: one line that says how it ended.
+#[expect(
+    clippy::print_stdout,
+    reason = "the line is for the terminal the wizard ran on"
+)]
 fn summarize(app: &App, outcome: Outcome) -> ExitCode {
     let w = &app.wizard;
     match outcome {
@@ -164,7 +172,18 @@ fn summarize(app: &App, outcome: Outcome) -> ExitCode {
             println!("Deferred: nothing was changed.");
             ExitCode::SUCCESS
         }
-        Outcome::Quit if w.run.report.is_none() => {
+        // Recovery actions ran in this session: say what each did (from
+        // its report, which comes from the journal), never "nothing".
+        _ if w.run.report.is_none() && !w.recovery.done_log.is_empty() => {
+            for line in &w.recovery.done_log {
+                println!("{line}");
+            }
+            match outcome {
+                Outcome::Failed => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Outcome::Quit if w.run.report.is_none() && w.run.id.is_none() => {
             println!("Quit: nothing was changed.");
             ExitCode::SUCCESS
         }

@@ -3,19 +3,19 @@
 //! the UI thread except bookkeeping.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::credential::CredentialId;
 use crate::engine::{
-    self, ConflictPolicy, MigrationDetail, MigrationId, MigrationRequest, Prepared, Progress,
-    Report,
+    self, ConflictPolicy, MigrationDetail, MigrationRequest, Prepared, Progress, RecoveryOp,
 };
-use crate::store::{self, OpenOptions, StoreSpec};
+use crate::store::{self, StoreSpec};
 use crate::tui::app::{Executor, Sink};
-use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TaskError, TimelineEntry};
+use crate::unlock::KeyOptions;
+use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TaskError, TimelineRow};
 
 /// The running migration's cancel flag, and whether a cancel came before
 /// the engine had handed it over.
@@ -26,7 +26,7 @@ struct Slot {
 }
 
 pub struct EngineExecutor {
-    pub opts: OpenOptions,
+    pub opts: KeyOptions,
     pub state_dir: PathBuf,
     /// Cancels the running migration, when there is one.
     cancel: Arc<Mutex<Slot>>,
@@ -36,7 +36,7 @@ pub struct EngineExecutor {
 }
 
 impl EngineExecutor {
-    pub fn new(opts: OpenOptions, state_dir: PathBuf) -> Self {
+    pub fn new(opts: KeyOptions, state_dir: PathBuf) -> Self {
         EngineExecutor {
             opts,
             state_dir,
@@ -172,14 +172,20 @@ impl Executor for EngineExecutor {
             Effect::Verify { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Verify, move || {
-                    let r = engine::verify(&dir, &id, &opts)?;
+                    let r =
+                        join_quietly(engine::start_recovery(&dir, &id, &opts, RecoveryOp::Verify))?;
                     Ok(Event::Verified(Box::new(r)))
                 });
             }
             Effect::Cleanup { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Cleanup, move || {
-                    let r = engine::cleanup(&dir, &id, &opts)?;
+                    let r = join_quietly(engine::start_recovery(
+                        &dir,
+                        &id,
+                        &opts,
+                        RecoveryOp::Cleanup,
+                    ))?;
                     Ok(Event::CleanedUp(Box::new(r)))
                 });
             }
@@ -200,15 +206,19 @@ impl Executor for EngineExecutor {
                 });
             }
             Effect::Recover { action, id } => {
+                let op = match action {
+                    RecoveryAction::Resume => RecoveryOp::Resume,
+                    RecoveryAction::Rollback => RecoveryOp::Rollback,
+                    RecoveryAction::Verify => RecoveryOp::Verify,
+                    RecoveryAction::Restore => RecoveryOp::Restore,
+                };
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                spawn(sink, Task::Recovery, move || {
-                    let r = match action {
-                        RecoveryAction::Resume => engine::resume(&dir, &id, &opts),
-                        RecoveryAction::Rollback => engine::rollback(&dir, &id, &opts),
-                        RecoveryAction::Verify => engine::verify(&dir, &id, &opts),
-                        RecoveryAction::Restore => restore(&dir, &id, &opts),
-                    }?;
-                    Ok(Event::RecoveryFinished(Box::new(r)))
+                self.recover(sink, move || engine::start_recovery(&dir, &id, &opts, op));
+            }
+            Effect::RollbackItems { id, items } => {
+                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+                self.recover(sink, move || {
+                    engine::start_partial_rollback(&dir, &id, &opts, items.into_iter().collect())
                 });
             }
             Effect::Exit(_) => {}
@@ -217,6 +227,61 @@ impl Executor for EngineExecutor {
 }
 
 impl EngineExecutor {
+    /// Hand the running operation's cancel flag to the slot (honouring a
+    /// cancel that came before it).
+    fn arm_cancel(cancel: &Mutex<Slot>, handle: &engine::MigrationHandle) {
+        let early_cancel = match cancel.lock() {
+            Ok(mut slot) => {
+                slot.flag = Some(handle.cancel_flag());
+                slot.requested
+            }
+            Err(_) => false,
+        };
+        if early_cancel {
+            handle.cancel();
+        }
+    }
+
+    /// A recovery action on the engine's handle, like a migration: its
+    /// progress forwarded as events, cancel through the same slot, the
+    /// report once the worker joined (its locks released).
+    fn recover(
+        &mut self,
+        sink: &Sink,
+        start: impl FnOnce() -> engine::Result<engine::MigrationHandle> + Send + 'static,
+    ) {
+        let cancel = self.cancel.clone();
+        if let Ok(mut slot) = cancel.lock() {
+            *slot = Slot::default();
+        }
+        let sink2 = sink.clone();
+        spawn(sink, Task::Recovery, move || {
+            // A restore opens its backup here (a key derivation): on this
+            // worker thread, never the UI's.
+            let handle = start()?;
+            Self::arm_cancel(&cancel, &handle);
+            for p in handle.events.iter() {
+                if !matches!(p, Progress::Finished(_)) {
+                    sink2.send(Event::Progress(vec![p]));
+                }
+            }
+            let report = handle.join();
+            if let Ok(mut slot) = cancel.lock() {
+                slot.flag = None;
+            }
+            match report {
+                Ok(r) => Ok(Event::RecoveryFinished(Box::new(r))),
+                // Asked again in place, not left as an error to restart for.
+                Err(e @ engine::EngineError::WrongPassphrase { .. }) => {
+                    Ok(Event::PassphraseRejected {
+                        message: e.to_string(),
+                    })
+                }
+                Err(e) => Err(e.into()),
+            }
+        });
+    }
+
     /// Start the migration; a forwarding thread turns its progress into
     /// events until the worker is done.
     fn start(
@@ -253,16 +318,7 @@ impl EngineExecutor {
             let source = store::open(&req.from, &opts)?;
             let target = store::open(&req.to, &opts)?;
             let handle = engine::start_prepared(req, prepared, source, target, &dir, &opts)?;
-            let early_cancel = match cancel.lock() {
-                Ok(mut slot) => {
-                    slot.flag = Some(handle.cancel_flag());
-                    slot.requested
-                }
-                Err(_) => false,
-            };
-            if early_cancel {
-                handle.cancel();
-            }
+            Self::arm_cancel(&cancel, &handle);
             sink2.send(Event::MigrationStarted {
                 id: handle.id.clone(),
             });
@@ -282,20 +338,12 @@ impl EngineExecutor {
     }
 }
 
-/// Put a migration's backup back where it came from (its source, which the
-/// confirmation named). A value changed there since the backup is a
-/// conflict and stays: the restore never overwrites it.
-fn restore(dir: &Path, id: &MigrationId, opts: &OpenOptions) -> engine::Result<Report> {
-    let d = engine::detail(dir, id)?;
-    let backup = d
-        .backup
-        .ok_or_else(|| engine::EngineError::Refused(format!("migration {id} has no backup")))?;
-    let to: StoreSpec = d
-        .entry
-        .from
-        .parse()
-        .map_err(|e: store::BadSpec| engine::EngineError::Refused(e.to_string()))?;
-    engine::restore(&backup, &to, dir, opts)
+/// Wait for an operation started on the engine's handle whose progress
+/// the screen does not show (the migration path's verify and cleanup).
+fn join_quietly(h: engine::Result<engine::MigrationHandle>) -> Result<engine::Report, TaskError> {
+    let h = h?;
+    for _ in h.events.iter() {}
+    Ok(h.join()?)
 }
 
 /// The engine's migration detail as the recovery screen shows it.
@@ -304,19 +352,27 @@ fn detail_view(d: MigrationDetail) -> Detail {
         .timeline
         .into_iter()
         .map(|t| {
-            let mut what = t.event.as_str().replace('_', " ");
+            let mut what = format!("#{} {}", t.seq, t.event.as_str().replace('_', " "));
             if let Some(id) = &t.id {
                 what.push_str(&format!(" {id}"));
             }
             if let Some(x) = &t.detail {
                 what.push_str(&format!(": {x}"));
             }
-            TimelineEntry { at: t.at, what }
+            if t.ids.len() > 1 {
+                let ids: Vec<String> = t.ids.iter().map(ToString::to_string).collect();
+                what.push_str(&format!(" [{}]", ids.join(", ")));
+            }
+            TimelineRow { at: t.at, what }
         })
         .collect();
     Detail {
         entry: d.entry,
         timeline,
         backup: d.backup,
+        items: d.items,
+        needs_passphrase: d.needs_passphrase,
+        rollback_began: d.rollback_began,
+        on_conflict: d.on_conflict,
     }
 }

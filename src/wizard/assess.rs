@@ -127,13 +127,13 @@ impl Wizard {
                     self.error = Some("the target must be a different store".into());
                     return vec![];
                 }
-                if let Some(from) = self.source_spec()
-                    && crate::store::same_location(from, &r.spec)
+                if let Some(from) = self.source_report()
+                    && from.same_location(r)
                 {
                     self.error = Some(format!(
-                        "{} is the same store as the source {from} (the same file under another \
+                        "{} is the same store as the source {} (the same file under another \
                          name or scheme): the target must be a different store",
-                        r.spec
+                        r.spec, from.spec
                     ));
                     return vec![];
                 }

@@ -14,11 +14,11 @@ pub struct DryRunState {
 
 impl Wizard {
     pub(super) fn start_plan(&mut self) -> Vec<Effect> {
-        let (Some(from), Some(to)) = (self.source_spec().cloned(), self.target_spec().cloned())
-        else {
+        let (Some(src), Some(dst)) = (self.source_report(), self.target_report()) else {
             return vec![];
         };
-        if crate::store::same_location(&from, &to) {
+        let (from, to) = (src.spec.clone(), dst.spec.clone());
+        if src.same_location(dst) {
             self.error = Some(format!(
                 "{from} and {to} are the same store: the target must be a different store"
             ));

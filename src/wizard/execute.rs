@@ -14,7 +14,7 @@ pub const LOG_TAIL: usize = 200;
 
 /// Live state of the Execute screen.
 #[derive(Debug, Clone, Default)]
-pub struct Run {
+pub struct RunState {
     pub id: Option<MigrationId>,
     pub counts: Counts,
     pub log: VecDeque<LogLine>,
@@ -97,14 +97,14 @@ impl Wizard {
             return vec![];
         };
         let plan_token = plan.token;
-        self.run = Run {
+        self.run = RunState {
             outcomes: vec![ItemOutcome::Pending; plan.items.len()],
             index: PlanIndex::new(&plan.items),
             counts: Counts {
                 total: plan.items.len(),
                 ..Counts::default()
             },
-            ..Run::default()
+            ..RunState::default()
         };
         self.step = Step::Execute;
         self.error = None;
@@ -170,7 +170,14 @@ impl Wizard {
                         .push_back(LogLine::Info(format!("rolling back: {reason}")));
                     self.run.rolling_back = Some(reason);
                 }
-                Progress::Finished(report) => finished = Some(*report),
+                Progress::Finished(report) => {
+                    // What taking the locks did (a stale lock taken over,
+                    // a killed run's temp file removed).
+                    for n in &report.notices {
+                        self.run.log.push_back(LogLine::Info(n.to_string()));
+                    }
+                    finished = Some(*report);
+                }
                 Progress::ItemUndone { id, how } => {
                     self.run.log.push_back(LogLine::Info(format!("{id} {how}")));
                 }

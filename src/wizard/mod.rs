@@ -28,16 +28,21 @@ mod inventory;
 mod passphrase;
 mod recovery;
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
 mod verify;
 
 pub use assess::{AssessState, Pick};
 pub use cleanup::CleanupState;
 pub use dryrun::DryRunState;
-pub use execute::{ItemOutcome, LOG_TAIL, LogLine, PlanIndex, Run};
+pub use execute::{ItemOutcome, LOG_TAIL, LogLine, PlanIndex, RunState};
 pub use inventory::{InventoryState, REVEAL_MS, Revealed};
 pub use passphrase::{MIN_PASSPHRASE, PassphraseMode, PassphraseState, Strength, strength};
-pub use recovery::{Detail, RecoveryAction, RecoveryState, TimelineEntry};
+pub use recovery::{
+    Detail, ItemCounts, Pane, RecoveryAction, RecoveryProgress, RecoveryState, TimelineRow,
+    result_line, status_text, store_name,
+};
 pub use verify::VerifyState;
 
 /// The product rule (more than this share of failed items rolls back) is
@@ -99,12 +104,16 @@ impl Step {
 pub enum Confirm {
     /// Quit while a migration runs: cancels and rolls back first.
     QuitWhileRunning,
+    /// Quit while a recovery action runs: it stops after the batch at hand.
+    QuitWhileRecovering { action: RecoveryAction },
     /// Delete verified items from the source.
     DeleteSource { count: usize },
     Recovery {
         action: RecoveryAction,
         id: MigrationId,
     },
+    /// Roll back only the items chosen in the item view.
+    RollbackChosen { id: MigrationId, count: usize },
 }
 
 /// How the wizard ended, for the exit code.
@@ -224,6 +233,10 @@ pub enum Event {
     HistoryLoaded(Vec<HistoryEntry>),
     DetailLoaded(Box<Detail>),
     RecoveryFinished(Box<Report>),
+    /// The passphrase does not open the migration's backup: nothing ran.
+    PassphraseRejected {
+        message: String,
+    },
     Revealed {
         id: CredentialId,
         secret: Secret,
@@ -279,6 +292,12 @@ pub enum Effect {
         action: RecoveryAction,
         id: MigrationId,
     },
+    /// Roll back only these items of the migration (journaled as a
+    /// partial rollback; the rest stays migrated).
+    RollbackItems {
+        id: MigrationId,
+        items: Vec<CredentialId>,
+    },
     Exit(Outcome),
 }
 
@@ -316,7 +335,7 @@ pub struct Wizard {
     pub inventory: InventoryState,
     pub dry_run: DryRunState,
     pub passphrase: PassphraseState,
-    pub run: Run,
+    pub run: RunState,
     pub verify: VerifyState,
     pub cleanup: CleanupState,
     pub recovery: RecoveryState,
@@ -347,7 +366,7 @@ impl Wizard {
             assess: AssessState::default(),
             inventory: InventoryState::default(),
             dry_run: DryRunState::default(),
-            run: Run::default(),
+            run: RunState::default(),
             verify: VerifyState::default(),
             cleanup: CleanupState::default(),
             recovery: RecoveryState::default(),
@@ -387,9 +406,16 @@ impl Wizard {
         self.step == Step::Execute && self.run.report.is_none()
     }
 
+    /// Whether a recovery action (resume, rollback, verify, restore) runs.
+    pub fn recovering(&self) -> bool {
+        self.recovery.running.is_some()
+    }
+
     /// Whether keys go to a text field instead of the keymap's commands.
     pub fn text_input(&self) -> bool {
-        (self.step == Step::Passphrase || (self.step == Step::Inventory && self.inventory.editing))
+        (self.step == Step::Passphrase
+            || (self.step == Step::Inventory && self.inventory.editing)
+            || (self.step == Step::Detail && self.recovery.filtering))
             && self.confirm.is_none()
             && !self.help
     }
@@ -442,6 +468,9 @@ impl Wizard {
                 self.run.id = Some(id);
                 return vec![];
             }
+            Event::Progress(batch) if self.recovering() => {
+                return self.on_recovery_progress(batch);
+            }
             Event::Progress(batch) => return self.on_progress(batch),
             Event::Verified(report) => {
                 self.busy = None;
@@ -473,16 +502,8 @@ impl Wizard {
                 }
                 return vec![];
             }
-            Event::RecoveryFinished(report) => {
-                self.busy = None;
-                self.recovery.result = Some(*report);
-                return match &self.recovery.detail {
-                    Some(d) => vec![Effect::LoadDetail {
-                        id: d.entry.id.clone(),
-                    }],
-                    None => vec![],
-                };
-            }
+            Event::RecoveryFinished(report) => return self.on_recovery_finished(*report),
+            Event::PassphraseRejected { message } => return self.on_passphrase_rejected(message),
             Event::Revealed { id, secret } => {
                 if self.step == Step::Inventory && self.current_item_id().as_ref() == Some(&id) {
                     self.inventory.revealed = Some(Revealed {
@@ -495,6 +516,10 @@ impl Wizard {
             }
             Event::Failed { task, error } => return self.on_failed(task, error),
             Event::Terminate => {
+                if self.recovering() {
+                    self.confirm = None;
+                    return self.cancel_recovery_and_quit();
+                }
                 if self.running() {
                     self.confirm = None;
                     self.run.quit_after = true;
@@ -550,6 +575,10 @@ impl Wizard {
     }
 
     fn quit(&mut self) -> Vec<Effect> {
+        if let Some(action) = self.recovery.running {
+            self.confirm = Some(Confirm::QuitWhileRecovering { action });
+            return vec![];
+        }
         if self.running() {
             self.confirm = Some(Confirm::QuitWhileRunning);
             return vec![];
@@ -580,11 +609,9 @@ impl Wizard {
                         }
                         None => vec![],
                     },
-                    Confirm::Recovery { action, id } => {
-                        self.busy = Some(format!("Working: {} {id}…", action.label()));
-                        self.recovery.result = None;
-                        vec![Effect::Recover { action, id }]
-                    }
+                    Confirm::QuitWhileRecovering { .. } => self.cancel_recovery_and_quit(),
+                    Confirm::Recovery { action, .. } => self.start_recovery(action),
+                    Confirm::RollbackChosen { .. } => self.start_partial_rollback(),
                 }
             }
             Event::No | Event::Back | Event::Quit => {
@@ -615,6 +642,7 @@ impl Wizard {
             Task::Reveal => {
                 self.inventory.revealed = None;
             }
+            Task::Recovery => return self.on_recovery_failed(message),
             Task::History if self.step != Step::History => {
                 // The first screen only uses the history for a hint.
                 return vec![];

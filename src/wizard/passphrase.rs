@@ -39,6 +39,12 @@ impl Wizard {
                 self.passphrase.error = None;
                 vec![]
             }
+            Event::Back if self.passphrase.next == Step::Detail => {
+                self.passphrase.error = None;
+                self.recovery.pending = None;
+                self.step = Step::Detail;
+                vec![]
+            }
             Event::Back => {
                 self.passphrase.error = None;
                 self.step = if self.passphrase.next == Step::DryRun {
@@ -74,6 +80,10 @@ impl Wizard {
                 self.passphrase.error = None;
                 self.passphrase.set = true;
                 let mut effects = vec![Effect::UsePassphrase(passphrase)];
+                if self.passphrase.next == Step::Detail {
+                    effects.extend(self.recovery_passphrase_given());
+                    return effects;
+                }
                 effects.extend(if self.passphrase.next == Step::DryRun {
                     self.start_plan()
                 } else {

@@ -27,14 +27,17 @@ fn stores(target_exists: bool) -> Vec<StoreReport> {
         StoreReport {
             spec: "dotenv:/a/.env".parse().unwrap(),
             capability: cap(true, false, true),
+            location: None,
         },
         StoreReport {
             spec: "keyring:credshift".parse().unwrap(),
             capability: Capability::unavailable("no Secret Service"),
+            location: None,
         },
         StoreReport {
             spec: "encrypted:/a/t.enc".parse().unwrap(),
             capability: cap(true, true, target_exists),
+            location: None,
         },
     ]
 }
@@ -401,7 +404,10 @@ fn report(rolled_back: bool) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        notices: vec![],
         unreadable: 0,
+        status: None,
+        cancelled: false,
     }
 }
 
@@ -618,6 +624,10 @@ fn recovery_actions_need_confirmation() {
         entry,
         timeline: vec![],
         backup: None,
+        items: vec![],
+        needs_passphrase: false,
+        rollback_began: false,
+        on_conflict: crate::engine::types::ConflictPolicy::Skip,
     })));
     assert_eq!(w.step, Step::Detail);
     // No backup: restore is refused outright.
@@ -787,6 +797,24 @@ fn the_plan_index_finds_every_item_and_nothing_else() {
 }
 
 #[test]
+fn lock_notices_of_the_report_reach_the_run_log() {
+    let mut w = running();
+    let mut r = report(false);
+    r.notices = vec![crate::store::LockNotice::TookOverStale {
+        lock: "dotenv:/a/.env".into(),
+        holder: "pid 7 on h, since t".into(),
+    }];
+    w.handle(Event::Progress(vec![Progress::Finished(Box::new(r))]));
+    assert!(
+        w.run.log.iter().any(
+            |l| matches!(l, LogLine::Info(t) if t.contains("took over the lock left by pid 7"))
+        ),
+        "{:?}",
+        w.run.log
+    );
+}
+
+#[test]
 fn a_failed_task_shows_the_engine_error_message_it_carries() {
     let mut w = running();
     let e = EngineError::ChangedSincePlan {
@@ -802,4 +830,39 @@ fn a_failed_task_shows_the_engine_error_message_it_carries() {
     });
     assert_eq!(w.error.as_deref(), Some(shown.as_str()));
     assert!(shown.contains("env/A (target)"), "{shown}");
+}
+
+/// Issue 22, point 2: the wizard tells that two specs name one store from
+/// the locations the probe sent, without looking at the file system.
+#[test]
+fn one_store_under_two_names_is_refused_from_the_probed_locations() {
+    use crate::store::{IdentityKind, StoreIdentity};
+    let one = StoreIdentity::named(IdentityKind::File, "/a/.env");
+    let mut reports = stores(false);
+    reports[0].location = Some(one.clone());
+    // The target's spec differs; the probe found it is the same file.
+    reports[2].capability = cap(true, false, true);
+    reports[2].location = Some(one);
+    let (mut w, _) = Wizard::new(config(true), NOW);
+    w.handle(Event::Assessed(reports.clone()));
+    w.handle(Event::Enter);
+    w.assess.cursor = 2;
+    assert!(w.handle(Event::Enter).is_empty());
+    assert_eq!(w.step, Step::Assess);
+    assert!(
+        w.error
+            .as_deref()
+            .unwrap()
+            .contains("same store as the source"),
+        "{:?}",
+        w.error
+    );
+    // Told apart by the probe: the same specs pass.
+    reports[2].location = Some(StoreIdentity::named(IdentityKind::File, "/a/t.enc"));
+    let (mut w, _) = Wizard::new(config(true), NOW);
+    w.handle(Event::Assessed(reports));
+    w.handle(Event::Enter);
+    w.assess.cursor = 2;
+    w.handle(Event::Enter);
+    assert_eq!(w.step, Step::Consent, "{:?}", w.error);
 }

@@ -8,16 +8,17 @@ use crate::support;
 
 use credshift::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use credshift::error::Result;
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::{id, pg};
 
-fn opts() -> OpenOptions {
-    OpenOptions {
+fn opts() -> KeyOptions {
+    KeyOptions {
         passphrase: Some(Secret::new("batch passphrase")),
         prompttrain_key: Some(Secret::new("batch-master-key-0123456789abcdef-ok")),
         allow_weak_kdf: true,
         kdf_iterations: 1000,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 
@@ -244,7 +245,7 @@ fn encrypted_wrong_passphrase_fails_every_item_alike() {
     let spec: StoreSpec = format!("encrypted:{}", p.display()).parse().unwrap();
     let wrong = store::open(
         &spec,
-        &OpenOptions {
+        &KeyOptions {
             passphrase: Some(Secret::new("not the passphrase")),
             ..opts()
         },
@@ -435,7 +436,7 @@ fn prompttrain_db_batches_equal_single_calls() {
     let spec: StoreSpec = format!("prompttrain-db:{url}").parse().unwrap();
     let keyless = store::open(
         &spec,
-        &OpenOptions {
+        &KeyOptions {
             prompttrain_key: None,
             ..opts()
         },

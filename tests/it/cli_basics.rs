@@ -34,3 +34,38 @@ fn from_and_to_without_a_command_are_the_wizards() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("after the command"), "{stderr}");
 }
+
+/// Issue 22, point 9: a closed stdout is not an error (as in ripgrep):
+/// `credshift inventory | head -1` exits 0 and says nothing on stderr,
+/// for the text listing, its JSON, and the `outln!` lines of `status`.
+#[test]
+fn a_closed_stdout_exits_0_without_a_word() {
+    let state = tempfile::tempdir().unwrap();
+    let env = state.path().join("many.env");
+    // Far more than a pipe buffer (64 KiB) of listing.
+    let text: String = (0..3000)
+        .map(|i| format!("KEY_{i:05}=value-{i:05}-abcdefghijklmnopqrstuvwxyz\n"))
+        .collect();
+    std::fs::write(&env, text).unwrap();
+    let from = format!("dotenv:{}", env.display());
+    let extra = ["--store", from.as_str()];
+    for args in [
+        vec!["inventory", "--from", &from],
+        vec!["inventory", "--from", &from, "--json"],
+        [&["status"][..], &extra[..]].concat(),
+    ] {
+        let mut child = credshift(state.path())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before (or while) credshift writes.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}

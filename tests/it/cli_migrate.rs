@@ -267,8 +267,8 @@ fn delete_source_removes_verified_items_and_reports_failed_deletes() {
 fn a_held_lock_is_refused_naming_the_holder() {
     let s = setup(&[]);
     let spec: StoreSpec = s.dst.parse().unwrap();
-    credshift::engine::lock::set_operation("holder-migration");
-    let _held = credshift::engine::lock::guard(
+    credshift::store::lockfile::set_operation("holder-migration");
+    let _held = credshift::store::lockfile::guard(
         &spec,
         credshift::store::LockMode::Exclusive,
         std::time::Duration::ZERO,

@@ -183,3 +183,66 @@ fn completions_and_man_page_come_from_the_same_definitions() {
     let (out, _, stderr) = run(credshift(state.path()).args(["completions", "tcsh"]));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
 }
+
+/// Issue 22, point 9: the word arguments are clap value enums with the
+/// spellings they always had; anything else is a usage error naming them.
+#[test]
+fn word_arguments_accept_their_spellings_and_name_them_when_wrong() {
+    let state = tempfile::tempdir().unwrap();
+    let env = state.path().join("a.env");
+    std::fs::write(&env, "A=1\n").unwrap();
+    let to = state.path().join("b.env");
+    let (from, to) = (
+        format!("dotenv:{}", env.display()),
+        format!("dotenv:{}", to.display()),
+    );
+    for policy in ["skip", "overwrite"] {
+        let (out, _, stderr) = run(credshift(state.path()).args([
+            "migrate",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--dry-run",
+            "--on-conflict",
+            policy,
+        ]));
+        assert_eq!(out.status.code(), Some(0), "{policy}: {stderr}");
+    }
+    for (args, names) in [
+        (
+            vec![
+                "migrate",
+                "--from",
+                &from,
+                "--to",
+                &to,
+                "--on-conflict",
+                "replace",
+            ],
+            ["skip", "overwrite"].as_slice(),
+        ),
+        (
+            vec![
+                "exec",
+                "--from",
+                &from,
+                "--layout",
+                "model-forge",
+                "--",
+                "true",
+            ],
+            ["plain", "modelforge"].as_slice(),
+        ),
+        (
+            vec!["completions", "tcsh"],
+            ["bash", "zsh", "fish", "man"].as_slice(),
+        ),
+    ] {
+        let (out, _, stderr) = run(credshift(state.path()).args(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for n in names {
+            assert!(stderr.contains(n), "{args:?} does not name {n}: {stderr}");
+        }
+    }
+}

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use credshift::credential::{Credential, CredentialId, Kind};
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::*;
 
 /// The existing line each value is written over, one style per entry.
@@ -146,7 +147,7 @@ fn write_cases(dir: &Path, values: &[String]) -> (PathBuf, Vec<Case>, PathBuf) {
         }
     }
     std::fs::write(&path, text).unwrap();
-    let store = store::open(&StoreSpec::Dotenv(path.clone()), &OpenOptions::default()).unwrap();
+    let store = store::open(&StoreSpec::Dotenv(path.clone()), &KeyOptions::default()).unwrap();
     for c in &cases {
         let id = CredentialId::new("env", c.key.clone());
         let cred = Credential::new(id.clone(), Kind::guess(&c.key), c.value.as_str());
@@ -278,7 +279,7 @@ fn a_nul_byte_is_refused_by_name_and_leaves_the_file_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.env");
     std::fs::write(&path, "A=1\n").unwrap();
-    let store = store::open(&StoreSpec::Dotenv(path.clone()), &OpenOptions::default()).unwrap();
+    let store = store::open(&StoreSpec::Dotenv(path.clone()), &KeyOptions::default()).unwrap();
     let c = Credential::new(CredentialId::new("env", "NUL_TOKEN"), Kind::Other, "ab\0cd");
     let why = store.check(&c).expect("the dry run refuses it");
     assert!(why.contains("NUL"), "{why}");

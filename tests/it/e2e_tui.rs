@@ -209,7 +209,7 @@ fn migrate_then_verify_in_recovery(tmp: &tempfile::TempDir, t: &Tmux) {
     t.wait_for_all(&["Recovery: history", "completed"], &secrets);
     t.keys(&["Enter"]);
     t.walk(
-        &[("Journal", "v"), ("Verify?", "y"), ("Done:", "q")],
+        &[("Journal", "v"), ("Verify?", "y"), ("read back equal", "q")],
         &secrets,
     );
     let end = t.wait_for(SESSION_END, &secrets);

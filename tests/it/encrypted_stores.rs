@@ -13,23 +13,24 @@ use base64::engine::general_purpose::STANDARD as B64;
 use credshift::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use credshift::crypto::kdf;
 use credshift::error::StoreError;
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use rusqlite::Connection;
 
 /// Low iterations keep the suite fast; one test runs the default 600,000.
-fn opts(pass: &str) -> OpenOptions {
-    OpenOptions {
+fn opts(pass: &str) -> KeyOptions {
+    KeyOptions {
         passphrase: Some(Secret::new(pass)),
         allow_weak_kdf: true,
         kdf_iterations: 2000,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 
-fn key_opts(key_file: &Path) -> OpenOptions {
-    OpenOptions {
+fn key_opts(key_file: &Path) -> KeyOptions {
+    KeyOptions {
         key_file: Some(key_file.to_path_buf()),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 
@@ -59,7 +60,7 @@ fn file_name(f: Flavor) -> &'static str {
     }
 }
 
-fn open(f: Flavor, path: &Path, o: &OpenOptions) -> Box<dyn Store> {
+fn open(f: Flavor, path: &Path, o: &KeyOptions) -> Box<dyn Store> {
     store::open(&spec(f, path), o).unwrap()
 }
 
@@ -352,9 +353,9 @@ fn no_key_at_all_says_how_to_give_one() {
     for f in ALL {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name(f));
-        let no_key = OpenOptions {
+        let no_key = KeyOptions {
             allow_weak_kdf: true,
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         };
         let e = open(f, &path, &no_key).write(&sample()[0]).unwrap_err();
         assert!(matches!(e, StoreError::MissingKey { .. }), "{f:?}: {e:?}");
@@ -551,7 +552,7 @@ fn weak_iteration_counts_need_allow_weak_kdf() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name(f));
         open(f, &path, &opts("pw for the tests")).write_many(&sample());
-        let strict = OpenOptions {
+        let strict = KeyOptions {
             allow_weak_kdf: false,
             ..opts("pw for the tests")
         };
@@ -574,7 +575,7 @@ fn creating_a_store_with_weak_iterations_needs_allow_weak_kdf() {
     for f in ALL {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name(f));
-        let weak = OpenOptions {
+        let weak = KeyOptions {
             allow_weak_kdf: false,
             ..opts("pw for the tests")
         };
@@ -596,9 +597,9 @@ fn creating_a_store_with_weak_iterations_needs_allow_weak_kdf() {
 fn default_iterations_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("creds.enc");
-    let o = OpenOptions {
+    let o = KeyOptions {
         passphrase: Some(Secret::new("pw for the tests")),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     assert_eq!(o.kdf_iterations, 600_000);
     let s = open(Flavor::Encrypted, &path, &o);
@@ -870,9 +871,9 @@ fn credshift_opens_what_web_crypto_seals() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let strict = OpenOptions {
+    let strict = KeyOptions {
         passphrase: Some(Secret::new("shared passphrase")),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let s = open(Flavor::Bundle, &path, &strict);
     let got = s

@@ -116,9 +116,10 @@ fn no_secret_reaches_outputs_journal_audit_or_backups() {
     // backs up one item.
     {
         use credshift::credential::{Credential, Kind};
-        use credshift::store::{self, OpenOptions, StoreSpec};
+        use credshift::store::{self, StoreSpec};
+        use credshift::unlock::KeyOptions;
         let spec: StoreSpec = dst.parse().unwrap();
-        let s = store::open(&spec, &OpenOptions::default()).unwrap();
+        let s = store::open(&spec, &KeyOptions::default()).unwrap();
         s.write(&Credential::new(
             "account:acc_alpha/api_key".parse().unwrap(),
             Kind::ApiKey,

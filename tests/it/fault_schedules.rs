@@ -13,7 +13,8 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
 use proptest::prelude::*;
 use serde_json::Value;
 use support::*;
@@ -23,7 +24,7 @@ type Contents = BTreeMap<String, String>;
 /// id -> value; panics on a duplicate id or an unreadable line.
 fn contents(path: &Path) -> Contents {
     let spec = StoreSpec::Dotenv(path.to_path_buf());
-    let s = store::open(&spec, &OpenOptions::default()).unwrap();
+    let s = store::open(&spec, &KeyOptions::default()).unwrap();
     let scan = s.read_all().unwrap();
     assert!(scan.errors.is_empty(), "{:?}", scan.errors);
     let mut out = BTreeMap::new();

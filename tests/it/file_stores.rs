@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 use credshift::credential::{Credential, CredentialId, Kind, Metadata};
 use credshift::error::StoreError;
 use credshift::fsutil::mode_of;
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::*;
 
 fn open(spec: StoreSpec) -> Box<dyn Store> {
-    store::open(&spec, &OpenOptions::default()).expect("open store")
+    store::open(&spec, &KeyOptions::default()).expect("open store")
 }
 
 fn id(s: &str) -> CredentialId {

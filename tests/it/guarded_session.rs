@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::*;
 
 fn spec(scheme: &str, p: &Path) -> String {
@@ -137,9 +138,9 @@ fn one_postgres_table_under_two_spellings_is_refused_before_anything_runs() {
     // The engine decides by what the server says, not by spelling: stores
     // opened under different spellings have one identity, and a migration
     // handed them directly (no CLI check before it) is refused typed.
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         key_file: Some(kf.clone().into()),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let open = |s: &str| store::open(&s.parse::<StoreSpec>().unwrap(), &opts).unwrap();
     let a = open(&url).identity().unwrap();
@@ -461,7 +462,7 @@ fn recovery_operations_run_on_a_migration_handle() {
     ));
     assert_eq!(code, 0, "{err}");
     let id = credshift::engine::MigrationId(json(&out)["migration_id"].as_str().unwrap().into());
-    let opts = OpenOptions::default();
+    let opts = KeyOptions::default();
     for (op, check) in [
         (RecoveryOp::Verify, "verified"),
         (RecoveryOp::Rollback, "rolled_back"),
@@ -502,7 +503,7 @@ fn postgres_identity_falls_back_to_address_and_port() {
         ),
     );
     let as_role = url.replace("postgres@", &format!("{role}@"));
-    let opts = OpenOptions::default();
+    let opts = KeyOptions::default();
     let ident = |s: &str| {
         store::open(&s.parse::<StoreSpec>().unwrap(), &opts)
             .unwrap()

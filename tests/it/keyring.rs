@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use credshift::credential::{Credential, CredentialId, Kind, Metadata};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::keyring_service::{self, KeyringService};
 use support::*;
 
@@ -25,7 +26,7 @@ fn unique(name: &str) -> String {
 fn open(service: &str) -> Box<dyn Store> {
     store::open(
         &StoreSpec::Keyring(service.to_string()),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .expect("open keyring store")
 }
@@ -597,7 +598,7 @@ fn the_dotenv_fixture_migrates_into_the_keyring_and_rolls_back() {
     let svc = unique("migrate");
     let from = StoreSpec::Dotenv(env_file.clone());
     let to = StoreSpec::Keyring(svc.clone());
-    let opts = OpenOptions::default();
+    let opts = KeyOptions::default();
     let req = MigrationRequest {
         from: from.clone(),
         to: to.clone(),
@@ -1008,9 +1009,9 @@ fn locked_batch_child() {
     };
     let s = store::open(
         &StoreSpec::Keyring(svc),
-        &OpenOptions {
+        &KeyOptions {
             keyring_timeout: Duration::from_secs(20),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         },
     )
     .unwrap();

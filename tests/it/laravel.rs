@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 
 use credshift::credential::{Credential, Kind, Secret};
 use credshift::crypto::laravel::{self as crypt, AppKey};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::*;
 
 const FIXTURE_IDS: [&str; 4] = [
@@ -31,9 +32,9 @@ fn fixture_db(dir: &Path) -> PathBuf {
 }
 
 fn open_with(path: &Path, key: Option<&str>) -> credshift::error::Result<Box<dyn Store>> {
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         app_key: key.map(Secret::new),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     store::open(&StoreSpec::LaravelSqlite(path.to_path_buf()), &opts)
 }

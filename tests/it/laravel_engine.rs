@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use credshift::credential::Secret;
 use credshift::engine::{self, ConflictPolicy, MigrationRequest};
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::*;
 
 const FIXTURE_IDS: [&str; 4] = [
@@ -23,13 +24,13 @@ fn fixture_db(dir: &Path) -> PathBuf {
     fragments_db(&dir.join("source.sqlite"))
 }
 
-fn opts() -> OpenOptions {
+fn opts() -> KeyOptions {
     let key = std::fs::read_to_string(fixture("fragments/APP_KEY")).unwrap();
-    OpenOptions {
+    KeyOptions {
         app_key: Some(Secret::new(key.trim())),
         passphrase: Some(Secret::new("engine test backup passphrase")),
         kdf_iterations: 100_000,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 

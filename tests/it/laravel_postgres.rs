@@ -6,7 +6,8 @@
 use crate::support;
 
 use credshift::credential::{Credential, Kind, Secret};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::*;
 
 const FIXTURE_IDS: [&str; 4] = [
@@ -41,9 +42,9 @@ fn app_key() -> String {
 
 fn open(url: &str) -> Box<dyn Store> {
     let spec: StoreSpec = format!("laravel:{url}").parse().unwrap();
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         app_key: Some(Secret::new(app_key())),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     store::open(&spec, &opts).unwrap()
 }
@@ -225,9 +226,9 @@ fn postgres_tampered_row_and_wrong_key() {
     );
 
     let spec: StoreSpec = format!("laravel:{url}").parse().unwrap();
-    let wrong = OpenOptions {
+    let wrong = KeyOptions {
         app_key: Some(Secret::new(format!("base64:{}", "A".repeat(43) + "="))),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let store = store::open(&spec, &wrong).unwrap();
     assert_eq!(store.list().unwrap().errors.len(), 4);

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use credshift::credential::{Credential, Kind, Secret};
 use credshift::crypto::laravel::{self as crypt, AppKey};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::*;
 
 const FIXTURE_IDS: [&str; 4] = [
@@ -24,10 +25,10 @@ fn app_key_text() -> String {
     fragments_app_key()
 }
 
-fn opts() -> OpenOptions {
-    OpenOptions {
+fn opts() -> KeyOptions {
+    KeyOptions {
         app_key: Some(Secret::new(app_key_text())),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 

@@ -188,14 +188,11 @@ fn errors_are_color_eyre_reports_with_the_documented_exit_codes() {
 
 /// Issue 21: the session preamble (`src/engine/session.rs`) is the only
 /// place an operation takes a lock. Stores implement their own locks
-/// (`src/store/`) and `src/engine/lock.rs` holds the lock files; nothing
+/// (`src/store/`) and `src/store/lockfile.rs` holds the lock files; nothing
 /// else names a lock mode, a lock file or an advisory lock.
 #[test]
 fn only_the_session_preamble_takes_locks() {
-    let allowed = [
-        src().join("engine/session.rs"),
-        src().join("engine/lock.rs"),
-    ];
+    let allowed = [src().join("engine/session.rs")];
     let files: Vec<PathBuf> = rust_files(&src())
         .into_iter()
         .filter(|p| !p.starts_with(src().join("store")) && !allowed.contains(p))
@@ -205,6 +202,7 @@ fn only_the_session_preamble_takes_locks() {
         &[
             "LockMode",
             "lock::guard",
+            "lockfile::guard",
             "state_lock",
             "AdvisoryLock",
             "advisory_lock",
@@ -217,9 +215,67 @@ fn only_the_session_preamble_takes_locks() {
     );
     // And the session does take them.
     let session = std::fs::read_to_string(&allowed[0]).unwrap();
-    for needle in [".lock(end.usage.mode", "lock::state_lock("] {
+    for needle in [".lock(end.usage.mode", "lockfile::state_lock("] {
         assert!(session.contains(needle), "session.rs lost {needle}");
     }
+}
+
+/// The library never prints (issue 22 point 4): a notice travels as a
+/// report field or a progress event, and the CLI or the wizard shows it.
+/// Printing is the job of the binary (`main.rs`, `cli.rs`, `cli/`) and of
+/// these few places, each allowed at most its count of printing lines:
+const PRINTERS: &[(&str, usize, &str)] = &[
+    // The wizard's one-line summary, after its screen is gone.
+    ("tui/mod.rs", 5, "the closing summary"),
+    // The passphrase prompt is a terminal conversation.
+    ("keys.rs", 2, "the passphrase prompt"),
+    // Test aids warn while active; they move to `main` (issue 22 point 3).
+    ("engine/journal.rs", 2, "CREDSHIFT_CRASH_AT"),
+    ("engine/session.rs", 1, "CREDSHIFT_HOLD_LOCKS"),
+    ("fsutil.rs", 1, "CREDSHIFT_CRASH_IN_WRITE"),
+];
+
+#[test]
+fn the_library_never_prints() {
+    let root = src();
+    let needles = ["println!", "print!(", "eprint!("];
+    let mut bad = Vec::new();
+    for p in rust_files(&root) {
+        let rel = p
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let binary = rel == "main.rs" || rel == "cli.rs" || rel.starts_with("cli/");
+        // Unit tests may print (a skipped service says so).
+        let is_test = rel.ends_with("tests.rs") || rel.contains("/tests/");
+        if binary || is_test {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+        let lines: Vec<String> = code
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                let c = l.split("//").next().unwrap_or("");
+                needles.iter().any(|n| c.contains(n))
+            })
+            .map(|(n, l)| format!("src/{rel}:{}: {}", n + 1, l.trim()))
+            .collect();
+        let allowed = PRINTERS
+            .iter()
+            .find(|(f, ..)| *f == rel)
+            .map_or(0, |(_, n, _)| *n);
+        if lines.len() > allowed {
+            bad.extend(lines);
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the library prints (deliver a notice as a report field or progress event):\n{}",
+        bad.join("\n")
+    );
 }
 
 /// A store describes itself (`StoreSpec::profile`, `Store` methods): no code
@@ -408,4 +464,133 @@ fn no_behaviour_depends_on_a_message_text() {
         found.is_empty(),
         "behaviour decided by message text (use an enum or a typed error): {found:#?}"
     );
+}
+
+/// [`offenders`], leaving out each file's unit tests (and `tests.rs` files).
+fn offenders_outside_tests(paths: &[PathBuf], needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for p in paths.iter().filter(|p| !p.ends_with("tests.rs")) {
+        let text = std::fs::read_to_string(p).unwrap();
+        for (n, code) in non_test_lines(&text) {
+            if needles.iter().any(|needle| code.contains(needle)) {
+                found.push(format!("{}:{n}: {}", p.display(), code.trim()));
+            }
+        }
+    }
+    found
+}
+
+/// Issue 22, point 2: the wizard is a pure state machine. What it needs
+/// from the world (a store's location, its needs-a-key state) arrives as
+/// event data from the worker; it never reads the file system, the
+/// environment, the clock or a store itself.
+#[test]
+fn the_wizard_does_no_io() {
+    let found = offenders_outside_tests(
+        &files_under(&["wizard"]),
+        &[
+            "std::fs",
+            "std::env",
+            "std::process",
+            "std::net",
+            "SystemTime",
+            "Instant::now",
+            "fsutil",
+            "lockfile",
+            "store::open",
+            "store::same_location",
+            "offline_identity",
+            "canonicalize",
+            "current_dir",
+            ".probe()",
+            ".read_all()",
+            ".identity()",
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "the wizard does I/O:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Issue 22, point 3: no import cycles between layers. Stores never name
+/// the engine (the lock-file primitive is `src/store/lockfile.rs`, which
+/// the engine's session uses too), and `scrub` never names a store
+/// (stores use it).
+#[test]
+fn stores_never_name_the_engine_and_scrub_never_names_a_store() {
+    let found = offenders_outside_tests(
+        &files_under(&["store"]),
+        &["crate::engine", "super::super::engine"],
+    );
+    assert!(
+        found.is_empty(),
+        "store names engine:\n{}",
+        found.join("\n")
+    );
+    let found = offenders_outside_tests(
+        &files_under(&["scrub.rs", "fsutil.rs"]),
+        &["crate::store::", "crate::engine"],
+    );
+    assert!(
+        found.is_empty(),
+        "a module below the stores names a store or the engine:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Issue 22, point 3: the test aids are read in one place
+/// (`src/test_aids.rs`, from `main`), and that place knows every aid the
+/// documentation lists.
+#[test]
+fn test_aids_are_read_once_and_all_known() {
+    let names = credshift::test_aids::NAMES;
+    let files: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|p| !p.ends_with("test_aids.rs"))
+        .collect();
+    let needles: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let found = offenders_outside_tests(&files, &needles);
+    assert!(
+        found.is_empty(),
+        "a test aid read outside src/test_aids.rs:\n{}",
+        found.join("\n")
+    );
+    let doc = std::fs::read_to_string(src().join("../docs/test-aids.md")).unwrap();
+    let documented: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("- `"))
+        .filter_map(|l| l.split(['=', '`']).next())
+        .collect();
+    let mut known = names.to_vec();
+    known.sort_unstable();
+    let mut documented = documented;
+    documented.sort_unstable();
+    assert_eq!(
+        documented, known,
+        "docs/test-aids.md and test_aids::NAMES differ"
+    );
+}
+
+/// Issue 22, point 9: the lint table stays (clippy with `-D warnings`
+/// enforces it): no `unwrap` outside tests, no `dbg!`, no printing to
+/// stdout from the library.
+#[test]
+fn the_lint_table_forbids_unwrap_dbg_and_library_printing() {
+    let manifest = std::fs::read_to_string(src().join("../Cargo.toml")).unwrap();
+    let table = manifest
+        .split("[lints.clippy]")
+        .nth(1)
+        .expect("Cargo.toml has a [lints.clippy] table");
+    for lint in ["unwrap_used", "dbg_macro", "print_stdout"] {
+        assert!(
+            table
+                .lines()
+                .take_while(|l| !l.starts_with('['))
+                .any(|l| l.replace(' ', "") == format!("{lint}=\"warn\"")),
+            "{lint} is not in [lints.clippy]"
+        );
+    }
 }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use credshift::credential::{Credential, Kind, Metadata};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use serde_json::{Value, json};
 use support::canary::{assert_absent, file_haystacks};
 use support::*;
@@ -72,10 +73,10 @@ impl Setup {
         self.path("state")
     }
 
-    fn opts(&self) -> OpenOptions {
-        OpenOptions {
+    fn opts(&self) -> KeyOptions {
+        KeyOptions {
             key_file: Some(self.key.clone()),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         }
     }
 

@@ -293,7 +293,7 @@ fn attempt(ctx: &Ctx, k: &Kind, rec: &Recorded, op: Op, end: End) -> (i32, Strin
             .map(String::from)
             .to_vec(),
         Op::Cleanup => {
-            let opts = credshift::store::OpenOptions {
+            let opts = credshift::unlock::KeyOptions {
                 key_file: Some(ctx.key.clone().into()),
                 ..Default::default()
             };
@@ -422,4 +422,173 @@ fn a_second_process_is_refused_or_runs_as_the_table_says() {
         failures.join("\n")
     );
     assert!(checked >= 2 * 12 * 2, "{checked}");
+}
+
+/// Point 10, another user where the store allows it: a `.env` in a
+/// world-writable sticky directory (as `/tmp` is), the file itself
+/// writable by all. The second credshift runs as `nobody` (util-linux
+/// `setpriv`). While root's run holds the store, nobody's run at either
+/// end is refused (before, root's lock file, which nobody cannot open,
+/// counted as "no lock here"); a lock file nobody plants, a regular file
+/// of its own or a symbolic link to a victim, is refused by root's run and
+/// nothing is written through it. Root only.
+#[test]
+fn another_user_is_refused_and_can_neither_hijack_nor_plant_the_lock() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    // SAFETY: getuid cannot fail.
+    let root = unsafe { libc::getuid() } == 0;
+    let setpriv = Command::new("setpriv")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !root || !setpriv {
+        skip_without("root and setpriv", "run as root with util-linux");
+        return;
+    }
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    let mine = tempfile::tempdir().unwrap();
+    let shared = tempfile::Builder::new()
+        .prefix("credshift-shared-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    mode(shared.path(), 0o1777).unwrap();
+    let app = shared.path().join("app.env");
+    write_env(&app, &[("APP_TOKEN", "value-of-root-aaaaaaaa")]);
+    mode(&app, 0o666).unwrap();
+    let key = mine.path().join("k.key");
+    std::fs::write(&key, [0x42u8; 32]).unwrap();
+    mode(&key, 0o600).unwrap();
+    // The other user's own corner: state dir, key, files.
+    let theirs = shared.path().join("nobody");
+    std::fs::create_dir(&theirs).unwrap();
+    let their_key = theirs.join("k.key");
+    std::fs::write(&their_key, [0x43u8; 32]).unwrap();
+    mode(&their_key, 0o600).unwrap();
+    let their_src = theirs.join("src.env");
+    write_env(&their_src, &[("THEIR_TOKEN", "value-of-nobody-bbbbbbbb")]);
+    for p in [&theirs, &their_key, &their_src] {
+        chown(p, Some(65534), Some(65534)).unwrap();
+    }
+    let as_nobody = |args: &[&str]| -> (i32, String) {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_credshift"))
+            .args(["--key-file", &their_key.display().to_string()])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &theirs)
+            .env("CREDSHIFT_STATE_DIR", theirs.join("state"))
+            .env("CREDSHIFT_LOCK_WAIT", "0");
+        let (out, stdout, stderr) = run(&mut c);
+        (out.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
+    };
+    let as_root = |args: &[&str]| -> (i32, String) {
+        let mut c = credshift(&mine.path().join("state"));
+        c.args(["--key-file", &key.display().to_string()])
+            .args(args)
+            .env("CREDSHIFT_LOCK_WAIT", "0");
+        let (out, stdout, stderr) = run(&mut c);
+        (out.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
+    };
+    let app_spec = format!("dotenv:{}", app.display());
+    let app_before = std::fs::read(&app).unwrap();
+
+    // 1. Root's run holds app.env (a migration into it, stopped after its
+    // preamble); nobody's runs at either end are refused.
+    let root_src = mine.path().join("src.env");
+    write_env(&root_src, &[("ROOT_NEW", "value-of-root-cccccccc")]);
+    let flag = mine.path().join("held");
+    let mut holder = credshift(&mine.path().join("holder-state"));
+    holder
+        .args(["--key-file", &key.display().to_string()])
+        .args([
+            "migrate",
+            "--from",
+            &format!("dotenv:{}", root_src.display()),
+        ])
+        .args(["--to", &app_spec, "--yes"])
+        .env("CREDSHIFT_HOLD_LOCKS", &flag)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = holder.spawn().unwrap();
+    let start = Instant::now();
+    while !flag.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the holder exited");
+        assert!(start.elapsed() < Duration::from_secs(60), "never held");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = theirs.join("out.env");
+    let their_src_spec = format!("dotenv:{}", their_src.display());
+    let out_spec = format!("dotenv:{}", out.display());
+    for (what, from, to) in [
+        ("source", app_spec.as_str(), out_spec.as_str()),
+        ("target", their_src_spec.as_str(), app_spec.as_str()),
+    ] {
+        let (code, text) = as_nobody(&["migrate", "--from", from, "--to", to, "--yes"]);
+        assert_ne!(code, 0, "{what}: nobody's run was not refused: {text}");
+        assert!(text.contains("uid 0"), "{what}: names the holder: {text}");
+    }
+    assert!(!out.exists(), "nobody read the held store");
+    std::fs::remove_file(&flag).unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&app).unwrap();
+    assert!(
+        text.contains("value-of-root-cccccccc"),
+        "root's run went on: {text}"
+    );
+    let app_before_plant = std::fs::read(&app).unwrap();
+    assert_ne!(app_before_plant, app_before);
+
+    // 2. nobody plants the lock file, as a file of its own, then as a
+    // symbolic link to a victim: root's run refuses either, and writes
+    // nothing anywhere.
+    let lock = shared.path().join(".app.env.credshift-lock");
+    assert!(!lock.exists(), "the holder removed its lock file");
+    let victim = mine.path().join("vault.enc");
+    std::fs::write(&victim, "the victim's bytes").unwrap();
+    mode(mine.path(), 0o755).unwrap();
+    let plant = |script: &str| {
+        let ok = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .args(["sh", "-c", script])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{script}");
+    };
+    for (what, script, says) in [
+        (
+            "own file",
+            format!("printf '' > '{}'", lock.display()),
+            "uid 65534",
+        ),
+        (
+            "symbolic link",
+            format!("ln -s '{}' '{}'", victim.display(), lock.display()),
+            "symbolic link",
+        ),
+    ] {
+        plant(&script);
+        let (code, text) = as_root(&[
+            "migrate",
+            "--from",
+            &format!("dotenv:{}", root_src.display()),
+            "--to",
+            &app_spec,
+            "--yes",
+            "--on-conflict",
+            "overwrite",
+        ]);
+        assert_ne!(code, 0, "{what}: root's run went ahead: {text}");
+        assert!(text.contains(says), "{what}: {text}");
+        assert_eq!(std::fs::read(&app).unwrap(), app_before_plant, "{what}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "the victim's bytes",
+            "{what}"
+        );
+        std::fs::remove_file(&lock).unwrap();
+    }
 }

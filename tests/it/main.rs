@@ -2,6 +2,8 @@
 //! area, sharing `support` (and so one PostgreSQL server and one keyring
 //! daemon per run). `cargo test --test it AREA::` runs one area.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -9,6 +11,7 @@ mod batch_stores;
 mod cli_basics;
 mod cli_exec;
 mod cli_migrate;
+mod cli_recovery;
 mod cli_status_help;
 mod db_keyring;
 mod dotenv_readers;
@@ -42,6 +45,7 @@ mod postgres;
 mod postgres_outage;
 mod prompttrain_db;
 mod qr;
+mod recovery_loop;
 mod replan;
 mod screens;
 mod scrub_secrets;

@@ -46,18 +46,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use credshift::credential::{Credential, CredentialId, Kind, Metadata, Secret};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 
-fn opts_with_passphrase(p: &str) -> OpenOptions {
-    OpenOptions {
+fn opts_with_passphrase(p: &str) -> KeyOptions {
+    KeyOptions {
         passphrase: Some(Secret::new(p)),
         // The default 600,000 runs through the CLI (tests/it/leak_canary.rs).
         kdf_iterations: 100_000,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 
-fn open(url: &str, opts: &OpenOptions) -> Box<dyn Store> {
+fn open(url: &str, opts: &KeyOptions) -> Box<dyn Store> {
     let spec: StoreSpec = url.parse().unwrap();
     store::open(&spec, opts).unwrap()
 }
@@ -83,9 +84,9 @@ fn credshift_table_round_trips_every_fixture_secret_with_metadata() {
     let Some(db) = pg::fresh_db() else { return };
     let s = open(
         &db.url(),
-        &OpenOptions {
+        &KeyOptions {
             passphrase: Some(Secret::new("correct horse battery staple")),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         },
     );
     assert!(matches!(
@@ -98,9 +99,9 @@ fn credshift_table_round_trips_every_fixture_secret_with_metadata() {
 
     let again = open(
         &db.url(),
-        &OpenOptions {
+        &KeyOptions {
             passphrase: Some(Secret::new("correct horse battery staple")),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         },
     );
     let scan = again.read_all().unwrap();
@@ -195,7 +196,7 @@ fn a_wrong_passphrase_is_caught_by_the_key_check() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1, "the wrong key wrote nothing");
-    let none = open(&db.url(), &OpenOptions::default());
+    let none = open(&db.url(), &KeyOptions::default());
     assert!(
         none.read_all()
             .unwrap_err()
@@ -234,9 +235,9 @@ fn a_key_file_opens_the_store_and_a_passphrase_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let kf = dir.path().join("store.key");
     std::fs::write(&kf, [0x5au8; 32]).unwrap();
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         key_file: Some(kf),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let s = open(&db.url(), &opts);
     s.write(&cred("k/f", Kind::ApiKey, "key-file-value-0000"))
@@ -341,9 +342,9 @@ fn a_table_in_the_landed_format_opens() {
     std::fs::write(&key_path, [0x24u8; 32]).unwrap();
     let salt = vec![5u8; 16];
     let pass_key = *kdf::pbkdf2_sha256(b"pw for the tests", &salt, 100_000);
-    let key_opts = OpenOptions {
+    let key_opts = KeyOptions {
         key_file: Some(key_path),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     for (schema, key, kdf_name, iterations, o) in [
         (
@@ -523,9 +524,9 @@ fn eight_concurrent_cli_migrations_into_one_table_lose_and_duplicate_nothing() {
     }
     let store = open(
         &target,
-        &OpenOptions {
+        &KeyOptions {
             key_file: Some(key_file),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         },
     );
     let scan = store.read_all().unwrap();

@@ -10,7 +10,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use credshift::credential::{Credential, CredentialId, Kind, Metadata, Secret};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use sha2::{Digest, Sha256};
 use support::pg;
 
@@ -23,9 +24,9 @@ fn fixture_key() -> Secret {
 
 fn open_with(url: &str, key: Option<Secret>) -> Box<dyn Store> {
     let spec: StoreSpec = format!("prompttrain-db:{url}").parse().unwrap();
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         prompttrain_key: key,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     store::open(&spec, &opts).unwrap()
 }
@@ -680,9 +681,9 @@ fn errors_hide_the_url_password() {
 
 fn open_spec(spec: &str, key: Option<Secret>) -> Box<dyn Store> {
     let spec: StoreSpec = spec.parse().unwrap();
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         prompttrain_key: key,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     store::open(&spec, &opts).unwrap()
 }

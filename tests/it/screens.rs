@@ -17,9 +17,7 @@ use credshift::store::{Capability, LocationError, StoreSpec};
 use credshift::tui::app::App;
 use credshift::tui::screens;
 use credshift::tui::theme::Theme;
-use credshift::wizard::{
-    Config, Detail, Effect, Event, RecoveryAction, Step, TimelineEntry, Wizard,
-};
+use credshift::wizard::{Config, Detail, Effect, Event, RecoveryAction, Step, TimelineRow, Wizard};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -118,6 +116,7 @@ fn reports() -> Vec<StoreReport> {
         StoreReport {
             spec: source(),
             capability: cap(Some(8)),
+            location: None,
         },
         StoreReport {
             spec: spec("modelforge:/home/user/.config/model-forge/config.json"),
@@ -127,16 +126,19 @@ fn reports() -> Vec<StoreReport> {
                 ],
                 ..cap(Some(2))
             },
+            location: None,
         },
         StoreReport {
             spec: spec("dotenv:.env"),
             capability: Capability::unavailable(".env: not found"),
+            location: None,
         },
         StoreReport {
             spec: spec("keyring:credshift"),
             capability: Capability::unavailable(
                 "no Secret Service on the session bus: the keyring is missing or locked",
             ),
+            location: None,
         },
         StoreReport {
             spec: target(),
@@ -145,6 +147,7 @@ fn reports() -> Vec<StoreReport> {
                 exists: false,
                 ..cap(None)
             },
+            location: None,
         },
     ]
 }
@@ -268,7 +271,10 @@ fn report(rolled_back: bool, failed: usize) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        notices: vec![],
         unreadable: 0,
+        status: None,
+        cancelled: false,
     }
 }
 
@@ -305,7 +311,7 @@ fn history() -> Vec<HistoryEntry> {
 }
 
 fn detail() -> Detail {
-    let t = |at: &str, what: &str| TimelineEntry {
+    let t = |at: &str, what: &str| TimelineRow {
         at: at.into(),
         what: what.into(),
     };
@@ -331,6 +337,25 @@ fn detail() -> Detail {
         backup: Some(PathBuf::from(format!(
             "{STATE}/migrations/{MIGRATION}/backup.enc"
         ))),
+        items: ids()
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| credshift::engine::items::ItemView {
+                id,
+                action: credshift::engine::journal::PlannedAction::Copy,
+                state: if i < 3 {
+                    credshift::engine::items::ItemState::Verified
+                } else {
+                    credshift::engine::items::ItemState::Planned
+                },
+                reason: None,
+                source: credshift::engine::items::SourceState::Kept,
+                batch: None,
+            })
+            .collect(),
+        needs_passphrase: false,
+        rollback_began: false,
+        on_conflict: ConflictPolicy::Skip,
     }
 }
 
@@ -849,11 +874,12 @@ fn recovery_screens() {
     r.copied = 3;
     ev(&mut app2, Event::RecoveryFinished(Box::new(r)));
     snap("12-recovery-result", &app2);
-    for (k, action) in [
-        ('r', RecoveryAction::Resume),
-        ('v', RecoveryAction::Verify),
-        ('t', RecoveryAction::Restore),
-    ] {
+    // An interrupted migration whose cleanup never ran: no restore.
+    let mut a = at_detail();
+    assert!(keys(&mut a, &[KeyCode::Char('t')]).is_empty());
+    assert!(a.wizard.confirm.is_none());
+    assert!(a.wizard.error.as_deref().unwrap().contains("deleted none"));
+    for (k, action) in [('r', RecoveryAction::Resume), ('v', RecoveryAction::Verify)] {
         let mut a = at_detail();
         assert!(keys(&mut a, &[KeyCode::Char(k)]).is_empty());
         let fx = keys(&mut a, &[KeyCode::Char('y')]);
@@ -1014,13 +1040,14 @@ fn the_event_loop_runs_a_whole_migration_on_a_test_backend() {
 /// and the wizard probe it: the real warning text, not a made-up one.
 fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
     use credshift::credential::Credential;
-    use credshift::store::{self, OpenOptions};
+    use credshift::store::{self};
+    use credshift::unlock::KeyOptions;
     let spec = spec(&format!("encrypted:{}", dir.join("vault.enc").display()));
-    let with = OpenOptions {
+    let with = KeyOptions {
         passphrase: Some(Secret::new("correct horse battery")),
         kdf_iterations: 2000,
         allow_weak_kdf: true,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     store::open(&spec, &with)
         .unwrap()
@@ -1030,9 +1057,9 @@ fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
             "value-0123456789abcdef",
         ))
         .unwrap();
-    let without = OpenOptions {
+    let without = KeyOptions {
         allow_weak_kdf: true,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let capability = store::open(&spec, &without).unwrap().probe();
     assert!(
@@ -1042,7 +1069,11 @@ fn encrypted_report_without_passphrase(dir: &Path) -> StoreReport {
             .is_some_and(|w| w.contains("sealed with a passphrase")),
         "{capability:?}"
     );
-    StoreReport { spec, capability }
+    StoreReport {
+        spec,
+        capability,
+        location: None,
+    }
 }
 
 #[test]
@@ -1123,5 +1154,77 @@ fn inventory_reveal_wraps_a_long_secret() {
     for (w, h) in [(100, 30), (60, 20)] {
         let text = screen_text(&draw(&app, w, h));
         assert!(!text.contains("REVEAL-LONG"), "{w}x{h}:\n{text}");
+    }
+}
+
+/// Issue 27, point 5: the help's closing sentence appears whole at every
+/// size (old main cut it on every screen), and on Done after a cleanup
+/// that deleted from the source it says so instead of "the source is kept".
+#[test]
+fn the_help_wraps_at_every_size_and_tells_what_happened() {
+    let flat = |s: &str| -> String {
+        s.lines()
+            .map(|l| {
+                l.trim_matches('"')
+                    .replace(['│', '┌', '┐', '└', '┘', '─'], " ")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut app = at_inventory();
+    keys(&mut app, &[KeyCode::Char('?')]);
+    for (w, h) in [(60, 15), (60, 20), (80, 24), (100, 30), (200, 50)] {
+        let text = flat(&screen_text(&draw(&app, w, h)));
+        assert!(
+            text.contains(
+                "Nothing is written before you consent; the source is kept until cleanup."
+            ),
+            "{w}x{h}: {text}"
+        );
+        assert!(
+            text.contains("quit (asks first while a migration, resume, rollback or restore runs)"),
+            "{w}x{h}: {text}"
+        );
+    }
+    // Done after a cleanup that deleted from the source.
+    let mut app = at_cleanup();
+    keys(
+        &mut app,
+        &[KeyCode::Char(' '), KeyCode::Enter, KeyCode::Char('y')],
+    );
+    let mut r = report(false, 0);
+    r.source_deleted = 5;
+    ev(&mut app, Event::CleanedUp(Box::new(r)));
+    assert_eq!(app.wizard.step, Step::Done);
+    keys(&mut app, &[KeyCode::Char('?')]);
+    for (w, h) in [(60, 15), (100, 30), (200, 50)] {
+        let text = flat(&screen_text(&draw(&app, w, h)));
+        assert!(!text.contains("the source is kept"), "{w}x{h}: {text}");
+        assert!(!text.contains("source was kept"), "{w}x{h}: {text}");
+        assert!(
+            text.contains("Cleanup deleted the verified items from the source"),
+            "{w}x{h}: {text}"
+        );
+    }
+    snap("10-help-done-after-cleanup", &app);
+}
+
+/// Issue 27, point 5: a plan warning is wrapped, never cut mid-sentence.
+#[test]
+fn dry_run_warnings_are_never_cut() {
+    let app = at_dry_run();
+    for (w, h) in [(60, 15), (60, 20), (100, 30)] {
+        let text: String = screen_text(&draw(&app, w, h))
+            .lines()
+            .map(|l| l.trim_matches('"').trim_end().to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            text.contains("expiry and scopes are dropped"),
+            "{w}x{h}: {text}"
+        );
     }
 }

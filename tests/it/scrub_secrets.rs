@@ -10,16 +10,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use credshift::credential::Secret;
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use serde_json::{Value, json};
 use support::*;
 
-fn open_spec(spec: &str, opts: &OpenOptions) -> Box<dyn Store> {
+fn open_spec(spec: &str, opts: &KeyOptions) -> Box<dyn Store> {
     store::open(&spec.parse::<StoreSpec>().unwrap(), opts).unwrap()
 }
 
 /// id -> value of every credential a store holds (none when it is missing).
-fn values(spec: &str, opts: &OpenOptions) -> BTreeMap<String, String> {
+fn values(spec: &str, opts: &KeyOptions) -> BTreeMap<String, String> {
     match open_spec(spec, opts).read_all() {
         Ok(scan) => scan
             .credentials
@@ -91,7 +92,7 @@ fn modelforge_nested_auth_data_migrates_leaf_by_leaf_and_nothing_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = modelforge_config(tmp.path());
     let src = format!("modelforge:{}", cfg.display());
-    let opts = OpenOptions::default();
+    let opts = KeyOptions::default();
     let ids: Vec<String> = values(&src, &opts).into_keys().collect();
     assert_eq!(
         ids,
@@ -134,13 +135,13 @@ fn modelforge_items_go_back_into_the_same_place() {
     let before: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
     let src = open_spec(
         &format!("modelforge:{}", cfg.display()),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     );
     let creds = src.read_all().unwrap().credentials;
     let copy = tmp.path().join("copy.json");
     let dst = open_spec(
         &format!("modelforge:{}", copy.display()),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     );
     for r in dst.write_many(&creds) {
         r.unwrap();
@@ -328,7 +329,7 @@ fn prompttrain_delete_source_loses_no_secret_field() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(r["source_deleted"], 1, "{r}");
     assert!(!file.exists());
-    let target = values(&dst, &OpenOptions::default());
+    let target = values(&dst, &KeyOptions::default());
     assert_eq!(target["account:acc_x/api_key"], PT_KEY);
     assert_eq!(target["account:acc_x/admin_api_key"], PT_ADMIN);
     assert_eq!(target["account:acc_x/slack_webhook_url"], PT_WEBHOOK);
@@ -349,12 +350,12 @@ fn prompttrain_delete_source_loses_no_secret_field() {
     }
 }
 
-fn passphrase_opts() -> OpenOptions {
-    OpenOptions {
+fn passphrase_opts() -> KeyOptions {
+    KeyOptions {
         passphrase: Some(Secret::new("correct horse battery staple")),
         kdf_iterations: 1000,
         allow_weak_kdf: true,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     }
 }
 
@@ -547,9 +548,9 @@ fn check_laravel_metadata(tmp: &Path, spec: &str) {
 
     // Deleting the payload field keeps the row active while its metadata
     // still holds a secret; deleting that too soft-deletes it.
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         app_key: Some(Secret::new(app_key.as_str())),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let s = open_spec(spec, &opts);
     assert!(s.delete(&"openai/key".parse().unwrap()).unwrap());

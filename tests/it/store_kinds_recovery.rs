@@ -6,7 +6,9 @@
 //! - the real binary aborted by `CREDSHIFT_CRASH_AT` at several records of
 //!   a migration into a SQL, a keyring, a Laravel and a multi-file target,
 //!   then rollback gives back exactly the old target and resume the full
-//!   expected one (the crash is asserted to have fired).
+//!   expected one (the crash is asserted to have fired);
+//! - the same targets with the resume, or the rollback, itself aborted
+//!   part way: the next recovery still ends with nothing lost.
 
 use crate::support;
 
@@ -14,8 +16,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use credshift::credential::{Credential, Kind, Secret};
-use credshift::engine::{self, ConflictPolicy, MigrationRequest, memstore::MemStore};
-use credshift::store::{self, OpenOptions, Store, StoreSpec};
+use credshift::engine::{self, ConflictPolicy, MigrationRequest};
+use credshift::store::memory::MemStore;
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::*;
 
 const PASSPHRASE: &str = "store kinds test passphrase";
@@ -27,11 +31,13 @@ fn app_key() -> String {
         .to_string()
 }
 
-fn opts() -> OpenOptions {
-    OpenOptions {
+fn opts() -> KeyOptions {
+    let pt_key = std::fs::read_to_string(fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY"));
+    KeyOptions {
         app_key: Some(Secret::new(app_key())),
         passphrase: Some(Secret::new(PASSPHRASE)),
-        ..OpenOptions::default()
+        prompttrain_key: Some(Secret::new(pt_key.unwrap().trim())),
+        ..KeyOptions::default()
     }
 }
 
@@ -303,5 +309,179 @@ fn a_kill_mid_file_write_into_a_prompttrain_dir_is_rolled_back_or_resumed() {
                 .collect()
         };
         assert_eq!(values(&to), want, "{mode}");
+    }
+}
+
+/// Issue 21 point 6 on every store kind that can delete: a value another
+/// client wrote between credshift's check and its delete stays and is
+/// reported `Changed`; the value credshift checked is deleted; nothing is
+/// `Absent`. Each store compares inside its own delete (a transaction, one
+/// rewrite under its lock, the keyring item it read): without that
+/// comparison the first assertion fails.
+#[test]
+fn a_value_changed_before_a_compared_delete_stays_on_every_store_kind() {
+    use credshift::store::DeleteIf;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = kinds(dir.path(), "cad");
+    cases.push(KindCase {
+        name: "bundle",
+        spec: format!("bundle:{}", dir.path().join("cad.bundle").display()),
+        ids: ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"],
+    });
+    if let Some(db) = pg::fresh_db() {
+        cases.push(KindCase {
+            name: "laravel-postgres",
+            spec: format!("laravel:{}", db.url()),
+            ids: ["anthropic/key", "openai/key", "openrouter/key"],
+        });
+    }
+    if let Some(db) = pg::fresh_db() {
+        cases.push(KindCase {
+            name: "prompttrain-db",
+            spec: format!("prompttrain-db:{}", db.url()),
+            ids: [
+                "account:acc_alpha/api_key",
+                "account:acc_bravo/api_key",
+                "account:acc_charlie/api_key",
+            ],
+        });
+    }
+    let mut bad = Vec::new();
+    for k in cases {
+        let what = k.name;
+        fill(
+            &k.spec,
+            &[
+                cred(k.ids[0], "checked-by-credshift-0000000001"),
+                cred(k.ids[1], "checked-by-credshift-0000000002"),
+            ],
+        );
+        let s = open(&k.spec);
+        let ids: Vec<_> = k.ids.iter().map(|i| i.parse().unwrap()).collect();
+        // What credshift checked: the values as the store returns them.
+        let checked: Vec<Credential> = s
+            .read_many(&ids[..2])
+            .into_iter()
+            .map(|r| r.unwrap().unwrap())
+            .collect();
+        // Another client (its own connection or file handle) changes one.
+        open(&k.spec)
+            .write(&cred(k.ids[0], "another-clients-value-000000001"))
+            .unwrap();
+        let gone = cred(k.ids[2], "never-there-000000000000000003");
+        let r: Vec<DeleteIf> = s
+            .delete_if_unchanged(&[checked[0].clone(), checked[1].clone(), gone])
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("{what}: {e}")))
+            .collect();
+        let now = values(&k.spec);
+        // Every kind is checked before the test fails, so one run names
+        // every store whose comparison is missing.
+        if r != [DeleteIf::Changed, DeleteIf::Deleted, DeleteIf::Absent]
+            || now.get(k.ids[0]).map(String::as_str) != Some("another-clients-value-000000001")
+            || now.contains_key(k.ids[1])
+        {
+            bad.push(format!("{what}: {r:?}, left {:?}", now.keys()));
+        }
+        // Leave the shared services as they were.
+        let _ = s.delete(&ids[0]);
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+/// Lines of a migration's journal.
+fn journal_lines(state: &Path, id: &str) -> usize {
+    let j = state.join("migrations").join(id).join("journal.jsonl");
+    std::fs::read_to_string(j).unwrap().lines().count()
+}
+
+/// Issue 21 point 9: a crash during a resume and during a rollback, into a
+/// SQL, a keyring, a Laravel and a multi-file target. The migration is
+/// aborted after its first item; then the recovery itself is aborted at
+/// its K-th record (asserted: killed, the journal grew by exactly K
+/// records, still "interrupted"); then one more recovery must give the
+/// full target (resume) or exactly the old one (rollback): nothing lost,
+/// including the target's own value the migration overwrote.
+#[test]
+fn a_crash_during_resume_or_rollback_of_a_sql_keyring_laravel_or_multi_file_target_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let wanted = ["sqlite", "postgres", "keyring", "laravel", "prompttrain"];
+    let sources = kinds(dir.path(), "rsrc");
+    // (crashed recovery, its K, the recovery that finishes). Every resume
+    // here writes `resumed`, a batch's begin and done and `finished`;
+    // every rollback `rollback_started`, one `undone` per written item
+    // (one here), `rolled_back` and `finished`: K=2 and K=3 always come
+    // before the end.
+    let flows = [
+        ("resume", 2usize, "resume"),
+        ("resume", 3, "rollback"),
+        ("rollback", 2, "rollback"),
+        // After `rolled_back`, before `finished`.
+        ("rollback", 3, "rollback"),
+    ];
+    for (n, (crash_in, k, then)) in flows.into_iter().enumerate() {
+        let tag = format!("rcrash{n}");
+        for t in kinds(dir.path(), &tag)
+            .into_iter()
+            .filter(|t| wanted.contains(&t.name))
+        {
+            let what = format!("{}: {crash_in} crashed at K={k}, then {then}", t.name);
+            let src = sources.iter().find(|s| s.name == t.name).unwrap();
+            let items: Vec<Credential> = src
+                .ids
+                .iter()
+                .map(|id| cred(id, &format!("moved-{}-{id}", t.name)))
+                .collect();
+            if values(&src.spec).is_empty() {
+                fill(&src.spec, &items);
+            }
+            fill(&t.spec, &[cred(t.ids[2], "the target's own value-000003")]);
+            let before = values(&t.spec);
+            let state = dir.path().join(format!("state-{tag}-{}", t.name));
+            // Aborted after the first item (tests/it/store_kinds_recovery's
+            // other crash test: records 1-3, then the first batch 4-5).
+            let (out, _, stderr) = run(binary(&state, &t.spec)
+                .args(["migrate", "--from", &src.spec, "--to", &t.spec])
+                .args(["--yes", "--json", "--on-conflict", "overwrite"])
+                .env("CREDSHIFT_CRASH_AT", "5"));
+            assert!(
+                crashed(&out, &stderr),
+                "{what}: the migration's crash: {stderr}"
+            );
+            let (_, hist, _) = run(binary(&state, &t.spec).args(["history", "--json"]));
+            let id = json(&hist)[0]["id"].as_str().unwrap().to_string();
+            let lines = journal_lines(&state, &id);
+            let (out, stdout, stderr) = run(binary(&state, &t.spec)
+                .args([crash_in, "--migration-id", &id, "--yes", "--json"])
+                .env("CREDSHIFT_CRASH_AT", k.to_string()));
+            assert!(
+                crashed(&out, &stderr),
+                "{what}: the recovery's crash did not fire: {stdout}{stderr}"
+            );
+            assert_eq!(journal_lines(&state, &id), lines + k, "{what}: K records");
+            let (_, hist, _) = run(binary(&state, &t.spec).args(["history", "--json"]));
+            let status = &json(&hist)[0]["status"];
+            // A rollback that wrote `rolled_back` reads as rolled back.
+            let rolled = crash_in == "rollback" && k == 3;
+            let want = if rolled { "rolled_back" } else { "interrupted" };
+            assert_eq!(status, want, "{what}");
+            let (out, stdout, stderr) =
+                run(binary(&state, &t.spec).args([then, "--migration-id", &id, "--yes", "--json"]));
+            assert_eq!(out.status.code(), Some(0), "{what}: {stdout}{stderr}");
+            let now = values(&t.spec);
+            if then == "rollback" {
+                assert_eq!(now, before, "{what}");
+            } else {
+                let want: BTreeMap<String, String> = items
+                    .iter()
+                    .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+                    .collect();
+                assert_eq!(now, want, "{what}");
+            }
+            let s = open(&t.spec);
+            for id in t.ids {
+                let _ = s.delete(&id.parse().unwrap());
+            }
+        }
     }
 }

@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use credshift::credential::{Credential, Kind};
-use credshift::store::{self, LockMode, OpenOptions, Store, StoreSpec};
+use credshift::store::{self, LockMode, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::pg;
 use support::vault::Bao;
 use support::*;
@@ -29,9 +30,9 @@ fn token_file(bao: &Bao, token: &str, name: &str) -> PathBuf {
 }
 
 fn open_with_token(bao: &Bao, spec: &str, token: &str) -> Box<dyn Store> {
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         vault_token_file: Some(token_file(bao, token, "lib-token")),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     store::open(&spec.parse::<StoreSpec>().unwrap(), &opts).unwrap()
 }
@@ -108,9 +109,9 @@ fn every_seed_format_round_trips_through_vault_exactly_and_bao_reads_it() {
         let want = if src.starts_with("laravel") {
             let s = store::open(
                 &src.parse().unwrap(),
-                &OpenOptions {
+                &KeyOptions {
                     app_key: Some(fragments_app_key().into()),
-                    ..OpenOptions::default()
+                    ..KeyOptions::default()
                 },
             )
             .unwrap();
@@ -155,9 +156,9 @@ fn every_seed_format_round_trips_through_vault_exactly_and_bao_reads_it() {
         assert_eq!(out.status.code(), Some(0), "{to}: {stdout}{stderr}");
         let s = store::open(
             &back.parse().unwrap(),
-            &OpenOptions {
+            &KeyOptions {
                 passphrase: Some("vault test passphrase".into()),
-                ..OpenOptions::default()
+                ..KeyOptions::default()
             },
         )
         .unwrap();
@@ -528,9 +529,9 @@ fn cleanup_of_vault_as_a_source_destroys_only_the_verified_fields() {
     bao.run(&["kv", "patch", "secret/src/openai", "org=o-2"]);
     let enc = dir.path().join("out.enc");
     let to = format!("encrypted:{}", enc.display());
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         passphrase: Some("vault test passphrase".into()),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let target = store::open(&to.parse().unwrap(), &opts).unwrap();
     target
@@ -818,9 +819,9 @@ fn no_token_or_secret_reaches_any_output_journal_or_custom_metadata() {
 #[test]
 fn the_identity_key_names_the_cluster_mount_and_prefix_without_secrets() {
     let Some(bao) = Bao::start() else { return };
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         vault_token_file: Some(token_file(&bao, &bao.token, "id-token")),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let key = |spec: &str| {
         let spec: StoreSpec = spec.parse().unwrap();
@@ -947,9 +948,9 @@ fn agent_prompttrain_database_rows_round_trip_through_vault() {
     let src = format!("prompttrain-db:{}", db.url());
     let source = store::open(
         &src.parse().unwrap(),
-        &OpenOptions {
+        &KeyOptions {
             prompttrain_key: Some(key.as_str().into()),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         },
     )
     .unwrap();
@@ -993,9 +994,9 @@ fn agent_prompttrain_database_rows_round_trip_through_vault() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     let s = store::open(
         &back.parse().unwrap(),
-        &OpenOptions {
+        &KeyOptions {
             passphrase: Some("vault test passphrase".into()),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         },
     )
     .unwrap();
@@ -1083,4 +1084,53 @@ fn a_crash_anywhere_in_a_cleanup_of_vault_is_resumed_or_rolled_back() {
             );
         }
     }
+}
+
+/// Issue 21 point 6: a field another client changed before a compared
+/// delete stays and is reported `Changed`, the field credshift checked is
+/// destroyed, one never there is `Absent`; both in one secret, so the
+/// comparison must be per field on the version the check-and-set patch
+/// replaces.
+#[test]
+fn a_field_changed_before_a_compared_delete_stays() {
+    use credshift::store::DeleteIf;
+    let Some(bao) = Bao::start() else { return };
+    let spec = bao.spec("secret/cad");
+    let s = open(&bao, &spec);
+    let a = Credential::new(
+        "app/a_key".parse().unwrap(),
+        Kind::ApiKey,
+        "checked-value-a-01",
+    );
+    let b = Credential::new(
+        "app/b_key".parse().unwrap(),
+        Kind::ApiKey,
+        "checked-value-b-02",
+    );
+    for r in s.write_many(&[a.clone(), b.clone()]) {
+        r.unwrap();
+    }
+    let checked: Vec<Credential> = s
+        .read_many(&[a.id.clone(), b.id.clone()])
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    open(&bao, &spec)
+        .write(&Credential::new(
+            a.id.clone(),
+            Kind::ApiKey,
+            "another-clients-value",
+        ))
+        .unwrap();
+    let gone = Credential::new("app/c_key".parse().unwrap(), Kind::ApiKey, "never-there");
+    let r: Vec<DeleteIf> = s
+        .delete_if_unchanged(&[checked[0].clone(), checked[1].clone(), gone])
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(r, [DeleteIf::Changed, DeleteIf::Deleted, DeleteIf::Absent]);
+    let now = open(&bao, &spec);
+    let a_now = now.read(&a.id).unwrap().unwrap();
+    assert_eq!(a_now.secret.expose(), "another-clients-value");
+    assert!(now.read(&b.id).unwrap().is_none());
 }

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use credshift::store::{self, OpenOptions, StoreSpec};
+use credshift::store::{self, StoreSpec};
+use credshift::unlock::KeyOptions;
 use support::vault::BaoCluster;
 use support::*;
 
@@ -113,9 +114,9 @@ fn a_leader_killed_mid_migration_loses_nothing() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         vault_token_file: Some(token_file),
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let s = store::open(&to.parse::<StoreSpec>().unwrap(), &opts).unwrap();
     let scan = s.read_all().unwrap();

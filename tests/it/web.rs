@@ -434,9 +434,9 @@ fn fixture_bundle(dir: &Path, state: &Path) -> PathBuf {
         assert!(o.status.success(), "migrate {from}: {stderr}");
     }
     // Values that test escaping on the way through JSON, HTML and UTF-8.
-    let opts = credshift::store::OpenOptions {
+    let opts = credshift::unlock::KeyOptions {
         passphrase: Some(credshift::credential::Secret::new(PASSPHRASE)),
-        ..credshift::store::OpenOptions::default()
+        ..credshift::unlock::KeyOptions::default()
     };
     let store = credshift::store::open(&credshift::store::StoreSpec::Bundle(bundle.clone()), &opts)
         .unwrap();

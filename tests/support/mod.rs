@@ -160,7 +160,7 @@ pub fn json(stdout: &str) -> serde_json::Value {
 /// through the library; a store that does not exist yet holds nothing.
 pub fn contents(spec: &str) -> BTreeMap<String, (String, String)> {
     let spec: credshift::store::StoreSpec = spec.parse().unwrap();
-    let s = credshift::store::open(&spec, &credshift::store::OpenOptions::default()).unwrap();
+    let s = credshift::store::open(&spec, &credshift::unlock::KeyOptions::default()).unwrap();
     let scan = match s.read_all() {
         Ok(scan) => scan,
         Err(credshift::error::StoreError::NotFound { .. }) => return BTreeMap::new(),
@@ -197,7 +197,7 @@ pub fn store_on_file(
     std::fs::write(&file, text).unwrap();
     let store = credshift::store::open(
         &spec(file.clone()),
-        &credshift::store::OpenOptions::default(),
+        &credshift::unlock::KeyOptions::default(),
     )
     .expect("open store");
     (tmp, file, store)

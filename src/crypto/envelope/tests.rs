@@ -264,7 +264,7 @@ fn key_source_follows_the_options() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("k");
     kdf::generate_key_file(&key_path).unwrap();
-    let mut opts = OpenOptions::default();
+    let mut opts = KeyOptions::default();
     let e = KeySource::from_options(&opts, "x.enc").unwrap_err();
     assert!(matches!(e, StoreError::MissingKey { .. }));
     let msg = e.to_string();
@@ -339,12 +339,12 @@ fn options_pick_the_key_that_fits_the_header() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("k");
     kdf::generate_key_file(&key_path).unwrap();
-    let key_only = OpenOptions {
+    let key_only = KeyOptions {
         key_file: Some(key_path.clone()),
         allow_weak_kdf: true,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
-    let both = OpenOptions {
+    let both = KeyOptions {
         passphrase: Some(Secret::new("pw for the tests")),
         kdf_iterations: 1000,
         allow_weak_kdf: true,
@@ -365,10 +365,10 @@ fn options_pick_the_key_that_fits_the_header() {
     );
     let e = open_credentials_with_options(&by_pass, &key_only, LOC).unwrap_err();
     assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
-    let e = seal_credentials_with_options(&creds, &OpenOptions::default(), LOC).unwrap_err();
+    let e = seal_credentials_with_options(&creds, &KeyOptions::default(), LOC).unwrap_err();
     assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
     // Writing weak is refused unless allowed (it could not be reopened).
-    let weak = OpenOptions {
+    let weak = KeyOptions {
         allow_weak_kdf: false,
         ..both.clone()
     };

@@ -5,9 +5,9 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::credential::Kind;
-use crate::engine::memstore::MemStore;
 use crate::engine::types::ConflictPolicy;
 use crate::store::StoreSpec;
+use crate::store::memory::MemStore;
 use crate::store::wrapper::forward;
 
 /// A memory store that says it rewrites a whole file per batch, records
@@ -65,7 +65,7 @@ fn migrate_into_whole_file(n: usize, fail: bool) -> (Report, Vec<usize>) {
         Box::new(src),
         Box::new(dst),
         state.path(),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .unwrap();
     let report = follow(h, None, |_| {}).unwrap();
@@ -121,7 +121,7 @@ fn ramps_per_store_kind() {
 #[test]
 fn file_stores_say_they_rewrite_the_whole_file() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = OpenOptions::default();
+    let opts = KeyOptions::default();
     for spec in [
         StoreSpec::Dotenv(dir.path().join("a.env")),
         StoreSpec::Encrypted(dir.path().join("a.enc")),

@@ -79,7 +79,7 @@ fn prepared_run(
         Box::new(src.clone()),
         Box::new(dst.clone()),
         state.path(),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .unwrap();
     let _: Vec<Progress> = h.events.iter().collect();

@@ -46,7 +46,7 @@ fn cancel_rolls_back_what_was_written() {
         Box::new(src.clone()),
         Box::new(target),
         state.path(),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .unwrap();
     // Wait until the first item has started, cancel, then let it through.
@@ -185,7 +185,7 @@ fn a_second_migration_on_a_locked_store_is_refused() {
             fail_after: None,
         }),
         state.path(),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .unwrap();
     let other = MemStore::new(StoreSpec::Dotenv("c.env".into()), vec![], true);
@@ -194,7 +194,7 @@ fn a_second_migration_on_a_locked_store_is_refused() {
         Box::new(other.clone()),
         Box::new(dst.clone()),
         state.path(),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     ) {
         Err(e) => e,
         Ok(_) => panic!("second migration on a locked store started"),

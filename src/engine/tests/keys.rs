@@ -12,11 +12,11 @@ fn with_a_passphrase_the_state_dir_alone_cannot_confirm_a_guess() {
         true,
     );
     let dst = MemStore::new(StoreSpec::Dotenv("b.env".into()), vec![], true);
-    let opts = OpenOptions {
+    let opts = KeyOptions {
         passphrase: Some(crate::credential::Secret::new("correct horse battery")),
         kdf_iterations: 1000,
         allow_weak_kdf: true,
-        ..OpenOptions::default()
+        ..KeyOptions::default()
     };
     let h = start_with_stores(
         req(&src, &dst, ConflictPolicy::Skip),
@@ -66,10 +66,14 @@ fn with_a_passphrase_the_state_dir_alone_cannot_confirm_a_guess() {
     // With the passphrase, recovery derives the same key again.
     let keys = execute::recover_keys(&st, &opts).unwrap();
     assert!(fingerprint::same(&keys.fp.value(&guess), &journaled));
-    let wrong = OpenOptions {
+    let wrong = KeyOptions {
         passphrase: Some(crate::credential::Secret::new("wrong passphrase")),
         ..opts.clone()
     };
-    let keys = execute::recover_keys(&st, &wrong).unwrap();
-    assert!(!fingerprint::same(&keys.fp.value(&guess), &journaled));
+    // A wrong passphrase is refused outright (proven on the backup), never
+    // turned into keys whose fingerprints make every value "differ".
+    assert!(matches!(
+        execute::recover_keys(&st, &wrong),
+        Err(crate::engine::EngineError::WrongPassphrase { .. })
+    ));
 }

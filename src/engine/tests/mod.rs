@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::credential::{Credential, CredentialId, Kind};
-use crate::engine::memstore::MemStore;
 use crate::engine::*;
 use crate::error::{Result as StoreResult, StoreError};
 use crate::store::faults::{Faults, Op};
-use crate::store::{OpenOptions, Store, StoreSpec};
+use crate::store::memory::MemStore;
+use crate::store::{Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 fn cred(id: &str, v: &str) -> Credential {
     Credential::new(id.parse().unwrap(), Kind::ApiKey, v)
@@ -50,7 +51,7 @@ fn run_with(
     target: Box<dyn Store>,
     state: &std::path::Path,
 ) -> (Report, Vec<Progress>) {
-    let h = start_with_stores(req, source, target, state, &OpenOptions::default()).unwrap();
+    let h = start_with_stores(req, source, target, state, &KeyOptions::default()).unwrap();
     let events: Vec<Progress> = h.events.iter().collect();
     (h.join().unwrap(), events)
 }

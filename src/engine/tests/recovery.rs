@@ -31,7 +31,7 @@ pub(super) fn env_file(dir: &std::path::Path, name: &str, text: &str) -> StoreSp
 }
 
 pub(super) fn env_values(spec: &StoreSpec) -> Vec<(String, String)> {
-    let s = crate::store::open(spec, &OpenOptions::default()).unwrap();
+    let s = crate::store::open(spec, &KeyOptions::default()).unwrap();
     let mut v: Vec<(String, String)> = s
         .read_all()
         .unwrap()
@@ -57,7 +57,7 @@ fn a_crash_between_a_write_and_its_record_is_rolled_back_or_resumed() {
             let from = env_file(dir.path(), "src.env", CRASH_SRC);
             let to = env_file(dir.path(), "dst.env", CRASH_DST);
             let before = env_values(&to);
-            let opts = OpenOptions::default();
+            let opts = KeyOptions::default();
             let rq = MigrationRequest {
                 from: from.clone(),
                 to: to.clone(),
@@ -132,7 +132,7 @@ fn cleanup_deletes_only_what_is_still_verified_at_both_ends() {
         "dst.env",
         "D_CONFLICT=another-value-at-target\nE_IDENTICAL=sk-clean-eeeeeeeeeeee5\n",
     );
-    let opts = OpenOptions::default();
+    let opts = KeyOptions::default();
     let rq = MigrationRequest {
         from: from.clone(),
         to: to.clone(),

@@ -92,7 +92,7 @@ fn a_value_someone_else_wrote_after_the_migration_survives_its_rollback() {
         "A_KEY=sk-ours-aaaaaaaaaaaa\nB_KEY=sk-ours-bbbbbbbbbbbb\n",
     );
     let to = env_file(dir.path(), "dst.env", "B_KEY=old-target-value-bbbb\n");
-    let opts = OpenOptions::default();
+    let opts = KeyOptions::default();
     let rq = MigrationRequest {
         from: from.clone(),
         to: to.clone(),
@@ -141,7 +141,7 @@ fn restore_plans_first_and_skips_values_changed_since_the_backup() {
         "app.env",
         "A_KEY=sk-backed-up-aaaaaaaa\nB_KEY=sk-backed-up-bbbbbbbb\nC_KEY=sk-backed-up-cccccccc\n",
     );
-    let opts = OpenOptions::default();
+    let opts = KeyOptions::default();
     let out = dir.path().join("app.backup");
     let store = crate::store::open(&spec, &opts).unwrap();
     backup(

@@ -1,5 +1,5 @@
 //! The `.env` value syntax: parsing an assignment, and encoding a value
-//! in a quoting style that holds it (moved out of `dotenv.rs`).
+//! in a quoting style that holds it.
 
 use zeroize::Zeroizing;
 

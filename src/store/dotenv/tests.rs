@@ -1,11 +1,11 @@
-//! Tests of the `.env` store (moved out of `dotenv.rs`).
+//! Tests of the `.env` store.
 
 use super::*;
 
 fn store_at(path: &Path) -> Box<dyn Store> {
     open(
         &StoreSpec::Dotenv(path.to_path_buf()),
-        &OpenOptions::default(),
+        &KeyOptions::default(),
     )
     .unwrap()
 }

@@ -17,7 +17,7 @@
 //!   bytes (UTF-16) per secret, which `check` reports before the dry run ends.
 //!
 //! Every call runs on one worker thread per store and the caller waits at
-//! most `OpenOptions::keyring_timeout` for it (for a batch: for its next
+//! most `KeyOptions::keyring_timeout` for it (for a batch: for its next
 //! group of items): a hung D-Bus call ends in `StoreError::Timeout` naming
 //! the keyring and the operation, and the store refuses further calls
 //! rather than queueing behind the hung one.
@@ -33,9 +33,8 @@ use std::time::Duration;
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
-use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec,
-};
+use crate::store::{Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 /// Secret Service attribute holding the credential kind (`api_key`, ...).
 pub const ATTR_KIND: &str = "credshift.kind";
@@ -49,7 +48,7 @@ pub const WINDOWS_MAX_SECRET_BYTES: usize = 2560;
 const NO_FALLBACK: &str = "credshift does not fall back to the session-only kernel keyring \
      (keyutils) or to a plaintext file; use encrypted:PATH instead";
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::Keyring(service) = spec else {
         return Err(StoreError::Other(format!("{spec} is not a keyring spec")));
     };
@@ -154,6 +153,51 @@ pub(crate) trait Backend {
         }
         out
     }
+
+    /// Delete each of `expected` only while it [`holds`] exactly that; one
+    /// result per item, in order. This default gets, compares, then
+    /// deletes by user on the store's one worker thread (no other call of
+    /// this store comes between); the Secret Service deletes the very item
+    /// it compared.
+    fn delete_if_many(
+        &mut self,
+        expected: &[Credential],
+        tick: Tick,
+    ) -> Vec<Result<DeleteIf, Fail>> {
+        let mut out = Vec::with_capacity(expected.len());
+        for want in expected {
+            let user = want.id.to_string();
+            out.push(match self.get(&user) {
+                Ok(None) => Ok(DeleteIf::Absent),
+                Ok(Some(now)) if !holds(want, &now) => Ok(DeleteIf::Changed),
+                Ok(Some(_)) => self.delete(&user).map(|gone| {
+                    if gone {
+                        DeleteIf::Deleted
+                    } else {
+                        DeleteIf::Absent
+                    }
+                }),
+                Err(f) => Err(f),
+            });
+            tick();
+        }
+        out
+    }
+}
+
+/// Whether what the keyring holds (`now`) is exactly `want`: value (in
+/// constant time), kind and metadata. An entry whose kind or metadata
+/// cannot be read is not the value credshift checked.
+pub(crate) fn holds(want: &Credential, now: &Stored) -> bool {
+    let (Ok(kind), Ok(metadata)) = (
+        parse_kind(&want.id, now.kind.as_deref()),
+        parse_metadata(now.metadata.as_deref()),
+    ) else {
+        return false;
+    };
+    // As `Credential::same_as`: every part evaluated, the value in constant time.
+    let value = want.secret.ct_eq(&now.secret);
+    value & (kind == want.kind) & (metadata == want.metadata)
 }
 
 pub(crate) type Connect = Box<dyn Fn(&str) -> Result<Box<dyn Backend>, Fail> + Send>;
@@ -613,6 +657,8 @@ impl Store for KeyringStore {
         let mut out: Vec<Option<Result<Option<Stored>>>> = ids.iter().map(|_| None).collect();
         let results = self.call_batch("read_many", move |b, tick| b.get_many(&users, tick));
         self.settle(&refs, &at, results, &mut out);
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
         out.into_iter()
             .flatten()
             .zip(ids)
@@ -621,6 +667,26 @@ impl Store for KeyringStore {
                 None => Ok(None),
             })
             .collect()
+    }
+
+    /// The comparison and the delete run as one job on the store's worker
+    /// (see [`Backend::delete_if_many`]). Not atomic against other
+    /// clients: the Secret Service has no compare-and-delete, so a value
+    /// another client sets on the same item between credshift's
+    /// `GetSecret` and its `Delete` (one D-Bus round trip) is deleted.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        if expected.is_empty() {
+            return Vec::new();
+        }
+        let refs: Vec<&CredentialId> = expected.iter().map(|c| &c.id).collect();
+        let at: Vec<usize> = (0..expected.len()).collect();
+        let mut out: Vec<Option<Result<DeleteIf>>> = expected.iter().map(|_| None).collect();
+        let want = expected.to_vec();
+        let results = self.call_batch("delete_if_unchanged", move |b, tick| {
+            b.delete_if_many(&want, tick)
+        });
+        self.settle(&refs, &at, results, &mut out);
+        out.into_iter().flatten().collect()
     }
 
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {

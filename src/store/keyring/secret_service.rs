@@ -28,9 +28,10 @@ use zvariant::OwnedObjectPath;
 
 use super::{
     ATTR_KIND, ATTR_METADATA, Backend, Fail, Limit, Listed, NO_FALLBACK, State, Stored, Tick,
-    ToWrite,
+    ToWrite, holds,
 };
-use crate::credential::Secret;
+use crate::credential::{Credential, Secret};
+use crate::store::DeleteIf;
 
 /// Items whose calls are in flight together in a batch; the worker ticks
 /// (see `KeyringStore::call_batch`) after each group. Measured
@@ -421,6 +422,33 @@ async fn remove(found: Result<Option<Item<'_>>, Fail>) -> Result<bool, Fail> {
     }
 }
 
+/// Batch step 2 of a compare-and-delete: the secret and attributes of the
+/// item found, compared with `want`, then `Delete` on that same item path
+/// (never a new search, which could find another item).
+async fn remove_if(
+    found: Result<Option<Item<'_>>, Fail>,
+    want: &Credential,
+) -> Result<DeleteIf, Fail> {
+    let Some(item) = found? else {
+        return Ok(DeleteIf::Absent);
+    };
+    let (secret, attrs) = join(item.get_secret(), item.get_attributes()).await;
+    let secret = text(secret.map_err(ss_fail)?)?;
+    let mut attrs = attrs.map_err(ss_fail)?;
+    let now = Stored {
+        secret,
+        kind: attrs.remove(ATTR_KIND),
+        metadata: attrs.remove(ATTR_METADATA),
+    };
+    if !holds(want, &now) {
+        return Ok(DeleteIf::Changed);
+    }
+    item.delete()
+        .await
+        .map(|()| DeleteIf::Deleted)
+        .map_err(ss_fail)
+}
+
 fn core_fail(e: keyring_core::Error) -> Fail {
     match e {
         keyring_core::Error::NoStorageAccess(_) => Fail::Locked(format!(
@@ -693,5 +721,37 @@ impl Backend for SecretServiceBackend {
         };
         known.clear();
         async_io::block_on(per_user(ss, &service, users, tick, remove))
+    }
+
+    fn delete_if_many(
+        &mut self,
+        expected: &[Credential],
+        tick: Tick,
+    ) -> Vec<Result<DeleteIf, Fail>> {
+        let users: Vec<String> = expected.iter().map(|c| c.id.to_string()).collect();
+        if repeats(users.iter().map(String::as_str)) {
+            // A repeat's second search would race its first delete.
+            let mut out = Vec::with_capacity(expected.len());
+            for want in expected {
+                out.extend(self.delete_if_many(std::slice::from_ref(want), tick));
+            }
+            return out;
+        }
+        let service = self.service.clone();
+        let (ss, known) = match self.pipe() {
+            Ok(p) => p,
+            Err(f) => return every(expected.len(), f),
+        };
+        known.clear();
+        async_io::block_on(async {
+            let mut out = Vec::with_capacity(expected.len());
+            for (group, wants) in users.chunks(WINDOW).zip(expected.chunks(WINDOW)) {
+                let found = join_all(group.iter().map(|u| find(ss, &service, u))).await;
+                let steps = found.into_iter().zip(wants).map(|(f, w)| remove_if(f, w));
+                out.extend(join_all(steps).await);
+                tick();
+            }
+            out
+        })
     }
 }

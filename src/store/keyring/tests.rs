@@ -223,10 +223,15 @@ impl CredentialStoreApi for MemStore {
 }
 
 fn mem_keyring(service: &str) -> (KeyringStore, Shared) {
-    let mem = MemStore::default();
-    let map = mem.0.clone();
+    let map = Shared::default();
+    (mem_keyring_on(map.clone(), service), map)
+}
+
+/// A keyring store over `map`: two of them are two clients of one keyring.
+fn mem_keyring_on(map: Shared, service: &str) -> KeyringStore {
+    let mem = MemStore(map);
     let store: Arc<keyring_core::CredentialStore> = Arc::new(mem);
-    let store = KeyringStore::with_backend(
+    KeyringStore::with_backend(
         spec(service),
         service.into(),
         Duration::from_secs(5),
@@ -235,8 +240,22 @@ fn mem_keyring(service: &str) -> (KeyringStore, Shared) {
             Ok(Box::new(CompanionBackend::new(store.clone(), svc)) as Box<dyn Backend>)
         }),
     )
-    .unwrap();
-    (store, map)
+    .unwrap()
+}
+
+#[test]
+fn compare_and_delete_keeps_a_value_another_client_wrote_meanwhile() {
+    let (s, map) = mem_keyring("svc-cad");
+    let mut meta = Metadata::new();
+    meta.insert("label".into(), "x".into());
+    let orig =
+        Credential::new(CredentialId::new("ns", "k"), Kind::ApiKey, "v1").with_metadata(meta);
+    crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+        &s,
+        Box::new(mem_keyring_on(map, "svc-cad")),
+        &orig,
+        &Credential::new(CredentialId::new("ns", "k"), Kind::ApiKey, "theirs"),
+    );
 }
 
 #[test]

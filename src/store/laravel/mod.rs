@@ -43,7 +43,8 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::crypto::laravel::{self as crypt, AppKey, Framing, LaravelError};
 use crate::error::{Result, StoreError};
 use crate::scrub::{self, Seg};
-use crate::store::{Capability, Listing, LocationError, OpenOptions, Scan, Store, StoreSpec};
+use crate::store::{Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 /// The app's table today.
 const TABLE_CURRENT: &str = "ai_credentials";
@@ -113,7 +114,7 @@ fn split_table(spec: &StoreSpec) -> Result<(StoreSpec, Option<&'static str>)> {
     }
 }
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let db_auth = crate::store::pg::DbAuth::from_options(opts);
     let key = match &opts.app_key {
         None => {
@@ -576,9 +577,9 @@ mod tests {
         ] {
             let url = format!("postgres://u:hunter2@127.0.0.1:1/db{q}");
             let spec: StoreSpec = format!("laravel:{url}").parse().unwrap();
-            let opts = OpenOptions {
+            let opts = KeyOptions {
                 app_key: Some(Secret::new(format!("base64:{}", "A".repeat(43) + "="))),
-                ..OpenOptions::default()
+                ..KeyOptions::default()
             };
             let e = open(&spec, &opts).err().unwrap();
             let msg = e.to_string();
@@ -588,6 +589,29 @@ mod tests {
                 assert!(msg.contains("sslmode"), "{msg}");
             }
         }
+    }
+
+    #[test]
+    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: StoreSpec = format!("laravel:sqlite:{}", dir.path().join("f.sqlite").display())
+            .parse()
+            .unwrap();
+        let opts = KeyOptions {
+            app_key: Some(Secret::new(format!("base64:{}", "A".repeat(43) + "="))),
+            ..KeyOptions::default()
+        };
+        let s = open(&spec, &opts).unwrap();
+        let keep = Credential::new(CredentialId::new("openai", "org"), Kind::Other, "o-1");
+        s.write(&keep).unwrap();
+        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
+            s.as_ref(),
+            open(&spec, &opts).unwrap(),
+            &Credential::new(CredentialId::new("openai", "key"), Kind::ApiKey, "sk-1"),
+            &Credential::new(CredentialId::new("openai", "key"), Kind::ApiKey, "sk-2"),
+        );
+        let kept = s.read(&keep.id).unwrap().unwrap();
+        assert_eq!(kept.secret.expose(), "o-1", "the row's other field stays");
     }
 
     #[test]

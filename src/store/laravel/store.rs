@@ -402,6 +402,35 @@ impl LaravelStore {
             true,
         ))
     }
+
+    /// The credential `id` among `rows` (what `read` returns).
+    fn read_in(&self, id: &CredentialId, rows: &[RawRow]) -> Result<Option<Credential>> {
+        let Some(row) = rows.iter().find(|r| r.active && r.serves(&id.namespace)) else {
+            return Ok(None);
+        };
+        if id.name.starts_with(META_PREFIX) {
+            let mut ignored = Vec::new();
+            let meta = Self::row_metadata(row, &mut ignored);
+            return Ok(Self::metadata_items(row, &id.namespace, &meta)
+                .into_iter()
+                .find(|c| &c.id == id));
+        }
+        let fields = decode(&self.key, row)?;
+        match fields.map.get(id.name.as_str()) {
+            None => Ok(None),
+            Some(Value::String(s)) => {
+                let mut ignored = Vec::new();
+                Ok(Some(
+                    Credential::new(id.clone(), Kind::guess(&id.name), Secret::new(s.clone()))
+                        .with_metadata(Self::row_metadata(row, &mut ignored)),
+                ))
+            }
+            Some(_) => Err(StoreError::item(
+                id,
+                format!("{}: the value is not a string", row.location()),
+            )),
+        }
+    }
 }
 
 impl Store for LaravelStore {
@@ -467,31 +496,10 @@ impl Store for LaravelStore {
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         let rows = self.rows()?;
-        let Some(row) = rows.iter().find(|r| r.active && r.serves(&id.namespace)) else {
-            return Ok(None);
-        };
-        if id.name.starts_with(META_PREFIX) {
-            let mut ignored = Vec::new();
-            let meta = Self::row_metadata(row, &mut ignored);
-            return Ok(Self::metadata_items(row, &id.namespace, &meta)
-                .into_iter()
-                .find(|c| &c.id == id));
-        }
-        let fields = decode(&self.key, row)?;
-        match fields.map.get(id.name.as_str()) {
-            None => Ok(None),
-            Some(Value::String(s)) => {
-                let mut ignored = Vec::new();
-                Ok(Some(
-                    Credential::new(id.clone(), Kind::guess(&id.name), Secret::new(s.clone()))
-                        .with_metadata(Self::row_metadata(row, &mut ignored)),
-                ))
-            }
-            Some(_) => Err(StoreError::item(
-                id,
-                format!("{}: the value is not a string", row.location()),
-            )),
-        }
+        let now = self.read_in(id, &rows);
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
+        now
     }
 
     fn write(&self, c: &Credential) -> Result<()> {
@@ -506,6 +514,38 @@ impl Store for LaravelStore {
             Ok(change)
         })?;
         Ok(removed)
+    }
+
+    /// One write transaction per item (its rows read `FOR UPDATE` on
+    /// PostgreSQL, an IMMEDIATE transaction on SQLite): the comparison is
+    /// with the rows as read inside it, so no writer comes between it and
+    /// the update that removes the value.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        // No database or table: nothing to delete, and nothing to create.
+        if let Err(StoreError::NotFound { .. }) = self.rows() {
+            return expected.iter().map(|_| Ok(DeleteIf::Absent)).collect();
+        }
+        expected
+            .iter()
+            .map(|want| {
+                let mut out = DeleteIf::Absent;
+                self.modify(&mut |rows| match self.read_in(&want.id, rows)? {
+                    None => Ok(Change::None),
+                    Some(now) if !now.same_as(want) => {
+                        out = DeleteIf::Changed;
+                        Ok(Change::None)
+                    }
+                    Some(_) => {
+                        let (change, removed) = self.decide_delete(&want.id, rows)?;
+                        if removed {
+                            out = DeleteIf::Deleted;
+                        }
+                        Ok(change)
+                    }
+                })?;
+                Ok(out)
+            })
+            .collect()
     }
 
     fn check(&self, c: &Credential) -> Option<String> {
@@ -541,7 +581,7 @@ impl Store for LaravelStore {
             StoreSpec::LaravelPostgres(_) => Ok(Some(Box::new(
                 crate::store::pg::AdvisoryLock::acquire(&self.spec, &self.db_auth, mode, wait)?,
             ))),
-            _ => Ok(crate::engine::lock::guard(&self.spec, mode, wait)?
+            _ => Ok(crate::store::lockfile::guard(&self.spec, mode, wait)?
                 .map(|g| Box::new(g) as Box<dyn crate::store::StoreLock>)),
         }
     }

@@ -1,5 +1,4 @@
-//! The `Store` implementation of `prompttrain:DIR` (moved out of
-//! `prompttrain.rs`).
+//! The `Store` implementation of `prompttrain:DIR`.
 
 use super::*;
 
@@ -102,16 +101,16 @@ impl Store for PromptTrainStore {
             .iter()
             .any(|id| matches!(parse_target(id), Ok(Target::Account { .. })));
         if !any_account || !self.dir.is_dir() {
-            return ids.iter().map(|id| self.read(id)).collect();
+            let out = ids.iter().map(|id| self.read(id)).collect();
+            #[cfg(test)]
+            crate::store::test_support::run_after_read();
+            return out;
         }
         let mut ignored = Vec::new();
         let accounts = match self.load_accounts(&mut ignored) {
             Ok(a) => a,
             Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(crate::store::encrypted::dup_error(&e)))
-                    .collect();
+                return ids.iter().map(|_| Err(e.duplicate())).collect();
             }
         };
         // As `find_account`: the first file holding an account id wins.
@@ -120,7 +119,8 @@ impl Store for PromptTrainStore {
         for a in &accounts {
             by_account.entry(a.account_id.as_str()).or_insert(a);
         }
-        ids.iter()
+        let out = ids
+            .iter()
             .map(|id| match parse_target(id) {
                 Ok(Target::Account { id: account, .. }) => {
                     let mut errors = Vec::new();
@@ -131,7 +131,10 @@ impl Store for PromptTrainStore {
                 }
                 _ => self.read(id),
             })
-            .collect()
+            .collect();
+        #[cfg(test)]
+        crate::store::test_support::run_after_read();
+        out
     }
 
     fn read_all(&self) -> Result<Scan> {
@@ -167,38 +170,81 @@ impl Store for PromptTrainStore {
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(self.remove_if(id, None)? == DeleteIf::Deleted)
+    }
+
+    /// Each item is one read-modify-write of its file under this store's
+    /// lock: the comparison is against the file as just read, and nothing
+    /// but rendering it comes between that and the atomic rename.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        expected
+            .iter()
+            .map(|want| self.remove_if(&want.id, Some(want)))
+            .collect()
+    }
+}
+
+impl PromptTrainStore {
+    /// Remove `id` (when `expected` is given, only if it holds exactly
+    /// that), reading and rewriting its one file once. The caller holds
+    /// `self.lock`.
+    fn remove_if(&self, id: &CredentialId, expected: Option<&Credential>) -> Result<DeleteIf> {
         let Ok(target) = parse_target(id) else {
-            return Ok(false);
+            return Ok(DeleteIf::Absent);
         };
         if !self.dir.is_dir() {
-            return Ok(false);
+            return Ok(DeleteIf::Absent);
         }
         match target {
             Target::Account { id: account, field } => {
                 let Some(mut file) = self.find_account(&account)? else {
-                    return Ok(false);
+                    return Ok(DeleteIf::Absent);
                 };
+                if let Some(want) = expected {
+                    let mut errors = Vec::new();
+                    match file
+                        .credentials(&mut errors)
+                        .into_iter()
+                        .find(|c| &c.id == id)
+                    {
+                        None => return Ok(DeleteIf::Absent),
+                        Some(now) if !now.same_as(want) => return Ok(DeleteIf::Changed),
+                        Some(_) => {}
+                    }
+                }
                 if !file.remove(&field) {
-                    return Ok(false);
+                    return Ok(DeleteIf::Absent);
                 }
                 if file.has_secret() {
                     file.save()?;
                 } else {
                     remove_file(&file.path)?;
                 }
-                Ok(true)
+                Ok(DeleteIf::Deleted)
             }
             Target::ClientKey { train, index } => {
                 let path = self.keys_path(&train);
                 if !path.exists() {
-                    return Ok(false);
+                    return Ok(DeleteIf::Absent);
                 }
                 let mut file = Self::load_keys(path, train)?;
                 let Some(keys) = file.keys_mut() else {
-                    return Ok(false);
+                    return Ok(DeleteIf::Absent);
                 };
-                if !keys.get(index).is_some_and(Value::is_string) {
-                    return Ok(false);
+                let Some(Value::String(now)) = keys.get(index) else {
+                    return Ok(DeleteIf::Absent);
+                };
+                if let Some(want) = expected {
+                    let now = Credential {
+                        id: id.clone(),
+                        kind: Kind::ClientKey,
+                        secret: Secret::new(now.as_str()),
+                        metadata: Metadata::new(),
+                    };
+                    if !now.same_as(want) {
+                        return Ok(DeleteIf::Changed);
+                    }
                 }
                 keys[index] = Value::Null;
                 while keys.last().is_some_and(Value::is_null) {
@@ -210,7 +256,7 @@ impl Store for PromptTrainStore {
                 } else {
                     remove_file(&file.path)?;
                 }
-                Ok(true)
+                Ok(DeleteIf::Deleted)
             }
         }
     }

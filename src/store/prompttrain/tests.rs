@@ -1,4 +1,4 @@
-//! Tests of the `prompttrain:` store (moved out of `prompttrain.rs`).
+//! Tests of the `prompttrain:` store.
 
 use super::*;
 
@@ -33,4 +33,40 @@ fn ids_without_a_place_are_refused_with_a_reason() {
         let id: CredentialId = id.parse().unwrap();
         assert_eq!(parse_target(&id).is_ok(), ok, "{id}");
     }
+}
+
+fn store_at(dir: &Path) -> Box<dyn Store> {
+    open(
+        &StoreSpec::PromptTrain(dir.to_path_buf()),
+        &crate::unlock::KeyOptions::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
+    use crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_at(dir.path());
+    // An account file, and a train's client-key file: two file shapes.
+    s.write(&Credential::new(
+        "account:acc_a/oauth_refresh_token".parse().unwrap(),
+        Kind::OauthRefresh,
+        "rt-keep",
+    ))
+    .unwrap();
+    for (id, kind) in [
+        ("account:acc_a/oauth_access_token", Kind::OauthAccess),
+        ("train:team-a/client_key/0", Kind::ClientKey),
+    ] {
+        let id: CredentialId = id.parse().unwrap();
+        assert_compare_and_delete_keeps_a_racing_write(
+            s.as_ref(),
+            store_at(dir.path()),
+            &Credential::new(id.clone(), kind, "v1"),
+            &Credential::new(id, kind, "theirs"),
+        );
+    }
+    let keep = s.read(&"account:acc_a/oauth_refresh_token".parse().unwrap());
+    assert_eq!(keep.unwrap().unwrap().secret.expose(), "rt-keep");
 }

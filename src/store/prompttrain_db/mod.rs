@@ -47,7 +47,8 @@ use crate::credential::{Credential, Secret};
 use crate::crypto::prompttrain::{self as fmt, FormatError, MasterKey};
 use crate::error::{Result, StoreError};
 use crate::store::pg::{AdvisoryLock, Conn, classify};
-use crate::store::{LocationError, OpenOptions, Scan, Store, StoreSpec};
+use crate::store::{LocationError, Scan, Store, StoreSpec};
+use crate::unlock::KeyOptions;
 
 mod ids;
 mod rows;
@@ -74,7 +75,7 @@ const ACCOUNT_COLS: &str = "account_id, account_name, credential_type, api_key_e
      oauth_access_token_encrypted, oauth_refresh_token_encrypted, oauth_expires_at, \
      oauth_scopes, oauth_is_max";
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     Ok(Box::new(PromptTrainDb::new(spec, opts)?))
 }
 
@@ -90,7 +91,7 @@ pub struct PromptTrainDb {
 }
 
 impl PromptTrainDb {
-    pub fn new(spec: &StoreSpec, opts: &OpenOptions) -> Result<Self> {
+    pub fn new(spec: &StoreSpec, opts: &KeyOptions) -> Result<Self> {
         let key = match &opts.prompttrain_key {
             Some(k) => Some(MasterKey::new(k).map_err(|e| StoreError::MissingKey {
                 location: spec.to_string(),
@@ -381,9 +382,9 @@ mod tests {
     #[test]
     fn a_short_key_is_refused_at_open_without_quoting_it() {
         let spec: StoreSpec = "prompttrain-db:postgres://u@127.0.0.1:1/x".parse().unwrap();
-        let opts = OpenOptions {
+        let opts = KeyOptions {
             prompttrain_key: Some(Secret::new("too-short-key")),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         };
         let e = open(&spec, &opts).err().unwrap().to_string();
         assert!(e.contains("CREDENTIAL_ENCRYPTION_KEY"), "{e}");

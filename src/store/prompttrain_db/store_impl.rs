@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::crypto::prompttrain::{self as fmt, FormatError};
 use crate::error::{Result, StoreError};
-use crate::store::{Capability, Entry, Listing, Scan, Store, StoreLock, StoreSpec};
+use crate::store::{Capability, DeleteIf, Entry, Listing, Scan, Store, StoreLock, StoreSpec};
 
 use super::rows::*;
 use super::{Field, PENDING_TOKEN, PromptTrainDb, Target, classify, parse_id};
@@ -147,7 +147,7 @@ impl Store for PromptTrainDb {
         for (i, (id, t)) in ids.iter().zip(&targets).enumerate() {
             out.push(match t {
                 Some(Target::Account { account, field }) => match &accounts {
-                    Err(e) => Some(Err(crate::store::encrypted::dup_error(e))),
+                    Err(e) => Some(Err(e.duplicate())),
                     Ok(rows) => match rows.get(account) {
                         Some(row) => match &row.values[field.index()] {
                             Some(stored) => match self.master() {
@@ -163,7 +163,7 @@ impl Store for PromptTrainDb {
                     },
                 },
                 Some(Target::ClientKeyHash { train, index }) => match &trains {
-                    Err(e) => Some(Err(crate::store::encrypted::dup_error(e))),
+                    Err(e) => Some(Err(e.duplicate())),
                     Ok(rows) => Some(Ok(rows
                         .get(train)
                         .and_then(|h| h.get(*index).cloned().flatten())
@@ -482,64 +482,9 @@ impl Store for PromptTrainDb {
             }
         }
         let outcome = self.conn.with_client(|client| {
-            let spec = &self.spec;
-            let db = |e: postgres::Error| classify(spec, "delete", &e);
+            let db = |e: postgres::Error| classify(&self.spec, "delete", &e);
             let mut tx = client.transaction().map_err(db)?;
-            let mut staged: Vec<(usize, bool)> = Vec::new();
-            for (account, fields) in &by_account {
-                let Some((ctype, before, _)) = account_state(&mut tx, account).map_err(db)? else {
-                    staged.extend(fields.iter().map(|(i, _)| (*i, false)));
-                    continue;
-                };
-                let mut after = before;
-                for (_, f) in fields {
-                    after[f.index()] = false;
-                }
-                if after == [false; 3] {
-                    tx.execute("DELETE FROM accounts WHERE account_id = $1", &[account])
-                        .map_err(db)?;
-                } else {
-                    // One OAuth token left alone: placeholder, inactive.
-                    let (t, pending) = match credential_type(Some(&ctype), after) {
-                        Ok(t) => (t, false),
-                        Err(_) => ("oauth", true),
-                    };
-                    let clear = |f: Field| {
-                        (pending && f != Field::ApiKey && !after[f.index()]).then_some(PENDING_TOKEN)
-                    };
-                    let null = |f: Field| !after[f.index()] && before[f.index()] && clear(f).is_none();
-                    tx.execute(
-                        "UPDATE accounts SET
-                           api_key_encrypted = CASE WHEN $2 THEN NULL ELSE api_key_encrypted END,
-                           oauth_access_token_encrypted =
-                             CASE WHEN $3 THEN NULL ELSE COALESCE($6, oauth_access_token_encrypted) END,
-                           oauth_refresh_token_encrypted =
-                             CASE WHEN $4 THEN NULL ELSE COALESCE($7, oauth_refresh_token_encrypted) END,
-                           credential_type = $5,
-                           is_active = CASE WHEN $8 THEN false ELSE is_active END,
-                           updated_at = now()
-                         WHERE account_id = $1",
-                        &[
-                            account,
-                            &null(Field::ApiKey),
-                            &null(Field::OauthAccess),
-                            &null(Field::OauthRefresh),
-                            &t,
-                            &clear(Field::OauthAccess),
-                            &clear(Field::OauthRefresh),
-                            &pending,
-                        ],
-                    )
-                    .map_err(db)?;
-                }
-                staged.extend(fields.iter().map(|(i, f)| (*i, before[f.index()])));
-            }
-            for (train, slots) in &by_train {
-                let clear: Vec<(usize, Option<String>)> =
-                    slots.iter().map(|(_, index)| (*index, None)).collect();
-                let had = apply_train(&mut tx, train, &clear).map_err(db)?;
-                staged.extend(slots.iter().zip(had).map(|((i, _), h)| (*i, h)));
-            }
+            let staged = self.remove_in(&mut tx, &by_account, &by_train)?;
             tx.commit().map_err(db)?;
             Ok(staged)
         });
@@ -575,6 +520,148 @@ impl Store for PromptTrainDb {
             .collect()
     }
 
+    /// One transaction: the rows of every account and train concerned are
+    /// read `FOR UPDATE`, each value compared with what credshift checked
+    /// (a client key against its stored hash), and only the matching ones
+    /// deleted before the commit; no writer comes between.
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+        let mut out: Vec<Option<Result<DeleteIf>>> = expected.iter().map(|_| None).collect();
+        let targets: Vec<Option<Target>> = expected.iter().map(|c| parse_id(&c.id).ok()).collect();
+        let mut account_ids: Vec<&str> = Vec::new();
+        let mut train_ids: Vec<&str> = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            match t {
+                Some(Target::Account { account, .. }) => account_ids.push(account),
+                Some(Target::ClientKey { train, .. } | Target::ClientKeyHash { train, .. }) => {
+                    train_ids.push(train)
+                }
+                None => out[i] = Some(Ok(DeleteIf::Absent)),
+            }
+        }
+        let outcome = self.conn.with_client(|client| {
+            let db = |e: postgres::Error| classify(&self.spec, "delete", &e);
+            let mut tx = client.transaction().map_err(db)?;
+            let accounts: BTreeMap<String, AccountRow> = tx
+                .query(
+                    &format!(
+                        "SELECT {} FROM accounts WHERE account_id = ANY($1) FOR UPDATE",
+                        super::ACCOUNT_COLS
+                    ),
+                    &[&account_ids],
+                )
+                .map_err(db)?
+                .iter()
+                .map(|r| {
+                    let row = AccountRow::from_row(r);
+                    (row.account_id.clone(), row)
+                })
+                .collect();
+            let trains: BTreeMap<String, Vec<Option<String>>> = tx
+                .query(
+                    "SELECT train_id, client_api_keys_hashed FROM trains \
+                     WHERE train_id = ANY($1) FOR UPDATE",
+                    &[&train_ids],
+                )
+                .map_err(db)?
+                .iter()
+                .map(train_row)
+                .collect();
+            let mut by_account: BTreeMap<String, Vec<(usize, Field)>> = BTreeMap::new();
+            let mut by_train: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+            let mut decided: Vec<(usize, Result<DeleteIf>)> = Vec::new();
+            for (i, (want, t)) in expected.iter().zip(&targets).enumerate() {
+                let same = match t {
+                    None => continue,
+                    Some(Target::Account { account, field }) => {
+                        match accounts
+                            .get(account)
+                            .and_then(|r| r.values[field.index()].as_ref().map(|v| (r, v)))
+                        {
+                            None => None,
+                            Some((row, stored)) => {
+                                match self.master().and_then(|k| {
+                                    fmt::decrypt_cached(k, stored, &self.keys)
+                                        .map_err(|e| self.crypto_error(row.location(*field), e))
+                                }) {
+                                    Ok(secret) => Some(
+                                        Credential::new(want.id.clone(), field.kind(), secret)
+                                            .with_metadata(row.metadata(*field))
+                                            .same_as(want),
+                                    ),
+                                    Err(e) => {
+                                        decided.push((i, Err(e)));
+                                        continue;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Some(Target::ClientKeyHash { train, index }) => trains
+                        .get(train)
+                        .and_then(|h| h.get(*index).cloned().flatten())
+                        .map(|h| {
+                            Credential::new(want.id.clone(), Kind::ClientKeyHash, h).same_as(want)
+                        }),
+                    // Only the hash is stored: the key is compared with it.
+                    Some(Target::ClientKey { train, index }) => trains
+                        .get(train)
+                        .and_then(|h| h.get(*index).cloned().flatten())
+                        .map(|h| fmt::client_key_matches(want.secret.expose(), &h)),
+                };
+                match (same, t) {
+                    (None, _) => decided.push((i, Ok(DeleteIf::Absent))),
+                    (Some(false), _) => decided.push((i, Ok(DeleteIf::Changed))),
+                    (Some(true), Some(Target::Account { account, field })) => by_account
+                        .entry(account.clone())
+                        .or_default()
+                        .push((i, *field)),
+                    (
+                        Some(true),
+                        Some(
+                            Target::ClientKey { train, index }
+                            | Target::ClientKeyHash { train, index },
+                        ),
+                    ) => by_train.entry(train.clone()).or_default().push((i, *index)),
+                    (Some(true), None) => {}
+                }
+            }
+            let staged = self.remove_in(&mut tx, &by_account, &by_train)?;
+            tx.commit().map_err(db)?;
+            Ok((decided, staged))
+        });
+        match outcome {
+            Ok((decided, staged)) => {
+                for (i, r) in decided {
+                    out[i] = Some(r);
+                }
+                for (i, had) in staged {
+                    out[i] = Some(Ok(if had {
+                        DeleteIf::Deleted
+                    } else {
+                        DeleteIf::Absent
+                    }));
+                }
+            }
+            // No tables yet: nothing to delete.
+            Err(StoreError::NotFound { .. }) => {
+                for r in out.iter_mut().filter(|r| r.is_none()) {
+                    *r = Some(Ok(DeleteIf::Absent));
+                }
+            }
+            Err(e) => {
+                for (r, want) in out.iter_mut().zip(expected) {
+                    if r.is_none() {
+                        *r = Some(Err(copy_error(&want.id, &e)));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .zip(expected)
+            .map(|(r, c)| r.unwrap_or_else(|| Err(StoreError::item(&c.id, "not deleted"))))
+            .collect()
+    }
+
     fn verify_hashed(&self, c: &Credential) -> Result<Option<bool>> {
         let Ok(Target::ClientKey { train, index }) = parse_id(&c.id) else {
             return Ok(None);
@@ -595,5 +682,75 @@ impl Store for PromptTrainDb {
     ) -> Result<Option<Box<dyn StoreLock>>> {
         let lock = self.conn.advisory_lock(mode, wait)?;
         Ok(Some(Box::new(lock)))
+    }
+}
+
+impl PromptTrainDb {
+    /// The deletes of `delete_many` inside `tx`: (item index, whether it
+    /// was there).
+    fn remove_in(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        by_account: &BTreeMap<String, Vec<(usize, Field)>>,
+        by_train: &BTreeMap<String, Vec<(usize, usize)>>,
+    ) -> Result<Vec<(usize, bool)>> {
+        let spec = &self.spec;
+        let db = |e: postgres::Error| classify(spec, "delete", &e);
+        let mut staged: Vec<(usize, bool)> = Vec::new();
+        for (account, fields) in by_account {
+            let Some((ctype, before, _)) = account_state(tx, account).map_err(db)? else {
+                staged.extend(fields.iter().map(|(i, _)| (*i, false)));
+                continue;
+            };
+            let mut after = before;
+            for (_, f) in fields {
+                after[f.index()] = false;
+            }
+            if after == [false; 3] {
+                tx.execute("DELETE FROM accounts WHERE account_id = $1", &[account])
+                    .map_err(db)?;
+            } else {
+                // One OAuth token left alone: placeholder, inactive.
+                let (t, pending) = match credential_type(Some(&ctype), after) {
+                    Ok(t) => (t, false),
+                    Err(_) => ("oauth", true),
+                };
+                let clear = |f: Field| {
+                    (pending && f != Field::ApiKey && !after[f.index()]).then_some(PENDING_TOKEN)
+                };
+                let null = |f: Field| !after[f.index()] && before[f.index()] && clear(f).is_none();
+                tx.execute(
+                    "UPDATE accounts SET
+                       api_key_encrypted = CASE WHEN $2 THEN NULL ELSE api_key_encrypted END,
+                       oauth_access_token_encrypted =
+                         CASE WHEN $3 THEN NULL ELSE COALESCE($6, oauth_access_token_encrypted) END,
+                       oauth_refresh_token_encrypted =
+                         CASE WHEN $4 THEN NULL ELSE COALESCE($7, oauth_refresh_token_encrypted) END,
+                       credential_type = $5,
+                       is_active = CASE WHEN $8 THEN false ELSE is_active END,
+                       updated_at = now()
+                     WHERE account_id = $1",
+                    &[
+                        account,
+                        &null(Field::ApiKey),
+                        &null(Field::OauthAccess),
+                        &null(Field::OauthRefresh),
+                        &t,
+                        &clear(Field::OauthAccess),
+                        &clear(Field::OauthRefresh),
+                        &pending,
+                    ],
+                )
+                .map_err(db)?;
+            }
+            staged.extend(fields.iter().map(|(i, f)| (*i, before[f.index()])));
+        }
+        for (train, slots) in by_train {
+            let clear: Vec<(usize, Option<String>)> =
+                slots.iter().map(|(_, index)| (*index, None)).collect();
+            let had = apply_train(tx, train, &clear).map_err(db)?;
+            staged.extend(slots.iter().zip(had).map(|((i, _), h)| (*i, h)));
+        }
+        Ok(staged)
     }
 }

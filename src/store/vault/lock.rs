@@ -24,11 +24,23 @@ pub struct VaultLock {
     path: String,
     nonce: String,
     what: String,
+    /// The holder of a stale lock secret taken over.
+    took_over: Option<String>,
 }
 
 impl StoreLock for VaultLock {
     fn describe(&self) -> String {
         self.what.clone()
+    }
+
+    fn notices(&self) -> Vec<crate::store::LockNotice> {
+        self.took_over
+            .iter()
+            .map(|h| crate::store::LockNotice::TookOverStale {
+                lock: self.what.clone(),
+                holder: h.clone(),
+            })
+            .collect()
     }
 }
 
@@ -67,7 +79,7 @@ fn holder_text(data: &Map<String, Value>) -> String {
 fn stale(data: &Map<String, Value>) -> bool {
     let host = data.get("host").and_then(Value::as_str).unwrap_or("");
     let pid = data.get("pid").and_then(Value::as_u64).unwrap_or(0) as u32;
-    if host == crate::engine::lock::hostname() {
+    if host == crate::store::lockfile::hostname() {
         return pid != std::process::id() && !crate::fsutil::pid_alive(pid);
     }
     data.get("since")
@@ -91,14 +103,17 @@ pub fn acquire(
     let nonce = hex::encode(nonce);
     let mut data = Map::new();
     data.insert("pid".into(), Value::from(std::process::id()));
-    data.insert("host".into(), Value::from(crate::engine::lock::hostname()));
+    data.insert(
+        "host".into(),
+        Value::from(crate::store::lockfile::hostname()),
+    );
     data.insert(
         "user".into(),
         Value::from(std::env::var("USER").unwrap_or_default()),
     );
     data.insert(
         "since".into(),
-        Value::from(crate::engine::journal::now_rfc3339()),
+        Value::from(crate::store::lockfile::now_rfc3339()),
     );
     data.insert("nonce".into(), Value::from(nonce.clone()));
     let deadline = Instant::now() + wait;
@@ -107,6 +122,7 @@ pub fn acquire(
         mount: &mount,
     };
     let mut vanished = 0;
+    let mut took_over = None;
     loop {
         match kv.write(&path, 0, &data) {
             Ok(_) => break,
@@ -130,10 +146,7 @@ pub fn acquire(
                         continue;
                     }
                     Some(h) if stale(&h.data) => {
-                        eprintln!(
-                            "credshift: taking over the stale lock {mount}/{path} held by {}",
-                            holder_text(&h.data)
-                        );
+                        took_over = Some(holder_text(&h.data));
                         kv.delete_all(&path)?;
                         continue;
                     }
@@ -163,6 +176,7 @@ pub fn acquire(
     }
     Ok(VaultLock {
         client: client.clone(),
+        took_over,
         what: format!("{location} (lock secret {mount}/{path})"),
         mount,
         path,

@@ -35,9 +35,8 @@ use serde_json::{Map, Value, json};
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
-use crate::store::{
-    Capability, Entry, Listing, LocationError, OpenOptions, Scan, Store, StoreLock, StoreSpec,
-};
+use crate::store::{Capability, Entry, Listing, LocationError, Scan, Store, StoreLock, StoreSpec};
+use crate::unlock::KeyOptions;
 use http::{Client, Method};
 use kv::{Kv, Mount};
 pub use spec::{ITEM_FIELD, Layout, VaultSpec};
@@ -51,7 +50,7 @@ pub const MAX_VALUE_LEN: usize = 512 * 1024;
 /// stores a version as one entry of at most 1 MiB, with JSON around it.
 pub const MAX_SECRET_LEN: usize = 900 * 1024;
 
-pub fn open(spec: &StoreSpec, opts: &OpenOptions) -> Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     Ok(Box::new(VaultStore::new(spec, opts)?))
 }
 
@@ -90,7 +89,7 @@ pub struct VaultStore {
 }
 
 impl VaultStore {
-    pub fn new(spec: &StoreSpec, opts: &OpenOptions) -> Result<Self> {
+    pub fn new(spec: &StoreSpec, opts: &KeyOptions) -> Result<Self> {
         let vs = parse_spec(spec)?;
         let client = Client::new(&vs.addr, spec.to_string(), opts.vault_token_file.as_deref())?;
         Ok(VaultStore {
@@ -529,6 +528,12 @@ impl Store for VaultStore {
 
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
         ops::delete_many(self, ids)
+    }
+
+    /// The comparison is on the version the check-and-set patch replaces
+    /// (see [`ops::delete_if_unchanged`]).
+    fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<crate::store::DeleteIf>> {
+        ops::delete_if_unchanged(self, expected)
     }
 
     fn check(&self, c: &Credential) -> Option<String> {

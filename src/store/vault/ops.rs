@@ -10,6 +10,7 @@ use super::kv::{Kv, Version, WriteError};
 use super::{VaultStore, field_meta, meta_key};
 use crate::credential::{Credential, CredentialId, Kind, ct_eq_bytes};
 use crate::error::{Result, StoreError};
+use crate::store::DeleteIf;
 
 /// Fields per request: KV refuses a request with more than 1,000 JSON
 /// strings (a field is two), and credshift keeps room for the envelope.
@@ -22,27 +23,6 @@ const MAX_CUSTOM_VALUE: usize = 512;
 const MAX_CUSTOM_KEY: usize = 128;
 /// The provenance key in custom_metadata.
 pub const PROVENANCE: &str = "credshift";
-
-/// One error for many items: the same text (StoreError is not `Clone`).
-fn again(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable { store, reason } => StoreError::Unavailable {
-            store: store.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Timeout {
-            location,
-            seconds,
-            what,
-        } => StoreError::Timeout {
-            location: location.clone(),
-            seconds: *seconds,
-            what: what.clone(),
-        },
-        StoreError::Item { id, reason } => StoreError::item(id, reason.clone()),
-        other => StoreError::Other(other.to_string()),
-    }
-}
 
 /// Items grouped by secret path, in first-seen order: (index, field).
 type Groups = Vec<(String, Vec<(usize, String)>)>;
@@ -130,7 +110,7 @@ fn for_groups<R: Send>(
 pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
-        Err(e) => return ids.iter().map(|_| Err(again(&e))).collect(),
+        Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
     };
     let kv = s.kv(&mount);
     let mut out: Vec<Result<Option<Credential>>> = ids.iter().map(|_| Ok(None)).collect();
@@ -162,7 +142,7 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
                 }
                 Err(e) => {
                     for (i, _) in items {
-                        out[*i] = Err(again(&e));
+                        out[*i] = Err(e.duplicate());
                     }
                 }
             }
@@ -189,7 +169,7 @@ fn read_version(kv: &Kv, path: &str, exact: Option<u64>) -> Result<Option<Versio
 pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
-        Err(e) => return creds.iter().map(|_| Err(again(&e))).collect(),
+        Err(e) => return creds.iter().map(|_| Err(e.duplicate())).collect(),
     };
     let kv = s.kv(&mount);
     let mut out: Vec<Result<()>> = creds.iter().map(|_| Ok(())).collect();
@@ -241,7 +221,7 @@ fn write_group(
         Ok(b) => b,
         Err(e) => {
             for (i, _) in items {
-                out[*i] = Err(again(&e));
+                out[*i] = Err(e.duplicate());
             }
             return;
         }
@@ -315,7 +295,7 @@ fn write_group(
                 break;
             }
             Err(WriteError::Other(e)) => {
-                fail(out, &|_| again(&e));
+                fail(out, &|_| e.duplicate());
                 break;
             }
         }
@@ -414,20 +394,41 @@ fn destroy_holding(
 }
 
 pub fn delete_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<bool>> {
+    remove(s, ids, None)
+        .into_iter()
+        .map(|r| r.map(|d| d == DeleteIf::Deleted))
+        .collect()
+}
+
+/// Compare before you delete: each field is compared with `expected` in
+/// the version read, and the patch that removes the matching ones is a
+/// check-and-set on that version, so a value another client wrote in
+/// between fails the write (nothing removed, reported) instead of being
+/// deleted; a value that differs already is kept and `Changed`.
+pub fn delete_if_unchanged(s: &VaultStore, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
+    let ids: Vec<CredentialId> = expected.iter().map(|c| c.id.clone()).collect();
+    remove(s, &ids, Some(expected))
+}
+
+fn remove(
+    s: &VaultStore,
+    ids: &[CredentialId],
+    expected: Option<&[Credential]>,
+) -> Vec<Result<DeleteIf>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
-        Err(e) => return ids.iter().map(|_| Err(again(&e))).collect(),
+        Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
     };
     let kv = s.kv(&mount);
-    let mut out: Vec<Result<bool>> = ids.iter().map(|_| Ok(false)).collect();
+    let mut out: Vec<Result<DeleteIf>> = ids.iter().map(|_| Ok(DeleteIf::Absent)).collect();
     let groups = group(s, &prefix, ids.iter(), |i, why| {
         out[i] = Err(StoreError::item(&ids[i], why));
     });
     for (path, items) in groups {
-        if let Err(e) = delete_group(s, &kv, &path, &items, &mut out) {
+        if let Err(e) = delete_group(s, &kv, &path, &items, ids, expected, &mut out) {
             for (i, _) in &items {
-                if matches!(out[*i], Ok(false)) {
-                    out[*i] = Err(again(&e));
+                if matches!(out[*i], Ok(DeleteIf::Absent)) {
+                    out[*i] = Err(e.duplicate());
                 }
             }
         }
@@ -438,22 +439,40 @@ pub fn delete_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<bool>> {
 /// Patch the fields out (check-and-set on the version just read), destroy
 /// every older version still holding one of their values, and remove the
 /// secret when nothing of it is left.
+#[allow(clippy::too_many_arguments)]
 fn delete_group(
     s: &VaultStore,
     kv: &Kv,
     path: &str,
     items: &[(usize, String)],
-    out: &mut [Result<bool>],
+    ids: &[CredentialId],
+    expected: Option<&[Credential]>,
+    out: &mut [Result<DeleteIf>],
 ) -> Result<()> {
     let Some(cur) = kv.read(path, None)? else {
         s.see(path, 0);
         return Ok(());
     };
     s.see(path, cur.version);
-    let present: Vec<&(usize, String)> = items
+    let mut present: Vec<&(usize, String)> = items
         .iter()
         .filter(|(_, f)| cur.data.contains_key(f))
         .collect();
+    if let Some(expected) = expected {
+        // The field as `read_many` returns it, from this very version.
+        present.retain(|(i, f)| {
+            let (kind, meta) = field_meta(&cur.custom_metadata, f, &ids[*i]);
+            let same = cur.data.get(f).and_then(Value::as_str).is_some_and(|v| {
+                Credential::new(ids[*i].clone(), kind, v)
+                    .with_metadata(meta)
+                    .same_as(&expected[*i])
+            });
+            if !same {
+                out[*i] = Ok(DeleteIf::Changed);
+            }
+            same
+        });
+    }
     if present.is_empty() {
         return Ok(());
     }
@@ -478,7 +497,7 @@ fn delete_group(
                 first_new.get_or_insert(v);
                 cas = v;
                 for (i, _) in chunk {
-                    out[*i] = Ok(true);
+                    out[*i] = Ok(DeleteIf::Deleted);
                 }
             }
             Err(WriteError::Cas) => {

@@ -29,11 +29,38 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         para(vec![Line::styled("Planning…", t.dim())]).render(area, buf);
         return;
     };
-    let notes = plan.warnings.len().min(2) as u16;
+    // Warnings and the item's facts are wrapped whole, never cut: their
+    // rows are counted before the layout.
+    let width = area.width as usize;
+    let mut warn_lines: Vec<String> = plan
+        .warnings
+        .iter()
+        .take(2)
+        .flat_map(|w| widgets::wrap(&format!("! {w}"), width))
+        .collect();
+    if plan.warnings.len() > 2 {
+        warn_lines.push(format!(
+            "! and {} more warnings (in the report)",
+            plan.warnings.len() - 2
+        ));
+    }
+    let detail_lines: Vec<String> = plan
+        .items
+        .get(w.dry_run.cursor)
+        .map(|it| {
+            let mut facts = vec![it.preview.clone()];
+            facts.extend(it.warnings.iter().cloned());
+            if let Action::Invalid { reason } = &it.action {
+                facts.push(reason.clone());
+            }
+            widgets::wrap(&format!("{}: {}", it.id, facts.join(" · ")), width)
+        })
+        .unwrap_or_default();
+    let notes = warn_lines.len() as u16;
     let [summary, table, detail, note] = Layout::vertical([
         Constraint::Length(3 + notes),
         Constraint::Min(3),
-        Constraint::Length(1),
+        Constraint::Length(detail_lines.len().min(3) as u16),
         Constraint::Length(1),
     ])
     .areas(area);
@@ -69,10 +96,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Span::styled(format!("   {} items in the plan", c.total), t.dim()),
         ]),
     ];
-    for warn in plan.warnings.iter().take(2) {
-        lines.push(Line::styled(format!("! {warn}"), t.warn()));
+    for l in warn_lines {
+        lines.push(Line::styled(l, t.warn()));
     }
-    para(lines).render(summary, buf);
+    ratatui::widgets::Paragraph::new(lines).render(summary, buf);
 
     let rows = widgets::window(
         w.dry_run.cursor,
@@ -105,18 +132,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     )
     .render(table, buf);
 
-    if let Some(it) = plan.items.get(w.dry_run.cursor) {
-        let mut facts = vec![it.preview.clone()];
-        facts.extend(it.warnings.iter().cloned());
-        if let Action::Invalid { reason } = &it.action {
-            facts.push(reason.clone());
-        }
-        Line::from(vec![
-            Span::styled(format!("{}: ", it.id), t.header()),
-            Span::styled(facts.join(" · "), t.dim()),
-        ])
-        .render(detail, buf);
-    }
+    ratatui::widgets::Paragraph::new(
+        detail_lines
+            .into_iter()
+            .map(|l| Line::styled(l, t.dim()))
+            .collect::<Vec<_>>(),
+    )
+    .render(detail, buf);
     let writes = c.copy + c.overwrite;
     Line::styled(
         format!("Enter writes {writes} items after a backup. Nothing written yet."),

@@ -36,7 +36,9 @@ pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
     let fh = widgets::footer_height(&keys, area.width);
     let status_h = match (&w.error, &w.busy) {
         (Some(_), _) if w.step == Step::Done => 0,
-        (Some(e), _) => (((e.chars().count() + 7) / area.width.max(1) as usize) + 1).min(3) as u16,
+        // The whole message, wrapped (never cut), up to a third of the screen.
+        (Some(e), _) => (widgets::wrap(&format!("error: {e}"), area.width as usize).len() as u16)
+            .min((area.height / 3).max(1)),
         (None, Some(_)) => 1,
         (None, None) => 0,
     };
@@ -63,12 +65,18 @@ pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
         Step::Detail => recovery::render_detail(app, body, buf),
     }
     if let Some(e) = &w.error {
-        Paragraph::new(Line::from(vec![
-            Span::styled("error: ", t.bad()),
-            Span::raw(e.as_str()),
-        ]))
-        .wrap(Wrap { trim: true })
-        .render(status, buf);
+        let lines: Vec<Line> = widgets::wrap(&format!("error: {e}"), area.width as usize)
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| match (i, l.strip_prefix("error: ")) {
+                (0, Some(rest)) => Line::from(vec![
+                    Span::styled("error: ", t.bad()),
+                    Span::raw(rest.to_string()),
+                ]),
+                _ => Line::from(l),
+            })
+            .collect();
+        Paragraph::new(lines).render(status, buf);
     } else if let Some(b) = &w.busy {
         Paragraph::new(Line::styled(b.as_str(), t.dim())).render(status, buf);
     }
@@ -106,12 +114,19 @@ fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buff
                     .into(),
             ],
         ),
+        Confirm::QuitWhileRecovering { action } => ("Quit?", quit_recovery_text(w, *action)),
         Confirm::DeleteSource { count } => (
             "Delete from the source?",
             vec![
                 format!("Delete the {count} verified credentials from {}?", spec_or(w.source_spec())),
                 "They are in the target and in the encrypted backup. Items that were not verified stay.".into(),
             ],
+        ),
+        Confirm::RollbackChosen { id, count } => (
+            "Roll back the chosen items?",
+            std::iter::once(format!("Roll back {count} items of migration {id}?"))
+                .chain(w.partial_rollback_text())
+                .collect(),
         ),
         Confirm::Recovery { action, id } => (
             match action {
@@ -120,56 +135,83 @@ fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buff
                 RecoveryAction::Verify => "Verify?",
                 RecoveryAction::Restore => "Restore the backup?",
             },
-            vec![
-                format!("{} migration {id}?", capitalize(action.label())),
-                match action {
-                    RecoveryAction::Resume => "Copies the items it had not finished, in order.",
-                    RecoveryAction::Rollback => {
-                        "Removes what it wrote to the target and restores what it overwrote."
-                    }
-                    RecoveryAction::Verify => "Reads every migrated item back and compares it.",
-                    RecoveryAction::Restore => {
-                        "Writes the items of its encrypted backup back into its source:"
-                    }
-                }
-                .into(),
-            ]
-            .into_iter()
-            .chain(restore_target(w, *action))
-            .collect(),
+            std::iter::once(format!("{} migration {id}?", capitalize(action.label())))
+                .chain(
+                    w.recovery
+                        .detail
+                        .as_ref()
+                        .map(|d| d.confirm_text(*action))
+                        .unwrap_or_default(),
+                )
+                .collect(),
         ),
     };
-    let mut body: Vec<Line> = text.into_iter().map(Line::from).collect();
-    body.push(Line::from(""));
-    body.push(Line::from(vec![
+    // Narrow screens give the dialog every column.
+    let width = if area.width <= 64 {
+        area.width
+    } else {
+        area.width.saturating_sub(2).min(72)
+    };
+    let inner = width.saturating_sub(2) as usize;
+    let mut body: Vec<Line> = text
+        .iter()
+        .flat_map(|p| widgets::wrap(p, inner))
+        .map(Line::from)
+        .collect();
+    let keys = Line::from(vec![
         Span::styled("y", t.key()),
         Span::raw(" yes    "),
         Span::styled("n", t.key()),
         Span::raw(" / "),
         Span::styled("Esc", t.key()),
         Span::raw(" no"),
-    ]));
-    let width = area.width.saturating_sub(4).min(64);
-    let height = (body.len() as u16 + 4).max(9);
+    ]);
+    // The answer keys always show; the blank line before them only when
+    // there is room.
+    if (body.len() as u16 + 4) <= area.height {
+        body.push(Line::from(""));
+    }
+    body.push(keys);
+    let height = (body.len() as u16 + 2).min(area.height);
     let rect = widgets::centered(area, width, height);
     widgets::dialog(buf, rect, title, body, t);
 }
 
-/// Where a restore writes, said before it does: the migration's source,
-/// and that values changed there since the backup are left as they are.
-fn restore_target(w: &Wizard, action: RecoveryAction) -> Vec<String> {
-    if action != RecoveryAction::Restore {
-        return Vec::new();
+/// What quitting during a running recovery action does, and what it did
+/// so far.
+fn quit_recovery_text(w: &Wizard, action: RecoveryAction) -> Vec<String> {
+    let p = &w.recovery.progress;
+    match action {
+        RecoveryAction::Resume => vec![
+            format!(
+                "A resume is running: {} items verified at the target by it so far.",
+                p.verified
+            ),
+            "Quitting stops it after the batch at hand. What it wrote stays, journaled; the \
+             migration stays interrupted: resume or roll back later. credshift says exactly \
+             what was done before it exits."
+                .into(),
+        ],
+        RecoveryAction::Rollback => vec![
+            format!("A rollback is running: {} items undone so far.", p.undone),
+            "Quitting stops it after the item at hand; the rest stays at the target and the \
+             migration stays interrupted: roll back again to finish."
+                .into(),
+        ],
+        RecoveryAction::Restore => vec![
+            format!(
+                "A restore is running: {} items put back so far.",
+                p.verified
+            ),
+            "Quitting stops it after the batch at hand and removes what it wrote (it rolls \
+             back, like a cancelled migration)."
+                .into(),
+        ],
+        RecoveryAction::Verify => vec![
+            "A verify is running; it only reads.".into(),
+            "Quitting stops it; nothing is changed.".into(),
+        ],
     }
-    let to = w
-        .recovery
-        .detail
-        .as_ref()
-        .map_or_else(|| "(unknown)".to_string(), |d| d.entry.from.clone());
-    vec![
-        format!("  into {to}"),
-        "Values changed there since the backup are skipped, not overwritten.".into(),
-    ]
 }
 
 fn help(w: &Wizard, t: &Theme, area: Rect, buf: &mut Buffer) {
@@ -179,27 +221,74 @@ fn help(w: &Wizard, t: &Theme, area: Rect, buf: &mut Buffer) {
         .map(|(k, _)| k.chars().count())
         .max()
         .unwrap_or(4);
-    let mut body: Vec<Line> = keys
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![
-                Span::styled(format!("{k:<kw$}"), t.key()),
+    // Narrow screens give the help every column.
+    let width = if area.width <= 64 {
+        area.width
+    } else {
+        area.width.saturating_sub(2).min(64)
+    };
+    let inner = width.saturating_sub(2) as usize;
+    let room = inner.saturating_sub(kw + 2).max(8);
+    let mut body: Vec<Line> = Vec::new();
+    for (k, what) in &keys {
+        for (i, part) in widgets::wrap(what, room).into_iter().enumerate() {
+            let key = if i == 0 { *k } else { "" };
+            body.push(Line::from(vec![
+                Span::styled(format!("{key:<kw$}"), t.key()),
                 Span::raw("  "),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
-    body.push(Line::from(""));
-    body.push(Line::styled(
-        "Nothing is written before you consent; the source is kept until cleanup.",
-        t.dim(),
-    ));
-    let rect = widgets::centered(
-        area,
-        area.width.saturating_sub(4).min(64),
-        (body.len() as u16 + 2).min(area.height),
-    );
+                Span::raw(part),
+            ]));
+        }
+    }
+    let note = widgets::wrap(help_note(w), inner);
+    if body.len() + note.len() + 3 > area.height as usize {
+        // Too short for a table: the keys as one wrapped paragraph, so
+        // every key and the closing sentence still show whole.
+        let flow: Vec<String> = keys
+            .iter()
+            .map(|(k, what)| format!("{k}: {what}"))
+            .collect();
+        body = widgets::wrap(&flow.join(" · "), inner)
+            .into_iter()
+            .map(Line::from)
+            .collect();
+    }
+    if body.len() + note.len() + 3 <= area.height as usize {
+        body.push(Line::from(""));
+    }
+    for l in note {
+        body.push(Line::styled(l, t.dim()));
+    }
+    let rect = widgets::centered(area, width, (body.len() as u16 + 2).min(area.height));
     widgets::dialog(buf, rect, &format!("Help: {}", w.step.title()), body, t);
+}
+
+/// The help's closing sentence: true for the screen and what happened.
+fn help_note(w: &Wizard) -> &'static str {
+    let deleted = w
+        .cleanup
+        .report
+        .as_ref()
+        .is_some_and(|r| r.source_deleted > 0);
+    match w.step {
+        Step::History | Step::Detail => {
+            "Every action here is journaled and asks first; actions that do not fit the \
+             migration's state are not offered."
+        }
+        Step::Done if deleted => {
+            "Cleanup deleted the verified items from the source; the encrypted backup holds \
+             them (credshift recover, then t, restores them)."
+        }
+        Step::Done if w.outcome == Some(crate::wizard::Outcome::RolledBack) => {
+            "The migration was rolled back: the target is as it was; the source was not touched."
+        }
+        Step::Done => "The source was kept as it was; the encrypted backup holds every item.",
+        Step::Cleanup => "Only verified items are deleted, and only after you confirm.",
+        Step::Execute | Step::Verify => {
+            "The source is not touched before cleanup; a cancel rolls back what was written."
+        }
+        _ => "Nothing is written before you consent; the source is kept until cleanup.",
+    }
 }
 
 pub(crate) fn spec_or(s: Option<&crate::store::StoreSpec>) -> String {

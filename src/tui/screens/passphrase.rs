@@ -7,14 +7,20 @@ use ratatui::widgets::Widget;
 
 use super::{kv, para, spec_or};
 use crate::tui::app::App;
-use crate::wizard::{PassphraseMode, Strength, strength};
+use crate::wizard::{PassphraseMode, Step, Strength, strength};
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
     let create = w.passphrase.mode == PassphraseMode::Create;
     let [intro, f1, hint, f2, err] = Layout::vertical([
-        Constraint::Length(if create { 3 } else { 2 }),
+        Constraint::Length(if create {
+            3
+        } else if w.passphrase.next == Step::Detail {
+            4
+        } else {
+            2
+        }),
         Constraint::Length(3),
         Constraint::Length(1),
         Constraint::Length(if create { 3 } else { 0 }),
@@ -33,6 +39,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 "You need it to read them; credshift does not store it.",
                 t.dim(),
             ),
+        ]
+    } else if w.passphrase.next == Step::Detail {
+        let id = w
+            .recovery
+            .detail
+            .as_ref()
+            .map_or_else(String::new, |d| d.entry.id.to_string());
+        vec![
+            Line::styled(
+                format!("Migration {id} ran under credshift's passphrase: enter it."),
+                t.header(),
+            ),
+            Line::styled("Asked once for this session; it is never stored.", t.dim()),
         ]
     } else {
         vec![
@@ -60,10 +79,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         (&app.pass.fields[1]).render(f2, buf);
     }
     if let Some(e) = &w.passphrase.error {
-        Line::from(vec![
-            Span::styled("! ", t.bad()),
-            Span::styled(e.as_str(), t.bad()),
-        ])
-        .render(err, buf);
+        // Wrapped whole: the reason is the point of the line.
+        let lines: Vec<Line> = crate::tui::widgets::wrap(&format!("! {e}"), err.width as usize)
+            .into_iter()
+            .map(|l| Line::styled(l, t.bad()))
+            .collect();
+        ratatui::widgets::Paragraph::new(lines).render(err, buf);
     }
 }

@@ -55,6 +55,39 @@ pub fn footer_height(keys: &[(&str, &str)], width: u16) -> u16 {
     lines.min(3)
 }
 
+/// `s` word-wrapped to `width` columns (a word longer than a line is
+/// split), so a caller knows how many rows it takes before drawing: nothing
+/// is cut.
+pub fn wrap(s: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut out = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for word in s.split_whitespace() {
+        let mut chars: Vec<char> = word.chars().collect();
+        if used > 0 && used + 1 + chars.len() <= width {
+            line.push(' ');
+            line.extend(&chars);
+            used += 1 + chars.len();
+            continue;
+        }
+        if used > 0 {
+            out.push(std::mem::take(&mut line));
+        }
+        while chars.len() > width {
+            let rest = chars.split_off(width);
+            out.push(chars.into_iter().collect());
+            chars = rest;
+        }
+        used = chars.len();
+        line.extend(chars);
+    }
+    if used > 0 || out.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
 /// Cut `s` to `max` columns with an ellipsis.
 pub fn truncate(s: &str, max: usize) -> String {
     let n = s.chars().count();
@@ -91,11 +124,12 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
-/// A dialog box: clears what is below and draws a bordered block.
+/// A dialog box: clears what is below and draws a bordered block. The
+/// body comes wrapped to the inner width (see [`wrap`]), so the caller
+/// sized the box to hold every line.
 pub fn dialog(buf: &mut Buffer, area: Rect, title: &str, body: Vec<Line<'_>>, theme: &Theme) {
     Clear.render(area, buf);
     Paragraph::new(body)
-        .wrap(Wrap { trim: true })
         .block(
             Block::bordered()
                 .title(Span::styled(format!(" {title} "), theme.title()))
@@ -166,6 +200,22 @@ mod tests {
         assert!(w.contains(&50_000));
         assert_eq!(window(99_999, 100_000, 20), 99_980..100_000);
         assert_eq!(window(3, 10, 0), 0..0);
+    }
+
+    #[test]
+    fn wrap_keeps_every_word_and_fits_the_width() {
+        let text = "Quitting stops it after the batch at hand; supercalifragilistic words split.";
+        for w in [8, 20, 40, 200] {
+            let lines = wrap(text, w);
+            assert!(
+                lines.iter().all(|l| l.chars().count() <= w),
+                "{w}: {lines:?}"
+            );
+            let joined: String = lines.concat();
+            let squeezed: String = text.split_whitespace().collect();
+            assert_eq!(joined.replace(' ', ""), squeezed, "{w}");
+        }
+        assert_eq!(wrap("", 10), vec![String::new()]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The locks behind the session preamble ([`crate::engine::session`], the
-//! only caller). Two kinds, both held with `flock` (the kernel releases
+//! Lock files: the primitive behind [`crate::store::Store::lock`] and the
+//! state-dir locks of the engine's session preamble
+//! ([`crate::engine::session`], the only caller that takes locks). Two kinds, both held with `flock` (the kernel releases
 //! them when the holder dies, so a lock left by a crashed run is stale by
 //! construction and is taken over, and reported):
 //!
@@ -22,13 +23,13 @@
 //! record: a planted link or file is refused, never truncated. They name
 //! their holder (pid, user, host, operation, since) for the error message.
 //! Taking a file store's lock also removes the temp files a killed
-//! credshift left next to it ([`fsutil::remove_stale_temps`]) and says so
-//! on stderr.
+//! credshift left next to it ([`fsutil::remove_stale_temps`]); that and a
+//! stale lock taken over are [`LockNotice`]s the operation reports (the
+//! library never prints).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -37,10 +38,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::error::EngineError;
 use crate::error::StoreError;
 use crate::fsutil;
-use crate::store::{LockMode, StoreSpec};
+use crate::store::{LockMode, LockNotice, StoreSpec};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Holder {
@@ -60,7 +60,7 @@ impl Holder {
             host: hostname(),
             user: user_name(),
             migration_id: migration_id.to_string(),
-            since: crate::engine::journal::now_rfc3339(),
+            since: now_rfc3339(),
         }
     }
 }
@@ -125,6 +125,11 @@ fn lock_path(state_dir: &Path, scheme: &str, key: &str) -> PathBuf {
         .join(format!("{scheme}-{}.lock", hex::encode(&digest[..8])))
 }
 
+/// Now, as lock records (and journals) write it.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
@@ -136,10 +141,17 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-fn flock_mode(mode: LockMode) -> libc::c_int {
-    match mode {
-        LockMode::Shared => libc::LOCK_SH,
-        LockMode::Exclusive => libc::LOCK_EX,
+/// Take `mode` on `file` without waiting (std's `flock` on Linux):
+/// `Ok(false)` when another open file description holds it.
+fn try_flock(file: &File, mode: LockMode) -> std::io::Result<bool> {
+    let taken = match mode {
+        LockMode::Shared => file.try_lock_shared(),
+        LockMode::Exclusive => file.try_lock(),
+    };
+    match taken {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -151,26 +163,25 @@ pub fn state_lock(
     key: &str,
     mode: LockMode,
     migration_id: &str,
-) -> Result<StateLock, EngineError> {
+) -> Result<StateLock, StoreError> {
     let path = lock_path(state_dir, spec.scheme(), key);
     if let Some(dir) = path.parent() {
         fsutil::ensure_private_dir(dir)?;
     }
     let (mut file, _) = open_lock_file(&path)?;
     let previous = read_holder(&mut file);
-    // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), flock_mode(mode) | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(EngineError::Locked {
-                store: spec.to_string(),
+    match try_flock(&file, mode) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(StoreError::Locked {
+                location: spec.to_string(),
                 holder: current_holder(&mut file, previous)
                     .map(|h| h.to_string())
                     .unwrap_or_else(|| format!("lock file {}", path.display())),
+                seconds: 0,
             });
         }
-        return Err(StoreError::io(&path, err).into());
+        Err(err) => return Err(StoreError::io(&path, err)),
     }
     let me = Holder::me(migration_id);
     write_holder(&mut file, &path, &me)?;
@@ -211,6 +222,22 @@ fn open_lock_file(path: &Path) -> Result<(File, bool), StoreError> {
             Ok(f) => (f, false),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(refuse("it is a symbolic link".into()));
+            }
+            // Another user's lock file (0600, theirs): their credshift holds
+            // the store, or held it and was killed. Never taken for "no
+            // lock here": this user may still be able to change the store.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let owner = std::fs::symlink_metadata(path)
+                    .map(|m| format!("uid {}", m.uid()))
+                    .unwrap_or_else(|_| "another user".into());
+                return Err(StoreError::Locked {
+                    location: path.display().to_string(),
+                    holder: format!(
+                        "a credshift run of {owner}, whose lock file {} this user cannot open",
+                        path.display()
+                    ),
+                    seconds: 0,
+                });
             }
             Err(e) => return Err(StoreError::io(path, e)),
         },
@@ -354,6 +381,32 @@ impl crate::store::StoreLock for Guard {
     fn describe(&self) -> String {
         format!("lock file {}", self.held.path.display())
     }
+
+    fn notices(&self) -> Vec<LockNotice> {
+        let h = &self.held;
+        let took_over = h.took_over.iter().map(|holder| LockNotice::TookOverStale {
+            lock: format!("{} (lock file {})", h.store, h.path.display()),
+            holder: holder.to_string(),
+        });
+        let temps = h.removed_temps.iter().map(|t| LockNotice::RemovedTemp {
+            store: h.store.clone(),
+            path: t.clone(),
+        });
+        took_over.chain(temps).collect()
+    }
+}
+
+impl StateLock {
+    /// A stale holder taken over, as a notice.
+    pub fn notices(&self) -> Vec<LockNotice> {
+        self.stale
+            .iter()
+            .map(|h| LockNotice::TookOverStale {
+                lock: self.path.display().to_string(),
+                holder: h.to_string(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -361,6 +414,10 @@ struct Held {
     file: File,
     path: PathBuf,
     mode: LockMode,
+    /// The store, as its spec (no password), for notices.
+    store: String,
+    /// The holder whose stale lock this one took over.
+    took_over: Option<Holder>,
     removed_temps: Vec<PathBuf>,
 }
 
@@ -370,15 +427,12 @@ impl Drop for Held {
         // is left on a removed file; a process waiting on the old file
         // notices (inode check) and starts over. A shared holder that
         // cannot have it exclusively leaves it to the others.
-        let fd = self.file.as_raw_fd();
-        // SAFETY: flock on a descriptor we own.
         let alone = self.mode == LockMode::Exclusive
-            || unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            || try_flock(&self.file, LockMode::Exclusive).unwrap_or(false);
         if alone {
             let _ = std::fs::remove_file(&self.path);
         }
-        // SAFETY: unlocking a descriptor we own.
-        unsafe { libc::flock(fd, libc::LOCK_UN) };
+        let _ = self.file.unlock();
     }
 }
 
@@ -436,14 +490,13 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
             Err(StoreError::NotFound { .. }) if !fsutil::parent_dir(&path).exists() => {
                 return Ok(None);
             }
+            Err(StoreError::Locked { holder, .. }) => return Err(GuardError::Held(holder)),
             Err(e) => return Err(e.into()),
         };
         let previous = read_holder(&mut file);
-        // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), flock_mode(mode) | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        match try_flock(&file, mode) {
+            Ok(true) => {}
+            Ok(false) => {
                 return Err(GuardError::Held(
                     match current_holder(&mut file, previous) {
                         Some(h) => format!("{h}; lock file {}", path.display()),
@@ -451,7 +504,7 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
                     },
                 ));
             }
-            return Err(StoreError::io(&path, err).into());
+            Err(err) => return Err(StoreError::io(&path, err).into()),
         }
         // The holder before us may have removed the file between our open
         // and our flock: then this lock guards nothing; start over.
@@ -464,11 +517,7 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
         }
         let me = Holder::me(&current_operation());
         write_holder(&mut file, &path, &me)?;
-        if let Some(h) = previous.filter(|h| h.pid != me.pid && !fsutil::pid_alive(h.pid)) {
-            eprintln!(
-                "credshift: {spec}: took over the lock left by {h}, which is no longer running"
-            );
-        }
+        let took_over = previous.filter(|h| h.pid != me.pid && !fsutil::pid_alive(h.pid));
         let mut removed_temps = Vec::new();
         if let Some(p) = spec.path() {
             removed_temps = fsutil::remove_stale_temps(p);
@@ -476,16 +525,12 @@ fn guard_now(spec: &StoreSpec, mode: LockMode) -> Result<Option<Guard>, GuardErr
                 removed_temps.extend(fsutil::remove_stale_temps_in(p));
             }
         }
-        for t in &removed_temps {
-            eprintln!(
-                "credshift: {spec}: removed {}, a temp file left by a credshift run that was killed mid-write",
-                t.display()
-            );
-        }
         let h = Arc::new(Held {
             file,
             path: path.clone(),
             mode,
+            store: spec.to_string(),
+            took_over,
             removed_temps,
         });
         held.insert(path, Arc::downgrade(&h));
@@ -536,7 +581,7 @@ mod tests {
         let held = state_lock(state.path(), &spec, "k", EX, "m-1").unwrap();
         let e = state_lock(state.path(), &spec, "k", SH, "m-2").unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, EngineError::Locked { .. }), "{msg}");
+        assert!(matches!(e, StoreError::Locked { .. }), "{msg}");
         assert!(
             msg.contains(&format!("pid {}", std::process::id())),
             "{msg}"
@@ -574,7 +619,50 @@ mod tests {
         };
         std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
         let l = state_lock(state.path(), &spec, "k", EX, "new").unwrap();
-        assert_eq!(l.stale, Some(dead));
+        assert_eq!(l.stale, Some(dead.clone()));
+        assert!(matches!(
+            &l.notices()[..],
+            [LockNotice::TookOverStale { holder, .. }] if holder == &dead.to_string()
+        ));
+    }
+
+    /// A stale store-side lock and a killed run's temp file are notices
+    /// the operation reports, not lines printed over the wizard's screen.
+    #[test]
+    fn a_store_lock_reports_what_it_took_over_and_removed_as_notices() {
+        use crate::store::StoreLock;
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("t.env");
+        std::fs::write(&env, "A=1\n").unwrap();
+        let spec = StoreSpec::Dotenv(env.clone());
+        let dead = Holder {
+            pid: 1_073_741_823,
+            host: "h".into(),
+            user: "u".into(),
+            migration_id: "old".into(),
+            since: "t".into(),
+        };
+        let lock = guard_path(&spec).unwrap().unwrap();
+        std::fs::write(&lock, serde_json::to_string(&dead).unwrap()).unwrap();
+        let temp = dir
+            .path()
+            .join(format!(".t.env{}{}.0", fsutil::TEMP_MARKER, dead.pid));
+        std::fs::write(&temp, "half").unwrap();
+        let g = guard(&spec, EX, Duration::ZERO).unwrap().unwrap();
+        assert!(!temp.exists());
+        let n = g.notices();
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(
+            matches!(&n[0], LockNotice::TookOverStale { holder, .. } if holder == &dead.to_string())
+        );
+        assert_eq!(
+            n[1],
+            LockNotice::RemovedTemp {
+                store: spec.to_string(),
+                path: temp.clone(),
+            }
+        );
+        assert!(n[1].to_string().contains("killed mid-write"), "{}", n[1]);
     }
 
     #[test]
@@ -616,8 +704,7 @@ mod tests {
         };
         std::fs::write(&path, serde_json::to_string(&other).unwrap()).unwrap();
         let f = File::open(&path).unwrap();
-        // SAFETY: flock on a descriptor we own.
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
+        f.lock_shared().unwrap();
         let e = guard(&via_link, EX, Duration::from_millis(120)).unwrap_err();
         assert!(matches!(e, StoreError::Locked { .. }), "{e}");
         let e = e.to_string();

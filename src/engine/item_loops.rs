@@ -1,5 +1,5 @@
 //! Undo (rollback) and source cleanup: the item loops that `migrate`,
-//! `resume`, `rollback` and `cleanup` share. Moved out of `execute.rs`.
+//! `resume`, `rollback` and `cleanup` share.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +13,17 @@ use crate::engine::types::{Failure, Progress};
 use crate::error::StoreError;
 use crate::store::{BatchHint, DeleteIf, Store, legacy_meta};
 
+/// Which writes [`undo_all`] undoes, and whether a cancel stops it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct UndoScope<'a> {
+    /// Only these ids (a partial rollback); `None`: every write begun.
+    pub only: Option<&'a std::collections::BTreeSet<CredentialId>>,
+    /// A rollback the user asked for stops on cancel (the rest is left for
+    /// the next `rollback`); the automatic rollback after a cancelled
+    /// migration must not.
+    pub stop_on_cancel: bool,
+}
+
 /// Undo every write this migration began, newest first. Returns whether
 /// every item is back as it was. Idempotent: an item already undone is
 /// recognised by its fingerprint and left alone.
@@ -23,9 +34,16 @@ pub(crate) fn undo_all(
     state: &State,
     old: &BTreeMap<CredentialId, Credential>,
     ctl: &Control,
+    scope: UndoScope<'_>,
 ) -> Result<bool> {
     let mut complete = true;
     for id in state.begun.iter().rev() {
+        if scope.only.is_some_and(|only| !only.contains(id)) {
+            continue;
+        }
+        if scope.stop_on_cancel && ctl.cancelled() {
+            return Ok(false);
+        }
         let planned = state.planned_item(id);
         let ours = planned.and_then(|p| p.fp.as_deref());
         let before = planned.and_then(|p| p.target_fp.as_deref());

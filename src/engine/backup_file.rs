@@ -10,7 +10,7 @@ use crate::crypto::envelope::{self, KeySource, SealingKey};
 use crate::crypto::kdf;
 use crate::error::StoreError;
 use crate::fsutil;
-use crate::store::OpenOptions;
+use crate::unlock::KeyOptions;
 
 pub const BACKUP_FILE: &str = "backup.enc";
 
@@ -63,7 +63,7 @@ pub fn kept_key_for(state_dir: &Path, backup: &Path) -> Result<PathBuf, StoreErr
 /// passes the rule for new passphrases (`keys::check_new_passphrase`). One
 /// that does not may still open an old store, so moving off that store is
 /// not refused: its backup gets a generated key file instead.
-pub fn sealing_passphrase(opts: &OpenOptions) -> Option<&Secret> {
+pub fn sealing_passphrase(opts: &KeyOptions) -> Option<&Secret> {
     opts.passphrase
         .as_ref()
         .filter(|p| crate::keys::check_new_passphrase(p.expose()).is_ok())
@@ -73,7 +73,7 @@ pub fn sealing_passphrase(opts: &OpenOptions) -> Option<&Secret> {
 /// [`sealing_passphrase`]), else a newly generated key file beside it. With
 /// `reuse`, a key file already there (a migration folder after a crash) is
 /// used again instead of refused.
-pub fn new_key(path: &Path, opts: &OpenOptions, reuse: bool) -> Result<BackupKey, StoreError> {
+pub fn new_key(path: &Path, opts: &KeyOptions, reuse: bool) -> Result<BackupKey, StoreError> {
     if let Some(p) = sealing_passphrase(opts) {
         return Ok(BackupKey::Passphrase(p.clone()));
     }
@@ -93,7 +93,7 @@ fn key_source(key: &BackupKey) -> Result<KeySource, StoreError> {
 
 /// Derive the sealing key once (one PBKDF2 run for a passphrase) for
 /// several files.
-pub fn sealing_key(key: &BackupKey, opts: &OpenOptions) -> Result<SealingKey, StoreError> {
+pub fn sealing_key(key: &BackupKey, opts: &KeyOptions) -> Result<SealingKey, StoreError> {
     SealingKey::new(&key_source(key)?, opts.kdf_iterations)
 }
 
@@ -117,7 +117,7 @@ pub fn write_sealed_refs<'a>(
 /// The key to open an existing backup, chosen by its header: a
 /// passphrase-sealed backup needs the passphrase; a key-file backup uses the
 /// key file beside it, else `--key-file`.
-pub fn existing_key(path: &Path, opts: &OpenOptions) -> Result<BackupKey, StoreError> {
+pub fn existing_key(path: &Path, opts: &KeyOptions) -> Result<BackupKey, StoreError> {
     existing_key_in(path, None, opts)
 }
 
@@ -126,7 +126,7 @@ pub fn existing_key(path: &Path, opts: &OpenOptions) -> Result<BackupKey, StoreE
 pub fn existing_key_in(
     path: &Path,
     state_dir: Option<&Path>,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<BackupKey, StoreError> {
     let location = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
@@ -176,7 +176,7 @@ pub fn write(
     path: &Path,
     creds: &[Credential],
     key: &BackupKey,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<(), StoreError> {
     write_sealed(path, creds, &sealing_key(key, opts)?)
 }
@@ -184,7 +184,7 @@ pub fn write(
 pub fn read(
     path: &Path,
     key: &BackupKey,
-    opts: &OpenOptions,
+    opts: &KeyOptions,
 ) -> Result<Vec<Credential>, StoreError> {
     let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
     envelope::open_credentials(
@@ -218,7 +218,7 @@ mod tests {
     fn key_file_backup_round_trips_and_hides_values() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(BACKUP_FILE);
-        let opts = OpenOptions::default();
+        let opts = KeyOptions::default();
         let key = new_key(&path, &opts, false).unwrap();
         write(&path, &creds(), &key, &opts).unwrap();
         assert_eq!(fsutil::mode_of(&path), Some(0o600));
@@ -235,11 +235,11 @@ mod tests {
     fn passphrase_backup_needs_the_right_passphrase() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(BACKUP_FILE);
-        let opts = OpenOptions {
+        let opts = KeyOptions {
             passphrase: Some(Secret::new("correct horse")),
             kdf_iterations: 1000,
             allow_weak_kdf: true,
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         };
         let key = new_key(&path, &opts, false).unwrap();
         write(&path, &creds(), &key, &opts).unwrap();
@@ -248,7 +248,7 @@ mod tests {
         let wrong = BackupKey::Passphrase(Secret::new("wrong"));
         let e = read(&path, &wrong, &opts).unwrap_err().to_string();
         assert!(e.contains("cannot decrypt"), "{e}");
-        let strict = OpenOptions::default();
+        let strict = KeyOptions::default();
         assert!(
             read(&path, &key, &strict).is_err(),
             "1000 iterations refused"
@@ -262,11 +262,11 @@ mod tests {
     fn a_weak_passphrase_never_seals_a_backup() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(BACKUP_FILE);
-        let opts = OpenOptions {
+        let opts = KeyOptions {
             passphrase: Some(Secret::new("pw")),
             kdf_iterations: 1000,
             allow_weak_kdf: true,
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         };
         let key = new_key(&path, &opts, false).unwrap();
         assert!(matches!(key, BackupKey::KeyFile(_)), "{key:?}");
@@ -286,16 +286,16 @@ mod tests {
     fn existing_key_follows_the_header_not_the_options() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(BACKUP_FILE);
-        let plain = OpenOptions::default();
+        let plain = KeyOptions::default();
         let key = new_key(&path, &plain, false).unwrap();
         write(&path, &creds(), &key, &plain).unwrap();
         // A --key-file meant for an encrypted store does not shadow the
         // backup's own key file.
         let other = dir.path().join("other.key");
         crate::crypto::kdf::generate_key_file(&other).unwrap();
-        let opts = OpenOptions {
+        let opts = KeyOptions {
             key_file: Some(other),
-            ..OpenOptions::default()
+            ..KeyOptions::default()
         };
         let k = existing_key(&path, &opts).unwrap();
         assert_eq!(read(&path, &k, &opts).unwrap().len(), 2);
