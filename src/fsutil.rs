@@ -231,14 +231,33 @@ fn remove_dead_temps(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) -> Vec<Pa
     removed
 }
 
-/// Whether a process with this pid exists (on this machine).
+/// Whether a process with this pid exists (on this machine): signal 0,
+/// which a process of another user refuses but does receive.
 pub fn pid_alive(pid: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
     }
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether this user may write `path` (`access(2)`, `W_OK`).
+pub fn writable(path: &Path) -> bool {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
+}
+
+/// Whether this user may create and remove entries in `dir` (`W_OK | X_OK`).
+pub fn dir_writable(dir: &Path) -> bool {
+    rustix::fs::access(
+        dir,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    )
+    .is_ok()
 }
 
 /// The directory a path lives in (`.` for a bare file name).

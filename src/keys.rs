@@ -216,21 +216,18 @@ pub fn prompt_passphrase(prompt: &str) -> Option<Secret> {
     if !stdin.is_terminal() {
         return None;
     }
-    let fd = libc::STDIN_FILENO;
-    // SAFETY: termios calls on the process's own stdin, restored below.
-    let mut term: libc::termios = unsafe { std::mem::zeroed() };
-    let have_term = unsafe { libc::tcgetattr(fd, &mut term) } == 0;
-    let saved = term;
-    if have_term {
-        term.c_lflag &= !libc::ECHO;
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let saved = tcgetattr(&stdin).ok();
+    if let Some(mut term) = saved.clone() {
+        term.local_modes.remove(LocalModes::ECHO);
+        let _ = tcsetattr(&stdin, OptionalActions::Now, &term);
     }
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
     let mut line = zeroize::Zeroizing::new(String::new());
     let read = stdin.lock().read_line(&mut line);
-    if have_term {
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    if let Some(saved) = &saved {
+        let _ = tcsetattr(&stdin, OptionalActions::Now, saved);
     }
     eprintln!();
     read.ok()?;

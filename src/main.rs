@@ -82,16 +82,15 @@ fn install_reports() {
 fn no_core_dumps() {
     #[cfg(unix)]
     {
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
+        let zero = rustix::process::Rlimit {
+            current: Some(0),
+            maximum: Some(0),
         };
-        // SAFETY: setrlimit with a valid, initialised struct.
-        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Core, zero);
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        let _ =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     }
 }

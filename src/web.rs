@@ -84,8 +84,7 @@ pub const PORT_SPAN: u16 = 8000;
 /// browser keeps for it) is the same every run; different per uid, so two
 /// users of one machine do not take each other's port by default.
 pub fn default_port() -> u16 {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     port_for_uid(uid)
 }
 

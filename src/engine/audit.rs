@@ -38,10 +38,7 @@ pub fn audit_path(state_dir: &Path) -> PathBuf {
 pub fn who() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            // SAFETY: getuid never fails.
-            format!("uid{}", unsafe { libc::getuid() })
-        });
+        .unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()));
     format!("{user}@{}", crate::store::lockfile::hostname())
 }
 

@@ -580,19 +580,6 @@ fn sanitize_key(s: &str) -> String {
 }
 
 /// True when the directory lets this process create and rename files.
-pub(crate) fn dir_writable(dir: &Path) -> bool {
-    access(dir, libc::W_OK | libc::X_OK)
-}
-
-pub(crate) fn access(path: &Path, mode: libc::c_int) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    unsafe { libc::access(c.as_ptr(), mode) == 0 }
-}
-
 /// The nearest existing ancestor of `path` (where a new file would go).
 pub(crate) fn nearest_existing_dir(path: &Path) -> PathBuf {
     let mut dir = fsutil::parent_dir(path);
@@ -814,8 +801,8 @@ impl Store for DotenvStore {
             Ok(Some(doc)) => {
                 cap.exists = true;
                 cap.item_count = Some(doc.effective().iter().filter(|on| **on).count());
-                cap.writable =
-                    access(&self.path, libc::W_OK) && dir_writable(&fsutil::parent_dir(&self.path));
+                cap.writable = fsutil::writable(&self.path)
+                    && fsutil::dir_writable(&fsutil::parent_dir(&self.path));
                 cap.warnings = plaintext_file_warnings(&self.path);
                 cap.warnings.extend(
                     doc.duplicates(&self.path)
@@ -833,7 +820,7 @@ impl Store for DotenvStore {
             Ok(None) => {
                 cap.exists = false;
                 cap.item_count = Some(0);
-                cap.writable = dir_writable(&nearest_existing_dir(&self.path));
+                cap.writable = fsutil::dir_writable(&nearest_existing_dir(&self.path));
             }
             Err(e) => {
                 cap.exists = self.path.exists();

@@ -240,17 +240,8 @@ impl EnvelopeFileStore {
             }
             dir
         };
-        access_ok(&target, libc::W_OK)
+        crate::fsutil::writable(&target)
     }
-}
-
-fn access_ok(path: &Path, mode: libc::c_int) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated path; access(2) only reads it.
-    unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
 impl Store for EnvelopeFileStore {

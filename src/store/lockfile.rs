@@ -80,8 +80,7 @@ impl std::fmt::Display for Holder {
 }
 
 fn user_name() -> String {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
         Ok(u) if !u.is_empty() => format!("{u} (uid {uid})"),
         _ => format!("uid {uid}"),
@@ -130,15 +129,17 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// This machine's name (`uname`'s node name, what `gethostname` returns).
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown-host".into();
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    if name.is_empty() {
+        "unknown-host".into()
+    } else {
+        name
     }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// Take `mode` on `file` without waiting (std's `flock` on Linux):
@@ -247,8 +248,7 @@ fn open_lock_file(path: &Path) -> Result<(File, bool), StoreError> {
         return Ok((file, true));
     }
     let meta = file.metadata().map_err(|e| StoreError::io(path, e))?;
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     if !meta.file_type().is_file() {
         return Err(refuse("it is not a regular file".into()));
     }
@@ -335,8 +335,7 @@ pub fn guard_path(spec: &StoreSpec) -> Result<Option<PathBuf>, StoreError> {
 /// ssh and sudo), 0700 and ours, or an error (a directory another user
 /// controls is never trusted).
 pub fn user_lock_dir() -> Result<PathBuf, StoreError> {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     let dir = PathBuf::from(format!("/tmp/credshift-{uid}"));
     match std::fs::DirBuilder::new()
         .mode(fsutil::DIR_MODE)
@@ -753,8 +752,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&lock).unwrap(), "not a lock record");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         // Another user's file, even an empty one (checkable as root only).
-        // SAFETY: getuid cannot fail.
-        if unsafe { libc::getuid() } == 0 {
+        if rustix::process::getuid().as_raw() == 0 {
             std::fs::write(&lock, "").unwrap();
             std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
             let e = guard(&spec, EX, Duration::ZERO).unwrap_err().to_string();
@@ -773,8 +771,7 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.parent(), b.parent());
         let dir = a.parent().unwrap();
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
+        let uid = rustix::process::getuid().as_raw();
         assert_eq!(dir, Path::new(&format!("/tmp/credshift-{uid}")));
         assert_eq!(fsutil::mode_of(dir), Some(0o700));
         assert!(

@@ -31,7 +31,7 @@ use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::scrub::{self, Seg, wipe_json};
-use crate::store::dotenv::{access, dir_writable, nearest_existing_dir};
+use crate::store::dotenv::nearest_existing_dir;
 use crate::store::{
     Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,
 };
@@ -519,8 +519,8 @@ impl Store for ModelForgeStore {
                 let scan = cfg.scan(&self.path);
                 cap.exists = true;
                 cap.item_count = Some(scan.credentials.len());
-                cap.writable =
-                    access(&self.path, libc::W_OK) && dir_writable(&fsutil::parent_dir(&self.path));
+                cap.writable = fsutil::writable(&self.path)
+                    && fsutil::dir_writable(&fsutil::parent_dir(&self.path));
                 cap.warnings = plaintext_file_warnings(&self.path);
                 if let Some(other) = ConfigLocations::here().shadowed_by(&self.path) {
                     cap.warnings.push(format!(
@@ -537,7 +537,7 @@ impl Store for ModelForgeStore {
             }
             Ok(None) => {
                 cap.item_count = Some(0);
-                cap.writable = dir_writable(&nearest_existing_dir(&self.path));
+                cap.writable = fsutil::dir_writable(&nearest_existing_dir(&self.path));
             }
             Err(e) => {
                 cap.available = false;

@@ -47,9 +47,10 @@ use zeroize::Zeroizing;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
+use crate::fsutil::dir_writable;
 use crate::scrub::wipe_json;
 use crate::scrub::{self, Seg};
-use crate::store::dotenv::{dir_writable, nearest_existing_dir};
+use crate::store::dotenv::nearest_existing_dir;
 use crate::store::modelforge::{detect_indent, render_json};
 use crate::store::{
     Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,

@@ -20,7 +20,7 @@
 //! `postgres://`.
 
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -400,17 +400,9 @@ impl SqliteStore {
                 }
             }
         }
-        access_ok(&dir, libc::W_OK) && (!self.path.exists() || access_ok(&self.path, libc::W_OK))
+        crate::fsutil::writable(&dir)
+            && (!self.path.exists() || crate::fsutil::writable(&self.path))
     }
-}
-
-fn access_ok(path: &Path, mode: libc::c_int) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated path; access(2) only reads it.
-    unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
 fn error_kind(e: &rusqlite::Error) -> &'static str {
@@ -857,6 +849,7 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::test_support::{api_key as cred, no_key, weak_opts as opts};
+    use std::path::Path;
 
     fn store(path: &Path, o: &KeyOptions) -> Box<dyn Store> {
         open(&StoreSpec::Sqlite(path.to_path_buf()), o).unwrap()

@@ -242,6 +242,26 @@ impl EngineExecutor {
         }
     }
 
+    /// Forward a running handle's progress as events (its `Finished` is
+    /// reported by the caller once the worker joined and released its
+    /// store locks), then disarm cancel and return the report.
+    fn follow(
+        sink: &Sink,
+        cancel: &Mutex<Slot>,
+        handle: engine::MigrationHandle,
+    ) -> engine::Result<engine::Report> {
+        for p in handle.events.iter() {
+            if !matches!(p, Progress::Finished(_)) {
+                sink.send(Event::Progress(vec![p]));
+            }
+        }
+        let report = handle.join();
+        if let Ok(mut slot) = cancel.lock() {
+            slot.flag = None;
+        }
+        report
+    }
+
     /// A recovery action on the engine's handle, like a migration: its
     /// progress forwarded as events, cancel through the same slot, the
     /// report once the worker joined (its locks released).
@@ -260,16 +280,7 @@ impl EngineExecutor {
             // worker thread, never the UI's.
             let handle = start()?;
             Self::arm_cancel(&cancel, &handle);
-            for p in handle.events.iter() {
-                if !matches!(p, Progress::Finished(_)) {
-                    sink2.send(Event::Progress(vec![p]));
-                }
-            }
-            let report = handle.join();
-            if let Ok(mut slot) = cancel.lock() {
-                slot.flag = None;
-            }
-            match report {
+            match Self::follow(&sink2, &cancel, handle) {
                 Ok(r) => Ok(Event::RecoveryFinished(Box::new(r))),
                 // Asked again in place, not left as an error to restart for.
                 Err(e @ engine::EngineError::WrongPassphrase { .. }) => {
@@ -322,18 +333,10 @@ impl EngineExecutor {
             sink2.send(Event::MigrationStarted {
                 id: handle.id.clone(),
             });
-            for p in handle.events.iter() {
-                // The end is reported after `join`, once the worker has
-                // released its store locks: the wizard verifies next.
-                if !matches!(p, Progress::Finished(_)) {
-                    sink2.send(Event::Progress(vec![p]));
-                }
-            }
-            let report = handle.join();
-            if let Ok(mut slot) = cancel.lock() {
-                slot.flag = None;
-            }
-            Ok(Event::Progress(vec![Progress::Finished(Box::new(report?))]))
+            // The end is reported after `join`, once the worker has
+            // released its store locks: the wizard verifies next.
+            let report = Self::follow(&sink2, &cancel, handle)?;
+            Ok(Event::Progress(vec![Progress::Finished(Box::new(report))]))
         });
     }
 }

@@ -153,7 +153,6 @@ fn create_private_file(path: &Path) -> Result<()> {
 /// `access(W_OK)` on `path`, or on its nearest existing ancestor when it
 /// does not exist yet (where it would be created).
 fn writable_path(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
     let mut p = path;
     while !p.exists() {
         match p.parent() {
@@ -164,10 +163,7 @@ fn writable_path(path: &Path) -> bool {
             }
         }
     }
-    std::ffi::CString::new(p.as_os_str().as_bytes())
-        // SAFETY: a valid NUL-terminated path; access() only reads it.
-        .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
-        .unwrap_or(false)
+    crate::fsutil::writable(p)
 }
 
 impl rusqlite::ToSql for Param {
