@@ -100,6 +100,8 @@ pub struct GlobalOpts {
     /// VAULT_TOKEN, BAO_TOKEN or ~/.vault-token
     #[arg(long, global = true, value_name = "PATH")]
     pub vault_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub new_key: rekey::NewKeyOpts,
 }
 
 #[derive(Subcommand, Debug)]
@@ -250,6 +252,8 @@ pub enum Command {
     /// Run CMD with the store's credentials in its environment (secrets never in argv or output)
     #[command(after_help = EXEC_HELP)]
     Exec(ExecArgs),
+    /// Re-encrypt a store in place under a new key (journaled; resume and rollback by id)
+    Rekey(rekey::RekeyArgs),
     /// Shell completions (bash, zsh, fish) or the man page (man), on stdout
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -661,6 +665,7 @@ pub fn run(cli: Cli) -> CliResult {
             None => cmd_qr_join(&join, out.as_deref()),
         },
         Some(Command::Exec(args)) => cmd_exec(g, &args),
+        Some(Command::Rekey(args)) => rekey::cmd_rekey(g, &args),
         Some(Command::Completions { shell }) => cmd_completions(shell),
     }
 }
@@ -669,6 +674,7 @@ mod error;
 mod exec;
 mod launch;
 mod migrate;
+mod rekey;
 mod transfer;
 
 pub use error::{CliError, CliResult};

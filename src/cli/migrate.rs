@@ -21,7 +21,7 @@ pub(super) fn interactive() -> bool {
 
 /// Consent for a changing command: `--yes`, or a "y" typed at a terminal.
 /// Without either, refuse (exit 2) before anything is touched.
-fn consent(yes: bool, question: &str) -> Result<(), CliError> {
+pub(super) fn consent(yes: bool, question: &str) -> Result<(), CliError> {
     if yes {
         return Ok(());
     }
@@ -381,6 +381,9 @@ fn say_cancelled(r: &engine::Report, what: &str) {
 
 pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
+    if engine::rekey::rekey_dir(&g.state_dir(), &id).is_some() {
+        return super::rekey::cmd_verify(g, &id, json);
+    }
     let opts = recovery_options(g, &id)?;
     let report = follow_recovery(g, &id, &opts, engine::RecoveryOp::Verify)?;
     say_cancelled(&report, "verify");
@@ -395,6 +398,9 @@ pub fn cmd_verify(g: &GlobalOpts, id: &str, json: bool) -> CliResult {
 pub fn cmd_resume(g: &GlobalOpts, id: &str, yes: bool, json: bool) -> CliResult {
     let id = parse_migration_id(id)?;
     consent(yes, &format!("resume migration {id}"))?;
+    if engine::rekey::rekey_dir(&g.state_dir(), &id).is_some() {
+        return super::rekey::cmd_resume(g, &id, json);
+    }
     let opts = recovery_options(g, &id)?;
     let report = follow_recovery(g, &id, &opts, engine::RecoveryOp::Resume)?;
     say_cancelled(&report, "resume");
@@ -419,6 +425,14 @@ pub fn cmd_rollback(
         None => format!("roll back migration {id}"),
     };
     consent(yes, &question)?;
+    if engine::rekey::rekey_dir(&g.state_dir(), &id).is_some() {
+        if only.is_some() {
+            return Err(CliError::usage(format!(
+                "{id} is a rekey: it rolls back whole (no --only)"
+            )));
+        }
+        return super::rekey::cmd_rollback(g, &id, json);
+    }
     let opts = recovery_options(g, &id)?;
     let Some(glob) = only else {
         let report = follow_recovery(g, &id, &opts, engine::RecoveryOp::Rollback)?;

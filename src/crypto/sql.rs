@@ -215,6 +215,20 @@ impl TableKey {
         aead::seal(self.key.key(), aad.as_bytes(), plaintext)
     }
 
+    /// A value opened with `aad`, as bytes (a rekey moves them as they are).
+    pub fn open_bytes(
+        &self,
+        aad: &str,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| StoreError::Other("the nonce is not 12 bytes".into()))?;
+        aead::open(self.key.key(), &nonce, aad.as_bytes(), ciphertext)
+            .map_err(|_| StoreError::Other("cannot decrypt under this key".into()))
+    }
+
     /// The credential `id` a row holds, its value opened with `aad` (the id
     /// as the row stores it). Errors name `location` and never the value.
     pub fn open(

@@ -77,6 +77,7 @@ pub mod items;
 pub mod journal;
 pub mod plan;
 pub mod recovery;
+pub mod rekey;
 pub(crate) mod replan;
 pub mod session;
 pub mod state;

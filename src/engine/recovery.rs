@@ -45,11 +45,15 @@ pub fn history(state_dir: &Path) -> Result<Vec<HistoryEntry>> {
         .filter_map(|e| e.file_name().to_str().map(|s| MigrationId(s.to_string())))
         .collect();
     ids.sort();
-    Ok(ids
+    let mut entries: Vec<HistoryEntry> = ids
         .iter()
         .filter_map(|id| State::load(state_dir, id).ok())
         .map(|s| s.history_entry())
-        .collect())
+        .collect();
+    // Rekeys keep their own journal beside a migration's (`engine::rekey`).
+    entries.extend(crate::engine::rekey::history(state_dir));
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(entries)
 }
 
 /// One migration with its timeline, for a support screen.

@@ -400,6 +400,30 @@ pub(crate) fn recover(
     })
 }
 
+/// The preamble of a rekey (and of its dry run, resume, rollback and
+/// verify): the one store it rewrites, exclusive (shared to only read),
+/// checked against the identity its journal recorded, then the state-dir
+/// lock. Returns the store's identity and the locks.
+pub fn rekey(
+    store: &dyn Store,
+    usage: Use,
+    state_dir: Option<&Path>,
+    migration_id: &str,
+    expected: Option<&StoreIdentity>,
+) -> Result<(Option<StoreIdentity>, Locks)> {
+    let (ids, locks) = guard(
+        &[End {
+            role: Role::Target,
+            store,
+            usage,
+            expected,
+        }],
+        state_dir,
+        migration_id,
+    )?;
+    Ok((ids.into_iter().next().flatten(), locks))
+}
+
 /// The preamble of a stand-alone read (backup): the store shared.
 pub fn read_only(source: &dyn Store) -> Result<Locks> {
     let (_, locks) = guard(

@@ -31,6 +31,7 @@ pub mod postgres;
 pub mod profile;
 pub mod prompttrain;
 pub mod prompttrain_db;
+pub mod rekey;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -536,8 +536,11 @@ fn change_statement(
 }
 
 mod postgres;
+mod rekey;
 mod sqlite;
 mod store;
+
+pub use rekey::rekey_cells;
 
 use postgres::PgDb;
 use sqlite::SqliteDb;

@@ -1,0 +1,380 @@
+//! A rekey's journal: `STATE/migrations/<id>/rekey.jsonl`, JSON lines
+//! fsynced one by one, beside (never inside) a migration's `journal.jsonl`,
+//! so versions that know no rekey skip the folder and go on working. Its
+//! records are named `rekey_*`, apart from a migration's.
+//!
+//! It holds locations and fingerprints (SHA-256 of ciphertexts as stored,
+//! which reveal nothing of the values), never a value or a key. Before a
+//! batch is written, `rekey_batch_begin` names each cell with the
+//! fingerprints of its old and its new ciphertext: after a crash at any
+//! point, reading a cell tells which of the two keys it is under, and
+//! whether the application changed it (neither fingerprint).
+//! `CREDSHIFT_CRASH_AT=K` aborts right after the K-th record, as for
+//! migrations.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::engine::journal::now_rfc3339;
+use crate::engine::types::{MigrationId, MigrationStatus};
+use crate::error::StoreError;
+use crate::fsutil;
+use crate::store::StoreIdentity;
+use crate::store::rekey::{CellRef, RekeyFormat};
+
+pub const REKEY_JOURNAL_FILE: &str = "rekey.jsonl";
+pub const REKEY_BACKUP_FILE: &str = "rekey-backup.enc";
+pub const REKEY_BACKUP_KEY: &str = "rekey-backup.key";
+
+/// The fingerprint of a ciphertext as stored.
+pub fn fp(value: &str) -> String {
+    hex::encode(&Sha256::digest(value.as_bytes())[..16])
+}
+
+/// A cell the plan will rekey.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedCell {
+    pub at: CellRef,
+    /// Index of the old key it is under (see `old_keys`).
+    pub key: usize,
+    pub old_fp: String,
+}
+
+/// A cell left alone, and why (no content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellNote {
+    pub at: CellRef,
+    pub reason: String,
+}
+
+/// A cell about to be rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BegunCell {
+    pub at: CellRef,
+    pub old_fp: String,
+    pub new_fp: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RekeyRecord {
+    RekeyStarted {
+        migration_id: MigrationId,
+        store: String,
+        format: RekeyFormat,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<Box<StoreIdentity>>,
+        /// Names of the old keys (`APP_KEY`, `APP_PREVIOUS_KEYS #1`, ...).
+        old_keys: Vec<String>,
+        /// Where the new key came from (a path or a variable name).
+        new_key: String,
+        user: String,
+    },
+    RekeyPlanned {
+        cells: Vec<PlannedCell>,
+        /// Cells already under the new key.
+        #[serde(default)]
+        already_new: usize,
+        /// Cells under none of the keys: never touched.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        untouched: Vec<CellNote>,
+    },
+    RekeyBackupWritten {
+        path: PathBuf,
+        cells: usize,
+    },
+    RekeyBatchBegin {
+        cells: Vec<BegunCell>,
+    },
+    RekeyBatchDone {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rekeyed: Vec<CellRef>,
+        /// Changed by the application since it was read: left alone.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changed: Vec<CellNote>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<CellNote>,
+    },
+    RekeyResumed,
+    RekeyRollbackStarted,
+    RekeyUndone {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        restored: Vec<CellRef>,
+        /// Cells that could not be put back (changed since, or an error).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kept: Vec<CellNote>,
+    },
+    RekeyRolledBack {
+        complete: bool,
+    },
+    RekeyVerifyRun {
+        verified: usize,
+        mismatched: usize,
+    },
+    RekeyFinished {
+        status: MigrationStatus,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyLine {
+    pub seq: u64,
+    pub at: String,
+    #[serde(flatten)]
+    pub record: RekeyRecord,
+}
+
+/// An open rekey journal, appending, with its state in memory.
+pub struct RekeyJournal {
+    file: File,
+    path: PathBuf,
+    next_seq: u64,
+    pub state: RekeyState,
+}
+
+/// Records written by this process, for `CREDSHIFT_CRASH_AT`.
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+impl RekeyJournal {
+    /// Open (or create) the journal in `dir`.
+    pub fn open(dir: &Path, id: &MigrationId) -> Result<RekeyJournal, StoreError> {
+        let path = dir.join(REKEY_JOURNAL_FILE);
+        let lines = match read_lines(&path) {
+            Ok(l) => l,
+            Err(StoreError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let next_seq = lines.last().map_or(1, |l| l.seq + 1);
+        let mut state = RekeyState::empty(id.clone(), dir.to_path_buf());
+        for l in &lines {
+            state.apply(l);
+        }
+        state.lines = lines;
+        let file = fsutil::open_append_private(&path)?;
+        Ok(RekeyJournal {
+            file,
+            path,
+            next_seq,
+            state,
+        })
+    }
+
+    pub fn append(&mut self, record: RekeyRecord) -> Result<(), StoreError> {
+        let line = RekeyLine {
+            seq: self.next_seq,
+            at: now_rfc3339(),
+            record,
+        };
+        let mut text = serde_json::to_string(&line)
+            .map_err(|e| StoreError::json(self.path.display().to_string(), &e))?;
+        text.push('\n');
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        self.next_seq += 1;
+        self.state.apply(&line);
+        self.state.lines.push(line);
+        let n = WRITTEN.fetch_add(1, Ordering::SeqCst) + 1;
+        if crate::test_aids::get().crash_at == Some(n) {
+            std::process::abort();
+        }
+        Ok(())
+    }
+}
+
+/// Read a rekey journal; a torn last line (a crash mid-write) is ignored.
+pub fn read_lines(path: &Path) -> Result<Vec<RekeyLine>, StoreError> {
+    let text = fsutil::read_text(path)?;
+    let raw: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, l) in raw.iter().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<RekeyLine>(l) {
+            Ok(line) => out.push(line),
+            Err(_) if i + 1 == raw.len() && !text.ends_with('\n') => break,
+            Err(e) => {
+                return Err(StoreError::Parse {
+                    location: path.display().to_string(),
+                    line: Some(i + 1),
+                    column: Some(e.column()),
+                    message: "not a rekey journal record".into(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a migration folder holds a rekey.
+pub fn is_rekey(dir: &Path) -> bool {
+    dir.join(REKEY_JOURNAL_FILE).is_file()
+}
+
+/// What a rekey's records say.
+#[derive(Debug, Clone)]
+pub struct RekeyState {
+    pub id: MigrationId,
+    pub dir: PathBuf,
+    pub started_at: String,
+    pub store: String,
+    pub format: Option<RekeyFormat>,
+    pub identity: Option<StoreIdentity>,
+    pub old_keys: Vec<String>,
+    pub new_key: String,
+    pub planned: Option<Vec<PlannedCell>>,
+    pub already_new: usize,
+    pub untouched: Vec<CellNote>,
+    pub backup: Option<PathBuf>,
+    /// Every new fingerprint journaled for a cell (a resume may write a
+    /// second new ciphertext), in order.
+    pub begun: BTreeMap<CellRef, Vec<String>>,
+    pub rekeyed: BTreeSet<CellRef>,
+    pub changed: BTreeMap<CellRef, String>,
+    pub failed: BTreeMap<CellRef, String>,
+    pub restored: BTreeSet<CellRef>,
+    pub kept: BTreeMap<CellRef, String>,
+    pub rolling_back: bool,
+    pub rolled_back: Option<bool>,
+    pub finished: Option<MigrationStatus>,
+    pub lines: Vec<RekeyLine>,
+}
+
+impl RekeyState {
+    fn empty(id: MigrationId, dir: PathBuf) -> Self {
+        RekeyState {
+            id,
+            dir,
+            started_at: String::new(),
+            store: String::new(),
+            format: None,
+            identity: None,
+            old_keys: Vec::new(),
+            new_key: String::new(),
+            planned: None,
+            already_new: 0,
+            untouched: Vec::new(),
+            backup: None,
+            begun: BTreeMap::new(),
+            rekeyed: BTreeSet::new(),
+            changed: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            restored: BTreeSet::new(),
+            kept: BTreeMap::new(),
+            rolling_back: false,
+            rolled_back: None,
+            finished: None,
+            lines: Vec::new(),
+        }
+    }
+
+    /// The state of the rekey in `dir`.
+    pub fn load(dir: &Path, id: &MigrationId) -> Result<RekeyState, StoreError> {
+        let lines = read_lines(&dir.join(REKEY_JOURNAL_FILE))?;
+        let mut s = RekeyState::empty(id.clone(), dir.to_path_buf());
+        for l in &lines {
+            s.apply(l);
+        }
+        if s.format.is_none() {
+            return Err(StoreError::parse(
+                dir.join(REKEY_JOURNAL_FILE).display().to_string(),
+                "the rekey journal has no rekey_started record",
+            ));
+        }
+        s.lines = lines;
+        Ok(s)
+    }
+
+    pub fn apply(&mut self, l: &RekeyLine) {
+        match &l.record {
+            RekeyRecord::RekeyStarted {
+                store,
+                format,
+                identity,
+                old_keys,
+                new_key,
+                ..
+            } => {
+                self.started_at = l.at.clone();
+                self.store = store.clone();
+                self.format = Some(*format);
+                self.identity = identity.as_deref().cloned();
+                self.old_keys = old_keys.clone();
+                self.new_key = new_key.clone();
+            }
+            RekeyRecord::RekeyPlanned {
+                cells,
+                already_new,
+                untouched,
+            } => {
+                self.planned = Some(cells.clone());
+                self.already_new = *already_new;
+                self.untouched = untouched.clone();
+            }
+            RekeyRecord::RekeyBackupWritten { path, .. } => self.backup = Some(path.clone()),
+            RekeyRecord::RekeyBatchBegin { cells } => {
+                for c in cells {
+                    self.begun
+                        .entry(c.at.clone())
+                        .or_default()
+                        .push(c.new_fp.clone());
+                }
+            }
+            RekeyRecord::RekeyBatchDone {
+                rekeyed,
+                changed,
+                failed,
+            } => {
+                for at in rekeyed {
+                    self.failed.remove(at);
+                    self.changed.remove(at);
+                    self.rekeyed.insert(at.clone());
+                }
+                for n in changed {
+                    self.changed.insert(n.at.clone(), n.reason.clone());
+                }
+                for n in failed {
+                    self.failed.insert(n.at.clone(), n.reason.clone());
+                }
+            }
+            RekeyRecord::RekeyResumed => self.finished = None,
+            RekeyRecord::RekeyRollbackStarted => {
+                self.rolling_back = true;
+                self.rolled_back = Some(false);
+            }
+            RekeyRecord::RekeyUndone { restored, kept } => {
+                for at in restored {
+                    self.kept.remove(at);
+                    self.restored.insert(at.clone());
+                }
+                for n in kept {
+                    self.kept.insert(n.at.clone(), n.reason.clone());
+                }
+            }
+            RekeyRecord::RekeyRolledBack { complete } => self.rolled_back = Some(*complete),
+            RekeyRecord::RekeyVerifyRun { .. } => {}
+            RekeyRecord::RekeyFinished { status } => self.finished = Some(*status),
+        }
+    }
+
+    pub fn status(&self) -> MigrationStatus {
+        match self.rolled_back {
+            Some(true) => MigrationStatus::RolledBack,
+            Some(false) => MigrationStatus::Interrupted,
+            None => self.finished.unwrap_or(MigrationStatus::Interrupted),
+        }
+    }
+
+    /// Cells under the new key now, as far as the journal knows.
+    pub fn rekeyed_now(&self) -> usize {
+        self.rekeyed.difference(&self.restored).count()
+    }
+}

@@ -1,0 +1,116 @@
+//! The rekey's batch against a real SQLite table, with the application
+//! writing a row between the rekey's read and its write.
+
+use super::*;
+use crate::credential::Secret;
+use crate::crypto::laravel::{self as crypt, AppKey};
+
+fn key(byte: u8) -> (Secret, AppKey) {
+    use base64::Engine;
+    let text = format!(
+        "base64:{}",
+        base64::engine::general_purpose::STANDARD.encode([byte; 32])
+    );
+    let k = AppKey::parse(&Secret::new(text.as_str())).unwrap();
+    (Secret::new(text), k)
+}
+
+fn payload(conn: &rusqlite::Connection, id: i64) -> String {
+    conn.query_row(
+        "SELECT encrypted_credentials FROM ai_credentials WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_row_the_app_changed_after_the_read_is_left_alone_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sqlite");
+    let (old_text, old) = key(1);
+    let (new_text, new) = key(2);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE ai_credentials (id INTEGER PRIMARY KEY, provider TEXT, \
+         credential_type TEXT, encrypted_credentials TEXT NOT NULL, is_active INTEGER)",
+    )
+    .unwrap();
+    for i in 1..=3 {
+        let text = crypt::php_serialize_str(&format!(r#"{{"key":"sk-row-{i}"}}"#));
+        conn.execute(
+            "INSERT INTO ai_credentials VALUES (?1, ?2, 'api_key', ?3, 1)",
+            rusqlite::params![
+                i,
+                format!("p{i}"),
+                crypt::encrypt(&old, text.as_bytes()).unwrap()
+            ],
+        )
+        .unwrap();
+    }
+    let spec = StoreSpec::LaravelSqlite(path.clone());
+    let opts = KeyOptions {
+        app_key: Some(old_text),
+        ..KeyOptions::default()
+    };
+    let mut cells = raw::open(&spec, &opts).unwrap();
+    let all = cells.cells().unwrap();
+    assert_eq!(all.len(), 3);
+    let codec = codec::build(
+        RekeyFormat::Laravel,
+        "test",
+        &all,
+        &opts,
+        &NewKey::Text(new_text),
+    )
+    .unwrap();
+    let batch: Vec<(Cell, Plain)> = all
+        .iter()
+        .cloned()
+        .zip(codec.open(&all))
+        .map(|(c, (u, p))| {
+            assert_eq!(u, Under::Old(0));
+            (c, p.unwrap())
+        })
+        .collect();
+    // The application rewrites row 2 (under the key it has) meanwhile.
+    let apps = crypt::php_serialize_str(r#"{"key":"sk-written-by-the-app"}"#);
+    let apps_payload = crypt::encrypt(&old, apps.as_bytes()).unwrap();
+    conn.execute(
+        "UPDATE ai_credentials SET encrypted_credentials = ?1 WHERE id = 2",
+        [&apps_payload],
+    )
+    .unwrap();
+    let id = MigrationId("test".into());
+    let mut j = RekeyJournal::open(dir.path(), &id).unwrap();
+    let out = run_batch(&mut j, cells.as_mut(), codec.as_ref(), &batch).unwrap();
+    let rows = |r: &[CellRef]| r.iter().map(|a| a.row.clone()).collect::<Vec<_>>();
+    assert_eq!(rows(&out.rekeyed), ["1", "3"]);
+    assert_eq!(out.changed.len(), 1);
+    assert_eq!(out.changed[0].at.row, "2");
+    assert!(out.changed[0].reason.contains("changed by the application"));
+    // Row 2 holds exactly what the app wrote, still readable by the app.
+    assert_eq!(payload(&conn, 2), apps_payload);
+    assert_eq!(
+        &crypt::decrypt(&old, &payload(&conn, 2)).unwrap()[..],
+        apps.as_bytes()
+    );
+    for i in [1, 3] {
+        assert!(crypt::decrypt(&new, &payload(&conn, i)).is_ok());
+        assert!(crypt::decrypt(&old, &payload(&conn, i)).is_err());
+    }
+    // The journal says which cell was left alone.
+    assert_eq!(j.state.changed.len(), 1);
+    assert_eq!(j.state.rekeyed.len(), 2);
+}
+
+#[test]
+fn batches_ramp_up_for_rows_and_stay_whole_for_files_and_tables() {
+    assert_eq!(batches(RekeyFormat::Laravel, 10), vec![1, 2, 4, 3]);
+    assert_eq!(batches(RekeyFormat::PromptTrain, 0), Vec::<usize>::new());
+    let big = batches(RekeyFormat::PromptTrain, 1500);
+    assert_eq!(big.iter().sum::<usize>(), 1500);
+    assert!(big.iter().all(|&b| b <= MAX_REKEY_BATCH));
+    assert_eq!(batches(RekeyFormat::Envelope, 1), vec![1]);
+    assert_eq!(batches(RekeyFormat::CredshiftSqlite, 40), vec![40]);
+}

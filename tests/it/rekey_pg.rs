@@ -1,0 +1,282 @@
+//! `credshift rekey` against a real PostgreSQL server: agent-prompttrain's
+//! `accounts` (checked with an independent Node implementation of its
+//! format: every value opens with the new key, none with the old), the
+//! Fragments Engine table, and credshift's own table. Rollback puts the
+//! old ciphertexts back byte for byte; no key or value reaches the
+//! output, the journal, the audit log or the backup's metadata.
+
+use crate::support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use support::{canary, credshift, pg, run};
+
+fn private_file(path: &Path, text: &str) -> PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    writeln!(f, "{text}").unwrap();
+    path.to_path_buf()
+}
+
+/// agent-prompttrain's format in Node (scripts/prompttrain-crypto.js):
+/// each value decrypted under `key`, or `{"error"}`.
+fn node_decrypt(key: &str, values: &[String]) -> Option<Vec<serde_json::Value>> {
+    if Command::new("node").arg("--version").output().is_err() {
+        support::skip_without("node", "node is not on PATH");
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prompttrain-crypto.js");
+    let mut child = Command::new("node")
+        .arg(&script)
+        .arg("decrypt")
+        .env("CREDENTIAL_ENCRYPTION_KEY", key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(values).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Some(v.as_array().unwrap().clone())
+}
+
+/// Every encrypted account value, by `account/column`, as stored.
+fn account_values(url: &str) -> Vec<(String, String)> {
+    let mut c = pg::connect(url);
+    let mut out = Vec::new();
+    for row in c
+        .query(
+            "SELECT account_id, api_key_encrypted, oauth_access_token_encrypted, \
+             oauth_refresh_token_encrypted FROM accounts ORDER BY account_id",
+            &[],
+        )
+        .unwrap()
+    {
+        let id: String = row.get(0);
+        for (i, f) in ["api_key", "oauth_access_token", "oauth_refresh_token"]
+            .iter()
+            .enumerate()
+        {
+            if let Some(v) = row.get::<_, Option<String>>(i + 1) {
+                out.push((format!("account:{id}/{f}"), v));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn prompttrain_values_end_under_the_new_key_only_and_roll_back_byte_for_byte() {
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/schema.sql"));
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/data.sql"));
+    let old_key =
+        std::fs::read_to_string(support::fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY"))
+            .unwrap()
+            .trim()
+            .to_string();
+    let before = account_values(&url);
+    let expected = support::expected();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let key_path = dir.path().join("new-credential.key");
+    let spec = format!("prompttrain-db:{url}");
+    let (out, stdout, stderr) = run(credshift(&state)
+        .env("CREDENTIAL_ENCRYPTION_KEY", &old_key)
+        .args(["rekey", "--store", &spec, "--generate-new-key"])
+        .arg(&key_path)
+        .args(["--yes", "--json"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let report = support::json(&stdout);
+    assert_eq!(report["operation"], "rekey");
+    assert_eq!(report["copied"].as_u64(), Some(before.len() as u64));
+    let steps = report["next_steps"].to_string();
+    assert!(steps.contains("CREDENTIAL_ENCRYPTION_KEY"), "{steps}");
+    assert!(steps.contains(key_path.to_str().unwrap()), "{steps}");
+    let new_key = std::fs::read_to_string(&key_path)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(new_key.len() >= 32);
+
+    let after = account_values(&url);
+    let values: Vec<String> = after.iter().map(|(_, v)| v.clone()).collect();
+    let Some(with_new) = node_decrypt(&new_key, &values) else {
+        return;
+    };
+    for ((id, _), plain) in after.iter().zip(&with_new) {
+        assert_eq!(plain.as_str(), Some(expected[id].as_str()), "{id}: {plain}");
+    }
+    let with_old = node_decrypt(&old_key, &values).unwrap();
+    assert!(
+        with_old.iter().all(|v| v.get("error").is_some()),
+        "the old key still opens one"
+    );
+
+    // No key, no value: in the output, the journal, the audit, the backup.
+    let mut hay = canary::file_haystacks(&state);
+    hay.push(("stdout".into(), stdout.into_bytes()));
+    hay.push(("stderr".into(), stderr.into_bytes()));
+    canary::assert_absent(&old_key, &hay);
+    canary::assert_absent(&new_key, &hay);
+    for (id, _) in &before {
+        canary::assert_absent(&expected[id], &hay);
+    }
+
+    let id = report["migration_id"].as_str().unwrap().to_string();
+    let (out, _, stderr) = run(credshift(&state).args(["verify", "--migration-id", &id]));
+    assert!(out.status.success(), "{stderr}");
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes"]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        account_values(&url),
+        before,
+        "the old ciphertexts, byte for byte"
+    );
+}
+
+#[test]
+fn laravel_postgres_rekeys_and_rolls_back() {
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    pg::execute(
+        &url,
+        &support::laravel::pg_schema("a_i_credentials", "BOOLEAN"),
+    );
+    let data = std::fs::read_to_string(support::fixture("fragments/data.sql"))
+        .unwrap()
+        .replace("}', 1, '", "}', TRUE, '");
+    pg::execute(&url, &data);
+    let payloads = || -> Vec<String> {
+        pg::connect(&url)
+            .query(
+                "SELECT encrypted_credentials FROM a_i_credentials ORDER BY id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let before = payloads();
+    assert_eq!(before.len(), 4);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let key_path = dir.path().join("app.key");
+    let spec = format!("laravel:{url}");
+    let (out, stdout, stderr) = run(credshift(&state)
+        .env("APP_KEY", support::fragments_app_key())
+        .args(["rekey", "--store", &spec, "--generate-new-key"])
+        .arg(&key_path)
+        .args(["--yes", "--json"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let report = support::json(&stdout);
+    assert_eq!(report["copied"], 4);
+    // The store opens with the new APP_KEY and reads every value.
+    let new_key = std::fs::read_to_string(&key_path)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(new_key.starts_with("base64:"));
+    let (out, got, stderr) = run(credshift(&state).env("APP_KEY", &new_key).args([
+        "get",
+        "--from",
+        &spec,
+        "openai/key",
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(got.trim(), support::expected()["openai/key"]);
+    let id = report["migration_id"].as_str().unwrap().to_string();
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes"]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(payloads(), before);
+}
+
+#[test]
+fn a_credshift_postgres_table_rekeys_to_a_new_passphrase_and_rolls_back() {
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let env = dir.path().join("a.env");
+    std::fs::write(&env, "API_TOKEN=pg-rekey-canary-value-0001\n").unwrap();
+    let old = private_file(&dir.path().join("old.pw"), "old pg passphrase 1");
+    let new = private_file(&dir.path().join("new.pw"), "new pg passphrase 2");
+    let with = |pw: &Path| {
+        let mut c = credshift(&state);
+        c.args(["--passphrase-file", pw.to_str().unwrap()]);
+        c
+    };
+    let (out, _, stderr) = run(with(&old).args([
+        "migrate",
+        "--from",
+        &format!("dotenv:{}", env.display()),
+        "--to",
+        &url,
+        "--yes",
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    let cells = || -> Vec<String> {
+        let mut c = pg::connect(&url);
+        let mut v: Vec<String> = c
+            .query(
+                "SELECT encode(nonce, 'hex') || encode(ciphertext, 'hex') FROM credshift_credentials",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        v.push(
+            c.query_one(
+                "SELECT kdf || iterations || encode(salt, 'hex') || encode(check_value, 'hex') \
+                 FROM credshift_meta",
+                &[],
+            )
+            .unwrap()
+            .get(0),
+        );
+        v
+    };
+    let before = cells();
+    let (out, stdout, stderr) = run(with(&old)
+        .args(["rekey", "--store", &url, "--new-passphrase-file"])
+        .arg(&new)
+        .args(["--yes", "--json"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let get = |pw: &Path| run(with(pw).args(["get", "--from", &url, "env/API_TOKEN"]));
+    let (out, got, _) = get(&new);
+    assert!(out.status.success());
+    assert_eq!(got.trim(), "pg-rekey-canary-value-0001");
+    assert!(!get(&old).0.status.success());
+    let id = support::json(&stdout)["migration_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes"]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(cells(), before);
+    assert!(get(&old).0.status.success());
+}
