@@ -11,8 +11,12 @@
 # - the Secret Service (benches/keyring.rs): 200 items end to end against
 #   the floor of 200 bare CreateItem calls, on disk and on tmpfs;
 # - `.env` (scripts/bench-migrate.sh): 100,000 items into an encrypted file,
-#   per-item cost at 100k against 10k, and peak RSS of migrate, inventory
-#   and --delete-source.
+#   per-item cost at 100k against 10k (wall clock, and CPU time, which
+#   holds under load), and peak RSS of migrate, inventory and
+#   --delete-source with bytes per item at 1k, 10k, 100k;
+# - OpenBao (scripts/bench-vault.sh, when `bao` and hvac can be had): 1,000
+#   `.env` items with read-back against a `bao kv put` loop and a Python
+#   hvac loop, both layouts (BENCH_VAULT_SIZES, default "100 1000").
 #
 # The full output of each bench is kept in $BENCH_OUT (default: a new temp
 # dir) and the table is printed last, with the date, machine, load average
@@ -51,8 +55,11 @@ if [ -z "${BENCH_REUSE:-}" ]; then
     run keyring cargo bench --quiet --bench keyring
     run dotenv env BENCH_SIZES="${BENCH_SIZES:-1000 10000 100000}" \
         scripts/bench-migrate.sh "$here/target/release/credshift"
+    # shellcheck disable=SC2086
+    run vault env CREDSHIFT_BIN="$here/target/release/credshift" \
+        scripts/bench-vault.sh ${BENCH_VAULT_SIZES:-100 1000}
 fi
-for f in kdf prompttrain keyring dotenv; do [ -f "$out/$f.txt" ] || echo "(not run)" > "$out/$f.txt"; done
+for f in kdf prompttrain keyring dotenv vault; do [ -f "$out/$f.txt" ] || echo "(not run)" > "$out/$f.txt"; done
 
 # A field of the first line matching a pattern, or "-".
 pick() { awk -v p="$2" -v f="$3" '$0 ~ p { print $f; found = 1; exit } END { if (!found) print "-" }' "$out/$1.txt"; }
@@ -73,6 +80,12 @@ env_100k=$(awk '$1 == 100000 && NF > 10 { print $2 " s"; exit }' "$out/dotenv.tx
 env_scale=$(awk '$1 == 10000 && NF > 10 { a = $5 } $1 == 100000 && NF > 10 { b = $5 } END { if (a > 0) printf "%.2fx", b / a; else print "-" }' "$out/dotenv.txt")
 mem() { awk -v c="$1" '$1 == 100000 && NF == 9 { print $c " MB"; exit }' "$out/dotenv.txt"; }
 bpi() { awk -v c="$1" '$1 == n && NF == 9 { print $c; exit }' n="$2" "$out/dotenv.txt"; }
+# The CPU-time table's rows have 11 fields (items, cpu, peer, ratio, us/item, |, ...).
+cpu() { awk -v c="$1" -v n="$2" '$1 == n && NF == 11 { print $c; exit }' "$out/dotenv.txt"; }
+env_cpu_scale=$(awk '$1 == 10000 && NF == 11 { a = $5 } $1 == 100000 && NF == 11 { b = $5 } END { if (a > 0) printf "%.2fx", b / a; else print "-" }' "$out/dotenv.txt")
+# Vault: items/s of credshift (one-secret and item layouts) and of the two loops.
+vrate() { awk -v n="$1" -v p="$2" '$1 == "n=" n && index($0, p) { for (i = 1; i <= NF; i++) if ($i == "items/s") { print $(i - 1); exit } }' "$out/vault.txt"; }
+vratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1fx", a / b; else print "-" }'; }
 
 echo
 echo "credshift bench-all: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
@@ -88,11 +101,18 @@ row "200 items into the Secret Service, end to end, disk" "${kr_disk:--}" "bare 
 row "200 items into the Secret Service, end to end, tmpfs" "${kr_shm:--}" "bare CreateItem floor" "<= 1.15x"
 row ".env 100,000 items into an encrypted file" "${env_100k:--}" "(idle machine)" "<= 1.5 s"
 row ".env per-item cost, 100k vs 10k" "${env_scale:--}" "10k items" "<= 1.2x"
+row ".env 100,000 items, CPU seconds (and vs peer)" "$(cpu 2 100000) s ($(cpu 4 100000))" "openssl enc, CPU seconds" "(<= 1.5 s idle wall)"
+row ".env per-item CPU cost, 100k vs 10k" "${env_cpu_scale:--}" "10k items" "<= 1.2x"
 row "peak RSS, migrate 100k" "$(mem 2)" "" "<= 100 MB"
 row "peak RSS, inventory --json 100k" "$(mem 5)" "" "<= 64 MB"
 row "peak RSS, migrate --delete-source 100k" "$(mem 8)" "" "<= 128 MB"
 for n in 1000 10000 100000; do
     row "bytes per item at $n: migrate / inventory / delete" \
-        "$(bpi 3 $n) / $(bpi 6 $n) / $(bpi 9 $n)" "" ""
+        "$(bpi 3 $n) / $(bpi 6 $n) / $(bpi 9 $n)" "peak RSS / items" ""
+done
+for n in ${BENCH_VAULT_SIZES:-100 1000}; do
+    cs=$(vrate "$n" "(one secret)") ci=$(vrate "$n" "?layout=item") bl=$(vrate "$n" "bao kv put") hv=$(vrate "$n" "hvac loop")
+    row "OpenBao $n items/s, one secret / ?layout=item" "${cs:--} / ${ci:--}" "bao loop ${bl:--}, hvac ${hv:--}" ""
+    row "  the same, against the loops" "$(vratio "$ci" "$bl") bao, $(vratio "$ci" "$hv") hvac (item)" "bao / hvac loop" ">= 20x bao, >= 3x hvac"
 done
 echo "full outputs: $out"

@@ -17,6 +17,9 @@
 #
 # Prints a table: seconds, peer seconds, ratio, and microseconds per item;
 # the last line compares per-item cost at the largest size with the smallest.
+# A CPU-time table follows (user + system seconds of credshift and of the
+# openssl peer, from GNU time): on a shared, loaded machine wall-clock
+# seconds are the load's, CPU seconds still the work's.
 # A second table gives each credshift run's peak RSS (GNU time's maximum
 # resident set size) in MB and in bytes per item, against the targets
 # (100,000 items: migrate <= 100 MB, inventory <= 64 MB, --delete-source
@@ -40,9 +43,16 @@ export CREDSHIFT_PASSPHRASE='bench passphrase, not a secret'
 export CREDSHIFT_STATE_DIR=$work/state
 
 now() { date +%s.%N; }
-# Peak RSS in KB of the command, into the file named first.
-rss() { local out=$1; shift; /usr/bin/time -f %M -o "$out" "$@"; }
+# Peak RSS in KB of the command, into the file named first; its CPU seconds
+# (user + system) into the same name with `.cpu`.
+rss() {
+    local out=$1; shift
+    /usr/bin/time -f '%M %U %S' -o "$out.all" "$@"
+    awk '{ print $1 }' "$out.all" > "$out"
+    awk '{ printf "%.3f\n", $2 + $3 }' "$out.all" > "$out.cpu"
+}
 mem_rows=()
+cpu_rows=()
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 echo "load average at the start: $(cat /proc/loadavg)"
@@ -62,8 +72,8 @@ for n in $sizes; do
 
     # Peer first, then credshift, each on a fresh output file.
     t0=$(now)
-    openssl enc -aes-256-ctr -pbkdf2 -iter 600000 -salt -pass env:CREDSHIFT_PASSPHRASE \
-        -in "$env_file" -out "$work/peer-$n.bin"
+    rss "$work/rss-p" openssl enc -aes-256-ctr -pbkdf2 -iter 600000 -salt \
+        -pass env:CREDSHIFT_PASSPHRASE -in "$env_file" -out "$work/peer-$n.bin"
     sync "$work/peer-$n.bin"
     t1=$(now)
     rss "$work/rss-m" "$bin" migrate --from "dotenv:$env_file" --to "encrypted:$work/out-$n.enc" \
@@ -103,6 +113,10 @@ for n in $sizes; do
     mem_rows+=("$(awk -v n="$n" -v m="$(cat "$work/rss-m")" -v i="$(cat "$work/rss-i")" \
         -v d="$(cat "$work/rss-d")" 'BEGIN { printf "%8d %10.1f %9.0f | %10.1f %9.0f | %10.1f %9.0f",
         n, m / 1024, m * 1024 / n, i / 1024, i * 1024 / n, d / 1024, d * 1024 / n }')")
+    cpu_rows+=("$(awk -v n="$n" -v m="$(cat "$work/rss-m.cpu")" -v p="$(cat "$work/rss-p.cpu")" \
+        -v i="$(cat "$work/rss-i.cpu")" -v d="$(cat "$work/rss-d.cpu")" 'BEGIN {
+        printf "%8d %10.3f %10.3f %7.1fx %9.1f | %10.3f %9.1f | %10.3f %9.1f",
+        n, m, p, m / (p > 0 ? p : 1e-3), m * 1e6 / n, i, i * 1e6 / n, d, d * 1e6 / n }')")
     [ -z "$first_m" ] && first_m=$mu first_i=$iu first_d=$du
     last_m=$mu last_i=$iu last_d=$du
     rm -f "$work/out-$n.enc" "$work/peer-$n.bin" "$work/del-$n.enc" "$work/del-$n.env"
@@ -113,4 +127,8 @@ echo "peak RSS (targets at 100,000 items: migrate <= 100 MB, inventory <= 64 MB,
 printf '%8s %10s %9s | %10s %9s | %10s %9s\n' items migrate_MB B/item inventory_MB B/item \
     delete_MB B/item
 printf '%s\n' "${mem_rows[@]}"
+echo "CPU seconds (user + system; the peer is the same openssl enc)"
+printf '%8s %10s %10s %8s %9s | %10s %9s | %10s %9s\n' items migrate_cpu peer_cpu ratio us/item \
+    inventory_cpu us/item delete_cpu us/item
+printf '%s\n' "${cpu_rows[@]}"
 echo "load average at the end: $(cat /proc/loadavg)"

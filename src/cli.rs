@@ -510,14 +510,22 @@ pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
     let spec = parse_spec(from)?;
     let opts = g.key_options()?;
     let store = store::open(&spec, &opts)?;
-    let (inv, _creds) = engine::inventory::inventory(store.as_ref(), engine::inventory::now_ms())?;
+    // Classified item by item as printed: the credentials are held once,
+    // never next to every item's preview and metadata.
+    let scan = engine::inventory::scan_sorted(store.as_ref())?;
+    let now = engine::inventory::now_ms();
     if json {
-        print_json(&inv)?;
+        print_json(&engine::inventory::InventoryStream {
+            store: store.spec(),
+            scan: &scan,
+            now_ms: now,
+        })?;
     } else {
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         let io = CliError::stdout;
-        writeln!(out, "{} ({} items)", inv.store, inv.items.len()).map_err(io)?;
-        for it in &inv.items {
+        writeln!(out, "{} ({} items)", store.spec(), scan.credentials.len()).map_err(io)?;
+        for c in &scan.credentials {
+            let it = engine::inventory::classify(c, now);
             let status = match it.status {
                 engine::ItemStatus::Eligible => "eligible".to_string(),
                 engine::ItemStatus::Invalid => {
@@ -536,7 +544,7 @@ pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
             .map_err(io)?;
         }
         out.flush().map_err(io)?;
-        for e in &inv.errors {
+        for e in &scan.errors {
             eprintln!("{}: {}: {}", e.severity, e.location, e.error);
         }
     }

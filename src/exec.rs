@@ -116,7 +116,7 @@ pub fn map_id(layout: Layout, id: &CredentialId) -> Result<Mapping, String> {
         Layout::Plain => {
             if id.namespace == "env" {
                 return if valid_var_name(&id.name) {
-                    Ok(Mapping::Var(id.name.clone()))
+                    Ok(Mapping::Var(id.name.to_string()))
                 } else {
                     Err(format!(
                         "{id}: {:?} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)",

@@ -58,6 +58,17 @@ pub const TEMP_MARKER: &str = ".credshift-tmp.";
 /// stays. A file that was private keeps its mode (0400, 0600, ...); one that
 /// group or others could read is written back as 0600 (the probe warns).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with(path, |f| f.write_all(bytes))
+}
+
+/// [`atomic_write`] of what `fill` writes into the temp file: a large file
+/// (a sealed store) is written as it is produced, never held whole. `fill`
+/// buffers as it sees fit (no buffer here: a plaintext file's bytes must
+/// not be left in one).
+pub fn atomic_write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<()> {
     let path = &resolve_links(path);
     let dir = parent_dir(path);
     ensure_private_dir(&dir)?;
@@ -88,7 +99,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     };
     let result = (|| -> io::Result<()> {
-        file.write_all(bytes)?;
+        fill(&mut file)?;
         crash_in_write(&name);
         if mode != FILE_MODE {
             file.set_permissions(fs::Permissions::from_mode(mode))?;

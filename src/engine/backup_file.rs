@@ -100,8 +100,18 @@ pub fn sealing_key(key: &BackupKey, opts: &KeyOptions) -> Result<SealingKey, Sto
 /// Seal `creds` under an already derived key and write them atomically
 /// (temp file, fsync, rename, dir fsync).
 pub fn write_sealed(path: &Path, creds: &[Credential], key: &SealingKey) -> Result<(), StoreError> {
-    let bytes = key.seal(&envelope::encode_credentials(creds)?)?;
-    fsutil::atomic_write(path, &bytes)
+    write_sealed_refs(path, creds.iter(), key)
+}
+
+/// [`write_sealed`] of credentials held elsewhere (a plan's map): no
+/// clones, sealed in place and written as encoded.
+pub fn write_sealed_refs<'a>(
+    path: &Path,
+    creds: impl Iterator<Item = &'a Credential> + Clone,
+    key: &SealingKey,
+) -> Result<(), StoreError> {
+    let sealed = key.seal_for_writing(envelope::encode_credential_refs(creds)?)?;
+    fsutil::atomic_write_with(path, |f| sealed.write_to(f).map(|_| ()))
 }
 
 /// The key to open an existing backup, chosen by its header: a

@@ -559,11 +559,9 @@ impl Run<'_> {
             .filter(|i| i.action == Action::Overwrite)
             .filter_map(|i| prepared.target_old.get(&i.id).cloned())
             .collect();
-        let all_source: Vec<Credential> = prepared.source.values().cloned().collect();
-        if let Err(e) = self.write_backups(&all_source, &overwritten) {
+        if let Err(e) = self.write_backups(prepared.source.values(), &overwritten) {
             return Err(self.fail_before_writing(e.into()));
         }
-        drop(all_source);
         let work: Vec<&Credential> = prepared.to_write();
         let old: BTreeMap<CredentialId, Credential> =
             overwritten.into_iter().map(|c| (c.id.clone(), c)).collect();
@@ -574,6 +572,11 @@ impl Run<'_> {
         };
         let keeps = prepared.target_capability.keeps_metadata;
         let stop = self.write_items(&work, &old, keeps, &mut tally, started);
+        // The plan's copies of the values are done with: rollback and
+        // cleanup go by the journal, the stores and `old` (the target values
+        // an overwrite replaced), so the source is not held during cleanup.
+        drop(work);
+        drop(prepared);
         let cancelled = matches!(stop, Some(Stop::Cancelled));
         // A cancelled migration (or restore) rolls back what it wrote.
         let stop = match stop {
@@ -596,24 +599,25 @@ impl Run<'_> {
         e
     }
 
-    pub(crate) fn write_backups(
+    pub(crate) fn write_backups<'c>(
         &mut self,
-        source: &[Credential],
+        source: impl ExactSizeIterator<Item = &'c Credential> + Clone,
         overwritten: &[Credential],
     ) -> Result<(), StoreError> {
         let path = self.dir.join(backup_file::BACKUP_FILE);
-        backup_file::write_sealed(&path, source, &self.keys.sealing)?;
+        let n_source = source.len();
+        backup_file::write_sealed_refs(&path, source, &self.keys.sealing)?;
         let target_path = self.dir.join(state::TARGET_BACKUP_FILE);
         if !overwritten.is_empty() {
             backup_file::write_sealed(&target_path, overwritten, &self.keys.sealing)?;
         }
         self.journal.append(Record::BackupWritten {
             path: path.clone(),
-            items: source.len() + overwritten.len(),
+            items: n_source + overwritten.len(),
         })?;
         self.ctl.send(Progress::BackupWritten {
             path,
-            items: source.len() + overwritten.len(),
+            items: n_source + overwritten.len(),
         });
         Ok(())
     }
@@ -629,6 +633,12 @@ impl Run<'_> {
         tally: &mut Tally,
         started: Instant,
     ) -> Option<Stop> {
+        // A store that records provenance (Vault) names this migration and
+        // its source, redacted, next to what it writes.
+        self.target.set_provenance(&store::Provenance {
+            migration_id: self.id.0.clone(),
+            source: store::redact_url(&self.source.spec().absolute().to_string()),
+        });
         let mut ramp = BatchRamp::new(self.target.batch_hint());
         let mut pos = 0;
         while pos < work.len() {

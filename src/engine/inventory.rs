@@ -23,6 +23,43 @@ pub fn inventory(store: &dyn Store, now_ms: i64) -> Result<(Inventory, Vec<Crede
     ))
 }
 
+/// Every credential of `store`, sorted by id, and the places it could not
+/// read: what an inventory lists, before classifying.
+pub fn scan_sorted(store: &dyn Store) -> Result<Scan> {
+    let mut scan = store.read_all()?;
+    scan.credentials.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(scan)
+}
+
+/// An inventory serialized as it is classified, item by item: the JSON of
+/// [`Inventory`] without holding every item's preview and metadata next
+/// to the credentials (a 100,000-item `inventory --json` held both).
+pub struct InventoryStream<'a> {
+    pub store: &'a crate::store::StoreSpec,
+    pub scan: &'a Scan,
+    pub now_ms: i64,
+}
+
+impl serde::Serialize for InventoryStream<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Items<'b>(&'b [Credential], i64);
+        impl serde::Serialize for Items<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|c| classify(c, self.1)))
+            }
+        }
+        let mut st = s.serialize_struct("Inventory", 3)?;
+        st.serialize_field("store", self.store)?;
+        st.serialize_field("items", &Items(&self.scan.credentials, self.now_ms))?;
+        st.serialize_field("errors", &self.scan.errors)?;
+        st.end()
+    }
+}
+
 /// When `c` itself expires: only an OAuth access token is marked expired
 /// by its `expires_at` (a refresh token, or a key next to it, outlives the
 /// access token's expiry).
@@ -60,6 +97,39 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
     use crate::credential::Metadata;
+
+    #[test]
+    fn the_streamed_inventory_is_the_inventory_as_json() {
+        let mut m = Metadata::new();
+        m.insert("expires_at".into(), 1_000i64.into());
+        m.insert("label".into(), "team".into());
+        let creds = vec![
+            Credential::new(
+                "b/key".parse().unwrap(),
+                Kind::ApiKey,
+                "sk-0123456789abcdef0123",
+            ),
+            Credential::new("a/tok".parse().unwrap(), Kind::OauthAccess, "short").with_metadata(m),
+            Credential::new("a/empty".parse().unwrap(), Kind::Other, ""),
+        ];
+        let store = crate::store::memory::MemStore::new(
+            crate::store::StoreSpec::Dotenv("s".into()),
+            creds,
+            true,
+        );
+        let (inv, _) = inventory(&store, 10_000_000).unwrap();
+        let scan = scan_sorted(&store).unwrap();
+        let streamed = InventoryStream {
+            store: store.spec(),
+            scan: &scan,
+            now_ms: 10_000_000,
+        };
+        assert_eq!(
+            serde_json::to_string_pretty(&streamed).unwrap(),
+            serde_json::to_string_pretty(&inv).unwrap()
+        );
+        assert_eq!(inv.items.len(), 3);
+    }
 
     #[test]
     fn only_an_oauth_access_token_expires_by_expires_at() {

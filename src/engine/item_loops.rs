@@ -160,6 +160,11 @@ pub fn delete_order(ids: &mut [CredentialId]) {
 /// (more when one item and the items derived from it are more).
 const DELETE_BATCH: usize = 256;
 
+/// The most a whole-file store's delete batch grows to: a batch holds both
+/// ends' values of its items at once, and 65,536 of them were most of a
+/// 100,000-item cleanup's memory; one more pass over the file costs less.
+const WHOLE_FILE_DELETE_BATCH: usize = 32_768;
+
 /// `ids`, in their order, cut into delete batches, so that an item and the
 /// items derived from its metadata (`NS/NAME#PATH`, [`legacy_meta`]) always
 /// share a batch: the legacy-metadata layer deletes a parent only together
@@ -171,19 +176,40 @@ const DELETE_BATCH: usize = 256;
 /// When either end reads or rewrites a whole file per call
 /// ([`BatchHint::WholeFile`]), a batch costs as much as the file is long,
 /// and cleanup starts with the file at its longest: the cap grows fourfold
-/// after each batch (256, 1,024, 4,096, ...), so the whole cleanup reads
-/// the file a logarithmic number of times. Fixed batches of 256 made a
+/// after each batch (256, 1,024, 4,096, ... up to
+/// [`WHOLE_FILE_DELETE_BATCH`]), so the whole cleanup reads the file a few
+/// times. Fixed batches of 256 made a
 /// 20,000-item `.env` cleanup take 23 s against 1 s for the migration
 /// itself, and 100,000 items 330 s.
 fn delete_batches(ids: Vec<CredentialId>, hint: BatchHint) -> Vec<Vec<CredentialId>> {
+    // Only a parent and its derived items form a group; every other id
+    // stands alone, without a group of its own in memory (a vector per id
+    // was about 100 bytes per item of a 100,000-item cleanup).
+    let parents: std::collections::HashSet<CredentialId> = ids
+        .iter()
+        .filter_map(|id| legacy_meta::parent_of(id).map(|(p, _)| p))
+        .collect();
+    enum Unit {
+        One(CredentialId),
+        Group(usize),
+    }
+    let mut units: Vec<Unit> = Vec::with_capacity(ids.len());
     let mut groups: Vec<Vec<CredentialId>> = Vec::new();
     let mut group_of: HashMap<CredentialId, usize> = HashMap::new();
     for id in ids {
-        let key = legacy_meta::parent_of(&id).map_or_else(|| id.clone(), |(parent, _)| parent);
+        let key = match legacy_meta::parent_of(&id) {
+            Some((parent, _)) => parent,
+            None if parents.contains(&id) => id.clone(),
+            None => {
+                units.push(Unit::One(id));
+                continue;
+            }
+        };
         match group_of.get(&key) {
             Some(&g) => groups[g].push(id),
             None => {
                 group_of.insert(key, groups.len());
+                units.push(Unit::Group(groups.len()));
                 groups.push(vec![id]);
             }
         }
@@ -191,14 +217,21 @@ fn delete_batches(ids: Vec<CredentialId>, hint: BatchHint) -> Vec<Vec<Credential
     let mut batches: Vec<Vec<CredentialId>> = Vec::new();
     let mut batch: Vec<CredentialId> = Vec::new();
     let mut cap = DELETE_BATCH;
-    for group in groups {
-        if !batch.is_empty() && batch.len() + group.len() > cap {
+    for unit in units {
+        let len = match &unit {
+            Unit::One(_) => 1,
+            Unit::Group(g) => groups[*g].len(),
+        };
+        if !batch.is_empty() && batch.len() + len > cap {
             batches.push(std::mem::take(&mut batch));
             if hint == BatchHint::WholeFile {
-                cap = cap.saturating_mul(4);
+                cap = cap.saturating_mul(4).min(WHOLE_FILE_DELETE_BATCH);
             }
         }
-        batch.extend(group);
+        match unit {
+            Unit::One(id) => batch.push(id),
+            Unit::Group(g) => batch.append(&mut groups[g]),
+        }
     }
     if !batch.is_empty() {
         batches.push(batch);
@@ -220,21 +253,25 @@ pub(crate) fn cleanup_items(
     target: &dyn Store,
     ctl: &Control,
 ) -> Result<()> {
-    let state = journal.state()?.clone();
-    journal.append(Record::CleanupStarted)?;
-    let mut ids: Vec<CredentialId> = state
-        .planned
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .filter(|p| {
-            ((state.verified.contains(&p.id) && !state.undone.contains(&p.id))
+    // What the loop needs of the journal's state, taken out once (a
+    // clone of the whole state was a copy of every planned item): each
+    // candidate's fingerprint and whether its delete began before a crash.
+    let mut want: HashMap<CredentialId, (String, bool)> = HashMap::new();
+    let mut ids: Vec<CredentialId> = Vec::new();
+    {
+        let state = journal.state()?;
+        for p in state.planned.as_deref().unwrap_or_default() {
+            let Some(f) = p.fp.as_ref() else { continue };
+            if ((state.verified.contains(&p.id) && !state.undone.contains(&p.id))
                 || p.action == PlannedAction::SkipIdentical)
                 && !state.source_deleted.contains(&p.id)
-                && p.fp.is_some()
-        })
-        .map(|p| p.id.clone())
-        .collect();
+            {
+                ids.push(p.id.clone());
+                want.insert(p.id.clone(), (f.clone(), state.delete_began(&p.id)));
+            }
+        }
+    }
+    journal.append(Record::CleanupStarted)?;
     delete_order(&mut ids);
     let (mut n_deleted, mut n_failed) = (0usize, 0usize);
     let hint = if [source.batch_hint(), target.batch_hint()].contains(&BatchHint::WholeFile) {
@@ -251,10 +288,7 @@ pub(crate) fn cleanup_items(
         let mut deleted: Vec<CredentialId> = Vec::new();
         let mut failed: Vec<Failure> = Vec::new();
         for ((id, t), s) in chunk.iter().zip(at_target).zip(at_source) {
-            let want = state
-                .planned_item(id)
-                .and_then(|p| p.fp.as_deref())
-                .unwrap_or("");
+            let (want, began) = want.get(id).map_or(("", false), |(f, b)| (f.as_str(), *b));
             let ours = |c: &Credential| fingerprint::same(&fp.value(c), want);
             let problem = match (t, s) {
                 (Ok(Some(t)), Ok(Some(s))) if ours(&t) && ours(&s) => {
@@ -262,7 +296,7 @@ pub(crate) fn cleanup_items(
                     continue;
                 }
                 // Deleted before a crash: the delete began and it is gone.
-                (Ok(Some(t)), Ok(None)) if ours(&t) && state.delete_began(id) => {
+                (Ok(Some(t)), Ok(None)) if ours(&t) && began => {
                     deleted.push(id.clone());
                     continue;
                 }
@@ -398,7 +432,7 @@ mod tests {
         };
         assert_eq!(
             sizes(BatchHint::WholeFile),
-            [256, 1024, 4096, 16384, 65536, 12704]
+            [256, 1024, 4096, 16384, 32768, 32768, 12704]
         );
         // Per-item stores keep the fixed cap: 391 batches.
         let per_item = sizes(BatchHint::PerItem);

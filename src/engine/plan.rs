@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::credential::{Credential, CredentialId};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::engine::fingerprint::{self, FpKey};
+use crate::engine::fingerprint::FpKey;
 use crate::engine::inventory::now_ms;
 use crate::engine::types::{Action, ConflictPolicy, Plan, PlanCounts, PlanItem};
 use crate::error::{Result, StoreError};
@@ -21,7 +21,7 @@ use crate::store::{Capability, Scan, Severity, Store, StoreSpec};
 /// this very object and refuses to write when either store changed since.
 pub struct Prepared {
     pub plan: Plan,
-    pub source: BTreeMap<CredentialId, Credential>,
+    pub source: SourceItems,
     pub target_old: BTreeMap<CredentialId, Credential>,
     /// Ids the target lists but cannot read, with the error: conflicts,
     /// never replaced (there is nothing to back up).
@@ -30,32 +30,74 @@ pub struct Prepared {
     snapshot: Snapshot,
 }
 
+/// The planned source credentials, one per id, sorted by id: the source
+/// scan's own buffer, kept (a map beside the scan was a second copy of
+/// every credential and its id for the whole run).
+#[derive(Default)]
+pub struct SourceItems(Vec<Credential>);
+
+impl SourceItems {
+    pub fn get(&self, id: &CredentialId) -> Option<&Credential> {
+        self.0
+            .binary_search_by(|c| c.id.cmp(id))
+            .ok()
+            .map(|i| &self.0[i])
+    }
+
+    pub fn contains_key(&self, id: &CredentialId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// In id order.
+    pub fn values(&self) -> std::slice::Iter<'_, Credential> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Fingerprints of every planned id at both ends, under a key that exists
 /// only in this process's memory.
 struct Snapshot {
     key: FpKey,
-    source: BTreeMap<CredentialId, String>,
-    target: BTreeMap<CredentialId, String>,
+    /// One per plan item, in plan order (the plan's items are its ids).
+    source: Vec<Fp>,
+    target: BTreeMap<CredentialId, Fp>,
 }
+
+/// An id's value and metadata fingerprints, chained over every copy of the
+/// id in store order, in a fixed 32 bytes (a hex string per item was
+/// 100 B of a plan's memory).
+type Fp = [u8; 32];
 
 fn fingerprints<'a>(
     key: &FpKey,
     creds: impl Iterator<Item = &'a Credential>,
-) -> BTreeMap<CredentialId, String> {
-    let mut out: BTreeMap<CredentialId, String> = BTreeMap::new();
+) -> BTreeMap<CredentialId, Fp> {
+    use sha2::Digest;
+    let mut out: BTreeMap<CredentialId, Fp> = BTreeMap::new();
     for c in creds {
         // A repeated id fingerprints every copy, in store order.
-        let e = out.entry(c.id.clone()).or_default();
-        e.push_str(&key.value(c));
-        e.push_str(&key.meta(c));
+        let e = out.entry(c.id.clone()).or_insert([0u8; 32]);
+        let mut h = sha2::Sha256::new();
+        h.update(*e);
+        h.update(key.value(c).as_bytes());
+        h.update(key.meta(c).as_bytes());
+        e.copy_from_slice(&h.finalize());
     }
     out
 }
 
-fn same_fp(a: Option<&String>, b: Option<&String>) -> bool {
+fn same_fp(a: Option<&Fp>, b: Option<&Fp>) -> bool {
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) => fingerprint::same(a, b),
+        (Some(a), Some(b)) => crate::credential::ct_eq_bytes(a, b),
         _ => false,
     }
 }
@@ -87,13 +129,17 @@ impl Prepared {
         target: &dyn Store,
     ) -> Result<Vec<(CredentialId, ChangedSide)>> {
         let snap = &self.snapshot;
-        let planned = |c: &&Credential| snap.source.contains_key(&c.id);
+        let items = &self.plan.items;
+        let planned = |c: &&Credential| items.binary_search_by(|i| i.id.cmp(&c.id)).is_ok();
         let scan = source.read_all()?;
         let src_now = fingerprints(&snap.key, scan.credentials.iter().filter(planned));
+        drop(scan);
         let tscan = read_target(target)?;
         let tgt_now = fingerprints(&snap.key, tscan.credentials.iter().filter(planned));
+        drop(tscan);
         let mut changed = Vec::new();
-        for (id, fp) in &snap.source {
+        for (item, fp) in items.iter().zip(&snap.source) {
+            let id = &item.id;
             if !same_fp(Some(fp), src_now.get(id)) {
                 changed.push((id.clone(), ChangedSide::Source));
             } else if !same_fp(snap.target.get(id), tgt_now.get(id)) {
@@ -253,9 +299,17 @@ pub fn prepare(
             left.join(", ")
         ));
     }
+    // Every selected id has its plan item, in the same order.
+    let source_fps = p
+        .plan
+        .items
+        .iter()
+        .map(|i| src_snap.get(&i.id).copied().unwrap_or_default())
+        .collect();
+    drop(src_snap);
     p.snapshot = Snapshot {
         key,
-        source: src_snap,
+        source: source_fps,
         target: tgt_snap,
     };
     p.plan.token = TOKENS.fetch_add(1, Ordering::Relaxed);
@@ -306,29 +360,32 @@ fn build(
 ) -> Prepared {
     let mut creds = scan.credentials;
     creds.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut seen: BTreeMap<CredentialId, usize> = BTreeMap::new();
-    for c in &creds {
-        *seen.entry(c.id.clone()).or_default() += 1;
-    }
+    // Sorted: the copies of a repeated id are neighbours.
+    let copies = |i: usize| {
+        creds[i..]
+            .iter()
+            .take_while(|c| c.id == creds[i].id)
+            .count()
+    };
     let keeps_metadata = cap.keeps_metadata;
-    let mut items = Vec::new();
+    let mut items = Vec::with_capacity(creds.len());
     let mut counts = PlanCounts::default();
-    let mut source = BTreeMap::new();
+    let mut keep = vec![false; creds.len()];
     let mut target_old = BTreeMap::new();
     let mut drops_metadata = false;
-    let mut last: Option<CredentialId> = None;
-    for c in creds {
+    let mut i = 0;
+    while i < creds.len() {
+        let c = &creds[i];
+        let n = copies(i);
+        let at = i;
+        // One plan line per id; the first copy says "duplicate".
+        i += n;
         if selection.is_some_and(|s| !s.contains(&c.id)) {
             continue;
         }
-        let duplicate = seen.get(&c.id).copied().unwrap_or(0) > 1;
-        if duplicate && last.as_ref() == Some(&c.id) {
-            // One plan line per id; the first already says "duplicate".
-            continue;
-        }
-        last = Some(c.id.clone());
+        let duplicate = n > 1;
         let mut warnings = Vec::new();
-        if let Some(exp) = crate::engine::inventory::expiry(&c)
+        if let Some(exp) = crate::engine::inventory::expiry(c)
             && exp <= now
         {
             let when = chrono::DateTime::from_timestamp_millis(exp)
@@ -340,10 +397,7 @@ fn build(
         let len = c.secret.expose().len();
         let action = if duplicate {
             Action::Invalid {
-                reason: format!(
-                    "duplicate id in the source ({} entries)",
-                    seen.get(&c.id).copied().unwrap_or(0)
-                ),
+                reason: format!("duplicate id in the source ({n} entries)"),
             }
         } else if let Some(r) = c.invalid_reason() {
             Action::Invalid {
@@ -353,11 +407,11 @@ fn build(
             && len > limit
         {
             Action::TooLong { limit, len }
-        } else if let Some(reason) = target.check(&c) {
+        } else if let Some(reason) = target.check(c) {
             Action::Invalid { reason }
         } else {
             match target_all.remove(&c.id) {
-                Some(old) if same_for_target(&old, &c, keeps_metadata) => Action::SkipIdentical,
+                Some(old) if same_for_target(&old, c, keeps_metadata) => Action::SkipIdentical,
                 Some(old) => {
                     target_old.insert(old.id.clone(), old);
                     match policy {
@@ -387,10 +441,12 @@ fn build(
             action,
             warnings,
         });
-        if !duplicate {
-            source.insert(c.id.clone(), c);
-        }
+        keep[at] = !duplicate;
     }
+    items.shrink_to_fit();
+    let mut k = keep.into_iter();
+    creds.retain(|_| k.next().unwrap_or(false));
+    let source = SourceItems(creds);
     let mut warnings = Vec::new();
     if drops_metadata {
         warnings.push(format!(
@@ -422,7 +478,7 @@ fn build(
         target_capability: cap,
         snapshot: Snapshot {
             key: FpKey::unkeyed(),
-            source: BTreeMap::new(),
+            source: Vec::new(),
             target: BTreeMap::new(),
         },
     }

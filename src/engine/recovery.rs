@@ -415,7 +415,7 @@ pub fn resume_with(
             .filter_map(|i| prepared.target_old.get(&i.id).cloned())
             .collect();
         let all: Vec<Credential> = prepared.source.values().cloned().collect();
-        run.write_backups(&all, &overwritten)?;
+        run.write_backups(all.iter(), &overwritten)?;
     }
     let st = run.journal.state()?.clone();
     let old = load_backup(&st, &run.keys, st.target_backup.as_deref(), opts)?;

@@ -73,7 +73,12 @@ pub struct State {
     pub backup_key: BackupKeyKind,
     pub kdf: Option<KdfRecord>,
     pub planned: Option<Vec<PlannedItem>>,
-    /// Position in `planned` by id.
+    /// `planned[..planned_sorted]` is in strictly ascending id order (a
+    /// plan's items are), so it is searched, not indexed: a map of every id
+    /// was about 80 bytes per item for the whole run.
+    planned_sorted: usize,
+    /// Position in `planned` of the items past `planned_sorted` (those a
+    /// resume's replan added), by id.
     planned_index: HashMap<CredentialId, usize>,
     pub warnings: Vec<String>,
     /// Source places the plan could not read.
@@ -162,6 +167,7 @@ impl State {
             kdf: kdf.clone(),
             dir,
             planned: None,
+            planned_sorted: 0,
             planned_index: HashMap::new(),
             warnings: Vec::new(),
             unreadable: 0,
@@ -189,12 +195,27 @@ impl State {
         Ok(s)
     }
 
+    /// Where `id` is in `planned`.
+    fn planned_position(&self, id: &CredentialId) -> Option<usize> {
+        let planned = self.planned.as_ref()?;
+        let sorted = &planned[..self.planned_sorted.min(planned.len())];
+        match sorted.binary_search_by(|p| p.id.cmp(id)) {
+            Ok(i) => Some(i),
+            Err(_) => self
+                .planned_index
+                .get(id)
+                .copied()
+                .filter(|&i| i < planned.len()),
+        }
+    }
+
     /// A planned item replaced by a resume's new plan for it.
     fn replan(&mut self, p: &PlannedItem) {
+        let at = self.planned_position(&p.id);
         let planned = self.planned.get_or_insert_with(Vec::new);
-        match self.planned_index.get(&p.id) {
-            Some(&i) if i < planned.len() => planned[i] = p.clone(),
-            _ => {
+        match at {
+            Some(i) => planned[i] = p.clone(),
+            None => {
                 self.planned_index.insert(p.id.clone(), planned.len());
                 planned.push(p.clone());
             }
@@ -231,9 +252,12 @@ impl State {
                 warnings,
                 unreadable,
             } => {
+                let sorted = 1 + items.windows(2).take_while(|w| w[0].id < w[1].id).count();
+                self.planned_sorted = sorted.min(items.len());
                 self.planned_index = items
                     .iter()
                     .enumerate()
+                    .skip(self.planned_sorted)
                     .map(|(i, p)| (p.id.clone(), i))
                     .collect();
                 self.planned = Some(items.clone());
@@ -348,7 +372,7 @@ impl State {
     }
 
     pub fn planned_item(&self, id: &CredentialId) -> Option<&PlannedItem> {
-        self.planned.as_ref()?.get(*self.planned_index.get(id)?)
+        self.planned.as_ref()?.get(self.planned_position(id)?)
     }
 
     fn count(&self, action: PlannedAction) -> usize {

@@ -34,7 +34,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
+use crate::credential::{Credential, CredentialId, IdStr, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::{
@@ -89,7 +89,8 @@ struct Assignment {
     end: usize,
     /// Line index of the marker comment right above, when there is one.
     marker_line: Option<usize>,
-    key: String,
+    /// Shared with the id's name and the key index (one allocation).
+    key: IdStr,
     /// Everything before the value: indentation, `export `, key, ` = `.
     prefix: String,
     /// Everything after the value: spacing and an inline comment.
@@ -98,7 +99,14 @@ struct Assignment {
     value: Secret,
     id: CredentialId,
     kind: Kind,
-    metadata: Metadata,
+    /// Boxed: only a marker comment carries metadata, and an empty map
+    /// inline was a third of a plain line's assignment.
+    metadata: Option<Box<Metadata>>,
+}
+
+/// `metadata`, boxed when there is any.
+fn boxed(metadata: Metadata) -> Option<Box<Metadata>> {
+    (!metadata.is_empty()).then(|| Box::new(metadata))
 }
 
 impl Assignment {
@@ -107,7 +115,7 @@ impl Assignment {
             id: self.id.clone(),
             kind: self.kind,
             secret: self.value.clone(),
-            metadata: self.metadata.clone(),
+            metadata: self.metadata.as_deref().cloned().unwrap_or_default(),
         }
     }
 }
@@ -131,8 +139,12 @@ struct Doc {
     /// and every assignment under a key. They make lookups O(1), so listing
     /// and batches stay linear in the file's size.
     by_id: Index<CredentialId>,
-    by_key: Index<String>,
+    by_key: Index<IdStr>,
     errors: Vec<LocationError>,
+    /// A document only read (listed, scanned, read back): each line is
+    /// zeroized and freed once analysed, so the text and its parsed values
+    /// are not both held whole. Such a document cannot be edited or saved.
+    read_only: bool,
 }
 
 impl Doc {
@@ -146,10 +158,11 @@ impl Doc {
             by_id: Index::default(),
             by_key: Index::default(),
             errors: Vec::new(),
+            read_only: false,
         }
     }
 
-    fn parse(path: &Path, bytes: Vec<u8>) -> Result<Doc> {
+    fn parse(path: &Path, bytes: Vec<u8>, read_only: bool) -> Result<Doc> {
         let bom = bytes.starts_with(&[0xEF, 0xBB, 0xBF]);
         let text = Zeroizing::new(fsutil::decode_text(path, bytes)?);
         let crlf = text.contains("\r\n");
@@ -162,11 +175,14 @@ impl Doc {
             // `split` yields an empty piece after the final newline.
             lines.pop();
         }
+        // The lines hold the text now; it is not kept through the analysis.
+        drop(text);
         let mut doc = Doc {
             bom,
             crlf,
             trailing_newline,
             lines,
+            read_only,
             ..Doc::empty()
         };
         doc.analyse(path);
@@ -195,7 +211,15 @@ impl Doc {
         let loc = |i: usize| format!("{}:{}", path.display(), i + 1);
         let mut pending: Option<(usize, Marker)> = None;
         let mut i = 0;
+        let mut released = 0;
         while i < self.lines.len() {
+            if self.read_only {
+                // Lines before `i` are never looked at again.
+                for l in &mut self.lines[released..i] {
+                    *l = Zeroizing::default();
+                }
+                released = i;
+            }
             let line = self.lines[i].as_str();
             let trimmed = line.trim_start();
             if trimmed.is_empty() {
@@ -220,11 +244,12 @@ impl Doc {
             }
             match parse_assignment(&self.lines, i) {
                 Ok(parsed) => {
+                    let key = IdStr::from(parsed.key);
                     let (id, kind, metadata, marker_line) = match pending.take() {
                         Some((m_line, m)) => (m.id, m.kind, m.metadata, Some(m_line)),
                         None => (
-                            CredentialId::new("env", parsed.key.clone()),
-                            Kind::guess(&parsed.key),
+                            CredentialId::new("env", key.clone()),
+                            Kind::guess(&key),
                             Metadata::new(),
                             None,
                         ),
@@ -234,14 +259,14 @@ impl Doc {
                         start: i,
                         end,
                         marker_line,
-                        key: parsed.key,
+                        key,
                         prefix: parsed.prefix,
                         suffix: parsed.suffix,
                         quote: parsed.quote,
                         value: parsed.value,
                         id,
                         kind,
-                        metadata,
+                        metadata: boxed(metadata),
                     });
                     i = end;
                 }
@@ -254,6 +279,11 @@ impl Doc {
                     });
                     i += 1;
                 }
+            }
+        }
+        if self.read_only {
+            for l in &mut self.lines[released..] {
+                *l = Zeroizing::default();
             }
         }
     }
@@ -322,7 +352,7 @@ impl Doc {
                     id: a.id,
                     kind: a.kind,
                     secret: a.value,
-                    metadata: a.metadata,
+                    metadata: a.metadata.map(|m| *m).unwrap_or_default(),
                 }),
         );
         out
@@ -365,7 +395,7 @@ impl Doc {
                 let a = &mut self.assignments[n];
                 a.value = c.secret.clone();
                 a.kind = c.kind;
-                a.metadata = c.metadata.clone();
+                a.metadata = boxed(c.metadata.clone());
                 a.quote = quote_of(&encoded);
             }
             Ok(same_shape)
@@ -379,6 +409,7 @@ impl Doc {
                 None
             };
             let prefix = format!("{key}=");
+            let key = IdStr::from(key);
             self.lines
                 .push(Zeroizing::new(format!("{prefix}{}", encoded.as_str())));
             self.trailing_newline = true;
@@ -393,7 +424,7 @@ impl Doc {
                 value: c.secret.clone(),
                 id: c.id.clone(),
                 kind: c.kind,
-                metadata: c.metadata.clone(),
+                metadata: boxed(c.metadata.clone()),
             });
             Ok(true)
         }
@@ -438,7 +469,7 @@ impl Doc {
     /// already belongs to another id.
     fn choose_key(&self, id: &CredentialId) -> String {
         let base = if id.namespace == "env" && valid_key(&id.name) {
-            id.name.clone()
+            id.name.to_string()
         } else {
             sanitize_key(&id.to_string())
         };
@@ -451,19 +482,31 @@ impl Doc {
             .unwrap_or(base)
     }
 
-    fn render(&self) -> Zeroizing<Vec<u8>> {
+    /// The file's bytes into `out`, through one zeroizing block buffer: a
+    /// large file is never rendered whole (and no grown-and-freed copy of
+    /// it is left unzeroized).
+    fn render_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        const BLOCK: usize = 1 << 16;
         let eol = if self.crlf { "\r\n" } else { "\n" };
-        let mut out = Zeroizing::new(Vec::new());
+        let mut buf = Zeroizing::new(Vec::with_capacity(BLOCK));
         if self.bom {
-            out.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
+            buf.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
         }
         for (i, l) in self.lines.iter().enumerate() {
-            out.extend_from_slice(l.as_bytes());
+            if buf.len() + l.len() + 2 > BLOCK {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+            if l.len() + 2 > BLOCK {
+                out.write_all(l.as_bytes())?;
+            } else {
+                buf.extend_from_slice(l.as_bytes());
+            }
             if i + 1 < self.lines.len() || self.trailing_newline {
-                out.extend_from_slice(eol.as_bytes());
+                buf.extend_from_slice(eol.as_bytes());
             }
         }
-        out
+        out.write_all(&buf)
     }
 }
 
@@ -553,19 +596,26 @@ impl DotenvStore {
     /// The parsed file, or `None` when it does not exist.
     fn load(&self) -> Result<Option<Doc>> {
         fsutil::read_if_exists(&self.path)?
-            .map(|bytes| Doc::parse(&self.path, bytes))
+            .map(|bytes| Doc::parse(&self.path, bytes, false))
+            .transpose()
+    }
+
+    /// [`load`](Self::load) of a document only read, never saved.
+    fn load_to_read(&self) -> Result<Option<Doc>> {
+        fsutil::read_if_exists(&self.path)?
+            .map(|bytes| Doc::parse(&self.path, bytes, true))
             .transpose()
     }
 
     fn load_existing(&self) -> Result<Doc> {
-        self.load()?.ok_or_else(|| StoreError::NotFound {
+        self.load_to_read()?.ok_or_else(|| StoreError::NotFound {
             location: self.path.display().to_string(),
             hint: "no such .env file".into(),
         })
     }
 
     fn save(&self, doc: &Doc) -> Result<()> {
-        fsutil::atomic_write(&self.path, &doc.render())
+        fsutil::atomic_write_with(&self.path, |f| doc.render_to(f))
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -664,7 +714,8 @@ impl DotenvStore {
         // Every id not deleted must read as before; a deleted id may read
         // as an earlier assignment of it (its result said so), nothing new.
         let deleted: std::collections::HashSet<&CredentialId> = ids.iter().collect();
-        let checked = self.same_meaning(&doc, &before, |id| deleted.contains(id));
+        let checked = self.same_meaning(&mut doc, &before, |id| deleted.contains(id));
+        drop(before);
         match checked.and_then(|()| self.save(&doc)) {
             Ok(()) => results,
             Err(e) => ids.iter().map(|_| Err(e.duplicate())).collect(),
@@ -674,9 +725,12 @@ impl DotenvStore {
 
 /// What a document reads as: each effective id and its value.
 fn meaning(doc: &Doc) -> Meaning {
-    doc.credentials()
-        .into_iter()
-        .map(|c| (c.id, c.secret))
+    let on = doc.effective();
+    doc.assignments
+        .iter()
+        .zip(on)
+        .filter(|(_, on)| *on)
+        .map(|(a, _)| (a.id.clone(), a.value.clone()))
         .collect()
 }
 
@@ -688,21 +742,30 @@ impl DotenvStore {
     /// change how lines it never touched read: a value requoted next to an
     /// unterminated quote on a broken line closes that quote and swallows
     /// the assignments between (found by fuzzing).
+    ///
+    /// `doc` is about to be saved: only its lines are kept (they are lent
+    /// to the fresh reading, not copied, and its old analysis is dropped
+    /// first, so a large file is not analysed twice over in memory).
     fn same_meaning(
         &self,
-        doc: &Doc,
+        doc: &mut Doc,
         expected: &Meaning,
         may_differ: impl Fn(&CredentialId) -> bool,
     ) -> Result<()> {
+        doc.assignments = Vec::new();
+        doc.by_id = Index::default();
+        doc.by_key = Index::default();
         let mut fresh = Doc {
             bom: doc.bom,
             crlf: doc.crlf,
             trailing_newline: doc.trailing_newline,
-            lines: doc.lines.clone(),
+            lines: std::mem::take(&mut doc.lines),
             ..Doc::empty()
         };
         fresh.analyse(&self.path);
         let now = meaning(&fresh);
+        doc.lines = std::mem::take(&mut fresh.lines);
+        drop(fresh);
         let kept = expected
             .iter()
             .all(|(id, was)| may_differ(id) || now.get(id).is_some_and(|is| is.ct_eq(was)));
@@ -734,10 +797,10 @@ impl Store for DotenvStore {
 
     fn probe(&self) -> Capability {
         let mut cap = Capability::persistent_store(false, true);
-        match self.load() {
+        match self.load_to_read() {
             Ok(Some(doc)) => {
                 cap.exists = true;
-                cap.item_count = Some(doc.credentials().len());
+                cap.item_count = Some(doc.effective().iter().filter(|on| **on).count());
                 cap.writable = fsutil::writable(&self.path)
                     && fsutil::dir_writable(&fsutil::parent_dir(&self.path));
                 cap.warnings = plaintext_file_warnings(&self.path);
@@ -785,7 +848,7 @@ impl Store for DotenvStore {
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         // A file that is not there yet holds nothing (a fresh target).
-        let Some(doc) = self.load()? else {
+        let Some(doc) = self.load_to_read()? else {
             return Ok(None);
         };
         Ok(doc.credential(id))
@@ -793,7 +856,7 @@ impl Store for DotenvStore {
 
     /// One parse for the whole batch.
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
-        let loaded = self.load();
+        let loaded = self.load_to_read();
         #[cfg(test)]
         crate::store::test_support::run_after_read();
         match loaded {
@@ -847,7 +910,8 @@ impl Store for DotenvStore {
                 r.map(|_| ())
             },
             |doc| {
-                self.same_meaning(&doc, &expected.borrow(), |_| false)?;
+                let mut doc = doc;
+                self.same_meaning(&mut doc, &expected.borrow(), |_| false)?;
                 self.save(&doc)
             },
             |e, c| StoreError::item(&c.id, e.to_string()),

@@ -162,7 +162,7 @@ impl Store for EnvStore {
         if id.name.contains(['=', '\0']) {
             return Ok(None);
         }
-        match std::env::var_os(&id.name) {
+        match std::env::var_os(id.name.as_str()) {
             None => Ok(None),
             Some(v) => match v.into_string() {
                 Ok(v) => Ok(Some(Self::credential(&id.name, v))),

@@ -196,6 +196,15 @@ pub enum BatchHint {
 
 /// Every backend implements this. Implementations must be safe to call from
 /// a worker thread and must never put a secret into an error.
+/// Who is about to write into a store: the migration's id and its source
+/// spec, redacted (no password). Never a secret. For stores that keep
+/// provenance next to what they hold (Vault's `custom_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub migration_id: String,
+    pub source: String,
+}
+
 pub trait Store: Send + Sync {
     /// The spec this store was opened from (its `Display` hides passwords).
     fn spec(&self) -> &StoreSpec;
@@ -317,6 +326,11 @@ pub trait Store: Send + Sync {
     /// ends are one store, and recovery refuses a store whose identity is
     /// not the one the journal recorded. May connect (a database).
     fn identity(&self) -> Result<StoreIdentity>;
+
+    /// The migration about to write here (the engine says so before its
+    /// first write), for a store that records provenance with what it
+    /// writes. Most stores keep none.
+    fn set_provenance(&self, _p: &Provenance) {}
 
     /// The lock that lives with the store, held until the returned guard is
     /// dropped: shared for an operation that only reads the store,

@@ -381,7 +381,7 @@ impl Config {
             return false;
         };
         let Some(provider) = providers
-            .get_mut(&id.namespace)
+            .get_mut(id.namespace.as_str())
             .and_then(Value::as_object_mut)
         else {
             return false;
@@ -434,7 +434,7 @@ impl Config {
         if leaves.is_empty() && bad.is_empty() {
             provider.shift_remove("auth_data");
             if provider.is_empty() {
-                providers.shift_remove(&id.namespace);
+                providers.shift_remove(id.namespace.as_str());
             }
         }
         true

@@ -360,7 +360,7 @@ impl SqliteStore {
                 let mut st = conn
                     .prepare_cached(&format!("{sql} WHERE namespace = ?1 AND name = ?2"))
                     .map_err(|e| self.db_err(e))?;
-                st.query_map(params![id.namespace, id.name], map)
+                st.query_map(params![id.namespace.as_str(), id.name.as_str()], map)
                     .map_err(|e| self.db_err(e))?
                     .collect()
             }
@@ -634,7 +634,7 @@ impl Store for SqliteStore {
                 tx.prepare_cached(
                     "DELETE FROM credshift_credentials WHERE namespace = ?1 AND name = ?2",
                 )
-                .and_then(|mut st| st.execute(params![id.namespace, id.name]))
+                .and_then(|mut st| st.execute(params![id.namespace.as_str(), id.name.as_str()]))
                 .map(|n| n > 0)
                 .map_err(|e| self.db_err(e))
             })
@@ -696,7 +696,9 @@ impl Store for SqliteStore {
                 tx.prepare_cached(
                     "DELETE FROM credshift_credentials WHERE namespace = ?1 AND name = ?2",
                 )
-                .and_then(|mut st| st.execute(params![want.id.namespace, want.id.name]))
+                .and_then(|mut st| {
+                    st.execute(params![want.id.namespace.as_str(), want.id.name.as_str()])
+                })
                 .map(|n| {
                     if n > 0 {
                         DeleteIf::Deleted
@@ -732,7 +734,7 @@ impl Store for SqliteStore {
         let n = conn
             .execute(
                 "DELETE FROM credshift_credentials WHERE namespace = ?1 AND name = ?2",
-                params![id.namespace, id.name],
+                params![id.namespace.as_str(), id.name.as_str()],
             )
             .map_err(|e| self.db_err(e))?;
         Ok(n > 0)
@@ -818,8 +820,8 @@ impl Store for SqliteStore {
                          metadata = excluded.metadata, nonce = excluded.nonce, \
                          ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
                         params![
-                            c.id.namespace,
-                            c.id.name,
+                            c.id.namespace.as_str(),
+                            c.id.name.as_str(),
                             c.kind.as_str(),
                             metadata,
                             nonce.to_vec(),

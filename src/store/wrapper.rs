@@ -121,6 +121,11 @@ macro_rules! forward {
             self.$($p)+.lock(mode, wait)
         }
     };
+    (@one [$($p:tt)+]; set_provenance) => {
+        fn set_provenance(&self, p: &$crate::store::Provenance) {
+            self.$($p)+.set_provenance(p)
+        }
+    };
     (@one [$($p:tt)+]; identity) => {
         fn identity(&self) -> $crate::error::Result<$crate::store::StoreIdentity> {
             self.$($p)+.identity()
@@ -148,8 +153,8 @@ mod tests {
     use crate::error::Result;
     use crate::store::faults::{Faults, FaultyStore};
     use crate::store::{
-        BatchHint, Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Scan, Store,
-        StoreIdentity, StoreLock, StoreSpec,
+        BatchHint, Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Provenance, Scan,
+        Store, StoreIdentity, StoreLock, StoreSpec,
     };
 
     /// A store whose every method answers something no trait default
@@ -262,6 +267,9 @@ mod tests {
                 "identity",
             ))
         }
+        fn set_provenance(&self, _: &Provenance) {
+            self.called("set_provenance");
+        }
     }
 
     /// What `w` answers is what the marked store under it answers, and the
@@ -316,6 +324,11 @@ mod tests {
             );
         };
         log.lock().unwrap().clear();
+        w.set_provenance(&Provenance {
+            migration_id: "m".into(),
+            source: "dotenv:a.env".into(),
+        });
+        batched("set_provenance", true);
         batched("read_many", w.read_many(&ids).iter().all(Result::is_ok));
         batched("write_many", w.write_many(&creds).iter().all(Result::is_ok));
         batched("delete_many", w.delete_many(&ids).iter().all(Result::is_ok));

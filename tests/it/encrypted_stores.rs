@@ -492,7 +492,7 @@ fn the_credential_id_is_bound_to_its_value() {
     let get = |id: &CredentialId| -> (Vec<u8>, Vec<u8>) {
         conn.query_row(
             "SELECT nonce, ciphertext FROM credshift_credentials WHERE namespace = ?1 AND name = ?2",
-            [&id.namespace, &id.name],
+            [id.namespace.as_str(), id.name.as_str()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap()
@@ -503,7 +503,7 @@ fn the_credential_id_is_bound_to_its_value() {
         conn.execute(
             "UPDATE credshift_credentials SET nonce = ?1, ciphertext = ?2 \
              WHERE namespace = ?3 AND name = ?4",
-            rusqlite::params![n, c, id.namespace, id.name],
+            rusqlite::params![n, c, id.namespace.as_str(), id.name.as_str()],
         )
         .unwrap();
     };

@@ -126,7 +126,7 @@ fn every_fixture_value_decrypts_through_the_store() {
         let c = store.read(&id(fid)).unwrap().unwrap();
         assert_eq!(c.secret.expose(), expected[fid], "{fid}");
         assert_eq!(c.kind, Kind::guess(&c.id.name), "{fid}");
-        assert_eq!(c.metadata["provider"], c.id.namespace, "{fid}");
+        assert_eq!(c.metadata["provider"], c.id.namespace.as_str(), "{fid}");
         assert_eq!(c.metadata["credential_type"], "api_key", "{fid}");
         assert_eq!(c.metadata["created_via"], "artisan", "{fid}");
     }

@@ -763,6 +763,7 @@ fn no_token_or_secret_reaches_any_output_journal_or_custom_metadata() {
     let (code, stdout, stderr) =
         migrate(&bao, &state, &format!("dotenv:{}", env.display()), &to, &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     outputs.push((
         "migrate".to_string(),
         format!("{stdout}{stderr}").into_bytes(),
@@ -791,9 +792,27 @@ fn no_token_or_secret_reaches_any_output_journal_or_custom_metadata() {
     outputs.extend(canary::file_haystacks(&state));
     canary::assert_absent(secret, &outputs);
     canary::assert_absent(&bao.token, &outputs);
+    // The provenance entry names the migration and its source, redacted.
+    let entry: serde_json::Value = serde_json::from_str(
+        meta["data"]["custom_metadata"]["credshift"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{meta}")),
+    )
+    .unwrap();
+    assert_eq!(
+        entry["migration_id"], report["migration_id"],
+        "{entry} {report}"
+    );
     assert!(
-        meta["data"]["custom_metadata"]["credshift"].is_string(),
-        "{meta}"
+        entry["migration_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{entry}"
+    );
+    assert_eq!(
+        entry["from"].as_str(),
+        Some(format!("dotenv:{}", env.display()).as_str()),
+        "{entry}"
     );
 }
 

@@ -287,7 +287,7 @@ impl LaravelStore {
         {
             return (provider.to_string(), t.to_string());
         }
-        (ns.clone(), DEFAULT_TYPE.to_string())
+        (ns.to_string(), DEFAULT_TYPE.to_string())
     }
 
     fn decide_write(&self, c: &Credential, rows: &[RawRow]) -> Result<Change> {
@@ -303,7 +303,7 @@ impl LaravelStore {
         match rows.iter().find(|r| r.serves(ns)) {
             Some(row) if row.active => {
                 let mut fields = decode(&self.key, row)?;
-                if let Some(mut old) = fields.map.insert(c.id.name.clone(), secret()) {
+                if let Some(mut old) = fields.map.insert(c.id.name.to_string(), secret()) {
                     wipe(&mut old);
                 }
                 Ok(Change::Update {
@@ -319,7 +319,7 @@ impl LaravelStore {
                     .map(|f| f.framing)
                     .unwrap_or(Framing::PhpSerialized);
                 let mut fields = Fields::empty(framing);
-                fields.map.insert(c.id.name.clone(), secret());
+                fields.map.insert(c.id.name.to_string(), secret());
                 Ok(Change::Update {
                     id: row.id,
                     payload: fields.seal(&self.key, &row.location())?,
@@ -330,7 +330,7 @@ impl LaravelStore {
                 self.check_key(rows)?;
                 let (provider, credential_type) = Self::row_key(c);
                 let mut fields = Fields::empty(Framing::PhpSerialized);
-                fields.map.insert(c.id.name.clone(), secret());
+                fields.map.insert(c.id.name.to_string(), secret());
                 let meta = &c.metadata;
                 Ok(Change::Insert {
                     payload: fields.seal(&self.key, &format!("provider={provider}"))?,
@@ -386,7 +386,7 @@ impl LaravelStore {
             ));
         }
         let mut fields = decode(&self.key, row)?;
-        let Some(mut old) = fields.map.remove(&id.name) else {
+        let Some(mut old) = fields.map.remove(id.name.as_str()) else {
             return Ok((Change::None, false));
         };
         wipe(&mut old);
@@ -416,7 +416,7 @@ impl LaravelStore {
                 .find(|c| &c.id == id));
         }
         let fields = decode(&self.key, row)?;
-        match fields.map.get(&id.name) {
+        match fields.map.get(id.name.as_str()) {
             None => Ok(None),
             Some(Value::String(s)) => {
                 let mut ignored = Vec::new();

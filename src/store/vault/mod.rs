@@ -76,6 +76,8 @@ struct State {
     /// Namespace -> field -> bytes, of what the secret holds and what the
     /// plan adds (default layout), to refuse a secret past one KV entry.
     sizes: HashMap<String, HashMap<String, usize>>,
+    /// The migration writing here, for the provenance entry.
+    provenance: Option<crate::store::Provenance>,
 }
 
 pub struct VaultStore {
@@ -181,7 +183,7 @@ impl VaultStore {
             ));
         }
         let (rel, field) = match self.vs.layout {
-            Layout::Secret => (id.namespace.clone(), id.name.clone()),
+            Layout::Secret => (id.namespace.to_string(), id.name.to_string()),
             Layout::Item => {
                 if id.name.split('/').any(bad) {
                     return Err(format!("name {:?} cannot be a Vault path", id.name));
@@ -357,6 +359,10 @@ fn field_meta(custom: &Map<String, Value>, field: &str, id: &CredentialId) -> (K
 }
 
 impl Store for VaultStore {
+    fn set_provenance(&self, p: &crate::store::Provenance) {
+        self.state().provenance = Some(p.clone());
+    }
+
     fn spec(&self) -> &StoreSpec {
         &self.spec
     }
@@ -482,9 +488,9 @@ impl Store for VaultStore {
                     let mut st = self.state();
                     for c in &creds {
                         st.sizes
-                            .entry(c.id.namespace.clone())
+                            .entry(c.id.namespace.to_string())
                             .or_default()
-                            .insert(c.id.name.clone(), c.secret.len());
+                            .insert(c.id.name.to_string(), c.secret.len());
                     }
                     drop(st);
                     scan.credentials.extend(creds);
@@ -542,10 +548,10 @@ impl Store for VaultStore {
         }
         if self.vs.layout == Layout::Secret {
             let mut st = self.state();
-            let fields = st.sizes.entry(c.id.namespace.clone()).or_default();
+            let fields = st.sizes.entry(c.id.namespace.to_string()).or_default();
             let others: usize = fields
                 .iter()
-                .filter(|(f, _)| **f != c.id.name)
+                .filter(|(f, _)| **f != *c.id.name)
                 .map(|(f, n)| f.len() + n)
                 .sum();
             let total = others + c.id.name.len() + c.secret.len();
@@ -556,7 +562,7 @@ impl Store for VaultStore {
                     c.id.namespace
                 ));
             }
-            fields.insert(c.id.name.clone(), c.secret.len());
+            fields.insert(c.id.name.to_string(), c.secret.len());
         }
         None
     }

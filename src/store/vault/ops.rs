@@ -50,6 +50,63 @@ fn group<'a>(
     groups
 }
 
+/// How many secrets of a batch are read or written at once: one secret per
+/// request is a round trip each (`?layout=item` puts every credential in a
+/// secret of its own), and a server answers several at a time.
+const WORKERS: usize = 4;
+
+/// `work` for each group, on up to [`WORKERS`] threads when there are
+/// several groups; each writes the results of its group's items (by their
+/// index) into the slice it is given, and those land in `out`. Groups are
+/// distinct secret paths, so their requests are independent (each its own
+/// check-and-set).
+fn for_groups<R: Send>(
+    groups: &Groups,
+    out: &mut [R],
+    fresh: impl Fn() -> R + Sync,
+    work: impl Fn(&str, &[(usize, String)], &mut [R]) + Sync,
+) {
+    if groups.len() < 2 {
+        for (path, items) in groups {
+            work(path, items, out);
+        }
+        return;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let n = out.len();
+    let done: Vec<(Vec<R>, Vec<usize>)> = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..WORKERS.min(groups.len()))
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut local: Vec<R> = (0..n).map(|_| fresh()).collect();
+                    let mut mine = Vec::new();
+                    loop {
+                        let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((path, items)) = groups.get(g) else {
+                            break;
+                        };
+                        work(path, items, &mut local);
+                        mine.push(g);
+                    }
+                    (local, mine)
+                })
+            })
+            .collect();
+        // A worker that panicked must not leave its items looking written.
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    for (mut local, mine) in done {
+        for g in mine {
+            for (i, _) in &groups[g].1 {
+                std::mem::swap(&mut out[*i], &mut local[*i]);
+            }
+        }
+    }
+}
+
 pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
@@ -60,32 +117,37 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
     let groups = group(s, &prefix, ids.iter(), |i, why| {
         out[i] = Err(StoreError::item(&ids[i], why));
     });
-    for (path, items) in groups {
-        // What this store wrote is read back at exactly that version.
-        let exact = s.state().written.get(&path).copied();
-        match read_version(&kv, &path, exact) {
-            Ok(v) => {
-                if exact.is_none() {
-                    s.see(&path, v.as_ref().map_or(0, |v| v.version));
+    for_groups(
+        &groups,
+        &mut out,
+        || Ok(None),
+        |path, items, out| {
+            // What this store wrote is read back at exactly that version.
+            let exact = s.state().written.get(path).copied();
+            match read_version(&kv, path, exact) {
+                Ok(v) => {
+                    if exact.is_none() {
+                        s.see(path, v.as_ref().map_or(0, |v| v.version));
+                    }
+                    let Some(v) = v else { return };
+                    for (i, field) in items {
+                        if let Some(Value::String(secret)) = v.data.get(field) {
+                            let (kind, meta) = field_meta(&v.custom_metadata, field, &ids[*i]);
+                            out[*i] = Ok(Some(
+                                Credential::new(ids[*i].clone(), kind, secret.as_str())
+                                    .with_metadata(meta),
+                            ));
+                        }
+                    }
                 }
-                let Some(v) = v else { continue };
-                for (i, field) in items {
-                    if let Some(Value::String(secret)) = v.data.get(&field) {
-                        let (kind, meta) = field_meta(&v.custom_metadata, &field, &ids[i]);
-                        out[i] = Ok(Some(
-                            Credential::new(ids[i].clone(), kind, secret.as_str())
-                                .with_metadata(meta),
-                        ));
+                Err(e) => {
+                    for (i, _) in items {
+                        out[*i] = Err(e.duplicate());
                     }
                 }
             }
-            Err(e) => {
-                for (i, _) in items {
-                    out[i] = Err(e.duplicate());
-                }
-            }
-        }
-    }
+        },
+    );
     out
 }
 
@@ -114,9 +176,14 @@ pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
     let groups = group(s, &prefix, creds.iter().map(|c| &c.id), |i, why| {
         out[i] = Err(StoreError::item(&creds[i].id, why));
     });
-    for (path, items) in groups {
-        write_group(s, &kv, &path, &items, creds, &mut out);
-    }
+    for_groups(
+        &groups,
+        &mut out,
+        || Ok(()),
+        |path, items, out| {
+            write_group(s, &kv, path, items, creds, out);
+        },
+    );
     out
 }
 
@@ -267,7 +334,11 @@ fn write_group(
     }
     let mut ours = provenance_versions(&prior);
     ours.extend(&written);
-    patch.insert(PROVENANCE.into(), Value::String(provenance(&ours)));
+    let by = s.state().provenance.clone();
+    patch.insert(
+        PROVENANCE.into(),
+        Value::String(provenance(&ours, by.as_ref())),
+    );
     // Best effort: a token without metadata rights still migrates values.
     let _ = kv.patch_custom_metadata(path, &patch);
     // Restoring a value (rollback of an overwrite): the versions credshift
@@ -494,20 +565,34 @@ pub fn provenance_versions(custom: &Map<String, Value>) -> Vec<u64> {
     parse_ranges(v["versions"].as_str().unwrap_or(""))
 }
 
-/// The provenance entry: who wrote, when, which versions (oldest ranges
+/// The longest source spec the provenance entry carries (characters): the
+/// entry must fit in 512 bytes with its versions.
+const MAX_SOURCE_CHARS: usize = 160;
+
+/// The provenance entry: who wrote (credshift, the migration's id and its
+/// redacted source spec, when known), when, which versions (oldest ranges
 /// dropped to stay within 512 bytes).
-pub fn provenance(versions: &[u64]) -> String {
+pub fn provenance(versions: &[u64], by: Option<&crate::store::Provenance>) -> String {
     let mut vs = versions.to_vec();
     vs.sort_unstable();
     vs.dedup();
     let mut ranges = ranges(&vs);
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     loop {
-        let text = json!({
+        let mut entry = json!({
             "by": "credshift",
-            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "at": at,
             "versions": ranges.join(","),
-        })
-        .to_string();
+        });
+        if let Some(p) = by {
+            let mut source: String = p.source.chars().take(MAX_SOURCE_CHARS).collect();
+            if source.len() < p.source.len() {
+                source.push('…');
+            }
+            entry["migration_id"] = Value::String(p.migration_id.chars().take(64).collect());
+            entry["from"] = Value::String(source);
+        }
+        let text = entry.to_string();
         if text.len() <= MAX_CUSTOM_VALUE || ranges.is_empty() {
             return text;
         }
@@ -563,11 +648,20 @@ mod tests {
         assert_eq!(ranges(&vs), ["1-3", "5", "7-8"]);
         assert_eq!(parse_ranges("1-3,5,7-8"), vs);
         let mut m = Map::new();
-        m.insert(PROVENANCE.into(), Value::String(provenance(&vs)));
+        m.insert(PROVENANCE.into(), Value::String(provenance(&vs, None)));
         assert_eq!(provenance_versions(&m), vs);
         let many: Vec<u64> = (1..2000).step_by(2).collect();
-        let p = provenance(&many);
+        // A long source spec is cut, the migration id kept whole.
+        let by = crate::store::Provenance {
+            migration_id: "20261206T101500Z-a1b2c3".into(),
+            source: format!("dotenv:/{}", "very-long-directory/".repeat(30)),
+        };
+        let p = provenance(&many, Some(&by));
         assert!(p.len() <= MAX_CUSTOM_VALUE, "{}", p.len());
+        let entry: Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(entry["migration_id"], "20261206T101500Z-a1b2c3");
+        let from = entry["from"].as_str().unwrap();
+        assert!(from.starts_with("dotenv:/very-long-directory/") && from.ends_with('…'));
         m.insert(PROVENANCE.into(), Value::String(p));
         let kept = provenance_versions(&m);
         assert!(
