@@ -48,18 +48,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     ));
     lines.push(Line::from(""));
     lines.push(Line::styled("Next steps", t.header()));
-    // No app reads credshift's own stores directly: `exec` hands it the
-    // credentials as environment variables.
-    lines.push(Line::from("· run your app with them:"));
-    lines.push(Line::from(format!(
-        "  credshift exec --from {} -- APP",
-        spec_or(w.target_spec())
-    )));
     lines.push(Line::from(format!(
         "· check again any time: credshift verify --migration-id {id}"
     )));
     lines.push(Line::from(format!(
         "· undo: credshift rollback --migration-id {id}"
+    )));
+    // No app reads credshift's own stores directly: `exec` hands it the
+    // credentials as environment variables (last: it wraps on a narrow screen).
+    lines.push(Line::from(format!(
+        "· run your app: credshift exec --from {} -- APP",
+        spec_or(w.target_spec())
     )));
     para(lines).render(area, buf);
 }
