@@ -1,0 +1,112 @@
+//! Verify: read back what a migration wrote and compare it with its fingerprints.
+
+use super::*;
+
+/// Read back what a migration wrote and compare it with the journal's
+/// fingerprints (value, and metadata when the target keeps it).
+pub fn verify(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
+    verify_with(state_dir, id, opts, &Control::default())
+}
+
+/// [`verify`] with progress (a `counts` event per item) and cancel (it
+/// stops reading; the report counts what was read).
+pub fn verify_with(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &KeyOptions,
+    ctl: &Control,
+) -> Result<Report> {
+    let st = State::load(state_dir, id)?;
+    // Verify reads the target; the source is held shared when it is there
+    // so no cleanup or other writer runs beside it.
+    let Recovered {
+        st,
+        target,
+        keys,
+        mut journal,
+        locks,
+        ..
+    } = session::recover(
+        state_dir,
+        &st,
+        opts,
+        Some(Use::READ_IF_THERE),
+        Some(Use::READ),
+    )?;
+    let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
+    let fp = keys.fp;
+    let keeps = target.probe().keeps_metadata;
+    let mut failures = Vec::new();
+    let mut ok = 0;
+    let todo: Vec<&CredentialId> = st.verified.difference(&st.undone).collect();
+    let mut cancelled = false;
+    for (n, cid) in todo.iter().copied().enumerate() {
+        if ctl.cancelled() {
+            cancelled = true;
+            break;
+        }
+        ctl.send(Progress::Counts(crate::engine::types::Counts {
+            total: todo.len(),
+            done: n,
+            written: ok,
+            failed: failures.len(),
+            ..Default::default()
+        }));
+        let Some(p) = st.planned_item(cid) else {
+            continue;
+        };
+        let problem = match target.read(cid) {
+            Ok(Some(c)) => {
+                let value_ok =
+                    p.fp.as_deref()
+                        .is_some_and(|f| fingerprint::same(f, &fp.value(&c)));
+                let meta_ok = !keeps
+                    || p.mfp
+                        .as_deref()
+                        .is_some_and(|f| fingerprint::same(f, &fp.meta(&c)));
+                match (value_ok, meta_ok) {
+                    (true, true) => None,
+                    (false, _) => Some("the value at the target differs from the one migrated"),
+                    (true, false) => Some("the metadata at the target differs"),
+                }
+            }
+            Ok(None) => Some("missing at the target"),
+            Err(e) => {
+                failures.push(Failure {
+                    id: cid.clone(),
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        match problem {
+            None => ok += 1,
+            Some(msg) => failures.push(Failure {
+                id: cid.clone(),
+                error: msg.into(),
+            }),
+        }
+    }
+    journal.append(Record::VerifyRun {
+        verified: ok,
+        mismatched: failures.len(),
+    })?;
+    let mut report = st.report();
+    report.verified = ok;
+    report.failed = failures.len();
+    report.failures = failures;
+    report.cancelled = cancelled;
+    let outcome = if report.failed == 0 {
+        "verified"
+    } else {
+        "mismatched"
+    };
+    let counts = Totals {
+        copied: ok,
+        failed: report.failed,
+        ..st.totals()
+    };
+    audit_action(state_dir, id, &st, "verify", outcome, counts);
+    report.notices = locks.notices();
+    Ok(report)
+}
