@@ -15,7 +15,9 @@ use crate::engine::{
 use crate::store::{self, StoreSpec};
 use crate::tui::app::{Executor, Sink};
 use crate::unlock::KeyOptions;
-use crate::wizard::{Detail, Effect, Event, RecoveryAction, Task, TaskError, TimelineRow};
+use crate::wizard::{
+    Detail, Effect, Event, RecoveryAction, RestorePreview, Task, TaskError, TimelineRow,
+};
 
 /// The running migration's cancel flag, and whether a cancel came before
 /// the engine had handed it over.
@@ -214,6 +216,38 @@ impl Executor for EngineExecutor {
                 };
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 self.recover(sink, move || engine::start_recovery(&dir, &id, &opts, op));
+            }
+            Effect::PreviewRestore { id } => {
+                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+                spawn(sink, Task::Recovery, move || {
+                    let d = engine::detail(&dir, &id)?;
+                    let backup = d.backup.ok_or_else(|| {
+                        engine::EngineError::Refused(format!("migration {id} has no backup"))
+                    })?;
+                    let to: StoreSpec =
+                        d.entry.from.parse().map_err(|e: store::BadSpec| {
+                            engine::EngineError::Refused(e.to_string())
+                        })?;
+                    let plan = engine::restore_plan(
+                        &backup,
+                        &to,
+                        &dir,
+                        &opts,
+                        engine::ConflictPolicy::Skip,
+                    )?;
+                    let conflicts = plan
+                        .items
+                        .iter()
+                        .filter(|i| i.action == engine::Action::Conflict)
+                        .map(|i| i.id.clone())
+                        .collect();
+                    Ok(Event::RestorePreviewed(Box::new(RestorePreview {
+                        id,
+                        write: plan.counts.copy + plan.counts.overwrite,
+                        identical: plan.counts.skip_identical,
+                        conflicts,
+                    })))
+                });
             }
             Effect::RollbackItems { id, items } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());

@@ -40,8 +40,8 @@ pub use execute::{ItemOutcome, LOG_TAIL, LogLine, PlanIndex, RunState};
 pub use inventory::{InventoryState, REVEAL_MS, Revealed};
 pub use passphrase::{MIN_PASSPHRASE, PassphraseMode, PassphraseState, Strength, strength};
 pub use recovery::{
-    Detail, ItemCounts, Pane, RecoveryAction, RecoveryProgress, RecoveryState, TimelineRow,
-    result_line, status_text, store_name,
+    Detail, ItemCounts, Pane, RecoveryAction, RecoveryProgress, RecoveryState, RestorePreview,
+    TimelineRow, result_line, status_text, store_name,
 };
 pub use verify::VerifyState;
 
@@ -232,6 +232,8 @@ pub enum Event {
     CleanedUp(Box<Report>),
     HistoryLoaded(Vec<HistoryEntry>),
     DetailLoaded(Box<Detail>),
+    /// The dry run of a restore, for its confirmation.
+    RestorePreviewed(Box<recovery::RestorePreview>),
     RecoveryFinished(Box<Report>),
     /// The passphrase does not open the migration's backup: nothing ran.
     PassphraseRejected {
@@ -290,6 +292,11 @@ pub enum Effect {
     },
     Recover {
         action: RecoveryAction,
+        id: MigrationId,
+    },
+    /// Plan a restore of this migration's backup into its source (a dry
+    /// run), for the confirmation.
+    PreviewRestore {
         id: MigrationId,
     },
     /// Roll back only these items of the migration (journaled as a
@@ -503,6 +510,7 @@ impl Wizard {
                 return vec![];
             }
             Event::RecoveryFinished(report) => return self.on_recovery_finished(*report),
+            Event::RestorePreviewed(p) => return self.on_restore_previewed(*p),
             Event::PassphraseRejected { message } => return self.on_passphrase_rejected(message),
             Event::Revealed { id, secret } => {
                 if self.step == Step::Inventory && self.current_item_id().as_ref() == Some(&id) {

@@ -64,6 +64,19 @@ pub struct TimelineRow {
     pub what: String,
 }
 
+/// What a restore would do, planned against the source as it is now
+/// (the dry run of `restore`), before its confirmation is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorePreview {
+    pub id: crate::engine::MigrationId,
+    /// Not in the source: written back.
+    pub write: usize,
+    /// Already there with the backup's value: skipped.
+    pub identical: usize,
+    /// Changed in the source since the backup: skipped, never overwritten.
+    pub conflicts: Vec<CredentialId>,
+}
+
 /// How many items are in each state: what a confirmation counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ItemCounts {
@@ -169,6 +182,17 @@ impl Detail {
     /// What `action` will do, said before it does it: which store, how
     /// many items, what it replaces, and that it is journaled.
     pub fn confirm_text(&self, action: RecoveryAction) -> Vec<String> {
+        self.confirm_text_with(action, None)
+    }
+
+    /// [`Detail::confirm_text`], with the restore's dry run when the worker
+    /// planned it (the exact counts and the conflicts by id).
+    pub fn confirm_text_with(
+        &self,
+        action: RecoveryAction,
+        preview: Option<&RestorePreview>,
+    ) -> Vec<String> {
+        let preview = preview.filter(|p| p.id == self.entry.id);
         let c = self.counts();
         let e = &self.entry;
         let to = store_name(&e.to);
@@ -238,20 +262,57 @@ impl Detail {
                 ),
                 "Changes nothing; the result is journaled.".into(),
             ],
-            RecoveryAction::Restore => vec![
-                format!(
-                    "Write the backup's items back into {from}: the {} item{} cleanup deleted \
-                     come back.",
-                    c.source_deleted,
-                    plural(c.source_deleted)
-                ),
-                "A value already there and the same is skipped; one changed since the backup \
-                 is a conflict: skipped, not overwritten."
-                    .into(),
-                "Runs as a new migration with its own journal and backup: it can be rolled \
-                 back."
-                    .into(),
-            ],
+            RecoveryAction::Restore => match preview {
+                Some(p) => {
+                    let mut v = vec![format!(
+                        "Write {} item{} from the backup back into {from}; {} already there \
+                         with the same value {} skipped.",
+                        p.write,
+                        plural(p.write),
+                        p.identical,
+                        if p.identical == 1 { "is" } else { "are" }
+                    )];
+                    if !p.conflicts.is_empty() {
+                        let shown: Vec<String> = p
+                            .conflicts
+                            .iter()
+                            .take(5)
+                            .map(ToString::to_string)
+                            .collect();
+                        let more = p.conflicts.len().saturating_sub(shown.len());
+                        v.push(format!(
+                            "{} changed since the backup: skipped, not overwritten: {}{}.",
+                            p.conflicts.len(),
+                            shown.join(", "),
+                            if more > 0 {
+                                format!(" and {more} more")
+                            } else {
+                                String::new()
+                            }
+                        ));
+                    }
+                    v.push(
+                        "Runs as a new migration with its own journal and backup: it can be \
+                         rolled back."
+                            .into(),
+                    );
+                    v
+                }
+                None => vec![
+                    format!(
+                        "Write the backup's items back into {from}: the {} item{} cleanup \
+                         deleted come back.",
+                        c.source_deleted,
+                        plural(c.source_deleted)
+                    ),
+                    "A value already there and the same is skipped; one changed since the \
+                     backup is a conflict: skipped, not overwritten."
+                        .into(),
+                    "Runs as a new migration with its own journal and backup: it can be rolled \
+                     back."
+                        .into(),
+                ],
+            },
         }
     }
 }
@@ -324,6 +385,8 @@ pub struct RecoveryState {
     pub chosen: std::collections::BTreeSet<CredentialId>,
     /// The running (or last) rollback was of this many chosen items.
     pub partial: Option<usize>,
+    /// The restore's dry run, once the worker planned it.
+    pub restore_preview: Option<RestorePreview>,
 }
 
 impl RecoveryState {
@@ -561,10 +624,38 @@ impl Wizard {
             self.step = Step::Passphrase;
             return vec![];
         }
-        self.confirm = Some(Confirm::Recovery {
-            action,
-            id: d.entry.id.clone(),
-        });
+        let id = d.entry.id.clone();
+        // A restore is planned against the source as it is now first, so
+        // its confirmation names what it writes and what it skips.
+        let planned = self
+            .recovery
+            .restore_preview
+            .as_ref()
+            .is_some_and(|p| p.id == id);
+        if action == RecoveryAction::Restore && !planned {
+            self.busy = Some("Planning the restore against the source…".into());
+            return vec![Effect::PreviewRestore { id }];
+        }
+        self.confirm = Some(Confirm::Recovery { action, id });
+        vec![]
+    }
+
+    /// The restore's dry run arrived: keep it and ask.
+    pub(super) fn on_restore_previewed(&mut self, p: RestorePreview) -> Vec<Effect> {
+        self.busy = None;
+        let id = p.id.clone();
+        self.recovery.restore_preview = Some(p);
+        if self
+            .recovery
+            .detail
+            .as_ref()
+            .is_some_and(|d| d.entry.id == id)
+        {
+            self.confirm = Some(Confirm::Recovery {
+                action: RecoveryAction::Restore,
+                id,
+            });
+        }
         vec![]
     }
 
@@ -706,6 +797,8 @@ impl Wizard {
     pub(super) fn on_recovery_finished(&mut self, report: Report) -> Vec<Effect> {
         self.busy = None;
         self.recovery.chosen.clear();
+        // What it planned is what ran (or not): plan again next time.
+        self.recovery.restore_preview = None;
         let action = self
             .recovery
             .running

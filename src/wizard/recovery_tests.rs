@@ -191,6 +191,54 @@ fn confirmations_name_the_store_the_count_what_is_replaced_and_the_journal() {
     assert!(restore.contains("can be rolled back"), "{restore}");
 }
 
+/// Issue 27, point 2: Restore is planned against the source first (an
+/// effect for the worker), and its confirmation then names what the dry
+/// run found: how many it writes, how many it skips, each conflict by id.
+#[test]
+fn restore_asks_after_its_dry_run_naming_what_it_writes_and_skips() {
+    let mut w = at_detail(completed_with_cleanup(), true);
+    let id = w.recovery.detail.as_ref().unwrap().entry.id.clone();
+    let fx = w.handle(Event::Recovery(RecoveryAction::Restore));
+    assert!(
+        matches!(fx.as_slice(), [Effect::PreviewRestore { id: i }] if *i == id),
+        "{fx:?}"
+    );
+    assert!(w.confirm.is_none(), "no confirmation before the dry run");
+    let changed: CredentialId = "env/BETA_KEY".parse().unwrap();
+    w.handle(Event::RestorePreviewed(Box::new(RestorePreview {
+        id: id.clone(),
+        write: 1,
+        identical: 0,
+        conflicts: vec![changed],
+    })));
+    assert!(matches!(
+        w.confirm,
+        Some(Confirm::Recovery {
+            action: RecoveryAction::Restore,
+            ..
+        })
+    ));
+    let text = w
+        .recovery
+        .detail
+        .as_ref()
+        .unwrap()
+        .confirm_text_with(RecoveryAction::Restore, w.recovery.restore_preview.as_ref())
+        .join(" ");
+    assert!(text.contains("Write 1 item from the backup"), "{text}");
+    assert!(
+        text.contains("1 changed since the backup: skipped, not overwritten: env/BETA_KEY"),
+        "{text}"
+    );
+    // Asked again after the result: planned again.
+    w.handle(Event::RecoveryFinished(Box::new(report(
+        0,
+        false,
+        MigrationStatus::Completed,
+    ))));
+    assert!(w.recovery.restore_preview.is_none());
+}
+
 #[test]
 fn the_passphrase_is_asked_in_place_once_then_the_confirmation() {
     let mut d = interrupted();

@@ -471,6 +471,10 @@ fn a_cleaned_up_migration_offers_restore_and_puts_the_source_back() {
     l.open();
     l.snap("24-loop-completed-detail");
     l.ch('t');
+    // The restore is planned against the source first (on the worker).
+    l.until("the restore's confirmation", |a| {
+        a.wizard.confirm.is_some() || a.wizard.error.is_some()
+    });
     assert!(l.app.wizard.confirm.is_some(), "{:?}", l.app.wizard.error);
     l.snap("24-loop-completed-confirm-restore");
     assert!(l.screen().contains("Restore the backup?"));
@@ -481,10 +485,15 @@ fn a_cleaned_up_migration_offers_restore_and_puts_the_source_back() {
         .detail
         .as_ref()
         .unwrap()
-        .confirm_text(credshift::wizard::RecoveryAction::Restore)
+        .confirm_text_with(
+            credshift::wizard::RecoveryAction::Restore,
+            l.app.wizard.recovery.restore_preview.as_ref(),
+        )
         .join(" ");
     assert!(d.contains("into src.env (dotenv store"), "{d}");
-    assert!(d.contains("the 4 items cleanup deleted come back"), "{d}");
+    // The dry run's own counts: cleanup deleted all 4, nothing is there.
+    assert!(d.contains("Write 4 items from the backup back"), "{d}");
+    assert!(d.contains("0 already there"), "{d}");
     l.confirm_and_wait();
     l.snap("24-loop-restore-result");
     let s = l.screen();
@@ -622,6 +631,10 @@ fn quitting_during_a_running_rollback_restore_or_verify_asks_and_reports() {
         let mut l = Loop::new(&c, false);
         l.open();
         l.ch(key);
+        // A restore's confirmation waits for its dry run on the worker.
+        l.until("the confirmation", |a| {
+            a.wizard.confirm.is_some() || a.wizard.error.is_some()
+        });
         l.held = Some(Vec::new());
         l.ch('y');
         l.ch('q');

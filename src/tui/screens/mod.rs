@@ -140,7 +140,7 @@ fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buff
                     w.recovery
                         .detail
                         .as_ref()
-                        .map(|d| d.confirm_text(*action))
+                        .map(|d| d.confirm_text_with(*action, w.recovery.restore_preview.as_ref()))
                         .unwrap_or_default(),
                 )
                 .collect(),
