@@ -14,6 +14,9 @@
 #   per-item cost at 100k against 10k (wall clock, and CPU time, which
 #   holds under load), and peak RSS of migrate, inventory and
 #   --delete-source with bytes per item at 1k, 10k, 100k;
+# - the wizard (scripts/bench-wizard-rss.sh, when tmux is there): peak RSS
+#   at every step over a `.env` of the largest of BENCH_SIZES items
+#   (BENCH_WIZARD_ITEMS overrides), driven in tmux;
 # - OpenBao (scripts/bench-vault.sh, when `bao` and hvac can be had): 1,000
 #   `.env` items with read-back against a `bao kv put` loop and a Python
 #   hvac loop, both layouts (BENCH_VAULT_SIZES, default "100 1000").
@@ -55,11 +58,14 @@ if [ -z "${BENCH_REUSE:-}" ]; then
     run keyring cargo bench --quiet --bench keyring
     run dotenv env BENCH_SIZES="${BENCH_SIZES:-1000 10000 100000}" \
         scripts/bench-migrate.sh "$here/target/release/credshift"
+    wizard_n=${BENCH_WIZARD_ITEMS:-$(tr ' ' '\n' <<< "${BENCH_SIZES:-100000}" | sort -n | tail -1)}
+    run wizard env BENCH_WIZARD_ITEMS="$wizard_n" \
+        scripts/bench-wizard-rss.sh "$here/target/release/credshift"
     # shellcheck disable=SC2086
     run vault env CREDSHIFT_BIN="$here/target/release/credshift" \
         scripts/bench-vault.sh ${BENCH_VAULT_SIZES:-100 1000}
 fi
-for f in kdf prompttrain keyring dotenv vault; do [ -f "$out/$f.txt" ] || echo "(not run)" > "$out/$f.txt"; done
+for f in kdf prompttrain keyring dotenv wizard vault; do [ -f "$out/$f.txt" ] || echo "(not run)" > "$out/$f.txt"; done
 
 # A field of the first line matching a pattern, or "-".
 pick() { awk -v p="$2" -v f="$3" '$0 ~ p { print $f; found = 1; exit } END { if (!found) print "-" }' "$out/$1.txt"; }
@@ -106,6 +112,9 @@ row ".env per-item CPU cost, 100k vs 10k" "${env_cpu_scale:--}" "10k items" "<= 
 row "peak RSS, migrate 100k" "$(mem 2)" "" "<= 100 MB"
 row "peak RSS, inventory --json 100k" "$(mem 5)" "" "<= 64 MB"
 row "peak RSS, migrate --delete-source 100k" "$(mem 8)" "" "<= 128 MB"
+wiz=$(sed -n 's/^wizard peak RSS: \([0-9.]*\) MB at \([0-9]*\) items.*/\1 MB|\2/p' "$out/wizard.txt" | head -1)
+[ -n "$wiz" ] || wiz="-|-"
+row "wizard peak RSS over every step, ${wiz#*|} items" "${wiz%|*}" "(all steps, VmHWM)" "< 150 MB at 100k"
 for n in 1000 10000 100000; do
     row "bytes per item at $n: migrate / inventory / delete" \
         "$(bpi 3 $n) / $(bpi 6 $n) / $(bpi 9 $n)" "peak RSS / items" ""

@@ -20,6 +20,7 @@ use cli::{Cli, CliError};
 static ALLOC: ZeroOnFree = ZeroOnFree(std::alloc::System);
 
 fn main() -> ExitCode {
+    credshift::zeroing_alloc::return_large_blocks_to_the_system();
     no_core_dumps();
     install_reports();
     match run() {

@@ -19,6 +19,22 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
+/// Large blocks (128 KiB and more) get mappings of their own and go back to
+/// the system as soon as they are freed, for the whole run. glibc would
+/// raise that threshold each time such a block is freed (up to 32 MiB),
+/// after which a whole-file store's buffers (a save's plaintext, a file's
+/// bytes, a backup) came from the heap and stayed resident after use: a
+/// fifth of a 100,000-item migration's peak RSS (scripts/bench-migrate.sh).
+/// The binary calls it first thing (`src/main.rs`).
+pub fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of glibc's malloc; it is
+    // called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// Wipes each block, then hands it to `A` (the system allocator in the
 /// binary; a checking one in the tests).
 pub struct ZeroOnFree<A = System>(pub A);

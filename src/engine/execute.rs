@@ -559,24 +559,26 @@ impl Run<'_> {
             .filter(|i| i.action == Action::Overwrite)
             .filter_map(|i| prepared.target_old.get(&i.id).cloned())
             .collect();
-        if let Err(e) = self.write_backups(prepared.source.values(), &overwritten) {
+        let keeps = prepared.target_capability.keeps_metadata;
+        let n_planned = prepared.plan.items.len();
+        // The plan is done with once journaled: rollback and cleanup go by
+        // the journal, the stores and `old` (the target values an overwrite
+        // replaced). Only the source is kept, for the backup; then each
+        // batch's source values are freed once it is journaled, so the
+        // source is not held whole while the target grows.
+        let (source, writes) = prepared.into_source();
+        if let Err(e) = self.write_backups(source.values(), &overwritten) {
             return Err(self.fail_before_writing(e.into()));
         }
-        let work: Vec<&Credential> = prepared.to_write();
         let old: BTreeMap<CredentialId, Credential> =
             overwritten.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let work = source.into_writes(writes);
         let mut tally = Tally {
             total_writes: work.len(),
-            skipped: prepared.plan.items.len() - work.len(),
+            skipped: n_planned - work.len(),
             ..Tally::default()
         };
-        let keeps = prepared.target_capability.keeps_metadata;
-        let stop = self.write_items(&work, &old, keeps, &mut tally, started);
-        // The plan's copies of the values are done with: rollback and
-        // cleanup go by the journal, the stores and `old` (the target values
-        // an overwrite replaced), so the source is not held during cleanup.
-        drop(work);
-        drop(prepared);
+        let stop = self.write_items(work, &old, keeps, &mut tally, started);
         let cancelled = matches!(stop, Some(Stop::Cancelled));
         // A cancelled migration (or restore) rolls back what it wrote.
         let stop = match stop {
@@ -627,7 +629,7 @@ impl Run<'_> {
     /// by item), the target is unavailable, the journal fails, or on cancel.
     pub(crate) fn write_items(
         &mut self,
-        work: &[&Credential],
+        work: Vec<Credential>,
         old: &BTreeMap<CredentialId, Credential>,
         keeps_metadata: bool,
         tally: &mut Tally,
@@ -641,16 +643,27 @@ impl Run<'_> {
         });
         let mut ramp = BatchRamp::new(self.target.batch_hint());
         let mut pos = 0;
-        while pos < work.len() {
+        let total = work.len();
+        // Batches are taken off the end of the reversed list and dropped
+        // once journaled, and the list shrinks as it empties: neither the
+        // values written nor the list itself are held to the end of the run.
+        let mut rest = work;
+        rest.reverse();
+        while pos < total {
             if self.ctl.cancelled() {
                 return Some(Stop::Cancelled);
             }
-            let size = ramp.next_size(work.len() - pos);
-            let batch = &work[pos..pos + size];
+            let size = ramp.next_size(total - pos);
+            let mut batch: Vec<Credential> = rest.split_off(rest.len() - size);
+            batch.reverse();
+            if rest.len() < rest.capacity() / 4 {
+                rest.shrink_to_fit();
+            }
             let began = Instant::now();
-            if let Some(stop) = self.write_batch(batch, pos, old, keeps_metadata, tally, started) {
+            if let Some(stop) = self.write_batch(&batch, pos, old, keeps_metadata, tally, started) {
                 return Some(stop);
             }
+            drop(batch);
             ramp.grow(began.elapsed());
             pos += size;
         }
@@ -661,7 +674,7 @@ impl Run<'_> {
     /// compare in constant time, journal the outcomes (fsynced).
     fn write_batch(
         &mut self,
-        batch: &[&Credential],
+        batch: &[Credential],
         first_index: usize,
         old: &BTreeMap<CredentialId, Credential>,
         keeps_metadata: bool,
@@ -678,9 +691,7 @@ impl Run<'_> {
         if let Err(e) = self.journal.append(Record::BatchBegin { ids: ids.clone() }) {
             return Some(Stop::Rollback(format!("the journal failed: {e}")));
         }
-        let creds: Vec<Credential> = batch.iter().map(|c| (*c).clone()).collect();
-        let written = self.target.write_many(&creds);
-        drop(creds);
+        let written = self.target.write_many(batch);
         let mut landed: Vec<CredentialId> = Vec::with_capacity(ids.len());
         for (id, w) in ids.iter().zip(&written) {
             if w.is_ok() {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::credential::{Credential, CredentialId};
 use crate::engine::error::Result;
 use crate::engine::execute::Control;
-use crate::engine::fingerprint::{self, FpKey};
+use crate::engine::fingerprint::{self, Fp, FpKey};
 use crate::engine::journal::{Journal, PlannedAction, Record, UndoOutcome};
 use crate::engine::state::State;
 use crate::engine::types::{Failure, Progress};
@@ -37,7 +37,7 @@ pub(crate) fn undo_all(
     scope: UndoScope<'_>,
 ) -> Result<bool> {
     let mut complete = true;
-    for id in state.begun.iter().rev() {
+    for id in state.begun().rev() {
         if scope.only.is_some_and(|only| !only.contains(id)) {
             continue;
         }
@@ -45,8 +45,8 @@ pub(crate) fn undo_all(
             return Ok(false);
         }
         let planned = state.planned_item(id);
-        let ours = planned.and_then(|p| p.fp.as_deref());
-        let before = planned.and_then(|p| p.target_fp.as_deref());
+        let ours = planned.and_then(|p| p.fp.as_ref());
+        let before = planned.and_then(|p| p.target_fp.as_ref());
         let overwrite = planned.is_some_and(|p| p.action == PlannedAction::Overwrite);
         let result = undo_one(fp, target, id, ours, before, overwrite, old.get(id));
         match result {
@@ -80,8 +80,8 @@ fn undo_one(
     fp: &FpKey,
     target: &dyn Store,
     id: &CredentialId,
-    ours: Option<&str>,
-    before: Option<&str>,
+    ours: Option<&Fp>,
+    before: Option<&Fp>,
     overwrite: bool,
     old: Option<&Credential>,
 ) -> Result<UndoOutcome, StoreError> {
@@ -253,21 +253,22 @@ pub(crate) fn cleanup_items(
     target: &dyn Store,
     ctl: &Control,
 ) -> Result<()> {
-    // What the loop needs of the journal's state, taken out once (a
-    // clone of the whole state was a copy of every planned item): each
-    // candidate's fingerprint and whether its delete began before a crash.
-    let mut want: HashMap<CredentialId, (String, bool)> = HashMap::new();
+    // The candidates, taken out of the journal's state once (a clone of
+    // the whole state was a copy of every planned item); each batch looks
+    // up their fingerprints there (a map of every candidate was about 100
+    // bytes per item for the whole cleanup).
     let mut ids: Vec<CredentialId> = Vec::new();
     {
         let state = journal.state()?;
         for p in state.planned.as_deref().unwrap_or_default() {
-            let Some(f) = p.fp.as_ref() else { continue };
-            if ((state.verified.contains(&p.id) && !state.undone.contains(&p.id))
+            if p.fp.is_none() {
+                continue;
+            }
+            if ((state.is_verified(&p.id) && !state.is_undone(&p.id))
                 || p.action == PlannedAction::SkipIdentical)
-                && !state.source_deleted.contains(&p.id)
+                && !state.is_source_deleted(&p.id)
             {
                 ids.push(p.id.clone());
-                want.insert(p.id.clone(), (f.clone(), state.delete_began(&p.id)));
             }
         }
     }
@@ -281,15 +282,27 @@ pub(crate) fn cleanup_items(
     };
     for chunk in delete_batches(ids, hint) {
         let chunk = chunk.as_slice();
+        // Each id's fingerprint and whether its delete began before a
+        // crash (only records of other batches were written since).
+        let want: Vec<(Option<Fp>, bool)> = {
+            let state = journal.state()?;
+            chunk
+                .iter()
+                .map(|id| {
+                    let fp = state.planned_item(id).and_then(|p| p.fp.clone());
+                    (fp, state.delete_began(id))
+                })
+                .collect()
+        };
         let at_target = target.read_many(chunk);
         let at_source = source.read_many(chunk);
         // What the source held when compared: deleted only while it still does.
         let mut to_delete: Vec<Credential> = Vec::new();
         let mut deleted: Vec<CredentialId> = Vec::new();
         let mut failed: Vec<Failure> = Vec::new();
-        for ((id, t), s) in chunk.iter().zip(at_target).zip(at_source) {
-            let (want, began) = want.get(id).map_or(("", false), |(f, b)| (f.as_str(), *b));
-            let ours = |c: &Credential| fingerprint::same(&fp.value(c), want);
+        for (((id, t), s), (want, began)) in chunk.iter().zip(at_target).zip(at_source).zip(&want) {
+            let (want, began) = (want.as_ref(), *began);
+            let ours = |c: &Credential| want.is_some_and(|w| fingerprint::same(&fp.value(c), w));
             let problem = match (t, s) {
                 (Ok(Some(t)), Ok(Some(s))) if ours(&t) && ours(&s) => {
                     to_delete.push(s);

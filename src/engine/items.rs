@@ -121,9 +121,9 @@ pub fn items(st: &State) -> Vec<ItemView> {
                 // Failed stays failed after a rollback: its reason is
                 // what support needs.
                 (ItemState::Failed, Some(e.clone()))
-            } else if st.undone.contains(id) && st.began(id) {
+            } else if st.is_undone(id) && st.began(id) {
                 (ItemState::RolledBack, None)
-            } else if st.verified.contains(id) {
+            } else if st.is_verified(id) {
                 (ItemState::Verified, None)
             } else if st.began(id) {
                 (ItemState::Written, None)
@@ -149,7 +149,7 @@ pub fn items(st: &State) -> Vec<ItemView> {
             };
             let source = if source_restored.contains_key(id) {
                 SourceState::Restored
-            } else if st.source_deleted.contains(id) {
+            } else if st.is_source_deleted(id) {
                 SourceState::Deleted
             } else if st.source_delete_failed.contains_key(id) {
                 SourceState::DeleteFailed

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::credential::CredentialId;
+use crate::engine::fingerprint::Fp;
 use crate::engine::state::State;
 use crate::engine::types::{Action, ConflictPolicy, Failure, MigrationId, MigrationStatus};
 use crate::error::StoreError;
@@ -135,13 +136,13 @@ pub struct PlannedItem {
     pub action: PlannedAction,
     /// Keyed fingerprint of the source value (what gets written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fp: Option<String>,
+    pub fp: Option<Fp>,
     /// Keyed fingerprint of the source's kind and metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mfp: Option<String>,
+    pub mfp: Option<Fp>,
     /// Keyed fingerprint of the target value before the migration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_fp: Option<String>,
+    pub target_fp: Option<Fp>,
 }
 
 /// How the migration's backup key was stretched (a passphrase only): the
@@ -474,16 +475,26 @@ impl Journal {
             at: now_rfc3339(),
             record,
         };
-        let mut text = serde_json::to_string(&line)
-            .map_err(|e| StoreError::json(self.path.display().to_string(), &e))?;
-        text.push('\n');
+        // Streamed to the file: the text of a 100,000-item `planned`
+        // record (and its growth by doubling) was a migration's peak.
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, &self.file);
+        serde_json::to_writer(&mut w, &line).map_err(|e| {
+            if e.is_io() {
+                StoreError::io(&self.path, e.into())
+            } else {
+                StoreError::json(self.path.display().to_string(), &e)
+            }
+        })?;
+        w.write_all(b"\n")
+            .and_then(|_| w.flush())
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        drop(w);
         self.file
-            .write_all(text.as_bytes())
-            .and_then(|_| self.file.sync_data())
+            .sync_data()
             .map_err(|e| StoreError::io(&self.path, e))?;
         self.next_seq += 1;
         match &mut self.state {
-            Some(st) => st.apply(&line),
+            Some(st) => st.apply_owned(line),
             None => {
                 if matches!(line.record, Record::Started { .. }) {
                     let dir = self

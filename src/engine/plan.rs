@@ -87,8 +87,8 @@ fn fingerprints<'a>(
         let e = out.entry(c.id.clone()).or_insert([0u8; 32]);
         let mut h = sha2::Sha256::new();
         h.update(*e);
-        h.update(key.value(c).as_bytes());
-        h.update(key.meta(c).as_bytes());
+        h.update(key.value(c).text().as_bytes());
+        h.update(key.meta(c).text().as_bytes());
         e.copy_from_slice(&h.finalize());
     }
     out
@@ -155,6 +155,57 @@ impl Prepared {
             .writes()
             .filter_map(|i| self.source.get(&i.id))
             .collect()
+    }
+
+    /// The credentials the plan writes, in plan order, taken out of the
+    /// source; everything else the plan held is dropped.
+    pub fn into_writes(self) -> Vec<Credential> {
+        let (source, order) = self.into_source();
+        source.into_writes(order)
+    }
+
+    /// The source credentials and the positions among them of those the
+    /// plan writes, in plan order; the plan, its snapshot and the target's
+    /// old values are dropped (a migration needs no more of them once the
+    /// plan is journaled, and the backup of the source is its peak).
+    pub fn into_source(self) -> (SourceItems, Vec<usize>) {
+        let Prepared { plan, source, .. } = self;
+        let order = plan
+            .writes()
+            .filter_map(|i| source.0.binary_search_by(|c| c.id.cmp(&i.id)).ok())
+            .collect();
+        (source, order)
+    }
+}
+
+impl SourceItems {
+    /// The credentials at `order` (positions, see [`Prepared::into_source`]),
+    /// in that order; the others are dropped.
+    pub fn into_writes(self, order: Vec<usize>) -> Vec<Credential> {
+        let mut creds = self.0;
+        let order: Vec<usize> = order.into_iter().filter(|&p| p < creds.len()).collect();
+        let mut writes = vec![false; creds.len()];
+        for &at in &order {
+            if let Some(w) = writes.get_mut(at) {
+                *w = true;
+            }
+        }
+        let mut flags = writes.into_iter();
+        creds.retain(|_| flags.next().unwrap_or(false));
+        // Plan order is id order (a plan's items are sorted, as the source
+        // is); otherwise the writes are put in plan order.
+        if !order.is_sorted() {
+            let mut ranked: Vec<usize> = order.clone();
+            ranked.sort_unstable();
+            ranked.dedup();
+            let mut by_pos: Vec<Option<Credential>> = creds.into_iter().map(Some).collect();
+            creds = order
+                .iter()
+                .filter_map(|p| ranked.binary_search(p).ok().and_then(|r| by_pos[r].take()))
+                .collect();
+        }
+        creds.shrink_to_fit();
+        creds
     }
 }
 
@@ -594,6 +645,46 @@ mod tests {
         );
         assert_eq!(p.plan.items.len(), 1);
         assert_eq!(p.plan.items[0].action, Action::Copy);
+    }
+
+    /// `into_writes` gives exactly what `to_write` lists, in the same
+    /// order, as owned credentials (what a migration frees batch by batch).
+    #[test]
+    fn the_writes_taken_out_are_the_ones_listed_in_plan_order() {
+        let src = mem(
+            "src",
+            vec![
+                cred("z/new", "value-new"),
+                cred("a/same", "value-same"),
+                cred("b/diff", "value-source"),
+                cred("c/empty", ""),
+                cred("m/copy", "value-m"),
+            ],
+        );
+        let dst = mem(
+            "dst",
+            vec![cred("a/same", "value-same"), cred("b/diff", "value-target")],
+        );
+        for policy in [ConflictPolicy::Skip, ConflictPolicy::Overwrite] {
+            let p = prepare(&src, &dst, policy, None, 0).unwrap();
+            let listed: Vec<(String, String)> = p
+                .to_write()
+                .iter()
+                .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+                .collect();
+            let taken: Vec<(String, String)> = p
+                .into_writes()
+                .iter()
+                .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+                .collect();
+            assert_eq!(taken, listed, "{policy:?}");
+            let want: &[&str] = match policy {
+                ConflictPolicy::Overwrite => &["b/diff", "m/copy", "z/new"],
+                _ => &["m/copy", "z/new"],
+            };
+            let ids: Vec<&str> = taken.iter().map(|(i, _)| i.as_str()).collect();
+            assert_eq!(ids, want, "{policy:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::credential::{Credential, CredentialId};
 use crate::engine::backup_file;
 use crate::engine::execute::{Run, Tally};
-use crate::engine::fingerprint::{self, FpKey};
+use crate::engine::fingerprint::{self, Fp, FpKey};
 use crate::engine::journal::{PlannedAction, PlannedItem, Record};
 use crate::engine::plan::Prepared;
 use crate::engine::state::{self, State};
@@ -59,9 +59,8 @@ pub(crate) fn decide<'a>(
     let planned = st.planned.as_deref().unwrap_or_default();
     for p in planned
         .iter()
-        .filter(|p| p.action.writes() && !st.verified.contains(&p.id))
+        .filter(|p| p.action.writes() && !st.is_verified(&p.id))
     {
-        let want = p.fp.as_deref().unwrap_or("");
         let Some(c) = prepared.source.get(&p.id) else {
             d.gone.push(Failure {
                 id: p.id.clone(),
@@ -69,19 +68,23 @@ pub(crate) fn decide<'a>(
             });
             continue;
         };
-        if !fingerprint::same(want, &fp.value(c)) {
+        if !p
+            .fp
+            .as_ref()
+            .is_some_and(|w| fingerprint::same(w, &fp.value(c)))
+        {
             d.gone.push(Failure {
                 id: p.id.clone(),
                 error: "the source value changed since the migration started".into(),
             });
             continue;
         }
-        let as_now = |action: PlannedAction, target_fp: Option<String>| PlannedItem {
+        let as_now = |action: PlannedAction, target_fp: Option<Fp>| PlannedItem {
             action,
             target_fp,
             ..p.clone()
         };
-        let unchanged = |now: Option<&String>| match (p.target_fp.as_deref(), now) {
+        let unchanged = |now: Option<&Fp>| match (p.target_fp.as_ref(), now) {
             (None, None) => true,
             (Some(a), Some(b)) => fingerprint::same(a, b),
             _ => false,
@@ -146,7 +149,7 @@ fn whole_migration_tally(st: &State, d: &Decision<'_>) -> Tally {
     let retried: BTreeSet<&CredentialId> = d.work.iter().map(|c| &c.id).collect();
     let verified = writes
         .iter()
-        .filter(|id| st.verified.contains(**id) && !st.undone.contains(**id))
+        .filter(|id| st.is_verified(id) && !st.is_undone(id))
         .count()
         + d.landed.len();
     let failed = st

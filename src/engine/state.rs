@@ -1,7 +1,7 @@
 //! A migration's folder (`STATE/migrations/<id>/`) and its state as the
 //! journal tells it: what was planned, begun, verified, failed, undone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::credential::CredentialId;
@@ -9,6 +9,7 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::journal::{
     self, BackupKeyKind, JournalEvent, KdfRecord, Line, PlannedAction, PlannedItem, Record, Totals,
 };
+use crate::engine::journal_ids::{Ix, IxList, IxSet, Others};
 use crate::engine::types::{
     ConflictPolicy, Failure, HistoryEntry, MigrationId, MigrationStatus, Report, TimelineEntry,
 };
@@ -85,12 +86,14 @@ pub struct State {
     pub unreadable: usize,
     pub backup: Option<PathBuf>,
     pub target_backup: Option<PathBuf>,
+    /// Ids the records name that are not planned items (the sets below
+    /// hold positions in the plan, or in this table).
+    others: Others,
     /// Ids whose write began, in order, once each.
-    pub begun: Vec<CredentialId>,
-    begun_set: HashSet<CredentialId>,
-    pub verified: BTreeSet<CredentialId>,
+    begun: IxList,
+    verified: IxSet,
     pub failed: BTreeMap<CredentialId, String>,
-    pub undone: BTreeSet<CredentialId>,
+    undone: IxSet,
     pub undo_failed: BTreeMap<CredentialId, String>,
     pub rollback_reason: Option<String>,
     pub rolled_back: Option<bool>,
@@ -98,9 +101,8 @@ pub struct State {
     /// `Some(false)`: cleanup began and has not finished; `Some(true)`: done.
     pub cleanup: Option<bool>,
     /// Ids whose delete from the source began, in order, once each.
-    pub delete_begun: Vec<CredentialId>,
-    delete_begun_set: HashSet<CredentialId>,
-    pub source_deleted: BTreeSet<CredentialId>,
+    delete_begun: IxList,
+    source_deleted: IxSet,
     pub source_delete_failed: BTreeMap<CredentialId, String>,
     /// The records, when loaded from the file (the timeline shows them).
     pub lines: Vec<Line>,
@@ -173,19 +175,18 @@ impl State {
             unreadable: 0,
             backup: None,
             target_backup: None,
-            begun: Vec::new(),
-            begun_set: HashSet::new(),
-            verified: BTreeSet::new(),
+            others: Others::default(),
+            begun: IxList::default(),
+            verified: IxSet::default(),
             failed: BTreeMap::new(),
-            undone: BTreeSet::new(),
+            undone: IxSet::default(),
             undo_failed: BTreeMap::new(),
             rollback_reason: None,
             rolled_back: None,
             finished: None,
             cleanup: None,
-            delete_begun: Vec::new(),
-            delete_begun_set: HashSet::new(),
-            source_deleted: BTreeSet::new(),
+            delete_begun: IxList::default(),
+            source_deleted: IxSet::default(),
             source_delete_failed: BTreeMap::new(),
             lines: Vec::new(),
         };
@@ -222,25 +223,167 @@ impl State {
         }
     }
 
-    fn begin(&mut self, id: &CredentialId) {
-        if self.begun_set.insert(id.clone()) {
-            self.begun.push(id.clone());
+    /// The number of `id` in the sets, if it has one. An id first seen
+    /// outside the plan keeps its number in `others` even when a replan
+    /// adds it to the plan later.
+    fn ix(&self, id: &CredentialId) -> Option<Ix> {
+        self.others
+            .get(id)
+            .or_else(|| self.planned_position(id).and_then(Ix::planned))
+    }
+
+    /// The number of `id`, given one if it has none yet.
+    fn intern(&mut self, id: &CredentialId) -> Ix {
+        match self.ix(id) {
+            Some(ix) => ix,
+            None => self.others.intern(id),
         }
+    }
+
+    /// The id a number stands for.
+    fn id_of(&self, ix: Ix) -> Option<&CredentialId> {
+        match ix.at() {
+            Ok(p) => self.planned.as_ref()?.get(p).map(|p| &p.id),
+            Err(o) => self.others.id(o),
+        }
+    }
+
+    fn ids<'a>(
+        &'a self,
+        ixs: impl Iterator<Item = Ix> + 'a,
+    ) -> impl Iterator<Item = &'a CredentialId> + 'a {
+        ixs.filter_map(|ix| self.id_of(ix))
+    }
+
+    fn begin(&mut self, id: &CredentialId) {
+        let ix = self.intern(id);
+        self.begun.push(ix);
     }
 
     fn verify(&mut self, id: &CredentialId) {
         self.failed.remove(id);
-        self.verified.insert(id.clone());
+        let ix = self.intern(id);
+        self.verified.insert(ix);
     }
 
     fn fail(&mut self, id: &CredentialId, error: &str) {
-        self.verified.remove(id);
+        if let Some(ix) = self.ix(id) {
+            self.verified.remove(ix);
+        }
         self.failed.insert(id.clone(), error.to_string());
     }
 
     fn deleted(&mut self, id: &CredentialId) {
         self.source_delete_failed.remove(id);
-        self.source_deleted.insert(id.clone());
+        let ix = self.intern(id);
+        self.source_deleted.insert(ix);
+    }
+
+    fn delete_begin(&mut self, id: &CredentialId) {
+        let ix = self.intern(id);
+        self.delete_begun.push(ix);
+    }
+
+    /// Ids whose write began, in the order they began.
+    pub fn begun(&self) -> impl DoubleEndedIterator<Item = &CredentialId> + '_ {
+        self.begun.iter().filter_map(|&ix| self.id_of(ix))
+    }
+
+    /// Ids whose delete from the source began, in the order they began.
+    pub fn delete_begun(&self) -> impl DoubleEndedIterator<Item = &CredentialId> + '_ {
+        self.delete_begun.iter().filter_map(|&ix| self.id_of(ix))
+    }
+
+    /// Whether `id` was written and read back equal (and not failed since).
+    pub fn is_verified(&self, id: &CredentialId) -> bool {
+        self.ix(id).is_some_and(|ix| self.verified.contains(ix))
+    }
+
+    /// Whether a rollback put `id` back.
+    pub fn is_undone(&self, id: &CredentialId) -> bool {
+        self.ix(id).is_some_and(|ix| self.undone.contains(ix))
+    }
+
+    /// Whether cleanup deleted `id` from the source.
+    pub fn is_source_deleted(&self, id: &CredentialId) -> bool {
+        self.ix(id)
+            .is_some_and(|ix| self.source_deleted.contains(ix))
+    }
+
+    /// Verified items that no rollback undid, in id order.
+    pub fn verified_not_undone(&self) -> Vec<&CredentialId> {
+        let mut ids: Vec<&CredentialId> = self
+            .ids(self.verified.iter().filter(|&ix| !self.undone.contains(ix)))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// How many items cleanup deleted from the source.
+    pub fn source_deleted_count(&self) -> usize {
+        self.source_deleted.len()
+    }
+
+    /// [`apply`](Self::apply), moving a plan's items into the state
+    /// instead of copying them (a copy of every planned item beside the
+    /// record at the moment a migration's memory peaks).
+    pub fn apply_owned(&mut self, l: Line) {
+        match l.record {
+            Record::Planned {
+                items,
+                warnings,
+                unreadable,
+            } => self.set_planned(items, warnings, unreadable),
+            _ => self.apply(&l),
+        }
+    }
+
+    fn set_planned(&mut self, items: Vec<PlannedItem>, warnings: Vec<String>, unreadable: usize) {
+        // Ids the sets already hold (a second `planned` record: none of
+        // this version's journals has one) are numbered again below.
+        let held: Vec<(u8, CredentialId)> = [
+            (0u8, self.begun.iter().copied().collect::<Vec<_>>()),
+            (1, self.verified.iter().collect()),
+            (2, self.undone.iter().collect()),
+            (3, self.delete_begun.iter().copied().collect()),
+            (4, self.source_deleted.iter().collect()),
+        ]
+        .into_iter()
+        .flat_map(|(k, ixs)| {
+            ixs.into_iter()
+                .filter_map(|ix| self.id_of(ix).cloned())
+                .map(move |id| (k, id))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+        let sorted = 1 + items.windows(2).take_while(|w| w[0].id < w[1].id).count();
+        self.planned_sorted = sorted.min(items.len());
+        self.planned_index = items
+            .iter()
+            .enumerate()
+            .skip(self.planned_sorted)
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
+        self.planned = Some(items);
+        self.warnings = warnings;
+        self.unreadable = unreadable;
+        if !held.is_empty() {
+            self.others = Others::default();
+            (self.begun, self.delete_begun) = (IxList::default(), IxList::default());
+            self.verified = IxSet::default();
+            self.undone = IxSet::default();
+            self.source_deleted = IxSet::default();
+            for (k, id) in &held {
+                let ix = self.intern(id);
+                match k {
+                    0 => self.begun.push(ix),
+                    1 => _ = self.verified.insert(ix),
+                    2 => _ = self.undone.insert(ix),
+                    3 => self.delete_begun.push(ix),
+                    _ => _ = self.source_deleted.insert(ix),
+                }
+            }
+        }
     }
 
     /// Take one more record into account.
@@ -251,19 +394,7 @@ impl State {
                 items,
                 warnings,
                 unreadable,
-            } => {
-                let sorted = 1 + items.windows(2).take_while(|w| w[0].id < w[1].id).count();
-                self.planned_sorted = sorted.min(items.len());
-                self.planned_index = items
-                    .iter()
-                    .enumerate()
-                    .skip(self.planned_sorted)
-                    .map(|(i, p)| (p.id.clone(), i))
-                    .collect();
-                self.planned = Some(items.clone());
-                self.warnings = warnings.clone();
-                self.unreadable = *unreadable;
-            }
+            } => self.set_planned(items.clone(), warnings.clone(), *unreadable),
             Record::BackupWritten { path, .. } => {
                 self.backup = Some(path.clone());
                 let t = self.dir.join(TARGET_BACKUP_FILE);
@@ -293,7 +424,8 @@ impl State {
             }
             Record::Undone { id, .. } => {
                 self.undo_failed.remove(id);
-                self.undone.insert(id.clone());
+                let ix = self.intern(id);
+                self.undone.insert(ix);
             }
             Record::UndoFailed { id, error } => {
                 self.undo_failed.insert(id.clone(), error.clone());
@@ -318,15 +450,11 @@ impl State {
             Record::CleanupFinished { .. } => self.cleanup = Some(true),
             Record::DeleteBegin { ids } => {
                 for id in ids {
-                    if self.delete_begun_set.insert(id.clone()) {
-                        self.delete_begun.push(id.clone());
-                    }
+                    self.delete_begin(id);
                 }
             }
             Record::SourceDeleted { id } => {
-                if self.delete_begun_set.insert(id.clone()) {
-                    self.delete_begun.push(id.clone());
-                }
+                self.delete_begin(id);
                 self.deleted(id);
             }
             Record::DeleteDone { deleted, failed } => {
@@ -346,12 +474,12 @@ impl State {
 
     /// Whether a write of `id` began.
     pub fn began(&self, id: &CredentialId) -> bool {
-        self.begun_set.contains(id)
+        self.ix(id).is_some_and(|ix| self.begun.contains(ix))
     }
 
     /// Whether a delete of `id` from the source began.
     pub fn delete_began(&self, id: &CredentialId) -> bool {
-        self.delete_begun_set.contains(id)
+        self.ix(id).is_some_and(|ix| self.delete_begun.contains(ix))
     }
 
     /// `completed` only once everything asked for is done: a cleanup that
@@ -384,7 +512,10 @@ impl State {
     /// Items this migration put at the target that are still there.
     pub fn copied(&self) -> usize {
         // Undone items (a rollback, or a partial one) are no longer there.
-        self.verified.difference(&self.undone).count()
+        self.verified
+            .iter()
+            .filter(|&ix| !self.undone.contains(ix))
+            .count()
     }
 
     pub fn totals(&self) -> Totals {
@@ -447,7 +578,7 @@ impl State {
             rollback_reason,
             failures,
             backup: self.backup.clone(),
-            verified: self.verified.difference(&self.undone).count(),
+            verified: self.copied(),
             source_deleted: self.source_deleted.len(),
             source_delete_failed: self
                 .source_delete_failed

@@ -63,18 +63,30 @@ pub fn encode_credentials(creds: &[Credential]) -> Result<Zeroizing<Vec<u8>>> {
 pub fn encode_credential_refs<'a>(
     creds: impl Iterator<Item = &'a Credential> + Clone,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let items: Vec<PlainRef<'_>> = creds
-        .clone()
-        .map(|c| PlainRef {
-            id: &c.id,
-            kind: c.kind,
-            secret: c.secret.expose(),
-            metadata: &c.metadata,
-        })
-        .collect();
-    let approx: usize = creds.map(|c| c.secret.expose().len() * 2 + 128).sum();
-    let mut buf = ZeroizingBuf(Zeroizing::new(Vec::with_capacity(approx + 2)));
-    serde_json::to_writer(&mut buf, &items)
+    /// The list, serialized straight from the iterator (no vector of
+    /// references beside it).
+    struct List<I>(I);
+    impl<'a, I: Iterator<Item = &'a Credential> + Clone> Serialize for List<I> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.clone().map(|c| PlainRef {
+                id: &c.id,
+                kind: c.kind,
+                secret: c.secret.expose(),
+                metadata: &c.metadata,
+            }))
+        }
+    }
+    let list = List(creds);
+    // Measured first, then written into a buffer of exactly that size and
+    // room for the GCM tag (sealing in place then never regrows it): a
+    // guessed capacity (twice each secret and more) was twice the list at a
+    // migration's peak, when the backup is sealed.
+    let mut len = Counter(0);
+    serde_json::to_writer(&mut len, &list)
+        .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
+    let cap = len.0 + crate::crypto::aead::TAG_LEN;
+    let mut buf = ZeroizingBuf(Zeroizing::new(Vec::with_capacity(cap)));
+    serde_json::to_writer(&mut buf, &list)
         .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
     Ok(buf.0)
 }

@@ -114,7 +114,8 @@ pub fn resume_with(
     let decision = replan::decide(&st, &prepared, &run.keys.fp, st.on_conflict);
     let old = run.record_replan(&decision, old)?;
     let mut tally = decision.tally;
-    let stop = run.write_items(&decision.work, &old, keeps, &mut tally, Instant::now());
+    let work = decision.work.iter().map(|c| (*c).clone()).collect();
+    let stop = run.write_items(work, &old, keeps, &mut tally, Instant::now());
     run.finish("resume", stop, &old, clean_up)
         .map(|r| noted(r, &locks))
 }

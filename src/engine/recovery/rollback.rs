@@ -69,8 +69,8 @@ pub(super) fn rollback_items(
     });
     let pattern = pattern.as_deref();
     let only: Option<BTreeSet<CredentialId>> = part.as_ref().map(|p| {
-        let at_target = st.begun.iter().filter(|i| !st.undone.contains(*i));
-        let deleted = st.delete_begun.iter();
+        let at_target = st.begun().filter(|i| !st.is_undone(i));
+        let deleted = st.delete_begun();
         at_target
             .chain(deleted)
             .filter(|i| match p {
@@ -89,8 +89,7 @@ pub(super) fn rollback_items(
         )));
     }
     let delete_begun: Vec<CredentialId> = st
-        .delete_begun
-        .iter()
+        .delete_begun()
         .filter(|i| only.as_ref().is_none_or(|o| o.contains(*i)))
         .cloned()
         .collect();
@@ -122,7 +121,7 @@ pub(super) fn rollback_items(
     }
     let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
     let source = if source_needed { source } else { None };
-    let needs_old = st.begun.iter().any(|i| {
+    let needs_old = st.begun().any(|i| {
         only.as_ref().is_none_or(|o| o.contains(i))
             && st
                 .planned_item(i)

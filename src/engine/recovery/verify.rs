@@ -38,7 +38,7 @@ pub fn verify_with(
     let keeps = target.probe().keeps_metadata;
     let mut failures = Vec::new();
     let mut ok = 0;
-    let todo: Vec<&CredentialId> = st.verified.difference(&st.undone).collect();
+    let todo: Vec<&CredentialId> = st.verified_not_undone();
     let mut cancelled = false;
     for (n, cid) in todo.iter().copied().enumerate() {
         if ctl.cancelled() {
@@ -58,11 +58,11 @@ pub fn verify_with(
         let problem = match target.read(cid) {
             Ok(Some(c)) => {
                 let value_ok =
-                    p.fp.as_deref()
+                    p.fp.as_ref()
                         .is_some_and(|f| fingerprint::same(f, &fp.value(&c)));
                 let meta_ok = !keeps
                     || p.mfp
-                        .as_deref()
+                        .as_ref()
                         .is_some_and(|f| fingerprint::same(f, &fp.meta(&c)));
                 match (value_ok, meta_ok) {
                     (true, true) => None,

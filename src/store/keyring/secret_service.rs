@@ -9,10 +9,12 @@
 //! once (not once per item) and tells new items from existing ones by the
 //! paths it already knows (see [`Known`]); then a new item is one
 //! `CreateItem` carrying the kind and metadata, an existing one
-//! `Attributes`, `SetSecret` and the merged attributes. A read is a search
-//! per item, then `GetSecret` and `Attributes` together: it never uses the
+//! `Attributes`, `SetSecret` and the merged attributes. A read batch
+//! searches the service once and reads every found item's attributes
+//! afresh, then one `GetSecret` per item (a search per item when the
+//! service holds many more items than the batch): it never uses the
 //! remembered paths, since a read-back is the independent check of what a
-//! batch wrote (a search also refuses when two items match). A locked item
+//! batch wrote (and two items for one entry are refused). A locked item
 //! is reported, never unlocked.
 
 use std::cell::Cell;
@@ -399,6 +401,70 @@ where
     out
 }
 
+/// An item a read-back found, with the attributes read for it afresh.
+type Found<'s> = (Item<'s>, HashMap<String, String>);
+
+/// A read batch's view of the service: one search of every item of the
+/// service, then the attributes of each item found, read afresh (never
+/// the paths or users a write batch remembers), kept for the batch's users
+/// only. What a search per user would have found, for each user at once:
+/// a second item another client made for the same user is found here too
+/// and refused by [`the_one`]. `None`, to search per user instead, when
+/// the service has many more items than the batch asks for (reading all
+/// their attributes would cost more than the searches), when any is locked
+/// (the search per user says which entry that concerns) or on any error.
+async fn read_index<'s>(
+    ss: &'s Async,
+    service: &str,
+    users: &[String],
+    tick: Tick<'_>,
+) -> Option<HashMap<String, Vec<Found<'s>>>> {
+    let found = ss
+        .search_items(HashMap::from([("service", service)]))
+        .await
+        .ok()?;
+    if !found.locked.is_empty() || found.unlocked.len() > 4 * (users.len() + WINDOW) {
+        return None;
+    }
+    let wanted: std::collections::HashSet<&str> = users.iter().map(String::as_str).collect();
+    let mut by_user: HashMap<String, Vec<Found>> = HashMap::new();
+    let mut items = found.unlocked.into_iter().peekable();
+    while items.peek().is_some() {
+        let group: Vec<Item> = items.by_ref().take(WINDOW).collect();
+        let attrs = join_all(group.iter().map(|i| i.get_attributes())).await;
+        for (item, attrs) in group.into_iter().zip(attrs) {
+            let attrs = attrs.ok()?;
+            // The search matched `service`; an item whose attributes no
+            // longer name it (changed since) is not this service's.
+            let Some(user) = attrs
+                .get("username")
+                .filter(|u| wanted.contains(u.as_str()))
+            else {
+                continue;
+            };
+            if names(&attrs, service, user) {
+                by_user.entry(user.clone()).or_default().push((item, attrs));
+            }
+        }
+        tick();
+    }
+    Some(by_user)
+}
+
+/// Batch step 2 of a read from a [`read_index`]: the secret of the one
+/// item found for the user.
+async fn fetch_found(found: Result<Option<Found<'_>>, Fail>) -> Result<Option<Stored>, Fail> {
+    let Some((item, mut attrs)) = found? else {
+        return Ok(None);
+    };
+    let secret = text(item.get_secret().await.map_err(ss_fail)?)?;
+    Ok(Some(Stored {
+        secret,
+        kind: attrs.remove(ATTR_KIND),
+        metadata: attrs.remove(ATTR_METADATA),
+    }))
+}
+
 /// Batch step 2 of a read: the secret and the attributes, both in flight.
 async fn fetch(found: Result<Option<Item<'_>>, Fail>) -> Result<Option<Stored>, Fail> {
     let Some(item) = found? else {
@@ -698,11 +764,30 @@ impl Backend for SecretServiceBackend {
             Err(f) => return every(users.len(), f),
         };
         // A read-back is the independent check of what the batch wrote, so
-        // it never trusts the paths the writes remember: a search per user
-        // (cheap inside gnome-keyring) finds the item afresh and refuses
-        // when two match, as when another client made or renamed one in
-        // the meantime.
-        async_io::block_on(per_user(ss, &service, users, tick, fetch))
+        // it never trusts the paths the writes remember: one search of the
+        // service and every item's attributes read afresh (or a search per
+        // user) find the item again and refuse when two match, as when
+        // another client made or renamed one in the meantime.
+        if repeats(users.iter().map(String::as_str)) {
+            return async_io::block_on(per_user(ss, &service, users, tick, fetch));
+        }
+        async_io::block_on(async {
+            let Some(mut index) = read_index(ss, &service, users, tick).await else {
+                return per_user(ss, &service, users, tick, fetch).await;
+            };
+            let mut out = Vec::with_capacity(users.len());
+            for group in users.chunks(WINDOW) {
+                let found = group.iter().map(|u| {
+                    the_one(SearchItemsResult {
+                        unlocked: index.remove(u).unwrap_or_default(),
+                        locked: Vec::new(),
+                    })
+                });
+                out.extend(join_all(found.map(fetch_found)).await);
+                tick();
+            }
+            out
+        })
     }
 
     fn delete_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<bool, Fail>> {
