@@ -109,7 +109,21 @@ pub struct State {
 }
 
 impl State {
+    /// The state of a migration, without its records (a 100,000-item
+    /// journal's records are a second copy of the plan and of every id).
     pub fn load(state_dir: &Path, id: &MigrationId) -> Result<State> {
+        let (dir, lines) = Self::read(state_dir, id)?;
+        State::from_records(id.clone(), dir, &lines)
+    }
+
+    /// [`load`](Self::load), keeping the records (the timeline and the
+    /// item view show them).
+    pub fn load_with_records(state_dir: &Path, id: &MigrationId) -> Result<State> {
+        let (dir, lines) = Self::read(state_dir, id)?;
+        State::from_lines(id.clone(), dir, lines)
+    }
+
+    fn read(state_dir: &Path, id: &MigrationId) -> Result<(PathBuf, Vec<Line>)> {
         let dir = migration_dir(state_dir, id);
         if id.0.contains(['/', '\\']) || id.0.starts_with('.') || !dir.is_dir() {
             return Err(EngineError::UnknownMigration {
@@ -118,7 +132,7 @@ impl State {
             });
         }
         let lines = journal::read_lines(&dir.join(journal::JOURNAL_FILE))?;
-        State::from_lines(id.clone(), dir, lines)
+        Ok((dir, lines))
     }
 
     pub fn from_lines(id: MigrationId, dir: PathBuf, lines: Vec<Line>) -> Result<State> {

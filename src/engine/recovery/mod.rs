@@ -71,7 +71,7 @@ pub fn history(state_dir: &Path) -> Result<Vec<HistoryEntry>> {
 
 /// One migration with its timeline, for a support screen.
 pub fn detail(state_dir: &Path, id: &MigrationId) -> Result<MigrationDetail> {
-    let s = State::load(state_dir, id)?;
+    let s = State::load_with_records(state_dir, id)?;
     let under = |spec: &str| {
         spec.parse::<StoreSpec>()
             .is_ok_and(|s| s.under_passphrase())
