@@ -83,12 +83,13 @@ pt_out_cpu=$(pick prompttrain "^Node's values -> encrypted, credshift migrate" 1
 kr_disk=$(sed -n 's/^end to end takes \([0-9.]*x\) the floor.*/\1/p' "$out/keyring.txt" | sed -n 1p)
 kr_shm=$(sed -n 's/^end to end takes \([0-9.]*x\) the floor.*/\1/p' "$out/keyring.txt" | sed -n 2p)
 env_100k=$(awk '$1 == 100000 && NF > 10 { print $2 " s"; exit }' "$out/dotenv.txt")
-env_scale=$(awk '$1 == 10000 && NF > 10 { a = $5 } $1 == 100000 && NF > 10 { b = $5 } END { if (a > 0) printf "%.2fx", b / a; else print "-" }' "$out/dotenv.txt")
-mem() { awk -v c="$1" '$1 == 100000 && NF == 9 { print $c " MB"; exit }' "$out/dotenv.txt"; }
-bpi() { awk -v c="$1" '$1 == n && NF == 9 { print $c; exit }' n="$2" "$out/dotenv.txt"; }
+# A size that was not run (BENCH_SIZES) prints "-".
+env_scale=$(awk '$1 == 10000 && NF > 10 { a = $5 } $1 == 100000 && NF > 10 { b = $5 } END { if (a > 0 && b > 0) printf "%.2fx", b / a; else print "-" }' "$out/dotenv.txt")
+mem() { awk -v c="$1" '$1 == 100000 && NF == 9 { v = $c " MB"; exit } END { print (v == "" ? "-" : v) }' "$out/dotenv.txt"; }
+bpi() { awk -v c="$1" '$1 == n && NF == 9 { v = $c; exit } END { print (v == "" ? "-" : v) }' n="$2" "$out/dotenv.txt"; }
 # The CPU-time table's rows have 11 fields (items, cpu, peer, ratio, us/item, |, ...).
-cpu() { awk -v c="$1" -v n="$2" '$1 == n && NF == 11 { print $c; exit }' "$out/dotenv.txt"; }
-env_cpu_scale=$(awk '$1 == 10000 && NF == 11 { a = $5 } $1 == 100000 && NF == 11 { b = $5 } END { if (a > 0) printf "%.2fx", b / a; else print "-" }' "$out/dotenv.txt")
+cpu() { awk -v c="$1" -v n="$2" '$1 == n && NF == 11 { v = $c; exit } END { print (v == "" ? "-" : v) }' "$out/dotenv.txt"; }
+env_cpu_scale=$(awk '$1 == 10000 && NF == 11 { a = $5 } $1 == 100000 && NF == 11 { b = $5 } END { if (a > 0 && b > 0) printf "%.2fx", b / a; else print "-" }' "$out/dotenv.txt")
 # Vault: items/s of credshift (one-secret and item layouts) and of the two loops.
 vrate() { awk -v n="$1" -v p="$2" '$1 == "n=" n && index($0, p) { for (i = 1; i <= NF; i++) if ($i == "items/s") { print $(i - 1); exit } }' "$out/vault.txt"; }
 vratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1fx", a / b; else print "-" }'; }
