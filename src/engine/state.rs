@@ -113,7 +113,16 @@ impl State {
     /// journal's records are a second copy of the plan and of every id).
     pub fn load(state_dir: &Path, id: &MigrationId) -> Result<State> {
         let (dir, lines) = Self::read(state_dir, id)?;
-        State::from_records(id.clone(), dir, &lines)
+        // Record by record, each moved in and dropped: the plan's items
+        // are not copied beside the records.
+        let mut lines = lines.into_iter();
+        let first: Vec<Line> = lines.next().into_iter().collect();
+        let mut s = State::from_records(id.clone(), dir, &first)?;
+        drop(first);
+        for l in lines {
+            s.apply_owned(l);
+        }
+        Ok(s)
     }
 
     /// [`load`](Self::load), keeping the records (the timeline and the

@@ -19,9 +19,19 @@ pub fn verify_with(
     opts: &KeyOptions,
     ctl: &Control,
 ) -> Result<Report> {
-    let st = State::load(state_dir, id)?;
     // Verify reads the target; the source is held shared when it is there
-    // so no cleanup or other writer runs beside it.
+    // so no cleanup or other writer runs beside it. (The state read before
+    // the locks is dropped once the session read it again.)
+    let recovered = {
+        let st = State::load(state_dir, id)?;
+        session::recover(
+            state_dir,
+            &st,
+            opts,
+            Some(Use::READ_IF_THERE),
+            Some(Use::READ),
+        )?
+    };
     let Recovered {
         st,
         target,
@@ -29,13 +39,7 @@ pub fn verify_with(
         mut journal,
         locks,
         ..
-    } = session::recover(
-        state_dir,
-        &st,
-        opts,
-        Some(Use::READ_IF_THERE),
-        Some(Use::READ),
-    )?;
+    } = recovered;
     let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
     let fp = keys.fp;
     let keeps = target.probe().keeps_metadata;
