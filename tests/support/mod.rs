@@ -70,8 +70,7 @@ pub fn credshift(state_dir: &Path) -> Command {
         .env_remove("APP_KEY")
         .env_remove("CREDSHIFT_FAULTS")
         .env_remove("CREDSHIFT_CRASH_AT")
-        // The lock wait a user would get: a test that wants none says so
-        // (`lock_table` sets it process-wide for its in-process cleanup).
+        // The lock wait a user would get: a test that wants none says so.
         .env_remove("CREDSHIFT_LOCK_WAIT")
         .stdin(Stdio::null());
     c
