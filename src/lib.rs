@@ -13,40 +13,29 @@ compile_error!(
      Windows and other non-Unix targets are not supported (see README, Platforms)"
 );
 
-#[cfg(unix)]
-pub mod credential;
-#[cfg(unix)]
-pub mod crypto;
-#[cfg(unix)]
-pub mod engine;
-#[cfg(unix)]
-pub mod error;
-#[cfg(unix)]
-pub mod exec;
-#[cfg(unix)]
-pub mod fsutil;
-#[doc(hidden)]
-#[cfg(unix)]
-pub mod fuzzing;
-#[cfg(unix)]
-pub mod keys;
-#[cfg(unix)]
-pub mod locations;
-#[cfg(unix)]
-pub mod qr;
-#[cfg(unix)]
-pub mod scrub;
-#[cfg(unix)]
-pub mod store;
-#[cfg(unix)]
-pub mod test_aids;
-#[cfg(unix)]
-pub mod tui;
-#[cfg(unix)]
-pub mod unlock;
-#[cfg(unix)]
-pub mod web;
-#[cfg(unix)]
-pub mod wizard;
-#[cfg(unix)]
-pub mod zeroing_alloc;
+/// The items it wraps exist only on Unix.
+macro_rules! unix_only {
+    ($($item:item)*) => { $(#[cfg(unix)] $item)* };
+}
+
+unix_only! {
+    pub mod credential;
+    pub mod crypto;
+    pub mod engine;
+    pub mod error;
+    pub mod exec;
+    pub mod fsutil;
+    #[doc(hidden)]
+    pub mod fuzzing;
+    pub mod keys;
+    pub mod locations;
+    pub mod qr;
+    pub mod scrub;
+    pub mod store;
+    pub mod test_aids;
+    pub mod tui;
+    pub mod unlock;
+    pub mod web;
+    pub mod wizard;
+    pub mod zeroing_alloc;
+}
