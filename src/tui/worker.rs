@@ -52,7 +52,10 @@ impl EngineExecutor {
 /// freed memory in each thread's arena, so without this the wizard would
 /// hold a store's parsed copy (the probe's, then the inventory's) for as
 /// long as it runs: with 100,000 items, tens of MB of resident memory that
-/// nothing uses.
+/// nothing uses. Measured (2026-12-06, `credshift wizard` on a 100,000-line
+/// .env in tmux, inventory drawn, debug build): 79 MB resident with the trim,
+/// 113 MB without; peak 100 MB against 113 MB. glibc only: other
+/// allocators (musl, the BSDs') return memory on their own terms.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory of the allocator the

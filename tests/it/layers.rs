@@ -616,7 +616,9 @@ const UNSAFE_ALLOWED: &[(&str, usize, &str)] = &[
     (
         "tui/worker.rs",
         1,
-        "glibc's malloc_trim has no safe wrapper; Linux/glibc only",
+        "glibc's malloc_trim has no safe wrapper; Linux/glibc only, and \
+         measured worth it (the wizard at 100,000 items: 79 MB resident \
+         instead of 113 MB)",
     ),
     (
         "store/env.rs",
