@@ -66,6 +66,7 @@ fn new_key(
     generated: Option<&PathBuf>,
     opts: &KeyOptions,
     kdf_raised: bool,
+    same_allowed: bool,
 ) -> Result<(NewKey, String), CliError> {
     let given = [
         n.new_key_file.is_some() || generated.is_some(),
@@ -118,7 +119,7 @@ fn new_key(
                 .map_err(|e| CliError::usage(format!("the new passphrase ({origin}): {e}")))?;
             (NewKey::Passphrase(s), origin)
         }
-        (None, None) if kdf_raised && !text_format(format) => (
+        (None, None) if same_allowed && !text_format(format) => (
             NewKey::SamePassphrase,
             "the same passphrase or key file".into(),
         ),
@@ -202,7 +203,8 @@ fn print_report(r: &RekeyReport, json: bool, to_stderr: bool) -> Result<(), CliE
     }
     if let Some(b) = &r.backup {
         line(format!(
-            "  backup of the old ciphertexts: {} (its key file is beside it)",
+            "  backup of the old ciphertexts: {} (its key file is beside it: with the old key \
+             it reads every value; delete both once the application runs on the new key)",
             b.display()
         ));
     }
@@ -320,7 +322,10 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         // A dry run writes nothing, not even the generated key.
         let (new, _) = match &a.generate_new_key {
             Some(_) => (ephemeral(format)?, String::new()),
-            None => new_key(n, format, None, &opts, a.kdf_iterations.is_some())?,
+            None => {
+                let raised = a.kdf_iterations.is_some();
+                new_key(n, format, None, &opts, raised, raised)?
+            }
         };
         let plan = rekey::dry_run(&spec, &opts, &new)?;
         if a.json {
@@ -330,17 +335,33 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(p) = &a.generate_new_key {
-        rekey::keygen::generate(format, p)?;
-        eprintln!("new key written to {} (mode 0600)", p.display());
-    }
-    let (new, origin) = new_key(
-        n,
-        format,
-        a.generate_new_key.as_ref(),
-        &opts,
-        a.kdf_iterations.is_some(),
-    )?;
+    // A generated key stays in memory until the run holds the lock and
+    // has checked the old key: a refused run leaves no file.
+    let (new, origin, generated) = match &a.generate_new_key {
+        Some(p) => {
+            if n.new_key_file.is_some()
+                || n.new_passphrase_file.is_some()
+                || n.new_passphrase_env.is_some()
+            {
+                return Err(CliError::usage(
+                    "give the new key one way: --new-key-file, --generate-new-key, \
+                     --new-passphrase-file or --new-passphrase-env",
+                ));
+            }
+            let (pending, new) = rekey::keygen::PendingKey::new(format, p)?;
+            let origin = if text_format(format) {
+                format!("file {}", p.display())
+            } else {
+                format!("key file {}", p.display())
+            };
+            (new, origin, Some(std::sync::Arc::new(pending)))
+        }
+        None => {
+            let raised = a.kdf_iterations.is_some();
+            let (new, origin) = new_key(n, format, None, &opts, raised, raised)?;
+            (new, origin, None)
+        }
+    };
     if !a.yes {
         let plan = rekey::dry_run(&spec, &opts, &new)?;
         print_plan(&plan);
@@ -350,8 +371,15 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         spec,
         new_key: new.clone(),
         new_key_origin: origin,
+        generated,
     };
-    let report = rekey::run(&req, &g.state_dir(), &opts, &mut progress())?;
+    let ran = rekey::run(&req, &g.state_dir(), &opts, &mut progress());
+    if let Some(p) = &a.generate_new_key
+        && p.exists()
+    {
+        eprintln!("new key written to {} (mode 0600)", p.display());
+    }
+    let report = ran?;
     print_report(&report, a.json, a.print_env)?;
     if a.print_env && report.status == engine::MigrationStatus::Completed {
         print_env(format, &new, &opts)?;
@@ -371,7 +399,7 @@ fn ephemeral(format: RekeyFormat) -> Result<NewKey, CliError> {
 
 /// `resume` of a rekey: the new key again from the `--new-...` flags.
 pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
-    let opts = g.key_options()?;
+    let mut opts = g.key_options()?;
     let st = rekey::RekeyState::load(
         &rekey::rekey_dir(&g.state_dir(), id)
             .ok_or_else(|| CliError::usage(format!("{id} is not a rekey")))?,
@@ -386,12 +414,18 @@ pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
     let format = st
         .format
         .ok_or_else(|| CliError::failed(format!("rekey {id}: no format recorded")))?;
+    // The count the rekey was started with, not today's default.
+    if let Some(n) = st.kdf_iterations {
+        opts.kdf_iterations = n;
+    }
+    let same = st.new_key_kind == Some(rekey::NewKeyKind::SamePassphrase);
     let (new, _) = new_key(
         &g.new_key,
         format,
         None,
         &opts,
-        st.new_key.starts_with("the same"),
+        same || st.kdf_iterations.is_some(),
+        same,
     )?;
     let report = rekey::resume(&g.state_dir(), id, &opts, &new, &mut progress())?;
     print_report(&report, json, false)?;

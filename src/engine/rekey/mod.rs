@@ -45,7 +45,7 @@ pub mod keygen;
 mod recover;
 
 pub use codec::{NewKey, Under};
-pub use journal::{RekeyRecord, RekeyState, is_rekey};
+pub use journal::{NewKeyKind, RekeyRecord, RekeyState, is_rekey};
 pub use recover::{history, report_of, resume, rollback, verify};
 
 use codec::{Codec, Plain};
@@ -62,6 +62,9 @@ pub struct RekeyRequest {
     pub new_key: NewKey,
     /// `file PATH` or `variable NAME`.
     pub new_key_origin: String,
+    /// A key made by `--generate-new-key`, written only once the run has
+    /// its lock and a plan under the old key (nothing left by a refusal).
+    pub generated: Option<std::sync::Arc<keygen::PendingKey>>,
 }
 
 /// How many cells one key opens.
@@ -454,6 +457,12 @@ pub fn run(
             return Err(e);
         }
     };
+    if let Some(k) = &req.generated
+        && let Err(e) = k.commit()
+    {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e.into());
+    }
     let mut j = RekeyJournal::open(&dir, &id)?;
     let names = s.codec.old_key_names();
     j.append(RekeyRecord::RekeyStarted {
@@ -464,6 +473,10 @@ pub fn run(
         old_keys: names.clone(),
         new_key: req.new_key_origin.clone(),
         user: crate::engine::audit::who(),
+        new_key_kind: Some(req.new_key.kind()),
+        // Only credshift's own formats have a count of ours to keep.
+        kdf_iterations: (!matches!(format, RekeyFormat::PromptTrain | RekeyFormat::Laravel))
+            .then_some(opts.kdf_iterations),
     })?;
     j.append(RekeyRecord::RekeyPlanned {
         cells: s

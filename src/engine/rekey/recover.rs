@@ -18,7 +18,10 @@ use crate::unlock::KeyOptions;
 
 use super::backup;
 use super::codec::{self, NewKey, Plain, Under};
-use super::journal::{CellNote, PlannedCell, RekeyJournal, RekeyRecord, RekeyState, fp};
+use super::journal::{
+    CellNote, PlannedCell, REKEY_BACKUP_FILE, REKEY_BACKUP_KEY, REKEY_JOURNAL_FILE, RekeyJournal,
+    RekeyRecord, RekeyState, fp,
+};
 use super::{
     KeyCount, LocationNote, RekeyProgress, RekeyReport, changed_store, finish, load, rekey_dir,
     run_batches, spec_of, under_keys,
@@ -40,15 +43,44 @@ pub fn history(state_dir: &Path) -> Vec<HistoryEntry> {
         .collect();
     ids.sort();
     ids.iter()
-        .filter_map(|id| RekeyState::load(&rekey_dir(state_dir, id)?, id).ok())
-        .map(|st| HistoryEntry {
-            id: st.id.clone(),
-            started_at: st.started_at.clone(),
-            from: crate::store::redact_url(&st.store),
-            to: to_of(&st),
-            status: st.status(),
-            copied: st.rekeyed_now(),
-            failed: st.failed.len(),
+        .filter_map(|id| Some((id, rekey_dir(state_dir, id)?)))
+        .map(|(id, dir)| match RekeyState::load(&dir, id) {
+            Ok(st) => HistoryEntry {
+                id: st.id.clone(),
+                started_at: st.started_at.clone(),
+                from: crate::store::redact_url(&st.store),
+                to: to_of(&st),
+                status: st.status(),
+                copied: st.rekeyed_now(),
+                failed: st.failed.len(),
+            },
+            // Unreadable is not absent: a damaged journal may be a rekey
+            // left between two keys, so it is listed with where it is.
+            Err(e) => HistoryEntry {
+                id: id.clone(),
+                started_at: String::new(),
+                from: dir.join(REKEY_JOURNAL_FILE).display().to_string(),
+                to: format!("(unreadable rekey journal: {e})"),
+                status: MigrationStatus::Interrupted,
+                copied: 0,
+                failed: 0,
+            },
+        })
+        .collect()
+}
+
+/// Cells the application changed: during the rekey (left under the old
+/// key), and since it, found by a rollback (left as they are).
+fn changed_notes(st: &RekeyState) -> Vec<LocationNote> {
+    let mut all: BTreeMap<&CellRef, String> =
+        st.changed.iter().map(|(at, e)| (at, e.clone())).collect();
+    for (at, e) in &st.left {
+        all.insert(at, format!("rollback: {e}"));
+    }
+    all.into_iter()
+        .map(|(at, error)| LocationNote {
+            location: at.to_string(),
+            error,
         })
         .collect()
 }
@@ -57,7 +89,25 @@ fn next_steps(st: &RekeyState, status: MigrationStatus) -> Vec<String> {
     let id = &st.id;
     match status {
         MigrationStatus::RolledBack => {
-            return vec!["Nothing to change: every value is under the old key again.".into()];
+            let mut steps = vec![if st.completed_once {
+                // The finished rekey told the user to switch to the new key.
+                format!(
+                    "Every value is under the old key again: if the application was switched to \
+                     the new key ({}), switch it back to the old key ({}) and restart it.",
+                    st.new_key,
+                    st.old_keys.join(", ")
+                )
+            } else {
+                "Nothing to change: every value is under the old key again.".into()
+            }];
+            if !st.left.is_empty() {
+                steps.push(format!(
+                    "{} value(s) the application changed since the rekey were left as they are \
+                     (listed above): they hold what the application wrote.",
+                    st.left.len()
+                ));
+            }
+            return steps;
         }
         MigrationStatus::Interrupted => {
             return vec![format!(
@@ -68,6 +118,33 @@ fn next_steps(st: &RekeyState, status: MigrationStatus) -> Vec<String> {
         }
         _ => {}
     }
+    let origin = &st.new_key;
+    let mut steps = Vec::new();
+    if !st.changed.is_empty() {
+        // Those values are still under the old key: switching first would
+        // leave agent-prompttrain (one key only) unable to open them.
+        steps.push(format!(
+            "Before you switch: run `credshift rekey --store {}` again with the same new key \
+             ({origin}) and the old key as now: it rekeys only the {} value(s) the application \
+             changed during this rekey, still under the old key, and counts the rest as done.",
+            crate::store::redact_url(&st.store),
+            st.changed.len()
+        ));
+    }
+    steps.extend(app_steps(st));
+    if status == MigrationStatus::Completed {
+        steps.push(format!(
+            "Once the application runs on the new key, delete {REKEY_BACKUP_FILE} and \
+             {REKEY_BACKUP_KEY} in {} (the rekey's backup: the old ciphertexts with their key, \
+             which anyone holding the old key can read; `rollback` needs them until then).",
+            st.dir.display()
+        ));
+    }
+    steps
+}
+
+/// What to change in the application once every value is under the new key.
+fn app_steps(st: &RekeyState) -> Vec<String> {
     let origin = &st.new_key;
     match st.format {
         Some(RekeyFormat::PromptTrain) => vec![format!(
@@ -117,7 +194,7 @@ pub fn report_of(st: &RekeyState) -> RekeyReport {
         total: planned.len() + st.already_new + st.untouched.len(),
         copied: st.rekeyed_now(),
         skipped: st.already_new,
-        conflicts: st.changed.len(),
+        conflicts: changed_notes(st).len(),
         invalid: st.untouched.len(),
         failed: st.failed.len(),
         rolled_back: st.rolled_back == Some(true),
@@ -136,14 +213,7 @@ pub fn report_of(st: &RekeyState) -> RekeyReport {
         status,
         under_keys: counts,
         untouched: st.untouched.iter().map(LocationNote::from).collect(),
-        changed: st
-            .changed
-            .iter()
-            .map(|(at, e)| LocationNote {
-                location: at.to_string(),
-                error: e.clone(),
-            })
-            .collect(),
+        changed: changed_notes(st),
         next_steps: next_steps(st, status),
         notices: Vec::new(),
     }
@@ -242,9 +312,19 @@ pub fn resume(
     let format = st
         .format
         .ok_or_else(|| EngineError::Refused(format!("rekey {id}: no format recorded")))?;
+    if let Some(kind) = st.new_key_kind
+        && kind != new.kind()
+    {
+        return Err(EngineError::Refused(format!(
+            "rekey {id} was started with a new key of another kind ({kind:?}, {}): resume it \
+             with the same --new-... flag, or roll it back",
+            st.new_key
+        )));
+    }
     let all = held.cells.cells()?;
     let codec = codec::build(format, &st.store, &all, opts, new)?;
     let now: BTreeMap<CellRef, Cell> = all.into_iter().map(|c| (c.at.clone(), c)).collect();
+    refuse_another_new_key(&st, &now, codec.as_ref())?;
     held.journal.append(RekeyRecord::RekeyResumed)?;
     let planned = match st.planned.clone() {
         Some(p) => p,
@@ -287,13 +367,15 @@ pub fn resume(
         })?;
     }
     let (recovered, changed, redo) = sort_out(&st, &planned, &now);
-    let opened = codec.open(&recovered);
+    // Opened under the new key only: with the same passphrase and another
+    // count, the old key opens them too.
+    let opened = codec.open_new(&recovered);
     let mut rekeyed = Vec::new();
     let mut failed = Vec::new();
-    for (c, (under, _)) in recovered.iter().zip(opened) {
-        match under {
-            Under::New => rekeyed.push(c.at.clone()),
-            _ => failed.push(CellNote {
+    for (c, opened) in recovered.iter().zip(opened) {
+        match opened {
+            Ok(_) => rekeyed.push(c.at.clone()),
+            Err(_) => failed.push(CellNote {
                 at: c.at.clone(),
                 reason: "holds the journaled new ciphertext but does not open under the new key \
                          given (a different new key?)"
@@ -328,6 +410,40 @@ pub fn resume(
     let mut report = finish(&mut held.journal, state_dir, "resume")?;
     report.notices = held.locks.notices();
     Ok(report)
+}
+
+/// A resume given another new key than the run it finishes would leave
+/// the store under two new keys: refused before anything is written, when
+/// a cell already holds a new ciphertext the journal recorded and the key
+/// given does not open it. (Before the first swap nothing tells two new
+/// keys apart, and nothing needs to: no cell is under the first yet.)
+fn refuse_another_new_key(
+    st: &RekeyState,
+    now: &BTreeMap<CellRef, Cell>,
+    codec: &dyn codec::Codec,
+) -> Result<()> {
+    let written: Vec<Cell> = st
+        .begun
+        .iter()
+        .filter_map(|(at, fps)| now.get(at).filter(|c| fps.contains(&fp(&c.value))))
+        .cloned()
+        .collect();
+    let closed = codec
+        .open_new(&written)
+        .iter()
+        .filter(|r| r.is_err())
+        .count();
+    if closed > 0 {
+        return Err(EngineError::Refused(format!(
+            "rekey {}: the new key given does not open {closed} of the {} values this rekey \
+             already wrote under its new key ({}): resume with that same key, or roll back. \
+             Nothing was written",
+            st.id,
+            written.len(),
+            st.new_key
+        )));
+    }
+    Ok(())
 }
 
 type Sorted = (Vec<Cell>, Vec<CellNote>, Vec<Cell>);
@@ -384,6 +500,9 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result
     let now = held.cells.read(&ats)?;
     let mut restored = Vec::new();
     let mut kept = Vec::new();
+    // The application's own values since the rekey: not ours to undo, so
+    // they are listed and do not keep the rollback open for ever.
+    let mut left = Vec::new();
     let mut swaps = Vec::new();
     for (at, cur) in ats.iter().zip(now) {
         let Some(before) = old.get(at) else {
@@ -394,7 +513,7 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result
             continue;
         };
         match cur {
-            None => kept.push(CellNote {
+            None => left.push(CellNote {
                 at: at.clone(),
                 reason: "removed by the application since the rekey".into(),
             }),
@@ -404,7 +523,7 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result
                 old: v,
                 new: before.clone(),
             }),
-            Some(_) => kept.push(CellNote {
+            Some(_) => left.push(CellNote {
                 at: at.clone(),
                 reason: "changed by the application since the rekey; left as it is".into(),
             }),
@@ -414,15 +533,18 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result
     for (s, o) in swaps.iter().zip(outcomes) {
         match o {
             raw::SwapOutcome::Swapped => restored.push(s.at.clone()),
-            _ => kept.push(CellNote {
+            _ => left.push(CellNote {
                 at: s.at.clone(),
                 reason: "changed by the application during the rollback; left as it is".into(),
             }),
         }
     }
     let complete = kept.is_empty();
-    held.journal
-        .append(RekeyRecord::RekeyUndone { restored, kept })?;
+    held.journal.append(RekeyRecord::RekeyUndone {
+        restored,
+        kept,
+        left,
+    })?;
     held.journal
         .append(RekeyRecord::RekeyRolledBack { complete })?;
     held.journal.append(RekeyRecord::RekeyFinished {
