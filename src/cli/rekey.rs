@@ -19,8 +19,8 @@ use credshift::unlock::KeyOptions;
 #[derive(Args, Debug, Clone)]
 pub struct RekeyArgs {
     /// The store to re-encrypt (prompttrain-db:, laravel:, sqlite:, postgres://, encrypted:, bundle:)
-    #[arg(long, value_name = "SPEC")]
-    pub store: String,
+    #[arg(long, value_name = "SPEC", required_unless_present = "forget_backup")]
+    pub store: Option<String>,
     /// Show which key each value is under and what would change; write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -39,6 +39,9 @@ pub struct RekeyArgs {
     /// Print the application's new settings (KEY=value lines) on stdout; refuses a terminal
     #[arg(long)]
     pub print_env: bool,
+    /// Delete the backup of rekey ID (old ciphertexts + their key) once verify passed; no rollback after
+    #[arg(long, value_name = "ID", conflicts_with = "store")]
+    pub forget_backup: Option<String>,
 }
 
 /// The new key's flags (global, so `resume` of a rekey takes them too).
@@ -287,8 +290,42 @@ fn print_env(format: RekeyFormat, new: &NewKey, opts: &KeyOptions) -> Result<(),
     }
 }
 
+/// `rekey --forget-backup ID`: delete a verified rekey's backup.
+fn cmd_forget_backup(g: &GlobalOpts, a: &RekeyArgs, id: &str) -> CliResult {
+    // rekey_dir refuses an id that names another folder (`/`, `..`).
+    let id = MigrationId(id.to_string());
+    if rekey::rekey_dir(&g.state_dir(), &id).is_none() {
+        return Err(CliError::usage(format!("{:?} is not a rekey", id.0)));
+    }
+    super::migrate::consent(
+        a.yes,
+        &format!("Delete the backup of rekey {id} (no rollback after this)"),
+    )?;
+    let removed = rekey::forget_backup(&g.state_dir(), &id)?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "operation": "forget_backup",
+            "migration_id": id,
+            "removed": removed,
+        }))?;
+    } else {
+        for p in &removed {
+            println!("deleted {}", p.display());
+        }
+        println!("Rekey {id}: backup deleted; it can no longer be rolled back.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
-    let spec: StoreSpec = parse_spec(&a.store)?;
+    if let Some(id) = &a.forget_backup {
+        return cmd_forget_backup(g, a, id);
+    }
+    let store = a
+        .store
+        .as_deref()
+        .ok_or_else(|| CliError::usage("--store SPEC is required"))?;
+    let spec: StoreSpec = parse_spec(store)?;
     let format = rekey::format_of(&spec)?;
     if a.print_env && (a.json || std::io::stdout().is_terminal()) {
         return Err(CliError::usage(

@@ -424,3 +424,49 @@ fn a_rollback_after_the_app_changed_a_cell_closes_with_that_cell_listed() {
     assert_eq!(code, Some(0), "{r2}");
     assert_eq!(payloads(&db), now);
 }
+
+#[test]
+fn forget_backup_deletes_a_verified_rekeys_backup_and_rollback_then_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (db, _, _, id) = rekeyed_laravel(dir.path(), &state);
+    let mdir = state.join("migrations").join(&id);
+    let forget = || {
+        let mut c = credshift(&state);
+        c.args(["rekey", "--forget-backup", &id, "--yes", "--json"]);
+        c
+    };
+    // Not before a verify has passed.
+    let (out, _, stderr) = run(forget());
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("verify"), "{stderr}");
+    assert!(mdir.join("rekey-backup.enc").is_file());
+    // Not without consent.
+    let (out, _, stderr) = run(credshift(&state).args(["rekey", "--forget-backup", &id]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(mdir.join("rekey-backup.key").is_file());
+    let (out, _, stderr) = run(credshift(&state).args(["verify", "--migration-id", &id]));
+    assert!(out.status.success(), "{stderr}");
+    let (out, stdout, stderr) = run(forget());
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        support::json(&stdout)["removed"].as_array().unwrap().len(),
+        2,
+        "{stdout}"
+    );
+    assert!(!mdir.join("rekey-backup.enc").exists());
+    assert!(!mdir.join("rekey-backup.key").exists());
+    // History keeps it; rollback says why it cannot.
+    let (_, hist, _) = run(credshift(&state).args(["history", "--json"]));
+    assert_eq!(support::json(&hist)[0]["status"], "completed");
+    let rows = payloads(&db);
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("backup was deleted"), "{stderr}");
+    assert_eq!(payloads(&db), rows);
+    // An id that is no rekey is refused.
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rekey", "--forget-backup", "no-such-id", "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+}

@@ -46,7 +46,7 @@ mod recover;
 
 pub use codec::{NewKey, Under};
 pub use journal::{NewKeyKind, RekeyRecord, RekeyState, is_rekey};
-pub use recover::{history, report_of, resume, rollback, verify};
+pub use recover::{forget_backup, history, report_of, resume, rollback, verify};
 
 use codec::{Codec, Plain};
 use journal::{BegunCell, CellNote, PlannedCell, RekeyJournal, fp};

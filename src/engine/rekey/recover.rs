@@ -134,9 +134,11 @@ fn next_steps(st: &RekeyState, status: MigrationStatus) -> Vec<String> {
     steps.extend(app_steps(st));
     if status == MigrationStatus::Completed {
         steps.push(format!(
-            "Once the application runs on the new key, delete {REKEY_BACKUP_FILE} and \
-             {REKEY_BACKUP_KEY} in {} (the rekey's backup: the old ciphertexts with their key, \
-             which anyone holding the old key can read; `rollback` needs them until then).",
+            "Once the application runs on the new key, run `credshift verify --migration-id \
+             {id}`, then delete the rekey's backup with `credshift rekey --forget-backup {id} \
+             --yes` ({REKEY_BACKUP_FILE} and {REKEY_BACKUP_KEY} in {}: the old ciphertexts with \
+             their key, which anyone holding the old key can read; `rollback` needs them until \
+             then).",
             st.dir.display()
         ));
     }
@@ -492,6 +494,12 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result
         return Ok(report_of(&st));
     }
     let old = match &st.backup {
+        Some(p) if !p.exists() && !st.dir.join(REKEY_BACKUP_KEY).exists() => {
+            return Err(EngineError::Refused(format!(
+                "rekey {id}: its backup was deleted (`rekey --forget-backup`): the old \
+                 ciphertexts are gone, there is nothing to roll back to"
+            )));
+        }
         Some(p) => backup::read(&st.dir, p)?,
         None => BTreeMap::new(),
     };
@@ -610,4 +618,46 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<R
     r.failures = bad;
     r.notices = held.locks.notices();
     Ok(r)
+}
+
+/// Delete the backup of a finished rekey that verify has passed since
+/// (`rekey --forget-backup ID`): the old ciphertexts and their key file,
+/// which anyone holding the old key could read. The journal stays, so
+/// history still lists it; rollback is refused from then on. Returns the
+/// files removed.
+pub fn forget_backup(state_dir: &Path, id: &MigrationId) -> Result<Vec<std::path::PathBuf>> {
+    let st = load(state_dir, id)?;
+    if st.status() != MigrationStatus::Completed {
+        return Err(EngineError::Refused(format!(
+            "rekey {id} is {}: its backup is what resume and rollback need; only the backup \
+             of a completed, verified rekey can be deleted",
+            status_word(st.status())
+        )));
+    }
+    let last_finish = st
+        .lines
+        .iter()
+        .rposition(|l| matches!(l.record, RekeyRecord::RekeyFinished { .. }));
+    let verified = st.lines.iter().enumerate().any(|(i, l)| {
+        matches!(l.record, RekeyRecord::RekeyVerifyRun { mismatched: 0, .. })
+            && last_finish.is_some_and(|f| i > f)
+    });
+    if !verified {
+        return Err(EngineError::Refused(format!(
+            "rekey {id} has no passing verify since it finished: run `credshift verify \
+             --migration-id {id}` first (the backup is the only way back)"
+        )));
+    }
+    let mut removed = Vec::new();
+    for name in [REKEY_BACKUP_FILE, REKEY_BACKUP_KEY] {
+        let path = st.dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::error::StoreError::io(&path, e).into()),
+        }
+    }
+    crate::fsutil::fsync_dir(&st.dir).map_err(|e| crate::error::StoreError::io(&st.dir, e))?;
+    audit(state_dir, &st, "forget-backup");
+    Ok(removed)
 }

@@ -193,7 +193,8 @@ fn rows_the_app_changed_during_a_prompttrain_rekey_come_first_in_the_next_steps(
     // Where the backup is and when to delete it.
     let last = r.next_steps.last().unwrap();
     assert!(
-        last.contains(journal::REKEY_BACKUP_FILE)
+        last.contains("credshift rekey --forget-backup")
+            && last.contains(journal::REKEY_BACKUP_FILE)
             && last.contains(&dir.path().display().to_string()),
         "{last}"
     );
@@ -324,4 +325,29 @@ fn a_backup_key_left_by_a_stopped_run_is_reused_and_a_torn_one_made_again() {
         backup::read(dir.path(), &path).unwrap()[&cell("1")],
         "old-ciphertext-1"
     );
+}
+
+#[test]
+fn an_unfinished_rekeys_backup_is_never_forgotten() {
+    let state = tempfile::tempdir().unwrap();
+    let id = MigrationId("20260101-000000-abcd".into());
+    let dir = state::migration_dir(state.path(), &id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cells = vec![Cell {
+        at: cell("1"),
+        value: "old-ciphertext-1".into(),
+    }];
+    let path = backup::write(&dir, &cells).unwrap();
+    let j = journal_with(
+        &dir,
+        vec![
+            planned(&["1"]),
+            RekeyRecord::RekeyBackupWritten { path, cells: 1 },
+        ],
+    );
+    drop(j);
+    let e = forget_backup(state.path(), &id).unwrap_err();
+    assert!(e.to_string().contains("interrupted"), "{e}");
+    assert!(dir.join(journal::REKEY_BACKUP_FILE).is_file());
+    assert!(dir.join(journal::REKEY_BACKUP_KEY).is_file());
 }
