@@ -66,24 +66,22 @@ fn text_format(f: RekeyFormat) -> bool {
 fn new_key(
     n: &NewKeyOpts,
     format: RekeyFormat,
-    generated: Option<&PathBuf>,
     opts: &KeyOptions,
     kdf_raised: bool,
     same_allowed: bool,
 ) -> Result<(NewKey, String), CliError> {
     let given = [
-        n.new_key_file.is_some() || generated.is_some(),
+        n.new_key_file.is_some(),
         n.new_passphrase_file.is_some(),
         n.new_passphrase_env.is_some(),
     ];
-    if given.iter().filter(|g| **g).count() > 1 || (generated.is_some() && n.new_key_file.is_some())
-    {
+    if given.iter().filter(|g| **g).count() > 1 {
         return Err(CliError::usage(
             "give the new key one way: --new-key-file, --generate-new-key, \
              --new-passphrase-file or --new-passphrase-env",
         ));
     }
-    let key_file = generated.or(n.new_key_file.as_ref());
+    let key_file = n.new_key_file.as_ref();
     for (flag, p) in [
         ("--new-key-file", key_file),
         ("--new-passphrase-file", n.new_passphrase_file.as_ref()),
@@ -361,7 +359,7 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
             Some(_) => (ephemeral(format)?, String::new()),
             None => {
                 let raised = a.kdf_iterations.is_some();
-                new_key(n, format, None, &opts, raised, raised)?
+                new_key(n, format, &opts, raised, raised)?
             }
         };
         let plan = rekey::dry_run(&spec, &opts, &new)?;
@@ -395,7 +393,7 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         }
         None => {
             let raised = a.kdf_iterations.is_some();
-            let (new, origin) = new_key(n, format, None, &opts, raised, raised)?;
+            let (new, origin) = new_key(n, format, &opts, raised, raised)?;
             (new, origin, None)
         }
     };
@@ -459,7 +457,6 @@ pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
     let (new, _) = new_key(
         &g.new_key,
         format,
-        None,
         &opts,
         same || st.kdf_iterations.is_some(),
         same,
