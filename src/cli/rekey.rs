@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{CliError, CliResult, GlobalOpts, interactive, parse_spec, print_json};
-use credshift::credential::{Secret, ct_eq_bytes};
+use credshift::credential::ct_eq_bytes;
 use credshift::engine::rekey::{self, NewKey, RekeyPlan, RekeyProgress, RekeyReport};
 use credshift::engine::{self, MigrationId};
 use credshift::keys;
@@ -319,7 +319,7 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
     if a.dry_run {
         // A dry run writes nothing, not even the generated key.
         let (new, _) = match &a.generate_new_key {
-            Some(_) => (ephemeral(format)?, String::new()),
+            Some(_) => (rekey::keygen::throwaway_key(format)?, String::new()),
             None => new_key(n, format, None, &opts, a.kdf_iterations.is_some())?,
         };
         let plan = rekey::dry_run(&spec, &opts, &new)?;
@@ -357,16 +357,6 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         print_env(format, &new, &opts)?;
     }
     Ok(code_of(&report))
-}
-
-/// A key for a dry run with `--generate-new-key`, kept in memory only.
-fn ephemeral(format: RekeyFormat) -> Result<NewKey, CliError> {
-    Ok(match rekey::keygen::fresh_key_text(format)? {
-        Some(t) => NewKey::Text(Secret::new(t.as_str())),
-        None => NewKey::Passphrase(Secret::new(hex::encode(
-            credshift::crypto::kdf::random_key()?.as_slice(),
-        ))),
-    })
 }
 
 /// `resume` of a rekey: the new key again from the `--new-...` flags.

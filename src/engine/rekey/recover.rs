@@ -324,6 +324,7 @@ pub fn resume(
         codec.as_ref(),
         todo,
         progress,
+        &std::sync::atomic::AtomicBool::new(false),
     )?;
     let mut report = finish(&mut held.journal, state_dir, "resume")?;
     report.notices = held.locks.notices();
