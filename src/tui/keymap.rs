@@ -166,6 +166,7 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
         ],
         Step::Done | Step::RekeyDone => vec![("Enter", "exit")],
         Step::RekeyConsent => vec![("y", "consent"), ("d", "defer"), ("Esc", "back")],
+        Step::RekeyDryRun if w.rekey.plan.is_none() => vec![("Esc", "back")],
         Step::RekeyDryRun => vec![("Enter", "choose the new key"), ("Esc", "back")],
         Step::RekeyKey if w.rekey.editing => vec![
             ("type", "path"),

@@ -49,6 +49,7 @@ mod recovery_loop;
 mod rekey;
 mod rekey_crash;
 mod rekey_pg;
+mod rekey_tui_e2e;
 mod rekey_wizard;
 mod replan;
 mod screens;
