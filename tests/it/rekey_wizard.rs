@@ -518,3 +518,131 @@ fn a_run_that_fails_ends_on_the_done_screen_with_the_reason() {
     assert_eq!(app.wizard.outcome, Some(Outcome::Failed));
     assert!(screen(&app).contains("locked by another credshift run"));
 }
+
+/// The app with the real engine executor, pumped by hand until `done`.
+struct Pumped {
+    app: App,
+    exec: credshift::tui::worker::EngineExecutor,
+    rx: std::sync::mpsc::Receiver<credshift::tui::app::Msg>,
+    sink: credshift::tui::app::Sink,
+}
+
+impl Pumped {
+    fn run(&mut self, fx: Vec<Effect>) {
+        use credshift::tui::app::Executor;
+        for e in fx {
+            if !matches!(e, Effect::Exit(_)) {
+                self.exec.execute(e, &self.sink);
+            }
+        }
+    }
+
+    fn keys(&mut self, ks: &[KeyCode]) {
+        let fx = keys(&mut self.app, ks);
+        self.run(fx);
+    }
+
+    fn until(&mut self, what: &str, done: impl Fn(&App) -> bool) {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !done(&self.app) {
+            assert!(std::time::Instant::now() < end, "waited a minute for {what}");
+            if let Ok(credshift::tui::app::Msg::Engine(e)) =
+                self.rx.recv_timeout(std::time::Duration::from_millis(50))
+            {
+                let fx = self.app.handle(e);
+                self.run(fx);
+            }
+        }
+    }
+}
+
+/// The worker side of the new-key screen, on a real Laravel table: a path
+/// that exists is refused before anything is written (and the file kept),
+/// a new path gets a fresh `base64:` key (0600) that opens every row after
+/// the run, and the old key none.
+#[test]
+fn the_real_worker_generates_a_laravel_key_and_refuses_an_existing_file() {
+    use credshift::crypto::laravel::{self as crypt, AppKey};
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::support::fragments_db(&dir.path().join("app.sqlite"));
+    let before = std::fs::read(&db).unwrap();
+    let spec = spec(&format!("laravel:sqlite:{}", db.display()));
+    let old_key = crate::support::fragments_app_key();
+    let state = dir.path().join("state");
+    let config = Config {
+        candidates: vec![spec.clone()],
+        state_dir: state.clone(),
+        ..Config::default()
+    };
+    let opts = credshift::unlock::KeyOptions {
+        app_key: Some(Secret::new(old_key.as_str())),
+        ..Default::default()
+    };
+    let (w, initial) = Wizard::new(config, NOW);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut p = Pumped {
+        app: App::new(w, Theme::plain()),
+        exec: credshift::tui::worker::EngineExecutor::new(opts, state.clone()),
+        rx,
+        sink: credshift::tui::app::Sink(tx),
+    };
+    p.run(initial);
+    p.until("the stores", |a| !a.wizard.assess.stores.is_empty());
+    p.keys(&[KeyCode::Char('r'), KeyCode::Char('y')]);
+    p.until("the dry run", |a| a.wizard.rekey.plan.is_some());
+    let total = p.app.wizard.rekey.to_rekey();
+    assert!(total >= 2, "{:?}", p.app.wizard.rekey.plan);
+    p.keys(&[KeyCode::Enter, KeyCode::Down, KeyCode::Enter]);
+    let taken = dir.path().join("taken.key");
+    std::fs::write(&taken, "not to be overwritten\n").unwrap();
+    type_text(&mut p.app, &taken.display().to_string());
+    p.keys(&[KeyCode::Enter]);
+    p.until("the refusal", |a| a.wizard.rekey.key_error.is_some());
+    assert_eq!(p.app.wizard.step, Step::RekeyKey);
+    assert!(
+        p.app.wizard.rekey.key_error.as_deref().unwrap().contains("already exists"),
+        "{:?}",
+        p.app.wizard.rekey.key_error
+    );
+    assert_eq!(std::fs::read(&taken).unwrap(), b"not to be overwritten\n");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "nothing written");
+
+    let fresh = dir.path().join("fresh.key");
+    p.keys(&[KeyCode::Enter]);
+    for _ in 0..taken.display().to_string().chars().count() {
+        p.keys(&[KeyCode::Backspace]);
+    }
+    type_text(&mut p.app, &fresh.display().to_string());
+    p.keys(&[KeyCode::Enter]);
+    p.until("the verify", |a| {
+        a.wizard.rekey.verify.is_some() || a.wizard.step == Step::RekeyDone
+    });
+    assert!(p.app.wizard.error.is_none(), "{:?}", p.app.wizard.error);
+    let v = p.app.wizard.rekey.verify.clone().unwrap();
+    assert_eq!((v.verified, v.failed), (total, 0));
+    p.keys(&[KeyCode::Enter]);
+    let s = screen(&p.app);
+    assert!(s.contains("Rekey complete") && s.contains("APP_PREVIOUS_KEYS"), "{s}");
+    let new_text = std::fs::read_to_string(&fresh).unwrap();
+    assert!(!s.contains(new_text.trim()) && !s.contains(&old_key), "{s}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let new = AppKey::parse(&Secret::new(new_text.trim())).unwrap();
+    let old = AppKey::parse(&Secret::new(old_key.as_str())).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows: Vec<String> = conn
+        .prepare("SELECT encrypted_credentials FROM a_i_credentials")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), total);
+    for r in &rows {
+        assert!(crypt::decrypt(&new, r).is_ok());
+        assert!(crypt::decrypt(&old, r).is_err());
+    }
+}
