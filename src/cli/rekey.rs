@@ -399,6 +399,19 @@ pub fn cmd_rollback(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
     })
 }
 
+/// `rollback --only GLOB` of a rekey: some rows back under the old key
+/// (Laravel only; the others are refused with the reason).
+pub fn cmd_rollback_only(g: &GlobalOpts, id: &MigrationId, glob: &str, json: bool) -> CliResult {
+    let opts = g.key_options()?;
+    let report = rekey::rollback_only(&g.state_dir(), id, &opts, glob)?;
+    print_report(&report, json, false)?;
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 pub fn cmd_verify(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
     let opts = g.key_options()?;
     let report = rekey::verify(&g.state_dir(), id, &opts)?;

@@ -270,6 +270,44 @@ fn laravel_rows_under_two_previous_keys_end_under_the_new_key_only() {
     // Verify, then roll back: the old ciphertexts, byte for byte.
     let (out, _, stderr) = run(credshift(&state).args(["verify", "--migration-id", &id]));
     assert!(out.status.success(), "{stderr}");
+
+    // Issue 25 follow-up: Laravel may roll back some rows alone (each row
+    // stays under a key the app reads with APP_PREVIOUS_KEYS).
+    let first = rows[0].0.to_string();
+    let (out, stdout, stderr) = run(credshift(&state).args([
+        "rollback",
+        "--migration-id",
+        &id,
+        "--only",
+        &first,
+        "--yes",
+        "--json",
+    ]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let partial = support::json(&stdout);
+    assert_eq!(partial["copied"], 9, "{partial}");
+    assert_eq!(partial["status"], "completed", "{partial}");
+    let after = payloads(&db);
+    assert_eq!(after[0], old_payloads[0], "the chosen row, byte for byte");
+    for (i, row) in after.iter().enumerate().skip(1) {
+        assert_ne!(row.1, old_payloads[i].1, "row {} stays rekeyed", row.0);
+    }
+    let (out, _, stderr) = run(credshift(&state).args(["verify", "--migration-id", &id]));
+    assert!(
+        out.status.success(),
+        "verify knows the row went back: {stderr}"
+    );
+    let (out, _, stderr) = run(credshift(&state).args([
+        "rollback",
+        "--migration-id",
+        &id,
+        "--only",
+        "no-such-row",
+        "--yes",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("matches no-such-row"), "{stderr}");
+
     let (out, stdout, stderr) =
         run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes", "--json"]));
     assert!(out.status.success(), "{stdout}{stderr}");
@@ -464,6 +502,25 @@ fn own_store_rekeys_and_rolls_back(scheme: &str) {
         canary::assert_absent(secret, &canary::file_haystacks(&state));
         canary::assert_absent(secret, &[("stdout".into(), stdout.clone().into_bytes())]);
     }
+    // Some rows alone would not open under either key (or, for a file,
+    // there are no rows): refused with the reason, nothing changed.
+    let rekeyed = std::fs::read(&target).unwrap();
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rollback", "--migration-id", &id, "--only", "*", "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let why = if scheme == "sqlite" {
+        "checks one key for all its rows"
+    } else {
+        "no rows to choose"
+    };
+    assert!(stderr.contains(why), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "credshift rollback --migration-id {id}` (no --only)"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), rekeyed);
     let (out, _, stderr) =
         run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes"]));
     assert!(out.status.success(), "{stderr}");

@@ -545,7 +545,10 @@ impl Pumped {
     fn until(&mut self, what: &str, done: impl Fn(&App) -> bool) {
         let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !done(&self.app) {
-            assert!(std::time::Instant::now() < end, "waited a minute for {what}");
+            assert!(
+                std::time::Instant::now() < end,
+                "waited a minute for {what}"
+            );
             if let Ok(credshift::tui::app::Msg::Engine(e)) =
                 self.rx.recv_timeout(std::time::Duration::from_millis(50))
             {
@@ -600,7 +603,13 @@ fn the_real_worker_generates_a_laravel_key_and_refuses_an_existing_file() {
     p.until("the refusal", |a| a.wizard.rekey.key_error.is_some());
     assert_eq!(p.app.wizard.step, Step::RekeyKey);
     assert!(
-        p.app.wizard.rekey.key_error.as_deref().unwrap().contains("already exists"),
+        p.app
+            .wizard
+            .rekey
+            .key_error
+            .as_deref()
+            .unwrap()
+            .contains("already exists"),
         "{:?}",
         p.app.wizard.rekey.key_error
     );
@@ -622,7 +631,10 @@ fn the_real_worker_generates_a_laravel_key_and_refuses_an_existing_file() {
     assert_eq!((v.verified, v.failed), (total, 0));
     p.keys(&[KeyCode::Enter]);
     let s = screen(&p.app);
-    assert!(s.contains("Rekey complete") && s.contains("APP_PREVIOUS_KEYS"), "{s}");
+    assert!(
+        s.contains("Rekey complete") && s.contains("APP_PREVIOUS_KEYS"),
+        "{s}"
+    );
     let new_text = std::fs::read_to_string(&fresh).unwrap();
     assert!(!s.contains(new_text.trim()) && !s.contains(&old_key), "{s}");
     use std::os::unix::fs::PermissionsExt;

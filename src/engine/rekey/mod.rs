@@ -47,7 +47,9 @@ mod recover;
 
 pub use codec::{NewKey, Under};
 pub use journal::{RekeyRecord, RekeyState, is_rekey};
-pub use recover::{history, report_of, resume, rollback, verify};
+pub use recover::{
+    history, partial_rollback_refusal, report_of, resume, rollback, rollback_only, verify,
+};
 
 use codec::{Codec, Plain};
 use journal::{BegunCell, CellNote, PlannedCell, RekeyJournal, fp};
