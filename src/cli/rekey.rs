@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{CliError, CliResult, GlobalOpts, interactive, parse_spec, print_json};
-use credshift::credential::{Secret, ct_eq_bytes};
+use credshift::credential::ct_eq_bytes;
 use credshift::engine::rekey::{self, NewKey, RekeyPlan, RekeyProgress, RekeyReport};
 use credshift::engine::{self, MigrationId};
 use credshift::keys;
@@ -356,7 +356,7 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
     if a.dry_run {
         // A dry run writes nothing, not even the generated key.
         let (new, _) = match &a.generate_new_key {
-            Some(_) => (ephemeral(format)?, String::new()),
+            Some(_) => (rekey::keygen::throwaway_key(format)?, String::new()),
             None => {
                 let raised = a.kdf_iterations.is_some();
                 new_key(n, format, &opts, raised, raised)?
@@ -422,16 +422,6 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
     Ok(code_of(&report))
 }
 
-/// A key for a dry run with `--generate-new-key`, kept in memory only.
-fn ephemeral(format: RekeyFormat) -> Result<NewKey, CliError> {
-    Ok(match rekey::keygen::fresh_key_text(format)? {
-        Some(t) => NewKey::Text(Secret::new(t.as_str())),
-        None => NewKey::Passphrase(Secret::new(hex::encode(
-            credshift::crypto::kdf::random_key()?.as_slice(),
-        ))),
-    })
-}
-
 /// `resume` of a rekey: the new key again from the `--new-...` flags.
 pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
     let mut opts = g.key_options()?;
@@ -471,6 +461,19 @@ pub fn cmd_rollback(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
     let report = rekey::rollback(&g.state_dir(), id, &opts)?;
     print_report(&report, json, false)?;
     Ok(if report.rolled_back {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `rollback --only GLOB` of a rekey: some rows back under the old key
+/// (Laravel only; the others are refused with the reason).
+pub fn cmd_rollback_only(g: &GlobalOpts, id: &MigrationId, glob: &str, json: bool) -> CliResult {
+    let opts = g.key_options()?;
+    let report = rekey::rollback_only(&g.state_dir(), id, &opts, glob)?;
+    print_report(&report, json, false)?;
+    Ok(if report.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -50,6 +50,8 @@ mod rekey;
 mod rekey_crash;
 mod rekey_pg;
 mod rekey_recovery;
+mod rekey_tui_e2e;
+mod rekey_wizard;
 mod replan;
 mod screens;
 mod scrub_secrets;

@@ -163,6 +163,19 @@ fn prompttrain_values_end_under_the_new_key_only_and_roll_back_byte_for_byte() {
     let id = report["migration_id"].as_str().unwrap().to_string();
     let (out, _, stderr) = run(credshift(&state).args(["verify", "--migration-id", &id]));
     assert!(out.status.success(), "{stderr}");
+    // agent-prompttrain reads one key: some rows alone are refused, with
+    // the reason and the whole rollback to run instead; nothing changes.
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rollback", "--migration-id", &id, "--only", "*", "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("one CREDENTIAL_ENCRYPTION_KEY")
+            && stderr.contains(&format!(
+                "credshift rollback --migration-id {id}` (no --only)"
+            )),
+        "{stderr}"
+    );
+    assert_eq!(account_values(&url), after);
     let (out, _, stderr) =
         run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes"]));
     assert!(out.status.success(), "{stderr}");

@@ -14,9 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -165,9 +163,6 @@ pub struct RekeyJournal {
     pub state: RekeyState,
 }
 
-/// Records written by this process, for `CREDSHIFT_CRASH_AT`.
-static WRITTEN: AtomicU64 = AtomicU64::new(0);
-
 impl RekeyJournal {
     /// Open (or create) the journal in `dir`.
     pub fn open(dir: &Path, id: &MigrationId) -> Result<RekeyJournal, StoreError> {
@@ -198,47 +193,17 @@ impl RekeyJournal {
             at: now_rfc3339(),
             record,
         };
-        let mut text = serde_json::to_string(&line)
-            .map_err(|e| StoreError::json(self.path.display().to_string(), &e))?;
-        text.push('\n');
-        self.file
-            .write_all(text.as_bytes())
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| StoreError::io(&self.path, e))?;
+        crate::engine::jsonl::append(&mut self.file, &self.path, &line)?;
         self.next_seq += 1;
         self.state.apply(&line);
         self.state.lines.push(line);
-        let n = WRITTEN.fetch_add(1, Ordering::SeqCst) + 1;
-        if crate::test_aids::get().crash_at == Some(n) {
-            std::process::abort();
-        }
         Ok(())
     }
 }
 
 /// Read a rekey journal; a torn last line (a crash mid-write) is ignored.
 pub fn read_lines(path: &Path) -> Result<Vec<RekeyLine>, StoreError> {
-    let text = fsutil::read_text(path)?;
-    let raw: Vec<&str> = text.lines().collect();
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, l) in raw.iter().enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<RekeyLine>(l) {
-            Ok(line) => out.push(line),
-            Err(_) if i + 1 == raw.len() && !text.ends_with('\n') => break,
-            Err(e) => {
-                return Err(StoreError::Parse {
-                    location: path.display().to_string(),
-                    line: Some(i + 1),
-                    column: Some(e.column()),
-                    message: "not a rekey journal record".into(),
-                });
-            }
-        }
-    }
-    Ok(out)
+    crate::engine::jsonl::read_jsonl(path, "a rekey journal record")
 }
 
 /// Whether a migration folder holds a rekey.

@@ -160,6 +160,42 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the new key of `format` is text (agent-prompttrain's or
+/// Laravel's key) rather than a credshift passphrase or key file: such a
+/// key comes from a file, never typed.
+pub fn takes_key_text(format: RekeyFormat) -> bool {
+    match format {
+        RekeyFormat::PromptTrain | RekeyFormat::Laravel => true,
+        RekeyFormat::CredshiftSqlite | RekeyFormat::CredshiftPostgres | RekeyFormat::Envelope => {
+            false
+        }
+    }
+}
+
+/// A key for a dry run before the new key is chosen, kept in memory only:
+/// the plan counts what is under the old key(s).
+pub fn throwaway_key(format: RekeyFormat) -> Result<super::NewKey> {
+    Ok(match fresh_key_text(format)? {
+        Some(t) => super::NewKey::Text(crate::credential::Secret::new(t.as_str())),
+        None => super::NewKey::Passphrase(crate::credential::Secret::new(hex::encode(
+            kdf::random_key()?.as_slice(),
+        ))),
+    })
+}
+
+/// The new key held in the file at `path`: key text for agent-prompttrain
+/// and Laravel, a 32-byte credshift key file otherwise. Refuses a file
+/// others can read (`what` names it in the message).
+pub fn key_from_file(format: RekeyFormat, path: &Path, what: &str) -> Result<super::NewKey> {
+    crate::keys::require_private_file(path, what).map_err(StoreError::Other)?;
+    if takes_key_text(format) {
+        Ok(super::NewKey::Text(crate::keys::secret_from_file(path)?))
+    } else {
+        kdf::load_key_file(path)?;
+        Ok(super::NewKey::KeyFile(path.to_path_buf()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

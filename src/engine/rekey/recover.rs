@@ -408,6 +408,7 @@ pub fn resume(
         codec.as_ref(),
         todo,
         progress,
+        &std::sync::atomic::AtomicBool::new(false),
     )?;
     let mut report = finish(&mut held.journal, state_dir, "resume")?;
     report.notices = held.locks.notices();
@@ -493,19 +494,138 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result
     if st.rolled_back == Some(true) {
         return Ok(report_of(&st));
     }
-    let old = match &st.backup {
-        Some(p) if !p.exists() && !st.dir.join(REKEY_BACKUP_KEY).exists() => {
-            return Err(EngineError::Refused(format!(
-                "rekey {id}: its backup was deleted (`rekey --forget-backup`): the old \
-                 ciphertexts are gone, there is nothing to roll back to"
-            )));
-        }
-        Some(p) => backup::read(&st.dir, p)?,
-        None => BTreeMap::new(),
-    };
+    let old = backup_of(&st)?;
     held.journal.append(RekeyRecord::RekeyRollbackStarted)?;
     let ats: Vec<CellRef> = st.begun.keys().cloned().collect();
-    let now = held.cells.read(&ats)?;
+    let (restored, kept, left) = put_back(&mut held, &st, &old, &ats)?;
+    let complete = kept.is_empty();
+    held.journal.append(RekeyRecord::RekeyUndone {
+        restored,
+        kept,
+        left,
+    })?;
+    held.journal
+        .append(RekeyRecord::RekeyRolledBack { complete })?;
+    held.journal.append(RekeyRecord::RekeyFinished {
+        status: if complete {
+            MigrationStatus::RolledBack
+        } else {
+            MigrationStatus::Interrupted
+        },
+    })?;
+    audit(state_dir, &held.journal.state, "rollback");
+    let mut report = report_of(&held.journal.state);
+    report.notices = held.locks.notices();
+    Ok(report)
+}
+
+/// Why a rekey of `format` rolls back whole only, or `None` when some of
+/// its rows may go back alone. Laravel may: each row stays under the old or
+/// the new key, and the app reads both once `APP_PREVIOUS_KEYS` holds the
+/// old one (what the report's next steps say). agent-prompttrain reads one
+/// key; credshift's table has one key check for all its rows; a file is
+/// one value.
+pub fn partial_rollback_refusal(format: Option<RekeyFormat>, id: &MigrationId) -> Option<String> {
+    let why = match format? {
+        RekeyFormat::Laravel => return None,
+        RekeyFormat::PromptTrain => {
+            "rolling back only some rows would leave agent-prompttrain's accounts under two \
+             keys, and agent-prompttrain reads them with one CREDENTIAL_ENCRYPTION_KEY: the rows \
+             under the other key would not open"
+        }
+        RekeyFormat::CredshiftSqlite | RekeyFormat::CredshiftPostgres => {
+            "credshift's table checks one key for all its rows: some rows under the old key and \
+             some under the new one would not open under either"
+        }
+        RekeyFormat::Envelope => {
+            "the rekey rewrote the file as one value: there are no rows to choose, it goes back \
+             whole"
+        }
+    };
+    Some(format!(
+        "{id} is a rekey, and {why}. Nothing was changed. Roll it back whole with `credshift \
+         rollback --migration-id {id}` (no --only)"
+    ))
+}
+
+/// Put the old ciphertexts back into the rows matching `glob` (a row's id,
+/// or its `table row column`), for a Laravel rekey only (see
+/// [`partial_rollback_refusal`]); the rest stays under the new key and the
+/// rekey stays completed. Journaled as one `rekey_undone` after the swaps'
+/// transaction; a crash between the two leaves rows under their old
+/// ciphertext that `verify` reports and running this again (or a whole
+/// rollback) records.
+pub fn rollback_only(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &KeyOptions,
+    glob: &str,
+) -> Result<RekeyReport> {
+    let st = load(state_dir, id)?;
+    if let Some(why) = partial_rollback_refusal(st.format, id) {
+        return Err(EngineError::Refused(why));
+    }
+    if st.rolled_back == Some(true) {
+        return Ok(report_of(&st));
+    }
+    let mut held = hold(state_dir, id, opts, Use::WRITE)?;
+    let st = held.journal.state.clone();
+    let ats: Vec<CellRef> = st
+        .begun
+        .keys()
+        .filter(|at| !st.restored.contains(*at))
+        .filter(|at| {
+            crate::store::faults::glob_match(glob, &at.row)
+                || crate::store::faults::glob_match(glob, &at.to_string())
+        })
+        .cloned()
+        .collect();
+    if ats.is_empty() {
+        return Err(EngineError::Refused(format!(
+            "no row rekeyed by {id} and not yet rolled back matches {glob} (a row's id, or its \
+             `table row column`). Nothing was changed"
+        )));
+    }
+    let old = backup_of(&st)?;
+    let (restored, kept, left) = put_back(&mut held, &st, &old, &ats)?;
+    held.journal.append(RekeyRecord::RekeyUndone {
+        restored,
+        kept,
+        left,
+    })?;
+    audit(state_dir, &held.journal.state, "rollback");
+    let mut report = report_of(&held.journal.state);
+    report.notices = held.locks.notices();
+    Ok(report)
+}
+
+/// The old ciphertexts the rekey's backup holds (none before a backup).
+fn backup_of(st: &RekeyState) -> Result<BTreeMap<CellRef, String>> {
+    match &st.backup {
+        Some(p) if !p.exists() && !st.dir.join(REKEY_BACKUP_KEY).exists() => {
+            Err(EngineError::Refused(format!(
+                "rekey {}: its backup was deleted (`rekey --forget-backup`): the old \
+                 ciphertexts are gone, there is nothing to roll back to",
+                st.id
+            )))
+        }
+        Some(p) => Ok(backup::read(&st.dir, p)?),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// Put the old ciphertext back into each of `ats` that holds one the rekey
+/// wrote (compare-and-swap, one transaction): which were restored, which
+/// were kept (not in the backup), which were left (the application's own
+/// values since: changed or removed).
+#[allow(clippy::type_complexity)]
+fn put_back(
+    held: &mut Held,
+    st: &RekeyState,
+    old: &BTreeMap<CellRef, String>,
+    ats: &[CellRef],
+) -> Result<(Vec<CellRef>, Vec<CellNote>, Vec<CellNote>)> {
+    let now = held.cells.read(ats)?;
     let mut restored = Vec::new();
     let mut kept = Vec::new();
     // The application's own values since the rekey: not ours to undo, so
@@ -547,25 +667,7 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result
             }),
         }
     }
-    let complete = kept.is_empty();
-    held.journal.append(RekeyRecord::RekeyUndone {
-        restored,
-        kept,
-        left,
-    })?;
-    held.journal
-        .append(RekeyRecord::RekeyRolledBack { complete })?;
-    held.journal.append(RekeyRecord::RekeyFinished {
-        status: if complete {
-            MigrationStatus::RolledBack
-        } else {
-            MigrationStatus::Interrupted
-        },
-    })?;
-    audit(state_dir, &held.journal.state, "rollback");
-    let mut report = report_of(&held.journal.state);
-    report.notices = held.locks.notices();
-    Ok(report)
+    Ok((restored, kept, left))
 }
 
 /// Read the cells again: each rekeyed one must hold the new ciphertext

@@ -104,6 +104,73 @@ fn a_row_the_app_changed_after_the_read_is_left_alone_and_reported() {
     assert_eq!(j.state.rekeyed.len(), 2);
 }
 
+/// A Laravel SQLite table of `n` rows under `old`; its payloads in order.
+fn table(path: &std::path::Path, old: &AppKey, n: i64) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE ai_credentials (id INTEGER PRIMARY KEY, provider TEXT, \
+         credential_type TEXT, encrypted_credentials TEXT NOT NULL, is_active INTEGER)",
+    )
+    .unwrap();
+    (1..=n)
+        .map(|i| {
+            let text = crypt::php_serialize_str(&format!(r#"{{"key":"sk-row-{i}"}}"#));
+            let p = crypt::encrypt(old, text.as_bytes()).unwrap();
+            conn.execute(
+                "INSERT INTO ai_credentials VALUES (?1, ?2, 'api_key', ?3, 1)",
+                rusqlite::params![i, format!("p{i}"), p],
+            )
+            .unwrap();
+            p
+        })
+        .collect()
+}
+
+/// The wizard's cancel: set after the first batch (1 row of 6), the run
+/// stops before the next one and puts the rekeyed row back byte for byte.
+#[test]
+fn a_cancel_stops_between_batches_and_rolls_back_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sqlite");
+    let (old_text, old) = key(1);
+    let (new_text, _) = key(2);
+    let before = table(&path, &old, 6);
+    let opts = KeyOptions {
+        app_key: Some(old_text),
+        ..KeyOptions::default()
+    };
+    let req = RekeyRequest {
+        spec: StoreSpec::LaravelSqlite(path.clone()),
+        new_key: NewKey::Text(new_text),
+        new_key_origin: "file new.key".into(),
+        generated: None,
+    };
+    let cancel = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let mut progress = |p: RekeyProgress| {
+        seen.push(p.done);
+        cancel.store(true, Ordering::SeqCst);
+    };
+    let state = dir.path().join("state");
+    let report = run_cancellable(&req, &state, &opts, &mut progress, &cancel).unwrap();
+    assert_eq!(seen, [1], "one batch ran, then the cancel");
+    assert!(report.rolled_back, "{report:?}");
+    assert_eq!(report.status, MigrationStatus::RolledBack);
+    assert!(
+        report
+            .rollback_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("cancelled"))
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let now: Vec<String> = (1..=6).map(|i| payload(&conn, i)).collect();
+    assert_eq!(now, before, "every old ciphertext, byte for byte");
+    // Not cancelled: the same run rekeys every row.
+    let report = run(&req, &state, &opts, &mut |_| {}).unwrap();
+    assert_eq!(report.copied, 6);
+    assert_eq!(report.status, MigrationStatus::Completed);
+}
+
 #[test]
 fn batches_ramp_up_for_rows_and_stay_whole_for_files_and_tables() {
     assert_eq!(batches(RekeyFormat::Laravel, 10), vec![1, 2, 4, 3]);
