@@ -392,3 +392,69 @@ fn a_row_the_app_changed_during_a_prompttrain_rekey_is_rekeyed_by_a_second_run()
         }
     }
 }
+
+/// The PostgreSQL compare-and-swap of a batch (one `UPDATE ... FROM
+/// unnest` per column): a cell still holding its old value is swapped, one
+/// the application changed is kept, a row gone is reported gone, and the
+/// batched read gives each cell's value as it is now (or none).
+#[test]
+fn a_postgres_batch_swaps_only_cells_that_still_hold_their_old_value() {
+    use credshift::store::rekey::{self as raw, CellRef, Swap, SwapOutcome};
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/schema.sql"));
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/data.sql"));
+    let spec: credshift::store::StoreSpec = format!("prompttrain-db:{url}").parse().unwrap();
+    let opts = credshift::unlock::KeyOptions::default();
+    let mut cells = raw::open(&spec, &opts).unwrap();
+    let all = cells.cells().unwrap();
+    assert!(all.len() >= 3, "{}", all.len());
+    let (a, b, c) = (&all[0], &all[1], &all[2]);
+    // The application rewrites b meanwhile, and deletes c's row.
+    let mut pgc = pg::connect(&url);
+    pgc.execute(
+        &format!(
+            "UPDATE accounts SET {} = 'app-wrote-this' WHERE account_id = $1",
+            b.at.column
+        ),
+        &[&b.at.row],
+    )
+    .unwrap();
+    let gone = CellRef {
+        row: "no-such-account".into(),
+        ..c.at.clone()
+    };
+    let swaps = vec![
+        Swap {
+            at: a.at.clone(),
+            old: a.value.clone(),
+            new: "new-a".into(),
+        },
+        Swap {
+            at: b.at.clone(),
+            old: b.value.clone(),
+            new: "new-b".into(),
+        },
+        Swap {
+            at: gone.clone(),
+            old: c.value.clone(),
+            new: "new-c".into(),
+        },
+    ];
+    let out = cells.swap(&swaps).unwrap();
+    assert_eq!(
+        out,
+        [
+            SwapOutcome::Swapped,
+            SwapOutcome::Changed,
+            SwapOutcome::Missing
+        ]
+    );
+    let now = cells
+        .read(&[a.at.clone(), b.at.clone(), gone, c.at.clone()])
+        .unwrap();
+    assert_eq!(now[0].as_deref(), Some("new-a"));
+    assert_eq!(now[1].as_deref(), Some("app-wrote-this"));
+    assert_eq!(now[2], None);
+    assert_eq!(now[3].as_deref(), Some(c.value.as_str()), "untouched");
+}
