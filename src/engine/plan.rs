@@ -13,7 +13,7 @@ use crate::engine::inventory::now_ms;
 use crate::engine::types::{Action, ConflictPolicy, Plan, PlanCounts, PlanItem};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::{Capability, Scan, Severity, Store, StoreSpec};
+use crate::store::{Capability, LocationError, Scan, Severity, Store, StoreSpec};
 
 /// A prepared migration: the plan the user consents to plus what executing
 /// it needs (the source values, the target values it may overwrite) and
@@ -177,6 +177,45 @@ pub fn read_target(target: &dyn Store) -> Result<Scan> {
     }
 }
 
+/// What a plan compares against at the target. A store whose listing reads
+/// no value ([`Store::inventory_from_listing`], Vault) is listed, and only
+/// the listed ids among `wanted` (the items the plan may write) are read:
+/// the values of everything else there are never fetched.
+pub fn read_target_for<'a>(
+    target: &dyn Store,
+    wanted: impl Iterator<Item = &'a CredentialId>,
+) -> Result<Scan> {
+    if !target.inventory_from_listing() {
+        return read_target(target);
+    }
+    let listing = match target.list() {
+        Err(StoreError::NotFound { .. }) => return Ok(Scan::default()),
+        other => other?,
+    };
+    let wanted: BTreeSet<&CredentialId> = wanted.collect();
+    let ids: Vec<CredentialId> = listing
+        .entries
+        .into_iter()
+        .map(|e| e.id)
+        .filter(|id| wanted.contains(id))
+        .collect();
+    let mut scan = Scan {
+        credentials: Vec::with_capacity(ids.len()),
+        errors: listing.errors,
+    };
+    for (id, r) in ids.iter().zip(target.read_many(&ids)) {
+        match r {
+            Ok(Some(c)) => scan.credentials.push(c),
+            Ok(None) => {}
+            Err(e) if e.is_unavailable() => return Err(e),
+            Err(e) => scan
+                .errors
+                .push(LocationError::from_error(id.to_string(), &e)),
+        }
+    }
+    Ok(scan)
+}
+
 /// Ids among `wanted` that `target` holds but cannot read, with the error.
 /// A scan's errors do not always name an id (`file:line`), so only when the
 /// scan had errors, the ids it did not return are read one by one (one
@@ -260,9 +299,12 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let scan = source.read_all()?;
     let target_capability = target.probe();
-    let target_scan = read_target(target)?;
-    let key = FpKey::generate()?;
     let selected = |c: &&Credential| selection.is_none_or(|s| s.contains(&c.id));
+    let target_scan = read_target_for(
+        target,
+        scan.credentials.iter().filter(selected).map(|c| &c.id),
+    )?;
+    let key = FpKey::generate()?;
     let unreadable = unreadable_at_target(
         target,
         &target_scan,

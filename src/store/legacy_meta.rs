@@ -290,7 +290,8 @@ impl Parent {
 /// everything else is the inner store's (see [`crate::store::wrapper`]).
 #[deny(clippy::missing_trait_methods)]
 impl Store for LegacyMeta {
-    forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock, identity, set_provenance);
+    forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock, identity, set_provenance,
+        inventory_from_listing);
 
     fn list(&self) -> Result<Listing> {
         self.seen().clear();

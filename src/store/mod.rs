@@ -296,6 +296,15 @@ pub trait Store: Send + Sync {
         delete_if_unchanged_by_reading(self, expected)
     }
 
+    /// Whether an inventory of this store is its listing (ids, kinds and
+    /// metadata) without reading a single value: a secrets manager whose
+    /// reads are audited, and which a token may be allowed to list but not
+    /// read (Vault). Its previews then say the value was not read. Default:
+    /// false (the inventory reads every value to preview and classify it).
+    fn inventory_from_listing(&self) -> bool {
+        false
+    }
+
     /// How this store's batches cost (see [`BatchHint`]). Default: per item.
     fn batch_hint(&self) -> BatchHint {
         BatchHint::PerItem

@@ -94,6 +94,11 @@ macro_rules! forward {
             self.$($p)+.delete_if_unchanged(expected)
         }
     };
+    (@one [$($p:tt)+]; inventory_from_listing) => {
+        fn inventory_from_listing(&self) -> bool {
+            self.$($p)+.inventory_from_listing()
+        }
+    };
     (@one [$($p:tt)+]; batch_hint) => {
         fn batch_hint(&self) -> $crate::store::BatchHint {
             self.$($p)+.batch_hint()
@@ -249,6 +254,9 @@ mod tests {
         fn batch_hint(&self) -> BatchHint {
             BatchHint::WholeFile
         }
+        fn inventory_from_listing(&self) -> bool {
+            true
+        }
         fn verify_hashed(&self, _: &Credential) -> Result<Option<bool>> {
             self.called("verify_hashed");
             Ok(Some(true))
@@ -282,6 +290,7 @@ mod tests {
         assert_eq!(w.spec(), &spec, "{what}: spec");
         assert_eq!(w.probe().warnings, ["marked probe"], "{what}: probe");
         assert_eq!(w.batch_hint(), BatchHint::WholeFile, "{what}: batch_hint");
+        assert!(w.inventory_from_listing(), "{what}: inventory_from_listing");
         assert_eq!(
             w.check(&c).as_deref(),
             Some("marked check"),

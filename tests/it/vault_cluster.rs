@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use credshift::store::{self, StoreSpec};
-use credshift::unlock::KeyOptions;
 use support::vault::BaoCluster;
 use support::*;
 
@@ -93,9 +91,7 @@ fn a_leader_killed_mid_migration_loses_nothing() {
     );
     if out.status.code() != Some(0) {
         // Stopped: resume finishes it against the new leader.
-        let (o, hist, _) = run(credshift(&state).args(["history", "--json"]));
-        assert!(o.status.success());
-        let id = json(&hist)[0]["id"].as_str().unwrap().to_string();
+        let id = support::vault::last_migration_id(&state);
         let (o, rout, rerr) = run(credshift(&state)
             .env("VAULT_TOKEN", &cluster.token)
             .env("HOME", cluster.home.path())
@@ -107,18 +103,7 @@ fn a_leader_killed_mid_migration_loses_nothing() {
         );
     }
     // Every item at the target, exact; 0 lost.
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &cluster.token).unwrap();
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let opts = KeyOptions {
-        vault_token_file: Some(token_file),
-        ..KeyOptions::default()
-    };
-    let s = store::open(&to.parse::<StoreSpec>().unwrap(), &opts).unwrap();
+    let s = cluster.open(&to);
     let scan = s.read_all().unwrap();
     let got: BTreeMap<String, String> = scan
         .credentials

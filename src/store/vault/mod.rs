@@ -282,6 +282,22 @@ impl VaultStore {
         out
     }
 
+    /// The size of every field of a secret read at plan time (the default
+    /// layout's secret is one KV entry: [`Store::check`] adds what the plan
+    /// writes to what is there).
+    fn note_sizes(&self, id: &CredentialId, v: &kv::Version) {
+        if self.vs.layout != Layout::Secret {
+            return;
+        }
+        let mut st = self.state();
+        let fields = st.sizes.entry(id.namespace.to_string()).or_default();
+        for (f, x) in &v.data {
+            if let Value::String(x) = x {
+                fields.insert(f.clone(), x.len());
+            }
+        }
+    }
+
     fn see(&self, path: &str, version: u64) {
         self.state().seen.insert(path.to_string(), version);
     }
@@ -438,7 +454,15 @@ impl Store for VaultStore {
         let (mount, prefix) = self.mount()?;
         let kv = self.kv(&mount);
         let mut listing = Listing::default();
-        for path in self.secret_paths(&kv, &prefix)? {
+        let paths = match self.secret_paths(&kv, &prefix) {
+            Ok(p) => p,
+            Err(e) => {
+                // An empty prefix: every path is absent (as after read_all).
+                self.state().scanned = matches!(e, StoreError::NotFound { .. });
+                return Err(e);
+            }
+        };
+        for path in paths {
             match kv.subkeys(&path) {
                 Ok(Some((version, fields, custom))) => {
                     self.see(&path, version);
@@ -458,7 +482,16 @@ impl Store for VaultStore {
                     .push(LocationError::from_error(format!("{mount}/{path}"), &e)),
             }
         }
+        // Every path was seen with its version: one not listed was absent.
+        self.state().scanned = listing.errors.is_empty();
         Ok(listing)
+    }
+
+    /// Vault audits every read and a policy may allow listing alone: the
+    /// inventory is LIST plus `subkeys` (field names, version and
+    /// custom_metadata), never a secret's data.
+    fn inventory_from_listing(&self) -> bool {
+        true
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {

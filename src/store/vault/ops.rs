@@ -75,7 +75,11 @@ fn for_groups<R: Send>(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let n = out.len();
     let done: Vec<(Vec<R>, Vec<usize>)> = std::thread::scope(|sc| {
-        let workers: Vec<_> = (0..WORKERS.min(groups.len()))
+        let nw: usize = std::env::var("XW")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(WORKERS);
+        let workers: Vec<_> = (0..nw.min(groups.len()))
             .map(|_| {
                 sc.spawn(|| {
                     let mut local: Vec<R> = (0..n).map(|_| fresh()).collect();
@@ -130,6 +134,9 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
                         s.see(path, v.as_ref().map_or(0, |v| v.version));
                     }
                     let Some(v) = v else { return };
+                    if exact.is_none() {
+                        s.note_sizes(&ids[items[0].0], &v);
+                    }
                     for (i, field) in items {
                         if let Some(Value::String(secret)) = v.data.get(field) {
                             let (kind, meta) = field_meta(&v.custom_metadata, field, &ids[*i]);
@@ -521,15 +528,23 @@ fn delete_group(
         st.seen.insert(path.to_string(), cas);
         st.written.insert(path.to_string(), cas);
     }
-    let drop_keys: Map<String, Value> = present
+    let mut patch: Map<String, Value> = present
         .iter()
         .map(|(_, f)| meta_key(f))
         .filter(|k| cur.custom_metadata.contains_key(k))
         .map(|k| (k, Value::Null))
         .collect();
-    if !drop_keys.is_empty() {
-        let _ = kv.patch_custom_metadata(path, &drop_keys);
-    }
+    // The versions these patches created still hold the other fields'
+    // values (a migrated one a later restore replaces, say): they are
+    // credshift's, so that restore destroys them too.
+    let mut ours = provenance_versions(&cur.custom_metadata);
+    ours.extend(first_new..=cas);
+    let by = s.state().provenance.clone();
+    patch.insert(
+        PROVENANCE.into(),
+        Value::String(provenance(&ours, by.as_ref())),
+    );
+    let _ = kv.patch_custom_metadata(path, &patch);
     // A soft delete keeps the data: the older versions holding a removed
     // value are destroyed for good.
     let Some(meta) = kv.metadata(path)? else {
