@@ -13,7 +13,7 @@ use crate::engine::inventory::now_ms;
 use crate::engine::types::{Action, ConflictPolicy, Plan, PlanCounts, PlanItem};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::{Capability, LocationError, Scan, Severity, Store, StoreSpec};
+use crate::store::{Capability, Scan, Severity, Store, StoreSpec};
 
 /// A prepared migration: the plan the user consents to plus what executing
 /// it needs (the source values, the target values it may overwrite) and
@@ -177,43 +177,19 @@ pub fn read_target(target: &dyn Store) -> Result<Scan> {
     }
 }
 
-/// What a plan compares against at the target. A store whose listing reads
-/// no value ([`Store::inventory_from_listing`], Vault) is listed, and only
-/// the listed ids among `wanted` (the items the plan may write) are read:
-/// the values of everything else there are never fetched.
+/// What a plan compares against at the target: what it holds of the
+/// items the plan may write ([`Store::read_wanted`]: Vault reads only the
+/// secrets holding them, never the others under its prefix). A target
+/// that does not exist yet is empty.
 pub fn read_target_for<'a>(
     target: &dyn Store,
     wanted: impl Iterator<Item = &'a CredentialId>,
 ) -> Result<Scan> {
-    if !target.inventory_from_listing() {
-        return read_target(target);
+    let wanted: Vec<CredentialId> = wanted.cloned().collect();
+    match target.read_wanted(&wanted) {
+        Err(StoreError::NotFound { .. }) => Ok(Scan::default()),
+        other => other,
     }
-    let listing = match target.list() {
-        Err(StoreError::NotFound { .. }) => return Ok(Scan::default()),
-        other => other?,
-    };
-    let wanted: BTreeSet<&CredentialId> = wanted.collect();
-    let ids: Vec<CredentialId> = listing
-        .entries
-        .into_iter()
-        .map(|e| e.id)
-        .filter(|id| wanted.contains(id))
-        .collect();
-    let mut scan = Scan {
-        credentials: Vec::with_capacity(ids.len()),
-        errors: listing.errors,
-    };
-    for (id, r) in ids.iter().zip(target.read_many(&ids)) {
-        match r {
-            Ok(Some(c)) => scan.credentials.push(c),
-            Ok(None) => {}
-            Err(e) if e.is_unavailable() => return Err(e),
-            Err(e) => scan
-                .errors
-                .push(LocationError::from_error(id.to_string(), &e)),
-        }
-    }
-    Ok(scan)
 }
 
 /// Ids among `wanted` that `target` holds but cannot read, with the error.

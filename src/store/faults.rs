@@ -370,6 +370,12 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
             None => self.inner.as_ref().delete(id),
         }
     }
+    /// Through this layer's own `read_all`, so what it does to reads
+    /// applies (the inner store's narrower read would bypass it).
+    fn read_wanted(&self, _ids: &[CredentialId]) -> Result<Scan> {
+        self.read_all()
+    }
+
     fn read_all(&self) -> Result<Scan> {
         let mut scan = self.inner.as_ref().read_all()?;
         let mut good = Vec::with_capacity(scan.credentials.len());

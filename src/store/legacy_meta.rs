@@ -338,6 +338,12 @@ impl Store for LegacyMeta {
             .unwrap_or(Ok(false))
     }
 
+    /// Through this layer's own `read_all`, so what it does to reads
+    /// applies (the inner store's narrower read would bypass it).
+    fn read_wanted(&self, _ids: &[CredentialId]) -> Result<Scan> {
+        self.read_all()
+    }
+
     fn read_all(&self) -> Result<Scan> {
         self.seen().clear();
         let scan = self.inner.read_all()?;

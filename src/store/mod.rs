@@ -256,6 +256,16 @@ pub trait Store: Send + Sync {
         Ok(scan)
     }
 
+    /// What the store holds among `ids` (it may return more, and absent
+    /// ids are simply not there), with the places it could not read: what
+    /// a plan compares against at its target. The default reads everything
+    /// ([`Store::read_all`]); a store whose reads are costly or audited
+    /// (Vault) reads only the places holding these ids.
+    fn read_wanted(&self, ids: &[CredentialId]) -> Result<Scan> {
+        let _ = ids;
+        self.read_all()
+    }
+
     /// Write several; one result per credential, in order. Stores that can
     /// batch (a transaction, one file rewrite) override this.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {

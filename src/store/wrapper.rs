@@ -94,6 +94,14 @@ macro_rules! forward {
             self.$($p)+.delete_if_unchanged(expected)
         }
     };
+    (@one [$($p:tt)+]; read_wanted) => {
+        fn read_wanted(
+            &self,
+            ids: &[$crate::credential::CredentialId],
+        ) -> $crate::error::Result<$crate::store::Scan> {
+            self.$($p)+.read_wanted(ids)
+        }
+    };
     (@one [$($p:tt)+]; inventory_from_listing) => {
         fn inventory_from_listing(&self) -> bool {
             self.$($p)+.inventory_from_listing()
@@ -257,6 +265,13 @@ mod tests {
         fn inventory_from_listing(&self) -> bool {
             true
         }
+        fn read_wanted(&self, _: &[CredentialId]) -> Result<Scan> {
+            self.called("read_wanted");
+            Ok(Scan {
+                credentials: vec![Self::item(&"m/wanted".parse().unwrap())],
+                errors: Vec::new(),
+            })
+        }
         fn verify_hashed(&self, _: &Credential) -> Result<Option<bool>> {
             self.called("verify_hashed");
             Ok(Some(true))
@@ -291,6 +306,10 @@ mod tests {
         assert_eq!(w.probe().warnings, ["marked probe"], "{what}: probe");
         assert_eq!(w.batch_hint(), BatchHint::WholeFile, "{what}: batch_hint");
         assert!(w.inventory_from_listing(), "{what}: inventory_from_listing");
+        assert!(
+            !w.read_wanted(&ids).unwrap().credentials.is_empty(),
+            "{what}: read_wanted"
+        );
         assert_eq!(
             w.check(&c).as_deref(),
             Some("marked check"),

@@ -543,6 +543,44 @@ impl Store for VaultStore {
         ops::read_many(self, ids)
     }
 
+    /// One LIST of the prefix (a folder per namespace in the item
+    /// layout), then only the secrets holding one of `ids` are read: a
+    /// plan never fetches the other secrets under the prefix. Every path
+    /// not listed was absent, so a write there creates with `cas: 0`.
+    fn read_wanted(&self, ids: &[CredentialId]) -> Result<Scan> {
+        let (mount, prefix) = self.mount()?;
+        let kv = self.kv(&mount);
+        let paths = match self.secret_paths(&kv, &prefix) {
+            Ok(p) => p,
+            Err(e) => {
+                self.state().scanned = matches!(e, StoreError::NotFound { .. });
+                return Err(e);
+            }
+        };
+        let present: std::collections::HashSet<String> = paths.into_iter().collect();
+        let wanted: Vec<CredentialId> = ids
+            .iter()
+            .filter(|id| {
+                self.place(&prefix, id)
+                    .is_ok_and(|(path, _)| present.contains(&path))
+            })
+            .cloned()
+            .collect();
+        let mut scan = Scan::default();
+        for (id, r) in wanted.iter().zip(self.read_many(&wanted)) {
+            match r {
+                Ok(Some(c)) => scan.credentials.push(c),
+                Ok(None) => {}
+                Err(e) if e.is_unavailable() => return Err(e),
+                Err(e) => scan
+                    .errors
+                    .push(LocationError::from_error(id.to_string(), &e)),
+            }
+        }
+        self.state().scanned = scan.errors.is_empty();
+        Ok(scan)
+    }
+
     fn write(&self, c: &Credential) -> Result<()> {
         self.write_many(std::slice::from_ref(c))
             .pop()
