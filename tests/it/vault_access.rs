@@ -366,3 +366,58 @@ fn inventory_and_dry_run_leave_unrelated_secrets_unread() {
     );
     assert_eq!(data_reads(before), ["secret/data/dr/env"], "dry run");
 }
+
+/// The request budget of the item layout, from the server's audit log: a
+/// check-and-set create, the custom_metadata patch (kind and provenance)
+/// and the read-back of that exact version per item; the plan lists the
+/// empty prefix once and reads nothing per item.
+#[test]
+fn the_item_layout_costs_three_requests_per_item() {
+    let Some(bao) = Bao::start_audited() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("a.env");
+    let pairs: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("KEY_{i:02}"),
+                format!("sk-budget-{i:02}-{}", "v".repeat(20)),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    write_env(&env, &refs);
+    let to = format!("{}?layout=item", bao.spec("secret/budget"));
+    let before = bao.audited().len();
+    let (code, stdout, stderr) = bao.migrate(
+        &dir.path().join("state"),
+        &format!("dotenv:{}", env.display()),
+        &to,
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut per: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for (op, path) in &bao.audited()[before..] {
+        if let Some(rest) = path
+            .strip_prefix("secret/data/budget/env/")
+            .map(|_| "data")
+            .or_else(|| {
+                path.strip_prefix("secret/metadata/budget/env/")
+                    .map(|_| "metadata")
+            })
+        {
+            *per.entry((op.clone(), rest.to_string())).or_default() += 1;
+        }
+    }
+    let want: std::collections::BTreeMap<(String, String), usize> = [
+        (("create".to_string(), "data".to_string()), 40),
+        (("patch".to_string(), "metadata".to_string()), 40),
+        (("read".to_string(), "data".to_string()), 40),
+    ]
+    .into();
+    assert_eq!(per, want);
+}
