@@ -421,3 +421,39 @@ fn the_item_layout_costs_three_requests_per_item() {
     .into();
     assert_eq!(per, want);
 }
+
+/// In the default layout a denied secret fails its own fields only: the
+/// other secrets of the same batch are written and read back.
+#[test]
+fn a_denied_secret_fails_only_its_fields_in_the_default_layout() {
+    let Some(bao) = Bao::start() else { return };
+    let token = bao.token_with_policy(
+        "one-denied",
+        r#"
+path "secret/data/app2/*" { capabilities = ["create", "read", "update", "patch"] }
+path "secret/metadata/app2/*" { capabilities = ["read", "list", "patch"] }
+path "secret/metadata/app2/" { capabilities = ["list"] }
+path "secret/data/app2/github" { capabilities = ["deny"] }
+"#,
+    );
+    let s = bao.open_with_token(&bao.spec("secret/app2"), &token);
+    let _ = s.read_wanted(&[]);
+    let creds = [
+        Credential::new(id("openai/api_key"), Kind::ApiKey, "sk-denied-test-0001"),
+        Credential::new(id("github/token"), Kind::ApiKey, "ghp_denied000000000002"),
+        Credential::new(id("openai/org"), Kind::Other, "org-0003"),
+    ];
+    let r = s.write_many(&creds);
+    assert!(r[0].is_ok() && r[2].is_ok(), "{r:?}");
+    let e = r[1].as_ref().unwrap_err().to_string();
+    assert!(
+        e.contains("permission denied") && e.contains("secret/data/app2/github"),
+        "{e}"
+    );
+    assert!(!e.contains("ghp_denied") && !e.contains(&token), "{e}");
+    assert_eq!(
+        bao.kv_field("secret/app2/openai", "org").as_deref(),
+        Some("org-0003")
+    );
+    assert_eq!(bao.kv_metadata("secret/app2/github"), None);
+}
