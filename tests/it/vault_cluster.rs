@@ -21,6 +21,15 @@ fn a_leader_killed_mid_migration_loses_nothing() {
     assert_eq!(cluster.voters(0), 3, "three voters");
     let leader = cluster.leader().expect("a leader");
     let via = (leader + 1) % 3;
+    // The probe says a node is a standby (writes go to the active node).
+    let probe_spec = format!("vault:{}/secret/fleet", cluster.addrs[via]);
+    let cap = cluster.open(&probe_spec).probe();
+    assert!(cap.available, "{:?}", cap.reason);
+    assert!(
+        cap.warnings.iter().any(|w| w.contains("a standby node")),
+        "{:?}",
+        cap.warnings
+    );
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let env = dir.path().join("fleet.env");
