@@ -42,6 +42,7 @@ done
 # CPU seconds of the server (from /proc) and of each client (/usr/bin/time):
 # wall-clock rows hold only on an idle machine, CPU time holds under load.
 server_cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$server/stat"; }
+exec 3>&1 # the result lines, whatever a command's stdout is redirected to
 timed() { # timed NAME N CMD...: runs CMD, prints items/s, wall, client and server CPU
   local name=$1 n=$2; shift 2
   local s0 s1; s0=$(server_cpu)
@@ -49,7 +50,7 @@ timed() { # timed NAME N CMD...: runs CMD, prints items/s, wall, client and serv
   s1=$(server_cpu)
   read -r wall user sys <"$work/time"
   python3 -c "import sys; n,w,u,s,a,b=map(float,sys.argv[2:8]); print(f'n={int(n)} {sys.argv[1]:<28} {n/w:9.1f} items/s ({w:7.2f} s wall; CPU client {u+s:6.2f} s, server {b-a:6.2f} s)')" \
-    "$name" "$n" "$wall" "$user" "$sys" "$s0" "$s1"
+    "$name" "$n" "$wall" "$user" "$sys" "$s0" "$s1" >&3
 }
 
 echo "credshift: $bin; bao: $("$bao" version | head -1); load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -63,7 +64,7 @@ EOF
   for layout in "" "?layout=item"; do
     timed "credshift ${layout:-(one secret)}" "$n" "$bin" migrate --from "dotenv:$env_file" \
       --to "vault:$VAULT_ADDR/secret/cs$n${layout:+item}$layout" --yes --json \
-      --state-dir "$work/state-$n-${layout:+item}" >"$work/report.json" </dev/null
+      --state-dir "$work/state-$n-${layout:+item}" >"$work/report.json" 2>/dev/null </dev/null
     grep -Eq '"verified": ?'"$n"'\b' "$work/report.json" ||
       { echo "credshift did not verify $n items" >&2; cat "$work/report.json" >&2; exit 1; }
   done
