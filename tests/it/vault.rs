@@ -899,6 +899,35 @@ fn the_dry_run_proposes_the_item_layout_for_a_secret_past_one_kv_entry() {
     assert!(why.contains("?layout=item"), "{why}");
     let item = bao.open(&format!("{}?layout=item", bao.spec("secret/huge")));
     assert_eq!(item.check(&big(2)), None);
+    // The dry run a user runs says so, and the item layout takes them all.
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("big.env");
+    let blob = "b".repeat(400 * 1024);
+    write_env(
+        &env,
+        &[("BLOB_0", &blob), ("BLOB_1", &blob), ("BLOB_2", &blob)],
+    );
+    let src = format!("dotenv:{}", env.display());
+    let state = dir.path().join("state");
+    let (code, stdout, stderr) =
+        bao.migrate(&state, &src, &bao.spec("secret/huge2"), &["--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    let plan = json(&stdout);
+    assert_eq!(
+        plan["counts"]["invalid"],
+        1,
+        "{}",
+        &stdout[..stdout.len().min(2000)]
+    );
+    assert!(
+        stdout.contains("use ?layout=item"),
+        "{}",
+        &stdout[..stdout.len().min(2000)]
+    );
+    let to = format!("{}?layout=item", bao.spec("secret/huge2"));
+    let (code, stdout, stderr) = bao.migrate(&state, &src, &to, &["--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json(&stdout)["counts"]["copy"], 3);
 }
 
 #[test]
