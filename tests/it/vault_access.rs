@@ -422,6 +422,68 @@ fn the_item_layout_costs_three_requests_per_item() {
     assert_eq!(per, want);
 }
 
+/// Overwriting secrets another tool wrote: the plan reads each once (to
+/// compare), the check-and-set patch uses that version without reading it
+/// again, then custom_metadata and the read-back: four requests per item.
+#[test]
+fn an_overwrite_reads_each_secret_once_before_its_read_back() {
+    let Some(bao) = Bao::start_audited() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("a.env");
+    let pairs: Vec<(String, String)> = (0..10)
+        .map(|i| {
+            (
+                format!("KEY_{i:02}"),
+                format!("sk-overwrite-{i:02}-{}", "v".repeat(20)),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    write_env(&env, &refs);
+    for (k, _) in &pairs {
+        bao.run(&["kv", "put", &format!("secret/ow/env/{k}"), "value=theirs"]);
+    }
+    let to = format!("{}?layout=item", bao.spec("secret/ow"));
+    let before = bao.audited().len();
+    let (code, stdout, stderr) = bao.migrate(
+        &dir.path().join("state"),
+        &format!("dotenv:{}", env.display()),
+        &to,
+        &["--on-conflict", "overwrite"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut per: std::collections::BTreeMap<(String, &str), usize> = Default::default();
+    for (op, path) in &bao.audited()[before..] {
+        let area = if path.starts_with("secret/data/ow/env/") {
+            "data"
+        } else if path.starts_with("secret/metadata/ow/env/") && !path.ends_with('/') {
+            "metadata"
+        } else {
+            continue;
+        };
+        *per.entry((op.clone(), area)).or_default() += 1;
+    }
+    let want: std::collections::BTreeMap<(String, &str), usize> = [
+        (("patch".to_string(), "data"), 10),
+        (("patch".to_string(), "metadata"), 10),
+        (("read".to_string(), "data"), 20),
+    ]
+    .into();
+    assert_eq!(per, want);
+    for (k, v) in &pairs {
+        assert_eq!(
+            bao.kv_field(&format!("secret/ow/env/{k}"), "value")
+                .as_deref(),
+            Some(v.as_str())
+        );
+    }
+}
+
 /// In the default layout a denied secret fails its own fields only: the
 /// other secrets of the same batch are written and read back.
 #[test]

@@ -76,6 +76,9 @@ struct State {
     /// Namespace -> field -> bytes, of what the secret holds and what the
     /// plan adds (default layout), to refuse a secret past one KV entry.
     sizes: HashMap<String, HashMap<String, usize>>,
+    /// Secret path -> the version read at plan time and its
+    /// custom_metadata (not secret), so an overwrite need not read again.
+    custom: HashMap<String, (u64, Map<String, Value>)>,
     /// The migration writing here, for the provenance entry.
     provenance: Option<crate::store::Provenance>,
 }

@@ -140,6 +140,9 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
                     let Some(v) = v else { return };
                     if exact.is_none() {
                         s.note_sizes(&ids[items[0].0], &v);
+                        s.state()
+                            .custom
+                            .insert(path.to_string(), (v.version, v.custom_metadata.clone()));
                     }
                     for (i, field) in items {
                         if let Some(Value::String(secret)) = v.data.get(field) {
@@ -198,24 +201,50 @@ pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
     out
 }
 
-/// The version to check-and-set against, and the latest version when it
-/// had to be read (for the custom_metadata count and the values replaced).
-fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Option<Version>)> {
-    let (known, scanned) = {
+/// The version to check-and-set against, the latest version when it had
+/// to be read (for the values a restore replaces), and the custom_metadata
+/// the write adds to.
+fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Option<Version>, Map<String, Value>)> {
+    let (known, scanned, planned) = {
         let st = s.state();
-        (st.seen.get(path).copied(), st.scanned)
+        (
+            st.seen.get(path).copied(),
+            st.scanned,
+            st.custom.get(path).cloned(),
+        )
     };
     match known {
         // Absent when this store last looked (after a full scan, a path it
         // did not see was absent): create, or fail if someone created it.
-        Some(0) => Ok((0, None)),
-        None if scanned => Ok((0, None)),
-        Some(v) => Ok((v, kv.read(path, None)?)),
+        Some(0) => Ok((0, None, Map::new())),
+        None if scanned => Ok((0, None, Map::new())),
+        // Read at plan time, and no version of it is credshift's: nothing
+        // to destroy, so the custom_metadata seen then is all the write
+        // needs (a change since fails the check-and-set).
+        Some(v)
+            if planned
+                .as_ref()
+                .is_some_and(|(at, c)| *at == v && provenance_versions(c).is_empty()) =>
+        {
+            Ok((v, None, planned.map(|(_, c)| c).unwrap_or_default()))
+        }
+        Some(v) => {
+            let cur = kv.read(path, None)?;
+            let custom = cur
+                .as_ref()
+                .map(|c| c.custom_metadata.clone())
+                .unwrap_or_default();
+            Ok((v, cur, custom))
+        }
         None => {
             let cur = kv.read(path, None)?;
             let v = cur.as_ref().map_or(0, |c| c.version);
             s.see(path, v);
-            Ok((v, cur))
+            let custom = cur
+                .as_ref()
+                .map(|c| c.custom_metadata.clone())
+                .unwrap_or_default();
+            Ok((v, cur, custom))
         }
     }
 }
@@ -228,7 +257,7 @@ fn write_group(
     creds: &[Credential],
     out: &mut [Result<()>],
 ) {
-    let (mut cas, current) = match base(s, kv, path) {
+    let (mut cas, current, prior) = match base(s, kv, path) {
         Ok(b) => b,
         Err(e) => {
             for (i, _) in items {
@@ -318,10 +347,6 @@ fn write_group(
         st.written.insert(path.to_string(), last);
     }
     let landed: Vec<&(usize, String)> = items.iter().filter(|(i, _)| out[*i].is_ok()).collect();
-    let prior = current
-        .as_ref()
-        .map(|c| c.custom_metadata.clone())
-        .unwrap_or_default();
     let mut patch = Map::new();
     let mut keys = prior.len() + usize::from(!prior.contains_key(PROVENANCE));
     for (i, field) in &landed {
