@@ -60,5 +60,6 @@ mod store_kinds_recovery;
 mod unreadable_source;
 mod unreadable_target;
 mod vault;
+mod vault_access;
 mod vault_cluster;
 mod web;
