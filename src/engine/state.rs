@@ -91,6 +91,8 @@ pub struct State {
     pub verified: BTreeSet<CredentialId>,
     pub failed: BTreeMap<CredentialId, String>,
     pub undone: BTreeSet<CredentialId>,
+    /// Undone items whose rollback found someone else's value and kept it.
+    pub kept_changed: BTreeSet<CredentialId>,
     pub undo_failed: BTreeMap<CredentialId, String>,
     pub rollback_reason: Option<String>,
     pub rolled_back: Option<bool>,
@@ -178,6 +180,7 @@ impl State {
             verified: BTreeSet::new(),
             failed: BTreeMap::new(),
             undone: BTreeSet::new(),
+            kept_changed: BTreeSet::new(),
             undo_failed: BTreeMap::new(),
             rollback_reason: None,
             rolled_back: None,
@@ -291,9 +294,14 @@ impl State {
                 self.rollback_reason = Some(reason.clone());
                 self.rolled_back = Some(false);
             }
-            Record::Undone { id, .. } => {
+            Record::Undone { id, how } => {
                 self.undo_failed.remove(id);
                 self.undone.insert(id.clone());
+                if how.kept_theirs() {
+                    self.kept_changed.insert(id.clone());
+                } else {
+                    self.kept_changed.remove(id);
+                }
             }
             Record::UndoFailed { id, error } => {
                 self.undo_failed.insert(id.clone(), error.clone());
@@ -457,7 +465,19 @@ impl State {
                     error: e.clone(),
                 })
                 .collect(),
-            warnings: self.warnings.clone(),
+            warnings: self
+                .warnings
+                .iter()
+                .cloned()
+                .chain(self.kept_changed.iter().map(|id| {
+                    format!(
+                        "{id}: someone else wrote a new value there after the migration; the \
+                     rollback kept it, so the value from before the migration was not put back \
+                     (it is in the backup)"
+                    )
+                }))
+                .collect(),
+            kept_changed: self.kept_changed.iter().cloned().collect(),
             notices: Vec::new(),
             unreadable: self.unreadable,
             status: Some(self.status()),
