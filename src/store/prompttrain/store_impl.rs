@@ -165,7 +165,18 @@ impl Store for PromptTrainStore {
     /// One directory scan and one save per touched file for the batch.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.write_batch(creds)
+        self.write_batch(creds, None)
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect()
+    }
+
+    /// One directory scan and one save per touched file, each item compared
+    /// with the files as loaded for that save, under this store's lock.
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let creds: Vec<Credential> = items.iter().map(|r| r.new.clone()).collect();
+        self.write_batch(&creds, Some(items))
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
