@@ -87,7 +87,8 @@ fn undo_one(
 ) -> Result<UndoOutcome, StoreError> {
     // A target that does not exist (a file never created because every
     // write failed) holds nothing: the item is absent, not an error.
-    let current = match target.read(id) {
+    let read = target.read_many(std::slice::from_ref(id)).pop();
+    let current = match read.unwrap_or(Ok(None)) {
         Ok(c) => c,
         Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(e),

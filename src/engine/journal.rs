@@ -131,6 +131,14 @@ impl UndoOutcome {
     pub fn kept_theirs(self) -> bool {
         matches!(self, UndoOutcome::LeftChanged | UndoOutcome::SourceChanged)
     }
+
+    /// An outcome at the source end (cleanup undone), not the target's.
+    pub fn at_source(self) -> bool {
+        matches!(
+            self,
+            UndoOutcome::SourcePresent | UndoOutcome::SourceRestored | UndoOutcome::SourceChanged
+        )
+    }
 }
 
 impl std::fmt::Display for UndoOutcome {

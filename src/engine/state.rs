@@ -91,8 +91,10 @@ pub struct State {
     pub verified: BTreeSet<CredentialId>,
     pub failed: BTreeMap<CredentialId, String>,
     pub undone: BTreeSet<CredentialId>,
-    /// Undone items whose rollback found someone else's value and kept it.
-    pub kept_changed: BTreeSet<CredentialId>,
+    /// Undone items whose rollback found someone else's value and kept it,
+    /// at the source end and at the target end (one id can be both).
+    pub kept_source: BTreeSet<CredentialId>,
+    pub kept_target: BTreeSet<CredentialId>,
     pub undo_failed: BTreeMap<CredentialId, String>,
     pub rollback_reason: Option<String>,
     pub rolled_back: Option<bool>,
@@ -180,7 +182,8 @@ impl State {
             verified: BTreeSet::new(),
             failed: BTreeMap::new(),
             undone: BTreeSet::new(),
-            kept_changed: BTreeSet::new(),
+            kept_source: BTreeSet::new(),
+            kept_target: BTreeSet::new(),
             undo_failed: BTreeMap::new(),
             rollback_reason: None,
             rolled_back: None,
@@ -297,10 +300,15 @@ impl State {
             Record::Undone { id, how } => {
                 self.undo_failed.remove(id);
                 self.undone.insert(id.clone());
-                if how.kept_theirs() {
-                    self.kept_changed.insert(id.clone());
+                let kept = if how.at_source() {
+                    &mut self.kept_source
                 } else {
-                    self.kept_changed.remove(id);
+                    &mut self.kept_target
+                };
+                if how.kept_theirs() {
+                    kept.insert(id.clone());
+                } else {
+                    kept.remove(id);
                 }
             }
             Record::UndoFailed { id, error } => {
@@ -420,6 +428,11 @@ impl State {
         }
     }
 
+    /// Every id a rollback kept because someone else's value was there.
+    pub fn kept_changed(&self) -> impl Iterator<Item = &CredentialId> {
+        self.kept_source.union(&self.kept_target)
+    }
+
     pub fn report(&self) -> Report {
         let t = self.totals();
         let mut failures: Vec<Failure> = self
@@ -469,7 +482,7 @@ impl State {
                 .warnings
                 .iter()
                 .cloned()
-                .chain(self.kept_changed.iter().map(|id| {
+                .chain(self.kept_changed().map(|id| {
                     format!(
                         "{id}: someone else wrote a new value there after the migration; the \
                      rollback kept it, so the value from before the migration was not put back \
@@ -477,7 +490,7 @@ impl State {
                     )
                 }))
                 .collect(),
-            kept_changed: self.kept_changed.iter().cloned().collect(),
+            kept_changed: self.kept_changed().cloned().collect(),
             notices: Vec::new(),
             unreadable: self.unreadable,
             status: Some(self.status()),
