@@ -106,6 +106,51 @@ fn kinds(dir: &Path, tag: &str) -> Vec<KindCase> {
     v
 }
 
+/// [`kinds`] and the kinds with their own write paths that only some
+/// tests take: bundle, laravel:postgres and prompttrain-db.
+fn all_kinds(dir: &Path, tag: &str) -> Vec<KindCase> {
+    let mut v = kinds(dir, tag);
+    v.push(KindCase {
+        name: "bundle",
+        spec: format!("bundle:{}", dir.join(format!("{tag}.bundle")).display()),
+        ids: ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"],
+    });
+    if let Some(db) = pg::fresh_db() {
+        v.push(KindCase {
+            name: "laravel-postgres",
+            spec: format!("laravel:{}", db.url()),
+            ids: ["anthropic/key", "openai/key", "openrouter/key"],
+        });
+    }
+    if let Some(db) = pg::fresh_db() {
+        v.push(KindCase {
+            name: "prompttrain-db",
+            spec: format!("prompttrain-db:{}", db.url()),
+            ids: [
+                "account:acc_alpha/api_key",
+                "account:acc_bravo/api_key",
+                "account:acc_charlie/api_key",
+            ],
+        });
+    }
+    v
+}
+
+/// The cases of `all` named in `wanted`. Under CREDSHIFT_REQUIRE_SERVICES=1
+/// every wanted kind must be there (a kind left out silently when its
+/// service is missing would make the test check less than it says).
+fn only(all: Vec<KindCase>, wanted: &[&str]) -> Vec<KindCase> {
+    let picked: Vec<KindCase> = all
+        .into_iter()
+        .filter(|k| wanted.contains(&k.name))
+        .collect();
+    if services_required() {
+        let names: Vec<&str> = picked.iter().map(|k| k.name).collect();
+        assert_eq!(names.len(), wanted.len(), "ran {names:?} of {wanted:?}");
+    }
+    picked
+}
+
 fn open(spec: &str) -> Box<dyn Store> {
     let spec: StoreSpec = spec.parse().unwrap();
     store::open(&spec, &opts()).unwrap()
@@ -203,10 +248,7 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
     for k in [5usize, 6] {
         for mode in ["rollback", "resume"] {
             let tag = format!("crash{k}{mode}");
-            for t in kinds(dir.path(), &tag)
-                .into_iter()
-                .filter(|t| wanted.contains(&t.name))
-            {
+            for t in only(kinds(dir.path(), &tag), &wanted) {
                 let what = format!("{} K={k} {mode}", t.name);
                 // A source of the same kind (the ids fit), filled once.
                 let src = sources.iter().find(|s| s.name == t.name).unwrap();
@@ -322,30 +364,7 @@ fn a_kill_mid_file_write_into_a_prompttrain_dir_is_rolled_back_or_resumed() {
 fn a_value_changed_before_a_compared_delete_stays_on_every_store_kind() {
     use credshift::store::DeleteIf;
     let dir = tempfile::tempdir().unwrap();
-    let mut cases = kinds(dir.path(), "cad");
-    cases.push(KindCase {
-        name: "bundle",
-        spec: format!("bundle:{}", dir.path().join("cad.bundle").display()),
-        ids: ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"],
-    });
-    if let Some(db) = pg::fresh_db() {
-        cases.push(KindCase {
-            name: "laravel-postgres",
-            spec: format!("laravel:{}", db.url()),
-            ids: ["anthropic/key", "openai/key", "openrouter/key"],
-        });
-    }
-    if let Some(db) = pg::fresh_db() {
-        cases.push(KindCase {
-            name: "prompttrain-db",
-            spec: format!("prompttrain-db:{}", db.url()),
-            ids: [
-                "account:acc_alpha/api_key",
-                "account:acc_bravo/api_key",
-                "account:acc_charlie/api_key",
-            ],
-        });
-    }
+    let cases = all_kinds(dir.path(), "cad");
     let mut bad = Vec::new();
     for k in cases {
         let what = k.name;
@@ -389,6 +408,75 @@ fn a_value_changed_before_a_compared_delete_stays_on_every_store_kind() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
+/// Finding A2 on every store kind: a compare-and-write (what a rollback
+/// restores an overwritten or deleted value with) keeps a value another
+/// client wrote after credshift read it, and says `Changed`; writes where
+/// the store holds what was read; writes an item expected absent only
+/// while it is absent.
+#[test]
+fn a_value_changed_before_a_compared_write_stays_on_every_store_kind() {
+    use credshift::store::{Replace, ReplaceIf};
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = Vec::new();
+    let cases = all_kinds(dir.path(), "caw");
+    if services_required() {
+        assert_eq!(cases.len(), 11, "every kind, with postgres and the keyring");
+    }
+    for k in cases {
+        let what = k.name;
+        fill(
+            &k.spec,
+            &[
+                cred(k.ids[0], "written-by-credshift-0000000001"),
+                cred(k.ids[1], "written-by-credshift-0000000002"),
+            ],
+        );
+        let s = open(&k.spec);
+        let ids: Vec<_> = k.ids.iter().map(|i| i.parse().unwrap()).collect();
+        let seen: Vec<Credential> = s
+            .read_many(&ids[..2])
+            .into_iter()
+            .map(|r| r.unwrap().unwrap())
+            .collect();
+        open(&k.spec)
+            .write(&cred(k.ids[0], "another-clients-value-000000001"))
+            .unwrap();
+        let put = |i: usize, expected: Option<Credential>| Replace {
+            expected,
+            new: cred(k.ids[i], &format!("value-from-before-00000000{i}")),
+        };
+        let r: Vec<ReplaceIf> = s
+            .replace_if_unchanged(&[
+                put(0, Some(seen[0].clone())),
+                put(1, Some(seen[1].clone())),
+                put(2, None),
+            ])
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("{what}: {e}")))
+            .collect();
+        let now = values(&k.spec);
+        // Expected absent, but another client wrote it first: kept.
+        open(&k.spec)
+            .write(&cred(k.ids[2], "another-clients-value-000000003"))
+            .unwrap();
+        let late = s.replace_if_unchanged(&[put(2, None)]).pop().unwrap();
+        let after = values(&k.spec);
+        if r != [ReplaceIf::Changed, ReplaceIf::Replaced, ReplaceIf::Replaced]
+            || now.get(k.ids[0]).map(String::as_str) != Some("another-clients-value-000000001")
+            || now.get(k.ids[1]).map(String::as_str) != Some("value-from-before-000000001")
+            || now.get(k.ids[2]).map(String::as_str) != Some("value-from-before-000000002")
+            || !matches!(late, Ok(ReplaceIf::Changed))
+            || after.get(k.ids[2]).map(String::as_str) != Some("another-clients-value-000000003")
+        {
+            bad.push(format!(
+                "{what}: {r:?} then {late:?}, left {now:?} / {after:?}"
+            ));
+        }
+        let _ = s.delete_many(&ids);
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
 /// Lines of a migration's journal.
 fn journal_lines(state: &Path, id: &str) -> usize {
     let j = state.join("migrations").join(id).join("journal.jsonl");
@@ -421,10 +509,7 @@ fn a_crash_during_resume_or_rollback_of_a_sql_keyring_laravel_or_multi_file_targ
     ];
     for (n, (crash_in, k, then)) in flows.into_iter().enumerate() {
         let tag = format!("rcrash{n}");
-        for t in kinds(dir.path(), &tag)
-            .into_iter()
-            .filter(|t| wanted.contains(&t.name))
-        {
+        for t in only(kinds(dir.path(), &tag), &wanted) {
             let what = format!("{}: {crash_in} crashed at K={k}, then {then}", t.name);
             let src = sources.iter().find(|s| s.name == t.name).unwrap();
             let items: Vec<Credential> = src
