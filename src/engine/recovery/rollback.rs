@@ -211,7 +211,8 @@ pub(super) fn rollback_items(
             "failed"
         };
         audit_action(state_dir, id, st, "rollback", outcome, st.totals());
-        let mut report = st.report();
+        // A stale lock taken over is news for a partial rollback too (A10).
+        let mut report = noted(st.report(), &locks);
         report.cancelled = cancelled;
         return Ok(report);
     }
