@@ -90,8 +90,7 @@ fn backup_restore_and_verify_on_sql_keyring_and_file_kinds_check_contents() {
         let backup = dir.path().join(format!("bk-{what}.enc"));
         let (out, stdout, stderr) = run(bin()
             .args(["backup", "--from", &a.spec, "--out"])
-            .arg(&backup)
-            .arg("--json"));
+            .arg(&backup));
         assert_eq!(out.status.code(), Some(0), "{what}: {stdout}{stderr}");
         assert_eq!(rows(&a.spec), before, "{what}: backup only reads");
         let (out, stdout, stderr) = run(bin()

@@ -532,7 +532,7 @@ pub(crate) fn files(spec: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Every item of a store with its kind and metadata, by id: what "row for
-/// row" compares.
+/// row" compares (but the time a Laravel row was last written).
 pub(crate) fn rows(spec: &str) -> BTreeMap<String, String> {
     open(spec)
         .read_all()
@@ -540,7 +540,10 @@ pub(crate) fn rows(spec: &str) -> BTreeMap<String, String> {
         .credentials
         .into_iter()
         .map(|c| {
-            let meta = serde_json::Value::Object(c.metadata.clone());
+            let mut meta = c.metadata.clone();
+            // Laravel's store stamps the time of each write.
+            meta.remove("migrated_at");
+            let meta = serde_json::Value::Object(meta);
             let row = format!("{} {} {meta}", c.kind.as_str(), c.secret.expose());
             (c.id.to_string(), row)
         })
