@@ -278,7 +278,12 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
     for k in [5usize, 6] {
         for mode in ["rollback", "resume"] {
             let tag = format!("crash{k}{mode}");
-            for t in only(all_kinds(dir.path(), &tag), &wanted) {
+            // The kinds added for gap 3 crash at K=6 only (mid-batch), to
+            // keep the run short.
+            for t in only(all_kinds(dir.path(), &tag), &wanted)
+                .into_iter()
+                .filter(|t| k == 6 || wanted[..5].contains(&t.name))
+            {
                 let what = format!("{} K={k} {mode}", t.name);
                 // A source of the same kind (the ids fit), filled once.
                 let src = sources.iter().find(|s| s.name == t.name).unwrap();
