@@ -376,6 +376,16 @@ pub struct MigrateArgs {
     pub delete_source: bool,
 }
 
+/// `CREDSHIFT_LOCK_WAIT=SECONDS`: how long to wait for a store's lock
+/// another run holds (unset or not a number: each store's default). Read
+/// here, once; the engine takes it as [`KeyOptions::lock_wait`].
+fn lock_wait_from_env() -> Option<Duration> {
+    std::env::var("CREDSHIFT_LOCK_WAIT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 impl GlobalOpts {
     /// Key material and store options from files and the environment.
     pub fn key_options(&self) -> Result<KeyOptions, CliError> {
@@ -416,6 +426,7 @@ impl GlobalOpts {
             allow_weak_kdf: self.allow_weak_kdf,
             passphrase_env: self.passphrase_env.clone(),
             vault_token_file: self.vault_token_file.clone(),
+            lock_wait: lock_wait_from_env(),
             ..KeyOptions::default()
         })
     }

@@ -9,6 +9,7 @@ mod support;
 
 mod batch_stores;
 mod cli_basics;
+mod cli_contract;
 mod cli_exec;
 mod cli_migrate;
 mod cli_recovery;

@@ -83,7 +83,7 @@ pub fn backup(
             )));
         }
     }
-    let locks = session::read_only(source)?;
+    let locks = session::read_only(source, opts.lock_wait)?;
     let scan = source.read_all()?;
     // A passphrase that fails the rule for new ones seals nothing new.
     let key_file = match (
