@@ -871,23 +871,6 @@ impl PromptTrainStore {
             .collect()
     }
 
-    /// What `c`'s id holds now: an account field in the files just loaded
-    /// (the first file holding the account, as `find_account`); a client
-    /// key read from its train's file.
-    fn held(&self, c: &Credential, accounts: &[AccountFile]) -> Result<Option<Credential>> {
-        match parse_target(&c.id) {
-            Ok(Target::Account { id, .. }) => {
-                let mut errors = Vec::new();
-                Ok(accounts.iter().find(|a| a.account_id == id).and_then(|a| {
-                    a.credentials(&mut errors)
-                        .into_iter()
-                        .find(|x| x.id == c.id)
-                }))
-            }
-            _ => self.read(&c.id),
-        }
-    }
-
     /// Put one credential into the in-memory files, loading or creating the
     /// file it belongs to.
     fn place(
