@@ -37,9 +37,7 @@ mod support;
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use credshift::credential::{Credential, CredentialId, Secret};
@@ -99,29 +97,6 @@ fn filler(seed: usize, len: usize) -> String {
         .collect()
 }
 
-/// CPU seconds used so far by this process (all threads) and by its
-/// waited-for children.
-fn cpu() -> (f64, f64) {
-    let get = |who| {
-        // SAFETY: a zeroed rusage is a valid out-parameter; `who` is a constant.
-        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(who, &mut u) };
-        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
-        t(u.ru_utime) + t(u.ru_stime)
-    };
-    (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN))
-}
-
-/// Wall-clock and CPU seconds of `f` (CPU: this process's and children's).
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
-    let (s0, c0) = cpu();
-    let t = Instant::now();
-    let out = f();
-    let wall = t.elapsed().as_secs_f64();
-    let (s1, c1) = cpu();
-    (out, wall, (s1 - s0) + (c1 - c0))
-}
-
 /// The credentials, read with the `prompttrain:DIR` store.
 fn load(dir: &Path) -> Vec<Credential> {
     let spec: StoreSpec = format!("prompttrain:{}", dir.display()).parse().unwrap();
@@ -130,53 +105,6 @@ fn load(dir: &Path) -> Vec<Credential> {
         .expect("read the credentials directory");
     assert!(scan.errors.is_empty(), "{:?}", scan.errors);
     scan.credentials
-}
-
-struct NodeRun {
-    /// Wall-clock and CPU seconds of each loop.
-    encrypt: (f64, f64),
-    decrypt: (f64, f64),
-    /// What Node stored for each value, in order.
-    stored: Vec<String>,
-}
-
-/// Node's loop of the original algorithm over `values` (secrets on stdin,
-/// the key in the environment, never argv).
-fn node_bench(values: &[&str]) -> Option<NodeRun> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prompttrain-crypto.js");
-    let mut child = Command::new("node")
-        .arg(script)
-        .arg("bench")
-        .env("CREDENTIAL_ENCRYPTION_KEY", KEY)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let input = serde_json::json!({ "values": values, "emit": true });
-    child
-        .stdin
-        .take()?
-        .write_all(input.to_string().as_bytes())
-        .ok()?;
-    let out = child.wait_with_output().ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let stored: Vec<String> = v["stored"]
-        .as_array()?
-        .iter()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect();
-    (stored.len() == values.len()).then_some(())?;
-    Some(NodeRun {
-        encrypt: (
-            v["encrypt_ms"].as_f64()? / 1e3,
-            v["encrypt_cpu_ms"].as_f64()? / 1e3,
-        ),
-        decrypt: (
-            v["decrypt_ms"].as_f64()? / 1e3,
-            v["decrypt_cpu_ms"].as_f64()? / 1e3,
-        ),
-        stored,
-    })
 }
 
 /// Node's values in agent-prompttrain's tables, one row per account (set-up,
@@ -223,7 +151,7 @@ fn cli_migrate(state: &Path, from: &str, to: &str, n: usize) -> (f64, f64) {
     if to.starts_with("encrypted:") {
         cmd.env("CREDSHIFT_PASSPHRASE", PASSPHRASE);
     }
-    let ((out, stdout, stderr), wall, cpu) = timed(|| support::run(&mut cmd));
+    let ((out, stdout, stderr), wall, cpu) = common::timed(|| support::run(&mut cmd));
     let r: serde_json::Value =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -280,7 +208,7 @@ fn main() {
     };
     let spec: StoreSpec = format!("prompttrain-db:{}", db.url()).parse().unwrap();
     let s = store::open(&spec, &opts).unwrap();
-    let ((), fwd_wall, fwd_cpu) = timed(|| {
+    let ((), fwd_wall, fwd_cpu) = common::timed(|| {
         let mut at = 0;
         for b in batch_sizes(n) {
             let batch = &creds[at..at + b];
@@ -302,7 +230,7 @@ fn main() {
 
     // 3. Node: encrypt the same values, then decrypt them (one core).
     let values: Vec<&str> = creds.iter().map(|c| c.secret.expose()).collect();
-    let Some(node) = node_bench(&values) else {
+    let Some(node) = common::node_bench(KEY, &values) else {
         eprintln!("node loop: node not available or failed");
         return;
     };
@@ -329,7 +257,7 @@ fn main() {
         &to_opts,
     )
     .unwrap();
-    let ((), rev_wall, rev_cpu) = timed(|| {
+    let ((), rev_wall, rev_cpu) = common::timed(|| {
         let scan = from.read_all().unwrap();
         assert_eq!(scan.credentials.len(), n);
         assert!(scan.errors.is_empty());

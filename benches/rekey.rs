@@ -27,8 +27,7 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 use credshift::credential::Secret;
 use credshift::store::{self, StoreSpec};
@@ -38,25 +37,6 @@ const OLD_KEY: &str = "bench-master-key-0123456789abcdef-ok";
 const NEW_KEY: &str = "bench-new-master-key-9876543210-fedcba";
 const OLD_PASS: &str = "bench passphrase, not a secret";
 const NEW_PASS: &str = "bench new passphrase, not a secret";
-
-fn cpu() -> f64 {
-    let get = |who| {
-        // SAFETY: a zeroed rusage is a valid out-parameter; `who` is a constant.
-        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(who, &mut u) };
-        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
-        t(u.ru_utime) + t(u.ru_stime)
-    };
-    get(libc::RUSAGE_SELF) + get(libc::RUSAGE_CHILDREN)
-}
-
-/// Wall-clock and CPU seconds (this process and its children) of `f`.
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
-    let c = cpu();
-    let t = Instant::now();
-    let out = f();
-    (out, t.elapsed().as_secs_f64(), cpu() - c)
-}
 
 /// The values of `accounts` accounts: half with an API key, half OAuth
 /// with two tokens. (account id, column, value).
@@ -76,44 +56,6 @@ fn values(accounts: usize) -> Vec<(String, usize, String)> {
         }
     }
     out
-}
-
-struct NodeRun {
-    encrypt: (f64, f64),
-    decrypt: (f64, f64),
-    stored: Vec<String>,
-}
-
-fn node_bench(values: &[&str]) -> Option<NodeRun> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prompttrain-crypto.js");
-    let mut child = Command::new("node")
-        .arg(script)
-        .arg("bench")
-        .env("CREDENTIAL_ENCRYPTION_KEY", OLD_KEY)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let input = serde_json::json!({ "values": values, "emit": true });
-    child
-        .stdin
-        .take()?
-        .write_all(input.to_string().as_bytes())
-        .ok()?;
-    let out = child.wait_with_output().ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let stored: Vec<String> = v["stored"]
-        .as_array()?
-        .iter()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect();
-    (stored.len() == values.len()).then_some(())?;
-    let pair = |w: &str, c: &str| Some((v[w].as_f64()? / 1e3, v[c].as_f64()? / 1e3));
-    Some(NodeRun {
-        encrypt: pair("encrypt_ms", "encrypt_cpu_ms")?,
-        decrypt: pair("decrypt_ms", "decrypt_cpu_ms")?,
-        stored,
-    })
 }
 
 fn insert(url: &str, rows: &[(String, usize, String)], stored: &[String]) {
@@ -156,7 +98,7 @@ fn rekey(state: &Path, spec: &str, env: &[(&str, &str)], extra: &[&str], n: usiz
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let ((out, stdout, stderr), wall, cpu) = timed(|| support::run(&mut cmd));
+    let ((out, stdout, stderr), wall, cpu) = common::timed(|| support::run(&mut cmd));
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["copied"], n, "{r}");
@@ -198,7 +140,7 @@ fn main() {
     let rows = values(accounts);
     let n = rows.len();
     let plain: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
-    let Some(node) = node_bench(&plain) else {
+    let Some(node) = common::node_bench(OLD_KEY, &plain) else {
         eprintln!("SKIPPED: node not available or failed");
         return;
     };
@@ -291,7 +233,7 @@ fn main() {
         &[&["enc"][..], &base, &["-in", e, "-out", oc]].concat(),
         "OLDPASS",
     );
-    let ((), pw, pcpu) = timed(|| {
+    let ((), pw, pcpu) = common::timed(|| {
         openssl(
             &[&["enc", "-d"][..], &base, &["-in", oc, "-out", pc]].concat(),
             "OLDPASS",

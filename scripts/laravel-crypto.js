@@ -11,6 +11,9 @@
 // APP_KEY (`base64:...`) comes from the environment, payloads from stdin as a
 // JSON list, never argv. Output: a JSON list, per payload
 // {"plaintext": TEXT, "serialized": bool} or {"error": MESSAGE}.
+// With the argument `encrypt`, stdin is a JSON list of texts and the output
+// their payloads as Crypt::encrypt writes them (serialized, a random IV), for
+// test fixtures under keys credshift did not choose.
 'use strict';
 const crypto = require('crypto');
 
@@ -54,12 +57,25 @@ function decrypt(key, payload) {
     : { plaintext: text, serialized: true };
 }
 
+function encrypt(key, text) {
+  const body = Buffer.from(text, 'utf8');
+  const plain = Buffer.concat([Buffer.from('s:' + body.length + ':"'), body, Buffer.from('";')]);
+  const iv = crypto.randomBytes(16);
+  const c = crypto.createCipheriv('aes-256-cbc', key, iv);
+  const value = Buffer.concat([c.update(plain), c.final()]).toString('base64');
+  const ivb = iv.toString('base64');
+  const mac = crypto.createHmac('sha256', key).update(ivb + value).digest('hex');
+  return Buffer.from(JSON.stringify({ iv: ivb, value, mac, tag: '' })).toString('base64');
+}
+
 const key = appKey();
+const encrypting = process.argv[2] === 'encrypt';
 let input = '';
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (c) => (input += c));
 process.stdin.on('end', () => {
   const out = JSON.parse(input).map((payload) => {
+    if (encrypting) return encrypt(key, payload);
     try {
       return decrypt(key, payload);
     } catch (e) {

@@ -426,10 +426,8 @@ pub fn cmd_rollback(
     };
     consent(yes, &question)?;
     if engine::rekey::rekey_dir(&g.state_dir(), &id).is_some() {
-        if only.is_some() {
-            return Err(CliError::usage(format!(
-                "{id} is a rekey: it rolls back whole (no --only)"
-            )));
+        if let Some(glob) = only {
+            return super::rekey::cmd_rollback_only(g, &id, glob, json);
         }
         return super::rekey::cmd_rollback(g, &id, json);
     }

@@ -17,9 +17,7 @@
 //! a power cut.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -432,14 +430,6 @@ pub struct Journal {
     state: Option<State>,
 }
 
-/// Records written by this process, for `CREDSHIFT_CRASH_AT`.
-static WRITTEN: AtomicU64 = AtomicU64::new(0);
-
-/// The `CREDSHIFT_CRASH_AT` test aid, as `main` installed it.
-fn crash_at() -> Option<u64> {
-    crate::test_aids::get().crash_at
-}
-
 impl Journal {
     /// Open (or create) the journal in a migration folder, continuing its
     /// sequence numbers.
@@ -493,13 +483,9 @@ impl Journal {
             at: now_rfc3339(),
             record,
         };
-        let mut text = serde_json::to_string(&line)
-            .map_err(|e| StoreError::json(self.path.display().to_string(), &e))?;
-        text.push('\n');
-        self.file
-            .write_all(text.as_bytes())
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| StoreError::io(&self.path, e))?;
+        // The line, fsynced; with `CREDSHIFT_CRASH_AT` the process may
+        // abort right after it (the in-memory state no longer matters).
+        super::jsonl::append(&mut self.file, &self.path, &line)?;
         self.next_seq += 1;
         match &mut self.state {
             Some(st) => st.apply(&line),
@@ -519,10 +505,6 @@ impl Journal {
                 }
             }
         }
-        let n = WRITTEN.fetch_add(1, Ordering::SeqCst) + 1;
-        if crash_at() == Some(n) {
-            std::process::abort();
-        }
         Ok(())
     }
 }
@@ -534,27 +516,7 @@ pub fn now_rfc3339() -> String {
 /// Read a journal. A torn last line (a crash mid-write) is ignored; a bad
 /// line before the end is an error naming `path:line`.
 pub fn read_lines(path: &Path) -> Result<Vec<Line>, StoreError> {
-    let text = fsutil::read_text(path)?;
-    let raw: Vec<&str> = text.lines().collect();
-    let mut lines = Vec::with_capacity(raw.len());
-    for (i, l) in raw.iter().enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Line>(l) {
-            Ok(line) => lines.push(line),
-            Err(_) if i + 1 == raw.len() && !text.ends_with('\n') => break,
-            Err(e) => {
-                return Err(StoreError::Parse {
-                    location: path.display().to_string(),
-                    line: Some(i + 1),
-                    column: Some(e.column()),
-                    message: "not a journal record".into(),
-                });
-            }
-        }
-    }
-    Ok(lines)
+    super::jsonl::read_jsonl(path, "a journal record")
 }
 
 #[cfg(test)]

@@ -75,6 +75,7 @@ pub mod inventory;
 pub mod item_loops;
 pub mod items;
 pub mod journal;
+pub mod jsonl;
 pub mod plan;
 pub mod recovery;
 pub mod rekey;

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
 use crate::unlock::KeyOptions;
+pub use compare::{Replace, ReplaceIf, replace_if_unchanged_by_reading};
 pub use identity::{IdentityKind, StoreIdentity};
 
 pub mod bundle;
+mod compare;
 pub mod dotenv;
 pub mod encrypted;
 pub mod env;
@@ -256,6 +258,16 @@ pub trait Store: Send + Sync {
         Ok(scan)
     }
 
+    /// What the store holds among `ids` (it may return more, and absent
+    /// ids are simply not there), with the places it could not read: what
+    /// a plan compares against at its target. The default reads everything
+    /// ([`Store::read_all`]); a store whose reads are costly or audited
+    /// (Vault) reads only the places holding these ids.
+    fn read_wanted(&self, ids: &[CredentialId]) -> Result<Scan> {
+        let _ = ids;
+        self.read_all()
+    }
+
     /// Write several; one result per credential, in order. Stores that can
     /// batch (a transaction, one file rewrite) override this.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
@@ -309,6 +321,15 @@ pub trait Store: Send + Sync {
     /// that one (the comparison inside the write).
     fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
         replace_if_unchanged_by_reading(self, items)
+    }
+
+    /// Whether an inventory of this store is its listing (ids, kinds and
+    /// metadata) without reading a single value: a secrets manager whose
+    /// reads are audited, and which a token may be allowed to list but not
+    /// read (Vault). Its previews then say the value was not read. Default:
+    /// false (the inventory reads every value to preview and classify it).
+    fn inventory_from_listing(&self) -> bool {
+        false
     }
 
     /// How this store's batches cost (see [`BatchHint`]). Default: per item.
@@ -406,73 +427,6 @@ pub fn delete_if_unchanged_by_reading<S: Store + ?Sized>(
             Some(Ok(false)) => Ok(DeleteIf::Absent),
             Some(Err(e)) => Err(e),
             None => Err(StoreError::Other("the delete returned no result".into())),
-        });
-    }
-    out.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("no result".into()))))
-        .collect()
-}
-
-/// One compare-and-write of [`Store::replace_if_unchanged`]: `new` goes
-/// in only where the store holds exactly `expected` (`None`: nothing).
-#[derive(Debug, Clone)]
-pub struct Replace {
-    pub expected: Option<Credential>,
-    pub new: Credential,
-}
-
-impl Replace {
-    /// Whether `now`, what the store holds at the id, is what was expected.
-    pub fn holds(&self, now: Option<&Credential>) -> bool {
-        match (&self.expected, now) {
-            (None, None) => true,
-            (Some(want), Some(now)) => now.same_as(want),
-            _ => false,
-        }
-    }
-}
-
-/// What [`Store::replace_if_unchanged`] did with one item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplaceIf {
-    /// It held what was expected and now holds the new value.
-    Replaced,
-    /// It holds something else (a value where none was expected, another
-    /// value, or nothing where one was), which was kept.
-    Changed,
-}
-
-/// [`Store::replace_if_unchanged`] as read, compare, write: not atomic
-/// against other applications (see [`Store::delete_if_unchanged`]).
-pub fn replace_if_unchanged_by_reading<S: Store + ?Sized>(
-    store: &S,
-    items: &[Replace],
-) -> Vec<Result<ReplaceIf>> {
-    let ids: Vec<CredentialId> = items.iter().map(|r| r.new.id.clone()).collect();
-    let mut out: Vec<Option<Result<ReplaceIf>>> = Vec::with_capacity(items.len());
-    let mut chosen: Vec<usize> = Vec::new();
-    for (i, (r, now)) in items.iter().zip(store.read_many(&ids)).enumerate() {
-        out.push(match now {
-            // A store not created yet holds nothing.
-            Err(StoreError::NotFound { .. }) if r.holds(None) => {
-                chosen.push(i);
-                None
-            }
-            Ok(now) if r.holds(now.as_ref()) => {
-                chosen.push(i);
-                None
-            }
-            Ok(_) | Err(StoreError::NotFound { .. }) => Some(Ok(ReplaceIf::Changed)),
-            Err(e) => Some(Err(e)),
-        });
-    }
-    let news: Vec<Credential> = chosen.iter().map(|&i| items[i].new.clone()).collect();
-    let mut results = store.write_many(&news).into_iter();
-    for &i in &chosen {
-        out[i] = Some(match results.next() {
-            Some(Ok(())) => Ok(ReplaceIf::Replaced),
-            Some(Err(e)) => Err(e),
-            None => Err(StoreError::Other("the write returned no result".into())),
         });
     }
     out.into_iter()

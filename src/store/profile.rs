@@ -70,6 +70,12 @@ impl StoreSpec {
 }
 
 impl StoreSpec {
+    /// How its values can be re-encrypted in place under a new key
+    /// (`credshift rekey`), or `None` when it has no key to rotate.
+    pub fn rekey_format(&self) -> Option<super::rekey::RekeyFormat> {
+        super::rekey::format_of(self)
+    }
+
     /// The key of a [`LockPlace::PerUserService`] lock: the keyring service.
     pub fn per_user_lock_key(&self) -> Option<&str> {
         match self {

@@ -51,6 +51,7 @@ pub fn map(key: KeyEvent, w: &Wizard) -> Input {
     }
     if (w.step == Step::Inventory && w.inventory.editing)
         || (w.step == Step::Detail && w.recovery.filtering)
+        || (w.step == Step::RekeyKey && w.rekey.editing)
     {
         return Input::Event(match key.code {
             KeyCode::Enter => Event::Enter,
@@ -76,7 +77,9 @@ pub fn map(key: KeyEvent, w: &Wizard) -> Input {
         KeyCode::Tab | KeyCode::BackTab => Event::SwitchPick,
         KeyCode::Char(' ') => Event::Toggle,
         KeyCode::Char(c) => match (w.step, c) {
-            (Step::Consent, 'd') => Event::Defer,
+            (Step::Consent | Step::RekeyConsent, 'd') => Event::Defer,
+            (Step::Assess, 'r') => Event::Rekey,
+            (Step::RekeyRun, 'c') => Event::Cancel,
             (Step::Inventory, 'a') => Event::ToggleAll,
             (Step::Inventory, '/') => Event::FilterStart,
             (Step::Inventory, 'r') => Event::Reveal,
@@ -108,13 +111,19 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
         return vec![("y", "yes"), ("n/Esc", "no")];
     }
     let mut k: Vec<(&str, &str)> = match w.step {
-        Step::Assess => vec![
-            ("↑↓", "move"),
-            ("Enter", "choose"),
-            ("Tab", "source/target"),
-            ("Esc", "back"),
-            ("h", "recovery"),
-        ],
+        Step::Assess => {
+            let mut v = vec![
+                ("↑↓", "move"),
+                ("Enter", "choose"),
+                ("Tab", "source/target"),
+                ("Esc", "back"),
+                ("h", "recovery"),
+            ];
+            if w.can_rekey_at_cursor() {
+                v.push(("r", "rekey this store"));
+            }
+            v
+        }
         Step::Consent => vec![
             ("y", "consent"),
             ("d", "defer"),
@@ -155,7 +164,21 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
             ("Enter", "finish"),
             ("Esc", "back"),
         ],
-        Step::Done => vec![("Enter", "exit")],
+        Step::Done | Step::RekeyDone => vec![("Enter", "exit")],
+        Step::RekeyConsent => vec![("y", "consent"), ("d", "defer"), ("Esc", "back")],
+        Step::RekeyDryRun if w.rekey.plan.is_none() => vec![("Esc", "back")],
+        Step::RekeyDryRun => vec![("Enter", "choose the new key"), ("Esc", "back")],
+        Step::RekeyKey if w.rekey.editing => vec![
+            ("type", "path"),
+            ("Enter", "rekey"),
+            ("Esc", "back to the choices"),
+        ],
+        Step::RekeyKey => vec![("↑↓", "move"), ("Enter", "choose"), ("Esc", "back")],
+        Step::RekeyRun if w.rekey.running && !w.rekey.cancel_requested => {
+            vec![("c", "cancel and put the old key back")]
+        }
+        Step::RekeyRun => vec![],
+        Step::RekeyVerify => vec![("Enter", "next steps")],
         Step::History => {
             let mut v = vec![("↑↓", "move"), ("Enter", "open")];
             if !w.config.recover {
@@ -204,6 +227,7 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
     if w.step != Step::Passphrase
         && !(w.step == Step::Inventory && w.inventory.editing)
         && !(w.step == Step::Detail && w.recovery.filtering)
+        && !(w.step == Step::RekeyKey && w.rekey.editing)
     {
         k.push(("?", "help"));
         k.push(("q", "quit"));

@@ -16,7 +16,8 @@ use crate::store::{self, StoreSpec};
 use crate::tui::app::{Executor, Sink};
 use crate::unlock::KeyOptions;
 use crate::wizard::{
-    Detail, Effect, Event, RecoveryAction, RestorePreview, Task, TaskError, TimelineRow,
+    Detail, Effect, Event, NewKeySource, RecoveryAction, RestorePreview, Task, TaskError,
+    TimelineRow,
 };
 
 /// The running migration's cancel flag, and whether a cancel came before
@@ -250,6 +251,32 @@ impl Executor for EngineExecutor {
                     engine::start_partial_rollback(&dir, &id, &opts, items.into_iter().collect())
                 });
             }
+            Effect::RekeyPlan { spec } => {
+                let opts = self.opts.clone();
+                spawn(sink, Task::RekeyPlan, move || {
+                    let format = engine::rekey::format_of(&spec)?;
+                    // Before the new key is chosen: a throwaway key, so the
+                    // plan counts what is under the old key(s) only.
+                    let new = engine::rekey::keygen::throwaway_key(format)?;
+                    let plan = engine::rekey::dry_run(&spec, &opts, &new)?;
+                    Ok(Event::RekeyPlanned(Box::new(plan)))
+                });
+            }
+            Effect::StartRekey { spec, key } => self.start_rekey(spec, key, sink),
+            Effect::CancelRekey => {
+                if let Ok(slot) = self.cancel.lock()
+                    && let Some(flag) = &slot.flag
+                {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+            Effect::RekeyVerify { id } => {
+                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+                spawn(sink, Task::RekeyVerify, move || {
+                    let r = engine::rekey::verify(&dir, &id, &opts)?;
+                    Ok(Event::RekeyVerified(Box::new(r)))
+                });
+            }
             Effect::Exit(_) => {}
         }
     }
@@ -268,6 +295,63 @@ impl EngineExecutor {
             };
         }
         flag
+    }
+
+    /// Take the new key (read or write its file), then rekey with progress
+    /// events and the cancel flag armed. A key that cannot be taken is
+    /// reported as such: nothing was written.
+    fn start_rekey(&mut self, spec: StoreSpec, key: NewKeySource, sink: &Sink) {
+        let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+        let flag = Self::fresh_flag(&self.cancel);
+        let cancel = self.cancel.clone();
+        let sink2 = sink.clone();
+        spawn(sink, Task::Rekey, move || {
+            let taken = engine::rekey::format_of(&spec).and_then(|format| {
+                Ok(match key {
+                    NewKeySource::Passphrase(p) => (
+                        engine::rekey::NewKey::Passphrase(p),
+                        "typed in the wizard".into(),
+                        None,
+                    ),
+                    NewKeySource::KeyFile(p) => (
+                        engine::rekey::keygen::key_from_file(format, &p, "the key file")?,
+                        format!("file {}", p.display()),
+                        None,
+                    ),
+                    NewKeySource::Generate(p) => {
+                        // In memory until the run holds its lock and plan:
+                        // a refused run leaves no key file.
+                        let (pending, new) = engine::rekey::keygen::PendingKey::new(format, &p)?;
+                        (
+                            new,
+                            format!("file {}", p.display()),
+                            Some(Arc::new(pending)),
+                        )
+                    }
+                })
+            });
+            let (new_key, new_key_origin, generated) = match taken {
+                Ok(k) => k,
+                Err(e) => {
+                    return Ok(Event::Failed {
+                        task: Task::RekeyKey,
+                        error: e.into(),
+                    });
+                }
+            };
+            let req = engine::rekey::RekeyRequest {
+                spec,
+                new_key,
+                new_key_origin,
+                generated,
+            };
+            let mut progress = |p| sink2.send(Event::RekeyProgressed(p));
+            let report = engine::rekey::run_cancellable(&req, &dir, &opts, &mut progress, &flag);
+            if let Ok(mut slot) = cancel.lock() {
+                slot.flag = None;
+            }
+            Ok(Event::RekeyFinished(Box::new(report?)))
+        });
     }
 
     /// Hand the running operation's cancel flag to the slot (honouring a

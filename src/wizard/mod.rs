@@ -29,6 +29,7 @@ mod passphrase;
 mod recovery;
 #[cfg(test)]
 mod recovery_tests;
+mod rekey;
 #[cfg(test)]
 mod tests;
 mod verify;
@@ -43,6 +44,7 @@ pub use recovery::{
     Detail, ItemCounts, Pane, RecoveryAction, RecoveryProgress, RecoveryState, RestorePreview,
     TimelineRow, result_line, status_text, store_name,
 };
+pub use rekey::{KeyChoice, NewKeySource, RekeyFlow};
 pub use verify::VerifyState;
 
 /// The product rule (more than this share of failed items rolls back) is
@@ -64,6 +66,12 @@ pub enum Step {
     Done,
     History,
     Detail,
+    RekeyConsent,
+    RekeyDryRun,
+    RekeyKey,
+    RekeyRun,
+    RekeyVerify,
+    RekeyDone,
 }
 
 impl Step {
@@ -80,6 +88,12 @@ impl Step {
             Step::Done => "Done",
             Step::History => "Recovery: history",
             Step::Detail => "Recovery: migration",
+            Step::RekeyConsent => "Rekey: consent",
+            Step::RekeyDryRun => "Rekey: dry run",
+            Step::RekeyKey => "Rekey: new key",
+            Step::RekeyRun => "Rekeying",
+            Step::RekeyVerify => "Rekey: verify",
+            Step::RekeyDone => "Rekey: done",
         }
     }
 
@@ -94,6 +108,19 @@ impl Step {
             Step::Verify,
             Step::Cleanup,
             Step::Done,
+        ];
+        PATH.iter().position(|s| *s == self).map(|i| i + 1)
+    }
+
+    /// Position in the rekey path (1-based) for the header, if on it.
+    pub fn rekey_number(self) -> Option<usize> {
+        const PATH: [Step; 6] = [
+            Step::RekeyConsent,
+            Step::RekeyDryRun,
+            Step::RekeyKey,
+            Step::RekeyRun,
+            Step::RekeyVerify,
+            Step::RekeyDone,
         ];
         PATH.iter().position(|s| *s == self).map(|i| i + 1)
     }
@@ -114,6 +141,11 @@ pub enum Confirm {
     },
     /// Roll back only the items chosen in the item view.
     RollbackChosen { id: MigrationId, count: usize },
+    /// Cancel a running rekey: it stops after the batch at hand and puts
+    /// the old ciphertexts back.
+    CancelRekey,
+    /// Quit while a rekey runs: cancels it (as above) first.
+    QuitWhileRekeying,
 }
 
 /// How the wizard ended, for the exit code.
@@ -141,6 +173,13 @@ pub enum Task {
     History,
     Detail,
     Recovery,
+    /// The rekey's dry run.
+    RekeyPlan,
+    /// Taking the new key (reading or writing its file): nothing written.
+    RekeyKey,
+    /// The rekey itself.
+    Rekey,
+    RekeyVerify,
 }
 
 /// Why a background task ended without its result: the engine's typed
@@ -247,6 +286,12 @@ pub enum Event {
         task: Task,
         error: TaskError,
     },
+    /// `r` on the Stores screen: rekey the store under the cursor.
+    Rekey,
+    RekeyPlanned(Box<crate::engine::rekey::RekeyPlan>),
+    RekeyProgressed(crate::engine::rekey::RekeyProgress),
+    RekeyFinished(Box<crate::engine::rekey::RekeyReport>),
+    RekeyVerified(Box<crate::engine::rekey::RekeyReport>),
 }
 
 /// Outputs: work for the TUI's worker thread (or the end of the program).
@@ -308,6 +353,20 @@ pub enum Effect {
         id: MigrationId,
         items: Vec<CredentialId>,
     },
+    /// The rekey's dry run (writes nothing).
+    RekeyPlan {
+        spec: StoreSpec,
+    },
+    /// Rekey the store under this new key (after consent and its dry run).
+    StartRekey {
+        spec: StoreSpec,
+        key: NewKeySource,
+    },
+    /// Stop the running rekey after its batch at hand and roll it back.
+    CancelRekey,
+    RekeyVerify {
+        id: MigrationId,
+    },
     Exit(Outcome),
 }
 
@@ -349,6 +408,7 @@ pub struct Wizard {
     pub verify: VerifyState,
     pub cleanup: CleanupState,
     pub recovery: RecoveryState,
+    pub rekey: RekeyFlow,
 }
 
 impl Wizard {
@@ -380,6 +440,7 @@ impl Wizard {
             verify: VerifyState::default(),
             cleanup: CleanupState::default(),
             recovery: RecoveryState::default(),
+            rekey: RekeyFlow::default(),
         };
         let effects = if recover {
             vec![Effect::LoadHistory]
@@ -424,6 +485,7 @@ impl Wizard {
     /// Whether keys go to a text field instead of the keymap's commands.
     pub fn text_input(&self) -> bool {
         (self.step == Step::Passphrase
+            || (self.step == Step::RekeyKey && self.rekey.editing)
             || (self.step == Step::Inventory && self.inventory.editing)
             || (self.step == Step::Detail && self.recovery.filtering))
             && self.confirm.is_none()
@@ -526,6 +588,20 @@ impl Wizard {
                 return vec![];
             }
             Event::Failed { task, error } => return self.on_failed(task, error),
+            Event::RekeyPlanned(plan) => {
+                if self.step == Step::RekeyDryRun {
+                    self.busy = None;
+                    self.rekey.plan = Some(*plan);
+                }
+                return vec![];
+            }
+            Event::RekeyProgressed(p) => return self.on_rekey_progress(p),
+            Event::RekeyFinished(r) => return self.on_rekey_finished(*r),
+            Event::RekeyVerified(r) => return self.on_rekey_verified(*r),
+            Event::Terminate if self.rekeying() => {
+                self.confirm = None;
+                return self.cancel_rekey(true);
+            }
             Event::Terminate => {
                 if self.recovering() {
                     self.confirm = None;
@@ -571,6 +647,9 @@ impl Wizard {
             _ => {}
         }
         match self.step {
+            Step::Assess if matches!(event, Event::Rekey) && self.busy.is_none() => {
+                self.start_rekey_flow()
+            }
             Step::Assess => self.on_assess(event),
             Step::Consent => self.on_consent(event),
             Step::Inventory => self.on_inventory_key(event),
@@ -582,6 +661,12 @@ impl Wizard {
             Step::Done => self.on_done(event),
             Step::History => self.on_history(event),
             Step::Detail => self.on_detail(event),
+            Step::RekeyConsent => self.on_rekey_consent(event),
+            Step::RekeyDryRun => self.on_rekey_dry_run(event),
+            Step::RekeyKey => self.on_rekey_key(event),
+            Step::RekeyRun => self.on_rekey_run(event),
+            Step::RekeyVerify => self.on_rekey_verify(event),
+            Step::RekeyDone => self.on_rekey_done(event),
         }
     }
 
@@ -592,6 +677,10 @@ impl Wizard {
         }
         if self.running() {
             self.confirm = Some(Confirm::QuitWhileRunning);
+            return vec![];
+        }
+        if self.rekeying() {
+            self.confirm = Some(Confirm::QuitWhileRekeying);
             return vec![];
         }
         let outcome = self.outcome.unwrap_or(Outcome::Quit);
@@ -623,6 +712,8 @@ impl Wizard {
                     Confirm::QuitWhileRecovering { .. } => self.cancel_recovery_and_quit(),
                     Confirm::Recovery { action, .. } => self.start_recovery(action),
                     Confirm::RollbackChosen { .. } => self.start_partial_rollback(),
+                    Confirm::CancelRekey => self.cancel_rekey(false),
+                    Confirm::QuitWhileRekeying => self.cancel_rekey(true),
                 }
             }
             Event::No | Event::Back | Event::Quit => {
@@ -634,6 +725,12 @@ impl Wizard {
     }
 
     fn on_failed(&mut self, task: Task, error: TaskError) -> Vec<Effect> {
+        if matches!(
+            task,
+            Task::RekeyPlan | Task::RekeyKey | Task::Rekey | Task::RekeyVerify
+        ) {
+            return self.on_rekey_failed(task, error);
+        }
         self.busy = None;
         let message = error.to_string();
         match task {

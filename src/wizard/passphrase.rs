@@ -45,6 +45,16 @@ impl Wizard {
                 self.step = Step::Detail;
                 vec![]
             }
+            Event::Back if self.passphrase.next == Step::RekeyDryRun => {
+                self.passphrase.error = None;
+                self.step = Step::RekeyConsent;
+                vec![]
+            }
+            Event::Back if self.passphrase.next == Step::RekeyRun => {
+                self.passphrase.error = None;
+                self.step = Step::RekeyKey;
+                vec![]
+            }
             Event::Back => {
                 self.passphrase.error = None;
                 self.step = if self.passphrase.next == Step::DryRun {
@@ -78,10 +88,18 @@ impl Wizard {
                     }
                 }
                 self.passphrase.error = None;
+                if self.passphrase.next == Step::RekeyRun {
+                    // The new key: never the one the stores are opened with.
+                    return self.rekey_passphrase_given(passphrase);
+                }
                 self.passphrase.set = true;
                 let mut effects = vec![Effect::UsePassphrase(passphrase)];
                 if self.passphrase.next == Step::Detail {
                     effects.extend(self.recovery_passphrase_given());
+                    return effects;
+                }
+                if self.passphrase.next == Step::RekeyDryRun {
+                    effects.extend(self.plan_rekey());
                     return effects;
                 }
                 effects.extend(if self.passphrase.next == Step::DryRun {

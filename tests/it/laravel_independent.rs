@@ -7,63 +7,23 @@
 use crate::support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use support::laravel::NodeOpened;
 use support::*;
-
-/// Decrypt `payloads` with the Node reader: `(plaintext, serialized)` each.
-fn node_decrypt(app_key: &str, payloads: &[String]) -> Option<Vec<(String, bool)>> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/laravel-crypto.js");
-    let child = Command::new("node")
-        .arg(&script)
-        .env("APP_KEY", app_key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            skip_without("node", &e.to_string());
-            return None;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(payloads).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let v: Vec<Value> = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("node: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-    Some(
-        v.into_iter()
-            .map(|r| {
-                assert!(
-                    r.get("error").is_none(),
-                    "Node could not decrypt a row: {r}"
-                );
-                (
-                    r["plaintext"].as_str().unwrap().to_string(),
-                    r["serialized"].as_bool().unwrap(),
-                )
-            })
-            .collect(),
-    )
-}
 
 /// Each row's provider and its decrypted JSON object of fields.
 fn rows_by_node(app_key: &str, rows: Vec<(String, String)>) -> Option<BTreeMap<String, Value>> {
     let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
-    let plain = node_decrypt(app_key, &payloads)?;
+    let plain = support::laravel::node_decrypt(app_key, &payloads)?;
     Some(
         rows.into_iter()
             .zip(plain)
-            .map(|((provider, _), (text, serialized))| {
+            .map(|((provider, _), opened)| {
+                let NodeOpened::Plain { text, serialized } = opened else {
+                    panic!("{provider}: Node could not decrypt the row: {opened:?}");
+                };
                 assert!(
                     serialized,
                     "{provider}: Crypt::encrypt serializes its plaintext"

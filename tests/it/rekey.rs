@@ -8,79 +8,20 @@ use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use support::laravel::NodeOpened;
 use support::{canary, credshift, run};
 
-/// Laravel Crypt in Node, from the format description (no credshift
-/// code): `{"key", "payloads"}` decrypts, `{"key", "encrypt"}` encrypts.
-const NODE_LARAVEL: &str = r#"
-const crypto = require('crypto');
-let input = '';
-process.stdin.on('data', d => input += d);
-process.stdin.on('end', () => {
-  const req = JSON.parse(input);
-  const key = Buffer.from(req.key.replace(/^base64:/, ''), 'base64');
-  if (key.length !== 32) throw new Error('bad key length');
-  if (req.payloads) {
-    const out = req.payloads.map(p => {
-      const j = JSON.parse(Buffer.from(p, 'base64').toString('utf8'));
-      const mac = crypto.createHmac('sha256', key).update(j.iv + j.value).digest();
-      if (!crypto.timingSafeEqual(mac, Buffer.from(j.mac, 'hex'))) return {error: 'mac'};
-      const d = crypto.createDecipheriv('aes-256-cbc', key, Buffer.from(j.iv, 'base64'));
-      const plain = Buffer.concat([d.update(Buffer.from(j.value, 'base64')), d.final()]);
-      const m = /^s:(\d+):"/.exec(plain.toString('latin1'));
-      if (!m) return {error: 'not serialized'};
-      const start = m[0].length, n = Number(m[1]);
-      return {fields: JSON.parse(plain.subarray(start, start + n).toString('utf8'))};
-    });
-    process.stdout.write(JSON.stringify(out));
-  } else {
-    const out = req.encrypt.map(text => {
-      const body = Buffer.from(text, 'utf8');
-      const ser = Buffer.concat([Buffer.from('s:' + body.length + ':"'), body, Buffer.from('";')]);
-      const iv = crypto.randomBytes(16);
-      const c = crypto.createCipheriv('aes-256-cbc', key, iv);
-      const value = Buffer.concat([c.update(ser), c.final()]).toString('base64');
-      const ivb = iv.toString('base64');
-      const mac = crypto.createHmac('sha256', key).update(ivb + value).digest('hex');
-      return Buffer.from(JSON.stringify({iv: ivb, value, mac, tag: ''})).toString('base64');
-    });
-    process.stdout.write(JSON.stringify(out));
-  }
-});
-"#;
-
-fn node_available() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn node(request: &serde_json::Value) -> serde_json::Value {
-    let mut child = Command::new("node")
-        .args(["-e", NODE_LARAVEL])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "node: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// The fields of a row Node opened (a serialized JSON object).
+fn fields_of(v: &NodeOpened) -> Option<serde_json::Value> {
+    match v {
+        NodeOpened::Plain {
+            text,
+            serialized: true,
+        } => Some(serde_json::from_str(text).unwrap()),
+        _ => None,
+    }
 }
 
 fn laravel_key(byte: u8) -> String {
@@ -123,12 +64,12 @@ fn laravel_db(dir: &Path, prev: &[String], extra: usize) -> (PathBuf, Vec<serde_
         let texts: Vec<String> = (0..extra)
             .map(|i| format!(r#"{{"key":"sk-prev{k}-row{i}-ключ-0123456789abcdef"}}"#))
             .collect();
-        let enc = node(&serde_json::json!({"key": key, "encrypt": texts}));
-        for (i, p) in enc.as_array().unwrap().iter().enumerate() {
+        let enc = support::laravel::node_encrypt(key, &texts).unwrap();
+        for (i, p) in enc.into_iter().enumerate() {
             conn.execute(
                 "INSERT INTO a_i_credentials (provider, credential_type, encrypted_credentials, \
                  is_active) VALUES (?1, 'api_key', ?2, 1)",
-                [format!("prov{k}x{i}"), p.as_str().unwrap().to_string()],
+                [format!("prov{k}x{i}"), p],
             )
             .unwrap();
         }
@@ -140,13 +81,13 @@ fn laravel_db(dir: &Path, prev: &[String], extra: usize) -> (PathBuf, Vec<serde_
 /// Every row's fields, opened by Node under whichever of the keys fits.
 fn decrypt_all(db: &Path, app_key: &str, prev: &[String]) -> Vec<serde_json::Value> {
     let rows = payloads(db);
-    let ps: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let ps: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
     let mut out = vec![serde_json::Value::Null; rows.len()];
     for key in std::iter::once(app_key.to_string()).chain(prev.iter().cloned()) {
-        let r = node(&serde_json::json!({"key": key, "payloads": ps}));
-        for (i, v) in r.as_array().unwrap().iter().enumerate() {
-            if v.get("fields").is_some() {
-                out[i] = v["fields"].clone();
+        let r = support::laravel::node_decrypt(&key, &ps).unwrap();
+        for (i, v) in r.iter().enumerate() {
+            if let Some(f) = fields_of(v) {
+                out[i] = f;
             }
         }
     }
@@ -180,7 +121,7 @@ fn rekey_laravel(
 
 #[test]
 fn laravel_rows_under_two_previous_keys_end_under_the_new_key_only() {
-    if !node_available() && support::skip_without("node", "`node --version` did not run") {
+    if support::laravel::node_decrypt(&laravel_key(1), &[]).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -235,15 +176,16 @@ fn laravel_rows_under_two_previous_keys_end_under_the_new_key_only() {
     // Node opens every row with the new key, none with an old one, and
     // the fields are the ones each row held.
     let rows = payloads(&db);
-    let ps: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-    let now = node(&serde_json::json!({"key": new_key, "payloads": ps}));
-    for (i, v) in now.as_array().unwrap().iter().enumerate() {
-        assert_eq!(v["fields"], before[i], "row {}", rows[i].0);
+    let ps: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+    let now = support::laravel::node_decrypt(&new_key, &ps).unwrap();
+    for (i, v) in now.iter().enumerate() {
+        assert_eq!(fields_of(v).as_ref(), Some(&before[i]), "row {}", rows[i].0);
     }
     for key in std::iter::once(old_app_key.clone()).chain(prev.iter().cloned()) {
-        let r = node(&serde_json::json!({"key": key, "payloads": ps}));
+        let r = support::laravel::node_decrypt(&key, &ps).unwrap();
         assert!(
-            r.as_array().unwrap().iter().all(|v| v["error"] == "mac"),
+            r.iter()
+                .all(|v| *v == NodeOpened::Error("MAC is invalid".into())),
             "an old key still opens a row"
         );
     }
@@ -270,6 +212,44 @@ fn laravel_rows_under_two_previous_keys_end_under_the_new_key_only() {
     // Verify, then roll back: the old ciphertexts, byte for byte.
     let (out, _, stderr) = run(credshift(&state).args(["verify", "--migration-id", &id]));
     assert!(out.status.success(), "{stderr}");
+
+    // Issue 25 follow-up: Laravel may roll back some rows alone (each row
+    // stays under a key the app reads with APP_PREVIOUS_KEYS).
+    let first = rows[0].0.to_string();
+    let (out, stdout, stderr) = run(credshift(&state).args([
+        "rollback",
+        "--migration-id",
+        &id,
+        "--only",
+        &first,
+        "--yes",
+        "--json",
+    ]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let partial = support::json(&stdout);
+    assert_eq!(partial["copied"], 9, "{partial}");
+    assert_eq!(partial["status"], "completed", "{partial}");
+    let after = payloads(&db);
+    assert_eq!(after[0], old_payloads[0], "the chosen row, byte for byte");
+    for (i, row) in after.iter().enumerate().skip(1) {
+        assert_ne!(row.1, old_payloads[i].1, "row {} stays rekeyed", row.0);
+    }
+    let (out, _, stderr) = run(credshift(&state).args(["verify", "--migration-id", &id]));
+    assert!(
+        out.status.success(),
+        "verify knows the row went back: {stderr}"
+    );
+    let (out, _, stderr) = run(credshift(&state).args([
+        "rollback",
+        "--migration-id",
+        &id,
+        "--only",
+        "no-such-row",
+        "--yes",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("matches no-such-row"), "{stderr}");
+
     let (out, stdout, stderr) =
         run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes", "--json"]));
     assert!(out.status.success(), "{stdout}{stderr}");
@@ -464,6 +444,25 @@ fn own_store_rekeys_and_rolls_back(scheme: &str) {
         canary::assert_absent(secret, &canary::file_haystacks(&state));
         canary::assert_absent(secret, &[("stdout".into(), stdout.clone().into_bytes())]);
     }
+    // Some rows alone would not open under either key (or, for a file,
+    // there are no rows): refused with the reason, nothing changed.
+    let rekeyed = std::fs::read(&target).unwrap();
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rollback", "--migration-id", &id, "--only", "*", "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let why = if scheme == "sqlite" {
+        "checks one key for all its rows"
+    } else {
+        "no rows to choose"
+    };
+    assert!(stderr.contains(why), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "credshift rollback --migration-id {id}` (no --only)"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), rekeyed);
     let (out, _, stderr) =
         run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes"]));
     assert!(out.status.success(), "{stderr}");

@@ -4,7 +4,88 @@
 //! copy credshift creates a missing table with, so that the tests check
 //! credshift against the app rather than against itself.
 
-use super::fixture;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use super::{fixture, skip_without};
+
+/// One payload as Node's reader (`scripts/laravel-crypto.js`) opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeOpened {
+    /// The plaintext, and whether it was PHP-serialized (`Crypt::encrypt`).
+    Plain { text: String, serialized: bool },
+    /// Why it did not open (`MAC is invalid` under another key).
+    Error(String),
+}
+
+/// Run the Node reader in `mode` (`None`: decrypt) over `input`; `None`
+/// when Node is missing (after [`skip_without`], which fails the test under
+/// `CREDSHIFT_REQUIRE_SERVICES=1`).
+fn node_script(
+    app_key: &str,
+    mode: Option<&str>,
+    input: &[String],
+) -> Option<Vec<serde_json::Value>> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/laravel-crypto.js");
+    let child = Command::new("node")
+        .arg(&script)
+        .args(mode)
+        .env("APP_KEY", app_key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            skip_without("node", &e.to_string());
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(input).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("node: {e}: {}", String::from_utf8_lossy(&out.stderr))),
+    )
+}
+
+/// Open each of `payloads` under `app_key` with an implementation of
+/// Laravel's Encrypter that shares no code with credshift.
+pub fn node_decrypt(app_key: &str, payloads: &[String]) -> Option<Vec<NodeOpened>> {
+    let v = node_script(app_key, None, payloads)?;
+    Some(
+        v.into_iter()
+            .map(|r| match r.get("error") {
+                Some(e) => NodeOpened::Error(e.as_str().unwrap_or_default().to_string()),
+                None => NodeOpened::Plain {
+                    text: r["plaintext"].as_str().unwrap().to_string(),
+                    serialized: r["serialized"].as_bool().unwrap(),
+                },
+            })
+            .collect(),
+    )
+}
+
+/// Each text as `Crypt::encrypt` writes it under `app_key`, by Node.
+pub fn node_encrypt(app_key: &str, texts: &[String]) -> Option<Vec<String>> {
+    let v = node_script(app_key, Some("encrypt"), texts)?;
+    Some(
+        v.into_iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect(),
+    )
+}
 
 /// The PostgreSQL table named `table`, its `is_active` column of
 /// `active_type` (`BOOLEAN` as the app makes it; `SMALLINT` as some

@@ -30,6 +30,19 @@ pub enum NewKey {
     SamePassphrase,
 }
 
+impl NewKey {
+    /// Its kind, for the journal.
+    pub fn kind(&self) -> super::journal::NewKeyKind {
+        use super::journal::NewKeyKind as K;
+        match self {
+            NewKey::Text(_) => K::Text,
+            NewKey::Passphrase(_) => K::Passphrase,
+            NewKey::KeyFile(_) => K::KeyFile,
+            NewKey::SamePassphrase => K::SamePassphrase,
+        }
+    }
+}
+
 impl std::fmt::Debug for NewKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -142,7 +155,7 @@ pub fn build(
                     .map_err(|e| other(location, format!("the new key: {e}")))?,
             }))
         }
-        RekeyFormat::Envelope => Ok(Box::new(EnvelopeCodec::new(location, opts, new)?)),
+        RekeyFormat::Envelope => Ok(Box::new(EnvelopeCodec::new(location, cells, opts, new)?)),
         RekeyFormat::CredshiftSqlite | RekeyFormat::CredshiftPostgres => {
             let dialect = if format == RekeyFormat::CredshiftSqlite {
                 sqlcrypt::SQLITE
@@ -321,6 +334,18 @@ impl KeysByParams {
         keys.push(key);
         out
     }
+
+    /// Derive the key for `env`'s parameters now (kept for [`Self::open`]).
+    /// A failure is left for `open` to report.
+    fn prime(&self, env: &Envelope, location: &str) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.iter().any(|k| k.params() == env.params()) {
+            return;
+        }
+        if let Ok(key) = SealingKey::derive(env.params(), &self.source, location) {
+            keys.push(key);
+        }
+    }
 }
 
 struct EnvelopeCodec {
@@ -332,14 +357,25 @@ struct EnvelopeCodec {
 }
 
 impl EnvelopeCodec {
-    fn new(location: &str, opts: &KeyOptions, new: &NewKey) -> Result<Self> {
-        let old = KeySource::from_options(opts, location)?;
+    fn new(location: &str, cells: &[Cell], opts: &KeyOptions, new: &NewKey) -> Result<Self> {
+        let old = KeysByParams::new(KeySource::from_options(opts, location)?);
         let n = new_options(opts, new, location)?;
         let new_source = KeySource::from_options(&n, location)?;
-        let sealing = SealingKey::new(&new_source, n.kdf_iterations)?;
+        // The new key's derivation and the old one's (for the file's own
+        // parameters) are the run's two slow steps: one on each core.
+        let sealing = std::thread::scope(|s| {
+            let sealing = s.spawn(|| SealingKey::new(&new_source, n.kdf_iterations));
+            if let Some(env) = cells.first().and_then(|c| {
+                Envelope::parse(c.value.as_bytes(), location, opts.allow_weak_kdf).ok()
+            }) {
+                old.prime(&env, location);
+            }
+            sealing.join()
+        })
+        .map_err(|_| StoreError::Other(format!("{location}: the key derivation panicked")))??;
         let new_keys = KeysByParams::new(new_source);
         Ok(EnvelopeCodec {
-            old: KeysByParams::new(old),
+            old,
             new: new_keys,
             sealing,
             location: location.to_string(),

@@ -14,9 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -61,6 +59,22 @@ pub struct BegunCell {
     pub new_fp: String,
 }
 
+/// What kind of new key a rekey was given (never the key), so `resume`
+/// asks for the same kind and knows a count-only rekey without reading
+/// any message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewKeyKind {
+    /// agent-prompttrain's or Laravel's key text.
+    Text,
+    /// A new credshift passphrase.
+    Passphrase,
+    /// A 32-byte credshift key file.
+    KeyFile,
+    /// credshift's key kept, only the KDF count changed.
+    SamePassphrase,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RekeyRecord {
@@ -75,6 +89,13 @@ pub enum RekeyRecord {
         /// Where the new key came from (a path or a variable name).
         new_key: String,
         user: String,
+        /// Absent in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_key_kind: Option<NewKeyKind>,
+        /// credshift's PBKDF2 count for the new key (its own stores only):
+        /// a resume seals at the count the rekey was started with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kdf_iterations: Option<u32>,
     },
     RekeyPlanned {
         cells: Vec<PlannedCell>,
@@ -106,9 +127,13 @@ pub enum RekeyRecord {
     RekeyUndone {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         restored: Vec<CellRef>,
-        /// Cells that could not be put back (changed since, or an error).
+        /// Cells that could not be put back (an error: not in the backup).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         kept: Vec<CellNote>,
+        /// Cells the application changed or removed since the rekey: its
+        /// values, left as they are; they do not keep a rollback open.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<CellNote>,
     },
     RekeyRolledBack {
         complete: bool,
@@ -137,9 +162,6 @@ pub struct RekeyJournal {
     next_seq: u64,
     pub state: RekeyState,
 }
-
-/// Records written by this process, for `CREDSHIFT_CRASH_AT`.
-static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
 impl RekeyJournal {
     /// Open (or create) the journal in `dir`.
@@ -171,47 +193,17 @@ impl RekeyJournal {
             at: now_rfc3339(),
             record,
         };
-        let mut text = serde_json::to_string(&line)
-            .map_err(|e| StoreError::json(self.path.display().to_string(), &e))?;
-        text.push('\n');
-        self.file
-            .write_all(text.as_bytes())
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| StoreError::io(&self.path, e))?;
+        crate::engine::jsonl::append(&mut self.file, &self.path, &line)?;
         self.next_seq += 1;
         self.state.apply(&line);
         self.state.lines.push(line);
-        let n = WRITTEN.fetch_add(1, Ordering::SeqCst) + 1;
-        if crate::test_aids::get().crash_at == Some(n) {
-            std::process::abort();
-        }
         Ok(())
     }
 }
 
 /// Read a rekey journal; a torn last line (a crash mid-write) is ignored.
 pub fn read_lines(path: &Path) -> Result<Vec<RekeyLine>, StoreError> {
-    let text = fsutil::read_text(path)?;
-    let raw: Vec<&str> = text.lines().collect();
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, l) in raw.iter().enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<RekeyLine>(l) {
-            Ok(line) => out.push(line),
-            Err(_) if i + 1 == raw.len() && !text.ends_with('\n') => break,
-            Err(e) => {
-                return Err(StoreError::Parse {
-                    location: path.display().to_string(),
-                    line: Some(i + 1),
-                    column: Some(e.column()),
-                    message: "not a rekey journal record".into(),
-                });
-            }
-        }
-    }
-    Ok(out)
+    crate::engine::jsonl::read_jsonl(path, "a rekey journal record")
 }
 
 /// Whether a migration folder holds a rekey.
@@ -230,6 +222,8 @@ pub struct RekeyState {
     pub identity: Option<StoreIdentity>,
     pub old_keys: Vec<String>,
     pub new_key: String,
+    pub new_key_kind: Option<NewKeyKind>,
+    pub kdf_iterations: Option<u32>,
     pub planned: Option<Vec<PlannedCell>>,
     pub already_new: usize,
     pub untouched: Vec<CellNote>,
@@ -242,6 +236,10 @@ pub struct RekeyState {
     pub failed: BTreeMap<CellRef, String>,
     pub restored: BTreeSet<CellRef>,
     pub kept: BTreeMap<CellRef, String>,
+    /// Left alone by a rollback: the application's values since.
+    pub left: BTreeMap<CellRef, String>,
+    /// The rekey finished once (the application may run on the new key).
+    pub completed_once: bool,
     pub rolling_back: bool,
     pub rolled_back: Option<bool>,
     pub finished: Option<MigrationStatus>,
@@ -259,6 +257,8 @@ impl RekeyState {
             identity: None,
             old_keys: Vec::new(),
             new_key: String::new(),
+            new_key_kind: None,
+            kdf_iterations: None,
             planned: None,
             already_new: 0,
             untouched: Vec::new(),
@@ -269,6 +269,8 @@ impl RekeyState {
             failed: BTreeMap::new(),
             restored: BTreeSet::new(),
             kept: BTreeMap::new(),
+            left: BTreeMap::new(),
+            completed_once: false,
             rolling_back: false,
             rolled_back: None,
             finished: None,
@@ -301,6 +303,8 @@ impl RekeyState {
                 identity,
                 old_keys,
                 new_key,
+                new_key_kind,
+                kdf_iterations,
                 ..
             } => {
                 self.started_at = l.at.clone();
@@ -309,6 +313,8 @@ impl RekeyState {
                 self.identity = identity.as_deref().cloned();
                 self.old_keys = old_keys.clone();
                 self.new_key = new_key.clone();
+                self.new_key_kind = *new_key_kind;
+                self.kdf_iterations = *kdf_iterations;
             }
             RekeyRecord::RekeyPlanned {
                 cells,
@@ -350,18 +356,30 @@ impl RekeyState {
                 self.rolling_back = true;
                 self.rolled_back = Some(false);
             }
-            RekeyRecord::RekeyUndone { restored, kept } => {
+            RekeyRecord::RekeyUndone {
+                restored,
+                kept,
+                left,
+            } => {
                 for at in restored {
                     self.kept.remove(at);
+                    self.left.remove(at);
                     self.restored.insert(at.clone());
                 }
                 for n in kept {
                     self.kept.insert(n.at.clone(), n.reason.clone());
                 }
+                for n in left {
+                    self.kept.remove(&n.at);
+                    self.left.insert(n.at.clone(), n.reason.clone());
+                }
             }
             RekeyRecord::RekeyRolledBack { complete } => self.rolled_back = Some(*complete),
             RekeyRecord::RekeyVerifyRun { .. } => {}
-            RekeyRecord::RekeyFinished { status } => self.finished = Some(*status),
+            RekeyRecord::RekeyFinished { status } => {
+                self.completed_once |= *status == MigrationStatus::Completed;
+                self.finished = Some(*status);
+            }
         }
     }
 

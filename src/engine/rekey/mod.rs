@@ -24,6 +24,7 @@
 //! fingerprints. History lists rekeys beside migrations.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -45,8 +46,11 @@ pub mod keygen;
 mod recover;
 
 pub use codec::{NewKey, Under};
-pub use journal::{RekeyRecord, RekeyState, is_rekey};
-pub use recover::{history, report_of, resume, rollback, verify};
+pub use journal::{NewKeyKind, RekeyRecord, RekeyState, is_rekey};
+pub use recover::{
+    forget_backup, history, partial_rollback_refusal, report_of, resume, rollback, rollback_only,
+    verify,
+};
 
 use codec::{Codec, Plain};
 use journal::{BegunCell, CellNote, PlannedCell, RekeyJournal, fp};
@@ -62,6 +66,9 @@ pub struct RekeyRequest {
     pub new_key: NewKey,
     /// `file PATH` or `variable NAME`.
     pub new_key_origin: String,
+    /// A key made by `--generate-new-key`, written only once the run has
+    /// its lock and a plan under the old key (nothing left by a refusal).
+    pub generated: Option<std::sync::Arc<keygen::PendingKey>>,
 }
 
 /// How many cells one key opens.
@@ -411,17 +418,30 @@ fn run_batches(
     codec: &dyn Codec,
     todo: Vec<(Cell, Plain)>,
     progress: &mut dyn FnMut(RekeyProgress),
-) -> Result<()> {
+    cancel: &AtomicBool,
+) -> Result<Ran> {
     let total = todo.len();
     let mut rest = todo.into_iter();
     let mut done = 0;
     for size in batches(format, total) {
+        // Between batches only: a batch journaled as begun always ends.
+        if cancel.load(Ordering::SeqCst) {
+            return Ok(Ran::Cancelled);
+        }
         let batch: Vec<(Cell, Plain)> = rest.by_ref().take(size).collect();
         run_batch(j, cells, codec, &batch)?;
         done += batch.len();
         progress(RekeyProgress { done, total });
     }
-    Ok(())
+    Ok(Ran::Whole)
+}
+
+/// How [`run_batches`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Whole,
+    /// Stopped between batches by a cancel.
+    Cancelled,
 }
 
 /// Rekey a store: plan, back up, rewrite in journaled batches, read back.
@@ -430,6 +450,19 @@ pub fn run(
     state_dir: &Path,
     opts: &KeyOptions,
     progress: &mut dyn FnMut(RekeyProgress),
+) -> Result<RekeyReport> {
+    run_cancellable(req, state_dir, opts, progress, &AtomicBool::new(false))
+}
+
+/// [`run`], stopped between batches once `cancel` is set: what was
+/// rekeyed so far is then rolled back (a store left under two keys is what
+/// the application cannot read), and the report says so.
+pub fn run_cancellable(
+    req: &RekeyRequest,
+    state_dir: &Path,
+    opts: &KeyOptions,
+    progress: &mut dyn FnMut(RekeyProgress),
+    cancel: &AtomicBool,
 ) -> Result<RekeyReport> {
     let format = format_of(&req.spec)?;
     let spec = req.spec.absolute();
@@ -462,6 +495,12 @@ pub fn run(
             return Err(e);
         }
     };
+    if let Some(k) = &req.generated
+        && let Err(e) = k.commit()
+    {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e.into());
+    }
     let mut j = RekeyJournal::open(&dir, &id)?;
     let names = s.codec.old_key_names();
     j.append(RekeyRecord::RekeyStarted {
@@ -472,6 +511,10 @@ pub fn run(
         old_keys: names.clone(),
         new_key: req.new_key_origin.clone(),
         user: crate::engine::audit::who(),
+        new_key_kind: Some(req.new_key.kind()),
+        // Only credshift's own formats have a count of ours to keep.
+        kdf_iterations: (!matches!(format, RekeyFormat::PromptTrain | RekeyFormat::Laravel))
+            .then_some(opts.kdf_iterations),
     })?;
     j.append(RekeyRecord::RekeyPlanned {
         cells: s
@@ -493,14 +536,25 @@ pub fn run(
         cells: old.len(),
     })?;
     let todo: Vec<(Cell, Plain)> = s.todo.into_iter().map(|(c, _, p)| (c, p)).collect();
-    run_batches(
+    let ran = run_batches(
         &mut j,
         format,
         cells.as_mut(),
         s.codec.as_ref(),
         todo,
         progress,
+        cancel,
     )?;
+    if ran == Ran::Cancelled {
+        // The rollback takes the store's lock again through the session
+        // preamble: this run's is released first.
+        drop((cells, j, locks));
+        let mut report = rollback(state_dir, &id, opts)?;
+        if report.rolled_back {
+            report.rollback_reason = Some("cancelled: what was rekeyed was put back".into());
+        }
+        return Ok(report);
+    }
     let mut report = finish(&mut j, state_dir, "rekey")?;
     report.notices = locks.notices();
     Ok(report)

@@ -159,6 +159,13 @@ impl Db {
     }
 }
 
+/// Cells of one table and column, by their index in a request.
+struct Group {
+    table: Table,
+    column: Column,
+    cells: Vec<usize>,
+}
+
 /// The cells of one store's tables.
 pub struct SqlCells {
     location: String,
@@ -279,6 +286,172 @@ impl SqlCells {
             .ok_or_else(|| StoreError::Other(format!("{}: no cell {at}", self.location)))
     }
 
+    /// The cells of `at` grouped by table and column, each group with the
+    /// indices of its cells in `at`.
+    fn groups<'a>(&self, at: impl Iterator<Item = &'a CellRef>) -> Result<Vec<Group>> {
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, a) in at.enumerate() {
+            let (t, c) = self.column(a)?;
+            let (t, c) = (t.clone(), c.clone());
+            match groups
+                .iter_mut()
+                .find(|g| g.table.name == t.name && g.column.label == c.label)
+            {
+                Some(g) => g.cells.push(i),
+                None => groups.push(Group {
+                    table: t,
+                    column: c,
+                    cells: vec![i],
+                }),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// PostgreSQL: one query per table and column (a round trip per cell
+    /// is what a rekey's time went to on a busy machine).
+    fn read_pg(&mut self, at: &[CellRef]) -> Result<Vec<Option<String>>> {
+        let mut out = vec![None; at.len()];
+        for g in self.groups(at.iter())? {
+            let sql = format!(
+                "SELECT {key}, {value} FROM {table} WHERE {key} = ANY(CAST($1 AS TEXT[]))",
+                key = g.table.key,
+                value = self.db.value_expr(&g.column),
+                table = g.table.name
+            );
+            let keys: Vec<String> = g.cells.iter().map(|&i| at[i].row.clone()).collect();
+            let Db::Pg(client) = &mut self.db else {
+                unreachable!("read_pg on PostgreSQL only")
+            };
+            let rows = client
+                .query(sql.as_str(), &[&keys])
+                .map_err(|e| StoreError::Other(format!("{}: read cells: {e}", self.location)))?;
+            let found: std::collections::HashMap<String, Option<String>> = rows
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
+                .collect();
+            for &i in &g.cells {
+                out[i] = found.get(&at[i].row).cloned().flatten();
+            }
+        }
+        Ok(out)
+    }
+
+    /// PostgreSQL: each table and column's swaps as one `UPDATE ... FROM
+    /// unnest(...)`, every row compared on its old value inside it, all in
+    /// one transaction; then one query tells a changed row from a gone one.
+    fn swap_pg(&mut self, swaps: &[Swap]) -> Result<Vec<SwapOutcome>> {
+        let mut out = vec![SwapOutcome::Missing; swaps.len()];
+        let groups = self.groups(swaps.iter().map(|s| &s.at))?;
+        let mut work = Vec::with_capacity(groups.len());
+        for g in &groups {
+            let n = g.column.pieces.len();
+            // Parameters: the keys, each piece of the new values, the old values.
+            let mut arrays: Vec<Vec<String>> = vec![Vec::with_capacity(g.cells.len()); n + 2];
+            for &i in &g.cells {
+                let s = &swaps[i];
+                let parts: Vec<String> = if n == 1 {
+                    vec![s.new.clone()]
+                } else {
+                    s.new.split(':').map(str::to_string).collect()
+                };
+                if parts.len() != n {
+                    return Err(StoreError::Other(format!(
+                        "{}: {}: the new value has {} parts, the cell {n}",
+                        self.location,
+                        s.at,
+                        parts.len()
+                    )));
+                }
+                arrays[0].push(s.at.row.clone());
+                for (k, p) in parts.into_iter().enumerate() {
+                    arrays[k + 1].push(p);
+                }
+                arrays[n + 1].push(s.old.clone());
+            }
+            let names: Vec<String> = (0..n).map(|k| format!("credshift_new_{k}")).collect();
+            let set = g
+                .column
+                .pieces
+                .iter()
+                .zip(&names)
+                .map(|(p, v)| match p {
+                    Piece::Text(c) => format!("{c} = credshift_v.{v}"),
+                    Piece::Int(c) => {
+                        format!("{c} = CAST(NULLIF(credshift_v.{v}, '') AS INTEGER)")
+                    }
+                    Piece::Blob(c) => {
+                        format!("{c} = {}", self.db.unhex(&format!("credshift_v.{v}")))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let params: Vec<String> = (1..=n + 2)
+                .map(|k| format!("CAST(${k} AS TEXT[])"))
+                .collect();
+            let update = format!(
+                "UPDATE {table} SET {set} FROM unnest({params}) AS credshift_v(credshift_key, \
+                 {names}, credshift_old) WHERE {key} = credshift_v.credshift_key AND {value} = \
+                 credshift_v.credshift_old RETURNING credshift_v.credshift_key",
+                table = g.table.name,
+                params = params.join(", "),
+                names = names.join(", "),
+                key = g.table.key,
+                value = self.db.value_expr(&g.column),
+            );
+            let exists = format!(
+                "SELECT {key} FROM {table} WHERE {key} = ANY(CAST($1 AS TEXT[]))",
+                key = g.table.key,
+                table = g.table.name
+            );
+            work.push((update, exists, arrays, &g.cells));
+        }
+        let location = self.location.clone();
+        let fail =
+            |e: postgres::Error| StoreError::Other(format!("{location}: rewrite cells: {e}"));
+        let Db::Pg(client) = &mut self.db else {
+            unreachable!("swap_pg on PostgreSQL only")
+        };
+        let mut tx = client.transaction().map_err(fail)?;
+        for (update, exists, arrays, cells) in &work {
+            let p: Vec<&(dyn postgres::types::ToSql + Sync)> = arrays
+                .iter()
+                .map(|a| a as &(dyn postgres::types::ToSql + Sync))
+                .collect();
+            let swapped: std::collections::HashSet<String> = tx
+                .query(update.as_str(), &p)
+                .map_err(fail)?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect();
+            let rest: Vec<String> = arrays[0]
+                .iter()
+                .filter(|k| !swapped.contains(*k))
+                .cloned()
+                .collect();
+            let present: std::collections::HashSet<String> = if rest.is_empty() {
+                Default::default()
+            } else {
+                tx.query(exists.as_str(), &[&rest])
+                    .map_err(fail)?
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect()
+            };
+            for (&i, key) in cells.iter().zip(&arrays[0]) {
+                out[i] = if swapped.contains(key) {
+                    SwapOutcome::Swapped
+                } else if present.contains(key) {
+                    SwapOutcome::Changed
+                } else {
+                    SwapOutcome::Missing
+                };
+            }
+        }
+        tx.commit().map_err(fail)?;
+        Ok(out)
+    }
+
     fn read_one(&mut self, at: &CellRef) -> Result<Option<String>> {
         let (t, c) = self.column(at)?;
         let sql = format!(
@@ -340,10 +513,16 @@ impl RawCells for SqlCells {
     }
 
     fn read(&mut self, at: &[CellRef]) -> Result<Vec<Option<String>>> {
+        if matches!(self.db, Db::Pg(_)) {
+            return self.read_pg(at);
+        }
         at.iter().map(|a| self.read_one(a)).collect()
     }
 
     fn swap(&mut self, swaps: &[Swap]) -> Result<Vec<SwapOutcome>> {
+        if matches!(self.db, Db::Pg(_)) {
+            return self.swap_pg(swaps);
+        }
         let mut plans = Vec::with_capacity(swaps.len());
         for s in swaps {
             let (t, c) = self.column(&s.at)?;

@@ -22,6 +22,7 @@ mod execute;
 mod inventory;
 mod passphrase;
 mod recovery;
+mod rekey;
 mod verify;
 
 pub fn render(app: &App, frame: &mut Frame) {
@@ -35,7 +36,7 @@ pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
     let keys = keymap::footer(w);
     let fh = widgets::footer_height(&keys, area.width);
     let status_h = match (&w.error, &w.busy) {
-        (Some(_), _) if w.step == Step::Done => 0,
+        (Some(_), _) if matches!(w.step, Step::Done | Step::RekeyDone) => 0,
         // The whole message, wrapped (never cut), up to a third of the screen.
         (Some(e), _) => (widgets::wrap(&format!("error: {e}"), area.width as usize).len() as u16)
             .min((area.height / 3).max(1)),
@@ -63,6 +64,12 @@ pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
         Step::Done => done::render(app, body, buf),
         Step::History => recovery::render_history(app, body, buf),
         Step::Detail => recovery::render_detail(app, body, buf),
+        Step::RekeyConsent => rekey::render_consent(app, body, buf),
+        Step::RekeyDryRun => rekey::render_dry_run(app, body, buf),
+        Step::RekeyKey => rekey::render_key(app, body, buf),
+        Step::RekeyRun => rekey::render_run(app, body, buf),
+        Step::RekeyVerify => rekey::render_verify(app, body, buf),
+        Step::RekeyDone => rekey::render_done(app, body, buf),
     }
     if let Some(e) = &w.error {
         let lines: Vec<Line> = widgets::wrap(&format!("error: {e}"), area.width as usize)
@@ -91,9 +98,10 @@ pub fn render_to(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 fn header(w: &Wizard, t: &Theme, area: Rect, buf: &mut Buffer) {
-    let step = match w.step.number() {
-        Some(n) => format!("step {n}/8 · {}", w.step.title()),
-        None => w.step.title().to_string(),
+    let step = match (w.step.number(), w.step.rekey_number()) {
+        (Some(n), _) => format!("step {n}/8 · {}", w.step.title()),
+        (None, Some(n)) => format!("step {n}/6 · {}", w.step.title()),
+        (None, None) => w.step.title().to_string(),
     };
     let line = Line::from(vec![
         Span::styled("credshift", t.title()),
@@ -115,6 +123,29 @@ fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buff
             ],
         ),
         Confirm::QuitWhileRecovering { action } => ("Quit?", quit_recovery_text(w, *action)),
+        Confirm::CancelRekey | Confirm::QuitWhileRekeying => {
+            let (done, total) = w.rekey.progress.map_or((0, 0), |p| (p.done, p.total));
+            (
+                if *c == Confirm::CancelRekey {
+                    "Cancel the rekey?"
+                } else {
+                    "Quit?"
+                },
+                vec![
+                    format!("A rekey is running: {done} of {total} values rekeyed so far."),
+                    format!(
+                        "{} stops it after the batch at hand and puts every old ciphertext \
+                         back, byte for byte: the store stays under the old key. A file is \
+                         rewritten in one step: once under way it finishes, then is put back.",
+                        if *c == Confirm::CancelRekey {
+                            "Cancelling"
+                        } else {
+                            "Quitting"
+                        }
+                    ),
+                ],
+            )
+        }
         Confirm::DeleteSource { count } => (
             "Delete from the source?",
             vec![
@@ -284,6 +315,16 @@ fn help_note(w: &Wizard) -> &'static str {
         }
         Step::Done => "The source was kept as it was; the encrypted backup holds every item.",
         Step::Cleanup => "Only verified items are deleted, and only after you confirm.",
+        Step::RekeyConsent
+        | Step::RekeyDryRun
+        | Step::RekeyKey
+        | Step::RekeyRun
+        | Step::RekeyVerify
+        | Step::RekeyDone => {
+            "A rekey rewrites values in place under a new key, after a backup of the old \
+             ciphertexts; cancelling, or `credshift rollback --migration-id ID` later, puts \
+             them back byte for byte."
+        }
         Step::Execute | Step::Verify => {
             "The source is not touched before cleanup; a cancel rolls back what was written."
         }

@@ -28,7 +28,25 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     ])
     .areas(area);
     let target = kv("target ", spec_or(w.target_spec()), area.width, t);
-    let lines = if create {
+    let store = kv("store  ", spec_or(w.rekey.spec.as_ref()), area.width, t);
+    let lines = if w.passphrase.next == Step::RekeyRun {
+        vec![
+            Line::styled("Choose the new passphrase for the store.", t.header()),
+            store,
+            Line::styled(
+                "Every value is re-encrypted under it; credshift does not store it.",
+                t.dim(),
+            ),
+        ]
+    } else if w.passphrase.next == Step::RekeyDryRun {
+        vec![
+            Line::styled(
+                "The store is encrypted: enter its current passphrase.",
+                t.header(),
+            ),
+            store,
+        ]
+    } else if create {
         vec![
             Line::styled(
                 "Choose a passphrase for the target and the backup.",
