@@ -19,8 +19,8 @@ use credshift::unlock::KeyOptions;
 #[derive(Args, Debug, Clone)]
 pub struct RekeyArgs {
     /// The store to re-encrypt (prompttrain-db:, laravel:, sqlite:, postgres://, encrypted:, bundle:)
-    #[arg(long, value_name = "SPEC")]
-    pub store: String,
+    #[arg(long, value_name = "SPEC", required_unless_present = "forget_backup")]
+    pub store: Option<String>,
     /// Show which key each value is under and what would change; write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -39,6 +39,9 @@ pub struct RekeyArgs {
     /// Print the application's new settings (KEY=value lines) on stdout; refuses a terminal
     #[arg(long)]
     pub print_env: bool,
+    /// Delete the backup of rekey ID (old ciphertexts + their key) once verify passed; no rollback after
+    #[arg(long, value_name = "ID", conflicts_with = "store")]
+    pub forget_backup: Option<String>,
 }
 
 /// The new key's flags (global, so `resume` of a rekey takes them too).
@@ -63,23 +66,22 @@ fn text_format(f: RekeyFormat) -> bool {
 fn new_key(
     n: &NewKeyOpts,
     format: RekeyFormat,
-    generated: Option<&PathBuf>,
     opts: &KeyOptions,
     kdf_raised: bool,
+    same_allowed: bool,
 ) -> Result<(NewKey, String), CliError> {
     let given = [
-        n.new_key_file.is_some() || generated.is_some(),
+        n.new_key_file.is_some(),
         n.new_passphrase_file.is_some(),
         n.new_passphrase_env.is_some(),
     ];
-    if given.iter().filter(|g| **g).count() > 1 || (generated.is_some() && n.new_key_file.is_some())
-    {
+    if given.iter().filter(|g| **g).count() > 1 {
         return Err(CliError::usage(
             "give the new key one way: --new-key-file, --generate-new-key, \
              --new-passphrase-file or --new-passphrase-env",
         ));
     }
-    let key_file = generated.or(n.new_key_file.as_ref());
+    let key_file = n.new_key_file.as_ref();
     for (flag, p) in [
         ("--new-key-file", key_file),
         ("--new-passphrase-file", n.new_passphrase_file.as_ref()),
@@ -118,7 +120,7 @@ fn new_key(
                 .map_err(|e| CliError::usage(format!("the new passphrase ({origin}): {e}")))?;
             (NewKey::Passphrase(s), origin)
         }
-        (None, None) if kdf_raised && !text_format(format) => (
+        (None, None) if same_allowed && !text_format(format) => (
             NewKey::SamePassphrase,
             "the same passphrase or key file".into(),
         ),
@@ -202,7 +204,8 @@ fn print_report(r: &RekeyReport, json: bool, to_stderr: bool) -> Result<(), CliE
     }
     if let Some(b) = &r.backup {
         line(format!(
-            "  backup of the old ciphertexts: {} (its key file is beside it)",
+            "  backup of the old ciphertexts: {} (its key file is beside it: with the old key \
+             it reads every value; delete both once the application runs on the new key)",
             b.display()
         ));
     }
@@ -285,8 +288,42 @@ fn print_env(format: RekeyFormat, new: &NewKey, opts: &KeyOptions) -> Result<(),
     }
 }
 
+/// `rekey --forget-backup ID`: delete a verified rekey's backup.
+fn cmd_forget_backup(g: &GlobalOpts, a: &RekeyArgs, id: &str) -> CliResult {
+    // rekey_dir refuses an id that names another folder (`/`, `..`).
+    let id = MigrationId(id.to_string());
+    if rekey::rekey_dir(&g.state_dir(), &id).is_none() {
+        return Err(CliError::usage(format!("{:?} is not a rekey", id.0)));
+    }
+    super::migrate::consent(
+        a.yes,
+        &format!("Delete the backup of rekey {id} (no rollback after this)"),
+    )?;
+    let removed = rekey::forget_backup(&g.state_dir(), &id)?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "operation": "forget_backup",
+            "migration_id": id,
+            "removed": removed,
+        }))?;
+    } else {
+        for p in &removed {
+            println!("deleted {}", p.display());
+        }
+        println!("Rekey {id}: backup deleted; it can no longer be rolled back.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
-    let spec: StoreSpec = parse_spec(&a.store)?;
+    if let Some(id) = &a.forget_backup {
+        return cmd_forget_backup(g, a, id);
+    }
+    let store = a
+        .store
+        .as_deref()
+        .ok_or_else(|| CliError::usage("--store SPEC is required"))?;
+    let spec: StoreSpec = parse_spec(store)?;
     let format = rekey::format_of(&spec)?;
     if a.print_env && (a.json || std::io::stdout().is_terminal()) {
         return Err(CliError::usage(
@@ -320,7 +357,10 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         // A dry run writes nothing, not even the generated key.
         let (new, _) = match &a.generate_new_key {
             Some(_) => (rekey::keygen::throwaway_key(format)?, String::new()),
-            None => new_key(n, format, None, &opts, a.kdf_iterations.is_some())?,
+            None => {
+                let raised = a.kdf_iterations.is_some();
+                new_key(n, format, &opts, raised, raised)?
+            }
         };
         let plan = rekey::dry_run(&spec, &opts, &new)?;
         if a.json {
@@ -330,17 +370,33 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(p) = &a.generate_new_key {
-        rekey::keygen::generate(format, p)?;
-        eprintln!("new key written to {} (mode 0600)", p.display());
-    }
-    let (new, origin) = new_key(
-        n,
-        format,
-        a.generate_new_key.as_ref(),
-        &opts,
-        a.kdf_iterations.is_some(),
-    )?;
+    // A generated key stays in memory until the run holds the lock and
+    // has checked the old key: a refused run leaves no file.
+    let (new, origin, generated) = match &a.generate_new_key {
+        Some(p) => {
+            if n.new_key_file.is_some()
+                || n.new_passphrase_file.is_some()
+                || n.new_passphrase_env.is_some()
+            {
+                return Err(CliError::usage(
+                    "give the new key one way: --new-key-file, --generate-new-key, \
+                     --new-passphrase-file or --new-passphrase-env",
+                ));
+            }
+            let (pending, new) = rekey::keygen::PendingKey::new(format, p)?;
+            let origin = if text_format(format) {
+                format!("file {}", p.display())
+            } else {
+                format!("key file {}", p.display())
+            };
+            (new, origin, Some(std::sync::Arc::new(pending)))
+        }
+        None => {
+            let raised = a.kdf_iterations.is_some();
+            let (new, origin) = new_key(n, format, &opts, raised, raised)?;
+            (new, origin, None)
+        }
+    };
     if !a.yes {
         let plan = rekey::dry_run(&spec, &opts, &new)?;
         print_plan(&plan);
@@ -350,8 +406,15 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         spec,
         new_key: new.clone(),
         new_key_origin: origin,
+        generated,
     };
-    let report = rekey::run(&req, &g.state_dir(), &opts, &mut progress())?;
+    let ran = rekey::run(&req, &g.state_dir(), &opts, &mut progress());
+    if let Some(p) = &a.generate_new_key
+        && p.exists()
+    {
+        eprintln!("new key written to {} (mode 0600)", p.display());
+    }
+    let report = ran?;
     print_report(&report, a.json, a.print_env)?;
     if a.print_env && report.status == engine::MigrationStatus::Completed {
         print_env(format, &new, &opts)?;
@@ -361,7 +424,7 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
 
 /// `resume` of a rekey: the new key again from the `--new-...` flags.
 pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
-    let opts = g.key_options()?;
+    let mut opts = g.key_options()?;
     let st = rekey::RekeyState::load(
         &rekey::rekey_dir(&g.state_dir(), id)
             .ok_or_else(|| CliError::usage(format!("{id} is not a rekey")))?,
@@ -376,12 +439,17 @@ pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
     let format = st
         .format
         .ok_or_else(|| CliError::failed(format!("rekey {id}: no format recorded")))?;
+    // The count the rekey was started with, not today's default.
+    if let Some(n) = st.kdf_iterations {
+        opts.kdf_iterations = n;
+    }
+    let same = st.new_key_kind == Some(rekey::NewKeyKind::SamePassphrase);
     let (new, _) = new_key(
         &g.new_key,
         format,
-        None,
         &opts,
-        st.new_key.starts_with("the same"),
+        same || st.kdf_iterations.is_some(),
+        same,
     )?;
     let report = rekey::resume(&g.state_dir(), id, &opts, &new, &mut progress())?;
     print_report(&report, json, false)?;

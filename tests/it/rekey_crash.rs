@@ -173,7 +173,10 @@ fn a_laravel_rekey_crashed_after_every_record_resumes_or_rolls_back() {
 /// What a credshift store holds, as stored: the file, or every cell a
 /// rekey rewrites in its tables.
 fn dump(spec: &str) -> Vec<String> {
-    if let Some(p) = spec.strip_prefix("encrypted:") {
+    if let Some(p) = spec
+        .strip_prefix("encrypted:")
+        .or_else(|| spec.strip_prefix("bundle:"))
+    {
         return vec![hex::encode(std::fs::read(p).unwrap())];
     }
     if let Some(p) = spec.strip_prefix("sqlite:") {
@@ -296,6 +299,11 @@ fn an_encrypted_file_rekey_crashed_after_every_record_resumes_or_rolls_back() {
 }
 
 #[test]
+fn a_bundle_rekey_crashed_after_every_record_resumes_or_rolls_back() {
+    own_store_crashes(&|d| Some(format!("bundle:{}", d.join("b.bundle").display())));
+}
+
+#[test]
 fn a_credshift_sqlite_rekey_crashed_after_every_record_resumes_or_rolls_back() {
     own_store_crashes(&|d| Some(format!("sqlite:{}", d.join("c.db").display())));
 }
@@ -393,4 +401,160 @@ fn a_prompttrain_rekey_crashed_after_every_record_resumes_or_rolls_back() {
         }
     }
     assert_eq!(records, Some(10), "6 values: batches 1, 2, 3");
+}
+
+/// A Laravel rekey killed first, then killed again after each record of
+/// its own resume (or its own rollback): every row stays under exactly
+/// one key, and the next resume (or rollback) finishes the job.
+#[test]
+fn a_laravel_rekey_crashed_again_during_its_resume_or_rollback_finishes() {
+    let prev_text = key_text(5);
+    let prev = app_key(&prev_text);
+    let app = app_key(&support::fragments_app_key());
+    let new_text = key_text(77);
+    let new = app_key(&new_text);
+    // Killed after the first batch's done (5) and in the third batch (8).
+    for first in [5u32, 8] {
+        for recovery in ["resume", "rollback"] {
+            let mut finished = false;
+            for k in 1..=20u32 {
+                let dir = tempfile::tempdir().unwrap();
+                let state = dir.path().join("state");
+                let db = laravel_db(dir.path(), &prev);
+                let original = payloads(&db);
+                let plain = plaintexts(&original, &[&app, &prev]);
+                let new_file = private_file(&dir.path().join("new.key"), new_text.as_bytes());
+                let spec = format!("laravel:sqlite:{}", db.display());
+                let (out, _, stderr) = run(laravel_cmd(&state, &prev_text, &new_file)
+                    .env("CREDSHIFT_CRASH_AT", first.to_string())
+                    .args(["rekey", "--store", &spec, "--yes"]));
+                assert_eq!(out.status.code(), None, "not an abort: {stderr}");
+                let id = only_id(&state);
+                let again = || {
+                    let mut c = laravel_cmd(&state, &prev_text, &new_file);
+                    c.args([recovery, "--migration-id", &id, "--yes"]);
+                    c
+                };
+                let (out, _, stderr) = run(again().env("CREDSHIFT_CRASH_AT", k.to_string()));
+                let crashed = out.status.code().is_none();
+                if !crashed {
+                    assert!(out.status.success(), "{first}/{recovery} K={k}: {stderr}");
+                    finished = true;
+                }
+                for (i, (olds, n)) in openers(&payloads(&db), &[&app, &prev], &new)
+                    .iter()
+                    .enumerate()
+                {
+                    assert_eq!(
+                        olds + usize::from(*n),
+                        1,
+                        "{first}/{recovery} K={k}: row {i}"
+                    );
+                }
+                if crashed {
+                    let (out, _, stderr) = run(again());
+                    assert!(
+                        out.status.success(),
+                        "{first}/{recovery} K={k} again: {stderr}"
+                    );
+                }
+                let after = payloads(&db);
+                if recovery == "resume" {
+                    assert!(
+                        openers(&after, &[&app, &prev], &new)
+                            .iter()
+                            .all(|(olds, n)| *n && *olds == 0),
+                        "{first}/{recovery} K={k}"
+                    );
+                    assert_eq!(plaintexts(&after, &[&new]), plain);
+                } else {
+                    assert_eq!(after, original, "{first}/{recovery} K={k}: byte for byte");
+                }
+                if finished {
+                    break;
+                }
+            }
+            assert!(finished, "{first}/{recovery}: never ran to its end");
+        }
+    }
+}
+
+/// Laravel's table in PostgreSQL (the Fragments rows: batches 1, 2, 1),
+/// killed after each record, then resumed or rolled back.
+#[test]
+fn a_laravel_postgres_rekey_crashed_after_every_record_resumes_or_rolls_back() {
+    let app = app_key(&support::fragments_app_key());
+    let new_text = key_text(78);
+    let new = app_key(&new_text);
+    let mut records = None;
+    for k in 1..=14u32 {
+        for recovery in ["resume", "rollback"] {
+            let Some(db) = support::pg::fresh_db() else {
+                return;
+            };
+            let url = db.url();
+            support::pg::execute(
+                &url,
+                &support::laravel::pg_schema("a_i_credentials", "BOOLEAN"),
+            );
+            let data = std::fs::read_to_string(support::fixture("fragments/data.sql"))
+                .unwrap()
+                .replace("}', 1, '", "}', TRUE, '");
+            support::pg::execute(&url, &data);
+            let rows = || -> Vec<String> {
+                support::pg::connect(&url)
+                    .query(
+                        "SELECT encrypted_credentials FROM a_i_credentials ORDER BY id",
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            };
+            let original = rows();
+            assert_eq!(original.len(), 4);
+            let plain = plaintexts(&original, &[&app]);
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state");
+            let new_file = private_file(&dir.path().join("new.key"), new_text.as_bytes());
+            let spec = format!("laravel:{url}");
+            let cmd = || {
+                let mut c = credshift(&state);
+                c.env("APP_KEY", support::fragments_app_key())
+                    .args(["--new-key-file", new_file.to_str().unwrap()]);
+                c
+            };
+            let (out, _, stderr) = run(cmd()
+                .env("CREDSHIFT_CRASH_AT", k.to_string())
+                .args(["rekey", "--store", &spec, "--yes"]));
+            if out.status.success() {
+                records.get_or_insert(k - 1);
+                break;
+            }
+            assert_eq!(out.status.code(), None, "K={k}: not an abort: {stderr}");
+            for (i, (olds, n)) in openers(&rows(), &[&app], &new).iter().enumerate() {
+                assert_eq!(olds + usize::from(*n), 1, "K={k}: row {i}");
+            }
+            let id = only_id(&state);
+            let (out, _, stderr) = run(cmd().args([recovery, "--migration-id", &id, "--yes"]));
+            assert!(out.status.success(), "K={k} {recovery}: {stderr}");
+            let after = rows();
+            if recovery == "resume" {
+                assert!(
+                    openers(&after, &[&app], &new)
+                        .iter()
+                        .all(|(olds, n)| *n && *olds == 0),
+                    "K={k}"
+                );
+                assert_eq!(plaintexts(&after, &[&new]), plain, "K={k}");
+            } else {
+                assert_eq!(after, original, "K={k}: old ciphertexts byte for byte");
+            }
+        }
+        if records.is_some() {
+            break;
+        }
+    }
+    assert_eq!(records, Some(10), "4 rows: batches 1, 2, 1");
 }

@@ -11,6 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use credshift::credential::Secret;
+use credshift::crypto::prompttrain::{self as pt, MasterKey};
 use support::{canary, credshift, pg, run};
 
 fn private_file(path: &Path, text: &str) -> PathBuf {
@@ -119,18 +121,34 @@ fn prompttrain_values_end_under_the_new_key_only_and_roll_back_byte_for_byte() {
     assert!(new_key.len() >= 32);
 
     let after = account_values(&url);
-    let values: Vec<String> = after.iter().map(|(_, v)| v.clone()).collect();
-    let Some(with_new) = node_decrypt(&new_key, &values) else {
-        return;
-    };
-    for ((id, _), plain) in after.iter().zip(&with_new) {
-        assert_eq!(plain.as_str(), Some(expected[id].as_str()), "{id}: {plain}");
+    assert_eq!(after.len(), before.len());
+    // credshift's implementation of the format, always: the new key opens
+    // every value, the old none.
+    let new_master = MasterKey::new(&Secret::new(new_key.as_str())).unwrap();
+    let old_master = MasterKey::new(&Secret::new(old_key.as_str())).unwrap();
+    for (id, v) in &after {
+        assert_eq!(pt::decrypt(&new_master, v).unwrap().expose(), expected[id]);
+        assert!(
+            pt::decrypt(&old_master, v).is_err(),
+            "{id}: the old key opens it"
+        );
     }
-    let with_old = node_decrypt(&old_key, &values).unwrap();
-    assert!(
-        with_old.iter().all(|v| v.get("error").is_some()),
-        "the old key still opens one"
-    );
+    // agent-prompttrain's own algorithm in Node, an independent check, where
+    // node is (required under CREDSHIFT_REQUIRE_SERVICES=1); the checks
+    // after it need no node.
+    let values: Vec<String> = after.iter().map(|(_, v)| v.clone()).collect();
+    if let Some(with_new) = node_decrypt(&new_key, &values) {
+        assert_eq!(with_new.len(), after.len(), "node answered for every value");
+        for ((id, _), plain) in after.iter().zip(&with_new) {
+            assert_eq!(plain.as_str(), Some(expected[id].as_str()), "{id}: {plain}");
+        }
+        let with_old = node_decrypt(&old_key, &values).unwrap();
+        assert_eq!(with_old.len(), after.len(), "node answered for every value");
+        assert!(
+            with_old.iter().all(|v| v.get("error").is_some()),
+            "the old key still opens one"
+        );
+    }
 
     // No key, no value: in the output, the journal, the audit, the backup.
     let mut hay = canary::file_haystacks(&state);
@@ -292,6 +310,87 @@ fn a_credshift_postgres_table_rekeys_to_a_new_passphrase_and_rolls_back() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(cells(), before);
     assert!(get(&old).0.status.success());
+}
+
+/// A row agent-prompttrain rewrote during the rekey stays under the old
+/// key; agent-prompttrain has one key only, so the report's first step is
+/// to run the rekey again, and that second run rekeys just that row.
+#[test]
+fn a_row_the_app_changed_during_a_prompttrain_rekey_is_rekeyed_by_a_second_run() {
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/schema.sql"));
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/data.sql"));
+    let old_text =
+        std::fs::read_to_string(support::fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY"))
+            .unwrap()
+            .trim()
+            .to_string();
+    let new_text = "second-run-new-master-key-0123456789abcdef";
+    let old = MasterKey::new(&Secret::new(old_text.as_str())).unwrap();
+    let new = MasterKey::new(&Secret::new(new_text)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let new_file = private_file(&dir.path().join("new.key"), new_text);
+    let spec = format!("prompttrain-db:{url}");
+    let rekey = |extra: &[&str]| {
+        let mut c = credshift(&state);
+        c.env("CREDENTIAL_ENCRYPTION_KEY", &old_text)
+            .args(["--new-key-file", new_file.to_str().unwrap()])
+            .args(extra);
+        c
+    };
+    // Stopped after its plan; the application then writes a new API key
+    // for acc_alpha under the key it has (the old one).
+    let (out, _, stderr) =
+        run(rekey(&["rekey", "--store", &spec, "--yes"]).env("CREDSHIFT_CRASH_AT", "2"));
+    assert_eq!(out.status.code(), None, "not an abort: {stderr}");
+    let apps_value = "sk-ant-api03-written-by-the-app-during-the-rekey-0123456789";
+    pg::connect(&url)
+        .execute(
+            "UPDATE accounts SET api_key_encrypted = $1 WHERE account_id = 'acc_alpha'",
+            &[&pt::encrypt(&old, apps_value).unwrap()],
+        )
+        .unwrap();
+    let (_, hist, _) = run(credshift(&state).args(["history", "--json"]));
+    let id = support::json(&hist)[0]["id"].as_str().unwrap().to_string();
+    let (out, stdout, stderr) = run(rekey(&["resume", "--migration-id", &id, "--yes", "--json"]));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let r = support::json(&stdout);
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["conflicts"], 1, "{r}");
+    let first = r["next_steps"][0].as_str().unwrap();
+    assert!(
+        first.starts_with("Before you switch: run `credshift rekey --store")
+            && first.contains("only the 1 value(s)"),
+        "{first}"
+    );
+    let values = account_values(&url);
+    let still_old: Vec<&String> = values
+        .iter()
+        .filter(|(_, v)| pt::decrypt(&old, v).is_ok())
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(still_old, ["account:acc_alpha/api_key"]);
+
+    // The second run, as the step says: only that row, the rest done.
+    let (out, stdout, stderr) = run(rekey(&["rekey", "--store", &spec, "--yes", "--json"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let r = support::json(&stdout);
+    assert_eq!(r["copied"], 1, "{r}");
+    assert_eq!(r["skipped"].as_u64(), Some(values.len() as u64 - 1), "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["conflicts"], 0, "{r}");
+    for (at, v) in account_values(&url) {
+        assert!(
+            pt::decrypt(&old, &v).is_err(),
+            "{at}: still under the old key"
+        );
+        let plain = pt::decrypt(&new, &v).unwrap();
+        if at == "account:acc_alpha/api_key" {
+            assert_eq!(plain.expose(), apps_value);
+        }
+    }
 }
 
 /// The PostgreSQL compare-and-swap of a batch (one `UPDATE ... FROM

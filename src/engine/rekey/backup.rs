@@ -1,7 +1,10 @@
 //! The rekey's backup: every old ciphertext as it was stored, sealed in a
 //! credshift envelope under a key file of its own in the migration folder
-//! (0600). What it holds is still encrypted under the old key, so the key
-//! file beside it gives away no value; rollback needs no key from the user.
+//! (0600), so rollback needs no key from the user. The key file opens the
+//! old ciphertexts, and those open under the old key: anyone who holds the
+//! old key (the usual reason to rekey is that it leaked) and can read the
+//! state dir reads every value as it was. Keep the folder until the
+//! application runs on the new key, then delete it (the report says where).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +28,16 @@ struct Saved {
 /// Seal `cells` into `DIR/rekey-backup.enc` (fsynced) and return its path.
 pub fn write(dir: &Path, cells: &[Cell]) -> Result<PathBuf> {
     let key_path = dir.join(REKEY_BACKUP_KEY);
-    kdf::generate_key_file(&key_path)?;
+    // Only called while no backup is journaled: a key file already here
+    // is from a run stopped before that record (a kill, a full disk). Its
+    // backup, if any, was never recorded, so the key is reused, or made
+    // again when the stop tore it; else resume would refuse it forever.
+    if key_path.exists() && kdf::load_key_file(&key_path).is_err() {
+        std::fs::remove_file(&key_path).map_err(|e| StoreError::io(&key_path, e))?;
+    }
+    if !key_path.exists() {
+        kdf::generate_key_file(&key_path)?;
+    }
     let key = SealingKey::new(&KeySource::Key(kdf::load_key_file(&key_path)?), 0)?;
     let saved: Vec<Saved> = cells
         .iter()

@@ -30,6 +30,19 @@ pub enum NewKey {
     SamePassphrase,
 }
 
+impl NewKey {
+    /// Its kind, for the journal.
+    pub fn kind(&self) -> super::journal::NewKeyKind {
+        use super::journal::NewKeyKind as K;
+        match self {
+            NewKey::Text(_) => K::Text,
+            NewKey::Passphrase(_) => K::Passphrase,
+            NewKey::KeyFile(_) => K::KeyFile,
+            NewKey::SamePassphrase => K::SamePassphrase,
+        }
+    }
+}
+
 impl std::fmt::Debug for NewKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

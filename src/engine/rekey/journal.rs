@@ -59,6 +59,22 @@ pub struct BegunCell {
     pub new_fp: String,
 }
 
+/// What kind of new key a rekey was given (never the key), so `resume`
+/// asks for the same kind and knows a count-only rekey without reading
+/// any message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewKeyKind {
+    /// agent-prompttrain's or Laravel's key text.
+    Text,
+    /// A new credshift passphrase.
+    Passphrase,
+    /// A 32-byte credshift key file.
+    KeyFile,
+    /// credshift's key kept, only the KDF count changed.
+    SamePassphrase,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RekeyRecord {
@@ -73,6 +89,13 @@ pub enum RekeyRecord {
         /// Where the new key came from (a path or a variable name).
         new_key: String,
         user: String,
+        /// Absent in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_key_kind: Option<NewKeyKind>,
+        /// credshift's PBKDF2 count for the new key (its own stores only):
+        /// a resume seals at the count the rekey was started with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kdf_iterations: Option<u32>,
     },
     RekeyPlanned {
         cells: Vec<PlannedCell>,
@@ -104,9 +127,13 @@ pub enum RekeyRecord {
     RekeyUndone {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         restored: Vec<CellRef>,
-        /// Cells that could not be put back (changed since, or an error).
+        /// Cells that could not be put back (an error: not in the backup).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         kept: Vec<CellNote>,
+        /// Cells the application changed or removed since the rekey: its
+        /// values, left as they are; they do not keep a rollback open.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<CellNote>,
     },
     RekeyRolledBack {
         complete: bool,
@@ -195,6 +222,8 @@ pub struct RekeyState {
     pub identity: Option<StoreIdentity>,
     pub old_keys: Vec<String>,
     pub new_key: String,
+    pub new_key_kind: Option<NewKeyKind>,
+    pub kdf_iterations: Option<u32>,
     pub planned: Option<Vec<PlannedCell>>,
     pub already_new: usize,
     pub untouched: Vec<CellNote>,
@@ -207,6 +236,10 @@ pub struct RekeyState {
     pub failed: BTreeMap<CellRef, String>,
     pub restored: BTreeSet<CellRef>,
     pub kept: BTreeMap<CellRef, String>,
+    /// Left alone by a rollback: the application's values since.
+    pub left: BTreeMap<CellRef, String>,
+    /// The rekey finished once (the application may run on the new key).
+    pub completed_once: bool,
     pub rolling_back: bool,
     pub rolled_back: Option<bool>,
     pub finished: Option<MigrationStatus>,
@@ -224,6 +257,8 @@ impl RekeyState {
             identity: None,
             old_keys: Vec::new(),
             new_key: String::new(),
+            new_key_kind: None,
+            kdf_iterations: None,
             planned: None,
             already_new: 0,
             untouched: Vec::new(),
@@ -234,6 +269,8 @@ impl RekeyState {
             failed: BTreeMap::new(),
             restored: BTreeSet::new(),
             kept: BTreeMap::new(),
+            left: BTreeMap::new(),
+            completed_once: false,
             rolling_back: false,
             rolled_back: None,
             finished: None,
@@ -266,6 +303,8 @@ impl RekeyState {
                 identity,
                 old_keys,
                 new_key,
+                new_key_kind,
+                kdf_iterations,
                 ..
             } => {
                 self.started_at = l.at.clone();
@@ -274,6 +313,8 @@ impl RekeyState {
                 self.identity = identity.as_deref().cloned();
                 self.old_keys = old_keys.clone();
                 self.new_key = new_key.clone();
+                self.new_key_kind = *new_key_kind;
+                self.kdf_iterations = *kdf_iterations;
             }
             RekeyRecord::RekeyPlanned {
                 cells,
@@ -315,18 +356,30 @@ impl RekeyState {
                 self.rolling_back = true;
                 self.rolled_back = Some(false);
             }
-            RekeyRecord::RekeyUndone { restored, kept } => {
+            RekeyRecord::RekeyUndone {
+                restored,
+                kept,
+                left,
+            } => {
                 for at in restored {
                     self.kept.remove(at);
+                    self.left.remove(at);
                     self.restored.insert(at.clone());
                 }
                 for n in kept {
                     self.kept.insert(n.at.clone(), n.reason.clone());
                 }
+                for n in left {
+                    self.kept.remove(&n.at);
+                    self.left.insert(n.at.clone(), n.reason.clone());
+                }
             }
             RekeyRecord::RekeyRolledBack { complete } => self.rolled_back = Some(*complete),
             RekeyRecord::RekeyVerifyRun { .. } => {}
-            RekeyRecord::RekeyFinished { status } => self.finished = Some(*status),
+            RekeyRecord::RekeyFinished { status } => {
+                self.completed_once |= *status == MigrationStatus::Completed;
+                self.finished = Some(*status);
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -33,11 +33,107 @@ pub fn fresh_key_text(format: RekeyFormat) -> Result<Option<Zeroizing<String>>> 
     })
 }
 
+fn exists_error(path: &Path) -> StoreError {
+    StoreError::Other(format!(
+        "{}: already exists; refusing to overwrite a key file",
+        path.display()
+    ))
+}
+
+/// `--generate-new-key PATH`: a fresh key made in memory, written at PATH
+/// only by [`PendingKey::commit`], once the rekey holds the lock and has
+/// checked the old key (`rekey::run`): a refused run leaves no key file.
+pub struct PendingKey {
+    path: PathBuf,
+    text: Option<Zeroizing<String>>,
+    /// credshift's stores read the new key from a file: it waits under a
+    /// hidden name beside PATH (so it can be linked into place), removed
+    /// on drop.
+    temp: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PendingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PendingKey({})", self.path.display())
+    }
+}
+
+impl PendingKey {
+    /// A fresh key for `format`, to be written at `path`, and the new key
+    /// the rekey uses meanwhile.
+    pub fn new(format: RekeyFormat, path: &Path) -> Result<(PendingKey, super::NewKey)> {
+        if path.symlink_metadata().is_ok() {
+            return Err(exists_error(path));
+        }
+        let mut key = PendingKey {
+            path: path.to_path_buf(),
+            text: None,
+            temp: None,
+        };
+        if let Some(text) = fresh_key_text(format)? {
+            let new = super::NewKey::Text(crate::credential::Secret::new(text.as_str()));
+            key.text = Some(text);
+            return Ok((key, new));
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = fsutil::parent_dir(path).join(format!(".{name}.credshift-pending"));
+        // Only ever ours, and never needed after its run (a killed one).
+        if temp.symlink_metadata().is_ok_and(|m| m.is_file()) {
+            let _ = std::fs::remove_file(&temp);
+        }
+        kdf::generate_key_file(&temp)?;
+        key.temp = Some(temp.clone());
+        Ok((key, super::NewKey::KeyFile(temp)))
+    }
+
+    /// Where the key goes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write the key at its path (0600, never over a file, fsynced).
+    pub fn commit(&self) -> Result<()> {
+        if let Some(text) = &self.text {
+            return write_text(&self.path, text);
+        }
+        let Some(temp) = &self.temp else {
+            return Ok(());
+        };
+        // A link fails on an existing file, where a rename would replace it.
+        std::fs::hard_link(temp, &self.path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                exists_error(&self.path)
+            } else {
+                StoreError::io(&self.path, e)
+            }
+        })?;
+        let _ = std::fs::remove_file(temp);
+        fsutil::fsync_dir(&fsutil::parent_dir(&self.path))
+            .map_err(|e| StoreError::io(&self.path, e))
+    }
+}
+
+impl Drop for PendingKey {
+    fn drop(&mut self) {
+        if let Some(temp) = &self.temp {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
 /// Write a fresh key for `format` at `path` (0600, never over a file).
 pub fn generate(format: RekeyFormat, path: &Path) -> Result<()> {
     let Some(text) = fresh_key_text(format)? else {
         return kdf::generate_key_file(path);
     };
+    write_text(path, &text)
+}
+
+/// Key text at `path`, with a newline (0600, never over a file).
+fn write_text(path: &Path, text: &str) -> Result<()> {
     let dir = fsutil::parent_dir(path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -46,10 +142,7 @@ pub fn generate(format: RekeyFormat, path: &Path) -> Result<()> {
         .open(path)
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                StoreError::Other(format!(
-                    "{}: already exists; refusing to overwrite a key file",
-                    path.display()
-                ))
+                exists_error(path)
             } else {
                 StoreError::io(path, e)
             }

@@ -46,9 +46,10 @@ pub mod keygen;
 mod recover;
 
 pub use codec::{NewKey, Under};
-pub use journal::{RekeyRecord, RekeyState, is_rekey};
+pub use journal::{NewKeyKind, RekeyRecord, RekeyState, is_rekey};
 pub use recover::{
-    history, partial_rollback_refusal, report_of, resume, rollback, rollback_only, verify,
+    forget_backup, history, partial_rollback_refusal, report_of, resume, rollback, rollback_only,
+    verify,
 };
 
 use codec::{Codec, Plain};
@@ -65,6 +66,9 @@ pub struct RekeyRequest {
     pub new_key: NewKey,
     /// `file PATH` or `variable NAME`.
     pub new_key_origin: String,
+    /// A key made by `--generate-new-key`, written only once the run has
+    /// its lock and a plan under the old key (nothing left by a refusal).
+    pub generated: Option<std::sync::Arc<keygen::PendingKey>>,
 }
 
 /// How many cells one key opens.
@@ -235,7 +239,14 @@ fn under_keys(names: &[String], todo: impl Iterator<Item = usize>) -> Vec<KeyCou
 pub fn dry_run(spec: &StoreSpec, opts: &KeyOptions, new: &NewKey) -> Result<RekeyPlan> {
     let format = format_of(spec)?;
     let store = store::open(spec, opts)?;
-    let (_, _locks) = session::rekey(store.as_ref(), session::Use::READ, None, "", None)?;
+    let (_, _locks) = session::rekey(
+        store.as_ref(),
+        session::Use::READ,
+        None,
+        "",
+        None,
+        opts.lock_wait,
+    )?;
     let mut cells = raw::open(spec, opts)?;
     let s = survey(format, &spec.to_string(), cells.as_mut(), opts, new)?;
     let names = s.codec.old_key_names();
@@ -463,6 +474,7 @@ pub fn run_cancellable(
         Some(state_dir),
         &id.0,
         None,
+        opts.lock_wait,
     );
     let planned = locked.and_then(|(identity, locks)| {
         let mut cells = raw::open(&spec, opts)?;
@@ -483,6 +495,12 @@ pub fn run_cancellable(
             return Err(e);
         }
     };
+    if let Some(k) = &req.generated
+        && let Err(e) = k.commit()
+    {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e.into());
+    }
     let mut j = RekeyJournal::open(&dir, &id)?;
     let names = s.codec.old_key_names();
     j.append(RekeyRecord::RekeyStarted {
@@ -493,6 +511,10 @@ pub fn run_cancellable(
         old_keys: names.clone(),
         new_key: req.new_key_origin.clone(),
         user: crate::engine::audit::who(),
+        new_key_kind: Some(req.new_key.kind()),
+        // Only credshift's own formats have a count of ours to keep.
+        kdf_iterations: (!matches!(format, RekeyFormat::PromptTrain | RekeyFormat::Laravel))
+            .then_some(opts.kdf_iterations),
     })?;
     j.append(RekeyRecord::RekeyPlanned {
         cells: s

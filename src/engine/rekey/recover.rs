@@ -18,7 +18,10 @@ use crate::unlock::KeyOptions;
 
 use super::backup;
 use super::codec::{self, NewKey, Plain, Under};
-use super::journal::{CellNote, PlannedCell, RekeyJournal, RekeyRecord, RekeyState, fp};
+use super::journal::{
+    CellNote, PlannedCell, REKEY_BACKUP_FILE, REKEY_BACKUP_KEY, REKEY_JOURNAL_FILE, RekeyJournal,
+    RekeyRecord, RekeyState, fp,
+};
 use super::{
     KeyCount, LocationNote, RekeyProgress, RekeyReport, changed_store, finish, load, rekey_dir,
     run_batches, spec_of, under_keys,
@@ -40,15 +43,44 @@ pub fn history(state_dir: &Path) -> Vec<HistoryEntry> {
         .collect();
     ids.sort();
     ids.iter()
-        .filter_map(|id| RekeyState::load(&rekey_dir(state_dir, id)?, id).ok())
-        .map(|st| HistoryEntry {
-            id: st.id.clone(),
-            started_at: st.started_at.clone(),
-            from: crate::store::redact_url(&st.store),
-            to: to_of(&st),
-            status: st.status(),
-            copied: st.rekeyed_now(),
-            failed: st.failed.len(),
+        .filter_map(|id| Some((id, rekey_dir(state_dir, id)?)))
+        .map(|(id, dir)| match RekeyState::load(&dir, id) {
+            Ok(st) => HistoryEntry {
+                id: st.id.clone(),
+                started_at: st.started_at.clone(),
+                from: crate::store::redact_url(&st.store),
+                to: to_of(&st),
+                status: st.status(),
+                copied: st.rekeyed_now(),
+                failed: st.failed.len(),
+            },
+            // Unreadable is not absent: a damaged journal may be a rekey
+            // left between two keys, so it is listed with where it is.
+            Err(e) => HistoryEntry {
+                id: id.clone(),
+                started_at: String::new(),
+                from: dir.join(REKEY_JOURNAL_FILE).display().to_string(),
+                to: format!("(unreadable rekey journal: {e})"),
+                status: MigrationStatus::Interrupted,
+                copied: 0,
+                failed: 0,
+            },
+        })
+        .collect()
+}
+
+/// Cells the application changed: during the rekey (left under the old
+/// key), and since it, found by a rollback (left as they are).
+fn changed_notes(st: &RekeyState) -> Vec<LocationNote> {
+    let mut all: BTreeMap<&CellRef, String> =
+        st.changed.iter().map(|(at, e)| (at, e.clone())).collect();
+    for (at, e) in &st.left {
+        all.insert(at, format!("rollback: {e}"));
+    }
+    all.into_iter()
+        .map(|(at, error)| LocationNote {
+            location: at.to_string(),
+            error,
         })
         .collect()
 }
@@ -57,7 +89,25 @@ fn next_steps(st: &RekeyState, status: MigrationStatus) -> Vec<String> {
     let id = &st.id;
     match status {
         MigrationStatus::RolledBack => {
-            return vec!["Nothing to change: every value is under the old key again.".into()];
+            let mut steps = vec![if st.completed_once {
+                // The finished rekey told the user to switch to the new key.
+                format!(
+                    "Every value is under the old key again: if the application was switched to \
+                     the new key ({}), switch it back to the old key ({}) and restart it.",
+                    st.new_key,
+                    st.old_keys.join(", ")
+                )
+            } else {
+                "Nothing to change: every value is under the old key again.".into()
+            }];
+            if !st.left.is_empty() {
+                steps.push(format!(
+                    "{} value(s) the application changed since the rekey were left as they are \
+                     (listed above): they hold what the application wrote.",
+                    st.left.len()
+                ));
+            }
+            return steps;
         }
         MigrationStatus::Interrupted => {
             return vec![format!(
@@ -68,6 +118,35 @@ fn next_steps(st: &RekeyState, status: MigrationStatus) -> Vec<String> {
         }
         _ => {}
     }
+    let origin = &st.new_key;
+    let mut steps = Vec::new();
+    if !st.changed.is_empty() {
+        // Those values are still under the old key: switching first would
+        // leave agent-prompttrain (one key only) unable to open them.
+        steps.push(format!(
+            "Before you switch: run `credshift rekey --store {}` again with the same new key \
+             ({origin}) and the old key as now: it rekeys only the {} value(s) the application \
+             changed during this rekey, still under the old key, and counts the rest as done.",
+            crate::store::redact_url(&st.store),
+            st.changed.len()
+        ));
+    }
+    steps.extend(app_steps(st));
+    if status == MigrationStatus::Completed {
+        steps.push(format!(
+            "Once the application runs on the new key, run `credshift verify --migration-id \
+             {id}`, then delete the rekey's backup with `credshift rekey --forget-backup {id} \
+             --yes` ({REKEY_BACKUP_FILE} and {REKEY_BACKUP_KEY} in {}: the old ciphertexts with \
+             their key, which anyone holding the old key can read; `rollback` needs them until \
+             then).",
+            st.dir.display()
+        ));
+    }
+    steps
+}
+
+/// What to change in the application once every value is under the new key.
+fn app_steps(st: &RekeyState) -> Vec<String> {
     let origin = &st.new_key;
     match st.format {
         Some(RekeyFormat::PromptTrain) => vec![format!(
@@ -117,7 +196,7 @@ pub fn report_of(st: &RekeyState) -> RekeyReport {
         total: planned.len() + st.already_new + st.untouched.len(),
         copied: st.rekeyed_now(),
         skipped: st.already_new,
-        conflicts: st.changed.len(),
+        conflicts: changed_notes(st).len(),
         invalid: st.untouched.len(),
         failed: st.failed.len(),
         rolled_back: st.rolled_back == Some(true),
@@ -136,14 +215,7 @@ pub fn report_of(st: &RekeyState) -> RekeyReport {
         status,
         under_keys: counts,
         untouched: st.untouched.iter().map(LocationNote::from).collect(),
-        changed: st
-            .changed
-            .iter()
-            .map(|(at, e)| LocationNote {
-                location: at.to_string(),
-                error: e.clone(),
-            })
-            .collect(),
+        changed: changed_notes(st),
         next_steps: next_steps(st, status),
         notices: Vec::new(),
     }
@@ -197,6 +269,7 @@ fn hold(state_dir: &Path, id: &MigrationId, opts: &KeyOptions, usage: Use) -> Re
         Some(state_dir),
         &id.0,
         st.identity.as_ref(),
+        opts.lock_wait,
     )?;
     // Read again under the locks: another run may have moved it on.
     let journal = RekeyJournal::open(&st.dir, id)?;
@@ -242,9 +315,19 @@ pub fn resume(
     let format = st
         .format
         .ok_or_else(|| EngineError::Refused(format!("rekey {id}: no format recorded")))?;
+    if let Some(kind) = st.new_key_kind
+        && kind != new.kind()
+    {
+        return Err(EngineError::Refused(format!(
+            "rekey {id} was started with a new key of another kind ({kind:?}, {}): resume it \
+             with the same --new-... flag, or roll it back",
+            st.new_key
+        )));
+    }
     let all = held.cells.cells()?;
     let codec = codec::build(format, &st.store, &all, opts, new)?;
     let now: BTreeMap<CellRef, Cell> = all.into_iter().map(|c| (c.at.clone(), c)).collect();
+    refuse_another_new_key(&st, &now, codec.as_ref())?;
     held.journal.append(RekeyRecord::RekeyResumed)?;
     let planned = match st.planned.clone() {
         Some(p) => p,
@@ -287,13 +370,15 @@ pub fn resume(
         })?;
     }
     let (recovered, changed, redo) = sort_out(&st, &planned, &now);
-    let opened = codec.open(&recovered);
+    // Opened under the new key only: with the same passphrase and another
+    // count, the old key opens them too.
+    let opened = codec.open_new(&recovered);
     let mut rekeyed = Vec::new();
     let mut failed = Vec::new();
-    for (c, (under, _)) in recovered.iter().zip(opened) {
-        match under {
-            Under::New => rekeyed.push(c.at.clone()),
-            _ => failed.push(CellNote {
+    for (c, opened) in recovered.iter().zip(opened) {
+        match opened {
+            Ok(_) => rekeyed.push(c.at.clone()),
+            Err(_) => failed.push(CellNote {
                 at: c.at.clone(),
                 reason: "holds the journaled new ciphertext but does not open under the new key \
                          given (a different new key?)"
@@ -329,6 +414,40 @@ pub fn resume(
     let mut report = finish(&mut held.journal, state_dir, "resume")?;
     report.notices = held.locks.notices();
     Ok(report)
+}
+
+/// A resume given another new key than the run it finishes would leave
+/// the store under two new keys: refused before anything is written, when
+/// a cell already holds a new ciphertext the journal recorded and the key
+/// given does not open it. (Before the first swap nothing tells two new
+/// keys apart, and nothing needs to: no cell is under the first yet.)
+fn refuse_another_new_key(
+    st: &RekeyState,
+    now: &BTreeMap<CellRef, Cell>,
+    codec: &dyn codec::Codec,
+) -> Result<()> {
+    let written: Vec<Cell> = st
+        .begun
+        .iter()
+        .filter_map(|(at, fps)| now.get(at).filter(|c| fps.contains(&fp(&c.value))))
+        .cloned()
+        .collect();
+    let closed = codec
+        .open_new(&written)
+        .iter()
+        .filter(|r| r.is_err())
+        .count();
+    if closed > 0 {
+        return Err(EngineError::Refused(format!(
+            "rekey {}: the new key given does not open {closed} of the {} values this rekey \
+             already wrote under its new key ({}): resume with that same key, or roll back. \
+             Nothing was written",
+            st.id,
+            written.len(),
+            st.new_key
+        )));
+    }
+    Ok(())
 }
 
 type Sorted = (Vec<Cell>, Vec<CellNote>, Vec<Cell>);
@@ -376,16 +495,16 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result
     if st.rolled_back == Some(true) {
         return Ok(report_of(&st));
     }
-    let old = match &st.backup {
-        Some(p) => backup::read(&st.dir, p)?,
-        None => BTreeMap::new(),
-    };
+    let old = backup_of(&st)?;
     held.journal.append(RekeyRecord::RekeyRollbackStarted)?;
     let ats: Vec<CellRef> = st.begun.keys().cloned().collect();
-    let (restored, kept) = put_back(&mut held, &st, &old, &ats)?;
+    let (restored, kept, left) = put_back(&mut held, &st, &old, &ats)?;
     let complete = kept.is_empty();
-    held.journal
-        .append(RekeyRecord::RekeyUndone { restored, kept })?;
+    held.journal.append(RekeyRecord::RekeyUndone {
+        restored,
+        kept,
+        left,
+    })?;
     held.journal
         .append(RekeyRecord::RekeyRolledBack { complete })?;
     held.journal.append(RekeyRecord::RekeyFinished {
@@ -468,31 +587,51 @@ pub fn rollback_only(
              `table row column`). Nothing was changed"
         )));
     }
-    let old = match &st.backup {
-        Some(p) => backup::read(&st.dir, p)?,
-        None => BTreeMap::new(),
-    };
-    let (restored, kept) = put_back(&mut held, &st, &old, &ats)?;
-    held.journal
-        .append(RekeyRecord::RekeyUndone { restored, kept })?;
+    let old = backup_of(&st)?;
+    let (restored, kept, left) = put_back(&mut held, &st, &old, &ats)?;
+    held.journal.append(RekeyRecord::RekeyUndone {
+        restored,
+        kept,
+        left,
+    })?;
     audit(state_dir, &held.journal.state, "rollback");
     let mut report = report_of(&held.journal.state);
     report.notices = held.locks.notices();
     Ok(report)
 }
 
+/// The old ciphertexts the rekey's backup holds (none before a backup).
+fn backup_of(st: &RekeyState) -> Result<BTreeMap<CellRef, String>> {
+    match &st.backup {
+        Some(p) if !p.exists() && !st.dir.join(REKEY_BACKUP_KEY).exists() => {
+            Err(EngineError::Refused(format!(
+                "rekey {}: its backup was deleted (`rekey --forget-backup`): the old \
+                 ciphertexts are gone, there is nothing to roll back to",
+                st.id
+            )))
+        }
+        Some(p) => Ok(backup::read(&st.dir, p)?),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
 /// Put the old ciphertext back into each of `ats` that holds one the rekey
 /// wrote (compare-and-swap, one transaction): which were restored, which
-/// were kept (changed by the application, gone, not in the backup).
+/// were kept (not in the backup), which were left (the application's own
+/// values since: changed or removed).
+#[allow(clippy::type_complexity)]
 fn put_back(
     held: &mut Held,
     st: &RekeyState,
     old: &BTreeMap<CellRef, String>,
     ats: &[CellRef],
-) -> Result<(Vec<CellRef>, Vec<CellNote>)> {
+) -> Result<(Vec<CellRef>, Vec<CellNote>, Vec<CellNote>)> {
     let now = held.cells.read(ats)?;
     let mut restored = Vec::new();
     let mut kept = Vec::new();
+    // The application's own values since the rekey: not ours to undo, so
+    // they are listed and do not keep the rollback open for ever.
+    let mut left = Vec::new();
     let mut swaps = Vec::new();
     for (at, cur) in ats.iter().zip(now) {
         let Some(before) = old.get(at) else {
@@ -503,7 +642,7 @@ fn put_back(
             continue;
         };
         match cur {
-            None => kept.push(CellNote {
+            None => left.push(CellNote {
                 at: at.clone(),
                 reason: "removed by the application since the rekey".into(),
             }),
@@ -513,7 +652,7 @@ fn put_back(
                 old: v,
                 new: before.clone(),
             }),
-            Some(_) => kept.push(CellNote {
+            Some(_) => left.push(CellNote {
                 at: at.clone(),
                 reason: "changed by the application since the rekey; left as it is".into(),
             }),
@@ -523,13 +662,13 @@ fn put_back(
     for (s, o) in swaps.iter().zip(outcomes) {
         match o {
             raw::SwapOutcome::Swapped => restored.push(s.at.clone()),
-            _ => kept.push(CellNote {
+            _ => left.push(CellNote {
                 at: s.at.clone(),
                 reason: "changed by the application during the rollback; left as it is".into(),
             }),
         }
     }
-    Ok((restored, kept))
+    Ok((restored, kept, left))
 }
 
 /// Read the cells again: each rekeyed one must hold the new ciphertext
@@ -582,4 +721,46 @@ pub fn verify(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<R
     r.failures = bad;
     r.notices = held.locks.notices();
     Ok(r)
+}
+
+/// Delete the backup of a finished rekey that verify has passed since
+/// (`rekey --forget-backup ID`): the old ciphertexts and their key file,
+/// which anyone holding the old key could read. The journal stays, so
+/// history still lists it; rollback is refused from then on. Returns the
+/// files removed.
+pub fn forget_backup(state_dir: &Path, id: &MigrationId) -> Result<Vec<std::path::PathBuf>> {
+    let st = load(state_dir, id)?;
+    if st.status() != MigrationStatus::Completed {
+        return Err(EngineError::Refused(format!(
+            "rekey {id} is {}: its backup is what resume and rollback need; only the backup \
+             of a completed, verified rekey can be deleted",
+            status_word(st.status())
+        )));
+    }
+    let last_finish = st
+        .lines
+        .iter()
+        .rposition(|l| matches!(l.record, RekeyRecord::RekeyFinished { .. }));
+    let verified = st.lines.iter().enumerate().any(|(i, l)| {
+        matches!(l.record, RekeyRecord::RekeyVerifyRun { mismatched: 0, .. })
+            && last_finish.is_some_and(|f| i > f)
+    });
+    if !verified {
+        return Err(EngineError::Refused(format!(
+            "rekey {id} has no passing verify since it finished: run `credshift verify \
+             --migration-id {id}` first (the backup is the only way back)"
+        )));
+    }
+    let mut removed = Vec::new();
+    for name in [REKEY_BACKUP_FILE, REKEY_BACKUP_KEY] {
+        let path = st.dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::error::StoreError::io(&path, e).into()),
+        }
+    }
+    crate::fsutil::fsync_dir(&st.dir).map_err(|e| crate::error::StoreError::io(&st.dir, e))?;
+    audit(state_dir, &st, "forget-backup");
+    Ok(removed)
 }

@@ -143,6 +143,7 @@ fn a_cancel_stops_between_batches_and_rolls_back_byte_for_byte() {
         spec: StoreSpec::LaravelSqlite(path.clone()),
         new_key: NewKey::Text(new_text),
         new_key_origin: "file new.key".into(),
+        generated: None,
     };
     let cancel = AtomicBool::new(false);
     let mut seen = Vec::new();
@@ -179,4 +180,241 @@ fn batches_ramp_up_for_rows_and_stay_whole_for_files_and_tables() {
     assert!(big.iter().all(|&b| b <= MAX_REKEY_BATCH));
     assert_eq!(batches(RekeyFormat::Envelope, 1), vec![1]);
     assert_eq!(batches(RekeyFormat::CredshiftSqlite, 40), vec![40]);
+}
+
+fn cell(row: &str) -> CellRef {
+    CellRef {
+        table: "accounts".into(),
+        row: row.into(),
+        column: "api_key_encrypted".into(),
+    }
+}
+
+/// A journal in `dir` holding `records` after a prompttrain rekey's start.
+fn journal_with(dir: &Path, records: Vec<RekeyRecord>) -> RekeyJournal {
+    let id = MigrationId("20260101-000000-abcd".into());
+    let mut j = RekeyJournal::open(dir, &id).unwrap();
+    j.append(RekeyRecord::RekeyStarted {
+        migration_id: id,
+        store: "prompttrain-db:postgres://app@db/pt".into(),
+        format: RekeyFormat::PromptTrain,
+        identity: None,
+        old_keys: vec!["CREDENTIAL_ENCRYPTION_KEY".into()],
+        new_key: "file new.key".into(),
+        user: "u".into(),
+        new_key_kind: Some(NewKeyKind::Text),
+        kdf_iterations: None,
+    })
+    .unwrap();
+    for r in records {
+        j.append(r).unwrap();
+    }
+    j
+}
+
+fn planned(rows: &[&str]) -> RekeyRecord {
+    RekeyRecord::RekeyPlanned {
+        cells: rows
+            .iter()
+            .map(|r| PlannedCell {
+                at: cell(r),
+                key: 0,
+                old_fp: fp(r),
+            })
+            .collect(),
+        already_new: 0,
+        untouched: Vec::new(),
+    }
+}
+
+#[test]
+fn rows_the_app_changed_during_a_prompttrain_rekey_come_first_in_the_next_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal_with(
+        dir.path(),
+        vec![
+            planned(&["1", "2", "3"]),
+            RekeyRecord::RekeyBatchDone {
+                rekeyed: vec![cell("1"), cell("3")],
+                changed: vec![CellNote {
+                    at: cell("2"),
+                    reason: "changed by the application since it was read; left as it is".into(),
+                }],
+                failed: Vec::new(),
+            },
+            RekeyRecord::RekeyFinished {
+                status: MigrationStatus::Completed,
+            },
+        ],
+    );
+    let r = report_of(&j.state);
+    assert_eq!(r.status, MigrationStatus::Completed);
+    assert_eq!(r.conflicts, 1);
+    assert!(
+        r.next_steps[0].starts_with("Before you switch: run `credshift rekey --store")
+            && r.next_steps[0].contains("only the 1 value(s)"),
+        "{:?}",
+        r.next_steps
+    );
+    assert!(r.next_steps[1].contains("CREDENTIAL_ENCRYPTION_KEY"));
+    // Where the backup is and when to delete it.
+    let last = r.next_steps.last().unwrap();
+    assert!(
+        last.contains("credshift rekey --forget-backup")
+            && last.contains(journal::REKEY_BACKUP_FILE)
+            && last.contains(&dir.path().display().to_string()),
+        "{last}"
+    );
+    // Without a changed row the application's step comes first.
+    let dir2 = tempfile::tempdir().unwrap();
+    let j = journal_with(
+        dir2.path(),
+        vec![
+            planned(&["1"]),
+            RekeyRecord::RekeyBatchDone {
+                rekeyed: vec![cell("1")],
+                changed: Vec::new(),
+                failed: Vec::new(),
+            },
+            RekeyRecord::RekeyFinished {
+                status: MigrationStatus::Completed,
+            },
+        ],
+    );
+    assert!(report_of(&j.state).next_steps[0].starts_with("agent-prompttrain:"));
+}
+
+#[test]
+fn a_rollback_of_a_finished_rekey_says_to_switch_back_and_closes_over_the_apps_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal_with(
+        dir.path(),
+        vec![
+            planned(&["1", "2"]),
+            RekeyRecord::RekeyBatchDone {
+                rekeyed: vec![cell("1"), cell("2")],
+                changed: Vec::new(),
+                failed: Vec::new(),
+            },
+            RekeyRecord::RekeyFinished {
+                status: MigrationStatus::Completed,
+            },
+            RekeyRecord::RekeyRollbackStarted,
+            RekeyRecord::RekeyUndone {
+                restored: vec![cell("1")],
+                kept: Vec::new(),
+                left: vec![CellNote {
+                    at: cell("2"),
+                    reason: "changed by the application since the rekey; left as it is".into(),
+                }],
+            },
+            RekeyRecord::RekeyRolledBack { complete: true },
+            RekeyRecord::RekeyFinished {
+                status: MigrationStatus::RolledBack,
+            },
+        ],
+    );
+    let r = report_of(&j.state);
+    assert_eq!(r.status, MigrationStatus::RolledBack);
+    assert!(r.rolled_back);
+    assert!(
+        r.next_steps[0].contains("switch it back to the old key"),
+        "{:?}",
+        r.next_steps
+    );
+    assert_eq!(r.changed.len(), 1);
+    assert_eq!(r.changed[0].location, "accounts 2 api_key_encrypted");
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+}
+
+#[test]
+fn journals_without_the_new_key_kind_the_count_or_left_cells_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"seq":1,"at":"2026-01-01T00:00:00Z","event":"rekey_started","migration_id":"x","store":"encrypted:/s.enc","format":"envelope","old_keys":["the passphrase or key file"],"new_key":"the same passphrase or key file","user":"u"}"#,
+        r#"{"seq":2,"at":"2026-01-01T00:00:01Z","event":"rekey_rollback_started"}"#,
+        r#"{"seq":3,"at":"2026-01-01T00:00:02Z","event":"rekey_undone","kept":[{"at":{"table":"t","row":"r","column":"c"},"reason":"changed"}]}"#,
+    ];
+    std::fs::write(
+        dir.path().join(journal::REKEY_JOURNAL_FILE),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
+    let st = RekeyState::load(dir.path(), &MigrationId("x".into())).unwrap();
+    assert_eq!(st.new_key_kind, None);
+    assert_eq!(st.kdf_iterations, None);
+    assert_eq!(st.kept.len(), 1);
+    assert!(st.left.is_empty());
+}
+
+#[test]
+fn a_rekey_whose_journal_has_a_damaged_line_is_listed_as_unreadable() {
+    let state = tempfile::tempdir().unwrap();
+    let id = MigrationId("20260101-000000-dmgd".into());
+    let dir = state::migration_dir(state.path(), &id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = journal_with(&dir, vec![planned(&["1"])]);
+    drop(good);
+    let path = dir.join(journal::REKEY_JOURNAL_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(1, "{\"seq\":9,\"event\":\"rekey_pla");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let h = history(state.path());
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].id, id);
+    assert_eq!(h[0].status, MigrationStatus::Interrupted);
+    assert!(h[0].from.contains(&path.display().to_string()), "{h:?}");
+    assert!(h[0].to.contains("unreadable rekey journal"), "{h:?}");
+}
+
+#[test]
+fn a_backup_key_left_by_a_stopped_run_is_reused_and_a_torn_one_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cells = vec![Cell {
+        at: cell("1"),
+        value: "old-ciphertext-1".into(),
+    }];
+    let key = dir.path().join(journal::REKEY_BACKUP_KEY);
+    crate::crypto::kdf::generate_key_file(&key).unwrap();
+    let before = std::fs::read(&key).unwrap();
+    let path = backup::write(dir.path(), &cells).unwrap();
+    assert_eq!(std::fs::read(&key).unwrap(), before, "the key is reused");
+    assert_eq!(
+        backup::read(dir.path(), &path).unwrap()[&cell("1")],
+        "old-ciphertext-1"
+    );
+    // A key file torn by the stop is made again.
+    std::fs::write(&key, b"torn").unwrap();
+    let path = backup::write(dir.path(), &cells).unwrap();
+    assert_eq!(std::fs::read(&key).unwrap().len(), 32);
+    assert_eq!(
+        backup::read(dir.path(), &path).unwrap()[&cell("1")],
+        "old-ciphertext-1"
+    );
+}
+
+#[test]
+fn an_unfinished_rekeys_backup_is_never_forgotten() {
+    let state = tempfile::tempdir().unwrap();
+    let id = MigrationId("20260101-000000-abcd".into());
+    let dir = state::migration_dir(state.path(), &id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cells = vec![Cell {
+        at: cell("1"),
+        value: "old-ciphertext-1".into(),
+    }];
+    let path = backup::write(&dir, &cells).unwrap();
+    let j = journal_with(
+        &dir,
+        vec![
+            planned(&["1"]),
+            RekeyRecord::RekeyBackupWritten { path, cells: 1 },
+        ],
+    );
+    drop(j);
+    let e = forget_backup(state.path(), &id).unwrap_err();
+    assert!(e.to_string().contains("interrupted"), "{e}");
+    assert!(dir.join(journal::REKEY_BACKUP_FILE).is_file());
+    assert!(dir.join(journal::REKEY_BACKUP_KEY).is_file());
 }

@@ -1,0 +1,472 @@
+//! A rekey's failure paths, through the CLI: a run killed while it writes
+//! its backup, a resume that must keep the KDF count it was started with,
+//! a resume given another new key, a refused run with `--generate-new-key`,
+//! verify after a cell was tampered with, and a rollback after the
+//! application changed a cell.
+
+use crate::support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use credshift::credential::Secret;
+use credshift::crypto::laravel::{self as crypt, AppKey};
+use support::{credshift, run};
+
+fn private_file(path: &Path, bytes: &[u8]) -> PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+    path.to_path_buf()
+}
+
+fn only_id(state: &Path) -> String {
+    let (_, hist, _) = run(credshift(state).args(["history", "--json"]));
+    let h = support::json(&hist);
+    let list = h.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{h}");
+    list[0]["id"].as_str().unwrap().to_string()
+}
+
+/// An `encrypted:` file holding two values, written under `unlock` (the
+/// flag and its file: `--key-file` or `--passphrase-file`).
+fn encrypted_store(dir: &Path, state: &Path, unlock: [&str; 2]) -> String {
+    let env = dir.join("a.env");
+    std::fs::write(
+        &env,
+        "A_TOKEN=recovery-value-0001-abcdef\nB_TOKEN=recovery-value-0002-ghijkl\n",
+    )
+    .unwrap();
+    let spec = format!("encrypted:{}", dir.join("e.enc").display());
+    let (out, _, stderr) = run(credshift(state).args(unlock).args([
+        "migrate",
+        "--from",
+        &format!("dotenv:{}", env.display()),
+        "--to",
+        &spec,
+        "--yes",
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    // The migration's own folder is not the rekey's.
+    std::fs::remove_dir_all(state).unwrap();
+    spec
+}
+
+fn reads(state: &Path, spec: &str, unlock: [&str; 2]) -> bool {
+    run(credshift(state)
+        .args(unlock)
+        .args(["get", "--from", spec, "env/A_TOKEN"]))
+    .0
+    .status
+    .success()
+}
+
+fn file_of(spec: &str) -> PathBuf {
+    PathBuf::from(spec.strip_prefix("encrypted:").unwrap())
+}
+
+#[test]
+fn a_rekey_killed_while_writing_its_backup_resumes_and_rolls_back() {
+    for recovery in ["resume", "rollback"] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let old_key = dir.path().join("old.key");
+        let new_key = dir.path().join("new.key");
+        credshift::crypto::kdf::generate_key_file(&old_key).unwrap();
+        credshift::crypto::kdf::generate_key_file(&new_key).unwrap();
+        let old = ["--key-file", old_key.to_str().unwrap()];
+        let new = ["--key-file", new_key.to_str().unwrap()];
+        let spec = encrypted_store(dir.path(), &state, old);
+        let original = std::fs::read(file_of(&spec)).unwrap();
+        let (out, _, stderr) = run(credshift(&state)
+            .args(old)
+            .env("CREDSHIFT_CRASH_IN_WRITE", "rekey-backup.enc")
+            .args(["rekey", "--store", &spec, "--yes", "--new-key-file"])
+            .arg(&new_key));
+        assert_eq!(out.status.code(), None, "not an abort: {stderr}");
+        let id = only_id(&state);
+        // The window of the finding: the backup's key exists, the backup
+        // was never recorded.
+        let mdir = state.join("migrations").join(&id);
+        assert!(mdir.join("rekey-backup.key").is_file());
+        assert!(!mdir.join("rekey-backup.enc").exists());
+        assert_eq!(std::fs::read(file_of(&spec)).unwrap(), original);
+        let (out, _, stderr) = run(credshift(&state)
+            .args(old)
+            .args([recovery, "--migration-id", &id, "--yes", "--new-key-file"])
+            .arg(&new_key));
+        assert!(out.status.success(), "{recovery}: {stderr}");
+        if recovery == "resume" {
+            assert!(reads(&state, &spec, new) && !reads(&state, &spec, old));
+            // The backup the resume wrote puts the old file back.
+            let (out, _, stderr) =
+                run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes"]));
+            assert!(out.status.success(), "{stderr}");
+        }
+        assert_eq!(std::fs::read(file_of(&spec)).unwrap(), original);
+        assert!(reads(&state, &spec, old));
+    }
+}
+
+/// The PBKDF2 count in an envelope file's header.
+fn iterations(spec: &str) -> u64 {
+    let text = std::fs::read_to_string(file_of(spec)).unwrap();
+    let at = text.find("\"iterations\":").expect("a PBKDF2 header") + "\"iterations\":".len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_resumed_rekey_seals_at_the_kdf_count_it_was_started_with() {
+    // 1 started, 2 planned, 3 backup, 4 batch begun, 5 batch done.
+    for same_passphrase in [false, true] {
+        for k in [3u32, 4, 5] {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state");
+            let old_pw = private_file(&dir.path().join("old.pw"), b"old kdf passphrase 1\n");
+            let new_pw = private_file(&dir.path().join("new.pw"), b"new kdf passphrase 2\n");
+            let old = ["--passphrase-file", old_pw.to_str().unwrap()];
+            let new = ["--passphrase-file", new_pw.to_str().unwrap()];
+            let spec = encrypted_store(dir.path(), &state, old);
+            assert_eq!(iterations(&spec), 600_000);
+            let new_flag: Vec<&str> = if same_passphrase {
+                Vec::new()
+            } else {
+                vec!["--new-passphrase-file", new_pw.to_str().unwrap()]
+            };
+            let (out, _, stderr) = run(credshift(&state)
+                .args(old)
+                .env("CREDSHIFT_CRASH_AT", k.to_string())
+                .args([
+                    "rekey",
+                    "--store",
+                    &spec,
+                    "--yes",
+                    "--kdf-iterations",
+                    "250000",
+                ])
+                .args(&new_flag));
+            assert_eq!(out.status.code(), None, "K={k}: not an abort: {stderr}");
+            let id = only_id(&state);
+            let (out, stdout, stderr) = run(credshift(&state)
+                .args(old)
+                .args(["resume", "--migration-id", &id, "--yes", "--json"])
+                .args(&new_flag));
+            assert!(
+                out.status.success(),
+                "K={k} same={same_passphrase}: {stdout}{stderr}"
+            );
+            assert_eq!(support::json(&stdout)["status"], "completed");
+            assert_eq!(iterations(&spec), 250_000, "K={k} same={same_passphrase}");
+            let now = if same_passphrase { old } else { new };
+            assert!(reads(&state, &spec, now), "K={k}");
+        }
+    }
+}
+
+#[test]
+fn a_resume_with_another_new_key_is_refused_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let [old_key, new_key, other_key] = ["old.key", "new.key", "other.key"].map(|n| {
+        let p = dir.path().join(n);
+        credshift::crypto::kdf::generate_key_file(&p).unwrap();
+        p
+    });
+    let old = ["--key-file", old_key.to_str().unwrap()];
+    let spec = encrypted_store(dir.path(), &state, old);
+    // Killed right after the batch that rewrote the file.
+    let (out, _, stderr) = run(credshift(&state)
+        .args(old)
+        .env("CREDSHIFT_CRASH_AT", "5")
+        .args(["rekey", "--store", &spec, "--yes", "--new-key-file"])
+        .arg(&new_key));
+    assert_eq!(out.status.code(), None, "not an abort: {stderr}");
+    let id = only_id(&state);
+    let written = std::fs::read(file_of(&spec)).unwrap();
+    let journal = state.join("migrations").join(&id).join("rekey.jsonl");
+    let journaled = std::fs::read(&journal).unwrap();
+    let resume = |flag: &str, file: &Path| {
+        run(credshift(&state)
+            .args(old)
+            .args(["resume", "--migration-id", &id, "--yes", flag])
+            .arg(file))
+    };
+    let (out, _, stderr) = resume("--new-key-file", &other_key);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the new key given does not open 1 of the 1 values"),
+        "{stderr}"
+    );
+    // Another kind of key (a passphrase where a key file was given).
+    let pw = private_file(&dir.path().join("new.pw"), b"a new passphrase for this 1\n");
+    let (out, _, stderr) = resume("--new-passphrase-file", &pw);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("another kind"), "{stderr}");
+    assert_eq!(std::fs::read(file_of(&spec)).unwrap(), written);
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        journaled,
+        "nothing journaled"
+    );
+    // The right key finishes it.
+    let (out, _, stderr) = resume("--new-key-file", &new_key);
+    assert!(out.status.success(), "{stderr}");
+    assert!(reads(
+        &state,
+        &spec,
+        ["--key-file", new_key.to_str().unwrap()]
+    ));
+}
+
+#[test]
+fn a_refused_rekey_leaves_no_generated_key_and_the_retry_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // Laravel (key text) refused for a wrong old key.
+    let db = support::fragments_db(&dir.path().join("app.sqlite"));
+    let lv_spec = format!("laravel:sqlite:{}", db.display());
+    let app_key = dir.path().join("app.key");
+    let gen_laravel = |app: &str| {
+        let mut c = credshift(&state);
+        c.env("APP_KEY", app)
+            .args(["rekey", "--store", &lv_spec, "--yes", "--generate-new-key"])
+            .arg(&app_key);
+        c
+    };
+    let (out, _, stderr) = run(gen_laravel(&laravel_key(1)));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!app_key.exists(), "a refused run wrote the key");
+    let (out, _, stderr) = run(gen_laravel(&support::fragments_app_key()));
+    assert!(out.status.success(), "the retry: {stderr}");
+    assert!(app_key.is_file());
+    // credshift's own store (a key file) refused for a wrong passphrase.
+    let old_pw = private_file(&dir.path().join("old.pw"), b"old gen passphrase 1\n");
+    let wrong_pw = private_file(&dir.path().join("wrong.pw"), b"wrong gen passphrase 2\n");
+    let spec = encrypted_store(
+        dir.path(),
+        &state,
+        ["--passphrase-file", old_pw.to_str().unwrap()],
+    );
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let key = keys.join("new.key");
+    let gen_own = |pw: &Path| {
+        let mut c = credshift(&state);
+        c.args(["--passphrase-file", pw.to_str().unwrap()])
+            .args(["rekey", "--store", &spec, "--yes", "--generate-new-key"])
+            .arg(&key);
+        c
+    };
+    let (out, _, stderr) = run(gen_own(&wrong_pw));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&keys).unwrap().collect();
+    assert!(left.is_empty(), "a refused run left {left:?}");
+    let (out, _, stderr) = run(gen_own(&old_pw));
+    assert!(out.status.success(), "the retry: {stderr}");
+    assert_eq!(std::fs::read_dir(&keys).unwrap().count(), 1);
+    assert!(reads(&state, &spec, ["--key-file", key.to_str().unwrap()]));
+}
+
+fn laravel_key(byte: u8) -> String {
+    use base64::Engine;
+    format!(
+        "base64:{}",
+        base64::engine::general_purpose::STANDARD.encode([byte; 32])
+    )
+}
+
+fn payloads(db: &Path) -> Vec<(i64, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut st = conn
+        .prepare("SELECT id, encrypted_credentials FROM a_i_credentials ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+}
+
+fn set_payload(db: &Path, id: i64, payload: &str) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute(
+            "UPDATE a_i_credentials SET encrypted_credentials = ?1 WHERE id = ?2",
+            rusqlite::params![payload, id],
+        )
+        .unwrap();
+}
+
+/// The Fragments table rekeyed to a new key; returns the db, its rows
+/// before, the new key, the state dir's migration id.
+fn rekeyed_laravel(dir: &Path, state: &Path) -> (PathBuf, Vec<(i64, String)>, AppKey, String) {
+    let db = support::fragments_db(&dir.join("app.sqlite"));
+    let before = payloads(&db);
+    let new_text = laravel_key(42);
+    let new_path = private_file(&dir.join("new.key"), new_text.as_bytes());
+    let (out, stdout, stderr) = run(credshift(state)
+        .env("APP_KEY", support::fragments_app_key())
+        .args([
+            "rekey",
+            "--store",
+            &format!("laravel:sqlite:{}", db.display()),
+        ])
+        .args([
+            "--new-key-file",
+            new_path.to_str().unwrap(),
+            "--yes",
+            "--json",
+        ]));
+    assert!(out.status.success(), "{stderr}");
+    let id = support::json(&stdout)["migration_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new = AppKey::parse(&Secret::new(new_text.as_str())).unwrap();
+    (db, before, new, id)
+}
+
+fn json_of(c: &mut Command) -> (Option<i32>, serde_json::Value) {
+    let (out, stdout, stderr) = run(c);
+    assert!(!stdout.is_empty(), "{stderr}");
+    (out.status.code(), support::json(&stdout))
+}
+
+#[test]
+fn verify_finds_a_cell_that_no_longer_holds_what_the_rekey_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (db, _, new, id) = rekeyed_laravel(dir.path(), &state);
+    let (code, r) = json_of(credshift(&state).args(["verify", "--migration-id", &id, "--json"]));
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["verified"], 4);
+    // Row 1 gets row 2's ciphertext: valid under the new key, not the
+    // one the rekey wrote there.
+    let rows = payloads(&db);
+    assert!(crypt::decrypt(&new, &rows[1].1).is_ok());
+    set_payload(&db, rows[0].0, &rows[1].1);
+    let (code, r) = json_of(credshift(&state).args(["verify", "--migration-id", &id, "--json"]));
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(r["verified"], 3, "{r}");
+    assert_eq!(r["failed"], 1, "{r}");
+    let f = &r["failures"][0];
+    assert!(
+        f["location"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(" {} ", rows[0].0)),
+        "{r}"
+    );
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not hold the ciphertext the rekey wrote"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_rollback_after_the_app_changed_a_cell_closes_with_that_cell_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (db, before, new, id) = rekeyed_laravel(dir.path(), &state);
+    // The app, switched to the new key as told, rewrites row 3.
+    let text = crypt::php_serialize_str(r#"{"key":"sk-the-app-wrote-this-after-the-rekey"}"#);
+    let apps = crypt::encrypt(&new, text.as_bytes()).unwrap();
+    let row = before[2].0;
+    set_payload(&db, row, &apps);
+    let (code, r) =
+        json_of(credshift(&state).args(["rollback", "--migration-id", &id, "--yes", "--json"]));
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["rolled_back"], true, "{r}");
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    assert_eq!(r["conflicts"], 1, "{r}");
+    let changed = r["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{r}");
+    assert!(
+        changed[0]["location"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(" {row} "))
+    );
+    assert!(
+        r["next_steps"][0]
+            .as_str()
+            .unwrap()
+            .contains("switch it back to the old key"),
+        "{r}"
+    );
+    // Every other row holds its old ciphertext again; the app's row its value.
+    let now = payloads(&db);
+    for (i, (b, n)) in before.iter().zip(&now).enumerate() {
+        if i == 2 {
+            assert_eq!(n.1, apps);
+        } else {
+            assert_eq!(n, b);
+        }
+    }
+    let (_, hist, _) = run(credshift(&state).args(["history", "--json"]));
+    assert_eq!(support::json(&hist)[0]["status"], "rolled_back");
+    // A second rollback has nothing left to do and says the same.
+    let (code, r2) =
+        json_of(credshift(&state).args(["rollback", "--migration-id", &id, "--yes", "--json"]));
+    assert_eq!(code, Some(0), "{r2}");
+    assert_eq!(payloads(&db), now);
+}
+
+#[test]
+fn forget_backup_deletes_a_verified_rekeys_backup_and_rollback_then_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (db, _, _, id) = rekeyed_laravel(dir.path(), &state);
+    let mdir = state.join("migrations").join(&id);
+    let forget = || {
+        let mut c = credshift(&state);
+        c.args(["rekey", "--forget-backup", &id, "--yes", "--json"]);
+        c
+    };
+    // Not before a verify has passed.
+    let (out, _, stderr) = run(forget());
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("verify"), "{stderr}");
+    assert!(mdir.join("rekey-backup.enc").is_file());
+    // Not without consent.
+    let (out, _, stderr) = run(credshift(&state).args(["rekey", "--forget-backup", &id]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(mdir.join("rekey-backup.key").is_file());
+    let (out, _, stderr) = run(credshift(&state).args(["verify", "--migration-id", &id]));
+    assert!(out.status.success(), "{stderr}");
+    let (out, stdout, stderr) = run(forget());
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        support::json(&stdout)["removed"].as_array().unwrap().len(),
+        2,
+        "{stdout}"
+    );
+    assert!(!mdir.join("rekey-backup.enc").exists());
+    assert!(!mdir.join("rekey-backup.key").exists());
+    // History keeps it; rollback says why it cannot.
+    let (_, hist, _) = run(credshift(&state).args(["history", "--json"]));
+    assert_eq!(support::json(&hist)[0]["status"], "completed");
+    let rows = payloads(&db);
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rollback", "--migration-id", &id, "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("backup was deleted"), "{stderr}");
+    assert_eq!(payloads(&db), rows);
+    // An id that is no rekey is refused.
+    let (out, _, stderr) =
+        run(credshift(&state).args(["rekey", "--forget-backup", "no-such-id", "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+}
