@@ -599,6 +599,9 @@ pub fn rollback_only(
     Ok(report)
 }
 
+/// Restored, kept (an error), left (the application's values).
+type PutBack = (Vec<CellRef>, Vec<CellNote>, Vec<CellNote>);
+
 /// The old ciphertexts the rekey's backup holds (none before a backup).
 fn backup_of(st: &RekeyState) -> Result<BTreeMap<CellRef, String>> {
     match &st.backup {
@@ -618,13 +621,12 @@ fn backup_of(st: &RekeyState) -> Result<BTreeMap<CellRef, String>> {
 /// wrote (compare-and-swap, one transaction): which were restored, which
 /// were kept (not in the backup), which were left (the application's own
 /// values since: changed or removed).
-#[allow(clippy::type_complexity)]
 fn put_back(
     held: &mut Held,
     st: &RekeyState,
     old: &BTreeMap<CellRef, String>,
     ats: &[CellRef],
-) -> Result<(Vec<CellRef>, Vec<CellNote>, Vec<CellNote>)> {
+) -> Result<PutBack> {
     let now = held.cells.read(ats)?;
     let mut restored = Vec::new();
     let mut kept = Vec::new();
