@@ -120,7 +120,20 @@ fn next_steps(st: &RekeyState, status: MigrationStatus) -> Vec<String> {
     }
     let origin = &st.new_key;
     let mut steps = Vec::new();
-    if !st.changed.is_empty() {
+    let one_key_check = matches!(
+        st.format,
+        Some(RekeyFormat::CredshiftSqlite | RekeyFormat::CredshiftPostgres)
+    );
+    if !st.changed.is_empty() && one_key_check {
+        // The table's key check is under the new key now: a second run
+        // could not open those cells under the old one.
+        steps.push(format!(
+            "Before anything else: {} value(s) changed during this rekey are still under the old \
+             key, which the table no longer checks: roll back with `credshift rollback \
+             --migration-id {id}` (it leaves them as they are) and rekey again.",
+            st.changed.len()
+        ));
+    } else if !st.changed.is_empty() {
         // Those values are still under the old key: switching first would
         // leave agent-prompttrain (one key only) unable to open them.
         steps.push(format!(
