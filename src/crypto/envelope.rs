@@ -640,6 +640,26 @@ impl Envelope {
     pub fn params(&self) -> &KdfParams {
         &self.params
     }
+
+    /// Only the KDF parameters of an envelope, without decoding its
+    /// ciphertext (to start deriving its key early); [`Envelope::parse`]
+    /// checks the rest.
+    pub fn kdf_params(bytes: &[u8], location: &str, allow_weak: bool) -> Result<KdfParams> {
+        #[derive(Deserialize)]
+        struct KdfOnly {
+            kdf: KdfJson,
+        }
+        let v: KdfOnly =
+            serde_json::from_slice(bytes).map_err(|e| StoreError::json(location, &e))?;
+        let salt = match &v.kdf.salt {
+            Some(s) => Some(
+                B64.decode(s)
+                    .map_err(|_| StoreError::parse(location, "kdf.salt is not valid base64"))?,
+            ),
+            None => None,
+        };
+        KdfParams::from_stored(&v.kdf.alg, v.kdf.iterations, salt, location, allow_weak)
+    }
 }
 
 mod plaintext;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use zeroize::Zeroizing;
 
 use crate::credential::{Secret, ct_eq_bytes};
-use crate::crypto::envelope::{Envelope, KeySource, SealingKey};
+use crate::crypto::envelope::{Envelope, KdfParams, KeySource, SealingKey};
 use crate::crypto::laravel::{self as crypt, AppKey};
 use crate::crypto::prompttrain::{self as pt, KeyCache, MasterKey};
 use crate::crypto::sql::{self as sqlcrypt, Dialect, MetaRow, TableKey};
@@ -337,12 +337,12 @@ impl KeysByParams {
 
     /// Derive the key for `env`'s parameters now (kept for [`Self::open`]).
     /// A failure is left for `open` to report.
-    fn prime(&self, env: &Envelope, location: &str) {
+    fn prime(&self, params: &KdfParams, location: &str) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if keys.iter().any(|k| k.params() == env.params()) {
+        if keys.iter().any(|k| k.params() == params) {
             return;
         }
-        if let Ok(key) = SealingKey::derive(env.params(), &self.source, location) {
+        if let Ok(key) = SealingKey::derive(params, &self.source, location) {
             keys.push(key);
         }
     }
@@ -365,10 +365,10 @@ impl EnvelopeCodec {
         // parameters) are the run's two slow steps: one on each core.
         let sealing = std::thread::scope(|s| {
             let sealing = s.spawn(|| SealingKey::new(&new_source, n.kdf_iterations));
-            if let Some(env) = cells.first().and_then(|c| {
-                Envelope::parse(c.value.as_bytes(), location, opts.allow_weak_kdf).ok()
+            if let Some(params) = cells.first().and_then(|c| {
+                Envelope::kdf_params(c.value.as_bytes(), location, opts.allow_weak_kdf).ok()
             }) {
-                old.prime(&env, location);
+                old.prime(&params, location);
             }
             sealing.join()
         })
