@@ -4,6 +4,7 @@
 # hvac loop (one client, one request per secret). Same server, same run.
 #
 #   scripts/bench-vault.sh [N...]        (default: 100 1000 10000)
+#   BAO_LOOP_MAX=10000 also runs the bao loop at 10,000 (about 30 min)
 #
 # Uses target/release/credshift when built (cargo build --release), else
 # target/debug/credshift (dependencies at opt-level 2; say which in reports).
@@ -38,10 +39,21 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-now() { date +%s.%N; }
-rate() { python3 -c "import sys; n,t=float(sys.argv[1]),float(sys.argv[2]); print(f'{n/t:9.1f} items/s ({t:7.2f} s)')" "$1" "$2"; }
+# CPU seconds of the server (from /proc) and of each client (/usr/bin/time):
+# wall-clock rows hold only on an idle machine, CPU time holds under load.
+server_cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$server/stat"; }
+exec 3>&1 # the result lines, whatever a command's stdout is redirected to
+timed() { # timed NAME N CMD...: runs CMD, prints items/s, wall, client and server CPU
+  local name=$1 n=$2; shift 2
+  local s0 s1; s0=$(server_cpu)
+  /usr/bin/time -f "%e %U %S" -o "$work/time" "$@"
+  s1=$(server_cpu)
+  read -r wall user sys <"$work/time"
+  python3 -c "import sys; n,w,u,s,a,b=map(float,sys.argv[2:8]); print(f'n={int(n)} {sys.argv[1]:<28} {n/w:9.1f} items/s ({w:7.2f} s wall; CPU client {u+s:6.2f} s, server {b-a:6.2f} s)')" \
+    "$name" "$n" "$wall" "$user" "$sys" "$s0" "$s1" >&3
+}
 
-echo "credshift: $bin; bao: $("$bao" version | head -1)"
+echo "credshift: $bin; bao: $("$bao" version | head -1); load $(cut -d' ' -f1-3 /proc/loadavg)"
 for n in "${sizes[@]}"; do
   env_file=$work/bench-$n.env
   python3 - "$n" >"$env_file" <<'EOF'
@@ -50,33 +62,23 @@ for i in range(int(sys.argv[1])):
     print(f"KEY_{i:05d}=sk-bench-{secrets.token_urlsafe(30)}")
 EOF
   for layout in "" "?layout=item"; do
-    state=$work/state-$n-${layout:+item}
-    t0=$(now)
-    "$bin" migrate --from "dotenv:$env_file" \
+    timed "credshift ${layout:-(one secret)}" "$n" "$bin" migrate --from "dotenv:$env_file" \
       --to "vault:$VAULT_ADDR/secret/cs$n${layout:+item}$layout" --yes --json \
-      >"$work/report.json" </dev/null
-    t1=$(now)
-    grep -q '"verified": '"$n" "$work/report.json" ||
-      grep -q '"verified":'"$n" "$work/report.json" ||
+      --state-dir "$work/state-$n-${layout:+item}" >"$work/report.json" 2>/dev/null </dev/null
+    grep -Eq '"verified": ?'"$n"'\b' "$work/report.json" ||
       { echo "credshift did not verify $n items" >&2; cat "$work/report.json" >&2; exit 1; }
-    echo "n=$n credshift ${layout:-(one secret)}: $(rate "$n" "$(echo "$t1 - $t0" | bc)")"
   done
-  if [ "$n" -le 1000 ]; then
-    t0=$(now)
-    while IFS='=' read -r k v; do
-      "$bao" kv put -mount=secret "baoloop$n/$k" "value=$v" >/dev/null
-    done <"$env_file"
-    t1=$(now)
-    echo "n=$n bao kv put loop:      $(rate "$n" "$(echo "$t1 - $t0" | bc)")"
+  if [ "$n" -le "${BAO_LOOP_MAX:-1000}" ]; then
+    # shellcheck disable=SC2016
+    timed "bao kv put loop" "$n" bash -c 'while IFS="=" read -r k v; do
+        "$0" kv put -mount=secret "baoloop$1/$k" "value=$v" >/dev/null
+      done <"$2"' "$bao" "$n" "$env_file"
   fi
-  t0=$(now)
-  PYTHONPATH=$py python3 - "$env_file" "$n" <<'EOF'
+  timed "hvac loop" "$n" env PYTHONPATH="$py" python3 -c '
 import os, sys, hvac
 c = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
 for line in open(sys.argv[1]):
     k, v = line.rstrip("\n").split("=", 1)
     c.secrets.kv.v2.create_or_update_secret(path=f"hvac{sys.argv[2]}/{k}", secret={"value": v}, mount_point="secret")
-EOF
-  t1=$(now)
-  echo "n=$n hvac loop:            $(rate "$n" "$(echo "$t1 - $t0" | bc)")"
+' "$env_file" "$n"
 done

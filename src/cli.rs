@@ -376,6 +376,16 @@ pub struct MigrateArgs {
     pub delete_source: bool,
 }
 
+/// `CREDSHIFT_LOCK_WAIT=SECONDS`: how long to wait for a store's lock
+/// another run holds (unset or not a number: each store's default). Read
+/// here, once; the engine takes it as [`KeyOptions::lock_wait`].
+fn lock_wait_from_env() -> Option<Duration> {
+    std::env::var("CREDSHIFT_LOCK_WAIT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 impl GlobalOpts {
     /// Key material and store options from files and the environment.
     pub fn key_options(&self) -> Result<KeyOptions, CliError> {
@@ -416,6 +426,7 @@ impl GlobalOpts {
             allow_weak_kdf: self.allow_weak_kdf,
             passphrase_env: self.passphrase_env.clone(),
             vault_token_file: self.vault_token_file.clone(),
+            lock_wait: lock_wait_from_env(),
             ..KeyOptions::default()
         })
     }
@@ -510,6 +521,9 @@ pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
     let spec = parse_spec(from)?;
     let opts = g.key_options()?;
     let store = store::open(&spec, &opts)?;
+    if store.inventory_from_listing() {
+        return print_listed_inventory(store.as_ref(), json);
+    }
     // Classified item by item as printed: the credentials are held once,
     // never next to every item's preview and metadata.
     let scan = engine::inventory::scan_sorted(store.as_ref())?;
@@ -547,6 +561,38 @@ pub fn cmd_inventory(g: &GlobalOpts, from: &str, json: bool) -> CliResult {
         for e in &scan.errors {
             eprintln!("{}: {}: {}", e.severity, e.location, e.error);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `inventory` of a store that lists without reading a value (Vault):
+/// the same JSON and columns, previews saying the value was not read.
+fn print_listed_inventory(store: &dyn store::Store, json: bool) -> CliResult {
+    let inv = engine::inventory::from_listing(store, engine::inventory::now_ms())?;
+    if json {
+        print_json(&inv)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let io = CliError::stdout;
+    writeln!(out, "{} ({} items)", inv.store, inv.items.len()).map_err(io)?;
+    for it in &inv.items {
+        let status = match it.status {
+            engine::ItemStatus::Expired => "expired",
+            _ => "listed",
+        };
+        writeln!(
+            out,
+            "  {:<48} {:<14} {:<32} {status}",
+            it.id.to_string(),
+            it.kind,
+            it.preview
+        )
+        .map_err(io)?;
+    }
+    out.flush().map_err(io)?;
+    for e in &inv.errors {
+        eprintln!("{}: {}: {}", e.severity, e.location, e.error);
     }
     Ok(ExitCode::SUCCESS)
 }

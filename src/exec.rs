@@ -3,18 +3,20 @@
 //!
 //! Secrets reach the child only through its environment: never argv, never
 //! credshift's stdout or stderr. The environment is built in zeroizing
-//! buffers and handed to `posix_spawnp` directly, so no copy lingers in a
-//! `std::process::Command`. credshift's own unlock secrets are taken out of
+//! buffers and handed to `posix_spawnp` (nix's safe wrapper) as views of
+//! those buffers, so no copy lingers in a `std::process::Command`. credshift's own unlock secrets are taken out of
 //! the child's environment unless kept explicitly. The child's exit status
 //! becomes credshift's (128 + N for a death by signal N, as shells report
 //! it), and SIGINT, SIGTERM and SIGHUP sent to credshift are passed on.
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+
+use rustix::process::{self, Pid, Signal, WaitOptions};
 
 use zeroize::Zeroizing;
 
@@ -301,34 +303,58 @@ impl SpawnError {
     }
 }
 
-static CHILD: AtomicI32 = AtomicI32::new(0);
-static PENDING: AtomicI32 = AtomicI32::new(0);
+/// The child a forwarded signal goes to, or the signal that came before
+/// there was one (sent to it as soon as it exists). One lock orders the two,
+/// so a signal is never lost between the spawn and the hand-over.
+#[derive(Default)]
+struct Forward {
+    child: Option<Pid>,
+    pending: Option<Signal>,
+}
 
-/// Linux's `si_code` for signals the kernel sends itself, such as the
-/// terminal's Ctrl-C to its foreground process group.
-const SI_KERNEL: libc::c_int = 0x80;
+static FORWARD: Mutex<Forward> = Mutex::new(Forward {
+    child: None,
+    pending: None,
+});
 
-/// Pass SIGINT, SIGTERM and SIGHUP on to the child. A signal the terminal
-/// sent to the whole foreground process group already reached the child,
-/// so it is not sent twice (a second Ctrl-C often means "force quit").
+fn forward() -> std::sync::MutexGuard<'static, Forward> {
+    FORWARD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Pass SIGINT, SIGTERM and SIGHUP on to the child, from a thread of
+/// signal-hook's (the handler itself only records the signal). A signal
+/// the kernel sent, such as the terminal's Ctrl-C to its whole foreground
+/// process group, already reached the child, so it is not sent twice (a
+/// second Ctrl-C often means "force quit").
 fn forward_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only reads atomics and calls kill(2), both
-        // async-signal-safe.
-        let _ = unsafe {
-            signal_hook_registry::register_sigaction(sig, move |info: &libc::siginfo_t| {
-                if info.si_code == SI_KERNEL {
-                    return;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    use signal_hook::low_level::siginfo::Cause;
+    let Ok(mut signals) = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("credshift-exec-signals".into())
+        .spawn(move || {
+            for origin in signals.forever() {
+                if origin.cause == Cause::Kernel {
+                    continue;
                 }
-                let pid = CHILD.load(Ordering::SeqCst);
-                if pid > 0 {
-                    libc::kill(pid, sig);
-                } else {
-                    PENDING.store(sig, Ordering::SeqCst);
+                let Some(sig) = Signal::from_named_raw(origin.signal) else {
+                    continue;
+                };
+                let mut f = forward();
+                match f.child {
+                    Some(pid) => {
+                        let _ = process::kill_process(pid, sig);
+                    }
+                    None => f.pending = Some(sig),
                 }
-            })
-        };
-    }
+            }
+        });
 }
 
 /// Start `program` (looked up in PATH) with `args` and exactly `env`, wait
@@ -340,83 +366,76 @@ pub fn spawn_and_wait(
     env: Vec<EnvEntry>,
 ) -> Result<u8, SpawnError> {
     let shown = program.to_string_lossy().into_owned();
-    let to_c = |s: &OsStr| {
-        CString::new(s.as_bytes()).map_err(|_| SpawnError::Other {
-            program: shown.clone(),
-            error: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "an argument holds a NUL byte",
-            ),
-        })
+    let invalid = |what: &str| SpawnError::Other {
+        program: shown.clone(),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string()),
     };
+    let to_c =
+        |s: &OsStr| CString::new(s.as_bytes()).map_err(|_| invalid("an argument holds a NUL byte"));
     let prog_c = to_c(program)?;
     let mut argv_c = vec![prog_c.clone()];
     for a in args {
         argv_c.push(to_c(a)?);
     }
-    let mut argv: Vec<*mut libc::c_char> = argv_c
+    // Views of the zeroizing buffers themselves: no copy of a secret.
+    let envp: Vec<&CStr> = env
         .iter()
-        .map(|c| c.as_ptr() as *mut libc::c_char)
-        .collect();
-    argv.push(std::ptr::null_mut());
-    let mut envp: Vec<*mut libc::c_char> = env
-        .iter()
-        .map(|e| e.as_ptr() as *mut libc::c_char)
-        .collect();
-    envp.push(std::ptr::null_mut());
+        .map(|e| CStr::from_bytes_with_nul(e))
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid("an environment entry holds a NUL byte"))?;
 
     forward_signals();
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    let mut pid: libc::pid_t = 0;
-    // SAFETY: argv and envp are NUL-terminated arrays of NUL-terminated
-    // strings that outlive the call; no file actions or attributes.
-    let rc = unsafe {
-        libc::posix_spawnp(
-            &mut pid,
-            prog_c.as_ptr(),
-            std::ptr::null(),
-            std::ptr::null(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-        )
-    };
+    let spawned = nix::spawn::PosixSpawnFileActions::init()
+        .and_then(|actions| Ok((actions, nix::spawn::PosixSpawnAttr::init()?)))
+        .and_then(|(actions, attr)| {
+            nix::spawn::posix_spawnp(&prog_c, &actions, &attr, &argv_c, &envp)
+        });
     drop(envp);
     drop(env);
-    if rc != 0 {
-        return Err(match rc {
-            libc::ENOENT => SpawnError::NotFound { program: shown },
-            libc::EACCES | libc::EPERM => SpawnError::Denied { program: shown },
-            other => SpawnError::Other {
-                program: shown,
-                error: std::io::Error::from_raw_os_error(other),
-            },
-        });
-    }
-    CHILD.store(pid, Ordering::SeqCst);
-    let pending = PENDING.swap(0, Ordering::SeqCst);
-    if pending != 0 {
-        // SAFETY: signalling the child we just started.
-        unsafe { libc::kill(pid, pending) };
-    }
-    let mut status: libc::c_int = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(SpawnError::Other {
-                program: shown,
-                error: err,
+    let child = match spawned {
+        Ok(pid) => pid,
+        Err(errno) => {
+            return Err(match errno {
+                nix::errno::Errno::ENOENT => SpawnError::NotFound { program: shown },
+                nix::errno::Errno::EACCES | nix::errno::Errno::EPERM => {
+                    SpawnError::Denied { program: shown }
+                }
+                other => SpawnError::Other {
+                    program: shown,
+                    error: std::io::Error::from_raw_os_error(other as i32),
+                },
             });
         }
+    };
+    let Some(pid) = Pid::from_raw(child.as_raw()) else {
+        return Err(invalid("posix_spawnp returned no process id"));
+    };
+    {
+        let mut f = forward();
+        f.child = Some(pid);
+        if let Some(sig) = f.pending.take() {
+            let _ = process::kill_process(pid, sig);
+        }
     }
-    CHILD.store(0, Ordering::SeqCst);
-    Ok(exit_status_code(status))
+    let status = loop {
+        match process::waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => break status,
+            Ok(None) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                forward().child = None;
+                return Err(SpawnError::Other {
+                    program: shown,
+                    error: e.into(),
+                });
+            }
+        }
+    };
+    forward().child = None;
+    Ok(exit_status_code(status.as_raw()))
 }
 
 #[cfg(test)]

@@ -473,7 +473,7 @@ pub fn sqlite_row(data: &[u8]) {
 /// program on the session bus may have written: the input is the
 /// `username`, `credshift.kind` and `credshift.metadata` values joined by
 /// 0x1F (fewer fields: those attributes are absent), then after a fourth
-/// 0x1F the text of a companion entry (macOS / Windows). An item that
+/// 0x1F the text of a companion entry (the companion backend). An item that
 /// parses, written back as the store writes it (kind name, metadata JSON),
 /// parses to the same item; an item that does not names one of the fixed
 /// reasons, never the values.

@@ -88,7 +88,8 @@ fn no_core_dumps() {
         };
         let _ = rustix::process::setrlimit(rustix::process::Resource::Core, zero);
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // prctl(PR_SET_DUMPABLE) is Linux's; other Unix keep the rlimit alone.
+    #[cfg(target_os = "linux")]
     {
         let _ =
             rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);

@@ -37,6 +37,10 @@ pub struct KeyOptions {
     /// `--vault-token-file` (0600): the Vault/OpenBao token, before
     /// `VAULT_TOKEN`/`BAO_TOKEN` and `~/.vault-token`.
     pub vault_token_file: Option<PathBuf>,
+    /// How long the session waits for a store's lock another credshift run
+    /// holds (`CREDSHIFT_LOCK_WAIT`, read once by the CLI); `None`: the
+    /// store's default (a database waits, a lock file does not).
+    pub lock_wait: Option<Duration>,
 }
 
 pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
@@ -55,6 +59,7 @@ impl Default for KeyOptions {
             db_password_file: None,
             vault_token_file: None,
             passphrase_env: None,
+            lock_wait: None,
         }
     }
 }

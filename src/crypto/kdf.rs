@@ -154,7 +154,11 @@ fn iterate<const N: usize>(
 ) {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     if std::arch::is_x86_feature_detected!("ssse3") {
-        // SAFETY: the CPU has SSSE3, checked just above.
+        // SAFETY: the CPU has SSSE3, checked just above. A required unsafe:
+        // calling a `#[target_feature]` function from code compiled without
+        // the feature is unsafe by the language's rule (the caller vouches
+        // for the CPU), and runtime detection is the only way to use it in
+        // a binary built for every x86-64. `tests/it/layers.rs` allows it.
         unsafe { iterate_ssse3(inner, outer, blocks, acc, state, n) };
         return;
     }

@@ -86,6 +86,25 @@ impl MigrationHandle {
     }
 }
 
+std::thread_local! {
+    /// The cancel flag [`with_cancel_flag`] hands to the next job started
+    /// on this thread.
+    static PRESET_CANCEL: std::cell::RefCell<Option<Arc<AtomicBool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Call `start` (a `start*` function of the engine) so that the job it
+/// starts uses `cancel` as its cancel flag from its first instruction: a
+/// cancel asked before the handle exists is seen before the first batch
+/// (with [`MigrationHandle::cancel_flag`] it would come only once `start`
+/// returned, while the worker may already be writing).
+pub fn with_cancel_flag<T>(cancel: Arc<AtomicBool>, start: impl FnOnce() -> T) -> T {
+    PRESET_CANCEL.with(|c| *c.borrow_mut() = Some(cancel));
+    let out = start();
+    PRESET_CANCEL.with(|c| c.borrow_mut().take());
+    out
+}
+
 /// Run `work` on a worker thread of its own, with a [`Control`] whose
 /// cancel and progress are the returned handle's: the one way every long
 /// operation starts (a migration, and resume, rollback, verify, cleanup and
@@ -99,7 +118,9 @@ pub(crate) fn spawn_job(
     work: impl FnOnce(Control) -> Result<Report> + Send + 'static,
 ) -> Result<MigrationHandle> {
     let (tx, rx) = mpsc::channel();
-    let cancel = Arc::new(AtomicBool::new(false));
+    let cancel = PRESET_CANCEL
+        .with(|c| c.borrow_mut().take())
+        .unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     let ctl = Control {
         cancel: cancel.clone(),
         events: Some(tx),
@@ -367,7 +388,14 @@ fn spawn(
     // The session preamble: identities (one store on both ends is refused),
     // the stores' own locks (source shared, or exclusive when it will be
     // cleaned up; target exclusive), the state-dir locks.
-    let session = match session::begin(source, target, req.delete_source, state_dir, &id) {
+    let session = match session::begin(
+        source,
+        target,
+        req.delete_source,
+        state_dir,
+        &id,
+        opts.lock_wait,
+    ) {
         Ok(s) => s,
         Err(e) => {
             // Nothing started: leave no empty folder behind.

@@ -89,6 +89,46 @@ pub fn classify(c: &Credential, now_ms: i64) -> InventoryItem {
     }
 }
 
+/// The preview of an item listed without reading its value.
+pub const NOT_READ: &str = "(value not read)";
+
+/// An inventory item from a listing entry, for a store whose inventory
+/// reads no value ([`Store::inventory_from_listing`]): kind, scrubbed
+/// metadata and expiry as listed; validity is judged when the value is
+/// read (by a migration's plan).
+pub fn listed(e: &crate::store::Entry, now_ms: i64) -> InventoryItem {
+    let expires = (e.kind == Kind::OauthAccess)
+        .then(|| crate::credential::expires_at_ms(&e.metadata))
+        .flatten();
+    let (status, reason) = if expires.is_some_and(|x| x <= now_ms) {
+        (ItemStatus::Expired, Some("expired".to_string()))
+    } else {
+        (ItemStatus::Eligible, None)
+    };
+    InventoryItem {
+        id: e.id.clone(),
+        kind: e.kind,
+        preview: NOT_READ.to_string(),
+        metadata: crate::scrub::public(&e.metadata),
+        status,
+        reason,
+        expires_at_ms: expires,
+    }
+}
+
+/// The inventory of a store that lists without reading values, sorted by
+/// id (see [`listed`]).
+pub fn from_listing(store: &dyn Store, now_ms: i64) -> Result<Inventory> {
+    let listing = store.list()?;
+    let mut items: Vec<InventoryItem> = listing.entries.iter().map(|e| listed(e, now_ms)).collect();
+    items.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Inventory {
+        store: store.spec().clone(),
+        items,
+        errors: listing.errors,
+    })
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -177,6 +177,21 @@ pub fn read_target(target: &dyn Store) -> Result<Scan> {
     }
 }
 
+/// What a plan compares against at the target: what it holds of the
+/// items the plan may write ([`Store::read_wanted`]: Vault reads only the
+/// secrets holding them, never the others under its prefix). A target
+/// that does not exist yet is empty.
+pub fn read_target_for<'a>(
+    target: &dyn Store,
+    wanted: impl Iterator<Item = &'a CredentialId>,
+) -> Result<Scan> {
+    let wanted: Vec<CredentialId> = wanted.cloned().collect();
+    match target.read_wanted(&wanted) {
+        Err(StoreError::NotFound { .. }) => Ok(Scan::default()),
+        other => other,
+    }
+}
+
 /// Ids among `wanted` that `target` holds but cannot read, with the error.
 /// A scan's errors do not always name an id (`file:line`), so only when the
 /// scan had errors, the ids it did not return are read one by one (one
@@ -260,9 +275,12 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let scan = source.read_all()?;
     let target_capability = target.probe();
-    let target_scan = read_target(target)?;
-    let key = FpKey::generate()?;
     let selected = |c: &&Credential| selection.is_none_or(|s| s.contains(&c.id));
+    let target_scan = read_target_for(
+        target,
+        scan.credentials.iter().filter(selected).map(|c| &c.id),
+    )?;
+    let key = FpKey::generate()?;
     let unreadable = unreadable_at_target(
         target,
         &target_scan,

@@ -11,7 +11,8 @@
 //! checks it). A lock held elsewhere is refused with
 //! [`EngineError::Locked`] naming its holder: at once for a lock file,
 //! after up to [`DB_LOCK_WAIT`] for a database, whose holders may be on
-//! other machines (`CREDSHIFT_LOCK_WAIT=SECONDS` sets both).
+//! other machines ([`KeyOptions::lock_wait`], `CREDSHIFT_LOCK_WAIT=SECONDS`
+//! in the CLI, sets both).
 //!
 //! For recovery ([`recover`]), the stores are the ones the journal names,
 //! at the absolute location recorded when the migration started, and must
@@ -138,13 +139,11 @@ pub fn spec_of(text: &str) -> Result<StoreSpec> {
         .map_err(|e| EngineError::Refused(e.to_string()))
 }
 
-/// The wait for `identity`'s store-side lock (see the module docs).
-fn lock_wait(identity: &StoreIdentity) -> Duration {
-    if let Some(s) = std::env::var("CREDSHIFT_LOCK_WAIT")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        return Duration::from_secs(s);
+/// The wait for `identity`'s store-side lock: the one the caller set
+/// ([`KeyOptions::lock_wait`]), else the store's default.
+fn lock_wait(identity: &StoreIdentity, wait: Option<Duration>) -> Duration {
+    if let Some(w) = wait {
+        return w;
     }
     if identity.kind == crate::store::IdentityKind::Postgres {
         DB_LOCK_WAIT
@@ -186,6 +185,7 @@ fn guard(
     ends: &[End<'_>],
     state_dir: Option<&Path>,
     migration_id: &str,
+    wait: Option<Duration>,
 ) -> Result<(Vec<Option<StoreIdentity>>, Locks)> {
     lockfile::set_operation(migration_id);
     let mut ids: Vec<Option<StoreIdentity>> = Vec::with_capacity(ends.len());
@@ -233,7 +233,7 @@ fn guard(
     let mut kept = ids.clone();
     for &i in &order {
         let (end, id) = (&ends[i], ids[i].as_ref().expect("filtered"));
-        match end.store.lock(end.usage.mode, lock_wait(id)) {
+        match end.store.lock(end.usage.mode, lock_wait(id, wait)) {
             Ok(Some(l)) => store_locks.push(l),
             Ok(None) => {}
             Err(e @ StoreError::Locked { .. }) => return Err(locked(end.store.spec(), e)),
@@ -296,6 +296,7 @@ pub fn begin(
     delete_source: bool,
     state_dir: &Path,
     migration_id: &MigrationId,
+    lock_wait: Option<Duration>,
 ) -> Result<Session> {
     let (ids, locks) = guard(
         &[
@@ -314,6 +315,7 @@ pub fn begin(
         ],
         Some(state_dir),
         &migration_id.0,
+        lock_wait,
     )?;
     let mut ids = ids.into_iter();
     Ok(Session {
@@ -373,7 +375,7 @@ pub(crate) fn recover(
             expected: st.to_identity.as_ref(),
         });
     }
-    let (kept, locks) = guard(&ends, Some(state_dir), &st.id.0)?;
+    let (kept, locks) = guard(&ends, Some(state_dir), &st.id.0, opts.lock_wait)?;
     let roles: Vec<(Role, bool)> = ends
         .iter()
         .zip(&kept)
@@ -410,6 +412,7 @@ pub fn rekey(
     state_dir: Option<&Path>,
     migration_id: &str,
     expected: Option<&StoreIdentity>,
+    lock_wait: Option<Duration>,
 ) -> Result<(Option<StoreIdentity>, Locks)> {
     let (ids, locks) = guard(
         &[End {
@@ -420,12 +423,13 @@ pub fn rekey(
         }],
         state_dir,
         migration_id,
+        lock_wait,
     )?;
     Ok((ids.into_iter().next().flatten(), locks))
 }
 
 /// The preamble of a stand-alone read (backup): the store shared.
-pub fn read_only(source: &dyn Store) -> Result<Locks> {
+pub fn read_only(source: &dyn Store, lock_wait: Option<Duration>) -> Result<Locks> {
     let (_, locks) = guard(
         &[End {
             role: Role::Source,
@@ -435,6 +439,7 @@ pub fn read_only(source: &dyn Store) -> Result<Locks> {
         }],
         None,
         "",
+        lock_wait,
     )?;
     Ok(locks)
 }

@@ -351,7 +351,7 @@ impl<S> Faulty<S> {
 #[deny(clippy::missing_trait_methods)]
 impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
     forward!([inner.as_ref()]; spec, batch_hint, probe, list, check, unmigrated,
-        verify_hashed, lock, identity, set_provenance);
+        verify_hashed, lock, identity, set_provenance, inventory_from_listing);
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         match self.faults.hit(Op::Read, id) {
             Some(e) => Err(e),
@@ -370,6 +370,12 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
             None => self.inner.as_ref().delete(id),
         }
     }
+    /// Through this layer's own `read_all`, so what it does to reads
+    /// applies (the inner store's narrower read would bypass it).
+    fn read_wanted(&self, _ids: &[CredentialId]) -> Result<Scan> {
+        self.read_all()
+    }
+
     fn read_all(&self) -> Result<Scan> {
         let mut scan = self.inner.as_ref().read_all()?;
         let mut good = Vec::with_capacity(scan.credentials.len());

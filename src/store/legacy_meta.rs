@@ -290,7 +290,8 @@ impl Parent {
 /// everything else is the inner store's (see [`crate::store::wrapper`]).
 #[deny(clippy::missing_trait_methods)]
 impl Store for LegacyMeta {
-    forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock, identity, set_provenance);
+    forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock, identity, set_provenance,
+        inventory_from_listing);
 
     fn list(&self) -> Result<Listing> {
         self.seen().clear();
@@ -335,6 +336,12 @@ impl Store for LegacyMeta {
         self.delete_many(std::slice::from_ref(id))
             .pop()
             .unwrap_or(Ok(false))
+    }
+
+    /// Through this layer's own `read_all`, so what it does to reads
+    /// applies (the inner store's narrower read would bypass it).
+    fn read_wanted(&self, _ids: &[CredentialId]) -> Result<Scan> {
+        self.read_all()
     }
 
     fn read_all(&self) -> Result<Scan> {

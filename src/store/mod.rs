@@ -256,6 +256,16 @@ pub trait Store: Send + Sync {
         Ok(scan)
     }
 
+    /// What the store holds among `ids` (it may return more, and absent
+    /// ids are simply not there), with the places it could not read: what
+    /// a plan compares against at its target. The default reads everything
+    /// ([`Store::read_all`]); a store whose reads are costly or audited
+    /// (Vault) reads only the places holding these ids.
+    fn read_wanted(&self, ids: &[CredentialId]) -> Result<Scan> {
+        let _ = ids;
+        self.read_all()
+    }
+
     /// Write several; one result per credential, in order. Stores that can
     /// batch (a transaction, one file rewrite) override this.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
@@ -294,6 +304,15 @@ pub trait Store: Send + Sync {
     /// lock.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         delete_if_unchanged_by_reading(self, expected)
+    }
+
+    /// Whether an inventory of this store is its listing (ids, kinds and
+    /// metadata) without reading a single value: a secrets manager whose
+    /// reads are audited, and which a token may be allowed to list but not
+    /// read (Vault). Its previews then say the value was not read. Default:
+    /// false (the inventory reads every value to preview and classify it).
+    fn inventory_from_listing(&self) -> bool {
+        false
     }
 
     /// How this store's batches cost (see [`BatchHint`]). Default: per item.

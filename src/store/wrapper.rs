@@ -94,6 +94,19 @@ macro_rules! forward {
             self.$($p)+.delete_if_unchanged(expected)
         }
     };
+    (@one [$($p:tt)+]; read_wanted) => {
+        fn read_wanted(
+            &self,
+            ids: &[$crate::credential::CredentialId],
+        ) -> $crate::error::Result<$crate::store::Scan> {
+            self.$($p)+.read_wanted(ids)
+        }
+    };
+    (@one [$($p:tt)+]; inventory_from_listing) => {
+        fn inventory_from_listing(&self) -> bool {
+            self.$($p)+.inventory_from_listing()
+        }
+    };
     (@one [$($p:tt)+]; batch_hint) => {
         fn batch_hint(&self) -> $crate::store::BatchHint {
             self.$($p)+.batch_hint()
@@ -249,6 +262,16 @@ mod tests {
         fn batch_hint(&self) -> BatchHint {
             BatchHint::WholeFile
         }
+        fn inventory_from_listing(&self) -> bool {
+            true
+        }
+        fn read_wanted(&self, _: &[CredentialId]) -> Result<Scan> {
+            self.called("read_wanted");
+            Ok(Scan {
+                credentials: vec![Self::item(&"m/wanted".parse().unwrap())],
+                errors: Vec::new(),
+            })
+        }
         fn verify_hashed(&self, _: &Credential) -> Result<Option<bool>> {
             self.called("verify_hashed");
             Ok(Some(true))
@@ -282,6 +305,11 @@ mod tests {
         assert_eq!(w.spec(), &spec, "{what}: spec");
         assert_eq!(w.probe().warnings, ["marked probe"], "{what}: probe");
         assert_eq!(w.batch_hint(), BatchHint::WholeFile, "{what}: batch_hint");
+        assert!(w.inventory_from_listing(), "{what}: inventory_from_listing");
+        assert!(
+            !w.read_wanted(&ids).unwrap().credentials.is_empty(),
+            "{what}: read_wanted"
+        );
         assert_eq!(
             w.check(&c).as_deref(),
             Some("marked check"),

@@ -340,9 +340,12 @@ pub enum Effect {
         id: MigrationId,
     },
     /// Plan a restore of this migration's backup into its source (a dry
-    /// run), for the confirmation.
+    /// run), for the confirmation. The detail on screen already names both,
+    /// so the worker does not read the journal again.
     PreviewRestore {
         id: MigrationId,
+        backup: PathBuf,
+        source: StoreSpec,
     },
     /// Roll back only these items of the migration (journaled as a
     /// partial rollback; the rest stays migrated).

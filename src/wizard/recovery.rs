@@ -633,8 +633,17 @@ impl Wizard {
             .as_ref()
             .is_some_and(|p| p.id == id);
         if action == RecoveryAction::Restore && !planned {
+            // `refusal` above made sure there is a backup.
+            let backup = d.backup.clone().unwrap_or_default();
+            let source = match d.entry.from.parse::<crate::store::StoreSpec>() {
+                Ok(s) => s,
+                Err(e) => {
+                    self.error = Some(format!("the migration's source cannot be restored: {e}"));
+                    return vec![];
+                }
+            };
             self.busy = Some("Planning the restore against the source…".into());
-            return vec![Effect::PreviewRestore { id }];
+            return vec![Effect::PreviewRestore { id, backup, source }];
         }
         self.confirm = Some(Confirm::Recovery { action, id });
         vec![]

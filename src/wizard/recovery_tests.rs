@@ -197,10 +197,14 @@ fn confirmations_name_the_store_the_count_what_is_replaced_and_the_journal() {
 #[test]
 fn restore_asks_after_its_dry_run_naming_what_it_writes_and_skips() {
     let mut w = at_detail(completed_with_cleanup(), true);
-    let id = w.recovery.detail.as_ref().unwrap().entry.id.clone();
+    let d = w.recovery.detail.as_ref().unwrap();
+    let (id, backup, from) = (d.entry.id.clone(), d.backup.clone(), d.entry.from.clone());
     let fx = w.handle(Event::Recovery(RecoveryAction::Restore));
+    // The effect carries what the detail on screen holds: the worker reads
+    // no journal for it.
     assert!(
-        matches!(fx.as_slice(), [Effect::PreviewRestore { id: i }] if *i == id),
+        matches!(fx.as_slice(), [Effect::PreviewRestore { id: i, backup: b, source }]
+            if *i == id && Some(b) == backup.as_ref() && source.to_string() == from),
         "{fx:?}"
     );
     assert!(w.confirm.is_none(), "no confirmation before the dry run");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use credshift::credential::{Credential, CredentialId, Kind, Metadata};
 use credshift::store::{self, Store, StoreSpec};
 use credshift::unlock::KeyOptions;
-use support::keyring_service::{self, KeyringService};
+use support::keyring_service::{self, KeyringService, secret_tool};
 use support::*;
 
 fn unique(name: &str) -> String {
@@ -36,32 +36,6 @@ fn meta(v: serde_json::Value) -> Metadata {
         serde_json::Value::Object(m) => m,
         _ => panic!("metadata must be an object"),
     }
-}
-
-/// `secret-tool` on the keyring's bus (another client of the same store).
-fn secret_tool(ks: &KeyringService, args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    use std::io::Write;
-    let mut child = Command::new("secret-tool")
-        .args(args)
-        .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("secret-tool");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    // secret-tool prints attributes on stderr and the rest on stdout.
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// The shared keyring, when `secret-tool` is there to play another client.

@@ -293,8 +293,10 @@ fn attempt(ctx: &Ctx, k: &Kind, rec: &Recorded, op: Op, end: End) -> (i32, Strin
             .map(String::from)
             .to_vec(),
         Op::Cleanup => {
+            // The same no-wait rule as the binary's CREDSHIFT_LOCK_WAIT=0.
             let opts = credshift::unlock::KeyOptions {
                 key_file: Some(ctx.key.clone().into()),
+                lock_wait: Some(std::time::Duration::ZERO),
                 ..Default::default()
             };
             let mid = credshift::engine::MigrationId(id(&rec.to_k, &rec.from_k));
@@ -355,13 +357,6 @@ fn a_second_process_is_refused_or_runs_as_the_table_says() {
     let xdg = tmp.path().join("xdg");
     std::fs::create_dir(&xdg).unwrap();
     std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    // The library cleanup runs here: the same no-wait rule as the binary.
-    // SAFETY: std's environment lock orders this against every `var` read
-    // and every spawn in this process; no C code here reads the environment
-    // concurrently. It is process-wide in the one test crate: a test whose
-    // child must wait for a lock removes it from that child's environment
-    // (`guarded_session`).
-    unsafe { std::env::set_var("CREDSHIFT_LOCK_WAIT", "0") };
     let mut kinds = vec![
         Kind {
             name: "dotenv",

@@ -9,6 +9,7 @@ mod support;
 
 mod batch_stores;
 mod cli_basics;
+mod cli_contract;
 mod cli_exec;
 mod cli_migrate;
 mod cli_recovery;
@@ -59,5 +60,6 @@ mod store_kinds_recovery;
 mod unreadable_source;
 mod unreadable_target;
 mod vault;
+mod vault_access;
 mod vault_cluster;
 mod web;

@@ -21,15 +21,7 @@ fn open_spec(spec: &str, opts: &KeyOptions) -> Box<dyn Store> {
 
 /// id -> value of every credential a store holds (none when it is missing).
 fn values(spec: &str, opts: &KeyOptions) -> BTreeMap<String, String> {
-    match open_spec(spec, opts).read_all() {
-        Ok(scan) => scan
-            .credentials
-            .into_iter()
-            .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
-            .collect(),
-        Err(credshift::error::StoreError::NotFound { .. }) => BTreeMap::new(),
-        Err(e) => panic!("{e}"),
-    }
+    support::values_of(open_spec(spec, opts).as_ref())
 }
 
 fn json_of(stdout: &str) -> Value {

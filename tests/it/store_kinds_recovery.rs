@@ -117,15 +117,50 @@ fn cred(id: &str, v: &str) -> Credential {
 
 /// Every value of a store, by id (an absent store is empty).
 fn values(spec: &str) -> BTreeMap<String, String> {
-    match open(spec).read_all() {
-        Ok(scan) => scan
-            .credentials
-            .into_iter()
-            .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
-            .collect(),
-        Err(credshift::error::StoreError::NotFound { .. }) => BTreeMap::new(),
-        Err(e) => panic!("{spec}: {e}"),
+    values_of(open(spec).as_ref())
+}
+
+/// A crash case's stores: a source of `t`'s kind (the ids fit) filled once
+/// with the items to move, and `t` holding a different value of its own
+/// for the last id. Returns the source's spec, the items and `t`'s values
+/// before the migration.
+fn crash_case<'a>(
+    sources: &'a [KindCase],
+    t: &KindCase,
+) -> (&'a str, Vec<Credential>, BTreeMap<String, String>) {
+    let src = sources.iter().find(|s| s.name == t.name).unwrap();
+    let items: Vec<Credential> = src
+        .ids
+        .iter()
+        .map(|id| cred(id, &format!("moved-{}-{id}", t.name)))
+        .collect();
+    if values(&src.spec).is_empty() {
+        fill(&src.spec, &items);
     }
+    fill(&t.spec, &[cred(t.ids[2], "the target's own value-000003")]);
+    (&src.spec, items, values(&t.spec))
+}
+
+/// `migrate --on-conflict overwrite` from `src` into `t`, aborted after
+/// journal record `k`: (output, stderr).
+fn crashed_migration(
+    state: &Path,
+    src: &str,
+    t: &KindCase,
+    k: usize,
+) -> (std::process::Output, String) {
+    let (out, _, stderr) = run(binary(state, &t.spec)
+        .args(["migrate", "--from", src, "--to", &t.spec])
+        .args(["--yes", "--json", "--on-conflict", "overwrite"])
+        .env("CREDSHIFT_CRASH_AT", k.to_string()));
+    (out, stderr)
+}
+
+/// The id of the latest migration in `state`.
+fn latest_migration(state: &Path, spec: &str) -> String {
+    let (h, hist, _) = run(binary(state, spec).args(["history", "--json"]));
+    assert_eq!(h.status.code(), Some(0));
+    json(&hist)[0]["id"].as_str().unwrap().to_string()
 }
 
 fn fill(spec: &str, items: &[Credential]) {
@@ -208,31 +243,14 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
                 .filter(|t| wanted.contains(&t.name))
             {
                 let what = format!("{} K={k} {mode}", t.name);
-                // A source of the same kind (the ids fit), filled once.
-                let src = sources.iter().find(|s| s.name == t.name).unwrap();
-                let items: Vec<Credential> = src
-                    .ids
-                    .iter()
-                    .map(|id| cred(id, &format!("moved-{}-{id}", t.name)))
-                    .collect();
-                if values(&src.spec).is_empty() {
-                    fill(&src.spec, &items);
-                }
-                // The target holds a different value for the last id.
-                fill(&t.spec, &[cred(t.ids[2], "the target's own value-000003")]);
-                let before = values(&t.spec);
+                let (src, items, before) = crash_case(&sources, &t);
                 let state = dir.path().join(format!("state-{tag}-{}", t.name));
-                let (out, _, stderr) = run(binary(&state, &t.spec)
-                    .args(["migrate", "--from", &src.spec, "--to", &t.spec])
-                    .args(["--yes", "--json", "--on-conflict", "overwrite"])
-                    .env("CREDSHIFT_CRASH_AT", k.to_string()));
+                let (out, stderr) = crashed_migration(&state, src, &t, k);
                 assert!(
                     crashed(&out, &stderr),
                     "{what}: the crash did not fire: {stderr}"
                 );
-                let (h, hist, _) = run(binary(&state, &t.spec).args(["history", "--json"]));
-                assert_eq!(h.status.code(), Some(0));
-                let id = json(&hist)[0]["id"].as_str().unwrap().to_string();
+                let id = latest_migration(&state, &t.spec);
                 let (out, stdout, stderr) = run(binary(&state, &t.spec).args([
                     mode,
                     "--migration-id",
@@ -426,30 +444,16 @@ fn a_crash_during_resume_or_rollback_of_a_sql_keyring_laravel_or_multi_file_targ
             .filter(|t| wanted.contains(&t.name))
         {
             let what = format!("{}: {crash_in} crashed at K={k}, then {then}", t.name);
-            let src = sources.iter().find(|s| s.name == t.name).unwrap();
-            let items: Vec<Credential> = src
-                .ids
-                .iter()
-                .map(|id| cred(id, &format!("moved-{}-{id}", t.name)))
-                .collect();
-            if values(&src.spec).is_empty() {
-                fill(&src.spec, &items);
-            }
-            fill(&t.spec, &[cred(t.ids[2], "the target's own value-000003")]);
-            let before = values(&t.spec);
+            let (src, items, before) = crash_case(&sources, &t);
             let state = dir.path().join(format!("state-{tag}-{}", t.name));
-            // Aborted after the first item (tests/it/store_kinds_recovery's
-            // other crash test: records 1-3, then the first batch 4-5).
-            let (out, _, stderr) = run(binary(&state, &t.spec)
-                .args(["migrate", "--from", &src.spec, "--to", &t.spec])
-                .args(["--yes", "--json", "--on-conflict", "overwrite"])
-                .env("CREDSHIFT_CRASH_AT", "5"));
+            // Aborted after the first item (the other crash test: records
+            // 1-3, then the first batch 4-5).
+            let (out, stderr) = crashed_migration(&state, src, &t, 5);
             assert!(
                 crashed(&out, &stderr),
                 "{what}: the migration's crash: {stderr}"
             );
-            let (_, hist, _) = run(binary(&state, &t.spec).args(["history", "--json"]));
-            let id = json(&hist)[0]["id"].as_str().unwrap().to_string();
+            let id = latest_migration(&state, &t.spec);
             let lines = journal_lines(&state, &id);
             let (out, stdout, stderr) = run(binary(&state, &t.spec)
                 .args([crash_in, "--migration-id", &id, "--yes", "--json"])

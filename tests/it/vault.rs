@@ -9,52 +9,15 @@
 use crate::support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use credshift::credential::{Credential, Kind};
-use credshift::store::{self, LockMode, Store, StoreSpec};
+use credshift::store::{self, LockMode, StoreSpec};
 use credshift::unlock::KeyOptions;
 use support::pg;
 use support::vault::Bao;
 use support::*;
-
-/// A 0600 file holding the server's token (what `--vault-token-file` reads).
-fn token_file(bao: &Bao, token: &str, name: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let f = bao.home.path().join(name);
-    std::fs::write(&f, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-    f
-}
-
-fn open_with_token(bao: &Bao, spec: &str, token: &str) -> Box<dyn Store> {
-    let opts = KeyOptions {
-        vault_token_file: Some(token_file(bao, token, "lib-token")),
-        ..KeyOptions::default()
-    };
-    store::open(&spec.parse::<StoreSpec>().unwrap(), &opts).unwrap()
-}
-
-fn open(bao: &Bao, spec: &str) -> Box<dyn Store> {
-    open_with_token(bao, spec, &bao.token)
-}
-
-/// id -> value of everything a Vault spec holds, through the library.
-fn vault_values(bao: &Bao, spec: &str) -> BTreeMap<String, String> {
-    let s = open(bao, spec);
-    let scan = match s.read_all() {
-        Ok(scan) => scan,
-        Err(credshift::error::StoreError::NotFound { .. }) => return BTreeMap::new(),
-        Err(e) => panic!("{e}"),
-    };
-    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
-    scan.credentials
-        .into_iter()
-        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
-        .collect()
-}
 
 fn values(spec: &str) -> BTreeMap<String, String> {
     contents(spec)
@@ -63,21 +26,20 @@ fn values(spec: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// credshift with the server's token in its environment.
-fn cs(bao: &Bao, state: &Path) -> Command {
-    let mut c = credshift(state);
-    c.env("VAULT_TOKEN", &bao.token)
-        .env("HOME", bao.home.path());
-    c
+/// id -> value of credshift's encrypted file at `spec`.
+fn encrypted_values(spec: &str) -> BTreeMap<String, String> {
+    let s = store::open(
+        &spec.parse().unwrap(),
+        &KeyOptions {
+            passphrase: Some(PASSPHRASE.into()),
+            ..KeyOptions::default()
+        },
+    )
+    .unwrap();
+    support::vault::store_values(s.as_ref())
 }
 
-fn migrate(bao: &Bao, state: &Path, from: &str, to: &str, args: &[&str]) -> (i32, String, String) {
-    let mut c = cs(bao, state);
-    c.args(["migrate", "--from", from, "--to", to, "--yes", "--json"])
-        .args(args);
-    let (out, stdout, stderr) = run(&mut c);
-    (out.status.code().unwrap_or(-1), stdout, stderr)
-}
+const PASSPHRASE: &str = "vault test passphrase";
 
 /// The secret path and field `bao kv get` uses for an id (default layout).
 fn kv_place(mount_prefix: &str, id: &str) -> (String, String) {
@@ -126,12 +88,12 @@ fn every_seed_format_round_trips_through_vault_exactly_and_bao_reads_it() {
         };
         assert!(want.len() >= 2, "{src}: {want:?}");
         let to = format!("{}{layout}", bao.spec(&format!("secret/apps/{prefix}")));
-        let mut c = cs(&bao, &state);
+        let mut c = bao.credshift(&state);
         c.env("APP_KEY", fragments_app_key());
         c.args(["migrate", "--from", &src, "--to", &to, "--yes", "--json"]);
         let (out, stdout, stderr) = run(&mut c);
         assert_eq!(out.status.code(), Some(0), "{src}: {stdout}{stderr}");
-        assert_eq!(vault_values(&bao, &to), want, "{src} into {to}");
+        assert_eq!(bao.values(&to), want, "{src} into {to}");
         for (id, value) in &want {
             let (path, field) = if layout.is_empty() {
                 kv_place(&format!("secret/apps/{prefix}"), id)
@@ -149,26 +111,12 @@ fn every_seed_format_round_trips_through_vault_exactly_and_bao_reads_it() {
             "encrypted:{}",
             dir.path().join(format!("{prefix}.enc")).display()
         );
-        let mut c = cs(&bao, &state);
-        c.env("CREDSHIFT_PASSPHRASE", "vault test passphrase");
+        let mut c = bao.credshift(&state);
+        c.env("CREDSHIFT_PASSPHRASE", PASSPHRASE);
         c.args(["migrate", "--from", &to, "--to", &back, "--yes", "--json"]);
         let (out, stdout, stderr) = run(&mut c);
         assert_eq!(out.status.code(), Some(0), "{to}: {stdout}{stderr}");
-        let s = store::open(
-            &back.parse().unwrap(),
-            &KeyOptions {
-                passphrase: Some("vault test passphrase".into()),
-                ..KeyOptions::default()
-            },
-        )
-        .unwrap();
-        let got: BTreeMap<String, String> = s
-            .read_all()
-            .unwrap()
-            .credentials
-            .into_iter()
-            .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
-            .collect();
+        let got = encrypted_values(&back);
         assert_eq!(got, want, "{to} back out");
     }
 }
@@ -185,12 +133,14 @@ fn status_inventory_get_verify_and_exec_work_on_vault() {
     );
     let to = bao.spec("secret/apps/billing");
     let (code, stdout, stderr) =
-        migrate(&bao, &state, &format!("dotenv:{}", env.display()), &to, &[]);
+        bao.migrate(&state, &format!("dotenv:{}", env.display()), &to, &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let report = json(&stdout);
     let mid = report["migration_id"].as_str().unwrap().to_string();
 
-    let (out, stdout, stderr) = run(cs(&bao, &state).args(["status", "--store", &to, "--json"]));
+    let (out, stdout, stderr) = run(bao
+        .credshift(&state)
+        .args(["status", "--store", &to, "--json"]));
     assert!(out.status.success(), "{stderr}");
     let status = json(&stdout);
     let ours = status["stores"]
@@ -207,22 +157,29 @@ fn status_inventory_get_verify_and_exec_work_on_vault() {
         "{stdout}"
     );
 
-    let (out, stdout, stderr) = run(cs(&bao, &state).args(["inventory", "--from", &to, "--json"]));
+    let (out, stdout, stderr) =
+        run(bao
+            .credshift(&state)
+            .args(["inventory", "--from", &to, "--json"]));
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("env/OPENAI_API_KEY"), "{stdout}");
     assert!(!stdout.contains("vaultExec0000000000001"), "{stdout}");
 
     let (out, stdout, stderr) =
-        run(cs(&bao, &state).args(["get", "--from", &to, "env/OPENAI_API_KEY"]));
+        run(bao
+            .credshift(&state)
+            .args(["get", "--from", &to, "env/OPENAI_API_KEY"]));
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout, "sk-proj-vaultExec0000000000001\n");
 
     let (out, stdout, stderr) =
-        run(cs(&bao, &state).args(["verify", "--migration-id", &mid, "--json"]));
+        run(bao
+            .credshift(&state)
+            .args(["verify", "--migration-id", &mid, "--json"]));
     assert!(out.status.success(), "{stdout}{stderr}");
 
     // exec: the app gets its secret, never the Vault token.
-    let (out, stdout, stderr) = run(cs(&bao, &state).args([
+    let (out, stdout, stderr) = run(bao.credshift(&state).args([
         "exec",
         "--from",
         &to,
@@ -262,7 +219,7 @@ fn a_conflict_under_skip_leaves_the_other_writers_value_and_version() {
         "value=theirs-0001",
     ]);
     let to = format!("{}?layout=item", bao.spec("secret/app"));
-    let (code, stdout, stderr) = migrate(&bao, &state, &src, &to, &[]);
+    let (code, stdout, stderr) = bao.migrate(&state, &src, &to, &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(
         bao.kv_field("secret/app/env/OPENAI_API_KEY", "value")
@@ -286,7 +243,7 @@ fn a_conflict_under_skip_leaves_the_other_writers_value_and_version() {
         "OTHER=x",
     ]);
     let to = bao.spec("secret/app2");
-    let (code, stdout, stderr) = migrate(&bao, &state, &src, &to, &[]);
+    let (code, stdout, stderr) = bao.migrate(&state, &src, &to, &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(
         bao.kv_field("secret/app2/env", "OPENAI_API_KEY").as_deref(),
@@ -321,7 +278,7 @@ fn a_value_changed_between_plan_and_write_is_a_check_and_set_conflict() {
         "api_key=before",
         "org=o-1",
     ]);
-    let s = open(&bao, &spec);
+    let s = bao.open(&spec);
     // The plan reads the target...
     let scan = s.read_all().unwrap();
     assert_eq!(scan.credentials.len(), 2);
@@ -340,7 +297,7 @@ fn a_value_changed_between_plan_and_write_is_a_check_and_set_conflict() {
         Some("someone-else")
     );
     // A secret created by someone after the plan saw it absent: conflict too.
-    let s = open(&bao, &spec);
+    let s = bao.open(&spec);
     s.read_all().unwrap();
     bao.run(&["kv", "put", "secret/cas/anthropic", "key=theirs"]);
     let c = Credential::new(id("anthropic/key"), Kind::ApiKey, "sk-ant-credshift-01");
@@ -350,7 +307,7 @@ fn a_value_changed_between_plan_and_write_is_a_check_and_set_conflict() {
         Some("theirs")
     );
     // Read fresh, the same write merges: other fields stay.
-    let s = open(&bao, &spec);
+    let s = bao.open(&spec);
     s.read_all().unwrap();
     s.write(&Credential::new(
         id("openai/api_key"),
@@ -398,7 +355,7 @@ path "secret/data/app/env/GITHUB_TOKEN" { capabilities = ["deny"] }
 "#,
     );
     let to = format!("{}?layout=item", bao.spec("secret/app"));
-    let file = token_file(&bao, &token, "limited-token");
+    let file = bao.token_file(&token, "limited-token");
     let mut c = credshift(&state);
     c.env("HOME", bao.home.path()).args([
         "migrate",
@@ -416,6 +373,7 @@ path "secret/data/app/env/GITHUB_TOKEN" { capabilities = ["deny"] }
     let text = format!("{stdout}{stderr}");
     assert!(text.contains("permission denied"), "{text}");
     assert!(text.contains("secret/data/app/env/GITHUB_TOKEN"), "{text}");
+    assert!(text.contains("needs create and update"), "{text}");
     assert!(!text.contains(&token), "the token leaked: {text}");
     for (k, v) in pairs {
         let got = bao.kv_field(&format!("secret/app/env/{k}"), "value");
@@ -448,8 +406,7 @@ fn rollback_restores_the_old_value_and_destroys_the_versions_credshift_wrote() {
         "KEEP=k",
     ]);
     let to = bao.spec("secret/rb");
-    let (code, stdout, stderr) = migrate(
-        &bao,
+    let (code, stdout, stderr) = bao.migrate(
         &state,
         &format!("dotenv:{}", env.display()),
         &to,
@@ -462,7 +419,9 @@ fn rollback_restores_the_old_value_and_destroys_the_versions_credshift_wrote() {
         Some("sk-proj-migrated000000000001")
     );
     let (out, stdout, stderr) =
-        run(cs(&bao, &state).args(["rollback", "--migration-id", &mid, "--yes", "--json"]));
+        run(bao
+            .credshift(&state)
+            .args(["rollback", "--migration-id", &mid, "--yes", "--json"]));
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(
         bao.kv_field("secret/rb/env", "OPENAI_API_KEY").as_deref(),
@@ -471,29 +430,16 @@ fn rollback_restores_the_old_value_and_destroys_the_versions_credshift_wrote() {
     assert_eq!(bao.kv_field("secret/rb/env", "KEEP").as_deref(), Some("k"));
     assert_eq!(bao.kv_field("secret/rb/env", "GITHUB_TOKEN"), None);
     // No version still holds a migrated value.
-    let meta = bao.kv_metadata("secret/rb/env").unwrap();
-    let current = meta["data"]["current_version"].as_u64().unwrap();
-    for v in 1..=current {
-        let out = bao
-            .cli()
-            .args([
-                "kv",
-                "get",
-                "-format=json",
-                &format!("-version={v}"),
-                "secret/rb/env",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+    let versions = bao.every_version("secret/rb/env");
+    assert!(versions.len() >= 3, "{versions:?}");
+    for (v, text) in versions {
         assert!(
             !text.contains("migrated0000"),
             "version {v} still holds it: {text}"
         );
     }
     // A secret the migration created is gone entirely.
-    let (code, stdout, stderr) = migrate(
-        &bao,
+    let (code, stdout, stderr) = bao.migrate(
         &state,
         &format!("dotenv:{}", env.display()),
         &bao.spec("secret/fresh"),
@@ -502,7 +448,9 @@ fn rollback_restores_the_old_value_and_destroys_the_versions_credshift_wrote() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     let mid = json(&stdout)["migration_id"].as_str().unwrap().to_string();
     let (out, _, stderr) =
-        run(cs(&bao, &state).args(["rollback", "--migration-id", &mid, "--yes", "--json"]));
+        run(bao
+            .credshift(&state)
+            .args(["rollback", "--migration-id", &mid, "--yes", "--json"]));
     assert!(out.status.success(), "{stderr}");
     assert_eq!(bao.kv_metadata("secret/fresh/env"), None);
 }
@@ -530,25 +478,24 @@ fn cleanup_of_vault_as_a_source_destroys_only_the_verified_fields() {
     let enc = dir.path().join("out.enc");
     let to = format!("encrypted:{}", enc.display());
     let opts = KeyOptions {
-        passphrase: Some("vault test passphrase".into()),
+        passphrase: Some(PASSPHRASE.into()),
         ..KeyOptions::default()
     };
     let target = store::open(&to.parse().unwrap(), &opts).unwrap();
     target
         .write(&Credential::new(id("openai/org"), Kind::Other, "o-target"))
         .unwrap();
-    let mut c = cs(&bao, &state);
-    c.env("CREDSHIFT_PASSPHRASE", "vault test passphrase")
-        .args([
-            "migrate",
-            "--from",
-            &bao.spec("secret/src"),
-            "--to",
-            &to,
-            "--delete-source",
-            "--yes",
-            "--json",
-        ]);
+    let mut c = bao.credshift(&state);
+    c.env("CREDSHIFT_PASSPHRASE", PASSPHRASE).args([
+        "migrate",
+        "--from",
+        &bao.spec("secret/src"),
+        "--to",
+        &to,
+        "--delete-source",
+        "--yes",
+        "--json",
+    ]);
     let (out, stdout, stderr) = run(&mut c);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(
@@ -570,19 +517,7 @@ fn cleanup_of_vault_as_a_source_destroys_only_the_verified_fields() {
         .as_u64()
         .unwrap();
     assert_eq!(current, 3, "one patch removed the field");
-    for v in 1..=current {
-        let out = bao
-            .cli()
-            .args([
-                "kv",
-                "get",
-                "-format=json",
-                &format!("-version={v}"),
-                "secret/src/openai",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+    for (v, text) in bao.every_version("secret/src/openai") {
         assert!(
             !text.contains("sk-src-0000"),
             "version {v} still holds it: {text}"
@@ -593,7 +528,7 @@ fn cleanup_of_vault_as_a_source_destroys_only_the_verified_fields() {
 #[test]
 fn a_big_secret_is_written_in_cas_chained_requests_and_reads_back_whole() {
     let Some(bao) = Bao::start() else { return };
-    let s = open(&bao, &bao.spec("secret/big"));
+    let s = bao.open(&bao.spec("secret/big"));
     let creds: Vec<Credential> = (0..1200)
         .map(|i| {
             Credential::new(
@@ -612,15 +547,15 @@ fn a_big_secret_is_written_in_cas_chained_requests_and_reads_back_whole() {
     for (c, b) in creds.iter().zip(back) {
         assert_eq!(b.unwrap().unwrap().secret.expose(), c.secret.expose());
     }
-    assert_eq!(vault_values(&bao, &bao.spec("secret/big")).len(), 1200);
+    assert_eq!(bao.values(&bao.spec("secret/big")).len(), 1200);
 }
 
 #[test]
 fn the_lock_secret_excludes_a_second_run_and_a_dead_holder_is_stale() {
     let Some(bao) = Bao::start() else { return };
     let spec = bao.spec("secret/locked");
-    let a = open(&bao, &spec);
-    let b = open(&bao, &spec);
+    let a = bao.open(&spec);
+    let b = bao.open(&spec);
     let held = a
         .lock(LockMode::Exclusive, Duration::from_secs(1))
         .unwrap()
@@ -663,7 +598,7 @@ fn the_lock_secret_excludes_a_second_run_and_a_dead_holder_is_stale() {
 fn a_kv_v1_mount_is_refused_clearly() {
     let Some(bao) = Bao::start() else { return };
     bao.run(&["secrets", "enable", "-path=kv1", "-version=1", "kv"]);
-    let s = open(&bao, &bao.spec("kv1/apps"));
+    let s = bao.open(&bao.spec("kv1/apps"));
     let cap = s.probe();
     assert!(!cap.available);
     let reason = cap.reason.unwrap();
@@ -687,64 +622,90 @@ fn crash_at_every_journal_record_then_resume_or_rollback() {
     ];
     write_env(&env, &pairs);
     let src = format!("dotenv:{}", env.display());
-    let run_case = |k: Option<usize>, prefix: &str| {
-        bao.run(&[
-            "kv",
-            "put",
-            &format!("secret/{prefix}/env"),
-            "GITHUB_TOKEN=old-1",
-            "KEEP=k",
-        ]);
-        let state = dir.path().join(format!("state-{prefix}"));
-        let mut c = cs(&bao, &state);
-        c.args([
-            "migrate",
-            "--from",
-            &src,
-            "--to",
-            &bao.spec(&format!("secret/{prefix}")),
-        ])
-        .args(["--yes", "--json", "--on-conflict", "overwrite"]);
-        if let Some(k) = k {
-            c.env("CREDSHIFT_CRASH_AT", k.to_string());
-        }
-        let (out, stdout, _) = run(&mut c);
-        (out, stdout, state)
-    };
-    let (out, stdout, state) = run_case(None, "clean");
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    let mid = json(&stdout)["migration_id"].as_str().unwrap().to_string();
-    let records =
-        std::fs::read_to_string(state.join("migrations").join(&mid).join("journal.jsonl"))
-            .unwrap()
-            .lines()
-            .count();
-    let full = vault_values(&bao, &bao.spec("secret/clean"));
-    assert_eq!(full.len(), 4, "{full:?}");
-    for k in 1..records {
-        for mode in ["rollback", "resume"] {
-            let prefix = format!("k{k}{mode}");
-            let spec = bao.spec(&format!("secret/{prefix}"));
-            let (out, _, state) = run_case(Some(k), &prefix);
-            assert_eq!(out.status.code(), None, "K={k}: aborted");
-            let (o, stdout, _) = run(cs(&bao, &state).args(["history", "--json"]));
-            assert!(o.status.success());
-            let id = json(&stdout)[0]["id"].as_str().unwrap().to_string();
-            for _ in 0..2 {
-                let (o, stdout, stderr) =
-                    run(cs(&bao, &state).args([mode, "--migration-id", &id, "--yes", "--json"]));
-                assert_eq!(o.status.code(), Some(0), "K={k} {mode}: {stdout}{stderr}");
+    // Both layouts: one secret patched field by field, or a secret per
+    // item created, overwritten and (on rollback) destroyed whole.
+    for layout in ["", "?layout=item"] {
+        let item = !layout.is_empty();
+        let run_case = |k: Option<usize>, prefix: &str| {
+            if item {
+                bao.run(&[
+                    "kv",
+                    "put",
+                    &format!("secret/{prefix}/env/GITHUB_TOKEN"),
+                    "value=old-1",
+                ]);
+                bao.run(&["kv", "put", &format!("secret/{prefix}/env/KEEP"), "value=k"]);
+            } else {
+                bao.run(&[
+                    "kv",
+                    "put",
+                    &format!("secret/{prefix}/env"),
+                    "GITHUB_TOKEN=old-1",
+                    "KEEP=k",
+                ]);
             }
-            let got = vault_values(&bao, &spec);
-            if mode == "rollback" {
+            let state = dir.path().join(format!("state-{prefix}"));
+            let mut c = bao.credshift(&state);
+            c.args(["migrate", "--from", &src, "--to"])
+                .arg(format!("{}{layout}", bao.spec(&format!("secret/{prefix}"))))
+                .args(["--yes", "--json", "--on-conflict", "overwrite"]);
+            if let Some(k) = k {
+                c.env("CREDSHIFT_CRASH_AT", k.to_string());
+            }
+            let (out, stdout, _) = run(&mut c);
+            (out, stdout, state)
+        };
+        let tag = if item { "i" } else { "s" };
+        let (out, stdout, state) = run_case(None, &format!("clean{tag}"));
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        let mid = json(&stdout)["migration_id"].as_str().unwrap().to_string();
+        let records =
+            std::fs::read_to_string(state.join("migrations").join(&mid).join("journal.jsonl"))
+                .unwrap()
+                .lines()
+                .count();
+        let full = bao.values(&format!(
+            "{}{layout}",
+            bao.spec(&format!("secret/clean{tag}"))
+        ));
+        assert_eq!(full.len(), 4, "{full:?}");
+        for k in 1..records {
+            for mode in ["rollback", "resume"] {
+                let prefix = format!("k{k}{mode}{tag}");
+                let spec = format!("{}{layout}", bao.spec(&format!("secret/{prefix}")));
+                let (out, _, state) = run_case(Some(k), &prefix);
+                assert_eq!(out.status.code(), None, "{layout} K={k}: aborted");
+                if let Err(e) = bao.recover_twice(&state, mode) {
+                    panic!("{layout} K={k}: {e}");
+                }
+                let got = bao.values(&spec);
+                if mode == "resume" {
+                    assert_eq!(got, full, "{layout} K={k} resume");
+                    continue;
+                }
                 let want: BTreeMap<String, String> = [
                     ("env/GITHUB_TOKEN".to_string(), "old-1".to_string()),
                     ("env/KEEP".to_string(), "k".to_string()),
                 ]
                 .into();
-                assert_eq!(got, want, "K={k} rollback");
-            } else {
-                assert_eq!(got, full, "K={k} resume");
+                assert_eq!(got, want, "{layout} K={k} rollback");
+                // No version anywhere still holds a migrated value.
+                let paths: Vec<String> = if item {
+                    ["OPENAI_API_KEY", "GITHUB_TOKEN", "SLACK_BOT_TOKEN"]
+                        .iter()
+                        .map(|n| format!("secret/{prefix}/env/{n}"))
+                        .collect()
+                } else {
+                    vec![format!("secret/{prefix}/env")]
+                };
+                for path in paths {
+                    for (v, text) in bao.every_version(&path) {
+                        assert!(
+                            !text.contains("crash0000"),
+                            "{layout} K={k}: {path} version {v} still holds it: {text}"
+                        );
+                    }
+                }
             }
         }
     }
@@ -761,7 +722,7 @@ fn no_token_or_secret_reaches_any_output_journal_or_custom_metadata() {
     let to = bao.spec("secret/canary");
     let mut outputs = Vec::new();
     let (code, stdout, stderr) =
-        migrate(&bao, &state, &format!("dotenv:{}", env.display()), &to, &[]);
+        bao.migrate(&state, &format!("dotenv:{}", env.display()), &to, &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     outputs.push((
@@ -773,7 +734,7 @@ fn no_token_or_secret_reaches_any_output_journal_or_custom_metadata() {
         vec!["inventory", "--from", to.as_str(), "--json"],
         vec!["history", "--json"],
     ] {
-        let (_, stdout, stderr) = run(cs(&bao, &state).args(&args));
+        let (_, stdout, stderr) = run(bao.credshift(&state).args(&args));
         outputs.push((
             args[0].to_string(),
             format!("{stdout}{stderr}").into_bytes(),
@@ -820,7 +781,7 @@ fn no_token_or_secret_reaches_any_output_journal_or_custom_metadata() {
 fn the_identity_key_names_the_cluster_mount_and_prefix_without_secrets() {
     let Some(bao) = Bao::start() else { return };
     let opts = KeyOptions {
-        vault_token_file: Some(token_file(&bao, &bao.token, "id-token")),
+        vault_token_file: Some(bao.token_file(&bao.token, "id-token")),
         ..KeyOptions::default()
     };
     let key = |spec: &str| {
@@ -861,8 +822,13 @@ fn backup_of_vault_restores_into_another_prefix_exactly() {
     bao.run(&["kv", "put", "secret/bk/github", "token=ghp_backup0002"]);
     let from = bao.spec("secret/bk");
     let file = dir.path().join("vault-backup.enc");
-    let (out, stdout, stderr) =
-        run(cs(&bao, &state).args(["backup", "--from", &from, "--out", file.to_str().unwrap()]));
+    let (out, stdout, stderr) = run(bao.credshift(&state).args([
+        "backup",
+        "--from",
+        &from,
+        "--out",
+        file.to_str().unwrap(),
+    ]));
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
         !std::fs::read(&file)
@@ -871,7 +837,7 @@ fn backup_of_vault_restores_into_another_prefix_exactly() {
             .any(|w| w == b"sk-backup-0001")
     );
     let to = bao.spec("secret/restored");
-    let (out, stdout, stderr) = run(cs(&bao, &state).args([
+    let (out, stdout, stderr) = run(bao.credshift(&state).args([
         "restore",
         "--backup",
         file.to_str().unwrap(),
@@ -880,8 +846,8 @@ fn backup_of_vault_restores_into_another_prefix_exactly() {
         "--yes",
     ]));
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert_eq!(vault_values(&bao, &to), vault_values(&bao, &from));
-    assert_eq!(vault_values(&bao, &to).len(), 3);
+    assert_eq!(bao.values(&to), bao.values(&from));
+    assert_eq!(bao.values(&to).len(), 3);
     assert_eq!(
         bao.kv_field("secret/restored/openai", "api_key").as_deref(),
         Some("sk-backup-0001")
@@ -893,7 +859,7 @@ fn vault_addr_adds_vault_to_the_default_stores_the_wizard_offers() {
     let Some(bao) = Bao::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let specs = |addr_var: Option<&str>| -> Vec<String> {
-        let mut c = cs(&bao, dir.path());
+        let mut c = bao.credshift(dir.path());
         c.env_remove("VAULT_ADDR").env_remove("BAO_ADDR");
         if let Some(v) = addr_var {
             c.env(v, &bao.addr);
@@ -916,7 +882,7 @@ fn vault_addr_adds_vault_to_the_default_stores_the_wizard_offers() {
 #[test]
 fn the_dry_run_proposes_the_item_layout_for_a_secret_past_one_kv_entry() {
     let Some(bao) = Bao::start() else { return };
-    let s = open(&bao, &bao.spec("secret/huge"));
+    let s = bao.open(&bao.spec("secret/huge"));
     let _ = s.read_all();
     let big = |i: usize| {
         Credential::new(
@@ -931,8 +897,37 @@ fn the_dry_run_proposes_the_item_layout_for_a_secret_past_one_kv_entry() {
     assert_eq!(s.check(&big(1)), None);
     let why = s.check(&big(2)).expect("past one entry");
     assert!(why.contains("?layout=item"), "{why}");
-    let item = open(&bao, &format!("{}?layout=item", bao.spec("secret/huge")));
+    let item = bao.open(&format!("{}?layout=item", bao.spec("secret/huge")));
     assert_eq!(item.check(&big(2)), None);
+    // The dry run a user runs says so, and the item layout takes them all.
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("big.env");
+    let blob = "b".repeat(400 * 1024);
+    write_env(
+        &env,
+        &[("BLOB_0", &blob), ("BLOB_1", &blob), ("BLOB_2", &blob)],
+    );
+    let src = format!("dotenv:{}", env.display());
+    let state = dir.path().join("state");
+    let (code, stdout, stderr) =
+        bao.migrate(&state, &src, &bao.spec("secret/huge2"), &["--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    let plan = json(&stdout);
+    assert_eq!(
+        plan["counts"]["invalid"],
+        1,
+        "{}",
+        &stdout[..stdout.len().min(2000)]
+    );
+    assert!(
+        stdout.contains("use ?layout=item"),
+        "{}",
+        &stdout[..stdout.len().min(2000)]
+    );
+    let to = format!("{}?layout=item", bao.spec("secret/huge2"));
+    let (code, stdout, stderr) = bao.migrate(&state, &src, &to, &["--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json(&stdout)["counts"]["copy"], 3);
 }
 
 #[test]
@@ -971,12 +966,12 @@ fn agent_prompttrain_database_rows_round_trip_through_vault() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let to = bao.spec("secret/pt-db");
-    let mut c = cs(&bao, &state);
+    let mut c = bao.credshift(&state);
     c.env("CREDENTIAL_ENCRYPTION_KEY", &key)
         .args(["migrate", "--from", &src, "--to", &to, "--yes", "--json"]);
     let (out, stdout, stderr) = run(&mut c);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert_eq!(vault_values(&bao, &to), want);
+    assert_eq!(bao.values(&to), want);
     for (id, value) in &want {
         let (path, field) = kv_place("secret/pt-db", id);
         assert_eq!(
@@ -987,26 +982,12 @@ fn agent_prompttrain_database_rows_round_trip_through_vault() {
     }
     // And back out, into credshift's encrypted file.
     let back = format!("encrypted:{}", dir.path().join("pt-db.enc").display());
-    let mut c = cs(&bao, &state);
-    c.env("CREDSHIFT_PASSPHRASE", "vault test passphrase")
+    let mut c = bao.credshift(&state);
+    c.env("CREDSHIFT_PASSPHRASE", PASSPHRASE)
         .args(["migrate", "--from", &to, "--to", &back, "--yes", "--json"]);
     let (out, stdout, stderr) = run(&mut c);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    let s = store::open(
-        &back.parse().unwrap(),
-        &KeyOptions {
-            passphrase: Some("vault test passphrase".into()),
-            ..KeyOptions::default()
-        },
-    )
-    .unwrap();
-    let got: BTreeMap<String, String> = s
-        .read_all()
-        .unwrap()
-        .credentials
-        .into_iter()
-        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
-        .collect();
+    let got = encrypted_values(&back);
     assert_eq!(got, want);
 }
 
@@ -1025,7 +1006,7 @@ fn a_crash_anywhere_in_a_cleanup_of_vault_is_resumed_or_rolled_back() {
         bao.run(&["kv", "put", &path, &format!("@{}", json_in.display())]);
         let state = dir.path().join(format!("state-{name}"));
         let dst = dir.path().join(format!("{name}.env"));
-        let mut c = cs(&bao, &state);
+        let mut c = bao.credshift(&state);
         c.args(["migrate", "--from", &bao.spec(&format!("secret/{name}"))])
             .args(["--to", &format!("dotenv:{}", dst.display())])
             .args(["--delete-source", "--yes", "--json"]);
@@ -1050,21 +1031,16 @@ fn a_crash_anywhere_in_a_cleanup_of_vault_is_resumed_or_rolled_back() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    assert!(vault_values(&bao, &bao.spec("secret/clean")).is_empty());
+    assert!(bao.values(&bao.spec("secret/clean")).is_empty());
     for k in 1..records {
         for mode in ["rollback", "resume"] {
             let name = format!("c{k}{mode}");
             let (out, _, state, dst) = case(&name, Some(k));
             assert_eq!(out.status.code(), None, "K={k}: aborted");
-            let (o, stdout, _) = run(cs(&bao, &state).args(["history", "--json"]));
-            assert!(o.status.success());
-            let id = json(&stdout)[0]["id"].as_str().unwrap().to_string();
-            for _ in 0..2 {
-                let (o, stdout, stderr) =
-                    run(cs(&bao, &state).args([mode, "--migration-id", &id, "--yes", "--json"]));
-                assert_eq!(o.status.code(), Some(0), "K={k} {mode}: {stdout}{stderr}");
+            if let Err(e) = bao.recover_twice(&state, mode) {
+                panic!("K={k}: {e}");
             }
-            let src = vault_values(&bao, &bao.spec(&format!("secret/{name}")));
+            let src = bao.values(&bao.spec(&format!("secret/{name}")));
             let dst_values = if dst.exists() {
                 values(&format!("dotenv:{}", dst.display()))
             } else {
@@ -1096,7 +1072,7 @@ fn a_field_changed_before_a_compared_delete_stays() {
     use credshift::store::DeleteIf;
     let Some(bao) = Bao::start() else { return };
     let spec = bao.spec("secret/cad");
-    let s = open(&bao, &spec);
+    let s = bao.open(&spec);
     let a = Credential::new(
         "app/a_key".parse().unwrap(),
         Kind::ApiKey,
@@ -1115,7 +1091,7 @@ fn a_field_changed_before_a_compared_delete_stays() {
         .into_iter()
         .map(|r| r.unwrap().unwrap())
         .collect();
-    open(&bao, &spec)
+    bao.open(&spec)
         .write(&Credential::new(
             a.id.clone(),
             Kind::ApiKey,
@@ -1129,7 +1105,7 @@ fn a_field_changed_before_a_compared_delete_stays() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(r, [DeleteIf::Changed, DeleteIf::Deleted, DeleteIf::Absent]);
-    let now = open(&bao, &spec);
+    let now = bao.open(&spec);
     let a_now = now.read(&a.id).unwrap().unwrap();
     assert_eq!(a_now.secret.expose(), "another-clients-value");
     assert!(now.read(&b.id).unwrap().is_none());

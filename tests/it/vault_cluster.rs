@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use credshift::store::{self, StoreSpec};
-use credshift::unlock::KeyOptions;
 use support::vault::BaoCluster;
 use support::*;
 
@@ -23,6 +21,15 @@ fn a_leader_killed_mid_migration_loses_nothing() {
     assert_eq!(cluster.voters(0), 3, "three voters");
     let leader = cluster.leader().expect("a leader");
     let via = (leader + 1) % 3;
+    // The probe says a node is a standby (writes go to the active node).
+    let probe_spec = format!("vault:{}/secret/fleet", cluster.addrs[via]);
+    let cap = cluster.open(&probe_spec).probe();
+    assert!(cap.available, "{:?}", cap.reason);
+    assert!(
+        cap.warnings.iter().any(|w| w.contains("a standby node")),
+        "{:?}",
+        cap.warnings
+    );
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let env = dir.path().join("fleet.env");
@@ -93,9 +100,7 @@ fn a_leader_killed_mid_migration_loses_nothing() {
     );
     if out.status.code() != Some(0) {
         // Stopped: resume finishes it against the new leader.
-        let (o, hist, _) = run(credshift(&state).args(["history", "--json"]));
-        assert!(o.status.success());
-        let id = json(&hist)[0]["id"].as_str().unwrap().to_string();
+        let id = support::vault::last_migration_id(&state);
         let (o, rout, rerr) = run(credshift(&state)
             .env("VAULT_TOKEN", &cluster.token)
             .env("HOME", cluster.home.path())
@@ -107,18 +112,7 @@ fn a_leader_killed_mid_migration_loses_nothing() {
         );
     }
     // Every item at the target, exact; 0 lost.
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &cluster.token).unwrap();
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let opts = KeyOptions {
-        vault_token_file: Some(token_file),
-        ..KeyOptions::default()
-    };
-    let s = store::open(&to.parse::<StoreSpec>().unwrap(), &opts).unwrap();
+    let s = cluster.open(&to);
     let scan = s.read_all().unwrap();
     let got: BTreeMap<String, String> = scan
         .credentials

@@ -325,42 +325,18 @@ fn run_browser(chromium: &Path, dir: &Path, config: Value) -> String {
         config["scenario"].as_str().unwrap()
     ));
     write_private(&cfg, serde_json::to_string(&config).unwrap().as_bytes());
-    let mut child = Command::new("node")
-        .arg(web_dir().join("browser.mjs"))
-        .env("CREDSHIFT_WEB_CONFIG", &cfg)
-        .env("CHROMIUM", chromium)
-        .current_dir(web_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out_t.join().unwrap();
-    let err = err_t.join().unwrap();
+    let f = support::run_child(
+        Command::new("node")
+            .arg(web_dir().join("browser.mjs"))
+            .env("CREDSHIFT_WEB_CONFIG", &cfg)
+            .env("CHROMIUM", chromium)
+            .current_dir(web_dir()),
+        None,
+        Duration::from_secs(300),
+    );
+    let out = String::from_utf8_lossy(&f.stdout).into_owned();
+    let err = String::from_utf8_lossy(&f.stderr);
+    let status = f.status;
     match status {
         Some(s) if s.success() && out.contains("all passed") => out,
         Some(s) => panic!("browser scenario failed ({s}):\n{out}\n{err}"),

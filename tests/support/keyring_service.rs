@@ -264,3 +264,22 @@ pub fn shared() -> Option<&'static KeyringService> {
         }
     }
 }
+
+/// `secret-tool` on the keyring's bus (another client of the same store):
+/// whether it succeeded, and its stdout then stderr (it prints attributes
+/// on stderr and the rest on stdout).
+pub fn secret_tool(ks: &KeyringService, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let f = super::run_child(
+        std::process::Command::new("secret-tool")
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address),
+        Some(stdin.unwrap_or("").as_bytes()),
+        super::deadline(),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&f.stdout),
+        String::from_utf8_lossy(&f.stderr)
+    );
+    (f.status.is_some_and(|s| s.success()), text)
+}

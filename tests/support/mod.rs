@@ -70,8 +70,7 @@ pub fn credshift(state_dir: &Path) -> Command {
         .env_remove("APP_KEY")
         .env_remove("CREDSHIFT_FAULTS")
         .env_remove("CREDSHIFT_CRASH_AT")
-        // The lock wait a user would get: a test that wants none says so
-        // (`lock_table` sets it process-wide for its in-process cleanup).
+        // The lock wait a user would get: a test that wants none says so.
         .env_remove("CREDSHIFT_LOCK_WAIT")
         .stdin(Stdio::null());
     c
@@ -104,18 +103,32 @@ pub fn deadline() -> std::time::Duration {
     std::time::Duration::from_secs(secs)
 }
 
-/// `Command::output` with a deadline: past it the child is killed and the
-/// test fails naming the command. Stdin is closed, as `output` does.
-pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
-    use std::io::Read;
+/// What a child left when it ended, or when its deadline killed it.
+pub struct Finished {
+    /// `None`: killed at the deadline.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Run `cmd` with `stdin` written to it (or stdin closed), both output
+/// pipes drained on threads (a chatty child never blocks on a full pipe
+/// while we wait), and kill it past `limit`.
+pub fn run_child(cmd: &mut Command, stdin: Option<&[u8]>, limit: std::time::Duration) -> Finished {
+    use std::io::{Read, Write};
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn credshift");
-    // Both pipes drain on threads so a chatty child never blocks on a
-    // full pipe while we wait for it.
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(bytes).expect("write the child's stdin");
+    }
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -129,25 +142,39 @@ pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
     let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let start = std::time::Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for credshift") {
-            break status;
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break Some(status);
         }
         if start.elapsed() >= limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "{:?} {:?} did not finish within {} s; killed it",
-                cmd.get_program(),
-                cmd.get_args().collect::<Vec<_>>(),
-                limit.as_secs_f64()
-            );
+            break None;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    Output {
+    Finished {
         status,
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// `Command::output` with a deadline: past it the child is killed and the
+/// test fails naming the command. Stdin is closed, as `output` does.
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    let f = run_child(cmd, None, limit);
+    let Some(status) = f.status else {
+        panic!(
+            "{:?} {:?} did not finish within {} s; killed it",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            limit.as_secs_f64()
+        );
+    };
+    Output {
+        status,
+        stdout: f.stdout,
+        stderr: f.stderr,
     }
 }
 
@@ -216,6 +243,20 @@ pub fn secret_of(store: &dyn credshift::store::Store, s: &str) -> Option<String>
         .read(&id(s))
         .unwrap()
         .map(|c| c.secret.expose().to_string())
+}
+
+/// id -> value of everything a store holds (nothing when it does not exist
+/// yet).
+pub fn values_of(store: &dyn credshift::store::Store) -> BTreeMap<String, String> {
+    match store.read_all() {
+        Ok(scan) => scan
+            .credentials
+            .into_iter()
+            .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+            .collect(),
+        Err(credshift::error::StoreError::NotFound { .. }) => BTreeMap::new(),
+        Err(e) => panic!("{}: {e}", store.spec()),
+    }
 }
 
 /// The ids a store lists, sorted.

@@ -21,6 +21,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use credshift::store::{self, Store, StoreSpec};
+use credshift::unlock::KeyOptions;
+
 use super::skip_without;
 
 /// The root token of every test server (a throwaway, in-memory server).
@@ -113,6 +118,16 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// How a dev server is started.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    /// `-dev-tls`, its CA in `certs/`.
+    Tls,
+    /// With a file audit device logging every request.
+    Audited,
+}
+
 pub struct Bao {
     pub addr: String,
     pub token: String,
@@ -136,13 +151,82 @@ impl Bao {
     }
 
     pub fn try_start() -> Result<Bao, String> {
+        Bao::try_start_with(Mode::Plain)
+    }
+
+    /// A dev server that logs every request (OpenBao 2 enables audit
+    /// devices from its config only): see [`Bao::audited`].
+    pub fn start_audited() -> Option<Bao> {
+        match Bao::try_start_with(Mode::Audited) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                skip_without("openbao (bao) with an audit device", &e);
+                None
+            }
+        }
+    }
+
+    /// The requests the server answered since it started, as (operation,
+    /// path), from its audit log: what a test asserts was never asked.
+    pub fn audited(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.home.path().join("audit.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == "response")
+            .map(|v| {
+                let r = &v["request"];
+                (
+                    r["operation"].as_str().unwrap_or("").to_string(),
+                    r["path"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// A dev server on HTTPS (`-dev-tls`): its CA is [`Bao::ca_file`].
+    pub fn start_tls() -> Option<Bao> {
+        match Bao::try_start_with(Mode::Tls) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                skip_without("openbao (bao) with -dev-tls", &e);
+                None
+            }
+        }
+    }
+
+    /// The CA that signed a `-dev-tls` server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.home.path().join("certs/vault-ca.pem")
+    }
+
+    fn try_start_with(mode: Mode) -> Result<Bao, String> {
+        let tls = mode == Mode::Tls;
         let bin = bao_binary()?;
         let home = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = free_port();
         let log = std::fs::File::create(home.path().join("server.log")).unwrap();
         let mut cmd = Command::new(&bin);
-        cmd.args(["server", "-dev"])
-            .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
+        cmd.args(["server", "-dev"]);
+        if mode == Mode::Audited {
+            let hcl = home.path().join("audit.hcl");
+            let log = home.path().join("audit.log");
+            std::fs::write(
+                &hcl,
+                format!(
+                    "audit \"file\" \"test\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+                    log.display()
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+            cmd.arg(format!("-config={}", hcl.display()));
+        }
+        if tls {
+            let certs = home.path().join("certs");
+            std::fs::create_dir(&certs).map_err(|e| e.to_string())?;
+            cmd.arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", certs.display()));
+        }
+        cmd.arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
             .env("HOME", home.path())
             .env_remove("VAULT_TOKEN")
@@ -158,8 +242,9 @@ impl Bao {
             });
         }
         let child = cmd.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
+        let scheme = if tls { "https" } else { "http" };
         let mut bao = Bao {
-            addr: format!("http://127.0.0.1:{port}"),
+            addr: format!("{scheme}://127.0.0.1:{port}"),
             token: ROOT_TOKEN.to_string(),
             bin,
             child,
@@ -167,7 +252,20 @@ impl Bao {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if health(port) == Some(200) {
+            // A TLS server answers a plain request 400; `bao status` then
+            // speaks TLS with the CA it wrote.
+            let up = if tls {
+                health(port).is_some()
+                    && bao.ca_file().is_file()
+                    && bao
+                        .cli()
+                        .arg("status")
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+            } else {
+                health(port) == Some(200)
+            };
+            if up {
                 return Ok(bao);
             }
             if let Ok(Some(st)) = bao.child.try_wait() {
@@ -198,6 +296,10 @@ impl Bao {
             .env("VAULT_TOKEN", token)
             .env("HOME", self.home.path())
             .stdin(Stdio::null());
+        if self.addr.starts_with("https:") {
+            c.env("BAO_CACERT", self.ca_file())
+                .env("VAULT_CACERT", self.ca_file());
+        }
         c
     }
 
@@ -256,6 +358,128 @@ impl Bao {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A 0600 file holding `token` in `dir` (what `--vault-token-file` reads).
+pub fn token_file(dir: &Path, token: &str, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let f = dir.join(name);
+    std::fs::write(&f, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    f
+}
+
+/// The library's store for `spec`, its token read from a 0600 file in
+/// `dir` (never the process environment, which other tests share).
+pub fn open_store(dir: &Path, spec: &str, token: &str) -> Box<dyn Store> {
+    let opts = KeyOptions {
+        vault_token_file: Some(token_file(dir, token, "lib-token")),
+        ..KeyOptions::default()
+    };
+    store::open(&spec.parse::<StoreSpec>().unwrap(), &opts).unwrap()
+}
+
+/// id -> value of everything `s` holds; empty when nothing is under its
+/// prefix yet. Panics on a place it could not read.
+pub fn store_values(s: &dyn Store) -> BTreeMap<String, String> {
+    let scan = match s.read_all() {
+        Ok(scan) => scan,
+        Err(credshift::error::StoreError::NotFound { .. }) => return BTreeMap::new(),
+        Err(e) => panic!("{e}"),
+    };
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    scan.credentials
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+        .collect()
+}
+
+/// The id of the newest migration in a state dir (`history --json`).
+pub fn last_migration_id(state: &Path) -> String {
+    let (o, stdout, _) = super::run(super::credshift(state).args(["history", "--json"]));
+    assert!(o.status.success(), "history: {stdout}");
+    super::json(&stdout)[0]["id"].as_str().unwrap().to_string()
+}
+
+impl Bao {
+    pub fn token_file(&self, token: &str, name: &str) -> PathBuf {
+        token_file(self.home.path(), token, name)
+    }
+
+    /// The library's store for `spec` with the root token.
+    pub fn open(&self, spec: &str) -> Box<dyn Store> {
+        open_store(self.home.path(), spec, &self.token)
+    }
+
+    pub fn open_with_token(&self, spec: &str, token: &str) -> Box<dyn Store> {
+        open_store(self.home.path(), spec, token)
+    }
+
+    /// id -> value of everything a Vault spec holds, through the library.
+    pub fn values(&self, spec: &str) -> BTreeMap<String, String> {
+        store_values(self.open(spec).as_ref())
+    }
+
+    /// credshift with this server's root token in its environment.
+    pub fn credshift(&self, state: &Path) -> Command {
+        let mut c = super::credshift(state);
+        c.env("VAULT_TOKEN", &self.token)
+            .env("HOME", self.home.path());
+        c
+    }
+
+    /// `credshift migrate --yes --json` with the root token: exit code,
+    /// stdout, stderr.
+    pub fn migrate(
+        &self,
+        state: &Path,
+        from: &str,
+        to: &str,
+        args: &[&str],
+    ) -> (i32, String, String) {
+        let mut c = self.credshift(state);
+        c.args(["migrate", "--from", from, "--to", to, "--yes", "--json"])
+            .args(args);
+        let (out, stdout, stderr) = super::run(&mut c);
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    }
+
+    /// Every version of the secret `path` (`bao kv get -version=N`), as
+    /// JSON text: what a test searches for a value that must be destroyed.
+    pub fn every_version(&self, path: &str) -> Vec<(u64, String)> {
+        let current = self
+            .kv_metadata(path)
+            .map_or(0, |m| m["data"]["current_version"].as_u64().unwrap_or(0));
+        (1..=current)
+            .map(|v| {
+                let out = self
+                    .cli()
+                    .args(["kv", "get", "-format=json", &format!("-version={v}"), path])
+                    .output()
+                    .unwrap();
+                (v, String::from_utf8_lossy(&out.stdout).into_owned())
+            })
+            .collect()
+    }
+
+    /// `resume` or `rollback` of the newest migration in `state`, twice
+    /// (the second is a no-op that must succeed too).
+    pub fn recover_twice(&self, state: &Path, mode: &str) -> Result<(), String> {
+        let id = last_migration_id(state);
+        for _ in 0..2 {
+            let (o, stdout, stderr) = super::run(self.credshift(state).args([
+                mode,
+                "--migration-id",
+                &id,
+                "--yes",
+                "--json",
+            ]));
+            if o.status.code() != Some(0) {
+                return Err(format!("{mode}: {stdout}{stderr}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -352,7 +576,8 @@ impl BaoCluster {
                 "disable_mlock = true\nui = false\n\
                  api_addr = \"http://127.0.0.1:{p}\"\n\
                  cluster_addr = \"https://127.0.0.1:{c}\"\n\
-                 storage \"raft\" {{\n  path = \"{data}\"\n  node_id = \"node{i}\"\n{joins}}}\n\
+                 storage \"raft\" {{\n  path = \"{data}\"\n  node_id = \"node{i}\"\n\
+                 autopilot_reconcile_interval = \"1s\"\n  autopilot_update_interval = \"500ms\"\n{joins}}}\n\
                  listener \"tcp\" {{\n  address = \"127.0.0.1:{p}\"\n  cluster_address = \"127.0.0.1:{c}\"\n  tls_disable = true\n}}\n\
                  seal \"static\" {{\n  current_key_id = \"test-1\"\n  current_key = \"file://{key}\"\n}}\n",
                 c = p + 1,
@@ -395,13 +620,42 @@ impl BaoCluster {
         let init: serde_json::Value =
             serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
         cluster.token = init["root_token"].as_str().unwrap_or_default().to_string();
+        // Autopilot adds a joining node as a non-voter and promotes it once
+        // it has been healthy for `server_stabilization_time` (10 s by
+        // default), checked every `autopilot_reconcile_interval` (10 s; 1 s
+        // above). Set before the others join, so their promotion is a
+        // matter of seconds, not of two long timers lining up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let set = cluster
+                .cli(0)
+                .args(["operator", "raft", "autopilot", "set-config"])
+                .args([
+                    "-server-stabilization-time=2s",
+                    "-last-contact-threshold=5s",
+                ])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if set.status.success() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "autopilot set-config: {}",
+                    String::from_utf8_lossy(&set.stderr)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
         for i in 1..3 {
             let child = cluster.spawn(i)?;
             cluster.nodes.push(Some(child));
         }
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let joined = Instant::now();
+        let deadline = joined + Duration::from_secs(90);
         while Instant::now() < deadline {
             if cluster.voters(0) == 3 {
+                eprintln!("raft: three voters {:?} after the joins", joined.elapsed());
                 cluster
                     .cli(0)
                     .args(["secrets", "enable", "-path=secret", "kv-v2"])
@@ -426,8 +680,15 @@ impl BaoCluster {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        // What autopilot thought of each node, for the next person to meet it.
+        let state = cluster
+            .cli(0)
+            .args(["operator", "raft", "autopilot", "state", "-format=json"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         Err(format!(
-            "the cluster did not reach three voters in 90 s: {}",
+            "the cluster did not reach three voters in 90 s; autopilot state: {state}\nnode1.log: {}",
             std::fs::read_to_string(dir.join("node1.log")).unwrap_or_default()
         ))
     }
@@ -475,6 +736,11 @@ impl BaoCluster {
             }
         }
         None
+    }
+
+    /// The library's store for `spec` with the root token.
+    pub fn open(&self, spec: &str) -> Box<dyn Store> {
+        open_store(self.home.path(), spec, &self.token)
     }
 
     pub fn kill(&mut self, i: usize) {

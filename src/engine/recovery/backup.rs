@@ -54,7 +54,7 @@ pub fn backup(
             out.display()
         )));
     }
-    let locks = session::read_only(source)?;
+    let locks = session::read_only(source, opts.lock_wait)?;
     let scan = source.read_all()?;
     // A passphrase that fails the rule for new ones seals nothing new.
     let key_file = match (

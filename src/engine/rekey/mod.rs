@@ -239,7 +239,14 @@ fn under_keys(names: &[String], todo: impl Iterator<Item = usize>) -> Vec<KeyCou
 pub fn dry_run(spec: &StoreSpec, opts: &KeyOptions, new: &NewKey) -> Result<RekeyPlan> {
     let format = format_of(spec)?;
     let store = store::open(spec, opts)?;
-    let (_, _locks) = session::rekey(store.as_ref(), session::Use::READ, None, "", None)?;
+    let (_, _locks) = session::rekey(
+        store.as_ref(),
+        session::Use::READ,
+        None,
+        "",
+        None,
+        opts.lock_wait,
+    )?;
     let mut cells = raw::open(spec, opts)?;
     let s = survey(format, &spec.to_string(), cells.as_mut(), opts, new)?;
     let names = s.codec.old_key_names();
@@ -467,6 +474,7 @@ pub fn run_cancellable(
         Some(state_dir),
         &id.0,
         None,
+        opts.lock_wait,
     );
     let planned = locked.and_then(|(identity, locks)| {
         let mut cells = raw::open(&spec, opts)?;

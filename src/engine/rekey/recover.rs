@@ -282,6 +282,7 @@ fn hold(state_dir: &Path, id: &MigrationId, opts: &KeyOptions, usage: Use) -> Re
         Some(state_dir),
         &id.0,
         st.identity.as_ref(),
+        opts.lock_wait,
     )?;
     // Read again under the locks: another run may have moved it on.
     let journal = RekeyJournal::open(&st.dir, id)?;

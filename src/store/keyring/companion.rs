@@ -1,7 +1,8 @@
 //! A backend over any keyring-core store that keeps kind and metadata in a
 //! companion entry (`SERVICE#credshift`, same user) and lists through the
-//! store's search. Used on macOS and Windows; built everywhere so that it
-//! is compiled and tested on every platform.
+//! store's search. The keyring tests' in-memory keyring runs on it (over an
+//! in-memory keyring-core store); no supported platform needs it in the binary
+//! (a Secret Service has attributes of its own).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -6,15 +6,15 @@
 //! Each credential is one entry of service `SERVICE` and user
 //! `namespace/name`. Kind and metadata travel with it:
 //!
-//! - Secret Service (Linux, BSD): attributes `credshift.kind` and
-//!   `credshift.metadata` (JSON) on the item; the session is DH-encrypted
-//!   (the store's `crypto-rust` transport encryption), never plain. `list`
-//!   searches by the `service` attribute. A locked collection is reported,
-//!   never unlocked with a prompt behind the user's back.
-//! - Keychain (macOS) and Credential Manager (Windows): a companion entry of
-//!   service `SERVICE#credshift` and the same user holds `{"kind", "metadata"}`;
-//!   `list` uses the platform search. Credential Manager holds at most 2560
-//!   bytes (UTF-16) per secret, which `check` reports before the dry run ends.
+//! - Secret Service (Linux and the BSDs, the platforms credshift supports):
+//!   attributes `credshift.kind` and `credshift.metadata` (JSON) on the
+//!   item; the session is DH-encrypted (the store's `crypto-rust` transport
+//!   encryption), never plain. `list` searches by the `service` attribute.
+//!   A locked collection is reported, never unlocked with a prompt behind
+//!   the user's back.
+//! - A Unix without a Secret Service (macOS): `unsupported`, a clear error.
+//!   Nobody builds or tests a Keychain or Credential Manager backend here,
+//!   so none is offered.
 //!
 //! Every call runs on one worker thread per store and the caller waits at
 //! most `KeyOptions::keyring_timeout` for it (for a batch: for its next
@@ -472,7 +472,7 @@ pub fn item_from_attributes(
 }
 
 /// The kind and metadata (as JSON text) a companion entry
-/// (`SERVICE#credshift`, macOS and Windows) holds; `None` when it is not
+/// (`SERVICE#credshift`, the companion backend) holds; `None` when it is not
 /// one. Public for the fuzz target.
 #[doc(hidden)]
 pub fn companion_attributes(text: &str) -> Option<(String, String)> {
@@ -740,7 +740,9 @@ impl Store for KeyringStore {
     }
 }
 
-/// Secret Service (freedesktop) on Linux and the BSDs.
+/// Secret Service (freedesktop): Linux and the other Unix systems that run
+/// one (the BSDs). The only OS keyring credshift supports (README,
+/// "Platforms").
 #[cfg(all(
     unix,
     not(any(target_os = "macos", target_os = "ios", target_os = "android"))
@@ -752,43 +754,17 @@ mod secret_service;
 ))]
 use self::secret_service as platform;
 
-/// Keychain (macOS): no attributes of our own, so kind and metadata live in
-/// a companion entry.
-#[cfg(target_os = "macos")]
-mod macos;
-#[cfg(target_os = "macos")]
-use self::macos as platform;
-
-/// Credential Manager (Windows): no attributes of our own, so kind and
-/// metadata live in a companion entry.
-#[cfg(target_os = "windows")]
-mod windows;
-#[cfg(target_os = "windows")]
-use self::windows as platform;
-
-/// Every other platform: no OS keyring credshift can use.
-#[cfg(not(any(
-    target_os = "macos",
-    target_os = "windows",
-    all(
-        unix,
-        not(any(target_os = "macos", target_os = "ios", target_os = "android"))
-    )
-)))]
+/// A Unix without a Secret Service (macOS, iOS, Android): no OS keyring;
+/// `keyring:` says so and names the store to use instead.
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "android"))]
 mod unsupported;
-#[cfg(not(any(
-    target_os = "macos",
-    target_os = "windows",
-    all(
-        unix,
-        not(any(target_os = "macos", target_os = "ios", target_os = "android"))
-    )
-)))]
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "android"))]
 use self::unsupported as platform;
 
-/// Used on macOS and Windows; built everywhere so that it is compiled and
-/// tested on every platform.
-#[cfg_attr(not(any(target_os = "macos", target_os = "windows")), allow(dead_code))]
+/// A backend over any keyring-core store, keeping kind and metadata in a
+/// companion entry: the tests' in-memory keyring, and the shape a keyring
+/// without attributes would take.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod companion;
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! No OS keyring credshift can use on this platform.
+//! A Unix without a Secret Service (macOS, iOS, Android): credshift offers
+//! no OS keyring there (it supports Linux and other Unix with a Secret
+//! Service; README, "Platforms"), and says so instead of pretending.
 
 use super::{Backend, Fail, Limit};
 
@@ -10,6 +12,9 @@ pub(crate) const LIMIT: Limit = Limit {
 
 pub(crate) fn connect(_service: &str) -> Result<Box<dyn Backend>, Fail> {
     Err(Fail::Unavailable(
-        "credshift has no OS keyring for this platform; use encrypted:PATH".into(),
+        "keyring: credshift supports the OS keyring only through a Secret Service \
+         (Linux and other Unix running gnome-keyring or KeePassXC); this system has \
+         none, use encrypted:PATH instead"
+            .into(),
     ))
 }

@@ -125,6 +125,10 @@ impl Client {
             .http_status_as_error(false)
             // A redirect would carry the token to wherever it points.
             .max_redirects(0)
+            // Every worker keeps its connection between requests (ureq keeps
+            // 3 per host by default: the rest reconnected each batch).
+            .max_idle_connections(32)
+            .max_idle_connections_per_host(32)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_global(Some(Duration::from_secs(60)))
             .tls_config(tls.build())
@@ -173,10 +177,16 @@ impl Client {
         };
         // The same headers on every request: the namespace, the header that
         // tells Vault this is an API client, and the token when asked for.
+        // The cluster's health and leader live in the root namespace only
+        // (a namespace answers them 404).
+        let namespace = self
+            .namespace
+            .as_ref()
+            .filter(|_| !(path.starts_with("sys/health") || path.starts_with("sys/leader")));
         macro_rules! with_headers {
             ($rb:expr) => {{
                 let mut rb = $rb.header("X-Vault-Request", "true");
-                if let Some(ns) = &self.namespace {
+                if let Some(ns) = namespace {
                     rb = rb.header("X-Vault-Namespace", ns.as_str());
                 }
                 if let Some(t) = token {

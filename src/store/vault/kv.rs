@@ -72,8 +72,9 @@ impl Kv<'_> {
         let location = format!("{}: {}/{}", self.client.location, self.mount, path);
         match r.status {
             403 => StoreError::Other(format!(
-                "{location}: permission denied ({what}): the token's policies lack the \
-                 capability on {}/{}/{path}",
+                "{location}: permission denied ({what}): the token's policies lack '{}' on \
+                 {}/{}/{path}",
+                capability_of(what),
                 self.mount,
                 area_of(what),
             )),
@@ -307,6 +308,17 @@ fn area_of(what: &str) -> &'static str {
         "read subkeys" => "subkeys",
         "destroy" => "destroy",
         _ => "data",
+    }
+}
+
+/// The ACL capability a request needs (what a 403 says is missing).
+fn capability_of(what: &str) -> &'static str {
+    match what {
+        "list" => "list",
+        "write metadata" => "patch",
+        "delete metadata" => "delete",
+        "destroy" | "write" => "update",
+        _ => "read",
     }
 }
 

@@ -76,6 +76,9 @@ struct State {
     /// Namespace -> field -> bytes, of what the secret holds and what the
     /// plan adds (default layout), to refuse a secret past one KV entry.
     sizes: HashMap<String, HashMap<String, usize>>,
+    /// Secret path -> the version read at plan time and its
+    /// custom_metadata (not secret), so an overwrite need not read again.
+    custom: HashMap<String, (u64, Map<String, Value>)>,
     /// The migration writing here, for the provenance entry.
     provenance: Option<crate::store::Provenance>,
 }
@@ -282,6 +285,22 @@ impl VaultStore {
         out
     }
 
+    /// The size of every field of a secret read at plan time (the default
+    /// layout's secret is one KV entry: [`Store::check`] adds what the plan
+    /// writes to what is there).
+    fn note_sizes(&self, id: &CredentialId, v: &kv::Version) {
+        if self.vs.layout != Layout::Secret {
+            return;
+        }
+        let mut st = self.state();
+        let fields = st.sizes.entry(id.namespace.to_string()).or_default();
+        for (f, x) in &v.data {
+            if let Value::String(x) = x {
+                fields.insert(f.clone(), x.len());
+            }
+        }
+    }
+
     fn see(&self, path: &str, version: u64) {
         self.state().seen.insert(path.to_string(), version);
     }
@@ -438,7 +457,15 @@ impl Store for VaultStore {
         let (mount, prefix) = self.mount()?;
         let kv = self.kv(&mount);
         let mut listing = Listing::default();
-        for path in self.secret_paths(&kv, &prefix)? {
+        let paths = match self.secret_paths(&kv, &prefix) {
+            Ok(p) => p,
+            Err(e) => {
+                // An empty prefix: every path is absent (as after read_all).
+                self.state().scanned = matches!(e, StoreError::NotFound { .. });
+                return Err(e);
+            }
+        };
+        for path in paths {
             match kv.subkeys(&path) {
                 Ok(Some((version, fields, custom))) => {
                     self.see(&path, version);
@@ -458,7 +485,16 @@ impl Store for VaultStore {
                     .push(LocationError::from_error(format!("{mount}/{path}"), &e)),
             }
         }
+        // Every path was seen with its version: one not listed was absent.
+        self.state().scanned = listing.errors.is_empty();
         Ok(listing)
+    }
+
+    /// Vault audits every read and a policy may allow listing alone: the
+    /// inventory is LIST plus `subkeys` (field names, version and
+    /// custom_metadata), never a secret's data.
+    fn inventory_from_listing(&self) -> bool {
+        true
     }
 
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
@@ -508,6 +544,44 @@ impl Store for VaultStore {
 
     fn read_many(&self, ids: &[CredentialId]) -> Vec<Result<Option<Credential>>> {
         ops::read_many(self, ids)
+    }
+
+    /// One LIST of the prefix (a folder per namespace in the item
+    /// layout), then only the secrets holding one of `ids` are read: a
+    /// plan never fetches the other secrets under the prefix. Every path
+    /// not listed was absent, so a write there creates with `cas: 0`.
+    fn read_wanted(&self, ids: &[CredentialId]) -> Result<Scan> {
+        let (mount, prefix) = self.mount()?;
+        let kv = self.kv(&mount);
+        let paths = match self.secret_paths(&kv, &prefix) {
+            Ok(p) => p,
+            Err(e) => {
+                self.state().scanned = matches!(e, StoreError::NotFound { .. });
+                return Err(e);
+            }
+        };
+        let present: std::collections::HashSet<String> = paths.into_iter().collect();
+        let wanted: Vec<CredentialId> = ids
+            .iter()
+            .filter(|id| {
+                self.place(&prefix, id)
+                    .is_ok_and(|(path, _)| present.contains(&path))
+            })
+            .cloned()
+            .collect();
+        let mut scan = Scan::default();
+        for (id, r) in wanted.iter().zip(self.read_many(&wanted)) {
+            match r {
+                Ok(Some(c)) => scan.credentials.push(c),
+                Ok(None) => {}
+                Err(e) if e.is_unavailable() => return Err(e),
+                Err(e) => scan
+                    .errors
+                    .push(LocationError::from_error(id.to_string(), &e)),
+            }
+        }
+        self.state().scanned = scan.errors.is_empty();
+        Ok(scan)
     }
 
     fn write(&self, c: &Credential) -> Result<()> {

@@ -1,0 +1,521 @@
+//! The `vault:` store's access rules against a real OpenBao: an inventory
+//! that never reads a value (a token allowed to list but not to read
+//! still inventories), a 403 naming the path and the capability, the
+//! probe's sealed state and missing capabilities, no token in `exec`'s
+//! child, `VAULT_NAMESPACE`, `VAULT_CACERT` over TLS, `BAO_TOKEN` and
+//! `~/.vault-token`.
+
+use crate::support;
+
+use credshift::credential::{Credential, Kind, Metadata};
+use support::vault::Bao;
+use support::*;
+
+/// What a token that may list and see field names, but read no value,
+/// is allowed under `secret/PREFIX`.
+fn list_only_policy(prefix: &str) -> String {
+    format!(
+        r#"
+path "secret/metadata/{prefix}" {{ capabilities = ["list"] }}
+path "secret/metadata/{prefix}/" {{ capabilities = ["list"] }}
+path "secret/metadata/{prefix}/*" {{ capabilities = ["list", "read"] }}
+path "secret/subkeys/{prefix}/*" {{ capabilities = ["read"] }}
+path "secret/data/{prefix}/*" {{ capabilities = ["deny"] }}
+"#
+    )
+}
+
+#[test]
+fn inventory_lists_without_reading_a_value_even_when_reads_are_denied() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let secret = "sk-proj-inventoryNOTREAD00000001";
+    let mut meta = Metadata::new();
+    meta.insert("label".into(), "billing team".into());
+    for (spec, layout) in [
+        (bao.spec("secret/inv"), "secret"),
+        (
+            format!("{}?layout=item", bao.spec("secret/invitem")),
+            "item",
+        ),
+    ] {
+        let s = bao.open(&spec);
+        let _ = s.read_all();
+        for r in s.write_many(&[
+            Credential::new(id("openai/api_key"), Kind::ApiKey, secret),
+            Credential::new(
+                id("openai/refresh"),
+                Kind::OauthRefresh,
+                "rt-0000000000000002",
+            )
+            .with_metadata(meta.clone()),
+        ]) {
+            r.unwrap();
+        }
+        let prefix = spec
+            .split("/secret/")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("?layout=item");
+        let token = bao.token_with_policy(&format!("lister-{layout}"), &list_only_policy(prefix));
+        let file = bao.token_file(&token, &format!("lister-{layout}"));
+        let with_token = |args: &[&str]| {
+            let mut c = credshift(&state);
+            c.env("HOME", bao.home.path())
+                .args(args)
+                .args(["--vault-token-file", file.to_str().unwrap()]);
+            run(&mut c)
+        };
+        // The server refuses this token every value...
+        let (out, stdout, stderr) = with_token(&["get", "--from", &spec, "openai/api_key"]);
+        assert_ne!(out.status.code(), Some(0), "{layout}: {stdout}");
+        assert!(
+            stderr.contains("permission denied") && stderr.contains("lack 'read' on secret/data/"),
+            "{layout}: a 403 names the capability and the path: {stderr}"
+        );
+        // ...and the inventory still lists every item, kinds and metadata
+        // from custom_metadata, no preview of a value.
+        let (out, stdout, stderr) = with_token(&["inventory", "--from", &spec, "--json"]);
+        assert!(out.status.success(), "{layout}: {stdout}{stderr}");
+        let inv = json(&stdout);
+        let items = inv["items"].as_array().unwrap();
+        let listed: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            listed,
+            ["openai/api_key", "openai/refresh"],
+            "{layout}: {stdout}"
+        );
+        assert_eq!(items[1]["kind"], "oauth_refresh", "{layout}: {stdout}");
+        assert_eq!(items[1]["metadata"]["label"], "billing team", "{layout}");
+        assert!(
+            items.iter().all(|i| i["preview"] == "(value not read)"),
+            "{layout}: {stdout}"
+        );
+        assert!(inv["errors"].as_array().unwrap().is_empty(), "{stdout}");
+        assert!(!stdout.contains("inventoryNOTREAD") && !stdout.contains(&token));
+        let (out, text, stderr) = with_token(&["inventory", "--from", &spec]);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            text.contains("openai/refresh") && text.contains("listed"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn the_probe_names_a_sealed_server_and_each_missing_capability() {
+    let Some(bao) = Bao::start() else { return };
+    let spec = bao.spec("secret/probe");
+    let token = bao.token_with_policy("probe-lister", &list_only_policy("probe"));
+    let cap = bao.open_with_token(&spec, &token).probe();
+    assert!(cap.available, "{:?}", cap.reason);
+    assert!(!cap.writable && !cap.readable, "{cap:?}");
+    let warnings = cap.warnings.join("\n");
+    for c in ["read", "create", "update", "patch"] {
+        assert!(
+            warnings.contains(&format!("the token lacks '{c}' on secret/data/probe/*")),
+            "{c}: {warnings}"
+        );
+    }
+    assert!(!warnings.contains("lacks 'list'"), "{warnings}");
+    assert!(!warnings.contains(&token), "{warnings}");
+    bao.run(&["operator", "seal"]);
+    let cap = bao.open(&spec).probe();
+    assert!(!cap.available);
+    let reason = cap.reason.unwrap_or_default();
+    assert!(
+        reason.contains("is sealed") && reason.contains("2."),
+        "{reason}"
+    );
+}
+
+#[test]
+fn exec_gives_the_app_its_secrets_and_never_the_token() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = bao.spec("secret/exec");
+    let s = bao.open(&spec);
+    let _ = s.read_all();
+    s.write(&Credential::new(
+        id("env/OPENAI_API_KEY"),
+        Kind::ApiKey,
+        "sk-proj-execENV00000000000001",
+    ))
+    .unwrap();
+    // Both token variables set, and a token file named on the command
+    // line: none of the three reaches the child, under any name.
+    let file = bao.token_file(&bao.token, "exec-token");
+    let (out, stdout, stderr) = run(bao
+        .credshift(&dir.path().join("state"))
+        .env("BAO_TOKEN", &bao.token)
+        .args(["exec", "--vault-token-file", file.to_str().unwrap()])
+        .args(["--from", &spec, "--", "env"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "OPENAI_API_KEY=sk-proj-execENV00000000000001"),
+        "{stdout}"
+    );
+    let hay = vec![(
+        "exec child env".to_string(),
+        format!("{stdout}{stderr}").into_bytes(),
+    )];
+    canary::assert_absent(&bao.token, &hay);
+}
+
+#[test]
+fn a_namespace_from_vault_namespace_scopes_every_request() {
+    let Some(bao) = Bao::start() else { return };
+    bao.run(&["namespace", "create", "team"]);
+    bao.run(&["secrets", "enable", "-ns=team", "-path=secret", "kv-v2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let env = dir.path().join("a.env");
+    write_env(&env, &[("OPENAI_API_KEY", "sk-proj-namespace000000000001")]);
+    let to = bao.spec("secret/apps/billing");
+    let (out, stdout, stderr) = run(bao
+        .credshift(&state)
+        .env("VAULT_NAMESPACE", "team")
+        .args(["migrate", "--from", &format!("dotenv:{}", env.display())])
+        .args(["--to", &to, "--yes", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let got = |ns: &str| {
+        let out = bao
+            .cli()
+            .args(["kv", "get", &format!("-ns={ns}"), "-field=OPENAI_API_KEY"])
+            .arg("secret/apps/billing/env")
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(
+        got("team").as_deref(),
+        Some("sk-proj-namespace000000000001")
+    );
+    assert_eq!(
+        bao.kv_field("secret/apps/billing/env", "OPENAI_API_KEY"),
+        None
+    );
+    // BAO_NAMESPACE is read too; without either, the root namespace has
+    // nothing there.
+    let (out, stdout, _) = run(bao.credshift(&state).env("BAO_NAMESPACE", "team").args([
+        "get",
+        "--from",
+        &to,
+        "env/OPENAI_API_KEY",
+    ]));
+    assert!(out.status.success());
+    assert_eq!(stdout, "sk-proj-namespace000000000001\n");
+    let (out, _, _) = run(bao
+        .credshift(&state)
+        .args(["get", "--from", &to, "env/OPENAI_API_KEY"]));
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn tls_trusts_the_ca_from_vault_cacert_and_nothing_else() {
+    let Some(bao) = Bao::start_tls() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let env = dir.path().join("a.env");
+    write_env(&env, &[("GITHUB_TOKEN", "ghp_tls000000000000000000001")]);
+    let to = bao.spec("secret/tls");
+    assert!(to.starts_with("vault:https://"), "{to}");
+    let migrate = |ca_var: Option<&str>| {
+        let mut c = bao.credshift(&state);
+        c.env_remove("VAULT_CACERT").env_remove("BAO_CACERT");
+        if let Some(v) = ca_var {
+            c.env(v, bao.ca_file());
+        }
+        c.args(["migrate", "--from", &format!("dotenv:{}", env.display())])
+            .args(["--to", &to, "--yes", "--json"]);
+        run(&mut c)
+    };
+    // The dev server's CA is no system root: refused.
+    let (out, stdout, stderr) = migrate(None);
+    assert_ne!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(bao.kv_field("secret/tls/env", "GITHUB_TOKEN"), None);
+    let (out, stdout, stderr) = migrate(Some("BAO_CACERT"));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        bao.kv_field("secret/tls/env", "GITHUB_TOKEN").as_deref(),
+        Some("ghp_tls000000000000000000001")
+    );
+    let (out, stdout, stderr) = run(bao
+        .credshift(&state)
+        .env("VAULT_CACERT", bao.ca_file())
+        .args(["get", "--from", &to, "env/GITHUB_TOKEN"]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "ghp_tls000000000000000000001\n");
+}
+
+#[test]
+fn the_token_comes_from_bao_token_or_the_vault_token_file_in_home() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let spec = bao.spec("secret/tok");
+    bao.run(&[
+        "kv",
+        "put",
+        "secret/tok/openai",
+        "api_key=sk-token-source-01",
+    ]);
+    let get = |c: &mut std::process::Command| {
+        let (out, stdout, stderr) = run(c.args(["get", "--from", &spec, "openai/api_key"]));
+        (out.status.success(), stdout, stderr)
+    };
+    let home = tempfile::tempdir().unwrap();
+    let bare = || {
+        let mut c = credshift(&state);
+        c.env_remove("VAULT_TOKEN")
+            .env_remove("BAO_TOKEN")
+            .env("HOME", home.path());
+        c
+    };
+    // No token anywhere: a clear refusal naming where one comes from.
+    let (ok, _, stderr) = get(&mut bare());
+    assert!(!ok);
+    assert!(
+        stderr.contains("VAULT_TOKEN") && stderr.contains("--vault-token-file"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = get(bare().env("BAO_TOKEN", &bao.token));
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "sk-token-source-01\n");
+    // What `bao login` leaves behind.
+    support::vault::token_file(home.path(), &bao.token, ".vault-token");
+    let (ok, stdout, stderr) = get(&mut bare());
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "sk-token-source-01\n");
+    assert!(!stderr.contains(&bao.token));
+}
+
+/// Issue 24 point 5, asked of the server's audit log: an inventory reads no
+/// secret's data, and a dry run into Vault reads only the secrets it would
+/// write to, never the other secrets under the prefix.
+#[test]
+fn inventory_and_dry_run_leave_unrelated_secrets_unread() {
+    let Some(bao) = Bao::start_audited() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for i in 0..3 {
+        bao.run(&[
+            "kv",
+            "put",
+            &format!("secret/dr/other{i}"),
+            "api_key=unrelated-0001",
+        ]);
+    }
+    bao.run(&[
+        "kv",
+        "put",
+        "secret/dr/env",
+        "OPENAI_API_KEY=theirs-0001",
+        "KEEP=k",
+    ]);
+    let env = dir.path().join("a.env");
+    write_env(
+        &env,
+        &[
+            ("OPENAI_API_KEY", "sk-proj-dryrun0000000000001"),
+            ("GITHUB_TOKEN", "ghp_dryrun00000000000000002"),
+        ],
+    );
+    let to = bao.spec("secret/dr");
+    let data_reads = |from: usize| -> Vec<String> {
+        bao.audited()[from..]
+            .iter()
+            .filter(|(op, p)| op == "read" && p.starts_with("secret/data/dr/"))
+            .map(|(_, p)| p.clone())
+            .collect()
+    };
+    let before = bao.audited().len();
+    let (out, stdout, stderr) =
+        run(bao
+            .credshift(&state)
+            .args(["inventory", "--from", &to, "--json"]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        json(&stdout)["items"].as_array().unwrap().len(),
+        5,
+        "{stdout}"
+    );
+    assert_eq!(data_reads(before), Vec::<String>::new(), "inventory");
+    let before = bao.audited().len();
+    let (code, stdout, stderr) = bao.migrate(
+        &state,
+        &format!("dotenv:{}", env.display()),
+        &to,
+        &["--dry-run"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // The conflict is still seen: the value at the target was compared.
+    assert!(stdout.contains("env/OPENAI_API_KEY"), "{stdout}");
+    let plan = json(&stdout);
+    assert_eq!(
+        plan["counts"]["conflicts"].as_u64().unwrap_or(1),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(data_reads(before), ["secret/data/dr/env"], "dry run");
+}
+
+/// The request budget of the item layout, from the server's audit log: a
+/// check-and-set create, the custom_metadata patch (kind and provenance)
+/// and the read-back of that exact version per item; the plan lists the
+/// empty prefix once and reads nothing per item.
+#[test]
+fn the_item_layout_costs_three_requests_per_item() {
+    let Some(bao) = Bao::start_audited() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("a.env");
+    let pairs: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("KEY_{i:02}"),
+                format!("sk-budget-{i:02}-{}", "v".repeat(20)),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    write_env(&env, &refs);
+    let to = format!("{}?layout=item", bao.spec("secret/budget"));
+    let before = bao.audited().len();
+    let (code, stdout, stderr) = bao.migrate(
+        &dir.path().join("state"),
+        &format!("dotenv:{}", env.display()),
+        &to,
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut per: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for (op, path) in &bao.audited()[before..] {
+        if let Some(rest) = path
+            .strip_prefix("secret/data/budget/env/")
+            .map(|_| "data")
+            .or_else(|| {
+                path.strip_prefix("secret/metadata/budget/env/")
+                    .map(|_| "metadata")
+            })
+        {
+            *per.entry((op.clone(), rest.to_string())).or_default() += 1;
+        }
+    }
+    let want: std::collections::BTreeMap<(String, String), usize> = [
+        (("create".to_string(), "data".to_string()), 40),
+        (("patch".to_string(), "metadata".to_string()), 40),
+        (("read".to_string(), "data".to_string()), 40),
+    ]
+    .into();
+    assert_eq!(per, want);
+}
+
+/// Overwriting secrets another tool wrote: the plan reads each once (to
+/// compare), the check-and-set patch uses that version without reading it
+/// again, then custom_metadata and the read-back: four requests per item.
+#[test]
+fn an_overwrite_reads_each_secret_once_before_its_read_back() {
+    let Some(bao) = Bao::start_audited() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("a.env");
+    let pairs: Vec<(String, String)> = (0..10)
+        .map(|i| {
+            (
+                format!("KEY_{i:02}"),
+                format!("sk-overwrite-{i:02}-{}", "v".repeat(20)),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    write_env(&env, &refs);
+    for (k, _) in &pairs {
+        bao.run(&["kv", "put", &format!("secret/ow/env/{k}"), "value=theirs"]);
+    }
+    let to = format!("{}?layout=item", bao.spec("secret/ow"));
+    let before = bao.audited().len();
+    let (code, stdout, stderr) = bao.migrate(
+        &dir.path().join("state"),
+        &format!("dotenv:{}", env.display()),
+        &to,
+        &["--on-conflict", "overwrite"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut per: std::collections::BTreeMap<(String, &str), usize> = Default::default();
+    for (op, path) in &bao.audited()[before..] {
+        let area = if path.starts_with("secret/data/ow/env/") {
+            "data"
+        } else if path.starts_with("secret/metadata/ow/env/") && !path.ends_with('/') {
+            "metadata"
+        } else {
+            continue;
+        };
+        *per.entry((op.clone(), area)).or_default() += 1;
+    }
+    let want: std::collections::BTreeMap<(String, &str), usize> = [
+        (("patch".to_string(), "data"), 10),
+        (("patch".to_string(), "metadata"), 10),
+        (("read".to_string(), "data"), 20),
+    ]
+    .into();
+    assert_eq!(per, want);
+    for (k, v) in &pairs {
+        assert_eq!(
+            bao.kv_field(&format!("secret/ow/env/{k}"), "value")
+                .as_deref(),
+            Some(v.as_str())
+        );
+    }
+}
+
+/// In the default layout a denied secret fails its own fields only: the
+/// other secrets of the same batch are written and read back.
+#[test]
+fn a_denied_secret_fails_only_its_fields_in_the_default_layout() {
+    let Some(bao) = Bao::start() else { return };
+    let token = bao.token_with_policy(
+        "one-denied",
+        r#"
+path "secret/data/app2/*" { capabilities = ["create", "read", "update", "patch"] }
+path "secret/metadata/app2/*" { capabilities = ["read", "list", "patch"] }
+path "secret/metadata/app2/" { capabilities = ["list"] }
+path "secret/data/app2/github" { capabilities = ["deny"] }
+"#,
+    );
+    let s = bao.open_with_token(&bao.spec("secret/app2"), &token);
+    let _ = s.read_wanted(&[]);
+    let creds = [
+        Credential::new(id("openai/api_key"), Kind::ApiKey, "sk-denied-test-0001"),
+        Credential::new(id("github/token"), Kind::ApiKey, "ghp_denied000000000002"),
+        Credential::new(id("openai/org"), Kind::Other, "org-0003"),
+    ];
+    let r = s.write_many(&creds);
+    assert!(r[0].is_ok() && r[2].is_ok(), "{r:?}");
+    let e = r[1].as_ref().unwrap_err().to_string();
+    assert!(
+        e.contains("permission denied") && e.contains("secret/data/app2/github"),
+        "{e}"
+    );
+    assert!(!e.contains("ghp_denied") && !e.contains(&token), "{e}");
+    assert_eq!(
+        bao.kv_field("secret/app2/openai", "org").as_deref(),
+        Some("org-0003")
+    );
+    assert_eq!(bao.kv_metadata("secret/app2/github"), None);
+}
