@@ -375,7 +375,7 @@ impl SealingKey {
         let aad = self.header(&nonce).header_aad()?;
         let ct = aead::seal_with_nonce(&self.key, &nonce, &aad, plaintext)
             .map_err(|e| StoreError::Other(format!("sealing an envelope: {e}")))?;
-        Ok(envelope_bytes(&aad, &ct))
+        envelope_bytes(&aad, &ct)
     }
 
     /// [`seal`](Self::seal), encrypting `plaintext` in its own buffer: a
@@ -386,7 +386,7 @@ impl SealingKey {
         let aad = self.header(&nonce).header_aad()?;
         aead::seal_in_place(&self.key, &nonce, &aad, &mut plaintext)
             .map_err(|e| StoreError::Other(format!("sealing an envelope: {e}")))?;
-        Ok(envelope_bytes(&aad, &plaintext))
+        envelope_bytes(&aad, &plaintext)
     }
 
     /// [`seal_owned`](Self::seal_owned), for writing the envelope out as
@@ -453,7 +453,7 @@ impl SealingKey {
 /// serde_json writes for the whole envelope (base64 needs no escaping), but
 /// written once into a buffer of the exact size, without a base64 string or
 /// a growing buffer beside it.
-fn envelope_bytes(aad: &[u8], ct: &[u8]) -> Vec<u8> {
+fn envelope_bytes(aad: &[u8], ct: &[u8]) -> Result<Vec<u8>> {
     const FIELD: &[u8] = b",\"ciphertext\":\"";
     let head = &aad[..aad.len().saturating_sub(1)];
     let b64_len = ct.len().div_ceil(3) * 4;
@@ -463,10 +463,17 @@ fn envelope_bytes(aad: &[u8], ct: &[u8]) -> Vec<u8> {
     let (f, rest) = rest.split_at_mut(FIELD.len());
     f.copy_from_slice(FIELD);
     let (b, tail) = rest.split_at_mut(b64_len);
-    let written = B64.encode_slice(ct, b).unwrap_or(0);
-    debug_assert_eq!(written, b64_len);
+    // A failed encoding must not leave zeros where the ciphertext goes.
+    let written = B64
+        .encode_slice(ct, b)
+        .map_err(|e| StoreError::Other(format!("encoding an envelope: {e}")))?;
+    if written != b64_len {
+        return Err(StoreError::Other(format!(
+            "encoding an envelope: {written} of {b64_len} bytes"
+        )));
+    }
     tail.copy_from_slice(b"\"}\n");
-    out
+    Ok(out)
 }
 
 /// A sealed envelope not yet encoded: its header and its ciphertext.
@@ -502,7 +509,10 @@ fn write_envelope(
     put(FIELD)?;
     let mut buf = vec![0u8; CHUNK / 3 * 4];
     for piece in ct.chunks(CHUNK) {
-        let n = B64.encode_slice(piece, &mut buf).unwrap_or(0);
+        // Reported, never a chunk silently left out of a backup.
+        let n = B64
+            .encode_slice(piece, &mut buf)
+            .map_err(std::io::Error::other)?;
         put(&buf[..n])?;
     }
     put(b"\"}\n")?;

@@ -11,7 +11,7 @@ use crate::engine::journal::{Journal, PlannedAction, Record, UndoOutcome};
 use crate::engine::state::State;
 use crate::engine::types::{Failure, Progress};
 use crate::error::StoreError;
-use crate::store::{BatchHint, DeleteIf, Store, legacy_meta};
+use crate::store::{BatchHint, DeleteIf, Replace, ReplaceIf, Store, legacy_meta};
 
 /// Which writes [`undo_all`] undoes, and whether a cancel stops it.
 #[derive(Clone, Copy, Default)]
@@ -87,28 +87,41 @@ fn undo_one(
 ) -> Result<UndoOutcome, StoreError> {
     // A target that does not exist (a file never created because every
     // write failed) holds nothing: the item is absent, not an error.
-    let current = match target.read(id) {
+    let read = target.read_many(std::slice::from_ref(id)).pop();
+    let current = match read.unwrap_or(Ok(None)) {
         Ok(c) => c,
         Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
-    let restore = |o: Option<&Credential>| -> Result<UndoOutcome, StoreError> {
-        match o {
-            Some(o) => target.write(o).map(|_| UndoOutcome::Restored),
-            None => Err(StoreError::item(
+    // The old value goes back only over what was just read (compared
+    // inside the store's write): a value another application wrote
+    // meanwhile stays, and is reported as left changed.
+    let restore = |seen: Option<&Credential>| -> Result<UndoOutcome, StoreError> {
+        let Some(o) = old else {
+            return Err(StoreError::item(
                 id,
                 "the old target value is not in memory or the backup",
-            )),
+            ));
+        };
+        let put = Replace {
+            expected: seen.cloned(),
+            new: o.clone(),
+        };
+        match target.replace_if_unchanged(&[put]).pop() {
+            Some(Ok(ReplaceIf::Replaced)) => Ok(UndoOutcome::Restored),
+            Some(Ok(ReplaceIf::Changed)) => Ok(UndoOutcome::LeftChanged),
+            Some(Err(e)) => Err(e),
+            None => Err(StoreError::item(id, "the store returned no result")),
         }
     };
     match current {
-        None if overwrite => restore(old),
+        None if overwrite => restore(None),
         None => Ok(UndoOutcome::Absent),
         Some(cur) => {
             let now = fp.value(&cur);
             if ours.is_some_and(|f| fingerprint::same(f, &now)) {
                 if overwrite {
-                    restore(old)
+                    restore(Some(&cur))
                 } else {
                     // Deleted only if it still holds what was compared: a
                     // value written by someone else meanwhile stays.

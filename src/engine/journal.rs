@@ -103,6 +103,9 @@ pub enum UndoOutcome {
     SourcePresent,
     /// An item cleanup deleted is back in the source.
     SourceRestored,
+    /// Someone else wrote the item cleanup deleted back into the source
+    /// before the rollback could: their value is kept.
+    SourceChanged,
 }
 
 impl UndoOutcome {
@@ -116,7 +119,23 @@ impl UndoOutcome {
             UndoOutcome::LeftChanged => "left_changed",
             UndoOutcome::SourcePresent => "source_present",
             UndoOutcome::SourceRestored => "source_restored",
+            UndoOutcome::SourceChanged => "source_changed",
         }
+    }
+}
+
+impl UndoOutcome {
+    /// The item holds a value someone else wrote, which the rollback kept.
+    pub fn kept_theirs(self) -> bool {
+        matches!(self, UndoOutcome::LeftChanged | UndoOutcome::SourceChanged)
+    }
+
+    /// An outcome at the source end (cleanup undone), not the target's.
+    pub fn at_source(self) -> bool {
+        matches!(
+            self,
+            UndoOutcome::SourcePresent | UndoOutcome::SourceRestored | UndoOutcome::SourceChanged
+        )
     }
 }
 

@@ -339,6 +339,26 @@ pub(crate) struct Recovered {
     pub locks: Locks,
 }
 
+/// `opts` with the key file of an envelope sealed with one that credshift
+/// keeps in the state dir (a backup made without a passphrase), when no
+/// key file was given; else `opts` as they are.
+fn with_kept_key(spec: &StoreSpec, state_dir: &Path, opts: &KeyOptions) -> KeyOptions {
+    use crate::engine::backup_file::{BackupKey, existing_key_in};
+    let Some(path) = spec.path().filter(|_| spec.under_passphrase()) else {
+        return opts.clone();
+    };
+    if opts.key_file.is_some() {
+        return opts.clone();
+    }
+    match existing_key_in(path, Some(state_dir), opts) {
+        Ok(BackupKey::KeyFile(k)) => KeyOptions {
+            key_file: Some(k),
+            ..opts.clone()
+        },
+        _ => opts.clone(),
+    }
+}
+
 /// The preamble of resume, rollback, verify and cleanup: how each end is
 /// used (`None`: not at all).
 pub(crate) fn recover(
@@ -356,7 +376,16 @@ pub(crate) fn recover(
             Err(e) => Err(e),
         }
     };
-    let source_store = open_end(&st.from, source)?;
+    let source_store = match (spec_of(&st.from), source) {
+        // A restore's source is its backup: opened with the key file
+        // credshift kept for it, as the restore itself was.
+        (Ok(spec), Some(u)) => match open(&spec, &with_kept_key(&spec, state_dir, opts)) {
+            Ok(s) => Some(s),
+            Err(_) if !u.needed => None,
+            Err(e) => return Err(e),
+        },
+        _ => open_end(&st.from, source)?,
+    };
     let target_store = open_end(&st.to, target)?;
     let mut ends = Vec::new();
     if let (Some(s), Some(u)) = (&source_store, source) {

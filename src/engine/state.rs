@@ -91,6 +91,10 @@ pub struct State {
     pub verified: BTreeSet<CredentialId>,
     pub failed: BTreeMap<CredentialId, String>,
     pub undone: BTreeSet<CredentialId>,
+    /// Undone items whose rollback found someone else's value and kept it,
+    /// at the source end and at the target end (one id can be both).
+    pub kept_source: BTreeSet<CredentialId>,
+    pub kept_target: BTreeSet<CredentialId>,
     pub undo_failed: BTreeMap<CredentialId, String>,
     pub rollback_reason: Option<String>,
     pub rolled_back: Option<bool>,
@@ -178,6 +182,8 @@ impl State {
             verified: BTreeSet::new(),
             failed: BTreeMap::new(),
             undone: BTreeSet::new(),
+            kept_source: BTreeSet::new(),
+            kept_target: BTreeSet::new(),
             undo_failed: BTreeMap::new(),
             rollback_reason: None,
             rolled_back: None,
@@ -291,9 +297,19 @@ impl State {
                 self.rollback_reason = Some(reason.clone());
                 self.rolled_back = Some(false);
             }
-            Record::Undone { id, .. } => {
+            Record::Undone { id, how } => {
                 self.undo_failed.remove(id);
                 self.undone.insert(id.clone());
+                let kept = if how.at_source() {
+                    &mut self.kept_source
+                } else {
+                    &mut self.kept_target
+                };
+                if how.kept_theirs() {
+                    kept.insert(id.clone());
+                } else {
+                    kept.remove(id);
+                }
             }
             Record::UndoFailed { id, error } => {
                 self.undo_failed.insert(id.clone(), error.clone());
@@ -412,6 +428,11 @@ impl State {
         }
     }
 
+    /// Every id a rollback kept because someone else's value was there.
+    pub fn kept_changed(&self) -> impl Iterator<Item = &CredentialId> {
+        self.kept_source.union(&self.kept_target)
+    }
+
     pub fn report(&self) -> Report {
         let t = self.totals();
         let mut failures: Vec<Failure> = self
@@ -457,7 +478,19 @@ impl State {
                     error: e.clone(),
                 })
                 .collect(),
-            warnings: self.warnings.clone(),
+            warnings: self
+                .warnings
+                .iter()
+                .cloned()
+                .chain(self.kept_changed().map(|id| {
+                    format!(
+                        "{id}: someone else wrote a new value there after the migration; the \
+                     rollback kept it, so the value from before the migration was not put back \
+                     (it is in the backup)"
+                    )
+                }))
+                .collect(),
+            kept_changed: self.kept_changed().cloned().collect(),
             notices: Vec::new(),
             unreadable: self.unreadable,
             status: Some(self.status()),

@@ -191,6 +191,10 @@ pub struct Report {
     /// The plan's warnings (the target drops metadata, is not persistent, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Items a rollback left as it found them because someone else wrote
+    /// a value there after the migration (each also named in `warnings`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_changed: Vec<CredentialId>,
     /// What taking this operation's locks did (a stale lock taken over, a
     /// killed run's temp file removed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -38,8 +38,8 @@ use crate::credential::{Credential, CredentialId, IdStr, Kind, Metadata, Secret}
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::store::{
-    Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec,
-    plaintext_file_warnings,
+    Capability, DeleteIf, Entry, Listing, LocationError, Replace, ReplaceIf, Scan, Store,
+    StoreSpec, plaintext_file_warnings,
 };
 use crate::unlock::KeyOptions;
 
@@ -888,34 +888,19 @@ impl Store for DotenvStore {
 
     /// One parse and one atomic rewrite for the whole batch.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
-        let _g = self.guard();
-        let loaded = self.load().map(|d| d.unwrap_or_else(Doc::empty));
-        // What the file must read as once written: what it read as before,
-        // with each item that applied in its place.
-        let expected = std::cell::RefCell::new(match &loaded {
-            Ok(doc) => meaning(doc),
-            Err(_) => Meaning::default(),
-        });
-        fsutil::rewrite_batch(
-            creds,
-            loaded,
-            |doc, c| {
-                let r = doc.set(c);
-                if matches!(r, Ok(false)) {
-                    doc.analyse(&self.path);
-                }
-                if r.is_ok() {
-                    expected.borrow_mut().insert(c.id.clone(), c.secret.clone());
-                }
-                r.map(|_| ())
-            },
-            |doc| {
-                let mut doc = doc;
-                self.same_meaning(&mut doc, &expected.borrow(), |_| false)?;
-                self.save(&doc)
-            },
-            |e, c| StoreError::item(&c.id, e.to_string()),
-        )
+        let items: Vec<(&Credential, Option<&Replace>)> = creds.iter().map(|c| (c, None)).collect();
+        self.put(&items)
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect()
+    }
+
+    /// The comparison happens inside the read-modify-rewrite that writes,
+    /// on the file as just read (see [`Self::delete_if_unchanged`]).
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        let items: Vec<(&Credential, Option<&Replace>)> =
+            items.iter().map(|r| (&r.new, Some(r))).collect();
+        self.put(&items)
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
@@ -940,6 +925,45 @@ impl Store for DotenvStore {
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         let ids: Vec<CredentialId> = expected.iter().map(|c| c.id.clone()).collect();
         self.remove(&ids, Some(expected))
+    }
+}
+
+impl DotenvStore {
+    /// One parse and one atomic rewrite for the batch; an item with a
+    /// [`Replace`] is set only where the file as just parsed holds what it
+    /// expects.
+    fn put(&self, items: &[(&Credential, Option<&Replace>)]) -> Vec<Result<ReplaceIf>> {
+        let _g = self.guard();
+        let loaded = self.load().map(|d| d.unwrap_or_else(Doc::empty));
+        // What the file must read as once written: what it read as before,
+        // with each item that applied in its place.
+        let expected = std::cell::RefCell::new(match &loaded {
+            Ok(doc) => meaning(doc),
+            Err(_) => Meaning::default(),
+        });
+        fsutil::rewrite_batch(
+            items,
+            loaded,
+            |doc, (c, guard)| {
+                if guard.is_some_and(|g| !g.holds(doc.credential(&c.id).as_ref())) {
+                    return Ok(ReplaceIf::Changed);
+                }
+                let r = doc.set(c);
+                if matches!(r, Ok(false)) {
+                    doc.analyse(&self.path);
+                }
+                if r.is_ok() {
+                    expected.borrow_mut().insert(c.id.clone(), c.secret.clone());
+                }
+                r.map(|_| ReplaceIf::Replaced)
+            },
+            |doc| {
+                let mut doc = doc;
+                self.same_meaning(&mut doc, &expected.borrow(), |_| false)?;
+                self.save(&doc)
+            },
+            |e, (c, _)| StoreError::item(&c.id, e.to_string()),
+        )
     }
 }
 

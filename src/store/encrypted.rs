@@ -25,7 +25,9 @@ use crate::crypto::envelope::{self, Envelope, KeySource, SealingKey};
 use crate::crypto::kdf;
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::{Capability, DeleteIf, Entry, Listing, Scan, Store, StoreSpec};
+use crate::store::{
+    Capability, DeleteIf, Entry, Listing, Replace, ReplaceIf, Scan, Store, StoreSpec,
+};
 use crate::unlock::KeyOptions;
 
 pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
@@ -429,6 +431,34 @@ impl Store for EnvelopeFileStore {
         }
     }
 
+    /// One load and at most one atomic rewrite under this store's lock,
+    /// each item compared with the file as just read (see
+    /// [`Self::delete_if_unchanged`]).
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        let mut st = self.lock();
+        let loaded = self.take_or_empty(&mut st);
+        fsutil::rewrite_batch(
+            items,
+            loaded,
+            |map, r| {
+                let now = map
+                    .get(&r.new.id)
+                    .map(|f| self.decode(&r.new.id, f))
+                    .transpose()?;
+                if !r.holds(now.as_ref()) {
+                    return Ok(ReplaceIf::Changed);
+                }
+                map.insert(
+                    r.new.id.clone(),
+                    envelope::encode_credential_fragment(&r.new)?,
+                );
+                Ok(ReplaceIf::Replaced)
+            },
+            |map| self.save(&mut st, map),
+            |e, _| e.duplicate(),
+        )
+    }
+
     /// One load and at most one atomic rewrite for the whole batch.
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
         let mut st = self.lock();
@@ -601,6 +631,20 @@ mod tests {
         assert_eq!(s.read(&c.id).unwrap().unwrap().id, c.id);
         assert_eq!(s.read_all().unwrap().credentials[0].id, c.id);
         assert_eq!(s.list().unwrap().entries.len(), 1);
+    }
+
+    #[test]
+    fn compare_and_replace_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.enc");
+        let s = store(&p, &opts("pw"));
+        crate::store::test_support::assert_compare_and_replace_keeps_a_racing_write(
+            s.as_ref(),
+            store(&p, &opts("pw")),
+            &cred("a", "b", "ours"),
+            &cred("a", "b", "old"),
+            &cred("a", "b", "theirs"),
+        );
     }
 
     #[test]

@@ -302,6 +302,12 @@ impl Item for Credential {
     }
 }
 
+impl Item for crate::store::Replace {
+    fn id(&self) -> &CredentialId {
+        &self.new.id
+    }
+}
+
 impl Item for CredentialId {
     fn id(&self) -> &CredentialId {
         self
@@ -416,6 +422,18 @@ impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
         }
         self.batch(Op::Delete, expected, |pass| {
             self.inner.as_ref().delete_if_unchanged(pass)
+        })
+    }
+    /// As [`Self::delete_if_unchanged`], for a compare-and-write.
+    fn replace_if_unchanged(
+        &self,
+        items: &[crate::store::Replace],
+    ) -> Vec<Result<crate::store::ReplaceIf>> {
+        if items.iter().any(|r| self.faults.lies_about(&r.new.id)) {
+            return crate::store::replace_if_unchanged_by_reading(self, items);
+        }
+        self.batch(Op::Write, items, |pass| {
+            self.inner.as_ref().replace_if_unchanged(pass)
         })
     }
 }

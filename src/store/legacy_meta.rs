@@ -27,7 +27,7 @@ use crate::error::{Result, StoreError};
 use crate::scrub::wipe_json;
 use crate::scrub::{self, Seg};
 use crate::store::wrapper::forward;
-use crate::store::{DeleteIf, Listing, Scan, Store, StoreSpec};
+use crate::store::{DeleteIf, Listing, Replace, ReplaceIf, Scan, Store, StoreSpec};
 
 /// Between the parent's id and the metadata path in a derived id.
 pub const SEP: char = '#';
@@ -436,6 +436,46 @@ impl Store for LegacyMeta {
         again.sort_unstable();
         if !again.is_empty() {
             for (&i, r) in again.iter().zip(self.remove_if_unchanged(&pick(&again))) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("no result".into()))))
+            .collect()
+    }
+
+    /// As [`Self::delete_if_unchanged`]: items the layer shows as the
+    /// inner store holds them go to the inner store's compare-and-write;
+    /// a derived item, its parent, and an item the inner store reports
+    /// changed (its raw metadata may carry secrets the layer split off)
+    /// are compared as the layer shows them (read, compare, write).
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        self.seen().clear();
+        let parents: HashSet<CredentialId> = items
+            .iter()
+            .filter_map(|r| parent_of(&r.new.id).map(|(p, _)| p))
+            .collect();
+        let grouped = |r: &Replace| parent_of(&r.new.id).is_some() || parents.contains(&r.new.id);
+        let (direct, mut again): (Vec<usize>, Vec<usize>) =
+            (0..items.len()).partition(|&i| !grouped(&items[i]));
+        let mut out: Vec<Option<Result<ReplaceIf>>> = items.iter().map(|_| None).collect();
+        let pick =
+            |ix: &[usize]| -> Vec<Replace> { ix.iter().map(|&i| items[i].clone()).collect() };
+        if !direct.is_empty() {
+            for (&i, r) in direct
+                .iter()
+                .zip(self.inner.replace_if_unchanged(&pick(&direct)))
+            {
+                match r {
+                    Ok(ReplaceIf::Changed) => again.push(i),
+                    r => out[i] = Some(r),
+                }
+            }
+        }
+        again.sort_unstable();
+        if !again.is_empty() {
+            let done = crate::store::replace_if_unchanged_by_reading(self, &pick(&again));
+            for (&i, r) in again.iter().zip(done) {
                 out[i] = Some(r);
             }
         }

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use crate::credential::{Credential, CredentialId};
 use crate::error::{Result, StoreError};
 use crate::store::faults::{Faults, Faulty};
-use crate::store::{Capability, DeleteIf, Entry, Listing, Scan, Store, StoreSpec};
+use crate::store::{
+    Capability, DeleteIf, Entry, Listing, Replace, ReplaceIf, Scan, Store, StoreSpec,
+};
 
 /// The memory store as tests use it: contents and faults, shared by clones
 /// (a test keeps one to look inside or to arm a fault).
@@ -158,6 +160,27 @@ impl Store for Memory {
             .collect()
     }
 
+    /// Compared and written under the map's one lock: atomic.
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        if !self.writable {
+            return items
+                .iter()
+                .map(|_| Err(crate::store::read_only(&self.spec, "in-memory copy")))
+                .collect();
+        }
+        let mut map = self.lock();
+        items
+            .iter()
+            .map(|r| {
+                if !r.holds(map.get(&r.new.id)) {
+                    return Ok(ReplaceIf::Changed);
+                }
+                map.insert(r.new.id.clone(), r.new.clone());
+                Ok(ReplaceIf::Replaced)
+            })
+            .collect()
+    }
+
     fn read_all(&self) -> Result<Scan> {
         Ok(Scan {
             credentials: self.lock().values().cloned().collect(),
@@ -169,7 +192,10 @@ impl Store for Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::{api_key, assert_compare_and_delete_keeps_a_racing_write};
+    use crate::store::test_support::{
+        api_key, assert_compare_and_delete_keeps_a_racing_write,
+        assert_compare_and_replace_keeps_a_racing_write,
+    };
 
     #[test]
     fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
@@ -178,6 +204,18 @@ mod tests {
             &m,
             Box::new(m.clone()),
             &api_key("env", "K", "v1"),
+            &api_key("env", "K", "theirs"),
+        );
+    }
+
+    #[test]
+    fn compare_and_replace_keeps_a_value_another_application_wrote_meanwhile() {
+        let m = Memory::new("dotenv:/mem/.env".parse().unwrap(), Vec::new(), true);
+        assert_compare_and_replace_keeps_a_racing_write(
+            &m,
+            Box::new(m.clone()),
+            &api_key("env", "K", "ours"),
+            &api_key("env", "K", "old"),
             &api_key("env", "K", "theirs"),
         );
     }

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::credential::{Credential, CredentialId, Kind, Metadata};
 use crate::error::{Result, StoreError};
 use crate::unlock::KeyOptions;
+pub use compare::{Replace, ReplaceIf, replace_if_unchanged_by_reading};
 pub use identity::{IdentityKind, StoreIdentity};
 
 pub mod bundle;
+mod compare;
 pub mod dotenv;
 pub mod encrypted;
 pub mod env;
@@ -304,6 +306,21 @@ pub trait Store: Send + Sync {
     /// lock.
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
         delete_if_unchanged_by_reading(self, expected)
+    }
+
+    /// Compare before you overwrite: put each `new` in place only if the
+    /// store holds exactly `expected` at its id at the moment of writing
+    /// (`None`: nothing there), compared as [`Store::delete_if_unchanged`]
+    /// compares. One result per item, in order: [`ReplaceIf::Changed`]
+    /// keeps what is there. A rollback restores old values with it, so a
+    /// value another application wrote since credshift looked is kept.
+    ///
+    /// The default reads, compares and writes the matching items
+    /// ([`replace_if_unchanged_by_reading`]), with the same window as the
+    /// default compare-and-delete; stores override it the way they override
+    /// that one (the comparison inside the write).
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        replace_if_unchanged_by_reading(self, items)
     }
 
     /// Whether an inventory of this store is its listing (ids, kinds and

@@ -33,7 +33,8 @@ use crate::fsutil;
 use crate::scrub::{self, Seg, wipe_json};
 use crate::store::dotenv::nearest_existing_dir;
 use crate::store::{
-    Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,
+    Capability, DeleteIf, Listing, LocationError, Replace, ReplaceIf, Scan, Store, StoreSpec,
+    plaintext_file_warnings,
 };
 use crate::unlock::KeyOptions;
 
@@ -670,6 +671,35 @@ impl Store for ModelForgeStore {
         }
     }
 
+    /// As [`Self::delete_if_unchanged`]: one parse, each item compared with
+    /// the file as just parsed, one atomic rewrite, under this store's lock.
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        let _g = self.guard();
+        fsutil::rewrite_batch(
+            items,
+            self.load().map(|c| c.unwrap_or_else(Config::new_file)),
+            |cfg, r| {
+                let now = cfg
+                    .scan(&self.path)
+                    .credentials
+                    .into_iter()
+                    .find(|c| c.id == r.new.id);
+                if !r.holds(now.as_ref()) {
+                    return Ok(ReplaceIf::Changed);
+                }
+                match self.check(&r.new) {
+                    Some(reason) => Err(StoreError::item(&r.new.id, reason)),
+                    None => cfg.set(&r.new).map(|_| ReplaceIf::Replaced),
+                }
+            },
+            |cfg| {
+                cfg.render()
+                    .and_then(|bytes| fsutil::atomic_write(&self.path, &bytes))
+            },
+            |e, r| StoreError::item(&r.new.id, e.to_string()),
+        )
+    }
+
     /// One parse, the comparison against the file as just parsed, and at
     /// most one atomic rewrite, under this store's lock: nothing comes
     /// between the comparison and the rename but rendering the new text.
@@ -805,6 +835,22 @@ mod tests {
             &Credential::new("ollama/api_key".parse().unwrap(), Kind::ApiKey, "sk-2"),
         );
         assert_eq!(s.read_all().unwrap().credentials.len(), 1);
+    }
+
+    #[test]
+    fn compare_and_replace_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, FIXTURE).unwrap();
+        let s = store_at(&p);
+        let c = |v: &str| Credential::new("ollama/api_key".parse().unwrap(), Kind::ApiKey, v);
+        crate::store::test_support::assert_compare_and_replace_keeps_a_racing_write(
+            s.as_ref(),
+            store_at(&p),
+            &c("sk-ours"),
+            &c("sk-old"),
+            &c("sk-theirs"),
+        );
     }
 
     #[test]

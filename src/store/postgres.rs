@@ -27,8 +27,8 @@ use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::store::pg::{AdvisoryLock, Conn};
 use crate::store::{
-    Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Scan, Store, StoreIdentity,
-    StoreLock, StoreSpec,
+    Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Replace, ReplaceIf, Scan, Store,
+    StoreIdentity, StoreLock, StoreSpec,
 };
 use crate::unlock::KeyOptions;
 
@@ -428,6 +428,79 @@ impl Store for PostgresStore {
             Err(StoreError::NotFound { .. }) => {
                 expected.iter().map(|_| Ok(DeleteIf::Absent)).collect()
             }
+            Err(e) => fail(&e),
+        }
+    }
+
+    /// Atomic: one transaction locks the rows (`SELECT ... FOR UPDATE`),
+    /// compares their decrypted values and writes only where they match;
+    /// an item expected absent is inserted with `ON CONFLICT DO NOTHING`,
+    /// so a row another writer inserted meanwhile stays.
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        let fail = |e: &StoreError| items.iter().map(|_| Err(e.duplicate())).collect();
+        let key = match self.key(true) {
+            Ok(k) => k,
+            Err(e) => return fail(&e),
+        };
+        let encoded: Vec<Result<Encoded>> = items
+            .iter()
+            .map(|r| self.encrypt_cred(&key, &r.new))
+            .collect();
+        let sids: Vec<String> = items.iter().map(|r| r.new.id.to_string()).collect();
+        let done = self.conn.with("write", |c| {
+            let mut tx = c.transaction()?;
+            let rows = tx.query(
+                &format!(
+                    "SELECT id, kind, metadata::text, nonce, ciphertext FROM {CREDENTIALS_TABLE} \
+                     WHERE id = ANY($1) FOR UPDATE"
+                ),
+                &[&sids],
+            )?;
+            let by_id: std::collections::HashMap<String, &postgres::Row> =
+                rows.iter().map(|r| (r.get::<_, String>(0), r)).collect();
+            let upsert = Self::upsert_sql();
+            let insert = format!(
+                "INSERT INTO {CREDENTIALS_TABLE} (id, kind, metadata, nonce, ciphertext, updated_at) \
+                 VALUES ($1, $2, ($3::text)::jsonb, $4, $5, now()) ON CONFLICT (id) DO NOTHING"
+            );
+            let mut out: Vec<Result<ReplaceIf>> = Vec::with_capacity(items.len());
+            for ((sid, want), enc) in sids.iter().zip(items).zip(&encoded) {
+                let (nonce, ct, meta) = match enc {
+                    Ok(e) => e,
+                    Err(e) => {
+                        out.push(Err(e.duplicate()));
+                        continue;
+                    }
+                };
+                let now = by_id
+                    .get(sid)
+                    .map(|r| self.decode_row(&key, sid, r.get(1), r.get(2), r.get(3), r.get(4)))
+                    .transpose();
+                let now = match now {
+                    Ok(now) => now,
+                    Err(e) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                };
+                if !want.holds(now.as_ref()) {
+                    out.push(Ok(ReplaceIf::Changed));
+                    continue;
+                }
+                let kind = want.new.kind.as_str();
+                let sql = if now.is_none() { &insert } else { &upsert };
+                let n = tx.execute(sql, &[sid, &kind, meta, nonce, ct])?;
+                out.push(Ok(if n > 0 {
+                    ReplaceIf::Replaced
+                } else {
+                    ReplaceIf::Changed
+                }));
+            }
+            tx.commit()?;
+            Ok(out)
+        });
+        match done {
+            Ok(out) => out,
             Err(e) => fail(&e),
         }
     }

@@ -53,7 +53,8 @@ use crate::scrub::{self, Seg};
 use crate::store::dotenv::nearest_existing_dir;
 use crate::store::modelforge::{detect_indent, render_json};
 use crate::store::{
-    Capability, DeleteIf, Listing, LocationError, Scan, Store, StoreSpec, plaintext_file_warnings,
+    Capability, DeleteIf, Listing, LocationError, Replace, ReplaceIf, Scan, Store, StoreSpec,
+    plaintext_file_warnings,
 };
 use crate::unlock::KeyOptions;
 
@@ -794,8 +795,14 @@ impl PromptTrainStore {
         }
     }
 
-    /// Apply every write in memory, then save each touched file once.
-    fn write_batch(&self, creds: &[Credential]) -> Vec<Result<()>> {
+    /// Apply every write in memory, then save each touched file once. With
+    /// `guards` (one per credential), a write whose item does not hold what
+    /// its guard expects, in the files as just loaded, is left out.
+    fn write_batch(
+        &self,
+        creds: &[Credential],
+        guards: Option<&[Replace]>,
+    ) -> Vec<Result<ReplaceIf>> {
         let fail_all = |e: StoreError| {
             let msg = e.to_string();
             creds
@@ -810,9 +817,16 @@ impl PromptTrainStore {
         };
         let mut trains: Vec<KeysFile> = Vec::new();
         // Which file each credential went to.
-        let mut placed: Vec<Result<FileRef>> = Vec::with_capacity(creds.len());
-        for c in creds {
-            placed.push(self.place(c, &mut accounts, &mut trains));
+        let mut placed: Vec<Result<Option<FileRef>>> = Vec::with_capacity(creds.len());
+        for (k, c) in creds.iter().enumerate() {
+            let guard = guards.and_then(|g| g.get(k));
+            placed.push(
+                match guard.map(|g| self.held(c, &accounts).map(|now| g.holds(now.as_ref()))) {
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(false)) => Ok(None),
+                    Some(Ok(true)) | None => self.place(c, &mut accounts, &mut trains).map(Some),
+                },
+            );
         }
         let mut saved_accounts: Vec<Option<String>> = vec![None; accounts.len()];
         let mut saved_trains: Vec<Option<String>> = vec![None; trains.len()];
@@ -822,9 +836,9 @@ impl PromptTrainStore {
         let mut touched_trains = vec![false; trains.len()];
         for p in &placed {
             match p {
-                Ok(FileRef::Account(i)) => touched_accounts[*i] = true,
-                Ok(FileRef::Train(i)) => touched_trains[*i] = true,
-                Err(_) => {}
+                Ok(Some(FileRef::Account(i))) => touched_accounts[*i] = true,
+                Ok(Some(FileRef::Train(i))) => touched_trains[*i] = true,
+                Ok(None) | Err(_) => {}
             }
         }
         for (n, a) in accounts.iter().enumerate() {
@@ -844,11 +858,12 @@ impl PromptTrainStore {
             .zip(creds)
             .map(|(p, c)| {
                 let outcome = match p? {
-                    FileRef::Account(i) => saved_accounts[i].as_deref(),
-                    FileRef::Train(i) => saved_trains[i].as_deref(),
+                    None => return Ok(ReplaceIf::Changed),
+                    Some(FileRef::Account(i)) => saved_accounts[i].as_deref(),
+                    Some(FileRef::Train(i)) => saved_trains[i].as_deref(),
                 };
                 match outcome {
-                    Some("") => Ok(()),
+                    Some("") => Ok(ReplaceIf::Replaced),
                     Some(msg) => Err(StoreError::item(&c.id, msg)),
                     None => Err(StoreError::item(&c.id, "was not saved")),
                 }

@@ -32,7 +32,9 @@ use crate::crypto::kdf;
 use crate::crypto::sql::{self, MetaRow, SealedValue, TableKey};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
-use crate::store::{Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec};
+use crate::store::{
+    Capability, DeleteIf, Entry, Listing, LocationError, Replace, ReplaceIf, Scan, Store, StoreSpec,
+};
 use crate::unlock::KeyOptions;
 
 const SCHEMA_VERSION: i64 = 1;
@@ -774,6 +776,29 @@ impl Store for SqliteStore {
     /// All rows in one transaction; per-item results, and a failed commit
     /// fails every item.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
+        let items: Vec<(&Credential, Option<&Replace>)> = creds.iter().map(|c| (c, None)).collect();
+        self.put(&items)
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect()
+    }
+
+    /// Atomic: the IMMEDIATE transaction that writes selects each row,
+    /// decrypts and compares it first, and writes only where it matches;
+    /// no other writer can come between.
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        let items: Vec<(&Credential, Option<&Replace>)> =
+            items.iter().map(|r| (&r.new, Some(r))).collect();
+        self.put(&items)
+    }
+}
+
+impl SqliteStore {
+    /// One IMMEDIATE transaction for the batch; an item with a
+    /// [`Replace`] is written only if its row, read inside that
+    /// transaction, holds what it expects.
+    fn put(&self, items: &[(&Credential, Option<&Replace>)]) -> Vec<Result<ReplaceIf>> {
+        let creds: Vec<&Credential> = items.iter().map(|(c, _)| *c).collect();
         let mut inner = self.lock();
         // Without a key, create nothing: not even an empty database.
         if inner.key.is_none()
@@ -805,8 +830,29 @@ impl Store for SqliteStore {
             }
         };
         let stamp = now();
-        let mut results: Vec<Result<()>> = Vec::with_capacity(creds.len());
-        for c in creds {
+        let mut results: Vec<Result<ReplaceIf>> = Vec::with_capacity(creds.len());
+        for (c, guard) in items {
+            if let Some(want) = guard {
+                let now = match self.select_rows(&tx, Some(&c.id)) {
+                    Ok(rows) => rows
+                        .into_iter()
+                        .next()
+                        .map(|row| row.and_then(|row| self.decrypt_row(key, row)))
+                        .transpose(),
+                    Err(e) => Err(e),
+                };
+                match now {
+                    Ok(now) if want.holds(now.as_ref()) => {}
+                    Ok(_) => {
+                        results.push(Ok(ReplaceIf::Changed));
+                        continue;
+                    }
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                }
+            }
             let aad = c.id.to_string();
             let r = key
                 .seal(&aad, c.secret.expose().as_bytes())
@@ -829,7 +875,7 @@ impl Store for SqliteStore {
                             stamp
                         ],
                     )
-                    .map(|_| ())
+                    .map(|_| ReplaceIf::Replaced)
                     .map_err(|e| match self.db_err(e) {
                         StoreError::Other(m) => StoreError::item(&c.id, m),
                         other => other,
@@ -846,116 +892,4 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::test_support::{api_key as cred, no_key, weak_opts as opts};
-    use std::path::Path;
-
-    fn store(path: &Path, o: &KeyOptions) -> Box<dyn Store> {
-        open(&StoreSpec::Sqlite(path.to_path_buf()), o).unwrap()
-    }
-
-    #[test]
-    fn missing_db_is_not_found_until_first_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.db");
-        let s = store(&p, &opts("pw"));
-        assert!(matches!(s.list().unwrap_err(), StoreError::NotFound { .. }));
-        assert!(!p.exists(), "a read must not create the database");
-        assert!(!s.delete(&CredentialId::new("a", "b")).unwrap());
-        s.write(&cred("a", "b", "v")).unwrap();
-        assert_eq!(fsutil::mode_of(&p), Some(0o600));
-        assert_eq!(s.list().unwrap().entries.len(), 1);
-        let mode: String = Connection::open(&p)
-            .unwrap()
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-    }
-
-    #[test]
-    fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.db");
-        let s = store(&p, &opts("pw"));
-        crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write(
-            s.as_ref(),
-            store(&p, &opts("pw")),
-            &cred("a", "b", "v1"),
-            &cred("a", "b", "theirs"),
-        );
-    }
-
-    #[test]
-    fn schema_creation_is_idempotent() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.db");
-        store(&p, &opts("pw")).write(&cred("a", "b", "v1")).unwrap();
-        let s = store(&p, &opts("pw"));
-        s.write(&cred("a", "c", "v2")).unwrap();
-        let conn = Connection::open(&p).unwrap();
-        let metas: i64 = conn
-            .query_row("SELECT count(*) FROM credshift_meta", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(metas, 1);
-        assert_eq!(s.read_all().unwrap().credentials.len(), 2);
-    }
-
-    #[test]
-    fn a_database_without_our_tables_is_empty_and_untouched_by_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("other.db");
-        Connection::open(&p)
-            .unwrap()
-            .execute_batch("CREATE TABLE t (x)")
-            .unwrap();
-        let e = store(&p, &no_key())
-            .write(&cred("a", "b", "v"))
-            .unwrap_err();
-        assert!(matches!(e, StoreError::MissingKey { .. }), "{e:?}");
-        let tables: i64 = Connection::open(&p)
-            .unwrap()
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(tables, 1, "a failed write must not add tables");
-        let s = store(&p, &opts("pw"));
-        assert!(s.list().unwrap().entries.is_empty());
-        assert!(s.read(&CredentialId::new("a", "b")).unwrap().is_none());
-        assert_eq!(s.probe().item_count, Some(0));
-    }
-
-    #[test]
-    fn not_a_database_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("junk.db");
-        std::fs::write(&p, vec![b'x'; 4096]).unwrap();
-        let e = store(&p, &opts("pw")).list().unwrap_err();
-        assert!(e.to_string().contains("junk.db"), "{e}");
-        assert!(e.to_string().contains("not a SQLite database"), "{e}");
-        let cap = store(&p, &opts("pw")).probe();
-        assert!(!cap.available);
-    }
-
-    #[test]
-    fn bad_rows_are_listed_as_errors_beside_good_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.db");
-        let s = store(&p, &opts("pw"));
-        s.write(&cred("a", "good", "v1")).unwrap();
-        s.write(&cred("a", "bad", "v2")).unwrap();
-        Connection::open(&p)
-            .unwrap()
-            .execute(
-                "UPDATE credshift_credentials SET kind = 'nonsense' WHERE name = 'bad'",
-                [],
-            )
-            .unwrap();
-        let listing = s.list().unwrap();
-        assert_eq!(listing.entries.len(), 1);
-        assert_eq!(listing.errors.len(), 1);
-        assert!(listing.errors[0].location.contains("a/bad"));
-        let scan = s.read_all().unwrap();
-        assert_eq!(scan.credentials.len(), 1);
-        assert_eq!(scan.errors.len(), 1);
-    }
-}
+mod tests;

@@ -112,3 +112,75 @@ pub fn assert_compare_and_delete_keeps_a_racing_write(
     let r = s.delete_if_unchanged(std::slice::from_ref(&now));
     assert_eq!(*r[0].as_ref().unwrap(), DeleteIf::Absent);
 }
+
+/// The compare-and-write counterpart of
+/// [`assert_compare_and_delete_keeps_a_racing_write`]: `s` holds `ours`;
+/// another application (`other`) writes `theirs` right after the read of a
+/// compare-and-write that puts `old` back. Whenever it writes, its value
+/// must stay and the result must say what happened. Then the plain
+/// outcomes: a changed value kept, a matching one replaced, an item
+/// expected absent written only while absent. Fails for a store whose
+/// `replace_if_unchanged` is the read-then-write default.
+pub fn assert_compare_and_replace_keeps_a_racing_write(
+    s: &dyn crate::store::Store,
+    other: Box<dyn crate::store::Store>,
+    ours: &Credential,
+    old: &Credential,
+    theirs: &Credential,
+) {
+    use crate::store::{Replace, ReplaceIf};
+    s.write(ours).unwrap();
+    let ours = s.read(&ours.id).unwrap().expect("written");
+    let t2 = theirs.clone();
+    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
+    let f2 = fired.clone();
+    after_next_read(move || {
+        other.write(&t2).unwrap();
+        f2.set(true);
+    });
+    let put_back = |expected: Option<&Credential>| Replace {
+        expected: expected.cloned(),
+        new: old.clone(),
+    };
+    let r = s.replace_if_unchanged(&[put_back(Some(&ours))]);
+    let during = fired.get();
+    // Not raced during the write: the other application writes after it.
+    run_after_read();
+    assert!(fired.get());
+    let now = s.read(&ours.id).unwrap().expect("a value");
+    assert!(
+        now.secret.ct_eq(&theirs.secret),
+        "another application's value was overwritten (raced during the write: {during})"
+    );
+    let want = if during {
+        ReplaceIf::Changed
+    } else {
+        ReplaceIf::Replaced
+    };
+    assert_eq!(r.len(), 1);
+    assert_eq!(*r[0].as_ref().unwrap(), want);
+    // Plain outcomes: a stale expectation and "expected absent" keep the
+    // value there; the value as read is replaced.
+    let r: Vec<ReplaceIf> = s
+        .replace_if_unchanged(&[put_back(Some(&ours))])
+        .into_iter()
+        .chain(s.replace_if_unchanged(&[put_back(None)]))
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(r, [ReplaceIf::Changed, ReplaceIf::Changed]);
+    assert!(
+        s.read(&ours.id)
+            .unwrap()
+            .unwrap()
+            .secret
+            .ct_eq(&theirs.secret)
+    );
+    let r = s.replace_if_unchanged(&[put_back(Some(&now))]);
+    assert_eq!(*r[0].as_ref().unwrap(), ReplaceIf::Replaced);
+    assert!(s.read(&ours.id).unwrap().unwrap().secret.ct_eq(&old.secret));
+    // Absent: written when nothing is there, refused when a value is.
+    assert!(s.delete(&ours.id).unwrap());
+    let r = s.replace_if_unchanged(&[put_back(None)]);
+    assert_eq!(*r[0].as_ref().unwrap(), ReplaceIf::Replaced);
+    assert!(s.read(&ours.id).unwrap().unwrap().secret.ct_eq(&old.secret));
+}

@@ -94,6 +94,14 @@ macro_rules! forward {
             self.$($p)+.delete_if_unchanged(expected)
         }
     };
+    (@one [$($p:tt)+]; replace_if_unchanged) => {
+        fn replace_if_unchanged(
+            &self,
+            items: &[$crate::store::Replace],
+        ) -> Vec<$crate::error::Result<$crate::store::ReplaceIf>> {
+            self.$($p)+.replace_if_unchanged(items)
+        }
+    };
     (@one [$($p:tt)+]; read_wanted) => {
         fn read_wanted(
             &self,
@@ -166,8 +174,8 @@ mod tests {
     use crate::error::Result;
     use crate::store::faults::{Faults, FaultyStore};
     use crate::store::{
-        BatchHint, Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Provenance, Scan,
-        Store, StoreIdentity, StoreLock, StoreSpec,
+        BatchHint, Capability, DeleteIf, Entry, Listing, LocationError, LockMode, Provenance,
+        Replace, ReplaceIf, Scan, Store, StoreIdentity, StoreLock, StoreSpec,
     };
 
     /// A store whose every method answers something no trait default
@@ -258,6 +266,10 @@ mod tests {
         fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
             self.called("delete_if_unchanged");
             expected.iter().map(|_| Ok(DeleteIf::Deleted)).collect()
+        }
+        fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+            self.called("replace_if_unchanged");
+            items.iter().map(|_| Ok(ReplaceIf::Changed)).collect()
         }
         fn batch_hint(&self) -> BatchHint {
             BatchHint::WholeFile
@@ -367,6 +379,20 @@ mod tests {
             w.delete_if_unchanged(&creds)
                 .iter()
                 .all(|r| matches!(r, Ok(DeleteIf::Deleted))),
+        );
+        // Compare-and-write reaches the inner store as itself too.
+        let replace: Vec<Replace> = creds
+            .iter()
+            .map(|c| Replace {
+                expected: None,
+                new: c.clone(),
+            })
+            .collect();
+        batched(
+            "replace_if_unchanged",
+            w.replace_if_unchanged(&replace)
+                .iter()
+                .all(|r| matches!(r, Ok(ReplaceIf::Changed))),
         );
     }
 

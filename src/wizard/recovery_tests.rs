@@ -116,6 +116,7 @@ fn report(verified: usize, cancelled: bool, status: MigrationStatus) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        kept_changed: vec![],
         unreadable: 0,
         status: Some(status),
         cancelled,

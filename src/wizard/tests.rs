@@ -404,6 +404,7 @@ fn report(rolled_back: bool) -> Report {
         source_deleted: 0,
         source_delete_failed: vec![],
         warnings: vec![],
+        kept_changed: vec![],
         notices: vec![],
         unreadable: 0,
         status: None,

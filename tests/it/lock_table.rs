@@ -311,6 +311,25 @@ fn attempt(ctx: &Ctx, k: &Kind, rec: &Recorded, op: Op, end: End) -> (i32, Strin
     (code, format!("{out}{err}"))
 }
 
+/// Every value of the held store, by id, read in this process (reading
+/// takes no lock).
+fn contents(ctx: &Ctx, k: &Kind) -> std::collections::BTreeMap<String, String> {
+    let opts = credshift::unlock::KeyOptions {
+        key_file: Some(ctx.key.clone().into()),
+        ..Default::default()
+    };
+    let spec: credshift::store::StoreSpec = k.spec.parse().unwrap();
+    credshift::store::open(&spec, &opts)
+        .and_then(|s| s.read_all())
+        .map(|scan| {
+            scan.credentials
+                .into_iter()
+                .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Every cell of the table for kind `k`: how many were checked, and the
 /// wrong ones.
 fn table_for(ctx: &Ctx, k: &Kind, ops: &[Op]) -> (usize, Vec<String>) {
@@ -324,13 +343,16 @@ fn table_for(ctx: &Ctx, k: &Kind, ops: &[Op]) -> (usize, Vec<String>) {
                 let Some(want) = expect(exclusive, op, end) else {
                     continue;
                 };
+                let before = contents(ctx, k);
                 let (code, text) = attempt(ctx, k, &rec, op, end);
                 checked += 1;
                 let refused = code == 2 && text.contains("is locked by");
                 let ok = match want {
                     // Refused, naming who holds it and since when.
                     Expect::Refused => refused && text.contains("since"),
-                    Expect::Runs => code == 0,
+                    // Runs, and only read the held store: every value as
+                    // it was (finding A13: exit 0 alone checked nothing).
+                    Expect::Runs => code == 0 && !before.is_empty() && contents(ctx, k) == before,
                 };
                 if !ok {
                     failures.push(format!(

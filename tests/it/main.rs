@@ -30,6 +30,7 @@ mod guarded_session;
 mod json_contract;
 mod key_file_modes;
 mod keyring;
+mod kinds_cli;
 mod laravel;
 mod laravel_engine;
 mod laravel_independent;

@@ -42,15 +42,15 @@ fn opts() -> KeyOptions {
 }
 
 /// One writable store kind: its spec in `dir` and ids it can hold.
-struct KindCase {
-    name: &'static str,
-    spec: String,
-    ids: [&'static str; 3],
+pub(crate) struct KindCase {
+    pub(crate) name: &'static str,
+    pub(crate) spec: String,
+    pub(crate) ids: [&'static str; 3],
 }
 
 /// Every writable kind; `None` for one whose service is unavailable (the
 /// test then skips it, or fails under CREDSHIFT_REQUIRE_SERVICES=1).
-fn kinds(dir: &Path, tag: &str) -> Vec<KindCase> {
+pub(crate) fn kinds(dir: &Path, tag: &str) -> Vec<KindCase> {
     let p = |f: &str| dir.join(format!("{tag}-{f}")).display().to_string();
     let env_ids = ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"];
     let mut v = vec![
@@ -106,17 +106,62 @@ fn kinds(dir: &Path, tag: &str) -> Vec<KindCase> {
     v
 }
 
-fn open(spec: &str) -> Box<dyn Store> {
+/// [`kinds`] and the kinds with their own write paths that only some
+/// tests take: bundle, laravel:postgres and prompttrain-db.
+pub(crate) fn all_kinds(dir: &Path, tag: &str) -> Vec<KindCase> {
+    let mut v = kinds(dir, tag);
+    v.push(KindCase {
+        name: "bundle",
+        spec: format!("bundle:{}", dir.join(format!("{tag}.bundle")).display()),
+        ids: ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"],
+    });
+    if let Some(db) = pg::fresh_db() {
+        v.push(KindCase {
+            name: "laravel-postgres",
+            spec: format!("laravel:{}", db.url()),
+            ids: ["anthropic/key", "openai/key", "openrouter/key"],
+        });
+    }
+    if let Some(db) = pg::fresh_db() {
+        v.push(KindCase {
+            name: "prompttrain-db",
+            spec: format!("prompttrain-db:{}", db.url()),
+            ids: [
+                "account:acc_alpha/api_key",
+                "account:acc_bravo/api_key",
+                "account:acc_charlie/api_key",
+            ],
+        });
+    }
+    v
+}
+
+/// The cases of `all` named in `wanted`. Under CREDSHIFT_REQUIRE_SERVICES=1
+/// every wanted kind must be there (a kind left out silently when its
+/// service is missing would make the test check less than it says).
+pub(crate) fn only(all: Vec<KindCase>, wanted: &[&str]) -> Vec<KindCase> {
+    let picked: Vec<KindCase> = all
+        .into_iter()
+        .filter(|k| wanted.contains(&k.name))
+        .collect();
+    if services_required() {
+        let names: Vec<&str> = picked.iter().map(|k| k.name).collect();
+        assert_eq!(names.len(), wanted.len(), "ran {names:?} of {wanted:?}");
+    }
+    picked
+}
+
+pub(crate) fn open(spec: &str) -> Box<dyn Store> {
     let spec: StoreSpec = spec.parse().unwrap();
     store::open(&spec, &opts()).unwrap()
 }
 
-fn cred(id: &str, v: &str) -> Credential {
+pub(crate) fn cred(id: &str, v: &str) -> Credential {
     Credential::new(id.parse().unwrap(), Kind::ApiKey, v)
 }
 
 /// Every value of a store, by id (an absent store is empty).
-fn values(spec: &str) -> BTreeMap<String, String> {
+pub(crate) fn values(spec: &str) -> BTreeMap<String, String> {
     values_of(open(spec).as_ref())
 }
 
@@ -149,7 +194,7 @@ fn crashed_migration(
     t: &KindCase,
     k: usize,
 ) -> (std::process::Output, String) {
-    let (out, _, stderr) = run(binary(state, &t.spec)
+    let (out, _, stderr) = run(binary_for(state, &[src, &t.spec])
         .args(["migrate", "--from", src, "--to", &t.spec])
         .args(["--yes", "--json", "--on-conflict", "overwrite"])
         .env("CREDSHIFT_CRASH_AT", k.to_string()));
@@ -163,7 +208,7 @@ fn latest_migration(state: &Path, spec: &str) -> String {
     json(&hist)[0]["id"].as_str().unwrap().to_string()
 }
 
-fn fill(spec: &str, items: &[Credential]) {
+pub(crate) fn fill(spec: &str, items: &[Credential]) {
     let s = open(spec);
     for (c, r) in items.iter().zip(s.write_many(items)) {
         r.unwrap_or_else(|e| panic!("{spec}: write {}: {e}", c.id));
@@ -173,7 +218,13 @@ fn fill(spec: &str, items: &[Credential]) {
 #[test]
 fn overwrite_then_rollback_restores_the_old_value_on_every_writable_kind() {
     let dir = tempfile::tempdir().unwrap();
-    for k in kinds(dir.path(), "ow") {
+    // Bundle, prompttrain-db and laravel:postgres too (gap 4 of the audit;
+    // finding A2's compare-and-write restores each old value).
+    let cases = all_kinds(dir.path(), "ow");
+    if services_required() {
+        assert_eq!(cases.len(), 11);
+    }
+    for k in cases {
         let state = dir.path().join(format!("state-{}", k.name));
         let old = cred(k.ids[0], &format!("old-{}-value-0000000001", k.name));
         fill(&k.spec, std::slice::from_ref(&old));
@@ -213,24 +264,48 @@ fn overwrite_then_rollback_restores_the_old_value_on_every_writable_kind() {
 /// The binary, for a crash: APP_KEY from the environment, and the
 /// passphrase only for the stores that seal their values with it (without
 /// one, a migration's backup gets a key file: no key stretching per run).
-fn binary(state: &Path, spec: &str) -> std::process::Command {
+pub(crate) fn binary(state: &Path, spec: &str) -> std::process::Command {
+    binary_for(state, &[spec])
+}
+
+/// [`binary`] for a run touching all of `specs`: the passphrase when one
+/// is under it, agent-prompttrain's key for its database.
+pub(crate) fn binary_for(state: &Path, specs: &[&str]) -> std::process::Command {
     let mut c = credshift(state);
     c.env("APP_KEY", app_key());
-    if spec.starts_with("sqlite:") || spec.starts_with("postgres") {
+    let parsed: Vec<StoreSpec> = specs.iter().map(|s| s.parse().unwrap()).collect();
+    if parsed.iter().any(StoreSpec::under_passphrase) {
         c.env("CREDSHIFT_PASSPHRASE", PASSPHRASE);
+    }
+    if specs.iter().any(|s| s.starts_with("prompttrain-db:")) {
+        let key = opts().prompttrain_key.unwrap();
+        c.env("CREDENTIAL_ENCRYPTION_KEY", key.expose());
     }
     c
 }
 
-fn crashed(out: &std::process::Output, stderr: &str) -> bool {
+pub(crate) fn crashed(out: &std::process::Output, stderr: &str) -> bool {
     out.status.code().is_none() && stderr.contains("CREDSHIFT_CRASH_AT")
 }
 
 #[test]
 fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_resumed() {
     let dir = tempfile::tempdir().unwrap();
-    let wanted = ["sqlite", "postgres", "keyring", "laravel", "prompttrain"];
-    let sources = kinds(dir.path(), "src");
+    // Gap 3 of the audit: the encrypted, bundle, model-forge,
+    // prompttrain-db and laravel:postgres targets too.
+    let wanted = [
+        "sqlite",
+        "postgres",
+        "keyring",
+        "laravel",
+        "prompttrain",
+        "encrypted",
+        "bundle",
+        "modelforge",
+        "prompttrain-db",
+        "laravel-postgres",
+    ];
+    let sources = all_kinds(dir.path(), "src");
     // Records: started 1, planned 2, backup_written 3, batch 1 (one item)
     // 4-5, batch 2 (two items) 6-7: after the first item, and between a
     // batch's begin and its outcome (tests/it/engine_crash.rs covers every
@@ -238,9 +313,11 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
     for k in [5usize, 6] {
         for mode in ["rollback", "resume"] {
             let tag = format!("crash{k}{mode}");
-            for t in kinds(dir.path(), &tag)
+            // The kinds added for gap 3 crash at K=6 only (mid-batch), to
+            // keep the run short.
+            for t in only(all_kinds(dir.path(), &tag), &wanted)
                 .into_iter()
-                .filter(|t| wanted.contains(&t.name))
+                .filter(|t| k == 6 || wanted[..5].contains(&t.name))
             {
                 let what = format!("{} K={k} {mode}", t.name);
                 let (src, items, before) = crash_case(&sources, &t);
@@ -251,7 +328,7 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
                     "{what}: the crash did not fire: {stderr}"
                 );
                 let id = latest_migration(&state, &t.spec);
-                let (out, stdout, stderr) = run(binary(&state, &t.spec).args([
+                let (out, stdout, stderr) = run(binary_for(&state, &[src, &t.spec]).args([
                     mode,
                     "--migration-id",
                     &id,
@@ -340,30 +417,7 @@ fn a_kill_mid_file_write_into_a_prompttrain_dir_is_rolled_back_or_resumed() {
 fn a_value_changed_before_a_compared_delete_stays_on_every_store_kind() {
     use credshift::store::DeleteIf;
     let dir = tempfile::tempdir().unwrap();
-    let mut cases = kinds(dir.path(), "cad");
-    cases.push(KindCase {
-        name: "bundle",
-        spec: format!("bundle:{}", dir.path().join("cad.bundle").display()),
-        ids: ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"],
-    });
-    if let Some(db) = pg::fresh_db() {
-        cases.push(KindCase {
-            name: "laravel-postgres",
-            spec: format!("laravel:{}", db.url()),
-            ids: ["anthropic/key", "openai/key", "openrouter/key"],
-        });
-    }
-    if let Some(db) = pg::fresh_db() {
-        cases.push(KindCase {
-            name: "prompttrain-db",
-            spec: format!("prompttrain-db:{}", db.url()),
-            ids: [
-                "account:acc_alpha/api_key",
-                "account:acc_bravo/api_key",
-                "account:acc_charlie/api_key",
-            ],
-        });
-    }
+    let cases = all_kinds(dir.path(), "cad");
     let mut bad = Vec::new();
     for k in cases {
         let what = k.name;
@@ -407,8 +461,205 @@ fn a_value_changed_before_a_compared_delete_stays_on_every_store_kind() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
+/// Finding A2 on every store kind: a compare-and-write (what a rollback
+/// restores an overwritten or deleted value with) keeps a value another
+/// client wrote after credshift read it, and says `Changed`; writes where
+/// the store holds what was read; writes an item expected absent only
+/// while it is absent.
+#[test]
+fn a_value_changed_before_a_compared_write_stays_on_every_store_kind() {
+    use credshift::store::{Replace, ReplaceIf};
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = Vec::new();
+    let cases = all_kinds(dir.path(), "caw");
+    if services_required() {
+        assert_eq!(cases.len(), 11, "every kind, with postgres and the keyring");
+    }
+    for k in cases {
+        let what = k.name;
+        fill(
+            &k.spec,
+            &[
+                cred(k.ids[0], "written-by-credshift-0000000001"),
+                cred(k.ids[1], "written-by-credshift-0000000002"),
+            ],
+        );
+        let s = open(&k.spec);
+        let ids: Vec<_> = k.ids.iter().map(|i| i.parse().unwrap()).collect();
+        let seen: Vec<Credential> = s
+            .read_many(&ids[..2])
+            .into_iter()
+            .map(|r| r.unwrap().unwrap())
+            .collect();
+        open(&k.spec)
+            .write(&cred(k.ids[0], "another-clients-value-000000001"))
+            .unwrap();
+        let put = |i: usize, expected: Option<Credential>| Replace {
+            expected,
+            new: cred(k.ids[i], &format!("value-from-before-00000000{i}")),
+        };
+        let r: Vec<ReplaceIf> = s
+            .replace_if_unchanged(&[
+                put(0, Some(seen[0].clone())),
+                put(1, Some(seen[1].clone())),
+                put(2, None),
+            ])
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("{what}: {e}")))
+            .collect();
+        let now = values(&k.spec);
+        // Expected absent, but another client wrote it first: kept.
+        open(&k.spec)
+            .write(&cred(k.ids[2], "another-clients-value-000000003"))
+            .unwrap();
+        let late = s.replace_if_unchanged(&[put(2, None)]).pop().unwrap();
+        let after = values(&k.spec);
+        if r != [ReplaceIf::Changed, ReplaceIf::Replaced, ReplaceIf::Replaced]
+            || now.get(k.ids[0]).map(String::as_str) != Some("another-clients-value-000000001")
+            || now.get(k.ids[1]).map(String::as_str) != Some("value-from-before-000000001")
+            || now.get(k.ids[2]).map(String::as_str) != Some("value-from-before-000000002")
+            || !matches!(late, Ok(ReplaceIf::Changed))
+            || after.get(k.ids[2]).map(String::as_str) != Some("another-clients-value-000000003")
+        {
+            bad.push(format!(
+                "{what}: {r:?} then {late:?}, left {now:?} / {after:?}"
+            ));
+        }
+        let _ = s.delete_many(&ids);
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+/// Every file under a file or directory store, by relative path, with its
+/// bytes (the store's own lock and temp files left out).
+pub(crate) fn files(spec: &str) -> BTreeMap<String, Vec<u8>> {
+    let spec: StoreSpec = spec.parse().unwrap();
+    let mut out = BTreeMap::new();
+    let Some(root) = spec.path() else {
+        return out;
+    };
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                todo.push(e.unwrap().path());
+            }
+        } else if p.is_file() {
+            let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+            if !rel.contains("credshift-lock") {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Every item of a store with its kind and metadata, by id: what "row for
+/// row" compares (but the time a Laravel row was last written).
+pub(crate) fn rows(spec: &str) -> BTreeMap<String, String> {
+    open(spec)
+        .read_all()
+        .unwrap_or_else(|e| panic!("{spec}: {e}"))
+        .credentials
+        .into_iter()
+        .map(|c| {
+            let mut meta = c.metadata.clone();
+            // Laravel's store stamps the time of each write.
+            meta.remove("migrated_at");
+            let meta = serde_json::Value::Object(meta);
+            let row = format!("{} {} {meta}", c.kind.as_str(), c.secret.expose());
+            (c.id.to_string(), row)
+        })
+        .collect()
+}
+
+/// Gaps 1 and 2 of the audit: every source kind migrated with
+/// `--delete-source` (cleanup empties it of what moved), verified, then
+/// rolled back. The source is then what it was: row for row for every
+/// kind, and byte for byte for the plaintext files (a prompttrain dir,
+/// model-forge's config). Encrypted files are sealed again with a fresh
+/// nonce, so only their items can match.
+#[test]
+fn a_source_emptied_by_delete_source_is_verified_then_rolled_back_to_what_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let wanted = [
+        "prompttrain",
+        "modelforge",
+        "laravel",
+        "laravel-postgres",
+        "prompttrain-db",
+        "keyring",
+        "sqlite",
+        "postgres",
+        "encrypted",
+        "bundle",
+    ];
+    let plaintext = ["prompttrain", "modelforge"];
+    let mut bad = Vec::new();
+    for k in only(all_kinds(dir.path(), "ds"), &wanted) {
+        let what = k.name;
+        let items: Vec<Credential> = k
+            .ids
+            .iter()
+            .map(|id| cred(id, &format!("moved-{what}-{id}")))
+            .collect();
+        fill(&k.spec, &items);
+        let before_rows = rows(&k.spec);
+        let before_files = files(&k.spec);
+        let to = format!(
+            "sqlite:{}",
+            dir.path().join(format!("ds-{what}-to.db")).display()
+        );
+        let state = dir.path().join(format!("state-ds-{what}"));
+        let bin = || binary_for(&state, &[&k.spec, &to]);
+        let (out, stdout, stderr) = run(bin()
+            .args(["migrate", "--from", &k.spec, "--to", &to])
+            .args(["--yes", "--json", "--delete-source"]));
+        assert_eq!(out.status.code(), Some(0), "{what}: {stdout}{stderr}");
+        let r = json(&stdout);
+        assert_eq!(r["source_deleted"], 3, "{what}: {stdout}");
+        let id = r["migration_id"].as_str().unwrap().to_string();
+        let left = values(&k.spec);
+        assert!(
+            k.ids.iter().all(|i| !left.contains_key(*i)),
+            "{what}: cleanup left {left:?}"
+        );
+        let (out, stdout, stderr) = run(bin().args(["verify", "--migration-id", &id, "--json"]));
+        assert_eq!(out.status.code(), Some(0), "{what}: {stdout}{stderr}");
+        assert_eq!(json(&stdout)["verified"], 3, "{what}: {stdout}");
+        let (out, stdout, stderr) =
+            run(bin().args(["rollback", "--migration-id", &id, "--yes", "--json"]));
+        assert_eq!(out.status.code(), Some(0), "{what}: {stdout}{stderr}");
+        if rows(&k.spec) != before_rows {
+            bad.push(format!(
+                "{what}: rows {:?} != {before_rows:?}",
+                rows(&k.spec)
+            ));
+        }
+        if plaintext.contains(&what) && files(&k.spec) != before_files {
+            let now = files(&k.spec);
+            let show = |m: &BTreeMap<String, Vec<u8>>| -> Vec<String> {
+                m.iter()
+                    .map(|(p, b)| format!("{p}: {}", String::from_utf8_lossy(b)))
+                    .collect()
+            };
+            bad.push(format!(
+                "{what}: files {:#?} != {:#?}",
+                show(&now),
+                show(&before_files)
+            ));
+        }
+        assert!(values(&to).is_empty(), "{what}: the target keeps nothing");
+        let s = open(&k.spec);
+        for id in k.ids {
+            let _ = s.delete(&id.parse().unwrap());
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
 /// Lines of a migration's journal.
-fn journal_lines(state: &Path, id: &str) -> usize {
+pub(crate) fn journal_lines(state: &Path, id: &str) -> usize {
     let j = state.join("migrations").join(id).join("journal.jsonl");
     std::fs::read_to_string(j).unwrap().lines().count()
 }
@@ -439,10 +690,7 @@ fn a_crash_during_resume_or_rollback_of_a_sql_keyring_laravel_or_multi_file_targ
     ];
     for (n, (crash_in, k, then)) in flows.into_iter().enumerate() {
         let tag = format!("rcrash{n}");
-        for t in kinds(dir.path(), &tag)
-            .into_iter()
-            .filter(|t| wanted.contains(&t.name))
-        {
+        for t in only(kinds(dir.path(), &tag), &wanted) {
             let what = format!("{}: {crash_in} crashed at K={k}, then {then}", t.name);
             let (src, items, before) = crash_case(&sources, &t);
             let state = dir.path().join(format!("state-{tag}-{}", t.name));

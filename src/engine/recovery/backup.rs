@@ -54,6 +54,35 @@ pub fn backup(
             out.display()
         )));
     }
+    // The store's own file (or, for a directory store, the directory) is
+    // never a place to write its backup: the envelope would replace what
+    // the application reads.
+    let own = |p: &Path| -> Result<bool> {
+        let at = crate::store::StoreIdentity::of_path(p);
+        Ok(source.identity()?.same_store(&at)
+            || source.spec().path().is_some_and(|sp| same_file(sp, p)))
+    };
+    for (flag, p) in [
+        ("--out", Some(out)),
+        (
+            "--key-out",
+            match key_out {
+                KeyOut::At(k) => Some(k),
+                KeyOut::Kept(_) => None,
+            },
+        ),
+    ] {
+        if let Some(p) = p
+            && own(p)?
+        {
+            return Err(EngineError::Refused(format!(
+                "{flag} {} is the store being backed up ({}): writing there would replace it; \
+                 choose another path",
+                p.display(),
+                source.spec()
+            )));
+        }
+    }
     let locks = session::read_only(source, opts.lock_wait)?;
     let scan = source.read_all()?;
     // A passphrase that fails the rule for new ones seals nothing new.

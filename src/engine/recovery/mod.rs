@@ -74,7 +74,7 @@ pub fn detail(state_dir: &Path, id: &MigrationId) -> Result<MigrationDetail> {
     let s = State::load(state_dir, id)?;
     let under = |spec: &str| {
         spec.parse::<StoreSpec>()
-            .is_ok_and(|s| s.under_passphrase())
+            .is_ok_and(|s| needs_passphrase(&s))
     };
     Ok(MigrationDetail {
         entry: s.history_entry(),
@@ -89,6 +89,21 @@ pub fn detail(state_dir: &Path, id: &MigrationId) -> Result<MigrationDetail> {
         rollback_began: s.rolled_back.is_some(),
         timeline: s.timeline(),
     })
+}
+
+/// Whether opening `spec` needs credshift's passphrase: a store under it,
+/// except an envelope sealed with a key file (the backup a restore reads
+/// when it was made without a passphrase), which asked for none.
+fn needs_passphrase(spec: &StoreSpec) -> bool {
+    if !spec.under_passphrase() {
+        return false;
+    }
+    let Some(bytes) = spec.path().and_then(|p| std::fs::read(p).ok()) else {
+        return true;
+    };
+    let location = spec.to_string();
+    !envelope::Envelope::parse(&bytes, &location, true)
+        .is_ok_and(|e| *e.params() == envelope::KdfParams::None)
 }
 
 fn load_backup(

@@ -160,11 +160,10 @@ pub(super) fn rollback_items(
             let res = match (present, originals.get(cid)) {
                 // Still there (the delete failed or never ran): nothing to do.
                 (Ok(Some(_)), _) => Ok(UndoOutcome::SourcePresent),
-                (Ok(None), Some(c)) => source.write(c).map(|_| UndoOutcome::SourceRestored),
-                (Ok(None), None) => Err(StoreError::item(cid, "not in the backup")),
-                (Err(StoreError::NotFound { .. }), Some(c)) => {
-                    source.write(c).map(|_| UndoOutcome::SourceRestored)
+                (Ok(None) | Err(StoreError::NotFound { .. }), Some(c)) => {
+                    put_back(source.as_ref(), c)
                 }
+                (Ok(None), None) => Err(StoreError::item(cid, "not in the backup")),
                 (Err(e), _) => Err(e),
             };
             match res {
@@ -212,7 +211,8 @@ pub(super) fn rollback_items(
             "failed"
         };
         audit_action(state_dir, id, st, "rollback", outcome, st.totals());
-        let mut report = st.report();
+        // A stale lock taken over is news for a partial rollback too (A10).
+        let mut report = noted(st.report(), &locks);
         report.cancelled = cancelled;
         return Ok(report);
     }
@@ -241,4 +241,20 @@ pub(super) fn rollback_items(
     let mut report = noted(st.report(), &locks);
     report.cancelled = cancelled;
     Ok(report)
+}
+
+/// Put an item cleanup deleted back into the source, only while the source
+/// still holds nothing there (compared inside the store's write): a value
+/// someone else wrote since is kept and reported.
+fn put_back(source: &dyn Store, c: &Credential) -> Result<UndoOutcome, StoreError> {
+    let put = store::Replace {
+        expected: None,
+        new: c.clone(),
+    };
+    match source.replace_if_unchanged(&[put]).pop() {
+        Some(Ok(store::ReplaceIf::Replaced)) => Ok(UndoOutcome::SourceRestored),
+        Some(Ok(store::ReplaceIf::Changed)) => Ok(UndoOutcome::SourceChanged),
+        Some(Err(e)) => Err(e),
+        None => Err(StoreError::item(&c.id, "the store returned no result")),
+    }
 }

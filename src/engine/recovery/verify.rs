@@ -52,7 +52,15 @@ pub fn verify_with(
             failed: failures.len(),
             ..Default::default()
         }));
+        // Only a damaged journal verifies an id it never planned: nothing to
+        // compare with, so it cannot count as verified (finding A11).
         let Some(p) = st.planned_item(cid) else {
+            failures.push(Failure {
+                id: cid.clone(),
+                error: "verified in the journal but not in its plan (the journal is damaged); \
+                        nothing to compare the target with"
+                    .into(),
+            });
             continue;
         };
         let problem = match target.read(cid) {

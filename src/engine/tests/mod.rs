@@ -86,6 +86,7 @@ fn values(s: &MemStore) -> Vec<(String, String)> {
 // `forward!(inner; spec, probe, list, read)` inside `impl Store`.
 use crate::store::wrapper::forward;
 
+mod audit_findings;
 mod batches;
 mod control;
 mod failures;

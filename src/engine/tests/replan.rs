@@ -130,6 +130,58 @@ fn a_value_someone_else_wrote_after_the_migration_survives_its_rollback() {
         .filter_map(|t| t.id.as_ref().map(ToString::to_string))
         .collect();
     assert_eq!(left, ["env/B_KEY", "env/A_KEY"], "{:?}", d.timeline);
+    // Typed and in the words of the report: both kept, not put back.
+    let kept: Vec<String> = back.kept_changed.iter().map(ToString::to_string).collect();
+    assert_eq!(kept, ["env/A_KEY", "env/B_KEY"], "{back:?}");
+    assert_eq!(
+        back.warnings
+            .iter()
+            .filter(|w| w.contains("the rollback kept it"))
+            .count(),
+        2,
+        "{:?}",
+        back.warnings
+    );
+}
+
+/// Finding A2: another client writes between the rollback's read of an
+/// overwritten item and its restore. The restore is a compare-and-write,
+/// so their value stays, typed as kept (`left_changed`, `kept_changed`);
+/// an unconditional write (what rollback did before) would lose it.
+#[test]
+fn a_value_written_between_the_rollback_read_and_its_restore_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let from = env_file(dir.path(), "src.env", "B_KEY=sk-ours-bbbbbbbbbbbb\n");
+    let to = env_file(dir.path(), "dst.env", "B_KEY=old-target-value-bbbb\n");
+    let opts = KeyOptions::default();
+    let rq = MigrationRequest {
+        from: from.clone(),
+        to: to.clone(),
+        policy: ConflictPolicy::Overwrite,
+        selection: None,
+        delete_source: false,
+    };
+    let r = run(rq, &state, &opts, None, |_| {}).unwrap();
+    assert_eq!(r.copied, 1, "{r:?}");
+    let other = crate::store::open(&to, &opts).unwrap();
+    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
+    let f2 = fired.clone();
+    crate::store::test_support::after_next_read(move || {
+        other
+            .write(&cred("env/B_KEY", "theirs-bbbbbbbbbb"))
+            .unwrap();
+        f2.set(true);
+    });
+    let back = rollback(&state, &r.migration_id, &opts).unwrap();
+    assert!(fired.get(), "the rollback never read the target");
+    assert_eq!(
+        env_values(&to),
+        [("env/B_KEY".to_string(), "theirs-bbbbbbbbbb".to_string())]
+    );
+    assert!(back.rolled_back, "{back:?}");
+    let kept: Vec<String> = back.kept_changed.iter().map(ToString::to_string).collect();
+    assert_eq!(kept, ["env/B_KEY"], "{back:?}");
 }
 
 #[test]
@@ -250,4 +302,50 @@ fn a_wrong_read_back_is_undone_only_while_the_target_still_holds_what_was_read()
     );
     // Not deleted: the value there is not the one credshift checked.
     assert_eq!(values(&dst).len(), 1);
+}
+
+/// Finding A2 on the source end: cleanup deleted the item, another client
+/// writes it back between the rollback's read of the source and the put
+/// back. Their value stays, reported as `source_changed`.
+#[test]
+fn a_source_value_written_between_the_rollback_read_and_its_put_back_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let from = env_file(dir.path(), "src.env", "A_KEY=sk-ours-aaaaaaaaaaaa\n");
+    let to = env_file(dir.path(), "dst.env", "");
+    let opts = KeyOptions::default();
+    let rq = MigrationRequest {
+        from: from.clone(),
+        to: to.clone(),
+        policy: ConflictPolicy::Skip,
+        selection: None,
+        delete_source: true,
+    };
+    let r = run(rq, &state, &opts, None, |_| {}).unwrap();
+    assert_eq!((r.copied, r.source_deleted), (1, 1), "{r:?}");
+    let other = crate::store::open(&from, &opts).unwrap();
+    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
+    let f2 = fired.clone();
+    crate::store::test_support::after_next_read(move || {
+        other
+            .write(&cred("env/A_KEY", "theirs-aaaaaaaaaa"))
+            .unwrap();
+        f2.set(true);
+    });
+    let back = rollback(&state, &r.migration_id, &opts).unwrap();
+    assert!(fired.get(), "the rollback never read the source");
+    assert_eq!(
+        env_values(&from),
+        [("env/A_KEY".to_string(), "theirs-aaaaaaaaaa".to_string())]
+    );
+    let kept: Vec<String> = back.kept_changed.iter().map(ToString::to_string).collect();
+    assert_eq!(kept, ["env/A_KEY"], "{back:?}");
+    let d = detail(&state, &r.migration_id).unwrap();
+    assert!(
+        d.timeline
+            .iter()
+            .any(|t| t.detail.as_deref() == Some(UndoOutcome::SourceChanged.as_str())),
+        "{:?}",
+        d.timeline
+    );
 }

@@ -46,6 +46,23 @@ fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
 }
 
 #[test]
+fn compare_and_replace_keeps_a_value_another_application_wrote_meanwhile() {
+    use crate::store::test_support::{api_key, assert_compare_and_replace_keeps_a_racing_write};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    std::fs::write(&p, "KEEP=x\n").unwrap();
+    let s = store_at(&p);
+    assert_compare_and_replace_keeps_a_racing_write(
+        s.as_ref(),
+        store_at(&p),
+        &api_key("env", "API_KEY", "ours"),
+        &api_key("env", "API_KEY", "old"),
+        &api_key("env", "API_KEY", "theirs"),
+    );
+    assert_eq!(value_of(&*s, "env/KEEP").as_deref(), Some("x"));
+}
+
+#[test]
 fn parses_the_usual_forms() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join(".env");

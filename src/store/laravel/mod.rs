@@ -595,6 +595,27 @@ mod tests {
     }
 
     #[test]
+    fn compare_and_replace_keeps_a_value_another_application_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: StoreSpec = format!("laravel:sqlite:{}", dir.path().join("f.sqlite").display())
+            .parse()
+            .unwrap();
+        let opts = KeyOptions {
+            app_key: Some(Secret::new(format!("base64:{}", "A".repeat(43) + "="))),
+            ..KeyOptions::default()
+        };
+        let s = open(&spec, &opts).unwrap();
+        let c = |v: &str| Credential::new(CredentialId::new("openai", "key"), Kind::ApiKey, v);
+        crate::store::test_support::assert_compare_and_replace_keeps_a_racing_write(
+            s.as_ref(),
+            open(&spec, &opts).unwrap(),
+            &c("sk-ours"),
+            &c("sk-old"),
+            &c("sk-theirs"),
+        );
+    }
+
+    #[test]
     fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let spec: StoreSpec = format!("laravel:sqlite:{}", dir.path().join("f.sqlite").display())

@@ -2,6 +2,7 @@
 //! whichever [`Backend`] holds it.
 
 use super::*;
+use crate::store::{Replace, ReplaceIf};
 
 impl LaravelStore {
     fn db(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn Backend>>> {
@@ -542,6 +543,27 @@ impl Store for LaravelStore {
                         }
                         Ok(change)
                     }
+                })?;
+                Ok(out)
+            })
+            .collect()
+    }
+
+    /// As [`Self::delete_if_unchanged`]: one write transaction per item,
+    /// compared with its rows as read inside it.
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        items
+            .iter()
+            .map(|r| {
+                let mut out = ReplaceIf::Changed;
+                self.modify(&mut |rows| {
+                    let now = self.read_in(&r.new.id, rows)?;
+                    if !r.holds(now.as_ref()) {
+                        out = ReplaceIf::Changed;
+                        return Ok(Change::None);
+                    }
+                    out = ReplaceIf::Replaced;
+                    self.decide_write(&r.new, rows)
                 })?;
                 Ok(out)
             })

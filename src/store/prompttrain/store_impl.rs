@@ -165,7 +165,18 @@ impl Store for PromptTrainStore {
     /// One directory scan and one save per touched file for the batch.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.write_batch(creds)
+        self.write_batch(creds, None)
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect()
+    }
+
+    /// One directory scan and one save per touched file, each item compared
+    /// with the files as loaded for that save, under this store's lock.
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let creds: Vec<Credential> = items.iter().map(|r| r.new.clone()).collect();
+        self.write_batch(&creds, Some(items))
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {
@@ -186,6 +197,23 @@ impl Store for PromptTrainStore {
 }
 
 impl PromptTrainStore {
+    /// What `c`'s id holds now: an account field in the files just loaded
+    /// (the first file holding the account, as `find_account`); a client
+    /// key read from its train's file.
+    pub(super) fn held(&self, c: &Credential, accounts: &[AccountFile]) -> Result<Option<Credential>> {
+        match parse_target(&c.id) {
+            Ok(Target::Account { id, .. }) => {
+                let mut errors = Vec::new();
+                Ok(accounts.iter().find(|a| a.account_id == id).and_then(|a| {
+                    a.credentials(&mut errors)
+                        .into_iter()
+                        .find(|x| x.id == c.id)
+                }))
+            }
+            _ => self.read(&c.id),
+        }
+    }
+
     /// Remove `id` (when `expected` is given, only if it holds exactly
     /// that), reading and rewriting its one file once. The caller holds
     /// `self.lock`.

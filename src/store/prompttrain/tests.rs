@@ -44,6 +44,21 @@ fn store_at(dir: &Path) -> Box<dyn Store> {
 }
 
 #[test]
+fn compare_and_replace_keeps_a_value_another_application_wrote_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_at(dir.path());
+    let id: CredentialId = "account:acc_a/oauth_access_token".parse().unwrap();
+    let c = |v: &str| Credential::new(id.clone(), Kind::OauthAccess, v);
+    crate::store::test_support::assert_compare_and_replace_keeps_a_racing_write(
+        s.as_ref(),
+        store_at(dir.path()),
+        &c("at-ours"),
+        &c("at-old"),
+        &c("at-theirs"),
+    );
+}
+
+#[test]
 fn compare_and_delete_keeps_a_value_another_application_wrote_meanwhile() {
     use crate::store::test_support::assert_compare_and_delete_keeps_a_racing_write;
     let dir = tempfile::tempdir().unwrap();

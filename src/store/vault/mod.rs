@@ -610,6 +610,15 @@ impl Store for VaultStore {
         ops::delete_if_unchanged(self, expected)
     }
 
+    /// The comparison is on the version the check-and-set write replaces
+    /// (see [`ops::replace_if_unchanged`]).
+    fn replace_if_unchanged(
+        &self,
+        items: &[crate::store::Replace],
+    ) -> Vec<Result<crate::store::ReplaceIf>> {
+        ops::replace_if_unchanged(self, items)
+    }
+
     fn check(&self, c: &Credential) -> Option<String> {
         if let Err(why) = self.place("", &c.id) {
             return Some(why);

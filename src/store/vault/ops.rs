@@ -446,6 +446,34 @@ pub fn delete_if_unchanged(s: &VaultStore, expected: &[Credential]) -> Vec<Resul
     remove(s, &ids, Some(expected))
 }
 
+/// Compare before you write: each field is compared in the version read,
+/// and the write is a check-and-set on the version this store last saw
+/// (the one compared), so a value another client wrote in between fails
+/// the write instead of being replaced. Such a failure is read again: an
+/// item that no longer holds what was expected is `Changed`, kept.
+pub fn replace_if_unchanged(
+    s: &VaultStore,
+    items: &[crate::store::Replace],
+) -> Vec<Result<crate::store::ReplaceIf>> {
+    use crate::store::ReplaceIf;
+    let out = crate::store::replace_if_unchanged_by_reading(s, items);
+    let failed: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_err()).collect();
+    if failed.is_empty() {
+        return out;
+    }
+    let ids: Vec<CredentialId> = failed.iter().map(|&i| items[i].new.id.clone()).collect();
+    let again = read_many(s, &ids);
+    let mut out = out;
+    for (&i, now) in failed.iter().zip(again) {
+        if let Ok(now) = now
+            && !items[i].holds(now.as_ref())
+        {
+            out[i] = Ok(ReplaceIf::Changed);
+        }
+    }
+    out
+}
+
 fn remove(
     s: &VaultStore,
     ids: &[CredentialId],

@@ -132,16 +132,15 @@ pub fn render_dry_run(app: &App, area: Rect, buf: &mut Buffer) {
         },
     ));
     let room = (area.height as usize).saturating_sub(lines.len() + 3);
-    for u in p.untouched.iter().take(room.max(1)) {
-        let text = format!("    ! {}: {}", u.location, u.error);
+    let texts: Vec<String> = p
+        .untouched
+        .iter()
+        .map(|u| format!("! {}: {}", u.location, u.error))
+        .collect();
+    let shown = wrapped_notes(&mut lines, &texts, "    ", area.width, room, t.warn());
+    if p.untouched.len() > shown {
         lines.push(Line::styled(
-            widgets::truncate(&text, area.width as usize),
-            t.warn(),
-        ));
-    }
-    if p.untouched.len() > room.max(1) {
-        lines.push(Line::styled(
-            format!("    … and {} more", p.untouched.len() - room.max(1)),
+            format!("    … and {} more", p.untouched.len() - shown),
             t.dim(),
         ));
     }
@@ -297,15 +296,13 @@ pub fn render_verify(app: &App, area: Rect, buf: &mut Buffer) {
             ),
             if v.failed == 0 { t.ok() } else { t.bad() },
         ));
-        for f in v.failures.iter().take(5) {
-            lines.push(Line::styled(
-                widgets::truncate(
-                    &format!("✗ {}: {}", f.location, f.error),
-                    area.width as usize,
-                ),
-                t.bad(),
-            ));
-        }
+        let texts: Vec<String> = v
+            .failures
+            .iter()
+            .take(5)
+            .map(|f| format!("✗ {}: {}", f.location, f.error))
+            .collect();
+        wrapped_notes(&mut lines, &texts, "", area.width, usize::MAX, t.bad());
         lines.push(Line::from(""));
         lines.push(Line::from(vec![
             Span::styled("Enter", t.key()),
@@ -352,21 +349,15 @@ pub fn render_done(app: &App, area: Rect, buf: &mut Buffer) {
         if let Some(reason) = &r.rollback_reason {
             lines.push(Line::styled(reason.clone(), t.warn()));
         }
-        for n in r
+        let texts: Vec<String> = r
             .changed
             .iter()
             .chain(&r.untouched)
             .chain(&r.failures)
             .take(3)
-        {
-            lines.push(Line::styled(
-                widgets::truncate(
-                    &format!("! {}: {}", n.location, n.error),
-                    area.width as usize,
-                ),
-                t.warn(),
-            ));
-        }
+            .map(|n| format!("! {}: {}", n.location, n.error))
+            .collect();
+        wrapped_notes(&mut lines, &texts, "", area.width, usize::MAX, t.warn());
         lines.push(Line::styled("Next steps:", t.header()));
         for s in &r.next_steps {
             lines.push(Line::from(format!("- {s}")));
@@ -379,4 +370,29 @@ pub fn render_done(app: &App, area: Rect, buf: &mut Buffer) {
         }
     }
     para(lines).render(area, buf);
+}
+
+/// Each note word-wrapped under `indent` (never cut mid-sentence), as many
+/// whole notes as fit in `room` rows (at least one); how many were shown.
+fn wrapped_notes(
+    lines: &mut Vec<Line<'static>>,
+    texts: &[String],
+    indent: &str,
+    width: u16,
+    room: usize,
+    style: ratatui::style::Style,
+) -> usize {
+    let width = (width as usize).saturating_sub(indent.len()).max(1);
+    let mut used = 0;
+    for (i, text) in texts.iter().enumerate() {
+        let rows = widgets::wrap(text, width);
+        if i > 0 && used + rows.len() > room {
+            return i;
+        }
+        used += rows.len();
+        for row in rows {
+            lines.push(Line::styled(format!("{indent}{row}"), style));
+        }
+    }
+    texts.len()
 }
