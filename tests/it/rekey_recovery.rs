@@ -470,3 +470,48 @@ fn forget_backup_deletes_a_verified_rekeys_backup_and_rollback_then_refuses() {
         run(credshift(&state).args(["rekey", "--forget-backup", "no-such-id", "--yes"]));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
 }
+
+#[test]
+fn history_lists_a_rekey_whose_journal_is_damaged_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let old_key = dir.path().join("old.key");
+    let new_key = dir.path().join("new.key");
+    credshift::crypto::kdf::generate_key_file(&old_key).unwrap();
+    credshift::crypto::kdf::generate_key_file(&new_key).unwrap();
+    let old = ["--key-file", old_key.to_str().unwrap()];
+    let spec = encrypted_store(dir.path(), &state, old);
+    // Interrupted between two keys, then its journal damaged mid-file.
+    let (out, _, stderr) = run(credshift(&state)
+        .args(old)
+        .env("CREDSHIFT_CRASH_AT", "4")
+        .args(["rekey", "--store", &spec, "--yes", "--new-key-file"])
+        .arg(&new_key));
+    assert_eq!(out.status.code(), None, "not an abort: {stderr}");
+    let id = only_id(&state);
+    let journal = state.join("migrations").join(&id).join("rekey.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[1] = "{\"seq\":2,\"event\":\"rekey_pla";
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let (out, stdout, stderr) = run(credshift(&state).args(["history", "--json"]));
+    assert!(out.status.success(), "{stderr}");
+    let h = support::json(&stdout);
+    assert_eq!(h.as_array().unwrap().len(), 1, "{h}");
+    assert_eq!(h[0]["id"], id.as_str());
+    assert_eq!(h[0]["status"], "interrupted");
+    assert!(
+        h[0]["from"]
+            .as_str()
+            .unwrap()
+            .contains(journal.to_str().unwrap()),
+        "{h}"
+    );
+    assert!(
+        h[0]["to"]
+            .as_str()
+            .unwrap()
+            .contains("unreadable rekey journal"),
+        "{h}"
+    );
+}

@@ -120,7 +120,20 @@ fn next_steps(st: &RekeyState, status: MigrationStatus) -> Vec<String> {
     }
     let origin = &st.new_key;
     let mut steps = Vec::new();
-    if !st.changed.is_empty() {
+    let one_key_check = matches!(
+        st.format,
+        Some(RekeyFormat::CredshiftSqlite | RekeyFormat::CredshiftPostgres)
+    );
+    if !st.changed.is_empty() && one_key_check {
+        // The table's key check is under the new key now: a second run
+        // could not open those cells under the old one.
+        steps.push(format!(
+            "Before anything else: {} value(s) changed during this rekey are still under the old \
+             key, which the table no longer checks: roll back with `credshift rollback \
+             --migration-id {id}` (it leaves them as they are) and rekey again.",
+            st.changed.len()
+        ));
+    } else if !st.changed.is_empty() {
         // Those values are still under the old key: switching first would
         // leave agent-prompttrain (one key only) unable to open them.
         steps.push(format!(
@@ -600,6 +613,9 @@ pub fn rollback_only(
     Ok(report)
 }
 
+/// Restored, kept (an error), left (the application's values).
+type PutBack = (Vec<CellRef>, Vec<CellNote>, Vec<CellNote>);
+
 /// The old ciphertexts the rekey's backup holds (none before a backup).
 fn backup_of(st: &RekeyState) -> Result<BTreeMap<CellRef, String>> {
     match &st.backup {
@@ -619,13 +635,12 @@ fn backup_of(st: &RekeyState) -> Result<BTreeMap<CellRef, String>> {
 /// wrote (compare-and-swap, one transaction): which were restored, which
 /// were kept (not in the backup), which were left (the application's own
 /// values since: changed or removed).
-#[allow(clippy::type_complexity)]
 fn put_back(
     held: &mut Held,
     st: &RekeyState,
     old: &BTreeMap<CellRef, String>,
     ats: &[CellRef],
-) -> Result<(Vec<CellRef>, Vec<CellNote>, Vec<CellNote>)> {
+) -> Result<PutBack> {
     let now = held.cells.read(ats)?;
     let mut restored = Vec::new();
     let mut kept = Vec::new();

@@ -192,12 +192,16 @@ fn cell(row: &str) -> CellRef {
 
 /// A journal in `dir` holding `records` after a prompttrain rekey's start.
 fn journal_with(dir: &Path, records: Vec<RekeyRecord>) -> RekeyJournal {
+    journal_of(RekeyFormat::PromptTrain, dir, records)
+}
+
+fn journal_of(format: RekeyFormat, dir: &Path, records: Vec<RekeyRecord>) -> RekeyJournal {
     let id = MigrationId("20260101-000000-abcd".into());
     let mut j = RekeyJournal::open(dir, &id).unwrap();
     j.append(RekeyRecord::RekeyStarted {
         migration_id: id,
         store: "prompttrain-db:postgres://app@db/pt".into(),
-        format: RekeyFormat::PromptTrain,
+        format,
         identity: None,
         old_keys: vec!["CREDENTIAL_ENCRYPTION_KEY".into()],
         new_key: "file new.key".into(),
@@ -282,6 +286,30 @@ fn rows_the_app_changed_during_a_prompttrain_rekey_come_first_in_the_next_steps(
         ],
     );
     assert!(report_of(&j.state).next_steps[0].starts_with("agent-prompttrain:"));
+    // credshift's table checks one key: a second run could not open the
+    // changed cells, so the step is to roll back and rekey again.
+    let dir3 = tempfile::tempdir().unwrap();
+    let changed = RekeyRecord::RekeyBatchDone {
+        rekeyed: vec![cell("1")],
+        changed: vec![CellNote {
+            at: cell("2"),
+            reason: "changed".into(),
+        }],
+        failed: Vec::new(),
+    };
+    let done = RekeyRecord::RekeyFinished {
+        status: MigrationStatus::Completed,
+    };
+    let j = journal_of(
+        RekeyFormat::CredshiftSqlite,
+        dir3.path(),
+        vec![planned(&["1", "2"]), changed, done],
+    );
+    let first = &report_of(&j.state).next_steps[0];
+    assert!(
+        first.contains("credshift rollback --migration-id") && !first.contains("rekey --store"),
+        "{first}"
+    );
 }
 
 #[test]
