@@ -1,6 +1,9 @@
 //! Tests of the `.env` store.
 
 use super::*;
+use super::doc::sanitize_key;
+use super::syntax::encode_value;
+use crate::credential::Secret;
 
 fn store_at(path: &Path) -> Box<dyn Store> {
     open(
