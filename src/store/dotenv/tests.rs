@@ -386,3 +386,116 @@ fn repeated_keys_are_reported_in_file_order_and_read_all_keeps_the_last_values()
         );
     }
 }
+
+/// Cleanup deletes in batches, each a compare-and-delete on the file as
+/// just read: with lines credshift cannot read among the items, the good
+/// lines of a batch go, one whose value changed stays, and every other
+/// byte (the broken lines, comments, the rest) stays as it was.
+#[test]
+fn delete_batches_around_broken_lines_keep_them_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    let mut text = String::new();
+    for i in 0..12 {
+        text.push_str(&format!("K{i}=value-{i}\n"));
+        if i % 4 == 1 {
+            text.push_str(&format!("this line {i} is not an assignment\n"));
+        }
+        if i == 6 {
+            text.push_str("# a comment\n=no key\n");
+        }
+    }
+    std::fs::write(&p, &text).unwrap();
+    let s = store_at(&p);
+    let scan = s.read_all().unwrap();
+    assert_eq!(scan.credentials.len(), 12);
+    assert_eq!(scan.errors.len(), 4, "{:?}", scan.errors);
+    let by_id = |id: &str| {
+        scan.credentials
+            .iter()
+            .find(|c| c.id.to_string() == id)
+            .unwrap()
+            .clone()
+    };
+    // First batch: plain deletes of K0..K3.
+    let ids: Vec<CredentialId> = (0..4).map(|i| format!("env/K{i}").parse().unwrap()).collect();
+    assert!(s.delete_many(&ids).into_iter().all(|r| r.unwrap()));
+    // Second batch: compare-and-delete, K5 expected with a value it no longer has.
+    let mut stale = by_id("env/K5");
+    stale.secret = Secret::new("not what the file holds");
+    let expected = [by_id("env/K4"), stale, by_id("env/K6"), by_id("env/K7")];
+    let got: Vec<DeleteIf> = s
+        .delete_if_unchanged(&expected)
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            DeleteIf::Deleted,
+            DeleteIf::Changed,
+            DeleteIf::Deleted,
+            DeleteIf::Deleted
+        ]
+    );
+    let gone = |l: &str| (0..8).filter(|i| *i != 5).any(|i| l == format!("K{i}=value-{i}"));
+    let want: String = text
+        .lines()
+        .filter(|l| !gone(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), want);
+    assert!(want.contains("this line 1 is not an assignment\n"));
+    assert!(!want.contains("K6=value-6\n") && want.contains("# a comment\n=no key\n"));
+    let left: Vec<String> = s
+        .read_all()
+        .unwrap()
+        .credentials
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(left.len(), 5, "{left:?}");
+    assert_eq!(value_of(&*s, "env/K5").as_deref(), Some("value-5"));
+}
+
+/// A read of some ids keeps only theirs, with the value a shell uses (the
+/// last assignment), whatever else the file holds.
+#[test]
+fn reads_of_some_ids_give_each_its_last_assignment() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    std::fs::write(&p, "A=1\nB=2\nbroken line\nA=3\n# credshift: {bad json\nC='c'\n").unwrap();
+    let s = store_at(&p);
+    let ids: Vec<CredentialId> = ["env/A", "env/C", "env/NOPE"]
+        .iter()
+        .map(|i| i.parse().unwrap())
+        .collect();
+    let got: Vec<Option<String>> = s
+        .read_many(&ids)
+        .into_iter()
+        .map(|r| r.unwrap().map(|c| c.secret.expose().to_string()))
+        .collect();
+    assert_eq!(got, [Some("3".into()), Some("c".into()), None]);
+    assert_eq!(value_of(&*s, "env/B").as_deref(), Some("2"));
+    assert_eq!(value_of(&*s, "env/A").as_deref(), Some("3"));
+}
+
+/// A batch of writes is checked against the file read afresh with every
+/// value it set: a repeated id in one batch ends with its last value, and
+/// the new ids and replaced values all read back.
+#[test]
+fn a_write_batch_with_new_replaced_and_repeated_ids_reads_back_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    std::fs::write(&p, "OLD=1\nKEEP=k\n").unwrap();
+    let s = store_at(&p);
+    let c = |id: &str, v: &str| {
+        Credential::new(id.parse::<CredentialId>().unwrap(), Kind::guess(id), v.to_string())
+    };
+    let batch = [c("env/OLD", "2"), c("env/NEW", "n1"), c("env/NEW", "n2"), c("env/Z", "z")];
+    assert!(s.write_many(&batch).iter().all(|r| r.is_ok()));
+    assert_eq!(value_of(&*s, "env/OLD").as_deref(), Some("2"));
+    assert_eq!(value_of(&*s, "env/NEW").as_deref(), Some("n2"));
+    assert_eq!(value_of(&*s, "env/Z").as_deref(), Some("z"));
+    assert_eq!(value_of(&*s, "env/KEEP").as_deref(), Some("k"));
+}

@@ -374,3 +374,41 @@ fn compare_and_delete_keeps_a_parent_another_application_wrote_meanwhile() {
         }
     }
 }
+
+/// What a read saw is looked up by id whatever order the batch came in,
+/// with a repeated id and a parent read only for its derived item.
+#[test]
+fn a_batch_read_out_of_order_with_a_repeated_id_still_decides_the_delete() {
+    let (mem, s, reads) = counted(vec![
+        legacy("slack/bot"),
+        Credential::new(id("z/last"), Kind::ApiKey, "v1"),
+        Credential::new(id("a/first"), Kind::ApiKey, "v2"),
+    ]);
+    let batch = [
+        id("z/last"),
+        id("slack/bot#webhook_url"),
+        id("a/first"),
+        id("z/last"),
+        id("slack/bot#nested.api_key"),
+        id("slack/bot"),
+    ];
+    assert!(s.read_many(&batch).iter().all(|r| matches!(r, Ok(Some(_)))));
+    reads.store(0, Ordering::SeqCst);
+    let r = s.delete_many(&batch);
+    assert_eq!(reads.load(Ordering::SeqCst), 0, "read again: {r:?}");
+    assert!(r[0..3].iter().all(|r| matches!(r, Ok(true))), "{r:?}");
+    assert!(mem.snapshot().is_empty(), "{:?}", mem.snapshot());
+}
+
+#[test]
+fn seen_ids_keep_the_last_of_a_repeated_id() {
+    let c = |v: &str| Seen::of(Some(&legacy(v)));
+    let seen = SeenIds::new(vec![
+        (id("b/x"), Seen::Plain),
+        (id("a/x"), c("a/x")),
+        (id("b/x"), Seen::Absent),
+    ]);
+    assert!(matches!(seen.get(&id("b/x")), Some(Seen::Absent)));
+    assert!(matches!(seen.get(&id("a/x")), Some(Seen::Raw(_))));
+    assert!(seen.get(&id("c/x")).is_none());
+}
