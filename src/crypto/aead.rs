@@ -89,6 +89,27 @@ pub(crate) fn seal_in_place(
     Ok(())
 }
 
+/// [`open`] in place: `buf` holds `ciphertext || tag` and is turned into
+/// the plaintext (the tag cut off). Authenticated before anything is
+/// decrypted; on failure `buf` holds the ciphertext without its tag.
+pub(crate) fn open_in_place(
+    key: &[u8; KEY_LEN],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut Zeroizing<Vec<u8>>,
+) -> std::result::Result<(), AeadError> {
+    use aes_gcm::aead::AeadInOut;
+    let Some(at) = buf.len().checked_sub(TAG_LEN) else {
+        return Err(AeadError::Truncated);
+    };
+    let mut tag = aes_gcm::Tag::default();
+    tag.copy_from_slice(&buf[at..]);
+    buf.truncate(at);
+    cipher(key)
+        .decrypt_inout_detached(&Nonce::from(*nonce), aad, buf.as_mut_slice().into(), &tag)
+        .map_err(|_| AeadError::Authentication)
+}
+
 /// Decrypt and authenticate `ciphertext || tag`. The plaintext is zeroized
 /// when dropped.
 pub fn open(
@@ -157,6 +178,29 @@ mod tests {
                 "{len}"
             );
         }
+    }
+
+    #[test]
+    fn opening_in_place_gives_the_plaintext_back_and_refuses_a_change() {
+        let key = [5u8; 32];
+        let nonce = [3u8; NONCE_LEN];
+        for len in [0usize, 5, 100] {
+            let pt: Vec<u8> = (0..len as u8).collect();
+            let mut buf = Zeroizing::new(seal_with_nonce(&key, &nonce, b"aad", &pt).unwrap());
+            open_in_place(&key, &nonce, b"aad", &mut buf).unwrap();
+            assert_eq!(*buf, pt, "{len}");
+            let mut bad = Zeroizing::new(seal_with_nonce(&key, &nonce, b"aad", &pt).unwrap());
+            bad[0] ^= 1;
+            assert_eq!(
+                open_in_place(&key, &nonce, b"aad", &mut bad),
+                Err(AeadError::Authentication)
+            );
+        }
+        let mut short = Zeroizing::new(vec![0u8; TAG_LEN - 1]);
+        assert_eq!(
+            open_in_place(&key, &nonce, b"aad", &mut short),
+            Err(AeadError::Truncated)
+        );
     }
 
     #[test]

@@ -398,7 +398,22 @@ impl SealingKey {
         let aad = self.header(&nonce).header_aad()?;
         aead::seal_in_place(&self.key, &nonce, &aad, &mut plaintext)
             .map_err(|e| StoreError::Other(format!("sealing an envelope: {e}")))?;
-        Ok(Sealed { aad, ct: plaintext })
+        Ok(Sealed {
+            nonce,
+            aad,
+            ct: plaintext,
+        })
+    }
+
+    /// The plaintext back out of what [`seal_for_writing`](Self::seal_for_writing)
+    /// sealed, decrypted in place: a store that seals its one buffer of
+    /// plaintext, writes it and keeps using it needs no second buffer of
+    /// its size (one more pass of AES-GCM instead).
+    pub fn unseal(&self, sealed: Sealed) -> Result<Zeroizing<Vec<u8>>> {
+        let Sealed { nonce, aad, mut ct } = sealed;
+        aead::open_in_place(&self.key, &nonce, &aad, &mut ct)
+            .map_err(|e| StoreError::Other(format!("reopening a sealed envelope: {e}")))?;
+        Ok(ct)
     }
 
     /// The envelope's fields but the ciphertext, for `nonce`.
@@ -478,6 +493,7 @@ fn envelope_bytes(aad: &[u8], ct: &[u8]) -> Result<Vec<u8>> {
 
 /// A sealed envelope not yet encoded: its header and its ciphertext.
 pub struct Sealed {
+    nonce: [u8; NONCE_LEN],
     aad: Vec<u8>,
     ct: Zeroizing<Vec<u8>>,
 }

@@ -14,11 +14,9 @@
 //! A wrong passphrase shows at the first operation that reads the file, as
 //! a `Crypto` error naming the file; nothing is written then.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use zeroize::Zeroizing;
 
 use crate::credential::{Credential, CredentialId};
 use crate::crypto::envelope::{self, Envelope, KeySource, SealingKey};
@@ -52,12 +50,8 @@ pub struct EnvelopeFileStore {
     state: Mutex<State>,
 }
 
-/// What the file holds: each item as it is serialized into the plaintext,
-/// by id. The one copy of every item this store keeps: reads decode the
-/// items they return, and a rewrite joins these, serializing only what
-/// changed (a 100,000-item file kept as credentials, as fragments and as
-/// its bytes was three copies).
-type Items = BTreeMap<CredentialId, Zeroizing<Vec<u8>>>;
+mod plain;
+use plain::{Edit, Plain};
 
 #[derive(Default)]
 struct State {
@@ -66,7 +60,9 @@ struct State {
     /// SHA-256 of the file's bytes as last read or written (of ciphertext,
     /// not secret) and what they hold: an unchanged file is not decrypted
     /// again.
-    seen: Option<([u8; 32], Items)>,
+    /// The one copy of every item this store keeps: reads decode the
+    /// items they return, and a rewrite serializes only what changed.
+    seen: Option<([u8; 32], Plain)>,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -165,17 +161,19 @@ impl EnvelopeFileStore {
         drop(env);
         let list = envelope::decode_credentials(&plain, &loc)?;
         drop(plain);
-        let mut items = Items::new();
+        // Serialized again as a save does: a file from another writer
+        // becomes the plaintext this store would have written.
+        let mut items = Edit::new(Plain::empty());
         for c in list {
             let fragment = envelope::encode_credential_fragment(&c)?;
             items.insert(c.id, fragment);
         }
-        st.seen = Some((d, items));
+        st.seen = Some((d, items.apply()));
         Ok(())
     }
 
     /// The file's credentials.
-    fn load<'a>(&self, st: &'a mut State) -> Result<&'a Items> {
+    fn load<'a>(&self, st: &'a mut State) -> Result<&'a Plain> {
         self.refresh(st)?;
         match &st.seen {
             Some((_, items)) => Ok(items),
@@ -188,29 +186,40 @@ impl EnvelopeFileStore {
 
     /// The file's credentials, owned, for changing and saving; empty when
     /// there is no file yet.
-    fn take_or_empty(&self, st: &mut State) -> Result<Items> {
+    fn take_or_empty(&self, st: &mut State) -> Result<Edit> {
         match self.refresh(st) {
-            Ok(()) => Ok(st.seen.take().map(|(_, items)| items).unwrap_or_default()),
-            Err(StoreError::NotFound { .. }) if !self.path.exists() => Ok(Items::new()),
+            Ok(()) => Ok(Edit::new(
+                st.seen
+                    .take()
+                    .map_or_else(Plain::empty, |(_, items)| items),
+            )),
+            Err(StoreError::NotFound { .. }) if !self.path.exists() => {
+                Ok(Edit::new(Plain::empty()))
+            }
             Err(e) => Err(e),
         }
     }
 
-    /// Seal and write atomically, deriving a new key (fresh salt) when the
-    /// store has none yet.
-    fn save(&self, st: &mut State, items: Items) -> Result<()> {
+    /// Apply the edit, seal and write atomically, deriving a new key
+    /// (fresh salt) when the store has none yet. The plaintext is sealed
+    /// in place and decrypted back once written, so the store keeps it
+    /// without a second buffer of its size.
+    fn save(&self, st: &mut State, items: Edit) -> Result<()> {
         let cache = &mut st.key;
         let key = match cache {
             Some(k) => k,
             None => cache.insert(SealingKey::for_options(&self.opts, &self.location())?),
         };
-        let sealed = key.seal_for_writing(envelope::join_fragments(items.values()))?;
+        let mut items = items.apply();
+        let sealed = key.seal_for_writing(items.take_buffer())?;
         let mut d = [0u8; 32];
-        fsutil::atomic_write_with(&self.path, |f| {
+        let written = fsutil::atomic_write_with(&self.path, |f| {
             d = sealed.write_to(f)?;
             Ok(())
-        })?;
-        drop(sealed);
+        });
+        // Not kept when the write failed: the next operation reads the file.
+        written?;
+        items.restore(key.unseal(sealed)?);
         st.seen = Some((d, items));
         Ok(())
     }
@@ -404,10 +413,11 @@ impl Store for EnvelopeFileStore {
             }
             Err(e) => return expected.iter().map(|_| Err(e.duplicate())).collect(),
         }
-        let Some((digest_seen, mut items)) = st.seen.take() else {
+        let Some((digest_seen, items)) = st.seen.take() else {
             let e = StoreError::Other(format!("{}: contents vanished", self.location()));
             return expected.iter().map(|_| Err(e.duplicate())).collect();
         };
+        let mut items = Edit::new(items);
         let out: Vec<Result<DeleteIf>> = expected
             .iter()
             .map(|want| {
@@ -421,10 +431,13 @@ impl Store for EnvelopeFileStore {
                 Ok(DeleteIf::Deleted)
             })
             .collect();
-        if !out.iter().any(|r| matches!(r, Ok(DeleteIf::Deleted))) {
-            st.seen = Some((digest_seen, items));
-            return out;
-        }
+        let items = match items.unchanged() {
+            Ok(same) => {
+                st.seen = Some((digest_seen, same));
+                return out;
+            }
+            Err(changed) => changed,
+        };
         match self.save(&mut st, items) {
             Ok(()) => out,
             Err(e) => expected.iter().map(|_| Err(e.duplicate())).collect(),

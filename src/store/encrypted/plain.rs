@@ -1,0 +1,253 @@
+//! What an envelope file holds, decrypted: the plaintext as one buffer,
+//! `[fragment,fragment,...]` in id order, exactly the bytes the file
+//! seals, and where each item's fragment sits in it.
+//!
+//! One buffer instead of a fragment per item and a map of them: a
+//! 100,000-item file was 100,000 small blocks and a B-tree beside them (28
+//! MB, kept in the heap after use), and each save joined the fragments into
+//! a third copy to seal. Now a save builds the new buffer once, at its
+//! exact size, from the old one and the batch's changes, seals it in place,
+//! writes it, and decrypts it back in place to keep using it.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use zeroize::Zeroizing;
+
+use crate::credential::CredentialId;
+use crate::crypto::aead::TAG_LEN;
+
+/// A decrypted file.
+pub(super) struct Plain {
+    buf: Zeroizing<Vec<u8>>,
+    /// Each item's id and its fragment's place in `buf`, sorted by id.
+    index: Vec<(CredentialId, Range<usize>)>,
+}
+
+impl Plain {
+    pub(super) fn empty() -> Plain {
+        Plain {
+            buf: Zeroizing::new(b"[]".to_vec()),
+            index: Vec::new(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn position(&self, id: &CredentialId) -> Option<usize> {
+        self.index.binary_search_by(|(k, _)| k.cmp(id)).ok()
+    }
+
+    pub(super) fn get(&self, id: &CredentialId) -> Option<&[u8]> {
+        self.position(id).map(|i| &self.buf[self.index[i].1.clone()])
+    }
+
+    pub(super) fn contains_key(&self, id: &CredentialId) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// Every item, in id order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&CredentialId, &[u8])> {
+        self.index.iter().map(|(id, r)| (id, &self.buf[r.clone()]))
+    }
+
+    /// The plaintext, to seal, with room for the GCM tag (sealing in
+    /// place then never regrows it); [`Plain::restore`] puts it back.
+    pub(super) fn take_buffer(&mut self) -> Zeroizing<Vec<u8>> {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// The plaintext [`Plain::take_buffer`] took, decrypted again.
+    pub(super) fn restore(&mut self, buf: Zeroizing<Vec<u8>>) {
+        self.buf = buf;
+    }
+}
+
+/// A batch's changes to a [`Plain`], applied by one rebuild.
+pub(super) struct Edit {
+    base: Plain,
+    /// By id: the new fragment, or `None` for a removal. Batch-sized.
+    changes: BTreeMap<CredentialId, Option<Zeroizing<Vec<u8>>>>,
+}
+
+impl Edit {
+    pub(super) fn new(base: Plain) -> Edit {
+        Edit {
+            base,
+            changes: BTreeMap::new(),
+        }
+    }
+
+    /// The fragment under `id` with the changes so far.
+    pub(super) fn get(&self, id: &CredentialId) -> Option<&[u8]> {
+        match self.changes.get(id) {
+            Some(change) => change.as_deref().map(|f| f.as_slice()),
+            None => self.base.get(id),
+        }
+    }
+
+    pub(super) fn insert(&mut self, id: CredentialId, fragment: Zeroizing<Vec<u8>>) {
+        self.changes.insert(id, Some(fragment));
+    }
+
+    pub(super) fn remove(&mut self, id: &CredentialId) {
+        if self.get(id).is_some() {
+            self.changes.insert(id.clone(), None);
+        }
+    }
+
+    /// The base as it was, when nothing changed.
+    pub(super) fn unchanged(self) -> Result<Plain, Edit> {
+        if self.changes.is_empty() {
+            Ok(self.base)
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The new plaintext: every item of the base not changed, and every
+    /// change that is not a removal, merged in id order into one buffer of
+    /// exactly its size (and the tag's). The base's buffer is freed once
+    /// copied.
+    pub(super) fn apply(self) -> Plain {
+        let Edit { base, changes } = self;
+        let mut kept = base.index.iter().peekable();
+        let mut changed = changes.iter().peekable();
+        // One pass to size, one to fill; both walk the same merge.
+        let mut order: Vec<Source> = Vec::with_capacity(base.index.len() + changes.len());
+        loop {
+            let next = match (kept.peek(), changed.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Take::Base,
+                (None, Some(_)) => Take::Change,
+                (Some((b, _)), Some((c, _))) => match b.cmp(c) {
+                    std::cmp::Ordering::Less => Take::Base,
+                    std::cmp::Ordering::Greater => Take::Change,
+                    std::cmp::Ordering::Equal => {
+                        kept.next();
+                        Take::Change
+                    }
+                },
+            };
+            match next {
+                Take::Base => {
+                    if let Some((id, r)) = kept.next() {
+                        order.push(Source::Base(id.clone(), r.clone()));
+                    }
+                }
+                Take::Change => {
+                    if let Some((id, Some(f))) = changed.next() {
+                        order.push(Source::Change(id.clone(), f));
+                    }
+                }
+            }
+        }
+        let len = |s: &Source| match s {
+            Source::Base(_, r) => r.len(),
+            Source::Change(_, f) => f.len(),
+        };
+        // Brackets, the fragments, and a comma between each two.
+        let size = 2 + order.iter().map(len).sum::<usize>() + order.len().saturating_sub(1);
+        let mut buf = Zeroizing::new(Vec::with_capacity(size + TAG_LEN));
+        let mut index = Vec::with_capacity(order.len());
+        buf.push(b'[');
+        for (i, s) in order.into_iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            let start = buf.len();
+            let id = match s {
+                Source::Base(id, r) => {
+                    buf.extend_from_slice(&base.buf[r]);
+                    id
+                }
+                Source::Change(id, f) => {
+                    buf.extend_from_slice(f);
+                    id
+                }
+            };
+            index.push((id, start..buf.len()));
+        }
+        buf.push(b']');
+        Plain { buf, index }
+    }
+}
+
+enum Take {
+    Base,
+    Change,
+}
+
+/// Where one item of a rebuilt plaintext comes from.
+enum Source<'a> {
+    Base(CredentialId, Range<usize>),
+    Change(CredentialId, &'a [u8]),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::{Credential, Kind};
+    use crate::crypto::envelope;
+
+    fn frag(name: &str, v: &str) -> (CredentialId, Zeroizing<Vec<u8>>) {
+        let c = Credential::new(CredentialId::new("ns", name), Kind::ApiKey, v.to_string());
+        (c.id.clone(), envelope::encode_credential_fragment(&c).unwrap())
+    }
+
+    fn names(p: &Plain) -> Vec<String> {
+        p.iter().map(|(id, _)| id.name.to_string()).collect()
+    }
+
+    #[test]
+    fn a_rebuild_merges_in_id_order_into_the_bytes_a_join_makes() {
+        let mut e = Edit::new(Plain::empty());
+        for (n, v) in [("b", "2"), ("d", "4"), ("a", "1")] {
+            let (id, f) = frag(n, v);
+            e.insert(id, f);
+        }
+        let p = e.apply();
+        assert_eq!(names(&p), ["a", "b", "d"]);
+        let mut e = Edit::new(p);
+        let (id, f) = frag("c", "3");
+        e.insert(id, f);
+        let (id, f) = frag("b", "two");
+        e.insert(id, f);
+        e.remove(&CredentialId::new("ns", "d"));
+        e.remove(&CredentialId::new("ns", "absent"));
+        let p = e.apply();
+        assert_eq!(names(&p), ["a", "b", "c"]);
+        let want: Vec<Zeroizing<Vec<u8>>> = [("a", "1"), ("b", "two"), ("c", "3")]
+            .iter()
+            .map(|(n, v)| frag(n, v).1)
+            .collect();
+        assert_eq!(p.buf.as_slice(), envelope::join_fragments(want.iter()).as_slice());
+        assert_eq!(p.get(&CredentialId::new("ns", "b")), Some(want[1].as_slice()));
+        assert!(!p.contains_key(&CredentialId::new("ns", "d")));
+        // Sized once, with room for the tag.
+        assert_eq!(p.buf.capacity(), p.buf.len() + TAG_LEN);
+        // Removing everything leaves an empty list.
+        let mut e = Edit::new(p);
+        for n in ["a", "b", "c"] {
+            e.remove(&CredentialId::new("ns", n));
+        }
+        let p = e.apply();
+        assert_eq!(p.len(), 0);
+        assert_eq!(p.buf.as_slice(), b"[]");
+    }
+
+    #[test]
+    fn an_edit_sees_its_own_changes_and_nothing_else_changes_the_base() {
+        let mut e = Edit::new(Plain::empty());
+        let (a, f) = frag("a", "1");
+        e.insert(a.clone(), f);
+        assert!(e.get(&a).is_some());
+        e.remove(&a);
+        assert!(e.get(&a).is_none());
+        let p = e.apply();
+        assert_eq!(p.len(), 0);
+        assert!(Edit::new(p).unchanged().is_ok());
+    }
+}
