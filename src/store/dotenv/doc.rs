@@ -168,7 +168,14 @@ impl Doc {
         }
         let mut lines = std::mem::take(&mut self.lines);
         scan(&mut lines, path, self.purpose == Purpose::Read, |found| match found {
-            Found::Assignment(a) if keep.is_none_or(|k| k(&a.id)) => self.push(a),
+            Found::Assignment(mut a) if keep.is_none_or(|k| k(&a.id)) => {
+                if self.purpose != Purpose::Write {
+                    // Only a write edits a line around its value.
+                    a.prefix = String::new();
+                    a.suffix = String::new();
+                }
+                self.push(a);
+            }
             Found::Assignment(_) => {}
             Found::Error(e) => self.errors.push(e),
         });
