@@ -691,8 +691,9 @@ impl Envelope {
 mod plaintext;
 
 pub use plaintext::{
-    decode_credential_fragment, decode_credentials, encode_credential_fragment,
-    encode_credential_refs, encode_credentials, join_fragments,
+    credential_fragment_len, decode_credential_fragment, decode_credentials,
+    encode_credential_fragment, encode_credential_refs, encode_credentials, join_fragments,
+    write_credential_fragment,
 };
 
 /// Seal credentials into envelope bytes under a fresh salt and nonce.

@@ -51,7 +51,7 @@ pub struct EnvelopeFileStore {
 }
 
 mod plain;
-use plain::{Edit, Plain};
+use plain::{Edit, Item, Plain};
 
 #[derive(Default)]
 struct State {
@@ -164,11 +164,12 @@ impl EnvelopeFileStore {
         // Serialized again as a save does: a file from another writer
         // becomes the plaintext this store would have written.
         let mut items = Edit::new(Plain::empty());
-        for c in list {
-            let fragment = envelope::encode_credential_fragment(&c)?;
-            items.insert(c.id, fragment);
+        for c in &list {
+            items.put(c)?;
         }
-        st.seen = Some((d, items.apply()));
+        let items = items.apply()?;
+        drop(list);
+        st.seen = Some((d, items));
         Ok(())
     }
 
@@ -186,7 +187,7 @@ impl EnvelopeFileStore {
 
     /// The file's credentials, owned, for changing and saving; empty when
     /// there is no file yet.
-    fn take_or_empty(&self, st: &mut State) -> Result<Edit> {
+    fn take_or_empty<'a>(&self, st: &mut State) -> Result<Edit<'a>> {
         match self.refresh(st) {
             Ok(()) => Ok(Edit::new(
                 st.seen
@@ -204,13 +205,13 @@ impl EnvelopeFileStore {
     /// (fresh salt) when the store has none yet. The plaintext is sealed
     /// in place and decrypted back once written, so the store keeps it
     /// without a second buffer of its size.
-    fn save(&self, st: &mut State, items: Edit) -> Result<()> {
+    fn save(&self, st: &mut State, items: Edit<'_>) -> Result<()> {
         let cache = &mut st.key;
         let key = match cache {
             Some(k) => k,
             None => cache.insert(SealingKey::for_options(&self.opts, &self.location())?),
         };
-        let mut items = items.apply();
+        let mut items = items.apply()?;
         let sealed = key.seal_for_writing(items.take_buffer())?;
         let mut d = [0u8; 32];
         let written = fsutil::atomic_write_with(&self.path, |f| {
@@ -231,6 +232,14 @@ impl EnvelopeFileStore {
         let mut c = envelope::decode_credential_fragment(fragment, &self.location())?;
         c.id = id.clone();
         Ok(c)
+    }
+
+    /// [`decode`](Self::decode) of an item an edit holds.
+    fn decode_item(&self, id: &CredentialId, item: Item<'_>) -> Result<Credential> {
+        match item {
+            Item::Fragment(f) => self.decode(id, f),
+            Item::Credential(c) => Ok(c.clone()),
+        }
     }
 
     fn writable(&self) -> bool {
@@ -349,10 +358,9 @@ impl Store for EnvelopeFileStore {
     }
 
     fn write(&self, c: &Credential) -> Result<()> {
-        let fragment = envelope::encode_credential_fragment(c)?;
         let mut st = self.lock();
         let mut items = self.take_or_empty(&mut st)?;
-        items.insert(c.id.clone(), fragment);
+        items.put(c)?;
         self.save(&mut st, items)
     }
 
@@ -424,7 +432,7 @@ impl Store for EnvelopeFileStore {
                 let Some(f) = items.get(&want.id) else {
                     return Ok(DeleteIf::Absent);
                 };
-                if !self.decode(&want.id, f)?.same_as(want) {
+                if !self.decode_item(&want.id, f)?.same_as(want) {
                     return Ok(DeleteIf::Changed);
                 }
                 items.remove(&want.id);
@@ -456,7 +464,7 @@ impl Store for EnvelopeFileStore {
             |map, r| {
                 let now = map
                     .get(&r.new.id)
-                    .map(|f| self.decode(&r.new.id, f))
+                    .map(|f| self.decode_item(&r.new.id, f))
                     .transpose()?;
                 if !r.holds(now.as_ref()) {
                     return Ok(ReplaceIf::Changed);
@@ -507,17 +515,21 @@ impl Store for EnvelopeFileStore {
     /// all fail with the same error.
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let mut st = self.lock();
-        let loaded = self.take_or_empty(&mut st);
-        fsutil::rewrite_batch(
-            creds,
-            loaded,
-            |items, c| {
-                items.insert(c.id.clone(), envelope::encode_credential_fragment(c)?);
-                Ok(())
-            },
-            |items| self.save(&mut st, items),
-            |e, _| e.duplicate(),
-        )
+        // As `fsutil::rewrite_batch`, but the edit borrows the batch's
+        // credentials and serializes them only into the new plaintext.
+        let mut items = match self.take_or_empty(&mut st) {
+            Ok(items) => items,
+            Err(e) => return creds.iter().map(|_| Err(e.duplicate())).collect(),
+        };
+        let mut results: Vec<Result<()>> = creds.iter().map(|c| items.put(c)).collect();
+        if results.iter().any(|r| r.is_ok())
+            && let Err(e) = self.save(&mut st, items)
+        {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e.duplicate());
+            }
+        }
+        results
     }
 }
 

@@ -113,6 +113,41 @@ pub fn encode_credential_fragment(c: &Credential) -> Result<Zeroizing<Vec<u8>>> 
     Ok(buf.0)
 }
 
+/// The length of [`encode_credential_fragment`]'s bytes for `c`, without
+/// making them: a store that builds its whole plaintext at once sizes it
+/// first, then [`write_credential_fragment`]s each item into it.
+pub fn credential_fragment_len(c: &Credential) -> Result<usize> {
+    let mut len = Counter(0);
+    serde_json::to_writer(&mut len, &plain_ref(c))
+        .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
+    Ok(len.0)
+}
+
+/// [`encode_credential_fragment`]'s bytes appended to `out`, which must
+/// have room for them ([`credential_fragment_len`]): it never regrows, so
+/// no copy of the plaintext is left behind.
+pub fn write_credential_fragment(c: &Credential, out: &mut Zeroizing<Vec<u8>>) -> Result<()> {
+    let room = out.capacity() - out.len();
+    let before = out.len();
+    serde_json::to_writer(&mut **out, &plain_ref(c))
+        .map_err(|_| StoreError::Other("serializing credentials failed".into()))?;
+    if out.len() - before > room {
+        return Err(StoreError::Other(
+            "serializing credentials: more bytes than measured".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn plain_ref(c: &Credential) -> PlainRef<'_> {
+    PlainRef {
+        id: &c.id,
+        kind: c.kind,
+        secret: c.secret.expose(),
+        metadata: &c.metadata,
+    }
+}
+
 /// A `Write` sink that only counts.
 struct Counter(usize);
 
