@@ -366,7 +366,7 @@ const TEXT_FROM_OTHERS: &[(&str, &str, &str)] = &[
         "it classifies the field names and words of the data it scrubs",
     ),
     (
-        "store/dotenv.rs",
+        "store/dotenv/doc.rs",
         r#"text.contains("\r\n")"#,
         "the file's own line endings, kept on rewrite",
     ),
