@@ -282,8 +282,9 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
             )?;
         }
         let cancel = cancel_on_signals();
-        let h = engine::start_prepared(req, prepared, source, target, &g.state_dir(), &opts)?;
-        engine::follow(h, Some(cancel), |p| bar.event(p))?
+        let h =
+            engine::start_prepared(req, prepared, source, target, &g.state_dir(), &opts, cancel)?;
+        engine::follow(h, None, |p| bar.event(p))?
     };
     if a.yes {
         // The plan was never shown: its warnings still reach stderr.
@@ -359,11 +360,9 @@ fn follow_recovery(
     opts: &credshift::unlock::KeyOptions,
     op: engine::RecoveryOp,
 ) -> Result<engine::Report, CliError> {
-    let h = engine::start_recovery(&g.state_dir(), id, opts, op)?;
+    let h = engine::start_recovery(&g.state_dir(), id, opts, op, cancel_on_signals())?;
     let mut bar = ProgressBar::new();
-    Ok(engine::follow(h, Some(cancel_on_signals()), |p| {
-        bar.event(p)
-    })?)
+    Ok(engine::follow(h, None, |p| bar.event(p))?)
 }
 
 /// One line for an operation the user cancelled: what it did and what is left.
