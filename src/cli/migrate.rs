@@ -45,7 +45,7 @@ pub(super) fn consent(yes: bool, question: &str) -> Result<(), CliError> {
 
 /// SIGINT / SIGTERM set the cancel flag (the engine rolls back); a second
 /// signal ends the process.
-fn cancel_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+pub(super) fn cancel_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
