@@ -1,5 +1,5 @@
 //! Gaps 5, 7, 8 and 9 of the test-matrix audit (main 3579e94), and finding
-//! A7, on the store kinds of `store_kinds_recovery` (its kinds and helpers):
+//! A7, on the store kinds of `support::kinds` (as `store_kinds_recovery`):
 //!
 //! - `backup`, `restore` and `verify` through the CLI on SQL, keyring and
 //!   file kinds, checked by contents (a restored copy equals the store row
@@ -15,7 +15,7 @@ use std::path::Path;
 
 use credshift::credential::Credential;
 
-use crate::store_kinds_recovery::{
+use crate::support::kinds::{
     KindCase, all_kinds, binary_for, crashed, cred, files, fill, journal_lines, only, open, rows,
 };
 use crate::support::*;

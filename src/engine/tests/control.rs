@@ -74,17 +74,11 @@ fn cancel_rolls_back_what_was_written() {
 fn a_cancel_flag_set_before_the_start_stops_the_job_before_any_write() {
     let state = tempfile::tempdir().unwrap();
     let (src, dst) = stores(6);
-    let target = Gated {
-        inner: dst.clone(),
-        gate: Arc::new((Mutex::new(true), Condvar::new())),
-        writes: AtomicUsize::new(0),
-        fail_after: None,
-    };
     let cancel = Arc::new(AtomicBool::new(true));
     let h = start_with_stores(
         req(&src, &dst, ConflictPolicy::Skip),
         Box::new(src.clone()),
-        Box::new(target),
+        Box::new(dst.clone()),
         state.path(),
         &KeyOptions::default(),
         cancel.clone(),
