@@ -443,21 +443,21 @@ fn the_password_comes_from_pgpassword_pgpass_or_a_file_and_recovery_uses_them() 
     // --db-password-file: 0600 works, readable by others is refused (exit 2).
     let pwfile = file_with_mode(
         &dir.path().join("db.pw"),
-        &format!("{}\n", pg::SHARED_PASSWORD),
+        format!("{}\n", pg::SHARED_PASSWORD),
         0o600,
     );
     let (_, pg, _) = inventory(&url, &|c| {
         c.arg("--db-password-file").arg(&pwfile);
     });
     assert_eq!(pg["capability"]["available"], true, "{pg}");
-    file_with_mode(&pwfile, &format!("{}\n", pg::SHARED_PASSWORD), 0o640);
+    file_with_mode(&pwfile, format!("{}\n", pg::SHARED_PASSWORD), 0o640);
     let (code, _, stderr) = inventory(&url, &|c| {
         c.arg("--db-password-file").arg(&pwfile);
     });
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
     assert_no_password("refused file", &stderr);
-    file_with_mode(&pwfile, &format!("{}\n", pg::SHARED_PASSWORD), 0o600);
+    file_with_mode(&pwfile, format!("{}\n", pg::SHARED_PASSWORD), 0o600);
 
     // Recovery of a migration whose journal keeps `:***@`: the URL had the
     // password, recovery gets it from PGPASSWORD or the file.
@@ -572,7 +572,7 @@ fn canary_no_planted_secret_reaches_any_output_or_file() {
     let migrated = ("OPENAI_API_KEY", "sk-proj-canaryOrdinaryValue-9Gf2Lk7Qx");
     let pwfile = file_with_mode(
         &dir.path().join("secrets/db.pw"),
-        &format!("{url_password}\n"),
+        format!("{url_password}\n"),
         0o600,
     );
     let to = format!(
