@@ -16,7 +16,8 @@ use std::path::Path;
 use credshift::credential::Credential;
 
 use crate::support::kinds::{
-    KindCase, all_kinds, binary_for, crashed, cred, files, fill, journal_lines, only, open, rows,
+    KindCase, all_kinds, binary_for, cleared, crashed, cred, files, fill, journal_lines, only,
+    open, rows,
 };
 use crate::support::*;
 
@@ -37,13 +38,6 @@ fn items(k: &KindCase, tag: &str) -> Vec<Credential> {
         .iter()
         .map(|id| cred(id, &format!("{tag}-{}-{id}", k.name)))
         .collect()
-}
-
-fn cleared(k: &KindCase) {
-    let s = open(&k.spec);
-    for id in k.ids {
-        let _ = s.delete(&id.parse().unwrap());
-    }
 }
 
 /// Gap 9 and finding A7.

@@ -179,10 +179,7 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
                     assert_eq!(now, want, "{what}");
                 }
                 // Leave the shared services as they were for the next case.
-                let s = open(&t.spec);
-                for id in t.ids {
-                    let _ = s.delete(&id.parse().unwrap());
-                }
+                cleared(&t);
             }
         }
     }
@@ -439,10 +436,7 @@ fn a_source_emptied_by_delete_source_is_verified_then_rolled_back_to_what_it_was
             ));
         }
         assert!(values(&to).is_empty(), "{what}: the target keeps nothing");
-        let s = open(&k.spec);
-        for id in k.ids {
-            let _ = s.delete(&id.parse().unwrap());
-        }
+        cleared(&k);
     }
     assert!(bad.is_empty(), "{bad:#?}");
 }
@@ -513,10 +507,7 @@ fn a_crash_during_resume_or_rollback_of_a_sql_keyring_laravel_or_multi_file_targ
                     .collect();
                 assert_eq!(now, want, "{what}");
             }
-            let s = open(&t.spec);
-            for id in t.ids {
-                let _ = s.delete(&id.parse().unwrap());
-            }
+            cleared(&t);
         }
     }
 }

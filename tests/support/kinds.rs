@@ -230,3 +230,12 @@ pub fn journal_lines(state: &Path, id: &str) -> usize {
     let j = state.join("migrations").join(id).join("journal.jsonl");
     std::fs::read_to_string(j).unwrap().lines().count()
 }
+
+/// Delete every id of `k` from its store (what is not there is no error):
+/// a shared service left as it was for the next case.
+pub fn cleared(k: &KindCase) {
+    let s = open(&k.spec);
+    for id in k.ids {
+        let _ = s.delete(&id.parse().unwrap());
+    }
+}
