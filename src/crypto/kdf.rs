@@ -69,6 +69,18 @@ pub fn pbkdf2_sha256_many(
         .collect()
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Derivations this thread ran (unit tests: which thread did the work).
+    static DERIVED_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many PBKDF2 derivations this thread has run (unit tests only).
+#[cfg(test)]
+pub(crate) fn derivations_on_this_thread() -> usize {
+    DERIVED_HERE.with(std::cell::Cell::get)
+}
+
 /// `N` derivations under one password, interleaved (see [`pbkdf2_sha256_pair`]).
 fn derive_lanes<const N: usize>(
     password: &[u8],
@@ -77,6 +89,9 @@ fn derive_lanes<const N: usize>(
 ) -> [Zeroizing<[u8; KEY_LEN]>; N] {
     use sha2::Digest;
     use sha2::block_api::compress256;
+
+    #[cfg(test)]
+    DERIVED_HERE.with(|n| n.set(n.get() + N));
 
     // HMAC key: the password, hashed first when longer than one block.
     let mut key = Zeroizing::new([0u8; 64]);
