@@ -29,7 +29,11 @@ pub const KEY_LEN: usize = 32;
 /// each iteration is then exactly two compressions of one pre-padded block,
 /// with no hashing state to clone, no buffering and no padding logic. That is
 /// the least work PBKDF2-HMAC-SHA256 allows (benches/kdf.rs holds it against
-/// the `pbkdf2` crate, OpenSSL's PBKDF2 and the CPU's SHA-256 compression rate).
+/// the `pbkdf2` crate, ring, OpenSSL's PBKDF2 and the CPU's SHA-256
+/// compression rate). What it still pays above that rate is sha2's one-block
+/// call on the dependency chain (the state leaves the SHA-NI registers and
+/// comes back through memory each time): a matter for sha2's API, measured
+/// in benches/RESULTS.md (issue 26 point 2).
 pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; KEY_LEN]> {
     let [key] = derive_lanes(password, [salt], iterations);
     key
