@@ -413,10 +413,21 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
     // exits at once (130), leaving the journal to resume or roll back.
     let cancel = super::migrate::cancel_on_signals();
     let ran = rekey::run_cancellable(&req, &g.state_dir(), &opts, &mut progress(), &cancel);
+    // The generated key file is named either way (a resume needs it), but a
+    // rekey that was cancelled and put back must not read as if the new key
+    // were now the one to use.
+    let undone = matches!(&ran, Ok(r) if r.cancelled && r.rolled_back);
     if let Some(p) = &a.generate_new_key
         && p.exists()
     {
-        eprintln!("new key written to {} (mode 0600)", p.display());
+        if undone {
+            eprintln!(
+                "new key in {} was NOT applied: keep using the old key (the file may be deleted)",
+                p.display()
+            );
+        } else {
+            eprintln!("new key written to {} (mode 0600)", p.display());
+        }
     }
     let report = ran?;
     if report.cancelled {

@@ -494,8 +494,20 @@ fn ctrl_c_during_a_rekey_stops_between_batches_and_puts_every_row_back() {
         }),
     );
     let before = payloads(&db);
-    let new_path = private_file(&dir.path().join("new.key"), key_text(77).as_bytes());
-    let child = support::laravel::rekey_cmd(&state, &db, &[], &new_path, &["--yes", "--json"])
+    // A generated key: the cancelled run must not present it as the key now
+    // in use.
+    let generated = dir.path().join("generated.key");
+    let mut cmd = credshift(&state);
+    cmd.env("APP_KEY", support::fragments_app_key()).args([
+        "rekey",
+        "--store",
+        &format!("laravel:sqlite:{}", db.display()),
+        "--generate-new-key",
+        generated.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -516,6 +528,11 @@ fn ctrl_c_during_a_rekey_stops_between_batches_and_puts_every_row_back() {
     assert_eq!(r["rolled_back"], true, "{r}");
     assert_eq!(r["status"], "rolled_back", "{r}");
     assert!(stderr.contains("rekey cancelled"), "{stderr}");
+    assert!(
+        stderr.contains("was NOT applied: keep using the old key")
+            && !stderr.contains("new key written"),
+        "{stderr}"
+    );
     let after = payloads(&db);
     assert_eq!(after.len(), before.len());
     assert!(after == before, "a row is not its old ciphertext again");
