@@ -519,3 +519,97 @@ path "secret/data/app2/github" { capabilities = ["deny"] }
     );
     assert_eq!(bao.kv_metadata("secret/app2/github"), None);
 }
+
+/// Issue 24 point 5 with Vault as the SOURCE, from the audit log: a dry
+/// run lists the source and reads a value only where the target already
+/// holds that id (identical or a conflict is decided on the two values);
+/// every other item is planned from its listing, its preview "(value not
+/// read)". In the default layout a value is read with its secret's other
+/// fields (one secret, one read), in the item layout alone.
+#[test]
+fn a_dry_run_from_vault_reads_only_the_values_the_target_already_holds() {
+    let Some(bao) = Bao::start_audited() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for (layout, src, reads) in [
+        ("", "drs", vec!["secret/data/drs/env"]),
+        (
+            "?layout=item",
+            "drsi",
+            vec!["secret/data/drsi/env/A_KEY", "secret/data/drsi/env/B_KEY"],
+        ),
+    ] {
+        let from = format!("{}{layout}", bao.spec(&format!("secret/{src}")));
+        let to = bao.spec(&format!("secret/{src}dst"));
+        let s = bao.open(&from);
+        let _ = s.read_all();
+        let c = |id: &str, v: &str| Credential::new(support::id(id), Kind::ApiKey, v);
+        for r in s.write_many(&[
+            c("env/A_KEY", "sk-same-at-both-ends-0001"),
+            c("env/B_KEY", "sk-source-value-000000002"),
+            c("env/C_KEY", "sk-source-onlyNOTREAD0003"),
+            c("other/X_KEY", "sk-source-onlyNOTREAD0004"),
+        ]) {
+            r.unwrap();
+        }
+        let t = bao.open(&to);
+        let _ = t.read_all();
+        for r in t.write_many(&[
+            c("env/A_KEY", "sk-same-at-both-ends-0001"),
+            c("env/B_KEY", "sk-target-value-000000002"),
+        ]) {
+            r.unwrap();
+        }
+        let data_reads = |from: usize| -> Vec<String> {
+            let mut r: Vec<String> = bao.audited()[from..]
+                .iter()
+                .filter(|(op, p)| op == "read" && p.starts_with(&format!("secret/data/{src}/")))
+                .map(|(_, p)| p.clone())
+                .collect();
+            r.sort();
+            r
+        };
+        let before = bao.audited().len();
+        let (out, stdout, stderr) = run(bao.credshift(&state).args([
+            "migrate",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--dry-run",
+            "--json",
+        ]));
+        assert!(out.status.success(), "{layout}: {stdout}{stderr}");
+        assert_eq!(data_reads(before), reads, "{layout}: source values read");
+        let plan = json(&stdout);
+        let counts = &plan["counts"];
+        assert_eq!(
+            (
+                counts["copy"].as_u64(),
+                counts["skip_identical"].as_u64(),
+                counts["conflict"].as_u64()
+            ),
+            (Some(2), Some(1), Some(1)),
+            "{layout}: {stdout}"
+        );
+        for item in plan["items"].as_array().unwrap() {
+            let unread = item["action"] == "copy";
+            assert_eq!(
+                item["preview"] == "(value not read)",
+                unread,
+                "{layout}: {item}"
+            );
+        }
+        assert!(!stdout.contains("NOTREAD"), "{stdout}");
+        // The migration itself reads what it writes, and writes it exactly.
+        let (code, stdout, stderr) = bao.migrate(&state, &from, &to, &[]);
+        assert_eq!(code, 0, "{layout}: {stdout}{stderr}");
+        assert_eq!(
+            bao.values(&to).get("other/X_KEY").map(String::as_str),
+            Some("sk-source-onlyNOTREAD0004"),
+            "{layout}"
+        );
+    }
+}
