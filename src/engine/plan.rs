@@ -122,7 +122,9 @@ impl std::fmt::Display for ChangedSide {
 
 impl Prepared {
     /// The items whose source or target changed since the plan, with the
-    /// side that changed, in id order. Reads both stores.
+    /// side that changed, in id order. Reads both stores, only what they
+    /// hold of the planned ids ([`Store::read_wanted`]: Vault reads the
+    /// secrets holding them, never the others under its prefix).
     pub fn changed_since(
         &self,
         source: &dyn Store,
@@ -131,10 +133,12 @@ impl Prepared {
         let snap = &self.snapshot;
         let items = &self.plan.items;
         let planned = |c: &&Credential| items.binary_search_by(|i| i.id.cmp(&c.id)).is_ok();
-        let scan = source.read_all()?;
+        let ids: Vec<CredentialId> = items.iter().map(|i| i.id.clone()).collect();
+        let scan = source.read_wanted(&ids)?;
+        drop(ids);
         let src_now = fingerprints(&snap.key, scan.credentials.iter().filter(planned));
         drop(scan);
-        let tscan = read_target(target)?;
+        let tscan = read_target_for(target, items.iter().map(|i| &i.id))?;
         let tgt_now = fingerprints(&snap.key, tscan.credentials.iter().filter(planned));
         drop(tscan);
         let mut changed = Vec::new();

@@ -613,3 +613,91 @@ fn a_dry_run_from_vault_reads_only_the_values_the_target_already_holds() {
         );
     }
 }
+
+/// The check a consented plan runs under the locks before its first write
+/// (`Prepared::changed_since`) reads only the planned secrets at a Vault
+/// target, never the others under the prefix, from the audit log; a
+/// planned item another client changed since the plan still stops the
+/// run before it writes, while a change to an unrelated secret does not.
+#[test]
+fn the_check_before_a_consented_plan_reads_only_the_planned_secrets() {
+    use credshift::engine::plan::ChangedSide;
+    use credshift::engine::{self, ConflictPolicy, EngineError, MigrationRequest};
+    use credshift::store::{self, StoreSpec};
+    let Some(bao) = Bao::start_audited() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for i in 0..3 {
+        bao.run(&[
+            "kv",
+            "put",
+            &format!("secret/cs/other{i}"),
+            "api_key=unrelated-0001",
+        ]);
+    }
+    bao.run(&["kv", "put", "secret/cs/env", "OPENAI_API_KEY=theirs-0001"]);
+    let env = dir.path().join("a.env");
+    write_env(
+        &env,
+        &[
+            ("OPENAI_API_KEY", "sk-proj-consented000000001"),
+            ("GITHUB_TOKEN", "ghp_consented0000000000002"),
+        ],
+    );
+    let from: StoreSpec = format!("dotenv:{}", env.display()).parse().unwrap();
+    let to: StoreSpec = bao.spec("secret/cs").parse().unwrap();
+    let opts = credshift::unlock::KeyOptions {
+        vault_token_file: Some(bao.token_file(&bao.token, "root")),
+        ..Default::default()
+    };
+    let unrelated_reads = |from: usize| -> usize {
+        bao.audited()[from..]
+            .iter()
+            .filter(|(op, p)| op == "read" && p.starts_with("secret/data/cs/other"))
+            .count()
+    };
+    let consent_then_run = |between: &[&str]| {
+        let source = store::open(&from, &opts).unwrap();
+        let target = store::open(&to, &opts).unwrap();
+        let req = MigrationRequest {
+            from: from.clone(),
+            to: to.clone(),
+            policy: ConflictPolicy::Overwrite,
+            selection: None,
+            delete_source: false,
+        };
+        let before = bao.audited().len();
+        let prepared = engine::prepare(&req, source.as_ref(), target.as_ref()).unwrap();
+        assert_eq!(unrelated_reads(before), 0, "the plan");
+        bao.run(between);
+        let before = bao.audited().len();
+        let r = engine::start_prepared(req, prepared, source, target, &state, &opts)
+            .and_then(|h| engine::follow(h, None, |_| {}));
+        assert_eq!(unrelated_reads(before), 0, "the check before writing");
+        r
+    };
+    // A planned item changed at the target since the plan: stopped.
+    let e =
+        consent_then_run(&["kv", "patch", "secret/cs/env", "OPENAI_API_KEY=changed"]).unwrap_err();
+    match e {
+        EngineError::ChangedSincePlan { changed } => assert_eq!(
+            changed,
+            [(id("env/OPENAI_API_KEY"), ChangedSide::Target)],
+            "only the planned item that changed"
+        ),
+        e => panic!("{e}"),
+    }
+    assert_eq!(
+        bao.kv_field("secret/cs/env", "OPENAI_API_KEY").as_deref(),
+        Some("changed")
+    );
+    // Another secret under the prefix changed: not the plan's business.
+    let report = consent_then_run(&["kv", "put", "secret/cs/other0", "api_key=changed"]).unwrap();
+    assert_eq!((report.verified, report.failed), (2, 0), "{report:?}");
+    assert_eq!(
+        bao.kv_field("secret/cs/env", "GITHUB_TOKEN").as_deref(),
+        Some("ghp_consented0000000000002")
+    );
+}
