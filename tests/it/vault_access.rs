@@ -701,3 +701,45 @@ fn the_check_before_a_consented_plan_reads_only_the_planned_secrets() {
         Some("ghp_consented0000000000002")
     );
 }
+
+/// The inventory the wizard loads (`engine::inventory::inventory`) of a
+/// Vault store is its listing, as the CLI's is: no secret's data is read
+/// (audit log), each item's preview says so.
+#[test]
+fn the_wizards_inventory_of_vault_reads_no_value() {
+    use credshift::engine::inventory;
+    let Some(bao) = Bao::start_audited() else {
+        return;
+    };
+    for (path, layout) in [("winv", ""), ("winvi", "?layout=item")] {
+        let spec = format!("{}{layout}", bao.spec(&format!("secret/{path}")));
+        let s = bao.open(&spec);
+        let _ = s.read_all();
+        for r in s.write_many(&[
+            Credential::new(
+                id("openai/api_key"),
+                Kind::ApiKey,
+                "sk-wizardNOTREAD0000001",
+            ),
+            Credential::new(id("github/token"), Kind::ApiKey, "ghp_wizardNOTREAD000002"),
+        ]) {
+            r.unwrap();
+        }
+        let before = bao.audited().len();
+        let (inv, creds) =
+            inventory::inventory(bao.open(&spec).as_ref(), inventory::now_ms()).unwrap();
+        let reads: Vec<(String, String)> = bao.audited()[before..]
+            .iter()
+            .filter(|(op, p)| op == "read" && p.starts_with(&format!("secret/data/{path}")))
+            .cloned()
+            .collect();
+        assert_eq!(reads, Vec::<(String, String)>::new(), "{layout}");
+        assert!(creds.is_empty(), "{layout}");
+        let ids: Vec<String> = inv.items.iter().map(|i| i.id.to_string()).collect();
+        assert_eq!(ids, ["github/token", "openai/api_key"], "{layout}");
+        assert!(
+            inv.items.iter().all(|i| i.preview == inventory::NOT_READ),
+            "{layout}"
+        );
+    }
+}
