@@ -275,7 +275,7 @@ fn plan_from_listing(
                 location: id.to_string(),
                 error: "listed but could not be read".into(),
             }),
-            Err(e) if e.is_unavailable() => return Err(e.into()),
+            Err(e) if e.is_unavailable() => return Err(e),
             Err(e) => errors.push(crate::store::LocationError::from_error(id.to_string(), &e)),
         }
     }

@@ -24,8 +24,10 @@ const MAX_CUSTOM_KEY: usize = 128;
 /// The provenance key in custom_metadata.
 pub const PROVENANCE: &str = "credshift";
 
-/// Items grouped by secret path, in first-seen order: (index, field).
-type Groups = Vec<(String, Vec<(usize, String)>)>;
+/// One item of a group: its index in the batch and its field.
+type Item = (usize, String);
+/// Items grouped by secret path, in first-seen order.
+type Groups = Vec<(String, Vec<Item>)>;
 
 fn group<'a>(
     s: &VaultStore,
@@ -135,7 +137,7 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
             // The read-back: the fields this store just wrote, at exactly
             // the version it wrote. Everything else (any later read too)
             // reads the latest version.
-            let (ours, rest): (Vec<&(usize, String)>, Vec<&(usize, String)>) = items
+            let (ours, rest): (Vec<&Item>, Vec<&Item>) = items
                 .iter()
                 .partition(|(_, f)| pin.as_ref().is_some_and(|w| w.fields.contains(f)));
             if let Some(w) = &pin {
@@ -165,7 +167,7 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
 /// Each of `items` from the version read (absent: `None`), or the error.
 fn fill(
     read: Result<Option<Version>>,
-    items: &[&(usize, String)],
+    items: &[&Item],
     ids: &[CredentialId],
     out: &mut [Result<Option<Credential>>],
 ) {
