@@ -318,7 +318,7 @@ fn plan_from_listing(
     }
     if !unread.is_empty() {
         plan.warnings.push(format!(
-            "{} values were not read (listed only; {} holds none of these ids): whether each is \
+            "{} values were not read (listed only; {} holds none of these ids): whether each is text, \
              empty, too long or refused by the target is checked when the migration reads it",
             unread.len(),
             target.spec()
