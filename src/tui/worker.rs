@@ -179,7 +179,13 @@ impl Executor for EngineExecutor {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Verify, move || {
                     let r =
-                        join_quietly(engine::start_recovery(&dir, &id, &opts, RecoveryOp::Verify))?;
+                        join_quietly(engine::start_recovery(
+                        &dir,
+                        &id,
+                        &opts,
+                        RecoveryOp::Verify,
+                        Arc::default(),
+                    ))?;
                     Ok(Event::Verified(Box::new(r)))
                 });
             }
@@ -191,6 +197,7 @@ impl Executor for EngineExecutor {
                         &id,
                         &opts,
                         RecoveryOp::Cleanup,
+                        Arc::default(),
                     ))?;
                     Ok(Event::CleanedUp(Box::new(r)))
                 });
@@ -219,7 +226,9 @@ impl Executor for EngineExecutor {
                     RecoveryAction::Restore => RecoveryOp::Restore,
                 };
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                self.recover(sink, move || engine::start_recovery(&dir, &id, &opts, op));
+                self.recover(sink, move |flag| {
+                    engine::start_recovery(&dir, &id, &opts, op, flag)
+                });
             }
             Effect::PreviewRestore { id, backup, source } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
@@ -247,8 +256,9 @@ impl Executor for EngineExecutor {
             }
             Effect::RollbackItems { id, items } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                self.recover(sink, move || {
-                    engine::start_partial_rollback(&dir, &id, &opts, items.into_iter().collect())
+                self.recover(sink, move |flag| {
+                    let items = items.into_iter().collect();
+                    engine::start_partial_rollback(&dir, &id, &opts, items, flag)
                 });
             }
             Effect::RekeyPlan { spec } => {
@@ -285,7 +295,7 @@ impl Executor for EngineExecutor {
 impl EngineExecutor {
     /// A new operation's cancel flag, in the slot before the operation
     /// starts: a cancel that comes while it starts reaches the engine before
-    /// its first batch ([`engine::with_cancel_flag`]).
+    /// its first batch (the flag goes into the start call).
     fn fresh_flag(cancel: &Mutex<Slot>) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
         if let Ok(mut slot) = cancel.lock() {
@@ -395,7 +405,7 @@ impl EngineExecutor {
     fn recover(
         &mut self,
         sink: &Sink,
-        start: impl FnOnce() -> engine::Result<engine::MigrationHandle> + Send + 'static,
+        start: impl FnOnce(Arc<AtomicBool>) -> engine::Result<engine::MigrationHandle> + Send + 'static,
     ) {
         let cancel = self.cancel.clone();
         let flag = Self::fresh_flag(&cancel);
@@ -403,7 +413,7 @@ impl EngineExecutor {
         spawn(sink, Task::Recovery, move || {
             // A restore opens its backup here (a key derivation): on this
             // worker thread, never the UI's.
-            let handle = engine::with_cancel_flag(flag, start)?;
+            let handle = start(flag)?;
             Self::arm_cancel(&cancel, &handle);
             match Self::follow(&sink2, &cancel, handle) {
                 Ok(r) => Ok(Event::RecoveryFinished(Box::new(r))),
@@ -451,9 +461,7 @@ impl EngineExecutor {
             let prepared = prepared.ok_or(TaskError::StalePlan)?;
             let source = store::open(&req.from, &opts)?;
             let target = store::open(&req.to, &opts)?;
-            let handle = engine::with_cancel_flag(flag, || {
-                engine::start_prepared(req, prepared, source, target, &dir, &opts)
-            })?;
+            let handle = engine::start_prepared(req, prepared, source, target, &dir, &opts, flag)?;
             Self::arm_cancel(&cancel, &handle);
             sink2.send(Event::MigrationStarted {
                 id: handle.id.clone(),

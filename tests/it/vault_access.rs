@@ -673,7 +673,8 @@ fn the_check_before_a_consented_plan_reads_only_the_planned_secrets() {
         assert_eq!(unrelated_reads(before), 0, "the plan");
         bao.run(between);
         let before = bao.audited().len();
-        let r = engine::start_prepared(req, prepared, source, target, &state, &opts)
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = engine::start_prepared(req, prepared, source, target, &state, &opts, cancel)
             .and_then(|h| engine::follow(h, None, |_| {}));
         assert_eq!(unrelated_reads(before), 0, "the check before writing");
         r
