@@ -357,13 +357,16 @@ fn inventory_and_dry_run_leave_unrelated_secrets_unread() {
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
     // The conflict is still seen: the value at the target was compared.
-    assert!(stdout.contains("env/OPENAI_API_KEY"), "{stdout}");
     let plan = json(&stdout);
-    assert_eq!(
-        plan["counts"]["conflicts"].as_u64().unwrap_or(1),
-        1,
-        "{stdout}"
-    );
+    assert_eq!(plan["counts"]["conflict"], 1, "{stdout}");
+    let conflicted: Vec<&str> = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["action"] == "conflict")
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(conflicted, ["env/OPENAI_API_KEY"], "{stdout}");
     assert_eq!(data_reads(before), ["secret/data/dr/env"], "dry run");
 }
 

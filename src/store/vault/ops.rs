@@ -148,7 +148,11 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
             }
             let latest = read_latest(&kv, path, floor);
             if let Ok(v) = &latest {
-                s.see(path, v.as_ref().map_or(0, |v| v.version));
+                let version = v.as_ref().map_or(0, |v| v.version);
+                s.see(path, version);
+                if version < floor {
+                    s.settle_floor(path, version);
+                }
                 if let Some(v) = v {
                     s.note_sizes(&ids[rest[0].0], v);
                     s.state()
