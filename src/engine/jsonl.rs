@@ -47,16 +47,32 @@ pub fn append<T: Serialize>(file: &mut File, path: &Path, record: &T) -> Result<
 /// Read every record of `path`. A torn last line is ignored; a bad line
 /// before the end is an error naming `path:line` ("not `what`").
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for_each_jsonl(path, what, |rec| out.push(rec))?;
+    Ok(out)
+}
+
+/// [`read_jsonl`], handing each record to `f` as it is parsed instead of
+/// collecting them: a caller that folds the records into a state never
+/// holds them all (a 100,000-item journal's records are several times the
+/// size of its text). Records before a bad line have been handed over
+/// when the error returns.
+pub fn for_each_jsonl<T: DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    mut f: impl FnMut(T),
+) -> Result<(), StoreError> {
     let text = fsutil::read_text(path)?;
-    let raw: Vec<&str> = text.lines().collect();
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, l) in raw.iter().enumerate() {
+    #[cfg(test)]
+    reads::count(path);
+    let mut lines = text.lines().enumerate().peekable();
+    while let Some((i, l)) = lines.next() {
         if l.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<T>(l) {
-            Ok(rec) => out.push(rec),
-            Err(_) if i + 1 == raw.len() && !text.ends_with('\n') => break,
+            Ok(rec) => f(rec),
+            Err(_) if lines.peek().is_none() && !text.ends_with('\n') => break,
             Err(e) => {
                 return Err(StoreError::Parse {
                     location: path.display().to_string(),
@@ -67,7 +83,33 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Test aid: how often this thread read a JSON Lines file whole, by file
+/// name, so a test can pin how many times an operation reads its journal.
+#[cfg(test)]
+pub mod reads {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    thread_local! {
+        static READS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
+    }
+
+    pub(super) fn count(path: &Path) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        READS.with(|r| *r.borrow_mut().entry(name).or_default() += 1);
+    }
+
+    /// Reads of files named `name` on this thread since the last call.
+    pub fn take(name: &str) -> usize {
+        READS.with(|r| r.borrow_mut().remove(name).unwrap_or(0))
+    }
 }
 
 #[cfg(test)]

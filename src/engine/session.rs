@@ -417,10 +417,14 @@ pub(crate) fn recover(
     let source_store = keep(Role::Source, source_store);
     let target_store = keep(Role::Target, target_store);
     // Read again under the locks: another process may have moved it on
-    // while this one waited.
-    let st = State::load(state_dir, &st.id)?;
-    let keys = recover_keys(&st, opts)?;
+    // while this one waited. Once: the open journal's state is the one
+    // returned (a damaged journal is read again only for its error).
     let journal = Journal::open(&st.dir)?;
+    let st = match journal.state() {
+        Ok(s) => s.clone(),
+        Err(_) => State::load(state_dir, &st.id)?,
+    };
+    let keys = recover_keys(&st, opts)?;
     Ok(Recovered {
         st,
         source: source_store,

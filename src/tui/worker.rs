@@ -161,6 +161,8 @@ impl Executor for EngineExecutor {
                         delete_source: false,
                     };
                     let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
+                    drop((source, target));
+                    release_free_memory();
                     let plan = prepared.plan.clone();
                     if let Ok(mut s) = slot.lock() {
                         *s = Some(prepared);
@@ -180,6 +182,8 @@ impl Executor for EngineExecutor {
                 spawn(sink, Task::Verify, move || {
                     let r =
                         join_quietly(engine::start_recovery(&dir, &id, &opts, RecoveryOp::Verify))?;
+                    // Verify read the whole target and the journal.
+                    release_free_memory();
                     Ok(Event::Verified(Box::new(r)))
                 });
             }
@@ -192,6 +196,7 @@ impl Executor for EngineExecutor {
                         &opts,
                         RecoveryOp::Cleanup,
                     ))?;
+                    release_free_memory();
                     Ok(Event::CleanedUp(Box::new(r)))
                 });
             }
@@ -461,6 +466,9 @@ impl EngineExecutor {
             // The end is reported after `join`, once the worker has
             // released its store locks: the wizard verifies next.
             let report = Self::follow(&sink2, &cancel, handle)?;
+            // The run's stores, plan and journal state are freed: give the
+            // pages back before verify reads the target again.
+            release_free_memory();
             Ok(Event::Progress(vec![Progress::Finished(Box::new(report))]))
         });
     }

@@ -18,6 +18,9 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<
             )));
         }
     }
+    // Only the head is kept while the session reads the journal again
+    // under the locks (one full state at a time).
+    let st = st.head();
     // Cleanup deletes from the source and compares with the target.
     let Recovered {
         source,

@@ -20,10 +20,11 @@ pub fn verify_with(
     ctl: &Control,
 ) -> Result<Report> {
     // Verify reads the target; the source is held shared when it is there
-    // so no cleanup or other writer runs beside it. (The state read before
-    // the locks is dropped once the session read it again.)
+    // so no cleanup or other writer runs beside it. Before the locks only
+    // the journal's first record is read (which stores, where); the whole
+    // journal once, under them.
     let recovered = {
-        let st = State::load(state_dir, id)?;
+        let st = State::load_head(state_dir, id)?;
         session::recover(
             state_dir,
             &st,
