@@ -25,7 +25,7 @@ pub fn verify_with(
     // journal once, under them.
     let recovered = {
         let st = State::load_head(state_dir, id)?;
-        session::recover(
+        session::recover_head(
             state_dir,
             &st,
             opts,
@@ -33,14 +33,15 @@ pub fn verify_with(
             Some(Use::READ),
         )?
     };
+    // The items come from the open journal's state (the one copy).
     let Recovered {
-        st,
         target,
         keys,
         mut journal,
         locks,
         ..
     } = recovered;
+    let st = journal.state()?;
     let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
     let fp = keys.fp;
     let keeps = target.probe().keeps_metadata;
@@ -115,10 +116,12 @@ pub fn verify_with(
             }),
         }
     }
+    drop(todo);
     journal.append(Record::VerifyRun {
         verified: ok,
         mismatched: failures.len(),
     })?;
+    let st = journal.state()?;
     let mut report = st.report();
     report.verified = ok;
     report.failed = failures.len();
