@@ -160,10 +160,16 @@ impl Executor for EngineExecutor {
                         selection: Some(selection.into_iter().collect::<BTreeSet<_>>()),
                         delete_source: false,
                     };
-                    let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
+                    let mut prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
                     drop((source, target));
                     release_free_memory();
-                    let plan = prepared.plan.clone();
+                    // The rows go to the screen, not copied: the start hands
+                    // them back (100,000 rows are ~15 MB).
+                    let items = std::mem::take(&mut prepared.plan.items);
+                    let plan = engine::Plan {
+                        items,
+                        ..prepared.plan.clone()
+                    };
                     if let Ok(mut s) = slot.lock() {
                         *s = Some(prepared);
                     }
@@ -176,7 +182,8 @@ impl Executor for EngineExecutor {
                 policy,
                 selection,
                 plan_token,
-            } => self.start(from, to, policy, selection, plan_token, sink),
+                plan_items,
+            } => self.start(from, to, policy, selection, (plan_token, plan_items), sink),
             Effect::Verify { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Verify, move || {
@@ -431,7 +438,7 @@ impl EngineExecutor {
         to: StoreSpec,
         policy: ConflictPolicy,
         selection: Vec<CredentialId>,
-        plan_token: u64,
+        (plan_token, plan_items): (u64, Vec<engine::PlanItem>),
         sink: &Sink,
     ) {
         let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
@@ -453,7 +460,8 @@ impl EngineExecutor {
         };
         let sink2 = sink.clone();
         spawn(sink, Task::Migrate, move || {
-            let prepared = prepared.ok_or(TaskError::StalePlan)?;
+            let mut prepared = prepared.ok_or(TaskError::StalePlan)?;
+            prepared.plan.items = plan_items;
             let source = store::open(&req.from, &opts)?;
             let target = store::open(&req.to, &opts)?;
             let handle = engine::with_cancel_flag(flag, || {

@@ -126,12 +126,14 @@ impl Wizard {
         // migration starts: the selection moves to the engine, the plan
         // keeps only its ids (the Verify screen's rows).
         let selection = self.take_selected_ids();
-        let items: Vec<CredentialId> = self
+        let plan_items = self
             .dry_run
             .plan
             .take()
-            .map(|p| p.items.into_iter().map(|it| it.id).collect())
+            .map(|p| p.items)
             .unwrap_or_default();
+        // Ids share their text (`IdStr`): a copy is a pointer each.
+        let items: Vec<CredentialId> = plan_items.iter().map(|it| it.id.clone()).collect();
         self.dry_run.cursor = 0;
         self.run = RunState {
             outcomes: vec![ItemOutcome::Pending; items.len()],
@@ -151,6 +153,7 @@ impl Wizard {
             policy: self.dry_run.policy,
             selection,
             plan_token,
+            plan_items,
         }]
     }
 

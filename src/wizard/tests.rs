@@ -876,11 +876,21 @@ fn a_started_migration_keeps_only_the_plan_ids_and_their_outcomes() {
     let mut w = at_dry_run(true, false);
     assert!(w.inventory.loaded.is_some());
     let fx = w.handle(Event::Enter);
-    let [Effect::StartMigration { selection, .. }] = fx.as_slice() else {
+    let [
+        Effect::StartMigration {
+            selection,
+            plan_items,
+            ..
+        },
+    ] = fx.as_slice()
+    else {
         panic!("{fx:?}")
     };
+    // The plan's rows go back to the worker (the one copy of them).
+    let rows: Vec<CredentialId> = plan_items.iter().map(|i| i.id.clone()).collect();
     let names = |ids: &[CredentialId]| ids.iter().map(|i| i.name.to_string()).collect::<Vec<_>>();
     assert_eq!(names(selection), ["A", "B", "D"]);
+    assert_eq!(names(&rows), ["A", "B", "D"]);
     assert!(w.inventory.loaded.is_none(), "the inventory rows are dropped");
     assert!(w.inventory.selected.is_empty() && w.inventory.visible.is_empty());
     assert_eq!(w.selected_count(), 0);
