@@ -117,6 +117,10 @@ keys Enter
 wait_for "Enter writes"
 row "dry run (planned)"
 keys Enter
+# Verify starts on its own when the run ends: sampled as soon as its
+# screen is up (the run's peak, plus the start of the read-back).
+wait_for "step 6/8"
+row "execute (verify screen up)"
 wait_for "all match the source"
 row "execute + verify (written, read back)"
 keys Enter
