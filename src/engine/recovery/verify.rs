@@ -137,7 +137,7 @@ pub fn verify_with(
         failed: report.failed,
         ..st.totals()
     };
-    audit_action(state_dir, id, &st, "verify", outcome, counts);
+    audit_action(state_dir, id, st, "verify", outcome, counts);
     report.notices = locks.notices();
     Ok(report)
 }
