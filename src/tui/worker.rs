@@ -188,7 +188,13 @@ impl Executor for EngineExecutor {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Verify, move || {
                     let r =
-                        join_quietly(engine::start_recovery(&dir, &id, &opts, RecoveryOp::Verify))?;
+                        join_quietly(engine::start_recovery(
+                        &dir,
+                        &id,
+                        &opts,
+                        RecoveryOp::Verify,
+                        Arc::default(),
+                    ))?;
                     // Verify read the whole target and the journal.
                     release_free_memory();
                     Ok(Event::Verified(Box::new(r)))
@@ -202,6 +208,7 @@ impl Executor for EngineExecutor {
                         &id,
                         &opts,
                         RecoveryOp::Cleanup,
+                        Arc::default(),
                     ))?;
                     release_free_memory();
                     Ok(Event::CleanedUp(Box::new(r)))
@@ -231,7 +238,9 @@ impl Executor for EngineExecutor {
                     RecoveryAction::Restore => RecoveryOp::Restore,
                 };
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                self.recover(sink, move || engine::start_recovery(&dir, &id, &opts, op));
+                self.recover(sink, move |flag| {
+                    engine::start_recovery(&dir, &id, &opts, op, flag)
+                });
             }
             Effect::PreviewRestore { id, backup, source } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
@@ -259,8 +268,9 @@ impl Executor for EngineExecutor {
             }
             Effect::RollbackItems { id, items } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                self.recover(sink, move || {
-                    engine::start_partial_rollback(&dir, &id, &opts, items.into_iter().collect())
+                self.recover(sink, move |flag| {
+                    let items = items.into_iter().collect();
+                    engine::start_partial_rollback(&dir, &id, &opts, items, flag)
                 });
             }
             Effect::RekeyPlan { spec } => {
@@ -297,7 +307,7 @@ impl Executor for EngineExecutor {
 impl EngineExecutor {
     /// A new operation's cancel flag, in the slot before the operation
     /// starts: a cancel that comes while it starts reaches the engine before
-    /// its first batch ([`engine::with_cancel_flag`]).
+    /// its first batch (the flag goes into the start call).
     fn fresh_flag(cancel: &Mutex<Slot>) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
         if let Ok(mut slot) = cancel.lock() {
@@ -407,7 +417,7 @@ impl EngineExecutor {
     fn recover(
         &mut self,
         sink: &Sink,
-        start: impl FnOnce() -> engine::Result<engine::MigrationHandle> + Send + 'static,
+        start: impl FnOnce(Arc<AtomicBool>) -> engine::Result<engine::MigrationHandle> + Send + 'static,
     ) {
         let cancel = self.cancel.clone();
         let flag = Self::fresh_flag(&cancel);
@@ -415,7 +425,7 @@ impl EngineExecutor {
         spawn(sink, Task::Recovery, move || {
             // A restore opens its backup here (a key derivation): on this
             // worker thread, never the UI's.
-            let handle = engine::with_cancel_flag(flag, start)?;
+            let handle = start(flag)?;
             Self::arm_cancel(&cancel, &handle);
             match Self::follow(&sink2, &cancel, handle) {
                 Ok(r) => Ok(Event::RecoveryFinished(Box::new(r))),
@@ -464,9 +474,7 @@ impl EngineExecutor {
             prepared.plan.items = plan_items;
             let source = store::open(&req.from, &opts)?;
             let target = store::open(&req.to, &opts)?;
-            let handle = engine::with_cancel_flag(flag, || {
-                engine::start_prepared(req, prepared, source, target, &dir, &opts)
-            })?;
+            let handle = engine::start_prepared(req, prepared, source, target, &dir, &opts, flag)?;
             Self::arm_cancel(&cancel, &handle);
             sink2.send(Event::MigrationStarted {
                 id: handle.id.clone(),

@@ -515,3 +515,88 @@ fn history_lists_a_rekey_whose_journal_is_damaged_with_its_path() {
         "{h}"
     );
 }
+
+/// Ctrl-C during `credshift rekey` (a real child, SIGINT): the run stops
+/// between batches, puts back what it had rekeyed (every row byte for
+/// byte), says "cancelled" and exits 1 with `cancelled` and `rolled_back`
+/// in its report, as `migrate` does on a signal.
+#[test]
+fn ctrl_c_during_a_rekey_stops_between_batches_and_puts_every_row_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let db = support::fragments_db(&dir.path().join("app.sqlite"));
+    let old = AppKey::parse(&Secret::new(support::fragments_app_key())).unwrap();
+    // Enough rows for dozens of batches (1, 2, 4, ... 256): the signal
+    // lands while batches remain.
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    let tx = conn.transaction().unwrap();
+    for i in 0..10_000 {
+        let text = crypt::php_serialize_str(&format!(r#"{{"key":"sk-sigint-row-{i:05}"}}"#));
+        tx.execute(
+            "INSERT INTO a_i_credentials (provider, credential_type, encrypted_credentials, \
+             is_active) VALUES (?1, 'api_key', ?2, 1)",
+            [
+                format!("sigint{i}"),
+                crypt::encrypt(&old, text.as_bytes()).unwrap(),
+            ],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(conn);
+    let before = payloads(&db);
+    let new_path = private_file(&dir.path().join("new.key"), laravel_key(77).as_bytes());
+    let child = credshift(&state)
+        .env("APP_KEY", support::fragments_app_key())
+        .args([
+            "rekey",
+            "--store",
+            &format!("laravel:sqlite:{}", db.display()),
+            "--new-key-file",
+            new_path.to_str().unwrap(),
+            "--yes",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two batches done (1 + 2 rows under the new key), then Ctrl-C.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let done = std::fs::read_dir(state.join("migrations"))
+            .ok()
+            .and_then(|mut rd| rd.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("rekey.jsonl")).ok())
+            .map_or(0, |j| j.matches("\"event\":\"rekey_batch_done\"").count());
+        if done >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // SAFETY: signalling our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let r = support::json(&stdout);
+    assert_eq!(r["cancelled"], true, "{r}");
+    assert_eq!(r["rolled_back"], true, "{r}");
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    assert!(stderr.contains("rekey cancelled"), "{stderr}");
+    let after = payloads(&db);
+    assert_eq!(after.len(), before.len());
+    assert!(after == before, "a row is not its old ciphertext again");
+    // The journal agrees: nothing left to resume or roll back.
+    let id = only_id(&state);
+    let (out, stdout, stderr) = run(credshift(&state).args(["history", "--json"]));
+    assert!(out.status.success(), "{stderr}");
+    let h = support::json(&stdout);
+    assert_eq!(h[0]["id"], id.as_str());
+    assert_eq!(h[0]["status"], "rolled_back", "{h}");
+}

@@ -244,8 +244,15 @@ fn overwrite_then_rollback_restores_the_old_value_on_every_writable_kind() {
             selection: None,
             delete_source: false,
         };
-        let h = engine::start_with_stores(req, Box::new(source), open(&k.spec), &state, &opts())
-            .unwrap();
+        let h = engine::start_with_stores(
+            req,
+            Box::new(source),
+            open(&k.spec),
+            &state,
+            &opts(),
+            Default::default(),
+        )
+        .unwrap();
         for _ in h.events.iter() {}
         let r = h.join().unwrap();
         assert_eq!((r.copied, r.failed), (3, 0), "{}: {r:?}", k.name);

@@ -30,10 +30,10 @@ use zvariant::OwnedObjectPath;
 
 use super::{
     ATTR_KIND, ATTR_METADATA, Backend, Fail, Limit, Listed, NO_FALLBACK, State, Stored, Tick,
-    ToWrite, holds,
+    ToReplace, ToWrite, holds,
 };
 use crate::credential::{Credential, Secret};
-use crate::store::DeleteIf;
+use crate::store::{DeleteIf, ReplaceIf};
 
 /// Items whose calls are in flight together in a batch; the worker ticks
 /// (see `KeyringStore::call_batch`) after each group. Measured
@@ -284,24 +284,42 @@ async fn put<'s>(
     collection: &Result<Option<secret_service::Collection<'_>>, Fail>,
     w: &ToWrite,
 ) -> Result<Option<OwnedObjectPath>, Fail> {
-    let service = ctx.service;
-    let secret = w.secret.expose().as_bytes();
-    if let Some((item, mut attrs)) = ctx.checked(found, &w.user).await? {
-        item.set_secret(secret, CONTENT_TYPE)
-            .await
-            .map_err(ss_fail)?;
-        attrs.insert(ATTR_KIND.into(), w.kind.into());
-        attrs.insert(ATTR_METADATA.into(), w.metadata.clone());
-        let attrs = attrs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        return item
-            .set_attributes(attrs)
-            .await
-            .map(|()| None)
-            .map_err(ss_fail);
+    if let Some((item, attrs)) = ctx.checked(found, &w.user).await? {
+        return overwrite(&item, attrs, w).await.map(|()| None);
     }
+    create(ctx.service, collection, w, true)
+        .await
+        .map(|item| Some(item.item_path))
+}
+
+/// `SetSecret` on `item`, then its attributes `attrs` with `w`'s kind and
+/// metadata merged in.
+async fn overwrite(
+    item: &Item<'_>,
+    mut attrs: HashMap<String, String>,
+    w: &ToWrite,
+) -> Result<(), Fail> {
+    item.set_secret(w.secret.expose().as_bytes(), CONTENT_TYPE)
+        .await
+        .map_err(ss_fail)?;
+    attrs.insert(ATTR_KIND.into(), w.kind.into());
+    attrs.insert(ATTR_METADATA.into(), w.metadata.clone());
+    let attrs = attrs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    item.set_attributes(attrs).await.map_err(ss_fail)
+}
+
+/// A new item for `w`, carrying its kind and metadata, in the default
+/// collection; `replace`: whether an item with the same attributes is
+/// replaced (the Secret Service's own flag).
+async fn create<'c>(
+    service: &str,
+    collection: &'c Result<Option<secret_service::Collection<'_>>, Fail>,
+    w: &ToWrite,
+    replace: bool,
+) -> Result<Item<'c>, Fail> {
     let collection = match collection {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -318,11 +336,79 @@ async fn put<'s>(
         (ATTR_KIND, w.kind),
         (ATTR_METADATA, w.metadata.as_str()),
     ]);
+    let secret = w.secret.expose().as_bytes();
     collection
-        .create_item(&label, attrs, secret, true, CONTENT_TYPE)
+        .create_item(&label, attrs, secret, replace, CONTENT_TYPE)
         .await
-        .map(|item| Some(item.item_path))
         .map_err(ss_fail)
+}
+
+/// Whether a search for the entry finds exactly the item at `path`.
+async fn alone(ss: &Async, service: &str, user: &str, path: &OwnedObjectPath) -> Result<bool, Fail> {
+    let found = ss
+        .search_items(HashMap::from([("service", service), ("username", user)]))
+        .await
+        .map_err(ss_fail)?;
+    Ok(found.locked.is_empty()
+        && found.unlocked.len() == 1
+        && found.unlocked[0].item_path == *path)
+}
+
+/// Batch step 2 of a compare-and-write (the Secret Service has none, so
+/// this narrows the window as far as its API allows). An item found: its
+/// secret and attributes compared with what was expected, then `SetSecret`
+/// and the merged attributes on that same item path (never a new search,
+/// which could find another item). No item, none expected: created with
+/// `replace` false, so an item another client made meanwhile is never
+/// overwritten. Then a search must find that one item: a second item for
+/// the entry (another client's, made meanwhile) is refused: an item this
+/// call created is taken away again (its value was not written: changed),
+/// an overwrite is reported as an error (both items kept; reads refuse
+/// two). What remains: another client's `SetSecret` on the same item
+/// between this `GetSecret` and this `SetSecret` (one round trip) is
+/// overwritten.
+async fn replace_if(
+    ss: &Async,
+    service: &str,
+    found: Result<Option<Item<'_>>, Fail>,
+    collection: &Result<Option<secret_service::Collection<'_>>, Fail>,
+    r: &ToReplace,
+) -> Result<ReplaceIf, Fail> {
+    let w = &r.new;
+    match (found?, &r.expected) {
+        (None, None) => {
+            let item = create(service, collection, w, false).await?;
+            if alone(ss, service, &w.user, &item.item_path).await? {
+                return Ok(ReplaceIf::Replaced);
+            }
+            item.delete().await.map_err(ss_fail)?;
+            Ok(ReplaceIf::Changed)
+        }
+        (Some(item), Some(want)) => {
+            let (secret, attrs) = join(item.get_secret(), item.get_attributes()).await;
+            let secret = text(secret.map_err(ss_fail)?)?;
+            let attrs = attrs.map_err(ss_fail)?;
+            let now = Stored {
+                secret,
+                kind: attrs.get(ATTR_KIND).cloned(),
+                metadata: attrs.get(ATTR_METADATA).cloned(),
+            };
+            if !names(&attrs, service, &w.user) || !holds(want, &now) {
+                return Ok(ReplaceIf::Changed);
+            }
+            overwrite(&item, attrs, w).await?;
+            if alone(ss, service, &w.user, &item.item_path).await? {
+                Ok(ReplaceIf::Replaced)
+            } else {
+                Err(Fail::Item(
+                    "another client made a second keyring item for this entry while credshift \
+                     wrote it; both are kept, and credshift will not guess which is meant"
+                        .into(),
+                ))
+            }
+        }
+        _ => Ok(ReplaceIf::Changed),
+    }
 }
 
 /// The service's items by user, from one search of the service instead of
@@ -833,6 +919,43 @@ impl Backend for SecretServiceBackend {
             for (group, wants) in users.chunks(WINDOW).zip(expected.chunks(WINDOW)) {
                 let found = join_all(group.iter().map(|u| find(ss, &service, u))).await;
                 let steps = found.into_iter().zip(wants).map(|(f, w)| remove_if(f, w));
+                out.extend(join_all(steps).await);
+                tick();
+            }
+            out
+        })
+    }
+
+    fn replace_if_many(
+        &mut self,
+        items: &[ToReplace],
+        tick: Tick,
+    ) -> Vec<Result<ReplaceIf, Fail>> {
+        if repeats(items.iter().map(|r| r.new.user.as_str())) {
+            // A repeat's second search would race its first write.
+            let mut out = Vec::with_capacity(items.len());
+            for r in items {
+                out.extend(self.replace_if_many(std::slice::from_ref(r), tick));
+            }
+            return out;
+        }
+        let service = self.service.clone();
+        let (ss, known) = match self.pipe() {
+            Ok(p) => p,
+            Err(f) => return every(items.len(), f),
+        };
+        // Items made or taken away here are not remembered: forget all.
+        known.clear();
+        async_io::block_on(async {
+            let collection = default_collection(ss).await;
+            let mut out = Vec::with_capacity(items.len());
+            for group in items.chunks(WINDOW) {
+                let users = group.iter().map(|r| find(ss, &service, &r.new.user));
+                let found = join_all(users).await;
+                let steps = found
+                    .into_iter()
+                    .zip(group)
+                    .map(|(f, r)| replace_if(ss, &service, f, &collection, r));
                 out.extend(join_all(steps).await);
                 tick();
             }
