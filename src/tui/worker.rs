@@ -160,8 +160,16 @@ impl Executor for EngineExecutor {
                         selection: Some(selection.into_iter().collect::<BTreeSet<_>>()),
                         delete_source: false,
                     };
-                    let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
-                    let plan = prepared.plan.clone();
+                    let mut prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
+                    drop((source, target));
+                    release_free_memory();
+                    // The rows go to the screen, not copied: the start hands
+                    // them back (100,000 rows are ~15 MB).
+                    let items = std::mem::take(&mut prepared.plan.items);
+                    let plan = engine::Plan {
+                        items,
+                        ..prepared.plan.clone()
+                    };
                     if let Ok(mut s) = slot.lock() {
                         *s = Some(prepared);
                     }
@@ -174,7 +182,8 @@ impl Executor for EngineExecutor {
                 policy,
                 selection,
                 plan_token,
-            } => self.start(from, to, policy, selection, plan_token, sink),
+                plan_items,
+            } => self.start(from, to, policy, selection, (plan_token, plan_items), sink),
             Effect::Verify { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Verify, move || {
@@ -186,6 +195,8 @@ impl Executor for EngineExecutor {
                         RecoveryOp::Verify,
                         Arc::default(),
                     ))?;
+                    // Verify read the whole target and the journal.
+                    release_free_memory();
                     Ok(Event::Verified(Box::new(r)))
                 });
             }
@@ -199,6 +210,7 @@ impl Executor for EngineExecutor {
                         RecoveryOp::Cleanup,
                         Arc::default(),
                     ))?;
+                    release_free_memory();
                     Ok(Event::CleanedUp(Box::new(r)))
                 });
             }
@@ -436,7 +448,7 @@ impl EngineExecutor {
         to: StoreSpec,
         policy: ConflictPolicy,
         selection: Vec<CredentialId>,
-        plan_token: u64,
+        (plan_token, plan_items): (u64, Vec<engine::PlanItem>),
         sink: &Sink,
     ) {
         let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
@@ -458,7 +470,8 @@ impl EngineExecutor {
         };
         let sink2 = sink.clone();
         spawn(sink, Task::Migrate, move || {
-            let prepared = prepared.ok_or(TaskError::StalePlan)?;
+            let mut prepared = prepared.ok_or(TaskError::StalePlan)?;
+            prepared.plan.items = plan_items;
             let source = store::open(&req.from, &opts)?;
             let target = store::open(&req.to, &opts)?;
             let handle = engine::start_prepared(req, prepared, source, target, &dir, &opts, flag)?;
@@ -469,6 +482,9 @@ impl EngineExecutor {
             // The end is reported after `join`, once the worker has
             // released its store locks: the wizard verifies next.
             let report = Self::follow(&sink2, &cancel, handle)?;
+            // The run's stores, plan and journal state are freed: give the
+            // pages back before verify reads the target again.
+            release_free_memory();
             Ok(Event::Progress(vec![Progress::Finished(Box::new(report))]))
         });
     }

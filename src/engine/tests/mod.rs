@@ -90,6 +90,7 @@ mod audit_findings;
 mod batches;
 mod control;
 mod failures;
+mod journal_reads;
 mod keys;
 mod recovery;
 mod replan;
