@@ -65,6 +65,7 @@ fn one_run(n: usize, on_disk: bool) -> (f64, usize) {
         Box::new(dst),
         state.path(),
         &KeyOptions::default(),
+        Default::default(),
     )
     .expect("start");
     // Drain progress like a UI would.

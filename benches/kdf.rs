@@ -11,9 +11,13 @@
 //! deriving two keys interleaved (`kdf::pbkdf2_sha256_pair`, per key), the
 //! `pbkdf2` crate (`kdf::pbkdf2_sha256_reference`), OpenSSL's own
 //! `PKCS5_PBKDF2_HMAC` (through the `openssl` crate native-tls already
-//! links: what a dependency-level switch would give) and Node's
-//! `crypto.pbkdf2Sync` (what agent-prompttrain uses), each deriving
-//! 100,000-iteration keys. Then a batch of 1,500 keys over every core
+//! links), credshift's own loop run on OpenSSL's block function instead of
+//! sha2's (`SHA256_Transform`, one block per call: what switching the block
+//! function alone would give), ring's `pbkdf2::derive` (a dev-dependency,
+//! for this comparison only) and Node's `crypto.pbkdf2Sync` (what
+//! agent-prompttrain uses), each deriving 100,000-iteration keys. The rate
+//! of sha2's block function called one block at a time on one chain shows
+//! the per-call cost a PBKDF2 iteration cannot avoid through sha2's API. Then a batch of 1,500 keys over every core
 //! (`kdf::pbkdf2_sha256_many`, what prompttrain-db batches use): wall time
 //! against the all-core limit, and CPU time per key.
 //!
@@ -59,6 +63,81 @@ fn compress_rate() -> f64 {
     }
     std::hint::black_box(state);
     (rounds * blocks.len()) as f64 / (cpu_now() - t)
+}
+
+/// Compressions per CPU second of sha2's block function called with ONE
+/// block at a time on one dependency chain (each call's state is the last
+/// call's result): what a PBKDF2 iteration pays per compression beyond the
+/// rounds themselves (state layout in and out, the call, the check for the
+/// CPU's SHA extensions), without any of credshift's own loop.
+fn one_block_rate() -> f64 {
+    let block = [[0x5au8; 64]; 1];
+    let mut state = [0u32; 8];
+    let n = 1_000_000;
+    let t = cpu_now();
+    for _ in 0..n {
+        sha2::block_api::compress256(&mut state, std::hint::black_box(&block));
+    }
+    std::hint::black_box(state);
+    n as f64 / (cpu_now() - t)
+}
+
+unsafe extern "C" {
+    /// OpenSSL's SHA-256 block function, one block per call (libcrypto,
+    /// linked through the `openssl` crate). Its context starts with the
+    /// eight state words.
+    fn SHA256_Transform(ctx: *mut ShaCtx, block: *const u8);
+}
+
+/// OpenSSL's `SHA256_CTX` (only `h` is used).
+#[repr(C)]
+struct ShaCtx {
+    h: [u32; 8],
+    nl: u32,
+    nh: u32,
+    data: [u32; 16],
+    num: u32,
+    md_len: u32,
+}
+
+/// The iteration loop of `kdf::pbkdf2_sha256` with OpenSSL's block function
+/// in place of sha2's (pads and U1 as the reference crate computes them):
+/// what switching the block function alone, a dependency-level change,
+/// would give. Returns the key, checked against credshift's.
+fn openssl_block_loop(pw: &[u8], salt: &[u8]) -> [u8; 32] {
+    let mut key = [0u8; 64];
+    key[..pw.len()].copy_from_slice(pw);
+    let pad = |b: u8| -> [u32; 8] {
+        let mut s = [
+            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+            0x5be0cd19,
+        ];
+        sha2::block_api::compress256(&mut s, &[key.map(|k| k ^ b)]);
+        s
+    };
+    let (inner, outer) = (pad(0x36), pad(0x5c));
+    let u1 = *kdf::pbkdf2_sha256_reference(pw, salt, 1);
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(&u1);
+    block[32] = 0x80;
+    block[56..].copy_from_slice(&768u64.to_be_bytes());
+    let mut acc = u1;
+    // SAFETY: an all-zero SHA256_CTX is a valid value of plain integers.
+    let mut ctx: ShaCtx = unsafe { std::mem::zeroed() };
+    for _ in 1..ITERATIONS {
+        for st in [inner, outer] {
+            ctx.h = st;
+            // SAFETY: a valid context and a 64-byte block, as the C API asks.
+            unsafe { SHA256_Transform(&mut ctx, block.as_ptr()) };
+            for (i, w) in ctx.h.iter().enumerate() {
+                block[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+            }
+        }
+        for (a, b) in acc.iter_mut().zip(&block[..32]) {
+            *a ^= b;
+        }
+    }
+    acc
 }
 
 /// CPU seconds per 100,000-iteration key, median of `runs`.
@@ -145,8 +224,26 @@ fn main() {
         .expect("openssl pbkdf2");
         out
     });
+    let ring = per_key(runs, |s| {
+        let mut out = [0u8; 32];
+        ring::pbkdf2::derive(
+            ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(ITERATIONS).unwrap(),
+            s,
+            pw,
+            &mut out,
+        );
+        out
+    });
+    let ossl_block = per_key(runs.min(8), |s| openssl_block_loop(pw, s));
+    assert_eq!(
+        openssl_block_loop(pw, &[3u8; 32]),
+        *kdf::pbkdf2_sha256(pw, &[3u8; 32], ITERATIONS),
+        "the OpenSSL-block loop derives the same key"
+    );
     let node = node_per_key(runs);
     let ours_rate = compress_rate();
+    let single_rate = one_block_rate();
     let ssl_rate = openssl_rate();
 
     let limit_key = |rate: f64| 2.0 * ITERATIONS as f64 / rate;
@@ -165,6 +262,12 @@ fn main() {
             limit_key(r) * 1e3
         );
     }
+    println!(
+        "sha2 compress256 one block per call, one chain: {:.2} M compressions/s ({:.3}x the \
+         multi-block time)",
+        single_rate / 1e6,
+        ours_rate / single_rate
+    );
     let limit = limit_key(ssl_rate.unwrap_or(ours_rate));
     let line = |name: &str, s: f64| {
         println!(
@@ -177,6 +280,8 @@ fn main() {
     line("credshift pbkdf2_sha256_pair (per key)", pair);
     line("pbkdf2 crate 0.13 (pbkdf2_hmac)", crate_);
     line("openssl PKCS5_PBKDF2_HMAC", ossl);
+    line("credshift's loop on OpenSSL's block fn", ossl_block);
+    line("ring 0.17 pbkdf2::derive", ring);
     match node {
         Some(n) => line("node crypto.pbkdf2Sync", n),
         None => println!("node crypto.pbkdf2Sync: node not available"),

@@ -5,6 +5,8 @@
 #
 #   scripts/bench-vault.sh [N...]        (default: 100 1000 10000)
 #   BAO_LOOP_MAX=10000 also runs the bao loop at 10,000 (about 30 min)
+#   REQUEST_COST=1 also prints the server's CPU per request of each kind
+#   ?layout=item sends per item (and hvac's one), 1,500 of each
 #
 # Uses target/release/credshift when built (cargo build --release), else
 # target/debug/credshift (dependencies at opt-level 2; say which in reports).
@@ -82,3 +84,41 @@ for line in open(sys.argv[1]):
     c.secrets.kv.v2.create_or_update_secret(path=f"hvac{sys.argv[2]}/{k}", secret={"value": v}, mount_point="secret")
 ' "$env_file" "$n"
 done
+
+# What one request of each kind costs the server (CPU from /proc, its idle
+# burn subtracted): `?layout=item` sends three per item (check-and-set
+# create, custom_metadata patch, read-back of that version), hvac one.
+if [ "${REQUEST_COST:-0}" = 1 ]; then
+  python3 - "$port" "$server" "$token" <<'EOF2'
+import http.client, json, sys, time
+port, pid, token = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def cpu():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / 100
+c = http.client.HTTPConnection("127.0.0.1", port)
+def req(method, path, body=None, ctype="application/json"):
+    h = {"X-Vault-Token": token, "X-Vault-Request": "true"}
+    if body is not None:
+        h["Content-Type"] = ctype
+    c.request(method, "/v1/" + path, json.dumps(body) if body is not None else None, h)
+    r = c.getresponse()
+    r.read()
+    assert r.status < 300, (method, path, r.status)
+n = 1500
+t0 = cpu(); time.sleep(3); idle = (cpu() - t0) / 3
+prov = json.dumps({"by": "credshift", "at": "2026-12-06T15:00:00Z", "versions": "1",
+                   "migration_id": "20261206T150000Z-abcdef", "from": "dotenv:/tmp/bench.env"})
+value = {"value": "sk-bench-" + "x" * 40}
+for name, one in [
+    ("credshift: create, cas 0", lambda i: req("POST", f"secret/data/rc/K{i}", {"options": {"cas": 0}, "data": value})),
+    ("credshift: custom_metadata patch", lambda i: req("PATCH", f"secret/metadata/rc/K{i}", {"custom_metadata": {"credshift": prov}}, "application/merge-patch+json")),
+    ("credshift: read-back ?version=1", lambda i: req("GET", f"secret/data/rc/K{i}?version=1")),
+    ("hvac: write, no cas", lambda i: req("POST", f"secret/data/rh/K{i}", {"options": {}, "data": value})),
+]:
+    s0, w0 = cpu(), time.time()
+    for i in range(n):
+        one(i)
+    wall = time.time() - w0
+    print(f"request cost {name:<34} server CPU {(cpu() - s0 - idle * wall) / n * 1e6:5.0f} us")
+EOF2
+fi

@@ -13,6 +13,11 @@
 # The last line, `wizard peak RSS: N MB at N items`, is what
 # scripts/bench-all.sh reads.
 #
+# BENCH_WIZARD_WRAP, when set, is put before the binary (a heap profiler:
+# `heaptrack -o FILE` or `valgrind --tool=massif --massif-out-file=FILE`);
+# the rows then sample the newest process named BENCH_WIZARD_PROC (default
+# credshift) under the pane, profiler overhead included.
+#
 # Usage: scripts/bench-wizard-rss.sh [path/to/credshift]   (default:
 # target/release/credshift, built with `cargo build --release`).
 set -euo pipefail
@@ -25,6 +30,8 @@ if [ -z "$bin" ]; then
 fi
 n=${BENCH_WIZARD_ITEMS:-100000}
 timeout=${BENCH_WIZARD_TIMEOUT:-600}
+wrap=${BENCH_WIZARD_WRAP:-}
+proc_name=${BENCH_WIZARD_PROC:-credshift}
 command -v tmux > /dev/null || { echo "tmux is not installed: no wizard row" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -49,7 +56,7 @@ tmux -L "$sock" -f /dev/null new-session -d -x 100 -y 30 \
     -e "CREDSHIFT_STATE_DIR=$work/state" -e "TMPDIR=$work" \
     -e "CREDSHIFT_PASSPHRASE=bench passphrase, not a secret" \
     -e TERM=xterm-256color -e NO_COLOR=1 \
-    "'$bin' --from 'dotenv:$env_file' --to 'encrypted:$work/out.enc'; echo WIZARD-EXIT:\$?; sleep 600"
+    "$wrap '$bin' --from 'dotenv:$env_file' --to 'encrypted:$work/out.enc'; echo WIZARD-EXIT:\$?; sleep 600"
 
 screen() { tmux -L "$sock" capture-pane -p; }
 keys() { tmux -L "$sock" send-keys "$@"; }
@@ -59,11 +66,16 @@ find_pid() {
     local shell_pid
     shell_pid=$(tmux -L "$sock" list-panes -F '#{pane_pid}')
     for _ in $(seq 100); do
-        pid=$(pgrep -P "$shell_pid" -x credshift || true)
+        if [ -z "$wrap" ]; then
+            pid=$(pgrep -P "$shell_pid" -x credshift || true)
+        else
+            # The profiler may run the binary as a grandchild of the pane.
+            pid=$(pgrep -n -x "$proc_name" || true)
+        fi
         [ -n "$pid" ] && return
         sleep 0.1
     done
-    echo "no credshift process under the pane" >&2
+    echo "no $proc_name process under the pane" >&2
     screen >&2
     exit 1
 }
@@ -105,6 +117,10 @@ keys Enter
 wait_for "Enter writes"
 row "dry run (planned)"
 keys Enter
+# Verify starts on its own when the run ends: sampled as soon as its
+# screen is up (the run's peak, plus the start of the read-back).
+wait_for "step 6/8"
+row "execute (verify screen up)"
 wait_for "all match the source"
 row "execute + verify (written, read back)"
 keys Enter

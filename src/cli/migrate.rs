@@ -45,7 +45,7 @@ pub(super) fn consent(yes: bool, question: &str) -> Result<(), CliError> {
 
 /// SIGINT / SIGTERM set the cancel flag (the engine rolls back); a second
 /// signal ends the process.
-fn cancel_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+pub(super) fn cancel_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
@@ -282,8 +282,9 @@ pub fn cmd_migrate(g: &GlobalOpts, a: &MigrateArgs) -> CliResult {
             )?;
         }
         let cancel = cancel_on_signals();
-        let h = engine::start_prepared(req, prepared, source, target, &g.state_dir(), &opts)?;
-        engine::follow(h, Some(cancel), |p| bar.event(p))?
+        let h =
+            engine::start_prepared(req, prepared, source, target, &g.state_dir(), &opts, cancel)?;
+        engine::follow(h, None, |p| bar.event(p))?
     };
     if a.yes {
         // The plan was never shown: its warnings still reach stderr.
@@ -359,11 +360,9 @@ fn follow_recovery(
     opts: &credshift::unlock::KeyOptions,
     op: engine::RecoveryOp,
 ) -> Result<engine::Report, CliError> {
-    let h = engine::start_recovery(&g.state_dir(), id, opts, op)?;
+    let h = engine::start_recovery(&g.state_dir(), id, opts, op, cancel_on_signals())?;
     let mut bar = ProgressBar::new();
-    Ok(engine::follow(h, Some(cancel_on_signals()), |p| {
-        bar.event(p)
-    })?)
+    Ok(engine::follow(h, None, |p| bar.event(p))?)
 }
 
 /// One line for an operation the user cancelled: what it did and what is left.

@@ -408,13 +408,39 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         new_key_origin: origin,
         generated,
     };
-    let ran = rekey::run(&req, &g.state_dir(), &opts, &mut progress());
+    // Ctrl-C or SIGTERM stops between batches and puts back what was
+    // rekeyed, as the wizard's cancel and a migration's; a second signal
+    // exits at once (130), leaving the journal to resume or roll back.
+    let cancel = super::migrate::cancel_on_signals();
+    let ran = rekey::run_cancellable(&req, &g.state_dir(), &opts, &mut progress(), &cancel);
+    // The generated key file is named either way (a resume needs it), but a
+    // rekey that was cancelled and put back must not read as if the new key
+    // were now the one to use.
+    let undone = matches!(&ran, Ok(r) if r.cancelled && r.rolled_back);
     if let Some(p) = &a.generate_new_key
         && p.exists()
     {
-        eprintln!("new key written to {} (mode 0600)", p.display());
+        if undone {
+            eprintln!(
+                "new key in {} was NOT applied: keep using the old key (the file may be deleted)",
+                p.display()
+            );
+        } else {
+            eprintln!("new key written to {} (mode 0600)", p.display());
+        }
     }
     let report = ran?;
+    if report.cancelled {
+        eprintln!(
+            "rekey cancelled after the batch at hand; {} (see `credshift history --migration-id {}`)",
+            if report.rolled_back {
+                "every value is under the old key again"
+            } else {
+                "the rollback is incomplete"
+            },
+            report.migration_id
+        );
+    }
     print_report(&report, a.json, a.print_env)?;
     if a.print_env && report.status == engine::MigrationStatus::Completed {
         print_env(format, &new, &opts)?;

@@ -29,7 +29,11 @@ pub const KEY_LEN: usize = 32;
 /// each iteration is then exactly two compressions of one pre-padded block,
 /// with no hashing state to clone, no buffering and no padding logic. That is
 /// the least work PBKDF2-HMAC-SHA256 allows (benches/kdf.rs holds it against
-/// the `pbkdf2` crate, OpenSSL's PBKDF2 and the CPU's SHA-256 compression rate).
+/// the `pbkdf2` crate, ring, OpenSSL's PBKDF2 and the CPU's SHA-256
+/// compression rate). What it still pays above that rate is sha2's one-block
+/// call on the dependency chain (the state leaves the SHA-NI registers and
+/// comes back through memory each time): a matter for sha2's API, measured
+/// in benches/RESULTS.md (issue 26 point 2).
 pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; KEY_LEN]> {
     let [key] = derive_lanes(password, [salt], iterations);
     key
@@ -69,6 +73,18 @@ pub fn pbkdf2_sha256_many(
         .collect()
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Derivations this thread ran (unit tests: which thread did the work).
+    static DERIVED_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many PBKDF2 derivations this thread has run (unit tests only).
+#[cfg(test)]
+pub(crate) fn derivations_on_this_thread() -> usize {
+    DERIVED_HERE.with(std::cell::Cell::get)
+}
+
 /// `N` derivations under one password, interleaved (see [`pbkdf2_sha256_pair`]).
 fn derive_lanes<const N: usize>(
     password: &[u8],
@@ -77,6 +93,9 @@ fn derive_lanes<const N: usize>(
 ) -> [Zeroizing<[u8; KEY_LEN]>; N] {
     use sha2::Digest;
     use sha2::block_api::compress256;
+
+    #[cfg(test)]
+    DERIVED_HERE.with(|n| n.set(n.get() + N));
 
     // HMAC key: the password, hashed first when longer than one block.
     let mut key = Zeroizing::new([0u8; 64]);

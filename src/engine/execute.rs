@@ -86,41 +86,22 @@ impl MigrationHandle {
     }
 }
 
-std::thread_local! {
-    /// The cancel flag [`with_cancel_flag`] hands to the next job started
-    /// on this thread.
-    static PRESET_CANCEL: std::cell::RefCell<Option<Arc<AtomicBool>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Call `start` (a `start*` function of the engine) so that the job it
-/// starts uses `cancel` as its cancel flag from its first instruction: a
-/// cancel asked before the handle exists is seen before the first batch
-/// (with [`MigrationHandle::cancel_flag`] it would come only once `start`
-/// returned, while the worker may already be writing).
-pub fn with_cancel_flag<T>(cancel: Arc<AtomicBool>, start: impl FnOnce() -> T) -> T {
-    PRESET_CANCEL.with(|c| *c.borrow_mut() = Some(cancel));
-    let out = start();
-    PRESET_CANCEL.with(|c| c.borrow_mut().take());
-    out
-}
-
 /// Run `work` on a worker thread of its own, with a [`Control`] whose
 /// cancel and progress are the returned handle's: the one way every long
 /// operation starts (a migration, and resume, rollback, verify, cleanup and
 /// restore of a recorded one via [`crate::engine::recovery::start_recovery`]).
 /// The handle's events end with [`Progress::Finished`] when `work` returns
-/// a report.
+/// a report. `cancel` is the job's flag from its first instruction: a
+/// caller that keeps a clone can cancel before the handle exists, while the
+/// worker may already be writing.
 pub(crate) fn spawn_job(
     id: MigrationId,
     dir: PathBuf,
     name: &str,
+    cancel: Arc<AtomicBool>,
     work: impl FnOnce(Control) -> Result<Report> + Send + 'static,
 ) -> Result<MigrationHandle> {
     let (tx, rx) = mpsc::channel();
-    let cancel = PRESET_CANCEL
-        .with(|c| c.borrow_mut().take())
-        .unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     let ctl = Control {
         cancel: cancel.clone(),
         events: Some(tx),
@@ -234,15 +215,19 @@ pub fn prepare(req: &MigrationRequest, source: &dyn Store, target: &dyn Store) -
 
 /// Open both stores and start the migration on a worker thread (it plans
 /// under the stores' locks). Lock conflicts, a bad store and a store
-/// migrated to itself fail here, before anything is written.
+/// migrated to itself fail here, before anything is written. `cancel` is
+/// the job's cancel flag (the handle's [`MigrationHandle::cancel_flag`]);
+/// setting it stops the job after the batch at hand, also when set before
+/// this returns.
 pub fn start(
     req: MigrationRequest,
     state_dir: &Path,
     opts: &KeyOptions,
+    cancel: Arc<AtomicBool>,
 ) -> Result<MigrationHandle> {
     let source = store::open(&req.from, opts)?;
     let target = store::open(&req.to, opts)?;
-    start_with_stores(req, source, target, state_dir, opts)
+    start_with_stores(req, source, target, state_dir, opts, cancel)
 }
 
 /// [`start`] with stores the caller already opened (tests, the
@@ -253,8 +238,9 @@ pub fn start_with_stores(
     target: Box<dyn Store>,
     state_dir: &Path,
     opts: &KeyOptions,
+    cancel: Arc<AtomicBool>,
 ) -> Result<MigrationHandle> {
-    spawn(req, None, source, target, state_dir, opts)
+    spawn(req, None, source, target, state_dir, opts, cancel)
 }
 
 /// Execute exactly the migration the user consented to. Under the stores'
@@ -267,6 +253,7 @@ pub fn start_prepared(
     target: Box<dyn Store>,
     state_dir: &Path,
     opts: &KeyOptions,
+    cancel: Arc<AtomicBool>,
 ) -> Result<MigrationHandle> {
     if prepared.plan.from != req.from
         || prepared.plan.to != req.to
@@ -276,7 +263,7 @@ pub fn start_prepared(
             "the plan was made for other stores or another conflict policy; plan again".into(),
         ));
     }
-    spawn(req, Some(prepared), source, target, state_dir, opts)
+    spawn(req, Some(prepared), source, target, state_dir, opts, cancel)
 }
 
 /// The keys of one migration: the backup's sealing key and the journal's
@@ -383,6 +370,7 @@ fn spawn(
     target: Box<dyn Store>,
     state_dir: &Path,
     opts: &KeyOptions,
+    cancel: Arc<AtomicBool>,
 ) -> Result<MigrationHandle> {
     let (id, dir) = state::create(state_dir)?;
     // The session preamble: identities (one store on both ends is refused),
@@ -432,7 +420,7 @@ fn spawn(
     let state_dir = state_dir.to_path_buf();
     let worker_dir = dir.clone();
     let worker_id = id.clone();
-    spawn_job(id, dir, "migrate", move |ctl| {
+    spawn_job(id, dir, "migrate", cancel, move |ctl| {
         let session = session;
         let (Some(source), Some(target)) = (&session.source, &session.target) else {
             return Err(EngineError::WorkerPanicked);
@@ -463,8 +451,8 @@ pub fn run(
     cancel: Option<Arc<AtomicBool>>,
     on_progress: impl FnMut(&Progress),
 ) -> Result<Report> {
-    let h = start(req, state_dir, opts)?;
-    follow(h, cancel, on_progress)
+    let h = start(req, state_dir, opts, cancel.unwrap_or_default())?;
+    follow(h, None, on_progress)
 }
 
 /// Wait for a started migration, forwarding its events and a cancel flag.

@@ -5,8 +5,13 @@ use crate::engine::types::{Inventory, InventoryItem, ItemStatus};
 use crate::error::Result;
 use crate::store::{Scan, Store};
 
-/// Read every credential of `store` and classify it. Sorted by id.
+/// Read every credential of `store` and classify it. Sorted by id. A
+/// store whose inventory is its listing ([`Store::inventory_from_listing`],
+/// Vault) is listed instead, and no credential is read.
 pub fn inventory(store: &dyn Store, now_ms: i64) -> Result<(Inventory, Vec<Credential>)> {
+    if store.inventory_from_listing() {
+        return Ok((from_listing(store, now_ms)?, Vec::new()));
+    }
     let Scan {
         mut credentials,
         errors,

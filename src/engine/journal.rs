@@ -436,24 +436,28 @@ impl Journal {
     /// sequence numbers.
     pub fn open(dir: &Path) -> Result<Journal, StoreError> {
         let path = dir.join(JOURNAL_FILE);
-        let lines = match read_lines(&path) {
-            Ok(lines) => lines,
-            Err(StoreError::NotFound { .. }) => Vec::new(),
+        let id = MigrationId(
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        // Folded record by record as they are parsed (never all held). A
+        // journal that does not start with `started` still takes records;
+        // `state()` says what is wrong with it.
+        let (mut last_seq, mut first, mut state) = (None, true, None::<State>);
+        let read = super::jsonl::for_each_jsonl(&path, "a journal record", |l: Line| {
+            last_seq = Some(l.seq);
+            if std::mem::take(&mut first) {
+                state = State::from_records(id.clone(), dir.to_path_buf(), &[l]).ok();
+            } else if let Some(st) = &mut state {
+                st.apply_owned(l);
+            }
+        });
+        match read {
+            Ok(()) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e),
-        };
-        let next_seq = lines.last().map_or(1, |l| l.seq + 1);
-        let state = if lines.is_empty() {
-            None
-        } else {
-            let id = MigrationId(
-                dir.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
-            // A journal that does not start with `started` still takes
-            // records; `state()` says what is wrong with it.
-            State::from_records(id, dir.to_path_buf(), &lines).ok()
-        };
+        }
+        let next_seq = last_seq.map_or(1, |s| s + 1);
         let file = fsutil::open_append_private(&path)?;
         Ok(Journal {
             file,

@@ -13,7 +13,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::StoreError;
-use crate::fsutil;
 
 /// Records written by this process, for `CREDSHIFT_CRASH_AT`.
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
@@ -47,16 +46,58 @@ pub fn append<T: Serialize>(file: &mut File, path: &Path, record: &T) -> Result<
 /// Read every record of `path`. A torn last line is ignored; a bad line
 /// before the end is an error naming `path:line` ("not `what`").
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>, StoreError> {
-    let text = fsutil::read_text(path)?;
-    let raw: Vec<&str> = text.lines().collect();
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, l) in raw.iter().enumerate() {
+    let mut out = Vec::new();
+    for_each_jsonl(path, what, |rec| out.push(rec))?;
+    Ok(out)
+}
+
+/// [`read_jsonl`], handing each record to `f` as it is parsed instead of
+/// collecting them: a caller that folds the records into a state never
+/// holds them all (a 100,000-item journal's records are several times the
+/// size of its text). Records before a bad line have been handed over
+/// when the error returns.
+pub fn for_each_jsonl<T: DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    mut f: impl FnMut(T),
+) -> Result<(), StoreError> {
+    use std::io::BufRead;
+    // Line by line: the text is never held whole either (a 100,000-item
+    // journal is tens of MB).
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    #[cfg(test)]
+    reads::count(path);
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut buf = Vec::new();
+    for i in 0.. {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| StoreError::io(path, e))?
+            == 0
+        {
+            break;
+        }
+        // Only the last line can lack its newline: a torn write.
+        let torn = buf.last() != Some(&b'\n');
+        let mut bytes = buf.as_slice();
+        if i == 0 {
+            bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| StoreError::Parse {
+            location: path.display().to_string(),
+            line: Some(i + 1),
+            column: None,
+            message: "not valid UTF-8".into(),
+        })?;
+        let l = text.strip_suffix('\n').unwrap_or(text);
+        let l = l.strip_suffix('\r').unwrap_or(l);
         if l.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<T>(l) {
-            Ok(rec) => out.push(rec),
-            Err(_) if i + 1 == raw.len() && !text.ends_with('\n') => break,
+            Ok(rec) => f(rec),
+            Err(_) if torn => break,
             Err(e) => {
                 return Err(StoreError::Parse {
                     location: path.display().to_string(),
@@ -67,12 +108,39 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Test aid: how often this thread read a JSON Lines file whole, by file
+/// name, so a test can pin how many times an operation reads its journal.
+#[cfg(test)]
+pub mod reads {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    thread_local! {
+        static READS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
+    }
+
+    pub(super) fn count(path: &Path) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        READS.with(|r| *r.borrow_mut().entry(name).or_default() += 1);
+    }
+
+    /// Reads of files named `name` on this thread since the last call.
+    pub fn take(name: &str) -> usize {
+        READS.with(|r| r.borrow_mut().remove(name).unwrap_or(0))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil;
 
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Rec {
@@ -109,6 +177,28 @@ mod tests {
             StoreError::Parse { line, message, .. } => {
                 assert_eq!(line, Some(2));
                 assert_eq!(message, "not a test record");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bom_and_crlf_lines_read_and_bad_utf8_is_named_by_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        std::fs::write(
+            &path,
+            "\u{feff}{\"seq\":1,\"what\":\"x\"}\r\n\r\n{\"seq\":2,\"what\":\"y\"}\r\n",
+        )
+        .unwrap();
+        let back: Vec<Rec> = read_jsonl(&path, "a test record").unwrap();
+        assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        let mut bytes = b"{\"seq\":1,\"what\":\"x\"}\n{\"seq\":2,\"what\":\"".to_vec();
+        bytes.extend([0xff, b'"', b'}', b'\n']);
+        std::fs::write(&path, bytes).unwrap();
+        match read_jsonl::<Rec>(&path, "a test record").unwrap_err() {
+            StoreError::Parse { line, message, .. } => {
+                assert_eq!((line, message.as_str()), (Some(2), "not valid UTF-8"));
             }
             other => panic!("{other:?}"),
         }

@@ -92,7 +92,7 @@ pub use error::{EngineError, Result};
 pub use execute::{
     BatchRamp, Control, MAX_BATCH, MIN_ATTEMPTS, MigrationHandle, ROLLBACK_THRESHOLD,
     WHOLE_FILE_BATCH_BUDGET, batch_sizes, exceeds_failure_limit, follow, prepare, run, start,
-    start_prepared, start_with_stores, with_cancel_flag,
+    start_prepared, start_with_stores,
 };
 pub use item_loops::delete_order;
 pub use plan::{Prepared, plan};

@@ -122,7 +122,9 @@ impl std::fmt::Display for ChangedSide {
 
 impl Prepared {
     /// The items whose source or target changed since the plan, with the
-    /// side that changed, in id order. Reads both stores.
+    /// side that changed, in id order. Reads both stores, only what they
+    /// hold of the planned ids ([`Store::read_wanted`]: Vault reads the
+    /// secrets holding them, never the others under its prefix).
     pub fn changed_since(
         &self,
         source: &dyn Store,
@@ -131,10 +133,12 @@ impl Prepared {
         let snap = &self.snapshot;
         let items = &self.plan.items;
         let planned = |c: &&Credential| items.binary_search_by(|i| i.id.cmp(&c.id)).is_ok();
-        let scan = source.read_all()?;
+        let ids: Vec<CredentialId> = items.iter().map(|i| i.id.clone()).collect();
+        let scan = source.read_wanted(&ids)?;
+        drop(ids);
         let src_now = fingerprints(&snap.key, scan.credentials.iter().filter(planned));
         drop(scan);
-        let tscan = read_target(target)?;
+        let tscan = read_target_for(target, items.iter().map(|i| &i.id))?;
         let tgt_now = fingerprints(&snap.key, tscan.credentials.iter().filter(planned));
         drop(tscan);
         let mut changed = Vec::new();
@@ -216,7 +220,111 @@ pub fn plan(
     policy: ConflictPolicy,
     selection: Option<&BTreeSet<CredentialId>>,
 ) -> Result<Plan> {
+    if source.inventory_from_listing() {
+        return plan_from_listing(source, target, policy, selection, now_ms());
+    }
     prepare(source, target, policy, selection, now_ms()).map(|p| p.plan)
+}
+
+/// What stands in for a value the dry run did not read (never written:
+/// a dry run's plan is shown, not executed).
+const NOT_READ_STAND_IN: &str = "(value not read)";
+
+/// The dry run from a source whose inventory is its listing (Vault, whose
+/// every read is audited): ids, kinds and metadata as listed, and a value
+/// read only where the target already holds the id, since whether that
+/// item is identical or a conflict is decided on the two values. The other
+/// values are checked (empty, too long, what the target accepts) when the
+/// migration reads them: it plans again, reading every value it writes.
+fn plan_from_listing(
+    source: &dyn Store,
+    target: &dyn Store,
+    policy: ConflictPolicy,
+    selection: Option<&BTreeSet<CredentialId>>,
+    now: i64,
+) -> Result<Plan> {
+    let listing = source.list()?;
+    let entries: Vec<crate::store::Entry> = listing
+        .entries
+        .into_iter()
+        .filter(|e| selection.is_none_or(|s| s.contains(&e.id)))
+        .collect();
+    let target_capability = target.probe();
+    let target_scan = read_target_for(target, entries.iter().map(|e| &e.id))?;
+    let unreadable = unreadable_at_target(target, &target_scan, entries.iter().map(|e| &e.id))?;
+    let held: BTreeSet<CredentialId> = target_scan
+        .credentials
+        .iter()
+        .map(|c| c.id.clone())
+        .chain(unreadable.keys().cloned())
+        .collect();
+    let wanted: Vec<CredentialId> = entries
+        .iter()
+        .filter(|e| held.contains(&e.id))
+        .map(|e| e.id.clone())
+        .collect();
+    let mut errors = listing.errors;
+    let mut read: BTreeMap<CredentialId, Credential> = BTreeMap::new();
+    for (id, r) in wanted.iter().zip(source.read_many(&wanted)) {
+        match r {
+            Ok(Some(c)) => {
+                read.insert(id.clone(), c);
+            }
+            Ok(None) => errors.push(crate::store::LocationError {
+                severity: Severity::Error,
+                location: id.to_string(),
+                error: "listed but could not be read".into(),
+            }),
+            Err(e) if e.is_unavailable() => return Err(e),
+            Err(e) => errors.push(crate::store::LocationError::from_error(id.to_string(), &e)),
+        }
+    }
+    let mut unread = BTreeSet::new();
+    let credentials: Vec<Credential> = entries
+        .into_iter()
+        .filter_map(|e| {
+            if held.contains(&e.id) {
+                return read.remove(&e.id);
+            }
+            unread.insert(e.id.clone());
+            Some(Credential::new(e.id, e.kind, NOT_READ_STAND_IN).with_metadata(e.metadata))
+        })
+        .collect();
+    let target_all = target_scan
+        .credentials
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
+    let mut p = build(
+        source.spec(),
+        target.spec(),
+        Scan {
+            credentials,
+            errors,
+        },
+        target_all,
+        target_capability,
+        target,
+        policy,
+        selection,
+        now,
+    );
+    mark_unreadable(&mut p, unreadable);
+    let mut plan = p.plan;
+    for item in &mut plan.items {
+        if unread.contains(&item.id) {
+            item.preview = crate::engine::inventory::NOT_READ.to_string();
+        }
+    }
+    if !unread.is_empty() {
+        plan.warnings.push(format!(
+            "{} values were not read (listed only; {} holds none of these ids): whether each is text, \
+             empty, too long or refused by the target is checked when the migration reads it",
+            unread.len(),
+            target.spec()
+        ));
+    }
+    Ok(plan)
 }
 
 /// Everything a target holds. A target that does not exist yet is empty

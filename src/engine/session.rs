@@ -368,6 +368,30 @@ pub(crate) fn recover(
     source: Option<Use>,
     target: Option<Use>,
 ) -> Result<Recovered> {
+    recover_as(state_dir, st, opts, source, target, true)
+}
+
+/// [`recover`] whose `st` is only the head ([`State::head`]): the caller
+/// reads the items from `journal.state()`, so a 100,000-item state is not
+/// held twice (verify, cleanup).
+pub(crate) fn recover_head(
+    state_dir: &Path,
+    st: &State,
+    opts: &KeyOptions,
+    source: Option<Use>,
+    target: Option<Use>,
+) -> Result<Recovered> {
+    recover_as(state_dir, st, opts, source, target, false)
+}
+
+fn recover_as(
+    state_dir: &Path,
+    st: &State,
+    opts: &KeyOptions,
+    source: Option<Use>,
+    target: Option<Use>,
+    full: bool,
+) -> Result<Recovered> {
     let open_end = |text: &str, usage: Option<Use>| -> Result<Option<Box<dyn Store>>> {
         let Some(u) = usage else { return Ok(None) };
         match spec_of(text).and_then(|s| open(&s, opts)) {
@@ -417,10 +441,19 @@ pub(crate) fn recover(
     let source_store = keep(Role::Source, source_store);
     let target_store = keep(Role::Target, target_store);
     // Read again under the locks: another process may have moved it on
-    // while this one waited.
-    let st = State::load(state_dir, &st.id)?;
-    let keys = recover_keys(&st, opts)?;
+    // while this one waited. Once: the open journal's state is the one
+    // returned (a damaged journal is read again only for its error).
     let journal = Journal::open(&st.dir)?;
+    let loaded;
+    let whole = match journal.state() {
+        Ok(s) => s,
+        Err(_) => {
+            loaded = State::load(state_dir, &st.id)?;
+            &loaded
+        }
+    };
+    let keys = recover_keys(whole, opts)?;
+    let st = if full { whole.clone() } else { whole.head() };
     Ok(Recovered {
         st,
         source: source_store,

@@ -116,17 +116,91 @@ impl State {
     /// The state of a migration, without its records (a 100,000-item
     /// journal's records are a second copy of the plan and of every id).
     pub fn load(state_dir: &Path, id: &MigrationId) -> Result<State> {
-        let (dir, lines) = Self::read(state_dir, id)?;
-        // Record by record, each moved in and dropped: the plan's items
-        // are not copied beside the records.
-        let mut lines = lines.into_iter();
-        let first: Vec<Line> = lines.next().into_iter().collect();
-        let mut s = State::from_records(id.clone(), dir, &first)?;
-        drop(first);
-        for l in lines {
-            s.apply_owned(l);
+        let dir = Self::dir_of(state_dir, id)?;
+        Self::fold(id, dir)
+    }
+
+    /// The records of `dir`'s journal folded into a state one by one, as
+    /// they are parsed: each is moved in and dropped, so neither the
+    /// records nor the plan's items are held beside the state.
+    fn fold(id: &MigrationId, dir: PathBuf) -> Result<State> {
+        let path = dir.join(journal::JOURNAL_FILE);
+        let mut st: Option<Result<State>> = None;
+        crate::engine::jsonl::for_each_jsonl(&path, "a journal record", |l: Line| match &mut st
+        {
+            None => st = Some(State::from_records(id.clone(), dir.clone(), &[l])),
+            Some(Ok(s)) => s.apply_owned(l),
+            Some(Err(_)) => {}
+        })?;
+        st.unwrap_or_else(|| State::from_records(id.clone(), dir, &[]))
+    }
+
+    /// What the journal's first record says (the stores, their
+    /// identities, the options), without the plan or any item: all a
+    /// recovery needs to find and lock the stores before it reads the
+    /// whole journal under the locks. Reads only the first line when it is
+    /// a whole `started` record; otherwise the whole journal, so a damaged
+    /// one fails as [`load`](Self::load) does.
+    pub fn load_head(state_dir: &Path, id: &MigrationId) -> Result<State> {
+        use std::io::BufRead;
+        let dir = Self::dir_of(state_dir, id)?;
+        let first = std::fs::File::open(dir.join(journal::JOURNAL_FILE))
+            .ok()
+            .and_then(|f| {
+                let mut line = String::new();
+                std::io::BufReader::new(f).read_line(&mut line).ok()?;
+                let text = line.strip_prefix('\u{feff}').unwrap_or(&line);
+                text.ends_with('\n')
+                    .then(|| serde_json::from_str::<Line>(text).ok())
+                    .flatten()
+            })
+            .filter(|l| matches!(l.record, Record::Started { .. }));
+        match first {
+            Some(l) => Ok(State::from_records(id.clone(), dir, &[l])?.head()),
+            None => Ok(Self::fold(id, dir)?.head()),
         }
-        Ok(s)
+    }
+
+    /// This state without its per-item parts (plan, item sets, failures,
+    /// selection): what [`load_head`](Self::load_head) gives.
+    pub fn head(&self) -> State {
+        State {
+            id: self.id.clone(),
+            dir: self.dir.clone(),
+            started_at: self.started_at.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            from_identity: self.from_identity.clone(),
+            to_identity: self.to_identity.clone(),
+            on_conflict: self.on_conflict,
+            delete_source: self.delete_source,
+            selection: None,
+            backup_key: self.backup_key,
+            kdf: self.kdf.clone(),
+            planned: None,
+            planned_sorted: 0,
+            planned_index: HashMap::new(),
+            warnings: Vec::new(),
+            unreadable: 0,
+            backup: None,
+            target_backup: None,
+            others: Others::default(),
+            begun: IxList::default(),
+            verified: IxSet::default(),
+            failed: BTreeMap::new(),
+            undone: IxSet::default(),
+            kept_source: BTreeSet::new(),
+            kept_target: BTreeSet::new(),
+            undo_failed: BTreeMap::new(),
+            rollback_reason: None,
+            rolled_back: None,
+            finished: None,
+            cleanup: None,
+            delete_begun: IxList::default(),
+            source_deleted: IxSet::default(),
+            source_delete_failed: BTreeMap::new(),
+            lines: Vec::new(),
+        }
     }
 
     /// [`load`](Self::load), keeping the records (the timeline and the
@@ -137,6 +211,12 @@ impl State {
     }
 
     fn read(state_dir: &Path, id: &MigrationId) -> Result<(PathBuf, Vec<Line>)> {
+        let dir = Self::dir_of(state_dir, id)?;
+        let lines = journal::read_lines(&dir.join(journal::JOURNAL_FILE))?;
+        Ok((dir, lines))
+    }
+
+    fn dir_of(state_dir: &Path, id: &MigrationId) -> Result<PathBuf> {
         let dir = migration_dir(state_dir, id);
         if id.0.contains(['/', '\\']) || id.0.starts_with('.') || !dir.is_dir() {
             return Err(EngineError::UnknownMigration {
@@ -144,8 +224,7 @@ impl State {
                 dir: migrations_dir(state_dir).display().to_string(),
             });
         }
-        let lines = journal::read_lines(&dir.join(journal::JOURNAL_FILE))?;
-        Ok((dir, lines))
+        Ok(dir)
     }
 
     pub fn from_lines(id: MigrationId, dir: PathBuf, lines: Vec<Line>) -> Result<State> {

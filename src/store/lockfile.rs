@@ -116,6 +116,16 @@ pub struct StateLock {
     pub stale: Option<Holder>,
 }
 
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        // Unlock, not only close: a process another thread is starting
+        // holds a copy of this file until its exec, and the lock (one per
+        // open file) would stay held that long, refusing this process's
+        // next operation on the store.
+        let _ = self._file.unlock();
+    }
+}
+
 fn lock_path(state_dir: &Path, scheme: &str, key: &str) -> PathBuf {
     let digest = Sha256::digest(key.as_bytes());
     let scheme = scheme.replace(':', "-");

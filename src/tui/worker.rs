@@ -160,8 +160,16 @@ impl Executor for EngineExecutor {
                         selection: Some(selection.into_iter().collect::<BTreeSet<_>>()),
                         delete_source: false,
                     };
-                    let prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
-                    let plan = prepared.plan.clone();
+                    let mut prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
+                    drop((source, target));
+                    release_free_memory();
+                    // The rows go to the screen, not copied: the start hands
+                    // them back (100,000 rows are ~15 MB).
+                    let items = std::mem::take(&mut prepared.plan.items);
+                    let plan = engine::Plan {
+                        items,
+                        ..prepared.plan.clone()
+                    };
                     if let Ok(mut s) = slot.lock() {
                         *s = Some(prepared);
                     }
@@ -174,12 +182,21 @@ impl Executor for EngineExecutor {
                 policy,
                 selection,
                 plan_token,
-            } => self.start(from, to, policy, selection, plan_token, sink),
+                plan_items,
+            } => self.start(from, to, policy, selection, (plan_token, plan_items), sink),
             Effect::Verify { id } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
                 spawn(sink, Task::Verify, move || {
                     let r =
-                        join_quietly(engine::start_recovery(&dir, &id, &opts, RecoveryOp::Verify))?;
+                        join_quietly(engine::start_recovery(
+                        &dir,
+                        &id,
+                        &opts,
+                        RecoveryOp::Verify,
+                        Arc::default(),
+                    ))?;
+                    // Verify read the whole target and the journal.
+                    release_free_memory();
                     Ok(Event::Verified(Box::new(r)))
                 });
             }
@@ -191,7 +208,9 @@ impl Executor for EngineExecutor {
                         &id,
                         &opts,
                         RecoveryOp::Cleanup,
+                        Arc::default(),
                     ))?;
+                    release_free_memory();
                     Ok(Event::CleanedUp(Box::new(r)))
                 });
             }
@@ -219,7 +238,9 @@ impl Executor for EngineExecutor {
                     RecoveryAction::Restore => RecoveryOp::Restore,
                 };
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                self.recover(sink, move || engine::start_recovery(&dir, &id, &opts, op));
+                self.recover(sink, move |flag| {
+                    engine::start_recovery(&dir, &id, &opts, op, flag)
+                });
             }
             Effect::PreviewRestore { id, backup, source } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
@@ -247,8 +268,9 @@ impl Executor for EngineExecutor {
             }
             Effect::RollbackItems { id, items } => {
                 let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                self.recover(sink, move || {
-                    engine::start_partial_rollback(&dir, &id, &opts, items.into_iter().collect())
+                self.recover(sink, move |flag| {
+                    let items = items.into_iter().collect();
+                    engine::start_partial_rollback(&dir, &id, &opts, items, flag)
                 });
             }
             Effect::RekeyPlan { spec } => {
@@ -285,7 +307,7 @@ impl Executor for EngineExecutor {
 impl EngineExecutor {
     /// A new operation's cancel flag, in the slot before the operation
     /// starts: a cancel that comes while it starts reaches the engine before
-    /// its first batch ([`engine::with_cancel_flag`]).
+    /// its first batch (the flag goes into the start call).
     fn fresh_flag(cancel: &Mutex<Slot>) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
         if let Ok(mut slot) = cancel.lock() {
@@ -395,7 +417,7 @@ impl EngineExecutor {
     fn recover(
         &mut self,
         sink: &Sink,
-        start: impl FnOnce() -> engine::Result<engine::MigrationHandle> + Send + 'static,
+        start: impl FnOnce(Arc<AtomicBool>) -> engine::Result<engine::MigrationHandle> + Send + 'static,
     ) {
         let cancel = self.cancel.clone();
         let flag = Self::fresh_flag(&cancel);
@@ -403,7 +425,7 @@ impl EngineExecutor {
         spawn(sink, Task::Recovery, move || {
             // A restore opens its backup here (a key derivation): on this
             // worker thread, never the UI's.
-            let handle = engine::with_cancel_flag(flag, start)?;
+            let handle = start(flag)?;
             Self::arm_cancel(&cancel, &handle);
             match Self::follow(&sink2, &cancel, handle) {
                 Ok(r) => Ok(Event::RecoveryFinished(Box::new(r))),
@@ -426,7 +448,7 @@ impl EngineExecutor {
         to: StoreSpec,
         policy: ConflictPolicy,
         selection: Vec<CredentialId>,
-        plan_token: u64,
+        (plan_token, plan_items): (u64, Vec<engine::PlanItem>),
         sink: &Sink,
     ) {
         let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
@@ -448,12 +470,11 @@ impl EngineExecutor {
         };
         let sink2 = sink.clone();
         spawn(sink, Task::Migrate, move || {
-            let prepared = prepared.ok_or(TaskError::StalePlan)?;
+            let mut prepared = prepared.ok_or(TaskError::StalePlan)?;
+            prepared.plan.items = plan_items;
             let source = store::open(&req.from, &opts)?;
             let target = store::open(&req.to, &opts)?;
-            let handle = engine::with_cancel_flag(flag, || {
-                engine::start_prepared(req, prepared, source, target, &dir, &opts)
-            })?;
+            let handle = engine::start_prepared(req, prepared, source, target, &dir, &opts, flag)?;
             Self::arm_cancel(&cancel, &handle);
             sink2.send(Event::MigrationStarted {
                 id: handle.id.clone(),
@@ -461,6 +482,9 @@ impl EngineExecutor {
             // The end is reported after `join`, once the worker has
             // released its store locks: the wizard verifies next.
             let report = Self::follow(&sink2, &cancel, handle)?;
+            // The run's stores, plan and journal state are freed: give the
+            // pages back before verify reads the target again.
+            release_free_memory();
             Ok(Event::Progress(vec![Progress::Finished(Box::new(report))]))
         });
     }

@@ -7,12 +7,15 @@ use std::path::PathBuf;
 
 use super::{Effect, Event, Outcome, Step, Wizard};
 use crate::credential::CredentialId;
-use crate::engine::types::{Counts, MigrationId, PlanItem, Progress, Report};
+use crate::engine::types::{Counts, MigrationId, Progress, Report};
 
 /// Lines of the per-item log kept for the Execute screen.
 pub const LOG_TAIL: usize = 200;
 
-/// Live state of the Execute screen.
+/// Live state of the Execute screen (and what Verify and Done show of the
+/// run). From the start on the wizard keeps one row per plan item: its id
+/// and its outcome; the inventory and the plan's other columns are dropped
+/// when the migration starts (no screen after it shows them).
 #[derive(Debug, Clone, Default)]
 pub struct RunState {
     pub id: Option<MigrationId>,
@@ -22,9 +25,11 @@ pub struct RunState {
     pub rolling_back: Option<String>,
     pub cancel_requested: bool,
     pub quit_after: bool,
+    /// The plan's ids, in plan order (moved out of the plan at the start).
+    pub items: Vec<CredentialId>,
     /// Per plan item, in plan order.
     pub outcomes: Vec<ItemOutcome>,
-    /// Plan position by id, built once per run (progress lookups are O(1)).
+    /// Plan position by id (progress lookups in O(log n), no copy of the ids).
     pub index: PlanIndex,
     pub report: Option<Report>,
     /// The engine began writing to the target (an item started): from
@@ -50,34 +55,55 @@ pub enum ItemOutcome {
     Failed(String),
 }
 
-/// A plan item's position from its id, without a second copy of every id:
-/// a map from the id's hash to the position, checked against the plan.
+/// A plan item's position from its id, without a second copy of every id.
+/// A plan's items come in ascending id order, so the ids are searched by
+/// halves; only a plan out of order (none the engine makes) gets a map from
+/// the id's hash to the position, checked against the ids.
 #[derive(Debug, Clone, Default)]
 pub struct PlanIndex {
-    /// `usize::MAX`: more than one id has this hash (then the plan is
+    /// The ids are in strictly ascending order: `by_hash` stays empty.
+    sorted: bool,
+    /// `usize::MAX`: more than one id has this hash (then the ids are
     /// searched; with 64-bit hashes, practically never).
     by_hash: HashMap<u64, usize>,
 }
 
 impl PlanIndex {
-    pub fn new(items: &[PlanItem]) -> Self {
-        let mut by_hash = HashMap::with_capacity(items.len());
-        for (i, it) in items.iter().enumerate() {
+    pub fn new(ids: &[CredentialId]) -> Self {
+        if ids.windows(2).all(|w| w[0] < w[1]) {
+            return PlanIndex {
+                sorted: true,
+                by_hash: HashMap::new(),
+            };
+        }
+        let mut by_hash = HashMap::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
             by_hash
-                .entry(hash(&it.id))
+                .entry(hash(id))
                 .and_modify(|p| *p = usize::MAX)
                 .or_insert(i);
         }
-        PlanIndex { by_hash }
+        PlanIndex {
+            sorted: false,
+            by_hash,
+        }
     }
 
-    /// Where `id` is in `items` (the plan this index was built from).
-    pub fn find(&self, items: &[PlanItem], id: &CredentialId) -> Option<usize> {
+    /// Where `id` is in `ids` (the ids this index was built from).
+    pub fn find(&self, ids: &[CredentialId], id: &CredentialId) -> Option<usize> {
+        if self.sorted {
+            return ids.binary_search(id).ok();
+        }
         match self.by_hash.get(&hash(id)) {
-            Some(&usize::MAX) => items.iter().position(|it| &it.id == id),
-            Some(&p) => items.get(p).is_some_and(|it| &it.id == id).then_some(p),
+            Some(&usize::MAX) => ids.iter().position(|it| it == id),
+            Some(&p) => ids.get(p).is_some_and(|it| it == id).then_some(p),
             None => None,
         }
+    }
+
+    /// Whether the lookups search the ids (no map is held).
+    pub fn holds_no_map(&self) -> bool {
+        self.by_hash.is_empty()
     }
 }
 
@@ -89,21 +115,34 @@ fn hash(id: &CredentialId) -> u64 {
 
 impl Wizard {
     pub(super) fn start_migration(&mut self) -> Vec<Effect> {
-        let (Some(from), Some(to), Some(plan)) = (
+        let (Some(from), Some(to), Some(plan_token)) = (
             self.source_spec().cloned(),
             self.target_spec().cloned(),
-            self.dry_run.plan.as_ref(),
+            self.dry_run.plan.as_ref().map(|p| p.token),
         ) else {
             return vec![];
         };
-        let plan_token = plan.token;
+        // No screen goes back to the inventory or the dry run once the
+        // migration starts: the selection moves to the engine, the plan
+        // keeps only its ids (the Verify screen's rows).
+        let selection = self.take_selected_ids();
+        let plan_items = self
+            .dry_run
+            .plan
+            .take()
+            .map(|p| p.items)
+            .unwrap_or_default();
+        // Ids share their text (`IdStr`): a copy is a pointer each.
+        let items: Vec<CredentialId> = plan_items.iter().map(|it| it.id.clone()).collect();
+        self.dry_run.cursor = 0;
         self.run = RunState {
-            outcomes: vec![ItemOutcome::Pending; plan.items.len()],
-            index: PlanIndex::new(&plan.items),
+            outcomes: vec![ItemOutcome::Pending; items.len()],
+            index: PlanIndex::new(&items),
             counts: Counts {
-                total: plan.items.len(),
+                total: items.len(),
                 ..Counts::default()
             },
+            items,
             ..RunState::default()
         };
         self.step = Step::Execute;
@@ -112,14 +151,15 @@ impl Wizard {
             from,
             to,
             policy: self.dry_run.policy,
-            selection: self.selected_ids(),
+            selection,
             plan_token,
+            plan_items,
         }]
     }
 
     pub(super) fn on_progress(&mut self, batch: Vec<Progress>) -> Vec<Effect> {
         let index = std::mem::take(&mut self.run.index);
-        let items: &[PlanItem] = self.dry_run.plan.as_ref().map_or(&[], |p| &p.items);
+        let items = std::mem::take(&mut self.run.items);
         let mut updates: Vec<(usize, ItemOutcome)> = Vec::new();
         let mut finished = None;
         for p in batch {
@@ -133,13 +173,13 @@ impl Wizard {
                 Progress::ItemStarted { .. } => self.run.writes_began = true,
                 Progress::ItemWritten { id } => {
                     self.run.writes_began = true;
-                    if let Some(i) = index.find(items, &id) {
+                    if let Some(i) = index.find(&items, &id) {
                         updates.push((i, ItemOutcome::Written));
                     }
                 }
                 Progress::ItemVerified { id } => {
                     self.run.writes_began = true;
-                    if let Some(i) = index.find(items, &id) {
+                    if let Some(i) = index.find(&items, &id) {
                         updates.push((i, ItemOutcome::Verified));
                     }
                     self.run
@@ -147,7 +187,7 @@ impl Wizard {
                         .push_back(LogLine::Ok(format!("{id} copied and read back")));
                 }
                 Progress::ItemSkipped { id, reason } => {
-                    if let Some(i) = index.find(items, &id) {
+                    if let Some(i) = index.find(&items, &id) {
                         updates.push((i, ItemOutcome::Skipped(reason.clone())));
                     }
                     self.run
@@ -156,7 +196,7 @@ impl Wizard {
                 }
                 Progress::ItemFailed { id, error } => {
                     self.run.writes_began = true;
-                    if let Some(i) = index.find(items, &id) {
+                    if let Some(i) = index.find(&items, &id) {
                         updates.push((i, ItemOutcome::Failed(error.clone())));
                     }
                     self.run
@@ -197,6 +237,7 @@ impl Wizard {
             }
         }
         self.run.index = index;
+        self.run.items = items;
         for (i, o) in updates {
             if let Some(slot) = self.run.outcomes.get_mut(i) {
                 *slot = o;

@@ -241,6 +241,22 @@ impl Wizard {
         self.inventory.selected_count()
     }
 
+    /// The selected ids, moved out: the inventory is emptied (a migration
+    /// started; no screen shows it again).
+    pub(super) fn take_selected_ids(&mut self) -> Vec<CredentialId> {
+        let st = std::mem::take(&mut self.inventory);
+        match st.loaded {
+            Some(inv) => inv
+                .items
+                .into_iter()
+                .zip(st.selected)
+                .filter(|(_, s)| *s)
+                .map(|(i, _)| i.id)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     pub fn current_item(&self) -> Option<usize> {
         self.inventory.visible.get(self.inventory.cursor).copied()
     }

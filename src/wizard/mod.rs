@@ -12,8 +12,8 @@ use std::sync::Arc;
 use crate::credential::{CredentialId, Secret};
 use crate::engine::EngineError;
 use crate::engine::types::{
-    ConflictPolicy, HistoryEntry, Inventory, MigrationId, MigrationStatus, Plan, Progress, Report,
-    StoreReport,
+    ConflictPolicy, HistoryEntry, Inventory, MigrationId, MigrationStatus, Plan, PlanItem, Progress,
+    Report, StoreReport,
 };
 use crate::error::StoreError;
 use crate::store::StoreSpec;
@@ -316,12 +316,15 @@ pub enum Effect {
     /// Use this passphrase for the target and the backup from now on.
     UsePassphrase(Secret),
     /// Execute the plan shown on the dry-run screen (named by its token).
+    /// Its rows travel back with it: the worker gave the screen the only
+    /// copy of them (see `tui::worker`).
     StartMigration {
         from: StoreSpec,
         to: StoreSpec,
         policy: ConflictPolicy,
         selection: Vec<CredentialId>,
         plan_token: u64,
+        plan_items: Vec<PlanItem>,
     },
     CancelMigration,
     Verify {

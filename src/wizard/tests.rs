@@ -774,27 +774,25 @@ fn the_selected_count_follows_toggles_and_toggle_all() {
 
 #[test]
 fn the_plan_index_finds_every_item_and_nothing_else() {
+    // K0, K1, K2, ... is out of id order ("K10" < "K2"): the hashed map;
+    // the same ids sorted: searched by halves, no map at all.
     let names: Vec<String> = (0..500).map(|i| format!("K{i}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let p = plan(&refs);
-    let index = PlanIndex::new(&p.items);
-    for (i, it) in p.items.iter().enumerate() {
-        assert_eq!(index.find(&p.items, &it.id), Some(i));
+    let mut unsorted: Vec<CredentialId> =
+        names.iter().map(|n| CredentialId::new("env", n.as_str())).collect();
+    let mut sorted = unsorted.clone();
+    sorted.sort();
+    for (ids, map) in [(&mut unsorted, true), (&mut sorted, false)] {
+        let index = PlanIndex::new(ids);
+        assert_eq!(!index.holds_no_map(), map);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(index.find(ids, id), Some(i));
+        }
+        assert_eq!(index.find(ids, &CredentialId::new("env", "K500")), None);
+        assert_eq!(index.find(ids, &CredentialId::new("other", "K1")), None);
+        // Against other ids, a position whose id differs is no hit.
+        let other = [CredentialId::new("env", "X"), CredentialId::new("env", "Y")];
+        assert_eq!(index.find(&other, &CredentialId::new("env", "K1")), None);
     }
-    assert_eq!(
-        index.find(&p.items, &CredentialId::new("env", "K500")),
-        None
-    );
-    assert_eq!(
-        index.find(&p.items, &CredentialId::new("other", "K1")),
-        None
-    );
-    // Against another plan's items, a position whose id differs is no hit.
-    let other = plan(&["X", "Y"]);
-    assert_eq!(
-        index.find(&other.items, &CredentialId::new("env", "K1")),
-        None
-    );
 }
 
 #[test]
@@ -866,4 +864,45 @@ fn one_store_under_two_names_is_refused_from_the_probed_locations() {
     w.assess.cursor = 2;
     w.handle(Event::Enter);
     assert_eq!(w.step, Step::Consent, "{:?}", w.error);
+}
+
+/// Issue #26: from the start of a migration on, the wizard keeps one row
+/// per plan item (its id and outcome) and nothing else per item: the
+/// inventory (rows, selection flags, filter keys) and the plan's other
+/// columns are gone, the selection went to the engine, and progress finds
+/// an item's row by searching the ids, with no map of them.
+#[test]
+fn a_started_migration_keeps_only_the_plan_ids_and_their_outcomes() {
+    let mut w = at_dry_run(true, false);
+    assert!(w.inventory.loaded.is_some());
+    let fx = w.handle(Event::Enter);
+    let [
+        Effect::StartMigration {
+            selection,
+            plan_items,
+            ..
+        },
+    ] = fx.as_slice()
+    else {
+        panic!("{fx:?}")
+    };
+    // The plan's rows go back to the worker (the one copy of them).
+    let rows: Vec<CredentialId> = plan_items.iter().map(|i| i.id.clone()).collect();
+    let names = |ids: &[CredentialId]| ids.iter().map(|i| i.name.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(selection), ["A", "B", "D"]);
+    assert_eq!(names(&rows), ["A", "B", "D"]);
+    assert!(w.inventory.loaded.is_none(), "the inventory rows are dropped");
+    assert!(w.inventory.selected.is_empty() && w.inventory.visible.is_empty());
+    assert_eq!(w.selected_count(), 0);
+    assert!(w.dry_run.plan.is_none(), "the plan is dropped");
+    assert_eq!(names(&w.run.items), ["A", "B", "D"]);
+    assert_eq!(w.run.outcomes.len(), 3);
+    assert!(w.run.index.holds_no_map());
+    w.handle(Event::Progress(vec![Progress::ItemVerified {
+        id: CredentialId::new("env", "D"),
+    }]));
+    assert_eq!(
+        w.run.outcomes,
+        [ItemOutcome::Pending, ItemOutcome::Pending, ItemOutcome::Verified]
+    );
 }

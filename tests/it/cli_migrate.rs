@@ -416,19 +416,7 @@ fn sigterm_during_a_migration_rolls_back() {
         .unwrap();
     // Wait until a few items are written (two batches: 1 + 2 items), then
     // ask it to stop.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let verified = std::fs::read_dir(state.join("migrations"))
-            .ok()
-            .and_then(|mut rd| rd.next())
-            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("journal.jsonl")).ok())
-            .map_or(0, |j| j.matches("\"event\":\"batch_done\"").count());
-        if verified >= 2 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no progress");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_for_records(&state, "journal.jsonl", "batch_done", 2);
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();

@@ -223,7 +223,7 @@ fn every_recovery_operation_runs_on_the_one_handle() {
         engine::RecoveryOp::Verify,
         engine::RecoveryOp::Restore,
     ] {
-        let h = engine::start_recovery(&c.state, &mid, &opts, op).unwrap();
+        let h = engine::start_recovery(&c.state, &mid, &opts, op, Default::default()).unwrap();
         let events: Vec<engine::Progress> = h.events.iter().collect();
         let r = h.join().unwrap();
         assert!(

@@ -163,6 +163,7 @@ fn one_postgres_table_under_two_spellings_is_refused_before_anything_runs() {
         open(&localhost),
         &state,
         &opts,
+        Default::default(),
     ) {
         Err(e) => e,
         Ok(_) => panic!("a migration from a table to itself started"),
@@ -467,7 +468,7 @@ fn recovery_operations_run_on_a_migration_handle() {
         (RecoveryOp::Verify, "verified"),
         (RecoveryOp::Rollback, "rolled_back"),
     ] {
-        let h = start_recovery(&state, &id, &opts, op).unwrap();
+        let h = start_recovery(&state, &id, &opts, op, Default::default()).unwrap();
         assert_eq!(h.id, id);
         let events: Vec<_> = h.events.iter().collect();
         assert!(

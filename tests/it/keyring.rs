@@ -1239,3 +1239,69 @@ fn a_read_back_refuses_to_verify_when_another_client_made_a_second_item() {
         ),
     }
 }
+
+/// The keyring's compare-and-write against the real Secret Service (it has
+/// no atomic compare-and-write; credshift compares the very item it then
+/// writes): a value another client wrote is kept (`Changed`), "expected
+/// absent" writes only while absent, a matching value is replaced on the
+/// same item (no second item), and two items for the entry are refused
+/// with both kept.
+#[test]
+fn compare_and_replace_keeps_a_value_another_client_wrote_meanwhile() {
+    use credshift::store::{Replace, ReplaceIf};
+    let Some(_ks) = keyring_service::shared() else {
+        return;
+    };
+    let svc = unique("compare-replace");
+    let s = open(&svc);
+    let other = open(&svc);
+    let ours = cred("ns/k", "sk-ours-1", serde_json::json!({"v": 1}));
+    let old = cred("ns/k", "sk-old-0", serde_json::json!({"v": 0}));
+    let theirs = cred("ns/k", "sk-theirs-2", serde_json::json!({"v": 2}));
+    s.write(&ours).unwrap();
+    let ours = s.read(&ours.id).unwrap().unwrap();
+    other.write(&theirs).unwrap();
+    let put_back = |expected: Option<&Credential>, new: &Credential| Replace {
+        expected: expected.cloned(),
+        new: new.clone(),
+    };
+    let outcome = |r: Vec<credshift::error::Result<ReplaceIf>>| -> Vec<String> {
+        r.into_iter()
+            .map(|r| match r {
+                Ok(o) => format!("{o:?}"),
+                Err(e) => format!("Err({e})"),
+            })
+            .collect()
+    };
+    let value = |s: &dyn Store| describe(&s.read(&ours.id));
+    let r = s.replace_if_unchanged(&[put_back(Some(&ours), &old), put_back(None, &old)]);
+    assert_eq!(outcome(r), ["Changed", "Changed"]);
+    assert!(
+        value(s.as_ref()).contains("sk-theirs-2"),
+        "{}",
+        value(s.as_ref())
+    );
+    let now = s.read(&ours.id).unwrap().unwrap();
+    let r = s.replace_if_unchanged(&[put_back(Some(&now), &old)]);
+    assert_eq!(outcome(r), ["Replaced"]);
+    assert!(
+        value(other.as_ref()).contains("sk-old-0"),
+        "{}",
+        value(s.as_ref())
+    );
+    assert_eq!(support::ids(s.as_ref()), ["ns/k"]);
+    assert!(s.delete(&ours.id).unwrap());
+    let r = s.replace_if_unchanged(&[put_back(None, &ours)]);
+    assert_eq!(outcome(r), ["Replaced"]);
+    assert!(value(other.as_ref()).contains("sk-ours-1"));
+    // A second item for the entry (another client renamed one): refused,
+    // both kept, neither value written over.
+    s.write(&cred("ns/j", "sk-j-3", serde_json::json!({})))
+        .unwrap();
+    rename_as_another_client(&svc, "ns/j", "ns/k");
+    let now = s.read_many(std::slice::from_ref(&ours.id));
+    assert!(describe(&now[0]).contains("2 keyring items match"));
+    let r = outcome(s.replace_if_unchanged(&[put_back(Some(&ours), &old)]));
+    assert!(r[0].contains("2 keyring items match"), "{r:?}");
+    assert_eq!(support::ids(s.as_ref()), ["ns/k", "ns/k"]);
+}

@@ -1,5 +1,5 @@
 //! Gaps 5, 7, 8 and 9 of the test-matrix audit (main 3579e94), and finding
-//! A7, on the store kinds of `store_kinds_recovery` (its kinds and helpers):
+//! A7, on the store kinds of `support::kinds` (as `store_kinds_recovery`):
 //!
 //! - `backup`, `restore` and `verify` through the CLI on SQL, keyring and
 //!   file kinds, checked by contents (a restored copy equals the store row
@@ -15,8 +15,9 @@ use std::path::Path;
 
 use credshift::credential::Credential;
 
-use crate::store_kinds_recovery::{
-    KindCase, all_kinds, binary_for, crashed, cred, files, fill, journal_lines, only, open, rows,
+use crate::support::kinds::{
+    KindCase, all_kinds, binary_for, cleared, crashed, cred, files, fill, journal_lines, only,
+    open, rows,
 };
 use crate::support::*;
 
@@ -37,13 +38,6 @@ fn items(k: &KindCase, tag: &str) -> Vec<Credential> {
         .iter()
         .map(|id| cred(id, &format!("{tag}-{}-{id}", k.name)))
         .collect()
-}
-
-fn cleared(k: &KindCase) {
-    let s = open(&k.spec);
-    for id in k.ids {
-        let _ = s.delete(&id.parse().unwrap());
-    }
 }
 
 /// Gap 9 and finding A7.

@@ -42,7 +42,7 @@ fn migrate(from: &StoreSpec, to: &StoreSpec, state: &Path, delete_source: bool) 
         selection: None,
         delete_source,
     };
-    let handle = engine::start(req, state, &opts()).unwrap();
+    let handle = engine::start(req, state, &opts(), Default::default()).unwrap();
     // Drain progress so the worker never blocks on the channel.
     for _ in handle.events.iter() {}
     handle.join().unwrap()

@@ -249,15 +249,6 @@ fn state_files_text(state: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A private file (0600) holding `text`.
-fn private_file(path: &Path, text: &str, mode: u32) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path.to_path_buf()
-}
-
 /// Reproduction 1: a password holding `/` and `?` connected, then showed
 /// in the JSON report, history, `status --store`, audit.jsonl,
 /// journal.jsonl and plan.json (the redaction stopped at the first `/`).
@@ -427,10 +418,10 @@ fn the_password_comes_from_pgpassword_pgpass_or_a_file_and_recovery_uses_them() 
             .replace('\\', "\\\\")
             .replace(':', "\\:")
     );
-    let pgpass = private_file(&home.join(".pgpass"), &line, 0o600);
+    let pgpass = file_with_mode(&home.join(".pgpass"), &line, 0o600);
     let (_, pg, _) = inventory(&url, &|_| {});
     assert_eq!(pg["capability"]["available"], true, "{pg}");
-    private_file(&pgpass, &line, 0o644);
+    file_with_mode(&pgpass, &line, 0o644);
     let (_, pg, _) = inventory(&url, &|_| {});
     assert_eq!(pg["capability"]["available"], false, "{pg}");
     let reason = pg["capability"]["reason"]
@@ -443,30 +434,30 @@ fn the_password_comes_from_pgpassword_pgpass_or_a_file_and_recovery_uses_them() 
     );
     std::fs::remove_file(&pgpass).unwrap();
     // PGPASSFILE names another one.
-    let other = private_file(&dir.path().join("pgpass-other"), &line, 0o600);
+    let other = file_with_mode(&dir.path().join("pgpass-other"), &line, 0o600);
     let (_, pg, _) = inventory(&url, &|c| {
         c.env("PGPASSFILE", &other);
     });
     assert_eq!(pg["capability"]["available"], true, "{pg}");
 
     // --db-password-file: 0600 works, readable by others is refused (exit 2).
-    let pwfile = private_file(
+    let pwfile = file_with_mode(
         &dir.path().join("db.pw"),
-        &format!("{}\n", pg::SHARED_PASSWORD),
+        format!("{}\n", pg::SHARED_PASSWORD),
         0o600,
     );
     let (_, pg, _) = inventory(&url, &|c| {
         c.arg("--db-password-file").arg(&pwfile);
     });
     assert_eq!(pg["capability"]["available"], true, "{pg}");
-    private_file(&pwfile, &format!("{}\n", pg::SHARED_PASSWORD), 0o640);
+    file_with_mode(&pwfile, format!("{}\n", pg::SHARED_PASSWORD), 0o640);
     let (code, _, stderr) = inventory(&url, &|c| {
         c.arg("--db-password-file").arg(&pwfile);
     });
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
     assert_no_password("refused file", &stderr);
-    private_file(&pwfile, &format!("{}\n", pg::SHARED_PASSWORD), 0o600);
+    file_with_mode(&pwfile, format!("{}\n", pg::SHARED_PASSWORD), 0o600);
 
     // Recovery of a migration whose journal keeps `:***@`: the URL had the
     // password, recovery gets it from PGPASSWORD or the file.
@@ -579,9 +570,9 @@ fn canary_no_planted_secret_reaches_any_output_or_file() {
         ("PGPASSWORD", "canary-PGPASSWORD-Hq8/Wz?3"),
     ];
     let migrated = ("OPENAI_API_KEY", "sk-proj-canaryOrdinaryValue-9Gf2Lk7Qx");
-    let pwfile = private_file(
+    let pwfile = file_with_mode(
         &dir.path().join("secrets/db.pw"),
-        &format!("{url_password}\n"),
+        format!("{url_password}\n"),
         0o600,
     );
     let to = format!(

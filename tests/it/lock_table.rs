@@ -609,3 +609,51 @@ fn another_user_is_refused_and_can_neither_hijack_nor_plant_the_lock() {
         std::fs::remove_file(&lock).unwrap();
     }
 }
+
+/// A lock released while a process another thread is starting still holds
+/// a copy of the lock's file (forked, not yet exec'd: the window of every
+/// spawn; the copy is closed only at exec) is free at once: dropping a
+/// lock unlocks it, not only closes the file. Before, the next operation
+/// of the same process found its own just-released state lock held and
+/// stopped with `Locked` (`cli_recovery::a_cancelled_resume_or_rollback_…`
+/// failed so once under a parallel test run).
+#[test]
+fn a_released_lock_is_free_while_a_child_forked_meanwhile_still_holds_its_file() {
+    use credshift::store::{LockMode, StoreSpec, lockfile};
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let spec: StoreSpec = format!("dotenv:{}", dir.path().join("a.env").display())
+        .parse()
+        .unwrap();
+    let take = || lockfile::state_lock(dir.path(), &spec, "key", LockMode::Exclusive, "m1");
+    let held = take().unwrap();
+    // The child says when it exists (it holds the lock's file then), and
+    // stays before its exec for a while.
+    let mut fds = [0; 2];
+    // SAFETY: a pipe for this test; both ends owned just below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the pipe's fresh descriptors, owned once each.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let w = write_end.as_raw_fd();
+    let mut cmd = Command::new("true");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::write(w, b"x".as_ptr().cast(), 1);
+            libc::usleep(1_500_000);
+            Ok(())
+        });
+    }
+    let spawner = std::thread::spawn(move || cmd.spawn().unwrap().wait().unwrap());
+    let mut byte = [0u8; 1];
+    std::fs::File::from(read_end).read_exact(&mut byte).unwrap();
+    drop(held);
+    let again = take();
+    assert!(spawner.join().unwrap().success());
+    drop(write_end);
+    let again = again.unwrap_or_else(|e| panic!("the released lock is still held: {e}"));
+    drop(again);
+}

@@ -790,3 +790,188 @@ fn cli_migrates_a_credentials_dir_into_an_empty_prompttrain_db() {
         .get(0);
     assert_eq!(inactive, 0, "no account left waiting for a token");
 }
+
+/// Waits until a session of `url`'s database waits for a row lock (or a
+/// uniqueness check) another transaction holds.
+fn wait_for_a_lock_wait(url: &str) {
+    let mut c = pg::connect(url);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "credshift never waited for the row"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn api_key_cred(account: &str, value: &str) -> Credential {
+    let mut m = Metadata::new();
+    m.insert("account_name".into(), account.replace('_', "-").into());
+    Credential::new(
+        CredentialId::new(format!("account:{account}"), "api_key"),
+        Kind::ApiKey,
+        value,
+    )
+    .with_metadata(m)
+}
+
+#[test]
+fn compare_and_replace_keeps_a_value_another_application_wrote_meanwhile() {
+    use credshift::crypto::prompttrain::{MasterKey, encrypt};
+    use credshift::store::{Replace, ReplaceIf};
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/schema.sql"));
+    let s = open_with(&url, Some(fixture_key()));
+    let ours = api_key_cred("acc_race", "sk-ant-api03-ours-written-by-credshift");
+    let old = api_key_cred("acc_race", "sk-ant-api03-old-value-to-put-back");
+    s.write(&ours).unwrap();
+    let seen = s.read(&ours.id).unwrap().expect("written");
+    let master = MasterKey::new(&fixture_key()).unwrap();
+    let theirs = encrypt(&master, "sk-ant-api03-theirs-written-meanwhile").unwrap();
+    let value = |s: &dyn Store| {
+        s.read(&ours.id)
+            .unwrap()
+            .map(|c| c.secret.expose().to_string())
+    };
+
+    // Another application has the row locked (it is about to write it)
+    // while credshift puts the old value back over the one it saw.
+    let mut app = pg::connect(&url);
+    let mut tx = app.transaction().unwrap();
+    tx.execute(
+        "SELECT 1 FROM accounts WHERE account_id = 'acc_race' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    let put_back = |expected: Option<&Credential>| Replace {
+        expected: expected.cloned(),
+        new: old.clone(),
+    };
+    let replaced = std::thread::scope(|sc| {
+        let run = sc.spawn(|| s.replace_if_unchanged(&[put_back(Some(&seen))]));
+        wait_for_a_lock_wait(&url);
+        tx.execute(
+            "UPDATE accounts SET api_key_encrypted = $1 WHERE account_id = 'acc_race'",
+            &[&theirs],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        run.join().unwrap()
+    });
+    // Compared while the row was locked: the application's value stays (a
+    // read, compare, then write would have put the old value over it).
+    assert_eq!(
+        value(s.as_ref()).as_deref(),
+        Some("sk-ant-api03-theirs-written-meanwhile"),
+        "another application's value was overwritten"
+    );
+    assert_eq!(*replaced[0].as_ref().unwrap(), ReplaceIf::Changed);
+
+    // Plain outcomes: a stale expectation and "expected absent" keep what
+    // is there; the value as read now is replaced.
+    let r: Vec<ReplaceIf> = s
+        .replace_if_unchanged(&[put_back(Some(&seen)), put_back(None)])
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(r, [ReplaceIf::Changed, ReplaceIf::Changed]);
+    let now = s.read(&ours.id).unwrap().unwrap();
+    let r = s.replace_if_unchanged(&[put_back(Some(&now))]);
+    assert_eq!(*r[0].as_ref().unwrap(), ReplaceIf::Replaced);
+    assert_eq!(
+        value(s.as_ref()).as_deref(),
+        Some("sk-ant-api03-old-value-to-put-back")
+    );
+    // Absent: written when nothing is there.
+    assert!(s.delete(&ours.id).unwrap());
+    let r = s.replace_if_unchanged(&[put_back(None)]);
+    assert_eq!(*r[0].as_ref().unwrap(), ReplaceIf::Replaced);
+    assert_eq!(
+        value(s.as_ref()).as_deref(),
+        Some("sk-ant-api03-old-value-to-put-back")
+    );
+
+    // A row another application inserts while credshift writes one where
+    // there was none: compared again once it exists, and kept.
+    let fresh = api_key_cred("acc_new", "sk-ant-api03-credshift-new-row");
+    let mut app = pg::connect(&url);
+    let mut tx = app.transaction().unwrap();
+    tx.execute(
+        "INSERT INTO accounts (account_id, account_name, credential_type, api_key_encrypted) \
+         VALUES ('acc_new', 'app-new', 'api_key', $1)",
+        &[&theirs],
+    )
+    .unwrap();
+    let r = std::thread::scope(|sc| {
+        let run = sc.spawn(|| {
+            s.replace_if_unchanged(&[Replace {
+                expected: None,
+                new: fresh.clone(),
+            }])
+        });
+        wait_for_a_lock_wait(&url);
+        tx.commit().unwrap();
+        run.join().unwrap()
+    });
+    assert_eq!(*r[0].as_ref().unwrap(), ReplaceIf::Changed);
+    let kept = s.read(&fresh.id).unwrap().unwrap();
+    assert_eq!(
+        kept.secret.expose(),
+        "sk-ant-api03-theirs-written-meanwhile"
+    );
+
+    // Client keys: only the hash is stored, so the key expected is compared
+    // with it; "nothing" means an empty slot.
+    let key = |v: &str| {
+        Credential::new(
+            CredentialId::new("train:t1", "client_key/0"),
+            Kind::ClientKey,
+            v,
+        )
+    };
+    let put = |expected: Option<Credential>, new: &str| Replace {
+        expected,
+        new: key(new),
+    };
+    let outcomes = |r: Vec<credshift::error::Result<ReplaceIf>>| -> Vec<ReplaceIf> {
+        r.into_iter().map(Result::unwrap).collect()
+    };
+    assert_eq!(
+        outcomes(s.replace_if_unchanged(&[put(None, "cnp_first_key_0000000000")])),
+        [ReplaceIf::Replaced]
+    );
+    assert_eq!(
+        outcomes(s.replace_if_unchanged(&[
+            put(None, "cnp_second_key_000000000"),
+            put(
+                Some(key("cnp_other_key_0000000000")),
+                "cnp_second_key_000000000"
+            ),
+        ])),
+        [ReplaceIf::Changed, ReplaceIf::Changed]
+    );
+    assert_eq!(
+        outcomes(s.replace_if_unchanged(&[put(
+            Some(key("cnp_first_key_0000000000")),
+            "cnp_second_key_000000000"
+        )])),
+        [ReplaceIf::Replaced]
+    );
+    assert_eq!(
+        s.verify_hashed(&key("cnp_second_key_000000000")).unwrap(),
+        Some(true)
+    );
+}

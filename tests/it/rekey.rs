@@ -6,12 +6,10 @@
 
 use crate::support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use support::laravel::NodeOpened;
-use support::{canary, credshift, run};
+use support::laravel::{NodeOpened, insert_rows, key_text, payloads, rekey_cmd};
+use support::{canary, credshift, private_file, run};
 
 /// The fields of a row Node opened (a serialized JSON object).
 fn fields_of(v: &NodeOpened) -> Option<serde_json::Value> {
@@ -24,55 +22,17 @@ fn fields_of(v: &NodeOpened) -> Option<serde_json::Value> {
     }
 }
 
-fn laravel_key(byte: u8) -> String {
-    use base64::Engine;
-    format!(
-        "base64:{}",
-        base64::engine::general_purpose::STANDARD.encode([byte; 32])
-    )
-}
-
-fn private_file(path: &Path, text: &str) -> PathBuf {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    writeln!(f, "{text}").unwrap();
-    path.to_path_buf()
-}
-
-fn payloads(db: &Path) -> Vec<(i64, String)> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut st = conn
-        .prepare("SELECT id, encrypted_credentials FROM a_i_credentials ORDER BY id")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .unwrap()
-}
-
 /// The fixture table plus `extra` rows per previous key, encrypted by
 /// Node under those keys. Returns the db and every row's fields.
 fn laravel_db(dir: &Path, prev: &[String], extra: usize) -> (PathBuf, Vec<serde_json::Value>) {
     let db = support::fragments_db(&dir.join("app.sqlite"));
-    let conn = rusqlite::Connection::open(&db).unwrap();
     for (k, key) in prev.iter().enumerate() {
         let texts: Vec<String> = (0..extra)
             .map(|i| format!(r#"{{"key":"sk-prev{k}-row{i}-ключ-0123456789abcdef"}}"#))
             .collect();
         let enc = support::laravel::node_encrypt(key, &texts).unwrap();
-        for (i, p) in enc.into_iter().enumerate() {
-            conn.execute(
-                "INSERT INTO a_i_credentials (provider, credential_type, encrypted_credentials, \
-                 is_active) VALUES (?1, 'api_key', ?2, 1)",
-                [format!("prov{k}x{i}"), p],
-            )
-            .unwrap();
-        }
+        let rows = enc.into_iter().enumerate();
+        insert_rows(&db, rows.map(|(i, p)| (format!("prov{k}x{i}"), p)));
     }
     let fields = decrypt_all(&db, &support::fragments_app_key(), prev);
     (db, fields)
@@ -98,42 +58,21 @@ fn decrypt_all(db: &Path, app_key: &str, prev: &[String]) -> Vec<serde_json::Val
     out
 }
 
-fn rekey_laravel(
-    state: &Path,
-    db: &Path,
-    prev: &[String],
-    new_key: &Path,
-    extra: &[&str],
-) -> Command {
-    let mut c = credshift(state);
-    c.env("APP_KEY", support::fragments_app_key())
-        .env("APP_PREVIOUS_KEYS", prev.join(","))
-        .args([
-            "rekey",
-            "--store",
-            &format!("laravel:sqlite:{}", db.display()),
-            "--new-key-file",
-            new_key.to_str().unwrap(),
-        ])
-        .args(extra);
-    c
-}
-
 #[test]
 fn laravel_rows_under_two_previous_keys_end_under_the_new_key_only() {
-    if support::laravel::node_decrypt(&laravel_key(1), &[]).is_none() {
+    if support::laravel::node_decrypt(&key_text(1), &[]).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let prev = vec![laravel_key(7), laravel_key(9)];
+    let prev = vec![key_text(7), key_text(9)];
     let (db, before) = laravel_db(dir.path(), &prev, 3);
     let old_payloads = payloads(&db);
-    let new_key = laravel_key(42);
-    let new_path = private_file(&dir.path().join("new.key"), &new_key);
+    let new_key = key_text(42);
+    let new_path = private_file(&dir.path().join("new.key"), format!("{}\n", &new_key));
 
     // The dry run counts each key's rows and writes nothing.
-    let (out, stdout, stderr) = run(rekey_laravel(
+    let (out, stdout, stderr) = run(rekey_cmd(
         &state,
         &db,
         &prev,
@@ -151,7 +90,7 @@ fn laravel_rows_under_two_previous_keys_end_under_the_new_key_only() {
     assert_eq!(counts, vec![4, 3, 3], "{plan}");
     assert_eq!(payloads(&db), old_payloads);
 
-    let (out, stdout, stderr) = run(rekey_laravel(
+    let (out, stdout, stderr) = run(rekey_cmd(
         &state,
         &db,
         &prev,
@@ -266,9 +205,9 @@ fn a_wrong_old_key_stops_before_any_write() {
     let state = dir.path().join("state");
     let db = support::fragments_db(&dir.path().join("app.sqlite"));
     let before = std::fs::read(&db).unwrap();
-    let new_path = private_file(&dir.path().join("new.key"), &laravel_key(42));
+    let new_path = private_file(&dir.path().join("new.key"), format!("{}\n", &key_text(42)));
     let mut c = credshift(&state);
-    c.env("APP_KEY", laravel_key(1)).args([
+    c.env("APP_KEY", key_text(1)).args([
         "rekey",
         "--store",
         &format!("laravel:sqlite:{}", db.display()),
@@ -294,7 +233,7 @@ fn rekey_refuses_without_consent_and_without_a_new_key_in_a_file() {
     let db = support::fragments_db(&dir.path().join("app.sqlite"));
     let spec = format!("laravel:sqlite:{}", db.display());
     let before = std::fs::read(&db).unwrap();
-    let new_path = private_file(&dir.path().join("new.key"), &laravel_key(42));
+    let new_path = private_file(&dir.path().join("new.key"), format!("{}\n", &key_text(42)));
     // No --yes and no terminal: exit 2, nothing touched.
     let (out, _, stderr) = run(credshift(&state)
         .env("APP_KEY", support::fragments_app_key())
@@ -397,8 +336,8 @@ fn own_store_rekeys_and_rolls_back(scheme: &str) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let env = write_env(dir.path());
-    let old = private_file(&dir.path().join("old.pw"), OLD_PW);
-    let new = private_file(&dir.path().join("new.pw"), NEW_PW);
+    let old = private_file(&dir.path().join("old.pw"), format!("{}\n", OLD_PW));
+    let new = private_file(&dir.path().join("new.pw"), format!("{}\n", NEW_PW));
     let target = dir.path().join("store.x");
     let spec = format!("{scheme}:{}", target.display());
     let (out, _, stderr) = run(credshift(&state).args([
@@ -504,7 +443,7 @@ fn a_generated_key_file_takes_over_an_encrypted_file() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let env = write_env(dir.path());
-    let old = private_file(&dir.path().join("old.pw"), OLD_PW);
+    let old = private_file(&dir.path().join("old.pw"), format!("{}\n", OLD_PW));
     let target = dir.path().join("e.enc");
     let spec = format!("encrypted:{}", target.display());
     let (out, _, stderr) = run(credshift(&state).args([
@@ -555,14 +494,8 @@ fn the_rekey_report_has_a_migration_reports_fields_and_history_shows_it() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let db = support::fragments_db(&dir.path().join("app.sqlite"));
-    let new_path = private_file(&dir.path().join("new.key"), &laravel_key(42));
-    let (out, stdout, stderr) = run(rekey_laravel(
-        &state,
-        &db,
-        &[],
-        &new_path,
-        &["--yes", "--json"],
-    ));
+    let new_path = private_file(&dir.path().join("new.key"), format!("{}\n", &key_text(42)));
+    let (out, stdout, stderr) = run(rekey_cmd(&state, &db, &[], &new_path, &["--yes", "--json"]));
     assert!(out.status.success(), "{stderr}");
     let r = support::json(&stdout);
     for field in [
@@ -589,7 +522,7 @@ fn the_rekey_report_has_a_migration_reports_fields_and_history_shows_it() {
     assert_eq!(r["copied"], 4);
     // A second run finds everything under the new key: nothing to do.
     let (out, stdout, stderr) = run(credshift(&state)
-        .env("APP_KEY", laravel_key(42))
+        .env("APP_KEY", key_text(42))
         .args([
             "rekey",
             "--store",

@@ -8,81 +8,50 @@
 
 use crate::support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use credshift::credential::Secret;
 use credshift::crypto::laravel::{self as crypt, AppKey};
-use support::{credshift, run};
-
-fn key_text(byte: u8) -> String {
-    use base64::Engine;
-    format!(
-        "base64:{}",
-        base64::engine::general_purpose::STANDARD.encode([byte; 32])
-    )
-}
+use support::laravel::{key_text, payloads};
+use support::{credshift, only_id, private_file, run};
 
 fn app_key(text: &str) -> AppKey {
     AppKey::parse(&Secret::new(text)).unwrap()
-}
-
-fn private_file(path: &Path, bytes: &[u8]) -> PathBuf {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(bytes).unwrap();
-    path.to_path_buf()
-}
-
-fn payloads(db: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut st = conn
-        .prepare("SELECT encrypted_credentials FROM a_i_credentials ORDER BY id")
-        .unwrap();
-    st.query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .unwrap()
 }
 
 /// The fixture's 4 rows plus 6 under a previous key: 10 rows, batches
 /// 1, 2, 4, 3, so 12 journal records.
 fn laravel_db(dir: &Path, prev: &AppKey) -> PathBuf {
     let db = support::fragments_db(&dir.join("app.sqlite"));
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    for i in 0..6 {
-        let text = crypt::php_serialize_str(&format!(r#"{{"key":"sk-crash-row-{i}-0123456789"}}"#));
-        let p = crypt::encrypt(prev, text.as_bytes()).unwrap();
-        conn.execute(
-            "INSERT INTO a_i_credentials (provider, credential_type, encrypted_credentials, \
-             is_active) VALUES (?1, 'api_key', ?2, 1)",
-            [format!("crash{i}"), p],
-        )
-        .unwrap();
-    }
+    support::laravel::insert_rows(
+        &db,
+        (0..6).map(|i| {
+            let text =
+                crypt::php_serialize_str(&format!(r#"{{"key":"sk-crash-row-{i}-0123456789"}}"#));
+            (
+                format!("crash{i}"),
+                crypt::encrypt(prev, text.as_bytes()).unwrap(),
+            )
+        }),
+    );
     db
 }
 
 /// Which keys open each payload: (old ones, new one).
-fn openers(payloads: &[String], old: &[&AppKey], new: &AppKey) -> Vec<(usize, bool)> {
+fn openers(payloads: &[(i64, String)], old: &[&AppKey], new: &AppKey) -> Vec<(usize, bool)> {
     payloads
         .iter()
-        .map(|p| {
+        .map(|(_, p)| {
             let olds = old.iter().filter(|k| crypt::decrypt(k, p).is_ok()).count();
             (olds, crypt::decrypt(new, p).is_ok())
         })
         .collect()
 }
 
-fn plaintexts(payloads: &[String], keys: &[&AppKey]) -> Vec<Vec<u8>> {
+fn plaintexts(payloads: &[(i64, String)], keys: &[&AppKey]) -> Vec<Vec<u8>> {
     payloads
         .iter()
-        .map(|p| {
+        .map(|(_, p)| {
             keys.iter()
                 .find_map(|k| crypt::decrypt(k, p).ok())
                 .expect("opens under one key")
@@ -97,14 +66,6 @@ fn laravel_cmd(state: &Path, prev: &str, new_key: &Path) -> std::process::Comman
         .env("APP_PREVIOUS_KEYS", prev)
         .args(["--new-key-file", new_key.to_str().unwrap()]);
     c
-}
-
-fn only_id(state: &Path) -> String {
-    let (_, hist, _) = run(credshift(state).args(["history", "--json"]));
-    let h = support::json(&hist);
-    let list = h.as_array().unwrap();
-    assert_eq!(list.len(), 1, "{h}");
-    list[0]["id"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -501,15 +462,15 @@ fn a_laravel_postgres_rekey_crashed_after_every_record_resumes_or_rolls_back() {
                 .unwrap()
                 .replace("}', 1, '", "}', TRUE, '");
             support::pg::execute(&url, &data);
-            let rows = || -> Vec<String> {
+            let rows = || -> Vec<(i64, String)> {
                 support::pg::connect(&url)
                     .query(
-                        "SELECT encrypted_credentials FROM a_i_credentials ORDER BY id",
+                        "SELECT id, encrypted_credentials FROM a_i_credentials ORDER BY id",
                         &[],
                     )
                     .unwrap()
                     .iter()
-                    .map(|r| r.get(0))
+                    .map(|r| (r.get(0), r.get(1)))
                     .collect()
             };
             let original = rows();

@@ -8,24 +8,12 @@
 use crate::support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use credshift::credential::Secret;
 use credshift::crypto::prompttrain::{self as pt, MasterKey};
-use support::{canary, credshift, pg, run};
-
-fn private_file(path: &Path, text: &str) -> PathBuf {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    writeln!(f, "{text}").unwrap();
-    path.to_path_buf()
-}
+use support::{canary, credshift, pg, private_file, run};
 
 /// agent-prompttrain's format in Node (scripts/prompttrain-crypto.js):
 /// each value decrypted under `key`, or `{"error"}`.
@@ -252,8 +240,14 @@ fn a_credshift_postgres_table_rekeys_to_a_new_passphrase_and_rolls_back() {
     let state = dir.path().join("state");
     let env = dir.path().join("a.env");
     std::fs::write(&env, "API_TOKEN=pg-rekey-canary-value-0001\n").unwrap();
-    let old = private_file(&dir.path().join("old.pw"), "old pg passphrase 1");
-    let new = private_file(&dir.path().join("new.pw"), "new pg passphrase 2");
+    let old = private_file(
+        &dir.path().join("old.pw"),
+        format!("{}\n", "old pg passphrase 1"),
+    );
+    let new = private_file(
+        &dir.path().join("new.pw"),
+        format!("{}\n", "new pg passphrase 2"),
+    );
     let with = |pw: &Path| {
         let mut c = credshift(&state);
         c.args(["--passphrase-file", pw.to_str().unwrap()]);
@@ -331,7 +325,7 @@ fn a_row_the_app_changed_during_a_prompttrain_rekey_is_rekeyed_by_a_second_run()
     let new = MasterKey::new(&Secret::new(new_text)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let new_file = private_file(&dir.path().join("new.key"), new_text);
+    let new_file = private_file(&dir.path().join("new.key"), format!("{}\n", new_text));
     let spec = format!("prompttrain-db:{url}");
     let rekey = |extra: &[&str]| {
         let mut c = credshift(&state);

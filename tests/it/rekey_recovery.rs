@@ -6,33 +6,13 @@
 
 use crate::support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use credshift::credential::Secret;
 use credshift::crypto::laravel::{self as crypt, AppKey};
-use support::{credshift, run};
-
-fn private_file(path: &Path, bytes: &[u8]) -> PathBuf {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(bytes).unwrap();
-    path.to_path_buf()
-}
-
-fn only_id(state: &Path) -> String {
-    let (_, hist, _) = run(credshift(state).args(["history", "--json"]));
-    let h = support::json(&hist);
-    let list = h.as_array().unwrap();
-    assert_eq!(list.len(), 1, "{h}");
-    list[0]["id"].as_str().unwrap().to_string()
-}
+use support::laravel::{key_text, payloads};
+use support::{credshift, only_id, private_file, run};
 
 /// An `encrypted:` file holding two values, written under `unlock` (the
 /// flag and its file: `--key-file` or `--passphrase-file`).
@@ -244,7 +224,7 @@ fn a_refused_rekey_leaves_no_generated_key_and_the_retry_works() {
             .arg(&app_key);
         c
     };
-    let (out, _, stderr) = run(gen_laravel(&laravel_key(1)));
+    let (out, _, stderr) = run(gen_laravel(&key_text(1)));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(!app_key.exists(), "a refused run wrote the key");
     let (out, _, stderr) = run(gen_laravel(&support::fragments_app_key()));
@@ -278,25 +258,6 @@ fn a_refused_rekey_leaves_no_generated_key_and_the_retry_works() {
     assert!(reads(&state, &spec, ["--key-file", key.to_str().unwrap()]));
 }
 
-fn laravel_key(byte: u8) -> String {
-    use base64::Engine;
-    format!(
-        "base64:{}",
-        base64::engine::general_purpose::STANDARD.encode([byte; 32])
-    )
-}
-
-fn payloads(db: &Path) -> Vec<(i64, String)> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut st = conn
-        .prepare("SELECT id, encrypted_credentials FROM a_i_credentials ORDER BY id")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .unwrap()
-}
-
 fn set_payload(db: &Path, id: i64, payload: &str) {
     rusqlite::Connection::open(db)
         .unwrap()
@@ -312,21 +273,15 @@ fn set_payload(db: &Path, id: i64, payload: &str) {
 fn rekeyed_laravel(dir: &Path, state: &Path) -> (PathBuf, Vec<(i64, String)>, AppKey, String) {
     let db = support::fragments_db(&dir.join("app.sqlite"));
     let before = payloads(&db);
-    let new_text = laravel_key(42);
+    let new_text = key_text(42);
     let new_path = private_file(&dir.join("new.key"), new_text.as_bytes());
-    let (out, stdout, stderr) = run(credshift(state)
-        .env("APP_KEY", support::fragments_app_key())
-        .args([
-            "rekey",
-            "--store",
-            &format!("laravel:sqlite:{}", db.display()),
-        ])
-        .args([
-            "--new-key-file",
-            new_path.to_str().unwrap(),
-            "--yes",
-            "--json",
-        ]));
+    let (out, stdout, stderr) = run(support::laravel::rekey_cmd(
+        state,
+        &db,
+        &[],
+        &new_path,
+        &["--yes", "--json"],
+    ));
     assert!(out.status.success(), "{stderr}");
     let id = support::json(&stdout)["migration_id"]
         .as_str()
@@ -514,4 +469,78 @@ fn history_lists_a_rekey_whose_journal_is_damaged_with_its_path() {
             .contains("unreadable rekey journal"),
         "{h}"
     );
+}
+
+/// Ctrl-C during `credshift rekey` (a real child, SIGINT): the run stops
+/// between batches, puts back what it had rekeyed (every row byte for
+/// byte), says "cancelled" and exits 1 with `cancelled` and `rolled_back`
+/// in its report, as `migrate` does on a signal.
+#[test]
+fn ctrl_c_during_a_rekey_stops_between_batches_and_puts_every_row_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let db = support::fragments_db(&dir.path().join("app.sqlite"));
+    let old = AppKey::parse(&Secret::new(support::fragments_app_key())).unwrap();
+    // Enough rows for dozens of batches (1, 2, 4, ... 256): the signal
+    // lands while batches remain.
+    support::laravel::insert_rows(
+        &db,
+        (0..10_000).map(|i| {
+            let text = crypt::php_serialize_str(&format!(r#"{{"key":"sk-sigint-row-{i:05}"}}"#));
+            (
+                format!("sigint{i}"),
+                crypt::encrypt(&old, text.as_bytes()).unwrap(),
+            )
+        }),
+    );
+    let before = payloads(&db);
+    // A generated key: the cancelled run must not present it as the key now
+    // in use.
+    let generated = dir.path().join("generated.key");
+    let mut cmd = credshift(&state);
+    cmd.env("APP_KEY", support::fragments_app_key()).args([
+        "rekey",
+        "--store",
+        &format!("laravel:sqlite:{}", db.display()),
+        "--generate-new-key",
+        generated.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two batches done (1 + 2 rows under the new key), then Ctrl-C.
+    support::wait_for_records(&state, "rekey.jsonl", "rekey_batch_done", 2);
+    // SAFETY: signalling our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let r = support::json(&stdout);
+    assert_eq!(r["cancelled"], true, "{r}");
+    assert_eq!(r["rolled_back"], true, "{r}");
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    assert!(stderr.contains("rekey cancelled"), "{stderr}");
+    assert!(
+        stderr.contains("was NOT applied: keep using the old key")
+            && !stderr.contains("new key written"),
+        "{stderr}"
+    );
+    let after = payloads(&db);
+    assert_eq!(after.len(), before.len());
+    assert!(after == before, "a row is not its old ciphertext again");
+    // The journal agrees: nothing left to resume or roll back.
+    let id = only_id(&state);
+    let (out, stdout, stderr) = run(credshift(&state).args(["history", "--json"]));
+    assert!(out.status.success(), "{stderr}");
+    let h = support::json(&stdout);
+    assert_eq!(h[0]["id"], id.as_str());
+    assert_eq!(h[0]["status"], "rolled_back", "{h}");
 }

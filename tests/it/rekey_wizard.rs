@@ -142,6 +142,7 @@ fn laravel_report(status: MigrationStatus) -> RekeyReport {
         invalid: 1,
         failed: 0,
         rolled_back,
+        cancelled: rolled_back,
         rollback_reason: rolled_back
             .then(|| "cancelled: what was rekeyed was put back".to_string()),
         failures: vec![],

@@ -99,15 +99,6 @@ impl Output3 {
     }
 }
 
-fn only_id(state: &Path) -> String {
-    let (out, stdout, stderr) = run(credshift(state).args(["history", "--json"]));
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let h: Value = serde_json::from_str(&stdout).unwrap();
-    let all = h.as_array().unwrap();
-    assert_eq!(all.len(), 1, "{h}");
-    all[0]["id"].as_str().unwrap().to_string()
-}
-
 fn status(state: &Path) -> String {
     let (_, stdout, _) = run(credshift(state).args(["history", "--json"]));
     let h: Value = serde_json::from_str(&stdout).unwrap();

@@ -9,161 +9,20 @@
 //!   expected one (the crash is asserted to have fired);
 //! - the same targets with the resume, or the rollback, itself aborted
 //!   part way: the next recovery still ends with nothing lost.
+//!
+//! The kind table is `support::kinds` (`kinds_cli` runs over it too).
 
 use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use credshift::credential::{Credential, Kind, Secret};
+use credshift::credential::Credential;
 use credshift::engine::{self, ConflictPolicy, MigrationRequest};
+use credshift::store::StoreSpec;
 use credshift::store::memory::MemStore;
-use credshift::store::{self, Store, StoreSpec};
-use credshift::unlock::KeyOptions;
+use support::kinds::*;
 use support::*;
-
-const PASSPHRASE: &str = "store kinds test passphrase";
-
-fn app_key() -> String {
-    std::fs::read_to_string(fixture("fragments/APP_KEY"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-fn opts() -> KeyOptions {
-    let pt_key = std::fs::read_to_string(fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY"));
-    KeyOptions {
-        app_key: Some(Secret::new(app_key())),
-        passphrase: Some(Secret::new(PASSPHRASE)),
-        prompttrain_key: Some(Secret::new(pt_key.unwrap().trim())),
-        ..KeyOptions::default()
-    }
-}
-
-/// One writable store kind: its spec in `dir` and ids it can hold.
-pub(crate) struct KindCase {
-    pub(crate) name: &'static str,
-    pub(crate) spec: String,
-    pub(crate) ids: [&'static str; 3],
-}
-
-/// Every writable kind; `None` for one whose service is unavailable (the
-/// test then skips it, or fails under CREDSHIFT_REQUIRE_SERVICES=1).
-pub(crate) fn kinds(dir: &Path, tag: &str) -> Vec<KindCase> {
-    let p = |f: &str| dir.join(format!("{tag}-{f}")).display().to_string();
-    let env_ids = ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"];
-    let mut v = vec![
-        KindCase {
-            name: "dotenv",
-            spec: format!("dotenv:{}", p("t.env")),
-            ids: env_ids,
-        },
-        KindCase {
-            name: "encrypted",
-            spec: format!("encrypted:{}", p("t.enc")),
-            ids: env_ids,
-        },
-        KindCase {
-            name: "sqlite",
-            spec: format!("sqlite:{}", p("t.db")),
-            ids: env_ids,
-        },
-        KindCase {
-            name: "prompttrain",
-            spec: format!("prompttrain:{}", p("pt")),
-            ids: [
-                "account:acc_alpha/api_key",
-                "account:acc_bravo/api_key",
-                "account:acc_charlie/api_key",
-            ],
-        },
-        KindCase {
-            name: "modelforge",
-            spec: format!("modelforge:{}", p("config.json")),
-            ids: ["anthropic/api_key", "ollama/api_key", "openai/api_key"],
-        },
-        KindCase {
-            name: "laravel",
-            spec: format!("laravel:sqlite:{}", p("fragments.sqlite")),
-            ids: ["anthropic/key", "openai/key", "openrouter/key"],
-        },
-    ];
-    if let Some(db) = pg::fresh_db() {
-        v.push(KindCase {
-            name: "postgres",
-            spec: db.url(),
-            ids: env_ids,
-        });
-    }
-    if keyring_service::shared().is_some() {
-        v.push(KindCase {
-            name: "keyring",
-            spec: format!("keyring:credshift-kinds-{tag}-{}", std::process::id()),
-            ids: env_ids,
-        });
-    }
-    v
-}
-
-/// [`kinds`] and the kinds with their own write paths that only some
-/// tests take: bundle, laravel:postgres and prompttrain-db.
-pub(crate) fn all_kinds(dir: &Path, tag: &str) -> Vec<KindCase> {
-    let mut v = kinds(dir, tag);
-    v.push(KindCase {
-        name: "bundle",
-        spec: format!("bundle:{}", dir.join(format!("{tag}.bundle")).display()),
-        ids: ["env/ALPHA_KEY", "env/BRAVO_KEY", "env/CHARLIE_KEY"],
-    });
-    if let Some(db) = pg::fresh_db() {
-        v.push(KindCase {
-            name: "laravel-postgres",
-            spec: format!("laravel:{}", db.url()),
-            ids: ["anthropic/key", "openai/key", "openrouter/key"],
-        });
-    }
-    if let Some(db) = pg::fresh_db() {
-        v.push(KindCase {
-            name: "prompttrain-db",
-            spec: format!("prompttrain-db:{}", db.url()),
-            ids: [
-                "account:acc_alpha/api_key",
-                "account:acc_bravo/api_key",
-                "account:acc_charlie/api_key",
-            ],
-        });
-    }
-    v
-}
-
-/// The cases of `all` named in `wanted`. Under CREDSHIFT_REQUIRE_SERVICES=1
-/// every wanted kind must be there (a kind left out silently when its
-/// service is missing would make the test check less than it says).
-pub(crate) fn only(all: Vec<KindCase>, wanted: &[&str]) -> Vec<KindCase> {
-    let picked: Vec<KindCase> = all
-        .into_iter()
-        .filter(|k| wanted.contains(&k.name))
-        .collect();
-    if services_required() {
-        let names: Vec<&str> = picked.iter().map(|k| k.name).collect();
-        assert_eq!(names.len(), wanted.len(), "ran {names:?} of {wanted:?}");
-    }
-    picked
-}
-
-pub(crate) fn open(spec: &str) -> Box<dyn Store> {
-    let spec: StoreSpec = spec.parse().unwrap();
-    store::open(&spec, &opts()).unwrap()
-}
-
-pub(crate) fn cred(id: &str, v: &str) -> Credential {
-    Credential::new(id.parse().unwrap(), Kind::ApiKey, v)
-}
-
-/// Every value of a store, by id (an absent store is empty).
-pub(crate) fn values(spec: &str) -> BTreeMap<String, String> {
-    values_of(open(spec).as_ref())
-}
 
 /// A crash case's stores: a source of `t`'s kind (the ids fit) filled once
 /// with the items to move, and `t` holding a different value of its own
@@ -208,13 +67,6 @@ fn latest_migration(state: &Path, spec: &str) -> String {
     json(&hist)[0]["id"].as_str().unwrap().to_string()
 }
 
-pub(crate) fn fill(spec: &str, items: &[Credential]) {
-    let s = open(spec);
-    for (c, r) in items.iter().zip(s.write_many(items)) {
-        r.unwrap_or_else(|e| panic!("{spec}: write {}: {e}", c.id));
-    }
-}
-
 #[test]
 fn overwrite_then_rollback_restores_the_old_value_on_every_writable_kind() {
     let dir = tempfile::tempdir().unwrap();
@@ -244,8 +96,15 @@ fn overwrite_then_rollback_restores_the_old_value_on_every_writable_kind() {
             selection: None,
             delete_source: false,
         };
-        let h = engine::start_with_stores(req, Box::new(source), open(&k.spec), &state, &opts())
-            .unwrap();
+        let h = engine::start_with_stores(
+            req,
+            Box::new(source),
+            open(&k.spec),
+            &state,
+            &opts(),
+            Default::default(),
+        )
+        .unwrap();
         for _ in h.events.iter() {}
         let r = h.join().unwrap();
         assert_eq!((r.copied, r.failed), (3, 0), "{}: {r:?}", k.name);
@@ -259,33 +118,6 @@ fn overwrite_then_rollback_restores_the_old_value_on_every_writable_kind() {
         assert!(back.rolled_back, "{}: {back:?}", k.name);
         assert_eq!(values(&k.spec), before, "{}: the old value is back", k.name);
     }
-}
-
-/// The binary, for a crash: APP_KEY from the environment, and the
-/// passphrase only for the stores that seal their values with it (without
-/// one, a migration's backup gets a key file: no key stretching per run).
-pub(crate) fn binary(state: &Path, spec: &str) -> std::process::Command {
-    binary_for(state, &[spec])
-}
-
-/// [`binary`] for a run touching all of `specs`: the passphrase when one
-/// is under it, agent-prompttrain's key for its database.
-pub(crate) fn binary_for(state: &Path, specs: &[&str]) -> std::process::Command {
-    let mut c = credshift(state);
-    c.env("APP_KEY", app_key());
-    let parsed: Vec<StoreSpec> = specs.iter().map(|s| s.parse().unwrap()).collect();
-    if parsed.iter().any(StoreSpec::under_passphrase) {
-        c.env("CREDSHIFT_PASSPHRASE", PASSPHRASE);
-    }
-    if specs.iter().any(|s| s.starts_with("prompttrain-db:")) {
-        let key = opts().prompttrain_key.unwrap();
-        c.env("CREDENTIAL_ENCRYPTION_KEY", key.expose());
-    }
-    c
-}
-
-pub(crate) fn crashed(out: &std::process::Output, stderr: &str) -> bool {
-    out.status.code().is_none() && stderr.contains("CREDSHIFT_CRASH_AT")
 }
 
 #[test]
@@ -347,10 +179,7 @@ fn a_crash_into_a_sql_keyring_laravel_or_multi_file_target_is_rolled_back_or_res
                     assert_eq!(now, want, "{what}");
                 }
                 // Leave the shared services as they were for the next case.
-                let s = open(&t.spec);
-                for id in t.ids {
-                    let _ = s.delete(&id.parse().unwrap());
-                }
+                cleared(&t);
             }
         }
     }
@@ -530,49 +359,6 @@ fn a_value_changed_before_a_compared_write_stays_on_every_store_kind() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
-/// Every file under a file or directory store, by relative path, with its
-/// bytes (the store's own lock and temp files left out).
-pub(crate) fn files(spec: &str) -> BTreeMap<String, Vec<u8>> {
-    let spec: StoreSpec = spec.parse().unwrap();
-    let mut out = BTreeMap::new();
-    let Some(root) = spec.path() else {
-        return out;
-    };
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(p) = todo.pop() {
-        if p.is_dir() {
-            for e in std::fs::read_dir(&p).unwrap() {
-                todo.push(e.unwrap().path());
-            }
-        } else if p.is_file() {
-            let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
-            if !rel.contains("credshift-lock") {
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-/// Every item of a store with its kind and metadata, by id: what "row for
-/// row" compares (but the time a Laravel row was last written).
-pub(crate) fn rows(spec: &str) -> BTreeMap<String, String> {
-    open(spec)
-        .read_all()
-        .unwrap_or_else(|e| panic!("{spec}: {e}"))
-        .credentials
-        .into_iter()
-        .map(|c| {
-            let mut meta = c.metadata.clone();
-            // Laravel's store stamps the time of each write.
-            meta.remove("migrated_at");
-            let meta = serde_json::Value::Object(meta);
-            let row = format!("{} {} {meta}", c.kind.as_str(), c.secret.expose());
-            (c.id.to_string(), row)
-        })
-        .collect()
-}
-
 /// Gaps 1 and 2 of the audit: every source kind migrated with
 /// `--delete-source` (cleanup empties it of what moved), verified, then
 /// rolled back. The source is then what it was: row for row for every
@@ -650,18 +436,9 @@ fn a_source_emptied_by_delete_source_is_verified_then_rolled_back_to_what_it_was
             ));
         }
         assert!(values(&to).is_empty(), "{what}: the target keeps nothing");
-        let s = open(&k.spec);
-        for id in k.ids {
-            let _ = s.delete(&id.parse().unwrap());
-        }
+        cleared(&k);
     }
     assert!(bad.is_empty(), "{bad:#?}");
-}
-
-/// Lines of a migration's journal.
-pub(crate) fn journal_lines(state: &Path, id: &str) -> usize {
-    let j = state.join("migrations").join(id).join("journal.jsonl");
-    std::fs::read_to_string(j).unwrap().lines().count()
 }
 
 /// Issue 21 point 9: a crash during a resume and during a rollback, into a
@@ -730,10 +507,7 @@ fn a_crash_during_resume_or_rollback_of_a_sql_keyring_laravel_or_multi_file_targ
                     .collect();
                 assert_eq!(now, want, "{what}");
             }
-            let s = open(&t.spec);
-            for id in t.ids {
-                let _ = s.delete(&id.parse().unwrap());
-            }
+            cleared(&t);
         }
     }
 }

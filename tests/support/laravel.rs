@@ -104,3 +104,66 @@ pub fn pg_schema(table: &str, active_type: &str) -> String {
         )
         .replace("a_i_credentials", table)
 }
+
+/// A Laravel `APP_KEY` text: `base64:` and 32 bytes of `byte`.
+pub fn key_text(byte: u8) -> String {
+    use base64::Engine;
+    format!(
+        "base64:{}",
+        base64::engine::general_purpose::STANDARD.encode([byte; 32])
+    )
+}
+
+/// Every row of the Fragments table in SQLite at `db` as (id, payload), by id.
+pub fn payloads(db: &std::path::Path) -> Vec<(i64, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut st = conn
+        .prepare("SELECT id, encrypted_credentials FROM a_i_credentials ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+}
+
+/// Add active `api_key` rows (provider, payload) to the Fragments table in
+/// SQLite at `db`, in one transaction.
+pub fn insert_rows(db: &std::path::Path, rows: impl IntoIterator<Item = (String, String)>) {
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    let tx = conn.transaction().unwrap();
+    for (provider, payload) in rows {
+        tx.execute(
+            "INSERT INTO a_i_credentials (provider, credential_type, encrypted_credentials, \
+             is_active) VALUES (?1, 'api_key', ?2, 1)",
+            [provider, payload],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// `credshift rekey` of the Fragments table in SQLite at `db` to the key
+/// in `new_key`, under the fixture's `APP_KEY` and the previous keys
+/// `prev`, with `extra` arguments.
+pub fn rekey_cmd(
+    state: &std::path::Path,
+    db: &std::path::Path,
+    prev: &[String],
+    new_key: &std::path::Path,
+    extra: &[&str],
+) -> Command {
+    let mut c = super::credshift(state);
+    c.env("APP_KEY", super::fragments_app_key());
+    if !prev.is_empty() {
+        c.env("APP_PREVIOUS_KEYS", prev.join(","));
+    }
+    c.args([
+        "rekey",
+        "--store",
+        &format!("laravel:sqlite:{}", db.display()),
+        "--new-key-file",
+        new_key.to_str().unwrap(),
+    ])
+    .args(extra);
+    c
+}

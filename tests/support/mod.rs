@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 pub mod canary;
 pub mod keyring_service;
+pub mod kinds;
 pub mod laravel;
 pub mod pg;
 pub mod tmux;
@@ -45,6 +46,61 @@ pub fn copy_recursively(src: &Path, dst: &Path) {
     } else {
         std::fs::copy(src, dst).unwrap();
     }
+}
+
+/// A new file (never over one) that only its owner may read (0600),
+/// holding exactly `contents`: the key and passphrase files the CLI takes.
+pub fn private_file(path: &Path, contents: impl AsRef<[u8]>) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(contents.as_ref()).unwrap();
+    path.to_path_buf()
+}
+
+/// `path` holding `contents` (its folder made, a file there replaced) with
+/// the permissions `mode`: files whose mode a test sets on purpose.
+pub fn file_with_mode(path: &Path, contents: impl AsRef<[u8]>, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.to_path_buf()
+}
+
+/// Wait (at most 60 s) until the one migration folder in `state` holds a
+/// `journal` (its file name) with at least `n` records of `event`: the
+/// child writing it is then part way through.
+pub fn wait_for_records(state: &Path, journal: &str, event: &str, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let needle = format!("\"event\":\"{event}\"");
+    loop {
+        let done = std::fs::read_dir(state.join("migrations"))
+            .ok()
+            .and_then(|mut rd| rd.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join(journal)).ok())
+            .map_or(0, |j| j.matches(&needle).count());
+        if done >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {event} in time");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// The id of the one migration or rekey `history` lists in `state`.
+pub fn only_id(state: &Path) -> String {
+    let (out, stdout, stderr) = run(credshift(state).args(["history", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let h = json(&stdout);
+    let all = h.as_array().unwrap();
+    assert_eq!(all.len(), 1, "{h}");
+    all[0]["id"].as_str().unwrap().to_string()
 }
 
 /// True when CI demands real services (a missing server is then a failure).

@@ -66,6 +66,7 @@ fn migrate_into_whole_file(n: usize, fail: bool) -> (Report, Vec<usize>) {
         Box::new(dst),
         state.path(),
         &KeyOptions::default(),
+        Default::default(),
     )
     .unwrap();
     let report = follow(h, None, |_| {}).unwrap();

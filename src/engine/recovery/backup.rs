@@ -204,20 +204,22 @@ pub fn restore_with(
     opts: &KeyOptions,
     policy: ConflictPolicy,
 ) -> Result<Report> {
-    let h = start_restore(backup_file, target, state_dir, opts, policy)?;
+    let h = start_restore(backup_file, target, state_dir, opts, policy, Arc::default())?;
     while h.events.recv().is_ok() {}
     h.join()
 }
 
 /// [`restore_with`] on a worker thread: the migration's handle (progress,
 /// cancel: a cancelled restore rolls back what it wrote, as a migration).
-/// Opens the backup on the calling thread.
+/// Opens the backup on the calling thread. `cancel` is the job's cancel
+/// flag, as for [`execute::start`].
 pub fn start_restore(
     backup_file: &Path,
     target: &StoreSpec,
     state_dir: &Path,
     opts: &KeyOptions,
     policy: ConflictPolicy,
+    cancel: Arc<AtomicBool>,
 ) -> Result<execute::MigrationHandle> {
     let (spec, source) = backup_source(backup_file, state_dir, opts)?;
     let target_store = store::open(target, opts)?;
@@ -228,5 +230,5 @@ pub fn start_restore(
         selection: None,
         delete_source: false,
     };
-    execute::start_with_stores(req, source, target_store, state_dir, opts)
+    execute::start_with_stores(req, source, target_store, state_dir, opts, cancel)
 }

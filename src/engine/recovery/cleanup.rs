@@ -18,6 +18,10 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<
             )));
         }
     }
+    // Only the head is kept while the session reads the journal again
+    // under the locks (one full state at a time).
+    let head = st.head();
+    drop(st);
     // Cleanup deletes from the source and compares with the target.
     let Recovered {
         source,
@@ -26,7 +30,7 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<
         mut journal,
         locks,
         ..
-    } = session::recover(state_dir, &st, opts, Some(Use::WRITE), Some(Use::READ))?;
+    } = session::recover_head(state_dir, &head, opts, Some(Use::WRITE), Some(Use::READ))?;
     let (Some(source), Some(target)) = (source, target) else {
         return Err(EngineError::Refused("a store is missing".into()));
     };

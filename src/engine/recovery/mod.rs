@@ -16,6 +16,8 @@ pub use verify::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::credential::{Credential, CredentialId};
@@ -185,12 +187,13 @@ pub enum RecoveryOp {
 /// after the batch at hand, join), the same session preamble inside. A
 /// restore's handle is the new migration's (its id is the restore's). A
 /// restore opens its backup here (a key derivation): call this off a UI
-/// thread.
+/// thread. `cancel` is the job's cancel flag, as for [`execute::start`].
 pub fn start_recovery(
     state_dir: &Path,
     id: &MigrationId,
     opts: &KeyOptions,
     op: RecoveryOp,
+    cancel: Arc<AtomicBool>,
 ) -> Result<execute::MigrationHandle> {
     if op == RecoveryOp::Restore {
         let st = State::load(state_dir, id)?;
@@ -201,12 +204,19 @@ pub fn start_recovery(
             .from
             .parse()
             .map_err(|e: store::BadSpec| EngineError::Refused(e.to_string()))?;
-        return start_restore(&backup_file, &to, state_dir, opts, ConflictPolicy::Skip);
+        return start_restore(
+            &backup_file,
+            &to,
+            state_dir,
+            opts,
+            ConflictPolicy::Skip,
+            cancel,
+        );
     }
     let dir = state::migration_dir(state_dir, id);
     let (state_dir, mid, opts) = (state_dir.to_path_buf(), id.clone(), opts.clone());
     let name = format!("{op:?}").to_lowercase();
-    execute::spawn_job(id.clone(), dir, &name, move |ctl| match op {
+    execute::spawn_job(id.clone(), dir, &name, cancel, move |ctl| match op {
         RecoveryOp::Resume => resume_with(&state_dir, &mid, &opts, &ctl),
         RecoveryOp::Rollback => rollback_with(&state_dir, &mid, &opts, &ctl),
         RecoveryOp::Verify => verify_with(&state_dir, &mid, &opts, &ctl),

@@ -38,10 +38,11 @@ pub fn start_partial_rollback(
     id: &MigrationId,
     opts: &KeyOptions,
     ids: BTreeSet<CredentialId>,
+    cancel: Arc<AtomicBool>,
 ) -> Result<execute::MigrationHandle> {
     let dir = state::migration_dir(state_dir, id);
     let (state_dir, mid, opts) = (state_dir.to_path_buf(), id.clone(), opts.clone());
-    execute::spawn_job(id.clone(), dir, "rollback", move |ctl| {
+    execute::spawn_job(id.clone(), dir, "rollback", cancel, move |ctl| {
         rollback_items(&state_dir, &mid, &opts, Some(Part::Ids(&ids)), &ctl)
     })
 }

@@ -20,11 +20,12 @@ pub fn verify_with(
     ctl: &Control,
 ) -> Result<Report> {
     // Verify reads the target; the source is held shared when it is there
-    // so no cleanup or other writer runs beside it. (The state read before
-    // the locks is dropped once the session read it again.)
+    // so no cleanup or other writer runs beside it. Before the locks only
+    // the journal's first record is read (which stores, where); the whole
+    // journal once, under them.
     let recovered = {
-        let st = State::load(state_dir, id)?;
-        session::recover(
+        let st = State::load_head(state_dir, id)?;
+        session::recover_head(
             state_dir,
             &st,
             opts,
@@ -32,14 +33,15 @@ pub fn verify_with(
             Some(Use::READ),
         )?
     };
+    // The items come from the open journal's state (the one copy).
     let Recovered {
-        st,
         target,
         keys,
         mut journal,
         locks,
         ..
     } = recovered;
+    let st = journal.state()?;
     let target = target.ok_or_else(|| EngineError::Refused("no target".into()))?;
     let fp = keys.fp;
     let keeps = target.probe().keeps_metadata;
@@ -114,10 +116,12 @@ pub fn verify_with(
             }),
         }
     }
+    drop(todo);
     journal.append(Record::VerifyRun {
         verified: ok,
         mismatched: failures.len(),
     })?;
+    let st = journal.state()?;
     let mut report = st.report();
     report.verified = ok;
     report.failed = failures.len();
@@ -133,7 +137,7 @@ pub fn verify_with(
         failed: report.failed,
         ..st.totals()
     };
-    audit_action(state_dir, id, &st, "verify", outcome, counts);
+    audit_action(state_dir, id, st, "verify", outcome, counts);
     report.notices = locks.notices();
     Ok(report)
 }

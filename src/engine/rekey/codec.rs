@@ -310,6 +310,23 @@ impl Codec for LaravelCodec {
     }
 }
 
+/// `a` on this thread and `b` on another at the same time: the two key
+/// derivations of a rekey (old and new key, each under its own passphrase
+/// and salt, so not one interleaved `kdf::pbkdf2_sha256_pair`) take one
+/// derivation's wall time on two cores.
+fn on_two_cores<A, B: Send>(
+    a: impl FnOnce() -> A,
+    b: impl FnOnce() -> B + Send,
+    location: &str,
+) -> Result<(A, B)> {
+    std::thread::scope(|s| {
+        let b = s.spawn(b);
+        let a = a();
+        b.join().map(|b| (a, b))
+    })
+    .map_err(|_| StoreError::Other(format!("{location}: the key derivation panicked")))
+}
+
 /// Keys derived for given KDF parameters, so each is derived once.
 struct KeysByParams {
     source: KeySource,
@@ -363,16 +380,18 @@ impl EnvelopeCodec {
         let new_source = KeySource::from_options(&n, location)?;
         // The new key's derivation and the old one's (for the file's own
         // parameters) are the run's two slow steps: one on each core.
-        let sealing = std::thread::scope(|s| {
-            let sealing = s.spawn(|| SealingKey::new(&new_source, n.kdf_iterations));
-            if let Some(params) = cells.first().and_then(|c| {
-                Envelope::kdf_params(c.value.as_bytes(), location, opts.allow_weak_kdf).ok()
-            }) {
-                old.prime(&params, location);
-            }
-            sealing.join()
-        })
-        .map_err(|_| StoreError::Other(format!("{location}: the key derivation panicked")))??;
+        let ((), sealing) = on_two_cores(
+            || {
+                if let Some(params) = cells.first().and_then(|c| {
+                    Envelope::kdf_params(c.value.as_bytes(), location, opts.allow_weak_kdf).ok()
+                }) {
+                    old.prime(&params, location);
+                }
+            },
+            || SealingKey::new(&new_source, n.kdf_iterations),
+            location,
+        )?;
+        let sealing = sealing?;
         let new_keys = KeysByParams::new(new_source);
         Ok(EnvelopeCodec {
             old,
@@ -463,10 +482,18 @@ impl TableCodec {
             })?;
         let meta = parse_meta(&meta_cell.value, location)?;
         let n = new_options(opts, new, location)?;
-        match dialect.unlock(&meta, location, opts) {
+        // The old key (the table's salt) and the new one (a fresh salt) are
+        // the run's two slow steps: one on each core, as for a file. The new
+        // one is wasted only when the table is already under the new key (a
+        // rekey resumed after its commit).
+        let (old, fresh) = on_two_cores(
+            || dialect.unlock(&meta, location, opts),
+            || SealingKey::for_options(&n, location),
+            location,
+        )?;
+        match old {
             Ok(old) => {
-                let sealing = SealingKey::for_options(&n, location)?;
-                let (new_key, new_meta) = dialect.new_key_from(sealing)?;
+                let (new_key, new_meta) = dialect.new_key_from(fresh?)?;
                 Ok(TableCodec {
                     old: Some(old),
                     new: new_key,

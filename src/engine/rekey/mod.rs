@@ -140,6 +140,10 @@ pub struct RekeyReport {
     /// What taking the locks did (a stale lock taken over, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<crate::store::LockNotice>,
+    /// The user cancelled the run: it stopped between batches and put back
+    /// what it had rekeyed (as a migration's `cancelled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 /// Progress of a rekey: cells done of the total.
@@ -550,6 +554,7 @@ pub fn run_cancellable(
         // preamble: this run's is released first.
         drop((cells, j, locks));
         let mut report = rollback(state_dir, &id, opts)?;
+        report.cancelled = true;
         if report.rolled_back {
             report.rollback_reason = Some("cancelled: what was rekeyed was put back".into());
         }

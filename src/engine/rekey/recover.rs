@@ -231,6 +231,7 @@ pub fn report_of(st: &RekeyState) -> RekeyReport {
         changed: changed_notes(st),
         next_steps: next_steps(st, status),
         notices: Vec::new(),
+        cancelled: false,
     }
 }
 

@@ -446,3 +446,41 @@ fn an_unfinished_rekeys_backup_is_never_forgotten() {
     assert!(dir.join(journal::REKEY_BACKUP_FILE).is_file());
     assert!(dir.join(journal::REKEY_BACKUP_KEY).is_file());
 }
+
+#[test]
+fn a_table_rekey_derives_its_old_and_new_keys_on_two_cores() {
+    use crate::store::test_support::{api_key, weak_opts};
+    // A credshift SQLite table under a passphrase, rekeyed to another one:
+    // the old key (the table's salt) is derived on this thread, the new one
+    // on a second thread at the same time, as for an encrypted file.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = StoreSpec::Sqlite(dir.path().join("creds.sqlite"));
+    let opts = weak_opts("old");
+    store::open(&spec, &opts)
+        .unwrap()
+        .write(&api_key("openai", "key", "sk-table-value"))
+        .unwrap();
+    let mut cells = raw::open(&spec, &opts).unwrap();
+    let all = cells.cells().unwrap();
+    let new = NewKey::Passphrase(weak_opts("new").passphrase.unwrap());
+    let before = crate::crypto::kdf::derivations_on_this_thread();
+    let codec = codec::build(RekeyFormat::CredshiftSqlite, "test", &all, &opts, &new).unwrap();
+    let here = crate::crypto::kdf::derivations_on_this_thread() - before;
+    assert_eq!(here, 1, "only the old key is derived on the calling thread");
+    // Both keys are the right ones: the old opens the table, the new seals
+    // what it then opens.
+    let opened = codec.open(&all);
+    assert!(opened.iter().all(|(u, p)| *u == Under::Old(0) && p.is_some()));
+    let plains: Vec<&Plain> = opened.iter().map(|(_, p)| p.as_ref().unwrap()).collect();
+    let resealed: Vec<Cell> = all
+        .iter()
+        .zip(codec.seal(&all, &plains))
+        .map(|(c, v)| Cell {
+            value: v.unwrap(),
+            ..c.clone()
+        })
+        .collect();
+    for (p, again) in plains.iter().zip(codec.open_new(&resealed)) {
+        assert_eq!(p.as_slice(), again.unwrap().as_slice());
+    }
+}

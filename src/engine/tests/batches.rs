@@ -80,6 +80,7 @@ fn prepared_run(
         Box::new(dst.clone()),
         state.path(),
         &KeyOptions::default(),
+        Default::default(),
     )
     .unwrap();
     let _: Vec<Progress> = h.events.iter().collect();

@@ -1,6 +1,7 @@
 //! Cancel, an unavailable target, deleting the source, secrets on disk, locks.
 
 use super::*;
+use std::sync::atomic::AtomicBool;
 
 /// A target that blocks each write until the test opens the gate, or
 /// becomes unavailable after `fail_after` writes.
@@ -47,6 +48,7 @@ fn cancel_rolls_back_what_was_written() {
         Box::new(target),
         state.path(),
         &KeyOptions::default(),
+        Default::default(),
     )
     .unwrap();
     // Wait until the first item has started, cancel, then let it through.
@@ -63,6 +65,36 @@ fn cancel_rolls_back_what_was_written() {
     assert_eq!(r.rollback_reason.as_deref(), Some("cancelled by the user"));
     assert!(dst.snapshot().is_empty(), "{:?}", values(&dst));
     assert_eq!(src.snapshot().len(), 6);
+}
+
+/// The flag given to the start call is the job's from its first
+/// instruction: set before the worker runs, it stops the job before any
+/// write (a flag handed over after the start would come too late).
+#[test]
+fn a_cancel_flag_set_before_the_start_stops_the_job_before_any_write() {
+    let state = tempfile::tempdir().unwrap();
+    let (src, dst) = stores(6);
+    let cancel = Arc::new(AtomicBool::new(true));
+    let h = start_with_stores(
+        req(&src, &dst, ConflictPolicy::Skip),
+        Box::new(src.clone()),
+        Box::new(dst.clone()),
+        state.path(),
+        &KeyOptions::default(),
+        cancel.clone(),
+    )
+    .unwrap();
+    assert!(Arc::ptr_eq(&h.cancel_flag(), &cancel));
+    let events: Vec<Progress> = h.events.iter().collect();
+    let r = h.join().unwrap();
+    assert!(r.cancelled, "{r:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Progress::ItemStarted { .. })),
+        "{events:?}"
+    );
+    assert!(dst.snapshot().is_empty(), "{:?}", values(&dst));
 }
 
 #[test]
@@ -186,6 +218,7 @@ fn a_second_migration_on_a_locked_store_is_refused() {
         }),
         state.path(),
         &KeyOptions::default(),
+        Default::default(),
     )
     .unwrap();
     let other = MemStore::new(StoreSpec::Dotenv("c.env".into()), vec![], true);
@@ -195,6 +228,7 @@ fn a_second_migration_on_a_locked_store_is_refused() {
         Box::new(dst.clone()),
         state.path(),
         &KeyOptions::default(),
+        Default::default(),
     ) {
         Err(e) => e,
         Ok(_) => panic!("second migration on a locked store started"),

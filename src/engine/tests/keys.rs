@@ -24,6 +24,7 @@ fn with_a_passphrase_the_state_dir_alone_cannot_confirm_a_guess() {
         Box::new(dst.clone()),
         state.path(),
         &opts,
+        Default::default(),
     )
     .unwrap();
     let _: Vec<Progress> = h.events.iter().collect();

@@ -51,7 +51,7 @@ fn run_with(
     target: Box<dyn Store>,
     state: &std::path::Path,
 ) -> (Report, Vec<Progress>) {
-    let h = start_with_stores(req, source, target, state, &KeyOptions::default()).unwrap();
+    let h = start_with_stores(req, source, target, state, &KeyOptions::default(), Default::default()).unwrap();
     let events: Vec<Progress> = h.events.iter().collect();
     (h.join().unwrap(), events)
 }
@@ -90,6 +90,7 @@ mod audit_findings;
 mod batches;
 mod control;
 mod failures;
+mod journal_reads;
 mod keys;
 mod recovery;
 mod replan;

@@ -76,6 +76,7 @@ fn a_crash_between_a_write_and_its_record_is_rolled_back_or_resumed() {
                 Box::new(target),
                 &state,
                 &opts,
+                Default::default(),
             )
             .unwrap();
             let id = h.id.clone();

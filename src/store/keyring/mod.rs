@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::error::{Result, StoreError};
-use crate::store::{Capability, DeleteIf, Entry, Listing, LocationError, Scan, Store, StoreSpec};
+use crate::store::{
+    Capability, DeleteIf, Entry, Listing, LocationError, Replace, ReplaceIf, Scan, Store, StoreSpec,
+};
 use crate::unlock::KeyOptions;
 
 /// Secret Service attribute holding the credential kind (`api_key`, ...).
@@ -111,6 +113,13 @@ pub(crate) struct ToWrite {
     pub metadata: String,
 }
 
+/// One item of a `replace_if_many` batch: write `new` only while the entry
+/// holds exactly `expected` (`None`: no entry).
+pub(crate) struct ToReplace {
+    pub expected: Option<Credential>,
+    pub new: ToWrite,
+}
+
 /// Called by a backend as a batch makes progress, so that a long batch is
 /// not taken for a hung call.
 pub(crate) type Tick<'a> = &'a dyn Fn();
@@ -179,6 +188,36 @@ pub(crate) trait Backend {
                 }),
                 Err(f) => Err(f),
             });
+            tick();
+        }
+        out
+    }
+
+    /// Write each item only while its entry [`holds`] exactly what was
+    /// expected; one result per item, in order. This default gets,
+    /// compares, then sets by user on the store's one worker thread (no
+    /// other call of this store comes between); the Secret Service sets
+    /// the secret of the very item it compared.
+    fn replace_if_many(
+        &mut self,
+        items: &[ToReplace],
+        tick: Tick,
+    ) -> Vec<Result<ReplaceIf, Fail>> {
+        let mut out = Vec::with_capacity(items.len());
+        for r in items {
+            let w = &r.new;
+            let unchanged = match (self.get(&w.user), &r.expected) {
+                (Err(f), _) => Err(f),
+                (Ok(None), None) => Ok(true),
+                (Ok(Some(now)), Some(want)) => Ok(holds(want, &now)),
+                (Ok(_), _) => Ok(false),
+            };
+            out.push(unchanged.and_then(|same| match same {
+                true => self
+                    .set(&w.user, &w.secret, w.kind, &w.metadata)
+                    .map(|()| ReplaceIf::Replaced),
+                false => Ok(ReplaceIf::Changed),
+            }));
             tick();
         }
         out
@@ -686,6 +725,40 @@ impl Store for KeyringStore {
             b.delete_if_many(&want, tick)
         });
         self.settle(&refs, &at, results, &mut out);
+        out.into_iter().flatten().collect()
+    }
+
+    /// The comparison and the write run as one job on the store's worker
+    /// (see [`Backend::replace_if_many`]), never the read-compare-write
+    /// default (a read, then a write as separate calls). Not atomic
+    /// against other clients: the Secret Service has no compare-and-write,
+    /// so a value another client sets on the same item between credshift's
+    /// `GetSecret` and its `SetSecret` (one D-Bus round trip) is
+    /// overwritten; a second item made for the entry meanwhile is found by
+    /// the search after the write and refused (see `secret_service.rs`).
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let ids: Vec<&CredentialId> = items.iter().map(|r| &r.new.id).collect();
+        let mut out: Vec<Option<Result<ReplaceIf>>> = items.iter().map(|_| None).collect();
+        let (mut todo, mut at) = (Vec::new(), Vec::new());
+        for (i, r) in items.iter().enumerate() {
+            match self.to_write(&r.new) {
+                Ok(new) => {
+                    let expected = r.expected.clone();
+                    todo.push(ToReplace { expected, new });
+                    at.push(i);
+                }
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        if !todo.is_empty() {
+            let results = self.call_batch("replace_if_unchanged", move |b, tick| {
+                b.replace_if_many(&todo, tick)
+            });
+            self.settle(&ids, &at, results, &mut out);
+        }
         out.into_iter().flatten().collect()
     }
 

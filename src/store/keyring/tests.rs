@@ -258,6 +258,24 @@ fn compare_and_delete_keeps_a_value_another_client_wrote_meanwhile() {
     );
 }
 
+/// The keyring's compare-and-write runs on its worker as one job, not as
+/// the read-then-write default: a value another client writes right after
+/// a store-level read is never overwritten (this fails with the default).
+#[test]
+fn compare_and_replace_keeps_a_value_another_client_wrote_meanwhile() {
+    let (s, map) = mem_keyring("svc-car");
+    let mut meta = Metadata::new();
+    meta.insert("label".into(), "x".into());
+    let id = CredentialId::new("ns", "k");
+    crate::store::test_support::assert_compare_and_replace_keeps_a_racing_write(
+        &s,
+        Box::new(mem_keyring_on(map, "svc-car")),
+        &Credential::new(id.clone(), Kind::ApiKey, "ours").with_metadata(meta),
+        &Credential::new(id.clone(), Kind::ApiKey, "old"),
+        &Credential::new(id, Kind::ApiKey, "theirs"),
+    );
+}
+
 #[test]
 fn windows_search_pattern_escapes_the_service() {
     assert_eq!(

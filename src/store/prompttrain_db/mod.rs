@@ -50,10 +50,12 @@ use crate::store::pg::{AdvisoryLock, Conn, classify};
 use crate::store::{LocationError, Scan, Store, StoreSpec};
 use crate::unlock::KeyOptions;
 
+mod compare;
 mod ids;
 mod rows;
 mod schema;
 mod store_impl;
+mod writes;
 
 pub use ids::{Field, Target, parse_id};
 pub use schema::SCHEMA_SQL;

@@ -6,9 +6,12 @@ use std::time::Duration;
 use crate::credential::{Credential, CredentialId, Kind, Metadata, Secret};
 use crate::crypto::prompttrain::{self as fmt, FormatError};
 use crate::error::{Result, StoreError};
-use crate::store::{Capability, DeleteIf, Entry, Listing, Scan, Store, StoreLock, StoreSpec};
+use crate::store::{
+    Capability, DeleteIf, Entry, Listing, Replace, ReplaceIf, Scan, Store, StoreLock, StoreSpec,
+};
 
 use super::rows::*;
+use super::writes::{finish, settle};
 use super::{Field, PENDING_TOKEN, PromptTrainDb, Target, classify, parse_id};
 
 impl Store for PromptTrainDb {
@@ -292,172 +295,26 @@ impl Store for PromptTrainDb {
 
     fn write_many(&self, creds: &[Credential]) -> Vec<Result<()>> {
         let mut results: Vec<Option<Result<()>>> = (0..creds.len()).map(|_| None).collect();
-        let mut account_items: Vec<(usize, String, Field)> = Vec::new();
-        let mut train_items: Vec<(usize, String, usize, String)> = Vec::new();
-        for (i, c) in creds.iter().enumerate() {
-            if let Some(reason) = self.check(c) {
-                results[i] = Some(Err(StoreError::item(&c.id, reason)));
-                continue;
-            }
-            match parse_id(&c.id) {
-                Ok(Target::Account { account, field }) => account_items.push((i, account, field)),
-                Ok(Target::ClientKey { train, index }) => {
-                    train_items.push((i, train, index, fmt::hash_client_key(c.secret.expose())))
-                }
-                Ok(Target::ClientKeyHash { train, index }) => train_items.push((
-                    i,
-                    train,
-                    index,
-                    c.secret.expose().trim().to_ascii_lowercase(),
-                )),
-                Err(m) => results[i] = Some(Err(StoreError::item(&c.id, m))),
-            }
+        if let Some(staged) = self.stage(creds, &mut results) {
+            let outcome = self.conn.with_client(|client| {
+                let db = |e: postgres::Error| classify(&self.spec, "write", &e);
+                let mut tx = client.transaction().map_err(db)?;
+                let done = self.apply_staged(&mut tx, &staged, creds, &mut results)?;
+                tx.commit().map_err(db)?;
+                Ok(done)
+            });
+            settle(&mut results, creds, &staged.pending, outcome);
         }
-        let pending: Vec<usize> = account_items
-            .iter()
-            .map(|(i, ..)| *i)
-            .chain(train_items.iter().map(|(i, ..)| *i))
-            .collect();
-        let finish = |results: Vec<Option<Result<()>>>| -> Vec<Result<()>> {
-            results
-                .into_iter()
-                .zip(creds)
-                .map(|(r, c)| r.unwrap_or_else(|| Err(StoreError::item(&c.id, "not written"))))
-                .collect()
-        };
-        if pending.is_empty() {
-            return finish(results);
-        }
-        if let Err(e) = self.ensure_schema() {
-            fail_all(&mut results, creds, &pending, &e);
-            return finish(results);
-        }
+        finish(results, creds)
+    }
 
-        // Encrypt (one PBKDF2 derivation each) in parallel, after checking
-        // that the key is the one the database already uses.
-        let mut encrypted: Vec<std::result::Result<String, FormatError>> = Vec::new();
-        if !account_items.is_empty() {
-            let key = match self.master() {
-                Ok(k) => k,
-                Err(e) => {
-                    fail_all(&mut results, creds, &pending, &e);
-                    return finish(results);
-                }
-            };
-            match self.key_fits_database(key) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let e = StoreError::Crypto {
-                        location: self.spec.to_string(),
-                        message: format!(
-                            "{} does not decrypt the values already in this database \
-                             (wrong key?); nothing written",
-                            fmt::KEY_ENV
-                        ),
-                    };
-                    fail_all(&mut results, creds, &pending, &e);
-                    return finish(results);
-                }
-                Err(e) => {
-                    fail_all(&mut results, creds, &pending, &e);
-                    return finish(results);
-                }
-            }
-            let plain: Vec<&str> = account_items
-                .iter()
-                .map(|(i, ..)| creds[*i].secret.expose())
-                .collect();
-            encrypted = fmt::encrypt_many_cached(key, &plain, &self.keys);
-        }
-
-        let mut by_account: BTreeMap<&str, AccountWrites> = BTreeMap::new();
-        for ((i, account, field), enc) in account_items.iter().zip(encrypted) {
-            match enc {
-                Ok(v) => by_account
-                    .entry(account.as_str())
-                    .or_default()
-                    .push((*i, *field, v)),
-                Err(e) => results[*i] = Some(Err(StoreError::item(&creds[*i].id, e.to_string()))),
-            }
-        }
-        let mut by_train: BTreeMap<&str, Vec<(usize, usize, String)>> = BTreeMap::new();
-        for (i, train, index, hash) in &train_items {
-            by_train
-                .entry(train.as_str())
-                .or_default()
-                .push((*i, *index, hash.clone()));
-        }
-
-        let outcome = self.conn.with_client(|client| {
-            let spec = &self.spec;
-            let db = |e: postgres::Error| classify(spec, "write", &e);
-            let mut tx = client.transaction().map_err(db)?;
-            let mut done: Vec<usize> = Vec::new();
-            for (account, writes) in &by_account {
-                let idx: Vec<usize> = writes.iter().map(|(i, ..)| *i).collect();
-                let mut sp = tx.savepoint("account").map_err(db)?;
-                match apply_account(&mut sp, account, writes, creds) {
-                    Ok(Ok(())) => {
-                        sp.commit().map_err(db)?;
-                        done.extend(idx);
-                    }
-                    Ok(Err(m)) => {
-                        sp.rollback().map_err(db)?;
-                        for i in idx {
-                            results[i] = Some(Err(StoreError::item(&creds[i].id, m.clone())));
-                        }
-                    }
-                    Err(e) => {
-                        let e = db(e);
-                        if e.is_unavailable() {
-                            return Err(e);
-                        }
-                        sp.rollback().map_err(db)?;
-                        fail_all(&mut results, creds, &idx, &e);
-                    }
-                }
-            }
-            for (train, writes) in &by_train {
-                let idx: Vec<usize> = writes.iter().map(|(i, ..)| *i).collect();
-                let slots: Vec<(usize, Option<String>)> = writes
-                    .iter()
-                    .map(|(_, index, h)| (*index, Some(h.clone())))
-                    .collect();
-                let mut sp = tx.savepoint("train").map_err(db)?;
-                match apply_train(&mut sp, train, &slots) {
-                    Ok(_) => {
-                        sp.commit().map_err(db)?;
-                        done.extend(idx);
-                    }
-                    Err(e) => {
-                        let e = db(e);
-                        if e.is_unavailable() {
-                            return Err(e);
-                        }
-                        sp.rollback().map_err(db)?;
-                        fail_all(&mut results, creds, &idx, &e);
-                    }
-                }
-            }
-            tx.commit().map_err(db)?;
-            Ok(done)
-        });
-        match outcome {
-            Ok(done) => {
-                for i in done {
-                    results[i] = Some(Ok(()));
-                }
-            }
-            Err(e) => {
-                // Nothing of the transaction was committed.
-                let open: Vec<usize> = pending
-                    .into_iter()
-                    .filter(|i| results[*i].as_ref().is_none_or(|r| r.is_ok()))
-                    .collect();
-                fail_all(&mut results, creds, &open, &e);
-            }
-        }
-        finish(results)
+    /// Atomic: one transaction locks the rows of every account and train
+    /// concerned (`SELECT ... FOR UPDATE`), compares what they hold with
+    /// what was expected and writes only the matching items; a row another
+    /// writer inserts meanwhile is compared again (see
+    /// [`PromptTrainDb::replace_compared`]).
+    fn replace_if_unchanged(&self, items: &[Replace]) -> Vec<Result<ReplaceIf>> {
+        self.replace_compared(items)
     }
 
     fn delete(&self, id: &CredentialId) -> Result<bool> {

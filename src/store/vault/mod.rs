@@ -23,6 +23,8 @@
 
 pub mod http;
 pub mod kv;
+#[cfg(test)]
+mod live_tests;
 mod lock;
 mod ops;
 pub mod spec;
@@ -66,9 +68,16 @@ pub fn parse_spec(spec: &StoreSpec) -> Result<VaultSpec> {
 struct State {
     /// Secret path -> the version this store last saw or wrote (0: absent).
     seen: HashMap<String, u64>,
-    /// Secret path -> the version this store's last write created: what a
-    /// read-back reads.
-    written: HashMap<String, u64>,
+    /// Secret path -> the version this store's last write there created
+    /// and the fields it wrote: the next read of one of those fields (the
+    /// engine's read-back) reads exactly that version, once. Every other
+    /// read reads the latest version, so a value or field another client
+    /// wrote since is seen.
+    written: HashMap<String, Written>,
+    /// Secret path -> the newest version this store wrote there: a read
+    /// answering an older one came from a node that has not applied it
+    /// yet, and is asked again for a while.
+    floor: HashMap<String, u64>,
     /// Fields that hold no string (not credentials), as `path: field`.
     unmigrated: Vec<String>,
     /// A full scan ran: a path it did not see was absent then.
@@ -81,6 +90,12 @@ struct State {
     custom: HashMap<String, (u64, Map<String, Value>)>,
     /// The migration writing here, for the provenance entry.
     provenance: Option<crate::store::Provenance>,
+}
+
+/// What the read-back of a write reads (see `State::written`).
+struct Written {
+    version: u64,
+    fields: std::collections::HashSet<String>,
 }
 
 pub struct VaultStore {
@@ -303,6 +318,50 @@ impl VaultStore {
 
     fn see(&self, path: &str, version: u64) {
         self.state().seen.insert(path.to_string(), version);
+    }
+
+    /// This store's write created `version` of `path`, holding `fields` as
+    /// written: the next read of them reads that version exactly.
+    fn wrote<'f>(&self, path: &str, version: u64, fields: impl Iterator<Item = &'f String>) {
+        let mut st = self.state();
+        st.seen.insert(path.to_string(), version);
+        let floor = st.floor.entry(path.to_string()).or_default();
+        *floor = (*floor).max(version);
+        st.written.insert(
+            path.to_string(),
+            Written {
+                version,
+                fields: fields.cloned().collect(),
+            },
+        );
+    }
+
+    /// A read that waited for a standby and still got a version older
+    /// than one this store wrote: another client deleted or recreated the
+    /// secret since, so later reads take what is there without waiting.
+    fn settle_floor(&self, path: &str, version: u64) {
+        self.state().floor.insert(path.to_string(), version);
+    }
+
+    /// This store removed `path` with all its versions.
+    fn removed(&self, path: &str) {
+        let mut st = self.state();
+        st.written.remove(path);
+        st.floor.remove(path);
+        st.seen.insert(path.to_string(), 0);
+    }
+
+    /// What the read-back of `fields` at `path` reads, taken (a read-back
+    /// happens once; later reads see the latest version) when one of them
+    /// is a field this store wrote there; and the newest version it wrote.
+    fn take_read_back(&self, path: &str, fields: &[&str]) -> (Option<Written>, u64) {
+        let mut st = self.state();
+        let floor = st.floor.get(path).copied().unwrap_or(0);
+        let ours = st
+            .written
+            .get(path)
+            .is_some_and(|w| fields.iter().any(|f| w.fields.contains(*f)));
+        (if ours { st.written.remove(path) } else { None }, floor)
     }
 
     fn health(&self) -> Result<Value> {
@@ -561,14 +620,17 @@ impl Store for VaultStore {
             }
         };
         let present: std::collections::HashSet<String> = paths.into_iter().collect();
-        let wanted: Vec<CredentialId> = ids
-            .iter()
-            .filter(|id| {
-                self.place(&prefix, id)
-                    .is_ok_and(|(path, _)| present.contains(&path))
-            })
-            .cloned()
-            .collect();
+        let mut wanted: Vec<CredentialId> = Vec::new();
+        for id in ids {
+            match self.place(&prefix, id) {
+                Ok((path, _)) if present.contains(&path) => wanted.push(id.clone()),
+                // Not listed: absent now, so a write there creates with
+                // `cas: 0`. Only these paths are known absent; the rest
+                // of the prefix was not read.
+                Ok((path, _)) => self.see(&path, 0),
+                Err(_) => {}
+            }
+        }
         let mut scan = Scan::default();
         for (id, r) in wanted.iter().zip(self.read_many(&wanted)) {
             match r {
@@ -580,7 +642,6 @@ impl Store for VaultStore {
                     .push(LocationError::from_error(id.to_string(), &e)),
             }
         }
-        self.state().scanned = scan.errors.is_empty();
         Ok(scan)
     }
 

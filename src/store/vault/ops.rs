@@ -24,8 +24,10 @@ const MAX_CUSTOM_KEY: usize = 128;
 /// The provenance key in custom_metadata.
 pub const PROVENANCE: &str = "credshift";
 
-/// Items grouped by secret path, in first-seen order: (index, field).
-type Groups = Vec<(String, Vec<(usize, String)>)>;
+/// One item of a group: its index in the batch and its field.
+type Item = (usize, String);
+/// Items grouped by secret path, in first-seen order.
+type Groups = Vec<(String, Vec<Item>)>;
 
 fn group<'a>(
     s: &VaultStore,
@@ -130,39 +132,83 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
         &mut out,
         || Ok(None),
         |path, items, out| {
-            // What this store wrote is read back at exactly that version.
-            let exact = s.state().written.get(path).copied();
-            match read_version(&kv, path, exact) {
-                Ok(v) => {
-                    if exact.is_none() {
-                        s.see(path, v.as_ref().map_or(0, |v| v.version));
-                    }
-                    let Some(v) = v else { return };
-                    if exact.is_none() {
-                        s.note_sizes(&ids[items[0].0], &v);
-                        s.state()
-                            .custom
-                            .insert(path.to_string(), (v.version, v.custom_metadata.clone()));
-                    }
-                    for (i, field) in items {
-                        if let Some(Value::String(secret)) = v.data.get(field) {
-                            let (kind, meta) = field_meta(&v.custom_metadata, field, &ids[*i]);
-                            out[*i] = Ok(Some(
-                                Credential::new(ids[*i].clone(), kind, secret.as_str())
-                                    .with_metadata(meta),
-                            ));
-                        }
-                    }
+            let fields: Vec<&str> = items.iter().map(|(_, f)| f.as_str()).collect();
+            let (pin, floor) = s.take_read_back(path, &fields);
+            // The read-back: the fields this store just wrote, at exactly
+            // the version it wrote. Everything else (any later read too)
+            // reads the latest version.
+            let (ours, rest): (Vec<&Item>, Vec<&Item>) = items
+                .iter()
+                .partition(|(_, f)| pin.as_ref().is_some_and(|w| w.fields.contains(f)));
+            if let Some(w) = &pin {
+                fill(read_version(&kv, path, Some(w.version)), &ours, ids, out);
+            }
+            if rest.is_empty() {
+                return;
+            }
+            let latest = read_latest(&kv, path, floor);
+            if let Ok(v) = &latest {
+                let version = v.as_ref().map_or(0, |v| v.version);
+                s.see(path, version);
+                if version < floor {
+                    s.settle_floor(path, version);
                 }
-                Err(e) => {
-                    for (i, _) in items {
-                        out[*i] = Err(e.duplicate());
-                    }
+                if let Some(v) = v {
+                    s.note_sizes(&ids[rest[0].0], v);
+                    s.state()
+                        .custom
+                        .insert(path.to_string(), (v.version, v.custom_metadata.clone()));
                 }
             }
+            fill(latest, &rest, ids, out);
         },
     );
+    #[cfg(test)]
+    crate::store::test_support::run_after_read();
     out
+}
+
+/// Each of `items` from the version read (absent: `None`), or the error.
+fn fill(
+    read: Result<Option<Version>>,
+    items: &[&Item],
+    ids: &[CredentialId],
+    out: &mut [Result<Option<Credential>>],
+) {
+    match read {
+        Ok(Some(v)) => {
+            for (i, field) in items {
+                if let Some(Value::String(secret)) = v.data.get(field) {
+                    let (kind, meta) = field_meta(&v.custom_metadata, field, &ids[*i]);
+                    out[*i] = Ok(Some(
+                        Credential::new(ids[*i].clone(), kind, secret.as_str()).with_metadata(meta),
+                    ));
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            for (i, _) in items {
+                out[*i] = Err(e.duplicate());
+            }
+        }
+    }
+}
+
+/// The latest version. One older than `floor` (the newest this store
+/// wrote) came from a standby that has not applied that write yet: asked
+/// again for a while, then taken as it is (another client may have
+/// deleted the secret since).
+fn read_latest(kv: &Kv, path: &str, floor: u64) -> Result<Option<Version>> {
+    let mut tries = 0;
+    loop {
+        let v = kv.read(path, None)?;
+        if v.as_ref().map_or(0, |v| v.version) >= floor || tries >= 8 {
+            return Ok(v);
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50 * tries.min(4)));
+    }
 }
 
 /// A read; the version this store wrote is read exactly, and waited for
@@ -341,12 +387,8 @@ fn write_group(
         }
     }
     let Some(&last) = written.last() else { return };
-    {
-        let mut st = s.state();
-        st.seen.insert(path.to_string(), last);
-        st.written.insert(path.to_string(), last);
-    }
     let landed: Vec<&(usize, String)> = items.iter().filter(|(i, _)| out[*i].is_ok()).collect();
+    s.wrote(path, last, landed.iter().map(|(_, f)| f));
     let mut patch = Map::new();
     let mut keys = prior.len() + usize::from(!prior.contains_key(PROVENANCE));
     for (i, field) in &landed {
@@ -580,11 +622,7 @@ fn delete_group(
         }
     }
     let first_new = first_new.unwrap_or(cas);
-    {
-        let mut st = s.state();
-        st.seen.insert(path.to_string(), cas);
-        st.written.insert(path.to_string(), cas);
-    }
+    s.wrote(path, cas, present.iter().map(|(_, f)| f));
     let mut patch: Map<String, Value> = present
         .iter()
         .map(|(_, f)| meta_key(f))
@@ -621,9 +659,7 @@ fn delete_group(
             .all(|(v, live)| *v >= first_new || !live || destroyed.contains(v));
     if nothing_left {
         kv.delete_all(path)?;
-        let mut st = s.state();
-        st.written.remove(path);
-        st.seen.insert(path.to_string(), 0);
+        s.removed(path);
     }
     Ok(())
 }

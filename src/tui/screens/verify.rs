@@ -50,12 +50,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     para(vec![Line::from(first), second]).render(summary, buf);
 
-    let items = w
-        .dry_run
-        .plan
-        .as_ref()
-        .map(|p| p.items.as_slice())
-        .unwrap_or(&[]);
+    let items = &w.run.items;
     let mismatch = |id: &crate::credential::CredentialId| {
         w.verify
             .report
@@ -68,8 +63,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         table.height.saturating_sub(1) as usize,
     )
     .map(|i| {
-        let it = &items[i];
-        let (res, why) = match (mismatch(&it.id), &w.run.outcomes[i]) {
+        let id = &items[i];
+        let (res, why) = match (mismatch(id), &w.run.outcomes[i]) {
             (Some(f), _) => (Span::styled("mismatch", t.bad()), f.error.clone()),
             (None, ItemOutcome::Verified) => (Span::styled("verified", t.ok()), String::new()),
             (None, ItemOutcome::Written) => {
@@ -80,7 +75,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             (None, ItemOutcome::Pending) => (Span::styled("not run", t.dim()), String::new()),
         };
         let row = Row::new(vec![
-            Cell::from(it.id.to_string()),
+            Cell::from(id.to_string()),
             Cell::from(res),
             Cell::from(Span::styled(why, t.dim())),
         ]);

