@@ -217,7 +217,7 @@ impl LegacyMeta {
     ) -> Vec<Result<Seen>> {
         let unknown: Vec<CredentialId> = ids
             .iter()
-            .filter(|id| !seen.contains_key(*id))
+            .filter(|id| !seen.contains_key(id))
             .cloned()
             .collect();
         let mut fresh = if unknown.is_empty() {
