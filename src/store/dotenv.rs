@@ -115,17 +115,6 @@ impl DotenvStore {
         self.load(Purpose::Read)
     }
 
-    /// The parsed file for deleting `ids`: only their values are kept,
-    /// the other assignments' as digests.
-    fn load_for_delete(&self, ids: &[CredentialId]) -> Result<Option<Doc>> {
-        let named: std::collections::HashSet<&CredentialId, foldhash::fast::RandomState> =
-            ids.iter().collect();
-        let keep = |id: &CredentialId| named.contains(id);
-        fsutil::read_if_exists(&self.path)?
-            .map(|bytes| Doc::parse(&self.path, bytes, Purpose::Delete, Some(&keep)))
-            .transpose()
-    }
-
     /// [`load_to_read`](Self::load_to_read) keeping only the assignments
     /// of `ids`.
     fn load_ids(&self, ids: &[CredentialId]) -> Result<Option<Doc>> {

@@ -72,10 +72,10 @@ pub(super) struct Doc {
     pub(super) by_key: Index<IdStr>,
     pub(super) errors: Vec<LocationError>,
     pub(super) purpose: Purpose,
-    /// For a delete: each assignment's [`value_digest`], by position. An
-    /// assignment of an id the delete does not name keeps only this, not
-    /// its value (the values of every other line were 14 MB of a cleanup
-    /// batch's peak at 100,000 lines).
+    /// For a delete: each assignment's [`value_digest`], by position,
+    /// kept instead of its value (the values of every line were 14 MB of
+    /// a cleanup batch's peak at 100,000 lines, and the batch's own were
+    /// held twice, here and by the caller that compares them).
     pub(super) digests: Vec<[u8; 16]>,
 }
 
@@ -120,8 +120,7 @@ impl Doc {
 
     /// `keep` says which ids' assignments a read keeps (the others are
     /// dropped as they are read: a batch's read of a large file holds the
-    /// batch, not the file), and which ids' values a delete keeps (the
-    /// others keep a digest); a write keeps all.
+    /// batch, not the file); every other purpose keeps all.
     pub(super) fn parse(
         path: &Path,
         bytes: Vec<u8>,
@@ -170,7 +169,6 @@ impl Doc {
         self.errors.clear();
         self.digests.clear();
         let filter = keep.filter(|_| self.purpose == Purpose::Read);
-        let slim = keep.filter(|_| self.purpose == Purpose::Delete);
         let empty = Secret::default();
         // At most one assignment per line: reserved once instead of grown by
         // doubling, which left up to half of a large file's buffer unused.
@@ -200,9 +198,7 @@ impl Doc {
                 }
                 if self.purpose == Purpose::Delete {
                     self.digests.push(value_digest(a.value.expose()));
-                    if slim.is_some_and(|k| !k(&a.id)) {
-                        a.value = empty.clone();
-                    }
+                    a.value = empty.clone();
                 }
                 self.push(a);
             }

@@ -1,7 +1,7 @@
 //! Removing assignments from a `.env` file, and the check every rewrite
 //! passes first: the file read afresh must mean what the edit meant.
 
-use super::doc::{Doc, Found, Index, join_lines, scan, value_digest};
+use super::doc::{Doc, Found, Index, Purpose, join_lines, scan, value_digest};
 use super::DotenvStore;
 use crate::credential::{Credential, CredentialId, Secret, ct_eq_bytes};
 use crate::error::{Result, StoreError};
@@ -16,7 +16,7 @@ impl DotenvStore {
         expected: Option<&[Credential]>,
     ) -> Vec<Result<DeleteIf>> {
         let _g = self.guard();
-        let mut doc = match self.load_for_delete(ids) {
+        let mut doc = match self.load(Purpose::Delete) {
             Ok(Some(d)) => d,
             Ok(None) => return ids.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
             Err(e) => {
@@ -40,16 +40,24 @@ impl DotenvStore {
         let mut results: Vec<Result<DeleteIf>> = Vec::with_capacity(ids.len());
         for (k, id) in ids.iter().enumerate() {
             if let Some(want) = expected.and_then(|e| e.get(k)) {
-                match doc.credential(id) {
+                // `Credential::same_as`, with the value compared by its
+                // digest: the delete's document keeps no values.
+                match doc.find(id).map(|n| (&doc.assignments[n], doc.digests.get(n))) {
                     None => {
                         results.push(Ok(DeleteIf::Absent));
                         continue;
                     }
-                    Some(now) if !now.same_as(want) => {
-                        results.push(Ok(DeleteIf::Changed));
-                        continue;
+                    Some((now, digest)) => {
+                        let value = digest.is_some_and(|d| {
+                            ct_eq_bytes(&value_digest(want.secret.expose()), d)
+                        });
+                        let meta = now.metadata.as_deref().cloned().unwrap_or_default()
+                            == want.metadata;
+                        if !(value & meta & (now.kind == want.kind)) {
+                            results.push(Ok(DeleteIf::Changed));
+                            continue;
+                        }
                     }
-                    Some(_) => {}
                 }
             }
             let Some(n) = doc.by_id.get_mut(id).and_then(|v| v.pop()) else {
