@@ -220,8 +220,16 @@ impl EnvelopeFileStore {
         });
         // Not kept when the write failed: the next operation reads the file.
         written?;
-        items.restore(key.unseal(sealed)?);
-        st.seen = Some((d, items));
+        // The file is written: a failure to open the sealed copy back only
+        // costs the cache (the next operation reads the file), never the
+        // write's success.
+        st.seen = match key.unseal(sealed) {
+            Ok(plain) => {
+                items.restore(plain);
+                Some((d, items))
+            }
+            Err(_) => None,
+        };
         Ok(())
     }
 

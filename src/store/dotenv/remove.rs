@@ -217,8 +217,11 @@ impl Meaning {
     /// This meaning with `set`'s values in place of (or beside) its own.
     pub(super) fn with(mut self, set: Vec<(CredentialId, Secret)>) -> Meaning {
         let mut added = false;
+        // Only the sorted part is searched: ids pushed below are unsorted
+        // until the end, and a later value of one of them must still win.
+        let sorted = self.0.len();
         for (id, value) in set {
-            match self.0.binary_search_by(|(k, _)| k.cmp(&id)) {
+            match self.0[..sorted].binary_search_by(|(k, _)| k.cmp(&id)) {
                 Ok(i) => self.0[i].1 = Expect::Value(value),
                 Err(_) => {
                     self.0.push((id, Expect::Value(value)));

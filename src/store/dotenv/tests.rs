@@ -499,3 +499,30 @@ fn a_write_batch_with_new_replaced_and_repeated_ids_reads_back_as_written() {
     assert_eq!(value_of(&*s, "env/Z").as_deref(), Some("z"));
     assert_eq!(value_of(&*s, "env/KEEP").as_deref(), Some("k"));
 }
+
+/// New ids pushed beside the sorted ones, one of them repeated: its last
+/// value is what the file must read as (a binary search over the unsorted
+/// whole found an older copy, and the rewrite check then refused a good
+/// batch).
+#[test]
+fn a_batch_repeating_a_new_id_among_others_keeps_its_last_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    std::fs::write(&p, "A=a\nB=b\nD=d\nG=g\n").unwrap();
+    let s = store_at(&p);
+    let c = |id: &str, v: &str| {
+        Credential::new(id.parse::<CredentialId>().unwrap(), Kind::guess(id), v.to_string())
+    };
+    let batch = [
+        c("env/C", "c0"),
+        c("env/E", "e1"),
+        c("env/F", "f2"),
+        c("env/C", "c3"),
+        c("env/C", "c4"),
+    ];
+    let results = s.write_many(&batch);
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(value_of(&*s, "env/C").as_deref(), Some("c4"));
+    assert_eq!(value_of(&*s, "env/E").as_deref(), Some("e1"));
+    assert_eq!(value_of(&*s, "env/G").as_deref(), Some("g"));
+}
