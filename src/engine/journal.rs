@@ -444,19 +444,12 @@ impl Journal {
         // Folded record by record as they are parsed (never all held). A
         // journal that does not start with `started` still takes records;
         // `state()` says what is wrong with it.
-        let (mut last_seq, mut first, mut state) = (None, true, None::<State>);
-        let read = super::jsonl::for_each_jsonl(&path, "a journal record", |l: Line| {
-            last_seq = Some(l.seq);
-            if std::mem::take(&mut first) {
-                state = State::from_records(id.clone(), dir.to_path_buf(), &[l]).ok();
-            } else if let Some(st) = &mut state {
-                st.apply_owned(l);
-            }
-        });
-        match read {
-            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+        let mut last_seq = None;
+        let state = match State::fold_journal(&id, dir, |l| last_seq = Some(l.seq)) {
+            Ok(st) => st.and_then(|st| st.ok()),
+            Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e),
-        }
+        };
         let next_seq = last_seq.map_or(1, |s| s + 1);
         let file = fsutil::open_append_private(&path)?;
         Ok(Journal {

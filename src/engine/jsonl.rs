@@ -84,12 +84,20 @@ pub fn for_each_jsonl<T: DeserializeOwned>(
         if i == 0 {
             bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
         }
-        let text = std::str::from_utf8(bytes).map_err(|_| StoreError::Parse {
-            location: path.display().to_string(),
-            line: Some(i + 1),
-            column: None,
-            message: "not valid UTF-8".into(),
-        })?;
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            // A write torn inside a multi-byte character is still a torn
+            // write: skipped, so the journal opens after such a crash.
+            Err(_) if torn => break,
+            Err(_) => {
+                return Err(StoreError::Parse {
+                    location: path.display().to_string(),
+                    line: Some(i + 1),
+                    column: None,
+                    message: "not valid UTF-8".into(),
+                });
+            }
+        };
         let l = text.strip_suffix('\n').unwrap_or(text);
         let l = l.strip_suffix('\r').unwrap_or(l);
         if l.trim().is_empty() {
@@ -180,6 +188,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_last_line_torn_inside_a_multi_byte_character_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut bytes = b"{\"seq\":1,\"what\":\"x\"}\n{\"seq\":2,\"what\":\"caf".to_vec();
+        // The first byte of the two of "\u{e9}" ("é"): the write stopped there.
+        bytes.push("\u{e9}".as_bytes()[0]);
+        std::fs::write(&path, &bytes).unwrap();
+        let back: Vec<Rec> = read_jsonl(&path, "a test record").unwrap();
+        assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), [1]);
+        // The same bytes before a newline are not torn: still an error.
+        bytes.push(b'\n');
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_jsonl::<Rec>(&path, "a test record").is_err());
     }
 
     #[test]
