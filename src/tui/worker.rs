@@ -197,6 +197,10 @@ impl Executor for EngineExecutor {
                     };
                     let mut prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
                     drop((source, target));
+                    // The start reads the source again under the locks to
+                    // compare it with the plan: the values are not kept
+                    // meanwhile (two copies of every value were its peak).
+                    prepared.shed_source_values();
                     release_free_memory();
                     // The rows go to the screen, not copied: the start hands
                     // them back (100,000 rows are ~15 MB).
