@@ -54,31 +54,6 @@ fn cleanable(st: &State, id: &MigrationId) -> Result<()> {
     }
 }
 
-/// Test aid: a step run between cleanup's status check and its locks, so
-/// a test can move the migration on there as another process could.
-#[cfg(test)]
-pub(crate) mod hooks {
-    use std::cell::Cell;
-    use std::path::Path;
-
-    use crate::engine::types::MigrationId;
-
-    thread_local! {
-        static BEFORE_LOCKS: Cell<Option<fn(&Path, &MigrationId)>> = const { Cell::new(None) };
-    }
-
-    /// Run `f` (once) at the next cleanup on this thread, before its locks.
-    pub fn set_before_locks(f: fn(&Path, &MigrationId)) {
-        BEFORE_LOCKS.with(|h| h.set(Some(f)));
-    }
-
-    pub(super) fn before_locks(state_dir: &Path, id: &MigrationId) {
-        if let Some(f) = BEFORE_LOCKS.with(|h| h.take()) {
-            f(state_dir, id);
-        }
-    }
-}
-
 /// Cleanup of a finished migration (asked for, or left interrupted), with
 /// its audit line: "failed" when a verified item is still in the source.
 pub(super) fn run_cleanup(
@@ -99,4 +74,31 @@ pub(super) fn run_cleanup(
     };
     audit_action(state_dir, id, st, "cleanup", outcome, st.totals());
     Ok(st.report())
+}
+
+/// Test aid: a step run between cleanup's status check and its locks, so
+/// a test can move the migration on there as another process could.
+#[cfg(test)]
+pub(crate) mod hooks {
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use crate::engine::types::MigrationId;
+
+    type Hook = fn(&Path, &MigrationId);
+
+    thread_local! {
+        static BEFORE_LOCKS: Cell<Option<Hook>> = const { Cell::new(None) };
+    }
+
+    /// Run `f` (once) at the next cleanup on this thread, before its locks.
+    pub fn set_before_locks(f: fn(&Path, &MigrationId)) {
+        BEFORE_LOCKS.with(|h| h.set(Some(f)));
+    }
+
+    pub(super) fn before_locks(state_dir: &Path, id: &MigrationId) {
+        if let Some(f) = BEFORE_LOCKS.with(|h| h.take()) {
+            f(state_dir, id);
+        }
+    }
 }
