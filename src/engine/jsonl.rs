@@ -59,6 +59,17 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>
 pub fn for_each_jsonl<T: DeserializeOwned>(
     path: &Path,
     what: &str,
+    f: impl FnMut(T),
+) -> Result<(), StoreError> {
+    for_each_jsonl_by(path, what, |l| serde_json::from_str::<T>(l), f)
+}
+
+/// [`for_each_jsonl`] with the parse of one line given (a record type
+/// whose derived parse buffers a big line can take a direct path).
+pub fn for_each_jsonl_by<T>(
+    path: &Path,
+    what: &str,
+    mut parse: impl FnMut(&str) -> serde_json::Result<T>,
     mut f: impl FnMut(T),
 ) -> Result<(), StoreError> {
     use std::io::BufRead;
@@ -103,7 +114,7 @@ pub fn for_each_jsonl<T: DeserializeOwned>(
         if l.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<T>(l) {
+        match parse(l) {
             Ok(rec) => f(rec),
             Err(_) if torn => break,
             Err(e) => {

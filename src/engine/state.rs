@@ -143,7 +143,8 @@ impl State {
     ) -> std::result::Result<Option<Result<State>>, StoreError> {
         let path = dir.join(journal::JOURNAL_FILE);
         let mut st: Option<Result<State>> = None;
-        crate::engine::jsonl::for_each_jsonl(&path, "a journal record", |l: Line| {
+        let parse = journal::parse_line;
+        crate::engine::jsonl::for_each_jsonl_by(&path, "a journal record", parse, |l: Line| {
             each(&l);
             match &mut st {
                 None => st = Some(State::from_records(id.clone(), dir.to_path_buf(), &[l])),
