@@ -81,6 +81,11 @@ pub fn for_each_jsonl_by<T>(
     let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
     let mut buf = Vec::new();
     for i in 0.. {
+        // A big line's buffer (a 100,000-item plan: tens of MB) is not
+        // kept while the records after it are folded.
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new();
+        }
         buf.clear();
         if reader
             .read_until(b'\n', &mut buf)
