@@ -432,12 +432,20 @@ pub struct Line {
 struct PlannedLine {
     seq: u64,
     at: String,
-    event: String,
+    #[allow(dead_code)] // Parsed only to refuse any other record.
+    event: PlannedTag,
     items: Vec<PlannedItem>,
     #[serde(default)]
     warnings: Vec<String>,
     #[serde(default)]
     unreadable: usize,
+}
+
+/// The only `event` a [`PlannedLine`] takes.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PlannedTag {
+    Planned,
 }
 
 /// One journal line parsed: a `planned` record directly (see
@@ -449,7 +457,6 @@ pub(crate) fn parse_line(text: &str) -> serde_json::Result<Line> {
     let tag = b"\"event\":\"planned\"";
     if head.windows(tag.len()).any(|w| w == tag)
         && let Ok(p) = serde_json::from_str::<PlannedLine>(text)
-        && p.event == "planned"
     {
         return Ok(Line {
             seq: p.seq,
@@ -593,6 +600,8 @@ mod tests {
         assert_eq!(parse_line(&text).unwrap(), line);
         // ... by the direct path (the derived one would give the same).
         assert!(serde_json::from_str::<PlannedLine>(&text).is_ok());
+        let started = r#"{"seq":1,"at":"x","event":"started","items":[]}"#;
+        assert!(serde_json::from_str::<PlannedLine>(started).is_err());
         // Every record of the old journals reads the same both ways.
         let mut planned = 0;
         for l in OLD_JOURNALS.iter().flat_map(|j| j.lines()) {
