@@ -32,16 +32,26 @@ pub struct Prepared {
 
 /// The planned source credentials, one per id, sorted by id: the source
 /// scan's own buffer, kept (a map beside the scan was a second copy of
-/// every credential and its id for the whole run).
+/// every credential and its id for the whole run). Empty (unset) once
+/// [`Prepared::shed_source_values`] dropped them, until
+/// [`Prepared::changed_since`] puts back the ones it reads again.
 #[derive(Default)]
-pub struct SourceItems(Vec<Credential>);
+pub struct SourceItems(std::sync::OnceLock<Vec<Credential>>);
 
 impl SourceItems {
+    fn new(creds: Vec<Credential>) -> Self {
+        SourceItems(std::sync::OnceLock::from(creds))
+    }
+
+    fn all(&self) -> &[Credential] {
+        self.0.get().map_or(&[], Vec::as_slice)
+    }
+
     pub fn get(&self, id: &CredentialId) -> Option<&Credential> {
-        self.0
-            .binary_search_by(|c| c.id.cmp(id))
+        let all = self.all();
+        all.binary_search_by(|c| c.id.cmp(id))
             .ok()
-            .map(|i| &self.0[i])
+            .map(|i| &all[i])
     }
 
     pub fn contains_key(&self, id: &CredentialId) -> bool {
@@ -50,15 +60,15 @@ impl SourceItems {
 
     /// In id order.
     pub fn values(&self) -> std::slice::Iter<'_, Credential> {
-        self.0.iter()
+        self.all().iter()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.all().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.all().is_empty()
     }
 }
 
@@ -121,10 +131,23 @@ impl std::fmt::Display for ChangedSide {
 }
 
 impl Prepared {
+    /// Drop the source values the plan read, keeping the plan and its
+    /// fingerprints: [`changed_since`](Self::changed_since) reads them
+    /// again under the locks anyway, and puts back the ones that match the
+    /// plan. A caller that holds a prepared migration while the user looks
+    /// at it (the wizard's dry run) then never holds two copies of every
+    /// value (issue #26: the re-read beside the kept copy was the run's
+    /// peak).
+    pub fn shed_source_values(&mut self) {
+        self.source = SourceItems::default();
+    }
+
     /// The items whose source or target changed since the plan, with the
     /// side that changed, in id order. Reads both stores, only what they
     /// hold of the planned ids ([`Store::read_wanted`]: Vault reads the
-    /// secrets holding them, never the others under its prefix).
+    /// secrets holding them, never the others under its prefix). When the
+    /// source values were shed and nothing changed, the values just read
+    /// become the prepared ones (their fingerprints are the plan's).
     pub fn changed_since(
         &self,
         source: &dyn Store,
@@ -134,9 +157,14 @@ impl Prepared {
         let items = &self.plan.items;
         let planned = |c: &&Credential| items.binary_search_by(|i| i.id.cmp(&c.id)).is_ok();
         let ids: Vec<CredentialId> = items.iter().map(|i| i.id.clone()).collect();
-        let scan = source.read_wanted(&ids)?;
+        let mut scan = source.read_wanted(&ids)?;
         drop(ids);
         let src_now = fingerprints(&snap.key, scan.credentials.iter().filter(planned));
+        let fresh = self.source.0.get().is_none().then(|| {
+            let mut creds = std::mem::take(&mut scan.credentials);
+            creds.retain(|c| planned(&c));
+            creds
+        });
         drop(scan);
         let tscan = read_target_for(target, items.iter().map(|i| &i.id))?;
         let tgt_now = fingerprints(&snap.key, tscan.credentials.iter().filter(planned));
@@ -149,6 +177,12 @@ impl Prepared {
             } else if !same_fp(snap.target.get(id), tgt_now.get(id)) {
                 changed.push((id.clone(), ChangedSide::Target));
             }
+        }
+        if changed.is_empty()
+            && let Some(creds) = fresh
+        {
+            // `set` fails only when already set, which `fresh` rules out.
+            let _ = self.source.0.set(one_per_id(creds));
         }
         Ok(changed)
     }
@@ -176,7 +210,7 @@ impl Prepared {
         let Prepared { plan, source, .. } = self;
         let order = plan
             .writes()
-            .filter_map(|i| source.0.binary_search_by(|c| c.id.cmp(&i.id)).ok())
+            .filter_map(|i| source.all().binary_search_by(|c| c.id.cmp(&i.id)).ok())
             .collect();
         (source, order)
     }
@@ -186,7 +220,7 @@ impl SourceItems {
     /// The credentials at `order` (positions, see [`Prepared::into_source`]),
     /// in that order; the others are dropped.
     pub fn into_writes(self, order: Vec<usize>) -> Vec<Credential> {
-        let mut creds = self.0;
+        let mut creds = self.0.into_inner().unwrap_or_default();
         let order: Vec<usize> = order.into_iter().filter(|&p| p < creds.len()).collect();
         let mut writes = vec![false; creds.len()];
         for &at in &order {
@@ -211,6 +245,23 @@ impl SourceItems {
         creds.shrink_to_fit();
         creds
     }
+}
+
+/// `creds` sorted by id with every repeated id left out, as
+/// [`SourceItems`] holds them (a plan's duplicate is invalid, never written).
+fn one_per_id(mut creds: Vec<Credential>) -> Vec<Credential> {
+    creds.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut keep = vec![true; creds.len()];
+    for i in 1..creds.len() {
+        if creds[i].id == creds[i - 1].id {
+            keep[i] = false;
+            keep[i - 1] = false;
+        }
+    }
+    let mut k = keep.into_iter();
+    creds.retain(|_| k.next().unwrap_or(false));
+    creds.shrink_to_fit();
+    creds
 }
 
 /// The dry run: what a migration from `source` to `target` would do.
@@ -623,7 +674,7 @@ fn build(
     items.shrink_to_fit();
     let mut k = keep.into_iter();
     creds.retain(|_| k.next().unwrap_or(false));
-    let source = SourceItems(creds);
+    let source = SourceItems::new(creds);
     let mut warnings = Vec::new();
     if drops_metadata {
         warnings.push(format!(

@@ -124,15 +124,35 @@ impl State {
     /// they are parsed: each is moved in and dropped, so neither the
     /// records nor the plan's items are held beside the state.
     fn fold(id: &MigrationId, dir: PathBuf) -> Result<State> {
+        match Self::fold_journal(id, &dir, |_| {})? {
+            Some(st) => st,
+            None => State::from_records(id.clone(), dir, &[]),
+        }
+    }
+
+    /// The one fold of a journal file, for [`load`](Self::load) and for
+    /// `Journal::open`: `each` sees every record before it is folded in
+    /// (the journal takes its next sequence number from them). `None` when
+    /// the journal has no record; `Some(Err)` when its records do not make
+    /// a migration (the records after that are still read, so a bad line
+    /// further on is still an error).
+    pub(crate) fn fold_journal(
+        id: &MigrationId,
+        dir: &Path,
+        mut each: impl FnMut(&Line),
+    ) -> std::result::Result<Option<Result<State>>, StoreError> {
         let path = dir.join(journal::JOURNAL_FILE);
         let mut st: Option<Result<State>> = None;
-        crate::engine::jsonl::for_each_jsonl(&path, "a journal record", |l: Line| match &mut st
-        {
-            None => st = Some(State::from_records(id.clone(), dir.clone(), &[l])),
-            Some(Ok(s)) => s.apply_owned(l),
-            Some(Err(_)) => {}
+        let parse = journal::parse_line;
+        crate::engine::jsonl::for_each_jsonl_by(&path, "a journal record", parse, |l: Line| {
+            each(&l);
+            match &mut st {
+                None => st = Some(State::from_records(id.clone(), dir.to_path_buf(), &[l])),
+                Some(Ok(s)) => s.apply_owned(l),
+                Some(Err(_)) => {}
+            }
         })?;
-        st.unwrap_or_else(|| State::from_records(id.clone(), dir, &[]))
+        Ok(st)
     }
 
     /// What the journal's first record says (the stores, their

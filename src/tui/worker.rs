@@ -34,8 +34,43 @@ pub struct EngineExecutor {
     /// Cancels the running migration, when there is one.
     cancel: Arc<Mutex<Slot>>,
     /// The latest prepared migration: what the dry-run screen shows and
-    /// what a start executes (matched by the plan's token).
-    prepared: Arc<Mutex<Option<Prepared>>>,
+    /// what a start executes (matched by the plan's token), with the digest
+    /// of the rows handed to the screen (the start must hand the same back).
+    prepared: Arc<Mutex<Option<(Prepared, RowsDigest)>>>,
+}
+
+/// The count and a SHA-256 of the plan rows' ids and actions, in order: the
+/// rows go to the screen and come back at the start without a copy kept
+/// here, and this is how the start knows they are the ones planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RowsDigest {
+    count: usize,
+    sha256: [u8; 32],
+}
+
+impl RowsDigest {
+    fn of(items: &[engine::PlanItem]) -> RowsDigest {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        let mut action = Vec::new();
+        // Each part length-prefixed, so no two row lists hash the same text.
+        let part = |h: &mut sha2::Sha256, b: &[u8]| {
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        for it in items {
+            part(&mut h, it.id.namespace.as_bytes());
+            part(&mut h, it.id.name.as_bytes());
+            action.clear();
+            // An `Action` always serializes (plain enum of strings and numbers).
+            let _ = serde_json::to_writer(&mut action, &it.action);
+            part(&mut h, &action);
+        }
+        RowsDigest {
+            count: items.len(),
+            sha256: h.finalize().into(),
+        }
+    }
 }
 
 impl EngineExecutor {
@@ -162,16 +197,21 @@ impl Executor for EngineExecutor {
                     };
                     let mut prepared = engine::prepare(&req, source.as_ref(), target.as_ref())?;
                     drop((source, target));
+                    // The start reads the source again under the locks to
+                    // compare it with the plan: the values are not kept
+                    // meanwhile (two copies of every value were its peak).
+                    prepared.shed_source_values();
                     release_free_memory();
                     // The rows go to the screen, not copied: the start hands
                     // them back (100,000 rows are ~15 MB).
                     let items = std::mem::take(&mut prepared.plan.items);
+                    let digest = RowsDigest::of(&items);
                     let plan = engine::Plan {
                         items,
                         ..prepared.plan.clone()
                     };
                     if let Ok(mut s) = slot.lock() {
-                        *s = Some(prepared);
+                        *s = Some((prepared, digest));
                     }
                     Ok(Event::PlanReady(Box::new(plan)))
                 });
@@ -458,7 +498,7 @@ impl EngineExecutor {
             .prepared
             .lock()
             .ok()
-            .and_then(|mut s| s.take_if(|p| p.plan.token == plan_token));
+            .and_then(|mut s| s.take_if(|(p, _)| p.plan.token == plan_token));
         let flag = Self::fresh_flag(&cancel);
         let req = MigrationRequest {
             from,
@@ -470,7 +510,10 @@ impl EngineExecutor {
         };
         let sink2 = sink.clone();
         spawn(sink, Task::Migrate, move || {
-            let mut prepared = prepared.ok_or(TaskError::StalePlan)?;
+            let (mut prepared, digest) = prepared.ok_or(TaskError::StalePlan)?;
+            if RowsDigest::of(&plan_items) != digest {
+                return Err(TaskError::PlanRowsChanged);
+            }
             prepared.plan.items = plan_items;
             let source = store::open(&req.from, &opts)?;
             let target = store::open(&req.to, &opts)?;
@@ -528,3 +571,7 @@ fn detail_view(d: MigrationDetail) -> Detail {
         on_conflict: d.on_conflict,
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

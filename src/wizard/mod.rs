@@ -196,6 +196,9 @@ pub enum TaskError {
     /// The dry run on screen is not the one the worker holds.
     #[error("the plan on screen is no longer the latest one; go back and plan again")]
     StalePlan,
+    /// The rows handed back at the start are not the ones planned.
+    #[error("the plan rows to run are not the ones planned; go back and plan again")]
+    PlanRowsChanged,
     #[error("{id}: no longer in {from}")]
     Gone { id: CredentialId, from: StoreSpec },
 }

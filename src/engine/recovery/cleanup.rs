@@ -7,21 +7,13 @@ use super::*;
 /// user's consent.
 pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
     let st = State::load(state_dir, id)?;
-    let interrupted_cleanup = st.cleanup == Some(false) && st.finished.is_some();
-    match st.status() {
-        MigrationStatus::Completed | MigrationStatus::Failed => {}
-        _ if interrupted_cleanup => {}
-        other => {
-            return Err(EngineError::Refused(format!(
-                "migration {id} is {}; only a finished migration can be cleaned up",
-                status_word(other)
-            )));
-        }
-    }
+    cleanable(&st, id)?;
     // Only the head is kept while the session reads the journal again
     // under the locks (one full state at a time).
     let head = st.head();
     drop(st);
+    #[cfg(test)]
+    hooks::before_locks(state_dir, id);
     // Cleanup deletes from the source and compares with the target.
     let Recovered {
         source,
@@ -31,6 +23,9 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<
         locks,
         ..
     } = session::recover_head(state_dir, &head, opts, Some(Use::WRITE), Some(Use::READ))?;
+    // Checked again on the state read under the locks: another process
+    // (a rollback, say) may have moved the migration on in between.
+    cleanable(journal.state()?, id)?;
     let (Some(source), Some(target)) = (source, target) else {
         return Err(EngineError::Refused("a store is missing".into()));
     };
@@ -44,6 +39,19 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<
         &Control::default(),
     )
     .map(|r| noted(r, &locks))
+}
+
+/// Refused unless `st` is a finished migration (or an interrupted cleanup).
+fn cleanable(st: &State, id: &MigrationId) -> Result<()> {
+    let interrupted_cleanup = st.cleanup == Some(false) && st.finished.is_some();
+    match st.status() {
+        MigrationStatus::Completed | MigrationStatus::Failed => Ok(()),
+        _ if interrupted_cleanup => Ok(()),
+        other => Err(EngineError::Refused(format!(
+            "migration {id} is {}; only a finished migration can be cleaned up",
+            status_word(other)
+        ))),
+    }
 }
 
 /// Cleanup of a finished migration (asked for, or left interrupted), with
@@ -66,4 +74,31 @@ pub(super) fn run_cleanup(
     };
     audit_action(state_dir, id, st, "cleanup", outcome, st.totals());
     Ok(st.report())
+}
+
+/// Test aid: a step run between cleanup's status check and its locks, so
+/// a test can move the migration on there as another process could.
+#[cfg(test)]
+pub(crate) mod hooks {
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use crate::engine::types::MigrationId;
+
+    type Hook = fn(&Path, &MigrationId);
+
+    thread_local! {
+        static BEFORE_LOCKS: Cell<Option<Hook>> = const { Cell::new(None) };
+    }
+
+    /// Run `f` (once) at the next cleanup on this thread, before its locks.
+    pub fn set_before_locks(f: fn(&Path, &MigrationId)) {
+        BEFORE_LOCKS.with(|h| h.set(Some(f)));
+    }
+
+    pub(super) fn before_locks(state_dir: &Path, id: &MigrationId) {
+        if let Some(f) = BEFORE_LOCKS.with(|h| h.take()) {
+            f(state_dir, id);
+        }
+    }
 }

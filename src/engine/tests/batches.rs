@@ -64,14 +64,21 @@ fn items_move_in_ramping_batches_with_one_record_each_side() {
 
 // ---- plan once -----------------------------------------------------------
 
-fn prepared_run(
+/// Run with the source values shed after the plan (as the wizard does)
+/// on this thread, for the cases that hold either way.
+fn prepared_run_shed(
     src: &MemStore,
     dst: &MemStore,
+    shed: bool,
     change: impl FnOnce(),
 ) -> (std::result::Result<Report, EngineError>, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
     let rq = req(src, dst, ConflictPolicy::Overwrite);
-    let prepared = prepare(&rq, src, dst).unwrap();
+    let mut prepared = prepare(&rq, src, dst).unwrap();
+    if shed {
+        prepared.shed_source_values();
+        assert!(prepared.source.is_empty());
+    }
     change();
     let h = start_prepared(
         rq,
@@ -87,8 +94,54 @@ fn prepared_run(
     (h.join(), state)
 }
 
+fn prepared_run(
+    src: &MemStore,
+    dst: &MemStore,
+    change: impl FnOnce(),
+) -> (std::result::Result<Report, EngineError>, tempfile::TempDir) {
+    prepared_run_shed(src, dst, SHED.get(), change)
+}
+
+thread_local! {
+    static SHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 #[test]
 fn the_prepared_plan_is_executed_as_consented_or_not_at_all() {
+    the_prepared_plan_cases();
+}
+
+#[test]
+fn with_its_source_values_shed_the_prepared_plan_is_executed_as_consented_or_not_at_all() {
+    SHED.set(true);
+    the_prepared_plan_cases();
+}
+
+#[test]
+fn shed_values_changed_since_the_plan_are_not_put_back() {
+    let (src, dst) = stores(3);
+    let rq = req(&src, &dst, ConflictPolicy::Overwrite);
+    let mut p = prepare(&rq, &src, &dst).unwrap();
+    let before: Vec<(String, String)> = p
+        .source
+        .values()
+        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+        .collect();
+    p.shed_source_values();
+    src.write(&cred("svc01/api_key", "changed")).unwrap();
+    assert_eq!(p.changed_since(&src, &dst).unwrap().len(), 1);
+    assert!(p.source.is_empty(), "a changed read is not the plan's");
+    src.write(&cred("svc01/api_key", &before[1].1)).unwrap();
+    assert!(p.changed_since(&src, &dst).unwrap().is_empty());
+    let after: Vec<(String, String)> = p
+        .source
+        .values()
+        .map(|c| (c.id.to_string(), c.secret.expose().to_string()))
+        .collect();
+    assert_eq!(after, before);
+}
+
+fn the_prepared_plan_cases() {
     // Unchanged: executed.
     let (src, dst) = stores(3);
     let (r, _s) = prepared_run(&src, &dst, || {});

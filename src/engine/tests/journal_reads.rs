@@ -57,3 +57,19 @@ fn the_head_and_the_folded_state_agree_with_the_records() {
     let b = State::load_head(&state, &id).unwrap_err().to_string();
     assert_eq!(a, b);
 }
+
+#[test]
+fn cleanup_checks_the_status_again_under_its_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, id) = migrated(dir.path());
+    // Rolled back by "another process" after cleanup's first check.
+    crate::engine::recovery::hooks::set_before_locks(|state, id| {
+        crate::engine::recovery::rollback(state, id, &KeyOptions::default()).unwrap();
+    });
+    match crate::engine::recovery::cleanup(&state, &id, &KeyOptions::default()) {
+        Err(EngineError::Refused(m)) => assert!(m.contains("rolled_back"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let st = State::load(&state, &id).unwrap();
+    assert_eq!(st.cleanup, None, "no cleanup record after the refusal");
+}
