@@ -67,7 +67,7 @@ pub fn append(state_dir: &Path, e: AuditEntry<'_>) -> Result<(), StoreError> {
     let mut text = serde_json::to_string(&rec)
         .map_err(|err| StoreError::json(path.display().to_string(), &err))?;
     text.push('\n');
-    let mut f = fsutil::open_append_private(&path)?;
+    let mut f = super::jsonl::open_for_append(&path)?;
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_data())
         .map_err(|err| StoreError::io(&path, err))

@@ -582,12 +582,21 @@ impl Run<'_> {
             .collect();
         let keeps = prepared.target_capability.keeps_metadata;
         let n_planned = prepared.plan.items.len();
+        let n_writes = prepared.plan.writes().count();
         // The plan is done with once journaled: rollback and cleanup go by
         // the journal, the stores and `old` (the target values an overwrite
         // replaced). Only the source is kept, for the backup; then each
         // batch's source values are freed once it is journaled, so the
         // source is not held whole while the target grows.
         let (source, writes) = prepared.into_source();
+        // Every planned write has its source value (the plan was checked
+        // against a fresh read); one missing would be counted as skipped.
+        if writes.len() != n_writes {
+            return Err(self.fail_before_writing(EngineError::Refused(format!(
+                "{} planned writes have no source value; nothing was written",
+                n_writes - writes.len().min(n_writes)
+            ))));
+        }
         if let Err(e) = self.write_backups(source.values(), &overwritten) {
             return Err(self.fail_before_writing(e.into()));
         }

@@ -26,7 +26,6 @@ use crate::engine::fingerprint::Fp;
 use crate::engine::state::State;
 use crate::engine::types::{Action, ConflictPolicy, Failure, MigrationId, MigrationStatus};
 use crate::error::StoreError;
-use crate::fsutil;
 use crate::store::StoreIdentity;
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -499,7 +498,7 @@ impl Journal {
             Err(e) => return Err(e),
         };
         let next_seq = last_seq.map_or(1, |s| s + 1);
-        let file = fsutil::open_append_private(&path)?;
+        let file = crate::engine::jsonl::open_for_append(&path)?;
         Ok(Journal {
             file,
             path,
@@ -697,7 +696,7 @@ mod tests {
         let seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
         assert_eq!(seqs, vec![1, 2, 3]);
         assert_eq!(lines[1].record, Record::Verified { id });
-        assert_eq!(fsutil::mode_of(&dir.path().join(JOURNAL_FILE)), Some(0o600));
+        assert_eq!(crate::fsutil::mode_of(&dir.path().join(JOURNAL_FILE)), Some(0o600));
     }
 
     #[test]

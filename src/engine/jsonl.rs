@@ -43,6 +43,43 @@ pub fn append<T: Serialize>(file: &mut File, path: &Path, record: &T) -> Result<
     Ok(())
 }
 
+/// Open `path` for appending (created 0600 in a private folder). A torn
+/// last line (a crash mid-write: no newline at the end) is cut off first,
+/// so the next record starts a line of its own instead of continuing the
+/// torn one, which would leave a bad line in the middle of the file.
+pub fn open_for_append(path: &Path) -> Result<File, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let file = crate::fsutil::open_append_private(path)?;
+    let io = |e| StoreError::io(path, e);
+    let len = file.metadata().map_err(io)?.len();
+    if len == 0 {
+        return Ok(file);
+    }
+    let reader = File::open(path).map_err(io)?;
+    let mut last = [0u8; 1];
+    reader.read_exact_at(&mut last, len - 1).map_err(io)?;
+    if last[0] == b'\n' {
+        return Ok(file);
+    }
+    // Back to just after the last newline (or to nothing at all).
+    let mut end = len;
+    let mut keep = 0;
+    let mut chunk = vec![0u8; 1 << 16];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        reader.read_exact_at(buf, start).map_err(io)?;
+        if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
+            keep = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    file.set_len(keep).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(file)
+}
+
 /// Read every record of `path`. A torn last line is ignored; a bad line
 /// before the end is an error naming `path:line` ("not `what`").
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>, StoreError> {
@@ -220,6 +257,40 @@ mod tests {
         bytes.push(b'\n');
         std::fs::write(&path, &bytes).unwrap();
         assert!(read_jsonl::<Rec>(&path, "a test record").is_err());
+    }
+
+    /// After a crash mid-write, the next record must not continue the torn
+    /// line: reopened for appending, the file reads back whole, the torn
+    /// record gone and the new one there (ASCII and mid-character tears,
+    /// and a torn first line).
+    #[test]
+    fn a_record_appended_after_a_torn_line_starts_its_own_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let whole = b"{\"seq\":1,\"what\":\"x\"}\n".to_vec();
+        let mut mid_char = b"{\"seq\":2,\"what\":\"caf".to_vec();
+        mid_char.push("\u{e9}".as_bytes()[0]);
+        for (before, torn) in [
+            (whole.clone(), b"{\"seq\":2,\"wh".to_vec()),
+            (whole.clone(), mid_char),
+            (Vec::new(), b"{\"seq\":1,\"wh".to_vec()),
+        ] {
+            std::fs::write(&path, [before.clone(), torn].concat()).unwrap();
+            let mut f = open_for_append(&path).unwrap();
+            let r = Rec {
+                seq: 9,
+                what: "after".into(),
+            };
+            append(&mut f, &path, &r).unwrap();
+            let back: Vec<Rec> = read_jsonl(&path, "a test record").unwrap();
+            let want: Vec<u64> = if before.is_empty() { vec![9] } else { vec![1, 9] };
+            assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), want);
+            assert!(std::fs::read(&path).unwrap().starts_with(&before));
+        }
+        // A whole file is left as it is.
+        std::fs::write(&path, &whole).unwrap();
+        drop(open_for_append(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
     }
 
     #[test]

@@ -22,7 +22,6 @@ use sha2::{Digest, Sha256};
 use crate::engine::journal::now_rfc3339;
 use crate::engine::types::{MigrationId, MigrationStatus};
 use crate::error::StoreError;
-use crate::fsutil;
 use crate::store::StoreIdentity;
 use crate::store::rekey::{CellRef, RekeyFormat};
 
@@ -178,7 +177,7 @@ impl RekeyJournal {
             state.apply(l);
         }
         state.lines = lines;
-        let file = fsutil::open_append_private(&path)?;
+        let file = crate::engine::jsonl::open_for_append(&path)?;
         Ok(RekeyJournal {
             file,
             path,

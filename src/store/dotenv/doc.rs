@@ -76,15 +76,28 @@ pub(super) struct Doc {
     /// kept instead of its value (the values of every line were 14 MB of
     /// a cleanup batch's peak at 100,000 lines, and the batch's own were
     /// held twice, here and by the caller that compares them).
-    pub(super) digests: Vec<[u8; 16]>,
+    pub(super) digests: zeroize::Zeroizing<Vec<[u8; 16]>>,
 }
 
 /// What a delete's check compares a line it did not name by: the first
-/// half of the value's SHA-256.
+/// half of the value's HMAC-SHA256 under a key made once per process, so
+/// a digest held for a batch is no unsalted hash a short secret could be
+/// guessed back from.
 pub(super) fn value_digest(value: &str) -> [u8; 16] {
-    use sha2::Digest;
+    use hmac::{KeyInit, Mac};
+    static KEY: std::sync::OnceLock<zeroize::Zeroizing<[u8; 32]>> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut k = zeroize::Zeroizing::new([0u8; 32]);
+        // Without system randomness the digests are unkeyed, and still
+        // compare values correctly.
+        let _ = getrandom::fill(&mut k[..]);
+        k
+    });
+    let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key[..])
+        .expect("HMAC accepts any key length");
+    m.update(value.as_bytes());
     let mut d = [0u8; 16];
-    d.copy_from_slice(&sha2::Sha256::digest(value.as_bytes())[..16]);
+    d.copy_from_slice(&m.finalize().into_bytes()[..16]);
     d
 }
 
@@ -114,7 +127,7 @@ impl Doc {
             by_key: Index::default(),
             errors: Vec::new(),
             purpose: Purpose::Write,
-            digests: Vec::new(),
+            digests: zeroize::Zeroizing::new(Vec::new()),
         }
     }
 

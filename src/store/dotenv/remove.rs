@@ -138,7 +138,7 @@ impl DotenvStore {
         doc.assignments = Vec::new();
         doc.by_id = Index::default();
         doc.by_key = Index::default();
-        doc.digests = Vec::new();
+        doc.digests = zeroize::Zeroizing::new(Vec::new());
         let want = &expected.0;
         // Per expected id: whether its last assignment read as expected.
         let mut last: Vec<Option<bool>> = vec![None; want.len()];
@@ -182,7 +182,7 @@ pub(super) struct Meaning(Vec<(CredentialId, Expect)>);
 /// What one id must read as.
 pub(super) enum Expect {
     Value(Secret),
-    /// A delete's document holds only the digest of a line it did not name.
+    /// A delete keeps each line's keyed digest, not its value.
     Digest([u8; 16]),
 }
 

@@ -526,3 +526,36 @@ fn a_batch_repeating_a_new_id_among_others_keeps_its_last_value() {
     assert_eq!(value_of(&*s, "env/E").as_deref(), Some("e1"));
     assert_eq!(value_of(&*s, "env/G").as_deref(), Some("g"));
 }
+
+/// The delete's rewrite check in the direction where it must refuse: a
+/// line the delete did not name (kept only as a digest) that reads
+/// otherwise afterwards stops the rewrite; the same lines read alike pass.
+#[test]
+fn a_delete_check_refuses_when_a_line_it_did_not_name_reads_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    std::fs::write(&p, "A=1\nB=2\nC=3\n").unwrap();
+    let s = DotenvStore {
+        spec: StoreSpec::Dotenv(p.clone()),
+        path: p.clone(),
+        lock: Default::default(),
+    };
+    let doc = s.load(Purpose::Delete).unwrap().unwrap();
+    let before = super::remove::Meaning::of(&doc);
+    let mut same = s.load(Purpose::Delete).unwrap().unwrap();
+    assert!(s.same_meaning(&mut same, &before, |_| false).is_ok());
+    std::fs::write(&p, "A=1\nB=3\nC=3\n").unwrap();
+    let mut changed = s.load(Purpose::Delete).unwrap().unwrap();
+    let err = s
+        .same_meaning(&mut changed, &before, |_| false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not written"), "{err}");
+    assert!(err.starts_with(&p.display().to_string()), "names the file: {err}");
+    // The id it names may read otherwise.
+    let mut named = s.load(Purpose::Delete).unwrap().unwrap();
+    assert!(
+        s.same_meaning(&mut named, &before, |id| id.to_string() == "env/B")
+            .is_ok()
+    );
+}

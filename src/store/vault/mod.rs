@@ -336,13 +336,6 @@ impl VaultStore {
         );
     }
 
-    /// A read that waited for a standby and still got a version older
-    /// than one this store wrote: another client deleted or recreated the
-    /// secret since, so later reads take what is there without waiting.
-    fn settle_floor(&self, path: &str, version: u64) {
-        self.state().floor.insert(path.to_string(), version);
-    }
-
     /// This store removed `path` with all its versions.
     fn removed(&self, path: &str) {
         let mut st = self.state();

@@ -148,11 +148,12 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
             }
             let latest = read_latest(&kv, path, floor);
             if let Ok(v) = &latest {
-                let version = v.as_ref().map_or(0, |v| v.version);
-                s.see(path, version);
-                if version < floor {
-                    s.settle_floor(path, version);
-                }
+                // An older version than this store wrote, after the wait,
+                // leaves the floor as it is: a lagging standby and a
+                // secret recreated by someone else look the same from
+                // here, and a stale read taken as current would fail a
+                // verify (writes are safe either way: check-and-set).
+                s.see(path, v.as_ref().map_or(0, |v| v.version));
                 if let Some(v) = v {
                     s.note_sizes(&ids[rest[0].0], v);
                     s.state()
