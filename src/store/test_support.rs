@@ -56,6 +56,22 @@ pub fn after_next_read(f: impl FnOnce() + 'static) {
     AFTER_READ.with(|h| *h.borrow_mut() = Some(Box::new(f)));
 }
 
+/// `other` (another application's handle) writes `c` right after this
+/// thread's next read of a store that calls [`run_after_read`]; the flag
+/// says whether it has.
+pub fn write_after_next_read(
+    other: Box<dyn crate::store::Store>,
+    c: Credential,
+) -> std::rc::Rc<std::cell::Cell<bool>> {
+    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
+    let f2 = fired.clone();
+    after_next_read(move || {
+        other.write(&c).unwrap();
+        f2.set(true);
+    });
+    fired
+}
+
 /// Called by the stores' `read_many` in unit tests.
 pub fn run_after_read() {
     if let Some(f) = AFTER_READ.with(|h| h.borrow_mut().take()) {
@@ -78,13 +94,7 @@ pub fn assert_compare_and_delete_keeps_a_racing_write(
     use crate::store::DeleteIf;
     s.write(orig).unwrap();
     let orig = s.read(&orig.id).unwrap().expect("written");
-    let c2 = changed.clone();
-    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
-    let f2 = fired.clone();
-    after_next_read(move || {
-        other.write(&c2).unwrap();
-        f2.set(true);
-    });
+    let fired = write_after_next_read(other, changed.clone());
     let r = s.delete_if_unchanged(std::slice::from_ref(&orig));
     let during = fired.get();
     // Not raced during the delete: the other application writes after it.
@@ -131,13 +141,7 @@ pub fn assert_compare_and_replace_keeps_a_racing_write(
     use crate::store::{Replace, ReplaceIf};
     s.write(ours).unwrap();
     let ours = s.read(&ours.id).unwrap().expect("written");
-    let t2 = theirs.clone();
-    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
-    let f2 = fired.clone();
-    after_next_read(move || {
-        other.write(&t2).unwrap();
-        f2.set(true);
-    });
+    let fired = write_after_next_read(other, theirs.clone());
     let put_back = |expected: Option<&Credential>| Replace {
         expected: expected.cloned(),
         new: old.clone(),

@@ -164,15 +164,10 @@ fn a_value_written_between_the_rollback_read_and_its_restore_is_kept() {
     };
     let r = run(rq, &state, &opts, None, |_| {}).unwrap();
     assert_eq!(r.copied, 1, "{r:?}");
-    let other = crate::store::open(&to, &opts).unwrap();
-    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
-    let f2 = fired.clone();
-    crate::store::test_support::after_next_read(move || {
-        other
-            .write(&cred("env/B_KEY", "theirs-bbbbbbbbbb"))
-            .unwrap();
-        f2.set(true);
-    });
+    let fired = crate::store::test_support::write_after_next_read(
+        crate::store::open(&to, &opts).unwrap(),
+        cred("env/B_KEY", "theirs-bbbbbbbbbb"),
+    );
     let back = rollback(&state, &r.migration_id, &opts).unwrap();
     assert!(fired.get(), "the rollback never read the target");
     assert_eq!(
@@ -323,15 +318,10 @@ fn a_source_value_written_between_the_rollback_read_and_its_put_back_is_kept() {
     };
     let r = run(rq, &state, &opts, None, |_| {}).unwrap();
     assert_eq!((r.copied, r.source_deleted), (1, 1), "{r:?}");
-    let other = crate::store::open(&from, &opts).unwrap();
-    let fired = std::rc::Rc::new(std::cell::Cell::new(false));
-    let f2 = fired.clone();
-    crate::store::test_support::after_next_read(move || {
-        other
-            .write(&cred("env/A_KEY", "theirs-aaaaaaaaaa"))
-            .unwrap();
-        f2.set(true);
-    });
+    let fired = crate::store::test_support::write_after_next_read(
+        crate::store::open(&from, &opts).unwrap(),
+        cred("env/A_KEY", "theirs-aaaaaaaaaa"),
+    );
     let back = rollback(&state, &r.migration_id, &opts).unwrap();
     assert!(fired.get(), "the rollback never read the source");
     assert_eq!(
