@@ -26,17 +26,17 @@ pub const KEY_LEN: usize = 32;
 /// PBKDF2-HMAC-SHA256 with a 32-byte output. `iterations` of 0 behaves as 1
 /// (callers check bounds before deriving; see `envelope`).
 ///
-/// The iteration loop runs on SHA-256's block function directly (sha2's
-/// `compress256`, which uses the CPU's SHA extensions when it has them):
-/// the HMAC inner and outer states are computed once from the key pads, and
-/// each iteration is then exactly two compressions of one pre-padded block,
-/// with no hashing state to clone, no buffering and no padding logic. That is
-/// the least work PBKDF2-HMAC-SHA256 allows (benches/kdf.rs holds it against
-/// the `pbkdf2` crate, ring, OpenSSL's PBKDF2 and the CPU's SHA-256
-/// compression rate). What it still pays above that rate is sha2's one-block
-/// call on the dependency chain (the state leaves the SHA-NI registers and
-/// comes back through memory each time): a matter for sha2's API, measured
-/// in benches/RESULTS.md (issue 26 point 2).
+/// The HMAC inner and outer states are computed once from the key pads,
+/// and each iteration is then exactly two compressions of one pre-padded
+/// block, with no hashing state to clone, no buffering and no padding
+/// logic. On a CPU with SHA extensions (x86-64 SHA-NI) the iterations run
+/// in `kdf/shani.rs`, which keeps SHA-256's state in the SHA registers
+/// from one compression to the next (through sha2's `compress256` it goes
+/// out to memory and back twice per iteration, about 8% of a derivation);
+/// it is used only after a derivation through it matched the sha2 loop at
+/// first use. Elsewhere the same loop runs on sha2's `compress256`.
+/// benches/kdf.rs holds both against the `pbkdf2` crate, ring, OpenSSL's
+/// PBKDF2 and the CPU's SHA-256 compression rate (issue 26 point 2).
 pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; KEY_LEN]> {
     let [key] = derive_lanes(password, [salt], iterations);
     key
@@ -340,6 +340,19 @@ pub fn pbkdf2_sha256_reference(
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations.max(1), out.as_mut_slice());
     out
+}
+
+/// The same derivation on sha2's `compress256`, one call per compression:
+/// the loop used where the CPU has no SHA extensions, benchmarked beside
+/// the fused one.
+#[doc(hidden)]
+pub fn pbkdf2_sha256_sha2_loop(
+    password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+) -> Zeroizing<[u8; KEY_LEN]> {
+    let [key] = derive_lanes_on(Loop::Sha2, password, [salt], iterations);
+    key
 }
 
 /// `N` bytes from the operating system's random generator.

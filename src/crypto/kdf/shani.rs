@@ -170,66 +170,73 @@ fn rounds4(s: &mut [__m128i; 2], wk: __m128i) {
 /// (each lane's raw rounds' result of the previous compression) and whose
 /// words 8..15 are [`PAD`]. Returns each lane's raw rounds' result, before
 /// the final addition of `mid` (the caller's next [`Feed`] adds it).
-#[inline]
-#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn compress<const N: usize>(
-    mid: &[__m128i; 2],
-    feed: &Feed,
-    raw: &[[__m128i; 2]; N],
-    consts: &Consts,
-) -> [[__m128i; 2]; N] {
-    let mut s = [*mid; N];
-    // Rounds 0..8 straight from the raw lanes: word pairs (0, 1), (2, 3),
-    // (4, 5), (6, 7) sit in the reversed ABEF and CDGH.
-    let wa: [__m128i; N] = core::array::from_fn(|l| {
-        _mm_add_epi32(_mm_shuffle_epi32::<REVERSE>(raw[l][0]), feed.k_abef)
-    });
-    let wc: [__m128i; N] = core::array::from_fn(|l| {
-        _mm_add_epi32(_mm_shuffle_epi32::<REVERSE>(raw[l][1]), feed.k_cdgh)
-    });
-    for l in 0..N {
-        s[l][1] = _mm_sha256rnds2_epu32(s[l][1], s[l][0], wa[l]);
-    }
-    for l in 0..N {
-        s[l][0] = _mm_sha256rnds2_epu32(s[l][0], s[l][1], wc[l]);
-    }
-    for l in 0..N {
-        s[l][1] = _mm_sha256rnds2_epu32(s[l][1], s[l][0], _mm_shuffle_epi32::<0x0E>(wa[l]));
-    }
-    for l in 0..N {
-        s[l][0] = _mm_sha256rnds2_epu32(s[l][0], s[l][1], _mm_shuffle_epi32::<0x0E>(wc[l]));
-    }
-    // The message words in order for the schedule, off the rounds' path.
-    let mut w: [[__m128i; 4]; N] = core::array::from_fn(|l| {
-        let ab_ef = _mm_shuffle_epi32::<REVERSE>(_mm_add_epi32(raw[l][0], feed.state[0]));
-        let cd_gh = _mm_shuffle_epi32::<REVERSE>(_mm_add_epi32(raw[l][1], feed.state[1]));
-        [
-            _mm_unpacklo_epi64(ab_ef, cd_gh),
-            _mm_unpackhi_epi64(ab_ef, cd_gh),
-            consts.pad[0],
-            consts.pad[1],
-        ]
-    });
-    for l in 0..N {
-        rounds4(&mut s[l], consts.pad_k[0]);
-    }
-    for l in 0..N {
-        rounds4(&mut s[l], consts.pad_k[1]);
-    }
-    for r in (4..16).step_by(4) {
-        for i in 0..4 {
-            for l in 0..N {
-                let wl = &mut w[l];
-                let t = _mm_add_epi32(
-                    _mm_sha256msg1_epu32(wl[i], wl[(i + 1) % 4]),
-                    _mm_alignr_epi8::<4>(wl[(i + 3) % 4], wl[(i + 2) % 4]),
-                );
-                wl[i] = _mm_sha256msg2_epu32(t, wl[(i + 3) % 4]);
-                rounds4(&mut s[l], _mm_add_epi32(wl[i], consts.k[r + i]));
+/// A macro, not a function: as a `#[target_feature]` function it cannot be
+/// `#[inline(always)]`, and the two-lane loop then called it out of line,
+/// taking the state through memory on every compression.
+macro_rules! compress {
+    ($mid:expr, $feed:expr, $raw:expr, $consts:expr) => {{
+        let (mid, feed, raw, consts): (&[__m128i; 2], &Feed, &[[__m128i; 2]; N], &Consts) =
+            ($mid, $feed, $raw, $consts);
+        let mut s = [*mid; N];
+        // Rounds 0..8 straight from the raw lanes: word pairs (0, 1), (2, 3),
+        // (4, 5), (6, 7) sit in the reversed ABEF and CDGH.
+        let wa: [__m128i; N] = core::array::from_fn(|l| {
+            _mm_add_epi32(_mm_shuffle_epi32::<REVERSE>(raw[l][0]), feed.k_abef)
+        });
+        let wc: [__m128i; N] = core::array::from_fn(|l| {
+            _mm_add_epi32(_mm_shuffle_epi32::<REVERSE>(raw[l][1]), feed.k_cdgh)
+        });
+        for l in 0..N {
+            s[l][1] = _mm_sha256rnds2_epu32(s[l][1], s[l][0], wa[l]);
+        }
+        for l in 0..N {
+            s[l][0] = _mm_sha256rnds2_epu32(s[l][0], s[l][1], wc[l]);
+        }
+        for l in 0..N {
+            s[l][1] = _mm_sha256rnds2_epu32(s[l][1], s[l][0], _mm_shuffle_epi32::<0x0E>(wa[l]));
+        }
+        for l in 0..N {
+            s[l][0] = _mm_sha256rnds2_epu32(s[l][0], s[l][1], _mm_shuffle_epi32::<0x0E>(wc[l]));
+        }
+        // The message words in order for the schedule, off the rounds' path.
+        let mut w: [[__m128i; 4]; N] = core::array::from_fn(|l| {
+            let ab_ef = _mm_shuffle_epi32::<REVERSE>(_mm_add_epi32(raw[l][0], feed.state[0]));
+            let cd_gh = _mm_shuffle_epi32::<REVERSE>(_mm_add_epi32(raw[l][1], feed.state[1]));
+            [
+                _mm_unpacklo_epi64(ab_ef, cd_gh),
+                _mm_unpackhi_epi64(ab_ef, cd_gh),
+                consts.pad[0],
+                consts.pad[1],
+            ]
+        });
+        for l in 0..N {
+            rounds4(&mut s[l], consts.pad_k[0]);
+        }
+        for l in 0..N {
+            rounds4(&mut s[l], consts.pad_k[1]);
+        }
+        for r in (4..16).step_by(4) {
+            for i in 0..4 {
+                for l in 0..N {
+                    let wl = &mut w[l];
+                    // Words 8..15 are constants, so is their msg1 (group 6):
+                    // each msg1 left out of the chain's SHA unit is ~1% here.
+                    let m1 = if r + i == 6 {
+                        consts.msg1_pad
+                    } else {
+                        _mm_sha256msg1_epu32(wl[i], wl[(i + 1) % 4])
+                    };
+                    let t = _mm_add_epi32(
+                        m1,
+                        _mm_alignr_epi8::<4>(wl[(i + 3) % 4], wl[(i + 2) % 4]),
+                    );
+                    wl[i] = _mm_sha256msg2_epu32(t, wl[(i + 3) % 4]);
+                    rounds4(&mut s[l], _mm_add_epi32(wl[i], consts.k[r + i]));
+                }
             }
         }
-    }
-    s
+        s
+    }};
 }
 
 /// Constants of every compression, in registers.
@@ -240,6 +247,8 @@ struct Consts {
     pad: [__m128i; 2],
     /// [`PAD`] plus K[8..16].
     pad_k: [__m128i; 2],
+    /// sha256msg1 of words 8..15.
+    msg1_pad: __m128i,
 }
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
@@ -255,6 +264,7 @@ fn iterate<const N: usize>(inner: &[u32; 8], outer: &[u32; 8], acc: &mut [[u32; 
             _mm_add_epi32(pad[0], k4(2)),
             _mm_add_epi32(pad[1], k4(3)),
         ],
+        msg1_pad: _mm_sha256msg1_epu32(pad[0], pad[1]),
     };
     let inner = Feed::new(to_abef_cdgh(inner));
     let outer = Feed::new(to_abef_cdgh(outer));
@@ -267,8 +277,8 @@ fn iterate<const N: usize>(inner: &[u32; 8], outer: &[u32; 8], acc: &mut [[u32; 
         ]
     });
     for _ in 1..n.max(1) {
-        let h = compress(&inner.state, &outer, &u, &consts);
-        u = compress(&outer.state, &inner, &h, &consts);
+        let h = compress!(&inner.state, &outer, &u, &consts);
+        u = compress!(&outer.state, &inner, &h, &consts);
         for l in 0..N {
             for j in 0..2 {
                 sum[l][j] = _mm_xor_si128(sum[l][j], _mm_add_epi32(u[l][j], outer.state[j]));
