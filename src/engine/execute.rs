@@ -300,7 +300,7 @@ fn new_keys(
 /// (the passphrase given now, or the key file in its folder).
 pub(crate) fn recover_keys(state: &State, opts: &KeyOptions) -> Result<MigrationKeys> {
     let main = state
-        .backup
+        .recorded.backup
         .clone()
         .unwrap_or_else(|| state.dir.join(backup_file::BACKUP_FILE));
     let location = main.display().to_string();
@@ -877,7 +877,7 @@ impl Run<'_> {
                 )?;
                 self.journal.append(Record::RolledBack { complete })?;
                 let st = self.journal.state()?;
-                let (totals, reason) = (st.totals(), st.rollback_reason.clone());
+                let (totals, reason) = (st.totals(), st.recorded.rollback_reason.clone());
                 self.journal.append(Record::Finished {
                     status: if complete {
                         MigrationStatus::RolledBack
@@ -906,7 +906,7 @@ impl Run<'_> {
                     self.audit("cleanup", "completed", self.journal.state()?.totals());
                 }
                 let st = self.journal.state()?;
-                let ok = st.failed.is_empty();
+                let ok = st.recorded.failed.is_empty();
                 let totals = st.totals();
                 let status = if ok {
                     MigrationStatus::Completed
