@@ -601,6 +601,12 @@ fn ctrl_c_during_the_resume_of_a_rekey_puts_every_row_back_under_the_old_key() {
     assert_eq!(r["rolled_back"], true, "{r}");
     assert_eq!(r["status"], "rolled_back", "{r}");
     assert!(
+        r["rollback_reason"]
+            .as_str()
+            .is_some_and(|why| why.contains("before the resume and during it")),
+        "{r}"
+    );
+    assert!(
         stderr.contains("resume of the rekey cancelled")
             && stderr.contains("every value is under the old key again"),
         "{stderr}"
