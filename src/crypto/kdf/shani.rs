@@ -16,6 +16,16 @@
 //! memory). The sha2 path stays the fallback, and kdf.rs uses this one
 //! only after a derivation through it matched the sha2 path.
 //!
+//! What is left above the CPU's multi-block compression rate (about 7-8%
+//! on the bench machine, against 16-17% through `compress256`) is the
+//! message schedule: its sha256msg1/msg2 share the SHA unit with the
+//! rounds, and here they can only start when the block's first words (the
+//! last digest) exist, so they delay the round chain instead of running
+//! ahead of it as in a long message (the same loop without the schedule
+//! runs at 1.007x). Leaving out the one msg1 whose inputs are constants
+//! saved about 1%; computing msg1 with SSE shifts or pacing the schedule
+//! was slower (benches/RESULTS.md).
+//!
 //! SHA-256 itself (FIPS 180-4) is the CPU's instructions; this file only
 //! schedules them. The message schedule and round pairing follow sha2's own
 //! x86 backend (`sha2::sha256::x86_sha`).
