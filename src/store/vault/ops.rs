@@ -227,7 +227,26 @@ fn read_version(kv: &Kv, path: &str, exact: Option<u64>) -> Result<Option<Versio
     }
 }
 
+/// What a write replaces, and so what it destroys.
+#[derive(Clone, Copy)]
+enum Intent<'a> {
+    /// A migration's write (`restore --backup` included): like any Vault
+    /// client's write, it keeps the version it replaces in KV v2's history,
+    /// whoever wrote that version, an earlier credshift migration too.
+    Forward,
+    /// A rollback taking back what credshift wrote: per item (by its index
+    /// in the batch), the value compared at the store and now replaced.
+    /// Every version holding it from credshift's first write of it on is
+    /// destroyed ([`destroy_taken_back`]).
+    TakeBack(&'a [Option<&'a Credential>]),
+}
+
+/// A migration's writes: nothing is destroyed (see [`Intent::Forward`]).
 pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
+    write_with(s, creds, Intent::Forward)
+}
+
+fn write_with(s: &VaultStore, creds: &[Credential], intent: Intent) -> Vec<Result<()>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
         Err(e) => return creds.iter().map(|_| Err(e.duplicate())).collect(),
@@ -242,16 +261,16 @@ pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
         &mut out,
         || Ok(()),
         |path, items, out| {
-            write_group(s, &kv, path, items, creds, out);
+            write_group(s, &kv, path, items, creds, intent, out);
         },
     );
     out
 }
 
-/// The version to check-and-set against, the latest version when it had
-/// to be read (for the values a restore replaces), and the custom_metadata
-/// the write adds to.
-fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Option<Version>, Map<String, Value>)> {
+/// The version to check-and-set against and the custom_metadata the
+/// write adds to (read at plan time when that is still the version seen;
+/// a change since fails the check-and-set either way).
+fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Map<String, Value>)> {
     let (known, scanned, planned) = {
         let st = s.state();
         (
@@ -263,25 +282,19 @@ fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Option<Version>, Ma
     match known {
         // Absent when this store last looked (after a full scan, a path it
         // did not see was absent): create, or fail if someone created it.
-        Some(0) => Ok((0, None, Map::new())),
-        None if scanned => Ok((0, None, Map::new())),
-        // Read at plan time, and no version of it is credshift's: nothing
-        // to destroy, so the custom_metadata seen then is all the write
-        // needs (a change since fails the check-and-set).
-        Some(v)
-            if planned
-                .as_ref()
-                .is_some_and(|(at, c)| *at == v && provenance_versions(c).is_empty()) =>
-        {
-            Ok((v, None, planned.map(|(_, c)| c).unwrap_or_default()))
+        Some(0) => Ok((0, Map::new())),
+        None if scanned => Ok((0, Map::new())),
+        Some(v) if planned.as_ref().is_some_and(|(at, _)| *at == v) => {
+            Ok((v, planned.map(|(_, c)| c).unwrap_or_default()))
         }
+        // Metadata is smaller than the data; a token that may not read it
+        // (it may still write data) reads the latest version instead.
         Some(v) => {
-            let cur = kv.read(path, None)?;
-            let custom = cur
-                .as_ref()
-                .map(|c| c.custom_metadata.clone())
-                .unwrap_or_default();
-            Ok((v, cur, custom))
+            let custom = match kv.metadata(path) {
+                Ok(m) => m.map(|m| m.custom_metadata),
+                Err(_) => kv.read(path, None)?.map(|c| c.custom_metadata.clone()),
+            };
+            Ok((v, custom.unwrap_or_default()))
         }
         None => {
             let cur = kv.read(path, None)?;
@@ -291,20 +304,22 @@ fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Option<Version>, Ma
                 .as_ref()
                 .map(|c| c.custom_metadata.clone())
                 .unwrap_or_default();
-            Ok((v, cur, custom))
+            Ok((v, custom))
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_group(
     s: &VaultStore,
     kv: &Kv,
     path: &str,
     items: &[(usize, String)],
     creds: &[Credential],
+    intent: Intent,
     out: &mut [Result<()>],
 ) {
-    let (mut cas, current, prior) = match base(s, kv, path) {
+    let (mut cas, prior) = match base(s, kv, path) {
         Ok(b) => b,
         Err(e) => {
             for (i, _) in items {
@@ -419,30 +434,84 @@ fn write_group(
         Value::String(provenance(&ours, by.as_ref())),
     );
     // Best effort: a token without metadata rights still migrates values.
-    let _ = kv.patch_custom_metadata(path, &patch);
-    // Restoring a value (rollback of an overwrite): the versions credshift
-    // wrote that hold the value being replaced are destroyed.
-    if let Some(cur) = current {
-        let replaced: Vec<(String, Zeroizing<String>)> = landed
-            .iter()
-            .filter_map(|(i, f)| match cur.data.get(f) {
-                Some(Value::String(old))
-                    if !ct_eq_bytes(old.as_bytes(), creds[*i].secret.expose().as_bytes()) =>
-                {
-                    Some((f.clone(), Zeroizing::new(old.clone())))
-                }
-                _ => None,
-            })
-            .collect();
-        let first_new = written[0];
-        let candidates: Vec<u64> = provenance_versions(&cur.custom_metadata)
-            .into_iter()
-            .filter(|v| *v < first_new)
-            .collect();
-        if !replaced.is_empty() && !candidates.is_empty() {
-            let _ = destroy_holding(kv, path, &candidates, &replaced);
+    if kv.patch_custom_metadata(path, &patch).is_ok() {
+        // What the next write to this path (the next batch) adds to,
+        // without reading it again.
+        let mut custom = prior;
+        for (k, v) in patch {
+            match v {
+                Value::Null => custom.remove(&k),
+                v => custom.insert(k, v),
+            };
+        }
+        s.state().custom.insert(path.to_string(), (last, custom));
+    }
+    // Taking back credshift's own write (rollback of an overwrite): the
+    // value replaced must not survive in the history. A forward write
+    // keeps what it replaces, as any client's write does.
+    let Intent::TakeBack(expected) = intent else {
+        return;
+    };
+    let taken: Vec<(String, Zeroizing<String>)> = landed
+        .iter()
+        .filter_map(|(i, f)| {
+            let old = expected.get(*i).copied().flatten()?;
+            (!ct_eq_bytes(old.secret.expose().as_bytes(), creds[*i].secret.expose().as_bytes()))
+                .then(|| (f.clone(), Zeroizing::new(old.secret.expose().to_string())))
+        })
+        .collect();
+    if !taken.is_empty() {
+        // Best effort, as the custom_metadata: the value is restored, and
+        // a rollback run again finds it restored, not this to redo.
+        let _ = destroy_taken_back(kv, path, &ours, written[0], &taken);
+    }
+}
+
+/// Destroy the versions before `before` that hold one of `values` (field,
+/// value) from the oldest version credshift wrote holding it on (`ours`:
+/// the versions credshift wrote): credshift's own, and any another client
+/// wrote after them carrying the value along (a merge patch of another
+/// field). Versions from before credshift wrote that value are someone
+/// else's history and stay. Returns the versions destroyed.
+fn destroy_taken_back(
+    kv: &Kv,
+    path: &str,
+    ours: &[u64],
+    before: u64,
+    values: &[(String, Zeroizing<String>)],
+) -> Result<Vec<u64>> {
+    let Some(&first) = ours.iter().min() else {
+        return Ok(Vec::new());
+    };
+    let Some(meta) = kv.metadata(path)? else {
+        return Ok(Vec::new());
+    };
+    // Per value: whether a version credshift wrote held it yet.
+    let mut since = vec![false; values.len()];
+    let mut doomed = Vec::new();
+    for &(v, live) in &meta.versions {
+        if !live || v < first || v >= before {
+            continue;
+        }
+        let Some(old) = kv.read(path, Some(v))? else {
+            continue;
+        };
+        let mut doom = false;
+        for (k, (f, x)) in values.iter().enumerate() {
+            let holds = old
+                .data
+                .get(f)
+                .and_then(Value::as_str)
+                .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()));
+            since[k] |= holds && ours.contains(&v);
+            doom |= holds && since[k];
+        }
+        if doom {
+            doomed.push(v);
         }
     }
+    kv.destroy(path, &doomed)?;
+    Ok(doomed)
 }
 
 /// Destroy those of `versions` that hold any of `values` (field, value).
@@ -494,19 +563,57 @@ pub fn delete_if_unchanged(s: &VaultStore, expected: &[Credential]) -> Vec<Resul
 /// (the one compared), so a value another client wrote in between fails
 /// the write instead of being replaced. Such a failure is read again: an
 /// item that no longer holds what was expected is `Changed`, kept.
+///
+/// A rollback restores old values with this (and nothing else does): the
+/// value compared and replaced is the one credshift wrote, taken back, so
+/// the versions holding it are destroyed ([`Intent::TakeBack`]).
 pub fn replace_if_unchanged(
     s: &VaultStore,
     items: &[crate::store::Replace],
 ) -> Vec<Result<crate::store::ReplaceIf>> {
     use crate::store::ReplaceIf;
-    let out = crate::store::replace_if_unchanged_by_reading(s, items);
-    let failed: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_err()).collect();
+    let ids: Vec<CredentialId> = items.iter().map(|r| r.new.id.clone()).collect();
+    let mut out: Vec<Option<Result<ReplaceIf>>> = Vec::with_capacity(items.len());
+    let mut chosen: Vec<usize> = Vec::new();
+    for (i, (r, now)) in items.iter().zip(read_many(s, &ids)).enumerate() {
+        out.push(match now {
+            // A prefix never written holds nothing.
+            Err(StoreError::NotFound { .. }) if r.holds(None) => {
+                chosen.push(i);
+                None
+            }
+            Ok(now) if r.holds(now.as_ref()) => {
+                chosen.push(i);
+                None
+            }
+            Ok(_) | Err(StoreError::NotFound { .. }) => Some(Ok(ReplaceIf::Changed)),
+            Err(e) => Some(Err(e)),
+        });
+    }
+    let news: Vec<Credential> = chosen.iter().map(|&i| items[i].new.clone()).collect();
+    let taken: Vec<Option<&Credential>> =
+        chosen.iter().map(|&i| items[i].expected.as_ref()).collect();
+    let mut results = write_with(s, &news, Intent::TakeBack(&taken)).into_iter();
+    let mut failed = Vec::new();
+    for &i in &chosen {
+        out[i] = Some(match results.next() {
+            Some(Ok(())) => Ok(ReplaceIf::Replaced),
+            Some(Err(e)) => {
+                failed.push(i);
+                Err(e)
+            }
+            None => Err(StoreError::Other("the write returned no result".into())),
+        });
+    }
+    let mut out: Vec<Result<ReplaceIf>> = out
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("no result".into()))))
+        .collect();
     if failed.is_empty() {
         return out;
     }
     let ids: Vec<CredentialId> = failed.iter().map(|&i| items[i].new.id.clone()).collect();
     let again = read_many(s, &ids);
-    let mut out = out;
     for (&i, now) in failed.iter().zip(again) {
         if let Ok(now) = now
             && !items[i].holds(now.as_ref())
