@@ -227,3 +227,109 @@ fn fields_another_client_wrote_after_this_store_are_read_as_they_are_now() {
         );
     }
 }
+
+/// The versions of `path` (under the `secret` mount) whose `field` holds
+/// `value`, read as another client would.
+fn versions_holding(dev: &Dev, path: &str, field: &str, value: &str) -> Vec<u64> {
+    let client = http::Client::new(
+        &dev.addr,
+        "other client".into(),
+        Some(&dev.home.path().join("token")),
+    )
+    .unwrap();
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    let current = kv.metadata(path).unwrap().map_or(0, |m| m.current_version);
+    (1..=current)
+        .filter(|v| {
+            kv.read(path, Some(*v))
+                .unwrap()
+                .is_some_and(|x| x.data.get(field).and_then(Value::as_str) == Some(value))
+        })
+        .collect()
+}
+
+/// What a rollback's restore (`replace_if_unchanged`) destroys: the value
+/// it takes back, in the version credshift wrote and in a later version
+/// another client wrote carrying it along (a field of its own added), but
+/// not an older version someone else wrote holding the same value before
+/// credshift did. A forward write (`write`) destroys nothing: the value it
+/// replaces, an earlier credshift write's included, stays in the history.
+#[test]
+fn a_restore_destroys_the_value_it_takes_back_from_credshifts_write_on_and_a_write_nothing() {
+    let Some(dev) = Dev::start() else { return };
+    for layout in LAYOUTS {
+        let base = format!("takeback{}", layout.len());
+        let (path, field) = match layout {
+            "" => (format!("{base}/app"), "api_key".to_string()),
+            _ => (format!("{base}/app/api_key"), ITEM_FIELD.to_string()),
+        };
+        let (ours, theirs) = ("sk-credshift-wrote-0001", "sk-another-client-0002");
+        let c = |v: &str| api_key("app", "api_key", v);
+        // Someone else's history: our value once, then theirs.
+        other_client_writes(&dev, &path, &field, ours);
+        other_client_writes(&dev, &path, &field, theirs);
+        // A migration overwrites theirs (a new store: a new process).
+        let s = dev.open(&format!("secret/{base}{layout}"));
+        s.write(&c(ours)).unwrap();
+        // A later migration overwrites ours with a third value: ours stays
+        // in the history (the version it wrote and the older one).
+        let later = dev.open(&format!("secret/{base}{layout}"));
+        later.write(&c("sk-a-later-migration-3")).unwrap();
+        assert_eq!(
+            versions_holding(&dev, &path, &field, ours),
+            [1, 3],
+            "{layout}: a forward write destroyed a version"
+        );
+        // That later migration is rolled back: its value is taken back.
+        let put = crate::store::Replace {
+            expected: Some(c("sk-a-later-migration-3")),
+            new: c(ours),
+        };
+        let r = dev.open(&format!("secret/{base}{layout}"));
+        assert!(matches!(
+            r.replace_if_unchanged(&[put]).pop(),
+            Some(Ok(crate::store::ReplaceIf::Replaced))
+        ));
+        assert!(
+            versions_holding(&dev, &path, &field, "sk-a-later-migration-3").is_empty(),
+            "{layout}"
+        );
+        assert_eq!(
+            versions_holding(&dev, &path, &field, ours),
+            [1, 3, 5],
+            "{layout}"
+        );
+        // Another client adds a field of its own, carrying ours along.
+        other_client_writes(&dev, &path, "note", "rotated soon");
+        // The first migration is rolled back: theirs is put back.
+        let put = crate::store::Replace {
+            expected: Some(c(ours)),
+            new: c(theirs),
+        };
+        let r = dev.open(&format!("secret/{base}{layout}"));
+        assert!(matches!(
+            r.replace_if_unchanged(&[put]).pop(),
+            Some(Ok(crate::store::ReplaceIf::Replaced))
+        ));
+        // Versions 3 and 5 (credshift's) and 6 (carried along) are gone;
+        // version 1, someone else's from before credshift wrote, stays.
+        assert_eq!(
+            versions_holding(&dev, &path, &field, ours),
+            [1],
+            "{layout}"
+        );
+        assert_eq!(
+            versions_holding(&dev, &path, &field, theirs),
+            [2, 7],
+            "{layout}"
+        );
+        assert_eq!(
+            versions_holding(&dev, &path, "note", "rotated soon"),
+            [7],
+            "{layout}"
+        );
+    }
+}
