@@ -333,3 +333,83 @@ fn a_restore_destroys_the_value_it_takes_back_from_credshifts_write_on_and_a_wri
         );
     }
 }
+
+/// Removing the last field of a secret (rollback of an item credshift
+/// created, cleanup of Vault as a source) removes the secret whole only
+/// when no older version holds anything: an older value (a rotated-out
+/// key the migration never read) and a version someone soft-deleted stay
+/// as history, the value removed is destroyed, and the secret reads as
+/// absent, as after `kv delete`.
+#[test]
+fn removing_the_last_field_keeps_older_history_and_reads_as_deleted() {
+    let Some(dev) = Dev::start() else { return };
+    let client = http::Client::new(
+        &dev.addr,
+        "other client".into(),
+        Some(&dev.home.path().join("token")),
+    )
+    .unwrap();
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    for layout in LAYOUTS {
+        let base = format!("history{}", layout.len());
+        let spec = format!("secret/{base}{layout}");
+        let place = |ns: &str| match layout {
+            "" => (format!("{base}/{ns}"), "api_key".to_string()),
+            _ => (format!("{base}/{ns}/api_key"), ITEM_FIELD.to_string()),
+        };
+        let c = |ns: &str, v: &str| api_key(ns, "api_key", v);
+        // Cleanup: an older value, then the one moved out and deleted.
+        let (path, field) = place("rotated");
+        other_client_writes(&dev, &path, &field, "sk-rotated-out-000001");
+        other_client_writes(&dev, &path, &field, "sk-moved-out-0000002");
+        let s = dev.open(&spec);
+        let r = s.delete_if_unchanged(&[c("rotated", "sk-moved-out-0000002")]);
+        assert!(matches!(r[0], Ok(crate::store::DeleteIf::Deleted)), "{layout}");
+        assert!(kv.read(&path, None).unwrap().is_none(), "{layout}: not deleted");
+        let meta = kv.metadata(&path).unwrap().expect("history kept");
+        assert_eq!(meta.soft_deleted, [3], "{layout}");
+        assert_eq!(
+            versions_holding(&dev, &path, &field, "sk-rotated-out-000001"),
+            [1],
+            "{layout}"
+        );
+        assert!(versions_holding(&dev, &path, &field, "sk-moved-out-0000002").is_empty());
+        // Rollback of an item created on top of versions someone
+        // soft-deleted: those stay, undeletable.
+        let (path, field) = place("deleted");
+        other_client_writes(&dev, &path, &field, "sk-soft-deleted-00003");
+        kv.delete_latest(&path).unwrap();
+        let s = dev.open(&spec);
+        s.write(&c("deleted", "sk-migrated-00000004")).unwrap();
+        let r = s.delete_if_unchanged(&[c("deleted", "sk-migrated-00000004")]);
+        assert!(matches!(r[0], Ok(crate::store::DeleteIf::Deleted)), "{layout}");
+        assert!(kv.read(&path, None).unwrap().is_none(), "{layout}");
+        let meta = kv.metadata(&path).unwrap().expect("history kept");
+        assert_eq!(meta.soft_deleted, [1, 3], "{layout}");
+        assert!(meta.versions.iter().all(|(_, live)| !live), "{layout}");
+        // The soft-deleted version is still there for `kv undelete`, and
+        // the migrated value in no version.
+        let body = serde_json::to_vec(&json!({"versions": [1]})).unwrap();
+        let undelete = format!("secret/undelete/{path}");
+        let reply = client
+            .call(http::Method::Post, &undelete, Some(&body), true)
+            .unwrap();
+        assert!(reply.ok(), "{layout}");
+        assert_eq!(
+            versions_holding(&dev, &path, &field, "sk-soft-deleted-00003"),
+            [1],
+            "{layout}"
+        );
+        assert!(versions_holding(&dev, &path, &field, "sk-migrated-00000004").is_empty());
+        // A store reading the prefix sees neither as a credential.
+        let ids: Vec<String> = dev
+            .open(&spec)
+            .read_all()
+            .map(|scan| scan.credentials.iter().map(|c| c.id.to_string()).collect())
+            .unwrap_or_default();
+        assert!(!ids.contains(&"rotated/api_key".to_string()), "{layout}: {ids:?}");
+    }
+}

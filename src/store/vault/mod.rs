@@ -15,10 +15,12 @@
 //! version seen, so anyone's change since is a conflict, never clobbered;
 //! fields credshift does not write are never touched. The version each
 //! write creates is remembered and read back exactly ([`Store::read_many`]).
-//! Removing a field (rollback of a created item, cleanup of a source)
-//! patches it out and destroys every version that still holds its value;
-//! restoring an overwritten value destroys the versions credshift wrote that
-//! hold the value it replaces ([`ops`]). Concurrent runs exclude each other
+//! A migration's write destroys nothing: the version it replaces stays in
+//! the history, as after any client's write. Removing a field (rollback of
+//! a created item, cleanup of a source) patches it out and destroys the
+//! versions holding its value; a rollback restoring an overwritten value
+//! destroys the versions holding the value it takes back, from credshift's
+//! first write of it on ([`ops`]). Concurrent runs exclude each other
 //! through a lock secret ([`lock`]).
 
 pub mod http;

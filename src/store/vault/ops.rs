@@ -237,7 +237,7 @@ enum Intent<'a> {
     /// A rollback taking back what credshift wrote: per item (by its index
     /// in the batch), the value compared at the store and now replaced.
     /// Every version holding it from credshift's first write of it on is
-    /// destroyed ([`destroy_taken_back`]).
+    /// destroyed ([`destroy_values`]).
     TakeBack(&'a [Option<&'a Credential>]),
 }
 
@@ -354,7 +354,7 @@ fn write_group(
                     .any(|(v, live)| *v == m.current_version && *live)
                 && m.current_version > 0
             {
-                result = kv.write(path, m.current_version, &chunk);
+                result = kv.write_over_deleted(path, m.current_version, &chunk);
             }
         }
         chunk.clear();
@@ -463,80 +463,72 @@ fn write_group(
     if !taken.is_empty() {
         // Best effort, as the custom_metadata: the value is restored, and
         // a rollback run again finds it restored, not this to redo.
-        let _ = destroy_taken_back(kv, path, &ours, written[0], &taken);
-    }
-}
-
-/// Destroy the versions before `before` that hold one of `values` (field,
-/// value) from the oldest version credshift wrote holding it on (`ours`:
-/// the versions credshift wrote): credshift's own, and any another client
-/// wrote after them carrying the value along (a merge patch of another
-/// field). Versions from before credshift wrote that value are someone
-/// else's history and stay. Returns the versions destroyed.
-fn destroy_taken_back(
-    kv: &Kv,
-    path: &str,
-    ours: &[u64],
-    before: u64,
-    values: &[(String, Zeroizing<String>)],
-) -> Result<Vec<u64>> {
-    let Some(&first) = ours.iter().min() else {
-        return Ok(Vec::new());
-    };
-    let Some(meta) = kv.metadata(path)? else {
-        return Ok(Vec::new());
-    };
-    // Per value: whether a version credshift wrote held it yet.
-    let mut since = vec![false; values.len()];
-    let mut doomed = Vec::new();
-    for &(v, live) in &meta.versions {
-        if !live || v < first || v >= before {
-            continue;
-        }
-        let Some(old) = kv.read(path, Some(v))? else {
-            continue;
-        };
-        let mut doom = false;
-        for (k, (f, x)) in values.iter().enumerate() {
-            let holds = old
-                .data
-                .get(f)
-                .and_then(Value::as_str)
-                .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()));
-            since[k] |= holds && ours.contains(&v);
-            doom |= holds && since[k];
-        }
-        if doom {
-            doomed.push(v);
-        }
-    }
-    kv.destroy(path, &doomed)?;
-    Ok(doomed)
-}
-
-/// Destroy those of `versions` that hold any of `values` (field, value).
-/// Returns the versions destroyed.
-fn destroy_holding(
-    kv: &Kv,
-    path: &str,
-    versions: &[u64],
-    values: &[(String, Zeroizing<String>)],
-) -> Result<Vec<u64>> {
-    let mut doomed = Vec::new();
-    for &v in versions {
-        let Some(old) = kv.read(path, Some(v))? else {
-            continue;
-        };
-        let holds = values.iter().any(|(f, x)| {
-            old.data
-                .get(f)
-                .and_then(Value::as_str)
-                .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()))
+        let _ = kv.metadata(path).and_then(|m| {
+            let live = live_before(m.as_ref(), written[0]);
+            destroy_values(kv, path, &live, &ours, &taken)
         });
-        if holds {
-            doomed.push(v);
-        }
     }
+}
+
+/// The versions before `before` still readable (not deleted, not
+/// destroyed), oldest first.
+fn live_before(meta: Option<&super::kv::Meta>, before: u64) -> Vec<u64> {
+    meta.map(|m| {
+        m.versions
+            .iter()
+            .filter(|(v, live)| *live && *v < before)
+            .map(|(v, _)| *v)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Destroy those of `live` (versions, oldest first) that hold one of
+/// `values` (field, value), so a value credshift takes back or removes does
+/// not survive in the history. For a value credshift wrote there (one of
+/// `ours`, the versions it wrote, holds it): from the oldest such version
+/// on, so a later version another client wrote carrying it along (a merge
+/// patch of another field) goes too, and an older one someone wrote with
+/// the same value before credshift did stays, someone else's history. For
+/// a value credshift never wrote (cleanup of Vault as a source): every
+/// version holding it. Returns the versions destroyed.
+fn destroy_values(
+    kv: &Kv,
+    path: &str,
+    live: &[u64],
+    ours: &[u64],
+    values: &[(String, Zeroizing<String>)],
+) -> Result<Vec<u64>> {
+    // Which values each version holds (no value is kept).
+    let mut held: Vec<(u64, Vec<bool>)> = Vec::new();
+    for &v in live {
+        let Some(old) = kv.read(path, Some(v))? else {
+            continue;
+        };
+        let holds = values
+            .iter()
+            .map(|(f, x)| {
+                old.data
+                    .get(f)
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()))
+            })
+            .collect();
+        held.push((v, holds));
+    }
+    // Per value: the oldest version credshift wrote holding it (0: all).
+    let from: Vec<u64> = (0..values.len())
+        .map(|k| {
+            held.iter()
+                .find(|(v, h)| h[k] && ours.contains(v))
+                .map_or(0, |(v, _)| *v)
+        })
+        .collect();
+    let doomed: Vec<u64> = held
+        .iter()
+        .filter(|(v, h)| (0..values.len()).any(|k| h[k] && *v >= from[k]))
+        .map(|(v, _)| *v)
+        .collect();
     kv.destroy(path, &doomed)?;
     Ok(doomed)
 }
@@ -749,26 +741,29 @@ fn delete_group(
     );
     let _ = kv.patch_custom_metadata(path, &patch);
     // A soft delete keeps the data: the older versions holding a removed
-    // value are destroyed for good.
+    // value are destroyed for good (see `destroy_values`).
     let Some(meta) = kv.metadata(path)? else {
         return Ok(());
     };
-    let older: Vec<u64> = meta
-        .versions
-        .iter()
-        .filter(|(v, live)| *live && *v < first_new)
-        .map(|(v, _)| *v)
-        .collect();
-    let destroyed = destroy_holding(kv, path, &older, &removed)?;
-    let nothing_left = cur.data.len() == present.len()
-        && meta
-            .versions
-            .iter()
-            .all(|(v, live)| *v >= first_new || !live || destroyed.contains(v));
-    if nothing_left {
-        kv.delete_all(path)?;
-        s.removed(path);
+    let older = live_before(Some(&meta), first_new);
+    let destroyed = destroy_values(kv, path, &older, &ours, &removed)?;
+    if cur.data.len() != present.len() {
+        return Ok(()); // other fields stay in the current version
     }
+    // Nothing is left in the current version. Removed whole (metadata
+    // and all) only when no older version still holds data: a version
+    // with another value, or one someone soft-deleted (`kv undelete`
+    // brings it back), is someone's history, kept; the empty version is
+    // then soft-deleted, so the secret reads as absent, as after `kv
+    // delete`.
+    let history = older.iter().any(|v| !destroyed.contains(v))
+        || meta.soft_deleted.iter().any(|v| *v < first_new);
+    if history {
+        kv.delete_latest(path)?;
+    } else {
+        kv.delete_all(path)?;
+    }
+    s.removed(path);
     Ok(())
 }
 
