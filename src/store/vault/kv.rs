@@ -74,6 +74,10 @@ impl Kv<'_> {
     pub fn fail(&self, what: &str, path: &str, r: &Reply) -> StoreError {
         let location = format!("{}: {}/{}", self.client.location, self.mount, path);
         match r.status {
+            403 if self.client.token_refused() => StoreError::Other(format!(
+                "{location}: {what}: {}",
+                self.client.refused_token_reason()
+            )),
             403 => StoreError::Other(format!(
                 "{location}: permission denied ({what}): the token's policies lack '{}' on \
                  {}/{}/{path}",
@@ -368,7 +372,7 @@ fn capability_of(what: &str) -> &'static str {
     match what {
         "list" => "list",
         "write metadata" => "patch",
-        "delete metadata" => "delete",
+        "delete" | "delete metadata" => "delete",
         "destroy" | "write" => "update",
         _ => "read",
     }

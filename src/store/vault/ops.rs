@@ -141,7 +141,13 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
                 .iter()
                 .partition(|(_, f)| pin.as_ref().is_some_and(|w| w.fields.contains(f)));
             if let Some(w) = &pin {
-                fill(read_version(&kv, path, Some(w.version)), &ours, ids, out);
+                fill(
+                read_version(&kv, path, Some(w.version)),
+                (&kv, path),
+                &ours,
+                ids,
+                out,
+            );
             }
             if rest.is_empty() {
                 return;
@@ -161,7 +167,7 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
                         .insert(path.to_string(), (v.version, v.custom_metadata.clone()));
                 }
             }
-            fill(latest, &rest, ids, out);
+            fill(latest, (&kv, path), &rest, ids, out);
         },
     );
     #[cfg(test)]
@@ -170,8 +176,12 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
 }
 
 /// Each of `items` from the version read (absent: `None`), or the error.
+/// A field holding no string (a number, an object) is an error naming the
+/// secret and field, not an absence: a plan must not write over it as if
+/// nothing were there, and `get` must not say "not found".
 fn fill(
     read: Result<Option<Version>>,
+    (kv, path): (&Kv, &str),
     items: &[&Item],
     ids: &[CredentialId],
     out: &mut [Result<Option<Credential>>],
@@ -179,11 +189,16 @@ fn fill(
     match read {
         Ok(Some(v)) => {
             for (i, field) in items {
-                if let Some(Value::String(secret)) = v.data.get(field) {
-                    let (kind, meta) = field_meta(&v.custom_metadata, field, &ids[*i]);
-                    out[*i] = Ok(Some(
-                        Credential::new(ids[*i].clone(), kind, secret.as_str()).with_metadata(meta),
-                    ));
+                match v.data.get(field) {
+                    Some(Value::String(secret)) => {
+                        let (kind, meta) = field_meta(&v.custom_metadata, field, &ids[*i]);
+                        out[*i] = Ok(Some(
+                            Credential::new(ids[*i].clone(), kind, secret.as_str())
+                                .with_metadata(meta),
+                        ));
+                    }
+                    Some(other) => out[*i] = Err(not_a_string(kv, path, field, other, &ids[*i])),
+                    None => {}
                 }
             }
         }
@@ -194,6 +209,26 @@ fn fill(
             }
         }
     }
+}
+
+/// A field that holds JSON other than a string: its type, never its value.
+fn not_a_string(kv: &Kv, path: &str, field: &str, v: &Value, id: &CredentialId) -> StoreError {
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+        Value::String(_) => "a string",
+    };
+    StoreError::item(
+        id,
+        format!(
+            "{}/{path}: field {field:?} holds {kind}, not a string: credshift moves only \
+             string fields and leaves this one as it is",
+            kv.mount
+        ),
+    )
 }
 
 /// The latest version. One older than `floor` (the newest this store
@@ -379,6 +414,13 @@ fn write_group(
                             kv.mount
                         ),
                     )
+                });
+                break;
+            }
+            Err(WriteError::Denied) if kv.client.token_refused() => {
+                let why = kv.client.refused_token_reason();
+                fail(out, &|id| {
+                    StoreError::item(id, format!("{}/{path}: {why}", kv.mount))
                 });
                 break;
             }
@@ -710,6 +752,13 @@ fn delete_group(
                 return Err(StoreError::Other(format!(
                     "{}/{path} changed while credshift removed fields from it; left as it is",
                     kv.mount
+                )));
+            }
+            Err(WriteError::Denied) if kv.client.token_refused() => {
+                return Err(StoreError::Other(format!(
+                    "{}/{path}: {}",
+                    kv.mount,
+                    kv.client.refused_token_reason()
                 )));
             }
             Err(WriteError::Denied) => {
