@@ -825,8 +825,17 @@ fn bad_input_names_the_place_and_never_the_token_or_a_value() {
     assert!(out.contains("refused the token from VAULT_TOKEN"), "{out}");
     quiet(&out, "status with a refused token");
 
-    // A number: named with its secret and field, never "not found".
+    // Nothing of Vault's is credshift's to rekey (the server encrypts with
+    // its own barrier key): refused by name, nothing touched.
     let root = bao.token.as_str();
+    let (ok, out) = cmd(root, &["rekey", "--store", &spec, "--yes"]);
+    assert!(
+        !ok && out.contains(&spec) && out.contains("cannot be rekeyed"),
+        "{out}"
+    );
+    quiet(&out, "rekey");
+
+    // A number: named with its secret and field, never "not found".
     let (ok, out) = cmd(root, &["get", "--from", &spec, "env/RPM_LIMIT"]);
     assert!(!ok, "{out}");
     assert!(

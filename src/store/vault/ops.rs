@@ -795,7 +795,9 @@ fn delete_group(
         return Ok(());
     };
     let older = live_before(Some(&meta), first_new);
-    let destroyed = destroy_values(kv, path, &older, &ours, &removed)?;
+    // Best effort, as in a restore: a token that may not destroy still
+    // removes the fields (their values then stay in the history).
+    let destroyed = destroy_values(kv, path, &older, &ours, &removed).unwrap_or_default();
     if cur.data.len() != present.len() {
         return Ok(()); // other fields stay in the current version
     }
