@@ -46,8 +46,8 @@ pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing
 /// loops interleaved on this thread: SHA-256's block function is a chain of
 /// dependent rounds, so one derivation leaves the core's SHA unit idle part
 /// of the time; the other derivation's rounds fill it (benches/kdf.rs: a pair
-/// costs about 1.45 single derivations on the fused loop). The results are exactly what
-/// [`pbkdf2_sha256`] gives for each salt.
+/// costs about 1.45 single derivations on the fused loop). The results are
+/// exactly what [`pbkdf2_sha256`] gives for each salt.
 pub fn pbkdf2_sha256_pair(
     password: &[u8],
     salts: [&[u8]; 2],
@@ -111,7 +111,7 @@ thread_local! {
 
 /// The loop for this process, chosen once: the fused one when the CPU has
 /// SHA-NI and its self-test passed, else sha2's.
-fn engine() -> Loop {
+fn chosen_loop() -> Loop {
     #[cfg(test)]
     if NO_SHA_NI.with(std::cell::Cell::get) {
         return Loop::Sha2;
@@ -156,12 +156,12 @@ fn derive_lanes<const N: usize>(
 ) -> [Zeroizing<[u8; KEY_LEN]>; N] {
     #[cfg(test)]
     DERIVED_HERE.with(|n| n.set(n.get() + N));
-    derive_lanes_on(engine(), password, salts, iterations)
+    derive_lanes_on(chosen_loop(), password, salts, iterations)
 }
 
 /// [`derive_lanes`] on a given loop.
 fn derive_lanes_on<const N: usize>(
-    engine: Loop,
+    on: Loop,
     password: &[u8],
     salts: [&[u8]; N],
     iterations: u32,
@@ -206,7 +206,7 @@ fn derive_lanes_on<const N: usize>(
             *a = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
         }
     }
-    match engine {
+    match on {
         #[cfg(target_arch = "x86_64")]
         Loop::Fused(fused) => {
             fused.iterate(&inner, &outer, &mut acc, iterations);
@@ -585,7 +585,7 @@ mod tests {
         let before = fused_runs();
         let got = pbkdf2_sha256(b"pw", b"salt", 1000);
         let [a, b] = pbkdf2_sha256_pair(b"pw", [b"salt", b"salt"], 1000);
-        let chosen = engine();
+        let chosen = chosen_loop();
         NO_SHA_NI.with(|f| f.set(false));
         assert!(matches!(chosen, Loop::Sha2), "{chosen:?}");
         assert_eq!(fused_runs(), before, "the fused loop ran without SHA-NI");
@@ -612,7 +612,7 @@ mod tests {
             return;
         };
         assert!(matches!(select(Some(found)), Loop::Fused(_)));
-        assert!(matches!(engine(), Loop::Fused(_)));
+        assert!(matches!(chosen_loop(), Loop::Fused(_)));
         // One bit of the fused result flipped: the self-test refuses it.
         BREAK_FUSED.with(|f| f.set(true));
         let chosen = select(Some(found));
