@@ -43,7 +43,7 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<
 
 /// Refused unless `st` is a finished migration (or an interrupted cleanup).
 fn cleanable(st: &State, id: &MigrationId) -> Result<()> {
-    let interrupted_cleanup = st.cleanup == Some(false) && st.finished.is_some();
+    let interrupted_cleanup = st.recorded.cleanup == Some(false) && st.recorded.finished.is_some();
     match st.status() {
         MigrationStatus::Completed | MigrationStatus::Failed => Ok(()),
         _ if interrupted_cleanup => Ok(()),
@@ -67,7 +67,7 @@ pub(super) fn run_cleanup(
 ) -> Result<Report> {
     cleanup_items(journal, fp, source, target, ctl)?;
     let st = journal.state()?;
-    let outcome = if st.source_delete_failed.is_empty() {
+    let outcome = if st.recorded.source_delete_failed.is_empty() {
         "completed"
     } else {
         "failed"
