@@ -9,7 +9,8 @@
 #   `prompttrain-db:` and out of it, end to end, against the all-core limit
 #   and a Node loop of the original algorithm;
 # - the Secret Service (benches/keyring.rs): 200 items end to end against
-#   the floor of 200 bare CreateItem calls, on disk and on tmpfs;
+#   the floor of 200 bare CreateItem calls, on disk and on tmpfs (the
+#   median of the ratios of alternating pairs after a warm-up pair);
 # - `.env` (scripts/bench-migrate.sh): 100,000 items into an encrypted file,
 #   per-item cost at 100k against 10k (wall clock, and CPU time, which
 #   holds under load), and peak RSS of migrate, inventory and
