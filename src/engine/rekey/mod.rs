@@ -571,14 +571,14 @@ pub fn run_cancellable(
 }
 
 /// A signal that came during the last batch (or after it) found nothing
-/// left to stop: the rekey completed, and is kept (undoing a finished
+/// left to stop: the rekey ran to its end, and is kept (undoing a finished
 /// rekey is `rollback`, which the user can still run). The report says
 /// the signal was seen, so a Ctrl-C never passes in silence.
 fn signal_after_the_last_batch(report: &mut RekeyReport, cancel: &AtomicBool) {
-    if cancel.load(Ordering::SeqCst) && report.status == MigrationStatus::Completed {
+    if cancel.load(Ordering::SeqCst) {
         report.warnings.push(format!(
             "a stop signal (Ctrl-C or SIGTERM) arrived during the last batch, when nothing was \
-             left to stop: the rekey completed. To undo it, run `credshift rollback \
+             left to stop: the rekey ran to its end. To undo it, run `credshift rollback \
              --migration-id {}`",
             report.migration_id
         ));

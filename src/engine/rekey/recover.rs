@@ -493,10 +493,15 @@ fn cancelled_unchanged(state_dir: &Path, held: &Held) -> RekeyReport {
     audit_as(state_dir, st, "resume", "cancelled");
     let mut report = report_of(st);
     report.cancelled = true;
+    let keys = if st.begun.is_empty() {
+        "no value under the new key yet"
+    } else {
+        "values it rekeyed under the new key, the rest under the old one: the application \
+         needs both keys"
+    };
     report.warnings.push(format!(
         "cancelled before its first batch: nothing was changed by this run. The rekey is still \
-         interrupted as the earlier run left it (some values under the new key, the rest under \
-         the old one, so the application needs both keys): finish it with `credshift resume \
+         interrupted as the earlier run left it ({keys}): finish it with `credshift resume \
          --migration-id {id}` or undo it with `credshift rollback --migration-id {id}`",
         id = st.id
     ));
