@@ -385,3 +385,4 @@ fn an_old_rollback_started_line_without_a_reason_still_reads() {
     .unwrap();
     assert!(matches!(l.record, RekeyRecord::RekeyRollbackStarted { .. }));
 }
+

@@ -341,25 +341,15 @@ pub fn resume_cancellable(
     cancel: &AtomicBool,
 ) -> Result<RekeyReport> {
     let st = load(state_dir, id)?;
-    match (st.status(), st.rolled_back) {
-        (MigrationStatus::Completed, _) => return Ok(report_of(&st)),
-        (MigrationStatus::RolledBack, _) => {
-            return Err(EngineError::Refused(format!(
-                "rekey {id} was rolled back; start a new rekey instead"
-            )));
-        }
-        (_, Some(false)) => {
-            return Err(EngineError::Refused(format!(
-                "a rollback of rekey {id} did not finish; complete it with `credshift rollback \
-                 --migration-id {id}`"
-            )));
-        }
-        _ => {}
+    if let Some(done) = not_resumable(&st)? {
+        return Ok(done);
     }
     let mut held = hold(state_dir, id, opts, Use::WRITE)?;
+    // Again under the lock: a run that held it meanwhile (a `rollback`, a
+    // cancelled run's rollback, another resume) may have moved it on.
     let st = held.journal.state.clone();
-    if st.status() == MigrationStatus::Completed {
-        return Ok(report_of(&st));
+    if let Some(done) = not_resumable(&st)? {
+        return Ok(done);
     }
     let format = st
         .format
@@ -548,6 +538,23 @@ pub(super) fn put_back_cancelled(
     };
     report.cancelled = true;
     report
+}
+
+/// The report of a rekey already completed, a refusal for one rolled back
+/// (or whose rollback did not finish), or `None`: resumable.
+fn not_resumable(st: &RekeyState) -> Result<Option<RekeyReport>> {
+    let id = &st.id;
+    match (st.status(), st.rolled_back) {
+        (MigrationStatus::Completed, _) => Ok(Some(report_of(st))),
+        (MigrationStatus::RolledBack, _) => Err(EngineError::Refused(format!(
+            "rekey {id} was rolled back; start a new rekey instead"
+        ))),
+        (_, Some(false)) => Err(EngineError::Refused(format!(
+            "a rollback of rekey {id} did not finish; complete it with `credshift rollback \
+             --migration-id {id}`"
+        ))),
+        _ => Ok(None),
+    }
 }
 
 /// A resume given another new key than the run it finishes would leave
