@@ -555,8 +555,8 @@ pub fn run_cancellable(
         cancel,
     )?;
     if let Ran::Cancelled { .. } = ran {
-        // Put back under the locks this run holds: released first, another
-        // run waiting for them could finish the rekey before it is undone.
+        // Put back under the locks this run holds (released, another run
+        // waiting for them could finish the rekey before it is undone).
         return Ok(recover::put_back_cancelled(
             state_dir,
             &mut held,
@@ -577,9 +577,9 @@ pub fn run_cancellable(
 fn signal_after_the_last_batch(report: &mut RekeyReport, cancel: &AtomicBool) {
     if cancel.load(Ordering::SeqCst) {
         report.warnings.push(format!(
-            "a stop signal (Ctrl-C or SIGTERM) arrived during the last batch, when nothing was \
-             left to stop: the rekey ran to its end. To undo it, run `credshift rollback \
-             --migration-id {}`",
+            "a stop request (Ctrl-C, SIGTERM or the wizard's cancel) arrived during the last \
+             batch, when nothing was left to stop: the rekey ran to its end. To undo it, run \
+             `credshift rollback --migration-id {}`",
             report.migration_id
         ));
     }
