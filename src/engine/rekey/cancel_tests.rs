@@ -8,7 +8,6 @@ use super::journal::REKEY_BACKUP_FILE;
 use super::*;
 use crate::credential::Secret;
 use crate::crypto::laravel::{self as crypt, AppKey};
-use crate::store::LockMode;
 
 fn key(byte: u8) -> (Secret, AppKey) {
     use base64::Engine;
@@ -131,20 +130,16 @@ impl Fixture {
     }
 }
 
-/// Another run trying the store's state-dir lock over and over from the
-/// moment `cancel` is set: the status of the rekey when it first gets it.
-/// A cancelled run that rolls back under the locks it holds lets it in
-/// only once the rollback is over.
+/// Another run taking the store's locks (the session preamble, as every
+/// run does) over and over from the moment `cancel` is set: the status of
+/// the rekey when it first gets them. A cancelled run that rolls back
+/// under the locks it holds lets it in only once the rollback is over.
 fn status_when_another_run_gets_in(
     fx: &Fixture,
     cancel: &AtomicBool,
     run: impl FnOnce() -> Result<RekeyReport>,
 ) -> (Result<RekeyReport>, MigrationStatus) {
-    let key = store::open(&fx.req.spec, &fx.opts)
-        .unwrap()
-        .identity()
-        .unwrap()
-        .key;
+    let store = store::open(&fx.req.spec, &fx.opts).unwrap();
     std::thread::scope(|s| {
         let other = s.spawn(|| {
             while !cancel.load(Ordering::SeqCst) {
@@ -152,18 +147,20 @@ fn status_when_another_run_gets_in(
             }
             let start = Instant::now();
             loop {
-                if let Ok(lock) = crate::store::lockfile::state_lock(
-                    &fx.state,
-                    &fx.req.spec,
-                    &key,
-                    LockMode::Exclusive,
+                let locked = session::rekey(
+                    store.as_ref(),
+                    session::Use::WRITE,
+                    Some(&fx.state),
                     "another run",
-                ) {
+                    None,
+                    None,
+                );
+                if let Ok((_, locks)) = locked {
                     let st = RekeyState::load(&state::migration_dir(&fx.state, &fx.id()), &fx.id());
-                    drop(lock);
+                    drop(locks);
                     return st.unwrap().status();
                 }
-                assert!(start.elapsed() < Duration::from_secs(60), "never got the lock");
+                assert!(start.elapsed() < Duration::from_secs(60), "never got the locks");
             }
         });
         let out = run();
