@@ -28,6 +28,7 @@ pub mod kv;
 #[cfg(test)]
 mod live_tests;
 mod lock;
+mod destroy;
 mod ops;
 pub mod spec;
 
@@ -665,13 +666,13 @@ impl Store for VaultStore {
     }
 
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
-        ops::delete_many(self, ids)
+        destroy::delete_many(self, ids)
     }
 
     /// The comparison is on the version the check-and-set patch replaces
-    /// (see [`ops::delete_if_unchanged`]).
+    /// (see [`destroy::delete_if_unchanged`]).
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<crate::store::DeleteIf>> {
-        ops::delete_if_unchanged(self, expected)
+        destroy::delete_if_unchanged(self, expected)
     }
 
     /// The comparison is on the version the check-and-set write replaces
