@@ -12,67 +12,113 @@ use crate::credential::{Credential, CredentialId, ct_eq_bytes};
 use crate::error::{Result, StoreError};
 use crate::store::DeleteIf;
 
-/// The versions before `before` still readable (not deleted, not
-/// destroyed), oldest first.
-pub(super) fn live_before(meta: Option<&super::kv::Meta>, before: u64) -> Vec<u64> {
-    meta.map(|m| {
-        m.versions
-            .iter()
-            .filter(|(v, live)| *live && *v < before)
-            .map(|(v, _)| *v)
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-/// Destroy those of `live` (versions, oldest first) that hold one of
-/// `values` (field, value), so a value credshift takes back or removes does
-/// not survive in the history. For a value credshift wrote there (one of
-/// `ours`, the versions it wrote, holds it): from the oldest such version
-/// on, so a later version another client wrote carrying it along (a merge
-/// patch of another field) goes too, and an older one someone wrote with
-/// the same value before credshift did stays, someone else's history. For
-/// a value credshift never wrote (cleanup of Vault as a source): every
-/// version holding it. Returns the versions destroyed.
+/// Destroy the versions before `before` that hold one of `values`
+/// (field, value), so a value credshift takes back or removes does not
+/// survive in the history.
+///
+/// Which versions: for a value credshift wrote there (one of `ours`, the
+/// versions it wrote, holds it), from the oldest such version on, so a
+/// later version another client wrote carrying it along (a merge patch of
+/// another field) goes too, and an older one someone wrote with the same
+/// value before credshift did stays, someone else's history. For a value
+/// no version of `ours` holds: every version holding it when `any_writer`
+/// (cleanup of Vault as a source: credshift never wrote it), else none
+/// (a restore whose provenance lost credshift's version cannot tell its
+/// write from someone else's).
+///
+/// A destroy takes a whole version, so a version is destroyed only when
+/// every other (field, value) it holds survives in a version that stays
+/// (the latest included): a rotated-out value of another field, or
+/// another client's field changed since, keeps the version, and the
+/// value stays in it. Returns the versions destroyed and warnings (the
+/// secret, version and field, never a value).
 pub(super) fn destroy_values(
     kv: &Kv,
     path: &str,
-    live: &[u64],
+    meta: &super::kv::Meta,
+    before: u64,
     ours: &[u64],
     values: &[(String, Zeroizing<String>)],
-) -> Result<Vec<u64>> {
-    // Which values each version holds (no value is kept).
-    let mut held: Vec<(u64, Vec<bool>)> = Vec::new();
-    for &v in live {
-        let Some(old) = kv.read(path, Some(v))? else {
-            continue;
-        };
-        let holds = values
-            .iter()
-            .map(|(f, x)| {
-                old.data
-                    .get(f)
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()))
-            })
-            .collect();
-        held.push((v, holds));
+    any_writer: bool,
+) -> Result<(Vec<u64>, Vec<String>)> {
+    let mut notes = Vec::new();
+    // Every readable version (no value leaves this function).
+    let mut read: Vec<super::kv::Version> = Vec::new();
+    for &(v, live) in &meta.versions {
+        if live && let Some(old) = kv.read(path, Some(v))? {
+            read.push(old);
+        }
     }
-    // Per value: the oldest version credshift wrote holding it (0: all).
-    let from: Vec<u64> = (0..values.len())
+    let holds = |d: &Map<String, Value>, k: usize| {
+        let (f, x) = &values[k];
+        d.get(f)
+            .and_then(Value::as_str)
+            .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()))
+    };
+    // Per value: the oldest version credshift wrote holding it.
+    let from: Vec<Option<u64>> = (0..values.len())
         .map(|k| {
-            held.iter()
-                .find(|(v, h)| h[k] && ours.contains(v))
-                .map_or(0, |(v, _)| *v)
+            read.iter()
+                .find(|o| o.version < before && holds(&o.data, k) && ours.contains(&o.version))
+                .map(|o| o.version)
+                .or(any_writer.then_some(0))
         })
         .collect();
-    let doomed: Vec<u64> = held
+    for (k, f) in from.iter().enumerate() {
+        if f.is_none() && read.iter().any(|o| o.version < before && holds(&o.data, k)) {
+            notes.push(format!(
+                "{}/{path}: field {:?}: the value taken back stays in older versions \
+                 (the provenance names no version credshift wrote holding it)",
+                kv.mount, values[k].0
+            ));
+        }
+    }
+    let mut doomed: Vec<u64> = read
         .iter()
-        .filter(|(v, h)| (0..values.len()).any(|k| h[k] && *v >= from[k]))
-        .map(|(v, _)| *v)
+        .filter(|o| {
+            o.version < before
+                && (0..values.len())
+                    .any(|k| holds(&o.data, k) && from[k].is_some_and(|f| o.version >= f))
+        })
+        .map(|o| o.version)
         .collect();
-    kv.destroy(path, &doomed)?;
-    Ok(doomed)
+    // Keep a version holding anything that survives in no kept version;
+    // each one kept may save another, so until nothing changes.
+    let same = |a: &Value, b: &Value| match (a, b) {
+        (Value::String(a), Value::String(b)) => ct_eq_bytes(a.as_bytes(), b.as_bytes()),
+        _ => a == b,
+    };
+    loop {
+        let lost = read.iter().filter(|o| doomed.contains(&o.version)).find_map(|o| {
+            o.data
+                .iter()
+                .find(|(f, x)| {
+                    let removed = (0..values.len())
+                        .any(|k| values[k].0 == **f && holds(&o.data, k));
+                    !removed
+                        && !read.iter().any(|k| {
+                            !doomed.contains(&k.version) && k.data.get(*f).is_some_and(|y| same(x, y))
+                        })
+                })
+                .map(|(f, _)| (o.version, f.clone()))
+        });
+        let Some((v, f)) = lost else { break };
+        doomed.retain(|d| *d != v);
+        notes.push(format!(
+            "{}/{path}: version {v} kept: it holds field {f:?}'s value, in no later \
+             version; the value credshift removed or took back stays in it",
+            kv.mount
+        ));
+    }
+    if let Err(e) = kv.destroy(path, &doomed) {
+        notes.push(format!(
+            "{}/{path}: versions {doomed:?} not destroyed, the removed or taken-back values \
+             stay in the history: {e}",
+            kv.mount
+        ));
+        return Ok((Vec::new(), notes));
+    }
+    Ok((doomed, notes))
 }
 
 pub fn delete_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<bool>> {
@@ -223,31 +269,50 @@ fn delete_group(
         Value::String(provenance(&ours, by.as_ref())),
     );
     let _ = kv.patch_custom_metadata(path, &patch);
+    // Another client's write lands here in a unit test: a race the
+    // removal of an emptied secret must not lose.
+    #[cfg(test)]
+    crate::store::test_support::run_after_read();
     // A soft delete keeps the data: the older versions holding a removed
-    // value are destroyed for good (see `destroy_values`).
+    // value are destroyed for good (see `destroy_values`). Best effort,
+    // as in a restore: a token that may not destroy still removes the
+    // fields (their values then stay in the history, and the report says
+    // so).
     let Some(meta) = kv.metadata(path)? else {
         return Ok(());
     };
-    let older = live_before(Some(&meta), first_new);
-    // Best effort, as in a restore: a token that may not destroy still
-    // removes the fields (their values then stay in the history).
-    let destroyed = destroy_values(kv, path, &older, &ours, &removed).unwrap_or_default();
+    match destroy_values(kv, path, &meta, first_new, &ours, &removed, true) {
+        Ok((_, notes)) => notes.into_iter().for_each(|n| s.note(n)),
+        Err(e) => s.note(format!(
+            "{}/{path}: the removed values stay in older versions: {e}",
+            kv.mount
+        )),
+    }
     if cur.data.len() != present.len() {
         return Ok(()); // other fields stay in the current version
     }
-    // Nothing is left in the current version. Removed whole (metadata
-    // and all) only when no older version still holds data: a version
-    // with another value, or one someone soft-deleted (`kv undelete`
-    // brings it back), is someone's history, kept; the empty version is
-    // then soft-deleted, so the secret reads as absent, as after `kv
-    // delete`.
-    let history = older.iter().any(|v| !destroyed.contains(v))
-        || meta.soft_deleted.iter().any(|v| *v < first_new);
-    if history {
-        kv.delete_latest(path)?;
-    } else {
+    // Nothing is left in the version credshift wrote: soft-delete exactly
+    // that one (a version another client wrote since stays live), so the
+    // secret reads as absent, as after `kv delete`.
+    kv.delete_versions(path, &[cas])?;
+    s.removed(path);
+    // Removed whole (metadata and all) only when, read again now, the
+    // latest version is still credshift's and no older one holds anything
+    // (an older value, a version someone soft-deleted, `kv undelete`
+    // brings it back): otherwise that history stays. Vault has no
+    // check-and-set on a metadata delete, so a write landing between this
+    // read and the delete is the one narrow window left.
+    let Some(now) = kv.metadata(path)? else {
+        return Ok(());
+    };
+    let bare = now.current_version == cas
+        && now
+            .versions
+            .iter()
+            .filter(|(v, _)| *v < first_new)
+            .all(|(v, live)| !live && !now.soft_deleted.contains(v));
+    if bare {
         kv.delete_all(path)?;
     }
-    s.removed(path);
     Ok(())
 }

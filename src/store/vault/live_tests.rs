@@ -413,3 +413,107 @@ fn removing_the_last_field_keeps_older_history_and_reads_as_deleted() {
         assert!(!ids.contains(&"rotated/api_key".to_string()), "{layout}: {ids:?}");
     }
 }
+
+/// A client of its own (not credshift's store) on `dev`.
+fn other_kv_client(dev: &Dev) -> http::Client {
+    http::Client::new(
+        &dev.addr,
+        "other client".into(),
+        Some(&dev.home.path().join("token")),
+    )
+    .unwrap()
+}
+
+/// Another client writes right after credshift patched the last field out
+/// of a secret and before it removes the emptied secret: their version
+/// must stay live, whether the secret had older history (credshift
+/// soft-deletes) or none (credshift removes it whole).
+#[test]
+fn removing_an_emptied_secret_keeps_a_version_another_client_wrote_meanwhile() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    for layout in LAYOUTS {
+        for history in [false, true] {
+            let base = format!("race{}{}", layout.len(), u8::from(history));
+            let (path, field) = match layout {
+                "" => (format!("{base}/app"), "api_key".to_string()),
+                _ => (format!("{base}/app/api_key"), ITEM_FIELD.to_string()),
+            };
+            if history {
+                other_client_writes(&dev, &path, &field, "sk-rotated-out-000001");
+            }
+            other_client_writes(&dev, &path, &field, "sk-moved-out-0000002");
+            let (addr, token) = (dev.addr.clone(), dev.home.path().join("token"));
+            let (p2, f2) = (path.clone(), field.clone());
+            crate::store::test_support::after_next_read(move || {
+                let c = http::Client::new(&addr, "racer".into(), Some(&token)).unwrap();
+                let kv = Kv {
+                    client: &c,
+                    mount: "secret",
+                };
+                let cas = kv.metadata(&p2).unwrap().unwrap().current_version;
+                let mut data = Map::new();
+                data.insert(f2, Value::String("sk-theirs-meanwhile-03".into()));
+                assert!(kv.write(&p2, cas, &data).is_ok());
+            });
+            let s = dev.open(&format!("secret/{base}{layout}"));
+            let r = s.delete_if_unchanged(&[api_key("app", "api_key", "sk-moved-out-0000002")]);
+            assert!(matches!(r[0], Ok(crate::store::DeleteIf::Deleted)), "{layout}");
+            let now = kv.read(&path, None).unwrap();
+            assert_eq!(
+                now.as_ref()
+                    .and_then(|v| v.data.get(&field))
+                    .and_then(Value::as_str),
+                Some("sk-theirs-meanwhile-03"),
+                "{layout} history={history}: the other client's version was removed"
+            );
+            assert!(versions_holding(&dev, &path, &field, "sk-moved-out-0000002").is_empty());
+        }
+    }
+}
+
+/// A destroy takes a whole version: a version holding another field's
+/// value found in no version that stays (another client changed its field
+/// since) is kept, and the report says so (naming the secret and field).
+#[test]
+fn a_restore_keeps_a_version_holding_another_fields_value_found_nowhere_else() {
+    let Some(dev) = Dev::start() else { return };
+    let (path, field) = ("keep/app".to_string(), "api_key");
+    let c = |v: &str| api_key("app", "api_key", v);
+    other_client_writes(&dev, &path, field, "sk-theirs-before-0001");
+    let s = dev.open("secret/keep");
+    s.write(&c("sk-credshift-wrote-002")).unwrap();
+    // Another client adds a note, then changes it: v3's note is in v3 only.
+    other_client_writes(&dev, &path, "note", "first note");
+    other_client_writes(&dev, &path, "note", "second note");
+    let r = dev.open("secret/keep");
+    let held = r
+        .lock(crate::store::LockMode::Exclusive, Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    let put = crate::store::Replace {
+        expected: Some(c("sk-credshift-wrote-002")),
+        new: c("sk-theirs-before-0001"),
+    };
+    assert!(matches!(
+        r.replace_if_unchanged(&[put]).pop(),
+        Some(Ok(crate::store::ReplaceIf::Replaced))
+    ));
+    // v2 (credshift's, nothing else) is gone; v3 holds "first note",
+    // found in no other version: kept, and said.
+    assert_eq!(
+        versions_holding(&dev, &path, field, "sk-credshift-wrote-002"),
+        [3]
+    );
+    assert_eq!(versions_holding(&dev, &path, "note", "first note"), [3]);
+    let notes: Vec<String> = held.notices().iter().map(|n| n.to_string()).collect();
+    assert!(
+        notes.iter().any(|n| n.contains("version 3 kept") && n.contains("\"note\"")),
+        "{notes:?}"
+    );
+    assert!(notes.iter().all(|n| !n.contains("sk-") && !n.contains("first note")));
+}

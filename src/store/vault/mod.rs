@@ -107,6 +107,10 @@ pub struct VaultStore {
     client: Arc<Client>,
     mount: Mutex<Option<Mount>>,
     state: Mutex<State>,
+    /// What a removal or restore could not do as the docs say (a version
+    /// kept in the history, a destroy refused), for the report: the lock
+    /// this store hands out carries them (no secret in them).
+    notes: Arc<Mutex<Vec<String>>>,
 }
 
 impl VaultStore {
@@ -119,6 +123,7 @@ impl VaultStore {
             client: Arc::new(client),
             mount: Mutex::new(None),
             state: Mutex::new(State::default()),
+            notes: Arc::default(),
         })
     }
 
@@ -341,6 +346,14 @@ impl VaultStore {
     }
 
     /// This store removed `path` with all its versions.
+    /// A warning for the operation's report (see `notes`).
+    fn note(&self, warning: String) {
+        let mut n = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        if !n.contains(&warning) {
+            n.push(warning);
+        }
+    }
+
     fn removed(&self, path: &str) {
         let mut st = self.state();
         st.written.remove(path);
@@ -743,6 +756,7 @@ impl Store for VaultStore {
             join(&prefix, LOCK_NAME),
             self.spec.to_string(),
             wait,
+            self.notes.clone(),
         )
         .map(|l| Some(Box::new(l) as Box<dyn StoreLock>))
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-use super::destroy::{destroy_values, live_before};
+use super::destroy::destroy_values;
 use super::kv::{Kv, Version, WriteError};
 use super::{VaultStore, field_meta, meta_key};
 use crate::credential::{Credential, CredentialId, Kind, ct_eq_bytes};
@@ -388,6 +388,9 @@ fn write_group(
                     .iter()
                     .any(|(v, live)| *v == m.current_version && *live)
                 && m.current_version > 0
+                // The latest really reads as deleted (a POST replaces, it
+                // does not merge: never over someone's live version).
+                && matches!(kv.read(path, Some(m.current_version)), Ok(None))
             {
                 result = kv.write_over_deleted(path, m.current_version, &chunk);
             }
@@ -503,12 +506,20 @@ fn write_group(
         })
         .collect();
     if !taken.is_empty() {
-        // Best effort, as the custom_metadata: the value is restored, and
-        // a rollback run again finds it restored, not this to redo.
-        let _ = kv.metadata(path).and_then(|m| {
-            let live = live_before(m.as_ref(), written[0]);
-            destroy_values(kv, path, &live, &ours, &taken)
+        // Best effort, as the custom_metadata: the value is restored (a
+        // rollback run again finds it restored, not this to redo), and
+        // what was not destroyed is in the report.
+        let done = kv.metadata(path).and_then(|m| match m {
+            Some(m) => destroy_values(kv, path, &m, written[0], &ours, &taken, false),
+            None => Ok((Vec::new(), Vec::new())),
         });
+        match done {
+            Ok((_, notes)) => notes.into_iter().for_each(|n| s.note(n)),
+            Err(e) => s.note(format!(
+                "{}/{path}: the value taken back stays in older versions: {e}",
+                kv.mount
+            )),
+        }
     }
 }
 
