@@ -517,3 +517,60 @@ fn a_restore_keeps_a_version_holding_another_fields_value_found_nowhere_else() {
     );
     assert!(notes.iter().all(|n| !n.contains("sk-") && !n.contains("first note")));
 }
+
+/// `delete_version_after` on the mount gives every version a deletion
+/// time in the future: such a version is live. A secret another client
+/// created after the plan is a check-and-set conflict (never written over
+/// by a POST), and a removal still destroys the value it removes.
+#[test]
+fn delete_version_after_leaves_versions_live() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let body = serde_json::to_vec(&json!({"delete_version_after": "1h"})).unwrap();
+    let r = client
+        .call(http::Method::Post, "secret/config", Some(&body), true)
+        .unwrap();
+    assert!(r.ok());
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    for layout in LAYOUTS {
+        let base = format!("dva{}", layout.len());
+        let spec = format!("secret/{base}{layout}");
+        let place = |ns: &str| match layout {
+            "" => (format!("{base}/{ns}"), "api_key".to_string()),
+            _ => (format!("{base}/{ns}/api_key"), ITEM_FIELD.to_string()),
+        };
+        // (a) Absent when credshift read it; created by someone else since.
+        let (path, field) = place("late");
+        let s = dev.open(&spec);
+        let id = CredentialId::new("late", "api_key");
+        assert!(s.read(&id).unwrap().is_none(), "{layout}");
+        other_client_writes(&dev, &path, &field, "sk-theirs-created-001");
+        other_client_writes(&dev, &path, "other", "kept-too");
+        assert!(
+            s.write(&api_key("late", "api_key", "sk-credshift-000000002"))
+                .is_err(),
+            "{layout}: written over a secret created after the plan"
+        );
+        let now = kv.read(&path, None).unwrap().expect("their secret");
+        assert_eq!(
+            now.data.get(&field).and_then(Value::as_str),
+            Some("sk-theirs-created-001"),
+            "{layout}"
+        );
+        assert_eq!(now.data.get("other").and_then(Value::as_str), Some("kept-too"));
+        // (b) A removal destroys the value it removes.
+        let (path, field) = place("moved");
+        other_client_writes(&dev, &path, &field, "sk-moved-out-0000003");
+        let s = dev.open(&spec);
+        let r = s.delete_if_unchanged(&[api_key("moved", "api_key", "sk-moved-out-0000003")]);
+        assert!(matches!(r[0], Ok(crate::store::DeleteIf::Deleted)), "{layout}");
+        assert!(kv.read(&path, None).unwrap().is_none(), "{layout}");
+        assert!(
+            versions_holding(&dev, &path, &field, "sk-moved-out-0000003").is_empty(),
+            "{layout}: the removed value survives"
+        );
+    }
+}
