@@ -439,7 +439,14 @@ path "secret/destroy/nd/*" { capabilities = ["deny"] }
         "overwrite",
     ]);
     let mid = report["migration_id"].as_str().unwrap().to_string();
-    cmd(&["rollback", "--migration-id", &mid]);
+    let back = cmd(&["rollback", "--migration-id", &mid]);
+    // The refused destroy is in the report, not dropped.
+    let notices = back["notices"].to_string();
+    assert!(notices.contains("not destroyed"), "{notices}");
+    assert!(
+        !notices.contains("sk-proj") && !notices.contains("ghp_"),
+        "{notices}"
+    );
     assert_eq!(
         bao.kv_field("secret/nd/env", "OPENAI_API_KEY").as_deref(),
         Some("old-value-1")
@@ -463,6 +470,7 @@ path "secret/destroy/nd/*" { capabilities = ["deny"] }
         .expect("history kept");
     let current = meta["data"]["current_version"].to_string();
     let latest = &meta["data"]["versions"][&current];
+    assert!(latest.is_object(), "{meta}");
     assert_ne!(latest["deletion_time"], "", "{meta}");
     assert_eq!(bao.kv_field("secret/nd/fresh/env", "GITHUB_TOKEN"), None);
 }
@@ -694,12 +702,27 @@ fn cleanup_of_vault_as_a_source_destroys_only_the_verified_fields() {
         .as_u64()
         .unwrap();
     assert_eq!(current, 3, "one patch removed the field");
+    // Version 1 also holds org's older value o-1, in no other version: a
+    // destroy would take it too, so version 1 stays (and the moved value
+    // with it), and the report says so, naming the secret and field.
     for (v, text) in bao.every_version("secret/src/openai") {
-        assert!(
-            !text.contains("sk-src-0000"),
-            "version {v} still holds it: {text}"
-        );
+        assert_eq!(text.contains("sk-src-0000"), v == 1, "version {v}: {text}");
     }
+    let kept = bao.every_version("secret/src/openai");
+    assert!(
+        kept.iter().any(|(v, text)| *v == 1 && text.contains("o-1")),
+        "org's older value was destroyed: {kept:?}"
+    );
+    let report = json(&stdout);
+    let notices = report["notices"].to_string();
+    assert!(
+        notices.contains("version 1 kept") && notices.contains("org"),
+        "{notices}"
+    );
+    assert!(
+        !notices.contains("sk-src") && !notices.contains("o-1"),
+        "{notices}"
+    );
 }
 
 #[test]

@@ -294,7 +294,23 @@ fn delete_group(
     // Nothing is left in the version credshift wrote: soft-delete exactly
     // that one (a version another client wrote since stays live), so the
     // secret reads as absent, as after `kv delete`.
-    kv.delete_versions(path, &[cas])?;
+    if let Err(e) = kv.delete_versions(path, &[cas]) {
+        // A token may hold `delete` on the data path and not `update` on
+        // MOUNT/delete/PATH: `kv delete` of the latest, read again just
+        // before, only while that is still credshift's version.
+        let still_ours = kv
+            .metadata(path)
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.current_version == cas);
+        if !still_ours || kv.delete_latest(path).is_err() {
+            s.note(format!(
+                "{}/{path}: left empty, not soft-deleted (version {cas}): {e}",
+                kv.mount
+            ));
+            return Ok(());
+        }
+    }
     s.removed(path);
     // Removed whole (metadata and all) only when, read again now, the
     // latest version is still credshift's and no older one holds anything
