@@ -1310,3 +1310,42 @@ fn a_field_changed_before_a_compared_delete_stays() {
     assert_eq!(a_now.secret.expose(), "another-clients-value");
     assert!(now.read(&b.id).unwrap().is_none());
 }
+
+/// Each engine batch writes a secret once: a migration of many items into
+/// one secret makes many versions, and KV prunes the oldest past
+/// max_versions. History from before the run pushed out that way is said
+/// in the report, naming the secret (never a value).
+#[test]
+fn history_pruned_by_max_versions_is_reported() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    bao.run(&["write", "secret/config", "max_versions=3"]);
+    bao.run(&["kv", "put", "secret/mv/env", "OLD=rotated-out-0001"]);
+    bao.run(&["kv", "put", "secret/mv/env", "OLD=current-0002"]);
+    let env = dir.path().join("many.env");
+    let pairs: Vec<(String, String)> = (0..8)
+        .map(|i| (format!("KEY_{i}"), format!("value-{i:04}-pruned-test")))
+        .collect();
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    write_env(&env, &refs);
+    let from = format!("dotenv:{}", env.display());
+    let (code, stdout, stderr) = bao.migrate(&state, &from, &bao.spec("secret/mv"), &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let current = bao.kv_metadata("secret/mv/env").unwrap()["data"]["current_version"]
+        .as_u64()
+        .unwrap();
+    assert!(current > 4, "one batch per version: {current}");
+    let notices = json(&stdout)["notices"].to_string();
+    assert!(
+        notices.contains("secret/mv/env") && notices.contains("max_versions is 3"),
+        "{notices}"
+    );
+    assert!(
+        !notices.contains("value-0") && !notices.contains("0002"),
+        "{notices}"
+    );
+}

@@ -40,6 +40,8 @@ pub struct Meta {
     /// `kv undelete` brings them back.
     pub soft_deleted: Vec<u64>,
     pub custom_metadata: Map<String, Value>,
+    /// The secret's own `max_versions` (0: the mount's).
+    pub max_versions: u64,
 }
 
 /// A secret's version, field names and custom_metadata (no values).
@@ -289,6 +291,7 @@ impl Kv<'_> {
         soft_deleted.sort_unstable();
         Ok(Some(Meta {
             current_version: d["current_version"].as_u64().unwrap_or(0),
+            max_versions: d["max_versions"].as_u64().unwrap_or(0),
             versions,
             soft_deleted,
             custom_metadata: d["custom_metadata"]
@@ -296,6 +299,18 @@ impl Kv<'_> {
                 .cloned()
                 .unwrap_or_default(),
         }))
+    }
+
+    /// The mount's `max_versions` (`MOUNT/config`; 0: KV's default, 10).
+    pub fn mount_max_versions(&self) -> Result<u64> {
+        let r = self
+            .client
+            .call(Method::Get, &format!("{}/config", self.mount), None, true)?;
+        if !r.ok() {
+            return Err(self.fail("read config", "", &r));
+        }
+        let v = r.json(&self.client.location)?;
+        Ok(v["data"]["max_versions"].as_u64().unwrap_or(0))
     }
 
     /// Merge `custom` into the secret's custom_metadata (`null` removes a key).

@@ -91,6 +91,11 @@ struct State {
     /// Secret path -> the version read at plan time and its
     /// custom_metadata (not secret), so an overwrite need not read again.
     custom: HashMap<String, (u64, Map<String, Value>)>,
+    /// Secret path -> its version before this store's first write, and
+    /// whether max_versions pruning was noted (see `ops::note_pruning`).
+    before_run: HashMap<String, (u64, bool)>,
+    /// The mount's max_versions, read once when needed (0: KV's 10).
+    mount_max_versions: Option<u64>,
     /// The migration writing here, for the provenance entry.
     provenance: Option<crate::store::Provenance>,
 }

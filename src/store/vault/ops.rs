@@ -276,6 +276,58 @@ enum Intent<'a> {
     TakeBack(&'a [Option<&'a Credential>]),
 }
 
+/// KV keeps at most `max_versions` versions (the secret's, else the
+/// mount's, else 10) and prunes the oldest past it. Each engine batch
+/// writes a secret once, so a large migration into one secret makes many
+/// versions and can push out history from before the run (another
+/// client's rotated values, the version an overwrite replaced). Noted once
+/// per secret for the report; asked only of a secret this store has
+/// written more than once this run (one more metadata read).
+fn note_pruning(s: &VaultStore, kv: &Kv, path: &str, last: u64, made: u64) {
+    let start = {
+        let mut st = s.state();
+        let e = st
+            .before_run
+            .entry(path.to_string())
+            .or_insert((last.saturating_sub(made), false));
+        if e.1 || e.0 == 0 || last.saturating_sub(e.0) < 2 {
+            return;
+        }
+        e.0
+    };
+    let Ok(Some(meta)) = kv.metadata(path) else {
+        return;
+    };
+    let mut max = meta.max_versions;
+    if max == 0 {
+        let cached = s.state().mount_max_versions;
+        max = match cached {
+            Some(m) => m,
+            None => {
+                let m = kv.mount_max_versions().unwrap_or(0);
+                s.state().mount_max_versions = Some(m);
+                m
+            }
+        };
+    }
+    if max == 0 {
+        max = 10;
+    }
+    if last <= max {
+        return;
+    }
+    let gone = (last - max).min(start);
+    if let Some(e) = s.state().before_run.get_mut(path) {
+        e.1 = true;
+    }
+    s.note(format!(
+        "{}/{path}: max_versions is {max}: this run's writes ({} versions) pushed versions \
+         up to {gone} of the history from before the run out of KV for good",
+        kv.mount,
+        last - start
+    ));
+}
+
 /// A migration's writes: nothing is destroyed (see [`Intent::Forward`]).
 pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
     write_with(s, creds, Intent::Forward)
@@ -448,6 +500,7 @@ fn write_group(
         }
     }
     let Some(&last) = written.last() else { return };
+    note_pruning(s, kv, path, last, written.len() as u64);
     let landed: Vec<&(usize, String)> = items.iter().filter(|(i, _)| out[*i].is_ok()).collect();
     s.wrote(path, last, landed.iter().map(|(_, f)| f));
     let mut patch = Map::new();
