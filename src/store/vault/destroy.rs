@@ -202,6 +202,9 @@ fn delete_group(
         });
     }
     if present.is_empty() {
+        if let Some(expected) = expected {
+            finish_removal(s, kv, path, &cur, items, expected);
+        }
         return Ok(());
     }
     let removed: Vec<(String, Zeroizing<String>)> = present
@@ -331,4 +334,47 @@ fn delete_group(
         kv.delete_all(path)?;
     }
     Ok(())
+}
+
+/// A compared removal finding its fields gone already: a run that crashed
+/// between the patch and the destroy (or the soft delete of the emptied
+/// secret) left the value in the history. Done again here, best effort:
+/// the versions holding an expected value go (the same rule as a first
+/// run), and an empty latest version credshift wrote is soft-deleted.
+fn finish_removal(
+    s: &VaultStore,
+    kv: &Kv,
+    path: &str,
+    cur: &super::kv::Version,
+    items: &[(usize, String)],
+    expected: &[Credential],
+) {
+    let gone: Vec<(String, Zeroizing<String>)> = items
+        .iter()
+        .filter(|(_, f)| !cur.data.contains_key(f))
+        .map(|(i, f)| (f.clone(), Zeroizing::new(expected[*i].secret.expose().to_string())))
+        .collect();
+    if gone.is_empty() {
+        return;
+    }
+    let ours = provenance_versions(&cur.custom_metadata);
+    if let Ok(Some(meta)) = kv.metadata(path) {
+        match destroy_values(kv, path, &meta, cur.version, &ours, &gone, true) {
+            Ok((_, notes)) => notes.into_iter().for_each(|n| s.note(n)),
+            Err(e) => s.note(format!(
+                "{}/{path}: the removed values stay in older versions: {e}",
+                kv.mount
+            )),
+        }
+    }
+    if cur.data.is_empty() && ours.contains(&cur.version) {
+        if let Err(e) = kv.delete_versions(path, &[cur.version]) {
+            s.note(format!(
+                "{}/{path}: left empty, not soft-deleted (version {}): {e}",
+                kv.mount, cur.version
+            ));
+        } else {
+            s.removed(path);
+        }
+    }
 }

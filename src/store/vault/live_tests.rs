@@ -574,3 +574,50 @@ fn delete_version_after_leaves_versions_live() {
         );
     }
 }
+
+/// A run that dies between patching the last field out and destroying its
+/// value (and soft-deleting the emptied secret): the next compared removal
+/// finds the field gone and finishes both.
+#[test]
+fn a_removal_cut_short_after_the_patch_is_finished_by_the_next_run() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    for layout in LAYOUTS {
+        let base = format!("cut{}", layout.len());
+        let spec = format!("secret/{base}{layout}");
+        let (path, field) = match layout {
+            "" => (format!("{base}/app"), "api_key".to_string()),
+            _ => (format!("{base}/app/api_key"), ITEM_FIELD.to_string()),
+        };
+        other_client_writes(&dev, &path, &field, "sk-rotated-out-000001");
+        other_client_writes(&dev, &path, &field, "sk-moved-out-0000002");
+        let gone = [api_key("app", "api_key", "sk-moved-out-0000002")];
+        crate::store::test_support::after_next_read(|| panic!("killed after the patch"));
+        let s = dev.open(&spec);
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.delete_if_unchanged(&gone)
+        }));
+        assert!(crashed.is_err(), "{layout}");
+        assert_eq!(
+            versions_holding(&dev, &path, &field, "sk-moved-out-0000002"),
+            [2],
+            "{layout}: the crash left it in the history"
+        );
+        let again = dev.open(&spec).delete_if_unchanged(&gone);
+        assert!(matches!(again[0], Ok(crate::store::DeleteIf::Absent)), "{layout}");
+        assert!(
+            versions_holding(&dev, &path, &field, "sk-moved-out-0000002").is_empty(),
+            "{layout}: the rerun did not destroy it"
+        );
+        assert_eq!(
+            versions_holding(&dev, &path, &field, "sk-rotated-out-000001"),
+            [1],
+            "{layout}"
+        );
+        assert!(kv.read(&path, None).unwrap().is_none(), "{layout}: still live");
+    }
+}
