@@ -621,3 +621,50 @@ fn a_removal_cut_short_after_the_patch_is_finished_by_the_next_run() {
         assert!(kv.read(&path, None).unwrap().is_none(), "{layout}: still live");
     }
 }
+
+/// A restore whose provenance names no version credshift wrote holding
+/// the value taken back (a token without metadata `patch`, a crash before
+/// the metadata patch) cannot tell credshift's write from another
+/// client's same value: it destroys nothing for it and says so.
+#[test]
+fn a_restore_without_provenance_destroys_nothing_and_says_so() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    let (path, field) = ("noprov/app", "api_key");
+    let c = |v: &str| api_key("app", "api_key", v);
+    other_client_writes(&dev, path, field, "sk-same-value-000001");
+    other_client_writes(&dev, path, field, "sk-theirs-later-00002");
+    dev.open("secret/noprov")
+        .write(&c("sk-same-value-000001"))
+        .unwrap();
+    let mut strip = Map::new();
+    strip.insert(ops::PROVENANCE.into(), Value::Null);
+    kv.patch_custom_metadata(path, &strip).unwrap();
+    let r = dev.open("secret/noprov");
+    let held = r
+        .lock(crate::store::LockMode::Exclusive, Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    let put = crate::store::Replace {
+        expected: Some(c("sk-same-value-000001")),
+        new: c("sk-theirs-later-00002"),
+    };
+    assert!(matches!(
+        r.replace_if_unchanged(&[put]).pop(),
+        Some(Ok(crate::store::ReplaceIf::Replaced))
+    ));
+    assert_eq!(
+        versions_holding(&dev, path, field, "sk-same-value-000001"),
+        [1, 3],
+        "another client's version 1 was destroyed"
+    );
+    let notes: Vec<String> = held.notices().iter().map(|n| n.to_string()).collect();
+    assert!(
+        notes.iter().any(|n| n.contains("noprov/app") && n.contains("provenance")),
+        "{notes:?}"
+    );
+}
