@@ -668,3 +668,26 @@ fn a_restore_without_provenance_destroys_nothing_and_says_so() {
         "{notes:?}"
     );
 }
+
+/// Writing over a secret someone soft-deleted keeps the provenance of the
+/// versions credshift wrote before (a later restore destroys by it).
+#[test]
+fn a_write_over_a_deleted_secret_keeps_the_earlier_provenance() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    let path = "overdel/app";
+    dev.open("secret/overdel")
+        .write(&api_key("app", "api_key", "sk-first-write-000001"))
+        .unwrap();
+    kv.delete_latest(path).unwrap();
+    dev.open("secret/overdel")
+        .write(&api_key("app", "api_key", "sk-second-write-00002"))
+        .unwrap();
+    let meta = kv.metadata(path).unwrap().unwrap();
+    assert_eq!(meta.current_version, 2);
+    assert_eq!(ops::provenance_versions(&meta.custom_metadata), [1, 2]);
+}

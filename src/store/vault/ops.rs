@@ -406,7 +406,7 @@ fn write_group(
     intent: Intent,
     out: &mut [Result<()>],
 ) {
-    let (mut cas, prior) = match base(s, kv, path) {
+    let (mut cas, mut prior) = match base(s, kv, path) {
         Ok(b) => b,
         Err(e) => {
             for (i, _) in items {
@@ -445,6 +445,11 @@ fn write_group(
                 && matches!(kv.read(path, Some(m.current_version)), Ok(None))
             {
                 result = kv.write_over_deleted(path, m.current_version, &chunk);
+                // The metadata stays with the secret: add to it (the
+                // provenance names credshift's earlier versions too).
+                if result.is_ok() {
+                    prior = m.custom_metadata;
+                }
             }
         }
         chunk.clear();
