@@ -81,11 +81,7 @@ fn for_groups<R: Send>(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let n = out.len();
     let done: Vec<(Vec<R>, Vec<usize>)> = std::thread::scope(|sc| {
-        let nw: usize = std::env::var("XW")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(WORKERS);
-        let workers: Vec<_> = (0..nw.min(groups.len()))
+        let workers: Vec<_> = (0..WORKERS.min(groups.len()))
             .map(|_| {
                 sc.spawn(|| {
                     let mut local: Vec<R> = (0..n).map(|_| fresh()).collect();
