@@ -123,25 +123,47 @@ fn unavailable(e: SsError) -> Fail {
 /// paths are no longer there, or nobody owns its name until it is back),
 /// or the bus connection broke. Then the store is unavailable and the
 /// worker reconnects on the next call.
-///
-/// zbus is not a direct dependency, so its error is told by its `Debug`
-/// form (the variant, or the D-Bus error name of a method error).
 pub(crate) fn gone(e: &SsError) -> bool {
-    if !matches!(e, SsError::Zbus(_) | SsError::ZbusFdo(_)) {
-        return false;
+    match e {
+        SsError::Zbus(z) => zbus_gone(z),
+        SsError::ZbusFdo(f) => fdo_gone(f),
+        _ => false,
     }
-    let seen = format!("{e:?}");
-    const GONE: [&str; 8] = [
-        "InputOutput(",
-        "ServiceUnknown",
-        "NameHasNoOwner",
-        "UnknownObject",
-        "NoServer",
-        "Disconnected",
-        "IOError(",
-        "org.freedesktop.Secret.Error.NoSession",
-    ];
-    GONE.iter().any(|g| seen.contains(g))
+}
+
+/// The D-Bus error names (a method's error reply) that mean the peer or
+/// the session behind the object paths we hold is gone.
+const GONE_NAMES: [&str; 7] = [
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+    "org.freedesktop.DBus.Error.UnknownObject",
+    "org.freedesktop.DBus.Error.NoServer",
+    "org.freedesktop.DBus.Error.Disconnected",
+    "org.freedesktop.DBus.Error.IOError",
+    "org.freedesktop.Secret.Error.NoSession",
+];
+
+fn zbus_gone(e: &zbus::Error) -> bool {
+    match e {
+        zbus::Error::InputOutput(_) | zbus::Error::Connection(..) => true,
+        zbus::Error::FDO(f) => fdo_gone(f),
+        zbus::Error::MethodError(name, ..) => GONE_NAMES.contains(&name.as_str()),
+        _ => false,
+    }
+}
+
+fn fdo_gone(e: &zbus::fdo::Error) -> bool {
+    use zbus::fdo::Error as Fdo;
+    match e {
+        Fdo::ServiceUnknown(_)
+        | Fdo::NameHasNoOwner(_)
+        | Fdo::UnknownObject(_)
+        | Fdo::NoServer(_)
+        | Fdo::Disconnected(_)
+        | Fdo::IOError(_) => true,
+        Fdo::ZBus(z) => zbus_gone(z),
+        _ => false,
+    }
 }
 
 fn lost(e: &dyn std::fmt::Display) -> Fail {
