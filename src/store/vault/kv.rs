@@ -332,19 +332,7 @@ impl Kv<'_> {
 
     /// Destroy versions for good (their data is removed, not soft-deleted).
     pub fn destroy(&self, path: &str, versions: &[u64]) -> Result<()> {
-        if versions.is_empty() {
-            return Ok(());
-        }
-        let body = serde_json::to_vec(&json!({ "versions": versions }))
-            .map_err(|e| StoreError::Other(format!("encode request: {}", e.classify_text())))?;
-        let r = self
-            .client
-            .call(Method::Post, &self.url("destroy", path), Some(&body), true)?;
-        if r.ok() {
-            Ok(())
-        } else {
-            Err(self.fail("destroy", path, &r))
-        }
+        self.post_versions("destroy", path, versions, false)
     }
 
     /// Soft-delete the latest version (what `kv delete` does): it reads as
@@ -363,6 +351,19 @@ impl Kv<'_> {
     /// Soft-delete exactly these versions (`kv delete -versions`): a
     /// version another client wrote since is not touched.
     pub fn delete_versions(&self, path: &str, versions: &[u64]) -> Result<()> {
+        self.post_versions("delete", path, versions, true)
+    }
+
+    /// `POST MOUNT/{endpoint}/PATH {"versions": [...]}`, the shape the
+    /// destroy and the versioned delete share; `absent_ok`: a 404 (the
+    /// secret is gone already) is no failure.
+    fn post_versions(
+        &self,
+        endpoint: &str,
+        path: &str,
+        versions: &[u64],
+        absent_ok: bool,
+    ) -> Result<()> {
         if versions.is_empty() {
             return Ok(());
         }
@@ -370,11 +371,11 @@ impl Kv<'_> {
             .map_err(|e| StoreError::Other(format!("encode request: {}", e.classify_text())))?;
         let r = self
             .client
-            .call(Method::Post, &self.url("delete", path), Some(&body), true)?;
-        if r.ok() || r.status == 404 {
+            .call(Method::Post, &self.url(endpoint, path), Some(&body), true)?;
+        if r.ok() || (absent_ok && r.status == 404) {
             Ok(())
         } else {
-            Err(self.fail("delete", path, &r))
+            Err(self.fail(endpoint, path, &r))
         }
     }
 
