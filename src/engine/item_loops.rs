@@ -259,6 +259,7 @@ fn delete_batches(ids: Vec<CredentialId>, hint: BatchHint) -> Vec<Vec<Credential
 /// is read again: only what is really gone counts as deleted; anything
 /// else is "migrated, source still present". Resumable: an item whose
 /// delete began and that is gone from the source was deleted by us.
+/// A cancel does not stop it (a migration's own cleanup runs to its end).
 pub(crate) fn cleanup_items(
     journal: &mut Journal,
     fp: &FpKey,
@@ -266,6 +267,35 @@ pub(crate) fn cleanup_items(
     target: &dyn Store,
     ctl: &Control,
 ) -> Result<()> {
+    cleanup_loop(journal, fp, source, target, ctl, false).map(|_| ())
+}
+
+/// [`cleanup_items`] that stops between batches once `ctl` is cancelled
+/// (a cleanup asked for on its own: the wizard's, a resume's):
+/// `Ok(false)` then, with the cleanup left interrupted in the journal (or
+/// not begun, when the cancel came first): `resume` finishes it.
+pub(crate) fn cleanup_items_cancellable(
+    journal: &mut Journal,
+    fp: &FpKey,
+    source: &dyn Store,
+    target: &dyn Store,
+    ctl: &Control,
+) -> Result<bool> {
+    cleanup_loop(journal, fp, source, target, ctl, true)
+}
+
+fn cleanup_loop(
+    journal: &mut Journal,
+    fp: &FpKey,
+    source: &dyn Store,
+    target: &dyn Store,
+    ctl: &Control,
+    stop_on_cancel: bool,
+) -> Result<bool> {
+    let stop = || stop_on_cancel && ctl.cancelled();
+    if stop() {
+        return Ok(false);
+    }
     // The candidates, taken out of the journal's state once (a clone of
     // the whole state was a copy of every planned item); each batch looks
     // up their fingerprints there (a map of every candidate was about 100
@@ -294,6 +324,9 @@ pub(crate) fn cleanup_items(
         BatchHint::PerItem
     };
     for chunk in delete_batches(ids, hint) {
+        if stop() {
+            return Ok(false);
+        }
         let chunk = chunk.as_slice();
         // Each id's fingerprint and whether its delete began before a
         // crash (only records of other batches were written since).
@@ -387,7 +420,7 @@ pub(crate) fn cleanup_items(
         deleted: n_deleted,
         failed: n_failed,
     })?;
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

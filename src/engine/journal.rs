@@ -455,8 +455,11 @@ pub(crate) fn parse_line(text: &str) -> serde_json::Result<Line> {
     let head = &text.as_bytes()[..text.len().min(256)];
     let tag = b"\"event\":\"planned\"";
     if head.windows(tag.len()).any(|w| w == tag)
-        && let Ok(p) = serde_json::from_str::<PlannedLine>(text)
+        && let Ok(mut p) = serde_json::from_str::<PlannedLine>(text)
     {
+        // Grown by doubling while parsed: up to half of it unused for as
+        // long as the state lives (3.5 MB of a 100,000-item cleanup).
+        p.items.shrink_to_fit();
         return Ok(Line {
             seq: p.seq,
             at: p.at,

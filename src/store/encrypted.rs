@@ -157,8 +157,15 @@ impl EnvelopeFileStore {
                 cache.insert(SealingKey::derive(env.params(), &source, &loc)?)
             }
         };
-        let plain = key.open(&env)?;
-        drop(env);
+        let plain = key.open_owned(env)?;
+        // A file this store wrote is kept as it is read.
+        let plain = match Plain::adopt(plain) {
+            Ok(items) => {
+                st.seen = Some((d, items));
+                return Ok(());
+            }
+            Err(plain) => plain,
+        };
         let list = envelope::decode_credentials(&plain, &loc)?;
         drop(plain);
         // Serialized again as a save does: a file from another writer

@@ -34,6 +34,56 @@ impl Plain {
         }
     }
 
+    /// `buf` (a decrypted file) kept as it is, with its index, when it is
+    /// byte for byte what a rebuild of its items makes (what this store
+    /// writes: every fragment as [`envelope::encode_credential_fragment`]
+    /// writes it, ids ascending, nothing between). Else `buf` back, for the
+    /// rebuild. A file this store wrote is opened without a list of every
+    /// credential, a map of them and a second plaintext beside it (most of
+    /// a 100,000-item verify's peak).
+    pub(super) fn adopt(
+        buf: Zeroizing<Vec<u8>>,
+    ) -> std::result::Result<Plain, Zeroizing<Vec<u8>>> {
+        // Each item starts `{"id":` and no JSON string holds `{"` (a quote
+        // in a string is escaped): the count, or more when metadata has an
+        // `id` key.
+        let pattern = b"{\"id\":";
+        let at_most = buf.windows(pattern.len()).filter(|w| w == pattern).count();
+        let mut index: Vec<(CredentialId, Range<usize>)> = Vec::with_capacity(at_most);
+        let mut pos = 1;
+        let mut canonical = buf.first() == Some(&b'[');
+        let walked = canonical
+            && envelope::for_each_credential(&buf, |c| {
+                if !index.is_empty() {
+                    if buf.get(pos) != Some(&b',') {
+                        canonical = false;
+                        return false;
+                    }
+                    pos += 1;
+                }
+                let Ok(fragment) = envelope::encode_credential_fragment(&c) else {
+                    canonical = false;
+                    return false;
+                };
+                let end = pos + fragment.len();
+                let same = buf
+                    .get(pos..end)
+                    .is_some_and(|b| crate::credential::ct_eq_bytes(b, &fragment));
+                if !same || index.last().is_some_and(|(last, _)| *last >= c.id) {
+                    canonical = false;
+                    return false;
+                }
+                index.push((c.id, pos..end));
+                pos = end;
+                true
+            });
+        if !(walked && canonical && pos + 1 == buf.len() && buf[pos] == b']') {
+            return Err(buf);
+        }
+        index.shrink_to_fit();
+        Ok(Plain { buf, index })
+    }
+
     pub(super) fn len(&self) -> usize {
         self.index.len()
     }
