@@ -176,7 +176,9 @@ const DELETE_BATCH: usize = 256;
 /// The most a whole-file store's delete batch grows to: a batch holds both
 /// ends' values of its items at once, and 65,536 of them were most of a
 /// 100,000-item cleanup's memory; one more pass over the file costs less.
-const WHOLE_FILE_DELETE_BATCH: usize = 32_768;
+/// 32,768 were still a tenth of the wizard's cleanup peak (issue #26):
+/// 16,384 cost two more passes over a 100,000-line file.
+const WHOLE_FILE_DELETE_BATCH: usize = 16_384;
 
 /// `ids`, in their order, cut into delete batches, so that an item and the
 /// items derived from its metadata (`NS/NAME#PATH`, [`legacy_meta`]) always
@@ -491,7 +493,7 @@ mod tests {
         };
         assert_eq!(
             sizes(BatchHint::WholeFile),
-            [256, 1024, 4096, 16384, 32768, 32768, 12704]
+            [256, 1024, 4096, 16384, 16384, 16384, 16384, 16384, 12704]
         );
         // Per-item stores keep the fixed cap: 391 batches.
         let per_item = sizes(BatchHint::PerItem);

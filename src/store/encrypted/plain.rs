@@ -332,6 +332,47 @@ mod tests {
         assert_eq!(p.buf.capacity(), p.buf.len() + TAG_LEN);
     }
 
+    /// Issue #26: a file this store wrote is kept as it is read (one
+    /// buffer, no list of credentials and no rebuilt copy); anything a
+    /// rebuild would write otherwise is handed back, unchanged, to be
+    /// rebuilt as before.
+    #[test]
+    fn a_plaintext_as_a_save_writes_it_is_kept_as_read_and_any_other_is_handed_back() {
+        let mut e = Edit::new(Plain::empty());
+        for (n, v) in [("b", "2"), ("a", "1"), ("c", "x\"\n\u{e9}")] {
+            let (id, f) = frag(n, v);
+            e.insert(id, f);
+        }
+        let built = e.apply().unwrap();
+        let kept = match Plain::adopt(Zeroizing::new(built.buf.to_vec())) {
+            Ok(p) => p,
+            Err(_) => panic!("a save's own plaintext was not kept"),
+        };
+        assert_eq!(kept.buf.as_slice(), built.buf.as_slice());
+        assert_eq!(kept.index, built.index);
+        assert!(Plain::adopt(Zeroizing::new(b"[]".to_vec())).is_ok_and(|p| p.len() == 0));
+        let [a, b, c] = [("a", "1"), ("b", "2"), ("c", "3")].map(|(n, v)| frag(n, v).1);
+        let join = |parts: &[&[u8]], sep: &[u8]| {
+            let mut v = b"[".to_vec();
+            v.extend(parts.join(sep));
+            v.push(b']');
+            v
+        };
+        for other in [
+            join(&[&a, &b, &c], b", "),
+            join(&[&b, &a, &c], b","),
+            join(&[&a, &a, &c], b","),
+            [join(&[&a, &b], b","), b"\n".to_vec()].concat(),
+            b"[{\"kind\":\"api_key\",\"id\":\"ns/a\",\"secret\":\"1\",\"metadata\":{}}]".to_vec(),
+            b"not json".to_vec(),
+        ] {
+            match Plain::adopt(Zeroizing::new(other.clone())) {
+                Ok(_) => panic!("kept: {}", String::from_utf8_lossy(&other)),
+                Err(back) => assert_eq!(back.as_slice(), other.as_slice()),
+            }
+        }
+    }
+
     #[test]
     fn an_edit_sees_its_own_changes_and_nothing_else_changes_the_base() {
         let mut e = Edit::new(Plain::empty());
