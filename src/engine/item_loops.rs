@@ -274,8 +274,8 @@ pub(crate) fn cleanup_items(
 
 /// [`cleanup_items`] that stops between batches once `ctl` is cancelled
 /// (a cleanup asked for on its own: the wizard's, a resume's):
-/// `Ok(false)` then, with the cleanup left interrupted in the journal (or
-/// not begun, when the cancel came first): `resume` finishes it.
+/// `Ok(false)` then, with the cleanup left interrupted in the journal
+/// (begun, even when the cancel came first): `resume` finishes it.
 pub(crate) fn cleanup_items_cancellable(
     journal: &mut Journal,
     fp: &FpKey,
@@ -295,9 +295,6 @@ fn cleanup_loop(
     stop_on_cancel: bool,
 ) -> Result<bool> {
     let stop = || stop_on_cancel && ctl.cancelled();
-    if stop() {
-        return Ok(false);
-    }
     // The candidates, taken out of the journal's state once (a clone of
     // the whole state was a copy of every planned item); each batch looks
     // up their fingerprints there (a map of every candidate was about 100
@@ -343,6 +340,10 @@ fn cleanup_loop(
                 .collect()
         };
         let at_target = target.read_many(chunk);
+        // The target is read again only for the next batch: a whole-file
+        // target's decrypted copy (a quarter of a 100,000-item cleanup's
+        // peak) is not kept while the source is read and rewritten.
+        target.release_cache();
         let at_source = source.read_many(chunk);
         // What the source held when compared: deleted only while it still does.
         let mut to_delete: Vec<Credential> = Vec::new();

@@ -288,6 +288,12 @@ impl Store for EnvelopeFileStore {
         &self.spec
     }
 
+    /// The decrypted copy of the file goes (wiped); the next operation
+    /// reads and decrypts the file again.
+    fn release_cache(&self) {
+        self.lock().seen = None;
+    }
+
     /// Every batch rewrites the whole file.
     fn batch_hint(&self) -> crate::store::BatchHint {
         crate::store::BatchHint::WholeFile
