@@ -430,9 +430,19 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
         }
     }
     let report = ran?;
+    say_cancelled(&report, "rekey");
+    print_report(&report, a.json, a.print_env)?;
+    if a.print_env && report.status == engine::MigrationStatus::Completed {
+        print_env(format, &new, &opts)?;
+    }
+    Ok(code_of(&report))
+}
+
+/// One line for a rekey (or its resume) the user cancelled.
+fn say_cancelled(report: &RekeyReport, what: &str) {
     if report.cancelled {
         eprintln!(
-            "rekey cancelled after the batch at hand; {} (see `credshift history --migration-id {}`)",
+            "{what} cancelled after the batch at hand; {} (see `credshift history --migration-id {}`)",
             if report.rolled_back {
                 "every value is under the old key again"
             } else {
@@ -441,11 +451,6 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
             report.migration_id
         );
     }
-    print_report(&report, a.json, a.print_env)?;
-    if a.print_env && report.status == engine::MigrationStatus::Completed {
-        print_env(format, &new, &opts)?;
-    }
-    Ok(code_of(&report))
 }
 
 /// `resume` of a rekey: the new key again from the `--new-...` flags.
@@ -477,7 +482,13 @@ pub fn cmd_resume(g: &GlobalOpts, id: &MigrationId, json: bool) -> CliResult {
         same || st.kdf_iterations.is_some(),
         same,
     )?;
-    let report = rekey::resume(&g.state_dir(), id, &opts, &new, &mut progress())?;
+    // As `rekey`: Ctrl-C or SIGTERM stops between batches and rolls the
+    // whole rekey back (the store ends under the old key); a second signal
+    // exits at once (130).
+    let cancel = super::migrate::cancel_on_signals();
+    let report =
+        rekey::resume_cancellable(&g.state_dir(), id, &opts, &new, &mut progress(), &cancel)?;
+    say_cancelled(&report, "resume of the rekey");
     print_report(&report, json, false)?;
     Ok(code_of(&report))
 }

@@ -302,7 +302,7 @@ fn cleanup_loop(
     let mut ids: Vec<CredentialId> = Vec::new();
     {
         let state = journal.state()?;
-        for p in state.planned.as_deref().unwrap_or_default() {
+        for p in state.recorded.planned.as_deref().unwrap_or_default() {
             if p.fp.is_none() {
                 continue;
             }

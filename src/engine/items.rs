@@ -88,7 +88,7 @@ pub struct ItemView {
 pub fn items(st: &State) -> Vec<ItemView> {
     let mut batch: HashMap<&CredentialId, u64> = HashMap::new();
     let mut source_restored: HashMap<&CredentialId, bool> = HashMap::new();
-    for l in &st.lines {
+    for l in &st.recorded.lines {
         match &l.record {
             Record::BatchBegin { ids } => {
                 for id in ids {
@@ -108,16 +108,16 @@ pub fn items(st: &State) -> Vec<ItemView> {
             _ => {}
         }
     }
-    let Some(planned) = &st.planned else {
+    let Some(planned) = &st.recorded.planned else {
         return Vec::new();
     };
     planned
         .iter()
         .map(|p| {
             let id = &p.id;
-            let (state, reason) = if let Some(e) = st.undo_failed.get(id) {
+            let (state, reason) = if let Some(e) = st.recorded.undo_failed.get(id) {
                 (ItemState::RollbackFailed, Some(e.clone()))
-            } else if let Some(e) = st.failed.get(id) {
+            } else if let Some(e) = st.recorded.failed.get(id) {
                 // Failed stays failed after a rollback: its reason is
                 // what support needs.
                 (ItemState::Failed, Some(e.clone()))
@@ -151,7 +151,7 @@ pub fn items(st: &State) -> Vec<ItemView> {
                 SourceState::Restored
             } else if st.is_source_deleted(id) {
                 SourceState::Deleted
-            } else if st.source_delete_failed.contains_key(id) {
+            } else if st.recorded.source_delete_failed.contains_key(id) {
                 SourceState::DeleteFailed
             } else if st.delete_began(id) {
                 SourceState::DeleteBegun

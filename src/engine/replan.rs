@@ -56,7 +56,7 @@ pub(crate) fn decide<'a>(
         to_back_up: Vec::new(),
         tally: Tally::default(),
     };
-    let planned = st.planned.as_deref().unwrap_or_default();
+    let planned = st.recorded.planned.as_deref().unwrap_or_default();
     for p in planned
         .iter()
         .filter(|p| p.action.writes() && !st.is_verified(&p.id))
@@ -139,7 +139,7 @@ fn whole_migration_tally(st: &State, d: &Decision<'_>) -> Tally {
     let replanned: BTreeMap<&CredentialId, PlannedAction> =
         d.replanned.iter().map(|p| (&p.id, p.action)).collect();
     let writes: BTreeSet<&CredentialId> = st
-        .planned
+        .recorded.planned
         .as_deref()
         .unwrap_or_default()
         .iter()
@@ -153,7 +153,7 @@ fn whole_migration_tally(st: &State, d: &Decision<'_>) -> Tally {
         .count()
         + d.landed.len();
     let failed = st
-        .failed
+        .recorded.failed
         .keys()
         .filter(|id| writes.contains(id) && !retried.contains(id))
         .count();

@@ -70,9 +70,19 @@ pub struct State {
     pub to_identity: Option<crate::store::StoreIdentity>,
     pub on_conflict: ConflictPolicy,
     pub delete_source: bool,
-    pub selection: Option<Vec<CredentialId>>,
     pub backup_key: BackupKeyKind,
     pub kdf: Option<KdfRecord>,
+    /// Everything else: the selection, the plan, each item's state and the
+    /// outcome (empty in a [`head`](State::head)).
+    pub recorded: Recorded,
+}
+
+/// The parts of a [`State`] that grow with the items (the selection, the
+/// plan, the item sets) and what the records after `started` say: all a
+/// [`State::head`] leaves out.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    pub selection: Option<Vec<CredentialId>>,
     pub planned: Option<Vec<PlannedItem>>,
     /// `planned[..planned_sorted]` is in strictly ascending id order (a
     /// plan's items are), so it is searched, not indexed: a map of every id
@@ -182,7 +192,7 @@ impl State {
     }
 
     /// This state without its per-item parts (plan, item sets, failures,
-    /// selection): what [`load_head`](Self::load_head) gives.
+    /// selection) and outcome: what [`load_head`](Self::load_head) gives.
     pub fn head(&self) -> State {
         State {
             id: self.id.clone(),
@@ -194,32 +204,9 @@ impl State {
             to_identity: self.to_identity.clone(),
             on_conflict: self.on_conflict,
             delete_source: self.delete_source,
-            selection: None,
             backup_key: self.backup_key,
             kdf: self.kdf.clone(),
-            planned: None,
-            planned_sorted: 0,
-            planned_index: HashMap::new(),
-            warnings: Vec::new(),
-            unreadable: 0,
-            backup: None,
-            target_backup: None,
-            others: Others::default(),
-            begun: IxList::default(),
-            verified: IxSet::default(),
-            failed: BTreeMap::new(),
-            undone: IxSet::default(),
-            kept_source: BTreeSet::new(),
-            kept_target: BTreeSet::new(),
-            undo_failed: BTreeMap::new(),
-            rollback_reason: None,
-            rolled_back: None,
-            finished: None,
-            cleanup: None,
-            delete_begun: IxList::default(),
-            source_deleted: IxSet::default(),
-            source_delete_failed: BTreeMap::new(),
-            lines: Vec::new(),
+            recorded: Recorded::default(),
         }
     }
 
@@ -249,7 +236,7 @@ impl State {
 
     pub fn from_lines(id: MigrationId, dir: PathBuf, lines: Vec<Line>) -> Result<State> {
         let mut s = State::from_records(id, dir, &lines)?;
-        s.lines = lines;
+        s.recorded.lines = lines;
         Ok(s)
     }
 
@@ -290,33 +277,13 @@ impl State {
             to_identity: to_identity.as_deref().cloned(),
             on_conflict: *on_conflict,
             delete_source: *delete_source,
-            selection: selection.clone(),
             backup_key: *backup_key,
             kdf: kdf.clone(),
             dir,
-            planned: None,
-            planned_sorted: 0,
-            planned_index: HashMap::new(),
-            warnings: Vec::new(),
-            unreadable: 0,
-            backup: None,
-            target_backup: None,
-            others: Others::default(),
-            begun: IxList::default(),
-            verified: IxSet::default(),
-            failed: BTreeMap::new(),
-            undone: IxSet::default(),
-            kept_source: BTreeSet::new(),
-            kept_target: BTreeSet::new(),
-            undo_failed: BTreeMap::new(),
-            rollback_reason: None,
-            rolled_back: None,
-            finished: None,
-            cleanup: None,
-            delete_begun: IxList::default(),
-            source_deleted: IxSet::default(),
-            source_delete_failed: BTreeMap::new(),
-            lines: Vec::new(),
+            recorded: Recorded {
+                selection: selection.clone(),
+                ..Recorded::default()
+            },
         };
         for l in &lines[1..] {
             s.apply(l);
@@ -326,12 +293,12 @@ impl State {
 
     /// Where `id` is in `planned`.
     fn planned_position(&self, id: &CredentialId) -> Option<usize> {
-        let planned = self.planned.as_ref()?;
-        let sorted = &planned[..self.planned_sorted.min(planned.len())];
+        let planned = self.recorded.planned.as_ref()?;
+        let sorted = &planned[..self.recorded.planned_sorted.min(planned.len())];
         match sorted.binary_search_by(|p| p.id.cmp(id)) {
             Ok(i) => Some(i),
             Err(_) => self
-                .planned_index
+                .recorded.planned_index
                 .get(id)
                 .copied()
                 .filter(|&i| i < planned.len()),
@@ -341,11 +308,11 @@ impl State {
     /// A planned item replaced by a resume's new plan for it.
     fn replan(&mut self, p: &PlannedItem) {
         let at = self.planned_position(&p.id);
-        let planned = self.planned.get_or_insert_with(Vec::new);
+        let planned = self.recorded.planned.get_or_insert_with(Vec::new);
         match at {
             Some(i) => planned[i] = p.clone(),
             None => {
-                self.planned_index.insert(p.id.clone(), planned.len());
+                self.recorded.planned_index.insert(p.id.clone(), planned.len());
                 planned.push(p.clone());
             }
         }
@@ -355,7 +322,7 @@ impl State {
     /// outside the plan keeps its number in `others` even when a replan
     /// adds it to the plan later.
     fn ix(&self, id: &CredentialId) -> Option<Ix> {
-        self.others
+        self.recorded.others
             .get(id)
             .or_else(|| self.planned_position(id).and_then(Ix::planned))
     }
@@ -364,15 +331,15 @@ impl State {
     fn intern(&mut self, id: &CredentialId) -> Ix {
         match self.ix(id) {
             Some(ix) => ix,
-            None => self.others.intern(id),
+            None => self.recorded.others.intern(id),
         }
     }
 
     /// The id a number stands for.
     fn id_of(&self, ix: Ix) -> Option<&CredentialId> {
         match ix.at() {
-            Ok(p) => self.planned.as_ref()?.get(p).map(|p| &p.id),
-            Err(o) => self.others.id(o),
+            Ok(p) => self.recorded.planned.as_ref()?.get(p).map(|p| &p.id),
+            Err(o) => self.recorded.others.id(o),
         }
     }
 
@@ -385,63 +352,63 @@ impl State {
 
     fn begin(&mut self, id: &CredentialId) {
         let ix = self.intern(id);
-        self.begun.push(ix);
+        self.recorded.begun.push(ix);
     }
 
     fn verify(&mut self, id: &CredentialId) {
-        self.failed.remove(id);
+        self.recorded.failed.remove(id);
         let ix = self.intern(id);
-        self.verified.insert(ix);
+        self.recorded.verified.insert(ix);
     }
 
     fn fail(&mut self, id: &CredentialId, error: &str) {
         if let Some(ix) = self.ix(id) {
-            self.verified.remove(ix);
+            self.recorded.verified.remove(ix);
         }
-        self.failed.insert(id.clone(), error.to_string());
+        self.recorded.failed.insert(id.clone(), error.to_string());
     }
 
     fn deleted(&mut self, id: &CredentialId) {
-        self.source_delete_failed.remove(id);
+        self.recorded.source_delete_failed.remove(id);
         let ix = self.intern(id);
-        self.source_deleted.insert(ix);
+        self.recorded.source_deleted.insert(ix);
     }
 
     fn delete_begin(&mut self, id: &CredentialId) {
         let ix = self.intern(id);
-        self.delete_begun.push(ix);
+        self.recorded.delete_begun.push(ix);
     }
 
     /// Ids whose write began, in the order they began.
     pub fn begun(&self) -> impl DoubleEndedIterator<Item = &CredentialId> + '_ {
-        self.begun.iter().filter_map(|&ix| self.id_of(ix))
+        self.recorded.begun.iter().filter_map(|&ix| self.id_of(ix))
     }
 
     /// Ids whose delete from the source began, in the order they began.
     pub fn delete_begun(&self) -> impl DoubleEndedIterator<Item = &CredentialId> + '_ {
-        self.delete_begun.iter().filter_map(|&ix| self.id_of(ix))
+        self.recorded.delete_begun.iter().filter_map(|&ix| self.id_of(ix))
     }
 
     /// Whether `id` was written and read back equal (and not failed since).
     pub fn is_verified(&self, id: &CredentialId) -> bool {
-        self.ix(id).is_some_and(|ix| self.verified.contains(ix))
+        self.ix(id).is_some_and(|ix| self.recorded.verified.contains(ix))
     }
 
     /// Whether a rollback put `id` back.
     pub fn is_undone(&self, id: &CredentialId) -> bool {
-        self.ix(id).is_some_and(|ix| self.undone.contains(ix))
+        self.ix(id).is_some_and(|ix| self.recorded.undone.contains(ix))
     }
 
     /// Whether cleanup deleted `id` from the source.
     pub fn is_source_deleted(&self, id: &CredentialId) -> bool {
         self.ix(id)
-            .is_some_and(|ix| self.source_deleted.contains(ix))
+            .is_some_and(|ix| self.recorded.source_deleted.contains(ix))
     }
 
     /// Verified items that no rollback undid, in id order.
     pub fn verified_not_undone(&self) -> Vec<&CredentialId> {
         let mut ids: Vec<&CredentialId> = self
-            .ids(self.verified.iter().filter(|&ix| !self.undone.contains(ix)))
+            .ids(self.recorded.verified.iter().filter(|&ix| !self.recorded.undone.contains(ix)))
             .collect();
         ids.sort();
         ids
@@ -449,7 +416,7 @@ impl State {
 
     /// How many items cleanup deleted from the source.
     pub fn source_deleted_count(&self) -> usize {
-        self.source_deleted.len()
+        self.recorded.source_deleted.len()
     }
 
     /// [`apply`](Self::apply), moving a plan's items into the state
@@ -470,11 +437,11 @@ impl State {
         // Ids the sets already hold (a second `planned` record: none of
         // this version's journals has one) are numbered again below.
         let held: Vec<(u8, CredentialId)> = [
-            (0u8, self.begun.iter().copied().collect::<Vec<_>>()),
-            (1, self.verified.iter().collect()),
-            (2, self.undone.iter().collect()),
-            (3, self.delete_begun.iter().copied().collect()),
-            (4, self.source_deleted.iter().collect()),
+            (0u8, self.recorded.begun.iter().copied().collect::<Vec<_>>()),
+            (1, self.recorded.verified.iter().collect()),
+            (2, self.recorded.undone.iter().collect()),
+            (3, self.recorded.delete_begun.iter().copied().collect()),
+            (4, self.recorded.source_deleted.iter().collect()),
         ]
         .into_iter()
         .flat_map(|(k, ixs)| {
@@ -485,30 +452,30 @@ impl State {
         })
         .collect();
         let sorted = 1 + items.windows(2).take_while(|w| w[0].id < w[1].id).count();
-        self.planned_sorted = sorted.min(items.len());
-        self.planned_index = items
+        self.recorded.planned_sorted = sorted.min(items.len());
+        self.recorded.planned_index = items
             .iter()
             .enumerate()
-            .skip(self.planned_sorted)
+            .skip(self.recorded.planned_sorted)
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
-        self.planned = Some(items);
-        self.warnings = warnings;
-        self.unreadable = unreadable;
+        self.recorded.planned = Some(items);
+        self.recorded.warnings = warnings;
+        self.recorded.unreadable = unreadable;
         if !held.is_empty() {
-            self.others = Others::default();
-            (self.begun, self.delete_begun) = (IxList::default(), IxList::default());
-            self.verified = IxSet::default();
-            self.undone = IxSet::default();
-            self.source_deleted = IxSet::default();
+            self.recorded.others = Others::default();
+            (self.recorded.begun, self.recorded.delete_begun) = (IxList::default(), IxList::default());
+            self.recorded.verified = IxSet::default();
+            self.recorded.undone = IxSet::default();
+            self.recorded.source_deleted = IxSet::default();
             for (k, id) in &held {
                 let ix = self.intern(id);
                 match k {
-                    0 => self.begun.push(ix),
-                    1 => _ = self.verified.insert(ix),
-                    2 => _ = self.undone.insert(ix),
-                    3 => self.delete_begun.push(ix),
-                    _ => _ = self.source_deleted.insert(ix),
+                    0 => self.recorded.begun.push(ix),
+                    1 => _ = self.recorded.verified.insert(ix),
+                    2 => _ = self.recorded.undone.insert(ix),
+                    3 => self.recorded.delete_begun.push(ix),
+                    _ => _ = self.recorded.source_deleted.insert(ix),
                 }
             }
         }
@@ -524,10 +491,10 @@ impl State {
                 unreadable,
             } => self.set_planned(items.clone(), warnings.clone(), *unreadable),
             Record::BackupWritten { path, .. } => {
-                self.backup = Some(path.clone());
+                self.recorded.backup = Some(path.clone());
                 let t = self.dir.join(TARGET_BACKUP_FILE);
                 if t.exists() {
-                    self.target_backup = Some(t);
+                    self.recorded.target_backup = Some(t);
                 }
             }
             Record::WriteBegin { id } => self.begin(id),
@@ -547,17 +514,17 @@ impl State {
                 }
             }
             Record::RollbackStarted { reason } => {
-                self.rollback_reason = Some(reason.clone());
-                self.rolled_back = Some(false);
+                self.recorded.rollback_reason = Some(reason.clone());
+                self.recorded.rolled_back = Some(false);
             }
             Record::Undone { id, how } => {
-                self.undo_failed.remove(id);
+                self.recorded.undo_failed.remove(id);
                 let ix = self.intern(id);
-                self.undone.insert(ix);
+                self.recorded.undone.insert(ix);
                 let kept = if how.at_source() {
-                    &mut self.kept_source
+                    &mut self.recorded.kept_source
                 } else {
-                    &mut self.kept_target
+                    &mut self.recorded.kept_target
                 };
                 if how.kept_theirs() {
                     kept.insert(id.clone());
@@ -566,26 +533,26 @@ impl State {
                 }
             }
             Record::UndoFailed { id, error } => {
-                self.undo_failed.insert(id.clone(), error.clone());
+                self.recorded.undo_failed.insert(id.clone(), error.clone());
             }
-            Record::RolledBack { complete } => self.rolled_back = Some(*complete),
+            Record::RolledBack { complete } => self.recorded.rolled_back = Some(*complete),
             Record::Finished {
                 status,
                 totals,
                 reason,
-            } => self.finished = Some((*status, totals.clone(), reason.clone())),
-            Record::Resumed => self.finished = None,
+            } => self.recorded.finished = Some((*status, totals.clone(), reason.clone())),
+            Record::Resumed => self.recorded.finished = None,
             Record::Replanned { items } => {
                 for p in items {
                     self.replan(p);
                 }
                 let t = self.dir.join(TARGET_BACKUP_FILE);
                 if t.exists() {
-                    self.target_backup = Some(t);
+                    self.recorded.target_backup = Some(t);
                 }
             }
-            Record::CleanupStarted => self.cleanup = Some(false),
-            Record::CleanupFinished { .. } => self.cleanup = Some(true),
+            Record::CleanupStarted => self.recorded.cleanup = Some(false),
+            Record::CleanupFinished { .. } => self.recorded.cleanup = Some(true),
             Record::DeleteBegin { ids } => {
                 for id in ids {
                     self.delete_begin(id);
@@ -600,49 +567,49 @@ impl State {
                     self.deleted(id);
                 }
                 for f in failed {
-                    self.source_delete_failed
+                    self.recorded.source_delete_failed
                         .insert(f.id.clone(), f.error.clone());
                 }
             }
             Record::SourceDeleteFailed { id, error } => {
-                self.source_delete_failed.insert(id.clone(), error.clone());
+                self.recorded.source_delete_failed.insert(id.clone(), error.clone());
             }
         }
     }
 
     /// Whether a write of `id` began.
     pub fn began(&self, id: &CredentialId) -> bool {
-        self.ix(id).is_some_and(|ix| self.begun.contains(ix))
+        self.ix(id).is_some_and(|ix| self.recorded.begun.contains(ix))
     }
 
     /// Whether a delete of `id` from the source began.
     pub fn delete_began(&self, id: &CredentialId) -> bool {
-        self.ix(id).is_some_and(|ix| self.delete_begun.contains(ix))
+        self.ix(id).is_some_and(|ix| self.recorded.delete_begun.contains(ix))
     }
 
     /// `completed` only once everything asked for is done: a cleanup that
     /// began and did not finish leaves the migration `interrupted`.
     pub fn status(&self) -> MigrationStatus {
-        match self.rolled_back {
+        match self.recorded.rolled_back {
             Some(true) => return MigrationStatus::RolledBack,
             Some(false) => return MigrationStatus::Interrupted,
             None => {}
         }
-        if self.cleanup == Some(false) {
+        if self.recorded.cleanup == Some(false) {
             return MigrationStatus::Interrupted;
         }
-        match &self.finished {
+        match &self.recorded.finished {
             Some((status, _, _)) => *status,
             None => MigrationStatus::Interrupted,
         }
     }
 
     pub fn planned_item(&self, id: &CredentialId) -> Option<&PlannedItem> {
-        self.planned.as_ref()?.get(self.planned_position(id)?)
+        self.recorded.planned.as_ref()?.get(self.planned_position(id)?)
     }
 
     fn count(&self, action: PlannedAction) -> usize {
-        self.planned
+        self.recorded.planned
             .as_ref()
             .map_or(0, |p| p.iter().filter(|i| i.action == action).count())
     }
@@ -650,20 +617,20 @@ impl State {
     /// Items this migration put at the target that are still there.
     pub fn copied(&self) -> usize {
         // Undone items (a rollback, or a partial one) are no longer there.
-        self.verified
+        self.recorded.verified
             .iter()
-            .filter(|&ix| !self.undone.contains(ix))
+            .filter(|&ix| !self.recorded.undone.contains(ix))
             .count()
     }
 
     pub fn totals(&self) -> Totals {
         Totals {
-            total: self.planned.as_ref().map_or(0, Vec::len),
+            total: self.recorded.planned.as_ref().map_or(0, Vec::len),
             copied: self.copied(),
             skipped: self.count(PlannedAction::SkipIdentical),
             conflicts: self.count(PlannedAction::Conflict),
             invalid: self.count(PlannedAction::Invalid) + self.count(PlannedAction::TooLong),
-            failed: self.failed.len(),
+            failed: self.recorded.failed.len(),
         }
     }
 
@@ -677,30 +644,30 @@ impl State {
             to: crate::store::redact_url(&self.to),
             status: self.status(),
             copied: self.copied(),
-            failed: self.failed.len(),
+            failed: self.recorded.failed.len(),
         }
     }
 
     /// Every id a rollback kept because someone else's value was there.
     pub fn kept_changed(&self) -> impl Iterator<Item = &CredentialId> {
-        self.kept_source.union(&self.kept_target)
+        self.recorded.kept_source.union(&self.recorded.kept_target)
     }
 
     pub fn report(&self) -> Report {
         let t = self.totals();
         let mut failures: Vec<Failure> = self
-            .failed
+            .recorded.failed
             .iter()
             .map(|(id, e)| Failure {
                 id: id.clone(),
                 error: e.clone(),
             })
             .collect();
-        failures.extend(self.undo_failed.iter().map(|(id, e)| Failure {
+        failures.extend(self.recorded.undo_failed.iter().map(|(id, e)| Failure {
             id: id.clone(),
             error: format!("rollback: {e}"),
         }));
-        let rollback_reason = match (self.rolled_back, &self.rollback_reason) {
+        let rollback_reason = match (self.recorded.rolled_back, &self.recorded.rollback_reason) {
             (Some(false), Some(r)) => Some(format!(
                 "{r}; the rollback is incomplete, run `credshift rollback --migration-id {}`",
                 self.id
@@ -717,14 +684,14 @@ impl State {
             conflicts: t.conflicts,
             invalid: t.invalid,
             failed: t.failed,
-            rolled_back: self.rolled_back == Some(true),
+            rolled_back: self.recorded.rolled_back == Some(true),
             rollback_reason,
             failures,
-            backup: self.backup.clone(),
+            backup: self.recorded.backup.clone(),
             verified: self.copied(),
-            source_deleted: self.source_deleted.len(),
+            source_deleted: self.recorded.source_deleted.len(),
             source_delete_failed: self
-                .source_delete_failed
+                .recorded.source_delete_failed
                 .iter()
                 .map(|(id, e)| Failure {
                     id: id.clone(),
@@ -732,7 +699,7 @@ impl State {
                 })
                 .collect(),
             warnings: self
-                .warnings
+                .recorded.warnings
                 .iter()
                 .cloned()
                 .chain(self.kept_changed().map(|id| {
@@ -745,15 +712,15 @@ impl State {
                 .collect(),
             kept_changed: self.kept_changed().cloned().collect(),
             notices: Vec::new(),
-            unreadable: self.unreadable,
+            unreadable: self.recorded.unreadable,
             status: Some(self.status()),
             cancelled: false,
         }
     }
 
     pub fn timeline(&self) -> Vec<TimelineEntry> {
-        let mut out = Vec::with_capacity(self.lines.len());
-        for l in &self.lines {
+        let mut out = Vec::with_capacity(self.recorded.lines.len());
+        for l in &self.recorded.lines {
             let ids = match &l.record {
                 Record::BatchBegin { ids }
                 | Record::DeleteBegin { ids }

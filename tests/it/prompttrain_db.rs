@@ -975,3 +975,49 @@ fn compare_and_replace_keeps_a_value_another_application_wrote_meanwhile() {
         Some(true)
     );
 }
+
+/// A train another application creates while credshift writes a client
+/// key where there was no train: the insert meets its row, which is then
+/// locked and compared once more, and the application's key stays.
+#[test]
+fn compare_and_replace_keeps_a_train_another_application_created_meanwhile() {
+    use credshift::crypto::prompttrain::hash_client_key;
+    use credshift::store::{Replace, ReplaceIf};
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/schema.sql"));
+    let s = open_with(&url, Some(fixture_key()));
+    let key = |v: &str| {
+        Credential::new(
+            CredentialId::new("train:t_new", "client_key/0"),
+            Kind::ClientKey,
+            v,
+        )
+    };
+    let mut app = pg::connect(&url);
+    let mut tx = app.transaction().unwrap();
+    let theirs = vec![Some(hash_client_key("cnp_theirs_created_meanwhile"))];
+    tx.execute(
+        "INSERT INTO trains (train_id, client_api_keys_hashed) VALUES ('t_new', $1)",
+        &[&theirs],
+    )
+    .unwrap();
+    let r = std::thread::scope(|sc| {
+        let run = sc.spawn(|| {
+            s.replace_if_unchanged(&[Replace {
+                expected: None,
+                new: key("cnp_credshift_new_train_key"),
+            }])
+        });
+        wait_for_a_lock_wait(&url);
+        tx.commit().unwrap();
+        run.join().unwrap()
+    });
+    assert_eq!(*r[0].as_ref().unwrap(), ReplaceIf::Changed);
+    assert_eq!(
+        s.verify_hashed(&key("cnp_theirs_created_meanwhile"))
+            .unwrap(),
+        Some(true),
+        "the application's client key was overwritten"
+    );
+}

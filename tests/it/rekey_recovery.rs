@@ -2,7 +2,7 @@
 //! its backup, a resume that must keep the KDF count it was started with,
 //! a resume given another new key, a refused run with `--generate-new-key`,
 //! verify after a cell was tampered with, and a rollback after the
-//! application changed a cell.
+//! application changed a cell; Ctrl-C during a rekey and during its resume.
 
 use crate::support;
 
@@ -471,18 +471,11 @@ fn history_lists_a_rekey_whose_journal_is_damaged_with_its_path() {
     );
 }
 
-/// Ctrl-C during `credshift rekey` (a real child, SIGINT): the run stops
-/// between batches, puts back what it had rekeyed (every row byte for
-/// byte), says "cancelled" and exits 1 with `cancelled` and `rolled_back`
-/// in its report, as `migrate` does on a signal.
-#[test]
-fn ctrl_c_during_a_rekey_stops_between_batches_and_puts_every_row_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let db = support::fragments_db(&dir.path().join("app.sqlite"));
+/// A Laravel table with enough rows for dozens of batches (1, 2, 4, ...
+/// 256): a signal sent after the first few lands while batches remain.
+fn sigint_rows(dir: &Path) -> PathBuf {
+    let db = support::fragments_db(&dir.join("app.sqlite"));
     let old = AppKey::parse(&Secret::new(support::fragments_app_key())).unwrap();
-    // Enough rows for dozens of batches (1, 2, 4, ... 256): the signal
-    // lands while batches remain.
     support::laravel::insert_rows(
         &db,
         (0..10_000).map(|i| {
@@ -493,6 +486,33 @@ fn ctrl_c_during_a_rekey_stops_between_batches_and_puts_every_row_back() {
             )
         }),
     );
+    db
+}
+
+/// SIGINT to a running child, then its exit code, stdout and stderr.
+fn interrupt(child: std::process::Child) -> (Option<i32>, String, String) {
+    // SAFETY: signalling our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Ctrl-C during `credshift rekey` (a real child, SIGINT): the run stops
+/// between batches, puts back what it had rekeyed (every row byte for
+/// byte), says "cancelled" and exits 1 with `cancelled` and `rolled_back`
+/// in its report, as `migrate` does on a signal.
+#[test]
+fn ctrl_c_during_a_rekey_stops_between_batches_and_puts_every_row_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let db = sigint_rows(dir.path());
     let before = payloads(&db);
     // A generated key: the cancelled run must not present it as the key now
     // in use.
@@ -514,15 +534,8 @@ fn ctrl_c_during_a_rekey_stops_between_batches_and_puts_every_row_back() {
         .unwrap();
     // Two batches done (1 + 2 rows under the new key), then Ctrl-C.
     support::wait_for_records(&state, "rekey.jsonl", "rekey_batch_done", 2);
-    // SAFETY: signalling our own child process.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let (code, stdout, stderr) = interrupt(child);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
     let r = support::json(&stdout);
     assert_eq!(r["cancelled"], true, "{r}");
     assert_eq!(r["rolled_back"], true, "{r}");
@@ -543,4 +556,65 @@ fn ctrl_c_during_a_rekey_stops_between_batches_and_puts_every_row_back() {
     let h = support::json(&stdout);
     assert_eq!(h[0]["id"], id.as_str());
     assert_eq!(h[0]["status"], "rolled_back", "{h}");
+}
+
+/// Ctrl-C during `credshift resume` of a rekey killed half way (a real
+/// child, SIGINT): the resume stops between batches and rolls the whole
+/// rekey back, the rows the killed run rekeyed as well as its own, so the
+/// store ends under the old key; exit 1 with `cancelled` and `rolled_back`.
+#[test]
+fn ctrl_c_during_the_resume_of_a_rekey_puts_every_row_back_under_the_old_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let db = sigint_rows(dir.path());
+    let before = payloads(&db);
+    let spec = format!("laravel:sqlite:{}", db.display());
+    let key = dir.path().join("new.key");
+    // Killed right after its second batch (records: started, planned,
+    // backup, then begin and done twice): rows 1 to 3 under the new key.
+    let (out, _, stderr) = run(credshift(&state)
+        .env("APP_KEY", support::fragments_app_key())
+        .env("CREDSHIFT_CRASH_AT", "7")
+        .args(["rekey", "--store", &spec, "--yes", "--generate-new-key"])
+        .arg(&key));
+    assert_eq!(out.status.code(), None, "not an abort: {stderr}");
+    let killed = payloads(&db);
+    let moved = killed.iter().zip(&before).filter(|(a, b)| a != b).count();
+    assert_eq!(moved, 3, "the killed run rekeyed its first two batches");
+    let id = only_id(&state);
+    let child = credshift(&state)
+        .env("APP_KEY", support::fragments_app_key())
+        .args(["resume", "--migration-id", &id, "--yes", "--json"])
+        .arg("--new-key-file")
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The killed run's two batches, the resume's own record of what it
+    // found, then two batches of the resume.
+    support::wait_for_records(&state, "rekey.jsonl", "rekey_batch_done", 5);
+    let (code, stdout, stderr) = interrupt(child);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let r = support::json(&stdout);
+    assert_eq!(r["cancelled"], true, "{r}");
+    assert_eq!(r["rolled_back"], true, "{r}");
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    assert!(
+        r["rollback_reason"]
+            .as_str()
+            .is_some_and(|why| why.contains("before the resume and during it")),
+        "{r}"
+    );
+    assert!(
+        stderr.contains("resume of the rekey cancelled")
+            && stderr.contains("every value is under the old key again"),
+        "{stderr}"
+    );
+    let after = payloads(&db);
+    assert_eq!(after.len(), before.len());
+    assert!(after == before, "a row is not its old ciphertext again");
+    let (out, stdout, stderr) = run(credshift(&state).args(["history", "--json"]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(support::json(&stdout)[0]["status"], "rolled_back");
 }

@@ -385,6 +385,88 @@ path "secret/data/app/env/GITHUB_TOKEN" { capabilities = ["deny"] }
     }
 }
 
+/// A token that may not destroy still rolls back: the old value is put
+/// back and what credshift created is removed (destroying is best effort,
+/// as docs/stores.md says); the migrated values then stay in the history.
+#[test]
+fn a_token_without_destroy_still_rolls_back_and_leaves_the_history() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let env = dir.path().join("a.env");
+    write_env(
+        &env,
+        &[
+            ("OPENAI_API_KEY", "sk-proj-nodestroy0000000001"),
+            ("GITHUB_TOKEN", "ghp_nodestroy00000000000002"),
+        ],
+    );
+    bao.run(&["kv", "put", "secret/nd/env", "OPENAI_API_KEY=old-value-1"]);
+    let token = bao.token_with_policy(
+        "no-destroy",
+        r#"
+path "secret/data/nd/*" { capabilities = ["create", "read", "update", "patch", "delete"] }
+path "secret/metadata/nd/*" { capabilities = ["read", "list", "patch", "delete"] }
+path "secret/metadata/nd" { capabilities = ["list"] }
+path "secret/metadata/nd/" { capabilities = ["list"] }
+path "secret/subkeys/nd/*" { capabilities = ["read"] }
+path "secret/destroy/nd/*" { capabilities = ["deny"] }
+"#,
+    );
+    let file = bao.token_file(&token, "no-destroy-token");
+    let cmd = |args: &[&str]| {
+        let mut c = credshift(&state);
+        c.env("HOME", bao.home.path()).args(args).args([
+            "--vault-token-file",
+            file.to_str().unwrap(),
+            "--yes",
+            "--json",
+        ]);
+        let (out, stdout, stderr) = run(&mut c);
+        assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(!stdout.contains(&token) && !stderr.contains(&token));
+        json(&stdout)
+    };
+    let from = format!("dotenv:{}", env.display());
+    let to = bao.spec("secret/nd");
+    let report = cmd(&[
+        "migrate",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--on-conflict",
+        "overwrite",
+    ]);
+    let mid = report["migration_id"].as_str().unwrap().to_string();
+    cmd(&["rollback", "--migration-id", &mid]);
+    assert_eq!(
+        bao.kv_field("secret/nd/env", "OPENAI_API_KEY").as_deref(),
+        Some("old-value-1")
+    );
+    assert_eq!(bao.kv_field("secret/nd/env", "GITHUB_TOKEN"), None);
+    let kept = bao
+        .every_version("secret/nd/env")
+        .into_iter()
+        .filter(|(_, text)| text.contains("sk-proj-nodestroy"))
+        .count();
+    assert!(kept > 0, "nothing may be destroyed without the capability");
+    // A secret the migration created whole: emptied, it cannot be removed
+    // with its history (the versions holding the values remain), so it is
+    // soft-deleted and reads as absent, as after `kv delete`.
+    let fresh = bao.spec("secret/nd/fresh");
+    let report = cmd(&["migrate", "--from", &from, "--to", &fresh]);
+    let mid = report["migration_id"].as_str().unwrap().to_string();
+    cmd(&["rollback", "--migration-id", &mid]);
+    let meta = bao
+        .kv_metadata("secret/nd/fresh/env")
+        .expect("history kept");
+    let current = meta["data"]["current_version"].to_string();
+    let latest = &meta["data"]["versions"][&current];
+    assert_ne!(latest["deletion_time"], "", "{meta}");
+    assert_eq!(bao.kv_field("secret/nd/fresh/env", "GITHUB_TOKEN"), None);
+}
+
 #[test]
 fn rollback_restores_the_old_value_and_destroys_the_versions_credshift_wrote() {
     let Some(bao) = Bao::start() else { return };
@@ -453,6 +535,101 @@ fn rollback_restores_the_old_value_and_destroys_the_versions_credshift_wrote() {
             .args(["rollback", "--migration-id", &mid, "--yes", "--json"]));
     assert!(out.status.success(), "{stderr}");
     assert_eq!(bao.kv_metadata("secret/fresh/env"), None);
+}
+
+/// A second migration overwriting (`--on-conflict overwrite`) a value an
+/// earlier migration wrote keeps the earlier version in KV v2's history,
+/// as any Vault client's write does (the first migration's rollback and
+/// a Vault user may still want it). Rolling the second back destroys only
+/// what it wrote; rolling the first back then destroys what the first
+/// wrote. Both layouts.
+#[test]
+fn a_forward_overwrite_keeps_the_earlier_migrations_version_and_each_rollback_destroys_its_own() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let first = dir.path().join("first.env");
+    let second = dir.path().join("second.env");
+    let token = ("GITHUB_TOKEN", "ghp_both0000000000000000002");
+    write_env(
+        &first,
+        &[("OPENAI_API_KEY", "sk-first-run-0000000001"), token],
+    );
+    write_env(
+        &second,
+        &[("OPENAI_API_KEY", "sk-second-run-000000003"), token],
+    );
+    for (n, layout) in ["", "?layout=item"].into_iter().enumerate() {
+        let prefix = format!("secret/forward{n}");
+        let to = format!("{}{layout}", bao.spec(&prefix));
+        let (path, field) = match layout {
+            "" => (format!("{prefix}/env"), "OPENAI_API_KEY"),
+            _ => (format!("{prefix}/env/OPENAI_API_KEY"), "value"),
+        };
+        let holding = |value: &str| -> Vec<u64> {
+            bao.every_version(&path)
+                .into_iter()
+                .filter(|(_, text)| text.contains(value))
+                .map(|(v, _)| v)
+                .collect()
+        };
+        let migrate = |env: &std::path::Path, args: &[&str]| -> String {
+            let from = format!("dotenv:{}", env.display());
+            let (code, stdout, stderr) = bao.migrate(&state, &from, &to, args);
+            assert_eq!(code, 0, "{layout}: {stdout}{stderr}");
+            json(&stdout)["migration_id"].as_str().unwrap().to_string()
+        };
+        let rollback = |mid: &str| {
+            let (out, stdout, stderr) = run(bao.credshift(&state).args([
+                "rollback",
+                "--migration-id",
+                mid,
+                "--yes",
+                "--json",
+            ]));
+            assert!(out.status.success(), "{layout}: {stdout}{stderr}");
+        };
+        let first_id = migrate(&first, &[]);
+        // The versions the first migration wrote holding its value (the
+        // engine may write an item's fields in more than one batch).
+        let written_first = holding("sk-first-run-");
+        assert!(!written_first.is_empty(), "{layout}");
+        let second_id = migrate(&second, &["--on-conflict", "overwrite"]);
+        assert_eq!(
+            bao.kv_field(&path, field).as_deref(),
+            Some("sk-second-run-000000003"),
+            "{layout}"
+        );
+        assert_eq!(
+            holding("sk-first-run-"),
+            written_first,
+            "{layout}: the versions the first migration wrote must stay in the history"
+        );
+        rollback(&second_id);
+        assert_eq!(
+            bao.kv_field(&path, field).as_deref(),
+            Some("sk-first-run-0000000001"),
+            "{layout}"
+        );
+        assert_eq!(
+            holding("sk-second-run-"),
+            Vec::<u64>::new(),
+            "{layout}: the rolled-back value must not survive in the history"
+        );
+        // The first migration's versions, and the restore's.
+        let current = bao.kv_metadata(&path).unwrap()["data"]["current_version"]
+            .as_u64()
+            .unwrap();
+        let mut kept = written_first.clone();
+        kept.push(current);
+        assert_eq!(holding("sk-first-run-"), kept, "{layout}");
+        rollback(&first_id);
+        assert_eq!(
+            bao.kv_metadata(&path),
+            None,
+            "{layout}: the secret the first migration created is gone with its history"
+        );
+    }
 }
 
 #[test]

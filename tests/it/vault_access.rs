@@ -747,3 +747,139 @@ fn the_wizards_inventory_of_vault_reads_no_value() {
         );
     }
 }
+
+/// Bad input names the place and never prints a token or a value: a
+/// server nobody listens on, a token the server refuses (told apart from a
+/// policy lacking a capability), and a field holding a number, read from
+/// Vault or met at the target, where it is a conflict never written over,
+/// under either `--on-conflict`. (A KV v1 mount:
+/// `vault::a_kv_v1_mount_is_refused_clearly`; a 403 on one path:
+/// `vault::a_policy_that_denies_one_path_fails_those_items_only`.)
+#[test]
+fn bad_input_names_the_place_and_never_the_token_or_a_value() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let refused = "hvs.not-a-token-of-this-server-0042";
+    let value = "sk-a-string-value-0000000007";
+    let body = dir.path().join("secret.json");
+    std::fs::write(
+        &body,
+        format!(r#"{{"OPENAI_API_KEY":"{value}","RPM_LIMIT":987654}}"#),
+    )
+    .unwrap();
+    bao.run(&[
+        "kv",
+        "put",
+        "secret/bad/env",
+        &format!("@{}", body.display()),
+    ]);
+    let spec = bao.spec("secret/bad");
+    let quiet = |out: &str, what: &str| {
+        for leak in [refused, value, "987654", bao.token.as_str()] {
+            assert!(!out.contains(leak), "{what} printed {leak:?}: {out}");
+        }
+    };
+    let cmd = |token: &str, args: &[&str]| -> (bool, String) {
+        let mut c = bao.credshift(&state);
+        c.env("VAULT_TOKEN", token).args(args);
+        let (o, stdout, stderr) = run(&mut c);
+        (o.status.success(), format!("{stdout}{stderr}"))
+    };
+
+    // Nobody listens: the spec is named, with what failed.
+    let closed = format!(
+        "vault:http://127.0.0.1:{}/secret/bad",
+        support::vault::free_port()
+    );
+    let (ok, out) = cmd(refused, &["get", "--from", &closed, "env/OPENAI_API_KEY"]);
+    assert!(
+        !ok && out.contains(&closed) && out.contains("unavailable"),
+        "{out}"
+    );
+    quiet(&out, "an unreachable server");
+
+    // A refused token: said so, with where the token came from, and the
+    // path of the read; not "the policy lacks 'read'".
+    let (ok, out) = cmd(refused, &["get", "--from", &spec, "env/OPENAI_API_KEY"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("refused the token from VAULT_TOKEN") && out.contains("secret/bad/env"),
+        "{out}"
+    );
+    assert!(!out.contains("policies lack"), "{out}");
+    quiet(&out, "get with a refused token");
+    let env = dir.path().join("in.env");
+    write_env(&env, &[("GITHUB_TOKEN", "ghp_never_written_000000001")]);
+    let from = format!("dotenv:{}", env.display());
+    let (ok, out) = cmd(
+        refused,
+        &["migrate", "--from", &from, "--to", &spec, "--yes"],
+    );
+    assert!(
+        !ok && out.contains("refused the token from VAULT_TOKEN"),
+        "{out}"
+    );
+    quiet(&out, "migrate with a refused token");
+    let (_, out) = cmd(refused, &["status", "--store", &spec]);
+    assert!(out.contains("refused the token from VAULT_TOKEN"), "{out}");
+    quiet(&out, "status with a refused token");
+
+    // Nothing of Vault's is credshift's to rekey (the server encrypts with
+    // its own barrier key): refused by name, nothing touched.
+    let root = bao.token.as_str();
+    let (ok, out) = cmd(root, &["rekey", "--store", &spec, "--yes"]);
+    assert!(
+        !ok && out.contains(&spec) && out.contains("cannot be rekeyed"),
+        "{out}"
+    );
+    quiet(&out, "rekey");
+
+    // A number: named with its secret and field, never "not found".
+    let (ok, out) = cmd(root, &["get", "--from", &spec, "env/RPM_LIMIT"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("secret/bad/env") && out.contains(r#""RPM_LIMIT" holds a number"#),
+        "{out}"
+    );
+    quiet(&out, "get of a number");
+    // ...a migration from Vault leaves it behind and says where...
+    let enc = dir.path().join("out.enc");
+    let mut c = bao.credshift(&state);
+    c.env("CREDSHIFT_PASSPHRASE", "bad input test passphrase")
+        .args(["migrate", "--from", &spec, "--to"])
+        .arg(format!("encrypted:{}", enc.display()))
+        .arg("--yes");
+    let (o, stdout, stderr) = run(&mut c);
+    let out = format!("{stdout}{stderr}");
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("secret/bad/env: RPM_LIMIT"), "{out}");
+    quiet(&out, "a migration from Vault with a number");
+    // ...and at the target it is never written over.
+    write_env(&env, &[("RPM_LIMIT", "sk-would-replace-the-number-01")]);
+    for policy in ["skip", "overwrite"] {
+        let (_, out) = cmd(
+            root,
+            &[
+                "migrate",
+                "--from",
+                &from,
+                "--to",
+                &spec,
+                "--on-conflict",
+                policy,
+                "--yes",
+                "--json",
+            ],
+        );
+        let report = json(&out[..out.rfind('}').map_or(0, |i| i + 1)]);
+        assert_eq!(report["copied"], 0, "{policy}: {out}");
+        assert_eq!(report["conflicts"], 1, "{policy}: {out}");
+        assert_eq!(
+            bao.kv_field("secret/bad/env", "RPM_LIMIT").as_deref(),
+            Some("987654"),
+            "{policy}: the number was written over"
+        );
+        quiet(&out, "a migration meeting a number");
+    }
+}

@@ -2,11 +2,12 @@
 //! the file.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::*;
 use crate::credential::Kind;
 use crate::engine::types::ConflictPolicy;
-use crate::store::StoreSpec;
+use crate::store::{BatchHint, StoreSpec};
 use crate::store::memory::MemStore;
 use crate::store::wrapper::forward;
 

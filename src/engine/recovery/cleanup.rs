@@ -56,7 +56,7 @@ pub fn cleanup_with(
 
 /// Refused unless `st` is a finished migration (or an interrupted cleanup).
 fn cleanable(st: &State, id: &MigrationId) -> Result<()> {
-    let interrupted_cleanup = st.cleanup == Some(false) && st.finished.is_some();
+    let interrupted_cleanup = st.recorded.cleanup == Some(false) && st.recorded.finished.is_some();
     match st.status() {
         MigrationStatus::Completed | MigrationStatus::Failed => Ok(()),
         _ if interrupted_cleanup => Ok(()),
@@ -82,7 +82,7 @@ pub(super) fn run_cleanup(
     let st = journal.state()?;
     let outcome = if !finished {
         "interrupted"
-    } else if st.source_delete_failed.is_empty() {
+    } else if st.recorded.source_delete_failed.is_empty() {
         "completed"
     } else {
         "failed"

@@ -82,14 +82,14 @@ pub fn detail(state_dir: &Path, id: &MigrationId) -> Result<MigrationDetail> {
     Ok(MigrationDetail {
         entry: s.history_entry(),
         dir: s.dir.clone(),
-        backup: s.backup.clone(),
+        backup: s.recorded.backup.clone(),
         on_conflict: s.on_conflict,
         delete_source: s.delete_source,
         items: crate::engine::items::items(&s),
         needs_passphrase: s.backup_key == crate::engine::journal::BackupKeyKind::Passphrase
             || under(&s.from)
             || under(&s.to),
-        rollback_began: s.rolled_back.is_some(),
+        rollback_began: s.recorded.rolled_back.is_some(),
         timeline: s.timeline(),
     })
 }
@@ -126,7 +126,7 @@ fn load_backup(
         let plain = keys.sealing.open(&env)?;
         envelope::decode_credentials(&plain, &location)?
     } else {
-        let main = state.backup.clone().unwrap_or_else(|| path.to_path_buf());
+        let main = state.recorded.backup.clone().unwrap_or_else(|| path.to_path_buf());
         let key = migration_backup_key(state, &main, opts)?;
         backup_file::read(path, &key, opts)?
     };
@@ -198,7 +198,7 @@ pub fn start_recovery(
 ) -> Result<execute::MigrationHandle> {
     if op == RecoveryOp::Restore {
         let st = State::load(state_dir, id)?;
-        let backup_file = st.backup.clone().ok_or_else(|| {
+        let backup_file = st.recorded.backup.clone().ok_or_else(|| {
             EngineError::Refused(format!("migration {id} has no backup to restore"))
         })?;
         let to: StoreSpec = st

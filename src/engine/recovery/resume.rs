@@ -15,7 +15,7 @@ pub fn resume_with(
     ctl: &Control,
 ) -> Result<Report> {
     let st = State::load(state_dir, id)?;
-    match (st.status(), st.rolled_back) {
+    match (st.status(), st.recorded.rolled_back) {
         (MigrationStatus::Completed, _) => return Ok(st.report()),
         (MigrationStatus::RolledBack, _) => {
             return Err(EngineError::Refused(format!(
@@ -31,7 +31,7 @@ pub fn resume_with(
         _ => {}
     }
     // Resume writes the target, and the source too when it cleans up.
-    let deletes = st.delete_source || st.cleanup.is_some();
+    let deletes = st.delete_source || st.recorded.cleanup.is_some();
     let Recovered {
         st,
         source,
@@ -53,7 +53,7 @@ pub fn resume_with(
         // Finished by another run while this one waited for its locks.
         return Ok(noted(st.report(), &locks));
     }
-    if st.finished.is_some() && st.cleanup == Some(false) {
+    if st.recorded.finished.is_some() && st.recorded.cleanup == Some(false) {
         // Only the cleanup after a finished migration was interrupted:
         // finish it; the migration's own outcome stands.
         return run_cleanup(
@@ -67,10 +67,10 @@ pub fn resume_with(
         )
         .map(|r| noted(r, &locks));
     }
-    let clean_up = st.delete_source || st.cleanup.is_some();
+    let clean_up = st.delete_source || st.recorded.cleanup.is_some();
     journal.append(Record::Resumed)?;
     let selection: Option<BTreeSet<CredentialId>> =
-        st.selection.clone().map(|v| v.into_iter().collect());
+        st.recorded.selection.clone().map(|v| v.into_iter().collect());
     let prepared = plan::prepare(
         source.as_ref(),
         target.as_ref(),
@@ -88,14 +88,14 @@ pub fn resume_with(
         ctl: ctl.clone(),
         state_dir: state_dir.to_path_buf(),
     };
-    if st.planned.is_none() {
+    if st.recorded.planned.is_none() {
         run.journal.append(Record::Planned {
             items: planned_items(&prepared, &run.keys.fp),
             warnings: plan::report_warnings(&prepared.plan),
             unreadable: plan::unreadable_places(&prepared.plan),
         })?;
     }
-    if run.journal.state()?.backup.is_none() {
+    if run.journal.state()?.recorded.backup.is_none() {
         // No write happens before the backup record, so the target is as
         // the plan saw it.
         let overwritten: Vec<Credential> = prepared
@@ -109,7 +109,7 @@ pub fn resume_with(
         run.write_backups(all.iter(), &overwritten)?;
     }
     let st = run.journal.state()?.clone();
-    let old = load_backup(&st, &run.keys, st.target_backup.as_deref(), opts)?;
+    let old = load_backup(&st, &run.keys, st.recorded.target_backup.as_deref(), opts)?;
     let keeps = prepared.target_capability.keeps_metadata;
     let decision = replan::decide(&st, &prepared, &run.keys.fp, st.on_conflict);
     let old = run.record_replan(&decision, old)?;

@@ -61,7 +61,7 @@ pub(super) fn rollback_items(
     ctl: &Control,
 ) -> Result<Report> {
     let st = State::load(state_dir, id)?;
-    if st.rolled_back == Some(true) {
+    if st.recorded.rolled_back == Some(true) {
         return Ok(st.report());
     }
     let pattern: Option<String> = part.as_ref().map(|p| match p {
@@ -116,7 +116,7 @@ pub(super) fn rollback_items(
         }),
         Some(Use::WRITE),
     )?;
-    if st.rolled_back == Some(true) {
+    if st.recorded.rolled_back == Some(true) {
         // Rolled back by another run while this one waited for its locks.
         return Ok(noted(st.report(), &locks));
     }
@@ -129,7 +129,7 @@ pub(super) fn rollback_items(
                 .is_some_and(|p| p.action == PlannedAction::Overwrite)
     });
     let old = if needs_old {
-        load_backup(&st, &keys, st.target_backup.as_deref(), opts)?
+        load_backup(&st, &keys, st.recorded.target_backup.as_deref(), opts)?
     } else {
         BTreeMap::new()
     };
@@ -150,7 +150,7 @@ pub(super) fn rollback_items(
     });
     let mut complete = true;
     if let Some(source) = &source {
-        let originals = load_backup(&st, &keys, st.backup.as_deref(), opts)?;
+        let originals = load_backup(&st, &keys, st.recorded.backup.as_deref(), opts)?;
         let now = source.read_many(&delete_begun);
         for (cid, present) in delete_begun.iter().zip(now) {
             if ctl.cancelled() {

@@ -48,8 +48,8 @@ mod recover;
 pub use codec::{NewKey, Under};
 pub use journal::{NewKeyKind, RekeyRecord, RekeyState, is_rekey};
 pub use recover::{
-    forget_backup, history, partial_rollback_refusal, report_of, resume, rollback, rollback_only,
-    verify,
+    forget_backup, history, partial_rollback_refusal, report_of, resume, resume_cancellable,
+    rollback, rollback_only, verify,
 };
 
 use codec::{Codec, Plain};
@@ -553,15 +553,32 @@ pub fn run_cancellable(
         // The rollback takes the store's lock again through the session
         // preamble: this run's is released first.
         drop((cells, j, locks));
-        let mut report = rollback(state_dir, &id, opts)?;
-        report.cancelled = true;
-        if report.rolled_back {
-            report.rollback_reason = Some("cancelled: what was rekeyed was put back".into());
-        }
-        return Ok(report);
+        return put_back_cancelled(
+            state_dir,
+            &id,
+            opts,
+            "cancelled: what was rekeyed was put back",
+        );
     }
     let mut report = finish(&mut j, state_dir, "rekey")?;
     report.notices = locks.notices();
+    Ok(report)
+}
+
+/// A cancelled run (a rekey or its resume), its locks already released:
+/// the whole rekey is rolled back so that the store ends under one key,
+/// the old one, and the report says it was cancelled.
+fn put_back_cancelled(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &KeyOptions,
+    reason: &str,
+) -> Result<RekeyReport> {
+    let mut report = rollback(state_dir, id, opts)?;
+    report.cancelled = true;
+    if report.rolled_back {
+        report.rollback_reason = Some(reason.into());
+    }
     Ok(report)
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use crate::credential::ct_eq_bytes;
 use crate::engine::audit;
@@ -23,8 +24,8 @@ use super::journal::{
     RekeyRecord, RekeyState, fp,
 };
 use super::{
-    KeyCount, LocationNote, RekeyProgress, RekeyReport, changed_store, finish, load, rekey_dir,
-    run_batches, spec_of, under_keys,
+    KeyCount, LocationNote, Ran, RekeyProgress, RekeyReport, changed_store, finish, load,
+    put_back_cancelled, rekey_dir, run_batches, spec_of, under_keys,
 };
 
 /// The text `history` and reports show as a rekey's target.
@@ -305,6 +306,22 @@ pub fn resume(
     new: &NewKey,
     progress: &mut dyn FnMut(RekeyProgress),
 ) -> Result<RekeyReport> {
+    resume_cancellable(state_dir, id, opts, new, progress, &AtomicBool::new(false))
+}
+
+/// [`resume`], stopped between batches once `cancel` is set. Then the
+/// whole rekey is rolled back, what the run it resumes wrote as well as
+/// this one: stopping there would leave the store under two keys (what
+/// the application cannot read), and the old key is the one every value
+/// was under before the rekey began.
+pub fn resume_cancellable(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &KeyOptions,
+    new: &NewKey,
+    progress: &mut dyn FnMut(RekeyProgress),
+    cancel: &AtomicBool,
+) -> Result<RekeyReport> {
     let st = load(state_dir, id)?;
     match (st.status(), st.rolled_back) {
         (MigrationStatus::Completed, _) => return Ok(report_of(&st)),
@@ -416,15 +433,26 @@ pub fn resume(
         changed,
         failed,
     })?;
-    run_batches(
+    let ran = run_batches(
         &mut held.journal,
         format,
         held.cells.as_mut(),
         codec.as_ref(),
         todo,
         progress,
-        &std::sync::atomic::AtomicBool::new(false),
+        cancel,
     )?;
+    if ran == Ran::Cancelled {
+        // The rollback takes the locks again: these are released first.
+        drop(held);
+        return put_back_cancelled(
+            state_dir,
+            id,
+            opts,
+            "cancelled: every value this rekey wrote, before the resume and during it, was \
+             put back under the old key",
+        );
+    }
     let mut report = finish(&mut held.journal, state_dir, "resume")?;
     report.notices = held.locks.notices();
     Ok(report)

@@ -171,6 +171,63 @@ fn a_cancel_stops_between_batches_and_rolls_back_byte_for_byte() {
     assert_eq!(report.status, MigrationStatus::Completed);
 }
 
+/// A cancelled resume rolls the whole rekey back: the rows the interrupted
+/// run rekeyed as well as its own, so the store ends under the old key.
+#[test]
+fn a_cancelled_resume_puts_back_what_the_resumed_run_wrote_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sqlite");
+    let (old_text, old) = key(1);
+    let (new_text, new) = key(2);
+    let before = table(&path, &old, 6);
+    let opts = KeyOptions {
+        app_key: Some(old_text),
+        ..KeyOptions::default()
+    };
+    let new_key = NewKey::Text(new_text);
+    let req = RekeyRequest {
+        spec: StoreSpec::LaravelSqlite(path.clone()),
+        new_key: new_key.clone(),
+        new_key_origin: "file new.key".into(),
+        generated: None,
+    };
+    let state = dir.path().join("state");
+    // Interrupted like a kill after two batches (rows 1, 2 and 3): the
+    // unwind leaves the journal as it is and releases the locks.
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(&req, &state, &opts, &mut |p: RekeyProgress| {
+            assert!(p.done < 3, "interrupted after two batches");
+        })
+    }));
+    assert!(killed.is_err());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for i in 1..=3 {
+        assert!(crypt::decrypt(&new, &payload(&conn, i)).is_ok(), "row {i}");
+    }
+    let rd = std::fs::read_dir(crate::engine::state::migrations_dir(&state)).unwrap();
+    let ids: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(ids.len(), 1);
+    let id = MigrationId(ids[0].to_str().unwrap().to_string());
+    let cancel = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let mut progress = |p: RekeyProgress| {
+        seen.push(p.done);
+        cancel.store(true, Ordering::SeqCst);
+    };
+    let report = resume_cancellable(&state, &id, &opts, &new_key, &mut progress, &cancel).unwrap();
+    assert_eq!(seen, [1], "one batch of the resume ran, then the cancel");
+    assert!(report.cancelled && report.rolled_back, "{report:?}");
+    assert_eq!(report.status, MigrationStatus::RolledBack);
+    assert!(
+        report
+            .rollback_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("cancelled") && r.contains("before the resume"))
+    );
+    let now: Vec<String> = (1..=6).map(|i| payload(&conn, i)).collect();
+    assert_eq!(now, before, "every old ciphertext, byte for byte");
+}
+
 #[test]
 fn batches_ramp_up_for_rows_and_stay_whole_for_files_and_tables() {
     assert_eq!(batches(RekeyFormat::Laravel, 10), vec![1, 2, 4, 3]);

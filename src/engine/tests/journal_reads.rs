@@ -50,7 +50,7 @@ fn the_head_and_the_folded_state_agree_with_the_records() {
     let head = State::load_head(&state, &id).unwrap();
     assert_eq!(format!("{:?}", whole.head()), format!("{head:?}"));
     assert_eq!((head.from.as_str(), head.to.as_str()), (whole.from.as_str(), whole.to.as_str()));
-    assert!(head.planned.is_none() && whole.planned.is_some());
+    assert!(head.recorded.planned.is_none() && whole.recorded.planned.is_some());
     // A journal whose first line is torn: the head fails as the state does.
     std::fs::write(&path, "{\"seq\":1,\"at\":").unwrap();
     let a = State::load(&state, &id).unwrap_err().to_string();
@@ -71,5 +71,5 @@ fn cleanup_checks_the_status_again_under_its_locks() {
         other => panic!("{other:?}"),
     }
     let st = State::load(&state, &id).unwrap();
-    assert_eq!(st.cleanup, None, "no cleanup record after the refusal");
+    assert_eq!(st.recorded.cleanup, None, "no cleanup record after the refusal");
 }

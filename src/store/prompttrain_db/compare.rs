@@ -80,14 +80,13 @@ impl PromptTrainDb {
         writes: &AccountWrites,
         mut step: Step<'_>,
     ) -> Result<()> {
-        let mut row = self.locked_account(tx, account)?;
-        for attempt in 0..2 {
+        let lock = |tx: &mut Transaction<'_>| self.locked_account(tx, account);
+        Self::compare_row(tx, &mut step, lock, |tx, step, row| {
             let keep: AccountWrites = writes
                 .iter()
                 .filter(|(i, field, _)| {
                     let id = &step.items[*i].new.id;
                     let now = row
-                        .as_ref()
                         .and_then(|r| r.values[field.index()].as_ref().map(|v| (r, v)))
                         .map(|(r, stored)| {
                             let secret = fmt::decrypt_cached(self.master()?, stored, &self.keys)
@@ -101,25 +100,13 @@ impl PromptTrainDb {
                 .cloned()
                 .collect();
             if keep.is_empty() {
-                return Ok(());
+                return Ok(None);
             }
             let applied = self.in_savepoint(tx, "account", |sp| {
                 apply_account(sp, account, &keep, step.news)
             })?;
-            if matches!(applied, Applied::Failed { conflict: true, .. })
-                && row.is_none()
-                && attempt == 0
-            {
-                // Another writer created the row after the lock was taken
-                // (there was nothing to lock): compare with what it wrote.
-                row = self.locked_account(tx, account)?;
-                continue;
-            }
-            let idx = keep.iter().map(|(i, ..)| *i).collect();
-            Self::record(applied, idx, step.news, step.results, step.done);
-            return Ok(());
-        }
-        Ok(())
+            Ok(Some((keep.iter().map(|(i, ..)| *i).collect(), applied)))
+        })
     }
 
     /// One train's items, as [`Self::compare_account`] does for accounts.
@@ -130,15 +117,13 @@ impl PromptTrainDb {
         writes: &TrainWrites,
         mut step: Step<'_>,
     ) -> Result<()> {
-        let mut hashes = self.locked_train(tx, train)?;
-        for attempt in 0..2 {
+        let lock = |tx: &mut Transaction<'_>| self.locked_train(tx, train);
+        Self::compare_row(tx, &mut step, lock, |tx, step, hashes| {
             let keep: TrainWrites = writes
                 .iter()
                 .filter(|(i, index, _)| {
                     let want = &step.items[*i];
-                    let slot = hashes
-                        .as_ref()
-                        .and_then(|h| h.get(*index).cloned().flatten());
+                    let slot = hashes.and_then(|h| h.get(*index).cloned().flatten());
                     let same = match parse_id(&want.new.id) {
                         // Only the hash is stored: the key expected is
                         // compared with it; "nothing" means an empty slot.
@@ -157,22 +142,46 @@ impl PromptTrainDb {
                 .cloned()
                 .collect();
             if keep.is_empty() {
-                return Ok(());
+                return Ok(None);
             }
             let (idx, slots) = train_slots(&keep);
             let applied = self.in_savepoint(tx, "train", |sp| {
                 apply_train(sp, train, &slots).map(|_| Ok(()))
             })?;
-            if matches!(applied, Applied::Failed { conflict: true, .. })
-                && hashes.is_none()
-                && attempt == 0
-            {
-                hashes = self.locked_train(tx, train)?;
-                continue;
-            }
-            Self::record(applied, idx, step.news, step.results, step.done);
+            Ok(Some((idx, applied)))
+        })
+    }
+
+    /// Both row kinds: lock the row; `write` compares each item with what
+    /// the row holds and writes the matching ones in a savepoint (their
+    /// indices and what the write did; `None` when none matched); record
+    /// the outcome. Once more when there was no row to lock and the insert
+    /// met one another writer created meanwhile.
+    fn compare_row<R>(
+        tx: &mut Transaction<'_>,
+        step: &mut Step<'_>,
+        lock: impl Fn(&mut Transaction<'_>) -> Result<Option<R>>,
+        mut write: impl FnMut(
+            &mut Transaction<'_>,
+            &mut Step<'_>,
+            Option<&R>,
+        ) -> Result<Option<(Vec<usize>, Applied)>>,
+    ) -> Result<()> {
+        let mut row = lock(tx)?;
+        let Some(mut written) = write(tx, step, row.as_ref())? else {
             return Ok(());
+        };
+        if matches!(written.1, Applied::Failed { conflict: true, .. }) && row.is_none() {
+            // Another writer created the row after the lock was taken
+            // (there was nothing to lock): compare with what it wrote.
+            row = lock(tx)?;
+            let Some(again) = write(tx, step, row.as_ref())? else {
+                return Ok(());
+            };
+            written = again;
         }
+        let (idx, applied) = written;
+        Self::record(applied, idx, step.news, step.results, step.done);
         Ok(())
     }
 

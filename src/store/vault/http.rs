@@ -96,6 +96,9 @@ pub struct Client {
     namespace: Option<String>,
     /// The redacted spec, for errors.
     pub location: String,
+    /// Whether the server refused the token itself (asked once, on the
+    /// first 403).
+    refused: std::sync::OnceLock<bool>,
 }
 
 impl Client {
@@ -143,7 +146,40 @@ impl Client {
             token_source,
             namespace,
             location,
+            refused: std::sync::OnceLock::new(),
         })
+    }
+
+    /// After a 403: whether the token itself is refused (expired, revoked,
+    /// mistyped, from another server), told apart from a policy that lacks
+    /// a capability by `auth/token/lookup-self`, which every valid token's
+    /// default policy allows. Asked once per client.
+    pub fn token_refused(&self) -> bool {
+        *self.refused.get_or_init(|| {
+            self.token.is_some()
+                && self
+                    .call(Method::Get, "auth/token/lookup-self", None, true)
+                    .is_ok_and(|r| r.status == 403)
+        })
+    }
+
+    /// Where the token came from, for an error (never the token).
+    pub fn token_origin(&self) -> String {
+        match &self.token_source {
+            TokenSource::File(p) => p.display().to_string(),
+            TokenSource::Env(var) => (*var).to_string(),
+            TokenSource::Missing => "no token".into(),
+        }
+    }
+
+    /// The reason for a 403 when the token itself is refused.
+    pub fn refused_token_reason(&self) -> String {
+        format!(
+            "the server refused the token from {} (permission denied even on \
+             auth/token/lookup-self): it is expired, revoked, mistyped or from another server; \
+             log in again or set VAULT_TOKEN/BAO_TOKEN/--vault-token-file",
+            self.token_origin()
+        )
     }
 
     pub fn has_token(&self) -> bool {

@@ -36,6 +36,9 @@ impl Drop for Version {
 pub struct Meta {
     pub current_version: u64,
     pub versions: Vec<(u64, bool)>,
+    /// Versions soft-deleted (not destroyed): their data is still there,
+    /// `kv undelete` brings them back.
+    pub soft_deleted: Vec<u64>,
     pub custom_metadata: Map<String, Value>,
 }
 
@@ -71,6 +74,10 @@ impl Kv<'_> {
     pub fn fail(&self, what: &str, path: &str, r: &Reply) -> StoreError {
         let location = format!("{}: {}/{}", self.client.location, self.mount, path);
         match r.status {
+            403 if self.client.token_refused() => StoreError::Other(format!(
+                "{location}: {what}: {}",
+                self.client.refused_token_reason()
+            )),
             403 => StoreError::Other(format!(
                 "{location}: permission denied ({what}): the token's policies lack '{}' on \
                  {}/{}/{path}",
@@ -185,15 +192,37 @@ impl Kv<'_> {
         cas: u64,
         data: &Map<String, Value>,
     ) -> std::result::Result<u64, WriteError> {
-        let body = Zeroizing::new(
-            serde_json::to_vec(&json!({"options": {"cas": cas}, "data": data}))
-                .map_err(|e| StoreError::Other(format!("encode request: {}", e.classify_text())))?,
-        );
         let method = if cas == 0 {
             Method::Post
         } else {
             Method::Patch
         };
+        self.send(method, path, cas, data)
+    }
+
+    /// Write `data` as a whole new version on top of version `cas`, which
+    /// must be deleted (a merge patch finds nothing to merge into): the
+    /// secret someone soft-deleted that credshift writes anew.
+    pub fn write_over_deleted(
+        &self,
+        path: &str,
+        cas: u64,
+        data: &Map<String, Value>,
+    ) -> std::result::Result<u64, WriteError> {
+        self.send(Method::Post, path, cas, data)
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        cas: u64,
+        data: &Map<String, Value>,
+    ) -> std::result::Result<u64, WriteError> {
+        let body = Zeroizing::new(
+            serde_json::to_vec(&json!({"options": {"cas": cas}, "data": data}))
+                .map_err(|e| StoreError::Other(format!("encode request: {}", e.classify_text())))?,
+        );
         let r = self
             .client
             .call(method, &self.url("data", path), Some(&body), true)?;
@@ -211,7 +240,7 @@ impl Kv<'_> {
             return Err(WriteError::Cas);
         }
         // PATCH of a secret that is gone (deleted since it was read).
-        if r.status == 404 && cas != 0 {
+        if r.status == 404 && method == Method::Patch {
             return Err(WriteError::Cas);
         }
         if r.status == 403 {
@@ -245,9 +274,23 @@ impl Kv<'_> {
             })
             .unwrap_or_default();
         versions.sort_unstable();
+        let mut soft_deleted: Vec<u64> = d["versions"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| {
+                        !v["destroyed"].as_bool().unwrap_or(false)
+                            && !v["deletion_time"].as_str().unwrap_or("").is_empty()
+                    })
+                    .filter_map(|(k, _)| k.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        soft_deleted.sort_unstable();
         Ok(Some(Meta {
             current_version: d["current_version"].as_u64().unwrap_or(0),
             versions,
+            soft_deleted,
             custom_metadata: d["custom_metadata"]
                 .as_object()
                 .cloned()
@@ -289,6 +332,19 @@ impl Kv<'_> {
         }
     }
 
+    /// Soft-delete the latest version (what `kv delete` does): it reads as
+    /// absent, and older versions stay as they are.
+    pub fn delete_latest(&self, path: &str) -> Result<()> {
+        let r = self
+            .client
+            .call(Method::Delete, &self.url("data", path), None, true)?;
+        if r.ok() || r.status == 404 {
+            Ok(())
+        } else {
+            Err(self.fail("delete", path, &r))
+        }
+    }
+
     /// Remove a secret with all its versions and metadata.
     pub fn delete_all(&self, path: &str) -> Result<()> {
         let r = self
@@ -316,7 +372,7 @@ fn capability_of(what: &str) -> &'static str {
     match what {
         "list" => "list",
         "write metadata" => "patch",
-        "delete metadata" => "delete",
+        "delete" | "delete metadata" => "delete",
         "destroy" | "write" => "update",
         _ => "read",
     }

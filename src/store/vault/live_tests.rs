@@ -227,3 +227,189 @@ fn fields_another_client_wrote_after_this_store_are_read_as_they_are_now() {
         );
     }
 }
+
+/// The versions of `path` (under the `secret` mount) whose `field` holds
+/// `value`, read as another client would.
+fn versions_holding(dev: &Dev, path: &str, field: &str, value: &str) -> Vec<u64> {
+    let client = http::Client::new(
+        &dev.addr,
+        "other client".into(),
+        Some(&dev.home.path().join("token")),
+    )
+    .unwrap();
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    let current = kv.metadata(path).unwrap().map_or(0, |m| m.current_version);
+    (1..=current)
+        .filter(|v| {
+            kv.read(path, Some(*v))
+                .unwrap()
+                .is_some_and(|x| x.data.get(field).and_then(Value::as_str) == Some(value))
+        })
+        .collect()
+}
+
+/// What a rollback's restore (`replace_if_unchanged`) destroys: the value
+/// it takes back, in the version credshift wrote and in a later version
+/// another client wrote carrying it along (a field of its own added), but
+/// not an older version someone else wrote holding the same value before
+/// credshift did. A forward write (`write`) destroys nothing: the value it
+/// replaces, an earlier credshift write's included, stays in the history.
+#[test]
+fn a_restore_destroys_the_value_it_takes_back_from_credshifts_write_on_and_a_write_nothing() {
+    let Some(dev) = Dev::start() else { return };
+    for layout in LAYOUTS {
+        let base = format!("takeback{}", layout.len());
+        let (path, field) = match layout {
+            "" => (format!("{base}/app"), "api_key".to_string()),
+            _ => (format!("{base}/app/api_key"), ITEM_FIELD.to_string()),
+        };
+        let (ours, theirs) = ("sk-credshift-wrote-0001", "sk-another-client-0002");
+        let c = |v: &str| api_key("app", "api_key", v);
+        // Someone else's history: our value once, then theirs.
+        other_client_writes(&dev, &path, &field, ours);
+        other_client_writes(&dev, &path, &field, theirs);
+        // A migration overwrites theirs (a new store: a new process).
+        let s = dev.open(&format!("secret/{base}{layout}"));
+        s.write(&c(ours)).unwrap();
+        // A later migration overwrites ours with a third value: ours stays
+        // in the history (the version it wrote and the older one).
+        let later = dev.open(&format!("secret/{base}{layout}"));
+        later.write(&c("sk-a-later-migration-3")).unwrap();
+        assert_eq!(
+            versions_holding(&dev, &path, &field, ours),
+            [1, 3],
+            "{layout}: a forward write destroyed a version"
+        );
+        // That later migration is rolled back: its value is taken back.
+        let put = crate::store::Replace {
+            expected: Some(c("sk-a-later-migration-3")),
+            new: c(ours),
+        };
+        let r = dev.open(&format!("secret/{base}{layout}"));
+        assert!(matches!(
+            r.replace_if_unchanged(&[put]).pop(),
+            Some(Ok(crate::store::ReplaceIf::Replaced))
+        ));
+        assert!(
+            versions_holding(&dev, &path, &field, "sk-a-later-migration-3").is_empty(),
+            "{layout}"
+        );
+        assert_eq!(
+            versions_holding(&dev, &path, &field, ours),
+            [1, 3, 5],
+            "{layout}"
+        );
+        // Another client adds a field of its own, carrying ours along.
+        other_client_writes(&dev, &path, "note", "rotated soon");
+        // The first migration is rolled back: theirs is put back.
+        let put = crate::store::Replace {
+            expected: Some(c(ours)),
+            new: c(theirs),
+        };
+        let r = dev.open(&format!("secret/{base}{layout}"));
+        assert!(matches!(
+            r.replace_if_unchanged(&[put]).pop(),
+            Some(Ok(crate::store::ReplaceIf::Replaced))
+        ));
+        // Versions 3 and 5 (credshift's) and 6 (carried along) are gone;
+        // version 1, someone else's from before credshift wrote, stays.
+        assert_eq!(
+            versions_holding(&dev, &path, &field, ours),
+            [1],
+            "{layout}"
+        );
+        assert_eq!(
+            versions_holding(&dev, &path, &field, theirs),
+            [2, 7],
+            "{layout}"
+        );
+        assert_eq!(
+            versions_holding(&dev, &path, "note", "rotated soon"),
+            [7],
+            "{layout}"
+        );
+    }
+}
+
+/// Removing the last field of a secret (rollback of an item credshift
+/// created, cleanup of Vault as a source) removes the secret whole only
+/// when no older version holds anything: an older value (a rotated-out
+/// key the migration never read) and a version someone soft-deleted stay
+/// as history, the value removed is destroyed, and the secret reads as
+/// absent, as after `kv delete`.
+#[test]
+fn removing_the_last_field_keeps_older_history_and_reads_as_deleted() {
+    let Some(dev) = Dev::start() else { return };
+    let client = http::Client::new(
+        &dev.addr,
+        "other client".into(),
+        Some(&dev.home.path().join("token")),
+    )
+    .unwrap();
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    for layout in LAYOUTS {
+        let base = format!("history{}", layout.len());
+        let spec = format!("secret/{base}{layout}");
+        let place = |ns: &str| match layout {
+            "" => (format!("{base}/{ns}"), "api_key".to_string()),
+            _ => (format!("{base}/{ns}/api_key"), ITEM_FIELD.to_string()),
+        };
+        let c = |ns: &str, v: &str| api_key(ns, "api_key", v);
+        // Cleanup: an older value, then the one moved out and deleted.
+        let (path, field) = place("rotated");
+        other_client_writes(&dev, &path, &field, "sk-rotated-out-000001");
+        other_client_writes(&dev, &path, &field, "sk-moved-out-0000002");
+        let s = dev.open(&spec);
+        let r = s.delete_if_unchanged(&[c("rotated", "sk-moved-out-0000002")]);
+        assert!(matches!(r[0], Ok(crate::store::DeleteIf::Deleted)), "{layout}");
+        assert!(kv.read(&path, None).unwrap().is_none(), "{layout}: not deleted");
+        let meta = kv.metadata(&path).unwrap().expect("history kept");
+        assert_eq!(meta.soft_deleted, [3], "{layout}");
+        assert_eq!(
+            versions_holding(&dev, &path, &field, "sk-rotated-out-000001"),
+            [1],
+            "{layout}"
+        );
+        assert!(versions_holding(&dev, &path, &field, "sk-moved-out-0000002").is_empty());
+        // Rollback of an item created on top of versions someone
+        // soft-deleted: those stay, undeletable.
+        let (path, field) = place("deleted");
+        other_client_writes(&dev, &path, &field, "sk-soft-deleted-00003");
+        kv.delete_latest(&path).unwrap();
+        let s = dev.open(&spec);
+        s.write(&c("deleted", "sk-migrated-00000004")).unwrap();
+        let r = s.delete_if_unchanged(&[c("deleted", "sk-migrated-00000004")]);
+        assert!(matches!(r[0], Ok(crate::store::DeleteIf::Deleted)), "{layout}");
+        assert!(kv.read(&path, None).unwrap().is_none(), "{layout}");
+        let meta = kv.metadata(&path).unwrap().expect("history kept");
+        assert_eq!(meta.soft_deleted, [1, 3], "{layout}");
+        assert!(meta.versions.iter().all(|(_, live)| !live), "{layout}");
+        // The soft-deleted version is still there for `kv undelete`, and
+        // the migrated value in no version.
+        let body = serde_json::to_vec(&json!({"versions": [1]})).unwrap();
+        let undelete = format!("secret/undelete/{path}");
+        let reply = client
+            .call(http::Method::Post, &undelete, Some(&body), true)
+            .unwrap();
+        assert!(reply.ok(), "{layout}");
+        assert_eq!(
+            versions_holding(&dev, &path, &field, "sk-soft-deleted-00003"),
+            [1],
+            "{layout}"
+        );
+        assert!(versions_holding(&dev, &path, &field, "sk-migrated-00000004").is_empty());
+        // A store reading the prefix sees neither as a credential.
+        let ids: Vec<String> = dev
+            .open(&spec)
+            .read_all()
+            .map(|scan| scan.credentials.iter().map(|c| c.id.to_string()).collect())
+            .unwrap_or_default();
+        assert!(!ids.contains(&"rotated/api_key".to_string()), "{layout}: {ids:?}");
+    }
+}

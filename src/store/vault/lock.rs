@@ -165,6 +165,12 @@ pub fn acquire(
                     }
                 }
             }
+            Err(WriteError::Denied) if client.token_refused() => {
+                return Err(StoreError::Other(format!(
+                    "{location}: {}",
+                    client.refused_token_reason()
+                )));
+            }
             Err(WriteError::Denied) => {
                 return Err(StoreError::Other(format!(
                     "{location}: permission denied: the token may not create the lock secret \

@@ -15,10 +15,12 @@
 //! version seen, so anyone's change since is a conflict, never clobbered;
 //! fields credshift does not write are never touched. The version each
 //! write creates is remembered and read back exactly ([`Store::read_many`]).
-//! Removing a field (rollback of a created item, cleanup of a source)
-//! patches it out and destroys every version that still holds its value;
-//! restoring an overwritten value destroys the versions credshift wrote that
-//! hold the value it replaces ([`ops`]). Concurrent runs exclude each other
+//! A migration's write destroys nothing: the version it replaces stays in
+//! the history, as after any client's write. Removing a field (rollback of
+//! a created item, cleanup of a source) patches it out and destroys the
+//! versions holding its value; a rollback restoring an overwritten value
+//! destroys the versions holding the value it takes back, from credshift's
+//! first write of it on ([`ops`]). Concurrent runs exclude each other
 //! through a lock secret ([`lock`]).
 
 pub mod http;
@@ -281,8 +283,9 @@ impl VaultStore {
     }
 
     /// The credentials in one version of a secret; non-string fields are
-    /// noted as unmigrated.
-    fn creds_of(&self, prefix: &str, path: &str, v: &kv::Version) -> Vec<Credential> {
+    /// noted as unmigrated (`MOUNT/PATH: FIELD`, the path `bao kv get`
+    /// takes).
+    fn creds_of(&self, mount: &str, prefix: &str, path: &str, v: &kv::Version) -> Vec<Credential> {
         let fields: Vec<String> = v.data.keys().cloned().collect();
         let mut out = Vec::new();
         for (id, field) in self.ids_at(prefix, path, &fields) {
@@ -294,7 +297,7 @@ impl VaultStore {
                 _ => self
                     .state()
                     .unmigrated
-                    .push(format!("{}/{path}: {field}", self.client.location)),
+                    .push(format!("{mount}/{path}: {field}")),
             }
         }
         out
@@ -377,6 +380,13 @@ impl VaultStore {
         let r = self
             .client
             .call(Method::Post, "sys/capabilities-self", Some(&body), true)?;
+        if r.status == 403 && self.client.token_refused() {
+            return Err(StoreError::Other(format!(
+                "{}: {}",
+                self.client.location,
+                self.client.refused_token_reason()
+            )));
+        }
         if !r.ok() {
             return Err(StoreError::Other(format!(
                 "{}: capabilities-self: HTTP {} {}",
@@ -572,7 +582,7 @@ impl Store for VaultStore {
             match kv.read(&path, None) {
                 Ok(Some(v)) => {
                     self.see(&path, v.version);
-                    let creds = self.creds_of(&prefix, &path, &v);
+                    let creds = self.creds_of(&mount, &prefix, &path, &v);
                     let mut st = self.state();
                     for c in &creds {
                         st.sizes

@@ -141,7 +141,13 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
                 .iter()
                 .partition(|(_, f)| pin.as_ref().is_some_and(|w| w.fields.contains(f)));
             if let Some(w) = &pin {
-                fill(read_version(&kv, path, Some(w.version)), &ours, ids, out);
+                fill(
+                read_version(&kv, path, Some(w.version)),
+                (&kv, path),
+                &ours,
+                ids,
+                out,
+            );
             }
             if rest.is_empty() {
                 return;
@@ -161,7 +167,7 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
                         .insert(path.to_string(), (v.version, v.custom_metadata.clone()));
                 }
             }
-            fill(latest, &rest, ids, out);
+            fill(latest, (&kv, path), &rest, ids, out);
         },
     );
     #[cfg(test)]
@@ -170,8 +176,12 @@ pub fn read_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<Option<Cred
 }
 
 /// Each of `items` from the version read (absent: `None`), or the error.
+/// A field holding no string (a number, an object) is an error naming the
+/// secret and field, not an absence: a plan must not write over it as if
+/// nothing were there, and `get` must not say "not found".
 fn fill(
     read: Result<Option<Version>>,
+    (kv, path): (&Kv, &str),
     items: &[&Item],
     ids: &[CredentialId],
     out: &mut [Result<Option<Credential>>],
@@ -179,11 +189,16 @@ fn fill(
     match read {
         Ok(Some(v)) => {
             for (i, field) in items {
-                if let Some(Value::String(secret)) = v.data.get(field) {
-                    let (kind, meta) = field_meta(&v.custom_metadata, field, &ids[*i]);
-                    out[*i] = Ok(Some(
-                        Credential::new(ids[*i].clone(), kind, secret.as_str()).with_metadata(meta),
-                    ));
+                match v.data.get(field) {
+                    Some(Value::String(secret)) => {
+                        let (kind, meta) = field_meta(&v.custom_metadata, field, &ids[*i]);
+                        out[*i] = Ok(Some(
+                            Credential::new(ids[*i].clone(), kind, secret.as_str())
+                                .with_metadata(meta),
+                        ));
+                    }
+                    Some(other) => out[*i] = Err(not_a_string(kv, path, field, other, &ids[*i])),
+                    None => {}
                 }
             }
         }
@@ -194,6 +209,26 @@ fn fill(
             }
         }
     }
+}
+
+/// A field that holds JSON other than a string: its type, never its value.
+fn not_a_string(kv: &Kv, path: &str, field: &str, v: &Value, id: &CredentialId) -> StoreError {
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+        Value::String(_) => "a string",
+    };
+    StoreError::item(
+        id,
+        format!(
+            "{}/{path}: field {field:?} holds {kind}, not a string: credshift moves only \
+             string fields and leaves this one as it is",
+            kv.mount
+        ),
+    )
 }
 
 /// The latest version. One older than `floor` (the newest this store
@@ -227,7 +262,26 @@ fn read_version(kv: &Kv, path: &str, exact: Option<u64>) -> Result<Option<Versio
     }
 }
 
+/// What a write replaces, and so what it destroys.
+#[derive(Clone, Copy)]
+enum Intent<'a> {
+    /// A migration's write (`restore --backup` included): like any Vault
+    /// client's write, it keeps the version it replaces in KV v2's history,
+    /// whoever wrote that version, an earlier credshift migration too.
+    Forward,
+    /// A rollback taking back what credshift wrote: per item (by its index
+    /// in the batch), the value compared at the store and now replaced.
+    /// Every version holding it from credshift's first write of it on is
+    /// destroyed ([`destroy_values`]).
+    TakeBack(&'a [Option<&'a Credential>]),
+}
+
+/// A migration's writes: nothing is destroyed (see [`Intent::Forward`]).
 pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
+    write_with(s, creds, Intent::Forward)
+}
+
+fn write_with(s: &VaultStore, creds: &[Credential], intent: Intent) -> Vec<Result<()>> {
     let (mount, prefix) = match s.mount() {
         Ok(m) => m,
         Err(e) => return creds.iter().map(|_| Err(e.duplicate())).collect(),
@@ -242,16 +296,16 @@ pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
         &mut out,
         || Ok(()),
         |path, items, out| {
-            write_group(s, &kv, path, items, creds, out);
+            write_group(s, &kv, path, items, creds, intent, out);
         },
     );
     out
 }
 
-/// The version to check-and-set against, the latest version when it had
-/// to be read (for the values a restore replaces), and the custom_metadata
-/// the write adds to.
-fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Option<Version>, Map<String, Value>)> {
+/// The version to check-and-set against and the custom_metadata the
+/// write adds to (read at plan time when that is still the version seen;
+/// a change since fails the check-and-set either way).
+fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Map<String, Value>)> {
     let (known, scanned, planned) = {
         let st = s.state();
         (
@@ -263,25 +317,19 @@ fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Option<Version>, Ma
     match known {
         // Absent when this store last looked (after a full scan, a path it
         // did not see was absent): create, or fail if someone created it.
-        Some(0) => Ok((0, None, Map::new())),
-        None if scanned => Ok((0, None, Map::new())),
-        // Read at plan time, and no version of it is credshift's: nothing
-        // to destroy, so the custom_metadata seen then is all the write
-        // needs (a change since fails the check-and-set).
-        Some(v)
-            if planned
-                .as_ref()
-                .is_some_and(|(at, c)| *at == v && provenance_versions(c).is_empty()) =>
-        {
-            Ok((v, None, planned.map(|(_, c)| c).unwrap_or_default()))
+        Some(0) => Ok((0, Map::new())),
+        None if scanned => Ok((0, Map::new())),
+        Some(v) if planned.as_ref().is_some_and(|(at, _)| *at == v) => {
+            Ok((v, planned.map(|(_, c)| c).unwrap_or_default()))
         }
+        // Metadata is smaller than the data; a token that may not read it
+        // (it may still write data) reads the latest version instead.
         Some(v) => {
-            let cur = kv.read(path, None)?;
-            let custom = cur
-                .as_ref()
-                .map(|c| c.custom_metadata.clone())
-                .unwrap_or_default();
-            Ok((v, cur, custom))
+            let custom = match kv.metadata(path) {
+                Ok(m) => m.map(|m| m.custom_metadata),
+                Err(_) => kv.read(path, None)?.map(|c| c.custom_metadata.clone()),
+            };
+            Ok((v, custom.unwrap_or_default()))
         }
         None => {
             let cur = kv.read(path, None)?;
@@ -291,20 +339,22 @@ fn base(s: &VaultStore, kv: &Kv, path: &str) -> Result<(u64, Option<Version>, Ma
                 .as_ref()
                 .map(|c| c.custom_metadata.clone())
                 .unwrap_or_default();
-            Ok((v, cur, custom))
+            Ok((v, custom))
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_group(
     s: &VaultStore,
     kv: &Kv,
     path: &str,
     items: &[(usize, String)],
     creds: &[Credential],
+    intent: Intent,
     out: &mut [Result<()>],
 ) {
-    let (mut cas, current, prior) = match base(s, kv, path) {
+    let (mut cas, prior) = match base(s, kv, path) {
         Ok(b) => b,
         Err(e) => {
             for (i, _) in items {
@@ -339,7 +389,7 @@ fn write_group(
                     .any(|(v, live)| *v == m.current_version && *live)
                 && m.current_version > 0
             {
-                result = kv.write(path, m.current_version, &chunk);
+                result = kv.write_over_deleted(path, m.current_version, &chunk);
             }
         }
         chunk.clear();
@@ -364,6 +414,13 @@ fn write_group(
                             kv.mount
                         ),
                     )
+                });
+                break;
+            }
+            Err(WriteError::Denied) if kv.client.token_refused() => {
+                let why = kv.client.refused_token_reason();
+                fail(out, &|id| {
+                    StoreError::item(id, format!("{}/{path}: {why}", kv.mount))
                 });
                 break;
             }
@@ -419,55 +476,101 @@ fn write_group(
         Value::String(provenance(&ours, by.as_ref())),
     );
     // Best effort: a token without metadata rights still migrates values.
-    let _ = kv.patch_custom_metadata(path, &patch);
-    // Restoring a value (rollback of an overwrite): the versions credshift
-    // wrote that hold the value being replaced are destroyed.
-    if let Some(cur) = current {
-        let replaced: Vec<(String, Zeroizing<String>)> = landed
-            .iter()
-            .filter_map(|(i, f)| match cur.data.get(f) {
-                Some(Value::String(old))
-                    if !ct_eq_bytes(old.as_bytes(), creds[*i].secret.expose().as_bytes()) =>
-                {
-                    Some((f.clone(), Zeroizing::new(old.clone())))
-                }
-                _ => None,
-            })
-            .collect();
-        let first_new = written[0];
-        let candidates: Vec<u64> = provenance_versions(&cur.custom_metadata)
-            .into_iter()
-            .filter(|v| *v < first_new)
-            .collect();
-        if !replaced.is_empty() && !candidates.is_empty() {
-            let _ = destroy_holding(kv, path, &candidates, &replaced);
+    if kv.patch_custom_metadata(path, &patch).is_ok() {
+        // What the next write to this path (the next batch) adds to,
+        // without reading it again.
+        let mut custom = prior;
+        for (k, v) in patch {
+            match v {
+                Value::Null => custom.remove(&k),
+                v => custom.insert(k, v),
+            };
         }
+        s.state().custom.insert(path.to_string(), (last, custom));
+    }
+    // Taking back credshift's own write (rollback of an overwrite): the
+    // value replaced must not survive in the history. A forward write
+    // keeps what it replaces, as any client's write does.
+    let Intent::TakeBack(expected) = intent else {
+        return;
+    };
+    let taken: Vec<(String, Zeroizing<String>)> = landed
+        .iter()
+        .filter_map(|(i, f)| {
+            let old = expected.get(*i).copied().flatten()?;
+            (!ct_eq_bytes(old.secret.expose().as_bytes(), creds[*i].secret.expose().as_bytes()))
+                .then(|| (f.clone(), Zeroizing::new(old.secret.expose().to_string())))
+        })
+        .collect();
+    if !taken.is_empty() {
+        // Best effort, as the custom_metadata: the value is restored, and
+        // a rollback run again finds it restored, not this to redo.
+        let _ = kv.metadata(path).and_then(|m| {
+            let live = live_before(m.as_ref(), written[0]);
+            destroy_values(kv, path, &live, &ours, &taken)
+        });
     }
 }
 
-/// Destroy those of `versions` that hold any of `values` (field, value).
-/// Returns the versions destroyed.
-fn destroy_holding(
+/// The versions before `before` still readable (not deleted, not
+/// destroyed), oldest first.
+fn live_before(meta: Option<&super::kv::Meta>, before: u64) -> Vec<u64> {
+    meta.map(|m| {
+        m.versions
+            .iter()
+            .filter(|(v, live)| *live && *v < before)
+            .map(|(v, _)| *v)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Destroy those of `live` (versions, oldest first) that hold one of
+/// `values` (field, value), so a value credshift takes back or removes does
+/// not survive in the history. For a value credshift wrote there (one of
+/// `ours`, the versions it wrote, holds it): from the oldest such version
+/// on, so a later version another client wrote carrying it along (a merge
+/// patch of another field) goes too, and an older one someone wrote with
+/// the same value before credshift did stays, someone else's history. For
+/// a value credshift never wrote (cleanup of Vault as a source): every
+/// version holding it. Returns the versions destroyed.
+fn destroy_values(
     kv: &Kv,
     path: &str,
-    versions: &[u64],
+    live: &[u64],
+    ours: &[u64],
     values: &[(String, Zeroizing<String>)],
 ) -> Result<Vec<u64>> {
-    let mut doomed = Vec::new();
-    for &v in versions {
+    // Which values each version holds (no value is kept).
+    let mut held: Vec<(u64, Vec<bool>)> = Vec::new();
+    for &v in live {
         let Some(old) = kv.read(path, Some(v))? else {
             continue;
         };
-        let holds = values.iter().any(|(f, x)| {
-            old.data
-                .get(f)
-                .and_then(Value::as_str)
-                .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()))
-        });
-        if holds {
-            doomed.push(v);
-        }
+        let holds = values
+            .iter()
+            .map(|(f, x)| {
+                old.data
+                    .get(f)
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()))
+            })
+            .collect();
+        held.push((v, holds));
     }
+    // Per value: the oldest version credshift wrote holding it (0: all).
+    let from: Vec<u64> = (0..values.len())
+        .map(|k| {
+            held.iter()
+                .find(|(v, h)| h[k] && ours.contains(v))
+                .map_or(0, |(v, _)| *v)
+        })
+        .collect();
+    let doomed: Vec<u64> = held
+        .iter()
+        .filter(|(v, h)| (0..values.len()).any(|k| h[k] && *v >= from[k]))
+        .map(|(v, _)| *v)
+        .collect();
     kv.destroy(path, &doomed)?;
     Ok(doomed)
 }
@@ -494,19 +597,57 @@ pub fn delete_if_unchanged(s: &VaultStore, expected: &[Credential]) -> Vec<Resul
 /// (the one compared), so a value another client wrote in between fails
 /// the write instead of being replaced. Such a failure is read again: an
 /// item that no longer holds what was expected is `Changed`, kept.
+///
+/// A rollback restores old values with this (and nothing else does): the
+/// value compared and replaced is the one credshift wrote, taken back, so
+/// the versions holding it are destroyed ([`Intent::TakeBack`]).
 pub fn replace_if_unchanged(
     s: &VaultStore,
     items: &[crate::store::Replace],
 ) -> Vec<Result<crate::store::ReplaceIf>> {
     use crate::store::ReplaceIf;
-    let out = crate::store::replace_if_unchanged_by_reading(s, items);
-    let failed: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_err()).collect();
+    let ids: Vec<CredentialId> = items.iter().map(|r| r.new.id.clone()).collect();
+    let mut out: Vec<Option<Result<ReplaceIf>>> = Vec::with_capacity(items.len());
+    let mut chosen: Vec<usize> = Vec::new();
+    for (i, (r, now)) in items.iter().zip(read_many(s, &ids)).enumerate() {
+        out.push(match now {
+            // A prefix never written holds nothing.
+            Err(StoreError::NotFound { .. }) if r.holds(None) => {
+                chosen.push(i);
+                None
+            }
+            Ok(now) if r.holds(now.as_ref()) => {
+                chosen.push(i);
+                None
+            }
+            Ok(_) | Err(StoreError::NotFound { .. }) => Some(Ok(ReplaceIf::Changed)),
+            Err(e) => Some(Err(e)),
+        });
+    }
+    let news: Vec<Credential> = chosen.iter().map(|&i| items[i].new.clone()).collect();
+    let taken: Vec<Option<&Credential>> =
+        chosen.iter().map(|&i| items[i].expected.as_ref()).collect();
+    let mut results = write_with(s, &news, Intent::TakeBack(&taken)).into_iter();
+    let mut failed = Vec::new();
+    for &i in &chosen {
+        out[i] = Some(match results.next() {
+            Some(Ok(())) => Ok(ReplaceIf::Replaced),
+            Some(Err(e)) => {
+                failed.push(i);
+                Err(e)
+            }
+            None => Err(StoreError::Other("the write returned no result".into())),
+        });
+    }
+    let mut out: Vec<Result<ReplaceIf>> = out
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::Other("no result".into()))))
+        .collect();
     if failed.is_empty() {
         return out;
     }
     let ids: Vec<CredentialId> = failed.iter().map(|&i| items[i].new.id.clone()).collect();
     let again = read_many(s, &ids);
-    let mut out = out;
     for (&i, now) in failed.iter().zip(again) {
         if let Ok(now) = now
             && !items[i].holds(now.as_ref())
@@ -613,6 +754,13 @@ fn delete_group(
                     kv.mount
                 )));
             }
+            Err(WriteError::Denied) if kv.client.token_refused() => {
+                return Err(StoreError::Other(format!(
+                    "{}/{path}: {}",
+                    kv.mount,
+                    kv.client.refused_token_reason()
+                )));
+            }
             Err(WriteError::Denied) => {
                 return Err(StoreError::Other(format!(
                     "permission denied: the token may not patch {}/data/{path}",
@@ -642,26 +790,31 @@ fn delete_group(
     );
     let _ = kv.patch_custom_metadata(path, &patch);
     // A soft delete keeps the data: the older versions holding a removed
-    // value are destroyed for good.
+    // value are destroyed for good (see `destroy_values`).
     let Some(meta) = kv.metadata(path)? else {
         return Ok(());
     };
-    let older: Vec<u64> = meta
-        .versions
-        .iter()
-        .filter(|(v, live)| *live && *v < first_new)
-        .map(|(v, _)| *v)
-        .collect();
-    let destroyed = destroy_holding(kv, path, &older, &removed)?;
-    let nothing_left = cur.data.len() == present.len()
-        && meta
-            .versions
-            .iter()
-            .all(|(v, live)| *v >= first_new || !live || destroyed.contains(v));
-    if nothing_left {
-        kv.delete_all(path)?;
-        s.removed(path);
+    let older = live_before(Some(&meta), first_new);
+    // Best effort, as in a restore: a token that may not destroy still
+    // removes the fields (their values then stay in the history).
+    let destroyed = destroy_values(kv, path, &older, &ours, &removed).unwrap_or_default();
+    if cur.data.len() != present.len() {
+        return Ok(()); // other fields stay in the current version
     }
+    // Nothing is left in the current version. Removed whole (metadata
+    // and all) only when no older version still holds data: a version
+    // with another value, or one someone soft-deleted (`kv undelete`
+    // brings it back), is someone's history, kept; the empty version is
+    // then soft-deleted, so the secret reads as absent, as after `kv
+    // delete`.
+    let history = older.iter().any(|v| !destroyed.contains(v))
+        || meta.soft_deleted.iter().any(|v| *v < first_new);
+    if history {
+        kv.delete_latest(path)?;
+    } else {
+        kv.delete_all(path)?;
+    }
+    s.removed(path);
     Ok(())
 }
 
