@@ -23,8 +23,11 @@ use crate::error::Result;
 pub(super) struct Plain {
     buf: Zeroizing<Vec<u8>>,
     /// Each item's id and its fragment's place in `buf`, sorted by id.
-    index: Vec<(CredentialId, Range<usize>)>,
+    index: Index,
 }
+
+/// Each item's id and its fragment's place in a plaintext, sorted by id.
+pub(super) type Index = Vec<(CredentialId, Range<usize>)>;
 
 impl Plain {
     pub(super) fn empty() -> Plain {
@@ -82,6 +85,24 @@ impl Plain {
         }
         index.shrink_to_fit();
         Ok(Plain { buf, index })
+    }
+
+    /// The index without the plaintext (see [`Plain::with_index`]).
+    pub(super) fn into_index(self) -> Index {
+        self.index
+    }
+
+    /// `buf` with the index an earlier [`Plain`] of the same bytes had
+    /// (the caller knows them the same: the file's digest). Checked only
+    /// for fitting the buffer; `buf` back when it does not.
+    pub(super) fn with_index(
+        buf: Zeroizing<Vec<u8>>,
+        index: Index,
+    ) -> std::result::Result<Plain, Zeroizing<Vec<u8>>> {
+        let fits = buf.first() == Some(&b'[')
+            && buf.last() == Some(&b']')
+            && index.last().is_none_or(|(_, r)| r.end < buf.len());
+        if fits { Ok(Plain { buf, index }) } else { Err(buf) }
     }
 
     pub(super) fn len(&self) -> usize {
