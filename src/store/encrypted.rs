@@ -63,11 +63,13 @@ struct State {
     /// The one copy of every item this store keeps: reads decode the
     /// items they return, and a rewrite serializes only what changed.
     seen: Option<([u8; 32], Plain)>,
-    /// After [`Store::release_cache`]: the digest of the file then and its
-    /// items' places in its plaintext, without the plaintext. The same
-    /// bytes read again decrypt to the same plaintext, so it is indexed
-    /// without decoding and re-encoding every item once more.
-    released: Option<([u8; 32], plain::Index)>,
+    /// After [`Store::release_cache`]: the digest of the file then, whose
+    /// plaintext was as a save writes it. The same bytes read again decrypt
+    /// to the same plaintext, so it is indexed by a scan of its fragments'
+    /// bounds, without decoding and re-encoding every item once more (and
+    /// without keeping the index while released: a fifth of a 100,000-item
+    /// cleanup's peak).
+    released: Option<[u8; 32]>,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -152,7 +154,7 @@ impl EnvelopeFileStore {
             return Ok(());
         }
         st.seen = None;
-        let released = st.released.take().filter(|(r, _)| *r == d);
+        let released = st.released.take().is_some_and(|r| r == d);
         let env = Envelope::parse(&bytes, &loc, self.opts.allow_weak_kdf)?;
         drop(bytes);
         let cache = &mut st.key;
@@ -165,15 +167,16 @@ impl EnvelopeFileStore {
         };
         let plain = key.open_owned(env)?;
         // The file as it was released: its index as it was.
-        let plain = match released {
-            Some((_, index)) => match Plain::with_index(plain, index) {
+        let plain = if released {
+            match Plain::index_known(plain) {
                 Ok(items) => {
                     st.seen = Some((d, items));
                     return Ok(());
                 }
                 Err(plain) => plain,
-            },
-            None => plain,
+            }
+        } else {
+            plain
         };
         // A file this store wrote is kept as it is read.
         let plain = match Plain::adopt(plain) {
@@ -306,11 +309,11 @@ impl Store for EnvelopeFileStore {
     }
 
     /// The decrypted copy of the file goes (wiped); the next operation
-    /// reads and decrypts the file again (and reuses the items' places in
-    /// it when the file is byte for byte the same).
+    /// reads and decrypts the file again (and finds the items' places by a
+    /// scan when the file is byte for byte the same).
     fn release_cache(&self) {
         let mut st = self.lock();
-        st.released = st.seen.take().map(|(d, items)| (d, items.into_index()));
+        st.released = st.seen.take().map(|(d, _)| d);
     }
 
     /// Every batch rewrites the whole file.
@@ -679,9 +682,9 @@ mod tests {
         assert!(matches!(a.list().unwrap_err(), StoreError::NotFound { .. }));
     }
 
-    /// Issue #26: a released store keeps no plaintext (only the items'
-    /// places), reads the same file back with them, and a file another
-    /// writer changed meanwhile is read as it is now.
+    /// Issue #26: a released store keeps no plaintext (only the file's
+    /// digest), reads the same file back by a scan of its items' places,
+    /// and a file another writer changed meanwhile is read as it is now.
     #[test]
     fn a_released_store_keeps_no_plaintext_and_reads_the_file_as_it_is_now() {
         let dir = tempfile::tempdir().unwrap();
@@ -698,7 +701,7 @@ mod tests {
         {
             let st = a.lock();
             assert!(st.seen.is_none(), "the plaintext is gone");
-            assert_eq!(st.released.as_ref().map(|(_, ix)| ix.len()), Some(2));
+            assert!(st.released.is_some());
         }
         // The same file: its places again, the same answers.
         assert_eq!(value(&a, 0).as_deref(), Some("v1"));

@@ -87,22 +87,44 @@ impl Plain {
         Ok(Plain { buf, index })
     }
 
-    /// The index without the plaintext (see [`Plain::with_index`]).
-    pub(super) fn into_index(self) -> Index {
-        self.index
-    }
-
-    /// `buf` with the index an earlier [`Plain`] of the same bytes had
-    /// (the caller knows them the same: the file's digest). Checked only
-    /// for fitting the buffer; `buf` back when it does not.
-    pub(super) fn with_index(
+    /// `buf`, a plaintext known to be as a save writes it (the same bytes
+    /// as one [`Plain::adopt`] or a save had), indexed by a scan of its
+    /// fragments' bounds: each id parsed, no value decoded. `buf` back when
+    /// the scan finds anything else.
+    pub(super) fn index_known(
         buf: Zeroizing<Vec<u8>>,
-        index: Index,
     ) -> std::result::Result<Plain, Zeroizing<Vec<u8>>> {
-        let fits = buf.first() == Some(&b'[')
-            && buf.last() == Some(&b']')
-            && index.last().is_none_or(|(_, r)| r.end < buf.len());
-        if fits { Ok(Plain { buf, index }) } else { Err(buf) }
+        const HEAD: &[u8] = b"{\"id\":";
+        let at_most = buf.windows(HEAD.len()).filter(|w| w == &HEAD).count();
+        let mut index: Index = Vec::with_capacity(at_most);
+        let mut pos = 1;
+        if buf.first() != Some(&b'[') {
+            return Err(buf);
+        }
+        while buf.get(pos) != Some(&b']') {
+            if !index.is_empty() {
+                if buf.get(pos) != Some(&b',') {
+                    return Err(buf);
+                }
+                pos += 1;
+            }
+            let Some(end) = fragment_end(&buf, pos) else {
+                return Err(buf);
+            };
+            // The id is the fragment's first value: a JSON string.
+            let id_at = pos + HEAD.len();
+            let id = string_end(&buf, id_at)
+                .and_then(|e| serde_json::from_slice::<CredentialId>(&buf[id_at..e]).ok());
+            match id {
+                Some(id) if buf[pos..].starts_with(HEAD) => index.push((id, pos..end)),
+                _ => return Err(buf),
+            }
+            pos = end;
+        }
+        if pos + 1 != buf.len() {
+            return Err(buf);
+        }
+        Ok(Plain { buf, index })
     }
 
     pub(super) fn len(&self) -> usize {
@@ -136,6 +158,46 @@ impl Plain {
     pub(super) fn restore(&mut self, buf: Zeroizing<Vec<u8>>) {
         self.buf = buf;
     }
+}
+
+/// Where the JSON object starting at `at` ends (one past its `}`).
+fn fragment_end(buf: &[u8], at: usize) -> Option<usize> {
+    if buf.get(at) != Some(&b'{') {
+        return None;
+    }
+    let (mut depth, mut i) = (0usize, at);
+    while i < buf.len() {
+        match buf[i] {
+            b'"' => i = string_end(buf, i)? - 1,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Where the JSON string starting at `at` (its opening quote) ends (one
+/// past its closing quote).
+fn string_end(buf: &[u8], at: usize) -> Option<usize> {
+    if buf.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    while i < buf.len() {
+        match buf[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// A batch's changes to a [`Plain`], applied by one rebuild.
@@ -365,6 +427,15 @@ mod tests {
             e.insert(id, f);
         }
         let built = e.apply().unwrap();
+        // Known to be a save's (the same bytes again): indexed by a scan.
+        let scanned = match Plain::index_known(Zeroizing::new(built.buf.to_vec())) {
+            Ok(p) => p,
+            Err(_) => panic!("a save's own plaintext was not indexed"),
+        };
+        assert_eq!(scanned.index, built.index);
+        for bad in [&b"[{\"id\":\"ns/a\""[..], b"[{}]", b"[{\"id\":1}]", b"[]x", b"{}"] {
+            assert!(Plain::index_known(Zeroizing::new(bad.to_vec())).is_err());
+        }
         let kept = match Plain::adopt(Zeroizing::new(built.buf.to_vec())) {
             Ok(p) => p,
             Err(_) => panic!("a save's own plaintext was not kept"),
