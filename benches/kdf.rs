@@ -7,8 +7,10 @@
 //! (256 compressions per call, so call overhead vanishes), and by sha2's own
 //! `compress256` over a 16 KiB buffer in this process.
 //!
-//! Held against it: credshift's loop (`kdf::pbkdf2_sha256`), the same loop
-//! deriving two keys interleaved (`kdf::pbkdf2_sha256_pair`, per key), the
+//! Held against it: credshift's loop (`kdf::pbkdf2_sha256`: the fused
+//! SHA-NI loop where the CPU has it), the same loop deriving two keys
+//! interleaved (`kdf::pbkdf2_sha256_pair`, per key), credshift's loop on
+//! sha2's `compress256` (`kdf::pbkdf2_sha256_sha2_loop`, the fallback), the
 //! `pbkdf2` crate (`kdf::pbkdf2_sha256_reference`), OpenSSL's own
 //! `PKCS5_PBKDF2_HMAC` (through the `openssl` crate native-tls already
 //! links), credshift's own loop run on OpenSSL's block function instead of
@@ -17,9 +19,10 @@
 //! for this comparison only) and Node's `crypto.pbkdf2Sync` (what
 //! agent-prompttrain uses), each deriving 100,000-iteration keys. The rate
 //! of sha2's block function called one block at a time on one chain shows
-//! the per-call cost a PBKDF2 iteration cannot avoid through sha2's API. Then a batch of 1,500 keys over every core
-//! (`kdf::pbkdf2_sha256_many`, what prompttrain-db batches use): wall time
-//! against the all-core limit, and CPU time per key.
+//! the per-call cost a PBKDF2 iteration cannot avoid through sha2's API.
+//! Then a batch of 1,500 keys over every core (`kdf::pbkdf2_sha256_many`,
+//! what prompttrain-db batches use): wall time against the all-core limit,
+//! and CPU time per key.
 //!
 //! Every time here is CPU time of the one thread doing the work (openssl
 //! speed divides by user CPU time too), so the ratios hold on a machine
@@ -206,6 +209,7 @@ fn main() {
     let pw = b"bench-master-key-0123456789abcdef-ok";
     println!("load average at the start: {}", common::load_average());
     let fast = per_key(runs, |s| *kdf::pbkdf2_sha256(pw, s, ITERATIONS));
+    let sha2_loop = per_key(runs, |s| *kdf::pbkdf2_sha256_sha2_loop(pw, s, ITERATIONS));
     let pair = per_key(runs, |s| {
         let [a, b] = kdf::pbkdf2_sha256_pair(pw, [s, &[1u8; 32]], ITERATIONS);
         std::hint::black_box(*b);
@@ -278,6 +282,7 @@ fn main() {
     };
     line("credshift kdf::pbkdf2_sha256", fast);
     line("credshift pbkdf2_sha256_pair (per key)", pair);
+    line("credshift loop on sha2 (fallback)", sha2_loop);
     line("pbkdf2 crate 0.13 (pbkdf2_hmac)", crate_);
     line("openssl PKCS5_PBKDF2_HMAC", ossl);
     line("credshift's loop on OpenSSL's block fn", ossl_block);
@@ -287,9 +292,11 @@ fn main() {
         None => println!("node crypto.pbkdf2Sync: node not available"),
     }
     println!(
-        "one derivation: {:.3}x the compression limit (target <= 1.11x); interleaved pair: {:.3}x per key",
+        "one derivation: {:.3}x the compression limit (target <= 1.11x); interleaved pair: \
+         {:.3}x per key; on sha2's compress256: {:.3}x",
         fast / limit,
-        pair / limit
+        pair / limit,
+        sha2_loop / limit
     );
     let (wall, cpu) = batch(pw, BATCH);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

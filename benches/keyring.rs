@@ -18,8 +18,17 @@
 //!   items, so the best ratio any client can reach against the peer.
 //!
 //! Beside the wall-clock times it prints the CPU time gnome-keyring-daemon
-//! and the D-Bus daemon spent in each phase (from /proc), which shows where
-//! the time goes: in credshift and the round trips, or in the keyring.
+//! and the D-Bus daemon spent in each phase (from /proc) and the client's
+//! (this process and its children: `credshift`, `secret-tool`), which shows
+//! where the time goes: in credshift and the round trips, or in the keyring.
+//!
+//! The target row (end to end against the floor) is measured in pairs on
+//! the same daemon, after a warm-up pair: floor then end to end, then end
+//! to end then floor, and so on (`CREDSHIFT_BENCH_PAIRS`, default 5), each
+//! from an empty keyring; the ratio printed is the median of the per-pair
+//! ratios, so a run's order, a first-run effect or a disk hiccup in one
+//! phase does not decide it. Then, untimed, it counts the D-Bus calls each
+//! side makes to the Secret Service (`dbus-monitor` on the private bus).
 //!
 //! It runs twice: with gnome-keyring's files on disk (the system temp dir),
 //! then in /dev/shm (tmpfs), which takes the daemon's fsync waits (the same
@@ -123,9 +132,21 @@ struct Phase {
     own_cpu: f64,
 }
 
+/// CPU seconds of this process plus its waited-for children (`credshift`,
+/// `secret-tool`): the client's side of a phase.
+fn client_cpu() -> f64 {
+    let secs = |who| {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut u) };
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+        t(u.ru_utime) + t(u.ru_stime)
+    };
+    secs(libc::RUSAGE_SELF) + secs(libc::RUSAGE_CHILDREN)
+}
+
 fn measure(d: &Daemons, f: impl FnOnce()) -> Phase {
-    let me = Some(std::process::id());
-    let (k0, b0, o0) = (cpu_seconds(d.keyring), cpu_seconds(d.bus), cpu_seconds(me));
+    let (k0, b0, o0) = (cpu_seconds(d.keyring), cpu_seconds(d.bus), client_cpu());
     let start = Instant::now();
     f();
     let wall = start.elapsed();
@@ -133,7 +154,7 @@ fn measure(d: &Daemons, f: impl FnOnce()) -> Phase {
         wall,
         keyring_cpu: cpu_seconds(d.keyring) - k0,
         bus_cpu: cpu_seconds(d.bus) - b0,
-        own_cpu: cpu_seconds(me) - o0,
+        own_cpu: client_cpu() - o0,
     }
 }
 
@@ -143,7 +164,7 @@ fn report(label: &str, p: &Phase, peer: Option<&Phase>) {
         .unwrap_or_else(|| "   peer".into());
     println!(
         "{label:<58} {:>8.3} s  {ratio}  cpu: gnome-keyring {:>6.3} s, dbus-daemon {:>6.3} s, \
-         bench process {:>6.3} s",
+         client {:>6.3} s",
         p.wall.as_secs_f64(),
         p.keyring_cpu,
         p.bus_cpu,
@@ -267,6 +288,112 @@ fn main() {
     }
 }
 
+/// `credshift migrate --from dotenv:ENV --to keyring:SERVICE --yes` with a
+/// fresh state dir, checked to have copied `n` items.
+/// `CREDSHIFT_BENCH_BIN` runs another build (an older commit's, to compare)
+/// instead of the one built with this bench.
+fn migrate(ks: &KeyringService, env: &Path, state: &Path, service: &str, n: usize) {
+    let mut cmd = match std::env::var_os("CREDSHIFT_BENCH_BIN") {
+        Some(bin) => {
+            let mut c = Command::new(bin);
+            c.env("CREDSHIFT_STATE_DIR", state).stdin(Stdio::null());
+            c
+        }
+        None => support::credshift(state),
+    };
+    let out = cmd
+        .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
+        .args([
+            "migrate",
+            "--from",
+            &format!("dotenv:{}", env.display()),
+            "--to",
+            &format!("keyring:{service}"),
+            "--yes",
+            "--json",
+        ])
+        .output()
+        .expect("credshift");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["copied"], n, "{report}");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The phase of `phases` whose wall time is the median (the lower middle
+/// one of an even count), to print as that side's row.
+fn median_phase(phases: &[Phase]) -> &Phase {
+    let mut by_wall: Vec<&Phase> = phases.iter().collect();
+    by_wall.sort_by_key(|p| p.wall);
+    by_wall[(by_wall.len() - 1) / 2]
+}
+
+/// The Secret Service methods `f` calls, by name, as `dbus-monitor` sees
+/// them on the private bus (not timed: the monitor slows the bus down).
+fn count_calls(ks: &KeyringService, f: impl FnOnce()) -> Option<Vec<(String, usize)>> {
+    let log = tempfile::NamedTempFile::new().ok()?;
+    let mut mon = Command::new("dbus-monitor")
+        .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
+        .args(["--profile", "destination='org.freedesktop.secrets'"])
+        .stdout(log.reopen().ok()?)
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    // The monitor's own NameAcquired signal says it is listening.
+    let ready = Instant::now();
+    while !std::fs::read_to_string(log.path())
+        .unwrap_or_default()
+        .contains("NameAcquired")
+    {
+        if ready.elapsed() > Duration::from_secs(5) {
+            let _ = mon.kill();
+            let _ = mon.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = mon.kill();
+    let _ = mon.wait();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(log.path()).ok()?.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.first() == Some(&"mc") && f.len() >= 8 {
+            *counts.entry(f[7].to_string()).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Some(counts)
+}
+
+fn print_calls(label: &str, n: usize, calls: Option<Vec<(String, usize)>>) {
+    let Some(calls) = calls else {
+        println!("{label}: dbus-monitor not available");
+        return;
+    };
+    let total: usize = calls.iter().map(|c| c.1).sum();
+    let each: Vec<String> = calls.iter().map(|(m, c)| format!("{m} {c}")).collect();
+    println!(
+        "{label}: {total} calls, {:.2} per item ({})",
+        total as f64 / n as f64,
+        each.join(", ")
+    );
+}
+
 fn run(n: usize) {
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average at the start: {}", load.trim());
@@ -284,6 +411,11 @@ fn run(n: usize) {
         keyring: owner_pid(&ks, "org.freedesktop.secrets"),
         bus: owner_pid(&ks, "org.freedesktop.DBus"),
     };
+    let pairs: usize = std::env::var("CREDSHIFT_BENCH_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&p| p > 0)
+        .unwrap_or(5);
     let items = creds(n);
     let ids: Vec<CredentialId> = items.iter().map(|c| c.id.clone()).collect();
     println!(
@@ -296,9 +428,6 @@ fn run(n: usize) {
     let first = measure(&d, || secret_tool_loop(&ks, "bench-peer", &items));
     report("peer: `secret-tool store` loop (first run)", &first, None);
     clear(peer_service.as_ref());
-
-    let floor = measure(&d, || bare_creates("bench-floor", &items));
-    clear(open("bench-floor").as_ref());
 
     let s = open("bench-single");
     let single_writes = measure(&d, || {
@@ -338,7 +467,8 @@ fn run(n: usize) {
         }
     });
 
-    // End to end through the binary.
+    // End to end through the binary against the floor, in alternating
+    // pairs after a warm-up pair, each phase from an empty keyring.
     let tmp = tempfile::tempdir().expect("tempdir");
     let env = tmp.path().join(".env");
     let mut text = String::new();
@@ -346,30 +476,34 @@ fn run(n: usize) {
         text.push_str(&format!("{}={}\n", c.id.name, c.secret.expose()));
     }
     std::fs::write(&env, text).unwrap();
-    let state = tmp.path().join("state");
-    let cli = measure(&d, || {
-        let out = support::credshift(&state)
-            .env("DBUS_SESSION_BUS_ADDRESS", &ks.address)
-            .args([
-                "migrate",
-                "--from",
-                &format!("dotenv:{}", env.display()),
-                "--to",
-                "keyring:bench-cli",
-                "--yes",
-                "--json",
-            ])
-            .output()
-            .expect("credshift");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(report["copied"], n, "{report}");
-    });
-    clear(open("bench-cli").as_ref());
+    let mut runs = 0usize;
+    let mut cli_once = |service: &str| {
+        runs += 1;
+        let state = tmp.path().join(format!("state-{runs}"));
+        let p = measure(&d, || migrate(&ks, &env, &state, service, n));
+        clear(open(service).as_ref());
+        p
+    };
+    let floor_once = || {
+        let p = measure(&d, || bare_creates("bench-floor", &items));
+        clear(open("bench-floor").as_ref());
+        p
+    };
+    let warm_floor = floor_once();
+    let warm_cli = cli_once("bench-cli");
+    let (mut floors, mut clis, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (f, c) = if i % 2 == 0 {
+            let f = floor_once();
+            (f, cli_once("bench-cli"))
+        } else {
+            let c = cli_once("bench-cli");
+            (floor_once(), c)
+        };
+        ratios.push(c.wall.as_secs_f64() / f.wall.as_secs_f64());
+        floors.push(f);
+        clis.push(c);
+    }
 
     let last = measure(&d, || secret_tool_loop(&ks, "bench-peer", &items));
     report("peer: `secret-tool store` loop (last run)", &last, None);
@@ -392,21 +526,68 @@ fn run(n: usize) {
         &write_many,
         Some(&peer),
     );
+    let cli = median_phase(&clis);
+    let floor = median_phase(&floors);
     report(
-        "end to end: `credshift migrate --yes` (binary of this build)",
-        &cli,
+        "end to end: `credshift migrate --yes` (median run)",
+        cli,
         Some(&peer),
     );
     report(
-        "floor: bare CreateItem calls, 16 in flight, nothing else",
-        &floor,
+        "floor: bare CreateItem calls, 16 in flight (median run)",
+        floor,
         Some(&peer),
     );
+    println!("pairs (warm-up first, then alternating order), end to end / floor:");
+    let pair = |label: &str, f: &Phase, c: &Phase| {
+        println!(
+            "  {label:<22} floor {:>7.3} s, end to end {:>7.3} s = {:>5.3}x; gnome-keyring cpu \
+             {:.3} / {:.3} s, client cpu {:.3} / {:.3} s",
+            f.wall.as_secs_f64(),
+            c.wall.as_secs_f64(),
+            c.wall.as_secs_f64() / f.wall.as_secs_f64(),
+            f.keyring_cpu,
+            c.keyring_cpu,
+            f.own_cpu,
+            c.own_cpu
+        )
+    };
+    pair("warm-up (not counted)", &warm_floor, &warm_cli);
+    for (i, (f, c)) in floors.iter().zip(&clis).enumerate() {
+        let order = if i % 2 == 0 {
+            "floor first"
+        } else {
+            "end to end first"
+        };
+        pair(&format!("{}: {order}", i + 1), f, c);
+    }
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &r| (a.min(r), b.max(r)));
     println!(
-        "end to end takes {:.2}x the floor's time; >= 4x needs at most {:.3} s",
-        cli.wall.as_secs_f64() / floor.wall.as_secs_f64(),
+        "end to end takes {:.2}x the floor's time (median of {pairs} pairs, {lo:.2}x to {hi:.2}x); \
+         >= 4x needs at most {:.3} s",
+        median(ratios.clone()),
         peer.wall.as_secs_f64() / 4.0
     );
+    println!(
+        "gnome-keyring CPU, end to end / floor: {:.2}x (median of the pairs)",
+        median(
+            floors
+                .iter()
+                .zip(&clis)
+                .map(|(f, c)| c.keyring_cpu / f.keyring_cpu)
+                .collect()
+        )
+    );
+    // Counted without the clearing that follows each.
+    let calls = count_calls(&ks, || bare_creates("bench-floor", &items));
+    clear(open("bench-floor").as_ref());
+    print_calls("D-Bus calls to the Secret Service, floor", n, calls);
+    let state = tmp.path().join("state-counted");
+    let calls = count_calls(&ks, || migrate(&ks, &env, &state, "bench-cli", n));
+    clear(open("bench-cli").as_ref());
+    print_calls("D-Bus calls to the Secret Service, end to end", n, calls);
     println!("reads and deletes, against one-at-a-time reads:");
     report("store: `read` one at a time", &single_reads, None);
     report("store: one read_many", &read_many, Some(&single_reads));
@@ -416,7 +597,11 @@ fn run(n: usize) {
         Some(&single_reads),
     );
     report("store: one delete_many", &delete_many, Some(&single_reads));
-    println!("binary: {}", env!("CARGO_BIN_EXE_credshift"));
+    let bin = std::env::var("CREDSHIFT_BENCH_BIN");
+    println!(
+        "binary: {}",
+        bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_credshift"))
+    );
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average at the end: {}", load.trim());
     }

@@ -9,7 +9,8 @@
 #   `prompttrain-db:` and out of it, end to end, against the all-core limit
 #   and a Node loop of the original algorithm;
 # - the Secret Service (benches/keyring.rs): 200 items end to end against
-#   the floor of 200 bare CreateItem calls, on disk and on tmpfs;
+#   the floor of 200 bare CreateItem calls, on disk and on tmpfs (the
+#   median of the ratios of alternating pairs after a warm-up pair);
 # - `.env` (scripts/bench-migrate.sh): 100,000 items into an encrypted file,
 #   per-item cost at 100k against 10k (wall clock, and CPU time, which
 #   holds under load), and peak RSS of migrate, inventory and
@@ -82,6 +83,7 @@ pt_in_cpu=$(pick prompttrain "^into prompttrain-db, credshift migrate" 10)
 pt_out_cpu=$(pick prompttrain "^Node's values -> encrypted, credshift migrate" 12)
 kr_disk=$(sed -n 's/^end to end takes \([0-9.]*x\) the floor.*/\1/p' "$out/keyring.txt" | sed -n 1p)
 kr_shm=$(sed -n 's/^end to end takes \([0-9.]*x\) the floor.*/\1/p' "$out/keyring.txt" | sed -n 2p)
+kr_cpu() { sed -n 's/^gnome-keyring CPU, end to end \/ floor: \([0-9.]*x\).*/\1/p' "$out/keyring.txt" | sed -n "$1p"; }
 env_100k=$(awk '$1 == 100000 && NF > 10 { print $2 " s"; exit }' "$out/dotenv.txt")
 # A size that was not run (BENCH_SIZES) prints "-".
 env_scale=$(awk '$1 == 10000 && NF > 10 { a = $5 } $1 == 100000 && NF > 10 { b = $5 } END { if (a > 0 && b > 0) printf "%.2fx", b / a; else print "-" }' "$out/dotenv.txt")
@@ -106,6 +108,7 @@ row "1,500 prompttrain values out of prompttrain-db, end to end" "${pt_out:--} (
 row "the same two, CPU time against the CPU-time limit" "${pt_in_cpu:--} / ${pt_out_cpu:--}" "compression limit" "(holds under load)"
 row "200 items into the Secret Service, end to end, disk" "${kr_disk:--}" "bare CreateItem floor" "<= 1.15x"
 row "200 items into the Secret Service, end to end, tmpfs" "${kr_shm:--}" "bare CreateItem floor" "<= 1.15x"
+row "the same, gnome-keyring CPU, disk / tmpfs" "$(kr_cpu 1 | grep . || echo -) / $(kr_cpu 2 | grep . || echo -)" "the floor's" "(holds under load)"
 row ".env 100,000 items into an encrypted file" "${env_100k:--}" "(idle machine)" "<= 1.5 s"
 row ".env per-item cost, 100k vs 10k" "${env_scale:--}" "10k items" "<= 1.2x"
 row ".env 100,000 items, CPU seconds (and vs peer)" "$(cpu 2 100000) s ($(cpu 4 100000))" "openssl enc, CPU seconds" "(<= 1.5 s idle wall)"

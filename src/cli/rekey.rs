@@ -202,6 +202,9 @@ fn print_report(r: &RekeyReport, json: bool, to_stderr: bool) -> Result<(), CliE
     if let Some(reason) = &r.rollback_reason {
         line(format!("  rollback: {reason}"));
     }
+    for w in &r.warnings {
+        line(format!("  warning: {w}"));
+    }
     if let Some(b) = &r.backup {
         line(format!(
             "  backup of the old ciphertexts: {} (its key file is beside it: with the old key \
@@ -438,19 +441,26 @@ pub fn cmd_rekey(g: &GlobalOpts, a: &RekeyArgs) -> CliResult {
     Ok(code_of(&report))
 }
 
-/// One line for a rekey (or its resume) the user cancelled.
+/// One line for a rekey (or its resume) the user cancelled: the store is
+/// under the old key again, or the report's first warning says what state
+/// it is in (nothing changed by a resume stopped before its first batch, or
+/// a rollback that did not finish) and what to run.
 fn say_cancelled(report: &RekeyReport, what: &str) {
-    if report.cancelled {
-        eprintln!(
-            "{what} cancelled after the batch at hand; {} (see `credshift history --migration-id {}`)",
-            if report.rolled_back {
-                "every value is under the old key again"
-            } else {
-                "the rollback is incomplete"
-            },
-            report.migration_id
-        );
+    if !report.cancelled {
+        return;
     }
+    let state = if report.rolled_back {
+        "every value is under the old key again"
+    } else {
+        report
+            .warnings
+            .first()
+            .map_or("the rollback is incomplete", String::as_str)
+    };
+    eprintln!(
+        "{what} cancelled: {state} (see `credshift history --migration-id {}`)",
+        report.migration_id
+    );
 }
 
 /// `resume` of a rekey: the new key again from the `--new-...` flags.

@@ -17,23 +17,26 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 
+#[cfg(target_arch = "x86_64")]
+mod shani;
+
 /// Length of every symmetric key credshift uses (AES-256).
 pub const KEY_LEN: usize = 32;
 
 /// PBKDF2-HMAC-SHA256 with a 32-byte output. `iterations` of 0 behaves as 1
 /// (callers check bounds before deriving; see `envelope`).
 ///
-/// The iteration loop runs on SHA-256's block function directly (sha2's
-/// `compress256`, which uses the CPU's SHA extensions when it has them):
-/// the HMAC inner and outer states are computed once from the key pads, and
-/// each iteration is then exactly two compressions of one pre-padded block,
-/// with no hashing state to clone, no buffering and no padding logic. That is
-/// the least work PBKDF2-HMAC-SHA256 allows (benches/kdf.rs holds it against
-/// the `pbkdf2` crate, ring, OpenSSL's PBKDF2 and the CPU's SHA-256
-/// compression rate). What it still pays above that rate is sha2's one-block
-/// call on the dependency chain (the state leaves the SHA-NI registers and
-/// comes back through memory each time): a matter for sha2's API, measured
-/// in benches/RESULTS.md (issue 26 point 2).
+/// The HMAC inner and outer states are computed once from the key pads,
+/// and each iteration is then exactly two compressions of one pre-padded
+/// block, with no hashing state to clone, no buffering and no padding
+/// logic. On a CPU with SHA extensions (x86-64 SHA-NI) the iterations run
+/// in `kdf/shani.rs`, which keeps SHA-256's state in the SHA registers
+/// from one compression to the next (through sha2's `compress256` it goes
+/// out to memory and back twice per iteration, about 8% of a derivation);
+/// it is used only after a derivation through it matched the sha2 loop at
+/// first use. Elsewhere the same loop runs on sha2's `compress256`.
+/// benches/kdf.rs holds both against the `pbkdf2` crate, ring, OpenSSL's
+/// PBKDF2 and the CPU's SHA-256 compression rate (issue 26 point 2).
 pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; KEY_LEN]> {
     let [key] = derive_lanes(password, [salt], iterations);
     key
@@ -43,8 +46,8 @@ pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing
 /// loops interleaved on this thread: SHA-256's block function is a chain of
 /// dependent rounds, so one derivation leaves the core's SHA unit idle part
 /// of the time; the other derivation's rounds fill it (benches/kdf.rs: a pair
-/// costs about 1.6-1.8 single derivations). The results are exactly what
-/// [`pbkdf2_sha256`] gives for each salt.
+/// costs about 1.45 single derivations on the fused loop). The results are
+/// exactly what [`pbkdf2_sha256`] gives for each salt.
 pub fn pbkdf2_sha256_pair(
     password: &[u8],
     salts: [&[u8]; 2],
@@ -85,17 +88,86 @@ pub(crate) fn derivations_on_this_thread() -> usize {
     DERIVED_HERE.with(std::cell::Cell::get)
 }
 
+/// Which loop runs iterations 2..=n.
+#[derive(Clone, Copy, Debug)]
+enum Loop {
+    /// The fused SHA-NI loop (`kdf/shani.rs`).
+    #[cfg(target_arch = "x86_64")]
+    Fused(shani::ShaNi),
+    /// sha2's `compress256`, one call per compression.
+    Sha2,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests: this thread acts as if the CPU had no SHA extensions.
+    static NO_SHA_NI: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Unit tests: the fused loop's result is corrupted (one bit), to see
+    /// the self-test refuse it.
+    static BREAK_FUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Derivations this thread ran through the fused loop.
+    static FUSED_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The loop for this process, chosen once: the fused one when the CPU has
+/// SHA-NI and its self-test passed, else sha2's.
+fn chosen_loop() -> Loop {
+    #[cfg(test)]
+    if NO_SHA_NI.with(std::cell::Cell::get) {
+        return Loop::Sha2;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        static CHOSEN: std::sync::OnceLock<Loop> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| select(shani::ShaNi::detect()))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    Loop::Sha2
+}
+
+/// The fused loop if the CPU has it (`found`) and it derives what the sha2
+/// loop derives (one key alone and two interleaved, under a password that
+/// is hashed first and one that is not); else the sha2 loop, for good.
+#[cfg(target_arch = "x86_64")]
+fn select(found: Option<shani::ShaNi>) -> Loop {
+    let Some(fused) = found else {
+        return Loop::Sha2;
+    };
+    let agree = |pw: &[u8], n: u32| {
+        let salts: [&[u8]; 2] = [b"credshift self-test", b""];
+        let [a1] = derive_lanes_on(Loop::Fused(fused), pw, [salts[0]], n);
+        let pair = derive_lanes_on(Loop::Fused(fused), pw, salts, n);
+        let [b1] = derive_lanes_on(Loop::Sha2, pw, [salts[0]], n);
+        let [b2] = derive_lanes_on(Loop::Sha2, pw, [salts[1]], n);
+        *a1 == *b1 && *pair[0] == *b1 && *pair[1] == *b2
+    };
+    if agree(b"password", 65) && agree(&[0x5a; 65], 2) {
+        Loop::Fused(fused)
+    } else {
+        Loop::Sha2
+    }
+}
+
 /// `N` derivations under one password, interleaved (see [`pbkdf2_sha256_pair`]).
 fn derive_lanes<const N: usize>(
     password: &[u8],
     salts: [&[u8]; N],
     iterations: u32,
 ) -> [Zeroizing<[u8; KEY_LEN]>; N] {
-    use sha2::Digest;
-    use sha2::block_api::compress256;
-
     #[cfg(test)]
     DERIVED_HERE.with(|n| n.set(n.get() + N));
+    derive_lanes_on(chosen_loop(), password, salts, iterations)
+}
+
+/// [`derive_lanes`] on a given loop.
+fn derive_lanes_on<const N: usize>(
+    on: Loop,
+    password: &[u8],
+    salts: [&[u8]; N],
+    iterations: u32,
+) -> [Zeroizing<[u8; KEY_LEN]>; N] {
+    use sha2::Digest;
+    use sha2::block_api::compress256;
 
     // HMAC key: the password, hashed first when longer than one block.
     let mut key = Zeroizing::new([0u8; 64]);
@@ -115,13 +187,10 @@ fn derive_lanes<const N: usize>(
     compress256(&mut inner, &ipad[..]);
     compress256(&mut outer, &opad[..]);
 
-    // Each lane's block: the previous U (32 bytes) padded to one block, the
-    // length counting the 64-byte pad block before it: (64 + 32) * 8 bits.
-    let mut blocks = Zeroizing::new([[[0u8; 64]; 1]; N]);
+    // Each lane's U1 = HMAC(password, salt || INT(1)), through the digest
+    // API (once), as words: the sum of the U's starts there.
     let mut acc = Zeroizing::new([[0u32; 8]; N]);
-    let mut state = Zeroizing::new([[0u32; 8]; N]);
     for (lane, salt) in salts.iter().enumerate() {
-        // U1 = HMAC(password, salt || INT(1)), through the digest API (once).
         let mut h = sha2::Sha256::new();
         h.update(ipad[0].as_slice());
         h.update(salt);
@@ -131,22 +200,51 @@ fn derive_lanes<const N: usize>(
         let mut h = sha2::Sha256::new();
         h.update(opad[0].as_slice());
         h.update(ih.as_slice());
-        let block = &mut blocks[lane][0];
-        block[..32].copy_from_slice(&h.finalize());
-        block[32] = 0x80;
-        block[56..].copy_from_slice(&(768u64).to_be_bytes());
-        for (a, w) in acc[lane].iter_mut().zip(block[..32].chunks_exact(4)) {
+        let mut u1 = Zeroizing::new([0u8; 32]);
+        u1.copy_from_slice(&h.finalize());
+        for (a, w) in acc[lane].iter_mut().zip(u1.chunks_exact(4)) {
             *a = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
         }
     }
-    iterate(
-        &inner,
-        &outer,
-        &mut blocks,
-        &mut acc,
-        &mut state,
-        iterations,
-    );
+    match on {
+        #[cfg(target_arch = "x86_64")]
+        Loop::Fused(fused) => {
+            fused.iterate(&inner, &outer, &mut acc, iterations);
+            // The fused loop keeps the HMAC midstates and the U's in
+            // registers, and spills some of them to its stack frame, which
+            // no `Zeroizing` covers: that frame is wiped here.
+            wipe_spilled_stack();
+            #[cfg(test)]
+            {
+                FUSED_HERE.with(|n| n.set(n.get() + 1));
+                if BREAK_FUSED.with(std::cell::Cell::get) {
+                    acc[N - 1][7] ^= 1;
+                }
+            }
+        }
+        Loop::Sha2 => {
+            // Each lane's block: the previous U (32 bytes) padded to one
+            // block, the length counting the 64-byte pad block before it:
+            // (64 + 32) * 8 bits.
+            let mut blocks = Zeroizing::new([[[0u8; 64]; 1]; N]);
+            let mut state = Zeroizing::new([[0u32; 8]; N]);
+            for (block, a) in blocks.iter_mut().zip(acc.iter()) {
+                for (i, w) in a.iter().enumerate() {
+                    block[0][4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+                }
+                block[0][32] = 0x80;
+                block[0][56..].copy_from_slice(&(768u64).to_be_bytes());
+            }
+            iterate(
+                &inner,
+                &outer,
+                &mut blocks,
+                &mut acc,
+                &mut state,
+                iterations,
+            );
+        }
+    }
     std::array::from_fn(|lane| {
         let mut out = Zeroizing::new([0u8; KEY_LEN]);
         for (i, w) in acc[lane].iter().enumerate() {
@@ -154,6 +252,18 @@ fn derive_lanes<const N: usize>(
         }
         out
     })
+}
+
+/// Overwrites the stack below the caller's frame, where the fused loop
+/// that just returned kept its spills (about 0x88 bytes plus the red zone
+/// in a release build; 4 KiB leaves room for other compilers' layouts).
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn wipe_spilled_stack() {
+    use zeroize::Zeroize;
+    let mut below = [0u8; 4096];
+    below.zeroize();
+    std::hint::black_box(&below);
 }
 
 /// Iterations 2..=n of every lane: U = HMAC(P, U), accumulated into `acc`.
@@ -246,6 +356,19 @@ pub fn pbkdf2_sha256_reference(
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations.max(1), out.as_mut_slice());
     out
+}
+
+/// The same derivation on sha2's `compress256`, one call per compression:
+/// the loop used where the CPU has no SHA extensions, benchmarked beside
+/// the fused one.
+#[doc(hidden)]
+pub fn pbkdf2_sha256_sha2_loop(
+    password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+) -> Zeroizing<[u8; KEY_LEN]> {
+    let [key] = derive_lanes_on(Loop::Sha2, password, [salt], iterations);
+    key
 }
 
 /// `N` bytes from the operating system's random generator.
@@ -466,6 +589,54 @@ mod tests {
             assert_eq!(**k, *pbkdf2_sha256_reference(b"pw", s, 50));
         }
         assert!(pbkdf2_sha256_many(b"pw", &[], 50).is_empty());
+    }
+
+    #[test]
+    fn without_sha_ni_the_sha2_loop_derives_and_with_it_the_fused_one() {
+        // Issue 26 point 2: the fused loop only where the CPU has it; the
+        // switch makes this thread act as if it had not. The loop is chosen
+        // first: its self-test runs the fused loop on the choosing thread,
+        // which would count below if this test were the first to choose.
+        let _ = chosen_loop();
+        let fused_runs = || FUSED_HERE.with(std::cell::Cell::get);
+        let want = pbkdf2_sha256_reference(b"pw", b"salt", 1000);
+        NO_SHA_NI.with(|f| f.set(true));
+        let before = fused_runs();
+        let got = pbkdf2_sha256(b"pw", b"salt", 1000);
+        let [a, b] = pbkdf2_sha256_pair(b"pw", [b"salt", b"salt"], 1000);
+        let chosen = chosen_loop();
+        NO_SHA_NI.with(|f| f.set(false));
+        assert!(matches!(chosen, Loop::Sha2), "{chosen:?}");
+        assert_eq!(fused_runs(), before, "the fused loop ran without SHA-NI");
+        assert_eq!(*got, *want);
+        assert_eq!((*a, *b), (*want, *want));
+        #[cfg(target_arch = "x86_64")]
+        {
+            let Some(_) = shani::ShaNi::detect() else {
+                eprintln!("SKIPPED (second half): this CPU has no SHA extensions");
+                return;
+            };
+            let got = pbkdf2_sha256(b"pw", b"salt", 1000);
+            assert_eq!(fused_runs(), before + 1, "the fused loop did not run");
+            assert_eq!(*got, *want);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn a_fused_loop_that_derives_another_key_is_never_chosen() {
+        assert!(matches!(select(None), Loop::Sha2));
+        let Some(found) = shani::ShaNi::detect() else {
+            eprintln!("SKIPPED: this CPU has no SHA extensions");
+            return;
+        };
+        assert!(matches!(select(Some(found)), Loop::Fused(_)));
+        assert!(matches!(chosen_loop(), Loop::Fused(_)));
+        // One bit of the fused result flipped: the self-test refuses it.
+        BREAK_FUSED.with(|f| f.set(true));
+        let chosen = select(Some(found));
+        BREAK_FUSED.with(|f| f.set(false));
+        assert!(matches!(chosen, Loop::Sha2), "{chosen:?}");
     }
 
     #[test]

@@ -472,6 +472,10 @@ pub enum LockNotice {
     /// A temp file a credshift run killed mid-write left next to the
     /// store was removed.
     RemovedTemp { store: String, path: PathBuf },
+    /// Something the store did (or could not do) while the lock was held
+    /// that the user should hear about (no secret in it): a Vault version
+    /// kept in the history, say, or a destroy refused.
+    StoreWarning { store: String, warning: String },
 }
 
 impl fmt::Display for LockNotice {
@@ -487,6 +491,7 @@ impl fmt::Display for LockNotice {
                  mid-write",
                 path.display()
             ),
+            LockNotice::StoreWarning { store, warning } => write!(f, "{store}: {warning}"),
         }
     }
 }

@@ -1031,7 +1031,8 @@ fn method_calls(log: &str, member: &str) -> usize {
 /// written, so it never trusts the paths the writes remember): 40 new
 /// items written, read back, overwritten and read back again make 2 + 2
 /// `SearchItems` calls (2 + 80 before, 160 before that), one `CreateItem`
-/// per new item and one `GetSecret` per read. Counted with `dbus-monitor` on a bus of the
+/// per new item, one `GetSecret` per read and one `OpenSession` (the
+/// store's one connection; 3 before). Counted with `dbus-monitor` on a bus of the
 /// test's own, the batches run in a child process (the ignored test below).
 #[test]
 fn a_batch_searches_the_service_once_not_once_per_item() {
@@ -1079,6 +1080,11 @@ fn a_batch_searches_the_service_once_not_once_per_item() {
     assert!(out.contains("1 passed"), "{out}{err}");
     let log = std::fs::read_to_string(&log_path).unwrap();
     let count = |m: &str| method_calls(&log, m);
+    assert_eq!(
+        count("OpenSession"),
+        1,
+        "one connection and session for the store, batches and searches alike"
+    );
     assert_eq!(count("CreateItem"), 40, "one per new item");
     assert_eq!(count("GetSecret"), 80, "one per item read");
     assert_eq!(count("SetSecret"), 40, "one per overwrite");

@@ -615,6 +615,12 @@ const UNSAFE_ALLOWED: &[(&str, usize, &str)] = &[
          runtime detection is unsafe by the language's rule",
     ),
     (
+        "crypto/kdf/shani.rs",
+        1,
+        "calling the fused SHA-NI PBKDF2 loop (#[target_feature]) after \
+         runtime detection is unsafe by the language's rule (issue 26)",
+    ),
+    (
         "tui/worker.rs",
         1,
         "glibc's malloc_trim has no safe wrapper; Linux/glibc only, and \

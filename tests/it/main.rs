@@ -52,6 +52,7 @@ mod rekey;
 mod rekey_crash;
 mod rekey_pg;
 mod rekey_recovery;
+mod rekey_signals;
 mod rekey_tui_e2e;
 mod rekey_wizard;
 mod replan;

@@ -452,3 +452,81 @@ fn a_postgres_batch_swaps_only_cells_that_still_hold_their_old_value() {
     assert_eq!(now[2], None);
     assert_eq!(now[3].as_deref(), Some(c.value.as_str()), "untouched");
 }
+
+/// Two processes on one PostgreSQL store: a `resume` that waited for the
+/// store's lock while another run rolled the rekey back (here `rollback`,
+/// as a cancelled run's rollback does) reads the journal again under the
+/// lock and refuses: it must not rekey the store again under a journal
+/// that says "rolled back". Every value stays under the old key.
+#[test]
+fn a_resume_that_waited_for_the_lock_refuses_a_rekey_rolled_back_meanwhile() {
+    let Some(db) = pg::fresh_db() else { return };
+    let url = db.url();
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/schema.sql"));
+    pg::run_sql_file(&url, &support::fixture("prompttrain-db/data.sql"));
+    let old_text =
+        std::fs::read_to_string(support::fixture("prompttrain-db/CREDENTIAL_ENCRYPTION_KEY"))
+            .unwrap()
+            .trim()
+            .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let new_file = private_file(
+        &dir.path().join("new.key"),
+        "waiting-resume-new-master-key-0123456789abcdef\n",
+    );
+    let spec = format!("prompttrain-db:{url}");
+    let before = account_values(&url);
+    let cmd = |extra: &[&str]| {
+        let mut c = credshift(&state);
+        c.env("CREDENTIAL_ENCRYPTION_KEY", &old_text)
+            .args(["--new-key-file", new_file.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    // Stopped after its plan: nothing written yet.
+    let (out, _, stderr) =
+        run(cmd(&["rekey", "--store", &spec, "--yes"]).env("CREDSHIFT_CRASH_AT", "2"));
+    assert_eq!(out.status.code(), None, "not an abort: {stderr}");
+    let id = support::only_id(&state);
+    // The rollback takes the locks and holds them until `hold` is removed.
+    let hold = dir.path().join("hold");
+    let rollback = cmd(&["rollback", "--migration-id", &id, "--yes"])
+        .env("CREDSHIFT_HOLD_LOCKS", &hold)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !hold.exists() {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the rollback never took its locks"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The resume reads the journal (interrupted) and waits for the lock.
+    let resume = cmd(&["resume", "--migration-id", &id, "--yes", "--json"])
+        .env("CREDSHIFT_LOCK_WAIT", "60")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::remove_file(&hold).unwrap();
+    let out = rollback.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = resume.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("was rolled back"), "{stderr}");
+    assert_eq!(
+        account_values(&url),
+        before,
+        "every value under the old key"
+    );
+    let (_, hist, _) = run(credshift(&state).args(["history", "--json"]));
+    assert_eq!(support::json(&hist)[0]["status"], "rolled_back");
+}

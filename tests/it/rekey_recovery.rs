@@ -473,7 +473,7 @@ fn history_lists_a_rekey_whose_journal_is_damaged_with_its_path() {
 
 /// A Laravel table with enough rows for dozens of batches (1, 2, 4, ...
 /// 256): a signal sent after the first few lands while batches remain.
-fn sigint_rows(dir: &Path) -> PathBuf {
+pub(crate) fn sigint_rows(dir: &Path) -> PathBuf {
     let db = support::fragments_db(&dir.join("app.sqlite"));
     let old = AppKey::parse(&Secret::new(support::fragments_app_key())).unwrap();
     support::laravel::insert_rows(
@@ -490,7 +490,7 @@ fn sigint_rows(dir: &Path) -> PathBuf {
 }
 
 /// SIGINT to a running child, then its exit code, stdout and stderr.
-fn interrupt(child: std::process::Child) -> (Option<i32>, String, String) {
+pub(crate) fn interrupt(child: std::process::Child) -> (Option<i32>, String, String) {
     // SAFETY: signalling our own child process.
     assert_eq!(
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },

@@ -439,7 +439,14 @@ path "secret/destroy/nd/*" { capabilities = ["deny"] }
         "overwrite",
     ]);
     let mid = report["migration_id"].as_str().unwrap().to_string();
-    cmd(&["rollback", "--migration-id", &mid]);
+    let back = cmd(&["rollback", "--migration-id", &mid]);
+    // The refused destroy is in the report, not dropped.
+    let notices = back["notices"].to_string();
+    assert!(notices.contains("not destroyed"), "{notices}");
+    assert!(
+        !notices.contains("sk-proj") && !notices.contains("ghp_"),
+        "{notices}"
+    );
     assert_eq!(
         bao.kv_field("secret/nd/env", "OPENAI_API_KEY").as_deref(),
         Some("old-value-1")
@@ -463,6 +470,7 @@ path "secret/destroy/nd/*" { capabilities = ["deny"] }
         .expect("history kept");
     let current = meta["data"]["current_version"].to_string();
     let latest = &meta["data"]["versions"][&current];
+    assert!(latest.is_object(), "{meta}");
     assert_ne!(latest["deletion_time"], "", "{meta}");
     assert_eq!(bao.kv_field("secret/nd/fresh/env", "GITHUB_TOKEN"), None);
 }
@@ -694,12 +702,27 @@ fn cleanup_of_vault_as_a_source_destroys_only_the_verified_fields() {
         .as_u64()
         .unwrap();
     assert_eq!(current, 3, "one patch removed the field");
+    // Version 1 also holds org's older value o-1, in no other version: a
+    // destroy would take it too, so version 1 stays (and the moved value
+    // with it), and the report says so, naming the secret and field.
     for (v, text) in bao.every_version("secret/src/openai") {
-        assert!(
-            !text.contains("sk-src-0000"),
-            "version {v} still holds it: {text}"
-        );
+        assert_eq!(text.contains("sk-src-0000"), v == 1, "version {v}: {text}");
     }
+    let kept = bao.every_version("secret/src/openai");
+    assert!(
+        kept.iter().any(|(v, text)| *v == 1 && text.contains("o-1")),
+        "org's older value was destroyed: {kept:?}"
+    );
+    let report = json(&stdout);
+    let notices = report["notices"].to_string();
+    assert!(
+        notices.contains("version 1 kept") && notices.contains("org"),
+        "{notices}"
+    );
+    assert!(
+        !notices.contains("sk-src") && !notices.contains("o-1"),
+        "{notices}"
+    );
 }
 
 #[test]
@@ -1286,4 +1309,43 @@ fn a_field_changed_before_a_compared_delete_stays() {
     let a_now = now.read(&a.id).unwrap().unwrap();
     assert_eq!(a_now.secret.expose(), "another-clients-value");
     assert!(now.read(&b.id).unwrap().is_none());
+}
+
+/// Each engine batch writes a secret once: a migration of many items into
+/// one secret makes many versions, and KV prunes the oldest past
+/// max_versions. History from before the run pushed out that way is said
+/// in the report, naming the secret (never a value).
+#[test]
+fn history_pruned_by_max_versions_is_reported() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    bao.run(&["write", "secret/config", "max_versions=3"]);
+    bao.run(&["kv", "put", "secret/mv/env", "OLD=rotated-out-0001"]);
+    bao.run(&["kv", "put", "secret/mv/env", "OLD=current-0002"]);
+    let env = dir.path().join("many.env");
+    let pairs: Vec<(String, String)> = (0..8)
+        .map(|i| (format!("KEY_{i}"), format!("value-{i:04}-pruned-test")))
+        .collect();
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    write_env(&env, &refs);
+    let from = format!("dotenv:{}", env.display());
+    let (code, stdout, stderr) = bao.migrate(&state, &from, &bao.spec("secret/mv"), &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let current = bao.kv_metadata("secret/mv/env").unwrap()["data"]["current_version"]
+        .as_u64()
+        .unwrap();
+    assert!(current > 4, "one batch per version: {current}");
+    let notices = json(&stdout)["notices"].to_string();
+    assert!(
+        notices.contains("secret/mv/env") && notices.contains("max_versions is 3"),
+        "{notices}"
+    );
+    assert!(
+        !notices.contains("value-0") && !notices.contains("0002"),
+        "{notices}"
+    );
 }

@@ -74,6 +74,33 @@ pub enum NewKeyKind {
     SamePassphrase,
 }
 
+/// Why a rollback of a rekey began, so a later report (after a crash and
+/// a `rollback` that completes it) still says what the user did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackReason {
+    /// `credshift rollback`.
+    Requested,
+    /// A cancelled `rekey` (Ctrl-C, SIGTERM, the wizard's cancel).
+    CancelledRekey,
+    /// A cancelled `resume`: the whole rekey, the resumed run's part too.
+    CancelledResume,
+}
+
+impl RollbackReason {
+    /// The report's `rollback_reason` once the rollback is complete.
+    pub fn done_text(self) -> &'static str {
+        match self {
+            RollbackReason::Requested => "rolled back on request",
+            RollbackReason::CancelledRekey => "cancelled: what was rekeyed was put back",
+            RollbackReason::CancelledResume => {
+                "cancelled: every value this rekey wrote, before the resume and during it, was \
+                 put back under the old key"
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RekeyRecord {
@@ -122,7 +149,12 @@ pub enum RekeyRecord {
         failed: Vec<CellNote>,
     },
     RekeyResumed,
-    RekeyRollbackStarted,
+    RekeyRollbackStarted {
+        /// Why it began; absent in journals written before it was
+        /// recorded (a rollback asked for, as every one was then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<RollbackReason>,
+    },
     RekeyUndone {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         restored: Vec<CellRef>,
@@ -240,6 +272,8 @@ pub struct RekeyState {
     /// The rekey finished once (the application may run on the new key).
     pub completed_once: bool,
     pub rolling_back: bool,
+    /// Why the first rollback began (a later one only completes it).
+    pub rollback_reason: Option<RollbackReason>,
     pub rolled_back: Option<bool>,
     pub finished: Option<MigrationStatus>,
     pub lines: Vec<RekeyLine>,
@@ -271,6 +305,7 @@ impl RekeyState {
             left: BTreeMap::new(),
             completed_once: false,
             rolling_back: false,
+            rollback_reason: None,
             rolled_back: None,
             finished: None,
             lines: Vec::new(),
@@ -351,7 +386,10 @@ impl RekeyState {
                 }
             }
             RekeyRecord::RekeyResumed => self.finished = None,
-            RekeyRecord::RekeyRollbackStarted => {
+            RekeyRecord::RekeyRollbackStarted { reason } => {
+                if !self.rolling_back {
+                    self.rollback_reason = Some(reason.unwrap_or(RollbackReason::Requested));
+                }
                 self.rolling_back = true;
                 self.rolled_back = Some(false);
             }

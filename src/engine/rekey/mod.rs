@@ -46,7 +46,7 @@ pub mod keygen;
 mod recover;
 
 pub use codec::{NewKey, Under};
-pub use journal::{NewKeyKind, RekeyRecord, RekeyState, is_rekey};
+pub use journal::{NewKeyKind, RekeyRecord, RekeyState, RollbackReason, is_rekey};
 pub use recover::{
     forget_backup, history, partial_rollback_refusal, report_of, resume, resume_cancellable,
     rollback, rollback_only, verify,
@@ -427,10 +427,10 @@ fn run_batches(
     let total = todo.len();
     let mut rest = todo.into_iter();
     let mut done = 0;
-    for size in batches(format, total) {
+    for (i, size) in batches(format, total).into_iter().enumerate() {
         // Between batches only: a batch journaled as begun always ends.
         if cancel.load(Ordering::SeqCst) {
-            return Ok(Ran::Cancelled);
+            return Ok(Ran::Cancelled { batches: i });
         }
         let batch: Vec<(Cell, Plain)> = rest.by_ref().take(size).collect();
         run_batch(j, cells, codec, &batch)?;
@@ -444,8 +444,8 @@ fn run_batches(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ran {
     Whole,
-    /// Stopped between batches by a cancel.
-    Cancelled,
+    /// Stopped between batches by a cancel, after this many batches.
+    Cancelled { batches: usize },
 }
 
 /// Rekey a store: plan, back up, rewrite in journaled batches, read back.
@@ -491,7 +491,7 @@ pub fn run_cancellable(
         )?;
         Ok((identity, locks, cells, s))
     });
-    let (identity, locks, mut cells, s) = match planned {
+    let (identity, locks, cells, s) = match planned {
         Ok(p) => p,
         Err(e) => {
             // Nothing was written: leave no empty migration behind.
@@ -540,46 +540,49 @@ pub fn run_cancellable(
         cells: old.len(),
     })?;
     let todo: Vec<(Cell, Plain)> = s.todo.into_iter().map(|(c, _, p)| (c, p)).collect();
+    let mut held = recover::Held {
+        journal: j,
+        cells,
+        locks,
+    };
     let ran = run_batches(
-        &mut j,
+        &mut held.journal,
         format,
-        cells.as_mut(),
+        held.cells.as_mut(),
         s.codec.as_ref(),
         todo,
         progress,
         cancel,
     )?;
-    if ran == Ran::Cancelled {
-        // The rollback takes the store's lock again through the session
-        // preamble: this run's is released first.
-        drop((cells, j, locks));
-        return put_back_cancelled(
+    if let Ran::Cancelled { .. } = ran {
+        // Put back under the locks this run holds (released, another run
+        // waiting for them could finish the rekey before it is undone).
+        return Ok(recover::put_back_cancelled(
             state_dir,
-            &id,
-            opts,
-            "cancelled: what was rekeyed was put back",
-        );
+            &mut held,
+            RollbackReason::CancelledRekey,
+            "rekey",
+        ));
     }
-    let mut report = finish(&mut j, state_dir, "rekey")?;
-    report.notices = locks.notices();
+    let mut report = finish(&mut held.journal, state_dir, "rekey")?;
+    signal_after_the_last_batch(&mut report, cancel);
+    report.notices = held.locks.notices();
     Ok(report)
 }
 
-/// A cancelled run (a rekey or its resume), its locks already released:
-/// the whole rekey is rolled back so that the store ends under one key,
-/// the old one, and the report says it was cancelled.
-fn put_back_cancelled(
-    state_dir: &Path,
-    id: &MigrationId,
-    opts: &KeyOptions,
-    reason: &str,
-) -> Result<RekeyReport> {
-    let mut report = rollback(state_dir, id, opts)?;
-    report.cancelled = true;
-    if report.rolled_back {
-        report.rollback_reason = Some(reason.into());
+/// A signal that came during the last batch (or after it) found nothing
+/// left to stop: the rekey ran to its end, and is kept (undoing a finished
+/// rekey is `rollback`, which the user can still run). The report says
+/// the signal was seen, so a Ctrl-C never passes in silence.
+fn signal_after_the_last_batch(report: &mut RekeyReport, cancel: &AtomicBool) {
+    if cancel.load(Ordering::SeqCst) {
+        report.warnings.push(format!(
+            "a stop request (Ctrl-C, SIGTERM or the wizard's cancel) arrived during the last \
+             batch, when nothing was left to stop: the rekey ran to its end. To undo it, run \
+             `credshift rollback --migration-id {}`",
+            report.migration_id
+        ));
     }
-    Ok(report)
 }
 
 /// Journal the outcome and write the audit line.
@@ -623,3 +626,6 @@ fn changed_store(st: &RekeyState, e: StoreError) -> EngineError {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cancel_tests;

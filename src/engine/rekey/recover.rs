@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::credential::ct_eq_bytes;
 use crate::engine::audit;
@@ -21,11 +21,11 @@ use super::backup;
 use super::codec::{self, NewKey, Plain, Under};
 use super::journal::{
     CellNote, PlannedCell, REKEY_BACKUP_FILE, REKEY_BACKUP_KEY, REKEY_JOURNAL_FILE, RekeyJournal,
-    RekeyRecord, RekeyState, fp,
+    RekeyRecord, RekeyState, RollbackReason, fp,
 };
 use super::{
     KeyCount, LocationNote, Ran, RekeyProgress, RekeyReport, changed_store, finish, load,
-    put_back_cancelled, rekey_dir, run_batches, spec_of, under_keys,
+    rekey_dir, run_batches, signal_after_the_last_batch, spec_of, under_keys,
 };
 
 /// The text `history` and reports show as a rekey's target.
@@ -109,6 +109,14 @@ fn next_steps(st: &RekeyState, status: MigrationStatus) -> Vec<String> {
                 ));
             }
             return steps;
+        }
+        MigrationStatus::Interrupted if st.rolling_back => {
+            // `resume` refuses once a rollback began; the swap back is one
+            // transaction, so `rollback` can always complete it.
+            return vec![format!(
+                "A rollback of this rekey began and did not finish: complete it with `credshift \
+                 rollback --migration-id {id}`; until then the application needs both keys."
+            )];
         }
         MigrationStatus::Interrupted => {
             return vec![format!(
@@ -215,7 +223,12 @@ pub fn report_of(st: &RekeyState) -> RekeyReport {
         failed: st.failed.len(),
         rolled_back: st.rolled_back == Some(true),
         rollback_reason: match st.rolled_back {
-            Some(true) => Some("rolled back on request".into()),
+            Some(true) => Some(
+                st.rollback_reason
+                    .unwrap_or(RollbackReason::Requested)
+                    .done_text()
+                    .into(),
+            ),
             Some(false) => Some(format!(
                 "the rollback is incomplete, run `credshift rollback --migration-id {}`",
                 st.id
@@ -238,6 +251,11 @@ pub fn report_of(st: &RekeyState) -> RekeyReport {
 
 /// The audit line of a rekey action (best effort: the journal has it).
 pub(super) fn audit(state_dir: &Path, st: &RekeyState, action: &str) {
+    audit_as(state_dir, st, action, status_word(st.status()));
+}
+
+/// [`audit`] with its outcome given (`cancelled`).
+fn audit_as(state_dir: &Path, st: &RekeyState, action: &str, outcome: &str) {
     let r = report_of(st);
     let _ = audit::append(
         state_dir,
@@ -246,7 +264,7 @@ pub(super) fn audit(state_dir: &Path, st: &RekeyState, action: &str) {
             from: Some(r.from.clone()),
             to: Some(r.to.clone()),
             migration_id: Some(st.id.0.clone()),
-            outcome: status_word(st.status()),
+            outcome,
             counts: Totals {
                 total: r.total,
                 copied: r.copied,
@@ -260,10 +278,10 @@ pub(super) fn audit(state_dir: &Path, st: &RekeyState, action: &str) {
 }
 
 /// The recorded store, opened and locked, with its journal and cells.
-struct Held {
-    journal: RekeyJournal,
-    cells: Box<dyn RawCells>,
-    locks: Locks,
+pub(super) struct Held {
+    pub(super) journal: RekeyJournal,
+    pub(super) cells: Box<dyn RawCells>,
+    pub(super) locks: Locks,
 }
 
 fn hold(state_dir: &Path, id: &MigrationId, opts: &KeyOptions, usage: Use) -> Result<Held> {
@@ -323,25 +341,15 @@ pub fn resume_cancellable(
     cancel: &AtomicBool,
 ) -> Result<RekeyReport> {
     let st = load(state_dir, id)?;
-    match (st.status(), st.rolled_back) {
-        (MigrationStatus::Completed, _) => return Ok(report_of(&st)),
-        (MigrationStatus::RolledBack, _) => {
-            return Err(EngineError::Refused(format!(
-                "rekey {id} was rolled back; start a new rekey instead"
-            )));
-        }
-        (_, Some(false)) => {
-            return Err(EngineError::Refused(format!(
-                "a rollback of rekey {id} did not finish; complete it with `credshift rollback \
-                 --migration-id {id}`"
-            )));
-        }
-        _ => {}
+    if let Some(done) = not_resumable(&st)? {
+        return Ok(done);
     }
     let mut held = hold(state_dir, id, opts, Use::WRITE)?;
+    // Again under the lock: a run that held it meanwhile (a `rollback`, a
+    // cancelled run's rollback, another resume) may have moved it on.
     let st = held.journal.state.clone();
-    if st.status() == MigrationStatus::Completed {
-        return Ok(report_of(&st));
+    if let Some(done) = not_resumable(&st)? {
+        return Ok(done);
     }
     let format = st
         .format
@@ -357,6 +365,12 @@ pub fn resume_cancellable(
     }
     let all = held.cells.cells()?;
     let codec = codec::build(format, &st.store, &all, opts, new)?;
+    // A signal while it waited for the lock or derived the keys: this run
+    // has written nothing, so nothing is undone either (the earlier run's
+    // part is not this run's to throw away).
+    if cancel.load(Ordering::SeqCst) {
+        return Ok(cancelled_unchanged(state_dir, &held));
+    }
     let now: BTreeMap<CellRef, Cell> = all.into_iter().map(|c| (c.at.clone(), c)).collect();
     refuse_another_new_key(&st, &now, codec.as_ref())?;
     held.journal.append(RekeyRecord::RekeyResumed)?;
@@ -442,20 +456,105 @@ pub fn resume_cancellable(
         progress,
         cancel,
     )?;
-    if ran == Ran::Cancelled {
-        // The rollback takes the locks again: these are released first.
-        drop(held);
-        return put_back_cancelled(
-            state_dir,
-            id,
-            opts,
-            "cancelled: every value this rekey wrote, before the resume and during it, was \
-             put back under the old key",
-        );
+    match ran {
+        // Stopped before its first batch: the store is as the killed run
+        // left it, and the journal's new records change nothing of it.
+        Ran::Cancelled { batches: 0 } => return Ok(cancelled_unchanged(state_dir, &held)),
+        Ran::Cancelled { .. } => {
+            return Ok(put_back_cancelled(
+                state_dir,
+                &mut held,
+                RollbackReason::CancelledResume,
+                "resume",
+            ));
+        }
+        Ran::Whole => {}
     }
     let mut report = finish(&mut held.journal, state_dir, "resume")?;
+    signal_after_the_last_batch(&mut report, cancel);
     report.notices = held.locks.notices();
     Ok(report)
+}
+
+/// A resume cancelled before it wrote to the store: the rekey's report as
+/// it stands (still interrupted, resumable), saying so.
+fn cancelled_unchanged(state_dir: &Path, held: &Held) -> RekeyReport {
+    let st = &held.journal.state;
+    audit_as(state_dir, st, "resume", "cancelled");
+    let mut report = report_of(st);
+    report.cancelled = true;
+    let keys = if st.begun.is_empty() {
+        "no value under the new key yet"
+    } else {
+        "values it rekeyed under the new key, the rest under the old one: the application \
+         needs both keys"
+    };
+    report.warnings.push(format!(
+        "cancelled before its first batch: nothing was changed by this run. The rekey is still \
+         interrupted as the earlier run left it ({keys}): finish it with `credshift resume \
+         --migration-id {id}` or undo it with `credshift rollback --migration-id {id}`",
+        id = st.id
+    ));
+    report.notices = held.locks.notices();
+    report
+}
+
+/// A cancelled run (a rekey or its resume), still under its locks: the
+/// whole rekey is rolled back so that the store ends under one key, the old
+/// one (under two, the application cannot read it), and the report says it
+/// was cancelled. A rollback that fails is a report too, with what state
+/// the store is in and what to run: the run must still say it stopped.
+pub(super) fn put_back_cancelled(
+    state_dir: &Path,
+    held: &mut Held,
+    reason: RollbackReason,
+    action: &str,
+) -> RekeyReport {
+    audit_as(state_dir, &held.journal.state, action, "cancelled");
+    let mut report = match rollback_held(state_dir, held, reason) {
+        Ok(r) => r,
+        Err(e) => {
+            let st = &held.journal.state;
+            let id = &st.id;
+            let mut r = report_of(st);
+            r.warnings.push(if st.rolling_back {
+                format!(
+                    "the rollback after the cancel did not finish ({e}): some values may still \
+                     be under the new key and the rest under the old one, so the application \
+                     needs both keys until `credshift rollback --migration-id {id}` completes it"
+                )
+            } else {
+                format!(
+                    "the rollback after the cancel could not start ({e}): the values rekeyed so \
+                     far are under the new key and the rest under the old one, so the \
+                     application needs both keys; put them back with `credshift rollback \
+                     --migration-id {id}` or finish the rekey with `credshift resume \
+                     --migration-id {id}`"
+                )
+            });
+            r.notices = held.locks.notices();
+            r
+        }
+    };
+    report.cancelled = true;
+    report
+}
+
+/// The report of a rekey already completed, a refusal for one rolled back
+/// (or whose rollback did not finish), or `None`: resumable.
+fn not_resumable(st: &RekeyState) -> Result<Option<RekeyReport>> {
+    let id = &st.id;
+    match (st.status(), st.rolled_back) {
+        (MigrationStatus::Completed, _) => Ok(Some(report_of(st))),
+        (MigrationStatus::RolledBack, _) => Err(EngineError::Refused(format!(
+            "rekey {id} was rolled back; start a new rekey instead"
+        ))),
+        (_, Some(false)) => Err(EngineError::Refused(format!(
+            "a rollback of rekey {id} did not finish; complete it with `credshift rollback \
+             --migration-id {id}`"
+        ))),
+        _ => Ok(None),
+    }
 }
 
 /// A resume given another new key than the run it finishes would leave
@@ -533,14 +632,27 @@ pub fn rollback(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result
         return Ok(report_of(&st));
     }
     let mut held = hold(state_dir, id, opts, Use::WRITE)?;
+    rollback_held(state_dir, &mut held, RollbackReason::Requested)
+}
+
+/// [`rollback`] under locks already held (its own, or those of the run a
+/// cancel stopped: never released in between, so no other run can finish
+/// or change the rekey before it is put back).
+pub(super) fn rollback_held(
+    state_dir: &Path,
+    held: &mut Held,
+    reason: RollbackReason,
+) -> Result<RekeyReport> {
     let st = held.journal.state.clone();
     if st.rolled_back == Some(true) {
         return Ok(report_of(&st));
     }
     let old = backup_of(&st)?;
-    held.journal.append(RekeyRecord::RekeyRollbackStarted)?;
+    held.journal.append(RekeyRecord::RekeyRollbackStarted {
+        reason: Some(reason),
+    })?;
     let ats: Vec<CellRef> = st.begun.keys().cloned().collect();
-    let (restored, kept, left) = put_back(&mut held, &st, &old, &ats)?;
+    let (restored, kept, left) = put_back(held, &st, &old, &ats)?;
     let complete = kept.is_empty();
     held.journal.append(RekeyRecord::RekeyUndone {
         restored,

@@ -384,7 +384,7 @@ fn a_rollback_of_a_finished_rekey_says_to_switch_back_and_closes_over_the_apps_c
             RekeyRecord::RekeyFinished {
                 status: MigrationStatus::Completed,
             },
-            RekeyRecord::RekeyRollbackStarted,
+            RekeyRecord::RekeyRollbackStarted { reason: None },
             RekeyRecord::RekeyUndone {
                 restored: vec![cell("1")],
                 kept: Vec::new(),

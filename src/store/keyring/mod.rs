@@ -61,6 +61,7 @@ pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
         platform::LIMIT,
         Box::new(platform::connect),
     )?;
+    store.connect_ahead();
     Ok(Box::new(store))
 }
 
@@ -317,6 +318,18 @@ impl KeyringStore {
             jobs,
             stuck: Mutex::new(None),
         })
+    }
+
+    /// Start connecting on the worker now, without waiting: a connection
+    /// (D-Bus, then a Diffie-Hellman session) takes milliseconds that the
+    /// caller's own work (locks, the journal and its fsyncs) can cover. A
+    /// connection that fails or hangs here is met by the first call, as
+    /// before: it connects again, or times out.
+    fn connect_ahead(&self) {
+        let job: Job = Box::new(|conn: &mut Conn| {
+            let _ = conn.backend();
+        });
+        let _ = self.jobs.send(job);
     }
 
     fn seconds(&self) -> u64 {

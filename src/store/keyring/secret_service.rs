@@ -1,8 +1,12 @@
 //! Secret Service (freedesktop) on Linux and the BSDs.
 //!
 //! Single calls go through keyring 4's Secret Service store (keyring-core),
-//! guarded by a lock-aware search. Batches go through the async API of the
-//! `secret-service` crate on a connection of their own: the calls for a
+//! guarded by a lock-aware search. Everything else (the lock state, the
+//! searches, every batch) goes through the async API of the
+//! `secret-service` crate on one connection and session, opened when the
+//! store connects (keyring-core's own connection only when a single call
+//! needs it: each connection costs a Diffie-Hellman exchange on both
+//! sides, and a migration makes no single call). In a batch the calls for a
 //! group of up to [`WINDOW`] items are sent together and their replies
 //! awaited together (pipelined), so a batch costs a few round trips per
 //! group instead of about ten per item. A write batch searches the service
@@ -23,7 +27,6 @@ use std::sync::Arc;
 
 use futures_util::future::{join, join_all};
 use keyring_core::api::CredentialStoreApi;
-use secret_service::blocking::SecretService;
 use secret_service::{EncryptionType, Error as SsError, SearchItemsResult};
 use zeroize::Zeroize;
 use zvariant::OwnedObjectPath;
@@ -71,28 +74,24 @@ pub(crate) const LIMIT: Limit = Limit {
 
 pub(crate) fn connect(service: &str) -> Result<Box<dyn Backend>, Fail> {
     // Transport encryption on: secrets cross D-Bus inside a DH session.
-    let ss = SecretService::connect(EncryptionType::Dh).map_err(unavailable)?;
-    let store = zbus_secret_service_keyring_store::Store::new()
-        .map_err(|e| Fail::Unavailable(core_error(e)))?;
+    let pipe = async_io::block_on(Async::connect(EncryptionType::Dh)).map_err(unavailable)?;
     Ok(Box::new(SecretServiceBackend {
         service: service.to_string(),
-        ss,
-        store,
-        pipe: None,
+        store: None,
+        pipe,
         known: Known::new(),
     }))
 }
 
 struct SecretServiceBackend {
     service: String,
-    /// Lock state and lock-aware search (keyring-core's search unlocks
-    /// locked items with a prompt; we report them instead).
-    ss: SecretService<'static>,
-    /// keyring 4's Secret Service store: every single read, write and delete.
-    store: Arc<zbus_secret_service_keyring_store::Store>,
-    /// The async API on its own connection and session, for batches;
-    /// opened by the first batch.
-    pipe: Option<Async>,
+    /// keyring 4's Secret Service store: every single read, write and
+    /// delete; connected by the first of them.
+    store: Option<Arc<zbus_secret_service_keyring_store::Store>>,
+    /// The async API: lock state, lock-aware searches (keyring-core's
+    /// search unlocks locked items with a prompt; we report them instead)
+    /// and every batch.
+    pipe: Async,
     known: Known,
 }
 
@@ -212,32 +211,28 @@ impl SecretServiceBackend {
     /// Items of this service (and user, when given): (unlocked, locked) counts
     /// checked before any keyring-core call, so that nothing prompts.
     fn guard(&self, user: &str) -> Result<usize, Fail> {
-        let found = self
-            .ss
-            .search_items(HashMap::from([
-                ("service", self.service.as_str()),
-                ("username", user),
-            ]))
-            .map_err(ss_fail)?;
-        Ok(the_one(found)?.map_or(0, |_| 1))
+        let found = async_io::block_on(find(&self.pipe, &self.service, user))?;
+        Ok(found.map_or(0, |_| 1))
     }
 
-    /// The batch connection, opened by the first batch, and what it knows.
+    /// The connection and what it knows of this service's items.
     fn pipe(&mut self) -> Result<(&Async, &mut Known), Fail> {
-        if self.pipe.is_none() {
-            let ss = async_io::block_on(Async::connect(EncryptionType::Dh)).map_err(unavailable)?;
-            self.pipe = Some(ss);
-        }
-        match self.pipe.as_ref() {
-            Some(ss) => Ok((ss, &mut self.known)),
-            None => Err(Fail::Unavailable("keyring connection lost".into())),
-        }
+        Ok((&self.pipe, &mut self.known))
     }
 
-    fn entry(&self, user: &str) -> Result<keyring_core::Entry, Fail> {
+    fn entry(&mut self, user: &str) -> Result<keyring_core::Entry, Fail> {
+        let store = match &self.store {
+            Some(store) => store.clone(),
+            None => {
+                let store = zbus_secret_service_keyring_store::Store::new()
+                    .map_err(|e| Fail::Unavailable(core_error(e)))?;
+                self.store = Some(store.clone());
+                store
+            }
+        };
         let label = format!("{} {user} (credshift)", self.service);
         let mods = HashMap::from([("label", label.as_str())]);
-        self.store
+        store
             .build(&self.service, user, Some(&mods))
             .map_err(core_fail)
     }
@@ -246,9 +241,10 @@ impl SecretServiceBackend {
 impl Backend for SecretServiceBackend {
     fn state(&mut self) -> Result<State, Fail> {
         let mut st = State::default();
-        match self.ss.get_default_collection() {
+        let ss = &self.pipe;
+        match async_io::block_on(ss.get_default_collection()) {
             Ok(c) => {
-                st.locked = c.is_locked().map_err(ss_fail)?;
+                st.locked = async_io::block_on(c.is_locked()).map_err(ss_fail)?;
                 st.writable = true;
                 // gnome-keyring's `session` collection lives in memory only.
                 st.persistent = !c.collection_path.as_str().ends_with("/session");
@@ -263,10 +259,10 @@ impl Backend for SecretServiceBackend {
             }
             Err(e) => return Err(ss_fail(e)),
         }
-        let found = self
-            .ss
-            .search_items(HashMap::from([("service", self.service.as_str())]))
-            .map_err(ss_fail)?;
+        let found = async_io::block_on(
+            ss.search_items(HashMap::from([("service", self.service.as_str())])),
+        )
+        .map_err(ss_fail)?;
         st.item_count = found.unlocked.len() + found.locked.len();
         if !found.locked.is_empty() && !st.locked {
             st.warnings.push(format!(
@@ -353,19 +349,10 @@ impl Backend for SecretServiceBackend {
 
     fn set(&mut self, user: &str, secret: &Secret, kind: &str, metadata: &str) -> Result<(), Fail> {
         let existed = self.guard(user)? == 1;
-        if !existed {
-            match self.ss.get_default_collection() {
-                Ok(c) if c.is_locked().map_err(ss_fail)? => {
-                    return Err(ss_fail(SsError::Locked));
-                }
-                Ok(_) => {}
-                Err(SsError::NoResult) => {
-                    return Err(Fail::Unavailable(
-                        "the Secret Service has no default collection to write to".into(),
-                    ));
-                }
-                Err(e) => return Err(ss_fail(e)),
-            }
+        if !existed && async_io::block_on(default_collection(&self.pipe))?.is_none() {
+            return Err(Fail::Unavailable(
+                "the Secret Service has no default collection to write to".into(),
+            ));
         }
         let entry = self.entry(user)?;
         entry

@@ -103,6 +103,44 @@ fn a_connect_failure_is_reported_as_unavailable_with_its_reason() {
     );
 }
 
+/// `connect_ahead` connects on the worker before any call (so the
+/// connection's cost overlaps the caller's own work), and a connection that
+/// failed then is made by the first call instead, once.
+#[test]
+fn connecting_ahead_connects_before_the_first_call_and_a_failure_is_retried_by_it() {
+    let (tx, attempts) = mpsc::channel::<usize>();
+    let n = Arc::new(Mutex::new(0usize));
+    let map = Shared::default();
+    let store = KeyringStore::with_backend(
+        spec("svc-ahead"),
+        "svc-ahead".into(),
+        Duration::from_secs(5),
+        NO_LIMIT,
+        Box::new(move |svc| {
+            let mut n = n.lock().unwrap();
+            *n += 1;
+            let _ = tx.send(*n);
+            if *n == 1 {
+                return Err(Fail::Unavailable("not yet".into()));
+            }
+            let store: Arc<keyring_core::CredentialStore> = Arc::new(MemStore(map.clone()));
+            Ok(Box::new(CompanionBackend::new(store, svc)) as Box<dyn Backend>)
+        }),
+    )
+    .unwrap();
+    store.connect_ahead();
+    assert_eq!(
+        attempts.recv_timeout(Duration::from_secs(5)),
+        Ok(1),
+        "connected with no call made"
+    );
+    let c = Credential::new(CredentialId::new("ns", "k"), Kind::ApiKey, "sk-ahead-value");
+    store.write(&c).unwrap();
+    assert_eq!(attempts.try_recv(), Ok(2), "the first call connected again");
+    assert!(store.read(&c.id).unwrap().unwrap().same_as(&c));
+    assert!(attempts.try_recv().is_err(), "and kept that connection");
+}
+
 #[test]
 fn windows_limit_counts_utf16_bytes_in_check_and_write() {
     let store = KeyringStore::with_backend(

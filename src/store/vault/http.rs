@@ -176,8 +176,10 @@ impl Client {
     pub fn refused_token_reason(&self) -> String {
         format!(
             "the server refused the token from {} (permission denied even on \
-             auth/token/lookup-self): it is expired, revoked, mistyped or from another server; \
-             log in again or set VAULT_TOKEN/BAO_TOKEN/--vault-token-file",
+             auth/token/lookup-self): it is expired, revoked, mistyped or from another server, \
+             or its policies grant neither the operation nor auth/token/lookup-self (a token \
+             without the default policy); log in again or set \
+             VAULT_TOKEN/BAO_TOKEN/--vault-token-file",
             self.token_origin()
         )
     }

@@ -40,6 +40,8 @@ pub struct Meta {
     /// `kv undelete` brings them back.
     pub soft_deleted: Vec<u64>,
     pub custom_metadata: Map<String, Value>,
+    /// The secret's own `max_versions` (0: the mount's).
+    pub max_versions: u64,
 }
 
 /// A secret's version, field names and custom_metadata (no values).
@@ -267,7 +269,7 @@ impl Kv<'_> {
                 m.iter()
                     .filter_map(|(k, v)| {
                         let live = !v["destroyed"].as_bool().unwrap_or(false)
-                            && v["deletion_time"].as_str().unwrap_or("").is_empty();
+                            && !deleted_now(v["deletion_time"].as_str().unwrap_or(""));
                         k.parse().ok().map(|n| (n, live))
                     })
                     .collect()
@@ -280,7 +282,7 @@ impl Kv<'_> {
                 m.iter()
                     .filter(|(_, v)| {
                         !v["destroyed"].as_bool().unwrap_or(false)
-                            && !v["deletion_time"].as_str().unwrap_or("").is_empty()
+                            && deleted_now(v["deletion_time"].as_str().unwrap_or(""))
                     })
                     .filter_map(|(k, _)| k.parse().ok())
                     .collect()
@@ -289,6 +291,7 @@ impl Kv<'_> {
         soft_deleted.sort_unstable();
         Ok(Some(Meta {
             current_version: d["current_version"].as_u64().unwrap_or(0),
+            max_versions: d["max_versions"].as_u64().unwrap_or(0),
             versions,
             soft_deleted,
             custom_metadata: d["custom_metadata"]
@@ -296,6 +299,18 @@ impl Kv<'_> {
                 .cloned()
                 .unwrap_or_default(),
         }))
+    }
+
+    /// The mount's `max_versions` (`MOUNT/config`; 0: KV's default, 10).
+    pub fn mount_max_versions(&self) -> Result<u64> {
+        let r = self
+            .client
+            .call(Method::Get, &format!("{}/config", self.mount), None, true)?;
+        if !r.ok() {
+            return Err(self.fail("read config", "", &r));
+        }
+        let v = r.json(&self.client.location)?;
+        Ok(v["data"]["max_versions"].as_u64().unwrap_or(0))
     }
 
     /// Merge `custom` into the secret's custom_metadata (`null` removes a key).
@@ -345,6 +360,24 @@ impl Kv<'_> {
         }
     }
 
+    /// Soft-delete exactly these versions (`kv delete -versions`): a
+    /// version another client wrote since is not touched.
+    pub fn delete_versions(&self, path: &str, versions: &[u64]) -> Result<()> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&json!({ "versions": versions }))
+            .map_err(|e| StoreError::Other(format!("encode request: {}", e.classify_text())))?;
+        let r = self
+            .client
+            .call(Method::Post, &self.url("delete", path), Some(&body), true)?;
+        if r.ok() || r.status == 404 {
+            Ok(())
+        } else {
+            Err(self.fail("delete", path, &r))
+        }
+    }
+
     /// Remove a secret with all its versions and metadata.
     pub fn delete_all(&self, path: &str) -> Result<()> {
         let r = self
@@ -355,6 +388,21 @@ impl Kv<'_> {
         } else {
             Err(self.fail("delete metadata", path, &r))
         }
+    }
+}
+
+/// A version's `deletion_time` says it is deleted now: set and not in the
+/// future. `delete_version_after` (on the mount or the secret) gives every
+/// version a future deletion time; such a version is live until then.
+fn deleted_now(deletion_time: &str) -> bool {
+    if deletion_time.is_empty() {
+        return false;
+    }
+    match chrono::DateTime::parse_from_rfc3339(deletion_time) {
+        Ok(t) => t <= chrono::Utc::now(),
+        // Unreadable: deleted, the safe side for a write over it (a
+        // check-and-set still guards it) and for a destroy (skipped).
+        Err(_) => true,
     }
 }
 

@@ -413,3 +413,281 @@ fn removing_the_last_field_keeps_older_history_and_reads_as_deleted() {
         assert!(!ids.contains(&"rotated/api_key".to_string()), "{layout}: {ids:?}");
     }
 }
+
+/// A client of its own (not credshift's store) on `dev`.
+fn other_kv_client(dev: &Dev) -> http::Client {
+    http::Client::new(
+        &dev.addr,
+        "other client".into(),
+        Some(&dev.home.path().join("token")),
+    )
+    .unwrap()
+}
+
+/// Another client writes right after credshift patched the last field out
+/// of a secret and before it removes the emptied secret: their version
+/// must stay live, whether the secret had older history (credshift
+/// soft-deletes) or none (credshift removes it whole).
+#[test]
+fn removing_an_emptied_secret_keeps_a_version_another_client_wrote_meanwhile() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    for layout in LAYOUTS {
+        for history in [false, true] {
+            let base = format!("race{}{}", layout.len(), u8::from(history));
+            let (path, field) = match layout {
+                "" => (format!("{base}/app"), "api_key".to_string()),
+                _ => (format!("{base}/app/api_key"), ITEM_FIELD.to_string()),
+            };
+            if history {
+                other_client_writes(&dev, &path, &field, "sk-rotated-out-000001");
+            }
+            other_client_writes(&dev, &path, &field, "sk-moved-out-0000002");
+            let (addr, token) = (dev.addr.clone(), dev.home.path().join("token"));
+            let (p2, f2) = (path.clone(), field.clone());
+            crate::store::test_support::after_next_read(move || {
+                let c = http::Client::new(&addr, "racer".into(), Some(&token)).unwrap();
+                let kv = Kv {
+                    client: &c,
+                    mount: "secret",
+                };
+                let cas = kv.metadata(&p2).unwrap().unwrap().current_version;
+                let mut data = Map::new();
+                data.insert(f2, Value::String("sk-theirs-meanwhile-03".into()));
+                assert!(kv.write(&p2, cas, &data).is_ok());
+            });
+            let s = dev.open(&format!("secret/{base}{layout}"));
+            let r = s.delete_if_unchanged(&[api_key("app", "api_key", "sk-moved-out-0000002")]);
+            assert!(matches!(r[0], Ok(crate::store::DeleteIf::Deleted)), "{layout}");
+            let now = kv.read(&path, None).unwrap();
+            assert_eq!(
+                now.as_ref()
+                    .and_then(|v| v.data.get(&field))
+                    .and_then(Value::as_str),
+                Some("sk-theirs-meanwhile-03"),
+                "{layout} history={history}: the other client's version was removed"
+            );
+            assert!(versions_holding(&dev, &path, &field, "sk-moved-out-0000002").is_empty());
+        }
+    }
+}
+
+/// A destroy takes a whole version: a version holding another field's
+/// value found in no version that stays (another client changed its field
+/// since) is kept, and the report says so (naming the secret and field).
+#[test]
+fn a_restore_keeps_a_version_holding_another_fields_value_found_nowhere_else() {
+    let Some(dev) = Dev::start() else { return };
+    let (path, field) = ("keep/app".to_string(), "api_key");
+    let c = |v: &str| api_key("app", "api_key", v);
+    other_client_writes(&dev, &path, field, "sk-theirs-before-0001");
+    let s = dev.open("secret/keep");
+    s.write(&c("sk-credshift-wrote-002")).unwrap();
+    // Another client adds a note, then changes it: v3's note is in v3 only.
+    other_client_writes(&dev, &path, "note", "first note");
+    other_client_writes(&dev, &path, "note", "second note");
+    let r = dev.open("secret/keep");
+    let held = r
+        .lock(crate::store::LockMode::Exclusive, Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    let put = crate::store::Replace {
+        expected: Some(c("sk-credshift-wrote-002")),
+        new: c("sk-theirs-before-0001"),
+    };
+    assert!(matches!(
+        r.replace_if_unchanged(&[put]).pop(),
+        Some(Ok(crate::store::ReplaceIf::Replaced))
+    ));
+    // v2 (credshift's, nothing else) is gone; v3 holds "first note",
+    // found in no other version: kept, and said.
+    assert_eq!(
+        versions_holding(&dev, &path, field, "sk-credshift-wrote-002"),
+        [3]
+    );
+    assert_eq!(versions_holding(&dev, &path, "note", "first note"), [3]);
+    let notes: Vec<String> = held.notices().iter().map(|n| n.to_string()).collect();
+    assert!(
+        notes.iter().any(|n| n.contains("version 3 kept") && n.contains("\"note\"")),
+        "{notes:?}"
+    );
+    assert!(notes.iter().all(|n| !n.contains("sk-") && !n.contains("first note")));
+}
+
+/// `delete_version_after` on the mount gives every version a deletion
+/// time in the future: such a version is live. A secret another client
+/// created after the plan is a check-and-set conflict (never written over
+/// by a POST), and a removal still destroys the value it removes.
+#[test]
+fn delete_version_after_leaves_versions_live() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let body = serde_json::to_vec(&json!({"delete_version_after": "1h"})).unwrap();
+    let r = client
+        .call(http::Method::Post, "secret/config", Some(&body), true)
+        .unwrap();
+    assert!(r.ok());
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    for layout in LAYOUTS {
+        let base = format!("dva{}", layout.len());
+        let spec = format!("secret/{base}{layout}");
+        let place = |ns: &str| match layout {
+            "" => (format!("{base}/{ns}"), "api_key".to_string()),
+            _ => (format!("{base}/{ns}/api_key"), ITEM_FIELD.to_string()),
+        };
+        // (a) Absent when credshift read it; created by someone else since.
+        let (path, field) = place("late");
+        let s = dev.open(&spec);
+        let id = CredentialId::new("late", "api_key");
+        assert!(s.read(&id).unwrap().is_none(), "{layout}");
+        other_client_writes(&dev, &path, &field, "sk-theirs-created-001");
+        other_client_writes(&dev, &path, "other", "kept-too");
+        assert!(
+            s.write(&api_key("late", "api_key", "sk-credshift-000000002"))
+                .is_err(),
+            "{layout}: written over a secret created after the plan"
+        );
+        let now = kv.read(&path, None).unwrap().expect("their secret");
+        assert_eq!(
+            now.data.get(&field).and_then(Value::as_str),
+            Some("sk-theirs-created-001"),
+            "{layout}"
+        );
+        assert_eq!(now.data.get("other").and_then(Value::as_str), Some("kept-too"));
+        // (b) A removal destroys the value it removes.
+        let (path, field) = place("moved");
+        other_client_writes(&dev, &path, &field, "sk-moved-out-0000003");
+        let s = dev.open(&spec);
+        let r = s.delete_if_unchanged(&[api_key("moved", "api_key", "sk-moved-out-0000003")]);
+        assert!(matches!(r[0], Ok(crate::store::DeleteIf::Deleted)), "{layout}");
+        assert!(kv.read(&path, None).unwrap().is_none(), "{layout}");
+        assert!(
+            versions_holding(&dev, &path, &field, "sk-moved-out-0000003").is_empty(),
+            "{layout}: the removed value survives"
+        );
+    }
+}
+
+/// A run that dies between patching the last field out and destroying its
+/// value (and soft-deleting the emptied secret): the next compared removal
+/// finds the field gone and finishes both.
+#[test]
+fn a_removal_cut_short_after_the_patch_is_finished_by_the_next_run() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    for layout in LAYOUTS {
+        let base = format!("cut{}", layout.len());
+        let spec = format!("secret/{base}{layout}");
+        let (path, field) = match layout {
+            "" => (format!("{base}/app"), "api_key".to_string()),
+            _ => (format!("{base}/app/api_key"), ITEM_FIELD.to_string()),
+        };
+        other_client_writes(&dev, &path, &field, "sk-rotated-out-000001");
+        other_client_writes(&dev, &path, &field, "sk-moved-out-0000002");
+        let gone = [api_key("app", "api_key", "sk-moved-out-0000002")];
+        crate::store::test_support::after_next_read(|| panic!("killed after the patch"));
+        let s = dev.open(&spec);
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.delete_if_unchanged(&gone)
+        }));
+        assert!(crashed.is_err(), "{layout}");
+        assert_eq!(
+            versions_holding(&dev, &path, &field, "sk-moved-out-0000002"),
+            [2],
+            "{layout}: the crash left it in the history"
+        );
+        let again = dev.open(&spec).delete_if_unchanged(&gone);
+        assert!(matches!(again[0], Ok(crate::store::DeleteIf::Absent)), "{layout}");
+        assert!(
+            versions_holding(&dev, &path, &field, "sk-moved-out-0000002").is_empty(),
+            "{layout}: the rerun did not destroy it"
+        );
+        assert_eq!(
+            versions_holding(&dev, &path, &field, "sk-rotated-out-000001"),
+            [1],
+            "{layout}"
+        );
+        assert!(kv.read(&path, None).unwrap().is_none(), "{layout}: still live");
+    }
+}
+
+/// A restore whose provenance names no version credshift wrote holding
+/// the value taken back (a token without metadata `patch`, a crash before
+/// the metadata patch) cannot tell credshift's write from another
+/// client's same value: it destroys nothing for it and says so.
+#[test]
+fn a_restore_without_provenance_destroys_nothing_and_says_so() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    let (path, field) = ("noprov/app", "api_key");
+    let c = |v: &str| api_key("app", "api_key", v);
+    other_client_writes(&dev, path, field, "sk-same-value-000001");
+    other_client_writes(&dev, path, field, "sk-theirs-later-00002");
+    dev.open("secret/noprov")
+        .write(&c("sk-same-value-000001"))
+        .unwrap();
+    let mut strip = Map::new();
+    strip.insert(ops::PROVENANCE.into(), Value::Null);
+    kv.patch_custom_metadata(path, &strip).unwrap();
+    let r = dev.open("secret/noprov");
+    let held = r
+        .lock(crate::store::LockMode::Exclusive, Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    let put = crate::store::Replace {
+        expected: Some(c("sk-same-value-000001")),
+        new: c("sk-theirs-later-00002"),
+    };
+    assert!(matches!(
+        r.replace_if_unchanged(&[put]).pop(),
+        Some(Ok(crate::store::ReplaceIf::Replaced))
+    ));
+    assert_eq!(
+        versions_holding(&dev, path, field, "sk-same-value-000001"),
+        [1, 3],
+        "another client's version 1 was destroyed"
+    );
+    let notes: Vec<String> = held.notices().iter().map(|n| n.to_string()).collect();
+    assert!(
+        notes.iter().any(|n| n.contains("noprov/app") && n.contains("provenance")),
+        "{notes:?}"
+    );
+}
+
+/// Writing over a secret someone soft-deleted keeps the provenance of the
+/// versions credshift wrote before (a later restore destroys by it).
+#[test]
+fn a_write_over_a_deleted_secret_keeps_the_earlier_provenance() {
+    let Some(dev) = Dev::start() else { return };
+    let client = other_kv_client(&dev);
+    let kv = Kv {
+        client: &client,
+        mount: "secret",
+    };
+    let path = "overdel/app";
+    dev.open("secret/overdel")
+        .write(&api_key("app", "api_key", "sk-first-write-000001"))
+        .unwrap();
+    kv.delete_latest(path).unwrap();
+    dev.open("secret/overdel")
+        .write(&api_key("app", "api_key", "sk-second-write-00002"))
+        .unwrap();
+    let meta = kv.metadata(path).unwrap().unwrap();
+    assert_eq!(meta.current_version, 2);
+    assert_eq!(ops::provenance_versions(&meta.custom_metadata), [1, 2]);
+}

@@ -26,6 +26,10 @@ pub struct VaultLock {
     what: String,
     /// The holder of a stale lock secret taken over.
     took_over: Option<String>,
+    /// What the store noted while this lock was held (see
+    /// `VaultStore::note`), reported with the operation.
+    notes: Arc<std::sync::Mutex<Vec<String>>>,
+    location: String,
 }
 
 impl StoreLock for VaultLock {
@@ -40,6 +44,16 @@ impl StoreLock for VaultLock {
                 lock: self.what.clone(),
                 holder: h.clone(),
             })
+            .chain(
+                self.notes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|w| crate::store::LockNotice::StoreWarning {
+                        store: self.location.clone(),
+                        warning: w.clone(),
+                    }),
+            )
             .collect()
     }
 }
@@ -97,6 +111,7 @@ pub fn acquire(
     path: String,
     location: String,
     wait: Duration,
+    notes: Arc<std::sync::Mutex<Vec<String>>>,
 ) -> Result<VaultLock> {
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).map_err(|e| StoreError::Other(format!("random: {e}")))?;
@@ -183,6 +198,8 @@ pub fn acquire(
     Ok(VaultLock {
         client: client.clone(),
         took_over,
+        notes,
+        location: location.clone(),
         what: format!("{location} (lock secret {mount}/{path})"),
         mount,
         path,

@@ -28,6 +28,7 @@ pub mod kv;
 #[cfg(test)]
 mod live_tests;
 mod lock;
+mod destroy;
 mod ops;
 pub mod spec;
 
@@ -90,6 +91,11 @@ struct State {
     /// Secret path -> the version read at plan time and its
     /// custom_metadata (not secret), so an overwrite need not read again.
     custom: HashMap<String, (u64, Map<String, Value>)>,
+    /// Secret path -> its version before this store's first write, and
+    /// whether max_versions pruning was noted (see `ops::note_pruning`).
+    before_run: HashMap<String, (u64, bool)>,
+    /// The mount's max_versions, read once when needed (0: KV's 10).
+    mount_max_versions: Option<u64>,
     /// The migration writing here, for the provenance entry.
     provenance: Option<crate::store::Provenance>,
 }
@@ -106,6 +112,10 @@ pub struct VaultStore {
     client: Arc<Client>,
     mount: Mutex<Option<Mount>>,
     state: Mutex<State>,
+    /// What a removal or restore could not do as the docs say (a version
+    /// kept in the history, a destroy refused), for the report: the lock
+    /// this store hands out carries them (no secret in them).
+    notes: Arc<Mutex<Vec<String>>>,
 }
 
 impl VaultStore {
@@ -118,6 +128,7 @@ impl VaultStore {
             client: Arc::new(client),
             mount: Mutex::new(None),
             state: Mutex::new(State::default()),
+            notes: Arc::default(),
         })
     }
 
@@ -340,6 +351,14 @@ impl VaultStore {
     }
 
     /// This store removed `path` with all its versions.
+    /// A warning for the operation's report (see `notes`).
+    fn note(&self, warning: String) {
+        let mut n = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        if !n.contains(&warning) {
+            n.push(warning);
+        }
+    }
+
     fn removed(&self, path: &str) {
         let mut st = self.state();
         st.written.remove(path);
@@ -665,13 +684,13 @@ impl Store for VaultStore {
     }
 
     fn delete_many(&self, ids: &[CredentialId]) -> Vec<Result<bool>> {
-        ops::delete_many(self, ids)
+        destroy::delete_many(self, ids)
     }
 
     /// The comparison is on the version the check-and-set patch replaces
-    /// (see [`ops::delete_if_unchanged`]).
+    /// (see [`destroy::delete_if_unchanged`]).
     fn delete_if_unchanged(&self, expected: &[Credential]) -> Vec<Result<crate::store::DeleteIf>> {
-        ops::delete_if_unchanged(self, expected)
+        destroy::delete_if_unchanged(self, expected)
     }
 
     /// The comparison is on the version the check-and-set write replaces
@@ -742,6 +761,7 @@ impl Store for VaultStore {
             join(&prefix, LOCK_NAME),
             self.spec.to_string(),
             wait,
+            self.notes.clone(),
         )
         .map(|l| Some(Box::new(l) as Box<dyn StoreLock>))
     }

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
+use super::destroy::destroy_values;
 use super::kv::{Kv, Version, WriteError};
 use super::{VaultStore, field_meta, meta_key};
 use crate::credential::{Credential, CredentialId, Kind, ct_eq_bytes};
 use crate::error::{Result, StoreError};
-use crate::store::DeleteIf;
 
 /// Fields per request: KV refuses a request with more than 1,000 JSON
 /// strings (a field is two), and credshift keeps room for the envelope.
@@ -25,11 +25,11 @@ const MAX_CUSTOM_KEY: usize = 128;
 pub const PROVENANCE: &str = "credshift";
 
 /// One item of a group: its index in the batch and its field.
-type Item = (usize, String);
+pub(super) type Item = (usize, String);
 /// Items grouped by secret path, in first-seen order.
-type Groups = Vec<(String, Vec<Item>)>;
+pub(super) type Groups = Vec<(String, Vec<Item>)>;
 
-fn group<'a>(
+pub(super) fn group<'a>(
     s: &VaultStore,
     prefix: &str,
     ids: impl Iterator<Item = &'a CredentialId>,
@@ -81,11 +81,7 @@ fn for_groups<R: Send>(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let n = out.len();
     let done: Vec<(Vec<R>, Vec<usize>)> = std::thread::scope(|sc| {
-        let nw: usize = std::env::var("XW")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(WORKERS);
-        let workers: Vec<_> = (0..nw.min(groups.len()))
+        let workers: Vec<_> = (0..WORKERS.min(groups.len()))
             .map(|_| {
                 sc.spawn(|| {
                     let mut local: Vec<R> = (0..n).map(|_| fresh()).collect();
@@ -276,6 +272,58 @@ enum Intent<'a> {
     TakeBack(&'a [Option<&'a Credential>]),
 }
 
+/// KV keeps at most `max_versions` versions (the secret's, else the
+/// mount's, else 10) and prunes the oldest past it. Each engine batch
+/// writes a secret once, so a large migration into one secret makes many
+/// versions and can push out history from before the run (another
+/// client's rotated values, the version an overwrite replaced). Noted once
+/// per secret for the report; asked only of a secret this store has
+/// written more than once this run (one more metadata read).
+fn note_pruning(s: &VaultStore, kv: &Kv, path: &str, last: u64, made: u64) {
+    let start = {
+        let mut st = s.state();
+        let e = st
+            .before_run
+            .entry(path.to_string())
+            .or_insert((last.saturating_sub(made), false));
+        if e.1 || e.0 == 0 || last.saturating_sub(e.0) < 2 {
+            return;
+        }
+        e.0
+    };
+    let Ok(Some(meta)) = kv.metadata(path) else {
+        return;
+    };
+    let mut max = meta.max_versions;
+    if max == 0 {
+        let cached = s.state().mount_max_versions;
+        max = match cached {
+            Some(m) => m,
+            None => {
+                let m = kv.mount_max_versions().unwrap_or(0);
+                s.state().mount_max_versions = Some(m);
+                m
+            }
+        };
+    }
+    if max == 0 {
+        max = 10;
+    }
+    if last <= max {
+        return;
+    }
+    let gone = (last - max).min(start);
+    if let Some(e) = s.state().before_run.get_mut(path) {
+        e.1 = true;
+    }
+    s.note(format!(
+        "{}/{path}: max_versions is {max}: this run's writes ({} versions) pushed versions \
+         up to {gone} of the history from before the run out of KV for good",
+        kv.mount,
+        last - start
+    ));
+}
+
 /// A migration's writes: nothing is destroyed (see [`Intent::Forward`]).
 pub fn write_many(s: &VaultStore, creds: &[Credential]) -> Vec<Result<()>> {
     write_with(s, creds, Intent::Forward)
@@ -354,7 +402,7 @@ fn write_group(
     intent: Intent,
     out: &mut [Result<()>],
 ) {
-    let (mut cas, prior) = match base(s, kv, path) {
+    let (mut cas, mut prior) = match base(s, kv, path) {
         Ok(b) => b,
         Err(e) => {
             for (i, _) in items {
@@ -388,8 +436,16 @@ fn write_group(
                     .iter()
                     .any(|(v, live)| *v == m.current_version && *live)
                 && m.current_version > 0
+                // The latest really reads as deleted (a POST replaces, it
+                // does not merge: never over someone's live version).
+                && matches!(kv.read(path, Some(m.current_version)), Ok(None))
             {
                 result = kv.write_over_deleted(path, m.current_version, &chunk);
+                // The metadata stays with the secret: add to it (the
+                // provenance names credshift's earlier versions too).
+                if result.is_ok() {
+                    prior = m.custom_metadata;
+                }
             }
         }
         chunk.clear();
@@ -445,6 +501,7 @@ fn write_group(
         }
     }
     let Some(&last) = written.last() else { return };
+    note_pruning(s, kv, path, last, written.len() as u64);
     let landed: Vec<&(usize, String)> = items.iter().filter(|(i, _)| out[*i].is_ok()).collect();
     s.wrote(path, last, landed.iter().map(|(_, f)| f));
     let mut patch = Map::new();
@@ -503,93 +560,21 @@ fn write_group(
         })
         .collect();
     if !taken.is_empty() {
-        // Best effort, as the custom_metadata: the value is restored, and
-        // a rollback run again finds it restored, not this to redo.
-        let _ = kv.metadata(path).and_then(|m| {
-            let live = live_before(m.as_ref(), written[0]);
-            destroy_values(kv, path, &live, &ours, &taken)
+        // Best effort, as the custom_metadata: the value is restored (a
+        // rollback run again finds it restored, not this to redo), and
+        // what was not destroyed is in the report.
+        let done = kv.metadata(path).and_then(|m| match m {
+            Some(m) => destroy_values(kv, path, &m, written[0], &ours, &taken, false),
+            None => Ok((Vec::new(), Vec::new())),
         });
+        match done {
+            Ok((_, notes)) => notes.into_iter().for_each(|n| s.note(n)),
+            Err(e) => s.note(format!(
+                "{}/{path}: the value taken back stays in older versions: {e}",
+                kv.mount
+            )),
+        }
     }
-}
-
-/// The versions before `before` still readable (not deleted, not
-/// destroyed), oldest first.
-fn live_before(meta: Option<&super::kv::Meta>, before: u64) -> Vec<u64> {
-    meta.map(|m| {
-        m.versions
-            .iter()
-            .filter(|(v, live)| *live && *v < before)
-            .map(|(v, _)| *v)
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-/// Destroy those of `live` (versions, oldest first) that hold one of
-/// `values` (field, value), so a value credshift takes back or removes does
-/// not survive in the history. For a value credshift wrote there (one of
-/// `ours`, the versions it wrote, holds it): from the oldest such version
-/// on, so a later version another client wrote carrying it along (a merge
-/// patch of another field) goes too, and an older one someone wrote with
-/// the same value before credshift did stays, someone else's history. For
-/// a value credshift never wrote (cleanup of Vault as a source): every
-/// version holding it. Returns the versions destroyed.
-fn destroy_values(
-    kv: &Kv,
-    path: &str,
-    live: &[u64],
-    ours: &[u64],
-    values: &[(String, Zeroizing<String>)],
-) -> Result<Vec<u64>> {
-    // Which values each version holds (no value is kept).
-    let mut held: Vec<(u64, Vec<bool>)> = Vec::new();
-    for &v in live {
-        let Some(old) = kv.read(path, Some(v))? else {
-            continue;
-        };
-        let holds = values
-            .iter()
-            .map(|(f, x)| {
-                old.data
-                    .get(f)
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| ct_eq_bytes(s.as_bytes(), x.as_bytes()))
-            })
-            .collect();
-        held.push((v, holds));
-    }
-    // Per value: the oldest version credshift wrote holding it (0: all).
-    let from: Vec<u64> = (0..values.len())
-        .map(|k| {
-            held.iter()
-                .find(|(v, h)| h[k] && ours.contains(v))
-                .map_or(0, |(v, _)| *v)
-        })
-        .collect();
-    let doomed: Vec<u64> = held
-        .iter()
-        .filter(|(v, h)| (0..values.len()).any(|k| h[k] && *v >= from[k]))
-        .map(|(v, _)| *v)
-        .collect();
-    kv.destroy(path, &doomed)?;
-    Ok(doomed)
-}
-
-pub fn delete_many(s: &VaultStore, ids: &[CredentialId]) -> Vec<Result<bool>> {
-    remove(s, ids, None)
-        .into_iter()
-        .map(|r| r.map(|d| d == DeleteIf::Deleted))
-        .collect()
-}
-
-/// Compare before you delete: each field is compared with `expected` in
-/// the version read, and the patch that removes the matching ones is a
-/// check-and-set on that version, so a value another client wrote in
-/// between fails the write (nothing removed, reported) instead of being
-/// deleted; a value that differs already is kept and `Changed`.
-pub fn delete_if_unchanged(s: &VaultStore, expected: &[Credential]) -> Vec<Result<DeleteIf>> {
-    let ids: Vec<CredentialId> = expected.iter().map(|c| c.id.clone()).collect();
-    remove(s, &ids, Some(expected))
 }
 
 /// Compare before you write: each field is compared in the version read,
@@ -656,166 +641,6 @@ pub fn replace_if_unchanged(
         }
     }
     out
-}
-
-fn remove(
-    s: &VaultStore,
-    ids: &[CredentialId],
-    expected: Option<&[Credential]>,
-) -> Vec<Result<DeleteIf>> {
-    let (mount, prefix) = match s.mount() {
-        Ok(m) => m,
-        Err(e) => return ids.iter().map(|_| Err(e.duplicate())).collect(),
-    };
-    let kv = s.kv(&mount);
-    let mut out: Vec<Result<DeleteIf>> = ids.iter().map(|_| Ok(DeleteIf::Absent)).collect();
-    let groups = group(s, &prefix, ids.iter(), |i, why| {
-        out[i] = Err(StoreError::item(&ids[i], why));
-    });
-    for (path, items) in groups {
-        if let Err(e) = delete_group(s, &kv, &path, &items, ids, expected, &mut out) {
-            for (i, _) in &items {
-                if matches!(out[*i], Ok(DeleteIf::Absent)) {
-                    out[*i] = Err(e.duplicate());
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Patch the fields out (check-and-set on the version just read), destroy
-/// every older version still holding one of their values, and remove the
-/// secret when nothing of it is left.
-#[allow(clippy::too_many_arguments)]
-fn delete_group(
-    s: &VaultStore,
-    kv: &Kv,
-    path: &str,
-    items: &[(usize, String)],
-    ids: &[CredentialId],
-    expected: Option<&[Credential]>,
-    out: &mut [Result<DeleteIf>],
-) -> Result<()> {
-    let Some(cur) = kv.read(path, None)? else {
-        s.see(path, 0);
-        return Ok(());
-    };
-    s.see(path, cur.version);
-    let mut present: Vec<&(usize, String)> = items
-        .iter()
-        .filter(|(_, f)| cur.data.contains_key(f))
-        .collect();
-    if let Some(expected) = expected {
-        // The field as `read_many` returns it, from this very version.
-        present.retain(|(i, f)| {
-            let (kind, meta) = field_meta(&cur.custom_metadata, f, &ids[*i]);
-            let same = cur.data.get(f).and_then(Value::as_str).is_some_and(|v| {
-                Credential::new(ids[*i].clone(), kind, v)
-                    .with_metadata(meta)
-                    .same_as(&expected[*i])
-            });
-            if !same {
-                out[*i] = Ok(DeleteIf::Changed);
-            }
-            same
-        });
-    }
-    if present.is_empty() {
-        return Ok(());
-    }
-    let removed: Vec<(String, Zeroizing<String>)> = present
-        .iter()
-        .filter_map(|(_, f)| {
-            cur.data
-                .get(f)
-                .and_then(Value::as_str)
-                .map(|v| (f.clone(), Zeroizing::new(v.to_string())))
-        })
-        .collect();
-    let mut cas = cur.version;
-    let mut first_new = None;
-    for chunk in present.chunks(FIELDS_PER_REQUEST) {
-        let patch: Map<String, Value> = chunk
-            .iter()
-            .map(|(_, f)| (f.clone(), Value::Null))
-            .collect();
-        match kv.write(path, cas, &patch) {
-            Ok(v) => {
-                first_new.get_or_insert(v);
-                cas = v;
-                for (i, _) in chunk {
-                    out[*i] = Ok(DeleteIf::Deleted);
-                }
-            }
-            Err(WriteError::Cas) => {
-                return Err(StoreError::Other(format!(
-                    "{}/{path} changed while credshift removed fields from it; left as it is",
-                    kv.mount
-                )));
-            }
-            Err(WriteError::Denied) if kv.client.token_refused() => {
-                return Err(StoreError::Other(format!(
-                    "{}/{path}: {}",
-                    kv.mount,
-                    kv.client.refused_token_reason()
-                )));
-            }
-            Err(WriteError::Denied) => {
-                return Err(StoreError::Other(format!(
-                    "permission denied: the token may not patch {}/data/{path}",
-                    kv.mount
-                )));
-            }
-            Err(WriteError::Other(e)) => return Err(e),
-        }
-    }
-    let first_new = first_new.unwrap_or(cas);
-    s.wrote(path, cas, present.iter().map(|(_, f)| f));
-    let mut patch: Map<String, Value> = present
-        .iter()
-        .map(|(_, f)| meta_key(f))
-        .filter(|k| cur.custom_metadata.contains_key(k))
-        .map(|k| (k, Value::Null))
-        .collect();
-    // The versions these patches created still hold the other fields'
-    // values (a migrated one a later restore replaces, say): they are
-    // credshift's, so that restore destroys them too.
-    let mut ours = provenance_versions(&cur.custom_metadata);
-    ours.extend(first_new..=cas);
-    let by = s.state().provenance.clone();
-    patch.insert(
-        PROVENANCE.into(),
-        Value::String(provenance(&ours, by.as_ref())),
-    );
-    let _ = kv.patch_custom_metadata(path, &patch);
-    // A soft delete keeps the data: the older versions holding a removed
-    // value are destroyed for good (see `destroy_values`).
-    let Some(meta) = kv.metadata(path)? else {
-        return Ok(());
-    };
-    let older = live_before(Some(&meta), first_new);
-    // Best effort, as in a restore: a token that may not destroy still
-    // removes the fields (their values then stay in the history).
-    let destroyed = destroy_values(kv, path, &older, &ours, &removed).unwrap_or_default();
-    if cur.data.len() != present.len() {
-        return Ok(()); // other fields stay in the current version
-    }
-    // Nothing is left in the current version. Removed whole (metadata
-    // and all) only when no older version still holds data: a version
-    // with another value, or one someone soft-deleted (`kv undelete`
-    // brings it back), is someone's history, kept; the empty version is
-    // then soft-deleted, so the secret reads as absent, as after `kv
-    // delete`.
-    let history = older.iter().any(|v| !destroyed.contains(v))
-        || meta.soft_deleted.iter().any(|v| *v < first_new);
-    if history {
-        kv.delete_latest(path)?;
-    } else {
-        kv.delete_all(path)?;
-    }
-    s.removed(path);
-    Ok(())
 }
 
 /// The versions credshift wrote, from the provenance entry.
