@@ -94,8 +94,8 @@ impl Plain {
     pub(super) fn index_known(
         buf: Zeroizing<Vec<u8>>,
     ) -> std::result::Result<Plain, Zeroizing<Vec<u8>>> {
-        const HEAD: &[u8] = b"{\"id\":";
-        let at_most = buf.windows(HEAD.len()).filter(|w| w == &HEAD).count();
+        let head: &[u8] = b"{\"id\":";
+        let at_most = buf.windows(head.len()).filter(|w| w == &head).count();
         let mut index: Index = Vec::with_capacity(at_most);
         let mut pos = 1;
         if buf.first() != Some(&b'[') {
@@ -112,11 +112,11 @@ impl Plain {
                 return Err(buf);
             };
             // The id is the fragment's first value: a JSON string.
-            let id_at = pos + HEAD.len();
+            let id_at = pos + head.len();
             let id = string_end(&buf, id_at)
                 .and_then(|e| serde_json::from_slice::<CredentialId>(&buf[id_at..e]).ok());
             match id {
-                Some(id) if buf[pos..].starts_with(HEAD) => index.push((id, pos..end)),
+                Some(id) if buf[pos..].starts_with(head) => index.push((id, pos..end)),
                 _ => return Err(buf),
             }
             pos = end;
