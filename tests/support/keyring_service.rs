@@ -201,6 +201,12 @@ impl KeyringService {
         }
     }
 
+    /// The directory whose subdirectories are the daemon's HOME and XDG
+    /// directories: what [`restart_daemon`] takes, in a child process.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Whether the default collection is locked, asked over D-Bus.
     pub fn is_locked(&self) -> Result<bool, String> {
         let out = self.dbus_send(
@@ -239,6 +245,60 @@ impl Drop for KeyringService {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Replace the gnome-keyring-daemon of the bus in DBUS_SESSION_BUS_ADDRESS
+/// (started by [`KeyringService::start`] with `dir`) by a new one, as a
+/// restart of the desktop's daemon does: every session the old one held is
+/// gone. Returns once the new one serves the default collection again.
+pub fn restart_daemon(dir: &std::path::Path) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("gnome-keyring-daemon")
+        .args(["--replace", "--unlock", "--components=secrets"])
+        .env("HOME", dir.join("home"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("XDG_RUNTIME_DIR", dir.join("run"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("gnome-keyring-daemon: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(TEST_PASSWORD.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    // It forks the daemon and exits.
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("gnome-keyring-daemon --replace: {status}"));
+    }
+    let start = Instant::now();
+    loop {
+        let mut cmd = Command::new("dbus-send");
+        cmd.args([
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.ReadAlias",
+            "string:default",
+        ])
+        .stdin(Stdio::null());
+        if let Ok(out) = run_for(&mut cmd, Duration::from_secs(10))
+            && out.contains("/org/freedesktop/secrets/collection/")
+        {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err("the restarted daemon has no default collection after 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -54,15 +54,26 @@ pub fn open(spec: &StoreSpec, opts: &KeyOptions) -> Result<Box<dyn Store>> {
     let StoreSpec::Keyring(service) = spec else {
         return Err(StoreError::Other(format!("{spec} is not a keyring spec")));
     };
-    let store = KeyringStore::with_backend(
-        spec.clone(),
-        service.clone(),
-        opts.keyring_timeout,
-        platform::LIMIT,
-        Box::new(platform::connect),
-    )?;
-    store.connect_ahead();
+    let store = open_with(spec, service, opts, platform::LIMIT, Box::new(platform::connect))?;
     Ok(Box::new(store))
+}
+
+/// `open` with the platform's limit and connect given: the tests' way in
+/// (they pin that opening connects ahead).
+fn open_with(
+    spec: &StoreSpec,
+    service: &str,
+    opts: &KeyOptions,
+    limit: Limit,
+    connect: Connect,
+) -> Result<KeyringStore> {
+    KeyringStore::start(
+        spec.clone(),
+        service.to_string(),
+        opts.keyring_timeout,
+        limit,
+        connect,
+    )
 }
 
 /// Why a backend call failed. Messages are ours and never quote a secret.
@@ -259,17 +270,26 @@ enum Msg<T> {
     Done(Result<T, Fail>),
 }
 
-/// The worker's side: connects lazily (connecting can hang too) and keeps
-/// the connection for the next call.
+/// The worker's side: connects ahead when the store starts, or else at the
+/// first call (connecting can hang too), keeps the connection for the next
+/// call and drops it when it is lost, so that the next call reconnects.
 struct Conn {
     service: String,
     connect: Connect,
     backend: Option<Box<dyn Backend>>,
+    /// How long a failed connect-ahead may take and still be retried by
+    /// the first call (see `KeyringStore::start`).
+    retry_within: Duration,
+    /// A connect-ahead's slow failure, for the first call to report.
+    ahead: Option<Fail>,
 }
 
 impl Conn {
     fn backend(&mut self) -> Result<&mut dyn Backend, Fail> {
         if self.backend.is_none() {
+            if let Some(f) = self.ahead.take() {
+                return Err(f);
+            }
             self.backend = Some((self.connect)(&self.service)?);
         }
         match self.backend.as_deref_mut() {
@@ -305,6 +325,8 @@ impl KeyringStore {
                     service,
                     connect,
                     backend: None,
+                    retry_within: timeout / 4,
+                    ahead: None,
                 };
                 for job in rx {
                     job(&mut conn);
@@ -320,14 +342,38 @@ impl KeyringStore {
         })
     }
 
+    /// `with_backend`, then connect ahead: what `open` makes.
+    pub(crate) fn start(
+        spec: StoreSpec,
+        service: String,
+        timeout: Duration,
+        limit: Limit,
+        connect: Connect,
+    ) -> Result<Self> {
+        let store = Self::with_backend(spec, service, timeout, limit, connect)?;
+        store.connect_ahead();
+        Ok(store)
+    }
+
     /// Start connecting on the worker now, without waiting: a connection
     /// (D-Bus, then a Diffie-Hellman session) takes milliseconds that the
-    /// caller's own work (locks, the journal and its fsyncs) can cover. A
-    /// connection that fails or hangs here is met by the first call, as
-    /// before: it connects again, or times out.
+    /// caller's own work (locks, the journal and its fsyncs) can cover.
+    /// A connection that hangs here is met by the first call's timeout. One
+    /// that fails quickly (under a quarter of the timeout: a daemon still
+    /// starting, say) is tried again by the first call, which can afford
+    /// it. One that fails slowly (dbus-daemon's activation timeout, 25 s)
+    /// is reported by the first call as it is: trying again would make that
+    /// call wait the rest of the failed attempt plus a whole new one, time
+    /// out with a misleading "hung?" and start the service twice. Later
+    /// calls connect again.
     fn connect_ahead(&self) {
         let job: Job = Box::new(|conn: &mut Conn| {
-            let _ = conn.backend();
+            let started = std::time::Instant::now();
+            if let Err(f) = conn.backend()
+                && started.elapsed() >= conn.retry_within
+            {
+                conn.ahead = Some(f);
+            }
         });
         let _ = self.jobs.send(job);
     }
@@ -342,7 +388,7 @@ impl KeyringStore {
         op: &'static str,
         f: impl FnOnce(&mut dyn Backend) -> Result<T, Fail> + Send + 'static,
     ) -> Result<T, Fail> {
-        self.run(op, move |b, _| f(b))
+        self.run(op, move |b, _| f(b), |r| matches!(r, Err(Fail::Unavailable(_))))
     }
 
     /// Run a batch on the worker: the timeout runs from the start and again
@@ -353,13 +399,27 @@ impl KeyringStore {
         op: &'static str,
         f: impl FnOnce(&mut dyn Backend, Tick) -> Vec<Result<T, Fail>> + Send + 'static,
     ) -> Result<Vec<Result<T, Fail>>, Fail> {
-        self.run(op, move |b, tick| Ok(f(b, tick)))
+        self.run(
+            op,
+            move |b, tick| Ok(f(b, tick)),
+            |r: &Result<Vec<Result<T, Fail>>, Fail>| match r {
+                Err(f) => matches!(f, Fail::Unavailable(_)),
+                Ok(items) => items
+                    .iter()
+                    .any(|i| matches!(i, Err(Fail::Unavailable(_)))),
+            },
+        )
     }
 
+    /// Run `f` on the worker. When `lost` says its result found the store
+    /// unavailable (a session or connection gone: the daemon restarted, the
+    /// bus dropped), the backend is dropped so that the next call connects
+    /// afresh instead of failing on the dead session for the whole run.
     fn run<T: Send + 'static>(
         &self,
         op: &'static str,
         f: impl FnOnce(&mut dyn Backend, Tick) -> Result<T, Fail> + Send + 'static,
+        lost: fn(&Result<T, Fail>) -> bool,
     ) -> Result<T, Fail> {
         if let Some(prev) = *self.stuck.lock().unwrap_or_else(|p| p.into_inner()) {
             return Err(Fail::Unavailable(format!(
@@ -375,6 +435,9 @@ impl KeyringStore {
                 let _ = ticks.send(Msg::Tick);
             };
             let r = conn.backend().and_then(|b| f(b, &tick));
+            if lost(&r) {
+                conn.backend = None;
+            }
             let _ = tx.send(Msg::Done(r));
         });
         if self.jobs.send(job).is_err() {

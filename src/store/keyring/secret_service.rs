@@ -118,7 +118,65 @@ fn unavailable(e: SsError) -> Fail {
     Fail::Unavailable(format!("{what}; {NO_FALLBACK}"))
 }
 
-fn ss_fail(e: SsError) -> Fail {
+/// Whether `e` says the connection or the session is gone rather than
+/// that one call failed: the daemon restarted (its sessions and our item
+/// paths are no longer there, or nobody owns its name until it is back),
+/// or the bus connection broke. Then the store is unavailable and the
+/// worker reconnects on the next call.
+pub(crate) fn gone(e: &SsError) -> bool {
+    match e {
+        SsError::Zbus(z) => zbus_gone(z),
+        SsError::ZbusFdo(f) => fdo_gone(f),
+        _ => false,
+    }
+}
+
+/// The D-Bus error names (a method's error reply) that mean the peer or
+/// the session behind the object paths we hold is gone.
+const GONE_NAMES: [&str; 7] = [
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+    "org.freedesktop.DBus.Error.UnknownObject",
+    "org.freedesktop.DBus.Error.NoServer",
+    "org.freedesktop.DBus.Error.Disconnected",
+    "org.freedesktop.DBus.Error.IOError",
+    "org.freedesktop.Secret.Error.NoSession",
+];
+
+fn zbus_gone(e: &zbus::Error) -> bool {
+    match e {
+        zbus::Error::InputOutput(_) | zbus::Error::Connection(..) => true,
+        zbus::Error::FDO(f) => fdo_gone(f),
+        zbus::Error::MethodError(name, ..) => GONE_NAMES.contains(&name.as_str()),
+        _ => false,
+    }
+}
+
+fn fdo_gone(e: &zbus::fdo::Error) -> bool {
+    use zbus::fdo::Error as Fdo;
+    match e {
+        Fdo::ServiceUnknown(_)
+        | Fdo::NameHasNoOwner(_)
+        | Fdo::UnknownObject(_)
+        | Fdo::NoServer(_)
+        | Fdo::Disconnected(_)
+        | Fdo::IOError(_) => true,
+        Fdo::ZBus(z) => zbus_gone(z),
+        _ => false,
+    }
+}
+
+fn lost(e: &dyn std::fmt::Display) -> Fail {
+    Fail::Unavailable(format!(
+        "the Secret Service connection or session was lost (was the keyring daemon \
+         restarted?): {e}; credshift reconnects on the next call"
+    ))
+}
+
+pub(crate) fn ss_fail(e: SsError) -> Fail {
+    if gone(&e) {
+        return lost(&e);
+    }
     match e {
         SsError::Locked | SsError::Prompt | SsError::PromptDisconnected => Fail::Locked(
             "the keyring collection is locked; unlock it and run again (credshift does not \
@@ -193,39 +251,44 @@ fn repeats<'a>(users: impl Iterator<Item = &'a str>) -> bool {
     users.into_iter().any(|u| !seen.insert(u))
 }
 
-fn every<T>(n: usize, f: Fail) -> Vec<Result<T, Fail>> {
-    (0..n).map(|_| Err(f.clone())).collect()
-}
-
 fn core_fail(e: keyring_core::Error) -> Fail {
     match e {
         keyring_core::Error::NoStorageAccess(_) => Fail::Locked(format!(
             "{}; unlock the keyring and run again (credshift does not prompt)",
             core_error(e)
         )),
+        keyring_core::Error::PlatformFailure(p) => match p.downcast_ref::<SsError>() {
+            Some(e) if gone(e) => lost(e),
+            _ => Fail::Item(core_error(keyring_core::Error::PlatformFailure(p))),
+        },
         other => Fail::Item(core_error(other)),
     }
 }
 
 impl SecretServiceBackend {
-    /// Items of this service (and user, when given): (unlocked, locked) counts
-    /// checked before any keyring-core call, so that nothing prompts.
+    /// How many items (0 or 1) this service and user have, found by a
+    /// lock-aware search just before a keyring-core call, so that nothing
+    /// prompts: a locked match or two matches are refused.
     fn guard(&self, user: &str) -> Result<usize, Fail> {
         let found = async_io::block_on(find(&self.pipe, &self.service, user))?;
         Ok(found.map_or(0, |_| 1))
     }
 
     /// The connection and what it knows of this service's items.
-    fn pipe(&mut self) -> Result<(&Async, &mut Known), Fail> {
-        Ok((&self.pipe, &mut self.known))
+    fn pipe(&mut self) -> (&Async, &mut Known) {
+        (&self.pipe, &mut self.known)
     }
 
     fn entry(&mut self, user: &str) -> Result<keyring_core::Entry, Fail> {
         let store = match &self.store {
             Some(store) => store.clone(),
             None => {
-                let store = zbus_secret_service_keyring_store::Store::new()
-                    .map_err(|e| Fail::Unavailable(core_error(e)))?;
+                let store = zbus_secret_service_keyring_store::Store::new().map_err(|e| {
+                    Fail::Unavailable(format!(
+                        "cannot open a Secret Service session: {}; {NO_FALLBACK}",
+                        core_error(e)
+                    ))
+                })?;
                 self.store = Some(store.clone());
                 store
             }
@@ -276,7 +339,7 @@ impl Backend for SecretServiceBackend {
 
     fn list(&mut self) -> Result<Vec<Listed>, Fail> {
         let service = self.service.clone();
-        let (ss, known) = self.pipe()?;
+        let (ss, known) = self.pipe();
         async_io::block_on(async {
             let found = ss
                 .search_items(HashMap::from([("service", service.as_str())]))
@@ -328,11 +391,14 @@ impl Backend for SecretServiceBackend {
         })
     }
 
+    // get, set and delete build keyring-core's entry (connecting its store,
+    // the first time) before the lock check, so that nothing slow comes
+    // between the check and the call it guards.
     fn get(&mut self, user: &str) -> Result<Option<Stored>, Fail> {
+        let entry = self.entry(user)?;
         if self.guard(user)? == 0 {
             return Ok(None);
         }
-        let entry = self.entry(user)?;
         let bytes = match entry.get_secret() {
             Ok(b) => b,
             Err(keyring_core::Error::NoEntry) => return Ok(None),
@@ -348,13 +414,13 @@ impl Backend for SecretServiceBackend {
     }
 
     fn set(&mut self, user: &str, secret: &Secret, kind: &str, metadata: &str) -> Result<(), Fail> {
+        let entry = self.entry(user)?;
         let existed = self.guard(user)? == 1;
         if !existed && async_io::block_on(default_collection(&self.pipe))?.is_none() {
             return Err(Fail::Unavailable(
                 "the Secret Service has no default collection to write to".into(),
             ));
         }
-        let entry = self.entry(user)?;
         entry
             .set_secret(secret.expose().as_bytes())
             .map_err(core_fail)?;
@@ -372,10 +438,11 @@ impl Backend for SecretServiceBackend {
 
     fn delete(&mut self, user: &str) -> Result<bool, Fail> {
         self.known.clear();
+        let entry = self.entry(user)?;
         if self.guard(user)? == 0 {
             return Ok(false);
         }
-        match self.entry(user)?.delete_credential() {
+        match entry.delete_credential() {
             Ok(()) => Ok(true),
             Err(keyring_core::Error::NoEntry) => Ok(false),
             Err(e) => Err(core_fail(e)),
@@ -392,10 +459,7 @@ impl Backend for SecretServiceBackend {
             return out;
         }
         let service = self.service.clone();
-        let (ss, known) = match self.pipe() {
-            Ok(p) => p,
-            Err(f) => return every(items.len(), f),
-        };
+        let (ss, known) = self.pipe();
         async_io::block_on(async {
             let ctx = Ctx::new(ss, &service);
             let collection = default_collection(ss).await;
@@ -429,10 +493,7 @@ impl Backend for SecretServiceBackend {
 
     fn get_many(&mut self, users: &[String], tick: Tick) -> Vec<Result<Option<Stored>, Fail>> {
         let service = self.service.clone();
-        let (ss, _) = match self.pipe() {
-            Ok(p) => p,
-            Err(f) => return every(users.len(), f),
-        };
+        let (ss, _) = self.pipe();
         // A read-back is the independent check of what the batch wrote, so
         // it never trusts the paths the writes remember: one search of the
         // service and every item's attributes read afresh (or a search per
@@ -470,10 +531,7 @@ impl Backend for SecretServiceBackend {
             return out;
         }
         let service = self.service.clone();
-        let (ss, known) = match self.pipe() {
-            Ok(p) => p,
-            Err(f) => return every(users.len(), f),
-        };
+        let (ss, known) = self.pipe();
         known.clear();
         async_io::block_on(per_user(ss, &service, users, tick, remove))
     }
@@ -493,10 +551,7 @@ impl Backend for SecretServiceBackend {
             return out;
         }
         let service = self.service.clone();
-        let (ss, known) = match self.pipe() {
-            Ok(p) => p,
-            Err(f) => return every(expected.len(), f),
-        };
+        let (ss, known) = self.pipe();
         known.clear();
         async_io::block_on(async {
             let mut out = Vec::with_capacity(expected.len());
@@ -524,10 +579,7 @@ impl Backend for SecretServiceBackend {
             return out;
         }
         let service = self.service.clone();
-        let (ss, known) = match self.pipe() {
-            Ok(p) => p,
-            Err(f) => return every(items.len(), f),
-        };
+        let (ss, known) = self.pipe();
         // Items made or taken away here are not remembered: forget all.
         known.clear();
         async_io::block_on(async {

@@ -103,32 +103,40 @@ fn a_connect_failure_is_reported_as_unavailable_with_its_reason() {
     );
 }
 
-/// `connect_ahead` connects on the worker before any call (so the
-/// connection's cost overlaps the caller's own work), and a connection that
-/// failed then is made by the first call instead, once.
+/// A connect closure over an in-memory keyring that reports each attempt
+/// (its number) on `tx` and fails the attempts `fail` gives a failure for.
+fn counting_connect(
+    map: Shared,
+    tx: mpsc::Sender<usize>,
+    fail: impl Fn(usize) -> Option<Fail> + Send + 'static,
+) -> Connect {
+    let n = Mutex::new(0usize);
+    Box::new(move |svc| {
+        let mut n = n.lock().unwrap();
+        *n += 1;
+        let _ = tx.send(*n);
+        if let Some(f) = fail(*n) {
+            return Err(f);
+        }
+        let store: Arc<keyring_core::CredentialStore> = Arc::new(MemStore(map.clone()));
+        Ok(Box::new(CompanionBackend::new(store, svc)) as Box<dyn Backend>)
+    })
+}
+
+/// `open` connects on the worker before any call (so the connection's
+/// cost overlaps the caller's own work), and a connection that failed
+/// quickly then is made by the first call instead, once.
 #[test]
-fn connecting_ahead_connects_before_the_first_call_and_a_failure_is_retried_by_it() {
+fn opening_connects_ahead_and_a_quick_failure_is_retried_by_the_first_call() {
     let (tx, attempts) = mpsc::channel::<usize>();
-    let n = Arc::new(Mutex::new(0usize));
-    let map = Shared::default();
-    let store = KeyringStore::with_backend(
-        spec("svc-ahead"),
-        "svc-ahead".into(),
-        Duration::from_secs(5),
-        NO_LIMIT,
-        Box::new(move |svc| {
-            let mut n = n.lock().unwrap();
-            *n += 1;
-            let _ = tx.send(*n);
-            if *n == 1 {
-                return Err(Fail::Unavailable("not yet".into()));
-            }
-            let store: Arc<keyring_core::CredentialStore> = Arc::new(MemStore(map.clone()));
-            Ok(Box::new(CompanionBackend::new(store, svc)) as Box<dyn Backend>)
-        }),
-    )
-    .unwrap();
-    store.connect_ahead();
+    let connect = counting_connect(Shared::default(), tx, |n| {
+        (n == 1).then(|| Fail::Unavailable("not yet".into()))
+    });
+    let opts = KeyOptions {
+        keyring_timeout: Duration::from_secs(5),
+        ..KeyOptions::default()
+    };
+    let store = open_with(&spec("svc-ahead"), "svc-ahead", &opts, NO_LIMIT, connect).unwrap();
     assert_eq!(
         attempts.recv_timeout(Duration::from_secs(5)),
         Ok(1),
@@ -139,6 +147,168 @@ fn connecting_ahead_connects_before_the_first_call_and_a_failure_is_retried_by_i
     assert_eq!(attempts.try_recv(), Ok(2), "the first call connected again");
     assert!(store.read(&c.id).unwrap().unwrap().same_as(&c));
     assert!(attempts.try_recv().is_err(), "and kept that connection");
+}
+
+/// A quick connect-ahead failure followed by a failed first attempt: the
+/// caller gets the reason of the attempt it made.
+#[test]
+fn a_retried_connect_that_fails_again_reports_its_reason() {
+    let (tx, attempts) = mpsc::channel::<usize>();
+    let connect = counting_connect(Shared::default(), tx, |n| {
+        Some(Fail::Unavailable(format!("no bus, attempt {n}")))
+    });
+    let store = KeyringStore::start(
+        spec("svc-twice"),
+        "svc-twice".into(),
+        Duration::from_secs(5),
+        NO_LIMIT,
+        connect,
+    )
+    .unwrap();
+    assert_eq!(attempts.recv_timeout(Duration::from_secs(5)), Ok(1));
+    let err = store.list().unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(err.to_string().ends_with("no bus, attempt 2"), "{err}");
+}
+
+/// audit9 finding 1: a connect-ahead that fails slowly (here 1.2 s of a
+/// 2 s timeout) is reported by the first call as it is, not tried again
+/// (which would wait past the timeout: "hung?", and a second start of the
+/// service); the call after that connects again.
+#[test]
+fn a_slow_connect_ahead_failure_is_reported_by_the_first_call() {
+    let (tx, attempts) = mpsc::channel::<usize>();
+    let connect = counting_connect(Shared::default(), tx, |n| {
+        if n == 1 {
+            std::thread::sleep(Duration::from_millis(1200));
+            return Some(Fail::Unavailable("activation timed out: why".into()));
+        }
+        None
+    });
+    let store = KeyringStore::start(
+        spec("svc-slow"),
+        "svc-slow".into(),
+        Duration::from_secs(2),
+        NO_LIMIT,
+        connect,
+    )
+    .unwrap();
+    let id = CredentialId::new("ns", "k");
+    let err = store.read(&id).unwrap_err();
+    assert!(!matches!(err, StoreError::Timeout { .. }), "{err}");
+    assert!(err.is_unavailable(), "{err}");
+    assert!(err.to_string().ends_with("activation timed out: why"), "{err}");
+    assert_eq!(attempts.try_recv(), Ok(1), "connected once, ahead");
+    assert!(attempts.try_recv().is_err(), "not again by the first call");
+    assert!(store.read(&id).unwrap().is_none(), "the next call reconnects");
+    assert_eq!(attempts.try_recv(), Ok(2));
+}
+
+/// A backend whose session dies when `dead` is set: every call then fails
+/// as the Secret Service backend reports a lost session.
+struct Dies {
+    inner: CompanionBackend,
+    dead: Arc<Mutex<bool>>,
+}
+impl Dies {
+    fn alive(&self) -> Result<(), Fail> {
+        match *self.dead.lock().unwrap() {
+            true => Err(Fail::Unavailable("session lost".into())),
+            false => Ok(()),
+        }
+    }
+}
+impl Backend for Dies {
+    fn state(&mut self) -> Result<State, Fail> {
+        self.alive()?;
+        self.inner.state()
+    }
+    fn list(&mut self) -> Result<Vec<Listed>, Fail> {
+        self.alive()?;
+        self.inner.list()
+    }
+    fn get(&mut self, u: &str) -> Result<Option<Stored>, Fail> {
+        self.alive()?;
+        self.inner.get(u)
+    }
+    fn set(&mut self, u: &str, s: &Secret, k: &str, m: &str) -> Result<(), Fail> {
+        self.alive()?;
+        self.inner.set(u, s, k, m)
+    }
+    fn delete(&mut self, u: &str) -> Result<bool, Fail> {
+        self.alive()?;
+        self.inner.delete(u)
+    }
+}
+
+/// audit9 finding 2: a call or a batch that finds the session lost (the
+/// daemon restarted) drops the connection, and the next call connects
+/// afresh instead of failing on the dead session for the whole run.
+#[test]
+fn a_lost_session_is_replaced_by_the_next_call() {
+    let (tx, attempts) = mpsc::channel::<usize>();
+    let map = Shared::default();
+    let n = Mutex::new(0usize);
+    let deaths: Arc<Mutex<Vec<Arc<Mutex<bool>>>>> = Arc::default();
+    let sessions = deaths.clone();
+    let store = KeyringStore::with_backend(
+        spec("svc-lost"),
+        "svc-lost".into(),
+        Duration::from_secs(5),
+        NO_LIMIT,
+        Box::new(move |svc| {
+            let mut n = n.lock().unwrap();
+            *n += 1;
+            let _ = tx.send(*n);
+            let dead = Arc::new(Mutex::new(false));
+            sessions.lock().unwrap().push(dead.clone());
+            let store: Arc<keyring_core::CredentialStore> = Arc::new(MemStore(map.clone()));
+            Ok(Box::new(Dies {
+                inner: CompanionBackend::new(store, svc),
+                dead,
+            }) as Box<dyn Backend>)
+        }),
+    )
+    .unwrap();
+    let kill = |i: usize| *deaths.lock().unwrap()[i].lock().unwrap() = true;
+    let c = Credential::new(CredentialId::new("ns", "k"), Kind::ApiKey, "sk-lost-value");
+    store.write(&c).unwrap();
+    assert_eq!(attempts.try_recv(), Ok(1));
+    // A single call on a dead session: unavailable, then reconnected.
+    kill(0);
+    let err = store.read(&c.id).unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(store.read(&c.id).unwrap().unwrap().same_as(&c));
+    assert_eq!(attempts.try_recv(), Ok(2), "the next call reconnected");
+    // A batch on a dead session: every item unavailable, then reconnected.
+    kill(1);
+    let ids = [c.id.clone(), CredentialId::new("ns", "other")];
+    for r in store.read_many(&ids) {
+        assert!(r.unwrap_err().is_unavailable());
+    }
+    let again = store.read_many(&ids);
+    assert!(again[0].as_ref().unwrap().as_ref().unwrap().same_as(&c));
+    assert_eq!(attempts.try_recv(), Ok(3), "the next batch reconnected");
+    assert!(attempts.try_recv().is_err());
+}
+
+/// The Secret Service errors that mean the connection is gone (a broken
+/// socket here) make the store unavailable, not one item's failure.
+#[cfg(all(
+    unix,
+    not(any(target_os = "macos", target_os = "ios", target_os = "android"))
+))]
+#[test]
+fn a_broken_connection_is_a_lost_session_not_an_item_error() {
+    use ::secret_service::Error as SsError;
+    let broken = SsError::Zbus(std::io::Error::other("broken pipe").into());
+    assert!(super::secret_service::gone(&broken));
+    match super::secret_service::ss_fail(broken) {
+        Fail::Unavailable(why) => assert!(why.contains("lost"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!super::secret_service::gone(&SsError::Locked));
+    assert!(!super::secret_service::gone(&SsError::NoResult));
 }
 
 #[test]
