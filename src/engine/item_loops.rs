@@ -176,7 +176,9 @@ const DELETE_BATCH: usize = 256;
 /// The most a whole-file store's delete batch grows to: a batch holds both
 /// ends' values of its items at once, and 65,536 of them were most of a
 /// 100,000-item cleanup's memory; one more pass over the file costs less.
-const WHOLE_FILE_DELETE_BATCH: usize = 32_768;
+/// 32,768 were still a tenth of the wizard's cleanup peak (issue #26):
+/// 16,384 cost two more passes over a 100,000-line file.
+const WHOLE_FILE_DELETE_BATCH: usize = 16_384;
 
 /// `ids`, in their order, cut into delete batches, so that an item and the
 /// items derived from its metadata (`NS/NAME#PATH`, [`legacy_meta`]) always
@@ -259,6 +261,7 @@ fn delete_batches(ids: Vec<CredentialId>, hint: BatchHint) -> Vec<Vec<Credential
 /// is read again: only what is really gone counts as deleted; anything
 /// else is "migrated, source still present". Resumable: an item whose
 /// delete began and that is gone from the source was deleted by us.
+/// A cancel does not stop it (a migration's own cleanup runs to its end).
 pub(crate) fn cleanup_items(
     journal: &mut Journal,
     fp: &FpKey,
@@ -266,6 +269,32 @@ pub(crate) fn cleanup_items(
     target: &dyn Store,
     ctl: &Control,
 ) -> Result<()> {
+    cleanup_loop(journal, fp, source, target, ctl, false).map(|_| ())
+}
+
+/// [`cleanup_items`] that stops between batches once `ctl` is cancelled
+/// (a cleanup asked for on its own: the wizard's, a resume's):
+/// `Ok(false)` then, with the cleanup left interrupted in the journal
+/// (begun, even when the cancel came first): `resume` finishes it.
+pub(crate) fn cleanup_items_cancellable(
+    journal: &mut Journal,
+    fp: &FpKey,
+    source: &dyn Store,
+    target: &dyn Store,
+    ctl: &Control,
+) -> Result<bool> {
+    cleanup_loop(journal, fp, source, target, ctl, true)
+}
+
+fn cleanup_loop(
+    journal: &mut Journal,
+    fp: &FpKey,
+    source: &dyn Store,
+    target: &dyn Store,
+    ctl: &Control,
+    stop_on_cancel: bool,
+) -> Result<bool> {
+    let stop = || stop_on_cancel && ctl.cancelled();
     // The candidates, taken out of the journal's state once (a clone of
     // the whole state was a copy of every planned item); each batch looks
     // up their fingerprints there (a map of every candidate was about 100
@@ -294,6 +323,9 @@ pub(crate) fn cleanup_items(
         BatchHint::PerItem
     };
     for chunk in delete_batches(ids, hint) {
+        if stop() {
+            return Ok(false);
+        }
         let chunk = chunk.as_slice();
         // Each id's fingerprint and whether its delete began before a
         // crash (only records of other batches were written since).
@@ -308,6 +340,10 @@ pub(crate) fn cleanup_items(
                 .collect()
         };
         let at_target = target.read_many(chunk);
+        // The target is read again only for the next batch: a whole-file
+        // target's decrypted copy (a quarter of a 100,000-item cleanup's
+        // peak) is not kept while the source is read and rewritten.
+        target.release_cache();
         let at_source = source.read_many(chunk);
         // What the source held when compared: deleted only while it still does.
         let mut to_delete: Vec<Credential> = Vec::new();
@@ -387,7 +423,7 @@ pub(crate) fn cleanup_items(
         deleted: n_deleted,
         failed: n_failed,
     })?;
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -458,7 +494,7 @@ mod tests {
         };
         assert_eq!(
             sizes(BatchHint::WholeFile),
-            [256, 1024, 4096, 16384, 32768, 32768, 12704]
+            [256, 1024, 4096, 16384, 16384, 16384, 16384, 16384, 12704]
         );
         // Per-item stores keep the fixed cap: 391 batches.
         let per_item = sizes(BatchHint::PerItem);

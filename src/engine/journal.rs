@@ -433,11 +433,45 @@ struct PlannedLine {
     at: String,
     #[allow(dead_code)] // Parsed only to refuse any other record.
     event: PlannedTag,
+    #[serde(deserialize_with = "planned_items_sized")]
     items: Vec<PlannedItem>,
     #[serde(default)]
     warnings: Vec<String>,
     #[serde(default)]
     unreadable: usize,
+}
+
+thread_local! {
+    /// How many items the `planned` line being parsed holds (counted in
+    /// its text by [`parse_line`]).
+    static PLANNED_ITEMS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A plan's items into a vector of their count: grown by doubling while
+/// parsed, a 100,000-item plan's vector was up to twice its size, and a
+/// growth step held the old and the new one at once (a verify's and a
+/// cleanup's peak, with the line's text beside them).
+fn planned_items_sized<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<PlannedItem>, D::Error> {
+    struct Items;
+    impl<'de> serde::de::Visitor<'de> for Items {
+        type Value = Vec<PlannedItem>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of planned items")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut v = Vec::with_capacity(PLANNED_ITEMS.with(|c| c.take()));
+            while let Some(item) = seq.next_element()? {
+                v.push(item);
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_seq(Items)
 }
 
 /// The only `event` a [`PlannedLine`] takes.
@@ -454,9 +488,18 @@ pub(crate) fn parse_line(text: &str) -> serde_json::Result<Line> {
     // The tag is near the start of a line this version wrote.
     let head = &text.as_bytes()[..text.len().min(256)];
     let tag = b"\"event\":\"planned\"";
-    if head.windows(tag.len()).any(|w| w == tag)
-        && let Ok(p) = serde_json::from_str::<PlannedLine>(text)
-    {
+    let planned = head.windows(tag.len()).any(|w| w == tag);
+    if planned {
+        // Each item starts `{"id":` (no JSON string holds `{"`: its quotes
+        // are escaped); bounded by the text's size, whatever a damaged
+        // line holds.
+        let items = text.matches("{\"id\":").count().min(text.len() / 24);
+        PLANNED_ITEMS.with(|c| c.set(items));
+    }
+    if planned && let Ok(mut p) = serde_json::from_str::<PlannedLine>(text) {
+        // Sized by the count above; a damaged line's overcount is not kept
+        // for as long as the state lives.
+        p.items.shrink_to_fit();
         return Ok(Line {
             seq: p.seq,
             at: p.at,
@@ -612,6 +655,47 @@ mod tests {
         // A `planned` line the direct parse cannot read goes the derived
         // way, with its error.
         assert!(parse_line("{\"seq\":1,\"at\":\"x\",\"event\":\"planned\"}").is_err());
+    }
+
+    /// Issue #26: a plan's items are parsed into a vector of their count
+    /// (grown by doubling, a 100,000-item plan's was up to twice its size,
+    /// the old and new buffers held at once at each step).
+    #[test]
+    fn a_planned_line_parses_into_a_vector_of_its_count() {
+        for n in [0usize, 1, 3, 1000, 1025] {
+            let items: Vec<PlannedItem> = (0..n)
+                .map(|i| PlannedItem {
+                    id: CredentialId::new("env", format!("K{i:05}")),
+                    action: PlannedAction::Copy,
+                    fp: Some("ab".repeat(16).parse().unwrap()),
+                    mfp: None,
+                    target_fp: None,
+                })
+                .collect();
+            let line = Line {
+                seq: 2,
+                at: "2026-12-06T16:00:00Z".into(),
+                record: Record::Planned {
+                    items,
+                    warnings: vec!["{\"id\": in a warning".into()],
+                    unreadable: 0,
+                },
+            };
+            let text = serde_json::to_string(&line).unwrap();
+            PLANNED_ITEMS.with(|c| c.set(0));
+            let p: PlannedLine = serde_json::from_str(&text).unwrap();
+            // Without the count from the text: grown as it goes.
+            assert_eq!(p.items.len(), n);
+            PLANNED_ITEMS.with(|c| c.set(n));
+            let p: PlannedLine = serde_json::from_str(&text).unwrap();
+            assert_eq!((p.items.len(), p.items.capacity()), (n, n));
+            match parse_line(&text).unwrap().record {
+                Record::Planned { items, .. } => {
+                    assert_eq!((items.len(), items.capacity()), (n, n));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

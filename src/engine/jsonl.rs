@@ -103,13 +103,50 @@ pub fn for_each_jsonl<T: DeserializeOwned>(
 
 /// [`for_each_jsonl`] with the parse of one line given (a record type
 /// whose derived parse buffers a big line can take a direct path).
+/// One line (with its newline) appended to the empty `buf`. A line longer
+/// than the reader's buffer (a 100,000-item plan is one line of tens of
+/// MB) is measured first and read into a buffer of its size: grown by
+/// doubling, it was up to twice its size, and a growth step held the old
+/// and the new buffer at once, at a verify's and a cleanup's peak.
+fn read_line_sized(
+    reader: &mut std::io::BufReader<File>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    use std::io::{BufRead, Seek};
+    let avail = reader.fill_buf()?;
+    if avail.is_empty() || avail.contains(&b'\n') {
+        return reader.read_until(b'\n', buf);
+    }
+    let start = reader.stream_position()?;
+    let mut len = 0usize;
+    loop {
+        let avail = reader.fill_buf()?;
+        if avail.is_empty() {
+            break;
+        }
+        match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                len += i + 1;
+                break;
+            }
+            None => {
+                let n = avail.len();
+                len += n;
+                reader.consume(n);
+            }
+        }
+    }
+    reader.seek(std::io::SeekFrom::Start(start))?;
+    *buf = Vec::with_capacity(len);
+    reader.read_until(b'\n', buf)
+}
+
 pub fn for_each_jsonl_by<T>(
     path: &Path,
     what: &str,
     mut parse: impl FnMut(&str) -> serde_json::Result<T>,
     mut f: impl FnMut(T),
 ) -> Result<(), StoreError> {
-    use std::io::BufRead;
     // Line by line: the text is never held whole either (a 100,000-item
     // journal is tens of MB).
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
@@ -124,11 +161,7 @@ pub fn for_each_jsonl_by<T>(
             buf = Vec::new();
         }
         buf.clear();
-        if reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| StoreError::io(path, e))?
-            == 0
-        {
+        if read_line_sized(&mut reader, &mut buf).map_err(|e| StoreError::io(path, e))? == 0 {
             break;
         }
         // Only the last line can lack its newline: a torn write.
@@ -207,6 +240,34 @@ mod tests {
     struct Rec {
         seq: u64,
         what: String,
+    }
+
+    /// Issue #26: a line longer than the reader's buffer (a 100,000-item
+    /// plan) is read into a buffer of its size, not one grown by doubling;
+    /// the lines around it read as before.
+    #[test]
+    fn a_long_line_is_read_into_a_buffer_of_its_size() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let long = format!("{}\n", "x".repeat(300_000));
+        let mut f = std::fs::File::create(&path).unwrap();
+        write!(f, "a\n{long}b\nlast-no-newline").unwrap();
+        drop(f);
+        let mut r = std::io::BufReader::with_capacity(1 << 16, File::open(&path).unwrap());
+        let mut lines = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            if read_line_sized(&mut r, &mut buf).unwrap() == 0 {
+                break;
+            }
+            lines.push((String::from_utf8(buf.clone()).unwrap(), buf.capacity()));
+        }
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0].0, "a\n");
+        assert_eq!(lines[1], (long.clone(), long.len()));
+        assert_eq!(lines[2].0, "b\n");
+        assert_eq!(lines[3].0, "last-no-newline");
     }
 
     #[test]

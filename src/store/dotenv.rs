@@ -118,11 +118,17 @@ impl DotenvStore {
     /// [`load_to_read`](Self::load_to_read) keeping only the assignments
     /// of `ids`.
     fn load_ids(&self, ids: &[CredentialId]) -> Result<Option<Doc>> {
+        self.load_ids_for(ids, Purpose::Read)
+    }
+
+    /// The file parsed for `purpose`, keeping whole assignments only for
+    /// `ids` (see [`Doc::parse`]).
+    fn load_ids_for(&self, ids: &[CredentialId], purpose: Purpose) -> Result<Option<Doc>> {
         let wanted: std::collections::HashSet<&CredentialId, foldhash::fast::RandomState> =
             ids.iter().collect();
         let keep = |id: &CredentialId| wanted.contains(id);
         fsutil::read_if_exists(&self.path)?
-            .map(|bytes| Doc::parse(&self.path, bytes, Purpose::Read, Some(&keep)))
+            .map(|bytes| Doc::parse(&self.path, bytes, purpose, Some(&keep)))
             .transpose()
     }
 

@@ -357,7 +357,7 @@ impl<S> Faulty<S> {
 #[deny(clippy::missing_trait_methods)]
 impl<S: AsRef<dyn Store> + Send + Sync> Store for Faulty<S> {
     forward!([inner.as_ref()]; spec, batch_hint, probe, list, check, unmigrated,
-        verify_hashed, lock, identity, set_provenance, inventory_from_listing);
+        verify_hashed, lock, identity, set_provenance, inventory_from_listing, release_cache);
     fn read(&self, id: &CredentialId) -> Result<Option<Credential>> {
         match self.faults.hit(Op::Read, id) {
             Some(e) => Err(e),

@@ -340,7 +340,7 @@ impl Parent {
 #[deny(clippy::missing_trait_methods)]
 impl Store for LegacyMeta {
     forward!(inner; spec, batch_hint, probe, check, verify_hashed, lock, identity, set_provenance,
-        inventory_from_listing);
+        inventory_from_listing, release_cache);
 
     fn list(&self) -> Result<Listing> {
         self.seen().clear();

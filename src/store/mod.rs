@@ -332,6 +332,13 @@ pub trait Store: Send + Sync {
         false
     }
 
+    /// Let go of what this store keeps in memory between calls (a
+    /// whole-file store's decrypted copy of its file): the next call reads
+    /// the store afresh. For a caller that keeps the store open through a
+    /// long phase that does not use it (a cleanup deleting a batch from the
+    /// source between reads of the target). Default: nothing is kept.
+    fn release_cache(&self) {}
+
     /// How this store's batches cost (see [`BatchHint`]). Default: per item.
     fn batch_hint(&self) -> BatchHint {
         BatchHint::PerItem

@@ -115,6 +115,11 @@ macro_rules! forward {
             self.$($p)+.inventory_from_listing()
         }
     };
+    (@one [$($p:tt)+]; release_cache) => {
+        fn release_cache(&self) {
+            self.$($p)+.release_cache()
+        }
+    };
     (@one [$($p:tt)+]; batch_hint) => {
         fn batch_hint(&self) -> $crate::store::BatchHint {
             self.$($p)+.batch_hint()
@@ -305,6 +310,9 @@ mod tests {
         fn set_provenance(&self, _: &Provenance) {
             self.called("set_provenance");
         }
+        fn release_cache(&self) {
+            self.called("release_cache");
+        }
     }
 
     /// What `w` answers is what the marked store under it answers, and the
@@ -369,6 +377,8 @@ mod tests {
             source: "dotenv:a.env".into(),
         });
         batched("set_provenance", true);
+        w.release_cache();
+        batched("release_cache", true);
         batched("read_many", w.read_many(&ids).iter().all(Result::is_ok));
         batched("write_many", w.write_many(&creds).iter().all(Result::is_ok));
         batched("delete_many", w.delete_many(&ids).iter().all(Result::is_ok));

@@ -85,6 +85,7 @@ pub fn map(key: KeyEvent, w: &Wizard) -> Input {
             (Step::Inventory, 'r') => Event::Reveal,
             (Step::DryRun, 'p') => Event::TogglePolicy,
             (Step::Execute, 'c') => Event::Cancel,
+            (Step::Verify | Step::Cleanup, 'c') if w.busy.is_some() => Event::Cancel,
             (Step::Assess | Step::Consent, 'h') => Event::OpenRecovery,
             (Step::Detail, 'r') => Event::Recovery(RecoveryAction::Resume),
             (Step::Detail, 'b') => Event::Recovery(RecoveryAction::Rollback),
@@ -158,6 +159,10 @@ fn screen_keys(w: &Wizard, overlays: bool) -> Vec<(&'static str, &'static str)> 
             vec![("c", "cancel and roll back")]
         }
         Step::Execute => vec![],
+        Step::Verify | Step::Cleanup if w.finishing() && !w.run.cancel_requested => {
+            vec![("c", "stop after the batch at hand")]
+        }
+        Step::Verify | Step::Cleanup if w.finishing() => vec![],
         Step::Verify => vec![("↑↓", "move"), ("Enter", "cleanup")],
         Step::Cleanup => vec![
             ("Space", "keep/delete source"),

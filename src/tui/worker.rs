@@ -224,36 +224,8 @@ impl Executor for EngineExecutor {
                 plan_token,
                 plan_items,
             } => self.start(from, to, policy, selection, (plan_token, plan_items), sink),
-            Effect::Verify { id } => {
-                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                spawn(sink, Task::Verify, move || {
-                    let r =
-                        join_quietly(engine::start_recovery(
-                        &dir,
-                        &id,
-                        &opts,
-                        RecoveryOp::Verify,
-                        Arc::default(),
-                    ))?;
-                    // Verify read the whole target and the journal.
-                    release_free_memory();
-                    Ok(Event::Verified(Box::new(r)))
-                });
-            }
-            Effect::Cleanup { id } => {
-                let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
-                spawn(sink, Task::Cleanup, move || {
-                    let r = join_quietly(engine::start_recovery(
-                        &dir,
-                        &id,
-                        &opts,
-                        RecoveryOp::Cleanup,
-                        Arc::default(),
-                    ))?;
-                    release_free_memory();
-                    Ok(Event::CleanedUp(Box::new(r)))
-                });
-            }
+            Effect::Verify { id } => self.check_or_clean_up(id, RecoveryOp::Verify, sink),
+            Effect::Cleanup { id } => self.check_or_clean_up(id, RecoveryOp::Cleanup, sink),
             Effect::LoadHistory => {
                 let dir = self.state_dir.clone();
                 spawn(sink, Task::History, move || {
@@ -357,6 +329,41 @@ impl EngineExecutor {
             };
         }
         flag
+    }
+
+    /// The migration path's verify or cleanup on the engine's handle, its
+    /// progress not shown, cancelled through the same slot as the
+    /// migration (`Effect::CancelMigration`): the flag is in the slot
+    /// before the job starts, so a cancel that comes meanwhile stops it
+    /// before its first batch.
+    fn check_or_clean_up(&mut self, id: engine::MigrationId, op: RecoveryOp, sink: &Sink) {
+        let (opts, dir) = (self.opts.clone(), self.state_dir.clone());
+        let cancel = self.cancel.clone();
+        let flag = Self::fresh_flag(&cancel);
+        let task = if op == RecoveryOp::Verify {
+            Task::Verify
+        } else {
+            Task::Cleanup
+        };
+        spawn(sink, task, move || {
+            let handle = engine::start_recovery(&dir, &id, &opts, op, flag);
+            if let Ok(h) = &handle {
+                Self::arm_cancel(&cancel, h);
+            }
+            let report = join_quietly(handle);
+            if let Ok(mut slot) = cancel.lock() {
+                slot.flag = None;
+            }
+            // Verify read the whole target and the journal; cleanup both
+            // stores.
+            release_free_memory();
+            let report = Box::new(report?);
+            Ok(if op == RecoveryOp::Verify {
+                Event::Verified(report)
+            } else {
+                Event::CleanedUp(report)
+            })
+        });
     }
 
     /// Take the new key (read or write its file), then rekey with progress

@@ -121,3 +121,74 @@ fn a_row_dropped_added_renamed_or_with_another_action_is_refused() {
     refused(start_with(|r| r.swap(0, 1)));
     refused(start_with(|r| r[0].action = Action::Overwrite));
 }
+
+/// A migration of the two items run to its end: the executor (its cancel
+/// slot free again), the channel, the migration's id, the source file.
+fn migrated(dir: &std::path::Path) -> (EngineExecutor, Sink, mpsc::Receiver<Msg>, engine::MigrationId) {
+    let (mut ex, sink, rx, mut start, plan) = planned(dir);
+    if let Effect::StartMigration { plan_items, .. } = &mut start {
+        *plan_items = plan.items;
+    }
+    ex.execute(start, &sink);
+    loop {
+        match next_event(&rx) {
+            Event::Progress(p) => {
+                if let Some(Progress::Finished(r)) =
+                    p.into_iter().find(|p| matches!(p, Progress::Finished(_)))
+                {
+                    assert_eq!(r.verified, 2, "{r:?}");
+                    return (ex, sink, rx, r.migration_id);
+                }
+            }
+            Event::MigrationStarted { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Issue #26's note: the wizard's verify and cleanup started with a fresh
+/// cancel flag of their own, so a quit during them could not stop them.
+/// A cancel that reaches the executor right after the start (as when a
+/// person presses q, then y, at once) now stops each before its first
+/// batch: the read-back reads nothing, the cleanup deletes nothing.
+#[test]
+fn quitting_during_verify_or_cleanup_stops_the_engine_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ex, sink, rx, id) = migrated(dir.path());
+    let src = dir.path().join("src.env");
+    let before = std::fs::read_to_string(&src).unwrap();
+
+    ex.execute(Effect::Verify { id: id.clone() }, &sink);
+    ex.execute(Effect::CancelMigration, &sink);
+    match next_event(&rx) {
+        Event::Verified(r) => {
+            assert!(r.cancelled, "{r:?}");
+            assert_eq!(r.verified, 0, "{r:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    ex.execute(Effect::Cleanup { id: id.clone() }, &sink);
+    ex.execute(Effect::CancelMigration, &sink);
+    match next_event(&rx) {
+        Event::CleanedUp(r) => {
+            assert!(r.cancelled, "{r:?}");
+            assert_eq!(r.source_deleted, 0, "{r:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&src).unwrap(), before, "nothing deleted");
+
+    // Not cancelled, the same two run to their end (the flag is fresh).
+    ex.execute(Effect::Verify { id: id.clone() }, &sink);
+    match next_event(&rx) {
+        Event::Verified(r) => assert!(!r.cancelled && r.verified == 2, "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    ex.execute(Effect::Cleanup { id }, &sink);
+    match next_event(&rx) {
+        Event::CleanedUp(r) => assert!(!r.cancelled && r.source_deleted == 2, "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&src).unwrap(), "");
+}

@@ -13,6 +13,9 @@ pub struct CleanupState {
 impl Wizard {
     pub(super) fn on_cleanup(&mut self, event: Event) -> Vec<Effect> {
         match event {
+            Event::Cancel if self.finishing() => self.cancel_finishing(false),
+            // The choice stands while its cleanup runs.
+            _ if self.finishing() => vec![],
             Event::Toggle | Event::Up | Event::Down => {
                 self.cleanup.delete_source = !self.cleanup.delete_source;
                 vec![]

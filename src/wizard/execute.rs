@@ -292,6 +292,8 @@ impl Wizard {
         self.step = Step::Verify;
         self.verify.cursor = 0;
         self.busy = Some("Reading back every item from the target…".into());
+        // A cancel that came too late for the run is not one for verify.
+        self.run.cancel_requested = false;
         vec![Effect::Verify { id }]
     }
 

@@ -133,6 +133,9 @@ pub enum Confirm {
     QuitWhileRunning,
     /// Quit while a recovery action runs: it stops after the batch at hand.
     QuitWhileRecovering { action: RecoveryAction },
+    /// Quit while the migration's read-back (`Step::Verify`) or cleanup
+    /// (`Step::Cleanup`) runs: it stops after the batch at hand.
+    QuitWhileFinishing { step: Step },
     /// Delete verified items from the source.
     DeleteSource { count: usize },
     Recovery {
@@ -483,6 +486,38 @@ impl Wizard {
         self.step == Step::Execute && self.run.report.is_none()
     }
 
+    /// Whether the migration's read-back or its cleanup runs (the steps
+    /// after the run, each an engine job of its own).
+    pub fn finishing(&self) -> bool {
+        matches!(self.step, Step::Verify | Step::Cleanup) && self.busy.is_some()
+    }
+
+    /// Cancel the read-back or cleanup that runs (it stops after the batch
+    /// at hand); with `quit`, exit once it has.
+    fn cancel_finishing(&mut self, quit: bool) -> Vec<Effect> {
+        self.run.quit_after |= quit;
+        if self.run.cancel_requested {
+            return vec![];
+        }
+        self.run.cancel_requested = true;
+        vec![Effect::CancelMigration]
+    }
+
+    /// After a read-back or cleanup: the exit asked for while it ran.
+    fn exit_if_asked(&mut self) -> Vec<Effect> {
+        if !self.run.quit_after {
+            return vec![];
+        }
+        let failed = self.run.report.as_ref().is_some_and(|r| r.failed > 0);
+        // The end screen's outcome when there is one (after cleanup), else
+        // the run's.
+        vec![Effect::Exit(self.outcome.unwrap_or(if failed {
+            Outcome::Failed
+        } else {
+            Outcome::Completed
+        }))]
+    }
+
     /// Whether a recovery action (resume, rollback, verify, restore) runs.
     pub fn recovering(&self) -> bool {
         self.recovery.running.is_some()
@@ -553,13 +588,13 @@ impl Wizard {
             Event::Verified(report) => {
                 self.busy = None;
                 self.verify.report = Some(*report);
-                return vec![];
+                return self.exit_if_asked();
             }
             Event::CleanedUp(report) => {
                 self.busy = None;
                 self.cleanup.report = Some(*report);
                 self.finish(Outcome::Completed);
-                return vec![];
+                return self.exit_if_asked();
             }
             Event::HistoryLoaded(entries) => {
                 if self.step == Step::History {
@@ -609,6 +644,10 @@ impl Wizard {
                 return self.cancel_rekey(true);
             }
             Event::Terminate => {
+                if self.finishing() {
+                    self.confirm = None;
+                    return self.cancel_finishing(true);
+                }
                 if self.recovering() {
                     self.confirm = None;
                     return self.cancel_recovery_and_quit();
@@ -685,6 +724,10 @@ impl Wizard {
             self.confirm = Some(Confirm::QuitWhileRunning);
             return vec![];
         }
+        if self.finishing() {
+            self.confirm = Some(Confirm::QuitWhileFinishing { step: self.step });
+            return vec![];
+        }
         if self.rekeying() {
             self.confirm = Some(Confirm::QuitWhileRekeying);
             return vec![];
@@ -711,11 +754,13 @@ impl Wizard {
                     Confirm::DeleteSource { .. } => match self.run.id.clone() {
                         Some(id) => {
                             self.busy = Some("Deleting verified items from the source…".into());
+                            self.run.cancel_requested = false;
                             vec![Effect::Cleanup { id }]
                         }
                         None => vec![],
                     },
                     Confirm::QuitWhileRecovering { .. } => self.cancel_recovery_and_quit(),
+                    Confirm::QuitWhileFinishing { .. } => self.cancel_finishing(true),
                     Confirm::Recovery { action, .. } => self.start_recovery(action),
                     Confirm::RollbackChosen { .. } => self.start_partial_rollback(),
                     Confirm::CancelRekey => self.cancel_rekey(false),

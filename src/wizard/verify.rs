@@ -20,6 +20,7 @@ impl Wizard {
                 self.step = Step::Cleanup;
                 vec![]
             }
+            Event::Cancel if self.finishing() => self.cancel_finishing(false),
             _ => vec![],
         }
     }

@@ -219,3 +219,45 @@ pub fn decode_credential_fragment(fragment: &[u8], location: &str) -> Result<Cre
         metadata: p.metadata,
     })
 }
+
+/// Each credential of an envelope's plaintext, decoded one at a time and
+/// handed to `each` (which may stop the walk by returning false): no list
+/// of them is held. `Ok(true)` when every item was handed over; an error
+/// or a stop gives no reason (callers that need one decode the list with
+/// [`decode_credentials`]).
+pub fn for_each_credential(plaintext: &[u8], each: impl FnMut(Credential) -> bool) -> bool {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+    struct Each<F>(F);
+    impl<'de, F: FnMut(Credential) -> bool> Visitor<'de> for &mut Each<F> {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of credentials")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<bool, A::Error> {
+            while let Some(p) = seq.next_element::<PlainOwned>()? {
+                let c = Credential {
+                    id: p.id,
+                    kind: p.kind,
+                    secret: p.secret,
+                    metadata: p.metadata,
+                };
+                if !(self.0)(c) {
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+            }
+            Ok(true)
+        }
+    }
+    impl<'de, F: FnMut(Credential) -> bool> DeserializeSeed<'de> for &mut Each<F> {
+        type Value = bool;
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<bool, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    let mut visitor = Each(each);
+    let mut de = serde_json::Deserializer::from_slice(plaintext);
+    (&mut visitor).deserialize(&mut de).is_ok() && de.end().is_ok()
+}

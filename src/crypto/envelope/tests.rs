@@ -410,3 +410,41 @@ fn envelope_bytes_are_what_serde_json_writes_for_the_envelope() {
         }
     }
 }
+
+/// Issue #26 (the wizard's verify at 100,000 items): the envelopes
+/// credshift writes are read with the ciphertext's text borrowed from the
+/// file's bytes (no parsed tree holding a copy of it), decoded once and
+/// opened in that buffer; what the tree's way reads is the same.
+#[test]
+fn an_envelope_credshift_wrote_is_read_with_its_ciphertext_borrowed() {
+    let key = SealingKey::new(&pass("pw"), 1000).unwrap();
+    let sealed = key
+        .seal_for_writing(encode_credentials(&sample()).unwrap())
+        .unwrap();
+    let mut store_bytes = Vec::new();
+    sealed.write_to(&mut store_bytes).unwrap();
+    for bytes in [
+        store_bytes,
+        seal_credentials(&sample(), &pass("pw"), 1000).unwrap(),
+    ] {
+        let text: EnvelopeText<'_> = serde_json::from_slice(&bytes).unwrap();
+        assert!(matches!(text.ciphertext, std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(text.nonce, std::borrow::Cow::Borrowed(_)));
+        let env = Envelope::parse(&bytes, LOC, true).unwrap();
+        // The same as the tree's way reads it.
+        let tree: EnvelopeJson = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(env.aad, tree.header_aad().unwrap());
+        assert_eq!(env.ciphertext, B64.decode(&tree.ciphertext).unwrap());
+        let key = SealingKey::derive(env.params(), &pass("pw"), LOC).unwrap();
+        let copied = key.open(&env).unwrap();
+        let in_place = key.open_owned(env).unwrap();
+        assert_eq!(*copied, *in_place);
+        same(&sample(), &decode_credentials(&in_place, LOC).unwrap());
+    }
+    // A wrong key opens nothing in place either.
+    let bytes = seal_credentials(&sample(), &pass("pw"), 1000).unwrap();
+    let env = Envelope::parse(&bytes, LOC, true).unwrap();
+    let wrong = SealingKey::derive(env.params(), &pass("other"), LOC).unwrap();
+    let err = wrong.open_owned(env).unwrap_err().to_string();
+    assert!(err.contains("wrong passphrase"), "{err}");
+}

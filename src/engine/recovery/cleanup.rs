@@ -6,6 +6,19 @@ use super::*;
 /// finish a cleanup that was interrupted). The caller must have the
 /// user's consent.
 pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<Report> {
+    cleanup_with(state_dir, id, opts, &Control::default())
+}
+
+/// [`cleanup`] with progress (a `source_deleted` or `source_delete_failed`
+/// event per item) and cancel: it stops between batches, the report says
+/// `cancelled`, and the cleanup stays interrupted (`resume` finishes it);
+/// nothing after the batch at hand is deleted.
+pub fn cleanup_with(
+    state_dir: &Path,
+    id: &MigrationId,
+    opts: &KeyOptions,
+    ctl: &Control,
+) -> Result<Report> {
     let st = State::load(state_dir, id)?;
     cleanable(&st, id)?;
     // Only the head is kept while the session reads the journal again
@@ -36,7 +49,7 @@ pub fn cleanup(state_dir: &Path, id: &MigrationId, opts: &KeyOptions) -> Result<
         &keys.fp,
         source.as_ref(),
         target.as_ref(),
-        &Control::default(),
+        ctl,
     )
     .map(|r| noted(r, &locks))
 }
@@ -65,15 +78,19 @@ pub(super) fn run_cleanup(
     target: &dyn Store,
     ctl: &Control,
 ) -> Result<Report> {
-    cleanup_items(journal, fp, source, target, ctl)?;
+    let finished = cleanup_items_cancellable(journal, fp, source, target, ctl)?;
     let st = journal.state()?;
-    let outcome = if st.recorded.source_delete_failed.is_empty() {
+    let outcome = if !finished {
+        "interrupted"
+    } else if st.recorded.source_delete_failed.is_empty() {
         "completed"
     } else {
         "failed"
     };
     audit_action(state_dir, id, st, "cleanup", outcome, st.totals());
-    Ok(st.report())
+    let mut report = st.report();
+    report.cancelled = !finished;
+    Ok(report)
 }
 
 /// Test aid: a step run between cleanup's status check and its locks, so

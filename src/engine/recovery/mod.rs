@@ -26,10 +26,11 @@ use crate::engine::audit;
 use crate::engine::backup_file::{self, BackupKey};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::execute::{
-    self, Control, MigrationKeys, Run, UndoScope, cleanup_items, migration_backup_key,
+    self, Control, MigrationKeys, Run, UndoScope, migration_backup_key,
     planned_items, undo_all,
 };
 use crate::engine::fingerprint;
+use crate::engine::item_loops::cleanup_items_cancellable;
 use crate::engine::inventory::now_ms;
 use crate::engine::journal::{Journal, PlannedAction, Record, Totals, UndoOutcome};
 use crate::engine::plan;
@@ -220,7 +221,7 @@ pub fn start_recovery(
         RecoveryOp::Resume => resume_with(&state_dir, &mid, &opts, &ctl),
         RecoveryOp::Rollback => rollback_with(&state_dir, &mid, &opts, &ctl),
         RecoveryOp::Verify => verify_with(&state_dir, &mid, &opts, &ctl),
-        RecoveryOp::Cleanup => cleanup(&state_dir, &mid, &opts),
+        RecoveryOp::Cleanup => cleanup_with(&state_dir, &mid, &opts, &ctl),
         RecoveryOp::Restore => Err(EngineError::Refused("restore runs as a migration".into())),
     })
 }

@@ -16,7 +16,7 @@ impl DotenvStore {
         expected: Option<&[Credential]>,
     ) -> Vec<Result<DeleteIf>> {
         let _g = self.guard();
-        let mut doc = match self.load(Purpose::Delete) {
+        let mut doc = match self.load_ids_for(ids, Purpose::Delete) {
             Ok(Some(d)) => d,
             Ok(None) => return ids.iter().map(|_| Ok(DeleteIf::Absent)).collect(),
             Err(e) => {
@@ -29,7 +29,7 @@ impl DotenvStore {
         // id would, in order (a repeated id removes the next earlier one),
         // with the line numbers each such call would report, but with one
         // parse and one rewrite.
-        let before = Meaning::of(&doc);
+        let before = Meaning::take(&mut doc);
         // The lines to remove, one flag per line (a list of their numbers,
         // grown by doubling, was 14 MB of a 32,768-item batch's peak).
         let mut gone = vec![false; doc.lines.len()];
@@ -139,6 +139,7 @@ impl DotenvStore {
         doc.by_id = Index::default();
         doc.by_key = Index::default();
         doc.digests = zeroize::Zeroizing::new(Vec::new());
+        doc.seen = Vec::new();
         let want = &expected.0;
         // Per expected id: whether its last assignment read as expected.
         let mut last: Vec<Option<bool>> = vec![None; want.len()];
@@ -180,6 +181,7 @@ impl DotenvStore {
 pub(super) struct Meaning(Vec<(CredentialId, Expect)>);
 
 /// What one id must read as.
+#[derive(Clone)]
 pub(super) enum Expect {
     Value(Secret),
     /// A delete keeps each line's keyed digest, not its value.
@@ -191,7 +193,35 @@ impl Meaning {
         Meaning(Vec::new())
     }
 
+    /// [`Meaning::of`], taking a delete's `seen` out of `doc` instead of
+    /// copying it.
+    pub(super) fn take(doc: &mut Doc) -> Meaning {
+        if doc.purpose != Purpose::Delete {
+            return Meaning::of(doc);
+        }
+        Meaning::of_seen(std::mem::take(&mut doc.seen))
+    }
+
+    /// Every assignment's id and what it must read as, in file order: the
+    /// last of each id is the one that counts (as in a shell).
+    fn of_seen(mut v: Vec<(CredentialId, Expect)>) -> Meaning {
+        // Last first, then a stable sort: each id's last assignment leads
+        // its run, and `dedup` keeps the first of a run.
+        v.reverse();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        Meaning(v)
+    }
+
     pub(super) fn of(doc: &Doc) -> Meaning {
+        if doc.purpose == Purpose::Delete {
+            return Meaning::of_seen(
+                doc.seen
+                    .iter()
+                    .map(|(id, e)| (id.clone(), e.clone()))
+                    .collect(),
+            );
+        }
         let on = doc.effective();
         let mut v: Vec<(CredentialId, Expect)> =
             Vec::with_capacity(on.iter().filter(|o| **o).count());
@@ -212,6 +242,12 @@ impl Meaning {
         // One effective assignment per id: the ids are distinct.
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Meaning(v)
+    }
+
+    /// The ids, in order (tests compare meanings by them).
+    #[cfg(test)]
+    pub(super) fn ids(&self) -> Vec<&CredentialId> {
+        self.0.iter().map(|(id, _)| id).collect()
     }
 
     /// This meaning with `set`'s values in place of (or beside) its own.

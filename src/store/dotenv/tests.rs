@@ -559,3 +559,52 @@ fn a_delete_check_refuses_when_a_line_it_did_not_name_reads_otherwise() {
             .is_ok()
     );
 }
+
+/// Issue #26 (the wizard's cleanup at 100,000 lines): a delete's document
+/// keeps whole assignments only for the ids it deletes; every other line
+/// is kept as its text and its id's digest for the rewrite check, which
+/// still compares every id (the last assignment of each).
+#[test]
+fn a_delete_keeps_whole_assignments_only_for_the_ids_it_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env");
+    let mut text = String::new();
+    for i in 0..200 {
+        text.push_str(&format!("K{i:03}=v{i}\n"));
+    }
+    // A repeated key: the delete removes its last line, the earlier stays.
+    text.push_str("K007=again\n");
+    std::fs::write(&p, &text).unwrap();
+    let s = DotenvStore {
+        spec: StoreSpec::Dotenv(p.clone()),
+        path: p.clone(),
+        lock: Default::default(),
+    };
+    let named: Vec<CredentialId> = ["env/K007", "env/K100"]
+        .iter()
+        .map(|i| i.parse().unwrap())
+        .collect();
+    let mut doc = s.load_ids_for(&named, Purpose::Delete).unwrap().unwrap();
+    assert_eq!(doc.lines.len(), 201);
+    // Both of K007's assignments and K100's, nothing else.
+    assert_eq!(doc.assignments.len(), 3);
+    assert_eq!(doc.digests.len(), 3);
+    assert!(doc.assignments.iter().all(|a| named.contains(&a.id)));
+    assert_eq!(doc.seen.len(), 201);
+    // The meaning is the whole file's: one entry per id, the last wins.
+    let meaning = super::remove::Meaning::take(&mut doc);
+    assert!(doc.seen.is_empty(), "taken, not copied");
+    let full = super::remove::Meaning::of(&s.load(Purpose::Write).unwrap().unwrap());
+    assert_eq!(meaning.ids(), full.ids());
+    assert_eq!(meaning.ids().len(), 200);
+    let mut fresh = s.load(Purpose::Delete).unwrap().unwrap();
+    assert!(s.same_meaning(&mut fresh, &meaning, |_| false).is_ok());
+    // The delete itself: K100 gone, K007's earlier line stays (said so).
+    let results = s.delete_many(&named);
+    assert!(results[1].as_ref().is_ok_and(|d| *d), "{results:?}");
+    assert!(results[0].is_err(), "{results:?}");
+    let after = std::fs::read_to_string(&p).unwrap();
+    assert!(!after.contains("K100=") && !after.contains("K007=again"), "{after}");
+    assert!(after.contains("K007=v7\n") && after.contains("K099=v99\n"), "{after}");
+    assert_eq!(after.lines().count(), 199);
+}

@@ -23,8 +23,11 @@ use crate::error::Result;
 pub(super) struct Plain {
     buf: Zeroizing<Vec<u8>>,
     /// Each item's id and its fragment's place in `buf`, sorted by id.
-    index: Vec<(CredentialId, Range<usize>)>,
+    index: Index,
 }
+
+/// Each item's id and its fragment's place in a plaintext, sorted by id.
+pub(super) type Index = Vec<(CredentialId, Range<usize>)>;
 
 impl Plain {
     pub(super) fn empty() -> Plain {
@@ -32,6 +35,96 @@ impl Plain {
             buf: Zeroizing::new(b"[]".to_vec()),
             index: Vec::new(),
         }
+    }
+
+    /// `buf` (a decrypted file) kept as it is, with its index, when it is
+    /// byte for byte what a rebuild of its items makes (what this store
+    /// writes: every fragment as [`envelope::encode_credential_fragment`]
+    /// writes it, ids ascending, nothing between). Else `buf` back, for the
+    /// rebuild. A file this store wrote is opened without a list of every
+    /// credential, a map of them and a second plaintext beside it (most of
+    /// a 100,000-item verify's peak).
+    pub(super) fn adopt(
+        buf: Zeroizing<Vec<u8>>,
+    ) -> std::result::Result<Plain, Zeroizing<Vec<u8>>> {
+        // Each item starts `{"id":` and no JSON string holds `{"` (a quote
+        // in a string is escaped): the count, or more when metadata has an
+        // `id` key.
+        let pattern = b"{\"id\":";
+        let at_most = buf.windows(pattern.len()).filter(|w| w == pattern).count();
+        let mut index: Vec<(CredentialId, Range<usize>)> = Vec::with_capacity(at_most);
+        let mut pos = 1;
+        let mut canonical = buf.first() == Some(&b'[');
+        let walked = canonical
+            && envelope::for_each_credential(&buf, |c| {
+                if !index.is_empty() {
+                    if buf.get(pos) != Some(&b',') {
+                        canonical = false;
+                        return false;
+                    }
+                    pos += 1;
+                }
+                let Ok(fragment) = envelope::encode_credential_fragment(&c) else {
+                    canonical = false;
+                    return false;
+                };
+                let end = pos + fragment.len();
+                let same = buf
+                    .get(pos..end)
+                    .is_some_and(|b| crate::credential::ct_eq_bytes(b, &fragment));
+                if !same || index.last().is_some_and(|(last, _)| *last >= c.id) {
+                    canonical = false;
+                    return false;
+                }
+                index.push((c.id, pos..end));
+                pos = end;
+                true
+            });
+        if !(walked && canonical && pos + 1 == buf.len() && buf[pos] == b']') {
+            return Err(buf);
+        }
+        index.shrink_to_fit();
+        Ok(Plain { buf, index })
+    }
+
+    /// `buf`, a plaintext known to be as a save writes it (the same bytes
+    /// as one [`Plain::adopt`] or a save had), indexed by a scan of its
+    /// fragments' bounds: each id parsed, no value decoded. `buf` back when
+    /// the scan finds anything else.
+    pub(super) fn index_known(
+        buf: Zeroizing<Vec<u8>>,
+    ) -> std::result::Result<Plain, Zeroizing<Vec<u8>>> {
+        let head: &[u8] = b"{\"id\":";
+        let at_most = buf.windows(head.len()).filter(|w| w == &head).count();
+        let mut index: Index = Vec::with_capacity(at_most);
+        let mut pos = 1;
+        if buf.first() != Some(&b'[') {
+            return Err(buf);
+        }
+        while buf.get(pos) != Some(&b']') {
+            if !index.is_empty() {
+                if buf.get(pos) != Some(&b',') {
+                    return Err(buf);
+                }
+                pos += 1;
+            }
+            let Some(end) = fragment_end(&buf, pos) else {
+                return Err(buf);
+            };
+            // The id is the fragment's first value: a JSON string.
+            let id_at = pos + head.len();
+            let id = string_end(&buf, id_at)
+                .and_then(|e| serde_json::from_slice::<CredentialId>(&buf[id_at..e]).ok());
+            match id {
+                Some(id) if buf[pos..].starts_with(head) => index.push((id, pos..end)),
+                _ => return Err(buf),
+            }
+            pos = end;
+        }
+        if pos + 1 != buf.len() {
+            return Err(buf);
+        }
+        Ok(Plain { buf, index })
     }
 
     pub(super) fn len(&self) -> usize {
@@ -65,6 +158,46 @@ impl Plain {
     pub(super) fn restore(&mut self, buf: Zeroizing<Vec<u8>>) {
         self.buf = buf;
     }
+}
+
+/// Where the JSON object starting at `at` ends (one past its `}`).
+fn fragment_end(buf: &[u8], at: usize) -> Option<usize> {
+    if buf.get(at) != Some(&b'{') {
+        return None;
+    }
+    let (mut depth, mut i) = (0usize, at);
+    while i < buf.len() {
+        match buf[i] {
+            b'"' => i = string_end(buf, i)? - 1,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Where the JSON string starting at `at` (its opening quote) ends (one
+/// past its closing quote).
+fn string_end(buf: &[u8], at: usize) -> Option<usize> {
+    if buf.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    while i < buf.len() {
+        match buf[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// A batch's changes to a [`Plain`], applied by one rebuild.
@@ -280,6 +413,56 @@ mod tests {
         assert_eq!(p.buf.as_slice(), envelope::join_fragments(want.iter()).as_slice());
         assert_eq!(p.get(&c.id), Some(want[1].as_slice()));
         assert_eq!(p.buf.capacity(), p.buf.len() + TAG_LEN);
+    }
+
+    /// Issue #26: a file this store wrote is kept as it is read (one
+    /// buffer, no list of credentials and no rebuilt copy); anything a
+    /// rebuild would write otherwise is handed back, unchanged, to be
+    /// rebuilt as before.
+    #[test]
+    fn a_plaintext_as_a_save_writes_it_is_kept_as_read_and_any_other_is_handed_back() {
+        let mut e = Edit::new(Plain::empty());
+        for (n, v) in [("b", "2"), ("a", "1"), ("c", "x\"\n\u{e9}")] {
+            let (id, f) = frag(n, v);
+            e.insert(id, f);
+        }
+        let built = e.apply().unwrap();
+        // Known to be a save's (the same bytes again): indexed by a scan.
+        let scanned = match Plain::index_known(Zeroizing::new(built.buf.to_vec())) {
+            Ok(p) => p,
+            Err(_) => panic!("a save's own plaintext was not indexed"),
+        };
+        assert_eq!(scanned.index, built.index);
+        for bad in [&b"[{\"id\":\"ns/a\""[..], b"[{}]", b"[{\"id\":1}]", b"[]x", b"{}"] {
+            assert!(Plain::index_known(Zeroizing::new(bad.to_vec())).is_err());
+        }
+        let kept = match Plain::adopt(Zeroizing::new(built.buf.to_vec())) {
+            Ok(p) => p,
+            Err(_) => panic!("a save's own plaintext was not kept"),
+        };
+        assert_eq!(kept.buf.as_slice(), built.buf.as_slice());
+        assert_eq!(kept.index, built.index);
+        assert!(Plain::adopt(Zeroizing::new(b"[]".to_vec())).is_ok_and(|p| p.len() == 0));
+        let [a, b, c] = [("a", "1"), ("b", "2"), ("c", "3")].map(|(n, v)| frag(n, v).1);
+        let join = |parts: &[&[u8]], sep: &[u8]| {
+            let mut v = b"[".to_vec();
+            v.extend(parts.join(sep));
+            v.push(b']');
+            v
+        };
+        for other in [
+            join(&[&a, &b, &c], b", "),
+            join(&[&b, &a, &c], b","),
+            join(&[&a, &a, &c], b","),
+            [join(&[&a, &b], b","), b"\n".to_vec()].concat(),
+            b"[{\"kind\":\"api_key\",\"id\":\"ns/a\",\"secret\":\"1\",\"metadata\":{}}]".to_vec(),
+            b"not json".to_vec(),
+        ] {
+            match Plain::adopt(Zeroizing::new(other.clone())) {
+                Ok(_) => panic!("kept: {}", String::from_utf8_lossy(&other)),
+                Err(back) => assert_eq!(back.as_slice(), other.as_slice()),
+            }
+        }
     }
 
     #[test]

@@ -83,6 +83,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             "{} deleted from the source",
             c.source_deleted
         )));
+        if c.cancelled {
+            lines.push(Line::styled(
+                format!(
+                    "Cleanup stopped after the batch at hand: the rest stays in the source; \
+                     finish with `credshift resume --migration-id {}`.",
+                    c.migration_id
+                ),
+                t.warn(),
+            ));
+        }
         for f in &c.source_delete_failed {
             lines.push(Line::styled(
                 format!("! {}: migrated, source still present ({})", f.id, f.error),

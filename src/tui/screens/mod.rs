@@ -123,6 +123,25 @@ fn confirm_dialog(w: &Wizard, c: &Confirm, t: &Theme, area: Rect, buf: &mut Buff
             ],
         ),
         Confirm::QuitWhileRecovering { action } => ("Quit?", quit_recovery_text(w, *action)),
+        Confirm::QuitWhileFinishing { step } => (
+            "Quit?",
+            if *step == crate::wizard::Step::Cleanup {
+                vec![
+                    "The cleanup is deleting the verified items from the source.".into(),
+                    "Quitting stops it after the batch at hand: what it deleted is journaled, \
+                     the rest stays in the source. Finish later with `credshift resume`."
+                        .into(),
+                ]
+            } else {
+                vec![
+                    "The migration is complete; its items are being read back from the target."
+                        .into(),
+                    "Quitting stops the read-back after the batch at hand; nothing is written \
+                     and the source is kept. Check later with `credshift verify`."
+                        .into(),
+                ]
+            },
+        ),
         Confirm::CancelRekey | Confirm::QuitWhileRekeying => {
             let (done, total) = w.rekey.progress.map_or((0, 0), |p| (p.done, p.total));
             (

@@ -29,6 +29,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         ),
     ];
     let second = match &w.verify.report {
+        Some(r) if r.cancelled => Line::styled(
+            format!(
+                "Read-back stopped after the batch at hand: {} read back equal, {} differ.",
+                r.verified,
+                r.failures.len()
+            ),
+            t.warn(),
+        ),
         Some(r) if r.failures.is_empty() => Line::styled(
             format!(
                 "Read back {} items from the target: all match the source.",
