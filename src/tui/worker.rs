@@ -575,6 +575,7 @@ fn detail_view(d: MigrationDetail) -> Detail {
         items: d.items,
         needs_passphrase: d.needs_passphrase,
         rollback_began: d.rollback_began,
+        cleanup_interrupted: d.cleanup_interrupted,
         on_conflict: d.on_conflict,
     }
 }

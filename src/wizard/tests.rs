@@ -685,6 +685,7 @@ fn recovery_actions_need_confirmation() {
         items: vec![],
         needs_passphrase: false,
         rollback_began: false,
+        cleanup_interrupted: false,
         on_conflict: crate::engine::types::ConflictPolicy::Skip,
     })));
     assert_eq!(w.step, Step::Detail);

@@ -356,6 +356,7 @@ fn detail() -> Detail {
             .collect(),
         needs_passphrase: false,
         rollback_began: false,
+        cleanup_interrupted: false,
         on_conflict: ConflictPolicy::Skip,
     }
 }
