@@ -187,6 +187,19 @@ fn summarize(app: &App, outcome: Outcome) -> ExitCode {
             println!("Quit: nothing was changed.");
             ExitCode::SUCCESS
         }
+        // Not "complete": the migration stays interrupted until resumed.
+        _ if w.cleanup_stopped() => {
+            if let Some(r) = &w.run.report {
+                println!(
+                    "Migrated: {} copied, {} skipped, {} failed.",
+                    r.copied, r.skipped, r.failed
+                );
+            }
+            if let Some(line) = w.stopped_cleanup_summary() {
+                println!("{line}");
+            }
+            ExitCode::from(1)
+        }
         _ => {
             let title = screens::done_title(w.outcome.or(Some(outcome)));
             match &w.run.report {
