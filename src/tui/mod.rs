@@ -187,25 +187,22 @@ fn summarize(app: &App, outcome: Outcome) -> ExitCode {
             println!("Quit: nothing was changed.");
             ExitCode::SUCCESS
         }
-        // Not "complete": the migration stays interrupted until resumed.
-        _ if w.cleanup_stopped() => {
-            if let Some(r) = &w.run.report {
-                println!(
-                    "Migrated: {} copied, {} skipped, {} failed.",
-                    r.copied, r.skipped, r.failed
-                );
-            }
-            if let Some(line) = w.stopped_cleanup_summary() {
-                println!("{line}");
-            }
-            ExitCode::from(1)
-        }
         _ => {
-            let title = screens::done_title(w.outcome.or(Some(outcome)));
+            // A stopped cleanup is not "complete": the migration stays
+            // interrupted until resumed (its outcome is Failed: exit 1).
+            let stopped = w.stopped_cleanup_summary();
+            let title = match stopped {
+                Some(_) => "Migrated",
+                None => screens::done_title(w.outcome.or(Some(outcome))),
+            };
             match &w.run.report {
                 Some(r) => println!(
-                    "{title}: {} copied, {} skipped, {} failed (migration {}).",
-                    r.copied, r.skipped, r.failed, r.migration_id
+                    "{title}: {} copied, {} skipped, {} failed (migration {}).{}",
+                    r.copied,
+                    r.skipped,
+                    r.failed,
+                    r.migration_id,
+                    stopped.map(|s| format!("\n{s}")).unwrap_or_default()
                 ),
                 None => println!("{title}."),
             }
