@@ -576,6 +576,7 @@ fn detail_view(d: MigrationDetail) -> Detail {
         needs_passphrase: d.needs_passphrase,
         rollback_began: d.rollback_began,
         cleanup_interrupted: d.cleanup_interrupted,
+        delete_source: d.delete_source,
         on_conflict: d.on_conflict,
     }
 }

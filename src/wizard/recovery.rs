@@ -56,6 +56,9 @@ pub struct Detail {
     /// Only the cleanup after a finished migration was stopped: resume
     /// deletes from the source, it writes nothing.
     pub cleanup_interrupted: bool,
+    /// The migration was asked to delete from the source: a resume cleans
+    /// up after it writes.
+    pub delete_source: bool,
     pub on_conflict: ConflictPolicy,
 }
 
@@ -253,8 +256,18 @@ impl Detail {
                     ),
                     format!("{} already verified stay as they are.", c.verified),
                     replace,
-                    "Journaled in this migration: it can be rolled back afterwards (b).".into(),
                 ]
+                .into_iter()
+                .chain(self.delete_source.then(|| {
+                    format!(
+                        "Then, as this migration was asked to, delete the verified items from \
+                         the source, {from}, each compared with {to} first."
+                    )
+                }))
+                .chain(std::iter::once(
+                    "Journaled in this migration: it can be rolled back afterwards (b).".into(),
+                ))
+                .collect()
             }
             RecoveryAction::Rollback => {
                 let n = c.verified + c.written + c.rollback_failed;

@@ -36,6 +36,7 @@ fn detail(status: MigrationStatus, items: Vec<ItemView>) -> Detail {
         needs_passphrase: false,
         rollback_began: false,
         cleanup_interrupted: false,
+        delete_source: false,
         on_conflict: ConflictPolicy::Skip,
     }
 }
@@ -486,4 +487,13 @@ fn resuming_a_stopped_cleanup_says_it_deletes_from_the_source() {
     assert!(text.contains("nothing is written to dst.env"), "{text}");
     assert!(text.contains("To keep the source as it is, answer no"), "{text}");
     assert!(!text.contains("Write the"), "{text}");
+    // An interrupted migration asked to delete: its resume says it will.
+    let mut d = interrupted();
+    assert!(!d.confirm_text(RecoveryAction::Resume).join(" ").contains("delete"));
+    d.delete_source = true;
+    let text = d.confirm_text(RecoveryAction::Resume).join(" ");
+    assert!(
+        text.contains("delete the verified items from the source, src.env (dotenv store"),
+        "{text}"
+    );
 }

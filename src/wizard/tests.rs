@@ -629,6 +629,7 @@ fn recovery_actions_need_confirmation() {
         needs_passphrase: false,
         rollback_began: false,
         cleanup_interrupted: false,
+        delete_source: false,
         on_conflict: crate::engine::types::ConflictPolicy::Skip,
     })));
     assert_eq!(w.step, Step::Detail);

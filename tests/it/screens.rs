@@ -357,6 +357,7 @@ fn detail() -> Detail {
         needs_passphrase: false,
         rollback_began: false,
         cleanup_interrupted: false,
+        delete_source: false,
         on_conflict: ConflictPolicy::Skip,
     }
 }
