@@ -94,3 +94,26 @@ fn a_cancelled_verify_is_audited_as_cancelled() {
     let last = audit.iter().rev().find(|a| a.action == "verify").unwrap();
     assert_eq!(last.outcome, "verified", "{audit:?}");
 }
+
+/// A cleanup stopped before its first batch leaves the migration
+/// interrupted with only its cleanup to finish: the detail says so (the
+/// wizard's Resume dialog then says it deletes from the source), and a
+/// finished one no longer does (audit10 M1).
+#[test]
+fn a_stopped_cleanup_is_told_apart_in_the_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, id) = migrated(dir.path());
+    let d = crate::engine::recovery::detail(&state, &id).unwrap();
+    assert!(!d.cleanup_interrupted);
+    let ctl = Control::default();
+    ctl.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = crate::engine::recovery::cleanup_with(&state, &id, &KeyOptions::default(), &ctl)
+        .unwrap();
+    assert!(r.cancelled, "{r:?}");
+    let d = crate::engine::recovery::detail(&state, &id).unwrap();
+    assert_eq!(d.entry.status, MigrationStatus::Interrupted);
+    assert!(d.cleanup_interrupted);
+    crate::engine::recovery::cleanup(&state, &id, &KeyOptions::default()).unwrap();
+    let d = crate::engine::recovery::detail(&state, &id).unwrap();
+    assert!(!d.cleanup_interrupted);
+}
