@@ -670,7 +670,11 @@ impl Envelope {
         // copy and the decoded ciphertext were three copies at once, a
         // 100,000-item file's verify peak). Anything else, and every error,
         // takes the tree's way below, whose messages are the ones reported.
-        if let Ok(env) = serde_json::from_slice::<EnvelopeText<'_>>(bytes)
+        // Only an object: serde's derived struct also takes a JSON array,
+        // a shape the tree's way refuses.
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if object
+            && let Ok(env) = serde_json::from_slice::<EnvelopeText<'_>>(bytes)
             && env.format == FORMAT
         {
             return Self::checked(

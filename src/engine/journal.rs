@@ -481,6 +481,15 @@ enum PlannedTag {
     Planned,
 }
 
+/// How many items a `planned` line holds, counted in its text before it
+/// is parsed. Each item starts `{"id":` (no JSON string holds `{"`: its
+/// quotes are escaped); bounded by the text's size (the smallest item,
+/// `{"id":"","action":"copy"},`, is 26 bytes), whatever a damaged line
+/// holds.
+fn planned_capacity(text: &str) -> usize {
+    text.matches("{\"id\":").count().min(text.len() / 24)
+}
+
 /// One journal line parsed: a `planned` record directly (see
 /// [`PlannedLine`]), any other (or a `planned` one it cannot read) by the
 /// derived parse, whose errors are the ones reported.
@@ -490,11 +499,7 @@ pub(crate) fn parse_line(text: &str) -> serde_json::Result<Line> {
     let tag = b"\"event\":\"planned\"";
     let planned = head.windows(tag.len()).any(|w| w == tag);
     if planned {
-        // Each item starts `{"id":` (no JSON string holds `{"`: its quotes
-        // are escaped); bounded by the text's size, whatever a damaged
-        // line holds.
-        let items = text.matches("{\"id\":").count().min(text.len() / 24);
-        PLANNED_ITEMS.with(|c| c.set(items));
+        PLANNED_ITEMS.with(|c| c.set(planned_capacity(text)));
     }
     if planned && let Ok(mut p) = serde_json::from_str::<PlannedLine>(text) {
         // Sized by the count above; a damaged line's overcount is not kept
@@ -682,6 +687,12 @@ mod tests {
                 },
             };
             let text = serde_json::to_string(&line).unwrap();
+            // The count from the text: every item, not the warning's
+            // escaped `{\"id\":` (audit10 L2).
+            assert_eq!(planned_capacity(&text), n, "{text:.300}");
+            // A damaged line of nothing but item heads: bounded by its size.
+            let heads = "{\"id\":".repeat(n);
+            assert_eq!(planned_capacity(&heads), heads.len() / 24);
             PLANNED_ITEMS.with(|c| c.set(0));
             let p: PlannedLine = serde_json::from_str(&text).unwrap();
             // Without the count from the text: grown as it goes.

@@ -361,6 +361,9 @@ pub struct MigrationDetail {
     pub needs_passphrase: bool,
     /// A rollback began (finished or not): resume is refused.
     pub rollback_began: bool,
+    /// The migration finished and only its cleanup (deleting migrated
+    /// items from the source) was stopped: resume only finishes that.
+    pub cleanup_interrupted: bool,
     pub timeline: Vec<TimelineEntry>,
 }
 

@@ -188,11 +188,21 @@ fn summarize(app: &App, outcome: Outcome) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            let title = screens::done_title(w.outcome.or(Some(outcome)));
+            // A stopped cleanup is not "complete": the migration stays
+            // interrupted until resumed (its outcome is Failed: exit 1).
+            let stopped = w.stopped_cleanup_summary();
+            let title = match stopped {
+                Some(_) => "Migrated",
+                None => screens::done_title(w.outcome.or(Some(outcome))),
+            };
             match &w.run.report {
                 Some(r) => println!(
-                    "{title}: {} copied, {} skipped, {} failed (migration {}).",
-                    r.copied, r.skipped, r.failed, r.migration_id
+                    "{title}: {} copied, {} skipped, {} failed (migration {}).{}",
+                    r.copied,
+                    r.skipped,
+                    r.failed,
+                    r.migration_id,
+                    stopped.map(|s| format!("\n{s}")).unwrap_or_default()
                 ),
                 None => println!("{title}."),
             }

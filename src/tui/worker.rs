@@ -575,6 +575,8 @@ fn detail_view(d: MigrationDetail) -> Detail {
         items: d.items,
         needs_passphrase: d.needs_passphrase,
         rollback_began: d.rollback_began,
+        cleanup_interrupted: d.cleanup_interrupted,
+        delete_source: d.delete_source,
         on_conflict: d.on_conflict,
     }
 }

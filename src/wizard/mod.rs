@@ -503,19 +503,46 @@ impl Wizard {
         vec![Effect::CancelMigration]
     }
 
-    /// After a read-back or cleanup: the exit asked for while it ran.
+    /// After a read-back or cleanup (its report or its error): a quit
+    /// dialog about it is moot, and the exit asked for while it ran is
+    /// honoured, once (a leftover flag would end a later step early).
     fn exit_if_asked(&mut self) -> Vec<Effect> {
-        if !self.run.quit_after {
+        if matches!(self.confirm, Some(Confirm::QuitWhileFinishing { .. })) {
+            self.confirm = None;
+        }
+        if !std::mem::take(&mut self.run.quit_after) {
             return vec![];
         }
+        vec![Effect::Exit(self.finishing_outcome())]
+    }
+
+    /// How a quit during or after the read-back or cleanup ends: the end
+    /// screen's outcome when there is one (after cleanup), else the run's.
+    fn finishing_outcome(&self) -> Outcome {
         let failed = self.run.report.as_ref().is_some_and(|r| r.failed > 0);
-        // The end screen's outcome when there is one (after cleanup), else
-        // the run's.
-        vec![Effect::Exit(self.outcome.unwrap_or(if failed {
+        self.outcome.unwrap_or(if failed {
             Outcome::Failed
         } else {
             Outcome::Completed
-        }))]
+        })
+    }
+
+    /// The cleanup was stopped (`c`, `q` or Ctrl-C) before it deleted
+    /// everything: the migration stays interrupted until resumed.
+    pub fn cleanup_stopped(&self) -> bool {
+        self.cleanup.report.as_ref().is_some_and(|r| r.cancelled)
+    }
+
+    /// The exit's line for a stopped cleanup: what it deleted, that the
+    /// rest stays in the source, and how to finish it.
+    pub fn stopped_cleanup_summary(&self) -> Option<String> {
+        let c = self.cleanup.report.as_ref().filter(|r| r.cancelled)?;
+        let id = &c.migration_id;
+        Some(format!(
+            "Cleanup stopped: {} deleted from the source, the rest stays there (migration \
+             {id}); finish it with `credshift resume --migration-id {id}`.",
+            c.source_deleted
+        ))
     }
 
     /// Whether a recovery action (resume, rollback, verify, restore) runs.
@@ -592,8 +619,15 @@ impl Wizard {
             }
             Event::CleanedUp(report) => {
                 self.busy = None;
+                // A stopped cleanup leaves the migration interrupted: it
+                // ends as a cancelled `resume` does (exit 1), not complete.
+                let outcome = if report.cancelled {
+                    Outcome::Failed
+                } else {
+                    Outcome::Completed
+                };
                 self.cleanup.report = Some(*report);
-                self.finish(Outcome::Completed);
+                self.finish(outcome);
                 return self.exit_if_asked();
             }
             Event::HistoryLoaded(entries) => {
@@ -760,6 +794,11 @@ impl Wizard {
                         None => vec![],
                     },
                     Confirm::QuitWhileRecovering { .. } => self.cancel_recovery_and_quit(),
+                    // The job ended while the dialog was open: nothing to
+                    // cancel, so quit now.
+                    Confirm::QuitWhileFinishing { .. } if !self.finishing() => {
+                        vec![Effect::Exit(self.finishing_outcome())]
+                    }
                     Confirm::QuitWhileFinishing { .. } => self.cancel_finishing(true),
                     Confirm::Recovery { action, .. } => self.start_recovery(action),
                     Confirm::RollbackChosen { .. } => self.start_partial_rollback(),
@@ -796,6 +835,15 @@ impl Wizard {
                     vec![Effect::Exit(Outcome::Failed)]
                 } else {
                     vec![]
+                };
+            }
+            // A quit or Ctrl-C asked while it ran still exits.
+            Task::Verify | Task::Cleanup => {
+                self.error = Some(message);
+                return if self.exit_if_asked().is_empty() {
+                    vec![]
+                } else {
+                    vec![Effect::Exit(Outcome::Failed)]
                 };
             }
             Task::Reveal => {

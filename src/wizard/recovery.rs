@@ -53,6 +53,12 @@ pub struct Detail {
     pub needs_passphrase: bool,
     /// A rollback began (finished or not): resume is not offered.
     pub rollback_began: bool,
+    /// Only the cleanup after a finished migration was stopped: resume
+    /// deletes from the source, it writes nothing.
+    pub cleanup_interrupted: bool,
+    /// The migration was asked to delete from the source: a resume cleans
+    /// up after it writes.
+    pub delete_source: bool,
     pub on_conflict: ConflictPolicy,
 }
 
@@ -122,6 +128,18 @@ impl Detail {
             ));
         }
         c
+    }
+
+    /// How many items a resumed cleanup would still delete from the
+    /// source: as the engine's cleanup picks them (verified and not undone,
+    /// or identical at the target), not yet deleted.
+    pub fn cleanup_left(&self) -> usize {
+        use crate::engine::journal::PlannedAction;
+        self.items
+            .iter()
+            .filter(|i| i.state == ItemState::Verified || i.action == PlannedAction::SkipIdentical)
+            .filter(|i| !matches!(i.source, SourceState::Deleted | SourceState::Restored))
+            .count()
     }
 
     /// Why `action` is not offered for this migration, or `None` when it is:
@@ -199,6 +217,24 @@ impl Detail {
         let from = store_name(&e.from);
         let plural = |n: usize| if n == 1 { "" } else { "s" };
         match action {
+            RecoveryAction::Resume if self.cleanup_interrupted => {
+                let n = self.cleanup_left();
+                vec![
+                    format!(
+                        "Finish the stopped cleanup: delete the {n} remaining verified item{} \
+                         from the source, {from}, each compared with {to} first (one that \
+                         differs is kept).",
+                        plural(n)
+                    ),
+                    format!("The migration itself is finished: nothing is written to {to}."),
+                    "To keep the source as it is, answer no (n / Esc): the cleanup stays \
+                     unfinished and nothing is deleted. Roll back (b) undoes the whole \
+                     migration instead."
+                        .into(),
+                    "Journaled in this migration; deleted items stay in its backup (restore)."
+                        .into(),
+                ]
+            }
             RecoveryAction::Resume => {
                 let n = c.planned + c.written + c.failed;
                 let replace = match self.on_conflict {
@@ -220,8 +256,18 @@ impl Detail {
                     ),
                     format!("{} already verified stay as they are.", c.verified),
                     replace,
-                    "Journaled in this migration: it can be rolled back afterwards (b).".into(),
                 ]
+                .into_iter()
+                .chain(self.delete_source.then(|| {
+                    format!(
+                        "Then, as this migration was asked to, delete the verified items from \
+                         the source, {from}, each compared with {to} first."
+                    )
+                }))
+                .chain(std::iter::once(
+                    "Journaled in this migration: it can be rolled back afterwards (b).".into(),
+                ))
+                .collect()
             }
             RecoveryAction::Rollback => {
                 let n = c.verified + c.written + c.rollback_failed;

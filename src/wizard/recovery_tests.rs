@@ -35,6 +35,8 @@ fn detail(status: MigrationStatus, items: Vec<ItemView>) -> Detail {
         items,
         needs_passphrase: false,
         rollback_began: false,
+        cleanup_interrupted: false,
+        delete_source: false,
         on_conflict: ConflictPolicy::Skip,
     }
 }
@@ -454,4 +456,44 @@ fn a_wrong_passphrase_is_asked_again_in_place() {
             ..
         })
     ));
+}
+
+/// A stopped cleanup: resume deletes from the source and writes nothing,
+/// so its confirmation says that, names the source and the count, and says
+/// how to keep the source (audit10 M1).
+#[test]
+fn resuming_a_stopped_cleanup_says_it_deletes_from_the_source() {
+    use ItemState::*;
+    use SourceState::*;
+    let mut d = detail(
+        MigrationStatus::Interrupted,
+        vec![
+            item("A", "copy", Verified, Deleted),
+            item("B", "copy", Verified, Kept),
+            item("C", "copy", Verified, DeleteFailed),
+            item("D", "skip_identical", Skipped, Kept),
+            item("E", "conflict", Conflict, Kept),
+        ],
+    );
+    d.cleanup_interrupted = true;
+    assert_eq!(d.refusal(RecoveryAction::Resume), None);
+    let text = d.confirm_text(RecoveryAction::Resume).join(" ");
+    assert!(
+        text.contains(
+            "delete the 3 remaining verified items from the source, src.env (dotenv store"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("nothing is written to dst.env"), "{text}");
+    assert!(text.contains("To keep the source as it is, answer no"), "{text}");
+    assert!(!text.contains("Write the"), "{text}");
+    // An interrupted migration asked to delete: its resume says it will.
+    let mut d = interrupted();
+    assert!(!d.confirm_text(RecoveryAction::Resume).join(" ").contains("delete"));
+    d.delete_source = true;
+    let text = d.confirm_text(RecoveryAction::Resume).join(" ");
+    assert!(
+        text.contains("delete the verified items from the source, src.env (dotenv store"),
+        "{text}"
+    );
 }

@@ -525,63 +525,6 @@ fn deleting_from_the_source_needs_a_second_yes() {
     assert_eq!(w.step, Step::Done);
 }
 
-/// The read-back and the cleanup after a run are engine jobs the wizard
-/// can stop: c stops one after the batch at hand and stays; q asks, then
-/// stops it and exits once it has; Ctrl-C (Terminate) does so without
-/// asking. Once one is done, q quits at once again.
-#[test]
-fn quitting_during_verify_or_cleanup_cancels_it_and_exits_once_it_stopped() {
-    // Verify: q asks, yes cancels, the report ends the program.
-    let mut w = running();
-    w.handle(Event::Progress(vec![Progress::Finished(Box::new(report(
-        false,
-    )))]));
-    assert!(w.finishing());
-    assert!(w.handle(Event::Quit).is_empty(), "asks first");
-    assert!(matches!(
-        w.confirm,
-        Some(Confirm::QuitWhileFinishing { step: Step::Verify })
-    ));
-    let fx = w.handle(Event::Yes);
-    assert!(matches!(fx.as_slice(), [Effect::CancelMigration]), "{fx:?}");
-    assert!(w.handle(Event::Terminate).is_empty(), "cancelled once");
-    let mut cancelled = report(false);
-    cancelled.cancelled = true;
-    let fx = w.handle(Event::Verified(Box::new(cancelled.clone())));
-    assert!(matches!(fx.as_slice(), [Effect::Exit(Outcome::Failed)]), "{fx:?}");
-
-    // Verify: c stops it and stays on the screen; Enter goes on.
-    let mut w = running();
-    w.handle(Event::Progress(vec![Progress::Finished(Box::new(report(
-        false,
-    )))]));
-    let fx = w.handle(Event::Cancel);
-    assert!(matches!(fx.as_slice(), [Effect::CancelMigration]), "{fx:?}");
-    assert!(w.handle(Event::Verified(Box::new(cancelled.clone()))).is_empty());
-    assert!(!w.finishing());
-    w.handle(Event::Enter);
-    assert_eq!(w.step, Step::Cleanup);
-
-    // Cleanup: Ctrl-C cancels without asking and exits once it stopped.
-    w.handle(Event::Toggle);
-    w.handle(Event::Enter);
-    let fx = w.handle(Event::Yes);
-    assert!(matches!(fx.as_slice(), [Effect::Cleanup { .. }]), "{fx:?}");
-    assert!(w.finishing());
-    assert!(w.handle(Event::Back).is_empty());
-    assert_eq!(w.step, Step::Cleanup, "no way back while it runs");
-    let fx = w.handle(Event::Terminate);
-    assert!(matches!(fx.as_slice(), [Effect::CancelMigration]), "{fx:?}");
-    let fx = w.handle(Event::CleanedUp(Box::new(cancelled)));
-    assert!(matches!(fx.as_slice(), [Effect::Exit(Outcome::Completed)]), "{fx:?}");
-    assert_eq!(w.step, Step::Done);
-    // Done: q quits at once.
-    assert!(matches!(
-        w.handle(Event::Quit).as_slice(),
-        [Effect::Exit(_)]
-    ));
-}
-
 #[test]
 fn automatic_rollback_ends_on_the_rolled_back_screen() {
     let mut w = running();
@@ -685,6 +628,8 @@ fn recovery_actions_need_confirmation() {
         items: vec![],
         needs_passphrase: false,
         rollback_began: false,
+        cleanup_interrupted: false,
+        delete_source: false,
         on_conflict: crate::engine::types::ConflictPolicy::Skip,
     })));
     assert_eq!(w.step, Step::Detail);
@@ -963,3 +908,7 @@ fn a_started_migration_keeps_only_the_plan_ids_and_their_outcomes() {
         [ItemOutcome::Pending, ItemOutcome::Pending, ItemOutcome::Verified]
     );
 }
+
+// The read-back's and cleanup's stop and quit, in a file of their own.
+#[path = "finishing_tests.rs"]
+mod finishing;

@@ -356,6 +356,8 @@ fn detail() -> Detail {
             .collect(),
         needs_passphrase: false,
         rollback_began: false,
+        cleanup_interrupted: false,
+        delete_source: false,
         on_conflict: ConflictPolicy::Skip,
     }
 }

@@ -448,3 +448,18 @@ fn an_envelope_credshift_wrote_is_read_with_its_ciphertext_borrowed() {
     let err = wrong.open_owned(env).unwrap_err().to_string();
     assert!(err.contains("wrong passphrase"), "{err}");
 }
+
+/// The borrowing fast path reads objects only: the same fields as a JSON
+/// array are refused, as the tree's way refuses them (audit10 L5).
+#[test]
+fn an_envelope_as_a_json_array_is_refused() {
+    let bytes = seal_credentials(&sample(), &pass("pw"), 1000).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let fields = ["format", "version", "kdf", "cipher", "nonce", "ciphertext"];
+    let array: Vec<serde_json::Value> = fields.iter().map(|f| v[*f].clone()).collect();
+    let array = serde_json::to_vec(&array).unwrap();
+    assert!(Envelope::parse(&array, LOC, true).is_err());
+    // The object itself, with leading space, still takes the fast path.
+    let spaced = [b" \n".to_vec(), bytes].concat();
+    assert!(Envelope::parse(&spaced, LOC, true).is_ok());
+}

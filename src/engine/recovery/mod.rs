@@ -90,6 +90,7 @@ pub fn detail(state_dir: &Path, id: &MigrationId) -> Result<MigrationDetail> {
             || under(&s.from)
             || under(&s.to),
         rollback_began: s.recorded.rolled_back.is_some(),
+        cleanup_interrupted: s.recorded.finished.is_some() && s.recorded.cleanup == Some(false),
         timeline: s.timeline(),
     })
 }

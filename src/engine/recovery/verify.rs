@@ -127,7 +127,10 @@ pub fn verify_with(
     report.failed = failures.len();
     report.failures = failures;
     report.cancelled = cancelled;
-    let outcome = if report.failed == 0 {
+    // A stopped verify read only part: its counts are no verdict.
+    let outcome = if cancelled {
+        "cancelled"
+    } else if report.failed == 0 {
         "verified"
     } else {
         "mismatched"

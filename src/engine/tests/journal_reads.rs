@@ -73,3 +73,47 @@ fn cleanup_checks_the_status_again_under_its_locks() {
     let st = State::load(&state, &id).unwrap();
     assert_eq!(st.recorded.cleanup, None, "no cleanup record after the refusal");
 }
+
+/// A verify stopped before it read everything is audited as cancelled,
+/// never as "verified" with partial counts (audit10 L3).
+#[test]
+fn a_cancelled_verify_is_audited_as_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, id) = migrated(dir.path());
+    let ctl = Control::default();
+    ctl.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = crate::engine::recovery::verify_with(&state, &id, &KeyOptions::default(), &ctl)
+        .unwrap();
+    assert!(r.cancelled, "{r:?}");
+    let audit = crate::engine::audit::read(&state).unwrap();
+    let last = audit.iter().rev().find(|a| a.action == "verify").unwrap();
+    assert_eq!(last.outcome, "cancelled", "{audit:?}");
+    // An uncancelled one still says verified.
+    crate::engine::recovery::verify(&state, &id, &KeyOptions::default()).unwrap();
+    let audit = crate::engine::audit::read(&state).unwrap();
+    let last = audit.iter().rev().find(|a| a.action == "verify").unwrap();
+    assert_eq!(last.outcome, "verified", "{audit:?}");
+}
+
+/// A cleanup stopped before its first batch leaves the migration
+/// interrupted with only its cleanup to finish: the detail says so (the
+/// wizard's Resume dialog then says it deletes from the source), and a
+/// finished one no longer does (audit10 M1).
+#[test]
+fn a_stopped_cleanup_is_told_apart_in_the_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, id) = migrated(dir.path());
+    let d = crate::engine::recovery::detail(&state, &id).unwrap();
+    assert!(!d.cleanup_interrupted);
+    let ctl = Control::default();
+    ctl.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = crate::engine::recovery::cleanup_with(&state, &id, &KeyOptions::default(), &ctl)
+        .unwrap();
+    assert!(r.cancelled, "{r:?}");
+    let d = crate::engine::recovery::detail(&state, &id).unwrap();
+    assert_eq!(d.entry.status, MigrationStatus::Interrupted);
+    assert!(d.cleanup_interrupted);
+    crate::engine::recovery::cleanup(&state, &id, &KeyOptions::default()).unwrap();
+    let d = crate::engine::recovery::detail(&state, &id).unwrap();
+    assert!(!d.cleanup_interrupted);
+}

@@ -115,8 +115,16 @@ impl Plain {
             let id_at = pos + head.len();
             let id = string_end(&buf, id_at)
                 .and_then(|e| serde_json::from_slice::<CredentialId>(&buf[id_at..e]).ok());
+            // Ascending and unique, as `adopt` checks: an id whose
+            // namespace holds `/` reads back split elsewhere, and an
+            // unsorted index would make `binary_search` miss items.
             match id {
-                Some(id) if buf[pos..].starts_with(head) => index.push((id, pos..end)),
+                Some(id)
+                    if buf[pos..].starts_with(head)
+                        && index.last().is_none_or(|(last, _)| *last < id) =>
+                {
+                    index.push((id, pos..end))
+                }
                 _ => return Err(buf),
             }
             pos = end;
@@ -463,6 +471,32 @@ mod tests {
                 Err(back) => assert_eq!(back.as_slice(), other.as_slice()),
             }
         }
+    }
+
+    /// The scan refuses what would leave its index unsorted or doubled
+    /// (audit10 L4), like `adopt`: fragments out of order, an id twice,
+    /// and ids whose namespace holds `/`, which read back split at the
+    /// first `/` and so in another order than they were saved in.
+    #[test]
+    fn the_scan_hands_back_ids_that_do_not_ascend() {
+        let one = |ns: &str, name: &str| {
+            let c = Credential::new(CredentialId::new(ns, name), Kind::ApiKey, "v".to_string());
+            envelope::encode_credential_fragment(&c).unwrap()
+        };
+        let [a, b] = [("a", "1"), ("b", "2")].map(|(n, v)| frag(n, v).1);
+        // Saved in id order: ("a", "z") < ("a/b", "c"); read back as
+        // ("a", "z") then ("a", "b/c").
+        let (az, abc) = (one("a", "z"), one("a/b", "c"));
+        assert!(CredentialId::new("a", "z") < CredentialId::new("a/b", "c"));
+        for parts in [vec![&b, &a], vec![&a, &a], vec![&az, &abc]] {
+            let buf = envelope::join_fragments(parts.into_iter());
+            match Plain::index_known(Zeroizing::new(buf.to_vec())) {
+                Ok(p) => panic!("indexed out of order: {:?}", p.index),
+                Err(back) => assert_eq!(back.as_slice(), buf.as_slice()),
+            }
+        }
+        let ok = envelope::join_fragments([&a, &b].into_iter());
+        assert!(Plain::index_known(Zeroizing::new(ok.to_vec())).is_ok());
     }
 
     #[test]

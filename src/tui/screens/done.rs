@@ -21,11 +21,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let w = &app.wizard;
     let t = &app.theme;
     let style = match w.outcome {
+        _ if w.cleanup_stopped() => t.warn(),
         Some(Outcome::RolledBack) => t.warn(),
         Some(Outcome::Failed) => t.bad(),
         _ => t.ok(),
     };
-    let mut lines = vec![Line::styled(title(w.outcome), style), Line::from("")];
+    // A stopped cleanup ends as a failure (exit 1) but nothing failed.
+    let head = if w.cleanup_stopped() {
+        "Cleanup stopped: the migration is interrupted"
+    } else {
+        title(w.outcome)
+    };
+    let mut lines = vec![Line::styled(head, style), Line::from("")];
     lines.push(kv("from ", spec_or(w.source_spec()), area.width, t));
     lines.push(kv("to   ", spec_or(w.target_spec()), area.width, t));
     if let Some(r) = &w.run.report {
